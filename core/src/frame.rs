@@ -1,0 +1,341 @@
+//! The frame around protocol messages: `[version u8][flags u8][length u32 LE][postcard]`.
+//!
+//! Decoding is bounded: the frame size is checked before anything is read,
+//! postcard cannot read past the frame, and after decoding every count and
+//! string is checked against [`Limits`]. Every failure is an error, never a panic.
+
+use crate::ids::DocId;
+use crate::protocol::{Filter, Message, Strand};
+use crate::version::VersionVector;
+
+/// The frame format version this build writes and reads.
+pub const FRAME_VERSION: u8 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 6;
+
+/// Bounds applied while decoding untrusted frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload accepted, in bytes.
+    pub max_frame: usize,
+    /// Most messages in one frame.
+    pub max_messages: usize,
+    /// Most elements in any list (strands, docs, revisions, filter entries).
+    pub max_elements: usize,
+    /// Most actors in a version vector.
+    pub max_actors: usize,
+    /// Longest free-text string (names, error messages, tokens), in bytes.
+    pub max_text: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: 16 * 1024 * 1024,
+            max_messages: 4096,
+            max_elements: 10_000,
+            max_actors: 4096,
+            max_text: 4096,
+        }
+    }
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Fewer bytes than a header.
+    #[error("the frame is {0} bytes, shorter than its 6-byte header")]
+    Truncated(usize),
+    /// Another frame format version.
+    #[error("frame version {0} is not supported (this build reads version 1)")]
+    Version(u8),
+    /// Flags this build does not know.
+    #[error("unknown frame flags {0:#04x}")]
+    Flags(u8),
+    /// The header's length disagrees with the bytes present.
+    #[error("the header announces {announced} payload bytes but {present} are present")]
+    Length {
+        /// From the header.
+        announced: u64,
+        /// Actually present.
+        present: usize,
+    },
+    /// The payload is larger than allowed.
+    #[error("a frame of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Announced size.
+        size: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// The payload is not a valid message list.
+    #[error("the payload is not a valid message list: {0}")]
+    Decode(String),
+    /// A count or string exceeded the limits.
+    #[error("the frame exceeds a bound: {0}")]
+    Bound(String),
+    /// A document id was refused.
+    #[error("a document id was refused: {0}")]
+    DocId(String),
+    /// The frame held no message.
+    #[error("the frame holds no message")]
+    Empty,
+}
+
+/// Encodes messages into one frame.
+pub fn encode(messages: &[Message]) -> Result<Vec<u8>, FrameError> {
+    let payload = postcard::to_stdvec(messages).map_err(|e| FrameError::Decode(e.to_string()))?;
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
+        size: payload.len() as u64,
+        limit: u32::MAX as usize,
+    })?;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.push(FRAME_VERSION);
+    out.push(0);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Reads only the header: the payload length, checked against the limit.
+/// Streams use this to refuse a frame that claims 4 GiB before buffering it.
+pub fn payload_len(header: &[u8], limits: &Limits) -> Result<usize, FrameError> {
+    if header.len() < HEADER_LEN {
+        return Err(FrameError::Truncated(header.len()));
+    }
+    if header[0] != FRAME_VERSION {
+        return Err(FrameError::Version(header[0]));
+    }
+    if header[1] != 0 {
+        return Err(FrameError::Flags(header[1]));
+    }
+    let len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]) as u64;
+    if len > limits.max_frame as u64 {
+        return Err(FrameError::TooLarge {
+            size: len,
+            limit: limits.max_frame,
+        });
+    }
+    Ok(len as usize)
+}
+
+/// Decodes one whole frame and checks every bound.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Vec<Message>, FrameError> {
+    let len = payload_len(bytes, limits)?;
+    let present = bytes.len() - HEADER_LEN;
+    if present != len {
+        return Err(FrameError::Length {
+            announced: len as u64,
+            present,
+        });
+    }
+    let messages: Vec<Message> = postcard::from_bytes(&bytes[HEADER_LEN..])
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    if messages.is_empty() {
+        return Err(FrameError::Empty);
+    }
+    check_count("messages", messages.len(), limits.max_messages)?;
+    for m in &messages {
+        validate(m, limits)?;
+    }
+    Ok(messages)
+}
+
+fn check_count(what: &str, n: usize, max: usize) -> Result<(), FrameError> {
+    if n > max {
+        return Err(FrameError::Bound(format!("{n} {what}, at most {max}")));
+    }
+    Ok(())
+}
+
+fn check_text(what: &str, s: &str, limits: &Limits) -> Result<(), FrameError> {
+    check_count(&format!("bytes of {what}"), s.len(), limits.max_text)
+}
+
+fn check_doc(doc: &DocId) -> Result<(), FrameError> {
+    DocId::parse(doc.as_str())
+        .map(|_| ())
+        .map_err(|e| FrameError::DocId(e.to_string()))
+}
+
+fn check_version(v: &VersionVector, limits: &Limits) -> Result<(), FrameError> {
+    check_count("version actors", v.len(), limits.max_actors)
+}
+
+fn check_filter(f: &Filter, limits: &Limits) -> Result<(), FrameError> {
+    check_count("filter entries", f.len(), limits.max_elements)?;
+    for s in f.types.iter().chain(&f.scopes).chain(&f.branches) {
+        check_text("a filter entry", s, limits)?;
+    }
+    // `*` is a wildcard, not an id.
+    for d in f.docs.iter().filter(|d| d.as_str() != "*") {
+        check_doc(d)?;
+    }
+    Ok(())
+}
+
+fn check_strands(strands: &[Strand], limits: &Limits) -> Result<(), FrameError> {
+    check_count("strands", strands.len(), limits.max_elements)?;
+    for s in strands {
+        check_doc(&s.doc)?;
+        check_version(&s.since, limits)?;
+        check_version(&s.version, limits)?;
+        for t in [&s.meta.doc_type, &s.meta.scope, &s.meta.branch] {
+            check_text("document metadata", t, limits)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks one decoded message against the limits.
+pub fn validate(m: &Message, limits: &Limits) -> Result<(), FrameError> {
+    match m {
+        Message::Hello(h) => {
+            check_text("a name", &h.name, limits)?;
+            check_text("a token", h.token.as_deref().unwrap_or(""), limits)?;
+            check_text("a peer id", h.peer.as_str(), limits)
+        }
+        Message::Welcome(w) => {
+            check_text("a name", &w.name, limits)?;
+            check_text("a peer id", w.peer.as_str(), limits)
+        }
+        Message::SyncRequest { doc, version, .. } => {
+            check_doc(doc)?;
+            check_version(version, limits)
+        }
+        Message::SyncResponse { doc, version, .. } | Message::Update { doc, version, .. } => {
+            check_doc(doc)?;
+            check_version(version, limits)
+        }
+        Message::Ack { .. } | Message::ListenerRegistered { .. } | Message::ListenerPull { .. } => {
+            Ok(())
+        }
+        Message::ListenerAcked { .. } => Ok(()),
+        Message::Subscribe { filter }
+        | Message::Unsubscribe { filter }
+        | Message::ChangesSince { filter, .. }
+        | Message::DirectoryRequest { filter }
+        | Message::ListenerRegister { filter, .. } => check_filter(filter, limits),
+        Message::Changes { docs, .. } => {
+            check_count("changed documents", docs.len(), limits.max_elements)?;
+            for d in docs {
+                check_doc(&d.doc)?;
+                check_version(&d.version, limits)?;
+            }
+            Ok(())
+        }
+        Message::DirectoryResponse { docs } | Message::NewDocs { docs } => {
+            check_count("documents", docs.len(), limits.max_elements)?;
+            docs.iter().try_for_each(|d| check_doc(&d.doc))
+        }
+        Message::Delete { doc } | Message::DeleteResult { doc, .. } => check_doc(doc),
+        Message::Ephemeral(e) => {
+            check_doc(&e.doc)?;
+            check_text("a namespace", e.namespace.as_str(), limits)?;
+            check_text("a peer id", e.origin.as_str(), limits)
+        }
+        Message::Error { message, .. } => check_text("an error message", message, limits),
+        Message::Strands { strands, .. } | Message::Push { strands } => {
+            check_strands(strands, limits)
+        }
+        Message::ListenerAck { revisions, .. } | Message::PushResult { revisions } => {
+            check_count("revisions", revisions.len(), limits.max_elements)?;
+            for r in revisions {
+                check_doc(&r.doc)?;
+                check_version(&r.version, limits)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{BatchId, Clock};
+    use crate::protocol::{AckStatus, Payload, Reply};
+
+    fn sample() -> Vec<Message> {
+        vec![
+            Message::SyncRequest {
+                doc: DocId::new("notes"),
+                version: VersionVector::from_entries([(1, 3)]),
+                bidirectional: true,
+            },
+            Message::SyncResponse {
+                doc: DocId::new("notes"),
+                batch: BatchId(4),
+                reply: Reply::Delta(Payload::new(vec![1u8, 2, 200])),
+                version: VersionVector::from_entries([(1, 5)]),
+            },
+            Message::Ack {
+                batch: BatchId(4),
+                status: AckStatus::Ok,
+                clock: Some(Clock(9)),
+            },
+        ]
+    }
+
+    #[test]
+    fn roundtrip() {
+        let bytes = encode(&sample()).unwrap_or_default();
+        assert_eq!(decode(&bytes, &Limits::default()), Ok(sample()));
+    }
+
+    #[test]
+    fn a_frame_claiming_4_gib_is_refused_from_its_header() {
+        let header = [FRAME_VERSION, 0, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            payload_len(&header, &Limits::default()),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_truncation_and_bad_headers_are_errors() {
+        let good = encode(&sample()).unwrap_or_default();
+        let limits = Limits::default();
+        assert!(decode(&[], &limits).is_err());
+        assert!(decode(&good[..good.len() - 1], &limits).is_err());
+        let mut bad_version = good.clone();
+        bad_version[0] = 9;
+        assert_eq!(decode(&bad_version, &limits), Err(FrameError::Version(9)));
+        let mut bad_flags = good.clone();
+        bad_flags[1] = 0x80;
+        assert_eq!(decode(&bad_flags, &limits), Err(FrameError::Flags(0x80)));
+        // Every prefix and every single-byte corruption: an error or a valid frame, never a panic.
+        for i in 0..good.len() {
+            let _ = decode(&good[..i], &limits);
+            let mut c = good.clone();
+            c[i] ^= 0xa5;
+            let _ = decode(&c, &limits);
+        }
+    }
+
+    #[test]
+    fn path_like_doc_ids_and_oversized_lists_are_refused() {
+        let bad = encode(&[Message::Delete {
+            doc: DocId::new("../../etc/passwd"),
+        }])
+        .unwrap_or_default();
+        assert!(matches!(
+            decode(&bad, &Limits::default()),
+            Err(FrameError::DocId(_))
+        ));
+        let many = encode(&vec![Message::NewDocs { docs: vec![] }; 3]).unwrap_or_default();
+        let tight = Limits {
+            max_messages: 2,
+            ..Limits::default()
+        };
+        assert!(matches!(decode(&many, &tight), Err(FrameError::Bound(_))));
+        let oversized = encode(&sample()).unwrap_or_default();
+        let tiny = Limits {
+            max_frame: 8,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode(&oversized, &tiny),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,387 @@
+//! The change clock and cursors (seed 002), subscriptions and discovery.
+//!
+//! ```text
+//! dialer                                       remote
+//!   | -- changes-since {pulled} ---------------> |  docs whose clock > pulled, in clock order,
+//!   | <-- changes {docs+versions, up_to, more} - |  paged
+//!   | -- sync-request (only where it is ahead) > |
+//!   |    ... data imported and durable: pulled := up_to (persisted)
+//!   | -- sync-request {bidi} for docs whose clock > pushed
+//!   | <-- ack {batch} -------------------------- |  pushed advances over acked docs (persisted)
+//! ```
+
+use super::common::{access, peer_channel, peer_has, refuse};
+use crate::ids::{ChannelId, Clock, DocId, PeerId, RemoteAddr};
+use crate::io::{Cmd, StateRecord};
+use crate::model::{LoadReason, Model, Timer};
+use crate::out::Out;
+use crate::protocol::{ChangedDoc, DocInfo, DocMeta, ErrorCode, Filter, Message};
+
+/// Most subscription filters one peer may hold.
+const MAX_FILTERS: usize = 64;
+
+fn save_cursor(model: &Model, out: &mut Out, peer: &PeerId) {
+    if let Some(p) = model.peers.get(peer) {
+        out.cmd(Cmd::Save(StateRecord::Cursor {
+            peer: peer.clone(),
+            cursor: p.cursor.clone(),
+        }));
+    }
+}
+
+/// Right after our dial was welcomed: follow, pull what changed, push what we changed.
+pub(crate) fn resume_with(
+    model: &mut Model,
+    out: &mut Out,
+    peer: &PeerId,
+    channel: ChannelId,
+    addr: &RemoteAddr,
+) {
+    let filter = model
+        .remotes
+        .get(addr)
+        .map(|r| r.filter.clone())
+        .unwrap_or_default();
+    let interval = model.config.timing.pull_min_ms;
+    let (pulled, pushed) = {
+        let Some(p) = model.peers.get_mut(peer) else {
+            return;
+        };
+        p.dialed = true;
+        // The remote follows everything we have that matches our filter.
+        if !p.filters.contains(&filter) {
+            p.filters.push_back(filter.clone());
+        }
+        p.pull_interval = interval;
+        (p.cursor.pulled, p.cursor.pushed)
+    };
+    model.filter_subscribers.insert(peer.clone());
+    out.send(
+        channel,
+        Message::Subscribe {
+            filter: filter.clone(),
+        },
+    );
+    out.send(
+        channel,
+        Message::ChangesSince {
+            clock: pulled,
+            filter: filter.clone(),
+        },
+    );
+    let mut push: Vec<DocId> = model
+        .by_clock
+        .range(Clock(pushed.0.saturating_add(1))..)
+        .map(|(_, d)| d.clone())
+        .chain(model.dirty.iter().cloned())
+        .collect();
+    push.sort();
+    push.dedup();
+    for doc in push {
+        let wanted = model
+            .docs
+            .get(&doc)
+            .is_some_and(|d| d.is_ready() && filter.matches(&doc, &d.meta));
+        if wanted {
+            if let Some(d) = model.docs.get_mut(&doc) {
+                d.subscribers.insert(peer.clone());
+            }
+            super::sync::request(model, out, peer, channel, &doc, true);
+        }
+    }
+    super::timers::set(
+        model,
+        Timer::Pull(peer.clone()),
+        model.now.saturating_add(interval),
+    );
+}
+
+pub(crate) fn subscribe(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    filter: Filter,
+) {
+    let Some(p) = model.peers.get_mut(peer) else {
+        return;
+    };
+    if p.filters.contains(&filter) {
+        return;
+    }
+    if p.filters.len() >= MAX_FILTERS {
+        return refuse(
+            out,
+            channel,
+            ErrorCode::TooLarge,
+            format!("at most {MAX_FILTERS} subscriptions per peer"),
+        );
+    }
+    p.filters.push_back(filter);
+    model.filter_subscribers.insert(peer.clone());
+}
+
+pub(crate) fn unsubscribe(model: &mut Model, peer: &PeerId, filter: Filter) {
+    let Some(p) = model.peers.get_mut(peer) else {
+        return;
+    };
+    p.filters.retain(|f| *f != filter);
+    if p.filters.is_empty() {
+        model.filter_subscribers.remove(peer);
+    }
+}
+
+/// Answers "what changed after `clock`?" with the visible documents, paged.
+pub(crate) fn changes_since(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    clock: Clock,
+    filter: Filter,
+) {
+    let page = model.config.timing.changes_page.max(1);
+    let mut docs = Vec::new();
+    let mut up_to = model.clock.max(clock);
+    let mut more = false;
+    for (c, doc) in model.by_clock.range(Clock(clock.0.saturating_add(1))..) {
+        let Some(d) = model.docs.get(doc) else {
+            continue;
+        };
+        if !filter.matches(doc, &d.meta) || !access(model, peer, doc).read {
+            continue;
+        }
+        if docs.len() == page {
+            more = true;
+            break;
+        }
+        up_to = *c;
+        docs.push(ChangedDoc {
+            doc: doc.clone(),
+            version: d.version.clone(),
+            clock: *c,
+        });
+    }
+    if !more {
+        up_to = model.clock.max(clock);
+    }
+    out.send(channel, Message::Changes { docs, up_to, more });
+}
+
+/// The answer to our changes-since: request what they have that we lack.
+pub(crate) fn changes(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    docs: Vec<ChangedDoc>,
+    up_to: Clock,
+    more: bool,
+) {
+    let found = !docs.is_empty();
+    for cd in docs {
+        if model.tombstones.contains(&cd.doc) {
+            continue;
+        }
+        let ours = model
+            .docs
+            .get(&cd.doc)
+            .map(|d| (d.is_ready(), d.version.includes(&cd.version)));
+        match ours {
+            Some((_, true)) => peer_has(model, peer, &cd.doc, &cd.version),
+            Some((true, false)) => {
+                if let Some(p) = model.peers.get_mut(peer) {
+                    p.pulling.insert(cd.doc.clone());
+                }
+                super::sync::request(model, out, peer, channel, &cd.doc, false);
+            }
+            Some((false, false)) => {}
+            None => fetch_new(model, out, peer, &cd.doc),
+        }
+    }
+    let filter = model
+        .channels
+        .get(&channel)
+        .and_then(|c| c.remote.clone())
+        .and_then(|a| model.remotes.get(&a))
+        .map(|r| r.filter.clone())
+        .unwrap_or_default();
+    if let Some(p) = model.peers.get_mut(peer) {
+        p.pull_target = Some(p.pull_target.unwrap_or_default().max(up_to));
+    }
+    if more {
+        out.send(
+            channel,
+            Message::ChangesSince {
+                clock: up_to,
+                filter,
+            },
+        );
+    }
+    super::timers::pulled(model, peer, found);
+    settle_pull(model, out, peer);
+}
+
+/// A document the remote has and we never saw: open it like the application would.
+fn fetch_new(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
+    if !doc.is_valid() || !access(model, peer, doc).create {
+        return;
+    }
+    if let Some(p) = model.peers.get_mut(peer) {
+        p.pulling.insert(doc.clone());
+    }
+    if model.stores.is_empty() {
+        super::common::create_doc(model, doc, DocMeta::default());
+        super::sync::request_from_remotes(model, out, doc);
+    } else {
+        super::storage::start_loading(
+            model,
+            out,
+            doc,
+            DocMeta::default(),
+            LoadReason::Open,
+            None,
+            None,
+        );
+    }
+}
+
+/// One pulled document is in (durable, or nothing to fetch).
+pub(crate) fn pulled_doc(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
+    let removed = model
+        .peers
+        .get_mut(peer)
+        .is_some_and(|p| p.pulling.remove(doc).is_some());
+    if removed {
+        settle_pull(model, out, peer);
+    }
+}
+
+fn settle_pull(model: &mut Model, out: &mut Out, peer: &PeerId) {
+    let Some(p) = model.peers.get_mut(peer) else {
+        return;
+    };
+    if !p.pulling.is_empty() {
+        return;
+    }
+    if let Some(target) = p.pull_target.take() {
+        if target > p.cursor.pulled {
+            p.cursor.pulled = target;
+            save_cursor(model, out, peer);
+        }
+    }
+}
+
+/// A remote acknowledged our data for `doc` at our clock `clock`: move the
+/// pushed cursor over every document it now has.
+pub(crate) fn remote_acked(
+    model: &mut Model,
+    out: &mut Out,
+    peer: &PeerId,
+    doc: &DocId,
+    clock: Clock,
+) {
+    let Some(p) = model.peers.get_mut(peer) else {
+        return;
+    };
+    if !p.dialed {
+        return;
+    }
+    let prev = p.acked.get(doc).copied().unwrap_or_default();
+    p.acked.insert(doc.clone(), prev.max(clock));
+    let mut pushed = p.cursor.pushed;
+    for (c, d) in model.by_clock.range(Clock(pushed.0.saturating_add(1))..) {
+        let relevant = model
+            .docs
+            .get(d)
+            .is_some_and(|x| p.filters.iter().any(|f| f.matches(d, &x.meta)));
+        if relevant && p.acked.get(d).is_none_or(|a| a < c) {
+            break;
+        }
+        pushed = *c;
+    }
+    if pushed > p.cursor.pushed {
+        p.cursor.pushed = pushed;
+        let passed: Vec<DocId> = p
+            .acked
+            .iter()
+            .filter(|(_, c)| **c <= pushed)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in passed {
+            p.acked.remove(&d);
+        }
+        save_cursor(model, out, peer);
+    }
+}
+
+/// Tells established peers that follow no filter of ours about a new document.
+pub(crate) fn announce(model: &mut Model, out: &mut Out, doc: &DocId) {
+    let Some(d) = model.docs.get(doc) else {
+        return;
+    };
+    let info = DocInfo {
+        doc: doc.clone(),
+        meta: d.meta.clone(),
+    };
+    let targets: Vec<(PeerId, ChannelId)> = model
+        .peers
+        .iter()
+        .filter(|(id, _)| !model.filter_subscribers.contains(*id))
+        .filter(|(id, _)| access(model, id, doc).read)
+        .filter_map(|(id, _)| Some((id.clone(), peer_channel(model, id)?)))
+        .collect();
+    for (_, channel) in targets {
+        out.send(
+            channel,
+            Message::NewDocs {
+                docs: vec![info.clone()],
+            },
+        );
+    }
+}
+
+pub(crate) fn directory_request(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    filter: Filter,
+) {
+    let limit = crate::frame::Limits::default().max_elements;
+    let docs: Vec<DocInfo> = model
+        .docs
+        .iter()
+        .filter(|(id, d)| {
+            d.is_ready() && filter.matches(id, &d.meta) && access(model, peer, id).read
+        })
+        .take(limit)
+        .map(|(id, d)| DocInfo {
+            doc: id.clone(),
+            meta: d.meta.clone(),
+        })
+        .collect();
+    out.send(channel, Message::DirectoryResponse { docs });
+}
+
+/// A directory answer or an announcement: fetch the documents we follow and
+/// lack, where the peer may create them here.
+pub(crate) fn discovered(model: &mut Model, out: &mut Out, peer: &PeerId, docs: Vec<DocInfo>) {
+    let dialed = model.peers.get(peer).is_some_and(|p| p.dialed);
+    for info in docs {
+        if model.docs.contains_key(&info.doc) || model.tombstones.contains(&info.doc) {
+            continue;
+        }
+        let follows = dialed
+            && model
+                .remotes
+                .values()
+                .any(|r| r.filter.matches(&info.doc, &info.meta));
+        if follows {
+            fetch_new(model, out, peer, &info.doc);
+            if let Some(d) = model.docs.get_mut(&info.doc) {
+                d.meta = info.meta;
+            }
+        }
+    }
+}

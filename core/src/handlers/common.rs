@@ -1,0 +1,404 @@
+//! Steps shared by several handlers: sending data, persisting, fanning out,
+//! clocks, durability and permissions.
+
+use crate::ids::{BatchId, ChannelId, Clock, DocId, PeerId};
+use crate::io::{ChannelKind, Event, Level, Outgoing};
+use crate::model::{Doc, InFlight, Link, Model, Notify, PeerDoc, Phase, Waiter};
+use crate::out::Out;
+use crate::policy::Access;
+use crate::protocol::{AckStatus, Message, Revision, RevisionStatus};
+use crate::version::VersionVector;
+
+pub(crate) fn next_batch(model: &mut Model) -> BatchId {
+    let b = BatchId(model.next_batch);
+    model.next_batch += 1;
+    b
+}
+
+/// What a network peer may do with a document.
+pub(crate) fn access(model: &Model, peer: &PeerId, doc: &DocId) -> Access {
+    model.config.rules.access(peer, doc)
+}
+
+/// The peer established on a network channel, if any.
+pub(crate) fn established_peer(model: &Model, channel: ChannelId) -> Option<PeerId> {
+    let ch = model.channels.get(&channel)?;
+    match (&ch.link, ch.kind) {
+        (Link::Established(p), ChannelKind::Network) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+/// The channel we use to reach a peer: its lowest established one.
+pub(crate) fn peer_channel(model: &Model, peer: &PeerId) -> Option<ChannelId> {
+    model.peers.get(peer)?.channels.get_min().copied()
+}
+
+pub(crate) fn set_peer_doc(model: &mut Model, peer: &PeerId, doc: &DocId, state: PeerDoc) {
+    if let Some(p) = model.peers.get_mut(peer) {
+        p.docs.insert(doc.clone(), state);
+    }
+}
+
+/// Raises what we know a peer has of a document (never lowers it).
+pub(crate) fn peer_has(model: &mut Model, peer: &PeerId, doc: &DocId, version: &VersionVector) {
+    if let Some(p) = model.peers.get_mut(peer) {
+        let known = match p.docs.get(doc) {
+            Some(PeerDoc::Synced(v)) => v.merge(version),
+            _ => version.clone(),
+        };
+        p.docs.insert(doc.clone(), PeerDoc::Synced(known));
+    }
+}
+
+/// Sends our data for `doc` to a peer, from what it has (`since`, or a
+/// snapshot), and records it in flight until acknowledged.
+pub(crate) fn send_data(
+    model: &mut Model,
+    out: &mut Out,
+    peer: &PeerId,
+    channel: ChannelId,
+    doc_id: &DocId,
+    since: Option<VersionVector>,
+    as_update: bool,
+) {
+    let Some(doc) = model.docs.get(doc_id) else {
+        return;
+    };
+    let version = doc.version.clone();
+    let clock = doc.clock;
+    let batch = next_batch(model);
+    model.in_flight.insert(
+        batch,
+        InFlight {
+            channel,
+            doc: doc_id.clone(),
+            version: version.clone(),
+            clock,
+        },
+    );
+    let since = since.filter(|v| !v.is_empty());
+    out.item(
+        channel,
+        Outgoing::Data {
+            doc: doc_id.clone(),
+            batch,
+            since,
+            as_update,
+        },
+    );
+    peer_has(model, peer, doc_id, &version);
+}
+
+/// Sends what a store lacks of a document (optimistically marked as sent).
+pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
+    let Some(doc) = model.docs.get(doc_id) else {
+        return;
+    };
+    let version = doc.version.clone();
+    let clock = doc.clock;
+    let stores: Vec<(ChannelId, Option<VersionVector>)> = model
+        .stores
+        .iter()
+        .filter_map(|s| match doc.stored.get(s) {
+            Some(v) if v.includes(&version) && !version.is_empty() => None,
+            Some(v) => Some((*s, Some(v.clone()))),
+            None => Some((*s, None)),
+        })
+        .collect();
+    for (store, since) in stores {
+        let batch = next_batch(model);
+        model.in_flight.insert(
+            batch,
+            InFlight {
+                channel: store,
+                doc: doc_id.clone(),
+                version: version.clone(),
+                clock,
+            },
+        );
+        out.item(
+            store,
+            Outgoing::Data {
+                doc: doc_id.clone(),
+                batch,
+                since: since.filter(|v| !v.is_empty()),
+                as_update: true,
+            },
+        );
+        if let Some(d) = model.docs.get_mut(doc_id) {
+            d.stored.insert(store, version.clone());
+        }
+    }
+}
+
+/// Gives a document a new clock in our feed.
+pub(crate) fn assign_clock(model: &mut Model, doc_id: &DocId, clock: Clock) {
+    let Some(doc) = model.docs.get_mut(doc_id) else {
+        return;
+    };
+    if clock <= doc.clock {
+        return;
+    }
+    let old = doc.clock;
+    doc.clock = clock;
+    if old > Clock(0) {
+        model.by_clock.remove(&old);
+    }
+    model.by_clock.insert(clock, doc_id.clone());
+    if clock > model.clock {
+        model.clock = clock;
+    }
+}
+
+/// Records a version advance: without a store, the node's own counter is the feed.
+pub(crate) fn changed(model: &mut Model, doc_id: &DocId) {
+    if !model.stores.is_empty() {
+        model.dirty.insert(doc_id.clone());
+    } else {
+        let c = Clock(model.clock.0 + 1);
+        assign_clock(model, doc_id, c);
+    }
+}
+
+/// After our version of `doc` advanced: persist, then send to every
+/// subscriber except `source` what it lacks.
+pub(crate) fn propagate(model: &mut Model, out: &mut Out, doc_id: &DocId, source: Option<&PeerId>) {
+    if !is_ready(model, doc_id) {
+        return;
+    }
+    persist(model, out, doc_id);
+    let Some(doc) = model.docs.get(doc_id) else {
+        return;
+    };
+    let mut targets: Vec<PeerId> = Vec::new();
+    let meta = doc.meta.clone();
+    for p in model.filter_subscribers.iter() {
+        if doc.subscribers.contains(p) {
+            continue;
+        }
+        let wants = model
+            .peers
+            .get(p)
+            .is_some_and(|peer| peer.filters.iter().any(|f| f.matches(doc_id, &meta)));
+        if wants && access(model, p, doc_id).read {
+            targets.push(p.clone());
+        }
+    }
+    if !targets.is_empty() {
+        if let Some(d) = model.docs.get_mut(doc_id) {
+            for t in &targets {
+                d.subscribers.insert(t.clone());
+            }
+        }
+    }
+    let Some(doc) = model.docs.get(doc_id) else {
+        return;
+    };
+    let version = doc.version.clone();
+    let subscribers: Vec<PeerId> = doc.subscribers.iter().cloned().collect();
+    for peer in subscribers {
+        if Some(&peer) == source {
+            continue;
+        }
+        send_if_behind(model, out, &peer, doc_id, &version);
+    }
+}
+
+/// Sends a subscriber what it lacks, if it is online, may read, and is behind.
+pub(crate) fn send_if_behind(
+    model: &mut Model,
+    out: &mut Out,
+    peer: &PeerId,
+    doc_id: &DocId,
+    version: &VersionVector,
+) {
+    let Some(channel) = peer_channel(model, peer) else {
+        return;
+    };
+    let since = match model.peers.get(peer).and_then(|p| p.docs.get(doc_id)) {
+        Some(PeerDoc::Synced(v)) if v.includes(version) => return,
+        Some(PeerDoc::Synced(v)) => Some(v.clone()),
+        // Its answer will tell us what it has; then we send the gap.
+        Some(PeerDoc::Pending) => return,
+        Some(PeerDoc::Absent) | None => None,
+    };
+    if !access(model, peer, doc_id).read {
+        return;
+    }
+    send_data(model, out, peer, channel, doc_id, since, true);
+}
+
+/// Waits for `version` to be durable before notifying; immediate without stores.
+pub(crate) fn when_durable(
+    model: &mut Model,
+    out: &mut Out,
+    doc_id: &DocId,
+    version: VersionVector,
+    notify: Notify,
+) {
+    let durable = is_durable(model, doc_id, &version);
+    if durable {
+        let clock = model.docs.get(doc_id).map(|d| d.clock);
+        deliver(
+            model,
+            out,
+            notify,
+            doc_id,
+            &version,
+            clock,
+            RevisionStatus::Ok,
+        );
+    } else if let Some(d) = model.docs.get_mut(doc_id) {
+        d.waiters.push_back(Waiter { version, notify });
+    }
+}
+
+fn is_durable(model: &Model, doc_id: &DocId, version: &VersionVector) -> bool {
+    let Some(doc) = model.docs.get(doc_id) else {
+        return false;
+    };
+    model.stores.iter().all(|s| {
+        doc.stored.get(s).is_some_and(|v| v.includes(version)) && store_acked(doc, *s, version)
+    })
+}
+
+fn store_acked(doc: &Doc, store: ChannelId, version: &VersionVector) -> bool {
+    doc.durable.get(&store).is_some_and(|v| v.includes(version))
+}
+
+/// Releases every waiter whose version is now durable on all stores.
+pub(crate) fn release_waiters(model: &mut Model, out: &mut Out, doc_id: &DocId) {
+    let Some(doc) = model.docs.get(doc_id) else {
+        return;
+    };
+    if doc.waiters.is_empty() {
+        return;
+    }
+    let waiters = doc.waiters.clone();
+    let mut keep = imbl::Vector::new();
+    let mut ready = Vec::new();
+    for w in waiters {
+        if is_durable(model, doc_id, &w.version) {
+            ready.push(w);
+        } else {
+            keep.push_back(w);
+        }
+    }
+    if let Some(d) = model.docs.get_mut(doc_id) {
+        d.waiters = keep;
+    }
+    let clock = model.docs.get(doc_id).map(|d| d.clock);
+    for w in ready {
+        deliver(
+            model,
+            out,
+            w.notify,
+            doc_id,
+            &w.version,
+            clock,
+            RevisionStatus::Ok,
+        );
+    }
+}
+
+/// Fails every waiter of a document (deleted, or the doc is gone).
+pub(crate) fn fail_waiters(
+    model: &mut Model,
+    out: &mut Out,
+    doc_id: &DocId,
+    status: RevisionStatus,
+) {
+    let Some(d) = model.docs.get_mut(doc_id) else {
+        return;
+    };
+    let waiters = std::mem::take(&mut d.waiters);
+    for w in waiters {
+        deliver(model, out, w.notify, doc_id, &w.version, None, status);
+    }
+}
+
+fn ack_status(status: RevisionStatus) -> AckStatus {
+    match status {
+        RevisionStatus::Ok => AckStatus::Ok,
+        RevisionStatus::MissingDependencies => AckStatus::MissingDependencies,
+        RevisionStatus::Denied => AckStatus::PermissionDenied,
+        RevisionStatus::Invalid => AckStatus::Invalid,
+    }
+}
+
+/// Tells whoever waited how its data was taken.
+pub(crate) fn deliver(
+    model: &mut Model,
+    out: &mut Out,
+    notify: Notify,
+    doc_id: &DocId,
+    version: &VersionVector,
+    clock: Option<Clock>,
+    status: RevisionStatus,
+) {
+    match notify {
+        Notify::Ack {
+            channel,
+            peer,
+            batch,
+        } => {
+            if model.channels.contains_key(&channel) {
+                out.send(
+                    channel,
+                    Message::Ack {
+                        batch,
+                        status: ack_status(status),
+                        clock: clock.filter(|c| c.0 > 0),
+                    },
+                );
+            }
+            if status == RevisionStatus::Ok {
+                super::changes::pulled_doc(model, out, &peer, doc_id);
+            }
+        }
+        Notify::Push { job, index } => {
+            let rev = Revision {
+                doc: doc_id.clone(),
+                version: version.clone(),
+                clock: clock.unwrap_or_default(),
+                status,
+            };
+            super::listeners::fill_revision(model, out, job, index, rev);
+        }
+    }
+}
+
+/// Sends an error to a channel and logs it.
+pub(crate) fn refuse(
+    out: &mut Out,
+    channel: ChannelId,
+    code: crate::protocol::ErrorCode,
+    message: String,
+) {
+    out.log(Level::Warn, format!("{channel}: {code:?}: {message}"));
+    out.send(channel, Message::Error { code, message });
+}
+
+/// Emits an application-visible error and a log line.
+pub(crate) fn report(out: &mut Out, doc: Option<&DocId>, reason: String) {
+    out.log(Level::Warn, reason.clone());
+    out.emit(Event::Error {
+        doc: doc.cloned(),
+        reason,
+    });
+}
+
+/// Creates a ready, empty document and records the change for the feed.
+pub(crate) fn create_doc(model: &mut Model, doc_id: &DocId, meta: crate::protocol::DocMeta) {
+    model.docs.insert(doc_id.clone(), Doc::new(meta));
+    changed(model, doc_id);
+}
+
+/// Whether the document is loaded and ready.
+pub(crate) fn is_ready(model: &Model, doc_id: &DocId) -> bool {
+    model
+        .docs
+        .get(doc_id)
+        .is_some_and(|d| matches!(d.phase, Phase::Ready))
+}

@@ -1,0 +1,317 @@
+//! Channels and the handshake.
+//!
+//! ```text
+//! dialer                      acceptor
+//!   | -- hello {peer, protocol, token, clock} --> |  version and token checked;
+//!   | <-- welcome {peer, protocol, clock} ------- |  on failure: error, then close
+//!   | -- subscribe {filter} --------------------> |  the dialer follows its filter,
+//!   | -- changes-since {pulled cursor} ---------> |  pulls what changed since,
+//!   | -- sync-request* (bidirectional) ---------> |  and pushes what it changed since
+//! ```
+//! Storage channels need no handshake: a store is trusted and established at once.
+
+use super::common::{established_peer, refuse, report};
+use crate::ids::{ChannelId, DocId, PeerId, RemoteAddr};
+use crate::io::{ChannelKind, Cmd, Event, Level};
+use crate::model::{Channel, Link, Model, Peer, PeerDoc, Phase, Remote, Timer};
+use crate::out::Out;
+use crate::protocol::{ErrorCode, Filter, Hello, Message, PeerKind, Welcome, PROTOCOL_VERSION};
+
+const STORE_PEER: &str = "store";
+
+pub(crate) fn channel_added(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    kind: ChannelKind,
+    remote: Option<RemoteAddr>,
+) {
+    if model.channels.contains_key(&channel) {
+        out.log(Level::Warn, format!("{channel} was added twice; ignored"));
+        return;
+    }
+    match kind {
+        ChannelKind::Storage => {
+            model.channels.insert(
+                channel,
+                Channel {
+                    kind,
+                    link: Link::Established(PeerId::new(STORE_PEER)),
+                    remote: None,
+                },
+            );
+            model.stores.insert(channel);
+        }
+        ChannelKind::Network => {
+            model.channels.insert(
+                channel,
+                Channel {
+                    kind,
+                    link: Link::Connecting,
+                    remote: remote.clone(),
+                },
+            );
+            if let Some(addr) = remote {
+                let token = model.remotes.get(&addr).and_then(|r| r.token.clone());
+                if let Some(r) = model.remotes.get_mut(&addr) {
+                    r.channel = Some(channel);
+                }
+                super::timers::cancel(model, &Timer::Reconnect(addr));
+                let cfg = model.config.clone();
+                out.send(
+                    channel,
+                    Message::Hello(Hello {
+                        peer: cfg.peer.clone(),
+                        name: cfg.name.clone(),
+                        kind: cfg.kind,
+                        protocol: PROTOCOL_VERSION,
+                        token,
+                        clock: model.clock,
+                    }),
+                );
+            }
+        }
+    }
+}
+
+pub(crate) fn channel_removed(model: &mut Model, out: &mut Out, channel: ChannelId) {
+    let Some(ch) = model.channels.remove(&channel) else {
+        return;
+    };
+    out.discard(channel);
+    let stale: Vec<_> = model
+        .in_flight
+        .iter()
+        .filter(|(_, f)| f.channel == channel)
+        .map(|(b, _)| *b)
+        .collect();
+    for b in stale {
+        model.in_flight.remove(&b);
+    }
+    match ch.kind {
+        ChannelKind::Storage => {
+            model.stores.remove(&channel);
+            // A store that goes away while awaited counts as having answered,
+            // and no longer holds back acknowledgements.
+            let docs: Vec<DocId> = model.docs.keys().cloned().collect();
+            for doc in docs {
+                if let Some(d) = model.docs.get_mut(&doc) {
+                    d.stored.remove(&channel);
+                    d.durable.remove(&channel);
+                    if let Phase::Loading { waiting, .. } = &mut d.phase {
+                        waiting.remove(&channel);
+                    }
+                }
+                super::storage::maybe_finish_loading(model, out, &doc);
+                super::common::release_waiters(model, out, &doc);
+            }
+        }
+        ChannelKind::Network => {
+            if let Link::Established(peer) = &ch.link {
+                let last = match model.peers.get_mut(peer) {
+                    Some(p) => {
+                        p.channels.remove(&channel);
+                        p.channels.is_empty()
+                    }
+                    None => false,
+                };
+                if last {
+                    peer_gone(model, out, peer);
+                }
+            }
+            if let Some(addr) = ch.remote {
+                if model.remotes.contains_key(&addr) {
+                    if let Some(r) = model.remotes.get_mut(&addr) {
+                        r.channel = None;
+                    }
+                    super::timers::schedule_reconnect(model, &addr);
+                }
+            }
+        }
+    }
+}
+
+/// A peer's last channel closed: its presence goes, its requests in flight
+/// are forgotten; its subscriptions and cursors stay for the reconnect.
+fn peer_gone(model: &mut Model, out: &mut Out, peer: &PeerId) {
+    if let Some(p) = model.peers.get_mut(peer) {
+        p.pulling = Default::default();
+        p.pull_target = None;
+        let pending: Vec<DocId> = p
+            .docs
+            .iter()
+            .filter(|(_, s)| matches!(s, PeerDoc::Pending))
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in pending {
+            p.docs.remove(&d);
+        }
+    }
+    super::timers::cancel(model, &Timer::Pull(peer.clone()));
+    super::ephemeral::remove_peer(model, out, peer);
+    out.emit(Event::PeerDisconnected { peer: peer.clone() });
+}
+
+pub(crate) fn frame_rejected(model: &mut Model, out: &mut Out, channel: ChannelId, reason: String) {
+    if !model.channels.contains_key(&channel) {
+        return;
+    }
+    refuse(
+        out,
+        channel,
+        ErrorCode::MalformedFrame,
+        format!("the frame could not be read: {reason}"),
+    );
+    out.cmd(Cmd::Close {
+        channel,
+        reason: "malformed frame".into(),
+    });
+}
+
+pub(crate) fn connect(
+    model: &mut Model,
+    out: &mut Out,
+    remote: RemoteAddr,
+    token: Option<String>,
+    filter: Filter,
+) {
+    if !remote.is_valid() {
+        report(
+            out,
+            None,
+            format!("cannot connect to {remote:?}: the address is not a valid name"),
+        );
+        return;
+    }
+    let connected = model.remotes.get(&remote).and_then(|r| r.channel).is_some();
+    model.remotes.insert(
+        remote.clone(),
+        Remote {
+            token,
+            filter,
+            attempt: 0,
+            channel: None,
+        },
+    );
+    if !connected {
+        out.cmd(Cmd::Dial { remote });
+    }
+}
+
+pub(crate) fn connect_failed(model: &mut Model, out: &mut Out, remote: RemoteAddr) {
+    if model.remotes.contains_key(&remote) {
+        out.log(
+            Level::Info,
+            format!("dialing {remote} failed; retrying with backoff"),
+        );
+        super::timers::schedule_reconnect(model, &remote);
+    }
+}
+
+pub(crate) fn hello(model: &mut Model, out: &mut Out, channel: ChannelId, h: Hello) {
+    if established_peer(model, channel).is_some() {
+        refuse(
+            out,
+            channel,
+            ErrorCode::AlreadyEstablished,
+            "this channel has already completed its handshake".into(),
+        );
+        return;
+    }
+    let close = |out: &mut Out, code: ErrorCode, message: String| {
+        refuse(out, channel, code, message.clone());
+        out.cmd(Cmd::Close {
+            channel,
+            reason: message,
+        });
+    };
+    if h.protocol != PROTOCOL_VERSION {
+        let m = format!(
+            "protocol version {} is not supported; this node speaks version {PROTOCOL_VERSION}",
+            h.protocol
+        );
+        return close(out, ErrorCode::VersionMismatch, m);
+    }
+    let tokens = &model.config.tokens;
+    if !tokens.is_empty() && !h.token.as_ref().is_some_and(|t| tokens.contains(t)) {
+        let m = if h.token.is_none() {
+            "this node requires a token; none was given"
+        } else {
+            "the token was not accepted"
+        };
+        return close(out, ErrorCode::BadToken, m.into());
+    }
+    if !h.peer.is_valid() || h.peer.as_str() == STORE_PEER {
+        return close(
+            out,
+            ErrorCode::PermissionDenied,
+            format!("the peer id {:?} is not acceptable", h.peer.as_str()),
+        );
+    }
+    let cfg = model.config.clone();
+    out.send(
+        channel,
+        Message::Welcome(Welcome {
+            peer: cfg.peer.clone(),
+            name: cfg.name.clone(),
+            kind: cfg.kind,
+            protocol: PROTOCOL_VERSION,
+            clock: model.clock,
+        }),
+    );
+    establish(model, out, channel, h.peer, h.kind);
+}
+
+pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: Welcome) {
+    let dialed = model.channels.get(&channel).and_then(|c| c.remote.clone());
+    let Some(addr) = dialed else {
+        refuse(
+            out,
+            channel,
+            ErrorCode::NotEstablished,
+            "a welcome answers a hello; this side did not send one".into(),
+        );
+        return;
+    };
+    if established_peer(model, channel).is_some() {
+        refuse(
+            out,
+            channel,
+            ErrorCode::AlreadyEstablished,
+            "this channel has already completed its handshake".into(),
+        );
+        return;
+    }
+    if w.protocol != PROTOCOL_VERSION || !w.peer.is_valid() {
+        let m = format!(
+            "the remote speaks protocol version {}; this node speaks {PROTOCOL_VERSION}",
+            w.protocol
+        );
+        report(out, None, format!("{addr}: {m}"));
+        out.cmd(Cmd::Close { channel, reason: m });
+        return;
+    }
+    establish(model, out, channel, w.peer.clone(), w.kind);
+    if let Some(r) = model.remotes.get_mut(&addr) {
+        r.attempt = 0;
+    }
+    super::changes::resume_with(model, out, &w.peer, channel, &addr);
+}
+
+fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId, kind: PeerKind) {
+    if let Some(c) = model.channels.get_mut(&channel) {
+        c.link = Link::Established(peer.clone());
+    }
+    let first = {
+        let p = model
+            .peers
+            .entry(peer.clone())
+            .or_insert_with(|| Peer::new(kind));
+        p.kind = kind;
+        p.channels.insert(channel);
+        p.channels.len() == 1
+    };
+    if first {
+        out.emit(Event::PeerConnected { peer });
+    }
+}

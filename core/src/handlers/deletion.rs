@@ -1,0 +1,80 @@
+//! Deletion with tombstones.
+//!
+//! ```text
+//! peer -- delete {doc} --> node   delete permitted: tombstone, purge stores,
+//!      <-- delete-result --        tell subscribers; otherwise "ignored"
+//! ```
+//! A tombstone is persisted: no store answer, late peer or push brings the
+//! document back.
+
+use super::common::{access, fail_waiters};
+use crate::ids::{ChannelId, DocId, PeerId};
+use crate::io::{Cmd, Event, Level, StateRecord};
+use crate::model::Model;
+use crate::out::Out;
+use crate::protocol::{DeleteOutcome, Message, RevisionStatus};
+
+pub(crate) fn delete_local(model: &mut Model, out: &mut Out, doc: DocId) {
+    if !doc.is_valid() {
+        return super::common::report(
+            out,
+            Some(&doc),
+            format!("{doc:?} is not a valid document id"),
+        );
+    }
+    perform(model, out, &doc, None);
+}
+
+pub(crate) fn delete_received(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    doc: DocId,
+) {
+    let outcome = if access(model, peer, &doc).delete {
+        perform(model, out, &doc, Some(peer));
+        DeleteOutcome::Deleted
+    } else {
+        out.log(Level::Warn, format!("{peer} may not delete {doc}; ignored"));
+        DeleteOutcome::Ignored
+    };
+    out.send(channel, Message::DeleteResult { doc, outcome });
+}
+
+fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId>) {
+    if model.tombstones.contains(doc) {
+        return;
+    }
+    fail_waiters(model, out, doc, RevisionStatus::Denied);
+    let mut tell: Vec<PeerId> = model
+        .docs
+        .get(doc)
+        .map(|d| d.subscribers.iter().cloned().collect())
+        .unwrap_or_default();
+    tell.extend(
+        model
+            .peers
+            .iter()
+            .filter(|(_, p)| p.dialed)
+            .map(|(id, _)| id.clone()),
+    );
+    tell.sort();
+    tell.dedup();
+    if let Some(d) = model.docs.remove(doc) {
+        if d.clock.0 > 0 {
+            model.by_clock.remove(&d.clock);
+        }
+    }
+    model.dirty.remove(doc);
+    model.tombstones.insert(doc.clone());
+    for peer in tell.iter().filter(|p| Some(*p) != source) {
+        if let Some(ch) = super::common::peer_channel(model, peer) {
+            out.send(ch, Message::Delete { doc: doc.clone() });
+        }
+    }
+    super::ephemeral::forget_doc(model, out, doc);
+    out.cmd(Cmd::Save(StateRecord::Tombstone(doc.clone())));
+    out.cmd(Cmd::Purge { doc: doc.clone() });
+    out.emit(Event::DocDeleted { doc: doc.clone() });
+}

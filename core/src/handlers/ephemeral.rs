@@ -1,0 +1,246 @@
+//! Presence ("ephemeral") data: never stored, relayed with a hop limit,
+//! expired after a TTL, dropped when its peer's last channel closes.
+//!
+//! ```text
+//! alice --ephemeral{hops 1}--> hub --ephemeral{hops 0}--> bob, carol (not alice, not stores)
+//! ```
+//! A peer that subscribes late gets the live entries at once; our own entries
+//! are re-sent every half TTL so they do not expire while we are here.
+
+use super::common::{access, peer_channel};
+use crate::ids::{ChannelId, DocId, Namespace, PeerId};
+use crate::io::Event;
+use crate::model::{Model, Presence, PresenceKey, Timer};
+use crate::out::Out;
+use crate::protocol::{Ephemeral, Message, Payload};
+
+/// Longest TTL we honour, whatever a peer asks (5 minutes).
+const MAX_TTL_MS: u64 = 300_000;
+
+/// Network peers that should see presence for a document: subscribers and
+/// the remotes we dialed, online, except `skip`.
+fn targets(model: &Model, doc: &DocId, skip: &[&PeerId]) -> Vec<ChannelId> {
+    let mut peers: Vec<PeerId> = model
+        .docs
+        .get(doc)
+        .map(|d| d.subscribers.iter().cloned().collect())
+        .unwrap_or_default();
+    peers.extend(
+        model
+            .peers
+            .iter()
+            .filter(|(_, p)| p.dialed)
+            .map(|(id, _)| id.clone()),
+    );
+    peers.sort();
+    peers.dedup();
+    peers
+        .iter()
+        .filter(|p| !skip.contains(p))
+        .filter_map(|p| peer_channel(model, p))
+        .collect()
+}
+
+pub(crate) fn set_presence(
+    model: &mut Model,
+    out: &mut Out,
+    doc: DocId,
+    namespace: Namespace,
+    data: Payload,
+) {
+    if !doc.is_valid() || !namespace.is_valid() {
+        return super::common::report(
+            out,
+            Some(&doc),
+            "presence needs a valid document id and namespace".into(),
+        );
+    }
+    let key = (doc.clone(), namespace.clone());
+    if data.is_empty() {
+        model.own_presence.remove(&key);
+    } else {
+        model.own_presence.insert(key, data.clone());
+    }
+    let e = own_entry(model, &doc, &namespace, data);
+    let me = model.config.peer.clone();
+    for ch in targets(model, &doc, &[&me]) {
+        out.send(ch, Message::Ephemeral(e.clone()));
+    }
+    if !model.own_presence.is_empty() {
+        let at = model
+            .now
+            .saturating_add(u64::from(model.config.timing.presence_ttl_ms / 2).max(1));
+        if !model.timer_at.contains_key(&Timer::Heartbeat) {
+            super::timers::set(model, Timer::Heartbeat, at);
+        }
+    }
+}
+
+fn own_entry(model: &Model, doc: &DocId, namespace: &Namespace, data: Payload) -> Ephemeral {
+    Ephemeral {
+        doc: doc.clone(),
+        namespace: namespace.clone(),
+        origin: model.config.peer.clone(),
+        hops: model.config.timing.presence_hops,
+        ttl_ms: model.config.timing.presence_ttl_ms,
+        data,
+    }
+}
+
+pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, e: Ephemeral) {
+    if e.origin == model.config.peer || !access(model, from, &e.doc).read {
+        return;
+    }
+    let key: PresenceKey = (e.doc.clone(), e.namespace.clone(), e.origin.clone());
+    if e.data.is_empty() {
+        remove(model, out, &key);
+    } else {
+        let expires = model
+            .now
+            .saturating_add(u64::from(e.ttl_ms).min(MAX_TTL_MS));
+        model.presence.insert(
+            key.clone(),
+            Presence {
+                data: e.data.clone(),
+                expires,
+            },
+        );
+        super::timers::set(model, Timer::PresenceExpiry(key), expires);
+        out.emit(Event::Presence {
+            doc: e.doc.clone(),
+            namespace: e.namespace.clone(),
+            peer: e.origin.clone(),
+            data: Some(e.data.clone()),
+        });
+    }
+    if e.hops > 0 {
+        let relayed = Ephemeral {
+            hops: e.hops - 1,
+            ..e.clone()
+        };
+        for ch in targets(model, &e.doc, &[from, &e.origin]) {
+            out.send(ch, Message::Ephemeral(relayed.clone()));
+        }
+    }
+}
+
+fn remove(model: &mut Model, out: &mut Out, key: &PresenceKey) {
+    if model.presence.remove(key).is_some() {
+        super::timers::cancel(model, &Timer::PresenceExpiry(key.clone()));
+        out.emit(Event::Presence {
+            doc: key.0.clone(),
+            namespace: key.1.clone(),
+            peer: key.2.clone(),
+            data: None,
+        });
+    }
+}
+
+/// The live entries for a document, sent to a peer that just subscribed.
+pub(crate) fn send_existing(
+    model: &mut Model,
+    out: &mut Out,
+    doc: &DocId,
+    channel: ChannelId,
+    peer: &PeerId,
+) {
+    let now = model.now;
+    let entries: Vec<Ephemeral> = model
+        .presence
+        .iter()
+        .filter(|((d, _, origin), p)| d == doc && origin != peer && p.expires > now)
+        .map(|((d, n, origin), p)| Ephemeral {
+            doc: d.clone(),
+            namespace: n.clone(),
+            origin: origin.clone(),
+            hops: 0,
+            ttl_ms: u32::try_from(p.expires - now).unwrap_or(u32::MAX),
+            data: p.data.clone(),
+        })
+        .collect();
+    for e in entries {
+        out.send(channel, Message::Ephemeral(e));
+    }
+    send_own(model, out, doc, channel);
+}
+
+/// Our own entries for a document, sent along with a request or an answer.
+pub(crate) fn send_own(model: &Model, out: &mut Out, doc: &DocId, channel: ChannelId) {
+    for ((d, n), data) in model.own_presence.iter() {
+        if d == doc {
+            out.send(
+                channel,
+                Message::Ephemeral(own_entry(model, d, n, data.clone())),
+            );
+        }
+    }
+}
+
+/// A peer's last channel closed: its presence goes.
+pub(crate) fn remove_peer(model: &mut Model, out: &mut Out, peer: &PeerId) {
+    let keys: Vec<PresenceKey> = model
+        .presence
+        .keys()
+        .filter(|(_, _, p)| p == peer)
+        .cloned()
+        .collect();
+    for k in keys {
+        remove(model, out, &k);
+    }
+}
+
+/// A presence entry's time is up.
+pub(crate) fn expire(model: &mut Model, out: &mut Out, key: PresenceKey) {
+    if model
+        .presence
+        .get(&key)
+        .is_some_and(|p| p.expires <= model.now)
+    {
+        remove(model, out, &key);
+    }
+}
+
+/// Re-sends our own presence so it does not expire elsewhere.
+pub(crate) fn heartbeat(model: &mut Model, out: &mut Out) {
+    if model.own_presence.is_empty() {
+        return;
+    }
+    let me = model.config.peer.clone();
+    let own: Vec<((DocId, Namespace), Payload)> = model
+        .own_presence
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for ((doc, ns), data) in own {
+        let e = own_entry(model, &doc, &ns, data);
+        for ch in targets(model, &doc, &[&me]) {
+            out.send(ch, Message::Ephemeral(e.clone()));
+        }
+    }
+    let at = model
+        .now
+        .saturating_add(u64::from(model.config.timing.presence_ttl_ms / 2).max(1));
+    super::timers::set(model, Timer::Heartbeat, at);
+}
+
+/// Drops every presence entry of a deleted document.
+pub(crate) fn forget_doc(model: &mut Model, out: &mut Out, doc: &DocId) {
+    let keys: Vec<PresenceKey> = model
+        .presence
+        .keys()
+        .filter(|(d, _, _)| d == doc)
+        .cloned()
+        .collect();
+    for k in keys {
+        remove(model, out, &k);
+    }
+    let own: Vec<(DocId, Namespace)> = model
+        .own_presence
+        .keys()
+        .filter(|(d, _)| d == doc)
+        .cloned()
+        .collect();
+    for k in own {
+        model.own_presence.remove(&k);
+    }
+}

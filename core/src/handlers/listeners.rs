@@ -1,0 +1,323 @@
+//! Pull-responder listeners (seed 000), over any channel, HTTP included.
+//!
+//! ```text
+//! client                                     node
+//!   | -- listener-register {filter} ----------> |  -> listener-registered {id}
+//!   | -- listener-pull {id, limit} -----------> |  -> strands (docs whose version is past
+//!   |                                           |     the acknowledged one) + more
+//!   | -- listener-ack {id, revisions} --------> |  the cursor moves only for applied strands
+//!   | -- push {strands} ----------------------> |  -> push-result: one revision per strand,
+//!   |                                           |     sent once every strand is durable
+//! ```
+//! Unacknowledged strands come back on the next pull (at least once).
+//! Listener state is persisted through `Cmd::Save`.
+
+use super::common::{access, refuse};
+use crate::ids::{ChannelId, Clock, DocId, ListenerId, PeerId};
+use crate::io::{Cmd, ListenerRecord, Outgoing, StateRecord, StrandSpec};
+use crate::model::{Listener, Model, PushJob, Source};
+use crate::out::Out;
+use crate::protocol::{ErrorCode, Message, Revision, RevisionStatus, Strand};
+use imbl::OrdMap;
+
+fn save(model: &Model, out: &mut Out, id: ListenerId) {
+    if let Some(l) = model.listeners.get(&id) {
+        out.cmd(Cmd::Save(StateRecord::Listener(ListenerRecord {
+            id,
+            owner: l.owner.clone(),
+            filter: l.filter.clone(),
+            floor: l.floor,
+            acked: l
+                .acked
+                .iter()
+                .map(|(d, v)| (d.clone(), v.clone()))
+                .collect(),
+        })));
+    }
+}
+
+/// Restores a persisted listener.
+pub(crate) fn restore(model: &mut Model, r: ListenerRecord) {
+    model.next_listener = model.next_listener.max(r.id.0.saturating_add(1));
+    model.listeners.insert(
+        r.id,
+        Listener {
+            owner: r.owner,
+            filter: r.filter,
+            floor: r.floor,
+            acked: r.acked.into_iter().collect(),
+            last_pull: None,
+        },
+    );
+}
+
+pub(crate) fn register(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    filter: crate::protocol::Filter,
+    id: Option<ListenerId>,
+) {
+    let id = match id {
+        Some(id) if id.0 > 0 => {
+            if let Some(l) = model.listeners.get(&id) {
+                if &l.owner != peer {
+                    return refuse(
+                        out,
+                        channel,
+                        ErrorCode::PermissionDenied,
+                        format!("{id} belongs to another peer"),
+                    );
+                }
+            }
+            model.next_listener = model.next_listener.max(id.0.saturating_add(1));
+            id
+        }
+        _ => {
+            let id = ListenerId(model.next_listener);
+            model.next_listener += 1;
+            id
+        }
+    };
+    // Registering again resets the cursor: a full resync.
+    model.listeners.insert(
+        id,
+        Listener {
+            owner: peer.clone(),
+            filter,
+            floor: Clock(0),
+            acked: OrdMap::new(),
+            last_pull: None,
+        },
+    );
+    save(model, out, id);
+    out.send(channel, Message::ListenerRegistered { id });
+}
+
+fn owned<'a>(
+    model: &'a Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    id: ListenerId,
+) -> Option<&'a Listener> {
+    match model.listeners.get(&id) {
+        Some(l) if &l.owner == peer => Some(l),
+        _ => {
+            refuse(
+                out,
+                channel,
+                ErrorCode::UnknownListener,
+                format!("{id} is not registered here; register again"),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn pull(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    id: ListenerId,
+    limit: u32,
+) {
+    let Some(l) = owned(model, out, channel, peer, id) else {
+        return;
+    };
+    let limit = limit.clamp(1, model.config.timing.max_pull_limit) as usize;
+    let mut items = Vec::new();
+    let mut more = false;
+    for (c, doc) in model.by_clock.range(Clock(l.floor.0.saturating_add(1))..) {
+        let Some(d) = model.docs.get(doc) else {
+            continue;
+        };
+        let acked = l.acked.get(doc);
+        if !wanted(model, l, peer, doc) || acked.is_some_and(|v| v.includes(&d.version)) {
+            continue;
+        }
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(StrandSpec {
+            doc: doc.clone(),
+            meta: d.meta.clone(),
+            since: acked.cloned().unwrap_or_default(),
+            clock: *c,
+        });
+    }
+    let now = model.now;
+    if let Some(l) = model.listeners.get_mut(&id) {
+        l.last_pull = Some(now);
+    }
+    out.item(channel, Outgoing::Strands { id, items, more });
+}
+
+fn wanted(model: &Model, l: &Listener, peer: &PeerId, doc: &DocId) -> bool {
+    model
+        .docs
+        .get(doc)
+        .is_some_and(|d| d.is_ready() && l.filter.matches(doc, &d.meta))
+        && access(model, peer, doc).read
+}
+
+pub(crate) fn acknowledge(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    id: ListenerId,
+    revisions: Vec<Revision>,
+) {
+    if owned(model, out, channel, peer, id).is_none() {
+        return;
+    }
+    let mut accepted = 0u32;
+    let Some(mut l) = model.listeners.get(&id).cloned() else {
+        return;
+    };
+    for r in revisions {
+        // Only what was applied moves the cursor; failures come back on the next pull.
+        if r.status != RevisionStatus::Ok {
+            continue;
+        }
+        let v = l
+            .acked
+            .get(&r.doc)
+            .map(|v| v.merge(&r.version))
+            .unwrap_or(r.version);
+        l.acked.insert(r.doc, v);
+        accepted += 1;
+    }
+    let mut floor = l.floor;
+    for (c, doc) in model.by_clock.range(Clock(floor.0.saturating_add(1))..) {
+        let done = !wanted(model, &l, peer, doc)
+            || model
+                .docs
+                .get(doc)
+                .is_some_and(|d| l.acked.get(doc).is_some_and(|a| a.includes(&d.version)));
+        if !done {
+            break;
+        }
+        floor = *c;
+    }
+    l.floor = floor;
+    model.listeners.insert(id, l);
+    save(model, out, id);
+    out.send(channel, Message::ListenerAcked { id, accepted });
+}
+
+/// Imports every pushed strand; answers once each has a revision.
+pub(crate) fn push(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    strands: Vec<Strand>,
+) {
+    let job = model.next_job;
+    model.next_job += 1;
+    model.pushes.insert(
+        job,
+        PushJob {
+            channel,
+            revisions: strands.iter().map(|_| None).collect(),
+        },
+    );
+    if strands.is_empty() {
+        return finish_if_done(model, out, job);
+    }
+    for (index, s) in strands.into_iter().enumerate() {
+        let a = access(model, peer, &s.doc);
+        let known = model.docs.get(&s.doc).map(|d| d.is_ready());
+        let denied =
+            model.tombstones.contains(&s.doc) || !a.write || (known.is_none() && !a.create);
+        let revision = |status| Revision {
+            doc: s.doc.clone(),
+            version: s.version.clone(),
+            clock: Clock(0),
+            status,
+        };
+        if denied {
+            fill_revision(model, out, job, index, revision(RevisionStatus::Denied));
+            continue;
+        }
+        if known.is_none() && !model.stores.is_empty() {
+            // Storage-first: load it, and have the pusher send again once it is here.
+            let creator = Some(peer.clone());
+            let reason = crate::model::LoadReason::Network;
+            super::storage::start_loading(
+                model,
+                out,
+                &s.doc,
+                s.meta.clone(),
+                reason,
+                creator,
+                None,
+            );
+            fill_revision(
+                model,
+                out,
+                job,
+                index,
+                revision(RevisionStatus::MissingDependencies),
+            );
+            continue;
+        } else if known.is_none() {
+            super::common::create_doc(model, &s.doc, s.meta.clone());
+        } else if known == Some(false) {
+            // Loading from the stores: the pusher retries, nothing is lost.
+            fill_revision(
+                model,
+                out,
+                job,
+                index,
+                revision(RevisionStatus::MissingDependencies),
+            );
+            continue;
+        }
+        let source = Source::Push {
+            peer: peer.clone(),
+            channel,
+            job,
+            index,
+        };
+        super::sync::import(model, out, &s.doc, s.data, source);
+    }
+}
+
+/// Records one strand's revision; the answer leaves when all are in.
+pub(crate) fn fill_revision(
+    model: &mut Model,
+    out: &mut Out,
+    job: u64,
+    index: usize,
+    rev: Revision,
+) {
+    if let Some(j) = model.pushes.get_mut(&job) {
+        if index < j.revisions.len() {
+            j.revisions.set(index, Some(rev));
+        }
+    }
+    finish_if_done(model, out, job);
+}
+
+fn finish_if_done(model: &mut Model, out: &mut Out, job: u64) {
+    let done = model
+        .pushes
+        .get(&job)
+        .is_some_and(|j| j.revisions.iter().all(Option::is_some));
+    if !done {
+        return;
+    }
+    let Some(j) = model.pushes.remove(&job) else {
+        return;
+    };
+    if model.channels.contains_key(&j.channel) {
+        let revisions = j.revisions.into_iter().flatten().collect();
+        out.send(j.channel, Message::PushResult { revisions });
+    }
+}

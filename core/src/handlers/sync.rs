@@ -1,0 +1,683 @@
+//! sync-request, sync-response, update and ack: moving document data.
+//!
+//! ```text
+//! requester                                  answerer
+//!   | -- sync-request {doc, have, bidi} -------> |  subscribes the requester;
+//!   | <-- sync-response {snapshot|delta|         |  empty have: snapshot; have >= ours:
+//!   |       up-to-date|unavailable, version} -- |  up-to-date; else delta from have
+//!   | <-- sync-request {doc, ours, bidi=false} - |  once, only when bidi was set
+//!   | -- ack {batch, status, clock} -----------> |  data is acknowledged once durable
+//! ```
+//! Live changes travel as `update` to subscribers, never back to their source.
+
+use super::common::{
+    access, assign_clock, changed, create_doc, deliver, peer_channel, peer_has, propagate, refuse,
+    release_waiters, report, send_data, set_peer_doc, when_durable,
+};
+use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
+use crate::io::{Cmd, Event, ImportOutcome, Level, SyncState};
+use crate::model::{LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Queued, Source};
+use crate::out::Out;
+use crate::protocol::{AckStatus, DocMeta, ErrorCode, Message, Payload, Reply, RevisionStatus};
+use crate::version::VersionVector;
+
+fn ack(out: &mut Out, channel: ChannelId, batch: BatchId, status: AckStatus) {
+    out.send(
+        channel,
+        Message::Ack {
+            batch,
+            status,
+            clock: None,
+        },
+    );
+}
+
+fn unavailable(out: &mut Out, channel: ChannelId, doc: &DocId) {
+    out.send(
+        channel,
+        Message::SyncResponse {
+            doc: doc.clone(),
+            batch: BatchId(0),
+            reply: Reply::Unavailable,
+            version: VersionVector::new(),
+        },
+    );
+}
+
+/// Sends a sync-request (with our presence for the document) and marks the
+/// peer pending unless we already know what it has.
+pub(crate) fn request(
+    model: &mut Model,
+    out: &mut Out,
+    peer: &PeerId,
+    channel: ChannelId,
+    doc: &DocId,
+    bidirectional: bool,
+) {
+    let version = model
+        .docs
+        .get(doc)
+        .map(|d| d.version.clone())
+        .unwrap_or_default();
+    out.send(
+        channel,
+        Message::SyncRequest {
+            doc: doc.clone(),
+            version,
+            bidirectional,
+        },
+    );
+    let known = model
+        .peers
+        .get(peer)
+        .and_then(|p| p.docs.get(doc))
+        .is_some_and(|s| matches!(s, PeerDoc::Synced(_)));
+    if !known {
+        set_peer_doc(model, peer, doc, PeerDoc::Pending);
+    }
+    super::ephemeral::send_own(model, out, doc, channel);
+}
+
+/// Asks every remote we dialed for a document the application opened.
+pub(crate) fn request_from_remotes(model: &mut Model, out: &mut Out, doc: &DocId) {
+    let targets: Vec<(PeerId, ChannelId)> = model
+        .peers
+        .iter()
+        .filter(|(_, p)| p.dialed)
+        .filter_map(|(id, _)| Some((id.clone(), peer_channel(model, id)?)))
+        .collect();
+    for (peer, channel) in targets {
+        if let Some(d) = model.docs.get_mut(doc) {
+            d.subscribers.insert(peer.clone());
+        }
+        request(model, out, &peer, channel, doc, true);
+    }
+}
+
+pub(crate) fn sync_request(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: PeerId,
+    doc: DocId,
+    version: VersionVector,
+    bidirectional: bool,
+) {
+    if model.tombstones.contains(&doc) {
+        return unavailable(out, channel, &doc);
+    }
+    match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
+        Some(Phase::Ready) => answer(model, out, channel, &peer, &doc, version, bidirectional),
+        Some(Phase::Loading { queued, .. }) => {
+            queued.push_back(Queued::Sync {
+                channel,
+                version,
+                bidirectional,
+            });
+        }
+        None => {
+            let q = Queued::Sync {
+                channel,
+                version: version.clone(),
+                bidirectional,
+            };
+            if !model.stores.is_empty() {
+                // Storage-first: a store may hold it; answer nobody until all have said.
+                super::storage::start_loading(
+                    model,
+                    out,
+                    &doc,
+                    DocMeta::default(),
+                    LoadReason::Network,
+                    Some(peer),
+                    Some(q),
+                );
+            } else if access(model, &peer, &doc).create {
+                create_doc(model, &doc, DocMeta::default());
+                answer(model, out, channel, &peer, &doc, version, bidirectional);
+            } else {
+                out.log(
+                    Level::Warn,
+                    format!("{peer} may not create {doc}; answered unavailable"),
+                );
+                unavailable(out, channel, &doc);
+            }
+        }
+    }
+}
+
+/// Answers a sync-request for a ready document.
+pub(crate) fn answer(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    doc: &DocId,
+    theirs: VersionVector,
+    bidirectional: bool,
+) {
+    if !access(model, peer, doc).read {
+        out.log(
+            Level::Warn,
+            format!("{peer} may not read {doc}; answered unavailable"),
+        );
+        return unavailable(out, channel, doc);
+    }
+    let Some(d) = model.docs.get_mut(doc) else {
+        return;
+    };
+    d.subscribers.insert(peer.clone());
+    let ours = d.version.clone();
+    peer_has(model, peer, doc, &theirs);
+    if theirs.is_empty() {
+        send_data(model, out, peer, channel, doc, None, false);
+    } else if theirs.includes(&ours) {
+        out.send(
+            channel,
+            Message::SyncResponse {
+                doc: doc.clone(),
+                batch: BatchId(0),
+                reply: Reply::UpToDate,
+                version: ours.clone(),
+            },
+        );
+    } else {
+        send_data(model, out, peer, channel, doc, Some(theirs), false);
+    }
+    super::ephemeral::send_existing(model, out, doc, channel, peer);
+    if bidirectional {
+        out.send(
+            channel,
+            Message::SyncRequest {
+                doc: doc.clone(),
+                version: ours,
+                bidirectional: false,
+            },
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sync_response(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: PeerId,
+    doc: DocId,
+    batch: BatchId,
+    reply: Reply,
+    version: VersionVector,
+) {
+    let data = match reply {
+        Reply::Snapshot(d) | Reply::Delta(d) => d,
+        Reply::UpToDate => {
+            peer_has(model, &peer, &doc, &version);
+            out.emit(Event::PeerSynced {
+                peer: peer.clone(),
+                doc: doc.clone(),
+                state: SyncState::Synced(version),
+            });
+            super::changes::pulled_doc(model, out, &peer, &doc);
+            return push_gap(model, out, &peer, &doc);
+        }
+        Reply::Unavailable => {
+            set_peer_doc(model, &peer, &doc, PeerDoc::Absent);
+            out.emit(Event::PeerSynced {
+                peer: peer.clone(),
+                doc: doc.clone(),
+                state: SyncState::Absent,
+            });
+            super::changes::pulled_doc(model, out, &peer, &doc);
+            return push_gap(model, out, &peer, &doc);
+        }
+    };
+    receive_data(model, out, channel, peer, doc, batch, data, version);
+}
+
+/// After a peer told us its version: if we have more and it follows the
+/// document, send the gap (this is how the requester's side pushes).
+fn push_gap(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
+    let Some(d) = model.docs.get(doc) else {
+        return;
+    };
+    if d.is_ready() && d.subscribers.contains(peer) && !d.version.is_empty() {
+        let v = d.version.clone();
+        super::common::send_if_behind(model, out, peer, doc, &v);
+    }
+}
+
+/// Data from a network peer (a sync-response with data, or an update).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn receive_data(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: PeerId,
+    doc: DocId,
+    batch: BatchId,
+    data: Payload,
+    version: VersionVector,
+) {
+    if let Some(p) = model.peers.get_mut(&peer) {
+        p.last_push_at = Some(model.now);
+    }
+    if model.tombstones.contains(&doc) {
+        return ack(out, channel, batch, AckStatus::Deleted);
+    }
+    let allowed = access(model, &peer, &doc);
+    match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
+        Some(Phase::Ready) => {}
+        Some(Phase::Loading { queued, .. }) => {
+            queued.push_back(Queued::Update {
+                channel,
+                batch,
+                data,
+                version,
+            });
+            return;
+        }
+        None => {
+            if !(allowed.create && allowed.write) {
+                out.log(Level::Warn, format!("{peer} may not create {doc}"));
+                return ack(out, channel, batch, AckStatus::PermissionDenied);
+            }
+            if !model.stores.is_empty() {
+                let q = Queued::Update {
+                    channel,
+                    batch,
+                    data,
+                    version,
+                };
+                super::storage::start_loading(
+                    model,
+                    out,
+                    &doc,
+                    DocMeta::default(),
+                    LoadReason::Network,
+                    Some(peer),
+                    Some(q),
+                );
+                return;
+            }
+            create_doc(model, &doc, DocMeta::default());
+        }
+    }
+    if !allowed.write {
+        out.log(
+            Level::Warn,
+            format!("{peer} may not write {doc}; its data was refused"),
+        );
+        return ack(out, channel, batch, AckStatus::PermissionDenied);
+    }
+    import(
+        model,
+        out,
+        &doc,
+        data,
+        Source::Peer {
+            peer,
+            channel,
+            batch,
+            version,
+        },
+    );
+}
+
+/// Asks the shell to import bytes.
+pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payload, source: Source) {
+    let id = ImportId(model.next_import);
+    model.next_import += 1;
+    model.imports.insert(
+        id,
+        PendingImport {
+            doc: doc.clone(),
+            source,
+        },
+    );
+    out.cmd(Cmd::Import {
+        id,
+        doc: doc.clone(),
+        data,
+    });
+}
+
+pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: ImportOutcome) {
+    let Some(PendingImport { doc, source }) = model.imports.remove(&id) else {
+        out.log(
+            Level::Warn,
+            format!("{id} finished but was not asked for; ignored"),
+        );
+        return;
+    };
+    let (version, complete) = match outcome {
+        ImportOutcome::Applied { version } => (version, true),
+        ImportOutcome::Pending { version } => (version, false),
+        ImportOutcome::Failed { reason } => return import_failed(model, out, &doc, source, reason),
+    };
+    let Some(d) = model.docs.get_mut(&doc) else {
+        // Deleted while the import ran: the tombstone wins.
+        return import_failed(model, out, &doc, source, "the document was deleted".into());
+    };
+    let before = d.version.clone();
+    d.version = before.merge(&version);
+    let advanced = d.version != before;
+    let ready = d.is_ready();
+    match source {
+        Source::Store { channel } => {
+            d.stored.insert(channel, version.clone());
+            d.durable.insert(channel, version.clone());
+            if let Phase::Loading { imports, .. } = &mut d.phase {
+                *imports = imports.saturating_sub(1);
+            }
+            if ready && advanced {
+                changed(model, &doc);
+                out.emit(Event::DocChanged {
+                    doc: doc.clone(),
+                    version: version.clone(),
+                    from: None,
+                });
+                propagate(model, out, &doc, None);
+            }
+            super::storage::maybe_finish_loading(model, out, &doc);
+        }
+        Source::Peer {
+            peer,
+            channel,
+            batch,
+            version: theirs,
+        } => {
+            peer_has(model, &peer, &doc, &theirs);
+            if advanced {
+                changed(model, &doc);
+                let now = model
+                    .docs
+                    .get(&doc)
+                    .map(|d| d.version.clone())
+                    .unwrap_or_default();
+                out.emit(Event::DocChanged {
+                    doc: doc.clone(),
+                    version: now,
+                    from: Some(peer.clone()),
+                });
+                propagate(model, out, &doc, Some(&peer));
+            }
+            out.emit(Event::PeerSynced {
+                peer: peer.clone(),
+                doc: doc.clone(),
+                state: SyncState::Synced(theirs),
+            });
+            if complete {
+                when_durable(
+                    model,
+                    out,
+                    &doc,
+                    version,
+                    Notify::Ack {
+                        channel,
+                        peer,
+                        batch,
+                    },
+                );
+            } else {
+                ack(out, channel, batch, AckStatus::MissingDependencies);
+                // Ask for what is missing.
+                if model.channels.contains_key(&channel) {
+                    request(model, out, &peer, channel, &doc, false);
+                }
+            }
+        }
+        Source::Push {
+            peer,
+            channel: _,
+            job,
+            index,
+        } => {
+            if advanced {
+                changed(model, &doc);
+                out.emit(Event::DocChanged {
+                    doc: doc.clone(),
+                    version: version.clone(),
+                    from: Some(peer.clone()),
+                });
+                propagate(model, out, &doc, Some(&peer));
+            }
+            if complete {
+                when_durable(model, out, &doc, version, Notify::Push { job, index });
+            } else {
+                deliver(
+                    model,
+                    out,
+                    Notify::Push { job, index },
+                    &doc,
+                    &version,
+                    None,
+                    RevisionStatus::MissingDependencies,
+                );
+            }
+        }
+    }
+}
+
+fn import_failed(model: &mut Model, out: &mut Out, doc: &DocId, source: Source, reason: String) {
+    match source {
+        Source::Peer {
+            peer,
+            channel,
+            batch,
+            ..
+        } => {
+            report(
+                out,
+                Some(doc),
+                format!("data for {doc} from {peer} could not be imported: {reason}"),
+            );
+            let status = if model.tombstones.contains(doc) {
+                AckStatus::Deleted
+            } else {
+                AckStatus::Invalid
+            };
+            ack(out, channel, batch, status);
+        }
+        Source::Store { channel } => {
+            report(
+                out,
+                Some(doc),
+                format!("stored data for {doc} from {channel} could not be imported: {reason}"),
+            );
+            if let Some(Phase::Loading { imports, .. }) =
+                model.docs.get_mut(doc).map(|d| &mut d.phase)
+            {
+                *imports = imports.saturating_sub(1);
+            }
+            super::storage::maybe_finish_loading(model, out, doc);
+        }
+        Source::Push { job, index, .. } => {
+            let status = if model.tombstones.contains(doc) {
+                RevisionStatus::Denied
+            } else {
+                RevisionStatus::Invalid
+            };
+            deliver(
+                model,
+                out,
+                Notify::Push { job, index },
+                doc,
+                &VersionVector::new(),
+                None,
+                status,
+            );
+        }
+    }
+}
+
+pub(crate) fn local_change(model: &mut Model, out: &mut Out, doc: DocId, version: VersionVector) {
+    if model.tombstones.contains(&doc) {
+        return report(
+            out,
+            Some(&doc),
+            format!("{doc} was deleted; the local change is not synced"),
+        );
+    }
+    if !doc.is_valid() {
+        return report(
+            out,
+            Some(&doc),
+            format!("{doc:?} is not a valid document id"),
+        );
+    }
+    if !model.docs.contains_key(&doc) {
+        create_doc(model, &doc, DocMeta::default());
+    }
+    let Some(d) = model.docs.get_mut(&doc) else {
+        return;
+    };
+    let before = d.version.clone();
+    d.version = before.merge(&version);
+    if d.version != before && d.is_ready() {
+        changed(model, &doc);
+        propagate(model, out, &doc, None);
+    }
+}
+
+pub(crate) fn open_doc(model: &mut Model, out: &mut Out, doc: DocId, meta: DocMeta) {
+    if !doc.is_valid() {
+        report(
+            out,
+            Some(&doc),
+            format!("{doc:?} is not a valid document id"),
+        );
+        return out.emit(Event::DocUnavailable { doc });
+    }
+    if model.tombstones.contains(&doc) {
+        report(
+            out,
+            Some(&doc),
+            format!("{doc} was deleted and cannot be opened again"),
+        );
+        return out.emit(Event::DocUnavailable { doc });
+    }
+    match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
+        Some(Phase::Ready) => {
+            let version = model
+                .docs
+                .get(&doc)
+                .map(|d| d.version.clone())
+                .unwrap_or_default();
+            out.emit(Event::DocReady { doc, version });
+        }
+        Some(Phase::Loading { reason, .. }) => *reason = LoadReason::Open,
+        None if !model.stores.is_empty() => {
+            super::storage::start_loading(model, out, &doc, meta, LoadReason::Open, None, None)
+        }
+        None => {
+            create_doc(model, &doc, meta);
+            out.emit(Event::DocReady {
+                doc: doc.clone(),
+                version: VersionVector::new(),
+            });
+            super::changes::announce(model, out, &doc);
+            request_from_remotes(model, out, &doc);
+        }
+    }
+}
+
+pub(crate) fn ack_received(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    batch: BatchId,
+    status: AckStatus,
+    clock: Option<Clock>,
+) {
+    let Some(f) = model.in_flight.get(&batch).cloned() else {
+        out.log(
+            Level::Info,
+            format!("{channel}: ack for unknown {batch}; ignored"),
+        );
+        return;
+    };
+    if f.channel != channel {
+        return refuse(
+            out,
+            channel,
+            ErrorCode::PermissionDenied,
+            format!("{batch} was not sent on this channel"),
+        );
+    }
+    model.in_flight.remove(&batch);
+    let is_store = model.stores.contains(&channel);
+    if is_store {
+        return store_ack(model, out, channel, f, status, clock);
+    }
+    let Some(peer) = model.channel_peer(channel).cloned() else {
+        return;
+    };
+    match status {
+        AckStatus::Ok => {
+            out.emit(Event::AckedByRemote {
+                peer: peer.clone(),
+                doc: f.doc.clone(),
+                version: f.version,
+            });
+            super::changes::remote_acked(model, out, &peer, &f.doc, f.clock);
+        }
+        other => {
+            // Forget what we assumed it has: the next change resends from scratch.
+            if let Some(p) = model.peers.get_mut(&peer) {
+                p.docs.remove(&f.doc);
+            }
+            if other != AckStatus::MissingDependencies {
+                report(
+                    out,
+                    Some(&f.doc),
+                    format!("{peer} refused {} ({other:?})", f.doc),
+                );
+            }
+        }
+    }
+}
+
+fn store_ack(
+    model: &mut Model,
+    out: &mut Out,
+    store: ChannelId,
+    f: crate::model::InFlight,
+    status: AckStatus,
+    clock: Option<Clock>,
+) {
+    let doc = f.doc;
+    let Some(d) = model.docs.get_mut(&doc) else {
+        return;
+    };
+    if status != AckStatus::Ok {
+        // Resend what is not durable with the next change.
+        let durable = d.durable.get(&store).cloned().unwrap_or_default();
+        d.stored.insert(store, durable);
+        return report(
+            out,
+            Some(&doc),
+            format!("{store} could not store {doc} ({status:?})"),
+        );
+    }
+    let durable = d
+        .durable
+        .get(&store)
+        .map(|v| v.merge(&f.version))
+        .unwrap_or(f.version.clone());
+    d.durable.insert(store, durable.clone());
+    let covers_all = durable.includes(&d.version);
+    if model.stores.get_min() == Some(&store) {
+        if let Some(c) = clock {
+            assign_clock(model, &doc, c);
+            out.emit(Event::Durable {
+                doc: doc.clone(),
+                version: durable,
+                clock: c,
+            });
+        }
+        if covers_all {
+            model.dirty.remove(&doc);
+        }
+    }
+    release_waiters(model, out, &doc);
+}

@@ -1,0 +1,186 @@
+//! Identifiers: documents, peers, channels, clocks, batches, listeners.
+//!
+//! Every id the core hands out comes from a counter in the model, never from
+//! a process-global counter, so a replayed log produces the same ids.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// Longest document or peer id we accept, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Why an id supplied from outside was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The id was the empty string.
+    #[error("the id is empty; give a non-empty name")]
+    Empty,
+    /// The id was longer than [`MAX_ID_LEN`] bytes.
+    #[error("the id is {0} bytes long; at most 256 bytes are allowed")]
+    TooLong(usize),
+    /// The id held a control character or looked like a file-system path.
+    #[error("the id {0:?} holds a control character, a backslash or a path segment ('.', '..', leading '/')")]
+    PathLike(String),
+}
+
+fn check_id(s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong(s.len()));
+    }
+    // Ids are data, never paths: still, refuse what would be dangerous if an
+    // adapter ever got it wrong, and what no sane application uses as a name.
+    let path_like = s.starts_with('/')
+        || s.contains('\\')
+        || s.chars().any(char::is_control)
+        || s.split('/')
+            .any(|seg| seg == "." || seg == ".." || seg.is_empty());
+    if path_like {
+        return Err(IdError::PathLike(s.to_string()));
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $label:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Checks an id that came from outside (length, characters).
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                check_id(s)?;
+                Ok(Self(Arc::from(s)))
+            }
+            /// Builds an id from a trusted literal; invalid names are still
+            /// refused by [`Self::is_valid`] at every entry point.
+            pub fn new(s: &str) -> Self {
+                Self(Arc::from(s))
+            }
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            /// Whether the id passes the checks of [`Self::parse`].
+            pub fn is_valid(&self) -> bool {
+                check_id(&self.0).is_ok()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($label, " {}"), self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A document's name. Data, never a file path.
+    DocId,
+    "doc"
+);
+string_id!(
+    /// A node's identity, as it introduces itself in the handshake.
+    PeerId,
+    "peer"
+);
+string_id!(
+    /// A presence namespace ("cursor", "selection", ...).
+    Namespace,
+    "namespace"
+);
+string_id!(
+    /// An address the shell can dial (a URL, a name in a test).
+    RemoteAddr,
+    "remote"
+);
+
+macro_rules! counter_id {
+    ($(#[$doc:meta])* $name:ident, $label:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($label, " {}"), self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    };
+}
+
+counter_id!(
+    /// A connection to a peer or a store, numbered by the shell.
+    ChannelId,
+    "channel"
+);
+counter_id!(
+    /// A position in a node's change feed. Every durable change gets the next
+    /// clock of the store that holds it; "changes since C" finds everything later.
+    Clock,
+    "clock"
+);
+counter_id!(
+    /// Names one data transmission so the receiver can acknowledge it.
+    BatchId,
+    "batch"
+);
+counter_id!(
+    /// A registered pull-responder listener.
+    ListenerId,
+    "listener"
+);
+counter_id!(
+    /// Names an import the core asked the shell to perform.
+    ImportId,
+    "import"
+);
+counter_id!(
+    /// Names a request from the application, echoed in its answer.
+    RequestId,
+    "request"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_like_ids_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a\\b",
+            "a\0b",
+            "x/.",
+        ] {
+            assert!(DocId::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in ["notes", "team/notes", "a.b", "ünïcode", "doc1"] {
+            assert!(DocId::parse(good).is_ok(), "{good:?} should be accepted");
+        }
+        assert_eq!(DocId::parse(&"x".repeat(257)), Err(IdError::TooLong(257)));
+    }
+}

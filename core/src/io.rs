@@ -1,0 +1,390 @@
+//! What goes into `update` ([`Msg`]) and what comes out ([`Cmd`]).
+
+use crate::ids::{
+    BatchId, ChannelId, Clock, DocId, ImportId, ListenerId, Namespace, PeerId, RemoteAddr,
+};
+use crate::protocol::{DocMeta, Filter, Message, Payload};
+use crate::version::VersionVector;
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds on the shell's clock. The core never reads a clock: time
+/// only arrives in messages.
+pub type Millis = u64;
+
+/// Whether a channel leads to another node or to a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ChannelKind {
+    /// Another node; speaks only after a handshake.
+    Network,
+    /// A store: trusted, established at once, never sent presence.
+    Storage,
+}
+
+/// How an import the core asked for went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImportOutcome {
+    /// Applied; the document is now at `version`.
+    Applied {
+        /// The whole document's version after the import.
+        version: VersionVector,
+    },
+    /// Applied in part: some changes wait for dependencies not present yet.
+    Pending {
+        /// The document's version after the applied part.
+        version: VersionVector,
+    },
+    /// The bytes were refused.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A persisted cursor with one remote (seed 002).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Their feed, pulled up to here.
+    pub pulled: Clock,
+    /// Our feed, acknowledged by them up to here.
+    pub pushed: Clock,
+}
+
+/// A persisted pull-responder listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerRecord {
+    /// Its id.
+    pub id: ListenerId,
+    /// The peer that registered it.
+    pub owner: PeerId,
+    /// What it wants.
+    pub filter: Filter,
+    /// Every document below this clock is acknowledged (or not wanted).
+    pub floor: Clock,
+    /// Acknowledged version per document.
+    pub acked: Vec<(DocId, VersionVector)>,
+}
+
+/// A document as the store's metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDoc {
+    /// The document.
+    pub doc: DocId,
+    /// Its metadata.
+    pub meta: DocMeta,
+    /// Its stored version.
+    pub version: VersionVector,
+    /// The clock of its last stored change.
+    pub clock: Clock,
+}
+
+/// Node state that the core asks the shell to persist, and gets back at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateRecord {
+    /// The cursor with a remote peer.
+    Cursor {
+        /// The remote.
+        peer: PeerId,
+        /// The cursor.
+        cursor: Cursor,
+    },
+    /// A listener's state.
+    Listener(ListenerRecord),
+    /// A listener was removed.
+    ListenerRemoved(ListenerId),
+    /// A document was deleted: never resurrect it.
+    Tombstone(DocId),
+}
+
+/// Inputs to `update`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// The time is now `now`.
+    Tick {
+        /// Milliseconds on the shell's clock.
+        now: Millis,
+    },
+    /// What the primary store remembered, fed once at start, after its channel was added.
+    Restored {
+        /// The primary store's channel.
+        store: ChannelId,
+        /// The highest clock the store assigned.
+        clock: Clock,
+        /// Every document it holds, with its version and last clock.
+        docs: Vec<StoredDoc>,
+        /// Persisted node state.
+        records: Vec<StateRecord>,
+    },
+    /// A channel opened. `remote` is set when we dialed it.
+    ChannelAdded {
+        /// The shell's id for it.
+        channel: ChannelId,
+        /// Network or storage.
+        kind: ChannelKind,
+        /// The address we dialed, if we did.
+        remote: Option<RemoteAddr>,
+    },
+    /// A channel closed.
+    ChannelRemoved {
+        /// Which one.
+        channel: ChannelId,
+    },
+    /// A protocol message arrived.
+    Received {
+        /// On which channel.
+        channel: ChannelId,
+        /// The message.
+        message: Message,
+    },
+    /// The shell could not decode a frame from a channel.
+    FrameRejected {
+        /// On which channel.
+        channel: ChannelId,
+        /// The decoder's error.
+        reason: String,
+    },
+    /// An import finished.
+    Imported {
+        /// The import.
+        id: ImportId,
+        /// How it went.
+        outcome: ImportOutcome,
+    },
+    /// The application committed a change to a document.
+    LocalChange {
+        /// The document.
+        doc: DocId,
+        /// Its version after the change.
+        version: VersionVector,
+    },
+    /// The application wants a document (loads it, or creates it).
+    OpenDoc {
+        /// The document.
+        doc: DocId,
+        /// Its metadata, used when it is created.
+        meta: DocMeta,
+    },
+    /// The application deletes a document.
+    DeleteDoc {
+        /// The document.
+        doc: DocId,
+    },
+    /// The application sets (or clears, with empty data) its presence.
+    SetPresence {
+        /// The document.
+        doc: DocId,
+        /// The namespace.
+        namespace: Namespace,
+        /// Application bytes.
+        data: Payload,
+    },
+    /// The application wants to stay connected to a remote.
+    Connect {
+        /// Where.
+        remote: RemoteAddr,
+        /// The token to present, if any.
+        token: Option<String>,
+        /// Which documents to follow there.
+        filter: Filter,
+    },
+    /// Dialing a remote failed.
+    ConnectFailed {
+        /// Where.
+        remote: RemoteAddr,
+    },
+}
+
+/// One item to send on a channel. Data items are turned into bytes by the
+/// shell, which owns the documents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outgoing {
+    /// A ready message.
+    Message(Message),
+    /// Export `doc` and send it as a sync-response (`as_update` false) or an update.
+    Data {
+        /// The document.
+        doc: DocId,
+        /// The transmission's id.
+        batch: BatchId,
+        /// Export changes after this version; `None` sends a snapshot.
+        since: Option<VersionVector>,
+        /// Send as a live update rather than a sync-response.
+        as_update: bool,
+    },
+    /// Export one strand per item and send a `strands` answer.
+    Strands {
+        /// The listener.
+        id: ListenerId,
+        /// The strands to build.
+        items: Vec<StrandSpec>,
+        /// Whether more are waiting.
+        more: bool,
+    },
+}
+
+/// What the shell needs to build one strand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrandSpec {
+    /// The document.
+    pub doc: DocId,
+    /// Its metadata.
+    pub meta: DocMeta,
+    /// The listener's acknowledged version (empty: send a snapshot).
+    pub since: VersionVector,
+    /// The document's clock.
+    pub clock: Clock,
+}
+
+/// Log severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Level {
+    /// Expected but noteworthy.
+    Info,
+    /// Something refused or lost.
+    Warn,
+}
+
+/// A peer's standing for one document, as an app would show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncState {
+    /// The peer has the document at this version (or more).
+    Synced(VersionVector),
+    /// The peer does not have the document.
+    Absent,
+}
+
+/// Something the application may want to know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// An opened document is loaded and ready.
+    DocReady {
+        /// The document.
+        doc: DocId,
+        /// Its version.
+        version: VersionVector,
+    },
+    /// An opened document does not exist and may not be created.
+    DocUnavailable {
+        /// The document.
+        doc: DocId,
+    },
+    /// A document changed through an import.
+    DocChanged {
+        /// The document.
+        doc: DocId,
+        /// Its version now.
+        version: VersionVector,
+        /// The peer the change came from, if not a store.
+        from: Option<PeerId>,
+    },
+    /// A peer answered for a document.
+    PeerSynced {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        doc: DocId,
+        /// What it has.
+        state: SyncState,
+    },
+    /// The primary store holds the document up to `version`.
+    Durable {
+        /// The document.
+        doc: DocId,
+        /// The durable version.
+        version: VersionVector,
+        /// The store's clock for it.
+        clock: Clock,
+    },
+    /// A remote peer acknowledged (durably) the document up to `version`.
+    AckedByRemote {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        doc: DocId,
+        /// The version acknowledged.
+        version: VersionVector,
+    },
+    /// Presence changed; `data` is `None` when it was removed or expired.
+    Presence {
+        /// The document.
+        doc: DocId,
+        /// The namespace.
+        namespace: Namespace,
+        /// Whose presence.
+        peer: PeerId,
+        /// The data, or `None`.
+        data: Option<Payload>,
+    },
+    /// A document was deleted.
+    DocDeleted {
+        /// The document.
+        doc: DocId,
+    },
+    /// A peer completed the handshake.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer's last channel closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// Something failed; `doc` names the document when one is concerned.
+    Error {
+        /// The document, if any.
+        doc: Option<DocId>,
+        /// What happened, for a person.
+        reason: String,
+    },
+}
+
+/// Outputs of `update`, for the shell to carry out in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cmd {
+    /// Send items on a channel, as one frame.
+    Send {
+        /// The channel.
+        channel: ChannelId,
+        /// The items, in order.
+        items: Vec<Outgoing>,
+    },
+    /// Import bytes into a document and answer with [`Msg::Imported`].
+    Import {
+        /// Echo this id in the answer.
+        id: ImportId,
+        /// The document.
+        doc: DocId,
+        /// The bytes.
+        data: Payload,
+    },
+    /// Close a channel.
+    Close {
+        /// The channel.
+        channel: ChannelId,
+        /// Why, for the peer and the log.
+        reason: String,
+    },
+    /// Dial a remote and report with [`Msg::ChannelAdded`] or [`Msg::ConnectFailed`].
+    Dial {
+        /// Where.
+        remote: RemoteAddr,
+    },
+    /// Persist node state on every store.
+    Save(StateRecord),
+    /// Drop a deleted document's data from memory and every store.
+    Purge {
+        /// The document.
+        doc: DocId,
+    },
+    /// Send [`Msg::Tick`] at (or after) this time.
+    WakeAt(Millis),
+    /// Tell the application.
+    Emit(Event),
+    /// A log line.
+    Log {
+        /// Severity.
+        level: Level,
+        /// The line.
+        text: String,
+    },
+}

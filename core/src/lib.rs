@@ -1,0 +1,40 @@
+//! The pure, deterministic synchronizer core of docweave.
+//!
+//! Everything is decided here: `update(model, msg) -> (model, commands)`
+//! says who gets which document data, when, and why. The core performs no
+//! I/O, reads no clock, draws no randomness except from a seed in the model,
+//! and never panics. It holds metadata only: document bytes live in the
+//! shell, which executes the [`Cmd`]s and feeds results back as [`Msg`]s.
+//! Not here: networking, storage, documents (Loro), async runtimes.
+#![warn(missing_docs)]
+
+mod frame;
+mod handlers;
+mod ids;
+mod io;
+mod model;
+mod out;
+mod policy;
+mod protocol;
+mod update;
+mod version;
+
+pub use frame::{
+    decode, encode, payload_len, validate, FrameError, Limits, FRAME_VERSION, HEADER_LEN,
+};
+pub use ids::{
+    BatchId, ChannelId, Clock, DocId, IdError, ImportId, ListenerId, Namespace, PeerId, RemoteAddr,
+    RequestId, MAX_ID_LEN,
+};
+pub use io::{
+    ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level, ListenerRecord, Millis, Msg, Outgoing,
+    StateRecord, StoredDoc, StrandSpec, SyncState,
+};
+pub use model::{Config, Model, Timing};
+pub use policy::{Access, Pattern, Rule, Rules};
+pub use protocol::{
+    AckStatus, ChangedDoc, DeleteOutcome, DocInfo, DocMeta, Ephemeral, ErrorCode, Filter, Hello,
+    Message, Payload, PeerKind, Reply, Revision, RevisionStatus, Strand, Welcome, PROTOCOL_VERSION,
+};
+pub use update::update;
+pub use version::{VersionOrder, VersionVector};

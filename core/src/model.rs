@@ -1,0 +1,477 @@
+//! The model: everything the core knows. Metadata only, never document bytes.
+//!
+//! Made of `imbl` persistent maps, so an older model stays valid and cheap to
+//! keep, and every iteration that can reach output is in key order.
+
+use crate::ids::{
+    BatchId, ChannelId, Clock, DocId, ImportId, ListenerId, Namespace, PeerId, RemoteAddr,
+};
+use crate::io::{ChannelKind, Cursor, Millis};
+use crate::policy::Rules;
+use crate::protocol::{DocMeta, Filter, Payload, PeerKind, Revision};
+use crate::version::VersionVector;
+use imbl::{OrdMap, OrdSet, Vector};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Timings and sizes the scheduler and handlers use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Pull interval while a remote is active.
+    pub pull_min_ms: Millis,
+    /// Longest pull interval while idle.
+    pub pull_max_ms: Millis,
+    /// First reconnect delay.
+    pub backoff_base_ms: Millis,
+    /// Longest reconnect delay.
+    pub backoff_max_ms: Millis,
+    /// Lifetime of presence entries we send.
+    pub presence_ttl_ms: u32,
+    /// How many times our presence may be relayed.
+    pub presence_hops: u8,
+    /// Documents per `changes` answer.
+    pub changes_page: usize,
+    /// Largest strand count per pull, whatever the client asks.
+    pub max_pull_limit: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            pull_min_ms: 1_000,
+            pull_max_ms: 60_000,
+            backoff_base_ms: 500,
+            backoff_max_ms: 60_000,
+            presence_ttl_ms: 30_000,
+            presence_hops: 1,
+            changes_page: 500,
+            max_pull_limit: 1_000,
+        }
+    }
+}
+
+/// Who this node is and how it behaves. Data, so a log replays identically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// This node's identity.
+    pub peer: PeerId,
+    /// A display name.
+    pub name: String,
+    /// What kind of node.
+    pub kind: PeerKind,
+    /// Tokens accepted from connecting peers; empty means no token needed.
+    pub tokens: Vec<String>,
+    /// Permission rules for network peers.
+    pub rules: Rules,
+    /// Seed of the jitter generator.
+    pub seed: u64,
+    /// Timings.
+    pub timing: Timing,
+}
+
+impl Config {
+    /// A node with default rules (allow all), no tokens and default timings.
+    pub fn new(peer: &str) -> Self {
+        Self {
+            peer: PeerId::new(peer),
+            name: peer.to_string(),
+            kind: PeerKind::User,
+            tokens: Vec::new(),
+            rules: Rules::allow_all(),
+            seed: 0x5eed,
+            timing: Timing::default(),
+        }
+    }
+}
+
+/// A network request waiting for the stores to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Queued {
+    Sync {
+        channel: ChannelId,
+        version: VersionVector,
+        bidirectional: bool,
+    },
+    Update {
+        channel: ChannelId,
+        batch: BatchId,
+        data: Payload,
+        version: VersionVector,
+    },
+}
+
+/// Why a document is being loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoadReason {
+    /// The application opened it: create it if no store has it.
+    Open,
+    /// A network peer asked: create only if that peer may create.
+    Network,
+}
+
+/// The life of a document in the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for every store to answer before answering anyone.
+    Loading {
+        waiting: OrdSet<ChannelId>,
+        imports: usize,
+        queued: Vector<Queued>,
+        found: bool,
+        reason: LoadReason,
+        creator: Option<PeerId>,
+    },
+    Ready,
+}
+
+/// Who is told when a version becomes durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notify {
+    /// Acknowledge a network transmission.
+    Ack {
+        channel: ChannelId,
+        peer: PeerId,
+        batch: BatchId,
+    },
+    /// Fill in one revision of a push job.
+    Push { job: u64, index: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Waiter {
+    pub version: VersionVector,
+    pub notify: Notify,
+}
+
+/// One document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Doc {
+    pub meta: DocMeta,
+    pub version: VersionVector,
+    /// Clock of the last durable change, 0 before any.
+    pub clock: Clock,
+    pub phase: Phase,
+    /// Network peers that receive live changes.
+    pub subscribers: OrdSet<PeerId>,
+    /// What each store was sent (optimistic) or loaded.
+    pub stored: OrdMap<ChannelId, VersionVector>,
+    /// What each store acknowledged as durable (or loaded).
+    pub durable: OrdMap<ChannelId, VersionVector>,
+    /// Acknowledgements waiting for durability.
+    pub waiters: Vector<Waiter>,
+}
+
+impl Doc {
+    pub fn new(meta: DocMeta) -> Self {
+        Self {
+            meta,
+            version: VersionVector::new(),
+            clock: Clock(0),
+            phase: Phase::Ready,
+            subscribers: OrdSet::new(),
+            stored: OrdMap::new(),
+            durable: OrdMap::new(),
+            waiters: Vector::new(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+}
+
+/// Handshake state of a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Network channel before the handshake.
+    Connecting,
+    /// Ready: the peer is known.
+    Established(PeerId),
+}
+
+/// One channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Channel {
+    pub kind: ChannelKind,
+    pub link: Link,
+    /// Set when we dialed: we pull and push; the other side answers.
+    pub remote: Option<RemoteAddr>,
+}
+
+/// What we know of a peer's copy of one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PeerDoc {
+    /// We asked and wait for the answer.
+    Pending,
+    /// They have at least this version.
+    Synced(VersionVector),
+    /// They said they do not have it.
+    Absent,
+}
+
+/// One remote node. Kept after its channels close: reconnects resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Peer {
+    pub kind: PeerKind,
+    pub channels: OrdSet<ChannelId>,
+    pub docs: OrdMap<DocId, PeerDoc>,
+    /// Filters it subscribed with: new and changed matching documents go to it.
+    pub filters: Vector<Filter>,
+    pub cursor: Cursor,
+    /// Per document, the clock of ours they acknowledged (above `cursor.pushed`).
+    pub acked: OrdMap<DocId, Clock>,
+    /// Documents requested after a `changes` answer, and the clock it covered.
+    pub pulling: OrdSet<DocId>,
+    pub pull_target: Option<Clock>,
+    /// Scheduler state for periodic pulls from this peer.
+    pub pull_interval: Millis,
+    /// Set when we dialed it: we keep a pushed cursor and pull from it.
+    pub dialed: bool,
+    pub last_push_at: Option<Millis>,
+}
+
+impl Peer {
+    pub fn new(kind: PeerKind) -> Self {
+        Self {
+            kind,
+            channels: OrdSet::new(),
+            docs: OrdMap::new(),
+            filters: Vector::new(),
+            cursor: Cursor::default(),
+            acked: OrdMap::new(),
+            pulling: OrdSet::new(),
+            pull_target: None,
+            pull_interval: 0,
+            dialed: false,
+            last_push_at: None,
+        }
+    }
+}
+
+/// A data transmission waiting for its ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InFlight {
+    pub channel: ChannelId,
+    pub doc: DocId,
+    pub version: VersionVector,
+    pub clock: Clock,
+}
+
+/// Where imported bytes came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    Peer {
+        peer: PeerId,
+        channel: ChannelId,
+        batch: BatchId,
+        version: VersionVector,
+    },
+    Store {
+        channel: ChannelId,
+    },
+    Push {
+        peer: PeerId,
+        channel: ChannelId,
+        job: u64,
+        index: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingImport {
+    pub doc: DocId,
+    pub source: Source,
+}
+
+/// A push being answered: one revision per strand, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PushJob {
+    pub channel: ChannelId,
+    pub revisions: Vector<Option<Revision>>,
+}
+
+/// A pull-responder listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listener {
+    pub owner: PeerId,
+    pub filter: Filter,
+    pub floor: Clock,
+    pub acked: OrdMap<DocId, VersionVector>,
+    pub last_pull: Option<Millis>,
+}
+
+/// A presence entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Presence {
+    pub data: Payload,
+    pub expires: Millis,
+}
+
+pub(crate) type PresenceKey = (DocId, Namespace, PeerId);
+
+/// A remote we keep dialing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Remote {
+    pub token: Option<String>,
+    pub filter: Filter,
+    pub attempt: u32,
+    pub channel: Option<ChannelId>,
+}
+
+/// Things that happen at a time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    Reconnect(RemoteAddr),
+    Pull(PeerId),
+    PresenceExpiry(PresenceKey),
+    Heartbeat,
+}
+
+/// Everything the core knows. Cheap to clone; an old model stays valid.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub(crate) config: Arc<Config>,
+    pub(crate) now: Millis,
+    pub(crate) clock: Clock,
+    pub(crate) next_batch: u64,
+    pub(crate) next_import: u64,
+    pub(crate) next_listener: u64,
+    pub(crate) next_job: u64,
+    pub(crate) rng: u64,
+    pub(crate) docs: OrdMap<DocId, Doc>,
+    pub(crate) by_clock: OrdMap<Clock, DocId>,
+    pub(crate) tombstones: OrdSet<DocId>,
+    /// Documents changed but not yet durable on the primary store.
+    pub(crate) dirty: OrdSet<DocId>,
+    pub(crate) channels: OrdMap<ChannelId, Channel>,
+    pub(crate) stores: OrdSet<ChannelId>,
+    pub(crate) peers: OrdMap<PeerId, Peer>,
+    pub(crate) filter_subscribers: OrdSet<PeerId>,
+    pub(crate) in_flight: OrdMap<BatchId, InFlight>,
+    pub(crate) imports: OrdMap<ImportId, PendingImport>,
+    pub(crate) pushes: OrdMap<u64, PushJob>,
+    pub(crate) listeners: OrdMap<ListenerId, Listener>,
+    pub(crate) presence: OrdMap<PresenceKey, Presence>,
+    pub(crate) own_presence: OrdMap<(DocId, Namespace), Payload>,
+    pub(crate) remotes: OrdMap<RemoteAddr, Remote>,
+    pub(crate) timers: OrdSet<(Millis, Timer)>,
+    pub(crate) timer_at: OrdMap<Timer, Millis>,
+    pub(crate) wake_at: Option<Millis>,
+}
+
+impl Model {
+    /// A fresh node.
+    pub fn new(config: Config) -> Self {
+        let rng = config.seed;
+        Self {
+            config: Arc::new(config),
+            now: 0,
+            clock: Clock(0),
+            next_batch: 1,
+            next_import: 1,
+            next_listener: 1,
+            next_job: 1,
+            rng,
+            docs: OrdMap::new(),
+            by_clock: OrdMap::new(),
+            tombstones: OrdSet::new(),
+            dirty: OrdSet::new(),
+            channels: OrdMap::new(),
+            stores: OrdSet::new(),
+            peers: OrdMap::new(),
+            filter_subscribers: OrdSet::new(),
+            in_flight: OrdMap::new(),
+            imports: OrdMap::new(),
+            pushes: OrdMap::new(),
+            listeners: OrdMap::new(),
+            presence: OrdMap::new(),
+            own_presence: OrdMap::new(),
+            remotes: OrdMap::new(),
+            timers: OrdSet::new(),
+            timer_at: OrdMap::new(),
+            wake_at: None,
+        }
+    }
+
+    /// This node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This node's change clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The last time the shell told us.
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// Our version of a document, if we hold it (loaded and not deleted).
+    pub fn doc_version(&self, doc: &DocId) -> Option<&VersionVector> {
+        self.docs
+            .get(doc)
+            .filter(|d| d.is_ready())
+            .map(|d| &d.version)
+    }
+
+    /// The clock of a document's last durable change.
+    pub fn doc_clock(&self, doc: &DocId) -> Option<Clock> {
+        self.docs.get(doc).map(|d| d.clock)
+    }
+
+    /// Documents we hold, in id order.
+    pub fn doc_ids(&self) -> impl Iterator<Item = &DocId> + '_ {
+        self.docs.keys()
+    }
+
+    /// Whether a document was deleted here.
+    pub fn is_tombstoned(&self, doc: &DocId) -> bool {
+        self.tombstones.contains(doc)
+    }
+
+    /// The peer established on a channel.
+    pub fn channel_peer(&self, channel: ChannelId) -> Option<&PeerId> {
+        match &self.channels.get(&channel)?.link {
+            Link::Established(p) => Some(p),
+            Link::Connecting => None,
+        }
+    }
+
+    /// The cursor kept with a peer.
+    pub fn cursor(&self, peer: &PeerId) -> Option<&Cursor> {
+        self.peers.get(peer).map(|p| &p.cursor)
+    }
+
+    /// Peers subscribed to a document, in id order.
+    pub fn subscribers(&self, doc: &DocId) -> Vec<PeerId> {
+        self.docs
+            .get(doc)
+            .map(|d| d.subscribers.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Live presence entries: (doc, namespace, peer, data), in key order.
+    pub fn presence(&self) -> Vec<(DocId, Namespace, PeerId, Payload)> {
+        self.presence
+            .iter()
+            .map(|((d, n, p), e)| (d.clone(), n.clone(), p.clone(), e.data.clone()))
+            .collect()
+    }
+
+    /// Registered listener ids.
+    pub fn listener_ids(&self) -> Vec<ListenerId> {
+        self.listeners.keys().copied().collect()
+    }
+
+    /// When the core next wants a tick.
+    pub fn wake_at(&self) -> Option<Millis> {
+        self.wake_at
+    }
+
+    /// Number of in-flight transmissions awaiting an ack.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+}

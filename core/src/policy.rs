@@ -1,0 +1,143 @@
+//! Permission rules, as data: a recorded log replays with the same decisions.
+
+use crate::ids::{DocId, PeerId};
+use serde::{Deserialize, Serialize};
+
+/// What a peer may do with a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// See the document: receive its data, find it in listings and announcements.
+    pub read: bool,
+    /// Change it: we import what the peer sends.
+    pub write: bool,
+    /// Create it by asking for or sending a document we do not have.
+    pub create: bool,
+    /// Delete it.
+    pub delete: bool,
+}
+
+impl Access {
+    /// Everything allowed.
+    pub const ALL: Access = Access {
+        read: true,
+        write: true,
+        create: true,
+        delete: true,
+    };
+    /// Nothing allowed.
+    pub const NONE: Access = Access {
+        read: false,
+        write: false,
+        create: false,
+        delete: false,
+    };
+    /// Read only.
+    pub const READ: Access = Access {
+        read: true,
+        write: false,
+        create: false,
+        delete: false,
+    };
+}
+
+/// Matches a peer or a document id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pattern {
+    /// Anything.
+    Any,
+    /// Exactly this id.
+    Exact(String),
+    /// Ids starting with this text.
+    Prefix(String),
+}
+
+impl Pattern {
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Pattern::Any => true,
+            Pattern::Exact(x) => s == x,
+            Pattern::Prefix(p) => s.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// One rule: for peers and documents matching, this access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Which peers.
+    pub peer: Pattern,
+    /// Which documents.
+    pub doc: Pattern,
+    /// What they may do.
+    pub access: Access,
+}
+
+/// An ordered rule list: the first rule matching both peer and document
+/// decides; with none matching, `default` does. Stores are always trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    /// The rules, first match wins.
+    pub rules: Vec<Rule>,
+    /// Access when no rule matches.
+    pub default: Access,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self::allow_all()
+    }
+}
+
+impl Rules {
+    /// Every peer may do everything.
+    pub fn allow_all() -> Self {
+        Self {
+            rules: Vec::new(),
+            default: Access::ALL,
+        }
+    }
+
+    /// Adds a rule after the existing ones.
+    pub fn with(mut self, peer: Pattern, doc: Pattern, access: Access) -> Self {
+        self.rules.push(Rule { peer, doc, access });
+        self
+    }
+
+    /// What `peer` may do with `doc`.
+    pub fn access(&self, peer: &PeerId, doc: &DocId) -> Access {
+        self.rules
+            .iter()
+            .find(|r| r.peer.matches(peer.as_str()) && r.doc.matches(doc.as_str()))
+            .map(|r| r.access)
+            .unwrap_or(self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_matching_rule_wins_then_default() {
+        let rules = Rules {
+            rules: vec![
+                Rule {
+                    peer: Pattern::Exact("eve".into()),
+                    doc: Pattern::Any,
+                    access: Access::NONE,
+                },
+                Rule {
+                    peer: Pattern::Any,
+                    doc: Pattern::Prefix("public/".into()),
+                    access: Access::READ,
+                },
+            ],
+            default: Access::ALL,
+        };
+        let eve = PeerId::new("eve");
+        let bob = PeerId::new("bob");
+        assert_eq!(rules.access(&eve, &DocId::new("public/a")), Access::NONE);
+        assert_eq!(rules.access(&bob, &DocId::new("public/a")), Access::READ);
+        assert_eq!(rules.access(&bob, &DocId::new("private")), Access::ALL);
+    }
+}

@@ -1,0 +1,532 @@
+//! The native protocol: what nodes (and stores) say to each other.
+//!
+//! Encoded with postcard, which is not self-describing: fields and variants
+//! are only ever added at the end, and the handshake carries a version.
+
+use crate::ids::{BatchId, Clock, DocId, ListenerId, Namespace, PeerId};
+use crate::version::VersionVector;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::sync::Arc;
+
+/// The protocol version this build speaks. A peer with another is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Opaque document bytes (a snapshot or a delta), cheap to clone.
+///
+/// Serialized as one byte string: postcard would spend up to two bytes per
+/// byte on a plain `Vec<u8>`.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Payload(pub Arc<[u8]>);
+
+impl Payload {
+    /// Wraps bytes.
+    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
+        Self(bytes.into())
+    }
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}B", self.0.len())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Payload;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+                Ok(Payload::new(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
+                Ok(Payload::new(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Payload, A::Error> {
+                // Self-describing formats (JSON traces) write bytes as a list.
+                let mut out = Vec::new();
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Payload::new(out))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// What kind of node is on the other end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PeerKind {
+    /// An application used by a person.
+    User,
+    /// An automated client.
+    Bot,
+    /// A server or hub.
+    Service,
+}
+
+/// First message on a network channel, from the side that connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Who is speaking.
+    pub peer: PeerId,
+    /// A display name.
+    pub name: String,
+    /// What kind of node.
+    pub kind: PeerKind,
+    /// The protocol version spoken; must equal ours.
+    pub protocol: u32,
+    /// A shared secret, when the other side asks for one.
+    pub token: Option<String>,
+    /// The speaker's change clock now.
+    pub clock: Clock,
+}
+
+/// The answer to a [`Hello`] that was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Who is answering.
+    pub peer: PeerId,
+    /// A display name.
+    pub name: String,
+    /// What kind of node.
+    pub kind: PeerKind,
+    /// The protocol version spoken.
+    pub protocol: u32,
+    /// The answerer's change clock now.
+    pub clock: Clock,
+}
+
+/// The body of a sync-response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The requester already has everything we have (or more).
+    UpToDate,
+    /// The whole document.
+    Snapshot(Payload),
+    /// The changes the requester lacks.
+    Delta(Payload),
+    /// We do not have the document (and no store does).
+    Unavailable,
+}
+
+/// How a receiver took a data transmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AckStatus {
+    /// Applied and durable (or applied, on a node without a store).
+    Ok,
+    /// The sender may not write this document.
+    PermissionDenied,
+    /// The bytes could not be imported.
+    Invalid,
+    /// The transmission was larger than the receiver accepts.
+    TooLarge,
+    /// The sender sends too fast; try later.
+    RateLimited,
+    /// Applied in part: it depends on changes the receiver does not have yet.
+    MissingDependencies,
+    /// The document was deleted; its tombstone refuses new data.
+    Deleted,
+}
+
+/// Error codes carried by [`Message::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// The token was missing or wrong.
+    BadToken,
+    /// A message that needs a handshake arrived before it.
+    NotEstablished,
+    /// A frame could not be decoded.
+    MalformedFrame,
+    /// A message was too large or held too many elements.
+    TooLarge,
+    /// A document id was refused (empty, too long, path-like).
+    BadDocId,
+    /// The listener id is not registered here.
+    UnknownListener,
+    /// The peer may not do what it asked.
+    PermissionDenied,
+    /// A second hello on an established channel.
+    AlreadyEstablished,
+}
+
+/// Descriptive metadata of a document (seed 000's sync unit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DocMeta {
+    /// Application document type ("text", "todo", ...); empty if none.
+    pub doc_type: String,
+    /// Scope ("global", "local"); empty if none.
+    pub scope: String,
+    /// Branch ("main"); empty if none.
+    pub branch: String,
+}
+
+/// Chooses documents. An empty list, or one holding `*`, matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Filter {
+    /// Document ids.
+    pub docs: Vec<DocId>,
+    /// Document types.
+    pub types: Vec<String>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Branches.
+    pub branches: Vec<String>,
+}
+
+impl Filter {
+    /// A filter that matches every document.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// A filter for a list of document ids.
+    pub fn docs(docs: impl IntoIterator<Item = DocId>) -> Self {
+        Self {
+            docs: docs.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether a document passes the filter.
+    pub fn matches(&self, doc: &DocId, meta: &DocMeta) -> bool {
+        fn any<T: PartialEq>(list: &[T], v: &T, is_star: impl Fn(&T) -> bool) -> bool {
+            list.is_empty() || list.iter().any(|x| is_star(x) || x == v)
+        }
+        any(&self.docs, doc, |d| d.as_str() == "*")
+            && any(&self.types, &meta.doc_type, |s| s == "*")
+            && any(&self.scopes, &meta.scope, |s| s == "*")
+            && any(&self.branches, &meta.branch, |s| s == "*")
+    }
+
+    /// Total number of entries, for bounds checks.
+    pub fn len(&self) -> usize {
+        self.docs.len() + self.types.len() + self.scopes.len() + self.branches.len()
+    }
+
+    /// Whether the filter has no entries (matches all).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A document named in a directory listing or announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocInfo {
+    /// The document.
+    pub doc: DocId,
+    /// Its metadata.
+    pub meta: DocMeta,
+}
+
+/// A document changed since a clock, as answered to `changes-since`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedDoc {
+    /// The document.
+    pub doc: DocId,
+    /// The answerer's version of it.
+    pub version: VersionVector,
+    /// The answerer's clock of its last change.
+    pub clock: Clock,
+}
+
+/// Presence data from one peer on one document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ephemeral {
+    /// The document the presence is about.
+    pub doc: DocId,
+    /// The namespace ("cursor", ...).
+    pub namespace: Namespace,
+    /// The peer the data belongs to.
+    pub origin: PeerId,
+    /// How many more times it may be relayed.
+    pub hops: u8,
+    /// Lifetime in milliseconds after arrival.
+    pub ttl_ms: u32,
+    /// Application bytes; empty means "cleared".
+    pub data: Payload,
+}
+
+/// Per-document deltas since a listener's acknowledged version (seed 000).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Strand {
+    /// The document.
+    pub doc: DocId,
+    /// Its metadata.
+    pub meta: DocMeta,
+    /// The version the delta starts from.
+    pub since: VersionVector,
+    /// The delta (or snapshot when `since` is empty).
+    pub data: Payload,
+    /// The version after applying the delta.
+    pub version: VersionVector,
+    /// The sender's clock of the document's last change.
+    pub clock: Clock,
+}
+
+/// How one pushed strand was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RevisionStatus {
+    /// Applied (and durable where a store exists).
+    Ok,
+    /// Applied in part; the rest waits for missing changes.
+    MissingDependencies,
+    /// The pusher may not write (or create) the document.
+    Denied,
+    /// The data could not be imported.
+    Invalid,
+}
+
+/// A revision reached for a document, or acknowledged by a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    /// The document.
+    pub doc: DocId,
+    /// The version reached (for push) or applied (for acknowledge).
+    pub version: VersionVector,
+    /// The clock of that version, where known.
+    pub clock: Clock,
+    /// How it went.
+    pub status: RevisionStatus,
+}
+
+/// Whether a delete was carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeleteOutcome {
+    /// The document is gone and tombstoned.
+    Deleted,
+    /// The request was refused (not permitted, or unknown document).
+    Ignored,
+}
+
+/// One protocol message. A frame carries one or more, never nested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Opens a network channel.
+    Hello(Hello),
+    /// Accepts a hello.
+    Welcome(Welcome),
+    /// "This is what I have of `doc`; send me what I lack." Subscribes the sender.
+    SyncRequest {
+        /// The document.
+        doc: DocId,
+        /// What the requester has.
+        version: VersionVector,
+        /// Whether the answerer should ask back once (never bidirectionally).
+        bidirectional: bool,
+    },
+    /// The answer to a sync-request.
+    SyncResponse {
+        /// The document.
+        doc: DocId,
+        /// Names the transmission for the receiver's ack (data replies only).
+        batch: BatchId,
+        /// What is sent.
+        reply: Reply,
+        /// The answerer's version.
+        version: VersionVector,
+    },
+    /// A live change to a subscribed document.
+    Update {
+        /// The document.
+        doc: DocId,
+        /// Names the transmission for the receiver's ack.
+        batch: BatchId,
+        /// The delta (or a snapshot when the receiver had nothing).
+        data: Payload,
+        /// The sender's version after the change.
+        version: VersionVector,
+    },
+    /// Acknowledges a data transmission once it is durable.
+    Ack {
+        /// The transmission.
+        batch: BatchId,
+        /// How it was taken.
+        status: AckStatus,
+        /// The receiver's clock for it, when stored.
+        clock: Option<Clock>,
+    },
+    /// Asks to be told of new documents matching a filter.
+    Subscribe {
+        /// Which documents.
+        filter: Filter,
+    },
+    /// Withdraws a subscription filter.
+    Unsubscribe {
+        /// The filter given before.
+        filter: Filter,
+    },
+    /// "What changed after `clock` in your feed?"
+    ChangesSince {
+        /// The last clock of the answerer's feed the asker has pulled.
+        clock: Clock,
+        /// Which documents the asker cares about.
+        filter: Filter,
+    },
+    /// The answer to changes-since.
+    Changes {
+        /// Changed documents in clock order.
+        docs: Vec<ChangedDoc>,
+        /// The feed position this answer covers up to.
+        up_to: Clock,
+        /// Whether more changes follow (ask again from `up_to`).
+        more: bool,
+    },
+    /// "Which documents do you have?"
+    DirectoryRequest {
+        /// Which documents.
+        filter: Filter,
+    },
+    /// The visible documents matching a directory request.
+    DirectoryResponse {
+        /// The documents.
+        docs: Vec<DocInfo>,
+    },
+    /// An unsolicited announcement of documents.
+    NewDocs {
+        /// The documents.
+        docs: Vec<DocInfo>,
+    },
+    /// Asks to delete a document everywhere.
+    Delete {
+        /// The document.
+        doc: DocId,
+    },
+    /// The answer to a delete.
+    DeleteResult {
+        /// The document.
+        doc: DocId,
+        /// Whether it was deleted.
+        outcome: DeleteOutcome,
+    },
+    /// Presence data.
+    Ephemeral(Ephemeral),
+    /// Something went wrong; the channel may be closed after it.
+    Error {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// A sentence for a person.
+        message: String,
+    },
+    /// Registers (or re-registers, resetting it) a pull-responder listener.
+    ListenerRegister {
+        /// Which documents the listener wants.
+        filter: Filter,
+        /// Re-register under this id; a new id is made when absent.
+        id: Option<ListenerId>,
+    },
+    /// The id of a registered listener.
+    ListenerRegistered {
+        /// The listener.
+        id: ListenerId,
+    },
+    /// Pulls strands for a listener.
+    ListenerPull {
+        /// The listener.
+        id: ListenerId,
+        /// At most this many strands.
+        limit: u32,
+    },
+    /// The answer to a pull.
+    Strands {
+        /// The listener.
+        id: ListenerId,
+        /// The strands.
+        strands: Vec<Strand>,
+        /// Whether more strands are waiting.
+        more: bool,
+    },
+    /// Moves a listener's cursor for what was applied.
+    ListenerAck {
+        /// The listener.
+        id: ListenerId,
+        /// What was applied (statuses other than Ok are not acknowledged).
+        revisions: Vec<Revision>,
+    },
+    /// The answer to a listener acknowledge.
+    ListenerAcked {
+        /// The listener.
+        id: ListenerId,
+        /// How many revisions moved the cursor.
+        accepted: u32,
+    },
+    /// Pushes strands (seed 000's pushUpdates).
+    Push {
+        /// The strands.
+        strands: Vec<Strand>,
+    },
+    /// One revision per pushed strand, in order.
+    PushResult {
+        /// The revisions.
+        revisions: Vec<Revision>,
+    },
+}
+
+impl Message {
+    /// The message's name, as traces print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Welcome(_) => "welcome",
+            Message::SyncRequest { .. } => "sync-request",
+            Message::SyncResponse { .. } => "sync-response",
+            Message::Update { .. } => "update",
+            Message::Ack { .. } => "ack",
+            Message::Subscribe { .. } => "subscribe",
+            Message::Unsubscribe { .. } => "unsubscribe",
+            Message::ChangesSince { .. } => "changes-since",
+            Message::Changes { .. } => "changes",
+            Message::DirectoryRequest { .. } => "directory-request",
+            Message::DirectoryResponse { .. } => "directory-response",
+            Message::NewDocs { .. } => "new-docs",
+            Message::Delete { .. } => "delete",
+            Message::DeleteResult { .. } => "delete-result",
+            Message::Ephemeral(_) => "ephemeral",
+            Message::Error { .. } => "error",
+            Message::ListenerRegister { .. } => "listener-register",
+            Message::ListenerRegistered { .. } => "listener-registered",
+            Message::ListenerPull { .. } => "listener-pull",
+            Message::Strands { .. } => "strands",
+            Message::ListenerAck { .. } => "listener-ack",
+            Message::ListenerAcked { .. } => "listener-acked",
+            Message::Push { .. } => "push",
+            Message::PushResult { .. } => "push-result",
+        }
+    }
+
+    /// Whether the message may arrive before the handshake.
+    pub fn allowed_before_handshake(&self) -> bool {
+        matches!(
+            self,
+            Message::Hello(_) | Message::Welcome(_) | Message::Error { .. }
+        )
+    }
+}

@@ -1,0 +1,199 @@
+//! `update(model, msg) -> (model, commands)`: the one entry point.
+
+use crate::frame::{validate, FrameError, Limits};
+use crate::handlers::{
+    changes, common, connection, deletion, ephemeral, listeners, restore, storage, sync, timers,
+};
+use crate::ids::ChannelId;
+use crate::io::{ChannelKind, Cmd, Level, Msg};
+use crate::model::{Link, Model};
+use crate::out::Out;
+use crate::protocol::{ErrorCode, Message};
+
+/// Feeds one message to the core and returns the new model and what to do.
+///
+/// Pure, total and deterministic: no I/O, no clock, no randomness outside the
+/// model's seeded generator, and no input makes it panic.
+pub fn update(mut model: Model, msg: Msg) -> (Model, Vec<Cmd>) {
+    let mut out = Out::default();
+    step(&mut model, &mut out, msg);
+    timers::refresh_wake(&mut model, &mut out);
+    (model, out.finish())
+}
+
+fn step(model: &mut Model, out: &mut Out, msg: Msg) {
+    match msg {
+        Msg::Tick { now } => timers::tick(model, out, now),
+        Msg::Restored {
+            store,
+            clock,
+            docs,
+            records,
+        } => restore::restored(model, store, clock, docs, records),
+        Msg::ChannelAdded {
+            channel,
+            kind,
+            remote,
+        } => connection::channel_added(model, out, channel, kind, remote),
+        Msg::ChannelRemoved { channel } => connection::channel_removed(model, out, channel),
+        Msg::Received { channel, message } => received(model, out, channel, message),
+        Msg::FrameRejected { channel, reason } => {
+            connection::frame_rejected(model, out, channel, reason)
+        }
+        Msg::Imported { id, outcome } => sync::imported(model, out, id, outcome),
+        Msg::LocalChange { doc, version } => sync::local_change(model, out, doc, version),
+        Msg::OpenDoc { doc, meta } => sync::open_doc(model, out, doc, meta),
+        Msg::DeleteDoc { doc } => deletion::delete_local(model, out, doc),
+        Msg::SetPresence {
+            doc,
+            namespace,
+            data,
+        } => ephemeral::set_presence(model, out, doc, namespace, data),
+        Msg::Connect {
+            remote,
+            token,
+            filter,
+        } => connection::connect(model, out, remote, token, filter),
+        Msg::ConnectFailed { remote } => connection::connect_failed(model, out, remote),
+    }
+}
+
+fn bound_code(e: &FrameError) -> ErrorCode {
+    match e {
+        FrameError::DocId(_) => ErrorCode::BadDocId,
+        _ => ErrorCode::TooLarge,
+    }
+}
+
+fn received(model: &mut Model, out: &mut Out, channel: ChannelId, message: Message) {
+    let Some(ch) = model.channels.get(&channel) else {
+        out.log(
+            Level::Info,
+            format!("{} arrived on unknown {channel}; ignored", message.name()),
+        );
+        return;
+    };
+    // Messages may come from a decoder, a test or a replayed log: check them here too.
+    if let Err(e) = validate(&message, &Limits::default()) {
+        return common::refuse(
+            out,
+            channel,
+            bound_code(&e),
+            format!("{} refused: {e}", message.name()),
+        );
+    }
+    if ch.kind == ChannelKind::Storage {
+        return from_store(model, out, channel, message);
+    }
+    let peer = match &ch.link {
+        Link::Established(p) => p.clone(),
+        Link::Connecting => {
+            return match message {
+                Message::Hello(h) => connection::hello(model, out, channel, h),
+                Message::Welcome(w) => connection::welcome(model, out, channel, w),
+                Message::Error { code, message } => common::report(
+                    out,
+                    None,
+                    format!("{channel} refused the handshake: {code:?}: {message}"),
+                ),
+                other => common::refuse(
+                    out,
+                    channel,
+                    ErrorCode::NotEstablished,
+                    format!(
+                        "{} needs a completed handshake; send hello first",
+                        other.name()
+                    ),
+                ),
+            };
+        }
+    };
+    match message {
+        Message::Hello(h) => connection::hello(model, out, channel, h),
+        Message::Welcome(w) => connection::welcome(model, out, channel, w),
+        Message::SyncRequest {
+            doc,
+            version,
+            bidirectional,
+        } => sync::sync_request(model, out, channel, peer, doc, version, bidirectional),
+        Message::SyncResponse {
+            doc,
+            batch,
+            reply,
+            version,
+        } => sync::sync_response(model, out, channel, peer, doc, batch, reply, version),
+        Message::Update {
+            doc,
+            batch,
+            data,
+            version,
+        } => sync::receive_data(model, out, channel, peer, doc, batch, data, version),
+        Message::Ack {
+            batch,
+            status,
+            clock,
+        } => sync::ack_received(model, out, channel, batch, status, clock),
+        Message::Subscribe { filter } => changes::subscribe(model, out, channel, &peer, filter),
+        Message::Unsubscribe { filter } => changes::unsubscribe(model, &peer, filter),
+        Message::ChangesSince { clock, filter } => {
+            changes::changes_since(model, out, channel, &peer, clock, filter)
+        }
+        Message::Changes { docs, up_to, more } => {
+            changes::changes(model, out, channel, &peer, docs, up_to, more)
+        }
+        Message::DirectoryRequest { filter } => {
+            changes::directory_request(model, out, channel, &peer, filter)
+        }
+        Message::DirectoryResponse { docs } | Message::NewDocs { docs } => {
+            changes::discovered(model, out, &peer, docs)
+        }
+        Message::Delete { doc } => deletion::delete_received(model, out, channel, &peer, doc),
+        Message::Ephemeral(e) => ephemeral::received(model, out, &peer, e),
+        Message::Error { code, message } => {
+            common::report(out, None, format!("{peer} reported {code:?}: {message}"))
+        }
+        Message::ListenerRegister { filter, id } => {
+            listeners::register(model, out, channel, &peer, filter, id)
+        }
+        Message::ListenerPull { id, limit } => {
+            listeners::pull(model, out, channel, &peer, id, limit)
+        }
+        Message::ListenerAck { id, revisions } => {
+            listeners::acknowledge(model, out, channel, &peer, id, revisions)
+        }
+        Message::Push { strands } => listeners::push(model, out, channel, &peer, strands),
+        other @ (Message::DeleteResult { .. }
+        | Message::ListenerRegistered { .. }
+        | Message::Strands { .. }
+        | Message::ListenerAcked { .. }
+        | Message::PushResult { .. }) => out.log(
+            Level::Info,
+            format!("{peer} sent {}; nothing to do here", other.name()),
+        ),
+    }
+}
+
+fn from_store(model: &mut Model, out: &mut Out, channel: ChannelId, message: Message) {
+    match message {
+        Message::SyncResponse {
+            doc,
+            reply,
+            version,
+            ..
+        } => storage::store_response(model, out, channel, doc, reply, version),
+        Message::Ack {
+            batch,
+            status,
+            clock,
+        } => sync::ack_received(model, out, channel, batch, status, clock),
+        Message::Error { code, message } => common::report(
+            out,
+            None,
+            format!("{channel} (store) reported {code:?}: {message}"),
+        ),
+        other => out.log(
+            Level::Info,
+            format!("{channel} (store) sent {}; ignored", other.name()),
+        ),
+    }
+}

@@ -1,0 +1,187 @@
+//! Version vectors: what a replica has seen, per actor.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// How two versions relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionOrder {
+    /// Both have seen exactly the same changes.
+    Equal,
+    /// The left side has seen everything the right side has, and more.
+    Ahead,
+    /// The right side has seen everything the left side has, and more.
+    Behind,
+    /// Each side has seen changes the other has not.
+    Concurrent,
+}
+
+/// Actor (a CRDT peer number) to the **next** counter expected from it, as
+/// Loro counts: an entry `a -> 3` means changes 0, 1 and 2 of `a` are present.
+///
+/// Kept sorted, so its encoding and its `Display` never depend on insertion
+/// order; shared behind an `Arc`, so cloning into messages is cheap.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VersionVector(Arc<BTreeMap<u64, u64>>);
+
+impl VersionVector {
+    /// The version of an empty document.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds a version from `(actor, next counter)` pairs; zero entries are dropped.
+    pub fn from_entries(entries: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut map = BTreeMap::new();
+        for (actor, next) in entries {
+            if next > 0 {
+                let e = map.entry(actor).or_insert(0);
+                *e = (*e).max(next);
+            }
+        }
+        Self(Arc::new(map))
+    }
+
+    /// Whether nothing has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The next counter expected from `actor` (0 when none seen).
+    pub fn get(&self, actor: u64) -> u64 {
+        self.0.get(&actor).copied().unwrap_or(0)
+    }
+
+    /// `(actor, next counter)` pairs, in actor order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.0.iter().map(|(a, n)| (*a, *n))
+    }
+
+    /// Number of actors seen.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Total number of changes seen (sum over actors), saturating.
+    pub fn total(&self) -> u64 {
+        self.0.values().fold(0u64, |s, n| s.saturating_add(*n))
+    }
+
+    /// Records that change `counter` of `actor` has been seen.
+    pub fn observe(&mut self, actor: u64, counter: u64) {
+        let next = counter.saturating_add(1);
+        if self.get(actor) < next {
+            Arc::make_mut(&mut self.0).insert(actor, next);
+        }
+    }
+
+    /// Whether change `counter` of `actor` is included.
+    pub fn contains(&self, actor: u64, counter: u64) -> bool {
+        counter < self.get(actor)
+    }
+
+    /// Whether every change in `other` is included here (`self >= other`).
+    pub fn includes(&self, other: &VersionVector) -> bool {
+        other.0.iter().all(|(a, n)| self.get(*a) >= *n)
+    }
+
+    /// The partial order between two versions.
+    pub fn compare(&self, other: &VersionVector) -> VersionOrder {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return VersionOrder::Equal;
+        }
+        match (self.includes(other), other.includes(self)) {
+            (true, true) => VersionOrder::Equal,
+            (true, false) => VersionOrder::Ahead,
+            (false, true) => VersionOrder::Behind,
+            (false, false) => VersionOrder::Concurrent,
+        }
+    }
+
+    /// The least version that includes both.
+    pub fn merge(&self, other: &VersionVector) -> VersionVector {
+        if self.includes(other) {
+            return self.clone();
+        }
+        if other.includes(self) {
+            return other.clone();
+        }
+        let mut out = (*self.0).clone();
+        for (a, n) in other.0.iter() {
+            let e = out.entry(*a).or_insert(0);
+            *e = (*e).max(*n);
+        }
+        Self(Arc::new(out))
+    }
+}
+
+impl fmt::Display for VersionVector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (a, n)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{a}:{n}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for VersionVector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(e: &[(u64, u64)]) -> VersionVector {
+        VersionVector::from_entries(e.iter().copied())
+    }
+
+    #[test]
+    fn partial_order_covers_all_four_cases() {
+        assert_eq!(vv(&[(1, 2)]).compare(&vv(&[(1, 2)])), VersionOrder::Equal);
+        assert_eq!(vv(&[(1, 3)]).compare(&vv(&[(1, 2)])), VersionOrder::Ahead);
+        assert_eq!(vv(&[]).compare(&vv(&[(1, 2)])), VersionOrder::Behind);
+        assert_eq!(
+            vv(&[(1, 3)]).compare(&vv(&[(2, 1)])),
+            VersionOrder::Concurrent
+        );
+        // A zero entry means nothing seen: it is equal to absence.
+        assert_eq!(vv(&[(1, 0)]).compare(&vv(&[])), VersionOrder::Equal);
+    }
+
+    #[test]
+    fn merge_is_the_least_upper_bound() {
+        let m = vv(&[(1, 3), (2, 1)]).merge(&vv(&[(1, 1), (3, 4)]));
+        assert_eq!(m, vv(&[(1, 3), (2, 1), (3, 4)]));
+        assert!(m.includes(&vv(&[(1, 3)])) && m.contains(3, 3) && !m.contains(3, 4));
+    }
+
+    #[test]
+    fn observe_moves_forward_only() {
+        let mut v = vv(&[(7, 5)]);
+        v.observe(7, 2);
+        assert_eq!(v.get(7), 5);
+        v.observe(7, 9);
+        assert_eq!(v.get(7), 10);
+        assert_eq!(v.to_string(), "{7:10}");
+    }
+
+    #[test]
+    fn serde_roundtrip_is_order_independent() {
+        let a = VersionVector::from_entries([(2, 1), (1, 4)]);
+        let b = VersionVector::from_entries([(1, 4), (2, 1)]);
+        let ea = postcard::to_stdvec(&a).unwrap_or_default();
+        assert_eq!(ea, postcard::to_stdvec(&b).unwrap_or_default());
+        let back: VersionVector = postcard::from_bytes(&ea).unwrap_or_default();
+        assert_eq!(back, a);
+    }
+}
