@@ -98,6 +98,13 @@ pub(crate) enum Queued {
         data: Payload,
         version: VersionVector,
     },
+    Push {
+        channel: ChannelId,
+        job: u64,
+        index: usize,
+        data: Payload,
+        version: VersionVector,
+    },
 }
 
 /// Why a document is being loaded.
@@ -305,6 +312,8 @@ pub(crate) struct Listener {
 pub(crate) struct Presence {
     pub data: Payload,
     pub expires: Millis,
+    /// The peer we heard it from: never sent back there.
+    pub via: PeerId,
 }
 
 pub(crate) type PresenceKey = (DocId, Namespace, PeerId);

@@ -13,7 +13,7 @@
 use super::common::{access, peer_channel, peer_has, refuse};
 use crate::ids::{ChannelId, Clock, DocId, PeerId, RemoteAddr};
 use crate::io::{Cmd, StateRecord};
-use crate::model::{LoadReason, Model, Timer};
+use crate::model::{LoadReason, Model, PeerDoc, Timer};
 use crate::out::Out;
 use crate::protocol::{ChangedDoc, DocInfo, DocMeta, ErrorCode, Filter, Message};
 
@@ -188,12 +188,27 @@ pub(crate) fn changes(
             .get(&cd.doc)
             .map(|d| (d.is_ready(), d.version.includes(&cd.version)));
         match ours {
-            Some((_, true)) => peer_has(model, peer, &cd.doc, &cd.version),
-            Some((true, false)) => {
-                if let Some(p) = model.peers.get_mut(peer) {
-                    p.pulling.insert(cd.doc.clone());
+            Some((_, true)) => {
+                peer_has(model, peer, &cd.doc, &cd.version);
+                // It has all we have: that counts for our pushed cursor.
+                if let Some(d) = model
+                    .docs
+                    .get(&cd.doc)
+                    .filter(|d| cd.version.includes(&d.version))
+                {
+                    let clock = d.clock;
+                    remote_acked(model, out, peer, &cd.doc, clock);
                 }
-                super::sync::request(model, out, peer, channel, &cd.doc, false);
+            }
+            Some((true, false)) => {
+                let asked = model.peers.get_mut(peer).is_some_and(|p| {
+                    p.pulling.insert(cd.doc.clone());
+                    matches!(p.docs.get(&cd.doc), Some(PeerDoc::Pending))
+                });
+                // Already asked (a push on reconnect): its answer settles this pull too.
+                if !asked {
+                    super::sync::request(model, out, peer, channel, &cd.doc, false);
+                }
             }
             Some((false, false)) => {}
             None => fetch_new(model, out, peer, &cd.doc),

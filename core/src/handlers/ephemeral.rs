@@ -103,6 +103,7 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, e: Ephem
             Presence {
                 data: e.data.clone(),
                 expires,
+                via: from.clone(),
             },
         );
         super::timers::set(model, Timer::PresenceExpiry(key), expires);
@@ -148,7 +149,9 @@ pub(crate) fn send_existing(
     let entries: Vec<Ephemeral> = model
         .presence
         .iter()
-        .filter(|((d, _, origin), p)| d == doc && origin != peer && p.expires > now)
+        .filter(|((d, _, origin), p)| {
+            d == doc && origin != peer && &p.via != peer && p.expires > now
+        })
         .map(|((d, n, origin), p)| Ephemeral {
             doc: d.clone(),
             namespace: n.clone(),

@@ -15,7 +15,7 @@
 use super::common::{access, refuse};
 use crate::ids::{ChannelId, Clock, DocId, ListenerId, PeerId};
 use crate::io::{Cmd, ListenerRecord, Outgoing, StateRecord, StrandSpec};
-use crate::model::{Listener, Model, PushJob, Source};
+use crate::model::{Listener, Model, PushJob, Queued, Source};
 use crate::out::Out;
 use crate::protocol::{ErrorCode, Message, Revision, RevisionStatus, Strand};
 use imbl::OrdMap;
@@ -246,8 +246,14 @@ pub(crate) fn push(
             continue;
         }
         if known.is_none() && !model.stores.is_empty() {
-            // Storage-first: load it, and have the pusher send again once it is here.
-            let creator = Some(peer.clone());
+            // Storage-first: the strand waits until every store has answered.
+            let q = Queued::Push {
+                channel,
+                job,
+                index,
+                data: s.data,
+                version: s.version,
+            };
             let reason = crate::model::LoadReason::Network;
             super::storage::start_loading(
                 model,
@@ -255,28 +261,25 @@ pub(crate) fn push(
                 &s.doc,
                 s.meta.clone(),
                 reason,
-                creator,
-                None,
-            );
-            fill_revision(
-                model,
-                out,
-                job,
-                index,
-                revision(RevisionStatus::MissingDependencies),
+                Some(peer.clone()),
+                Some(q),
             );
             continue;
         } else if known.is_none() {
             super::common::create_doc(model, &s.doc, s.meta.clone());
         } else if known == Some(false) {
-            // Loading from the stores: the pusher retries, nothing is lost.
-            fill_revision(
-                model,
-                out,
+            let q = Queued::Push {
+                channel,
                 job,
                 index,
-                revision(RevisionStatus::MissingDependencies),
-            );
+                data: s.data,
+                version: s.version,
+            };
+            if let Some(crate::model::Phase::Loading { queued, .. }) =
+                model.docs.get_mut(&s.doc).map(|d| &mut d.phase)
+            {
+                queued.push_back(q);
+            }
             continue;
         }
         let source = Source::Push {
@@ -319,5 +322,35 @@ fn finish_if_done(model: &mut Model, out: &mut Out, job: u64) {
     if model.channels.contains_key(&j.channel) {
         let revisions = j.revisions.into_iter().flatten().collect();
         out.send(j.channel, Message::PushResult { revisions });
+    }
+}
+
+/// A strand that waited for storage: import it, or refuse it if the
+/// document could not be created.
+pub(crate) fn replay_push(
+    model: &mut Model,
+    out: &mut Out,
+    doc: &DocId,
+    peer: &PeerId,
+    waiting: (ChannelId, u64, usize, crate::protocol::Payload),
+) {
+    let (channel, job, index, data) = waiting;
+    if model.docs.get(doc).is_some_and(|d| d.is_ready()) && access(model, peer, doc).write {
+        let source = Source::Push {
+            peer: peer.clone(),
+            channel,
+            job,
+            index,
+        };
+        super::sync::import(model, out, doc, data, source);
+    } else {
+        let status = RevisionStatus::Denied;
+        let rev = Revision {
+            doc: doc.clone(),
+            version: Default::default(),
+            clock: Clock(0),
+            status,
+        };
+        fill_revision(model, out, job, index, rev);
     }
 }

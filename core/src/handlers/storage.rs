@@ -143,10 +143,7 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
     if let Some(d) = model.docs.get_mut(doc) {
         d.phase = Phase::Ready;
     }
-    if found {
-        // Local edits made while loading, or a store that lacks what another had.
-        propagate(model, out, doc, None);
-    } else {
+    if !found {
         changed(model, doc);
         super::common::persist(model, out, doc);
     }
@@ -165,14 +162,21 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         }
         super::sync::request_from_remotes(model, out, doc);
     }
+    // Answer the waiting requesters first: propagation then skips them.
     for q in queued {
         replay_queued(model, out, doc, q);
+    }
+    if found {
+        // Local edits made while loading, or a store that lacks what another had.
+        propagate(model, out, doc, None);
     }
 }
 
 fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: Queued) {
     let channel = match &q {
-        Queued::Sync { channel, .. } | Queued::Update { channel, .. } => *channel,
+        Queued::Sync { channel, .. }
+        | Queued::Update { channel, .. }
+        | Queued::Push { channel, .. } => *channel,
     };
     // Requests from a channel that closed meanwhile are dropped.
     let Some(peer) = super::common::established_peer(model, channel) else {
@@ -192,6 +196,9 @@ fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: Queued) {
         } => {
             super::sync::receive_data(model, out, channel, peer, doc.clone(), batch, data, version)
         }
+        Queued::Push {
+            job, index, data, ..
+        } => super::listeners::replay_push(model, out, doc, &peer, (channel, job, index, data)),
     }
 }
 

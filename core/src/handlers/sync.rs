@@ -67,14 +67,8 @@ pub(crate) fn request(
             bidirectional,
         },
     );
-    let known = model
-        .peers
-        .get(peer)
-        .and_then(|p| p.docs.get(doc))
-        .is_some_and(|s| matches!(s, PeerDoc::Synced(_)));
-    if !known {
-        set_peer_doc(model, peer, doc, PeerDoc::Pending);
-    }
+    // Until it answers, what we knew of it may be stale (it may have restarted).
+    set_peer_doc(model, peer, doc, PeerDoc::Pending);
     super::ephemeral::send_own(model, out, doc, channel);
 }
 
@@ -104,7 +98,8 @@ pub(crate) fn sync_request(
     bidirectional: bool,
 ) {
     if model.tombstones.contains(&doc) {
-        return unavailable(out, channel, &doc);
+        unavailable(out, channel, &doc);
+        return out.send(channel, Message::Delete { doc });
     }
     match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
         Some(Phase::Ready) => answer(model, out, channel, &peer, &doc, version, bidirectional),
@@ -169,9 +164,7 @@ pub(crate) fn answer(
     d.subscribers.insert(peer.clone());
     let ours = d.version.clone();
     peer_has(model, peer, doc, &theirs);
-    if theirs.is_empty() {
-        send_data(model, out, peer, channel, doc, None, false);
-    } else if theirs.includes(&ours) {
+    if theirs.includes(&ours) {
         out.send(
             channel,
             Message::SyncResponse {
@@ -181,6 +174,8 @@ pub(crate) fn answer(
                 version: ours.clone(),
             },
         );
+    } else if theirs.is_empty() {
+        send_data(model, out, peer, channel, doc, None, false);
     } else {
         send_data(model, out, peer, channel, doc, Some(theirs), false);
     }
@@ -212,6 +207,15 @@ pub(crate) fn sync_response(
         Reply::Snapshot(d) | Reply::Delta(d) => d,
         Reply::UpToDate => {
             peer_has(model, &peer, &doc, &version);
+            // It has all we have: as good as an acknowledgement for our cursor.
+            if let Some(d) = model
+                .docs
+                .get(&doc)
+                .filter(|d| version.includes(&d.version))
+            {
+                let clock = d.clock;
+                super::changes::remote_acked(model, out, &peer, &doc, clock);
+            }
             out.emit(Event::PeerSynced {
                 peer: peer.clone(),
                 doc: doc.clone(),
@@ -262,6 +266,8 @@ pub(crate) fn receive_data(
         p.last_push_at = Some(model.now);
     }
     if model.tombstones.contains(&doc) {
+        // Tell the late peer, so it can apply the deletion (its own rules decide).
+        out.send(channel, Message::Delete { doc: doc.clone() });
         return ack(out, channel, batch, AckStatus::Deleted);
     }
     let allowed = access(model, &peer, &doc);
@@ -614,12 +620,17 @@ pub(crate) fn ack_received(
     };
     match status {
         AckStatus::Ok => {
+            // Acknowledging everything we have covers our latest clock for it.
+            let clock = match model.docs.get(&f.doc) {
+                Some(d) if f.version.includes(&d.version) => d.clock,
+                _ => f.clock,
+            };
             out.emit(Event::AckedByRemote {
                 peer: peer.clone(),
                 doc: f.doc.clone(),
                 version: f.version,
             });
-            super::changes::remote_acked(model, out, &peer, &f.doc, f.clock);
+            super::changes::remote_acked(model, out, &peer, &f.doc, clock);
         }
         other => {
             // Forget what we assumed it has: the next change resends from scratch.

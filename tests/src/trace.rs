@@ -1,0 +1,302 @@
+//! Readable one-line descriptions of messages and commands, for traces.
+
+use docweave_core::{
+    Cmd, Event, ImportOutcome, Message, Msg, Outgoing, Reply, StateRecord, SyncState,
+};
+
+fn filter_text(f: &docweave_core::Filter) -> String {
+    if f.is_empty() {
+        "*".into()
+    } else {
+        let mut parts: Vec<String> = f.docs.iter().map(|d| d.to_string()).collect();
+        parts.extend(f.types.iter().map(|t| format!("type:{t}")));
+        parts.extend(f.scopes.iter().map(|t| format!("scope:{t}")));
+        parts.extend(f.branches.iter().map(|t| format!("branch:{t}")));
+        parts.join(",")
+    }
+}
+
+fn revisions_text(revisions: &[docweave_core::Revision]) -> String {
+    let list: Vec<String> = revisions
+        .iter()
+        .map(|r| format!("{}{} {:?}", r.doc, r.version, r.status))
+        .collect();
+    list.join(" ")
+}
+
+/// One protocol message.
+pub fn message(m: &Message) -> String {
+    let name = m.name();
+    match m {
+        Message::Hello(h) => format!(
+            "{name} peer={} protocol={} token={} clock={}",
+            h.peer,
+            h.protocol,
+            if h.token.is_some() { "given" } else { "none" },
+            h.clock.0
+        ),
+        Message::Welcome(w) => format!(
+            "{name} peer={} protocol={} clock={}",
+            w.peer, w.protocol, w.clock.0
+        ),
+        Message::SyncRequest {
+            doc,
+            version,
+            bidirectional,
+        } => {
+            format!(
+                "{name} doc={doc} have={version}{}",
+                if *bidirectional { " bidirectional" } else { "" }
+            )
+        }
+        Message::SyncResponse {
+            doc,
+            batch,
+            reply,
+            version,
+        } => {
+            let r = match reply {
+                Reply::UpToDate => "up-to-date".to_string(),
+                Reply::Snapshot(d) => format!("snapshot {}B batch={}", d.len(), batch.0),
+                Reply::Delta(d) => format!("delta {}B batch={}", d.len(), batch.0),
+                Reply::Unavailable => "unavailable".to_string(),
+            };
+            format!("{name} doc={doc} {r} version={version}")
+        }
+        Message::Update {
+            doc,
+            batch,
+            data,
+            version,
+        } => {
+            format!(
+                "{name} doc={doc} {}B batch={} version={version}",
+                data.len(),
+                batch.0
+            )
+        }
+        Message::Ack {
+            batch,
+            status,
+            clock,
+        } => format!(
+            "{name} batch={} {status:?}{}",
+            batch.0,
+            clock.map(|c| format!(" clock={}", c.0)).unwrap_or_default()
+        ),
+        Message::Subscribe { filter }
+        | Message::Unsubscribe { filter }
+        | Message::DirectoryRequest { filter } => {
+            format!("{name} filter={}", filter_text(filter))
+        }
+        Message::ChangesSince { clock, filter } => {
+            format!("{name} clock={} filter={}", clock.0, filter_text(filter))
+        }
+        Message::Changes { docs, up_to, more } => {
+            let list: Vec<String> = docs
+                .iter()
+                .map(|d| format!("{}@{}{}", d.doc, d.clock.0, d.version))
+                .collect();
+            format!(
+                "{name} [{}] up_to={}{}",
+                list.join(" "),
+                up_to.0,
+                if *more { " more" } else { "" }
+            )
+        }
+        Message::DirectoryResponse { docs } | Message::NewDocs { docs } => {
+            let list: Vec<String> = docs.iter().map(|d| d.doc.to_string()).collect();
+            format!("{name} [{}]", list.join(" "))
+        }
+        Message::Delete { doc } => format!("{name} doc={doc}"),
+        Message::DeleteResult { doc, outcome } => format!("{name} doc={doc} {outcome:?}"),
+        Message::Ephemeral(e) => format!(
+            "{name} doc={} ns={} origin={} hops={} ttl={} {}B",
+            e.doc,
+            e.namespace,
+            e.origin,
+            e.hops,
+            e.ttl_ms,
+            e.data.len()
+        ),
+        Message::Error { code, message } => format!("{name} {code:?}: {message}"),
+        Message::ListenerRegister { filter, id } => {
+            format!(
+                "{name} filter={} id={}",
+                filter_text(filter),
+                id.map(|i| i.0.to_string()).unwrap_or("new".into())
+            )
+        }
+        Message::ListenerRegistered { id } => format!("{name} id={}", id.0),
+        Message::ListenerPull { id, limit } => format!("{name} id={} limit={limit}", id.0),
+        Message::Strands { id, strands, more } => {
+            let list: Vec<String> = strands
+                .iter()
+                .map(|s| format!("{}{}->{} {}B", s.doc, s.since, s.version, s.data.len()))
+                .collect();
+            format!(
+                "{name} id={} [{}]{}",
+                id.0,
+                list.join(" "),
+                if *more { " more" } else { "" }
+            )
+        }
+        Message::ListenerAck { id, revisions } => {
+            format!("{name} id={} [{}]", id.0, revisions_text(revisions))
+        }
+        Message::PushResult { revisions } => format!("{name} [{}]", revisions_text(revisions)),
+        Message::ListenerAcked { id, accepted } => {
+            format!("{name} id={} accepted={accepted}", id.0)
+        }
+        Message::Push { strands } => {
+            let list: Vec<String> = strands
+                .iter()
+                .map(|s| format!("{}->{} {}B", s.doc, s.version, s.data.len()))
+                .collect();
+            format!("{name} [{}]", list.join(" "))
+        }
+    }
+}
+
+/// An outgoing item before the shell turned it into bytes (for unresolved data).
+pub fn outgoing(item: &Outgoing) -> String {
+    match item {
+        Outgoing::Message(m) => message(m),
+        Outgoing::Data {
+            doc,
+            batch,
+            since,
+            as_update,
+        } => format!(
+            "data doc={doc} batch={} since={} as={}",
+            batch.0,
+            since
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or("snapshot".into()),
+            if *as_update {
+                "update"
+            } else {
+                "sync-response"
+            }
+        ),
+        Outgoing::Strands { id, items, more } => {
+            format!("strands id={} items={} more={more}", id.0, items.len())
+        }
+    }
+}
+
+/// An application or shell input (network inputs are traced as messages).
+pub fn input(m: &Msg) -> Option<String> {
+    Some(match m {
+        Msg::Tick { now } => format!("tick now={now}"),
+        Msg::Restored {
+            clock,
+            docs,
+            records,
+            ..
+        } => {
+            format!(
+                "restored clock={} docs={} records={}",
+                clock.0,
+                docs.len(),
+                records.len()
+            )
+        }
+        Msg::ChannelAdded { .. } | Msg::ChannelRemoved { .. } | Msg::Received { .. } => {
+            return None
+        }
+        Msg::FrameRejected { reason, .. } => format!("frame-rejected: {reason}"),
+        Msg::Imported { id, outcome } => match outcome {
+            ImportOutcome::Applied { version } => {
+                format!("imported {} applied version={version}", id.0)
+            }
+            ImportOutcome::Pending { version } => {
+                format!("imported {} pending version={version}", id.0)
+            }
+            ImportOutcome::Failed { reason } => format!("imported {} failed: {reason}", id.0),
+        },
+        Msg::LocalChange { doc, version } => format!("local-change doc={doc} version={version}"),
+        Msg::OpenDoc { doc, .. } => format!("open doc={doc}"),
+        Msg::DeleteDoc { doc } => format!("delete doc={doc}"),
+        Msg::SetPresence {
+            doc,
+            namespace,
+            data,
+        } => format!("set-presence doc={doc} ns={namespace} {}B", data.len()),
+        Msg::Connect { remote, token, .. } => {
+            format!(
+                "connect {remote} token={}",
+                if token.is_some() { "given" } else { "none" }
+            )
+        }
+        Msg::ConnectFailed { remote } => format!("connect-failed {remote}"),
+    })
+}
+
+/// A command other than a send.
+pub fn command(c: &Cmd) -> Option<String> {
+    Some(match c {
+        Cmd::Send { .. } => return None,
+        Cmd::Import { id, doc, data } => format!("import {} doc={doc} {}B", id.0, data.len()),
+        Cmd::Close { reason, .. } => format!("close ({reason})"),
+        Cmd::Dial { remote } => format!("dial {remote}"),
+        Cmd::Save(r) => match r {
+            StateRecord::Cursor { peer, cursor } => {
+                format!(
+                    "save cursor {peer} pulled={} pushed={}",
+                    cursor.pulled.0, cursor.pushed.0
+                )
+            }
+            StateRecord::Listener(l) => format!(
+                "save listener {} floor={} acked={}",
+                l.id.0,
+                l.floor.0,
+                l.acked.len()
+            ),
+            StateRecord::ListenerRemoved(id) => format!("save listener-removed {}", id.0),
+            StateRecord::Tombstone(doc) => format!("save tombstone {doc}"),
+        },
+        Cmd::Purge { doc } => format!("purge {doc}"),
+        Cmd::WakeAt(t) => format!("wake-at {t}"),
+        Cmd::Emit(e) => format!("event {}", event(e)),
+        Cmd::Log { level, text } => format!("log {level:?}: {text}"),
+    })
+}
+
+/// An application event.
+pub fn event(e: &Event) -> String {
+    match e {
+        Event::DocReady { doc, version } => format!("doc-ready {doc} {version}"),
+        Event::DocUnavailable { doc } => format!("doc-unavailable {doc}"),
+        Event::DocChanged { doc, version, from } => format!(
+            "doc-changed {doc} {version} from={}",
+            from.as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or("store".into())
+        ),
+        Event::PeerSynced { peer, doc, state } => match state {
+            SyncState::Synced(v) => format!("peer-synced {peer} {doc} {v}"),
+            SyncState::Absent => format!("peer-synced {peer} {doc} absent"),
+        },
+        Event::Durable {
+            doc,
+            version,
+            clock,
+        } => format!("durable {doc} {version} clock={}", clock.0),
+        Event::AckedByRemote { peer, doc, version } => format!("acked-by {peer} {doc} {version}"),
+        Event::Presence {
+            doc,
+            namespace,
+            peer,
+            data,
+        } => match data {
+            Some(d) => format!("presence {doc}/{namespace} {peer} {}B", d.len()),
+            None => format!("presence {doc}/{namespace} {peer} gone"),
+        },
+        Event::DocDeleted { doc } => format!("doc-deleted {doc}"),
+        Event::PeerConnected { peer } => format!("peer-connected {peer}"),
+        Event::PeerDisconnected { peer } => format!("peer-disconnected {peer}"),
+        Event::Error { reason, .. } => format!("error: {reason}"),
+    }
+}

@@ -1,0 +1,509 @@
+//! Named protocol scenarios, run through the simulator and kept as readable
+//! insta snapshots: one line per message sent, input fed and command out.
+//! Each scenario also asserts the behaviour it shows.
+
+use docweave_core::{
+    encode, Access, Clock, Config, DocId, DocMeta, Event, Filter, Hello, ListenerId, Message, Msg,
+    Pattern, PeerKind, Revision, RevisionStatus, Rules, Strand, VersionVector, PROTOCOL_VERSION,
+};
+use docweave_tests::{Sim, ToyDoc, ToyStore};
+
+fn hub_config() -> Config {
+    let mut c = Config::new("hub");
+    c.kind = PeerKind::Service;
+    c
+}
+
+/// A traced simulation with a hub (with a store) and connected clients.
+fn star_with(hub: Config, clients: &[&str]) -> Sim {
+    let mut sim = Sim::new(7).traced();
+    sim.add_node(hub, 100, true);
+    for (i, c) in clients.iter().enumerate() {
+        sim.add_node(Config::new(c), i as u64 + 1, false);
+        sim.connect(c, "hub", None);
+    }
+    sim
+}
+
+fn star(clients: &[&str]) -> Sim {
+    star_with(hub_config(), clients)
+}
+
+fn content(sim: &Sim, node: &str, doc: &str) -> Vec<String> {
+    sim.doc(node, doc).map(|d| d.content()).unwrap_or_default()
+}
+
+fn events(sim: &Sim, node: &str) -> Vec<Event> {
+    sim.nodes
+        .get(node)
+        .map(|n| n.events.clone())
+        .unwrap_or_default()
+}
+
+fn sent_by(sim: &Sim, who: &str, what: &str) -> usize {
+    sim.trace
+        .iter()
+        .filter(|l| l.starts_with(&format!("{who} -> ")) && l.contains(what))
+        .count()
+}
+
+#[test]
+fn first_sync() {
+    let mut sim = star(&["alice"]);
+    sim.open("alice", "notes");
+    sim.edit("alice", "notes", "hello");
+    sim.add_node(Config::new("bob"), 2, false);
+    sim.connect("bob", "hub", None);
+    sim.open("bob", "notes");
+    assert_eq!(content(&sim, "bob", "notes"), vec!["hello"]);
+    assert_eq!(content(&sim, "hub", "notes"), vec!["hello"]);
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn reconnect_with_changes_on_both_sides() {
+    let mut sim = star(&["alice", "bob"]);
+    for d in ["notes", "todo", "quiet"] {
+        sim.open("alice", d);
+        sim.edit("alice", d, &format!("{d}-0"));
+    }
+    sim.open("bob", "notes");
+    // A periodic pull brings alice's cursor up to date.
+    sim.advance(1_500);
+    sim.partition("alice", "hub");
+    sim.trace.clear();
+    sim.edit("alice", "notes", "offline-alice");
+    sim.edit("bob", "notes", "online-bob");
+    sim.edit("bob", "todo", "online-bob-todo");
+    sim.heal("alice", "hub");
+    sim.advance(2_000);
+    assert!(sim.linked("alice", "hub"));
+    for node in ["alice", "bob", "hub"] {
+        assert_eq!(
+            content(&sim, node, "notes"),
+            vec!["notes-0", "offline-alice", "online-bob"],
+            "{node}"
+        );
+    }
+    assert_eq!(
+        content(&sim, "alice", "todo"),
+        vec!["todo-0", "online-bob-todo"]
+    );
+    // Only changed documents are exchanged: "quiet" never travels again.
+    assert!(
+        !sim.trace.iter().any(|l| l.contains("doc=quiet")),
+        "unchanged document was exchanged"
+    );
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn storage_first() {
+    // Another process wrote "shared" into the hub's store; the hub's core
+    // has not seen it, so it must ask the store before answering anyone.
+    let mut doc = ToyDoc::default();
+    doc.edit(50, "from-disk");
+    let mut store = ToyStore {
+        clock: Clock(1),
+        ..ToyStore::default()
+    };
+    store.docs.insert(DocId::new("shared"), (doc, Clock(1)));
+    let mut sim = Sim::new(7).traced();
+    sim.add_node_with_store(hub_config(), 100, store, false);
+    for (i, c) in ["alice", "bob"].iter().enumerate() {
+        sim.add_node(Config::new(c), i as u64 + 1, false);
+        sim.connect(c, "hub", None);
+    }
+    sim.trace.clear();
+    // Two requests arrive before the store answers: both wait, both are answered.
+    let req = |bidirectional| Message::SyncRequest {
+        doc: DocId::new("shared"),
+        version: VersionVector::new(),
+        bidirectional,
+    };
+    let a = sim.channel_of("hub", "alice").unwrap_or_default();
+    let b = sim.channel_of("hub", "bob").unwrap_or_default();
+    sim.feed(
+        "hub",
+        Msg::Received {
+            channel: a,
+            message: req(true),
+        },
+    );
+    sim.feed(
+        "hub",
+        Msg::Received {
+            channel: b,
+            message: req(false),
+        },
+    );
+    sim.run();
+    assert_eq!(content(&sim, "alice", "shared"), vec!["from-disk"]);
+    assert_eq!(content(&sim, "bob", "shared"), vec!["from-disk"]);
+    assert!(!sim
+        .trace
+        .iter()
+        .any(|l| l.contains("unavailable") && l.starts_with("hub -> alice")));
+    // Only the bidirectional requester is asked back.
+    assert_eq!(
+        sent_by(&sim, "hub", "sync-request doc=shared have={50:1}"),
+        1
+    );
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+fn eve_rules(access: Access) -> Config {
+    let mut c = hub_config();
+    c.rules = Rules::allow_all().with(Pattern::Exact("eve".into()), Pattern::Any, access);
+    c
+}
+
+#[test]
+fn permission_denied_create() {
+    let mut sim = star_with(
+        eve_rules(Access {
+            create: false,
+            ..Access::ALL
+        }),
+        &["eve"],
+    );
+    sim.open("eve", "eves-doc");
+    sim.edit("eve", "eves-doc", "x");
+    assert!(
+        sim.doc("hub", "eves-doc").is_none(),
+        "no document was created"
+    );
+    assert!(sim.nodes["hub"]
+        .model
+        .doc_version(&DocId::new("eves-doc"))
+        .is_none());
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.starts_with("hub -> eve") && l.contains("unavailable")));
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn permission_denied_write() {
+    let mut sim = star_with(eve_rules(Access::READ), &["alice", "eve"]);
+    sim.open("alice", "notes");
+    sim.edit("alice", "notes", "by-alice");
+    sim.open("eve", "notes");
+    sim.trace.clear();
+    sim.edit("eve", "notes", "by-eve");
+    assert_eq!(content(&sim, "hub", "notes"), vec!["by-alice"]);
+    assert_eq!(content(&sim, "alice", "notes"), vec!["by-alice"]);
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.starts_with("hub -> eve") && l.contains("PermissionDenied")));
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn permission_denied_read() {
+    let mut sim = star_with(eve_rules(Access::NONE), &["alice", "eve"]);
+    sim.open("alice", "secret");
+    sim.edit("alice", "secret", "classified");
+    sim.trace.clear();
+    sim.open("eve", "secret");
+    sim.edit("alice", "secret", "more");
+    assert!(content(&sim, "eve", "secret").is_empty());
+    assert!(
+        !sim.trace
+            .iter()
+            .any(|l| l.starts_with("hub -> eve") && l.contains("B batch")),
+        "eve got data"
+    );
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn permission_denied_delete() {
+    let mut sim = star_with(
+        eve_rules(Access {
+            delete: false,
+            ..Access::ALL
+        }),
+        &["alice", "eve"],
+    );
+    sim.open("alice", "notes");
+    sim.edit("alice", "notes", "keep me");
+    sim.open("eve", "notes");
+    sim.trace.clear();
+    sim.delete("eve", "notes");
+    assert_eq!(content(&sim, "hub", "notes"), vec!["keep me"]);
+    assert_eq!(content(&sim, "alice", "notes"), vec!["keep me"]);
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.contains("delete-result doc=notes Ignored")));
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn hub_relay_between_three_clients() {
+    let mut sim = star(&["alice", "bob", "carol"]);
+    for c in ["alice", "bob", "carol"] {
+        sim.open(c, "board");
+    }
+    sim.trace.clear();
+    sim.edit("alice", "board", "a1");
+    for c in ["alice", "bob", "carol", "hub"] {
+        assert_eq!(content(&sim, c, "board"), vec!["a1"], "{c}");
+    }
+    // No echo: the hub sends alice's change to bob and carol, not back to alice.
+    assert_eq!(
+        sent_by(&sim, "hub", "update doc=board"),
+        2 + 1,
+        "bob, carol and the store"
+    );
+    assert!(!sim
+        .trace
+        .iter()
+        .any(|l| l.starts_with("hub -> alice  update")));
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn presence_relay_and_expiry() {
+    let mut sim = star(&["alice", "bob"]);
+    sim.open("alice", "doc");
+    sim.open("bob", "doc");
+    sim.trace.clear();
+    sim.presence("alice", "doc", "cursor", b"line 3");
+    let at_bob = |sim: &Sim| sim.nodes["bob"].model.presence().len();
+    assert_eq!(at_bob(&sim), 1);
+    // A late joiner gets the live presence at once.
+    sim.add_node(Config::new("carol"), 3, false);
+    sim.connect("carol", "hub", None);
+    sim.open("carol", "doc");
+    assert_eq!(sim.nodes["carol"].model.presence().len(), 1);
+    // Alice vanishes without a word (partition): the hub drops her presence
+    // on disconnect; bob's copy expires after its TTL.
+    sim.partition("alice", "hub");
+    assert_eq!(sim.nodes["hub"].model.presence().len(), 0);
+    sim.advance(31_000);
+    assert_eq!(at_bob(&sim), 0);
+    assert!(
+        !sim.trace
+            .iter()
+            .any(|l| l.contains(".store") && l.contains("ephemeral")),
+        "presence reached a store"
+    );
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn listener_pull_acknowledge_push_with_paging() {
+    let mut sim = star(&["alice"]);
+    for d in ["a", "b", "c"] {
+        sim.open("alice", d);
+        sim.edit("alice", d, &format!("{d}1"));
+    }
+    sim.raw_connect("reader", "hub");
+    sim.trace.clear();
+    let ch = sim.channel_of("hub", "reader").unwrap_or_default();
+    let hello = Message::Hello(Hello {
+        peer: docweave_core::PeerId::new("reader"),
+        name: "reader".into(),
+        kind: PeerKind::Bot,
+        protocol: PROTOCOL_VERSION,
+        token: None,
+        clock: Clock(0),
+    });
+    let to_hub = |sim: &mut Sim, m: Message| {
+        sim.feed(
+            "hub",
+            Msg::Received {
+                channel: ch,
+                message: m,
+            },
+        );
+        sim.run();
+    };
+    to_hub(&mut sim, hello);
+    to_hub(
+        &mut sim,
+        Message::ListenerRegister {
+            filter: Filter::all(),
+            id: None,
+        },
+    );
+    let id = ListenerId(1);
+    to_hub(&mut sim, Message::ListenerPull { id, limit: 2 });
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.contains("strands id=1") && l.ends_with("more")));
+    let version = |sim: &Sim, d: &str| sim.doc("hub", d).map(|d| d.version()).unwrap_or_default();
+    let rev = |d: &str, v: VersionVector, status| Revision {
+        doc: DocId::new(d),
+        version: v,
+        clock: Clock(0),
+        status,
+    };
+    // "b" failed on the reader: it is not acknowledged and comes back.
+    let (va, vb) = (version(&sim, "a"), version(&sim, "b"));
+    to_hub(
+        &mut sim,
+        Message::ListenerAck {
+            id,
+            revisions: vec![
+                rev("a", va, RevisionStatus::Ok),
+                rev("b", vb, RevisionStatus::Invalid),
+            ],
+        },
+    );
+    to_hub(&mut sim, Message::ListenerPull { id, limit: 2 });
+    let last = sim
+        .trace
+        .iter()
+        .rev()
+        .find(|l| l.contains("strands id=1"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        last.contains("b{}") && last.contains("c{}") && !last.contains(" a{"),
+        "{last}"
+    );
+    // Push: one strand for a new document, one for a document it may not touch (unknown listener).
+    let mut d = ToyDoc::default();
+    d.edit(77, "pushed");
+    let strand = Strand {
+        doc: DocId::new("from-reader"),
+        meta: DocMeta::default(),
+        since: VersionVector::new(),
+        data: d.export(None),
+        version: d.version(),
+        clock: Clock(0),
+    };
+    to_hub(
+        &mut sim,
+        Message::Push {
+            strands: vec![strand],
+        },
+    );
+    assert_eq!(content(&sim, "hub", "from-reader"), vec!["pushed"]);
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.contains("push-result [from-reader{77:1} Ok]")));
+    to_hub(
+        &mut sim,
+        Message::ListenerPull {
+            id: ListenerId(9),
+            limit: 2,
+        },
+    );
+    assert!(sim.trace.iter().any(|l| l.contains("UnknownListener")));
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn deletion_with_tombstone() {
+    let mut sim = star(&["alice", "bob", "carol"]);
+    for c in ["alice", "bob", "carol"] {
+        sim.open(c, "old");
+    }
+    sim.edit("alice", "old", "x");
+    sim.partition("carol", "hub");
+    sim.trace.clear();
+    sim.delete("alice", "old");
+    assert!(sim.doc("hub", "old").is_none() && sim.doc("bob", "old").is_none());
+    // Carol edited while away; when she comes back, her data is refused.
+    sim.edit("carol", "old", "late");
+    sim.heal("carol", "hub");
+    sim.advance(2_000);
+    assert!(
+        sim.doc("hub", "old").is_none(),
+        "resurrected by a late peer"
+    );
+    // A restart of the hub does not bring it back from storage either.
+    sim.restart("hub");
+    sim.advance(2_000);
+    assert!(sim.doc("hub", "old").is_none(), "resurrected by the store");
+    assert!(sim.nodes["hub"].model.is_tombstoned(&DocId::new("old")));
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn concurrent_edits_converge() {
+    let mut sim = star(&["alice", "bob"]);
+    sim.open("alice", "notes");
+    sim.open("bob", "notes");
+    sim.trace.clear();
+    // Both edit before either hears of the other.
+    for (who, what) in [("alice", "A"), ("bob", "B")] {
+        sim.feed_edit(who, "notes", what);
+    }
+    sim.run();
+    for c in ["alice", "bob", "hub"] {
+        assert_eq!(content(&sim, c, "notes"), vec!["A", "B"], "{c}");
+    }
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn bad_auth_token() {
+    let mut hub = hub_config();
+    hub.tokens = vec!["s3cret".into()];
+    let mut sim = Sim::new(7).traced();
+    sim.add_node(hub, 100, true);
+    sim.add_node(Config::new("mallory"), 1, false);
+    sim.connect("mallory", "hub", Some("guess"));
+    assert!(!sim.linked("mallory", "hub"));
+    assert!(sim.trace.iter().any(|l| l.contains("BadToken")));
+    assert!(events(&sim, "mallory")
+        .iter()
+        .any(|e| matches!(e, Event::Error { .. })));
+    // It keeps trying, with backoff; each try is refused.
+    sim.advance(1_500);
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn protocol_version_mismatch() {
+    let mut sim = Sim::new(7).traced();
+    sim.add_node(hub_config(), 100, true);
+    sim.raw_connect("old-client", "hub");
+    let hello = Message::Hello(Hello {
+        peer: docweave_core::PeerId::new("old-client"),
+        name: "old".into(),
+        kind: PeerKind::User,
+        protocol: PROTOCOL_VERSION + 1,
+        token: None,
+        clock: Clock(0),
+    });
+    sim.raw_send("old-client", "hub", encode(&[hello]).unwrap_or_default());
+    assert!(sim.trace.iter().any(|l| l.contains("VersionMismatch")));
+    assert!(!sim.linked("hub", "old-client"));
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn malformed_frame() {
+    let mut sim = star(&["alice"]);
+    sim.open("alice", "notes");
+    sim.raw_connect("fuzzer", "hub");
+    sim.trace.clear();
+    sim.raw_send("fuzzer", "hub", b"\x01\x00\x05\x00\x00\x00garbage".to_vec());
+    assert!(!sim.linked("hub", "fuzzer"));
+    // Everyone else goes on.
+    sim.edit("alice", "notes", "still here");
+    assert_eq!(content(&sim, "hub", "notes"), vec!["still here"]);
+    // A path-like document id inside a well-formed frame is refused too.
+    sim.raw_connect("fuzzer2", "hub");
+    let evil = Message::SyncRequest {
+        doc: DocId::new("../../etc/passwd"),
+        version: VersionVector::new(),
+        bidirectional: false,
+    };
+    sim.raw_send("fuzzer2", "hub", encode(&[evil]).unwrap_or_default());
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.contains("a document id was refused")));
+    insta::assert_snapshot!(sim.trace_text());
+}
