@@ -33,6 +33,12 @@ pub struct Timing {
     pub changes_page: usize,
     /// Largest strand count per pull, whatever the client asks.
     pub max_pull_limit: u32,
+    /// A transmission not acknowledged by then is sent again.
+    pub ack_timeout_ms: Millis,
+    /// A channel that has not completed its handshake by then is closed.
+    pub handshake_timeout_ms: Millis,
+    /// A request not answered by then is asked again.
+    pub request_timeout_ms: Millis,
 }
 
 impl Default for Timing {
@@ -46,6 +52,9 @@ impl Default for Timing {
             presence_hops: 1,
             changes_page: 500,
             max_pull_limit: 1_000,
+            ack_timeout_ms: 10_000,
+            handshake_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
         }
     }
 }
@@ -203,13 +212,15 @@ pub(crate) struct Channel {
     pub link: Link,
     /// Set when we dialed: we pull and push; the other side answers.
     pub remote: Option<RemoteAddr>,
+    /// When it was added, for the handshake timeout.
+    pub opened_at: Millis,
 }
 
 /// What we know of a peer's copy of one document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PeerDoc {
-    /// We asked and wait for the answer.
-    Pending,
+    /// We asked at this time and wait for the answer.
+    Pending(Millis),
     /// They have at least this version.
     Synced(VersionVector),
     /// They said they do not have it.
@@ -230,6 +241,7 @@ pub(crate) struct Peer {
     /// Documents requested after a `changes` answer, and the clock it covered.
     pub pulling: OrdSet<DocId>,
     pub pull_target: Option<Clock>,
+    pub pull_started: Option<Millis>,
     /// Scheduler state for periodic pulls from this peer.
     pub pull_interval: Millis,
     /// Set when we dialed it: we keep a pushed cursor and pull from it.
@@ -248,6 +260,7 @@ impl Peer {
             acked: OrdMap::new(),
             pulling: OrdSet::new(),
             pull_target: None,
+            pull_started: None,
             pull_interval: 0,
             dialed: false,
             last_push_at: None,
@@ -262,6 +275,7 @@ pub(crate) struct InFlight {
     pub doc: DocId,
     pub version: VersionVector,
     pub clock: Clock,
+    pub sent_at: Millis,
 }
 
 /// Where imported bytes came from.
@@ -334,6 +348,8 @@ pub(crate) enum Timer {
     Pull(PeerId),
     PresenceExpiry(PresenceKey),
     Heartbeat,
+    /// Looks for timed-out transmissions, handshakes and pulls.
+    Sweep,
 }
 
 /// Everything the core knows. Cheap to clone; an old model stays valid.

@@ -201,9 +201,12 @@ pub(crate) fn changes(
                 }
             }
             Some((true, false)) => {
+                let now = model.now;
+                let timeout = model.config.timing.request_timeout_ms;
                 let asked = model.peers.get_mut(peer).is_some_and(|p| {
                     p.pulling.insert(cd.doc.clone());
-                    matches!(p.docs.get(&cd.doc), Some(PeerDoc::Pending))
+                    p.pull_started.get_or_insert(now);
+                    matches!(p.docs.get(&cd.doc), Some(PeerDoc::Pending(at)) if now.saturating_sub(*at) < timeout)
                 });
                 // Already asked (a push on reconnect): its answer settles this pull too.
                 if !asked {
@@ -242,8 +245,10 @@ fn fetch_new(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
     if !doc.is_valid() || !access(model, peer, doc).create {
         return;
     }
+    let now = model.now;
     if let Some(p) = model.peers.get_mut(peer) {
         p.pulling.insert(doc.clone());
+        p.pull_started.get_or_insert(now);
     }
     if model.stores.is_empty() {
         super::common::create_doc(model, doc, DocMeta::default());
@@ -279,6 +284,7 @@ fn settle_pull(model: &mut Model, out: &mut Out, peer: &PeerId) {
     if !p.pulling.is_empty() {
         return;
     }
+    p.pull_started = None;
     if let Some(target) = p.pull_target.take() {
         if target > p.cursor.pulled {
             p.cursor.pulled = target;

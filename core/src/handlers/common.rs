@@ -75,8 +75,10 @@ pub(crate) fn send_data(
             doc: doc_id.clone(),
             version: version.clone(),
             clock,
+            sent_at: model.now,
         },
     );
+    super::timers::ensure_sweep(model);
     let since = since.filter(|v| !v.is_empty());
     out.item(
         channel,
@@ -115,8 +117,10 @@ pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
                 doc: doc_id.clone(),
                 version: version.clone(),
                 clock,
+                sent_at: model.now,
             },
         );
+        super::timers::ensure_sweep(model);
         out.item(
             store,
             Outgoing::Data {
@@ -220,13 +224,22 @@ pub(crate) fn send_if_behind(
         Some(PeerDoc::Synced(v)) if v.includes(version) => return,
         Some(PeerDoc::Synced(v)) => Some(v.clone()),
         // Its answer will tell us what it has; then we send the gap.
-        Some(PeerDoc::Pending) => return,
+        Some(PeerDoc::Pending(at)) if !stale(model, *at) => return,
+        // The answer was lost: ask again.
+        Some(PeerDoc::Pending(_)) => {
+            return super::sync::request(model, out, peer, channel, doc_id, true);
+        }
         Some(PeerDoc::Absent) | None => None,
     };
     if !access(model, peer, doc_id).read {
         return;
     }
     send_data(model, out, peer, channel, doc_id, since, true);
+}
+
+/// Whether a request made at `at` has waited too long for its answer.
+pub(crate) fn stale(model: &Model, at: crate::io::Millis) -> bool {
+    model.now.saturating_sub(at) >= model.config.timing.request_timeout_ms
 }
 
 /// Waits for `version` to be durable before notifying; immediate without stores.

@@ -38,6 +38,7 @@ pub(crate) fn channel_added(
                     kind,
                     link: Link::Established(PeerId::new(STORE_PEER)),
                     remote: None,
+                    opened_at: model.now,
                 },
             );
             model.stores.insert(channel);
@@ -49,8 +50,10 @@ pub(crate) fn channel_added(
                     kind,
                     link: Link::Connecting,
                     remote: remote.clone(),
+                    opened_at: model.now,
                 },
             );
+            super::timers::ensure_sweep(model);
             if let Some(addr) = remote {
                 let token = model.remotes.get(&addr).and_then(|r| r.token.clone());
                 if let Some(r) = model.remotes.get_mut(&addr) {
@@ -140,7 +143,7 @@ fn peer_gone(model: &mut Model, out: &mut Out, peer: &PeerId) {
         let pending: Vec<DocId> = p
             .docs
             .iter()
-            .filter(|(_, s)| matches!(s, PeerDoc::Pending))
+            .filter(|(_, s)| matches!(s, PeerDoc::Pending(_)))
             .map(|(d, _)| d.clone())
             .collect();
         for d in pending {

@@ -68,7 +68,9 @@ pub(crate) fn request(
         },
     );
     // Until it answers, what we knew of it may be stale (it may have restarted).
-    set_peer_doc(model, peer, doc, PeerDoc::Pending);
+    let now = model.now;
+    set_peer_doc(model, peer, doc, PeerDoc::Pending(now));
+    super::timers::ensure_sweep(model);
     super::ephemeral::send_own(model, out, doc, channel);
 }
 

@@ -6,7 +6,7 @@
 //! - Reconnects: `base * 2^attempt`, capped, with jitter in [delay/2, delay]
 //!   drawn from the seeded generator kept in the model.
 
-use crate::ids::{Clock, PeerId, RemoteAddr};
+use crate::ids::{ChannelId, Clock, PeerId, RemoteAddr};
 use crate::io::{Cmd, Millis};
 use crate::model::{Model, Timer};
 use crate::out::Out;
@@ -112,6 +112,95 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
         Timer::Pull(peer) => pull_due(model, out, peer),
         Timer::PresenceExpiry(key) => super::ephemeral::expire(model, out, key),
         Timer::Heartbeat => super::ephemeral::heartbeat(model, out),
+        Timer::Sweep => sweep(model, out),
+    }
+}
+
+/// Makes sure a sweep is scheduled while anything may time out.
+pub(crate) fn ensure_sweep(model: &mut Model) {
+    if !model.timer_at.contains_key(&Timer::Sweep) {
+        let t = &model.config.timing;
+        let every = t
+            .ack_timeout_ms
+            .min(t.handshake_timeout_ms)
+            .min(t.request_timeout_ms)
+            .max(2)
+            / 2;
+        let at = model.now.saturating_add(every);
+        set(model, Timer::Sweep, at);
+    }
+}
+
+/// Retries what timed out: unacknowledged data is re-offered through a
+/// sync-request (its answer says what the peer lacks), unacknowledged store
+/// writes are sent again, silent handshakes are closed, stuck pulls restart.
+fn sweep(model: &mut Model, out: &mut Out) {
+    let now = model.now;
+    let t = model.config.timing.clone();
+    let expired: Vec<(crate::ids::BatchId, crate::model::InFlight)> = model
+        .in_flight
+        .iter()
+        .filter(|(_, f)| now.saturating_sub(f.sent_at) >= t.ack_timeout_ms)
+        .map(|(b, f)| (*b, f.clone()))
+        .collect();
+    for (batch, f) in expired {
+        model.in_flight.remove(&batch);
+        if model.stores.contains(&f.channel) {
+            if let Some(d) = model.docs.get_mut(&f.doc) {
+                let durable = d.durable.get(&f.channel).cloned().unwrap_or_default();
+                d.stored.insert(f.channel, durable);
+            }
+            super::common::persist(model, out, &f.doc);
+        } else if let Some(peer) = super::common::established_peer(model, f.channel) {
+            if model.docs.get(&f.doc).is_some_and(|d| d.is_ready()) {
+                super::sync::request(model, out, &peer, f.channel, &f.doc, true);
+            }
+        }
+    }
+    let silent: Vec<ChannelId> = model
+        .channels
+        .iter()
+        .filter(|(_, c)| matches!(c.link, crate::model::Link::Connecting))
+        .filter(|(_, c)| now.saturating_sub(c.opened_at) >= t.handshake_timeout_ms)
+        .map(|(id, _)| *id)
+        .collect();
+    for channel in silent {
+        out.send(
+            channel,
+            Message::Error {
+                code: crate::protocol::ErrorCode::NotEstablished,
+                message: "the handshake did not complete in time".into(),
+            },
+        );
+        out.cmd(Cmd::Close {
+            channel,
+            reason: "handshake timed out".into(),
+        });
+    }
+    let stuck: Vec<PeerId> = model
+        .peers
+        .iter()
+        .filter(|(_, p)| {
+            p.pull_started
+                .is_some_and(|s| now.saturating_sub(s) >= t.request_timeout_ms)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for peer in stuck {
+        if let Some(p) = model.peers.get_mut(&peer) {
+            p.pulling = Default::default();
+            p.pull_target = None;
+            p.pull_started = None;
+        }
+    }
+    let outstanding = !model.in_flight.is_empty()
+        || model
+            .channels
+            .values()
+            .any(|c| matches!(c.link, crate::model::Link::Connecting))
+        || model.peers.values().any(|p| p.pull_started.is_some());
+    if outstanding {
+        ensure_sweep(model);
     }
 }
 
