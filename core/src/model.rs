@@ -348,6 +348,8 @@ pub(crate) enum Timer {
     Pull(PeerId),
     PresenceExpiry(PresenceKey),
     Heartbeat,
+    /// Stores that have not answered for a loading document by then count as answered.
+    LoadTimeout(DocId),
     /// Looks for timed-out transmissions, handshakes and pulls.
     Sweep,
 }
@@ -373,6 +375,8 @@ pub struct Model {
     pub(crate) peers: OrdMap<PeerId, Peer>,
     pub(crate) filter_subscribers: OrdSet<PeerId>,
     pub(crate) in_flight: OrdMap<BatchId, InFlight>,
+    /// Sync-requests we sent and wait an answer for, with when they left.
+    pub(crate) requests: OrdMap<(PeerId, DocId), Millis>,
     pub(crate) imports: OrdMap<ImportId, PendingImport>,
     pub(crate) pushes: OrdMap<u64, PushJob>,
     pub(crate) listeners: OrdMap<ListenerId, Listener>,
@@ -406,6 +410,7 @@ impl Model {
             peers: OrdMap::new(),
             filter_subscribers: OrdSet::new(),
             in_flight: OrdMap::new(),
+            requests: OrdMap::new(),
             imports: OrdMap::new(),
             pushes: OrdMap::new(),
             listeners: OrdMap::new(),

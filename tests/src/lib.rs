@@ -4,6 +4,7 @@
 //! Not here: real transports, real stores or Loro (see the shell and adapters).
 #![warn(missing_docs)]
 
+pub mod script;
 mod sim;
 mod store;
 mod toy;

@@ -213,7 +213,19 @@ pub(crate) fn changes(
                     super::sync::request(model, out, peer, channel, &cd.doc, false);
                 }
             }
-            Some((false, false)) => {}
+            // Loading: it is requested from the remotes once loaded; wait for that.
+            Some((false, false)) => {
+                if let Some(crate::model::Phase::Loading { reason, .. }) =
+                    model.docs.get_mut(&cd.doc).map(|d| &mut d.phase)
+                {
+                    *reason = LoadReason::Open;
+                }
+                let now = model.now;
+                if let Some(p) = model.peers.get_mut(peer) {
+                    p.pulling.insert(cd.doc.clone());
+                    p.pull_started.get_or_insert(now);
+                }
+            }
             None => fetch_new(model, out, peer, &cd.doc),
         }
     }

@@ -151,6 +151,15 @@ fn peer_gone(model: &mut Model, out: &mut Out, peer: &PeerId) {
         }
     }
     super::timers::cancel(model, &Timer::Pull(peer.clone()));
+    let asked: Vec<(PeerId, DocId)> = model
+        .requests
+        .keys()
+        .filter(|(p, _)| p == peer)
+        .cloned()
+        .collect();
+    for k in asked {
+        model.requests.remove(&k);
+    }
     super::ephemeral::remove_peer(model, out, peer);
     out.emit(Event::PeerDisconnected { peer: peer.clone() });
 }

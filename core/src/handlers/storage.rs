@@ -40,6 +40,10 @@ pub(crate) fn start_loading(
         creator,
     };
     model.docs.insert(doc.clone(), d);
+    let at = model
+        .now
+        .saturating_add(model.config.timing.request_timeout_ms);
+    super::timers::set(model, crate::model::Timer::LoadTimeout(doc.clone()), at);
     let stores: Vec<ChannelId> = model.stores.iter().copied().collect();
     for s in stores {
         out.send(
@@ -136,6 +140,7 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         (LoadReason::Network, None) => false,
     };
     if !found && !may_create {
+        super::timers::cancel(model, &crate::model::Timer::LoadTimeout(doc.clone()));
         model.docs.remove(doc);
         refuse_queued(model, out, doc, queued);
         return;
@@ -143,9 +148,14 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
     if let Some(d) = model.docs.get_mut(doc) {
         d.phase = Phase::Ready;
     }
+    super::timers::cancel(model, &crate::model::Timer::LoadTimeout(doc.clone()));
     if !found {
         changed(model, doc);
-        super::common::persist(model, out, doc);
+        // A queued update or push persists with its import; an empty write first would be wasted.
+        let brings_data = queued.iter().any(|q| !matches!(q, Queued::Sync { .. }));
+        if !brings_data {
+            super::common::persist(model, out, doc);
+        }
     }
     if reason == LoadReason::Open {
         let version = model
@@ -230,4 +240,29 @@ fn refuse_queued(model: &mut Model, out: &mut Out, doc: &DocId, queued: Vector<Q
             _ => {}
         }
     }
+}
+
+/// A store did not answer in time: it counts as having answered, so one
+/// stuck store cannot hold a document (and its requesters) forever.
+pub(crate) fn load_timed_out(model: &mut Model, out: &mut Out, doc: &DocId) {
+    let Some(d) = model.docs.get_mut(doc) else {
+        return;
+    };
+    if let Phase::Loading {
+        waiting, imports, ..
+    } = &mut d.phase
+    {
+        if !waiting.is_empty() {
+            out.log(
+                Level::Warn,
+                format!(
+                    "{} store(s) did not answer for {doc} in time",
+                    waiting.len()
+                ),
+            );
+        }
+        waiting.clear();
+        *imports = 0;
+    }
+    maybe_finish_loading(model, out, doc);
 }

@@ -70,6 +70,7 @@ pub(crate) fn request(
     // Until it answers, what we knew of it may be stale (it may have restarted).
     let now = model.now;
     set_peer_doc(model, peer, doc, PeerDoc::Pending(now));
+    model.requests.insert((peer.clone(), doc.clone()), now);
     super::timers::ensure_sweep(model);
     super::ephemeral::send_own(model, out, doc, channel);
 }
@@ -205,6 +206,7 @@ pub(crate) fn sync_response(
     reply: Reply,
     version: VersionVector,
 ) {
+    model.requests.remove(&(peer.clone(), doc.clone()));
     let data = match reply {
         Reply::Snapshot(d) | Reply::Delta(d) => d,
         Reply::UpToDate => {
@@ -409,6 +411,8 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
                 });
                 propagate(model, out, &doc, Some(&peer));
             }
+            // We may hold concurrent changes it lacks: send only those (never its own back).
+            push_gap(model, out, &peer, &doc);
             out.emit(Event::PeerSynced {
                 peer: peer.clone(),
                 doc: doc.clone(),

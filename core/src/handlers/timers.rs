@@ -113,6 +113,7 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
         Timer::PresenceExpiry(key) => super::ephemeral::expire(model, out, key),
         Timer::Heartbeat => super::ephemeral::heartbeat(model, out),
         Timer::Sweep => sweep(model, out),
+        Timer::LoadTimeout(doc) => super::storage::load_timed_out(model, out, &doc),
     }
 }
 
@@ -157,6 +158,19 @@ fn sweep(model: &mut Model, out: &mut Out) {
             }
         }
     }
+    let unanswered: Vec<(PeerId, crate::ids::DocId)> = model
+        .requests
+        .iter()
+        .filter(|(_, at)| now.saturating_sub(**at) >= t.request_timeout_ms)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (peer, doc) in unanswered {
+        model.requests.remove(&(peer.clone(), doc.clone()));
+        let channel = super::common::peer_channel(model, &peer);
+        if let (Some(channel), true) = (channel, super::common::is_ready(model, &doc)) {
+            super::sync::request(model, out, &peer, channel, &doc, true);
+        }
+    }
     let silent: Vec<ChannelId> = model
         .channels
         .iter()
@@ -194,6 +208,7 @@ fn sweep(model: &mut Model, out: &mut Out) {
         }
     }
     let outstanding = !model.in_flight.is_empty()
+        || !model.requests.is_empty()
         || model
             .channels
             .values()
