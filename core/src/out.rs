@@ -47,12 +47,19 @@ impl Out {
         let mut cmds = self.cmds;
         // Closes come after the frames for the same channel, so an error
         // message reaches the peer before the close.
-        let (closes, mut rest): (Vec<Cmd>, Vec<Cmd>) =
-            cmds.drain(..).partition(|c| matches!(c, Cmd::Close { .. }));
+        let closes: Vec<Cmd> = if cmds.iter().any(|c| matches!(c, Cmd::Close { .. })) {
+            let (closes, rest): (Vec<Cmd>, Vec<Cmd>) =
+                cmds.drain(..).partition(|c| matches!(c, Cmd::Close { .. }));
+            cmds = rest;
+            closes
+        } else {
+            Vec::new()
+        };
+        cmds.reserve(self.sends.len() + closes.len());
         for (channel, items) in self.sends {
-            rest.push(Cmd::Send { channel, items });
+            cmds.push(Cmd::Send { channel, items });
         }
-        rest.extend(closes);
-        rest
+        cmds.extend(closes);
+        cmds
     }
 }

@@ -601,7 +601,7 @@ pub(crate) fn ack_received(
     status: AckStatus,
     clock: Option<Clock>,
 ) {
-    let Some(f) = model.in_flight.get(&batch).cloned() else {
+    let Some(f) = model.in_flight.remove(&batch) else {
         out.log(
             Level::Info,
             format!("{channel}: ack for unknown {batch}; ignored"),
@@ -609,14 +609,11 @@ pub(crate) fn ack_received(
         return;
     };
     if f.channel != channel {
-        return refuse(
-            out,
-            channel,
-            ErrorCode::PermissionDenied,
-            format!("{batch} was not sent on this channel"),
-        );
+        // Not this channel's to acknowledge: keep waiting for the right one.
+        let message = format!("{batch} was not sent on this channel");
+        model.in_flight.insert(batch, f);
+        return refuse(out, channel, ErrorCode::PermissionDenied, message);
     }
-    model.in_flight.remove(&batch);
     let is_store = model.stores.contains(&channel);
     if is_store {
         return store_ack(model, out, channel, f, status, clock);
