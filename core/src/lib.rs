@@ -19,6 +19,9 @@ mod protocol;
 mod update;
 mod version;
 
+#[cfg(test)]
+mod tests;
+
 pub use frame::{
     decode, encode, payload_len, validate, FrameError, Limits, FRAME_VERSION, HEADER_LEN,
 };

@@ -1,0 +1,84 @@
+use super::kit::*;
+use crate::{AckStatus, BatchId, Cmd, DocMeta, Message, Msg, Payload, Reply, StateRecord};
+
+#[test]
+fn a_deleted_document_is_tombstoned_purged_and_told_to_subscribers() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    k.feed(Msg::OpenDoc {
+        doc: doc("d"),
+        meta: DocMeta::default(),
+    });
+    k.recv(
+        10,
+        Message::SyncResponse {
+            doc: doc("d"),
+            batch: BatchId(0),
+            reply: Reply::Unavailable,
+            version: vv(&[]),
+        },
+    );
+    k.recv(
+        2,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    let cmds = k.recv(1, Message::Delete { doc: doc("d") });
+    assert!(cmds.contains(&Cmd::Save(StateRecord::Tombstone(doc("d")))));
+    assert!(cmds.contains(&Cmd::Purge { doc: doc("d") }));
+    assert!(messages(&cmds, 2).contains(&Message::Delete { doc: doc("d") }));
+    assert!(
+        !messages(&cmds, 1).contains(&Message::Delete { doc: doc("d") }),
+        "told back to the deleter"
+    );
+    assert!(k.model.is_tombstoned(&doc("d")));
+}
+
+#[test]
+fn neither_a_store_nor_a_late_peer_resurrects_it() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.feed(Msg::DeleteDoc { doc: doc("d") });
+    // A store still holding the data answers late.
+    let cmds = k.recv(
+        10,
+        Message::SyncResponse {
+            doc: doc("d"),
+            batch: BatchId(0),
+            reply: Reply::Snapshot(Payload::new(vec![1])),
+            version: vv(&[(1, 1)]),
+        },
+    );
+    assert!(imports(&cmds).is_empty());
+    // A late peer pushes an old edit.
+    let cmds = k.recv(
+        1,
+        Message::Update {
+            doc: doc("d"),
+            batch: BatchId(4),
+            data: Payload::new(vec![1]),
+            version: vv(&[(1, 2)]),
+        },
+    );
+    assert!(imports(&cmds).is_empty());
+    assert!(messages(&cmds, 1).contains(&Message::Ack {
+        batch: BatchId(4),
+        status: AckStatus::Deleted,
+        clock: None
+    }));
+    // A restart restores the tombstone.
+    let mut fresh = Kit::hub();
+    fresh.feed(Msg::Restored {
+        store: crate::ChannelId(10),
+        clock: crate::Clock(0),
+        docs: Vec::new(),
+        records: vec![StateRecord::Tombstone(doc("d"))],
+    });
+    assert!(fresh.model.is_tombstoned(&doc("d")));
+}

@@ -1,0 +1,158 @@
+//! A small harness: feed messages to one model and look at what came out.
+
+use crate::{
+    update, ChannelId, ChannelKind, Clock, Cmd, Config, DocId, Event, Filter, Hello, Message,
+    Model, Msg, Outgoing, PeerId, PeerKind, RemoteAddr, VersionVector, Welcome, PROTOCOL_VERSION,
+};
+
+pub struct Kit {
+    pub model: Model,
+}
+
+pub fn vv(e: &[(u64, u64)]) -> VersionVector {
+    VersionVector::from_entries(e.iter().copied())
+}
+
+pub fn doc(s: &str) -> DocId {
+    DocId::new(s)
+}
+
+pub fn hello(peer: &str) -> Message {
+    Message::Hello(Hello {
+        peer: PeerId::new(peer),
+        name: peer.into(),
+        kind: PeerKind::User,
+        protocol: PROTOCOL_VERSION,
+        token: None,
+        clock: Clock(0),
+    })
+}
+
+impl Kit {
+    pub fn new(config: Config) -> Self {
+        Kit {
+            model: Model::new(config),
+        }
+    }
+
+    pub fn hub() -> Self {
+        Self::new(Config::new("hub"))
+    }
+
+    pub fn feed(&mut self, msg: Msg) -> Vec<Cmd> {
+        let model = std::mem::replace(&mut self.model, Model::new(Config::new("x")));
+        let (model, cmds) = update(model, msg);
+        self.model = model;
+        cmds
+    }
+
+    pub fn recv(&mut self, ch: u64, message: Message) -> Vec<Cmd> {
+        self.feed(Msg::Received {
+            channel: ChannelId(ch),
+            message,
+        })
+    }
+
+    pub fn store(&mut self, ch: u64) {
+        self.feed(Msg::ChannelAdded {
+            channel: ChannelId(ch),
+            kind: ChannelKind::Storage,
+            remote: None,
+        });
+    }
+
+    /// A network peer that connected to us and said hello.
+    pub fn peer(&mut self, ch: u64, name: &str) -> Vec<Cmd> {
+        self.feed(Msg::ChannelAdded {
+            channel: ChannelId(ch),
+            kind: ChannelKind::Network,
+            remote: None,
+        });
+        self.recv(ch, hello(name))
+    }
+
+    /// We dial `remote` on channel `ch`; it welcomes us as `name`.
+    pub fn dial(&mut self, ch: u64, remote: &str, name: &str) -> Vec<Cmd> {
+        self.feed(Msg::Connect {
+            remote: RemoteAddr::new(remote),
+            token: None,
+            filter: Filter::all(),
+        });
+        self.feed(Msg::ChannelAdded {
+            channel: ChannelId(ch),
+            kind: ChannelKind::Network,
+            remote: Some(RemoteAddr::new(remote)),
+        });
+        self.recv(
+            ch,
+            Message::Welcome(Welcome {
+                peer: PeerId::new(name),
+                name: name.into(),
+                kind: PeerKind::Service,
+                protocol: PROTOCOL_VERSION,
+                clock: Clock(0),
+            }),
+        )
+    }
+}
+
+/// Items sent on a channel.
+pub fn sent(cmds: &[Cmd], ch: u64) -> Vec<Outgoing> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Cmd::Send { channel, items } if *channel == ChannelId(ch) => Some(items.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Ready messages sent on a channel.
+pub fn messages(cmds: &[Cmd], ch: u64) -> Vec<Message> {
+    sent(cmds, ch)
+        .into_iter()
+        .filter_map(|o| match o {
+            Outgoing::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Data items sent on a channel: (batch, since, as_update).
+pub fn data(cmds: &[Cmd], ch: u64) -> Vec<(crate::BatchId, Option<VersionVector>, bool)> {
+    sent(cmds, ch)
+        .into_iter()
+        .filter_map(|o| match o {
+            Outgoing::Data {
+                batch,
+                since,
+                as_update,
+                ..
+            } => Some((batch, since, as_update)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn events(cmds: &[Cmd]) -> Vec<Event> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Cmd::Emit(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn imports(cmds: &[Cmd]) -> Vec<crate::ImportId> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Cmd::Import { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn closes(cmds: &[Cmd], ch: u64) -> bool {
+    cmds.iter()
+        .any(|c| matches!(c, Cmd::Close { channel, .. } if *channel == ChannelId(ch)))
+}

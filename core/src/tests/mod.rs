@@ -1,0 +1,13 @@
+//! Unit tests on `update` directly, one file per concern.
+
+mod changes;
+mod connection;
+mod deletion;
+mod durability;
+mod kit;
+mod listeners;
+mod permissions;
+mod presence;
+mod storage;
+mod sync;
+mod timers;

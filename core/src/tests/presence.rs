@@ -1,0 +1,105 @@
+use super::kit::*;
+use crate::{ChannelId, Ephemeral, Event, Message, Msg, Namespace, Payload, PeerId};
+
+fn ephemeral(origin: &str, hops: u8) -> Message {
+    Message::Ephemeral(Ephemeral {
+        doc: doc("d"),
+        namespace: Namespace::new("cursor"),
+        origin: PeerId::new(origin),
+        hops,
+        ttl_ms: 1_000,
+        data: Payload::new(vec![1, 2]),
+    })
+}
+
+fn hub_with_three() -> Kit {
+    let mut k = Kit::hub();
+    k.store(10);
+    for (ch, p) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+        k.peer(ch, p);
+    }
+    for ch in [1, 2, 3] {
+        k.recv(
+            ch,
+            Message::SyncRequest {
+                doc: doc("d"),
+                version: vv(&[]),
+                bidirectional: false,
+            },
+        );
+    }
+    k.recv(
+        10,
+        Message::SyncResponse {
+            doc: doc("d"),
+            batch: crate::BatchId(0),
+            reply: crate::Reply::Unavailable,
+            version: vv(&[]),
+        },
+    );
+    k
+}
+
+#[test]
+fn presence_is_relayed_with_one_hop_less_never_back_and_never_to_stores() {
+    let mut k = hub_with_three();
+    let cmds = k.recv(1, ephemeral("alice", 1));
+    for ch in [2, 3] {
+        assert!(messages(&cmds, ch)
+            .iter()
+            .any(|m| matches!(m, Message::Ephemeral(e) if e.hops == 0)));
+    }
+    assert!(messages(&cmds, 1).is_empty() && sent(&cmds, 10).is_empty());
+    // Hops exhausted: stored but not relayed.
+    let cmds = k.recv(2, ephemeral("bob", 0));
+    assert!(messages(&cmds, 1).is_empty() && messages(&cmds, 3).is_empty());
+}
+
+#[test]
+fn presence_expires_after_its_ttl_and_goes_when_the_last_channel_closes() {
+    let mut k = hub_with_three();
+    k.recv(1, ephemeral("alice", 0));
+    k.recv(2, ephemeral("bob", 0));
+    let cmds = k.feed(Msg::Tick { now: 1_000 });
+    assert_eq!(
+        events(&cmds)
+            .iter()
+            .filter(|e| matches!(e, Event::Presence { data: None, .. }))
+            .count(),
+        2
+    );
+    k.recv(1, ephemeral("alice", 0));
+    // A second channel for alice: closing one keeps her presence.
+    k.feed(Msg::ChannelAdded {
+        channel: ChannelId(4),
+        kind: crate::ChannelKind::Network,
+        remote: None,
+    });
+    k.recv(4, hello("alice"));
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    assert_eq!(k.model.presence().len(), 1);
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(4),
+    });
+    assert!(k.model.presence().is_empty());
+}
+
+#[test]
+fn a_late_subscriber_gets_existing_presence() {
+    let mut k = hub_with_three();
+    k.recv(1, ephemeral("alice", 0));
+    k.peer(5, "dave");
+    let cmds = k.recv(
+        5,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    assert!(messages(&cmds, 5)
+        .iter()
+        .any(|m| matches!(m, Message::Ephemeral(e) if e.origin.as_str() == "alice")));
+}

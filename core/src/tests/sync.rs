@@ -1,0 +1,229 @@
+use super::kit::*;
+use crate::{BatchId, Cmd, DocMeta, Event, ImportOutcome, Message, Msg, Payload, PeerId, Reply};
+
+/// A hub holding `notes` at {9:2}, with alice and bob connected.
+fn hub_with_doc() -> Kit {
+    let mut k = Kit::hub();
+    k.feed(Msg::OpenDoc {
+        doc: doc("notes"),
+        meta: DocMeta::default(),
+    });
+    k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, 2)]),
+    });
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    k
+}
+
+fn request(k: &mut Kit, ch: u64, have: &[(u64, u64)], bidirectional: bool) -> Vec<Cmd> {
+    k.recv(
+        ch,
+        Message::SyncRequest {
+            doc: doc("notes"),
+            version: vv(have),
+            bidirectional,
+        },
+    )
+}
+
+#[test]
+fn empty_requester_gets_a_snapshot_and_is_subscribed() {
+    let mut k = hub_with_doc();
+    let cmds = request(&mut k, 1, &[], false);
+    assert!(matches!(data(&cmds, 1)[..], [(_, None, false)]), "{cmds:?}");
+    assert_eq!(
+        k.model.subscribers(&doc("notes")),
+        vec![PeerId::new("alice")]
+    );
+}
+
+#[test]
+fn requester_equal_or_ahead_is_up_to_date() {
+    let mut k = hub_with_doc();
+    for have in [&[(9, 2)][..], &[(9, 5), (1, 1)][..]] {
+        let cmds = request(&mut k, 1, have, false);
+        assert!(matches!(
+            messages(&cmds, 1)[..],
+            [Message::SyncResponse {
+                reply: Reply::UpToDate,
+                ..
+            }]
+        ));
+    }
+}
+
+#[test]
+fn behind_or_concurrent_requester_gets_a_delta_from_its_version() {
+    let mut k = hub_with_doc();
+    let cmds = request(&mut k, 1, &[(9, 1), (4, 1)], false);
+    assert_eq!(data(&cmds, 1)[0].1, Some(vv(&[(9, 1), (4, 1)])));
+}
+
+#[test]
+fn a_bidirectional_request_is_reciprocated_once_and_never_bidirectionally() {
+    let mut k = hub_with_doc();
+    let cmds = request(&mut k, 1, &[(4, 1)], true);
+    let reciprocal: Vec<_> = messages(&cmds, 1)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::SyncRequest {
+                bidirectional,
+                version,
+                ..
+            } => Some((bidirectional, version)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reciprocal, vec![(false, vv(&[(9, 2)]))]);
+    // A reciprocal (non-bidirectional) request is answered, not reciprocated.
+    let cmds = request(&mut k, 1, &[(4, 1)], false);
+    assert!(!messages(&cmds, 1)
+        .iter()
+        .any(|m| matches!(m, Message::SyncRequest { .. })));
+}
+
+#[test]
+fn a_repeated_request_does_not_reset_a_synced_peer() {
+    let mut k = hub_with_doc();
+    request(&mut k, 1, &[], false);
+    let cmds = request(&mut k, 1, &[(9, 2)], false);
+    assert!(
+        data(&cmds, 1).is_empty(),
+        "nothing re-sent to a peer that has it all"
+    );
+}
+
+#[test]
+fn an_import_is_propagated_to_others_and_never_echoed() {
+    let mut k = hub_with_doc();
+    request(&mut k, 1, &[(9, 2)], false);
+    request(&mut k, 2, &[(9, 2)], false);
+    let cmds = k.recv(
+        1,
+        Message::Update {
+            doc: doc("notes"),
+            batch: BatchId(5),
+            data: Payload::new(vec![1]),
+            version: vv(&[(9, 2), (1, 1)]),
+        },
+    );
+    let id = imports(&cmds)[0];
+    let cmds = k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Applied {
+            version: vv(&[(9, 2), (1, 1)]),
+        },
+    });
+    assert!(data(&cmds, 1).is_empty(), "echoed to its source");
+    assert_eq!(data(&cmds, 2)[0].1, Some(vv(&[(9, 2)])));
+    assert!(events(&cmds)
+        .iter()
+        .any(|e| matches!(e, Event::DocChanged { from: Some(p), .. } if p.as_str() == "alice")));
+    // No store: acknowledged at once.
+    assert!(messages(&cmds, 1).iter().any(|m| matches!(
+        m,
+        Message::Ack {
+            batch: BatchId(5),
+            status: crate::AckStatus::Ok,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn concurrent_local_edits_are_sent_to_the_source_without_its_own_changes() {
+    let mut k = hub_with_doc();
+    request(&mut k, 1, &[(9, 2)], false);
+    k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, 3)]),
+    });
+    // Alice's update crossed ours: she has {9:2, 1:1}.
+    let cmds = k.recv(
+        1,
+        Message::Update {
+            doc: doc("notes"),
+            batch: BatchId(5),
+            data: Payload::new(vec![1]),
+            version: vv(&[(9, 2), (1, 1)]),
+        },
+    );
+    let id = imports(&cmds)[0];
+    let cmds = k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Applied {
+            version: vv(&[(9, 3), (1, 1)]),
+        },
+    });
+    for (_, since, _) in data(&cmds, 1) {
+        assert!(
+            since.is_some_and(|s| s.includes(&vv(&[(9, 2), (1, 1)]))),
+            "alice's own change went back"
+        );
+    }
+}
+
+#[test]
+fn a_pending_import_is_acked_as_missing_dependencies_and_the_gap_requested() {
+    let mut k = hub_with_doc();
+    let cmds = k.recv(
+        1,
+        Message::Update {
+            doc: doc("notes"),
+            batch: BatchId(5),
+            data: Payload::new(vec![1]),
+            version: vv(&[(1, 3)]),
+        },
+    );
+    let id = imports(&cmds)[0];
+    let cmds = k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Pending {
+            version: vv(&[(9, 2)]),
+        },
+    });
+    let msgs = messages(&cmds, 1);
+    assert!(msgs.contains(&Message::Ack {
+        batch: BatchId(5),
+        status: crate::AckStatus::MissingDependencies,
+        clock: None
+    }));
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, Message::SyncRequest { .. })));
+}
+
+#[test]
+fn wait_for_sync_resolves_on_absent_as_well_as_synced() {
+    let mut k = Kit::new(crate::Config::new("client"));
+    k.dial(1, "hub", "hub");
+    let cmds = k.feed(Msg::OpenDoc {
+        doc: doc("new"),
+        meta: DocMeta::default(),
+    });
+    assert!(messages(&cmds, 1).iter().any(|m| matches!(
+        m,
+        Message::SyncRequest {
+            bidirectional: true,
+            ..
+        }
+    )));
+    let cmds = k.recv(
+        1,
+        Message::SyncResponse {
+            doc: doc("new"),
+            batch: BatchId(0),
+            reply: Reply::Unavailable,
+            version: vv(&[]),
+        },
+    );
+    assert!(events(&cmds).iter().any(|e| matches!(
+        e,
+        Event::PeerSynced {
+            state: crate::SyncState::Absent,
+            ..
+        }
+    )));
+}
