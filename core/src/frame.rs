@@ -287,6 +287,12 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_message_list_is_refused() {
+        let empty = encode(&[]).unwrap_or_default();
+        assert_eq!(decode(&empty, &Limits::default()), Err(FrameError::Empty));
+    }
+
+    #[test]
     fn a_frame_claiming_4_gib_is_refused_from_its_header() {
         let header = [FRAME_VERSION, 0, 0xff, 0xff, 0xff, 0xff];
         assert!(matches!(

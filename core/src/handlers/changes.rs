@@ -56,6 +56,8 @@ pub(crate) fn resume_with(
         (p.cursor.pulled, p.cursor.pushed)
     };
     model.filter_subscribers.insert(peer.clone());
+    // Presence set while offline (or before connecting) arrives now.
+    super::ephemeral::send_all_own(model, out, channel);
     out.send(
         channel,
         Message::Subscribe {

@@ -167,6 +167,16 @@ pub(crate) fn send_existing(
     send_own(model, out, doc, channel);
 }
 
+/// All our own entries, sent to a remote we just (re)connected to.
+pub(crate) fn send_all_own(model: &Model, out: &mut Out, channel: ChannelId) {
+    for ((d, n), data) in model.own_presence.iter() {
+        out.send(
+            channel,
+            Message::Ephemeral(own_entry(model, d, n, data.clone())),
+        );
+    }
+}
+
 /// Our own entries for a document, sent along with a request or an answer.
 pub(crate) fn send_own(model: &Model, out: &mut Out, doc: &DocId, channel: ChannelId) {
     for ((d, n), data) in model.own_presence.iter() {

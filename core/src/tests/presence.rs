@@ -103,3 +103,29 @@ fn a_late_subscriber_gets_existing_presence() {
         .iter()
         .any(|m| matches!(m, Message::Ephemeral(e) if e.origin.as_str() == "alice")));
 }
+
+#[test]
+fn presence_set_before_connecting_arrives_once_connected() {
+    let mut k = Kit::new(crate::Config::new("client"));
+    k.feed(Msg::SetPresence {
+        doc: doc("d"),
+        namespace: Namespace::new("cursor"),
+        data: Payload::new(vec![9]),
+    });
+    let cmds = k.dial(1, "hub", "hub");
+    assert!(messages(&cmds, 1)
+        .iter()
+        .any(|m| matches!(m, Message::Ephemeral(e) if e.origin.as_str() == "client")));
+}
+
+#[test]
+fn subscriptions_survive_a_disconnect_for_the_reconnect() {
+    let mut k = hub_with_three();
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    assert!(k
+        .model
+        .subscribers(&doc("d"))
+        .contains(&PeerId::new("alice")));
+}

@@ -227,3 +227,50 @@ fn wait_for_sync_resolves_on_absent_as_well_as_synced() {
         }
     )));
 }
+
+#[test]
+fn one_step_leaves_as_one_frame_per_channel() {
+    let mut k = hub_with_doc();
+    let cmds = request(&mut k, 1, &[(4, 1)], true);
+    let frames = cmds
+        .iter()
+        .filter(|c| matches!(c, Cmd::Send { channel, .. } if channel.0 == 1))
+        .count();
+    assert_eq!(frames, 1);
+    assert!(
+        sent(&cmds, 1).len() >= 2,
+        "answer and reciprocal request travel together"
+    );
+}
+
+#[test]
+fn a_fork_and_merge_counts_as_a_local_change_and_propagates() {
+    let mut k = hub_with_doc();
+    request(&mut k, 1, &[(9, 2)], false);
+    // The application merged a fork holding another actor's changes.
+    let cmds = k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, 2), (77, 4)]),
+    });
+    assert_eq!(data(&cmds, 1)[0].1, Some(vv(&[(9, 2)])));
+}
+
+#[test]
+fn opening_a_document_marks_storage_pending_before_any_network_answer() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.feed(Msg::OpenDoc {
+        doc: doc("d"),
+        meta: DocMeta::default(),
+    });
+    let cmds = k.recv(
+        1,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    assert!(sent(&cmds, 1).is_empty(), "answered before the store");
+}
