@@ -1,0 +1,221 @@
+//! The conformance suite every [`Store`] must pass. Each check takes a fresh,
+//! empty store and panics with a sentence when the store misbehaves; call
+//! [`run_all`] from a test of your store.
+
+use super::{Append, Store, StoreError};
+use docweave_core::{
+    Clock, Cursor, DocId, DocMeta, Filter, ListenerId, ListenerRecord, PeerId, StateRecord,
+    VersionVector,
+};
+
+fn change(doc: &str, data: &[u8], version: &[(u64, u64)]) -> Append {
+    Append {
+        doc: DocId::new(doc),
+        meta: DocMeta {
+            doc_type: "text".into(),
+            ..DocMeta::default()
+        },
+        data: data.to_vec(),
+        version: VersionVector::from_entries(version.iter().copied()),
+    }
+}
+
+fn ok<T>(r: Result<T, StoreError>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what} failed: {e}"),
+    }
+}
+
+/// Runs every check, each on a fresh store from `make`.
+pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
+    clocks_only_grow(&mut make());
+    load_returns_changes_in_order_with_merged_version(&mut make());
+    compaction_keeps_content_and_feed(&mut make());
+    tombstones_refuse_and_purge(&mut make());
+    records_replace_and_remove(&mut make());
+    feed_filters_orders_and_limits(&mut make());
+    ids_sharing_a_prefix_do_not_collide(&mut make());
+    a_failed_batch_writes_nothing(&mut make());
+}
+
+/// Every append gets a larger clock than any before; `clock()` is the last.
+pub fn clocks_only_grow(s: &mut impl Store) {
+    let a = ok(
+        s.append(&[change("a", b"1", &[(1, 1)]), change("b", b"2", &[(2, 1)])]),
+        "append",
+    );
+    let b = ok(s.append(&[change("a", b"3", &[(1, 2)])]), "append");
+    assert!(
+        a[0] < a[1] && a[1] < b[0],
+        "clocks must grow: {a:?} then {b:?}"
+    );
+    assert_eq!(
+        ok(s.clock(), "clock"),
+        b[0],
+        "clock() is the last clock handed out"
+    );
+}
+
+/// A document loads with all its changes, in order, and the merged version.
+pub fn load_returns_changes_in_order_with_merged_version(s: &mut impl Store) {
+    ok(s.append(&[change("d", b"x", &[(1, 1)])]), "append");
+    ok(s.append(&[change("d", b"y", &[(2, 1)])]), "append");
+    let l = ok(s.load(&DocId::new("d")), "load")
+        .unwrap_or_else(|| panic!("an appended document must load"));
+    assert_eq!(l.changes, vec![b"x".to_vec(), b"y".to_vec()]);
+    assert_eq!(l.version, VersionVector::from_entries([(1, 1), (2, 1)]));
+    assert_eq!(l.meta.doc_type, "text");
+    assert!(
+        ok(s.load(&DocId::new("nothing")), "load").is_none(),
+        "an unknown document loads as None"
+    );
+}
+
+/// Compaction replaces changes by a snapshot; later changes and the feed survive.
+pub fn compaction_keeps_content_and_feed(s: &mut impl Store) {
+    let c = ok(
+        s.append(&[change("d", b"x", &[(1, 1)]), change("d", b"y", &[(1, 2)])]),
+        "append",
+    );
+    ok(s.compact(&DocId::new("d"), b"SNAP", c[1]), "compact");
+    let after = ok(s.append(&[change("d", b"z", &[(1, 3)])]), "append");
+    assert!(after[0] > c[1], "compaction must not rewind the clock");
+    let l = ok(s.load(&DocId::new("d")), "load")
+        .unwrap_or_else(|| panic!("compacted document must load"));
+    assert_eq!(l.snapshot.as_deref(), Some(&b"SNAP"[..]));
+    assert_eq!(l.changes, vec![b"z".to_vec()]);
+    assert_eq!(l.version, VersionVector::from_entries([(1, 3)]));
+    let feed = ok(
+        s.changes_since(Clock(0), &Filter::all(), 10),
+        "changes_since",
+    );
+    assert_eq!(
+        feed.iter().map(|d| d.clock).collect::<Vec<_>>(),
+        vec![after[0]],
+        "the feed still lists the document"
+    );
+}
+
+/// A tombstoned document is gone and refuses new data.
+pub fn tombstones_refuse_and_purge(s: &mut impl Store) {
+    ok(s.append(&[change("gone", b"x", &[(1, 1)])]), "append");
+    ok(
+        s.save(&StateRecord::Tombstone(DocId::new("gone"))),
+        "save tombstone",
+    );
+    ok(s.purge(&DocId::new("gone")), "purge");
+    assert!(
+        ok(s.load(&DocId::new("gone")), "load").is_none(),
+        "purged data must be gone"
+    );
+    assert!(
+        matches!(
+            s.append(&[change("gone", b"y", &[(1, 2)])]),
+            Err(StoreError::Tombstoned(_))
+        ),
+        "a tombstoned document must refuse appends"
+    );
+    assert!(ok(s.records(), "records").contains(&StateRecord::Tombstone(DocId::new("gone"))));
+}
+
+/// Records are replaced by key; a removed listener is gone.
+pub fn records_replace_and_remove(s: &mut impl Store) {
+    let cursor = |n| StateRecord::Cursor {
+        peer: PeerId::new("hub"),
+        cursor: Cursor {
+            pulled: Clock(n),
+            pushed: Clock(n),
+        },
+    };
+    ok(s.save(&cursor(1)), "save");
+    ok(s.save(&cursor(2)), "save");
+    let listener = StateRecord::Listener(ListenerRecord {
+        id: ListenerId(3),
+        owner: PeerId::new("reader"),
+        filter: Filter::all(),
+        floor: Clock(4),
+        acked: vec![(DocId::new("a"), VersionVector::from_entries([(1, 1)]))],
+    });
+    ok(s.save(&listener), "save");
+    let records = ok(s.records(), "records");
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| matches!(r, StateRecord::Cursor { .. }))
+            .count(),
+        1
+    );
+    assert!(records.contains(&cursor(2)) && records.contains(&listener));
+    ok(s.save(&StateRecord::ListenerRemoved(ListenerId(3))), "save");
+    assert!(
+        !ok(s.records(), "records").contains(&listener),
+        "a removed listener must be gone"
+    );
+}
+
+/// The feed lists documents changed after a clock, in clock order, filtered and limited.
+pub fn feed_filters_orders_and_limits(s: &mut impl Store) {
+    let c = ok(
+        s.append(&[
+            change("a", b"1", &[(1, 1)]),
+            change("b", b"2", &[(1, 1)]),
+            change("c", b"3", &[(1, 1)]),
+        ]),
+        "append",
+    );
+    ok(s.append(&[change("a", b"4", &[(1, 2)])]), "append");
+    let feed = ok(s.changes_since(c[0], &Filter::all(), 10), "changes_since");
+    let names: Vec<&str> = feed.iter().map(|d| d.doc.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["b", "c", "a"],
+        "documents in order of their last change"
+    );
+    let only_c = ok(
+        s.changes_since(Clock(0), &Filter::docs([DocId::new("c")]), 10),
+        "changes_since",
+    );
+    assert_eq!(only_c.len(), 1);
+    assert_eq!(
+        ok(
+            s.changes_since(Clock(0), &Filter::all(), 2),
+            "changes_since"
+        )
+        .len(),
+        2
+    );
+}
+
+/// `doc1` and `doc10` are different documents (no prefix scans).
+pub fn ids_sharing_a_prefix_do_not_collide(s: &mut impl Store) {
+    ok(
+        s.append(&[
+            change("doc1", b"one", &[(1, 1)]),
+            change("doc10", b"ten", &[(2, 1)]),
+        ]),
+        "append",
+    );
+    let one = ok(s.load(&DocId::new("doc1")), "load").map(|l| l.changes);
+    assert_eq!(one, Some(vec![b"one".to_vec()]));
+    ok(s.purge(&DocId::new("doc1")), "purge");
+    assert!(
+        ok(s.load(&DocId::new("doc10")), "load").is_some(),
+        "purging doc1 must not touch doc10"
+    );
+}
+
+/// A batch with a refused change writes none of its changes.
+pub fn a_failed_batch_writes_nothing(s: &mut impl Store) {
+    ok(s.save(&StateRecord::Tombstone(DocId::new("dead"))), "save");
+    assert!(s
+        .append(&[
+            change("alive", b"1", &[(1, 1)]),
+            change("dead", b"2", &[(1, 1)])
+        ])
+        .is_err());
+    assert!(
+        ok(s.load(&DocId::new("alive")), "load").is_none(),
+        "half a batch was written"
+    );
+}

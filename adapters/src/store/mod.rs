@@ -1,0 +1,105 @@
+//! Durable storage of document changes and node state.
+
+pub mod conformance;
+mod memory;
+mod schema;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("the database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Stored bytes could not be read back.
+    #[error("stored data for {what} is corrupt: {why}")]
+    Corrupt {
+        /// What was being read.
+        what: String,
+        /// Why it could not be read.
+        why: String,
+    },
+    /// The document was deleted; its tombstone refuses new data.
+    #[error("{0} was deleted; its tombstone refuses new data")]
+    Tombstoned(DocId),
+    /// The database was written by a newer docweave.
+    #[error(
+        "the database has schema version {found}; this build knows up to {known}: upgrade docweave"
+    )]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+}
+
+/// One change to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Append {
+    /// The document.
+    pub doc: DocId,
+    /// Its metadata (kept from the first append).
+    pub meta: DocMeta,
+    /// The change bytes (opaque).
+    pub data: Vec<u8>,
+    /// The document's version once this change is applied.
+    pub version: VersionVector,
+}
+
+/// What a store holds of one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// Its metadata.
+    pub meta: DocMeta,
+    /// The version of everything stored.
+    pub version: VersionVector,
+    /// The clock of its last change.
+    pub clock: Clock,
+    /// The compacted snapshot, if any.
+    pub snapshot: Option<Vec<u8>>,
+    /// Changes after the snapshot, in clock order.
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// A durable store. Every write is atomic; a write that returned `Ok` survives
+/// a crash. Clocks only grow, also across processes sharing the store.
+pub trait Store: Send {
+    /// Appends changes in one transaction; each gets the next clock.
+    fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError>;
+    /// Everything stored for a document.
+    fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError>;
+    /// Replaces the changes up to `up_to` by a snapshot. The document keeps
+    /// its clock, so the change feed is intact.
+    fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError>;
+    /// Documents whose last change is after `clock`, in clock order, at most `limit`.
+    fn changes_since(
+        &mut self,
+        clock: Clock,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredDoc>, StoreError>;
+    /// The highest clock handed out.
+    fn clock(&mut self) -> Result<Clock, StoreError>;
+    /// Persists node state (cursors, listeners, tombstones), replacing the previous value.
+    fn save(&mut self, record: &StateRecord) -> Result<(), StoreError>;
+    /// All persisted node state.
+    fn records(&mut self) -> Result<Vec<StateRecord>, StoreError>;
+    /// Drops a document's data. Its tombstone is a record saved separately.
+    fn purge(&mut self, doc: &DocId) -> Result<(), StoreError>;
+}
+
+/// The key a record is stored under: saving again replaces it.
+pub(crate) fn record_key(record: &StateRecord) -> String {
+    match record {
+        StateRecord::Cursor { peer, .. } => format!("cursor/{peer}"),
+        StateRecord::Listener(l) => format!("listener/{}", l.id.0),
+        StateRecord::ListenerRemoved(id) => format!("listener/{}", id.0),
+        StateRecord::Tombstone(doc) => format!("tombstone/{doc}"),
+    }
+}

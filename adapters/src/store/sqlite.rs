@@ -1,0 +1,243 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! Clocks are `AUTOINCREMENT` row ids of the change log: strictly growing,
+//! never reused (also after compaction deletes rows), and shared by every
+//! process that opens the file, so each sees the others' changes through
+//! `changes_since`. Writes run in `BEGIN IMMEDIATE` transactions with
+//! `synchronous = FULL`: a write that returned is on disk.
+
+use super::{record_key, schema, Append, Loaded, Store, StoreError};
+use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::time::Duration;
+
+/// A store in one SQLite database file.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn corrupt(what: &str, why: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn encode_version(v: &VersionVector) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(v).map_err(|e| corrupt("a version", e))
+}
+
+fn decode_version(doc: &str, bytes: &[u8]) -> Result<VersionVector, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| corrupt(&format!("the version of {doc}"), e))
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and migrates it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        schema::migrate(&mut conn)?;
+        Ok(Self { conn })
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn tombstoned(conn: &Connection, doc: &DocId) -> Result<bool, StoreError> {
+        let key = record_key(&StateRecord::Tombstone(doc.clone()));
+        Ok(conn
+            .prepare_cached("SELECT 1 FROM records WHERE key = ?1")?
+            .query_row([key], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut clocks = Vec::with_capacity(changes.len());
+        for a in changes {
+            if Self::tombstoned(&tx, &a.doc)? {
+                return Err(StoreError::Tombstoned(a.doc.clone()));
+            }
+            tx.prepare_cached("INSERT INTO changes (doc, data) VALUES (?1, ?2)")?
+                .execute(params![a.doc.as_str(), a.data])?;
+            let clock = tx.last_insert_rowid();
+            let old: Option<Vec<u8>> = tx
+                .prepare_cached("SELECT version FROM docs WHERE doc = ?1")?
+                .query_row([a.doc.as_str()], |r| r.get(0))
+                .optional()?;
+            let version = match old {
+                Some(bytes) => decode_version(a.doc.as_str(), &bytes)?.merge(&a.version),
+                None => a.version.clone(),
+            };
+            let meta = &a.meta;
+            tx.prepare_cached(
+                "INSERT INTO docs (doc, doc_type, scope, branch, version, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (doc) DO UPDATE SET version = excluded.version, clock = excluded.clock",
+            )?
+            .execute(params![a.doc.as_str(), meta.doc_type, meta.scope, meta.branch, encode_version(&version)?, clock])?;
+            clocks.push(Clock(clock as u64));
+        }
+        tx.commit()?;
+        Ok(clocks)
+    }
+
+    fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let row = tx
+            .query_row(
+                "SELECT doc_type, scope, branch, version, clock, snapshot FROM docs WHERE doc = ?1",
+                [doc.as_str()],
+                |r| {
+                    Ok((
+                        DocMeta {
+                            doc_type: r.get(0)?,
+                            scope: r.get(1)?,
+                            branch: r.get(2)?,
+                        },
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<Vec<u8>>>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((meta, version, clock, snapshot)) = row else {
+            return Ok(None);
+        };
+        let changes = {
+            let mut stmt =
+                tx.prepare_cached("SELECT data FROM changes WHERE doc = ?1 ORDER BY clock")?;
+            let rows = stmt.query_map([doc.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(Some(Loaded {
+            meta,
+            version: decode_version(doc.as_str(), &version)?,
+            clock: Clock(clock as u64),
+            snapshot,
+            changes,
+        }))
+    }
+
+    fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM changes WHERE doc = ?1 AND clock <= ?2",
+            params![doc.as_str(), up_to.0 as i64],
+        )?;
+        tx.execute(
+            "UPDATE docs SET snapshot = ?2 WHERE doc = ?1",
+            params![doc.as_str(), snapshot],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn changes_since(
+        &mut self,
+        clock: Clock,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredDoc>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT doc, doc_type, scope, branch, version, clock FROM docs WHERE clock > ?1 ORDER BY clock",
+        )?;
+        let mut rows = stmt.query([clock.0 as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            if out.len() >= limit {
+                break;
+            }
+            let id: String = r.get(0)?;
+            let Ok(doc) = DocId::parse(&id) else {
+                return Err(corrupt(
+                    "a document id",
+                    format!("{id:?} is not a valid id"),
+                ));
+            };
+            let meta = DocMeta {
+                doc_type: r.get(1)?,
+                scope: r.get(2)?,
+                branch: r.get(3)?,
+            };
+            if !filter.matches(&doc, &meta) {
+                continue;
+            }
+            let version = decode_version(&id, &r.get::<_, Vec<u8>>(4)?)?;
+            out.push(StoredDoc {
+                doc,
+                meta,
+                version,
+                clock: Clock(r.get::<_, i64>(5)? as u64),
+            });
+        }
+        Ok(out)
+    }
+
+    fn clock(&mut self) -> Result<Clock, StoreError> {
+        let seq: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(Clock(seq.unwrap_or(0) as u64))
+    }
+
+    fn save(&mut self, record: &StateRecord) -> Result<(), StoreError> {
+        let key = record_key(record);
+        if let StateRecord::ListenerRemoved(_) = record {
+            self.conn
+                .execute("DELETE FROM records WHERE key = ?1", [key])?;
+            return Ok(());
+        }
+        let value = serde_json::to_string(record).map_err(|e| corrupt("a record", e))?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO records (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    fn records(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, value FROM records ORDER BY key")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, value) = row?;
+            out.push(
+                serde_json::from_str(&value).map_err(|e| corrupt(&format!("record {key}"), e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn purge(&mut self, doc: &DocId) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM changes WHERE doc = ?1", [doc.as_str()])?;
+        tx.execute("DELETE FROM docs WHERE doc = ?1", [doc.as_str()])?;
+        tx.commit()?;
+        Ok(())
+    }
+}
