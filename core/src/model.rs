@@ -474,6 +474,15 @@ impl Model {
         self.peers.get(peer).map(|p| &p.cursor)
     }
 
+    /// What we know a peer has of a document (`None`: unknown or still asked).
+    pub fn peer_state(&self, peer: &PeerId, doc: &DocId) -> Option<crate::io::SyncState> {
+        match self.peers.get(peer)?.docs.get(doc)? {
+            PeerDoc::Synced(v) => Some(crate::io::SyncState::Synced(v.clone())),
+            PeerDoc::Absent => Some(crate::io::SyncState::Absent),
+            PeerDoc::Pending(_) => None,
+        }
+    }
+
     /// Peers subscribed to a document, in id order.
     pub fn subscribers(&self, doc: &DocId) -> Vec<PeerId> {
         self.docs

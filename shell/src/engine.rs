@@ -1,0 +1,23 @@
+//! Documents behind a trait, so the shell is not tied to one CRDT.
+
+use docweave_core::{ImportOutcome, VersionVector};
+
+/// What the shell needs of a document type.
+pub trait DocEngine: Send + Sync + 'static {
+    /// One replica of a document.
+    type Doc: Send + 'static;
+
+    /// A new, empty document that edits as `actor`.
+    fn create(&self, actor: u64) -> Self::Doc;
+
+    /// What the document has seen, in the core's terms.
+    fn version(&self, doc: &Self::Doc) -> VersionVector;
+
+    /// The changes a holder of `since` lacks; a snapshot for `None`, or when
+    /// `since` is too old for the history this replica kept.
+    fn export(&self, doc: &Self::Doc, since: Option<&VersionVector>) -> Result<Vec<u8>, String>;
+
+    /// Applies bytes from [`DocEngine::export`]. `Pending` when some of them
+    /// wait for changes not present yet.
+    fn import(&self, doc: &mut Self::Doc, bytes: &[u8]) -> ImportOutcome;
+}

@@ -1,0 +1,116 @@
+//! The default engine: Loro documents.
+
+use crate::engine::DocEngine;
+use docweave_core::{ImportOutcome, VersionVector};
+use loro::{ExportMode, LoroDoc};
+
+/// Loro documents. A [`LoroDoc`] clone is a reference to the same document,
+/// so the application edits the very replica the shell syncs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoroEngine;
+
+/// Converts Loro's version (peer -> next counter, hash ordered) to the core's (sorted).
+pub fn to_core_version(vv: &loro::VersionVector) -> VersionVector {
+    VersionVector::from_entries(
+        vv.iter()
+            .map(|(peer, counter)| (*peer, (*counter).max(0) as u64)),
+    )
+}
+
+/// Converts the core's version to Loro's.
+pub fn to_loro_version(v: &VersionVector) -> loro::VersionVector {
+    let mut out = loro::VersionVector::new();
+    for (peer, next) in v.iter() {
+        out.insert(peer, i32::try_from(next).unwrap_or(i32::MAX));
+    }
+    out
+}
+
+impl DocEngine for LoroEngine {
+    type Doc = LoroDoc;
+
+    fn create(&self, actor: u64) -> LoroDoc {
+        let doc = LoroDoc::new();
+        // A refused peer id keeps Loro's random one: still unique.
+        let _ = doc.set_peer_id(actor);
+        doc
+    }
+
+    fn version(&self, doc: &LoroDoc) -> VersionVector {
+        to_core_version(&doc.oplog_vv())
+    }
+
+    fn export(&self, doc: &LoroDoc, since: Option<&VersionVector>) -> Result<Vec<u8>, String> {
+        doc.commit();
+        let since = since.map(to_loro_version).filter(|v| !v.is_empty());
+        let mode = match &since {
+            // A shallow replica lacks the history before its start: a delta
+            // from an older version would import as pending and empty.
+            Some(v) if doc.is_shallow() && !v.includes_vv(&doc.shallow_since_vv().to_vv()) => {
+                ExportMode::Snapshot
+            }
+            Some(v) => ExportMode::updates(v),
+            None => ExportMode::Snapshot,
+        };
+        doc.export(mode).map_err(|e| e.to_string())
+    }
+
+    fn import(&self, doc: &mut LoroDoc, bytes: &[u8]) -> ImportOutcome {
+        match doc.import(bytes) {
+            Ok(status) if status.pending.is_some() => ImportOutcome::Pending {
+                version: self.version(doc),
+            },
+            Ok(_) => ImportOutcome::Applied {
+                version: self.version(doc),
+            },
+            Err(e) => ImportOutcome::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_convert_both_ways_and_deltas_apply() {
+        let e = LoroEngine;
+        let a = e.create(1);
+        a.get_text("t").insert(0, "hello").ok();
+        a.commit();
+        let v = e.version(&a);
+        assert_eq!(v, VersionVector::from_entries([(1, 5)]));
+        assert_eq!(to_core_version(&to_loro_version(&v)), v);
+        let mut b = e.create(2);
+        let snapshot = e.export(&a, None).unwrap_or_default();
+        assert!(matches!(
+            e.import(&mut b, &snapshot),
+            ImportOutcome::Applied { .. }
+        ));
+        a.get_text("t").insert(5, " world").ok();
+        let delta = e.export(&a, Some(&e.version(&b))).unwrap_or_default();
+        assert!(matches!(
+            e.import(&mut b, &delta),
+            ImportOutcome::Applied { .. }
+        ));
+        assert_eq!(b.get_text("t").to_string(), "hello world");
+    }
+
+    #[test]
+    fn a_delta_without_its_base_is_pending_not_complete() {
+        let e = LoroEngine;
+        let a = e.create(1);
+        a.get_text("t").insert(0, "ab").ok();
+        a.commit();
+        let base = e.version(&a);
+        a.get_text("t").insert(2, "cd").ok();
+        let delta = e.export(&a, Some(&base)).unwrap_or_default();
+        let mut b = e.create(2);
+        assert!(matches!(
+            e.import(&mut b, &delta),
+            ImportOutcome::Pending { .. }
+        ));
+    }
+}

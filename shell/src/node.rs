@@ -1,0 +1,520 @@
+//! The loop: feeds inputs to `update` and carries out the commands.
+//! No protocol decision is made here.
+
+use crate::engine::DocEngine;
+use crate::recording::Recorder;
+use crate::storage::{Job, StoreBridge};
+use docweave_core::{
+    decode, encode, update, ChannelId, ChannelKind, Cmd, DocId, Event, Limits, Message, Model, Msg,
+    Outgoing, Payload, PeerId, RemoteAddr, Reply, Strand,
+};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A framed, bidirectional link to another node (the in-memory transport).
+pub struct Link {
+    /// Frames to the other side.
+    pub tx: async_channel::Sender<Vec<u8>>,
+    /// Frames from the other side.
+    pub rx: async_channel::Receiver<Vec<u8>>,
+}
+
+impl Link {
+    /// Two connected ends.
+    pub fn pair() -> (Link, Link) {
+        let (a_tx, b_rx) = async_channel::unbounded();
+        let (b_tx, a_rx) = async_channel::unbounded();
+        (Link { tx: a_tx, rx: a_rx }, Link { tx: b_tx, rx: b_rx })
+    }
+}
+
+/// Asks the application side for something and gets an answer.
+pub(crate) type Answer<T> = async_channel::Sender<T>;
+
+pub(crate) enum Input {
+    Msg(Msg),
+    Frame {
+        channel: ChannelId,
+        bytes: Vec<u8>,
+    },
+    Closed {
+        channel: ChannelId,
+    },
+    Accept(Link),
+    AddRemote {
+        remote: RemoteAddr,
+        inbox: async_channel::Sender<Input>,
+    },
+    LocalUpdate(DocId),
+    Open {
+        doc: DocId,
+        reply: Answer<Result<(), String>>,
+    },
+    Handle {
+        doc: DocId,
+        reply: Answer<Option<Box<dyn std::any::Any + Send>>>,
+    },
+    Watch {
+        reply: Answer<async_channel::Receiver<Event>>,
+    },
+    PeerState {
+        doc: DocId,
+        peer: PeerId,
+        reply: Answer<(
+            Option<docweave_core::SyncState>,
+            Option<docweave_core::VersionVector>,
+        )>,
+    },
+    Close {
+        reply: Answer<()>,
+    },
+}
+
+pub(crate) struct Node<E: DocEngine> {
+    model: Option<Model>,
+    engine: E,
+    actor: u64,
+    docs: BTreeMap<DocId, E::Doc>,
+    guards: BTreeMap<DocId, Box<dyn std::any::Any + Send>>,
+    links: BTreeMap<ChannelId, async_channel::Sender<Vec<u8>>>,
+    next_channel: u64,
+    store: Option<(ChannelId, StoreBridge)>,
+    remotes: BTreeMap<RemoteAddr, async_channel::Sender<Input>>,
+    pending_opens: BTreeMap<DocId, Vec<Answer<Result<(), String>>>>,
+    watchers: Vec<async_channel::Sender<Event>>,
+    input: async_channel::Receiver<Input>,
+    me: async_channel::Sender<Input>,
+    started: Instant,
+    wake_at: Option<u64>,
+    recorder: Option<Recorder>,
+    limits: Limits,
+}
+
+/// Hooks an engine may offer so local edits made outside the shell are seen.
+pub trait WatchLocal: DocEngine {
+    /// Calls `notify` after each local commit; the returned guard ends the watch when dropped.
+    fn watch_local(
+        &self,
+        doc: &Self::Doc,
+        notify: Box<dyn Fn() + Send + Sync>,
+    ) -> Box<dyn std::any::Any + Send>;
+    /// A handle the application can edit (a reference to the same replica).
+    fn handle(&self, doc: &Self::Doc) -> Box<dyn std::any::Any + Send>;
+}
+
+impl<E: WatchLocal + Clone> Node<E> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: Model,
+        engine: E,
+        actor: u64,
+        input: async_channel::Receiver<Input>,
+        me: async_channel::Sender<Input>,
+        recorder: Option<Recorder>,
+    ) -> Self {
+        Self {
+            model: Some(model),
+            engine,
+            actor,
+            docs: BTreeMap::new(),
+            guards: BTreeMap::new(),
+            links: BTreeMap::new(),
+            next_channel: 1,
+            store: None,
+            remotes: BTreeMap::new(),
+            pending_opens: BTreeMap::new(),
+            watchers: Vec::new(),
+            input,
+            me,
+            started: Instant::now(),
+            wake_at: None,
+            recorder,
+            limits: Limits::default(),
+        }
+    }
+
+    fn channel_id(&mut self) -> ChannelId {
+        let c = ChannelId(self.next_channel);
+        self.next_channel += 1;
+        c
+    }
+
+    /// Attaches the store and tells the core what it remembered.
+    pub fn attach_store(
+        &mut self,
+        mut store: Box<dyn docweave_adapters::Store>,
+    ) -> Result<(), String> {
+        let remembered = crate::storage::remembered(&mut *store).map_err(|e| e.to_string())?;
+        let channel = self.channel_id();
+        let bridge = crate::storage::spawn(store, self.engine.clone(), channel, self.me.clone());
+        self.store = Some((channel, bridge));
+        self.feed(Msg::ChannelAdded {
+            channel,
+            kind: ChannelKind::Storage,
+            remote: None,
+        });
+        self.feed(Msg::Restored {
+            store: channel,
+            clock: remembered.clock,
+            docs: remembered.docs,
+            records: remembered.records,
+        });
+        Ok(())
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs until closed.
+    pub async fn run(mut self) {
+        loop {
+            let next = match self.wake_at {
+                Some(at) => {
+                    let wait = Duration::from_millis(at.saturating_sub(self.now()));
+                    futures_lite::future::or(async { self.input.recv().await.ok() }, async {
+                        smol::Timer::after(wait).await;
+                        None
+                    })
+                    .await
+                }
+                None => self.input.recv().await.ok(),
+            };
+            match next {
+                Some(Input::Close { reply }) => {
+                    self.shutdown();
+                    let _ = reply.send(()).await;
+                    return;
+                }
+                Some(input) => self.handle(input),
+                None if self.input.is_closed() => {
+                    self.shutdown();
+                    return;
+                }
+                None => {
+                    let now = self.now();
+                    self.wake_at = None;
+                    self.feed(Msg::Tick { now });
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for (_, tx) in std::mem::take(&mut self.links) {
+            tx.close();
+        }
+        if let Some((_, bridge)) = self.store.take() {
+            bridge.close();
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Msg(m) => self.feed(m),
+            Input::Frame { channel, bytes } => match decode(&bytes, &self.limits) {
+                Ok(messages) => {
+                    for message in messages {
+                        self.feed(Msg::Received { channel, message });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("{channel}: bad frame: {e}");
+                    self.feed(Msg::FrameRejected {
+                        channel,
+                        reason: e.to_string(),
+                    });
+                }
+            },
+            Input::Closed { channel } => {
+                if self.links.remove(&channel).is_some() {
+                    self.feed(Msg::ChannelRemoved { channel });
+                }
+            }
+            Input::Accept(link) => self.add_link(link, None),
+            Input::AddRemote { remote, inbox } => {
+                self.remotes.insert(remote.clone(), inbox);
+                self.feed(Msg::Connect {
+                    remote,
+                    token: None,
+                    filter: docweave_core::Filter::all(),
+                });
+            }
+            Input::LocalUpdate(doc) => {
+                if let Some(d) = self.docs.get(&doc) {
+                    let version = self.engine.version(d);
+                    self.feed(Msg::LocalChange { doc, version });
+                }
+            }
+            Input::Open { doc, reply } => {
+                if self
+                    .model
+                    .as_ref()
+                    .is_some_and(|m| m.doc_version(&doc).is_some())
+                    && self.docs.contains_key(&doc)
+                {
+                    let _ = reply.try_send(Ok(()));
+                    return;
+                }
+                self.pending_opens
+                    .entry(doc.clone())
+                    .or_default()
+                    .push(reply);
+                self.feed(Msg::OpenDoc {
+                    doc,
+                    meta: Default::default(),
+                });
+            }
+            Input::Handle { doc, reply } => {
+                let h = self.docs.get(&doc).map(|d| self.engine.handle(d));
+                let _ = reply.try_send(h);
+            }
+            Input::Watch { reply } => {
+                let (tx, rx) = async_channel::unbounded();
+                self.watchers.push(tx);
+                let _ = reply.try_send(rx);
+            }
+            Input::PeerState { doc, peer, reply } => {
+                let state = self
+                    .model
+                    .as_ref()
+                    .map(|m| (m.peer_state(&peer, &doc), m.doc_version(&doc).cloned()));
+                let _ = reply.try_send(state.unwrap_or((None, None)));
+            }
+            Input::Close { .. } => {}
+        }
+    }
+
+    fn add_link(&mut self, link: Link, remote: Option<RemoteAddr>) {
+        let channel = self.channel_id();
+        self.links.insert(channel, link.tx);
+        let me = self.me.clone();
+        let rx = link.rx;
+        smol::spawn(async move {
+            while let Ok(bytes) = rx.recv().await {
+                if me.send(Input::Frame { channel, bytes }).await.is_err() {
+                    return;
+                }
+            }
+            let _ = me.send(Input::Closed { channel }).await;
+        })
+        .detach();
+        self.feed(Msg::ChannelAdded {
+            channel,
+            kind: ChannelKind::Network,
+            remote,
+        });
+    }
+
+    /// Feeds one message to the core and carries out what it says.
+    pub fn feed(&mut self, msg: Msg) {
+        let Some(model) = self.model.take() else {
+            return;
+        };
+        let recorded = self.recorder.is_some().then(|| msg.clone());
+        let (model, cmds) = update(model, msg);
+        if let (Some(r), Some(input)) = (self.recorder.as_mut(), recorded) {
+            r.record(input, &cmds);
+        }
+        self.wake_at = model.wake_at();
+        self.model = Some(model);
+        for cmd in cmds {
+            self.execute(cmd);
+        }
+    }
+
+    /// The shell's replica of a document, loaded from the store the first
+    /// time it is needed (after a restart, or after eviction).
+    fn doc_mut(&mut self, doc: &DocId) -> &mut E::Doc {
+        let Self {
+            docs,
+            guards,
+            engine,
+            me,
+            actor,
+            store,
+            ..
+        } = self;
+        docs.entry(doc.clone()).or_insert_with(|| {
+            let mut d = engine.create(*actor);
+            if let Some(loaded) = store.as_ref().and_then(|(_, s)| s.load(doc)) {
+                for bytes in loaded.snapshot.iter().chain(loaded.changes.iter()) {
+                    let _ = engine.import(&mut d, bytes);
+                }
+            }
+            let me = me.clone();
+            let id = doc.clone();
+            let notify = Box::new(move || {
+                let _ = me.try_send(Input::LocalUpdate(id.clone()));
+            });
+            guards.insert(doc.clone(), engine.watch_local(&d, notify));
+            d
+        })
+    }
+
+    fn execute(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Send { channel, items } => self.send(channel, items),
+            Cmd::Import { id, doc, data } => {
+                let engine = self.engine.clone();
+                let d = self.doc_mut(&doc);
+                let outcome = engine.import(d, data.as_bytes());
+                let _ = self.me.try_send(Input::Msg(Msg::Imported { id, outcome }));
+            }
+            Cmd::Close { channel, reason } => {
+                tracing::info!("closing {channel}: {reason}");
+                if let Some(tx) = self.links.remove(&channel) {
+                    tx.close();
+                    let _ = self
+                        .me
+                        .try_send(Input::Msg(Msg::ChannelRemoved { channel }));
+                }
+            }
+            Cmd::Dial { remote } => match self.remotes.get(&remote).cloned() {
+                Some(inbox) => {
+                    let (mine, theirs) = Link::pair();
+                    if inbox.try_send(Input::Accept(theirs)).is_ok() {
+                        self.add_link(mine, Some(remote));
+                    } else {
+                        let _ = self.me.try_send(Input::Msg(Msg::ConnectFailed { remote }));
+                    }
+                }
+                None => {
+                    let _ = self.me.try_send(Input::Msg(Msg::ConnectFailed { remote }));
+                }
+            },
+            Cmd::Save(record) => {
+                if let Some((_, s)) = &self.store {
+                    s.send(Job::Save(record));
+                }
+            }
+            Cmd::Purge { doc } => {
+                self.docs.remove(&doc);
+                self.guards.remove(&doc);
+                if let Some((_, s)) = &self.store {
+                    s.send(Job::Purge(doc));
+                }
+            }
+            Cmd::WakeAt(_) => {}
+            Cmd::Emit(event) => self.emit(event),
+            Cmd::Log { level, text } => match level {
+                docweave_core::Level::Info => tracing::info!("{text}"),
+                docweave_core::Level::Warn => tracing::warn!("{text}"),
+            },
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        match &event {
+            Event::DocReady { doc, .. } => {
+                self.doc_mut(doc);
+                for r in self.pending_opens.remove(doc).unwrap_or_default() {
+                    let _ = r.try_send(Ok(()));
+                }
+            }
+            Event::DocUnavailable { doc } => {
+                for r in self.pending_opens.remove(doc).unwrap_or_default() {
+                    let _ = r.try_send(Err(format!("{doc} is not available")));
+                }
+            }
+            _ => {}
+        }
+        self.watchers.retain(|w| w.try_send(event.clone()).is_ok());
+    }
+
+    fn resolve(&mut self, items: Vec<Outgoing>) -> Vec<Message> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Outgoing::Message(m) => out.push(m),
+                Outgoing::Data {
+                    doc,
+                    batch,
+                    since,
+                    as_update,
+                } => {
+                    let engine = self.engine.clone();
+                    let d = self.doc_mut(&doc);
+                    let version = engine.version(d);
+                    let data = match engine.export(d, since.as_ref()) {
+                        Ok(b) => Payload::new(b),
+                        Err(e) => {
+                            tracing::warn!("export {doc}: {e}");
+                            continue;
+                        }
+                    };
+                    out.push(if as_update {
+                        Message::Update {
+                            doc,
+                            batch,
+                            data,
+                            version,
+                        }
+                    } else {
+                        let reply = if since.is_some() {
+                            Reply::Delta(data)
+                        } else {
+                            Reply::Snapshot(data)
+                        };
+                        Message::SyncResponse {
+                            doc,
+                            batch,
+                            reply,
+                            version,
+                        }
+                    });
+                }
+                Outgoing::Strands { id, items, more } => {
+                    let engine = self.engine.clone();
+                    let mut strands = Vec::with_capacity(items.len());
+                    for s in items {
+                        let d = self.doc_mut(&s.doc);
+                        let since = if s.since.is_empty() {
+                            None
+                        } else {
+                            Some(&s.since)
+                        };
+                        let Ok(data) = engine.export(d, since) else {
+                            continue;
+                        };
+                        let version = engine.version(d);
+                        strands.push(Strand {
+                            doc: s.doc,
+                            meta: s.meta,
+                            since: s.since,
+                            data: Payload::new(data),
+                            version,
+                            clock: s.clock,
+                        });
+                    }
+                    out.push(Message::Strands { id, strands, more });
+                }
+            }
+        }
+        out
+    }
+
+    fn send(&mut self, channel: ChannelId, items: Vec<Outgoing>) {
+        let messages = self.resolve(items);
+        if messages.is_empty() {
+            return;
+        }
+        if let Some((store_channel, bridge)) = &self.store {
+            if *store_channel == channel {
+                for m in messages {
+                    bridge.send(Job::Message(m));
+                }
+                return;
+            }
+        }
+        let Some(tx) = self.links.get(&channel) else {
+            return;
+        };
+        match encode(&messages) {
+            Ok(frame) => {
+                let _ = tx.try_send(frame);
+            }
+            Err(e) => tracing::warn!("{channel}: cannot encode: {e}"),
+        }
+    }
+}
