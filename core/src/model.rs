@@ -483,6 +483,11 @@ impl Model {
         }
     }
 
+    /// Whether a document has changes not yet durable on the primary store.
+    pub fn is_dirty(&self, doc: &DocId) -> bool {
+        self.dirty.contains(doc)
+    }
+
     /// Peers subscribed to a document, in id order.
     pub fn subscribers(&self, doc: &DocId) -> Vec<PeerId> {
         self.docs

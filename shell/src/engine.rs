@@ -3,9 +3,11 @@
 use docweave_core::{ImportOutcome, VersionVector};
 
 /// What the shell needs of a document type.
-pub trait DocEngine: Send + Sync + 'static {
-    /// One replica of a document.
+pub trait DocEngine: Clone + Send + Sync + 'static {
+    /// One replica of a document, owned by the shell.
     type Doc: Send + 'static;
+    /// What the application edits: a reference to the same replica.
+    type Handle: Clone + Send + 'static;
 
     /// A new, empty document that edits as `actor`.
     fn create(&self, actor: u64) -> Self::Doc;
@@ -20,4 +22,20 @@ pub trait DocEngine: Send + Sync + 'static {
     /// Applies bytes from [`DocEngine::export`]. `Pending` when some of them
     /// wait for changes not present yet.
     fn import(&self, doc: &mut Self::Doc, bytes: &[u8]) -> ImportOutcome;
+
+    /// The application's handle on a replica.
+    fn handle(&self, doc: &Self::Doc) -> Self::Handle;
+
+    /// Ends an edit made through a handle (Loro: `commit`).
+    fn commit(handle: &Self::Handle) {
+        let _ = handle;
+    }
+
+    /// Calls `notify` after each local change made through a handle; the
+    /// returned guard ends the watch when dropped.
+    fn watch_local(
+        &self,
+        doc: &Self::Doc,
+        notify: Box<dyn Fn() + Send + Sync>,
+    ) -> Box<dyn std::any::Any + Send>;
 }

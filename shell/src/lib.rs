@@ -11,12 +11,14 @@
 mod engine;
 mod loro_engine;
 mod node;
+mod oplog_engine;
 mod recording;
 mod repo;
 mod storage;
 
 pub use engine::DocEngine;
 pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
-pub use node::{Link, WatchLocal};
+pub use node::Link;
+pub use oplog_engine::{Op, OpLogDoc, OpLogEngine, Reducer};
 pub use recording::{replay, Line, ReplayError, ReplayOutcome};
-pub use repo::{Repo, RepoBuilder, RepoError};
+pub use repo::{Repo, RepoBuilder, RepoError, SyncStatus};

@@ -28,6 +28,27 @@ pub fn to_loro_version(v: &VersionVector) -> loro::VersionVector {
 
 impl DocEngine for LoroEngine {
     type Doc = LoroDoc;
+    type Handle = LoroDoc;
+
+    fn handle(&self, doc: &LoroDoc) -> LoroDoc {
+        doc.clone()
+    }
+
+    fn commit(handle: &LoroDoc) {
+        handle.commit();
+    }
+
+    fn watch_local(
+        &self,
+        doc: &LoroDoc,
+        notify: Box<dyn Fn() + Send + Sync>,
+    ) -> Box<dyn std::any::Any + Send> {
+        let sub = doc.subscribe_local_update(Box::new(move |_| {
+            notify();
+            true
+        }));
+        Box::new(sub)
+    }
 
     fn create(&self, actor: u64) -> LoroDoc {
         let doc = LoroDoc::new();

@@ -31,7 +31,10 @@ impl Link {
 /// Asks the application side for something and gets an answer.
 pub(crate) type Answer<T> = async_channel::Sender<T>;
 
-pub(crate) enum Input {
+/// The answer to an open: the application's handle, or why not.
+type OpenAnswer<E> = Answer<Result<<E as DocEngine>::Handle, String>>;
+
+pub(crate) enum Input<E: DocEngine> {
     Msg(Msg),
     Frame {
         channel: ChannelId,
@@ -43,16 +46,12 @@ pub(crate) enum Input {
     Accept(Link),
     AddRemote {
         remote: RemoteAddr,
-        inbox: async_channel::Sender<Input>,
+        inbox: async_channel::Sender<Input<E>>,
     },
     LocalUpdate(DocId),
     Open {
         doc: DocId,
-        reply: Answer<Result<(), String>>,
-    },
-    Handle {
-        doc: DocId,
-        reply: Answer<Option<Box<dyn std::any::Any + Send>>>,
+        reply: Answer<Result<E::Handle, String>>,
     },
     Watch {
         reply: Answer<async_channel::Receiver<Event>>,
@@ -64,6 +63,13 @@ pub(crate) enum Input {
             Option<docweave_core::SyncState>,
             Option<docweave_core::VersionVector>,
         )>,
+    },
+    Dirty {
+        doc: DocId,
+        reply: Answer<bool>,
+    },
+    Resident {
+        reply: Answer<usize>,
     },
     Close {
         reply: Answer<()>,
@@ -79,37 +85,30 @@ pub(crate) struct Node<E: DocEngine> {
     links: BTreeMap<ChannelId, async_channel::Sender<Vec<u8>>>,
     next_channel: u64,
     store: Option<(ChannelId, StoreBridge)>,
-    remotes: BTreeMap<RemoteAddr, async_channel::Sender<Input>>,
-    pending_opens: BTreeMap<DocId, Vec<Answer<Result<(), String>>>>,
+    remotes: BTreeMap<RemoteAddr, async_channel::Sender<Input<E>>>,
+    pending_opens: BTreeMap<DocId, Vec<OpenAnswer<E>>>,
     watchers: Vec<async_channel::Sender<Event>>,
-    input: async_channel::Receiver<Input>,
-    me: async_channel::Sender<Input>,
+    input: async_channel::Receiver<Input<E>>,
+    me: async_channel::Sender<Input<E>>,
     started: Instant,
     wake_at: Option<u64>,
     recorder: Option<Recorder>,
     limits: Limits,
+    /// Most documents kept in memory (evicted least recently used, with a store).
+    max_docs: usize,
+    /// Last use of each replica, by a counter: least recently used goes first.
+    used: BTreeMap<DocId, u64>,
+    uses: u64,
 }
 
-/// Hooks an engine may offer so local edits made outside the shell are seen.
-pub trait WatchLocal: DocEngine {
-    /// Calls `notify` after each local commit; the returned guard ends the watch when dropped.
-    fn watch_local(
-        &self,
-        doc: &Self::Doc,
-        notify: Box<dyn Fn() + Send + Sync>,
-    ) -> Box<dyn std::any::Any + Send>;
-    /// A handle the application can edit (a reference to the same replica).
-    fn handle(&self, doc: &Self::Doc) -> Box<dyn std::any::Any + Send>;
-}
-
-impl<E: WatchLocal + Clone> Node<E> {
+impl<E: DocEngine> Node<E> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         model: Model,
         engine: E,
         actor: u64,
-        input: async_channel::Receiver<Input>,
-        me: async_channel::Sender<Input>,
+        input: async_channel::Receiver<Input<E>>,
+        me: async_channel::Sender<Input<E>>,
         recorder: Option<Recorder>,
     ) -> Self {
         Self {
@@ -130,6 +129,32 @@ impl<E: WatchLocal + Clone> Node<E> {
             wake_at: None,
             recorder,
             limits: Limits::default(),
+            max_docs: usize::MAX,
+            used: BTreeMap::new(),
+            uses: 0,
+        }
+    }
+
+    pub fn set_max_docs(&mut self, n: usize) {
+        self.max_docs = n;
+    }
+
+    /// Drops the least recently used replicas over the bound. Only with a
+    /// store: without one, memory is the only copy.
+    fn evict(&mut self) {
+        if self.store.is_none() || self.docs.len() <= self.max_docs {
+            return;
+        }
+        let mut by_age: Vec<(u64, DocId)> =
+            self.used.iter().map(|(d, n)| (*n, d.clone())).collect();
+        by_age.sort();
+        for (_, doc) in by_age.into_iter().take(self.docs.len() - self.max_docs) {
+            if self.model.as_ref().is_some_and(|m| m.is_dirty(&doc)) {
+                continue;
+            }
+            self.docs.remove(&doc);
+            self.guards.remove(&doc);
+            self.used.remove(&doc);
         }
     }
 
@@ -209,7 +234,7 @@ impl<E: WatchLocal + Clone> Node<E> {
         }
     }
 
-    fn handle(&mut self, input: Input) {
+    fn handle(&mut self, input: Input<E>) {
         match input {
             Input::Msg(m) => self.feed(m),
             Input::Frame { channel, bytes } => match decode(&bytes, &self.limits) {
@@ -251,9 +276,10 @@ impl<E: WatchLocal + Clone> Node<E> {
                     .model
                     .as_ref()
                     .is_some_and(|m| m.doc_version(&doc).is_some())
-                    && self.docs.contains_key(&doc)
                 {
-                    let _ = reply.try_send(Ok(()));
+                    let engine = self.engine.clone();
+                    let handle = engine.handle(self.doc_mut(&doc));
+                    let _ = reply.try_send(Ok(handle));
                     return;
                 }
                 self.pending_opens
@@ -264,10 +290,6 @@ impl<E: WatchLocal + Clone> Node<E> {
                     doc,
                     meta: Default::default(),
                 });
-            }
-            Input::Handle { doc, reply } => {
-                let h = self.docs.get(&doc).map(|d| self.engine.handle(d));
-                let _ = reply.try_send(h);
             }
             Input::Watch { reply } => {
                 let (tx, rx) = async_channel::unbounded();
@@ -280,6 +302,12 @@ impl<E: WatchLocal + Clone> Node<E> {
                     .as_ref()
                     .map(|m| (m.peer_state(&peer, &doc), m.doc_version(&doc).cloned()));
                 let _ = reply.try_send(state.unwrap_or((None, None)));
+            }
+            Input::Dirty { doc, reply } => {
+                let _ = reply.try_send(self.model.as_ref().is_some_and(|m| m.is_dirty(&doc)));
+            }
+            Input::Resident { reply } => {
+                let _ = reply.try_send(self.docs.len());
             }
             Input::Close { .. } => {}
         }
@@ -321,11 +349,14 @@ impl<E: WatchLocal + Clone> Node<E> {
         for cmd in cmds {
             self.execute(cmd);
         }
+        self.evict();
     }
 
     /// The shell's replica of a document, loaded from the store the first
     /// time it is needed (after a restart, or after eviction).
     fn doc_mut(&mut self, doc: &DocId) -> &mut E::Doc {
+        self.uses += 1;
+        self.used.insert(doc.clone(), self.uses);
         let Self {
             docs,
             guards,
@@ -407,9 +438,10 @@ impl<E: WatchLocal + Clone> Node<E> {
     fn emit(&mut self, event: Event) {
         match &event {
             Event::DocReady { doc, .. } => {
-                self.doc_mut(doc);
+                let engine = self.engine.clone();
+                let handle = engine.handle(self.doc_mut(doc));
                 for r in self.pending_opens.remove(doc).unwrap_or_default() {
-                    let _ = r.try_send(Ok(()));
+                    let _ = r.try_send(Ok(handle.clone()));
                 }
             }
             Event::DocUnavailable { doc } => {

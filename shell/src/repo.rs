@@ -1,11 +1,13 @@
 //! The application's handle: open documents, edit them, connect, wait.
 
+use crate::engine::DocEngine;
 use crate::loro_engine::LoroEngine;
-use crate::node::{Input, Link, Node, WatchLocal};
+use crate::node::{Input, Link, Node};
 use crate::recording::Recorder;
 use docweave_adapters::Store;
-use docweave_core::{Config, DocId, Event, Model, PeerId, RemoteAddr, SyncState};
-use loro::LoroDoc;
+use docweave_core::{
+    Config, DocId, Event, Model, Namespace, Payload, PeerId, RemoteAddr, SyncState,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,33 +37,53 @@ pub enum RepoError {
 }
 
 /// Builds a [`Repo`].
-pub struct RepoBuilder {
+pub struct RepoBuilder<E: DocEngine = LoroEngine> {
     config: Config,
     store: Option<Box<dyn Store>>,
     record: Option<PathBuf>,
+    engine: E,
+    max_docs: usize,
 }
 
-impl RepoBuilder {
+impl<E: DocEngine> RepoBuilder<E> {
+    /// Uses another document engine.
+    pub fn engine<F: DocEngine>(self, engine: F) -> RepoBuilder<F> {
+        RepoBuilder {
+            config: self.config,
+            store: self.store,
+            record: self.record,
+            engine,
+            max_docs: self.max_docs,
+        }
+    }
+
     /// Keeps documents and node state in `store`.
     pub fn store(mut self, store: impl Store + 'static) -> Self {
         self.store = Some(Box::new(store));
         self
     }
 
-    /// Changes the core's configuration (rules, tokens, timings).
+    /// Changes the core's configuration (permission rules, tokens, timings).
     pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
         self
     }
 
-    /// Records every input of the core to a JSON-lines log at `path`.
+    /// Records every input of the core, with its commands, to a JSON-lines log.
     pub fn record(mut self, path: impl Into<PathBuf>) -> Self {
         self.record = Some(path.into());
         self
     }
 
+    /// Keeps at most `n` documents in memory; idle ones are evicted and
+    /// reloaded from the store on demand (only with a store).
+    pub fn max_docs_in_memory(mut self, n: usize) -> Self {
+        self.max_docs = n.max(1);
+        self
+    }
+
     /// Starts the repository's loop on its own thread.
-    pub fn build(self) -> Result<Repo, RepoError> {
+    pub fn build(self) -> Result<Repo<E>, RepoError> {
         let recorder = match &self.record {
             Some(p) => {
                 Some(
@@ -77,12 +99,13 @@ impl RepoBuilder {
         let peer = self.config.peer.clone();
         let mut node = Node::new(
             Model::new(self.config),
-            LoroEngine,
+            self.engine,
             session_actor(&peer),
             rx,
             tx.clone(),
             recorder,
         );
+        node.set_max_docs(self.max_docs);
         if let Some(store) = self.store {
             node.attach_store(store).map_err(RepoError::Store)?;
         }
@@ -98,7 +121,7 @@ impl RepoBuilder {
     }
 }
 
-/// A fresh actor number for this session: Loro peer ids must not repeat
+/// A fresh actor number for this session: CRDT peer ids must not repeat
 /// across sessions of one node, or edits lost in a crash would collide.
 fn session_actor(peer: &PeerId) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -109,41 +132,30 @@ fn session_actor(peer: &PeerId) -> u64 {
     h.finish() >> 12
 }
 
-impl WatchLocal for LoroEngine {
-    fn watch_local(
-        &self,
-        doc: &LoroDoc,
-        notify: Box<dyn Fn() + Send + Sync>,
-    ) -> Box<dyn std::any::Any + Send> {
-        let sub = doc.subscribe_local_update(Box::new(move |_| {
-            notify();
-            true
-        }));
-        Box::new(sub)
-    }
-
-    fn handle(&self, doc: &LoroDoc) -> Box<dyn std::any::Any + Send> {
-        Box::new(doc.clone())
-    }
-}
-
-/// A running docweave node that syncs Loro documents.
-pub struct Repo {
-    input: async_channel::Sender<Input>,
+/// A running docweave node (Loro documents unless built with another engine).
+///
+/// Its loop runs on its own thread, so a `Repo` can be driven from any async
+/// runtime, or from blocking code through the `*_blocking` methods.
+pub struct Repo<E: DocEngine = LoroEngine> {
+    input: async_channel::Sender<Input<E>>,
     peer: PeerId,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Repo {
-    /// Starts building a repository for node `peer`.
-    pub fn builder(peer: &str) -> RepoBuilder {
+impl Repo<LoroEngine> {
+    /// Starts building a repository for node `peer`, with Loro documents.
+    pub fn builder(peer: &str) -> RepoBuilder<LoroEngine> {
         RepoBuilder {
             config: Config::new(peer),
             store: None,
             record: None,
+            engine: LoroEngine,
+            max_docs: usize::MAX,
         }
     }
+}
 
+impl<E: DocEngine> Repo<E> {
     /// This node's id.
     pub fn peer(&self) -> &PeerId {
         &self.peer
@@ -151,7 +163,7 @@ impl Repo {
 
     async fn ask<T>(
         &self,
-        make: impl FnOnce(async_channel::Sender<T>) -> Input,
+        make: impl FnOnce(async_channel::Sender<T>) -> Input<E>,
     ) -> Result<T, RepoError> {
         let (tx, rx) = async_channel::bounded(1);
         self.input
@@ -162,43 +174,66 @@ impl Repo {
     }
 
     /// Opens a document (loading it from the store, or creating it) and
-    /// returns the live replica: edit it and `commit()`; changes sync by themselves.
-    pub async fn open(&self, doc: &str) -> Result<LoroDoc, RepoError> {
+    /// returns the live replica: edit it and commit; changes sync by themselves.
+    pub async fn open(&self, doc: &str) -> Result<E::Handle, RepoError> {
         let id = DocId::parse(doc)?;
-        self.ask(|reply| Input::Open {
-            doc: id.clone(),
-            reply,
-        })
-        .await?
-        .map_err(RepoError::Unavailable)?;
-        let handle = self
-            .ask(|reply| Input::Handle {
-                doc: id.clone(),
-                reply,
-            })
-            .await?;
-        handle
-            .and_then(|h| h.downcast::<LoroDoc>().ok())
-            .map(|b| *b)
-            .ok_or_else(|| RepoError::Unavailable(format!("{doc} is not loaded")))
+        self.ask(|reply| Input::Open { doc: id, reply })
+            .await?
+            .map_err(RepoError::Unavailable)
     }
 
-    /// Edits a document through a closure and commits.
-    pub async fn edit<R>(&self, doc: &str, f: impl FnOnce(&LoroDoc) -> R) -> Result<R, RepoError> {
+    /// [`Repo::open`] for blocking code.
+    pub fn open_blocking(&self, doc: &str) -> Result<E::Handle, RepoError> {
+        smol::block_on(self.open(doc))
+    }
+
+    /// Edits a document through a closure, then commits.
+    pub async fn edit<R>(
+        &self,
+        doc: &str,
+        f: impl FnOnce(&E::Handle) -> R,
+    ) -> Result<R, RepoError> {
         let d = self.open(doc).await?;
         let r = f(&d);
-        d.commit();
+        E::commit(&d);
         Ok(r)
     }
 
-    /// Events as they happen (documents changed, peers synced, acknowledgements, errors).
+    /// Events as they happen (documents changed, peers synced, acknowledgements, presence, errors).
     pub async fn events(&self) -> Result<async_channel::Receiver<Event>, RepoError> {
         self.ask(|reply| Input::Watch { reply }).await
     }
 
+    /// Changes to one document, as they arrive (local ones included).
+    pub async fn watch(
+        &self,
+        doc: &str,
+    ) -> Result<impl futures_lite::Stream<Item = Event> + use<E>, RepoError> {
+        let id = DocId::parse(doc)?;
+        let events = self.events().await?;
+        Ok(futures_lite::StreamExt::filter(events, move |e| match e {
+            Event::DocChanged { doc, .. }
+            | Event::Durable { doc, .. }
+            | Event::AckedByRemote { doc, .. } => *doc == id,
+            _ => false,
+        }))
+    }
+
+    /// Sets (or, with empty data, clears) this node's presence in a namespace of a document.
+    pub fn set_presence(&self, doc: &str, namespace: &str, data: &[u8]) -> Result<(), RepoError> {
+        let msg = docweave_core::Msg::SetPresence {
+            doc: DocId::parse(doc)?,
+            namespace: Namespace::parse(namespace)?,
+            data: Payload::new(data.to_vec()),
+        };
+        self.input
+            .try_send(Input::Msg(msg))
+            .map_err(|_| RepoError::Closed)
+    }
+
     /// Connects to another repository in this process (in-memory transport),
     /// and keeps reconnecting if the link drops.
-    pub fn connect(&self, other: &Repo) -> Result<(), RepoError> {
+    pub fn connect(&self, other: &Repo<E>) -> Result<(), RepoError> {
         let remote = RemoteAddr::new(other.peer.as_str());
         self.input
             .try_send(Input::AddRemote {
@@ -213,6 +248,34 @@ impl Repo {
         self.input
             .try_send(Input::Accept(link))
             .map_err(|_| RepoError::Closed)
+    }
+
+    /// How many document replicas are in memory now.
+    pub async fn resident_docs(&self) -> Result<usize, RepoError> {
+        self.ask(|reply| Input::Resident { reply }).await
+    }
+
+    /// Where a document stands with a peer, as an app would show it.
+    pub async fn status(&self, doc: &str, peer: &str) -> Result<SyncStatus, RepoError> {
+        let id = DocId::parse(doc)?;
+        let peer = PeerId::parse(peer)?;
+        let (state, ours) = self
+            .ask(|reply| Input::PeerState {
+                doc: id.clone(),
+                peer: peer.clone(),
+                reply,
+            })
+            .await?;
+        let dirty = self.ask(|reply| Input::Dirty { doc: id, reply }).await?;
+        Ok(match (state, ours) {
+            (_, None) => SyncStatus::Unknown,
+            (Some(SyncState::Synced(theirs)), Some(ours)) if theirs.includes(&ours) => {
+                SyncStatus::Acknowledged(peer)
+            }
+            (Some(SyncState::Absent), _) => SyncStatus::Acknowledged(peer),
+            _ if dirty => SyncStatus::Saving,
+            _ => SyncStatus::SavedLocally,
+        })
     }
 
     /// Waits until `peer` has everything we have of `doc` (or said it has no
@@ -274,10 +337,23 @@ impl Repo {
     }
 }
 
-impl Drop for Repo {
+/// A document's standing with one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncStatus {
+    /// The document is not open here.
+    Unknown,
+    /// Changed here, not yet durable in the local store.
+    Saving,
+    /// Durable locally; the peer does not have all of it yet.
+    SavedLocally,
+    /// The peer has everything we have.
+    Acknowledged(PeerId),
+}
+
+impl<E: DocEngine> Drop for Repo<E> {
     fn drop(&mut self) {
         if self.thread.is_some() {
-            // Not closed explicitly: ask the loop to flush and stop, without waiting.
+            // Not closed explicitly: the loop flushes and stops when its input closes.
             self.input.close();
         }
     }

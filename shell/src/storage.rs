@@ -68,14 +68,26 @@ pub(crate) fn spawn<E: DocEngine + Clone>(
     mut store: Box<dyn Store>,
     engine: E,
     channel: ChannelId,
-    to_loop: async_channel::Sender<Input>,
+    to_loop: async_channel::Sender<Input<E>>,
 ) -> StoreBridge {
     let (jobs, rx) = mpsc::channel::<Job>();
     let thread = std::thread::spawn(move || {
         let reply = |message: Message| {
             let _ = to_loop.send_blocking(Input::Msg(Msg::Received { channel, message }));
         };
-        while let Ok(first) = rx.recv() {
+        let mut feed = Feed {
+            seen: store.clock().unwrap_or_default(),
+            own: Vec::new(),
+        };
+        loop {
+            let first = match rx.recv_timeout(FEED_POLL) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    feed.poll(&mut *store, &engine, &reply);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut writes: Vec<(BatchId, Append)> = Vec::new();
             let mut next = Some(first);
             while let Some(job) = next.take() {
@@ -93,13 +105,13 @@ pub(crate) fn spawn<E: DocEngine + Clone>(
                         version,
                     }) => writes.push((batch, append(doc, data, version))),
                     other => {
-                        flush(&mut *store, &mut writes, &reply);
+                        flush(&mut *store, &mut writes, &reply, &mut feed.own);
                         handle(&mut *store, &engine, other, &reply);
                     }
                 }
                 next = rx.try_recv().ok();
             }
-            flush(&mut *store, &mut writes, &reply);
+            flush(&mut *store, &mut writes, &reply, &mut feed.own);
         }
     });
     StoreBridge {
@@ -118,13 +130,63 @@ fn append(doc: DocId, data: docweave_core::Payload, version: VersionVector) -> A
 }
 
 /// Writes the pending appends in one transaction, then acknowledges each.
-fn flush(store: &mut dyn Store, writes: &mut Vec<(BatchId, Append)>, reply: &impl Fn(Message)) {
+/// How often the store's clock feed is checked for other processes' writes.
+const FEED_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Follows the store's clock feed: changes written by another process (or
+/// another `Repo` on the same file) reach this node as store answers.
+struct Feed {
+    seen: Clock,
+    own: Vec<Clock>,
+}
+
+impl Feed {
+    fn poll<E: DocEngine>(&mut self, store: &mut dyn Store, engine: &E, reply: &impl Fn(Message)) {
+        let Ok(now) = store.clock() else { return };
+        if now <= self.seen {
+            return;
+        }
+        let own = self
+            .own
+            .iter()
+            .filter(|c| **c > self.seen && **c <= now)
+            .count() as u64;
+        let foreign = now.0 - self.seen.0 > own;
+        if foreign {
+            let changed = store
+                .changes_since(self.seen, &Filter::all(), usize::MAX)
+                .unwrap_or_default();
+            for entry in changed {
+                handle(
+                    store,
+                    engine,
+                    Job::Message(Message::SyncRequest {
+                        doc: entry.doc,
+                        version: VersionVector::new(),
+                        bidirectional: false,
+                    }),
+                    reply,
+                );
+            }
+        }
+        self.own.retain(|c| *c > now);
+        self.seen = now;
+    }
+}
+
+fn flush(
+    store: &mut dyn Store,
+    writes: &mut Vec<(BatchId, Append)>,
+    reply: &impl Fn(Message),
+    own: &mut Vec<Clock>,
+) {
     if writes.is_empty() {
         return;
     }
     let batch: Vec<Append> = writes.iter().map(|(_, a)| a.clone()).collect();
     match store.append(&batch) {
         Ok(clocks) => {
+            own.extend(clocks.iter().copied());
             for ((b, _), clock) in writes.iter().zip(clocks) {
                 reply(Message::Ack {
                     batch: *b,
@@ -138,6 +200,7 @@ fn flush(store: &mut dyn Store, writes: &mut Vec<(BatchId, Append)>, reply: &imp
             for (b, a) in writes.iter() {
                 let status = match store.append(std::slice::from_ref(a)) {
                     Ok(clocks) => {
+                        own.extend(clocks.iter().copied());
                         reply(Message::Ack {
                             batch: *b,
                             status: AckStatus::Ok,

@@ -119,3 +119,215 @@ fn close_and_reopen_from_sqlite_keeps_everything() {
         r.close().await;
     });
 }
+
+fn fast(c: &mut docweave_core::Config) {
+    c.timing.presence_ttl_ms = 300;
+}
+
+#[test]
+fn presence_arrives_and_expires() {
+    smol::block_on(async {
+        let hub = Repo::builder("hub")
+            .configure(fast)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let alice = Repo::builder("alice")
+            .configure(fast)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bob = Repo::builder("bob")
+            .configure(fast)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        alice.connect(&hub).ok();
+        bob.connect(&hub).ok();
+        alice.open("room").await.ok();
+        bob.open("room").await.ok();
+        let events = bob.events().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(alice
+            .wait_for_sync("room", "hub", WAIT)
+            .await
+            .unwrap_or(false));
+        assert!(bob
+            .wait_for_sync("room", "hub", WAIT)
+            .await
+            .unwrap_or(false));
+        alice.set_presence("room", "cursor", b"line 3").ok();
+        let mut arrived = false;
+        let mut expired = false;
+        let start = std::time::Instant::now();
+        while start.elapsed() < WAIT && !expired {
+            let next = futures_lite::future::or(async { events.recv().await.ok() }, async {
+                smol::Timer::after(Duration::from_millis(100)).await;
+                None
+            })
+            .await;
+            match next {
+                Some(docweave_core::Event::Presence {
+                    peer,
+                    data: Some(_),
+                    ..
+                }) if peer.as_str() == "alice" => {
+                    arrived = true;
+                    // Alice goes away; her presence must not outlive its TTL at bob.
+                    alice.set_presence("room", "cursor", b"").ok();
+                }
+                Some(docweave_core::Event::Presence {
+                    peer, data: None, ..
+                }) if peer.as_str() == "alice" => expired = true,
+                _ => {}
+            }
+        }
+        assert!(arrived && expired, "arrived {arrived}, expired {expired}");
+        for r in [alice, bob, hub] {
+            r.close().await;
+        }
+    });
+}
+
+#[test]
+fn eviction_and_reload_keep_everything() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("evict-{}.db", std::process::id()));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    smol::block_on(async {
+        let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let r = Repo::builder("solo")
+            .store(store)
+            .max_docs_in_memory(2)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..6 {
+            r.edit(&format!("d{i}"), |d| {
+                d.get_text("t").insert(0, &format!("content {i}"))
+            })
+            .await
+            .ok();
+        }
+        // Give the store a moment to acknowledge, so replicas may be evicted.
+        smol::Timer::after(Duration::from_millis(200)).await;
+        let resident = r.resident_docs().await.unwrap_or(usize::MAX);
+        assert!(resident <= 3, "{resident} documents still in memory");
+        for i in 0..6 {
+            let d = r
+                .open(&format!("d{i}"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(text(&d), format!("content {i}"));
+        }
+        r.close().await;
+    });
+}
+
+#[test]
+fn status_tells_saved_and_acknowledged() {
+    smol::block_on(async {
+        let hub = repo("hub");
+        let alice = repo("alice");
+        alice.connect(&hub).ok();
+        alice
+            .edit("notes", |d| d.get_text("t").insert(0, "x"))
+            .await
+            .ok();
+        assert!(alice
+            .wait_for_sync("notes", "hub", WAIT)
+            .await
+            .unwrap_or(false));
+        let status = alice.status("notes", "hub").await.ok();
+        assert_eq!(
+            status,
+            Some(docweave_shell::SyncStatus::Acknowledged(
+                docweave_core::PeerId::new("hub")
+            ))
+        );
+        assert_eq!(
+            alice.status("never-opened", "hub").await.ok(),
+            Some(docweave_shell::SyncStatus::Unknown)
+        );
+        alice.close().await;
+        hub.close().await;
+    });
+}
+
+#[test]
+fn two_repos_sharing_one_store_see_each_others_changes_through_the_feed() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("shared-{}.db", std::process::id()));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    smol::block_on(async {
+        let open = || SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let a = Repo::builder("tab-a")
+            .store(open())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        a.edit("shared", |d| d.get_text("t").insert(0, "from a"))
+            .await
+            .ok();
+        smol::Timer::after(Duration::from_millis(100)).await;
+        let b = Repo::builder("tab-b")
+            .store(open())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let db = b.open("shared").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text(&db), "from a");
+        // No network between them: only the store's clock feed.
+        a.edit("shared", |d| d.get_text("t").insert(6, ", again"))
+            .await
+            .ok();
+        assert!(
+            eventually(|| text(&db) == "from a, again").await,
+            "b sees {:?}",
+            text(&db)
+        );
+        a.close().await;
+        b.close().await;
+    });
+}
+
+#[test]
+fn operation_logs_converge_with_the_same_folded_state() {
+    struct Lines;
+    impl docweave_shell::Reducer for Lines {
+        type State = Vec<String>;
+        fn initial(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn apply(&self, state: &mut Vec<String>, op: &[u8]) {
+            state.push(String::from_utf8_lossy(op).into_owned());
+        }
+    }
+    smol::block_on(async {
+        let build = |name: &str| {
+            Repo::builder(name)
+                .engine(docweave_shell::OpLogEngine::new(Lines))
+                .store(MemoryStore::new())
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (hub, a, b) = (build("hub"), build("a"), build("b"));
+        a.connect(&hub).ok();
+        b.connect(&hub).ok();
+        let da = a.open("log").await.unwrap_or_else(|e| panic!("{e}"));
+        let db = b.open("log").await.unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..20 {
+            da.append(format!("a{i}"));
+            db.append(format!("b{i}"));
+        }
+        let dh = hub.open("log").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            eventually(|| da.state().len() == 40
+                && db.state().len() == 40
+                && dh.state().len() == 40)
+            .await
+        );
+        assert_eq!(da.state(), db.state());
+        assert_eq!(da.state(), dh.state());
+        for r in [a, b, hub] {
+            r.close().await;
+        }
+    });
+}
