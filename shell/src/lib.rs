@@ -6,6 +6,32 @@
 //! events for the application. It makes no protocol decision.
 //! Not here: the protocol's rules (the core), stores and network transports
 //! (the adapters).
+//!
+//! ```
+//! use docweave_adapters::MemoryStore;
+//! use docweave_shell::Repo;
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), docweave_shell::RepoError> {
+//! smol::block_on(async {
+//!     // Two nodes; each could as well be another process or a server.
+//!     let server = Repo::builder("server").store(MemoryStore::new()).build()?;
+//!     let laptop = Repo::builder("laptop").store(MemoryStore::new()).build()?;
+//!     laptop.connect(&server)?;
+//!
+//!     // Open (or create) a document and edit it: it syncs by itself.
+//!     laptop.edit("notes", |doc| doc.get_text("body").insert(0, "hello")).await?;
+//!     assert!(laptop.wait_for_sync("notes", "server", Duration::from_secs(10)).await?);
+//!
+//!     let there = server.open("notes").await?;
+//!     assert_eq!(there.get_text("body").to_string(), "hello");
+//!
+//!     laptop.close().await; // flushes everything
+//!     server.close().await;
+//!     Ok(())
+//! })
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 mod engine;

@@ -66,7 +66,7 @@ pub(crate) enum Input<E: DocEngine> {
     },
     Dirty {
         doc: DocId,
-        reply: Answer<bool>,
+        reply: Answer<(bool, Option<String>)>,
     },
     Resident {
         reply: Answer<usize>,
@@ -99,6 +99,8 @@ pub(crate) struct Node<E: DocEngine> {
     /// Last use of each replica, by a counter: least recently used goes first.
     used: BTreeMap<DocId, u64>,
     uses: u64,
+    /// The last error per document, for its status.
+    errors: BTreeMap<DocId, String>,
 }
 
 impl<E: DocEngine> Node<E> {
@@ -132,6 +134,7 @@ impl<E: DocEngine> Node<E> {
             max_docs: usize::MAX,
             used: BTreeMap::new(),
             uses: 0,
+            errors: BTreeMap::new(),
         }
     }
 
@@ -268,7 +271,17 @@ impl<E: DocEngine> Node<E> {
             Input::LocalUpdate(doc) => {
                 if let Some(d) = self.docs.get(&doc) {
                     let version = self.engine.version(d);
-                    self.feed(Msg::LocalChange { doc, version });
+                    self.feed(Msg::LocalChange {
+                        doc: doc.clone(),
+                        version: version.clone(),
+                    });
+                    // The core reports remote changes; local ones are told here.
+                    let me = self.model.as_ref().map(|m| m.config().peer.clone());
+                    self.emit(Event::DocChanged {
+                        doc,
+                        version,
+                        from: me,
+                    });
                 }
             }
             Input::Open { doc, reply } => {
@@ -304,7 +317,8 @@ impl<E: DocEngine> Node<E> {
                 let _ = reply.try_send(state.unwrap_or((None, None)));
             }
             Input::Dirty { doc, reply } => {
-                let _ = reply.try_send(self.model.as_ref().is_some_and(|m| m.is_dirty(&doc)));
+                let dirty = self.model.as_ref().is_some_and(|m| m.is_dirty(&doc));
+                let _ = reply.try_send((dirty, self.errors.get(&doc).cloned()));
             }
             Input::Resident { reply } => {
                 let _ = reply.try_send(self.docs.len());
@@ -436,6 +450,21 @@ impl<E: DocEngine> Node<E> {
     }
 
     fn emit(&mut self, event: Event) {
+        // The last error of a document stands until something succeeds for it.
+        match &event {
+            Event::Error {
+                doc: Some(doc),
+                reason,
+            } => {
+                self.errors.insert(doc.clone(), reason.clone());
+            }
+            Event::DocChanged { doc, .. }
+            | Event::Durable { doc, .. }
+            | Event::AckedByRemote { doc, .. } => {
+                self.errors.remove(doc);
+            }
+            _ => {}
+        }
         match &event {
             Event::DocReady { doc, .. } => {
                 let engine = self.engine.clone();

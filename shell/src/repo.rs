@@ -266,14 +266,15 @@ impl<E: DocEngine> Repo<E> {
                 reply,
             })
             .await?;
-        let dirty = self.ask(|reply| Input::Dirty { doc: id, reply }).await?;
+        let (dirty, error) = self.ask(|reply| Input::Dirty { doc: id, reply }).await?;
         Ok(match (state, ours) {
             (_, None) => SyncStatus::Unknown,
+            _ if error.is_some() => SyncStatus::Error(error.unwrap_or_default()),
             (Some(SyncState::Synced(theirs)), Some(ours)) if theirs.includes(&ours) => {
                 SyncStatus::Acknowledged(peer)
             }
             (Some(SyncState::Absent), _) => SyncStatus::Acknowledged(peer),
-            _ if dirty => SyncStatus::Saving,
+            _ if dirty => SyncStatus::Syncing,
             _ => SyncStatus::SavedLocally,
         })
     }
@@ -343,11 +344,13 @@ pub enum SyncStatus {
     /// The document is not open here.
     Unknown,
     /// Changed here, not yet durable in the local store.
-    Saving,
+    Syncing,
     /// Durable locally; the peer does not have all of it yet.
     SavedLocally,
     /// The peer has everything we have.
     Acknowledged(PeerId),
+    /// The last attempt failed, for this reason.
+    Error(String),
 }
 
 impl<E: DocEngine> Drop for Repo<E> {

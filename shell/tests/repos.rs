@@ -331,3 +331,50 @@ fn operation_logs_converge_with_the_same_folded_state() {
         }
     });
 }
+
+#[test]
+fn status_carries_the_reason_of_a_refusal() {
+    smol::block_on(async {
+        let hub = Repo::builder("hub")
+            .configure(|c| {
+                c.rules = docweave_core::Rules::allow_all().with(
+                    docweave_core::Pattern::Exact("alice".into()),
+                    docweave_core::Pattern::Any,
+                    docweave_core::Access::READ,
+                )
+            })
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bob = repo("bob");
+        let alice = repo("alice");
+        bob.connect(&hub).ok();
+        alice.connect(&hub).ok();
+        bob.edit("notes", |d| d.get_text("t").insert(0, "by bob"))
+            .await
+            .ok();
+        assert!(bob
+            .wait_for_sync("notes", "hub", WAIT)
+            .await
+            .unwrap_or(false));
+        let a = alice.open("notes").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(eventually(|| text(&a) == "by bob").await);
+        a.get_text("t").insert(0, "alice was here: ").ok();
+        a.commit();
+        let mut status = None;
+        let start = std::time::Instant::now();
+        while start.elapsed() < WAIT {
+            status = alice.status("notes", "hub").await.ok();
+            if matches!(status, Some(docweave_shell::SyncStatus::Error(_))) {
+                break;
+            }
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+        assert!(
+            matches!(&status, Some(docweave_shell::SyncStatus::Error(r)) if r.contains("PermissionDenied")),
+            "{status:?}"
+        );
+        for r in [alice, bob, hub] {
+            r.close().await;
+        }
+    });
+}
