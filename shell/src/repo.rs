@@ -219,6 +219,30 @@ impl<E: DocEngine> Repo<E> {
         }))
     }
 
+    /// Presence in one namespace of a document, as it arrives, changes and
+    /// expires: `(peer, Some(data))`, or `(peer, None)` when it is gone.
+    pub async fn watch_presence(
+        &self,
+        doc: &str,
+        namespace: &str,
+    ) -> Result<impl futures_lite::Stream<Item = (PeerId, Option<Payload>)> + use<E>, RepoError>
+    {
+        let (id, ns) = (DocId::parse(doc)?, Namespace::parse(namespace)?);
+        let events = self.events().await?;
+        Ok(futures_lite::StreamExt::filter_map(
+            events,
+            move |e| match e {
+                Event::Presence {
+                    doc,
+                    namespace,
+                    peer,
+                    data,
+                } if doc == id && namespace == ns => Some((peer, data)),
+                _ => None,
+            },
+        ))
+    }
+
     /// Sets (or, with empty data, clears) this node's presence in a namespace of a document.
     pub fn set_presence(&self, doc: &str, namespace: &str, data: &[u8]) -> Result<(), RepoError> {
         let msg = docweave_core::Msg::SetPresence {

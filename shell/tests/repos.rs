@@ -143,7 +143,11 @@ fn presence_arrives_and_expires() {
         bob.connect(&hub).ok();
         alice.open("room").await.ok();
         bob.open("room").await.ok();
-        let events = bob.events().await.unwrap_or_else(|e| panic!("{e}"));
+        let events = bob
+            .watch_presence("room", "cursor")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut events = Box::pin(events);
         assert!(alice
             .wait_for_sync("room", "hub", WAIT)
             .await
@@ -157,24 +161,21 @@ fn presence_arrives_and_expires() {
         let mut expired = false;
         let start = std::time::Instant::now();
         while start.elapsed() < WAIT && !expired {
-            let next = futures_lite::future::or(async { events.recv().await.ok() }, async {
-                smol::Timer::after(Duration::from_millis(100)).await;
-                None
-            })
+            let next = futures_lite::future::or(
+                async { futures_lite::StreamExt::next(&mut events).await },
+                async {
+                    smol::Timer::after(Duration::from_millis(100)).await;
+                    None
+                },
+            )
             .await;
             match next {
-                Some(docweave_core::Event::Presence {
-                    peer,
-                    data: Some(_),
-                    ..
-                }) if peer.as_str() == "alice" => {
+                Some((peer, Some(_))) if peer.as_str() == "alice" => {
                     arrived = true;
                     // Alice goes away; her presence must not outlive its TTL at bob.
                     alice.set_presence("room", "cursor", b"").ok();
                 }
-                Some(docweave_core::Event::Presence {
-                    peer, data: None, ..
-                }) if peer.as_str() == "alice" => expired = true,
+                Some((peer, None)) if peer.as_str() == "alice" => expired = true,
                 _ => {}
             }
         }
