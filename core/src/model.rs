@@ -233,6 +233,9 @@ pub(crate) struct Peer {
     pub kind: PeerKind,
     pub channels: OrdSet<ChannelId>,
     pub docs: OrdMap<DocId, PeerDoc>,
+    /// What it confirmed having (an ack, or its own word); `None`: it said it has none.
+    /// Unlike `docs`, never optimistic: this is what wait-for-sync trusts.
+    pub confirmed: OrdMap<DocId, Option<VersionVector>>,
     /// Filters it subscribed with: new and changed matching documents go to it.
     pub filters: Vector<Filter>,
     pub cursor: Cursor,
@@ -255,6 +258,7 @@ impl Peer {
             kind,
             channels: OrdSet::new(),
             docs: OrdMap::new(),
+            confirmed: OrdMap::new(),
             filters: Vector::new(),
             cursor: Cursor::default(),
             acked: OrdMap::new(),
@@ -474,12 +478,12 @@ impl Model {
         self.peers.get(peer).map(|p| &p.cursor)
     }
 
-    /// What we know a peer has of a document (`None`: unknown or still asked).
+    /// What a peer confirmed having of a document: acknowledged, or said
+    /// itself (`None`: nothing confirmed yet).
     pub fn peer_state(&self, peer: &PeerId, doc: &DocId) -> Option<crate::io::SyncState> {
-        match self.peers.get(peer)?.docs.get(doc)? {
-            PeerDoc::Synced(v) => Some(crate::io::SyncState::Synced(v.clone())),
-            PeerDoc::Absent => Some(crate::io::SyncState::Absent),
-            PeerDoc::Pending(_) => None,
+        match self.peers.get(peer)?.confirmed.get(doc)? {
+            Some(v) => Some(crate::io::SyncState::Synced(v.clone())),
+            None => Some(crate::io::SyncState::Absent),
         }
     }
 

@@ -185,6 +185,7 @@ pub(crate) fn changes(
         if model.tombstones.contains(&cd.doc) {
             continue;
         }
+        super::common::confirm(model, peer, &cd.doc, Some(&cd.version));
         let ours = model
             .docs
             .get(&cd.doc)

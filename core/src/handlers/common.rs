@@ -51,6 +51,23 @@ pub(crate) fn peer_has(model: &mut Model, peer: &PeerId, doc: &DocId, version: &
     }
 }
 
+/// Records what a peer confirmed having: merged with what it confirmed
+/// before; `None` when it said it has no such document.
+pub(crate) fn confirm(
+    model: &mut Model,
+    peer: &PeerId,
+    doc: &DocId,
+    version: Option<&VersionVector>,
+) {
+    if let Some(p) = model.peers.get_mut(peer) {
+        let merged = match (p.confirmed.get(doc), version) {
+            (Some(Some(old)), Some(v)) => Some(old.merge(v)),
+            (_, v) => v.cloned(),
+        };
+        p.confirmed.insert(doc.clone(), merged);
+    }
+}
+
 /// Sends our data for `doc` to a peer, from what it has (`since`, or a
 /// snapshot), and records it in flight until acknowledged.
 pub(crate) fn send_data(

@@ -211,6 +211,7 @@ pub(crate) fn sync_response(
         Reply::Snapshot(d) | Reply::Delta(d) => d,
         Reply::UpToDate => {
             peer_has(model, &peer, &doc, &version);
+            super::common::confirm(model, &peer, &doc, Some(&version));
             // It has all we have: as good as an acknowledgement for our cursor.
             if let Some(d) = model
                 .docs
@@ -230,6 +231,7 @@ pub(crate) fn sync_response(
         }
         Reply::Unavailable => {
             set_peer_doc(model, &peer, &doc, PeerDoc::Absent);
+            super::common::confirm(model, &peer, &doc, None);
             out.emit(Event::PeerSynced {
                 peer: peer.clone(),
                 doc: doc.clone(),
@@ -269,6 +271,7 @@ pub(crate) fn receive_data(
     if let Some(p) = model.peers.get_mut(&peer) {
         p.last_push_at = Some(model.now);
     }
+    super::common::confirm(model, &peer, &doc, Some(&version));
     if model.tombstones.contains(&doc) {
         // Tell the late peer, so it can apply the deletion (its own rules decide).
         out.send(channel, Message::Delete { doc: doc.clone() });
@@ -628,6 +631,7 @@ pub(crate) fn ack_received(
                 Some(d) if f.version.includes(&d.version) => d.clock,
                 _ => f.clock,
             };
+            super::common::confirm(model, &peer, &f.doc, Some(&f.version));
             out.emit(Event::AckedByRemote {
                 peer: peer.clone(),
                 doc: f.doc.clone(),
