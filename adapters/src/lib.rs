@@ -2,11 +2,14 @@
 //!
 //! Here: the [`Store`] trait and its implementations, [`MemoryStore`] and
 //! [`SqliteStore`] (the embedded default: WAL, a monotonic change clock,
-//! snapshots with compaction, node state, tombstones, schema migrations).
+//! snapshots with compaction, node state, tombstones, schema migrations);
+//! transports as framed [`Link`]s (memory with seeded faults, TCP).
 //! Stores keep document bytes opaque: they never parse a document.
 //! Not here: the event loop, documents (Loro), protocol decisions.
 #![warn(missing_docs)]
 
 mod store;
+pub mod transport;
 
 pub use store::{conformance, Append, Loaded, MemoryStore, SqliteStore, Store, StoreError};
+pub use transport::{Link, Outbound};

@@ -44,7 +44,7 @@ mod storage;
 
 pub use engine::DocEngine;
 pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
-pub use node::Link;
+pub use node::{Dialer, Link};
 pub use oplog_engine::{Op, OpLogDoc, OpLogEngine, Reducer};
 pub use recording::{replay, Line, ReplayError, ReplayOutcome};
 pub use repo::{Repo, RepoBuilder, RepoError, SyncStatus};

@@ -11,22 +11,35 @@ use docweave_core::{
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// A framed, bidirectional link to another node (the in-memory transport).
-pub struct Link {
-    /// Frames to the other side.
-    pub tx: async_channel::Sender<Vec<u8>>,
-    /// Frames from the other side.
-    pub rx: async_channel::Receiver<Vec<u8>>,
+pub use docweave_adapters::Link;
+
+/// How a remote is reached.
+pub(crate) enum Remote<E: DocEngine> {
+    /// A Repo of this process, through its input.
+    Local(async_channel::Sender<Input<E>>),
+    /// Anything else, through a dialer.
+    Dialer(Dialer),
 }
 
-impl Link {
-    /// Two connected ends.
-    pub fn pair() -> (Link, Link) {
-        let (a_tx, b_rx) = async_channel::unbounded();
-        let (b_tx, a_rx) = async_channel::unbounded();
-        (Link { tx: a_tx, rx: a_rx }, Link { tx: b_tx, rx: b_rx })
+impl<E: DocEngine> Clone for Remote<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Remote::Local(s) => Remote::Local(s.clone()),
+            Remote::Dialer(d) => Remote::Dialer(d.clone()),
+        }
     }
 }
+use docweave_adapters::Outbound;
+
+/// Opens links to remotes that are not Repos of this process (TCP, WebSocket, ...).
+pub type Dialer = std::sync::Arc<
+    dyn Fn(
+            RemoteAddr,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Asks the application side for something and gets an answer.
 pub(crate) type Answer<T> = async_channel::Sender<T>;
@@ -46,7 +59,12 @@ pub(crate) enum Input<E: DocEngine> {
     Accept(Link),
     AddRemote {
         remote: RemoteAddr,
-        inbox: async_channel::Sender<Input<E>>,
+        how: Remote<E>,
+        token: Option<String>,
+    },
+    Dialed {
+        remote: RemoteAddr,
+        link: Link,
     },
     LocalUpdate(DocId),
     Open {
@@ -82,10 +100,10 @@ pub(crate) struct Node<E: DocEngine> {
     actor: u64,
     docs: BTreeMap<DocId, E::Doc>,
     guards: BTreeMap<DocId, Box<dyn std::any::Any + Send>>,
-    links: BTreeMap<ChannelId, async_channel::Sender<Vec<u8>>>,
+    links: BTreeMap<ChannelId, async_channel::Sender<Outbound>>,
     next_channel: u64,
     store: Option<(ChannelId, StoreBridge)>,
-    remotes: BTreeMap<RemoteAddr, async_channel::Sender<Input<E>>>,
+    remotes: BTreeMap<RemoteAddr, Remote<E>>,
     pending_opens: BTreeMap<DocId, Vec<OpenAnswer<E>>>,
     watchers: Vec<async_channel::Sender<Event>>,
     input: async_channel::Receiver<Input<E>>,
@@ -260,11 +278,18 @@ impl<E: DocEngine> Node<E> {
                 }
             }
             Input::Accept(link) => self.add_link(link, None),
-            Input::AddRemote { remote, inbox } => {
-                self.remotes.insert(remote.clone(), inbox);
+            Input::Dialed { remote, link } => {
+                if self.remotes.contains_key(&remote) {
+                    self.add_link(link, Some(remote));
+                } else {
+                    link.close("no longer wanted");
+                }
+            }
+            Input::AddRemote { remote, how, token } => {
+                self.remotes.insert(remote.clone(), how);
                 self.feed(Msg::Connect {
                     remote,
-                    token: None,
+                    token,
                     filter: docweave_core::Filter::all(),
                 });
             }
@@ -409,6 +434,7 @@ impl<E: DocEngine> Node<E> {
             Cmd::Close { channel, reason } => {
                 tracing::info!("closing {channel}: {reason}");
                 if let Some(tx) = self.links.remove(&channel) {
+                    let _ = tx.try_send(Outbound::Close(reason));
                     tx.close();
                     let _ = self
                         .me
@@ -416,13 +442,28 @@ impl<E: DocEngine> Node<E> {
                 }
             }
             Cmd::Dial { remote } => match self.remotes.get(&remote).cloned() {
-                Some(inbox) => {
-                    let (mine, theirs) = Link::pair();
+                Some(Remote::Local(inbox)) => {
+                    let (mine, theirs) = docweave_adapters::transport::memory_pair();
                     if inbox.try_send(Input::Accept(theirs)).is_ok() {
                         self.add_link(mine, Some(remote));
                     } else {
                         let _ = self.me.try_send(Input::Msg(Msg::ConnectFailed { remote }));
                     }
+                }
+                Some(Remote::Dialer(dial)) => {
+                    // Dialing takes time: it runs aside and reports back.
+                    let me = self.me.clone();
+                    smol::spawn(async move {
+                        let input = match dial(remote.clone()).await {
+                            Ok(link) => Input::Dialed { remote, link },
+                            Err(e) => {
+                                tracing::info!("dialing {remote} failed: {e}");
+                                Input::Msg(Msg::ConnectFailed { remote })
+                            }
+                        };
+                        let _ = me.send(input).await;
+                    })
+                    .detach();
                 }
                 None => {
                     let _ = self.me.try_send(Input::Msg(Msg::ConnectFailed { remote }));
@@ -573,7 +614,7 @@ impl<E: DocEngine> Node<E> {
         };
         match encode(&messages) {
             Ok(frame) => {
-                let _ = tx.try_send(frame);
+                let _ = tx.try_send(Outbound::Frame(frame));
             }
             Err(e) => tracing::warn!("{channel}: cannot encode: {e}"),
         }

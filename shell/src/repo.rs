@@ -2,7 +2,7 @@
 
 use crate::engine::DocEngine;
 use crate::loro_engine::LoroEngine;
-use crate::node::{Input, Link, Node};
+use crate::node::{Dialer, Input, Link, Node, Remote};
 use crate::recording::Recorder;
 use docweave_adapters::Store;
 use docweave_core::{
@@ -259,11 +259,29 @@ impl<E: DocEngine> Repo<E> {
     /// and keeps reconnecting if the link drops.
     pub fn connect(&self, other: &Repo<E>) -> Result<(), RepoError> {
         let remote = RemoteAddr::new(other.peer.as_str());
+        let how = Remote::Local(other.input.clone());
         self.input
             .try_send(Input::AddRemote {
                 remote,
-                inbox: other.input.clone(),
+                how,
+                token: None,
             })
+            .map_err(|_| RepoError::Closed)
+    }
+
+    /// Connects to a remote through a dialer (TCP, WebSocket, ...), presenting
+    /// `token`, and keeps reconnecting with backoff if the link drops.
+    pub fn connect_with(
+        &self,
+        remote: &str,
+        token: Option<&str>,
+        dialer: Dialer,
+    ) -> Result<(), RepoError> {
+        let remote = RemoteAddr::parse(remote)?;
+        let how = Remote::Dialer(dialer);
+        let token = token.map(str::to_string);
+        self.input
+            .try_send(Input::AddRemote { remote, how, token })
             .map_err(|_| RepoError::Closed)
     }
 

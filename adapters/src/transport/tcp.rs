@@ -1,0 +1,166 @@
+//! TCP: docweave frames are already length-prefixed, so a stream of frames
+//! is the wire format. The header is checked against the limits before the
+//! payload is read: a frame claiming 4 GiB is refused from its 6 bytes.
+
+use super::{error_frame, Link, Outbound};
+use docweave_core::{payload_len, ErrorCode, FrameError, Limits, HEADER_LEN};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Runs a TCP connection as a link.
+pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
+    let (out_tx, out_rx) = async_channel::unbounded::<Outbound>();
+    let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
+    let writer_stream = stream.clone();
+    let writer_tx = out_tx.clone();
+    smol::spawn(async move {
+        let mut s = writer_stream;
+        while let Ok(item) = out_rx.recv().await {
+            match item {
+                Outbound::Frame(f) => {
+                    if s.write_all(&f).await.is_err() {
+                        break;
+                    }
+                }
+                Outbound::Close(reason) => {
+                    tracing::debug!("tcp: closing: {reason}");
+                    break;
+                }
+            }
+        }
+        let _ = s.flush().await;
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        out_rx.close();
+    })
+    .detach();
+    smol::spawn(async move {
+        let mut s = stream;
+        loop {
+            match read_frame(&mut s, &limits).await {
+                Ok(Some(frame)) => {
+                    if in_tx.send(frame).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("tcp: refused a frame: {e}");
+                    let code = match e {
+                        FrameError::TooLarge { .. } => ErrorCode::TooLarge,
+                        _ => ErrorCode::MalformedFrame,
+                    };
+                    let _ = writer_tx.try_send(Outbound::Frame(error_frame(code, e.to_string())));
+                    let _ = writer_tx.try_send(Outbound::Close(e.to_string()));
+                    break;
+                }
+            }
+        }
+        in_tx.close();
+    })
+    .detach();
+    Link {
+        tx: out_tx,
+        rx: in_rx,
+    }
+}
+
+/// Reads one frame; `None` at a clean end of stream.
+async fn read_frame(s: &mut TcpStream, limits: &Limits) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match s.read(&mut header[got..]).await {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Truncated(got)),
+            Ok(n) => got += n,
+            Err(_) => return Ok(None),
+        }
+    }
+    let len = payload_len(&header, limits)?;
+    let mut frame = vec![0u8; HEADER_LEN + len];
+    frame[..HEADER_LEN].copy_from_slice(&header);
+    if s.read_exact(&mut frame[HEADER_LEN..]).await.is_err() {
+        return Err(FrameError::Truncated(HEADER_LEN));
+    }
+    Ok(Some(frame))
+}
+
+/// Dials a TCP address.
+pub async fn tcp_connect(addr: &str, limits: Limits) -> std::io::Result<Link> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(tcp_link(stream, limits))
+}
+
+/// Bounds how many connections a server holds at once.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl ConnectionLimit {
+    /// At most `max` connections.
+    pub fn new(max: usize) -> Self {
+        Self {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+/// Accepts connections and hands each to `accept` as a link, refusing
+/// (with an error frame) those beyond the limit. Runs until the listener fails.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    limits: Limits,
+    limit: ConnectionLimit,
+    accept: impl Fn(Link) + Send + 'static,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        if limit.open.fetch_add(1, Ordering::SeqCst) >= limit.max {
+            limit.open.fetch_sub(1, Ordering::SeqCst);
+            let mut s = stream;
+            let frame = error_frame(
+                ErrorCode::TooLarge,
+                format!(
+                    "this server holds at most {} connections; try later",
+                    limit.max
+                ),
+            );
+            smol::spawn(async move {
+                let _ = s.write_all(&frame).await;
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            })
+            .detach();
+            continue;
+        }
+        let link = tcp_link(stream, limits);
+        // Count the connection until its reader ends.
+        let counter = limit.open.clone();
+        let (tx, rx) = async_channel::unbounded();
+        let inner = link.rx;
+        smol::spawn(async move {
+            while let Ok(frame) = inner.recv().await {
+                if tx.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            counter.fetch_sub(1, Ordering::SeqCst);
+            tx.close();
+        })
+        .detach();
+        accept(Link { tx: link.tx, rx });
+    }
+}
