@@ -204,3 +204,81 @@ fn tcp_refuses_a_flood_beyond_the_connection_limit() {
         drop(held);
     });
 }
+
+use docweave_adapters::transport::{serve_ws, ws_connect, WsOptions};
+
+async fn ws_pair(o: WsOptions) -> (Link, Link, std::net::SocketAddr) {
+    let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let (tx, rx) = async_channel::unbounded();
+    smol::spawn(serve_ws(
+        listener,
+        o,
+        ConnectionLimit::new(16),
+        move |link| {
+            let _ = tx.try_send(link);
+        },
+    ))
+    .detach();
+    let client = ws_connect(&format!("ws://{addr}/"), o)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = rx.recv().await.unwrap_or_else(|e| panic!("{e}"));
+    (client, server, addr)
+}
+
+#[test]
+fn websocket_conforms_with_fragmentation() {
+    smol::block_on(async {
+        // 3 MiB payloads cross as 256 KiB pieces.
+        let (a, b, _) = ws_pair(WsOptions::default()).await;
+        conformance(a, b).await;
+    });
+}
+
+#[test]
+fn websocket_keepalive_holds_an_idle_connection_open() {
+    smol::block_on(async {
+        let o = WsOptions {
+            keepalive: Duration::from_millis(50),
+            idle_timeout: Duration::from_millis(300),
+            ..WsOptions::default()
+        };
+        let (a, b, _) = ws_pair(o).await;
+        smol::Timer::after(Duration::from_millis(900)).await;
+        assert!(a.send(frame(1, 1)), "closed while idle");
+        assert_eq!(recv(&b).await, Some(frame(1, 1)));
+    });
+}
+
+#[test]
+fn websocket_drops_a_client_that_never_finishes_its_upgrade_and_serves_others() {
+    smol::block_on(async {
+        let o = WsOptions {
+            handshake_timeout: Duration::from_millis(200),
+            ..WsOptions::default()
+        };
+        let (a, b, addr) = ws_pair(o).await;
+        let mut stalled = smol::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await; // never finished
+        let mut rest = Vec::new();
+        let closed = futures_lite::future::or(
+            async { stalled.read_to_end(&mut rest).await.is_ok() },
+            async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                false
+            },
+        )
+        .await;
+        assert!(closed, "the stalled client was not dropped");
+        assert!(a.send(frame(2, 1)));
+        assert_eq!(recv(&b).await, Some(frame(2, 1)));
+        // A client speaking text instead of frames is refused and closed.
+        let (c, _d, _) = ws_pair(WsOptions::default()).await;
+        drop(c);
+    });
+}

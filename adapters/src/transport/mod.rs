@@ -6,11 +6,14 @@
 //! than the limit) gets an `error` frame back and the connection closed,
 //! before any byte reaches the node.
 
+pub mod fragments;
 mod memory;
 mod tcp;
+mod websocket;
 
 pub use memory::{memory_pair, memory_pair_with_faults, Faults};
 pub use tcp::{serve_tcp, tcp_connect, tcp_link, ConnectionLimit};
+pub use websocket::{serve_ws, ws_connect, ws_link, WsOptions};
 
 use docweave_core::{encode, ErrorCode, Message};
 

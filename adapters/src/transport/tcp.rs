@@ -114,6 +114,41 @@ impl ConnectionLimit {
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
     }
+
+    /// Counts one more connection, or `None` when full.
+    pub(crate) fn enter(&self) -> Option<Slot> {
+        if self.open.fetch_add(1, Ordering::SeqCst) >= self.max {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot {
+            open: self.open.clone(),
+        })
+    }
+}
+
+/// One counted connection; released when its link's reader ends.
+pub(crate) struct Slot {
+    open: Arc<AtomicUsize>,
+}
+
+impl Slot {
+    /// Passes the link's frames through, releasing the slot when they end.
+    pub(crate) fn wrap(self, link: Link) -> Link {
+        let (tx, rx) = async_channel::unbounded();
+        let inner = link.rx;
+        smol::spawn(async move {
+            while let Ok(frame) = inner.recv().await {
+                if tx.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            tx.close();
+        })
+        .detach();
+        Link { tx: link.tx, rx }
+    }
 }
 
 /// Accepts connections and hands each to `accept` as a link, refusing
@@ -129,8 +164,7 @@ pub async fn serve_tcp(
             return;
         };
         let _ = stream.set_nodelay(true);
-        if limit.open.fetch_add(1, Ordering::SeqCst) >= limit.max {
-            limit.open.fetch_sub(1, Ordering::SeqCst);
+        let Some(slot) = limit.enter() else {
             let mut s = stream;
             let frame = error_frame(
                 ErrorCode::TooLarge,
@@ -145,22 +179,7 @@ pub async fn serve_tcp(
             })
             .detach();
             continue;
-        }
-        let link = tcp_link(stream, limits);
-        // Count the connection until its reader ends.
-        let counter = limit.open.clone();
-        let (tx, rx) = async_channel::unbounded();
-        let inner = link.rx;
-        smol::spawn(async move {
-            while let Ok(frame) = inner.recv().await {
-                if tx.send(frame).await.is_err() {
-                    break;
-                }
-            }
-            counter.fetch_sub(1, Ordering::SeqCst);
-            tx.close();
-        })
-        .detach();
-        accept(Link { tx: link.tx, rx });
+        };
+        accept(slot.wrap(tcp_link(stream, limits)));
     }
 }
