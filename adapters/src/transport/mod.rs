@@ -7,10 +7,12 @@
 //! before any byte reaches the node.
 
 pub mod fragments;
+mod http;
 mod memory;
 mod tcp;
 mod websocket;
 
+pub use http::{http_link, post, serve_http, split_frames, Connector, HttpOptions};
 pub use memory::{memory_pair, memory_pair_with_faults, Faults};
 pub use tcp::{serve_tcp, tcp_connect, tcp_link, ConnectionLimit};
 pub use websocket::{serve_ws, ws_connect, ws_link, WsOptions};

@@ -1,0 +1,530 @@
+//! HTTP, for where sockets are not allowed (hyper 1 on smol).
+//!
+//! Two faces:
+//! - `POST /sync?session=ID`: a polling channel (seed 001). The body holds the
+//!   client's pending frames, folded into one request; the answer holds the
+//!   frames the node had for it. To the node, a session is an ordinary link.
+//! - Pull-responder listeners (seed 000), JSON: `POST /listeners` (register),
+//!   `POST /listeners/{id}/pull?limit=N`, `POST /listeners/{id}/ack`,
+//!   `POST /push`. Each request is one exchange with the node under the
+//!   peer named by `x-docweave-peer`, with `authorization: Bearer <token>`.
+
+use super::{Link, Outbound};
+use docweave_core::{
+    payload_len, ErrorCode, Filter, Hello, Limits, ListenerId, Message, PeerId, PeerKind, Revision,
+    Strand, PROTOCOL_VERSION,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use smol::net::{TcpListener, TcpStream};
+use smol_hyper::rt::FuturesIo;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// HTTP settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    /// Frame limits.
+    pub limits: Limits,
+    /// Largest request body.
+    pub max_body: usize,
+    /// A session not polled for this long is closed.
+    pub session_idle: Duration,
+    /// How long a poll waits for frames before answering empty.
+    pub poll_wait: Duration,
+    /// Shortest and longest pause between client polls.
+    pub poll_min: Duration,
+    /// Longest pause between client polls while idle.
+    pub poll_max: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_body: 16 * 1024 * 1024 + 64,
+            session_idle: Duration::from_secs(60),
+            poll_wait: Duration::from_millis(200),
+            poll_min: Duration::from_millis(50),
+            poll_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Opens a link into the node (one per session or listener request).
+pub type Connector = Arc<dyn Fn() -> Link + Send + Sync>;
+
+struct Session {
+    link: Link,
+    last_seen: Instant,
+}
+
+type Sessions = Arc<Mutex<BTreeMap<String, Session>>>;
+
+fn lock(s: &Sessions) -> std::sync::MutexGuard<'_, BTreeMap<String, Session>> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Splits a body into frames, each checked against the limits.
+pub fn split_frames(mut body: &[u8], limits: &Limits) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let len = payload_len(body, limits).map_err(|e| e.to_string())?;
+        let total = docweave_core::HEADER_LEN + len;
+        if body.len() < total {
+            return Err(format!(
+                "a frame announces {len} bytes but the body ends first"
+            ));
+        }
+        out.push(body[..total].to_vec());
+        body = &body[total..];
+    }
+    Ok(out)
+}
+
+fn respond(status: StatusCode, body: Vec<u8>, json: bool) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let kind = if json {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
+    if let Ok(v) = hyper::header::HeaderValue::from_str(kind) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn problem(status: StatusCode, code: &str, message: String) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "code": code, "message": message });
+    respond(status, body.to_string().into_bytes(), true)
+}
+
+/// Serves HTTP until the listener fails.
+pub async fn serve_http(listener: TcpListener, o: HttpOptions, connect: Connector) {
+    let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
+    let sweeper = sessions.clone();
+    smol::spawn(async move {
+        loop {
+            smol::Timer::after(o.session_idle / 2).await;
+            lock(&sweeper).retain(|_, s| {
+                let keep = s.last_seen.elapsed() < o.session_idle;
+                if !keep {
+                    s.link.close("session idle");
+                }
+                keep
+            });
+        }
+    })
+    .detach();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (sessions, connect) = (sessions.clone(), connect.clone());
+        smol::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (sessions, connect) = (sessions.clone(), connect.clone());
+                async move { Ok::<_, std::convert::Infallible>(route(req, o, sessions, connect).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(FuturesIo::new(stream), service).await;
+        })
+        .detach();
+    }
+}
+
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<Vec<u8>, Response<Full<Bytes>>> {
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => Ok(b.to_bytes().to_vec()),
+        Err(_) => Err(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TooLarge",
+            format!("the body exceeds {max} bytes or could not be read"),
+        )),
+    }
+}
+
+fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    })
+}
+
+async fn route(
+    req: Request<Incoming>,
+    o: HttpOptions,
+    sessions: Sessions,
+    connect: Connector,
+) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::POST {
+        return problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "docweave answers POST only".into(),
+        );
+    }
+    let path: Vec<String> = req
+        .uri()
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    let peer = req
+        .headers()
+        .get("x-docweave-peer")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("http-client")
+        .to_string();
+    let token = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let limit = query(&req, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    let session = query(&req, "session");
+    let body = match read_body(req, o.max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    let message = match parts.as_slice() {
+        ["sync"] => return sync(session, body, o, sessions, connect).await,
+        ["listeners"] => match serde_json::from_slice::<RegisterBody>(&body) {
+            Ok(b) => Message::ListenerRegister {
+                filter: b.filter,
+                id: b.id,
+            },
+            Err(e) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "MalformedFrame",
+                    format!("not a registration: {e}"),
+                )
+            }
+        },
+        ["listeners", id, "pull"] => match id.parse() {
+            Ok(id) => Message::ListenerPull {
+                id: ListenerId(id),
+                limit,
+            },
+            Err(_) => {
+                return problem(
+                    StatusCode::NOT_FOUND,
+                    "UnknownListener",
+                    format!("{id:?} is not a listener id"),
+                )
+            }
+        },
+        ["listeners", id, "ack"] => match (id.parse(), serde_json::from_slice::<AckBody>(&body)) {
+            (Ok(id), Ok(b)) => Message::ListenerAck {
+                id: ListenerId(id),
+                revisions: b.revisions,
+            },
+            (Err(_), _) => {
+                return problem(
+                    StatusCode::NOT_FOUND,
+                    "UnknownListener",
+                    format!("{id:?} is not a listener id"),
+                )
+            }
+            (_, Err(e)) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "MalformedFrame",
+                    format!("not an acknowledgement: {e}"),
+                )
+            }
+        },
+        ["push"] => match serde_json::from_slice::<PushBody>(&body) {
+            Ok(b) => Message::Push { strands: b.strands },
+            Err(e) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "MalformedFrame",
+                    format!("not a push: {e}"),
+                )
+            }
+        },
+        _ => return problem(StatusCode::NOT_FOUND, "NotFound", "no such endpoint".into()),
+    };
+    exchange(&peer, token, message, connect).await
+}
+
+/// One request, one answer, through a fresh link into the node.
+async fn exchange(
+    peer: &str,
+    token: Option<String>,
+    message: Message,
+    connect: Connector,
+) -> Response<Full<Bytes>> {
+    let Ok(peer) = PeerId::parse(peer) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "BadPeer",
+            format!("{peer:?} is not a valid peer id"),
+        );
+    };
+    let link = connect();
+    let hello = Message::Hello(Hello {
+        peer,
+        name: String::new(),
+        kind: PeerKind::Bot,
+        protocol: PROTOCOL_VERSION,
+        token,
+        clock: Default::default(),
+    });
+    let wanted = match &message {
+        Message::ListenerRegister { .. } => "listener-registered",
+        Message::ListenerPull { .. } => "strands",
+        Message::ListenerAck { .. } => "listener-acked",
+        _ => "push-result",
+    };
+    let frame = docweave_core::encode(&[hello, message]).unwrap_or_default();
+    link.send(frame);
+    let deadline = Duration::from_secs(30);
+    let answer = futures_lite::future::or(
+        async {
+            while let Ok(f) = link.rx.recv().await {
+                for m in docweave_core::decode(&f, &Limits::default()).unwrap_or_default() {
+                    if m.name() == wanted || matches!(m, Message::Error { .. }) {
+                        return Some(m);
+                    }
+                }
+            }
+            None
+        },
+        async {
+            smol::Timer::after(deadline).await;
+            None
+        },
+    )
+    .await;
+    link.close("request answered");
+    match answer {
+        Some(Message::Error { code, message }) => {
+            let status = match code {
+                ErrorCode::UnknownListener => StatusCode::NOT_FOUND,
+                ErrorCode::BadToken => StatusCode::UNAUTHORIZED,
+                ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+                ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            problem(status, &format!("{code:?}"), message)
+        }
+        Some(m) => respond(
+            StatusCode::OK,
+            serde_json::to_vec(&answer_body(m)).unwrap_or_default(),
+            true,
+        ),
+        None => problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            "the node did not answer in time".into(),
+        ),
+    }
+}
+
+fn answer_body(m: Message) -> serde_json::Value {
+    match m {
+        Message::ListenerRegistered { id } => serde_json::json!({ "id": id }),
+        Message::Strands { strands, more, .. } => {
+            serde_json::json!({ "strands": strands, "more": more })
+        }
+        Message::ListenerAcked { accepted, .. } => serde_json::json!({ "accepted": accepted }),
+        Message::PushResult { revisions } => serde_json::json!({ "revisions": revisions }),
+        other => serde_json::json!({ "message": other.name() }),
+    }
+}
+
+async fn sync(
+    session: Option<String>,
+    body: Vec<u8>,
+    o: HttpOptions,
+    sessions: Sessions,
+    connect: Connector,
+) -> Response<Full<Bytes>> {
+    let Some(id) = session.filter(|s| !s.is_empty() && s.len() <= 64) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "NoSession",
+            "give ?session=<id> (up to 64 characters)".into(),
+        );
+    };
+    let frames = match split_frames(&body, &o.limits) {
+        Ok(f) => f,
+        Err(e) => {
+            if let Some(s) = lock(&sessions).remove(&id) {
+                s.link.close("malformed body");
+            }
+            return problem(StatusCode::BAD_REQUEST, "MalformedFrame", e);
+        }
+    };
+    let (tx, rx) = {
+        let mut all = lock(&sessions);
+        let s = all.entry(id.clone()).or_insert_with(|| Session {
+            link: connect(),
+            last_seen: Instant::now(),
+        });
+        s.last_seen = Instant::now();
+        (s.link.tx.clone(), s.link.rx.clone())
+    };
+    for f in frames {
+        let _ = tx.try_send(Outbound::Frame(f));
+    }
+    // Answer with what the node has for this client, waiting a little for the first frame.
+    let mut out = Vec::new();
+    let first = futures_lite::future::or(async { rx.recv().await.ok().map(Some) }, async {
+        smol::Timer::after(o.poll_wait).await;
+        Some(None)
+    })
+    .await;
+    match first {
+        None => {
+            lock(&sessions).remove(&id);
+            return problem(
+                StatusCode::GONE,
+                "SessionClosed",
+                "the node closed this session; start a new one".into(),
+            );
+        }
+        Some(Some(f)) => out.extend(f),
+        Some(None) => {}
+    }
+    while let Ok(f) = rx.try_recv() {
+        out.extend(f);
+    }
+    respond(StatusCode::OK, out, false)
+}
+
+#[derive(serde::Deserialize)]
+struct RegisterBody {
+    #[serde(default)]
+    filter: Filter,
+    #[serde(default)]
+    id: Option<ListenerId>,
+}
+
+#[derive(serde::Deserialize)]
+struct AckBody {
+    revisions: Vec<Revision>,
+}
+
+#[derive(serde::Deserialize)]
+struct PushBody {
+    strands: Vec<Strand>,
+}
+
+/// Sends one POST and returns the status and body.
+pub async fn post(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    smol::spawn(async move {
+        let _ = conn.await;
+    })
+    .detach();
+    let mut req = Request::post(path).header(hyper::header::HOST, addr);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body))
+}
+
+/// A polling link to a node's `/sync`: pending frames are folded into the
+/// next request; polls come quickly while frames flow and back off to
+/// `poll_max` while idle. Three failures in a row end the link, and the
+/// node's reconnect schedule takes over.
+pub fn http_link(addr: &str, session: &str, o: HttpOptions) -> Link {
+    let (out_tx, out_rx) = async_channel::unbounded::<Outbound>();
+    let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
+    let (addr, path) = (addr.to_string(), format!("/sync?session={session}"));
+    smol::spawn(async move {
+        let mut pause = o.poll_min;
+        let mut failures = 0;
+        loop {
+            // Wait for something to send, or for the next poll.
+            let first = futures_lite::future::or(async { Some(out_rx.recv().await.ok()) }, async {
+                smol::Timer::after(pause).await;
+                None
+            })
+            .await;
+            let mut body = Vec::new();
+            let mut closing = false;
+            let mut take = |item: Outbound, body: &mut Vec<u8>| match item {
+                Outbound::Frame(f) => body.extend(f),
+                Outbound::Close(_) => closing = true,
+            };
+            match first {
+                Some(None) => break,
+                Some(Some(item)) => take(item, &mut body),
+                None => {}
+            }
+            while let Ok(item) = out_rx.try_recv() {
+                take(item, &mut body);
+            }
+            if closing {
+                break;
+            }
+            let sent = !body.is_empty();
+            match post(&addr, &path, &[], body).await {
+                Ok((200, answer)) => {
+                    failures = 0;
+                    let frames = split_frames(&answer, &o.limits).unwrap_or_default();
+                    let busy = sent || !frames.is_empty();
+                    for f in frames {
+                        if in_tx.send(f).await.is_err() {
+                            return;
+                        }
+                    }
+                    pause = if busy {
+                        o.poll_min
+                    } else {
+                        (pause * 2).min(o.poll_max)
+                    };
+                }
+                Ok((status, _)) if status == 410 || (400..500).contains(&status) => break,
+                _ => {
+                    failures += 1;
+                    if failures >= 3 {
+                        break;
+                    }
+                    pause = (pause * 2).min(o.poll_max);
+                }
+            }
+        }
+        in_tx.close();
+        out_rx.close();
+    })
+    .detach();
+    Link {
+        tx: out_tx,
+        rx: in_rx,
+    }
+}

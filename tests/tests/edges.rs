@@ -1,0 +1,346 @@
+//! A real node behind TCP, WebSocket and HTTP: clients on each transport
+//! converge, and bad input at the edges is refused with a clear error while
+//! everyone else is served.
+
+use docweave_adapters::transport::{
+    http_link, memory_pair, post, serve_http, serve_tcp, serve_ws, tcp_connect, ws_connect,
+    ConnectionLimit, Connector, HttpOptions, WsOptions,
+};
+use docweave_adapters::{Link, MemoryStore};
+use docweave_core::{decode, Access, ErrorCode, Limits, Message, Pattern, Rules};
+use docweave_shell::{Dialer, Repo};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Server {
+    repo: Arc<Repo>,
+    tcp: String,
+    ws: String,
+    http: String,
+}
+
+async fn bind() -> (smol::net::TcpListener, String) {
+    let l = smol::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    (l, a)
+}
+
+async fn server() -> Server {
+    let repo = Repo::builder("hub")
+        .store(MemoryStore::new())
+        .configure(|c| {
+            c.tokens = vec!["good".into(), "http".into()];
+            c.rules = Rules::allow_all().with(
+                Pattern::Exact("reader".into()),
+                Pattern::Any,
+                Access::READ,
+            );
+        })
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let repo = Arc::new(repo);
+    let (tcp, tcp_addr) = bind().await;
+    let (ws, ws_addr) = bind().await;
+    let (http, http_addr) = bind().await;
+    let r = repo.clone();
+    smol::spawn(serve_tcp(
+        tcp,
+        Limits::default(),
+        ConnectionLimit::new(64),
+        move |link| {
+            let _ = r.accept(link);
+        },
+    ))
+    .detach();
+    let r = repo.clone();
+    smol::spawn(serve_ws(
+        ws,
+        WsOptions::default(),
+        ConnectionLimit::new(64),
+        move |link| {
+            let _ = r.accept(link);
+        },
+    ))
+    .detach();
+    let r = repo.clone();
+    let connect: Connector = Arc::new(move || {
+        let (mine, theirs) = memory_pair();
+        let _ = r.accept(theirs);
+        mine
+    });
+    smol::spawn(serve_http(http, HttpOptions::default(), connect)).detach();
+    Server {
+        repo,
+        tcp: tcp_addr,
+        ws: ws_addr,
+        http: http_addr,
+    }
+}
+
+fn dialer(
+    f: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, String>> + Send>>
+        + Send
+        + Sync
+        + 'static,
+) -> Dialer {
+    Arc::new(move |_| f())
+}
+
+fn client(name: &str) -> Repo {
+    Repo::builder(name)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn text(d: &loro::LoroDoc) -> String {
+    d.get_text("t").to_string()
+}
+
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < WAIT {
+        if f() {
+            return true;
+        }
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+#[test]
+fn clients_over_tcp_websocket_and_http_converge() {
+    smol::block_on(async {
+        let s = server().await;
+        let (tcp, ws, http) = (s.tcp.clone(), s.ws.clone(), s.http.clone());
+        let alice = client("alice");
+        alice
+            .connect_with(
+                "hub",
+                Some("good"),
+                dialer(move || {
+                    let a = tcp.clone();
+                    Box::pin(async move {
+                        tcp_connect(&a, Limits::default())
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                }),
+            )
+            .ok();
+        let bob = client("bob");
+        bob.connect_with(
+            "hub",
+            Some("good"),
+            dialer(move || {
+                let a = format!("ws://{ws}/");
+                Box::pin(async move { ws_connect(&a, WsOptions::default()).await })
+            }),
+        )
+        .ok();
+        let carol = client("carol");
+        carol
+            .connect_with(
+                "hub",
+                Some("http"),
+                dialer(move || {
+                    let a = http.clone();
+                    Box::pin(
+                        async move { Ok(http_link(&a, "carol-session", HttpOptions::default())) },
+                    )
+                }),
+            )
+            .ok();
+        let docs: Vec<loro::LoroDoc> = futures_lite::future::zip(
+            futures_lite::future::zip(alice.open("shared"), bob.open("shared")),
+            carol.open("shared"),
+        )
+        .await
+        .into_iter_docs();
+        for (i, d) in docs.iter().enumerate() {
+            d.get_text("t").insert(0, &format!("[{i}]")).ok();
+            d.commit();
+        }
+        let ok = eventually(|| {
+            docs.iter()
+                .all(|d| text(d).len() == 9 && text(d) == text(&docs[0]))
+        })
+        .await;
+        assert!(ok, "{:?}", docs.iter().map(text).collect::<Vec<_>>());
+        for r in [alice, bob, carol] {
+            r.close().await;
+        }
+        drop(s);
+    });
+}
+
+trait IntoDocs {
+    fn into_iter_docs(self) -> Vec<loro::LoroDoc>;
+}
+
+type Opened = Result<loro::LoroDoc, docweave_shell::RepoError>;
+
+impl IntoDocs for ((Opened, Opened), Opened) {
+    fn into_iter_docs(self) -> Vec<loro::LoroDoc> {
+        let ((a, b), c) = self;
+        [a, b, c]
+            .into_iter()
+            .map(|d| d.unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    }
+}
+
+async fn raw_tcp(addr: &str, bytes: &[u8]) -> Vec<Message> {
+    let mut s = smol::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = futures_lite::future::or(async { s.read_to_end(&mut out).await.ok() }, async {
+        smol::Timer::after(WAIT).await;
+        None
+    })
+    .await;
+    let mut msgs = Vec::new();
+    let mut rest = &out[..];
+    while let Ok(len) = docweave_core::payload_len(rest, &Limits::default()) {
+        let total = docweave_core::HEADER_LEN + len;
+        if rest.len() < total {
+            break;
+        }
+        msgs.extend(decode(&rest[..total], &Limits::default()).unwrap_or_default());
+        rest = &rest[total..];
+    }
+    msgs
+}
+
+fn has_error(msgs: &[Message], code: ErrorCode) -> bool {
+    msgs.iter()
+        .any(|m| matches!(m, Message::Error { code: c, .. } if *c == code))
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_everyone_else_is_served() {
+    smol::block_on(async {
+        let s = server().await;
+        // A well-behaved client first.
+        let tcp = s.tcp.clone();
+        let alice = client("alice");
+        alice
+            .connect_with(
+                "hub",
+                Some("good"),
+                dialer(move || {
+                    let a = tcp.clone();
+                    Box::pin(async move {
+                        tcp_connect(&a, Limits::default())
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                }),
+            )
+            .ok();
+        alice
+            .edit("notes", |d| d.get_text("t").insert(0, "before"))
+            .await
+            .ok();
+        assert!(alice
+            .wait_for_sync("notes", "hub", WAIT)
+            .await
+            .unwrap_or(false));
+
+        // Garbage bytes, a 4 GiB claim, a frame over the limit.
+        assert!(has_error(
+            &raw_tcp(&s.tcp, b"\x00\x01garbage!").await,
+            ErrorCode::MalformedFrame
+        ));
+        assert!(has_error(
+            &raw_tcp(&s.tcp, &[1, 0, 0xff, 0xff, 0xff, 0xff]).await,
+            ErrorCode::TooLarge
+        ));
+        let mut huge = vec![1u8, 0];
+        huge.extend_from_slice(&(17u32 * 1024 * 1024).to_le_bytes());
+        assert!(has_error(
+            &raw_tcp(&s.tcp, &huge).await,
+            ErrorCode::TooLarge
+        ));
+        // A well-framed payload that is not a message list.
+        let mut junk = vec![1u8, 0, 4, 0, 0, 0];
+        junk.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert!(has_error(
+            &raw_tcp(&s.tcp, &junk).await,
+            ErrorCode::MalformedFrame
+        ));
+        // A bad token is refused with a reason.
+        let hello = docweave_core::encode(&[Message::Hello(docweave_core::Hello {
+            peer: docweave_core::PeerId::new("mallory"),
+            name: String::new(),
+            kind: docweave_core::PeerKind::User,
+            protocol: docweave_core::PROTOCOL_VERSION,
+            token: Some("guess".into()),
+            clock: Default::default(),
+        })])
+        .unwrap_or_default();
+        assert!(has_error(
+            &raw_tcp(&s.tcp, &hello).await,
+            ErrorCode::BadToken
+        ));
+
+        // HTTP listeners: an unknown listener id, and a push it may not write.
+        let reader = [
+            ("x-docweave-peer", "reader"),
+            ("authorization", "Bearer http"),
+        ];
+        let (status, body) = post(&s.http, "/listeners/77/pull?limit=5", &reader, Vec::new())
+            .await
+            .unwrap_or_default();
+        assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("not registered"));
+        let (status, body) = post(
+            &s.http,
+            "/listeners",
+            &reader,
+            b"{\"filter\":{\"docs\":[],\"types\":[],\"scopes\":[],\"branches\":[]}}".to_vec(),
+        )
+        .await
+        .unwrap_or_default();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let strand = serde_json::json!({ "strands": [{
+            "doc": "notes", "meta": {"doc_type": "", "scope": "", "branch": ""},
+            "since": {}, "data": [1, 2, 3], "version": {"9": 1}, "clock": 0 }] });
+        let (status, body) = post(&s.http, "/push", &reader, strand.to_string().into_bytes())
+            .await
+            .unwrap_or_default();
+        assert_eq!(status, 200);
+        assert!(
+            String::from_utf8_lossy(&body).contains("Denied"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let (status, _) = post(&s.http, "/push", &reader, b"not json".to_vec())
+            .await
+            .unwrap_or_default();
+        assert_eq!(status, 400);
+
+        // Through all of that, the good client kept working.
+        alice
+            .edit("notes", |d| d.get_text("t").insert(6, " and after"))
+            .await
+            .ok();
+        assert!(alice
+            .wait_for_sync("notes", "hub", WAIT)
+            .await
+            .unwrap_or(false));
+        let on_hub = s.repo.open("notes").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            eventually(|| text(&on_hub) == "before and after").await,
+            "{}",
+            text(&on_hub)
+        );
+        alice.close().await;
+    });
+}
