@@ -102,3 +102,56 @@ fn acknowledged_writes_survive_sigkill() {
         }
     }
 }
+
+#[test]
+fn two_processes_share_one_database_through_the_clock_feed() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("two-procs-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    // This process holds the database open the whole time.
+    let mut mine = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let before = mine.clock().unwrap_or_default();
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(&exe)
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &path)
+        .env("DOCWEAVE_CRASH_ROUND", "other")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut acked = 0;
+    for line in BufReader::new(stdout).lines() {
+        if line.map(|l| l.starts_with("acked ")).unwrap_or(false) {
+            acked += 1;
+            if acked >= 20 {
+                break;
+            }
+        }
+    }
+    // While the other process is still writing, its changes show in our feed.
+    let seen = mine
+        .changes_since(before, &docweave_core::Filter::all(), 100)
+        .unwrap_or_default();
+    assert!(
+        !seen.is_empty(),
+        "the other process's changes are not in the feed"
+    );
+    let ours = mine
+        .append(&[Append {
+            doc: DocId::new("mine"),
+            meta: DocMeta::default(),
+            data: b"m".to_vec(),
+            version: VersionVector::from_entries([(9, 1)]),
+        }])
+        .unwrap_or_default();
+    assert!(
+        ours[0] > seen.last().map(|d| d.clock).unwrap_or_default(),
+        "one clock for both processes"
+    );
+    child.kill().ok();
+    child.wait().ok();
+}

@@ -282,3 +282,31 @@ fn websocket_drops_a_client_that_never_finishes_its_upgrade_and_serves_others() 
         drop(c);
     });
 }
+
+use docweave_adapters::transport::{http_link, serve_http, Connector, HttpOptions};
+
+#[test]
+fn http_polling_conforms() {
+    smol::block_on(async {
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let (tx, rx) = async_channel::unbounded();
+        let connect: Connector = std::sync::Arc::new(move || {
+            let (mine, theirs) = memory_pair();
+            let _ = tx.try_send(theirs);
+            mine
+        });
+        smol::spawn(serve_http(listener, HttpOptions::default(), connect)).detach();
+        let client = http_link(&addr, "conformance", HttpOptions::default());
+        // The session exists once the first poll arrives.
+        assert!(client.send(frame(0, 1)));
+        let server = rx.recv().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recv(&server).await, Some(frame(0, 1)));
+        conformance(client, server).await;
+    });
+}

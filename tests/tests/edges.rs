@@ -344,3 +344,62 @@ fn bad_input_is_refused_clearly_and_everyone_else_is_served() {
         alice.close().await;
     });
 }
+
+#[test]
+fn a_client_keeps_redialing_with_backoff_until_the_server_is_up() {
+    smol::block_on(async {
+        // A port with nobody behind it yet.
+        let (probe, addr) = bind().await;
+        drop(probe);
+        let a = addr.clone();
+        let alice = client("alice");
+        alice
+            .connect_with(
+                "hub",
+                None,
+                dialer(move || {
+                    let a = a.clone();
+                    Box::pin(async move {
+                        tcp_connect(&a, Limits::default())
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                }),
+            )
+            .ok();
+        alice
+            .edit("notes", |d| d.get_text("t").insert(0, "written offline"))
+            .await
+            .ok();
+        smol::Timer::after(Duration::from_millis(700)).await;
+        // Now the server comes up on that address.
+        let hub = Arc::new(
+            Repo::builder("hub")
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let listener = smol::net::TcpListener::bind(addr.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let h = hub.clone();
+        smol::spawn(serve_tcp(
+            listener,
+            Limits::default(),
+            ConnectionLimit::new(8),
+            move |link| {
+                let _ = h.accept(link);
+            },
+        ))
+        .detach();
+        assert!(
+            alice
+                .wait_for_sync("notes", "hub", WAIT)
+                .await
+                .unwrap_or(false),
+            "never reconnected"
+        );
+        let on_hub = hub.open("notes").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(eventually(|| text(&on_hub) == "written offline").await);
+        alice.close().await;
+    });
+}

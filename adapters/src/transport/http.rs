@@ -191,12 +191,19 @@ async fn route(
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);
     let session = query(&req, "session");
+    let closing = query(&req, "close").is_some();
     let body = match read_body(req, o.max_body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let parts: Vec<&str> = path.iter().map(String::as_str).collect();
     let message = match parts.as_slice() {
+        ["sync"] if closing => {
+            if let Some(s) = session.and_then(|id| lock(&sessions).remove(&id)) {
+                s.link.close("the client closed the session");
+            }
+            return respond(StatusCode::OK, Vec::new(), false);
+        }
         ["sync"] => return sync(session, body, o, sessions, connect).await,
         ["listeners"] => match serde_json::from_slice::<RegisterBody>(&body) {
             Ok(b) => Message::ListenerRegister {
@@ -490,6 +497,8 @@ pub fn http_link(addr: &str, session: &str, o: HttpOptions) -> Link {
                 take(item, &mut body);
             }
             if closing {
+                // Tell the server, so the node sees the session end now.
+                let _ = post(&addr, &format!("{path}&close=1"), &[], body).await;
                 break;
             }
             let sent = !body.is_empty();
