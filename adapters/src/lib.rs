@@ -12,4 +12,4 @@ mod store;
 pub mod transport;
 
 pub use store::{conformance, Append, Loaded, MemoryStore, SqliteStore, Store, StoreError};
-pub use transport::{Link, Outbound};
+pub use transport::{Link, Outbound, Transport};

@@ -310,3 +310,33 @@ fn http_polling_conforms() {
         conformance(client, server).await;
     });
 }
+
+#[test]
+fn websocket_refuses_text_and_malformed_pieces_with_an_error_then_closes() {
+    use async_tungstenite::tungstenite::Message as Ws;
+    use futures_util::{SinkExt, StreamExt};
+    smol::block_on(async {
+        let (a, b, addr) = ws_pair(WsOptions::default()).await;
+        for bad in [Ws::Text("hello".into()), Ws::Binary(vec![9u8, 9, 9].into())] {
+            let (mut ws, _) = async_tungstenite::smol::connect_async(format!("ws://{addr}/"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let _ = ws.send(bad).await;
+            let mut refused = None;
+            while let Some(Ok(m)) = ws.next().await {
+                if let Ws::Binary(piece) = m {
+                    // A whole frame: [0][frame].
+                    let msgs = decode(&piece[1..], &Limits::default()).unwrap_or_default();
+                    refused = refused.or(msgs.into_iter().find_map(|m| match m {
+                        Message::Error { code, .. } => Some(code),
+                        _ => None,
+                    }));
+                }
+            }
+            assert!(refused.is_some(), "no error frame before the close");
+        }
+        // The good link is untouched.
+        assert!(a.send(frame(5, 1)));
+        assert_eq!(recv(&b).await, Some(frame(5, 1)));
+    });
+}
