@@ -314,7 +314,7 @@ fn http_polling_conforms() {
 #[test]
 fn websocket_refuses_text_and_malformed_pieces_with_an_error_then_closes() {
     use async_tungstenite::tungstenite::Message as Ws;
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::StreamExt;
     smol::block_on(async {
         let (a, b, addr) = ws_pair(WsOptions::default()).await;
         for bad in [Ws::Text("hello".into()), Ws::Binary(vec![9u8, 9, 9].into())] {
