@@ -301,7 +301,7 @@ fn http_polling_conforms() {
             let _ = tx.try_send(theirs);
             mine
         });
-        smol::spawn(serve_http(listener, HttpOptions::default(), connect)).detach();
+        smol::spawn(serve_http(listener, HttpOptions::default(), connect, None)).detach();
         let client = http_link(&addr, "conformance", HttpOptions::default());
         // The session exists once the first poll arrives.
         assert!(client.send(frame(0, 1)));

@@ -487,6 +487,23 @@ impl Model {
         }
     }
 
+    /// Every ready document with its version and last clock, in id order.
+    pub fn doc_summaries(&self) -> Vec<(DocId, VersionVector, Clock)> {
+        self.docs
+            .iter()
+            .filter(|(_, d)| d.is_ready())
+            .map(|(id, d)| (id.clone(), d.version.clone(), d.clock))
+            .collect()
+    }
+
+    /// Every peer we know, whether it is connected now, and its cursor.
+    pub fn peer_summaries(&self) -> Vec<(PeerId, bool, Cursor)> {
+        self.peers
+            .iter()
+            .map(|(id, p)| (id.clone(), !p.channels.is_empty(), p.cursor.clone()))
+            .collect()
+    }
+
     /// Whether a document has changes not yet durable on the primary store.
     pub fn is_dirty(&self, doc: &DocId) -> bool {
         self.dirty.contains(doc)

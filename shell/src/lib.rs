@@ -47,4 +47,4 @@ pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
 pub use node::{Dialer, Link};
 pub use oplog_engine::{Op, OpLogDoc, OpLogEngine, Reducer};
 pub use recording::{replay, Line, ReplayError, ReplayOutcome};
-pub use repo::{Repo, RepoBuilder, RepoError, SyncStatus};
+pub use repo::{Repo, RepoBuilder, RepoError, Summary, SyncStatus};

@@ -89,6 +89,9 @@ pub(crate) enum Input<E: DocEngine> {
     Resident {
         reply: Answer<usize>,
     },
+    Summary {
+        reply: Answer<crate::repo::Summary>,
+    },
     Close {
         reply: Answer<()>,
     },
@@ -344,6 +347,19 @@ impl<E: DocEngine> Node<E> {
             Input::Dirty { doc, reply } => {
                 let dirty = self.model.as_ref().is_some_and(|m| m.is_dirty(&doc));
                 let _ = reply.try_send((dirty, self.errors.get(&doc).cloned()));
+            }
+            Input::Summary { reply } => {
+                let summary = match self.model.as_ref() {
+                    Some(m) => crate::repo::Summary {
+                        peer: m.config().peer.clone(),
+                        clock: m.clock(),
+                        docs: m.doc_summaries(),
+                        peers: m.peer_summaries(),
+                        resident: self.docs.len(),
+                    },
+                    None => crate::repo::Summary::default(),
+                };
+                let _ = reply.try_send(summary);
             }
             Input::Resident { reply } => {
                 let _ = reply.try_send(self.docs.len());

@@ -292,6 +292,11 @@ impl<E: DocEngine> Repo<E> {
             .map_err(|_| RepoError::Closed)
     }
 
+    /// What this node holds and whom it knows: for status pages and tools.
+    pub async fn summary(&self) -> Result<Summary, RepoError> {
+        self.ask(|reply| Input::Summary { reply }).await
+    }
+
     /// How many document replicas are in memory now.
     pub async fn resident_docs(&self) -> Result<usize, RepoError> {
         self.ask(|reply| Input::Resident { reply }).await
@@ -366,6 +371,12 @@ impl<E: DocEngine> Repo<E> {
         }
     }
 
+    /// Flushes every pending write and stops the loop, for a `Repo` shared
+    /// behind an `Arc` (servers); later calls fail with `Closed`.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Input::Close { reply }).await;
+    }
+
     /// Flushes every pending write and stops the loop.
     pub async fn close(mut self) {
         let _ = self.ask(|reply| Input::Close { reply }).await;
@@ -377,6 +388,33 @@ impl<E: DocEngine> Repo<E> {
     /// [`Repo::close`] for blocking code.
     pub fn close_blocking(self) {
         smol::block_on(self.close());
+    }
+}
+
+/// A snapshot of a node's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// This node.
+    pub peer: PeerId,
+    /// Its change clock.
+    pub clock: docweave_core::Clock,
+    /// Documents: id, version, last clock.
+    pub docs: Vec<(DocId, docweave_core::VersionVector, docweave_core::Clock)>,
+    /// Peers: id, connected now, cursor.
+    pub peers: Vec<(PeerId, bool, docweave_core::Cursor)>,
+    /// Replicas in memory.
+    pub resident: usize,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Self {
+            peer: PeerId::new("?"),
+            clock: Default::default(),
+            docs: Vec::new(),
+            peers: Vec::new(),
+            resident: 0,
+        }
     }
 }
 

@@ -73,7 +73,7 @@ async fn server() -> Server {
         let _ = r.accept(theirs);
         mine
     });
-    smol::spawn(serve_http(http, HttpOptions::default(), connect)).detach();
+    smol::spawn(serve_http(http, HttpOptions::default(), connect, None)).detach();
     Server {
         repo,
         tcp: tcp_addr,

@@ -56,6 +56,11 @@ impl Default for HttpOptions {
 /// Opens a link into the node (one per session or listener request).
 pub type Connector = Arc<dyn Fn() -> Link + Send + Sync>;
 
+/// Renders the HTML status page served at `GET /`.
+pub type StatusPage = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync,
+>;
+
 struct Session {
     link: Link,
     last_seen: Instant,
@@ -104,7 +109,12 @@ fn problem(status: StatusCode, code: &str, message: String) -> Response<Full<Byt
 }
 
 /// Serves HTTP until the listener fails.
-pub async fn serve_http(listener: TcpListener, o: HttpOptions, connect: Connector) {
+pub async fn serve_http(
+    listener: TcpListener,
+    o: HttpOptions,
+    connect: Connector,
+    status: Option<StatusPage>,
+) {
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
     let sweeper = sessions.clone();
     smol::spawn(async move {
@@ -124,13 +134,31 @@ pub async fn serve_http(listener: TcpListener, o: HttpOptions, connect: Connecto
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
-        let (sessions, connect) = (sessions.clone(), connect.clone());
+        let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
         smol::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let (sessions, connect) = (sessions.clone(), connect.clone());
-                async move { Ok::<_, std::convert::Infallible>(route(req, o, sessions, connect).await) }
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (sessions, connect, status) =
+                    (sessions.clone(), connect.clone(), status.clone());
+                async move {
+                    if req.method() == hyper::Method::GET && req.uri().path() == "/" {
+                        let page = match status {
+                            Some(render) => render().await,
+                            None => "<p>docweave</p>".to_string(),
+                        };
+                        let mut r = respond(StatusCode::OK, page.into_bytes(), false);
+                        if let Ok(v) =
+                            hyper::header::HeaderValue::from_str("text/html; charset=utf-8")
+                        {
+                            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+                        }
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
+                    Ok::<_, std::convert::Infallible>(route(req, o, sessions, connect).await)
+                }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(FuturesIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(FuturesIo::new(stream), service)
+                .await;
         })
         .detach();
     }

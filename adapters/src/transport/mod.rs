@@ -12,7 +12,7 @@ mod memory;
 mod tcp;
 mod websocket;
 
-pub use http::{http_link, post, serve_http, split_frames, Connector, HttpOptions};
+pub use http::{http_link, post, serve_http, split_frames, Connector, HttpOptions, StatusPage};
 pub use memory::{memory_pair, memory_pair_with_faults, Faults};
 pub use tcp::{serve_tcp, tcp_connect, tcp_link, ConnectionLimit};
 pub use websocket::{serve_ws, ws_connect, ws_link, WsOptions};

@@ -1,0 +1,367 @@
+//! Client commands: `sync` (a headless replica) and `doc get|put|watch`.
+
+use docweave_adapters::transport::{http_link, tcp_connect, ws_connect, HttpOptions, WsOptions};
+use docweave_adapters::SqliteStore;
+use docweave_core::{Event, Limits};
+use docweave_shell::{Dialer, Repo};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A remote name the core accepts, and a dialer for the URL.
+pub fn dialer_for(url: &str) -> Result<(String, Dialer), String> {
+    let name: String = url
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-').to_string();
+    let url = url.trim_end_matches('/').to_string();
+    let dialer: Dialer = if let Some(addr) = url.strip_prefix("ws://") {
+        let u = format!("ws://{addr}/");
+        Arc::new(move |_| {
+            let u = u.clone();
+            Box::pin(async move { ws_connect(&u, WsOptions::default()).await })
+        })
+    } else if let Some(addr) = url.strip_prefix("http://") {
+        let addr = addr.to_string();
+        Arc::new(move |_| {
+            let addr = addr.clone();
+            // A fresh session per connection: the server may have restarted.
+            let session = format!(
+                "s{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            );
+            Box::pin(async move { Ok(http_link(&addr, &session, HttpOptions::default())) })
+        })
+    } else if let Some(addr) = url.strip_prefix("tcp://") {
+        let addr = addr.to_string();
+        Arc::new(move |_| {
+            let addr = addr.clone();
+            Box::pin(async move {
+                tcp_connect(&addr, Limits::default())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+    } else {
+        return Err(format!("{url:?} is not a ws://, http:// or tcp:// address"));
+    };
+    Ok((name, dialer))
+}
+
+fn is_url(target: &str) -> bool {
+    ["ws://", "http://", "tcp://"]
+        .iter()
+        .any(|p| target.starts_with(p))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", std::process::id())
+}
+
+/// A Repo for a command: connected to a server URL (keeping nothing on
+/// disk), or working on a local data directory.
+fn repo_for(target: &str, token: Option<&str>) -> Result<Repo, String> {
+    if is_url(target) {
+        let repo = Repo::builder(&unique("cli"))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (name, dialer) = dialer_for(target)?;
+        repo.connect_with(&name, token, dialer)
+            .map_err(|e| e.to_string())?;
+        Ok(repo)
+    } else {
+        let db = PathBuf::from(target).join("docweave.db");
+        let store =
+            SqliteStore::open(&db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+        Repo::builder(&unique("local"))
+            .store(store)
+            .build()
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Waits until the server answered for `doc` (or said it has none); returns
+/// the server's peer id. Errors (a refused token) end the wait with the reason.
+async fn pulled(
+    events: &async_channel::Receiver<Event>,
+    doc: &str,
+    within: Duration,
+) -> Result<Option<String>, String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let next = futures_lite::future::or(async { events.recv().await.ok() }, async {
+            smol::Timer::after(left).await;
+            None
+        })
+        .await;
+        match next {
+            Some(Event::PeerSynced { peer, doc: d, .. }) if d.as_str() == doc => {
+                return Ok(Some(peer.to_string()))
+            }
+            Some(Event::Error { reason, .. })
+                if reason.contains("refused the handshake") || reason.contains("token") =>
+            {
+                return Err(reason)
+            }
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
+}
+
+/// `docweave doc ...`
+#[derive(clap::Subcommand)]
+pub enum DocCommand {
+    /// Print a document as JSON.
+    Get {
+        /// A server (ws://host:port, http://host:port) or a data directory.
+        target: String,
+        /// The document id.
+        doc: String,
+        /// Token to present to the server.
+        #[arg(long, env = "DOCWEAVE_TOKEN")]
+        token: Option<String>,
+    },
+    /// Set a key of the document's "root" map, or append to its "text".
+    Put {
+        /// A server (ws://host:port, http://host:port) or a data directory.
+        target: String,
+        /// The document id.
+        doc: String,
+        /// The key to set (omit with --text).
+        key: Option<String>,
+        /// The value (a string).
+        value: Option<String>,
+        /// Append this to the document's text instead.
+        #[arg(long)]
+        text: Option<String>,
+        /// Token to present to the server.
+        #[arg(long, env = "DOCWEAVE_TOKEN")]
+        token: Option<String>,
+    },
+    /// Print the document, then again each time it changes.
+    Watch {
+        /// A server (ws://host:port, http://host:port) or a data directory.
+        target: String,
+        /// The document id.
+        doc: String,
+        /// Token to present to the server.
+        #[arg(long, env = "DOCWEAVE_TOKEN")]
+        token: Option<String>,
+    },
+}
+
+fn json(doc: &loro::LoroDoc) -> String {
+    serde_json::to_string(&doc.get_deep_value()).unwrap_or_default()
+}
+
+pub fn doc(cmd: DocCommand) -> Result<(), String> {
+    smol::block_on(async {
+        match cmd {
+            DocCommand::Get { target, doc, token } => {
+                let repo = repo_for(&target, token.as_deref())?;
+                let events = repo.events().await.map_err(|e| e.to_string())?;
+                let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
+                if is_url(&target)
+                    && pulled(&events, &doc, Duration::from_secs(10))
+                        .await?
+                        .is_none()
+                {
+                    return Err(format!("{target} did not answer for {doc} within 10 s"));
+                }
+                println!("{}", json(&d));
+                repo.close().await;
+                Ok(())
+            }
+            DocCommand::Put {
+                target,
+                doc,
+                key,
+                value,
+                text,
+                token,
+            } => {
+                let repo = repo_for(&target, token.as_deref())?;
+                let events = repo.events().await.map_err(|e| e.to_string())?;
+                let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
+                let server = if is_url(&target) {
+                    pulled(&events, &doc, Duration::from_secs(10)).await?
+                } else {
+                    None
+                };
+                if is_url(&target) && server.is_none() {
+                    return Err(format!("{target} did not answer for {doc} within 10 s"));
+                }
+                match (text, key, value) {
+                    (Some(t), _, _) => {
+                        let body = d.get_text("text");
+                        body.insert(body.len_unicode(), &t)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    (None, Some(k), Some(v)) => {
+                        d.get_map("root").insert(&k, v).map_err(|e| e.to_string())?;
+                    }
+                    _ => return Err("give KEY VALUE, or --text TEXT".into()),
+                }
+                d.commit();
+                if let Some(server) = server {
+                    let ok = repo
+                        .wait_for_sync(&doc, &server, Duration::from_secs(10))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !ok {
+                        return Err(format!(
+                            "{server} did not acknowledge the change within 10 s"
+                        ));
+                    }
+                }
+                println!("{}", json(&d));
+                repo.close().await;
+                Ok(())
+            }
+            DocCommand::Watch { target, doc, token } => {
+                let repo = repo_for(&target, token.as_deref())?;
+                let events = repo.events().await.map_err(|e| e.to_string())?;
+                let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
+                println!("{}", json(&d));
+                let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+                let _ = ctrlc::set_handler(move || {
+                    let _ = stop_tx.try_send(());
+                });
+                let mut last = json(&d);
+                loop {
+                    let next = futures_lite::future::or(
+                        async { events.recv().await.ok().map(Some) },
+                        async {
+                            let _ = stop_rx.recv().await;
+                            None
+                        },
+                    )
+                    .await;
+                    match next {
+                        None | Some(None) => break,
+                        Some(Some(Event::Error { reason, .. }))
+                            if reason.contains("refused the handshake") =>
+                        {
+                            return Err(reason)
+                        }
+                        Some(Some(_)) => {
+                            let now = json(&d);
+                            if now != last {
+                                println!("{now}");
+                                last = now;
+                            }
+                        }
+                    }
+                }
+                repo.close().await;
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Options of `docweave sync`.
+#[derive(clap::Args)]
+pub struct SyncArgs {
+    /// The server (ws://host:port, or http://host:port with --http).
+    url: String,
+    /// Where the local replica lives.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Token to present.
+    #[arg(long, env = "DOCWEAVE_TOKEN")]
+    token: Option<String>,
+    /// This replica's peer id.
+    #[arg(long, default_value = "replica")]
+    name: String,
+}
+
+pub fn sync(a: SyncArgs) -> Result<(), String> {
+    std::fs::create_dir_all(&a.dir)
+        .map_err(|e| format!("cannot create {}: {e}", a.dir.display()))?;
+    let store = SqliteStore::open(a.dir.join("docweave.db")).map_err(|e| e.to_string())?;
+    let repo = Repo::builder(&a.name)
+        .store(store)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (name, dialer) = dialer_for(&a.url)?;
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .map_err(|e| e.to_string())?;
+    smol::block_on(async {
+        let events = repo.events().await.map_err(|e| e.to_string())?;
+        repo.connect_with(&name, a.token.as_deref(), dialer)
+            .map_err(|e| e.to_string())?;
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("initial sync with {}", a.url));
+        let mut changed = 0u64;
+        let mut quiet_since = std::time::Instant::now();
+        let mut initial = true;
+        loop {
+            let next = futures_lite::future::or(
+                async { Some(events.recv().await.ok()) },
+                futures_lite::future::or(
+                    async {
+                        smol::Timer::after(Duration::from_millis(250)).await;
+                        Some(None)
+                    },
+                    async {
+                        let _ = stop_rx.recv().await;
+                        None
+                    },
+                ),
+            )
+            .await;
+            match next {
+                None => break,
+                Some(Some(Event::DocChanged { .. })) => {
+                    changed += 1;
+                    quiet_since = std::time::Instant::now();
+                    bar.set_message(format!("initial sync with {}: {changed} changes", a.url));
+                    bar.tick();
+                }
+                Some(Some(Event::Error { reason, .. }))
+                    if reason.contains("refused the handshake") =>
+                {
+                    bar.finish_and_clear();
+                    return Err(reason);
+                }
+                _ => {}
+            }
+            if initial && quiet_since.elapsed() > Duration::from_secs(1) {
+                initial = false;
+                let s = repo.summary().await.map_err(|e| e.to_string())?;
+                bar.finish_and_clear();
+                println!(
+                    "initial sync done: {} documents, clock {}",
+                    s.docs.len(),
+                    s.clock.0
+                );
+            }
+            if !initial && quiet_since.elapsed() < Duration::from_millis(300) {
+                let s = repo.summary().await.map_err(|e| e.to_string())?;
+                eprint!(
+                    "\rin sync with {}: {} documents, clock {}   ",
+                    a.url,
+                    s.docs.len(),
+                    s.clock.0
+                );
+            }
+        }
+        eprintln!();
+        repo.close().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,72 @@
+//! `docweave inspect`: what a data directory holds, without running a node.
+
+use docweave_adapters::{SqliteStore, Store};
+use docweave_core::{Clock, Filter, StateRecord};
+use std::path::Path;
+
+pub fn run(dir: &Path) -> Result<(), String> {
+    let db = dir.join("docweave.db");
+    if !db.exists() {
+        return Err(format!(
+            "{} holds no docweave store (no docweave.db)",
+            dir.display()
+        ));
+    }
+    let mut store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
+    let sizes = crate::status::sizes(&db);
+    let clock = store.clock().map_err(|e| e.to_string())?;
+    let docs = store
+        .changes_since(Clock(0), &Filter::all(), usize::MAX)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "store {}  clock {}  schema {}",
+        db.display(),
+        clock.0,
+        store.schema_version().unwrap_or(0)
+    );
+    println!("\ndocuments ({}):", docs.len());
+    for d in &docs {
+        println!(
+            "  {:<32} {:>10} bytes  {:>8} ops  clock {}",
+            d.doc.as_str(),
+            sizes.get(d.doc.as_str()).copied().unwrap_or(0),
+            d.version.total(),
+            d.clock.0
+        );
+    }
+    let records = store.records().map_err(|e| e.to_string())?;
+    println!("\nremotes:");
+    for r in &records {
+        if let StateRecord::Cursor { peer, cursor } = r {
+            println!(
+                "  {:<32} pulled up to {}  pushed up to {}",
+                peer.as_str(),
+                cursor.pulled.0,
+                cursor.pushed.0
+            );
+        }
+    }
+    println!("\nlisteners:");
+    for r in &records {
+        if let StateRecord::Listener(l) = r {
+            println!(
+                "  {} owned by {}  floor {}  {} documents acknowledged",
+                l.id.0,
+                l.owner,
+                l.floor.0,
+                l.acked.len()
+            );
+        }
+    }
+    let tombstones: Vec<String> = records
+        .iter()
+        .filter_map(|r| match r {
+            StateRecord::Tombstone(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect();
+    if !tombstones.is_empty() {
+        println!("\ndeleted: {}", tombstones.join(", "));
+    }
+    Ok(())
+}

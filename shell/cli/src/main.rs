@@ -1,0 +1,109 @@
+//! `docweave`: run a sync server, a headless replica, or poke at documents.
+
+mod client;
+mod inspect;
+mod serve;
+mod status;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// docweave: keeps documents in sync between processes, devices and servers.
+#[derive(Parser)]
+#[command(name = "docweave", version, about)]
+struct Cli {
+    /// Log filter (`info`, `docweave=debug`, ...).
+    #[arg(
+        long,
+        global = true,
+        env = "DOCWEAVE_LOG",
+        default_value = "warn,docweave_shell=info,docweave_adapters=info,docweave_cli=info"
+    )]
+    log_level: String,
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "DOCWEAVE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a sync server: WebSocket and HTTP endpoints, SQLite store.
+    Serve(serve::ServeArgs),
+    /// Keep a local replica (SQLite) in sync with a server.
+    Sync(client::SyncArgs),
+    /// Read, change or watch one document.
+    #[command(subcommand)]
+    Doc(client::DocCommand),
+    /// Show what a data directory holds.
+    Inspect {
+        /// The data directory (as given to `serve --data`).
+        dir: PathBuf,
+    },
+    /// Replay a recorded log; exits non-zero at the first difference.
+    Replay {
+        /// The JSON-lines log.
+        log: PathBuf,
+    },
+}
+
+fn init_logs(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_level, &cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Sync(args) => client::sync(args),
+        Command::Doc(cmd) => client::doc(cmd),
+        Command::Inspect { dir } => inspect::run(&dir),
+        Command::Replay { log } => replay(&log),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("docweave: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn replay(log: &std::path::Path) -> Result<(), String> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("replaying {}", log.display()));
+    let outcome = docweave_shell::replay(log).map_err(|e| e.to_string());
+    bar.finish_and_clear();
+    match outcome? {
+        docweave_shell::ReplayOutcome::Identical { steps } => {
+            println!("{steps} steps replayed; every command identical");
+            Ok(())
+        }
+        docweave_shell::ReplayOutcome::Differs {
+            step,
+            recorded,
+            replayed,
+        } => Err(format!(
+            "step {step} differs\n  recorded: {}\n  replayed: {}",
+            serde_json::to_string(&recorded).unwrap_or_default(),
+            serde_json::to_string(&replayed).unwrap_or_default()
+        )),
+    }
+}
