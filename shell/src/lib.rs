@@ -42,6 +42,11 @@ mod recording;
 mod repo;
 mod storage;
 
+/// The README's embedding example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use engine::DocEngine;
 pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
 pub use node::{Dialer, Link};
