@@ -29,14 +29,15 @@ fn the_recorded_hub_log_replays_identically() {
 #[test]
 fn a_tampered_log_reports_the_first_difference() {
     let text = std::fs::read_to_string(fixture()).unwrap_or_default();
-    // Drop one step: everything after it is fed to a model that missed it.
-    let mut lines: Vec<&str> = text.lines().collect();
-    if lines.len() > 6 {
-        lines.remove(3);
-    }
+    // A recorded command that update() does not produce.
+    let tampered = text.replacen(
+        "\"output\":[]",
+        "\"output\":[{\"Purge\":{\"doc\":\"tampered\"}}]",
+        1,
+    );
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("tampered-{}.jsonl", std::process::id()));
-    std::fs::write(&path, lines.join("\n")).ok();
+    std::fs::write(&path, tampered).ok();
     assert!(matches!(replay(&path), Ok(ReplayOutcome::Differs { .. })));
 }
 

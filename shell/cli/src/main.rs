@@ -1,6 +1,7 @@
 //! `docweave`: run a sync server, a headless replica, or poke at documents.
 
 mod client;
+mod compact;
 mod inspect;
 mod serve;
 mod status;
@@ -47,6 +48,11 @@ enum Command {
         /// The data directory (as given to `serve --data`).
         dir: PathBuf,
     },
+    /// Fold each document's changes into one snapshot (the change feed stays intact).
+    Compact {
+        /// The data directory.
+        dir: PathBuf,
+    },
     /// Replay a recorded log; exits non-zero at the first difference.
     Replay {
         /// The JSON-lines log.
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => client::sync(args),
         Command::Doc(cmd) => client::doc(cmd),
         Command::Inspect { dir } => inspect::run(&dir),
+        Command::Compact { dir } => compact::run(&dir),
         Command::Replay { log } => replay(&log),
     };
     match result {

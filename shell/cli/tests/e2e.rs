@@ -300,3 +300,36 @@ fn two_servers_joined_with_peer_converge_also_after_a_restart() {
     let (ok, out, _) = cli(&["inspect", &b_data.display().to_string()]);
     assert!(ok && out.contains("wiki"), "{out}");
 }
+
+#[test]
+fn compaction_keeps_content_and_replay_reports_differences() {
+    let data = data_dir("compact");
+    let dir = data.display().to_string();
+    std::fs::create_dir_all(&data).ok();
+    for i in 0..5 {
+        let (ok, _, err) = cli(&["doc", "put", &dir, "log", &format!("k{i}"), "v"]);
+        assert!(ok, "{err}");
+    }
+    let (_, before, _) = cli(&["doc", "get", &dir, "log"]);
+    let (ok, out, err) = cli(&["compact", &dir]);
+    assert!(ok && out.contains("compacted"), "{out}{err}");
+    let (_, after, _) = cli(&["doc", "get", &dir, "log"]);
+    assert_eq!(before, after);
+    assert!(after.contains("k4"));
+    // The committed fixture replays; a truncated step does not.
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/loro-hub-two-clients.jsonl");
+    let (ok, out, _) = cli(&["replay", &fixture.display().to_string()]);
+    assert!(ok && out.contains("identical"), "{out}");
+    // A recorded command that update() does not produce.
+    let text = std::fs::read_to_string(&fixture).unwrap_or_default();
+    let tampered = text.replacen(
+        "\"output\":[]",
+        "\"output\":[{\"Purge\":{\"doc\":\"tampered\"}}]",
+        1,
+    );
+    let broken = data.join("broken.jsonl");
+    std::fs::write(&broken, tampered).ok();
+    let (ok, _, err) = cli(&["replay", &broken.display().to_string()]);
+    assert!(!ok && err.contains("differs"), "{err}");
+}
