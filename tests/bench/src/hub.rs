@@ -1,11 +1,7 @@
-//! `update` on a hub workload: 1,000 peers and 1,000 or 100,000 documents.
-//! Handshakes and sync-requests, then live updates fanned out to the other
-//! subscribers, with the store's and the peers' acknowledgements fed back.
-//! Throughput is in messages fed to `update` per second.
-//!
-//! Run: `cargo bench -p docweave-core --bench hub`
+//! The hub workload of the core: 1,000 peers, 1,000 active documents
+//! spread over any total, handshakes and sync-requests, then live updates
+//! fanned out with the store's and the peers' acknowledgements fed back.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use docweave_core::{
     update, AckStatus, ChannelId, ChannelKind, Clock, Cmd, Config, DocId, DocMeta, Hello,
     ImportOutcome, Message, Model, Msg, Outgoing, Payload, PeerId, PeerKind, StoredDoc,
@@ -13,7 +9,8 @@ use docweave_core::{
 };
 use std::hint::black_box;
 
-const PEERS: u64 = 1_000;
+/// Peers on the hub.
+pub const PEERS: u64 = 1_000;
 const SUBSCRIPTIONS: u64 = 3;
 const STORE: ChannelId = ChannelId(0);
 
@@ -24,9 +21,11 @@ fn doc_of(peer: u64, k: u64, docs: u64) -> DocId {
     DocId::new(&format!("doc-{}", active * (docs / 1_000)))
 }
 
-struct Hub {
+/// A hub model fed a workload, counting what it was fed.
+pub struct Hub {
     model: Option<Model>,
-    fed: u64,
+    /// Messages fed to `update` so far.
+    pub fed: u64,
     docs: u64,
     counters: Vec<u64>,
     data: Payload,
@@ -69,7 +68,8 @@ impl Hub {
         }
     }
 
-    fn new(docs: u64) -> Self {
+    /// A hub holding `docs` documents (restored from a store's metadata).
+    pub fn new(docs: u64) -> Self {
         let stored: Vec<StoredDoc> = (0..docs)
             .map(|i| StoredDoc {
                 doc: DocId::new(&format!("doc-{i}")),
@@ -102,7 +102,7 @@ impl Hub {
     }
 
     /// Every peer connects, says hello and asks for its documents.
-    fn connect_all(&mut self) {
+    pub fn connect_all(&mut self) {
         for p in 0..PEERS {
             let channel = ChannelId(p + 1);
             self.feed(Msg::ChannelAdded {
@@ -138,7 +138,8 @@ impl Hub {
     }
 
     /// One live update from peer `p`: received, imported, persisted, fanned out, acknowledged.
-    fn live_update(&mut self, i: u64) {
+    /// One live update from peer `i % PEERS`.
+    pub fn live_update(&mut self, i: u64) {
         let p = i % PEERS;
         let channel = ChannelId(p + 1);
         let doc = doc_of(p, i % SUBSCRIPTIONS, self.docs);
@@ -166,59 +167,3 @@ impl Hub {
         }
     }
 }
-
-fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("hub");
-    group.sample_size(10);
-    group.measurement_time(std::time::Duration::from_secs(4));
-    for docs in [1_000u64, 100_000] {
-        // Connect: a fresh hub each time; messages counted from a dry run.
-        let mut dry = Hub::new(docs);
-        let before = dry.fed;
-        dry.connect_all();
-        group.throughput(Throughput::Elements(dry.fed - before));
-        group.bench_with_input(
-            BenchmarkId::new("connect_and_subscribe", docs),
-            &docs,
-            |b, &docs| {
-                b.iter_batched(
-                    || Hub::new(docs),
-                    |mut hub| {
-                        hub.connect_all();
-                        hub
-                    },
-                    criterion::BatchSize::LargeInput,
-                )
-            },
-        );
-
-        // Live updates on a connected hub.
-        let mut hub = Hub::new(docs);
-        hub.connect_all();
-        let per_round = {
-            let before = hub.fed;
-            for i in 0..PEERS {
-                hub.live_update(i);
-            }
-            (hub.fed - before) / PEERS
-        };
-        group.throughput(Throughput::Elements(per_round * PEERS));
-        let mut i = PEERS;
-        group.bench_with_input(
-            BenchmarkId::new("live_updates_x1000", docs),
-            &docs,
-            |b, _| {
-                b.iter(|| {
-                    for _ in 0..PEERS {
-                        hub.live_update(i);
-                        i += 1;
-                    }
-                })
-            },
-        );
-    }
-    group.finish();
-}
-
-criterion_group!(benches, bench);
-criterion_main!(benches);

@@ -1,0 +1,62 @@
+//! docweave's benchmark scenarios, measured the same way every time: cold
+//! sync (S1), warm reconnect (S2), fan-out (S3), the core alone (S4), memory
+//! per idle document (S5). Each prints one JSON line per run; `main.rs`
+//! prints the summary table. Not a test suite: speed goals live here.
+#![warn(missing_docs)]
+
+pub mod hub;
+pub mod scenarios;
+pub mod wire;
+
+/// Resident and peak memory of this process, in bytes (Linux `/proc`).
+pub fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One run of one scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    /// Scenario name ("S1", ...).
+    pub scenario: String,
+    /// Transport ("memory", "websocket", "none").
+    pub transport: String,
+    /// Size parameter (documents, clients, ...).
+    pub size: u64,
+    /// The measured figure's name ("seconds", "edits_per_s", ...).
+    pub metric: String,
+    /// The measured figure.
+    pub value: f64,
+    /// Frames on the measured link.
+    pub messages: u64,
+    /// Bytes on the measured link.
+    pub bytes: u64,
+    /// Peak resident memory of the process.
+    pub peak_rss: u64,
+    /// Further figures (floor, ratio, p50, p99, ...).
+    pub extra: Vec<(String, f64)>,
+}
+
+impl Run {
+    /// The run as one JSON line.
+    pub fn json(&self) -> String {
+        let mut v = serde_json::json!({
+            "scenario": self.scenario, "transport": self.transport, "size": self.size,
+            "metric": self.metric, "value": self.value, "messages": self.messages,
+            "bytes": self.bytes, "peak_rss": self.peak_rss,
+        });
+        for (k, x) in &self.extra {
+            v[k.as_str()] = serde_json::json!(x);
+        }
+        v.to_string()
+    }
+}

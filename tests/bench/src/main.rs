@@ -1,0 +1,131 @@
+//! `docweave-bench`: runs the benchmark scenarios and prints one JSON line
+//! per run, then a summary table (median, min, max over the runs).
+//!
+//! `cargo run --release -p docweave-bench -- --scenario all`
+
+use clap::Parser;
+use docweave_bench::scenarios::{s1, s2, s3, s4, s5, Transport};
+use docweave_bench::Run;
+use std::collections::BTreeMap;
+
+#[derive(Parser)]
+#[command(about = "docweave benchmark scenarios")]
+struct Args {
+    /// all, s1, s2, s3, s4 or s5.
+    #[arg(long, default_value = "all")]
+    scenario: String,
+    /// Runs per scenario.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// both, memory or websocket.
+    #[arg(long, default_value = "both")]
+    transport: String,
+    /// Tiny sizes, for a smoke run.
+    #[arg(long)]
+    quick: bool,
+}
+
+fn main() {
+    let a = Args::parse();
+    let want = |s: &str| a.scenario == "all" || a.scenario.eq_ignore_ascii_case(s);
+    let transports: Vec<Transport> = match a.transport.as_str() {
+        "memory" => vec![Transport::Memory],
+        "websocket" => vec![Transport::WebSocket],
+        _ => vec![Transport::Memory, Transport::WebSocket],
+    };
+    let (s1_sizes, s2_size, s3_size, s4_sizes, s5_size): (
+        Vec<u64>,
+        (u64, u64),
+        (usize, u64),
+        Vec<u64>,
+        u64,
+    ) = if a.quick {
+        (vec![20], (50, 3), (3, 20), vec![1_000], 2_000)
+    } else {
+        (
+            vec![1_000, 10_000],
+            (10_000, 10),
+            (50, 1_000),
+            vec![1_000, 100_000],
+            100_000,
+        )
+    };
+    let tmp = std::env::temp_dir();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut record = |r: Run| {
+        println!("{}", r.json());
+        runs.push(r);
+    };
+    for _ in 0..a.runs {
+        smol::block_on(async {
+            for t in &transports {
+                if want("s1") {
+                    for n in &s1_sizes {
+                        record(s1(*n, *t).await);
+                    }
+                }
+                if want("s2") {
+                    record(s2(s2_size.0, s2_size.1, *t).await);
+                }
+                if want("s3") {
+                    record(s3(s3_size.0, s3_size.1, *t).await);
+                }
+            }
+            if want("s4") {
+                for d in &s4_sizes {
+                    record(s4(*d, if a.quick { 1 } else { 10 }));
+                }
+            }
+            if want("s5") {
+                record(s5(s5_size, &tmp).await);
+            }
+        });
+    }
+    print_table(&runs);
+}
+
+fn print_table(runs: &[Run]) {
+    let mut groups: BTreeMap<(String, String, u64, String), Vec<&Run>> = BTreeMap::new();
+    for r in runs {
+        groups
+            .entry((
+                r.scenario.clone(),
+                r.transport.clone(),
+                r.size,
+                r.metric.clone(),
+            ))
+            .or_default()
+            .push(r);
+    }
+    println!();
+    println!("| scenario | transport | size | metric | median | min | max | messages | bytes | peak RSS MiB | extra (median) |");
+    println!("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for ((s, t, size, metric), rs) in groups {
+        let mut v: Vec<f64> = rs.iter().map(|r| r.value).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let med = |mut xs: Vec<f64>| {
+            xs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+        };
+        let messages = med(rs.iter().map(|r| r.messages as f64).collect());
+        let bytes = med(rs.iter().map(|r| r.bytes as f64).collect());
+        let rss = rs.iter().map(|r| r.peak_rss).max().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+        let mut extra = Vec::new();
+        if let Some(first) = rs.first() {
+            for (k, _) in &first.extra {
+                let xs = rs
+                    .iter()
+                    .filter_map(|r| r.extra.iter().find(|(n, _)| n == k).map(|(_, x)| *x))
+                    .collect();
+                extra.push(format!("{k}={:.4}", med(xs)));
+            }
+        }
+        println!(
+            "| {s} | {t} | {size} | {metric} | {:.4} | {:.4} | {:.4} | {messages:.0} | {bytes:.0} | {rss:.1} | {} |",
+            v.get(v.len() / 2).copied().unwrap_or(0.0),
+            v.first().copied().unwrap_or(0.0),
+            v.last().copied().unwrap_or(0.0),
+            extra.join(" ")
+        );
+    }
+}

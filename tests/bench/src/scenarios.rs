@@ -1,0 +1,491 @@
+//! The scenarios. Each builds fresh nodes, measures one thing, and tears down.
+
+use crate::wire::{counted, Wire};
+use crate::{memory, Run};
+use docweave_adapters::transport::{memory_pair, serve_ws, ws_connect, ConnectionLimit, WsOptions};
+use docweave_adapters::{Append, Link, MemoryStore, Outbound, SqliteStore, Store};
+use docweave_core::{DocId, DocMeta, Event, VersionVector};
+use docweave_shell::{Dialer, Repo};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a client reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// In-memory links.
+    Memory,
+    /// Loopback WebSocket.
+    WebSocket,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Memory => "memory",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A server and the means to reach it, counting the client's wire.
+struct Net {
+    server: Arc<Repo>,
+    wire: Arc<Wire>,
+    online: Arc<AtomicBool>,
+    last: Arc<Mutex<Option<async_channel::Sender<Outbound>>>>,
+    dialed_at: Arc<Mutex<Option<Instant>>>,
+    ws_addr: Option<String>,
+}
+
+impl Net {
+    async fn new(server: Repo, t: Transport) -> Net {
+        let server = Arc::new(server);
+        let ws_addr = match t {
+            Transport::Memory => None,
+            Transport::WebSocket => {
+                let l = smol::net::TcpListener::bind("127.0.0.1:0").await.ok();
+                let addr = l
+                    .as_ref()
+                    .and_then(|l| l.local_addr().ok())
+                    .map(|a| a.to_string());
+                if let Some(l) = l {
+                    let s = server.clone();
+                    smol::spawn(serve_ws(
+                        l,
+                        WsOptions::default(),
+                        ConnectionLimit::new(4096),
+                        move |link| {
+                            let _ = s.accept(link);
+                        },
+                    ))
+                    .detach();
+                }
+                addr
+            }
+        };
+        Net {
+            server,
+            wire: Wire::new(),
+            online: Arc::new(AtomicBool::new(true)),
+            last: Arc::new(Mutex::new(None)),
+            dialed_at: Arc::new(Mutex::new(None)),
+            ws_addr,
+        }
+    }
+
+    /// A dialer; only the first client's wire is counted when `count`.
+    fn dialer(&self, count: bool) -> Dialer {
+        let (server, wire, online, last, dialed_at, ws) = (
+            self.server.clone(),
+            self.wire.clone(),
+            self.online.clone(),
+            self.last.clone(),
+            self.dialed_at.clone(),
+            self.ws_addr.clone(),
+        );
+        Arc::new(move |_| {
+            let (server, wire, online, last, dialed_at, ws) = (
+                server.clone(),
+                wire.clone(),
+                online.clone(),
+                last.clone(),
+                dialed_at.clone(),
+                ws.clone(),
+            );
+            Box::pin(async move {
+                if !online.load(Ordering::SeqCst) {
+                    return Err("offline".to_string());
+                }
+                let link: Link = match ws {
+                    None => {
+                        let (mine, theirs) = memory_pair();
+                        let _ = server.accept(theirs);
+                        mine
+                    }
+                    Some(addr) => {
+                        ws_connect(&format!("ws://{addr}/"), WsOptions::default()).await?
+                    }
+                };
+                let link = if count { counted(link, wire) } else { link };
+                if let Ok(mut l) = last.lock() {
+                    *l = Some(link.tx.clone());
+                }
+                if let Ok(mut d) = dialed_at.lock() {
+                    *d = Some(Instant::now());
+                }
+                Ok(link)
+            })
+        })
+    }
+
+    fn disconnect(&self) {
+        self.online.store(false, Ordering::SeqCst);
+        if let Some(tx) = self.last.lock().ok().and_then(|mut l| l.take()) {
+            let _ = tx.try_send(Outbound::Close("benchmark disconnect".into()));
+            tx.close();
+        }
+    }
+}
+
+fn text100(i: u64) -> String {
+    let base = format!("document {i}: the quick brown fox jumps over the lazy dog, ");
+    base.repeat(3).chars().take(100).collect()
+}
+
+async fn server_with_docs(n: u64) -> Repo {
+    let server = Repo::builder("server")
+        .store(MemoryStore::new())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..n {
+        let t = text100(i);
+        let _ = server
+            .edit(&format!("doc-{i}"), |d| d.get_text("t").insert(0, &t))
+            .await;
+    }
+    server
+}
+
+fn client(name: &str, dialer: Dialer) -> Repo {
+    let c = Repo::builder(name)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = c.connect_with("server", None, dialer);
+    c
+}
+
+/// Waits until `client` holds `n` documents with content.
+async fn holds(client: &Repo, n: usize) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < TIMEOUT {
+        if let Ok(s) = client.summary().await {
+            if s.docs.iter().filter(|(_, v, _)| !v.is_empty()).count() >= n {
+                return true;
+            }
+        }
+        smol::Timer::after(Duration::from_millis(2)).await;
+    }
+    false
+}
+
+/// S1: a fresh client obtains N documents; compared with export+import alone.
+pub async fn s1(n: u64, t: Transport) -> Run {
+    let server = server_with_docs(n).await;
+    // The floor: the same data through Loro alone.
+    let docs: Vec<loro::LoroDoc> = (0..n)
+        .map(|i| {
+            let d = loro::LoroDoc::new();
+            let _ = d.get_text("t").insert(0, &text100(i));
+            d.commit();
+            d
+        })
+        .collect();
+    let floor_start = Instant::now();
+    for d in &docs {
+        let bytes = d.export(loro::ExportMode::Snapshot).unwrap_or_default();
+        let fresh = loro::LoroDoc::new();
+        let _ = fresh.import(&bytes);
+    }
+    let floor = floor_start.elapsed().as_secs_f64();
+    let net = Net::new(server, t).await;
+    let start = Instant::now();
+    let c = client("client", net.dialer(true));
+    let ok = holds(&c, n as usize).await;
+    let seconds = start.elapsed().as_secs_f64();
+    // Content check (not timed): a sample of documents.
+    let mut same = ok;
+    for i in (0..n).step_by((n as usize / 10).max(1)) {
+        let doc = format!("doc-{i}");
+        let ours = c
+            .open(&doc)
+            .await
+            .map(|d| d.get_text("t").to_string())
+            .unwrap_or_default();
+        same &= ours == text100(i);
+    }
+    assert!(same, "S1: the client does not hold identical content");
+    let (messages, bytes) = net.wire.get();
+    c.close().await;
+    net.server.shutdown().await;
+    Run {
+        scenario: "S1".into(),
+        transport: t.name().into(),
+        size: n,
+        metric: "seconds".into(),
+        value: seconds,
+        messages,
+        bytes,
+        peak_rss: memory().1,
+        extra: vec![
+            ("floor_seconds".into(), floor),
+            ("ratio".into(), seconds / floor.max(1e-9)),
+        ],
+    }
+}
+
+/// S2: client and server share N documents; k change on the server while
+/// the client is away; time, messages and bytes from the redial until the
+/// client has them.
+pub async fn s2(n: u64, k: u64, t: Transport) -> Run {
+    let server = server_with_docs(n).await;
+    let net = Net::new(server, t).await;
+    let c = client("client", net.dialer(true));
+    assert!(
+        holds(&c, n as usize).await,
+        "S2: initial sync did not finish"
+    );
+    // Let acks and pulls settle.
+    smol::Timer::after(Duration::from_millis(300)).await;
+    net.disconnect();
+    smol::Timer::after(Duration::from_millis(100)).await;
+    let changed: Vec<String> = (0..k)
+        .map(|j| format!("doc-{}", j * (n / k.max(1))))
+        .collect();
+    for d in &changed {
+        let _ = net
+            .server
+            .edit(d, |doc| doc.get_text("t").insert(0, "x"))
+            .await;
+    }
+    let handles: Vec<loro::LoroDoc> = {
+        let mut v = Vec::new();
+        for d in &changed {
+            v.push(c.open(d).await.unwrap_or_else(|e| panic!("{e}")));
+        }
+        v
+    };
+    net.wire.reset();
+    if let Ok(mut d) = net.dialed_at.lock() {
+        *d = None;
+    }
+    net.online.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    let mut done = false;
+    while start.elapsed() < TIMEOUT {
+        if handles
+            .iter()
+            .all(|h| h.get_text("t").to_string().starts_with('x'))
+        {
+            done = true;
+            break;
+        }
+        smol::Timer::after(Duration::from_millis(1)).await;
+    }
+    assert!(done, "S2: the client never got the changes");
+    let finished = Instant::now();
+    let dialed = net.dialed_at.lock().ok().and_then(|d| *d).unwrap_or(start);
+    let seconds = finished.saturating_duration_since(dialed).as_secs_f64();
+    // Messages until the changes are in (acks still in flight are not counted).
+    let (messages, bytes) = net.wire.get();
+    c.close().await;
+    net.server.shutdown().await;
+    Run {
+        scenario: "S2".into(),
+        transport: t.name().into(),
+        size: n,
+        metric: "seconds".into(),
+        value: seconds,
+        messages,
+        bytes,
+        peak_rss: memory().1,
+        extra: vec![
+            ("changed".into(), k as f64),
+            ("message_budget".into(), (2 * k + 4) as f64),
+        ],
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// S3: one hub, C clients on one document; one client makes M edits,
+/// each committed on its own. Edits per second delivered to all, latency p50/p99.
+pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
+    let server = Repo::builder("server")
+        .store(MemoryStore::new())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let net = Net::new(server, t).await;
+    let mut repos = Vec::new();
+    for i in 0..clients {
+        repos.push(client(&format!("c{i}"), net.dialer(i == 0)));
+    }
+    let mut docs = Vec::new();
+    for r in &repos {
+        docs.push(r.open("fanout").await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    for r in &repos {
+        let _ = r
+            .wait_for_sync("fanout", "server", Duration::from_secs(60))
+            .await;
+    }
+    let editor = docs[0].peer_id();
+    // Receivers record when each count of the editor's operations arrived.
+    let arrivals: Vec<Arc<Mutex<Vec<(Instant, u64)>>>> = (1..clients)
+        .map(|_| Arc::new(Mutex::new(Vec::new())))
+        .collect();
+    for (r, log) in repos.iter().skip(1).zip(&arrivals) {
+        let events = r.events().await.unwrap_or_else(|e| panic!("{e}"));
+        let log = log.clone();
+        smol::spawn(async move {
+            while let Ok(e) = events.recv().await {
+                if let Event::DocChanged { version, .. } = e {
+                    if let Ok(mut l) = log.lock() {
+                        l.push((Instant::now(), version.get(editor)));
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+    net.wire.reset();
+    let mut sent = Vec::with_capacity(m as usize);
+    let text = docs[0].get_text("t");
+    for i in 0..m {
+        let _ = text.insert(i as usize, "e");
+        sent.push(Instant::now());
+        docs[0].commit();
+        if i % 64 == 63 {
+            smol::future::yield_now().await;
+        }
+    }
+    let start = Instant::now();
+    let complete = |log: &Arc<Mutex<Vec<(Instant, u64)>>>| {
+        log.lock()
+            .map(|l| l.iter().any(|(_, c)| *c >= m))
+            .unwrap_or(false)
+    };
+    while start.elapsed() < TIMEOUT && !arrivals.iter().all(complete) {
+        smol::Timer::after(Duration::from_millis(5)).await;
+    }
+    assert!(
+        arrivals.iter().all(complete),
+        "S3: not every client got every edit"
+    );
+    // Latency of edit i: the latest first arrival over clients, minus its commit time.
+    let mut latencies = Vec::with_capacity(m as usize);
+    let mut last = sent[0];
+    for i in 0..m as usize {
+        let mut worst = sent[i];
+        for log in &arrivals {
+            let l = log.lock().map(|l| l.clone()).unwrap_or_default();
+            if let Some((at, _)) = l.iter().find(|(_, c)| *c > i as u64) {
+                worst = worst.max(*at);
+            }
+        }
+        last = last.max(worst);
+        latencies.push(worst.saturating_duration_since(sent[i]).as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let elapsed = last
+        .saturating_duration_since(sent[0])
+        .as_secs_f64()
+        .max(1e-9);
+    let (messages, bytes) = net.wire.get();
+    for r in repos {
+        r.close().await;
+    }
+    net.server.shutdown().await;
+    Run {
+        scenario: "S3".into(),
+        transport: t.name().into(),
+        size: clients as u64,
+        metric: "edits_per_s".into(),
+        value: m as f64 / elapsed,
+        messages,
+        bytes,
+        peak_rss: memory().1,
+        extra: vec![
+            ("p50_ms".into(), percentile(&latencies, 0.5)),
+            ("p99_ms".into(), percentile(&latencies, 0.99)),
+            ("edits".into(), m as f64),
+        ],
+    }
+}
+
+/// S4: `update` messages per second on the hub workload.
+pub fn s4(docs: u64, rounds: u64) -> Run {
+    let mut hub = crate::hub::Hub::new(docs);
+    hub.connect_all();
+    let before = hub.fed;
+    let start = Instant::now();
+    for i in 0..rounds * crate::hub::PEERS {
+        hub.live_update(i);
+    }
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    let fed = hub.fed - before;
+    Run {
+        scenario: "S4".into(),
+        transport: "none".into(),
+        size: docs,
+        metric: "messages_per_s".into(),
+        value: fed as f64 / seconds,
+        messages: fed,
+        bytes: 0,
+        peak_rss: memory().1,
+        extra: vec![("ns_per_message".into(), seconds * 1e9 / fed.max(1) as f64)],
+    }
+}
+
+/// S5: resident bytes per idle document on a hub holding `n` documents
+/// (metadata in the core; replicas evicted).
+pub async fn s5(n: u64, dir: &std::path::Path) -> Run {
+    let path = dir.join(format!("s5-{n}-{}.db", std::process::id()));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    {
+        let mut store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let d = loro::LoroDoc::new();
+        let _ = d.set_peer_id(1);
+        let _ = d.get_text("t").insert(0, "idle");
+        let snapshot = d.export(loro::ExportMode::Snapshot).unwrap_or_default();
+        let mut batch = Vec::new();
+        for i in 0..n {
+            batch.push(Append {
+                doc: DocId::new(&format!("idle-{i}")),
+                meta: DocMeta::default(),
+                data: snapshot.clone(),
+                version: VersionVector::from_entries([(1, 4)]),
+            });
+            if batch.len() == 1000 {
+                let _ = store.append(&batch);
+                batch.clear();
+            }
+        }
+        let _ = store.append(&batch);
+    }
+    let before = memory().0;
+    let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let hub = Repo::builder("hub")
+        .store(store)
+        .max_docs_in_memory(16)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let held = hub.summary().await.map(|s| s.docs.len()).unwrap_or(0);
+    let after = memory().0;
+    hub.close().await;
+    let _ = std::fs::remove_file(&path);
+    Run {
+        scenario: "S5".into(),
+        transport: "none".into(),
+        size: held as u64,
+        metric: "bytes_per_doc".into(),
+        value: after.saturating_sub(before) as f64 / (held.max(1) as f64),
+        messages: 0,
+        bytes: 0,
+        peak_rss: memory().1,
+        extra: vec![
+            ("rss_before".into(), before as f64),
+            ("rss_after".into(), after as f64),
+        ],
+    }
+}

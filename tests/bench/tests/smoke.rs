@@ -1,0 +1,21 @@
+//! The benchmark scenarios with tiny sizes, so they cannot rot.
+
+use docweave_bench::scenarios::{s1, s2, s3, s4, s5, Transport};
+
+#[test]
+fn every_scenario_runs_with_tiny_sizes() {
+    smol::block_on(async {
+        for t in [Transport::Memory, Transport::WebSocket] {
+            let r = s1(10, t).await;
+            assert!(r.value > 0.0 && r.messages > 0, "{}", r.json());
+            let r = s2(20, 2, t).await;
+            assert!(r.messages > 0, "{}", r.json());
+            let r = s3(3, 10, t).await;
+            assert!(r.value > 0.0, "{}", r.json());
+        }
+        assert!(s4(1_000, 1).value > 0.0);
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let r = s5(500, &dir).await;
+        assert_eq!(r.size, 500, "{}", r.json());
+    });
+}
