@@ -25,6 +25,36 @@ struct Args {
     quick: bool,
 }
 
+/// Sizes of each scenario.
+struct Sizes {
+    s1: Vec<u64>,
+    s2: (u64, u64),
+    s3: (usize, u64),
+    s4: Vec<u64>,
+    s5: u64,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        Sizes {
+            s1: vec![1_000, 10_000],
+            s2: (10_000, 10),
+            s3: (50, 1_000),
+            s4: vec![1_000, 100_000],
+            s5: 100_000,
+        }
+    }
+    fn quick() -> Self {
+        Sizes {
+            s1: vec![20],
+            s2: (50, 3),
+            s3: (3, 20),
+            s4: vec![1_000],
+            s5: 2_000,
+        }
+    }
+}
+
 fn main() {
     let a = Args::parse();
     let want = |s: &str| a.scenario == "all" || a.scenario.eq_ignore_ascii_case(s);
@@ -33,23 +63,18 @@ fn main() {
         "websocket" => vec![Transport::WebSocket],
         _ => vec![Transport::Memory, Transport::WebSocket],
     };
-    let (s1_sizes, s2_size, s3_size, s4_sizes, s5_size): (
-        Vec<u64>,
-        (u64, u64),
-        (usize, u64),
-        Vec<u64>,
-        u64,
-    ) = if a.quick {
-        (vec![20], (50, 3), (3, 20), vec![1_000], 2_000)
+    let sizes = if a.quick {
+        Sizes::quick()
     } else {
-        (
-            vec![1_000, 10_000],
-            (10_000, 10),
-            (50, 1_000),
-            vec![1_000, 100_000],
-            100_000,
-        )
+        Sizes::full()
     };
+    let Sizes {
+        s1: s1_sizes,
+        s2: s2_size,
+        s3: s3_size,
+        s4: s4_sizes,
+        s5: s5_size,
+    } = sizes;
     let tmp = std::env::temp_dir();
     let mut runs: Vec<Run> = Vec::new();
     let mut record = |r: Run| {

@@ -30,6 +30,9 @@ impl Transport {
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
+/// When each count of the editor's operations reached one receiver.
+type ArrivalLog = Arc<Mutex<Vec<(Instant, u64)>>>;
+
 /// A server and the means to reach it, counting the client's wire.
 struct Net {
     server: Arc<Repo>,
@@ -329,7 +332,7 @@ pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
     }
     let editor = docs[0].peer_id();
     // Receivers record when each count of the editor's operations arrived.
-    let arrivals: Vec<Arc<Mutex<Vec<(Instant, u64)>>>> = (1..clients)
+    let arrivals: Vec<ArrivalLog> = (1..clients)
         .map(|_| Arc::new(Mutex::new(Vec::new())))
         .collect();
     for (r, log) in repos.iter().skip(1).zip(&arrivals) {
@@ -358,7 +361,7 @@ pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
         }
     }
     let start = Instant::now();
-    let complete = |log: &Arc<Mutex<Vec<(Instant, u64)>>>| {
+    let complete = |log: &ArrivalLog| {
         log.lock()
             .map(|l| l.iter().any(|(_, c)| *c >= m))
             .unwrap_or(false)
@@ -373,8 +376,8 @@ pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
     // Latency of edit i: the latest first arrival over clients, minus its commit time.
     let mut latencies = Vec::with_capacity(m as usize);
     let mut last = sent[0];
-    for i in 0..m as usize {
-        let mut worst = sent[i];
+    for (i, sent_at) in sent.iter().enumerate() {
+        let mut worst = *sent_at;
         for log in &arrivals {
             let l = log.lock().map(|l| l.clone()).unwrap_or_default();
             if let Some((at, _)) = l.iter().find(|(_, c)| *c > i as u64) {
@@ -382,7 +385,7 @@ pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
             }
         }
         last = last.max(worst);
-        latencies.push(worst.saturating_duration_since(sent[i]).as_secs_f64() * 1000.0);
+        latencies.push(worst.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0);
     }
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let elapsed = last
