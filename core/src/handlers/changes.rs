@@ -16,6 +16,7 @@ use crate::io::{Cmd, StateRecord};
 use crate::model::{LoadReason, Model, PeerDoc, Timer};
 use crate::out::Out;
 use crate::protocol::{ChangedDoc, DocInfo, DocMeta, ErrorCode, Filter, Message};
+use crate::version::VersionVector;
 
 /// Most subscription filters one peer may hold.
 const MAX_FILTERS: usize = 64;
@@ -80,10 +81,17 @@ pub(crate) fn resume_with(
     push.sort();
     push.dedup();
     for doc in push {
-        let wanted = model
-            .docs
-            .get(&doc)
-            .is_some_and(|d| d.is_ready() && filter.matches(&doc, &d.meta));
+        // Not what the remote already confirmed having (it may have sent it to us).
+        let confirmed = |v: &VersionVector| {
+            model
+                .peers
+                .get(peer)
+                .and_then(|p| p.confirmed.get(&doc))
+                .is_some_and(|c| c.as_ref().is_some_and(|c| c.includes(v)))
+        };
+        let wanted = model.docs.get(&doc).is_some_and(|d| {
+            d.is_ready() && filter.matches(&doc, &d.meta) && !confirmed(&d.version)
+        });
         if wanted {
             if let Some(d) = model.docs.get_mut(&doc) {
                 d.subscribers.insert(peer.clone());
@@ -327,11 +335,17 @@ pub(crate) fn remote_acked(
     p.acked.insert(doc.clone(), prev.max(clock));
     let mut pushed = p.cursor.pushed;
     for (c, d) in model.by_clock.range(Clock(pushed.0.saturating_add(1))..) {
-        let relevant = model
-            .docs
-            .get(d)
-            .is_some_and(|x| p.filters.iter().any(|f| f.matches(d, &x.meta)));
-        if relevant && p.acked.get(d).is_none_or(|a| a < c) {
+        let Some(x) = model.docs.get(d) else {
+            pushed = *c;
+            continue;
+        };
+        let relevant = p.filters.iter().any(|f| f.matches(d, &x.meta));
+        // Covered: acknowledged at this clock, or it confirmed having all we have.
+        let covered = p.acked.get(d).is_some_and(|a| a >= c)
+            || p.confirmed
+                .get(d)
+                .is_some_and(|v| v.as_ref().is_some_and(|v| v.includes(&x.version)));
+        if relevant && !covered {
             break;
         }
         pushed = *c;
