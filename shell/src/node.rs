@@ -11,6 +11,9 @@ use docweave_core::{
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// Most inputs handled before the writes of a burst go out.
+const BURST: usize = 256;
+
 pub use docweave_adapters::Link;
 
 /// How a remote is reached.
@@ -117,6 +120,8 @@ pub(crate) struct Node<E: DocEngine> {
     limits: Limits,
     /// Most documents kept in memory (evicted least recently used, with a store).
     max_docs: usize,
+    /// Sends of the current burst, per channel, in order.
+    outbox: BTreeMap<ChannelId, Vec<Outgoing>>,
     /// Last use of each replica, by a counter: least recently used goes first.
     used: BTreeMap<DocId, u64>,
     uses: u64,
@@ -153,6 +158,7 @@ impl<E: DocEngine> Node<E> {
             recorder,
             limits: Limits::default(),
             max_docs: usize::MAX,
+            outbox: BTreeMap::new(),
             used: BTreeMap::new(),
             uses: 0,
             errors: BTreeMap::new(),
@@ -217,6 +223,7 @@ impl<E: DocEngine> Node<E> {
 
     /// Runs until closed.
     pub async fn run(mut self) {
+        self.flush();
         loop {
             let next = match self.wake_at {
                 Some(at) => {
@@ -231,12 +238,31 @@ impl<E: DocEngine> Node<E> {
             };
             match next {
                 Some(Input::Close { reply }) => {
+                    self.flush();
                     self.shutdown();
                     let _ = reply.send(()).await;
                     return;
                 }
-                Some(input) => self.handle(input),
+                Some(input) => {
+                    self.handle(input);
+                    // Take what else is already waiting before writing, so
+                    // the answers to one burst leave as one frame per link.
+                    for _ in 0..BURST {
+                        match self.input.try_recv() {
+                            Ok(Input::Close { reply }) => {
+                                self.flush();
+                                self.shutdown();
+                                let _ = reply.send(()).await;
+                                return;
+                            }
+                            Ok(more) => self.handle(more),
+                            Err(_) => break,
+                        }
+                    }
+                    self.flush();
+                }
                 None if self.input.is_closed() => {
+                    self.flush();
                     self.shutdown();
                     return;
                 }
@@ -244,8 +270,16 @@ impl<E: DocEngine> Node<E> {
                     let now = self.now();
                     self.wake_at = None;
                     self.feed(Msg::Tick { now });
+                    self.flush();
                 }
             }
+        }
+    }
+
+    /// Writes what the steps since the last flush sent, one frame per channel.
+    fn flush(&mut self) {
+        for (channel, items) in std::mem::take(&mut self.outbox) {
+            self.send(channel, items);
         }
     }
 
@@ -440,7 +474,7 @@ impl<E: DocEngine> Node<E> {
 
     fn execute(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Send { channel, items } => self.send(channel, items),
+            Cmd::Send { channel, items } => self.outbox.entry(channel).or_default().extend(items),
             Cmd::Import { id, doc, data } => {
                 let engine = self.engine.clone();
                 let d = self.doc_mut(&doc);
@@ -448,6 +482,10 @@ impl<E: DocEngine> Node<E> {
                 let _ = self.me.try_send(Input::Msg(Msg::Imported { id, outcome }));
             }
             Cmd::Close { channel, reason } => {
+                // What was said on this channel goes out before it closes.
+                if let Some(items) = self.outbox.remove(&channel) {
+                    self.send(channel, items);
+                }
                 tracing::info!("closing {channel}: {reason}");
                 if let Some(tx) = self.links.remove(&channel) {
                     let _ = tx.try_send(Outbound::Close(reason));

@@ -168,9 +168,18 @@ where
     }
 }
 
-/// Dials a `ws://` URL.
+/// Dials a `ws://host:port/...` URL.
 pub async fn ws_connect(url: &str, o: WsOptions) -> Result<Link, String> {
-    let (ws, _) = async_tungstenite::smol::connect_async_with_config(url, Some(config(&o)))
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url:?} is not a ws:// URL"))?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let stream = smol::net::TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("cannot reach {host}: {e}"))?;
+    // Small frames must not wait for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    let (ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config(&o)))
         .await
         .map_err(|e| e.to_string())?;
     Ok(ws_link(ws, o))

@@ -47,6 +47,38 @@ pub struct Run {
 }
 
 impl Run {
+    /// Reads a run back from its JSON line.
+    pub fn from_json(line: &str) -> Option<Run> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let known = [
+            "scenario",
+            "transport",
+            "size",
+            "metric",
+            "value",
+            "messages",
+            "bytes",
+            "peak_rss",
+        ];
+        let extra = v
+            .as_object()?
+            .iter()
+            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .filter_map(|(k, x)| Some((k.clone(), x.as_f64()?)))
+            .collect();
+        Some(Run {
+            scenario: v["scenario"].as_str()?.to_string(),
+            transport: v["transport"].as_str()?.to_string(),
+            size: v["size"].as_u64()?,
+            metric: v["metric"].as_str()?.to_string(),
+            value: v["value"].as_f64()?,
+            messages: v["messages"].as_u64().unwrap_or(0),
+            bytes: v["bytes"].as_u64().unwrap_or(0),
+            peak_rss: v["peak_rss"].as_u64().unwrap_or(0),
+            extra,
+        })
+    }
+
     /// The run as one JSON line.
     pub fn json(&self) -> String {
         let mut v = serde_json::json!({
