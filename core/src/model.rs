@@ -159,6 +159,28 @@ pub(crate) struct Waiter {
     pub notify: Notify,
 }
 
+/// A version per store channel. Nodes have one or two stores, and a hub
+/// holds this twice per document: a small sorted vector, not a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PerStore(Vec<(ChannelId, VersionVector)>);
+
+impl PerStore {
+    pub fn get(&self, store: &ChannelId) -> Option<&VersionVector> {
+        self.0.iter().find(|(c, _)| c == store).map(|(_, v)| v)
+    }
+
+    pub fn insert(&mut self, store: ChannelId, version: VersionVector) {
+        match self.0.binary_search_by_key(&store, |(c, _)| *c) {
+            Ok(i) => self.0[i].1 = version,
+            Err(i) => self.0.insert(i, (store, version)),
+        }
+    }
+
+    pub fn remove(&mut self, store: &ChannelId) {
+        self.0.retain(|(c, _)| c != store);
+    }
+}
+
 /// One document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Doc {
@@ -170,9 +192,9 @@ pub(crate) struct Doc {
     /// Network peers that receive live changes.
     pub subscribers: OrdSet<PeerId>,
     /// What each store was sent (optimistic) or loaded.
-    pub stored: OrdMap<ChannelId, VersionVector>,
+    pub stored: PerStore,
     /// What each store acknowledged as durable (or loaded).
-    pub durable: OrdMap<ChannelId, VersionVector>,
+    pub durable: PerStore,
     /// Acknowledgements waiting for durability.
     pub waiters: Vector<Waiter>,
 }
@@ -185,8 +207,8 @@ impl Doc {
             clock: Clock(0),
             phase: Phase::Ready,
             subscribers: OrdSet::new(),
-            stored: OrdMap::new(),
-            durable: OrdMap::new(),
+            stored: PerStore::default(),
+            durable: PerStore::default(),
             waiters: Vector::new(),
         }
     }
