@@ -60,6 +60,12 @@ pub(crate) fn confirm(
     version: Option<&VersionVector>,
 ) {
     if let Some(p) = model.peers.get_mut(peer) {
+        // Already known: no write (this runs for every data message and ack).
+        if let (Some(Some(old)), Some(v)) = (p.confirmed.get(doc), version) {
+            if old.includes(v) {
+                return;
+            }
+        }
         let merged = match (p.confirmed.get(doc), version) {
             (Some(Some(old)), Some(v)) => Some(old.merge(v)),
             (_, v) => v.cloned(),
