@@ -91,6 +91,18 @@ fn dialer(
     Arc::new(move |_| f())
 }
 
+/// Dials the server's TCP endpoint.
+fn tcp_dialer(addr: String) -> Dialer {
+    dialer(move || {
+        let a = addr.clone();
+        Box::pin(async move {
+            tcp_connect(&a, Limits::default())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
 fn client(name: &str) -> Repo {
     Repo::builder(name)
         .build()
@@ -119,18 +131,7 @@ fn clients_over_tcp_websocket_and_http_converge() {
         let (tcp, ws, http) = (s.tcp.clone(), s.ws.clone(), s.http.clone());
         let alice = client("alice");
         alice
-            .connect_with(
-                "hub",
-                Some("good"),
-                dialer(move || {
-                    let a = tcp.clone();
-                    Box::pin(async move {
-                        tcp_connect(&a, Limits::default())
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                }),
-            )
+            .connect_with("hub", Some("good"), tcp_dialer(tcp.clone()))
             .ok();
         let bob = client("bob");
         bob.connect_with(
@@ -231,18 +232,7 @@ fn bad_input_is_refused_clearly_and_everyone_else_is_served() {
         let tcp = s.tcp.clone();
         let alice = client("alice");
         alice
-            .connect_with(
-                "hub",
-                Some("good"),
-                dialer(move || {
-                    let a = tcp.clone();
-                    Box::pin(async move {
-                        tcp_connect(&a, Limits::default())
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                }),
-            )
+            .connect_with("hub", Some("good"), tcp_dialer(tcp.clone()))
             .ok();
         alice
             .edit("notes", |d| d.get_text("t").insert(0, "before"))
@@ -353,20 +343,7 @@ fn a_client_keeps_redialing_with_backoff_until_the_server_is_up() {
         drop(probe);
         let a = addr.clone();
         let alice = client("alice");
-        alice
-            .connect_with(
-                "hub",
-                None,
-                dialer(move || {
-                    let a = a.clone();
-                    Box::pin(async move {
-                        tcp_connect(&a, Limits::default())
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                }),
-            )
-            .ok();
+        alice.connect_with("hub", None, tcp_dialer(a.clone())).ok();
         alice
             .edit("notes", |d| d.get_text("t").insert(0, "written offline"))
             .await
