@@ -132,7 +132,7 @@ pub(crate) enum Phase {
     Loading {
         waiting: OrdSet<ChannelId>,
         imports: usize,
-        queued: Vector<Queued>,
+        queued: Vec<Queued>,
         found: bool,
         reason: LoadReason,
         creator: Option<PeerId>,
@@ -196,7 +196,7 @@ pub(crate) struct Doc {
     /// What each store acknowledged as durable (or loaded).
     pub durable: PerStore,
     /// Acknowledgements waiting for durability.
-    pub waiters: Vector<Waiter>,
+    pub waiters: Vec<Waiter>,
 }
 
 impl Doc {
@@ -209,7 +209,7 @@ impl Doc {
             subscribers: OrdSet::new(),
             stored: PerStore::default(),
             durable: PerStore::default(),
-            waiters: Vector::new(),
+            waiters: Vec::new(),
         }
     }
 

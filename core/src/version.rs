@@ -22,10 +22,17 @@ pub enum VersionOrder {
 /// Loro counts: an entry `a -> 3` means changes 0, 1 and 2 of `a` are present.
 ///
 /// Kept sorted, so its encoding and its `Display` never depend on insertion
-/// order; shared behind an `Arc`, so cloning into messages is cheap.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct VersionVector(Arc<BTreeMap<u64, u64>>);
+/// order; one shared allocation (`Arc<[(actor, next)]>`), so cloning into
+/// messages is cheap and a hub holding many documents stays small.
+/// Encoded as a map from actor to next counter.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VersionVector(Arc<[(u64, u64)]>);
+
+impl Default for VersionVector {
+    fn default() -> Self {
+        Self(Arc::from(Vec::new()))
+    }
+}
 
 impl VersionVector {
     /// The version of an empty document.
@@ -42,7 +49,7 @@ impl VersionVector {
                 *e = (*e).max(next);
             }
         }
-        Self(Arc::new(map))
+        Self(map.into_iter().collect::<Vec<_>>().into())
     }
 
     /// Whether nothing has been seen.
@@ -52,12 +59,15 @@ impl VersionVector {
 
     /// The next counter expected from `actor` (0 when none seen).
     pub fn get(&self, actor: u64) -> u64 {
-        self.0.get(&actor).copied().unwrap_or(0)
+        self.0
+            .binary_search_by_key(&actor, |(a, _)| *a)
+            .map(|i| self.0[i].1)
+            .unwrap_or(0)
     }
 
     /// `(actor, next counter)` pairs, in actor order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.0.iter().map(|(a, n)| (*a, *n))
+        self.0.iter().copied()
     }
 
     /// Number of actors seen.
@@ -67,14 +77,14 @@ impl VersionVector {
 
     /// Total number of changes seen (sum over actors), saturating.
     pub fn total(&self) -> u64 {
-        self.0.values().fold(0u64, |s, n| s.saturating_add(*n))
+        self.0.iter().fold(0u64, |s, (_, n)| s.saturating_add(*n))
     }
 
     /// Records that change `counter` of `actor` has been seen.
     pub fn observe(&mut self, actor: u64, counter: u64) {
         let next = counter.saturating_add(1);
         if self.get(actor) < next {
-            Arc::make_mut(&mut self.0).insert(actor, next);
+            *self = self.merge(&VersionVector(Arc::from(vec![(actor, next)])));
         }
     }
 
@@ -85,7 +95,21 @@ impl VersionVector {
 
     /// Whether every change in `other` is included here (`self >= other`).
     pub fn includes(&self, other: &VersionVector) -> bool {
-        other.0.iter().all(|(a, n)| self.get(*a) >= *n)
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return true;
+        }
+        // Both sorted by actor: one walk.
+        let mut mine = self.0.iter().peekable();
+        for (a, n) in other.0.iter() {
+            while mine.peek().is_some_and(|(b, _)| b < a) {
+                mine.next();
+            }
+            match mine.peek() {
+                Some((b, m)) if b == a && m >= n => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// The partial order between two versions.
@@ -109,19 +133,57 @@ impl VersionVector {
         if other.includes(self) {
             return other.clone();
         }
-        let mut out = (*self.0).clone();
-        for (a, n) in other.0.iter() {
-            let e = out.entry(*a).or_insert(0);
-            *e = (*e).max(*n);
+        let mut out = Vec::with_capacity(self.0.len() + other.0.len());
+        let (mut a, mut b) = (self.0.iter().peekable(), other.0.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some((x, n)), Some((y, m))) if x == y => {
+                    out.push((*x, (*n).max(*m)));
+                    a.next();
+                    b.next();
+                }
+                (Some((x, n)), Some((y, _))) if x < y => {
+                    out.push((*x, *n));
+                    a.next();
+                }
+                (_, Some((y, m))) => {
+                    out.push((*y, *m));
+                    b.next();
+                }
+                (Some((x, n)), None) => {
+                    out.push((*x, *n));
+                    a.next();
+                }
+                (None, None) => break,
+            }
         }
-        Self(Arc::new(out))
+        Self(out.into())
+    }
+}
+
+impl Serialize for VersionVector {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (a, n) in self.0.iter() {
+            m.serialize_entry(a, n)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionVector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Untrusted input: entries in any order, duplicates merged, zeros dropped.
+        let map = BTreeMap::<u64, u64>::deserialize(d)?;
+        Ok(Self::from_entries(map))
     }
 }
 
 impl fmt::Display for VersionVector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
-        for (i, (a, n)) in self.0.iter().enumerate() {
+        for (i, (a, n)) in self.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }

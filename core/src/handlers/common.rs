@@ -286,7 +286,7 @@ pub(crate) fn when_durable(
             RevisionStatus::Ok,
         );
     } else if let Some(d) = model.docs.get_mut(doc_id) {
-        d.waiters.push_back(Waiter { version, notify });
+        d.waiters.push(Waiter { version, notify });
     }
 }
 
@@ -311,16 +311,14 @@ pub(crate) fn release_waiters(model: &mut Model, out: &mut Out, doc_id: &DocId) 
     if doc.waiters.is_empty() {
         return;
     }
-    let waiters = doc.waiters.clone();
-    let mut keep = imbl::Vector::new();
-    let mut ready = Vec::new();
-    for w in waiters {
-        if is_durable(model, doc_id, &w.version) {
-            ready.push(w);
-        } else {
-            keep.push_back(w);
-        }
-    }
+    let waiters = model
+        .docs
+        .get_mut(doc_id)
+        .map(|d| std::mem::take(&mut d.waiters))
+        .unwrap_or_default();
+    let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = waiters
+        .into_iter()
+        .partition(|w| is_durable(model, doc_id, &w.version));
     if let Some(d) = model.docs.get_mut(doc_id) {
         d.waiters = keep;
     }

@@ -278,7 +278,7 @@ pub(crate) fn push(
             if let Some(crate::model::Phase::Loading { queued, .. }) =
                 model.docs.get_mut(&s.doc).map(|d| &mut d.phase)
             {
-                queued.push_back(q);
+                queued.push(q);
             }
             continue;
         }

@@ -19,7 +19,6 @@ use crate::model::{Doc, LoadReason, Model, Phase, Queued};
 use crate::out::Out;
 use crate::protocol::{AckStatus, DocMeta, Message, Reply};
 use crate::version::VersionVector;
-use imbl::Vector;
 
 pub(crate) fn start_loading(
     model: &mut Model,
@@ -212,7 +211,7 @@ fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: Queued) {
     }
 }
 
-fn refuse_queued(model: &mut Model, out: &mut Out, doc: &DocId, queued: Vector<Queued>) {
+fn refuse_queued(model: &mut Model, out: &mut Out, doc: &DocId, queued: Vec<Queued>) {
     out.log(
         Level::Warn,
         format!("no store has {doc} and the requester may not create it"),

@@ -107,7 +107,7 @@ pub(crate) fn sync_request(
     match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
         Some(Phase::Ready) => answer(model, out, channel, &peer, &doc, version, bidirectional),
         Some(Phase::Loading { queued, .. }) => {
-            queued.push_back(Queued::Sync {
+            queued.push(Queued::Sync {
                 channel,
                 version,
                 bidirectional,
@@ -281,7 +281,7 @@ pub(crate) fn receive_data(
     match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
         Some(Phase::Ready) => {}
         Some(Phase::Loading { queued, .. }) => {
-            queued.push_back(Queued::Update {
+            queued.push(Queued::Update {
                 channel,
                 batch,
                 data,
