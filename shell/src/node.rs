@@ -11,6 +11,12 @@ use docweave_core::{
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// Exports by (document, since): the bytes and the version they bring.
+type ExportCache = std::collections::HashMap<
+    (DocId, Option<docweave_core::VersionVector>),
+    (Payload, docweave_core::VersionVector),
+>;
+
 /// Most inputs handled before the writes of a burst go out.
 const BURST: usize = 256;
 
@@ -122,6 +128,8 @@ pub(crate) struct Node<E: DocEngine> {
     max_docs: usize,
     /// Sends of the current burst, per channel, in order.
     outbox: BTreeMap<ChannelId, Vec<Outgoing>>,
+    /// Exports made during the current flush, by (document, since).
+    exports: Option<ExportCache>,
     /// Last use of each replica, by a counter: least recently used goes first.
     used: BTreeMap<DocId, u64>,
     uses: u64,
@@ -159,6 +167,7 @@ impl<E: DocEngine> Node<E> {
             limits: Limits::default(),
             max_docs: usize::MAX,
             outbox: BTreeMap::new(),
+            exports: None,
             used: BTreeMap::new(),
             uses: 0,
             errors: BTreeMap::new(),
@@ -278,9 +287,13 @@ impl<E: DocEngine> Node<E> {
 
     /// Writes what the steps since the last flush sent, one frame per channel.
     fn flush(&mut self) {
+        // Within one flush documents do not change: subscribers at the same
+        // version share one export (a fan-out to 50 clients exports once).
+        self.exports = Some(std::collections::HashMap::new());
         for (channel, items) in std::mem::take(&mut self.outbox) {
             self.send(channel, items);
         }
+        self.exports = None;
     }
 
     fn shutdown(&mut self) {
@@ -589,14 +602,25 @@ impl<E: DocEngine> Node<E> {
                     since,
                     as_update,
                 } => {
-                    let engine = self.engine.clone();
-                    let d = self.doc_mut(&doc);
-                    let version = engine.version(d);
-                    let data = match engine.export(d, since.as_ref()) {
-                        Ok(b) => Payload::new(b),
-                        Err(e) => {
-                            tracing::warn!("export {doc}: {e}");
-                            continue;
+                    let key = (doc.clone(), since.clone());
+                    let cached = self.exports.as_ref().and_then(|c| c.get(&key).cloned());
+                    let (data, version) = match cached {
+                        Some(hit) => hit,
+                        None => {
+                            let engine = self.engine.clone();
+                            let d = self.doc_mut(&doc);
+                            let version = engine.version(d);
+                            let data = match engine.export(d, since.as_ref()) {
+                                Ok(b) => Payload::new(b),
+                                Err(e) => {
+                                    tracing::warn!("export {doc}: {e}");
+                                    continue;
+                                }
+                            };
+                            if let Some(c) = self.exports.as_mut() {
+                                c.insert(key, (data.clone(), version.clone()));
+                            }
+                            (data, version)
                         }
                     };
                     out.push(if as_update {
