@@ -285,6 +285,27 @@ impl<E: DocEngine> Repo<E> {
             .map_err(|_| RepoError::Closed)
     }
 
+    /// Hands every link a transport server accepts to this repository
+    /// (for `serve_tcp`, `serve_ws`).
+    pub fn acceptor(self: &std::sync::Arc<Self>) -> impl Fn(Link) + Send + Sync + 'static {
+        let repo = self.clone();
+        move |link| {
+            let _ = repo.accept(link);
+        }
+    }
+
+    /// Opens an in-memory link into this repository on each call (for `serve_http`).
+    pub fn connector(
+        self: &std::sync::Arc<Self>,
+    ) -> std::sync::Arc<dyn Fn() -> Link + Send + Sync> {
+        let repo = self.clone();
+        std::sync::Arc::new(move || {
+            let (mine, theirs) = docweave_adapters::transport::memory_pair();
+            let _ = repo.accept(theirs);
+            mine
+        })
+    }
+
     /// Accepts a link made elsewhere (a transport adapter).
     pub fn accept(&self, link: Link) -> Result<(), RepoError> {
         self.input

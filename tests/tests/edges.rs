@@ -3,8 +3,8 @@
 //! everyone else is served.
 
 use docweave_adapters::transport::{
-    http_link, memory_pair, post, serve_http, serve_tcp, serve_ws, tcp_connect, ws_connect,
-    ConnectionLimit, Connector, HttpOptions, WsOptions,
+    http_link, post, serve_http, serve_tcp, serve_ws, tcp_connect, ws_connect, ConnectionLimit,
+    Connector, HttpOptions, WsOptions,
 };
 use docweave_adapters::{Link, MemoryStore};
 use docweave_core::{decode, Access, ErrorCode, Limits, Message, Pattern, Rules};
@@ -47,32 +47,21 @@ async fn server() -> Server {
     let (tcp, tcp_addr) = bind().await;
     let (ws, ws_addr) = bind().await;
     let (http, http_addr) = bind().await;
-    let r = repo.clone();
     smol::spawn(serve_tcp(
         tcp,
         Limits::default(),
         ConnectionLimit::new(64),
-        move |link| {
-            let _ = r.accept(link);
-        },
+        repo.acceptor(),
     ))
     .detach();
-    let r = repo.clone();
     smol::spawn(serve_ws(
         ws,
         WsOptions::default(),
         ConnectionLimit::new(64),
-        move |link| {
-            let _ = r.accept(link);
-        },
+        repo.acceptor(),
     ))
     .detach();
-    let r = repo.clone();
-    let connect: Connector = Arc::new(move || {
-        let (mine, theirs) = memory_pair();
-        let _ = r.accept(theirs);
-        mine
-    });
+    let connect: Connector = repo.connector();
     smol::spawn(serve_http(http, HttpOptions::default(), connect, None)).detach();
     Server {
         repo,
@@ -358,14 +347,11 @@ fn a_client_keeps_redialing_with_backoff_until_the_server_is_up() {
         let listener = smol::net::TcpListener::bind(addr.as_str())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let h = hub.clone();
         smol::spawn(serve_tcp(
             listener,
             Limits::default(),
             ConnectionLimit::new(8),
-            move |link| {
-                let _ = h.accept(link);
-            },
+            hub.acceptor(),
         ))
         .detach();
         assert!(

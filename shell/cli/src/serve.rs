@@ -3,8 +3,7 @@
 
 use crate::client::dialer_for;
 use docweave_adapters::transport::{
-    memory_pair, serve_http, serve_ws, ConnectionLimit, Connector, HttpOptions, StatusPage,
-    WsOptions,
+    serve_http, serve_ws, ConnectionLimit, Connector, HttpOptions, StatusPage, WsOptions,
 };
 use docweave_adapters::SqliteStore;
 use docweave_core::{PeerKind, Rules};
@@ -88,22 +87,14 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", a.http))?;
         let ws_addr = ws.local_addr().map_err(|e| e.to_string())?;
         let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-        let r = repo.clone();
         smol::spawn(serve_ws(
             ws,
             WsOptions::default(),
             ConnectionLimit::new(a.max_connections),
-            move |link| {
-                let _ = r.accept(link);
-            },
+            repo.acceptor(),
         ))
         .detach();
-        let r = repo.clone();
-        let connect: Connector = Arc::new(move || {
-            let (mine, theirs) = memory_pair();
-            let _ = r.accept(theirs);
-            mine
-        });
+        let connect: Connector = repo.connector();
         let (r, data) = (repo.clone(), a.data.clone());
         let page: StatusPage = Arc::new(move || {
             let (r, data) = (r.clone(), data.clone());

@@ -55,14 +55,11 @@ impl Net {
                     .and_then(|l| l.local_addr().ok())
                     .map(|a| a.to_string());
                 if let Some(l) = l {
-                    let s = server.clone();
                     smol::spawn(serve_ws(
                         l,
                         WsOptions::default(),
                         ConnectionLimit::new(4096),
-                        move |link| {
-                            let _ = s.accept(link);
-                        },
+                        server.acceptor(),
                     ))
                     .detach();
                 }
