@@ -95,14 +95,24 @@ pub enum StateRecord {
     Tombstone(DocId),
 }
 
-/// Inputs to `update`.
+impl StateRecord {
+    /// The key a store keeps the record under: saving one with the same key replaces it.
+    pub fn key(&self) -> String {
+        match self {
+            StateRecord::Cursor { peer, .. } => format!("cursor/{peer}"),
+            StateRecord::Listener(l) => format!("listener/{}", l.id.0),
+            StateRecord::ListenerRemoved(id) => format!("listener/{}", id.0),
+            StateRecord::Tombstone(doc) => format!("tombstone/{doc}"),
+        }
+    }
+}
+
+/// Inputs to `update`. Each arrives with the current time, a parameter of
+/// `update`, so the first input after a quiet spell is judged by the clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
-    /// The time is now `now`.
-    Tick {
-        /// Milliseconds on the shell's clock.
-        now: Millis,
-    },
+    /// A timer is due: the time asked for with [`Cmd::WakeAt`] has come.
+    Tick,
     /// What the primary store remembered, fed once at start, after its channel was added.
     Restored {
         /// The primary store's channel.
@@ -190,6 +200,77 @@ pub enum Msg {
     ConnectFailed {
         /// Where.
         remote: RemoteAddr,
+    },
+    /// A store answered a load (a `sync-request` on its channel). The shell
+    /// has already imported what the store held into its replica.
+    StoreLoaded {
+        /// The store's channel.
+        store: ChannelId,
+        /// The document.
+        doc: DocId,
+        /// What the store held.
+        outcome: LoadOutcome,
+    },
+    /// A store operation failed: nothing it was asked to do is durable.
+    StoreFailed {
+        /// The store's channel.
+        store: ChannelId,
+        /// Which operation, and why.
+        failure: StoreFailure,
+    },
+}
+
+/// What a store held of a document, once the shell imported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadOutcome {
+    /// The store holds the document.
+    Found {
+        /// The replica's version after importing what the store held.
+        version: VersionVector,
+        /// The part of it the store holds (what imported of the stored data).
+        stored: VersionVector,
+        /// Stored changes that could not be imported (reported, not counted as held).
+        unreadable: u32,
+    },
+    /// The store has no such document.
+    Missing,
+}
+
+/// A store operation that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreFailure {
+    /// Loading a document failed: retried, never taken as "no such document".
+    Load {
+        /// The document.
+        doc: DocId,
+        /// Why.
+        reason: String,
+    },
+    /// Appending a transmission failed: it is not durable and is written again later.
+    Append {
+        /// The transmission.
+        batch: BatchId,
+        /// Why.
+        reason: String,
+    },
+    /// Reading the change feed failed: the feed position stays where it was.
+    Feed {
+        /// Why.
+        reason: String,
+    },
+    /// Saving node state failed: saved again later.
+    Save {
+        /// The record.
+        record: StateRecord,
+        /// Why.
+        reason: String,
+    },
+    /// Dropping a deleted document's data failed: dropped again later.
+    Purge {
+        /// The document.
+        doc: DocId,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -376,7 +457,7 @@ pub enum Cmd {
         /// The document.
         doc: DocId,
     },
-    /// Send [`Msg::Tick`] at (or after) this time.
+    /// Feed [`Msg::Tick`] at (or after) this time.
     WakeAt(Millis),
     /// Tell the application.
     Emit(Event),

@@ -30,8 +30,8 @@ pub use ids::{
     RequestId, MAX_ID_LEN,
 };
 pub use io::{
-    ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level, ListenerRecord, Millis, Msg, Outgoing,
-    StateRecord, StoredDoc, StrandSpec, SyncState,
+    ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level, ListenerRecord, LoadOutcome, Millis,
+    Msg, Outgoing, StateRecord, StoreFailure, StoredDoc, StrandSpec, SyncState,
 };
 pub use model::{Config, Model, Timing};
 pub use policy::{Access, Pattern, Rule, Rules};

@@ -39,6 +39,12 @@ pub struct Timing {
     pub handshake_timeout_ms: Millis,
     /// A request not answered by then is asked again.
     pub request_timeout_ms: Millis,
+    /// How often the primary store's change feed is read for other
+    /// processes' writes (0: never; for a store no one else writes).
+    pub feed_poll_ms: Millis,
+    /// First delay before a failed store operation is tried again; it
+    /// doubles with each failure in a row, up to `backoff_max_ms`.
+    pub store_retry_ms: Millis,
 }
 
 impl Default for Timing {
@@ -55,6 +61,8 @@ impl Default for Timing {
             ack_timeout_ms: 10_000,
             handshake_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
+            feed_poll_ms: 0,
+            store_retry_ms: 500,
         }
     }
 }
@@ -131,7 +139,6 @@ pub(crate) enum Phase {
     /// Waiting for every store to answer before answering anyone.
     Loading {
         waiting: OrdSet<ChannelId>,
-        imports: usize,
         queued: Vec<Queued>,
         found: bool,
         reason: LoadReason,
@@ -313,9 +320,6 @@ pub(crate) enum Source {
         batch: BatchId,
         version: VersionVector,
     },
-    Store {
-        channel: ChannelId,
-    },
     Push {
         peer: PeerId,
         channel: ChannelId,
@@ -374,8 +378,12 @@ pub(crate) enum Timer {
     Pull(PeerId),
     PresenceExpiry(PresenceKey),
     Heartbeat,
-    /// Stores that have not answered for a loading document by then count as answered.
+    /// Stores that have not answered for a loading document by then are asked again.
     LoadTimeout(DocId),
+    /// Time to read the primary store's change feed.
+    FeedPoll,
+    /// Time to try failed store writes again.
+    StoreRetry,
     /// Looks for timed-out transmissions, handshakes and pulls.
     Sweep,
 }
@@ -412,6 +420,27 @@ pub struct Model {
     pub(crate) timers: OrdSet<(Millis, Timer)>,
     pub(crate) timer_at: OrdMap<Timer, Millis>,
     pub(crate) wake_at: Option<Millis>,
+    /// The primary store's feed, read up to here.
+    pub(crate) feed_seen: Clock,
+    /// A feed read in progress: the position it reaches once its documents are loaded.
+    pub(crate) feed_target: Option<Clock>,
+    /// Documents reloaded for a feed read, with the clock the feed gave them.
+    pub(crate) feed_loading: OrdMap<DocId, Clock>,
+    /// Store writes that failed, waiting to be tried again.
+    pub(crate) retry: Retry,
+}
+
+/// Store writes to try again after a failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Retry {
+    /// Documents whose changes are to be written again.
+    pub docs: OrdSet<DocId>,
+    /// Records to save again, by their key.
+    pub records: OrdMap<String, crate::io::StateRecord>,
+    /// Deleted documents whose data is to be dropped again.
+    pub purges: OrdSet<DocId>,
+    /// Failures in a row, for the backoff.
+    pub failures: u32,
 }
 
 impl Model {
@@ -446,6 +475,10 @@ impl Model {
             timers: OrdSet::new(),
             timer_at: OrdMap::new(),
             wake_at: None,
+            feed_seen: Clock(0),
+            feed_target: None,
+            feed_loading: OrdMap::new(),
+            retry: Retry::default(),
         }
     }
 

@@ -5,17 +5,21 @@ use crate::handlers::{
     changes, common, connection, deletion, ephemeral, listeners, restore, storage, sync, timers,
 };
 use crate::ids::ChannelId;
-use crate::io::{ChannelKind, Cmd, Level, Msg};
+use crate::io::{ChannelKind, Cmd, Level, Millis, Msg};
 use crate::model::{Link, Model};
 use crate::out::Out;
 use crate::protocol::{ErrorCode, Message};
 
-/// Feeds one message to the core and returns the new model and what to do.
+/// Feeds one message, arriving at time `now`, to the core and returns the
+/// new model and what to do.
 ///
-/// Pure, total and deterministic: no I/O, no clock, no randomness outside the
-/// model's seeded generator, and no input makes it panic.
-pub fn update(mut model: Model, msg: Msg) -> (Model, Vec<Cmd>) {
+/// Pure, total and deterministic: no I/O, no clock of its own (time is
+/// `now`, given with every input), no randomness outside the model's seeded
+/// generator, and no input makes it panic.
+pub fn update(mut model: Model, now: Millis, msg: Msg) -> (Model, Vec<Cmd>) {
     let mut out = Out::default();
+    // Time never runs backwards in the model, whatever the shell says.
+    model.now = model.now.max(now);
     step(&mut model, &mut out, msg);
     timers::refresh_wake(&mut model, &mut out);
     (model, out.finish())
@@ -23,7 +27,7 @@ pub fn update(mut model: Model, msg: Msg) -> (Model, Vec<Cmd>) {
 
 fn step(model: &mut Model, out: &mut Out, msg: Msg) {
     match msg {
-        Msg::Tick { now } => timers::tick(model, out, now),
+        Msg::Tick => timers::tick(model, out),
         Msg::Restored {
             store,
             clock,
@@ -55,6 +59,12 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             filter,
         } => connection::connect(model, out, remote, token, filter),
         Msg::ConnectFailed { remote } => connection::connect_failed(model, out, remote),
+        Msg::StoreLoaded {
+            store,
+            doc,
+            outcome,
+        } => storage::loaded(model, out, store, doc, outcome),
+        Msg::StoreFailed { store, failure } => storage::failed(model, out, store, failure),
     }
 }
 
@@ -175,12 +185,9 @@ fn received(model: &mut Model, out: &mut Out, channel: ChannelId, message: Messa
 
 fn from_store(model: &mut Model, out: &mut Out, channel: ChannelId, message: Message) {
     match message {
-        Message::SyncResponse {
-            doc,
-            reply,
-            version,
-            ..
-        } => storage::store_response(model, out, channel, doc, reply, version),
+        Message::Changes { docs, up_to, more } => {
+            storage::feed_changes(model, out, channel, docs, up_to, more)
+        }
         Message::Ack {
             batch,
             status,

@@ -96,10 +96,5 @@ pub trait Store: Send {
 
 /// The key a record is stored under: saving again replaces it.
 pub(crate) fn record_key(record: &StateRecord) -> String {
-    match record {
-        StateRecord::Cursor { peer, .. } => format!("cursor/{peer}"),
-        StateRecord::Listener(l) => format!("listener/{}", l.id.0),
-        StateRecord::ListenerRemoved(id) => format!("listener/{}", id.0),
-        StateRecord::Tombstone(doc) => format!("tombstone/{doc}"),
-    }
+    record.key()
 }

@@ -12,6 +12,9 @@ pub(crate) fn restored(
     records: Vec<StateRecord>,
 ) {
     model.clock = model.clock.max(clock);
+    if model.stores.get_min() == Some(&store) {
+        super::storage::follow_feed(model, clock);
+    }
     for s in docs {
         if !s.doc.is_valid() || model.tombstones.contains(&s.doc) {
             continue;

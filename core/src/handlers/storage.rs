@@ -1,24 +1,42 @@
-//! Storage-first loading: a document we do not know is asked of every store
-//! before anyone is answered.
+//! Stores: storage-first loading, the primary store's change feed, and
+//! store failures taken as facts.
 //!
 //! ```text
 //! peer            node                      stores (each)
 //!  | sync-request  |                           |
 //!  |-------------->| doc unknown: queue it     |
-//!  |               |-- sync-request {empty} -->|
-//!  |               |<-- snapshot|unavailable --|  a removed store counts as answered
-//!  |<--------------| all answered and imported: answer every queued request
+//!  |               |-- sync-request {empty} -->|  (a load; the shell imports what it held)
+//!  |               |<-- loaded | missing ------|  a failed load is asked again, never "missing"
+//!  |<--------------| all answered: answer every queued request
+//!
+//!                 node -- changes-since {seen} --> primary store   (every feed_poll_ms)
+//!                      <-- changes {docs, up_to} --                 documents another process
+//!                      -- sync-request (reload) -->                 wrote are reloaded; the
+//!                                                                   position moves once they are in
 //! ```
 //! Nothing is created when no store has the document and the requester may
-//! not create it; the requester is told `unavailable`.
+//! not create it; the requester is told `unavailable`. A failed write (an
+//! append, a record, a purge) is reported and written again with backoff;
+//! what it carried is acknowledged to nobody until it is durable.
 
-use super::common::{access, changed, propagate};
-use crate::ids::{ChannelId, DocId, PeerId};
-use crate::io::{Event, Level};
-use crate::model::{Doc, LoadReason, Model, Phase, Queued};
+use super::common::{access, changed, propagate, report};
+use crate::ids::{ChannelId, Clock, DocId, PeerId};
+use crate::io::{Cmd, Event, Level, LoadOutcome, StoreFailure};
+use crate::model::{Doc, LoadReason, Model, Phase, Queued, Timer};
 use crate::out::Out;
-use crate::protocol::{AckStatus, DocMeta, Message, Reply};
+use crate::protocol::{AckStatus, ChangedDoc, DocMeta, Filter, Message, Reply};
 use crate::version::VersionVector;
+
+fn ask_store(out: &mut Out, store: ChannelId, doc: &DocId) {
+    out.send(
+        store,
+        Message::SyncRequest {
+            doc: doc.clone(),
+            version: VersionVector::new(),
+            bidirectional: false,
+        },
+    );
+}
 
 pub(crate) fn start_loading(
     model: &mut Model,
@@ -32,7 +50,6 @@ pub(crate) fn start_loading(
     let mut d = Doc::new(meta);
     d.phase = Phase::Loading {
         waiting: model.stores.clone(),
-        imports: 0,
         queued: first.into_iter().collect(),
         found: false,
         reason,
@@ -42,85 +59,115 @@ pub(crate) fn start_loading(
     let at = model
         .now
         .saturating_add(model.config.timing.request_timeout_ms);
-    super::timers::set(model, crate::model::Timer::LoadTimeout(doc.clone()), at);
+    super::timers::set(model, Timer::LoadTimeout(doc.clone()), at);
     let stores: Vec<ChannelId> = model.stores.iter().copied().collect();
     for s in stores {
-        out.send(
-            s,
-            Message::SyncRequest {
-                doc: doc.clone(),
-                version: VersionVector::new(),
-                bidirectional: false,
-            },
-        );
+        ask_store(out, s, doc);
     }
     maybe_finish_loading(model, out, doc);
 }
 
-/// A store answered a sync-request.
-pub(crate) fn store_response(
+/// A store answered a load; the shell already imported what it held.
+pub(crate) fn loaded(
     model: &mut Model,
     out: &mut Out,
     store: ChannelId,
     doc: DocId,
-    reply: Reply,
-    version: VersionVector,
+    outcome: LoadOutcome,
 ) {
+    if !model.stores.contains(&store) {
+        return out.log(Level::Info, format!("{store} is not a store; load ignored"));
+    }
     if model.tombstones.contains(&doc) {
         // Never resurrect a deleted document from storage.
-        out.log(
+        return out.log(
             Level::Info,
             format!("{store} still had deleted {doc}; ignored"),
         );
-        return;
     }
+    let feed_clock = model.feed_loading.remove(&doc);
     let Some(d) = model.docs.get_mut(&doc) else {
-        return;
+        return settle_feed(model);
     };
-    let data = match reply {
-        Reply::Snapshot(data) | Reply::Delta(data) => Some(data),
-        Reply::UpToDate | Reply::Unavailable => None,
-    };
-    if let Phase::Loading {
-        waiting,
-        imports,
-        found,
-        ..
-    } = &mut d.phase
-    {
-        waiting.remove(&store);
-        if data.is_some() {
-            *imports += 1;
-            *found = true;
-        }
-    }
-    match data {
-        Some(data) => super::sync::import(
-            model,
-            out,
-            &doc,
-            data,
-            crate::model::Source::Store { channel: store },
-        ),
-        None => {
-            if let Some(d) = model.docs.get_mut(&doc) {
-                d.stored.insert(store, version.clone());
-                d.durable.insert(store, version);
+    let held = match outcome {
+        LoadOutcome::Found {
+            version,
+            stored,
+            unreadable,
+        } => {
+            if unreadable > 0 {
+                report(
+                    out,
+                    Some(&doc),
+                    format!(
+                        "{unreadable} stored change(s) of {doc} could not be imported; \
+                         they are not counted as held"
+                    ),
+                );
             }
+            Some((version, stored))
+        }
+        LoadOutcome::Missing => None,
+    };
+    let before = d.version.clone();
+    if let Some((version, stored)) = &held {
+        d.version = d.version.merge(version);
+        d.stored.insert(store, stored.clone());
+        d.durable.insert(store, stored.clone());
+    } else {
+        d.stored.insert(store, VersionVector::new());
+        d.durable.insert(store, VersionVector::new());
+    }
+    let advanced = d.version != before;
+    match &mut d.phase {
+        Phase::Loading { waiting, found, .. } => {
+            waiting.remove(&store);
+            *found |= held.is_some();
             maybe_finish_loading(model, out, &doc);
         }
+        Phase::Ready => {
+            if let Some(c) = feed_clock {
+                super::common::assign_clock(model, &doc, c);
+            }
+            if advanced {
+                let version = model
+                    .docs
+                    .get(&doc)
+                    .map(|d| d.version.clone())
+                    .unwrap_or_default();
+                changed(model, &doc);
+                out.emit(Event::DocChanged {
+                    doc: doc.clone(),
+                    version,
+                    from: None,
+                });
+                propagate(model, out, &doc, None);
+            }
+            settle_dirty(model, &doc);
+        }
+    }
+    settle_feed(model);
+}
+
+/// A document is clean again when the primary store holds all of it.
+fn settle_dirty(model: &mut Model, doc: &DocId) {
+    let primary = model.stores.get_min().copied();
+    let clean = model.docs.get(doc).is_some_and(|d| {
+        primary.is_some_and(|p| d.durable.get(&p).is_some_and(|v| v.includes(&d.version)))
+    });
+    if clean {
+        model.dirty.remove(doc);
     }
 }
 
-/// Once every store answered and every import finished, the document is
-/// ready (or unavailable) and queued requests are answered in order.
+/// Once every store answered, the document is ready (or unavailable) and
+/// queued requests are answered in order.
 pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId) {
     let Some(d) = model.docs.get(doc) else {
         return;
     };
     let Phase::Loading {
         waiting,
-        imports,
         queued,
         found,
         reason,
@@ -129,7 +176,7 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
     else {
         return;
     };
-    if !waiting.is_empty() || *imports > 0 {
+    if !waiting.is_empty() {
         return;
     }
     let (queued, found, reason, creator) = (queued.clone(), *found, *reason, creator.clone());
@@ -138,8 +185,8 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         (LoadReason::Network, Some(p)) => access(model, p, doc).create,
         (LoadReason::Network, None) => false,
     };
+    super::timers::cancel(model, &Timer::LoadTimeout(doc.clone()));
     if !found && !may_create {
-        super::timers::cancel(model, &crate::model::Timer::LoadTimeout(doc.clone()));
         model.docs.remove(doc);
         refuse_queued(model, out, doc, queued);
         return;
@@ -147,7 +194,6 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
     if let Some(d) = model.docs.get_mut(doc) {
         d.phase = Phase::Ready;
     }
-    super::timers::cancel(model, &crate::model::Timer::LoadTimeout(doc.clone()));
     if !found {
         changed(model, doc);
         // A queued update or push persists with its import; an empty write first would be wasted.
@@ -155,6 +201,8 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         if !brings_data {
             super::common::persist(model, out, doc);
         }
+    } else {
+        settle_dirty(model, doc);
     }
     if reason == LoadReason::Open {
         let version = model
@@ -236,32 +284,246 @@ fn refuse_queued(model: &mut Model, out: &mut Out, doc: &DocId, queued: Vec<Queu
                         clock: None,
                     },
                 ),
+            Queued::Push { job, index, .. } => {
+                let denied = crate::protocol::Revision {
+                    doc: doc.clone(),
+                    version: VersionVector::new(),
+                    clock: Clock(0),
+                    status: crate::protocol::RevisionStatus::Denied,
+                };
+                super::listeners::fill_revision(model, out, job, index, denied);
+            }
             _ => {}
         }
     }
 }
 
-/// A store did not answer in time: it counts as having answered, so one
-/// stuck store cannot hold a document (and its requesters) forever.
+/// A store did not answer in time: it is asked again. Nobody is told the
+/// document is missing while a store that may hold it has not said so.
 pub(crate) fn load_timed_out(model: &mut Model, out: &mut Out, doc: &DocId) {
-    let Some(d) = model.docs.get_mut(doc) else {
+    let waiting: Vec<ChannelId> = match model.docs.get(doc).map(|d| &d.phase) {
+        Some(Phase::Loading { waiting, .. }) => waiting.iter().copied().collect(),
+        _ => return,
+    };
+    out.log(
+        Level::Warn,
+        format!(
+            "{} store(s) did not answer for {doc} in time; asking again",
+            waiting.len()
+        ),
+    );
+    for s in &waiting {
+        ask_store(out, *s, doc);
+    }
+    let at = model
+        .now
+        .saturating_add(model.config.timing.request_timeout_ms);
+    super::timers::set(model, Timer::LoadTimeout(doc.clone()), at);
+}
+
+/// Reads the primary store's feed for changes other processes wrote.
+pub(crate) fn feed_poll(model: &mut Model, out: &mut Out) {
+    let every = model.config.timing.feed_poll_ms;
+    let Some(primary) = model.stores.get_min().copied() else {
         return;
     };
-    if let Phase::Loading {
-        waiting, imports, ..
-    } = &mut d.phase
-    {
-        if !waiting.is_empty() {
+    if every == 0 {
+        return;
+    }
+    // One read at a time: the next starts when this one is in.
+    if model.feed_target.is_none() && model.feed_loading.is_empty() {
+        out.send(
+            primary,
+            Message::ChangesSince {
+                clock: model.feed_seen,
+                filter: Filter::all(),
+            },
+        );
+    }
+    let at = model.now.saturating_add(every);
+    super::timers::set(model, Timer::FeedPoll, at);
+}
+
+/// Starts following the primary store's feed from `clock`.
+pub(crate) fn follow_feed(model: &mut Model, clock: Clock) {
+    model.feed_seen = model.feed_seen.max(clock);
+    let every = model.config.timing.feed_poll_ms;
+    if every > 0 && !model.timer_at.contains_key(&Timer::FeedPoll) {
+        let at = model.now.saturating_add(every);
+        super::timers::set(model, Timer::FeedPoll, at);
+    }
+}
+
+/// The primary store's feed since our position: reload what another process changed.
+pub(crate) fn feed_changes(
+    model: &mut Model,
+    out: &mut Out,
+    store: ChannelId,
+    docs: Vec<ChangedDoc>,
+    up_to: Clock,
+    more: bool,
+) {
+    if model.stores.get_min() != Some(&store) {
+        return;
+    }
+    for cd in docs {
+        if model.tombstones.contains(&cd.doc) || !cd.doc.is_valid() {
+            continue;
+        }
+        match model.docs.get(&cd.doc) {
+            // Ours, or already here: nothing to read.
+            Some(d) if d.clock >= cd.clock || d.version.includes(&cd.version) => {}
+            // Being loaded anyway: that load reads the change too.
+            Some(d) if !d.is_ready() => {}
+            Some(_) => {
+                model.feed_loading.insert(cd.doc.clone(), cd.clock);
+                ask_store(out, store, &cd.doc);
+            }
+            None => discovered_in_store(model, out, store, cd),
+        }
+    }
+    model.feed_target = Some(up_to);
+    if more {
+        out.send(
+            store,
+            Message::ChangesSince {
+                clock: up_to,
+                filter: Filter::all(),
+            },
+        );
+    } else {
+        settle_feed(model);
+    }
+}
+
+/// A document another process created: known from its metadata, like a
+/// restored one; its replica is loaded when first needed.
+fn discovered_in_store(model: &mut Model, out: &mut Out, store: ChannelId, cd: ChangedDoc) {
+    let mut d = Doc::new(DocMeta::default());
+    d.version = cd.version.clone();
+    d.stored.insert(store, cd.version.clone());
+    d.durable.insert(store, cd.version);
+    model.docs.insert(cd.doc.clone(), d);
+    super::common::assign_clock(model, &cd.doc, cd.clock);
+    super::changes::announce(model, out, &cd.doc);
+    propagate(model, out, &cd.doc, None);
+}
+
+/// The feed position moves once every document its read asked for is in.
+fn settle_feed(model: &mut Model) {
+    if model.feed_loading.is_empty() {
+        if let Some(target) = model.feed_target.take() {
+            model.feed_seen = model.feed_seen.max(target);
+        }
+    }
+}
+
+/// The delay before failed store writes are tried again.
+fn retry_delay(model: &Model) -> crate::io::Millis {
+    let t = &model.config.timing;
+    let exp = model.retry.failures.saturating_sub(1).min(20);
+    t.store_retry_ms
+        .max(1)
+        .saturating_mul(1u64 << exp)
+        .min(t.backoff_max_ms.max(1))
+}
+
+fn schedule_retry(model: &mut Model) {
+    model.retry.failures = model.retry.failures.saturating_add(1);
+    if !model.timer_at.contains_key(&Timer::StoreRetry) {
+        let at = model.now.saturating_add(retry_delay(model));
+        super::timers::set(model, Timer::StoreRetry, at);
+    }
+}
+
+/// A store operation failed: reported, and tried again.
+pub(crate) fn failed(model: &mut Model, out: &mut Out, store: ChannelId, failure: StoreFailure) {
+    if !model.stores.contains(&store) {
+        return;
+    }
+    match failure {
+        StoreFailure::Load { doc, reason } => {
+            report(
+                out,
+                Some(&doc),
+                format!("{store} could not load {doc}: {reason}; asking again"),
+            );
+            if model.feed_loading.remove(&doc).is_some() {
+                // The feed is read again from where it was.
+                model.feed_target = None;
+                model.feed_loading.clear();
+            }
+            if model.docs.get(&doc).is_some_and(|d| !d.is_ready()) {
+                let at = model.now.saturating_add(retry_delay(model));
+                super::timers::set(model, Timer::LoadTimeout(doc), at);
+            }
+        }
+        StoreFailure::Append { batch, reason } => {
+            let Some(f) = model.in_flight.remove(&batch) else {
+                return;
+            };
+            report(
+                out,
+                Some(&f.doc),
+                format!("{store} could not store {}: {reason}; writing again", f.doc),
+            );
+            if let Some(d) = model.docs.get_mut(&f.doc) {
+                let durable = d.durable.get(&store).cloned().unwrap_or_default();
+                d.stored.insert(store, durable);
+                model.retry.docs.insert(f.doc);
+            }
+            schedule_retry(model);
+        }
+        StoreFailure::Feed { reason } => {
             out.log(
                 Level::Warn,
+                format!("{store}: reading the change feed failed: {reason}"),
+            );
+            model.feed_target = None;
+            model.feed_loading.clear();
+        }
+        StoreFailure::Save { record, reason } => {
+            report(
+                out,
+                None,
                 format!(
-                    "{} store(s) did not answer for {doc} in time",
-                    waiting.len()
+                    "{store} could not save {}: {reason}; saving again",
+                    record.key()
                 ),
             );
+            model.retry.records.insert(record.key(), record);
+            schedule_retry(model);
         }
-        waiting.clear();
-        *imports = 0;
+        StoreFailure::Purge { doc, reason } => {
+            report(
+                out,
+                Some(&doc),
+                format!("{store} could not drop deleted {doc}: {reason}; trying again"),
+            );
+            model.retry.purges.insert(doc);
+            schedule_retry(model);
+        }
     }
-    maybe_finish_loading(model, out, doc);
+}
+
+/// A store write succeeded: the failure streak is over.
+pub(crate) fn store_ok(model: &mut Model) {
+    model.retry.failures = 0;
+}
+
+/// Writes again what failed.
+pub(crate) fn retry_due(model: &mut Model, out: &mut Out) {
+    let retry = std::mem::take(&mut model.retry);
+    model.retry.failures = retry.failures;
+    for (_, record) in retry.records {
+        out.cmd(Cmd::Save(record));
+    }
+    for doc in retry.purges {
+        out.cmd(Cmd::Purge { doc });
+    }
+    for doc in retry.docs {
+        if model.docs.get(&doc).is_some_and(|d| d.is_ready()) {
+            super::common::persist(model, out, &doc);
+        }
+    }
 }

@@ -374,25 +374,7 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
     let before = d.version.clone();
     d.version = before.merge(&version);
     let advanced = d.version != before;
-    let ready = d.is_ready();
     match source {
-        Source::Store { channel } => {
-            d.stored.insert(channel, version.clone());
-            d.durable.insert(channel, version.clone());
-            if let Phase::Loading { imports, .. } = &mut d.phase {
-                *imports = imports.saturating_sub(1);
-            }
-            if ready && advanced {
-                changed(model, &doc);
-                out.emit(Event::DocChanged {
-                    doc: doc.clone(),
-                    version: version.clone(),
-                    from: None,
-                });
-                propagate(model, out, &doc, None);
-            }
-            super::storage::maybe_finish_loading(model, out, &doc);
-        }
         Source::Peer {
             peer,
             channel,
@@ -492,19 +474,6 @@ fn import_failed(model: &mut Model, out: &mut Out, doc: &DocId, source: Source, 
                 AckStatus::Invalid
             };
             ack(out, channel, batch, status);
-        }
-        Source::Store { channel } => {
-            report(
-                out,
-                Some(doc),
-                format!("stored data for {doc} from {channel} could not be imported: {reason}"),
-            );
-            if let Some(Phase::Loading { imports, .. }) =
-                model.docs.get_mut(doc).map(|d| &mut d.phase)
-            {
-                *imports = imports.saturating_sub(1);
-            }
-            super::storage::maybe_finish_loading(model, out, doc);
         }
         Source::Push { job, index, .. } => {
             let status = if model.tombstones.contains(doc) {
@@ -664,6 +633,9 @@ fn store_ack(
     clock: Option<Clock>,
 ) {
     let doc = f.doc;
+    if status == AckStatus::Ok {
+        super::storage::store_ok(model);
+    }
     let Some(d) = model.docs.get_mut(&doc) else {
         return;
     };

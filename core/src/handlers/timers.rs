@@ -1,4 +1,5 @@
-//! Time: `Tick { now }` in, `WakeAt(t)` out, and the scheduler's decisions.
+//! Time: every input brings `now`; `Tick` says a timer is due, `WakeAt(t)`
+//! asks for the next one; and the scheduler's decisions.
 //!
 //! - Pulls from a remote we dialed: every `pull_min` while it has changes,
 //!   doubling up to `pull_max` while idle, skipped when it pushed to us within
@@ -85,9 +86,7 @@ pub(crate) fn pulled(model: &mut Model, peer: &PeerId, found: bool) {
     }
 }
 
-pub(crate) fn tick(model: &mut Model, out: &mut Out, now: Millis) {
-    // Time never runs backwards in the model, whatever the shell says.
-    model.now = model.now.max(now);
+pub(crate) fn tick(model: &mut Model, out: &mut Out) {
     while let Some((at, timer)) = model.timers.get_min().cloned() {
         if at > model.now {
             break;
@@ -114,6 +113,8 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
         Timer::Heartbeat => super::ephemeral::heartbeat(model, out),
         Timer::Sweep => sweep(model, out),
         Timer::LoadTimeout(doc) => super::storage::load_timed_out(model, out, &doc),
+        Timer::FeedPoll => super::storage::feed_poll(model, out),
+        Timer::StoreRetry => super::storage::retry_due(model, out),
     }
 }
 

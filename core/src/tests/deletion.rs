@@ -1,5 +1,5 @@
 use super::kit::*;
-use crate::{AckStatus, BatchId, Cmd, DocMeta, Message, Msg, Payload, Reply, StateRecord};
+use crate::{AckStatus, BatchId, Cmd, DocMeta, Message, Msg, Payload, StateRecord};
 
 #[test]
 fn a_deleted_document_is_tombstoned_purged_and_told_to_subscribers() {
@@ -11,15 +11,7 @@ fn a_deleted_document_is_tombstoned_purged_and_told_to_subscribers() {
         doc: doc("d"),
         meta: DocMeta::default(),
     });
-    k.recv(
-        10,
-        Message::SyncResponse {
-            doc: doc("d"),
-            batch: BatchId(0),
-            reply: Reply::Unavailable,
-            version: vv(&[]),
-        },
-    );
+    k.missing(10, "d");
     k.recv(
         2,
         Message::SyncRequest {
@@ -46,16 +38,8 @@ fn neither_a_store_nor_a_late_peer_resurrects_it() {
     k.peer(1, "alice");
     k.feed(Msg::DeleteDoc { doc: doc("d") });
     // A store still holding the data answers late.
-    let cmds = k.recv(
-        10,
-        Message::SyncResponse {
-            doc: doc("d"),
-            batch: BatchId(0),
-            reply: Reply::Snapshot(Payload::new(vec![1])),
-            version: vv(&[(1, 1)]),
-        },
-    );
-    assert!(imports(&cmds).is_empty());
+    k.found(10, "d", vv(&[(1, 1)]));
+    assert!(k.model.doc_version(&doc("d")).is_none());
     // A late peer pushes an old edit.
     let cmds = k.recv(
         1,

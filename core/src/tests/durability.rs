@@ -14,15 +14,7 @@ fn a_network_update_is_acknowledged_only_once_the_store_made_it_durable() {
             bidirectional: false,
         },
     );
-    k.recv(
-        10,
-        Message::SyncResponse {
-            doc: doc("d"),
-            batch: BatchId(0),
-            reply: crate::Reply::Unavailable,
-            version: vv(&[]),
-        },
-    );
+    k.missing(10, "d");
     let cmds = k.recv(
         1,
         Message::Update {

@@ -1,12 +1,15 @@
 //! A small harness: feed messages to one model and look at what came out.
 
 use crate::{
-    update, ChannelId, ChannelKind, Clock, Cmd, Config, DocId, Event, Filter, Hello, Message,
-    Model, Msg, Outgoing, PeerId, PeerKind, RemoteAddr, VersionVector, Welcome, PROTOCOL_VERSION,
+    update, ChannelId, ChannelKind, Clock, Cmd, Config, DocId, Event, Filter, Hello, LoadOutcome,
+    Message, Model, Msg, Outgoing, PeerId, PeerKind, RemoteAddr, VersionVector, Welcome,
+    PROTOCOL_VERSION,
 };
 
 pub struct Kit {
     pub model: Model,
+    /// The time every input arrives at.
+    pub now: crate::Millis,
 }
 
 pub fn vv(e: &[(u64, u64)]) -> VersionVector {
@@ -32,6 +35,7 @@ impl Kit {
     pub fn new(config: Config) -> Self {
         Kit {
             model: Model::new(config),
+            now: 0,
         }
     }
 
@@ -41,9 +45,37 @@ impl Kit {
 
     pub fn feed(&mut self, msg: Msg) -> Vec<Cmd> {
         let model = std::mem::replace(&mut self.model, Model::new(Config::new("x")));
-        let (model, cmds) = update(model, msg);
+        let (model, cmds) = update(model, self.now, msg);
         self.model = model;
         cmds
+    }
+
+    /// Time passes to `now` and due timers fire.
+    pub fn tick(&mut self, now: crate::Millis) -> Vec<Cmd> {
+        self.now = now;
+        self.feed(Msg::Tick)
+    }
+
+    /// A store answers that it has no such document.
+    pub fn missing(&mut self, store: u64, d: &str) -> Vec<Cmd> {
+        self.feed(Msg::StoreLoaded {
+            store: ChannelId(store),
+            doc: doc(d),
+            outcome: LoadOutcome::Missing,
+        })
+    }
+
+    /// A store held the document at `version`; the shell imported it.
+    pub fn found(&mut self, store: u64, d: &str, version: VersionVector) -> Vec<Cmd> {
+        self.feed(Msg::StoreLoaded {
+            store: ChannelId(store),
+            doc: doc(d),
+            outcome: LoadOutcome::Found {
+                version: version.clone(),
+                stored: version,
+                unreadable: 0,
+            },
+        })
     }
 
     pub fn recv(&mut self, ch: u64, message: Message) -> Vec<Cmd> {

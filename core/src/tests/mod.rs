@@ -8,6 +8,7 @@ mod kit;
 mod listeners;
 mod permissions;
 mod presence;
+mod quiet;
 mod storage;
 mod sync;
 mod timers;

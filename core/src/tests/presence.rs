@@ -28,15 +28,7 @@ fn hub_with_three() -> Kit {
             },
         );
     }
-    k.recv(
-        10,
-        Message::SyncResponse {
-            doc: doc("d"),
-            batch: crate::BatchId(0),
-            reply: crate::Reply::Unavailable,
-            version: vv(&[]),
-        },
-    );
+    k.missing(10, "d");
     k
 }
 
@@ -60,7 +52,7 @@ fn presence_expires_after_its_ttl_and_goes_when_the_last_channel_closes() {
     let mut k = hub_with_three();
     k.recv(1, ephemeral("alice", 0));
     k.recv(2, ephemeral("bob", 0));
-    let cmds = k.feed(Msg::Tick { now: 1_000 });
+    let cmds = k.tick(1_000);
     assert_eq!(
         events(&cmds)
             .iter()

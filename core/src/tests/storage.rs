@@ -1,6 +1,7 @@
 use super::kit::*;
 use crate::{
-    Access, BatchId, ChannelId, Config, ImportOutcome, Message, Msg, Pattern, Payload, Reply, Rules,
+    Access, BatchId, ChannelId, Config, ImportOutcome, Message, Msg, Pattern, Payload, Reply,
+    Rules, StoreFailure,
 };
 
 fn store_request_count(cmds: &[crate::Cmd], ch: u64) -> usize {
@@ -42,35 +43,12 @@ fn unknown_doc_waits_for_every_store_then_answers_all_queued_requesters() {
         2
     )
     .is_empty());
-    let cmds = k.recv(
-        10,
-        Message::SyncResponse {
-            doc: doc("d"),
-            batch: BatchId(0),
-            reply: Reply::Snapshot(Payload::new(vec![1])),
-            version: vv(&[(5, 1)]),
-        },
+    let cmds = k.found(10, "d", vv(&[(5, 1)]));
+    assert!(
+        sent(&cmds, 1).is_empty(),
+        "answered before the second store"
     );
-    let id = imports(&cmds)[0];
-    assert!(sent(
-        &k.feed(Msg::Imported {
-            id,
-            outcome: ImportOutcome::Applied {
-                version: vv(&[(5, 1)])
-            }
-        }),
-        1
-    )
-    .is_empty());
-    let cmds = k.recv(
-        11,
-        Message::SyncResponse {
-            doc: doc("d"),
-            batch: BatchId(0),
-            reply: Reply::Unavailable,
-            version: vv(&[]),
-        },
-    );
+    let cmds = k.missing(11, "d");
     assert_eq!(data(&cmds, 1).len(), 1);
     assert_eq!(data(&cmds, 2).len(), 1);
     // Only the bidirectional requester is asked back.
@@ -171,15 +149,7 @@ fn creation_denied_creates_nothing() {
             bidirectional: false,
         },
     );
-    let cmds = k.recv(
-        10,
-        Message::SyncResponse {
-            doc: doc("d"),
-            batch: BatchId(0),
-            reply: Reply::Unavailable,
-            version: vv(&[]),
-        },
-    );
+    let cmds = k.missing(10, "d");
     assert!(matches!(
         messages(&cmds, 1)[..],
         [Message::SyncResponse {
@@ -191,7 +161,7 @@ fn creation_denied_creates_nothing() {
 }
 
 #[test]
-fn a_store_that_never_answers_times_out() {
+fn a_store_that_never_answers_is_asked_again_and_nobody_is_told_missing() {
     let mut k = Kit::hub();
     k.store(10);
     k.peer(1, "alice");
@@ -203,6 +173,174 @@ fn a_store_that_never_answers_times_out() {
             bidirectional: false,
         },
     );
-    let cmds = k.feed(Msg::Tick { now: 60_000 });
+    let cmds = k.tick(60_000);
+    assert!(sent(&cmds, 1).is_empty(), "answered without the store");
+    assert_eq!(
+        store_request_count(&cmds, 10),
+        1,
+        "the store is asked again"
+    );
+    let cmds = k.found(10, "d", vv(&[(5, 1)]));
+    assert_eq!(data(&cmds, 1).len(), 1, "answered once the store spoke");
+}
+
+#[test]
+fn a_failed_load_is_retried_and_never_answered_unavailable() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.recv(
+        1,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    let cmds = k.feed(Msg::StoreFailed {
+        store: ChannelId(10),
+        failure: StoreFailure::Load {
+            doc: doc("d"),
+            reason: "disk on fire".into(),
+        },
+    });
+    assert!(sent(&cmds, 1).is_empty());
+    assert!(events(&cmds).iter().any(
+        |e| matches!(e, crate::Event::Error { reason, .. } if reason.contains("disk on fire"))
+    ));
+    assert!(k.model.doc_version(&doc("d")).is_none());
+    let cmds = k.tick(k.now + 600);
+    assert_eq!(
+        store_request_count(&cmds, 10),
+        1,
+        "asked again after a pause"
+    );
+    let cmds = k.missing(10, "d");
     assert!(!sent(&cmds, 1).is_empty());
+}
+
+#[test]
+fn a_failed_append_is_written_again_and_acknowledged_only_once_durable() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.recv(
+        1,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    k.missing(10, "d");
+    let cmds = k.recv(
+        1,
+        Message::Update {
+            doc: doc("d"),
+            batch: BatchId(7),
+            data: Payload::new(vec![1]),
+            version: vv(&[(1, 1)]),
+        },
+    );
+    let id = imports(&cmds)[0];
+    let cmds = k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Applied {
+            version: vv(&[(1, 1)]),
+        },
+    });
+    let (batch, _, _) = data(&cmds, 10)[0].clone();
+    let cmds = k.feed(Msg::StoreFailed {
+        store: ChannelId(10),
+        failure: StoreFailure::Append {
+            batch,
+            reason: "disk full".into(),
+        },
+    });
+    assert!(
+        messages(&cmds, 1).is_empty(),
+        "acknowledged what is not durable"
+    );
+    let cmds = k.tick(k.now + 600);
+    let again = data(&cmds, 10);
+    assert_eq!(again.len(), 1, "written again");
+    let cmds = k.recv(
+        10,
+        Message::Ack {
+            batch: again[0].0,
+            status: crate::AckStatus::Ok,
+            clock: Some(crate::Clock(3)),
+        },
+    );
+    assert!(messages(&cmds, 1).iter().any(|m| matches!(
+        m,
+        Message::Ack {
+            batch: BatchId(7),
+            status: crate::AckStatus::Ok,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn the_feed_reloads_what_another_process_wrote_and_moves_only_past_what_was_read() {
+    let mut c = Config::new("hub");
+    c.timing.feed_poll_ms = 200;
+    let mut k = Kit::new(c);
+    k.store(10);
+    k.feed(Msg::Restored {
+        store: ChannelId(10),
+        clock: crate::Clock(4),
+        docs: vec![crate::StoredDoc {
+            doc: doc("d"),
+            meta: Default::default(),
+            version: vv(&[(1, 1)]),
+            clock: crate::Clock(4),
+        }],
+        records: vec![],
+    });
+    let cmds = k.tick(200);
+    assert!(messages(&cmds, 10).contains(&Message::ChangesSince {
+        clock: crate::Clock(4),
+        filter: crate::Filter::all(),
+    }));
+    let changes = Message::Changes {
+        docs: vec![crate::ChangedDoc {
+            doc: doc("d"),
+            version: vv(&[(1, 1), (2, 1)]),
+            clock: crate::Clock(6),
+        }],
+        up_to: crate::Clock(6),
+        more: false,
+    };
+    let cmds = k.recv(10, changes.clone());
+    assert_eq!(
+        store_request_count(&cmds, 10),
+        1,
+        "the changed doc is reloaded"
+    );
+    // The reload fails: the next read starts from the old position.
+    k.feed(Msg::StoreFailed {
+        store: ChannelId(10),
+        failure: StoreFailure::Load {
+            doc: doc("d"),
+            reason: "busy".into(),
+        },
+    });
+    let cmds = k.tick(400);
+    assert!(messages(&cmds, 10).contains(&Message::ChangesSince {
+        clock: crate::Clock(4),
+        filter: crate::Filter::all(),
+    }));
+    k.recv(10, changes);
+    let cmds = k.found(10, "d", vv(&[(1, 1), (2, 1)]));
+    assert!(events(&cmds)
+        .iter()
+        .any(|e| matches!(e, crate::Event::DocChanged { .. })));
+    assert_eq!(k.model.doc_clock(&doc("d")), Some(crate::Clock(6)));
+    let cmds = k.tick(600);
+    assert!(messages(&cmds, 10).contains(&Message::ChangesSince {
+        clock: crate::Clock(6),
+        filter: crate::Filter::all(),
+    }));
 }

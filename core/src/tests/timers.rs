@@ -20,11 +20,8 @@ fn a_lost_connection_is_redialed_after_a_jittered_backoff() {
         (250..=500).contains(&at),
         "first retry within [base/2, base]: {at}"
     );
-    assert!(!k
-        .feed(Msg::Tick { now: at - 1 })
-        .iter()
-        .any(|c| matches!(c, Cmd::Dial { .. })));
-    let cmds = k.feed(Msg::Tick { now: at });
+    assert!(!k.tick(at - 1).iter().any(|c| matches!(c, Cmd::Dial { .. })));
+    let cmds = k.tick(at);
     assert!(cmds.contains(&Cmd::Dial {
         remote: RemoteAddr::new("hub")
     }));
@@ -53,7 +50,7 @@ fn pulls_follow_the_schedule_and_are_skipped_right_after_a_push() {
             more: false,
         },
     );
-    assert_eq!(pulls(&k.feed(Msg::Tick { now: 1_000 })), 1);
+    assert_eq!(pulls(&k.tick(1_000)), 1);
     // Idle: the next pull waits twice as long.
     k.recv(
         1,
@@ -63,7 +60,7 @@ fn pulls_follow_the_schedule_and_are_skipped_right_after_a_push() {
             more: false,
         },
     );
-    assert_eq!(pulls(&k.feed(Msg::Tick { now: 2_500 })), 0);
+    assert_eq!(pulls(&k.tick(2_500)), 0);
     // It pushed to us just now: the due pull is skipped.
     k.recv(
         1,
@@ -74,14 +71,14 @@ fn pulls_follow_the_schedule_and_are_skipped_right_after_a_push() {
             version: vv(&[(5, 1)]),
         },
     );
-    assert_eq!(pulls(&k.feed(Msg::Tick { now: 3_000 })), 0);
+    assert_eq!(pulls(&k.tick(3_000)), 0);
 }
 
 #[test]
 fn time_never_runs_backwards() {
     let mut k = Kit::hub();
-    k.feed(Msg::Tick { now: 5_000 });
-    k.feed(Msg::Tick { now: 10 });
+    k.tick(5_000);
+    k.tick(10);
     assert_eq!(k.model.now(), 5_000);
 }
 
@@ -93,6 +90,6 @@ fn a_silent_handshake_is_closed() {
         kind: crate::ChannelKind::Network,
         remote: None,
     });
-    let cmds = k.feed(Msg::Tick { now: 20_000 });
+    let cmds = k.tick(20_000);
     assert!(closes(&cmds, 1));
 }
