@@ -38,6 +38,12 @@ pub enum ImportOutcome {
         /// Why.
         reason: String,
     },
+    /// Nothing was applied because the replica could not be reached (its
+    /// store failed): the bytes may be fine, and are asked for again later.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A persisted cursor with one remote (seed 002).
@@ -187,6 +193,14 @@ pub enum Msg {
         /// Application bytes.
         data: Payload,
     },
+    /// The application wants to know what a connected peer keeps of a
+    /// document (for `wait_for_sync`): ask it, its answer confirms.
+    AskPeer {
+        /// The document.
+        doc: DocId,
+        /// The peer.
+        peer: PeerId,
+    },
     /// The application wants to stay connected to a remote.
     Connect {
         /// Where.
@@ -211,6 +225,13 @@ pub enum Msg {
         /// What the store held.
         outcome: LoadOutcome,
     },
+    /// A store saved a record ([`Cmd::Save`]) durably.
+    StoreSaved {
+        /// The store's channel.
+        store: ChannelId,
+        /// The record.
+        record: StateRecord,
+    },
     /// A store operation failed: nothing it was asked to do is durable.
     StoreFailed {
         /// The store's channel.
@@ -218,6 +239,31 @@ pub enum Msg {
         /// Which operation, and why.
         failure: StoreFailure,
     },
+}
+
+impl Msg {
+    /// The input's name, for traces and coverage counts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::Tick => "tick",
+            Msg::Restored { .. } => "restored",
+            Msg::ChannelAdded { .. } => "channel-added",
+            Msg::ChannelRemoved { .. } => "channel-removed",
+            Msg::Received { .. } => "received",
+            Msg::FrameRejected { .. } => "frame-rejected",
+            Msg::Imported { .. } => "imported",
+            Msg::LocalChange { .. } => "local-change",
+            Msg::OpenDoc { .. } => "open-doc",
+            Msg::DeleteDoc { .. } => "delete-doc",
+            Msg::SetPresence { .. } => "set-presence",
+            Msg::Connect { .. } => "connect",
+            Msg::AskPeer { .. } => "ask-peer",
+            Msg::ConnectFailed { .. } => "connect-failed",
+            Msg::StoreLoaded { .. } => "store-loaded",
+            Msg::StoreFailed { .. } => "store-failed",
+            Msg::StoreSaved { .. } => "store-saved",
+        }
+    }
 }
 
 /// What a store held of a document, once the shell imported it.
@@ -231,6 +277,8 @@ pub enum LoadOutcome {
         stored: VersionVector,
         /// Stored changes that could not be imported (reported, not counted as held).
         unreadable: u32,
+        /// The store's clock of the document's last change.
+        clock: Clock,
     },
     /// The store has no such document.
     Missing,

@@ -42,6 +42,9 @@ pub struct Timing {
     /// How often the primary store's change feed is read for other
     /// processes' writes (0: never; for a store no one else writes).
     pub feed_poll_ms: Millis,
+    /// How long the state of a peer that dialed us (subscriptions, filters,
+    /// what it has) is kept after its last connection closed.
+    pub peer_linger_ms: Millis,
     /// First delay before a failed store operation is tried again; it
     /// doubles with each failure in a row, up to `backoff_max_ms`.
     pub store_retry_ms: Millis,
@@ -62,6 +65,7 @@ impl Default for Timing {
             handshake_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             feed_poll_ms: 0,
+            peer_linger_ms: 60_000,
             store_retry_ms: 500,
         }
     }
@@ -279,6 +283,8 @@ pub(crate) struct Peer {
     /// Set when we dialed it: we keep a pushed cursor and pull from it.
     pub dialed: bool,
     pub last_push_at: Option<Millis>,
+    /// Documents whose live changes it receives (mirrors `Doc::subscribers`).
+    pub subscribed: OrdSet<DocId>,
 }
 
 impl Peer {
@@ -297,6 +303,7 @@ impl Peer {
             pull_interval: 0,
             dialed: false,
             last_push_at: None,
+            subscribed: OrdSet::new(),
         }
     }
 }
@@ -384,6 +391,8 @@ pub(crate) enum Timer {
     FeedPoll,
     /// Time to try failed store writes again.
     StoreRetry,
+    /// A peer gone this long is forgotten (its memory, not its stored state).
+    ForgetPeer(PeerId),
     /// Looks for timed-out transmissions, handshakes and pulls.
     Sweep,
 }
@@ -428,6 +437,9 @@ pub struct Model {
     pub(crate) feed_loading: OrdMap<DocId, Clock>,
     /// Store writes that failed, waiting to be tried again.
     pub(crate) retry: Retry,
+    /// Deletions waiting for their tombstone to be durable, with the
+    /// channels that asked for them (told once it is).
+    pub(crate) deleting: OrdMap<DocId, Vec<ChannelId>>,
 }
 
 /// Store writes to try again after a failure.
@@ -479,6 +491,7 @@ impl Model {
             feed_target: None,
             feed_loading: OrdMap::new(),
             retry: Retry::default(),
+            deleting: OrdMap::new(),
         }
     }
 
@@ -588,6 +601,11 @@ impl Model {
     /// When the core next wants a tick.
     pub fn wake_at(&self) -> Option<Millis> {
         self.wake_at
+    }
+
+    /// How many peers the model keeps state for (connected or recently gone).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
     }
 
     /// Number of in-flight transmissions awaiting an ack.

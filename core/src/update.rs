@@ -59,12 +59,21 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             filter,
         } => connection::connect(model, out, remote, token, filter),
         Msg::ConnectFailed { remote } => connection::connect_failed(model, out, remote),
+        Msg::AskPeer { doc, peer } => sync::ask_peer(model, out, &doc, &peer),
         Msg::StoreLoaded {
             store,
             doc,
             outcome,
         } => storage::loaded(model, out, store, doc, outcome),
         Msg::StoreFailed { store, failure } => storage::failed(model, out, store, failure),
+        Msg::StoreSaved { store, record } => {
+            if model.stores.get_min() == Some(&store) {
+                storage::store_ok(model);
+                if let crate::io::StateRecord::Tombstone(doc) = record {
+                    deletion::tombstone_durable(model, out, &doc);
+                }
+            }
+        }
     }
 }
 

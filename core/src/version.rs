@@ -159,6 +159,21 @@ impl VersionVector {
         }
         Self(out.into())
     }
+
+    /// The greatest version both include.
+    pub fn meet(&self, other: &VersionVector) -> VersionVector {
+        if other.includes(self) {
+            return self.clone();
+        }
+        if self.includes(other) {
+            return other.clone();
+        }
+        Self::from_entries(
+            self.iter()
+                .map(|(actor, n)| (actor, n.min(other.get(actor))))
+                .filter(|(_, n)| *n > 0),
+        )
+    }
 }
 
 impl Serialize for VersionVector {

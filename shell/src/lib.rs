@@ -34,22 +34,27 @@
 //! ```
 #![warn(missing_docs)]
 
+mod driver;
 mod engine;
 mod loro_engine;
 mod node;
 mod oplog_engine;
 mod recording;
 mod repo;
-mod storage;
 
 /// The README's embedding example, compiled and run as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+pub use docweave_adapters::Link;
+pub use driver::Dialer;
 pub use engine::DocEngine;
 pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
-pub use node::{Dialer, Link};
+pub use node::{
+    run_job, Input, JobError, LocalNotify, Node, NodeOptions, Output, StepHook, StoreAnswer,
+    StoreJob, StoreOp, StoreResult,
+};
 pub use oplog_engine::{Op, OpLogDoc, OpLogEngine, Reducer};
 pub use recording::{replay, Line, ReplayError, ReplayOutcome};
 pub use repo::{Repo, RepoBuilder, RepoError, Summary, SyncStatus};

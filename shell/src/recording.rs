@@ -2,7 +2,7 @@
 //! the commands it produced; `replay` feeds the inputs to a fresh model and
 //! reports the first command that differs.
 
-use docweave_core::{update, Cmd, Config, Model, Msg};
+use docweave_core::{update, Cmd, Config, Millis, Model, Msg};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -12,8 +12,10 @@ use std::path::Path;
 pub enum Line {
     /// The first line: the node's configuration.
     Config(Config),
-    /// One step: what went in and what came out.
+    /// One step: when, what went in and what came out.
     Step {
+        /// The time the input arrived with.
+        now: Millis,
         /// The input.
         input: Msg,
         /// The commands.
@@ -39,9 +41,10 @@ impl Recorder {
     }
 
     /// Records one input and the commands it produced.
-    pub fn record(&mut self, input: Msg, output: &[Cmd]) {
+    pub fn record(&mut self, now: Millis, input: &Msg, output: &[Cmd]) {
         let line = Line::Step {
-            input,
+            now,
+            input: input.clone(),
             output: output.to_vec(),
         };
         if let Ok(text) = serde_json::to_string(&line) {
@@ -105,9 +108,9 @@ pub fn replay(path: &Path) -> Result<ReplayOutcome, ReplayError> {
         })?;
         match (parsed, model.take()) {
             (Line::Config(c), None) => model = Some(Model::new(c)),
-            (Line::Step { input, output }, Some(m)) => {
+            (Line::Step { now, input, output }, Some(m)) => {
                 steps += 1;
-                let (next, replayed) = update(m, input);
+                let (next, replayed) = update(m, now, input);
                 if replayed != output {
                     return Ok(ReplayOutcome::Differs {
                         step: steps,

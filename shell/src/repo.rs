@@ -1,13 +1,13 @@
 //! The application's handle: open documents, edit them, connect, wait.
 
+use crate::driver::{Dialer, Driver, Remote, Request};
 use crate::engine::DocEngine;
 use crate::loro_engine::LoroEngine;
-use crate::node::{Dialer, Input, Link, Node, Remote};
+use crate::node::{Input, Node, NodeOptions};
 use crate::recording::Recorder;
+use docweave_adapters::Link;
 use docweave_adapters::Store;
-use docweave_core::{
-    Config, DocId, Event, Model, Namespace, Payload, PeerId, RemoteAddr, SyncState,
-};
+use docweave_core::{Config, DocId, Event, Namespace, Payload, PeerId, RemoteAddr, SyncState};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ pub struct RepoBuilder<E: DocEngine = LoroEngine> {
     record: Option<PathBuf>,
     engine: E,
     max_docs: usize,
+    follow_feed: bool,
 }
 
 impl<E: DocEngine> RepoBuilder<E> {
@@ -54,6 +55,7 @@ impl<E: DocEngine> RepoBuilder<E> {
             record: self.record,
             engine,
             max_docs: self.max_docs,
+            follow_feed: self.follow_feed,
         }
     }
 
@@ -66,6 +68,21 @@ impl<E: DocEngine> RepoBuilder<E> {
     /// Changes the core's configuration (permission rules, tokens, timings).
     pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
+        self
+    }
+
+    /// The seed of the node's jitter; by default one drawn from the OS at
+    /// start-up (and recorded in the log), so nodes restarted together do
+    /// not redial in lockstep.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Whether to read the store's change feed for other processes' writes
+    /// (on by default, every 200 ms unless `timing.feed_poll_ms` says otherwise).
+    pub fn follow_store_feed(mut self, follow: bool) -> Self {
+        self.follow_feed = follow;
         self
     }
 
@@ -83,7 +100,15 @@ impl<E: DocEngine> RepoBuilder<E> {
     }
 
     /// Starts the repository's loop on its own thread.
-    pub fn build(self) -> Result<Repo<E>, RepoError> {
+    pub fn build(mut self) -> Result<Repo<E>, RepoError> {
+        if self.store.is_some() && self.follow_feed && self.config.timing.feed_poll_ms == 0 {
+            self.config.timing.feed_poll_ms = 200;
+        }
+        tracing::info!(
+            "node {} starts with jitter seed {:#x}",
+            self.config.peer,
+            self.config.seed
+        );
         let recorder = match &self.record {
             Some(p) => {
                 Some(
@@ -97,21 +122,24 @@ impl<E: DocEngine> RepoBuilder<E> {
         };
         let (tx, rx) = async_channel::unbounded();
         let peer = self.config.peer.clone();
-        let mut node = Node::new(
-            Model::new(self.config),
-            self.engine,
-            session_actor(&peer),
-            rx,
-            tx.clone(),
-            recorder,
-        );
-        node.set_max_docs(self.max_docs);
-        if let Some(store) = self.store {
-            node.attach_store(store).map_err(RepoError::Store)?;
+        let options = NodeOptions {
+            actor: session_actor(&peer),
+            store: self.store.is_some(),
+            max_docs: self.max_docs,
+            ..NodeOptions::default()
+        };
+        let notify_tx = tx.clone();
+        let notify: crate::node::LocalNotify = std::sync::Arc::new(move |doc: &DocId| {
+            let _ = notify_tx.try_send(Request::Node(Input::LocalChange { doc: doc.clone() }));
+        });
+        let mut node = Node::with_notify(self.config, self.engine, options, notify);
+        if let Some(mut r) = recorder {
+            node.set_hook(Box::new(move |now, msg, cmds| r.record(now, msg, cmds)));
         }
+        let driver = Driver::new(node, self.store, rx, tx.clone()).map_err(RepoError::Store)?;
         let thread = std::thread::Builder::new()
             .name(format!("docweave-{peer}"))
-            .spawn(move || smol::block_on(node.run()))
+            .spawn(move || smol::block_on(driver.run()))
             .map_err(|e| RepoError::Store(e.to_string()))?;
         Ok(Repo {
             input: tx,
@@ -119,6 +147,21 @@ impl<E: DocEngine> RepoBuilder<E> {
             thread: Some(thread),
         })
     }
+}
+
+/// A seed for the jitter generator, from the OS: nodes restarted together
+/// must not redial in lockstep.
+fn os_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// A fresh actor number for this session: CRDT peer ids must not repeat
@@ -137,7 +180,7 @@ fn session_actor(peer: &PeerId) -> u64 {
 /// Its loop runs on its own thread, so a `Repo` can be driven from any async
 /// runtime, or from blocking code through the `*_blocking` methods.
 pub struct Repo<E: DocEngine = LoroEngine> {
-    input: async_channel::Sender<Input<E>>,
+    input: async_channel::Sender<Request<E>>,
     peer: PeerId,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -145,12 +188,15 @@ pub struct Repo<E: DocEngine = LoroEngine> {
 impl Repo<LoroEngine> {
     /// Starts building a repository for node `peer`, with Loro documents.
     pub fn builder(peer: &str) -> RepoBuilder<LoroEngine> {
+        let mut config = Config::new(peer);
+        config.seed = os_seed();
         RepoBuilder {
-            config: Config::new(peer),
+            config,
             store: None,
             record: None,
             engine: LoroEngine,
             max_docs: usize::MAX,
+            follow_feed: true,
         }
     }
 }
@@ -163,7 +209,7 @@ impl<E: DocEngine> Repo<E> {
 
     async fn ask<T>(
         &self,
-        make: impl FnOnce(async_channel::Sender<T>) -> Input<E>,
+        make: impl FnOnce(async_channel::Sender<T>) -> Request<E>,
     ) -> Result<T, RepoError> {
         let (tx, rx) = async_channel::bounded(1);
         self.input
@@ -177,7 +223,7 @@ impl<E: DocEngine> Repo<E> {
     /// returns the live replica: edit it and commit; changes sync by themselves.
     pub async fn open(&self, doc: &str) -> Result<E::Handle, RepoError> {
         let id = DocId::parse(doc)?;
-        self.ask(|reply| Input::Open { doc: id, reply })
+        self.ask(|reply| Request::Open { doc: id, reply })
             .await?
             .map_err(RepoError::Unavailable)
     }
@@ -201,7 +247,7 @@ impl<E: DocEngine> Repo<E> {
 
     /// Events as they happen (documents changed, peers synced, acknowledgements, presence, errors).
     pub async fn events(&self) -> Result<async_channel::Receiver<Event>, RepoError> {
-        self.ask(|reply| Input::Watch { reply }).await
+        self.ask(|reply| Request::Watch { reply }).await
     }
 
     /// Changes to one document, as they arrive (local ones included).
@@ -245,13 +291,13 @@ impl<E: DocEngine> Repo<E> {
 
     /// Sets (or, with empty data, clears) this node's presence in a namespace of a document.
     pub fn set_presence(&self, doc: &str, namespace: &str, data: &[u8]) -> Result<(), RepoError> {
-        let msg = docweave_core::Msg::SetPresence {
+        let input = Input::SetPresence {
             doc: DocId::parse(doc)?,
             namespace: Namespace::parse(namespace)?,
             data: Payload::new(data.to_vec()),
         };
         self.input
-            .try_send(Input::Msg(msg))
+            .try_send(Request::Node(input))
             .map_err(|_| RepoError::Closed)
     }
 
@@ -261,7 +307,7 @@ impl<E: DocEngine> Repo<E> {
         let remote = RemoteAddr::new(other.peer.as_str());
         let how = Remote::Local(other.input.clone());
         self.input
-            .try_send(Input::AddRemote {
+            .try_send(Request::AddRemote {
                 remote,
                 how,
                 token: None,
@@ -281,7 +327,7 @@ impl<E: DocEngine> Repo<E> {
         let how = Remote::Dialer(dialer);
         let token = token.map(str::to_string);
         self.input
-            .try_send(Input::AddRemote { remote, how, token })
+            .try_send(Request::AddRemote { remote, how, token })
             .map_err(|_| RepoError::Closed)
     }
 
@@ -309,18 +355,18 @@ impl<E: DocEngine> Repo<E> {
     /// Accepts a link made elsewhere (a transport adapter).
     pub fn accept(&self, link: Link) -> Result<(), RepoError> {
         self.input
-            .try_send(Input::Accept(link))
+            .try_send(Request::Accept(link))
             .map_err(|_| RepoError::Closed)
     }
 
     /// What this node holds and whom it knows: for status pages and tools.
     pub async fn summary(&self) -> Result<Summary, RepoError> {
-        self.ask(|reply| Input::Summary { reply }).await
+        self.ask(|reply| Request::Summary { reply }).await
     }
 
     /// How many document replicas are in memory now.
     pub async fn resident_docs(&self) -> Result<usize, RepoError> {
-        self.ask(|reply| Input::Resident { reply }).await
+        self.ask(|reply| Request::Resident { reply }).await
     }
 
     /// Where a document stands with a peer, as an app would show it.
@@ -328,13 +374,13 @@ impl<E: DocEngine> Repo<E> {
         let id = DocId::parse(doc)?;
         let peer = PeerId::parse(peer)?;
         let (state, ours) = self
-            .ask(|reply| Input::PeerState {
+            .ask(|reply| Request::PeerState {
                 doc: id.clone(),
                 peer: peer.clone(),
                 reply,
             })
             .await?;
-        let (dirty, error) = self.ask(|reply| Input::Dirty { doc: id, reply }).await?;
+        let (dirty, error) = self.ask(|reply| Request::Dirty { doc: id, reply }).await?;
         Ok(match (state, ours) {
             (_, None) => SyncStatus::Unknown,
             _ if error.is_some() => SyncStatus::Error(error.unwrap_or_default()),
@@ -359,9 +405,10 @@ impl<E: DocEngine> Repo<E> {
         let peer = PeerId::parse(peer)?;
         let events = self.events().await?;
         let deadline = std::time::Instant::now() + timeout;
+        let mut asked: Option<std::time::Instant> = None;
         loop {
             let (state, ours) = self
-                .ask(|reply| Input::PeerState {
+                .ask(|reply| Request::PeerState {
                     doc: id.clone(),
                     peer: peer.clone(),
                     reply,
@@ -377,6 +424,18 @@ impl<E: DocEngine> Repo<E> {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return Ok(false);
+            }
+            // Only the peer's word counts: ask it, and again each second.
+            if asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                asked = Some(std::time::Instant::now());
+                let ask = Input::AskPeer {
+                    doc: id.clone(),
+                    peer: peer.clone(),
+                };
+                self.input
+                    .send(Request::Node(ask))
+                    .await
+                    .map_err(|_| RepoError::Closed)?;
             }
             // Wake on the next event, or re-check after a short while.
             let wait = left.min(Duration::from_millis(50));
@@ -395,12 +454,12 @@ impl<E: DocEngine> Repo<E> {
     /// Flushes every pending write and stops the loop, for a `Repo` shared
     /// behind an `Arc` (servers); later calls fail with `Closed`.
     pub async fn shutdown(&self) {
-        let _ = self.ask(|reply| Input::Close { reply }).await;
+        let _ = self.ask(|reply| Request::Close { reply }).await;
     }
 
     /// Flushes every pending write and stops the loop.
     pub async fn close(mut self) {
-        let _ = self.ask(|reply| Input::Close { reply }).await;
+        let _ = self.ask(|reply| Request::Close { reply }).await;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

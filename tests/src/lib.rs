@@ -1,15 +1,17 @@
-//! Integration tests for docweave: a deterministic multi-node simulator over
-//! the core, a toy document model and store, and readable trace formatting.
-//! The scenario traces, properties and end-to-end tests live in `tests/`.
-//! Not here: real transports, real stores or Loro (see the shell and adapters).
+//! Integration tests for docweave: a deterministic simulator that drives
+//! real nodes (real core, real Loro or operation-log replicas, real store
+//! code under injected faults) over faulty in-memory links with a virtual
+//! clock, random schedules with the properties they must keep, and readable
+//! trace formatting. The scenario traces, properties and end-to-end tests
+//! live in `tests/`.
+//! Not here: sockets and the smol driver (see the shell, adapters and cli tests).
 #![warn(missing_docs)]
 
-pub mod script;
-mod sim;
-mod store;
-mod toy;
+mod faulty_store;
+pub mod rng;
+pub mod schedule;
+pub mod sim;
 pub mod trace;
 
-pub use sim::{Faults, Node, Sim};
-pub use store::ToyStore;
-pub use toy::ToyDoc;
+pub use faulty_store::{FaultyStore, StoreFaults};
+pub use sim::{Coverage, Edit, Faults, Lines, Sim, SimEngine};

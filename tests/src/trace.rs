@@ -3,6 +3,7 @@
 use docweave_core::{
     Cmd, Event, ImportOutcome, Message, Msg, Outgoing, Reply, StateRecord, SyncState,
 };
+use docweave_shell::{StoreOp, StoreResult};
 
 fn filter_text(f: &docweave_core::Filter) -> String {
     if f.is_empty() {
@@ -189,7 +190,7 @@ pub fn outgoing(item: &Outgoing) -> String {
 /// An application or shell input (network inputs are traced as messages).
 pub fn input(m: &Msg) -> Option<String> {
     Some(match m {
-        Msg::Tick { now } => format!("tick now={now}"),
+        Msg::Tick => "tick".to_string(),
         Msg::Restored {
             clock,
             docs,
@@ -215,6 +216,9 @@ pub fn input(m: &Msg) -> Option<String> {
                 format!("imported {} pending version={version}", id.0)
             }
             ImportOutcome::Failed { reason } => format!("imported {} failed: {reason}", id.0),
+            ImportOutcome::Unavailable { reason } => {
+                format!("imported {} unavailable: {reason}", id.0)
+            }
         },
         Msg::LocalChange { doc, version } => format!("local-change doc={doc} version={version}"),
         Msg::OpenDoc { doc, .. } => format!("open doc={doc}"),
@@ -231,7 +235,84 @@ pub fn input(m: &Msg) -> Option<String> {
             )
         }
         Msg::ConnectFailed { remote } => format!("connect-failed {remote}"),
+        Msg::AskPeer { doc, peer } => format!("ask-peer doc={doc} peer={peer}"),
+        Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } => return None,
+        Msg::StoreFailed { failure, .. } => format!("store-failed {failure:?}"),
     })
+}
+
+/// One step of a node's core, as trace lines: the input (unless it is a
+/// message or a store answer, traced where they travel) and the commands
+/// (sends are traced as frames).
+pub fn step(node: &str, input_msg: &Msg, cmds: &[Cmd], out: &mut Vec<String>) {
+    if let Some(line) = input(input_msg) {
+        out.push(format!("{node}: {line}"));
+    }
+    for c in cmds {
+        if let Some(line) = command(c) {
+            out.push(format!("{node}: {line}"));
+        }
+    }
+}
+
+/// A store job.
+pub fn store_op(op: &StoreOp) -> String {
+    match op {
+        StoreOp::Restore => "restore".into(),
+        StoreOp::Append(changes) => {
+            let list: Vec<String> = changes
+                .iter()
+                .map(|a| format!("{} {}B version={}", a.doc, a.data.len(), a.version))
+                .collect();
+            format!("append [{}]", list.join(", "))
+        }
+        StoreOp::Load(doc) => format!("load {doc}"),
+        StoreOp::Changes { since, .. } => format!("changes-since {}", since.0),
+        StoreOp::Save(r) => command(&Cmd::Save(r.clone())).unwrap_or_default(),
+        StoreOp::Purge(doc) => format!("purge {doc}"),
+    }
+}
+
+/// A store job's result.
+pub fn store_result(r: &StoreResult) -> String {
+    match r {
+        StoreResult::Restored {
+            clock,
+            docs,
+            records,
+        } => format!(
+            "restored clock={} docs={} records={}",
+            clock.0,
+            docs.len(),
+            records.len()
+        ),
+        StoreResult::Appended(results) => {
+            let list: Vec<String> = results
+                .iter()
+                .map(|r| match r {
+                    Ok(c) => format!("clock={}", c.0),
+                    Err(e) => format!("failed: {}", e.reason),
+                })
+                .collect();
+            format!("appended [{}]", list.join(", "))
+        }
+        StoreResult::Loaded(Some(l)) => format!(
+            "loaded version={} {}B in {} piece(s)",
+            l.version,
+            l.snapshot.as_ref().map_or(0, Vec::len) + l.changes.iter().map(Vec::len).sum::<usize>(),
+            usize::from(l.snapshot.is_some()) + l.changes.len()
+        ),
+        StoreResult::Loaded(None) => "missing".into(),
+        StoreResult::Changes(docs) => {
+            let list: Vec<String> = docs
+                .iter()
+                .map(|d| format!("{}@{}{}", d.doc, d.clock.0, d.version))
+                .collect();
+            format!("changes [{}]", list.join(" "))
+        }
+        StoreResult::Done => "done".into(),
+        StoreResult::Failed(e) => format!("failed: {}", e.reason),
+    }
 }
 
 /// A command other than a send.
@@ -260,7 +341,7 @@ pub fn command(c: &Cmd) -> Option<String> {
         Cmd::Purge { doc } => format!("purge {doc}"),
         Cmd::WakeAt(t) => format!("wake-at {t}"),
         Cmd::Emit(e) => format!("event {}", event(e)),
-        Cmd::Log { level, text } => format!("log {level:?}: {text}"),
+        Cmd::Log { .. } => return None,
     })
 }
 

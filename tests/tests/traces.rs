@@ -1,12 +1,15 @@
-//! Named protocol scenarios, run through the simulator and kept as readable
-//! insta snapshots: one line per message sent, input fed and command out.
-//! Each scenario also asserts the behaviour it shows.
+//! Named protocol scenarios, run through the simulator of real nodes (real
+//! core, Loro replicas, memory stores) and kept as readable insta snapshots:
+//! one line per message sent, store job, input fed and command out. Each
+//! scenario also asserts the behaviour it shows.
 
+use docweave_adapters::{Append, Store};
 use docweave_core::{
-    encode, Access, Clock, Config, DocId, DocMeta, Event, Filter, Hello, ListenerId, Message, Msg,
+    encode, Access, Clock, Config, DocId, DocMeta, Event, Filter, Hello, ListenerId, Message,
     Pattern, PeerKind, Revision, RevisionStatus, Rules, Strand, VersionVector, PROTOCOL_VERSION,
 };
-use docweave_tests::{Sim, ToyDoc, ToyStore};
+use docweave_shell::{DocEngine, LoroEngine};
+use docweave_tests::Sim;
 
 fn hub_config() -> Config {
     let mut c = Config::new("hub");
@@ -16,10 +19,10 @@ fn hub_config() -> Config {
 
 /// A traced simulation with a hub (with a store) and connected clients.
 fn star_with(hub: Config, clients: &[&str]) -> Sim {
-    let mut sim = Sim::new(7).traced();
-    sim.add_node(hub, 100, true);
-    for (i, c) in clients.iter().enumerate() {
-        sim.add_node(Config::new(c), i as u64 + 1, false);
+    let mut sim: Sim = Sim::new(7).traced();
+    sim.add_node(hub, true);
+    for c in clients {
+        sim.add_node(Config::new(c), false);
         sim.connect(c, "hub", None);
     }
     sim
@@ -30,7 +33,12 @@ fn star(clients: &[&str]) -> Sim {
 }
 
 fn content(sim: &Sim, node: &str, doc: &str) -> Vec<String> {
-    sim.doc(node, doc).map(|d| d.content()).unwrap_or_default()
+    sim.content(node, doc).unwrap_or_default()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
 }
 
 fn events(sim: &Sim, node: &str) -> Vec<Event> {
@@ -47,12 +55,21 @@ fn sent_by(sim: &Sim, who: &str, what: &str) -> usize {
         .count()
 }
 
+/// A Loro document made elsewhere: its snapshot and version.
+fn made_elsewhere(actor: u64, value: &str) -> (Vec<u8>, VersionVector) {
+    let e = LoroEngine;
+    let d = e.create(actor);
+    let _ = d.get_list("items").push(value);
+    d.commit();
+    (e.export(&d, None).unwrap_or_default(), e.version(&d))
+}
+
 #[test]
 fn first_sync() {
     let mut sim = star(&["alice"]);
     sim.open("alice", "notes");
     sim.edit("alice", "notes", "hello");
-    sim.add_node(Config::new("bob"), 2, false);
+    sim.add_node(Config::new("bob"), false);
     sim.connect("bob", "hub", None);
     sim.open("bob", "notes");
     assert_eq!(content(&sim, "bob", "notes"), vec!["hello"]);
@@ -78,20 +95,23 @@ fn reconnect_with_changes_on_both_sides() {
     sim.heal("alice", "hub");
     sim.advance(2_000);
     assert!(sim.linked("alice", "hub"));
-    for node in ["alice", "bob", "hub"] {
-        assert_eq!(
-            content(&sim, node, "notes"),
-            vec!["notes-0", "offline-alice", "online-bob"],
-            "{node}"
-        );
+    let notes = content(&sim, "hub", "notes");
+    assert_eq!(
+        sorted(notes.clone()),
+        vec!["notes-0", "offline-alice", "online-bob"]
+    );
+    for node in ["alice", "bob"] {
+        assert_eq!(content(&sim, node, "notes"), notes, "{node}");
     }
     assert_eq!(
-        content(&sim, "alice", "todo"),
-        vec!["todo-0", "online-bob-todo"]
+        sorted(content(&sim, "alice", "todo")),
+        vec!["online-bob-todo", "todo-0"]
     );
     // Only changed documents are exchanged: "quiet" never travels again.
     assert!(
-        !sim.trace.iter().any(|l| l.contains("doc=quiet")),
+        !sim.trace
+            .iter()
+            .any(|l| l.contains(" -> ") && l.contains("doc=quiet")),
         "unchanged document was exchanged"
     );
     insta::assert_snapshot!(sim.trace_text());
@@ -99,56 +119,42 @@ fn reconnect_with_changes_on_both_sides() {
 
 #[test]
 fn storage_first() {
-    // Another process wrote "shared" into the hub's store; the hub's core
+    let mut sim = star(&["alice", "bob"]);
+    // Another process writes "shared" into the hub's store; the hub's core
     // has not seen it, so it must ask the store before answering anyone.
-    let mut doc = ToyDoc::default();
-    doc.edit(50, "from-disk");
-    let mut store = ToyStore {
-        clock: Clock(1),
-        ..ToyStore::default()
-    };
-    store.docs.insert(DocId::new("shared"), (doc, Clock(1)));
-    let mut sim = Sim::new(7).traced();
-    sim.add_node_with_store(hub_config(), 100, store, false);
-    for (i, c) in ["alice", "bob"].iter().enumerate() {
-        sim.add_node(Config::new(c), i as u64 + 1, false);
-        sim.connect(c, "hub", None);
-    }
+    let (data, version) = made_elsewhere(50, "from-disk");
+    let written = sim.store_mut("hub").map(|s| {
+        s.append(&[Append {
+            doc: DocId::new("shared"),
+            meta: DocMeta::default(),
+            data,
+            version,
+        }])
+    });
+    assert!(matches!(written, Some(Ok(_))));
+    // A slow store: both requests arrive before it answers; both wait.
+    sim.set_store_delay("hub", 50);
     sim.trace.clear();
-    // Two requests arrive before the store answers: both wait, both are answered.
-    let req = |bidirectional| Message::SyncRequest {
-        doc: DocId::new("shared"),
-        version: VersionVector::new(),
-        bidirectional,
-    };
-    let a = sim.channel_of("hub", "alice").unwrap_or_default();
-    let b = sim.channel_of("hub", "bob").unwrap_or_default();
-    sim.feed(
-        "hub",
-        Msg::Received {
-            channel: a,
-            message: req(true),
-        },
-    );
-    sim.feed(
-        "hub",
-        Msg::Received {
-            channel: b,
-            message: req(false),
-        },
-    );
+    for c in ["alice", "bob"] {
+        sim.feed(
+            c,
+            docweave_shell::Input::Open {
+                doc: DocId::new("shared"),
+            },
+        );
+    }
     sim.run();
     assert_eq!(content(&sim, "alice", "shared"), vec!["from-disk"]);
     assert_eq!(content(&sim, "bob", "shared"), vec!["from-disk"]);
+    assert_eq!(
+        sent_by(&sim, "hub", "load shared"),
+        1,
+        "asked the store once"
+    );
     assert!(!sim
         .trace
         .iter()
-        .any(|l| l.contains("unavailable") && l.starts_with("hub -> alice")));
-    // Only the bidirectional requester is asked back.
-    assert_eq!(
-        sent_by(&sim, "hub", "sync-request doc=shared have={50:1}"),
-        1
-    );
+        .any(|l| l.contains("unavailable") && l.starts_with("hub -> ")));
     insta::assert_snapshot!(sim.trace_text());
 }
 
@@ -170,13 +176,13 @@ fn permission_denied_create() {
     sim.open("eve", "eves-doc");
     sim.edit("eve", "eves-doc", "x");
     assert!(
-        sim.doc("hub", "eves-doc").is_none(),
+        sim.content("hub", "eves-doc").is_none(),
         "no document was created"
     );
-    assert!(sim.nodes["hub"]
-        .model
-        .doc_version(&DocId::new("eves-doc"))
-        .is_none());
+    assert!(sim
+        .model("hub")
+        .is_some_and(|m| m.doc_version(&DocId::new("eves-doc")).is_none()));
+    assert_eq!(sim.node("hub").map(|n| n.resident()), Some(0));
     assert!(sim
         .trace
         .iter()
@@ -254,11 +260,8 @@ fn hub_relay_between_three_clients() {
         assert_eq!(content(&sim, c, "board"), vec!["a1"], "{c}");
     }
     // No echo: the hub sends alice's change to bob and carol, not back to alice.
-    assert_eq!(
-        sent_by(&sim, "hub", "update doc=board"),
-        2 + 1,
-        "bob, carol and the store"
-    );
+    assert_eq!(sent_by(&sim, "hub", "update doc=board"), 2, "bob and carol");
+    assert_eq!(sent_by(&sim, "hub", "append [board"), 1, "and its store");
     assert!(!sim
         .trace
         .iter()
@@ -273,19 +276,21 @@ fn presence_relay_and_expiry() {
     sim.open("bob", "doc");
     sim.trace.clear();
     sim.presence("alice", "doc", "cursor", b"line 3");
-    let at_bob = |sim: &Sim| sim.nodes["bob"].model.presence().len();
-    assert_eq!(at_bob(&sim), 1);
+    let at = |sim: &Sim, node: &str| sim.model(node).map(|m| m.presence().len());
+    assert_eq!(at(&sim, "bob"), Some(1));
     // A late joiner gets the live presence at once.
-    sim.add_node(Config::new("carol"), 3, false);
+    sim.add_node(Config::new("carol"), false);
     sim.connect("carol", "hub", None);
     sim.open("carol", "doc");
-    assert_eq!(sim.nodes["carol"].model.presence().len(), 1);
+    assert_eq!(at(&sim, "carol"), Some(1));
     // Alice vanishes without a word (partition): the hub drops her presence
     // on disconnect; bob's copy expires after its TTL.
     sim.partition("alice", "hub");
-    assert_eq!(sim.nodes["hub"].model.presence().len(), 0);
-    sim.advance(31_000);
-    assert_eq!(at_bob(&sim), 0);
+    assert_eq!(at(&sim, "hub"), Some(0));
+    sim.advance(29_000);
+    assert_eq!(at(&sim, "bob"), Some(1), "expired before its TTL");
+    sim.advance(2_000);
+    assert_eq!(at(&sim, "bob"), Some(0));
     assert!(
         !sim.trace
             .iter()
@@ -304,27 +309,19 @@ fn listener_pull_acknowledge_push_with_paging() {
     }
     sim.raw_connect("reader", "hub");
     sim.trace.clear();
-    let ch = sim.channel_of("hub", "reader").unwrap_or_default();
-    let hello = Message::Hello(Hello {
-        peer: docweave_core::PeerId::new("reader"),
-        name: "reader".into(),
-        kind: PeerKind::Bot,
-        protocol: PROTOCOL_VERSION,
-        token: None,
-        clock: Clock(0),
-    });
-    let to_hub = |sim: &mut Sim, m: Message| {
-        sim.feed(
-            "hub",
-            Msg::Received {
-                channel: ch,
-                message: m,
-            },
-        );
-        sim.run();
-    };
-    to_hub(&mut sim, hello);
-    to_hub(
+    let send = |sim: &mut Sim, m: Message| sim.raw_send("reader", encode(&[m]).unwrap_or_default());
+    send(
+        &mut sim,
+        Message::Hello(Hello {
+            peer: docweave_core::PeerId::new("reader"),
+            name: "reader".into(),
+            kind: PeerKind::Bot,
+            protocol: PROTOCOL_VERSION,
+            token: None,
+            clock: Clock(0),
+        }),
+    );
+    send(
         &mut sim,
         Message::ListenerRegister {
             filter: Filter::all(),
@@ -332,12 +329,11 @@ fn listener_pull_acknowledge_push_with_paging() {
         },
     );
     let id = ListenerId(1);
-    to_hub(&mut sim, Message::ListenerPull { id, limit: 2 });
+    send(&mut sim, Message::ListenerPull { id, limit: 2 });
     assert!(sim
         .trace
         .iter()
         .any(|l| l.contains("strands id=1") && l.ends_with("more")));
-    let version = |sim: &Sim, d: &str| sim.doc("hub", d).map(|d| d.version()).unwrap_or_default();
     let rev = |d: &str, v: VersionVector, status| Revision {
         doc: DocId::new(d),
         version: v,
@@ -345,8 +341,8 @@ fn listener_pull_acknowledge_push_with_paging() {
         status,
     };
     // "b" failed on the reader: it is not acknowledged and comes back.
-    let (va, vb) = (version(&sim, "a"), version(&sim, "b"));
-    to_hub(
+    let (va, vb) = (sim.version("hub", "a"), sim.version("hub", "b"));
+    send(
         &mut sim,
         Message::ListenerAck {
             id,
@@ -356,7 +352,7 @@ fn listener_pull_acknowledge_push_with_paging() {
             ],
         },
     );
-    to_hub(&mut sim, Message::ListenerPull { id, limit: 2 });
+    send(&mut sim, Message::ListenerPull { id, limit: 2 });
     let last = sim
         .trace
         .iter()
@@ -368,18 +364,17 @@ fn listener_pull_acknowledge_push_with_paging() {
         last.contains("b{}") && last.contains("c{}") && !last.contains(" a{"),
         "{last}"
     );
-    // Push: one strand for a new document, one for a document it may not touch (unknown listener).
-    let mut d = ToyDoc::default();
-    d.edit(77, "pushed");
+    // Push: one strand for a new document.
+    let (data, version) = made_elsewhere(77, "pushed");
     let strand = Strand {
         doc: DocId::new("from-reader"),
         meta: DocMeta::default(),
         since: VersionVector::new(),
-        data: d.export(None),
-        version: d.version(),
+        data: docweave_core::Payload::new(data),
+        version,
         clock: Clock(0),
     };
-    to_hub(
+    send(
         &mut sim,
         Message::Push {
             strands: vec![strand],
@@ -390,7 +385,7 @@ fn listener_pull_acknowledge_push_with_paging() {
         .trace
         .iter()
         .any(|l| l.contains("push-result [from-reader{77:1} Ok]")));
-    to_hub(
+    send(
         &mut sim,
         Message::ListenerPull {
             id: ListenerId(9),
@@ -411,20 +406,25 @@ fn deletion_with_tombstone() {
     sim.partition("carol", "hub");
     sim.trace.clear();
     sim.delete("alice", "old");
-    assert!(sim.doc("hub", "old").is_none() && sim.doc("bob", "old").is_none());
+    assert!(sim.content("hub", "old").is_none() && sim.content("bob", "old").is_none());
     // Carol edited while away; when she comes back, her data is refused.
     sim.edit("carol", "old", "late");
     sim.heal("carol", "hub");
     sim.advance(2_000);
     assert!(
-        sim.doc("hub", "old").is_none(),
+        sim.content("hub", "old").is_none(),
         "resurrected by a late peer"
     );
     // A restart of the hub does not bring it back from storage either.
     sim.restart("hub");
     sim.advance(2_000);
-    assert!(sim.doc("hub", "old").is_none(), "resurrected by the store");
-    assert!(sim.nodes["hub"].model.is_tombstoned(&DocId::new("old")));
+    assert!(
+        sim.content("hub", "old").is_none(),
+        "resurrected by the store"
+    );
+    assert!(sim
+        .model("hub")
+        .is_some_and(|m| m.is_tombstoned(&DocId::new("old"))));
     insta::assert_snapshot!(sim.trace_text());
 }
 
@@ -436,11 +436,13 @@ fn concurrent_edits_converge() {
     sim.trace.clear();
     // Both edit before either hears of the other.
     for (who, what) in [("alice", "A"), ("bob", "B")] {
-        sim.feed_edit(who, "notes", what);
+        sim.edit_now(who, "notes", what);
     }
     sim.run();
-    for c in ["alice", "bob", "hub"] {
-        assert_eq!(content(&sim, c, "notes"), vec!["A", "B"], "{c}");
+    let hub = content(&sim, "hub", "notes");
+    assert_eq!(sorted(hub.clone()), vec!["A", "B"]);
+    for c in ["alice", "bob"] {
+        assert_eq!(content(&sim, c, "notes"), hub, "{c}");
     }
     insta::assert_snapshot!(sim.trace_text());
 }
@@ -449,9 +451,9 @@ fn concurrent_edits_converge() {
 fn bad_auth_token() {
     let mut hub = hub_config();
     hub.tokens = vec!["s3cret".into()];
-    let mut sim = Sim::new(7).traced();
-    sim.add_node(hub, 100, true);
-    sim.add_node(Config::new("mallory"), 1, false);
+    let mut sim: Sim = Sim::new(7).traced();
+    sim.add_node(hub, true);
+    sim.add_node(Config::new("mallory"), false);
     sim.connect("mallory", "hub", Some("guess"));
     assert!(!sim.linked("mallory", "hub"));
     assert!(sim.trace.iter().any(|l| l.contains("BadToken")));
@@ -465,8 +467,8 @@ fn bad_auth_token() {
 
 #[test]
 fn protocol_version_mismatch() {
-    let mut sim = Sim::new(7).traced();
-    sim.add_node(hub_config(), 100, true);
+    let mut sim: Sim = Sim::new(7).traced();
+    sim.add_node(hub_config(), true);
     sim.raw_connect("old-client", "hub");
     let hello = Message::Hello(Hello {
         peer: docweave_core::PeerId::new("old-client"),
@@ -476,9 +478,9 @@ fn protocol_version_mismatch() {
         token: None,
         clock: Clock(0),
     });
-    sim.raw_send("old-client", "hub", encode(&[hello]).unwrap_or_default());
+    sim.raw_send("old-client", encode(&[hello]).unwrap_or_default());
     assert!(sim.trace.iter().any(|l| l.contains("VersionMismatch")));
-    assert!(!sim.linked("hub", "old-client"));
+    assert!(sim.channel_of("hub", "old-client").is_none(), "still open");
     insta::assert_snapshot!(sim.trace_text());
 }
 
@@ -488,8 +490,8 @@ fn malformed_frame() {
     sim.open("alice", "notes");
     sim.raw_connect("fuzzer", "hub");
     sim.trace.clear();
-    sim.raw_send("fuzzer", "hub", b"\x01\x00\x05\x00\x00\x00garbage".to_vec());
-    assert!(!sim.linked("hub", "fuzzer"));
+    sim.raw_send("fuzzer", b"\x01\x00\x05\x00\x00\x00garbage".to_vec());
+    assert!(sim.channel_of("hub", "fuzzer").is_none(), "still open");
     // Everyone else goes on.
     sim.edit("alice", "notes", "still here");
     assert_eq!(content(&sim, "hub", "notes"), vec!["still here"]);
@@ -500,10 +502,26 @@ fn malformed_frame() {
         version: VersionVector::new(),
         bidirectional: false,
     };
-    sim.raw_send("fuzzer2", "hub", encode(&[evil]).unwrap_or_default());
+    sim.raw_send("fuzzer2", encode(&[evil]).unwrap_or_default());
     assert!(sim
         .trace
         .iter()
         .any(|l| l.contains("a document id was refused")));
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn a_minute_of_quiet_then_a_new_client_connects() {
+    let mut sim = star(&["alice"]);
+    sim.open("alice", "notes");
+    sim.edit("alice", "notes", "before");
+    sim.advance(60_000);
+    sim.trace.clear();
+    sim.add_node(Config::new("bob"), false);
+    sim.connect("bob", "hub", None);
+    sim.open("bob", "notes");
+    sim.advance(15_000);
+    assert!(sim.linked("bob", "hub"), "the late client was dropped");
+    assert_eq!(content(&sim, "bob", "notes"), vec!["before"]);
     insta::assert_snapshot!(sim.trace_text());
 }

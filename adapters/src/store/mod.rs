@@ -27,6 +27,9 @@ pub enum StoreError {
     /// The document was deleted; its tombstone refuses new data.
     #[error("{0} was deleted; its tombstone refuses new data")]
     Tombstoned(DocId),
+    /// The store could not be reached or refused the operation.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     /// The database was written by a newer docweave.
     #[error(
         "the database has schema version {found}; this build knows up to {known}: upgrade docweave"

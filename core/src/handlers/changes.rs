@@ -93,9 +93,7 @@ pub(crate) fn resume_with(
             d.is_ready() && filter.matches(&doc, &d.meta) && !confirmed(&d.version)
         });
         if wanted {
-            if let Some(d) = model.docs.get_mut(&doc) {
-                d.subscribers.insert(peer.clone());
-            }
+            super::common::subscribe(model, &doc, peer);
             super::sync::request(model, out, peer, channel, &doc, true);
         }
     }
@@ -168,7 +166,7 @@ pub(crate) fn changes_since(
         up_to = *c;
         docs.push(ChangedDoc {
             doc: doc.clone(),
-            version: d.version.clone(),
+            version: super::common::promised_version(model, d),
             clock: *c,
         });
     }

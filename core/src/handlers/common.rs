@@ -34,6 +34,18 @@ pub(crate) fn peer_channel(model: &Model, peer: &PeerId) -> Option<ChannelId> {
     model.peers.get(peer)?.channels.get_min().copied()
 }
 
+/// Subscribes a peer to a document's live changes; the peer remembers it,
+/// so forgetting the peer later finds every subscription.
+pub(crate) fn subscribe(model: &mut Model, doc: &DocId, peer: &PeerId) {
+    if let Some(d) = model.docs.get_mut(doc) {
+        if d.subscribers.insert(peer.clone()).is_none() {
+            if let Some(p) = model.peers.get_mut(peer) {
+                p.subscribed.insert(doc.clone());
+            }
+        }
+    }
+}
+
 pub(crate) fn set_peer_doc(model: &mut Model, peer: &PeerId, doc: &DocId, state: PeerDoc) {
     if let Some(p) = model.peers.get_mut(peer) {
         p.docs.insert(doc.clone(), state);
@@ -72,6 +84,23 @@ pub(crate) fn confirm(
         };
         p.confirmed.insert(doc.clone(), merged);
     }
+}
+
+/// The version of a document we promise peers we hold: what every store
+/// holds durably (all of it without a store). A peer trusts this much to
+/// survive our crash: it moves its cursor and stops pushing on our word.
+pub(crate) fn promised_version(model: &Model, doc: &Doc) -> VersionVector {
+    let mut promised: Option<VersionVector> = None;
+    for s in model.stores.iter() {
+        let durable = doc.durable.get(s).cloned().unwrap_or_default();
+        promised = Some(match promised {
+            Some(p) => p.meet(&durable),
+            None => durable,
+        });
+    }
+    promised
+        .map(|p| p.meet(&doc.version))
+        .unwrap_or_else(|| doc.version.clone())
 }
 
 /// Sends our data for `doc` to a peer, from what it has (`since`, or a
@@ -212,12 +241,8 @@ pub(crate) fn propagate(model: &mut Model, out: &mut Out, doc_id: &DocId, source
             targets.push(p.clone());
         }
     }
-    if !targets.is_empty() {
-        if let Some(d) = model.docs.get_mut(doc_id) {
-            for t in &targets {
-                d.subscribers.insert(t.clone());
-            }
-        }
+    for t in &targets {
+        subscribe(model, doc_id, t);
     }
     let Some(doc) = model.docs.get(doc_id) else {
         return;

@@ -162,6 +162,31 @@ fn peer_gone(model: &mut Model, out: &mut Out, peer: &PeerId) {
     }
     super::ephemeral::remove_peer(model, out, peer);
     out.emit(Event::PeerDisconnected { peer: peer.clone() });
+    // A remote we dial keeps its state (cursors, what it has) for the
+    // reconnect; a peer that dialed us is forgotten after a while.
+    if model.peers.get(peer).is_some_and(|p| !p.dialed) {
+        let at = model.now.saturating_add(model.config.timing.peer_linger_ms);
+        super::timers::set(model, Timer::ForgetPeer(peer.clone()), at);
+    }
+}
+
+/// Drops what the model holds for a peer that left and did not come back.
+pub(crate) fn forget_peer(model: &mut Model, peer: &PeerId) {
+    let Some(p) = model.peers.get(peer) else {
+        return;
+    };
+    if !p.channels.is_empty() || p.dialed {
+        return;
+    }
+    let Some(p) = model.peers.remove(peer) else {
+        return;
+    };
+    model.filter_subscribers.remove(peer);
+    for doc in p.subscribed.iter() {
+        if let Some(d) = model.docs.get_mut(doc) {
+            d.subscribers.remove(peer);
+        }
+    }
 }
 
 pub(crate) fn frame_rejected(model: &mut Model, out: &mut Out, channel: ChannelId, reason: String) {
@@ -323,6 +348,7 @@ fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId,
         p.channels.insert(channel);
         p.channels.len() == 1
     };
+    super::timers::cancel(model, &Timer::ForgetPeer(peer.clone()));
     if first {
         out.emit(Event::PeerConnected { peer });
     }

@@ -5,7 +5,9 @@
 //!      <-- delete-result --        tell subscribers; otherwise "ignored"
 //! ```
 //! A tombstone is persisted: no store answer, late peer or push brings the
-//! document back.
+//! document back. A deletion is confirmed (to the asker, the application,
+//! and by dropping the data) only once its tombstone is durable, so a crash
+//! before that cannot bring back what was said to be gone.
 
 use super::common::{access, fail_waiters};
 use crate::ids::{ChannelId, DocId, PeerId};
@@ -32,14 +34,20 @@ pub(crate) fn delete_received(
     peer: &PeerId,
     doc: DocId,
 ) {
-    let outcome = if access(model, peer, &doc).delete {
-        perform(model, out, &doc, Some(peer));
-        DeleteOutcome::Deleted
-    } else {
+    if !access(model, peer, &doc).delete {
         out.log(Level::Warn, format!("{peer} may not delete {doc}; ignored"));
-        DeleteOutcome::Ignored
-    };
-    out.send(channel, Message::DeleteResult { doc, outcome });
+        let outcome = DeleteOutcome::Ignored;
+        return out.send(channel, Message::DeleteResult { doc, outcome });
+    }
+    perform(model, out, &doc, Some(peer));
+    match model.deleting.get_mut(&doc) {
+        // Answered once the tombstone is durable.
+        Some(waiting) => waiting.push(channel),
+        None => {
+            let outcome = DeleteOutcome::Deleted;
+            out.send(channel, Message::DeleteResult { doc, outcome });
+        }
+    }
 }
 
 fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId>) {
@@ -75,6 +83,33 @@ fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId
     }
     super::ephemeral::forget_doc(model, out, doc);
     out.cmd(Cmd::Save(StateRecord::Tombstone(doc.clone())));
+    if model.stores.is_empty() {
+        confirm(model, out, doc, Vec::new());
+    } else {
+        model.deleting.insert(doc.clone(), Vec::new());
+    }
+}
+
+/// The primary store holds the tombstone: the deletion is confirmed.
+pub(crate) fn tombstone_durable(model: &mut Model, out: &mut Out, doc: &DocId) {
+    if let Some(waiting) = model.deleting.remove(doc) {
+        confirm(model, out, doc, waiting);
+    }
+}
+
+fn confirm(model: &mut Model, out: &mut Out, doc: &DocId, waiting: Vec<ChannelId>) {
     out.cmd(Cmd::Purge { doc: doc.clone() });
     out.emit(Event::DocDeleted { doc: doc.clone() });
+    for channel in waiting {
+        if model.channels.contains_key(&channel) {
+            let outcome = DeleteOutcome::Deleted;
+            out.send(
+                channel,
+                Message::DeleteResult {
+                    doc: doc.clone(),
+                    outcome,
+                },
+            );
+        }
+    }
 }

@@ -86,15 +86,19 @@ pub(crate) fn loaded(
         );
     }
     let feed_clock = model.feed_loading.remove(&doc);
-    let Some(d) = model.docs.get_mut(&doc) else {
+    if !model.docs.contains_key(&doc) {
         return settle_feed(model);
-    };
+    }
     let held = match outcome {
         LoadOutcome::Found {
             version,
             stored,
             unreadable,
+            clock,
         } => {
+            if model.stores.get_min() == Some(&store) {
+                super::common::assign_clock(model, &doc, clock);
+            }
             if unreadable > 0 {
                 report(
                     out,
@@ -108,6 +112,9 @@ pub(crate) fn loaded(
             Some((version, stored))
         }
         LoadOutcome::Missing => None,
+    };
+    let Some(d) = model.docs.get_mut(&doc) else {
+        return settle_feed(model);
     };
     let before = d.version.clone();
     if let Some((version, stored)) = &held {

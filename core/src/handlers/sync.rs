@@ -75,6 +75,16 @@ pub(crate) fn request(
     super::ephemeral::send_own(model, out, doc, channel);
 }
 
+/// Asks a connected peer what it keeps of a document; its answer (up to
+/// date with what it promises, or the data we lack) confirms.
+pub(crate) fn ask_peer(model: &mut Model, out: &mut Out, doc: &DocId, peer: &PeerId) {
+    let asked = model.requests.contains_key(&(peer.clone(), doc.clone()));
+    let ready = model.docs.get(doc).is_some_and(|d| d.is_ready());
+    if let (Some(channel), true, false) = (peer_channel(model, peer), ready, asked) {
+        request(model, out, peer, channel, doc, false);
+    }
+}
+
 /// Asks every remote we dialed for a document the application opened.
 pub(crate) fn request_from_remotes(model: &mut Model, out: &mut Out, doc: &DocId) {
     let targets: Vec<(PeerId, ChannelId)> = model
@@ -84,9 +94,7 @@ pub(crate) fn request_from_remotes(model: &mut Model, out: &mut Out, doc: &DocId
         .filter_map(|(id, _)| Some((id.clone(), peer_channel(model, id)?)))
         .collect();
     for (peer, channel) in targets {
-        if let Some(d) = model.docs.get_mut(doc) {
-            d.subscribers.insert(peer.clone());
-        }
+        super::common::subscribe(model, doc, &peer);
         request(model, out, &peer, channel, doc, true);
     }
 }
@@ -161,20 +169,26 @@ pub(crate) fn answer(
         );
         return unavailable(out, channel, doc);
     }
-    let Some(d) = model.docs.get_mut(doc) else {
+    super::common::subscribe(model, doc, peer);
+    let Some(d) = model.docs.get(doc) else {
         return;
     };
-    d.subscribers.insert(peer.clone());
     let ours = d.version.clone();
     peer_has(model, peer, doc, &theirs);
     if theirs.includes(&ours) {
+        // What we promise to keep, not what we happen to hold in memory.
+        let promised = model
+            .docs
+            .get(doc)
+            .map(|d| super::common::promised_version(model, d))
+            .unwrap_or_default();
         out.send(
             channel,
             Message::SyncResponse {
                 doc: doc.clone(),
                 batch: BatchId(0),
                 reply: Reply::UpToDate,
-                version: ours.clone(),
+                version: promised,
             },
         );
     } else if theirs.is_empty() {
@@ -271,7 +285,8 @@ pub(crate) fn receive_data(
     if let Some(p) = model.peers.get_mut(&peer) {
         p.last_push_at = Some(model.now);
     }
-    super::common::confirm(model, &peer, &doc, Some(&version));
+    // Data shows what the sender holds in memory, not what it keeps: it is
+    // not a confirmation (a crash may lose it); its answers and acks are.
     if model.tombstones.contains(&doc) {
         // Tell the late peer, so it can apply the deletion (its own rules decide).
         out.send(channel, Message::Delete { doc: doc.clone() });
@@ -366,6 +381,9 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
         ImportOutcome::Applied { version } => (version, true),
         ImportOutcome::Pending { version } => (version, false),
         ImportOutcome::Failed { reason } => return import_failed(model, out, &doc, source, reason),
+        ImportOutcome::Unavailable { reason } => {
+            return import_unavailable(model, out, &doc, source, reason)
+        }
     };
     let Some(d) = model.docs.get_mut(&doc) else {
         // Deleted while the import ran: the tombstone wins.
@@ -401,7 +419,7 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
             out.emit(Event::PeerSynced {
                 peer: peer.clone(),
                 doc: doc.clone(),
-                state: SyncState::Synced(theirs),
+                state: SyncState::Synced(theirs.clone()),
             });
             if complete {
                 when_durable(
@@ -417,9 +435,11 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
                 );
             } else {
                 ack(out, channel, batch, AckStatus::MissingDependencies);
-                // Ask for what is missing.
+                // Ask for what is missing. It just sent `theirs`: that much
+                // it has for sure, whatever the answer to this request says.
                 if model.channels.contains_key(&channel) {
                     request(model, out, &peer, channel, &doc, false);
+                    peer_has(model, &peer, &doc, &theirs);
                 }
             }
         }
@@ -452,6 +472,40 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
                 );
             }
         }
+    }
+}
+
+/// Our side failed, not the data: no acknowledgement, so the sender's
+/// transmission times out and it offers the data again (a sync-request,
+/// whose answer tells it what we lack).
+fn import_unavailable(
+    model: &mut Model,
+    out: &mut Out,
+    doc: &DocId,
+    source: Source,
+    reason: String,
+) {
+    report(
+        out,
+        Some(doc),
+        format!("{doc} could not take data now: {reason}; it is asked for again"),
+    );
+    match source {
+        Source::Peer { peer, .. } => {
+            // What it has is unknown again: ask, and let the answer decide.
+            if let Some(p) = model.peers.get_mut(&peer) {
+                p.docs.remove(doc);
+            }
+        }
+        Source::Push { job, index, .. } => deliver(
+            model,
+            out,
+            Notify::Push { job, index },
+            doc,
+            &VersionVector::new(),
+            None,
+            RevisionStatus::MissingDependencies,
+        ),
     }
 }
 

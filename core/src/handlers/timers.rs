@@ -115,6 +115,7 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
         Timer::LoadTimeout(doc) => super::storage::load_timed_out(model, out, &doc),
         Timer::FeedPoll => super::storage::feed_poll(model, out),
         Timer::StoreRetry => super::storage::retry_due(model, out),
+        Timer::ForgetPeer(peer) => super::connection::forget_peer(model, &peer),
     }
 }
 

@@ -99,3 +99,32 @@ fn path_like_doc_ids_are_refused_at_the_entry() {
     assert_eq!(error_code(&cmds, 1), Some(ErrorCode::BadDocId));
     assert!(k.model.doc_version(&doc("../etc")).is_none());
 }
+
+#[test]
+fn a_peer_that_left_is_forgotten_after_the_linger_time_unless_it_returns() {
+    let mut k = Kit::hub();
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    for ch in [1, 2] {
+        k.recv(
+            ch,
+            Message::SyncRequest {
+                doc: doc("d"),
+                version: vv(&[]),
+                bidirectional: false,
+            },
+        );
+    }
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(2),
+    });
+    // Bob comes back in time; alice does not.
+    k.now = 30_000;
+    k.peer(3, "bob");
+    k.tick(60_000);
+    assert_eq!(k.model.peer_count(), 1, "alice's state outlived the linger");
+    assert_eq!(k.model.subscribers(&doc("d")), vec![PeerId::new("bob")]);
+}

@@ -22,13 +22,26 @@ fn a_deleted_document_is_tombstoned_purged_and_told_to_subscribers() {
     );
     let cmds = k.recv(1, Message::Delete { doc: doc("d") });
     assert!(cmds.contains(&Cmd::Save(StateRecord::Tombstone(doc("d")))));
-    assert!(cmds.contains(&Cmd::Purge { doc: doc("d") }));
     assert!(messages(&cmds, 2).contains(&Message::Delete { doc: doc("d") }));
     assert!(
         !messages(&cmds, 1).contains(&Message::Delete { doc: doc("d") }),
         "told back to the deleter"
     );
     assert!(k.model.is_tombstoned(&doc("d")));
+    // Confirmed (data dropped, the deleter answered) once the tombstone is durable.
+    assert!(!cmds.contains(&Cmd::Purge { doc: doc("d") }));
+    assert!(!messages(&cmds, 1)
+        .iter()
+        .any(|m| matches!(m, Message::DeleteResult { .. })));
+    let cmds = k.feed(Msg::StoreSaved {
+        store: crate::ChannelId(10),
+        record: StateRecord::Tombstone(doc("d")),
+    });
+    assert!(cmds.contains(&Cmd::Purge { doc: doc("d") }));
+    assert!(messages(&cmds, 1).contains(&Message::DeleteResult {
+        doc: doc("d"),
+        outcome: crate::DeleteOutcome::Deleted
+    }));
 }
 
 #[test]

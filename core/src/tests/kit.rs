@@ -74,6 +74,7 @@ impl Kit {
                 version: version.clone(),
                 stored: version,
                 unreadable: 0,
+                clock: Clock(1),
             },
         })
     }

@@ -36,7 +36,8 @@ impl Hub {
         let Some(model) = self.model.take() else {
             return Vec::new();
         };
-        let (model, cmds) = update(model, msg);
+        // No timer is ever due here: the time can stand still.
+        let (model, cmds) = update(model, 0, msg);
         self.model = Some(model);
         self.fed += 1;
         cmds

@@ -1,0 +1,435 @@
+//! The production driver: a smol task that feeds the node what happens
+//! (frames from links, store answers, application requests, the clock) and
+//! carries out what it puts out. It decides nothing.
+
+use crate::engine::DocEngine;
+use crate::node::{run_job, Input, Node, Output, StoreAnswer, StoreJob};
+use docweave_adapters::{Link, Outbound, Store};
+use docweave_core::{ChannelId, DocId, Event, Millis, PeerId, RemoteAddr};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Most inputs taken before the writes of a burst go out.
+const BURST: usize = 256;
+
+/// Opens links to remotes that are not Repos of this process (TCP, WebSocket, ...).
+pub type Dialer = std::sync::Arc<
+    dyn Fn(
+            RemoteAddr,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How a remote is reached.
+pub(crate) enum Remote<E: DocEngine> {
+    /// A Repo of this process, through its input.
+    Local(async_channel::Sender<Request<E>>),
+    /// Anything else, through a dialer.
+    Dialer(Dialer),
+}
+
+impl<E: DocEngine> Clone for Remote<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Remote::Local(s) => Remote::Local(s.clone()),
+            Remote::Dialer(d) => Remote::Dialer(d.clone()),
+        }
+    }
+}
+
+/// Asks the application side for something and gets an answer.
+pub(crate) type Answer<T> = async_channel::Sender<T>;
+
+/// The answer to an open: the application's handle, or why not.
+type OpenAnswer<E> = Answer<Result<<E as DocEngine>::Handle, String>>;
+
+/// What a document's standing is made of: what the peer confirmed, our
+/// version, whether changes wait for the store, the last error.
+pub(crate) type PeerState = (
+    Option<docweave_core::SyncState>,
+    Option<docweave_core::VersionVector>,
+);
+
+/// Everything the driver's loop reacts to.
+pub(crate) enum Request<E: DocEngine> {
+    Node(Input),
+    Frame {
+        channel: ChannelId,
+        bytes: Vec<u8>,
+    },
+    Closed {
+        channel: ChannelId,
+    },
+    Accept(Link),
+    AddRemote {
+        remote: RemoteAddr,
+        how: Remote<E>,
+        token: Option<String>,
+    },
+    Dialed {
+        remote: RemoteAddr,
+        link: Link,
+    },
+    Store(StoreAnswer),
+    Open {
+        doc: DocId,
+        reply: OpenAnswer<E>,
+    },
+    Watch {
+        reply: Answer<async_channel::Receiver<Event>>,
+    },
+    PeerState {
+        doc: DocId,
+        peer: PeerId,
+        reply: Answer<PeerState>,
+    },
+    Dirty {
+        doc: DocId,
+        reply: Answer<(bool, Option<String>)>,
+    },
+    Resident {
+        reply: Answer<usize>,
+    },
+    Summary {
+        reply: Answer<crate::repo::Summary>,
+    },
+    Close {
+        reply: Answer<()>,
+    },
+}
+
+/// Runs store jobs on a thread of their own, in order, and answers each.
+struct StoreThread {
+    jobs: std::sync::mpsc::Sender<StoreJob>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StoreThread {
+    fn spawn<E: DocEngine>(
+        mut store: Box<dyn Store>,
+        answers: async_channel::Sender<Request<E>>,
+    ) -> Self {
+        let (jobs, rx) = std::sync::mpsc::channel::<StoreJob>();
+        let thread = std::thread::spawn(move || {
+            while let Ok(job) = rx.recv() {
+                let result = run_job(&mut *store, job.op);
+                let answer = StoreAnswer { id: job.id, result };
+                // A closed loop is closing: the remaining jobs still run.
+                let _ = answers.send_blocking(Request::Store(answer));
+            }
+        });
+        Self {
+            jobs,
+            thread: Some(thread),
+        }
+    }
+
+    fn close(mut self) {
+        let Self { jobs, thread } = &mut self;
+        drop(std::mem::replace(jobs, std::sync::mpsc::channel().0));
+        if let Some(t) = thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The loop: one node, its links, its store thread, the application's requests.
+pub(crate) struct Driver<E: DocEngine> {
+    node: Node<E>,
+    links: BTreeMap<ChannelId, async_channel::Sender<Outbound>>,
+    remotes: BTreeMap<RemoteAddr, Remote<E>>,
+    pending_opens: BTreeMap<DocId, Vec<OpenAnswer<E>>>,
+    watchers: Vec<async_channel::Sender<Event>>,
+    input: async_channel::Receiver<Request<E>>,
+    me: async_channel::Sender<Request<E>>,
+    store: Option<StoreThread>,
+    started: Instant,
+    /// The last error per document, for its status.
+    errors: BTreeMap<DocId, String>,
+}
+
+impl<E: DocEngine> Driver<E> {
+    /// Wraps a node. With a store, its restore job runs here and now, so a
+    /// store that cannot be read fails the build, not the first request.
+    pub fn new(
+        mut node: Node<E>,
+        store: Option<Box<dyn Store>>,
+        input: async_channel::Receiver<Request<E>>,
+        me: async_channel::Sender<Request<E>>,
+    ) -> Result<Self, String> {
+        let started = Instant::now();
+        let store = match store {
+            Some(mut store) => {
+                if let Some(Output::Store(job)) = node.poll_output() {
+                    let result = run_job(&mut *store, job.op);
+                    if let crate::node::StoreResult::Failed(e) = &result {
+                        return Err(e.reason.clone());
+                    }
+                    node.handle(0, Input::Store(StoreAnswer { id: job.id, result }));
+                }
+                Some(StoreThread::spawn(store, me.clone()))
+            }
+            None => None,
+        };
+        Ok(Self {
+            node,
+            links: BTreeMap::new(),
+            remotes: BTreeMap::new(),
+            pending_opens: BTreeMap::new(),
+            watchers: Vec::new(),
+            input,
+            me,
+            store,
+            started,
+            errors: BTreeMap::new(),
+        })
+    }
+
+    fn now(&self) -> Millis {
+        self.started.elapsed().as_millis() as Millis
+    }
+
+    /// Runs until closed.
+    pub async fn run(mut self) {
+        self.pump();
+        loop {
+            let next = match self.node.poll_timeout() {
+                Some(at) => {
+                    let wait = Duration::from_millis(at.saturating_sub(self.now()));
+                    futures_lite::future::or(async { Some(self.input.recv().await.ok()) }, async {
+                        smol::Timer::after(wait).await;
+                        None
+                    })
+                    .await
+                }
+                None => Some(self.input.recv().await.ok()),
+            };
+            match next {
+                Some(Some(Request::Close { reply })) => return self.close(Some(reply)).await,
+                Some(Some(request)) => {
+                    self.request(request);
+                    // Take what else is already waiting before writing, so
+                    // the answers to one burst leave as one frame per link.
+                    for _ in 0..BURST {
+                        match self.input.try_recv() {
+                            Ok(Request::Close { reply }) => return self.close(Some(reply)).await,
+                            Ok(more) => self.request(more),
+                            Err(_) => break,
+                        }
+                    }
+                    self.pump();
+                }
+                Some(None) => return self.close(None).await,
+                None => {
+                    let now = self.now();
+                    self.node.handle(now, Input::Timeout);
+                    self.pump();
+                }
+            }
+        }
+    }
+
+    /// Flushes, stops the links and waits for every store job to finish.
+    async fn close(mut self, reply: Option<Answer<()>>) {
+        self.pump();
+        for (_, tx) in std::mem::take(&mut self.links) {
+            tx.close();
+        }
+        if let Some(store) = self.store.take() {
+            store.close();
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(()).await;
+        }
+    }
+
+    fn request(&mut self, request: Request<E>) {
+        let now = self.now();
+        match request {
+            Request::Node(input) => self.node.handle(now, input),
+            Request::Frame { channel, bytes } => {
+                self.node.handle(now, Input::Frame { channel, bytes })
+            }
+            Request::Closed { channel } => {
+                if self.links.remove(&channel).is_some() {
+                    self.node.handle(now, Input::ChannelClosed { channel });
+                }
+            }
+            Request::Store(answer) => self.node.handle(now, Input::Store(answer)),
+            Request::Accept(link) => self.add_link(link, None),
+            Request::Dialed { remote, link } => {
+                if self.remotes.contains_key(&remote) {
+                    self.add_link(link, Some(remote));
+                } else {
+                    link.close("no longer wanted");
+                }
+            }
+            Request::AddRemote { remote, how, token } => {
+                self.remotes.insert(remote.clone(), how);
+                self.node.handle(
+                    now,
+                    Input::Connect {
+                        remote,
+                        token,
+                        filter: docweave_core::Filter::all(),
+                    },
+                );
+            }
+            Request::Open { doc, reply } => {
+                self.pending_opens
+                    .entry(doc.clone())
+                    .or_default()
+                    .push(reply);
+                self.node.handle(now, Input::Open { doc });
+            }
+            Request::Watch { reply } => {
+                let (tx, rx) = async_channel::unbounded();
+                self.watchers.push(tx);
+                let _ = reply.try_send(rx);
+            }
+            Request::PeerState { doc, peer, reply } => {
+                let m = self.node.model();
+                let _ = reply.try_send((m.peer_state(&peer, &doc), m.doc_version(&doc).cloned()));
+            }
+            Request::Dirty { doc, reply } => {
+                let dirty = self.node.model().is_dirty(&doc);
+                let _ = reply.try_send((dirty, self.errors.get(&doc).cloned()));
+            }
+            Request::Resident { reply } => {
+                let _ = reply.try_send(self.node.resident());
+            }
+            Request::Summary { reply } => {
+                let m = self.node.model();
+                let summary = crate::repo::Summary {
+                    peer: m.config().peer.clone(),
+                    clock: m.clock(),
+                    docs: m.doc_summaries(),
+                    peers: m.peer_summaries(),
+                    resident: self.node.resident(),
+                };
+                let _ = reply.try_send(summary);
+            }
+            Request::Close { .. } => {}
+        }
+    }
+
+    fn add_link(&mut self, link: Link, remote: Option<RemoteAddr>) {
+        let now = self.now();
+        let channel = self.node.channel_opened(now, remote);
+        self.links.insert(channel, link.tx);
+        let me = self.me.clone();
+        let rx = link.rx;
+        smol::spawn(async move {
+            while let Ok(bytes) = rx.recv().await {
+                if me.send(Request::Frame { channel, bytes }).await.is_err() {
+                    return;
+                }
+            }
+            let _ = me.send(Request::Closed { channel }).await;
+        })
+        .detach();
+    }
+
+    /// Carries out everything the node put out.
+    fn pump(&mut self) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Transmit { channel, frame } => {
+                    if let Some(tx) = self.links.get(&channel) {
+                        let _ = tx.try_send(Outbound::Frame(frame));
+                    }
+                }
+                Output::Close { channel, reason } => {
+                    if let Some(tx) = self.links.remove(&channel) {
+                        let _ = tx.try_send(Outbound::Close(reason));
+                        tx.close();
+                    }
+                }
+                Output::Dial { remote } => self.dial(remote),
+                Output::Store(job) => {
+                    if let Some(store) = &self.store {
+                        // A stopped store thread means the node is closing.
+                        let _ = store.jobs.send(job);
+                    }
+                }
+                Output::Event(event) => self.emit(event),
+            }
+        }
+    }
+
+    fn dial(&mut self, remote: RemoteAddr) {
+        let now = self.now();
+        match self.remotes.get(&remote).cloned() {
+            Some(Remote::Local(inbox)) => {
+                let (mine, theirs) = docweave_adapters::transport::memory_pair();
+                if inbox.try_send(Request::Accept(theirs)).is_ok() {
+                    self.add_link(mine, Some(remote));
+                } else {
+                    self.node.handle(now, Input::DialFailed { remote });
+                }
+            }
+            Some(Remote::Dialer(dial)) => {
+                // Dialing takes time: it runs aside and reports back.
+                let me = self.me.clone();
+                smol::spawn(async move {
+                    let request = match dial(remote.clone()).await {
+                        Ok(link) => Request::Dialed { remote, link },
+                        Err(e) => {
+                            tracing::info!("dialing {remote} failed: {e}");
+                            Request::Node(Input::DialFailed { remote })
+                        }
+                    };
+                    let _ = me.send(request).await;
+                })
+                .detach();
+            }
+            None => self.node.handle(now, Input::DialFailed { remote }),
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        // The last error of a document stands until a peer takes or sends
+        // data for it again (a local write succeeding says nothing of that).
+        let me = &self.node.model().config().peer;
+        match &event {
+            Event::Error {
+                doc: Some(doc),
+                reason,
+            } => {
+                self.errors.insert(doc.clone(), reason.clone());
+            }
+            Event::DocChanged {
+                doc,
+                from: Some(from),
+                ..
+            } if from != me => {
+                self.errors.remove(doc);
+            }
+            Event::AckedByRemote { doc, .. } => {
+                self.errors.remove(doc);
+            }
+            _ => {}
+        }
+        match &event {
+            Event::DocReady { doc, .. } => {
+                let answers = self.pending_opens.remove(doc).unwrap_or_default();
+                let handle = self.node.doc_handle(doc);
+                for r in answers {
+                    let answer = handle
+                        .clone()
+                        .ok_or_else(|| format!("{doc} could not be kept in memory; open it again"));
+                    let _ = r.try_send(answer);
+                }
+            }
+            Event::DocUnavailable { doc } => {
+                for r in self.pending_opens.remove(doc).unwrap_or_default() {
+                    let _ = r.try_send(Err(format!("{doc} is not available")));
+                }
+            }
+            _ => {}
+        }
+        self.watchers.retain(|w| w.try_send(event.clone()).is_ok());
+    }
+}

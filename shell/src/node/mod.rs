@@ -1,0 +1,927 @@
+//! The node: everything docweave does besides raw I/O, deterministic and
+//! driven from outside.
+//!
+//! It holds the core's model, the document replicas, frame assembly and the
+//! store jobs. It owns no thread, socket or clock: every input comes with the
+//! time, and what it wants done comes out as [`Output`]s to poll. The smol
+//! loop behind [`crate::Repo`] is one driver; the simulator in `tests/`
+//! and a host's own loop are others.
+//!
+//! A host loop, in outline:
+//!
+//! ```
+//! use docweave_core::Config;
+//! use docweave_shell::{LoroEngine, Node, NodeOptions, Output};
+//!
+//! let mut node = Node::new(Config::new("laptop"), LoroEngine, NodeOptions::default());
+//! let start = std::time::Instant::now();
+//! let now = || start.elapsed().as_millis() as u64;
+//! node.handle(now(), docweave_shell::Input::Open { doc: docweave_core::DocId::new("notes") });
+//! while let Some(output) = node.poll_output() {
+//!     match output {
+//!         Output::Transmit { channel, frame } => { /* write `frame` to that connection */ }
+//!         Output::Close { channel, reason } => { /* close it */ }
+//!         Output::Dial { remote } => { /* connect, then `channel_opened(now, Some(remote))` */ }
+//!         Output::Store(job) => { /* run_job(store, job.op), then feed `Input::Store` */ }
+//!         Output::Event(event) => { /* tell the application */ }
+//!     }
+//! }
+//! // Sleep until `node.poll_timeout()` or the next input, then feed `Input::Timeout`.
+//! ```
+
+mod outbox;
+mod replicas;
+mod store_jobs;
+
+pub use replicas::LocalNotify;
+pub use store_jobs::{run_job, JobError, StoreAnswer, StoreJob, StoreOp, StoreResult};
+
+use crate::engine::DocEngine;
+use docweave_core::{
+    decode, update, AckStatus, BatchId, ChangedDoc, ChannelId, ChannelKind, Clock, Cmd, Config,
+    DocId, Event, Filter, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg,
+    Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
+};
+use replicas::Replicas;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Settings of a node that are not the core's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeOptions {
+    /// The CRDT actor number of local edits; must differ across sessions of a node.
+    pub actor: u64,
+    /// Whether a store is attached (its jobs come out as [`Output::Store`]).
+    pub store: bool,
+    /// Most replicas kept in memory (evicted least recently used; only with a store).
+    pub max_docs: usize,
+    /// Bounds on frames read from channels.
+    pub limits: Limits,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            actor: 1,
+            store: false,
+            max_docs: usize::MAX,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What a driver feeds the node, always with the time it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// One frame arrived on a channel.
+    Frame {
+        /// The channel, from [`Node::channel_opened`].
+        channel: ChannelId,
+        /// The frame's bytes.
+        bytes: Vec<u8>,
+    },
+    /// A channel's connection ended.
+    ChannelClosed {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// A dial asked for with [`Output::Dial`] failed.
+    DialFailed {
+        /// Where.
+        remote: RemoteAddr,
+    },
+    /// The answer to an [`Output::Store`] job.
+    Store(StoreAnswer),
+    /// The time from [`Node::poll_timeout`] has come.
+    Timeout,
+    /// The application committed edits through a document's handle.
+    LocalChange {
+        /// The document.
+        doc: DocId,
+    },
+    /// The application made an update with its own CRDT library: import it
+    /// as a local change (the document must be open).
+    LocalUpdate {
+        /// The document.
+        doc: DocId,
+        /// The update's bytes.
+        bytes: Vec<u8>,
+    },
+    /// The application wants a document: [`Event::DocReady`] (then
+    /// [`Node::doc_handle`]) or [`Event::DocUnavailable`] follows.
+    Open {
+        /// The document.
+        doc: DocId,
+    },
+    /// The application deletes a document.
+    Delete {
+        /// The document.
+        doc: DocId,
+    },
+    /// The application sets (or clears, with empty data) its presence.
+    SetPresence {
+        /// The document.
+        doc: DocId,
+        /// The namespace.
+        namespace: Namespace,
+        /// The data.
+        data: Payload,
+    },
+    /// The application wants a peer to confirm what it keeps of a
+    /// document (the answer updates [`docweave_core::Model::peer_state`]).
+    AskPeer {
+        /// The document.
+        doc: DocId,
+        /// The peer.
+        peer: docweave_core::PeerId,
+    },
+    /// The application wants to stay connected to a remote.
+    Connect {
+        /// Where.
+        remote: RemoteAddr,
+        /// The token to present.
+        token: Option<String>,
+        /// Which documents to follow there.
+        filter: Filter,
+    },
+}
+
+/// What the node wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Write one frame to a channel's connection.
+    Transmit {
+        /// The channel.
+        channel: ChannelId,
+        /// The frame.
+        frame: Vec<u8>,
+    },
+    /// Close a channel's connection (the node already forgot it).
+    Close {
+        /// The channel.
+        channel: ChannelId,
+        /// Why.
+        reason: String,
+    },
+    /// Connect to a remote, then call [`Node::channel_opened`] (or feed [`Input::DialFailed`]).
+    Dial {
+        /// Where.
+        remote: RemoteAddr,
+    },
+    /// Run a job on the store ([`run_job`]) and feed the answer back, in job order.
+    Store(StoreJob),
+    /// Tell the application.
+    Event(Event),
+}
+
+/// Sees every step of the core: the time, the input and the commands.
+pub type StepHook = Box<dyn FnMut(Millis, &Msg, &[Cmd]) + Send>;
+
+/// Why the node asked its store for something.
+enum Purpose {
+    Restore,
+    Appends(Vec<BatchId>),
+    /// The core asked to load a document.
+    Load(DocId),
+    /// The node reloads an evicted replica; everything waits for it.
+    Reload(DocId),
+    Changes {
+        since: Clock,
+        limit: usize,
+    },
+    Save(StateRecord),
+    Purge(DocId),
+}
+
+/// One thing for the store, in the order the core asked.
+enum StoreItem {
+    Append(BatchId, docweave_adapters::Append),
+    Op(StoreOp, Purpose),
+}
+
+/// The deterministic node. See the module docs for the host loop.
+pub struct Node<E: DocEngine> {
+    model: Option<Model>,
+    replicas: Replicas<E>,
+    options: NodeOptions,
+    now: Millis,
+    store: Option<ChannelId>,
+    channels: BTreeSet<ChannelId>,
+    next_channel: u64,
+    next_job: u64,
+    jobs: BTreeMap<u64, Purpose>,
+    /// Core commands not yet carried out (a reload may hold them).
+    cmds: VecDeque<Cmd>,
+    /// Follow-ups for the core, fed after the current commands.
+    internal: VecDeque<Msg>,
+    /// The reload everything waits for, and the inputs that wait with it.
+    blocked: Option<u64>,
+    held: VecDeque<(Millis, Held)>,
+    outbox: BTreeMap<ChannelId, Vec<Outgoing>>,
+    store_queue: Vec<StoreItem>,
+    outputs: VecDeque<Output>,
+    hook: Option<StepHook>,
+}
+
+impl<E: DocEngine> Node<E> {
+    /// A node with `config`, documents of `engine`. With `options.store`,
+    /// its first output is the job that restores what the store remembers.
+    pub fn new(config: Config, engine: E, options: NodeOptions) -> Self {
+        Self::with_notify(config, engine, options, Arc::new(|_| {}))
+    }
+
+    /// Like [`Node::new`]; `notify` is called whenever the application
+    /// commits an edit through a handle (feed [`Input::LocalChange`] then).
+    pub fn with_notify(
+        config: Config,
+        engine: E,
+        options: NodeOptions,
+        notify: LocalNotify,
+    ) -> Self {
+        let mut node = Self {
+            model: Some(Model::new(config)),
+            replicas: Replicas::new(engine, options.actor, notify),
+            options,
+            now: 0,
+            store: None,
+            channels: BTreeSet::new(),
+            next_channel: 1,
+            next_job: 1,
+            jobs: BTreeMap::new(),
+            cmds: VecDeque::new(),
+            internal: VecDeque::new(),
+            blocked: None,
+            held: VecDeque::new(),
+            outbox: BTreeMap::new(),
+            store_queue: Vec::new(),
+            outputs: VecDeque::new(),
+            hook: None,
+        };
+        if options.store {
+            let channel = node.new_channel();
+            node.store = Some(channel);
+            // Fed with the restore's answer, so a hook set now sees it.
+            node.internal.push_back(Msg::ChannelAdded {
+                channel,
+                kind: ChannelKind::Storage,
+                remote: None,
+            });
+            // Nothing is decided before the store said what it remembers.
+            let id = node.job(StoreOp::Restore, Purpose::Restore);
+            node.blocked = Some(id);
+        }
+        node
+    }
+
+    /// Sees every core step from now on (recording, traces).
+    pub fn set_hook(&mut self, hook: StepHook) {
+        self.hook = Some(hook);
+    }
+
+    /// The core's model, for queries.
+    pub fn model(&self) -> &Model {
+        // Only empty during a step, and no caller can observe that.
+        self.model.as_ref().unwrap_or_else(|| empty_model())
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &E {
+        self.replicas.engine()
+    }
+
+    /// The application's handle on an open document, if its replica is in memory.
+    pub fn doc_handle(&mut self, doc: &DocId) -> Option<E::Handle> {
+        let engine = self.replicas.engine().clone();
+        self.replicas.touch(doc).map(|d| engine.handle(d))
+    }
+
+    /// The replica of a document, if in memory.
+    pub fn replica(&self, doc: &DocId) -> Option<&E::Doc> {
+        self.replicas.get(doc)
+    }
+
+    /// How many replicas are in memory.
+    pub fn resident(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// When the node next wants [`Input::Timeout`].
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.model().wake_at()
+    }
+
+    /// A connection opened (accepted, or dialed for `remote`): its channel id
+    /// names it in inputs and outputs from now on.
+    pub fn channel_opened(&mut self, now: Millis, remote: Option<RemoteAddr>) -> ChannelId {
+        let channel = self.new_channel();
+        self.channels.insert(channel);
+        self.arrive(now, Held::Opened { channel, remote });
+        channel
+    }
+
+    /// Feeds one input, which happened at `now`.
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        self.arrive(now, Held::Input(input));
+    }
+
+    /// The next thing to do; `None` when there is nothing now.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() {
+            self.flush();
+        }
+        self.outputs.pop_front()
+    }
+
+    fn arrive(&mut self, now: Millis, item: Held) {
+        if let Some(blocker) = self.blocked {
+            let unblocks = matches!(&item, Held::Input(Input::Store(a)) if a.id == blocker);
+            if !unblocks {
+                self.held.push_back((now, item));
+                return;
+            }
+        }
+        self.take(now, item);
+        self.drain_held();
+    }
+
+    /// Inputs that waited for a reload, in arrival order, until the next one blocks.
+    fn drain_held(&mut self) {
+        while self.blocked.is_none() {
+            let Some((now, item)) = self.held.pop_front() else {
+                break;
+            };
+            self.take(now, item);
+        }
+    }
+
+    fn take(&mut self, now: Millis, item: Held) {
+        self.now = self.now.max(now);
+        match item {
+            Held::Opened { channel, remote } => self.step(Msg::ChannelAdded {
+                channel,
+                kind: ChannelKind::Network,
+                remote,
+            }),
+            Held::Input(input) => self.input(input),
+        }
+        self.run();
+    }
+
+    fn new_channel(&mut self) -> ChannelId {
+        let c = ChannelId(self.next_channel);
+        self.next_channel += 1;
+        c
+    }
+
+    fn me(&self) -> docweave_core::PeerId {
+        self.model().config().peer.clone()
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Frame { channel, bytes } => {
+                if !self.channels.contains(&channel) {
+                    return;
+                }
+                match decode(&bytes, &self.options.limits) {
+                    Ok(messages) => {
+                        for message in messages {
+                            self.internal.push_back(Msg::Received { channel, message });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("{channel}: bad frame: {e}");
+                        self.internal.push_back(Msg::FrameRejected {
+                            channel,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+            Input::ChannelClosed { channel } => {
+                if self.channels.remove(&channel) {
+                    self.outbox.remove(&channel);
+                    self.step(Msg::ChannelRemoved { channel });
+                }
+            }
+            Input::DialFailed { remote } => self.step(Msg::ConnectFailed { remote }),
+            Input::Store(answer) => self.store_answer(answer),
+            Input::Timeout => self.step(Msg::Tick),
+            Input::LocalChange { doc } => self.local_change(doc),
+            Input::LocalUpdate { doc, bytes } => {
+                let ready = self.model().doc_version(&doc).is_some();
+                let engine = self.replicas.engine().clone();
+                match self.replicas.touch(&doc) {
+                    Some(d) if ready => {
+                        if let ImportOutcome::Failed { reason } = engine.import(d, &bytes) {
+                            self.outputs.push_back(Output::Event(Event::Error {
+                                doc: Some(doc),
+                                reason: format!("the local update does not import: {reason}"),
+                            }));
+                            return;
+                        }
+                        self.local_change(doc);
+                    }
+                    _ => self.outputs.push_back(Output::Event(Event::Error {
+                        reason: format!("{doc} is not open here; open it before updating it"),
+                        doc: Some(doc),
+                    })),
+                }
+            }
+            Input::Open { doc } => self.step(Msg::OpenDoc {
+                doc,
+                meta: Default::default(),
+            }),
+            Input::Delete { doc } => self.step(Msg::DeleteDoc { doc }),
+            Input::SetPresence {
+                doc,
+                namespace,
+                data,
+            } => self.step(Msg::SetPresence {
+                doc,
+                namespace,
+                data,
+            }),
+            Input::AskPeer { doc, peer } => self.step(Msg::AskPeer { doc, peer }),
+            Input::Connect {
+                remote,
+                token,
+                filter,
+            } => self.step(Msg::Connect {
+                remote,
+                token,
+                filter,
+            }),
+        }
+    }
+
+    fn local_change(&mut self, doc: DocId) {
+        let engine = self.replicas.engine().clone();
+        let Some(version) = self.replicas.get(&doc).map(|d| engine.version(d)) else {
+            tracing::info!("a local change to {doc}, which is not in memory; ignored");
+            return;
+        };
+        self.step(Msg::LocalChange {
+            doc: doc.clone(),
+            version: version.clone(),
+        });
+        // The core reports remote changes; local ones are told here.
+        let me = self.me();
+        self.outputs.push_back(Output::Event(Event::DocChanged {
+            doc,
+            version,
+            from: Some(me),
+        }));
+    }
+
+    /// Feeds one message to the core and queues its commands.
+    fn step(&mut self, msg: Msg) {
+        let Some(model) = self.model.take() else {
+            return;
+        };
+        let (model, cmds) = match self.hook.as_mut() {
+            Some(hook) => {
+                let copy = msg.clone();
+                let (model, cmds) = update(model, self.now, msg);
+                hook(self.now, &copy, &cmds);
+                (model, cmds)
+            }
+            None => update(model, self.now, msg),
+        };
+        self.model = Some(model);
+        self.cmds.extend(cmds);
+    }
+
+    /// Carries out queued commands and the follow-ups they cause, until done
+    /// or until a reload must come first.
+    fn run(&mut self) {
+        if self.blocked.is_some() {
+            return;
+        }
+        loop {
+            while let Some(cmd) = self.cmds.pop_front() {
+                if let Some(doc) = self.missing_replica(&cmd) {
+                    self.cmds.push_front(cmd);
+                    let id = self.job(StoreOp::Load(doc.clone()), Purpose::Reload(doc));
+                    self.blocked = Some(id);
+                    return;
+                }
+                self.execute(cmd);
+            }
+            match self.internal.pop_front() {
+                Some(msg) => self.step(msg),
+                None => return,
+            }
+        }
+    }
+
+    /// A document a command needs whose replica is not in memory and must
+    /// be read from the store first (without a store, memory is the only copy).
+    fn missing_replica(&self, cmd: &Cmd) -> Option<DocId> {
+        self.store?;
+        let needs = |doc: &DocId| {
+            (!self.replicas.contains(doc) && !self.model().is_tombstoned(doc)).then(|| doc.clone())
+        };
+        match cmd {
+            Cmd::Import { doc, .. } => needs(doc),
+            Cmd::Emit(Event::DocReady { doc, .. }) => needs(doc),
+            Cmd::Send { items, .. } => items.iter().find_map(|item| match item {
+                Outgoing::Data { doc, .. } => needs(doc),
+                Outgoing::Strands { items, .. } => items.iter().find_map(|s| needs(&s.doc)),
+                Outgoing::Message(_) => None,
+            }),
+            _ => None,
+        }
+    }
+
+    fn execute(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Send { channel, items } => {
+                if Some(channel) == self.store {
+                    self.for_store(items);
+                } else if self.channels.contains(&channel) {
+                    self.outbox.entry(channel).or_default().extend(items);
+                }
+            }
+            Cmd::Import { id, doc, data } => {
+                let engine = self.replicas.engine().clone();
+                let d = self.replicas.get_or_create(&doc);
+                let outcome = engine.import(d, data.as_bytes());
+                // The replica changed now: the core learns it before anything else.
+                self.internal.push_front(Msg::Imported { id, outcome });
+            }
+            Cmd::Close { channel, reason } => {
+                if !self.channels.remove(&channel) {
+                    return;
+                }
+                // What was said on this channel goes out before it closes.
+                if let Some(items) = self.outbox.remove(&channel) {
+                    self.transmit(channel, items);
+                }
+                tracing::info!("closing {channel}: {reason}");
+                self.outputs.push_back(Output::Close { channel, reason });
+                self.internal.push_back(Msg::ChannelRemoved { channel });
+            }
+            Cmd::Dial { remote } => self.outputs.push_back(Output::Dial { remote }),
+            Cmd::Save(record) => {
+                if self.store.is_some() {
+                    let op = StoreOp::Save(record.clone());
+                    self.store_queue
+                        .push(StoreItem::Op(op, Purpose::Save(record)));
+                }
+            }
+            Cmd::Purge { doc } => {
+                self.replicas.remove(&doc);
+                if self.store.is_some() {
+                    let op = StoreOp::Purge(doc.clone());
+                    self.store_queue
+                        .push(StoreItem::Op(op, Purpose::Purge(doc)));
+                }
+            }
+            Cmd::WakeAt(_) => {}
+            Cmd::Emit(event) => {
+                if let Event::DocReady { doc, .. } = &event {
+                    // The application asks for the handle next.
+                    self.replicas.get_or_create(doc);
+                }
+                self.outputs.push_back(Output::Event(event));
+            }
+            Cmd::Log { level, text } => match level {
+                docweave_core::Level::Info => tracing::info!("{text}"),
+                docweave_core::Level::Warn => tracing::warn!("{text}"),
+            },
+        }
+    }
+
+    /// Turns what the core says to its store into store items.
+    fn for_store(&mut self, items: Vec<Outgoing>) {
+        for item in items {
+            match item {
+                Outgoing::Data {
+                    doc, batch, since, ..
+                } => {
+                    let engine = self.replicas.engine().clone();
+                    let Some(d) = self.replicas.touch(&doc) else {
+                        continue;
+                    };
+                    match engine.export(d, since.as_ref()) {
+                        Ok(data) => {
+                            let version = engine.version(d);
+                            let append = docweave_adapters::Append {
+                                doc,
+                                meta: Default::default(),
+                                data,
+                                version,
+                            };
+                            self.store_queue.push(StoreItem::Append(batch, append));
+                        }
+                        Err(e) => {
+                            let failure = StoreFailure::Append {
+                                batch,
+                                reason: format!("{doc} could not be exported: {e}"),
+                            };
+                            self.store_failed(failure);
+                        }
+                    }
+                }
+                Outgoing::Message(Message::SyncRequest { doc, .. }) => {
+                    let op = StoreOp::Load(doc.clone());
+                    self.store_queue.push(StoreItem::Op(op, Purpose::Load(doc)));
+                }
+                Outgoing::Message(Message::ChangesSince { clock, .. }) => {
+                    let limit = self.model().config().timing.changes_page.max(1);
+                    let op = StoreOp::Changes {
+                        since: clock,
+                        limit,
+                    };
+                    let purpose = Purpose::Changes {
+                        since: clock,
+                        limit,
+                    };
+                    self.store_queue.push(StoreItem::Op(op, purpose));
+                }
+                Outgoing::Message(m) => {
+                    tracing::debug!("{} for the store; stores do not take it", m.name());
+                }
+                Outgoing::Strands { .. } => {}
+            }
+        }
+    }
+
+    fn store_failed(&mut self, failure: StoreFailure) {
+        if let Some(store) = self.store {
+            self.internal.push_back(Msg::StoreFailed { store, failure });
+        }
+    }
+
+    /// Gives a job an id and puts it out.
+    fn job(&mut self, op: StoreOp, purpose: Purpose) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(id, purpose);
+        self.outputs.push_back(Output::Store(StoreJob { id, op }));
+        id
+    }
+
+    fn store_answer(&mut self, answer: StoreAnswer) {
+        let Some(purpose) = self.jobs.remove(&answer.id) else {
+            tracing::info!("an answer to unknown store job {}; ignored", answer.id);
+            return;
+        };
+        let Some(store) = self.store else {
+            return;
+        };
+        let failure = |e: JobError| e.reason;
+        match (purpose, answer.result) {
+            (
+                Purpose::Restore,
+                StoreResult::Restored {
+                    clock,
+                    docs,
+                    records,
+                },
+            ) => {
+                self.blocked = None;
+                self.internal.push_back(Msg::Restored {
+                    store,
+                    clock,
+                    docs,
+                    records,
+                });
+            }
+            (Purpose::Restore, other) => {
+                self.blocked = None;
+                let reason = match other {
+                    StoreResult::Failed(e) => failure(e),
+                    _ => "the store gave an unexpected answer".into(),
+                };
+                tracing::warn!("the store could not be read at start: {reason}");
+                self.outputs.push_back(Output::Event(Event::Error {
+                    doc: None,
+                    reason: format!("the store could not be read at start: {reason}"),
+                }));
+            }
+            (Purpose::Appends(batches), StoreResult::Appended(results)) => {
+                for (i, batch) in batches.into_iter().enumerate() {
+                    match results.get(i) {
+                        Some(Ok(clock)) => self.internal.push_back(store_ack(
+                            store,
+                            batch,
+                            AckStatus::Ok,
+                            Some(*clock),
+                        )),
+                        Some(Err(e)) if e.tombstoned => self.internal.push_back(store_ack(
+                            store,
+                            batch,
+                            AckStatus::Deleted,
+                            None,
+                        )),
+                        Some(Err(e)) => self.store_failed(StoreFailure::Append {
+                            batch,
+                            reason: e.reason.clone(),
+                        }),
+                        None => self.store_failed(StoreFailure::Append {
+                            batch,
+                            reason: "the store did not answer for this change".into(),
+                        }),
+                    }
+                }
+            }
+            (Purpose::Appends(batches), other) => {
+                let reason = match other {
+                    StoreResult::Failed(e) => failure(e),
+                    _ => "the store gave an unexpected answer".into(),
+                };
+                for batch in batches {
+                    self.store_failed(StoreFailure::Append {
+                        batch,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            (Purpose::Load(doc), StoreResult::Loaded(loaded)) => self.loaded(store, doc, loaded),
+            (Purpose::Load(doc), other) => {
+                let reason = match other {
+                    StoreResult::Failed(e) => failure(e),
+                    _ => "the store gave an unexpected answer".into(),
+                };
+                self.store_failed(StoreFailure::Load { doc, reason });
+            }
+            (Purpose::Reload(doc), result) => self.reloaded(doc, result),
+            (Purpose::Changes { since, limit }, StoreResult::Changes(docs)) => {
+                let more = docs.len() >= limit;
+                let last = docs.last().map(|d| d.clock).unwrap_or(since);
+                let docs: Vec<ChangedDoc> = docs
+                    .into_iter()
+                    .map(|d| ChangedDoc {
+                        doc: d.doc,
+                        version: d.version,
+                        clock: d.clock,
+                    })
+                    .collect();
+                self.internal.push_back(Msg::Received {
+                    channel: store,
+                    message: Message::Changes {
+                        docs,
+                        up_to: last.max(since),
+                        more,
+                    },
+                });
+            }
+            (Purpose::Changes { .. }, other) => {
+                let reason = match other {
+                    StoreResult::Failed(e) => failure(e),
+                    _ => "the store gave an unexpected answer".into(),
+                };
+                self.store_failed(StoreFailure::Feed { reason });
+            }
+            (Purpose::Save(record), StoreResult::Done) => {
+                self.internal.push_back(Msg::StoreSaved { store, record })
+            }
+            (Purpose::Purge(_), StoreResult::Done) => {}
+            (Purpose::Save(record), other) => {
+                let reason = match other {
+                    StoreResult::Failed(e) => failure(e),
+                    _ => "the store gave an unexpected answer".into(),
+                };
+                self.store_failed(StoreFailure::Save { record, reason });
+            }
+            (Purpose::Purge(doc), other) => {
+                let reason = match other {
+                    StoreResult::Failed(e) => failure(e),
+                    _ => "the store gave an unexpected answer".into(),
+                };
+                self.store_failed(StoreFailure::Purge { doc, reason });
+            }
+        }
+    }
+
+    /// The core's load came back: import what the store held, then tell the core.
+    fn loaded(&mut self, store: ChannelId, doc: DocId, loaded: Option<docweave_adapters::Loaded>) {
+        if self.model().is_tombstoned(&doc) {
+            return;
+        }
+        let outcome = match loaded {
+            Some(l) => {
+                let got = self.replicas.import_loaded(&doc, &l);
+                LoadOutcome::Found {
+                    version: got.version,
+                    stored: got.stored,
+                    unreadable: got.unreadable,
+                    clock: l.clock,
+                }
+            }
+            None => {
+                // Likely created next; dropped again below if it is not.
+                self.replicas.get_or_create(&doc);
+                LoadOutcome::Missing
+            }
+        };
+        self.step(Msg::StoreLoaded {
+            store,
+            doc: doc.clone(),
+            outcome,
+        });
+        self.run();
+        let known = self.model().doc_version(&doc).is_some() || self.model().is_dirty(&doc);
+        if !known && self.blocked.is_none() {
+            self.replicas.remove(&doc);
+        }
+    }
+
+    /// An evicted replica came back from the store: what waited for it goes on.
+    fn reloaded(&mut self, doc: DocId, result: StoreResult) {
+        self.blocked = None;
+        match result {
+            StoreResult::Loaded(Some(l)) => {
+                let got = self.replicas.import_loaded(&doc, &l);
+                if got.unreadable > 0 {
+                    self.outputs.push_back(Output::Event(Event::Error {
+                        doc: Some(doc.clone()),
+                        reason: format!(
+                            "{} stored change(s) of {doc} could not be imported",
+                            got.unreadable
+                        ),
+                    }));
+                }
+            }
+            StoreResult::Loaded(None) => {
+                self.replicas.get_or_create(&doc);
+            }
+            other => {
+                let reason = match other {
+                    StoreResult::Failed(e) => e.reason,
+                    _ => "the store gave an unexpected answer".into(),
+                };
+                tracing::warn!("{doc} could not be read back from the store: {reason}");
+                self.fail_waiting(&doc, &reason);
+            }
+        }
+    }
+
+    /// The command that waited for a replica cannot be carried out.
+    fn fail_waiting(&mut self, doc: &DocId, reason: &str) {
+        let Some(cmd) = self.cmds.pop_front() else {
+            return;
+        };
+        let why = format!("{doc} could not be read back from the store: {reason}");
+        match cmd {
+            Cmd::Import { id, .. } => self.internal.push_back(Msg::Imported {
+                id,
+                outcome: ImportOutcome::Unavailable { reason: why },
+            }),
+            Cmd::Emit(Event::DocReady { doc, .. }) => {
+                self.outputs.push_back(Output::Event(Event::Error {
+                    doc: Some(doc.clone()),
+                    reason: why,
+                }));
+                self.outputs
+                    .push_back(Output::Event(Event::DocUnavailable { doc }));
+            }
+            Cmd::Send { channel, items } => {
+                // Its transmissions time out and are offered again later.
+                let items: Vec<Outgoing> = items
+                    .into_iter()
+                    .filter_map(|item| match item {
+                        Outgoing::Data { doc: d, .. } if &d == doc => None,
+                        Outgoing::Strands { id, items, more } => Some(Outgoing::Strands {
+                            id,
+                            items: items.into_iter().filter(|s| &s.doc != doc).collect(),
+                            more,
+                        }),
+                        other => Some(other),
+                    })
+                    .collect();
+                self.cmds.push_front(Cmd::Send { channel, items });
+            }
+            other => self.cmds.push_front(other),
+        }
+    }
+}
+
+/// An acknowledgement from the store, as the core reads it.
+fn store_ack(store: ChannelId, batch: BatchId, status: AckStatus, clock: Option<Clock>) -> Msg {
+    Msg::Received {
+        channel: store,
+        message: Message::Ack {
+            batch,
+            status,
+            clock,
+        },
+    }
+}
+
+/// What waits while a reload is in progress.
+enum Held {
+    Input(Input),
+    Opened {
+        channel: ChannelId,
+        remote: Option<RemoteAddr>,
+    },
+}
+
+/// A model to show in the one state no caller can see (during a step).
+fn empty_model() -> &'static Model {
+    static EMPTY: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Model::new(Config::new("none")))
+}

@@ -1,0 +1,152 @@
+//! The node's document replicas: created, loaded from stored bytes,
+//! watched for local edits, and evicted least recently used first.
+
+use crate::engine::DocEngine;
+use docweave_adapters::Loaded;
+use docweave_core::{DocId, ImportOutcome, VersionVector};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Called (from whatever thread commits) after a local edit through a handle.
+pub type LocalNotify = Arc<dyn Fn(&DocId) + Send + Sync>;
+
+struct Replica<E: DocEngine> {
+    doc: E::Doc,
+    /// Ends the local-edit watch when the replica goes.
+    _watch: Box<dyn std::any::Any + Send>,
+    used: u64,
+}
+
+/// What importing a document's stored bytes gave.
+pub(crate) struct Imported {
+    /// The replica's version now.
+    pub version: VersionVector,
+    /// The part of it the stored bytes brought.
+    pub stored: VersionVector,
+    /// Stored pieces that could not be imported.
+    pub unreadable: u32,
+}
+
+pub(crate) struct Replicas<E: DocEngine> {
+    engine: E,
+    actor: u64,
+    notify: LocalNotify,
+    docs: BTreeMap<DocId, Replica<E>>,
+    /// Last use of each replica, oldest first.
+    by_use: BTreeMap<u64, DocId>,
+    uses: u64,
+}
+
+impl<E: DocEngine> Replicas<E> {
+    pub fn new(engine: E, actor: u64, notify: LocalNotify) -> Self {
+        Self {
+            engine,
+            actor,
+            notify,
+            docs: BTreeMap::new(),
+            by_use: BTreeMap::new(),
+            uses: 0,
+        }
+    }
+
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn contains(&self, doc: &DocId) -> bool {
+        self.docs.contains_key(doc)
+    }
+
+    pub fn get(&self, doc: &DocId) -> Option<&E::Doc> {
+        self.docs.get(doc).map(|r| &r.doc)
+    }
+
+    /// The replica, marked as just used.
+    pub fn touch(&mut self, doc: &DocId) -> Option<&mut E::Doc> {
+        let r = self.docs.get_mut(doc)?;
+        self.uses += 1;
+        self.by_use.remove(&r.used);
+        r.used = self.uses;
+        self.by_use.insert(self.uses, doc.clone());
+        Some(&mut r.doc)
+    }
+
+    /// The replica, created empty (and watched) if there is none.
+    pub fn get_or_create(&mut self, doc: &DocId) -> &mut E::Doc {
+        let Self {
+            engine,
+            actor,
+            notify,
+            docs,
+            by_use,
+            uses,
+        } = self;
+        *uses += 1;
+        let r = docs.entry(doc.clone()).or_insert_with(|| {
+            let d = engine.create(*actor);
+            let notify = notify.clone();
+            let id = doc.clone();
+            let watch = engine.watch_local(&d, Box::new(move || notify(&id)));
+            Replica {
+                doc: d,
+                _watch: watch,
+                used: 0,
+            }
+        });
+        by_use.remove(&r.used);
+        r.used = *uses;
+        by_use.insert(*uses, doc.clone());
+        &mut r.doc
+    }
+
+    pub fn remove(&mut self, doc: &DocId) {
+        if let Some(r) = self.docs.remove(doc) {
+            self.by_use.remove(&r.used);
+        }
+    }
+
+    /// Imports everything a store held into the replica (created if absent).
+    /// A piece that does not import is counted, never taken as held.
+    pub fn import_loaded(&mut self, doc: &DocId, loaded: &Loaded) -> Imported {
+        let engine = self.engine.clone();
+        let d = self.get_or_create(doc);
+        let mut unreadable = 0u32;
+        for bytes in loaded.snapshot.iter().chain(loaded.changes.iter()) {
+            if let ImportOutcome::Failed { reason } = engine.import(d, bytes) {
+                tracing::warn!("a stored piece of {doc} does not import: {reason}");
+                unreadable = unreadable.saturating_add(1);
+            }
+        }
+        let version = engine.version(d);
+        let stored = loaded.version.meet(&version);
+        Imported {
+            version,
+            stored,
+            unreadable,
+        }
+    }
+
+    /// Drops least recently used replicas until at most `max` remain,
+    /// sparing those `keep` says are still needed.
+    pub fn evict(&mut self, max: usize, keep: impl Fn(&DocId) -> bool) {
+        if self.docs.len() <= max {
+            return;
+        }
+        let mut over = self.docs.len() - max;
+        let oldest: Vec<DocId> = self.by_use.values().cloned().collect();
+        for doc in oldest {
+            if over == 0 {
+                break;
+            }
+            if keep(&doc) {
+                continue;
+            }
+            self.remove(&doc);
+            over -= 1;
+        }
+    }
+}

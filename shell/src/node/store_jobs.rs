@@ -1,0 +1,134 @@
+//! Store jobs: what the node asks of its store, and the answers. A driver
+//! runs each job with [`run_job`] (on a thread, inline in a simulation, or
+//! in a host's own code) and hands the answer back, in job order.
+
+use docweave_adapters::{Append, Loaded, Store, StoreError};
+use docweave_core::{Clock, DocId, Filter, StateRecord, StoredDoc};
+
+/// One job for the store, named by an id the answer repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreJob {
+    /// Repeated in the answer.
+    pub id: u64,
+    /// What to do.
+    pub op: StoreOp,
+}
+
+/// What a store job does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Read the node's state at start: the clock, every document, the records.
+    Restore,
+    /// Append changes in one transaction (each alone if the batch fails).
+    Append(Vec<Append>),
+    /// Read everything stored of a document.
+    Load(DocId),
+    /// Documents changed after a clock (the change feed), at most `limit`.
+    Changes {
+        /// Read after this clock.
+        since: Clock,
+        /// At most this many documents.
+        limit: usize,
+    },
+    /// Persist node state.
+    Save(StateRecord),
+    /// Drop a deleted document's data.
+    Purge(DocId),
+}
+
+/// Why one store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    /// For a person.
+    pub reason: String,
+    /// The document was deleted: its tombstone refuses data.
+    pub tombstoned: bool,
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        Self {
+            tombstoned: matches!(e, StoreError::Tombstoned(_)),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The answer to a [`StoreJob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreAnswer {
+    /// The job's id.
+    pub id: u64,
+    /// How it went.
+    pub result: StoreResult,
+}
+
+/// What a job produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreResult {
+    /// [`StoreOp::Restore`].
+    Restored {
+        /// The highest clock handed out.
+        clock: Clock,
+        /// Every document with its version and last clock.
+        docs: Vec<StoredDoc>,
+        /// Persisted node state.
+        records: Vec<StateRecord>,
+    },
+    /// [`StoreOp::Append`]: one result per change, in order.
+    Appended(Vec<Result<Clock, JobError>>),
+    /// [`StoreOp::Load`]: `None` when the store has no such document.
+    Loaded(Option<Loaded>),
+    /// [`StoreOp::Changes`].
+    Changes(Vec<StoredDoc>),
+    /// [`StoreOp::Save`] or [`StoreOp::Purge`] is durable.
+    Done,
+    /// The job failed as a whole.
+    Failed(JobError),
+}
+
+/// Runs one job against a store. Blocking: drivers call it off their loop.
+pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
+    let failed = |e: StoreError| StoreResult::Failed(e.into());
+    match op {
+        StoreOp::Restore => {
+            let mut read = || -> Result<StoreResult, StoreError> {
+                Ok(StoreResult::Restored {
+                    clock: store.clock()?,
+                    docs: store.changes_since(Clock(0), &Filter::all(), usize::MAX)?,
+                    records: store.records()?,
+                })
+            };
+            read().unwrap_or_else(failed)
+        }
+        StoreOp::Append(changes) => match store.append(&changes) {
+            Ok(clocks) => StoreResult::Appended(clocks.into_iter().map(Ok).collect()),
+            Err(e) if changes.len() == 1 => StoreResult::Appended(vec![Err(e.into())]),
+            // One bad change must not sink the others: each alone.
+            Err(_) => StoreResult::Appended(
+                changes
+                    .iter()
+                    .map(|a| {
+                        store
+                            .append(std::slice::from_ref(a))
+                            .map_err(JobError::from)
+                            .and_then(|c| {
+                                c.first().copied().ok_or_else(|| JobError {
+                                    reason: "the store assigned no clock".into(),
+                                    tombstoned: false,
+                                })
+                            })
+                    })
+                    .collect(),
+            ),
+        },
+        StoreOp::Load(doc) => store.load(&doc).map_or_else(failed, StoreResult::Loaded),
+        StoreOp::Changes { since, limit } => store
+            .changes_since(since, &Filter::all(), limit)
+            .map_or_else(failed, StoreResult::Changes),
+        StoreOp::Save(record) => store
+            .save(&record)
+            .map_or_else(failed, |_| StoreResult::Done),
+        StoreOp::Purge(doc) => store.purge(&doc).map_or_else(failed, |_| StoreResult::Done),
+    }
+}

@@ -1,0 +1,380 @@
+//! Random schedules for the simulator, and the properties every run keeps.
+//!
+//! A schedule is drawn from one seed: 1 or 2 hubs (with stores, the second
+//! syncing with the first), 2 to 8 clients (some with stores), a few
+//! documents, network and store faults, and a list of steps (edits,
+//! presence, deletions, partitions, crashes, short visits by peers that then
+//! leave for good, time). After the steps the network heals, faults stop and
+//! the run settles; then the properties are checked.
+
+use crate::faulty_store::StoreFaults;
+use crate::rng::Rng;
+use crate::sim::{Coverage, Faults, Sim, SimEngine};
+use docweave_core::{Config, DocId, Event, PeerKind};
+use std::collections::BTreeSet;
+
+/// One step of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A client appends to a document.
+    Edit {
+        /// Client index.
+        client: usize,
+        /// Document index.
+        doc: usize,
+    },
+    /// A client deletes a document.
+    Delete {
+        /// Client index.
+        client: usize,
+        /// Document index.
+        doc: usize,
+    },
+    /// A client sets presence on a document.
+    Presence {
+        /// Client index.
+        client: usize,
+        /// Document index.
+        doc: usize,
+    },
+    /// A client is cut from its hub.
+    Partition {
+        /// Client index.
+        client: usize,
+    },
+    /// A client may reach its hub again.
+    Heal {
+        /// Client index.
+        client: usize,
+    },
+    /// A node crashes (store jobs not yet run are lost) and restarts.
+    Crash {
+        /// Node name.
+        node: String,
+    },
+    /// A peer visits: connects to the first hub, edits, and leaves for good.
+    Visit {
+        /// Document index.
+        doc: usize,
+    },
+    /// Time passes.
+    Advance {
+        /// Milliseconds.
+        ms: u64,
+    },
+}
+
+/// A whole schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The seed it was drawn from.
+    pub seed: u64,
+    /// Hubs (1 or 2).
+    pub hubs: usize,
+    /// Clients, and whether each has a store.
+    pub clients: Vec<bool>,
+    /// Documents.
+    pub docs: usize,
+    /// Network faults during the steps.
+    pub net: Faults,
+    /// Store faults during the steps.
+    pub store: StoreFaults,
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+fn hub_name(i: usize) -> String {
+    format!("hub{i}")
+}
+
+fn client_name(i: usize) -> String {
+    format!("c{i}")
+}
+
+fn doc_name(i: usize) -> String {
+    format!("d{i}")
+}
+
+impl Schedule {
+    /// Draws a schedule from a seed.
+    pub fn generate(seed: u64) -> Self {
+        let mut r = Rng::new(seed);
+        let hubs = 1 + r.below(2) as usize;
+        let n = 2 + r.below(7) as usize;
+        let clients: Vec<bool> = (0..n).map(|_| r.below(2) == 0).collect();
+        let docs = 1 + r.below(4) as usize;
+        let faulty = r.below(3) > 0;
+        let net = if faulty {
+            Faults {
+                drop: r.below(40) as u32,
+                duplicate: r.below(40) as u32,
+                reorder: r.below(40) as u32,
+                jitter_ms: r.below(10),
+            }
+        } else {
+            Faults::default()
+        };
+        let store = if r.below(2) == 0 {
+            StoreFaults {
+                append: r.below(60) as u32,
+                load: r.below(60) as u32,
+                feed: r.below(60) as u32,
+                save: r.below(60) as u32,
+                purge: r.below(60) as u32,
+            }
+        } else {
+            StoreFaults::default()
+        };
+        let count = 5 + r.below(30);
+        let mut steps = Vec::new();
+        let mut deletes = 0;
+        for _ in 0..count {
+            let client = r.below(n as u64) as usize;
+            let doc = r.below(docs as u64) as usize;
+            let step = match r.below(100) {
+                0..=44 => Step::Edit { client, doc },
+                45..=51 => Step::Presence { client, doc },
+                52..=59 => Step::Partition { client },
+                60..=67 => Step::Heal { client },
+                68..=73 => Step::Crash {
+                    node: client_name(client),
+                },
+                74..=76 => Step::Crash {
+                    node: hub_name(r.below(hubs as u64) as usize),
+                },
+                77..=81 => Step::Visit { doc },
+                82..=83 if deletes == 0 && docs > 1 => {
+                    deletes += 1;
+                    Step::Delete { client, doc }
+                }
+                _ => Step::Advance {
+                    ms: 1 + r.below(3_000),
+                },
+            };
+            steps.push(step);
+        }
+        Self {
+            seed,
+            hubs,
+            clients,
+            docs,
+            net,
+            store,
+            steps,
+        }
+    }
+}
+
+/// How a run went.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Every property that did not hold, in words.
+    pub failures: Vec<String>,
+    /// What the nodes were fed.
+    pub coverage: Coverage,
+    /// Virtual milliseconds the run took.
+    pub virtual_ms: u64,
+}
+
+/// Runs a schedule over real nodes with documents of `E` and checks every
+/// property: convergence, no acknowledged change lost, no echo, no
+/// resurrection, bounded memory for departed peers.
+pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
+    let mut sim: Sim<E> = Sim::new(s.seed);
+    // DOCWEAVE_TRACE=1 prints the whole run of a failing schedule.
+    let tracing = std::env::var_os("DOCWEAVE_TRACE").is_some();
+    if tracing {
+        sim = sim.traced();
+    }
+    sim.set_faults(s.net);
+    sim.store_faults = s.store;
+    for h in 0..s.hubs {
+        let mut c = Config::new(&hub_name(h));
+        c.kind = PeerKind::Service;
+        sim.add_node(c, true);
+    }
+    for h in 1..s.hubs {
+        sim.connect(&hub_name(h), &hub_name(0), None);
+    }
+    for (i, store) in s.clients.iter().enumerate() {
+        sim.add_node(Config::new(&client_name(i)), *store);
+        sim.connect(&client_name(i), &hub_name(i % s.hubs), None);
+    }
+    let mut visits = 0usize;
+    let mut edits = 0usize;
+    for step in &s.steps {
+        match step {
+            Step::Edit { client, doc } => {
+                edits += 1;
+                sim.edit_now(
+                    &client_name(*client),
+                    &doc_name(*doc),
+                    &format!("{}-{edits}", client_name(*client)),
+                );
+            }
+            Step::Delete { client, doc } => sim.delete(&client_name(*client), &doc_name(*doc)),
+            Step::Presence { client, doc } => {
+                sim.presence(&client_name(*client), &doc_name(*doc), "cursor", b"here")
+            }
+            Step::Partition { client } => {
+                let hub = hub_name(client % s.hubs);
+                sim.partition(&client_name(*client), &hub);
+            }
+            Step::Heal { client } => {
+                let hub = hub_name(client % s.hubs);
+                sim.heal(&client_name(*client), &hub);
+            }
+            Step::Crash { node } => sim.crash(node),
+            Step::Visit { doc } => {
+                let name = format!("v{visits}");
+                visits += 1;
+                sim.add_node(Config::new(&name), false);
+                sim.connect(&name, &hub_name(0), None);
+                edits += 1;
+                sim.edit(&name, &doc_name(*doc), &format!("{name}-{edits}"));
+                sim.advance(200);
+                sim.depart(&name);
+            }
+            Step::Advance { ms } => sim.advance(*ms),
+        }
+        sim.advance(50);
+    }
+    settle(&mut sim);
+    let mut failures = check(&sim, s);
+    // Peers that left are forgotten once the linger time has passed.
+    sim.advance(61_000);
+    for h in 0..s.hubs {
+        let name = hub_name(h);
+        let dialed: BTreeSet<String> = (0..h).map(hub_name).collect();
+        if let Some(m) = sim.model(&name) {
+            for (peer, connected, _) in m.peer_summaries() {
+                if !connected && !dialed.contains(peer.as_str()) {
+                    failures.push(format!("{name} still holds state for departed {peer}"));
+                }
+            }
+        }
+    }
+    if tracing && !failures.is_empty() {
+        eprintln!("{}", sim.trace_text());
+    }
+    Outcome {
+        failures,
+        coverage: sim.coverage(),
+        virtual_ms: sim.now,
+    }
+}
+
+/// Heals the network, stops faults, and lets time pass until the nodes agree.
+fn settle<E: SimEngine>(sim: &mut Sim<E>) {
+    sim.set_faults(Faults::default());
+    sim.clear_store_faults();
+    sim.heal_all();
+    for _ in 0..60 {
+        sim.advance(3_000);
+        if converged(sim).is_empty() {
+            // Once more, for acknowledgements still on the way.
+            sim.advance(3_000);
+            return;
+        }
+    }
+}
+
+fn deleted_anywhere<E: SimEngine>(sim: &Sim<E>) -> BTreeSet<DocId> {
+    sim.nodes
+        .values()
+        .flat_map(|n| n.events.iter())
+        .filter_map(|e| match e {
+            Event::DocDeleted { doc } => Some(doc.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Documents whose content differs between live nodes, in words.
+fn converged<E: SimEngine>(sim: &Sim<E>) -> Vec<String> {
+    let deleted = deleted_anywhere(sim);
+    let live: Vec<&String> = sim
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.node.is_some())
+        .map(|(k, _)| k)
+        .collect();
+    let docs: BTreeSet<DocId> = live
+        .iter()
+        .filter_map(|n| sim.model(n))
+        .flat_map(|m| m.doc_ids().cloned().collect::<Vec<_>>())
+        .filter(|d| !deleted.contains(d))
+        .collect();
+    let mut out = Vec::new();
+    for doc in docs {
+        let mut seen: Option<(String, Vec<String>)> = None;
+        for n in &live {
+            let values = sim.content(n, doc.as_str());
+            let Some(values) = values else {
+                out.push(format!("{n} does not hold {doc}"));
+                continue;
+            };
+            match &seen {
+                None => seen = Some(((*n).clone(), values)),
+                Some((first, v)) if *v != values => {
+                    out.push(format!("{doc}: {first} has {v:?} but {n} has {values:?}"));
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn check<E: SimEngine>(sim: &Sim<E>, s: &Schedule) -> Vec<String> {
+    let mut failures = converged(sim);
+    let deleted = deleted_anywhere(sim);
+    // No acknowledged change is lost, across crashes and store faults.
+    for (name, n) in &sim.nodes {
+        for e in &n.edits {
+            let Some(by) = &e.acked_by else { continue };
+            if deleted.contains(&e.doc) {
+                continue;
+            }
+            let holders: Vec<&String> = sim
+                .nodes
+                .iter()
+                .filter(|(_, x)| x.node.is_some())
+                .map(|(k, _)| k)
+                .collect();
+            for h in holders {
+                let has = sim
+                    .content(h, e.doc.as_str())
+                    .is_some_and(|v| v.contains(&e.value));
+                if !has {
+                    failures.push(format!(
+                        "{}'s edit {} to {} was acknowledged by {by} but {h} lacks it",
+                        name, e.value, e.doc
+                    ));
+                }
+            }
+        }
+    }
+    // Nothing is echoed to its source.
+    failures.extend(sim.echoes.iter().cloned());
+    // A deleted document never comes back where it was deleted (with a store).
+    for (name, n) in &sim.nodes {
+        let Some(model) = n.node.as_ref().map(|x| x.model()) else {
+            continue;
+        };
+        if n.store.is_none() {
+            continue;
+        }
+        for e in &n.events {
+            if let Event::DocDeleted { doc } = e {
+                if model.doc_version(doc).is_some() {
+                    failures.push(format!("{doc} came back on {name} after its deletion"));
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        failures.insert(0, format!("schedule {s:?}"));
+    }
+    failures
+}
