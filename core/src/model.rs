@@ -314,6 +314,8 @@ pub(crate) struct InFlight {
     pub channel: ChannelId,
     pub doc: DocId,
     pub version: VersionVector,
+    /// The version the transmission starts from (`None`: everything).
+    pub base: Option<VersionVector>,
     pub clock: Clock,
     pub sent_at: Millis,
 }
@@ -440,6 +442,10 @@ pub struct Model {
     /// Deletions waiting for their tombstone to be durable, with the
     /// channels that asked for them (told once it is).
     pub(crate) deleting: OrdMap<DocId, Vec<ChannelId>>,
+    /// The version we last asked a peer with for missing dependencies of a
+    /// document, until an import advances it (so a delta that stays pending
+    /// is not asked for in a loop).
+    pub(crate) missing_asked: OrdMap<(PeerId, DocId), VersionVector>,
 }
 
 /// Store writes to try again after a failure.
@@ -492,6 +498,7 @@ impl Model {
             feed_loading: OrdMap::new(),
             retry: Retry::default(),
             deleting: OrdMap::new(),
+            missing_asked: OrdMap::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod faulty_store;
+pub mod fuzz;
 pub mod rng;
 pub mod schedule;
 pub mod sim;

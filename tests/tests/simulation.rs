@@ -4,7 +4,8 @@
 //!
 //! Each CI run checks a fixed set of seeds plus one fresh seed, printed;
 //! `DOCWEAVE_SEED=<seed>` runs that one schedule (add `DOCWEAVE_SCHEDULES=n`
-//! for n schedules from it).
+//! for n schedules from it, `DOCWEAVE_ENGINE=oplog` for operation logs,
+//! `DOCWEAVE_TRACE=1` to print the run of a failing one).
 
 use docweave_shell::{LoroEngine, OpLogEngine};
 use docweave_tests::schedule::{run, Schedule};
@@ -40,6 +41,9 @@ fn schedules(label: &str, base: u64, count: u64, oplog: bool) -> Coverage {
     for i in 0..count {
         let seed = base.wrapping_add(i);
         let s = Schedule::generate(seed);
+        if std::env::var_os("DOCWEAVE_PROGRESS").is_some() {
+            eprintln!("schedule {seed:#x}");
+        }
         let outcome = if oplog {
             run::<OpLogEngine<Lines>>(&s)
         } else {
@@ -77,7 +81,8 @@ fn print_table(coverage: &Coverage) {
 fn random_schedules_over_real_loro_nodes_keep_every_property() {
     if let Some(seed) = env_u64("DOCWEAVE_SEED") {
         let n = env_u64("DOCWEAVE_SCHEDULES").unwrap_or(1);
-        let c = schedules("DOCWEAVE_SEED", seed, n, false);
+        let oplog = std::env::var("DOCWEAVE_ENGINE").is_ok_and(|e| e == "oplog");
+        let c = schedules("DOCWEAVE_SEED", seed, n, oplog);
         print_table(&c);
         return;
     }

@@ -126,12 +126,16 @@ pub(crate) fn send_data(
             channel,
             doc: doc_id.clone(),
             version: version.clone(),
+            base: None,
             clock,
             sent_at: model.now,
         },
     );
     super::timers::ensure_sweep(model);
     let since = since.filter(|v| !v.is_empty());
+    if let Some(f) = model.in_flight.get_mut(&batch) {
+        f.base = since.clone();
+    }
     out.item(
         channel,
         Outgoing::Data {
@@ -162,12 +166,14 @@ pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
         .collect();
     for (store, since) in stores {
         let batch = next_batch(model);
+        let since = since.filter(|v| !v.is_empty());
         model.in_flight.insert(
             batch,
             InFlight {
                 channel: store,
                 doc: doc_id.clone(),
                 version: version.clone(),
+                base: since.clone(),
                 clock,
                 sent_at: model.now,
             },
@@ -178,7 +184,7 @@ pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
             Outgoing::Data {
                 doc: doc_id.clone(),
                 batch,
-                since: since.filter(|v| !v.is_empty()),
+                since,
                 as_update: true,
             },
         );

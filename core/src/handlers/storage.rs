@@ -118,14 +118,16 @@ pub(crate) fn loaded(
     };
     let before = d.version.clone();
     if let Some((version, stored)) = &held {
-        d.version = d.version.merge(version);
+        // The replica's version is the truth, also when stored data that
+        // did not import leaves it with less than the model believed.
+        d.version = version.clone();
         d.stored.insert(store, stored.clone());
         d.durable.insert(store, stored.clone());
     } else {
         d.stored.insert(store, VersionVector::new());
         d.durable.insert(store, VersionVector::new());
     }
-    let advanced = d.version != before;
+    let advanced = !before.includes(&d.version);
     match &mut d.phase {
         Phase::Loading { waiting, found, .. } => {
             waiting.remove(&store);
@@ -149,6 +151,9 @@ pub(crate) fn loaded(
                     from: None,
                 });
                 propagate(model, out, &doc, None);
+            } else {
+                // The store may hold less than it was thought to: fill the gap.
+                super::common::persist(model, out, &doc);
             }
             settle_dirty(model, &doc);
         }

@@ -75,6 +75,42 @@ pub(crate) fn request(
     super::ephemeral::send_own(model, out, doc, channel);
 }
 
+/// After an import left changes waiting for dependencies: ask the sender
+/// for what we lack from our version; if we already asked from this very
+/// version (its answer did not help), ask for everything once; then stop
+/// until something advances (the sender's own retries go on).
+fn ask_missing(model: &mut Model, out: &mut Out, peer: &PeerId, channel: ChannelId, doc: &DocId) {
+    let ours = model
+        .docs
+        .get(doc)
+        .map(|d| d.version.clone())
+        .unwrap_or_default();
+    let key = (peer.clone(), doc.clone());
+    let from = match model.missing_asked.get(&key) {
+        None => ours,
+        Some(last) if !last.is_empty() && *last == ours => VersionVector::new(),
+        Some(_) => {
+            return out.log(
+                Level::Info,
+                format!("{doc} from {peer} still waits for dependencies; not asking again"),
+            )
+        }
+    };
+    model.missing_asked.insert(key, from.clone());
+    out.send(
+        channel,
+        Message::SyncRequest {
+            doc: doc.clone(),
+            version: from,
+            bidirectional: false,
+        },
+    );
+    let now = model.now;
+    set_peer_doc(model, peer, doc, PeerDoc::Pending(now));
+    model.requests.insert((peer.clone(), doc.clone()), now);
+    super::timers::ensure_sweep(model);
+}
+
 /// Asks a connected peer what it keeps of a document; its answer (up to
 /// date with what it promises, or the data we lack) confirms.
 pub(crate) fn ask_peer(model: &mut Model, out: &mut Out, doc: &DocId, peer: &PeerId) {
@@ -389,9 +425,16 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
         // Deleted while the import ran: the tombstone wins.
         return import_failed(model, out, &doc, source, "the document was deleted".into());
     };
+    // The replica's version after the import is the truth, even when it
+    // holds less than the model believed (stored data that did not import).
     let before = d.version.clone();
-    d.version = before.merge(&version);
-    let advanced = d.version != before;
+    d.version = version.clone();
+    let advanced = !before.includes(&version);
+    if advanced {
+        if let Source::Peer { peer, .. } = &source {
+            model.missing_asked.remove(&(peer.clone(), doc.clone()));
+        }
+    }
     match source {
         Source::Peer {
             peer,
@@ -438,7 +481,7 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
                 // Ask for what is missing. It just sent `theirs`: that much
                 // it has for sure, whatever the answer to this request says.
                 if model.channels.contains_key(&channel) {
-                    request(model, out, &peer, channel, &doc, false);
+                    ask_missing(model, out, &peer, channel, &doc);
                     peer_has(model, &peer, &doc, &theirs);
                 }
             }
@@ -693,6 +736,17 @@ fn store_ack(
     let Some(d) = model.docs.get_mut(&doc) else {
         return;
     };
+    let before = d.durable.get(&store).cloned().unwrap_or_default();
+    if status == AckStatus::Ok && f.base.as_ref().is_some_and(|b| !before.includes(b)) {
+        // A delta whose base never became durable (its write failed): the
+        // store does not hold what it acknowledged. Write from what it holds.
+        d.stored.insert(store, before);
+        out.log(
+            Level::Warn,
+            format!("{store} acknowledged {doc} over a base it lacks; writing the gap"),
+        );
+        return super::common::persist(model, out, &doc);
+    }
     if status != AckStatus::Ok {
         // Resend what is not durable with the next change.
         let durable = d.durable.get(&store).cloned().unwrap_or_default();

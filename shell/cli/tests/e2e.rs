@@ -333,3 +333,24 @@ fn compaction_keeps_content_and_replay_reports_differences() {
     let (ok, _, err) = cli(&["replay", &broken.display().to_string()]);
     assert!(!ok && err.contains("differs"), "{err}");
 }
+
+#[test]
+fn after_thirty_quiet_seconds_a_new_client_puts_and_reads_a_value() {
+    // The bug this guards: the first input after a quiet spell was judged
+    // by a stale clock, so the next client's handshake "timed out" at once.
+    let data = data_dir("quiet");
+    let (ws, http) = (free_port(), free_port());
+    let _server = Server::start("server", &data, ws, http, &[]);
+    std::thread::sleep(Duration::from_secs(30));
+    let (ok, out, err) = cli(&[
+        "doc",
+        "put",
+        &format!("ws://127.0.0.1:{ws}"),
+        "quiet",
+        "k",
+        "v",
+    ]);
+    assert!(ok, "put after a quiet spell failed: {out}{err}");
+    let (ok, out, err) = cli(&["doc", "get", &format!("http://127.0.0.1:{http}"), "quiet"]);
+    assert!(ok && out.contains("\"k\""), "{out}{err}");
+}

@@ -305,8 +305,12 @@ impl<E: DocEngine> Node<E> {
         self.replicas.len()
     }
 
-    /// When the node next wants [`Input::Timeout`].
+    /// When the node next wants [`Input::Timeout`]. `None` while it waits
+    /// for its store (timers fire once the answer is in).
     pub fn poll_timeout(&self) -> Option<Millis> {
+        if self.blocked.is_some() {
+            return None;
+        }
         self.model().wake_at()
     }
 
@@ -336,7 +340,15 @@ impl<E: DocEngine> Node<E> {
         if let Some(blocker) = self.blocked {
             let unblocks = matches!(&item, Held::Input(Input::Store(a)) if a.id == blocker);
             if !unblocks {
-                self.held.push_back((now, item));
+                // One pending timeout is enough.
+                let again = matches!(item, Held::Input(Input::Timeout))
+                    && self
+                        .held
+                        .iter()
+                        .any(|(_, h)| matches!(h, Held::Input(Input::Timeout)));
+                if !again {
+                    self.held.push_back((now, item));
+                }
                 return;
             }
         }
@@ -835,18 +847,36 @@ impl<E: DocEngine> Node<E> {
         match result {
             StoreResult::Loaded(Some(l)) => {
                 let got = self.replicas.import_loaded(&doc, &l);
-                if got.unreadable > 0 {
-                    self.outputs.push_back(Output::Event(Event::Error {
-                        doc: Some(doc.clone()),
-                        reason: format!(
-                            "{} stored change(s) of {doc} could not be imported",
-                            got.unreadable
-                        ),
-                    }));
+                // The core learns what the replica really holds, and what
+                // the store does (both may be less than it believed).
+                if let Some(store) = self.store {
+                    self.step(Msg::StoreLoaded {
+                        store,
+                        doc: doc.clone(),
+                        outcome: LoadOutcome::Found {
+                            version: got.version,
+                            stored: got.stored,
+                            unreadable: got.unreadable,
+                            clock: l.clock,
+                        },
+                    });
                 }
             }
             StoreResult::Loaded(None) => {
                 self.replicas.get_or_create(&doc);
+                // The store has nothing: the replica holds nothing either.
+                if let Some(store) = self.store {
+                    self.step(Msg::StoreLoaded {
+                        store,
+                        doc: doc.clone(),
+                        outcome: LoadOutcome::Found {
+                            version: Default::default(),
+                            stored: Default::default(),
+                            unreadable: 0,
+                            clock: Clock(0),
+                        },
+                    });
+                }
             }
             other => {
                 let reason = match other {

@@ -128,6 +128,7 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     seq: u64,
     /// Raw endpoints (not nodes): the messages they received.
     pub raw_inbox: BTreeMap<String, Vec<Message>>,
+    raw: std::collections::BTreeSet<String>,
     /// Trace lines, when tracing.
     pub trace: Vec<String>,
     tracing: bool,
@@ -144,6 +145,11 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     /// Store faults for nodes added from now on.
     pub store_faults: StoreFaults,
     seed: u64,
+    /// Events carried out so far, and the most a run may take (a livelock
+    /// ends the run instead of hanging it).
+    pub events_done: u64,
+    /// See `events_done`.
+    pub max_events: u64,
 }
 
 impl<E: SimEngine> Sim<E> {
@@ -156,6 +162,7 @@ impl<E: SimEngine> Sim<E> {
             due: BTreeMap::new(),
             seq: 0,
             raw_inbox: BTreeMap::new(),
+            raw: Default::default(),
             trace: Vec::new(),
             tracing: false,
             echoes: Vec::new(),
@@ -165,6 +172,8 @@ impl<E: SimEngine> Sim<E> {
             lines: Arc::new(Mutex::new(Vec::new())),
             store_faults: StoreFaults::default(),
             seed,
+            events_done: 0,
+            max_events: u64::MAX,
         }
     }
 
@@ -524,6 +533,10 @@ impl<E: SimEngine> Sim<E> {
 
     /// Carries out the next due thing. `false` when nothing is due.
     fn step(&mut self, until: u64, timers: bool) -> bool {
+        if self.events_done >= self.max_events {
+            return false;
+        }
+        self.events_done += 1;
         let next = self
             .due
             .iter()
@@ -559,14 +572,14 @@ impl<E: SimEngine> Sim<E> {
                 for m in &messages {
                     self.note_received(&to, &from, m);
                 }
-                if let Some(inbox) = self.raw_inbox.get_mut(&to) {
-                    inbox.extend(messages);
+                if self.raw.contains(&to) {
+                    self.raw_inbox.entry(to).or_default().extend(messages);
                     return;
                 }
                 self.feed(&to, Input::Frame { channel, bytes });
             }
             Due::Closed { node, channel } => {
-                if self.raw_inbox.contains_key(&node) {
+                if self.raw.contains(&node) {
                     return;
                 }
                 self.feed(&node, Input::ChannelClosed { channel });
@@ -911,7 +924,7 @@ impl<E: SimEngine> Sim<E> {
         else {
             return;
         };
-        self.raw_inbox.entry(from.to_string()).or_default();
+        self.raw.insert(from.to_string());
         self.net.link(
             End {
                 node: from.to_string(),

@@ -1,0 +1,50 @@
+//! Replays every input the fuzzers kept (`fixtures/fuzz/<target>/`, grown
+//! by `cargo +nightly fuzz run <target>` in `tests/fuzz`) through the same
+//! target bodies, on stable, in every test run.
+
+use std::path::PathBuf;
+
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../fixtures/fuzz/{target}"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn replay(target: &str, body: fn(&[u8])) {
+    let inputs = corpus(target);
+    assert!(
+        inputs.len() >= 10,
+        "{target}: only {} corpus inputs; run the fuzzer and commit its corpus",
+        inputs.len()
+    );
+    for (path, bytes) in &inputs {
+        let outcome = std::panic::catch_unwind(|| body(bytes));
+        assert!(outcome.is_ok(), "{target}: {} failed", path.display());
+    }
+    println!("{target}: {} corpus inputs replayed", inputs.len());
+}
+
+#[test]
+fn every_kept_frame_input_decodes_or_fails_cleanly() {
+    replay("frame", docweave_tests::fuzz::frame);
+}
+
+#[test]
+fn every_kept_message_input_decodes_or_fails_cleanly() {
+    replay("message", docweave_tests::fuzz::message);
+}
+
+#[test]
+fn every_kept_node_input_sequence_leaves_a_working_node() {
+    replay("node_inputs", docweave_tests::fuzz::node_inputs);
+}
