@@ -215,7 +215,7 @@ async fn ws_pair(o: WsOptions) -> (Link, Link, std::net::SocketAddr) {
     let (tx, rx) = async_channel::unbounded();
     smol::spawn(serve_ws(
         listener,
-        o,
+        o.clone(),
         ConnectionLimit::new(16),
         move |link| {
             let _ = tx.try_send(link);
@@ -302,7 +302,7 @@ fn http_polling_conforms() {
             mine
         });
         smol::spawn(serve_http(listener, HttpOptions::default(), connect, None)).detach();
-        let client = http_link(&addr, "conformance", HttpOptions::default());
+        let client = http_link(&addr, None, HttpOptions::default());
         // The session exists once the first poll arrives.
         assert!(client.send(frame(0, 1)));
         let server = rx.recv().await.unwrap_or_else(|e| panic!("{e}"));

@@ -33,7 +33,7 @@ pub use io::{
     ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level, ListenerRecord, LoadOutcome, Millis,
     Msg, Outgoing, StateRecord, StoreFailure, StoredDoc, StrandSpec, SyncState,
 };
-pub use model::{Config, Model, Timing};
+pub use model::{Bounds, Config, Grant, Model, Timing};
 pub use policy::{Access, Pattern, Rule, Rules};
 pub use protocol::{
     AckStatus, ChangedDoc, DeleteOutcome, DocInfo, DocMeta, Ephemeral, ErrorCode, Filter, Hello,

@@ -71,6 +71,45 @@ impl Default for Timing {
     }
 }
 
+/// A token and the peer ids a client presenting it may use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The secret.
+    pub token: String,
+    /// The peer ids it grants.
+    pub peers: crate::policy::Pattern,
+}
+
+/// Limits on what one peer may make this node hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Subscription filters per peer.
+    pub filters_per_peer: usize,
+    /// Entries in all of a peer's filters together.
+    pub filter_entries_per_peer: usize,
+    /// Documents one peer may follow live.
+    pub subscriptions_per_peer: usize,
+    /// Listeners one peer may register.
+    pub listeners_per_peer: usize,
+    /// Presence entries one peer may have relayed here.
+    pub presence_per_peer: usize,
+    /// Messages refused on a channel before its handshake, before it is closed.
+    pub refusals_before_hello: u32,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            filters_per_peer: 16,
+            filter_entries_per_peer: 1_000,
+            subscriptions_per_peer: 100_000,
+            listeners_per_peer: 16,
+            presence_per_peer: 256,
+            refusals_before_hello: 3,
+        }
+    }
+}
+
 /// Who this node is and how it behaves. Data, so a log replays identically.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -80,8 +119,13 @@ pub struct Config {
     pub name: String,
     /// What kind of node.
     pub kind: PeerKind,
-    /// Tokens accepted from connecting peers; empty means no token needed.
+    /// Tokens accepted from connecting peers, each granting any peer id
+    /// (but this node's own); with `grants`, empty means no token needed.
     pub tokens: Vec<String>,
+    /// Tokens that grant only some peer ids (a credential binds identity).
+    pub grants: Vec<Grant>,
+    /// What one peer may make this node hold.
+    pub bounds: Bounds,
     /// Permission rules for network peers.
     pub rules: Rules,
     /// Seed of the jitter generator.
@@ -98,6 +142,8 @@ impl Config {
             name: peer.to_string(),
             kind: PeerKind::User,
             tokens: Vec::new(),
+            grants: Vec::new(),
+            bounds: Bounds::default(),
             rules: Rules::allow_all(),
             seed: 0x5eed,
             timing: Timing::default(),
@@ -247,6 +293,10 @@ pub(crate) struct Channel {
     pub remote: Option<RemoteAddr>,
     /// When it was added, for the handshake timeout.
     pub opened_at: Millis,
+    /// What the peer said it is in its handshake.
+    pub peer_kind: Option<PeerKind>,
+    /// Messages refused before the handshake.
+    pub refused: u32,
 }
 
 /// What we know of a peer's copy of one document.
@@ -285,6 +335,8 @@ pub(crate) struct Peer {
     pub last_push_at: Option<Millis>,
     /// Documents whose live changes it receives (mirrors `Doc::subscribers`).
     pub subscribed: OrdSet<DocId>,
+    /// Presence entries relayed from it that are alive here.
+    pub presence: usize,
 }
 
 impl Peer {
@@ -304,6 +356,7 @@ impl Peer {
             dialed: false,
             last_push_at: None,
             subscribed: OrdSet::new(),
+            presence: 0,
         }
     }
 }

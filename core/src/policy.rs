@@ -52,7 +52,8 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    fn matches(&self, s: &str) -> bool {
+    /// Whether an id matches.
+    pub fn matches(&self, s: &str) -> bool {
         match self {
             Pattern::Any => true,
             Pattern::Exact(x) => s == x,

@@ -4,7 +4,8 @@
 
 use crate::engine::DocEngine;
 use crate::node::{run_job, Input, Node, Output, StoreAnswer, StoreJob};
-use docweave_adapters::{Link, Outbound, Store};
+use docweave_adapters::transport::{LinkTx, SendError};
+use docweave_adapters::{Link, Store};
 use docweave_core::{ChannelId, DocId, Event, Millis, PeerId, RemoteAddr};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -138,7 +139,7 @@ impl StoreThread {
 /// The loop: one node, its links, its store thread, the application's requests.
 pub(crate) struct Driver<E: DocEngine> {
     node: Node<E>,
-    links: BTreeMap<ChannelId, async_channel::Sender<Outbound>>,
+    links: BTreeMap<ChannelId, LinkTx>,
     remotes: BTreeMap<RemoteAddr, Remote<E>>,
     pending_opens: BTreeMap<DocId, Vec<OpenAnswer<E>>>,
     watchers: Vec<async_channel::Sender<Event>>,
@@ -235,7 +236,7 @@ impl<E: DocEngine> Driver<E> {
     async fn close(mut self, reply: Option<Answer<()>>) {
         self.pump();
         for (_, tx) in std::mem::take(&mut self.links) {
-            tx.close();
+            tx.close("the node is closing");
         }
         if let Some(store) = self.store.take() {
             store.close();
@@ -337,14 +338,25 @@ impl<E: DocEngine> Driver<E> {
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Transmit { channel, frame } => {
-                    if let Some(tx) = self.links.get(&channel) {
-                        let _ = tx.try_send(Outbound::Frame(frame));
+                    let refused = match self.links.get(&channel).map(|tx| tx.send(frame)) {
+                        Some(Err(SendError::Backlog(waiting))) => Some(waiting),
+                        _ => None,
+                    };
+                    // A peer that does not read costs a bounded backlog, then its connection.
+                    if let Some(waiting) = refused {
+                        let reason =
+                            format!("the peer does not read: {waiting} bytes wait for it; closing");
+                        tracing::warn!("{channel}: {reason}");
+                        if let Some(tx) = self.links.remove(&channel) {
+                            tx.close(&reason);
+                        }
+                        let now = self.now();
+                        self.node.handle(now, Input::ChannelClosed { channel });
                     }
                 }
                 Output::Close { channel, reason } => {
                     if let Some(tx) = self.links.remove(&channel) {
-                        let _ = tx.try_send(Outbound::Close(reason));
-                        tx.close();
+                        tx.close(&reason);
                     }
                 }
                 Output::Dial { remote } => self.dial(remote),

@@ -387,14 +387,17 @@ impl<E: DocEngine> Repo<E> {
             (Some(SyncState::Synced(theirs)), Some(ours)) if theirs.includes(&ours) => {
                 SyncStatus::Acknowledged(peer)
             }
-            (Some(SyncState::Absent), _) => SyncStatus::Acknowledged(peer),
+            (Some(SyncState::Absent), Some(ours)) if ours.is_empty() => {
+                SyncStatus::Acknowledged(peer)
+            }
             _ if dirty => SyncStatus::Syncing,
             _ => SyncStatus::SavedLocally,
         })
     }
 
-    /// Waits until `peer` has everything we have of `doc` (or said it has no
-    /// such document); `false` when `timeout` passes first.
+    /// Waits until `peer` keeps everything we have of `doc` (or, when we
+    /// have nothing of it, said it has no such document); `false` when
+    /// `timeout` passes first.
     pub async fn wait_for_sync(
         &self,
         doc: &str,
@@ -415,7 +418,8 @@ impl<E: DocEngine> Repo<E> {
                 })
                 .await?;
             match (state, ours) {
-                (Some(SyncState::Absent), _) => return Ok(true),
+                // "It has no such document" is in sync only when we have nothing to give.
+                (Some(SyncState::Absent), Some(ours)) if ours.is_empty() => return Ok(true),
                 (Some(SyncState::Synced(theirs)), Some(ours)) if theirs.includes(&ours) => {
                     return Ok(true)
                 }

@@ -139,9 +139,7 @@ fn clients_over_tcp_websocket_and_http_converge() {
                 Some("http"),
                 dialer(move || {
                     let a = http.clone();
-                    Box::pin(
-                        async move { Ok(http_link(&a, "carol-session", HttpOptions::default())) },
-                    )
+                    Box::pin(async move { Ok(http_link(&a, Some("http"), HttpOptions::default())) })
                 }),
             )
             .ok();

@@ -4,6 +4,8 @@
 //! A piece is `[0][frame]` (whole) or `[1][id u32][index u16][count u16][bytes]`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WHOLE: u8 = 0;
@@ -54,10 +56,14 @@ struct Pending {
     started: Instant,
 }
 
-/// Puts pieces back together.
+/// Puts pieces back together. What it buffers counts against its own
+/// limit and, when given one, a budget shared by every connection of a server.
 pub struct Reassembler {
     limits: ReassemblyLimits,
     pending: BTreeMap<u32, Pending>,
+    /// Bytes buffered in all pending messages.
+    held: usize,
+    budget: Option<Arc<AtomicUsize>>,
 }
 
 /// Why a piece was refused.
@@ -69,6 +75,9 @@ pub enum PieceError {
     /// The message would exceed the size limit.
     #[error("a fragmented message exceeds {0} bytes")]
     TooLarge(usize),
+    /// The server is reassembling too much for all its clients right now.
+    #[error("the server is busy reassembling other messages; send smaller ones or retry")]
+    Busy,
 }
 
 impl Reassembler {
@@ -77,6 +86,44 @@ impl Reassembler {
         Self {
             limits,
             pending: BTreeMap::new(),
+            held: 0,
+            budget: None,
+        }
+    }
+
+    /// Counts buffered bytes against a budget shared with other reassemblers.
+    pub fn with_budget(mut self, budget: Arc<AtomicUsize>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Takes `n` bytes from the limits; `false` when they do not allow it.
+    fn reserve(&mut self, n: usize) -> Result<(), PieceError> {
+        if self.held + n > self.limits.max_frame {
+            return Err(PieceError::TooLarge(self.limits.max_frame));
+        }
+        if let Some(b) = &self.budget {
+            let took = b.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(n)
+            });
+            if took.is_err() {
+                return Err(PieceError::Busy);
+            }
+        }
+        self.held += n;
+        Ok(())
+    }
+
+    fn release(&mut self, n: usize) {
+        self.held = self.held.saturating_sub(n);
+        if let Some(b) = &self.budget {
+            b.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+
+    fn drop_pending(&mut self, id: u32) {
+        if let Some(p) = self.pending.remove(&id) {
+            self.release(p.bytes);
         }
     }
 
@@ -102,7 +149,7 @@ impl Reassembler {
                         .min_by_key(|(_, p)| p.started)
                         .map(|(k, _)| *k)
                     {
-                        self.pending.remove(&oldest);
+                        self.drop_pending(oldest);
                     }
                 }
                 let p = self.pending.entry(id).or_insert_with(|| Pending {
@@ -114,20 +161,30 @@ impl Reassembler {
                 if p.count != count {
                     return Err(PieceError::Malformed);
                 }
-                if !p.pieces.contains_key(&index) {
-                    p.bytes += body.len();
-                    if p.bytes > self.limits.max_frame {
-                        self.pending.remove(&id);
-                        return Err(PieceError::TooLarge(self.limits.max_frame));
+                let fresh = !p.pieces.contains_key(&index);
+                if fresh {
+                    if let Err(e) = self.reserve(body.len()) {
+                        self.drop_pending(id);
+                        return Err(e);
                     }
-                    p.pieces.insert(index, body.to_vec());
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        p.bytes += body.len();
+                        p.pieces.insert(index, body.to_vec());
+                    }
                 }
-                if p.pieces.len() == usize::from(p.count) {
-                    let done = self
-                        .pending
-                        .remove(&id)
-                        .map(|p| p.pieces.into_values().flatten().collect());
-                    return Ok(done);
+                let complete = self
+                    .pending
+                    .get(&id)
+                    .is_some_and(|p| p.pieces.len() == usize::from(p.count));
+                if complete {
+                    let done = self.pending.remove(&id).map(|p| {
+                        let n = p.bytes;
+                        (n, p.pieces.into_values().flatten().collect::<Vec<u8>>())
+                    });
+                    return Ok(done.map(|(n, frame)| {
+                        self.release(n);
+                        frame
+                    }));
                 }
                 Ok(None)
             }
@@ -137,13 +194,28 @@ impl Reassembler {
 
     fn evict(&mut self, now: Instant) {
         let timeout = self.limits.timeout;
-        self.pending
-            .retain(|_, p| now.duration_since(p.started) < timeout);
+        let old: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.started) >= timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for id in old {
+            self.drop_pending(id);
+        }
     }
 
     /// Messages being reassembled.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+}
+
+impl Drop for Reassembler {
+    fn drop(&mut self) {
+        // What a closed connection held goes back to the server's budget.
+        let held = self.held;
+        self.release(held);
     }
 }
 

@@ -1,19 +1,24 @@
 //! HTTP, for where sockets are not allowed (hyper 1 on smol).
 //!
 //! Two faces:
-//! - `POST /sync?session=ID`: a polling channel (seed 001). The body holds the
-//!   client's pending frames, folded into one request; the answer holds the
-//!   frames the node had for it. To the node, a session is an ordinary link.
+//! - `POST /sync`: a polling channel (seed 001). The first request opens a
+//!   session and its answer names it (`x-docweave-session`, a long random
+//!   value); later requests give `?session=ID` with the same credentials
+//!   (`authorization`) as the first. The body holds the client's pending
+//!   frames, folded into one request; the answer holds the frames the node
+//!   had for it. To the node, a session is an ordinary link.
 //! - Pull-responder listeners (seed 000), JSON: `POST /listeners` (register),
 //!   `POST /listeners/{id}/pull?limit=N`, `POST /listeners/{id}/ack`,
 //!   `POST /push`. Each request is one exchange with the node under the
 //!   peer named by `x-docweave-peer`, with `authorization: Bearer <token>`.
 
-use super::{Link, Outbound};
+use super::slots::accept as accept_next;
+use super::{outbound, ConnectionLimit, Link, Outbound, DEFAULT_BACKLOG};
 use docweave_core::{
     payload_len, ErrorCode, Filter, Hello, Limits, ListenerId, Message, PeerId, PeerKind, Revision,
     Strand, PROTOCOL_VERSION,
 };
+use futures_lite::AsyncWriteExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -26,6 +31,16 @@ use std::time::{Duration, Instant};
 /// HTTP settings.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpOptions {
+    /// Most connections held at once (more get `503`).
+    pub max_connections: usize,
+    /// Most polling sessions open at once.
+    pub max_sessions: usize,
+    /// A client must send a request's headers within this time.
+    pub header_timeout: Duration,
+    /// ... and its body within this time.
+    pub body_timeout: Duration,
+    /// A connection is closed after this long, whatever it does.
+    pub connection_lifetime: Duration,
     /// Frame limits.
     pub limits: Limits,
     /// Largest request body.
@@ -43,6 +58,11 @@ pub struct HttpOptions {
 impl Default for HttpOptions {
     fn default() -> Self {
         Self {
+            max_connections: 1024,
+            max_sessions: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(15),
+            connection_lifetime: Duration::from_secs(120),
             limits: Limits::default(),
             max_body: 16 * 1024 * 1024 + 64,
             session_idle: Duration::from_secs(60),
@@ -64,6 +84,8 @@ pub type StatusPage = Arc<
 struct Session {
     link: Link,
     last_seen: Instant,
+    /// The credentials that opened it; every request on it must repeat them.
+    auth: Option<String>,
 }
 
 type Sessions = Arc<Mutex<BTreeMap<String, Session>>>;
@@ -72,21 +94,31 @@ fn lock(s: &Sessions) -> std::sync::MutexGuard<'_, BTreeMap<String, Session>> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Splits a body into frames, each checked against the limits.
-pub fn split_frames(mut body: &[u8], limits: &Limits) -> Result<Vec<Vec<u8>>, String> {
+/// Splits a body into frames, each checked against the limits: the frames
+/// before a bad one, and the error that stopped the split, if any.
+pub fn split_frames(mut body: &[u8], limits: &Limits) -> (Vec<Vec<u8>>, Option<String>) {
     let mut out = Vec::new();
     while !body.is_empty() {
-        let len = payload_len(body, limits).map_err(|e| e.to_string())?;
+        let len = match payload_len(body, limits) {
+            Ok(len) => len,
+            Err(e) => return (out, Some(e.to_string())),
+        };
         let total = docweave_core::HEADER_LEN + len;
         if body.len() < total {
-            return Err(format!(
-                "a frame announces {len} bytes but the body ends first"
-            ));
+            let e = format!("a frame announces {len} bytes but the body ends first");
+            return (out, Some(e));
         }
         out.push(body[..total].to_vec());
         body = &body[total..];
     }
-    Ok(out)
+    (out, None)
+}
+
+/// A session id: 128 random bits from the OS, in hex.
+fn new_session_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn respond(status: StatusCode, body: Vec<u8>, json: bool) -> Response<Full<Bytes>> {
@@ -108,7 +140,19 @@ fn problem(status: StatusCode, code: &str, message: String) -> Response<Full<Byt
     respond(status, body.to_string().into_bytes(), true)
 }
 
-/// Serves HTTP until the listener fails.
+/// A raw answer for a connection hyper never sees (refused at the door).
+fn raw_answer(status: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "code": "Unavailable", "message": message }).to_string();
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Serves HTTP for ever: at most `max_connections` at once (more get
+/// `503`), each with deadlines for its headers, its body and its whole
+/// life; accept errors are retried.
 pub async fn serve_http(
     listener: TcpListener,
     o: HttpOptions,
@@ -130,12 +174,27 @@ pub async fn serve_http(
         }
     })
     .detach();
+    let limit = ConnectionLimit::new(o.max_connections);
+    let mut pause = Duration::from_millis(5);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
+        let stream = accept_next(&listener, &mut pause).await;
+        let Some(slot) = limit.enter() else {
+            let mut s = stream;
+            let max = limit.max();
+            smol::spawn(async move {
+                let m =
+                    format!("this server holds at most {max} HTTP connections; try again later");
+                let _ = s
+                    .write_all(&raw_answer("503 Service Unavailable", &m))
+                    .await;
+                let _ = s.close().await;
+            })
+            .detach();
+            continue;
         };
         let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
         smol::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (sessions, connect, status) =
                     (sessions.clone(), connect.clone(), status.clone());
@@ -156,21 +215,45 @@ pub async fn serve_http(
                     Ok::<_, std::convert::Infallible>(route(req, o, sessions, connect).await)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(FuturesIo::new(stream), service)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(smol_hyper::rt::SmolTimer::new())
+                .header_read_timeout(o.header_timeout)
+                .serve_connection(FuturesIo::new(stream), service);
+            futures_lite::future::or(
+                async {
+                    let _ = conn.await;
+                },
+                async {
+                    smol::Timer::after(o.connection_lifetime).await;
+                },
+            )
+            .await;
         })
         .detach();
     }
 }
 
-async fn read_body(req: Request<Incoming>, max: usize) -> Result<Vec<u8>, Response<Full<Bytes>>> {
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => Ok(b.to_bytes().to_vec()),
-        Err(_) => Err(problem(
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    within: Duration,
+) -> Result<Vec<u8>, Response<Full<Bytes>>> {
+    let read = async { Some(Limited::new(req.into_body(), max).collect().await) };
+    let late = async {
+        smol::Timer::after(within).await;
+        None
+    };
+    match futures_lite::future::or(read, late).await {
+        Some(Ok(b)) => Ok(b.to_bytes().to_vec()),
+        Some(Err(_)) => Err(problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "TooLarge",
             format!("the body exceeds {max} bytes or could not be read"),
+        )),
+        None => Err(problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout",
+            format!("the body did not arrive within {within:?}"),
         )),
     }
 }
@@ -220,19 +303,28 @@ async fn route(
         .unwrap_or(100);
     let session = query(&req, "session");
     let closing = query(&req, "close").is_some();
-    let body = match read_body(req, o.max_body).await {
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match read_body(req, o.max_body, o.body_timeout).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let parts: Vec<&str> = path.iter().map(String::as_str).collect();
     let message = match parts.as_slice() {
         ["sync"] if closing => {
-            if let Some(s) = session.and_then(|id| lock(&sessions).remove(&id)) {
+            let mut all = lock(&sessions);
+            let own = session
+                .as_ref()
+                .is_some_and(|id| all.get(id).is_some_and(|s| s.auth == auth));
+            if let Some(s) = session.filter(|_| own).and_then(|id| all.remove(&id)) {
                 s.link.close("the client closed the session");
             }
             return respond(StatusCode::OK, Vec::new(), false);
         }
-        ["sync"] => return sync(session, body, o, sessions, connect).await,
+        ["sync"] => return sync(session, auth, body, o, sessions, connect).await,
         ["listeners"] => match serde_json::from_slice::<RegisterBody>(&body) {
             Ok(b) => Message::ListenerRegister {
                 filter: b.filter,
@@ -382,38 +474,79 @@ fn answer_body(m: Message) -> serde_json::Value {
 
 async fn sync(
     session: Option<String>,
+    auth: Option<String>,
     body: Vec<u8>,
     o: HttpOptions,
     sessions: Sessions,
     connect: Connector,
 ) -> Response<Full<Bytes>> {
-    let Some(id) = session.filter(|s| !s.is_empty() && s.len() <= 64) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "NoSession",
-            "give ?session=<id> (up to 64 characters)".into(),
-        );
-    };
-    let frames = match split_frames(&body, &o.limits) {
-        Ok(f) => f,
-        Err(e) => {
-            if let Some(s) = lock(&sessions).remove(&id) {
-                s.link.close("malformed body");
-            }
-            return problem(StatusCode::BAD_REQUEST, "MalformedFrame", e);
-        }
-    };
-    let (tx, rx) = {
+    let (frames, bad) = split_frames(&body, &o.limits);
+    let (id, tx, rx) = {
         let mut all = lock(&sessions);
-        let s = all.entry(id.clone()).or_insert_with(|| Session {
-            link: connect(),
-            last_seen: Instant::now(),
-        });
-        s.last_seen = Instant::now();
-        (s.link.tx.clone(), s.link.rx.clone())
+        let id = match session {
+            // A session is used only with the credentials that opened it.
+            Some(id) => match all.get_mut(&id) {
+                Some(s) if s.auth == auth => {
+                    s.last_seen = Instant::now();
+                    id
+                }
+                _ => {
+                    return problem(
+                        StatusCode::NOT_FOUND,
+                        "NoSession",
+                        "no such session for these credentials; open one with POST /sync".into(),
+                    )
+                }
+            },
+            None => {
+                if all.len() >= o.max_sessions {
+                    return problem(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Unavailable",
+                        format!(
+                            "at most {} sessions are open; try again later",
+                            o.max_sessions
+                        ),
+                    );
+                }
+                let Some(id) = new_session_id() else {
+                    return problem(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Unavailable",
+                        "no randomness for a session id".into(),
+                    );
+                };
+                all.insert(
+                    id.clone(),
+                    Session {
+                        link: connect(),
+                        last_seen: Instant::now(),
+                        auth,
+                    },
+                );
+                id
+            }
+        };
+        let Some(s) = all.get(&id) else {
+            return problem(
+                StatusCode::GONE,
+                "SessionClosed",
+                "the session closed".into(),
+            );
+        };
+        (id, s.link.tx.clone(), s.link.rx.clone())
     };
     for f in frames {
-        let _ = tx.try_send(Outbound::Frame(f));
+        if tx.send(f).is_err() {
+            break;
+        }
+    }
+    if let Some(e) = bad {
+        // The frames before the bad one were taken; the session ends.
+        if let Some(s) = lock(&sessions).remove(&id) {
+            s.link.close("malformed body");
+        }
+        return problem(StatusCode::BAD_REQUEST, "MalformedFrame", e);
     }
     // Answer with what the node has for this client, waiting a little for the first frame.
     let mut out = Vec::new();
@@ -434,10 +567,17 @@ async fn sync(
         Some(Some(f)) => out.extend(f),
         Some(None) => {}
     }
-    while let Ok(f) = rx.try_recv() {
-        out.extend(f);
+    while out.len() < o.max_body {
+        match rx.try_recv() {
+            Ok(f) => out.extend(f),
+            Err(_) => break,
+        }
     }
-    respond(StatusCode::OK, out, false)
+    let mut r = respond(StatusCode::OK, out, false);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&id) {
+        r.headers_mut().insert("x-docweave-session", v);
+    }
+    r
 }
 
 #[derive(serde::Deserialize)]
@@ -458,13 +598,24 @@ struct PushBody {
     strands: Vec<Strand>,
 }
 
-/// Sends one POST and returns the status and body.
+/// Sends one POST and returns the status, the session header and the body.
 pub async fn post(
     addr: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), String> {
+    post_with_session(addr, path, headers, body)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+async fn post_with_session(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(u16, Option<String>, Vec<u8>), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(stream))
         .await
@@ -482,6 +633,11 @@ pub async fn post(
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
+    let session = resp
+        .headers()
+        .get("x-docweave-session")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = resp
         .into_body()
         .collect()
@@ -489,31 +645,46 @@ pub async fn post(
         .map_err(|e| e.to_string())?
         .to_bytes()
         .to_vec();
-    Ok((status, body))
+    Ok((status, session, body))
 }
 
-/// A polling link to a node's `/sync`: pending frames are folded into the
-/// next request; polls come quickly while frames flow and back off to
-/// `poll_max` while idle. Three failures in a row end the link, and the
-/// node's reconnect schedule takes over.
-pub fn http_link(addr: &str, session: &str, o: HttpOptions) -> Link {
-    let (out_tx, out_rx) = async_channel::unbounded::<Outbound>();
+/// A polling link to a node's `/sync`, presenting `token` on every request:
+/// the first request opens a session, the answer names it. Pending frames
+/// are folded into the next request; polls come quickly while frames flow
+/// and back off to `poll_max` while idle. A request that fails is sent
+/// again with the same content; three failures in a row end the link, and
+/// the node's reconnect schedule takes over. Frames of an answer are taken
+/// one by one: one bad frame does not lose the others.
+pub fn http_link(addr: &str, token: Option<&str>, o: HttpOptions) -> Link {
+    let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
     let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
-    let (addr, path) = (addr.to_string(), format!("/sync?session={session}"));
+    let addr = addr.to_string();
+    let auth = token.map(|t| format!("Bearer {t}"));
     smol::spawn(async move {
         let mut pause = o.poll_min;
         let mut failures = 0;
+        let mut session: Option<String> = None;
+        // What the last failed request carried: sent again first.
+        let mut unsent: Vec<u8> = Vec::new();
         loop {
             // Wait for something to send, or for the next poll.
-            let first = futures_lite::future::or(async { Some(out_rx.recv().await.ok()) }, async {
+            let first = if unsent.is_empty() {
+                futures_lite::future::or(async { Some(out_rx.recv().await) }, async {
+                    smol::Timer::after(pause).await;
+                    None
+                })
+                .await
+            } else {
                 smol::Timer::after(pause).await;
                 None
-            })
-            .await;
-            let mut body = Vec::new();
+            };
+            let mut body = std::mem::take(&mut unsent);
             let mut closing = false;
             let mut take = |item: Outbound, body: &mut Vec<u8>| match item {
-                Outbound::Frame(f) => body.extend(f),
+                Outbound::Frame(f) => {
+                    out_rx.written(f.len());
+                    body.extend(f)
+                }
                 Outbound::Close(_) => closing = true,
             };
             match first {
@@ -521,19 +692,35 @@ pub fn http_link(addr: &str, session: &str, o: HttpOptions) -> Link {
                 Some(Some(item)) => take(item, &mut body),
                 None => {}
             }
-            while let Ok(item) = out_rx.try_recv() {
+            while let Some(item) = out_rx.try_recv() {
                 take(item, &mut body);
             }
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
+            let path = match &session {
+                Some(id) => format!("/sync?session={id}"),
+                None => "/sync".to_string(),
+            };
             if closing {
                 // Tell the server, so the node sees the session end now.
-                let _ = post(&addr, &format!("{path}&close=1"), &[], body).await;
+                if session.is_some() {
+                    let _ = post(&addr, &format!("{path}&close=1"), &headers, body).await;
+                }
                 break;
             }
             let sent = !body.is_empty();
-            match post(&addr, &path, &[], body).await {
-                Ok((200, answer)) => {
+            match post_with_session(&addr, &path, &headers, body.clone()).await {
+                Ok((200, id, answer)) => {
                     failures = 0;
-                    let frames = split_frames(&answer, &o.limits).unwrap_or_default();
+                    if session.is_none() {
+                        session = id;
+                    }
+                    let (frames, bad) = split_frames(&answer, &o.limits);
+                    if let Some(e) = bad {
+                        tracing::warn!("http: part of an answer could not be read: {e}");
+                    }
                     let busy = sent || !frames.is_empty();
                     for f in frames {
                         if in_tx.send(f).await.is_err() {
@@ -546,12 +733,13 @@ pub fn http_link(addr: &str, session: &str, o: HttpOptions) -> Link {
                         (pause * 2).min(o.poll_max)
                     };
                 }
-                Ok((status, _)) if status == 410 || (400..500).contains(&status) => break,
+                Ok((status, _, _)) if (400..500).contains(&status) => break,
                 _ => {
                     failures += 1;
                     if failures >= 3 {
                         break;
                     }
+                    unsent = body;
                     pause = (pause * 2).min(o.poll_max);
                 }
             }

@@ -1,6 +1,6 @@
 //! In-memory links, with seeded fault injection for tests.
 
-use super::{Link, Outbound};
+use super::{outbound, Link, LinkOut, Outbound, DEFAULT_BACKLOG};
 
 /// Faults injected on a memory link, per frame, from a seeded generator.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,10 +41,12 @@ pub fn memory_pair() -> (Link, Link) {
 
 /// Two connected ends; frames in both directions suffer `faults`.
 pub fn memory_pair_with_faults(faults: Faults) -> (Link, Link) {
-    let (a_out, a_out_rx) = async_channel::unbounded::<Outbound>();
-    let (b_out, b_out_rx) = async_channel::unbounded::<Outbound>();
-    let (a_in_tx, a_in) = async_channel::unbounded::<Vec<u8>>();
-    let (b_in_tx, b_in) = async_channel::unbounded::<Vec<u8>>();
+    let (a_out, a_out_rx) = outbound(DEFAULT_BACKLOG);
+    let (b_out, b_out_rx) = outbound(DEFAULT_BACKLOG);
+    // Bounded: a side that does not read holds back the other's writer,
+    // whose backlog then fills and closes the link.
+    let (a_in_tx, a_in) = async_channel::bounded::<Vec<u8>>(256);
+    let (b_in_tx, b_in) = async_channel::bounded::<Vec<u8>>(256);
     smol::spawn(forward(a_out_rx, b_in_tx, faults, 1)).detach();
     smol::spawn(forward(b_out_rx, a_in_tx, faults, 2)).detach();
     (
@@ -59,17 +61,13 @@ pub fn memory_pair_with_faults(faults: Faults) -> (Link, Link) {
     )
 }
 
-async fn forward(
-    from: async_channel::Receiver<Outbound>,
-    to: async_channel::Sender<Vec<u8>>,
-    faults: Faults,
-    lane: u64,
-) {
+async fn forward(from: LinkOut, to: async_channel::Sender<Vec<u8>>, faults: Faults, lane: u64) {
     let mut rng = Rng(faults.seed ^ lane.wrapping_mul(0xa076_1d64_78bd_642f));
     let mut held: Option<Vec<u8>> = None;
     let mut count = 0u64;
-    while let Ok(item) = from.recv().await {
+    while let Some(item) = from.recv().await {
         let Outbound::Frame(frame) = item else { break };
+        from.written(frame.len());
         count += 1;
         if faults.disconnect_after > 0 && count > faults.disconnect_after {
             break;

@@ -2,25 +2,37 @@
 //! is the wire format. The header is checked against the limits before the
 //! payload is read: a frame claiming 4 GiB is refused from its 6 bytes.
 
-use super::{error_frame, Link, Outbound};
+use super::slots::accept as accept_next;
+use super::{error_frame, outbound, ConnectionLimit, Link, Outbound, DEFAULT_BACKLOG};
 use docweave_core::{payload_len, ErrorCode, FrameError, Limits, HEADER_LEN};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::time::Duration;
+
+/// A write that takes longer than this means the peer is not reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs a TCP connection as a link.
 pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
-    let (out_tx, out_rx) = async_channel::unbounded::<Outbound>();
+    let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
     let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
     let writer_stream = stream.clone();
     let writer_tx = out_tx.clone();
     smol::spawn(async move {
         let mut s = writer_stream;
-        while let Ok(item) = out_rx.recv().await {
+        while let Some(item) = out_rx.recv().await {
             match item {
                 Outbound::Frame(f) => {
-                    if s.write_all(&f).await.is_err() {
+                    let n = f.len();
+                    let written =
+                        futures_lite::future::or(async { s.write_all(&f).await.is_ok() }, async {
+                            smol::Timer::after(WRITE_TIMEOUT).await;
+                            false
+                        })
+                        .await;
+                    out_rx.written(n);
+                    if !written {
+                        tracing::info!("tcp: a write did not finish; closing");
                         break;
                     }
                 }
@@ -51,8 +63,8 @@ pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
                         FrameError::TooLarge { .. } => ErrorCode::TooLarge,
                         _ => ErrorCode::MalformedFrame,
                     };
-                    let _ = writer_tx.try_send(Outbound::Frame(error_frame(code, e.to_string())));
-                    let _ = writer_tx.try_send(Outbound::Close(e.to_string()));
+                    let _ = writer_tx.send(error_frame(code, e.to_string()));
+                    writer_tx.close(&e.to_string());
                     break;
                 }
             }
@@ -94,83 +106,25 @@ pub async fn tcp_connect(addr: &str, limits: Limits) -> std::io::Result<Link> {
     Ok(tcp_link(stream, limits))
 }
 
-/// Bounds how many connections a server holds at once.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimit {
-    open: Arc<AtomicUsize>,
-    max: usize,
-}
-
-impl ConnectionLimit {
-    /// At most `max` connections.
-    pub fn new(max: usize) -> Self {
-        Self {
-            open: Arc::new(AtomicUsize::new(0)),
-            max,
-        }
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-
-    /// Counts one more connection, or `None` when full.
-    pub(crate) fn enter(&self) -> Option<Slot> {
-        if self.open.fetch_add(1, Ordering::SeqCst) >= self.max {
-            self.open.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(Slot {
-            open: self.open.clone(),
-        })
-    }
-}
-
-/// One counted connection; released when its link's reader ends.
-pub(crate) struct Slot {
-    open: Arc<AtomicUsize>,
-}
-
-impl Slot {
-    /// Passes the link's frames through, releasing the slot when they end.
-    pub(crate) fn wrap(self, link: Link) -> Link {
-        let (tx, rx) = async_channel::unbounded();
-        let inner = link.rx;
-        smol::spawn(async move {
-            while let Ok(frame) = inner.recv().await {
-                if tx.send(frame).await.is_err() {
-                    break;
-                }
-            }
-            self.open.fetch_sub(1, Ordering::SeqCst);
-            tx.close();
-        })
-        .detach();
-        Link { tx: link.tx, rx }
-    }
-}
-
 /// Accepts connections and hands each to `accept` as a link, refusing
-/// (with an error frame) those beyond the limit. Runs until the listener fails.
+/// (with an error frame) those beyond the limit. Runs for ever: accept
+/// errors are retried.
 pub async fn serve_tcp(
     listener: TcpListener,
     limits: Limits,
     limit: ConnectionLimit,
     accept: impl Fn(Link) + Send + 'static,
 ) {
+    let mut pause = Duration::from_millis(5);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = accept_next(&listener, &mut pause).await;
         let Some(slot) = limit.enter() else {
             let mut s = stream;
             let frame = error_frame(
                 ErrorCode::TooLarge,
                 format!(
                     "this server holds at most {} connections; try later",
-                    limit.max
+                    limit.max()
                 ),
             );
             smol::spawn(async move {

@@ -4,19 +4,22 @@
 //! after the upgrade, and a client that never finishes it is dropped.
 
 use super::fragments::{split, Reassembler, ReassemblyLimits};
-use super::{error_frame, ConnectionLimit, Link, Outbound};
+use super::slots::accept as accept_next;
+use super::{error_frame, outbound, ConnectionLimit, Link, Outbound, DEFAULT_BACKLOG};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message as Ws;
 use async_tungstenite::WebSocketStream;
 use docweave_core::{payload_len, ErrorCode, Limits, HEADER_LEN};
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_util::StreamExt;
 use smol::net::TcpListener;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// WebSocket settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WsOptions {
     /// Frame limits.
     pub limits: Limits,
@@ -28,8 +31,14 @@ pub struct WsOptions {
     pub idle_timeout: Duration,
     /// A client must finish its upgrade within this time.
     pub handshake_timeout: Duration,
-    /// Bounds on reassembling fragmented frames.
+    /// A write to a peer that does not read is given up after this.
+    pub write_timeout: Duration,
+    /// Most bytes queued for one peer before its connection is closed.
+    pub backlog: usize,
+    /// Fragmented messages being reassembled at once, per connection.
     pub pending_fragments: usize,
+    /// Bytes being reassembled on all connections of a server together.
+    pub reassembly_budget: Arc<AtomicUsize>,
 }
 
 impl Default for WsOptions {
@@ -40,14 +49,21 @@ impl Default for WsOptions {
             keepalive: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             handshake_timeout: Duration::from_secs(10),
-            pending_fragments: 8,
+            write_timeout: Duration::from_secs(30),
+            backlog: DEFAULT_BACKLOG,
+            pending_fragments: 2,
+            reassembly_budget: Arc::new(AtomicUsize::new(256 * 1024 * 1024)),
         }
     }
 }
 
 fn config(o: &WsOptions) -> WebSocketConfig {
     let piece = o.fragment + 64;
+    // Small buffers: an idle connection should cost little memory.
     WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(piece + 1024)
         .max_message_size(Some(piece))
         .max_frame_size(Some(piece))
 }
@@ -57,48 +73,61 @@ pub fn ws_link<S>(ws: WebSocketStream<S>, o: WsOptions) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (out_tx, out_rx) = async_channel::unbounded::<Outbound>();
+    let (out_tx, out_rx) = outbound(o.backlog);
     let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
     let (mut sink, mut stream) = ws.split();
     let writer_tx = out_tx.clone();
+    let (keepalive, write_timeout) = (o.keepalive, o.write_timeout);
+    let fragment = o.fragment;
     smol::spawn(async move {
         let mut id: u32 = 0;
         loop {
-            let next = futures_lite::future::or(async { out_rx.recv().await.ok() }, async {
-                smol::Timer::after(o.keepalive).await;
+            let next = futures_lite::future::or(async { out_rx.recv().await }, async {
+                smol::Timer::after(keepalive).await;
                 Some(Outbound::Frame(Vec::new()))
             })
             .await;
-            let result = match next {
-                // An empty frame is the keepalive tick.
-                Some(Outbound::Frame(f)) if f.is_empty() => {
-                    sink.send(Ws::Ping(Vec::new().into())).await
-                }
-                Some(Outbound::Frame(f)) => {
-                    id = id.wrapping_add(1);
-                    let mut r = Ok(());
-                    for piece in split(&f, o.fragment, id) {
-                        r = sink.send(Ws::Binary(piece.into())).await;
-                        if r.is_err() {
-                            break;
-                        }
+            let write = async {
+                match next {
+                    // An empty frame is the keepalive tick.
+                    Some(Outbound::Frame(f)) if f.is_empty() => {
+                        sink.send(Ws::Ping(Vec::new().into())).await.is_ok()
                     }
-                    r
-                }
-                Some(Outbound::Close(reason)) => {
-                    let frame = CloseFrame {
-                        code: CloseCode::Normal,
-                        reason: reason.chars().take(100).collect::<String>().into(),
-                    };
-                    let _ = sink.send(Ws::Close(Some(frame))).await;
-                    break;
-                }
-                None => {
-                    let _ = sink.close(None).await;
-                    break;
+                    Some(Outbound::Frame(f)) => {
+                        id = id.wrapping_add(1);
+                        let mut ok = true;
+                        for piece in split(&f, fragment, id) {
+                            if sink.send(Ws::Binary(piece.into())).await.is_err() {
+                                ok = false;
+                                break;
+                            }
+                        }
+                        out_rx.written(f.len());
+                        ok
+                    }
+                    Some(Outbound::Close(reason)) => {
+                        let frame = CloseFrame {
+                            code: CloseCode::Normal,
+                            reason: reason.chars().take(100).collect::<String>().into(),
+                        };
+                        let _ = sink.send(Ws::Close(Some(frame))).await;
+                        false
+                    }
+                    None => {
+                        let _ = sink.close(None).await;
+                        false
+                    }
                 }
             };
-            if result.is_err() {
+            let go_on = futures_lite::future::or(write, async {
+                smol::Timer::after(write_timeout).await;
+                tracing::info!(
+                    "websocket: the peer did not take a write in {write_timeout:?}; closing"
+                );
+                false
+            })
+            .await;
+            if !go_on {
                 break;
             }
         }
@@ -110,26 +139,35 @@ where
             max_frame: o.limits.max_frame + HEADER_LEN,
             max_pending: o.pending_fragments,
             timeout: o.idle_timeout,
-        });
+        })
+        .with_budget(o.reassembly_budget.clone());
         loop {
             let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
                 smol::Timer::after(o.idle_timeout).await;
                 None
             })
             .await;
+            let refuse = |code: ErrorCode, why: String| {
+                tracing::warn!("websocket: {why}");
+                let _ = writer_tx.send(error_frame(code, why.clone()));
+                writer_tx.close(&why);
+            };
             let message = match next {
                 None => {
                     tracing::info!("websocket: silent for {:?}; closing", o.idle_timeout);
-                    let _ = writer_tx.try_send(Outbound::Close("idle".into()));
+                    writer_tx.close("idle");
                     break;
                 }
-                Some(None) | Some(Some(Err(_))) => break,
+                Some(None) => break,
+                Some(Some(Err(async_tungstenite::tungstenite::Error::Capacity(e)))) => {
+                    refuse(
+                        ErrorCode::TooLarge,
+                        format!("a WebSocket message was too large: {e}; send pieces of at most {} bytes", o.fragment),
+                    );
+                    break;
+                }
+                Some(Some(Err(_))) => break,
                 Some(Some(Ok(m))) => m,
-            };
-            let refuse = |code: ErrorCode, why: String| {
-                tracing::warn!("websocket: {why}");
-                let _ = writer_tx.try_send(Outbound::Frame(error_frame(code, why.clone())));
-                let _ = writer_tx.try_send(Outbound::Close(why));
             };
             match message {
                 Ws::Binary(bytes) => match pieces.take(&bytes, Instant::now()) {
@@ -185,9 +223,20 @@ pub async fn ws_connect(url: &str, o: WsOptions) -> Result<Link, String> {
     Ok(ws_link(ws, o))
 }
 
+/// A plain HTTP answer on the WebSocket port, for what is not an upgrade.
+fn http_answer(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Accepts WebSocket connections and hands each to `accept` as a link.
-/// Each upgrade runs in its own task with a deadline, so a client that never
-/// finishes it holds nobody up.
+/// Each upgrade runs in its own task with a deadline; its connection slot
+/// is given back on every path (a failed or abandoned upgrade included).
+/// A request that is no upgrade (a health check) gets a plain HTTP answer;
+/// a connection past the limit gets `503`. Accept errors are retried.
 pub async fn serve_ws(
     listener: TcpListener,
     o: WsOptions,
@@ -195,22 +244,31 @@ pub async fn serve_ws(
     accept: impl Fn(Link) + Send + Sync + 'static,
 ) {
     let accept = std::sync::Arc::new(accept);
+    let mut pause = Duration::from_millis(5);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let _ = stream.set_nodelay(true);
-        let Some(guard) = limit.enter() else {
-            drop(stream);
+        let stream = accept_next(&listener, &mut pause).await;
+        let Some(slot) = limit.enter() else {
+            let mut s = stream;
+            let max = limit.max();
+            smol::spawn(async move {
+                let body = format!(
+                    "docweave: this server holds at most {max} connections; try again later\n"
+                );
+                let _ = s
+                    .write_all(&http_answer("503 Service Unavailable", &body))
+                    .await;
+                let _ = s.close().await;
+            })
+            .detach();
             continue;
         };
         let accept = accept.clone();
+        let o = o.clone();
         smol::spawn(async move {
+            let mut raw = stream.clone();
             let upgrade = futures_lite::future::or(
                 async {
-                    async_tungstenite::accept_async_with_config(stream, Some(config(&o)))
-                        .await
-                        .ok()
+                    Some(async_tungstenite::accept_async_with_config(stream, Some(config(&o))).await)
                 },
                 async {
                     smol::Timer::after(o.handshake_timeout).await;
@@ -218,12 +276,18 @@ pub async fn serve_ws(
                 },
             )
             .await;
-            let Some(ws) = upgrade else {
-                tracing::info!("websocket: a client did not finish its upgrade in time");
-                return;
-            };
-            let link = ws_link(ws, o);
-            accept(guard.wrap(link));
+            match upgrade {
+                Some(Ok(ws)) => accept(slot.wrap(ws_link(ws, o))),
+                Some(Err(async_tungstenite::tungstenite::Error::Protocol(e))) => {
+                    // Not a WebSocket client (a health check, a browser): say what this is.
+                    tracing::debug!("websocket: not an upgrade: {e}");
+                    let body = "docweave: this port speaks WebSocket (ws://); the HTTP endpoint and status page are on the HTTP port\n";
+                    let _ = raw.write_all(&http_answer("200 OK", body)).await;
+                    let _ = raw.close().await;
+                }
+                Some(Err(e)) => tracing::debug!("websocket: upgrade failed: {e}"),
+                None => tracing::info!("websocket: a client did not finish its upgrade in time"),
+            }
         })
         .detach();
     }

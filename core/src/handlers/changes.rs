@@ -18,9 +18,6 @@ use crate::out::Out;
 use crate::protocol::{ChangedDoc, DocInfo, DocMeta, ErrorCode, Filter, Message};
 use crate::version::VersionVector;
 
-/// Most subscription filters one peer may hold.
-const MAX_FILTERS: usize = 64;
-
 fn save_cursor(model: &Model, out: &mut Out, peer: &PeerId) {
     if let Some(p) = model.peers.get(peer) {
         out.cmd(Cmd::Save(StateRecord::Cursor {
@@ -117,13 +114,14 @@ pub(crate) fn subscribe(
     if p.filters.contains(&filter) {
         return;
     }
-    if p.filters.len() >= MAX_FILTERS {
-        return refuse(
-            out,
-            channel,
-            ErrorCode::TooLarge,
-            format!("at most {MAX_FILTERS} subscriptions per peer"),
+    let bounds = &model.config.bounds;
+    let entries: usize = p.filters.iter().map(Filter::len).sum::<usize>() + filter.len();
+    if p.filters.len() >= bounds.filters_per_peer || entries > bounds.filter_entries_per_peer {
+        let m = format!(
+            "at most {} subscription filters with {} entries in all per peer",
+            bounds.filters_per_peer, bounds.filter_entries_per_peer
         );
+        return refuse(out, channel, ErrorCode::TooLarge, m);
     }
     p.filters.push_back(filter);
     model.filter_subscribers.insert(peer.clone());

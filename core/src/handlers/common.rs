@@ -11,7 +11,7 @@ use crate::version::VersionVector;
 
 pub(crate) fn next_batch(model: &mut Model) -> BatchId {
     let b = BatchId(model.next_batch);
-    model.next_batch += 1;
+    model.next_batch = model.next_batch.saturating_add(1);
     b
 }
 
@@ -29,9 +29,22 @@ pub(crate) fn established_peer(model: &Model, channel: ChannelId) -> Option<Peer
     }
 }
 
-/// The channel we use to reach a peer: its lowest established one.
+/// The channel we use to reach a peer: its newest one that is not a bot
+/// (an HTTP request link), else its newest.
 pub(crate) fn peer_channel(model: &Model, peer: &PeerId) -> Option<ChannelId> {
-    model.peers.get(peer)?.channels.get_min().copied()
+    let channels = &model.peers.get(peer)?.channels;
+    let bot = |c: &ChannelId| {
+        model
+            .channels
+            .get(c)
+            .is_some_and(|ch| ch.peer_kind == Some(crate::protocol::PeerKind::Bot))
+    };
+    channels
+        .iter()
+        .rev()
+        .find(|c| !bot(c))
+        .or_else(|| channels.get_max())
+        .copied()
 }
 
 /// Subscribes a peer to a document's live changes; the peer remembers it,

@@ -39,6 +39,8 @@ pub(crate) fn channel_added(
                     link: Link::Established(PeerId::new(STORE_PEER)),
                     remote: None,
                     opened_at: model.now,
+                    peer_kind: None,
+                    refused: 0,
                 },
             );
             model.stores.insert(channel);
@@ -51,6 +53,8 @@ pub(crate) fn channel_added(
                     link: Link::Connecting,
                     remote: remote.clone(),
                     opened_at: model.now,
+                    peer_kind: None,
+                    refused: 0,
                 },
             );
             super::timers::ensure_sweep(model);
@@ -269,21 +273,15 @@ pub(crate) fn hello(model: &mut Model, out: &mut Out, channel: ChannelId, h: Hel
         );
         return close(out, ErrorCode::VersionMismatch, m);
     }
-    let tokens = &model.config.tokens;
-    if !tokens.is_empty() && !h.token.as_ref().is_some_and(|t| tokens.contains(t)) {
-        let m = if h.token.is_none() {
-            "this node requires a token; none was given"
-        } else {
-            "the token was not accepted"
-        };
-        return close(out, ErrorCode::BadToken, m.into());
-    }
-    if !h.peer.is_valid() || h.peer.as_str() == STORE_PEER {
+    if !h.peer.is_valid() || h.peer.as_str() == STORE_PEER || h.peer == model.config.peer {
         return close(
             out,
             ErrorCode::PermissionDenied,
             format!("the peer id {:?} is not acceptable", h.peer.as_str()),
         );
+    }
+    if let Err(m) = credentials(&model.config, &h) {
+        return close(out, ErrorCode::BadToken, m.into());
     }
     let cfg = model.config.clone();
     out.send(
@@ -335,9 +333,70 @@ pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: W
     super::changes::resume_with(model, out, &w.peer, channel, &addr);
 }
 
+/// Whether the hello's token grants its peer id (no token needed when the
+/// node has none).
+fn credentials(config: &crate::model::Config, h: &Hello) -> Result<(), &'static str> {
+    if config.tokens.is_empty() && config.grants.is_empty() {
+        return Ok(());
+    }
+    let Some(token) = h.token.as_ref() else {
+        return Err("this node requires a token; none was given");
+    };
+    let any = config.tokens.contains(token);
+    let granted = config
+        .grants
+        .iter()
+        .any(|g| &g.token == token && g.peers.matches(h.peer.as_str()));
+    if any || granted {
+        return Ok(());
+    }
+    if config.grants.iter().any(|g| &g.token == token) {
+        Err("the token does not grant this peer id")
+    } else {
+        Err("the token was not accepted")
+    }
+}
+
+/// A new connection of a peer replaces its older ones (the newest wins, so
+/// a peer's updates never split between connections); connections of the
+/// HTTP request face (bots) neither replace nor are replaced.
+fn replace_older(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    kind: PeerKind,
+) {
+    if kind == PeerKind::Bot {
+        return;
+    }
+    let older: Vec<ChannelId> = model
+        .peers
+        .get(peer)
+        .map(|p| p.channels.iter().copied().collect())
+        .unwrap_or_default();
+    for old in older {
+        let bot = model
+            .channels
+            .get(&old)
+            .is_some_and(|c| c.peer_kind == Some(PeerKind::Bot));
+        if old == channel || bot {
+            continue;
+        }
+        let message = format!("replaced by a newer connection of {peer}");
+        refuse(out, old, ErrorCode::AlreadyEstablished, message.clone());
+        out.cmd(Cmd::Close {
+            channel: old,
+            reason: message,
+        });
+    }
+}
+
 fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId, kind: PeerKind) {
+    replace_older(model, out, channel, &peer, kind);
     if let Some(c) = model.channels.get_mut(&channel) {
         c.link = Link::Established(peer.clone());
+        c.peer_kind = Some(kind);
     }
     let first = {
         let p = model

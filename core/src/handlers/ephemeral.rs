@@ -17,14 +17,33 @@ use crate::protocol::{Ephemeral, Message, Payload};
 /// Longest TTL we honour, whatever a peer asks (5 minutes).
 const MAX_TTL_MS: u64 = 300_000;
 
-/// Network peers that should see presence for a document: subscribers and
-/// the remotes we dialed, online, except `skip`.
+/// Network peers that should see presence for a document: its
+/// subscribers, the peers following a filter it matches (also before
+/// anyone wrote it), and the remotes we dialed, online, except `skip`.
 fn targets(model: &Model, doc: &DocId, skip: &[&PeerId]) -> Vec<ChannelId> {
     let mut peers: Vec<PeerId> = model
         .docs
         .get(doc)
         .map(|d| d.subscribers.iter().cloned().collect())
         .unwrap_or_default();
+    let meta = model
+        .docs
+        .get(doc)
+        .map(|d| d.meta.clone())
+        .unwrap_or_default();
+    peers.extend(
+        model
+            .filter_subscribers
+            .iter()
+            .filter(|p| {
+                model
+                    .peers
+                    .get(*p)
+                    .is_some_and(|x| x.filters.iter().any(|f| f.matches(doc, &meta)))
+                    && access(model, p, doc).read
+            })
+            .cloned(),
+    );
     peers.extend(
         model
             .peers
@@ -87,7 +106,13 @@ fn own_entry(model: &Model, doc: &DocId, namespace: &Namespace, data: Payload) -
     }
 }
 
-pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, e: Ephemeral) {
+pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: Ephemeral) {
+    // Presence speaks for its sender: only a server we dialed relays others'.
+    let relay = model.peers.get(from).is_some_and(|p| p.dialed);
+    if !relay {
+        e.origin = from.clone();
+    }
+    e.ttl_ms = e.ttl_ms.min(MAX_TTL_MS as u32);
     if e.origin == model.config.peer || !access(model, from, &e.doc).read {
         return;
     }
@@ -95,9 +120,22 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, e: Ephem
     if e.data.is_empty() {
         remove(model, out, &key);
     } else {
+        let known = model.presence.contains_key(&key);
+        let most = model.config.bounds.presence_per_peer;
+        if !known && model.peers.get(from).is_some_and(|p| p.presence >= most) {
+            return out.log(
+                crate::io::Level::Warn,
+                format!("{from} holds {most} presence entries here; more are dropped"),
+            );
+        }
         let expires = model
             .now
             .saturating_add(u64::from(e.ttl_ms).min(MAX_TTL_MS));
+        if !known {
+            if let Some(p) = model.peers.get_mut(from) {
+                p.presence += 1;
+            }
+        }
         model.presence.insert(
             key.clone(),
             Presence {
@@ -126,7 +164,10 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, e: Ephem
 }
 
 fn remove(model: &mut Model, out: &mut Out, key: &PresenceKey) {
-    if model.presence.remove(key).is_some() {
+    if let Some(gone) = model.presence.remove(key) {
+        if let Some(p) = model.peers.get_mut(&gone.via) {
+            p.presence = p.presence.saturating_sub(1);
+        }
         super::timers::cancel(model, &Timer::PresenceExpiry(key.clone()));
         out.emit(Event::Presence {
             doc: key.0.clone(),

@@ -39,6 +39,9 @@ fn save(model: &Model, out: &mut Out, id: ListenerId) {
 /// Restores a persisted listener.
 pub(crate) fn restore(model: &mut Model, r: ListenerRecord) {
     model.next_listener = model.next_listener.max(r.id.0.saturating_add(1));
+    if r.id.0 == u64::MAX {
+        return;
+    }
     model.listeners.insert(
         r.id,
         Listener {
@@ -59,24 +62,47 @@ pub(crate) fn register(
     filter: crate::protocol::Filter,
     id: Option<ListenerId>,
 ) {
-    let id = match id {
-        Some(id) if id.0 > 0 => {
-            if let Some(l) = model.listeners.get(&id) {
-                if &l.owner != peer {
-                    return refuse(
-                        out,
-                        channel,
-                        ErrorCode::PermissionDenied,
-                        format!("{id} belongs to another peer"),
-                    );
-                }
+    // A client re-registers a listener it owns; any other id it names is
+    // ignored and a new one is made (ids come from our counter only, so a
+    // client cannot make it wrap onto someone else's listener).
+    let existing = id.filter(|id| model.listeners.contains_key(id));
+    let id = match existing {
+        Some(id) => {
+            if model.listeners.get(&id).is_some_and(|l| &l.owner != peer) {
+                return refuse(
+                    out,
+                    channel,
+                    ErrorCode::PermissionDenied,
+                    format!("{id} belongs to another peer"),
+                );
             }
-            model.next_listener = model.next_listener.max(id.0.saturating_add(1));
             id
         }
-        _ => {
+        None => {
+            let most = model.config.bounds.listeners_per_peer;
+            let owned = model
+                .listeners
+                .values()
+                .filter(|l| &l.owner == peer)
+                .count();
+            if owned >= most {
+                return refuse(
+                    out,
+                    channel,
+                    ErrorCode::TooLarge,
+                    format!("at most {most} listeners per peer; re-register one of yours"),
+                );
+            }
+            let Some(next) = model.next_listener.checked_add(1) else {
+                return refuse(
+                    out,
+                    channel,
+                    ErrorCode::TooLarge,
+                    "this node has no listener ids left".into(),
+                );
+            };
             let id = ListenerId(model.next_listener);
-            model.next_listener += 1;
+            model.next_listener = next;
             id
         }
     };
@@ -219,7 +245,7 @@ pub(crate) fn push(
     strands: Vec<Strand>,
 ) {
     let job = model.next_job;
-    model.next_job += 1;
+    model.next_job = model.next_job.saturating_add(1);
     model.pushes.insert(
         job,
         PushJob {

@@ -14,8 +14,9 @@
 //!                      -- sync-request (reload) -->                 wrote are reloaded; the
 //!                                                                   position moves once they are in
 //! ```
-//! Nothing is created when no store has the document and the requester may
-//! not create it; the requester is told `unavailable`. A failed write (an
+//! Nothing is created when no store has the document and the requester
+//! only asked for it (or may not create it); the requester is told
+//! `unavailable` and nothing is kept. A failed write (an
 //! append, a record, a purge) is reported and written again with backoff;
 //! what it carried is acknowledged to nobody until it is durable.
 
@@ -192,9 +193,11 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         return;
     }
     let (queued, found, reason, creator) = (queued.clone(), *found, *reason, creator.clone());
+    // Reading never creates: a network peer creates a document by writing it.
+    let writes = queued.iter().any(|q| !matches!(q, Queued::Sync { .. }));
     let may_create = match (reason, &creator) {
         (LoadReason::Open, _) => true,
-        (LoadReason::Network, Some(p)) => access(model, p, doc).create,
+        (LoadReason::Network, Some(p)) => writes && access(model, p, doc).create,
         (LoadReason::Network, None) => false,
     };
     super::timers::cancel(model, &Timer::LoadTimeout(doc.clone()));
@@ -273,20 +276,26 @@ fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: Queued) {
 
 fn refuse_queued(model: &mut Model, out: &mut Out, doc: &DocId, queued: Vec<Queued>) {
     out.log(
-        Level::Warn,
-        format!("no store has {doc} and the requester may not create it"),
+        Level::Info,
+        format!("no store has {doc}; it is not created by asking for it"),
     );
     for q in queued {
         match q {
-            Queued::Sync { channel, .. } if model.channels.contains_key(&channel) => out.send(
-                channel,
-                Message::SyncResponse {
-                    doc: doc.clone(),
-                    batch: crate::ids::BatchId(0),
-                    reply: Reply::Unavailable,
-                    version: VersionVector::new(),
-                },
-            ),
+            Queued::Sync { channel, .. } if model.channels.contains_key(&channel) => {
+                out.send(
+                    channel,
+                    Message::SyncResponse {
+                        doc: doc.clone(),
+                        batch: crate::ids::BatchId(0),
+                        reply: Reply::Unavailable,
+                        version: VersionVector::new(),
+                    },
+                );
+                // Presence lives before anyone writes: a late joiner still sees it.
+                if let Some(peer) = super::common::established_peer(model, channel) {
+                    super::ephemeral::send_existing(model, out, doc, channel, &peer);
+                }
+            }
             Queued::Update { channel, batch, .. } if model.channels.contains_key(&channel) => out
                 .send(
                     channel,

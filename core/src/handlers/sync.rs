@@ -174,18 +174,31 @@ pub(crate) fn sync_request(
                     Some(peer),
                     Some(q),
                 );
-            } else if access(model, &peer, &doc).create {
-                create_doc(model, &doc, DocMeta::default());
-                answer(model, out, channel, &peer, &doc, version, bidirectional);
             } else {
+                // Reading never creates: the document exists once someone writes it.
                 out.log(
-                    Level::Warn,
-                    format!("{peer} may not create {doc}; answered unavailable"),
+                    Level::Info,
+                    format!("{peer} asked for unknown {doc}; answered unavailable"),
                 );
                 unavailable(out, channel, &doc);
+                // Presence lives before anyone writes: a late joiner still sees it.
+                super::ephemeral::send_existing(model, out, &doc, channel, &peer);
             }
         }
     }
+}
+
+/// Whether data bringing `doc` to `version` is already in flight on `channel`.
+fn already_sending(
+    model: &Model,
+    channel: ChannelId,
+    doc: &DocId,
+    version: &VersionVector,
+) -> bool {
+    model
+        .in_flight
+        .values()
+        .any(|f| f.channel == channel && &f.doc == doc && f.version.includes(version))
 }
 
 /// Answers a sync-request for a ready document.
@@ -204,6 +217,19 @@ pub(crate) fn answer(
             format!("{peer} may not read {doc}; answered unavailable"),
         );
         return unavailable(out, channel, doc);
+    }
+    let most = model.config.bounds.subscriptions_per_peer;
+    let full = model
+        .peers
+        .get(peer)
+        .is_some_and(|p| p.subscribed.len() >= most && !p.subscribed.contains(doc));
+    if full {
+        return refuse(
+            out,
+            channel,
+            ErrorCode::TooLarge,
+            format!("{peer} follows {most} documents already; {doc} was not answered"),
+        );
     }
     super::common::subscribe(model, doc, peer);
     let Some(d) = model.docs.get(doc) else {
@@ -226,6 +252,13 @@ pub(crate) fn answer(
                 reply: Reply::UpToDate,
                 version: promised,
             },
+        );
+    } else if already_sending(model, channel, doc, &ours) {
+        // A repeated request on the same connection: the data is on its way
+        // (and offered again if never acknowledged), not sent twice.
+        out.log(
+            Level::Info,
+            format!("{peer} asked again for {doc}; its answer is already on the way"),
         );
     } else if theirs.is_empty() {
         send_data(model, out, peer, channel, doc, None, false);
@@ -390,7 +423,7 @@ pub(crate) fn receive_data(
 /// Asks the shell to import bytes.
 pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payload, source: Source) {
     let id = ImportId(model.next_import);
-    model.next_import += 1;
+    model.next_import = model.next_import.saturating_add(1);
     model.imports.insert(
         id,
         PendingImport {

@@ -105,6 +105,7 @@ fn a_peer_that_left_is_forgotten_after_the_linger_time_unless_it_returns() {
     let mut k = Kit::hub();
     k.peer(1, "alice");
     k.peer(2, "bob");
+    k.create(&[], "d");
     for ch in [1, 2] {
         k.recv(
             ch,

@@ -6,6 +6,7 @@ fn a_network_update_is_acknowledged_only_once_the_store_made_it_durable() {
     let mut k = Kit::hub();
     k.store(10);
     k.peer(1, "alice");
+    k.create(&[10], "d");
     k.recv(
         1,
         Message::SyncRequest {
@@ -14,7 +15,6 @@ fn a_network_update_is_acknowledged_only_once_the_store_made_it_durable() {
             bidirectional: false,
         },
     );
-    k.missing(10, "d");
     let cmds = k.recv(
         1,
         Message::Update {

@@ -56,6 +56,18 @@ impl Kit {
         self.feed(Msg::Tick)
     }
 
+    /// The application creates a document (asking `stores`, which have none).
+    pub fn create(&mut self, stores: &[u64], d: &str) -> Vec<Cmd> {
+        let mut cmds = self.feed(Msg::OpenDoc {
+            doc: doc(d),
+            meta: Default::default(),
+        });
+        for s in stores {
+            cmds.extend(self.missing(*s, d));
+        }
+        cmds
+    }
+
     /// A store answers that it has no such document.
     pub fn missing(&mut self, store: u64, d: &str) -> Vec<Cmd> {
         self.feed(Msg::StoreLoaded {

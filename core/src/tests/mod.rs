@@ -4,6 +4,7 @@ mod changes;
 mod connection;
 mod deletion;
 mod durability;
+mod hostile;
 mod kit;
 mod listeners;
 mod permissions;

@@ -18,6 +18,7 @@ fn hub_with_three() -> Kit {
     for (ch, p) in [(1, "alice"), (2, "bob"), (3, "carol")] {
         k.peer(ch, p);
     }
+    k.create(&[10], "d");
     for ch in [1, 2, 3] {
         k.recv(
             ch,
@@ -28,7 +29,6 @@ fn hub_with_three() -> Kit {
             },
         );
     }
-    k.missing(10, "d");
     k
 }
 

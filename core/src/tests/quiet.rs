@@ -41,6 +41,7 @@ fn a_send_after_a_quiet_spell_is_not_resent_and_reaches_the_store_once() {
     let mut k = Kit::hub();
     k.store(10);
     k.peer(1, "alice");
+    let created = k.create(&[10], "d");
     k.recv(
         1,
         Message::SyncRequest {
@@ -49,7 +50,6 @@ fn a_send_after_a_quiet_spell_is_not_resent_and_reaches_the_store_once() {
             bidirectional: false,
         },
     );
-    let created = k.missing(10, "d");
     let (first, _, _) = data(&created, 10)[0].clone();
     k.recv(
         10,
@@ -91,6 +91,7 @@ fn relayed_presence_lives_its_full_ttl_after_a_quiet_spell() {
     let mut k = Kit::hub();
     k.peer(1, "alice");
     k.peer(2, "bob");
+    k.create(&[], "d");
     for ch in [1, 2] {
         k.recv(
             ch,

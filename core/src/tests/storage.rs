@@ -106,25 +106,39 @@ fn a_removed_store_counts_as_answered_and_a_removed_requester_is_dropped() {
 }
 
 #[test]
-fn without_a_store_an_unknown_doc_is_created_and_answered_at_once() {
+fn reading_an_unknown_doc_creates_nothing_with_or_without_a_store() {
+    let ask = Message::SyncRequest {
+        doc: doc("d"),
+        version: vv(&[]),
+        bidirectional: true,
+    };
     let mut k = Kit::hub();
     k.peer(1, "alice");
-    let cmds = k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    let cmds = k.recv(1, ask.clone());
     assert!(matches!(
         messages(&cmds, 1)[..],
         [Message::SyncResponse {
-            reply: Reply::UpToDate,
+            reply: Reply::Unavailable,
             ..
         }]
     ));
-    assert!(k.model.doc_version(&doc("d")).is_some());
+    assert!(k.model.doc_version(&doc("d")).is_none());
+    // With a store: asked (storage-first), found missing, nothing kept or written.
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.recv(1, ask);
+    let cmds = k.missing(10, "d");
+    assert!(data(&cmds, 10).is_empty(), "an empty document was stored");
+    assert!(matches!(
+        messages(&cmds, 1)[..],
+        [Message::SyncResponse {
+            reply: Reply::Unavailable,
+            ..
+        }]
+    ));
+    assert!(k.model.doc_version(&doc("d")).is_none());
+    assert!(k.model.subscribers(&doc("d")).is_empty());
 }
 
 #[test]
@@ -224,15 +238,7 @@ fn a_failed_append_is_written_again_and_acknowledged_only_once_durable() {
     let mut k = Kit::hub();
     k.store(10);
     k.peer(1, "alice");
-    k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
-    k.missing(10, "d");
+    k.create(&[10], "d");
     let cmds = k.recv(
         1,
         Message::Update {

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A remote name the core accepts, and a dialer for the URL.
-pub fn dialer_for(url: &str) -> Result<(String, Dialer), String> {
+/// A remote name the core accepts, and a dialer for the URL (presenting
+/// `token` to HTTP as the session's credentials).
+pub fn dialer_for(url: &str, token: Option<&str>) -> Result<(String, Dialer), String> {
     let name: String = url
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -24,18 +25,11 @@ pub fn dialer_for(url: &str) -> Result<(String, Dialer), String> {
         })
     } else if let Some(addr) = url.strip_prefix("http://") {
         let addr = addr.to_string();
+        let token = token.map(str::to_string);
+        // Each connection opens a fresh session (the server names it).
         Arc::new(move |_| {
-            let addr = addr.clone();
-            // A fresh session per connection: the server may have restarted.
-            let session = format!(
-                "s{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0)
-            );
-            Box::pin(async move { Ok(http_link(&addr, &session, HttpOptions::default())) })
+            let (addr, token) = (addr.clone(), token.clone());
+            Box::pin(async move { Ok(http_link(&addr, token.as_deref(), HttpOptions::default())) })
         })
     } else if let Some(addr) = url.strip_prefix("tcp://") {
         let addr = addr.to_string();
@@ -65,12 +59,11 @@ fn unique(prefix: &str) -> String {
 
 /// A Repo for a command: connected to a server URL (keeping nothing on
 /// disk), or working on a local data directory.
-fn repo_for(target: &str, token: Option<&str>) -> Result<Repo, String> {
+fn repo_for(target: &str, token: Option<&str>, peer: Option<&str>) -> Result<Repo, String> {
     if is_url(target) {
-        let repo = Repo::builder(&unique("cli"))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let (name, dialer) = dialer_for(target)?;
+        let id = peer.map(str::to_string).unwrap_or_else(|| unique("cli"));
+        let repo = Repo::builder(&id).build().map_err(|e| e.to_string())?;
+        let (name, dialer) = dialer_for(target, token)?;
         repo.connect_with(&name, token, dialer)
             .map_err(|e| e.to_string())?;
         Ok(repo)
@@ -130,6 +123,9 @@ pub enum DocCommand {
         /// Token to present to the server.
         #[arg(long, env = "DOCWEAVE_TOKEN")]
         token: Option<String>,
+        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
+        #[arg(long = "as", env = "DOCWEAVE_PEER")]
+        peer: Option<String>,
     },
     /// Set a key of the document's "root" map, or append to its "text".
     Put {
@@ -147,6 +143,9 @@ pub enum DocCommand {
         /// Token to present to the server.
         #[arg(long, env = "DOCWEAVE_TOKEN")]
         token: Option<String>,
+        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
+        #[arg(long = "as", env = "DOCWEAVE_PEER")]
+        peer: Option<String>,
     },
     /// Print the document, then again each time it changes.
     Watch {
@@ -157,6 +156,9 @@ pub enum DocCommand {
         /// Token to present to the server.
         #[arg(long, env = "DOCWEAVE_TOKEN")]
         token: Option<String>,
+        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
+        #[arg(long = "as", env = "DOCWEAVE_PEER")]
+        peer: Option<String>,
     },
 }
 
@@ -167,8 +169,13 @@ fn json(doc: &loro::LoroDoc) -> String {
 pub fn doc(cmd: DocCommand) -> Result<(), String> {
     smol::block_on(async {
         match cmd {
-            DocCommand::Get { target, doc, token } => {
-                let repo = repo_for(&target, token.as_deref())?;
+            DocCommand::Get {
+                target,
+                doc,
+                token,
+                peer,
+            } => {
+                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
                 if is_url(&target)
@@ -189,8 +196,9 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 value,
                 text,
                 token,
+                peer,
             } => {
-                let repo = repo_for(&target, token.as_deref())?;
+                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
                 let server = if is_url(&target) {
@@ -228,8 +236,13 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 repo.close().await;
                 Ok(())
             }
-            DocCommand::Watch { target, doc, token } => {
-                let repo = repo_for(&target, token.as_deref())?;
+            DocCommand::Watch {
+                target,
+                doc,
+                token,
+                peer,
+            } => {
+                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
                 println!("{}", json(&d));
@@ -294,7 +307,7 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
         .store(store)
         .build()
         .map_err(|e| e.to_string())?;
-    let (name, dialer) = dialer_for(&a.url)?;
+    let (name, dialer) = dialer_for(&a.url, a.token.as_deref())?;
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());

@@ -3,6 +3,7 @@
 mod client;
 mod compact;
 mod inspect;
+mod limits;
 mod serve;
 mod status;
 

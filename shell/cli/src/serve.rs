@@ -23,7 +23,9 @@ pub struct ServeArgs {
     /// Where the SQLite store lives.
     #[arg(long, env = "DOCWEAVE_DATA", default_value = "./docweave-data")]
     data: PathBuf,
-    /// A token clients must present (repeat; comma-separated in the variable). None: open to all.
+    /// A token clients must present: `SECRET` lets them use any peer id (but
+    /// this server's), `PEER=SECRET` only PEER (`team-*=SECRET`: ids starting
+    /// with `team-`). Repeat; comma-separated in the variable. None: open to all.
     #[arg(long = "token", env = "DOCWEAVE_TOKENS", value_delimiter = ',')]
     tokens: Vec<String>,
     /// Permission rules as JSON (see `docweave_core::Rules`).
@@ -38,9 +40,16 @@ pub struct ServeArgs {
     /// The token this server presents to its --peer servers.
     #[arg(long, env = "DOCWEAVE_PEER_TOKEN")]
     peer_token: Option<String>,
-    /// Most connections at once, per endpoint.
-    #[arg(long, default_value_t = 1024)]
-    max_connections: usize,
+    /// Most connections at once, per endpoint (default: what the process's
+    /// file-descriptor limit allows, shared by both endpoints).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seed of the node's jitter (default: drawn from the OS at start-up).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Milliseconds the state of a client that left is kept for its return.
+    #[arg(long, default_value_t = 60_000)]
+    peer_linger_ms: u64,
 }
 
 pub fn run(a: ServeArgs) -> Result<(), String> {
@@ -57,21 +66,22 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         }
         None => Rules::allow_all(),
     };
-    let tokens = a
-        .tokens
-        .iter()
-        .filter(|t| !t.is_empty())
-        .cloned()
-        .collect::<Vec<_>>();
-    let repo = Repo::builder(&a.name)
-        .store(store)
-        .configure(|c| {
-            c.kind = PeerKind::Service;
-            c.tokens = tokens;
-            c.rules = rules;
-        })
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (tokens, grants) = credentials(&a.tokens);
+    let mut builder = Repo::builder(&a.name).store(store).configure(|c| {
+        c.kind = PeerKind::Service;
+        c.tokens = tokens;
+        c.grants = grants;
+        c.rules = rules;
+        c.timing.peer_linger_ms = a.peer_linger_ms;
+    });
+    if let Some(seed) = a.seed {
+        builder = builder.seed(seed);
+    }
+    let repo = builder.build().map_err(|e| e.to_string())?;
+    let max_connections = a
+        .max_connections
+        .unwrap_or_else(crate::limits::connections_per_endpoint);
+    tracing::info!("at most {max_connections} connections per endpoint");
     let repo = Arc::new(repo);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
@@ -90,7 +100,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         smol::spawn(serve_ws(
             ws,
             WsOptions::default(),
-            ConnectionLimit::new(a.max_connections),
+            ConnectionLimit::new(max_connections),
             repo.acceptor(),
         ))
         .detach();
@@ -100,15 +110,14 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             let (r, data) = (r.clone(), data.clone());
             Box::pin(async move { crate::status::render(&r, &data).await })
         });
-        smol::spawn(serve_http(
-            http,
-            HttpOptions::default(),
-            connect,
-            Some(page),
-        ))
-        .detach();
+        let http_options = HttpOptions {
+            max_connections,
+            max_sessions: max_connections,
+            ..HttpOptions::default()
+        };
+        smol::spawn(serve_http(http, http_options, connect, Some(page))).detach();
         for url in &a.peers {
-            let (name, dialer) = dialer_for(url)?;
+            let (name, dialer) = dialer_for(url, a.peer_token.as_deref())?;
             repo.connect_with(&name, a.peer_token.as_deref(), dialer)
                 .map_err(|e| e.to_string())?;
         }
@@ -130,4 +139,27 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     smol::block_on(repo.shutdown());
     eprintln!("docweave: stopped");
     Ok(())
+}
+
+/// `SECRET` grants any peer id; `PEER=SECRET` only PEER (a trailing `*`
+/// makes PEER a prefix).
+fn credentials(given: &[String]) -> (Vec<String>, Vec<docweave_core::Grant>) {
+    let mut tokens = Vec::new();
+    let mut grants = Vec::new();
+    for t in given.iter().filter(|t| !t.is_empty()) {
+        match t.split_once('=') {
+            Some((peer, token)) if !peer.is_empty() && !token.is_empty() => {
+                let peers = match peer.strip_suffix('*') {
+                    Some(prefix) => docweave_core::Pattern::Prefix(prefix.to_string()),
+                    None => docweave_core::Pattern::Exact(peer.to_string()),
+                };
+                grants.push(docweave_core::Grant {
+                    token: token.to_string(),
+                    peers,
+                });
+            }
+            _ => tokens.push(t.clone()),
+        }
+    }
+    (tokens, grants)
 }

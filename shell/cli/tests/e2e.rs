@@ -2,110 +2,16 @@
 //! over WebSocket and HTTP, a SIGKILL and a restart, a bad token, and two
 //! servers joined with `--peer`.
 
+mod common;
+
+use common::{cli, data_dir, free_port, Server};
 use docweave_adapters::transport::{http_link, ws_connect, HttpOptions, WsOptions};
 use docweave_shell::{Dialer, Repo};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
-const BIN: &str = env!("CARGO_BIN_EXE_docweave");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-struct Server {
-    child: Child,
-    ws: u16,
-    http: u16,
-    data: PathBuf,
-    name: String,
-    extra: Vec<String>,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Server {
-    fn start(name: &str, data: &Path, ws: u16, http: u16, extra: &[&str]) -> Server {
-        let mut args: Vec<String> = [
-            "serve",
-            "--name",
-            name,
-            "--listen",
-            &format!("127.0.0.1:{ws}"),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push("--data".into());
-        args.push(data.display().to_string());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn: {e}"));
-        // Wait for "docweave serving ..." on stdout.
-        let out = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-        let mut reader = BufReader::new(out);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        assert!(
-            line.contains("docweave serving"),
-            "the server did not start: {line:?}"
-        );
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        Server {
-            child,
-            ws,
-            http,
-            data: data.to_path_buf(),
-            name: name.to_string(),
-            extra,
-            _stdout: reader,
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.kill9();
-        let extra: Vec<String> = self.extra.clone();
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        *self = Server::start(
-            &self.name.clone(),
-            &self.data.clone(),
-            self.ws,
-            self.http,
-            &extra,
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn ws_dialer(port: u16) -> Dialer {
     Arc::new(move |_| {
@@ -115,18 +21,12 @@ fn ws_dialer(port: u16) -> Dialer {
     })
 }
 
-fn http_dialer(port: u16) -> Dialer {
+fn http_dialer(port: u16, token: Option<&'static str>) -> Dialer {
     Arc::new(move |_| {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let session = format!(
-            "e2e-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        );
         Box::pin(async move {
             Ok(http_link(
                 &format!("127.0.0.1:{port}"),
-                &session,
+                token,
                 HttpOptions::default(),
             ))
         })
@@ -157,18 +57,6 @@ async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn websocket_and_http_clients_converge_and_survive_a_sigkill_of_the_server() {
     let data = data_dir("kill");
@@ -177,7 +65,7 @@ fn websocket_and_http_clients_converge_and_survive_a_sigkill_of_the_server() {
     smol::block_on(async {
         let alice = client("alice", ws_dialer(ws), Some("t0k"));
         let bob = client("bob", ws_dialer(ws), Some("t0k"));
-        let carol = client("carol", http_dialer(http), Some("t0k"));
+        let carol = client("carol", http_dialer(http, Some("t0k")), Some("t0k"));
         let mut docs = Vec::new();
         for r in [&alice, &bob, &carol] {
             docs.push(r.open("shared").await.unwrap_or_else(|e| panic!("{e}")));

@@ -305,6 +305,11 @@ impl<E: DocEngine> Node<E> {
         self.replicas.len()
     }
 
+    /// Whether everything waits for a store answer (a replica reload).
+    pub fn waits_for_store(&self) -> bool {
+        self.blocked.is_some()
+    }
+
     /// When the node next wants [`Input::Timeout`]. `None` while it waits
     /// for its store (timers fire once the answer is in).
     pub fn poll_timeout(&self) -> Option<Millis> {

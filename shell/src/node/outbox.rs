@@ -31,7 +31,10 @@ impl<E: DocEngine> Node<E> {
         for (channel, items) in std::mem::take(&mut self.outbox) {
             self.transmit_with(channel, items, &mut exports);
         }
-        if self.store.is_some() {
+        // Evict only when nothing waits: a command still to run may need
+        // the very replicas that would go (and reloading them in turn for
+        // ever would be a livelock the fuzzer found).
+        if self.store.is_some() && self.cmds.is_empty() && self.blocked.is_none() {
             let model = self.model.as_ref();
             self.replicas.evict(self.options.max_docs, |doc| {
                 model.is_some_and(|m| m.is_dirty(doc))

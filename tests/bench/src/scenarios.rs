@@ -2,8 +2,9 @@
 
 use crate::wire::{counted, Wire};
 use crate::{memory, Run};
+use docweave_adapters::transport::LinkTx;
 use docweave_adapters::transport::{memory_pair, serve_ws, ws_connect, ConnectionLimit, WsOptions};
-use docweave_adapters::{Append, Link, MemoryStore, Outbound, SqliteStore, Store};
+use docweave_adapters::{Append, Link, MemoryStore, SqliteStore, Store};
 use docweave_core::{DocId, DocMeta, Event, VersionVector};
 use docweave_shell::{Dialer, Repo};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +39,7 @@ struct Net {
     server: Arc<Repo>,
     wire: Arc<Wire>,
     online: Arc<AtomicBool>,
-    last: Arc<Mutex<Option<async_channel::Sender<Outbound>>>>,
+    last: Arc<Mutex<Option<LinkTx>>>,
     dialed_at: Arc<Mutex<Option<Instant>>>,
     ws_addr: Option<String>,
 }
@@ -124,8 +125,7 @@ impl Net {
     fn disconnect(&self) {
         self.online.store(false, Ordering::SeqCst);
         if let Some(tx) = self.last.lock().ok().and_then(|mut l| l.take()) {
-            let _ = tx.try_send(Outbound::Close("benchmark disconnect".into()));
-            tx.close();
+            tx.close("benchmark disconnect");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Counts frames and bytes crossing a link, both ways.
 
+use docweave_adapters::transport::{outbound, DEFAULT_BACKLOG};
 use docweave_adapters::{Link, Outbound};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,20 +37,27 @@ impl Wire {
 
 /// Wraps a link so every frame in either direction is counted.
 pub fn counted(link: Link, wire: Arc<Wire>) -> Link {
-    let (out_tx, out_rx) = async_channel::unbounded::<Outbound>();
+    let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
     let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
     let w = wire.clone();
     let inner_tx = link.tx;
     smol::spawn(async move {
-        while let Ok(item) = out_rx.recv().await {
-            if let Outbound::Frame(f) = &item {
-                w.add(f.len());
-            }
-            if inner_tx.send(item).await.is_err() {
-                break;
+        while let Some(item) = out_rx.recv().await {
+            match item {
+                Outbound::Frame(f) => {
+                    w.add(f.len());
+                    out_rx.written(f.len());
+                    if inner_tx.send(f).is_err() {
+                        break;
+                    }
+                }
+                Outbound::Close(reason) => {
+                    inner_tx.close(&reason);
+                    return;
+                }
             }
         }
-        inner_tx.close();
+        inner_tx.close("closed");
     })
     .detach();
     let inner_rx = link.rx;

@@ -1,0 +1,97 @@
+//! Bounds on the connections a server holds, and an accept loop that
+//! survives errors.
+
+use super::Link;
+use smol::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bounds how many connections a server holds at once.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl ConnectionLimit {
+    /// At most `max` connections.
+    pub fn new(max: usize) -> Self {
+        Self {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// The most connections held at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Counts one more connection, or `None` when full. The slot is given
+    /// back when it is dropped, on every path.
+    pub fn enter(&self) -> Option<Slot> {
+        if self.open.fetch_add(1, Ordering::SeqCst) >= self.max {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot {
+            open: self.open.clone(),
+        })
+    }
+}
+
+/// One counted connection; given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Slot {
+    /// Holds the slot for as long as the link's frames flow.
+    pub fn wrap(self, link: Link) -> Link {
+        let (tx, rx) = async_channel::unbounded();
+        let inner = link.rx;
+        smol::spawn(async move {
+            let _slot = self;
+            while let Ok(frame) = inner.recv().await {
+                if tx.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            tx.close();
+        })
+        .detach();
+        Link { tx: link.tx, rx }
+    }
+}
+
+/// Accepts connections for ever: an error (out of file descriptors, say)
+/// is logged and retried after a short pause that grows while it lasts.
+pub(crate) async fn accept(listener: &TcpListener, pause: &mut Duration) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                *pause = Duration::from_millis(5);
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}; retrying in {pause:?}");
+                smol::Timer::after(*pause).await;
+                *pause = (*pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! What a hostile or careless client can make the core do: identity bound
+//! to credentials, one live connection per peer, bounded state, ids that
+//! never wrap.
+
+use super::kit::*;
+use crate::{
+    ChannelId, ChannelKind, Clock, Cmd, Config, Ephemeral, ErrorCode, Filter, Grant, Hello,
+    ListenerId, Message, Msg, Namespace, Pattern, Payload, PeerId, PeerKind, PROTOCOL_VERSION,
+};
+
+fn hello_with(peer: &str, token: Option<&str>, kind: PeerKind) -> Message {
+    Message::Hello(Hello {
+        peer: PeerId::new(peer),
+        name: peer.into(),
+        kind,
+        protocol: PROTOCOL_VERSION,
+        token: token.map(str::to_string),
+        clock: Clock(0),
+    })
+}
+
+fn connect(k: &mut Kit, ch: u64, hello: Message) -> Vec<Cmd> {
+    k.feed(Msg::ChannelAdded {
+        channel: ChannelId(ch),
+        kind: ChannelKind::Network,
+        remote: None,
+    });
+    k.recv(ch, hello)
+}
+
+fn refused_with(cmds: &[Cmd], ch: u64, code: ErrorCode) -> bool {
+    messages(cmds, ch)
+        .iter()
+        .any(|m| matches!(m, Message::Error { code: c, .. } if *c == code))
+}
+
+#[test]
+fn a_token_grants_only_its_peer_ids_and_never_the_nodes_own() {
+    let mut c = Config::new("hub");
+    c.grants = vec![Grant {
+        token: "alice-secret".into(),
+        peers: Pattern::Exact("alice".into()),
+    }];
+    c.tokens = vec!["admin".into()];
+    let mut k = Kit::new(c);
+    let cmds = connect(
+        &mut k,
+        1,
+        hello_with("alice", Some("alice-secret"), PeerKind::User),
+    );
+    assert!(k.model.channel_peer(ChannelId(1)).is_some());
+    assert!(!closes(&cmds, 1));
+    let cmds = connect(
+        &mut k,
+        2,
+        hello_with("bob", Some("alice-secret"), PeerKind::User),
+    );
+    assert!(refused_with(&cmds, 2, ErrorCode::BadToken) && closes(&cmds, 2));
+    let cmds = connect(
+        &mut k,
+        3,
+        hello_with("hub", Some("admin"), PeerKind::Service),
+    );
+    assert!(refused_with(&cmds, 3, ErrorCode::PermissionDenied) && closes(&cmds, 3));
+    let mut open = Kit::hub();
+    let cmds = connect(&mut open, 1, hello_with("hub", None, PeerKind::Service));
+    assert!(
+        closes(&cmds, 1),
+        "an open node let a client be the node itself"
+    );
+}
+
+#[test]
+fn a_second_connection_of_a_peer_replaces_the_first_and_gets_its_updates() {
+    let mut k = Kit::hub();
+    k.create(&[], "d");
+    connect(&mut k, 1, hello("alice"));
+    let cmds = connect(&mut k, 2, hello("alice"));
+    assert!(closes(&cmds, 1), "the older connection was kept");
+    assert!(refused_with(&cmds, 1, ErrorCode::AlreadyEstablished));
+    assert!(!closes(&cmds, 2));
+    // An HTTP request link (a bot) of the same peer neither replaces nor is used.
+    let cmds = connect(&mut k, 3, hello_with("alice", None, PeerKind::Bot));
+    assert!(!closes(&cmds, 2) && !closes(&cmds, 3));
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    k.recv(
+        2,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    let cmds = k.feed(Msg::LocalChange {
+        doc: doc("d"),
+        version: vv(&[(9, 1)]),
+    });
+    assert_eq!(data(&cmds, 2).len(), 1, "the live update went elsewhere");
+    assert!(data(&cmds, 3).is_empty());
+}
+
+#[test]
+fn presence_speaks_for_its_sender_and_its_ttl_is_capped() {
+    let mut k = Kit::hub();
+    k.create(&[], "d");
+    for (ch, p) in [(1, "mallory"), (2, "bob")] {
+        connect(&mut k, ch, hello(p));
+        k.recv(
+            ch,
+            Message::SyncRequest {
+                doc: doc("d"),
+                version: vv(&[]),
+                bidirectional: false,
+            },
+        );
+    }
+    let cmds = k.recv(
+        1,
+        Message::Ephemeral(Ephemeral {
+            doc: doc("d"),
+            namespace: Namespace::new("cursor"),
+            origin: PeerId::new("bob"),
+            hops: 1,
+            ttl_ms: u32::MAX,
+            data: Payload::new(vec![1]),
+        }),
+    );
+    let relayed: Vec<Ephemeral> = messages(&cmds, 2)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Ephemeral(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].origin, PeerId::new("mallory"), "a forged origin");
+    assert!(
+        relayed[0].ttl_ms <= 300_000,
+        "ttl {} relayed",
+        relayed[0].ttl_ms
+    );
+}
+
+#[test]
+fn listener_ids_come_from_the_node_and_never_wrap() {
+    let mut k = Kit::hub();
+    connect(&mut k, 1, hello("alice"));
+    connect(&mut k, 2, hello("bob"));
+    let ids = |cmds: &[Cmd], ch: u64| -> Vec<ListenerId> {
+        messages(cmds, ch)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::ListenerRegistered { id } => Some(id),
+                _ => None,
+            })
+            .collect()
+    };
+    let register = |id| Message::ListenerRegister {
+        filter: Filter::all(),
+        id,
+    };
+    let a = ids(&k.recv(1, register(Some(ListenerId(u64::MAX)))), 1);
+    assert_eq!(a, vec![ListenerId(1)], "a client-chosen id was taken");
+    let b = ids(&k.recv(2, register(None)), 2);
+    assert_eq!(b, vec![ListenerId(2)]);
+    // Alice cannot take over bob's listener by naming it.
+    let cmds = k.recv(1, register(Some(ListenerId(2))));
+    assert!(refused_with(&cmds, 1, ErrorCode::PermissionDenied));
+    for _ in 0..20 {
+        k.recv(2, register(None));
+    }
+    assert!(
+        k.model.listener_ids().len() <= 1 + 16,
+        "listeners per peer are bounded"
+    );
+}
+
+#[test]
+fn filters_a_peer_holds_are_bounded_in_number_and_entries() {
+    let mut k = Kit::hub();
+    connect(&mut k, 1, hello("alice"));
+    let big = Filter::docs((0..2_000).map(|i| doc(&format!("d{i}"))));
+    let cmds = k.recv(1, Message::Subscribe { filter: big });
+    assert!(refused_with(&cmds, 1, ErrorCode::TooLarge));
+    let mut refused = false;
+    for i in 0..40 {
+        let cmds = k.recv(
+            1,
+            Message::Subscribe {
+                filter: Filter::docs([doc(&format!("x{i}"))]),
+            },
+        );
+        refused |= refused_with(&cmds, 1, ErrorCode::TooLarge);
+    }
+    assert!(refused, "40 filters were all accepted");
+}
+
+#[test]
+fn a_connection_that_only_talks_before_hello_is_closed() {
+    let mut k = Kit::hub();
+    k.feed(Msg::ChannelAdded {
+        channel: ChannelId(1),
+        kind: ChannelKind::Network,
+        remote: None,
+    });
+    let mut closed = false;
+    for _ in 0..3 {
+        let cmds = k.recv(
+            1,
+            Message::SyncRequest {
+                doc: doc("d"),
+                version: vv(&[]),
+                bidirectional: false,
+            },
+        );
+        closed |= closes(&cmds, 1);
+    }
+    assert!(closed);
+}

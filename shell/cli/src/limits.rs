@@ -1,0 +1,36 @@
+//! How many connections the process can hold: its file-descriptor limit,
+//! raised to the hard limit at start-up, shared by the two endpoints.
+
+/// File descriptors kept for the store, logs and the rest of the process.
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft limit on open files to the hard one and returns it.
+fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// Connections per endpoint (WebSocket, HTTP) the descriptors allow.
+pub fn connections_per_endpoint() -> usize {
+    let fds = raise_fd_limit().unwrap_or(1024);
+    let per = fds.saturating_sub(RESERVED_FDS) / 2;
+    usize::try_from(per.clamp(16, 1 << 20)).unwrap_or(1024)
+}

@@ -1,0 +1,172 @@
+//! What the end-to-end and hostile-client tests share: a `docweave serve`
+//! child process on free ports, its memory, and the CLI.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_docweave");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+pub fn data_dir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+pub struct Server {
+    pub child: Child,
+    pub ws: u16,
+    pub http: u16,
+    pub data: PathBuf,
+    pub name: String,
+    pub extra: Vec<String>,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    pub fn start(name: &str, data: &Path, ws: u16, http: u16, extra: &[&str]) -> Server {
+        Self::start_with(name, data, ws, http, extra, None)
+    }
+
+    /// Starts the server; with `fds`, under that file-descriptor limit.
+    pub fn start_with(
+        name: &str,
+        data: &Path,
+        ws: u16,
+        http: u16,
+        extra: &[&str],
+        fds: Option<u32>,
+    ) -> Server {
+        let mut args: Vec<String> = [
+            "serve",
+            "--name",
+            name,
+            "--listen",
+            &format!("127.0.0.1:{ws}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--data".into());
+        args.push(data.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut command = match fds {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+                c.arg("-c").arg(format!(
+                    "ulimit -n {n} && exec '{BIN}' {}",
+                    quoted.join(" ")
+                ));
+                c
+            }
+            None => {
+                let mut c = Command::new(BIN);
+                c.args(&args);
+                c
+            }
+        };
+        // DOCWEAVE_TEST_LOG=1 keeps the server's log beside its data.
+        let stderr = match std::env::var_os("DOCWEAVE_TEST_LOG") {
+            Some(_) => {
+                let _ = std::fs::create_dir_all(data);
+                std::fs::File::create(data.join("serve.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null())
+            }
+            None => Stdio::null(),
+        };
+        let mut child = command
+            .env("DOCWEAVE_LOG", "info,docweave_core=debug")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn: {e}"));
+        // Wait for "docweave serving ..." on stdout.
+        let out = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut reader = BufReader::new(out);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        assert!(
+            line.contains("docweave serving"),
+            "the server did not start: {line:?}"
+        );
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Server {
+            child,
+            ws,
+            http,
+            data: data.to_path_buf(),
+            name: name.to_string(),
+            extra,
+            _stdout: reader,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        let extra: Vec<String> = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        *self = Server::start(
+            &self.name.clone(),
+            &self.data.clone(),
+            self.ws,
+            self.http,
+            &extra,
+        );
+    }
+
+    /// Resident memory of the server process, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the CLI; (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
