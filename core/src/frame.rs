@@ -1,15 +1,19 @@
-//! The frame around protocol messages: `[version u8][flags u8][length u32 LE][postcard]`.
+//! The frame around protocol messages:
+//! `[version u8][flags u8][length u32 LE][count varint]([length varint][postcard message])*`.
 //!
+//! Each message is length-prefixed, so a message of a kind this build does
+//! not know (a newer peer's) is skipped and reported, not fatal to the frame.
 //! Decoding is bounded: the frame size is checked before anything is read,
-//! postcard cannot read past the frame, and after decoding every count and
+//! postcard cannot read past a message, and after decoding every count and
 //! string is checked against [`Limits`]. Every failure is an error, never a panic.
 
 use crate::ids::DocId;
 use crate::protocol::{Filter, Message, Strand};
 use crate::version::VersionVector;
 
-/// The frame format version this build writes and reads.
-pub const FRAME_VERSION: u8 = 1;
+/// The frame format version this build writes and reads (1 was a plain
+/// postcard list of messages, which could not skip an unknown kind).
+pub const FRAME_VERSION: u8 = 2;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 6;
 
@@ -47,7 +51,7 @@ pub enum FrameError {
     #[error("the frame is {0} bytes, shorter than its 6-byte header")]
     Truncated(usize),
     /// Another frame format version.
-    #[error("frame version {0} is not supported (this build reads version 1)")]
+    #[error("frame version {0} is not supported (this build reads version 2)")]
     Version(u8),
     /// Flags this build does not know.
     #[error("unknown frame flags {0:#04x}")]
@@ -82,9 +86,51 @@ pub enum FrameError {
     Empty,
 }
 
+/// A decoded frame: the messages this build knows, and the kinds (variant
+/// numbers) of those it does not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Known messages, in order.
+    pub messages: Vec<Message>,
+    /// Kinds of messages skipped because this build does not know them.
+    pub unknown: Vec<u32>,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Reads a varint at `*at`, moving past it; `None` if malformed or past the end.
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut n: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
 /// Encodes messages into one frame.
 pub fn encode(messages: &[Message]) -> Result<Vec<u8>, FrameError> {
-    let payload = postcard::to_stdvec(messages).map_err(|e| FrameError::Decode(e.to_string()))?;
+    let mut payload = Vec::new();
+    put_varint(&mut payload, messages.len() as u64);
+    for m in messages {
+        let bytes = postcard::to_stdvec(m).map_err(|e| FrameError::Decode(e.to_string()))?;
+        put_varint(&mut payload, bytes.len() as u64);
+        payload.extend_from_slice(&bytes);
+    }
     let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
         size: payload.len() as u64,
         limit: u32::MAX as usize,
@@ -119,8 +165,14 @@ pub fn payload_len(header: &[u8], limits: &Limits) -> Result<usize, FrameError> 
     Ok(len as usize)
 }
 
-/// Decodes one whole frame and checks every bound.
+/// Decodes one whole frame and checks every bound; messages of kinds this
+/// build does not know are skipped (see [`decode_frame`] to learn of them).
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Vec<Message>, FrameError> {
+    decode_frame(bytes, limits).map(|d| d.messages)
+}
+
+/// Decodes one whole frame and checks every bound.
+pub fn decode_frame(bytes: &[u8], limits: &Limits) -> Result<Decoded, FrameError> {
     let len = payload_len(bytes, limits)?;
     let present = bytes.len() - HEADER_LEN;
     if present != len {
@@ -129,16 +181,41 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Vec<Message>, FrameError>
             present,
         });
     }
-    let messages: Vec<Message> = postcard::from_bytes(&bytes[HEADER_LEN..])
-        .map_err(|e| FrameError::Decode(e.to_string()))?;
-    if messages.is_empty() {
+    let payload = &bytes[HEADER_LEN..];
+    let mut at = 0usize;
+    let bad = |what: &str| FrameError::Decode(format!("the frame's {what} is malformed"));
+    let count = get_varint(payload, &mut at).ok_or_else(|| bad("message count"))?;
+    if count == 0 {
         return Err(FrameError::Empty);
     }
-    check_count("messages", messages.len(), limits.max_messages)?;
-    for m in &messages {
-        validate(m, limits)?;
+    check_count(
+        "messages",
+        usize::try_from(count).unwrap_or(usize::MAX),
+        limits.max_messages,
+    )?;
+    let mut out = Decoded::default();
+    for _ in 0..count {
+        let n = get_varint(payload, &mut at).ok_or_else(|| bad("message length"))?;
+        let n = usize::try_from(n).map_err(|_| bad("message length"))?;
+        let end = at.checked_add(n).filter(|e| *e <= payload.len());
+        let end = end.ok_or_else(|| bad("message length"))?;
+        let one = &payload[at..end];
+        at = end;
+        let mut kind_at = 0usize;
+        let kind = get_varint(one, &mut kind_at).ok_or_else(|| bad("message kind"))?;
+        if kind >= u64::from(crate::protocol::MESSAGE_KINDS) {
+            out.unknown.push(u32::try_from(kind).unwrap_or(u32::MAX));
+            continue;
+        }
+        let m: Message =
+            postcard::from_bytes(one).map_err(|e| FrameError::Decode(e.to_string()))?;
+        validate(&m, limits)?;
+        out.messages.push(m);
     }
-    Ok(messages)
+    if at != payload.len() {
+        return Err(bad("end"));
+    }
+    Ok(out)
 }
 
 fn check_count(what: &str, n: usize, max: usize) -> Result<(), FrameError> {
@@ -241,6 +318,18 @@ pub fn validate(m: &Message, limits: &Limits) -> Result<(), FrameError> {
         Message::Error { message, .. } => check_text("an error message", message, limits),
         Message::Strands { strands, .. } | Message::Push { strands } => {
             check_strands(strands, limits)
+        }
+        Message::ListDocs { filter, after } => {
+            check_filter(filter, limits)?;
+            after.as_ref().map_or(Ok(()), check_doc)
+        }
+        Message::DocList { docs, .. } => {
+            check_count("listed documents", docs.len(), limits.max_elements)?;
+            for d in docs {
+                check_doc(&d.doc)?;
+                check_version(&d.version, limits)?;
+            }
+            Ok(())
         }
         Message::ListenerAck { revisions, .. } | Message::PushResult { revisions } => {
             check_count("revisions", revisions.len(), limits.max_elements)?;

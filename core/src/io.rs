@@ -151,6 +151,22 @@ pub enum Msg {
         /// The message.
         message: Message,
     },
+    /// A frame held a message of a kind this node does not know (a newer
+    /// peer's): it is answered `unsupported` and the channel goes on.
+    Unsupported {
+        /// On which channel.
+        channel: ChannelId,
+        /// The message kind (its variant number).
+        kind: u32,
+    },
+    /// The application asks a connected peer which documents it may read
+    /// there, and how large they are ([`Event::DocList`] answers).
+    ListRemote {
+        /// The peer.
+        peer: PeerId,
+        /// Continue after this document (paging).
+        after: Option<DocId>,
+    },
     /// The shell could not decode a frame from a channel.
     FrameRejected {
         /// On which channel.
@@ -251,6 +267,8 @@ impl Msg {
             Msg::ChannelRemoved { .. } => "channel-removed",
             Msg::Received { .. } => "received",
             Msg::FrameRejected { .. } => "frame-rejected",
+            Msg::Unsupported { .. } => "unsupported",
+            Msg::ListRemote { .. } => "list-remote",
             Msg::Imported { .. } => "imported",
             Msg::LocalChange { .. } => "local-change",
             Msg::OpenDoc { .. } => "open-doc",
@@ -457,6 +475,24 @@ pub enum Event {
     PeerDisconnected {
         /// The peer.
         peer: PeerId,
+    },
+    /// A peer listed the documents we may read there (see [`Msg::ListRemote`]).
+    DocList {
+        /// The peer.
+        peer: PeerId,
+        /// The documents, in id order.
+        docs: Vec<crate::protocol::ListedDoc>,
+        /// Whether more follow (list again after the last).
+        more: bool,
+    },
+    /// A peer answered a deletion we asked of it.
+    DeleteAnswered {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        doc: DocId,
+        /// Whether it deleted it.
+        deleted: bool,
     },
     /// Something failed; `doc` names the document when one is concerned.
     Error {

@@ -23,7 +23,8 @@ mod version;
 mod tests;
 
 pub use frame::{
-    decode, encode, payload_len, validate, FrameError, Limits, FRAME_VERSION, HEADER_LEN,
+    decode, decode_frame, encode, payload_len, validate, Decoded, FrameError, Limits,
+    FRAME_VERSION, HEADER_LEN,
 };
 pub use ids::{
     BatchId, ChannelId, Clock, DocId, IdError, ImportId, ListenerId, Namespace, PeerId, RemoteAddr,
@@ -37,7 +38,8 @@ pub use model::{Bounds, Config, Grant, Model, Timing};
 pub use policy::{Access, Pattern, Rule, Rules};
 pub use protocol::{
     AckStatus, ChangedDoc, DeleteOutcome, DocInfo, DocMeta, Ephemeral, ErrorCode, Filter, Hello,
-    Message, Payload, PeerKind, Reply, Revision, RevisionStatus, Strand, Welcome, PROTOCOL_VERSION,
+    ListedDoc, Message, Payload, PeerKind, Reply, Revision, RevisionStatus, Strand, Welcome,
+    MESSAGE_KINDS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 pub use update::update;
 pub use version::{VersionOrder, VersionVector};

@@ -126,6 +126,9 @@ pub struct Config {
     pub grants: Vec<Grant>,
     /// What one peer may make this node hold.
     pub bounds: Bounds,
+    /// The highest protocol version this node speaks (lower only to test
+    /// older peers); each channel uses the highest both sides speak.
+    pub protocol: u32,
     /// Permission rules for network peers.
     pub rules: Rules,
     /// Seed of the jitter generator.
@@ -144,6 +147,7 @@ impl Config {
             tokens: Vec::new(),
             grants: Vec::new(),
             bounds: Bounds::default(),
+            protocol: crate::protocol::PROTOCOL_VERSION,
             rules: Rules::allow_all(),
             seed: 0x5eed,
             timing: Timing::default(),
@@ -297,6 +301,8 @@ pub(crate) struct Channel {
     pub peer_kind: Option<PeerKind>,
     /// Messages refused before the handshake.
     pub refused: u32,
+    /// The protocol version negotiated in the handshake.
+    pub protocol: u32,
 }
 
 /// What we know of a peer's copy of one document.

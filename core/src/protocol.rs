@@ -1,7 +1,13 @@
 //! The native protocol: what nodes (and stores) say to each other.
 //!
-//! Encoded with postcard, which is not self-describing: fields and variants
-//! are only ever added at the end, and the handshake carries a version.
+//! Encoded with postcard, which is not self-describing, so the protocol
+//! evolves by these rules (see ARCHITECTURE.md, "How the protocol evolves"):
+//! a new message is a new trailing variant of [`Message`], sent only on
+//! channels whose negotiated version has it; a message is never changed
+//! (a changed one is a new variant); the handshake negotiates the highest
+//! version both sides speak; each message in a frame is length-prefixed, so
+//! a message kind a node does not know is answered `unsupported` and the
+//! connection goes on.
 
 use crate::ids::{BatchId, Clock, DocId, ListenerId, Namespace, PeerId};
 use crate::version::VersionVector;
@@ -9,8 +15,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::sync::Arc;
 
-/// The protocol version this build speaks. A peer with another is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The highest protocol version this build speaks.
+///
+/// - 1: the first protocol.
+/// - 2: adds `list-docs` / `doc-list` and the `Unsupported` error code.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The lowest protocol version this build still speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Opaque document bytes (a snapshot or a delta), cheap to clone.
 ///
@@ -176,6 +188,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// A second hello on an established channel.
     AlreadyEstablished,
+    /// A message kind this node does not know (protocol 2).
+    Unsupported,
 }
 
 /// Descriptive metadata of a document (seed 000's sync unit).
@@ -316,6 +330,19 @@ pub struct Revision {
     pub clock: Clock,
     /// How it went.
     pub status: RevisionStatus,
+}
+
+/// A document in a listing, with its size in operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedDoc {
+    /// The document.
+    pub doc: DocId,
+    /// Its metadata.
+    pub meta: DocMeta,
+    /// The lister's version of it (its size: `version.total()` operations).
+    pub version: VersionVector,
+    /// The lister's clock of its last change.
+    pub clock: Clock,
 }
 
 /// Whether a delete was carried out.
@@ -488,7 +515,24 @@ pub enum Message {
         /// The revisions.
         revisions: Vec<Revision>,
     },
+    /// "Which documents may I read here, and how large are they?" (protocol 2)
+    ListDocs {
+        /// Which documents.
+        filter: Filter,
+        /// Start after this document id (paging); `None` from the start.
+        after: Option<DocId>,
+    },
+    /// The answer to list-docs, in id order (protocol 2).
+    DocList {
+        /// The documents.
+        docs: Vec<ListedDoc>,
+        /// Whether more follow (ask again after the last one).
+        more: bool,
+    },
 }
+
+/// How many kinds of [`Message`] this build knows (its variant count).
+pub const MESSAGE_KINDS: u32 = 27;
 
 impl Message {
     /// The message's name, as traces print it.
@@ -519,6 +563,16 @@ impl Message {
             Message::ListenerAcked { .. } => "listener-acked",
             Message::Push { .. } => "push",
             Message::PushResult { .. } => "push-result",
+            Message::ListDocs { .. } => "list-docs",
+            Message::DocList { .. } => "doc-list",
+        }
+    }
+
+    /// The protocol version that introduced this message.
+    pub fn since_version(&self) -> u32 {
+        match self {
+            Message::ListDocs { .. } | Message::DocList { .. } => 2,
+            _ => 1,
         }
     }
 

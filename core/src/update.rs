@@ -2,7 +2,8 @@
 
 use crate::frame::{validate, FrameError, Limits};
 use crate::handlers::{
-    changes, common, connection, deletion, ephemeral, listeners, restore, storage, sync, timers,
+    changes, common, connection, deletion, ephemeral, listeners, listing, restore, storage, sync,
+    timers,
 };
 use crate::ids::ChannelId;
 use crate::io::{ChannelKind, Cmd, Level, Millis, Msg};
@@ -44,6 +45,8 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         Msg::FrameRejected { channel, reason } => {
             connection::frame_rejected(model, out, channel, reason)
         }
+        Msg::Unsupported { channel, kind } => connection::unsupported(model, out, channel, kind),
+        Msg::ListRemote { peer, after } => listing::list_remote(model, out, &peer, after),
         Msg::Imported { id, outcome } => sync::imported(model, out, id, outcome),
         Msg::LocalChange { doc, version } => sync::local_change(model, out, doc, version),
         Msg::OpenDoc { doc, meta } => sync::open_doc(model, out, doc, meta),
@@ -194,8 +197,16 @@ fn received(model: &mut Model, out: &mut Out, channel: ChannelId, message: Messa
             listeners::acknowledge(model, out, channel, &peer, id, revisions)
         }
         Message::Push { strands } => listeners::push(model, out, channel, &peer, strands),
-        other @ (Message::DeleteResult { .. }
-        | Message::ListenerRegistered { .. }
+        Message::ListDocs { filter, after } => {
+            listing::list_docs(model, out, channel, &peer, filter, after)
+        }
+        Message::DocList { docs, more } => listing::doc_list(out, &peer, docs, more),
+        Message::DeleteResult { doc, outcome } => out.emit(crate::io::Event::DeleteAnswered {
+            peer,
+            doc,
+            deleted: outcome == crate::protocol::DeleteOutcome::Deleted,
+        }),
+        other @ (Message::ListenerRegistered { .. }
         | Message::Strands { .. }
         | Message::ListenerAcked { .. }
         | Message::PushResult { .. }) => out.log(

@@ -46,11 +46,12 @@ pub(crate) type Answer<T> = async_channel::Sender<T>;
 /// The answer to an open: the application's handle, or why not.
 type OpenAnswer<E> = Answer<Result<<E as DocEngine>::Handle, String>>;
 
-/// What a document's standing is made of: what the peer confirmed, our
-/// version, whether changes wait for the store, the last error.
+/// What a document's standing with a peer is made of: what the peer
+/// confirmed, our version, whether the document was deleted here.
 pub(crate) type PeerState = (
     Option<docweave_core::SyncState>,
     Option<docweave_core::VersionVector>,
+    bool,
 );
 
 /// Everything the driver's loop reacts to.
@@ -292,7 +293,11 @@ impl<E: DocEngine> Driver<E> {
             }
             Request::PeerState { doc, peer, reply } => {
                 let m = self.node.model();
-                let _ = reply.try_send((m.peer_state(&peer, &doc), m.doc_version(&doc).cloned()));
+                let _ = reply.try_send((
+                    m.peer_state(&peer, &doc),
+                    m.doc_version(&doc).cloned(),
+                    m.is_tombstoned(&doc),
+                ));
             }
             Request::Dirty { doc, reply } => {
                 let dirty = self.node.model().is_dirty(&doc);

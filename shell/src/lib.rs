@@ -21,7 +21,7 @@
 //!
 //!     // Open (or create) a document and edit it: it syncs by itself.
 //!     laptop.edit("notes", |doc| doc.get_text("body").insert(0, "hello")).await?;
-//!     assert!(laptop.wait_for_sync("notes", "server", Duration::from_secs(10)).await?);
+//!     assert!(laptop.wait_for_sync("notes", "server", Duration::from_secs(10)).await?.is_synced());
 //!
 //!     let there = server.open("notes").await?;
 //!     assert_eq!(there.get_text("body").to_string(), "hello");
@@ -57,4 +57,4 @@ pub use node::{
 };
 pub use oplog_engine::{Op, OpLogDoc, OpLogEngine, Reducer};
 pub use recording::{replay, Line, ReplayError, ReplayOutcome};
-pub use repo::{Repo, RepoBuilder, RepoError, Summary, SyncStatus};
+pub use repo::{Repo, RepoBuilder, RepoError, Summary, SyncOutcome, SyncStatus};

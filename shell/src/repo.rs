@@ -373,7 +373,7 @@ impl<E: DocEngine> Repo<E> {
     pub async fn status(&self, doc: &str, peer: &str) -> Result<SyncStatus, RepoError> {
         let id = DocId::parse(doc)?;
         let peer = PeerId::parse(peer)?;
-        let (state, ours) = self
+        let (state, ours, deleted) = self
             .ask(|reply| Request::PeerState {
                 doc: id.clone(),
                 peer: peer.clone(),
@@ -382,52 +382,59 @@ impl<E: DocEngine> Repo<E> {
             .await?;
         let (dirty, error) = self.ask(|reply| Request::Dirty { doc: id, reply }).await?;
         Ok(match (state, ours) {
+            _ if deleted => SyncStatus::Deleted,
             (_, None) => SyncStatus::Unknown,
             _ if error.is_some() => SyncStatus::Error(error.unwrap_or_default()),
             (Some(SyncState::Synced(theirs)), Some(ours)) if theirs.includes(&ours) => {
                 SyncStatus::Acknowledged(peer)
             }
-            (Some(SyncState::Absent), Some(ours)) if ours.is_empty() => {
-                SyncStatus::Acknowledged(peer)
-            }
+            (Some(SyncState::Absent), Some(ours)) if ours.is_empty() => SyncStatus::Absent(peer),
             _ if dirty => SyncStatus::Syncing,
             _ => SyncStatus::SavedLocally,
         })
     }
 
-    /// Waits until `peer` keeps everything we have of `doc` (or, when we
-    /// have nothing of it, said it has no such document); `false` when
+    /// Waits until `peer` keeps everything we have of `doc`
+    /// ([`SyncOutcome::Synced`]), or says it has no such document while we
+    /// have nothing of it either ([`SyncOutcome::Absent`]), or the document
+    /// is deleted ([`SyncOutcome::Deleted`]); [`SyncOutcome::TimedOut`] when
     /// `timeout` passes first.
     pub async fn wait_for_sync(
         &self,
         doc: &str,
         peer: &str,
         timeout: Duration,
-    ) -> Result<bool, RepoError> {
+    ) -> Result<SyncOutcome, RepoError> {
         let id = DocId::parse(doc)?;
         let peer = PeerId::parse(peer)?;
         let events = self.events().await?;
         let deadline = std::time::Instant::now() + timeout;
         let mut asked: Option<std::time::Instant> = None;
         loop {
-            let (state, ours) = self
+            let (state, ours, deleted) = self
                 .ask(|reply| Request::PeerState {
                     doc: id.clone(),
                     peer: peer.clone(),
                     reply,
                 })
                 .await?;
+            if deleted {
+                return Ok(SyncOutcome::Deleted);
+            }
             match (state, ours) {
                 // "It has no such document" is in sync only when we have nothing to give.
-                (Some(SyncState::Absent), Some(ours)) if ours.is_empty() => return Ok(true),
+                (Some(SyncState::Absent), None) => return Ok(SyncOutcome::Absent),
+                (Some(SyncState::Absent), Some(ours)) if ours.is_empty() => {
+                    return Ok(SyncOutcome::Absent)
+                }
                 (Some(SyncState::Synced(theirs)), Some(ours)) if theirs.includes(&ours) => {
-                    return Ok(true)
+                    return Ok(SyncOutcome::Synced)
                 }
                 _ => {}
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Ok(false);
+                return Ok(SyncOutcome::TimedOut);
             }
             // Only the peer's word counts: ask it, and again each second.
             if asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
@@ -452,6 +459,101 @@ impl<E: DocEngine> Repo<E> {
                 },
             )
             .await;
+        }
+    }
+
+    /// Deletes a document here and on every connected peer that follows it
+    /// (each peer's rules decide there).
+    pub fn delete(&self, doc: &str) -> Result<(), RepoError> {
+        let doc = DocId::parse(doc)?;
+        self.input
+            .try_send(Request::Node(Input::Delete { doc }))
+            .map_err(|_| RepoError::Closed)
+    }
+
+    /// Deletes a document and waits for `peer`'s answer: `Some(true)` when
+    /// it deleted it, `Some(false)` when it refused, `None` on timeout.
+    pub async fn delete_on(
+        &self,
+        doc: &str,
+        peer: &str,
+        timeout: Duration,
+    ) -> Result<Option<bool>, RepoError> {
+        let id = DocId::parse(doc)?;
+        let peer = PeerId::parse(peer)?;
+        let events = self.events().await?;
+        self.delete(doc)?;
+        let answer = async {
+            while let Ok(e) = events.recv().await {
+                if let Event::DeleteAnswered {
+                    peer: p,
+                    doc: d,
+                    deleted,
+                } = e
+                {
+                    if p == peer && d == id {
+                        return Some(deleted);
+                    }
+                }
+            }
+            None
+        };
+        let late = async {
+            smol::Timer::after(timeout).await;
+            None
+        };
+        Ok(futures_lite::future::or(answer, late).await)
+    }
+
+    /// The documents `peer` lets us read there, with their sizes, all pages;
+    /// `None` on timeout (or when the peer speaks protocol 1).
+    pub async fn list(
+        &self,
+        peer: &str,
+        timeout: Duration,
+    ) -> Result<Option<Vec<docweave_core::ListedDoc>>, RepoError> {
+        let peer = PeerId::parse(peer)?;
+        let events = self.events().await?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut all: Vec<docweave_core::ListedDoc> = Vec::new();
+        loop {
+            let after = all.last().map(|d| d.doc.clone());
+            self.input
+                .send(Request::Node(Input::ListRemote {
+                    peer: peer.clone(),
+                    after,
+                }))
+                .await
+                .map_err(|_| RepoError::Closed)?;
+            let page = async {
+                while let Ok(e) = events.recv().await {
+                    match e {
+                        Event::DocList { peer: p, docs, more } if p == peer => {
+                            return Some((docs, more))
+                        }
+                        Event::Error { reason, .. } if reason.contains(peer.as_str()) => {
+                            return None
+                        }
+                        _ => {}
+                    }
+                }
+                None
+            };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let late = async {
+                smol::Timer::after(left).await;
+                None
+            };
+            match futures_lite::future::or(page, late).await {
+                Some((docs, more)) => {
+                    let progressed = !docs.is_empty();
+                    all.extend(docs);
+                    if !more || !progressed {
+                        return Ok(Some(all));
+                    }
+                }
+                None => return Ok(None),
+            }
         }
     }
 
@@ -502,6 +604,26 @@ impl Default for Summary {
     }
 }
 
+/// How waiting for a peer to have a document ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The peer keeps everything we have of the document.
+    Synced,
+    /// The peer has no such document, and neither do we (nothing to sync).
+    Absent,
+    /// The document was deleted (here, or by the peer and accepted here).
+    Deleted,
+    /// The time ran out first.
+    TimedOut,
+}
+
+impl SyncOutcome {
+    /// Whether nothing is left to sync (`Synced`, or `Absent` on both sides).
+    pub fn is_synced(self) -> bool {
+        matches!(self, SyncOutcome::Synced | SyncOutcome::Absent)
+    }
+}
+
 /// A document's standing with one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncStatus {
@@ -513,6 +635,10 @@ pub enum SyncStatus {
     SavedLocally,
     /// The peer has everything we have.
     Acknowledged(PeerId),
+    /// The peer has no such document, and neither do we.
+    Absent(PeerId),
+    /// The document was deleted.
+    Deleted,
     /// The last attempt failed, for this reason.
     Error(String),
 }

@@ -19,7 +19,7 @@ async fn a_tokio_application_opens_edits_and_syncs() {
     assert!(app
         .wait_for_sync("todo", "hub", Duration::from_secs(10))
         .await
-        .unwrap_or(false));
+        .is_ok_and(|o| o.is_synced()));
     let on_hub = hub.open("todo").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(on_hub.get_list("items").len(), 1);
     // tokio's own timers keep working alongside.

@@ -69,7 +69,7 @@ fn record_fixture() {
             assert!(r
                 .wait_for_sync("notes", "hub", Duration::from_secs(5))
                 .await
-                .unwrap_or(false));
+                .is_ok_and(|o| o.is_synced()));
         }
         for r in [alice, bob, hub] {
             r.close().await;

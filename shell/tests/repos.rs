@@ -66,7 +66,7 @@ fn two_repos_converge_on_text_map_and_list_including_concurrent_edits() {
         assert!(alice
             .wait_for_sync("notes", "hub", WAIT)
             .await
-            .unwrap_or(false));
+            .is_ok_and(|o| o.is_synced()));
         alice.close().await;
         bob.close().await;
         hub.close().await;
@@ -151,11 +151,11 @@ fn presence_arrives_and_expires() {
         assert!(alice
             .wait_for_sync("room", "hub", WAIT)
             .await
-            .unwrap_or(false));
+            .is_ok_and(|o| o.is_synced()));
         assert!(bob
             .wait_for_sync("room", "hub", WAIT)
             .await
-            .unwrap_or(false));
+            .is_ok_and(|o| o.is_synced()));
         alice.set_presence("room", "cursor", b"line 3").ok();
         let mut arrived = false;
         let mut expired = false;
@@ -235,7 +235,7 @@ fn status_tells_saved_and_acknowledged() {
         assert!(alice
             .wait_for_sync("notes", "hub", WAIT)
             .await
-            .unwrap_or(false));
+            .is_ok_and(|o| o.is_synced()));
         let status = alice.status("notes", "hub").await.ok();
         assert_eq!(
             status,
@@ -356,7 +356,7 @@ fn status_carries_the_reason_of_a_refusal() {
         assert!(bob
             .wait_for_sync("notes", "hub", WAIT)
             .await
-            .unwrap_or(false));
+            .is_ok_and(|o| o.is_synced()));
         let a = alice.open("notes").await.unwrap_or_else(|e| panic!("{e}"));
         assert!(eventually(|| text(&a) == "by bob").await);
         a.get_text("t").insert(0, "alice was here: ").ok();

@@ -149,6 +149,18 @@ pub fn message(m: &Message) -> String {
         Message::ListenerAcked { id, accepted } => {
             format!("{name} id={} accepted={accepted}", id.0)
         }
+        Message::ListDocs { filter, after } => format!(
+            "{name} filter={} after={}",
+            filter_text(filter),
+            after.as_ref().map(|d| d.to_string()).unwrap_or("start".into())
+        ),
+        Message::DocList { docs, more } => {
+            let list: Vec<String> = docs
+                .iter()
+                .map(|d| format!("{}@{}{}", d.doc, d.clock.0, d.version))
+                .collect();
+            format!("{name} [{}]{}", list.join(" "), if *more { " more" } else { "" })
+        }
         Message::Push { strands } => {
             let list: Vec<String> = strands
                 .iter()
@@ -236,6 +248,8 @@ pub fn input(m: &Msg) -> Option<String> {
         }
         Msg::ConnectFailed { remote } => format!("connect-failed {remote}"),
         Msg::AskPeer { doc, peer } => format!("ask-peer doc={doc} peer={peer}"),
+        Msg::Unsupported { kind, .. } => format!("unsupported message kind {kind}"),
+        Msg::ListRemote { peer, .. } => format!("list-remote {peer}"),
         Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } => return None,
         Msg::StoreFailed { failure, .. } => format!("store-failed {failure:?}"),
     })
@@ -379,5 +393,11 @@ pub fn event(e: &Event) -> String {
         Event::PeerConnected { peer } => format!("peer-connected {peer}"),
         Event::PeerDisconnected { peer } => format!("peer-disconnected {peer}"),
         Event::Error { reason, .. } => format!("error: {reason}"),
+        Event::DocList { peer, docs, more } => {
+            format!("doc-list from {peer}: {} docs{}", docs.len(), if *more { " more" } else { "" })
+        }
+        Event::DeleteAnswered { peer, doc, deleted } => {
+            format!("delete-answered {peer} {doc} deleted={deleted}")
+        }
     }
 }

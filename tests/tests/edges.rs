@@ -228,7 +228,7 @@ fn bad_input_is_refused_clearly_and_everyone_else_is_served() {
         assert!(alice
             .wait_for_sync("notes", "hub", WAIT)
             .await
-            .unwrap_or(false));
+            .is_ok_and(|o| o.is_synced()));
 
         // Garbage bytes, a 4 GiB claim, a frame over the limit.
         assert!(has_error(
@@ -311,7 +311,7 @@ fn bad_input_is_refused_clearly_and_everyone_else_is_served() {
         assert!(alice
             .wait_for_sync("notes", "hub", WAIT)
             .await
-            .unwrap_or(false));
+            .is_ok_and(|o| o.is_synced()));
         let on_hub = s.repo.open("notes").await.unwrap_or_else(|e| panic!("{e}"));
         assert!(
             eventually(|| text(&on_hub) == "before and after").await,
@@ -356,11 +356,91 @@ fn a_client_keeps_redialing_with_backoff_until_the_server_is_up() {
             alice
                 .wait_for_sync("notes", "hub", WAIT)
                 .await
-                .unwrap_or(false),
+                .is_ok_and(|o| o.is_synced()),
             "never reconnected"
         );
         let on_hub = hub.open("notes").await.unwrap_or_else(|e| panic!("{e}"));
         assert!(eventually(|| text(&on_hub) == "written offline").await);
         alice.close().await;
+    });
+}
+
+/// A TCP proxy in front of `target` that drops every third connection (an
+/// HTTP request here, one per connection) without forwarding it.
+async fn lossy_proxy(target: String) -> String {
+    let (listener, addr) = bind().await;
+    smol::spawn(async move {
+        let mut n = 0u64;
+        while let Ok((inbound, _)) = listener.accept().await {
+            n += 1;
+            if n % 3 == 0 {
+                drop(inbound);
+                continue;
+            }
+            let target = target.clone();
+            smol::spawn(async move {
+                let Ok(outbound) = smol::net::TcpStream::connect(target.as_str()).await else {
+                    return;
+                };
+                let (ri, wi) = (inbound.clone(), inbound);
+                let (ro, wo) = (outbound.clone(), outbound);
+                futures_lite::future::zip(
+                    futures_lite::io::copy(ri, wo),
+                    futures_lite::io::copy(ro, wi),
+                )
+                .await;
+            })
+            .detach();
+        }
+    })
+    .detach();
+    addr
+}
+
+#[test]
+fn http_polling_through_a_proxy_that_drops_every_third_request_loses_nothing() {
+    smol::block_on(async {
+        let s = server().await;
+        let proxy = lossy_proxy(s.http.clone()).await;
+        let carol = client("carol");
+        let fast = HttpOptions {
+            poll_min: Duration::from_millis(10),
+            poll_max: Duration::from_millis(100),
+            ..HttpOptions::default()
+        };
+        carol
+            .connect_with(
+                "hub",
+                Some("http"),
+                dialer(move || {
+                    let a = proxy.clone();
+                    Box::pin(async move { Ok(http_link(&a, Some("http"), fast)) })
+                }),
+            )
+            .ok();
+        let d = carol.open("lossy").await.unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..30 {
+            d.get_list("l").push(i).ok();
+            d.commit();
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        let there = s.repo.open("lossy").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            eventually(|| there.get_list("l").len() == 30).await,
+            "the server has {} of 30 edits",
+            there.get_list("l").len()
+        );
+        // And the other way: the server's edits reach carol.
+        for i in 0..30 {
+            there.get_list("m").push(i).ok();
+            there.commit();
+        }
+        assert!(
+            eventually(|| d.get_list("m").len() == 30).await,
+            "carol has {} of 30 edits",
+            d.get_list("m").len()
+        );
+        carol.close().await;
+        s.repo.shutdown().await;
     });
 }

@@ -474,7 +474,7 @@ fn protocol_version_mismatch() {
         peer: docweave_core::PeerId::new("old-client"),
         name: "old".into(),
         kind: PeerKind::User,
-        protocol: PROTOCOL_VERSION + 1,
+        protocol: 0,
         token: None,
         clock: Clock(0),
     });
@@ -523,5 +523,55 @@ fn a_minute_of_quiet_then_a_new_client_connects() {
     sim.advance(15_000);
     assert!(sim.linked("bob", "hub"), "the late client was dropped");
     assert_eq!(content(&sim, "bob", "notes"), vec!["before"]);
+    insta::assert_snapshot!(sim.trace_text());
+}
+
+#[test]
+fn peers_one_protocol_version_behind_and_one_ahead_still_sync() {
+    let mut sim: Sim = Sim::new(7).traced();
+    sim.add_node(hub_config(), true);
+    let mut behind = Config::new("behind");
+    behind.protocol = PROTOCOL_VERSION - 1;
+    let mut ahead = Config::new("ahead");
+    ahead.protocol = PROTOCOL_VERSION + 1;
+    for c in [behind, ahead] {
+        let name = c.peer.to_string();
+        sim.add_node(c, false);
+        sim.connect(&name, "hub", None);
+    }
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.starts_with("hub -> behind  welcome") && l.contains(&format!("protocol={}", PROTOCOL_VERSION - 1))));
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.starts_with("hub -> ahead  welcome") && l.contains(&format!("protocol={PROTOCOL_VERSION}"))));
+    sim.edit("behind", "notes", "from-behind");
+    sim.edit("ahead", "notes", "from-ahead");
+    sim.advance(3_000);
+    let hub = sorted(content(&sim, "hub", "notes"));
+    assert_eq!(hub, vec!["from-ahead", "from-behind"]);
+    for c in ["behind", "ahead"] {
+        assert_eq!(sorted(content(&sim, c, "notes")), hub, "{c}");
+    }
+    // The listing (protocol 2) is asked of the hub by the newer peer only.
+    sim.feed(
+        "ahead",
+        docweave_shell::Input::ListRemote {
+            peer: docweave_core::PeerId::new("hub"),
+            after: None,
+        },
+    );
+    sim.feed(
+        "behind",
+        docweave_shell::Input::ListRemote {
+            peer: docweave_core::PeerId::new("hub"),
+            after: None,
+        },
+    );
+    sim.run();
+    assert!(sim.trace.iter().any(|l| l.starts_with("hub -> ahead  doc-list [notes")));
+    assert!(!sim.trace.iter().any(|l| l.starts_with("behind -> hub  list-docs")));
     insta::assert_snapshot!(sim.trace_text());
 }

@@ -15,7 +15,7 @@ use crate::ids::{ChannelId, DocId, PeerId, RemoteAddr};
 use crate::io::{ChannelKind, Cmd, Event, Level};
 use crate::model::{Channel, Link, Model, Peer, PeerDoc, Phase, Remote, Timer};
 use crate::out::Out;
-use crate::protocol::{ErrorCode, Filter, Hello, Message, PeerKind, Welcome, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Filter, Hello, Message, PeerKind, Welcome, MIN_PROTOCOL_VERSION};
 
 const STORE_PEER: &str = "store";
 
@@ -41,6 +41,7 @@ pub(crate) fn channel_added(
                     opened_at: model.now,
                     peer_kind: None,
                     refused: 0,
+                    protocol: crate::protocol::PROTOCOL_VERSION,
                 },
             );
             model.stores.insert(channel);
@@ -55,6 +56,7 @@ pub(crate) fn channel_added(
                     opened_at: model.now,
                     peer_kind: None,
                     refused: 0,
+                    protocol: crate::protocol::PROTOCOL_VERSION,
                 },
             );
             super::timers::ensure_sweep(model);
@@ -71,7 +73,7 @@ pub(crate) fn channel_added(
                         peer: cfg.peer.clone(),
                         name: cfg.name.clone(),
                         kind: cfg.kind,
-                        protocol: PROTOCOL_VERSION,
+                        protocol: cfg.protocol,
                         token,
                         clock: model.clock,
                     }),
@@ -266,13 +268,16 @@ pub(crate) fn hello(model: &mut Model, out: &mut Out, channel: ChannelId, h: Hel
             reason: message,
         });
     };
-    if h.protocol != PROTOCOL_VERSION {
+    let ours = model.config.protocol;
+    if h.protocol < MIN_PROTOCOL_VERSION {
         let m = format!(
-            "protocol version {} is not supported; this node speaks version {PROTOCOL_VERSION}",
+            "protocol version {} is not supported; this node speaks versions {MIN_PROTOCOL_VERSION} to {ours}",
             h.protocol
         );
         return close(out, ErrorCode::VersionMismatch, m);
     }
+    // Both speak every version up to the lower of the two.
+    let negotiated = h.protocol.min(ours);
     if !h.peer.is_valid() || h.peer.as_str() == STORE_PEER || h.peer == model.config.peer {
         return close(
             out,
@@ -290,10 +295,13 @@ pub(crate) fn hello(model: &mut Model, out: &mut Out, channel: ChannelId, h: Hel
             peer: cfg.peer.clone(),
             name: cfg.name.clone(),
             kind: cfg.kind,
-            protocol: PROTOCOL_VERSION,
+            protocol: negotiated,
             clock: model.clock,
         }),
     );
+    if let Some(c) = model.channels.get_mut(&channel) {
+        c.protocol = negotiated;
+    }
     establish(model, out, channel, h.peer, h.kind);
 }
 
@@ -317,14 +325,18 @@ pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: W
         );
         return;
     }
-    if w.protocol != PROTOCOL_VERSION || !w.peer.is_valid() {
+    let ours = model.config.protocol;
+    if w.protocol < MIN_PROTOCOL_VERSION || w.protocol > ours || !w.peer.is_valid() {
         let m = format!(
-            "the remote speaks protocol version {}; this node speaks {PROTOCOL_VERSION}",
+            "the remote chose protocol version {}; this node speaks versions {MIN_PROTOCOL_VERSION} to {ours}",
             w.protocol
         );
         report(out, None, format!("{addr}: {m}"));
         out.cmd(Cmd::Close { channel, reason: m });
         return;
+    }
+    if let Some(c) = model.channels.get_mut(&channel) {
+        c.protocol = w.protocol;
     }
     establish(model, out, channel, w.peer.clone(), w.kind);
     if let Some(r) = model.remotes.get_mut(&addr) {
@@ -411,4 +423,31 @@ fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId,
     if first {
         out.emit(Event::PeerConnected { peer });
     }
+}
+
+/// A message of a kind this node does not know: answered, and the channel
+/// goes on (a newer peer may try what an older one lacks).
+pub(crate) fn unsupported(model: &mut Model, out: &mut Out, channel: ChannelId, kind: u32) {
+    let Some(ch) = model.channels.get(&channel) else {
+        return;
+    };
+    let ours = model.config.protocol;
+    let message = format!(
+        "unsupported: message kind {kind} is not known to this node (protocol {ours}); it was ignored"
+    );
+    // An older peer would not know the Unsupported code itself.
+    let code = if ch.protocol >= 2 {
+        ErrorCode::Unsupported
+    } else {
+        ErrorCode::MalformedFrame
+    };
+    refuse(out, channel, code, message);
+}
+
+/// The protocol version negotiated on a channel.
+pub(crate) fn protocol_of(model: &Model, channel: ChannelId) -> u32 {
+    model
+        .channels
+        .get(&channel)
+        .map_or(MIN_PROTOCOL_VERSION, |c| c.protocol)
 }

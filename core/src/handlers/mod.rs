@@ -6,6 +6,7 @@ pub(crate) mod connection;
 pub(crate) mod deletion;
 pub(crate) mod ephemeral;
 pub(crate) mod listeners;
+pub(crate) mod listing;
 pub(crate) mod restore;
 pub(crate) mod storage;
 pub(crate) mod sync;

@@ -1,7 +1,6 @@
 use super::kit::*;
 use crate::{
     ChannelId, ChannelKind, Clock, Config, ErrorCode, Event, Hello, Message, Msg, PeerId, PeerKind,
-    PROTOCOL_VERSION,
 };
 
 fn error_code(cmds: &[crate::Cmd], ch: u64) -> Option<ErrorCode> {
@@ -33,7 +32,7 @@ fn protocol_mismatch_gets_an_error_and_a_close() {
         peer: PeerId::new("old"),
         name: String::new(),
         kind: PeerKind::User,
-        protocol: PROTOCOL_VERSION + 1,
+        protocol: crate::MIN_PROTOCOL_VERSION - 1,
         token: None,
         clock: Clock(0),
     });

@@ -134,7 +134,7 @@ impl Kit {
                 peer: PeerId::new(name),
                 name: name.into(),
                 kind: PeerKind::Service,
-                protocol: PROTOCOL_VERSION,
+                protocol: self.model.config().protocol,
                 clock: Clock(0),
             }),
         )

@@ -4,6 +4,7 @@ mod changes;
 mod connection;
 mod deletion;
 mod durability;
+mod evolution;
 mod hostile;
 mod kit;
 mod listeners;

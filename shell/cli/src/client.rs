@@ -111,6 +111,40 @@ async fn pulled(
     }
 }
 
+/// Waits until the server welcomed us; returns its peer id. A refused
+/// handshake ends the wait with the reason.
+async fn connected(
+    repo: &Repo,
+    events: &async_channel::Receiver<Event>,
+    within: Duration,
+) -> Result<Option<String>, String> {
+    // Connected before we listened?
+    if let Ok(s) = repo.summary().await {
+        if let Some((peer, _, _)) = s.peers.iter().find(|(_, up, _)| *up) {
+            return Ok(Some(peer.to_string()));
+        }
+    }
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let next = futures_lite::future::or(async { events.recv().await.ok() }, async {
+            smol::Timer::after(left).await;
+            None
+        })
+        .await;
+        match next {
+            Some(Event::PeerConnected { peer }) => return Ok(Some(peer.to_string())),
+            Some(Event::Error { reason, .. })
+                if reason.contains("refused the handshake") || reason.contains("token") =>
+            {
+                return Err(reason)
+            }
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
+}
+
 /// `docweave doc ...`
 #[derive(clap::Subcommand)]
 pub enum DocCommand {
@@ -140,6 +174,30 @@ pub enum DocCommand {
         /// Append this to the document's text instead.
         #[arg(long)]
         text: Option<String>,
+        /// Token to present to the server.
+        #[arg(long, env = "DOCWEAVE_TOKEN")]
+        token: Option<String>,
+        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
+        #[arg(long = "as", env = "DOCWEAVE_PEER")]
+        peer: Option<String>,
+    },
+    /// Delete a document (on the server, or in a data directory).
+    Delete {
+        /// A server (ws://host:port, http://host:port) or a data directory.
+        target: String,
+        /// The document id.
+        doc: String,
+        /// Token to present to the server.
+        #[arg(long, env = "DOCWEAVE_TOKEN")]
+        token: Option<String>,
+        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
+        #[arg(long = "as", env = "DOCWEAVE_PEER")]
+        peer: Option<String>,
+    },
+    /// List the documents a server holds that you may read, with their sizes.
+    List {
+        /// A server (ws://host:port, http://host:port) or a data directory.
+        target: String,
         /// Token to present to the server.
         #[arg(long, env = "DOCWEAVE_TOKEN")]
         token: Option<String>,
@@ -209,6 +267,12 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 if is_url(&target) && server.is_none() {
                     return Err(format!("{target} did not answer for {doc} within 10 s"));
                 }
+                if let Some(server) = &server {
+                    let status = repo.status(&doc, server).await.map_err(|e| e.to_string())?;
+                    if status == docweave_shell::SyncStatus::Deleted {
+                        return Err(format!("{doc} was deleted on {server}; nothing was written"));
+                    }
+                }
                 match (text, key, value) {
                     (Some(t), _, _) => {
                         let body = d.get_text("text");
@@ -222,18 +286,91 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 }
                 d.commit();
                 if let Some(server) = server {
-                    let ok = repo
+                    let outcome = repo
                         .wait_for_sync(&doc, &server, Duration::from_secs(10))
                         .await
                         .map_err(|e| e.to_string())?;
-                    if !ok {
-                        return Err(format!(
-                            "{server} did not acknowledge the change within 10 s"
-                        ));
+                    match outcome {
+                        docweave_shell::SyncOutcome::Synced => {}
+                        docweave_shell::SyncOutcome::Deleted => {
+                            return Err(format!(
+                                "{doc} was deleted on {server}; the change was not kept"
+                            ))
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{server} did not acknowledge the change within 10 s"
+                            ))
+                        }
                     }
                 }
                 println!("{}", json(&d));
                 repo.close().await;
+                Ok(())
+            }
+            DocCommand::Delete {
+                target,
+                doc,
+                token,
+                peer,
+            } => {
+                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
+                if !is_url(&target) {
+                    repo.delete(&doc).map_err(|e| e.to_string())?;
+                    repo.close().await;
+                    println!("deleted {doc}");
+                    return Ok(());
+                }
+                let events = repo.events().await.map_err(|e| e.to_string())?;
+                let server = connected(&repo, &events, Duration::from_secs(10))
+                    .await?
+                    .ok_or_else(|| format!("{target} did not answer within 10 s"))?;
+                let answer = repo
+                    .delete_on(&doc, &server, Duration::from_secs(10))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                repo.close().await;
+                match answer {
+                    Some(true) => {
+                        println!("deleted {doc} on {server}");
+                        Ok(())
+                    }
+                    Some(false) => Err(format!("{server} refused to delete {doc}")),
+                    None => Err(format!("{server} did not answer the deletion within 10 s")),
+                }
+            }
+            DocCommand::List {
+                target,
+                token,
+                peer,
+            } => {
+                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
+                let docs: Vec<(String, u64, u64)> = if is_url(&target) {
+                    let events = repo.events().await.map_err(|e| e.to_string())?;
+                    let server = connected(&repo, &events, Duration::from_secs(10))
+                        .await?
+                        .ok_or_else(|| format!("{target} did not answer within 10 s"))?;
+                    let listed = repo
+                        .list(&server, Duration::from_secs(10))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("{server} did not list its documents"))?;
+                    listed
+                        .into_iter()
+                        .map(|d| (d.doc.to_string(), d.version.total(), d.clock.0))
+                        .collect()
+                } else {
+                    let s = repo.summary().await.map_err(|e| e.to_string())?;
+                    s.docs
+                        .into_iter()
+                        .map(|(d, v, c)| (d.to_string(), v.total(), c.0))
+                        .collect()
+                };
+                repo.close().await;
+                println!("{:<40} {:>12} {:>10}", "document", "operations", "clock");
+                for (doc, ops, clock) in docs {
+                    println!("{doc:<40} {ops:>12} {clock:>10}");
+                }
                 Ok(())
             }
             DocCommand::Watch {

@@ -25,6 +25,7 @@ pub fn run(dir: &Path) -> Result<(), String> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let (mut before, mut after) = (0usize, 0usize);
+    let mut skipped = Vec::new();
     let engine = LoroEngine;
     for d in docs {
         bar.set_message(d.doc.to_string());
@@ -35,8 +36,27 @@ pub fn run(dir: &Path) -> Result<(), String> {
         before += loaded.snapshot.as_ref().map_or(0, Vec::len)
             + loaded.changes.iter().map(Vec::len).sum::<usize>();
         let mut doc = engine.create(0);
+        let mut unreadable = 0;
         for bytes in loaded.snapshot.iter().chain(loaded.changes.iter()) {
-            let _ = engine.import(&mut doc, bytes);
+            if !matches!(
+                engine.import(&mut doc, bytes),
+                docweave_core::ImportOutcome::Applied { .. }
+            ) {
+                unreadable += 1;
+            }
+        }
+        // Fold only what imported whole: a change that does not import (or
+        // waits for one that is missing) stays stored as it is.
+        if unreadable > 0 {
+            bar.suspend(|| {
+                eprintln!(
+                    "{}: {unreadable} stored change(s) do not import; left uncompacted",
+                    d.doc
+                )
+            });
+            skipped.push(d.doc.to_string());
+            bar.inc(1);
+            continue;
         }
         let snapshot = engine.export(&doc, None)?;
         after += snapshot.len();
@@ -47,5 +67,13 @@ pub fn run(dir: &Path) -> Result<(), String> {
     }
     bar.finish_and_clear();
     println!("compacted: {before} bytes of changes into {after} bytes of snapshots");
-    Ok(())
+    if skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} document(s) left uncompacted because stored changes do not import: {}",
+            skipped.len(),
+            skipped.join(", ")
+        ))
+    }
 }

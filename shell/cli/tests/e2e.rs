@@ -84,7 +84,7 @@ fn websocket_and_http_clients_converge_and_survive_a_sigkill_of_the_server() {
             assert!(
                 r.wait_for_sync("shared", "server", WAIT)
                     .await
-                    .unwrap_or(false),
+                    .is_ok_and(|o| o.is_synced()),
                 "{name} not acknowledged"
             );
         }
@@ -98,7 +98,7 @@ fn websocket_and_http_clients_converge_and_survive_a_sigkill_of_the_server() {
         assert!(
             bob.wait_for_sync("shared", "server", WAIT)
                 .await
-                .unwrap_or(false),
+                .is_ok_and(|o| o.is_synced()),
             "bob did not resume"
         );
         assert!(
@@ -241,4 +241,72 @@ fn after_thirty_quiet_seconds_a_new_client_puts_and_reads_a_value() {
     assert!(ok, "put after a quiet spell failed: {out}{err}");
     let (ok, out, err) = cli(&["doc", "get", &format!("http://127.0.0.1:{http}"), "quiet"]);
     assert!(ok && out.contains("\"k\""), "{out}{err}");
+}
+
+#[test]
+fn delete_list_and_put_on_a_deleted_document_say_what_happened() {
+    let data = data_dir("delete-list");
+    let (ws, http) = (free_port(), free_port());
+    let _server = Server::start("server", &data, ws, http, &[]);
+    let ws_url = format!("ws://127.0.0.1:{ws}");
+    let http_url = format!("http://127.0.0.1:{http}");
+    for doc in ["keep", "drop"] {
+        let (ok, _, err) = cli(&["doc", "put", &ws_url, doc, "k", "v"]);
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = cli(&["doc", "list", &ws_url]);
+    assert!(ok && out.contains("keep") && out.contains("drop"), "{out}{err}");
+    let (ok, out, err) = cli(&["doc", "delete", &http_url, "drop"]);
+    assert!(ok && out.contains("deleted drop"), "{out}{err}");
+    let (ok, out, _) = cli(&["doc", "list", &ws_url]);
+    assert!(ok && out.contains("keep") && !out.contains("drop"), "{out}");
+    // Writing to a deleted document fails, and says why.
+    let (ok, out, err) = cli(&["doc", "put", &ws_url, "drop", "k", "again"]);
+    assert!(!ok, "put on a deleted document succeeded: {out}");
+    assert!(err.contains("was deleted"), "{err}");
+}
+
+#[test]
+fn compaction_folds_only_what_imports_and_says_what_it_left() {
+    use docweave_adapters::{Append, SqliteStore, Store};
+    let data = data_dir("compact-bad");
+    let dir = data.display().to_string();
+    std::fs::create_dir_all(&data).ok();
+    for i in 0..3 {
+        let (ok, _, err) = cli(&["doc", "put", &dir, "good", &format!("k{i}"), "v"]);
+        assert!(ok, "{err}");
+        let (ok, _, err) = cli(&["doc", "put", &dir, "bad", &format!("k{i}"), "v"]);
+        assert!(ok, "{err}");
+    }
+    // A change that does not import, as a broken writer might leave.
+    let mut store = SqliteStore::open(data.join("docweave.db")).unwrap_or_else(|e| panic!("{e}"));
+    let garbage = Append {
+        doc: docweave_core::DocId::new("bad"),
+        meta: Default::default(),
+        data: b"not a loro update".to_vec(),
+        version: docweave_core::VersionVector::from_entries([(424242, 1)]),
+    };
+    store.append(&[garbage]).unwrap_or_else(|e| panic!("{e}"));
+    let rows_before = store
+        .load(&docweave_core::DocId::new("bad"))
+        .ok()
+        .flatten()
+        .map(|l| l.changes.len())
+        .unwrap_or(0);
+    drop(store);
+    let (ok, _, err) = cli(&["compact", &dir]);
+    assert!(!ok && err.contains("bad") && err.contains("uncompacted"), "{err}");
+    let mut store = SqliteStore::open(data.join("docweave.db")).unwrap_or_else(|e| panic!("{e}"));
+    let bad = store
+        .load(&docweave_core::DocId::new("bad"))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("bad is gone"));
+    assert_eq!(bad.changes.len(), rows_before, "changes were dropped");
+    let good = store
+        .load(&docweave_core::DocId::new("good"))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("good is gone"));
+    assert!(good.snapshot.is_some() && good.changes.is_empty(), "good was not compacted");
 }

@@ -38,7 +38,7 @@ pub use store_jobs::{run_job, JobError, StoreAnswer, StoreJob, StoreOp, StoreRes
 
 use crate::engine::DocEngine;
 use docweave_core::{
-    decode, update, AckStatus, BatchId, ChangedDoc, ChannelId, ChannelKind, Clock, Cmd, Config,
+    decode_frame, update, AckStatus, BatchId, ChangedDoc, ChannelId, ChannelKind, Clock, Cmd, Config,
     DocId, Event, Filter, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg,
     Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
 };
@@ -134,6 +134,14 @@ pub enum Input {
         doc: DocId,
         /// The peer.
         peer: docweave_core::PeerId,
+    },
+    /// The application asks a connected peer which documents it may read
+    /// there ([`Event::DocList`] answers).
+    ListRemote {
+        /// The peer.
+        peer: docweave_core::PeerId,
+        /// Continue after this document (paging).
+        after: Option<DocId>,
     },
     /// The application wants to stay connected to a remote.
     Connect {
@@ -400,10 +408,13 @@ impl<E: DocEngine> Node<E> {
                 if !self.channels.contains(&channel) {
                     return;
                 }
-                match decode(&bytes, &self.options.limits) {
-                    Ok(messages) => {
-                        for message in messages {
+                match decode_frame(&bytes, &self.options.limits) {
+                    Ok(frame) => {
+                        for message in frame.messages {
                             self.internal.push_back(Msg::Received { channel, message });
+                        }
+                        for kind in frame.unknown {
+                            self.internal.push_back(Msg::Unsupported { channel, kind });
                         }
                     }
                     Err(e) => {
@@ -460,6 +471,7 @@ impl<E: DocEngine> Node<E> {
                 data,
             }),
             Input::AskPeer { doc, peer } => self.step(Msg::AskPeer { doc, peer }),
+            Input::ListRemote { peer, after } => self.step(Msg::ListRemote { peer, after }),
             Input::Connect {
                 remote,
                 token,

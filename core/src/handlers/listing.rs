@@ -1,0 +1,83 @@
+//! Listing the documents a peer may read, with their sizes (protocol 2).
+//!
+//! ```text
+//! client                                  server
+//!   | -- list-docs {filter, after} ------> |  ready documents matching the filter that the
+//!   | <-- doc-list {docs, more} ---------- |  client may read, in id order, one page at a time
+//! ```
+//! Sent only on channels that negotiated protocol 2 or later.
+
+use super::common::{access, peer_channel, report};
+use crate::ids::{ChannelId, DocId, PeerId};
+use crate::io::Event;
+use crate::model::Model;
+use crate::out::Out;
+use crate::protocol::{Filter, ListedDoc, Message};
+
+/// Answers list-docs with one page of the readable documents.
+pub(crate) fn list_docs(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    filter: Filter,
+    after: Option<DocId>,
+) {
+    let page = model.config.timing.changes_page.max(1);
+    let mut docs = Vec::new();
+    let mut more = false;
+    let start = match &after {
+        Some(a) => std::ops::Bound::Excluded(a.clone()),
+        None => std::ops::Bound::Unbounded,
+    };
+    for (id, d) in model.docs.range((start, std::ops::Bound::Unbounded)) {
+        if !d.is_ready() || !filter.matches(id, &d.meta) || !access(model, peer, id).read {
+            continue;
+        }
+        if docs.len() == page {
+            more = true;
+            break;
+        }
+        docs.push(ListedDoc {
+            doc: id.clone(),
+            meta: d.meta.clone(),
+            version: d.version.clone(),
+            clock: d.clock,
+        });
+    }
+    out.send(channel, Message::DocList { docs, more });
+}
+
+/// A peer's listing arrived: the application hears of it.
+pub(crate) fn doc_list(out: &mut Out, peer: &PeerId, docs: Vec<ListedDoc>, more: bool) {
+    out.emit(Event::DocList {
+        peer: peer.clone(),
+        docs,
+        more,
+    });
+}
+
+/// The application asks a peer for its listing.
+pub(crate) fn list_remote(model: &mut Model, out: &mut Out, peer: &PeerId, after: Option<DocId>) {
+    let Some(channel) = peer_channel(model, peer) else {
+        return report(
+            out,
+            None,
+            format!("{peer} is not connected; cannot list its documents"),
+        );
+    };
+    if super::connection::protocol_of(model, channel) < 2 {
+        return report(
+            out,
+            None,
+            format!("{peer} speaks protocol 1, which has no document listing"),
+        );
+    }
+    out.send(
+        channel,
+        Message::ListDocs {
+            filter: Filter::all(),
+            after,
+        },
+    );
+}
