@@ -168,7 +168,13 @@ fn tcp_refuses_garbage_huge_claims_and_oversized_frames_and_keeps_serving() {
         );
         // A frame that claims 4 GiB is refused from its header.
         assert_eq!(
-            error_code(&raw_exchange(addr, &[1, 0, 0xff, 0xff, 0xff, 0xff]).await),
+            error_code(
+                &raw_exchange(
+                    addr,
+                    &[docweave_core::FRAME_VERSION, 0, 0xff, 0xff, 0xff, 0xff]
+                )
+                .await
+            ),
             Some(ErrorCode::TooLarge)
         );
         // An honest frame over the limit.

@@ -528,9 +528,11 @@ impl<E: DocEngine> Repo<E> {
             let page = async {
                 while let Ok(e) = events.recv().await {
                     match e {
-                        Event::DocList { peer: p, docs, more } if p == peer => {
-                            return Some((docs, more))
-                        }
+                        Event::DocList {
+                            peer: p,
+                            docs,
+                            more,
+                        } if p == peer => return Some((docs, more)),
                         Event::Error { reason, .. } if reason.contains(peer.as_str()) => {
                             return None
                         }

@@ -152,14 +152,21 @@ pub fn message(m: &Message) -> String {
         Message::ListDocs { filter, after } => format!(
             "{name} filter={} after={}",
             filter_text(filter),
-            after.as_ref().map(|d| d.to_string()).unwrap_or("start".into())
+            after
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or("start".into())
         ),
         Message::DocList { docs, more } => {
             let list: Vec<String> = docs
                 .iter()
                 .map(|d| format!("{}@{}{}", d.doc, d.clock.0, d.version))
                 .collect();
-            format!("{name} [{}]{}", list.join(" "), if *more { " more" } else { "" })
+            format!(
+                "{name} [{}]{}",
+                list.join(" "),
+                if *more { " more" } else { "" }
+            )
         }
         Message::Push { strands } => {
             let list: Vec<String> = strands
@@ -394,7 +401,11 @@ pub fn event(e: &Event) -> String {
         Event::PeerDisconnected { peer } => format!("peer-disconnected {peer}"),
         Event::Error { reason, .. } => format!("error: {reason}"),
         Event::DocList { peer, docs, more } => {
-            format!("doc-list from {peer}: {} docs{}", docs.len(), if *more { " more" } else { "" })
+            format!(
+                "doc-list from {peer}: {} docs{}",
+                docs.len(),
+                if *more { " more" } else { "" }
+            )
         }
         Event::DeleteAnswered { peer, doc, deleted } => {
             format!("delete-answered {peer} {doc} deleted={deleted}")

@@ -7,7 +7,7 @@ use docweave_adapters::transport::{
     Connector, HttpOptions, WsOptions,
 };
 use docweave_adapters::{Link, MemoryStore};
-use docweave_core::{decode, Access, ErrorCode, Limits, Message, Pattern, Rules};
+use docweave_core::{decode, Access, ErrorCode, Limits, Message, Pattern, Rules, FRAME_VERSION};
 use docweave_shell::{Dialer, Repo};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::sync::Arc;
@@ -236,17 +236,17 @@ fn bad_input_is_refused_clearly_and_everyone_else_is_served() {
             ErrorCode::MalformedFrame
         ));
         assert!(has_error(
-            &raw_tcp(&s.tcp, &[1, 0, 0xff, 0xff, 0xff, 0xff]).await,
+            &raw_tcp(&s.tcp, &[FRAME_VERSION, 0, 0xff, 0xff, 0xff, 0xff]).await,
             ErrorCode::TooLarge
         ));
-        let mut huge = vec![1u8, 0];
+        let mut huge = vec![FRAME_VERSION, 0];
         huge.extend_from_slice(&(17u32 * 1024 * 1024).to_le_bytes());
         assert!(has_error(
             &raw_tcp(&s.tcp, &huge).await,
             ErrorCode::TooLarge
         ));
         // A well-framed payload that is not a message list.
-        let mut junk = vec![1u8, 0, 4, 0, 0, 0];
+        let mut junk = vec![FRAME_VERSION, 0, 4, 0, 0, 0];
         junk.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         assert!(has_error(
             &raw_tcp(&s.tcp, &junk).await,

@@ -372,7 +372,7 @@ fn update_never_panics_on_arbitrary_inputs() {
 fn prop_decode_never_panics_on_arbitrary_bytes(bytes: Vec<u8>, header: bool) -> bool {
     let mut framed = bytes.clone();
     if header {
-        let mut h = vec![1u8, 0];
+        let mut h = vec![docweave_core::FRAME_VERSION, 0];
         h.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         h.extend_from_slice(&bytes);
         framed = h;

@@ -542,11 +542,13 @@ fn peers_one_protocol_version_behind_and_one_ahead_still_sync() {
     assert!(sim
         .trace
         .iter()
-        .any(|l| l.starts_with("hub -> behind  welcome") && l.contains(&format!("protocol={}", PROTOCOL_VERSION - 1))));
+        .any(|l| l.starts_with("hub -> behind  welcome")
+            && l.contains(&format!("protocol={}", PROTOCOL_VERSION - 1))));
     assert!(sim
         .trace
         .iter()
-        .any(|l| l.starts_with("hub -> ahead  welcome") && l.contains(&format!("protocol={PROTOCOL_VERSION}"))));
+        .any(|l| l.starts_with("hub -> ahead  welcome")
+            && l.contains(&format!("protocol={PROTOCOL_VERSION}"))));
     sim.edit("behind", "notes", "from-behind");
     sim.edit("ahead", "notes", "from-ahead");
     sim.advance(3_000);
@@ -571,7 +573,13 @@ fn peers_one_protocol_version_behind_and_one_ahead_still_sync() {
         },
     );
     sim.run();
-    assert!(sim.trace.iter().any(|l| l.starts_with("hub -> ahead  doc-list [notes")));
-    assert!(!sim.trace.iter().any(|l| l.starts_with("behind -> hub  list-docs")));
+    assert!(sim
+        .trace
+        .iter()
+        .any(|l| l.starts_with("hub -> ahead  doc-list [notes")));
+    assert!(!sim
+        .trace
+        .iter()
+        .any(|l| l.starts_with("behind -> hub  list-docs")));
     insta::assert_snapshot!(sim.trace_text());
 }

@@ -270,7 +270,9 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 if let Some(server) = &server {
                     let status = repo.status(&doc, server).await.map_err(|e| e.to_string())?;
                     if status == docweave_shell::SyncStatus::Deleted {
-                        return Err(format!("{doc} was deleted on {server}; nothing was written"));
+                        return Err(format!(
+                            "{doc} was deleted on {server}; nothing was written"
+                        ));
                     }
                 }
                 match (text, key, value) {

@@ -255,7 +255,10 @@ fn delete_list_and_put_on_a_deleted_document_say_what_happened() {
         assert!(ok, "{err}");
     }
     let (ok, out, err) = cli(&["doc", "list", &ws_url]);
-    assert!(ok && out.contains("keep") && out.contains("drop"), "{out}{err}");
+    assert!(
+        ok && out.contains("keep") && out.contains("drop"),
+        "{out}{err}"
+    );
     let (ok, out, err) = cli(&["doc", "delete", &http_url, "drop"]);
     assert!(ok && out.contains("deleted drop"), "{out}{err}");
     let (ok, out, _) = cli(&["doc", "list", &ws_url]);
@@ -295,7 +298,10 @@ fn compaction_folds_only_what_imports_and_says_what_it_left() {
         .unwrap_or(0);
     drop(store);
     let (ok, _, err) = cli(&["compact", &dir]);
-    assert!(!ok && err.contains("bad") && err.contains("uncompacted"), "{err}");
+    assert!(
+        !ok && err.contains("bad") && err.contains("uncompacted"),
+        "{err}"
+    );
     let mut store = SqliteStore::open(data.join("docweave.db")).unwrap_or_else(|e| panic!("{e}"));
     let bad = store
         .load(&docweave_core::DocId::new("bad"))
@@ -308,5 +314,8 @@ fn compaction_folds_only_what_imports_and_says_what_it_left() {
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("good is gone"));
-    assert!(good.snapshot.is_some() && good.changes.is_empty(), "good was not compacted");
+    assert!(
+        good.snapshot.is_some() && good.changes.is_empty(),
+        "good was not compacted"
+    );
 }

@@ -38,8 +38,8 @@ pub use store_jobs::{run_job, JobError, StoreAnswer, StoreJob, StoreOp, StoreRes
 
 use crate::engine::DocEngine;
 use docweave_core::{
-    decode_frame, update, AckStatus, BatchId, ChangedDoc, ChannelId, ChannelKind, Clock, Cmd, Config,
-    DocId, Event, Filter, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg,
+    decode_frame, update, AckStatus, BatchId, ChangedDoc, ChannelId, ChannelKind, Clock, Cmd,
+    Config, DocId, Event, Filter, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg,
     Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
 };
 use replicas::Replicas;
