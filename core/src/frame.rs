@@ -17,6 +17,78 @@ pub const FRAME_VERSION: u8 = 2;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 6;
 
+/// Flag of a frame that carries one chunk of a larger frame: its payload is
+/// `[id u32][index u32][count u32][total u64][bytes]`, all little endian.
+pub const FLAG_CHUNK: u8 = 1;
+
+/// Bytes of a chunk's own header, inside the frame's payload.
+pub const CHUNK_HEADER: usize = 20;
+
+/// One chunk of a larger frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// Names the frame the chunk belongs to (per sender and channel).
+    pub id: u32,
+    /// Its place, from 0.
+    pub index: u32,
+    /// How many chunks the frame has.
+    pub count: u32,
+    /// The whole frame's size in bytes.
+    pub total: u64,
+    /// This chunk's bytes of it.
+    pub bytes: &'a [u8],
+}
+
+/// Splits an encoded frame into chunk frames carrying at most `size` of its
+/// bytes each (each chunk frame is itself a frame within the limits).
+pub fn chunk_frames(frame: &[u8], size: usize, id: u32) -> Vec<Vec<u8>> {
+    let size = size.max(1);
+    let count = frame.len().div_ceil(size) as u32;
+    frame
+        .chunks(size)
+        .enumerate()
+        .map(|(index, bytes)| {
+            let mut out = chunk_head(id, index as u32, count, frame.len() as u64, bytes.len());
+            out.extend_from_slice(bytes);
+            out
+        })
+        .collect()
+}
+
+/// The header of one chunk frame carrying `len` bytes, in a buffer with room
+/// for them.
+pub(crate) fn chunk_head(id: u32, index: u32, count: u32, total: u64, len: usize) -> Vec<u8> {
+    let payload = CHUNK_HEADER + len;
+    let mut out = Vec::with_capacity(HEADER_LEN + payload);
+    out.push(FRAME_VERSION);
+    out.push(FLAG_CHUNK);
+    out.extend_from_slice(&(payload as u32).to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&total.to_le_bytes());
+    out
+}
+
+/// Reads a chunk frame (`None`: not a chunk frame, or a malformed one).
+pub fn parse_chunk(frame: &[u8]) -> Option<Chunk<'_>> {
+    if frame.len() < HEADER_LEN + CHUNK_HEADER || frame[1] != FLAG_CHUNK {
+        return None;
+    }
+    let p = &frame[HEADER_LEN..];
+    let u32_at = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+    let mut total = [0u8; 8];
+    total.copy_from_slice(&p[12..20]);
+    let chunk = Chunk {
+        id: u32_at(0),
+        index: u32_at(4),
+        count: u32_at(8),
+        total: u64::from_le_bytes(total),
+        bytes: &p[CHUNK_HEADER..],
+    };
+    (chunk.count > 0 && chunk.index < chunk.count).then_some(chunk)
+}
+
 /// Bounds applied while decoding untrusted frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -96,7 +168,7 @@ pub struct Decoded {
     pub unknown: Vec<u32>,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
@@ -122,25 +194,56 @@ fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
+/// The size in bytes of the frame [`encode`] would make of `messages`
+/// (cheap: nothing is written).
+pub fn encoded_len(messages: &[Message]) -> Result<usize, FrameError> {
+    let mut len = HEADER_LEN + varint_len(messages.len() as u64);
+    for m in messages {
+        let n = postcard::experimental::serialized_size(m)
+            .map_err(|e| FrameError::Decode(e.to_string()))?;
+        len = len.saturating_add(varint_len(n as u64) + n);
+    }
+    Ok(len)
+}
+
 /// Encodes messages into one frame.
 pub fn encode(messages: &[Message]) -> Result<Vec<u8>, FrameError> {
-    let mut payload = Vec::new();
-    put_varint(&mut payload, messages.len() as u64);
-    for m in messages {
-        let bytes = postcard::to_stdvec(m).map_err(|e| FrameError::Decode(e.to_string()))?;
-        put_varint(&mut payload, bytes.len() as u64);
-        payload.extend_from_slice(&bytes);
+    let failed = |e: postcard::Error| FrameError::Decode(e.to_string());
+    // Sizes first, so the frame is written once into a buffer of its exact
+    // size: a message carrying a large document is not copied or regrown.
+    let sizes = messages
+        .iter()
+        .map(postcard::experimental::serialized_size)
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(failed)?;
+    let mut payload_len = varint_len(messages.len() as u64);
+    for n in &sizes {
+        payload_len = payload_len.saturating_add(varint_len(*n as u64) + n);
     }
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
-        size: payload.len() as u64,
+    let len = u32::try_from(payload_len).map_err(|_| FrameError::TooLarge {
+        size: payload_len as u64,
         limit: u32::MAX as usize,
     })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + payload_len);
     out.push(FRAME_VERSION);
     out.push(0);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&payload);
+    put_varint(&mut out, messages.len() as u64);
+    for (m, n) in messages.iter().zip(&sizes) {
+        put_varint(&mut out, *n as u64);
+        out = postcard::to_extend(m, out).map_err(failed)?;
+    }
     Ok(out)
+}
+
+/// Bytes of `v` as a varint.
+pub(crate) fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
 }
 
 /// Reads only the header: the payload length, checked against the limit.
@@ -152,7 +255,7 @@ pub fn payload_len(header: &[u8], limits: &Limits) -> Result<usize, FrameError> 
     if header[0] != FRAME_VERSION {
         return Err(FrameError::Version(header[0]));
     }
-    if header[1] != 0 {
+    if header[1] != 0 && header[1] != FLAG_CHUNK {
         return Err(FrameError::Flags(header[1]));
     }
     let len = u32::from_le_bytes([header[2], header[3], header[4], header[5]]) as u64;
@@ -174,6 +277,11 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Vec<Message>, FrameError>
 /// Decodes one whole frame and checks every bound.
 pub fn decode_frame(bytes: &[u8], limits: &Limits) -> Result<Decoded, FrameError> {
     let len = payload_len(bytes, limits)?;
+    if bytes[1] == FLAG_CHUNK {
+        return Err(FrameError::Decode(
+            "a chunk is decoded once its frame is whole".into(),
+        ));
+    }
     let present = bytes.len() - HEADER_LEN;
     if present != len {
         return Err(FrameError::Length {

@@ -159,6 +159,16 @@ pub enum Msg {
         /// The message kind (its variant number).
         kind: u32,
     },
+    /// A message arriving on a channel was larger than this node accepts
+    /// (its chunks were dropped): the sender is told, the channel goes on.
+    TooLarge {
+        /// On which channel.
+        channel: ChannelId,
+        /// The message's size in bytes.
+        size: u64,
+        /// The largest this node accepts.
+        limit: u64,
+    },
     /// The application asks a connected peer which documents it may read
     /// there, and how large they are ([`Event::DocList`] answers).
     ListRemote {
@@ -268,6 +278,7 @@ impl Msg {
             Msg::Received { .. } => "received",
             Msg::FrameRejected { .. } => "frame-rejected",
             Msg::Unsupported { .. } => "unsupported",
+            Msg::TooLarge { .. } => "too-large",
             Msg::ListRemote { .. } => "list-remote",
             Msg::Imported { .. } => "imported",
             Msg::LocalChange { .. } => "local-change",

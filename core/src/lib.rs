@@ -12,6 +12,7 @@ mod frame;
 mod handlers;
 mod ids;
 mod io;
+mod large_frame;
 mod model;
 mod out;
 mod policy;
@@ -23,8 +24,8 @@ mod version;
 mod tests;
 
 pub use frame::{
-    decode, decode_frame, encode, payload_len, validate, Decoded, FrameError, Limits,
-    FRAME_VERSION, HEADER_LEN,
+    chunk_frames, decode, decode_frame, encode, encoded_len, parse_chunk, payload_len, validate,
+    Chunk, Decoded, FrameError, Limits, CHUNK_HEADER, FLAG_CHUNK, FRAME_VERSION, HEADER_LEN,
 };
 pub use ids::{
     BatchId, ChannelId, Clock, DocId, IdError, ImportId, ListenerId, Namespace, PeerId, RemoteAddr,
@@ -34,6 +35,7 @@ pub use io::{
     ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level, ListenerRecord, LoadOutcome, Millis,
     Msg, Outgoing, StateRecord, StoreFailure, StoredDoc, StrandSpec, SyncState,
 };
+pub use large_frame::LargeFrame;
 pub use model::{Bounds, Config, Grant, Model, Timing};
 pub use policy::{Access, Pattern, Rule, Rules};
 pub use protocol::{

@@ -27,14 +27,15 @@ pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// Opaque document bytes (a snapshot or a delta), cheap to clone.
 ///
 /// Serialized as one byte string: postcard would spend up to two bytes per
-/// byte on a plain `Vec<u8>`.
+/// byte on a plain `Vec<u8>`. Held as an `Arc<Vec<u8>>` so that wrapping an
+/// export of hundreds of megabytes does not copy it.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Payload(pub Arc<[u8]>);
+pub struct Payload(Arc<Vec<u8>>);
 
 impl Payload {
-    /// Wraps bytes.
-    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
-        Self(bytes.into())
+    /// Wraps bytes (a `Vec` is taken as it is, without a copy).
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(Arc::new(bytes.into()))
     }
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {

@@ -46,6 +46,18 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             connection::frame_rejected(model, out, channel, reason)
         }
         Msg::Unsupported { channel, kind } => connection::unsupported(model, out, channel, kind),
+        Msg::TooLarge {
+            channel,
+            size,
+            limit,
+        } => {
+            if model.channels.contains_key(&channel) {
+                let m = format!(
+                    "a message of {size} bytes exceeds this node's limit of {limit} bytes; it was dropped"
+                );
+                common::refuse(out, channel, ErrorCode::TooLarge, m);
+            }
+        }
         Msg::ListRemote { peer, after } => listing::list_remote(model, out, &peer, after),
         Msg::Imported { id, outcome } => sync::imported(model, out, id, outcome),
         Msg::LocalChange { doc, version } => sync::local_change(model, out, doc, version),

@@ -338,26 +338,31 @@ impl<E: DocEngine> Driver<E> {
         .detach();
     }
 
+    /// A peer that does not read costs a bounded backlog, then its connection.
+    fn refused(&mut self, channel: ChannelId, sent: Option<Result<(), SendError>>) {
+        let Some(Err(SendError::Backlog(waiting))) = sent else {
+            return;
+        };
+        let reason = format!("the peer does not read: {waiting} bytes wait for it; closing");
+        tracing::warn!("{channel}: {reason}");
+        if let Some(tx) = self.links.remove(&channel) {
+            tx.close(&reason);
+        }
+        let now = self.now();
+        self.node.handle(now, Input::ChannelClosed { channel });
+    }
+
     /// Carries out everything the node put out.
     fn pump(&mut self) {
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Transmit { channel, frame } => {
-                    let refused = match self.links.get(&channel).map(|tx| tx.send(frame)) {
-                        Some(Err(SendError::Backlog(waiting))) => Some(waiting),
-                        _ => None,
-                    };
-                    // A peer that does not read costs a bounded backlog, then its connection.
-                    if let Some(waiting) = refused {
-                        let reason =
-                            format!("the peer does not read: {waiting} bytes wait for it; closing");
-                        tracing::warn!("{channel}: {reason}");
-                        if let Some(tx) = self.links.remove(&channel) {
-                            tx.close(&reason);
-                        }
-                        let now = self.now();
-                        self.node.handle(now, Input::ChannelClosed { channel });
-                    }
+                    let sent = self.links.get(&channel).map(|tx| tx.send(frame));
+                    self.refused(channel, sent);
+                }
+                Output::TransmitLarge { channel, frame } => {
+                    let sent = self.links.get(&channel).map(|tx| tx.send_large(frame));
+                    self.refused(channel, sent);
                 }
                 Output::Close { channel, reason } => {
                     if let Some(tx) = self.links.remove(&channel) {

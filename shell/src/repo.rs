@@ -44,6 +44,8 @@ pub struct RepoBuilder<E: DocEngine = LoroEngine> {
     engine: E,
     max_docs: usize,
     follow_feed: bool,
+    max_message: usize,
+    chunk_size: usize,
 }
 
 impl<E: DocEngine> RepoBuilder<E> {
@@ -56,6 +58,8 @@ impl<E: DocEngine> RepoBuilder<E> {
             engine,
             max_docs: self.max_docs,
             follow_feed: self.follow_feed,
+            max_message: self.max_message,
+            chunk_size: self.chunk_size,
         }
     }
 
@@ -99,6 +103,21 @@ impl<E: DocEngine> RepoBuilder<E> {
         self
     }
 
+    /// The largest message (a document's snapshot, or one update) this node
+    /// sends or accepts; 512 MiB by default. Larger ones are refused with a
+    /// `TooLarge` error naming both sizes.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Messages larger than this cross as chunk frames of this size
+    /// (1 MiB by default): no frame ever exceeds a receiver's frame limit.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes.max(docweave_core::CHUNK_HEADER + 64);
+        self
+    }
+
     /// Starts the repository's loop on its own thread.
     pub fn build(mut self) -> Result<Repo<E>, RepoError> {
         if self.store.is_some() && self.follow_feed && self.config.timing.feed_poll_ms == 0 {
@@ -126,6 +145,8 @@ impl<E: DocEngine> RepoBuilder<E> {
             actor: session_actor(&peer),
             store: self.store.is_some(),
             max_docs: self.max_docs,
+            max_message: self.max_message,
+            chunk_size: self.chunk_size,
             ..NodeOptions::default()
         };
         let notify_tx = tx.clone();
@@ -197,6 +218,8 @@ impl Repo<LoroEngine> {
             engine: LoroEngine,
             max_docs: usize::MAX,
             follow_feed: true,
+            max_message: NodeOptions::default().max_message,
+            chunk_size: NodeOptions::default().chunk_size,
         }
     }
 }
@@ -221,6 +244,10 @@ impl<E: DocEngine> Repo<E> {
 
     /// Opens a document (loading it from the store, or creating it) and
     /// returns the live replica: edit it and commit; changes sync by themselves.
+    ///
+    /// Bytes imported straight into the handle are not noticed (the CRDT
+    /// reports no local edit for them): bring foreign updates and snapshots
+    /// in with [`Repo::import`].
     pub async fn open(&self, doc: &str) -> Result<E::Handle, RepoError> {
         let id = DocId::parse(doc)?;
         self.ask(|reply| Request::Open { doc: id, reply })
@@ -231,6 +258,18 @@ impl<E: DocEngine> Repo<E> {
     /// [`Repo::open`] for blocking code.
     pub fn open_blocking(&self, doc: &str) -> Result<E::Handle, RepoError> {
         smol::block_on(self.open(doc))
+    }
+
+    /// Imports an update or snapshot made elsewhere (a file, another CRDT
+    /// library) into a document, opening it first, and syncs it as a local
+    /// change. Bytes that do not import are reported as an [`Event::Error`].
+    pub async fn import(&self, doc: &str, bytes: Vec<u8>) -> Result<(), RepoError> {
+        self.open(doc).await?;
+        let doc = DocId::parse(doc)?;
+        self.input
+            .send(Request::Node(Input::LocalUpdate { doc, bytes }))
+            .await
+            .map_err(|_| RepoError::Closed)
     }
 
     /// Edits a document through a closure, then commits.

@@ -256,6 +256,7 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::ConnectFailed { remote } => format!("connect-failed {remote}"),
         Msg::AskPeer { doc, peer } => format!("ask-peer doc={doc} peer={peer}"),
         Msg::Unsupported { kind, .. } => format!("unsupported message kind {kind}"),
+        Msg::TooLarge { size, limit, .. } => format!("too large: {size} bytes, limit {limit}"),
         Msg::ListRemote { peer, .. } => format!("list-remote {peer}"),
         Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } => return None,
         Msg::StoreFailed { failure, .. } => format!("store-failed {failure:?}"),

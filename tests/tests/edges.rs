@@ -384,7 +384,7 @@ async fn lossy_proxy(target: String) -> String {
                 };
                 let (ri, wi) = (inbound.clone(), inbound);
                 let (ro, wo) = (outbound.clone(), outbound);
-                futures_lite::future::zip(
+                let _ = futures_lite::future::zip(
                     futures_lite::io::copy(ri, wo),
                     futures_lite::io::copy(ro, wi),
                 )

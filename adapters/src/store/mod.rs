@@ -4,6 +4,7 @@ pub mod conformance;
 mod memory;
 mod schema;
 mod sqlite;
+mod sqlite_blobs;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;

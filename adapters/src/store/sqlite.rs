@@ -6,7 +6,7 @@
 //! `changes_since`. Writes run in `BEGIN IMMEDIATE` transactions with
 //! `synchronous = FULL`: a write that returned is on disk.
 
-use super::{record_key, schema, Append, Loaded, Store, StoreError};
+use super::{record_key, schema, sqlite_blobs, Append, Loaded, Store, StoreError};
 use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -70,9 +70,10 @@ impl Store for SqliteStore {
             if Self::tombstoned(&tx, &a.doc)? {
                 return Err(StoreError::Tombstoned(a.doc.clone()));
             }
-            tx.prepare_cached("INSERT INTO changes (doc, data) VALUES (?1, ?2)")?
-                .execute(params![a.doc.as_str(), a.data])?;
+            tx.prepare_cached("INSERT INTO changes (doc, data) VALUES (?1, zeroblob(?2))")?
+                .execute(params![a.doc.as_str(), a.data.len() as i64])?;
             let clock = tx.last_insert_rowid();
+            sqlite_blobs::write(&tx, "changes", "data", clock, &a.data)?;
             let old: Option<Vec<u8>> = tx
                 .prepare_cached("SELECT version FROM docs WHERE doc = ?1")?
                 .query_row([a.doc.as_str()], |r| r.get(0))
@@ -97,7 +98,7 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction()?;
         let row = tx
             .query_row(
-                "SELECT doc_type, scope, branch, version, clock, snapshot FROM docs WHERE doc = ?1",
+                "SELECT doc_type, scope, branch, version, clock, rowid, length(snapshot) FROM docs WHERE doc = ?1",
                 [doc.as_str()],
                 |r| {
                     Ok((
@@ -108,19 +109,36 @@ impl Store for SqliteStore {
                         },
                         r.get::<_, Vec<u8>>(3)?,
                         r.get::<_, i64>(4)?,
-                        r.get::<_, Option<Vec<u8>>>(5)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((meta, version, clock, snapshot)) = row else {
+        let Some((meta, version, clock, rowid, snapshot_len)) = row else {
             return Ok(None);
         };
+        let snapshot = match snapshot_len {
+            Some(len) => Some(sqlite_blobs::read(
+                &tx,
+                "docs",
+                "snapshot",
+                rowid,
+                len as usize,
+            )?),
+            None => None,
+        };
         let changes = {
-            let mut stmt =
-                tx.prepare_cached("SELECT data FROM changes WHERE doc = ?1 ORDER BY clock")?;
-            let rows = stmt.query_map([doc.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
-            rows.collect::<Result<Vec<_>, _>>()?
+            let mut stmt = tx.prepare_cached(
+                "SELECT clock, length(data) FROM changes WHERE doc = ?1 ORDER BY clock",
+            )?;
+            let rows = stmt.query_map([doc.as_str()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            let rows = rows.collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(clock, len)| sqlite_blobs::read(&tx, "changes", "data", clock, len as usize))
+                .collect::<Result<Vec<_>, _>>()?
         };
         tx.commit()?;
         Ok(Some(Loaded {
@@ -141,9 +159,19 @@ impl Store for SqliteStore {
             params![doc.as_str(), up_to.0 as i64],
         )?;
         tx.execute(
-            "UPDATE docs SET snapshot = ?2 WHERE doc = ?1",
-            params![doc.as_str(), snapshot],
+            "UPDATE docs SET snapshot = zeroblob(?2) WHERE doc = ?1",
+            params![doc.as_str(), snapshot.len() as i64],
         )?;
+        let rowid: Option<i64> = tx
+            .query_row(
+                "SELECT rowid FROM docs WHERE doc = ?1",
+                [doc.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(rowid) = rowid {
+            sqlite_blobs::write(&tx, "docs", "snapshot", rowid, snapshot)?;
+        }
         tx.commit()?;
         Ok(())
     }

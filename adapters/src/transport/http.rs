@@ -605,16 +605,20 @@ pub async fn post(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), String> {
-    post_with_session(addr, path, headers, body)
+    post_with_session(addr, path, headers, body, ANSWER_LIMIT)
         .await
         .map(|(status, _, body)| (status, body))
 }
+
+/// Largest answer [`post`] reads: a server cannot make a client hold more.
+const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
 
 async fn post_with_session(
     addr: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
+    max_answer: usize,
 ) -> Result<(u16, Option<String>, Vec<u8>), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(stream))
@@ -638,8 +642,7 @@ async fn post_with_session(
         .get("x-docweave-session")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = resp
-        .into_body()
+    let body = Limited::new(resp.into_body(), max_answer)
         .collect()
         .await
         .map_err(|e| e.to_string())?
@@ -666,34 +669,54 @@ pub fn http_link(addr: &str, token: Option<&str>, o: HttpOptions) -> Link {
         let mut session: Option<String> = None;
         // What the last failed request carried: sent again first.
         let mut unsent: Vec<u8> = Vec::new();
+        // A frame that did not fit into the last request: it opens the next.
+        let mut carried: Option<Vec<u8>> = None;
+        // An answer holds frames up to the server's body limit, plus the
+        // one frame that crossed it.
+        let max_answer = o.max_body.saturating_add(o.limits.max_frame);
         loop {
             // Wait for something to send, or for the next poll.
-            let first = if unsent.is_empty() {
+            let first = if !unsent.is_empty() {
+                smol::Timer::after(pause).await;
+                None
+            } else if let Some(f) = carried.take() {
+                Some(Some(Outbound::Frame(f)))
+            } else {
                 futures_lite::future::or(async { Some(out_rx.recv().await) }, async {
                     smol::Timer::after(pause).await;
                     None
                 })
                 .await
-            } else {
-                smol::Timer::after(pause).await;
-                None
             };
             let mut body = std::mem::take(&mut unsent);
             let mut closing = false;
+            // Frames are folded into one request up to the server's body
+            // limit; a large message's chunks go in as many requests.
             let mut take = |item: Outbound, body: &mut Vec<u8>| match item {
-                Outbound::Frame(f) => {
-                    out_rx.written(f.len());
-                    body.extend(f)
+                Outbound::Frame(f) if !body.is_empty() && body.len() + f.len() > o.max_body => {
+                    carried = Some(f);
+                    false
                 }
-                Outbound::Close(_) => closing = true,
+                Outbound::Frame(f) => {
+                    out_rx.written(&f);
+                    body.extend(f);
+                    true
+                }
+                Outbound::Close(_) => {
+                    closing = true;
+                    false
+                }
             };
-            match first {
+            let mut more = match first {
                 Some(None) => break,
                 Some(Some(item)) => take(item, &mut body),
-                None => {}
-            }
-            while let Some(item) = out_rx.try_recv() {
-                take(item, &mut body);
+                None => true,
+            };
+            while more {
+                match out_rx.try_recv() {
+                    Some(item) => more = take(item, &mut body),
+                    None => break,
+                }
             }
             let headers: Vec<(&str, &str)> = auth
                 .as_deref()
@@ -710,8 +733,8 @@ pub fn http_link(addr: &str, token: Option<&str>, o: HttpOptions) -> Link {
                 }
                 break;
             }
-            let sent = !body.is_empty();
-            match post_with_session(&addr, &path, &headers, body.clone()).await {
+            let sent = !body.is_empty() || carried.is_some();
+            match post_with_session(&addr, &path, &headers, body.clone(), max_answer).await {
                 Ok((200, id, answer)) => {
                     failures = 0;
                     if session.is_none() {

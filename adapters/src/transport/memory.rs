@@ -67,7 +67,7 @@ async fn forward(from: LinkOut, to: async_channel::Sender<Vec<u8>>, faults: Faul
     let mut count = 0u64;
     while let Some(item) = from.recv().await {
         let Outbound::Frame(frame) = item else { break };
-        from.written(frame.len());
+        from.written(&frame);
         count += 1;
         if faults.disconnect_after > 0 && count > faults.disconnect_after {
             break;

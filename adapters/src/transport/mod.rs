@@ -20,9 +20,18 @@ pub use slots::{ConnectionLimit, Slot};
 pub use tcp::{serve_tcp, tcp_connect, tcp_link};
 pub use websocket::{serve_ws, ws_connect, ws_link, WsOptions};
 
-use docweave_core::{encode, ErrorCode, Message};
+use docweave_core::{encode, ErrorCode, LargeFrame, Message};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// What waits in a link's queue: a large frame stays whole (its document
+/// bytes shared) until the writer takes its chunks one by one.
+#[derive(Debug)]
+enum Queued {
+    Frame(Vec<u8>),
+    Large(LargeFrame),
+    Close(String),
+}
 
 /// What the node sends on a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +43,16 @@ pub enum Outbound {
     Close(String),
 }
 
-/// Most bytes a link holds for its peer before refusing more: a peer that
-/// does not read costs this much memory, then its connection is closed.
+/// Most bytes of ordinary frames a link holds for its peer before refusing
+/// more: a peer that does not read costs this much memory, then its
+/// connection is closed.
 pub const DEFAULT_BACKLOG: usize = 32 * 1024 * 1024;
+
+/// Most bytes of large messages (sent as chunk frames) a link holds for its
+/// peer: a new large message is refused (and the connection closed) when it
+/// would pass this, unless nothing else is waiting. A peer that stops
+/// reading altogether is closed sooner by the transport's write timeout.
+pub const DEFAULT_BULK_BACKLOG: usize = 512 * 1024 * 1024;
 
 /// Why a frame was not queued on a link.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,67 +65,159 @@ pub enum SendError {
     Backlog(usize),
 }
 
+/// Bytes waiting to be written on one link.
+#[derive(Debug, Default)]
+struct Waiting {
+    /// All bytes queued.
+    all: AtomicUsize,
+    /// Of which chunk frames of large messages.
+    bulk: AtomicUsize,
+}
+
 /// The sending half of a link, with the bytes waiting to be written.
 #[derive(Debug, Clone)]
 pub struct LinkTx {
-    inner: async_channel::Sender<Outbound>,
-    backlog: Arc<AtomicUsize>,
+    inner: async_channel::Sender<Queued>,
+    waiting: Arc<Waiting>,
     limit: usize,
+    bulk_limit: usize,
 }
 
 impl LinkTx {
     /// Queues a frame, unless the connection is gone or its backlog is full.
+    ///
+    /// Ordinary frames and large messages (chunk frames) have separate
+    /// bounds, so one large document on its way does not shut out the small
+    /// messages behind it. Whether a large message goes is decided at its
+    /// first chunk; the rest follow, so a link never holds half a message.
     pub fn send(&self, frame: Vec<u8>) -> Result<(), SendError> {
         let n = frame.len();
-        let before = self.backlog.fetch_add(n, Ordering::SeqCst);
-        // A frame always fits into an empty backlog.
-        if before > 0 && before + n > self.limit {
-            self.backlog.fetch_sub(n, Ordering::SeqCst);
-            return Err(SendError::Backlog(before));
+        let all = self.waiting.all.load(Ordering::SeqCst);
+        let bulk = self.waiting.bulk.load(Ordering::SeqCst);
+        let chunk = docweave_core::parse_chunk(&frame).map(|c| (c.index, c.total));
+        let is_chunk = chunk.is_some();
+        // Anything fits into an empty backlog of its kind.
+        let refused = match chunk {
+            Some((index, _)) if index > 0 => None,
+            Some((_, total)) => {
+                let total = usize::try_from(total).unwrap_or(usize::MAX);
+                (bulk > 0 && bulk.saturating_add(total) > self.bulk_limit).then_some(bulk)
+            }
+            None => {
+                let small = all.saturating_sub(bulk);
+                (small > 0 && small + n > self.limit).then_some(small)
+            }
+        };
+        if let Some(waiting) = refused {
+            return Err(SendError::Backlog(waiting));
         }
-        self.inner.try_send(Outbound::Frame(frame)).map_err(|_| {
-            self.backlog.fetch_sub(n, Ordering::SeqCst);
+        self.waiting.all.fetch_add(n, Ordering::SeqCst);
+        if is_chunk {
+            self.waiting.bulk.fetch_add(n, Ordering::SeqCst);
+        }
+        self.inner.try_send(Queued::Frame(frame)).map_err(|_| {
+            self.waiting.all.fetch_sub(n, Ordering::SeqCst);
+            if is_chunk {
+                self.waiting.bulk.fetch_sub(n, Ordering::SeqCst);
+            }
+            SendError::Closed
+        })
+    }
+
+    /// Queues a large frame, to be written as its chunk frames; refused
+    /// when the large messages already waiting would pass their bound.
+    pub fn send_large(&self, frame: LargeFrame) -> Result<(), SendError> {
+        let n = frame.wire_len();
+        let bulk = self.waiting.bulk.load(Ordering::SeqCst);
+        if bulk > 0 && bulk.saturating_add(n) > self.bulk_limit {
+            return Err(SendError::Backlog(bulk));
+        }
+        self.waiting.all.fetch_add(n, Ordering::SeqCst);
+        self.waiting.bulk.fetch_add(n, Ordering::SeqCst);
+        self.inner.try_send(Queued::Large(frame)).map_err(|_| {
+            self.waiting.all.fetch_sub(n, Ordering::SeqCst);
+            self.waiting.bulk.fetch_sub(n, Ordering::SeqCst);
             SendError::Closed
         })
     }
 
     /// Closes the connection with a reason (after what is queued).
     pub fn close(&self, reason: &str) {
-        let _ = self.inner.try_send(Outbound::Close(reason.to_string()));
+        let _ = self.inner.try_send(Queued::Close(reason.to_string()));
         self.inner.close();
     }
 
     /// Bytes queued and not yet written.
     pub fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::SeqCst)
+        self.waiting.all.load(Ordering::SeqCst)
     }
 }
 
 /// The writing half of a link, for a transport's writer task.
 #[derive(Debug)]
 pub struct LinkOut {
-    inner: async_channel::Receiver<Outbound>,
-    backlog: Arc<AtomicUsize>,
+    inner: async_channel::Receiver<Queued>,
+    waiting: Arc<Waiting>,
+    /// The large frame being written, and its next chunk.
+    large: Mutex<Option<(LargeFrame, u32)>>,
 }
 
 impl LinkOut {
     /// The next thing to write; `None` once the node dropped the link.
     pub async fn recv(&self) -> Option<Outbound> {
-        self.inner.recv().await.ok()
+        if let Some(chunk) = self.next_chunk() {
+            return Some(chunk);
+        }
+        let queued = self.inner.recv().await.ok()?;
+        Some(self.take(queued))
     }
 
     /// Something to write now, if any.
     pub fn try_recv(&self) -> Option<Outbound> {
-        self.inner.try_recv().ok()
+        if let Some(chunk) = self.next_chunk() {
+            return Some(chunk);
+        }
+        let queued = self.inner.try_recv().ok()?;
+        Some(self.take(queued))
     }
 
-    /// `n` bytes of frames were written (or dropped): room for more.
-    pub fn written(&self, n: usize) {
-        let _ = self
-            .backlog
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
-                Some(q.saturating_sub(n))
+    /// The next chunk of the large frame being written, built now.
+    fn next_chunk(&self) -> Option<Outbound> {
+        let mut large = self.large.lock().unwrap_or_else(|e| e.into_inner());
+        let (frame, next) = large.as_mut()?;
+        let chunk = frame.chunk(*next);
+        *next += 1;
+        if *next >= frame.chunk_count() {
+            *large = None;
+        }
+        (!chunk.is_empty()).then_some(Outbound::Frame(chunk))
+    }
+
+    fn take(&self, queued: Queued) -> Outbound {
+        match queued {
+            Queued::Frame(f) => Outbound::Frame(f),
+            Queued::Close(reason) => Outbound::Close(reason),
+            Queued::Large(frame) => {
+                let first = frame.chunk(0);
+                if frame.chunk_count() > 1 {
+                    *self.large.lock().unwrap_or_else(|e| e.into_inner()) = Some((frame, 1));
+                }
+                Outbound::Frame(first)
+            }
+        }
+    }
+
+    /// A frame was written (or dropped): room for more.
+    pub fn written(&self, frame: &[u8]) {
+        let less = |counter: &AtomicUsize| {
+            let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                Some(q.saturating_sub(frame.len()))
             });
+        };
+        less(&self.waiting.all);
+        if docweave_core::parse_chunk(frame).is_some() {
+            less(&self.waiting.bulk);
+        }
     }
 
     /// Stops taking frames.
@@ -118,17 +226,23 @@ impl LinkOut {
     }
 }
 
-/// A new outbound queue holding at most `limit` bytes.
+/// A new outbound queue holding at most `limit` bytes of ordinary frames
+/// and [`DEFAULT_BULK_BACKLOG`] bytes of large messages.
 pub fn outbound(limit: usize) -> (LinkTx, LinkOut) {
     let (tx, rx) = async_channel::unbounded();
-    let backlog = Arc::new(AtomicUsize::new(0));
+    let waiting = Arc::new(Waiting::default());
     (
         LinkTx {
             inner: tx,
-            backlog: backlog.clone(),
+            waiting: waiting.clone(),
             limit,
+            bulk_limit: DEFAULT_BULK_BACKLOG,
         },
-        LinkOut { inner: rx, backlog },
+        LinkOut {
+            inner: rx,
+            waiting,
+            large: Mutex::new(None),
+        },
     )
 }
 

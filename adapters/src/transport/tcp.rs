@@ -23,14 +23,13 @@ pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
         while let Some(item) = out_rx.recv().await {
             match item {
                 Outbound::Frame(f) => {
-                    let n = f.len();
                     let written =
                         futures_lite::future::or(async { s.write_all(&f).await.is_ok() }, async {
                             smol::Timer::after(WRITE_TIMEOUT).await;
                             false
                         })
                         .await;
-                    out_rx.written(n);
+                    out_rx.written(&f);
                     if !written {
                         tracing::info!("tcp: a write did not finish; closing");
                         break;

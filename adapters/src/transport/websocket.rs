@@ -102,7 +102,7 @@ where
                                 break;
                             }
                         }
-                        out_rx.written(f.len());
+                        out_rx.written(&f);
                         ok
                     }
                     Some(Outbound::Close(reason)) => {

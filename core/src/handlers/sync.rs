@@ -335,6 +335,14 @@ fn push_gap(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
     };
     if d.is_ready() && d.subscribers.contains(peer) && !d.version.is_empty() {
         let v = d.version.clone();
+        // An update it has not acknowledged yet is on its way: the answer
+        // was written before it arrived. Sending it again would double a
+        // large document's traffic (and it is re-offered if never acked).
+        let sending = super::common::peer_channel(model, peer)
+            .is_some_and(|channel| already_sending(model, channel, doc, &v));
+        if sending {
+            return;
+        }
         super::common::send_if_behind(model, out, peer, doc, &v);
     }
 }

@@ -101,7 +101,9 @@ async fn pulled(
                 return Ok(Some(peer.to_string()))
             }
             Some(Event::Error { reason, .. })
-                if reason.contains("refused the handshake") || reason.contains("token") =>
+                if reason.contains("refused the handshake")
+                    || reason.contains("token")
+                    || reason.contains("TooLarge") =>
             {
                 return Err(reason)
             }
@@ -135,7 +137,9 @@ async fn connected(
         match next {
             Some(Event::PeerConnected { peer }) => return Ok(Some(peer.to_string())),
             Some(Event::Error { reason, .. })
-                if reason.contains("refused the handshake") || reason.contains("token") =>
+                if reason.contains("refused the handshake")
+                    || reason.contains("token")
+                    || reason.contains("TooLarge") =>
             {
                 return Err(reason)
             }
@@ -154,6 +158,9 @@ pub enum DocCommand {
         target: String,
         /// The document id.
         doc: String,
+        /// Seconds to wait for the server (large documents take longer).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
         /// Token to present to the server.
         #[arg(long, env = "DOCWEAVE_TOKEN")]
         token: Option<String>,
@@ -174,6 +181,12 @@ pub enum DocCommand {
         /// Append this to the document's text instead.
         #[arg(long)]
         text: Option<String>,
+        /// Append the contents of this file to the document's text.
+        #[arg(long, conflicts_with = "text")]
+        text_file: Option<std::path::PathBuf>,
+        /// Seconds to wait for the server (large documents take longer).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
         /// Token to present to the server.
         #[arg(long, env = "DOCWEAVE_TOKEN")]
         token: Option<String>,
@@ -230,18 +243,18 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
             DocCommand::Get {
                 target,
                 doc,
+                timeout,
                 token,
                 peer,
             } => {
+                let wait = Duration::from_secs(timeout);
                 let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
-                if is_url(&target)
-                    && pulled(&events, &doc, Duration::from_secs(10))
-                        .await?
-                        .is_none()
-                {
-                    return Err(format!("{target} did not answer for {doc} within 10 s"));
+                if is_url(&target) && pulled(&events, &doc, wait).await?.is_none() {
+                    return Err(format!(
+                        "{target} did not answer for {doc} within {timeout} s"
+                    ));
                 }
                 println!("{}", json(&d));
                 repo.close().await;
@@ -253,19 +266,31 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 key,
                 value,
                 text,
+                text_file,
+                timeout,
                 token,
                 peer,
             } => {
+                let wait = Duration::from_secs(timeout);
+                let text = match text_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                    ),
+                    None => text,
+                };
                 let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
                 let server = if is_url(&target) {
-                    pulled(&events, &doc, Duration::from_secs(10)).await?
+                    pulled(&events, &doc, wait).await?
                 } else {
                     None
                 };
                 if is_url(&target) && server.is_none() {
-                    return Err(format!("{target} did not answer for {doc} within 10 s"));
+                    return Err(format!(
+                        "{target} did not answer for {doc} within {timeout} s"
+                    ));
                 }
                 if let Some(server) = &server {
                     let status = repo.status(&doc, server).await.map_err(|e| e.to_string())?;
@@ -284,12 +309,12 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                     (None, Some(k), Some(v)) => {
                         d.get_map("root").insert(&k, v).map_err(|e| e.to_string())?;
                     }
-                    _ => return Err("give KEY VALUE, or --text TEXT".into()),
+                    _ => return Err("give KEY VALUE, --text TEXT or --text-file PATH".into()),
                 }
                 d.commit();
                 if let Some(server) = server {
                     let outcome = repo
-                        .wait_for_sync(&doc, &server, Duration::from_secs(10))
+                        .wait_for_sync(&doc, &server, wait)
                         .await
                         .map_err(|e| e.to_string())?;
                     match outcome {
@@ -301,7 +326,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                         }
                         _ => {
                             return Err(format!(
-                                "{server} did not acknowledge the change within 10 s"
+                                "{server} did not acknowledge the change within {timeout} s"
                             ))
                         }
                     }

@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// Milliseconds the state of a client that left is kept for its return.
     #[arg(long, default_value_t = 60_000)]
     peer_linger_ms: u64,
+    /// Most documents held in memory; idle ones are evicted and reloaded
+    /// from the store when asked for again.
+    #[arg(long, default_value_t = 10_000)]
+    max_docs_in_memory: usize,
+    /// The largest document snapshot or update sent or accepted, in MiB.
+    #[arg(long, default_value_t = 512)]
+    max_message_mib: usize,
 }
 
 pub fn run(a: ServeArgs) -> Result<(), String> {
@@ -67,13 +74,17 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => Rules::allow_all(),
     };
     let (tokens, grants) = credentials(&a.tokens);
-    let mut builder = Repo::builder(&a.name).store(store).configure(|c| {
-        c.kind = PeerKind::Service;
-        c.tokens = tokens;
-        c.grants = grants;
-        c.rules = rules;
-        c.timing.peer_linger_ms = a.peer_linger_ms;
-    });
+    let mut builder = Repo::builder(&a.name)
+        .store(store)
+        .max_docs_in_memory(a.max_docs_in_memory)
+        .max_message(a.max_message_mib.saturating_mul(1024 * 1024))
+        .configure(|c| {
+            c.kind = PeerKind::Service;
+            c.tokens = tokens;
+            c.grants = grants;
+            c.rules = rules;
+            c.timing.peer_linger_ms = a.peer_linger_ms;
+        });
     if let Some(seed) = a.seed {
         builder = builder.seed(seed);
     }

@@ -20,6 +20,9 @@
 //! while let Some(output) = node.poll_output() {
 //!     match output {
 //!         Output::Transmit { channel, frame } => { /* write `frame` to that connection */ }
+//!         Output::TransmitLarge { channel, frame } => {
+//!             /* write `frame.chunk(0)`, `frame.chunk(1)`, ... up to `frame.chunk_count()` */
+//!         }
 //!         Output::Close { channel, reason } => { /* close it */ }
 //!         Output::Dial { remote } => { /* connect, then `channel_opened(now, Some(remote))` */ }
 //!         Output::Store(job) => { /* run_job(store, job.op), then feed `Input::Store` */ }
@@ -29,6 +32,7 @@
 //! // Sleep until `node.poll_timeout()` or the next input, then feed `Input::Timeout`.
 //! ```
 
+mod chunks;
 mod outbox;
 mod replicas;
 mod store_jobs;
@@ -57,6 +61,13 @@ pub struct NodeOptions {
     pub max_docs: usize,
     /// Bounds on frames read from channels.
     pub limits: Limits,
+    /// Frames larger than this cross as chunk frames of this size.
+    pub chunk_size: usize,
+    /// The largest message (a snapshot or an update) sent or accepted.
+    pub max_message: usize,
+    /// Bytes reserved at once for messages being put back together, on
+    /// all channels together.
+    pub reassembly_budget: usize,
 }
 
 impl Default for NodeOptions {
@@ -66,6 +77,9 @@ impl Default for NodeOptions {
             store: false,
             max_docs: usize::MAX,
             limits: Limits::default(),
+            chunk_size: 1024 * 1024,
+            max_message: 512 * 1024 * 1024,
+            reassembly_budget: 1024 * 1024 * 1024,
         }
     }
 }
@@ -164,6 +178,15 @@ pub enum Output {
         /// The frame.
         frame: Vec<u8>,
     },
+    /// Write a frame larger than one frame may be, as its chunk frames in
+    /// order (build each with [`LargeFrame::chunk`](docweave_core::LargeFrame::chunk) just before writing it:
+    /// the document bytes stay shared until then).
+    TransmitLarge {
+        /// The channel.
+        channel: ChannelId,
+        /// The frame.
+        frame: docweave_core::LargeFrame,
+    },
     /// Close a channel's connection (the node already forgot it).
     Close {
         /// The channel.
@@ -229,6 +252,8 @@ pub struct Node<E: DocEngine> {
     store_queue: Vec<StoreItem>,
     outputs: VecDeque<Output>,
     hook: Option<StepHook>,
+    chunks: chunks::Chunks,
+    next_chunk_id: u32,
 }
 
 impl<E: DocEngine> Node<E> {
@@ -264,6 +289,8 @@ impl<E: DocEngine> Node<E> {
             store_queue: Vec::new(),
             outputs: VecDeque::new(),
             hook: None,
+            chunks: chunks::Chunks::new(options.max_message, options.reassembly_budget),
+            next_chunk_id: 1,
         };
         if options.store {
             let channel = node.new_channel();
@@ -408,7 +435,31 @@ impl<E: DocEngine> Node<E> {
                 if !self.channels.contains(&channel) {
                     return;
                 }
-                match decode_frame(&bytes, &self.options.limits) {
+                let bytes = match docweave_core::parse_chunk(&bytes) {
+                    Some(chunk) => match self.chunks.take(channel, chunk) {
+                        chunks::Taken::Pending => return,
+                        chunks::Taken::Whole(frame) => frame,
+                        chunks::Taken::TooLarge { size, limit } => {
+                            self.internal.push_back(Msg::TooLarge {
+                                channel,
+                                size,
+                                limit,
+                            });
+                            return;
+                        }
+                        chunks::Taken::OutOfOrder => {
+                            tracing::warn!("{channel}: a chunk out of order; the frame is dropped");
+                            return;
+                        }
+                    },
+                    None => bytes,
+                };
+                // A whole (reassembled) frame may be larger than one frame.
+                let limits = Limits {
+                    max_frame: self.options.limits.max_frame.max(self.options.max_message),
+                    ..self.options.limits
+                };
+                match decode_frame(&bytes, &limits) {
                     Ok(frame) => {
                         for message in frame.messages {
                             self.internal.push_back(Msg::Received { channel, message });
@@ -427,6 +478,7 @@ impl<E: DocEngine> Node<E> {
                 }
             }
             Input::ChannelClosed { channel } => {
+                self.chunks.drop_channel(channel);
                 if self.channels.remove(&channel) {
                     self.outbox.remove(&channel);
                     self.step(Msg::ChannelRemoved { channel });

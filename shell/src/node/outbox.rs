@@ -5,7 +5,8 @@
 use super::{Node, Output, Purpose, StoreItem, StoreOp};
 use crate::engine::DocEngine;
 use docweave_core::{
-    encode, BatchId, ChannelId, DocId, Message, Outgoing, Payload, Reply, Strand, VersionVector,
+    encode, encoded_len, BatchId, ChannelId, DocId, LargeFrame, Message, Outgoing, Payload, Reply,
+    Strand, VersionVector,
 };
 use std::collections::HashMap;
 
@@ -61,6 +62,25 @@ impl<E: DocEngine> Node<E> {
         if messages.is_empty() {
             return;
         }
+        // Within a frame: as it is. Larger: as chunk frames cut when they
+        // are written, sharing the document bytes rather than copying them,
+        // so no frame ever exceeds what the receiver reads.
+        let large = encoded_len(&messages).is_ok_and(|n| n > self.options.chunk_size);
+        if large {
+            let id = self.next_chunk_id;
+            self.next_chunk_id = self.next_chunk_id.wrapping_add(1);
+            let size = self
+                .options
+                .chunk_size
+                .saturating_sub(docweave_core::CHUNK_HEADER + 16);
+            match LargeFrame::encode(&messages, size.max(1), id) {
+                Ok(frame) => self
+                    .outputs
+                    .push_back(Output::TransmitLarge { channel, frame }),
+                Err(e) => tracing::warn!("{channel}: cannot encode: {e}"),
+            }
+            return;
+        }
         match encode(&messages) {
             Ok(frame) => self.outputs.push_back(Output::Transmit { channel, frame }),
             Err(e) => tracing::warn!("{channel}: cannot encode: {e}"),
@@ -79,8 +99,13 @@ impl<E: DocEngine> Node<E> {
                     since,
                     as_update,
                 } => {
-                    let Some((data, version)) = self.export(&doc, since.as_ref(), exports) else {
-                        continue;
+                    let (data, version) = match self.export(&doc, since.as_ref(), exports) {
+                        Exported::Data(data, version) => (data, version),
+                        Exported::TooLarge(message) => {
+                            out.push(too_large(message));
+                            continue;
+                        }
+                        Exported::Nothing => continue,
                     };
                     out.push(if as_update {
                         Message::Update {
@@ -107,9 +132,13 @@ impl<E: DocEngine> Node<E> {
                     let mut strands = Vec::with_capacity(items.len());
                     for s in items {
                         let since = (!s.since.is_empty()).then(|| s.since.clone());
-                        let Some((data, version)) = self.export(&s.doc, since.as_ref(), exports)
-                        else {
-                            continue;
+                        let (data, version) = match self.export(&s.doc, since.as_ref(), exports) {
+                            Exported::Data(data, version) => (data, version),
+                            Exported::TooLarge(message) => {
+                                out.push(too_large(message));
+                                continue;
+                            }
+                            Exported::Nothing => continue,
                         };
                         strands.push(Strand {
                             doc: s.doc,
@@ -132,27 +161,64 @@ impl<E: DocEngine> Node<E> {
         doc: &DocId,
         since: Option<&VersionVector>,
         exports: &mut Exports,
-    ) -> Option<(Payload, VersionVector)> {
+    ) -> Exported {
         let key = (doc.clone(), since.cloned());
-        if let Some(hit) = exports.get(&key) {
-            return Some(hit.clone());
+        if let Some((data, version)) = exports.get(&key) {
+            return Exported::Data(data.clone(), version.clone());
         }
         let engine = self.replicas.engine().clone();
         let Some(d) = self.replicas.touch(doc) else {
             tracing::warn!("{doc} is not in memory; its data was not sent");
-            return None;
+            return Exported::Nothing;
         };
         let version = engine.version(d);
         match engine.export(d, since) {
+            Ok(bytes) if bytes.len() > self.options.max_message => {
+                let reason = format!(
+                    "{doc} is {} bytes, more than the largest message this node sends ({} bytes); it was not sent",
+                    bytes.len(),
+                    self.options.max_message
+                );
+                tracing::warn!("{reason}");
+                self.outputs
+                    .push_back(Output::Event(docweave_core::Event::Error {
+                        doc: Some(doc.clone()),
+                        reason: reason.clone(),
+                    }));
+                Exported::TooLarge(reason)
+            }
             Ok(bytes) => {
                 let data = Payload::new(bytes);
-                exports.insert(key, (data.clone(), version.clone()));
-                Some((data, version))
+                // Shared with the other channels of this flush, unless it is
+                // large: then each channel exports its own, one at a time,
+                // rather than holding a copy for the whole flush.
+                if data.len() <= self.options.chunk_size {
+                    exports.insert(key, (data.clone(), version.clone()));
+                }
+                Exported::Data(data, version)
             }
             Err(e) => {
                 tracing::warn!("export {doc}: {e}");
-                None
+                Exported::Nothing
             }
         }
+    }
+}
+
+/// What exporting a document's data gave.
+enum Exported {
+    /// The bytes, and the version they bring a receiver to.
+    Data(Payload, VersionVector),
+    /// The data is larger than this node sends; the receiver is told why.
+    TooLarge(String),
+    /// Nothing to send (not in memory, or the engine failed; logged).
+    Nothing,
+}
+
+/// The message telling a receiver that data it asked for is too large.
+fn too_large(message: String) -> Message {
+    Message::Error {
+        code: docweave_core::ErrorCode::TooLarge,
+        message,
     }
 }

@@ -46,7 +46,7 @@ pub fn counted(link: Link, wire: Arc<Wire>) -> Link {
             match item {
                 Outbound::Frame(f) => {
                     w.add(f.len());
-                    out_rx.written(f.len());
+                    out_rx.written(&f);
                     if inner_tx.send(f).is_err() {
                         break;
                     }

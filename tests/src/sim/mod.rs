@@ -144,6 +144,8 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     lines: Arc<Mutex<Vec<String>>>,
     /// Store faults for nodes added from now on.
     pub store_faults: StoreFaults,
+    /// Frames larger than this cross as chunk frames.
+    pub chunk_size: usize,
     seed: u64,
     /// Events carried out so far, and the most a run may take (a livelock
     /// ends the run instead of hanging it).
@@ -171,6 +173,7 @@ impl<E: SimEngine> Sim<E> {
             coverage: Arc::new(Mutex::new(Coverage::default())),
             lines: Arc::new(Mutex::new(Vec::new())),
             store_faults: StoreFaults::default(),
+            chunk_size: NodeOptions::default().chunk_size,
             seed,
             events_done: 0,
             max_events: u64::MAX,
@@ -253,6 +256,7 @@ impl<E: SimEngine> Sim<E> {
         let options = NodeOptions {
             actor: n.actor_base + n.epoch,
             store: n.store.is_some(),
+            chunk_size: self.chunk_size,
             ..NodeOptions::default()
         };
         let local = n.local.clone();
@@ -361,6 +365,11 @@ impl<E: SimEngine> Sim<E> {
     fn output(&mut self, name: &str, output: Output) {
         match output {
             Output::Transmit { channel, frame } => self.transmit(name, channel, frame),
+            Output::TransmitLarge { channel, frame } => {
+                for i in 0..frame.chunk_count() {
+                    self.transmit(name, channel, frame.chunk(i));
+                }
+            }
             Output::Close { channel, reason } => {
                 self.log(format!("{name}: close {channel} ({reason})"));
                 if let Some(other) = self.net.unlink(name, channel) {
