@@ -7,10 +7,10 @@
 //! rewrites the fixture after a deliberate, rule-abiding change.
 
 use docweave_core::{
-    decode_frame, encode, AckStatus, BatchId, ChangedDoc, Clock, DeleteOutcome, DocId, DocInfo,
-    DocMeta, Ephemeral, ErrorCode, Filter, Hello, Limits, ListedDoc, ListenerId, Message,
-    Namespace, Payload, PeerId, PeerKind, Reply, Revision, RevisionStatus, Strand, VersionVector,
-    Welcome, MESSAGE_KINDS,
+    chunk_frames, decode_frame, encode, parse_chunk, AckStatus, BatchId, ChangedDoc, Clock,
+    DeleteOutcome, DocId, DocInfo, DocMeta, Ephemeral, ErrorCode, Filter, Hello, Limits, ListedDoc,
+    ListenerId, Message, Namespace, Payload, PeerId, PeerKind, Reply, Revision, RevisionStatus,
+    Strand, VersionVector, Welcome, MESSAGE_KINDS,
 };
 use std::path::PathBuf;
 
@@ -259,4 +259,28 @@ fn a_frame_with_a_newer_message_kind_decodes_the_rest_and_names_the_unknown() {
     let decoded = decode_frame(&frame, &Limits::default()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(decoded.messages, vec![a, b]);
     assert_eq!(decoded.unknown, vec![200]);
+}
+
+#[test]
+fn a_chunked_frame_has_pinned_chunk_headers_and_reassembles() {
+    let frame = encode(&[Message::Delete {
+        doc: DocId::new("notes"),
+    }])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hex(&frame), "02000900000001070d056e6f746573");
+    let chunks = chunk_frames(&frame, 8, 7);
+    // [version 2][flags 1][payload len u32][id u32][index u32][count u32][total u64][bytes]
+    let pinned = [
+        "02011c000000070000000000000002000000\
+         0f000000000000000200090000000107",
+        "02011b000000070000000100000002000000\
+         0f000000000000000d056e6f746573",
+    ];
+    let got: Vec<String> = chunks.iter().map(|c| hex(c)).collect();
+    assert_eq!(got, pinned);
+    let whole: Vec<u8> = chunks
+        .iter()
+        .flat_map(|c| parse_chunk(c).map(|c| c.bytes.to_vec()).unwrap_or_default())
+        .collect();
+    assert_eq!(whole, frame);
 }

@@ -15,10 +15,16 @@ use docweave_shell::{
 use std::collections::VecDeque;
 
 /// Frame decoding: any bytes decode or fail cleanly; what decodes
-/// re-encodes to a frame that decodes to the same messages.
+/// re-encodes to a frame that decodes to the same messages. A frame of
+/// only unknown message kinds decodes to no messages (the node answers
+/// each with `Unsupported`); there is nothing of it to re-encode.
 pub fn frame(data: &[u8]) {
     let limits = Limits::default();
-    if let Ok(messages) = decode(data, &limits) {
+    if let Ok(messages) =
+        decode(data, &limits)
+            .map_err(drop)
+            .and_then(|m| if m.is_empty() { Err(()) } else { Ok(m) })
+    {
         let again = encode(&messages)
             .ok()
             .and_then(|f| decode(&f, &limits).ok());
