@@ -245,6 +245,8 @@ pub struct Node<E: DocEngine> {
     cmds: VecDeque<Cmd>,
     /// Follow-ups for the core, fed after the current commands.
     internal: VecDeque<Msg>,
+    /// `Imported` answers queued at the front by the commands being run.
+    imports_ahead: usize,
     /// The reload everything waits for, and the inputs that wait with it.
     blocked: Option<u64>,
     held: VecDeque<(Millis, Held)>,
@@ -283,6 +285,7 @@ impl<E: DocEngine> Node<E> {
             jobs: BTreeMap::new(),
             cmds: VecDeque::new(),
             internal: VecDeque::new(),
+            imports_ahead: 0,
             blocked: None,
             held: VecDeque::new(),
             outbox: BTreeMap::new(),
@@ -589,6 +592,7 @@ impl<E: DocEngine> Node<E> {
                 }
                 self.execute(cmd);
             }
+            self.imports_ahead = 0;
             match self.internal.pop_front() {
                 Some(msg) => self.step(msg),
                 None => return,
@@ -628,8 +632,12 @@ impl<E: DocEngine> Node<E> {
                 let engine = self.replicas.engine().clone();
                 let d = self.replicas.get_or_create(&doc);
                 let outcome = engine.import(d, data.as_bytes());
-                // The replica changed now: the core learns it before anything else.
-                self.internal.push_front(Msg::Imported { id, outcome });
+                // The replica changed now: the core learns it before anything
+                // else, and of several imports in the order they were made
+                // (the last outcome holds the replica's newest version).
+                let at = self.imports_ahead.min(self.internal.len());
+                self.internal.insert(at, Msg::Imported { id, outcome });
+                self.imports_ahead += 1;
             }
             Cmd::Close { channel, reason } => {
                 if !self.channels.remove(&channel) {
