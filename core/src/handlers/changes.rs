@@ -123,8 +123,15 @@ pub(crate) fn subscribe(
         );
         return refuse(out, channel, ErrorCode::TooLarge, m);
     }
+    let docs = filter.docs.clone();
     p.filters.push_back(filter);
     model.filter_subscribers.insert(peer.clone());
+    // Presence lives before anyone writes: a late follower sees it at once.
+    for doc in docs {
+        if super::common::access(model, peer, &doc).read {
+            super::ephemeral::send_existing(model, out, &doc, channel, peer);
+        }
+    }
 }
 
 pub(crate) fn unsubscribe(model: &mut Model, peer: &PeerId, filter: Filter) {

@@ -121,3 +121,24 @@ fn subscriptions_survive_a_disconnect_for_the_reconnect() {
         .subscribers(&doc("d"))
         .contains(&PeerId::new("alice")));
 }
+
+#[test]
+fn a_peer_following_a_document_by_filter_gets_its_presence_at_once() {
+    let mut k = hub_with_three();
+    k.recv(1, ephemeral("alice", 1));
+    k.feed(Msg::ChannelAdded {
+        channel: ChannelId(5),
+        kind: crate::ChannelKind::Network,
+        remote: None,
+    });
+    k.recv(5, hello("dave"));
+    let cmds = k.recv(
+        5,
+        Message::Subscribe {
+            filter: crate::Filter::docs([doc("d")]),
+        },
+    );
+    assert!(messages(&cmds, 5)
+        .iter()
+        .any(|m| matches!(m, Message::Ephemeral(e) if e.origin.as_str() == "alice")));
+}
