@@ -3,11 +3,15 @@
 //! Here: the [`Store`] trait and its implementations, [`MemoryStore`] and
 //! [`SqliteStore`] (the embedded default: WAL, a monotonic change clock,
 //! snapshots with compaction, node state, tombstones, schema migrations);
-//! transports as framed [`Link`]s (memory with seeded faults, TCP).
-//! Stores keep document bytes opaque: they never parse a document.
-//! Not here: the event loop, documents (Loro), protocol decisions.
+//! transports as framed [`Link`]s (memory with seeded faults, TCP,
+//! WebSocket, HTTP polling); the Loro Syncing Protocol endpoint
+//! ([`loro_protocol`]), which translates Loro clients into native peers.
+//! Stores keep document bytes opaque: they never parse a document (the
+//! Loro endpoint only reads Loro version vectors).
+//! Not here: the event loop, documents, protocol decisions.
 #![warn(missing_docs)]
 
+pub mod loro_protocol;
 mod store;
 pub mod transport;
 

@@ -18,7 +18,7 @@ pub use memory::{memory_pair, memory_pair_with_faults, Faults};
 pub use slots::{ConnectionLimit, Slot};
 
 pub use tcp::{serve_tcp, tcp_connect, tcp_link};
-pub use websocket::{serve_ws, ws_connect, ws_link, WsOptions};
+pub use websocket::{serve_ws, serve_ws_with_loro, ws_connect, ws_link, WsOptions};
 
 use docweave_core::{encode, ErrorCode, LargeFrame, Message};
 use std::sync::atomic::{AtomicUsize, Ordering};

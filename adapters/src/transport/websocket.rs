@@ -6,6 +6,8 @@
 use super::fragments::{split, Reassembler, ReassemblyLimits};
 use super::slots::accept as accept_next;
 use super::{error_frame, outbound, ConnectionLimit, Link, Outbound, DEFAULT_BACKLOG};
+use crate::loro_protocol::{loro_link, BridgeOptions};
+use async_tungstenite::tungstenite::handshake::server::{Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message as Ws;
@@ -243,6 +245,19 @@ pub async fn serve_ws(
     limit: ConnectionLimit,
     accept: impl Fn(Link) + Send + Sync + 'static,
 ) {
+    serve_ws_with_loro(listener, o, limit, accept, None).await
+}
+
+/// [`serve_ws`], and with `loro` set, connections to paths starting with
+/// `/loro` speak the Loro Syncing Protocol (see [`crate::loro_protocol`]);
+/// each is handed to `accept` as a native link all the same.
+pub async fn serve_ws_with_loro(
+    listener: TcpListener,
+    o: WsOptions,
+    limit: ConnectionLimit,
+    accept: impl Fn(Link) + Send + Sync + 'static,
+    loro: Option<BridgeOptions>,
+) {
     let accept = std::sync::Arc::new(accept);
     let mut pause = Duration::from_millis(5);
     loop {
@@ -264,11 +279,27 @@ pub async fn serve_ws(
         };
         let accept = accept.clone();
         let o = o.clone();
+        let loro = loro.clone();
         smol::spawn(async move {
             let mut raw = stream.clone();
+            let path = Arc::new(std::sync::OnceLock::<String>::new());
+            let seen = path.clone();
+            // The callback's error type is tungstenite's; it never fails here.
+            #[allow(clippy::result_large_err)]
+            let note_path = move |req: &Request, res: Response| {
+                let _ = seen.set(req.uri().path().to_string());
+                Ok(res)
+            };
             let upgrade = futures_lite::future::or(
                 async {
-                    Some(async_tungstenite::accept_async_with_config(stream, Some(config(&o))).await)
+                    Some(
+                        async_tungstenite::accept_hdr_async_with_config(
+                            stream,
+                            note_path,
+                            Some(config(&o)),
+                        )
+                        .await,
+                    )
                 },
                 async {
                     smol::Timer::after(o.handshake_timeout).await;
@@ -277,7 +308,13 @@ pub async fn serve_ws(
             )
             .await;
             match upgrade {
-                Some(Ok(ws)) => accept(slot.wrap(ws_link(ws, o))),
+                Some(Ok(ws)) => {
+                    let to_loro = path.get().is_some_and(|p| p.starts_with("/loro"));
+                    match loro {
+                        Some(b) if to_loro => accept(slot.wrap(loro_link(ws, o, b))),
+                        _ => accept(slot.wrap(ws_link(ws, o))),
+                    }
+                }
                 Some(Err(async_tungstenite::tungstenite::Error::Protocol(e))) => {
                     // Not a WebSocket client (a health check, a browser): say what this is.
                     tracing::debug!("websocket: not an upgrade: {e}");

@@ -4,6 +4,7 @@ mod client;
 mod compact;
 mod inspect;
 mod limits;
+mod loro_identity;
 mod serve;
 mod status;
 

@@ -2,8 +2,9 @@
 //! an SQLite store, optionally syncing both ways with other servers.
 
 use crate::client::dialer_for;
+use docweave_adapters::loro_protocol::BridgeOptions;
 use docweave_adapters::transport::{
-    serve_http, serve_ws, ConnectionLimit, Connector, HttpOptions, StatusPage, WsOptions,
+    serve_http, serve_ws_with_loro, ConnectionLimit, Connector, HttpOptions, StatusPage, WsOptions,
 };
 use docweave_adapters::SqliteStore;
 use docweave_core::{PeerKind, Rules};
@@ -54,6 +55,10 @@ pub struct ServeArgs {
     /// from the store when asked for again.
     #[arg(long, default_value_t = 10_000)]
     max_docs_in_memory: usize,
+    /// Record every input of the node and its commands to this JSON-lines
+    /// file (read it, or check it with `docweave replay`).
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// The largest document snapshot or update sent or accepted, in MiB.
     #[arg(long, default_value_t = 512)]
     max_message_mib: usize,
@@ -74,10 +79,18 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => Rules::allow_all(),
     };
     let (tokens, grants) = credentials(&a.tokens);
+    let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
+    let loro = BridgeOptions {
+        max_update: max_message,
+        ..BridgeOptions::new(
+            crate::loro_identity::identity(grants.clone()),
+            rules.clone(),
+        )
+    };
     let mut builder = Repo::builder(&a.name)
         .store(store)
         .max_docs_in_memory(a.max_docs_in_memory)
-        .max_message(a.max_message_mib.saturating_mul(1024 * 1024))
+        .max_message(max_message)
         .configure(|c| {
             c.kind = PeerKind::Service;
             c.tokens = tokens;
@@ -87,6 +100,9 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         });
     if let Some(seed) = a.seed {
         builder = builder.seed(seed);
+    }
+    if let Some(path) = &a.record {
+        builder = builder.record(path);
     }
     let repo = builder.build().map_err(|e| e.to_string())?;
     let max_connections = a
@@ -108,11 +124,12 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", a.http))?;
         let ws_addr = ws.local_addr().map_err(|e| e.to_string())?;
         let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-        smol::spawn(serve_ws(
+        smol::spawn(serve_ws_with_loro(
             ws,
             WsOptions::default(),
             ConnectionLimit::new(max_connections),
             repo.acceptor(),
+            Some(loro),
         ))
         .detach();
         let connect: Connector = repo.connector();
@@ -141,7 +158,10 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             a.name,
             a.data.display()
         );
-        let _ = writeln!(out, "status page: http://{http_addr}/   stop with Ctrl-C");
+        let _ = writeln!(
+            out,
+            "loro-websocket clients: ws://{ws_addr}/loro   status page: http://{http_addr}/   stop with Ctrl-C"
+        );
         let _ = out.flush();
         let _ = stop_rx.recv().await;
         eprintln!("docweave: stopping; flushing the store");

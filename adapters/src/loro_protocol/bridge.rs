@@ -1,0 +1,829 @@
+//! One Loro-protocol connection, seen by the node as a native peer.
+//!
+//! The bridge decides nothing about documents: it translates. A join
+//! becomes a native `hello` (once, with the join's auth as the token) and a
+//! `sync-request`; the answer becomes `JoinResponseOk` and the data the
+//! client lacks; a client's update becomes a native `update`, and its
+//! native `ack` (sent by the node once the change is durable) the Loro
+//! `Ack`. The node's permission checks, storage and relaying apply to Loro
+//! clients exactly as to native ones. No I/O and no clock of its own: time
+//! arrives with the inputs, so the bridge is tested without sockets.
+
+use super::codec::{
+    AckStatus as LoroAck, BatchId as LoroBatch, Body, Crdt, JoinErrorCode, LoroMessage,
+    RoomErrorCode,
+};
+use docweave_core::{
+    AckStatus, BatchId, Clock, DocId, Ephemeral, Filter, Hello, Message, Namespace, Payload,
+    PeerId, PeerKind, Reply, Rules, VersionVector, PROTOCOL_VERSION,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Chooses the peer id of a connection from the token its first join
+/// presented (identity comes from credentials, not from the client).
+pub type Identity = Arc<dyn Fn(Option<&str>) -> PeerId + Send + Sync>;
+
+/// What a bridge allows and how it speaks.
+#[derive(Clone)]
+pub struct BridgeOptions {
+    /// The peer id for a token.
+    pub identity: Identity,
+    /// The node's permission rules (for the `read`/`write` answer to a
+    /// join; the node still checks every write itself).
+    pub rules: Rules,
+    /// Largest update accepted from a client (reassembled), in bytes.
+    pub max_update: usize,
+    /// Largest fragment sent to a client.
+    pub fragment: usize,
+    /// A fragmented update not complete after this is dropped.
+    pub fragment_timeout: Duration,
+    /// Rooms one connection may be in at once.
+    pub max_rooms: usize,
+    /// Client batches waiting for their acknowledgement at once.
+    pub max_in_flight: usize,
+    /// Lifetime of presence a client sends, in milliseconds.
+    pub presence_ttl_ms: u32,
+}
+
+impl BridgeOptions {
+    /// Defaults around an identity and rules.
+    pub fn new(identity: Identity, rules: Rules) -> Self {
+        Self {
+            identity,
+            rules,
+            max_update: 512 * 1024 * 1024,
+            fragment: 240 * 1024,
+            fragment_timeout: Duration::from_secs(10),
+            max_rooms: 10_000,
+            max_in_flight: 4_096,
+            presence_ttl_ms: 30_000,
+        }
+    }
+}
+
+/// What the bridge wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send this to the Loro client.
+    ToClient(LoroMessage),
+    /// Send this to the node.
+    ToNode(Message),
+    /// Close the connection, saying why.
+    Close(String),
+}
+
+/// Where the connection's identity stands.
+enum Identified {
+    /// No join yet.
+    Nobody,
+    /// `hello` sent; messages for the node wait for `welcome`.
+    Asked {
+        token: Option<String>,
+        waiting: Vec<Message>,
+    },
+    /// The node accepted it.
+    Welcomed { token: Option<String> },
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    /// A join waits for the node's answer.
+    joining: bool,
+    /// The client may write.
+    write: bool,
+    /// The node had no such document when the client joined: its data is
+    /// asked for once the node announces it.
+    absent: bool,
+}
+
+/// A client batch split into native updates, acknowledged once all are.
+struct Batch {
+    crdt: Crdt,
+    room: String,
+    id: LoroBatch,
+    remaining: usize,
+    worst: LoroAck,
+}
+
+/// A fragmented update being gathered.
+struct Gathering {
+    count: u32,
+    total: usize,
+    parts: BTreeMap<u32, Vec<u8>>,
+    bytes: usize,
+    since: Instant,
+}
+
+/// The namespace native presence from Loro clients travels under.
+pub const PRESENCE_NAMESPACE: &str = "loro-eph";
+/// The namespace of persisted presence (`%EPS`).
+pub const PERSISTED_PRESENCE_NAMESPACE: &str = "loro-eps";
+
+/// One connection's translation state.
+pub struct Bridge {
+    o: BridgeOptions,
+    who: Identified,
+    peer: Option<PeerId>,
+    rooms: BTreeMap<String, Room>,
+    presence: BTreeMap<(Crdt, String), bool>,
+    next_native: u64,
+    native: BTreeMap<u64, u64>,
+    batches: BTreeMap<u64, Batch>,
+    next_out: u64,
+    gathering: BTreeMap<(Crdt, String, LoroBatch), Gathering>,
+    gathered_bytes: usize,
+    /// Documents followed by a subscription filter: presence rooms (the
+    /// node relays presence to a document's followers) and rooms whose
+    /// document did not exist yet (the node sends it once written).
+    watched: BTreeSet<DocId>,
+}
+
+/// Most documents in the connection's subscription filter (the node's
+/// bound on filter entries per peer).
+const MAX_WATCHED: usize = 1_000;
+
+fn message(crdt: Crdt, room: &str, body: Body) -> LoroMessage {
+    LoroMessage {
+        crdt,
+        room: room.to_string(),
+        body,
+    }
+}
+
+fn ack_status(s: AckStatus) -> LoroAck {
+    match s {
+        AckStatus::Ok | AckStatus::MissingDependencies => LoroAck::Ok,
+        AckStatus::PermissionDenied | AckStatus::Deleted => LoroAck::PermissionDenied,
+        AckStatus::Invalid => LoroAck::InvalidUpdate,
+        AckStatus::TooLarge => LoroAck::PayloadTooLarge,
+        AckStatus::RateLimited => LoroAck::RateLimited,
+    }
+}
+
+/// A Loro version vector (`VersionVector.encode()`) as the node's.
+pub fn version_from_loro(bytes: &[u8]) -> Option<VersionVector> {
+    if bytes.is_empty() {
+        return Some(VersionVector::new());
+    }
+    let vv = loro::VersionVector::decode(bytes).ok()?;
+    let mut entries = Vec::new();
+    for (peer, counter) in vv.iter() {
+        entries.push((*peer, u64::try_from(*counter).ok()?));
+    }
+    Some(VersionVector::from_entries(entries))
+}
+
+/// The node's version vector as Loro encodes one.
+pub fn version_to_loro(v: &VersionVector) -> Vec<u8> {
+    let mut vv = loro::VersionVector::new();
+    for (actor, next) in v.iter() {
+        vv.insert(actor, i32::try_from(next).unwrap_or(i32::MAX));
+    }
+    vv.encode()
+}
+
+impl Bridge {
+    /// A bridge for a new connection.
+    pub fn new(o: BridgeOptions) -> Self {
+        Self {
+            o,
+            who: Identified::Nobody,
+            peer: None,
+            rooms: BTreeMap::new(),
+            presence: BTreeMap::new(),
+            next_native: 1,
+            native: BTreeMap::new(),
+            batches: BTreeMap::new(),
+            next_out: 1,
+            gathering: BTreeMap::new(),
+            gathered_bytes: 0,
+            watched: BTreeSet::new(),
+        }
+    }
+
+    /// Follows (or stops following) `doc` through the subscription filter.
+    fn watch(&mut self, out: &mut Vec<Effect>, doc: &DocId, on: bool) {
+        let room = doc.as_str().to_string();
+        let used = self.rooms.get(&room).is_some_and(|r| r.absent)
+            || self.presence.keys().any(|(_, r)| *r == room);
+        let on = on || used;
+        if on == self.watched.contains(doc) || (on && self.watched.len() >= MAX_WATCHED) {
+            return;
+        }
+        let old = Filter::docs(self.watched.iter().cloned());
+        if on {
+            self.watched.insert(doc.clone());
+        } else {
+            self.watched.remove(doc);
+        }
+        if !old.docs.is_empty() {
+            self.for_node(out, Message::Unsubscribe { filter: old });
+        }
+        if !self.watched.is_empty() {
+            let filter = Filter::docs(self.watched.iter().cloned());
+            self.for_node(out, Message::Subscribe { filter });
+        }
+    }
+
+    /// The peer id the connection speaks as, once it joined.
+    pub fn peer(&self) -> Option<&PeerId> {
+        self.peer.as_ref()
+    }
+
+    fn for_node(&mut self, out: &mut Vec<Effect>, m: Message) {
+        match &mut self.who {
+            Identified::Asked { waiting, .. } => waiting.push(m),
+            _ => out.push(Effect::ToNode(m)),
+        }
+    }
+
+    /// A message from the client.
+    pub fn from_client(&mut self, m: LoroMessage, now: Instant) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let LoroMessage { crdt, room, body } = m;
+        match body {
+            Body::JoinRequest { auth, version } => self.join(&mut out, crdt, room, auth, version),
+            Body::DocUpdate { updates, batch } => {
+                self.updates(&mut out, crdt, &room, updates, batch)
+            }
+            Body::FragmentHeader {
+                batch,
+                count,
+                total,
+            } => self.fragment_header(&mut out, crdt, room, batch, count, total, now),
+            Body::Fragment {
+                batch,
+                index,
+                bytes,
+            } => self.fragment(&mut out, crdt, room, batch, index, bytes),
+            Body::Leave => {
+                if crdt == Crdt::Loro {
+                    self.rooms.remove(&room);
+                } else {
+                    self.presence.remove(&(crdt, room.clone()));
+                }
+                if let Ok(doc) = DocId::parse(&room) {
+                    self.watch(&mut out, &doc, false);
+                }
+                let gone: Vec<_> = self
+                    .gathering
+                    .keys()
+                    .filter(|(c, r, _)| *c == crdt && *r == room)
+                    .cloned()
+                    .collect();
+                for k in gone {
+                    self.drop_gathering(&k);
+                }
+            }
+            Body::Ack { batch, status } => {
+                if status != LoroAck::Ok {
+                    tracing::warn!(
+                        "loro: the client could not take batch {batch:02x?} of {crdt}{room}: {status:?}"
+                    );
+                }
+            }
+            Body::JoinResponseOk { .. } | Body::JoinError { .. } | Body::RoomError { .. } => {
+                tracing::debug!("loro: ignored a server message sent by a client");
+            }
+        }
+        out
+    }
+
+    fn join_error(out: &mut Vec<Effect>, crdt: Crdt, room: &str, code: JoinErrorCode, why: String) {
+        let app_code = (code == JoinErrorCode::AppError).then(|| "refused".to_string());
+        out.push(Effect::ToClient(message(
+            crdt,
+            room,
+            Body::JoinError {
+                code,
+                message: why,
+                app_code,
+            },
+        )));
+    }
+
+    fn join(
+        &mut self,
+        out: &mut Vec<Effect>,
+        crdt: Crdt,
+        room: String,
+        auth: Vec<u8>,
+        version: Vec<u8>,
+    ) {
+        if let Crdt::Other(_) = crdt {
+            let why = format!(
+                "docweave serves Loro documents (%LOR) and Loro presence (%EPH, %EPS); {crdt} rooms are not supported"
+            );
+            return Self::join_error(out, crdt, &room, JoinErrorCode::Unknown, why);
+        }
+        let doc = match DocId::parse(&room) {
+            Ok(d) => d,
+            Err(e) => {
+                let why = format!("{room:?} is not a document id: {e}");
+                return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
+            }
+        };
+        let Ok(token) = String::from_utf8(auth) else {
+            let why = "the auth payload must be a UTF-8 token".to_string();
+            return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+        };
+        let token = (!token.is_empty()).then_some(token);
+        let peer = match (&self.who, &self.peer) {
+            (Identified::Nobody, _) | (_, None) => {
+                let peer = (self.o.identity)(token.as_deref());
+                self.peer = Some(peer.clone());
+                self.who = Identified::Asked {
+                    token: token.clone(),
+                    waiting: Vec::new(),
+                };
+                out.push(Effect::ToNode(Message::Hello(Hello {
+                    peer: peer.clone(),
+                    name: "loro-websocket client".into(),
+                    kind: PeerKind::User,
+                    protocol: PROTOCOL_VERSION,
+                    token,
+                    clock: Clock(0),
+                })));
+                peer
+            }
+            (Identified::Asked { token: t, .. } | Identified::Welcomed { token: t }, Some(p)) => {
+                if *t != token {
+                    let why = "this connection joined with other credentials; use one connection per identity".to_string();
+                    return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                }
+                p.clone()
+            }
+        };
+        let access = self.o.rules.access(&peer, &doc);
+        if !access.read {
+            let why = format!("{peer} may not read {doc}");
+            return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
+        }
+        let permission = if access.write { "write" } else { "read" }.to_string();
+        let known =
+            self.rooms.contains_key(&room) || self.presence.contains_key(&(crdt, room.clone()));
+        if !known && self.rooms.len() + self.presence.len() >= self.o.max_rooms {
+            let why = format!("at most {} rooms per connection", self.o.max_rooms);
+            return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
+        }
+        if crdt != Crdt::Loro {
+            self.presence.insert((crdt, room.clone()), access.write);
+            self.watch(out, &doc, true);
+            return out.push(Effect::ToClient(message(
+                crdt,
+                &room,
+                Body::JoinResponseOk {
+                    permission,
+                    version: Vec::new(),
+                    extra: Vec::new(),
+                },
+            )));
+        }
+        let Some(version) = version_from_loro(&version) else {
+            let why = "the version is not a Loro version vector".to_string();
+            return Self::join_error(out, crdt, &room, JoinErrorCode::VersionUnknown, why);
+        };
+        self.rooms.insert(
+            room,
+            Room {
+                joining: true,
+                write: access.write,
+                absent: false,
+            },
+        );
+        self.for_node(
+            out,
+            Message::SyncRequest {
+                doc,
+                version,
+                bidirectional: false,
+            },
+        );
+    }
+
+    fn refuse_batch(out: &mut Vec<Effect>, crdt: Crdt, room: &str, batch: LoroBatch, s: LoroAck) {
+        out.push(Effect::ToClient(message(
+            crdt,
+            room,
+            Body::Ack { batch, status: s },
+        )));
+    }
+
+    fn updates(
+        &mut self,
+        out: &mut Vec<Effect>,
+        crdt: Crdt,
+        room: &str,
+        updates: Vec<Vec<u8>>,
+        batch: LoroBatch,
+    ) {
+        let Some(peer) = self.peer.clone() else {
+            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+        };
+        let Ok(doc) = DocId::parse(room) else {
+            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+        };
+        let size: usize = updates.iter().map(Vec::len).sum();
+        if size > self.o.max_update {
+            return Self::refuse_batch(out, crdt, room, batch, LoroAck::PayloadTooLarge);
+        }
+        if crdt != Crdt::Loro {
+            let Some(write) = self.presence.get(&(crdt, room.to_string())).copied() else {
+                return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+            };
+            if !write {
+                return Self::refuse_batch(out, crdt, room, batch, LoroAck::PermissionDenied);
+            }
+            let namespace = if crdt == Crdt::Ephemeral {
+                PRESENCE_NAMESPACE
+            } else {
+                PERSISTED_PRESENCE_NAMESPACE
+            };
+            for data in updates.into_iter().filter(|u| !u.is_empty()) {
+                let e = Ephemeral {
+                    doc: doc.clone(),
+                    namespace: Namespace::new(namespace),
+                    origin: peer.clone(),
+                    hops: 1,
+                    ttl_ms: self.o.presence_ttl_ms,
+                    data: Payload::new(data),
+                };
+                self.for_node(out, Message::Ephemeral(e));
+            }
+            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Ok);
+        }
+        let Some(r) = self.rooms.get(room) else {
+            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+        };
+        if !r.write {
+            return Self::refuse_batch(out, crdt, room, batch, LoroAck::PermissionDenied);
+        }
+        let updates: Vec<Vec<u8>> = updates.into_iter().filter(|u| !u.is_empty()).collect();
+        if updates.is_empty() {
+            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Ok);
+        }
+        if self.native.len() + updates.len() > self.o.max_in_flight {
+            return Self::refuse_batch(out, crdt, room, batch, LoroAck::RateLimited);
+        }
+        let group = self.next_native;
+        self.batches.insert(
+            group,
+            Batch {
+                crdt,
+                room: room.to_string(),
+                id: batch,
+                remaining: updates.len(),
+                worst: LoroAck::Ok,
+            },
+        );
+        for data in updates {
+            let n = self.next_native;
+            self.next_native += 1;
+            self.native.insert(n, group);
+            // The client's whole version is not known here; an empty one
+            // only makes the node offer data the client may already have.
+            self.for_node(
+                out,
+                Message::Update {
+                    doc: doc.clone(),
+                    batch: BatchId(n),
+                    data: Payload::new(data),
+                    version: VersionVector::new(),
+                },
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fragment_header(
+        &mut self,
+        out: &mut Vec<Effect>,
+        crdt: Crdt,
+        room: String,
+        batch: LoroBatch,
+        count: u32,
+        total: u32,
+        now: Instant,
+    ) {
+        let total = total as usize;
+        let key = (crdt, room.clone(), batch);
+        self.drop_gathering(&key);
+        if total > self.o.max_update || self.gathered_bytes + total > self.o.max_update {
+            return Self::refuse_batch(out, crdt, &room, batch, LoroAck::PayloadTooLarge);
+        }
+        // Every fragment but the last is non-empty: more pieces than bytes is a lie.
+        if count == 0 || count as usize > total.max(1) || self.gathering.len() >= 8 {
+            return Self::refuse_batch(out, crdt, &room, batch, LoroAck::InvalidUpdate);
+        }
+        self.gathered_bytes += total;
+        self.gathering.insert(
+            key,
+            Gathering {
+                count,
+                total,
+                parts: BTreeMap::new(),
+                bytes: 0,
+                since: now,
+            },
+        );
+    }
+
+    fn drop_gathering(&mut self, key: &(Crdt, String, LoroBatch)) -> Option<Gathering> {
+        let g = self.gathering.remove(key)?;
+        self.gathered_bytes = self.gathered_bytes.saturating_sub(g.total);
+        Some(g)
+    }
+
+    fn fragment(
+        &mut self,
+        out: &mut Vec<Effect>,
+        crdt: Crdt,
+        room: String,
+        batch: LoroBatch,
+        index: u32,
+        bytes: Vec<u8>,
+    ) {
+        let key = (crdt, room.clone(), batch);
+        let Some(g) = self.gathering.get_mut(&key) else {
+            return;
+        };
+        let fits =
+            index < g.count && !g.parts.contains_key(&index) && g.bytes + bytes.len() <= g.total;
+        if !fits {
+            self.drop_gathering(&key);
+            return Self::refuse_batch(out, crdt, &room, batch, LoroAck::InvalidUpdate);
+        }
+        g.bytes += bytes.len();
+        g.parts.insert(index, bytes);
+        if g.parts.len() < g.count as usize {
+            return;
+        }
+        let Some(g) = self.drop_gathering(&key) else {
+            return;
+        };
+        if g.bytes != g.total {
+            return Self::refuse_batch(out, crdt, &room, batch, LoroAck::InvalidUpdate);
+        }
+        let mut whole = Vec::with_capacity(g.total);
+        for part in g.parts.into_values() {
+            whole.extend_from_slice(&part);
+        }
+        self.updates(out, crdt, &room, vec![whole], batch);
+    }
+
+    /// Time passed: fragmented updates that did not complete in time are
+    /// dropped and answered `fragment_timeout` (the client sends again).
+    pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let late: Vec<_> = self
+            .gathering
+            .iter()
+            .filter(|(_, g)| now.saturating_duration_since(g.since) >= self.o.fragment_timeout)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in late {
+            self.drop_gathering(&key);
+            let (crdt, room, batch) = key;
+            Self::refuse_batch(&mut out, crdt, &room, batch, LoroAck::FragmentTimeout);
+        }
+        out
+    }
+
+    fn next_batch(&mut self) -> LoroBatch {
+        let id = self.next_out.to_be_bytes();
+        self.next_out += 1;
+        id
+    }
+
+    /// Sends document bytes to the client, in fragments when large.
+    fn send_data(&mut self, out: &mut Vec<Effect>, crdt: Crdt, room: &str, data: &[u8]) {
+        let batch = self.next_batch();
+        if data.len() <= self.o.fragment {
+            return out.push(Effect::ToClient(message(
+                crdt,
+                room,
+                Body::DocUpdate {
+                    updates: vec![data.to_vec()],
+                    batch,
+                },
+            )));
+        }
+        let pieces: Vec<&[u8]> = data.chunks(self.o.fragment.max(1)).collect();
+        out.push(Effect::ToClient(message(
+            crdt,
+            room,
+            Body::FragmentHeader {
+                batch,
+                count: pieces.len() as u32,
+                total: data.len() as u32,
+            },
+        )));
+        for (index, piece) in pieces.into_iter().enumerate() {
+            out.push(Effect::ToClient(message(
+                crdt,
+                room,
+                Body::Fragment {
+                    batch,
+                    index: index as u32,
+                    bytes: piece.to_vec(),
+                },
+            )));
+        }
+    }
+
+    /// A message from the node.
+    pub fn from_node(&mut self, m: Message) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match m {
+            Message::Welcome(_) => {
+                if let Identified::Asked { token, waiting } =
+                    std::mem::replace(&mut self.who, Identified::Nobody)
+                {
+                    out.extend(waiting.into_iter().map(Effect::ToNode));
+                    self.who = Identified::Welcomed { token };
+                }
+            }
+            Message::Error { code, message: why } => {
+                if matches!(self.who, Identified::Asked { .. }) {
+                    // The node refused the credentials: every join waiting fails.
+                    let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+                    for room in rooms {
+                        let why = format!("{code:?}: {why}");
+                        Self::join_error(
+                            &mut out,
+                            Crdt::Loro,
+                            &room,
+                            JoinErrorCode::AuthFailed,
+                            why,
+                        );
+                    }
+                    let presence: Vec<(Crdt, String)> = self.presence.keys().cloned().collect();
+                    for (crdt, room) in presence {
+                        let why = format!("{code:?}: {why}");
+                        Self::join_error(&mut out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                    }
+                    out.push(Effect::Close(format!("refused: {why}")));
+                } else {
+                    tracing::warn!("loro: the node says {code:?}: {why}");
+                }
+            }
+            Message::SyncResponse {
+                doc,
+                batch,
+                reply,
+                version,
+            } => self.sync_response(&mut out, doc, batch, reply, version),
+            Message::Update {
+                doc, batch, data, ..
+            } => {
+                // While joining too: the client keeps what arrives before its answer.
+                if self.rooms.contains_key(doc.as_str()) {
+                    self.send_data(&mut out, Crdt::Loro, doc.as_str(), data.as_bytes());
+                }
+                out.push(Effect::ToNode(Message::Ack {
+                    batch,
+                    status: AckStatus::Ok,
+                    clock: None,
+                }));
+            }
+            Message::Ack { batch, status, .. } => {
+                let Some(group) = self.native.remove(&batch.0) else {
+                    return out;
+                };
+                let done = match self.batches.get_mut(&group) {
+                    Some(b) => {
+                        b.remaining = b.remaining.saturating_sub(1);
+                        if b.worst == LoroAck::Ok {
+                            b.worst = ack_status(status);
+                        }
+                        b.remaining == 0
+                    }
+                    None => false,
+                };
+                if done {
+                    if let Some(b) = self.batches.remove(&group) {
+                        Self::refuse_batch(&mut out, b.crdt, &b.room, b.id, b.worst);
+                    }
+                }
+            }
+            Message::NewDocs { docs } => {
+                for info in docs {
+                    let Some(r) = self.rooms.get_mut(info.doc.as_str()) else {
+                        continue;
+                    };
+                    if r.absent {
+                        r.absent = false;
+                        out.push(Effect::ToNode(Message::SyncRequest {
+                            doc: info.doc,
+                            version: VersionVector::new(),
+                            bidirectional: false,
+                        }));
+                    }
+                }
+            }
+            Message::Delete { doc } if self.rooms.remove(doc.as_str()).is_some() => {
+                out.push(Effect::ToClient(message(
+                    Crdt::Loro,
+                    doc.as_str(),
+                    Body::RoomError {
+                        code: RoomErrorCode::Evicted,
+                        message: format!("{doc} was deleted"),
+                    },
+                )));
+            }
+            Message::Ephemeral(e) => {
+                let crdt = match e.namespace.as_str() {
+                    PRESENCE_NAMESPACE => Crdt::Ephemeral,
+                    PERSISTED_PRESENCE_NAMESPACE => Crdt::EphemeralPersisted,
+                    _ => return out,
+                };
+                let member = self
+                    .presence
+                    .contains_key(&(crdt, e.doc.as_str().to_string()));
+                if member && !e.data.as_bytes().is_empty() && Some(&e.origin) != self.peer.as_ref()
+                {
+                    self.send_data(&mut out, crdt, e.doc.as_str(), e.data.as_bytes());
+                }
+            }
+            Message::SyncRequest { doc, .. } => {
+                // A client's data reaches the node as its updates; it keeps no copy to offer.
+                out.push(Effect::ToNode(Message::SyncResponse {
+                    doc,
+                    batch: BatchId(0),
+                    reply: Reply::Unavailable,
+                    version: VersionVector::new(),
+                }));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn sync_response(
+        &mut self,
+        out: &mut Vec<Effect>,
+        doc: DocId,
+        batch: BatchId,
+        reply: Reply,
+        version: VersionVector,
+    ) {
+        let data = match &reply {
+            Reply::Snapshot(d) | Reply::Delta(d) => Some(d.clone()),
+            _ => None,
+        };
+        if data.is_some() {
+            out.push(Effect::ToNode(Message::Ack {
+                batch,
+                status: AckStatus::Ok,
+                clock: None,
+            }));
+        }
+        let Some(r) = self.rooms.get_mut(doc.as_str()) else {
+            return;
+        };
+        let absent = matches!(reply, Reply::Unavailable);
+        let was_absent = r.absent;
+        r.absent = absent;
+        if absent != was_absent {
+            self.watch(out, &doc, absent);
+        }
+        if absent && !was_absent {
+            // Written between the answer and the filter: ask once more, after it.
+            self.for_node(
+                out,
+                Message::SyncRequest {
+                    doc: doc.clone(),
+                    version: VersionVector::new(),
+                    bidirectional: false,
+                },
+            );
+        }
+        let Some(r) = self.rooms.get_mut(doc.as_str()) else {
+            return;
+        };
+        if r.joining {
+            r.joining = false;
+            let permission = if r.write { "write" } else { "read" }.to_string();
+            // An absent document has no version: the client sends all it has.
+            let version = if absent {
+                Vec::new()
+            } else {
+                version_to_loro(&version)
+            };
+            out.push(Effect::ToClient(message(
+                Crdt::Loro,
+                doc.as_str(),
+                Body::JoinResponseOk {
+                    permission,
+                    version,
+                    extra: Vec::new(),
+                },
+            )));
+        }
+        if let Some(d) = data {
+            self.send_data(out, Crdt::Loro, doc.as_str(), d.as_bytes());
+        }
+    }
+}

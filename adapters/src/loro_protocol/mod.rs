@@ -1,0 +1,21 @@
+//! The Loro Syncing Protocol (v1, as `loro-websocket` 0.6 clients speak it),
+//! served on the WebSocket port at paths starting with `/loro`.
+//!
+//! Here: the wire codec, the bridge that presents a Loro client to the node
+//! as a native peer, and the WebSocket link that runs it. Not here: any
+//! decision about documents (the core makes those, for Loro clients as for
+//! native ones).
+
+mod bridge;
+mod codec;
+mod link;
+
+pub use bridge::{
+    version_from_loro, version_to_loro, Bridge, BridgeOptions, Effect, Identity,
+    PERSISTED_PRESENCE_NAMESPACE, PRESENCE_NAMESPACE,
+};
+pub use codec::{
+    decode, encode, AckStatus, BatchId, Body, Crdt, DecodeError, JoinErrorCode, LoroMessage,
+    RoomErrorCode, MAX_MESSAGE, MAX_ROOM_ID,
+};
+pub use link::loro_link;

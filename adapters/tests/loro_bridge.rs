@@ -1,0 +1,318 @@
+//! The Loro-protocol bridge without sockets: what a client's messages
+//! become for the node, and what the node's answers become for the client.
+
+use docweave_adapters::loro_protocol::{
+    version_from_loro, version_to_loro, AckStatus, Body, Bridge, BridgeOptions, Crdt, Effect,
+    JoinErrorCode, LoroMessage,
+};
+use docweave_core::{
+    AckStatus as NativeAck, BatchId, DocId, Message, Pattern, Payload, PeerId, Reply, Rules,
+    VersionVector, Welcome,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn bridge(rules: Rules) -> Bridge {
+    let identity = Arc::new(|token: Option<&str>| PeerId::new(token.unwrap_or("anon")));
+    Bridge::new(BridgeOptions::new(identity, rules))
+}
+
+fn msg(crdt: Crdt, room: &str, body: Body) -> LoroMessage {
+    LoroMessage {
+        crdt,
+        room: room.into(),
+        body,
+    }
+}
+
+fn join(auth: &str, version: Vec<u8>) -> Body {
+    Body::JoinRequest {
+        auth: auth.as_bytes().to_vec(),
+        version,
+    }
+}
+
+fn welcome() -> Message {
+    Message::Welcome(Welcome {
+        peer: PeerId::new("server"),
+        name: "server".into(),
+        kind: docweave_core::PeerKind::Service,
+        protocol: docweave_core::PROTOCOL_VERSION,
+        clock: docweave_core::Clock(0),
+    })
+}
+
+fn to_client(effects: &[Effect]) -> Vec<&Body> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ToClient(m) => Some(&m.body),
+            _ => None,
+        })
+        .collect()
+}
+
+fn to_node(effects: &[Effect]) -> Vec<&Message> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ToNode(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A bridge whose client joined `doc` as `alice` and got its answer.
+fn joined(rules: Rules) -> Bridge {
+    let mut b = bridge(rules);
+    let now = Instant::now();
+    b.from_client(msg(Crdt::Loro, "doc", join("alice", vec![])), now);
+    b.from_node(welcome());
+    b.from_node(Message::SyncResponse {
+        doc: DocId::new("doc"),
+        batch: BatchId(0),
+        reply: Reply::UpToDate,
+        version: VersionVector::new(),
+    });
+    b
+}
+
+#[test]
+fn a_join_says_hello_with_the_token_then_asks_for_what_the_client_lacks() {
+    let mut b = bridge(Rules::allow_all());
+    let theirs = VersionVector::from_entries([(7, 3)]);
+    let effects = b.from_client(
+        msg(Crdt::Loro, "doc", join("alice", version_to_loro(&theirs))),
+        Instant::now(),
+    );
+    let sent = to_node(&effects);
+    assert_eq!(sent.len(), 1, "the request waits for the welcome");
+    let Message::Hello(h) = sent[0] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(h.peer.as_str(), "alice");
+    assert_eq!(h.token.as_deref(), Some("alice"));
+    let effects = b.from_node(welcome());
+    assert_eq!(
+        to_node(&effects),
+        vec![&Message::SyncRequest {
+            doc: DocId::new("doc"),
+            version: theirs,
+            bidirectional: false,
+        }]
+    );
+    let ours = VersionVector::from_entries([(7, 3), (9, 1)]);
+    let effects = b.from_node(Message::SyncResponse {
+        doc: DocId::new("doc"),
+        batch: BatchId(5),
+        reply: Reply::Delta(Payload::new(vec![1, 2, 3])),
+        version: ours.clone(),
+    });
+    let client = to_client(&effects);
+    let Body::JoinResponseOk {
+        permission,
+        version,
+        ..
+    } = client[0]
+    else {
+        panic!("{client:?}")
+    };
+    assert_eq!(permission, "write");
+    assert_eq!(version_from_loro(version), Some(ours));
+    assert!(
+        matches!(client[1], Body::DocUpdate { updates, .. } if updates == &vec![vec![1, 2, 3]])
+    );
+    assert!(to_node(&effects).contains(&&Message::Ack {
+        batch: BatchId(5),
+        status: NativeAck::Ok,
+        clock: None,
+    }));
+}
+
+#[test]
+fn a_client_update_is_acknowledged_only_when_the_node_acknowledges_it() {
+    let mut b = joined(Rules::allow_all());
+    let effects = b.from_client(
+        msg(
+            Crdt::Loro,
+            "doc",
+            Body::DocUpdate {
+                updates: vec![vec![4, 5]],
+                batch: [1; 8],
+            },
+        ),
+        Instant::now(),
+    );
+    assert!(to_client(&effects).is_empty(), "no ack before the node's");
+    let Message::Update { batch, .. } = to_node(&effects)[0] else {
+        panic!("{effects:?}")
+    };
+    let effects = b.from_node(Message::Ack {
+        batch: *batch,
+        status: NativeAck::Ok,
+        clock: None,
+    });
+    assert_eq!(
+        to_client(&effects),
+        vec![&Body::Ack {
+            batch: [1; 8],
+            status: AckStatus::Ok
+        }]
+    );
+}
+
+#[test]
+fn a_read_only_member_is_told_read_and_its_writes_are_refused() {
+    let rules = Rules {
+        rules: Vec::new(),
+        default: docweave_core::Access::READ,
+    }
+    .with(
+        Pattern::Exact("nobody".into()),
+        Pattern::Any,
+        docweave_core::Access::NONE,
+    );
+    let mut b = bridge(rules);
+    let now = Instant::now();
+    b.from_client(msg(Crdt::Loro, "doc", join("alice", vec![])), now);
+    b.from_node(welcome());
+    let effects = b.from_node(Message::SyncResponse {
+        doc: DocId::new("doc"),
+        batch: BatchId(0),
+        reply: Reply::UpToDate,
+        version: VersionVector::new(),
+    });
+    assert!(
+        matches!(to_client(&effects)[0], Body::JoinResponseOk { permission, .. } if permission == "read")
+    );
+    let effects = b.from_client(
+        msg(
+            Crdt::Loro,
+            "doc",
+            Body::DocUpdate {
+                updates: vec![vec![1]],
+                batch: [2; 8],
+            },
+        ),
+        now,
+    );
+    assert_eq!(
+        to_client(&effects),
+        vec![&Body::Ack {
+            batch: [2; 8],
+            status: AckStatus::PermissionDenied
+        }]
+    );
+    assert!(to_node(&effects).is_empty());
+}
+
+#[test]
+fn refused_credentials_fail_the_join_and_close() {
+    let mut b = bridge(Rules::allow_all());
+    b.from_client(
+        msg(Crdt::Loro, "doc", join("wrong", vec![])),
+        Instant::now(),
+    );
+    let effects = b.from_node(Message::Error {
+        code: docweave_core::ErrorCode::BadToken,
+        message: "the token was not accepted".into(),
+    });
+    assert!(matches!(
+        to_client(&effects)[0],
+        Body::JoinError {
+            code: JoinErrorCode::AuthFailed,
+            ..
+        }
+    ));
+    assert!(matches!(effects.last(), Some(Effect::Close(_))));
+}
+
+#[test]
+fn other_crdts_and_bad_room_ids_are_refused_and_nothing_reaches_the_node() {
+    let mut b = bridge(Rules::allow_all());
+    let now = Instant::now();
+    let effects = b.from_client(msg(Crdt::Other(*b"%YJS"), "doc", join("a", vec![])), now);
+    assert!(
+        matches!(to_client(&effects)[0], Body::JoinError { message, .. } if message.contains("not supported"))
+    );
+    let effects = b.from_client(msg(Crdt::Loro, "", join("a", vec![])), now);
+    assert!(matches!(to_client(&effects)[0], Body::JoinError { .. }));
+    assert!(to_node(&effects).is_empty());
+}
+
+#[test]
+fn fragments_are_gathered_within_bounds_and_time() {
+    let mut b = joined(Rules::allow_all());
+    let now = Instant::now();
+    let frag = |index: u32, bytes: Vec<u8>| {
+        msg(
+            Crdt::Loro,
+            "doc",
+            Body::Fragment {
+                batch: [3; 8],
+                index,
+                bytes,
+            },
+        )
+    };
+    let header = msg(
+        Crdt::Loro,
+        "doc",
+        Body::FragmentHeader {
+            batch: [3; 8],
+            count: 2,
+            total: 4,
+        },
+    );
+    b.from_client(header.clone(), now);
+    // Out of order is fine.
+    assert!(b.from_client(frag(1, vec![3, 4]), now).is_empty());
+    let effects = b.from_client(frag(0, vec![1, 2]), now);
+    assert!(matches!(
+        to_node(&effects)[0],
+        Message::Update { data, .. } if data.as_bytes() == [1, 2, 3, 4]
+    ));
+    // One that never completes is answered fragment_timeout.
+    b.from_client(header, now);
+    b.from_client(frag(0, vec![1, 2]), now);
+    assert!(b.tick(now + Duration::from_secs(5)).is_empty());
+    assert_eq!(
+        to_client(&b.tick(now + Duration::from_secs(11))),
+        vec![&Body::Ack {
+            batch: [3; 8],
+            status: AckStatus::FragmentTimeout
+        }]
+    );
+    // A header announcing more than the limit is refused at once.
+    let huge = msg(
+        Crdt::Loro,
+        "doc",
+        Body::FragmentHeader {
+            batch: [4; 8],
+            count: 10,
+            total: u32::MAX,
+        },
+    );
+    assert_eq!(
+        to_client(&b.from_client(huge, now)),
+        vec![&Body::Ack {
+            batch: [4; 8],
+            status: AckStatus::PayloadTooLarge
+        }]
+    );
+}
+
+#[test]
+fn a_deleted_document_evicts_its_members() {
+    let mut b = joined(Rules::allow_all());
+    let effects = b.from_node(Message::Delete {
+        doc: DocId::new("doc"),
+    });
+    assert!(matches!(
+        to_client(&effects)[0],
+        Body::RoomError {
+            code: docweave_adapters::loro_protocol::RoomErrorCode::Evicted,
+            ..
+        }
+    ));
+}

@@ -1,0 +1,38 @@
+//! Runs the Node test suite in `tests/loro-js` (real `loro-websocket`
+//! clients) against this build's `docweave` binary. Node and npm are
+//! required: without them this test fails rather than passing silently.
+//! `node_modules` is installed from the committed lockfile when missing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn suite() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/loro-js")
+}
+
+#[test]
+fn loro_websocket_clients_sync_through_docweave() {
+    let dir = suite();
+    if !dir.join("node_modules").is_dir() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .unwrap_or_else(|e| panic!("npm is needed for the loro-websocket tests: {e}"));
+        assert!(status.success(), "npm ci failed in {}", dir.display());
+    }
+    let out = Command::new("node")
+        .args(["--test", "--test-concurrency=1", "test/sync.test.mjs"])
+        .current_dir(&dir)
+        .env("DOCWEAVE_BIN", env!("CARGO_BIN_EXE_docweave"))
+        .output()
+        .unwrap_or_else(|e| panic!("node is needed for the loro-websocket tests: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the loro-websocket suite failed");
+    assert!(
+        stdout.contains("# fail 0") && !stdout.contains("# pass 0"),
+        "the suite ran no passing tests"
+    );
+}
