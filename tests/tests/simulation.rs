@@ -11,6 +11,15 @@ use docweave_shell::{LoroEngine, OpLogEngine};
 use docweave_tests::schedule::{run, Schedule};
 use docweave_tests::{Coverage, Lines};
 
+/// Prints past the test harness's capture (straight to stderr), so every
+/// `cargo test` run shows its seeds, speed and coverage table.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn fresh_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -58,7 +67,7 @@ fn schedules(label: &str, base: u64, count: u64, oplog: bool) -> Coverage {
         virtual_ms += outcome.virtual_ms;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    report!(
         "{label}: {count} schedules from seed {base:#x} in {secs:.1} s ({:.0} schedules/s, {:.0} virtual s)",
         count as f64 / secs.max(1e-9),
         virtual_ms as f64 / 1000.0
@@ -67,13 +76,13 @@ fn schedules(label: &str, base: u64, count: u64, oplog: bool) -> Coverage {
 }
 
 fn print_table(coverage: &Coverage) {
-    println!("inputs to update, by kind:");
+    report!("inputs to update, by kind:");
     for (k, v) in &coverage.inputs {
-        println!("  {k:<18} {v:>9}");
+        report!("  {k:<18} {v:>9}");
     }
-    println!("protocol messages received, by kind:");
+    report!("protocol messages received, by kind:");
     for (k, v) in &coverage.messages {
-        println!("  {k:<18} {v:>9}");
+        report!("  {k:<18} {v:>9}");
     }
 }
 
@@ -88,10 +97,10 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
     }
     let fixed = schedules("fixed Loro set", 0x5eed_0000, 400, false);
     let fresh = fresh_seed();
-    println!("fresh seed {fresh:#x}");
+    report!("fresh seed {fresh:#x}");
     let mut c = schedules("fresh Loro set", fresh, 400, false);
     c.add(&fixed);
-    println!("800 schedules");
+    report!("800 schedules");
     print_table(&c);
     for kind in [
         "hello",
@@ -118,6 +127,6 @@ fn random_schedules_over_operation_logs_keep_every_property() {
         return;
     }
     let c = schedules("fixed op-log set", 0x0b10_0000, 200, true);
-    println!("200 schedules");
+    report!("200 schedules");
     print_table(&c);
 }

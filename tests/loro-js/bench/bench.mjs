@@ -1,0 +1,74 @@
+// Benchmark with real loro-websocket clients against `docweave serve`:
+//  1. one writer and 50 readers in one room, 1,000 single-character edits:
+//     edits/s delivered to every reader, and latency (edit made -> seen by a reader);
+//  2. one client joining 1,000 rooms.
+// Run: DOCWEAVE_BIN=target/release/docweave node tests/loro-js/bench/bench.mjs
+import { Server, connect, joinDoc, closeAll, unacked, until } from "../lib/helpers.mjs";
+
+const READERS = Number(process.env.READERS ?? 50);
+const EDITS = Number(process.env.EDITS ?? 1000);
+const ROOMS = Number(process.env.ROOMS ?? 1000);
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
+}
+
+async function fanOut(server) {
+  const writerClient = await connect(server);
+  const writer = await joinDoc(writerClient, "bench");
+  const readers = [];
+  for (let i = 0; i < READERS; i++) readers.push(await joinDoc(await connect(server), "bench"));
+  const sentAt = new Array(EDITS);
+  const latencies = [];
+  let complete = 0;
+  let resolveAll;
+  const all = new Promise((r) => (resolveAll = r));
+  for (const r of readers) {
+    let seen = 0;
+    const text = r.doc.getText("t");
+    r.doc.subscribe(() => {
+      const now = performance.now();
+      const len = text.length;
+      for (; seen < len; seen++) latencies.push(now - sentAt[seen]);
+      if (seen === EDITS && ++complete === READERS) resolveAll();
+    });
+  }
+  const text = writer.doc.getText("t");
+  const start = performance.now();
+  for (let i = 0; i < EDITS; i++) {
+    sentAt[i] = performance.now();
+    text.insert(i, "x");
+    writer.doc.commit();
+    // Each edit leaves as its own update, as a typing user's would.
+    await new Promise((r) => setImmediate(r));
+  }
+  await all;
+  const elapsed = (performance.now() - start) / 1000;
+  await until("every edit acknowledged", () => unacked(writerClient) === 0, 60000);
+  latencies.sort((a, b) => a - b);
+  return {
+    scenario: `1 writer, ${READERS} readers, ${EDITS} single-character edits`,
+    edits_per_s_delivered_to_all: Math.round(EDITS / elapsed),
+    latency_ms_p50: Number(percentile(latencies, 50).toFixed(1)),
+    latency_ms_p99: Number(percentile(latencies, 99).toFixed(1)),
+    deliveries: latencies.length,
+  };
+}
+
+async function manyRooms(server) {
+  const client = await connect(server);
+  const start = performance.now();
+  await Promise.all(Array.from({ length: ROOMS }, (_, i) => joinDoc(client, `room-${i}`)));
+  const elapsed = (performance.now() - start) / 1000;
+  return { scenario: `1 client joins ${ROOMS} rooms`, seconds: Number(elapsed.toFixed(3)) };
+}
+
+const server = await new Server().start();
+try {
+  console.log(JSON.stringify(await fanOut(server)));
+  closeAll();
+  console.log(JSON.stringify(await manyRooms(server)));
+} finally {
+  closeAll();
+  await server.stop();
+}
