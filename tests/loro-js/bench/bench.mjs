@@ -3,7 +3,14 @@
 //     edits/s delivered to every reader, and latency (edit made -> seen by a reader);
 //  2. one client joining 1,000 rooms.
 // Run: DOCWEAVE_BIN=target/release/docweave node tests/loro-js/bench/bench.mjs
+import { readFileSync } from "node:fs";
 import { Server, connect, joinDoc, closeAll, unacked, until } from "../lib/helpers.mjs";
+
+/** CPU seconds the server process used so far (Linux). */
+function serverCpu(server) {
+  const fields = readFileSync(`/proc/${server.child.pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 
 const READERS = Number(process.env.READERS ?? 50);
 const EDITS = Number(process.env.EDITS ?? 1000);
@@ -34,6 +41,8 @@ async function fanOut(server) {
     });
   }
   const text = writer.doc.getText("t");
+  const cpuBefore = serverCpu(server);
+  const clientCpuBefore = process.cpuUsage();
   const start = performance.now();
   for (let i = 0; i < EDITS; i++) {
     sentAt[i] = performance.now();
@@ -44,6 +53,8 @@ async function fanOut(server) {
   }
   await all;
   const elapsed = (performance.now() - start) / 1000;
+  const serverCpuS = serverCpu(server) - cpuBefore;
+  const clientCpu = process.cpuUsage(clientCpuBefore);
   await until("every edit acknowledged", () => unacked(writerClient) === 0, 60000);
   latencies.sort((a, b) => a - b);
   return {
@@ -52,6 +63,9 @@ async function fanOut(server) {
     latency_ms_p50: Number(percentile(latencies, 50).toFixed(1)),
     latency_ms_p99: Number(percentile(latencies, 99).toFixed(1)),
     deliveries: latencies.length,
+    seconds: Number(elapsed.toFixed(2)),
+    server_cpu_s: Number(serverCpuS.toFixed(2)),
+    clients_cpu_s: Number(((clientCpu.user + clientCpu.system) / 1e6).toFixed(2)),
   };
 }
 
