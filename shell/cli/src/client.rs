@@ -256,7 +256,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                         "{target} did not answer for {doc} within {timeout} s"
                     ));
                 }
-                println!("{}", json(&d));
+                out!("{}", json(&d));
                 repo.close().await;
                 Ok(())
             }
@@ -331,7 +331,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                         }
                     }
                 }
-                println!("{}", json(&d));
+                out!("{}", json(&d));
                 repo.close().await;
                 Ok(())
             }
@@ -345,7 +345,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 if !is_url(&target) {
                     repo.delete(&doc).map_err(|e| e.to_string())?;
                     repo.close().await;
-                    println!("deleted {doc}");
+                    out!("deleted {doc}");
                     return Ok(());
                 }
                 let events = repo.events().await.map_err(|e| e.to_string())?;
@@ -359,7 +359,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 repo.close().await;
                 match answer {
                     Some(true) => {
-                        println!("deleted {doc} on {server}");
+                        out!("deleted {doc} on {server}");
                         Ok(())
                     }
                     Some(false) => Err(format!("{server} refused to delete {doc}")),
@@ -394,9 +394,9 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                         .collect()
                 };
                 repo.close().await;
-                println!("{:<40} {:>12} {:>10}", "document", "operations", "clock");
+                out!("{:<40} {:>12} {:>10}", "document", "operations", "clock");
                 for (doc, ops, clock) in docs {
-                    println!("{doc:<40} {ops:>12} {clock:>10}");
+                    out!("{doc:<40} {ops:>12} {clock:>10}");
                 }
                 Ok(())
             }
@@ -409,7 +409,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
-                println!("{}", json(&d));
+                out!("{}", json(&d));
                 let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
                 let _ = ctrlc::set_handler(move || {
                     let _ = stop_tx.try_send(());
@@ -434,7 +434,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                         Some(Some(_)) => {
                             let now = json(&d);
                             if now != last {
-                                println!("{now}");
+                                out!("{now}");
                                 last = now;
                             }
                         }
@@ -521,7 +521,7 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
                 initial = false;
                 let s = repo.summary().await.map_err(|e| e.to_string())?;
                 bar.finish_and_clear();
-                println!(
+                out!(
                     "initial sync done: {} documents, clock {}",
                     s.docs.len(),
                     s.clock.0

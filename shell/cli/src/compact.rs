@@ -66,7 +66,7 @@ pub fn run(dir: &Path) -> Result<(), String> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!("compacted: {before} bytes of changes into {after} bytes of snapshots");
+    out!("compacted: {before} bytes of changes into {after} bytes of snapshots");
     if skipped.is_empty() {
         Ok(())
     } else {

@@ -18,15 +18,15 @@ pub fn run(dir: &Path) -> Result<(), String> {
     let docs = store
         .changes_since(Clock(0), &Filter::all(), usize::MAX)
         .map_err(|e| e.to_string())?;
-    println!(
+    out!(
         "store {}  clock {}  schema {}",
         db.display(),
         clock.0,
         store.schema_version().unwrap_or(0)
     );
-    println!("\ndocuments ({}):", docs.len());
+    out!("\ndocuments ({}):", docs.len());
     for d in &docs {
-        println!(
+        out!(
             "  {:<32} {:>10} bytes  {:>8} ops  clock {}",
             d.doc.as_str(),
             sizes.get(d.doc.as_str()).copied().unwrap_or(0),
@@ -35,10 +35,10 @@ pub fn run(dir: &Path) -> Result<(), String> {
         );
     }
     let records = store.records().map_err(|e| e.to_string())?;
-    println!("\nremotes:");
+    out!("\nremotes:");
     for r in &records {
         if let StateRecord::Cursor { peer, cursor } = r {
-            println!(
+            out!(
                 "  {:<32} pulled up to {}  pushed up to {}",
                 peer.as_str(),
                 cursor.pulled.0,
@@ -46,10 +46,10 @@ pub fn run(dir: &Path) -> Result<(), String> {
             );
         }
     }
-    println!("\nlisteners:");
+    out!("\nlisteners:");
     for r in &records {
         if let StateRecord::Listener(l) = r {
-            println!(
+            out!(
                 "  {} owned by {}  floor {}  {} documents acknowledged",
                 l.id.0,
                 l.owner,
@@ -66,7 +66,7 @@ pub fn run(dir: &Path) -> Result<(), String> {
         })
         .collect();
     if !tombstones.is_empty() {
-        println!("\ndeleted: {}", tombstones.join(", "));
+        out!("\ndeleted: {}", tombstones.join(", "));
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `docweave`: run a sync server, a headless replica, or poke at documents.
 
+#[macro_use]
+mod output;
 mod client;
 mod compact;
 mod inspect;
@@ -102,7 +104,7 @@ fn replay(log: &std::path::Path) -> Result<(), String> {
     bar.finish_and_clear();
     match outcome? {
         docweave_shell::ReplayOutcome::Identical { steps } => {
-            println!("{steps} steps replayed; every command identical");
+            out!("{steps} steps replayed; every command identical");
             Ok(())
         }
         docweave_shell::ReplayOutcome::Differs {

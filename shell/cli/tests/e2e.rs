@@ -319,3 +319,26 @@ fn compaction_folds_only_what_imports_and_says_what_it_left() {
         "good was not compacted"
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_doc_get_quietly() {
+    use std::process::{Command, Stdio};
+    let data = data_dir("broken-pipe");
+    let (ws, http) = (free_port(), free_port());
+    let _server = Server::start("server", &data, ws, http, &[]);
+    let ws_url = format!("ws://127.0.0.1:{ws}");
+    let (ok, _, err) = cli(&["doc", "put", &ws_url, "notes", "k", "v"]);
+    assert!(ok, "{err}");
+    // `docweave doc get ... | head -c 0`: the pipe is closed before the answer.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_docweave"))
+        .args(["doc", "get", &ws_url, "notes"])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
