@@ -316,3 +316,36 @@ fn a_deleted_document_evicts_its_members() {
         }
     ));
 }
+
+#[test]
+fn joining_presence_renews_the_filter_so_the_node_sends_live_presence() {
+    let mut b = bridge(Rules::allow_all());
+    let now = Instant::now();
+    b.from_client(msg(Crdt::Loro, "doc", join("alice", vec![])), now);
+    b.from_node(welcome());
+    // The document does not exist yet: the bridge follows it by filter.
+    let effects = b.from_node(Message::SyncResponse {
+        doc: DocId::new("doc"),
+        batch: BatchId(0),
+        reply: Reply::Unavailable,
+        version: VersionVector::new(),
+    });
+    assert!(to_node(&effects)
+        .iter()
+        .any(|m| matches!(m, Message::Subscribe { .. })));
+    // A presence join for it renews the filter (the node answers a new
+    // filter with the presence already there).
+    let effects = b.from_client(msg(Crdt::Ephemeral, "doc", join("alice", vec![])), now);
+    let sent = to_node(&effects);
+    assert!(
+        matches!(
+            sent.as_slice(),
+            [Message::Unsubscribe { .. }, Message::Subscribe { .. }]
+        ),
+        "{sent:?}"
+    );
+    assert!(matches!(
+        to_client(&effects)[0],
+        Body::JoinResponseOk { .. }
+    ));
+}

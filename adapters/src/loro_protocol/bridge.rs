@@ -212,6 +212,12 @@ impl Bridge {
         if on == self.watched.contains(doc) || (on && self.watched.len() >= MAX_WATCHED) {
             return;
         }
+        self.rewatch(out, doc, on);
+    }
+
+    /// Changes the filter (or renews it: the node answers a new filter with
+    /// the live presence of its documents, which a new presence member needs).
+    fn rewatch(&mut self, out: &mut Vec<Effect>, doc: &DocId, on: bool) {
         let old = Filter::docs(self.watched.iter().cloned());
         if on {
             self.watched.insert(doc.clone());
@@ -370,7 +376,11 @@ impl Bridge {
         }
         if crdt != Crdt::Loro {
             self.presence.insert((crdt, room.clone()), access.write);
-            self.watch(out, &doc, true);
+            if self.watched.contains(&doc) {
+                self.rewatch(out, &doc, true);
+            } else {
+                self.watch(out, &doc, true);
+            }
             return out.push(Effect::ToClient(message(
                 crdt,
                 &room,
@@ -806,12 +816,11 @@ impl Bridge {
         if r.joining {
             r.joining = false;
             let permission = if r.write { "write" } else { "read" }.to_string();
-            // An absent document has no version: the client sends all it has.
-            let version = if absent {
-                Vec::new()
-            } else {
-                version_to_loro(&version)
-            };
+            // Always a version, the empty one for an absent document: with
+            // it the client both sends what it has and knows it caught up
+            // (loro-adaptors never resolves `waitForReachingServerVersion`
+            // after an empty answer).
+            let version = version_to_loro(&version);
             out.push(Effect::ToClient(message(
                 Crdt::Loro,
                 doc.as_str(),

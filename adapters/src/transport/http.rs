@@ -159,6 +159,19 @@ pub async fn serve_http(
     connect: Connector,
     status: Option<StatusPage>,
 ) {
+    serve_http_with_web(listener, o, connect, status, None).await
+}
+
+/// [`serve_http`], and with `web` set, `GET` requests are answered with the
+/// files of that directory (`/` is its `index.html`); the status page is
+/// then at `/status` (it is at both `/` and `/status` without `web`).
+pub async fn serve_http_with_web(
+    listener: TcpListener,
+    o: HttpOptions,
+    connect: Connector,
+    status: Option<StatusPage>,
+    web: Option<Arc<std::path::PathBuf>>,
+) {
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
     let sweeper = sessions.clone();
     smol::spawn(async move {
@@ -193,13 +206,35 @@ pub async fn serve_http(
             continue;
         };
         let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
+        let web = web.clone();
         smol::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (sessions, connect, status) =
                     (sessions.clone(), connect.clone(), status.clone());
+                let web = web.clone();
                 async move {
-                    if req.method() == hyper::Method::GET && req.uri().path() == "/" {
+                    let get = req.method() == hyper::Method::GET;
+                    let path = req.uri().path().to_string();
+                    if let (true, Some(root), false) = (get, &web, path == "/status") {
+                        let r = match super::static_files::find(root, &path).await {
+                            Some(f) => {
+                                let mut r = respond(StatusCode::OK, f.bytes, false);
+                                if let Ok(v) = hyper::header::HeaderValue::from_str(f.content_type)
+                                {
+                                    r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+                                }
+                                r
+                            }
+                            None => problem(
+                                StatusCode::NOT_FOUND,
+                                "NotFound",
+                                format!("no file {path}"),
+                            ),
+                        };
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
+                    if get && (path == "/" || path == "/status") {
                         let page = match status {
                             Some(render) => render().await,
                             None => "<p>docweave</p>".to_string(),

@@ -10,10 +10,14 @@ pub mod fragments;
 mod http;
 mod memory;
 mod slots;
+mod static_files;
 mod tcp;
 mod websocket;
 
-pub use http::{http_link, post, serve_http, split_frames, Connector, HttpOptions, StatusPage};
+pub use http::{
+    http_link, post, serve_http, serve_http_with_web, split_frames, Connector, HttpOptions,
+    StatusPage,
+};
 pub use memory::{memory_pair, memory_pair_with_faults, Faults};
 pub use slots::{ConnectionLimit, Slot};
 

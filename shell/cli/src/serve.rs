@@ -4,7 +4,8 @@
 use crate::client::dialer_for;
 use docweave_adapters::loro_protocol::BridgeOptions;
 use docweave_adapters::transport::{
-    serve_http, serve_ws_with_loro, ConnectionLimit, Connector, HttpOptions, StatusPage, WsOptions,
+    serve_http_with_web, serve_ws_with_loro, ConnectionLimit, Connector, HttpOptions, StatusPage,
+    WsOptions,
 };
 use docweave_adapters::SqliteStore;
 use docweave_core::{PeerKind, Rules};
@@ -55,6 +56,11 @@ pub struct ServeArgs {
     /// from the store when asked for again.
     #[arg(long, default_value_t = 10_000)]
     max_docs_in_memory: usize,
+    /// Serve this directory's files on the HTTP port (`/` is its
+    /// `index.html`; the status page moves to `/status`): a web app for
+    /// `ws://.../loro` from the same server.
+    #[arg(long)]
+    web: Option<PathBuf>,
     /// Record every input of the node and its commands to this JSON-lines
     /// file (read it, or check it with `docweave replay`).
     #[arg(long)]
@@ -143,7 +149,15 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             max_sessions: max_connections,
             ..HttpOptions::default()
         };
-        smol::spawn(serve_http(http, http_options, connect, Some(page))).detach();
+        let web = a.web.clone().map(Arc::new);
+        smol::spawn(serve_http_with_web(
+            http,
+            http_options,
+            connect,
+            Some(page),
+            web,
+        ))
+        .detach();
         for url in &a.peers {
             let (name, dialer) = dialer_for(url, a.peer_token.as_deref())?;
             repo.connect_with(&name, a.peer_token.as_deref(), dialer)

@@ -1,6 +1,8 @@
 //! Runs the Node test suite in `tests/loro-js` (real `loro-websocket`
-//! clients) against this build's `docweave` binary. Node and npm are
-//! required: without them this test fails rather than passing silently.
+//! clients, and the pad in two headless Chromium pages) against this
+//! build's `docweave` binary. Node, npm and Chromium (`/usr/bin/chromium`,
+//! or `CHROMIUM=...`) are required: without them this test fails rather
+//! than passing silently.
 //! `node_modules` is installed from the committed lockfile when missing.
 
 use std::path::PathBuf;
@@ -22,7 +24,12 @@ fn loro_websocket_clients_sync_through_docweave() {
         assert!(status.success(), "npm ci failed in {}", dir.display());
     }
     let out = Command::new("node")
-        .args(["--test", "--test-concurrency=1", "test/sync.test.mjs"])
+        .args([
+            "--test",
+            "--test-concurrency=1",
+            "test/sync.test.mjs",
+            "test/browser.test.mjs",
+        ])
         .current_dir(&dir)
         .env("DOCWEAVE_BIN", env!("CARGO_BIN_EXE_docweave"))
         .output()

@@ -40,9 +40,10 @@ export class Server {
       const timer = setTimeout(() => reject(new Error(`docweave did not start:\n${this.log}`)), 20000);
       child.stdout.on("data", (d) => {
         out += d;
-        const m = out.match(/ws:\/\/(127\.0\.0\.1:\d+)/);
+        const m = out.match(/ws:\/\/(127\.0\.0\.1:\d+)\s+http:\/\/(127\.0\.0\.1:\d+)/);
         if (m) {
           clearTimeout(timer);
+          this.httpAddr = m[2];
           resolve(m[1]);
         }
       });
