@@ -349,3 +349,42 @@ fn joining_presence_renews_the_filter_so_the_node_sends_live_presence() {
         Body::JoinResponseOk { .. }
     ));
 }
+
+#[test]
+fn an_update_missing_its_dependencies_is_acknowledged_and_a_rejoin_suggested() {
+    let mut b = joined(Rules::allow_all());
+    let effects = b.from_client(
+        msg(
+            Crdt::Loro,
+            "doc",
+            Body::DocUpdate {
+                updates: vec![vec![4, 5]],
+                batch: [6; 8],
+            },
+        ),
+        Instant::now(),
+    );
+    let Message::Update { batch, .. } = to_node(&effects)[0] else {
+        panic!("{effects:?}")
+    };
+    let effects = b.from_node(Message::Ack {
+        batch: *batch,
+        status: NativeAck::MissingDependencies,
+        clock: None,
+    });
+    let client = to_client(&effects);
+    assert!(matches!(
+        client[0],
+        Body::Ack {
+            status: AckStatus::Ok,
+            ..
+        }
+    ));
+    assert!(matches!(
+        client[1],
+        Body::RoomError {
+            code: docweave_adapters::loro_protocol::RoomErrorCode::RejoinSuggested,
+            ..
+        }
+    ));
+}

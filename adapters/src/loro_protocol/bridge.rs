@@ -105,6 +105,8 @@ struct Batch {
     id: LoroBatch,
     remaining: usize,
     worst: LoroAck,
+    /// The node kept part of it, pending changes it does not have.
+    behind: bool,
 }
 
 /// A fragmented update being gathered.
@@ -486,6 +488,7 @@ impl Bridge {
                 id: batch,
                 remaining: updates.len(),
                 worst: LoroAck::Ok,
+                behind: false,
             },
         );
         for data in updates {
@@ -708,6 +711,7 @@ impl Bridge {
                         if b.worst == LoroAck::Ok {
                             b.worst = ack_status(status);
                         }
+                        b.behind |= status == AckStatus::MissingDependencies;
                         b.remaining == 0
                     }
                     None => false,
@@ -715,6 +719,20 @@ impl Bridge {
                 if done {
                     if let Some(b) = self.batches.remove(&group) {
                         Self::refuse_batch(&mut out, b.crdt, &b.room, b.id, b.worst);
+                        if b.behind && self.rooms.remove(&b.room).is_some() {
+                            // Kept, but it builds on changes the node never got:
+                            // a rejoin makes the client send all the node lacks.
+                            out.push(Effect::ToClient(message(
+                                b.crdt,
+                                &b.room,
+                                Body::RoomError {
+                                    code: RoomErrorCode::RejoinSuggested,
+                                    message:
+                                        "the update depends on changes the server lacks; join again"
+                                            .into(),
+                                },
+                            )));
+                        }
                     }
                 }
             }

@@ -179,3 +179,22 @@ test("a text ping is answered with pong", async () => {
   const client = await connect(s);
   await client.ping(5000);
 });
+
+test("an update missing its dependencies gets rejoin_suggested, and the rejoin fills the gap", async () => {
+  const s = await server();
+  const client = await connect(s);
+  const a = await joinDoc(client, "gap");
+  // Two changes the server never saw, imported (not made) here, so the
+  // adaptor does not send them by itself.
+  const source = new LoroDoc();
+  source.getText("text").insert(0, "a");
+  source.commit();
+  const first = source.version();
+  source.getText("text").insert(1, "b");
+  source.commit();
+  a.doc.import(source.export({ mode: "snapshot" }));
+  // Only the second arrives at the server: it depends on the first.
+  client.sendExternalUpdates("%LOR", "gap", [source.export({ mode: "update", from: first })]);
+  const late = await joinDoc(await connect(s), "gap");
+  await until("the rejoin brought the server both changes", () => late.doc.getText("text").toString() === "ab");
+});
