@@ -62,6 +62,21 @@ fn to_node(effects: &[Effect]) -> Vec<&Message> {
         .collect()
 }
 
+/// The client sends one update to `doc` under batch `[id; 8]`.
+fn update(b: &mut Bridge, bytes: Vec<u8>, id: u8) -> Vec<Effect> {
+    b.from_client(
+        msg(
+            Crdt::Loro,
+            "doc",
+            Body::DocUpdate {
+                updates: vec![bytes],
+                batch: [id; 8],
+            },
+        ),
+        Instant::now(),
+    )
+}
+
 /// A bridge whose client joined `doc` as `alice` and got its answer.
 fn joined(rules: Rules) -> Bridge {
     let mut b = bridge(rules);
@@ -132,17 +147,7 @@ fn a_join_says_hello_with_the_token_then_asks_for_what_the_client_lacks() {
 #[test]
 fn a_client_update_is_acknowledged_only_when_the_node_acknowledges_it() {
     let mut b = joined(Rules::allow_all());
-    let effects = b.from_client(
-        msg(
-            Crdt::Loro,
-            "doc",
-            Body::DocUpdate {
-                updates: vec![vec![4, 5]],
-                batch: [1; 8],
-            },
-        ),
-        Instant::now(),
-    );
+    let effects = update(&mut b, vec![4, 5], 1);
     assert!(to_client(&effects).is_empty(), "no ack before the node's");
     let Message::Update { batch, .. } = to_node(&effects)[0] else {
         panic!("{effects:?}")
@@ -185,17 +190,7 @@ fn a_read_only_member_is_told_read_and_its_writes_are_refused() {
     assert!(
         matches!(to_client(&effects)[0], Body::JoinResponseOk { permission, .. } if permission == "read")
     );
-    let effects = b.from_client(
-        msg(
-            Crdt::Loro,
-            "doc",
-            Body::DocUpdate {
-                updates: vec![vec![1]],
-                batch: [2; 8],
-            },
-        ),
-        now,
-    );
+    let effects = update(&mut b, vec![1], 2);
     assert_eq!(
         to_client(&effects),
         vec![&Body::Ack {
@@ -353,17 +348,7 @@ fn joining_presence_renews_the_filter_so_the_node_sends_live_presence() {
 #[test]
 fn an_update_missing_its_dependencies_is_acknowledged_and_a_rejoin_suggested() {
     let mut b = joined(Rules::allow_all());
-    let effects = b.from_client(
-        msg(
-            Crdt::Loro,
-            "doc",
-            Body::DocUpdate {
-                updates: vec![vec![4, 5]],
-                batch: [6; 8],
-            },
-        ),
-        Instant::now(),
-    );
+    let effects = update(&mut b, vec![4, 5], 6);
     let Message::Update { batch, .. } = to_node(&effects)[0] else {
         panic!("{effects:?}")
     };

@@ -206,32 +206,54 @@ pub fn encoded_len(messages: &[Message]) -> Result<usize, FrameError> {
     Ok(len)
 }
 
-/// Encodes messages into one frame.
-pub fn encode(messages: &[Message]) -> Result<Vec<u8>, FrameError> {
-    let failed = |e: postcard::Error| FrameError::Decode(e.to_string());
-    // Sizes first, so the frame is written once into a buffer of its exact
-    // size: a message carrying a large document is not copied or regrown.
-    let sizes = messages
+/// The encoded size of each message, and the frame's payload length.
+pub(crate) struct Sizes {
+    /// Bytes of each message.
+    pub each: Vec<usize>,
+    /// Bytes of the payload (count, then each length and message).
+    pub payload: u32,
+}
+
+/// Sizes first, so a frame is written once into a buffer of its exact
+/// size: a message carrying a large document is not copied or regrown.
+pub(crate) fn sizes(messages: &[Message]) -> Result<Sizes, FrameError> {
+    let each = messages
         .iter()
         .map(postcard::experimental::serialized_size)
         .collect::<Result<Vec<usize>, _>>()
-        .map_err(failed)?;
-    let mut payload_len = varint_len(messages.len() as u64);
-    for n in &sizes {
-        payload_len = payload_len.saturating_add(varint_len(*n as u64) + n);
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    let mut payload = varint_len(messages.len() as u64);
+    for n in &each {
+        payload = payload.saturating_add(varint_len(*n as u64) + n);
     }
-    let len = u32::try_from(payload_len).map_err(|_| FrameError::TooLarge {
-        size: payload_len as u64,
+    let payload = u32::try_from(payload).map_err(|_| FrameError::TooLarge {
+        size: payload as u64,
         limit: u32::MAX as usize,
     })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload_len);
+    Ok(Sizes { each, payload })
+}
+
+/// A frame's header and message count, before its messages.
+pub(crate) fn head(count: usize, payload: u32, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     out.push(FRAME_VERSION);
     out.push(0);
-    out.extend_from_slice(&len.to_le_bytes());
-    put_varint(&mut out, messages.len() as u64);
-    for (m, n) in messages.iter().zip(&sizes) {
+    out.extend_from_slice(&payload.to_le_bytes());
+    put_varint(&mut out, count as u64);
+    out
+}
+
+/// Encodes messages into one frame.
+pub fn encode(messages: &[Message]) -> Result<Vec<u8>, FrameError> {
+    let sizes = sizes(messages)?;
+    let mut out = head(
+        messages.len(),
+        sizes.payload,
+        HEADER_LEN + sizes.payload as usize,
+    );
+    for (m, n) in messages.iter().zip(&sizes.each) {
         put_varint(&mut out, *n as u64);
-        out = postcard::to_extend(m, out).map_err(failed)?;
+        out = postcard::to_extend(m, out).map_err(|e| FrameError::Decode(e.to_string()))?;
     }
     Ok(out)
 }

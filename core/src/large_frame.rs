@@ -8,7 +8,7 @@
 //! byte for byte those of [`chunk_frames`](crate::chunk_frames) over
 //! [`encode`](crate::encode).
 
-use crate::frame::{chunk_head, put_varint, varint_len, FrameError, FRAME_VERSION, HEADER_LEN};
+use crate::frame::{chunk_head, head, put_varint, sizes, FrameError, HEADER_LEN};
 use crate::protocol::{Message, Payload, Reply};
 use std::sync::Arc;
 
@@ -77,24 +77,10 @@ impl LargeFrame {
     pub fn encode(messages: &[Message], chunk: usize, id: u32) -> Result<Self, FrameError> {
         let failed = |e: postcard::Error| FrameError::Decode(e.to_string());
         let mut parts = Parts::default();
-        let sizes = messages
-            .iter()
-            .map(postcard::experimental::serialized_size)
-            .collect::<Result<Vec<usize>, _>>()
-            .map_err(failed)?;
-        let mut payload_len = varint_len(messages.len() as u64);
-        for n in &sizes {
-            payload_len = payload_len.saturating_add(varint_len(*n as u64) + n);
-        }
-        let len = u32::try_from(payload_len).map_err(|_| FrameError::TooLarge {
-            size: payload_len as u64,
-            limit: u32::MAX as usize,
-        })?;
-        let mut head = vec![FRAME_VERSION, 0];
-        head.extend_from_slice(&len.to_le_bytes());
-        put_varint(&mut head, messages.len() as u64);
-        parts.own(&head);
-        for (m, n) in messages.iter().zip(&sizes) {
+        let sizes = sizes(messages)?;
+        let payload_len = sizes.payload as usize;
+        parts.own(&head(messages.len(), sizes.payload, 16));
+        for (m, n) in messages.iter().zip(&sizes.each) {
             let mut prefix = Vec::new();
             put_varint(&mut prefix, *n as u64);
             parts.own(&prefix);

@@ -4,9 +4,11 @@
 //! clock, random schedules with the properties they must keep, and readable
 //! trace formatting. The scenario traces, properties and end-to-end tests
 //! live in `tests/`.
-//! Not here: sockets and the smol driver (see the shell, adapters and cli tests).
+//! Also small helpers for the end-to-end tests here (`endpoints`).
+//! Not here: the smol driver itself (see the shell, adapters and cli tests).
 #![warn(missing_docs)]
 
+pub mod endpoints;
 mod faulty_store;
 pub mod fuzz;
 pub mod rng;

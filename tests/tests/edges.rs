@@ -3,12 +3,12 @@
 //! everyone else is served.
 
 use docweave_adapters::transport::{
-    http_link, post, serve_http, serve_tcp, serve_ws, tcp_connect, ws_connect, ConnectionLimit,
-    Connector, HttpOptions, WsOptions,
+    http_link, post, serve_tcp, tcp_connect, ws_connect, ConnectionLimit, HttpOptions, WsOptions,
 };
-use docweave_adapters::{Link, MemoryStore};
+use docweave_adapters::MemoryStore;
 use docweave_core::{decode, Access, ErrorCode, Limits, Message, Pattern, Rules, FRAME_VERSION};
 use docweave_shell::{Dialer, Repo};
+use docweave_tests::endpoints::{bind, dialer, serve_ws_and_http};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +20,6 @@ struct Server {
     tcp: String,
     ws: String,
     http: String,
-}
-
-async fn bind() -> (smol::net::TcpListener, String) {
-    let l = smol::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let a = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    (l, a)
 }
 
 async fn server() -> Server {
@@ -45,8 +37,6 @@ async fn server() -> Server {
         .unwrap_or_else(|e| panic!("{e}"));
     let repo = Arc::new(repo);
     let (tcp, tcp_addr) = bind().await;
-    let (ws, ws_addr) = bind().await;
-    let (http, http_addr) = bind().await;
     smol::spawn(serve_tcp(
         tcp,
         Limits::default(),
@@ -54,30 +44,13 @@ async fn server() -> Server {
         repo.acceptor(),
     ))
     .detach();
-    smol::spawn(serve_ws(
-        ws,
-        WsOptions::default(),
-        ConnectionLimit::new(64),
-        repo.acceptor(),
-    ))
-    .detach();
-    let connect: Connector = repo.connector();
-    smol::spawn(serve_http(http, HttpOptions::default(), connect, None)).detach();
+    let (ws_addr, http_addr) = serve_ws_and_http(&repo, 64).await;
     Server {
         repo,
         tcp: tcp_addr,
         ws: ws_addr,
         http: http_addr,
     }
-}
-
-fn dialer(
-    f: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, String>> + Send>>
-        + Send
-        + Sync
-        + 'static,
-) -> Dialer {
-    Arc::new(move |_| f())
 }
 
 /// Dials the server's TCP endpoint.

@@ -7,12 +7,11 @@
 //! which makes a snapshot past the 16 MiB frame limit); the 200 MB runs of
 //! the closing notes use the release build.
 
-use docweave_adapters::transport::{
-    http_link, serve_http, serve_ws, ws_connect, ConnectionLimit, Connector, HttpOptions, WsOptions,
-};
-use docweave_adapters::{Link, SqliteStore};
+use docweave_adapters::transport::{http_link, ws_connect, HttpOptions, WsOptions};
+use docweave_adapters::SqliteStore;
 use docweave_core::Event;
-use docweave_shell::{Dialer, Repo};
+use docweave_shell::Repo;
+use docweave_tests::endpoints::{dialer, serve_ws_and_http};
 use loro::{ExportMode, LoroDoc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,37 +125,6 @@ async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-fn dialer(
-    f: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, String>> + Send>>
-        + Send
-        + Sync
-        + 'static,
-) -> Dialer {
-    Arc::new(move |_| f())
-}
-
-async fn bind() -> (smol::net::TcpListener, String) {
-    let l = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap().to_string();
-    (l, a)
-}
-
-/// Serves `repo` over WebSocket and HTTP; returns both addresses.
-async fn serve(repo: &Arc<Repo>) -> (String, String) {
-    let (ws, ws_addr) = bind().await;
-    let (http, http_addr) = bind().await;
-    smol::spawn(serve_ws(
-        ws,
-        WsOptions::default(),
-        ConnectionLimit::new(16),
-        repo.acceptor(),
-    ))
-    .detach();
-    let connect: Connector = repo.connector();
-    smol::spawn(serve_http(http, HttpOptions::default(), connect, None)).detach();
-    (ws_addr, http_addr)
-}
-
 /// A fresh client (no store) that fetches "big" and checks what it got.
 async fn fetch(name: &str, connect: impl FnOnce(&Repo), expected: &Fingerprint) {
     let client = Repo::builder(name).build().unwrap();
@@ -191,7 +159,7 @@ fn a_document_larger_than_a_frame_reaches_fresh_clients_in_memory_over_websocket
     smol::block_on(async {
         let hub = hub(&temp_db("transports"), usize::MAX);
         let expected = put_big(&hub, &snapshot).await;
-        let (ws, http) = serve(&hub).await;
+        let (ws, http) = serve_ws_and_http(&hub, 16).await;
         let h = hub.clone();
         fetch("memory", move |c| c.connect(&h).unwrap(), &expected).await;
         fetch(
@@ -240,7 +208,7 @@ fn a_large_document_written_by_a_client_survives_restart_and_eviction() {
         // A client writes the document into the hub, over WebSocket, and
         // waits until the hub says it is durable.
         let first = hub(&db, 1);
-        let (ws, _) = serve(&first).await;
+        let (ws, _) = serve_ws_and_http(&first, 16).await;
         let writer = Repo::builder("writer").build().unwrap();
         let url = format!("ws://{ws}/");
         writer

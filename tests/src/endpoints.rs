@@ -1,0 +1,44 @@
+//! Real endpoints for tests: a Repo served on WebSocket and HTTP on free
+//! local ports, and dialers made from closures.
+
+use docweave_adapters::transport::{
+    serve_http, serve_ws, ConnectionLimit, Connector, HttpOptions, WsOptions,
+};
+use docweave_adapters::Link;
+use docweave_shell::{Dialer, Repo};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A listener on a free local port, and its address.
+pub async fn bind() -> (smol::net::TcpListener, String) {
+    let l = smol::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    (l, a)
+}
+
+/// Serves `repo` over WebSocket and HTTP (at most `connections` each);
+/// returns both addresses.
+pub async fn serve_ws_and_http(repo: &Arc<Repo>, connections: usize) -> (String, String) {
+    let (ws, ws_addr) = bind().await;
+    let (http, http_addr) = bind().await;
+    smol::spawn(serve_ws(
+        ws,
+        WsOptions::default(),
+        ConnectionLimit::new(connections),
+        repo.acceptor(),
+    ))
+    .detach();
+    let connect: Connector = repo.connector();
+    smol::spawn(serve_http(http, HttpOptions::default(), connect, None)).detach();
+    (ws_addr, http_addr)
+}
+
+/// A dialer that makes a link with `f` each time.
+pub fn dialer(
+    f: impl Fn() -> Pin<Box<dyn Future<Output = Result<Link, String>> + Send>> + Send + Sync + 'static,
+) -> Dialer {
+    Arc::new(move |_| f())
+}
