@@ -32,6 +32,63 @@
 //! })
 //! # }
 //! ```
+//!
+//! # Bring your own loop
+//!
+//! [`Repo`] runs a [`Node`] on a thread of its own with smol. A host with a
+//! loop of its own (tokio, a game loop, an actor system) drives a [`Node`]
+//! directly: it owns no thread, socket or clock. The host feeds it inputs
+//! with the time, carries out what it asks, and sleeps until its timer or
+//! the next input:
+//!
+//! ```
+//! use docweave_adapters::MemoryStore;
+//! use docweave_core::{Config, DocId, Event};
+//! use docweave_shell::{run_job, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer};
+//!
+//! let options = NodeOptions { store: true, ..NodeOptions::default() };
+//! let mut node = Node::new(Config::new("laptop"), LoroEngine, options);
+//! let mut store = MemoryStore::new();
+//! let start = std::time::Instant::now();
+//! let now = || start.elapsed().as_millis() as u64;
+//! node.handle(now(), Input::Open { doc: DocId::new("notes") });
+//! // Each turn: carry out every output, then wait for a socket or the timer.
+//! while let Some(output) = node.poll_output() {
+//!     match output {
+//!         // Connect (a WebSocket, a TCP stream...), then tell the node.
+//!         Output::Dial { remote } => { let _channel = node.channel_opened(now(), Some(remote)); }
+//!         // Write the frame to that channel's connection.
+//!         Output::Transmit { channel, frame } => {}
+//!         // Write `frame.chunk(0)`, `frame.chunk(1)`, ... (`frame.chunk_count()` of them).
+//!         Output::TransmitLarge { channel, frame } => {}
+//!         Output::Close { channel, reason } => {}
+//!         // Run the job on the store (here inline) and answer, in job order.
+//!         Output::Store(job) => {
+//!             let result = run_job(&mut store, job.op);
+//!             node.handle(now(), Input::Store(StoreAnswer { id: job.id, result }));
+//!         }
+//!         Output::Event(Event::DocReady { doc, .. }) => {
+//!             // Edit through the handle, then say so.
+//!             if let Some(d) = node.doc_handle(&doc) {
+//!                 d.get_text("body").insert(0, "hello").unwrap();
+//!                 d.commit();
+//!             }
+//!             node.handle(now(), Input::LocalChange { doc });
+//!         }
+//!         Output::Event(_) => {}
+//!     }
+//! }
+//! // Frames that arrive: `node.handle(now(), Input::Frame { channel, bytes })`;
+//! // a closed connection: `Input::ChannelClosed`; a failed dial: `Input::DialFailed`.
+//! // Sleep until `node.poll_timeout()` (a time in the same milliseconds) or
+//! // the next input, and feed `Input::Timeout` when it is due.
+//! ```
+//!
+//! On docweave's WebSocket endpoint each binary message carries a one-byte
+//! tag (a whole frame or a piece of one): use
+//! `docweave_adapters::transport::fragments::{split, Reassembler}`.
+//! `shell/cli/tests/host_loop.rs` is a complete tokio host that syncs with
+//! `docweave serve` over a WebSocket it opened itself.
 #![warn(missing_docs)]
 
 mod driver;

@@ -16,7 +16,7 @@ pub fn line(text: std::fmt::Arguments<'_>) {
     }
 }
 
-/// `println!` for command output, see [`line`].
+/// `println!` for command output, see [`line()`].
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::output::line(format_args!($($arg)*))
