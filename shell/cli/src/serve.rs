@@ -4,8 +4,8 @@
 use crate::client::dialer_for;
 use docweave_adapters::loro_protocol::BridgeOptions;
 use docweave_adapters::transport::{
-    serve_http_with_web, serve_ws_with_loro, ConnectionLimit, Connector, HttpOptions, StatusPage,
-    WsOptions,
+    serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HttpOptions,
+    StatusPage, WsOptions,
 };
 use docweave_adapters::SqliteStore;
 use docweave_core::{PeerKind, Rules};
@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// from the store when asked for again.
     #[arg(long, default_value_t = 10_000)]
     max_docs_in_memory: usize,
+    /// Also accept plain TCP connections here (docweave frames back to
+    /// back: the simplest transport for a host with its own sockets, as
+    /// the C API's example).
+    #[arg(long, env = "DOCWEAVE_TCP")]
+    tcp: Option<String>,
     /// Serve this directory's files on the HTTP port (`/` is its
     /// `index.html`; the status page moves to `/status`): a web app for
     /// `ws://.../loro` from the same server.
@@ -149,6 +154,20 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             max_sessions: max_connections,
             ..HttpOptions::default()
         };
+        if let Some(addr) = &a.tcp {
+            let tcp = smol::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let tcp_addr = tcp.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!("plain TCP on {tcp_addr}");
+            smol::spawn(serve_tcp(
+                tcp,
+                docweave_core::Limits::default(),
+                ConnectionLimit::new(max_connections),
+                repo.acceptor(),
+            ))
+            .detach();
+        }
         let web = a.web.clone().map(Arc::new);
         smol::spawn(serve_http_with_web(
             http,

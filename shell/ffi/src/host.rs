@@ -1,0 +1,117 @@
+//! The node behind a `dw_node*`: a `docweave_shell::Node` with its store
+//! run inline, large frames expanded into chunk frames, and the bytes of
+//! the last output kept alive for the host.
+
+use docweave_adapters::{MemoryStore, SqliteStore, Store};
+use docweave_core::{ChannelId, Config, Event};
+use docweave_shell::{run_job, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer};
+use std::collections::VecDeque;
+use std::ffi::CString;
+
+/// What the host asked for in its JSON configuration.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HostConfig {
+    /// This node's peer id.
+    pub peer: String,
+    /// An SQLite file for the built-in store (default: memory).
+    #[serde(default)]
+    pub sqlite: Option<String>,
+    /// The token presented to servers this node dials.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// One output, as the C side sees it.
+pub(crate) enum Out {
+    Transmit { channel: ChannelId, frame: Vec<u8> },
+    Close { channel: ChannelId, reason: String },
+    Dial { remote: String },
+    Event(Event),
+}
+
+pub(crate) struct Host {
+    pub node: Node<LoroEngine>,
+    store: Box<dyn Store>,
+    pub token: Option<String>,
+    ready: VecDeque<Out>,
+    /// What the last poll handed out, alive until the next.
+    pub held_bytes: Vec<u8>,
+    pub held_text: CString,
+}
+
+/// A CRDT actor number that differs across sessions of the same peer.
+fn session_actor(peer: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    peer.hash(&mut h);
+    std::process::id().hash(&mut h);
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish() >> 1
+}
+
+impl Host {
+    pub fn new(c: HostConfig, now: u64) -> Result<Self, String> {
+        let store: Box<dyn Store> = match &c.sqlite {
+            Some(path) => Box::new(
+                SqliteStore::open(std::path::Path::new(path))
+                    .map_err(|e| format!("cannot open {path}: {e}"))?,
+            ),
+            None => Box::new(MemoryStore::new()),
+        };
+        let peer = docweave_core::PeerId::parse(&c.peer).map_err(|e| e.to_string())?;
+        let options = NodeOptions {
+            store: true,
+            actor: session_actor(peer.as_str()),
+            ..NodeOptions::default()
+        };
+        let mut node = Node::new(Config::new(peer.as_str()), LoroEngine, options);
+        node.handle(now, Input::Timeout);
+        Ok(Self {
+            node,
+            store,
+            token: c.token,
+            ready: VecDeque::new(),
+            held_bytes: Vec::new(),
+            held_text: CString::default(),
+        })
+    }
+
+    /// The next output for the host, running store jobs on the way.
+    pub fn poll(&mut self, now: u64) -> Option<Out> {
+        loop {
+            if let Some(out) = self.ready.pop_front() {
+                return Some(out);
+            }
+            match self.node.poll_output()? {
+                Output::Store(job) => {
+                    let result = run_job(self.store.as_mut(), job.op);
+                    self.node
+                        .handle(now, Input::Store(StoreAnswer { id: job.id, result }));
+                }
+                Output::Transmit { channel, frame } => {
+                    return Some(Out::Transmit { channel, frame })
+                }
+                Output::TransmitLarge { channel, frame } => {
+                    for i in 0..frame.chunk_count() {
+                        self.ready.push_back(Out::Transmit {
+                            channel,
+                            frame: frame.chunk(i),
+                        });
+                    }
+                }
+                Output::Close { channel, reason } => return Some(Out::Close { channel, reason }),
+                Output::Dial { remote } => {
+                    return Some(Out::Dial {
+                        remote: remote.as_str().to_string(),
+                    })
+                }
+                Output::Event(e) => return Some(Out::Event(e)),
+            }
+        }
+    }
+}
