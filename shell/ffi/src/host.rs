@@ -8,10 +8,10 @@ use docweave_shell::{run_job, Input, LoroEngine, Node, NodeOptions, Output, Stor
 use std::collections::VecDeque;
 use std::ffi::CString;
 
-/// What the host asked for in its JSON configuration.
+/// What the host asks for (JSON in C).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct HostConfig {
+pub struct HostConfig {
     /// This node's peer id.
     pub peer: String,
     /// An SQLite file for the built-in store (default: memory).
@@ -22,21 +22,42 @@ pub(crate) struct HostConfig {
     pub token: Option<String>,
 }
 
-/// One output, as the C side sees it.
-pub(crate) enum Out {
-    Transmit { channel: ChannelId, frame: Vec<u8> },
-    Close { channel: ChannelId, reason: String },
-    Dial { remote: String },
+/// One output for the host (store jobs never come out: they run inside).
+pub enum Out {
+    /// Write this frame to the connection of `channel`.
+    Transmit {
+        /// The channel.
+        channel: ChannelId,
+        /// The frame.
+        frame: Vec<u8>,
+    },
+    /// Close the connection of `channel`.
+    Close {
+        /// The channel.
+        channel: ChannelId,
+        /// Why.
+        reason: String,
+    },
+    /// Connect to the remote of this name, then `channel_opened`.
+    Dial {
+        /// The remote's name.
+        remote: String,
+    },
+    /// Tell the application.
     Event(Event),
 }
 
-pub(crate) struct Host {
+/// A node with its store (run inline) and the last output's bytes.
+pub struct Host {
+    /// The node.
     pub node: Node<LoroEngine>,
     store: Box<dyn Store>,
+    /// The token presented to servers this node dials.
     pub token: Option<String>,
     ready: VecDeque<Out>,
-    /// What the last poll handed out, alive until the next.
+    /// The frame the last C poll handed out, alive until the next.
     pub held_bytes: Vec<u8>,
+    /// The text the last C poll handed out, alive until the next.
     pub held_text: CString,
 }
 
@@ -55,6 +76,7 @@ fn session_actor(peer: &str) -> u64 {
 }
 
 impl Host {
+    /// A node for `c`, its store opened.
     pub fn new(c: HostConfig, now: u64) -> Result<Self, String> {
         let store: Box<dyn Store> = match &c.sqlite {
             Some(path) => Box::new(

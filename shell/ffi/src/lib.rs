@@ -14,13 +14,14 @@
 //! - The store is built in: SQLite at `"sqlite": PATH` in the config, else
 //!   memory. Its jobs run inside `dw_poll`.
 //!
-//! Here: the C functions and their safety checks. Not here: any decision
-//! (the core) or the node itself (`docweave-shell`).
+//! Here: the C functions and their safety checks, and [`host::Host`], the
+//! node with its store run inline that the Python package shares. Not here:
+//! any decision (the core) or the node itself (`docweave-shell`).
 #![warn(missing_docs)]
 
 mod api;
 mod error;
-mod host;
+pub mod host;
 
 pub use api::*;
 pub use error::{DW_ERR_INVALID, DW_ERR_NULL, DW_ERR_PANIC, DW_ERR_STORE, DW_OK};

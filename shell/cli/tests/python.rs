@@ -1,0 +1,53 @@
+//! Runs the Python tests in `tests/python` against this build's `docweave`
+//! binary: `pip install ./shell/python` (PyO3, built from source by maturin)
+//! and `loro` from PyPI into a virtual environment, then two Python replicas
+//! and a native client converge, and an offline replica syncs after a
+//! restart. Python 3 with pip and venv is required: without it this test
+//! fails rather than passing silently.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(status.success(), "{what} failed");
+}
+
+#[test]
+fn python_replicas_sync_through_docweave() {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            "python3 -m venv",
+        );
+    }
+    // Always the package of this checkout, built from source by the install.
+    run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .arg(root().join("shell/python"))
+            .arg("loro==1.17.1"),
+        "pip install ./shell/python loro",
+    );
+    let out = Command::new(&python)
+        .args(["-m", "unittest", "-v", "test_sync.py"])
+        .current_dir(root().join("tests/python"))
+        .env("DOCWEAVE_BIN", env!("CARGO_BIN_EXE_docweave"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{report}");
+    assert!(out.status.success(), "the Python tests failed");
+    assert!(
+        report.contains("Ran 3 tests") && report.contains("OK"),
+        "the Python tests did not all run"
+    );
+}

@@ -1,0 +1,121 @@
+"""Python replicas (the `docweave` package, edited with `loro` from PyPI)
+syncing through the real `docweave serve` binary. Run by
+shell/cli/tests/python.rs with DOCWEAVE_BIN set."""
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import unittest
+
+import docweave
+import loro
+
+BIN = os.environ["DOCWEAVE_BIN"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data: str):
+        self.tcp = free_port()
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+             "--tcp", f"127.0.0.1:{self.tcp}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        self.ws = "ws://" + re.search(r"ws://(127\.0\.0\.1:\d+)", line).group(1)
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([BIN, *args], check=True, capture_output=True, text=True).stdout
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def content(replica: docweave.Replica, doc: str) -> dict:
+    d = loro.LoroDoc()
+    d.import_(replica.export(doc))
+    return d.get_deep_value()
+
+
+def edit(key: str, value: str) -> bytes:
+    """An update made with Python's own Loro."""
+    d = loro.LoroDoc()
+    d.get_map("root").insert(key, value)
+    d.commit()
+    return d.export(loro.ExportMode.Snapshot())
+
+
+class Sync(unittest.IsolatedAsyncioTestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="docweave-py-")
+        self.server = Server(os.path.join(self.dir, "server"))
+
+    def tearDown(self):
+        self.server.stop()
+
+    async def test_two_python_replicas_and_a_native_client_converge(self):
+        a = docweave.Replica("py-a")
+        b = docweave.Replica("py-b")
+        for r in (a, b):
+            await r.open("shared")
+            await r.connect("127.0.0.1", self.server.tcp)
+        a.apply("shared", edit("from-a", "1"))
+        b.apply("shared", edit("from-b", "2"))
+        self.server.cli("doc", "put", self.server.ws, "shared", "from-rust", "3")
+        want = {"from-a": "1", "from-b": "2", "from-rust": "3"}
+        for r in (a, b):
+            await r.wait_for(lambda r=r: content(r, "shared").get("root") == want)
+        self.assertEqual(content(a, "shared"), content(b, "shared"))
+        native = self.server.cli("doc", "get", self.server.ws, "shared")
+        for key in want:
+            self.assertIn(key, native)
+        await a.close()
+        await b.close()
+
+    async def test_an_offline_replica_keeps_its_edits_across_a_restart_and_syncs_them(self):
+        db = os.path.join(self.dir, "offline.db")
+        offline = docweave.Replica("py-offline", sqlite=db)
+        await offline.open("notes")
+        offline.apply("notes", edit("written", "offline"))
+        await offline.close()
+
+        again = docweave.Replica("py-offline", sqlite=db)
+        await again.open("notes")
+        self.assertEqual(content(again, "notes")["root"], {"written": "offline"})
+        await again.connect("127.0.0.1", self.server.tcp)
+        await again.wait_acknowledged("notes")
+        self.assertIn("offline", self.server.cli("doc", "get", self.server.ws, "notes"))
+        await again.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
+
+
+class ReadmeExample(unittest.TestCase):
+    """The README's Python example, run as written (its port and file moved)."""
+
+    def test_the_readme_example_runs_against_the_server(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "..", "..", "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        section = readme[readme.index("**Python.**"):]
+        code = section[section.index("```python") + len("```python"):]
+        code = code[:code.index("```")]
+        workdir = tempfile.mkdtemp(prefix="docweave-readme-")
+        server = Server(os.path.join(workdir, "server"))
+        try:
+            code = code.replace("7880", str(server.tcp)).replace('"laptop.db"', repr(os.path.join(workdir, "laptop.db")))
+            exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+            self.assertIn("Shopping", server.cli("doc", "get", server.ws, "notes"))
+        finally:
+            server.stop()
