@@ -19,10 +19,27 @@ fn build_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
+/// Where the library is: next to this test (`deps/`, as `cargo test`
+/// leaves it) or in `target/<profile>` (after `cargo build`).
+fn library_dir() -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    [deps, build_dir()]
+        .into_iter()
+        .find(|d| d.join("libdocweave_ffi.so").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "libdocweave_ffi.so is missing beside {}",
+                build_dir().display()
+            )
+        })
+}
+
 fn library() -> PathBuf {
-    let lib = build_dir().join("libdocweave_ffi.so");
-    assert!(lib.exists(), "{} is missing", lib.display());
-    lib
+    library_dir().join("libdocweave_ffi.so")
 }
 
 fn header_functions() -> BTreeSet<String> {
@@ -135,7 +152,7 @@ fn a_c_program_syncs_a_document_with_docweave_serve_over_its_own_tcp_connection(
         .arg("-I")
         .arg(repo_root().join("shell/ffi"))
         .arg("-L")
-        .arg(build_dir())
+        .arg(library_dir())
         .arg("-ldocweave_ffi")
         .status()
         .expect("cc is needed");
@@ -160,7 +177,7 @@ fn a_c_program_syncs_a_document_with_docweave_serve_over_its_own_tcp_connection(
         .arg(dir.join("update.bin"))
         .arg(dir.join("snapshot.bin"))
         .arg("shared")
-        .env("LD_LIBRARY_PATH", build_dir())
+        .env("LD_LIBRARY_PATH", library_dir())
         .output()
         .unwrap();
     assert!(
@@ -181,4 +198,51 @@ fn a_c_program_syncs_a_document_with_docweave_serve_over_its_own_tcp_connection(
     );
     let there = cli(&["doc", "get", &ws, "shared"]);
     assert!(there.contains("from-c"), "{there}");
+}
+
+#[test]
+fn the_readme_c_example_compiles_and_fetches_a_document() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("**C.**").unwrap()..];
+    let start = section.find("```c\n").unwrap() + "```c\n".len();
+    let code = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = std::env::temp_dir().join(format!("docweave-ffi-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("example.c"), code).unwrap();
+    let compiled = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-D_DEFAULT_SOURCE",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+        ])
+        .arg(dir.join("example"))
+        .arg(dir.join("example.c"))
+        .arg("-I")
+        .arg(repo_root().join("shell/ffi"))
+        .arg("-L")
+        .arg(library_dir())
+        .arg("-ldocweave_ffi")
+        .status()
+        .expect("cc is needed");
+    assert!(
+        compiled.success(),
+        "the README's C example does not compile"
+    );
+    let tcp = free_port();
+    let (_server, ws) = serve(&dir.join("server"), tcp);
+    cli(&["doc", "put", &ws, "notes", "title", "Shopping"]);
+    let out = Command::new(dir.join("example"))
+        .arg(tcp.to_string())
+        .env("LD_LIBRARY_PATH", library_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("notes: "),
+        "{stdout}"
+    );
 }
