@@ -3,7 +3,7 @@
 
 use crate::error::{fail, guard, last, ok, DW_ERR_INVALID, DW_ERR_NULL, DW_ERR_STORE, DW_OK};
 use crate::host::{Host, HostConfig, Out};
-use docweave_core::{ChannelId, DocId, Filter, RemoteAddr};
+use docweave_core::{ChannelId, DocId, RemoteAddr};
 use docweave_shell::Input;
 use std::ffi::{c_char, CStr, CString};
 
@@ -140,15 +140,7 @@ pub unsafe extern "C" fn dw_connect(node: *mut DwNode, remote: *const c_char, no
     with_node(node, |h| {
         let name = text(remote, "remote")?;
         let remote = RemoteAddr::parse(name).map_err(|e| fail(DW_ERR_INVALID, e.to_string()))?;
-        let token = h.token.clone();
-        h.node.handle(
-            now_ms,
-            Input::Connect {
-                remote,
-                token,
-                filter: Filter::all(),
-            },
-        );
+        h.connect(remote, now_ms);
         Ok(())
     })
 }
@@ -292,20 +284,13 @@ pub unsafe extern "C" fn dw_apply_update(
 ) -> i32 {
     with_node(node, |h| {
         let doc = doc_id(doc)?;
-        if bytes.is_null() || len == 0 {
-            return Err(fail(DW_ERR_INVALID, "an update has at least one byte"));
-        }
-        if h.node.replica(&doc).is_none() {
-            return Err(fail(
-                DW_ERR_INVALID,
-                format!("{doc} is not open (dw_open, then wait for DocReady)"),
-            ));
+        if bytes.is_null() {
+            return Err(fail(DW_ERR_NULL, "bytes is NULL"));
         }
         // SAFETY: the caller gives `len` readable bytes.
         let update = unsafe { std::slice::from_raw_parts(bytes, len) }.to_vec();
-        h.node
-            .handle(now_ms, Input::LocalUpdate { doc, bytes: update });
-        Ok(())
+        h.apply_update(doc, update, now_ms)
+            .map_err(|why| fail(DW_ERR_INVALID, why))
     })
 }
 
@@ -325,12 +310,7 @@ pub unsafe extern "C" fn dw_export(
             return Err(fail(DW_ERR_NULL, "out is NULL"));
         }
         let doc = doc_id(doc)?;
-        let Some(replica) = h.node.replica(&doc) else {
-            return Err(fail(DW_ERR_INVALID, format!("{doc} is not open")));
-        };
-        let bytes = replica
-            .export(loro::ExportMode::Snapshot)
-            .map_err(|e| fail(DW_ERR_INVALID, format!("{doc} does not export: {e}")))?;
+        let bytes = h.export(&doc).map_err(|why| fail(DW_ERR_INVALID, why))?;
         let mut boxed = bytes.into_boxed_slice();
         let len = boxed.len();
         let ptr = boxed.as_mut_ptr();

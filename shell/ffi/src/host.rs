@@ -3,7 +3,7 @@
 //! the last output kept alive for the host.
 
 use docweave_adapters::{MemoryStore, SqliteStore, Store};
-use docweave_core::{ChannelId, Config, Event};
+use docweave_core::{ChannelId, Config, DocId, Event, Filter, RemoteAddr};
 use docweave_shell::{run_job, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer};
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -101,6 +101,46 @@ impl Host {
             held_bytes: Vec::new(),
             held_text: CString::default(),
         })
+    }
+
+    /// Stay connected to the remote called `remote` (a dial comes out).
+    pub fn connect(&mut self, remote: RemoteAddr, now: u64) {
+        let token = self.token.clone();
+        let filter = Filter::all();
+        self.node.handle(
+            now,
+            Input::Connect {
+                remote,
+                token,
+                filter,
+            },
+        );
+    }
+
+    /// Applies a Loro update the host made with its own Loro, as a local
+    /// change of an open document.
+    pub fn apply_update(&mut self, doc: DocId, bytes: Vec<u8>, now: u64) -> Result<(), String> {
+        if bytes.is_empty() {
+            return Err("an update has at least one byte".into());
+        }
+        if self.node.replica(&doc).is_none() {
+            return Err(format!(
+                "{doc} is not open (open it, then wait for DocReady)"
+            ));
+        }
+        self.node.handle(now, Input::LocalUpdate { doc, bytes });
+        Ok(())
+    }
+
+    /// An open document as a Loro snapshot.
+    pub fn export(&self, doc: &DocId) -> Result<Vec<u8>, String> {
+        let replica = self
+            .node
+            .replica(doc)
+            .ok_or_else(|| format!("{doc} is not open"))?;
+        replica
+            .export(loro::ExportMode::Snapshot)
+            .map_err(|e| format!("{doc} does not export: {e}"))
     }
 
     /// The next output for the host, running store jobs on the way.

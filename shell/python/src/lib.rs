@@ -5,7 +5,7 @@
 //! store run inline). Not here: sockets and the loop (Python's asyncio
 //! does them), or any decision (the core).
 
-use docweave_core::{ChannelId, DocId, Filter, RemoteAddr};
+use docweave_core::{ChannelId, DocId, RemoteAddr};
 use docweave_ffi::host::{Host, HostConfig, Out};
 use docweave_shell::Input;
 use pyo3::exceptions::PyValueError;
@@ -52,15 +52,7 @@ impl Node {
     /// Stay connected to the remote called `remote` (dials come out of `poll`).
     fn connect(&mut self, remote: &str, now_ms: u64) -> PyResult<()> {
         let remote = RemoteAddr::parse(remote).map_err(invalid)?;
-        let token = self.host.token.clone();
-        self.host.node.handle(
-            now_ms,
-            Input::Connect {
-                remote,
-                token,
-                filter: Filter::all(),
-            },
-        );
+        self.host.connect(remote, now_ms);
         Ok(())
     }
 
@@ -117,26 +109,13 @@ impl Node {
     /// Apply a Loro update made by the caller's own Loro, as a local change.
     fn apply_update(&mut self, doc: &str, update: Vec<u8>, now_ms: u64) -> PyResult<()> {
         let doc = doc_id(doc)?;
-        if self.host.node.replica(&doc).is_none() {
-            return Err(invalid(format!("{doc} is not open yet")));
-        }
-        self.host
-            .node
-            .handle(now_ms, Input::LocalUpdate { doc, bytes: update });
-        Ok(())
+        self.host.apply_update(doc, update, now_ms).map_err(invalid)
     }
 
     /// The document as a Loro snapshot.
     fn export<'py>(&self, py: Python<'py>, doc: &str) -> PyResult<Bound<'py, PyBytes>> {
         let doc = doc_id(doc)?;
-        let replica = self
-            .host
-            .node
-            .replica(&doc)
-            .ok_or_else(|| invalid(format!("{doc} is not open")))?;
-        let bytes = replica
-            .export(loro::ExportMode::Snapshot)
-            .map_err(invalid)?;
+        let bytes = self.host.export(&doc).map_err(invalid)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
