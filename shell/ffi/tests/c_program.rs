@@ -75,6 +75,29 @@ fn the_header_declares_exactly_what_the_library_exports() {
     assert_eq!(header_functions(), exported);
 }
 
+/// Compiles a C program against the header and the library, warnings as errors.
+fn compile_c(source: &Path, program: &Path) {
+    let compiled = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-D_DEFAULT_SOURCE",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+        ])
+        .arg(program)
+        .arg(source)
+        .arg("-I")
+        .arg(repo_root().join("shell/ffi"))
+        .arg("-L")
+        .arg(library_dir())
+        .arg("-ldocweave_ffi")
+        .status()
+        .expect("cc is needed");
+    assert!(compiled.success(), "{} does not compile", source.display());
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -138,25 +161,7 @@ fn a_c_program_syncs_a_document_with_docweave_serve_over_its_own_tcp_connection(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let program = dir.join("sync_tcp");
-    let compiled = Command::new("cc")
-        .args([
-            "-std=c11",
-            "-D_DEFAULT_SOURCE",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-        ])
-        .arg("-o")
-        .arg(&program)
-        .arg(repo_root().join("tests/c/sync_tcp.c"))
-        .arg("-I")
-        .arg(repo_root().join("shell/ffi"))
-        .arg("-L")
-        .arg(library_dir())
-        .arg("-ldocweave_ffi")
-        .status()
-        .expect("cc is needed");
-    assert!(compiled.success(), "the C program does not compile");
+    compile_c(&repo_root().join("tests/c/sync_tcp.c"), &program);
 
     let tcp = free_port();
     let (_server, ws) = serve(&dir.join("server"), tcp);
@@ -210,28 +215,7 @@ fn the_readme_c_example_compiles_and_fetches_a_document() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("example.c"), code).unwrap();
-    let compiled = Command::new("cc")
-        .args([
-            "-std=c11",
-            "-D_DEFAULT_SOURCE",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-o",
-        ])
-        .arg(dir.join("example"))
-        .arg(dir.join("example.c"))
-        .arg("-I")
-        .arg(repo_root().join("shell/ffi"))
-        .arg("-L")
-        .arg(library_dir())
-        .arg("-ldocweave_ffi")
-        .status()
-        .expect("cc is needed");
-    assert!(
-        compiled.success(),
-        "the README's C example does not compile"
-    );
+    compile_c(&dir.join("example.c"), &dir.join("example"));
     let tcp = free_port();
     let (_server, ws) = serve(&dir.join("server"), tcp);
     cli(&["doc", "put", &ws, "notes", "title", "Shopping"]);
