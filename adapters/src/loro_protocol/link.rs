@@ -3,6 +3,7 @@
 //! writes to the client, with a bounded queue and a write timeout.
 
 use super::bridge::{Bridge, BridgeOptions, Effect};
+use super::coalesce::Coalescer;
 use super::codec::{decode, encode};
 use crate::transport::{outbound, Link, LinkOut, Outbound, WsOptions};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -20,6 +21,9 @@ const CLIENT_QUEUE: usize = 256;
 
 /// Frames to the node larger than this go as chunk frames.
 const NODE_CHUNK: usize = 1024 * 1024;
+
+/// How long updates for a client are gathered into one message.
+const GATHER: Duration = Duration::from_millis(4);
 
 /// A Loro client that sends nothing (its pings included) this long is gone.
 const IDLE: Duration = Duration::from_secs(90);
@@ -93,6 +97,7 @@ where
         let mut unchunk = Unchunk::default();
         let mut chunk_id: u32 = 0;
         let mut heard = Instant::now();
+        let mut gather = Coalescer::new(GATHER, super::codec::MAX_MESSAGE - 4096);
         // Frames of the node are decoded whole, however large.
         let limits = Limits {
             max_frame: usize::MAX / 2,
@@ -102,7 +107,9 @@ where
             let next = futures_lite::future::or(
                 async { Next::Client(stream.next().await) },
                 futures_lite::future::or(async { Next::Node(recv(&node_out).await) }, async {
-                    smol::Timer::after(Duration::from_secs(1)).await;
+                    let second = Instant::now() + Duration::from_secs(1);
+                    let at = gather.deadline().map_or(second, |d| d.min(second));
+                    smol::Timer::at(at).await;
                     Next::Tick
                 }),
             )
@@ -168,6 +175,9 @@ where
                     }
                 }
                 Next::Node(Some(Outbound::Close(reason))) => {
+                    if let Some(m) = gather.flush() {
+                        let _ = client_tx.send(Ws::Binary(encode(&m).into())).await;
+                    }
                     let _ = client_tx.send(close(&reason)).await;
                     break;
                 }
@@ -178,6 +188,11 @@ where
                         let _ = client_tx.send(close("idle")).await;
                         break;
                     }
+                    if let Some(m) = gather.due(now) {
+                        if client_tx.send(Ws::Binary(encode(&m).into())).await.is_err() {
+                            break;
+                        }
+                    }
                     bridge.tick(now)
                 }
             };
@@ -185,8 +200,10 @@ where
             for effect in effects {
                 match effect {
                     Effect::ToClient(m) => {
-                        if client_tx.send(Ws::Binary(encode(&m).into())).await.is_err() {
-                            stop = true;
+                        for m in gather.push(m, now) {
+                            if client_tx.send(Ws::Binary(encode(&m).into())).await.is_err() {
+                                stop = true;
+                            }
                         }
                     }
                     Effect::ToNode(m) => {
@@ -206,6 +223,9 @@ where
                         }
                     }
                     Effect::Close(reason) => {
+                        if let Some(m) = gather.flush() {
+                            let _ = client_tx.send(Ws::Binary(encode(&m).into())).await;
+                        }
                         let _ = client_tx.send(close(&reason)).await;
                         stop = true;
                     }

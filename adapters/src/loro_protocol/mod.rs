@@ -7,6 +7,7 @@
 //! native ones).
 
 mod bridge;
+mod coalesce;
 mod codec;
 mod link;
 

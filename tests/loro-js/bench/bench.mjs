@@ -15,6 +15,8 @@ function serverCpu(server) {
 const READERS = Number(process.env.READERS ?? 50);
 const EDITS = Number(process.env.EDITS ?? 1000);
 const ROOMS = Number(process.env.ROOMS ?? 1000);
+// Edits per second the writer makes (0: as fast as it can).
+const RATE = Number(process.env.RATE ?? 0);
 
 function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
@@ -45,6 +47,11 @@ async function fanOut(server) {
   const clientCpuBefore = process.cpuUsage();
   const start = performance.now();
   for (let i = 0; i < EDITS; i++) {
+    if (RATE > 0) {
+      const at = start + (i * 1000) / RATE;
+      const wait = at - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    }
     sentAt[i] = performance.now();
     text.insert(i, "x");
     writer.doc.commit();
@@ -58,7 +65,7 @@ async function fanOut(server) {
   await until("every edit acknowledged", () => unacked(writerClient) === 0, 60000);
   latencies.sort((a, b) => a - b);
   return {
-    scenario: `1 writer, ${READERS} readers, ${EDITS} single-character edits`,
+    scenario: `1 writer, ${READERS} readers, ${EDITS} single-character edits${RATE ? ` at ${RATE}/s` : ""}`,
     edits_per_s_delivered_to_all: Math.round(EDITS / elapsed),
     latency_ms_p50: Number(percentile(latencies, 50).toFixed(1)),
     latency_ms_p99: Number(percentile(latencies, 99).toFixed(1)),
