@@ -4,6 +4,7 @@
 //  2. one client joining 1,000 rooms.
 // Run: DOCWEAVE_BIN=target/release/docweave node tests/loro-js/bench/bench.mjs
 import { readFileSync } from "node:fs";
+import { Worker } from "node:worker_threads";
 import { Server, connect, joinDoc, closeAll, unacked, until } from "../lib/helpers.mjs";
 
 /** CPU seconds the server process used so far (Linux). */
@@ -17,6 +18,8 @@ const EDITS = Number(process.env.EDITS ?? 1000);
 const ROOMS = Number(process.env.ROOMS ?? 1000);
 // Edits per second the writer makes (0: as fast as it can).
 const RATE = Number(process.env.RATE ?? 0);
+// Reader threads (0: readers share the writer's thread).
+const WORKERS = Number(process.env.WORKERS ?? 0);
 
 function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
@@ -76,6 +79,54 @@ async function fanOut(server) {
   };
 }
 
+/** The same scenario with the readers spread over worker threads, so the
+ * figure is not bounded by one JavaScript thread importing for 50 readers. */
+async function fanOutThreads(server) {
+  const writerClient = await connect(server);
+  const writer = await joinDoc(writerClient, "bench-threads");
+  const per = Math.ceil(READERS / WORKERS);
+  const workers = [];
+  for (let w = 0; w < WORKERS; w++) {
+    const count = Math.min(per, READERS - w * per);
+    const worker = new Worker(new URL("./readers.mjs", import.meta.url), {
+      workerData: { url: server.url, room: "bench-threads", count, edits: EDITS },
+      env: process.env,
+    });
+    const ready = new Promise((r) => worker.once("message", r));
+    const done = new Promise((r) => worker.on("message", (m) => m.done && r(m.done)));
+    workers.push({ worker, ready, done });
+  }
+  await Promise.all(workers.map((w) => w.ready));
+  const sentAt = new Array(EDITS);
+  const text = writer.doc.getText("t");
+  const cpuBefore = serverCpu(server);
+  const start = performance.now();
+  for (let i = 0; i < EDITS; i++) {
+    if (RATE > 0) {
+      const wait = start + (i * 1000) / RATE - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    }
+    sentAt[i] = performance.timeOrigin + performance.now();
+    text.insert(i, "x");
+    writer.doc.commit();
+    await new Promise((r) => setImmediate(r));
+  }
+  const arrivals = (await Promise.all(workers.map((w) => w.done))).flat();
+  const last = Math.max(...arrivals.map((a) => a[EDITS - 1]));
+  const elapsed = (last - (performance.timeOrigin + start)) / 1000;
+  const latencies = arrivals.flatMap((a) => a.map((at, i) => at - sentAt[i])).sort((a, b) => a - b);
+  const serverCpuS = serverCpu(server) - cpuBefore;
+  await Promise.all(workers.map((w) => w.worker.terminate()));
+  return {
+    scenario: `1 writer, ${READERS} readers in ${WORKERS} threads, ${EDITS} edits${RATE ? ` at ${RATE}/s` : ""}`,
+    edits_per_s_delivered_to_all: Math.round(EDITS / elapsed),
+    latency_ms_p50: Number(percentile(latencies, 50).toFixed(1)),
+    latency_ms_p99: Number(percentile(latencies, 99).toFixed(1)),
+    deliveries: latencies.length,
+    server_cpu_s: Number(serverCpuS.toFixed(2)),
+  };
+}
+
 async function manyRooms(server) {
   const client = await connect(server);
   const start = performance.now();
@@ -86,7 +137,7 @@ async function manyRooms(server) {
 
 const server = await new Server().start();
 try {
-  console.log(JSON.stringify(await fanOut(server)));
+  console.log(JSON.stringify(WORKERS > 0 ? await fanOutThreads(server) : await fanOut(server)));
   closeAll();
   console.log(JSON.stringify(await manyRooms(server)));
 } finally {
