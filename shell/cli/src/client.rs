@@ -59,9 +59,10 @@ fn unique(prefix: &str) -> String {
 
 /// A Repo for a command: connected to a server URL (keeping nothing on
 /// disk), or working on a local data directory.
-fn repo_for(target: &str, token: Option<&str>, peer: Option<&str>) -> Result<Repo, String> {
+fn repo_for(target: &str, auth: &Credentials) -> Result<Repo, String> {
+    let token = auth.token.as_deref();
     if is_url(target) {
-        let id = peer.map(str::to_string).unwrap_or_else(|| unique("cli"));
+        let id = auth.peer.clone().unwrap_or_else(|| unique("cli"));
         let repo = Repo::builder(&id).build().map_err(|e| e.to_string())?;
         let (name, dialer) = dialer_for(target, token)?;
         repo.connect_with(&name, token, dialer)
@@ -149,6 +150,17 @@ async fn connected(
     }
 }
 
+/// Who a `doc` command speaks as to a server.
+#[derive(clap::Args)]
+pub struct Credentials {
+    /// Token to present to the server.
+    #[arg(long, env = "DOCWEAVE_TOKEN")]
+    token: Option<String>,
+    /// The peer id to connect as (one the token grants); default `cli-<pid>`.
+    #[arg(long = "as", env = "DOCWEAVE_PEER")]
+    peer: Option<String>,
+}
+
 /// `docweave doc ...`
 #[derive(clap::Subcommand)]
 pub enum DocCommand {
@@ -161,12 +173,8 @@ pub enum DocCommand {
         /// Seconds to wait for the server (large documents take longer).
         #[arg(long, default_value_t = 60)]
         timeout: u64,
-        /// Token to present to the server.
-        #[arg(long, env = "DOCWEAVE_TOKEN")]
-        token: Option<String>,
-        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
-        #[arg(long = "as", env = "DOCWEAVE_PEER")]
-        peer: Option<String>,
+        #[command(flatten)]
+        auth: Credentials,
     },
     /// Set a key of the document's "root" map, or append to its "text".
     Put {
@@ -187,12 +195,8 @@ pub enum DocCommand {
         /// Seconds to wait for the server (large documents take longer).
         #[arg(long, default_value_t = 60)]
         timeout: u64,
-        /// Token to present to the server.
-        #[arg(long, env = "DOCWEAVE_TOKEN")]
-        token: Option<String>,
-        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
-        #[arg(long = "as", env = "DOCWEAVE_PEER")]
-        peer: Option<String>,
+        #[command(flatten)]
+        auth: Credentials,
     },
     /// Delete a document (on the server, or in a data directory).
     Delete {
@@ -200,23 +204,15 @@ pub enum DocCommand {
         target: String,
         /// The document id.
         doc: String,
-        /// Token to present to the server.
-        #[arg(long, env = "DOCWEAVE_TOKEN")]
-        token: Option<String>,
-        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
-        #[arg(long = "as", env = "DOCWEAVE_PEER")]
-        peer: Option<String>,
+        #[command(flatten)]
+        auth: Credentials,
     },
     /// List the documents a server holds that you may read, with their sizes.
     List {
         /// A server (ws://host:port, http://host:port) or a data directory.
         target: String,
-        /// Token to present to the server.
-        #[arg(long, env = "DOCWEAVE_TOKEN")]
-        token: Option<String>,
-        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
-        #[arg(long = "as", env = "DOCWEAVE_PEER")]
-        peer: Option<String>,
+        #[command(flatten)]
+        auth: Credentials,
     },
     /// Print the document, then again each time it changes.
     Watch {
@@ -224,12 +220,8 @@ pub enum DocCommand {
         target: String,
         /// The document id.
         doc: String,
-        /// Token to present to the server.
-        #[arg(long, env = "DOCWEAVE_TOKEN")]
-        token: Option<String>,
-        /// The peer id to connect as (one the token grants); default `cli-<pid>`.
-        #[arg(long = "as", env = "DOCWEAVE_PEER")]
-        peer: Option<String>,
+        #[command(flatten)]
+        auth: Credentials,
     },
 }
 
@@ -244,11 +236,10 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 target,
                 doc,
                 timeout,
-                token,
-                peer,
+                auth,
             } => {
                 let wait = Duration::from_secs(timeout);
-                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
+                let repo = repo_for(&target, &auth)?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
                 if is_url(&target) && pulled(&events, &doc, wait).await?.is_none() {
@@ -268,8 +259,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 text,
                 text_file,
                 timeout,
-                token,
-                peer,
+                auth,
             } => {
                 let wait = Duration::from_secs(timeout);
                 let text = match text_file {
@@ -279,7 +269,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                     ),
                     None => text,
                 };
-                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
+                let repo = repo_for(&target, &auth)?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
                 let server = if is_url(&target) {
@@ -335,13 +325,8 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 repo.close().await;
                 Ok(())
             }
-            DocCommand::Delete {
-                target,
-                doc,
-                token,
-                peer,
-            } => {
-                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
+            DocCommand::Delete { target, doc, auth } => {
+                let repo = repo_for(&target, &auth)?;
                 if !is_url(&target) {
                     repo.delete(&doc).map_err(|e| e.to_string())?;
                     repo.close().await;
@@ -366,12 +351,8 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                     None => Err(format!("{server} did not answer the deletion within 10 s")),
                 }
             }
-            DocCommand::List {
-                target,
-                token,
-                peer,
-            } => {
-                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
+            DocCommand::List { target, auth } => {
+                let repo = repo_for(&target, &auth)?;
                 let docs: Vec<(String, u64, u64)> = if is_url(&target) {
                     let events = repo.events().await.map_err(|e| e.to_string())?;
                     let server = connected(&repo, &events, Duration::from_secs(10))
@@ -400,13 +381,8 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 }
                 Ok(())
             }
-            DocCommand::Watch {
-                target,
-                doc,
-                token,
-                peer,
-            } => {
-                let repo = repo_for(&target, token.as_deref(), peer.as_deref())?;
+            DocCommand::Watch { target, doc, auth } => {
+                let repo = repo_for(&target, &auth)?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
                 out!("{}", json(&d));
