@@ -1,7 +1,5 @@
 use super::kit::*;
-use crate::{
-    ChannelId, ChannelKind, Clock, Config, ErrorCode, Event, Hello, Message, Msg, PeerId, PeerKind,
-};
+use crate::{ChannelId, Clock, Config, ErrorCode, Event, Hello, Message, Msg, PeerId, PeerKind};
 
 fn error_code(cmds: &[crate::Cmd], ch: u64) -> Option<ErrorCode> {
     messages(cmds, ch).into_iter().find_map(|m| match m {
@@ -23,11 +21,7 @@ fn handshake_is_welcomed_and_the_peer_connected() {
 #[test]
 fn protocol_mismatch_gets_an_error_and_a_close() {
     let mut k = Kit::hub();
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(1),
-        kind: ChannelKind::Network,
-        remote: None,
-    });
+    k.accept(1);
     let bad = Message::Hello(Hello {
         peer: PeerId::new("old"),
         name: String::new(),
@@ -55,11 +49,7 @@ fn a_missing_or_wrong_token_gets_an_error_and_a_close() {
 #[test]
 fn messages_before_the_handshake_are_refused_without_closing() {
     let mut k = Kit::hub();
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(1),
-        kind: ChannelKind::Network,
-        remote: None,
-    });
+    k.accept(1);
     let cmds = k.recv(1, Message::Delete { doc: doc("x") });
     assert_eq!(error_code(&cmds, 1), Some(ErrorCode::NotEstablished));
     assert!(!closes(&cmds, 1));

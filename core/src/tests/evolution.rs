@@ -4,8 +4,8 @@
 
 use super::kit::*;
 use crate::{
-    ChannelId, ChannelKind, Clock, Cmd, Config, ErrorCode, Event, Hello, Message, Msg, PeerId,
-    PeerKind, PROTOCOL_VERSION,
+    ChannelId, Clock, Cmd, Config, ErrorCode, Event, Hello, Message, Msg, PeerId, PeerKind,
+    PROTOCOL_VERSION,
 };
 
 fn hello_v(peer: &str, protocol: u32) -> Message {
@@ -26,30 +26,21 @@ fn welcomed_with(cmds: &[Cmd], ch: u64) -> Option<u32> {
     })
 }
 
-fn open(k: &mut Kit, ch: u64, hello: Message) -> Vec<Cmd> {
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(ch),
-        kind: ChannelKind::Network,
-        remote: None,
-    });
-    k.recv(ch, hello)
-}
-
 #[test]
 fn the_handshake_settles_on_the_highest_version_both_speak() {
     let mut k = Kit::hub();
-    let older = open(&mut k, 1, hello_v("old", 1));
+    let older = k.greet(1, hello_v("old", 1));
     assert_eq!(welcomed_with(&older, 1), Some(1));
-    let newer = open(&mut k, 2, hello_v("new", PROTOCOL_VERSION + 1));
+    let newer = k.greet(2, hello_v("new", PROTOCOL_VERSION + 1));
     assert_eq!(welcomed_with(&newer, 2), Some(PROTOCOL_VERSION));
-    let ancient = open(&mut k, 3, hello_v("ancient", 0));
+    let ancient = k.greet(3, hello_v("ancient", 0));
     assert!(closes(&ancient, 3));
 }
 
 #[test]
 fn an_unknown_message_kind_is_answered_and_the_channel_goes_on() {
     let mut k = Kit::hub();
-    open(&mut k, 1, hello_v("new", PROTOCOL_VERSION + 1));
+    k.greet(1, hello_v("new", PROTOCOL_VERSION + 1));
     let cmds = k.feed(Msg::Unsupported {
         channel: ChannelId(1),
         kind: 200,
@@ -63,7 +54,7 @@ fn an_unknown_message_kind_is_answered_and_the_channel_goes_on() {
     )));
     assert!(!closes(&cmds, 1));
     // A protocol-1 peer gets an error it can read.
-    open(&mut k, 2, hello_v("old", 1));
+    k.greet(2, hello_v("old", 1));
     let cmds = k.feed(Msg::Unsupported {
         channel: ChannelId(2),
         kind: 200,
@@ -109,7 +100,7 @@ fn list_docs_answers_what_the_asker_may_read_in_pages() {
     for d in ["a", "b", "c"] {
         k.create(&[], d);
     }
-    open(&mut k, 1, hello_v("alice", PROTOCOL_VERSION));
+    k.greet(1, hello_v("alice", PROTOCOL_VERSION));
     let cmds = k.recv(
         1,
         Message::ListDocs {

@@ -4,8 +4,8 @@
 
 use super::kit::*;
 use crate::{
-    ChannelId, ChannelKind, Clock, Cmd, Config, Ephemeral, ErrorCode, Filter, Grant, Hello,
-    ListenerId, Message, Msg, Namespace, Pattern, Payload, PeerId, PeerKind, PROTOCOL_VERSION,
+    ChannelId, Clock, Cmd, Config, Ephemeral, ErrorCode, Filter, Grant, Hello, ListenerId, Message,
+    Msg, Namespace, Pattern, Payload, PeerId, PeerKind, PROTOCOL_VERSION,
 };
 
 fn hello_with(peer: &str, token: Option<&str>, kind: PeerKind) -> Message {
@@ -17,15 +17,6 @@ fn hello_with(peer: &str, token: Option<&str>, kind: PeerKind) -> Message {
         token: token.map(str::to_string),
         clock: Clock(0),
     })
-}
-
-fn connect(k: &mut Kit, ch: u64, hello: Message) -> Vec<Cmd> {
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(ch),
-        kind: ChannelKind::Network,
-        remote: None,
-    });
-    k.recv(ch, hello)
 }
 
 fn refused_with(cmds: &[Cmd], ch: u64, code: ErrorCode) -> bool {
@@ -43,27 +34,15 @@ fn a_token_grants_only_its_peer_ids_and_never_the_nodes_own() {
     }];
     c.tokens = vec!["admin".into()];
     let mut k = Kit::new(c);
-    let cmds = connect(
-        &mut k,
-        1,
-        hello_with("alice", Some("alice-secret"), PeerKind::User),
-    );
+    let cmds = k.greet(1, hello_with("alice", Some("alice-secret"), PeerKind::User));
     assert!(k.model.channel_peer(ChannelId(1)).is_some());
     assert!(!closes(&cmds, 1));
-    let cmds = connect(
-        &mut k,
-        2,
-        hello_with("bob", Some("alice-secret"), PeerKind::User),
-    );
+    let cmds = k.greet(2, hello_with("bob", Some("alice-secret"), PeerKind::User));
     assert!(refused_with(&cmds, 2, ErrorCode::BadToken) && closes(&cmds, 2));
-    let cmds = connect(
-        &mut k,
-        3,
-        hello_with("hub", Some("admin"), PeerKind::Service),
-    );
+    let cmds = k.greet(3, hello_with("hub", Some("admin"), PeerKind::Service));
     assert!(refused_with(&cmds, 3, ErrorCode::PermissionDenied) && closes(&cmds, 3));
     let mut open = Kit::hub();
-    let cmds = connect(&mut open, 1, hello_with("hub", None, PeerKind::Service));
+    let cmds = open.greet(1, hello_with("hub", None, PeerKind::Service));
     assert!(
         closes(&cmds, 1),
         "an open node let a client be the node itself"
@@ -74,13 +53,13 @@ fn a_token_grants_only_its_peer_ids_and_never_the_nodes_own() {
 fn a_second_connection_of_a_peer_replaces_the_first_and_gets_its_updates() {
     let mut k = Kit::hub();
     k.create(&[], "d");
-    connect(&mut k, 1, hello("alice"));
-    let cmds = connect(&mut k, 2, hello("alice"));
+    k.greet(1, hello("alice"));
+    let cmds = k.greet(2, hello("alice"));
     assert!(closes(&cmds, 1), "the older connection was kept");
     assert!(refused_with(&cmds, 1, ErrorCode::AlreadyEstablished));
     assert!(!closes(&cmds, 2));
     // An HTTP request link (a bot) of the same peer neither replaces nor is used.
-    let cmds = connect(&mut k, 3, hello_with("alice", None, PeerKind::Bot));
+    let cmds = k.greet(3, hello_with("alice", None, PeerKind::Bot));
     assert!(!closes(&cmds, 2) && !closes(&cmds, 3));
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(1),
@@ -106,7 +85,7 @@ fn presence_speaks_for_its_sender_and_its_ttl_is_capped() {
     let mut k = Kit::hub();
     k.create(&[], "d");
     for (ch, p) in [(1, "mallory"), (2, "bob")] {
-        connect(&mut k, ch, hello(p));
+        k.greet(ch, hello(p));
         k.recv(
             ch,
             Message::SyncRequest {
@@ -146,8 +125,8 @@ fn presence_speaks_for_its_sender_and_its_ttl_is_capped() {
 #[test]
 fn listener_ids_come_from_the_node_and_never_wrap() {
     let mut k = Kit::hub();
-    connect(&mut k, 1, hello("alice"));
-    connect(&mut k, 2, hello("bob"));
+    k.greet(1, hello("alice"));
+    k.greet(2, hello("bob"));
     let ids = |cmds: &[Cmd], ch: u64| -> Vec<ListenerId> {
         messages(cmds, ch)
             .into_iter()
@@ -180,7 +159,7 @@ fn listener_ids_come_from_the_node_and_never_wrap() {
 #[test]
 fn filters_a_peer_holds_are_bounded_in_number_and_entries() {
     let mut k = Kit::hub();
-    connect(&mut k, 1, hello("alice"));
+    k.greet(1, hello("alice"));
     let big = Filter::docs((0..2_000).map(|i| doc(&format!("d{i}"))));
     let cmds = k.recv(1, Message::Subscribe { filter: big });
     assert!(refused_with(&cmds, 1, ErrorCode::TooLarge));
@@ -200,11 +179,7 @@ fn filters_a_peer_holds_are_bounded_in_number_and_entries() {
 #[test]
 fn a_connection_that_only_talks_before_hello_is_closed() {
     let mut k = Kit::hub();
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(1),
-        kind: ChannelKind::Network,
-        remote: None,
-    });
+    k.accept(1);
     let mut closed = false;
     for _ in 0..3 {
         let cmds = k.recv(

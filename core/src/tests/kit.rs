@@ -108,12 +108,23 @@ impl Kit {
 
     /// A network peer that connected to us and said hello.
     pub fn peer(&mut self, ch: u64, name: &str) -> Vec<Cmd> {
+        self.greet(ch, hello(name))
+    }
+
+    /// A network connection arrives on channel `ch` and says `hello` (any
+    /// handshake message, well-formed or not).
+    pub fn greet(&mut self, ch: u64, hello: Message) -> Vec<Cmd> {
+        self.accept(ch);
+        self.recv(ch, hello)
+    }
+
+    /// A network connection arrives on channel `ch` (nothing said yet).
+    pub fn accept(&mut self, ch: u64) -> Vec<Cmd> {
         self.feed(Msg::ChannelAdded {
             channel: ChannelId(ch),
             kind: ChannelKind::Network,
             remote: None,
-        });
-        self.recv(ch, hello(name))
+        })
     }
 
     /// We dial `remote` on channel `ch`; it welcomes us as `name`.

@@ -62,11 +62,7 @@ fn presence_expires_after_its_ttl_and_goes_when_the_last_channel_closes() {
     );
     k.recv(1, ephemeral("alice", 0));
     // A second channel for alice: closing one keeps her presence.
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(4),
-        kind: crate::ChannelKind::Network,
-        remote: None,
-    });
+    k.accept(4);
     k.recv(4, hello("alice"));
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(1),
@@ -126,11 +122,7 @@ fn subscriptions_survive_a_disconnect_for_the_reconnect() {
 fn a_peer_following_a_document_by_filter_gets_its_presence_at_once() {
     let mut k = hub_with_three();
     k.recv(1, ephemeral("alice", 1));
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(5),
-        kind: crate::ChannelKind::Network,
-        remote: None,
-    });
+    k.accept(5);
     k.recv(5, hello("dave"));
     let cmds = k.recv(
         5,

@@ -4,8 +4,7 @@
 
 use super::kit::*;
 use crate::{
-    BatchId, ChannelId, ChannelKind, Cmd, Ephemeral, ImportOutcome, Message, Msg, Namespace,
-    Payload, PeerId,
+    BatchId, ChannelId, Cmd, Ephemeral, ImportOutcome, Message, Msg, Namespace, Payload, PeerId,
 };
 
 const QUIET: u64 = 60_000;
@@ -21,11 +20,7 @@ fn after_a_minute_of_quiet_a_new_connection_completes_its_handshake() {
     k.peer(1, "early");
     // A minute passes with no input at all; then a client connects.
     k.now = QUIET;
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(2),
-        kind: ChannelKind::Network,
-        remote: None,
-    });
+    k.accept(2);
     // The sweep that runs a few seconds later must not find it "ten seconds old".
     let cmds = k.tick(QUIET + 5_000);
     assert!(!closes(&cmds, 2), "closed a connection opened 5 s ago");

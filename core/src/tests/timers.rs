@@ -85,11 +85,7 @@ fn time_never_runs_backwards() {
 #[test]
 fn a_silent_handshake_is_closed() {
     let mut k = Kit::hub();
-    k.feed(Msg::ChannelAdded {
-        channel: ChannelId(1),
-        kind: crate::ChannelKind::Network,
-        remote: None,
-    });
+    k.accept(1);
     let cmds = k.tick(20_000);
     assert!(closes(&cmds, 1));
 }
