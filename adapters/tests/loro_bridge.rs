@@ -62,6 +62,16 @@ fn to_node(effects: &[Effect]) -> Vec<&Message> {
         .collect()
 }
 
+/// The node answers the join of `doc` with `reply` (no data: batch 0).
+fn answer(b: &mut Bridge, reply: Reply) -> Vec<Effect> {
+    b.from_node(Message::SyncResponse {
+        doc: DocId::new("doc"),
+        batch: BatchId(0),
+        reply,
+        version: VersionVector::new(),
+    })
+}
+
 /// The client sends one update to `doc` under batch `[id; 8]`.
 fn update(b: &mut Bridge, bytes: Vec<u8>, id: u8) -> Vec<Effect> {
     b.from_client(
@@ -83,12 +93,7 @@ fn joined(rules: Rules) -> Bridge {
     let now = Instant::now();
     b.from_client(msg(Crdt::Loro, "doc", join("alice", vec![])), now);
     b.from_node(welcome());
-    b.from_node(Message::SyncResponse {
-        doc: DocId::new("doc"),
-        batch: BatchId(0),
-        reply: Reply::UpToDate,
-        version: VersionVector::new(),
-    });
+    answer(&mut b, Reply::UpToDate);
     b
 }
 
@@ -181,12 +186,7 @@ fn a_read_only_member_is_told_read_and_its_writes_are_refused() {
     let now = Instant::now();
     b.from_client(msg(Crdt::Loro, "doc", join("alice", vec![])), now);
     b.from_node(welcome());
-    let effects = b.from_node(Message::SyncResponse {
-        doc: DocId::new("doc"),
-        batch: BatchId(0),
-        reply: Reply::UpToDate,
-        version: VersionVector::new(),
-    });
+    let effects = answer(&mut b, Reply::UpToDate);
     assert!(
         matches!(to_client(&effects)[0], Body::JoinResponseOk { permission, .. } if permission == "read")
     );
@@ -319,12 +319,7 @@ fn joining_presence_renews_the_filter_so_the_node_sends_live_presence() {
     b.from_client(msg(Crdt::Loro, "doc", join("alice", vec![])), now);
     b.from_node(welcome());
     // The document does not exist yet: the bridge follows it by filter.
-    let effects = b.from_node(Message::SyncResponse {
-        doc: DocId::new("doc"),
-        batch: BatchId(0),
-        reply: Reply::Unavailable,
-        version: VersionVector::new(),
-    });
+    let effects = answer(&mut b, Reply::Unavailable);
     assert!(to_node(&effects)
         .iter()
         .any(|m| matches!(m, Message::Subscribe { .. })));

@@ -38,13 +38,14 @@ impl Coalescer {
     }
 
     /// Takes a message for the client; returns what to send now, in order.
-    pub fn push(&mut self, m: LoroMessage, now: Instant) -> Vec<LoroMessage> {
+    pub fn push(&mut self, mut m: LoroMessage, now: Instant) -> Vec<LoroMessage> {
         let n = size(&m);
-        if let (Body::DocUpdate { updates: more, .. }, Some(p)) = (&m.body, &mut self.pending) {
+        if let (Body::DocUpdate { updates: more, .. }, Some(p)) = (&mut m.body, &mut self.pending) {
             let same_room = p.crdt == m.crdt && p.room == m.room;
             if let (true, Body::DocUpdate { updates, .. }) = (same_room, &mut p.body) {
                 if self.bytes + n <= self.max_bytes {
-                    updates.extend(more.iter().cloned());
+                    // Moved, not copied: this runs for every update to every member.
+                    updates.append(more);
                     self.bytes += n;
                     return Vec::new();
                 }
