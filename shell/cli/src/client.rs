@@ -79,6 +79,36 @@ fn repo_for(target: &str, auth: &Credentials) -> Result<Repo, String> {
     }
 }
 
+/// The next event before `deadline` (`None` once it passed).
+async fn next_event(
+    events: &async_channel::Receiver<Event>,
+    deadline: std::time::Instant,
+) -> Option<Event> {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    futures_lite::future::or(async { events.recv().await.ok() }, async {
+        smol::Timer::after(left).await;
+        None
+    })
+    .await
+}
+
+/// Errors that end a wait at once: the server will not serve us.
+fn fatal(event: &Event) -> Option<String> {
+    match event {
+        Event::Error { reason, .. }
+            if reason.contains("refused the handshake")
+                || reason.contains("token")
+                || reason.contains("TooLarge") =>
+        {
+            Some(reason.clone())
+        }
+        _ => None,
+    }
+}
+
 /// Waits until the server answered for `doc` (or said it has none); returns
 /// the server's peer id. Errors (a refused token) end the wait with the reason.
 async fn pulled(
@@ -87,31 +117,17 @@ async fn pulled(
     within: Duration,
 ) -> Result<Option<String>, String> {
     let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Ok(None);
+    while let Some(event) = next_event(events, deadline).await {
+        if let Some(reason) = fatal(&event) {
+            return Err(reason);
         }
-        let next = futures_lite::future::or(async { events.recv().await.ok() }, async {
-            smol::Timer::after(left).await;
-            None
-        })
-        .await;
-        match next {
-            Some(Event::PeerSynced { peer, doc: d, .. }) if d.as_str() == doc => {
-                return Ok(Some(peer.to_string()))
+        if let Event::PeerSynced { peer, doc: d, .. } = event {
+            if d.as_str() == doc {
+                return Ok(Some(peer.to_string()));
             }
-            Some(Event::Error { reason, .. })
-                if reason.contains("refused the handshake")
-                    || reason.contains("token")
-                    || reason.contains("TooLarge") =>
-            {
-                return Err(reason)
-            }
-            Some(_) => {}
-            None => return Ok(None),
         }
     }
+    Ok(None)
 }
 
 /// Waits until the server welcomed us; returns its peer id. A refused
@@ -128,26 +144,15 @@ async fn connected(
         }
     }
     let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let next = futures_lite::future::or(async { events.recv().await.ok() }, async {
-            smol::Timer::after(left).await;
-            None
-        })
-        .await;
-        match next {
-            Some(Event::PeerConnected { peer }) => return Ok(Some(peer.to_string())),
-            Some(Event::Error { reason, .. })
-                if reason.contains("refused the handshake")
-                    || reason.contains("token")
-                    || reason.contains("TooLarge") =>
-            {
-                return Err(reason)
-            }
-            Some(_) => {}
-            None => return Ok(None),
+    while let Some(event) = next_event(events, deadline).await {
+        if let Some(reason) = fatal(&event) {
+            return Err(reason);
+        }
+        if let Event::PeerConnected { peer } = event {
+            return Ok(Some(peer.to_string()));
         }
     }
+    Ok(None)
 }
 
 /// Who a `doc` command speaks as to a server.
