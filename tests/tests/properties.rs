@@ -452,27 +452,8 @@ fn prop_listeners_lose_no_strand_across_lost_responses(s: ListenerScript) -> boo
     sim.add_node(Config::new("writer"), false);
     sim.connect("writer", "hub", None);
     sim.raw_connect("reader", "hub");
-    let send = |sim: &mut Sim, m: Message| {
-        sim.raw_send("reader", docweave_core::encode(&[m]).unwrap_or_default())
-    };
-    send(
-        &mut sim,
-        Message::Hello(Hello {
-            peer: PeerId::new("reader"),
-            name: "r".into(),
-            kind: PeerKind::Bot,
-            protocol: PROTOCOL_VERSION,
-            token: None,
-            clock: Clock(0),
-        }),
-    );
-    send(
-        &mut sim,
-        Message::ListenerRegister {
-            filter: Filter::all(),
-            id: None,
-        },
-    );
+    sim.raw_listener("reader");
+    let send = |sim: &mut Sim, m: Message| sim.raw_say("reader", m);
     let engine = LoroEngine;
     let mut mirror: BTreeMap<DocId, loro::LoroDoc> = BTreeMap::new();
     let mut rng = docweave_tests::rng::Rng::new(s.seed | 1);

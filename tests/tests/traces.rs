@@ -5,8 +5,8 @@
 
 use docweave_adapters::{Append, Store};
 use docweave_core::{
-    encode, Access, Clock, Config, DocId, DocMeta, Event, Filter, Hello, ListenerId, Message,
-    Pattern, PeerKind, Revision, RevisionStatus, Rules, Strand, VersionVector, PROTOCOL_VERSION,
+    encode, Access, Clock, Config, DocId, DocMeta, Event, Hello, ListenerId, Message, Pattern,
+    PeerKind, Revision, RevisionStatus, Rules, Strand, VersionVector, PROTOCOL_VERSION,
 };
 use docweave_shell::{DocEngine, LoroEngine};
 use docweave_tests::Sim;
@@ -309,25 +309,8 @@ fn listener_pull_acknowledge_push_with_paging() {
     }
     sim.raw_connect("reader", "hub");
     sim.trace.clear();
-    let send = |sim: &mut Sim, m: Message| sim.raw_send("reader", encode(&[m]).unwrap_or_default());
-    send(
-        &mut sim,
-        Message::Hello(Hello {
-            peer: docweave_core::PeerId::new("reader"),
-            name: "reader".into(),
-            kind: PeerKind::Bot,
-            protocol: PROTOCOL_VERSION,
-            token: None,
-            clock: Clock(0),
-        }),
-    );
-    send(
-        &mut sim,
-        Message::ListenerRegister {
-            filter: Filter::all(),
-            id: None,
-        },
-    );
+    sim.raw_listener("reader");
+    let send = |sim: &mut Sim, m: Message| sim.raw_say("reader", m);
     let id = ListenerId(1);
     send(&mut sim, Message::ListenerPull { id, limit: 2 });
     assert!(sim

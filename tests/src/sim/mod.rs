@@ -949,6 +949,28 @@ impl<E: SimEngine> Sim<E> {
         self.run();
     }
 
+    /// A raw endpoint sends one message, framed, to the node it connected to.
+    pub fn raw_say(&mut self, from: &str, m: Message) {
+        self.raw_send(from, docweave_core::encode(&[m]).unwrap_or_default());
+    }
+
+    /// A raw endpoint introduces itself as the bot `from` and registers a
+    /// listener for every document (listener 1 on a fresh node).
+    pub fn raw_listener(&mut self, from: &str) {
+        use docweave_core::{Clock, Hello, PeerKind, PROTOCOL_VERSION};
+        let hello = Hello {
+            peer: PeerId::new(from),
+            name: from.into(),
+            kind: PeerKind::Bot,
+            protocol: PROTOCOL_VERSION,
+            token: None,
+            clock: Clock(0),
+        };
+        self.raw_say(from, Message::Hello(hello));
+        let filter = Filter::all();
+        self.raw_say(from, Message::ListenerRegister { filter, id: None });
+    }
+
     /// A raw endpoint sends bytes to the node it connected to.
     pub fn raw_send(&mut self, from: &str, bytes: Vec<u8>) {
         let Some(to) = self.net.peer_of(from, ChannelId(0)).cloned() else {
