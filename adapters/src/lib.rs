@@ -2,7 +2,9 @@
 //!
 //! Here: the [`Store`] trait and its implementations, [`MemoryStore`] and
 //! [`SqliteStore`] (the embedded default: WAL, a monotonic change clock,
-//! snapshots with compaction, node state, tombstones, schema migrations);
+//! snapshots with compaction, node state, tombstones, schema migrations),
+//! and [`PostgresStore`] (one database shared by several servers, with a
+//! change feed without gaps and LISTEN/NOTIFY announcements);
 //! transports as framed [`Link`]s (memory with seeded faults, TCP,
 //! WebSocket, HTTP polling); the Loro Syncing Protocol endpoint
 //! ([`loro_protocol`]), which translates Loro clients into native peers.
@@ -15,5 +17,8 @@ pub mod loro_protocol;
 mod store;
 pub mod transport;
 
-pub use store::{conformance, Append, Loaded, MemoryStore, SqliteStore, Store, StoreError};
+pub use store::{
+    conformance, Announce, Append, Loaded, MemoryStore, PostgresStore, SqliteStore, Store,
+    StoreError,
+};
 pub use transport::{Link, Outbound, Transport};

@@ -4,13 +4,15 @@
 //! clock, random schedules with the properties they must keep, and readable
 //! trace formatting. The scenario traces, properties and end-to-end tests
 //! live in `tests/`.
-//! Also small helpers for the end-to-end tests here (`endpoints`).
+//! Also small helpers for the end-to-end tests here (`endpoints`) and a
+//! PostgreSQL server for tests (`postgres`).
 //! Not here: the smol driver itself (see the shell, adapters and cli tests).
 #![warn(missing_docs)]
 
 pub mod endpoints;
 mod faulty_store;
 pub mod fuzz;
+pub mod postgres;
 pub mod rng;
 pub mod schedule;
 pub mod sim;

@@ -2,11 +2,14 @@
 
 pub mod conformance;
 mod memory;
+mod postgres;
+mod postgres_schema;
 mod schema;
 mod sqlite;
 mod sqlite_blobs;
 
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
@@ -17,6 +20,9 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("the database failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed, or could not be reached.
+    #[error("PostgreSQL failed: {0}")]
+    Postgres(#[from] ::postgres::Error),
     /// Stored bytes could not be read back.
     #[error("stored data for {what} is corrupt: {why}")]
     Corrupt {
@@ -71,6 +77,10 @@ pub struct Loaded {
     pub changes: Vec<Vec<u8>>,
 }
 
+/// Called (from a thread of the store's) when another process may have
+/// written: the node should read the change feed now.
+pub type Announce = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 /// A durable store. Every write is atomic; a write that returned `Ok` survives
 /// a crash. Clocks only grow, also across processes sharing the store.
 pub trait Store: Send {
@@ -96,6 +106,25 @@ pub trait Store: Send {
     fn records(&mut self) -> Result<Vec<StateRecord>, StoreError>;
     /// Drops a document's data. Its tombstone is a record saved separately.
     fn purge(&mut self, doc: &DocId) -> Result<(), StoreError>;
+    /// Documents purged after `clock` (and at most at `up_to`), with the
+    /// clock of their purge, in clock order: how a store shared by several
+    /// processes tells the others of a deletion. Stores that one process
+    /// owns have none to tell.
+    fn deletions_since(
+        &mut self,
+        clock: Clock,
+        up_to: Option<Clock>,
+    ) -> Result<Vec<(DocId, Clock)>, StoreError> {
+        let _ = (clock, up_to);
+        Ok(Vec::new())
+    }
+    /// Starts calling `announce` soon after another process writes, and
+    /// after any spell in which such writes could have been missed.
+    /// `false`: this store cannot tell, and the node polls its feed.
+    fn watch(&mut self, announce: Announce) -> Result<bool, StoreError> {
+        let _ = announce;
+        Ok(false)
+    }
 }
 
 /// The key a record is stored under: saving again replaces it.

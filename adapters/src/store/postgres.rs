@@ -1,0 +1,512 @@
+//! A store in PostgreSQL, shared by several docweave servers.
+//!
+//! **The feed without gaps.** Clocks come from one row, `docweave_clock`,
+//! which every writing transaction updates first and whose row lock it
+//! holds until it commits. So a transaction takes its clocks only after the
+//! previous writer's commit is visible, and clocks become visible in the
+//! order they were handed out: a reader that has seen clock 11 has seen 10.
+//! (A sequence would not do: its values are taken at insert time, and two
+//! writers can commit 11 before 10; a reader remembering 11 would skip 10
+//! for ever.) The price is that writers of all servers take turns: one
+//! transaction per batch, so batching keeps it cheap.
+//!
+//! **Announcements.** Every write also sends `NOTIFY docweave_feed` (the
+//! writer's tag, never document bytes) inside its transaction, so it is
+//! delivered when the write commits. [`Store::watch`] listens on a second
+//! connection and tells the node to read the feed at once; after the
+//! listening connection drops and comes back it announces once, since
+//! notifications sent meanwhile are lost, and the node re-reads from its
+//! last clock.
+//!
+//! **Deletions** are rows of `docweave_deletions` on the same clock, so
+//! another server learns of a tombstone from the feed.
+
+use super::{postgres_schema as schema, record_key, Announce, Append, Loaded, Store, StoreError};
+use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Config, NoTls, Statement, Transaction};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The notification channel writes announce themselves on.
+const FEED_CHANNEL: &str = "docweave_feed";
+
+/// A store in a PostgreSQL database, shared with other processes.
+pub struct PostgresStore {
+    config: Config,
+    conn: Option<Connection>,
+    /// Names this store's own notifications, so its watcher skips them.
+    tag: String,
+    /// Set when the store is dropped: its watcher thread ends.
+    stop: Arc<AtomicBool>,
+}
+
+/// An open connection and its prepared statements (one round trip each).
+struct Connection {
+    client: Client,
+    take_clocks: Statement,
+    tombstoned: Statement,
+    insert_changes: Statement,
+    versions: Statement,
+    upsert_docs: Statement,
+    notify: Statement,
+    feed: Statement,
+    feed_limited: Statement,
+}
+
+impl Connection {
+    fn open(config: &Config) -> Result<Self, StoreError> {
+        let mut client = config.connect(NoTls)?;
+        schema::migrate(&mut client)?;
+        Ok(Self {
+            take_clocks: client.prepare(
+                "UPDATE docweave_clock SET last = last + $1 WHERE id = 1 RETURNING last",
+            )?,
+            tombstoned: client.prepare("SELECT key FROM docweave_records WHERE key = ANY($1)")?,
+            insert_changes: client.prepare(
+                "INSERT INTO docweave_changes (clock, doc, data)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])",
+            )?,
+            versions: client
+                .prepare("SELECT doc, version FROM docweave_docs WHERE doc = ANY($1)")?,
+            upsert_docs: client.prepare(
+                "INSERT INTO docweave_docs (doc, doc_type, scope, branch, version, clock)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
+                 ON CONFLICT (doc) DO UPDATE SET version = excluded.version, clock = excluded.clock",
+            )?,
+            notify: client.prepare("SELECT pg_notify($1, $2)")?,
+            feed: client.prepare(
+                "SELECT doc, doc_type, scope, branch, version, clock FROM docweave_docs
+                 WHERE clock > $1 ORDER BY clock",
+            )?,
+            feed_limited: client.prepare(
+                "SELECT doc, doc_type, scope, branch, version, clock FROM docweave_docs
+                 WHERE clock > $1 ORDER BY clock LIMIT $2",
+            )?,
+            client,
+        })
+    }
+}
+
+fn corrupt(what: &str, why: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn encode_version(v: &VersionVector) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(v).map_err(|e| corrupt("a version", e))
+}
+
+fn decode_version(doc: &str, bytes: &[u8]) -> Result<VersionVector, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| corrupt(&format!("the version of {doc}"), e))
+}
+
+fn parse_doc(id: &str) -> Result<DocId, StoreError> {
+    DocId::parse(id).map_err(|_| corrupt("a document id", format!("{id:?} is not a valid id")))
+}
+
+fn clock_of(value: i64) -> Clock {
+    Clock(value.max(0) as u64)
+}
+
+fn sql_clock(clock: Clock) -> i64 {
+    i64::try_from(clock.0).unwrap_or(i64::MAX)
+}
+
+/// Takes `n` clocks for this transaction, holding the clock row until it
+/// ends: the next writer waits for our commit (module docs).
+fn take_clocks(tx: &mut Transaction<'_>, stmt: &Statement, n: usize) -> Result<i64, StoreError> {
+    let n = i64::try_from(n).map_err(|_| StoreError::Unavailable("too many changes".into()))?;
+    let last: i64 = tx.query_one(stmt, &[&n])?.get(0);
+    Ok(last - n + 1)
+}
+
+/// What one batch does to one document's row.
+struct DocRow<'a> {
+    meta: &'a DocMeta,
+    version: VersionVector,
+    clock: i64,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:pass@host:port/db`,
+    /// or key=value pairs) and migrates it.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let config: Config = url.parse().map_err(|e| {
+            StoreError::Unavailable(format!("{url:?} is not a PostgreSQL URL: {e}"))
+        })?;
+        let conn = Connection::open(&config)?;
+        let mut tag = [0u8; 8];
+        getrandom::fill(&mut tag).map_err(|e| {
+            StoreError::Unavailable(format!("no randomness for the store's tag: {e}"))
+        })?;
+        Ok(Self {
+            config,
+            conn: Some(conn),
+            tag: tag.iter().map(|b| format!("{b:02x}")).collect(),
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&mut self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()?
+            .client
+            .query_one("SELECT version FROM docweave_schema", &[])?
+            .get(0))
+    }
+
+    /// The open connection, opened again if the last one was lost.
+    fn conn(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            self.conn = None;
+            self.conn = Some(Connection::open(&self.config)?);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
+    }
+
+    /// Runs `f` on the connection; a lost connection is dropped so that the
+    /// next operation opens a fresh one.
+    fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection, &str) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tag = self.tag.clone();
+        let conn = self.conn()?;
+        let result = f(conn, &tag);
+        if result.is_err() && conn.client.is_closed() {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Store for PostgresStore {
+    fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|c, tag| {
+            let mut tx = c.client.transaction()?;
+            // Clocks first: holding the clock row also orders us after a
+            // deletion that committed meanwhile, so its tombstone is seen.
+            let first = take_clocks(&mut tx, &c.take_clocks, changes.len())?;
+            let keys: Vec<String> = changes
+                .iter()
+                .map(|a| record_key(&StateRecord::Tombstone(a.doc.clone())))
+                .collect();
+            let dead = tx.query(&c.tombstoned, &[&keys])?;
+            if let Some(row) = dead.first() {
+                let key: String = row.get(0);
+                let doc = keys
+                    .iter()
+                    .position(|k| *k == key)
+                    .map(|i| changes[i].doc.clone())
+                    .unwrap_or_else(|| DocId::new(&key));
+                return Err(StoreError::Tombstoned(doc));
+            }
+            let clocks: Vec<i64> = (0..changes.len() as i64).map(|i| first + i).collect();
+            let docs: Vec<&str> = changes.iter().map(|a| a.doc.as_str()).collect();
+            let data: Vec<&[u8]> = changes.iter().map(|a| a.data.as_slice()).collect();
+            tx.execute(&c.insert_changes, &[&clocks, &docs, &data])?;
+            let mut rows: BTreeMap<&str, DocRow<'_>> = BTreeMap::new();
+            for row in tx.query(&c.versions, &[&docs])? {
+                let id: &str = row.get(0);
+                if let Some(a) = changes.iter().find(|a| a.doc.as_str() == id) {
+                    let version = decode_version(id, row.get(1))?;
+                    rows.insert(
+                        a.doc.as_str(),
+                        DocRow {
+                            meta: &a.meta,
+                            version,
+                            clock: 0,
+                        },
+                    );
+                }
+            }
+            for (a, clock) in changes.iter().zip(&clocks) {
+                let row = rows.entry(a.doc.as_str()).or_insert_with(|| DocRow {
+                    meta: &a.meta,
+                    version: VersionVector::new(),
+                    clock: 0,
+                });
+                row.version = row.version.merge(&a.version);
+                row.clock = *clock;
+            }
+            let ids: Vec<&str> = rows.keys().copied().collect();
+            let types: Vec<&str> = rows.values().map(|r| r.meta.doc_type.as_str()).collect();
+            let scopes: Vec<&str> = rows.values().map(|r| r.meta.scope.as_str()).collect();
+            let branches: Vec<&str> = rows.values().map(|r| r.meta.branch.as_str()).collect();
+            let versions = rows
+                .values()
+                .map(|r| encode_version(&r.version))
+                .collect::<Result<Vec<_>, _>>()?;
+            let last: Vec<i64> = rows.values().map(|r| r.clock).collect();
+            tx.execute(
+                &c.upsert_docs,
+                &[&ids, &types, &scopes, &branches, &versions, &last],
+            )?;
+            tx.query(&c.notify, &[&FEED_CHANNEL, &tag])?;
+            tx.commit()?;
+            Ok(clocks.into_iter().map(clock_of).collect())
+        })
+    }
+
+    fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
+        self.with(|c, _| {
+            // One snapshot for the document row and its changes.
+            let mut tx = c
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let Some(row) = tx.query_opt(
+                "SELECT doc_type, scope, branch, version, clock, snapshot FROM docweave_docs WHERE doc = $1",
+                &[&doc.as_str()],
+            )?
+            else {
+                return Ok(None);
+            };
+            let meta = DocMeta {
+                doc_type: row.get(0),
+                scope: row.get(1),
+                branch: row.get(2),
+            };
+            let version = decode_version(doc.as_str(), row.get(3))?;
+            let clock = clock_of(row.get(4));
+            let snapshot: Option<Vec<u8>> = row.get(5);
+            let changes = tx
+                .query(
+                    "SELECT data FROM docweave_changes WHERE doc = $1 ORDER BY clock",
+                    &[&doc.as_str()],
+                )?
+                .into_iter()
+                .map(|r| r.get::<_, Vec<u8>>(0))
+                .collect();
+            tx.commit()?;
+            Ok(Some(Loaded {
+                meta,
+                version,
+                clock,
+                snapshot,
+                changes,
+            }))
+        })
+    }
+
+    fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
+        self.with(|c, _| {
+            let mut tx = c.client.transaction()?;
+            tx.execute(
+                "DELETE FROM docweave_changes WHERE doc = $1 AND clock <= $2",
+                &[&doc.as_str(), &sql_clock(up_to)],
+            )?;
+            tx.execute(
+                "UPDATE docweave_docs SET snapshot = $2 WHERE doc = $1",
+                &[&doc.as_str(), &snapshot],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn changes_since(
+        &mut self,
+        clock: Clock,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredDoc>, StoreError> {
+        self.with(|c, _| {
+            let since = sql_clock(clock);
+            // A filter is applied here, so only an unfiltered read can stop early.
+            let rows = if *filter == Filter::all() {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                c.client.query(&c.feed_limited, &[&since, &limit])?
+            } else {
+                c.client.query(&c.feed, &[&since])?
+            };
+            let mut out = Vec::new();
+            for r in rows {
+                if out.len() >= limit {
+                    break;
+                }
+                let id: &str = r.get(0);
+                let doc = parse_doc(id)?;
+                let meta = DocMeta {
+                    doc_type: r.get(1),
+                    scope: r.get(2),
+                    branch: r.get(3),
+                };
+                if !filter.matches(&doc, &meta) {
+                    continue;
+                }
+                let version = decode_version(id, r.get(4))?;
+                out.push(StoredDoc {
+                    doc,
+                    meta,
+                    version,
+                    clock: clock_of(r.get(5)),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn clock(&mut self) -> Result<Clock, StoreError> {
+        self.with(|c, _| {
+            let last: i64 = c
+                .client
+                .query_one("SELECT last FROM docweave_clock WHERE id = 1", &[])?
+                .get(0);
+            Ok(clock_of(last))
+        })
+    }
+
+    fn save(&mut self, record: &StateRecord) -> Result<(), StoreError> {
+        let key = record_key(record);
+        if let StateRecord::ListenerRemoved(_) = record {
+            return self.with(|c, _| {
+                c.client
+                    .execute("DELETE FROM docweave_records WHERE key = $1", &[&key])?;
+                Ok(())
+            });
+        }
+        let value = serde_json::to_string(record).map_err(|e| corrupt("a record", e))?;
+        self.with(|c, _| {
+            c.client.execute(
+                "INSERT INTO docweave_records (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn records(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+        self.with(|c, _| {
+            let rows = c
+                .client
+                .query("SELECT key, value FROM docweave_records ORDER BY key", &[])?;
+            rows.iter()
+                .map(|r| {
+                    let (key, value): (&str, &str) = (r.get(0), r.get(1));
+                    serde_json::from_str(value).map_err(|e| corrupt(&format!("record {key}"), e))
+                })
+                .collect()
+        })
+    }
+
+    fn purge(&mut self, doc: &DocId) -> Result<(), StoreError> {
+        self.with(|c, tag| {
+            let mut tx = c.client.transaction()?;
+            let clock = take_clocks(&mut tx, &c.take_clocks, 1)?;
+            tx.execute(
+                "DELETE FROM docweave_changes WHERE doc = $1",
+                &[&doc.as_str()],
+            )?;
+            let removed =
+                tx.execute("DELETE FROM docweave_docs WHERE doc = $1", &[&doc.as_str()])?;
+            // Other servers hear of the deletion only if there was something
+            // to delete; a second purge adds nothing to the feed.
+            if removed > 0 {
+                tx.execute(
+                    "INSERT INTO docweave_deletions (clock, doc) VALUES ($1, $2)",
+                    &[&clock, &doc.as_str()],
+                )?;
+                tx.query(&c.notify, &[&FEED_CHANNEL, &tag])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn deletions_since(
+        &mut self,
+        clock: Clock,
+        up_to: Option<Clock>,
+    ) -> Result<Vec<(DocId, Clock)>, StoreError> {
+        self.with(|c, _| {
+            let rows = c.client.query(
+                "SELECT doc, clock FROM docweave_deletions WHERE clock > $1 AND clock <= $2 ORDER BY clock",
+                &[&sql_clock(clock), &up_to.map_or(i64::MAX, sql_clock)],
+            )?;
+            rows.iter()
+                .map(|r| Ok((parse_doc(r.get(0))?, clock_of(r.get(1)))))
+                .collect()
+        })
+    }
+
+    fn watch(&mut self, announce: Announce) -> Result<bool, StoreError> {
+        let (config, tag, stop) = (self.config.clone(), self.tag.clone(), self.stop.clone());
+        std::thread::Builder::new()
+            .name("docweave-pg-listen".into())
+            .spawn(move || listen(config, tag, stop, announce))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the listener: {e}")))?;
+        Ok(true)
+    }
+}
+
+/// Listens for other servers' writes until the store is dropped. Every
+/// (re)connection announces once: what was sent while nobody listened is
+/// read from the feed, not from notifications.
+fn listen(config: Config, tag: String, stop: Arc<AtomicBool>, announce: Announce) {
+    let mut backoff = Duration::from_millis(50);
+    while !stop.load(Ordering::Relaxed) {
+        let mut client = match config.connect(NoTls) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!("cannot listen for other servers' writes: {e}; trying again");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = client.batch_execute(&format!("LISTEN {FEED_CHANNEL}")) {
+            tracing::warn!("LISTEN failed: {e}; trying again");
+            std::thread::sleep(backoff);
+            continue;
+        }
+        backoff = Duration::from_millis(50);
+        announce();
+        while !stop.load(Ordering::Relaxed) && !client.is_closed() {
+            let mut notifications = client.notifications();
+            let mut others = false;
+            let mut waiting = notifications.timeout_iter(Duration::from_millis(250));
+            // Wait for the first write of another server (our own are skipped)...
+            loop {
+                match waiting.next() {
+                    Ok(Some(n)) if n.payload() == tag => continue,
+                    Ok(Some(_)) => {
+                        others = true;
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("the listening connection failed: {e}");
+                        break;
+                    }
+                }
+            }
+            drop(waiting);
+            // ...then take what is already queued: one announcement for all.
+            while let Ok(Some(_)) = notifications.iter().next() {}
+            if others {
+                announce();
+            }
+        }
+    }
+}

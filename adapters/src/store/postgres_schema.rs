@@ -1,0 +1,80 @@
+//! The PostgreSQL schema and its migrations, tracked in `docweave_schema`.
+//!
+//! Every table is prefixed `docweave_` so the store can share a database
+//! with an application's own tables.
+
+use super::StoreError;
+use postgres::Client;
+
+/// Any constant both servers agree on: serialises migrations across
+/// processes that start at once.
+const MIGRATION_LOCK: i64 = 0x646f_6377_6561_7665; // "docweave"
+
+/// Each entry migrates from version `i` to `i + 1`. Only ever append.
+const MIGRATIONS: &[&str] = &[
+    // 1: change log keyed by the shared clock, documents, node state,
+    //    deletions (the feed of tombstones), and the clock itself: one row
+    //    whose lock every writer holds until it commits, so clocks become
+    //    visible in the order they were handed out (see `postgres.rs`).
+    "CREATE TABLE docweave_clock (
+         id   INT PRIMARY KEY CHECK (id = 1),
+         last BIGINT NOT NULL
+     );
+     INSERT INTO docweave_clock (id, last) VALUES (1, 0);
+     CREATE TABLE docweave_changes (
+         clock BIGINT PRIMARY KEY,
+         doc   TEXT NOT NULL,
+         data  BYTEA NOT NULL
+     );
+     CREATE INDEX docweave_changes_by_doc ON docweave_changes (doc, clock);
+     CREATE TABLE docweave_docs (
+         doc      TEXT PRIMARY KEY,
+         doc_type TEXT NOT NULL,
+         scope    TEXT NOT NULL,
+         branch   TEXT NOT NULL,
+         version  BYTEA NOT NULL,
+         clock    BIGINT NOT NULL,
+         snapshot BYTEA
+     );
+     CREATE INDEX docweave_docs_by_clock ON docweave_docs (clock);
+     CREATE TABLE docweave_records (
+         key   TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+     );
+     CREATE TABLE docweave_deletions (
+         clock BIGINT PRIMARY KEY,
+         doc   TEXT NOT NULL
+     );",
+];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the database up to the latest schema in one transaction, under
+/// an advisory lock so that servers starting together migrate once.
+pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS docweave_schema (version BIGINT NOT NULL)")?;
+    let found: i64 = match tx.query_opt("SELECT version FROM docweave_schema", &[])? {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO docweave_schema (version) VALUES (0)", &[])?;
+            0
+        }
+    };
+    if found > latest() {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: latest(),
+        });
+    }
+    for sql in MIGRATIONS.iter().skip(found as usize) {
+        tx.batch_execute(sql)?;
+    }
+    tx.execute("UPDATE docweave_schema SET version = $1", &[&latest()])?;
+    tx.commit()?;
+    Ok(())
+}
