@@ -265,6 +265,12 @@ pub enum Msg {
         /// Which operation, and why.
         failure: StoreFailure,
     },
+    /// A store shared with other processes says one of them wrote (or that
+    /// it may have missed such writes): read its change feed now.
+    StoreAnnounced {
+        /// The store's channel.
+        store: ChannelId,
+    },
 }
 
 impl Msg {
@@ -291,6 +297,7 @@ impl Msg {
             Msg::StoreLoaded { .. } => "store-loaded",
             Msg::StoreFailed { .. } => "store-failed",
             Msg::StoreSaved { .. } => "store-saved",
+            Msg::StoreAnnounced { .. } => "store-announced",
         }
     }
 }

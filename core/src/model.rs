@@ -496,6 +496,10 @@ pub struct Model {
     pub(crate) feed_target: Option<Clock>,
     /// Documents reloaded for a feed read, with the clock the feed gave them.
     pub(crate) feed_loading: OrdMap<DocId, Clock>,
+    /// A read of the feed was sent and its answer is not in yet.
+    pub(crate) feed_reading: bool,
+    /// Another process wrote while a read was under way: read again after it.
+    pub(crate) feed_again: bool,
     /// Store writes that failed, waiting to be tried again.
     pub(crate) retry: Retry,
     /// Deletions waiting for their tombstone to be durable, with the
@@ -555,6 +559,8 @@ impl Model {
             feed_seen: Clock(0),
             feed_target: None,
             feed_loading: OrdMap::new(),
+            feed_reading: false,
+            feed_again: false,
             retry: Retry::default(),
             deleting: OrdMap::new(),
             missing_asked: OrdMap::new(),

@@ -81,6 +81,7 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             outcome,
         } => storage::loaded(model, out, store, doc, outcome),
         Msg::StoreFailed { store, failure } => storage::failed(model, out, store, failure),
+        Msg::StoreAnnounced { store } => storage::feed_announced(model, out, store),
         Msg::StoreSaved { store, record } => {
             if model.stores.get_min() == Some(&store) {
                 storage::store_ok(model);
@@ -243,6 +244,7 @@ fn from_store(model: &mut Model, out: &mut Out, channel: ChannelId, message: Mes
             None,
             format!("{channel} (store) reported {code:?}: {message}"),
         ),
+        Message::Delete { doc } => deletion::deleted_in_store(model, out, channel, doc),
         other => out.log(
             Level::Info,
             format!("{channel} (store) sent {}; ignored", other.name()),

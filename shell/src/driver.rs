@@ -137,6 +137,20 @@ impl StoreThread {
     }
 }
 
+/// Asks a store shared with other processes to announce their writes, so
+/// the node reads the feed at once instead of at its next poll.
+fn watch<E: DocEngine>(store: &mut dyn Store, me: async_channel::Sender<Request<E>>) {
+    let announce: docweave_adapters::Announce = std::sync::Arc::new(move || {
+        // Called on the store's own thread: waiting for room is fine.
+        let _ = me.send_blocking(Request::Node(Input::StoreAnnounced));
+    });
+    match store.watch(announce) {
+        Ok(true) => tracing::debug!("the store announces other processes' writes"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("the store cannot announce writes ({e}); its feed is polled"),
+    }
+}
+
 /// The loop: one node, its links, its store thread, the application's requests.
 pub(crate) struct Driver<E: DocEngine> {
     node: Node<E>,
@@ -170,6 +184,9 @@ impl<E: DocEngine> Driver<E> {
                         return Err(e.reason.clone());
                     }
                     node.handle(0, Input::Store(StoreAnswer { id: job.id, result }));
+                }
+                if node.model().config().timing.feed_poll_ms > 0 {
+                    watch(&mut *store, me.clone());
                 }
                 Some(StoreThread::spawn(store, me.clone()))
             }

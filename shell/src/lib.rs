@@ -93,6 +93,7 @@
 
 mod driver;
 mod engine;
+mod failover;
 mod loro_engine;
 mod node;
 mod oplog_engine;
@@ -107,6 +108,7 @@ pub struct ReadmeDoctests;
 pub use docweave_adapters::Link;
 pub use driver::Dialer;
 pub use engine::DocEngine;
+pub use failover::failover;
 pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
 pub use node::{
     run_job, Input, JobError, LocalNotify, Node, NodeOptions, Output, StepHook, StoreAnswer,

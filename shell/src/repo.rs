@@ -69,6 +69,12 @@ impl<E: DocEngine> RepoBuilder<E> {
         self
     }
 
+    /// Like [`RepoBuilder::store`], for a store chosen at run time.
+    pub fn boxed_store(mut self, store: Box<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Changes the core's configuration (permission rules, tokens, timings).
     pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
@@ -368,6 +374,18 @@ impl<E: DocEngine> Repo<E> {
         self.input
             .try_send(Request::AddRemote { remote, how, token })
             .map_err(|_| RepoError::Closed)
+    }
+
+    /// Connects to one remote served by several servers (sharing one
+    /// store), through whichever of `dialers` answers: when the server of
+    /// the moment goes away, the next reconnection tries the others.
+    pub fn connect_any(
+        &self,
+        remote: &str,
+        token: Option<&str>,
+        dialers: Vec<Dialer>,
+    ) -> Result<(), RepoError> {
+        self.connect_with(remote, token, crate::failover(dialers))
     }
 
     /// Hands every link a transport server accepts to this repository

@@ -260,6 +260,7 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::ListRemote { peer, .. } => format!("list-remote {peer}"),
         Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } => return None,
         Msg::StoreFailed { failure, .. } => format!("store-failed {failure:?}"),
+        Msg::StoreAnnounced { .. } => "store-announced".into(),
     })
 }
 
@@ -325,10 +326,15 @@ pub fn store_result(r: &StoreResult) -> String {
             usize::from(l.snapshot.is_some()) + l.changes.len()
         ),
         StoreResult::Loaded(None) => "missing".into(),
-        StoreResult::Changes(docs) => {
+        StoreResult::Changes { docs, deletions } => {
             let list: Vec<String> = docs
                 .iter()
                 .map(|d| format!("{}@{}{}", d.doc, d.clock.0, d.version))
+                .chain(
+                    deletions
+                        .iter()
+                        .map(|(d, c)| format!("deleted {d}@{}", c.0)),
+                )
                 .collect();
             format!("changes [{}]", list.join(" "))
         }

@@ -113,3 +113,22 @@ fn confirm(model: &mut Model, out: &mut Out, doc: &DocId, waiting: Vec<ChannelId
         }
     }
 }
+
+/// The primary store, shared with other processes, says one of them
+/// deleted a document: it is deleted here too, and our peers are told.
+pub(crate) fn deleted_in_store(model: &mut Model, out: &mut Out, store: ChannelId, doc: DocId) {
+    if model.stores.get_min() != Some(&store) || !doc.is_valid() {
+        return out.log(
+            Level::Info,
+            format!("{store} reported a deletion of {doc:?} it may not make; ignored"),
+        );
+    }
+    if model.tombstones.contains(&doc) {
+        return;
+    }
+    out.log(
+        Level::Info,
+        format!("{doc} was deleted by another process on {store}"),
+    );
+    perform(model, out, &doc, None);
+}

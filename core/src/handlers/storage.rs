@@ -88,7 +88,7 @@ pub(crate) fn loaded(
     }
     let feed_clock = model.feed_loading.remove(&doc);
     if !model.docs.contains_key(&doc) {
-        return settle_feed(model);
+        return settle_feed(model, out);
     }
     let held = match outcome {
         LoadOutcome::Found {
@@ -115,7 +115,7 @@ pub(crate) fn loaded(
         LoadOutcome::Missing => None,
     };
     let Some(d) = model.docs.get_mut(&doc) else {
-        return settle_feed(model);
+        return settle_feed(model, out);
     };
     let before = d.version.clone();
     if let Some((version, stored)) = &held {
@@ -159,7 +159,7 @@ pub(crate) fn loaded(
             settle_dirty(model, &doc);
         }
     }
-    settle_feed(model);
+    settle_feed(model, out);
 }
 
 /// A document is clean again when the primary store holds all of it.
@@ -352,17 +352,44 @@ pub(crate) fn feed_poll(model: &mut Model, out: &mut Out) {
         return;
     }
     // One read at a time: the next starts when this one is in.
-    if model.feed_target.is_none() && model.feed_loading.is_empty() {
-        out.send(
-            primary,
-            Message::ChangesSince {
-                clock: model.feed_seen,
-                filter: Filter::all(),
-            },
-        );
+    if feed_idle(model) {
+        read_feed(model, out, primary);
     }
     let at = model.now.saturating_add(every);
     super::timers::set(model, Timer::FeedPoll, at);
+}
+
+/// No read of the feed is under way, and none of its documents is loading.
+fn feed_idle(model: &Model) -> bool {
+    !model.feed_reading && model.feed_target.is_none() && model.feed_loading.is_empty()
+}
+
+fn read_feed(model: &mut Model, out: &mut Out, primary: ChannelId) {
+    model.feed_reading = true;
+    model.feed_again = false;
+    out.send(
+        primary,
+        Message::ChangesSince {
+            clock: model.feed_seen,
+            filter: Filter::all(),
+        },
+    );
+}
+
+/// The primary store says another process wrote: read the feed now, or
+/// right after the read under way (which may have begun before that write).
+pub(crate) fn feed_announced(model: &mut Model, out: &mut Out, store: ChannelId) {
+    if model.stores.get_min() != Some(&store) {
+        return out.log(
+            Level::Info,
+            format!("{store} is not the primary store; announcement ignored"),
+        );
+    }
+    if feed_idle(model) {
+        read_feed(model, out, store);
+    } else {
+        model.feed_again = true;
+    }
 }
 
 /// Starts following the primary store's feed from `clock`.
@@ -413,7 +440,8 @@ pub(crate) fn feed_changes(
             },
         );
     } else {
-        settle_feed(model);
+        model.feed_reading = false;
+        settle_feed(model, out);
     }
 }
 
@@ -430,11 +458,17 @@ fn discovered_in_store(model: &mut Model, out: &mut Out, store: ChannelId, cd: C
     propagate(model, out, &cd.doc, None);
 }
 
-/// The feed position moves once every document its read asked for is in.
-fn settle_feed(model: &mut Model) {
+/// The feed position moves once every document its read asked for is in;
+/// then a read asked for meanwhile starts.
+fn settle_feed(model: &mut Model, out: &mut Out) {
     if model.feed_loading.is_empty() {
         if let Some(target) = model.feed_target.take() {
             model.feed_seen = model.feed_seen.max(target);
+        }
+    }
+    if model.feed_again && feed_idle(model) {
+        if let Some(primary) = model.stores.get_min().copied() {
+            read_feed(model, out, primary);
         }
     }
 }
@@ -473,6 +507,7 @@ pub(crate) fn failed(model: &mut Model, out: &mut Out, store: ChannelId, failure
                 // The feed is read again from where it was.
                 model.feed_target = None;
                 model.feed_loading.clear();
+                model.feed_reading = false;
             }
             if model.docs.get(&doc).is_some_and(|d| !d.is_ready()) {
                 let at = model.now.saturating_add(retry_delay(model));
@@ -502,6 +537,7 @@ pub(crate) fn failed(model: &mut Model, out: &mut Out, store: ChannelId, failure
             );
             model.feed_target = None;
             model.feed_loading.clear();
+            model.feed_reading = false;
         }
         StoreFailure::Save { record, reason } => {
             report(

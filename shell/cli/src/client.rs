@@ -47,6 +47,21 @@ pub fn dialer_for(url: &str, token: Option<&str>) -> Result<(String, Dialer), St
     Ok((name, dialer))
 }
 
+/// A URL fit to print: its password (`user:password@`) replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 fn is_url(target: &str) -> bool {
     ["ws://", "http://", "tcp://"]
         .iter()
@@ -64,9 +79,9 @@ fn repo_for(target: &str, auth: &Credentials) -> Result<Repo, String> {
     if is_url(target) {
         let id = auth.peer.clone().unwrap_or_else(|| unique("cli"));
         let repo = Repo::builder(&id).build().map_err(|e| e.to_string())?;
-        let (name, dialer) = dialer_for(target, token)?;
-        repo.connect_with(&name, token, dialer)
-            .map_err(|e| e.to_string())?;
+        let mut urls = vec![target.to_string()];
+        urls.extend(auth.servers.iter().filter(|u| *u != target).cloned());
+        connect(&repo, &urls, token)?;
         Ok(repo)
     } else {
         let db = PathBuf::from(target).join("docweave.db");
@@ -77,6 +92,20 @@ fn repo_for(target: &str, auth: &Credentials) -> Result<Repo, String> {
             .build()
             .map_err(|e| e.to_string())
     }
+}
+
+/// Connects `repo` to the server at `urls[0]`, failing over to the others.
+fn connect(repo: &Repo, urls: &[String], token: Option<&str>) -> Result<(), String> {
+    let mut dialers = Vec::with_capacity(urls.len());
+    let mut first = None;
+    for url in urls {
+        let (name, dialer) = dialer_for(url, token)?;
+        first.get_or_insert(name);
+        dialers.push(dialer);
+    }
+    let name = first.ok_or("no server given")?;
+    repo.connect_any(&name, token, dialers)
+        .map_err(|e| e.to_string())
 }
 
 /// The next event before `deadline` (`None` once it passed).
@@ -164,6 +193,10 @@ pub struct Credentials {
     /// The peer id to connect as (one the token grants); default `cli-<pid>`.
     #[arg(long = "as", env = "DOCWEAVE_PEER")]
     peer: Option<String>,
+    /// Another server sharing the first one's store, to go on with when
+    /// the first goes away. Repeatable.
+    #[arg(long = "server")]
+    servers: Vec<String>,
 }
 
 /// `docweave doc ...`
@@ -433,6 +466,10 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
 pub struct SyncArgs {
     /// The server (ws://host:port, or http://host:port with --http).
     url: String,
+    /// More servers sharing the first one's store: when one goes away,
+    /// the replica syncs through the next. Repeatable.
+    #[arg(long = "server")]
+    servers: Vec<String>,
     /// Where the local replica lives.
     #[arg(long)]
     dir: PathBuf,
@@ -452,7 +489,9 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
         .store(store)
         .build()
         .map_err(|e| e.to_string())?;
-    let (name, dialer) = dialer_for(&a.url, a.token.as_deref())?;
+    let mut urls = vec![a.url.clone()];
+    urls.extend(a.servers.iter().filter(|u| **u != a.url).cloned());
+    let shown = urls.join(", ");
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
@@ -460,10 +499,9 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     smol::block_on(async {
         let events = repo.events().await.map_err(|e| e.to_string())?;
-        repo.connect_with(&name, a.token.as_deref(), dialer)
-            .map_err(|e| e.to_string())?;
+        connect(&repo, &urls, a.token.as_deref())?;
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!("initial sync with {}", a.url));
+        bar.set_message(format!("initial sync with {}", shown));
         let mut changed = 0u64;
         let mut quiet_since = std::time::Instant::now();
         let mut initial = true;
@@ -487,7 +525,7 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
                 Some(Some(Event::DocChanged { .. })) => {
                     changed += 1;
                     quiet_since = std::time::Instant::now();
-                    bar.set_message(format!("initial sync with {}: {changed} changes", a.url));
+                    bar.set_message(format!("initial sync with {}: {changed} changes", shown));
                     bar.tick();
                 }
                 Some(Some(Event::Error { reason, .. }))
@@ -512,7 +550,7 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
                 let s = repo.summary().await.map_err(|e| e.to_string())?;
                 eprint!(
                     "\rin sync with {}: {} documents, clock {}   ",
-                    a.url,
+                    shown,
                     s.docs.len(),
                     s.clock.0
                 );

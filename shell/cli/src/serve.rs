@@ -1,5 +1,6 @@
 //! `docweave serve`: WebSocket and HTTP endpoints in front of one node on
-//! an SQLite store, optionally syncing both ways with other servers.
+//! an SQLite store (or a PostgreSQL database shared with other servers),
+//! optionally syncing both ways with other servers.
 
 use crate::client::dialer_for;
 use docweave_adapters::loro_protocol::BridgeOptions;
@@ -7,7 +8,7 @@ use docweave_adapters::transport::{
     serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HttpOptions,
     StatusPage, WsOptions,
 };
-use docweave_adapters::SqliteStore;
+use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{PeerKind, Rules};
 use docweave_shell::Repo;
 use std::path::PathBuf;
@@ -25,6 +26,11 @@ pub struct ServeArgs {
     /// Where the SQLite store lives.
     #[arg(long, env = "DOCWEAVE_DATA", default_value = "./docweave-data")]
     data: PathBuf,
+    /// Keep documents in this PostgreSQL database instead
+    /// (`postgres://user:password@host:port/db`). Several servers on one
+    /// database serve the same documents and see each other's changes.
+    #[arg(long, env = "DOCWEAVE_STORE")]
+    store: Option<String>,
     /// A token clients must present: `SECRET` lets them use any peer id (but
     /// this server's), `PEER=SECRET` only PEER (`team-*=SECRET`: ids starting
     /// with `team-`). Repeat; comma-separated in the variable. None: open to all.
@@ -75,11 +81,27 @@ pub struct ServeArgs {
     max_message_mib: usize,
 }
 
-pub fn run(a: ServeArgs) -> Result<(), String> {
+/// The store `--store` or `--data` names, and how to say where it is.
+fn open_store(a: &ServeArgs) -> Result<(Box<dyn Store>, String), String> {
+    if let Some(url) = &a.store {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(format!(
+                "--store takes a postgres:// URL (for SQLite, use --data DIR), not {url:?}"
+            ));
+        }
+        let shown = crate::client::without_password(url);
+        let store = PostgresStore::open(url).map_err(|e| format!("cannot open {shown}: {e}"))?;
+        return Ok((Box::new(store), shown));
+    }
     std::fs::create_dir_all(&a.data)
         .map_err(|e| format!("cannot create {}: {e}", a.data.display()))?;
     let db = a.data.join("docweave.db");
     let store = SqliteStore::open(&db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+    Ok((Box::new(store), format!("data in {}", a.data.display())))
+}
+
+pub fn run(a: ServeArgs) -> Result<(), String> {
+    let (store, store_shown) = open_store(&a)?;
     let rules = match &a.rules {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -99,7 +121,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         )
     };
     let mut builder = Repo::builder(&a.name)
-        .store(store)
+        .boxed_store(store)
         .max_docs_in_memory(a.max_docs_in_memory)
         .max_message(max_message)
         .configure(|c| {
@@ -144,10 +166,11 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         ))
         .detach();
         let connect: Connector = repo.connector();
-        let (r, data) = (repo.clone(), a.data.clone());
+        let r = repo.clone();
+        let db = a.store.is_none().then(|| a.data.join("docweave.db"));
         let page: StatusPage = Arc::new(move || {
-            let (r, data) = (r.clone(), data.clone());
-            Box::pin(async move { crate::status::render(&r, &data).await })
+            let (r, db) = (r.clone(), db.clone());
+            Box::pin(async move { crate::status::render(&r, db.as_deref()).await })
         });
         let http_options = HttpOptions {
             max_connections,
@@ -187,9 +210,8 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         let mut out = std::io::stdout();
         let _ = writeln!(
             out,
-            "docweave serving \"{}\": ws://{ws_addr}  http://{http_addr}  (data in {})",
+            "docweave serving \"{}\": ws://{ws_addr}  http://{http_addr}  ({store_shown})",
             a.name,
-            a.data.display()
         );
         let _ = writeln!(
             out,

@@ -28,11 +28,12 @@ pub fn sizes(db: &Path) -> std::collections::BTreeMap<String, i64> {
     out
 }
 
-pub async fn render(repo: &Repo, data: &Path) -> String {
+/// The page; sizes come from the SQLite file `db` when there is one.
+pub async fn render(repo: &Repo, db: Option<&Path>) -> String {
     let Ok(s) = repo.summary().await else {
         return "<p>the node is stopping</p>".into();
     };
-    let sizes = sizes(&data.join("docweave.db"));
+    let sizes = db.map(sizes).unwrap_or_default();
     let mut html = format!(
         "<!doctype html><html><head><meta charset=utf-8><title>docweave {peer}</title></head><body>\
          <h1>docweave: {peer}</h1><p>clock {clock} &middot; {n} documents &middot; {resident} in memory</p>",

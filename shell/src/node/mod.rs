@@ -166,6 +166,10 @@ pub enum Input {
         /// Which documents to follow there.
         filter: Filter,
     },
+    /// The store, shared with other processes, announced that one of them
+    /// wrote ([`Store::watch`](docweave_adapters::Store::watch)): the node
+    /// reads its change feed now.
+    StoreAnnounced,
 }
 
 /// What the node wants done.
@@ -516,6 +520,11 @@ impl<E: DocEngine> Node<E> {
                 meta: Default::default(),
             }),
             Input::Delete { doc } => self.step(Msg::DeleteDoc { doc }),
+            Input::StoreAnnounced => {
+                if let Some(store) = self.store {
+                    self.step(Msg::StoreAnnounced { store });
+                }
+            }
             Input::SetPresence {
                 doc,
                 namespace,
@@ -837,9 +846,18 @@ impl<E: DocEngine> Node<E> {
                 self.store_failed(StoreFailure::Load { doc, reason });
             }
             (Purpose::Reload(doc), result) => self.reloaded(doc, result),
-            (Purpose::Changes { since, limit }, StoreResult::Changes(docs)) => {
+            (Purpose::Changes { since, limit }, StoreResult::Changes { docs, deletions }) => {
                 let more = docs.len() >= limit;
                 let last = docs.last().map(|d| d.clock).unwrap_or(since);
+                let last_deleted = deletions.last().map(|d| d.1).unwrap_or(since);
+                // Deletions first: a document deleted in the span read is
+                // not loaded again for a change it had before.
+                for (doc, _) in deletions {
+                    self.internal.push_back(Msg::Received {
+                        channel: store,
+                        message: Message::Delete { doc },
+                    });
+                }
                 let docs: Vec<ChangedDoc> = docs
                     .into_iter()
                     .map(|d| ChangedDoc {
@@ -852,7 +870,7 @@ impl<E: DocEngine> Node<E> {
                     channel: store,
                     message: Message::Changes {
                         docs,
-                        up_to: last.max(since),
+                        up_to: last.max(last_deleted).max(since),
                         more,
                     },
                 });

@@ -80,7 +80,13 @@ pub enum StoreResult {
     /// [`StoreOp::Load`]: `None` when the store has no such document.
     Loaded(Option<Loaded>),
     /// [`StoreOp::Changes`].
-    Changes(Vec<StoredDoc>),
+    Changes {
+        /// Documents changed, in clock order.
+        docs: Vec<StoredDoc>,
+        /// Documents other processes deleted in the span read, with the
+        /// clock of the deletion, in clock order.
+        deletions: Vec<(DocId, Clock)>,
+    },
     /// [`StoreOp::Save`] or [`StoreOp::Purge`] is durable.
     Done,
     /// The job failed as a whole.
@@ -123,9 +129,25 @@ pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
             ),
         },
         StoreOp::Load(doc) => store.load(&doc).map_or_else(failed, StoreResult::Loaded),
-        StoreOp::Changes { since, limit } => store
-            .changes_since(since, &Filter::all(), limit)
-            .map_or_else(failed, StoreResult::Changes),
+        StoreOp::Changes { since, limit } => {
+            let mut read = || -> Result<StoreResult, StoreError> {
+                // Every clock up to the horizon is committed before the
+                // documents are read (stores make clocks visible in order),
+                // so deletions read later up to the horizon, or to the last
+                // document read, leave no gap behind the position.
+                let horizon = store.clock()?;
+                let docs = store.changes_since(since, &Filter::all(), limit)?;
+                let last = docs.last().map(|d| d.clock);
+                let up_to = if docs.len() >= limit {
+                    last.unwrap_or(since)
+                } else {
+                    last.unwrap_or(since).max(horizon)
+                };
+                let deletions = store.deletions_since(since, Some(up_to))?;
+                Ok(StoreResult::Changes { docs, deletions })
+            };
+            read().unwrap_or_else(failed)
+        }
         StoreOp::Save(record) => store
             .save(&record)
             .map_or_else(failed, |_| StoreResult::Done),

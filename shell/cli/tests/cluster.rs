@@ -1,0 +1,151 @@
+//! Several `docweave serve` processes on one PostgreSQL database, driven
+//! through the CLI: they converge, a deletion reaches all, and the clients
+//! of a server killed with SIGKILL go on through another, losing nothing
+//! that was acknowledged.
+
+mod common;
+
+use common::{cli, data_dir, free_port, Server};
+use docweave_tests::postgres::fresh_database;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn start(name: &str, store: &str) -> Server {
+    Server::start(
+        name,
+        &data_dir(name),
+        free_port(),
+        free_port(),
+        &["--store", store],
+    )
+}
+
+fn ws(s: &Server) -> String {
+    format!("ws://127.0.0.1:{}", s.ws)
+}
+
+fn put(url: &str, doc: &str, key: &str, value: &str) {
+    let (ok, _, err) = cli(&["doc", "put", url, doc, key, value, "--timeout", "20"]);
+    assert!(ok, "put {doc}.{key} on {url}: {err}");
+}
+
+/// Polls `doc get` on `url` until `check` holds of its output (20 s at most).
+fn eventually_get(url: &str, doc: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, out, _) = cli(&["doc", "get", url, doc, "--timeout", "10"]);
+        if check(&out) || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_servers_on_one_database_converge_and_a_deletion_reaches_all() {
+    let Some(db) = fresh_database("cluster_converge") else {
+        return;
+    };
+    let servers = [start("pg-a", &db), start("pg-b", &db), start("pg-c", &db)];
+    for (i, s) in servers.iter().enumerate() {
+        put(&ws(s), "shared", &format!("from{i}"), &format!("v{i}"));
+    }
+    for s in &servers {
+        let out = eventually_get(&ws(s), "shared", |o| {
+            (0..3).all(|i| o.contains(&format!("\"from{i}\":\"v{i}\"")))
+        });
+        assert!(
+            (0..3).all(|i| out.contains(&format!("\"from{i}\":\"v{i}\""))),
+            "{} did not converge: {out}",
+            s.name
+        );
+    }
+    // Deleted through one server: gone on another, which also refuses it.
+    put(&ws(&servers[0]), "doomed", "k", "v");
+    eventually_get(&ws(&servers[2]), "doomed", |o| o.contains("\"k\""));
+    let (ok, out, err) = cli(&["doc", "delete", &ws(&servers[1]), "doomed"]);
+    assert!(ok, "delete: {out} {err}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list, _) = cli(&["doc", "list", &ws(&servers[2])]);
+        if !list.contains("doomed") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pg-c still lists the deleted document: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, _, err) = cli(&["doc", "put", &ws(&servers[2]), "doomed", "k", "again"]);
+    assert!(
+        !ok && err.contains("deleted"),
+        "a write to the deleted document on another server must say it was deleted: {err}"
+    );
+}
+
+#[test]
+fn clients_of_a_killed_server_go_on_through_another_and_lose_nothing_acknowledged() {
+    let Some(db) = fresh_database("cluster_failover") else {
+        return;
+    };
+    let mut a = start("fo-a", &db);
+    let b = start("fo-b", &db);
+    let c = start("fo-c", &db);
+    // A watcher connected to a, ready to fail over to b.
+    let mut watch = Command::new(common::BIN)
+        .args(["doc", "watch", &ws(&a), "notes", "--server", &ws(&b)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = {
+        let out = watch.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    // Acknowledged by a (each put waits for a's acknowledgement).
+    for i in 0..10 {
+        put(&ws(&a), "notes", &format!("k{i}"), "acked-by-a");
+    }
+    a.kill9();
+    // A new command fails over at once; an old client, on its next reconnect.
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &ws(&a),
+        "notes",
+        "k10",
+        "after-the-kill",
+        "--server",
+        &ws(&b),
+        "--timeout",
+        "20",
+    ]);
+    assert!(ok, "put with a dead first server: {err}");
+    put(&ws(&c), "notes", "k11", "on-c");
+    let all = |o: &str| (0..12).all(|i| o.contains(&format!("\"k{i}\"")));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while !all(&last) && Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            last = line;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        all(&last),
+        "the watcher did not follow through b; it last printed {last}"
+    );
+    let on_c = eventually_get(&ws(&c), "notes", all);
+    assert!(all(&on_c), "c lost an acknowledged change: {on_c}");
+}
