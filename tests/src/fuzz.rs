@@ -276,10 +276,14 @@ pub fn node_inputs(data: &[u8]) {
                 let bytes = b.take(n);
                 node.handle(now, Input::Frame { channel: ch, bytes });
             }
-            4 => {
-                now += u64::from(b.small(255)) * 250;
-                node.handle(now, Input::Timeout);
-            }
+            4 => match b.small(255) {
+                // No time passing: the store announces another process's write.
+                0 => node.handle(now, Input::StoreAnnounced),
+                dt => {
+                    now += u64::from(dt) * 250;
+                    node.handle(now, Input::Timeout);
+                }
+            },
             5 => {
                 let doc = b.doc();
                 node.handle(now, Input::Open { doc: doc.clone() });

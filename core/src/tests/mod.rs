@@ -11,6 +11,7 @@ mod listeners;
 mod permissions;
 mod presence;
 mod quiet;
+mod shared_store;
 mod storage;
 mod sync;
 mod timers;

@@ -1,0 +1,145 @@
+//! A primary store shared with other processes (PostgreSQL): its
+//! announcements read the feed at once, one read at a time, and deletions
+//! it reports are carried out here.
+
+use super::kit::*;
+use crate::{ChangedDoc, ChannelId, Clock, Config, DocMeta, Filter, Message, Msg, StateRecord};
+
+fn shared_store_node() -> Kit {
+    let mut c = Config::new("hub");
+    c.timing.feed_poll_ms = 1_000;
+    let mut k = Kit::new(c);
+    k.store(10);
+    k.feed(Msg::Restored {
+        store: ChannelId(10),
+        clock: Clock(4),
+        docs: vec![],
+        records: vec![],
+    });
+    k
+}
+
+fn reads(cmds: &[crate::Cmd]) -> usize {
+    messages(cmds, 10)
+        .iter()
+        .filter(|m| matches!(m, Message::ChangesSince { .. }))
+        .count()
+}
+
+fn nothing_new(up_to: u64) -> Message {
+    Message::Changes {
+        docs: vec![],
+        up_to: Clock(up_to),
+        more: false,
+    }
+}
+
+#[test]
+fn an_announcement_reads_the_feed_at_once_without_waiting_for_the_poll() {
+    let mut k = shared_store_node();
+    let cmds = k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    });
+    assert_eq!(
+        messages(&cmds, 10),
+        vec![Message::ChangesSince {
+            clock: Clock(4),
+            filter: Filter::all()
+        }]
+    );
+}
+
+#[test]
+fn announcements_during_a_read_make_one_more_read_after_it() {
+    let mut k = shared_store_node();
+    k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    });
+    for _ in 0..5 {
+        let cmds = k.feed(Msg::StoreAnnounced {
+            store: ChannelId(10),
+        });
+        assert_eq!(reads(&cmds), 0, "one read at a time");
+    }
+    // The poll timer, due meanwhile, does not start a second read either.
+    assert_eq!(reads(&k.tick(1_000)), 0);
+    let cmds = k.recv(10, nothing_new(7));
+    assert_eq!(
+        messages(&cmds, 10),
+        vec![Message::ChangesSince {
+            clock: Clock(7),
+            filter: Filter::all()
+        }],
+        "the writes announced during the read are read after it, from where it ended"
+    );
+    assert_eq!(reads(&k.recv(10, nothing_new(7))), 0, "and then no more");
+}
+
+#[test]
+fn a_failed_read_lets_the_next_announcement_read_again() {
+    let mut k = shared_store_node();
+    k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    });
+    k.feed(Msg::StoreFailed {
+        store: ChannelId(10),
+        failure: crate::StoreFailure::Feed {
+            reason: "connection lost".into(),
+        },
+    });
+    let cmds = k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    });
+    assert_eq!(reads(&cmds), 1);
+}
+
+#[test]
+fn an_announcement_from_a_channel_that_is_not_the_primary_store_is_ignored() {
+    let mut k = shared_store_node();
+    k.peer(1, "mallory");
+    let cmds = k.feed(Msg::StoreAnnounced {
+        store: ChannelId(1),
+    });
+    assert_eq!(reads(&cmds), 0);
+    assert!(messages(&cmds, 1).is_empty());
+}
+
+#[test]
+fn a_deletion_another_process_made_is_carried_out_and_told_to_subscribers() {
+    let mut k = shared_store_node();
+    k.peer(2, "bob");
+    k.feed(Msg::OpenDoc {
+        doc: doc("d"),
+        meta: DocMeta::default(),
+    });
+    k.missing(10, "d");
+    k.recv(
+        2,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    let cmds = k.recv(10, Message::Delete { doc: doc("d") });
+    assert!(k.model.is_tombstoned(&doc("d")));
+    assert!(messages(&cmds, 2).contains(&Message::Delete { doc: doc("d") }));
+    assert!(cmds.contains(&crate::Cmd::Save(StateRecord::Tombstone(doc("d")))));
+    // Told again (every server's feed lists it once): nothing more happens.
+    let again = k.recv(10, Message::Delete { doc: doc("d") });
+    assert!(messages(&again, 2).is_empty());
+    // A feed entry for it afterwards does not bring it back.
+    k.recv(
+        10,
+        Message::Changes {
+            docs: vec![ChangedDoc {
+                doc: doc("d"),
+                version: vv(&[(1, 1)]),
+                clock: Clock(9),
+            }],
+            up_to: Clock(9),
+            more: false,
+        },
+    );
+    assert!(k.model.doc_version(&doc("d")).is_none());
+}
