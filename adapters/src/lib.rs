@@ -18,7 +18,7 @@ mod store;
 pub mod transport;
 
 pub use store::{
-    conformance, Announce, Append, Loaded, MemoryStore, PostgresStore, SqliteStore, Store,
-    StoreError,
+    conformance, Announce, Announcement, Append, Loaded, MemoryStore, PostgresStore, SqliteStore,
+    Store, StoreError,
 };
 pub use transport::{Link, Outbound, Transport};

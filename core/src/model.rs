@@ -500,6 +500,9 @@ pub struct Model {
     pub(crate) feed_reading: bool,
     /// Another process wrote while a read was under way: read again after it.
     pub(crate) feed_again: bool,
+    /// The primary store is shared with other servers (it announced their
+    /// writes): presence from our peers is handed to it for them.
+    pub(crate) store_shared: bool,
     /// Store writes that failed, waiting to be tried again.
     pub(crate) retry: Retry,
     /// Deletions waiting for their tombstone to be durable, with the
@@ -561,6 +564,7 @@ impl Model {
             feed_loading: OrdMap::new(),
             feed_reading: false,
             feed_again: false,
+            store_shared: false,
             retry: Retry::default(),
             deleting: OrdMap::new(),
             missing_asked: OrdMap::new(),

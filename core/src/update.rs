@@ -245,6 +245,7 @@ fn from_store(model: &mut Model, out: &mut Out, channel: ChannelId, message: Mes
             format!("{channel} (store) reported {code:?}: {message}"),
         ),
         Message::Delete { doc } => deletion::deleted_in_store(model, out, channel, doc),
+        Message::Ephemeral(e) => ephemeral::received_from_store(model, out, channel, e),
         other => out.log(
             Level::Info,
             format!("{channel} (store) sent {}; ignored", other.name()),

@@ -140,9 +140,13 @@ impl StoreThread {
 /// Asks a store shared with other processes to announce their writes, so
 /// the node reads the feed at once instead of at its next poll.
 fn watch<E: DocEngine>(store: &mut dyn Store, me: async_channel::Sender<Request<E>>) {
-    let announce: docweave_adapters::Announce = std::sync::Arc::new(move || {
+    let announce: docweave_adapters::Announce = std::sync::Arc::new(move |a| {
+        let input = match a {
+            docweave_adapters::Announcement::Written => Input::StoreAnnounced,
+            docweave_adapters::Announcement::Published(bytes) => Input::StorePublished { bytes },
+        };
         // Called on the store's own thread: waiting for room is fine.
-        let _ = me.send_blocking(Request::Node(Input::StoreAnnounced));
+        let _ = me.send_blocking(Request::Node(input));
     });
     match store.watch(announce) {
         Ok(true) => tracing::debug!("the store announces other processes' writes"),

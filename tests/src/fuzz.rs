@@ -279,6 +279,12 @@ pub fn node_inputs(data: &[u8]) {
             4 => match b.small(255) {
                 // No time passing: the store announces another process's write.
                 0 => node.handle(now, Input::StoreAnnounced),
+                // Or published a frame (presence, or anything else).
+                1 => {
+                    let m = message_from(&mut b, payloads);
+                    let bytes = encode(&[m]).unwrap_or_default();
+                    node.handle(now, Input::StorePublished { bytes });
+                }
                 dt => {
                     now += u64::from(dt) * 250;
                     node.handle(now, Input::Timeout);

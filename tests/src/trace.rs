@@ -293,6 +293,7 @@ pub fn store_op(op: &StoreOp) -> String {
         StoreOp::Changes { since, .. } => format!("changes-since {}", since.0),
         StoreOp::Save(r) => command(&Cmd::Save(r.clone())).unwrap_or_default(),
         StoreOp::Purge(doc) => format!("purge {doc}"),
+        StoreOp::Publish(bytes) => format!("publish {}B", bytes.len()),
     }
 }
 

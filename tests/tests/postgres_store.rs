@@ -2,7 +2,7 @@
 //! store passes, the shared feed under concurrent writers of several
 //! servers, deletions and announcements between servers.
 
-use docweave_adapters::{conformance, Append, PostgresStore, Store, StoreError};
+use docweave_adapters::{conformance, Announcement, Append, PostgresStore, Store, StoreError};
 use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, VersionVector};
 use docweave_tests::postgres::fresh_database;
 use std::collections::HashSet;
@@ -142,11 +142,11 @@ fn another_servers_write_is_announced_and_our_own_is_not() {
     };
     let mut a = PostgresStore::open(&url).unwrap();
     let mut b = PostgresStore::open(&url).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel::<Announcement>();
     let announced = Arc::new(std::sync::Mutex::new(tx));
     assert!(b
-        .watch(Arc::new(move || {
-            let _ = announced.lock().unwrap().send(());
+        .watch(Arc::new(move |a| {
+            let _ = announced.lock().unwrap().send(a);
         }))
         .unwrap());
     // The first announcement comes with the connection: read what was missed.
@@ -158,8 +158,23 @@ fn another_servers_write_is_announced_and_our_own_is_not() {
     );
     let start = Instant::now();
     a.append(&[change("theirs", 2)]).unwrap();
-    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        Announcement::Written
+    );
     eprintln!("announced after {:?}", start.elapsed());
+    // Published bytes reach the others as they were, and not the publisher.
+    let bytes: Vec<u8> = (0..=255).collect();
+    b.publish(b"from b").unwrap();
+    a.publish(&bytes).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        Announcement::Published(bytes)
+    );
+    assert!(
+        a.publish(&vec![0; 4_000]).is_err(),
+        "a publication too large for a notification is refused, not cut"
+    );
 }
 
 #[test]
@@ -168,10 +183,10 @@ fn a_listener_whose_connection_is_cut_reconnects_and_announces() {
         return;
     };
     let mut b = PostgresStore::open(&url).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel::<Announcement>();
     let announced = Arc::new(std::sync::Mutex::new(tx));
-    b.watch(Arc::new(move || {
-        let _ = announced.lock().unwrap().send(());
+    b.watch(Arc::new(move |a| {
+        let _ = announced.lock().unwrap().send(a);
     }))
     .unwrap();
     rx.recv_timeout(Duration::from_secs(10)).unwrap();

@@ -77,9 +77,17 @@ pub struct Loaded {
     pub changes: Vec<Vec<u8>>,
 }
 
-/// Called (from a thread of the store's) when another process may have
-/// written: the node should read the change feed now.
-pub type Announce = std::sync::Arc<dyn Fn() + Send + Sync>;
+/// What a store shared with other processes tells its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    /// Another process may have written: read the change feed now.
+    Written,
+    /// Another process published these bytes ([`Store::publish`]).
+    Published(Vec<u8>),
+}
+
+/// Called from a thread of the store's with each [`Announcement`].
+pub type Announce = std::sync::Arc<dyn Fn(Announcement) + Send + Sync>;
 
 /// A durable store. Every write is atomic; a write that returned `Ok` survives
 /// a crash. Clocks only grow, also across processes sharing the store.
@@ -124,6 +132,14 @@ pub trait Store: Send {
     fn watch(&mut self, announce: Announce) -> Result<bool, StoreError> {
         let _ = announce;
         Ok(false)
+    }
+    /// Hands `bytes` (small: a few KB at most) to the other processes
+    /// watching this store, as [`Announcement::Published`]; nothing is
+    /// stored. How servers on one store share presence. Stores that one
+    /// process owns have nobody to tell.
+    fn publish(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let _ = bytes;
+        Ok(())
     }
 }
 

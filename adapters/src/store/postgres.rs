@@ -20,8 +20,15 @@
 //!
 //! **Deletions** are rows of `docweave_deletions` on the same clock, so
 //! another server learns of a tombstone from the feed.
+//!
+//! **Presence** is never stored: [`Store::publish`] sends it as
+//! `NOTIFY docweave_presence` (hex, under PostgreSQL's 8,000-byte payload
+//! limit), and the other servers' watchers hand it on as it arrives.
 
-use super::{postgres_schema as schema, record_key, Announce, Append, Loaded, Store, StoreError};
+use super::{
+    postgres_schema as schema, record_key, Announce, Announcement, Append, Loaded, Store,
+    StoreError,
+};
 use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls, Statement, Transaction};
@@ -32,6 +39,11 @@ use std::time::Duration;
 
 /// The notification channel writes announce themselves on.
 const FEED_CHANNEL: &str = "docweave_feed";
+/// The notification channel published bytes (presence) travel on.
+const PUBLISH_CHANNEL: &str = "docweave_presence";
+/// The most bytes one publication carries: hex doubles them, and a
+/// notification's payload (with our tag) must stay under 8,000 bytes.
+pub const MAX_PUBLISHED: usize = 3_900;
 
 /// A store in a PostgreSQL database, shared with other processes.
 pub struct PostgresStore {
@@ -450,6 +462,25 @@ impl Store for PostgresStore {
         })
     }
 
+    fn publish(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        if bytes.len() > MAX_PUBLISHED {
+            return Err(StoreError::Unavailable(format!(
+                "{} bytes are too many to publish (at most {MAX_PUBLISHED})",
+                bytes.len()
+            )));
+        }
+        let mut payload = String::with_capacity(self.tag.len() + 1 + bytes.len() * 2);
+        payload.push_str(&self.tag);
+        payload.push(':');
+        for b in bytes {
+            payload.push_str(&format!("{b:02x}"));
+        }
+        self.with(|c, _| {
+            c.client.query(&c.notify, &[&PUBLISH_CHANNEL, &payload])?;
+            Ok(())
+        })
+    }
+
     fn watch(&mut self, announce: Announce) -> Result<bool, StoreError> {
         let (config, tag, stop) = (self.config.clone(), self.tag.clone(), self.stop.clone());
         std::thread::Builder::new()
@@ -475,24 +506,27 @@ fn listen(config: Config, tag: String, stop: Arc<AtomicBool>, announce: Announce
                 continue;
             }
         };
-        if let Err(e) = client.batch_execute(&format!("LISTEN {FEED_CHANNEL}")) {
+        if let Err(e) =
+            client.batch_execute(&format!("LISTEN {FEED_CHANNEL}; LISTEN {PUBLISH_CHANNEL}"))
+        {
             tracing::warn!("LISTEN failed: {e}; trying again");
             std::thread::sleep(backoff);
             continue;
         }
         backoff = Duration::from_millis(50);
-        announce();
+        announce(Announcement::Written);
         while !stop.load(Ordering::Relaxed) && !client.is_closed() {
             let mut notifications = client.notifications();
-            let mut others = false;
+            let mut written = false;
             let mut waiting = notifications.timeout_iter(Duration::from_millis(250));
-            // Wait for the first write of another server (our own are skipped)...
+            // Wait for the first notification of another server (our own
+            // are skipped)...
             loop {
                 match waiting.next() {
-                    Ok(Some(n)) if n.payload() == tag => continue,
-                    Ok(Some(_)) => {
-                        others = true;
-                        break;
+                    Ok(Some(n)) => {
+                        if take(&n, &tag, &announce, &mut written) {
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -502,11 +536,48 @@ fn listen(config: Config, tag: String, stop: Arc<AtomicBool>, announce: Announce
                 }
             }
             drop(waiting);
-            // ...then take what is already queued: one announcement for all.
-            while let Ok(Some(_)) = notifications.iter().next() {}
-            if others {
-                announce();
+            // ...then take what is already queued: one announcement for
+            // all the writes among it.
+            while let Ok(Some(n)) = notifications.iter().next() {
+                take(&n, &tag, &announce, &mut written);
+            }
+            if written {
+                announce(Announcement::Written);
             }
         }
     }
+}
+
+/// Handles one notification: a publication is handed on at once, a write
+/// is noted in `written`. Whether it came from another server.
+fn take(n: &postgres::Notification, tag: &str, announce: &Announce, written: &mut bool) -> bool {
+    let payload = n.payload();
+    if n.channel() == PUBLISH_CHANNEL {
+        let Some((from, hex)) = payload.split_once(':') else {
+            return false;
+        };
+        if from == tag {
+            return false;
+        }
+        match unhex(hex) {
+            Some(bytes) => announce(Announcement::Published(bytes)),
+            None => tracing::warn!("a publication on {PUBLISH_CHANNEL} is not hex; dropped"),
+        }
+        true
+    } else if payload != tag {
+        *written = true;
+        true
+    } else {
+        false
+    }
+}
+
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 || hex.len() > MAX_PUBLISHED * 2 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }

@@ -6,6 +6,16 @@
 //! ```
 //! A peer that subscribes late gets the live entries at once; our own entries
 //! are re-sent every half TTL so they do not expire while we are here.
+//!
+//! Servers sharing one store (PostgreSQL) share presence through it: what
+//! a peer of ours sends is also handed to the store, which publishes it to
+//! the other servers; what arrives from the store is relayed to our peers
+//! without spending a hop (the store is a wire between servers, not a peer)
+//! and never handed back to the store.
+//! ```text
+//! alice --> server A --> A's peers
+//!                  \--> store ==> server B --> B's peers
+//! ```
 
 use super::common::{access, peer_channel};
 use crate::ids::{ChannelId, DocId, Namespace, PeerId};
@@ -160,6 +170,56 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: E
         for ch in targets(model, &e.doc, &[from, &e.origin]) {
             out.send(ch, Message::Ephemeral(relayed.clone()));
         }
+        if model.store_shared {
+            if let Some(store) = model.stores.get_min().copied() {
+                out.send(store, Message::Ephemeral(relayed));
+            }
+        }
+    }
+}
+
+/// Presence another server of a shared store published: kept until its
+/// TTL and relayed to our peers (not back to the store).
+pub(crate) fn received_from_store(
+    model: &mut Model,
+    out: &mut Out,
+    store: ChannelId,
+    mut e: Ephemeral,
+) {
+    if model.stores.get_min() != Some(&store)
+        || e.origin == model.config.peer
+        || !e.doc.is_valid()
+        || !e.namespace.is_valid()
+        || model.tombstones.contains(&e.doc)
+    {
+        return;
+    }
+    e.ttl_ms = e.ttl_ms.min(MAX_TTL_MS as u32);
+    let key: PresenceKey = (e.doc.clone(), e.namespace.clone(), e.origin.clone());
+    if e.data.is_empty() {
+        remove(model, out, &key);
+    } else {
+        let expires = model.now.saturating_add(u64::from(e.ttl_ms));
+        model.presence.insert(
+            key.clone(),
+            Presence {
+                data: e.data.clone(),
+                expires,
+                // Counted against nobody here: the server it came from
+                // bounds what each of its peers may hold.
+                via: e.origin.clone(),
+            },
+        );
+        super::timers::set(model, Timer::PresenceExpiry(key), expires);
+        out.emit(Event::Presence {
+            doc: e.doc.clone(),
+            namespace: e.namespace.clone(),
+            peer: e.origin.clone(),
+            data: Some(e.data.clone()),
+        });
+    }
+    for ch in targets(model, &e.doc, &[&e.origin]) {
+        out.send(ch, Message::Ephemeral(e.clone()));
     }
 }
 

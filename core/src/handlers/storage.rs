@@ -385,6 +385,7 @@ pub(crate) fn feed_announced(model: &mut Model, out: &mut Out, store: ChannelId)
             format!("{store} is not the primary store; announcement ignored"),
         );
     }
+    model.store_shared = true;
     if feed_idle(model) {
         read_feed(model, out, store);
     } else {

@@ -143,3 +143,102 @@ fn a_deletion_another_process_made_is_carried_out_and_told_to_subscribers() {
     );
     assert!(k.model.doc_version(&doc("d")).is_none());
 }
+
+fn cursor(origin: &str, hops: u8) -> crate::Ephemeral {
+    crate::Ephemeral {
+        doc: doc("d"),
+        namespace: crate::Namespace::new("cursor"),
+        origin: crate::PeerId::new(origin),
+        hops,
+        ttl_ms: 30_000,
+        data: crate::Payload::new(b"line 7".to_vec()),
+    }
+}
+
+fn subscribed(k: &mut Kit, ch: u64, name: &str) {
+    k.peer(ch, name);
+    k.recv(
+        ch,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+}
+
+#[test]
+fn presence_from_our_peers_goes_to_a_shared_store_and_not_to_one_we_own() {
+    let mut own = Kit::hub();
+    own.store(10);
+    own.feed(Msg::OpenDoc {
+        doc: doc("d"),
+        meta: DocMeta::default(),
+    });
+    own.missing(10, "d");
+    subscribed(&mut own, 1, "alice");
+    let cmds = own.recv(1, Message::Ephemeral(cursor("alice", 1)));
+    assert!(
+        messages(&cmds, 10).is_empty(),
+        "a store we own hears no presence"
+    );
+
+    let mut k = shared_store_node();
+    k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    });
+    k.recv(10, nothing_new(4));
+    k.feed(Msg::OpenDoc {
+        doc: doc("d"),
+        meta: DocMeta::default(),
+    });
+    k.missing(10, "d");
+    subscribed(&mut k, 1, "alice");
+    let cmds = k.recv(1, Message::Ephemeral(cursor("alice", 1)));
+    assert_eq!(
+        messages(&cmds, 10),
+        vec![Message::Ephemeral(cursor("alice", 0))],
+        "published with the hop spent like any relay"
+    );
+    // Out of hops: not relayed, so not published either.
+    let cmds = k.recv(1, Message::Ephemeral(cursor("alice", 0)));
+    assert!(messages(&cmds, 10).is_empty());
+}
+
+#[test]
+fn presence_from_the_shared_store_reaches_our_peers_and_never_goes_back() {
+    let mut k = shared_store_node();
+    k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    });
+    k.recv(10, nothing_new(4));
+    k.feed(Msg::OpenDoc {
+        doc: doc("d"),
+        meta: DocMeta::default(),
+    });
+    k.missing(10, "d");
+    subscribed(&mut k, 2, "bob");
+    let cmds = k.recv(10, Message::Ephemeral(cursor("alice", 0)));
+    assert_eq!(
+        messages(&cmds, 2),
+        vec![Message::Ephemeral(cursor("alice", 0))],
+        "relayed without spending a hop: the store is a wire, not a peer"
+    );
+    assert!(
+        messages(&cmds, 10).is_empty(),
+        "never handed back to the store"
+    );
+    assert!(events(&cmds).iter().any(|e| matches!(
+        e,
+        crate::Event::Presence { peer, data: Some(_), .. } if peer.as_str() == "alice"
+    )));
+    // It expires with its TTL like any presence.
+    let cmds = k.tick(31_000);
+    assert!(events(&cmds).iter().any(|e| matches!(
+        e,
+        crate::Event::Presence { peer, data: None, .. } if peer.as_str() == "alice"
+    )));
+    // Presence claiming to be ours is dropped.
+    let cmds = k.recv(10, Message::Ephemeral(cursor("hub", 0)));
+    assert!(messages(&cmds, 2).is_empty());
+}

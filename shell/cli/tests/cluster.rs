@@ -149,3 +149,66 @@ fn clients_of_a_killed_server_go_on_through_another_and_lose_nothing_acknowledge
     let on_c = eventually_get(&ws(&c), "notes", all);
     assert!(all(&on_c), "c lost an acknowledged change: {on_c}");
 }
+
+fn ws_dialer(port: u16) -> docweave_shell::Dialer {
+    std::sync::Arc::new(move |_| {
+        Box::pin(async move {
+            docweave_adapters::transport::ws_connect(
+                &format!("ws://127.0.0.1:{port}/"),
+                docweave_adapters::transport::WsOptions::default(),
+            )
+            .await
+        })
+    })
+}
+
+#[test]
+fn presence_set_through_one_server_reaches_a_client_of_another() {
+    let Some(db) = fresh_database("cluster_presence") else {
+        return;
+    };
+    let a = start("pr-a", &db);
+    let b = start("pr-b", &db);
+    smol::block_on(async {
+        let alice = docweave_shell::Repo::builder("alice").build().unwrap();
+        alice.connect_with("server", None, ws_dialer(a.ws)).unwrap();
+        let bob = docweave_shell::Repo::builder("bob").build().unwrap();
+        bob.connect_with("server", None, ws_dialer(b.ws)).unwrap();
+        let events = bob.events().await.unwrap();
+        // Both follow the document, each through its own server.
+        alice.open("room").await.unwrap();
+        bob.open("room").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = None;
+        while seen.is_none() && Instant::now() < deadline {
+            // Set again until it arrives: bob may subscribe after the first.
+            alice.set_presence("room", "cursor", b"line 7").unwrap();
+            let until = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < until {
+                let next = futures_lite::future::or(async { events.recv().await.ok() }, async {
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                    None
+                })
+                .await;
+                if let Some(docweave_core::Event::Presence {
+                    peer,
+                    data: Some(data),
+                    ..
+                }) = next
+                {
+                    if peer.as_str() == "alice" {
+                        seen = Some(data);
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            seen.map(|d| d.as_bytes().to_vec()),
+            Some(b"line 7".to_vec()),
+            "bob, on pr-b, never saw alice's presence set through pr-a"
+        );
+        alice.close().await;
+        bob.close().await;
+    });
+}

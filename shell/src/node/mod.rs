@@ -170,6 +170,12 @@ pub enum Input {
     /// wrote ([`Store::watch`](docweave_adapters::Store::watch)): the node
     /// reads its change feed now.
     StoreAnnounced,
+    /// Another process sharing the store published these bytes (a frame of
+    /// presence messages, see [`Store::publish`](docweave_adapters::Store::publish)).
+    StorePublished {
+        /// The frame.
+        bytes: Vec<u8>,
+    },
 }
 
 /// What the node wants done.
@@ -226,6 +232,7 @@ enum Purpose {
     },
     Save(StateRecord),
     Purge(DocId),
+    Publish,
 }
 
 /// One thing for the store, in the order the core asked.
@@ -525,6 +532,7 @@ impl<E: DocEngine> Node<E> {
                     self.step(Msg::StoreAnnounced { store });
                 }
             }
+            Input::StorePublished { bytes } => self.published(&bytes),
             Input::SetPresence {
                 doc,
                 namespace,
@@ -738,11 +746,41 @@ impl<E: DocEngine> Node<E> {
                     };
                     self.store_queue.push(StoreItem::Op(op, purpose));
                 }
+                Outgoing::Message(m @ Message::Ephemeral(_)) => {
+                    match docweave_core::encode(std::slice::from_ref(&m)) {
+                        Ok(bytes) => self
+                            .store_queue
+                            .push(StoreItem::Op(StoreOp::Publish(bytes), Purpose::Publish)),
+                        Err(e) => tracing::debug!("presence not published: {e}"),
+                    }
+                }
                 Outgoing::Message(m) => {
                     tracing::debug!("{} for the store; stores do not take it", m.name());
                 }
                 Outgoing::Strands { .. } => {}
             }
+        }
+    }
+
+    /// Presence another server published through the shared store: only
+    /// presence is taken from it, as the core hears it from the store.
+    fn published(&mut self, bytes: &[u8]) {
+        let Some(store) = self.store else {
+            return;
+        };
+        let limits = docweave_core::Limits::default();
+        match docweave_core::decode(bytes, &limits) {
+            Ok(messages) => {
+                for message in messages {
+                    if let Message::Ephemeral(_) = message {
+                        self.step(Msg::Received {
+                            channel: store,
+                            message,
+                        });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("a publication from the store does not decode: {e}"),
         }
     }
 
@@ -886,6 +924,11 @@ impl<E: DocEngine> Node<E> {
                 self.internal.push_back(Msg::StoreSaved { store, record })
             }
             (Purpose::Purge(_), StoreResult::Done) => {}
+            // Presence is best effort: its TTL covers a lost publication.
+            (Purpose::Publish, StoreResult::Done) => {}
+            (Purpose::Publish, other) => {
+                tracing::debug!("presence was not published: {other:?}");
+            }
             (Purpose::Save(record), other) => {
                 let reason = match other {
                     StoreResult::Failed(e) => failure(e),

@@ -34,6 +34,8 @@ pub enum StoreOp {
     Save(StateRecord),
     /// Drop a deleted document's data.
     Purge(DocId),
+    /// Hand bytes (presence) to the other processes sharing the store.
+    Publish(Vec<u8>),
 }
 
 /// Why one store operation failed.
@@ -87,7 +89,8 @@ pub enum StoreResult {
         /// clock of the deletion, in clock order.
         deletions: Vec<(DocId, Clock)>,
     },
-    /// [`StoreOp::Save`] or [`StoreOp::Purge`] is durable.
+    /// [`StoreOp::Save`] or [`StoreOp::Purge`] is durable, or
+    /// [`StoreOp::Publish`] is sent.
     Done,
     /// The job failed as a whole.
     Failed(JobError),
@@ -152,5 +155,8 @@ pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
             .save(&record)
             .map_or_else(failed, |_| StoreResult::Done),
         StoreOp::Purge(doc) => store.purge(&doc).map_or_else(failed, |_| StoreResult::Done),
+        StoreOp::Publish(bytes) => store
+            .publish(&bytes)
+            .map_or_else(failed, |_| StoreResult::Done),
     }
 }
