@@ -290,6 +290,7 @@ pub fn store_op(op: &StoreOp) -> String {
             format!("append [{}]", list.join(", "))
         }
         StoreOp::Load(doc) => format!("load {doc}"),
+        StoreOp::LoadSince(doc, after) => format!("load {doc} after {}", after.0),
         StoreOp::Changes { since, .. } => format!("changes-since {}", since.0),
         StoreOp::Save(r) => command(&Cmd::Save(r.clone())).unwrap_or_default(),
         StoreOp::Purge(doc) => format!("purge {doc}"),

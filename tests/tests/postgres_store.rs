@@ -211,7 +211,7 @@ fn a_database_from_a_newer_docweave_is_refused() {
         return;
     };
     let mut s = PostgresStore::open(&url).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 1);
+    assert_eq!(s.schema_version().unwrap(), 2);
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     admin
         .execute("UPDATE docweave_schema SET version = 99", &[])
@@ -220,4 +220,20 @@ fn a_database_from_a_newer_docweave_is_refused() {
         PostgresStore::open(&url),
         Err(StoreError::SchemaTooNew { found: 99, .. })
     ));
+}
+
+#[test]
+fn a_load_since_a_clock_sends_only_the_changes_after_it() {
+    let Some(url) = fresh_database("load_since") else {
+        return;
+    };
+    let mut s = PostgresStore::open(&url).unwrap();
+    let clocks: Vec<Clock> = (1..=3u8)
+        .map(|i| s.append(&[change("d", i)]).unwrap()[0])
+        .collect();
+    let l = s.load_since(&DocId::new("d"), clocks[1]).unwrap().unwrap();
+    assert_eq!(l.changes, vec![vec![3u8]]);
+    assert_eq!(l.snapshot, None);
+    assert_eq!(l.clock, clocks[2]);
+    assert_eq!(s.load(&DocId::new("d")).unwrap().unwrap().changes.len(), 3);
 }

@@ -37,6 +37,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     feed_filters_orders_and_limits(&mut make());
     ids_sharing_a_prefix_do_not_collide(&mut make());
     a_failed_batch_writes_nothing(&mut make());
+    a_load_since_a_clock_brings_all_a_reader_lacks(&mut make());
 }
 
 /// Every append gets a larger clock than any before; `clock()` is the last.
@@ -217,5 +218,34 @@ pub fn a_failed_batch_writes_nothing(s: &mut impl Store) {
     assert!(
         ok(s.load(&DocId::new("alive")), "load").is_none(),
         "half a batch was written"
+    );
+}
+
+/// A load since a clock brings at least everything after it, and the
+/// snapshot whenever compaction folded in changes after it.
+pub fn a_load_since_a_clock_brings_all_a_reader_lacks(s: &mut impl Store) {
+    let first = ok(s.append(&[change("d", b"x", &[(1, 1)])]), "append")[0];
+    let second = ok(s.append(&[change("d", b"y", &[(1, 2)])]), "append")[0];
+    let l = ok(s.load_since(&DocId::new("d"), first), "load_since")
+        .unwrap_or_else(|| panic!("an appended document must load"));
+    assert_eq!(l.changes.last().map(Vec::as_slice), Some(&b"y"[..]));
+    assert_eq!(l.clock, second, "the clock is the document's whole");
+    assert_eq!(l.version, VersionVector::from_entries([(1, 2)]));
+    ok(s.compact(&DocId::new("d"), b"SNAP", second), "compact");
+    let third = ok(s.append(&[change("d", b"z", &[(1, 3)])]), "append")[0];
+    let l = ok(s.load_since(&DocId::new("d"), first), "load_since")
+        .unwrap_or_else(|| panic!("a compacted document must load"));
+    assert_eq!(
+        l.snapshot.as_deref(),
+        Some(&b"SNAP"[..]),
+        "the snapshot folded in a change the reader lacks"
+    );
+    assert_eq!(l.changes.last().map(Vec::as_slice), Some(&b"z"[..]));
+    let l = ok(s.load_since(&DocId::new("d"), third), "load_since")
+        .unwrap_or_else(|| panic!("a compacted document must load"));
+    assert_eq!(l.clock, third);
+    assert!(
+        ok(s.load_since(&DocId::new("nothing"), first), "load_since").is_none(),
+        "an unknown document loads as None"
     );
 }

@@ -96,6 +96,14 @@ pub trait Store: Send {
     fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError>;
     /// Everything stored for a document.
     fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError>;
+    /// What a reader that already holds every change up to `after` lacks:
+    /// the changes after it (and the snapshot, when compaction folded
+    /// changes after `after` into it). The metadata, version and clock are
+    /// the document's whole. A store may always answer with everything.
+    fn load_since(&mut self, doc: &DocId, after: Clock) -> Result<Option<Loaded>, StoreError> {
+        let _ = after;
+        self.load(doc)
+    }
     /// Replaces the changes up to `up_to` by a snapshot. The document keeps
     /// its clock, so the change feed is intact.
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError>;

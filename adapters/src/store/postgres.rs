@@ -66,6 +66,9 @@ struct Connection {
     notify: Statement,
     feed: Statement,
     feed_limited: Statement,
+    doc_row: Statement,
+    doc_snapshot: Statement,
+    doc_changes: Statement,
 }
 
 impl Connection {
@@ -96,6 +99,14 @@ impl Connection {
             feed_limited: client.prepare(
                 "SELECT doc, doc_type, scope, branch, version, clock FROM docweave_docs
                  WHERE clock > $1 ORDER BY clock LIMIT $2",
+            )?,
+            doc_row: client.prepare(
+                "SELECT doc_type, scope, branch, version, clock, compacted_to
+                 FROM docweave_docs WHERE doc = $1",
+            )?,
+            doc_snapshot: client.prepare("SELECT snapshot FROM docweave_docs WHERE doc = $1")?,
+            doc_changes: client.prepare(
+                "SELECT data FROM docweave_changes WHERE doc = $1 AND clock > $2 ORDER BY clock",
             )?,
             client,
         })
@@ -278,6 +289,10 @@ impl Store for PostgresStore {
     }
 
     fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
+        self.load_since(doc, Clock(0))
+    }
+
+    fn load_since(&mut self, doc: &DocId, after: Clock) -> Result<Option<Loaded>, StoreError> {
         self.with(|c, _| {
             // One snapshot for the document row and its changes.
             let mut tx = c
@@ -286,11 +301,7 @@ impl Store for PostgresStore {
                 .isolation_level(postgres::IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let Some(row) = tx.query_opt(
-                "SELECT doc_type, scope, branch, version, clock, snapshot FROM docweave_docs WHERE doc = $1",
-                &[&doc.as_str()],
-            )?
-            else {
+            let Some(row) = tx.query_opt(&c.doc_row, &[&doc.as_str()])? else {
                 return Ok(None);
             };
             let meta = DocMeta {
@@ -300,12 +311,20 @@ impl Store for PostgresStore {
             };
             let version = decode_version(doc.as_str(), row.get(3))?;
             let clock = clock_of(row.get(4));
-            let snapshot: Option<Vec<u8>> = row.get(5);
+            let compacted_to: i64 = row.get(5);
+            // The snapshot only when it holds something the reader lacks.
+            let after = if compacted_to > sql_clock(after) {
+                0
+            } else {
+                sql_clock(after)
+            };
+            let snapshot: Option<Vec<u8>> = if after == 0 {
+                tx.query_one(&c.doc_snapshot, &[&doc.as_str()])?.get(0)
+            } else {
+                None
+            };
             let changes = tx
-                .query(
-                    "SELECT data FROM docweave_changes WHERE doc = $1 ORDER BY clock",
-                    &[&doc.as_str()],
-                )?
+                .query(&c.doc_changes, &[&doc.as_str(), &after])?
                 .into_iter()
                 .map(|r| r.get::<_, Vec<u8>>(0))
                 .collect();
@@ -328,8 +347,9 @@ impl Store for PostgresStore {
                 &[&doc.as_str(), &sql_clock(up_to)],
             )?;
             tx.execute(
-                "UPDATE docweave_docs SET snapshot = $2 WHERE doc = $1",
-                &[&doc.as_str(), &snapshot],
+                "UPDATE docweave_docs SET snapshot = $2, compacted_to = GREATEST(compacted_to, $3)
+                 WHERE doc = $1",
+                &[&doc.as_str(), &snapshot, &sql_clock(up_to)],
             )?;
             tx.commit()?;
             Ok(())

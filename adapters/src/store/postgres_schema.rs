@@ -45,6 +45,9 @@ const MIGRATIONS: &[&str] = &[
          clock BIGINT PRIMARY KEY,
          doc   TEXT NOT NULL
      );",
+    // 2: the clock up to which the snapshot folded changes, so a reader
+    //    that holds changes up to some clock can be sent only the rest.
+    "ALTER TABLE docweave_docs ADD COLUMN compacted_to BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// The newest schema version this build knows.

@@ -222,8 +222,9 @@ pub type StepHook = Box<dyn FnMut(Millis, &Msg, &[Cmd]) + Send>;
 enum Purpose {
     Restore,
     Appends(Vec<BatchId>),
-    /// The core asked to load a document.
-    Load(DocId),
+    /// The core asked to load a document (since a clock: only what the
+    /// replica, resident when asked, lacks).
+    Load(DocId, Option<Clock>),
     /// The node reloads an evicted replica; everything waits for it.
     Reload(DocId),
     Changes {
@@ -731,8 +732,15 @@ impl<E: DocEngine> Node<E> {
                     }
                 }
                 Outgoing::Message(Message::SyncRequest { doc, .. }) => {
-                    let op = StoreOp::Load(doc.clone());
-                    self.store_queue.push(StoreItem::Op(op, Purpose::Load(doc)));
+                    // A resident replica (say, one another server's write
+                    // made stale) needs only what followed its last load.
+                    let after = self.replicas.loaded_to(&doc);
+                    let op = match after {
+                        Some(after) => StoreOp::LoadSince(doc.clone(), after),
+                        None => StoreOp::Load(doc.clone()),
+                    };
+                    self.store_queue
+                        .push(StoreItem::Op(op, Purpose::Load(doc, after)));
                 }
                 Outgoing::Message(Message::ChangesSince { clock, .. }) => {
                     let limit = self.model().config().timing.changes_page.max(1);
@@ -875,8 +883,21 @@ impl<E: DocEngine> Node<E> {
                     });
                 }
             }
-            (Purpose::Load(doc), StoreResult::Loaded(loaded)) => self.loaded(store, doc, loaded),
-            (Purpose::Load(doc), other) => {
+            (Purpose::Load(doc, Some(after)), StoreResult::Loaded(_))
+                if self
+                    .replicas
+                    .loaded_to(&doc)
+                    .is_none_or(|held| held < after) =>
+            {
+                // The replica went (or was reloaded) meanwhile: what
+                // followed `after` is not enough; read it all.
+                self.store_queue.push(StoreItem::Op(
+                    StoreOp::Load(doc.clone()),
+                    Purpose::Load(doc, None),
+                ));
+            }
+            (Purpose::Load(doc, _), StoreResult::Loaded(loaded)) => self.loaded(store, doc, loaded),
+            (Purpose::Load(doc, _), other) => {
                 let reason = match other {
                     StoreResult::Failed(e) => failure(e),
                     _ => "the store gave an unexpected answer".into(),

@@ -3,7 +3,7 @@
 
 use crate::engine::DocEngine;
 use docweave_adapters::Loaded;
-use docweave_core::{DocId, ImportOutcome, VersionVector};
+use docweave_core::{Clock, DocId, ImportOutcome, VersionVector};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -15,6 +15,9 @@ struct Replica<E: DocEngine> {
     /// Ends the local-edit watch when the replica goes.
     _watch: Box<dyn std::any::Any + Send>,
     used: u64,
+    /// The store clock up to which this replica holds all the store had
+    /// (from its last load): a later load need only bring what follows.
+    loaded_to: Option<Clock>,
 }
 
 /// What importing a document's stored bytes gave.
@@ -95,6 +98,7 @@ impl<E: DocEngine> Replicas<E> {
                 doc: d,
                 _watch: watch,
                 used: 0,
+                loaded_to: None,
             }
         });
         by_use.remove(&r.used);
@@ -103,17 +107,32 @@ impl<E: DocEngine> Replicas<E> {
         &mut r.doc
     }
 
+    /// The store clock up to which the replica holds all the store had.
+    pub fn loaded_to(&self, doc: &DocId) -> Option<Clock> {
+        self.docs.get(doc).and_then(|r| r.loaded_to)
+    }
+
     pub fn remove(&mut self, doc: &DocId) {
         if let Some(r) = self.docs.remove(doc) {
             self.by_use.remove(&r.used);
         }
     }
 
-    /// Imports everything a store held into the replica (created if absent).
+    /// Imports everything a store held into the replica (created if absent),
+    /// or, for a load since a clock, what followed it (the caller checked
+    /// that the replica holds all up to that clock).
     /// A piece that does not import is counted, never taken as held.
     pub fn import_loaded(&mut self, doc: &DocId, loaded: &Loaded) -> Imported {
         let engine = self.engine.clone();
-        let d = self.get_or_create(doc);
+        self.get_or_create(doc);
+        let Some(r) = self.docs.get_mut(doc) else {
+            return Imported {
+                version: VersionVector::new(),
+                stored: VersionVector::new(),
+                unreadable: 0,
+            };
+        };
+        let d = &mut r.doc;
         let mut unreadable = 0u32;
         for bytes in loaded.snapshot.iter().chain(loaded.changes.iter()) {
             if let ImportOutcome::Failed { reason } = engine.import(d, bytes) {
@@ -121,6 +140,9 @@ impl<E: DocEngine> Replicas<E> {
                 unreadable = unreadable.saturating_add(1);
             }
         }
+        // What did not import must be read again in full next time.
+        r.loaded_to = (unreadable == 0).then(|| r.loaded_to.unwrap_or_default().max(loaded.clock));
+        let d = &r.doc;
         let version = engine.version(d);
         let stored = loaded.version.meet(&version);
         Imported {

@@ -23,6 +23,9 @@ pub enum StoreOp {
     Append(Vec<Append>),
     /// Read everything stored of a document.
     Load(DocId),
+    /// Read what is stored of a document after a clock (the replica holds
+    /// the rest).
+    LoadSince(DocId, Clock),
     /// Documents changed after a clock (the change feed), at most `limit`.
     Changes {
         /// Read after this clock.
@@ -132,6 +135,9 @@ pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
             ),
         },
         StoreOp::Load(doc) => store.load(&doc).map_or_else(failed, StoreResult::Loaded),
+        StoreOp::LoadSince(doc, after) => store
+            .load_since(&doc, after)
+            .map_or_else(failed, StoreResult::Loaded),
         StoreOp::Changes { since, limit } => {
             let mut read = || -> Result<StoreResult, StoreError> {
                 // Every clock up to the horizon is committed before the

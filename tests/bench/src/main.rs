@@ -4,6 +4,7 @@
 //! `cargo run --release -p docweave-bench -- --scenario all`
 
 use clap::Parser;
+use docweave_bench::cluster::{database, s6_all, s7};
 use docweave_bench::scenarios::{s1, s2, s3, s4, s5, Transport};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
@@ -11,7 +12,8 @@ use std::collections::BTreeMap;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1, s2, s3, s4 or s5.
+    /// all, s1 … s7 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// or Debian's binaries for a throwaway cluster).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Runs per scenario.
@@ -23,6 +25,12 @@ struct Args {
     /// Tiny sizes, for a smoke run.
     #[arg(long)]
     quick: bool,
+    /// S7's edits per second.
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// S7's servers (1: the single-server baseline).
+    #[arg(long, default_value_t = 3)]
+    servers: usize,
     /// Run S5 in this process and print its line (the parent starts a
     /// fresh process for it, so earlier scenarios' memory does not hide its cost).
     #[arg(long, hide = true)]
@@ -36,6 +44,8 @@ struct Sizes {
     s3: (usize, u64),
     s4: Vec<u64>,
     s5: u64,
+    s6: Vec<usize>,
+    s7: (usize, usize, u64),
 }
 
 impl Sizes {
@@ -46,6 +56,8 @@ impl Sizes {
             s3: (50, 1_000),
             s4: vec![1_000, 100_000],
             s5: 100_000,
+            s6: vec![1, 10, 100, 1_000],
+            s7: (3, 50, 2_000),
         }
     }
     fn quick() -> Self {
@@ -55,6 +67,8 @@ impl Sizes {
             s3: (3, 20),
             s4: vec![1_000],
             s5: 2_000,
+            s6: vec![1, 100],
+            s7: (3, 6, 50),
         }
     }
 }
@@ -108,6 +122,8 @@ fn main() {
         s3: s3_size,
         s4: s4_sizes,
         s5: s5_size,
+        s6: s6_batches,
+        s7: s7_size,
     } = sizes;
     let mut runs: Vec<Run> = Vec::new();
     let mut record = |r: Run| {
@@ -136,6 +152,19 @@ fn main() {
             }
             if want("s5") {
                 record(s5_in_fresh_process(s5_size, a.quick));
+            }
+            if want("s6") {
+                for r in s6_all(&s6_batches, a.quick, &std::env::temp_dir()) {
+                    record(r);
+                }
+            }
+            if want("s7") {
+                match database("s7") {
+                    Some(url) => {
+                        record(s7(&url, a.servers.max(1), s7_size.1, s7_size.2, a.rate).await)
+                    }
+                    None => eprintln!("S7 skipped: no PostgreSQL"),
+                }
             }
         });
     }
