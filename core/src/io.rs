@@ -271,6 +271,16 @@ pub enum Msg {
         /// The store's channel.
         store: ChannelId,
     },
+    /// The shared store's record of a listener this node was asked about
+    /// and did not know (another server may have registered it).
+    ListenerLoaded {
+        /// The store's channel.
+        store: ChannelId,
+        /// The listener asked about.
+        id: ListenerId,
+        /// Its record, if the store has one.
+        record: Option<ListenerRecord>,
+    },
 }
 
 impl Msg {
@@ -298,6 +308,7 @@ impl Msg {
             Msg::StoreFailed { .. } => "store-failed",
             Msg::StoreSaved { .. } => "store-saved",
             Msg::StoreAnnounced { .. } => "store-announced",
+            Msg::ListenerLoaded { .. } => "listener-loaded",
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::ids::{
 };
 use crate::io::{ChannelKind, Cursor, Millis};
 use crate::policy::Rules;
-use crate::protocol::{DocMeta, Filter, Payload, PeerKind, Revision};
+use crate::protocol::{DocMeta, Filter, Message, Payload, PeerKind, Revision};
 use crate::version::VersionVector;
 use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
@@ -503,6 +503,9 @@ pub struct Model {
     /// The primary store is shared with other servers (it announced their
     /// writes): presence from our peers is handed to it for them.
     pub(crate) store_shared: bool,
+    /// Listener messages waiting for the shared store to say whether
+    /// another server registered that listener.
+    pub(crate) listener_loads: OrdMap<ListenerId, Vec<(ChannelId, Message)>>,
     /// Store writes that failed, waiting to be tried again.
     pub(crate) retry: Retry,
     /// Deletions waiting for their tombstone to be durable, with the
@@ -565,6 +568,7 @@ impl Model {
             feed_reading: false,
             feed_again: false,
             store_shared: false,
+            listener_loads: OrdMap::new(),
             retry: Retry::default(),
             deleting: OrdMap::new(),
             missing_asked: OrdMap::new(),

@@ -82,6 +82,9 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         } => storage::loaded(model, out, store, doc, outcome),
         Msg::StoreFailed { store, failure } => storage::failed(model, out, store, failure),
         Msg::StoreAnnounced { store } => storage::feed_announced(model, out, store),
+        Msg::ListenerLoaded { store, id, record } => {
+            listeners::record_loaded(model, out, store, id, record)
+        }
         Msg::StoreSaved { store, record } => {
             if model.stores.get_min() == Some(&store) {
                 storage::store_ok(model);

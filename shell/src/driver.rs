@@ -139,7 +139,8 @@ impl StoreThread {
 
 /// Asks a store shared with other processes to announce their writes, so
 /// the node reads the feed at once instead of at its next poll.
-fn watch<E: DocEngine>(store: &mut dyn Store, me: async_channel::Sender<Request<E>>) {
+/// Whether it does.
+fn watch<E: DocEngine>(store: &mut dyn Store, me: async_channel::Sender<Request<E>>) -> bool {
     let announce: docweave_adapters::Announce = std::sync::Arc::new(move |a| {
         let input = match a {
             docweave_adapters::Announcement::Written => Input::StoreAnnounced,
@@ -149,9 +150,15 @@ fn watch<E: DocEngine>(store: &mut dyn Store, me: async_channel::Sender<Request<
         let _ = me.send_blocking(Request::Node(input));
     });
     match store.watch(announce) {
-        Ok(true) => tracing::debug!("the store announces other processes' writes"),
-        Ok(false) => {}
-        Err(e) => tracing::warn!("the store cannot announce writes ({e}); its feed is polled"),
+        Ok(true) => {
+            tracing::debug!("the store announces other processes' writes");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!("the store cannot announce writes ({e}); its feed is polled");
+            false
+        }
     }
 }
 
@@ -189,8 +196,10 @@ impl<E: DocEngine> Driver<E> {
                     }
                     node.handle(0, Input::Store(StoreAnswer { id: job.id, result }));
                 }
-                if node.model().config().timing.feed_poll_ms > 0 {
-                    watch(&mut *store, me.clone());
+                // A shared store is known as shared before any peer comes:
+                // listener ids are then drawn at random from the first.
+                if node.model().config().timing.feed_poll_ms > 0 && watch(&mut *store, me.clone()) {
+                    node.handle(0, Input::StoreAnnounced);
                 }
                 Some(StoreThread::spawn(store, me.clone()))
             }

@@ -261,6 +261,11 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } => return None,
         Msg::StoreFailed { failure, .. } => format!("store-failed {failure:?}"),
         Msg::StoreAnnounced { .. } => "store-announced".into(),
+        Msg::ListenerLoaded { id, record, .. } => format!(
+            "listener-loaded {} {}",
+            id.0,
+            if record.is_some() { "found" } else { "none" }
+        ),
     })
 }
 
@@ -295,6 +300,7 @@ pub fn store_op(op: &StoreOp) -> String {
         StoreOp::Save(r) => command(&Cmd::Save(r.clone())).unwrap_or_default(),
         StoreOp::Purge(doc) => format!("purge {doc}"),
         StoreOp::Publish(bytes) => format!("publish {}B", bytes.len()),
+        StoreOp::Record(key) => format!("record {key}"),
     }
 }
 
@@ -328,6 +334,10 @@ pub fn store_result(r: &StoreResult) -> String {
             usize::from(l.snapshot.is_some()) + l.changes.len()
         ),
         StoreResult::Loaded(None) => "missing".into(),
+        StoreResult::Record(r) => match r {
+            Some(r) => format!("record {}", r.key()),
+            None => "no record".into(),
+        },
         StoreResult::Changes { docs, deletions } => {
             let list: Vec<String> = docs
                 .iter()

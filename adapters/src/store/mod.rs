@@ -120,6 +120,10 @@ pub trait Store: Send {
     fn save(&mut self, record: &StateRecord) -> Result<(), StoreError>;
     /// All persisted node state.
     fn records(&mut self) -> Result<Vec<StateRecord>, StoreError>;
+    /// The persisted record saved under `key` ([`StateRecord::key`]), if any.
+    fn record(&mut self, key: &str) -> Result<Option<StateRecord>, StoreError> {
+        Ok(self.records()?.into_iter().find(|r| r.key() == key))
+    }
     /// Drops a document's data. Its tombstone is a record saved separately.
     fn purge(&mut self, doc: &DocId) -> Result<(), StoreError>;
     /// Documents purged after `clock` (and at most at `up_to`), with the

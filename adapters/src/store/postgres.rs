@@ -442,6 +442,18 @@ impl Store for PostgresStore {
         })
     }
 
+    fn record(&mut self, key: &str) -> Result<Option<StateRecord>, StoreError> {
+        self.with(|c, _| {
+            let row = c
+                .client
+                .query_opt("SELECT value FROM docweave_records WHERE key = $1", &[&key])?;
+            row.map(|r| {
+                serde_json::from_str(r.get(0)).map_err(|e| corrupt(&format!("record {key}"), e))
+            })
+            .transpose()
+        })
+    }
+
     fn purge(&mut self, doc: &DocId) -> Result<(), StoreError> {
         self.with(|c, tag| {
             let mut tx = c.client.transaction()?;

@@ -11,9 +11,21 @@
 //! ```
 //! Unacknowledged strands come back on the next pull (at least once).
 //! Listener state is persisted through `Cmd::Save`.
+//!
+//! On a store shared by several servers, a listener registered on one
+//! works on all: ids are drawn at random (so servers do not hand out the
+//! same one), and a message about a listener this node does not know waits
+//! while the store is asked for its record.
+//! ```text
+//! client -- listener-pull {id} --> node  unknown id: listener-pull {id} --> shared store
+//!                                        <-- its record (or none) ---------
+//!        <-- strands ------------------  known now: answered as usual
+//!        <-- error unknown-listener ---  none: register again
+//! ```
 
 use super::common::{access, refuse};
 use crate::ids::{ChannelId, Clock, DocId, ListenerId, PeerId};
+use crate::io::Level;
 use crate::io::{Cmd, ListenerRecord, Outgoing, StateRecord, StrandSpec};
 use crate::model::{Listener, Model, PushJob, Queued, Source};
 use crate::out::Out;
@@ -62,6 +74,15 @@ pub(crate) fn register(
     filter: crate::protocol::Filter,
     id: Option<ListenerId>,
 ) {
+    if let Some(id) = id {
+        let again = Message::ListenerRegister {
+            filter: filter.clone(),
+            id: Some(id),
+        };
+        if wait_for_record(model, out, channel, id, again) {
+            return;
+        }
+    }
     // A client re-registers a listener it owns; any other id it names is
     // ignored and a new one is made (ids come from our counter only, so a
     // client cannot make it wrap onto someone else's listener).
@@ -93,17 +114,21 @@ pub(crate) fn register(
                     format!("at most {most} listeners per peer; re-register one of yours"),
                 );
             }
-            let Some(next) = model.next_listener.checked_add(1) else {
-                return refuse(
-                    out,
-                    channel,
-                    ErrorCode::TooLarge,
-                    "this node has no listener ids left".into(),
-                );
-            };
-            let id = ListenerId(model.next_listener);
-            model.next_listener = next;
-            id
+            if model.store_shared {
+                random_id(model)
+            } else {
+                let Some(next) = model.next_listener.checked_add(1) else {
+                    return refuse(
+                        out,
+                        channel,
+                        ErrorCode::TooLarge,
+                        "this node has no listener ids left".into(),
+                    );
+                };
+                let id = ListenerId(model.next_listener);
+                model.next_listener = next;
+                id
+            }
         }
     };
     // Registering again resets the cursor: a full resync.
@@ -150,6 +175,9 @@ pub(crate) fn pull(
     id: ListenerId,
     limit: u32,
 ) {
+    if wait_for_record(model, out, channel, id, Message::ListenerPull { id, limit }) {
+        return;
+    }
     let Some(l) = owned(model, out, channel, peer, id) else {
         return;
     };
@@ -198,6 +226,13 @@ pub(crate) fn acknowledge(
     id: ListenerId,
     revisions: Vec<Revision>,
 ) {
+    let again = Message::ListenerAck {
+        id,
+        revisions: revisions.clone(),
+    };
+    if wait_for_record(model, out, channel, id, again) {
+        return;
+    }
     if owned(model, out, channel, peer, id).is_none() {
         return;
     }
@@ -378,5 +413,100 @@ pub(crate) fn replay_push(
             status,
         };
         fill_revision(model, out, job, index, rev);
+    }
+}
+
+/// Most listeners asked of the shared store at once, and most messages
+/// waiting on one: a client cannot make us hold more.
+const MOST_LISTENER_LOADS: usize = 256;
+const MOST_WAITING_PER_LISTENER: usize = 8;
+
+/// A listener id no listener here has, drawn from the model's generator:
+/// servers sharing a store then do not hand out the same id.
+fn random_id(model: &mut Model) -> ListenerId {
+    loop {
+        // Below u64::MAX, which restoring treats as no listener.
+        let id = ListenerId(super::timers::next_random(model) >> 1);
+        if !model.listeners.contains_key(&id) {
+            return id;
+        }
+    }
+}
+
+/// When the store is shared and `id` is unknown here, asks the store for
+/// its record and keeps `message` until the answer (`true`).
+fn wait_for_record(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    id: ListenerId,
+    message: Message,
+) -> bool {
+    if !model.store_shared || model.listeners.contains_key(&id) {
+        return false;
+    }
+    let Some(store) = model.stores.get_min().copied() else {
+        return false;
+    };
+    let first = !model.listener_loads.contains_key(&id);
+    if first && model.listener_loads.len() >= MOST_LISTENER_LOADS {
+        return false;
+    }
+    let waiting = model.listener_loads.entry(id).or_default();
+    if waiting.len() >= MOST_WAITING_PER_LISTENER {
+        return false;
+    }
+    waiting.push((channel, message));
+    if first {
+        out.send(store, Message::ListenerPull { id, limit: 0 });
+    }
+    true
+}
+
+/// The shared store answered for a listener: known now (or for certain
+/// unknown), the messages that waited are handled.
+pub(crate) fn record_loaded(
+    model: &mut Model,
+    out: &mut Out,
+    store: ChannelId,
+    id: ListenerId,
+    record: Option<ListenerRecord>,
+) {
+    if model.stores.get_min() != Some(&store) {
+        return;
+    }
+    let waiting = model.listener_loads.remove(&id).unwrap_or_default();
+    match record {
+        Some(r) if r.id == id && !model.listeners.contains_key(&id) => restore(model, r),
+        _ => {}
+    }
+    for (channel, message) in waiting {
+        let Some(crate::model::Link::Established(peer)) =
+            model.channels.get(&channel).map(|c| c.link.clone())
+        else {
+            continue;
+        };
+        // Known now, or not at all: nothing waits twice.
+        let known = model.listeners.contains_key(&id);
+        match message {
+            Message::ListenerPull { limit, .. } if known => {
+                pull(model, out, channel, &peer, id, limit)
+            }
+            Message::ListenerAck { revisions, .. } if known => {
+                acknowledge(model, out, channel, &peer, id, revisions)
+            }
+            Message::ListenerRegister { filter, .. } => {
+                register(model, out, channel, &peer, filter, known.then_some(id))
+            }
+            _ => {
+                out.log(Level::Info, format!("{peer} asked about unknown {id}"));
+                refuse(
+                    out,
+                    channel,
+                    ErrorCode::UnknownListener,
+                    format!("{id} is not registered here; register again"),
+                );
+            }
+        }
     }
 }

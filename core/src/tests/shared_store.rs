@@ -242,3 +242,135 @@ fn presence_from_the_shared_store_reaches_our_peers_and_never_goes_back() {
     let cmds = k.recv(10, Message::Ephemeral(cursor("hub", 0)));
     assert!(messages(&cmds, 2).is_empty());
 }
+
+fn shared_with_docs() -> Kit {
+    let mut k = shared_store_node();
+    k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    });
+    k.recv(10, nothing_new(4));
+    k.feed(Msg::OpenDoc {
+        doc: doc("a"),
+        meta: DocMeta::default(),
+    });
+    k.missing(10, "a");
+    k.feed(Msg::LocalChange {
+        doc: doc("a"),
+        version: vv(&[(1, 1)]),
+    });
+    k.peer(1, "reader");
+    k
+}
+
+fn record(id: u64, owner: &str) -> crate::ListenerRecord {
+    crate::ListenerRecord {
+        id: crate::ListenerId(id),
+        owner: crate::PeerId::new(owner),
+        filter: Filter::all(),
+        floor: Clock(0),
+        acked: vec![],
+    }
+}
+
+#[test]
+fn a_pull_for_a_listener_another_server_registered_waits_for_its_record() {
+    let mut k = shared_with_docs();
+    let id = crate::ListenerId(77);
+    let cmds = k.recv(1, Message::ListenerPull { id, limit: 10 });
+    assert_eq!(
+        messages(&cmds, 10),
+        vec![Message::ListenerPull { id, limit: 0 }],
+        "the shared store is asked for the listener's record"
+    );
+    assert!(sent(&cmds, 1).is_empty(), "the reader waits");
+    let cmds = k.feed(Msg::ListenerLoaded {
+        store: ChannelId(10),
+        id,
+        record: Some(record(77, "reader")),
+    });
+    assert!(
+        sent(&cmds, 1)
+            .iter()
+            .any(|o| matches!(o, crate::Outgoing::Strands { id: got, .. } if *got == id)),
+        "answered once the record is in"
+    );
+    // Known now: the next pull is answered at once.
+    let cmds = k.recv(1, Message::ListenerPull { id, limit: 10 });
+    assert!(messages(&cmds, 10).is_empty());
+}
+
+#[test]
+fn a_listener_the_store_does_not_know_is_refused_and_another_owners_is_not_taken() {
+    let mut k = shared_with_docs();
+    k.recv(
+        1,
+        Message::ListenerPull {
+            id: crate::ListenerId(5),
+            limit: 10,
+        },
+    );
+    let cmds = k.feed(Msg::ListenerLoaded {
+        store: ChannelId(10),
+        id: crate::ListenerId(5),
+        record: None,
+    });
+    assert!(messages(&cmds, 1).iter().any(|m| matches!(
+        m,
+        Message::Error {
+            code: crate::ErrorCode::UnknownListener,
+            ..
+        }
+    )));
+    k.recv(
+        1,
+        Message::ListenerPull {
+            id: crate::ListenerId(6),
+            limit: 10,
+        },
+    );
+    let cmds = k.feed(Msg::ListenerLoaded {
+        store: ChannelId(10),
+        id: crate::ListenerId(6),
+        record: Some(record(6, "someone-else")),
+    });
+    assert!(
+        !sent(&cmds, 1)
+            .iter()
+            .any(|o| matches!(o, crate::Outgoing::Strands { .. })),
+        "another peer's listener is not served to this one"
+    );
+}
+
+#[test]
+fn listener_ids_on_a_shared_store_are_drawn_at_random() {
+    let mut k = shared_with_docs();
+    let cmds = k.recv(
+        1,
+        Message::ListenerRegister {
+            filter: Filter::all(),
+            id: None,
+        },
+    );
+    let id = messages(&cmds, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::ListenerRegistered { id } => Some(id),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        id.0 > 1_000_000,
+        "{id:?} is a counter's, which another server also hands out"
+    );
+}
+
+#[test]
+fn messages_waiting_on_the_store_are_bounded() {
+    let mut k = shared_with_docs();
+    let id = crate::ListenerId(9);
+    for _ in 0..20 {
+        k.recv(1, Message::ListenerPull { id, limit: 1 });
+    }
+    let waiting = k.model.listener_loads.get(&id).map_or(0, Vec::len);
+    assert!(waiting <= 8, "{waiting} messages wait on one listener");
+}

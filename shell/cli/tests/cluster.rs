@@ -212,3 +212,119 @@ fn presence_set_through_one_server_reaches_a_client_of_another() {
         bob.close().await;
     });
 }
+
+/// A client speaking raw protocol messages to one server.
+struct RawClient {
+    link: docweave_adapters::Link,
+}
+
+impl RawClient {
+    async fn connect(port: u16, peer: &str) -> RawClient {
+        let link = docweave_adapters::transport::ws_connect(
+            &format!("ws://127.0.0.1:{port}/"),
+            docweave_adapters::transport::WsOptions::default(),
+        )
+        .await
+        .unwrap();
+        let c = RawClient { link };
+        c.say(docweave_core::Message::Hello(docweave_core::Hello {
+            peer: docweave_core::PeerId::new(peer),
+            name: peer.into(),
+            kind: docweave_core::PeerKind::User,
+            protocol: docweave_core::PROTOCOL_VERSION,
+            token: None,
+            clock: docweave_core::Clock(0),
+        }));
+        c
+    }
+
+    fn say(&self, m: docweave_core::Message) {
+        assert!(self.link.send(docweave_core::encode(&[m]).unwrap()));
+    }
+
+    /// The first message `pick` accepts, within 20 s.
+    async fn wait<T>(&self, mut pick: impl FnMut(docweave_core::Message) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let frame = futures_lite::future::or(async { self.link.rx.recv().await.ok() }, async {
+                smol::Timer::after(Duration::from_millis(200)).await;
+                None
+            })
+            .await;
+            let Some(frame) = frame else { continue };
+            let limits = docweave_core::Limits::default();
+            for m in docweave_core::decode(&frame, &limits).unwrap_or_default() {
+                if let Some(t) = pick(m) {
+                    return t;
+                }
+            }
+        }
+        panic!("the awaited message did not come within 20 s")
+    }
+}
+
+#[test]
+fn a_listener_registered_on_one_server_is_pulled_and_acknowledged_on_another() {
+    use docweave_core::{Message, Revision, RevisionStatus};
+    let Some(db) = fresh_database("cluster_listeners") else {
+        return;
+    };
+    let a = start("li-a", &db);
+    let b = start("li-b", &db);
+    put(&ws(&a), "report", "k", "v");
+    smol::block_on(async {
+        let on_a = RawClient::connect(a.ws, "reader").await;
+        on_a.say(Message::ListenerRegister {
+            filter: docweave_core::Filter::all(),
+            id: None,
+        });
+        let id = on_a
+            .wait(|m| match m {
+                Message::ListenerRegistered { id } => Some(id),
+                _ => None,
+            })
+            .await;
+        on_a.link.close("moving to another server");
+        // The same reader, now on b, pulls and acknowledges with a's id.
+        let on_b = RawClient::connect(b.ws, "reader").await;
+        on_b.say(Message::ListenerPull { id, limit: 10 });
+        let strands = on_b
+            .wait(|m| match m {
+                Message::Strands { strands, .. } => Some(strands),
+                Message::Error { message, .. } => panic!("b refused the pull: {message}"),
+                _ => None,
+            })
+            .await;
+        let report = strands
+            .iter()
+            .find(|s| s.doc.as_str() == "report")
+            .expect("the strand of the document written on a");
+        on_b.say(Message::ListenerAck {
+            id,
+            revisions: vec![Revision {
+                doc: report.doc.clone(),
+                version: report.version.clone(),
+                clock: report.clock,
+                status: RevisionStatus::Ok,
+            }],
+        });
+        on_b.wait(|m| match m {
+            Message::ListenerAcked { .. } => Some(()),
+            Message::Error { message, .. } => panic!("b refused the acknowledgement: {message}"),
+            _ => None,
+        })
+        .await;
+        // Acknowledged on b: a pull through b brings it no more.
+        on_b.say(Message::ListenerPull { id, limit: 10 });
+        let again = on_b
+            .wait(|m| match m {
+                Message::Strands { strands, .. } => Some(strands),
+                _ => None,
+            })
+            .await;
+        assert!(
+            again.iter().all(|s| s.doc.as_str() != "report"),
+            "an acknowledged strand came back"
+        );
+    });
+}

@@ -234,6 +234,8 @@ enum Purpose {
     Save(StateRecord),
     Purge(DocId),
     Publish,
+    /// The core asked whether another server registered this listener.
+    Listener(docweave_core::ListenerId),
 }
 
 /// One thing for the store, in the order the core asked.
@@ -762,6 +764,12 @@ impl<E: DocEngine> Node<E> {
                         Err(e) => tracing::debug!("presence not published: {e}"),
                     }
                 }
+                Outgoing::Message(Message::ListenerPull { id, .. }) => {
+                    // A listener's record and its removal share one key.
+                    let key = StateRecord::ListenerRemoved(id).key();
+                    self.store_queue
+                        .push(StoreItem::Op(StoreOp::Record(key), Purpose::Listener(id)));
+                }
                 Outgoing::Message(m) => {
                     tracing::debug!("{} for the store; stores do not take it", m.name());
                 }
@@ -945,6 +953,20 @@ impl<E: DocEngine> Node<E> {
                 self.internal.push_back(Msg::StoreSaved { store, record })
             }
             (Purpose::Purge(_), StoreResult::Done) => {}
+            (Purpose::Listener(id), result) => {
+                let record = match result {
+                    StoreResult::Record(Some(StateRecord::Listener(r))) => Some(r),
+                    StoreResult::Record(_) => None,
+                    other => {
+                        // The client is told to register again: a fresh
+                        // listener resyncs, nothing is lost.
+                        tracing::warn!("the store could not read listener {id}: {other:?}");
+                        None
+                    }
+                };
+                self.internal
+                    .push_back(Msg::ListenerLoaded { store, id, record });
+            }
             // Presence is best effort: its TTL covers a lost publication.
             (Purpose::Publish, StoreResult::Done) => {}
             (Purpose::Publish, other) => {

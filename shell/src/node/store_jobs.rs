@@ -35,6 +35,8 @@ pub enum StoreOp {
     },
     /// Persist node state.
     Save(StateRecord),
+    /// Read the record saved under a key.
+    Record(String),
     /// Drop a deleted document's data.
     Purge(DocId),
     /// Hand bytes (presence) to the other processes sharing the store.
@@ -95,6 +97,8 @@ pub enum StoreResult {
     /// [`StoreOp::Save`] or [`StoreOp::Purge`] is durable, or
     /// [`StoreOp::Publish`] is sent.
     Done,
+    /// [`StoreOp::Record`].
+    Record(Option<StateRecord>),
     /// The job failed as a whole.
     Failed(JobError),
 }
@@ -161,6 +165,7 @@ pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
             .save(&record)
             .map_or_else(failed, |_| StoreResult::Done),
         StoreOp::Purge(doc) => store.purge(&doc).map_or_else(failed, |_| StoreResult::Done),
+        StoreOp::Record(key) => store.record(&key).map_or_else(failed, StoreResult::Record),
         StoreOp::Publish(bytes) => store
             .publish(&bytes)
             .map_or_else(failed, |_| StoreResult::Done),
