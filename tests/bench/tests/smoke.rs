@@ -19,3 +19,16 @@ fn every_scenario_runs_with_tiny_sizes() {
         assert_eq!(r.size, 500, "{}", r.json());
     });
 }
+
+#[test]
+fn the_postgresql_scenarios_run_with_tiny_sizes() {
+    use docweave_bench::cluster::{database, s6_all, s7};
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let runs = s6_all(&[1, 10], true, &dir);
+    assert!(runs.iter().all(|r| r.value > 0.0), "{runs:?}");
+    let Some(url) = database("s7_smoke") else {
+        return;
+    };
+    let r = smol::block_on(s7(&url, 3, 6, 30, 200.0));
+    assert_eq!(r.metric, "p99_ms", "not every edit arrived: {}", r.json());
+}
