@@ -155,6 +155,24 @@ pub trait Store: Send {
     }
 }
 
+/// Stored bytes that could not be read back.
+pub(crate) fn corrupt(what: &str, why: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_string(),
+        why: why.to_string(),
+    }
+}
+
+/// A version as database stores keep it (postcard).
+pub(crate) fn encode_version(v: &VersionVector) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(v).map_err(|e| corrupt("a version", e))
+}
+
+/// A version read back from a database store.
+pub(crate) fn decode_version(doc: &str, bytes: &[u8]) -> Result<VersionVector, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| corrupt(&format!("the version of {doc}"), e))
+}
+
 /// The key a record is stored under: saving again replaces it.
 pub(crate) fn record_key(record: &StateRecord) -> String {
     record.key()

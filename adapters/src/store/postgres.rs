@@ -26,8 +26,8 @@
 //! limit), and the other servers' watchers hand it on as it arrives.
 
 use super::{
-    postgres_schema as schema, record_key, Announce, Announcement, Append, Loaded, Store,
-    StoreError,
+    corrupt, decode_version, encode_version, postgres_schema as schema, record_key, Announce,
+    Announcement, Append, Loaded, Store, StoreError,
 };
 use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
 use postgres::fallible_iterator::FallibleIterator;
@@ -111,21 +111,6 @@ impl Connection {
             client,
         })
     }
-}
-
-fn corrupt(what: &str, why: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        what: what.to_string(),
-        why: why.to_string(),
-    }
-}
-
-fn encode_version(v: &VersionVector) -> Result<Vec<u8>, StoreError> {
-    postcard::to_stdvec(v).map_err(|e| corrupt("a version", e))
-}
-
-fn decode_version(doc: &str, bytes: &[u8]) -> Result<VersionVector, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| corrupt(&format!("the version of {doc}"), e))
 }
 
 fn parse_doc(id: &str) -> Result<DocId, StoreError> {

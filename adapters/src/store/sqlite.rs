@@ -6,8 +6,11 @@
 //! `changes_since`. Writes run in `BEGIN IMMEDIATE` transactions with
 //! `synchronous = FULL`: a write that returned is on disk.
 
-use super::{record_key, schema, sqlite_blobs, Append, Loaded, Store, StoreError};
-use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
+use super::{
+    corrupt, decode_version, encode_version, record_key, schema, sqlite_blobs, Append, Loaded,
+    Store, StoreError,
+};
+use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
@@ -15,21 +18,6 @@ use std::time::Duration;
 /// A store in one SQLite database file.
 pub struct SqliteStore {
     conn: Connection,
-}
-
-fn corrupt(what: &str, why: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        what: what.to_string(),
-        why: why.to_string(),
-    }
-}
-
-fn encode_version(v: &VersionVector) -> Result<Vec<u8>, StoreError> {
-    postcard::to_stdvec(v).map_err(|e| corrupt("a version", e))
-}
-
-fn decode_version(doc: &str, bytes: &[u8]) -> Result<VersionVector, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| corrupt(&format!("the version of {doc}"), e))
 }
 
 impl SqliteStore {

@@ -138,29 +138,12 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: E
                 format!("{from} holds {most} presence entries here; more are dropped"),
             );
         }
-        let expires = model
-            .now
-            .saturating_add(u64::from(e.ttl_ms).min(MAX_TTL_MS));
         if !known {
             if let Some(p) = model.peers.get_mut(from) {
                 p.presence += 1;
             }
         }
-        model.presence.insert(
-            key.clone(),
-            Presence {
-                data: e.data.clone(),
-                expires,
-                via: from.clone(),
-            },
-        );
-        super::timers::set(model, Timer::PresenceExpiry(key), expires);
-        out.emit(Event::Presence {
-            doc: e.doc.clone(),
-            namespace: e.namespace.clone(),
-            peer: e.origin.clone(),
-            data: Some(e.data.clone()),
-        });
+        keep(model, out, key, &e, from.clone());
     }
     if e.hops > 0 {
         let relayed = Ephemeral {
@@ -199,28 +182,34 @@ pub(crate) fn received_from_store(
     if e.data.is_empty() {
         remove(model, out, &key);
     } else {
-        let expires = model.now.saturating_add(u64::from(e.ttl_ms));
-        model.presence.insert(
-            key.clone(),
-            Presence {
-                data: e.data.clone(),
-                expires,
-                // Counted against nobody here: the server it came from
-                // bounds what each of its peers may hold.
-                via: e.origin.clone(),
-            },
-        );
-        super::timers::set(model, Timer::PresenceExpiry(key), expires);
-        out.emit(Event::Presence {
-            doc: e.doc.clone(),
-            namespace: e.namespace.clone(),
-            peer: e.origin.clone(),
-            data: Some(e.data.clone()),
-        });
+        // Counted against nobody here: the server it came from bounds
+        // what each of its peers may hold.
+        let via = e.origin.clone();
+        keep(model, out, key, &e, via);
     }
     for ch in targets(model, &e.doc, &[&e.origin]) {
         out.send(ch, Message::Ephemeral(e.clone()));
     }
+}
+
+/// Keeps a presence entry until its TTL (already capped), and tells the application.
+fn keep(model: &mut Model, out: &mut Out, key: PresenceKey, e: &Ephemeral, via: PeerId) {
+    let expires = model.now.saturating_add(u64::from(e.ttl_ms));
+    model.presence.insert(
+        key.clone(),
+        Presence {
+            data: e.data.clone(),
+            expires,
+            via,
+        },
+    );
+    super::timers::set(model, Timer::PresenceExpiry(key), expires);
+    out.emit(Event::Presence {
+        doc: e.doc.clone(),
+        namespace: e.namespace.clone(),
+        peer: e.origin.clone(),
+        data: Some(e.data.clone()),
+    });
 }
 
 fn remove(model: &mut Model, out: &mut Out, key: &PresenceKey) {

@@ -3,10 +3,11 @@
 //! and S7, how long an edit made through one server takes to reach the
 //! clients of the others.
 
+use crate::scenarios::{log_arrivals, percentile, ArrivalLog};
 use crate::{memory, Run};
 use docweave_adapters::transport::{serve_ws, ws_connect, ConnectionLimit, WsOptions};
 use docweave_adapters::{Append, PostgresStore, SqliteStore, Store};
-use docweave_core::{DocId, DocMeta, Event, VersionVector};
+use docweave_core::{DocId, DocMeta, VersionVector};
 use docweave_shell::{Dialer, Repo};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,22 +76,11 @@ pub fn s6_all(batches: &[usize], quick: bool, dir: &std::path::Path) -> Vec<Run>
     runs
 }
 
-/// When each count of the editor's operations reached one client.
-type ArrivalLog = Arc<Mutex<Vec<(Instant, u64)>>>;
-
 fn ws_dialer(addr: String) -> Dialer {
     Arc::new(move |_| {
         let addr = addr.clone();
         Box::pin(async move { ws_connect(&format!("ws://{addr}/"), WsOptions::default()).await })
     })
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// S7: `servers` servers on one database, `clients` clients spread over
@@ -154,18 +144,7 @@ pub async fn s7(url: &str, servers: usize, clients: usize, edits: u64, rate: f64
         .map(|_| Arc::new(Mutex::new(Vec::new())))
         .collect();
     for (i, log) in measured.iter().zip(&arrivals) {
-        let events = people[*i].events().await.unwrap_or_else(|e| panic!("{e}"));
-        let log = log.clone();
-        smol::spawn(async move {
-            while let Ok(e) = events.recv().await {
-                if let Event::DocChanged { version, .. } = e {
-                    if let Ok(mut l) = log.lock() {
-                        l.push((Instant::now(), version.get(editor)));
-                    }
-                }
-            }
-        })
-        .detach();
+        log_arrivals(&people[*i], editor, log.clone()).await;
     }
     let text = docs[0].get_text("t");
     let mut sent = Vec::with_capacity(edits as usize);

@@ -32,7 +32,22 @@ impl Transport {
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// When each count of the editor's operations reached one receiver.
-type ArrivalLog = Arc<Mutex<Vec<(Instant, u64)>>>;
+pub(crate) type ArrivalLog = Arc<Mutex<Vec<(Instant, u64)>>>;
+
+/// Records in `log` when each count of `editor`'s operations reaches `r`.
+pub(crate) async fn log_arrivals(r: &Repo, editor: u64, log: ArrivalLog) {
+    let events = r.events().await.unwrap_or_else(|e| panic!("{e}"));
+    smol::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            if let Event::DocChanged { version, .. } = e {
+                if let Ok(mut l) = log.lock() {
+                    l.push((Instant::now(), version.get(editor)));
+                }
+            }
+        }
+    })
+    .detach();
+}
 
 /// A server and the means to reach it, counting the client's wire.
 struct Net {
@@ -298,7 +313,8 @@ pub async fn s2(n: u64, k: u64, t: Transport) -> Run {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The value at fraction `p` of sorted values (0 when there are none).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -333,18 +349,7 @@ pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
         .map(|_| Arc::new(Mutex::new(Vec::new())))
         .collect();
     for (r, log) in repos.iter().skip(1).zip(&arrivals) {
-        let events = r.events().await.unwrap_or_else(|e| panic!("{e}"));
-        let log = log.clone();
-        smol::spawn(async move {
-            while let Ok(e) = events.recv().await {
-                if let Event::DocChanged { version, .. } = e {
-                    if let Ok(mut l) = log.lock() {
-                        l.push((Instant::now(), version.get(editor)));
-                    }
-                }
-            }
-        })
-        .detach();
+        log_arrivals(r, editor, log.clone()).await;
     }
     net.wire.reset();
     let mut sent = Vec::with_capacity(m as usize);
