@@ -183,16 +183,7 @@ fn presence_from_our_peers_goes_to_a_shared_store_and_not_to_one_we_own() {
         "a store we own hears no presence"
     );
 
-    let mut k = shared_store_node();
-    k.feed(Msg::StoreAnnounced {
-        store: ChannelId(10),
-    });
-    k.recv(10, nothing_new(4));
-    k.feed(Msg::OpenDoc {
-        doc: doc("d"),
-        meta: DocMeta::default(),
-    });
-    k.missing(10, "d");
+    let mut k = known_shared_with("d");
     subscribed(&mut k, 1, "alice");
     let cmds = k.recv(1, Message::Ephemeral(cursor("alice", 1)));
     assert_eq!(
@@ -207,16 +198,7 @@ fn presence_from_our_peers_goes_to_a_shared_store_and_not_to_one_we_own() {
 
 #[test]
 fn presence_from_the_shared_store_reaches_our_peers_and_never_goes_back() {
-    let mut k = shared_store_node();
-    k.feed(Msg::StoreAnnounced {
-        store: ChannelId(10),
-    });
-    k.recv(10, nothing_new(4));
-    k.feed(Msg::OpenDoc {
-        doc: doc("d"),
-        meta: DocMeta::default(),
-    });
-    k.missing(10, "d");
+    let mut k = known_shared_with("d");
     subscribed(&mut k, 2, "bob");
     let cmds = k.recv(10, Message::Ephemeral(cursor("alice", 0)));
     assert_eq!(
@@ -243,17 +225,24 @@ fn presence_from_the_shared_store_reaches_our_peers_and_never_goes_back() {
     assert!(messages(&cmds, 2).is_empty());
 }
 
-fn shared_with_docs() -> Kit {
+/// A node that knows its store is shared (it announced), with `name`
+/// open and new.
+fn known_shared_with(name: &str) -> Kit {
     let mut k = shared_store_node();
     k.feed(Msg::StoreAnnounced {
         store: ChannelId(10),
     });
     k.recv(10, nothing_new(4));
     k.feed(Msg::OpenDoc {
-        doc: doc("a"),
+        doc: doc(name),
         meta: DocMeta::default(),
     });
-    k.missing(10, "a");
+    k.missing(10, name);
+    k
+}
+
+fn shared_with_docs() -> Kit {
+    let mut k = known_shared_with("a");
     k.feed(Msg::LocalChange {
         doc: doc("a"),
         version: vv(&[(1, 1)]),
