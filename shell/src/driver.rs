@@ -146,7 +146,9 @@ fn watch<E: DocEngine>(store: &mut dyn Store, me: async_channel::Sender<Request<
             docweave_adapters::Announcement::Written => Input::StoreAnnounced,
             docweave_adapters::Announcement::Published(bytes) => Input::StorePublished { bytes },
         };
-        // Called on the store's own thread: waiting for room is fine.
+        // Called on the store's listening thread. The channel is
+        // unbounded; what comes is bounded by the other servers (their
+        // writes, and their peers' presence under their bounds).
         let _ = me.send_blocking(Request::Node(input));
     });
     match store.watch(announce) {

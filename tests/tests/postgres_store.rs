@@ -114,6 +114,8 @@ fn a_deletion_on_one_server_is_in_the_feed_of_another() {
     a.append(&[change("kept", 1), change("gone", 2)]).unwrap();
     let before = b.clock().unwrap();
     a.save(&StateRecord::Tombstone(DocId::new("gone"))).unwrap();
+    // In the feed from the tombstone on, before (or without) the purge.
+    assert_eq!(b.deletions_since(before, None).unwrap().len(), 1);
     a.purge(&DocId::new("gone")).unwrap();
     let deleted = b.deletions_since(before, None).unwrap();
     assert_eq!(deleted.len(), 1);
@@ -130,7 +132,9 @@ fn a_deletion_on_one_server_is_in_the_feed_of_another() {
         ),
         "the other server's write to the deleted document is refused"
     );
-    // Purging again (every server confirms a deletion) adds nothing.
+    // Saving the tombstone and purging again (every server that hears of a
+    // deletion does) adds nothing to the feed.
+    b.save(&StateRecord::Tombstone(DocId::new("gone"))).unwrap();
     b.purge(&DocId::new("gone")).unwrap();
     assert_eq!(b.deletions_since(before, None).unwrap().len(), 1);
 }
@@ -236,4 +240,21 @@ fn a_load_since_a_clock_sends_only_the_changes_after_it() {
     assert_eq!(l.snapshot, None);
     assert_eq!(l.clock, clocks[2]);
     assert_eq!(s.load(&DocId::new("d")).unwrap().unwrap().changes.len(), 3);
+}
+
+#[test]
+fn a_compaction_folding_in_less_does_not_replace_a_newer_snapshot() {
+    let Some(url) = fresh_database("compaction_race") else {
+        return;
+    };
+    let mut s = PostgresStore::open(&url).unwrap();
+    let clocks: Vec<Clock> = (1..=3u8)
+        .map(|i| s.append(&[change("d", i)]).unwrap()[0])
+        .collect();
+    s.compact(&DocId::new("d"), b"UP TO 3", clocks[2]).unwrap();
+    // A slower compaction, begun earlier, finishes last.
+    s.compact(&DocId::new("d"), b"UP TO 1", clocks[0]).unwrap();
+    let l = s.load(&DocId::new("d")).unwrap().unwrap();
+    assert_eq!(l.snapshot.as_deref(), Some(&b"UP TO 3"[..]));
+    assert!(l.changes.is_empty());
 }

@@ -18,8 +18,9 @@
 //! notifications sent meanwhile are lost, and the node re-reads from its
 //! last clock.
 //!
-//! **Deletions** are rows of `docweave_deletions` on the same clock, so
-//! another server learns of a tombstone from the feed.
+//! **Deletions** are rows of `docweave_deletions` on the same clock,
+//! written with the tombstone, so another server learns of every durable
+//! deletion from the feed.
 //!
 //! **Presence** is never stored: [`Store::publish`] sends it as
 //! `NOTIFY docweave_presence` (hex, under PostgreSQL's 8,000-byte payload
@@ -74,6 +75,11 @@ struct Connection {
 impl Connection {
     fn open(config: &Config) -> Result<Self, StoreError> {
         let mut client = config.connect(NoTls)?;
+        // A server that hangs inside a transaction must not hold the clock
+        // row (and with it every writer of every server) for long.
+        client.batch_execute(
+            "SET idle_in_transaction_session_timeout = '30s'; SET lock_timeout = '30s'",
+        )?;
         schema::migrate(&mut client)?;
         Ok(Self {
             take_clocks: client.prepare(
@@ -125,6 +131,16 @@ fn sql_clock(clock: Clock) -> i64 {
     i64::try_from(clock.0).unwrap_or(i64::MAX)
 }
 
+/// A writing transaction. READ COMMITTED whatever the database's default:
+/// a writer waiting on the clock row must see the previous writer's
+/// commit once the row is free (module docs).
+fn writing<'a>(client: &'a mut Client) -> Result<Transaction<'a>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::ReadCommitted)
+        .start()?)
+}
+
 /// Takes `n` clocks for this transaction, holding the clock row until it
 /// ends: the next writer waits for our commit (module docs).
 fn take_clocks(tx: &mut Transaction<'_>, stmt: &Statement, n: usize) -> Result<i64, StoreError> {
@@ -145,7 +161,7 @@ impl PostgresStore {
     /// or key=value pairs) and migrates it.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let config: Config = url.parse().map_err(|e| {
-            StoreError::Unavailable(format!("{url:?} is not a PostgreSQL URL: {e}"))
+            StoreError::Unavailable(format!("the store URL is not a PostgreSQL URL: {e}"))
         })?;
         let conn = Connection::open(&config)?;
         let mut tag = [0u8; 8];
@@ -208,7 +224,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         self.with(|c, tag| {
-            let mut tx = c.client.transaction()?;
+            let mut tx = writing(&mut c.client)?;
             // Clocks first: holding the clock row also orders us after a
             // deletion that committed meanwhile, so its tombstone is seen.
             let first = take_clocks(&mut tx, &c.take_clocks, changes.len())?;
@@ -230,13 +246,15 @@ impl Store for PostgresStore {
             let docs: Vec<&str> = changes.iter().map(|a| a.doc.as_str()).collect();
             let data: Vec<&[u8]> = changes.iter().map(|a| a.data.as_slice()).collect();
             tx.execute(&c.insert_changes, &[&clocks, &docs, &data])?;
+            let first_of: BTreeMap<&str, &Append> =
+                changes.iter().rev().map(|a| (a.doc.as_str(), a)).collect();
             let mut rows: BTreeMap<&str, DocRow<'_>> = BTreeMap::new();
             for row in tx.query(&c.versions, &[&docs])? {
                 let id: &str = row.get(0);
-                if let Some(a) = changes.iter().find(|a| a.doc.as_str() == id) {
+                if let Some((doc, a)) = first_of.get_key_value(id) {
                     let version = decode_version(id, row.get(1))?;
                     rows.insert(
-                        a.doc.as_str(),
+                        doc,
                         DocRow {
                             meta: &a.meta,
                             version,
@@ -326,16 +344,20 @@ impl Store for PostgresStore {
 
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
         self.with(|c, _| {
-            let mut tx = c.client.transaction()?;
-            tx.execute(
-                "DELETE FROM docweave_changes WHERE doc = $1 AND clock <= $2",
-                &[&doc.as_str(), &sql_clock(up_to)],
-            )?;
-            tx.execute(
-                "UPDATE docweave_docs SET snapshot = $2, compacted_to = GREATEST(compacted_to, $3)
-                 WHERE doc = $1",
+            let mut tx = writing(&mut c.client)?;
+            // Two compactions at once: the one folding in less must not
+            // replace the other's snapshot, nor drop changes it lacks.
+            let replaced = tx.execute(
+                "UPDATE docweave_docs SET snapshot = $2, compacted_to = $3
+                 WHERE doc = $1 AND compacted_to <= $3",
                 &[&doc.as_str(), &snapshot, &sql_clock(up_to)],
             )?;
+            if replaced > 0 {
+                tx.execute(
+                    "DELETE FROM docweave_changes WHERE doc = $1 AND clock <= $2",
+                    &[&doc.as_str(), &sql_clock(up_to)],
+                )?;
+            }
             tx.commit()?;
             Ok(())
         })
@@ -403,12 +425,35 @@ impl Store for PostgresStore {
             });
         }
         let value = serde_json::to_string(record).map_err(|e| corrupt("a record", e))?;
-        self.with(|c, _| {
-            c.client.execute(
+        let deleted = match record {
+            StateRecord::Tombstone(doc) => Some(doc.as_str()),
+            _ => None,
+        };
+        self.with(|c, tag| {
+            let mut tx = writing(&mut c.client)?;
+            if let Some(doc) = deleted {
+                // The tombstone and the feed's news of it are one write: the
+                // other servers hear of every deletion that is durable, even
+                // if this one dies before purging. Holding the clock row also
+                // orders it against appends (`append` checks tombstones).
+                let clock = take_clocks(&mut tx, &c.take_clocks, 1)?;
+                // Every server that hears of it saves the tombstone too:
+                // only the first is news.
+                let known = tx.query(&c.tombstoned, &[&vec![key.clone()]])?;
+                if known.is_empty() {
+                    tx.execute(
+                        "INSERT INTO docweave_deletions (clock, doc) VALUES ($1, $2)",
+                        &[&clock, &doc],
+                    )?;
+                    tx.query(&c.notify, &[&FEED_CHANNEL, &tag])?;
+                }
+            }
+            tx.execute(
                 "INSERT INTO docweave_records (key, value) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 &[&key, &value],
             )?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -440,24 +485,14 @@ impl Store for PostgresStore {
     }
 
     fn purge(&mut self, doc: &DocId) -> Result<(), StoreError> {
-        self.with(|c, tag| {
-            let mut tx = c.client.transaction()?;
-            let clock = take_clocks(&mut tx, &c.take_clocks, 1)?;
+        // The feed heard of the deletion with its tombstone (`save`).
+        self.with(|c, _| {
+            let mut tx = writing(&mut c.client)?;
             tx.execute(
                 "DELETE FROM docweave_changes WHERE doc = $1",
                 &[&doc.as_str()],
             )?;
-            let removed =
-                tx.execute("DELETE FROM docweave_docs WHERE doc = $1", &[&doc.as_str()])?;
-            // Other servers hear of the deletion only if there was something
-            // to delete; a second purge adds nothing to the feed.
-            if removed > 0 {
-                tx.execute(
-                    "INSERT INTO docweave_deletions (clock, doc) VALUES ($1, $2)",
-                    &[&clock, &doc.as_str()],
-                )?;
-                tx.query(&c.notify, &[&FEED_CHANNEL, &tag])?;
-            }
+            tx.execute("DELETE FROM docweave_docs WHERE doc = $1", &[&doc.as_str()])?;
             tx.commit()?;
             Ok(())
         })

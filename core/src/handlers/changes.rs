@@ -154,10 +154,15 @@ pub(crate) fn changes_since(
     filter: Filter,
 ) {
     let page = model.config.timing.changes_page.max(1);
+    let horizon = super::common::promised_clock(model);
     let mut docs = Vec::new();
-    let mut up_to = model.clock.max(clock);
+    let mut up_to = horizon.max(clock);
     let mut more = false;
-    for (c, doc) in model.by_clock.range(Clock(clock.0.saturating_add(1))..) {
+    let from = Clock(clock.0.saturating_add(1));
+    for (c, doc) in model.by_clock.range(from..=horizon.max(from)) {
+        if *c > horizon {
+            break;
+        }
         let Some(d) = model.docs.get(doc) else {
             continue;
         };
@@ -176,7 +181,7 @@ pub(crate) fn changes_since(
         });
     }
     if !more {
-        up_to = model.clock.max(clock);
+        up_to = horizon.max(clock);
     }
     out.send(channel, Message::Changes { docs, up_to, more });
 }

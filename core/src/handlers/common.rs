@@ -480,3 +480,15 @@ pub(crate) fn is_ready(model: &Model, doc_id: &DocId) -> bool {
         .get(doc_id)
         .is_some_and(|d| matches!(d.phase, Phase::Ready))
 }
+
+/// The clock up to which this node knows every change: a peer's cursor or
+/// a listener's floor may move up to it. On a store shared with other
+/// servers that is the feed's position, not our own newest clock: another
+/// server's change below our newest may not have been read yet.
+pub(crate) fn promised_clock(model: &Model) -> Clock {
+    if model.store_shared {
+        model.feed_seen.min(model.clock)
+    } else {
+        model.clock
+    }
+}

@@ -254,7 +254,12 @@ pub(crate) fn acknowledge(
         accepted += 1;
     }
     let mut floor = l.floor;
+    // Never past what this node knows is complete (see `promised_clock`).
+    let horizon = super::common::promised_clock(model);
     for (c, doc) in model.by_clock.range(Clock(floor.0.saturating_add(1))..) {
+        if *c > horizon {
+            break;
+        }
         let done = !wanted(model, &l, peer, doc)
             || model
                 .docs

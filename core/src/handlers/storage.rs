@@ -79,14 +79,15 @@ pub(crate) fn loaded(
     if !model.stores.contains(&store) {
         return out.log(Level::Info, format!("{store} is not a store; load ignored"));
     }
+    let feed_clock = model.feed_loading.remove(&doc);
     if model.tombstones.contains(&doc) {
         // Never resurrect a deleted document from storage.
-        return out.log(
+        out.log(
             Level::Info,
             format!("{store} still had deleted {doc}; ignored"),
         );
+        return settle_feed(model, out);
     }
-    let feed_clock = model.feed_loading.remove(&doc);
     if !model.docs.contains_key(&doc) {
         return settle_feed(model, out);
     }
@@ -412,16 +413,21 @@ pub(crate) fn feed_changes(
     up_to: Clock,
     more: bool,
 ) {
-    if model.stores.get_min() != Some(&store) {
+    // An answer to a read that was reset (a load it asked for failed) is
+    // stale: its position must not count.
+    if model.stores.get_min() != Some(&store) || !model.feed_reading {
         return;
     }
     for cd in docs {
         if model.tombstones.contains(&cd.doc) || !cd.doc.is_valid() {
             continue;
         }
+        let shared = model.store_shared;
         match model.docs.get(&cd.doc) {
-            // Ours, or already here: nothing to read.
-            Some(d) if d.clock >= cd.clock || d.version.includes(&cd.version) => {}
+            // Already here: nothing to read. (Our own clock for it says so
+            // only when nobody else writes: on a shared store another
+            // server may have written it just below our last append.)
+            Some(d) if d.version.includes(&cd.version) || (!shared && d.clock >= cd.clock) => {}
             // Being loaded anyway: that load reads the change too.
             Some(d) if !d.is_ready() => {}
             Some(_) => {
@@ -461,7 +467,7 @@ fn discovered_in_store(model: &mut Model, out: &mut Out, store: ChannelId, cd: C
 
 /// The feed position moves once every document its read asked for is in;
 /// then a read asked for meanwhile starts.
-fn settle_feed(model: &mut Model, out: &mut Out) {
+pub(crate) fn settle_feed(model: &mut Model, out: &mut Out) {
     if model.feed_loading.is_empty() {
         if let Some(target) = model.feed_target.take() {
             model.feed_seen = model.feed_seen.max(target);

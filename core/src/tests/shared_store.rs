@@ -363,3 +363,77 @@ fn messages_waiting_on_the_store_are_bounded() {
     let waiting = k.model.listener_loads.get(&id).map_or(0, Vec::len);
     assert!(waiting <= 8, "{waiting} messages wait on one listener");
 }
+
+fn changed(name: &str, clock: u64, version: &[(u64, u64)]) -> Message {
+    Message::Changes {
+        docs: vec![ChangedDoc {
+            doc: doc(name),
+            version: vv(version),
+            clock: Clock(clock),
+        }],
+        up_to: Clock(clock),
+        more: false,
+    }
+}
+
+fn announce(k: &mut Kit) -> Vec<crate::Cmd> {
+    k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    })
+}
+
+fn asks_to_load(cmds: &[crate::Cmd], name: &str) -> bool {
+    messages(cmds, 10)
+        .iter()
+        .any(|m| matches!(m, Message::SyncRequest { doc: d, .. } if *d == doc(name)))
+}
+
+#[test]
+fn another_servers_write_at_a_clock_we_already_hold_is_still_read() {
+    let mut k = shared_store_node();
+    announce(&mut k);
+    k.recv(10, changed("x", 15, &[(1, 1)]));
+    announce(&mut k);
+    // Another server wrote x just below our newest clock for it: the row
+    // keeps our clock, with a larger version.
+    let cmds = k.recv(10, changed("x", 15, &[(1, 1), (2, 1)]));
+    assert!(asks_to_load(&cmds, "x"), "the larger version is read");
+}
+
+#[test]
+fn a_deletion_during_a_feed_reload_does_not_stall_the_feed() {
+    let mut k = shared_store_node();
+    announce(&mut k);
+    k.recv(10, changed("x", 15, &[(1, 1)]));
+    announce(&mut k);
+    let cmds = k.recv(10, changed("x", 16, &[(1, 2)]));
+    assert!(asks_to_load(&cmds, "x"));
+    k.feed(Msg::DeleteDoc { doc: doc("x") });
+    assert_eq!(
+        reads(&announce(&mut k)),
+        1,
+        "the feed is read again: the deleted document's reload waits no more"
+    );
+}
+
+#[test]
+fn an_answer_to_a_read_that_was_reset_does_not_move_the_position() {
+    let mut k = shared_store_node();
+    announce(&mut k);
+    k.feed(Msg::StoreFailed {
+        store: ChannelId(10),
+        failure: crate::StoreFailure::Feed {
+            reason: "connection lost".into(),
+        },
+    });
+    k.recv(10, nothing_new(50));
+    let cmds = announce(&mut k);
+    assert_eq!(
+        messages(&cmds, 10),
+        vec![Message::ChangesSince {
+            clock: Clock(4),
+            filter: Filter::all()
+        }],
+        "read again from where the position was"
+    );
+}

@@ -285,6 +285,20 @@ fn a_listener_registered_on_one_server_is_pulled_and_acknowledged_on_another() {
             })
             .await;
         on_a.link.close("moving to another server");
+        // The registration is answered before its record is durable (a
+        // server that dies first makes the client register again): wait
+        // until the record is in the database.
+        let mut pg = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+        let key = format!("listener/{}", id.0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pg
+            .query_opt("SELECT 1 FROM docweave_records WHERE key = $1", &[&key])
+            .unwrap()
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "a never saved the listener");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // The same reader, now on b, pulls and acknowledges with a's id.
         let on_b = RawClient::connect(b.ws, "reader").await;
         on_b.say(Message::ListenerPull { id, limit: 10 });

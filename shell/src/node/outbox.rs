@@ -14,13 +14,25 @@ use std::collections::HashMap;
 /// change within a flush, so subscribers at one version share one export.
 type Exports = HashMap<(DocId, Option<VersionVector>), (Payload, VersionVector)>;
 
+/// Most presence publications one flush hands a shared store: presence is
+/// best effort (its TTL covers a lost one), the store's writes are not.
+const MOST_PUBLISHED_PER_FLUSH: usize = 64;
+
 impl<E: DocEngine> Node<E> {
     /// Puts out what the steps since the last flush produced.
     pub(super) fn flush(&mut self) {
         let mut appends: Vec<(BatchId, docweave_adapters::Append)> = Vec::new();
+        let mut publishes: Vec<Vec<u8>> = Vec::new();
         for item in std::mem::take(&mut self.store_queue) {
             match item {
                 StoreItem::Append(batch, append) => appends.push((batch, append)),
+                // Presence keeps no order with writes: it must not split a
+                // batch of appends (one transaction each on a shared store).
+                StoreItem::Op(StoreOp::Publish(bytes), _) => {
+                    if publishes.len() < MOST_PUBLISHED_PER_FLUSH && !publishes.contains(&bytes) {
+                        publishes.push(bytes);
+                    }
+                }
                 StoreItem::Op(op, purpose) => {
                     self.append_job(&mut appends);
                     self.job(op, purpose);
@@ -28,6 +40,9 @@ impl<E: DocEngine> Node<E> {
             }
         }
         self.append_job(&mut appends);
+        for bytes in publishes {
+            self.job(StoreOp::Publish(bytes), Purpose::Publish);
+        }
         let mut exports = Exports::new();
         for (channel, items) in std::mem::take(&mut self.outbox) {
             self.transmit_with(channel, items, &mut exports);
