@@ -421,10 +421,13 @@ pub(crate) fn replay_push(
     }
 }
 
-/// Most listeners asked of the shared store at once, and most messages
-/// waiting on one: a client cannot make us hold more.
-const MOST_LISTENER_LOADS: usize = 256;
-const MOST_WAITING_PER_LISTENER: usize = 8;
+/// Most listeners asked of the shared store at once, most messages waiting
+/// on one, most waiting in all, and the most revisions an acknowledgement
+/// may carry to wait: clients cannot make us hold more.
+const MOST_LISTENER_LOADS: usize = 64;
+const MOST_WAITING_PER_LISTENER: usize = 4;
+const MOST_WAITING: usize = 128;
+const MOST_WAITING_REVISIONS: usize = 1_024;
 
 /// A listener id no listener here has, drawn from the model's generator:
 /// servers sharing a store then do not hand out the same id.
@@ -455,6 +458,11 @@ fn wait_for_record(
     };
     let first = !model.listener_loads.contains_key(&id);
     if first && model.listener_loads.len() >= MOST_LISTENER_LOADS {
+        return false;
+    }
+    let waiting_in_all: usize = model.listener_loads.values().map(Vec::len).sum();
+    let large = matches!(&message, Message::ListenerAck { revisions, .. } if revisions.len() > MOST_WAITING_REVISIONS);
+    if waiting_in_all >= MOST_WAITING || large {
         return false;
     }
     let waiting = model.listener_loads.entry(id).or_default();

@@ -361,7 +361,7 @@ fn messages_waiting_on_the_store_are_bounded() {
         k.recv(1, Message::ListenerPull { id, limit: 1 });
     }
     let waiting = k.model.listener_loads.get(&id).map_or(0, Vec::len);
-    assert!(waiting <= 8, "{waiting} messages wait on one listener");
+    assert!(waiting <= 4, "{waiting} messages wait on one listener");
 }
 
 fn changed(name: &str, clock: u64, version: &[(u64, u64)]) -> Message {
