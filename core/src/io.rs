@@ -271,6 +271,19 @@ pub enum Msg {
         /// The store's channel.
         store: ChannelId,
     },
+    /// A page of the primary store's change feed (what the node asked with
+    /// `changes-since` on the store's channel), with each document's
+    /// metadata: a document another process created is known by it here.
+    StoreChanged {
+        /// The store's channel.
+        store: ChannelId,
+        /// Documents changed, in clock order.
+        docs: Vec<StoredDoc>,
+        /// The feed position this page covers up to.
+        up_to: Clock,
+        /// Whether more pages follow.
+        more: bool,
+    },
     /// The shared store's record of a listener this node was asked about
     /// and did not know (another server may have registered it).
     ListenerLoaded {
@@ -309,6 +322,7 @@ impl Msg {
             Msg::StoreSaved { .. } => "store-saved",
             Msg::StoreAnnounced { .. } => "store-announced",
             Msg::ListenerLoaded { .. } => "listener-loaded",
+            Msg::StoreChanged { .. } => "store-changed",
         }
     }
 }

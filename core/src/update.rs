@@ -82,6 +82,12 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         } => storage::loaded(model, out, store, doc, outcome),
         Msg::StoreFailed { store, failure } => storage::failed(model, out, store, failure),
         Msg::StoreAnnounced { store } => storage::feed_announced(model, out, store),
+        Msg::StoreChanged {
+            store,
+            docs,
+            up_to,
+            more,
+        } => storage::feed_changes(model, out, store, docs, up_to, more),
         Msg::ListenerLoaded { store, id, record } => {
             listeners::record_loaded(model, out, store, id, record)
         }
@@ -234,7 +240,18 @@ fn received(model: &mut Model, out: &mut Out, channel: ChannelId, message: Messa
 
 fn from_store(model: &mut Model, out: &mut Out, channel: ChannelId, message: Message) {
     match message {
+        // A store speaking the wire message (a recorded log, a test) gives
+        // no metadata; the shell's stores answer with `Msg::StoreChanged`.
         Message::Changes { docs, up_to, more } => {
+            let docs = docs
+                .into_iter()
+                .map(|cd| crate::io::StoredDoc {
+                    doc: cd.doc,
+                    meta: Default::default(),
+                    version: cd.version,
+                    clock: cd.clock,
+                })
+                .collect();
             storage::feed_changes(model, out, channel, docs, up_to, more)
         }
         Message::Ack {

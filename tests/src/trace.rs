@@ -258,7 +258,8 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::Unsupported { kind, .. } => format!("unsupported message kind {kind}"),
         Msg::TooLarge { size, limit, .. } => format!("too large: {size} bytes, limit {limit}"),
         Msg::ListRemote { peer, .. } => format!("list-remote {peer}"),
-        Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } => return None,
+        // Store answers are traced where they travel (`store_result`).
+        Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } | Msg::StoreChanged { .. } => return None,
         Msg::StoreFailed { failure, .. } => format!("store-failed {failure:?}"),
         Msg::StoreAnnounced { .. } => "store-announced".into(),
         Msg::ListenerLoaded { id, record, .. } => format!(

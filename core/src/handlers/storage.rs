@@ -22,10 +22,10 @@
 
 use super::common::{access, changed, propagate, report};
 use crate::ids::{ChannelId, Clock, DocId, PeerId};
-use crate::io::{Cmd, Event, Level, LoadOutcome, StoreFailure};
+use crate::io::{Cmd, Event, Level, LoadOutcome, StoreFailure, StoredDoc};
 use crate::model::{Doc, LoadReason, Model, Phase, Queued, Timer};
 use crate::out::Out;
-use crate::protocol::{AckStatus, ChangedDoc, DocMeta, Filter, Message, Reply};
+use crate::protocol::{AckStatus, DocMeta, Filter, Message, Reply};
 use crate::version::VersionVector;
 
 fn ask_store(out: &mut Out, store: ChannelId, doc: &DocId) {
@@ -409,7 +409,7 @@ pub(crate) fn feed_changes(
     model: &mut Model,
     out: &mut Out,
     store: ChannelId,
-    docs: Vec<ChangedDoc>,
+    docs: Vec<StoredDoc>,
     up_to: Clock,
     more: bool,
 ) {
@@ -454,8 +454,8 @@ pub(crate) fn feed_changes(
 
 /// A document another process created: known from its metadata, like a
 /// restored one; its replica is loaded when first needed.
-fn discovered_in_store(model: &mut Model, out: &mut Out, store: ChannelId, cd: ChangedDoc) {
-    let mut d = Doc::new(DocMeta::default());
+fn discovered_in_store(model: &mut Model, out: &mut Out, store: ChannelId, cd: StoredDoc) {
+    let mut d = Doc::new(cd.meta);
     d.version = cd.version.clone();
     d.stored.insert(store, cd.version.clone());
     d.durable.insert(store, cd.version);

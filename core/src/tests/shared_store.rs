@@ -437,3 +437,30 @@ fn an_answer_to_a_read_that_was_reset_does_not_move_the_position() {
         "read again from where the position was"
     );
 }
+
+#[test]
+fn a_document_another_server_created_keeps_its_metadata_here() {
+    let mut k = shared_store_node();
+    announce(&mut k);
+    let meta = DocMeta {
+        doc_type: "note".into(),
+        scope: "team-a".into(),
+        branch: "main".into(),
+    };
+    k.feed(Msg::StoreChanged {
+        store: ChannelId(10),
+        docs: vec![crate::StoredDoc {
+            doc: doc("x"),
+            meta: meta.clone(),
+            version: vv(&[(2, 1)]),
+            clock: Clock(15),
+        }],
+        up_to: Clock(15),
+        more: false,
+    });
+    assert_eq!(
+        k.model.docs.get(&doc("x")).map(|d| d.meta.clone()),
+        Some(meta),
+        "filters by type, scope or branch see it"
+    );
+}

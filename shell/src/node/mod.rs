@@ -42,9 +42,9 @@ pub use store_jobs::{run_job, JobError, StoreAnswer, StoreJob, StoreOp, StoreRes
 
 use crate::engine::DocEngine;
 use docweave_core::{
-    decode_frame, update, AckStatus, BatchId, ChangedDoc, ChannelId, ChannelKind, Clock, Cmd,
-    Config, DocId, Event, Filter, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg,
-    Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
+    decode_frame, update, AckStatus, BatchId, ChannelId, ChannelKind, Clock, Cmd, Config, DocId,
+    Event, Filter, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg, Namespace,
+    Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
 };
 use replicas::Replicas;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -925,21 +925,11 @@ impl<E: DocEngine> Node<E> {
                         message: Message::Delete { doc },
                     });
                 }
-                let docs: Vec<ChangedDoc> = docs
-                    .into_iter()
-                    .map(|d| ChangedDoc {
-                        doc: d.doc,
-                        version: d.version,
-                        clock: d.clock,
-                    })
-                    .collect();
-                self.internal.push_back(Msg::Received {
-                    channel: store,
-                    message: Message::Changes {
-                        docs,
-                        up_to: last.max(last_deleted).max(since),
-                        more,
-                    },
+                self.internal.push_back(Msg::StoreChanged {
+                    store,
+                    docs,
+                    up_to: last.max(last_deleted).max(since),
+                    more,
                 });
             }
             (Purpose::Changes { .. }, other) => {
