@@ -464,3 +464,39 @@ fn a_document_another_server_created_keeps_its_metadata_here() {
         "filters by type, scope or branch see it"
     );
 }
+
+#[test]
+fn a_peer_is_promised_only_what_the_feed_has_read_up_to() {
+    let mut k = shared_store_node();
+    announce(&mut k);
+    // The first page of a read is in (x at 15); the rest is not yet.
+    k.recv(
+        10,
+        Message::Changes {
+            docs: vec![ChangedDoc {
+                doc: doc("x"),
+                version: vv(&[(2, 1)]),
+                clock: Clock(15),
+            }],
+            up_to: Clock(15),
+            more: true,
+        },
+    );
+    k.peer(1, "reader");
+    let cmds = k.recv(
+        1,
+        Message::ChangesSince {
+            clock: Clock(0),
+            filter: Filter::all(),
+        },
+    );
+    let up_to = messages(&cmds, 1).into_iter().find_map(|m| match m {
+        Message::Changes { up_to, .. } => Some(up_to),
+        _ => None,
+    });
+    assert_eq!(
+        up_to,
+        Some(Clock(4)),
+        "not past the feed's position: a change below 15 may still be unread"
+    );
+}
