@@ -1,5 +1,5 @@
 //! Real endpoints for tests: a Repo served on WebSocket and HTTP on free
-//! local ports, and dialers made from closures.
+//! local ports, and dialers (made from closures, or to a WebSocket URL).
 
 use docweave_adapters::transport::{
     serve_http, serve_ws, ConnectionLimit, Connector, HttpOptions, WsOptions,
@@ -41,4 +41,19 @@ pub fn dialer(
     f: impl Fn() -> Pin<Box<dyn Future<Output = Result<Link, String>> + Send>> + Send + Sync + 'static,
 ) -> Dialer {
     Arc::new(move |_| f())
+}
+
+/// A dialer that opens a WebSocket link to `url` (`ws://host:port/`) each time.
+pub fn ws_dialer(url: &str) -> Dialer {
+    let url = url.to_string();
+    dialer(move || {
+        let url = url.clone();
+        Box::pin(async move {
+            docweave_adapters::transport::ws_connect(
+                &url,
+                docweave_adapters::transport::WsOptions::default(),
+            )
+            .await
+        })
+    })
 }

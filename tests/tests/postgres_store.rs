@@ -19,6 +19,19 @@ fn change(doc: &str, byte: u8) -> Append {
     }
 }
 
+/// What `store`'s watcher announces, as it comes.
+fn watching(store: &mut PostgresStore) -> std::sync::mpsc::Receiver<Announcement> {
+    let (tx, rx) = std::sync::mpsc::channel::<Announcement>();
+    let announced = std::sync::Mutex::new(tx);
+    let watches = store
+        .watch(Arc::new(move |a| {
+            let _ = announced.lock().unwrap().send(a);
+        }))
+        .unwrap();
+    assert!(watches, "a PostgreSQL store announces others' writes");
+    rx
+}
+
 #[test]
 fn the_postgres_store_passes_the_conformance_suite() {
     let Some(url) = fresh_database("conformance") else {
@@ -146,13 +159,7 @@ fn another_servers_write_is_announced_and_our_own_is_not() {
     };
     let mut a = PostgresStore::open(&url).unwrap();
     let mut b = PostgresStore::open(&url).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Announcement>();
-    let announced = Arc::new(std::sync::Mutex::new(tx));
-    assert!(b
-        .watch(Arc::new(move |a| {
-            let _ = announced.lock().unwrap().send(a);
-        }))
-        .unwrap());
+    let rx = watching(&mut b);
     // The first announcement comes with the connection: read what was missed.
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
     b.append(&[change("mine", 1)]).unwrap();
@@ -187,12 +194,7 @@ fn a_listener_whose_connection_is_cut_reconnects_and_announces() {
         return;
     };
     let mut b = PostgresStore::open(&url).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Announcement>();
-    let announced = Arc::new(std::sync::Mutex::new(tx));
-    b.watch(Arc::new(move |a| {
-        let _ = announced.lock().unwrap().send(a);
-    }))
-    .unwrap();
+    let rx = watching(&mut b);
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let cut = admin

@@ -19,6 +19,13 @@ fn shared_store_node() -> Kit {
     k
 }
 
+/// The shared store announces another server's write.
+fn announce(k: &mut Kit) -> Vec<crate::Cmd> {
+    k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    })
+}
+
 fn reads(cmds: &[crate::Cmd]) -> usize {
     messages(cmds, 10)
         .iter()
@@ -37,9 +44,7 @@ fn nothing_new(up_to: u64) -> Message {
 #[test]
 fn an_announcement_reads_the_feed_at_once_without_waiting_for_the_poll() {
     let mut k = shared_store_node();
-    let cmds = k.feed(Msg::StoreAnnounced {
-        store: ChannelId(10),
-    });
+    let cmds = announce(&mut k);
     assert_eq!(
         messages(&cmds, 10),
         vec![Message::ChangesSince {
@@ -52,13 +57,9 @@ fn an_announcement_reads_the_feed_at_once_without_waiting_for_the_poll() {
 #[test]
 fn announcements_during_a_read_make_one_more_read_after_it() {
     let mut k = shared_store_node();
-    k.feed(Msg::StoreAnnounced {
-        store: ChannelId(10),
-    });
+    announce(&mut k);
     for _ in 0..5 {
-        let cmds = k.feed(Msg::StoreAnnounced {
-            store: ChannelId(10),
-        });
+        let cmds = announce(&mut k);
         assert_eq!(reads(&cmds), 0, "one read at a time");
     }
     // The poll timer, due meanwhile, does not start a second read either.
@@ -78,18 +79,14 @@ fn announcements_during_a_read_make_one_more_read_after_it() {
 #[test]
 fn a_failed_read_lets_the_next_announcement_read_again() {
     let mut k = shared_store_node();
-    k.feed(Msg::StoreAnnounced {
-        store: ChannelId(10),
-    });
+    announce(&mut k);
     k.feed(Msg::StoreFailed {
         store: ChannelId(10),
         failure: crate::StoreFailure::Feed {
             reason: "connection lost".into(),
         },
     });
-    let cmds = k.feed(Msg::StoreAnnounced {
-        store: ChannelId(10),
-    });
+    let cmds = announce(&mut k);
     assert_eq!(reads(&cmds), 1);
 }
 
@@ -107,20 +104,12 @@ fn an_announcement_from_a_channel_that_is_not_the_primary_store_is_ignored() {
 #[test]
 fn a_deletion_another_process_made_is_carried_out_and_told_to_subscribers() {
     let mut k = shared_store_node();
-    k.peer(2, "bob");
     k.feed(Msg::OpenDoc {
         doc: doc("d"),
         meta: DocMeta::default(),
     });
     k.missing(10, "d");
-    k.recv(
-        2,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    subscribed(&mut k, 2, "bob");
     let cmds = k.recv(10, Message::Delete { doc: doc("d") });
     assert!(k.model.is_tombstoned(&doc("d")));
     assert!(messages(&cmds, 2).contains(&Message::Delete { doc: doc("d") }));
@@ -229,9 +218,7 @@ fn presence_from_the_shared_store_reaches_our_peers_and_never_goes_back() {
 /// open and new.
 fn known_shared_with(name: &str) -> Kit {
     let mut k = shared_store_node();
-    k.feed(Msg::StoreAnnounced {
-        store: ChannelId(10),
-    });
+    announce(&mut k);
     k.recv(10, nothing_new(4));
     k.feed(Msg::OpenDoc {
         doc: doc(name),
@@ -374,12 +361,6 @@ fn changed(name: &str, clock: u64, version: &[(u64, u64)]) -> Message {
         up_to: Clock(clock),
         more: false,
     }
-}
-
-fn announce(k: &mut Kit) -> Vec<crate::Cmd> {
-    k.feed(Msg::StoreAnnounced {
-        store: ChannelId(10),
-    })
 }
 
 fn asks_to_load(cmds: &[crate::Cmd], name: &str) -> bool {

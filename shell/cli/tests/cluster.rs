@@ -151,15 +151,7 @@ fn clients_of_a_killed_server_go_on_through_another_and_lose_nothing_acknowledge
 }
 
 fn ws_dialer(port: u16) -> docweave_shell::Dialer {
-    std::sync::Arc::new(move |_| {
-        Box::pin(async move {
-            docweave_adapters::transport::ws_connect(
-                &format!("ws://127.0.0.1:{port}/"),
-                docweave_adapters::transport::WsOptions::default(),
-            )
-            .await
-        })
-    })
+    docweave_tests::endpoints::ws_dialer(&format!("ws://127.0.0.1:{port}/"))
 }
 
 #[test]

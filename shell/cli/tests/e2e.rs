@@ -5,7 +5,7 @@
 mod common;
 
 use common::{cli, data_dir, free_port, Server};
-use docweave_adapters::transport::{http_link, ws_connect, HttpOptions, WsOptions};
+use docweave_adapters::transport::{http_link, HttpOptions};
 use docweave_shell::{Dialer, Repo};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,11 +14,7 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn ws_dialer(port: u16) -> Dialer {
-    Arc::new(move |_| {
-        Box::pin(async move {
-            ws_connect(&format!("ws://127.0.0.1:{port}/"), WsOptions::default()).await
-        })
-    })
+    docweave_tests::endpoints::ws_dialer(&format!("ws://127.0.0.1:{port}/"))
 }
 
 fn http_dialer(port: u16, token: Option<&'static str>) -> Dialer {

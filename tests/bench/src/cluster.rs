@@ -5,10 +5,10 @@
 
 use crate::scenarios::{log_arrivals, percentile, ArrivalLog};
 use crate::{memory, Run};
-use docweave_adapters::transport::{serve_ws, ws_connect, ConnectionLimit, WsOptions};
+use docweave_adapters::transport::{serve_ws, ConnectionLimit, WsOptions};
 use docweave_adapters::{Append, PostgresStore, SqliteStore, Store};
 use docweave_core::{DocId, DocMeta, VersionVector};
-use docweave_shell::{Dialer, Repo};
+use docweave_shell::Repo;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -76,13 +76,6 @@ pub fn s6_all(batches: &[usize], quick: bool, dir: &std::path::Path) -> Vec<Run>
     runs
 }
 
-fn ws_dialer(addr: String) -> Dialer {
-    Arc::new(move |_| {
-        let addr = addr.clone();
-        Box::pin(async move { ws_connect(&format!("ws://{addr}/"), WsOptions::default()).await })
-    })
-}
-
 /// S7: `servers` servers on one database, `clients` clients spread over
 /// them; client 0 (on the first server) makes `edits` one-character edits
 /// at `rate` per second. Latency: from an edit's commit to its arrival at
@@ -120,7 +113,11 @@ pub async fn s7(url: &str, servers: usize, clients: usize, edits: u64, rate: f64
         let c = Repo::builder(&format!("c{i}"))
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        let _ = c.connect_with("server", None, ws_dialer(addrs[i % servers].clone()));
+        let _ = c.connect_with(
+            "server",
+            None,
+            docweave_tests::endpoints::ws_dialer(&format!("ws://{}/", addrs[i % servers])),
+        );
         people.push(c);
     }
     let mut docs = Vec::new();
