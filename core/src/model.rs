@@ -343,6 +343,10 @@ pub(crate) struct Peer {
     pub subscribed: OrdSet<DocId>,
     /// Presence entries relayed from it that are alive here.
     pub presence: usize,
+    /// Per document, the live update sent to it and not yet acknowledged
+    /// (while that batch is still in flight): changes made meanwhile wait
+    /// and go as one update when it is acknowledged.
+    pub sending: OrdMap<DocId, BatchId>,
 }
 
 impl Peer {
@@ -363,6 +367,7 @@ impl Peer {
             last_push_at: None,
             subscribed: OrdSet::new(),
             presence: 0,
+            sending: OrdMap::new(),
         }
     }
 }

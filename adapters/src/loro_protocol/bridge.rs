@@ -72,6 +72,11 @@ pub enum Effect {
     ToNode(Message),
     /// Close the connection, saying why.
     Close(String),
+    /// The node's live update `batch` was relayed: acknowledge it to the
+    /// node once the message carrying it has left for the client. The node
+    /// holds the room's next changes until then and sends them as one
+    /// update, so a busy room costs a reader one import per message.
+    Relayed(BatchId),
 }
 
 /// Where the connection's identity stands.
@@ -695,11 +700,7 @@ impl Bridge {
                 if self.rooms.contains_key(doc.as_str()) {
                     self.send_data(&mut out, Crdt::Loro, doc.as_str(), data.as_bytes());
                 }
-                out.push(Effect::ToNode(Message::Ack {
-                    batch,
-                    status: AckStatus::Ok,
-                    clock: None,
-                }));
+                out.push(Effect::Relayed(batch));
             }
             Message::Ack { batch, status, .. } => {
                 let Some(group) = self.native.remove(&batch.0) else {

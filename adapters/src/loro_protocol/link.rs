@@ -10,7 +10,9 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as Ws;
 use async_tungstenite::WebSocketStream;
-use docweave_core::{chunk_frames, decode_frame, encode as encode_frame, parse_chunk, Limits};
+use docweave_core::{
+    chunk_frames, decode_frame, encode as encode_frame, parse_chunk, AckStatus, Limits, Message,
+};
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
@@ -22,8 +24,10 @@ const CLIENT_QUEUE: usize = 256;
 /// Frames to the node larger than this go as chunk frames.
 const NODE_CHUNK: usize = 1024 * 1024;
 
-/// How long updates for a client are gathered into one message.
-const GATHER: Duration = Duration::from_millis(4);
+/// At most one update message per this long to a client (the first after
+/// a quiet spell goes at once): a reader's cost is per message, whatever its
+/// size, so a busy room must not cost 50 readers one import per edit.
+const GATHER: Duration = Duration::from_millis(16);
 
 /// A Loro client that sends nothing (its pings included) this long is gone.
 const IDLE: Duration = Duration::from_secs(90);
@@ -175,7 +179,7 @@ where
                     }
                 }
                 Next::Node(Some(Outbound::Close(reason))) => {
-                    if let Some(m) = gather.flush() {
+                    if let Some(m) = gather.flush(now) {
                         let _ = client_tx.send(Ws::Binary(encode(&m).into())).await;
                     }
                     let _ = client_tx.send(close(&reason)).await;
@@ -222,11 +226,24 @@ where
                             }
                         }
                     }
+                    Effect::Relayed(batch) => gather.relayed(batch, now),
                     Effect::Close(reason) => {
-                        if let Some(m) = gather.flush() {
+                        if let Some(m) = gather.flush(now) {
                             let _ = client_tx.send(Ws::Binary(encode(&m).into())).await;
                         }
                         let _ = client_tx.send(close(&reason)).await;
+                        stop = true;
+                    }
+                }
+            }
+            for batch in gather.released() {
+                let ack = Message::Ack {
+                    batch,
+                    status: AckStatus::Ok,
+                    clock: None,
+                };
+                if let Ok(frame) = encode_frame(std::slice::from_ref(&ack)) {
+                    if in_tx.send(frame).await.is_err() {
                         stop = true;
                     }
                 }

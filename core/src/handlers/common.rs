@@ -126,10 +126,8 @@ pub(crate) fn send_data(
     doc_id: &DocId,
     since: Option<VersionVector>,
     as_update: bool,
-) {
-    let Some(doc) = model.docs.get(doc_id) else {
-        return;
-    };
+) -> Option<BatchId> {
+    let doc = model.docs.get(doc_id)?;
     let version = doc.version.clone();
     let clock = doc.clock;
     let batch = next_batch(model);
@@ -159,6 +157,7 @@ pub(crate) fn send_data(
         },
     );
     peer_has(model, peer, doc_id, &version);
+    Some(batch)
 }
 
 /// Sends what a store lacks of a document (optimistically marked as sent).
@@ -301,7 +300,24 @@ pub(crate) fn send_if_behind(
     if !access(model, peer, doc_id).read {
         return;
     }
-    send_data(model, out, peer, channel, doc_id, since, true);
+    // One live update per document in flight to a peer: what changes before
+    // its ack goes as one update then. A fast peer acks at once and sees each
+    // change alone; a slow one gets fewer, larger updates instead of a queue
+    // of small ones (see `sync::ack_received`).
+    let model_in_flight = &model.in_flight;
+    let sending = model
+        .peers
+        .get(peer)
+        .and_then(|p| p.sending.get(doc_id))
+        .is_some_and(|b| model_in_flight.get(b).is_some_and(|f| f.channel == channel));
+    if sending {
+        return;
+    }
+    if let Some(batch) = send_data(model, out, peer, channel, doc_id, since, true) {
+        if let Some(p) = model.peers.get_mut(peer) {
+            p.sending.insert(doc_id.clone(), batch);
+        }
+    }
 }
 
 /// Whether a request made at `at` has waited too long for its answer.

@@ -742,7 +742,7 @@ pub(crate) fn ack_received(
             out.emit(Event::AckedByRemote {
                 peer: peer.clone(),
                 doc: f.doc.clone(),
-                version: f.version,
+                version: f.version.clone(),
             });
             super::changes::remote_acked(model, out, &peer, &f.doc, clock);
         }
@@ -759,6 +759,32 @@ pub(crate) fn ack_received(
                 );
             }
         }
+    }
+    send_what_waited(model, out, &peer, batch, &f);
+}
+
+/// After the ack of a peer's live update: the changes that waited for it
+/// (see `common::send_if_behind`) go now, as one update.
+fn send_what_waited(
+    model: &mut Model,
+    out: &mut Out,
+    peer: &PeerId,
+    batch: BatchId,
+    f: &crate::model::InFlight,
+) {
+    let Some(p) = model.peers.get_mut(peer) else {
+        return;
+    };
+    if p.sending.get(&f.doc) != Some(&batch) {
+        return;
+    }
+    p.sending.remove(&f.doc);
+    let Some(d) = model.docs.get(&f.doc) else {
+        return;
+    };
+    if d.is_ready() && d.subscribers.contains(peer) && !f.version.includes(&d.version) {
+        let version = d.version.clone();
+        super::common::send_if_behind(model, out, peer, &f.doc, &version);
     }
 }
 

@@ -274,3 +274,85 @@ fn opening_a_document_marks_storage_pending_before_any_network_answer() {
     );
     assert!(sent(&cmds, 1).is_empty(), "answered before the store");
 }
+
+#[test]
+fn changes_made_while_a_live_update_is_unacknowledged_go_as_one_update_after_its_ack() {
+    let mut k = hub_with_doc();
+    // alice holds the document and follows it.
+    request(&mut k, 1, &[(9, 2)], false);
+    let change = |k: &mut Kit, n: u64| {
+        k.feed(Msg::LocalChange {
+            doc: doc("notes"),
+            version: vv(&[(9, n)]),
+        })
+    };
+    let first = data(&change(&mut k, 3), 1);
+    assert!(
+        matches!(&first[..], [(_, Some(v), true)] if *v == vv(&[(9, 2)])),
+        "{first:?}"
+    );
+    // Two more changes before alice acknowledges: nothing goes yet.
+    assert!(data(&change(&mut k, 4), 1).is_empty());
+    assert!(data(&change(&mut k, 5), 1).is_empty());
+    // Its ack: one update from what it acknowledged to the latest.
+    let cmds = k.recv(
+        1,
+        Message::Ack {
+            batch: first[0].0,
+            status: crate::AckStatus::Ok,
+            clock: None,
+        },
+    );
+    let next = data(&cmds, 1);
+    assert!(
+        matches!(&next[..], [(_, Some(v), true)] if *v == vv(&[(9, 3)])),
+        "{next:?}"
+    );
+    // Acknowledged at once, the next change goes at once.
+    k.recv(
+        1,
+        Message::Ack {
+            batch: next[0].0,
+            status: crate::AckStatus::Ok,
+            clock: None,
+        },
+    );
+    assert_eq!(data(&change(&mut k, 6), 1).len(), 1);
+}
+
+#[test]
+fn a_live_update_never_acknowledged_does_not_hold_back_changes_past_the_ack_timeout() {
+    let mut k = hub_with_doc();
+    request(&mut k, 1, &[(9, 2)], false);
+    let change = |k: &mut Kit, n: u64| {
+        k.feed(Msg::LocalChange {
+            doc: doc("notes"),
+            version: vv(&[(9, n)]),
+        })
+    };
+    assert_eq!(data(&change(&mut k, 3), 1).len(), 1);
+    assert!(data(&change(&mut k, 4), 1).is_empty());
+    // The ack never comes: the sweep offers the document again by asking
+    // alice what it has; its answer brings everything it lacks.
+    let cmds = k.tick(60_000);
+    assert!(
+        messages(&cmds, 1)
+            .iter()
+            .any(|m| matches!(m, Message::SyncRequest { .. })),
+        "{cmds:?}"
+    );
+    let cmds = k.recv(
+        1,
+        Message::SyncResponse {
+            doc: doc("notes"),
+            batch: BatchId(0),
+            reply: Reply::UpToDate,
+            version: vv(&[(9, 2)]),
+        },
+    );
+    let gap = data(&cmds, 1);
+    assert!(
+        matches!(&gap[..], [(_, Some(v), _)] if *v == vv(&[(9, 2)])),
+        "{cmds:?}"
+    );
+}
