@@ -93,6 +93,10 @@ pub struct Bounds {
     pub listeners_per_peer: usize,
     /// Presence entries one peer may have relayed here.
     pub presence_per_peer: usize,
+    /// Entries of lasting presence namespaces kept after their peers left,
+    /// all peers together; past it, a leaving peer's entries go with it.
+    #[serde(default = "default_lasting_presence")]
+    pub lasting_presence: usize,
     /// Messages refused on a channel before its handshake, before it is closed.
     pub refusals_before_hello: u32,
 }
@@ -105,9 +109,14 @@ impl Default for Bounds {
             subscriptions_per_peer: 100_000,
             listeners_per_peer: 16,
             presence_per_peer: 256,
+            lasting_presence: default_lasting_presence(),
             refusals_before_hello: 3,
         }
     }
+}
+
+fn default_lasting_presence() -> usize {
+    10_000
 }
 
 /// Who this node is and how it behaves. Data, so a log replays identically.
@@ -135,6 +144,11 @@ pub struct Config {
     pub seed: u64,
     /// Timings.
     pub timing: Timing,
+    /// Presence namespaces whose entries outlive their peer's connection
+    /// until their TTL (a Loro `%EPS` room: the server keeps its state for
+    /// members who join later); other presence goes when its peer does.
+    #[serde(default)]
+    pub lasting_presence: Vec<Namespace>,
 }
 
 impl Config {
@@ -151,6 +165,7 @@ impl Config {
             rules: Rules::allow_all(),
             seed: 0x5eed,
             timing: Timing::default(),
+            lasting_presence: Vec::new(),
         }
     }
 }

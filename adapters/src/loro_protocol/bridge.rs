@@ -45,6 +45,11 @@ pub struct BridgeOptions {
     pub max_in_flight: usize,
     /// Lifetime of presence a client sends, in milliseconds.
     pub presence_ttl_ms: u32,
+    /// Lifetime of persisted presence (`%EPS`) a client sends, in
+    /// milliseconds: the server keeps it this long after its last change,
+    /// after the client left too when the node keeps the namespace
+    /// ([`PERSISTED_PRESENCE_NAMESPACE`] in `Config::lasting_presence`).
+    pub persisted_presence_ttl_ms: u32,
 }
 
 impl BridgeOptions {
@@ -59,6 +64,7 @@ impl BridgeOptions {
             max_rooms: 10_000,
             max_in_flight: 4_096,
             presence_ttl_ms: 30_000,
+            persisted_presence_ttl_ms: 300_000,
         }
     }
 }
@@ -453,10 +459,13 @@ impl Bridge {
             if !write {
                 return Self::refuse_batch(out, crdt, room, batch, LoroAck::PermissionDenied);
             }
-            let namespace = if crdt == Crdt::Ephemeral {
-                PRESENCE_NAMESPACE
+            let (namespace, ttl_ms) = if crdt == Crdt::Ephemeral {
+                (PRESENCE_NAMESPACE, self.o.presence_ttl_ms)
             } else {
-                PERSISTED_PRESENCE_NAMESPACE
+                (
+                    PERSISTED_PRESENCE_NAMESPACE,
+                    self.o.persisted_presence_ttl_ms,
+                )
             };
             for data in updates.into_iter().filter(|u| !u.is_empty()) {
                 let e = Ephemeral {
@@ -464,7 +473,7 @@ impl Bridge {
                     namespace: Namespace::new(namespace),
                     origin: peer.clone(),
                     hops: 1,
-                    ttl_ms: self.o.presence_ttl_ms,
+                    ttl_ms,
                     data: Payload::new(data),
                 };
                 self.for_node(out, Message::Ephemeral(e));

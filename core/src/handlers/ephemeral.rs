@@ -279,12 +279,25 @@ pub(crate) fn send_own(model: &Model, out: &mut Out, doc: &DocId, channel: Chann
     }
 }
 
-/// A peer's last channel closed: its presence goes.
+/// A peer's last channel closed: its presence goes, but for namespaces
+/// configured to last, which stay until their TTL.
 pub(crate) fn remove_peer(model: &mut Model, out: &mut Out, peer: &PeerId) {
+    let lasting = &model.config.lasting_presence;
+    let kept = if lasting.is_empty() {
+        0
+    } else {
+        model
+            .presence
+            .keys()
+            .filter(|(_, n, _)| lasting.contains(n))
+            .count()
+    };
+    // Past the bound, a leaving peer's lasting entries go with it too.
+    let keep_lasting = kept < model.config.bounds.lasting_presence;
     let keys: Vec<PresenceKey> = model
         .presence
         .keys()
-        .filter(|(_, _, p)| p == peer)
+        .filter(|(_, n, p)| p == peer && !(keep_lasting && lasting.contains(n)))
         .cloned()
         .collect();
     for k in keys {

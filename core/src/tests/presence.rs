@@ -134,3 +134,75 @@ fn a_peer_following_a_document_by_filter_gets_its_presence_at_once() {
         .iter()
         .any(|m| matches!(m, Message::Ephemeral(e) if e.origin.as_str() == "alice")));
 }
+
+#[test]
+fn lasting_presence_outlives_its_peer_until_its_ttl_and_reaches_a_later_subscriber() {
+    let mut config = crate::Config::new("hub");
+    config.kind = crate::PeerKind::Service;
+    config.lasting_presence = vec![Namespace::new("state")];
+    let mut k = Kit::new(config);
+    k.store(10);
+    k.create(&[10], "d");
+    k.peer(1, "alice");
+    let mut lasting = ephemeral("alice", 0);
+    if let Message::Ephemeral(e) = &mut lasting {
+        e.namespace = Namespace::new("state");
+    }
+    k.recv(1, lasting);
+    k.recv(1, ephemeral("alice", 0));
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    // The cursor went with alice; the lasting state stays.
+    let left: Vec<String> = k
+        .model
+        .presence()
+        .into_iter()
+        .map(|p| p.1.as_str().to_string())
+        .collect();
+    assert_eq!(left, vec!["state".to_string()]);
+    k.peer(2, "bob");
+    let cmds = k.recv(
+        2,
+        Message::SyncRequest {
+            doc: doc("d"),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    assert!(messages(&cmds, 2).iter().any(
+        |m| matches!(m, Message::Ephemeral(e) if e.origin.as_str() == "alice" && e.namespace.as_str() == "state")
+    ));
+    // Its TTL still ends it.
+    k.tick(1_000);
+    assert!(k.model.presence().is_empty());
+}
+
+#[test]
+fn past_the_bound_a_leaving_peers_lasting_presence_goes_with_it() {
+    let mut config = crate::Config::new("hub");
+    config.lasting_presence = vec![Namespace::new("state")];
+    config.bounds.lasting_presence = 1;
+    let mut k = Kit::new(config);
+    k.create(&[], "d");
+    for (ch, who) in [(1, "alice"), (2, "bob")] {
+        k.peer(ch, who);
+        let mut m = ephemeral(who, 0);
+        if let Message::Ephemeral(e) = &mut m {
+            e.namespace = Namespace::new("state");
+        }
+        k.recv(ch, m);
+    }
+    assert_eq!(k.model.presence().len(), 2);
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    let origins: Vec<String> = k
+        .model
+        .presence()
+        .into_iter()
+        .map(|p| p.2.as_str().to_string())
+        .collect();
+    // Two lasting entries exceed the bound of 1: alice's went with her.
+    assert_eq!(origins, vec!["bob".to_string()]);
+}

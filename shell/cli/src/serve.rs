@@ -3,13 +3,13 @@
 //! optionally syncing both ways with other servers.
 
 use crate::client::dialer_for;
-use docweave_adapters::loro_protocol::BridgeOptions;
+use docweave_adapters::loro_protocol::{BridgeOptions, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
     serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HttpOptions,
     StatusPage, WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
-use docweave_core::{PeerKind, Rules};
+use docweave_core::{Namespace, PeerKind, Rules};
 use docweave_shell::Repo;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,6 +130,8 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             c.grants = grants;
             c.rules = rules;
             c.timing.peer_linger_ms = a.peer_linger_ms;
+            // Loro `%EPS` rooms: the server keeps their state for later members.
+            c.lasting_presence = vec![Namespace::new(PERSISTED_PRESENCE_NAMESPACE)];
         });
     if let Some(seed) = a.seed {
         builder = builder.seed(seed);

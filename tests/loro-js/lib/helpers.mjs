@@ -10,9 +10,11 @@ import WebSocket from "ws";
 globalThis.WebSocket ??= WebSocket;
 
 const { LoroWebsocketClient } = await import("loro-websocket");
-const { LoroAdaptor, LoroEphemeralAdaptor } = await import("loro-adaptors/loro");
+const { LoroAdaptor, LoroEphemeralAdaptor, LoroPersistentStoreAdaptor } = await import(
+  "loro-adaptors/loro"
+);
 const { LoroDoc, EphemeralStore } = await import("loro-crdt");
-export { LoroDoc, EphemeralStore, LoroAdaptor, LoroEphemeralAdaptor };
+export { LoroDoc, EphemeralStore, LoroAdaptor, LoroEphemeralAdaptor, LoroPersistentStoreAdaptor };
 
 export const BIN = process.env.DOCWEAVE_BIN;
 if (!BIN) throw new Error("DOCWEAVE_BIN must name the docweave binary (cargo sets it in shell/cli/tests/loro_js.rs)");

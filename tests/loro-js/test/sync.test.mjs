@@ -12,6 +12,7 @@ import {
   LoroDoc,
   EphemeralStore,
   LoroEphemeralAdaptor,
+  LoroPersistentStoreAdaptor,
 } from "../lib/helpers.mjs";
 
 const servers = [];
@@ -124,6 +125,30 @@ test("presence arrives and leaves", async () => {
   await until("b sees a's cursor", () => b.get("alice")?.cursor === 7);
   a.delete("alice");
   await until("b sees it gone", () => b.get("alice") === undefined);
+});
+
+test("presence (%EPH) goes with its member; persisted presence (%EPS) is kept for later members", async () => {
+  const s = await server();
+  const join = async (Adaptor, roomId) => {
+    const client = await connect(s);
+    const store = new EphemeralStore(30000);
+    await client.join({ roomId, crdtAdaptor: new Adaptor(store) });
+    return { client, store };
+  };
+  const cursor = await join(LoroEphemeralAdaptor, "board");
+  const state = await join(LoroPersistentStoreAdaptor, "board");
+  const watcher = await join(LoroPersistentStoreAdaptor, "board");
+  cursor.store.set("alice", { cursor: 3 });
+  state.store.set("layout", { columns: 2 });
+  await until("a member sees the persisted state", () => watcher.store.get("layout")?.columns === 2);
+  // Both setters leave.
+  cursor.client.destroy();
+  state.client.destroy();
+  await new Promise((r) => setTimeout(r, 300));
+  const lateCursor = await join(LoroEphemeralAdaptor, "board");
+  const lateState = await join(LoroPersistentStoreAdaptor, "board");
+  await until("a later member gets the persisted state", () => lateState.store.get("layout")?.columns === 2);
+  assert.equal(lateCursor.store.get("alice"), undefined, "presence of a member who left is not kept");
 });
 
 test("a 5 MB update crosses as fragments both ways", async () => {
