@@ -368,3 +368,38 @@ fn an_update_missing_its_dependencies_is_acknowledged_and_a_rejoin_suggested() {
         }
     ));
 }
+
+#[test]
+fn a_client_update_reaches_the_node_with_the_version_its_changes_end_at() {
+    let mut b = joined(Rules::allow_all());
+    let doc = loro::LoroDoc::new();
+    doc.set_peer_id(7).unwrap();
+    doc.get_text("t").insert(0, "abc").unwrap();
+    doc.commit();
+    let effects = update(
+        &mut b,
+        doc.export(loro::ExportMode::all_updates()).unwrap(),
+        1,
+    );
+    let Message::Update { version, .. } = to_node(&effects)[0] else {
+        panic!("{effects:?}")
+    };
+    // The node then knows the client holds its own changes and never sends them back.
+    assert_eq!(version, &VersionVector::from_entries([(7, 3)]));
+}
+
+#[test]
+fn a_node_update_is_acknowledged_to_the_node_once_relayed() {
+    let mut b = joined(Rules::allow_all());
+    let effects = b.from_node(Message::Update {
+        doc: DocId::new("doc"),
+        batch: BatchId(9),
+        data: Payload::new(vec![1, 2, 3]),
+        version: VersionVector::new(),
+    });
+    assert!(matches!(to_client(&effects)[..], [Body::DocUpdate { .. }]));
+    // The link acknowledges it when its message has gone (coalesce.rs).
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Relayed(BatchId(9)))));
+}

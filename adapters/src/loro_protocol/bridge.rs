@@ -175,6 +175,21 @@ fn ack_status(s: AckStatus) -> LoroAck {
     }
 }
 
+/// What a client holds for sure after sending `update`: the changes in
+/// it. Its whole version is not known here, but this much keeps the node
+/// from sending the client its own changes back. Empty when the blob does
+/// not decode (the node then refuses it anyway).
+fn sent_version(update: &[u8]) -> VersionVector {
+    match loro::LoroDoc::decode_import_blob_meta(update, false) {
+        Ok(meta) => VersionVector::from_entries(
+            meta.partial_end_vv
+                .iter()
+                .filter_map(|(peer, counter)| Some((*peer, u64::try_from(*counter).ok()?))),
+        ),
+        Err(_) => VersionVector::new(),
+    }
+}
+
 /// A Loro version vector (`VersionVector.encode()`) as the node's.
 pub fn version_from_loro(bytes: &[u8]) -> Option<VersionVector> {
     if bytes.is_empty() {
@@ -509,15 +524,14 @@ impl Bridge {
             let n = self.next_native;
             self.next_native += 1;
             self.native.insert(n, group);
-            // The client's whole version is not known here; an empty one
-            // only makes the node offer data the client may already have.
+            let version = sent_version(&data);
             self.for_node(
                 out,
                 Message::Update {
                     doc: doc.clone(),
                     batch: BatchId(n),
                     data: Payload::new(data),
-                    version: VersionVector::new(),
+                    version,
                 },
             );
         }

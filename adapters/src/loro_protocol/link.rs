@@ -14,7 +14,7 @@ use docweave_core::{
     chunk_frames, decode_frame, encode as encode_frame, parse_chunk, AckStatus, Limits, Message,
 };
 use futures_lite::{AsyncRead, AsyncWrite};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 
 /// Messages queued for one client before the bridge waits for it (a
@@ -27,7 +27,7 @@ const NODE_CHUNK: usize = 1024 * 1024;
 /// At most one update message per this long to a client (the first after
 /// a quiet spell goes at once): a reader's cost is per message, whatever its
 /// size, so a busy room must not cost 50 readers one import per edit.
-const GATHER: Duration = Duration::from_millis(16);
+const GATHER: Duration = Duration::from_millis(20);
 
 /// A Loro client that sends nothing (its pings included) this long is gone.
 const IDLE: Duration = Duration::from_secs(90);
@@ -80,9 +80,24 @@ where
     let write_timeout = o.write_timeout;
     let writer_rx = client_rx.clone();
     smol::spawn(async move {
-        while let Ok(m) = writer_rx.recv().await {
-            let closing = matches!(m, Ws::Close(_));
-            let sent = futures_lite::future::or(async { sink.send(m).await.is_ok() }, async {
+        while let Ok(first) = writer_rx.recv().await {
+            // Everything queued goes in one write: a burst of acknowledgements
+            // costs the client one read, not one per message.
+            let mut closing = false;
+            let write = async {
+                let mut next = Some(first);
+                while let Some(m) = next.take() {
+                    closing = matches!(m, Ws::Close(_));
+                    if sink.feed(m).await.is_err() {
+                        return false;
+                    }
+                    if !closing {
+                        next = writer_rx.try_recv().ok();
+                    }
+                }
+                sink.flush().await.is_ok()
+            };
+            let sent = futures_lite::future::or(write, async {
                 smol::Timer::after(write_timeout).await;
                 tracing::info!("loro: the client did not take a write in {write_timeout:?}");
                 false
