@@ -403,3 +403,44 @@ fn a_node_update_is_acknowledged_to_the_node_once_relayed() {
         .iter()
         .any(|e| matches!(e, Effect::Relayed(BatchId(9)))));
 }
+
+#[test]
+fn an_update_the_node_cannot_import_is_answered_invalid_update() {
+    let mut b = joined(Rules::allow_all());
+    let effects = update(&mut b, vec![0xde, 0xad], 3);
+    let Message::Update { batch, .. } = to_node(&effects)[0] else {
+        panic!("{effects:?}")
+    };
+    let effects = b.from_node(Message::Ack {
+        batch: *batch,
+        status: NativeAck::Invalid,
+        clock: None,
+    });
+    assert_eq!(
+        to_client(&effects),
+        vec![&Body::Ack {
+            batch: [3; 8],
+            status: AckStatus::InvalidUpdate
+        }]
+    );
+}
+
+#[test]
+fn after_leave_the_room_gets_nothing_more_and_its_writes_are_not_taken() {
+    let mut b = joined(Rules::allow_all());
+    b.from_client(msg(Crdt::Loro, "doc", Body::Leave), Instant::now());
+    let effects = b.from_node(Message::Update {
+        doc: DocId::new("doc"),
+        batch: BatchId(4),
+        data: Payload::new(vec![1]),
+        version: VersionVector::new(),
+    });
+    assert!(to_client(&effects).is_empty(), "{effects:?}");
+    let effects = update(&mut b, vec![4, 5], 2);
+    assert!(
+        !to_node(&effects)
+            .iter()
+            .any(|m| matches!(m, Message::Update { .. })),
+        "{effects:?}"
+    );
+}
