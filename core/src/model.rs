@@ -97,6 +97,9 @@ pub struct Bounds {
     /// all peers together; past it, a leaving peer's entries go with it.
     #[serde(default = "default_lasting_presence")]
     pub lasting_presence: usize,
+    /// Bytes of one presence entry; larger ones are dropped.
+    #[serde(default = "default_presence_bytes")]
+    pub presence_bytes: usize,
     /// Messages refused on a channel before its handshake, before it is closed.
     pub refusals_before_hello: u32,
 }
@@ -110,13 +113,18 @@ impl Default for Bounds {
             listeners_per_peer: 16,
             presence_per_peer: 256,
             lasting_presence: default_lasting_presence(),
+            presence_bytes: default_presence_bytes(),
             refusals_before_hello: 3,
         }
     }
 }
 
 fn default_lasting_presence() -> usize {
-    10_000
+    1_000
+}
+
+fn default_presence_bytes() -> usize {
+    64 * 1024
 }
 
 /// Who this node is and how it behaves. Data, so a log replays identically.

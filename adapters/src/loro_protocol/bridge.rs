@@ -13,6 +13,7 @@ use super::codec::{
     AckStatus as LoroAck, BatchId as LoroBatch, Body, Crdt, JoinErrorCode, LoroMessage,
     RoomErrorCode,
 };
+use super::presence::MemberPresence;
 use docweave_core::{
     AckStatus, BatchId, Clock, DocId, Ephemeral, Filter, Hello, Message, Namespace, Payload,
     PeerId, PeerKind, Reply, Rules, VersionVector, PROTOCOL_VERSION,
@@ -129,6 +130,17 @@ struct Gathering {
     since: Instant,
 }
 
+/// A presence room one connection joined.
+struct PresenceRoom {
+    write: bool,
+    member: MemberPresence,
+}
+
+/// The largest presence state of one member in one room.
+const PRESENCE_STATE_MAX: usize = 64 * 1024;
+/// The presence state one connection may have the node hold, all rooms together.
+const PRESENCE_CONNECTION_MAX: usize = 1024 * 1024;
+
 /// The namespace native presence from Loro clients travels under.
 pub const PRESENCE_NAMESPACE: &str = "loro-eph";
 /// The namespace of persisted presence (`%EPS`).
@@ -140,7 +152,8 @@ pub struct Bridge {
     who: Identified,
     peer: Option<PeerId>,
     rooms: BTreeMap<String, Room>,
-    presence: BTreeMap<(Crdt, String), bool>,
+    /// Presence rooms joined: whether the member may write, and its state.
+    presence: BTreeMap<(Crdt, String), PresenceRoom>,
     next_native: u64,
     native: BTreeMap<u64, u64>,
     batches: BTreeMap<u64, Batch>,
@@ -178,8 +191,14 @@ fn ack_status(s: AckStatus) -> LoroAck {
 /// What a client holds for sure after sending `update`: the changes in
 /// it. Its whole version is not known here, but this much keeps the node
 /// from sending the client its own changes back. Empty when the blob does
-/// not decode (the node then refuses it anyway).
+/// not decode (the node then refuses it anyway) or is large: reading its
+/// metadata decodes its changes, which here would hold up the connection's
+/// task, and a large update is rare enough to be sent back once.
 fn sent_version(update: &[u8]) -> VersionVector {
+    const LARGEST: usize = 64 * 1024;
+    if update.len() > LARGEST {
+        return VersionVector::new();
+    }
     match loro::LoroDoc::decode_import_blob_meta(update, false) {
         Ok(meta) => VersionVector::from_entries(
             meta.partial_end_vv
@@ -403,7 +422,16 @@ impl Bridge {
             return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
         }
         if crdt != Crdt::Loro {
-            self.presence.insert((crdt, room.clone()), access.write);
+            let ttl = self.presence_ttl(crdt);
+            let kept = self.presence.remove(&(crdt, room.clone()));
+            let member = kept.map_or_else(|| MemberPresence::new(ttl), |p| p.member);
+            self.presence.insert(
+                (crdt, room.clone()),
+                PresenceRoom {
+                    write: access.write,
+                    member,
+                },
+            );
             if self.watched.contains(&doc) {
                 self.rewatch(out, &doc, true);
             } else {
@@ -468,28 +496,38 @@ impl Bridge {
             return Self::refuse_batch(out, crdt, room, batch, LoroAck::PayloadTooLarge);
         }
         if crdt != Crdt::Loro {
-            let Some(write) = self.presence.get(&(crdt, room.to_string())).copied() else {
+            let held: usize = self.presence.values().map(|p| p.member.size()).sum();
+            let ttl_ms = self.presence_ttl(crdt);
+            let Some(p) = self.presence.get_mut(&(crdt, room.to_string())) else {
                 return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
             };
-            if !write {
+            if !p.write {
                 return Self::refuse_batch(out, crdt, room, batch, LoroAck::PermissionDenied);
             }
-            let (namespace, ttl_ms) = if crdt == Crdt::Ephemeral {
-                (PRESENCE_NAMESPACE, self.o.presence_ttl_ms)
+            let namespace = if crdt == Crdt::Ephemeral {
+                PRESENCE_NAMESPACE
             } else {
-                (
-                    PERSISTED_PRESENCE_NAMESPACE,
-                    self.o.persisted_presence_ttl_ms,
-                )
+                PERSISTED_PRESENCE_NAMESPACE
             };
-            for data in updates.into_iter().filter(|u| !u.is_empty()) {
+            // This room's share of the connection's budget, its own state included.
+            let most = PRESENCE_STATE_MAX
+                .min(PRESENCE_CONNECTION_MAX.saturating_sub(held) + p.member.size());
+            let mut states = Vec::new();
+            for data in updates.iter().filter(|u| !u.is_empty()) {
+                match p.member.apply(data, most) {
+                    Ok(state) => states.push(state),
+                    Err(status) => return Self::refuse_batch(out, crdt, room, batch, status),
+                }
+            }
+            // Only the last state matters: each holds everything before it.
+            if let Some(state) = states.pop() {
                 let e = Ephemeral {
                     doc: doc.clone(),
                     namespace: Namespace::new(namespace),
                     origin: peer.clone(),
                     hops: 1,
                     ttl_ms,
-                    data: Payload::new(data),
+                    data: Payload::new(state),
                 };
                 self.for_node(out, Message::Ephemeral(e));
             }
@@ -639,6 +677,15 @@ impl Bridge {
     }
 
     /// Sends document bytes to the client, in fragments when large.
+    /// How long a member's presence in a `crdt` room lives after its last change.
+    fn presence_ttl(&self, crdt: Crdt) -> u32 {
+        if crdt == Crdt::Ephemeral {
+            self.o.presence_ttl_ms
+        } else {
+            self.o.persisted_presence_ttl_ms
+        }
+    }
+
     fn send_data(&mut self, out: &mut Vec<Effect>, crdt: Crdt, room: &str, data: &[u8]) {
         let batch = self.next_batch();
         if data.len() <= self.o.fragment {

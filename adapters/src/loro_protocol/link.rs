@@ -21,13 +21,17 @@ use std::time::{Duration, Instant};
 /// client that does not read is closed by the write timeout).
 const CLIENT_QUEUE: usize = 256;
 
+/// Most messages, and bytes, written to a client before one flush.
+const WRITE_BATCH: usize = 64;
+const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+
 /// Frames to the node larger than this go as chunk frames.
 const NODE_CHUNK: usize = 1024 * 1024;
 
 /// At most one update message per this long to a client (the first after
 /// a quiet spell goes at once): a reader's cost is per message, whatever its
 /// size, so a busy room must not cost 50 readers one import per edit.
-const GATHER: Duration = Duration::from_millis(20);
+const GATHER: Duration = Duration::from_millis(16);
 
 /// A Loro client that sends nothing (its pings included) this long is gone.
 const IDLE: Duration = Duration::from_secs(90);
@@ -81,17 +85,21 @@ where
     let writer_rx = client_rx.clone();
     smol::spawn(async move {
         while let Ok(first) = writer_rx.recv().await {
-            // Everything queued goes in one write: a burst of acknowledgements
-            // costs the client one read, not one per message.
+            // What is queued goes in one write (a burst of acknowledgements
+            // costs the client one read, not one per message), up to a
+            // bound, so the write timeout is per bounded write.
             let mut closing = false;
             let write = async {
+                let (mut count, mut bytes) = (0usize, 0usize);
                 let mut next = Some(first);
                 while let Some(m) = next.take() {
                     closing = matches!(m, Ws::Close(_));
+                    count += 1;
+                    bytes += m.len();
                     if sink.feed(m).await.is_err() {
                         return false;
                     }
-                    if !closing {
+                    if !closing && count < WRITE_BATCH && bytes < WRITE_BATCH_BYTES {
                         next = writer_rx.try_recv().ok();
                     }
                 }
@@ -207,15 +215,17 @@ where
                         let _ = client_tx.send(close("idle")).await;
                         break;
                     }
-                    if let Some(m) = gather.due(now) {
-                        if client_tx.send(Ws::Binary(encode(&m).into())).await.is_err() {
-                            break;
-                        }
-                    }
                     bridge.tick(now)
                 }
             };
             let mut stop = false;
+            // Checked whatever woke us: a client that keeps sending must not
+            // hold back what waits for it (the timer would not get a turn).
+            if let Some(m) = gather.due(now) {
+                if client_tx.send(Ws::Binary(encode(&m).into())).await.is_err() {
+                    stop = true;
+                }
+            }
             for effect in effects {
                 match effect {
                     Effect::ToClient(m) => {

@@ -10,6 +10,7 @@ mod bridge;
 mod coalesce;
 mod codec;
 mod link;
+mod presence;
 
 pub use bridge::{
     version_from_loro, version_to_loro, Bridge, BridgeOptions, Effect, Identity,

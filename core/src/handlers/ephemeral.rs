@@ -126,11 +126,25 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: E
     if e.origin == model.config.peer || !access(model, from, &e.doc).read {
         return;
     }
+    let largest = model.config.bounds.presence_bytes;
+    if e.data.len() > largest {
+        return out.log(
+            crate::io::Level::Warn,
+            format!(
+                "{from} sent {} bytes of presence for {}; at most {largest} are kept",
+                e.data.len(),
+                e.doc
+            ),
+        );
+    }
     let key: PresenceKey = (e.doc.clone(), e.namespace.clone(), e.origin.clone());
     if e.data.is_empty() {
         remove(model, out, &key);
     } else {
-        let known = model.presence.contains_key(&key);
+        // Counted against the peer it came through: an entry that came
+        // through another (or that we keep for a peer that left) moves over.
+        let before = model.presence.get(&key).map(|p| p.via.clone());
+        let known = before.as_ref() == Some(from);
         let most = model.config.bounds.presence_per_peer;
         if !known && model.peers.get(from).is_some_and(|p| p.presence >= most) {
             return out.log(
@@ -139,6 +153,9 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: E
             );
         }
         if !known {
+            if let Some(p) = before.and_then(|via| model.peers.get_mut(&via)) {
+                p.presence = p.presence.saturating_sub(1);
+            }
             if let Some(p) = model.peers.get_mut(from) {
                 p.presence += 1;
             }
@@ -280,28 +297,38 @@ pub(crate) fn send_own(model: &Model, out: &mut Out, doc: &DocId, channel: Chann
 }
 
 /// A peer's last channel closed: its presence goes, but for namespaces
-/// configured to last, which stay until their TTL.
+/// configured to last, whose entries this node keeps (as their holder, so
+/// they count against no peer) until their TTL, up to a bound in all.
 pub(crate) fn remove_peer(model: &mut Model, out: &mut Out, peer: &PeerId) {
-    let lasting = &model.config.lasting_presence;
-    let kept = if lasting.is_empty() {
+    let lasting = model.config.lasting_presence.clone();
+    let us = model.config.peer.clone();
+    let mut kept = if lasting.is_empty() {
         0
     } else {
         model
             .presence
-            .keys()
-            .filter(|(_, n, _)| lasting.contains(n))
+            .iter()
+            .filter(|((_, n, _), p)| p.via == us && lasting.contains(n))
             .count()
     };
-    // Past the bound, a leaving peer's lasting entries go with it too.
-    let keep_lasting = kept < model.config.bounds.lasting_presence;
     let keys: Vec<PresenceKey> = model
         .presence
         .keys()
-        .filter(|(_, n, p)| p == peer && !(keep_lasting && lasting.contains(n)))
+        .filter(|(_, _, origin)| origin == peer)
         .cloned()
         .collect();
     for k in keys {
-        remove(model, out, &k);
+        if lasting.contains(&k.1) && kept < model.config.bounds.lasting_presence {
+            kept += 1;
+            if let Some(p) = model.presence.get_mut(&k) {
+                let holder = std::mem::replace(&mut p.via, us.clone());
+                if let Some(h) = model.peers.get_mut(&holder) {
+                    h.presence = h.presence.saturating_sub(1);
+                }
+            }
+        } else {
+            remove(model, out, &k);
+        }
     }
 }
 

@@ -193,16 +193,38 @@ fn past_the_bound_a_leaving_peers_lasting_presence_goes_with_it() {
         }
         k.recv(ch, m);
     }
-    assert_eq!(k.model.presence().len(), 2);
+    let origins = |k: &Kit| -> Vec<String> {
+        k.model
+            .presence()
+            .into_iter()
+            .map(|p| p.2.as_str().to_string())
+            .collect()
+    };
+    // Only entries of peers that left count against the bound.
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(1),
     });
-    let origins: Vec<String> = k
-        .model
-        .presence()
-        .into_iter()
-        .map(|p| p.2.as_str().to_string())
-        .collect();
-    // Two lasting entries exceed the bound of 1: alice's went with her.
-    assert_eq!(origins, vec!["bob".to_string()]);
+    assert_eq!(origins(&k), vec!["alice".to_string(), "bob".to_string()]);
+    // The bound of one is taken by alice's: bob's goes with him.
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(2),
+    });
+    assert_eq!(origins(&k), vec!["alice".to_string()]);
+}
+
+#[test]
+fn presence_larger_than_the_bound_is_dropped() {
+    let mut config = crate::Config::new("hub");
+    config.bounds.presence_bytes = 4;
+    let mut k = Kit::new(config);
+    k.create(&[], "d");
+    k.peer(1, "alice");
+    let mut big = ephemeral("alice", 1);
+    if let Message::Ephemeral(e) = &mut big {
+        e.data = Payload::new(vec![0; 5]);
+    }
+    k.recv(1, big);
+    assert!(k.model.presence().is_empty());
+    k.recv(1, ephemeral("alice", 1));
+    assert_eq!(k.model.presence().len(), 1);
 }

@@ -10,6 +10,7 @@ mod common;
 
 use async_tungstenite::tungstenite::Message as Ws;
 use common::{cli, data_dir, free_port, Server};
+use docweave_adapters::loro_protocol;
 use docweave_core::{
     decode, encode, Clock, DocId, Ephemeral, ErrorCode, Filter, Hello, Limits, Message, Namespace,
     Payload, PeerId, PeerKind, VersionVector, PROTOCOL_VERSION,
@@ -576,4 +577,152 @@ fn chatter_before_the_handshake_is_cut_off_and_oversized_messages_get_an_error()
         );
     });
     assert!(well_behaved(&server, "after-chatter", None));
+}
+
+/// A raw WebSocket to the Loro-protocol endpoint.
+async fn raw_loro(port: u16) -> Socket {
+    let stream = smol::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let (ws, _) = async_tungstenite::client_async(format!("ws://127.0.0.1:{port}/loro"), stream)
+        .await
+        .unwrap_or_else(|e| panic!("upgrade: {e}"));
+    ws
+}
+
+fn loro(crdt: loro_protocol::Crdt, room: &str, body: loro_protocol::Body) -> Ws {
+    let m = loro_protocol::LoroMessage {
+        crdt,
+        room: room.into(),
+        body,
+    };
+    Ws::Binary(loro_protocol::encode(&m).into())
+}
+
+/// Loro messages (and text frames) received until one matches `wanted`,
+/// `within` passes, or the connection ends (`closed`).
+async fn loro_until(
+    ws: &mut Socket,
+    within: Duration,
+    wanted: impl Fn(&loro_protocol::LoroMessage) -> bool,
+) -> (Vec<loro_protocol::LoroMessage>, Vec<String>, bool) {
+    let (mut got, mut texts) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (got, texts, false);
+        }
+        let next = futures_lite::future::or(async { Some(ws.next().await) }, async {
+            smol::Timer::after(left).await;
+            None
+        })
+        .await;
+        match next {
+            None => return (got, texts, false),
+            Some(Some(Ok(Ws::Binary(b)))) => {
+                if let Ok(m) = loro_protocol::decode(&b) {
+                    let done = wanted(&m);
+                    got.push(m);
+                    if done {
+                        return (got, texts, false);
+                    }
+                }
+            }
+            Some(Some(Ok(Ws::Text(t)))) => {
+                texts.push(t.as_str().to_string());
+                if t.as_str() == "pong" {
+                    return (got, texts, false);
+                }
+            }
+            Some(Some(Ok(Ws::Close(_)))) | Some(None) | Some(Some(Err(_))) => {
+                return (got, texts, true)
+            }
+            Some(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[test]
+fn a_hostile_loro_client_gets_clear_answers_and_everyone_else_goes_on() {
+    use loro_protocol::{AckStatus, Body, Crdt};
+    let server = start("hostile-loro", &[]);
+    let wait = Duration::from_secs(5);
+    let ack = |batch: [u8; 8]| move |m: &loro_protocol::LoroMessage| matches!(&m.body, Body::Ack { batch: b, .. } if *b == batch);
+    let status = |got: &[loro_protocol::LoroMessage]| match got.last().map(|m| &m.body) {
+        Some(Body::Ack { status, .. }) => Some(*status),
+        _ => None,
+    };
+    smol::block_on(async {
+        let mut ws = raw_loro(server.ws).await;
+        // Bytes that are no message, and a text that is not a ping: skipped.
+        let _ = ws.send(Ws::Binary(vec![0xff; 100].into())).await;
+        let _ = ws.send(Ws::Text("hello?".into())).await;
+        let _ = ws.send(Ws::Text("ping".into())).await;
+        let (_, texts, closed) = loro_until(&mut ws, wait, |_| false).await;
+        assert!(!closed && texts == vec!["pong".to_string()], "{texts:?}");
+        // A room of a CRDT docweave does not serve: a join error, and it goes on.
+        let join = || Body::JoinRequest {
+            auth: Vec::new(),
+            version: Vec::new(),
+        };
+        let _ = ws.send(loro(Crdt::Other(*b"%YJS"), "y", join())).await;
+        let (got, _, _) =
+            loro_until(&mut ws, wait, |m| matches!(m.body, Body::JoinError { .. })).await;
+        assert!(
+            matches!(got.last().map(|m| &m.body), Some(Body::JoinError { message, .. }) if message.contains("not supported")),
+            "{got:?}"
+        );
+        let _ = ws.send(loro(Crdt::Loro, "h1", join())).await;
+        let (got, _, _) = loro_until(&mut ws, wait, |m| {
+            matches!(m.body, Body::JoinResponseOk { .. })
+        })
+        .await;
+        assert!(
+            matches!(got.last().map(|m| &m.body), Some(Body::JoinResponseOk { permission, .. }) if permission == "write"),
+            "{got:?}"
+        );
+        // An update that is no Loro data.
+        let bad = Body::DocUpdate {
+            updates: vec![vec![1, 2, 3]],
+            batch: [1; 8],
+        };
+        let _ = ws.send(loro(Crdt::Loro, "h1", bad)).await;
+        let (got, _, _) = loro_until(&mut ws, wait, ack([1; 8])).await;
+        assert_eq!(status(&got), Some(AckStatus::InvalidUpdate), "{got:?}");
+        // Fragments announcing 4 GiB.
+        let huge = Body::FragmentHeader {
+            batch: [2; 8],
+            count: 16,
+            total: u32::MAX,
+        };
+        let _ = ws.send(loro(Crdt::Loro, "h1", huge)).await;
+        let (got, _, _) = loro_until(&mut ws, wait, ack([2; 8])).await;
+        assert_eq!(status(&got), Some(AckStatus::PayloadTooLarge), "{got:?}");
+        // An update to a room it never joined.
+        let stray = Body::DocUpdate {
+            updates: vec![vec![1]],
+            batch: [3; 8],
+        };
+        let _ = ws.send(loro(Crdt::Loro, "h2", stray)).await;
+        let (got, _, _) = loro_until(&mut ws, wait, ack([3; 8])).await;
+        assert!(
+            matches!(status(&got), Some(s) if s != AckStatus::Ok),
+            "{got:?}"
+        );
+        // A message past the protocol's 256 KiB: dropped, or the
+        // connection closed; either way nothing else is touched.
+        let _ = ws.send(Ws::Binary(vec![7u8; 1024 * 1024].into())).await;
+        let _ = ws.send(Ws::Text("ping".into())).await;
+        let _ = loro_until(&mut ws, wait, |_| false).await;
+        // Another Loro client and a native client are served as ever.
+        let mut other = raw_loro(server.ws).await;
+        let _ = other.send(loro(Crdt::Loro, "h1", join())).await;
+        let (got, _, closed) = loro_until(&mut other, wait, |m| {
+            matches!(m.body, Body::JoinResponseOk { .. })
+        })
+        .await;
+        assert!(!closed && !got.is_empty(), "{got:?}");
+    });
+    assert!(well_behaved(&server, "after-loro", None));
 }

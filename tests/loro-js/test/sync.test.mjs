@@ -139,15 +139,20 @@ test("presence (%EPH) goes with its member; persisted presence (%EPS) is kept fo
   const state = await join(LoroPersistentStoreAdaptor, "board");
   const watcher = await join(LoroPersistentStoreAdaptor, "board");
   cursor.store.set("alice", { cursor: 3 });
+  // Two keys, set one after the other: the client sends each change alone.
   state.store.set("layout", { columns: 2 });
-  await until("a member sees the persisted state", () => watcher.store.get("layout")?.columns === 2);
+  state.store.set("theme", "dark");
+  await until("a member sees the persisted state", () => watcher.store.get("theme") === "dark");
   // Both setters leave.
   cursor.client.destroy();
   state.client.destroy();
   await new Promise((r) => setTimeout(r, 300));
   const lateCursor = await join(LoroEphemeralAdaptor, "board");
   const lateState = await join(LoroPersistentStoreAdaptor, "board");
-  await until("a later member gets the persisted state", () => lateState.store.get("layout")?.columns === 2);
+  await until(
+    "a later member gets the whole persisted state",
+    () => lateState.store.get("layout")?.columns === 2 && lateState.store.get("theme") === "dark",
+  );
   assert.equal(lateCursor.store.get("alice"), undefined, "presence of a member who left is not kept");
 });
 
