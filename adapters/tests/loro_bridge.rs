@@ -398,10 +398,16 @@ fn a_node_update_is_acknowledged_to_the_node_once_relayed() {
         version: VersionVector::new(),
     });
     assert!(matches!(to_client(&effects)[..], [Body::DocUpdate { .. }]));
-    // The link acknowledges it when its message has gone (coalesce.rs).
+    // The link acknowledges it when its message has gone (coalesce.rs), not the bridge.
     assert!(effects
         .iter()
         .any(|e| matches!(e, Effect::Relayed(BatchId(9)))));
+    assert!(
+        !to_node(&effects)
+            .iter()
+            .any(|m| matches!(m, Message::Ack { .. })),
+        "{effects:?}"
+    );
 }
 
 #[test]

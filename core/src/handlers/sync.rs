@@ -575,11 +575,15 @@ fn import_unavailable(
         format!("{doc} could not take data now: {reason}; it is asked for again"),
     );
     match source {
-        Source::Peer { peer, .. } => {
-            // What it has is unknown again: ask, and let the answer decide.
-            if let Some(p) = model.peers.get_mut(&peer) {
-                p.docs.remove(doc);
-            }
+        Source::Peer {
+            peer,
+            version: theirs,
+            ..
+        } => {
+            // Not acknowledged: the sender offers it again. What it sent, it
+            // has, whatever became of it here: forgetting that would make
+            // us send it its own data back once the document is readable.
+            peer_has(model, &peer, doc, &theirs);
         }
         Source::Push { job, index, .. } => deliver(
             model,
@@ -760,7 +764,7 @@ pub(crate) fn ack_received(
             }
         }
     }
-    send_what_waited(model, out, &peer, batch, &f);
+    send_what_waited(model, out, &peer, batch, &f, status == AckStatus::Ok);
 }
 
 /// After the ack of a peer's live update: the changes that waited for it
@@ -771,6 +775,7 @@ fn send_what_waited(
     peer: &PeerId,
     batch: BatchId,
     f: &crate::model::InFlight,
+    taken: bool,
 ) {
     let Some(p) = model.peers.get_mut(peer) else {
         return;
@@ -779,6 +784,9 @@ fn send_what_waited(
         return;
     }
     p.sending.remove(&f.doc);
+    if !taken {
+        return;
+    }
     let Some(d) = model.docs.get(&f.doc) else {
         return;
     };

@@ -356,3 +356,34 @@ fn a_live_update_never_acknowledged_does_not_hold_back_changes_past_the_ack_time
         "{cmds:?}"
     );
 }
+
+#[test]
+fn data_whose_import_was_unavailable_is_not_sent_back_to_its_sender_later() {
+    let mut k = hub_with_doc();
+    request(&mut k, 1, &[(9, 2)], false);
+    request(&mut k, 2, &[(9, 2)], false);
+    let theirs = vv(&[(9, 2), (1, 1)]);
+    let update = |batch: u64| Message::Update {
+        doc: doc("notes"),
+        batch: BatchId(batch),
+        data: Payload::new(vec![1]),
+        version: vv(&[(9, 2), (1, 1)]),
+    };
+    // Alice's change could not be taken now (the store failed).
+    let id = imports(&k.recv(1, update(5)))[0];
+    k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Unavailable {
+            reason: "the store is unavailable".into(),
+        },
+    });
+    // Bob brings the same change; it is taken and goes on, but not to alice.
+    let id = imports(&k.recv(2, update(6)))[0];
+    let cmds = k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Applied {
+            version: theirs.clone(),
+        },
+    });
+    assert!(data(&cmds, 1).is_empty(), "alice got her own change back");
+}
