@@ -228,15 +228,22 @@ fn a_database_from_a_newer_docweave_is_refused() {
     ));
 }
 
-#[test]
-fn a_load_since_a_clock_sends_only_the_changes_after_it() {
-    let Some(url) = fresh_database("load_since") else {
-        return;
-    };
+/// A store on a fresh database holding changes 1, 2 and 3 to `d`, one
+/// append each, and their clocks (`None`: no PostgreSQL here).
+fn three_changes_to_d(test: &str) -> Option<(PostgresStore, Vec<Clock>)> {
+    let url = fresh_database(test)?;
     let mut s = PostgresStore::open(&url).unwrap();
-    let clocks: Vec<Clock> = (1..=3u8)
+    let clocks = (1..=3u8)
         .map(|i| s.append(&[change("d", i)]).unwrap()[0])
         .collect();
+    Some((s, clocks))
+}
+
+#[test]
+fn a_load_since_a_clock_sends_only_the_changes_after_it() {
+    let Some((mut s, clocks)) = three_changes_to_d("load_since") else {
+        return;
+    };
     let l = s.load_since(&DocId::new("d"), clocks[1]).unwrap().unwrap();
     assert_eq!(l.changes, vec![vec![3u8]]);
     assert_eq!(l.snapshot, None);
@@ -246,13 +253,9 @@ fn a_load_since_a_clock_sends_only_the_changes_after_it() {
 
 #[test]
 fn a_compaction_folding_in_less_does_not_replace_a_newer_snapshot() {
-    let Some(url) = fresh_database("compaction_race") else {
+    let Some((mut s, clocks)) = three_changes_to_d("compaction_race") else {
         return;
     };
-    let mut s = PostgresStore::open(&url).unwrap();
-    let clocks: Vec<Clock> = (1..=3u8)
-        .map(|i| s.append(&[change("d", i)]).unwrap()[0])
-        .collect();
     s.compact(&DocId::new("d"), b"UP TO 3", clocks[2]).unwrap();
     // A slower compaction, begun earlier, finishes last.
     s.compact(&DocId::new("d"), b"UP TO 1", clocks[0]).unwrap();

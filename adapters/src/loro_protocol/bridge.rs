@@ -154,6 +154,8 @@ pub struct Bridge {
     rooms: BTreeMap<String, Room>,
     /// Presence rooms joined: whether the member may write, and its state.
     presence: BTreeMap<(Crdt, String), PresenceRoom>,
+    /// Bytes of the members' states in `presence`, all rooms together.
+    presence_held: usize,
     next_native: u64,
     native: BTreeMap<u64, u64>,
     batches: BTreeMap<u64, Batch>,
@@ -240,6 +242,7 @@ impl Bridge {
             peer: None,
             rooms: BTreeMap::new(),
             presence: BTreeMap::new(),
+            presence_held: 0,
             next_native: 1,
             native: BTreeMap::new(),
             batches: BTreeMap::new(),
@@ -314,8 +317,8 @@ impl Bridge {
             Body::Leave => {
                 if crdt == Crdt::Loro {
                     self.rooms.remove(&room);
-                } else {
-                    self.presence.remove(&(crdt, room.clone()));
+                } else if let Some(p) = self.presence.remove(&(crdt, room.clone())) {
+                    self.presence_held = self.presence_held.saturating_sub(p.member.size());
                 }
                 if let Ok(doc) = DocId::parse(&room) {
                     self.watch(&mut out, &doc, false);
@@ -496,7 +499,7 @@ impl Bridge {
             return Self::refuse_batch(out, crdt, room, batch, LoroAck::PayloadTooLarge);
         }
         if crdt != Crdt::Loro {
-            let held: usize = self.presence.values().map(|p| p.member.size()).sum();
+            let held = self.presence_held;
             let ttl_ms = self.presence_ttl(crdt);
             let Some(p) = self.presence.get_mut(&(crdt, room.to_string())) else {
                 return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
@@ -510,17 +513,26 @@ impl Bridge {
                 PERSISTED_PRESENCE_NAMESPACE
             };
             // This room's share of the connection's budget, its own state included.
-            let most = PRESENCE_STATE_MAX
-                .min(PRESENCE_CONNECTION_MAX.saturating_sub(held) + p.member.size());
-            let mut states = Vec::new();
+            let before = p.member.size();
+            let most =
+                PRESENCE_STATE_MAX.min(PRESENCE_CONNECTION_MAX.saturating_sub(held) + before);
+            // Only the last state matters: each holds everything before it.
+            let mut last = None;
+            let mut refused = None;
             for data in updates.iter().filter(|u| !u.is_empty()) {
                 match p.member.apply(data, most) {
-                    Ok(state) => states.push(state),
-                    Err(status) => return Self::refuse_batch(out, crdt, room, batch, status),
+                    Ok(state) => last = Some(state),
+                    Err(status) => {
+                        refused = Some(status);
+                        break;
+                    }
                 }
             }
-            // Only the last state matters: each holds everything before it.
-            if let Some(state) = states.pop() {
+            self.presence_held = held.saturating_sub(before) + p.member.size();
+            if let Some(status) = refused {
+                return Self::refuse_batch(out, crdt, room, batch, status);
+            }
+            if let Some(state) = last {
                 let e = Ephemeral {
                     doc: doc.clone(),
                     namespace: Namespace::new(namespace),

@@ -203,7 +203,7 @@ where
                 }
                 Next::Node(Some(Outbound::Close(reason))) => {
                     if let Some(m) = gather.flush(now) {
-                        let _ = client_tx.send(Ws::Binary(encode(&m).into())).await;
+                        let _ = client_tx.send(to_ws(&m)).await;
                     }
                     let _ = client_tx.send(close(&reason)).await;
                     break;
@@ -222,7 +222,7 @@ where
             // Checked whatever woke us: a client that keeps sending must not
             // hold back what waits for it (the timer would not get a turn).
             if let Some(m) = gather.due(now) {
-                if client_tx.send(Ws::Binary(encode(&m).into())).await.is_err() {
+                if client_tx.send(to_ws(&m)).await.is_err() {
                     stop = true;
                 }
             }
@@ -230,7 +230,7 @@ where
                 match effect {
                     Effect::ToClient(m) => {
                         for m in gather.push(m, now) {
-                            if client_tx.send(Ws::Binary(encode(&m).into())).await.is_err() {
+                            if client_tx.send(to_ws(&m)).await.is_err() {
                                 stop = true;
                             }
                         }
@@ -254,20 +254,25 @@ where
                     Effect::Relayed(batch) => gather.relayed(batch, now),
                     Effect::Close(reason) => {
                         if let Some(m) = gather.flush(now) {
-                            let _ = client_tx.send(Ws::Binary(encode(&m).into())).await;
+                            let _ = client_tx.send(to_ws(&m)).await;
                         }
                         let _ = client_tx.send(close(&reason)).await;
                         stop = true;
                     }
                 }
             }
-            for batch in gather.released() {
-                let ack = Message::Ack {
+            // The node's updates whose messages have gone: one frame of acks.
+            let acks: Vec<Message> = gather
+                .released()
+                .into_iter()
+                .map(|batch| Message::Ack {
                     batch,
                     status: AckStatus::Ok,
                     clock: None,
-                };
-                if let Ok(frame) = encode_frame(std::slice::from_ref(&ack)) {
+                })
+                .collect();
+            if !acks.is_empty() {
+                if let Ok(frame) = encode_frame(&acks) {
                     if in_tx.send(frame).await.is_err() {
                         stop = true;
                     }
@@ -305,6 +310,10 @@ fn body_name(b: &super::codec::Body) -> &'static str {
         Leave => "Leave",
         Ack { .. } => "Ack",
     }
+}
+
+fn to_ws(m: &super::codec::LoroMessage) -> Ws {
+    Ws::Binary(encode(m).into())
 }
 
 fn close(reason: &str) -> Ws {

@@ -65,6 +65,13 @@ mod tests {
         EphemeralStore::new(30_000)
     }
 
+    /// A store that joins later and takes `state`.
+    fn joiner(state: &[u8]) -> EphemeralStore {
+        let s = store();
+        s.apply(state).unwrap();
+        s
+    }
+
     /// Entries are last-write-wins by millisecond timestamp: changes in
     /// one millisecond would tie.
     fn later() {
@@ -81,8 +88,7 @@ mod tests {
         client.set("theme", "dark");
         // The client sends only the key that changed; the state has both.
         let state = member.apply(&client.encode("theme"), 1024).unwrap();
-        let joiner = store();
-        joiner.apply(&state).unwrap();
+        let joiner = joiner(&state);
         assert_eq!(joiner.get("layout"), Some("two columns".into()));
         assert_eq!(joiner.get("theme"), Some("dark".into()));
         // A deletion travels in the state too.
@@ -109,8 +115,7 @@ mod tests {
         later();
         client.set("name", "bob");
         let state = member.apply(&client.encode("name"), 100).unwrap();
-        let joiner = store();
-        joiner.apply(&state).unwrap();
+        let joiner = joiner(&state);
         assert_eq!(joiner.get("name"), Some("bob".into()));
         assert_eq!(joiner.get("blob"), None);
         assert!(matches!(

@@ -304,12 +304,12 @@ pub(crate) fn send_if_behind(
     // its ack goes as one update then. A fast peer acks at once and sees each
     // change alone; a slow one gets fewer, larger updates instead of a queue
     // of small ones (see `sync::ack_received`).
-    let model_in_flight = &model.in_flight;
     let sending = model
         .peers
         .get(peer)
         .and_then(|p| p.sending.get(doc_id))
-        .is_some_and(|b| model_in_flight.get(b).is_some_and(|f| f.channel == channel));
+        .and_then(|b| model.in_flight.get(b))
+        .is_some_and(|f| f.channel == channel);
     if sending {
         return;
     }

@@ -96,14 +96,7 @@ fn a_peer_that_left_is_forgotten_after_the_linger_time_unless_it_returns() {
     k.peer(2, "bob");
     k.create(&[], "d");
     for ch in [1, 2] {
-        k.recv(
-            ch,
-            Message::SyncRequest {
-                doc: doc("d"),
-                version: vv(&[]),
-                bidirectional: false,
-            },
-        );
+        k.follow(ch, "d");
     }
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(1),

@@ -12,14 +12,7 @@ fn a_deleted_document_is_tombstoned_purged_and_told_to_subscribers() {
         meta: DocMeta::default(),
     });
     k.missing(10, "d");
-    k.recv(
-        2,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(2, "d");
     let cmds = k.recv(1, Message::Delete { doc: doc("d") });
     assert!(cmds.contains(&Cmd::Save(StateRecord::Tombstone(doc("d")))));
     assert!(messages(&cmds, 2).contains(&Message::Delete { doc: doc("d") }));

@@ -7,14 +7,7 @@ fn a_network_update_is_acknowledged_only_once_the_store_made_it_durable() {
     k.store(10);
     k.peer(1, "alice");
     k.create(&[10], "d");
-    k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(1, "d");
     let cmds = k.recv(
         1,
         Message::Update {

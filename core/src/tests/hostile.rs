@@ -64,14 +64,7 @@ fn a_second_connection_of_a_peer_replaces_the_first_and_gets_its_updates() {
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(1),
     });
-    k.recv(
-        2,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(2, "d");
     let cmds = k.feed(Msg::LocalChange {
         doc: doc("d"),
         version: vv(&[(9, 1)]),
@@ -86,14 +79,7 @@ fn presence_speaks_for_its_sender_and_its_ttl_is_capped() {
     k.create(&[], "d");
     for (ch, p) in [(1, "mallory"), (2, "bob")] {
         k.greet(ch, hello(p));
-        k.recv(
-            ch,
-            Message::SyncRequest {
-                doc: doc("d"),
-                version: vv(&[]),
-                bidirectional: false,
-            },
-        );
+        k.follow(ch, "d");
     }
     let cmds = k.recv(
         1,
@@ -182,14 +168,7 @@ fn a_connection_that_only_talks_before_hello_is_closed() {
     k.accept(1);
     let mut closed = false;
     for _ in 0..3 {
-        let cmds = k.recv(
-            1,
-            Message::SyncRequest {
-                doc: doc("d"),
-                version: vv(&[]),
-                bidirectional: false,
-            },
-        );
+        let cmds = k.follow(1, "d");
         closed |= closes(&cmds, 1);
     }
     assert!(closed);

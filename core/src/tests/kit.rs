@@ -106,6 +106,19 @@ impl Kit {
         });
     }
 
+    /// Channel `ch`'s peer asks for document `d`, holding nothing: it then
+    /// follows the document.
+    pub fn follow(&mut self, ch: u64, d: &str) -> Vec<Cmd> {
+        self.recv(
+            ch,
+            Message::SyncRequest {
+                doc: doc(d),
+                version: VersionVector::new(),
+                bidirectional: false,
+            },
+        )
+    }
+
     /// A network peer that connected to us and said hello.
     pub fn peer(&mut self, ch: u64, name: &str) -> Vec<Cmd> {
         self.greet(ch, hello(name))

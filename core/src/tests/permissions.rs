@@ -92,14 +92,7 @@ fn every_entry_point_that_would_create_checks_create() {
         ..Access::ALL
     });
     // sync-request, update, push and new-docs for an unknown document.
-    k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("x1"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(1, "x1");
     k.recv(
         1,
         Message::Update {

@@ -2,9 +2,13 @@ use super::kit::*;
 use crate::{ChannelId, Ephemeral, Event, Message, Msg, Namespace, Payload, PeerId};
 
 fn ephemeral(origin: &str, hops: u8) -> Message {
+    ephemeral_in("cursor", origin, hops)
+}
+
+fn ephemeral_in(namespace: &str, origin: &str, hops: u8) -> Message {
     Message::Ephemeral(Ephemeral {
         doc: doc("d"),
-        namespace: Namespace::new("cursor"),
+        namespace: Namespace::new(namespace),
         origin: PeerId::new(origin),
         hops,
         ttl_ms: 1_000,
@@ -20,14 +24,7 @@ fn hub_with_three() -> Kit {
     }
     k.create(&[10], "d");
     for ch in [1, 2, 3] {
-        k.recv(
-            ch,
-            Message::SyncRequest {
-                doc: doc("d"),
-                version: vv(&[]),
-                bidirectional: false,
-            },
-        );
+        k.follow(ch, "d");
     }
     k
 }
@@ -79,14 +76,7 @@ fn a_late_subscriber_gets_existing_presence() {
     let mut k = hub_with_three();
     k.recv(1, ephemeral("alice", 0));
     k.peer(5, "dave");
-    let cmds = k.recv(
-        5,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    let cmds = k.follow(5, "d");
     assert!(messages(&cmds, 5)
         .iter()
         .any(|m| matches!(m, Message::Ephemeral(e) if e.origin.as_str() == "alice")));
@@ -144,11 +134,7 @@ fn lasting_presence_outlives_its_peer_until_its_ttl_and_reaches_a_later_subscrib
     k.store(10);
     k.create(&[10], "d");
     k.peer(1, "alice");
-    let mut lasting = ephemeral("alice", 0);
-    if let Message::Ephemeral(e) = &mut lasting {
-        e.namespace = Namespace::new("state");
-    }
-    k.recv(1, lasting);
+    k.recv(1, ephemeral_in("state", "alice", 0));
     k.recv(1, ephemeral("alice", 0));
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(1),
@@ -162,14 +148,7 @@ fn lasting_presence_outlives_its_peer_until_its_ttl_and_reaches_a_later_subscrib
         .collect();
     assert_eq!(left, vec!["state".to_string()]);
     k.peer(2, "bob");
-    let cmds = k.recv(
-        2,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    let cmds = k.follow(2, "d");
     assert!(messages(&cmds, 2).iter().any(
         |m| matches!(m, Message::Ephemeral(e) if e.origin.as_str() == "alice" && e.namespace.as_str() == "state")
     ));
@@ -187,11 +166,7 @@ fn past_the_bound_a_leaving_peers_lasting_presence_goes_with_it() {
     k.create(&[], "d");
     for (ch, who) in [(1, "alice"), (2, "bob")] {
         k.peer(ch, who);
-        let mut m = ephemeral(who, 0);
-        if let Message::Ephemeral(e) = &mut m {
-            e.namespace = Namespace::new("state");
-        }
-        k.recv(ch, m);
+        k.recv(ch, ephemeral_in("state", who, 0));
     }
     let origins = |k: &Kit| -> Vec<String> {
         k.model

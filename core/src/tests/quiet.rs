@@ -37,14 +37,7 @@ fn a_send_after_a_quiet_spell_is_not_resent_and_reaches_the_store_once() {
     k.store(10);
     k.peer(1, "alice");
     let created = k.create(&[10], "d");
-    k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(1, "d");
     let (first, _, _) = data(&created, 10)[0].clone();
     k.recv(
         10,
@@ -88,14 +81,7 @@ fn relayed_presence_lives_its_full_ttl_after_a_quiet_spell() {
     k.peer(2, "bob");
     k.create(&[], "d");
     for ch in [1, 2] {
-        k.recv(
-            ch,
-            Message::SyncRequest {
-                doc: doc("d"),
-                version: vv(&[]),
-                bidirectional: false,
-            },
-        );
+        k.follow(ch, "d");
     }
     k.now = QUIET;
     k.recv(

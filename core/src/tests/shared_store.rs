@@ -76,16 +76,21 @@ fn announcements_during_a_read_make_one_more_read_after_it() {
     assert_eq!(reads(&k.recv(10, nothing_new(7))), 0, "and then no more");
 }
 
-#[test]
-fn a_failed_read_lets_the_next_announcement_read_again() {
-    let mut k = shared_store_node();
-    announce(&mut k);
+/// The store could not read its feed.
+fn feed_read_failed(k: &mut Kit) {
     k.feed(Msg::StoreFailed {
         store: ChannelId(10),
         failure: crate::StoreFailure::Feed {
             reason: "connection lost".into(),
         },
     });
+}
+
+#[test]
+fn a_failed_read_lets_the_next_announcement_read_again() {
+    let mut k = shared_store_node();
+    announce(&mut k);
+    feed_read_failed(&mut k);
     let cmds = announce(&mut k);
     assert_eq!(reads(&cmds), 1);
 }
@@ -146,14 +151,7 @@ fn cursor(origin: &str, hops: u8) -> crate::Ephemeral {
 
 fn subscribed(k: &mut Kit, ch: u64, name: &str) {
     k.peer(ch, name);
-    k.recv(
-        ch,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(ch, "d");
 }
 
 #[test]
@@ -401,12 +399,7 @@ fn a_deletion_during_a_feed_reload_does_not_stall_the_feed() {
 fn an_answer_to_a_read_that_was_reset_does_not_move_the_position() {
     let mut k = shared_store_node();
     announce(&mut k);
-    k.feed(Msg::StoreFailed {
-        store: ChannelId(10),
-        failure: crate::StoreFailure::Feed {
-            reason: "connection lost".into(),
-        },
-    });
+    feed_read_failed(&mut k);
     k.recv(10, nothing_new(50));
     let cmds = announce(&mut k);
     assert_eq!(

@@ -76,22 +76,8 @@ fn a_removed_store_counts_as_answered_and_a_removed_requester_is_dropped() {
     k.store(10);
     k.peer(1, "alice");
     k.peer(2, "bob");
-    k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
-    k.recv(
-        2,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(1, "d");
+    k.follow(2, "d");
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(2),
     });
@@ -155,14 +141,7 @@ fn creation_denied_creates_nothing() {
     let mut k = Kit::new(c);
     k.store(10);
     k.peer(1, "alice");
-    k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(1, "d");
     let cmds = k.missing(10, "d");
     assert!(matches!(
         messages(&cmds, 1)[..],
@@ -179,14 +158,7 @@ fn a_store_that_never_answers_is_asked_again_and_nobody_is_told_missing() {
     let mut k = Kit::hub();
     k.store(10);
     k.peer(1, "alice");
-    k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(1, "d");
     let cmds = k.tick(60_000);
     assert!(sent(&cmds, 1).is_empty(), "answered without the store");
     assert_eq!(
@@ -203,14 +175,7 @@ fn a_failed_load_is_retried_and_never_answered_unavailable() {
     let mut k = Kit::hub();
     k.store(10);
     k.peer(1, "alice");
-    k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    k.follow(1, "d");
     let cmds = k.feed(Msg::StoreFailed {
         store: ChannelId(10),
         failure: StoreFailure::Load {

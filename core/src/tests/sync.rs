@@ -264,15 +264,28 @@ fn opening_a_document_marks_storage_pending_before_any_network_answer() {
         doc: doc("d"),
         meta: DocMeta::default(),
     });
-    let cmds = k.recv(
-        1,
-        Message::SyncRequest {
-            doc: doc("d"),
-            version: vv(&[]),
-            bidirectional: false,
-        },
-    );
+    let cmds = k.follow(1, "d");
     assert!(sent(&cmds, 1).is_empty(), "answered before the store");
+}
+
+/// A local change to `notes`, bringing it to {9:n}.
+fn change(k: &mut Kit, n: u64) -> Vec<Cmd> {
+    k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, n)]),
+    })
+}
+
+/// Channel `ch` acknowledges `batch` as taken.
+fn acked(k: &mut Kit, ch: u64, batch: BatchId) -> Vec<Cmd> {
+    k.recv(
+        ch,
+        Message::Ack {
+            batch,
+            status: crate::AckStatus::Ok,
+            clock: None,
+        },
+    )
 }
 
 #[test]
@@ -280,12 +293,6 @@ fn changes_made_while_a_live_update_is_unacknowledged_go_as_one_update_after_its
     let mut k = hub_with_doc();
     // alice holds the document and follows it.
     request(&mut k, 1, &[(9, 2)], false);
-    let change = |k: &mut Kit, n: u64| {
-        k.feed(Msg::LocalChange {
-            doc: doc("notes"),
-            version: vv(&[(9, n)]),
-        })
-    };
     let first = data(&change(&mut k, 3), 1);
     assert!(
         matches!(&first[..], [(_, Some(v), true)] if *v == vv(&[(9, 2)])),
@@ -295,28 +302,14 @@ fn changes_made_while_a_live_update_is_unacknowledged_go_as_one_update_after_its
     assert!(data(&change(&mut k, 4), 1).is_empty());
     assert!(data(&change(&mut k, 5), 1).is_empty());
     // Its ack: one update from what it acknowledged to the latest.
-    let cmds = k.recv(
-        1,
-        Message::Ack {
-            batch: first[0].0,
-            status: crate::AckStatus::Ok,
-            clock: None,
-        },
-    );
+    let cmds = acked(&mut k, 1, first[0].0);
     let next = data(&cmds, 1);
     assert!(
         matches!(&next[..], [(_, Some(v), true)] if *v == vv(&[(9, 3)])),
         "{next:?}"
     );
     // Acknowledged at once, the next change goes at once.
-    k.recv(
-        1,
-        Message::Ack {
-            batch: next[0].0,
-            status: crate::AckStatus::Ok,
-            clock: None,
-        },
-    );
+    acked(&mut k, 1, next[0].0);
     assert_eq!(data(&change(&mut k, 6), 1).len(), 1);
 }
 
@@ -324,12 +317,6 @@ fn changes_made_while_a_live_update_is_unacknowledged_go_as_one_update_after_its
 fn a_live_update_never_acknowledged_does_not_hold_back_changes_past_the_ack_timeout() {
     let mut k = hub_with_doc();
     request(&mut k, 1, &[(9, 2)], false);
-    let change = |k: &mut Kit, n: u64| {
-        k.feed(Msg::LocalChange {
-            doc: doc("notes"),
-            version: vv(&[(9, n)]),
-        })
-    };
     assert_eq!(data(&change(&mut k, 3), 1).len(), 1);
     assert!(data(&change(&mut k, 4), 1).is_empty());
     // The ack never comes: the sweep offers the document again by asking

@@ -24,10 +24,15 @@ type Socket = async_tungstenite::WebSocketStream<smol::net::TcpStream>;
 
 /// A raw WebSocket to the server: no reading unless asked.
 async fn raw_ws(port: u16) -> Socket {
+    raw_ws_at(port, "/").await
+}
+
+/// A raw WebSocket to `path` on the server.
+async fn raw_ws_at(port: u16, path: &str) -> Socket {
     let stream = smol::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
-    let (ws, _) = async_tungstenite::client_async(format!("ws://127.0.0.1:{port}/"), stream)
+    let (ws, _) = async_tungstenite::client_async(format!("ws://127.0.0.1:{port}{path}"), stream)
         .await
         .unwrap_or_else(|e| panic!("upgrade: {e}"));
     ws
@@ -579,17 +584,6 @@ fn chatter_before_the_handshake_is_cut_off_and_oversized_messages_get_an_error()
     assert!(well_behaved(&server, "after-chatter", None));
 }
 
-/// A raw WebSocket to the Loro-protocol endpoint.
-async fn raw_loro(port: u16) -> Socket {
-    let stream = smol::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    let (ws, _) = async_tungstenite::client_async(format!("ws://127.0.0.1:{port}/loro"), stream)
-        .await
-        .unwrap_or_else(|e| panic!("upgrade: {e}"));
-    ws
-}
-
 fn loro(crdt: loro_protocol::Crdt, room: &str, body: loro_protocol::Body) -> Ws {
     let m = loro_protocol::LoroMessage {
         crdt,
@@ -654,7 +648,7 @@ fn a_hostile_loro_client_gets_clear_answers_and_everyone_else_goes_on() {
         _ => None,
     };
     smol::block_on(async {
-        let mut ws = raw_loro(server.ws).await;
+        let mut ws = raw_ws_at(server.ws, "/loro").await;
         // Bytes that are no message, and a text that is not a ping: skipped.
         let _ = ws.send(Ws::Binary(vec![0xff; 100].into())).await;
         let _ = ws.send(Ws::Text("hello?".into())).await;
@@ -716,7 +710,7 @@ fn a_hostile_loro_client_gets_clear_answers_and_everyone_else_goes_on() {
         let _ = ws.send(Ws::Text("ping".into())).await;
         let _ = loro_until(&mut ws, wait, |_| false).await;
         // Another Loro client and a native client are served as ever.
-        let mut other = raw_loro(server.ws).await;
+        let mut other = raw_ws_at(server.ws, "/loro").await;
         let _ = other.send(loro(Crdt::Loro, "h1", join())).await;
         let (got, _, closed) = loro_until(&mut other, wait, |m| {
             matches!(m.body, Body::JoinResponseOk { .. })
