@@ -1,0 +1,3 @@
+pub use loro_common::{
+    CounterSpan, HasCounter, HasCounterSpan, HasId, HasIdSpan, HasLamport, HasLamportSpan, IdSpan,
+};
