@@ -178,6 +178,17 @@ pub const LORO_VERSION: &str = include_str!("../VERSION");
 
 impl Drop for LoroDoc {
     fn drop(&mut self) {
+        // docweave patch: committing while a panic unwinds takes locks the
+        // panic may have poisoned; a second panic there aborts the process.
+        if std::thread::panicking() {
+            return;
+        }
+        // docweave patch: nor may a document that an earlier panic left
+        // poisoned panic again when it is dropped.
+        let inner = &self.inner;
+        if inner.txn.is_poisoned() || inner.oplog.is_poisoned() || inner.state.is_poisoned() {
+            return;
+        }
         if Arc::strong_count(&self.inner) == 1 {
             let _ = self.implicit_commit_then_stop();
         }

@@ -233,6 +233,11 @@ impl<T> LoroMutex<T> {
         }
     }
 
+    /// docweave patch: whether a panic left this lock poisoned.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.lock.is_poisoned()
+    }
+
     /// Acquire the underlying mutex. Transaction writers wait while another
     /// thread runs a compound operation (see [`Self::lock_exclusive`]).
     #[inline]

@@ -4151,6 +4151,10 @@ pub struct CommitWhenDrop<'a> {
 
 impl Drop for CommitWhenDrop<'_> {
     fn drop(&mut self) {
+        // docweave patch: see `Drop for LoroDoc`.
+        if std::thread::panicking() {
+            return;
+        }
         {
             let mut guard = self.doc.txn.lock();
             if let Some(txn) = guard.as_mut() {

@@ -1568,7 +1568,11 @@ impl OpLog {
     pub fn get_greatest_timestamp(&self, frontiers: &Frontiers) -> Timestamp {
         let mut max_timestamp = Timestamp::default();
         for id in frontiers.iter() {
-            let change = self.get_change_at(id).unwrap();
+            // docweave patch: a frontier whose change cannot be found (an
+            // inconsistent import) must not panic while the oplog is locked.
+            let Some(change) = self.get_change_at(id) else {
+                continue;
+            };
             if change.timestamp > max_timestamp {
                 max_timestamp = change.timestamp;
             }

@@ -65,6 +65,11 @@ impl<T: ?Sized> Mutex<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// docweave patch: whether a panic left this lock poisoned.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.inner.is_poisoned()
+    }
+
     pub(crate) fn is_locked(&self) -> bool {
         self.inner.try_lock().is_err()
     }

@@ -763,6 +763,14 @@ pub fn decode_block(
             container: c_idx,
             content,
         };
+        // docweave patch: the op's encoded length must be the length of what it
+        // holds. A block whose lengths disagree (ops that overlap or leave gaps
+        // in the counter range) imports "successfully" and leaves the oplog
+        // unable to find its own frontier, which panics later
+        // (`OpLog::get_greatest_timestamp`, oplog.rs).
+        if op.atom_len() != len as usize {
+            return Err(LoroError::DecodeDataCorruptionError);
+        }
 
         if change_index >= changes.len() {
             return Err(LoroError::DecodeDataCorruptionError);
@@ -775,9 +783,17 @@ pub fn decode_block(
             .counters
             .get(change_index + 1)
             .ok_or(LoroError::DecodeDataCorruptionError)?;
-        if counter >= *next_counter {
+        // docweave patch: an op may not run past the end of its change.
+        if counter > *next_counter {
+            return Err(LoroError::DecodeDataCorruptionError);
+        }
+        if counter == *next_counter {
             change_index += 1;
         }
+    }
+    // docweave patch: the ops must fill every change of the header exactly.
+    if change_index != changes.len() || Some(&counter) != header.counters.last() {
+        return Err(LoroError::DecodeDataCorruptionError);
     }
     buffers.finish(
         decoded_ops

@@ -226,7 +226,13 @@ pub(crate) fn decode_changes_header(
             .checked_add(counter_len)
             .ok_or_else(|| LoroError::DecodeError("Decode block error: counter overflow".into()))?,
     );
-    debug_assert!(rest.is_empty());
+    // docweave patch: bytes left over mean a header that lies about its
+    // counts; an error, not a debug assertion (which a fuzzer trips).
+    if !rest.is_empty() {
+        return Err(LoroError::DecodeError(
+            "Decode block error: trailing bytes in the header".into(),
+        ));
+    }
 
     Ok(ChangesBlockHeader {
         peer: peers[0],
