@@ -13,10 +13,12 @@
 //! Not here: the event loop, documents, protocol decisions.
 #![warn(missing_docs)]
 
+mod contained;
 pub mod loro_protocol;
 mod store;
 pub mod transport;
 
+pub use contained::{contained, panics_caught, EnginePanic};
 pub use store::{
     conformance, Announce, Announcement, Append, Loaded, MemoryStore, PostgresStore, SqliteStore,
     Store, StoreError,

@@ -1,6 +1,18 @@
 //! Documents behind a trait, so the shell is not tied to one CRDT.
 
+use docweave_adapters::EnginePanic;
 use docweave_core::{ImportOutcome, VersionVector};
+
+/// Why an export gave no bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// The library refused (the replica is fine).
+    #[error("the document could not be exported: {0}")]
+    Refused(String),
+    /// The library panicked: the replica is in an unknown state and must go.
+    #[error(transparent)]
+    Broken(#[from] EnginePanic),
+}
 
 /// What the shell needs of a document type.
 pub trait DocEngine: Clone + Send + Sync + 'static {
@@ -17,11 +29,18 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
 
     /// The changes a holder of `since` lacks; a snapshot for `None`, or when
     /// `since` is too old for the history this replica kept.
-    fn export(&self, doc: &Self::Doc, since: Option<&VersionVector>) -> Result<Vec<u8>, String>;
+    fn export(
+        &self,
+        doc: &Self::Doc,
+        since: Option<&VersionVector>,
+    ) -> Result<Vec<u8>, ExportError>;
 
-    /// Applies bytes from [`DocEngine::export`]. `Pending` when some of them
-    /// wait for changes not present yet.
-    fn import(&self, doc: &mut Self::Doc, bytes: &[u8]) -> ImportOutcome;
+    /// Applies bytes from [`DocEngine::export`] (or from anyone: they are
+    /// untrusted). `Pending` when some of them wait for changes not present
+    /// yet, `Failed` when they are refused and the replica is unchanged.
+    /// An [`EnginePanic`] says the library failed mid-way: the replica is in
+    /// an unknown state and must be dropped.
+    fn import(&self, doc: &mut Self::Doc, bytes: &[u8]) -> Result<ImportOutcome, EnginePanic>;
 
     /// The application's handle on a replica.
     fn handle(&self, doc: &Self::Doc) -> Self::Handle;

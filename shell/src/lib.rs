@@ -105,9 +105,10 @@ mod repo;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+pub use docweave_adapters::EnginePanic;
 pub use docweave_adapters::Link;
 pub use driver::Dialer;
-pub use engine::DocEngine;
+pub use engine::{DocEngine, ExportError};
 pub use failover::failover;
 pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
 pub use node::{

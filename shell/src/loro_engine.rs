@@ -1,6 +1,7 @@
 //! The default engine: Loro documents.
 
-use crate::engine::DocEngine;
+use crate::engine::{DocEngine, ExportError};
+use docweave_adapters::{contained, EnginePanic};
 use docweave_core::{ImportOutcome, VersionVector};
 use loro::{ExportMode, LoroDoc};
 
@@ -58,36 +59,45 @@ impl DocEngine for LoroEngine {
     }
 
     fn version(&self, doc: &LoroDoc) -> VersionVector {
-        to_core_version(&doc.oplog_vv())
+        // Only a replica an earlier panic broke can panic here, and the node
+        // drops those at once; an empty version makes peers send it all again.
+        contained("version", || to_core_version(&doc.oplog_vv())).unwrap_or_default()
     }
 
-    fn export(&self, doc: &LoroDoc, since: Option<&VersionVector>) -> Result<Vec<u8>, String> {
-        doc.commit();
-        let since = since.map(to_loro_version).filter(|v| !v.is_empty());
-        let mode = match &since {
-            // A shallow replica lacks the history before its start: a delta
-            // from an older version would import as pending and empty.
-            Some(v) if doc.is_shallow() && !v.includes_vv(&doc.shallow_since_vv().to_vv()) => {
-                ExportMode::Snapshot
+    fn export(&self, doc: &LoroDoc, since: Option<&VersionVector>) -> Result<Vec<u8>, ExportError> {
+        contained("export", || {
+            doc.commit();
+            let since = since.map(to_loro_version).filter(|v| !v.is_empty());
+            let mode = match &since {
+                // A shallow replica lacks the history before its start: a delta
+                // from an older version would import as pending and empty.
+                Some(v) if doc.is_shallow() && !v.includes_vv(&doc.shallow_since_vv().to_vv()) => {
+                    ExportMode::Snapshot
+                }
+                Some(v) => ExportMode::updates(v),
+                None => ExportMode::Snapshot,
+            };
+            doc.export(mode)
+        })?
+        .map_err(|e| ExportError::Refused(e.to_string()))
+    }
+
+    fn import(&self, doc: &mut LoroDoc, bytes: &[u8]) -> Result<ImportOutcome, EnginePanic> {
+        // The bytes come from anyone. Loro refuses what it cannot read; a
+        // panic (a Loro bug) is kept to this replica, which the caller drops.
+        contained("import", || match doc.import(bytes) {
+            Ok(status) => {
+                let version = to_core_version(&doc.oplog_vv());
+                if status.pending.is_some() {
+                    ImportOutcome::Pending { version }
+                } else {
+                    ImportOutcome::Applied { version }
+                }
             }
-            Some(v) => ExportMode::updates(v),
-            None => ExportMode::Snapshot,
-        };
-        doc.export(mode).map_err(|e| e.to_string())
-    }
-
-    fn import(&self, doc: &mut LoroDoc, bytes: &[u8]) -> ImportOutcome {
-        match doc.import(bytes) {
-            Ok(status) if status.pending.is_some() => ImportOutcome::Pending {
-                version: self.version(doc),
-            },
-            Ok(_) => ImportOutcome::Applied {
-                version: self.version(doc),
-            },
             Err(e) => ImportOutcome::Failed {
                 reason: e.to_string(),
             },
-        }
+        })
     }
 }
 
@@ -105,15 +115,15 @@ mod tests {
         assert_eq!(v, VersionVector::from_entries([(1, 5)]));
         assert_eq!(to_core_version(&to_loro_version(&v)), v);
         let mut b = e.create(2);
-        let snapshot = e.export(&a, None).unwrap_or_default();
+        let snapshot = e.export(&a, None).unwrap();
         assert!(matches!(
-            e.import(&mut b, &snapshot),
+            e.import(&mut b, &snapshot).unwrap(),
             ImportOutcome::Applied { .. }
         ));
         a.get_text("t").insert(5, " world").ok();
-        let delta = e.export(&a, Some(&e.version(&b))).unwrap_or_default();
+        let delta = e.export(&a, Some(&e.version(&b))).unwrap();
         assert!(matches!(
-            e.import(&mut b, &delta),
+            e.import(&mut b, &delta).unwrap(),
             ImportOutcome::Applied { .. }
         ));
         assert_eq!(b.get_text("t").to_string(), "hello world");
@@ -127,10 +137,10 @@ mod tests {
         a.commit();
         let base = e.version(&a);
         a.get_text("t").insert(2, "cd").ok();
-        let delta = e.export(&a, Some(&base)).unwrap_or_default();
+        let delta = e.export(&a, Some(&base)).unwrap();
         let mut b = e.create(2);
         assert!(matches!(
-            e.import(&mut b, &delta),
+            e.import(&mut b, &delta).unwrap(),
             ImportOutcome::Pending { .. }
         ));
     }

@@ -2,7 +2,8 @@
 //! operations keyed by (actor, counter) with a Lamport timestamp, ordered by
 //! (Lamport, actor), folded into a state by an application's reducer.
 
-use crate::engine::DocEngine;
+use crate::engine::{DocEngine, ExportError};
+use docweave_adapters::EnginePanic;
 use docweave_core::{ImportOutcome, VersionVector};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -158,7 +159,11 @@ impl<R: Reducer> DocEngine for OpLogEngine<R> {
         doc.lock().version()
     }
 
-    fn export(&self, doc: &OpLogDoc<R>, since: Option<&VersionVector>) -> Result<Vec<u8>, String> {
+    fn export(
+        &self,
+        doc: &OpLogDoc<R>,
+        since: Option<&VersionVector>,
+    ) -> Result<Vec<u8>, ExportError> {
         // A strand: the operations after `since`.
         let inner = doc.lock();
         let ops: Vec<&Op> = inner
@@ -166,16 +171,16 @@ impl<R: Reducer> DocEngine for OpLogEngine<R> {
             .values()
             .filter(|o| !since.is_some_and(|v| v.contains(o.actor, o.counter)))
             .collect();
-        postcard::to_stdvec(&ops).map_err(|e| e.to_string())
+        postcard::to_stdvec(&ops).map_err(|e| ExportError::Refused(e.to_string()))
     }
 
-    fn import(&self, doc: &mut OpLogDoc<R>, bytes: &[u8]) -> ImportOutcome {
+    fn import(&self, doc: &mut OpLogDoc<R>, bytes: &[u8]) -> Result<ImportOutcome, EnginePanic> {
         let ops: Vec<Op> = match postcard::from_bytes(bytes) {
             Ok(ops) => ops,
             Err(e) => {
-                return ImportOutcome::Failed {
+                return Ok(ImportOutcome::Failed {
                     reason: format!("not an operation list: {e}"),
-                }
+                })
             }
         };
         let mut inner = doc.lock();
@@ -183,11 +188,14 @@ impl<R: Reducer> DocEngine for OpLogEngine<R> {
             inner.ops.entry((op.actor, op.counter)).or_insert(op);
         }
         let version = inner.version();
-        if inner.ops.keys().any(|(a, c)| !version.contains(*a, *c)) {
-            ImportOutcome::Pending { version }
-        } else {
-            ImportOutcome::Applied { version }
-        }
+        // Its own code, which does not panic: nothing to contain.
+        Ok(
+            if inner.ops.keys().any(|(a, c)| !version.contains(*a, *c)) {
+                ImportOutcome::Pending { version }
+            } else {
+                ImportOutcome::Applied { version }
+            },
+        )
     }
 
     fn handle(&self, doc: &OpLogDoc<R>) -> OpLogDoc<R> {
@@ -226,15 +234,15 @@ mod tests {
         let mut b = e.create(2);
         a.append("a0");
         b.append("b0");
-        let from_a = e.export(&a, None).unwrap_or_default();
-        let from_b = e.export(&b, None).unwrap_or_default();
+        let from_a = e.export(&a, None).unwrap();
+        let from_b = e.export(&b, None).unwrap();
         let mut a2 = a.clone();
         assert!(matches!(
-            e.import(&mut a2, &from_b),
+            e.import(&mut a2, &from_b).unwrap(),
             ImportOutcome::Applied { .. }
         ));
         assert!(matches!(
-            e.import(&mut b, &from_a),
+            e.import(&mut b, &from_a).unwrap(),
             ImportOutcome::Applied { .. }
         ));
         assert_eq!(a.state(), "a0b0");
@@ -252,9 +260,9 @@ mod tests {
         let v = e.version(&a);
         a.append("y");
         let mut b = e.create(2);
-        let strand = e.export(&a, Some(&v)).unwrap_or_default();
+        let strand = e.export(&a, Some(&v)).unwrap();
         assert!(matches!(
-            e.import(&mut b, &strand),
+            e.import(&mut b, &strand).unwrap(),
             ImportOutcome::Pending { .. }
         ));
         assert_eq!(b.state(), "", "nothing folded past the gap");

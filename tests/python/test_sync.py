@@ -97,6 +97,21 @@ class Sync(unittest.IsolatedAsyncioTestCase):
         await again.close()
 
 
+class PoisonFromAServer(unittest.IsolatedAsyncioTestCase):
+    """A malicious server (run by shell/cli/tests/python.rs on
+    DOCWEAVE_POISON_PORT) answers with Loro bytes that once aborted the
+    process: the replica reports an error and keeps syncing."""
+
+    async def test_poison_from_a_server_is_reported_and_the_replica_goes_on(self):
+        replica = docweave.Replica("py-victim")
+        await replica.open("notes")
+        await replica.connect("127.0.0.1", int(os.environ["DOCWEAVE_POISON_PORT"]))
+        await replica.wait_for(lambda: replica.changes("notes") > 0)
+        self.assertTrue(any(doc == "notes" for doc, _ in replica.errors()), replica.errors())
+        self.assertEqual(content(replica, "notes")["root"], {"after": "poison"})
+        await replica.close()
+
+
 if __name__ == "__main__":
     unittest.main()
 

@@ -10,8 +10,10 @@
 #![warn(missing_docs)]
 
 pub mod endpoints;
+pub mod fake_server;
 mod faulty_store;
 pub mod fuzz;
+pub mod fuzz_loro;
 pub mod postgres;
 pub mod rng;
 pub mod schedule;

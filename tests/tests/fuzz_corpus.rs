@@ -45,6 +45,22 @@ fn every_kept_message_input_decodes_or_fails_cleanly() {
 }
 
 #[test]
+fn every_kept_loro_blob_imports_or_is_refused_without_a_panic() {
+    replay("loro_import", docweave_tests::fuzz_loro::loro_import);
+}
+
+#[test]
+fn the_update_that_once_aborted_the_server_is_refused() {
+    let poison = include_bytes!("../../fixtures/poison/loro-update-oplog-1571.bin");
+    // As it came (the document path), and as fuzzed presence and versions.
+    for selector in 0..4u8 {
+        let mut input = vec![selector];
+        input.extend_from_slice(poison);
+        docweave_tests::fuzz_loro::loro_import(&input);
+    }
+}
+
+#[test]
 fn every_kept_node_input_sequence_leaves_a_working_node() {
     replay("node_inputs", docweave_tests::fuzz::node_inputs);
 }

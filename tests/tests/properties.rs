@@ -482,8 +482,8 @@ fn prop_listeners_lose_no_strand_across_lost_responses(s: ListenerScript) -> boo
                 .entry(st.doc.clone())
                 .or_insert_with(|| engine.create(9));
             let status = match engine.import(d, st.data.as_bytes()) {
-                ImportOutcome::Applied { .. } => RevisionStatus::Ok,
-                ImportOutcome::Pending { .. } => RevisionStatus::MissingDependencies,
+                Ok(ImportOutcome::Applied { .. }) => RevisionStatus::Ok,
+                Ok(ImportOutcome::Pending { .. }) => RevisionStatus::MissingDependencies,
                 _ => RevisionStatus::Invalid,
             };
             revisions.push(Revision {

@@ -61,7 +61,7 @@ fn made_elsewhere(actor: u64, value: &str) -> (Vec<u8>, VersionVector) {
     let d = e.create(actor);
     let _ = d.get_list("items").push(value);
     d.commit();
-    (e.export(&d, None).unwrap_or_default(), e.version(&d))
+    (e.export(&d, None).unwrap(), e.version(&d))
 }
 
 #[test]

@@ -196,27 +196,35 @@ fn ack_status(s: AckStatus) -> LoroAck {
 /// not decode (the node then refuses it anyway) or is large: reading its
 /// metadata decodes its changes, which here would hold up the connection's
 /// task, and a large update is rare enough to be sent back once.
-fn sent_version(update: &[u8]) -> VersionVector {
+/// The bytes are the client's: a panic in Loro's decoder counts as "does
+/// not decode".
+pub fn sent_version(update: &[u8]) -> VersionVector {
     const LARGEST: usize = 64 * 1024;
     if update.len() > LARGEST {
         return VersionVector::new();
     }
-    match loro::LoroDoc::decode_import_blob_meta(update, false) {
-        Ok(meta) => VersionVector::from_entries(
+    let meta = crate::contained("an update's metadata", || {
+        loro::LoroDoc::decode_import_blob_meta(update, false)
+    });
+    match meta {
+        Ok(Ok(meta)) => VersionVector::from_entries(
             meta.partial_end_vv
                 .iter()
                 .filter_map(|(peer, counter)| Some((*peer, u64::try_from(*counter).ok()?))),
         ),
-        Err(_) => VersionVector::new(),
+        _ => VersionVector::new(),
     }
 }
 
-/// A Loro version vector (`VersionVector.encode()`) as the node's.
+/// A Loro version vector (`VersionVector.encode()`) as the node's; `None`
+/// when the (client's) bytes are not one, also when Loro panics on them.
 pub fn version_from_loro(bytes: &[u8]) -> Option<VersionVector> {
     if bytes.is_empty() {
         return Some(VersionVector::new());
     }
-    let vv = loro::VersionVector::decode(bytes).ok()?;
+    let vv = crate::contained("a version vector", || loro::VersionVector::decode(bytes))
+        .ok()?
+        .ok()?;
     let mut entries = Vec::new();
     for (peer, counter) in vv.iter() {
         entries.push((*peer, u64::try_from(*counter).ok()?));

@@ -13,7 +13,7 @@ mod link;
 mod presence;
 
 pub use bridge::{
-    version_from_loro, version_to_loro, Bridge, BridgeOptions, Effect, Identity,
+    sent_version, version_from_loro, version_to_loro, Bridge, BridgeOptions, Effect, Identity,
     PERSISTED_PRESENCE_NAMESPACE, PRESENCE_NAMESPACE,
 };
 pub use codec::{
@@ -21,3 +21,4 @@ pub use codec::{
     RoomErrorCode, MAX_MESSAGE, MAX_ROOM_ID,
 };
 pub use link::loro_link;
+pub use presence::MemberPresence;

@@ -13,7 +13,7 @@ use super::codec::AckStatus;
 use loro::awareness::EphemeralStore;
 
 /// The state of one member in one room.
-pub(crate) struct MemberPresence {
+pub struct MemberPresence {
     store: EphemeralStore,
     timeout_ms: i64,
     /// The last state accepted (what the node holds).
@@ -40,20 +40,37 @@ impl MemberPresence {
     /// was refused (the state then stays what it was). `most` bounds the
     /// state's size.
     pub fn apply(&mut self, update: &[u8], most: usize) -> Result<Vec<u8>, AckStatus> {
-        if self.store.apply(update).is_err() {
-            return Err(AckStatus::InvalidUpdate);
-        }
-        let state = self.store.encode_all();
-        if state.len() > most {
-            // Back to what was accepted: a store cannot take a message back.
-            self.store = EphemeralStore::new(self.timeout_ms);
-            if !self.state.is_empty() {
-                let _ = self.store.apply(&self.state);
+        // The client's bytes: a panic in Loro's decoder refuses them, and
+        // the store it may have left half changed is rebuilt.
+        let applied = crate::contained("presence", || {
+            self.store.apply(update).ok()?;
+            Some(self.store.encode_all())
+        });
+        let state = match applied {
+            Ok(Some(state)) => state,
+            Ok(None) => return Err(AckStatus::InvalidUpdate),
+            Err(_) => {
+                self.restore();
+                return Err(AckStatus::InvalidUpdate);
             }
+        };
+        if state.len() > most {
+            self.restore();
             return Err(AckStatus::PayloadTooLarge);
         }
         self.state.clone_from(&state);
         Ok(state)
+    }
+
+    /// Back to the state last accepted: a store cannot take a message back.
+    fn restore(&mut self) {
+        self.store = EphemeralStore::new(self.timeout_ms);
+        if !self.state.is_empty() {
+            // Encoded by a store from accepted messages: it applies again.
+            // Were it to fail, the member would show no presence until its
+            // next message, which is what an expiry does too.
+            let _ = self.store.apply(&self.state);
+        }
     }
 }
 

@@ -40,7 +40,7 @@ pub fn run(dir: &Path) -> Result<(), String> {
         for bytes in loaded.snapshot.iter().chain(loaded.changes.iter()) {
             if !matches!(
                 engine.import(&mut doc, bytes),
-                docweave_core::ImportOutcome::Applied { .. }
+                Ok(docweave_core::ImportOutcome::Applied { .. })
             ) {
                 unreadable += 1;
             }
@@ -58,7 +58,7 @@ pub fn run(dir: &Path) -> Result<(), String> {
             bar.inc(1);
             continue;
         }
-        let snapshot = engine.export(&doc, None)?;
+        let snapshot = engine.export(&doc, None).map_err(|e| e.to_string())?;
         after += snapshot.len();
         store
             .compact(&d.doc, &snapshot, loaded.clock)

@@ -37,17 +37,25 @@ fn python_replicas_sync_through_docweave() {
             .arg("loro==1.17.1"),
         "pip install ./shell/python loro",
     );
+    // A malicious server for the poison test.
+    let (listener, poison_port) = docweave_tests::fake_server::bind();
+    let fake = std::thread::spawn(move || {
+        docweave_tests::fake_server::serve_poison(listener, std::time::Duration::from_secs(120))
+    });
     let out = Command::new(&python)
         .args(["-m", "unittest", "-v", "test_sync.py"])
         .current_dir(root().join("tests/python"))
         .env("DOCWEAVE_BIN", env!("CARGO_BIN_EXE_docweave"))
+        .env("DOCWEAVE_POISON_PORT", poison_port.to_string())
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stderr);
     eprintln!("{report}");
     assert!(out.status.success(), "the Python tests failed");
     assert!(
-        report.contains("Ran 3 tests") && report.contains("OK"),
+        report.contains("Ran 4 tests") && report.contains("OK"),
         "the Python tests did not all run"
     );
+    let seen = fake.join().unwrap();
+    assert_eq!(seen.poison_ack, Some(docweave_core::AckStatus::Invalid));
 }

@@ -4,7 +4,9 @@
 
 use docweave_adapters::{MemoryStore, SqliteStore, Store};
 use docweave_core::{ChannelId, Config, DocId, Event, Filter, RemoteAddr};
-use docweave_shell::{run_job, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer};
+use docweave_shell::{
+    run_job, DocEngine, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer,
+};
 use std::collections::VecDeque;
 use std::ffi::CString;
 
@@ -138,8 +140,9 @@ impl Host {
             .node
             .replica(doc)
             .ok_or_else(|| format!("{doc} is not open"))?;
-        replica
-            .export(loro::ExportMode::Snapshot)
+        self.node
+            .engine()
+            .export(replica, None)
             .map_err(|e| format!("{doc} does not export: {e}"))
     }
 

@@ -230,3 +230,31 @@ fn the_readme_c_example_compiles_and_fetches_a_document() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_c_host_fed_poison_by_a_server_reports_an_error_and_goes_on() {
+    let dir = std::env::temp_dir().join(format!("docweave-ffi-poison-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("poison");
+    compile_c(&repo_root().join("tests/c/poison.c"), &program);
+    let (listener, port) = docweave_tests::fake_server::bind();
+    let server = std::thread::spawn(move || {
+        docweave_tests::fake_server::serve_poison(listener, std::time::Duration::from_secs(30))
+    });
+    let out = Command::new(&program)
+        .arg(port.to_string())
+        .env("LD_LIBRARY_PATH", library_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("error reported"), "{stdout}");
+    let seen = server.join().unwrap();
+    assert_eq!(seen.poison_ack, Some(docweave_core::AckStatus::Invalid));
+    assert_eq!(seen.good_ack, Some(docweave_core::AckStatus::Ok));
+}

@@ -40,7 +40,7 @@ mod store_jobs;
 pub use replicas::LocalNotify;
 pub use store_jobs::{run_job, JobError, StoreAnswer, StoreJob, StoreOp, StoreResult};
 
-use crate::engine::DocEngine;
+use crate::engine::{DocEngine, ExportError};
 use docweave_core::{
     decode_frame, update, AckStatus, BatchId, ChannelId, ChannelKind, Clock, Cmd, Config, DocId,
     Event, Filter, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg, Namespace,
@@ -509,16 +509,16 @@ impl<E: DocEngine> Node<E> {
                 let ready = self.model().doc_version(&doc).is_some();
                 let engine = self.replicas.engine().clone();
                 match self.replicas.touch(&doc) {
-                    Some(d) if ready => {
-                        if let ImportOutcome::Failed { reason } = engine.import(d, &bytes) {
+                    Some(d) if ready => match engine.import(d, &bytes) {
+                        Ok(ImportOutcome::Failed { reason }) => {
                             self.outputs.push_back(Output::Event(Event::Error {
                                 doc: Some(doc),
                                 reason: format!("the local update does not import: {reason}"),
                             }));
-                            return;
                         }
-                        self.local_change(doc);
-                    }
+                        Ok(_) => self.local_change(doc),
+                        Err(e) => self.replica_broke(&doc, &e),
+                    },
                     _ => self.outputs.push_back(Output::Event(Event::Error {
                         reason: format!("{doc} is not open here; open it before updating it"),
                         doc: Some(doc),
@@ -651,7 +651,17 @@ impl<E: DocEngine> Node<E> {
             Cmd::Import { id, doc, data } => {
                 let engine = self.replicas.engine().clone();
                 let d = self.replicas.get_or_create(&doc);
-                let outcome = engine.import(d, data.as_bytes());
+                let outcome = match engine.import(d, data.as_bytes()) {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        self.replica_broke(&doc, &e);
+                        // Refused like any bytes that do not import: the
+                        // sender is told `invalid`, nothing of it is stored.
+                        ImportOutcome::Failed {
+                            reason: e.to_string(),
+                        }
+                    }
+                };
                 // The replica changed now: the core learns it before anything
                 // else, and of several imports in the order they were made
                 // (the last outcome holds the replica's newest version).
@@ -702,6 +712,25 @@ impl<E: DocEngine> Node<E> {
         }
     }
 
+    /// A panic in the document library left `doc`'s replica in an unknown
+    /// state: it goes. With a store, the next command that needs it reads
+    /// it back (and the core learns what it then holds); without one, the
+    /// document's data in this process is lost, which the event says.
+    fn replica_broke(&mut self, doc: &DocId, panic: &docweave_adapters::EnginePanic) {
+        self.replicas.remove(doc);
+        let reason = match self.store {
+            Some(_) => {
+                format!("{doc} was dropped from memory and is read back from the store: {panic}")
+            }
+            None => format!("{doc} was dropped from memory (no store holds it): {panic}"),
+        };
+        tracing::error!("{reason}");
+        self.outputs.push_back(Output::Event(Event::Error {
+            doc: Some(doc.clone()),
+            reason,
+        }));
+    }
+
     /// Turns what the core says to its store into store items.
     fn for_store(&mut self, items: Vec<Outgoing>) {
         for item in items {
@@ -725,6 +754,9 @@ impl<E: DocEngine> Node<E> {
                             self.store_queue.push(StoreItem::Append(batch, append));
                         }
                         Err(e) => {
+                            if let ExportError::Broken(panic) = &e {
+                                self.replica_broke(&doc, panic);
+                            }
                             let failure = StoreFailure::Append {
                                 batch,
                                 reason: format!("{doc} could not be exported: {e}"),

@@ -3,7 +3,7 @@
 //! store jobs in the order the core asked, consecutive appends in one job.
 
 use super::{Node, Output, Purpose, StoreItem, StoreOp};
-use crate::engine::DocEngine;
+use crate::engine::{DocEngine, ExportError};
 use docweave_core::{
     encode, encoded_len, BatchId, ChannelId, DocId, LargeFrame, Message, Outgoing, Payload, Reply,
     Strand, VersionVector,
@@ -212,8 +212,12 @@ impl<E: DocEngine> Node<E> {
                 }
                 Exported::Data(data, version)
             }
-            Err(e) => {
+            Err(ExportError::Refused(e)) => {
                 tracing::warn!("export {doc}: {e}");
+                Exported::Nothing
+            }
+            Err(ExportError::Broken(e)) => {
+                self.replica_broke(doc, &e);
                 Exported::Nothing
             }
         }

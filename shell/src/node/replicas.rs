@@ -4,7 +4,7 @@
 use crate::engine::DocEngine;
 use docweave_adapters::Loaded;
 use docweave_core::{Clock, DocId, ImportOutcome, VersionVector};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Called (from whatever thread commits) after a local edit through a handle.
@@ -124,6 +124,7 @@ impl<E: DocEngine> Replicas<E> {
     /// A piece that does not import is counted, never taken as held.
     pub fn import_loaded(&mut self, doc: &DocId, loaded: &Loaded) -> Imported {
         let engine = self.engine.clone();
+        let (actor, notify) = (self.actor, self.notify.clone());
         self.get_or_create(doc);
         let Some(r) = self.docs.get_mut(doc) else {
             return Imported {
@@ -132,14 +133,44 @@ impl<E: DocEngine> Replicas<E> {
                 unreadable: 0,
             };
         };
-        let d = &mut r.doc;
+        let pieces: Vec<&Vec<u8>> = loaded
+            .snapshot
+            .iter()
+            .chain(loaded.changes.iter())
+            .collect();
+        // Pieces that made the library panic: left out of a rebuilt replica.
+        let mut poison: BTreeSet<usize> = BTreeSet::new();
         let mut unreadable = 0u32;
-        for bytes in loaded.snapshot.iter().chain(loaded.changes.iter()) {
-            if let ImportOutcome::Failed { reason } = engine.import(d, bytes) {
-                tracing::warn!("a stored piece of {doc} does not import: {reason}");
-                unreadable = unreadable.saturating_add(1);
+        let mut i = 0;
+        while i < pieces.len() {
+            if poison.contains(&i) {
+                i += 1;
+                continue;
             }
+            match engine.import(&mut r.doc, pieces[i]) {
+                Ok(ImportOutcome::Failed { reason }) => {
+                    tracing::warn!("a stored piece of {doc} does not import: {reason}");
+                    unreadable = unreadable.saturating_add(1);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // The replica is broken: start again without this piece
+                    // (a poison change written by an older version, or by
+                    // another server), so the rest of the document is served.
+                    tracing::error!("a stored piece of {doc} is quarantined: {e}");
+                    poison.insert(i);
+                    unreadable = 0;
+                    i = 0;
+                    r.doc = engine.create(actor);
+                    let notify = notify.clone();
+                    let id = doc.clone();
+                    r._watch = engine.watch_local(&r.doc, Box::new(move || notify(&id)));
+                    continue;
+                }
+            }
+            i += 1;
         }
+        unreadable = unreadable.saturating_add(poison.len() as u32);
         // What did not import must be read again in full next time.
         r.loaded_to = (unreadable == 0).then(|| r.loaded_to.unwrap_or_default().max(loaded.clock));
         let d = &r.doc;

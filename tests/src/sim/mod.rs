@@ -1030,6 +1030,7 @@ impl<E: SimEngine> Sim<E> {
         let engine = E::make();
         let mut d = engine.create(0);
         for bytes in loaded.snapshot.iter().chain(loaded.changes.iter()) {
+            // A piece that does not import is what the node, too, leaves out.
             let _ = engine.import(&mut d, bytes);
         }
         Some(E::values(&d))

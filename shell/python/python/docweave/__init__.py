@@ -52,6 +52,7 @@ class Replica:
         self._ready = set()
         self._acknowledged = {}
         self._changes = {}
+        self._errors = []
         self._changed = asyncio.Condition()
         self._closed = False
         self._dials = []
@@ -75,6 +76,11 @@ class Replica:
     def changes(self, doc: str) -> int:
         """How many times changes from elsewhere arrived for ``doc``."""
         return self._changes.get(doc, 0)
+
+    def errors(self) -> list:
+        """What went wrong so far, oldest first, as ``(doc or None, reason)``:
+        data that did not import, a store that failed. Syncing goes on."""
+        return list(self._errors)
 
     async def connect(self, host: str, port: int) -> None:
         """Connects to ``docweave serve --tcp`` and keeps syncing in the background."""
@@ -142,6 +148,8 @@ class Replica:
             self._ready.add(body["doc"])
         elif name == "AckedByRemote":
             self._acknowledged[body["doc"]] = self._acknowledged.get(body["doc"], 0) + 1
+        elif name == "Error":
+            self._errors.append((body.get("doc"), body.get("reason")))
         elif name == "DocChanged" and body.get("from") not in (None, self._peer):
             self._changes[body["doc"]] = self._changes.get(body["doc"], 0) + 1
 

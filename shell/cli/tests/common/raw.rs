@@ -1,0 +1,201 @@
+//! Raw clients for the end-to-end tests: a WebSocket that reads only when
+//! asked, native frames and Loro protocol messages written by hand, plain
+//! HTTP requests, and a well-behaved client that must keep working while
+//! the others misbehave.
+
+use super::{cli, Server};
+use async_tungstenite::tungstenite::Message as Ws;
+use docweave_adapters::loro_protocol;
+use docweave_core::{
+    decode, encode, Clock, DocId, ErrorCode, Hello, Limits, Message, PeerId, PeerKind,
+    VersionVector, PROTOCOL_VERSION,
+};
+use futures_util::StreamExt;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+pub type Socket = async_tungstenite::WebSocketStream<smol::net::TcpStream>;
+
+/// A raw WebSocket to the server: no reading unless asked.
+pub async fn raw_ws(port: u16) -> Socket {
+    raw_ws_at(port, "/").await
+}
+
+/// A raw WebSocket to `path` on the server.
+pub async fn raw_ws_at(port: u16, path: &str) -> Socket {
+    let stream = smol::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let (ws, _) = async_tungstenite::client_async(format!("ws://127.0.0.1:{port}{path}"), stream)
+        .await
+        .unwrap_or_else(|e| panic!("upgrade: {e}"));
+    ws
+}
+
+pub fn hello(peer: &str, token: Option<&str>) -> Message {
+    Message::Hello(Hello {
+        peer: PeerId::new(peer),
+        name: peer.into(),
+        kind: PeerKind::User,
+        protocol: PROTOCOL_VERSION,
+        token: token.map(str::to_string),
+        clock: Clock(0),
+    })
+}
+
+pub fn sync_request(doc: &str) -> Message {
+    Message::SyncRequest {
+        doc: DocId::new(doc),
+        version: VersionVector::new(),
+        bidirectional: false,
+    }
+}
+
+/// One docweave frame as one whole WebSocket piece.
+pub async fn send(ws: &mut Socket, messages: &[Message]) {
+    let mut piece = vec![0u8];
+    piece.extend(encode(messages).unwrap_or_default());
+    let _ = ws.send(Ws::Binary(piece.into())).await;
+}
+
+/// Messages received until `within` passes or the connection ends;
+/// `closed` tells whether it ended.
+pub async fn receive(ws: &mut Socket, within: Duration) -> (Vec<Message>, bool) {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (got, false);
+        }
+        let next = futures_lite::future::or(async { Some(ws.next().await) }, async {
+            smol::Timer::after(left).await;
+            None
+        })
+        .await;
+        match next {
+            None => return (got, false),
+            Some(Some(Ok(Ws::Binary(b)))) if b.first() == Some(&0) => {
+                got.extend(decode(&b[1..], &Limits::default()).unwrap_or_default());
+            }
+            Some(Some(Ok(Ws::Close(_)))) | Some(None) | Some(Some(Err(_))) => return (got, true),
+            Some(Some(Ok(_))) => {}
+        }
+    }
+}
+
+pub fn has_error(ms: &[Message], code: ErrorCode) -> bool {
+    ms.iter()
+        .any(|m| matches!(m, Message::Error { code: c, .. } if *c == code))
+}
+
+/// A well-behaved client puts a value and reads it back, over WebSocket
+/// and over HTTP.
+pub fn well_behaved(server: &Server, doc: &str, token: Option<&str>) -> bool {
+    well_behaved_as(server, doc, token, None)
+}
+
+pub fn well_behaved_as(
+    server: &Server,
+    doc: &str,
+    token: Option<&str>,
+    peer: Option<&str>,
+) -> bool {
+    let ws = format!("ws://127.0.0.1:{}", server.ws);
+    let http = format!("http://127.0.0.1:{}", server.http);
+    // A fresh value each time: writing the same value again changes nothing.
+    let value = format!(
+        "v{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let mut put = vec!["doc", "put", &ws, doc, "k", &value];
+    let mut get = vec!["doc", "get", &http, doc];
+    if let Some(t) = token {
+        put.extend(["--token", t]);
+        get.extend(["--token", t]);
+    }
+    if let Some(p) = peer {
+        put.extend(["--as", p]);
+        get.extend(["--as", p]);
+    }
+    let (ok, _, err) = cli(&put);
+    if !ok {
+        eprintln!("put failed: {err}");
+        return false;
+    }
+    let (ok, out, err) = cli(&get);
+    if !ok || !out.contains("\"k\"") {
+        eprintln!("get failed: {out}{err}");
+        return false;
+    }
+    true
+}
+
+/// A plain HTTP request on a port; the whole answer (empty if none came).
+pub fn http_raw(port: u16, request: &str, within: Duration) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(within));
+    let _ = s.write_all(request.as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn loro(crdt: loro_protocol::Crdt, room: &str, body: loro_protocol::Body) -> Ws {
+    let m = loro_protocol::LoroMessage {
+        crdt,
+        room: room.into(),
+        body,
+    };
+    Ws::Binary(loro_protocol::encode(&m).into())
+}
+
+/// Loro messages (and text frames) received until one matches `wanted`,
+/// `within` passes, or the connection ends (`closed`).
+pub async fn loro_until(
+    ws: &mut Socket,
+    within: Duration,
+    wanted: impl Fn(&loro_protocol::LoroMessage) -> bool,
+) -> (Vec<loro_protocol::LoroMessage>, Vec<String>, bool) {
+    let (mut got, mut texts) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (got, texts, false);
+        }
+        let next = futures_lite::future::or(async { Some(ws.next().await) }, async {
+            smol::Timer::after(left).await;
+            None
+        })
+        .await;
+        match next {
+            None => return (got, texts, false),
+            Some(Some(Ok(Ws::Binary(b)))) => {
+                if let Ok(m) = loro_protocol::decode(&b) {
+                    let done = wanted(&m);
+                    got.push(m);
+                    if done {
+                        return (got, texts, false);
+                    }
+                }
+            }
+            Some(Some(Ok(Ws::Text(t)))) => {
+                texts.push(t.as_str().to_string());
+                if t.as_str() == "pong" {
+                    return (got, texts, false);
+                }
+            }
+            Some(Some(Ok(Ws::Close(_)))) | Some(None) | Some(Some(Err(_))) => {
+                return (got, texts, true)
+            }
+            Some(Some(Ok(_))) => {}
+        }
+    }
+}
