@@ -19,11 +19,15 @@ pub enum IdError {
     /// The id was longer than [`MAX_ID_LEN`] bytes.
     #[error("the id is {0} bytes long; at most 256 bytes are allowed")]
     TooLong(usize),
-    /// The id held a control character or looked like a file-system path.
-    #[error("the id {0:?} holds a control character, a backslash or a path segment ('.', '..', leading '/')")]
-    PathLike(String),
+    /// The id held a control character (NUL, tab, newline, ...).
+    #[error("the id {0:?} holds a control character (NUL, tab, newline, ...); any other text is allowed")]
+    Control(String),
 }
 
+/// Ids are opaque data: any UTF-8 text up to [`MAX_ID_LEN`] bytes but the
+/// empty string and control characters (which would break logs, traces
+/// and the lines of a recording). Slashes, dots, colons and whole URLs are
+/// ids like any other; no store or adapter uses an id as a file name.
 fn check_id(s: &str) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
@@ -31,15 +35,8 @@ fn check_id(s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_LEN {
         return Err(IdError::TooLong(s.len()));
     }
-    // Ids are data, never paths: still, refuse what would be dangerous if an
-    // adapter ever got it wrong, and what no sane application uses as a name.
-    let path_like = s.starts_with('/')
-        || s.contains('\\')
-        || s.chars().any(char::is_control)
-        || s.split('/')
-            .any(|seg| seg == "." || seg == ".." || seg.is_empty());
-    if path_like {
-        return Err(IdError::PathLike(s.to_string()));
+    if s.chars().any(char::is_control) {
+        return Err(IdError::Control(s.to_string()));
     }
     Ok(())
 }
@@ -165,20 +162,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn path_like_ids_are_refused() {
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../b",
-            "a//b",
-            "a\\b",
-            "a\0b",
-            "x/.",
-        ] {
+    fn ids_are_any_text_but_empty_or_control_characters() {
+        for bad in ["", "a\0b", "tab\there", "line\n", "\u{7f}del"] {
             assert!(DocId::parse(bad).is_err(), "{bad:?} should be refused");
         }
-        for good in ["notes", "team/notes", "a.b", "ünïcode", "doc1"] {
+        for good in [
+            "notes",
+            "team/notes",
+            "a.b",
+            "ünïcode",
+            "https://example.com/docs/x",
+            "notes/",
+            "/notes",
+            "a/./b",
+            "../x",
+            "a\\b",
+            "with space",
+        ] {
             assert!(DocId::parse(good).is_ok(), "{good:?} should be accepted");
         }
         assert_eq!(DocId::parse(&"x".repeat(257)), Err(IdError::TooLong(257)));

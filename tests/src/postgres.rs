@@ -3,8 +3,8 @@
 //! binaries (`initdb`, `pg_ctl`), once per test process, listening on a
 //! free loopback port. Each test gets a database of its own.
 //!
-//! Without PostgreSQL a test skips and says so, unless
-//! `DOCWEAVE_REQUIRE_POSTGRES` is set (as `.ci/run` does): then it fails.
+//! Without PostgreSQL a test fails with one line naming the package to
+//! install (`tests/run` installs it): it never passes silently.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,25 +20,22 @@ struct Server {
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
-/// A fresh, empty database for one test, as a URL; `None` (after saying
-/// why on stderr) when no PostgreSQL can be had and none is required.
-pub fn fresh_database(test: &str) -> Option<String> {
+/// A fresh, empty database for one test, as a URL. Fails the test when no
+/// PostgreSQL can be had, saying which package to install.
+pub fn fresh_database(test: &str) -> String {
+    try_fresh_database(test).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// [`fresh_database`], or why there is none (for benchmarks, which go on
+/// without PostgreSQL).
+pub fn try_fresh_database(test: &str) -> Result<String, String> {
     let server = SERVER.get_or_init(|| match std::env::var("DOCWEAVE_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => Ok(Server {
             base: url.trim_end_matches('/').to_string(),
         }),
         _ => start_cluster(),
     });
-    let server = match server {
-        Ok(s) => s,
-        Err(why) if std::env::var_os("DOCWEAVE_REQUIRE_POSTGRES").is_some() => {
-            panic!("PostgreSQL is required (DOCWEAVE_REQUIRE_POSTGRES) but: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED {test}: no PostgreSQL ({why})");
-            return None;
-        }
-    };
+    let server = server.as_ref().map_err(Clone::clone)?;
     let name = format!(
         "t_{}_{}_{}",
         test.chars()
@@ -55,7 +52,7 @@ pub fn fresh_database(test: &str) -> Option<String> {
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-    Some(format!("{}/{name}", server.base))
+    Ok(format!("{}/{name}", server.base))
 }
 
 /// Where Debian keeps the server's binaries (they are not on `PATH`).
@@ -101,7 +98,10 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn start_cluster() -> Result<Server, String> {
-    let bin = bin_dir().ok_or("no initdb on PATH or under /usr/lib/postgresql")?;
+    let bin = bin_dir().ok_or(
+        "PostgreSQL's server binaries (initdb, pg_ctl) are missing: \
+         apt-get install postgresql (tests/run installs what the tests need)",
+    )?;
     let root = is_root();
     let dir = std::env::temp_dir().join(format!("docweave-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -11,7 +11,7 @@
 
 use super::codec::{
     AckStatus as LoroAck, BatchId as LoroBatch, Body, Crdt, JoinErrorCode, LoroMessage,
-    RoomErrorCode,
+    RoomErrorCode, MAX_ROOM_ID,
 };
 use super::presence::MemberPresence;
 use docweave_core::{
@@ -325,8 +325,11 @@ impl Bridge {
             Body::Leave => {
                 if crdt == Crdt::Loro {
                     self.rooms.remove(&room);
-                } else if let Some(p) = self.presence.remove(&(crdt, room.clone())) {
+                } else if let Some(mut p) = self.presence.remove(&(crdt, room.clone())) {
                     self.presence_held = self.presence_held.saturating_sub(p.member.size());
+                    if crdt == Crdt::Ephemeral {
+                        self.presence_left(&mut out, &room, &mut p.member);
+                    }
                 }
                 if let Ok(doc) = DocId::parse(&room) {
                     self.watch(&mut out, &doc, false);
@@ -381,6 +384,13 @@ impl Bridge {
                 "docweave serves Loro documents (%LOR) and Loro presence (%EPH, %EPS); {crdt} rooms are not supported"
             );
             return Self::join_error(out, crdt, &room, JoinErrorCode::Unknown, why);
+        }
+        if room.len() > MAX_ROOM_ID {
+            let why = format!(
+                "the room id is {} bytes; the Loro protocol allows at most {MAX_ROOM_ID}",
+                room.len()
+            );
+            return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
         }
         let doc = match DocId::parse(&room) {
             Ok(d) => d,
@@ -698,6 +708,33 @@ impl Bridge {
 
     /// Sends document bytes to the client, in fragments when large.
     /// How long a member's presence in a `crdt` room lives after its last change.
+    /// A member left a `%EPH` room (keeping its connection): its presence
+    /// goes as if it had disconnected. The members still there get its
+    /// keys deleted; the node drops its entry, so later members never see it.
+    /// (`%EPS` presence outlives its member by design.)
+    fn presence_left(&mut self, out: &mut Vec<Effect>, room: &str, member: &mut MemberPresence) {
+        let (Some(peer), Ok(doc)) = (self.peer.clone(), DocId::parse(room)) else {
+            return;
+        };
+        let ttl_ms = self.presence_ttl(Crdt::Ephemeral);
+        let say = |data: Vec<u8>| {
+            Message::Ephemeral(Ephemeral {
+                doc: doc.clone(),
+                namespace: Namespace::new(PRESENCE_NAMESPACE),
+                origin: peer.clone(),
+                hops: 1,
+                ttl_ms,
+                data: Payload::new(data),
+            })
+        };
+        if let Some(deleted) = member.departure() {
+            let m = say(deleted);
+            self.for_node(out, m);
+        }
+        let m = say(Vec::new());
+        self.for_node(out, m);
+    }
+
     fn presence_ttl(&self, crdt: Crdt) -> u32 {
         if crdt == Crdt::Ephemeral {
             self.o.presence_ttl_ms

@@ -190,7 +190,9 @@ pub enum Body {
 pub struct LoroMessage {
     /// The room's CRDT.
     pub crdt: Crdt,
-    /// The room id (at most [`MAX_ROOM_ID`] bytes).
+    /// The room id. The protocol allows at most [`MAX_ROOM_ID`] bytes; a
+    /// longer one decodes (within the message's size) so that the bridge
+    /// can refuse its join with a clear `JoinError`.
     pub room: String,
     /// What it says.
     pub body: Body,
@@ -267,9 +269,6 @@ pub fn decode(bytes: &[u8]) -> Result<LoroMessage, DecodeError> {
     let crdt = Crdt::from_magic(magic)
         .ok_or_else(|| DecodeError(format!("unknown CRDT magic {magic:?}")))?;
     let room = r.var_bytes("room id")?;
-    if room.len() > MAX_ROOM_ID {
-        return Reader::fail("room id longer than 128 bytes");
-    }
     let room = String::from_utf8(room).or_else(|_| Reader::fail("room id is not UTF-8"))?;
     let body = match r.byte("message type")? {
         0 => {

@@ -62,6 +62,22 @@ impl MemberPresence {
         Ok(state)
     }
 
+    /// The member's keys, each deleted (timestamped tombstones, as its own
+    /// store writes them), for the members still in the room; `None` when
+    /// it had none.
+    pub fn departure(&mut self) -> Option<Vec<u8>> {
+        if self.state.is_empty() {
+            return None;
+        }
+        crate::contained("presence", || {
+            for key in self.store.keys() {
+                self.store.delete(&key);
+            }
+            self.store.encode_all()
+        })
+        .ok()
+    }
+
     /// Back to the state last accepted: a store cannot take a message back.
     fn restore(&mut self) {
         self.store = EphemeralStore::new(self.timeout_ms);

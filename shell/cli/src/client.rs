@@ -145,18 +145,79 @@ async fn pulled(
     doc: &str,
     within: Duration,
 ) -> Result<Option<String>, String> {
+    Ok(answered(events, doc, within).await?.map(|(peer, _)| peer))
+}
+
+/// Like [`pulled`], with whether the server has the document.
+async fn answered(
+    events: &async_channel::Receiver<Event>,
+    doc: &str,
+    within: Duration,
+) -> Result<Option<(String, bool)>, String> {
     let deadline = std::time::Instant::now() + within;
     while let Some(event) = next_event(events, deadline).await {
         if let Some(reason) = fatal(&event) {
             return Err(reason);
         }
-        if let Event::PeerSynced { peer, doc: d, .. } = event {
+        if let Event::PeerSynced {
+            peer,
+            doc: d,
+            state,
+        } = event
+        {
             if d.as_str() == doc {
-                return Ok(Some(peer.to_string()));
+                let has = !matches!(state, docweave_core::SyncState::Absent);
+                return Ok(Some((peer.to_string(), has)));
             }
         }
     }
     Ok(None)
+}
+
+/// How a `doc` command ended, when it did not fail.
+pub enum Done {
+    /// It did what it was asked.
+    Ok,
+    /// `doc get`: the server (or data directory) has no such document.
+    Missing(String),
+}
+
+/// `doc get`: prints the document, or says it does not exist.
+async fn get(target: &str, doc: &str, timeout: u64, auth: &Credentials) -> Result<Done, String> {
+    let wait = Duration::from_secs(timeout);
+    if !is_url(target) {
+        // A data directory: read its store, which is what holds the document.
+        let db = PathBuf::from(target).join("docweave.db");
+        let mut store =
+            SqliteStore::open(&db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+        let id = docweave_core::DocId::parse(doc).map_err(|e| e.to_string())?;
+        if docweave_adapters::Store::load(&mut store, &id)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            return Ok(Done::Missing(format!("{target} holds no document {doc}")));
+        }
+    }
+    let repo = repo_for(target, auth)?;
+    let events = repo.events().await.map_err(|e| e.to_string())?;
+    let d = repo.open(doc).await.map_err(|e| e.to_string())?;
+    if is_url(target) {
+        match answered(&events, doc, wait).await? {
+            None => {
+                return Err(format!(
+                    "{target} did not answer for {doc} within {timeout} s"
+                ))
+            }
+            Some((server, false)) => {
+                repo.close().await;
+                return Ok(Done::Missing(format!("{server} at {target} has no document {doc}")));
+            }
+            Some(_) => {}
+        }
+    }
+    out!("{}", json(&d));
+    repo.close().await;
+    Ok(Done::Ok)
 }
 
 /// Waits until the server welcomed us; returns its peer id. A refused
@@ -203,6 +264,10 @@ pub struct Credentials {
 #[derive(clap::Subcommand)]
 pub enum DocCommand {
     /// Print a document as JSON.
+    #[command(
+        after_help = "Exit status: 0 printed; 1 failed (the reason is on stderr); \
+3 the server or data directory has no such document (said on stderr, nothing printed)."
+    )]
     Get {
         /// A server (ws://host:port, http://host:port) or a data directory.
         target: String,
@@ -267,7 +332,7 @@ fn json(doc: &loro::LoroDoc) -> String {
     serde_json::to_string(&doc.get_deep_value()).unwrap_or_default()
 }
 
-pub fn doc(cmd: DocCommand) -> Result<(), String> {
+pub fn doc(cmd: DocCommand) -> Result<Done, String> {
     smol::block_on(async {
         match cmd {
             DocCommand::Get {
@@ -275,20 +340,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 doc,
                 timeout,
                 auth,
-            } => {
-                let wait = Duration::from_secs(timeout);
-                let repo = repo_for(&target, &auth)?;
-                let events = repo.events().await.map_err(|e| e.to_string())?;
-                let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
-                if is_url(&target) && pulled(&events, &doc, wait).await?.is_none() {
-                    return Err(format!(
-                        "{target} did not answer for {doc} within {timeout} s"
-                    ));
-                }
-                out!("{}", json(&d));
-                repo.close().await;
-                Ok(())
-            }
+            } => get(&target, &doc, timeout, &auth).await,
             DocCommand::Put {
                 target,
                 doc,
@@ -361,7 +413,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 }
                 out!("{}", json(&d));
                 repo.close().await;
-                Ok(())
+                Ok(Done::Ok)
             }
             DocCommand::Delete { target, doc, auth } => {
                 let repo = repo_for(&target, &auth)?;
@@ -369,7 +421,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                     repo.delete(&doc).map_err(|e| e.to_string())?;
                     repo.close().await;
                     out!("deleted {doc}");
-                    return Ok(());
+                    return Ok(Done::Ok);
                 }
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let server = connected(&repo, &events, Duration::from_secs(10))
@@ -383,7 +435,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 match answer {
                     Some(true) => {
                         out!("deleted {doc} on {server}");
-                        Ok(())
+                        Ok(Done::Ok)
                     }
                     Some(false) => Err(format!("{server} refused to delete {doc}")),
                     None => Err(format!("{server} did not answer the deletion within 10 s")),
@@ -417,7 +469,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                 for (doc, ops, clock) in docs {
                     out!("{doc:<40} {ops:>12} {clock:>10}");
                 }
-                Ok(())
+                Ok(Done::Ok)
             }
             DocCommand::Watch { target, doc, auth } => {
                 let repo = repo_for(&target, &auth)?;
@@ -455,7 +507,7 @@ pub fn doc(cmd: DocCommand) -> Result<(), String> {
                     }
                 }
                 repo.close().await;
-                Ok(())
+                Ok(Done::Ok)
             }
         }
     })

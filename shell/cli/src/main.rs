@@ -45,7 +45,7 @@ enum Command {
     /// Keep a local replica (SQLite) in sync with a server.
     Sync(client::SyncArgs),
     /// Read, change or watch one document.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = EXIT_CODES)]
     Doc(client::DocCommand),
     /// Show what a data directory holds.
     Inspect {
@@ -77,13 +77,27 @@ fn init_logs(level: &str, format: &str) {
     }
 }
 
+/// Exit status of `doc get` for a document its target does not have.
+const EXIT_NO_SUCH_DOC: u8 = 3;
+
+/// What the exit statuses of `doc` commands mean (in their `--help`).
+const EXIT_CODES: &str = "Exit status: 0 done; 1 failed (the reason is on stderr); \
+3 `doc get` of a document the server or data directory does not have (said on stderr).";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.log_level, &cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Sync(args) => client::sync(args),
-        Command::Doc(cmd) => client::doc(cmd),
+        Command::Doc(cmd) => match client::doc(cmd) {
+            Ok(client::Done::Ok) => Ok(()),
+            Ok(client::Done::Missing(why)) => {
+                eprintln!("docweave: {why}");
+                return ExitCode::from(EXIT_NO_SUCH_DOC);
+            }
+            Err(e) => Err(e),
+        },
         Command::Inspect { dir } => inspect::run(&dir),
         Command::Compact { dir } => compact::run(&dir),
         Command::Replay { log } => replay(&log),

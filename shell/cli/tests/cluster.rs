@@ -44,9 +44,7 @@ fn eventually_get(url: &str, doc: &str, check: impl Fn(&str) -> bool) -> String 
 
 #[test]
 fn three_servers_on_one_database_converge_and_a_deletion_reaches_all() {
-    let Some(db) = fresh_database("cluster_converge") else {
-        return;
-    };
+    let db = fresh_database("cluster_converge");
     let servers = [start("pg-a", &db), start("pg-b", &db), start("pg-c", &db)];
     for (i, s) in servers.iter().enumerate() {
         put(&ws(s), "shared", &format!("from{i}"), &format!("v{i}"));
@@ -87,9 +85,7 @@ fn three_servers_on_one_database_converge_and_a_deletion_reaches_all() {
 
 #[test]
 fn clients_of_a_killed_server_go_on_through_another_and_lose_nothing_acknowledged() {
-    let Some(db) = fresh_database("cluster_failover") else {
-        return;
-    };
+    let db = fresh_database("cluster_failover");
     let mut a = start("fo-a", &db);
     let b = start("fo-b", &db);
     let c = start("fo-c", &db);
@@ -156,9 +152,7 @@ fn ws_dialer(port: u16) -> docweave_shell::Dialer {
 
 #[test]
 fn presence_set_through_one_server_reaches_a_client_of_another() {
-    let Some(db) = fresh_database("cluster_presence") else {
-        return;
-    };
+    let db = fresh_database("cluster_presence");
     let a = start("pr-a", &db);
     let b = start("pr-b", &db);
     smol::block_on(async {
@@ -258,9 +252,7 @@ impl RawClient {
 #[test]
 fn a_listener_registered_on_one_server_is_pulled_and_acknowledged_on_another() {
     use docweave_core::{Message, Revision, RevisionStatus};
-    let Some(db) = fresh_database("cluster_listeners") else {
-        return;
-    };
+    let db = fresh_database("cluster_listeners");
     let a = start("li-a", &db);
     let b = start("li-b", &db);
     put(&ws(&a), "report", "k", "v");

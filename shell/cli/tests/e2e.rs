@@ -338,3 +338,41 @@ fn a_reader_that_stops_early_ends_doc_get_quietly() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn doc_get_of_a_missing_document_says_so_and_exits_3_on_every_transport() {
+    let tcp = free_port();
+    let data = data_dir("missing-doc");
+    let server = Server::start(
+        "server",
+        &data,
+        free_port(),
+        free_port(),
+        &["--tcp", &format!("127.0.0.1:{tcp}")],
+    );
+    let urls = [
+        format!("ws://127.0.0.1:{}", server.ws),
+        format!("http://127.0.0.1:{}", server.http),
+        format!("tcp://127.0.0.1:{tcp}"),
+    ];
+    let (ok, _, err) = cli(&["doc", "put", &urls[0], "present", "k", "v"]);
+    assert!(ok, "{err}");
+    for url in &urls {
+        let (code, out, err) = common::cli_status(&["doc", "get", url, "nosuch"]);
+        assert_eq!(code, Some(3), "{url}: {out}{err}");
+        assert!(out.is_empty(), "{url} printed {out}");
+        assert!(err.contains("has no document nosuch"), "{url}: {err}");
+        let (code, out, err) = common::cli_status(&["doc", "get", url, "present"]);
+        assert_eq!(code, Some(0), "{url}: {err}");
+        assert!(out.contains("\"k\":\"v\""), "{url}: {out}");
+    }
+    // A data directory, too (the server stopped first: one writer at a time).
+    drop(server);
+    let dir = data.display().to_string();
+    let (code, _, err) = common::cli_status(&["doc", "get", &dir, "nosuch"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("holds no document nosuch"), "{err}");
+    let (code, out, _) = common::cli_status(&["doc", "get", &dir, "present"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"k\":\"v\""), "{out}");
+}

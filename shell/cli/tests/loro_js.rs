@@ -14,13 +14,20 @@ fn suite() -> PathBuf {
 
 #[test]
 fn loro_websocket_clients_sync_through_docweave() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "Chromium is missing at {chromium}: apt-get install chromium (tests/run installs what the tests need)"
+    );
     let dir = suite();
     if !dir.join("node_modules").is_dir() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
             .status()
-            .unwrap_or_else(|e| panic!("npm is needed for the loro-websocket tests: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("npm is missing ({e}): apt-get install npm (tests/run installs what the tests need)")
+            });
         assert!(status.success(), "npm ci failed in {}", dir.display());
     }
     let out = Command::new("node")
@@ -33,7 +40,9 @@ fn loro_websocket_clients_sync_through_docweave() {
         .current_dir(&dir)
         .env("DOCWEAVE_BIN", env!("CARGO_BIN_EXE_docweave"))
         .output()
-        .unwrap_or_else(|e| panic!("node is needed for the loro-websocket tests: {e}"));
+        .unwrap_or_else(|e| {
+            panic!("Node.js is missing ({e}): apt-get install nodejs (tests/run installs what the tests need)")
+        });
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));

@@ -267,9 +267,7 @@ fn poison_stored_in_sqlite_does_not_stop_a_server() {
 
 #[test]
 fn poison_stored_in_postgres_does_not_stop_a_server() {
-    let Some(url) = docweave_tests::postgres::fresh_database("poison_stored") else {
-        return;
-    };
+    let url = docweave_tests::postgres::fresh_database("poison_stored");
     let mut server = Server::start(
         "server",
         &data_dir("poison-postgres"),

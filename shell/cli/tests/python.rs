@@ -26,7 +26,7 @@ fn python_replicas_sync_through_docweave() {
     if !python.exists() {
         run(
             Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            "python3 -m venv",
+            "python3 -m venv (apt-get install python3-venv; tests/run installs what the tests need)",
         );
     }
     // Always the package of this checkout, built from source by the install.

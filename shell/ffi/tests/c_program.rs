@@ -64,7 +64,7 @@ fn the_header_declares_exactly_what_the_library_exports() {
         .args(["-D", "--defined-only"])
         .arg(library())
         .output()
-        .expect("nm (binutils) is needed");
+        .expect("nm is missing: apt-get install binutils (tests/run installs what the tests need)");
     let exported: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().last())
@@ -94,7 +94,7 @@ fn compile_c(source: &Path, program: &Path) {
         .arg(library_dir())
         .arg("-ldocweave_ffi")
         .status()
-        .expect("cc is needed");
+        .expect("a C compiler is missing: apt-get install gcc (tests/run installs what the tests need)");
     assert!(compiled.success(), "{} does not compile", source.display());
 }
 

@@ -73,7 +73,8 @@ export class Server {
 
   /** Runs the native docweave CLI against this server. */
   async cli(...args) {
-    const { stdout } = await promisify(execFile)(BIN, args.map((a) => a.replaceAll("{ws}", `ws://${this.addr}`)));
+    const url = (a) => a.replaceAll("{ws}", `ws://${this.addr}`).replaceAll("{http}", `http://${this.httpAddr}`);
+    const { stdout } = await promisify(execFile)(BIN, args.map(url));
     return stdout;
   }
 }

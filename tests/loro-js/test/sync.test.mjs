@@ -156,6 +156,64 @@ test("presence (%EPH) goes with its member; persisted presence (%EPS) is kept fo
   assert.equal(lateCursor.store.get("alice"), undefined, "presence of a member who left is not kept");
 });
 
+test("%EPH presence goes when its member leaves the room, also on a connection that stays", async () => {
+  const s = await server();
+  const join = async (client) => {
+    const store = new EphemeralStore(30000);
+    const room = await client.join({ roomId: "leaving", crdtAdaptor: new LoroEphemeralAdaptor(store) });
+    return { store, room };
+  };
+  const leaverClient = await connect(s);
+  const leaver = await join(leaverClient);
+  const stayer = await join(await connect(s));
+  leaver.store.set("alice", { cursor: 3 });
+  await until("the other member sees alice", () => stayer.store.get("alice")?.cursor === 3);
+  await leaver.room.leave();
+  await until("the other member sees alice gone", () => stayer.store.get("alice") === undefined);
+  // The leaver's connection stays, and serves another room.
+  const after = await joinDoc(leaverClient, "leaving-doc");
+  after.doc.getText("t").insert(0, "still connected");
+  after.doc.commit();
+  await until("acknowledged", () => unacked(leaverClient) === 0);
+  const late = await join(await connect(s));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(late.store.get("alice"), undefined, "a later member was shown a member who left");
+});
+
+test("document ids apps use (URLs, slashes, dots) round-trip between Loro and native clients", async () => {
+  const s = await server();
+  const ids = ["https://example.com/docs/x", "notes/", "/notes", "a/./b", "../up", "ünï côde"];
+  for (const id of ids) {
+    const a = await joinDoc(await connect(s), id);
+    a.doc.getMap("root").set("from-loro", id);
+    a.doc.commit();
+    await s.cli("doc", "put", "{ws}", id, "from-native", "yes");
+    await until(`the native edit of ${id}`, () => a.doc.getMap("root").get("from-native") === "yes");
+    const got = JSON.parse(await s.cli("doc", "get", "{http}", id));
+    assert.equal(got.root["from-loro"], id);
+  }
+  // Past the protocol's 128 bytes: a clear join error, and the connection goes on.
+  const client = await connect(s);
+  const { encode, decode, CrdtType, MessageType } = await import("loro-protocol");
+  const answers = [];
+  client.socket.addEventListener("message", (e) => {
+    if (typeof e.data !== "string") answers.push(decode(new Uint8Array(e.data)));
+  });
+  const long = "x".repeat(129);
+  // loro-protocol's encoder refuses such an id, so the bytes are written by hand.
+  const room = new TextEncoder().encode(long);
+  const frame = new Uint8Array([...new TextEncoder().encode("%LOR"), 129, 1, ...room, 0, 0, 0]);
+  client.socket.send(frame);
+  await until("a join error", () => answers.some((m) => m.type === MessageType.JoinError));
+  assert.match(answers.find((m) => m.type === MessageType.JoinError).message, /at most 128/);
+  const still = await joinDoc(client, "after-long-id");
+  still.doc.getText("t").insert(0, "ok");
+  still.doc.commit();
+  await until("acknowledged", () => unacked(client) === 0);
+  void encode;
+  void CrdtType;
+});
+
 test("a 5 MB update crosses as fragments both ways", async () => {
   const s = await server();
   const writer = await connect(s);

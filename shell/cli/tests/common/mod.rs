@@ -171,12 +171,18 @@ impl Drop for Server {
 
 /// Runs the CLI; (success, stdout, stderr).
 pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let (code, out, err) = cli_status(args);
+    (code == Some(0), out, err)
+}
+
+/// Runs the CLI; (exit code, stdout, stderr).
+pub fn cli_status(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
