@@ -36,6 +36,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     records_replace_and_remove(&mut make());
     feed_filters_orders_and_limits(&mut make());
     ids_sharing_a_prefix_do_not_collide(&mut make());
+    ids_apps_use_round_trip(&mut make());
     a_failed_batch_writes_nothing(&mut make());
     a_load_since_a_clock_brings_all_a_reader_lacks(&mut make());
 }
@@ -204,6 +205,41 @@ pub fn ids_sharing_a_prefix_do_not_collide(s: &mut impl Store) {
         ok(s.load(&DocId::new("doc10")), "load").is_some(),
         "purging doc1 must not touch doc10"
     );
+}
+
+/// Ids are opaque text: URLs, slashes, dots, quotes and wildcard-looking
+/// characters are stored and found as they are, each its own document.
+pub fn ids_apps_use_round_trip(s: &mut impl Store) {
+    let ids = [
+        "https://example.com/docs/x",
+        "notes/",
+        "/notes",
+        "a/./b",
+        "../up",
+        "it's \"quoted\"",
+        "100%_like",
+        "ünï côde",
+    ];
+    let changes: Vec<Append> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| change(id, id.as_bytes(), &[(i as u64 + 1, 1)]))
+        .collect();
+    ok(s.append(&changes), "append");
+    for id in ids {
+        let got = ok(s.load(&DocId::new(id)), "load").map(|l| l.changes);
+        assert_eq!(got, Some(vec![id.as_bytes().to_vec()]), "{id:?}");
+    }
+    let listed = ok(
+        s.changes_since(Clock(0), &Default::default(), 100),
+        "changes",
+    );
+    for id in ids {
+        assert!(
+            listed.iter().any(|c| c.doc.as_str() == id),
+            "{id:?} is not listed"
+        );
+    }
 }
 
 /// A batch with a refused change writes none of its changes.

@@ -210,7 +210,9 @@ async fn get(target: &str, doc: &str, timeout: u64, auth: &Credentials) -> Resul
             }
             Some((server, false)) => {
                 repo.close().await;
-                return Ok(Done::Missing(format!("{server} at {target} has no document {doc}")));
+                return Ok(Done::Missing(format!(
+                    "{server} at {target} has no document {doc}"
+                )));
             }
             Some(_) => {}
         }

@@ -94,7 +94,9 @@ fn compile_c(source: &Path, program: &Path) {
         .arg(library_dir())
         .arg("-ldocweave_ffi")
         .status()
-        .expect("a C compiler is missing: apt-get install gcc (tests/run installs what the tests need)");
+        .expect(
+            "a C compiler is missing: apt-get install gcc (tests/run installs what the tests need)",
+        );
     assert!(compiled.success(), "{} does not compile", source.display());
 }
 
