@@ -131,9 +131,11 @@ pub struct DeltaOfDeltaIter<'de, T> {
 }
 
 impl<'de, T: DeltaOfDeltable> DeltaOfDeltaIter<'de, T> {
-    pub fn new(bytes: &'de [u8]) -> Self {
-        let decoder = DeltaOfDeltaDecoder::new(bytes).unwrap();
-        Self { decoder }
+    // docweave patch: bytes that are no delta-of-delta column are an error,
+    // not an `unwrap` on it.
+    pub fn new(bytes: &'de [u8]) -> Result<Self, ColumnarError> {
+        let decoder = DeltaOfDeltaDecoder::new(bytes)?;
+        Ok(Self { decoder })
     }
 
     pub(crate) fn try_next(&mut self) -> Result<Option<T>, ColumnarError> {
@@ -306,7 +308,7 @@ impl<'de, T: DeltaOfDeltable> Deserialize<'de> for DeltaOfDeltaIter<'de, T> {
                 "DeltaOfDelta bytes should be at least 2 bytes",
             ));
         }
-        Ok(DeltaOfDeltaIter::new(bytes))
+        DeltaOfDeltaIter::new(bytes).map_err(|e| D::Error::custom(e.to_string()))
     }
 }
 

@@ -314,6 +314,11 @@ pub(crate) fn decode_op(
                 let peer_idx = del_start.peer_idx;
                 let cnt = del_start.counter;
                 let len = del_start.len;
+                // docweave patch: an empty deletion is corrupt data, not a
+                // debug assertion to trip (`DeleteSpanWithId::new`).
+                if len == 0 {
+                    return Err(LoroError::DecodeDataCorruptionError);
+                }
                 crate::op::InnerContent::List(crate::container::list::list_op::InnerListOp::Delete(
                     DeleteSpanWithId::new(
                         ID::new(
@@ -382,6 +387,11 @@ pub(crate) fn decode_op(
                     let peer_idx = del_start.peer_idx;
                     let cnt = del_start.counter;
                     let len = del_start.len;
+                    // docweave patch: an empty deletion is corrupt data, not
+                    // a debug assertion to trip (`DeleteSpanWithId::new`).
+                    if len == 0 {
+                        return Err(LoroError::DecodeDataCorruptionError);
+                    }
                     crate::op::InnerContent::List(
                         crate::container::list::list_op::InnerListOp::Delete(
                             DeleteSpanWithId::new(
@@ -477,6 +487,11 @@ pub(crate) fn decode_op(
                     let peer_idx = del_start.peer_idx;
                     let cnt = del_start.counter;
                     let len = del_start.len;
+                    // docweave patch: an empty deletion is corrupt data, not
+                    // a debug assertion to trip (`DeleteSpanWithId::new`).
+                    if len == 0 {
+                        return Err(LoroError::DecodeDataCorruptionError);
+                    }
                     crate::op::InnerContent::List(
                         crate::container::list::list_op::InnerListOp::Delete(
                             DeleteSpanWithId::new(

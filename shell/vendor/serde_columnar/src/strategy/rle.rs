@@ -230,7 +230,10 @@ where
     }
 
     pub fn take_n_finalize(mut self, n: usize) -> Result<(Vec<T>, &'de [u8]), ColumnarError> {
-        let mut ans = Vec::with_capacity(n);
+        // docweave patch: `n` comes from the data; reserve what the bytes
+        // could hold at most, not what they claim (a huge `n` aborted on
+        // allocation).
+        let mut ans = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             if let Some(v) = self.try_next()? {
                 ans.push(v)
@@ -293,7 +296,10 @@ impl<'de> BoolRleDecoder<'de> {
     }
 
     pub fn take_n_finalize(mut self, n: usize) -> Result<(Vec<bool>, &'de [u8]), ColumnarError> {
-        let mut ans = Vec::with_capacity(n);
+        // docweave patch: `n` comes from the data; reserve what the bytes
+        // could hold at most, not what they claim (a huge `n` aborted on
+        // allocation).
+        let mut ans = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             if let Some(v) = self.try_next()? {
                 ans.push(v)
@@ -380,7 +386,10 @@ impl<'de, T: DeltaRleable> DeltaRleDecoder<'de, T> {
     }
 
     pub fn take_n_finalize(mut self, n: usize) -> Result<(Vec<T>, &'de [u8]), ColumnarError> {
-        let mut ans = Vec::with_capacity(n);
+        // docweave patch: `n` comes from the data; reserve what the bytes
+        // could hold at most, not what they claim (a huge `n` aborted on
+        // allocation).
+        let mut ans = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             if let Some(v) = self.try_next()? {
                 ans.push(T::try_from(v).map_err(|_| {
@@ -559,22 +568,41 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
             self.head_num = None;
         } else {
             match self.read_bits(1) {
-                Some(0) => self.prev_value += self.prev_delta,
+                Some(0) => {
+                    // docweave patch: overflow is corrupt data, not a panic.
+                    self.prev_value = self.prev_value.checked_add(self.prev_delta).ok_or_else(|| {
+                        ColumnarError::RleDecodeError("delta of delta overflows".to_string())
+                    })?
+                }
                 Some(1) => {
-                    let (num_bits, bias) = if self.read_bits(1).unwrap() == 0 {
+                    // docweave patch: truncated input is an error, not an
+                    // `unwrap` on `None`; overflow too.
+                    let truncated =
+                        || ColumnarError::RleDecodeError("truncated delta of delta".to_string());
+                    let (num_bits, bias) = if self.read_bits(1).ok_or_else(truncated)? == 0 {
                         (7, 63)
-                    } else if self.read_bits(1).unwrap() == 0 {
+                    } else if self.read_bits(1).ok_or_else(truncated)? == 0 {
                         (9, 255)
-                    } else if self.read_bits(1).unwrap() == 0 {
+                    } else if self.read_bits(1).ok_or_else(truncated)? == 0 {
                         (12, 2047)
-                    } else if self.read_bits(1).unwrap() == 0 {
+                    } else if self.read_bits(1).ok_or_else(truncated)? == 0 {
                         (21, MAX_DELTA_OF_DELTA - 1)
                     } else {
                         (64, 0)
                     };
-                    let delta_of_delta = self.read_bits(num_bits).unwrap() as i64 - bias;
-                    self.prev_delta += delta_of_delta;
-                    self.prev_value += self.prev_delta;
+                    let overflow =
+                        || ColumnarError::RleDecodeError("delta of delta overflows".to_string());
+                    let delta_of_delta = (self.read_bits(num_bits).ok_or_else(truncated)? as i64)
+                        .checked_sub(bias)
+                        .ok_or_else(overflow)?;
+                    self.prev_delta = self
+                        .prev_delta
+                        .checked_add(delta_of_delta)
+                        .ok_or_else(overflow)?;
+                    self.prev_value = self
+                        .prev_value
+                        .checked_add(self.prev_delta)
+                        .ok_or_else(overflow)?;
                 }
                 None => return Ok(None),
                 _ => {
@@ -656,7 +684,10 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
     }
 
     pub fn take_n_finalize(mut self, n: usize) -> Result<(Vec<T>, &'de [u8]), ColumnarError> {
-        let mut ans = Vec::with_capacity(n);
+        // docweave patch: `n` comes from the data; reserve what the bytes
+        // could hold at most, not what they claim (a huge `n` aborted on
+        // allocation).
+        let mut ans = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             if let Some(v) = self.try_next()? {
                 ans.push(v);

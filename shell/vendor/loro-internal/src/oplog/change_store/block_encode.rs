@@ -764,11 +764,11 @@ pub fn decode_block(
             content,
         };
         // docweave patch: the op's encoded length must be the length of what it
-        // holds. A block whose lengths disagree (ops that overlap or leave gaps
+        // holds, and no op is empty. A block whose lengths disagree (ops that overlap or leave gaps
         // in the counter range) imports "successfully" and leaves the oplog
         // unable to find its own frontier, which panics later
         // (`OpLog::get_greatest_timestamp`, oplog.rs).
-        if op.atom_len() != len as usize {
+        if len == 0 || op.atom_len() != len as usize {
             return Err(LoroError::DecodeDataCorruptionError);
         }
 
