@@ -4,12 +4,13 @@
 //! Each message is length-prefixed, so a message of a kind this build does
 //! not know (a newer peer's) is skipped and reported, not fatal to the frame.
 //! Decoding is bounded: the frame size is checked before anything is read,
-//! postcard cannot read past a message, and after decoding every count and
-//! string is checked against [`Limits`]. Every failure is an error, never a panic.
+//! postcard cannot read past a message, what a message allocates beyond its
+//! bytes is charged while it is read ([`crate::budget`]), and after decoding
+//! every count and string is checked against [`Limits`]. Every failure is an
+//! error, never a panic.
 
 use crate::ids::DocId;
 use crate::protocol::{Filter, Message, Strand};
-use crate::version::VersionVector;
 
 /// The frame format version this build writes and reads (1 was a plain
 /// postcard list of messages, which could not skip an unknown kind).
@@ -98,8 +99,6 @@ pub struct Limits {
     pub max_messages: usize,
     /// Most elements in any list (strands, docs, revisions, filter entries).
     pub max_elements: usize,
-    /// Most actors in a version vector.
-    pub max_actors: usize,
     /// Longest free-text string (names, error messages, tokens), in bytes.
     pub max_text: usize,
 }
@@ -110,7 +109,6 @@ impl Default for Limits {
             max_frame: 16 * 1024 * 1024,
             max_messages: 4096,
             max_elements: 10_000,
-            max_actors: 4096,
             max_text: 4096,
         }
     }
@@ -337,8 +335,13 @@ pub fn decode_frame(bytes: &[u8], limits: &Limits) -> Result<Decoded, FrameError
             out.unknown.push(u32::try_from(kind).unwrap_or(u32::MAX));
             continue;
         }
-        let m: Message =
-            postcard::from_bytes(one).map_err(|e| FrameError::Decode(e.to_string()))?;
+        // Lists, ids and versions are charged while they are read, so a
+        // message cannot make us allocate much more than its own bytes.
+        let m: Message = match crate::budget::within(one.len(), || postcard::from_bytes(one)) {
+            (Ok(m), _) => m,
+            (Err(_), true) => return Err(FrameError::Bound(crate::budget::EXCEEDED.into())),
+            (Err(e), false) => return Err(FrameError::Decode(e.to_string())),
+        };
         validate(&m, limits)?;
         out.messages.push(m);
     }
@@ -369,10 +372,6 @@ fn check_doc(doc: &DocId) -> Result<(), FrameError> {
         .map_err(|e| FrameError::DocId(e.to_string()))
 }
 
-fn check_version(v: &VersionVector, limits: &Limits) -> Result<(), FrameError> {
-    check_count("version actors", v.len(), limits.max_actors)
-}
-
 fn check_filter(f: &Filter, limits: &Limits) -> Result<(), FrameError> {
     check_count("filter entries", f.len(), limits.max_elements)?;
     for s in f.types.iter().chain(&f.scopes).chain(&f.branches) {
@@ -389,8 +388,6 @@ fn check_strands(strands: &[Strand], limits: &Limits) -> Result<(), FrameError> 
     check_count("strands", strands.len(), limits.max_elements)?;
     for s in strands {
         check_doc(&s.doc)?;
-        check_version(&s.since, limits)?;
-        check_version(&s.version, limits)?;
         for t in [&s.meta.doc_type, &s.meta.scope, &s.meta.branch] {
             check_text("document metadata", t, limits)?;
         }
@@ -410,14 +407,9 @@ pub fn validate(m: &Message, limits: &Limits) -> Result<(), FrameError> {
             check_text("a name", &w.name, limits)?;
             check_text("a peer id", w.peer.as_str(), limits)
         }
-        Message::SyncRequest { doc, version, .. } => {
-            check_doc(doc)?;
-            check_version(version, limits)
-        }
-        Message::SyncResponse { doc, version, .. } | Message::Update { doc, version, .. } => {
-            check_doc(doc)?;
-            check_version(version, limits)
-        }
+        Message::SyncRequest { doc, .. }
+        | Message::SyncResponse { doc, .. }
+        | Message::Update { doc, .. } => check_doc(doc),
         Message::Ack { .. } | Message::ListenerRegistered { .. } | Message::ListenerPull { .. } => {
             Ok(())
         }
@@ -431,7 +423,6 @@ pub fn validate(m: &Message, limits: &Limits) -> Result<(), FrameError> {
             check_count("changed documents", docs.len(), limits.max_elements)?;
             for d in docs {
                 check_doc(&d.doc)?;
-                check_version(&d.version, limits)?;
             }
             Ok(())
         }
@@ -457,7 +448,6 @@ pub fn validate(m: &Message, limits: &Limits) -> Result<(), FrameError> {
             check_count("listed documents", docs.len(), limits.max_elements)?;
             for d in docs {
                 check_doc(&d.doc)?;
-                check_version(&d.version, limits)?;
             }
             Ok(())
         }
@@ -465,7 +455,6 @@ pub fn validate(m: &Message, limits: &Limits) -> Result<(), FrameError> {
             check_count("revisions", revisions.len(), limits.max_elements)?;
             for r in revisions {
                 check_doc(&r.doc)?;
-                check_version(&r.version, limits)?;
             }
             Ok(())
         }
@@ -477,6 +466,7 @@ mod tests {
     use super::*;
     use crate::ids::{BatchId, Clock};
     use crate::protocol::{AckStatus, Payload, Reply};
+    use crate::version::VersionVector;
 
     fn sample() -> Vec<Message> {
         vec![
@@ -542,9 +532,9 @@ mod tests {
     }
 
     #[test]
-    fn path_like_doc_ids_and_oversized_lists_are_refused() {
+    fn bad_doc_ids_and_oversized_lists_are_refused() {
         let bad = encode(&[Message::Delete {
-            doc: DocId::new("../../etc/passwd"),
+            doc: DocId::new("line\nbreak"),
         }])
         .unwrap_or_default();
         assert!(matches!(
@@ -566,5 +556,33 @@ mod tests {
             decode(&oversized, &tiny),
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_subscribe_of_empty_ids_is_refused_before_it_fills_memory() {
+        use crate::protocol::Filter;
+        // 200,000 empty ids: 200 KB on the wire, about 10 MB decoded.
+        let m = Message::Subscribe {
+            filter: Filter::docs(vec![DocId::new(""); 200_000]),
+        };
+        let frame = encode(&[m]).unwrap();
+        let err = decode(&frame, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, FrameError::Bound(why) if why.contains("times its size")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_version_with_ten_thousand_writers_decodes() {
+        let v = VersionVector::from_entries((0..10_000u64).map(|a| (a * 7919 + 1, 3)));
+        let frame = encode(&[Message::SyncRequest {
+            doc: DocId::new("busy"),
+            version: v.clone(),
+            bidirectional: false,
+        }])
+        .unwrap();
+        let got = decode(&frame, &Limits::default()).unwrap();
+        assert!(matches!(&got[0], Message::SyncRequest { version, .. } if *version == v));
     }
 }

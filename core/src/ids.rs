@@ -41,12 +41,25 @@ fn check_id(s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// Bytes an id takes in memory beyond its text (see [`crate::budget`]).
+const ID_OVERHEAD: usize = 48;
+
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $label:literal) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(Arc<str>);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                // The shared allocation's header and the pointer to it:
+                // what an id costs beyond its bytes.
+                crate::budget::charge::<D::Error>(ID_OVERHEAD)?;
+                Ok(Self(Arc::from(s)))
+            }
+        }
 
         impl $name {
             /// Checks an id that came from outside (length, characters).

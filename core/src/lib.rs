@@ -8,6 +8,7 @@
 //! Not here: networking, storage, documents (Loro), async runtimes.
 #![warn(missing_docs)]
 
+pub mod budget;
 mod frame;
 mod handlers;
 mod ids;

@@ -208,12 +208,16 @@ pub struct DocMeta {
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Filter {
     /// Document ids.
+    #[serde(deserialize_with = "crate::budget::vec")]
     pub docs: Vec<DocId>,
     /// Document types.
+    #[serde(deserialize_with = "crate::budget::vec")]
     pub types: Vec<String>,
     /// Scopes.
+    #[serde(deserialize_with = "crate::budget::vec")]
     pub scopes: Vec<String>,
     /// Branches.
+    #[serde(deserialize_with = "crate::budget::vec")]
     pub branches: Vec<String>,
 }
 
@@ -422,6 +426,7 @@ pub enum Message {
     /// The answer to changes-since.
     Changes {
         /// Changed documents in clock order.
+        #[serde(deserialize_with = "crate::budget::vec")]
         docs: Vec<ChangedDoc>,
         /// The feed position this answer covers up to.
         up_to: Clock,
@@ -436,11 +441,13 @@ pub enum Message {
     /// The visible documents matching a directory request.
     DirectoryResponse {
         /// The documents.
+        #[serde(deserialize_with = "crate::budget::vec")]
         docs: Vec<DocInfo>,
     },
     /// An unsolicited announcement of documents.
     NewDocs {
         /// The documents.
+        #[serde(deserialize_with = "crate::budget::vec")]
         docs: Vec<DocInfo>,
     },
     /// Asks to delete a document everywhere.
@@ -488,6 +495,7 @@ pub enum Message {
         /// The listener.
         id: ListenerId,
         /// The strands.
+        #[serde(deserialize_with = "crate::budget::vec")]
         strands: Vec<Strand>,
         /// Whether more strands are waiting.
         more: bool,
@@ -497,6 +505,7 @@ pub enum Message {
         /// The listener.
         id: ListenerId,
         /// What was applied (statuses other than Ok are not acknowledged).
+        #[serde(deserialize_with = "crate::budget::vec")]
         revisions: Vec<Revision>,
     },
     /// The answer to a listener acknowledge.
@@ -509,11 +518,13 @@ pub enum Message {
     /// Pushes strands (seed 000's pushUpdates).
     Push {
         /// The strands.
+        #[serde(deserialize_with = "crate::budget::vec")]
         strands: Vec<Strand>,
     },
     /// One revision per pushed strand, in order.
     PushResult {
         /// The revisions.
+        #[serde(deserialize_with = "crate::budget::vec")]
         revisions: Vec<Revision>,
     },
     /// "Which documents may I read here, and how large are they?" (protocol 2)
@@ -526,6 +537,7 @@ pub enum Message {
     /// The answer to list-docs, in id order (protocol 2).
     DocList {
         /// The documents.
+        #[serde(deserialize_with = "crate::budget::vec")]
         docs: Vec<ListedDoc>,
         /// Whether more follow (ask again after the last one).
         more: bool,

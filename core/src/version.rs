@@ -189,9 +189,30 @@ impl Serialize for VersionVector {
 
 impl<'de> Deserialize<'de> for VersionVector {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = Vec<(u64, u64)>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map from actor to next counter")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                // Bounded by the message's bytes, not by a count of actors: a
+                // document may have any number of writers.
+                let mut out = Vec::new();
+                loop {
+                    crate::budget::charge::<A::Error>(2 * std::mem::size_of::<(u64, u64)>())?;
+                    match m.next_entry::<u64, u64>()? {
+                        Some(e) => out.push(e),
+                        None => return Ok(out),
+                    }
+                }
+            }
+        }
         // Untrusted input: entries in any order, duplicates merged, zeros dropped.
-        let map = BTreeMap::<u64, u64>::deserialize(d)?;
-        Ok(Self::from_entries(map))
+        Ok(Self::from_entries(d.deserialize_map(Entries)?))
     }
 }
 

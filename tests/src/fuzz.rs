@@ -40,7 +40,10 @@ pub fn frame(data: &[u8]) {
 /// cleanly; a decoded message is checked against the limits like one from
 /// a frame, and round-trips when it passes.
 pub fn message(data: &[u8]) {
-    let Ok(m) = postcard::from_bytes::<Message>(data) else {
+    // Within the budget a frame would give it (see `docweave_core::budget`).
+    let (decoded, _) =
+        docweave_core::budget::within(data.len(), || postcard::from_bytes::<Message>(data));
+    let Ok(m) = decoded else {
         return;
     };
     let limits = Limits::default();

@@ -9,11 +9,13 @@
 //! Not here: the smol driver itself (see the shell, adapters and cli tests).
 #![warn(missing_docs)]
 
+pub mod alloc_meter;
 pub mod endpoints;
 pub mod fake_server;
 mod faulty_store;
 pub mod fuzz;
 pub mod fuzz_loro;
+pub mod fuzz_memory;
 pub mod postgres;
 pub mod rng;
 pub mod schedule;

@@ -4,6 +4,10 @@
 
 use std::path::PathBuf;
 
+// Counts what each thread holds, for the memory target.
+#[global_allocator]
+static METER: docweave_tests::alloc_meter::Meter = docweave_tests::alloc_meter::Meter;
+
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../fixtures/fuzz/{target}"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -47,6 +51,22 @@ fn every_kept_message_input_decodes_or_fails_cleanly() {
 #[test]
 fn every_kept_loro_blob_imports_or_is_refused_without_a_panic() {
     replay("loro_import", docweave_tests::fuzz_loro::loro_import);
+}
+
+#[test]
+fn every_kept_input_decodes_within_its_memory_bound() {
+    // The meter counts (a replay with no meter would check nothing).
+    let (_, peak) = docweave_tests::alloc_meter::peak_of(|| vec![0u8; 1 << 20]);
+    assert!(peak >= 1 << 20, "the allocation meter is not installed");
+    replay("decode_memory", docweave_tests::fuzz_memory::decode_memory);
+    // The native frames the other targets kept, too.
+    for (path, bytes) in corpus("frame").iter().chain(corpus("message").iter()) {
+        let mut input = vec![0u8];
+        input.extend_from_slice(bytes.get(6..).unwrap_or(bytes));
+        let outcome =
+            std::panic::catch_unwind(|| docweave_tests::fuzz_memory::decode_memory(&input));
+        assert!(outcome.is_ok(), "decode_memory: {} failed", path.display());
+    }
 }
 
 #[test]

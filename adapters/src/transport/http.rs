@@ -360,7 +360,7 @@ async fn route(
             return respond(StatusCode::OK, Vec::new(), false);
         }
         ["sync"] => return sync(session, auth, body, o, sessions, connect).await,
-        ["listeners"] => match serde_json::from_slice::<RegisterBody>(&body) {
+        ["listeners"] => match json::<RegisterBody>(&body) {
             Ok(b) => Message::ListenerRegister {
                 filter: b.filter,
                 id: b.id,
@@ -386,7 +386,7 @@ async fn route(
                 )
             }
         },
-        ["listeners", id, "ack"] => match (id.parse(), serde_json::from_slice::<AckBody>(&body)) {
+        ["listeners", id, "ack"] => match (id.parse(), json::<AckBody>(&body)) {
             (Ok(id), Ok(b)) => Message::ListenerAck {
                 id: ListenerId(id),
                 revisions: b.revisions,
@@ -406,7 +406,7 @@ async fn route(
                 )
             }
         },
-        ["push"] => match serde_json::from_slice::<PushBody>(&body) {
+        ["push"] => match json::<PushBody>(&body) {
             Ok(b) => Message::Push { strands: b.strands },
             Err(e) => {
                 return problem(
@@ -621,6 +621,16 @@ struct RegisterBody {
     filter: Filter,
     #[serde(default)]
     id: Option<ListenerId>,
+}
+
+/// A JSON body, decoded within the memory budget of its size (see
+/// `docweave_core::budget`).
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    match docweave_core::budget::within(body.len(), || serde_json::from_slice::<T>(body)) {
+        (Ok(v), _) => Ok(v),
+        (Err(_), true) => Err(docweave_core::budget::EXCEEDED.into()),
+        (Err(e), false) => Err(e.to_string()),
+    }
 }
 
 #[derive(serde::Deserialize)]
