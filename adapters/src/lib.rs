@@ -15,6 +15,7 @@
 
 mod contained;
 pub mod loro_protocol;
+pub mod reassembly;
 mod store;
 pub mod transport;
 

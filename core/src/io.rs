@@ -169,6 +169,12 @@ pub enum Msg {
         /// The largest this node accepts.
         limit: u64,
     },
+    /// A chunk of a split message arrived on a channel before its
+    /// handshake: the shell dropped it; it counts as talk before `hello`.
+    ChunkBeforeHello {
+        /// On which channel.
+        channel: ChannelId,
+    },
     /// The application asks a connected peer which documents it may read
     /// there, and how large they are ([`Event::DocList`] answers).
     ListRemote {
@@ -308,6 +314,7 @@ impl Msg {
             Msg::FrameRejected { .. } => "frame-rejected",
             Msg::Unsupported { .. } => "unsupported",
             Msg::TooLarge { .. } => "too-large",
+            Msg::ChunkBeforeHello { .. } => "chunk-before-hello",
             Msg::ListRemote { .. } => "list-remote",
             Msg::Imported { .. } => "imported",
             Msg::LocalChange { .. } => "local-change",

@@ -46,6 +46,9 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             connection::frame_rejected(model, out, channel, reason)
         }
         Msg::Unsupported { channel, kind } => connection::unsupported(model, out, channel, kind),
+        Msg::ChunkBeforeHello { channel } => {
+            connection::before_hello(model, out, channel, "a chunk of a split message")
+        }
         Msg::TooLarge {
             channel,
             size,
@@ -140,28 +143,7 @@ fn received(model: &mut Model, out: &mut Out, channel: ChannelId, message: Messa
                     None,
                     format!("{channel} refused the handshake: {code:?}: {message}"),
                 ),
-                other => {
-                    common::refuse(
-                        out,
-                        channel,
-                        ErrorCode::NotEstablished,
-                        format!(
-                            "{} needs a completed handshake; send hello first",
-                            other.name()
-                        ),
-                    );
-                    // A connection that keeps talking without a hello is closed.
-                    let most = model.config.bounds.refusals_before_hello;
-                    if let Some(c) = model.channels.get_mut(&channel) {
-                        c.refused = c.refused.saturating_add(1);
-                        if c.refused >= most {
-                            out.cmd(Cmd::Close {
-                                channel,
-                                reason: "messages before the handshake".into(),
-                            });
-                        }
-                    }
-                }
+                other => connection::before_hello(model, out, channel, other.name()),
             };
         }
     };

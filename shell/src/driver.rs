@@ -7,11 +7,34 @@ use crate::node::{run_job, Input, Node, Output, StoreAnswer, StoreJob};
 use docweave_adapters::transport::{LinkTx, SendError};
 use docweave_adapters::{Link, Store};
 use docweave_core::{ChannelId, DocId, Event, Millis, PeerId, RemoteAddr};
+use smol::lock::Semaphore;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What the loop takes next.
+enum Next<E: DocEngine> {
+    Request(Request<E>),
+    Frame(Inbound),
+    Closed,
+    Timeout,
+}
 
 /// Most inputs taken before the writes of a burst go out.
 const BURST: usize = 256;
+
+/// Bytes of frames from all links together waiting for the node: past it,
+/// links stop reading their sockets (TCP's flow control then slows the
+/// senders) instead of memory growing.
+const INBOUND_BYTES: usize = 64 * 1024 * 1024;
+/// The gate counts bytes in units of this size.
+const INBOUND_UNIT: usize = 16 * 1024;
+
+/// Units of the inbound gate a frame of `len` bytes takes.
+fn units(len: usize) -> usize {
+    len.div_ceil(INBOUND_UNIT)
+        .clamp(1, INBOUND_BYTES / INBOUND_UNIT)
+}
 
 /// Opens links to remotes that are not Repos of this process (TCP, WebSocket, ...).
 pub type Dialer = std::sync::Arc<
@@ -54,16 +77,23 @@ pub(crate) type PeerState = (
     bool,
 );
 
-/// Everything the driver's loop reacts to.
-pub(crate) enum Request<E: DocEngine> {
-    Node(Input),
+/// What a link hands the node, in the order it happened: a frame, holding
+/// its share of the inbound gate until the node took it, or its end.
+pub(crate) enum Inbound {
     Frame {
         channel: ChannelId,
         bytes: Vec<u8>,
+        units: usize,
     },
     Closed {
         channel: ChannelId,
     },
+}
+
+/// Everything the driver's loop reacts to (what links hand the node comes
+/// on a queue of its own, see [`Inbound`]).
+pub(crate) enum Request<E: DocEngine> {
+    Node(Input),
     Accept(Link),
     AddRemote {
         remote: RemoteAddr,
@@ -173,6 +203,10 @@ pub(crate) struct Driver<E: DocEngine> {
     watchers: Vec<async_channel::Sender<Event>>,
     input: async_channel::Receiver<Request<E>>,
     me: async_channel::Sender<Request<E>>,
+    /// Frames from links, bounded in bytes by `gate`.
+    frames: async_channel::Receiver<Inbound>,
+    frames_tx: async_channel::Sender<Inbound>,
+    gate: Arc<Semaphore>,
     store: Option<StoreThread>,
     started: Instant,
     /// The last error per document, for its status.
@@ -207,6 +241,7 @@ impl<E: DocEngine> Driver<E> {
             }
             None => None,
         };
+        let (frames_tx, frames) = async_channel::unbounded();
         Ok(Self {
             node,
             links: BTreeMap::new(),
@@ -215,6 +250,9 @@ impl<E: DocEngine> Driver<E> {
             watchers: Vec::new(),
             input,
             me,
+            frames,
+            frames_tx,
+            gate: Arc::new(Semaphore::new(INBOUND_BYTES / INBOUND_UNIT)),
             store,
             started,
             errors: BTreeMap::new(),
@@ -229,37 +267,89 @@ impl<E: DocEngine> Driver<E> {
     pub async fn run(mut self) {
         self.pump();
         loop {
-            let next = match self.node.poll_timeout() {
-                Some(at) => {
-                    let wait = Duration::from_millis(at.saturating_sub(self.now()));
-                    futures_lite::future::or(async { Some(self.input.recv().await.ok()) }, async {
-                        smol::Timer::after(wait).await;
-                        None
-                    })
-                    .await
-                }
-                None => Some(self.input.recv().await.ok()),
-            };
-            match next {
-                Some(Some(Request::Close { reply })) => return self.close(Some(reply)).await,
-                Some(Some(request)) => {
-                    self.request(request);
-                    // Take what else is already waiting before writing, so
-                    // the answers to one burst leave as one frame per link.
-                    for _ in 0..BURST {
-                        match self.input.try_recv() {
-                            Ok(Request::Close { reply }) => return self.close(Some(reply)).await,
-                            Ok(more) => self.request(more),
-                            Err(_) => break,
-                        }
-                    }
-                    self.pump();
-                }
-                Some(None) => return self.close(None).await,
-                None => {
+            match self.next().await {
+                Next::Request(Request::Close { reply }) => return self.close(Some(reply)).await,
+                Next::Request(request) => self.request(request),
+                Next::Frame(frame) => self.frame(frame),
+                Next::Closed => return self.close(None).await,
+                Next::Timeout => {
                     let now = self.now();
                     self.node.handle(now, Input::Timeout);
                     self.pump();
+                    continue;
+                }
+            }
+            // Take what else is already waiting before writing, so the
+            // answers to one burst leave as one frame per link.
+            for _ in 0..BURST {
+                match self.input.try_recv() {
+                    Ok(Request::Close { reply }) => return self.close(Some(reply)).await,
+                    Ok(more) => {
+                        self.request(more);
+                        continue;
+                    }
+                    Err(_) => {}
+                }
+                if self.node.waits_for_store() {
+                    break;
+                }
+                match self.frames.try_recv() {
+                    Ok(frame) => self.frame(frame),
+                    Err(_) => break,
+                }
+            }
+            self.pump();
+        }
+    }
+
+    /// What comes next: a request, a frame (not while the node waits for
+    /// its store: frames then wait in their links, which stop reading), or
+    /// the node's timer.
+    async fn next(&self) -> Next<E> {
+        let request = async {
+            match self.input.recv().await {
+                Ok(r) => Next::Request(r),
+                Err(_) => Next::Closed,
+            }
+        };
+        let frame = async {
+            if self.node.waits_for_store() {
+                return std::future::pending().await;
+            }
+            match self.frames.recv().await {
+                Ok(f) => Next::Frame(f),
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match self.node.poll_timeout() {
+                Some(at) => {
+                    let wait = Duration::from_millis(at.saturating_sub(self.now()));
+                    smol::Timer::after(wait).await;
+                    Next::Timeout
+                }
+                None => std::future::pending().await,
+            }
+        };
+        futures_lite::future::or(request, futures_lite::future::or(frame, timer)).await
+    }
+
+    /// A frame goes to the node, and its share of the gate comes back; or
+    /// a link ended.
+    fn frame(&mut self, f: Inbound) {
+        let now = self.now();
+        match f {
+            Inbound::Frame {
+                channel,
+                bytes,
+                units,
+            } => {
+                self.node.handle(now, Input::Frame { channel, bytes });
+                self.gate.add_permits(units);
+            }
+            Inbound::Closed { channel } => {
+                if self.links.remove(&channel).is_some() {
+                    self.node.handle(now, Input::ChannelClosed { channel });
                 }
             }
         }
@@ -283,14 +373,6 @@ impl<E: DocEngine> Driver<E> {
         let now = self.now();
         match request {
             Request::Node(input) => self.node.handle(now, input),
-            Request::Frame { channel, bytes } => {
-                self.node.handle(now, Input::Frame { channel, bytes })
-            }
-            Request::Closed { channel } => {
-                if self.links.remove(&channel).is_some() {
-                    self.node.handle(now, Input::ChannelClosed { channel });
-                }
-            }
             Request::Store(answer) => self.node.handle(now, Input::Store(answer)),
             Request::Accept(link) => self.add_link(link, None),
             Request::Dialed { remote, link } => {
@@ -357,15 +439,28 @@ impl<E: DocEngine> Driver<E> {
         let now = self.now();
         let channel = self.node.channel_opened(now, remote);
         self.links.insert(channel, link.tx);
-        let me = self.me.clone();
+        let frames = self.frames_tx.clone();
+        let gate = self.gate.clone();
         let rx = link.rx;
         smol::spawn(async move {
             while let Ok(bytes) = rx.recv().await {
-                if me.send(Request::Frame { channel, bytes }).await.is_err() {
+                // Room for it among the frames waiting for the node first:
+                // until then this link's frames wait, and so does its socket.
+                let units = units(bytes.len());
+                for _ in 0..units {
+                    gate.acquire().await.forget();
+                }
+                let frame = Inbound::Frame {
+                    channel,
+                    bytes,
+                    units,
+                };
+                if frames.send(frame).await.is_err() {
                     return;
                 }
             }
-            let _ = me.send(Request::Closed { channel }).await;
+            // A closed loop is closing: nothing to tell it.
+            let _ = frames.send(Inbound::Closed { channel }).await;
         })
         .detach();
     }

@@ -257,6 +257,7 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::AskPeer { doc, peer } => format!("ask-peer doc={doc} peer={peer}"),
         Msg::Unsupported { kind, .. } => format!("unsupported message kind {kind}"),
         Msg::TooLarge { size, limit, .. } => format!("too large: {size} bytes, limit {limit}"),
+        Msg::ChunkBeforeHello { .. } => "a chunk before hello".into(),
         Msg::ListRemote { peer, .. } => format!("list-remote {peer}"),
         // Store answers are traced where they travel (`store_result`).
         Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } | Msg::StoreChanged { .. } => return None,

@@ -14,6 +14,7 @@ use super::codec::{
     RoomErrorCode, MAX_ROOM_ID,
 };
 use super::presence::MemberPresence;
+use crate::reassembly::{Reassembly, ReassemblyLimits, Refused, SharedBudget};
 use docweave_core::{
     AckStatus, BatchId, Clock, DocId, Ephemeral, Filter, Hello, Message, Namespace, Payload,
     PeerId, PeerKind, Reply, Rules, VersionVector, PROTOCOL_VERSION,
@@ -38,8 +39,11 @@ pub struct BridgeOptions {
     pub max_update: usize,
     /// Largest fragment sent to a client.
     pub fragment: usize,
-    /// A fragmented update not complete after this is dropped.
+    /// A fragmented update not complete this long after its header is
+    /// dropped (and answered `fragment_timeout`), however its fragments come.
     pub fragment_timeout: Duration,
+    /// Bytes of fragments held for all connections of a server together.
+    pub fragment_budget: SharedBudget,
     /// Rooms one connection may be in at once.
     pub max_rooms: usize,
     /// Client batches waiting for their acknowledgement at once.
@@ -62,6 +66,7 @@ impl BridgeOptions {
             max_update: 512 * 1024 * 1024,
             fragment: 240 * 1024,
             fragment_timeout: Duration::from_secs(10),
+            fragment_budget: SharedBudget::new(512 * 1024 * 1024),
             max_rooms: 10_000,
             max_in_flight: 4_096,
             presence_ttl_ms: 30_000,
@@ -121,14 +126,11 @@ struct Batch {
     behind: bool,
 }
 
-/// A fragmented update being gathered.
-struct Gathering {
-    count: u32,
-    total: usize,
-    parts: BTreeMap<u32, Vec<u8>>,
-    bytes: usize,
-    since: Instant,
-}
+/// A fragmented update's key: its room and the client's batch id.
+type FragmentKey = (Crdt, String, LoroBatch);
+
+/// Fragmented updates one connection gathers at once.
+const MAX_GATHERING: usize = 8;
 
 /// A presence room one connection joined.
 struct PresenceRoom {
@@ -146,6 +148,15 @@ pub const PRESENCE_NAMESPACE: &str = "loro-eph";
 /// The namespace of persisted presence (`%EPS`).
 pub const PERSISTED_PRESENCE_NAMESPACE: &str = "loro-eps";
 
+/// The Loro answer to a refused fragment.
+fn fragment_refusal(e: &Refused) -> LoroAck {
+    match e {
+        Refused::TooLarge { .. } | Refused::TooMuchHeld { .. } => LoroAck::PayloadTooLarge,
+        Refused::Busy | Refused::TooMany(_) => LoroAck::RateLimited,
+        Refused::Malformed(_) => LoroAck::InvalidUpdate,
+    }
+}
+
 /// One connection's translation state.
 pub struct Bridge {
     o: BridgeOptions,
@@ -160,8 +171,9 @@ pub struct Bridge {
     native: BTreeMap<u64, u64>,
     batches: BTreeMap<u64, Batch>,
     next_out: u64,
-    gathering: BTreeMap<(Crdt, String, LoroBatch), Gathering>,
-    gathered_bytes: usize,
+    gathering: Reassembly<FragmentKey>,
+    /// Time zero of the bridge's milliseconds (for its fragments' deadlines).
+    epoch: Instant,
     /// Documents followed by a subscription filter: presence rooms (the
     /// node relays presence to a document's followers) and rooms whose
     /// document did not exist yet (the node sends it once written).
@@ -244,6 +256,13 @@ pub fn version_to_loro(v: &VersionVector) -> Vec<u8> {
 impl Bridge {
     /// A bridge for a new connection.
     pub fn new(o: BridgeOptions) -> Self {
+        let gathering = Reassembly::new(ReassemblyLimits {
+            max_message: o.max_update,
+            max_pending: MAX_GATHERING,
+            max_held: o.max_update,
+            deadline_ms: o.fragment_timeout.as_millis() as u64,
+        })
+        .with_budget(o.fragment_budget.clone());
         Self {
             o,
             who: Identified::Nobody,
@@ -255,8 +274,8 @@ impl Bridge {
             native: BTreeMap::new(),
             batches: BTreeMap::new(),
             next_out: 1,
-            gathering: BTreeMap::new(),
-            gathered_bytes: 0,
+            gathering,
+            epoch: Instant::now(),
             watched: BTreeSet::new(),
         }
     }
@@ -321,7 +340,7 @@ impl Bridge {
                 batch,
                 index,
                 bytes,
-            } => self.fragment(&mut out, crdt, room, batch, index, bytes),
+            } => self.fragment(&mut out, crdt, room, batch, index, bytes, now),
             Body::Leave => {
                 if crdt == Crdt::Loro {
                     self.rooms.remove(&room);
@@ -334,15 +353,8 @@ impl Bridge {
                 if let Ok(doc) = DocId::parse(&room) {
                     self.watch(&mut out, &doc, false);
                 }
-                let gone: Vec<_> = self
-                    .gathering
-                    .keys()
-                    .filter(|(c, r, _)| *c == crdt && *r == room)
-                    .cloned()
-                    .collect();
-                for k in gone {
-                    self.drop_gathering(&k);
-                }
+                self.gathering
+                    .forget_where(|(c, r, _)| *c == crdt && *r == room);
             }
             Body::Ack { batch, status } => {
                 if status != LoroAck::Ok {
@@ -616,33 +628,14 @@ impl Bridge {
         total: u32,
         now: Instant,
     ) {
-        let total = total as usize;
+        let now = self.ms(now);
         let key = (crdt, room.clone(), batch);
-        self.drop_gathering(&key);
-        if total > self.o.max_update || self.gathered_bytes + total > self.o.max_update {
-            return Self::refuse_batch(out, crdt, &room, batch, LoroAck::PayloadTooLarge);
+        if let Err(e) = self
+            .gathering
+            .begin(key, count, Some(u64::from(total)), now)
+        {
+            Self::refuse_batch(out, crdt, &room, batch, fragment_refusal(&e));
         }
-        // Every fragment but the last is non-empty: more pieces than bytes is a lie.
-        if count == 0 || count as usize > total.max(1) || self.gathering.len() >= 8 {
-            return Self::refuse_batch(out, crdt, &room, batch, LoroAck::InvalidUpdate);
-        }
-        self.gathered_bytes += total;
-        self.gathering.insert(
-            key,
-            Gathering {
-                count,
-                total,
-                parts: BTreeMap::new(),
-                bytes: 0,
-                since: now,
-            },
-        );
-    }
-
-    fn drop_gathering(&mut self, key: &(Crdt, String, LoroBatch)) -> Option<Gathering> {
-        let g = self.gathering.remove(key)?;
-        self.gathered_bytes = self.gathered_bytes.saturating_sub(g.total);
-        Some(g)
     }
 
     fn fragment(
@@ -653,48 +646,32 @@ impl Bridge {
         batch: LoroBatch,
         index: u32,
         bytes: Vec<u8>,
+        now: Instant,
     ) {
+        let now = self.ms(now);
         let key = (crdt, room.clone(), batch);
-        let Some(g) = self.gathering.get_mut(&key) else {
-            return;
-        };
-        let fits =
-            index < g.count && !g.parts.contains_key(&index) && g.bytes + bytes.len() <= g.total;
-        if !fits {
-            self.drop_gathering(&key);
-            return Self::refuse_batch(out, crdt, &room, batch, LoroAck::InvalidUpdate);
-        }
-        g.bytes += bytes.len();
-        g.parts.insert(index, bytes);
-        if g.parts.len() < g.count as usize {
+        // A fragment of a batch refused or timed out: the client was told.
+        if !self.gathering.contains(&key) {
             return;
         }
-        let Some(g) = self.drop_gathering(&key) else {
-            return;
-        };
-        if g.bytes != g.total {
-            return Self::refuse_batch(out, crdt, &room, batch, LoroAck::InvalidUpdate);
+        match self.gathering.piece(key, index, &bytes, now) {
+            Ok(Some(whole)) => self.updates(out, crdt, &room, vec![whole], batch),
+            Ok(None) => {}
+            Err(e) => Self::refuse_batch(out, crdt, &room, batch, fragment_refusal(&e)),
         }
-        let mut whole = Vec::with_capacity(g.total);
-        for part in g.parts.into_values() {
-            whole.extend_from_slice(&part);
-        }
-        self.updates(out, crdt, &room, vec![whole], batch);
+    }
+
+    /// Milliseconds since the bridge began.
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     /// Time passed: fragmented updates that did not complete in time are
     /// dropped and answered `fragment_timeout` (the client sends again).
     pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut out = Vec::new();
-        let late: Vec<_> = self
-            .gathering
-            .iter()
-            .filter(|(_, g)| now.saturating_duration_since(g.since) >= self.o.fragment_timeout)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in late {
-            self.drop_gathering(&key);
-            let (crdt, room, batch) = key;
+        let now = self.ms(now);
+        for (crdt, room, batch) in self.gathering.expire(now) {
             Self::refuse_batch(&mut out, crdt, &room, batch, LoroAck::FragmentTimeout);
         }
         out

@@ -78,7 +78,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (node_tx, node_out) = outbound(o.backlog);
-    let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
+    let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let (client_tx, client_rx) = async_channel::bounded::<Ws>(CLIENT_QUEUE);
     let (mut sink, mut stream) = ws.split();
     let write_timeout = o.write_timeout;

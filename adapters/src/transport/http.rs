@@ -705,7 +705,7 @@ async fn post_with_session(
 /// one by one: one bad frame does not lose the others.
 pub fn http_link(addr: &str, token: Option<&str>, o: HttpOptions) -> Link {
     let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
-    let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
+    let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let addr = addr.to_string();
     let auth = token.map(|t| format!("Bearer {t}"));
     smol::spawn(async move {

@@ -52,6 +52,11 @@ pub enum Outbound {
 /// connection is closed.
 pub const DEFAULT_BACKLOG: usize = 32 * 1024 * 1024;
 
+/// Most frames a transport holds, read from its connection and not yet taken
+/// by the node: when the node falls behind, the transport stops reading and
+/// TCP's own flow control slows the sender, instead of memory growing.
+pub const INBOUND_FRAMES: usize = 4;
+
 /// Most bytes of large messages (sent as chunk frames) a link holds for its
 /// peer: a new large message is refused (and the connection closed) when it
 /// would pass this, unless nothing else is waiting. A peer that stops

@@ -15,7 +15,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs a TCP connection as a link.
 pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
     let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
-    let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
+    let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let writer_stream = stream.clone();
     let writer_tx = out_tx.clone();
     smol::spawn(async move {

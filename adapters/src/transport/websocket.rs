@@ -3,7 +3,7 @@
 //! alive; a connection silent for too long is closed. The server speaks only
 //! after the upgrade, and a client that never finishes it is dropped.
 
-use super::fragments::{split, Reassembler, ReassemblyLimits};
+use super::fragments::{split, Reassembler, ReassemblyLimits, SharedBudget};
 use super::slots::accept as accept_next;
 use super::{error_frame, outbound, ConnectionLimit, Link, Outbound, DEFAULT_BACKLOG};
 use crate::loro_protocol::{loro_link, BridgeOptions};
@@ -16,7 +16,6 @@ use docweave_core::{payload_len, ErrorCode, Limits, HEADER_LEN};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_util::StreamExt;
 use smol::net::TcpListener;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +39,7 @@ pub struct WsOptions {
     /// Fragmented messages being reassembled at once, per connection.
     pub pending_fragments: usize,
     /// Bytes being reassembled on all connections of a server together.
-    pub reassembly_budget: Arc<AtomicUsize>,
+    pub reassembly_budget: SharedBudget,
 }
 
 impl Default for WsOptions {
@@ -54,7 +53,7 @@ impl Default for WsOptions {
             write_timeout: Duration::from_secs(30),
             backlog: DEFAULT_BACKLOG,
             pending_fragments: 2,
-            reassembly_budget: Arc::new(AtomicUsize::new(256 * 1024 * 1024)),
+            reassembly_budget: SharedBudget::new(256 * 1024 * 1024),
         }
     }
 }
@@ -76,7 +75,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (out_tx, out_rx) = outbound(o.backlog);
-    let (in_tx, in_rx) = async_channel::unbounded::<Vec<u8>>();
+    let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let (mut sink, mut stream) = ws.split();
     let writer_tx = out_tx.clone();
     let (keepalive, write_timeout) = (o.keepalive, o.write_timeout);
@@ -137,10 +136,12 @@ where
     })
     .detach();
     smol::spawn(async move {
+        let started = Instant::now();
         let mut pieces = Reassembler::new(ReassemblyLimits {
-            max_frame: o.limits.max_frame + HEADER_LEN,
+            max_message: o.limits.max_frame + HEADER_LEN,
             max_pending: o.pending_fragments,
-            timeout: o.idle_timeout,
+            max_held: o.limits.max_frame + HEADER_LEN,
+            deadline_ms: o.idle_timeout.as_millis() as u64,
         })
         .with_budget(o.reassembly_budget.clone());
         loop {
@@ -172,7 +173,7 @@ where
                 Some(Some(Ok(m))) => m,
             };
             match message {
-                Ws::Binary(bytes) => match pieces.take(&bytes, Instant::now()) {
+                Ws::Binary(bytes) => match pieces.take(&bytes, started.elapsed().as_millis() as u64) {
                     Ok(Some(frame)) => {
                         if let Err(e) = payload_len(&frame, &o.limits) {
                             refuse(ErrorCode::MalformedFrame, e.to_string());

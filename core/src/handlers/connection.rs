@@ -427,10 +427,37 @@ fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId,
 
 /// A message of a kind this node does not know: answered, and the channel
 /// goes on (a newer peer may try what an older one lacks).
+/// Something other than `hello` arrived on a channel before its handshake:
+/// refused, and a connection that keeps at it is closed.
+pub(crate) fn before_hello(model: &mut Model, out: &mut Out, channel: ChannelId, what: &str) {
+    if !model.channels.contains_key(&channel) {
+        return;
+    }
+    refuse(
+        out,
+        channel,
+        ErrorCode::NotEstablished,
+        format!("{what} needs a completed handshake; send hello first"),
+    );
+    let most = model.config.bounds.refusals_before_hello;
+    if let Some(c) = model.channels.get_mut(&channel) {
+        c.refused = c.refused.saturating_add(1);
+        if c.refused >= most {
+            out.cmd(Cmd::Close {
+                channel,
+                reason: "messages before the handshake".into(),
+            });
+        }
+    }
+}
+
 pub(crate) fn unsupported(model: &mut Model, out: &mut Out, channel: ChannelId, kind: u32) {
     let Some(ch) = model.channels.get(&channel) else {
         return;
     };
+    if matches!(ch.link, Link::Connecting) {
+        return before_hello(model, out, channel, &format!("message kind {kind}"));
+    }
     let ours = model.config.protocol;
     let message = format!(
         "unsupported: message kind {kind} is not known to this node (protocol {ours}); it was ignored"

@@ -54,9 +54,10 @@ fn a_tokio_application_drives_a_node_and_syncs_with_docweave_serve() {
         let mut socket = None;
         let mut channel = None;
         let mut pieces = Reassembler::new(ReassemblyLimits {
-            max_frame: Limits::default().max_frame + 64,
+            max_message: Limits::default().max_frame + 64,
             max_pending: 4,
-            timeout: Duration::from_secs(30),
+            max_held: Limits::default().max_frame + 64,
+            deadline_ms: 30_000,
         });
         let mut piece_id = 0u32;
         let mut edited = false;
@@ -131,7 +132,7 @@ fn a_tokio_application_drives_a_node_and_syncs_with_docweave_serve() {
             tokio::select! {
                 message = ws.next() => match message {
                     Some(Ok(Ws::Binary(bytes))) => {
-                        if let Some(frame) = pieces.take(&bytes, Instant::now()).unwrap() {
+                        if let Some(frame) = pieces.take(&bytes, now()).unwrap() {
                             let channel = channel.unwrap();
                             node.handle(now(), Input::Frame { channel, bytes: frame });
                         }

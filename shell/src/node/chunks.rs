@@ -1,17 +1,13 @@
-//! Large frames in bounded chunk frames: split on the way out, put back
-//! together on the way in, with bounds on size and on what is held.
+//! Large frames in bounded chunk frames, put back together on the way in
+//! (see `docweave_adapters::reassembly`): per channel, within the node's
+//! largest message, a deadline, and a budget shared by every channel.
 
-use docweave_core::{ChannelId, Chunk};
+use docweave_adapters::reassembly::{Reassembly, ReassemblyLimits, Refused, SharedBudget};
+use docweave_core::{ChannelId, Chunk, Millis};
 use std::collections::BTreeMap;
 
-/// A frame being put back together on one channel.
-struct Partial {
-    id: u32,
-    count: u32,
-    next: u32,
-    total: usize,
-    bytes: Vec<u8>,
-}
+/// Split messages gathered at once on one channel.
+const PENDING_PER_CHANNEL: usize = 2;
 
 /// What became of a chunk.
 pub(crate) enum Taken {
@@ -22,91 +18,74 @@ pub(crate) enum Taken {
     /// The frame is larger than allowed, or than there is room for now: its
     /// chunks are dropped.
     TooLarge {
-        /// The announced size.
+        /// The announced (or gathered) size.
         size: u64,
         /// What was allowed.
         limit: u64,
     },
-    /// The chunk does not follow the one before: what was gathered is dropped.
-    OutOfOrder,
+    /// The chunk does not fit what came before it: the frame is dropped.
+    Refused(Refused),
 }
 
-/// Reassembly for every channel: one frame at a time per channel, at most
-/// `max_message` bytes each, and at most `budget` bytes reserved in all (a
-/// frame's whole size is reserved when its first chunk arrives).
+/// Reassembly for every channel.
 pub(crate) struct Chunks {
-    partial: BTreeMap<ChannelId, Partial>,
-    reserved: usize,
-    max_message: usize,
-    budget: usize,
+    channels: BTreeMap<ChannelId, Reassembly<u32>>,
+    limits: ReassemblyLimits,
+    budget: SharedBudget,
 }
 
 impl Chunks {
-    pub fn new(max_message: usize, budget: usize) -> Self {
+    pub fn new(max_message: usize, budget: usize, deadline_ms: Millis) -> Self {
         Self {
-            partial: BTreeMap::new(),
-            reserved: 0,
-            max_message,
-            budget,
+            channels: BTreeMap::new(),
+            limits: ReassemblyLimits {
+                max_message,
+                max_pending: PENDING_PER_CHANNEL,
+                max_held: max_message,
+                deadline_ms,
+            },
+            budget: SharedBudget::new(budget),
         }
     }
 
-    /// Takes one chunk that arrived on `channel`.
-    pub fn take(&mut self, channel: ChannelId, c: Chunk<'_>) -> Taken {
+    /// Takes one chunk that arrived on `channel` (established: the caller
+    /// refuses chunks before the handshake).
+    pub fn take(&mut self, channel: ChannelId, c: Chunk<'_>, now: Millis) -> Taken {
+        let limits = self.limits;
+        let budget = self.budget.clone();
+        let r = self
+            .channels
+            .entry(channel)
+            .or_insert_with(|| Reassembly::new(limits).with_budget(budget));
         if c.index == 0 {
-            // A new frame replaces one left unfinished.
-            self.drop_channel(channel);
-            let total = usize::try_from(c.total).unwrap_or(usize::MAX);
-            let room = self.budget.saturating_sub(self.reserved);
-            if total > self.max_message || total > room {
-                return Taken::TooLarge {
-                    size: c.total,
-                    limit: self.max_message.min(room) as u64,
-                };
+            if let Err(e) = r.begin(c.id, c.count, Some(c.total), now) {
+                return refused(e);
             }
-            self.reserved += total;
-            self.partial.insert(
-                channel,
-                Partial {
-                    id: c.id,
-                    count: c.count,
-                    next: 0,
-                    total,
-                    bytes: Vec::with_capacity(total),
-                },
-            );
         }
-        let Some(p) = self.partial.get_mut(&channel) else {
-            return Taken::OutOfOrder;
-        };
-        let follows = p.id == c.id
-            && p.next == c.index
-            && p.count == c.count
-            && p.total as u64 == c.total
-            && p.bytes.len() + c.bytes.len() <= p.total;
-        if !follows {
-            self.drop_channel(channel);
-            return Taken::OutOfOrder;
+        match r.piece(c.id, c.index, c.bytes, now) {
+            Ok(Some(frame)) => Taken::Whole(frame),
+            Ok(None) => Taken::Pending,
+            Err(e) => refused(e),
         }
-        p.bytes.extend_from_slice(c.bytes);
-        p.next += 1;
-        if p.next < p.count {
-            return Taken::Pending;
-        }
-        let Some(p) = self.partial.remove(&channel) else {
-            return Taken::OutOfOrder;
-        };
-        self.reserved = self.reserved.saturating_sub(p.total);
-        if p.bytes.len() != p.total {
-            return Taken::OutOfOrder;
-        }
-        Taken::Whole(p.bytes)
     }
 
-    /// Forgets what a channel was gathering (it closed, or sent nonsense).
-    pub fn drop_channel(&mut self, channel: ChannelId) {
-        if let Some(p) = self.partial.remove(&channel) {
-            self.reserved = self.reserved.saturating_sub(p.total);
+    /// Drops frames not whole by their deadline.
+    pub fn expire(&mut self, now: Millis) {
+        for r in self.channels.values_mut() {
+            r.expire(now);
         }
+        self.channels.retain(|_, r| r.pending() > 0);
+    }
+
+    /// Forgets what a channel was gathering (it closed).
+    pub fn drop_channel(&mut self, channel: ChannelId) {
+        self.channels.remove(&channel);
+    }
+}
+
+fn refused(e: Refused) -> Taken {
+    match e {
+        Refused::TooLarge { size, limit } => Taken::TooLarge { size, limit },
+        other => Taken::Refused(other),
     }
 }

@@ -65,9 +65,11 @@ pub struct NodeOptions {
     pub chunk_size: usize,
     /// The largest message (a snapshot or an update) sent or accepted.
     pub max_message: usize,
-    /// Bytes reserved at once for messages being put back together, on
-    /// all channels together.
+    /// Bytes held at once for messages being put back together, on all
+    /// channels together.
     pub reassembly_budget: usize,
+    /// A split message not whole this long after its first chunk is dropped.
+    pub reassembly_deadline_ms: Millis,
 }
 
 impl Default for NodeOptions {
@@ -80,6 +82,7 @@ impl Default for NodeOptions {
             chunk_size: 1024 * 1024,
             max_message: 512 * 1024 * 1024,
             reassembly_budget: 1024 * 1024 * 1024,
+            reassembly_deadline_ms: 120_000,
         }
     }
 }
@@ -306,7 +309,11 @@ impl<E: DocEngine> Node<E> {
             store_queue: Vec::new(),
             outputs: VecDeque::new(),
             hook: None,
-            chunks: chunks::Chunks::new(options.max_message, options.reassembly_budget),
+            chunks: chunks::Chunks::new(
+                options.max_message,
+                options.reassembly_budget,
+                options.reassembly_deadline_ms,
+            ),
             next_chunk_id: 1,
         };
         if options.store {
@@ -425,6 +432,7 @@ impl<E: DocEngine> Node<E> {
 
     fn take(&mut self, now: Millis, item: Held) {
         self.now = self.now.max(now);
+        self.chunks.expire(self.now);
         match item {
             Held::Opened { channel, remote } => self.step(Msg::ChannelAdded {
                 channel,
@@ -453,7 +461,12 @@ impl<E: DocEngine> Node<E> {
                     return;
                 }
                 let bytes = match docweave_core::parse_chunk(&bytes) {
-                    Some(chunk) => match self.chunks.take(channel, chunk) {
+                    // Nothing is held for a channel before its handshake.
+                    Some(_) if self.model().channel_peer(channel).is_none() => {
+                        self.internal.push_back(Msg::ChunkBeforeHello { channel });
+                        return;
+                    }
+                    Some(chunk) => match self.chunks.take(channel, chunk, self.now) {
                         chunks::Taken::Pending => return,
                         chunks::Taken::Whole(frame) => frame,
                         chunks::Taken::TooLarge { size, limit } => {
@@ -464,8 +477,8 @@ impl<E: DocEngine> Node<E> {
                             });
                             return;
                         }
-                        chunks::Taken::OutOfOrder => {
-                            tracing::warn!("{channel}: a chunk out of order; the frame is dropped");
+                        chunks::Taken::Refused(e) => {
+                            tracing::warn!("{channel}: {e}; the frame is dropped");
                             return;
                         }
                     },
