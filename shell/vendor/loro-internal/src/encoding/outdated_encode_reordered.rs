@@ -333,15 +333,25 @@ pub(crate) fn decode_op(
                     ),
                 ))
             }
-            Value::MarkStart(mark) => crate::op::InnerContent::List(
-                crate::container::list::list_op::InnerListOp::StyleStart {
-                    start: prop as u32,
-                    end: prop as u32 + mark.len,
-                    key: mark.key,
-                    value: mark.value,
-                    info: TextStyleInfoFlag::from_byte(mark.info),
-                },
-            ),
+            Value::MarkStart(mark) => {
+                // docweave patch: a mark over nothing, or past the end of
+                // the counters, is corrupt data (it tripped a debug assertion
+                // in `diff_calc`, and the sum could overflow).
+                let start = prop as u32;
+                let end = start
+                    .checked_add(mark.len)
+                    .filter(|end| *end > start)
+                    .ok_or(LoroError::DecodeDataCorruptionError)?;
+                crate::op::InnerContent::List(
+                    crate::container::list::list_op::InnerListOp::StyleStart {
+                        start,
+                        end,
+                        key: mark.key,
+                        value: mark.value,
+                        info: TextStyleInfoFlag::from_byte(mark.info),
+                    },
+                )
+            }
             Value::Null => crate::op::InnerContent::List(
                 crate::container::list::list_op::InnerListOp::StyleEnd,
             ),
