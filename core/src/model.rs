@@ -102,6 +102,10 @@ pub struct Bounds {
     pub presence_bytes: usize,
     /// Messages refused on a channel before its handshake, before it is closed.
     pub refusals_before_hello: u32,
+    /// Documents the node does not hold that one peer may have it look up
+    /// in its stores at once; more are refused until those are answered.
+    #[serde(default = "default_lookups_per_peer")]
+    pub lookups_per_peer: usize,
 }
 
 impl Default for Bounds {
@@ -115,8 +119,13 @@ impl Default for Bounds {
             lasting_presence: default_lasting_presence(),
             presence_bytes: default_presence_bytes(),
             refusals_before_hello: 3,
+            lookups_per_peer: default_lookups_per_peer(),
         }
     }
+}
+
+fn default_lookups_per_peer() -> usize {
+    256
 }
 
 fn default_lasting_presence() -> usize {
@@ -370,6 +379,8 @@ pub(crate) struct Peer {
     /// (while that batch is still in flight): changes made meanwhile wait
     /// and go as one update when it is acknowledged.
     pub sending: OrdMap<DocId, BatchId>,
+    /// Documents it had the node look up in its stores, not yet answered.
+    pub lookups: OrdSet<DocId>,
 }
 
 impl Peer {
@@ -391,6 +402,7 @@ impl Peer {
             subscribed: OrdSet::new(),
             presence: 0,
             sending: OrdMap::new(),
+            lookups: OrdSet::new(),
         }
     }
 }

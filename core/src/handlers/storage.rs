@@ -176,6 +176,36 @@ fn settle_dirty(model: &mut Model, doc: &DocId) {
 
 /// Once every store answered, the document is ready (or unavailable) and
 /// queued requests are answered in order.
+/// Counts a lookup of `doc` against `peer`; `false` when it already has
+/// as many in flight as it may. Lookups that ended by a way that did not
+/// release them are pruned here, so the count cannot leak.
+pub(crate) fn reserve_lookup(model: &mut Model, peer: &PeerId, doc: &DocId) -> bool {
+    let most = model.config.bounds.lookups_per_peer;
+    let Some(p) = model.peers.get(peer) else {
+        return true;
+    };
+    let mut lookups = p.lookups.clone();
+    if lookups.len() >= most {
+        lookups = lookups
+            .into_iter()
+            .filter(|d| {
+                model
+                    .docs
+                    .get(d)
+                    .is_some_and(|x| matches!(x.phase, Phase::Loading { .. }))
+            })
+            .collect();
+    }
+    let room = lookups.len() < most;
+    if room {
+        lookups.insert(doc.clone());
+    }
+    if let Some(p) = model.peers.get_mut(peer) {
+        p.lookups = lookups;
+    }
+    room
+}
+
 pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId) {
     let Some(d) = model.docs.get(doc) else {
         return;
@@ -194,6 +224,9 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         return;
     }
     let (queued, found, reason, creator) = (queued.clone(), *found, *reason, creator.clone());
+    if let Some(p) = creator.as_ref().and_then(|c| model.peers.get_mut(c)) {
+        p.lookups.remove(doc);
+    }
     // Reading never creates: a network peer creates a document by writing it.
     let writes = queued.iter().any(|q| !matches!(q, Queued::Sync { .. }));
     let may_create = match (reason, &creator) {

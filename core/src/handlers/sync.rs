@@ -164,6 +164,26 @@ pub(crate) fn sync_request(
                 bidirectional,
             };
             if !model.stores.is_empty() {
+                // Nothing is looked up for a reader who may not read it.
+                if !access(model, &peer, &doc).read {
+                    out.log(
+                        Level::Info,
+                        format!("{peer} may not read {doc}; answered unavailable"),
+                    );
+                    return unavailable(out, channel, &doc);
+                }
+                if !super::storage::reserve_lookup(model, &peer, &doc) {
+                    let most = model.config.bounds.lookups_per_peer;
+                    return refuse(
+                        out,
+                        channel,
+                        ErrorCode::TooLarge,
+                        format!(
+                            "{most} documents this node does not hold are being looked up for you; \
+                             ask for {doc} again once they are answered"
+                        ),
+                    );
+                }
                 // Storage-first: a store may hold it; answer nobody until all have said.
                 super::storage::start_loading(
                     model,

@@ -173,3 +173,40 @@ fn a_connection_that_only_talks_before_hello_is_closed() {
     }
     assert!(closed);
 }
+
+#[test]
+fn lookups_of_unknown_documents_are_bounded_per_peer_and_come_after_the_read_check() {
+    use crate::{Access, Pattern, Rule, Rules};
+    let mut c = Config::new("hub");
+    c.bounds.lookups_per_peer = 3;
+    c.rules = Rules {
+        rules: vec![Rule {
+            peer: Pattern::Exact("mallory".into()),
+            doc: Pattern::Prefix("secret/".into()),
+            access: Access::NONE,
+        }],
+        default: Access::ALL,
+    };
+    let mut k = Kit::new(c);
+    k.store(9);
+    k.peer(1, "mallory");
+    let asks_store = |cmds: &[Cmd]| {
+        sent(cmds, 9)
+            .iter()
+            .any(|o| matches!(o, crate::Outgoing::Message(Message::SyncRequest { .. })))
+    };
+    // A document it may not read is not looked up at all.
+    let cmds = k.follow(1, "secret/plans");
+    assert!(!asks_store(&cmds), "a lookup for a reader without rights");
+    assert!(k.model.doc_version(&doc("secret/plans")).is_none());
+    // Three lookups at once; the fourth is refused, nothing made for it.
+    for d in ["a", "b", "c"] {
+        assert!(asks_store(&k.follow(1, d)));
+    }
+    let cmds = k.follow(1, "d");
+    assert!(refused_with(&cmds, 1, ErrorCode::TooLarge) && !asks_store(&cmds));
+    assert!(!k.model.docs.contains_key(&doc("d")));
+    // Once the store answered one, there is room again.
+    k.missing(9, "a");
+    assert!(asks_store(&k.follow(1, "d")));
+}
