@@ -335,6 +335,12 @@ pub(crate) struct Channel {
     pub refused: u32,
     /// The protocol version negotiated in the handshake.
     pub protocol: u32,
+    /// Error replies it may still be sent now (a token bucket, refilled
+    /// with time), and when it was last refilled.
+    pub error_tokens: u32,
+    pub error_refilled: Millis,
+    /// Error replies it earned past the bucket, which were dropped.
+    pub errors_dropped: u32,
 }
 
 /// What we know of a peer's copy of one document.

@@ -38,6 +38,11 @@ impl Out {
         });
     }
 
+    /// What is queued for each channel so far, to trim.
+    pub fn sends_mut(&mut self) -> &mut BTreeMap<ChannelId, Vec<Outgoing>> {
+        &mut self.sends
+    }
+
     /// Drops anything queued for a channel that is going away.
     pub fn discard(&mut self, channel: ChannelId) {
         self.sends.remove(&channel);

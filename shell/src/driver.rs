@@ -3,6 +3,7 @@
 //! carries out what it puts out. It decides nothing.
 
 use crate::engine::DocEngine;
+use crate::health::Health;
 use crate::node::{run_job, Input, Node, Output, StoreAnswer, StoreJob};
 use docweave_adapters::transport::{LinkTx, SendError};
 use docweave_adapters::{Link, Store};
@@ -29,6 +30,10 @@ const BURST: usize = 256;
 const INBOUND_BYTES: usize = 64 * 1024 * 1024;
 /// The gate counts bytes in units of this size.
 const INBOUND_UNIT: usize = 16 * 1024;
+/// Frames one link may have waiting for the node at once: the queue then
+/// takes links in turn, so a client that floods waits behind itself, not
+/// in front of everyone else.
+const INBOUND_TURNS: usize = 2;
 
 /// Units of the inbound gate a frame of `len` bytes takes.
 fn units(len: usize) -> usize {
@@ -84,6 +89,8 @@ pub(crate) enum Inbound {
         channel: ChannelId,
         bytes: Vec<u8>,
         units: usize,
+        /// The link's turn in the queue, given back once the node took it.
+        _turn: smol::lock::SemaphoreGuardArc,
     },
     Closed {
         channel: ChannelId,
@@ -136,33 +143,68 @@ pub(crate) enum Request<E: DocEngine> {
 struct StoreThread {
     jobs: std::sync::mpsc::Sender<StoreJob>,
     thread: Option<std::thread::JoinHandle<()>>,
+    health: Health,
 }
 
 impl StoreThread {
     fn spawn<E: DocEngine>(
         mut store: Box<dyn Store>,
         answers: async_channel::Sender<Request<E>>,
+        health: Health,
     ) -> Self {
         let (jobs, rx) = std::sync::mpsc::channel::<StoreJob>();
+        let watch = health.clone();
         let thread = std::thread::spawn(move || {
             while let Ok(job) = rx.recv() {
-                let result = run_job(&mut *store, job.op);
-                let answer = StoreAnswer { id: job.id, result };
+                let id = job.id;
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_job(&mut *store, job.op)
+                }));
+                let result = match ran {
+                    Ok(result) => result,
+                    Err(p) => {
+                        // The store may be left mid-transaction: it is not
+                        // used again, and the node stops (a supervisor
+                        // restarts the process on a store it opens afresh).
+                        let why =
+                            format!("the store panicked: {}", crate::health::panic_message(&*p));
+                        watch.stop(why.clone());
+                        let failed = crate::node::StoreResult::Failed(crate::node::JobError {
+                            reason: why,
+                            tombstoned: false,
+                        });
+                        // A closed loop has nobody left to tell.
+                        let _ = answers
+                            .send_blocking(Request::Store(StoreAnswer { id, result: failed }));
+                        return;
+                    }
+                };
                 // A closed loop is closing: the remaining jobs still run.
-                let _ = answers.send_blocking(Request::Store(answer));
+                let _ = answers.send_blocking(Request::Store(StoreAnswer { id, result }));
             }
         });
         Self {
             jobs,
             thread: Some(thread),
+            health,
+        }
+    }
+
+    /// Hands the thread a job; a thread that is gone stops the node (its
+    /// answer would never come).
+    fn run(&self, job: StoreJob) {
+        if self.jobs.send(job).is_err() {
+            self.health.stop("the store thread is gone".into());
         }
     }
 
     fn close(mut self) {
-        let Self { jobs, thread } = &mut self;
+        let Self { jobs, thread, .. } = &mut self;
         drop(std::mem::replace(jobs, std::sync::mpsc::channel().0));
         if let Some(t) = thread.take() {
-            let _ = t.join();
+            if t.join().is_err() {
+                self.health.stop("the store thread ended in a panic".into());
+            }
         }
     }
 }
@@ -221,6 +263,7 @@ impl<E: DocEngine> Driver<E> {
         store: Option<Box<dyn Store>>,
         input: async_channel::Receiver<Request<E>>,
         me: async_channel::Sender<Request<E>>,
+        health: Health,
     ) -> Result<Self, String> {
         let started = Instant::now();
         let store = match store {
@@ -237,7 +280,7 @@ impl<E: DocEngine> Driver<E> {
                 if node.model().config().timing.feed_poll_ms > 0 && watch(&mut *store, me.clone()) {
                     node.handle(0, Input::StoreAnnounced);
                 }
-                Some(StoreThread::spawn(store, me.clone()))
+                Some(StoreThread::spawn(store, me.clone(), health))
             }
             None => None,
         };
@@ -343,6 +386,7 @@ impl<E: DocEngine> Driver<E> {
                 channel,
                 bytes,
                 units,
+                _turn,
             } => {
                 self.node.handle(now, Input::Frame { channel, bytes });
                 self.gate.add_permits(units);
@@ -442,8 +486,10 @@ impl<E: DocEngine> Driver<E> {
         let frames = self.frames_tx.clone();
         let gate = self.gate.clone();
         let rx = link.rx;
+        let turns = Arc::new(Semaphore::new(INBOUND_TURNS));
         smol::spawn(async move {
             while let Ok(bytes) = rx.recv().await {
+                let turn = turns.acquire_arc().await;
                 // Room for it among the frames waiting for the node first:
                 // until then this link's frames wait, and so does its socket.
                 let units = units(bytes.len());
@@ -454,6 +500,7 @@ impl<E: DocEngine> Driver<E> {
                     channel,
                     bytes,
                     units,
+                    _turn: turn,
                 };
                 if frames.send(frame).await.is_err() {
                     return;
@@ -499,8 +546,7 @@ impl<E: DocEngine> Driver<E> {
                 Output::Dial { remote } => self.dial(remote),
                 Output::Store(job) => {
                     if let Some(store) = &self.store {
-                        // A stopped store thread means the node is closing.
-                        let _ = store.jobs.send(job);
+                        store.run(job);
                     }
                 }
                 Output::Event(event) => self.emit(event),

@@ -94,6 +94,8 @@
 mod driver;
 mod engine;
 mod failover;
+mod fault;
+mod health;
 mod loro_engine;
 mod node;
 mod oplog_engine;
@@ -110,6 +112,7 @@ pub use docweave_adapters::Link;
 pub use driver::Dialer;
 pub use engine::{DocEngine, ExportError};
 pub use failover::failover;
+pub use health::Health;
 pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
 pub use node::{
     run_job, Input, JobError, LocalNotify, Node, NodeOptions, Output, StepHook, StoreAnswer,

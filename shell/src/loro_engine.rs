@@ -83,21 +83,39 @@ impl DocEngine for LoroEngine {
     }
 
     fn import(&self, doc: &mut LoroDoc, bytes: &[u8]) -> Result<ImportOutcome, EnginePanic> {
+        use crate::fault::{holds, injected, Fault};
+        if let Some(Fault::LoopPanic(mark)) = injected() {
+            if holds(bytes, mark) {
+                panic!("DOCWEAVE_FAULT: a panic in the node's loop, injected on purpose");
+            }
+        }
         // The bytes come from anyone. Loro refuses what it cannot read; a
         // panic (a Loro bug) is kept to this replica, which the caller drops.
-        contained("import", || match doc.import(bytes) {
-            Ok(status) => {
-                let version = to_core_version(&doc.oplog_vv());
-                if status.pending.is_some() {
-                    ImportOutcome::Pending { version }
-                } else {
-                    ImportOutcome::Applied { version }
+        contained("import", || {
+            if let Some(Fault::ImportPanic(mark)) = injected() {
+                if holds(bytes, mark) {
+                    panic!("DOCWEAVE_FAULT: a panic in the import, injected on purpose");
                 }
             }
-            Err(e) => ImportOutcome::Failed {
-                reason: e.to_string(),
-            },
+            import_unguarded(doc, bytes)
         })
+    }
+}
+
+/// What [`LoroEngine::import`] does inside its guard.
+fn import_unguarded(doc: &mut LoroDoc, bytes: &[u8]) -> ImportOutcome {
+    match doc.import(bytes) {
+        Ok(status) => {
+            let version = to_core_version(&doc.oplog_vv());
+            if status.pending.is_some() {
+                ImportOutcome::Pending { version }
+            } else {
+                ImportOutcome::Applied { version }
+            }
+        }
+        Err(e) => ImportOutcome::Failed {
+            reason: e.to_string(),
+        },
     }
 }
 

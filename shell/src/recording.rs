@@ -2,6 +2,7 @@
 //! the commands it produced; `replay` feeds the inputs to a fresh model and
 //! reports the first command that differs.
 
+use crate::health::Health;
 use docweave_core::{update, Cmd, Config, Millis, Model, Msg};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
@@ -23,33 +24,48 @@ pub enum Line {
     },
 }
 
-/// Appends a node's steps to a JSON-lines file.
+/// Appends a node's steps to a JSON-lines file. A step that cannot be
+/// written ends the recording (told to [`Health`]): what was written stays
+/// an exact prefix that `replay` checks, never a log with steps missing.
 pub(crate) struct Recorder {
-    out: std::io::BufWriter<std::fs::File>,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    health: Health,
 }
 
 impl Recorder {
     /// Starts a log at `path` for a node with `config`.
-    pub fn create(path: &Path, config: &Config) -> std::io::Result<Self> {
+    pub fn create(path: &Path, config: &Config, health: Health) -> std::io::Result<Self> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         writeln!(
             out,
             "{}",
             serde_json::to_string(&Line::Config(config.clone())).map_err(std::io::Error::other)?
         )?;
-        Ok(Self { out })
+        out.flush()?;
+        Ok(Self {
+            out: Some(out),
+            health,
+        })
     }
 
     /// Records one input and the commands it produced.
     pub fn record(&mut self, now: Millis, input: &Msg, output: &[Cmd]) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
         let line = Line::Step {
             now,
             input: input.clone(),
             output: output.to_vec(),
         };
-        if let Ok(text) = serde_json::to_string(&line) {
-            let _ = writeln!(self.out, "{text}");
-            let _ = self.out.flush();
+        let written = serde_json::to_string(&line)
+            .map_err(std::io::Error::other)
+            .and_then(|text| writeln!(out, "{text}"))
+            .and_then(|()| out.flush());
+        if let Err(e) = written {
+            self.out = None;
+            self.health
+                .recording_failed(format!("step at {now} ms could not be written: {e}"));
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::driver::{Dialer, Driver, Remote, Request};
 use crate::engine::DocEngine;
+use crate::health::Health;
 use crate::loro_engine::LoroEngine;
 use crate::node::{Input, Node, NodeOptions};
 use crate::recording::Recorder;
@@ -134,17 +135,17 @@ impl<E: DocEngine> RepoBuilder<E> {
             self.config.peer,
             self.config.seed
         );
-        let recorder = match &self.record {
-            Some(p) => {
-                Some(
-                    Recorder::create(p, &self.config).map_err(|e| RepoError::Recording {
+        let health = Health::default();
+        let recorder =
+            match &self.record {
+                Some(p) => Some(Recorder::create(p, &self.config, health.clone()).map_err(
+                    |e| RepoError::Recording {
                         path: p.clone(),
                         why: e.to_string(),
-                    })?,
-                )
-            }
-            None => None,
-        };
+                    },
+                )?),
+                None => None,
+            };
         let (tx, rx) = async_channel::unbounded();
         let peer = self.config.peer.clone();
         let options = NodeOptions {
@@ -163,15 +164,28 @@ impl<E: DocEngine> RepoBuilder<E> {
         if let Some(mut r) = recorder {
             node.set_hook(Box::new(move |now, msg, cmds| r.record(now, msg, cmds)));
         }
-        let driver = Driver::new(node, self.store, rx, tx.clone()).map_err(RepoError::Store)?;
+        let driver = Driver::new(node, self.store, rx, tx.clone(), health.clone())
+            .map_err(RepoError::Store)?;
+        let watch = health.clone();
         let thread = std::thread::Builder::new()
             .name(format!("docweave-{peer}"))
-            .spawn(move || smol::block_on(driver.run()))
+            .spawn(move || {
+                // A panic in the loop (a bug: document bytes are contained
+                // where they are used) stops the node, visibly.
+                let run = std::panic::AssertUnwindSafe(|| smol::block_on(driver.run()));
+                if let Err(p) = std::panic::catch_unwind(run) {
+                    watch.stop(format!(
+                        "its loop panicked: {}",
+                        crate::health::panic_message(&*p)
+                    ));
+                }
+            })
             .map_err(|e| RepoError::Store(e.to_string()))?;
         Ok(Repo {
             input: tx,
             peer,
             thread: Some(thread),
+            health,
         })
     }
 }
@@ -210,6 +224,7 @@ pub struct Repo<E: DocEngine = LoroEngine> {
     input: async_channel::Sender<Request<E>>,
     peer: PeerId,
     thread: Option<std::thread::JoinHandle<()>>,
+    health: Health,
 }
 
 impl Repo<LoroEngine> {
@@ -231,6 +246,11 @@ impl Repo<LoroEngine> {
 }
 
 impl<E: DocEngine> Repo<E> {
+    /// Whether the node still runs, and what stopped it or its recording.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// This node's id.
     pub fn peer(&self) -> &PeerId {
         &self.peer
@@ -624,9 +644,12 @@ impl<E: DocEngine> Repo<E> {
 
     /// Flushes every pending write and stops the loop.
     pub async fn close(mut self) {
+        // A loop that already stopped cannot answer: its reason is in `health`.
         let _ = self.ask(|reply| Request::Close { reply }).await;
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if t.join().is_err() {
+                self.health.stop("its thread ended in a panic".into());
+            }
         }
     }
 

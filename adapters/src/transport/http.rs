@@ -81,6 +81,21 @@ pub type StatusPage = Arc<
     dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync,
 >;
 
+/// Whether the node behind the endpoint still runs (`Err`: why not), for
+/// `GET /healthz`: `200 ok`, or `503` with the reason.
+pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What an HTTP endpoint serves besides syncing and listeners.
+#[derive(Clone, Default)]
+pub struct HttpPages {
+    /// The HTML status page (at `/`, or `/status` with `web`).
+    pub status: Option<StatusPage>,
+    /// A directory of files served for other `GET` requests.
+    pub web: Option<Arc<std::path::PathBuf>>,
+    /// The answer to `GET /healthz`.
+    pub health: Option<HealthCheck>,
+}
+
 struct Session {
     link: Link,
     last_seen: Instant,
@@ -159,19 +174,28 @@ pub async fn serve_http(
     connect: Connector,
     status: Option<StatusPage>,
 ) {
-    serve_http_with_web(listener, o, connect, status, None).await
+    let pages = HttpPages {
+        status,
+        ..HttpPages::default()
+    };
+    serve_http_with_web(listener, o, connect, pages).await
 }
 
-/// [`serve_http`], and with `web` set, `GET` requests are answered with the
-/// files of that directory (`/` is its `index.html`); the status page is
-/// then at `/status` (it is at both `/` and `/status` without `web`).
+/// [`serve_http`] with more [`HttpPages`]: with `web` set, `GET` requests
+/// are answered with the files of that directory (`/` is its `index.html`);
+/// the status page is then at `/status` (it is at both `/` and `/status`
+/// without `web`); `/healthz` answers whether the node runs.
 pub async fn serve_http_with_web(
     listener: TcpListener,
     o: HttpOptions,
     connect: Connector,
-    status: Option<StatusPage>,
-    web: Option<Arc<std::path::PathBuf>>,
+    pages: HttpPages,
 ) {
+    let HttpPages {
+        status,
+        web,
+        health,
+    } = pages;
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
     let sweeper = sessions.clone();
     smol::spawn(async move {
@@ -206,16 +230,23 @@ pub async fn serve_http_with_web(
             continue;
         };
         let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
-        let web = web.clone();
+        let (web, health) = (web.clone(), health.clone());
         smol::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (sessions, connect, status) =
                     (sessions.clone(), connect.clone(), status.clone());
-                let web = web.clone();
+                let (web, health) = (web.clone(), health.clone());
                 async move {
                     let get = req.method() == hyper::Method::GET;
                     let path = req.uri().path().to_string();
+                    if get && path == "/healthz" {
+                        let r = match health.as_ref().map_or(Ok(()), |h| h()) {
+                            Ok(()) => respond(StatusCode::OK, b"ok\n".to_vec(), false),
+                            Err(why) => problem(StatusCode::SERVICE_UNAVAILABLE, "Stopped", why),
+                        };
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
                     if let (true, Some(root), false) = (get, &web, path == "/status") {
                         let r = match super::static_files::find(root, &path).await {
                             Some(f) => {

@@ -15,8 +15,8 @@ mod tcp;
 mod websocket;
 
 pub use http::{
-    http_link, post, serve_http, serve_http_with_web, split_frames, Connector, HttpOptions,
-    StatusPage,
+    http_link, post, serve_http, serve_http_with_web, split_frames, Connector, HealthCheck,
+    HttpOptions, HttpPages, StatusPage,
 };
 pub use memory::{memory_pair, memory_pair_with_faults, Faults};
 pub use slots::{ConnectionLimit, Slot};

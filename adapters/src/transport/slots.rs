@@ -59,9 +59,12 @@ impl Drop for Slot {
 }
 
 impl Slot {
-    /// Holds the slot for as long as the link's frames flow.
+    /// Holds the slot for as long as the link's frames flow. The relay is
+    /// bounded like every link's inbound queue: when the node falls behind,
+    /// the transport stops reading (an unbounded relay here once let one
+    /// client grow the server by 140 MB a second).
     pub fn wrap(self, link: Link) -> Link {
-        let (tx, rx) = async_channel::unbounded();
+        let (tx, rx) = async_channel::bounded(crate::transport::INBOUND_FRAMES);
         let inner = link.rx;
         smol::spawn(async move {
             let _slot = self;

@@ -42,6 +42,9 @@ pub(crate) fn channel_added(
                     peer_kind: None,
                     refused: 0,
                     protocol: crate::protocol::PROTOCOL_VERSION,
+                    error_tokens: ERROR_BURST,
+                    error_refilled: model.now,
+                    errors_dropped: 0,
                 },
             );
             model.stores.insert(channel);
@@ -57,6 +60,9 @@ pub(crate) fn channel_added(
                     peer_kind: None,
                     refused: 0,
                     protocol: crate::protocol::PROTOCOL_VERSION,
+                    error_tokens: ERROR_BURST,
+                    error_refilled: model.now,
+                    errors_dropped: 0,
                 },
             );
             super::timers::ensure_sweep(model);
@@ -427,6 +433,73 @@ fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId,
 
 /// A message of a kind this node does not know: answered, and the channel
 /// goes on (a newer peer may try what an older one lacks).
+/// Error replies a channel may be sent at once, and per second after.
+pub(crate) const ERROR_BURST: u32 = 100;
+/// A connection past this many dropped error replies sends little but
+/// what is refused: it is closed.
+const ERRORS_DROPPED_MOST: u32 = 10_000;
+
+/// Error replies are rate-limited per channel: past its bucket they are
+/// dropped (the first time with a note), and a connection that keeps
+/// earning them is closed. Runs on every step's sends, whatever handler
+/// made them, so a refusal costs its sender, never the node.
+pub(crate) fn limit_error_replies(model: &mut Model, out: &mut Out) {
+    let now = model.now;
+    let mut closing = Vec::new();
+    for (channel, items) in out.sends_mut().iter_mut() {
+        let errors = items
+            .iter()
+            .filter(|i| matches!(i, crate::io::Outgoing::Message(Message::Error { .. })))
+            .count();
+        if errors == 0 {
+            continue;
+        }
+        let Some(ch) = model.channels.get_mut(channel) else {
+            continue;
+        };
+        let refill = now.saturating_sub(ch.error_refilled) * u64::from(ERROR_BURST) / 1000;
+        if refill > 0 {
+            ch.error_tokens = ch
+                .error_tokens
+                .saturating_add(u32::try_from(refill).unwrap_or(u32::MAX))
+                .min(ERROR_BURST);
+            ch.error_refilled = now;
+        }
+        let mut allowed = ch.error_tokens;
+        let before = items.len();
+        items.retain(|i| {
+            if !matches!(i, crate::io::Outgoing::Message(Message::Error { .. })) {
+                return true;
+            }
+            let keep = allowed > 0;
+            allowed = allowed.saturating_sub(1);
+            keep
+        });
+        let dropped = (before - items.len()) as u32;
+        ch.error_tokens = allowed;
+        if dropped > 0 {
+            if ch.errors_dropped == 0 {
+                items.push(crate::io::Outgoing::Message(Message::Error {
+                    code: ErrorCode::TooLarge,
+                    message: format!(
+                        "more than {ERROR_BURST} refusals a second: further ones are not sent"
+                    ),
+                }));
+            }
+            ch.errors_dropped = ch.errors_dropped.saturating_add(dropped);
+            if ch.errors_dropped >= ERRORS_DROPPED_MOST {
+                closing.push(*channel);
+            }
+        }
+    }
+    for channel in closing {
+        out.cmd(Cmd::Close {
+            channel,
+            reason: "it sends little but what is refused".into(),
+        });
+    }
+}
+
 /// Something other than `hello` arrived on a channel before its handshake:
 /// refused, and a connection that keeps at it is closed.
 pub(crate) fn before_hello(model: &mut Model, out: &mut Out, channel: ChannelId, what: &str) {

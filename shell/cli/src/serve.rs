@@ -5,8 +5,8 @@
 use crate::client::dialer_for;
 use docweave_adapters::loro_protocol::{BridgeOptions, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
-    serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HttpOptions,
-    StatusPage, WsOptions,
+    serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HealthCheck,
+    HttpOptions, HttpPages, StatusPage, WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{Namespace, PeerKind, Rules};
@@ -193,15 +193,17 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             ))
             .detach();
         }
-        let web = a.web.clone().map(Arc::new);
-        smol::spawn(serve_http_with_web(
-            http,
-            http_options,
-            connect,
-            Some(page),
-            web,
-        ))
-        .detach();
+        let watched = repo.clone();
+        let health: HealthCheck = Arc::new(move || match watched.health().stopped() {
+            Some(why) => Err(format!("the node stopped: {why}")),
+            None => Ok(()),
+        });
+        let pages = HttpPages {
+            status: Some(page),
+            web: a.web.clone().map(Arc::new),
+            health: Some(health),
+        };
+        smol::spawn(serve_http_with_web(http, http_options, connect, pages)).detach();
         for url in &a.peers {
             let (name, dialer) = dialer_for(url, a.peer_token.as_deref())?;
             repo.connect_with(&name, a.peer_token.as_deref(), dialer)
@@ -220,7 +222,25 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             "loro-websocket clients: ws://{ws_addr}/loro   status page: http://{http_addr}/   stop with Ctrl-C"
         );
         let _ = out.flush();
-        let _ = stop_rx.recv().await;
+        // Until Ctrl-C (or SIGTERM), or until the node can no longer run:
+        // then the process exits non-zero, so a supervisor restarts it.
+        let watched = repo.clone();
+        let stopped = async move {
+            loop {
+                smol::Timer::after(std::time::Duration::from_millis(200)).await;
+                if let Some(why) = watched.health().stopped() {
+                    return Some(why);
+                }
+            }
+        };
+        let asked = async {
+            // A dropped handler is a stop too.
+            let _ = stop_rx.recv().await;
+            None
+        };
+        if let Some(why) = futures_lite::future::or(asked, stopped).await {
+            return Err(format!("the node stopped: {why}"));
+        }
         eprintln!("docweave: stopping; flushing the store");
         Ok::<(), String>(())
     })?;

@@ -73,7 +73,18 @@ impl<E: DocEngine> Node<E> {
     }
 
     fn transmit_with(&mut self, channel: ChannelId, items: Vec<Outgoing>, exports: &mut Exports) {
-        let messages = self.resolve(items, exports);
+        let mut messages = self.resolve(items, exports);
+        // No frame holds more messages than a receiver reads in one.
+        let most = self.options.limits.max_messages.max(1);
+        while messages.len() > most {
+            let rest = messages.split_off(most);
+            self.frame_out(channel, std::mem::replace(&mut messages, rest));
+        }
+        self.frame_out(channel, messages);
+    }
+
+    /// Puts out one frame of `messages` (as chunk frames when large).
+    fn frame_out(&mut self, channel: ChannelId, messages: Vec<Message>) {
         if messages.is_empty() {
             return;
         }

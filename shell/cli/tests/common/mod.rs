@@ -49,6 +49,19 @@ impl Server {
         extra: &[&str],
         fds: Option<u32>,
     ) -> Server {
+        Self::start_env(name, data, ws, http, extra, fds, &[])
+    }
+
+    /// [`Server::start_with`], with these environment variables set.
+    pub fn start_env(
+        name: &str,
+        data: &Path,
+        ws: u16,
+        http: u16,
+        extra: &[&str],
+        fds: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut args: Vec<String> = [
             "serve",
             "--name",
@@ -90,6 +103,7 @@ impl Server {
             }
             None => Stdio::null(),
         };
+        command.envs(env.iter().copied());
         let mut child = command
             .env("DOCWEAVE_LOG", "info,docweave_core=debug")
             .stdout(Stdio::piped())

@@ -6,6 +6,7 @@
 use super::{cli, Server};
 use async_tungstenite::tungstenite::Message as Ws;
 use docweave_adapters::loro_protocol;
+use docweave_adapters::transport::fragments::{Reassembler, ReassemblyLimits};
 use docweave_core::{
     decode, encode, Clock, DocId, ErrorCode, Hello, Limits, Message, PeerId, PeerKind,
     VersionVector, PROTOCOL_VERSION,
@@ -62,6 +63,11 @@ pub async fn send(ws: &mut Socket, messages: &[Message]) {
 /// Messages received until `within` passes or the connection ends;
 /// `closed` tells whether it ended.
 pub async fn receive(ws: &mut Socket, within: Duration) -> (Vec<Message>, bool) {
+    // Frames larger than one WebSocket message come as pieces, perhaps
+    // across calls: gathered per connection (by its local port).
+    static PIECES: std::sync::Mutex<std::collections::BTreeMap<u16, Reassembler>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let port = ws.get_ref().local_addr().map(|a| a.port()).unwrap_or(0);
     let mut got = Vec::new();
     let deadline = Instant::now() + within;
     loop {
@@ -76,8 +82,19 @@ pub async fn receive(ws: &mut Socket, within: Duration) -> (Vec<Message>, bool) 
         .await;
         match next {
             None => return (got, false),
-            Some(Some(Ok(Ws::Binary(b)))) if b.first() == Some(&0) => {
-                got.extend(decode(&b[1..], &Limits::default()).unwrap_or_default());
+            Some(Some(Ok(Ws::Binary(b)))) => {
+                let mut all = PIECES.lock().unwrap();
+                let r = all.entry(port).or_insert_with(|| {
+                    Reassembler::new(ReassemblyLimits {
+                        max_message: 64 << 20,
+                        max_pending: 16,
+                        max_held: 64 << 20,
+                        deadline_ms: 60_000,
+                    })
+                });
+                if let Ok(Some(frame)) = r.take(&b, 0) {
+                    got.extend(decode(&frame, &Limits::default()).unwrap_or_default());
+                }
             }
             Some(Some(Ok(Ws::Close(_)))) | Some(None) | Some(Some(Err(_))) => return (got, true),
             Some(Some(Ok(_))) => {}

@@ -1,0 +1,382 @@
+//! What one client can make `docweave serve` hold, tried against the real
+//! binary: a message built to amplify memory, chunk reservations before the
+//! handshake, a client that floods and never reads, a hundred thousand
+//! lookups of documents that do not exist, and a panic in document import
+//! or in the node's loop. Each states its bound; the memory figures are the
+//! server's resident set (VmRSS / VmHWM) as `/proc` reports it.
+
+mod common;
+
+use async_tungstenite::tungstenite::Message as Ws;
+use common::raw::*;
+use common::{cli, data_dir, free_port, Server, BIN};
+use docweave_adapters::transport::fragments::split;
+use docweave_core::{
+    encode, DocId, ErrorCode, Filter, Message, CHUNK_HEADER, FLAG_CHUNK, FRAME_VERSION,
+};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1024 * 1024;
+
+fn start(name: &str, extra: &[&str]) -> Server {
+    Server::start("server", &data_dir(name), free_port(), free_port(), extra)
+}
+
+fn ws_url(s: &Server) -> String {
+    format!("ws://127.0.0.1:{}", s.ws)
+}
+
+/// A frame sent as WebSocket pieces of 200 KiB (the endpoint takes no
+/// message larger than its piece size).
+async fn send_split(ws: &mut Socket, frame: &[u8], id: u32) {
+    for piece in split(frame, 200 * 1024, id) {
+        if ws.send(Ws::Binary(piece.into())).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Bytes a message of `ids` empty document ids encodes to, and the frame.
+fn empty_ids_frame(ids: usize) -> Vec<u8> {
+    let m = Message::Subscribe {
+        filter: Filter::docs(vec![DocId::new(""); ids]),
+    };
+    encode(&[m]).unwrap()
+}
+
+#[test]
+fn a_message_built_to_amplify_memory_is_refused_within_its_bound() {
+    // 15 million empty ids: 15 MB on the wire, about a gigabyte decoded
+    // without a bound. The bound: 16 times its bytes, 64 MiB at most.
+    let mut server = start("amplify", &[]);
+    let before = server.rss();
+    let frame = empty_ids_frame(15_000_000);
+    smol::block_on(async {
+        let mut ws = raw_ws(server.ws).await;
+        // Before any hello: the frame is refused, whatever it holds.
+        send_split(&mut ws, &frame, 1).await;
+        let (got, closed) = receive(&mut ws, Duration::from_secs(20)).await;
+        assert!(
+            closed || has_error(&got, ErrorCode::MalformedFrame),
+            "{got:?}"
+        );
+    });
+    let peak = server.peak_rss();
+    eprintln!(
+        "amplify: RSS {} MiB before, peak {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    assert!(
+        peak < before + 256 * MIB,
+        "a 15 MB message took the server from {} to {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    assert!(server.alive());
+    assert!(well_behaved(&server, "after-amplify", None));
+}
+
+/// A chunk frame `index` of a message announced as `total` bytes.
+fn chunk(id: u32, index: u32, count: u32, total: u64, bytes: &[u8]) -> Vec<u8> {
+    let payload = CHUNK_HEADER + bytes.len();
+    let mut out = vec![FRAME_VERSION, FLAG_CHUNK];
+    out.extend_from_slice(&(payload as u32).to_le_bytes());
+    for n in [id, index, count] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out.extend_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+#[test]
+fn chunks_before_hello_hold_nothing_and_another_clients_large_update_goes_through() {
+    let server = start("chunk-reservations", &[]);
+    smol::block_on(async {
+        let mut squatters = Vec::new();
+        for _ in 0..2 {
+            let mut ws = raw_ws(server.ws).await;
+            // The first chunk of a 512 MiB message, twice over: once this
+            // reserved the node's whole reassembly budget.
+            for i in 0..3 {
+                let c = chunk(7, i, 512, 512 * MIB, &[0u8; 1024 * 1024]);
+                send_split(&mut ws, &c, i + 1).await;
+            }
+            let (got, closed) = receive(&mut ws, Duration::from_secs(5)).await;
+            assert!(has_error(&got, ErrorCode::NotEstablished), "{got:?}");
+            assert!(
+                closed,
+                "a connection that sent only chunks before hello stayed open"
+            );
+            squatters.push(ws);
+        }
+    });
+    // A third client's 2 MB update crosses as chunks and is taken.
+    let text = "x".repeat(2 * 1024 * 1024);
+    let path = data_dir("chunk-reservations-text").with_extension("txt");
+    std::fs::write(&path, &text).unwrap();
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &ws_url(&server),
+        "big",
+        "--text-file",
+        &path.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli(&["doc", "get", &ws_url(&server), "big"]);
+    assert!(ok && out.len() > 2 * 1024 * 1024);
+}
+
+#[test]
+fn clients_that_flood_and_never_read_cost_bounded_memory_and_a_writer_goes_on() {
+    let server = start("flood", &[]);
+    // A document of about 1 MB that every flooder asks for again and again.
+    let text = "y".repeat(1000 * 1000);
+    let path = data_dir("flood-text").with_extension("txt");
+    std::fs::write(&path, &text).unwrap();
+    let url = ws_url(&server);
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &url,
+        "big",
+        "--text-file",
+        &path.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    let before = server.rss();
+    let port = server.ws;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..2)
+        .map(|f| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                smol::block_on(async {
+                    // Each flooder keeps one connection at a time, writing as
+                    // fast as the server takes it and never reading; when the
+                    // server cuts it off, it comes back a moment later.
+                    let asks: Vec<Message> = (0..200).map(|_| sync_request("big")).collect();
+                    let mut piece = vec![0u8];
+                    piece.extend(encode(&asks).unwrap());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let mut ws = raw_ws(port).await;
+                        send(&mut ws, &[hello(&format!("flooder-{f}"), None)]).await;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let sent = futures_lite::future::or(
+                                async { ws.send(Ws::Binary(piece.clone().into())).await.is_ok() },
+                                async {
+                                    smol::Timer::after(Duration::from_millis(500)).await;
+                                    true
+                                },
+                            )
+                            .await;
+                            if !sent {
+                                break;
+                            }
+                        }
+                        smol::Timer::after(Duration::from_millis(200)).await;
+                    }
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    // A writer meanwhile: each put is acknowledged, none takes long.
+    let mut slowest = Duration::ZERO;
+    for i in 0..5 {
+        let t = Instant::now();
+        let (ok, _, err) = cli(&[
+            "doc",
+            "put",
+            &url,
+            "notes",
+            "k",
+            &format!("v{i}"),
+            "--timeout",
+            "30",
+        ]);
+        assert!(ok, "the writer failed during the flood: {err}");
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flooders {
+        f.join().unwrap();
+    }
+    let peak = server.peak_rss();
+    eprintln!(
+        "flood: RSS {} MiB before, peak {} MiB; slowest put {slowest:?}",
+        before / MIB,
+        peak / MIB
+    );
+    // Each flooder is held to its 32 MiB backlog, frames from all links to
+    // the 64 MiB inbound gate, and to two frames a link in the node's queue.
+    assert!(
+        peak < before + 512 * MIB,
+        "two flooders took the server from {} to {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    assert!(slowest < Duration::from_secs(10), "a put took {slowest:?}");
+    assert!(well_behaved(&server, "after-flood", None));
+}
+
+#[test]
+fn a_hundred_thousand_lookups_of_unknown_documents_are_bounded_and_create_nothing() {
+    let server = start("lookups", &[]);
+    let before = server.rss();
+    smol::block_on(async {
+        let mut ws = raw_ws(server.ws).await;
+        send(&mut ws, &[hello("curious", None)]).await;
+        let (mut answered, mut refused, mut closed) = (0usize, 0usize, false);
+        let tally = |got: Vec<Message>, answered: &mut usize, refused: &mut usize| {
+            for m in got {
+                match m {
+                    Message::SyncResponse { .. } => *answered += 1,
+                    Message::Error {
+                        code: ErrorCode::TooLarge,
+                        ..
+                    } => *refused += 1,
+                    _ => {}
+                }
+            }
+        };
+        for chunk in 0..25 {
+            let asks: Vec<Message> = (0..4000)
+                .map(|i| sync_request(&format!("nothing-{chunk}-{i}")))
+                .collect();
+            send(&mut ws, &asks).await;
+            let (got, c) = receive(&mut ws, Duration::from_millis(50)).await;
+            tally(got, &mut answered, &mut refused);
+            closed |= c;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !closed && Instant::now() < deadline {
+            let (got, c) = receive(&mut ws, Duration::from_millis(200)).await;
+            let quiet = got.is_empty();
+            tally(got, &mut answered, &mut refused);
+            closed |= c;
+            if quiet && answered >= 256 {
+                break;
+            }
+        }
+        eprintln!(
+            "lookups: {answered} answered unavailable, {refused} refusals sent, closed {closed}"
+        );
+        // At most 256 lookups at a time (their answers may come after the
+        // cut-off); past them refusals, themselves rate-limited; a client
+        // that keeps at it is cut off.
+        assert!(answered <= 256 * 25, "{answered} answered");
+        assert!(refused <= 1_000, "{refused} refusals were sent");
+        assert!(closed, "a client earning 100,000 refusals stayed connected");
+    });
+    let peak = server.peak_rss();
+    eprintln!(
+        "lookups: RSS {} MiB before, peak {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    assert!(peak < before + 128 * MIB, "{} MiB", peak / MIB);
+    let page = http_raw(
+        server.http,
+        "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(
+        page.contains(" 0 documents"),
+        "lookups created documents: {page}"
+    );
+    assert!(well_behaved(&server, "after-lookups", None));
+}
+
+#[test]
+fn a_panic_in_import_fails_that_update_alone_and_the_server_serves_others() {
+    let server = Server::start_env(
+        "server",
+        &data_dir("import-panic"),
+        free_port(),
+        free_port(),
+        &[],
+        None,
+        &[("DOCWEAVE_FAULT", "import-panic:BOOM-IN-THE-LIBRARY")],
+    );
+    let url = ws_url(&server);
+    let (ok, _, err) = cli(&["doc", "put", &url, "target", "k", "before"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &url,
+        "target",
+        "k",
+        "BOOM-IN-THE-LIBRARY",
+        "--timeout",
+        "10",
+    ]);
+    assert!(!ok, "a write the library panicked on was acknowledged");
+    eprintln!("the poisoned put said: {err}");
+    let (ok, out, _) = cli(&["doc", "get", &url, "target"]);
+    assert!(ok && out.contains("\"before\""), "{out}");
+    let mut server = server;
+    assert!(server.alive());
+    assert!(well_behaved(&server, "after-import-panic", None));
+}
+
+#[test]
+fn a_panic_in_the_loop_stops_the_process_with_a_reason() {
+    let (ws, http) = (free_port(), free_port());
+    let data = data_dir("loop-panic");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{ws}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .arg("--data")
+        .arg(&data)
+        .env("DOCWEAVE_FAULT", "loop-panic:BOOM-IN-THE-LOOP")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("docweave serving"), "{line}");
+    let url = format!("ws://127.0.0.1:{ws}");
+    let (ok, _, err) = cli(&["doc", "put", &url, "target", "k", "fine"]);
+    assert!(ok, "{err}");
+    // The node dies on this one; the process must not stay half alive.
+    let _ = cli(&[
+        "doc",
+        "put",
+        &url,
+        "target",
+        "k",
+        "BOOM-IN-THE-LOOP",
+        "--timeout",
+        "5",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server stayed up with a dead node"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "it exited 0");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("the node stopped"), "{stderr}");
+}
