@@ -480,8 +480,18 @@ impl TreeCacheForDiff {
         diffs: &mut Vec<TreeDeltaItem>,
     ) {
         let mut s = vec![target];
+        // docweave patch: corrupt data can make a node its own descendant
+        // in the cache; walking it without a visited set pushed diffs until
+        // the allocation failed (a fuzzer found a 270-byte update asking for
+        // 4.8 GB). Each node is created once.
+        let mut seen = rustc_hash::FxHashSet::default();
+        seen.insert(target);
         while let Some(t) = s.pop() {
-            let children = self.get_children_with_id(TreeParentId::Node(t), cache);
+            let children: Vec<_> = self
+                .get_children_with_id(TreeParentId::Node(t), cache)
+                .into_iter()
+                .filter(|c| seen.insert(c.0))
+                .collect();
             diffs.extend(children.iter().map(|c| TreeDeltaItem {
                 target: c.0,
                 action: TreeInternalDiff::Create {
