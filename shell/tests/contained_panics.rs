@@ -13,7 +13,8 @@ use std::time::Duration;
 const MARKER: &str = "PANIC-IN-THE-LIBRARY";
 
 /// Loro, except that an armed engine panics (inside the library call, as a
-/// Loro bug would) when it imports bytes holding [`MARKER`].
+/// Loro bug would) when it imports bytes holding [`MARKER`], and refuses to
+/// export documents whose id starts with `unexportable`.
 #[derive(Clone, Copy)]
 struct PanickyEngine {
     armed: bool,
@@ -34,6 +35,10 @@ impl DocEngine for PanickyEngine {
         doc: &loro::LoroDoc,
         since: Option<&VersionVector>,
     ) -> Result<Vec<u8>, ExportError> {
+        let flagged = doc.get_map("root").get("unexportable").is_some();
+        if self.armed && flagged {
+            return Err(ExportError::Refused("refused on purpose".into()));
+        }
         LoroEngine.export(doc, since)
     }
     fn import(&self, doc: &mut loro::LoroDoc, bytes: &[u8]) -> Result<ImportOutcome, EnginePanic> {
@@ -179,6 +184,26 @@ fn a_stored_piece_that_panics_is_left_out_and_the_rest_is_served() {
         assert!(root.get("poison").is_none());
         let reason = error_about(&events, "stored").await;
         assert!(reason.contains("could not be imported"), "{reason}");
+        server.close().await;
+    });
+}
+
+#[test]
+fn an_export_that_fails_is_reported_not_swallowed() {
+    smol::block_on(async {
+        let server = Repo::builder("server")
+            .engine(PanickyEngine { armed: true })
+            .store(MemoryStore::new())
+            .build()
+            .unwrap();
+        let events = server.events().await.unwrap();
+        // The server's own edit makes the document unexportable there.
+        server
+            .edit("stuck", |d| d.get_map("root").insert("unexportable", true).unwrap())
+            .await
+            .unwrap();
+        let reason = error_about(&events, "stuck").await;
+        assert!(reason.contains("could not be exported"), "{reason}");
         server.close().await;
     });
 }

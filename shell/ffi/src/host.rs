@@ -94,6 +94,16 @@ impl Host {
             ..NodeOptions::default()
         };
         let mut node = Node::new(Config::new(peer.as_str()), LoroEngine, options);
+        // The store is read now: a host whose store cannot be read gets an
+        // error, not a node that goes on as if the store were empty.
+        let mut store = store;
+        if let Some(Output::Store(job)) = node.poll_output() {
+            let result = run_job(store.as_mut(), job.op);
+            if let docweave_shell::StoreResult::Failed(e) = &result {
+                return Err(format!("the store could not be read: {}", e.reason));
+            }
+            node.handle(now, Input::Store(StoreAnswer { id: job.id, result }));
+        }
         node.handle(now, Input::Timeout);
         Ok(Self {
             node,

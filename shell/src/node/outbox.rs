@@ -224,7 +224,15 @@ impl<E: DocEngine> Node<E> {
                 Exported::Data(data, version)
             }
             Err(ExportError::Refused(e)) => {
-                tracing::warn!("export {doc}: {e}");
+                // Told, not swallowed: the transmission is not sent, times
+                // out unacknowledged and is offered again later.
+                let reason = format!("{doc} could not be exported, so it was not sent: {e}");
+                tracing::warn!("{reason}");
+                self.outputs
+                    .push_back(Output::Event(docweave_core::Event::Error {
+                        doc: Some(doc.clone()),
+                        reason,
+                    }));
                 Exported::Nothing
             }
             Err(ExportError::Broken(e)) => {

@@ -1,0 +1,113 @@
+//! Failures no caller waits for are kept, not swallowed: a store that
+//! panics stops the node (and says why), a recording that cannot be
+//! written stops (and says why) while the node goes on.
+
+use docweave_adapters::{Append, Loaded, MemoryStore, Store, StoreError};
+use docweave_core::{Clock, DocId, Filter, StateRecord, StoredDoc};
+use docweave_shell::Repo;
+use std::time::{Duration, Instant};
+
+/// A memory store whose appends panic (a bug in a store).
+struct PanickingStore(MemoryStore);
+
+impl Store for PanickingStore {
+    fn append(&mut self, _changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
+        panic!("a bug in the store");
+    }
+    fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
+        self.0.load(doc)
+    }
+    fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
+        self.0.compact(doc, snapshot, up_to)
+    }
+    fn changes_since(
+        &mut self,
+        clock: Clock,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredDoc>, StoreError> {
+        self.0.changes_since(clock, filter, limit)
+    }
+    fn clock(&mut self) -> Result<Clock, StoreError> {
+        self.0.clock()
+    }
+    fn save(&mut self, record: &StateRecord) -> Result<(), StoreError> {
+        self.0.save(record)
+    }
+    fn records(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+        self.0.records()
+    }
+    fn purge(&mut self, doc: &DocId) -> Result<(), StoreError> {
+        self.0.purge(doc)
+    }
+}
+
+fn eventually(f: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn a_store_that_panics_stops_the_node_and_says_why() {
+    let repo = Repo::builder("node")
+        .store(PanickingStore(MemoryStore::new()))
+        .build()
+        .unwrap();
+    assert_eq!(repo.health().stopped(), None);
+    smol::block_on(async {
+        let _ = repo
+            .edit("notes", |d| d.get_map("m").insert("k", 1).unwrap())
+            .await;
+    });
+    assert!(
+        eventually(|| repo.health().stopped().is_some()),
+        "the node did not notice its store died"
+    );
+    let why = repo.health().stopped().unwrap();
+    assert!(why.contains("the store panicked: a bug in the store"), "{why}");
+}
+
+#[test]
+fn a_recording_that_cannot_be_written_stops_and_says_why_and_the_node_goes_on() {
+    let dir = std::env::temp_dir().join(format!("docweave-record-fail-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("log");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // A reader that takes the first line and goes away: the next write
+    // fails (a broken pipe), as a full disk would.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            let f = std::fs::File::open(&fifo).unwrap();
+            std::io::BufReader::new(f).read_line(&mut line).unwrap();
+            line
+        })
+    };
+    let repo = Repo::builder("node").record(&fifo).build().unwrap();
+    let first = reader.join().unwrap();
+    assert!(first.contains("Config"), "{first}");
+    smol::block_on(async {
+        for i in 0..3 {
+            repo.edit("notes", |d| d.get_map("m").insert("k", i).unwrap())
+                .await
+                .unwrap();
+        }
+    });
+    assert!(
+        eventually(|| repo.health().recording_stopped().is_some()),
+        "a recording that lost its steps said nothing"
+    );
+    assert_eq!(repo.health().stopped(), None, "the node itself goes on");
+    let open = smol::block_on(repo.open("notes")).unwrap();
+    assert_eq!(open.get_map("m").len(), 1);
+}
