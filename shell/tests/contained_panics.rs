@@ -199,7 +199,9 @@ fn an_export_that_fails_is_reported_not_swallowed() {
         let events = server.events().await.unwrap();
         // The server's own edit makes the document unexportable there.
         server
-            .edit("stuck", |d| d.get_map("root").insert("unexportable", true).unwrap())
+            .edit("stuck", |d| {
+                d.get_map("root").insert("unexportable", true).unwrap()
+            })
             .await
             .unwrap();
         let reason = error_about(&events, "stuck").await;

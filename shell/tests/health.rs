@@ -70,7 +70,10 @@ fn a_store_that_panics_stops_the_node_and_says_why() {
         "the node did not notice its store died"
     );
     let why = repo.health().stopped().unwrap();
-    assert!(why.contains("the store panicked: a bug in the store"), "{why}");
+    assert!(
+        why.contains("the store panicked: a bug in the store"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -79,7 +82,10 @@ fn a_recording_that_cannot_be_written_stops_and_says_why_and_the_node_goes_on() 
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("log");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success());
     // A reader that takes the first line and goes away: the next write
     // fails (a broken pipe), as a full disk would.

@@ -76,9 +76,14 @@ impl Default for HttpOptions {
 /// Opens a link into the node (one per session or listener request).
 pub type Connector = Arc<dyn Fn() -> Link + Send + Sync>;
 
-/// Renders the HTML status page served at `GET /`.
+/// Renders the HTML status page served at `GET /` for a request that
+/// presented this bearer token; `None` refuses it (`401`).
 pub type StatusPage = Arc<
-    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync,
+    dyn Fn(
+            Option<String>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>
+        + Send
+        + Sync,
 >;
 
 /// Whether the node behind the endpoint still runs (`Err`: why not), for
@@ -266,9 +271,28 @@ pub async fn serve_http_with_web(
                         return Ok::<_, std::convert::Infallible>(r);
                     }
                     if get && (path == "/" || path == "/status") {
+                        let bearer = req
+                            .headers()
+                            .get(hyper::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Bearer "))
+                            .map(str::to_string);
                         let page = match status {
-                            Some(render) => render().await,
-                            None => "<p>docweave</p>".to_string(),
+                            Some(render) => render(bearer).await,
+                            None => Some("<p>docweave</p>".to_string()),
+                        };
+                        let Some(page) = page else {
+                            let mut r = problem(
+                                StatusCode::UNAUTHORIZED,
+                                "BadToken",
+                                "this server's status is shown to its token holders: \
+                                 send Authorization: Bearer TOKEN"
+                                    .into(),
+                            );
+                            if let Ok(v) = hyper::header::HeaderValue::from_str("Bearer") {
+                                r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+                            }
+                            return Ok::<_, std::convert::Infallible>(r);
                         };
                         let mut r = respond(StatusCode::OK, page.into_bytes(), false);
                         if let Ok(v) =

@@ -13,7 +13,7 @@ pub fn run(dir: &Path) -> Result<(), String> {
         ));
     }
     let mut store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
-    let sizes = crate::status::sizes(&db);
+    let sizes = sizes(&db);
     let clock = store.clock().map_err(|e| e.to_string())?;
     let docs = store
         .changes_since(Clock(0), &Filter::all(), usize::MAX)
@@ -69,4 +69,22 @@ pub fn run(dir: &Path) -> Result<(), String> {
         out!("\ndeleted: {}", tombstones.join(", "));
     }
     Ok(())
+}
+
+/// Bytes stored per document, read from the database (WAL lets readers in).
+fn sizes(db: &Path) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return out;
+    };
+    let sql = "SELECT d.doc, COALESCE(length(d.snapshot), 0) + COALESCE((SELECT sum(length(c.data)) FROM changes c WHERE c.doc = d.doc), 0) FROM docs d";
+    if let Ok(mut stmt) = conn.prepare(sql) {
+        if let Ok(rows) = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        {
+            out.extend(rows.flatten());
+        }
+    }
+    out
 }

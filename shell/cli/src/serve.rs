@@ -112,6 +112,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => Rules::allow_all(),
     };
     let (tokens, grants) = credentials(&a.tokens);
+    let (page_tokens, page_grants, page_rules) = (tokens.clone(), grants.clone(), rules.clone());
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
     let loro = BridgeOptions {
         max_update: max_message,
@@ -169,10 +170,14 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         .detach();
         let connect: Connector = repo.connector();
         let r = repo.clone();
-        let db = a.store.is_none().then(|| a.data.join("docweave.db"));
-        let page: StatusPage = Arc::new(move || {
-            let (r, db) = (r.clone(), db.clone());
-            Box::pin(async move { crate::status::render(&r, db.as_deref()).await })
+        let seen = crate::status::Access {
+            tokens: page_tokens,
+            grants: page_grants,
+            rules: page_rules,
+        };
+        let page: StatusPage = Arc::new(move |bearer: Option<String>| {
+            let (r, seen) = (r.clone(), seen.clone());
+            Box::pin(async move { crate::status::render(&r, &seen, bearer.as_deref()).await })
         });
         let http_options = HttpOptions {
             max_connections,

@@ -1,7 +1,15 @@
-//! The plain HTML status page served at `GET /`.
+//! The plain HTML status page served at `GET /` (or `/status`).
+//!
+//! On a server with tokens it is shown only to a request that presents one
+//! (`Authorization: Bearer TOKEN`), and lists only the documents that
+//! token's peer may read. Its figures come from what the node keeps in
+//! memory; nothing is read from the store to draw it.
 
+use docweave_core::{Grant, Pattern, PeerId, Rules};
 use docweave_shell::Repo;
-use std::path::Path;
+
+/// Most documents the page lists (the count says how many there are).
+const LISTED: usize = 200;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -10,58 +18,96 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Bytes stored per document, read from the database (WAL lets readers in).
-pub fn sizes(db: &Path) -> std::collections::BTreeMap<String, i64> {
-    let mut out = std::collections::BTreeMap::new();
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return out;
-    };
-    let sql = "SELECT d.doc, COALESCE(length(d.snapshot), 0) + COALESCE((SELECT sum(length(c.data)) FROM changes c WHERE c.doc = d.doc), 0) FROM docs d";
-    if let Ok(mut stmt) = conn.prepare(sql) {
-        if let Ok(rows) = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        {
-            out.extend(rows.flatten());
-        }
-    }
-    out
+/// Who may see what on the page.
+#[derive(Clone)]
+pub struct Access {
+    /// Tokens that grant any peer id (the server's operators).
+    pub tokens: Vec<String>,
+    /// Tokens that grant some peer ids.
+    pub grants: Vec<Grant>,
+    /// The server's rules.
+    pub rules: Rules,
 }
 
-/// The page; sizes come from the SQLite file `db` when there is one.
-pub async fn render(repo: &Repo, db: Option<&Path>) -> String {
+/// Whose view the page shows.
+enum Viewer {
+    /// Everything: an open server, or a token that grants any peer id.
+    All,
+    /// What this peer may read.
+    Peer(PeerId),
+}
+
+impl Access {
+    /// The viewer a request's bearer token makes, or `None` (refused).
+    fn viewer(&self, bearer: Option<&str>) -> Option<Viewer> {
+        if self.tokens.is_empty() && self.grants.is_empty() {
+            return Some(Viewer::All);
+        }
+        let token = bearer?;
+        if self.tokens.iter().any(|t| t == token) {
+            return Some(Viewer::All);
+        }
+        let grant = self.grants.iter().find(|g| g.token == token)?;
+        let peer = match &grant.peers {
+            Pattern::Exact(p) | Pattern::Prefix(p) => p.clone(),
+            Pattern::Any => return Some(Viewer::All),
+        };
+        PeerId::parse(&peer).ok().map(Viewer::Peer)
+    }
+}
+
+/// The page for a request presenting `bearer`; `None` when it may not see it.
+pub async fn render(repo: &Repo, access: &Access, bearer: Option<&str>) -> Option<String> {
+    let viewer = access.viewer(bearer)?;
     let Ok(s) = repo.summary().await else {
-        return "<p>the node is stopping</p>".into();
+        return Some("<p>the node is stopping</p>".into());
     };
-    let sizes = db.map(sizes).unwrap_or_default();
+    let readable: Vec<_> = s
+        .docs
+        .iter()
+        .filter(|(doc, _, _)| match &viewer {
+            Viewer::All => true,
+            Viewer::Peer(p) => access.rules.access(p, doc).read,
+        })
+        .collect();
     let mut html = format!(
         "<!doctype html><html><head><meta charset=utf-8><title>docweave {peer}</title></head><body>\
          <h1>docweave: {peer}</h1><p>clock {clock} &middot; {n} documents &middot; {resident} in memory</p>",
         peer = escape(s.peer.as_str()),
         clock = s.clock.0,
-        n = s.docs.len(),
+        n = readable.len(),
         resident = s.resident,
     );
-    html.push_str("<h2>Documents</h2><table border=1 cellpadding=4><tr><th>document</th><th>bytes stored</th><th>operations</th><th>clock</th></tr>");
-    for (doc, version, clock) in &s.docs {
-        let bytes = sizes.get(doc.as_str()).copied().unwrap_or(0);
+    if let Some(why) = repo.health().stopped() {
+        html.push_str(&format!("<p><b>the node stopped: {}</b></p>", escape(&why)));
+    }
+    html.push_str("<h2>Documents</h2><table border=1 cellpadding=4><tr><th>document</th><th>operations</th><th>clock</th></tr>");
+    for (doc, version, clock) in readable.iter().take(LISTED) {
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{bytes}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(doc.as_str()),
             version.total(),
             clock.0
         ));
     }
-    html.push_str("</table><h2>Peers</h2><table border=1 cellpadding=4><tr><th>peer</th><th>connected</th><th>pulled up to</th><th>pushed up to</th></tr>");
-    for (peer, connected, cursor) in &s.peers {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(peer.as_str()),
-            if *connected { "yes" } else { "no" },
-            cursor.pulled.0,
-            cursor.pushed.0
-        ));
+    html.push_str("</table>");
+    if readable.len() > LISTED {
+        html.push_str(&format!("<p>and {} more</p>", readable.len() - LISTED));
     }
-    html.push_str("</table></body></html>");
-    html
+    // Peers are the operators' business.
+    if matches!(viewer, Viewer::All) {
+        html.push_str("<h2>Peers</h2><table border=1 cellpadding=4><tr><th>peer</th><th>connected</th><th>pulled up to</th><th>pushed up to</th></tr>");
+        for (peer, connected, cursor) in s.peers.iter().take(LISTED) {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(peer.as_str()),
+                if *connected { "yes" } else { "no" },
+                cursor.pulled.0,
+                cursor.pushed.0
+            ));
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</body></html>");
+    Some(html)
 }

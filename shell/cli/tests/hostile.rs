@@ -555,3 +555,58 @@ fn a_hostile_loro_client_gets_clear_answers_and_everyone_else_goes_on() {
     });
     assert!(well_behaved(&server, "after-loro", None));
 }
+
+#[test]
+fn the_status_page_is_shown_to_token_holders_with_only_what_they_may_read() {
+    let dir = data_dir("status-credentials-rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.json");
+    let none = r#"{"read":false,"write":false,"create":false,"delete":false}"#;
+    let all = r#"{"read":true,"write":true,"create":true,"delete":true}"#;
+    std::fs::write(
+        &rules,
+        format!(
+            r#"{{"rules":[{{"peer":{{"Exact":"alice"}},"doc":{{"Prefix":"secret/"}},"access":{none}}}],"default":{all}}}"#
+        ),
+    )
+    .unwrap();
+    let rules = rules.display().to_string();
+    let server = start(
+        "status-credentials",
+        &[
+            "--token",
+            "alice=ALICE",
+            "--token",
+            "OPERATOR",
+            "--rules",
+            &rules,
+        ],
+    );
+    let ws = format!("ws://127.0.0.1:{}", server.ws);
+    for doc in ["public/notes", "secret/plans"] {
+        let (ok, _, err) = cli(&["doc", "put", &ws, doc, "k", "v", "--token", "OPERATOR"]);
+        assert!(ok, "{err}");
+    }
+    let page = |token: Option<&str>| {
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        http_raw(
+            server.http,
+            &format!("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{auth}\r\n"),
+            Duration::from_secs(5),
+        )
+    };
+    let anonymous = page(None);
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+    assert!(!anonymous.contains("public/notes"));
+    assert!(page(Some("wrong")).starts_with("HTTP/1.1 401"));
+    let alice = page(Some("ALICE"));
+    assert!(alice.starts_with("HTTP/1.1 200"), "{alice}");
+    assert!(
+        alice.contains("public/notes") && !alice.contains("secret/plans"),
+        "{alice}"
+    );
+    assert!(!alice.contains("<h2>Peers</h2>"), "peers shown to a client");
+    let operator = page(Some("OPERATOR"));
+    assert!(operator.contains("public/notes") && operator.contains("secret/plans"));
+    assert!(operator.contains("<h2>Peers</h2>"));
+}

@@ -26,8 +26,11 @@ fn a_store_that_cannot_be_read_fails_the_host_with_the_reason() {
     }
     assert!(Host::new(config(), 0).is_ok(), "a healthy store");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute("UPDATE records SET value = 'not json'", []).unwrap();
+    conn.execute("UPDATE records SET value = 'not json'", [])
+        .unwrap();
     drop(conn);
-    let err = Host::new(config(), 0).err().expect("a host on an unreadable store");
+    let err = Host::new(config(), 0)
+        .err()
+        .expect("a host on an unreadable store");
     assert!(err.contains("could not be read"), "{err}");
 }
