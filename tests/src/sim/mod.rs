@@ -134,6 +134,9 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     tracing: bool,
     /// Data sent to a peer that brought nothing the peer had not sent itself.
     pub echoes: Vec<String>,
+    /// Chunk frames the checks put back together, per sender, receiver,
+    /// channel and side.
+    observed: BTreeMap<(String, String, u64, bool), docweave_adapters::reassembly::Reassembly<u32>>,
     /// What each node received from each peer, per document: (node, peer, doc).
     received: BTreeMap<(String, String, DocId), VersionVector>,
     /// What each peer promised each node it keeps, per document (its
@@ -168,6 +171,7 @@ impl<E: SimEngine> Sim<E> {
             trace: Vec::new(),
             tracing: false,
             echoes: Vec::new(),
+            observed: BTreeMap::new(),
             received: BTreeMap::new(),
             promised: BTreeMap::new(),
             coverage: Arc::new(Mutex::new(Coverage::default())),
@@ -458,7 +462,10 @@ impl<E: SimEngine> Sim<E> {
         let Some(other) = self.net.peer_of(name, channel).cloned() else {
             return;
         };
-        let messages = decode(&frame, &Default::default()).unwrap_or_default();
+        let messages = self.observe(
+            (name.to_string(), other.node.clone(), channel.0, true),
+            &frame,
+        );
         for m in &messages {
             self.check_echo(name, &other.node, m);
             self.log(format!("{name} -> {}  {}", other.node, trace::message(m)));
@@ -477,6 +484,38 @@ impl<E: SimEngine> Sim<E> {
                     bytes: frame.clone(),
                 },
             );
+        }
+    }
+
+    /// The messages of a frame the checks look at: chunk frames are put
+    /// back together first (per sender, receiver, channel and side), as a
+    /// node would, so a large message is checked like any other.
+    fn observe(&mut self, key: (String, String, u64, bool), frame: &[u8]) -> Vec<Message> {
+        let Some(c) = docweave_core::parse_chunk(frame) else {
+            return decode(frame, &Default::default()).unwrap_or_default();
+        };
+        let r = self.observed.entry(key).or_insert_with(|| {
+            docweave_adapters::reassembly::Reassembly::new(
+                docweave_adapters::reassembly::ReassemblyLimits {
+                    max_message: usize::MAX / 2,
+                    max_pending: 4,
+                    max_held: usize::MAX / 2,
+                    deadline_ms: u64::MAX,
+                },
+            )
+        });
+        if c.index == 0 && r.begin(c.id, c.count, Some(c.total), 0).is_err() {
+            return Vec::new();
+        }
+        match r.piece(c.id, c.index, c.bytes, 0) {
+            Ok(Some(whole)) => {
+                let limits = docweave_core::Limits {
+                    max_frame: usize::MAX / 2,
+                    ..Default::default()
+                };
+                decode(&whole, &limits).unwrap_or_default()
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -577,7 +616,7 @@ impl<E: SimEngine> Sim<E> {
                 if self.net.cut(&from, &to) {
                     return;
                 }
-                let messages = decode(&bytes, &Default::default()).unwrap_or_default();
+                let messages = self.observe((from.clone(), to.clone(), channel.0, false), &bytes);
                 for m in &messages {
                     self.note_received(&to, &from, m);
                 }
