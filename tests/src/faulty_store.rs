@@ -19,6 +19,11 @@ pub struct StoreFaults {
     pub save: u32,
     /// Purges that fail.
     pub purge: u32,
+    /// Appends that are committed and then reported failed (the answer
+    /// was lost): the node writes them again, and a store must take that.
+    pub append_after_commit: u32,
+    /// Compactions that fail.
+    pub compact: u32,
 }
 
 /// A [`MemoryStore`] with injected failures.
@@ -56,7 +61,9 @@ impl FaultyStore {
 impl Store for FaultyStore {
     fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
         self.fails(self.faults.append, "append")?;
-        self.inner.append(changes)
+        let clocks = self.inner.append(changes)?;
+        self.fails(self.faults.append_after_commit, "answer to a committed append")?;
+        Ok(clocks)
     }
 
     fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
@@ -65,6 +72,7 @@ impl Store for FaultyStore {
     }
 
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
+        self.fails(self.faults.compact, "compact")?;
         self.inner.compact(doc, snapshot, up_to)
     }
 

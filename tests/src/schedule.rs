@@ -47,6 +47,10 @@ pub enum Step {
         /// Client index.
         client: usize,
     },
+    /// The second hub is cut from the first (with two hubs).
+    PartitionHubs,
+    /// The hubs may reach each other again.
+    HealHubs,
     /// A node crashes (store jobs not yet run are lost) and restarts.
     Crash {
         /// Node name.
@@ -87,6 +91,10 @@ pub struct Schedule {
     /// the schedules, so chunking meets every fault (drawn from the seed
     /// alone, leaving the other draws of a seed as they were).
     pub chunk_size: usize,
+    /// Most documents a node with a store keeps in memory: one in a fifth
+    /// of the schedules, so eviction and reloading meet every fault (drawn
+    /// from the seed alone, like `chunk_size`).
+    pub max_docs: usize,
 }
 
 fn hub_name(i: usize) -> String {
@@ -127,6 +135,9 @@ impl Schedule {
                 feed: r.below(60) as u32,
                 save: r.below(60) as u32,
                 purge: r.below(60) as u32,
+                // From the seed alone: the draws above stay what they were.
+                append_after_commit: (seed >> 16) as u32 % 60,
+                compact: 0,
             }
         } else {
             StoreFaults::default()
@@ -157,6 +168,8 @@ impl Schedule {
                     deletes += 1;
                     Step::Delete { client, doc }
                 }
+                84..=86 if hubs > 1 => Step::PartitionHubs,
+                87..=89 if hubs > 1 => Step::HealHubs,
                 _ => Step::Advance {
                     ms: 1 + r.below(3_000),
                 },
@@ -177,6 +190,7 @@ impl Schedule {
             } else {
                 docweave_shell::NodeOptions::default().chunk_size
             },
+            max_docs: if (seed >> 4) % 5 == 0 { 1 } else { usize::MAX },
         }
     }
 }
@@ -205,6 +219,7 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
     sim.set_faults(s.net);
     sim.store_faults = s.store;
     sim.chunk_size = s.chunk_size;
+    sim.max_docs = s.max_docs;
     // Tens of thousands of events is a busy run; more is a livelock.
     sim.max_events = std::env::var("DOCWEAVE_MAX_EVENTS")
         .ok()
@@ -249,6 +264,8 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
                 let hub = hub_name(client % s.hubs);
                 sim.heal(&client_name(*client), &hub);
             }
+            Step::PartitionHubs => sim.partition(&hub_name(1), &hub_name(0)),
+            Step::HealHubs => sim.heal(&hub_name(1), &hub_name(0)),
             Step::Crash { node } => sim.crash(node),
             Step::Visit { doc } => {
                 let name = format!("v{visits}");

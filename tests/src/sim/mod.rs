@@ -149,6 +149,8 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     pub store_faults: StoreFaults,
     /// Frames larger than this cross as chunk frames.
     pub chunk_size: usize,
+    /// Most documents a node with a store keeps in memory.
+    pub max_docs: usize,
     seed: u64,
     /// Events carried out so far, and the most a run may take (a livelock
     /// ends the run instead of hanging it).
@@ -178,6 +180,7 @@ impl<E: SimEngine> Sim<E> {
             lines: Arc::new(Mutex::new(Vec::new())),
             store_faults: StoreFaults::default(),
             chunk_size: NodeOptions::default().chunk_size,
+            max_docs: usize::MAX,
             seed,
             events_done: 0,
             max_events: u64::MAX,
@@ -261,6 +264,7 @@ impl<E: SimEngine> Sim<E> {
             actor: n.actor_base + n.epoch,
             store: n.store.is_some(),
             chunk_size: self.chunk_size,
+            max_docs: self.max_docs,
             ..NodeOptions::default()
         };
         let local = n.local.clone();
