@@ -596,6 +596,15 @@ pub struct ValueWriter {
     buffer: Vec<u8>,
 }
 
+/// docweave patch: what to reserve for a collection whose length the data
+/// claims. Each element takes a byte of the input at least, and a fixed cap
+/// keeps nested collections from each reserving what the rest of the input
+/// could hold (a 270-byte value asked for 5.4 GB, which aborts); the
+/// collection grows as its elements really arrive.
+fn reserve(claimed: usize, left: usize) -> usize {
+    claimed.min(left).min(1024)
+}
+
 pub struct ValueReader<'a> {
     raw: &'a [u8],
 }
@@ -633,7 +642,7 @@ impl<'a> ValueReader<'a> {
                 if len > MAX_COLLECTION_SIZE {
                     return Err(LoroError::DecodeDataCorruptionError);
                 }
-                let mut ans = Vec::with_capacity(len);
+                let mut ans = Vec::with_capacity(reserve(len, self.raw.len()));
                 for i in 0..len {
                     ans.push(self.recursive_read_value_type_and_content(keys, id.inc(i as i32))?);
                 }
@@ -644,7 +653,7 @@ impl<'a> ValueReader<'a> {
                 if len > MAX_COLLECTION_SIZE {
                     return Err(LoroError::DecodeDataCorruptionError);
                 }
-                let mut ans = FxHashMap::with_capacity_and_hasher(len, Default::default());
+                let mut ans = FxHashMap::with_capacity_and_hasher(reserve(len, self.raw.len()), Default::default());
                 for _ in 0..len {
                     let key_idx = self.read_usize()?;
                     let key = keys
@@ -743,7 +752,7 @@ impl<'a> ValueReader<'a> {
                         if len > MAX_COLLECTION_SIZE {
                             return Err(LoroError::DecodeDataCorruptionError);
                         }
-                        let ans = Vec::with_capacity(len);
+                        let ans = Vec::with_capacity(reserve(len, self.raw.len()));
                         stack.push(task);
                         stack.push(Task::ReadList {
                             left: len,
@@ -758,7 +767,7 @@ impl<'a> ValueReader<'a> {
                             return Err(LoroError::DecodeDataCorruptionError);
                         }
 
-                        let ans = FxHashMap::with_capacity_and_hasher(len, Default::default());
+                        let ans = FxHashMap::with_capacity_and_hasher(reserve(len, self.raw.len()), Default::default());
                         stack.push(task);
                         stack.push(Task::ReadMap {
                             left: len,

@@ -185,6 +185,14 @@ where
     pub fn decode(&mut self) -> Result<Vec<T>, ColumnarError> {
         let mut values = Vec::new();
         while let Some(value) = self.try_next()? {
+            // docweave patch: a run length is a claim of the data; a column
+            // decoded whole stops at `MAX_DECODED` (a 261-byte block asked
+            // for 2 GiB, which aborts).
+            if values.len() >= MAX_DECODED {
+                return Err(ColumnarError::RleDecodeError(format!(
+                    "a column of more than {MAX_DECODED} values"
+                )));
+            }
             values.push(value);
         }
         Ok(values)
@@ -233,6 +241,11 @@ where
         // docweave patch: `n` comes from the data; reserve what the bytes
         // could hold at most, not what they claim (a huge `n` aborted on
         // allocation).
+        if n > MAX_DECODED {
+            return Err(ColumnarError::RleDecodeError(format!(
+                "a column of {n} values, more than {MAX_DECODED}"
+            )));
+        }
         let mut ans = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             if let Some(v) = self.try_next()? {
@@ -266,6 +279,14 @@ impl<'de> BoolRleDecoder<'de> {
     pub fn decode(&mut self) -> Result<Vec<bool>, ColumnarError> {
         let mut values = Vec::new();
         while let Some(value) = self.try_next()? {
+            // docweave patch: a run length is a claim of the data; a column
+            // decoded whole stops at `MAX_DECODED` (a 261-byte block asked
+            // for 2 GiB, which aborts).
+            if values.len() >= MAX_DECODED {
+                return Err(ColumnarError::RleDecodeError(format!(
+                    "a column of more than {MAX_DECODED} values"
+                )));
+            }
             values.push(value);
         }
         Ok(values)
@@ -299,6 +320,11 @@ impl<'de> BoolRleDecoder<'de> {
         // docweave patch: `n` comes from the data; reserve what the bytes
         // could hold at most, not what they claim (a huge `n` aborted on
         // allocation).
+        if n > MAX_DECODED {
+            return Err(ColumnarError::RleDecodeError(format!(
+                "a column of {n} values, more than {MAX_DECODED}"
+            )));
+        }
         let mut ans = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             if let Some(v) = self.try_next()? {
@@ -361,6 +387,14 @@ impl<'de, T: DeltaRleable> DeltaRleDecoder<'de, T> {
     pub fn decode(&mut self) -> Result<Vec<T>, ColumnarError> {
         let mut values = Vec::new();
         while let Some(value) = self.try_next()? {
+            // docweave patch: a run length is a claim of the data; a column
+            // decoded whole stops at `MAX_DECODED` (a 261-byte block asked
+            // for 2 GiB, which aborts).
+            if values.len() >= MAX_DECODED {
+                return Err(ColumnarError::RleDecodeError(format!(
+                    "a column of more than {MAX_DECODED} values"
+                )));
+            }
             values.push(value.try_into().map_err(|_| {
                 ColumnarError::RleDecodeError(format!(
                     "{} cannot be safely converted from i128",
@@ -389,6 +423,11 @@ impl<'de, T: DeltaRleable> DeltaRleDecoder<'de, T> {
         // docweave patch: `n` comes from the data; reserve what the bytes
         // could hold at most, not what they claim (a huge `n` aborted on
         // allocation).
+        if n > MAX_DECODED {
+            return Err(ColumnarError::RleDecodeError(format!(
+                "a column of {n} values, more than {MAX_DECODED}"
+            )));
+        }
         let mut ans = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             if let Some(v) = self.try_next()? {
@@ -521,6 +560,10 @@ impl DeltaOfDeltaEncoder {
     }
 }
 
+/// docweave patch: most values one column decodes to at once (Loro's blocks
+/// hold a few thousand; legacy whole-document columns of more are refused).
+pub const MAX_DECODED: usize = 1 << 22;
+
 pub struct DeltaOfDeltaDecoder<'de, T> {
     bits: &'de [u8],
     head_num: Option<i64>,
@@ -557,6 +600,14 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
     pub fn decode(&mut self) -> Result<Vec<T>, ColumnarError> {
         let mut values = Vec::new();
         while let Some(value) = self.try_next()? {
+            // docweave patch: a run length is a claim of the data; a column
+            // decoded whole stops at `MAX_DECODED` (a 261-byte block asked
+            // for 2 GiB, which aborts).
+            if values.len() >= MAX_DECODED {
+                return Err(ColumnarError::RleDecodeError(format!(
+                    "a column of more than {MAX_DECODED} values"
+                )));
+            }
             values.push(value);
         }
         Ok(values)
@@ -687,6 +738,11 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
         // docweave patch: `n` comes from the data; reserve what the bytes
         // could hold at most, not what they claim (a huge `n` aborted on
         // allocation).
+        if n > MAX_DECODED {
+            return Err(ColumnarError::RleDecodeError(format!(
+                "a column of {n} values, more than {MAX_DECODED}"
+            )));
+        }
         let mut ans = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
             if let Some(v) = self.try_next()? {
