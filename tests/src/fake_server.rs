@@ -89,7 +89,11 @@ fn answer(s: &mut TcpStream, m: Message, seen: &mut Seen) {
                 version: VersionVector::from_entries([(42, 12)]),
             })
         }
-        Message::Ack { batch, status, .. } if batch == BatchId(1) => {
+        Message::Ack {
+            batch: BatchId(1),
+            status,
+            ..
+        } => {
             seen.poison_ack = Some(status);
             Some(Message::Update {
                 doc: DocId::new("notes"),
@@ -98,7 +102,11 @@ fn answer(s: &mut TcpStream, m: Message, seen: &mut Seen) {
                 version: VersionVector::from_entries([(77, 1)]),
             })
         }
-        Message::Ack { batch, status, .. } if batch == BatchId(2) => {
+        Message::Ack {
+            batch: BatchId(2),
+            status,
+            ..
+        } => {
             seen.good_ack = Some(status);
             None
         }

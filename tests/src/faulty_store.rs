@@ -62,7 +62,10 @@ impl Store for FaultyStore {
     fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
         self.fails(self.faults.append, "append")?;
         let clocks = self.inner.append(changes)?;
-        self.fails(self.faults.append_after_commit, "answer to a committed append")?;
+        self.fails(
+            self.faults.append_after_commit,
+            "answer to a committed append",
+        )?;
         Ok(clocks)
     }
 

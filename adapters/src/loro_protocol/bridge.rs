@@ -335,12 +335,12 @@ impl Bridge {
                 batch,
                 count,
                 total,
-            } => self.fragment_header(&mut out, crdt, room, batch, count, total, now),
+            } => self.fragment_header(&mut out, (crdt, room, batch), count, total, now),
             Body::Fragment {
                 batch,
                 index,
                 bytes,
-            } => self.fragment(&mut out, crdt, room, batch, index, bytes, now),
+            } => self.fragment(&mut out, (crdt, room, batch), index, bytes, now),
             Body::Leave => {
                 if crdt == Crdt::Loro {
                     self.rooms.remove(&room);
@@ -617,19 +617,16 @@ impl Bridge {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn fragment_header(
         &mut self,
         out: &mut Vec<Effect>,
-        crdt: Crdt,
-        room: String,
-        batch: LoroBatch,
+        key: FragmentKey,
         count: u32,
         total: u32,
         now: Instant,
     ) {
         let now = self.ms(now);
-        let key = (crdt, room.clone(), batch);
+        let (crdt, room, batch) = key.clone();
         if let Err(e) = self
             .gathering
             .begin(key, count, Some(u64::from(total)), now)
@@ -641,19 +638,17 @@ impl Bridge {
     fn fragment(
         &mut self,
         out: &mut Vec<Effect>,
-        crdt: Crdt,
-        room: String,
-        batch: LoroBatch,
+        key: FragmentKey,
         index: u32,
         bytes: Vec<u8>,
         now: Instant,
     ) {
         let now = self.ms(now);
-        let key = (crdt, room.clone(), batch);
         // A fragment of a batch refused or timed out: the client was told.
         if !self.gathering.contains(&key) {
             return;
         }
+        let (crdt, room, batch) = key.clone();
         match self.gathering.piece(key, index, &bytes, now) {
             Ok(Some(whole)) => self.updates(out, crdt, &room, vec![whole], batch),
             Ok(None) => {}

@@ -215,7 +215,7 @@ fn store_poison(store: &mut dyn Store, docs: &[&str]) {
     let appends: Vec<Append> = docs
         .iter()
         .map(|d| Append {
-            doc: DocId::new(*d),
+            doc: DocId::new(d),
             meta: Default::default(),
             data: POISON.to_vec(),
             version: VersionVector::from_entries([(42, 12)]),
