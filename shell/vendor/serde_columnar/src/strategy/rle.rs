@@ -584,6 +584,13 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
             ));
         }
         let last_used_bit = bytes[0];
+        // docweave patch: the last byte holds 8 bits at most; more made
+        // `read_bits` index past the end.
+        if last_used_bit > 8 {
+            return Err(ColumnarError::RleDecodeError(
+                "Invalid DeltaOfDelta input".to_string(),
+            ));
+        }
         let bits = &bytes[1..];
         Ok(Self {
             bits,
@@ -679,7 +686,8 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
 
         let total_bits = (self.bits.len() - 1) * 8 + self.last_used_bit as usize;
         let read_bits = self.index * 8 + self.current_bits_index as usize;
-        let remaining_bits = total_bits - read_bits;
+        // docweave patch: checked, like the bounds of every index below.
+        let remaining_bits = total_bits.checked_sub(read_bits)?;
 
         if remaining_bits < count as usize {
             return None;
@@ -694,12 +702,12 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
                 self.current_bits_index = 0;
             }
             let mask = u8::MAX >> (8 - count);
-            let current_byte = self.bits[current_index];
+            let current_byte = *self.bits.get(current_index)?;
             let after_shift = current_byte >> (current_byte_remaining - count);
             let ans = after_shift & mask;
             ans as u64
         } else {
-            let mut ans = (self.bits[self.index] & u8::MAX >> (8 - current_byte_remaining)) as u64;
+            let mut ans = (*self.bits.get(self.index)? & u8::MAX >> (8 - current_byte_remaining)) as u64;
             self.index += 1;
             self.current_bits_index = 0;
             // read current_byte_remaining
@@ -708,12 +716,12 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
             // while per 8 bits
             while rest > 8 {
                 // read 8 bits
-                ans = (ans << 8) | self.bits[self.index] as u64;
+                ans = (ans << 8) | *self.bits.get(self.index)? as u64;
                 self.index += 1;
                 rest -= 8;
             }
             // read rest bits
-            ans = (ans << rest) | (self.bits[self.index] >> (8 - rest)) as u64;
+            ans = (ans << rest) | (*self.bits.get(self.index)? >> (8 - rest)) as u64;
             self.current_bits_index += rest;
             if self.current_bits_index == 8 {
                 self.index += 1;
@@ -731,7 +739,10 @@ impl<'de, T: DeltaOfDeltable> DeltaOfDeltaDecoder<'de, T> {
         if self.current_bits_index > 0 {
             self.index += 1;
         }
-        Ok(&self.bits[self.index..])
+        // docweave patch: a checked slice, like every read before it.
+        self.bits
+            .get(self.index..)
+            .ok_or_else(|| ColumnarError::RleDecodeError("truncated delta of delta".to_string()))
     }
 
     pub fn take_n_finalize(mut self, n: usize) -> Result<(Vec<T>, &'de [u8]), ColumnarError> {
