@@ -117,3 +117,60 @@ fn a_recording_that_cannot_be_written_stops_and_says_why_and_the_node_goes_on() 
     let open = smol::block_on(repo.open("notes")).unwrap();
     assert_eq!(open.get_map("m").len(), 1);
 }
+
+#[test]
+fn a_store_that_cannot_be_read_at_start_is_read_again_and_nothing_is_decided_meanwhile() {
+    use docweave_core::Config;
+    use docweave_shell::{
+        Input, JobError, LoroEngine, Node, NodeOptions, Output, StoreAnswer, StoreResult,
+    };
+    let options = NodeOptions {
+        store: true,
+        ..NodeOptions::default()
+    };
+    let mut node = Node::new(Config::new("n"), LoroEngine, options);
+    let mut store = MemoryStore::new();
+    let mut now = 0;
+    for attempt in 0..3 {
+        let job = loop {
+            match node.poll_output() {
+                Some(Output::Store(job)) => break job,
+                Some(_) => {}
+                None => panic!("attempt {attempt}: no read of the store"),
+            }
+        };
+        let failed = StoreResult::Failed(JobError {
+            reason: "the disk is gone".into(),
+            tombstoned: false,
+        });
+        node.handle(
+            now,
+            Input::Store(StoreAnswer {
+                id: job.id,
+                result: failed,
+            }),
+        );
+        assert!(node.waits_for_store(), "it went on without its store");
+        // Nothing is decided while it waits: an open is held.
+        node.handle(
+            now,
+            Input::Open {
+                doc: DocId::new("d"),
+            },
+        );
+        let at = node.poll_timeout().expect("a time to read again");
+        assert!(at > now);
+        now = at;
+        node.handle(now, Input::Timeout);
+    }
+    let job = loop {
+        match node.poll_output() {
+            Some(Output::Store(job)) => break job,
+            Some(_) => {}
+            None => panic!("no read after the pause"),
+        }
+    };
+    let result = docweave_shell::run_job(&mut store, job.op);
+    node.handle(now, Input::Store(StoreAnswer { id: job.id, result }));
+    assert!(!node.waits_for_store());
+}

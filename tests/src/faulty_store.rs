@@ -24,6 +24,8 @@ pub struct StoreFaults {
     pub append_after_commit: u32,
     /// Compactions that fail.
     pub compact: u32,
+    /// Start-up reads that fail (the clock, the records, the whole feed).
+    pub startup: u32,
 }
 
 /// A [`MemoryStore`] with injected failures.
@@ -88,11 +90,14 @@ impl Store for FaultyStore {
         // The start-up read (from clock 0, everything) is not a feed poll.
         if limit != usize::MAX {
             self.fails(self.faults.feed, "feed")?;
+        } else {
+            self.fails(self.faults.startup, "start-up read")?;
         }
         self.inner.changes_since(clock, filter, limit)
     }
 
     fn clock(&mut self) -> Result<Clock, StoreError> {
+        self.fails(self.faults.startup, "clock")?;
         self.inner.clock()
     }
 
@@ -102,6 +107,7 @@ impl Store for FaultyStore {
     }
 
     fn records(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+        self.fails(self.faults.startup, "records")?;
         self.inner.records()
     }
 

@@ -138,6 +138,7 @@ impl Schedule {
                 // From the seed alone: the draws above stay what they were.
                 append_after_commit: (seed >> 16) as u32 % 60,
                 compact: 0,
+                startup: (seed >> 24) as u32 % 300,
             }
         } else {
             StoreFaults::default()

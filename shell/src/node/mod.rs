@@ -266,6 +266,9 @@ pub struct Node<E: DocEngine> {
     imports_ahead: usize,
     /// The reload everything waits for, and the inputs that wait with it.
     blocked: Option<u64>,
+    /// A start-up read of the store that failed is tried again at this
+    /// time, after this pause (which doubles, up to 5 s); everything waits.
+    restore_retry: Option<(Millis, Millis)>,
     held: VecDeque<(Millis, Held)>,
     outbox: BTreeMap<ChannelId, Vec<Outgoing>>,
     store_queue: Vec<StoreItem>,
@@ -304,6 +307,7 @@ impl<E: DocEngine> Node<E> {
             internal: VecDeque::new(),
             imports_ahead: 0,
             blocked: None,
+            restore_retry: None,
             held: VecDeque::new(),
             outbox: BTreeMap::new(),
             store_queue: Vec::new(),
@@ -373,7 +377,10 @@ impl<E: DocEngine> Node<E> {
     /// for its store (timers fire once the answer is in).
     pub fn poll_timeout(&self) -> Option<Millis> {
         if self.blocked.is_some() {
-            return None;
+            return self
+                .restore_retry
+                .map(|(at, _)| at)
+                .filter(|at| *at != Millis::MAX);
         }
         self.model().wake_at()
     }
@@ -401,6 +408,17 @@ impl<E: DocEngine> Node<E> {
     }
 
     fn arrive(&mut self, now: Millis, item: Held) {
+        if let (Some((at, pause)), Held::Input(Input::Timeout)) = (self.restore_retry, &item) {
+            if now >= at {
+                // The store is asked again what it remembers (no other
+                // retry while this one is out).
+                self.now = self.now.max(now);
+                self.restore_retry = Some((Millis::MAX, pause));
+                let id = self.job(StoreOp::Restore, Purpose::Restore);
+                self.blocked = Some(id);
+                return;
+            }
+        }
         if let Some(blocker) = self.blocked {
             let unblocks = matches!(&item, Held::Input(Input::Store(a)) if a.id == blocker);
             if !unblocks {
@@ -879,6 +897,7 @@ impl<E: DocEngine> Node<E> {
                 },
             ) => {
                 self.blocked = None;
+                self.restore_retry = None;
                 self.internal.push_back(Msg::Restored {
                     store,
                     clock,
@@ -887,15 +906,22 @@ impl<E: DocEngine> Node<E> {
                 });
             }
             (Purpose::Restore, other) => {
-                self.blocked = None;
+                // Nothing is decided on a store not read: everything waits,
+                // and the read is tried again (a node that went on as if
+                // its store were empty would answer for data it holds).
                 let reason = match other {
                     StoreResult::Failed(e) => failure(e),
                     _ => "the store gave an unexpected answer".into(),
                 };
-                tracing::warn!("the store could not be read at start: {reason}");
+                let pause = self.restore_retry.map_or(100, |(_, p)| (p * 2).min(5_000));
+                self.restore_retry = Some((self.now.saturating_add(pause), pause));
+                let why = format!(
+                    "the store could not be read at start ({reason}); trying again in {pause} ms"
+                );
+                tracing::warn!("{why}");
                 self.outputs.push_back(Output::Event(Event::Error {
                     doc: None,
-                    reason: format!("the store could not be read at start: {reason}"),
+                    reason: why,
                 }));
             }
             (Purpose::Appends(batches), StoreResult::Appended(results)) => {
