@@ -1150,15 +1150,17 @@ impl RichtextDiffCalculator {
     fn style_for_end_anchor(oplog: &OpLog, op: &RichOp) -> Option<(StyleOp, usize)> {
         let style_start_id = op.id().inc(-1);
         if let Some(start_op) = oplog.get_op_that_includes(style_start_id) {
-            let InnerListOp::StyleStart {
+            // docweave patch: in corrupt data the op before a style's end
+            // need not be its start; no style then (was `unwrap`/`unreachable!`).
+            let Some(InnerListOp::StyleStart {
                 start: _,
                 end,
                 key,
                 value,
                 info,
-            } = start_op.content.as_list().unwrap()
+            }) = start_op.content.as_list()
             else {
-                unreachable!()
+                return None;
             };
 
             Some((
@@ -1382,8 +1384,10 @@ impl RichtextDiffCalculator {
                             RichtextChunk::new_style_anchor(style_id as u32, AnchorType::End),
                         );
                     } else {
+                        // docweave patch: a style end with no start (corrupt
+                        // data) marks nothing; it was a panic.
                         let Some((style, end)) = Self::style_for_end_anchor(oplog, &op) else {
-                            panic!("Unhandled checkout case")
+                            return;
                         };
                         styles.push((style, end));
                         let style_id = styles.len() - 1;
