@@ -548,6 +548,18 @@ pub enum Message {
 pub const MESSAGE_KINDS: u32 = 27;
 
 impl Message {
+    /// The protocol version that added this message (see [`PROTOCOL_VERSION`]).
+    pub fn since_protocol(&self) -> u32 {
+        match self {
+            Message::ListDocs { .. } | Message::DocList { .. } => 2,
+            Message::Error {
+                code: ErrorCode::Unsupported,
+                ..
+            } => 2,
+            _ => 1,
+        }
+    }
+
     /// The message's name, as traces print it.
     pub fn name(&self) -> &'static str {
         match self {

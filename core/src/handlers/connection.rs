@@ -433,6 +433,34 @@ fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId,
 
 /// A message of a kind this node does not know: answered, and the channel
 /// goes on (a newer peer may try what an older one lacks).
+/// No channel is sent a message its negotiated protocol does not have: a
+/// peer that asked for one anyway (a `list-docs` on a version-1 channel)
+/// is told it is unsupported there instead.
+pub(crate) fn keep_to_protocols(model: &Model, out: &mut Out) {
+    for (channel, items) in out.sends_mut().iter_mut() {
+        let Some(ch) = model.channels.get(channel) else {
+            continue;
+        };
+        let spoken = ch.protocol;
+        let mut refused = Vec::new();
+        items.retain(|i| match i {
+            crate::io::Outgoing::Message(m) if m.since_protocol() > spoken => {
+                refused.push(m.name());
+                false
+            }
+            _ => true,
+        });
+        for name in refused {
+            items.push(crate::io::Outgoing::Message(Message::Error {
+                code: ErrorCode::MalformedFrame,
+                message: format!(
+                    "{name} needs protocol 2; this connection speaks protocol {spoken}"
+                ),
+            }));
+        }
+    }
+}
+
 /// Error replies a channel may be sent at once, and per second after.
 pub(crate) const ERROR_BURST: u32 = 100;
 /// A connection past this many dropped error replies sends little but

@@ -117,3 +117,42 @@ fn list_docs_answers_what_the_asker_may_read_in_pages() {
         .collect();
     assert_eq!(listed, vec!["b", "c"]);
 }
+
+#[test]
+fn a_version_1_channel_is_never_sent_a_version_2_message() {
+    let mut k = Kit::hub();
+    k.create(&[], "d");
+    k.greet(1, hello_v("old", 1));
+    // A peer that negotiated version 1 and asks for a listing anyway.
+    let cmds = k.recv(
+        1,
+        Message::ListDocs {
+            filter: Default::default(),
+            after: None,
+        },
+    );
+    let got = messages(&cmds, 1);
+    assert!(
+        got.iter().all(|m| m.since_protocol() <= 1),
+        "a version-1 channel was sent {got:?}"
+    );
+    assert!(got.iter().any(|m| matches!(
+        m,
+        Message::Error {
+            code: ErrorCode::MalformedFrame,
+            ..
+        }
+    )));
+    // On version 2 the listing is answered.
+    k.greet(2, hello_v("new", 2));
+    let cmds = k.recv(
+        2,
+        Message::ListDocs {
+            filter: Default::default(),
+            after: None,
+        },
+    );
+    assert!(messages(&cmds, 2)
+        .iter()
+        .any(|m| matches!(m, Message::DocList { .. })));
+}
