@@ -11,6 +11,16 @@ use std::time::Duration;
 
 /// A write that takes longer than this means the peer is not reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The first frame (the handshake) must arrive within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that sends nothing this long is closed (the WebSocket
+/// endpoint, with its pings, uses 45 s; a TCP peer sends no pings).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A frame must arrive whole within this after its header.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+/// The payload is read in pieces of this size: memory follows the bytes
+/// that came, not the size a header claims.
+const READ_PIECE: usize = 64 * 1024;
 
 /// Runs a TCP connection as a link.
 pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
@@ -48,8 +58,15 @@ pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
     .detach();
     smol::spawn(async move {
         let mut s = stream;
+        let mut first = true;
         loop {
-            match read_frame(&mut s, &limits).await {
+            let wait = if first {
+                HANDSHAKE_TIMEOUT
+            } else {
+                IDLE_TIMEOUT
+            };
+            first = false;
+            match read_frame(&mut s, &limits, wait).await {
                 Ok(Some(frame)) => {
                     if in_tx.send(frame).await.is_err() {
                         break;
@@ -77,22 +94,57 @@ pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
     }
 }
 
-/// Reads one frame; `None` at a clean end of stream.
-async fn read_frame(s: &mut TcpStream, limits: &Limits) -> Result<Option<Vec<u8>>, FrameError> {
+/// Reads one frame; `None` at a clean end of stream, or when nothing came
+/// within `wait` (then the connection is closed for idleness). A frame's
+/// payload must follow its header within [`FRAME_TIMEOUT`].
+async fn read_frame(
+    s: &mut TcpStream,
+    limits: &Limits,
+    wait: Duration,
+) -> Result<Option<Vec<u8>>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
-        match s.read(&mut header[got..]).await {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(FrameError::Truncated(got)),
-            Ok(n) => got += n,
-            Err(_) => return Ok(None),
+        let within = if got == 0 { wait } else { FRAME_TIMEOUT };
+        let read =
+            futures_lite::future::or(async { Some(s.read(&mut header[got..]).await) }, async {
+                smol::Timer::after(within).await;
+                None
+            })
+            .await;
+        match read {
+            None if got == 0 => {
+                tracing::info!("tcp: nothing came in {wait:?}; closing");
+                return Ok(None);
+            }
+            None => return Err(FrameError::Truncated(got)),
+            Some(Ok(0)) if got == 0 => return Ok(None),
+            Some(Ok(0)) => return Err(FrameError::Truncated(got)),
+            Some(Ok(n)) => got += n,
+            Some(Err(_)) => return Ok(None),
         }
     }
     let len = payload_len(&header, limits)?;
-    let mut frame = vec![0u8; HEADER_LEN + len];
-    frame[..HEADER_LEN].copy_from_slice(&header);
-    if s.read_exact(&mut frame[HEADER_LEN..]).await.is_err() {
+    let mut frame = Vec::with_capacity(HEADER_LEN + len.min(READ_PIECE));
+    frame.extend_from_slice(&header);
+    let whole = HEADER_LEN + len;
+    let body = async {
+        let mut piece = vec![0u8; READ_PIECE.min(len.max(1))];
+        while frame.len() < whole {
+            let want = (whole - frame.len()).min(piece.len());
+            match s.read(&mut piece[..want]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => frame.extend_from_slice(&piece[..n]),
+            }
+        }
+        true
+    };
+    let complete = futures_lite::future::or(body, async {
+        smol::Timer::after(FRAME_TIMEOUT).await;
+        false
+    })
+    .await;
+    if !complete {
         return Err(FrameError::Truncated(HEADER_LEN));
     }
     Ok(Some(frame))

@@ -380,3 +380,53 @@ fn a_panic_in_the_loop_stops_the_process_with_a_reason() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("the node stopped"), "{stderr}");
 }
+
+#[test]
+fn plain_tcp_partial_frames_hold_what_came_and_a_silent_connection_is_closed() {
+    use std::io::{Read, Write};
+    let tcp = free_port();
+    let server = start("tcp-partial", &["--tcp", &format!("127.0.0.1:{tcp}")]);
+    let before = server.rss();
+    // 40 connections, each announcing a 15 MiB frame and sending 1 KiB of it.
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+        s.write_all(&encode(&[hello(&format!("partial-{i}"), None)]).unwrap())
+            .unwrap();
+        let mut header = vec![FRAME_VERSION, 0];
+        header.extend_from_slice(&(15u32 * 1024 * 1024).to_le_bytes());
+        s.write_all(&header).unwrap();
+        s.write_all(&[0u8; 1024]).unwrap();
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = server.rss();
+    eprintln!(
+        "tcp partial: RSS {} MiB before, {} MiB with 40 partial frames",
+        before / MIB,
+        rss / MIB
+    );
+    assert!(
+        rss < before + 64 * MIB,
+        "{} MiB held for 40 KiB sent",
+        (rss - before) / MIB
+    );
+    // A connection that never says hello is closed after the handshake time.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "the server wrote to a silent connection instead of closing it"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "closed after {:?}",
+        t.elapsed()
+    );
+    assert!(well_behaved(&server, "after-tcp-partial", None));
+}
