@@ -35,6 +35,9 @@ pub struct HttpOptions {
     pub max_connections: usize,
     /// Most polling sessions open at once.
     pub max_sessions: usize,
+    /// Most polling sessions one client address, or one credential, may
+    /// have open at once (more get `429`): one client cannot take them all.
+    pub sessions_per_client: usize,
     /// A client must send a request's headers within this time.
     pub header_timeout: Duration,
     /// ... and its body within this time.
@@ -60,6 +63,7 @@ impl Default for HttpOptions {
         Self {
             max_connections: 1024,
             max_sessions: 1024,
+            sessions_per_client: 32,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(15),
             connection_lifetime: Duration::from_secs(120),
@@ -104,6 +108,8 @@ pub struct HttpPages {
 struct Session {
     link: Link,
     last_seen: Instant,
+    /// The address that opened it.
+    client: Option<std::net::IpAddr>,
     /// The credentials that opened it; every request on it must repeat them.
     auth: Option<String>,
 }
@@ -220,6 +226,7 @@ pub async fn serve_http_with_web(
     let mut pause = Duration::from_millis(5);
     loop {
         let stream = accept_next(&listener, &mut pause).await;
+        let client = stream.peer_addr().ok().map(|a| a.ip());
         let Some(slot) = limit.enter() else {
             let mut s = stream;
             let max = limit.max();
@@ -302,7 +309,9 @@ pub async fn serve_http_with_web(
                         }
                         return Ok::<_, std::convert::Infallible>(r);
                     }
-                    Ok::<_, std::convert::Infallible>(route(req, o, sessions, connect).await)
+                    Ok::<_, std::convert::Infallible>(
+                        route(req, o, sessions, connect, client).await,
+                    )
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -361,6 +370,7 @@ async fn route(
     o: HttpOptions,
     sessions: Sessions,
     connect: Connector,
+    client: Option<std::net::IpAddr>,
 ) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::POST {
         return problem(
@@ -414,7 +424,7 @@ async fn route(
             }
             return respond(StatusCode::OK, Vec::new(), false);
         }
-        ["sync"] => return sync(session, auth, body, o, sessions, connect).await,
+        ["sync"] => return sync(session, auth, client, body, o, sessions, connect).await,
         ["listeners"] => match json::<RegisterBody>(&body) {
             Ok(b) => Message::ListenerRegister {
                 filter: b.filter,
@@ -562,9 +572,11 @@ fn answer_body(m: Message) -> serde_json::Value {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn sync(
     session: Option<String>,
     auth: Option<String>,
+    client: Option<std::net::IpAddr>,
     body: Vec<u8>,
     o: HttpOptions,
     sessions: Sessions,
@@ -599,6 +611,29 @@ async fn sync(
                         ),
                     );
                 }
+                let per_client = all
+                    .values()
+                    .filter(|s| client.is_some() && s.client == client)
+                    .count();
+                let per_credential = all
+                    .values()
+                    .filter(|s| auth.is_some() && s.auth == auth)
+                    .count();
+                if per_client.max(per_credential) >= o.sessions_per_client {
+                    let mut r = problem(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "RateLimited",
+                        format!(
+                            "at most {} sessions per client and per credential are open; \
+                             close one or try again later",
+                            o.sessions_per_client
+                        ),
+                    );
+                    if let Ok(v) = hyper::header::HeaderValue::from_str("5") {
+                        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+                    }
+                    return r;
+                }
                 let Some(id) = new_session_id() else {
                     return problem(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -611,6 +646,7 @@ async fn sync(
                     Session {
                         link: connect(),
                         last_seen: Instant::now(),
+                        client,
                         auth,
                     },
                 );

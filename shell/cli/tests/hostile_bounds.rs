@@ -430,3 +430,51 @@ fn plain_tcp_partial_frames_hold_what_came_and_a_silent_connection_is_closed() {
     );
     assert!(well_behaved(&server, "after-tcp-partial", None));
 }
+
+#[test]
+fn one_address_cannot_take_every_http_session() {
+    let server = start("http-sessions", &[]);
+    // 200 sessions opened from 127.0.0.2 (a loopback address of its own).
+    let script = format!(
+        r#"
+import socket
+codes = {{}}
+for _ in range(200):
+    s = socket.create_connection(("127.0.0.1", {port}), source_address=("127.0.0.2", 0))
+    s.sendall(b"POST /sync HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+    answer = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    code = answer.split(b" ")[1].decode()
+    codes[code] = codes.get(code, 0) + 1
+    s.close()
+print(" ".join(f"{{k}}={{v}}" for k, v in sorted(codes.items())))
+"#,
+        port = server.http
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let counts = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    eprintln!("http sessions from one address: {counts}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        counts.contains("200=32") && counts.contains("429=168"),
+        "{counts}"
+    );
+    // Another client, at another address, goes on over HTTP.
+    let http = format!("http://127.0.0.1:{}", server.http);
+    let (ok, _, err) = cli(&["doc", "put", &http, "notes", "k", "v"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli(&["doc", "get", &http, "notes"]);
+    assert!(ok && out.contains("\"k\":\"v\""), "{out}");
+}
