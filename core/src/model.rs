@@ -106,6 +106,9 @@ pub struct Bounds {
     /// in its stores at once; more are refused until those are answered.
     #[serde(default = "default_lookups_per_peer")]
     pub lookups_per_peer: usize,
+    /// Listeners this node keeps, of all peers together.
+    #[serde(default = "default_listeners")]
+    pub listeners: usize,
 }
 
 impl Default for Bounds {
@@ -120,12 +123,17 @@ impl Default for Bounds {
             presence_bytes: default_presence_bytes(),
             refusals_before_hello: 3,
             lookups_per_peer: default_lookups_per_peer(),
+            listeners: default_listeners(),
         }
     }
 }
 
 fn default_lookups_per_peer() -> usize {
     256
+}
+
+fn default_listeners() -> usize {
+    10_000
 }
 
 fn default_lasting_presence() -> usize {

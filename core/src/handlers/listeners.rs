@@ -114,6 +114,17 @@ pub(crate) fn register(
                     format!("at most {most} listeners per peer; re-register one of yours"),
                 );
             }
+            // Peers are many on an open server (any id will do): the
+            // listeners of all of them together are bounded too.
+            let all = model.config.bounds.listeners;
+            if model.listeners.len() >= all {
+                return refuse(
+                    out,
+                    channel,
+                    ErrorCode::TooLarge,
+                    format!("this node keeps at most {all} listeners; re-register one of yours"),
+                );
+            }
             if model.store_shared {
                 random_id(model)
             } else {

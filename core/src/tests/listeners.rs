@@ -201,3 +201,32 @@ fn push_answers_one_revision_per_strand() {
         .collect();
     assert_eq!(statuses, vec![RevisionStatus::Ok, RevisionStatus::Ok]);
 }
+
+#[test]
+fn listeners_of_all_peers_together_are_bounded() {
+    let mut c = crate::Config::new("hub");
+    c.bounds.listeners = 3;
+    let mut k = Kit::new(c);
+    for (ch, peer) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+        k.peer(ch, peer);
+    }
+    let register = || Message::ListenerRegister {
+        filter: Default::default(),
+        id: None,
+    };
+    for ch in 1..=3 {
+        let cmds = k.recv(ch, register());
+        assert!(messages(&cmds, ch)
+            .iter()
+            .any(|m| matches!(m, Message::ListenerRegistered { .. })));
+    }
+    let cmds = k.recv(4, register());
+    assert!(messages(&cmds, 4).iter().any(|m| matches!(
+        m,
+        Message::Error {
+            code: crate::ErrorCode::TooLarge,
+            ..
+        }
+    )));
+    assert_eq!(k.model.listener_ids().len(), 3);
+}
