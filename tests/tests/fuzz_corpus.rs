@@ -51,6 +51,18 @@ fn every_kept_message_input_decodes_or_fails_cleanly() {
 #[test]
 fn every_kept_loro_blob_imports_or_is_refused_without_a_panic() {
     replay("loro_import", docweave_tests::fuzz_loro::loro_import);
+    // Nor with an allocation an attacker chose: the fuzzer found blobs of a
+    // few hundred bytes that asked for gigabytes (an abort in production).
+    for (path, bytes) in corpus("loro_import") {
+        let (_, peak) =
+            docweave_tests::alloc_meter::peak_of(|| docweave_tests::fuzz_loro::loro_import(&bytes));
+        assert!(
+            peak < 256 << 20,
+            "{} held {} MiB",
+            path.display(),
+            peak >> 20
+        );
+    }
 }
 
 #[test]

@@ -100,6 +100,14 @@ pub(crate) fn decode_changes_header(
             "Decode block error: empty change block".into(),
         ));
     }
+    // docweave patch: every change but the first has its length in a byte at
+    // least, so more changes than bytes is a lie; believed, it reserved
+    // 2 GiB for a 200-byte block (an abort; found by the fuzzer).
+    if n_changes > bytes.len().saturating_add(1) {
+        return Err(LoroError::DecodeError(
+            "Decode block error: more changes than bytes".into(),
+        ));
+    }
 
     let mut this_counter = first_counter;
     let peer_num = leb128::read::unsigned(&mut bytes)
@@ -156,7 +164,11 @@ pub(crate) fn decode_changes_header(
     let (deps_len, bytes) = dep_len_decoder
         .take_n_finalize(n_changes)
         .map_err(|_| LoroError::DecodeError("Decode block error: invalid deps".into()))?;
-    let other_dep_num = deps_len.iter().sum::<usize>();
+    // docweave patch: a checked sum (the lengths come from the data).
+    let other_dep_num = deps_len
+        .iter()
+        .try_fold(0usize, |acc, n| acc.checked_add(*n))
+        .ok_or_else(|| LoroError::DecodeError("Decode block error: invalid deps".into()))?;
     let dep_peer_decoder = AnyRleDecoder::<usize>::new(bytes);
     let (dep_peers, bytes) = dep_peer_decoder
         .take_n_finalize(other_dep_num)
