@@ -26,6 +26,10 @@ pub struct StoreFaults {
     pub compact: u32,
     /// Start-up reads that fail (the clock, the records, the whole feed).
     pub startup: u32,
+    /// Crashes after which the store has lost its last write, although it
+    /// said it was durable (a disk that lied). Not docweave's fault: the
+    /// simulator reports what it breaks apart from docweave's failures.
+    pub amnesia: u32,
 }
 
 /// A [`MemoryStore`] with injected failures.
@@ -38,6 +42,9 @@ pub struct FaultyStore {
     rng: crate::rng::Rng,
     /// Failures injected so far.
     pub injected: u64,
+    /// The store before its last append, and the documents that append
+    /// wrote: what an amnesia goes back to, and what it loses.
+    before_last: Option<(MemoryStore, Vec<DocId>)>,
 }
 
 impl FaultyStore {
@@ -48,7 +55,20 @@ impl FaultyStore {
             faults,
             rng: crate::rng::Rng::new(seed ^ 0x5151_7eed),
             injected: 0,
+            before_last: None,
         }
+    }
+
+    /// At a crash: perhaps (at the `amnesia` rate) the last append is lost;
+    /// the documents it wrote, when it is.
+    pub fn crash(&mut self) -> Option<Vec<DocId>> {
+        if !self.rng.chance(self.faults.amnesia) {
+            return None;
+        }
+        let (before, docs) = self.before_last.take()?;
+        self.inner = before;
+        self.injected += 1;
+        Some(docs)
     }
 
     fn fails(&mut self, per_mille: u32, what: &str) -> Result<(), StoreError> {
@@ -63,6 +83,10 @@ impl FaultyStore {
 impl Store for FaultyStore {
     fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
         self.fails(self.faults.append, "append")?;
+        if self.faults.amnesia > 0 {
+            let docs = changes.iter().map(|c| c.doc.clone()).collect();
+            self.before_last = Some((self.inner.clone(), docs));
+        }
         let clocks = self.inner.append(changes)?;
         self.fails(
             self.faults.append_after_commit,
@@ -78,6 +102,7 @@ impl Store for FaultyStore {
 
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
         self.fails(self.faults.compact, "compact")?;
+        self.before_last = None;
         self.inner.compact(doc, snapshot, up_to)
     }
 
@@ -103,6 +128,8 @@ impl Store for FaultyStore {
 
     fn save(&mut self, record: &StateRecord) -> Result<(), StoreError> {
         self.fails(self.faults.save, "save")?;
+        // An amnesia loses only an append that was the last write.
+        self.before_last = None;
         self.inner.save(record)
     }
 
@@ -113,6 +140,7 @@ impl Store for FaultyStore {
 
     fn purge(&mut self, doc: &DocId) -> Result<(), StoreError> {
         self.fails(self.faults.purge, "purge")?;
+        self.before_last = None;
         self.inner.purge(doc)
     }
 }

@@ -47,6 +47,7 @@ fn schedules(label: &str, base: u64, count: u64, oplog: bool) -> Coverage {
     let started = std::time::Instant::now();
     let mut coverage = Coverage::default();
     let mut virtual_ms = 0u64;
+    let (mut lying, mut explained) = (0u64, 0usize);
     for i in 0..count {
         let seed = base.wrapping_add(i);
         let s = Schedule::generate(seed);
@@ -65,6 +66,10 @@ fn schedules(label: &str, base: u64, count: u64, oplog: bool) -> Coverage {
         );
         coverage.add(&outcome.coverage);
         virtual_ms += outcome.virtual_ms;
+        if !outcome.store_faults.is_empty() {
+            lying += 1;
+            explained += outcome.store_faults.len();
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     report!(
@@ -72,6 +77,11 @@ fn schedules(label: &str, base: u64, count: u64, oplog: bool) -> Coverage {
         count as f64 / secs.max(1e-9),
         virtual_ms as f64 / 1000.0
     );
+    if lying > 0 {
+        report!(
+            "  {lying} runs where a store lost a write it had called durable: {explained} broken promises, the store's fault"
+        );
+    }
     coverage
 }
 

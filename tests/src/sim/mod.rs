@@ -134,6 +134,9 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     tracing: bool,
     /// Data sent to a peer that brought nothing the peer had not sent itself.
     pub echoes: Vec<String>,
+    /// Documents whose last write a node's store lost in a crash
+    /// ([`StoreFaults::amnesia`]): what follows from it is the store's fault.
+    pub store_losses: Vec<(String, DocId)>,
     /// Chunk frames the checks put back together, per sender, receiver,
     /// channel and side.
     observed: BTreeMap<(String, String, u64, bool), docweave_adapters::reassembly::Reassembly<u32>>,
@@ -173,6 +176,7 @@ impl<E: SimEngine> Sim<E> {
             trace: Vec::new(),
             tracing: false,
             echoes: Vec::new(),
+            store_losses: Vec::new(),
             observed: BTreeMap::new(),
             received: BTreeMap::new(),
             promised: BTreeMap::new(),
@@ -856,6 +860,11 @@ impl<E: SimEngine> Sim<E> {
         self.run();
     }
 
+    /// `node` reaches the others by HTTP polling every `every_ms`.
+    pub fn polls(&mut self, node: &str, every_ms: u64) {
+        self.net.polling.insert(node.to_string(), every_ms);
+    }
+
     /// Cuts `a` from `b`: their connections break, dials fail until healed.
     pub fn partition(&mut self, a: &str, b: &str) {
         self.log(format!("partition {a} | {b}"));
@@ -897,6 +906,16 @@ impl<E: SimEngine> Sim<E> {
     /// Kills a node (store jobs not yet run are lost) and starts it again.
     pub fn crash(&mut self, name: &str) {
         self.log(format!("{name}: crash"));
+        let lost = self
+            .nodes
+            .get_mut(name)
+            .and_then(|n| n.store.as_mut())
+            .and_then(FaultyStore::crash);
+        if let Some(docs) = lost {
+            self.log(format!("{name}: its store lost its last write ({docs:?})"));
+            self.store_losses
+                .extend(docs.into_iter().map(|d| (name.to_string(), d)));
+        }
         if let Some(n) = self.nodes.get_mut(name) {
             n.node = None;
             n.jobs.clear();

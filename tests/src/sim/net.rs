@@ -35,6 +35,9 @@ pub(crate) struct Net {
     partitions: BTreeSet<(String, String)>,
     rng: crate::rng::Rng,
     pub faults: Faults,
+    /// Nodes that reach the others by HTTP polling, and how often they
+    /// poll: what they send and what is sent to them moves only at a poll.
+    pub polling: BTreeMap<String, u64>,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -130,6 +133,20 @@ impl Net {
         } else {
             due = due.max(self.last_due.get(&key).copied().unwrap_or(0));
             self.last_due.insert(key, due);
+        }
+        // HTTP polling: frames wait for the poll (the client's next request
+        // carries what it sends, and its answer what waited for it).
+        let other = self.peer_of(node, channel).map(|e| e.node.clone());
+        let every = [Some(node.to_string()), other]
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.polling.get(&n).copied())
+            .max();
+        if let Some(every) = every.filter(|e| *e > 0) {
+            due = due.div_ceil(every) * every;
+            if let Some(last) = self.last_due.get_mut(&(node.to_string(), channel)) {
+                *last = (*last).max(due);
+            }
         }
         let mut out = vec![due];
         if self.chance(self.faults.duplicate) {
