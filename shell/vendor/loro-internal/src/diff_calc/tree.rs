@@ -505,25 +505,24 @@ impl TreeCacheForDiff {
     }
 
     fn is_ancestor_of(&self, maybe_ancestor: &TreeID, node_id: &TreeParentId) -> bool {
-        if !self.tree.contains_key(maybe_ancestor) {
-            return false;
-        }
-        if let TreeParentId::Node(id) = node_id {
-            if id == maybe_ancestor {
+        // docweave patch: a walk up the parents, bounded by the cache's size.
+        // The early "not in the cache, so no ancestor" answer let corrupt data
+        // (a node named as a parent before it is created) make a cycle, and
+        // the recursion over a cycle overflowed the stack (an abort).
+        let mut current = *node_id;
+        let mut steps = 0usize;
+        while let TreeParentId::Node(id) = current {
+            if id == *maybe_ancestor {
                 return true;
             }
-        }
-        match node_id {
-            TreeParentId::Node(id) => {
-                let (parent, _, _) = &self.get_parent_with_id(*id);
-                if parent == node_id {
-                    panic!("is_ancestor_of loop")
-                }
-                self.is_ancestor_of(maybe_ancestor, parent)
+            steps += 1;
+            if steps > self.tree.len() + 1 {
+                // A cycle already: the op must not take effect.
+                return true;
             }
-            TreeParentId::Deleted | TreeParentId::Root => false,
-            TreeParentId::Unexist => false,
+            current = self.get_parent_with_id(id).0;
         }
+        false
     }
 
     fn apply(&mut self, mut node: MoveLamportAndID) -> bool {
@@ -554,11 +553,21 @@ impl TreeCacheForDiff {
     }
 
     fn is_parent_deleted(&self, parent: TreeParentId) -> bool {
-        match parent {
-            TreeParentId::Deleted => true,
-            TreeParentId::Node(id) => self.is_parent_deleted(self.get_parent_with_id(id).0),
-            TreeParentId::Root => false,
-            TreeParentId::Unexist => false,
+        // docweave patch: iterative and bounded (see `is_ancestor_of`).
+        let mut current = parent;
+        let mut steps = 0usize;
+        loop {
+            match current {
+                TreeParentId::Deleted => return true,
+                TreeParentId::Node(id) => {
+                    steps += 1;
+                    if steps > self.tree.len() + 1 {
+                        return false;
+                    }
+                    current = self.get_parent_with_id(id).0;
+                }
+                TreeParentId::Root | TreeParentId::Unexist => return false,
+            }
         }
     }
 
