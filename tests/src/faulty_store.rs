@@ -42,9 +42,19 @@ pub struct FaultyStore {
     rng: crate::rng::Rng,
     /// Failures injected so far.
     pub injected: u64,
-    /// The store before its last append, and the documents that append
-    /// wrote: what an amnesia goes back to, and what it loses.
-    before_last: Option<(MemoryStore, Vec<DocId>)>,
+    /// The store before its last append, and what that append wrote: what
+    /// an amnesia goes back to, and what it loses.
+    before_last: Option<(MemoryStore, Loss)>,
+}
+
+/// What a store lost in an amnesia: its last append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// The documents it wrote.
+    pub docs: Vec<DocId>,
+    /// The first and last clock it was given: the store gives these numbers
+    /// again to other changes, which a peer that saw the lost ones skips.
+    pub clocks: (Clock, Clock),
 }
 
 impl FaultyStore {
@@ -60,15 +70,15 @@ impl FaultyStore {
     }
 
     /// At a crash: perhaps (at the `amnesia` rate) the last append is lost;
-    /// the documents it wrote, when it is.
-    pub fn crash(&mut self) -> Option<Vec<DocId>> {
+    /// what it wrote, when it is.
+    pub fn crash(&mut self) -> Option<Loss> {
         if !self.rng.chance(self.faults.amnesia) {
             return None;
         }
-        let (before, docs) = self.before_last.take()?;
+        let (before, loss) = self.before_last.take()?;
         self.inner = before;
         self.injected += 1;
-        Some(docs)
+        Some(loss)
     }
 
     fn fails(&mut self, per_mille: u32, what: &str) -> Result<(), StoreError> {
@@ -83,11 +93,18 @@ impl FaultyStore {
 impl Store for FaultyStore {
     fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
         self.fails(self.faults.append, "append")?;
-        if self.faults.amnesia > 0 {
-            let docs = changes.iter().map(|c| c.doc.clone()).collect();
-            self.before_last = Some((self.inner.clone(), docs));
-        }
+        let before = (self.faults.amnesia > 0).then(|| self.inner.clone());
         let clocks = self.inner.append(changes)?;
+        if let Some(before) = before {
+            let docs = changes.iter().map(|c| c.doc.clone()).collect();
+            let first = clocks.iter().min().copied().unwrap_or(Clock(0));
+            let last = clocks.iter().max().copied().unwrap_or(Clock(0));
+            let loss = Loss {
+                docs,
+                clocks: (first, last),
+            };
+            self.before_last = Some((before, loss));
+        }
         self.fails(
             self.faults.append_after_commit,
             "answer to a committed append",

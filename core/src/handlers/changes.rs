@@ -34,6 +34,7 @@ pub(crate) fn resume_with(
     peer: &PeerId,
     channel: ChannelId,
     addr: &RemoteAddr,
+    remote_clock: Clock,
 ) {
     let filter = model
         .remotes
@@ -51,6 +52,18 @@ pub(crate) fn resume_with(
             p.filters.push_back(filter.clone());
         }
         p.pull_interval = interval;
+        // A feed behind the cursor we hold for it went back in time: the
+        // remote was restored from an older copy, or its store lost writes
+        // it had reported durable. Its clock numbers will be given again to
+        // other changes, so its whole feed is pulled again rather than
+        // missing them.
+        if remote_clock < p.cursor.pulled {
+            p.cursor.pulled = Clock(0);
+        }
+        // The same for our own feed, when this node's store went back.
+        if model.clock < p.cursor.pushed {
+            p.cursor.pushed = Clock(0);
+        }
         (p.cursor.pulled, p.cursor.pushed)
     };
     model.filter_subscribers.insert(peer.clone());

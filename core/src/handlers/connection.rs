@@ -348,7 +348,7 @@ pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: W
     if let Some(r) = model.remotes.get_mut(&addr) {
         r.attempt = 0;
     }
-    super::changes::resume_with(model, out, &w.peer, channel, &addr);
+    super::changes::resume_with(model, out, &w.peer, channel, &addr, w.clock);
 }
 
 /// Whether the hello's token grants its peer id (no token needed when the

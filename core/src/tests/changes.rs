@@ -56,7 +56,7 @@ fn a_reconnecting_dialer_resumes_from_its_persisted_cursor_and_pushes_local_chan
         doc: doc("offline"),
         meta: DocMeta::default(),
     });
-    let cmds = k.dial(1, "hub", "hub");
+    let cmds = k.dial_at(1, "hub", "hub", Clock(40));
     let msgs = messages(&cmds, 1);
     assert!(msgs.contains(&Message::ChangesSince {
         clock: Clock(17),
@@ -74,6 +74,30 @@ fn a_reconnecting_dialer_resumes_from_its_persisted_cursor_and_pushes_local_chan
         })
         .collect();
     assert_eq!(pushed, vec!["offline"]);
+}
+
+#[test]
+fn a_remote_feed_behind_our_cursor_is_pulled_again_from_the_start() {
+    // The hub was restored from an older copy (or its store lost writes):
+    // its clock numbers past 3 will name other changes than the ones we saw.
+    let mut k = Kit::new(crate::Config::new("client"));
+    k.feed(Msg::Restored {
+        store: crate::ChannelId(99),
+        clock: Clock(0),
+        docs: Vec::new(),
+        records: vec![StateRecord::Cursor {
+            peer: PeerId::new("hub"),
+            cursor: Cursor {
+                pulled: Clock(17),
+                pushed: Clock(0),
+            },
+        }],
+    });
+    let cmds = k.dial_at(1, "hub", "hub", Clock(3));
+    assert!(messages(&cmds, 1).contains(&Message::ChangesSince {
+        clock: Clock(0),
+        filter: crate::Filter::all()
+    }));
 }
 
 #[test]

@@ -142,6 +142,11 @@ impl Kit {
 
     /// We dial `remote` on channel `ch`; it welcomes us as `name`.
     pub fn dial(&mut self, ch: u64, remote: &str, name: &str) -> Vec<Cmd> {
+        self.dial_at(ch, remote, name, Clock(0))
+    }
+
+    /// [`Kit::dial`], the remote's feed being at `clock`.
+    pub fn dial_at(&mut self, ch: u64, remote: &str, name: &str, clock: Clock) -> Vec<Cmd> {
         self.feed(Msg::Connect {
             remote: RemoteAddr::new(remote),
             token: None,
@@ -159,7 +164,7 @@ impl Kit {
                 name: name.into(),
                 kind: PeerKind::Service,
                 protocol: self.model.config().protocol,
-                clock: Clock(0),
+                clock,
             }),
         )
     }

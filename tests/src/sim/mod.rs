@@ -18,8 +18,8 @@ use crate::faulty_store::{FaultyStore, StoreFaults};
 use crate::trace;
 use docweave_adapters::MemoryStore;
 use docweave_core::{
-    decode, ChannelId, Config, DocId, Event, Filter, Message, Model, Namespace, Payload, PeerId,
-    RemoteAddr, Reply, VersionVector,
+    decode, ChannelId, Clock, Config, DocId, Event, Filter, Message, Model, Namespace, Payload,
+    PeerId, RemoteAddr, Reply, VersionVector,
 };
 use docweave_shell::{
     run_job, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer, StoreJob, StoreOp,
@@ -137,6 +137,9 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     /// Documents whose last write a node's store lost in a crash
     /// ([`StoreFaults::amnesia`]): what follows from it is the store's fault.
     pub store_losses: Vec<(String, DocId)>,
+    /// Clock numbers a node's store gave out, lost in a crash and gives
+    /// again: (node, first, last).
+    pub reissued: Vec<(String, Clock, Clock)>,
     /// Chunk frames the checks put back together, per sender, receiver,
     /// channel and side.
     observed: BTreeMap<(String, String, u64, bool), docweave_adapters::reassembly::Reassembly<u32>>,
@@ -177,6 +180,7 @@ impl<E: SimEngine> Sim<E> {
             tracing: false,
             echoes: Vec::new(),
             store_losses: Vec::new(),
+            reissued: Vec::new(),
             observed: BTreeMap::new(),
             received: BTreeMap::new(),
             promised: BTreeMap::new(),
@@ -911,10 +915,15 @@ impl<E: SimEngine> Sim<E> {
             .get_mut(name)
             .and_then(|n| n.store.as_mut())
             .and_then(FaultyStore::crash);
-        if let Some(docs) = lost {
-            self.log(format!("{name}: its store lost its last write ({docs:?})"));
+        if let Some(loss) = lost {
+            let (first, last) = loss.clocks;
+            self.log(format!(
+                "{name}: its store lost its last write ({:?}, clocks {}..={})",
+                loss.docs, first.0, last.0
+            ));
             self.store_losses
-                .extend(docs.into_iter().map(|d| (name.to_string(), d)));
+                .extend(loss.docs.into_iter().map(|d| (name.to_string(), d)));
+            self.reissued.push((name.to_string(), first, last));
         }
         if let Some(n) = self.nodes.get_mut(name) {
             n.node = None;
