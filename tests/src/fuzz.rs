@@ -381,7 +381,15 @@ pub fn node_inputs(data: &[u8]) {
                     let result = run_job(&mut store, job.op);
                     node.handle(now, Input::Store(StoreAnswer { id: job.id, result }));
                 }
-                None => break,
+                // A node whose start-up read failed decides nothing until
+                // its retry timer fires, as a driver would fire it.
+                None => match node.poll_timeout().filter(|_| node.waits_for_store()) {
+                    Some(at) => {
+                        now = now.max(at);
+                        node.handle(now, Input::Timeout);
+                    }
+                    None => break,
+                },
             },
         }
     }
