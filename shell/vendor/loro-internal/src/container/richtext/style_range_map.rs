@@ -140,6 +140,12 @@ impl StyleRangeMap {
         style: Arc<StyleOp>,
         mut yield_style: YieldStyle,
     ) {
+        // docweave patch: corrupt data can put a style's start anchor after
+        // its end; such a range marks nothing (it made the tree split a leaf
+        // at an offset past the leaf's end, a panic).
+        if range.start > range.end {
+            return;
+        }
         let range = self.tree.range::<LengthFinder>(range);
         if range.is_none() {
             unreachable!();
