@@ -746,4 +746,14 @@ impl Model {
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
+
+    /// Number of writes to stores awaiting their answer. Changes made while
+    /// a document's write is out wait behind it (one write per document and
+    /// store at a time): a host that closes should take these answers first.
+    pub fn store_writes_in_flight(&self) -> usize {
+        self.in_flight
+            .values()
+            .filter(|f| self.stores.contains(&f.channel))
+            .count()
+    }
 }

@@ -23,6 +23,9 @@ enum Next<E: DocEngine> {
 
 /// Most inputs taken before the writes of a burst go out.
 const BURST: usize = 256;
+/// How long a closing node waits for its store to answer the writes still
+/// out (and the ones they release).
+const CLOSE_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bytes of frames from all links together waiting for the node: past it,
 /// links stop reading their sockets (TCP's flow control then slows the
@@ -402,6 +405,7 @@ impl<E: DocEngine> Driver<E> {
     /// Flushes, stops the links and waits for every store job to finish.
     async fn close(mut self, reply: Option<Answer<()>>) {
         self.pump();
+        self.flush_writes().await;
         for (_, tx) in std::mem::take(&mut self.links) {
             tx.close("the node is closing");
         }
@@ -410,6 +414,37 @@ impl<E: DocEngine> Driver<E> {
         }
         if let Some(reply) = reply {
             let _ = reply.send(()).await;
+        }
+    }
+
+    /// Takes the store's answers to the writes still out, so the changes
+    /// waiting behind them are written too (the core keeps one write per
+    /// document and store out at a time), for at most [`CLOSE_FLUSH`].
+    /// Other requests that come meanwhile are dropped: the node is closing.
+    async fn flush_writes(&mut self) {
+        let deadline = std::time::Instant::now() + CLOSE_FLUSH;
+        while self.store.is_some() && self.node.model().store_writes_in_flight() > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let next = futures_lite::future::or(async { self.input.recv().await.ok() }, async {
+                smol::Timer::after(left).await;
+                None
+            })
+            .await;
+            match next {
+                Some(Request::Store(answer)) => {
+                    let now = self.now();
+                    self.node.handle(now, Input::Store(answer));
+                    self.pump();
+                }
+                Some(_) => {}
+                None => {
+                    tracing::warn!(
+                        "closing with {} store writes unanswered",
+                        self.node.model().store_writes_in_flight()
+                    );
+                    break;
+                }
+            }
         }
     }
 

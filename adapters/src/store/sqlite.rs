@@ -10,8 +10,9 @@ use super::{
     corrupt, decode_version, encode_version, record_key, schema, sqlite_blobs, Append, Loaded,
     Store, StoreError,
 };
-use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc};
+use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -54,29 +55,44 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut clocks = Vec::with_capacity(changes.len());
+        // Each document's row is written once per batch, with its last
+        // clock and every version merged: a version grows with the writers,
+        // so a row per change made a batch quadratic in them.
+        let mut rows: BTreeMap<&str, (&Append, VersionVector, i64)> = BTreeMap::new();
         for a in changes {
-            if Self::tombstoned(&tx, &a.doc)? {
+            if !rows.contains_key(a.doc.as_str()) && Self::tombstoned(&tx, &a.doc)? {
                 return Err(StoreError::Tombstoned(a.doc.clone()));
             }
             tx.prepare_cached("INSERT INTO changes (doc, data) VALUES (?1, zeroblob(?2))")?
                 .execute(params![a.doc.as_str(), a.data.len() as i64])?;
             let clock = tx.last_insert_rowid();
             sqlite_blobs::write(&tx, "changes", "data", clock, &a.data)?;
+            match rows.get_mut(a.doc.as_str()) {
+                Some((_, version, last)) => {
+                    *version = version.merge(&a.version);
+                    *last = clock;
+                }
+                None => {
+                    rows.insert(a.doc.as_str(), (a, a.version.clone(), clock));
+                }
+            }
+            clocks.push(Clock(clock as u64));
+        }
+        for (doc, (first, version, clock)) in rows {
             let old: Option<Vec<u8>> = tx
                 .prepare_cached("SELECT version FROM docs WHERE doc = ?1")?
-                .query_row([a.doc.as_str()], |r| r.get(0))
+                .query_row([doc], |r| r.get(0))
                 .optional()?;
             let version = match old {
-                Some(bytes) => decode_version(a.doc.as_str(), &bytes)?.merge(&a.version),
-                None => a.version.clone(),
+                Some(bytes) => decode_version(doc, &bytes)?.merge(&version),
+                None => version,
             };
-            let meta = &a.meta;
+            let meta = &first.meta;
             tx.prepare_cached(
                 "INSERT INTO docs (doc, doc_type, scope, branch, version, clock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (doc) DO UPDATE SET version = excluded.version, clock = excluded.clock",
             )?
-            .execute(params![a.doc.as_str(), meta.doc_type, meta.scope, meta.branch, encode_version(&version)?, clock])?;
-            clocks.push(Clock(clock as u64));
+            .execute(params![doc, meta.doc_type, meta.scope, meta.branch, encode_version(&version)?, clock])?;
         }
         tx.commit()?;
         Ok(clocks)

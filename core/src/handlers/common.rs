@@ -172,6 +172,11 @@ pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
         .iter()
         .filter_map(|s| match doc.stored.get(s) {
             Some(v) if v.includes(&version) && !version.is_empty() => None,
+            // One write per document and store at a time: what changes
+            // meanwhile goes as one change once it is acknowledged. A burst
+            // of N updates is then a few writes, not N, each of which would
+            // carry the document's whole version (quadratic in writers).
+            Some(v) if writing(doc, *s, v) => None,
             Some(v) => Some((*s, Some(v.clone()))),
             None => Some((*s, None)),
         })
@@ -204,6 +209,15 @@ pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
             d.stored.insert(store, version.clone());
         }
     }
+}
+
+/// Whether a write of `doc` to `store` awaits its acknowledgement: what was
+/// sent (`sent`) is more than what the store acknowledged. Every way a write
+/// ends (acknowledged, refused, failed, timed out) brings the two together.
+fn writing(doc: &Doc, store: ChannelId, sent: &VersionVector) -> bool {
+    !doc.durable
+        .get(&store)
+        .is_some_and(|durable| durable.includes(sent))
 }
 
 /// Gives a document a new clock in our feed.

@@ -873,4 +873,8 @@ fn store_ack(
         }
     }
     release_waiters(model, out, &doc);
+    if !covers_all {
+        // What changed while this write was out goes now, as one change.
+        super::common::persist(model, out, &doc);
+    }
 }

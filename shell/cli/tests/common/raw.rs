@@ -63,6 +63,17 @@ pub async fn send(ws: &mut Socket, messages: &[Message]) {
 /// Messages received until `within` passes or the connection ends;
 /// `closed` tells whether it ended.
 pub async fn receive(ws: &mut Socket, within: Duration) -> (Vec<Message>, bool) {
+    receive_until(ws, within, |_| false).await
+}
+
+/// Messages received until `done` says the ones so far are enough, `within`
+/// passes or the connection ends; `closed` tells whether it ended.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub async fn receive_until(
+    ws: &mut Socket,
+    within: Duration,
+    mut done: impl FnMut(&[Message]) -> bool,
+) -> (Vec<Message>, bool) {
     // Frames larger than one WebSocket message come as pieces, perhaps
     // across calls: gathered per connection (by its local port).
     static PIECES: std::sync::Mutex<std::collections::BTreeMap<u16, Reassembler>> =
@@ -94,6 +105,9 @@ pub async fn receive(ws: &mut Socket, within: Duration) -> (Vec<Message>, bool) 
                 });
                 if let Ok(Some(frame)) = r.take(&b, 0) {
                     got.extend(decode(&frame, &Limits::default()).unwrap_or_default());
+                    if done(&got) {
+                        return (got, false);
+                    }
                 }
             }
             Some(Some(Ok(Ws::Close(_)))) | Some(None) | Some(Some(Err(_))) => return (got, true),
