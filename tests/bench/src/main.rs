@@ -4,6 +4,7 @@
 //! `cargo run --release -p docweave-bench -- --scenario all`
 
 use clap::Parser;
+use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
 use docweave_bench::scenarios::{s1, s2, s3, s4, s5, Transport};
 use docweave_bench::Run;
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s7 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// all, s1 … s7, s10 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
     /// or Debian's binaries for a throwaway cluster).
     #[arg(long, default_value = "all")]
     scenario: String,
@@ -46,6 +47,7 @@ struct Sizes {
     s5: u64,
     s6: Vec<usize>,
     s7: (usize, usize, u64),
+    s10: Vec<u64>,
 }
 
 impl Sizes {
@@ -58,6 +60,7 @@ impl Sizes {
             s5: 100_000,
             s6: vec![1, 10, 100, 1_000],
             s7: (3, 50, 2_000),
+            s10: vec![1_000, 4_000, 16_000],
         }
     }
     fn quick() -> Self {
@@ -69,6 +72,7 @@ impl Sizes {
             s5: 2_000,
             s6: vec![1, 100],
             s7: (3, 6, 50),
+            s10: vec![200],
         }
     }
 }
@@ -124,6 +128,7 @@ fn main() {
         s5: s5_size,
         s6: s6_batches,
         s7: s7_size,
+        s10: s10_sizes,
     } = sizes;
     let mut runs: Vec<Run> = Vec::new();
     let mut record = |r: Run| {
@@ -164,6 +169,11 @@ fn main() {
                         record(s7(&url, a.servers.max(1), s7_size.1, s7_size.2, a.rate).await)
                     }
                     None => eprintln!("S7 skipped: no PostgreSQL"),
+                }
+            }
+            if want("s10") {
+                for r in s10_all(&s10_sizes, &std::env::temp_dir()) {
+                    record(r);
                 }
             }
         });

@@ -17,6 +17,12 @@ fn every_scenario_runs_with_tiny_sizes() {
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let r = s5(500, &dir).await;
         assert_eq!(r.size, 500, "{}", r.json());
+        // Bursts: every update acknowledged (asserted inside), a few
+        // changes stored for the burst, one per update one by one.
+        let runs = docweave_bench::bursts::s10_all(&[50], &dir);
+        let changes = |r: &docweave_bench::Run| r.extra[0].1;
+        assert!(changes(&runs[0]) <= 4.0, "{}", runs[0].json());
+        assert!(changes(&runs[1]) >= 50.0, "{}", runs[1].json());
     });
 }
 
