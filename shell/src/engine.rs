@@ -42,6 +42,18 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
     /// an unknown state and must be dropped.
     fn import(&self, doc: &mut Self::Doc, bytes: &[u8]) -> Result<ImportOutcome, EnginePanic>;
 
+    /// [`DocEngine::import`] of several byte strings that arrived together,
+    /// in order: one outcome each. An engine may apply them as one (Loro
+    /// brings its state up to date once, not once per import: a burst of
+    /// concurrent updates otherwise costs the square of its length).
+    fn import_many(
+        &self,
+        doc: &mut Self::Doc,
+        batch: &[&[u8]],
+    ) -> Result<Vec<ImportOutcome>, EnginePanic> {
+        batch.iter().map(|bytes| self.import(doc, bytes)).collect()
+    }
+
     /// The application's handle on a replica.
     fn handle(&self, doc: &Self::Doc) -> Self::Handle;
 

@@ -43,8 +43,8 @@ pub use store_jobs::{run_job, JobError, StoreAnswer, StoreJob, StoreOp, StoreRes
 use crate::engine::{DocEngine, ExportError};
 use docweave_core::{
     decode_frame, update, AckStatus, BatchId, ChannelId, ChannelKind, Clock, Cmd, Config, DocId,
-    Event, Filter, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg, Namespace,
-    Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
+    Event, Filter, ImportId, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg,
+    Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
 };
 use replicas::Replicas;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -264,6 +264,9 @@ pub struct Node<E: DocEngine> {
     internal: VecDeque<Msg>,
     /// `Imported` answers queued at the front by the commands being run.
     imports_ahead: usize,
+    /// Imports into one document not carried out yet, in order: updates
+    /// that arrive together are imported together (see [`Node::run`]).
+    deferred: Vec<(ImportId, DocId, Payload)>,
     /// The reload everything waits for, and the inputs that wait with it.
     blocked: Option<u64>,
     /// A start-up read of the store that failed is tried again at this
@@ -306,6 +309,7 @@ impl<E: DocEngine> Node<E> {
             cmds: VecDeque::new(),
             internal: VecDeque::new(),
             imports_ahead: 0,
+            deferred: Vec::new(),
             blocked: None,
             restore_retry: None,
             held: VecDeque::new(),
@@ -635,19 +639,86 @@ impl<E: DocEngine> Node<E> {
         }
         loop {
             while let Some(cmd) = self.cmds.pop_front() {
+                // Imports into the same document wait, so that a run of
+                // updates is imported as one (each import of concurrent
+                // changes otherwise recomputes the state); anything else is
+                // carried out after them, so it sees the replica they make.
+                let joins = matches!(&cmd, Cmd::Import { doc, .. }
+                    if self.deferred.first().is_none_or(|(_, d, _)| d == doc));
+                if !joins {
+                    self.import_deferred();
+                }
                 if let Some(doc) = self.missing_replica(&cmd) {
+                    self.import_deferred();
                     self.cmds.push_front(cmd);
                     let id = self.job(StoreOp::Load(doc.clone()), Purpose::Reload(doc));
                     self.blocked = Some(id);
                     return;
                 }
-                self.execute(cmd);
+                match cmd {
+                    Cmd::Import { id, doc, data } if joins => self.deferred.push((id, doc, data)),
+                    cmd => self.execute(cmd),
+                }
             }
             self.imports_ahead = 0;
+            // Only another update may join the waiting imports.
+            let update_next = matches!(
+                self.internal.front(),
+                Some(Msg::Received {
+                    message: Message::Update { .. },
+                    ..
+                })
+            );
+            if !update_next && !self.deferred.is_empty() {
+                self.import_deferred();
+                continue;
+            }
             match self.internal.pop_front() {
                 Some(msg) => self.step(msg),
                 None => return,
             }
+        }
+    }
+
+    /// Carries out the waiting imports as one; the core learns their
+    /// outcomes before anything else, in the order they were asked for
+    /// (the last holds the replica's newest version).
+    fn import_deferred(&mut self) {
+        let batch = std::mem::take(&mut self.deferred);
+        let Some((_, doc, _)) = batch.first() else {
+            return;
+        };
+        let doc = doc.clone();
+        let engine = self.replicas.engine().clone();
+        let d = self.replicas.get_or_create(&doc);
+        let bytes: Vec<&[u8]> = batch.iter().map(|(_, _, data)| data.as_bytes()).collect();
+        let outcomes = match engine.import_many(d, &bytes) {
+            Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
+            Ok(outcomes) => {
+                let reason = format!(
+                    "the engine answered {} imports with {} outcomes",
+                    batch.len(),
+                    outcomes.len()
+                );
+                tracing::error!("{doc}: {reason}");
+                vec![ImportOutcome::Unavailable { reason }; batch.len()]
+            }
+            Err(e) => {
+                self.replica_broke(&doc, &e);
+                // Refused like any bytes that do not import: the senders
+                // are told `invalid`, nothing of them is stored.
+                vec![
+                    ImportOutcome::Failed {
+                        reason: e.to_string(),
+                    };
+                    batch.len()
+                ]
+            }
+        };
+        for ((id, _, _), outcome) in batch.into_iter().zip(outcomes) {
+            let at = self.imports_ahead.min(self.internal.len());
+            self.internal.insert(at, Msg::Imported { id, outcome });
+            self.imports_ahead += 1;
         }
     }
 
@@ -680,25 +751,8 @@ impl<E: DocEngine> Node<E> {
                 }
             }
             Cmd::Import { id, doc, data } => {
-                let engine = self.replicas.engine().clone();
-                let d = self.replicas.get_or_create(&doc);
-                let outcome = match engine.import(d, data.as_bytes()) {
-                    Ok(outcome) => outcome,
-                    Err(e) => {
-                        self.replica_broke(&doc, &e);
-                        // Refused like any bytes that do not import: the
-                        // sender is told `invalid`, nothing of it is stored.
-                        ImportOutcome::Failed {
-                            reason: e.to_string(),
-                        }
-                    }
-                };
-                // The replica changed now: the core learns it before anything
-                // else, and of several imports in the order they were made
-                // (the last outcome holds the replica's newest version).
-                let at = self.imports_ahead.min(self.internal.len());
-                self.internal.insert(at, Msg::Imported { id, outcome });
-                self.imports_ahead += 1;
+                self.deferred.push((id, doc, data));
+                self.import_deferred();
             }
             Cmd::Close { channel, reason } => {
                 if !self.channels.remove(&channel) {
