@@ -109,17 +109,25 @@ impl DocEngine for LoroEngine {
             // minutes.
             let was_detached = doc.is_detached();
             doc.detach();
-            let outcomes = batch
+            let results: Vec<_> = batch
                 .iter()
                 .map(|bytes| {
                     import_fault(bytes);
-                    import_unguarded(doc, bytes)
+                    doc.import(bytes)
                 })
                 .collect();
             if !was_detached {
                 doc.checkout_to_latest();
             }
-            outcomes
+            // Every import reports the version after the last one, one
+            // shared copy: a version per import grows with the writers, so
+            // 16,000 of them held gigabytes. The acknowledgements wait for
+            // that version to be durable, which its write makes it at once.
+            let version = to_core_version(&doc.oplog_vv());
+            results
+                .into_iter()
+                .map(|result| outcome(result, &version))
+                .collect()
         })
     }
 }
@@ -146,15 +154,19 @@ fn import_fault(bytes: &[u8]) {
 
 /// What [`LoroEngine::import`] does inside its guard.
 fn import_unguarded(doc: &mut LoroDoc, bytes: &[u8]) -> ImportOutcome {
-    match doc.import(bytes) {
-        Ok(status) => {
-            let version = to_core_version(&doc.oplog_vv());
-            if status.pending.is_some() {
-                ImportOutcome::Pending { version }
-            } else {
-                ImportOutcome::Applied { version }
-            }
-        }
+    let result = doc.import(bytes);
+    outcome(result, &to_core_version(&doc.oplog_vv()))
+}
+
+/// What Loro's answer to an import means, with the replica's version after it.
+fn outcome(result: loro::LoroResult<loro::ImportStatus>, version: &VersionVector) -> ImportOutcome {
+    match result {
+        Ok(status) if status.pending.is_some() => ImportOutcome::Pending {
+            version: version.clone(),
+        },
+        Ok(_) => ImportOutcome::Applied {
+            version: version.clone(),
+        },
         Err(e) => ImportOutcome::Failed {
             reason: e.to_string(),
         },

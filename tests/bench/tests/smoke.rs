@@ -19,7 +19,8 @@ fn every_scenario_runs_with_tiny_sizes() {
         assert_eq!(r.size, 500, "{}", r.json());
         // Bursts: every update acknowledged (asserted inside), a few
         // changes stored for the burst, one per update one by one.
-        let runs = docweave_bench::bursts::s10_all(&[50], &dir);
+        let mut runs = Vec::new();
+        docweave_bench::bursts::s10_all(&[50], &[50], &dir, |r| runs.push(r));
         let changes = |r: &docweave_bench::Run| r.extra[0].1;
         assert!(changes(&runs[0]) <= 4.0, "{}", runs[0].json());
         assert!(changes(&runs[1]) >= 50.0, "{}", runs[1].json());
