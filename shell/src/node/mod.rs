@@ -34,6 +34,7 @@
 
 mod chunks;
 mod outbox;
+mod recent_exports;
 mod replicas;
 mod store_jobs;
 
@@ -267,6 +268,8 @@ pub struct Node<E: DocEngine> {
     /// Imports into one document not carried out yet, in order: updates
     /// that arrive together are imported together (see [`Node::run`]).
     deferred: Vec<(ImportId, DocId, Payload)>,
+    /// Exports kept across flushes for readers that come one after another.
+    recent_exports: recent_exports::RecentExports,
     /// The reload everything waits for, and the inputs that wait with it.
     blocked: Option<u64>,
     /// A start-up read of the store that failed is tried again at this
@@ -310,6 +313,7 @@ impl<E: DocEngine> Node<E> {
             internal: VecDeque::new(),
             imports_ahead: 0,
             deferred: Vec::new(),
+            recent_exports: Default::default(),
             blocked: None,
             restore_retry: None,
             held: VecDeque::new(),
@@ -803,6 +807,7 @@ impl<E: DocEngine> Node<E> {
     /// document's data in this process is lost, which the event says.
     fn replica_broke(&mut self, doc: &DocId, panic: &docweave_adapters::EnginePanic) {
         self.replicas.remove(doc);
+        self.recent_exports.forget(doc);
         let reason = match self.store {
             Some(_) => {
                 format!("{doc} was dropped from memory and is read back from the store: {panic}")

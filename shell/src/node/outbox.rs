@@ -198,6 +198,10 @@ impl<E: DocEngine> Node<E> {
             return Exported::Nothing;
         };
         let version = engine.version(d);
+        if let Some(data) = self.recent_exports.get(doc, since, &version) {
+            exports.insert(key, (data.clone(), version.clone()));
+            return Exported::Data(data, version);
+        }
         match engine.export(d, since) {
             Ok(bytes) if bytes.len() > self.options.max_message => {
                 let reason = format!(
@@ -220,6 +224,7 @@ impl<E: DocEngine> Node<E> {
                 // rather than holding a copy for the whole flush.
                 if data.len() <= self.options.chunk_size {
                     exports.insert(key, (data.clone(), version.clone()));
+                    self.recent_exports.keep(doc, since, &version, &data);
                 }
                 Exported::Data(data, version)
             }
