@@ -151,3 +151,74 @@ fn a_hundred_sessions_asking_for_forty_large_documents_and_never_polling_cost_bo
         server.peak_rss() >> 20
     );
 }
+
+#[test]
+fn a_hundred_websockets_asking_for_forty_large_documents_and_never_reading_cost_bounded_memory() {
+    let server = Server::start(
+        "server",
+        &data_dir("readers-never-reading"),
+        free_port(),
+        free_port(),
+        &[],
+    );
+    smol::block_on(async {
+        let mut ws = raw_ws(server.ws).await;
+        send(&mut ws, &[hello("writer", None)]).await;
+        for i in 0..DOCS {
+            let update = Message::Update {
+                doc: DocId::new(&format!("big-{i}")),
+                batch: BatchId(i as u64 + 1),
+                data: Payload::new(big_doc(i)),
+                version: VersionVector::new(),
+            };
+            send(&mut ws, &[update]).await;
+        }
+        let (got, _) = receive_until(&mut ws, Duration::from_secs(120), |ms| {
+            ms.iter()
+                .filter(|m| matches!(m, Message::Ack { .. }))
+                .count()
+                >= DOCS
+        })
+        .await;
+        assert_eq!(
+            got.iter()
+                .filter(|m| matches!(m, Message::Ack { .. }))
+                .count(),
+            DOCS
+        );
+    });
+    let before = server.rss();
+    let readers = smol::block_on(async {
+        let mut readers = Vec::new();
+        for r in 0..READERS {
+            let mut ws = raw_ws(server.ws).await;
+            let mut frame = vec![hello(&format!("reader-{r}"), None)];
+            frame.extend((0..DOCS).map(|i| sync_request(&format!("big-{i}"))));
+            send(&mut ws, &frame).await;
+            readers.push(ws);
+        }
+        readers
+    });
+    let mut peak_during = server.rss();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        peak_during = peak_during.max(server.rss());
+    }
+    let started = Instant::now();
+    assert!(well_behaved(&server, "other", None));
+    let good = started.elapsed();
+    eprintln!(
+        "{READERS} websockets x {DOCS} documents of 870 KB, never read: RSS {} MiB before, {} MiB \
+         at most during (process peak {} MiB); a good client's put and get afterwards {good:?}",
+        before >> 20,
+        peak_during >> 20,
+        server.peak_rss() >> 20
+    );
+    drop(readers);
+    assert!(
+        server.peak_rss() < before + (512 << 20),
+        "RSS went from {} MiB to {} MiB",
+        before >> 20,
+        server.peak_rss() >> 20
+    );
+}
