@@ -24,6 +24,35 @@ fn big_doc(i: usize) -> Vec<u8> {
     doc.export(loro::ExportMode::Snapshot).unwrap()
 }
 
+/// Writes the 40 documents of 870 KB through one client, each acknowledged.
+fn write_big_docs(server: &Server) {
+    smol::block_on(async {
+        let mut ws = raw_ws(server.ws).await;
+        send(&mut ws, &[hello("writer", None)]).await;
+        for i in 0..DOCS {
+            let update = Message::Update {
+                doc: DocId::new(&format!("big-{i}")),
+                batch: BatchId(i as u64 + 1),
+                data: Payload::new(big_doc(i)),
+                version: VersionVector::new(),
+            };
+            send(&mut ws, &[update]).await;
+        }
+        let acks = |ms: &[Message]| {
+            ms.iter()
+                .filter(|m| matches!(m, Message::Ack { .. }))
+                .count()
+        };
+        let (got, _) =
+            receive_until(&mut ws, Duration::from_secs(120), |ms| acks(ms) >= DOCS).await;
+        assert_eq!(
+            acks(&got),
+            DOCS,
+            "the writer's documents were not all taken"
+        );
+    });
+}
+
 /// Opens an HTTP session from `from` (a loopback address) with `body` as
 /// its first frame; the answer's status line.
 fn open_session(from: [u8; 4], port: u16, body: &[u8]) -> String {
@@ -61,32 +90,7 @@ fn a_hundred_sessions_asking_for_forty_large_documents_and_never_polling_cost_bo
         free_port(),
         &[],
     );
-    // 40 documents of 870 KB, written by one client.
-    smol::block_on(async {
-        let mut ws = raw_ws(server.ws).await;
-        send(&mut ws, &[hello("writer", None)]).await;
-        for i in 0..DOCS {
-            let update = Message::Update {
-                doc: DocId::new(&format!("big-{i}")),
-                batch: BatchId(i as u64 + 1),
-                data: Payload::new(big_doc(i)),
-                version: VersionVector::new(),
-            };
-            send(&mut ws, &[update]).await;
-        }
-        let (got, _) = receive_until(&mut ws, Duration::from_secs(120), |ms| {
-            ms.iter()
-                .filter(|m| matches!(m, Message::Ack { .. }))
-                .count()
-                >= DOCS
-        })
-        .await;
-        let acks = got
-            .iter()
-            .filter(|m| matches!(m, Message::Ack { .. }))
-            .count();
-        assert_eq!(acks, DOCS, "the writer's documents were not all taken");
-    });
+    write_big_docs(&server);
     let before = server.rss();
     // A good client keeps writing and reading another document.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -161,32 +165,7 @@ fn a_hundred_websockets_asking_for_forty_large_documents_and_never_reading_cost_
         free_port(),
         &[],
     );
-    smol::block_on(async {
-        let mut ws = raw_ws(server.ws).await;
-        send(&mut ws, &[hello("writer", None)]).await;
-        for i in 0..DOCS {
-            let update = Message::Update {
-                doc: DocId::new(&format!("big-{i}")),
-                batch: BatchId(i as u64 + 1),
-                data: Payload::new(big_doc(i)),
-                version: VersionVector::new(),
-            };
-            send(&mut ws, &[update]).await;
-        }
-        let (got, _) = receive_until(&mut ws, Duration::from_secs(120), |ms| {
-            ms.iter()
-                .filter(|m| matches!(m, Message::Ack { .. }))
-                .count()
-                >= DOCS
-        })
-        .await;
-        assert_eq!(
-            got.iter()
-                .filter(|m| matches!(m, Message::Ack { .. }))
-                .count(),
-            DOCS
-        );
-    });
+    write_big_docs(&server);
     let before = server.rss();
     let readers = smol::block_on(async {
         let mut readers = Vec::new();
