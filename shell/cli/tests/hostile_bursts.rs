@@ -68,7 +68,11 @@ async fn acks(ws: &mut Socket, n: usize) -> usize {
         let left = n - acked;
         let (got, closed) =
             receive_until(ws, Duration::from_secs(120), |ms| count_ok(ms) >= left).await;
-        assert!(!closed && !got.is_empty(), "acks stopped at {acked} of {n}");
+        assert!(
+            !closed && !got.is_empty(),
+            "acks stopped at {acked} of {n}; closed: {closed}; last: {:?}",
+            got.iter().rev().take(3).collect::<Vec<_>>()
+        );
         acked += count_ok(&got);
     }
     acked
@@ -164,4 +168,114 @@ fn a_burst_of_updates_from_many_writers_in_one_frame_is_stored_in_proportion_to_
         stored <= 16 * sent + (4 << 20),
         "a burst of {sent} bytes stored {stored}"
     );
+}
+
+/// Whether `text` (the CLI's JSON of a document) holds every key of `n` writers.
+fn holds_all(text: &str, n: u64) -> bool {
+    text.contains("\"k0\"") && text.contains(&format!("\"k{}\"", n - 1))
+}
+
+#[test]
+fn ten_thousand_writers_on_one_document_are_read_by_the_cli_a_loro_client_and_a_peer_server() {
+    use docweave_adapters::loro_protocol::{Body, Crdt};
+    use futures_util::SinkExt;
+    let n = 10_000u64;
+    let server = Server::start(
+        "server",
+        &data_dir("writers-10k"),
+        free_port(),
+        free_port(),
+        &[],
+    );
+    let doc = "crowd";
+    smol::block_on(async {
+        let mut ws = raw_ws(server.ws).await;
+        send(&mut ws, &[hello("writers", None)]).await;
+        let all = updates(n);
+        // Frames of 2,000 updates: one WebSocket piece holds 256 KiB.
+        for (f, chunk) in all.chunks(2_000).enumerate() {
+            let frame: Vec<Message> = (1..)
+                .zip(chunk)
+                .map(|(i, d)| update(doc, (f * 2_000) as u64 + i, d))
+                .collect();
+            send(&mut ws, &frame).await;
+        }
+        assert_eq!(acks(&mut ws, n as usize).await, n as usize);
+    });
+    // The CLI, over WebSocket and HTTP.
+    for url in [
+        format!("ws://127.0.0.1:{}", server.ws),
+        format!("http://127.0.0.1:{}", server.http),
+    ] {
+        let (ok, out, err) = cli(&["doc", "get", &url, doc]);
+        assert!(ok && holds_all(&out, n), "{url}: {err}");
+    }
+    // A Loro client: joined, then sent the whole document (perhaps as fragments).
+    smol::block_on(async {
+        let mut ws = raw_ws_at(server.ws, "/loro").await;
+        let join = Body::JoinRequest {
+            auth: Vec::new(),
+            version: Vec::new(),
+        };
+        ws.send(loro(Crdt::Loro, doc, join)).await.unwrap();
+        let replica = loro::LoroDoc::new();
+        let mut pieces: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+        let mut expected = 0u32;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while replica.get_map("m").len() < n as usize {
+            assert!(
+                Instant::now() < deadline,
+                "the Loro client got {} keys",
+                replica.get_map("m").len()
+            );
+            let (got, _, closed) = loro_until(&mut ws, Duration::from_secs(5), |_| true).await;
+            assert!(!closed, "the server closed the Loro client");
+            for m in got {
+                match m.body {
+                    Body::JoinError { message, .. } => panic!("join refused: {message}"),
+                    Body::DocUpdate { updates, .. } => {
+                        for u in updates {
+                            replica.import(&u).unwrap();
+                        }
+                    }
+                    Body::FragmentHeader { count, .. } => {
+                        expected = count;
+                        pieces.clear();
+                    }
+                    Body::Fragment { index, bytes, .. } => {
+                        pieces.insert(index, bytes);
+                        if pieces.len() as u32 == expected {
+                            let whole: Vec<u8> = std::mem::take(&mut pieces)
+                                .into_values()
+                                .flatten()
+                                .collect();
+                            replica.import(&whole).unwrap();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    // A server joined with `--peer` pulls it.
+    let peer = format!("ws://127.0.0.1:{}", server.ws);
+    let b = Server::start(
+        "server-b",
+        &data_dir("writers-10k-b"),
+        free_port(),
+        free_port(),
+        &["--peer", &peer],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, _) = cli(&["doc", "get", &format!("ws://127.0.0.1:{}", b.ws), doc]);
+        if ok && holds_all(&out, n) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the peer server never held all {n} writers"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
