@@ -178,7 +178,6 @@ fn holds_all(text: &str, n: u64) -> bool {
 #[test]
 fn ten_thousand_writers_on_one_document_are_read_by_the_cli_a_loro_client_and_a_peer_server() {
     use docweave_adapters::loro_protocol::{Body, Crdt};
-    use futures_util::SinkExt;
     let n = 10_000u64;
     let server = Server::start(
         "server",
