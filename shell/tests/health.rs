@@ -61,6 +61,8 @@ fn a_store_that_panics_stops_the_node_and_says_why() {
         .unwrap();
     assert_eq!(repo.health().stopped(), None);
     smol::block_on(async {
+        // The store dies under this edit: its outcome is what the health
+        // check below is about, not the edit's own answer.
         let _ = repo
             .edit("notes", |d| d.get_map("m").insert("k", 1).unwrap())
             .await;
@@ -79,6 +81,7 @@ fn a_store_that_panics_stops_the_node_and_says_why() {
 #[test]
 fn a_recording_that_cannot_be_written_stops_and_says_why_and_the_node_goes_on() {
     let dir = std::env::temp_dir().join(format!("docweave-record-fail-{}", std::process::id()));
+    // A leftover of an earlier run goes; none there is fine.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("log");

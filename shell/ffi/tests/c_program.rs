@@ -160,6 +160,7 @@ fn cli(args: &[&str]) -> String {
 #[test]
 fn a_c_program_syncs_a_document_with_docweave_serve_over_its_own_tcp_connection() {
     let dir = std::env::temp_dir().join(format!("docweave-ffi-{}", std::process::id()));
+    // A leftover of an earlier run goes; none there is fine.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let program = dir.join("sync_tcp");
@@ -214,6 +215,7 @@ fn the_readme_c_example_compiles_and_fetches_a_document() {
     let start = section.find("```c\n").unwrap() + "```c\n".len();
     let code = &section[start..start + section[start..].find("```").unwrap()];
     let dir = std::env::temp_dir().join(format!("docweave-ffi-readme-{}", std::process::id()));
+    // A leftover of an earlier run goes; none there is fine.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("example.c"), code).unwrap();
@@ -236,6 +238,7 @@ fn the_readme_c_example_compiles_and_fetches_a_document() {
 #[test]
 fn a_c_host_fed_poison_by_a_server_reports_an_error_and_goes_on() {
     let dir = std::env::temp_dir().join(format!("docweave-ffi-poison-{}", std::process::id()));
+    // A leftover of an earlier run goes; none there is fine.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let program = dir.join("poison");

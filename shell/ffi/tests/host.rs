@@ -7,6 +7,7 @@ use docweave_ffi::host::{Host, HostConfig};
 #[test]
 fn a_store_that_cannot_be_read_fails_the_host_with_the_reason() {
     let dir = std::env::temp_dir().join(format!("docweave-ffi-restore-{}", std::process::id()));
+    // A leftover of an earlier run goes; none there is fine.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("host.db");
