@@ -4,6 +4,7 @@
 //! `cargo run --release -p docweave-bench -- --scenario all`
 
 use clap::Parser;
+use docweave_bench::appends::s11;
 use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
 use docweave_bench::scenarios::{s1, s2, s3, s4, s5, Transport};
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s7, s10 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// all, s1 … s7, s10, s11 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
     /// or Debian's binaries for a throwaway cluster).
     #[arg(long, default_value = "all")]
     scenario: String,
@@ -48,6 +49,7 @@ struct Sizes {
     s6: Vec<usize>,
     s7: (usize, usize, u64),
     s10: (Vec<u64>, Vec<u64>),
+    s11: usize,
 }
 
 impl Sizes {
@@ -61,6 +63,7 @@ impl Sizes {
             s6: vec![1, 10, 100, 1_000],
             s7: (3, 50, 2_000),
             s10: (vec![1_000, 4_000, 16_000], vec![1_000, 4_000]),
+            s11: 3_100_000,
         }
     }
     fn quick() -> Self {
@@ -73,6 +76,7 @@ impl Sizes {
             s6: vec![1, 100],
             s7: (3, 6, 50),
             s10: (vec![200], vec![50]),
+            s11: 100_000,
         }
     }
 }
@@ -129,6 +133,7 @@ fn main() {
         s6: s6_batches,
         s7: s7_size,
         s10: s10_sizes,
+        s11: s11_size,
     } = sizes;
     let mut runs: Vec<Run> = Vec::new();
     let mut record = |r: Run| {
@@ -179,6 +184,9 @@ fn main() {
                     &std::env::temp_dir(),
                     &mut record,
                 );
+            }
+            if want("s11") {
+                record(s11(s11_size, &std::env::temp_dir()).await);
             }
         });
     }

@@ -24,6 +24,16 @@ fn every_scenario_runs_with_tiny_sizes() {
         let changes = |r: &docweave_bench::Run| r.extra[0].1;
         assert!(changes(&runs[0]) <= 4.0, "{}", runs[0].json());
         assert!(changes(&runs[1]) >= 50.0, "{}", runs[1].json());
+        // A large append: acknowledged (asserted inside), the good client
+        // made round trips meanwhile, Loro's floor measured.
+        let r = docweave_bench::appends::s11(20_000, &dir).await;
+        let extra = |k: &str| r.extra.iter().find(|(n, _)| n == k).map_or(0.0, |e| e.1);
+        assert!(
+            r.value > 0.0 && extra("loro_import_s") > 0.0,
+            "{}",
+            r.json()
+        );
+        assert!(extra("good_round_trips") >= 1.0, "{}", r.json());
     });
 }
 
