@@ -48,6 +48,16 @@ pub struct Timing {
     /// First delay before a failed store operation is tried again; it
     /// doubles with each failure in a row, up to `backoff_max_ms`.
     pub store_retry_ms: Millis,
+    /// Presence of one member relayed within this window is held, and only
+    /// its latest sent when the window ends: a member sends each other
+    /// member at most two changes per window however fast it changes
+    /// (0: every change at once).
+    #[serde(default = "default_presence_window_ms")]
+    pub presence_window_ms: Millis,
+}
+
+fn default_presence_window_ms() -> Millis {
+    50
 }
 
 impl Default for Timing {
@@ -67,6 +77,7 @@ impl Default for Timing {
             feed_poll_ms: 0,
             peer_linger_ms: 60_000,
             store_retry_ms: 500,
+            presence_window_ms: default_presence_window_ms(),
         }
     }
 }
@@ -100,6 +111,12 @@ pub struct Bounds {
     /// Bytes of one presence entry; larger ones are dropped.
     #[serde(default = "default_presence_bytes")]
     pub presence_bytes: usize,
+    /// Bytes of all members' presence in one room (a document's namespace)
+    /// together; an entry that would pass it is dropped. Each change is
+    /// sent to every other member, so this bounds what one window of
+    /// changes costs to `members x presence_room_bytes`.
+    #[serde(default = "default_presence_room_bytes")]
+    pub presence_room_bytes: usize,
     /// Messages refused on a channel before its handshake, before it is closed.
     pub refusals_before_hello: u32,
     /// Documents the node does not hold that one peer may have it look up
@@ -121,6 +138,7 @@ impl Default for Bounds {
             presence_per_peer: 256,
             lasting_presence: default_lasting_presence(),
             presence_bytes: default_presence_bytes(),
+            presence_room_bytes: default_presence_room_bytes(),
             refusals_before_hello: 3,
             lookups_per_peer: default_lookups_per_peer(),
             listeners: default_listeners(),
@@ -138,6 +156,10 @@ fn default_listeners() -> usize {
 
 fn default_lasting_presence() -> usize {
     1_000
+}
+
+fn default_presence_room_bytes() -> usize {
+    256 * 1024
 }
 
 fn default_presence_bytes() -> usize {
@@ -510,6 +532,8 @@ pub(crate) enum Timer {
     ForgetPeer(PeerId),
     /// Looks for timed-out transmissions, handshakes and pulls.
     Sweep,
+    /// Presence held back in its window is relayed.
+    PresenceFlush,
 }
 
 /// Everything the core knows. Cheap to clone; an old model stays valid.
@@ -540,6 +564,13 @@ pub struct Model {
     pub(crate) listeners: OrdMap<ListenerId, Listener>,
     pub(crate) presence: OrdMap<PresenceKey, Presence>,
     pub(crate) own_presence: OrdMap<(DocId, Namespace), Payload>,
+    /// Bytes of the entries of each room (`presence` summed), for its bound.
+    pub(crate) presence_room_bytes: OrdMap<(DocId, Namespace), usize>,
+    /// When each entry was last relayed, while that is within the window.
+    pub(crate) presence_relayed: OrdMap<PresenceKey, Millis>,
+    /// Changes held until the window ends: the latest of each entry, as it
+    /// will be relayed, and the peer it came from.
+    pub(crate) presence_held: OrdMap<PresenceKey, (crate::protocol::Ephemeral, PeerId)>,
     pub(crate) remotes: OrdMap<RemoteAddr, Remote>,
     pub(crate) timers: OrdSet<(Millis, Timer)>,
     pub(crate) timer_at: OrdMap<Timer, Millis>,
@@ -612,6 +643,9 @@ impl Model {
             listeners: OrdMap::new(),
             presence: OrdMap::new(),
             own_presence: OrdMap::new(),
+            presence_room_bytes: OrdMap::new(),
+            presence_relayed: OrdMap::new(),
+            presence_held: OrdMap::new(),
             remotes: OrdMap::new(),
             timers: OrdSet::new(),
             timer_at: OrdMap::new(),

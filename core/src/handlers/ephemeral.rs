@@ -138,6 +138,23 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: E
         );
     }
     let key: PresenceKey = (e.doc.clone(), e.namespace.clone(), e.origin.clone());
+    if !e.data.is_empty() && room_full(model, &key, &e.data) {
+        return out.log(
+            crate::io::Level::Warn,
+            format!(
+                "{from} sent {} bytes of presence for {} {}, which holds {} of at most {}; dropped",
+                e.data.len(),
+                e.doc,
+                e.namespace,
+                model
+                    .presence_room_bytes
+                    .get(&(e.doc.clone(), e.namespace.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                model.config.bounds.presence_room_bytes
+            ),
+        );
+    }
     if e.data.is_empty() {
         remove(model, out, &key);
     } else {
@@ -160,21 +177,106 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: E
                 p.presence += 1;
             }
         }
-        keep(model, out, key, &e, from.clone());
+        keep(model, out, key.clone(), &e, from.clone());
     }
     if e.hops > 0 {
         let relayed = Ephemeral {
             hops: e.hops - 1,
             ..e.clone()
         };
-        for ch in targets(model, &e.doc, &[from, &e.origin]) {
-            out.send(ch, Message::Ephemeral(relayed.clone()));
+        relay_or_hold(model, out, key, relayed, from.clone());
+    }
+}
+
+/// Relays a change at once, or, when this entry was relayed within the
+/// window, holds it (replacing what was held) until the window ends.
+fn relay_or_hold(
+    model: &mut Model,
+    out: &mut Out,
+    key: PresenceKey,
+    relayed: Ephemeral,
+    from: PeerId,
+) {
+    let window = model.config.timing.presence_window_ms;
+    if window == 0 {
+        return relay(model, out, &relayed, &from);
+    }
+    let recent = model
+        .presence_relayed
+        .get(&key)
+        .is_some_and(|at| model.now < at.saturating_add(window));
+    if recent {
+        model.presence_held.insert(key, (relayed, from));
+    } else {
+        relay(model, out, &relayed, &from);
+        model.presence_relayed.insert(key, model.now);
+    }
+    if !model.timer_at.contains_key(&Timer::PresenceFlush) {
+        let at = model.now.saturating_add(window);
+        super::timers::set(model, Timer::PresenceFlush, at);
+    }
+}
+
+/// Sends a change to the room's members (not back where it came from, nor
+/// to its origin) and, on a shared store, to the other servers.
+fn relay(model: &Model, out: &mut Out, relayed: &Ephemeral, from: &PeerId) {
+    for ch in targets(model, &relayed.doc, &[from, &relayed.origin]) {
+        out.send(ch, Message::Ephemeral(relayed.clone()));
+    }
+    if model.store_shared {
+        if let Some(store) = model.stores.get_min().copied() {
+            out.send(store, Message::Ephemeral(relayed.clone()));
         }
-        if model.store_shared {
-            if let Some(store) = model.stores.get_min().copied() {
-                out.send(store, Message::Ephemeral(relayed));
-            }
-        }
+    }
+}
+
+/// The window is over: every change held is relayed (its entry's window
+/// starts again), and entries relayed longer ago than the window are
+/// forgotten.
+pub(crate) fn flush(model: &mut Model, out: &mut Out) {
+    let window = model.config.timing.presence_window_ms;
+    let now = model.now;
+    let held = std::mem::take(&mut model.presence_held);
+    for (key, (relayed, from)) in held {
+        relay(model, out, &relayed, &from);
+        model.presence_relayed.insert(key, now);
+    }
+    let stale: Vec<PresenceKey> = model
+        .presence_relayed
+        .iter()
+        .filter(|(_, at)| now >= at.saturating_add(window))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in stale {
+        model.presence_relayed.remove(&k);
+    }
+    if !model.presence_relayed.is_empty() {
+        super::timers::set(
+            model,
+            Timer::PresenceFlush,
+            now.saturating_add(window.max(1)),
+        );
+    }
+}
+
+/// Whether keeping `data` for `key` would pass its room's bound.
+fn room_full(model: &Model, key: &PresenceKey, data: &Payload) -> bool {
+    let room = (key.0.clone(), key.1.clone());
+    let held = model.presence_room_bytes.get(&room).copied().unwrap_or(0);
+    let replaced = model.presence.get(key).map_or(0, |p| p.data.len());
+    held.saturating_sub(replaced).saturating_add(data.len())
+        > model.config.bounds.presence_room_bytes
+}
+
+/// Adds `add` bytes to a room's count and takes `take` away.
+fn count_room(model: &mut Model, key: &PresenceKey, add: usize, take: usize) {
+    let room = (key.0.clone(), key.1.clone());
+    let held = model.presence_room_bytes.get(&room).copied().unwrap_or(0);
+    let now = held.saturating_add(add).saturating_sub(take);
+    if now == 0 {
+        model.presence_room_bytes.remove(&room);
+    } else {
+        model.presence_room_bytes.insert(room, now);
     }
 }
 
@@ -196,6 +298,11 @@ pub(crate) fn received_from_store(
     }
     e.ttl_ms = e.ttl_ms.min(MAX_TTL_MS as u32);
     let key: PresenceKey = (e.doc.clone(), e.namespace.clone(), e.origin.clone());
+    if e.data.len() > model.config.bounds.presence_bytes || room_full(model, &key, &e.data) {
+        // Another server's peer: that server logged what it let through;
+        // this one keeps its own memory bounded all the same.
+        return;
+    }
     if e.data.is_empty() {
         remove(model, out, &key);
     } else {
@@ -212,13 +319,19 @@ pub(crate) fn received_from_store(
 /// Keeps a presence entry until its TTL (already capped), and tells the application.
 fn keep(model: &mut Model, out: &mut Out, key: PresenceKey, e: &Ephemeral, via: PeerId) {
     let expires = model.now.saturating_add(u64::from(e.ttl_ms));
-    model.presence.insert(
+    let replaced = model.presence.insert(
         key.clone(),
         Presence {
             data: e.data.clone(),
             expires,
             via,
         },
+    );
+    count_room(
+        model,
+        &key,
+        e.data.len(),
+        replaced.map_or(0, |p| p.data.len()),
     );
     super::timers::set(model, Timer::PresenceExpiry(key), expires);
     out.emit(Event::Presence {
@@ -230,7 +343,10 @@ fn keep(model: &mut Model, out: &mut Out, key: PresenceKey, e: &Ephemeral, via: 
 }
 
 fn remove(model: &mut Model, out: &mut Out, key: &PresenceKey) {
+    // A change still held for a member who is gone would bring it back.
+    model.presence_held.remove(key);
     if let Some(gone) = model.presence.remove(key) {
+        count_room(model, key, 0, gone.data.len());
         if let Some(p) = model.peers.get_mut(&gone.via) {
             p.presence = p.presence.saturating_sub(1);
         }

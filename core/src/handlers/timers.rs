@@ -112,6 +112,7 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
         Timer::PresenceExpiry(key) => super::ephemeral::expire(model, out, key),
         Timer::Heartbeat => super::ephemeral::heartbeat(model, out),
         Timer::Sweep => sweep(model, out),
+        Timer::PresenceFlush => super::ephemeral::flush(model, out),
         Timer::LoadTimeout(doc) => super::storage::load_timed_out(model, out, &doc),
         Timer::FeedPoll => super::storage::feed_poll(model, out),
         Timer::StoreRetry => super::storage::retry_due(model, out),

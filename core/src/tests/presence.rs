@@ -203,3 +203,101 @@ fn presence_larger_than_the_bound_is_dropped() {
     k.recv(1, ephemeral("alice", 1));
     assert_eq!(k.model.presence().len(), 1);
 }
+
+fn ephemeral_with(origin: &str, data: Vec<u8>) -> Message {
+    let mut m = ephemeral(origin, 1);
+    if let Message::Ephemeral(e) = &mut m {
+        e.data = Payload::new(data);
+    }
+    m
+}
+
+/// The presence payloads `ch` was sent.
+fn relayed(cmds: &[crate::Cmd], ch: u64) -> Vec<Vec<u8>> {
+    messages(cmds, ch)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Ephemeral(e) => Some(e.data.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_room_keeps_presence_up_to_its_bound_and_takes_more_once_a_member_leaves() {
+    let mut config = crate::Config::new("hub");
+    config.bounds.presence_room_bytes = 10;
+    let mut k = Kit::new(config);
+    k.store(10);
+    for (ch, p) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+        k.peer(ch, p);
+    }
+    k.create(&[10], "d");
+    for ch in [1, 2, 3] {
+        k.follow(ch, "d");
+    }
+    k.recv(1, ephemeral_with("alice", vec![1; 4]));
+    k.recv(2, ephemeral_with("bob", vec![2; 4]));
+    // Carol's 4 bytes would make 12: dropped, and relayed to nobody.
+    let cmds = k.recv(3, ephemeral_with("carol", vec![3; 4]));
+    assert!(relayed(&cmds, 1).is_empty() && relayed(&cmds, 2).is_empty());
+    assert_eq!(origins(&k), vec!["alice".to_string(), "bob".to_string()]);
+    // Bob replaces his entry with a smaller one: his old bytes do not count.
+    k.recv(2, ephemeral_with("bob", vec![2; 6]));
+    assert_eq!(origins(&k).len(), 2);
+    // Alice leaves: carol's entry fits now.
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    k.recv(3, ephemeral_with("carol", vec![3; 4]));
+    assert_eq!(origins(&k), vec!["bob".to_string(), "carol".to_string()]);
+}
+
+#[test]
+fn changes_of_one_member_within_the_window_reach_the_others_once_more_at_its_end() {
+    let mut k = hub_with_three();
+    let window = k.model.config.timing.presence_window_ms;
+    // The first change goes at once.
+    let cmds = k.recv(1, ephemeral_with("alice", vec![1]));
+    assert_eq!(relayed(&cmds, 2), vec![vec![1]]);
+    // Four more within the window are held; another member's is not.
+    for v in 2..=5 {
+        let cmds = k.recv(1, ephemeral_with("alice", vec![v]));
+        assert!(relayed(&cmds, 2).is_empty() && relayed(&cmds, 3).is_empty());
+    }
+    let cmds = k.recv(2, ephemeral_with("bob", vec![9]));
+    assert_eq!(relayed(&cmds, 3), vec![vec![9]]);
+    // At the window's end only the latest goes, once to each other member.
+    let cmds = k.tick(window);
+    for ch in [2, 3] {
+        assert_eq!(relayed(&cmds, ch), vec![vec![5]], "channel {ch}");
+    }
+    assert!(relayed(&cmds, 1).is_empty());
+    // A quiet window later a change goes at once again.
+    k.tick(3 * window);
+    let cmds = k.recv(1, ephemeral_with("alice", vec![6]));
+    assert_eq!(relayed(&cmds, 2), vec![vec![6]]);
+}
+
+#[test]
+fn a_change_held_for_a_member_who_left_is_never_relayed() {
+    let mut k = hub_with_three();
+    let window = k.model.config.timing.presence_window_ms;
+    k.recv(1, ephemeral_with("alice", vec![1]));
+    k.recv(1, ephemeral_with("alice", vec![2]));
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    let cmds = k.tick(window);
+    assert!(relayed(&cmds, 2).is_empty() && relayed(&cmds, 3).is_empty());
+    assert!(k.model.presence().is_empty());
+}
+
+/// The origins of the live entries, in key order.
+fn origins(k: &Kit) -> Vec<String> {
+    k.model
+        .presence()
+        .into_iter()
+        .map(|p| p.2.as_str().to_string())
+        .collect()
+}
