@@ -572,6 +572,39 @@ fn answer_body(m: Message) -> serde_json::Value {
     }
 }
 
+/// A client at its bound of sessions opens another: its session polled
+/// least recently is closed in its favour, if no well-behaved client could
+/// still be polling it (quiet past the longest pause between polls and a
+/// poll's wait, with a second to spare). Clients that end without closing
+/// their sessions (a killed process, an older client) are not locked out
+/// until their sessions idle out, while sessions that are polled still
+/// count. Whether one was closed.
+fn replace_idle(
+    all: &mut BTreeMap<String, Session>,
+    client: Option<std::net::IpAddr>,
+    auth: Option<&str>,
+    o: &HttpOptions,
+) -> bool {
+    let quiet = o.poll_max + o.poll_wait + Duration::from_secs(1);
+    let oldest = all
+        .iter()
+        .filter(|(_, s)| {
+            (client.is_some() && s.client == client)
+                || (auth.is_some() && s.auth.as_deref() == auth)
+        })
+        .filter(|(_, s)| s.last_seen.elapsed() >= quiet)
+        .min_by_key(|(_, s)| s.last_seen)
+        .map(|(id, _)| id.clone());
+    match oldest.and_then(|id| all.remove(&id)) {
+        Some(s) => {
+            s.link
+                .close("replaced by a newer session of the same client");
+            true
+        }
+        None => false,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn sync(
     session: Option<String>,
@@ -619,7 +652,9 @@ async fn sync(
                     .values()
                     .filter(|s| auth.is_some() && s.auth == auth)
                     .count();
-                if per_client.max(per_credential) >= o.sessions_per_client {
+                if per_client.max(per_credential) >= o.sessions_per_client
+                    && !replace_idle(&mut all, client, auth.as_deref(), &o)
+                {
                     let mut r = problem(
                         StatusCode::TOO_MANY_REQUESTS,
                         "RateLimited",
@@ -844,7 +879,10 @@ pub fn http_link(addr: &str, token: Option<&str>, o: HttpOptions) -> Link {
                 }
             };
             let mut more = match first {
-                Some(None) => break,
+                // The link was dropped: the session ends as if closed, so
+                // the server does not hold it until it idles out (a
+                // client's sessions are bounded per address).
+                Some(None) => take(Outbound::Close(String::new()), &mut body),
                 Some(Some(item)) => take(item, &mut body),
                 None => true,
             };

@@ -439,9 +439,14 @@ fn one_address_cannot_take_every_http_session() {
         r#"
 import socket
 codes = {{}}
+# All at once: a session not polled for a few seconds gives way to a new
+# one of its address, so requests spread over time would each get one.
+sockets = []
 for _ in range(200):
     s = socket.create_connection(("127.0.0.1", {port}), source_address=("127.0.0.2", 0))
     s.sendall(b"POST /sync HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+    sockets.append(s)
+for s in sockets:
     answer = b""
     while True:
         chunk = s.recv(4096)
@@ -477,4 +482,46 @@ print(" ".join(f"{{k}}={{v}}" for k, v in sorted(codes.items())))
     assert!(ok, "{err}");
     let (ok, out, _) = cli(&["doc", "get", &http, "notes"]);
     assert!(ok && out.contains("\"k\":\"v\""), "{out}");
+    // Sessions nobody polls any more (quiet past the longest poll pause)
+    // give way to a new one of the same address instead of locking it out
+    // until they idle out a minute later.
+    std::thread::sleep(Duration::from_millis(3_500));
+    let request =
+        "POST /sync HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+    let answer = {
+        use std::io::{Read, Write};
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .unwrap();
+        socket
+            .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], server.http)).into())
+            .unwrap();
+        let mut s: std::net::TcpStream = socket.into();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_script_reading_over_http_again_and_again_is_never_locked_out() {
+    let server = start("http-many-gets", &[]);
+    let http = format!("http://127.0.0.1:{}", server.http);
+    let (ok, _, err) = cli(&["doc", "put", &http, "notes", "k", "v"]);
+    assert!(ok, "{err}");
+    // More runs than one address may hold sessions: each closes its own.
+    for run in 0..40 {
+        let started = std::time::Instant::now();
+        let (ok, out, err) = cli(&["doc", "get", &http, "notes", "--timeout", "20"]);
+        assert!(ok && out.contains("\"k\":\"v\""), "run {run}: {out}{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "run {run} took {:?}",
+            started.elapsed()
+        );
+    }
 }
