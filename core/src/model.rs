@@ -51,8 +51,9 @@ pub struct Timing {
     /// Presence of one member relayed within this window is held, and only
     /// its latest sent when the window ends: a member sends each other
     /// member at most two changes per window however fast it changes
-    /// (0: every change at once).
-    #[serde(default = "default_presence_window_ms")]
+    /// (0: every change at once). A recorded configuration without it
+    /// (made before the window existed) reads as 0, so it replays as it ran.
+    #[serde(default)]
     pub presence_window_ms: Millis,
 }
 
