@@ -118,8 +118,8 @@ fn own_entry(model: &Model, doc: &DocId, namespace: &Namespace, data: Payload) -
 
 pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: Ephemeral) {
     // Presence speaks for its sender: only a server we dialed relays others'.
-    let relay = model.peers.get(from).is_some_and(|p| p.dialed);
-    if !relay {
+    let relayed_by_server = model.peers.get(from).is_some_and(|p| p.dialed);
+    if !relayed_by_server {
         e.origin = from.clone();
     }
     e.ttl_ms = e.ttl_ms.min(MAX_TTL_MS as u32);
@@ -156,6 +156,12 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: E
         );
     }
     if e.data.is_empty() {
+        // A removal is never held, and what was held for the entry goes
+        // first: a Loro member's departure is its keys' tombstones, then
+        // the removal, and the members still there need the tombstones.
+        if let Some((held, via)) = model.presence_held.remove(&key) {
+            relay(model, out, &held, &via);
+        }
         remove(model, out, &key);
     } else {
         // Counted against the peer it came through: an entry that came
@@ -198,7 +204,7 @@ fn relay_or_hold(
     from: PeerId,
 ) {
     let window = model.config.timing.presence_window_ms;
-    if window == 0 {
+    if window == 0 || relayed.data.is_empty() {
         return relay(model, out, &relayed, &from);
     }
     let recent = model

@@ -301,3 +301,16 @@ fn origins(k: &Kit) -> Vec<String> {
         .map(|p| p.2.as_str().to_string())
         .collect()
 }
+
+#[test]
+fn a_removal_within_the_window_sends_what_was_held_first_and_then_itself() {
+    let mut k = hub_with_three();
+    k.recv(1, ephemeral_with("alice", vec![1]));
+    // A Loro member leaving: its keys' tombstones, then the removal.
+    let mut cmds = k.recv(1, ephemeral_with("alice", vec![7, 7]));
+    cmds.extend(k.recv(1, ephemeral_with("alice", vec![])));
+    for ch in [2, 3] {
+        assert_eq!(relayed(&cmds, ch), vec![vec![7, 7], vec![]], "channel {ch}");
+    }
+    assert!(k.model.presence().is_empty());
+}
