@@ -401,6 +401,11 @@ pub(crate) struct Peer {
     pub acked: OrdMap<DocId, Clock>,
     /// Documents requested after a `changes` answer, and the clock it covered.
     pub pulling: OrdSet<DocId>,
+    /// Of `pulling`: documents we hold what it listed of, but not yet
+    /// durably (a write still out or failed), with the version listed. The
+    /// pulled cursor waits for them: a crash before the write would
+    /// otherwise lose that data for good, since the cursor said we had it.
+    pub pulling_durable: OrdMap<DocId, VersionVector>,
     pub pull_target: Option<Clock>,
     pub pull_started: Option<Millis>,
     /// Scheduler state for periodic pulls from this peer.
@@ -431,6 +436,7 @@ impl Peer {
             cursor: Cursor::default(),
             acked: OrdMap::new(),
             pulling: OrdSet::new(),
+            pulling_durable: OrdMap::new(),
             pull_target: None,
             pull_started: None,
             pull_interval: 0,

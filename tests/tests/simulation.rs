@@ -102,6 +102,10 @@ const FOUND: &[u64] = &[
     // A node whose import failed (its store could not read the document
     // back) forgot what the sender had, and later sent the sender its own data.
     0x427a_6f1d_d06a_4cfd,
+    // A client that held a pulled change in memory, its write to its store
+    // still failing, advanced its pulled cursor past it, then crashed: on
+    // restart the cursor said it had the change, so it never asked again.
+    0x8d35_28ef_b6f6_d0c3,
 ];
 
 #[test]

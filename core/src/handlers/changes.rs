@@ -222,6 +222,15 @@ pub(crate) fn changes(
         match ours {
             Some((_, true)) => {
                 peer_has(model, peer, &cd.doc, &cd.version);
+                // Held, but not yet durable: the cursor waits for the write.
+                if !durable_here(model, &cd.doc, &cd.version) {
+                    let now = model.now;
+                    if let Some(p) = model.peers.get_mut(peer) {
+                        p.pulling.insert(cd.doc.clone());
+                        p.pulling_durable.insert(cd.doc.clone(), cd.version.clone());
+                        p.pull_started.get_or_insert(now);
+                    }
+                }
                 // It has all we have: that counts for our pushed cursor.
                 if let Some(d) = model
                     .docs
@@ -284,6 +293,45 @@ pub(crate) fn changes(
     settle_pull(model, out, peer);
 }
 
+/// Whether our primary store holds `version` of `doc` (without stores,
+/// memory is all there is).
+fn durable_here(model: &Model, doc: &DocId, version: &VersionVector) -> bool {
+    let Some(store) = model.stores.get_min() else {
+        return true;
+    };
+    model
+        .docs
+        .get(doc)
+        .and_then(|d| d.durable.get(store))
+        .is_some_and(|v| v.includes(version))
+}
+
+/// `doc` became durable on the primary store up to `durable`: pulls that
+/// waited for that are settled.
+pub(crate) fn durable_for_pulls(
+    model: &mut Model,
+    out: &mut Out,
+    doc: &DocId,
+    durable: &VersionVector,
+) {
+    let waiting: Vec<PeerId> = model
+        .peers
+        .iter()
+        .filter(|(_, p)| {
+            p.pulling_durable
+                .get(doc)
+                .is_some_and(|v| durable.includes(v))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for peer in waiting {
+        if let Some(p) = model.peers.get_mut(&peer) {
+            p.pulling_durable.remove(doc);
+        }
+        pulled_doc(model, out, &peer, doc);
+    }
+}
+
 /// A document the remote has and we never saw: open it like the application would.
 fn fetch_new(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
     if !doc.is_valid() || !access(model, peer, doc).create {
@@ -312,10 +360,10 @@ fn fetch_new(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
 
 /// One pulled document is in (durable, or nothing to fetch).
 pub(crate) fn pulled_doc(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
-    let removed = model
-        .peers
-        .get_mut(peer)
-        .is_some_and(|p| p.pulling.remove(doc).is_some());
+    let removed = model.peers.get_mut(peer).is_some_and(|p| {
+        // Still to be written: the write's acknowledgement settles it.
+        !p.pulling_durable.contains_key(doc) && p.pulling.remove(doc).is_some()
+    });
     if removed {
         settle_pull(model, out, peer);
     }

@@ -151,6 +151,7 @@ pub(crate) fn channel_removed(model: &mut Model, out: &mut Out, channel: Channel
 fn peer_gone(model: &mut Model, out: &mut Out, peer: &PeerId) {
     if let Some(p) = model.peers.get_mut(peer) {
         p.pulling = Default::default();
+        p.pulling_durable = Default::default();
         p.pull_target = None;
         let pending: Vec<DocId> = p
             .docs

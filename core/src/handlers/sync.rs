@@ -864,13 +864,14 @@ fn store_ack(
             assign_clock(model, &doc, c);
             out.emit(Event::Durable {
                 doc: doc.clone(),
-                version: durable,
+                version: durable.clone(),
                 clock: c,
             });
         }
         if covers_all {
             model.dirty.remove(&doc);
         }
+        super::changes::durable_for_pulls(model, out, &doc, &durable);
     }
     release_waiters(model, out, &doc);
     if !covers_all {

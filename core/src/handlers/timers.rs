@@ -206,6 +206,7 @@ fn sweep(model: &mut Model, out: &mut Out) {
     for peer in stuck {
         if let Some(p) = model.peers.get_mut(&peer) {
             p.pulling = Default::default();
+            p.pulling_durable = Default::default();
             p.pull_target = None;
             p.pull_started = None;
         }

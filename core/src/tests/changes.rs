@@ -182,3 +182,69 @@ fn an_announced_document_is_fetched_only_if_we_follow_it() {
     );
     assert!(messages(&cmds, 1).is_empty());
 }
+
+#[test]
+fn pulled_cursor_waits_until_a_listed_document_held_in_memory_is_durable() {
+    let mut k = Kit::new(crate::Config::new("client"));
+    k.store(10);
+    k.create(&[10], "x");
+    k.dial(1, "hub", "hub");
+    // The hub pushes a change; it is imported, and its write is out.
+    let cmds = k.recv(
+        1,
+        Message::Update {
+            doc: doc("x"),
+            batch: crate::BatchId(3),
+            data: crate::Payload::new(vec![1]),
+            version: vv(&[(5, 1)]),
+        },
+    );
+    let id = imports(&cmds)[0];
+    let cmds = k.feed(Msg::Imported {
+        id,
+        outcome: crate::ImportOutcome::Applied {
+            version: vv(&[(5, 1)]),
+        },
+    });
+    let writes: Vec<crate::BatchId> = sent(&cmds, 10)
+        .into_iter()
+        .filter_map(|o| match o {
+            crate::Outgoing::Data { batch, .. } => Some(batch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes.len(), 1);
+    // The hub lists it: we hold it, but a crash now would lose it, so the
+    // cursor must not say we have it.
+    let changed = ChangedDoc {
+        doc: doc("x"),
+        version: vv(&[(5, 1)]),
+        clock: Clock(30),
+    };
+    let cmds = k.recv(
+        1,
+        Message::Changes {
+            docs: vec![changed],
+            up_to: Clock(31),
+            more: false,
+        },
+    );
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Cmd::Save(StateRecord::Cursor { .. }))),
+        "the cursor moved past data not yet durable"
+    );
+    // The write is acknowledged: durable, and the cursor moves.
+    let cmds = k.recv(
+        10,
+        Message::Ack {
+            batch: writes[0],
+            status: crate::AckStatus::Ok,
+            clock: Some(Clock(7)),
+        },
+    );
+    assert!(cmds.iter().any(
+        |c| matches!(c, Cmd::Save(StateRecord::Cursor { cursor, .. }) if cursor.pulled == Clock(31))
+    ));
+}
