@@ -130,9 +130,18 @@ where
             max_frame: usize::MAX / 2,
             ..o.limits
         };
+        // The client is not read again before this (its bytes are paced).
+        let mut pacer = crate::transport::Pacer::new(o.inbound_rate, Instant::now());
+        let mut read_after: Option<Instant> = None;
         loop {
+            let resume = read_after;
             let next = futures_lite::future::or(
-                async { Next::Client(stream.next().await) },
+                async {
+                    if let Some(at) = resume {
+                        smol::Timer::at(at).await;
+                    }
+                    Next::Client(stream.next().await)
+                },
                 futures_lite::future::or(async { Next::Node(recv(&node_out).await) }, async {
                     let second = Instant::now() + Duration::from_secs(1);
                     let at = gather.deadline().map_or(second, |d| d.min(second));
@@ -145,6 +154,8 @@ where
             let effects = match next {
                 Next::Client(Some(Ok(Ws::Binary(bytes)))) => {
                     heard = now;
+                    let wait = pacer.charge(bytes.len(), now);
+                    read_after = (!wait.is_zero()).then(|| now + wait);
                     match decode(&bytes) {
                         Ok(m) => {
                             tracing::debug!(

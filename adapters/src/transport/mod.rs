@@ -9,6 +9,7 @@
 pub mod fragments;
 mod http;
 mod memory;
+mod pace;
 mod slots;
 mod static_files;
 mod tcp;
@@ -19,6 +20,7 @@ pub use http::{
     HttpOptions, HttpPages, StatusPage,
 };
 pub use memory::{memory_pair, memory_pair_with_faults, Faults};
+pub use pace::{InboundRate, Pacer};
 pub use slots::{ConnectionLimit, Slot};
 
 pub use tcp::{serve_tcp, tcp_connect, tcp_link};

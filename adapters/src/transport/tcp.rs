@@ -22,8 +22,13 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 /// that came, not the size a header claims.
 const READ_PIECE: usize = 64 * 1024;
 
-/// Runs a TCP connection as a link.
+/// Runs a TCP connection a client opened to us as a link, reading it at
+/// most at [`InboundRate::default`](super::InboundRate).
 pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
+    paced_link(stream, limits, super::InboundRate::default())
+}
+
+fn paced_link(stream: TcpStream, limits: Limits, rate: super::InboundRate) -> Link {
     let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
     let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let writer_stream = stream.clone();
@@ -59,6 +64,7 @@ pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
     smol::spawn(async move {
         let mut s = stream;
         let mut first = true;
+        let mut pacer = super::Pacer::new(rate, std::time::Instant::now());
         loop {
             let wait = if first {
                 HANDSHAKE_TIMEOUT
@@ -68,6 +74,8 @@ pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
             first = false;
             match read_frame(&mut s, &limits, wait).await {
                 Ok(Some(frame)) => {
+                    // Not read again until this frame's bytes are paid for.
+                    pacer.pace(frame.len()).await;
                     if in_tx.send(frame).await.is_err() {
                         break;
                     }
@@ -154,7 +162,13 @@ async fn read_frame(
 pub async fn tcp_connect(addr: &str, limits: Limits) -> std::io::Result<Link> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    Ok(tcp_link(stream, limits))
+    // The server we chose to dial paces its own clients; what it sends us
+    // is read as fast as it comes.
+    let unpaced = super::InboundRate {
+        bytes_per_s: 0,
+        burst: 0,
+    };
+    Ok(paced_link(stream, limits, unpaced))
 }
 
 /// Accepts connections and hands each to `accept` as a link, refusing

@@ -5,7 +5,9 @@
 
 use super::fragments::{split, Reassembler, ReassemblyLimits, SharedBudget};
 use super::slots::accept as accept_next;
-use super::{error_frame, outbound, ConnectionLimit, Link, Outbound, DEFAULT_BACKLOG};
+use super::{
+    error_frame, outbound, ConnectionLimit, InboundRate, Link, Outbound, Pacer, DEFAULT_BACKLOG,
+};
 use crate::loro_protocol::{loro_link, BridgeOptions};
 use async_tungstenite::tungstenite::handshake::server::{Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -40,6 +42,8 @@ pub struct WsOptions {
     pub pending_fragments: usize,
     /// Bytes being reassembled on all connections of a server together.
     pub reassembly_budget: SharedBudget,
+    /// How fast one connection is read.
+    pub inbound_rate: InboundRate,
 }
 
 impl Default for WsOptions {
@@ -54,6 +58,7 @@ impl Default for WsOptions {
             backlog: DEFAULT_BACKLOG,
             pending_fragments: 2,
             reassembly_budget: SharedBudget::new(256 * 1024 * 1024),
+            inbound_rate: InboundRate::default(),
         }
     }
 }
@@ -144,6 +149,7 @@ where
             deadline_ms: o.idle_timeout.as_millis() as u64,
         })
         .with_budget(o.reassembly_budget.clone());
+        let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
         loop {
             let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
                 smol::Timer::after(o.idle_timeout).await;
@@ -172,6 +178,8 @@ where
                 Some(Some(Err(_))) => break,
                 Some(Some(Ok(m))) => m,
             };
+            // Not read again until this message's bytes are paid for.
+            pacer.pace(message.len()).await;
             match message {
                 Ws::Binary(bytes) => match pieces.take(&bytes, started.elapsed().as_millis() as u64) {
                     Ok(Some(frame)) => {
@@ -223,6 +231,15 @@ pub async fn ws_connect(url: &str, o: WsOptions) -> Result<Link, String> {
     let (ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config(&o)))
         .await
         .map_err(|e| e.to_string())?;
+    // The server we chose to dial paces its own clients; what it sends us
+    // (a large document) is read as fast as it comes.
+    let o = WsOptions {
+        inbound_rate: InboundRate {
+            bytes_per_s: 0,
+            burst: 0,
+        },
+        ..o
+    };
     Ok(ws_link(ws, o))
 }
 

@@ -6,7 +6,7 @@ use crate::client::dialer_for;
 use docweave_adapters::loro_protocol::{BridgeOptions, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
     serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HealthCheck,
-    HttpOptions, HttpPages, StatusPage, WsOptions,
+    HttpOptions, HttpPages, InboundRate, StatusPage, WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{Namespace, PeerKind, Rules};
@@ -79,6 +79,12 @@ pub struct ServeArgs {
     /// The largest document snapshot or update sent or accepted, in MiB.
     #[arg(long, default_value_t = 512)]
     max_message_mib: usize,
+    /// MiB per second one client's WebSocket connection is read at most,
+    /// after a burst of twice that: a faster sender is read more slowly
+    /// (TCP then slows it), so no one client keeps the node busy for all
+    /// (0: no limit).
+    #[arg(long, default_value_t = 32)]
+    max_read_mib_per_s: u64,
 }
 
 /// The store `--store` or `--data` names, and how to say where it is.
@@ -160,9 +166,17 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", a.http))?;
         let ws_addr = ws.local_addr().map_err(|e| e.to_string())?;
         let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+        let mib = a.max_read_mib_per_s.saturating_mul(1024 * 1024);
+        let ws_options = WsOptions {
+            inbound_rate: InboundRate {
+                bytes_per_s: mib,
+                burst: mib.saturating_mul(2),
+            },
+            ..WsOptions::default()
+        };
         smol::spawn(serve_ws_with_loro(
             ws,
-            WsOptions::default(),
+            ws_options,
             ConnectionLimit::new(max_connections),
             repo.acceptor(),
             Some(loro),

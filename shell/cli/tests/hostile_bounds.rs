@@ -525,3 +525,91 @@ fn a_script_reading_over_http_again_and_again_is_never_locked_out() {
         );
     }
 }
+
+/// Updates of about 190 KB each (a text from a writer of its own).
+fn large_updates(n: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let doc = loro::LoroDoc::new();
+            doc.set_peer_id(500 + i).unwrap();
+            let text: String = (0..190_000)
+                .map(|j| (b'a' + ((j * 31 + i as usize) % 26) as u8) as char)
+                .collect();
+            doc.get_text("t").insert(0, &text).unwrap();
+            doc.commit();
+            doc.export(loro::ExportMode::all_updates()).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_that_sends_faster_than_its_rate_is_read_at_its_rate_while_others_are_served() {
+    // 1 MiB/s after a burst of 2 MiB.
+    let server = start("read-rate", &["--max-read-mib-per-s", "1"]);
+    let updates = large_updates(30);
+    let sent: usize = updates.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    let good = {
+        let server_ws = server.ws;
+        let server_http = server.http;
+        std::thread::spawn(move || {
+            // Started once the sender is well past its burst.
+            std::thread::sleep(Duration::from_millis(2_500));
+            let t = Instant::now();
+            let ws = format!("ws://127.0.0.1:{server_ws}");
+            let http = format!("http://127.0.0.1:{server_http}");
+            let (ok, _, err) = cli(&["doc", "put", &ws, "other", "k", "v"]);
+            assert!(ok, "{err}");
+            let (ok, out, err) = cli(&["doc", "get", &http, "other"]);
+            assert!(ok && out.contains("\"k\""), "{out}{err}");
+            t.elapsed()
+        })
+    };
+    smol::block_on(async {
+        let mut ws = raw_ws(server.ws).await;
+        send(&mut ws, &[hello("fast", None)]).await;
+        for (i, u) in updates.iter().enumerate() {
+            let m = Message::Update {
+                doc: DocId::new("fast"),
+                batch: docweave_core::BatchId(i as u64 + 1),
+                data: docweave_core::Payload::new(u.clone()),
+                version: docweave_core::VersionVector::new(),
+            };
+            let frame = docweave_core::encode(&[m]).unwrap();
+            send_split(&mut ws, &frame, i as u32 + 1).await;
+        }
+        let mut acked = 0;
+        while acked < updates.len() {
+            let (got, closed) = receive_until(&mut ws, Duration::from_secs(60), |ms| {
+                ms.iter().any(|m| matches!(m, Message::Ack { .. }))
+            })
+            .await;
+            assert!(!closed && !got.is_empty(), "acks stopped at {acked}");
+            acked += got
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        m,
+                        Message::Ack {
+                            status: docweave_core::AckStatus::Ok,
+                            ..
+                        }
+                    )
+                })
+                .count();
+        }
+    });
+    let took = started.elapsed();
+    let good_took = good.join().unwrap();
+    eprintln!(
+        "{sent} bytes sent as fast as possible at 1 MiB/s (burst 2 MiB): all acknowledged after \
+         {took:?}; a good client's put and get meanwhile took {good_took:?}"
+    );
+    // 5.7 MB at 1 MiB/s after 2 MiB: at least 3.4 s however fast it was sent.
+    let least = (sent as f64 - 2.0 * 1_048_576.0) / 1_048_576.0;
+    assert!(
+        took.as_secs_f64() >= least * 0.9,
+        "{sent} bytes read in {took:?}: the rate did not hold"
+    );
+    assert!(good_took < Duration::from_secs(30), "{good_took:?}");
+}
