@@ -16,6 +16,7 @@ mod faulty_store;
 pub mod fuzz;
 pub mod fuzz_loro;
 pub mod fuzz_memory;
+pub mod listener_mirror;
 pub mod postgres;
 pub mod rng;
 pub mod schedule;

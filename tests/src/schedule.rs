@@ -4,8 +4,9 @@
 //! syncing with the first), 2 to 8 clients (some with stores), a few
 //! documents, network and store faults, and a list of steps (edits,
 //! presence, deletions, partitions, crashes, short visits by peers that then
-//! leave for good, time). After the steps the network heals, faults stop and
-//! the run settles; then the properties are checked.
+//! leave for good, time), and in a third of them a backend that follows the
+//! first hub through a listener. After the steps the network heals, faults
+//! stop and the run settles; then the properties are checked.
 
 use crate::faulty_store::StoreFaults;
 use crate::rng::Rng;
@@ -98,6 +99,9 @@ pub struct Schedule {
     /// Clients that reach their hub by HTTP polling, with their poll
     /// interval in milliseconds (from the seed alone).
     pub polling: Vec<(usize, u64)>,
+    /// A backend follows the first hub through a listener, pulling after
+    /// every step; its mirror must end equal to the hub (from the seed alone).
+    pub listener: bool,
 }
 
 fn hub_name(i: usize) -> String {
@@ -123,6 +127,7 @@ impl Schedule {
         let amnesia = later.below(4) == 0;
         let polls = later.below(4) == 0;
         let poll_every = 50 + later.below(450);
+        let listener = later.below(3) == 0;
         let hubs = 1 + r.below(2) as usize;
         let n = 2 + r.below(7) as usize;
         let clients: Vec<bool> = (0..n).map(|_| r.below(2) == 0).collect();
@@ -212,6 +217,7 @@ impl Schedule {
             } else {
                 Vec::new()
             },
+            listener,
         }
     }
 }
@@ -267,6 +273,9 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
         sim.set_store_delay(&client_name(i), delay(s.hubs + i));
         sim.connect(&client_name(i), &hub_name(i % s.hubs), None);
     }
+    let mut mirror = s
+        .listener
+        .then(|| crate::listener_mirror::Mirror::start(&mut sim, &hub_name(0)));
     let mut visits = 0usize;
     let mut edits = 0usize;
     for step in &s.steps {
@@ -307,9 +316,19 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
             Step::Advance { ms } => sim.advance(*ms),
         }
         sim.advance(50);
+        if let Some(m) = mirror.as_mut() {
+            m.round(&mut sim, 3);
+        }
     }
     settle(&mut sim);
-    let failures = check(&sim, s);
+    let mirrored = match mirror.as_mut() {
+        Some(m) => {
+            m.drain(&mut sim);
+            m.differences(&sim, &deleted_anywhere(&sim))
+        }
+        None => Vec::new(),
+    };
+    let failures = check(&sim, s, mirrored);
     // A store that lost a write it said was durable breaks promises docweave
     // made on its word: what the loss explains (a failure about one of its
     // documents) is the store's fault, reported apart; anything else still
@@ -444,8 +463,9 @@ fn converged<E: SimEngine>(sim: &Sim<E>) -> Vec<String> {
     out
 }
 
-fn check<E: SimEngine>(sim: &Sim<E>, s: &Schedule) -> Vec<String> {
+fn check<E: SimEngine>(sim: &Sim<E>, s: &Schedule, mirrored: Vec<String>) -> Vec<String> {
     let mut failures = converged(sim);
+    failures.extend(mirrored);
     let deleted = deleted_anywhere(sim);
     // No acknowledged change is lost, across crashes and store faults.
     for (name, n) in &sim.nodes {

@@ -1,6 +1,7 @@
 //! Random schedules over real nodes (see `docweave_tests::schedule`):
 //! every run must converge, lose no acknowledged change, echo nothing,
-//! resurrect nothing and forget departed peers.
+//! resurrect nothing and forget departed peers, and a listener's mirror
+//! must end equal to its hub.
 //!
 //! Each CI run checks a fixed set of seeds plus one fresh seed, printed;
 //! `DOCWEAVE_SEED=<seed>` runs that one schedule (add `DOCWEAVE_SCHEDULES=n`
@@ -143,6 +144,9 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
         "changes",
         "ephemeral",
         "delete",
+        "listener-register",
+        "listener-pull",
+        "listener-ack",
     ] {
         assert!(
             c.messages.get(kind).copied().unwrap_or(0) > 0,

@@ -1028,6 +1028,13 @@ impl<E: SimEngine> Sim<E> {
     /// A raw endpoint introduces itself as the bot `from` and registers a
     /// listener for every document (listener 1 on a fresh node).
     pub fn raw_listener(&mut self, from: &str) {
+        self.raw_hello(from);
+        let filter = Filter::all();
+        self.raw_say(from, Message::ListenerRegister { filter, id: None });
+    }
+
+    /// A raw endpoint introduces itself as the bot `from`.
+    pub fn raw_hello(&mut self, from: &str) {
         use docweave_core::{Clock, Hello, PeerKind, PROTOCOL_VERSION};
         let hello = Hello {
             peer: PeerId::new(from),
@@ -1038,8 +1045,11 @@ impl<E: SimEngine> Sim<E> {
             clock: Clock(0),
         };
         self.raw_say(from, Message::Hello(hello));
-        let filter = Filter::all();
-        self.raw_say(from, Message::ListenerRegister { filter, id: None });
+    }
+
+    /// Whether a raw endpoint is still connected (a crash of its node ends it).
+    pub fn raw_connected(&self, from: &str) -> bool {
+        self.net.peer_of(from, ChannelId(0)).is_some()
     }
 
     /// A raw endpoint sends bytes to the node it connected to.
