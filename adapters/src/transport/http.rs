@@ -56,6 +56,8 @@ pub struct HttpOptions {
     pub poll_min: Duration,
     /// Longest pause between client polls while idle.
     pub poll_max: Duration,
+    /// How fast one session's request bodies are taken (the answer waits).
+    pub inbound_rate: super::InboundRate,
 }
 
 impl Default for HttpOptions {
@@ -73,6 +75,7 @@ impl Default for HttpOptions {
             poll_wait: Duration::from_millis(200),
             poll_min: Duration::from_millis(50),
             poll_max: Duration::from_secs(2),
+            inbound_rate: super::InboundRate::default(),
         }
     }
 }
@@ -112,6 +115,8 @@ struct Session {
     client: Option<std::net::IpAddr>,
     /// The credentials that opened it; every request on it must repeat them.
     auth: Option<String>,
+    /// How fast its requests' bodies are taken.
+    pacer: super::Pacer,
 }
 
 type Sessions = Arc<Mutex<BTreeMap<String, Session>>>;
@@ -616,7 +621,7 @@ async fn sync(
     connect: Connector,
 ) -> Response<Full<Bytes>> {
     let (frames, bad) = split_frames(&body, &o.limits);
-    let (id, tx, rx) = {
+    let (id, tx, rx, wait) = {
         let mut all = lock(&sessions);
         let id = match session {
             // A session is used only with the credentials that opened it.
@@ -683,20 +688,27 @@ async fn sync(
                         last_seen: Instant::now(),
                         client,
                         auth,
+                        pacer: super::Pacer::new(o.inbound_rate, Instant::now()),
                     },
                 );
                 id
             }
         };
-        let Some(s) = all.get(&id) else {
+        let Some(s) = all.get_mut(&id) else {
             return problem(
                 StatusCode::GONE,
                 "SessionClosed",
                 "the session closed".into(),
             );
         };
-        (id, s.link.tx.clone(), s.link.rx.clone())
+        let wait = s.pacer.charge(body.len(), Instant::now());
+        (id, s.link.tx.clone(), s.link.rx.clone(), wait)
     };
+    // A session sending faster than its rate waits for its answer: its
+    // client, waiting for it, sends its next request later.
+    if !wait.is_zero() {
+        smol::Timer::after(wait).await;
+    }
     for f in frames {
         if tx.send(f).is_err() {
             break;

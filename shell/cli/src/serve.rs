@@ -79,10 +79,10 @@ pub struct ServeArgs {
     /// The largest document snapshot or update sent or accepted, in MiB.
     #[arg(long, default_value_t = 512)]
     max_message_mib: usize,
-    /// MiB per second one client's WebSocket connection is read at most,
-    /// after a burst of twice that: a faster sender is read more slowly
-    /// (TCP then slows it), so no one client keeps the node busy for all
-    /// (0: no limit).
+    /// MiB per second one client's WebSocket connection (or HTTP polling
+    /// session) is read at most, after a burst of twice that: a faster
+    /// sender is read (or answered) more slowly, so no one client keeps the
+    /// node busy for all (0: no limit).
     #[arg(long, default_value_t = 32)]
     max_read_mib_per_s: u64,
 }
@@ -167,11 +167,12 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         let ws_addr = ws.local_addr().map_err(|e| e.to_string())?;
         let http_addr = http.local_addr().map_err(|e| e.to_string())?;
         let mib = a.max_read_mib_per_s.saturating_mul(1024 * 1024);
+        let inbound_rate = InboundRate {
+            bytes_per_s: mib,
+            burst: mib.saturating_mul(2),
+        };
         let ws_options = WsOptions {
-            inbound_rate: InboundRate {
-                bytes_per_s: mib,
-                burst: mib.saturating_mul(2),
-            },
+            inbound_rate,
             ..WsOptions::default()
         };
         smol::spawn(serve_ws_with_loro(
@@ -196,6 +197,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         let http_options = HttpOptions {
             max_connections,
             max_sessions: max_connections,
+            inbound_rate,
             ..HttpOptions::default()
         };
         if let Some(addr) = &a.tcp {

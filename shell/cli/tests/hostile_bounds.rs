@@ -613,3 +613,62 @@ fn a_client_that_sends_faster_than_its_rate_is_read_at_its_rate_while_others_are
     );
     assert!(good_took < Duration::from_secs(30), "{good_took:?}");
 }
+
+/// One `POST /sync` (on `session`, or opening one); the status, the
+/// session it names, and how long the answer took.
+fn post_sync(port: u16, session: Option<&str>, body: &[u8]) -> (u16, Option<String>, Duration) {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let path = session.map_or("/sync".to_string(), |s| format!("/sync?session={s}"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-docweave-session: "))
+        .map(|v| v.trim().to_string());
+    (status, id, started.elapsed())
+}
+
+#[test]
+fn an_http_session_that_sends_faster_than_its_rate_is_answered_at_its_rate() {
+    let server = start("http-read-rate", &["--max-read-mib-per-s", "1"]);
+    let hello = docweave_core::encode(&[hello("poster", None)]).unwrap();
+    let (status, session, _) = post_sync(server.http, None, &hello);
+    assert_eq!(status, 200);
+    let session = session.expect("a session id");
+    let started = Instant::now();
+    let mut sent = 0;
+    for (i, u) in large_updates(40).into_iter().enumerate() {
+        let m = Message::Update {
+            doc: DocId::new("posted"),
+            batch: docweave_core::BatchId(i as u64 + 1),
+            data: docweave_core::Payload::new(u),
+            version: docweave_core::VersionVector::new(),
+        };
+        let frame = docweave_core::encode(&[m]).unwrap();
+        sent += frame.len();
+        let (status, _, _) = post_sync(server.http, Some(&session), &frame);
+        assert_eq!(status, 200);
+    }
+    let took = started.elapsed();
+    eprintln!("{sent} bytes posted on one session at 1 MiB/s (burst 2 MiB) in {took:?}");
+    let least = (sent as f64 - 2.0 * 1_048_576.0) / 1_048_576.0;
+    assert!(
+        took.as_secs_f64() >= least * 0.9,
+        "{sent} bytes taken in {took:?}: the rate did not hold"
+    );
+    assert!(well_behaved(&server, "other", None));
+}
