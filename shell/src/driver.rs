@@ -27,6 +27,9 @@ const BURST: usize = 256;
 /// out (and the ones they release).
 const CLOSE_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Longest a closing node waits for its transports to finish closing.
+const CLOSE_LINKS: Duration = Duration::from_secs(2);
+
 /// Bytes of frames from all links together waiting for the node: past it,
 /// links stop reading their sockets (TCP's flow control then slows the
 /// senders) instead of memory growing.
@@ -406,8 +409,18 @@ impl<E: DocEngine> Driver<E> {
     async fn close(mut self, reply: Option<Answer<()>>) {
         self.pump();
         self.flush_writes().await;
-        for (_, tx) in std::mem::take(&mut self.links) {
+        let links: Vec<LinkTx> = std::mem::take(&mut self.links).into_values().collect();
+        for tx in &links {
             tx.close("the node is closing");
+        }
+        // Each transport finishes what it owes the other side (a WebSocket's
+        // close frame, an HTTP session's close) before the process may end:
+        // a CLI that exited first left its HTTP session open on the server,
+        // which holds 32 per address. Bounded, so a peer that does not read
+        // cannot hold the shutdown.
+        let deadline = Instant::now() + CLOSE_LINKS;
+        while links.iter().any(|tx| !tx.finished()) && Instant::now() < deadline {
+            smol::Timer::after(Duration::from_millis(5)).await;
         }
         if let Some(store) = self.store.take() {
             store.close();

@@ -158,6 +158,13 @@ impl LinkTx {
         self.inner.close();
     }
 
+    /// Whether the transport has stopped taking frames: its task ended,
+    /// having written what it owed the other side (a close frame, an HTTP
+    /// session's close).
+    pub fn finished(&self) -> bool {
+        self.inner.receiver_count() == 0
+    }
+
     /// Bytes queued and not yet written.
     pub fn backlog(&self) -> usize {
         self.waiting.all.load(Ordering::SeqCst)
