@@ -11,9 +11,8 @@
 
 mod common;
 
+use common::raw::GoodClient;
 use common::{cli, data_dir, free_port, Server};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SIZE: usize = 3_100_000;
@@ -61,35 +60,9 @@ fn a_three_megabyte_append_to_a_three_megabyte_text_is_acknowledged_while_others
     let rss_before = server.rss();
 
     // A good client writes and reads another document throughout.
-    let stop = Arc::new(AtomicBool::new(false));
-    let good = {
-        let (stop, ws, http) = (stop.clone(), server.ws, server.http);
-        std::thread::spawn(move || {
-            let (mut slowest, mut rounds) = (Duration::ZERO, 0);
-            while !stop.load(Ordering::Relaxed) || rounds == 0 {
-                let started = Instant::now();
-                let value = format!("v{rounds}");
-                let (ok, _, err) = cli(&[
-                    "doc",
-                    "put",
-                    &format!("ws://127.0.0.1:{ws}"),
-                    "other",
-                    "k",
-                    &value,
-                ]);
-                assert!(ok, "{err}");
-                let (ok, out, err) =
-                    cli(&["doc", "get", &format!("http://127.0.0.1:{http}"), "other"]);
-                assert!(ok && out.contains(&value), "{out}{err}");
-                slowest = slowest.max(started.elapsed());
-                rounds += 1;
-            }
-            (slowest, rounds)
-        })
-    };
+    let good = GoodClient::start(&server, "other");
     let took = append(&server, doc, &more);
-    stop.store(true, Ordering::Relaxed);
-    let (slowest, rounds) = good.join().unwrap();
+    let (slowest, rounds) = good.stop();
     let peak = server.peak_rss();
     eprintln!(
         "a {SIZE}-byte text written in {first:?}; {SIZE} bytes more appended and acknowledged \

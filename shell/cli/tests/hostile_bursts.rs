@@ -120,30 +120,9 @@ fn a_burst_of_updates_from_many_writers_in_one_frame_is_stored_in_proportion_to_
     let before = stored_bytes(&server);
     let rss_before = server.rss();
     // A good client writes and reads another document throughout.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let good = {
-        let (stop, ws, http) = (stop.clone(), server.ws, server.http);
-        std::thread::spawn(move || {
-            let mut slowest = Duration::ZERO;
-            let mut rounds = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
-                let started = Instant::now();
-                let value = format!("v{rounds}");
-                let ws = format!("ws://127.0.0.1:{ws}");
-                let http = format!("http://127.0.0.1:{http}");
-                let (ok, _, err) = cli(&["doc", "put", &ws, "other", "k", &value]);
-                assert!(ok, "{err}");
-                let (ok, out, err) = cli(&["doc", "get", &http, "other"]);
-                assert!(ok && out.contains(&value), "{out}{err}");
-                slowest = slowest.max(started.elapsed());
-                rounds += 1;
-            }
-            (slowest, rounds)
-        })
-    };
+    let good = GoodClient::start(&server, "other");
     let took = send_burst(&server, doc, &burst);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (slowest, rounds) = good.join().unwrap();
+    let (slowest, rounds) = good.stop();
     let stored = stored_bytes(&server).saturating_sub(before);
     let changes = stored_changes(&server, doc);
     eprintln!(

@@ -75,33 +75,7 @@ fn two_hundred_members_with_sixty_kilobytes_of_presence_each_cost_what_the_room_
     });
 
     // A good client writes and reads another document throughout.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let good = {
-        let stop = stop.clone();
-        let (ws, http) = (server.ws, server.http);
-        std::thread::spawn(move || {
-            let (mut slowest, mut rounds) = (Duration::ZERO, 0);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
-                let started = Instant::now();
-                let value = format!("v{rounds}");
-                let (ok, _, err) = common::cli(&[
-                    "doc",
-                    "put",
-                    &format!("ws://127.0.0.1:{ws}"),
-                    "other",
-                    "k",
-                    &value,
-                ]);
-                assert!(ok, "{err}");
-                let (ok, out, err) =
-                    common::cli(&["doc", "get", &format!("http://127.0.0.1:{http}"), "other"]);
-                assert!(ok && out.contains(&value), "{out}{err}");
-                slowest = slowest.max(started.elapsed());
-                rounds += 1;
-            }
-            (slowest, rounds)
-        })
-    };
+    let good = GoodClient::start(&server, "other");
 
     let started = Instant::now();
     let received: Vec<u64> = smol::block_on(async {
@@ -130,8 +104,7 @@ fn two_hundred_members_with_sixty_kilobytes_of_presence_each_cost_what_the_room_
         received
     });
     let took = started.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (slowest, rounds) = good.join().unwrap();
+    let (slowest, rounds) = good.stop();
     let delivered: u64 = received.iter().sum();
     let sent = (MEMBERS * STATE) as u64;
     let peak = server.peak_rss();

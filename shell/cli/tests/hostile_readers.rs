@@ -93,34 +93,7 @@ fn a_hundred_sessions_asking_for_forty_large_documents_and_never_polling_cost_bo
     write_big_docs(&server);
     let before = server.rss();
     // A good client keeps writing and reading another document.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let good = {
-        let stop = stop.clone();
-        let (ws, http) = (server.ws, server.http);
-        std::thread::spawn(move || {
-            let mut slowest = Duration::ZERO;
-            let mut rounds = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
-                let started = Instant::now();
-                let value = format!("v{rounds}");
-                let (ok, _, err) = common::cli(&[
-                    "doc",
-                    "put",
-                    &format!("ws://127.0.0.1:{ws}"),
-                    "other",
-                    "k",
-                    &value,
-                ]);
-                assert!(ok, "{err}");
-                let (ok, out, err) =
-                    common::cli(&["doc", "get", &format!("http://127.0.0.1:{http}"), "other"]);
-                assert!(ok && out.contains(&value), "{out}{err}");
-                slowest = slowest.max(started.elapsed());
-                rounds += 1;
-            }
-            (slowest, rounds)
-        })
-    };
+    let good = GoodClient::start(&server, "other");
     // 100 readers, each one session asking for all 40 in its first request,
     // none of which ever polls, from four addresses.
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
@@ -137,8 +110,7 @@ fn a_hundred_sessions_asking_for_forty_large_documents_and_never_polling_cost_bo
         std::thread::sleep(Duration::from_millis(500));
         peak_during = peak_during.max(server.rss());
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (slowest, rounds) = good.join().unwrap();
+    let (slowest, rounds) = good.stop();
     eprintln!(
         "{READERS} sessions x {DOCS} documents of 870 KB, never polled: session answers \
          {statuses:?}; RSS {} MiB before, {} MiB at most during (process peak {} MiB); a good \

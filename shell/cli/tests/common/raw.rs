@@ -230,3 +230,43 @@ pub async fn loro_until(
         }
     }
 }
+
+/// A good client working while others misbehave: it puts a fresh value
+/// into `doc` over WebSocket and reads it back over HTTP, round after
+/// round, until told to stop (at least one round).
+pub struct GoodClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Duration, u32)>,
+}
+
+impl GoodClient {
+    /// Starts working on `doc`.
+    pub fn start(server: &Server, doc: &str) -> GoodClient {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ws, http) = (server.ws, server.http);
+        let (doc, flag) = (doc.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let (mut slowest, mut rounds) = (Duration::ZERO, 0u32);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
+                let started = Instant::now();
+                let value = format!("v{rounds}");
+                let ws = format!("ws://127.0.0.1:{ws}");
+                let (ok, _, err) = cli(&["doc", "put", &ws, &doc, "k", &value]);
+                assert!(ok, "{err}");
+                let http = format!("http://127.0.0.1:{http}");
+                let (ok, out, err) = cli(&["doc", "get", &http, &doc]);
+                assert!(ok && out.contains(&value), "{out}{err}");
+                slowest = slowest.max(started.elapsed());
+                rounds += 1;
+            }
+            (slowest, rounds)
+        });
+        GoodClient { stop, thread }
+    }
+
+    /// Stops it: its slowest round and how many rounds it made.
+    pub fn stop(self) -> (Duration, u32) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
