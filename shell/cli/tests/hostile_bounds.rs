@@ -617,18 +617,10 @@ fn a_client_that_sends_faster_than_its_rate_is_read_at_its_rate_while_others_are
 /// One `POST /sync` (on `session`, or opening one); the status, the
 /// session it names, and how long the answer took.
 fn post_sync(port: u16, session: Option<&str>, body: &[u8]) -> (u16, Option<String>, Duration) {
-    use std::io::{Read, Write};
     let started = Instant::now();
     let path = session.map_or("/sync".to_string(), |s| format!("/sync?session={s}"));
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).unwrap();
+    let answer = post_on(&mut s, &path, body);
     let text = String::from_utf8_lossy(&answer);
     let status = text
         .split(' ')

@@ -8,7 +8,6 @@ mod common;
 use common::raw::*;
 use common::{data_dir, free_port, Server};
 use docweave_core::{encode, BatchId, DocId, Message, Payload, VersionVector};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -65,15 +64,8 @@ fn open_session(from: [u8; 4], port: u16, body: &[u8]) -> String {
         .unwrap();
     let mut s: TcpStream = socket.into();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "POST /sync HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    // The answer's end or an error both end the request; only its first line matters.
-    let _ = s.read_to_end(&mut out);
+    // Only the answer's first line matters.
+    let out = post_on(&mut s, "/sync", body);
     String::from_utf8_lossy(&out)
         .lines()
         .next()

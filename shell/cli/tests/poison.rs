@@ -83,14 +83,7 @@ fn http_sync(port: u16, session: Option<&str>, body: &[u8]) -> (Option<String>, 
     let path = session.map_or("/sync".to_string(), |s| format!("/sync?session={s}"));
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
+    let answer = post_on(&mut s, &path, body);
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

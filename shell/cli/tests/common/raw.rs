@@ -270,3 +270,20 @@ impl GoodClient {
         self.thread.join().unwrap()
     }
 }
+
+/// Sends `POST {path}` with `body` on a connection to the HTTP port and
+/// reads the whole answer (head and body; a read error, such as a timeout
+/// the caller set, ends it with what came).
+pub fn post_on(s: &mut TcpStream, path: &str, body: &[u8]) -> Vec<u8> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    // The answer's end or an error both end the request: callers look at
+    // what came (a missing answer fails their checks).
+    let _ = s.read_to_end(&mut answer);
+    answer
+}
