@@ -1,6 +1,7 @@
 //! The edges of docweave: where bytes meet disks (and, next, networks).
 //!
-//! Here: the [`Store`] trait and its implementations, [`MemoryStore`] and
+//! Here: the [`Store`] trait and its implementations, [`MemoryStore`]
+//! ([`SharedMemoryStore`] when several nodes of one process share it) and
 //! [`SqliteStore`] (the embedded default: WAL, a monotonic change clock,
 //! snapshots with compaction, node state, tombstones, schema migrations),
 //! and [`PostgresStore`] (one database shared by several servers, with a
@@ -21,7 +22,7 @@ pub mod transport;
 
 pub use contained::{contained, panics_caught, EnginePanic};
 pub use store::{
-    conformance, Announce, Announcement, Append, Loaded, MemoryStore, PostgresStore, SqliteStore,
-    Store, StoreError,
+    conformance, Announce, Announcement, Append, Loaded, MemoryStore, PostgresStore,
+    SharedMemoryStore, SqliteStore, Store, StoreError,
 };
 pub use transport::{Link, Outbound, Transport};

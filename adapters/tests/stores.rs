@@ -1,10 +1,14 @@
 //! Store conformance, plus what only a durable store can show: reopening,
 //! two connections (as two processes) sharing one file, schema versions.
 
-use docweave_adapters::{conformance, Append, MemoryStore, SqliteStore, Store};
-use docweave_core::{Clock, DocId, DocMeta, Filter, VersionVector};
+use docweave_adapters::{
+    conformance, Announcement, Append, MemoryStore, SharedMemoryStore, SqliteStore, Store,
+    StoreError,
+};
+use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, VersionVector};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -35,6 +39,78 @@ fn change(doc: &str, data: &[u8], v: u64) -> Append {
 #[test]
 fn memory_store_conforms() {
     conformance::run_all(MemoryStore::new);
+}
+
+#[test]
+fn shared_memory_store_conforms() {
+    conformance::run_all(SharedMemoryStore::default);
+}
+
+/// Everything `store`'s watcher is told, in order.
+fn watching(store: &mut SharedMemoryStore) -> Arc<Mutex<Vec<Announcement>>> {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let into = heard.clone();
+    let watches = store
+        .watch(Arc::new(move |a| into.lock().unwrap().push(a)))
+        .unwrap();
+    assert!(watches, "a shared store announces others' writes");
+    heard
+}
+
+#[test]
+fn a_shared_memory_store_announces_the_others_writes_and_publications_not_our_own() {
+    let mut a = SharedMemoryStore::default();
+    let mut b = a.handle();
+    let heard = watching(&mut b);
+    b.append(&[change("mine", b"1", 1)]).unwrap();
+    b.publish(b"from b").unwrap();
+    assert!(
+        heard.lock().unwrap().is_empty(),
+        "{:?}",
+        heard.lock().unwrap()
+    );
+    a.append(&[change("theirs", b"2", 2)]).unwrap();
+    a.publish(b"from a").unwrap();
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![
+            Announcement::Written,
+            Announcement::Published(b"from a".to_vec())
+        ]
+    );
+    // Both see one feed.
+    let feed = b.changes_since(Clock(0), &Filter::all(), 10).unwrap();
+    assert_eq!(feed.len(), 2);
+}
+
+#[test]
+fn a_deletion_through_one_handle_is_numbered_in_the_feed_of_another_once() {
+    let mut a = SharedMemoryStore::default();
+    let mut b = a.handle();
+    let heard = watching(&mut b);
+    a.append(&[change("kept", b"1", 1), change("gone", b"2", 2)])
+        .unwrap();
+    let before = b.clock().unwrap();
+    a.save(&StateRecord::Tombstone(DocId::new("gone"))).unwrap();
+    a.purge(&DocId::new("gone")).unwrap();
+    let deleted = b.deletions_since(before, None).unwrap();
+    assert_eq!(deleted, vec![(DocId::new("gone"), Clock(before.0 + 1))]);
+    assert_eq!(
+        heard.lock().unwrap().len(),
+        2,
+        "the append and the deletion"
+    );
+    assert!(
+        b.deletions_since(before, Some(before)).unwrap().is_empty(),
+        "nothing past the horizon"
+    );
+    assert!(matches!(
+        b.append(&[change("gone", b"3", 3)]),
+        Err(StoreError::Tombstoned(_))
+    ));
+    // Every server that hears of it saves the tombstone too: no news again.
+    b.save(&StateRecord::Tombstone(DocId::new("gone"))).unwrap();
+    assert_eq!(b.deletions_since(before, None).unwrap().len(), 1);
 }
 
 #[test]

@@ -1,10 +1,90 @@
-//! A store that fails on purpose: real [`MemoryStore`] code underneath, with
+//! A store that fails on purpose: real [`MemoryStore`] code underneath (or
+//! a [`SharedMemoryStore`] handle, for nodes sharing one store), with
 //! failed appends, loads, feed reads, saves and purges drawn from a seeded
 //! generator. What it did before a failure stays done: a crash of its node
 //! loses only the jobs not yet run (the simulator drops those).
 
-use docweave_adapters::{Append, Loaded, MemoryStore, Store, StoreError};
+use docweave_adapters::{
+    Announce, Append, Loaded, MemoryStore, SharedMemoryStore, Store, StoreError,
+};
 use docweave_core::{Clock, DocId, Filter, StateRecord, StoredDoc};
+
+/// What a [`FaultyStore`] keeps its data in.
+#[derive(Debug, Clone)]
+pub enum Backing {
+    /// A store of its own.
+    Own(MemoryStore),
+    /// A handle on a store other nodes share.
+    Shared(SharedMemoryStore),
+}
+
+impl Default for Backing {
+    fn default() -> Self {
+        Backing::Own(MemoryStore::new())
+    }
+}
+
+impl Backing {
+    fn store(&mut self) -> &mut dyn Store {
+        match self {
+            Backing::Own(s) => s,
+            Backing::Shared(s) => s,
+        }
+    }
+
+    /// A copy of what is stored now.
+    pub fn contents(&self) -> MemoryStore {
+        match self {
+            Backing::Own(s) => s.clone(),
+            Backing::Shared(s) => s.contents(),
+        }
+    }
+}
+
+impl Store for Backing {
+    fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
+        self.store().append(changes)
+    }
+    fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
+        self.store().load(doc)
+    }
+    fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
+        self.store().compact(doc, snapshot, up_to)
+    }
+    fn changes_since(
+        &mut self,
+        clock: Clock,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredDoc>, StoreError> {
+        self.store().changes_since(clock, filter, limit)
+    }
+    fn clock(&mut self) -> Result<Clock, StoreError> {
+        self.store().clock()
+    }
+    fn save(&mut self, record: &StateRecord) -> Result<(), StoreError> {
+        self.store().save(record)
+    }
+    fn records(&mut self) -> Result<Vec<StateRecord>, StoreError> {
+        self.store().records()
+    }
+    fn purge(&mut self, doc: &DocId) -> Result<(), StoreError> {
+        self.store().purge(doc)
+    }
+    fn deletions_since(
+        &mut self,
+        clock: Clock,
+        up_to: Option<Clock>,
+    ) -> Result<Vec<(DocId, Clock)>, StoreError> {
+        self.store().deletions_since(clock, up_to)
+    }
+    fn watch(&mut self, announce: Announce) -> Result<bool, StoreError> {
+        self.store().watch(announce)
+    }
+    fn publish(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.store().publish(bytes)
+    }
+}
 
 /// Failure rates, per mille, per operation kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,7 +116,7 @@ pub struct StoreFaults {
 #[derive(Debug, Clone, Default)]
 pub struct FaultyStore {
     /// The real store underneath.
-    pub inner: MemoryStore,
+    pub inner: Backing,
     /// How often each operation fails.
     pub faults: StoreFaults,
     rng: crate::rng::Rng,
@@ -44,7 +124,7 @@ pub struct FaultyStore {
     pub injected: u64,
     /// The store before its last append, and what that append wrote: what
     /// an amnesia goes back to, and what it loses.
-    before_last: Option<(MemoryStore, Loss)>,
+    before_last: Option<(Backing, Loss)>,
 }
 
 /// What a store lost in an amnesia: its last append.
@@ -59,7 +139,12 @@ pub struct Loss {
 
 impl FaultyStore {
     /// A store over `inner` failing at `faults` rates, drawn from `seed`.
-    pub fn new(inner: MemoryStore, faults: StoreFaults, seed: u64) -> Self {
+    /// A shared store never forgets (no amnesia): what it lost would be
+    /// other nodes' writes too, and the simulator could not tell whose.
+    pub fn new(inner: Backing, mut faults: StoreFaults, seed: u64) -> Self {
+        if matches!(inner, Backing::Shared(_)) {
+            faults.amnesia = 0;
+        }
         Self {
             inner,
             faults,
@@ -93,7 +178,7 @@ impl FaultyStore {
 impl Store for FaultyStore {
     fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
         self.fails(self.faults.append, "append")?;
-        let before = (self.faults.amnesia > 0).then(|| self.inner.clone());
+        let before = (self.faults.amnesia > 0).then(|| Backing::Own(self.inner.contents()));
         let clocks = self.inner.append(changes)?;
         if let Some(before) = before {
             let docs = changes.iter().map(|c| c.doc.clone()).collect();
@@ -159,5 +244,22 @@ impl Store for FaultyStore {
         self.fails(self.faults.purge, "purge")?;
         self.before_last = None;
         self.inner.purge(doc)
+    }
+
+    fn deletions_since(
+        &mut self,
+        clock: Clock,
+        up_to: Option<Clock>,
+    ) -> Result<Vec<(DocId, Clock)>, StoreError> {
+        // Part of a feed read, which fails (or not) as a whole above.
+        self.inner.deletions_since(clock, up_to)
+    }
+
+    fn watch(&mut self, announce: Announce) -> Result<bool, StoreError> {
+        self.inner.watch(announce)
+    }
+
+    fn publish(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.publish(bytes)
     }
 }

@@ -23,5 +23,5 @@ pub mod schedule;
 pub mod sim;
 pub mod trace;
 
-pub use faulty_store::{FaultyStore, Loss, StoreFaults};
+pub use faulty_store::{Backing, FaultyStore, Loss, StoreFaults};
 pub use sim::{Coverage, Edit, Faults, Lines, Sim, SimEngine};

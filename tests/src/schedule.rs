@@ -1,14 +1,15 @@
 //! Random schedules for the simulator, and the properties every run keeps.
 //!
 //! A schedule is drawn from one seed: 1 or 2 hubs (with stores, the second
-//! syncing with the first), 2 to 8 clients (some with stores), a few
+//! syncing with the first, or in half of the two-hub schedules sharing the
+//! first one's store as servers on one PostgreSQL do), 2 to 8 clients (some with stores), a few
 //! documents, network and store faults, and a list of steps (edits,
 //! presence, deletions, partitions, crashes, short visits by peers that then
 //! leave for good, time), and in a third of them a backend that follows the
 //! first hub through a listener. After the steps the network heals, faults
 //! stop and the run settles; then the properties are checked.
 
-use crate::faulty_store::StoreFaults;
+use crate::faulty_store::{Backing, StoreFaults};
 use crate::rng::Rng;
 use crate::sim::{Coverage, Faults, Sim, SimEngine};
 use docweave_core::{Config, DocId, Event, PeerKind};
@@ -48,7 +49,8 @@ pub enum Step {
         /// Client index.
         client: usize,
     },
-    /// The second hub is cut from the first (with two hubs).
+    /// The second hub is cut from the first (with two hubs; on a shared
+    /// store, the store's announcements are lost instead).
     PartitionHubs,
     /// The hubs may reach each other again.
     HealHubs,
@@ -102,6 +104,10 @@ pub struct Schedule {
     /// A backend follows the first hub through a listener, pulling after
     /// every step; its mirror must end equal to the hub (from the seed alone).
     pub listener: bool,
+    /// With two hubs: the second shares the first's store (and the hubs
+    /// learn of each other's writes through it, not by syncing) (from the
+    /// seed alone).
+    pub shared_store: bool,
 }
 
 fn hub_name(i: usize) -> String {
@@ -128,6 +134,7 @@ impl Schedule {
         let polls = later.below(4) == 0;
         let poll_every = 50 + later.below(450);
         let listener = later.below(3) == 0;
+        let shared_store = later.below(2) == 0;
         let hubs = 1 + r.below(2) as usize;
         let n = 2 + r.below(7) as usize;
         let clients: Vec<bool> = (0..n).map(|_| r.below(2) == 0).collect();
@@ -218,6 +225,7 @@ impl Schedule {
                 Vec::new()
             },
             listener,
+            shared_store: shared_store && hubs > 1,
         }
     }
 }
@@ -259,11 +267,21 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
     for h in 0..s.hubs {
         let mut c = Config::new(&hub_name(h));
         c.kind = PeerKind::Service;
-        sim.add_node(c, true);
+        if s.shared_store {
+            // Servers on one store follow its feed (announced, and polled
+            // as a safety net).
+            c.timing.feed_poll_ms = 500;
+            let store = sim.shared_store(&hub_name(0)).unwrap_or_default();
+            sim.add_node_on(c, Some(Backing::Shared(store)));
+        } else {
+            sim.add_node(c, true);
+        }
         sim.set_store_delay(&hub_name(h), delay(h));
     }
-    for h in 1..s.hubs {
-        sim.connect(&hub_name(h), &hub_name(0), None);
+    if !s.shared_store {
+        for h in 1..s.hubs {
+            sim.connect(&hub_name(h), &hub_name(0), None);
+        }
     }
     for (i, every) in &s.polling {
         sim.polls(&client_name(*i), *every);
@@ -300,6 +318,8 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
                 let hub = hub_name(client % s.hubs);
                 sim.heal(&client_name(*client), &hub);
             }
+            Step::PartitionHubs if s.shared_store => sim.cut_announcements(true),
+            Step::HealHubs if s.shared_store => sim.cut_announcements(false),
             Step::PartitionHubs => sim.partition(&hub_name(1), &hub_name(0)),
             Step::HealHubs => sim.heal(&hub_name(1), &hub_name(0)),
             Step::Crash { node } => sim.crash(node),
@@ -375,7 +395,11 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
     sim.advance(61_000);
     for h in 0..s.hubs {
         let name = hub_name(h);
-        let dialed: BTreeSet<String> = (0..h).map(hub_name).collect();
+        let dialed: BTreeSet<String> = if s.shared_store {
+            BTreeSet::new()
+        } else {
+            (0..h).map(hub_name).collect()
+        };
         if let Some(m) = sim.model(&name) {
             for (peer, connected, _) in m.peer_summaries() {
                 if !connected && !dialed.contains(peer.as_str()) {

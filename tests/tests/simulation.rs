@@ -153,6 +153,11 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
             "no schedule reached {kind}"
         );
     }
+    // Hubs on one shared store heard of each other's writes through it.
+    assert!(
+        c.inputs.get("store-announced").copied().unwrap_or(0) > 0,
+        "no schedule ran two hubs on one shared store"
+    );
 }
 
 #[test]

@@ -28,7 +28,14 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn tombstoned(&self, doc: &DocId) -> bool {
+    /// Hands out the next clock without a change: what a deletion in a
+    /// shared store's feed is numbered with ([`super::SharedMemoryStore`]).
+    pub(crate) fn take_clock(&mut self) -> Clock {
+        self.clock = Clock(self.clock.0 + 1);
+        self.clock
+    }
+
+    pub(crate) fn tombstoned(&self, doc: &DocId) -> bool {
         self.records
             .contains_key(&record_key(&StateRecord::Tombstone(doc.clone())))
     }

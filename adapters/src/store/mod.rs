@@ -2,6 +2,7 @@
 
 pub mod conformance;
 mod memory;
+mod memory_shared;
 mod postgres;
 mod postgres_schema;
 mod schema;
@@ -9,6 +10,7 @@ mod sqlite;
 mod sqlite_blobs;
 
 pub use memory::MemoryStore;
+pub use memory_shared::SharedMemoryStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -10,13 +10,14 @@
 
 mod docs;
 mod net;
+mod shared;
 
 pub use docs::{Lines, SimEngine};
 pub use net::{End, Faults};
 
-use crate::faulty_store::{FaultyStore, StoreFaults};
+use crate::faulty_store::{Backing, FaultyStore, StoreFaults};
 use crate::trace;
-use docweave_adapters::MemoryStore;
+use docweave_adapters::{Announcement, MemoryStore};
 use docweave_core::{
     decode, ChannelId, Clock, Config, DocId, Event, Filter, Message, Model, Namespace, Payload,
     PeerId, RemoteAddr, Reply, VersionVector,
@@ -52,6 +53,11 @@ enum Due {
     },
     Wake {
         node: String,
+    },
+    /// A store shared with other nodes tells this one something.
+    Announce {
+        node: String,
+        what: Announcement,
     },
 }
 
@@ -163,6 +169,11 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     pub events_done: u64,
     /// See `events_done`.
     pub max_events: u64,
+    /// What shared stores told their watching nodes, not yet delivered.
+    announced: Arc<Mutex<Vec<(String, Announcement)>>>,
+    /// Announcements of shared stores are lost (their listening
+    /// connections are cut); the feed poll is then all that is left.
+    announcements_cut: bool,
 }
 
 impl<E: SimEngine> Sim<E> {
@@ -192,6 +203,8 @@ impl<E: SimEngine> Sim<E> {
             seed,
             events_done: 0,
             max_events: u64::MAX,
+            announced: Arc::new(Mutex::new(Vec::new())),
+            announcements_cut: false,
         }
     }
 
@@ -235,6 +248,11 @@ impl<E: SimEngine> Sim<E> {
 
     /// Adds a node whose store already holds data (written by another process).
     pub fn add_node_with_store(&mut self, config: Config, store: Option<MemoryStore>) {
+        self.add_node_on(config, store.map(Backing::Own));
+    }
+
+    /// Adds a node on `store`, perhaps shared with other nodes.
+    pub fn add_node_on(&mut self, config: Config, store: Option<Backing>) {
         let name = config.peer.to_string();
         let index = self.nodes.len() as u64 + 1;
         let faults = self.store_faults;
@@ -298,6 +316,7 @@ impl<E: SimEngine> Sim<E> {
         }));
         n.node = Some(node);
         let remotes = n.remotes.clone();
+        self.watch_shared_store(name);
         for (remote, token) in remotes {
             self.feed(
                 name,
@@ -650,6 +669,7 @@ impl<E: SimEngine> Sim<E> {
                 epoch,
             } => self.dial(&node, &remote, epoch),
             Due::Store { node, epoch } => self.run_store_job(&node, epoch),
+            Due::Announce { node, what } => self.announced_to(&node, what),
             Due::Wake { node } => {
                 let due = self.nodes.get_mut(&node).and_then(|n| {
                     n.wake = None;
@@ -720,6 +740,10 @@ impl<E: SimEngine> Sim<E> {
             return;
         };
         let result = run_job(store, job.op);
+        self.deliver_announcements();
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
         let answer = StoreAnswer { id: job.id, result };
         let line = format!(
             "{name}.store -> {name}  {}",
@@ -905,6 +929,7 @@ impl<E: SimEngine> Sim<E> {
     /// Heals every partition.
     pub fn heal_all(&mut self) {
         self.net.heal_all();
+        self.cut_announcements(false);
     }
 
     /// Kills a node (store jobs not yet run are lost) and starts it again.
@@ -1106,7 +1131,7 @@ impl<E: SimEngine> Sim<E> {
         let Some(store) = n.store.as_ref() else {
             return Some(Vec::new());
         };
-        let mut store = store.inner.clone();
+        let mut store = store.inner.contents();
         let loaded = docweave_adapters::Store::load(&mut store, &id).ok()??;
         let engine = E::make();
         let mut d = engine.create(0);
@@ -1140,7 +1165,7 @@ impl<E: SimEngine> Sim<E> {
     }
 
     /// The store of a node (to write into it as another process would).
-    pub fn store_mut(&mut self, name: &str) -> Option<&mut MemoryStore> {
+    pub fn store_mut(&mut self, name: &str) -> Option<&mut Backing> {
         self.nodes
             .get_mut(name)
             .and_then(|n| n.store.as_mut())
