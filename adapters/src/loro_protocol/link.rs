@@ -1,21 +1,19 @@
 //! A Loro-protocol WebSocket as a native [`Link`]: one task reads the
-//! client, the node's frames and the clock and runs the [`Bridge`]; one
-//! writes to the client, with a bounded queue and a write timeout.
+//! client, the node's frames and the clock and runs the [`Session`] (the
+//! bridge and all of its logic, without I/O); one writes to the client, with
+//! a bounded queue and a write timeout.
 
-use super::bridge::{Bridge, BridgeOptions, Effect};
-use super::coalesce::Coalescer;
-use super::codec::{decode, encode};
+use super::bridge::BridgeOptions;
+use super::codec::encode;
+use super::session::{Action, Session};
 use crate::transport::{outbound, Link, LinkOut, Outbound, WsOptions};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as Ws;
 use async_tungstenite::WebSocketStream;
-use docweave_core::{
-    chunk_frames, decode_frame, encode as encode_frame, parse_chunk, AckStatus, Limits, Message,
-};
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_util::{SinkExt, StreamExt};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Messages queued for one client before the bridge waits for it (a
 /// client that does not read is closed by the write timeout).
@@ -25,49 +23,10 @@ const CLIENT_QUEUE: usize = 256;
 const WRITE_BATCH: usize = 64;
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 
-/// Frames to the node larger than this go as chunk frames.
-const NODE_CHUNK: usize = 1024 * 1024;
-
-/// At most one update message per this long to a client (the first after
-/// a quiet spell goes at once): a reader's cost is per message, whatever its
-/// size, so a busy room must not cost 50 readers one import per edit.
-const GATHER: Duration = Duration::from_millis(16);
-
-/// A Loro client that sends nothing (its pings included) this long is gone.
-const IDLE: Duration = Duration::from_secs(90);
-
 enum Next {
     Client(Option<Result<Ws, async_tungstenite::tungstenite::Error>>),
     Node(Option<Outbound>),
     Tick,
-}
-
-/// Gathers the node's chunk frames back into whole frames.
-#[derive(Default)]
-struct Unchunk {
-    id: u32,
-    next: u32,
-    bytes: Vec<u8>,
-}
-
-impl Unchunk {
-    /// A whole frame, once there is one.
-    fn take(&mut self, frame: Vec<u8>) -> Option<Vec<u8>> {
-        let Some(c) = parse_chunk(&frame) else {
-            return Some(frame);
-        };
-        if c.index == 0 {
-            self.id = c.id;
-            self.next = 0;
-            self.bytes = Vec::with_capacity(usize::try_from(c.total).unwrap_or(0));
-        }
-        if c.id != self.id || c.index != self.next {
-            return None;
-        }
-        self.bytes.extend_from_slice(c.bytes);
-        self.next += 1;
-        (self.next == c.count).then(|| std::mem::take(&mut self.bytes))
-    }
 }
 
 /// Runs an upgraded WebSocket that speaks the Loro Syncing Protocol as a
@@ -120,21 +79,12 @@ where
     .detach();
     let node_link_tx = node_tx.clone();
     smol::spawn(async move {
-        let mut bridge = Bridge::new(b);
-        let mut unchunk = Unchunk::default();
-        let mut chunk_id: u32 = 0;
-        let mut heard = Instant::now();
-        let mut gather = Coalescer::new(GATHER, super::codec::MAX_MESSAGE - 4096);
-        // Frames of the node are decoded whole, however large.
-        let limits = Limits {
-            max_frame: usize::MAX / 2,
-            ..o.limits
-        };
+        let mut session = Session::new(b, o.limits, o.inbound_rate, Instant::now());
         // The client is not read again before this (its bytes are paced).
-        let mut pacer = crate::transport::Pacer::new(o.inbound_rate, Instant::now());
         let mut read_after: Option<Instant> = None;
         loop {
             let resume = read_after;
+            let deadline = session.deadline(Instant::now());
             let next = futures_lite::future::or(
                 async {
                     if let Some(at) = resume {
@@ -143,153 +93,53 @@ where
                     Next::Client(stream.next().await)
                 },
                 futures_lite::future::or(async { Next::Node(recv(&node_out).await) }, async {
-                    let second = Instant::now() + Duration::from_secs(1);
-                    let at = gather.deadline().map_or(second, |d| d.min(second));
-                    smol::Timer::at(at).await;
+                    smol::Timer::at(deadline).await;
                     Next::Tick
                 }),
             )
             .await;
             let now = Instant::now();
-            let effects = match next {
+            let actions = match next {
                 Next::Client(Some(Ok(Ws::Binary(bytes)))) => {
-                    heard = now;
-                    let wait = pacer.charge(bytes.len(), now);
+                    let (actions, wait) = session.client_binary(&bytes, now);
                     read_after = (!wait.is_zero()).then(|| now + wait);
-                    match decode(&bytes) {
-                        Ok(m) => {
-                            tracing::debug!(
-                                "loro {:?}: client says {} in {}{}",
-                                bridge.peer(),
-                                body_name(&m.body),
-                                m.crdt,
-                                m.room
-                            );
-                            bridge.from_client(m, now)
-                        }
-                        Err(e) => {
-                            // As the JS client does: an undecodable message is skipped.
-                            tracing::warn!("loro: {e}");
-                            Vec::new()
-                        }
-                    }
+                    actions
                 }
-                Next::Client(Some(Ok(Ws::Text(t)))) => {
-                    heard = now;
-                    if t.as_str() == "ping"
-                        && client_tx.send(Ws::Text("pong".into())).await.is_err()
-                    {
-                        break;
-                    }
-                    Vec::new()
-                }
+                Next::Client(Some(Ok(Ws::Text(t)))) => session.client_text(t.as_str(), now),
                 Next::Client(Some(Ok(Ws::Close(_)))) | Next::Client(None) => break,
-                Next::Client(Some(Ok(_))) => {
-                    heard = now;
-                    Vec::new()
-                }
+                Next::Client(Some(Ok(_))) => session.client_other(now),
                 Next::Client(Some(Err(e))) => {
                     tracing::info!("loro: {e}");
                     break;
                 }
                 Next::Node(Some(Outbound::Frame(frame))) => {
                     node_out.written(&frame);
-                    match unchunk.take(frame) {
-                        Some(whole) => match decode_frame(&whole, &limits) {
-                            Ok(d) => d
-                                .messages
-                                .into_iter()
-                                .flat_map(|m| {
-                                    tracing::debug!("loro {:?}: node says {m:?}", bridge.peer());
-                                    bridge.from_node(m)
-                                })
-                                .collect(),
-                            Err(e) => {
-                                tracing::warn!("loro: a frame from the node: {e}");
-                                Vec::new()
-                            }
-                        },
-                        None => Vec::new(),
-                    }
+                    session.node_frame(frame, now)
                 }
-                Next::Node(Some(Outbound::Close(reason))) => {
-                    if let Some(m) = gather.flush(now) {
-                        let _ = client_tx.send(to_ws(&m)).await;
-                    }
-                    let _ = client_tx.send(close(&reason)).await;
-                    break;
-                }
+                Next::Node(Some(Outbound::Close(reason))) => session.node_closed(&reason, now),
                 Next::Node(None) => break,
-                Next::Tick => {
-                    if now.saturating_duration_since(heard) > IDLE {
-                        tracing::info!("loro: silent for {IDLE:?}; closing");
-                        let _ = client_tx.send(close("idle")).await;
-                        break;
-                    }
-                    bridge.tick(now)
-                }
+                Next::Tick => session.tick(now),
             };
             let mut stop = false;
-            // Checked whatever woke us: a client that keeps sending must not
-            // hold back what waits for it (the timer would not get a turn).
-            if let Some(m) = gather.due(now) {
-                if client_tx.send(to_ws(&m)).await.is_err() {
-                    stop = true;
-                }
-            }
-            for effect in effects {
-                match effect {
-                    Effect::ToClient(m) => {
-                        for m in gather.push(m, now) {
-                            if client_tx.send(to_ws(&m)).await.is_err() {
-                                stop = true;
-                            }
+            for action in actions {
+                let sent = match action {
+                    Action::ToClient(m) => client_tx.send(to_ws(&m)).await.is_ok(),
+                    Action::Pong => client_tx.send(Ws::Text("pong".into())).await.is_ok(),
+                    Action::ToNode(frame) => in_tx.send(frame).await.is_ok(),
+                    Action::Close(reason) => {
+                        // The session is over whether or not the close is
+                        // written: the writer gives up on a client that
+                        // does not read.
+                        if client_tx.send(close(&reason)).await.is_err() {
+                            tracing::debug!("loro: the client is gone before its close");
                         }
-                    }
-                    Effect::ToNode(m) => {
-                        let Ok(frame) = encode_frame(std::slice::from_ref(&m)) else {
-                            continue;
-                        };
-                        let frames = if frame.len() > NODE_CHUNK {
-                            chunk_id = chunk_id.wrapping_add(1);
-                            chunk_frames(&frame, NODE_CHUNK, chunk_id)
-                        } else {
-                            vec![frame]
-                        };
-                        for f in frames {
-                            if in_tx.send(f).await.is_err() {
-                                stop = true;
-                            }
-                        }
-                    }
-                    Effect::Relayed(batch) => gather.relayed(batch, now),
-                    Effect::Close(reason) => {
-                        if let Some(m) = gather.flush(now) {
-                            let _ = client_tx.send(to_ws(&m)).await;
-                        }
-                        let _ = client_tx.send(close(&reason)).await;
                         stop = true;
+                        true
                     }
-                }
+                };
+                stop |= !sent;
             }
-            // The node's updates whose messages have gone: one frame of acks.
-            let acks: Vec<Message> = gather
-                .released()
-                .into_iter()
-                .map(|batch| Message::Ack {
-                    batch,
-                    status: AckStatus::Ok,
-                    clock: None,
-                })
-                .collect();
-            if !acks.is_empty() {
-                if let Ok(frame) = encode_frame(&acks) {
-                    if in_tx.send(frame).await.is_err() {
-                        stop = true;
-                    }
-                }
-            }
-            if stop {
+            if stop || session.closed() {
                 break;
             }
         }
@@ -306,21 +156,6 @@ where
 
 async fn recv(out: &LinkOut) -> Option<Outbound> {
     out.recv().await
-}
-
-fn body_name(b: &super::codec::Body) -> &'static str {
-    use super::codec::Body::*;
-    match b {
-        JoinRequest { .. } => "JoinRequest",
-        JoinResponseOk { .. } => "JoinResponseOk",
-        JoinError { .. } => "JoinError",
-        DocUpdate { .. } => "DocUpdate",
-        FragmentHeader { .. } => "DocUpdateFragmentHeader",
-        Fragment { .. } => "DocUpdateFragment",
-        RoomError { .. } => "RoomError",
-        Leave => "Leave",
-        Ack { .. } => "Ack",
-    }
 }
 
 fn to_ws(m: &super::codec::LoroMessage) -> Ws {

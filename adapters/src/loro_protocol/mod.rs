@@ -2,7 +2,8 @@
 //! served on the WebSocket port at paths starting with `/loro`.
 //!
 //! Here: the wire codec, the bridge that presents a Loro client to the node
-//! as a native peer, and the WebSocket link that runs it. Not here: any
+//! as a native peer, the session around it (gathering, pacing, chunking,
+//! all without I/O) and the WebSocket link that runs it. Not here: any
 //! decision about documents (the core makes those, for Loro clients as for
 //! native ones).
 
@@ -11,6 +12,7 @@ mod coalesce;
 mod codec;
 mod link;
 mod presence;
+mod session;
 
 pub use bridge::{
     sent_version, version_from_loro, version_to_loro, Bridge, BridgeOptions, Effect, Identity,
@@ -22,3 +24,4 @@ pub use codec::{
 };
 pub use link::loro_link;
 pub use presence::MemberPresence;
+pub use session::{Action, Session, GATHER, IDLE};
