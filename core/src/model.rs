@@ -460,6 +460,9 @@ pub(crate) struct InFlight {
     pub base: Option<VersionVector>,
     pub clock: Clock,
     pub sent_at: Millis,
+    /// Sent as a live update (or to a store), not as a sync-response: a
+    /// peer waiting for its answer still waits after it.
+    pub as_update: bool,
 }
 
 /// Where imported bytes came from.

@@ -140,6 +140,7 @@ pub(crate) fn send_data(
             base: None,
             clock,
             sent_at: model.now,
+            as_update,
         },
     );
     super::timers::ensure_sweep(model);
@@ -193,6 +194,7 @@ pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
                 base: since.clone(),
                 clock,
                 sent_at: model.now,
+                as_update: true,
             },
         );
         super::timers::ensure_sweep(model);

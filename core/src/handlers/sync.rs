@@ -221,6 +221,21 @@ fn already_sending(
         .any(|f| f.channel == channel && &f.doc == doc && f.version.includes(version))
 }
 
+/// Whether an answer bringing `doc` to `version` is already in flight on
+/// `channel`. A live update does not count: the requester waits for a
+/// sync-response (a Loro join is answered only with it), so a request that
+/// crossed a live update is answered, even if that repeats some bytes.
+fn already_answering(
+    model: &Model,
+    channel: ChannelId,
+    doc: &DocId,
+    version: &VersionVector,
+) -> bool {
+    model.in_flight.values().any(|f| {
+        f.channel == channel && &f.doc == doc && !f.as_update && f.version.includes(version)
+    })
+}
+
 /// Answers a sync-request for a ready document.
 pub(crate) fn answer(
     model: &mut Model,
@@ -257,7 +272,13 @@ pub(crate) fn answer(
     };
     let ours = d.version.clone();
     peer_has(model, peer, doc, &theirs);
-    if theirs.includes(&ours) {
+    // A live update bringing the peer to our version is ahead of this
+    // answer on the same ordered channel: when the answer arrives, the peer
+    // holds what it lacked, so it is up to date (and its join, for a Loro
+    // client, is answered) without the bytes going twice.
+    let crossed = !already_answering(model, channel, doc, &ours)
+        && already_sending(model, channel, doc, &ours);
+    if theirs.includes(&ours) || crossed {
         // What we promise to keep, not what we happen to hold in memory.
         let promised = model
             .docs
@@ -273,7 +294,7 @@ pub(crate) fn answer(
                 version: promised,
             },
         );
-    } else if already_sending(model, channel, doc, &ours) {
+    } else if already_answering(model, channel, doc, &ours) {
         // A repeated request on the same connection: the data is on its way
         // (and offered again if never acknowledged), not sent twice.
         out.log(

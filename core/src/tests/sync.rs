@@ -374,3 +374,50 @@ fn data_whose_import_was_unavailable_is_not_sent_back_to_its_sender_later() {
     });
     assert!(data(&cmds, 1).is_empty(), "alice got her own change back");
 }
+
+#[test]
+fn a_request_that_crossed_a_live_update_still_gets_its_answer() {
+    let mut k = hub_with_doc();
+    // Alice follows the document and acknowledges what she was sent.
+    let answer = k.follow(1, "notes");
+    let batch = data(&answer, 1)[0].0;
+    k.recv(
+        1,
+        Message::Ack {
+            batch,
+            status: crate::AckStatus::Ok,
+            clock: None,
+        },
+    );
+    // A change goes to alice as a live update, not yet acknowledged...
+    let cmds = k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, 3)]),
+    });
+    assert!(matches!(data(&cmds, 1)[..], [(_, _, true)]), "{cmds:?}");
+    // ...while alice (a Loro join, say) asks from what it had before it:
+    // answered (up to date once the update ahead of it has arrived), and
+    // the bytes do not go twice.
+    let cmds = request(&mut k, 1, &[(9, 2)], false);
+    assert!(data(&cmds, 1).is_empty(), "{cmds:?}");
+    assert!(
+        matches!(
+            messages(&cmds, 1)[..],
+            [Message::SyncResponse {
+                reply: Reply::UpToDate,
+                ..
+            }]
+        ),
+        "the request is answered: {cmds:?}"
+    );
+}
+
+#[test]
+fn a_repeated_request_is_not_answered_twice_while_its_answer_is_on_the_way() {
+    let mut k = hub_with_doc();
+    assert_eq!(data(&request(&mut k, 1, &[(9, 1)], false), 1).len(), 1);
+    assert!(
+        data(&request(&mut k, 1, &[(9, 1)], false), 1).is_empty(),
+        "the first answer is still unacknowledged"
+    );
+}
