@@ -463,6 +463,9 @@ pub(crate) struct InFlight {
     /// Sent as a live update (or to a store), not as a sync-response: a
     /// peer waiting for its answer still waits after it.
     pub as_update: bool,
+    /// A sync-request of the peer crossed this live update: it is answered
+    /// when the update is acknowledged (or given up on), from this version.
+    pub answer_owed: Option<VersionVector>,
 }
 
 /// Where imported bytes came from.

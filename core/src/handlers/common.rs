@@ -141,6 +141,7 @@ pub(crate) fn send_data(
             clock,
             sent_at: model.now,
             as_update,
+            answer_owed: None,
         },
     );
     super::timers::ensure_sweep(model);
@@ -195,6 +196,7 @@ pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
                 clock,
                 sent_at: model.now,
                 as_update: true,
+                answer_owed: None,
             },
         );
         super::timers::ensure_sweep(model);

@@ -221,6 +221,22 @@ fn already_sending(
         .any(|f| f.channel == channel && &f.doc == doc && f.version.includes(version))
 }
 
+/// The live update in flight on `channel` that brings `doc` to `version`.
+fn live_update_on_the_way(
+    model: &Model,
+    channel: ChannelId,
+    doc: &DocId,
+    version: &VersionVector,
+) -> Option<BatchId> {
+    model
+        .in_flight
+        .iter()
+        .find(|(_, f)| {
+            f.channel == channel && &f.doc == doc && f.as_update && f.version.includes(version)
+        })
+        .map(|(b, _)| *b)
+}
+
 /// Whether an answer bringing `doc` to `version` is already in flight on
 /// `channel`. A live update does not count: the requester waits for a
 /// sync-response (a Loro join is answered only with it), so a request that
@@ -272,13 +288,7 @@ pub(crate) fn answer(
     };
     let ours = d.version.clone();
     peer_has(model, peer, doc, &theirs);
-    // A live update bringing the peer to our version is ahead of this
-    // answer on the same ordered channel: when the answer arrives, the peer
-    // holds what it lacked, so it is up to date (and its join, for a Loro
-    // client, is answered) without the bytes going twice.
-    let crossed = !already_answering(model, channel, doc, &ours)
-        && already_sending(model, channel, doc, &ours);
-    if theirs.includes(&ours) || crossed {
+    if theirs.includes(&ours) {
         // What we promise to keep, not what we happen to hold in memory.
         let promised = model
             .docs
@@ -301,6 +311,24 @@ pub(crate) fn answer(
             Level::Info,
             format!("{peer} asked again for {doc}; its answer is already on the way"),
         );
+    } else if let Some(update) = live_update_on_the_way(model, channel, doc, &ours) {
+        // The request crossed a live update that brings the peer to our
+        // version. The peer still waits for an answer (a Loro join is
+        // answered only with it), but sending the data again would double
+        // it: the answer is owed until that update is acknowledged (then
+        // it is up to date) or not (then the data goes as the answer).
+        out.log(
+            Level::Info,
+            format!(
+                "{peer} asked for {doc} while an update to it was on its way; answered after it"
+            ),
+        );
+        if let Some(f) = model.in_flight.get_mut(&update) {
+            f.answer_owed = Some(match f.answer_owed.take() {
+                Some(owed) => owed.meet(&theirs),
+                None => theirs.clone(),
+            });
+        }
     } else if theirs.is_empty() {
         send_data(model, out, peer, channel, doc, None, false);
     } else {
@@ -805,7 +833,40 @@ pub(crate) fn ack_received(
             }
         }
     }
+    if let Some(theirs) = f.answer_owed.clone() {
+        answer_owed(
+            model,
+            out,
+            channel,
+            &peer,
+            &f,
+            theirs,
+            status == AckStatus::Ok,
+        );
+    }
     send_what_waited(model, out, &peer, batch, &f, status == AckStatus::Ok);
+}
+
+/// A request that crossed the live update `f` is answered once that update
+/// is acknowledged (`taken`: the peer holds it now) or given up on.
+pub(crate) fn answer_owed(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    f: &crate::model::InFlight,
+    theirs: VersionVector,
+    taken: bool,
+) {
+    if !model.docs.get(&f.doc).is_some_and(|d| d.is_ready()) {
+        return;
+    }
+    let theirs = if taken {
+        theirs.merge(&f.version)
+    } else {
+        theirs
+    };
+    answer(model, out, channel, peer, &f.doc, theirs, false);
 }
 
 /// After the ack of a peer's live update: the changes that waited for it

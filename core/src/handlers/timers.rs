@@ -156,7 +156,10 @@ fn sweep(model: &mut Model, out: &mut Out) {
             }
             super::common::persist(model, out, &f.doc);
         } else if let Some(peer) = super::common::established_peer(model, f.channel) {
-            if model.docs.get(&f.doc).is_some_and(|d| d.is_ready()) {
+            if let Some(theirs) = f.answer_owed.clone() {
+                // A request waits on this update: the data goes as its answer.
+                super::sync::answer_owed(model, out, f.channel, &peer, &f, theirs, false);
+            } else if model.docs.get(&f.doc).is_some_and(|d| d.is_ready()) {
                 super::sync::request(model, out, &peer, f.channel, &f.doc, true);
             }
         }

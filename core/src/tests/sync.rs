@@ -395,11 +395,20 @@ fn a_request_that_crossed_a_live_update_still_gets_its_answer() {
         version: vv(&[(9, 3)]),
     });
     assert!(matches!(data(&cmds, 1)[..], [(_, _, true)]), "{cmds:?}");
-    // ...while alice (a Loro join, say) asks from what it had before it:
-    // answered (up to date once the update ahead of it has arrived), and
-    // the bytes do not go twice.
+    let update = data(&cmds, 1)[0].0;
+    // ...while alice (a Loro join, say) asks from what it had before it.
+    // The bytes do not go twice...
     let cmds = request(&mut k, 1, &[(9, 2)], false);
     assert!(data(&cmds, 1).is_empty(), "{cmds:?}");
+    // ...and once the update is acknowledged, the request is answered.
+    let cmds = k.recv(
+        1,
+        Message::Ack {
+            batch: update,
+            status: crate::AckStatus::Ok,
+            clock: None,
+        },
+    );
     assert!(
         matches!(
             messages(&cmds, 1)[..],
@@ -409,6 +418,33 @@ fn a_request_that_crossed_a_live_update_still_gets_its_answer() {
             }]
         ),
         "the request is answered: {cmds:?}"
+    );
+}
+
+#[test]
+fn a_request_that_crossed_a_live_update_that_is_lost_gets_the_data_as_its_answer() {
+    let mut k = hub_with_doc();
+    let answer = k.follow(1, "notes");
+    let batch = data(&answer, 1)[0].0;
+    k.recv(
+        1,
+        Message::Ack {
+            batch,
+            status: crate::AckStatus::Ok,
+            clock: None,
+        },
+    );
+    k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, 3)]),
+    });
+    request(&mut k, 1, &[(9, 2)], false);
+    // The update is never acknowledged: once it times out, the data goes
+    // as the answer the request is owed.
+    let cmds = k.tick(60_000);
+    assert!(
+        matches!(data(&cmds, 1)[..], [(_, Some(_), false)]),
+        "{cmds:?}"
     );
 }
 
