@@ -436,6 +436,16 @@ pub(crate) fn remote_acked(
 
 /// Tells established peers that follow no filter of ours about a new document.
 pub(crate) fn announce(model: &mut Model, out: &mut Out, doc: &DocId) {
+    announce_but(model, out, doc, None);
+}
+
+/// [`announce`], to everyone but `creator` (who knows already).
+pub(crate) fn announce_but(
+    model: &mut Model,
+    out: &mut Out,
+    doc: &DocId,
+    creator: Option<&PeerId>,
+) {
     let Some(d) = model.docs.get(doc) else {
         return;
     };
@@ -447,6 +457,7 @@ pub(crate) fn announce(model: &mut Model, out: &mut Out, doc: &DocId) {
         .peers
         .iter()
         .filter(|(id, _)| !model.filter_subscribers.contains(*id))
+        .filter(|(id, _)| Some(*id) != creator)
         .filter(|(id, _)| access(model, id, doc).read)
         .filter_map(|(id, _)| Some((id.clone(), peer_channel(model, id)?)))
         .collect();

@@ -263,9 +263,13 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
             doc: doc.clone(),
             version,
         });
-        if !found {
-            super::changes::announce(model, out, doc);
-        }
+    }
+    if !found {
+        // Created here, opened or written by a peer: the peers that follow
+        // no filter hear of it (those that do get its data).
+        super::changes::announce_but(model, out, doc, creator.as_ref());
+    }
+    if reason == LoadReason::Open {
         super::sync::request_from_remotes(model, out, doc);
     }
     // Answer the waiting requesters first: propagation then skips them.

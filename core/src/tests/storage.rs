@@ -315,3 +315,30 @@ fn the_feed_reloads_what_another_process_wrote_and_moves_only_past_what_was_read
         filter: crate::Filter::all(),
     }));
 }
+
+#[test]
+fn a_document_a_peer_creates_by_writing_is_announced_to_the_others_not_to_it() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    k.recv(
+        1,
+        Message::Update {
+            doc: doc("fresh"),
+            batch: BatchId(7),
+            data: Payload::new(vec![1]),
+            version: vv(&[(1, 1)]),
+        },
+    );
+    // The store has no such document: alice's write creates it.
+    let cmds = k.missing(10, "fresh");
+    let new_docs = |ch| {
+        messages(&cmds, ch)
+            .into_iter()
+            .filter(|m| matches!(m, Message::NewDocs { .. }))
+            .count()
+    };
+    assert_eq!(new_docs(2), 1, "bob follows no filter: he is told");
+    assert_eq!(new_docs(1), 0, "alice made it");
+}
