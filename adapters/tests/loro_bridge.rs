@@ -340,33 +340,119 @@ fn joining_presence_renews_the_filter_so_the_node_sends_live_presence() {
     ));
 }
 
-#[test]
-fn an_update_missing_its_dependencies_is_acknowledged_and_a_rejoin_suggested() {
-    let mut b = joined(Rules::allow_all());
-    let effects = update(&mut b, vec![4, 5], 6);
+/// The client's batch `[6; 8]` goes to the node; its native batch.
+fn sent_batch(b: &mut Bridge) -> BatchId {
+    let effects = update(b, vec![4, 5], 6);
     let Message::Update { batch, .. } = to_node(&effects)[0] else {
         panic!("{effects:?}")
     };
+    *batch
+}
+
+fn rejoin_suggested(client: &[&Body]) -> bool {
+    client.iter().any(|m| {
+        matches!(
+            m,
+            Body::RoomError {
+                code: docweave_adapters::loro_protocol::RoomErrorCode::RejoinSuggested,
+                ..
+            }
+        )
+    })
+}
+
+fn acks(client: &[&Body]) -> Vec<([u8; 8], AckStatus)> {
+    client
+        .iter()
+        .filter_map(|m| match m {
+            Body::Ack { batch, status } => Some((*batch, *status)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The client joins `doc` again holding `version`; the node answers that
+/// it holds `node`.
+fn rejoin(b: &mut Bridge, version: &VersionVector, node: &VersionVector) -> Vec<Effect> {
+    b.from_client(
+        msg(Crdt::Loro, "doc", join("alice", version_to_loro(version))),
+        Instant::now(),
+    );
+    b.from_node(Message::SyncResponse {
+        doc: DocId::new("doc"),
+        batch: BatchId(0),
+        reply: Reply::UpToDate,
+        version: node.clone(),
+    })
+}
+
+#[test]
+fn an_update_kept_only_pending_is_acknowledged_once_a_rejoin_made_it_durable() {
+    let mut b = joined(Rules::allow_all());
+    let batch = sent_batch(&mut b);
     let effects = b.from_node(Message::Ack {
-        batch: *batch,
+        batch,
         status: NativeAck::MissingDependencies,
         clock: None,
     });
     let client = to_client(&effects);
-    assert!(matches!(
-        client[0],
-        Body::Ack {
-            status: AckStatus::Ok,
-            ..
-        }
-    ));
-    assert!(matches!(
-        client[1],
-        Body::RoomError {
-            code: docweave_adapters::loro_protocol::RoomErrorCode::RejoinSuggested,
-            ..
-        }
-    ));
+    assert!(
+        acks(&client).is_empty(),
+        "not durable, so not acknowledged: {client:?}"
+    );
+    assert!(rejoin_suggested(&client), "{client:?}");
+    // The client rejoins; the node lacks some of what it has...
+    let theirs = VersionVector::from_entries([(7, 3)]);
+    let effects = rejoin(&mut b, &theirs, &VersionVector::from_entries([(7, 1)]));
+    assert!(acks(&to_client(&effects)).is_empty());
+    // ...so its next batch brings it, and once that is durable, both are.
+    let next = {
+        let effects = update(&mut b, vec![8, 9], 7);
+        let Message::Update { batch, .. } = to_node(&effects)[0] else {
+            panic!("{effects:?}")
+        };
+        *batch
+    };
+    let effects = b.from_node(Message::Ack {
+        batch: next,
+        status: NativeAck::Ok,
+        clock: None,
+    });
+    let mut got = acks(&to_client(&effects));
+    got.sort_by_key(|(batch, _)| *batch);
+    assert_eq!(got, vec![([6; 8], AckStatus::Ok), ([7; 8], AckStatus::Ok)]);
+}
+
+#[test]
+fn an_update_the_node_never_acknowledges_is_sent_again_through_a_rejoin() {
+    let mut b = joined(Rules::allow_all());
+    let start = Instant::now();
+    sent_batch(&mut b);
+    assert!(
+        b.tick(start + Duration::from_secs(5)).is_empty(),
+        "still in time"
+    );
+    let effects = b.tick(start + Duration::from_secs(31));
+    let client = to_client(&effects);
+    assert!(rejoin_suggested(&client), "{client:?}");
+    assert!(acks(&client).is_empty());
+    // The node turns out to hold all the client has: acknowledged at the answer.
+    let theirs = VersionVector::from_entries([(7, 3)]);
+    let effects = rejoin(&mut b, &theirs, &theirs);
+    assert_eq!(acks(&to_client(&effects)), vec![([6; 8], AckStatus::Ok)]);
+}
+
+#[test]
+fn a_client_that_leaves_a_room_is_told_its_owed_batches_were_not_vouched_for() {
+    let mut b = joined(Rules::allow_all());
+    let start = Instant::now();
+    sent_batch(&mut b);
+    b.tick(start + Duration::from_secs(31));
+    let effects = b.from_client(msg(Crdt::Loro, "doc", Body::Leave), Instant::now());
+    assert_eq!(
+        acks(&to_client(&effects)),
+        vec![([6; 8], AckStatus::Unknown)]
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use super::codec::{
     AckStatus as LoroAck, BatchId as LoroBatch, Body, Crdt, JoinErrorCode, LoroMessage,
     RoomErrorCode, MAX_ROOM_ID,
 };
+use super::owed::{AfterJoin, OwedAcks};
 use super::presence::MemberPresence;
 use crate::reassembly::{Reassembly, ReassemblyLimits, Refused, SharedBudget};
 use docweave_core::{
@@ -48,6 +49,10 @@ pub struct BridgeOptions {
     pub max_rooms: usize,
     /// Client batches waiting for their acknowledgement at once.
     pub max_in_flight: usize,
+    /// A client batch the node has not acknowledged this long is given up
+    /// on: the client is asked to rejoin, which sends what the node lacks
+    /// (a Loro client never sends a batch twice by itself).
+    pub ack_timeout: Duration,
     /// Lifetime of presence a client sends, in milliseconds.
     pub presence_ttl_ms: u32,
     /// Lifetime of persisted presence (`%EPS`) a client sends, in
@@ -69,6 +74,7 @@ impl BridgeOptions {
             fragment_budget: SharedBudget::new(512 * 1024 * 1024),
             max_rooms: 10_000,
             max_in_flight: 4_096,
+            ack_timeout: Duration::from_secs(30),
             presence_ttl_ms: 30_000,
             persisted_presence_ttl_ms: 300_000,
         }
@@ -124,6 +130,8 @@ struct Batch {
     worst: LoroAck,
     /// The node kept part of it, pending changes it does not have.
     behind: bool,
+    /// When it went to the node (bridge milliseconds).
+    sent_at: u64,
 }
 
 /// A fragmented update's key: its room and the client's batch id.
@@ -178,6 +186,10 @@ pub struct Bridge {
     /// node relays presence to a document's followers) and rooms whose
     /// document did not exist yet (the node sends it once written).
     watched: BTreeSet<DocId>,
+    /// Batches answered only once a rejoin made their changes durable.
+    owed: OwedAcks,
+    /// The time of the last input (bridge milliseconds).
+    now_ms: u64,
 }
 
 /// Most documents in the connection's subscription filter (the node's
@@ -277,6 +289,8 @@ impl Bridge {
             gathering,
             epoch: Instant::now(),
             watched: BTreeSet::new(),
+            owed: OwedAcks::default(),
+            now_ms: 0,
         }
     }
 
@@ -324,6 +338,7 @@ impl Bridge {
 
     /// A message from the client.
     pub fn from_client(&mut self, m: LoroMessage, now: Instant) -> Vec<Effect> {
+        self.now_ms = self.ms(now);
         let mut out = Vec::new();
         let LoroMessage { crdt, room, body } = m;
         match body {
@@ -344,6 +359,9 @@ impl Bridge {
             Body::Leave => {
                 if crdt == Crdt::Loro {
                     self.rooms.remove(&room);
+                    for batch in self.owed.left(&room) {
+                        Self::refuse_batch(&mut out, crdt, &room, batch, LoroAck::Unknown);
+                    }
                 } else if let Some(mut p) = self.presence.remove(&(crdt, room.clone())) {
                     self.presence_held = self.presence_held.saturating_sub(p.member.size());
                     if crdt == Crdt::Ephemeral {
@@ -484,6 +502,7 @@ impl Bridge {
             let why = "the version is not a Loro version vector".to_string();
             return Self::join_error(out, crdt, &room, JoinErrorCode::VersionUnknown, why);
         };
+        self.owed.joining(&room, &version);
         self.rooms.insert(
             room,
             Room {
@@ -598,8 +617,10 @@ impl Bridge {
                 remaining: updates.len(),
                 worst: LoroAck::Ok,
                 behind: false,
+                sent_at: self.now_ms,
             },
         );
+        self.owed.sent(room, group);
         for data in updates {
             let n = self.next_native;
             self.next_native += 1;
@@ -666,10 +687,64 @@ impl Bridge {
     pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut out = Vec::new();
         let now = self.ms(now);
+        self.now_ms = now;
         for (crdt, room, batch) in self.gathering.expire(now) {
             Self::refuse_batch(&mut out, crdt, &room, batch, LoroAck::FragmentTimeout);
         }
+        // Batches the node never acknowledged (it could not take them now,
+        // and waits for the sender to offer them again): a rejoin does.
+        let limit = u64::try_from(self.o.ack_timeout.as_millis()).unwrap_or(u64::MAX);
+        let late: Vec<u64> = self
+            .batches
+            .iter()
+            .filter(|(_, b)| now.saturating_sub(b.sent_at) >= limit)
+            .map(|(g, _)| *g)
+            .collect();
+        for group in late {
+            let Some(b) = self.batches.remove(&group) else {
+                continue;
+            };
+            self.native.retain(|_, g| *g != group);
+            tracing::info!(
+                "loro: batch {:02x?} of {} was not acknowledged in {:?}; the client is asked to rejoin",
+                b.id,
+                b.room,
+                self.o.ack_timeout
+            );
+            // What it would have released waits for the rejoin too (a
+            // batch answered as kept only pending releases nothing).
+            self.owed.answered(group, LoroAck::Ok, true);
+            self.owe(&mut out, &b.room, b.id);
+            self.suggest_rejoin(
+                &mut out,
+                &b.room,
+                "the server could not take an update in time; join again",
+            );
+        }
         out
+    }
+
+    /// Owes the client its answer for `batch` (see [`OwedAcks`]).
+    fn owe(&mut self, out: &mut Vec<Effect>, room: &str, batch: LoroBatch) {
+        if let Some((room, oldest)) = self.owed.owe(room, batch, self.o.max_in_flight) {
+            Self::refuse_batch(out, Crdt::Loro, &room, oldest, LoroAck::Unknown);
+        }
+    }
+
+    /// Asks the client to join `room` again (it then sends its version and
+    /// all the node lacks). A room still joining is asked once answered.
+    fn suggest_rejoin(&mut self, out: &mut Vec<Effect>, room: &str, why: &str) {
+        if self.rooms.get(room).is_some_and(|r| !r.joining) {
+            self.rooms.remove(room);
+            out.push(Effect::ToClient(message(
+                Crdt::Loro,
+                room,
+                Body::RoomError {
+                    code: RoomErrorCode::RejoinSuggested,
+                    message: why.into(),
+                },
+            )));
+        }
     }
 
     fn next_batch(&mut self) -> LoroBatch {
@@ -818,20 +893,21 @@ impl Bridge {
                 };
                 if done {
                     if let Some(b) = self.batches.remove(&group) {
-                        Self::refuse_batch(&mut out, b.crdt, &b.room, b.id, b.worst);
-                        if b.behind && self.rooms.remove(&b.room).is_some() {
-                            // Kept, but it builds on changes the node never got:
-                            // a rejoin makes the client send all the node lacks.
-                            out.push(Effect::ToClient(message(
-                                b.crdt,
+                        let (room, released) = self.owed.answered(group, b.worst, b.behind);
+                        for (id, status) in released {
+                            Self::refuse_batch(&mut out, Crdt::Loro, &room, id, status);
+                        }
+                        if b.behind && b.worst == LoroAck::Ok {
+                            // Kept, but only pending changes the node never
+                            // got: not durable yet, so not acknowledged yet.
+                            self.owe(&mut out, &b.room, b.id);
+                            self.suggest_rejoin(
+                                &mut out,
                                 &b.room,
-                                Body::RoomError {
-                                    code: RoomErrorCode::RejoinSuggested,
-                                    message:
-                                        "the update depends on changes the server lacks; join again"
-                                            .into(),
-                                },
-                            )));
+                                "the update depends on changes the server lacks; join again",
+                            );
+                        } else {
+                            Self::refuse_batch(&mut out, b.crdt, &b.room, b.id, b.worst);
                         }
                     }
                 }
@@ -938,16 +1014,29 @@ impl Bridge {
             // it the client both sends what it has and knows it caught up
             // (loro-adaptors never resolves `waitForReachingServerVersion`
             // after an empty answer).
-            let version = version_to_loro(&version);
+            let loro_version = version_to_loro(&version);
             out.push(Effect::ToClient(message(
                 Crdt::Loro,
                 doc.as_str(),
                 Body::JoinResponseOk {
                     permission,
-                    version,
+                    version: loro_version,
                     extra: Vec::new(),
                 },
             )));
+            match self.owed.joined(doc.as_str(), &version) {
+                AfterJoin::Release(batches) => {
+                    for id in batches {
+                        Self::refuse_batch(out, Crdt::Loro, doc.as_str(), id, LoroAck::Ok);
+                    }
+                }
+                AfterJoin::RejoinAgain => self.suggest_rejoin(
+                    out,
+                    doc.as_str(),
+                    "join again to send what the server lacks",
+                ),
+                AfterJoin::Nothing | AfterJoin::AwaitData => {}
+            }
         }
         if let Some(d) = data {
             self.send_data(out, Crdt::Loro, doc.as_str(), d.as_bytes());

@@ -11,6 +11,7 @@ mod bridge;
 mod coalesce;
 mod codec;
 mod link;
+mod owed;
 mod presence;
 mod session;
 
