@@ -5,8 +5,9 @@
 //! first one's store as servers on one PostgreSQL do), 2 to 8 clients (some with stores), a few
 //! documents, network and store faults, and a list of steps (edits,
 //! presence, deletions, partitions, crashes, short visits by peers that then
-//! leave for good, time), and in a third of them a backend that follows the
-//! first hub through a listener. After the steps the network heals, faults
+//! leave for good, time), in a third of them a backend that follows the
+//! first hub through a listener, and in a third of those over Loro documents
+//! one or two Loro-protocol clients through the real `/loro` session code. After the steps the network heals, faults
 //! stop and the run settles; then the properties are checked.
 
 use crate::faulty_store::{Backing, StoreFaults};
@@ -71,6 +72,23 @@ pub enum Step {
     },
 }
 
+/// What a Loro-protocol client does beside a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoroStep {
+    /// It appends to a document.
+    Edit {
+        /// Member index.
+        member: usize,
+        /// Document index.
+        doc: usize,
+    },
+    /// Its connection drops; it connects again and joins its rooms again.
+    Drop {
+        /// Member index.
+        member: usize,
+    },
+}
+
 /// A whole schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -108,6 +126,12 @@ pub struct Schedule {
     /// learn of each other's writes through it, not by syncing) (from the
     /// seed alone).
     pub shared_store: bool,
+    /// Loro-protocol clients (through the real `/loro` session, under
+    /// virtual time), in a third of the schedules over Loro documents, and
+    /// what each does beside each step (from the seed alone).
+    pub loro_members: usize,
+    /// See `loro_members`: one entry per step.
+    pub loro_steps: Vec<Option<LoroStep>>,
 }
 
 fn hub_name(i: usize) -> String {
@@ -116,6 +140,10 @@ fn hub_name(i: usize) -> String {
 
 fn client_name(i: usize) -> String {
     format!("c{i}")
+}
+
+fn member_name(i: usize) -> String {
+    format!("loro{i}")
 }
 
 fn doc_name(i: usize) -> String {
@@ -200,6 +228,30 @@ impl Schedule {
             };
             steps.push(step);
         }
+        // Loro clients draw from a generator of their own, too.
+        let mut lr = Rng::new(seed ^ 0x10a0_5e55_0000_0002);
+        let loro_members = if lr.below(3) == 0 {
+            1 + lr.below(2) as usize
+        } else {
+            0
+        };
+        let loro_steps = steps
+            .iter()
+            .map(|_| {
+                if loro_members == 0 {
+                    return None;
+                }
+                let member = lr.below(loro_members as u64) as usize;
+                match lr.below(10) {
+                    0..=3 => Some(LoroStep::Edit {
+                        member,
+                        doc: lr.below(docs as u64) as usize,
+                    }),
+                    4 => Some(LoroStep::Drop { member }),
+                    _ => None,
+                }
+            })
+            .collect();
         Self {
             seed,
             hubs,
@@ -226,6 +278,8 @@ impl Schedule {
             },
             listener,
             shared_store: shared_store && hubs > 1,
+            loro_members,
+            loro_steps,
         }
     }
 }
@@ -291,12 +345,28 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
         sim.set_store_delay(&client_name(i), delay(s.hubs + i));
         sim.connect(&client_name(i), &hub_name(i % s.hubs), None);
     }
+    let members = if E::speaks_loro() { s.loro_members } else { 0 };
+    let rooms: Vec<String> = (0..s.docs).map(doc_name).collect();
+    for m in 0..members {
+        sim.add_loro_member(&member_name(m), &hub_name(m % s.hubs), &rooms);
+    }
     let mut mirror = s
         .listener
         .then(|| crate::listener_mirror::Mirror::start(&mut sim, &hub_name(0)));
     let mut visits = 0usize;
     let mut edits = 0usize;
-    for step in &s.steps {
+    for (i, step) in s.steps.iter().enumerate() {
+        match s.loro_steps.get(i).copied().flatten() {
+            Some(LoroStep::Edit { member, doc }) if member < members => {
+                edits += 1;
+                let name = member_name(member);
+                sim.loro_edit(&name, &doc_name(doc), &format!("{name}-{edits}"));
+            }
+            Some(LoroStep::Drop { member }) if member < members => {
+                sim.loro_drop(&member_name(member))
+            }
+            _ => {}
+        }
         match step {
             Step::Edit { client, doc } => {
                 edits += 1;
@@ -454,10 +524,17 @@ fn converged<E: SimEngine>(sim: &Sim<E>) -> Vec<String> {
         .filter(|(_, n)| n.node.is_some())
         .map(|(k, _)| k)
         .collect();
+    let members = sim.loro_members();
     let docs: BTreeSet<DocId> = live
         .iter()
         .filter_map(|n| sim.model(n))
         .flat_map(|m| m.doc_ids().cloned().collect::<Vec<_>>())
+        .chain(members.values().flat_map(|m| {
+            m.rooms()
+                .into_iter()
+                .filter(|r| m.values(r).is_some_and(|v| !v.is_empty()))
+                .map(|r| DocId::new(&r))
+        }))
         .filter(|d| !deleted.contains(d))
         .collect();
     let mut out = Vec::new();
@@ -479,6 +556,24 @@ fn converged<E: SimEngine>(sim: &Sim<E>) -> Vec<String> {
                 None => seen = Some(((*n).clone(), values)),
                 Some((first, v)) if *v != values => {
                     out.push(format!("{doc}: {first} has {v:?} but {n} has {values:?}"));
+                }
+                _ => {}
+            }
+        }
+        // Loro clients hold what the nodes hold, in the same order.
+        for (name, m) in members {
+            if m.gone.contains(doc.as_str()) {
+                continue;
+            }
+            let values = m.values(doc.as_str()).unwrap_or_default();
+            match &seen {
+                Some((first, v)) if *v != values => {
+                    out.push(format!(
+                        "{doc}: {first} has {v:?} but {name} has {values:?}"
+                    ));
+                }
+                None if !values.is_empty() => {
+                    out.push(format!("{doc}: only {name} holds it ({values:?})"));
                 }
                 _ => {}
             }
@@ -512,6 +607,27 @@ fn check<E: SimEngine>(sim: &Sim<E>, s: &Schedule, mirrored: Vec<String>) -> Vec
                     failures.push(format!(
                         "{}'s edit {} to {} was acknowledged by {by} but {h} lacks it",
                         name, e.value, e.doc
+                    ));
+                }
+            }
+        }
+    }
+    // No change a Loro client was acknowledged is lost either.
+    for (name, m) in sim.loro_members() {
+        for e in m
+            .edits
+            .iter()
+            .filter(|e| e.acked && !deleted.contains(&e.doc))
+        {
+            let live = sim.nodes.iter().filter(|(_, x)| x.node.is_some());
+            for (h, _) in live {
+                let has = sim
+                    .content(h, e.doc.as_str())
+                    .is_some_and(|v| v.contains(&e.value));
+                if !has {
+                    failures.push(format!(
+                        "{name}'s edit {} to {} was acknowledged but {h} lacks it",
+                        e.value, e.doc
                     ));
                 }
             }

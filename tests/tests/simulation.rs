@@ -95,6 +95,10 @@ fn print_table(coverage: &Coverage) {
     for (k, v) in &coverage.messages {
         report!("  {k:<18} {v:>9}");
     }
+    report!("Loro-protocol messages of Loro clients, by kind:");
+    for (k, v) in &coverage.loro {
+        report!("  {k:<32} {v:>9}");
+    }
 }
 
 /// Fresh seeds that once broke a property, kept as regressions: each is
@@ -107,6 +111,18 @@ const FOUND: &[u64] = &[
     // still failing, advanced its pulled cursor past it, then crashed: on
     // restart the cursor said it had the change, so it never asked again.
     0x8d35_28ef_b6f6_d0c3,
+    // A Loro client joining a room while it was edited: its join request
+    // crossed a live update and was never answered.
+    0x07a1_10e1,
+    // A Loro client's update the node could not take (its store failed a
+    // load) was neither acknowledged nor ever sent again.
+    0x03c4_40c4,
+    // A document a client created by writing was not announced to a peer
+    // that followed no filter (two hubs on one store).
+    0x03c4_4691,
+    // A request answered up to date on the strength of a live update that
+    // was then lost.
+    0x03c4_402d,
 ];
 
 #[test]
@@ -158,6 +174,20 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
         c.inputs.get("store-announced").copied().unwrap_or(0) > 0,
         "no schedule ran two hubs on one shared store"
     );
+    // Loro clients joined, wrote, were acknowledged and were asked to rejoin.
+    for kind in [
+        "client: join",
+        "client: doc-update",
+        "server: joined",
+        "server: doc-update",
+        "server: ack Ok",
+        "server: room-error RejoinSuggested",
+    ] {
+        assert!(
+            c.loro.get(kind).copied().unwrap_or(0) > 0,
+            "no Loro client reached {kind}"
+        );
+    }
 }
 
 #[test]

@@ -11,6 +11,11 @@ pub trait SimEngine: DocEngine {
     fn append(handle: &Self::Handle, value: &str);
     /// The values in the document, in the document's (converged) order.
     fn values(doc: &Self::Doc) -> Vec<String>;
+    /// Its documents are Loro documents, which Loro-protocol clients
+    /// ([`super::LoroMember`]) can join.
+    fn speaks_loro() -> bool {
+        false
+    }
 }
 
 impl SimEngine for LoroEngine {
@@ -22,6 +27,10 @@ impl SimEngine for LoroEngine {
         let list = handle.get_list("items");
         let _ = list.push(value);
         handle.commit();
+    }
+
+    fn speaks_loro() -> bool {
+        true
     }
 
     fn values(doc: &loro::LoroDoc) -> Vec<String> {

@@ -9,10 +9,12 @@
 //! presence, deletions). The same seed and the same steps give the same run.
 
 mod docs;
+mod loro;
 mod net;
 mod shared;
 
 pub use docs::{Lines, SimEngine};
+pub use loro::{LoroEdit, LoroMember};
 pub use net::{End, Faults};
 
 use crate::faulty_store::{Backing, FaultyStore, StoreFaults};
@@ -37,6 +39,10 @@ enum Due {
         to: String,
         channel: ChannelId,
         bytes: Vec<u8>,
+        /// The receiver's incarnation when it was sent: a frame for a
+        /// process that crashed since is lost with it (its channel number
+        /// may belong to a new connection by then).
+        incarnation: u64,
     },
     Closed {
         node: String,
@@ -59,6 +65,47 @@ enum Due {
         node: String,
         what: Announcement,
     },
+    /// A Loro client's message reaches its session.
+    LoroToSession {
+        name: String,
+        generation: u64,
+        bytes: Vec<u8>,
+    },
+    /// A Loro session may read its client again (its pace allows).
+    LoroResume {
+        name: String,
+        generation: u64,
+    },
+    /// A Loro session's clock is due.
+    LoroTick {
+        name: String,
+        generation: u64,
+    },
+    /// A Loro session's message reaches its client.
+    LoroToClient {
+        name: String,
+        generation: u64,
+        message: docweave_adapters::loro_protocol::LoroMessage,
+    },
+    /// A Loro client opens a new connection.
+    LoroReconnect {
+        name: String,
+    },
+    /// A Loro client's keepalive is due.
+    LoroPing {
+        name: String,
+        generation: u64,
+    },
+}
+
+impl Due {
+    /// Clocks, not work: `run` stops before them, `advance` fires them.
+    fn is_timer(&self) -> bool {
+        matches!(
+            self,
+            Due::Wake { .. } | Due::LoroTick { .. } | Due::LoroPing { .. }
+        )
+    }
 }
 
 /// An edit the application made, and whether something durable holds it.
@@ -109,6 +156,9 @@ pub struct Coverage {
     pub inputs: BTreeMap<&'static str, u64>,
     /// Protocol messages received, by kind.
     pub messages: BTreeMap<&'static str, u64>,
+    /// Loro-protocol messages between Loro clients and their sessions, by
+    /// kind (`client:` what clients sent, `server:` what they were sent).
+    pub loro: BTreeMap<String, u64>,
 }
 
 impl Coverage {
@@ -119,6 +169,9 @@ impl Coverage {
         }
         for (k, v) in &other.messages {
             *self.messages.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.loro {
+            *self.loro.entry(k.clone()).or_default() += v;
         }
     }
 }
@@ -174,6 +227,10 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     /// Announcements of shared stores are lost (their listening
     /// connections are cut); the feed poll is then all that is left.
     announcements_cut: bool,
+    /// Loro-protocol clients, by name.
+    loro: BTreeMap<String, LoroMember>,
+    /// Virtual millisecond 0, for code that takes an `Instant`.
+    epoch: std::time::Instant,
 }
 
 impl<E: SimEngine> Sim<E> {
@@ -205,6 +262,8 @@ impl<E: SimEngine> Sim<E> {
             max_events: u64::MAX,
             announced: Arc::new(Mutex::new(Vec::new())),
             announcements_cut: false,
+            loro: BTreeMap::new(),
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -501,10 +560,16 @@ impl<E: SimEngine> Sim<E> {
             self.check_echo(name, &other.node, m);
             self.log(format!("{name} -> {}  {}", other.node, trace::message(m)));
         }
-        let arrivals = self.net.schedule(name, channel, self.now);
+        // A Loro session runs in its hub's process: nothing between them is lost.
+        let arrivals = if self.loro.contains_key(&other.node) {
+            vec![self.now + 1]
+        } else {
+            self.net.schedule(name, channel, self.now)
+        };
         if arrivals.is_empty() {
             self.log(format!("{name} -> {}  (lost)", other.node));
         }
+        let incarnation = self.incarnation(&other.node);
         for t in arrivals {
             self.at(
                 t,
@@ -513,6 +578,7 @@ impl<E: SimEngine> Sim<E> {
                     to: other.node.clone(),
                     channel: other.channel,
                     bytes: frame.clone(),
+                    incarnation,
                 },
             );
         }
@@ -525,20 +591,25 @@ impl<E: SimEngine> Sim<E> {
         let Some(c) = docweave_core::parse_chunk(frame) else {
             return decode(frame, &Default::default()).unwrap_or_default();
         };
+        let now = self.now;
         let r = self.observed.entry(key).or_insert_with(|| {
             docweave_adapters::reassembly::Reassembly::new(
                 docweave_adapters::reassembly::ReassemblyLimits {
                     max_message: usize::MAX / 2,
                     max_pending: 4,
                     max_held: usize::MAX / 2,
-                    deadline_ms: u64::MAX,
+                    // A message a lost chunk left incomplete is given up on,
+                    // as a node gives it up, so lost chunks do not fill the
+                    // slots of a raw endpoint for good.
+                    deadline_ms: 10_000,
                 },
             )
         });
-        if c.index == 0 && r.begin(c.id, c.count, Some(c.total), 0).is_err() {
+        r.expire(now);
+        if c.index == 0 && r.begin(c.id, c.count, Some(c.total), now).is_err() {
             return Vec::new();
         }
-        match r.piece(c.id, c.index, c.bytes, 0) {
+        match r.piece(c.id, c.index, c.bytes, now) {
             Ok(Some(whole)) => {
                 let limits = docweave_core::Limits {
                     max_frame: usize::MAX / 2,
@@ -619,7 +690,7 @@ impl<E: SimEngine> Sim<E> {
         let next = self
             .due
             .iter()
-            .find(|((t, _), d)| *t <= until && (timers || !matches!(d, Due::Wake { .. })));
+            .find(|((t, _), d)| *t <= until && (timers || !d.is_timer()));
         let Some((&key, _)) = next else {
             return false;
         };
@@ -641,15 +712,20 @@ impl<E: SimEngine> Sim<E> {
                 to,
                 channel,
                 bytes,
+                incarnation,
             } => {
                 // Frames already on the wire arrive even if the sender closed
-                // after them (a close follows its last words); a cut drops them.
-                if self.net.cut(&from, &to) {
+                // after them (a close follows its last words); a cut drops
+                // them, and so does the receiver's crash.
+                if self.net.cut(&from, &to) || self.incarnation(&to) != incarnation {
                     return;
                 }
                 let messages = self.observe((from.clone(), to.clone(), channel.0, false), &bytes);
                 for m in &messages {
                     self.note_received(&to, &from, m);
+                }
+                if self.loro.contains_key(&to) {
+                    return self.loro_node_frame(&to, bytes);
                 }
                 if self.raw.contains(&to) {
                     self.raw_inbox.entry(to).or_default().extend(messages);
@@ -658,6 +734,9 @@ impl<E: SimEngine> Sim<E> {
                 self.feed(&to, Input::Frame { channel, bytes });
             }
             Due::Closed { node, channel } => {
+                if self.loro.contains_key(&node) {
+                    return self.loro_link_closed(&node);
+                }
                 if self.raw.contains(&node) {
                     return;
                 }
@@ -670,6 +749,20 @@ impl<E: SimEngine> Sim<E> {
             } => self.dial(&node, &remote, epoch),
             Due::Store { node, epoch } => self.run_store_job(&node, epoch),
             Due::Announce { node, what } => self.announced_to(&node, what),
+            Due::LoroToSession {
+                name,
+                generation,
+                bytes,
+            } => self.loro_session_reads(&name, generation, bytes),
+            Due::LoroResume { name, generation } => self.loro_resume(&name, generation),
+            Due::LoroTick { name, generation } => self.loro_tick(&name, generation),
+            Due::LoroToClient {
+                name,
+                generation,
+                message,
+            } => self.loro_client_reads(&name, generation, message),
+            Due::LoroReconnect { name } => self.loro_reconnect(&name),
+            Due::LoroPing { name, generation } => self.loro_ping(&name, generation),
             Due::Wake { node } => {
                 let due = self.nodes.get_mut(&node).and_then(|n| {
                     n.wake = None;
@@ -1095,6 +1188,7 @@ impl<E: SimEngine> Sim<E> {
             )),
         }
         let t = self.now + 1;
+        let incarnation = self.incarnation(&to.node);
         self.at(
             t,
             Due::Frame {
@@ -1102,9 +1196,20 @@ impl<E: SimEngine> Sim<E> {
                 to: to.node,
                 channel: to.channel,
                 bytes,
+                incarnation,
             },
         );
         self.run();
+    }
+
+    /// Which life of a node (or Loro client connection) this is: bumped by
+    /// every restart (or reconnection).
+    fn incarnation(&self, name: &str) -> u64 {
+        match (self.nodes.get(name), self.loro.get(name)) {
+            (Some(n), _) => n.epoch,
+            (None, Some(m)) => m.generation(),
+            (None, None) => 0,
+        }
     }
 
     /// The running node.
