@@ -536,3 +536,26 @@ fn after_leave_the_room_gets_nothing_more_and_its_writes_are_not_taken() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn a_join_the_node_never_answers_is_asked_again() {
+    let mut b = bridge(Rules::allow_all());
+    let start = Instant::now();
+    let theirs = VersionVector::from_entries([(7, 3)]);
+    b.from_client(
+        msg(Crdt::Loro, "doc", join("alice", version_to_loro(&theirs))),
+        start,
+    );
+    b.from_node(welcome());
+    let asked = |effects: &[Effect]| {
+        to_node(effects)
+            .iter()
+            .filter(|m| matches!(m, Message::SyncRequest { version, .. } if *version == theirs))
+            .count()
+    };
+    assert_eq!(asked(&b.tick(start + Duration::from_secs(5))), 0);
+    assert_eq!(asked(&b.tick(start + Duration::from_secs(11))), 1);
+    // Answered: not asked again.
+    answer(&mut b, Reply::UpToDate);
+    assert_eq!(asked(&b.tick(start + Duration::from_secs(30))), 0);
+}

@@ -123,6 +123,9 @@ const FOUND: &[u64] = &[
     // A request answered up to date on the strength of a live update that
     // was then lost.
     0x03c4_402d,
+    // A Loro join whose answer's data could not be read back from the
+    // store (the answer was dropped) waited for ever.
+    0x4444_0309,
 ];
 
 #[test]

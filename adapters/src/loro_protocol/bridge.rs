@@ -49,6 +49,8 @@ pub struct BridgeOptions {
     pub max_rooms: usize,
     /// Client batches waiting for their acknowledgement at once.
     pub max_in_flight: usize,
+    /// A join the node has not answered this long is asked again.
+    pub request_timeout: Duration,
     /// A client batch the node has not acknowledged this long is given up
     /// on: the client is asked to rejoin, which sends what the node lacks
     /// (a Loro client never sends a batch twice by itself).
@@ -74,6 +76,7 @@ impl BridgeOptions {
             fragment_budget: SharedBudget::new(512 * 1024 * 1024),
             max_rooms: 10_000,
             max_in_flight: 4_096,
+            request_timeout: Duration::from_secs(10),
             ack_timeout: Duration::from_secs(30),
             presence_ttl_ms: 30_000,
             persisted_presence_ttl_ms: 300_000,
@@ -119,6 +122,10 @@ struct Room {
     /// The node had no such document when the client joined: its data is
     /// asked for once the node announces it.
     absent: bool,
+    /// While joining: when the node was asked, and from what version. A
+    /// request the node never answers (its answer's data could not be read
+    /// back from the store, say) is asked again, as a native peer does.
+    asked: Option<(u64, VersionVector)>,
 }
 
 /// A client batch split into native updates, acknowledged once all are.
@@ -509,6 +516,7 @@ impl Bridge {
                 joining: true,
                 write: access.write,
                 absent: false,
+                asked: Some((self.now_ms, version.clone())),
             },
         );
         self.for_node(
@@ -690,6 +698,31 @@ impl Bridge {
         self.now_ms = now;
         for (crdt, room, batch) in self.gathering.expire(now) {
             Self::refuse_batch(&mut out, crdt, &room, batch, LoroAck::FragmentTimeout);
+        }
+        // Joins the node never answered are asked again.
+        let request_timeout = u64::try_from(self.o.request_timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut again = Vec::new();
+        for (room, r) in self.rooms.iter_mut() {
+            if let (true, Some((at, version))) = (r.joining, r.asked.as_mut()) {
+                if now.saturating_sub(*at) >= request_timeout {
+                    *at = now;
+                    again.push((room.clone(), version.clone()));
+                }
+            }
+        }
+        for (room, version) in again {
+            let Ok(doc) = DocId::parse(&room) else {
+                continue;
+            };
+            tracing::info!("loro: the join of {room} was not answered in time; asking again");
+            self.for_node(
+                &mut out,
+                Message::SyncRequest {
+                    doc,
+                    version,
+                    bidirectional: false,
+                },
+            );
         }
         // Batches the node never acknowledged (it could not take them now,
         // and waits for the sender to offer them again): a rejoin does.
@@ -1009,6 +1042,7 @@ impl Bridge {
         };
         if r.joining {
             r.joining = false;
+            r.asked = None;
             let permission = if r.write { "write" } else { "read" }.to_string();
             // Always a version, the empty one for an absent document: with
             // it the client both sends what it has and knows it caught up

@@ -342,3 +342,24 @@ fn a_document_a_peer_creates_by_writing_is_announced_to_the_others_not_to_it() {
     assert_eq!(new_docs(2), 1, "bob follows no filter: he is told");
     assert_eq!(new_docs(1), 0, "alice made it");
 }
+
+#[test]
+fn requests_waiting_on_a_load_that_failed_are_all_answered_once_it_succeeds() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    k.follow(1, "d");
+    k.feed(Msg::StoreFailed {
+        store: ChannelId(10),
+        failure: StoreFailure::Load {
+            doc: doc("d"),
+            reason: "disk on fire".into(),
+        },
+    });
+    k.follow(2, "d");
+    k.tick(k.now + 600);
+    let cmds = k.found(10, "d", vv(&[(4, 2)]));
+    assert!(!sent(&cmds, 1).is_empty(), "alice is answered: {cmds:?}");
+    assert!(!sent(&cmds, 2).is_empty(), "bob is answered: {cmds:?}");
+}
