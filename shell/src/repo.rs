@@ -47,6 +47,7 @@ pub struct RepoBuilder<E: DocEngine = LoroEngine> {
     follow_feed: bool,
     max_message: usize,
     chunk_size: usize,
+    actor: Option<u64>,
 }
 
 impl<E: DocEngine> RepoBuilder<E> {
@@ -61,6 +62,7 @@ impl<E: DocEngine> RepoBuilder<E> {
             follow_feed: self.follow_feed,
             max_message: self.max_message,
             chunk_size: self.chunk_size,
+            actor: self.actor,
         }
     }
 
@@ -118,6 +120,16 @@ impl<E: DocEngine> RepoBuilder<E> {
         self
     }
 
+    /// The CRDT peer id (actor) of this session's local edits, instead of
+    /// a fresh one. Only for a caller that holds it alone (no other session,
+    /// here or elsewhere, edits with it now) and whose previous session's
+    /// edits with it are all where this one loads the documents from: two
+    /// sessions with one actor would give different changes the same ids.
+    pub fn actor(mut self, actor: u64) -> Self {
+        self.actor = Some(actor);
+        self
+    }
+
     /// Messages larger than this cross as chunk frames of this size
     /// (1 MiB by default): no frame ever exceeds a receiver's frame limit.
     pub fn chunk_size(mut self, bytes: usize) -> Self {
@@ -149,7 +161,7 @@ impl<E: DocEngine> RepoBuilder<E> {
         let (tx, rx) = async_channel::unbounded();
         let peer = self.config.peer.clone();
         let options = NodeOptions {
-            actor: session_actor(&peer),
+            actor: self.actor.unwrap_or_else(|| session_actor(&peer)),
             store: self.store.is_some(),
             max_docs: self.max_docs,
             max_message: self.max_message,
@@ -241,6 +253,7 @@ impl Repo<LoroEngine> {
             follow_feed: true,
             max_message: NodeOptions::default().max_message,
             chunk_size: NodeOptions::default().chunk_size,
+            actor: None,
         }
     }
 }

@@ -75,10 +75,19 @@ fn unique(prefix: &str) -> String {
 /// A Repo for a command: connected to a server URL (keeping nothing on
 /// disk), or working on a local data directory.
 fn repo_for(target: &str, auth: &Credentials) -> Result<Repo, String> {
+    repo_writing_as(target, auth, None)
+}
+
+/// [`repo_for`], its local edits made as `actor` when given.
+fn repo_writing_as(target: &str, auth: &Credentials, actor: Option<u64>) -> Result<Repo, String> {
     let token = auth.token.as_deref();
     if is_url(target) {
         let id = auth.peer.clone().unwrap_or_else(|| unique("cli"));
-        let repo = Repo::builder(&id).build().map_err(|e| e.to_string())?;
+        let mut builder = Repo::builder(&id);
+        if let Some(actor) = actor {
+            builder = builder.actor(actor);
+        }
+        let repo = builder.build().map_err(|e| e.to_string())?;
         let mut urls = vec![target.to_string()];
         urls.extend(auth.servers.iter().filter(|u| *u != target).cloned());
         connect(&repo, &urls, token)?;
@@ -361,7 +370,18 @@ pub fn doc(cmd: DocCommand) -> Result<Done, String> {
                     ),
                     None => text,
                 };
-                let repo = repo_for(&target, &auth)?;
+                // One Loro peer per machine, server, document and user.
+                let lease = if is_url(&target) {
+                    let user = match (&auth.peer, &auth.token) {
+                        (Some(peer), _) => format!("as {peer}"),
+                        (None, Some(token)) => format!("token {token}"),
+                        (None, None) => "anonymous".to_string(),
+                    };
+                    crate::writer_lease::acquire(&without_password(&target), &doc, &user)
+                } else {
+                    None
+                };
+                let repo = repo_writing_as(&target, &auth, lease.as_ref().map(|l| l.actor))?;
                 let events = repo.events().await.map_err(|e| e.to_string())?;
                 let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
                 let server = if is_url(&target) {
@@ -400,7 +420,11 @@ pub fn doc(cmd: DocCommand) -> Result<Done, String> {
                         .await
                         .map_err(|e| e.to_string())?;
                     match outcome {
-                        docweave_shell::SyncOutcome::Synced => {}
+                        docweave_shell::SyncOutcome::Synced => {
+                            if let Some(lease) = &lease {
+                                lease.clean();
+                            }
+                        }
                         docweave_shell::SyncOutcome::Deleted => {
                             return Err(format!(
                                 "{doc} was deleted on {server}; the change was not kept"

@@ -9,6 +9,7 @@ mod limits;
 mod loro_identity;
 mod serve;
 mod status;
+mod writer_lease;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

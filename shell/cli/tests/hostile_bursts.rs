@@ -259,3 +259,35 @@ fn ten_thousand_writers_on_one_document_are_read_by_the_cli_a_loro_client_and_a_
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The Loro peers that wrote `doc`, as the server's store holds it.
+fn writers(data: &std::path::Path, doc: &str) -> usize {
+    let mut store = SqliteStore::open(data.join("docweave.db")).unwrap();
+    let loaded = store.load(&DocId::new(doc)).unwrap().unwrap();
+    loaded.version.iter().count()
+}
+
+#[test]
+fn doc_puts_from_one_machine_write_as_one_loro_peer() {
+    let data = data_dir("one-writer");
+    let server = Server::start("one-writer", &data, free_port(), free_port(), &[]);
+    let url = format!("ws://127.0.0.1:{}/", server.ws);
+    for i in 0..5 {
+        let (ok, _, err) = cli(&["doc", "put", &url, "notes", &format!("k{i}"), "v"]);
+        assert!(ok, "put {i}: {err}");
+    }
+    let (ok, out, err) = cli(&["doc", "get", &url, "notes"]);
+    assert!(ok, "{err}");
+    for i in 0..5 {
+        assert!(out.contains(&format!("\"k{i}\"")), "k{i} lost: {out}");
+    }
+    assert_eq!(
+        writers(&data, "notes"),
+        1,
+        "five commands on one machine are one writer of the document"
+    );
+    // Another user (here: another peer name) is another writer.
+    let (ok, _, err) = cli(&["doc", "put", &url, "notes", "k5", "v", "--as", "bob"]);
+    assert!(ok, "{err}");
+    assert_eq!(writers(&data, "notes"), 2);
+}

@@ -191,7 +191,15 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
 
 /// Runs the CLI; (exit code, stdout, stderr).
 pub fn cli_status(args: &[&str]) -> (Option<i32>, String, String) {
+    // The CLI keeps its writer peers in its config directory: the tests'
+    // own, not the user's.
+    let config = std::env::var_os("DOCWEAVE_CONFIG_DIR").unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("cli-config-{}", std::process::id()))
+            .into_os_string()
+    });
     let out = Command::new(BIN)
+        .env("DOCWEAVE_CONFIG_DIR", config)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
