@@ -19,14 +19,14 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "docweave", version, about)]
 struct Cli {
-    /// Log filter (`info`, `docweave=debug`, ...).
-    #[arg(
-        long,
-        global = true,
-        env = "DOCWEAVE_LOG",
-        default_value = "warn,docweave_shell=info,docweave_adapters=info,docweave_cli=info"
-    )]
-    log_level: String,
+    /// Log filter (`info`, `docweave=debug`, ...). Without it, `serve` and
+    /// `sync` log their work (info) and the one-shot commands only warnings
+    /// and errors; `-v` says more, `-vv` everything docweave logs.
+    #[arg(long, global = true, env = "DOCWEAVE_LOG")]
+    log_level: Option<String>,
+    /// More log lines (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Log format: `text` or `json`.
     #[arg(
         long,
@@ -85,9 +85,24 @@ const EXIT_NO_SUCH_DOC: u8 = 3;
 const EXIT_CODES: &str = "Exit status: 0 done; 1 failed (the reason is on stderr); \
 3 `doc get` of a document the server or data directory does not have (said on stderr).";
 
+/// What is logged without `--log-level`: a server or a `sync` reports its
+/// work; a one-shot command is quiet unless something goes wrong.
+fn default_log_level(command: &Command, verbose: u8) -> &'static str {
+    let long_running = matches!(command, Command::Serve(_) | Command::Sync(_));
+    match (verbose, long_running) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "warn,docweave_shell=info,docweave_adapters=info,docweave_cli=info",
+        _ => "info,docweave_core=debug,docweave_shell=debug,docweave_adapters=debug,docweave_cli=debug",
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_level, &cli.log_format);
+    let level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| default_log_level(&cli.command, cli.verbose).to_string());
+    init_logs(&level, &cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Sync(args) => client::sync(args),

@@ -376,3 +376,34 @@ fn doc_get_of_a_missing_document_says_so_and_exits_3_on_every_transport() {
     assert_eq!(code, Some(0));
     assert!(out.contains("\"k\":\"v\""), "{out}");
 }
+
+#[test]
+fn one_shot_commands_are_quiet_unless_asked_and_say_more_with_v() {
+    let data = data_dir("quiet");
+    let server = Server::start("quiet", &data, free_port(), free_port(), &[]);
+    let url = format!("ws://127.0.0.1:{}/", server.ws);
+    // The tests' own log level (DOCWEAVE_LOG) must not decide this.
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_docweave"))
+            .env_remove("DOCWEAVE_LOG")
+            .env("DOCWEAVE_CONFIG_DIR", data.join("config"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let quiet = run(&["doc", "put", &url, "notes", "k", "v"]);
+    assert_eq!(quiet, "", "a put that went well says nothing on stderr");
+    let quiet = run(&["doc", "get", &url, "notes"]);
+    assert_eq!(quiet, "");
+    let chatty = run(&["-v", "doc", "get", &url, "notes"]);
+    assert!(
+        chatty.contains("INFO"),
+        "-v logs the command's work: {chatty:?}"
+    );
+}
