@@ -185,6 +185,7 @@ impl StoreThread {
                         return;
                     }
                 };
+                watch.store_answered(result.store_failure());
                 // A closed loop is closing: the remaining jobs still run.
                 let _ = answers.send_blocking(Request::Store(StoreAnswer { id, result }));
             }

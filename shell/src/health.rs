@@ -1,7 +1,9 @@
 //! Whether a node still runs, and what stopped it: failures that no caller
 //! waits for (a panic in the loop, a store thread that died, a recording that
 //! could not be written) are kept here, so a server can fail its health check
-//! and exit for its supervisor instead of staying half alive.
+//! and exit for its supervisor instead of staying half alive. Also whether
+//! its store answers (for readiness: a node whose store fails is alive but
+//! should not be sent clients).
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +15,8 @@ pub struct Health(Arc<Mutex<State>>);
 struct State {
     stopped: Option<String>,
     recording: Option<String>,
+    /// Why the store's last job failed; `None` once one succeeds.
+    store: Option<String>,
 }
 
 impl Health {
@@ -37,6 +41,24 @@ impl Health {
         if s.recording.is_none() {
             s.recording = Some(reason);
         }
+    }
+
+    /// The store answered a job: `Some(reason)` when it failed.
+    pub(crate) fn store_answered(&self, failure: Option<&str>) {
+        let mut s = self.state();
+        match (failure, &s.store) {
+            (None, Some(_)) => {
+                tracing::info!("the store answers again");
+                s.store = None;
+            }
+            (Some(why), None) => s.store = Some(why.to_string()),
+            _ => {}
+        }
+    }
+
+    /// Why the store is failing (its last job failed), if it is.
+    pub fn store_failing(&self) -> Option<String> {
+        self.state().store.clone()
     }
 
     /// Why the node stopped, if it did.

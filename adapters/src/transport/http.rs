@@ -106,6 +106,8 @@ pub struct HttpPages {
     pub web: Option<Arc<std::path::PathBuf>>,
     /// The answer to `GET /healthz`.
     pub health: Option<HealthCheck>,
+    /// The answer to `GET /readyz` (whether to send this server clients).
+    pub ready: Option<HealthCheck>,
 }
 
 struct Session {
@@ -200,7 +202,8 @@ pub async fn serve_http(
 /// [`serve_http`] with more [`HttpPages`]: with `web` set, `GET` requests
 /// are answered with the files of that directory (`/` is its `index.html`);
 /// the status page is then at `/status` (it is at both `/` and `/status`
-/// without `web`); `/healthz` answers whether the node runs.
+/// without `web`); `/healthz` answers whether the node runs, `/readyz`
+/// whether it should be sent clients.
 pub async fn serve_http_with_web(
     listener: TcpListener,
     o: HttpOptions,
@@ -211,6 +214,7 @@ pub async fn serve_http_with_web(
         status,
         web,
         health,
+        ready,
     } = pages;
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
     let sweeper = sessions.clone();
@@ -247,13 +251,13 @@ pub async fn serve_http_with_web(
             continue;
         };
         let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
-        let (web, health) = (web.clone(), health.clone());
+        let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
         smol::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (sessions, connect, status) =
                     (sessions.clone(), connect.clone(), status.clone());
-                let (web, health) = (web.clone(), health.clone());
+                let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
                 async move {
                     let get = req.method() == hyper::Method::GET;
                     let path = req.uri().path().to_string();
@@ -261,6 +265,13 @@ pub async fn serve_http_with_web(
                         let r = match health.as_ref().map_or(Ok(()), |h| h()) {
                             Ok(()) => respond(StatusCode::OK, b"ok\n".to_vec(), false),
                             Err(why) => problem(StatusCode::SERVICE_UNAVAILABLE, "Stopped", why),
+                        };
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
+                    if get && path == "/readyz" {
+                        let r = match ready.as_ref().map_or(Ok(()), |h| h()) {
+                            Ok(()) => respond(StatusCode::OK, b"ready\n".to_vec(), false),
+                            Err(why) => problem(StatusCode::SERVICE_UNAVAILABLE, "NotReady", why),
                         };
                         return Ok::<_, std::convert::Infallible>(r);
                     }

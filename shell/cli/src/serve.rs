@@ -219,10 +219,24 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             Some(why) => Err(format!("the node stopped: {why}")),
             None => Ok(()),
         });
+        // Ready: running, listening (every port is bound by now), and its
+        // store answering.
+        let watched = repo.clone();
+        let ready: HealthCheck = Arc::new(move || {
+            let health = watched.health();
+            if let Some(why) = health.stopped() {
+                return Err(format!("the node stopped: {why}"));
+            }
+            match health.store_failing() {
+                Some(why) => Err(format!("the store is not answering: {why}")),
+                None => Ok(()),
+            }
+        });
         let pages = HttpPages {
             status: Some(page),
             web: a.web.clone().map(Arc::new),
             health: Some(health),
+            ready: Some(ready),
         };
         smol::spawn(serve_http_with_web(http, http_options, connect, pages)).detach();
         for url in &a.peers {

@@ -326,3 +326,59 @@ fn a_listener_registered_on_one_server_is_pulled_and_acknowledged_on_another() {
         );
     });
 }
+
+/// The status line and body of `GET path` on the HTTP port.
+fn get(port: u16, path: &str) -> String {
+    common::raw::http_raw(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        Duration::from_secs(5),
+    )
+}
+
+/// Polls `GET path` until its answer contains `want` (`within` at most).
+fn eventually_answers(port: u16, path: &str, want: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = get(port, path);
+        if answer.contains(want) || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn readyz_fails_while_the_store_cannot_be_reached_and_healthz_does_not() {
+    let db = fresh_database("readyz");
+    let server = start("pg-ready", &db);
+    let ready = eventually_answers(server.http, "/readyz", "200 OK", Duration::from_secs(10));
+    assert!(ready.contains("200 OK"), "{ready}");
+    // The database refuses every connection, and the server's are cut.
+    let (base, name) = db.rsplit_once('/').unwrap();
+    let mut admin =
+        postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ))
+        .unwrap();
+    let down = eventually_answers(server.http, "/readyz", "503", Duration::from_secs(20));
+    assert!(
+        down.contains("503"),
+        "not ready while the store is down: {down}"
+    );
+    assert!(down.contains("store"), "says why: {down}");
+    let alive = get(server.http, "/healthz");
+    assert!(alive.contains("200 OK"), "alive all the same: {alive}");
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .unwrap();
+    let back = eventually_answers(server.http, "/readyz", "200 OK", Duration::from_secs(30));
+    assert!(
+        back.contains("200 OK"),
+        "ready again once the store answers: {back}"
+    );
+    put(&ws(&server), "after", "k", "v");
+}

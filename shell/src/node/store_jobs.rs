@@ -103,6 +103,21 @@ pub enum StoreResult {
     Failed(JobError),
 }
 
+impl StoreResult {
+    /// Why the store failed this job, if it did (a write refused for a
+    /// deleted document is an answer, not a failure of the store).
+    pub fn store_failure(&self) -> Option<&str> {
+        match self {
+            StoreResult::Failed(e) if !e.tombstoned => Some(&e.reason),
+            StoreResult::Appended(results) => results.iter().find_map(|r| match r {
+                Err(e) if !e.tombstoned => Some(e.reason.as_str()),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Runs one job against a store. Blocking: drivers call it off their loop.
 pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
     let failed = |e: StoreError| StoreResult::Failed(e.into());
