@@ -548,11 +548,25 @@ impl Store for PostgresStore {
 /// read from the feed, not from notifications.
 fn listen(config: Config, tag: String, stop: Arc<AtomicBool>, announce: Announce) {
     let mut backoff = Duration::from_millis(50);
+    // A database that stays down is said once, then again when it is back
+    // (with how many tries it took), not at every try.
+    let mut failures = 0u32;
+    let failed = |failures: &mut u32, what: String| {
+        *failures += 1;
+        if *failures == 1 {
+            tracing::warn!("{what}; trying again (quietly until it works)");
+        } else {
+            tracing::debug!("{what}; try {failures}");
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         let mut client = match config.connect(NoTls) {
             Ok(client) => client,
             Err(e) => {
-                tracing::warn!("cannot listen for other servers' writes: {e}; trying again");
+                failed(
+                    &mut failures,
+                    format!("cannot listen for other servers' writes: {e}"),
+                );
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -561,9 +575,15 @@ fn listen(config: Config, tag: String, stop: Arc<AtomicBool>, announce: Announce
         if let Err(e) =
             client.batch_execute(&format!("LISTEN {FEED_CHANNEL}; LISTEN {PUBLISH_CHANNEL}"))
         {
-            tracing::warn!("LISTEN failed: {e}; trying again");
+            failed(&mut failures, format!("LISTEN failed: {e}"));
             std::thread::sleep(backoff);
             continue;
+        }
+        if failures > 0 {
+            tracing::info!(
+                "listening for other servers' writes again, after {failures} failed tries"
+            );
+            failures = 0;
         }
         backoff = Duration::from_millis(50);
         announce(Announcement::Written);

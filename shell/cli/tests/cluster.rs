@@ -351,7 +351,16 @@ fn eventually_answers(port: u16, path: &str, want: &str, within: Duration) -> St
 #[test]
 fn readyz_fails_while_the_store_cannot_be_reached_and_healthz_does_not() {
     let db = fresh_database("readyz");
-    let server = start("pg-ready", &db);
+    let data = data_dir("pg-ready");
+    let server = Server::start_env(
+        "pg-ready",
+        &data,
+        free_port(),
+        free_port(),
+        &["--store", &db],
+        None,
+        &[("DOCWEAVE_TEST_LOG", "1")],
+    );
     let ready = eventually_answers(server.http, "/readyz", "200 OK", Duration::from_secs(10));
     assert!(ready.contains("200 OK"), "{ready}");
     // The database refuses every connection, and the server's are cut.
@@ -372,6 +381,21 @@ fn readyz_fails_while_the_store_cannot_be_reached_and_healthz_does_not() {
     assert!(down.contains("store"), "says why: {down}");
     let alive = get(server.http, "/healthz");
     assert!(alive.contains("200 OK"), "alive all the same: {alive}");
+    // Down for a while: the server polls its feed five times a second.
+    std::thread::sleep(Duration::from_secs(4));
+    let log = std::fs::read_to_string(data.join("serve.log")).unwrap_or_default();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    eprintln!(
+        "{} warnings while the store was down:\n{}",
+        warnings.len(),
+        warnings.join("\n")
+    );
+    // Once each (the feed read fails five times a second): before, 29 lines
+    // in these 4 s.
+    assert!(
+        warnings.len() <= 6,
+        "a store that stays down is said once, not at every try: {warnings:#?}"
+    );
     admin
         .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
         .unwrap();
@@ -381,4 +405,9 @@ fn readyz_fails_while_the_store_cannot_be_reached_and_healthz_does_not() {
         "ready again once the store answers: {back}"
     );
     put(&ws(&server), "after", "k", "v");
+    let log = std::fs::read_to_string(data.join("serve.log")).unwrap_or_default();
+    assert!(
+        log.contains("the store answers again"),
+        "the recovery is said too"
+    );
 }

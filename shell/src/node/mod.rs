@@ -35,6 +35,7 @@
 mod chunks;
 mod outbox;
 mod recent_exports;
+mod repeated_logs;
 mod replicas;
 mod store_jobs;
 
@@ -270,6 +271,8 @@ pub struct Node<E: DocEngine> {
     deferred: Vec<(ImportId, DocId, Payload)>,
     /// Exports kept across flushes for readers that come one after another.
     recent_exports: recent_exports::RecentExports,
+    /// Lines the core logs again and again (a store that is down).
+    repeated_logs: repeated_logs::RepeatedLogs,
     /// The reload everything waits for, and the inputs that wait with it.
     blocked: Option<u64>,
     /// A start-up read of the store that failed is tried again at this
@@ -314,6 +317,7 @@ impl<E: DocEngine> Node<E> {
             imports_ahead: 0,
             deferred: Vec::new(),
             recent_exports: Default::default(),
+            repeated_logs: Default::default(),
             blocked: None,
             restore_retry: None,
             held: VecDeque::new(),
@@ -794,10 +798,15 @@ impl<E: DocEngine> Node<E> {
                 }
                 self.outputs.push_back(Output::Event(event));
             }
-            Cmd::Log { level, text } => match level {
-                docweave_core::Level::Info => tracing::info!("{text}"),
-                docweave_core::Level::Warn => tracing::warn!("{text}"),
-            },
+            Cmd::Log { level, text } => {
+                let Some(line) = self.repeated_logs.admit(&text, self.now) else {
+                    return;
+                };
+                match level {
+                    docweave_core::Level::Info => tracing::info!("{line}"),
+                    docweave_core::Level::Warn => tracing::warn!("{line}"),
+                }
+            }
         }
     }
 

@@ -93,15 +93,18 @@ impl Server {
                 c
             }
         };
-        // DOCWEAVE_TEST_LOG=1 keeps the server's log beside its data.
-        let stderr = match std::env::var_os("DOCWEAVE_TEST_LOG") {
-            Some(_) => {
+        // DOCWEAVE_TEST_LOG=1 (in the tests' environment, or in `env` for
+        // a test that reads the log) keeps the server's log beside its data.
+        let logged = std::env::var_os("DOCWEAVE_TEST_LOG").is_some()
+            || env.iter().any(|(k, _)| *k == "DOCWEAVE_TEST_LOG");
+        let stderr = match logged {
+            true => {
                 let _ = std::fs::create_dir_all(data);
                 std::fs::File::create(data.join("serve.log"))
                     .map(Stdio::from)
                     .unwrap_or_else(|_| Stdio::null())
             }
-            None => Stdio::null(),
+            false => Stdio::null(),
         };
         command.envs(env.iter().copied());
         let mut child = command
