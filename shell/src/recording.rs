@@ -1,6 +1,12 @@
 //! Recording and replay: every input fed to `update` as one JSON line, with
 //! the commands it produced; `replay` feeds the inputs to a fresh model and
 //! reports the first command that differs.
+//!
+//! A recording is made to be shared (to reproduce a problem elsewhere), so
+//! it holds no secret: every token (in the configuration, in `hello`s, in
+//! connections) is written as `token-N`, the same name for the same token
+//! throughout. The core only ever compares tokens for equality, so the
+//! replay decides exactly as the node did.
 
 use crate::health::Health;
 use docweave_core::{update, Cmd, Config, Millis, Model, Msg};
@@ -30,21 +36,68 @@ pub enum Line {
 pub(crate) struct Recorder {
     out: Option<std::io::BufWriter<std::fs::File>>,
     health: Health,
+    tokens: TokenNames,
+}
+
+/// The name each token seen so far is written under.
+#[derive(Default)]
+struct TokenNames(std::collections::BTreeMap<String, String>);
+
+impl TokenNames {
+    fn name(&mut self, token: &str) -> String {
+        let next = self.0.len() + 1;
+        self.0
+            .entry(token.to_string())
+            .or_insert_with(|| format!("token-{next}"))
+            .clone()
+    }
+
+    /// Replaces every token in `v`: the strings under a `token` key, and
+    /// those in a `tokens` list.
+    fn redact(&mut self, v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    match (key.as_str(), value) {
+                        ("token", serde_json::Value::String(t)) => *t = self.name(t),
+                        ("tokens", serde_json::Value::Array(list)) => {
+                            for t in list.iter_mut() {
+                                if let serde_json::Value::String(s) = t {
+                                    *s = self.name(s);
+                                }
+                            }
+                        }
+                        (_, other) => self.redact(other),
+                    }
+                }
+            }
+            serde_json::Value::Array(list) => list.iter_mut().for_each(|x| self.redact(x)),
+            _ => {}
+        }
+    }
+
+    /// `line` as JSON text, its tokens named.
+    fn text(&mut self, line: &Line) -> Result<String, serde_json::Error> {
+        let mut v = serde_json::to_value(line)?;
+        self.redact(&mut v);
+        serde_json::to_string(&v)
+    }
 }
 
 impl Recorder {
     /// Starts a log at `path` for a node with `config`.
     pub fn create(path: &Path, config: &Config, health: Health) -> std::io::Result<Self> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string(&Line::Config(config.clone())).map_err(std::io::Error::other)?
-        )?;
+        let mut tokens = TokenNames::default();
+        let first = tokens
+            .text(&Line::Config(config.clone()))
+            .map_err(std::io::Error::other)?;
+        writeln!(out, "{first}")?;
         out.flush()?;
         Ok(Self {
             out: Some(out),
             health,
+            tokens,
         })
     }
 
@@ -58,7 +111,9 @@ impl Recorder {
             input: input.clone(),
             output: output.to_vec(),
         };
-        let written = serde_json::to_string(&line)
+        let written = self
+            .tokens
+            .text(&line)
             .map_err(std::io::Error::other)
             .and_then(|text| writeln!(out, "{text}"))
             .and_then(|()| out.flush());

@@ -407,3 +407,50 @@ fn one_shot_commands_are_quiet_unless_asked_and_say_more_with_v() {
         "-v logs the command's work: {chatty:?}"
     );
 }
+
+#[test]
+fn a_recording_holds_no_token_and_still_replays_identically() {
+    let data = data_dir("record-secrets");
+    std::fs::create_dir_all(&data).unwrap();
+    let log = data.join("run.jsonl");
+    let (ws, http) = (free_port(), free_port());
+    let log_arg = log.display().to_string();
+    let mut server = Server::start(
+        "server",
+        &data,
+        ws,
+        http,
+        &["--token", "s3cret-right", "--record", &log_arg],
+    );
+    let url = format!("ws://127.0.0.1:{ws}");
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &url,
+        "notes",
+        "k",
+        "v",
+        "--token",
+        "s3cret-right",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, _) = cli(&["doc", "get", &url, "notes", "--token", "s3cret-wrong"]);
+    assert!(!ok, "a wrong token was let in");
+    server.kill9();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.lines().count() > 5, "{text}");
+    assert!(
+        !text.contains("s3cret"),
+        "a token is in the recording: {}",
+        text.lines()
+            .find(|l| l.contains("s3cret"))
+            .unwrap_or_default()
+    );
+    assert!(
+        text.contains("token-1") && text.contains("token-2"),
+        "tokens are named"
+    );
+    // Named the same way throughout, so the refusal and the acceptance replay.
+    let (ok, out, err) = cli(&["replay", &log_arg]);
+    assert!(ok && out.contains("identical"), "{out}{err}");
+}
