@@ -25,4 +25,4 @@ pub use store::{
     conformance, Announce, Announcement, Append, Loaded, MemoryStore, PostgresStore,
     SharedMemoryStore, SqliteStore, Store, StoreError,
 };
-pub use transport::{Link, Outbound, Transport};
+pub use transport::{Link, Outbound};

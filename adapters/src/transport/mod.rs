@@ -264,32 +264,6 @@ pub fn outbound(limit: usize) -> (LinkTx, LinkOut) {
     )
 }
 
-/// What every transport offers: whole frames both ways and a close with a
-/// reason. Each transport hands its connections over as a [`Link`].
-pub trait Transport {
-    /// Sends a frame; `false` when the connection is gone or not reading.
-    fn send(&self, frame: Vec<u8>) -> bool;
-    /// The next frame; `None` once the connection is gone.
-    fn recv(&self) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send;
-    /// Closes the connection with a reason.
-    fn close(&self, reason: &str);
-}
-
-impl Transport for Link {
-    fn send(&self, frame: Vec<u8>) -> bool {
-        Link::send(self, frame)
-    }
-
-    fn recv(&self) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send {
-        let rx = self.rx.clone();
-        async move { rx.recv().await.ok() }
-    }
-
-    fn close(&self, reason: &str) {
-        Link::close(self, reason)
-    }
-}
-
 /// A framed connection: the node writes `tx` and reads `rx`. When `rx`
 /// ends, the connection is gone.
 pub struct Link {
