@@ -97,6 +97,7 @@ impl Server {
         // a test that reads the log) keeps the server's log beside its data.
         let logged = std::env::var_os("DOCWEAVE_TEST_LOG").is_some()
             || env.iter().any(|(k, _)| *k == "DOCWEAVE_TEST_LOG");
+        // Otherwise its last lines are kept, to say why it did not start.
         let stderr = match logged {
             true => {
                 let _ = std::fs::create_dir_all(data);
@@ -104,7 +105,7 @@ impl Server {
                     .map(Stdio::from)
                     .unwrap_or_else(|_| Stdio::null())
             }
-            false => Stdio::null(),
+            false => Stdio::piped(),
         };
         command.envs(env.iter().copied());
         let mut child = command
@@ -113,15 +114,39 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn: {e}"));
+        let last_lines = std::sync::Arc::new(std::sync::Mutex::new(
+            std::collections::VecDeque::<String>::new(),
+        ));
+        if let Some(err) = child.stderr.take() {
+            let keep = last_lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut k = keep.lock().unwrap_or_else(|p| p.into_inner());
+                    if k.len() >= 40 {
+                        k.pop_front();
+                    }
+                    k.push_back(line);
+                }
+            });
+        }
         // Wait for "docweave serving ..." on stdout.
         let out = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
         let mut reader = BufReader::new(out);
         let mut line = String::new();
         let _ = reader.read_line(&mut line);
-        assert!(
-            line.contains("docweave serving"),
-            "the server did not start: {line:?}"
-        );
+        if !line.contains("docweave serving") {
+            // Its last words, once it has exited.
+            let _ = child.wait();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let said: Vec<String> = last_lines
+                .lock()
+                .map(|k| k.iter().cloned().collect())
+                .unwrap_or_default();
+            panic!(
+                "the server did not start: {line:?}; its log ended with:\n{}",
+                said.join("\n")
+            );
+        }
         let extra = extra.iter().map(|s| s.to_string()).collect();
         Server {
             child,
