@@ -559,3 +559,29 @@ fn a_join_the_node_never_answers_is_asked_again() {
     answer(&mut b, Reply::UpToDate);
     assert_eq!(asked(&b.tick(start + Duration::from_secs(30))), 0);
 }
+
+#[test]
+fn a_join_whose_token_the_node_would_refuse_fails_alone_without_a_hello() {
+    let identity = Arc::new(|token: Option<&str>| PeerId::new(token.unwrap_or("anon")));
+    let mut o = BridgeOptions::new(identity, Rules::allow_all());
+    o.accepts = Arc::new(|token: Option<&str>| token == Some("right"));
+    let mut b = Bridge::new(o);
+    let effects = b.from_client(msg(Crdt::Loro, "a", join("wrong", vec![])), Instant::now());
+    assert!(to_node(&effects).is_empty(), "no hello: {effects:?}");
+    assert!(
+        matches!(
+            to_client(&effects)[..],
+            [Body::JoinError {
+                code: JoinErrorCode::AuthFailed,
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
+    // A later join with an accepted token says hello as usual.
+    let effects = b.from_client(msg(Crdt::Loro, "b", join("right", vec![])), Instant::now());
+    assert!(
+        matches!(to_node(&effects)[..], [Message::Hello(_)]),
+        "{effects:?}"
+    );
+}

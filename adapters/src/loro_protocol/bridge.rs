@@ -28,11 +28,18 @@ use std::time::{Duration, Instant};
 /// presented (identity comes from credentials, not from the client).
 pub type Identity = Arc<dyn Fn(Option<&str>) -> PeerId + Send + Sync>;
 
+/// Whether the server takes a token (`None`: no token given).
+pub type TokenCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
 /// What a bridge allows and how it speaks.
 #[derive(Clone)]
 pub struct BridgeOptions {
     /// The peer id for a token.
     pub identity: Identity,
+    /// Whether the node will take a join's token. A join whose token it
+    /// would refuse gets `JoinError auth_failed` and the connection stays
+    /// (its other joins go on); the node would close the whole connection.
+    pub accepts: TokenCheck,
     /// The node's permission rules (for the `read`/`write` answer to a
     /// join; the node still checks every write itself).
     pub rules: Rules,
@@ -69,6 +76,7 @@ impl BridgeOptions {
     pub fn new(identity: Identity, rules: Rules) -> Self {
         Self {
             identity,
+            accepts: Arc::new(|_| true),
             rules,
             max_update: 512 * 1024 * 1024,
             fragment: 240 * 1024,
@@ -442,6 +450,13 @@ impl Bridge {
         };
         let token = (!token.is_empty()).then_some(token);
         let peer = match (&self.who, &self.peer) {
+            (Identified::Nobody, _) | (_, None) if !(self.o.accepts)(token.as_deref()) => {
+                let why = match token {
+                    Some(_) => "the token was not accepted",
+                    None => "this server requires a token",
+                };
+                return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why.into());
+            }
             (Identified::Nobody, _) | (_, None) => {
                 let peer = (self.o.identity)(token.as_deref());
                 self.peer = Some(peer.clone());

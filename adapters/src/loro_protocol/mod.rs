@@ -17,7 +17,7 @@ mod session;
 
 pub use bridge::{
     sent_version, version_from_loro, version_to_loro, Bridge, BridgeOptions, Effect, Identity,
-    PERSISTED_PRESENCE_NAMESPACE, PRESENCE_NAMESPACE,
+    TokenCheck, PERSISTED_PRESENCE_NAMESPACE, PRESENCE_NAMESPACE,
 };
 pub use codec::{
     decode, encode, AckStatus, BatchId, Body, Crdt, DecodeError, JoinErrorCode, LoroMessage,

@@ -120,8 +120,20 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     let (tokens, grants) = credentials(&a.tokens);
     let (page_tokens, page_grants, page_rules) = (tokens.clone(), grants.clone(), rules.clone());
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
+    // The node's own rule for a hello's token, so a Loro join with a token
+    // it would refuse fails alone instead of closing the connection.
+    let accepts: docweave_adapters::loro_protocol::TokenCheck = {
+        let (tokens, grants) = (tokens.clone(), grants.clone());
+        Arc::new(move |token: Option<&str>| {
+            (tokens.is_empty() && grants.is_empty())
+                || token.is_some_and(|t| {
+                    tokens.iter().any(|x| x == t) || grants.iter().any(|g| g.token == t)
+                })
+        })
+    };
     let loro = BridgeOptions {
         max_update: max_message,
+        accepts,
         ..BridgeOptions::new(
             crate::loro_identity::identity(grants.clone()),
             rules.clone(),

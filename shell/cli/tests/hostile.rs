@@ -610,3 +610,39 @@ fn the_status_page_is_shown_to_token_holders_with_only_what_they_may_read() {
     assert!(operator.contains("public/notes") && operator.contains("secret/plans"));
     assert!(operator.contains("<h2>Peers</h2>"));
 }
+
+#[test]
+fn a_loro_join_with_a_wrong_token_fails_alone_and_the_connection_goes_on() {
+    use loro_protocol::{Body, Crdt, JoinErrorCode};
+    let server = start("loro-wrong-token", &["--token", "right"]);
+    let wait = Duration::from_secs(5);
+    let join = |token: &str| Body::JoinRequest {
+        auth: token.as_bytes().to_vec(),
+        version: Vec::new(),
+    };
+    smol::block_on(async {
+        let mut ws = raw_ws_at(server.ws, "/loro").await;
+        let _ = ws.send(loro(Crdt::Loro, "a", join("wrong"))).await;
+        let (got, _, closed) =
+            loro_until(&mut ws, wait, |m| matches!(m.body, Body::JoinError { .. })).await;
+        assert!(!closed, "the connection was closed: {got:?}");
+        assert!(
+            matches!(got.last().map(|m| &m.body), Some(Body::JoinError { code: JoinErrorCode::AuthFailed, message, .. }) if message.contains("not accepted")),
+            "{got:?}"
+        );
+        // The same connection joins another room with the right token.
+        let _ = ws.send(loro(Crdt::Loro, "b", join("right"))).await;
+        let (got, _, closed) = loro_until(&mut ws, wait, |m| {
+            matches!(m.body, Body::JoinResponseOk { .. })
+        })
+        .await;
+        assert!(
+            !closed
+                && matches!(
+                    got.last().map(|m| &m.body),
+                    Some(Body::JoinResponseOk { .. })
+                ),
+            "{got:?}"
+        );
+    });
+}

@@ -114,9 +114,9 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn: {e}"));
-        let last_lines = std::sync::Arc::new(std::sync::Mutex::new(
-            std::collections::VecDeque::<String>::new(),
-        ));
+        let last_lines = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<
+            String,
+        >::new()));
         if let Some(err) = child.stderr.take() {
             let keep = last_lines.clone();
             std::thread::spawn(move || {
