@@ -375,10 +375,10 @@ fn data_whose_import_was_unavailable_is_not_sent_back_to_its_sender_later() {
     assert!(data(&cmds, 1).is_empty(), "alice got her own change back");
 }
 
-#[test]
-fn a_request_that_crossed_a_live_update_still_gets_its_answer() {
+/// Alice follows `notes` and acknowledged what she was sent; then a change
+/// goes to her as a live update, not yet acknowledged (its commands).
+fn following_with_a_live_update_out() -> (Kit, Vec<Cmd>) {
     let mut k = hub_with_doc();
-    // Alice follows the document and acknowledges what she was sent.
     let answer = k.follow(1, "notes");
     let batch = data(&answer, 1)[0].0;
     k.recv(
@@ -389,11 +389,16 @@ fn a_request_that_crossed_a_live_update_still_gets_its_answer() {
             clock: None,
         },
     );
-    // A change goes to alice as a live update, not yet acknowledged...
     let cmds = k.feed(Msg::LocalChange {
         doc: doc("notes"),
         version: vv(&[(9, 3)]),
     });
+    (k, cmds)
+}
+
+#[test]
+fn a_request_that_crossed_a_live_update_still_gets_its_answer() {
+    let (mut k, cmds) = following_with_a_live_update_out();
     assert!(matches!(data(&cmds, 1)[..], [(_, _, true)]), "{cmds:?}");
     let update = data(&cmds, 1)[0].0;
     // ...while alice (a Loro join, say) asks from what it had before it.
@@ -423,21 +428,7 @@ fn a_request_that_crossed_a_live_update_still_gets_its_answer() {
 
 #[test]
 fn a_request_that_crossed_a_live_update_that_is_lost_gets_the_data_as_its_answer() {
-    let mut k = hub_with_doc();
-    let answer = k.follow(1, "notes");
-    let batch = data(&answer, 1)[0].0;
-    k.recv(
-        1,
-        Message::Ack {
-            batch,
-            status: crate::AckStatus::Ok,
-            clock: None,
-        },
-    );
-    k.feed(Msg::LocalChange {
-        doc: doc("notes"),
-        version: vv(&[(9, 3)]),
-    });
+    let (mut k, _) = following_with_a_live_update_out();
     request(&mut k, 1, &[(9, 2)], false);
     // The update is never acknowledged: once it times out, the data goes
     // as the answer the request is owed.

@@ -469,7 +469,6 @@ impl<E: SimEngine> Sim<E> {
             return;
         };
         let generation = m.generation;
-        let hub = m.hub.clone();
         for action in actions {
             match action {
                 Action::ToClient(msg) => {
@@ -524,7 +523,6 @@ impl<E: SimEngine> Sim<E> {
                 },
             );
         }
-        let _ = hub;
     }
 
     /// The session hands a frame to its hub (same process: reliable, in order).
