@@ -108,25 +108,8 @@ fn pulled_cursor_moves_once_every_listed_document_is_in() {
         meta: DocMeta::default(),
     });
     k.dial(1, "hub", "hub");
-    let changed = ChangedDoc {
-        doc: doc("x"),
-        version: vv(&[(5, 1)]),
-        clock: Clock(30),
-    };
-    let cmds = k.recv(
-        1,
-        Message::Changes {
-            docs: vec![changed],
-            up_to: Clock(31),
-            more: false,
-        },
-    );
-    assert!(
-        !cmds
-            .iter()
-            .any(|c| matches!(c, Cmd::Save(StateRecord::Cursor { .. }))),
-        "moved before the data arrived"
-    );
+    let cmds = hub_lists_x(&mut k);
+    assert!(!saves_cursor(&cmds), "moved before the data arrived");
     let cmds = k.recv(
         1,
         Message::SyncResponse {
@@ -216,23 +199,9 @@ fn pulled_cursor_waits_until_a_listed_document_held_in_memory_is_durable() {
     assert_eq!(writes.len(), 1);
     // The hub lists it: we hold it, but a crash now would lose it, so the
     // cursor must not say we have it.
-    let changed = ChangedDoc {
-        doc: doc("x"),
-        version: vv(&[(5, 1)]),
-        clock: Clock(30),
-    };
-    let cmds = k.recv(
-        1,
-        Message::Changes {
-            docs: vec![changed],
-            up_to: Clock(31),
-            more: false,
-        },
-    );
+    let cmds = hub_lists_x(&mut k);
     assert!(
-        !cmds
-            .iter()
-            .any(|c| matches!(c, Cmd::Save(StateRecord::Cursor { .. }))),
+        !saves_cursor(&cmds),
         "the cursor moved past data not yet durable"
     );
     // The write is acknowledged: durable, and the cursor moves.
@@ -247,4 +216,28 @@ fn pulled_cursor_waits_until_a_listed_document_held_in_memory_is_durable() {
     assert!(cmds.iter().any(
         |c| matches!(c, Cmd::Save(StateRecord::Cursor { cursor, .. }) if cursor.pulled == Clock(31))
     ));
+}
+
+/// The hub on channel 1 lists document "x" at version {5: 1}, changed at
+/// clock 30, and says nothing more is to come.
+fn hub_lists_x(k: &mut Kit) -> Vec<Cmd> {
+    let changed = ChangedDoc {
+        doc: doc("x"),
+        version: vv(&[(5, 1)]),
+        clock: Clock(30),
+    };
+    k.recv(
+        1,
+        Message::Changes {
+            docs: vec![changed],
+            up_to: Clock(31),
+            more: false,
+        },
+    )
+}
+
+/// Whether the commands move the pulled cursor.
+fn saves_cursor(cmds: &[Cmd]) -> bool {
+    cmds.iter()
+        .any(|c| matches!(c, Cmd::Save(StateRecord::Cursor { .. })))
 }

@@ -184,6 +184,7 @@ mod tests {
     #[test]
     fn a_peer_is_reused_only_after_a_clean_end_and_never_by_two_commands_at_once() {
         let dir = std::env::temp_dir().join(format!("docweave-lease-{}", std::process::id()));
+        // Left by an earlier run, if any; absent is as good.
         let _ = std::fs::remove_dir_all(&dir);
         // SAFETY: the only test of this binary that reads the variable.
         unsafe { std::env::set_var("DOCWEAVE_CONFIG_DIR", &dir) };
@@ -203,6 +204,7 @@ mod tests {
         assert_eq!(third.actor, actor, "reused after a clean end");
         assert_ne!(acquire("ws://s/", "other", "u").unwrap().actor, actor);
         drop(third);
+        // Tidying only: a leftover directory is removed by the next run.
         let _ = std::fs::remove_dir_all(&dir);
     }
 

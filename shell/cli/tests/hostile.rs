@@ -622,6 +622,7 @@ fn a_loro_join_with_a_wrong_token_fails_alone_and_the_connection_goes_on() {
     };
     smol::block_on(async {
         let mut ws = raw_ws_at(server.ws, "/loro").await;
+        // A send that fails shows as no answer (and a closed socket) below.
         let _ = ws.send(loro(Crdt::Loro, "a", join("wrong"))).await;
         let (got, _, closed) =
             loro_until(&mut ws, wait, |m| matches!(m.body, Body::JoinError { .. })).await;
@@ -631,6 +632,7 @@ fn a_loro_join_with_a_wrong_token_fails_alone_and_the_connection_goes_on() {
             "{got:?}"
         );
         // The same connection joins another room with the right token.
+        // As above: a failed send fails the check that follows.
         let _ = ws.send(loro(Crdt::Loro, "b", join("right"))).await;
         let (got, _, closed) = loro_until(&mut ws, wait, |m| {
             matches!(m.body, Body::JoinResponseOk { .. })

@@ -135,7 +135,8 @@ impl Server {
         let mut line = String::new();
         let _ = reader.read_line(&mut line);
         if !line.contains("docweave serving") {
-            // Its last words, once it has exited.
+            // Its last words, once it has exited (a wait that fails leaves
+            // whatever it said so far, which is still worth showing).
             let _ = child.wait();
             std::thread::sleep(std::time::Duration::from_millis(200));
             let said: Vec<String> = last_lines
