@@ -300,6 +300,16 @@ pub enum Msg {
         /// Its record, if the store has one.
         record: Option<ListenerRecord>,
     },
+    /// A `hello` whose token the shell verified (a signed token): the core
+    /// judges the hello with the verdict instead of its static tokens.
+    Authenticated {
+        /// On which channel.
+        channel: ChannelId,
+        /// The hello as it arrived.
+        hello: crate::protocol::Hello,
+        /// What the token says, or why it was refused.
+        verdict: crate::policy::Verdict,
+    },
 }
 
 impl Msg {
@@ -330,6 +340,7 @@ impl Msg {
             Msg::StoreAnnounced { .. } => "store-announced",
             Msg::ListenerLoaded { .. } => "listener-loaded",
             Msg::StoreChanged { .. } => "store-changed",
+            Msg::Authenticated { .. } => "authenticated",
         }
     }
 }

@@ -181,6 +181,10 @@ pub struct Config {
     pub tokens: Vec<String>,
     /// Tokens that grant only some peer ids (a credential binds identity).
     pub grants: Vec<Grant>,
+    /// The shell verifies signed tokens ([`crate::Msg::Authenticated`]):
+    /// then a hello with neither such a token nor a static one is refused.
+    #[serde(default)]
+    pub signed_tokens: bool,
     /// What one peer may make this node hold.
     pub bounds: Bounds,
     /// The highest protocol version this node speaks (lower only to test
@@ -208,6 +212,7 @@ impl Config {
             kind: PeerKind::User,
             tokens: Vec::new(),
             grants: Vec::new(),
+            signed_tokens: false,
             bounds: Bounds::default(),
             protocol: crate::protocol::PROTOCOL_VERSION,
             rules: Rules::allow_all(),
@@ -423,6 +428,9 @@ pub(crate) struct Peer {
     pub sending: OrdMap<DocId, BatchId>,
     /// Documents it had the node look up in its stores, not yet answered.
     pub lookups: OrdSet<DocId>,
+    /// The credential of its newest hello, when it was a signed token:
+    /// its rights replace the node's rules for this peer.
+    pub credential: Option<Arc<crate::policy::Credential>>,
 }
 
 impl Peer {
@@ -446,6 +454,7 @@ impl Peer {
             presence: 0,
             sending: OrdMap::new(),
             lookups: OrdSet::new(),
+            credential: None,
         }
     }
 }
@@ -547,6 +556,8 @@ pub(crate) enum Timer {
     Sweep,
     /// Presence held back in its window is relayed.
     PresenceFlush,
+    /// The credential a channel's hello presented expires.
+    CredentialExpiry(ChannelId),
 }
 
 /// Everything the core knows. Cheap to clone; an old model stays valid.

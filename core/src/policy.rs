@@ -62,6 +62,54 @@ impl Pattern {
     }
 }
 
+/// What a token grants for documents matching a pattern (a signed token's
+/// `docs` claim: the first matching entry decides, none matching: nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocRight {
+    /// Which documents.
+    pub doc: Pattern,
+    /// What the holder may do with them.
+    pub access: Access,
+}
+
+/// What a verified token says, resolved by the shell (signatures, key
+/// files and clock skew stay outside the core): who the holder is, what it
+/// may do and until when. Recorded as data, so a replay decides the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// The identity the token names (a JWT's `sub`); the hello must speak as it.
+    pub peer: PeerId,
+    /// Rights per document; `None`: the node's rules decide.
+    pub rights: Option<Vec<DocRight>>,
+    /// When it stops being valid, on the node's clock (the time `update`
+    /// is given); the connection is closed then.
+    pub expires: Option<crate::io::Millis>,
+    /// The token's id (a JWT's `jti`), for revocation and logs.
+    pub id: Option<String>,
+}
+
+impl Credential {
+    /// What the holder may do with `doc`, if the credential says.
+    pub fn access(&self, doc: &DocId) -> Option<Access> {
+        let rights = self.rights.as_ref()?;
+        Some(
+            rights
+                .iter()
+                .find(|r| r.doc.matches(doc.as_str()))
+                .map_or(Access::NONE, |r| r.access),
+        )
+    }
+}
+
+/// The shell's verdict on a hello's signed token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The token is genuine and in force.
+    Valid(Credential),
+    /// It is not: why (a bad signature, expired, another audience, ...).
+    Refused(String),
+}
+
 /// One rule: for peers and documents matching, this access.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {

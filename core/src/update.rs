@@ -43,7 +43,12 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             remote,
         } => connection::channel_added(model, out, channel, kind, remote),
         Msg::ChannelRemoved { channel } => connection::channel_removed(model, out, channel),
-        Msg::Received { channel, message } => received(model, out, channel, message),
+        Msg::Received { channel, message } => received(model, out, channel, message, None),
+        Msg::Authenticated {
+            channel,
+            hello,
+            verdict,
+        } => received(model, out, channel, Message::Hello(hello), Some(verdict)),
         Msg::FrameRejected { channel, reason } => {
             connection::frame_rejected(model, out, channel, reason)
         }
@@ -114,7 +119,15 @@ fn bound_code(e: &FrameError) -> ErrorCode {
     }
 }
 
-fn received(model: &mut Model, out: &mut Out, channel: ChannelId, message: Message) {
+/// A message from a channel; `verdict` is the shell's word on a hello's
+/// signed token, when it checked one.
+fn received(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    message: Message,
+    verdict: Option<crate::policy::Verdict>,
+) {
     let Some(ch) = model.channels.get(&channel) else {
         out.log(
             Level::Info,
@@ -138,7 +151,7 @@ fn received(model: &mut Model, out: &mut Out, channel: ChannelId, message: Messa
         Link::Established(p) => p.clone(),
         Link::Connecting => {
             return match message {
-                Message::Hello(h) => connection::hello(model, out, channel, h),
+                Message::Hello(h) => connection::hello(model, out, channel, h, verdict),
                 Message::Welcome(w) => connection::welcome(model, out, channel, w),
                 Message::Error { code, message } => common::report(
                     out,
@@ -150,7 +163,7 @@ fn received(model: &mut Model, out: &mut Out, channel: ChannelId, message: Messa
         }
     };
     match message {
-        Message::Hello(h) => connection::hello(model, out, channel, h),
+        Message::Hello(h) => connection::hello(model, out, channel, h, verdict),
         Message::Welcome(w) => connection::welcome(model, out, channel, w),
         Message::SyncRequest {
             doc,

@@ -258,6 +258,24 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::Unsupported { kind, .. } => format!("unsupported message kind {kind}"),
         Msg::TooLarge { size, limit, .. } => format!("too large: {size} bytes, limit {limit}"),
         Msg::ChunkBeforeHello { .. } => "a chunk before hello".into(),
+        Msg::Authenticated { hello, verdict, .. } => match verdict {
+            docweave_core::Verdict::Valid(c) => format!(
+                "hello from {} with a signed token: valid, expires {:?}, {}",
+                hello.peer,
+                c.expires,
+                if c.rights.is_some() {
+                    "its own rights"
+                } else {
+                    "the rules' rights"
+                }
+            ),
+            docweave_core::Verdict::Refused(why) => {
+                format!(
+                    "hello from {} with a signed token: refused: {why}",
+                    hello.peer
+                )
+            }
+        },
         Msg::ListRemote { peer, .. } => format!("list-remote {peer}"),
         // Store answers are traced where they travel (`store_result`).
         Msg::StoreLoaded { .. } | Msg::StoreSaved { .. } | Msg::StoreChanged { .. } => return None,

@@ -16,8 +16,15 @@ pub(crate) fn next_batch(model: &mut Model) -> BatchId {
 }
 
 /// What a network peer may do with a document.
+/// A peer that presented a signed token with rights has those; any other
+/// has what the node's rules give it.
 pub(crate) fn access(model: &Model, peer: &PeerId, doc: &DocId) -> Access {
-    model.config.rules.access(peer, doc)
+    model
+        .peers
+        .get(peer)
+        .and_then(|p| p.credential.as_ref())
+        .and_then(|c| c.access(doc))
+        .unwrap_or_else(|| model.config.rules.access(peer, doc))
 }
 
 /// The peer established on a network channel, if any.

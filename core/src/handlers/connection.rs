@@ -15,6 +15,7 @@ use crate::ids::{ChannelId, DocId, PeerId, RemoteAddr};
 use crate::io::{ChannelKind, Cmd, Event, Level};
 use crate::model::{Channel, Link, Model, Peer, PeerDoc, Phase, Remote, Timer};
 use crate::out::Out;
+use crate::policy::{Credential, Verdict};
 use crate::protocol::{ErrorCode, Filter, Hello, Message, PeerKind, Welcome, MIN_PROTOCOL_VERSION};
 
 const STORE_PEER: &str = "store";
@@ -94,6 +95,7 @@ pub(crate) fn channel_removed(model: &mut Model, out: &mut Out, channel: Channel
         return;
     };
     out.discard(channel);
+    super::timers::cancel(model, &Timer::CredentialExpiry(channel));
     let stale: Vec<_> = model
         .in_flight
         .iter()
@@ -258,7 +260,13 @@ pub(crate) fn connect_failed(model: &mut Model, out: &mut Out, remote: RemoteAdd
     }
 }
 
-pub(crate) fn hello(model: &mut Model, out: &mut Out, channel: ChannelId, h: Hello) {
+pub(crate) fn hello(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    h: Hello,
+    verdict: Option<Verdict>,
+) {
     if established_peer(model, channel).is_some() {
         refuse(
             out,
@@ -292,9 +300,35 @@ pub(crate) fn hello(model: &mut Model, out: &mut Out, channel: ChannelId, h: Hel
             format!("the peer id {:?} is not acceptable", h.peer.as_str()),
         );
     }
-    if let Err(m) = credentials(&model.config, &h) {
-        return close(out, ErrorCode::BadToken, m.into());
-    }
+    let credential = match verdict {
+        Some(Verdict::Refused(why)) => {
+            return close(
+                out,
+                ErrorCode::BadToken,
+                format!("the token was refused: {why}"),
+            );
+        }
+        Some(Verdict::Valid(c)) => {
+            if c.peer != h.peer {
+                let m = format!(
+                    "the token is for peer {:?}; this hello speaks as {:?}",
+                    c.peer.as_str(),
+                    h.peer.as_str()
+                );
+                return close(out, ErrorCode::BadToken, m);
+            }
+            if c.expires.is_some_and(|at| at <= model.now) {
+                return close(out, ErrorCode::BadToken, TOKEN_EXPIRED.into());
+            }
+            Some(c)
+        }
+        None => {
+            if let Err(m) = credentials(&model.config, &h) {
+                return close(out, ErrorCode::BadToken, m.into());
+            }
+            None
+        }
+    };
     let cfg = model.config.clone();
     out.send(
         channel,
@@ -309,7 +343,43 @@ pub(crate) fn hello(model: &mut Model, out: &mut Out, channel: ChannelId, h: Hel
     if let Some(c) = model.channels.get_mut(&channel) {
         c.protocol = negotiated;
     }
-    establish(model, out, channel, h.peer, h.kind);
+    establish(model, out, channel, h.peer.clone(), h.kind);
+    hold_credential(model, channel, &h.peer, credential);
+}
+
+/// The error a connection whose token expired is closed with (its
+/// message starts with this, so a client can tell it from a refusal).
+pub(crate) const TOKEN_EXPIRED: &str =
+    "token-expired: the token of this connection has expired; connect again with a new one";
+
+/// A peer's newest hello decides its rights: a credential's, or (static
+/// token, none) the node's rules; the connection ends when it expires.
+fn hold_credential(
+    model: &mut Model,
+    channel: ChannelId,
+    peer: &PeerId,
+    credential: Option<Credential>,
+) {
+    let expires = credential.as_ref().and_then(|c| c.expires);
+    if let Some(p) = model.peers.get_mut(peer) {
+        p.credential = credential.map(std::sync::Arc::new);
+    }
+    if let Some(at) = expires {
+        super::timers::set(model, Timer::CredentialExpiry(channel), at);
+    }
+}
+
+/// A channel's credential expired: it is told and closed (a peer that
+/// refreshed by connecting again has a newer channel, untouched).
+pub(crate) fn credential_expired(model: &mut Model, out: &mut Out, channel: ChannelId) {
+    if !model.channels.contains_key(&channel) {
+        return;
+    }
+    refuse(out, channel, ErrorCode::BadToken, TOKEN_EXPIRED.into());
+    out.cmd(Cmd::Close {
+        channel,
+        reason: "token expired".into(),
+    });
 }
 
 pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: Welcome) {
@@ -355,7 +425,7 @@ pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: W
 /// Whether the hello's token grants its peer id (no token needed when the
 /// node has none).
 fn credentials(config: &crate::model::Config, h: &Hello) -> Result<(), &'static str> {
-    if config.tokens.is_empty() && config.grants.is_empty() {
+    if config.tokens.is_empty() && config.grants.is_empty() && !config.signed_tokens {
         return Ok(());
     }
     let Some(token) = h.token.as_ref() else {

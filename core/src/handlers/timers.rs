@@ -117,6 +117,9 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
         Timer::FeedPoll => super::storage::feed_poll(model, out),
         Timer::StoreRetry => super::storage::retry_due(model, out),
         Timer::ForgetPeer(peer) => super::connection::forget_peer(model, &peer),
+        Timer::CredentialExpiry(channel) => {
+            super::connection::credential_expired(model, out, channel)
+        }
     }
 }
 

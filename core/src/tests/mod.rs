@@ -2,6 +2,7 @@
 
 mod changes;
 mod connection;
+mod credentials;
 mod deletion;
 mod durability;
 mod evolution;

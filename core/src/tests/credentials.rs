@@ -1,0 +1,225 @@
+//! Signed tokens as the core sees them: a verdict the shell reached, whose
+//! identity, rights and expiry the core enforces with the time it is given.
+
+use super::kit::*;
+use crate::{
+    Access, AckStatus, BatchId, ChannelId, ChannelKind, Clock, Cmd, Config, Credential, DocMeta,
+    DocRight, ErrorCode, Hello, Message, Msg, Pattern, Payload, PeerId, PeerKind, Reply, Verdict,
+    PROTOCOL_VERSION,
+};
+
+fn hello_of(peer: &str, token: &str) -> Hello {
+    Hello {
+        peer: PeerId::new(peer),
+        name: peer.into(),
+        kind: PeerKind::User,
+        protocol: PROTOCOL_VERSION,
+        token: Some(token.into()),
+        clock: Clock(0),
+    }
+}
+
+fn credential(peer: &str, rights: Option<Vec<DocRight>>, expires: Option<u64>) -> Credential {
+    Credential {
+        peer: PeerId::new(peer),
+        rights,
+        expires,
+        id: Some("t-1".into()),
+    }
+}
+
+/// A hub that verifies signed tokens, holding document `d` (and `public/p`).
+fn signed_hub() -> Kit {
+    let mut c = Config::new("hub");
+    c.signed_tokens = true;
+    let mut k = Kit::new(c);
+    for d in ["d", "public/p"] {
+        k.feed(Msg::OpenDoc {
+            doc: doc(d),
+            meta: DocMeta::default(),
+        });
+        k.feed(Msg::LocalChange {
+            doc: doc(d),
+            version: vv(&[(1, 1)]),
+        });
+    }
+    k
+}
+
+fn authenticate(k: &mut Kit, ch: u64, peer: &str, verdict: Verdict) -> Vec<Cmd> {
+    k.feed(Msg::ChannelAdded {
+        channel: ChannelId(ch),
+        kind: ChannelKind::Network,
+        remote: None,
+    });
+    k.feed(Msg::Authenticated {
+        channel: ChannelId(ch),
+        hello: hello_of(peer, "a.b.c"),
+        verdict,
+    })
+}
+
+fn bad_token(cmds: &[Cmd], ch: u64) -> Option<String> {
+    messages(cmds, ch).into_iter().find_map(|m| match m {
+        Message::Error {
+            code: ErrorCode::BadToken,
+            message,
+        } => Some(message),
+        _ => None,
+    })
+}
+
+fn write(k: &mut Kit, ch: u64, d: &str) -> Vec<Message> {
+    let cmds = k.recv(
+        ch,
+        Message::Update {
+            doc: doc(d),
+            batch: BatchId(7),
+            data: Payload::new(vec![1]),
+            version: vv(&[(6, 1)]),
+        },
+    );
+    messages(&cmds, ch)
+}
+
+fn readable(k: &mut Kit, ch: u64, d: &str) -> bool {
+    let cmds = k.recv(
+        ch,
+        Message::SyncRequest {
+            doc: doc(d),
+            version: vv(&[]),
+            bidirectional: false,
+        },
+    );
+    !messages(&cmds, ch).iter().any(|m| {
+        matches!(
+            m,
+            Message::SyncResponse {
+                reply: Reply::Unavailable,
+                ..
+            }
+        )
+    })
+}
+
+#[test]
+fn a_refused_verdict_closes_the_channel_with_its_reason() {
+    let mut k = signed_hub();
+    let cmds = authenticate(&mut k, 1, "alice", Verdict::Refused("bad signature".into()));
+    assert!(bad_token(&cmds, 1).is_some_and(|m| m.contains("bad signature")));
+    assert!(closes(&cmds, 1));
+    assert!(k.model.channel_peer(ChannelId(1)).is_none());
+}
+
+#[test]
+fn a_token_for_another_identity_is_refused() {
+    let mut k = signed_hub();
+    let cmds = authenticate(
+        &mut k,
+        1,
+        "mallory",
+        Verdict::Valid(credential("alice", None, None)),
+    );
+    assert!(bad_token(&cmds, 1).is_some_and(|m| m.contains("\"alice\"")));
+    assert!(closes(&cmds, 1));
+}
+
+#[test]
+fn a_node_verifying_signed_tokens_refuses_a_hello_without_one() {
+    let mut k = signed_hub();
+    let cmds = k.greet(1, hello("alice"));
+    assert!(bad_token(&cmds, 1).is_some());
+    assert!(closes(&cmds, 1));
+}
+
+#[test]
+fn the_rights_of_a_token_replace_the_rules_for_its_holder() {
+    let mut k = signed_hub();
+    let rights = vec![DocRight {
+        doc: Pattern::Prefix("public/".into()),
+        access: Access::READ,
+    }];
+    let cmds = authenticate(
+        &mut k,
+        1,
+        "alice",
+        Verdict::Valid(credential("alice", Some(rights), None)),
+    );
+    assert!(!closes(&cmds, 1));
+    assert!(readable(&mut k, 1, "public/p"));
+    assert!(
+        !readable(&mut k, 1, "d"),
+        "a document the token does not list was readable"
+    );
+    let answer = write(&mut k, 1, "public/p");
+    assert!(answer.contains(&Message::Ack {
+        batch: BatchId(7),
+        status: AckStatus::PermissionDenied,
+        clock: None
+    }));
+    // A token without rights leaves them to the node's rules (allow all here).
+    let cmds = authenticate(
+        &mut k,
+        2,
+        "bob",
+        Verdict::Valid(credential("bob", None, None)),
+    );
+    assert!(!closes(&cmds, 2));
+    assert!(readable(&mut k, 2, "d"));
+}
+
+#[test]
+fn a_connection_is_closed_when_its_token_expires_and_not_before() {
+    let mut k = signed_hub();
+    let cmds = authenticate(
+        &mut k,
+        1,
+        "alice",
+        Verdict::Valid(credential("alice", None, Some(5_000))),
+    );
+    assert!(!closes(&cmds, 1));
+    let cmds = k.tick(4_999);
+    assert!(!closes(&cmds, 1), "closed before its token expired");
+    let cmds = k.tick(5_000);
+    assert!(bad_token(&cmds, 1).is_some_and(|m| m.starts_with("token-expired")));
+    assert!(closes(&cmds, 1));
+}
+
+#[test]
+fn a_token_already_expired_when_its_hello_arrives_is_refused() {
+    let mut k = signed_hub();
+    k.now = 10_000;
+    let cmds = authenticate(
+        &mut k,
+        1,
+        "alice",
+        Verdict::Valid(credential("alice", None, Some(9_000))),
+    );
+    assert!(bad_token(&cmds, 1).is_some_and(|m| m.starts_with("token-expired")));
+    assert!(closes(&cmds, 1));
+}
+
+#[test]
+fn a_closed_connection_leaves_no_expiry_behind() {
+    let mut k = signed_hub();
+    authenticate(
+        &mut k,
+        1,
+        "alice",
+        Verdict::Valid(credential("alice", None, Some(5_000))),
+    );
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    // A new connection of the same peer with a fresh token is not closed
+    // at the old token's expiry.
+    let cmds = authenticate(
+        &mut k,
+        2,
+        "alice",
+        Verdict::Valid(credential("alice", None, Some(50_000))),
+    );
+    assert!(!closes(&cmds, 2));
+    let cmds = k.tick(5_000);
+    assert!(!closes(&cmds, 2) && bad_token(&cmds, 2).is_none());
+}
