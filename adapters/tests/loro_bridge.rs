@@ -564,7 +564,13 @@ fn a_join_the_node_never_answers_is_asked_again() {
 fn a_join_whose_token_the_node_would_refuse_fails_alone_without_a_hello() {
     let identity = Arc::new(|token: Option<&str>| PeerId::new(token.unwrap_or("anon")));
     let mut o = BridgeOptions::new(identity, Rules::allow_all());
-    o.accepts = Arc::new(|token: Option<&str>| token == Some("right"));
+    o.accepts = Arc::new(|token: Option<&str>| {
+        if token == Some("right") {
+            Ok(())
+        } else {
+            Err("the token was not accepted".into())
+        }
+    });
     let mut b = Bridge::new(o);
     let effects = b.from_client(msg(Crdt::Loro, "a", join("wrong", vec![])), Instant::now());
     assert!(to_node(&effects).is_empty(), "no hello: {effects:?}");

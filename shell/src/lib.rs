@@ -91,6 +91,7 @@
 //! `docweave serve` over a WebSocket it opened itself.
 #![warn(missing_docs)]
 
+mod authenticator;
 mod driver;
 mod engine;
 mod failover;
@@ -107,6 +108,7 @@ mod repo;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+pub use authenticator::{Authenticator, Checked};
 pub use docweave_adapters::EnginePanic;
 pub use docweave_adapters::Link;
 pub use driver::Dialer;

@@ -48,6 +48,7 @@ pub struct RepoBuilder<E: DocEngine = LoroEngine> {
     max_message: usize,
     chunk_size: usize,
     actor: Option<u64>,
+    authenticator: Option<std::sync::Arc<dyn crate::Authenticator>>,
 }
 
 impl<E: DocEngine> RepoBuilder<E> {
@@ -63,6 +64,7 @@ impl<E: DocEngine> RepoBuilder<E> {
             max_message: self.max_message,
             chunk_size: self.chunk_size,
             actor: self.actor,
+            authenticator: self.authenticator,
         }
     }
 
@@ -130,6 +132,19 @@ impl<E: DocEngine> RepoBuilder<E> {
         self
     }
 
+    /// Checks the tokens of connecting peers' hellos with `authenticator`
+    /// (signed tokens: see the CLI's `--jwt-*` options): a token it knows
+    /// gets its verdict; any other must be one of the configured static
+    /// tokens, and a hello without a token is refused.
+    pub fn authenticator(
+        mut self,
+        authenticator: std::sync::Arc<dyn crate::Authenticator>,
+    ) -> Self {
+        self.config.signed_tokens = true;
+        self.authenticator = Some(authenticator);
+        self
+    }
+
     /// Messages larger than this cross as chunk frames of this size
     /// (1 MiB by default): no frame ever exceeds a receiver's frame limit.
     pub fn chunk_size(mut self, bytes: usize) -> Self {
@@ -173,6 +188,9 @@ impl<E: DocEngine> RepoBuilder<E> {
             let _ = notify_tx.try_send(Request::Node(Input::LocalChange { doc: doc.clone() }));
         });
         let mut node = Node::with_notify(self.config, self.engine, options, notify);
+        if let Some(a) = self.authenticator {
+            node.set_authenticator(a);
+        }
         if let Some(mut r) = recorder {
             node.set_hook(Box::new(move |now, msg, cmds| r.record(now, msg, cmds)));
         }
@@ -254,6 +272,7 @@ impl Repo<LoroEngine> {
             max_message: NodeOptions::default().max_message,
             chunk_size: NodeOptions::default().chunk_size,
             actor: None,
+            authenticator: None,
         }
     }
 }

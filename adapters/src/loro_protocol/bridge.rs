@@ -17,8 +17,8 @@ use super::owed::{AfterJoin, OwedAcks};
 use super::presence::MemberPresence;
 use crate::reassembly::{Reassembly, ReassemblyLimits, Refused, SharedBudget};
 use docweave_core::{
-    AckStatus, BatchId, Clock, DocId, Ephemeral, Filter, Hello, Message, Namespace, Payload,
-    PeerId, PeerKind, Reply, Rules, VersionVector, PROTOCOL_VERSION,
+    Access, AckStatus, BatchId, Clock, DocId, Ephemeral, Filter, Hello, Message, Namespace,
+    Payload, PeerId, PeerKind, Reply, Rules, VersionVector, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,8 +28,13 @@ use std::time::{Duration, Instant};
 /// presented (identity comes from credentials, not from the client).
 pub type Identity = Arc<dyn Fn(Option<&str>) -> PeerId + Send + Sync>;
 
-/// Whether the server takes a token (`None`: no token given).
-pub type TokenCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+/// Whether the server takes a token (`None`: no token given), or why not
+/// (said to the client, so no secret in it).
+pub type TokenCheck = Arc<dyn Fn(Option<&str>) -> Result<(), String> + Send + Sync>;
+
+/// What the peer a token names may do with a document (the node's rules,
+/// or the rights a signed token carries).
+pub type AccessCheck = Arc<dyn Fn(&PeerId, Option<&str>, &DocId) -> Access + Send + Sync>;
 
 /// What a bridge allows and how it speaks.
 #[derive(Clone)]
@@ -40,9 +45,10 @@ pub struct BridgeOptions {
     /// would refuse gets `JoinError auth_failed` and the connection stays
     /// (its other joins go on); the node would close the whole connection.
     pub accepts: TokenCheck,
-    /// The node's permission rules (for the `read`/`write` answer to a
-    /// join; the node still checks every write itself).
-    pub rules: Rules,
+    /// What a joining peer may do with the room's document (for the
+    /// `read`/`write` answer to a join; the node still checks every
+    /// message itself).
+    pub access: AccessCheck,
     /// Largest update accepted from a client (reassembled), in bytes.
     pub max_update: usize,
     /// Largest fragment sent to a client.
@@ -76,8 +82,10 @@ impl BridgeOptions {
     pub fn new(identity: Identity, rules: Rules) -> Self {
         Self {
             identity,
-            accepts: Arc::new(|_| true),
-            rules,
+            accepts: Arc::new(|_| Ok(())),
+            access: Arc::new(move |peer: &PeerId, _: Option<&str>, doc: &DocId| {
+                rules.access(peer, doc)
+            }),
             max_update: 512 * 1024 * 1024,
             fragment: 240 * 1024,
             fragment_timeout: Duration::from_secs(10),
@@ -281,6 +289,14 @@ pub fn version_to_loro(v: &VersionVector) -> Vec<u8> {
 }
 
 impl Bridge {
+    /// The token this connection's joins presented, once one was taken.
+    fn token(&self) -> Option<&str> {
+        match &self.who {
+            Identified::Nobody => None,
+            Identified::Asked { token, .. } | Identified::Welcomed { token } => token.as_deref(),
+        }
+    }
+
     /// A bridge for a new connection.
     pub fn new(o: BridgeOptions) -> Self {
         let gathering = Reassembly::new(ReassemblyLimits {
@@ -450,14 +466,10 @@ impl Bridge {
         };
         let token = (!token.is_empty()).then_some(token);
         let peer = match (&self.who, &self.peer) {
-            (Identified::Nobody, _) | (_, None) if !(self.o.accepts)(token.as_deref()) => {
-                let why = match token {
-                    Some(_) => "the token was not accepted",
-                    None => "this server requires a token",
-                };
-                return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why.into());
-            }
             (Identified::Nobody, _) | (_, None) => {
+                if let Err(why) = (self.o.accepts)(token.as_deref()) {
+                    return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                }
                 let peer = (self.o.identity)(token.as_deref());
                 self.peer = Some(peer.clone());
                 self.who = Identified::Asked {
@@ -482,7 +494,7 @@ impl Bridge {
                 p.clone()
             }
         };
-        let access = self.o.rules.access(&peer, &doc);
+        let access = (self.o.access)(&peer, self.token(), &doc);
         if !access.read {
             let why = format!("{peer} may not read {doc}");
             return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);

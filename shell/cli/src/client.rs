@@ -68,6 +68,15 @@ fn is_url(target: &str) -> bool {
         .any(|p| target.starts_with(p))
 }
 
+/// The peer id of a command given no `--as`: a signed token's `sub` (the
+/// server takes no other id with it), else `cli-<pid>`.
+fn default_peer(token: Option<&str>) -> String {
+    token
+        .filter(|t| crate::jwt::looks_like_jwt(t))
+        .and_then(crate::jwt::subject)
+        .unwrap_or_else(|| unique("cli"))
+}
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", std::process::id())
 }
@@ -82,7 +91,7 @@ fn repo_for(target: &str, auth: &Credentials) -> Result<Repo, String> {
 fn repo_writing_as(target: &str, auth: &Credentials, actor: Option<u64>) -> Result<Repo, String> {
     let token = auth.token.as_deref();
     if is_url(target) {
-        let id = auth.peer.clone().unwrap_or_else(|| unique("cli"));
+        let id = auth.peer.clone().unwrap_or_else(|| default_peer(token));
         let mut builder = Repo::builder(&id);
         if let Some(actor) = actor {
             builder = builder.actor(actor);
@@ -262,7 +271,8 @@ pub struct Credentials {
     /// Token to present to the server.
     #[arg(long, env = "DOCWEAVE_TOKEN")]
     token: Option<String>,
-    /// The peer id to connect as (one the token grants); default `cli-<pid>`.
+    /// The peer id to connect as (one the token grants); default: a signed
+    /// token's `sub`, else `cli-<pid>`.
     #[arg(long = "as", env = "DOCWEAVE_PEER")]
     peer: Option<String>,
     /// Another server sharing the first one's store, to go on with when
@@ -374,6 +384,10 @@ pub fn doc(cmd: DocCommand) -> Result<Done, String> {
                 let lease = if is_url(&target) {
                     let user = match (&auth.peer, &auth.token) {
                         (Some(peer), _) => format!("as {peer}"),
+                        // A signed token is refreshed often; its holder is its `sub`.
+                        (None, Some(token)) if crate::jwt::looks_like_jwt(token) => {
+                            format!("as {}", default_peer(Some(token)))
+                        }
                         (None, Some(token)) => format!("token {token}"),
                         (None, None) => "anonymous".to_string(),
                     };
@@ -415,10 +429,29 @@ pub fn doc(cmd: DocCommand) -> Result<Done, String> {
                 }
                 d.commit();
                 if let Some(server) = server {
-                    let outcome = repo
-                        .wait_for_sync(&doc, &server, wait)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    // A server that refuses the change says so at once:
+                    // no need to wait out the timeout.
+                    let refused = async {
+                        let deadline = std::time::Instant::now() + wait;
+                        while let Some(event) = next_event(&events, deadline).await {
+                            if let Event::Error {
+                                doc: Some(d),
+                                reason,
+                            } = event
+                            {
+                                if d.as_str() == doc && reason.contains("refused") {
+                                    return Err(format!("the change was not kept: {reason}"));
+                                }
+                            }
+                        }
+                        std::future::pending().await
+                    };
+                    let synced = async {
+                        repo.wait_for_sync(&doc, &server, wait)
+                            .await
+                            .map_err(|e| e.to_string())
+                    };
+                    let outcome = futures_lite::future::or(synced, refused).await?;
                     match outcome {
                         docweave_shell::SyncOutcome::Synced => {
                             if let Some(lease) = &lease {

@@ -5,9 +5,11 @@ mod output;
 mod client;
 mod compact;
 mod inspect;
+mod jwt;
 mod limits;
 mod loro_identity;
 mod serve;
+mod serve_auth;
 mod status;
 mod writer_lease;
 
@@ -42,7 +44,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a sync server: WebSocket and HTTP endpoints, SQLite store.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Keep a local replica (SQLite) in sync with a server.
     Sync(client::SyncArgs),
     /// Read, change or watch one document.
@@ -104,7 +106,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| default_log_level(&cli.command, cli.verbose).to_string());
     init_logs(&level, &cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Sync(args) => client::sync(args),
         Command::Doc(cmd) => match client::doc(cmd) {
             Ok(client::Done::Ok) => Ok(()),

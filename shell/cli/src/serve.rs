@@ -85,6 +85,8 @@ pub struct ServeArgs {
     /// node busy for all (0: no limit).
     #[arg(long, default_value_t = 32)]
     max_read_mib_per_s: u64,
+    #[command(flatten)]
+    jwt: crate::serve_auth::JwtArgs,
 }
 
 /// The store `--store` or `--data` names, and how to say where it is.
@@ -118,26 +120,16 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => Rules::allow_all(),
     };
     let (tokens, grants) = credentials(&a.tokens);
-    let (page_tokens, page_grants, page_rules) = (tokens.clone(), grants.clone(), rules.clone());
+    let auth =
+        crate::serve_auth::ServeAuth::new(tokens.clone(), grants.clone(), rules.clone(), &a.jwt)?;
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
-    // The node's own rule for a hello's token, so a Loro join with a token
+    // The node's own rules for a join's token, so a Loro join with a token
     // it would refuse fails alone instead of closing the connection.
-    let accepts: docweave_adapters::loro_protocol::TokenCheck = {
-        let (tokens, grants) = (tokens.clone(), grants.clone());
-        Arc::new(move |token: Option<&str>| {
-            (tokens.is_empty() && grants.is_empty())
-                || token.is_some_and(|t| {
-                    tokens.iter().any(|x| x == t) || grants.iter().any(|g| g.token == t)
-                })
-        })
-    };
     let loro = BridgeOptions {
         max_update: max_message,
-        accepts,
-        ..BridgeOptions::new(
-            crate::loro_identity::identity(grants.clone()),
-            rules.clone(),
-        )
+        accepts: auth.loro_accepts(),
+        access: auth.loro_access(),
+        ..BridgeOptions::new(auth.loro_identity(), rules.clone())
     };
     let mut builder = Repo::builder(&a.name)
         .boxed_store(store)
@@ -152,6 +144,9 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             // Loro `%EPS` rooms: the server keeps their state for later members.
             c.lasting_presence = vec![Namespace::new(PERSISTED_PRESENCE_NAMESPACE)];
         });
+    if let Some(checker) = auth.authenticator() {
+        builder = builder.authenticator(checker);
+    }
     if let Some(seed) = a.seed {
         builder = builder.seed(seed);
     }
@@ -197,11 +192,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         .detach();
         let connect: Connector = repo.connector();
         let r = repo.clone();
-        let seen = crate::status::Access {
-            tokens: page_tokens,
-            grants: page_grants,
-            rules: page_rules,
-        };
+        let seen = auth.clone();
         let page: StatusPage = Arc::new(move |bearer: Option<String>| {
             let (r, seen) = (r.clone(), seen.clone());
             Box::pin(async move { crate::status::render(&r, &seen, bearer.as_deref()).await })

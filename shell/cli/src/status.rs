@@ -1,11 +1,13 @@
 //! The plain HTML status page served at `GET /` (or `/status`).
 //!
 //! On a server with tokens it is shown only to a request that presents one
-//! (`Authorization: Bearer TOKEN`), and lists only the documents that
-//! token's peer may read. Its figures come from what the node keeps in
+//! (`Authorization: Bearer TOKEN`, a static or a signed one), and lists
+//! only the documents that token's peer may read. Its figures come from what the node keeps in
 //! memory; nothing is read from the store to draw it.
 
-use docweave_core::{Grant, Pattern, PeerId, Rules};
+use crate::serve_auth::ServeAuth;
+use docweave_core::{Pattern, PeerId};
+use docweave_shell::Checked;
 use docweave_shell::Repo;
 
 /// Most documents the page lists (the count says how many there are).
@@ -18,47 +20,43 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Who may see what on the page.
-#[derive(Clone)]
-pub struct Access {
-    /// Tokens that grant any peer id (the server's operators).
-    pub tokens: Vec<String>,
-    /// Tokens that grant some peer ids.
-    pub grants: Vec<Grant>,
-    /// The server's rules.
-    pub rules: Rules,
-}
-
 /// Whose view the page shows.
 enum Viewer {
     /// Everything: an open server, or a token that grants any peer id.
     All,
-    /// What this peer may read.
-    Peer(PeerId),
+    /// What this peer, presenting this token, may read.
+    Peer(PeerId, String),
 }
 
-impl Access {
-    /// The viewer a request's bearer token makes, or `None` (refused).
-    fn viewer(&self, bearer: Option<&str>) -> Option<Viewer> {
-        if self.tokens.is_empty() && self.grants.is_empty() {
-            return Some(Viewer::All);
-        }
-        let token = bearer?;
-        if self.tokens.iter().any(|t| t == token) {
-            return Some(Viewer::All);
-        }
-        let grant = self.grants.iter().find(|g| g.token == token)?;
-        let peer = match &grant.peers {
-            Pattern::Exact(p) | Pattern::Prefix(p) => p.clone(),
-            Pattern::Any => return Some(Viewer::All),
-        };
-        PeerId::parse(&peer).ok().map(Viewer::Peer)
+/// The viewer a request's bearer token makes, or `None` (refused).
+fn viewer(auth: &ServeAuth, bearer: Option<&str>) -> Option<Viewer> {
+    if auth.tokens.is_empty() && auth.grants.is_empty() && auth.jwt.is_none() {
+        return Some(Viewer::All);
     }
+    let token = bearer?;
+    match auth.signed(token) {
+        Some(Checked::Valid { credential, .. }) => {
+            return Some(Viewer::Peer(credential.peer, token.to_string()))
+        }
+        Some(Checked::Refused(_)) => return None,
+        None => {}
+    }
+    if auth.tokens.iter().any(|t| t == token) {
+        return Some(Viewer::All);
+    }
+    let grant = auth.grants.iter().find(|g| g.token == token)?;
+    let peer = match &grant.peers {
+        Pattern::Exact(p) | Pattern::Prefix(p) => p.clone(),
+        Pattern::Any => return Some(Viewer::All),
+    };
+    PeerId::parse(&peer)
+        .ok()
+        .map(|p| Viewer::Peer(p, token.to_string()))
 }
 
 /// The page for a request presenting `bearer`; `None` when it may not see it.
-pub async fn render(repo: &Repo, access: &Access, bearer: Option<&str>) -> Option<String> {
-    let viewer = access.viewer(bearer)?;
+pub async fn render(repo: &Repo, auth: &ServeAuth, bearer: Option<&str>) -> Option<String> {
+    let viewer = viewer(auth, bearer)?;
     let Ok(s) = repo.summary().await else {
         return Some("<p>the node is stopping</p>".into());
     };
@@ -67,7 +65,7 @@ pub async fn render(repo: &Repo, access: &Access, bearer: Option<&str>) -> Optio
         .iter()
         .filter(|(doc, _, _)| match &viewer {
             Viewer::All => true,
-            Viewer::Peer(p) => access.rules.access(p, doc).read,
+            Viewer::Peer(p, token) => auth.access(p, Some(token), doc).read,
         })
         .collect();
     let mut html = format!(

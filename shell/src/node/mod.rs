@@ -283,6 +283,8 @@ pub struct Node<E: DocEngine> {
     store_queue: Vec<StoreItem>,
     outputs: VecDeque<Output>,
     hook: Option<StepHook>,
+    /// Checks signed tokens of hellos before the core sees them.
+    authenticator: Option<Arc<dyn crate::Authenticator>>,
     chunks: chunks::Chunks,
     next_chunk_id: u32,
 }
@@ -325,6 +327,7 @@ impl<E: DocEngine> Node<E> {
             store_queue: Vec::new(),
             outputs: VecDeque::new(),
             hook: None,
+            authenticator: None,
             chunks: chunks::Chunks::new(
                 options.max_message,
                 options.reassembly_budget,
@@ -351,6 +354,39 @@ impl<E: DocEngine> Node<E> {
     /// Sees every core step from now on (recording, traces).
     pub fn set_hook(&mut self, hook: StepHook) {
         self.hook = Some(hook);
+    }
+
+    /// Checks the token of every hello from now on. Set the core's
+    /// `Config::signed_tokens` too, so a hello without any token is refused
+    /// ([`crate::RepoBuilder::authenticator`] does both).
+    pub fn set_authenticator(&mut self, authenticator: Arc<dyn crate::Authenticator>) {
+        self.authenticator = Some(authenticator);
+    }
+
+    /// A received message for the core: a hello whose token the checker
+    /// knows goes with its verdict.
+    fn received(&self, channel: ChannelId, message: Message) -> Msg {
+        let (Message::Hello(hello), Some(checker)) = (&message, &self.authenticator) else {
+            return Msg::Received { channel, message };
+        };
+        let Some(checked) = hello.token.as_deref().and_then(|t| checker.check(t)) else {
+            return Msg::Received { channel, message };
+        };
+        let verdict = match checked {
+            crate::Checked::Valid {
+                mut credential,
+                lifetime_ms,
+            } => {
+                credential.expires = lifetime_ms.map(|l| self.now.saturating_add(l));
+                docweave_core::Verdict::Valid(credential)
+            }
+            crate::Checked::Refused(why) => docweave_core::Verdict::Refused(why),
+        };
+        Msg::Authenticated {
+            channel,
+            hello: hello.clone(),
+            verdict,
+        }
     }
 
     /// The core's model, for queries.
@@ -522,7 +558,8 @@ impl<E: DocEngine> Node<E> {
                 match decode_frame(&bytes, &limits) {
                     Ok(frame) => {
                         for message in frame.messages {
-                            self.internal.push_back(Msg::Received { channel, message });
+                            let msg = self.received(channel, message);
+                            self.internal.push_back(msg);
                         }
                         for kind in frame.unknown {
                             self.internal.push_back(Msg::Unsupported { channel, kind });

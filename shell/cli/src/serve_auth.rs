@@ -1,0 +1,171 @@
+//! Who may connect to `serve`, in one place: its static tokens and grants,
+//! its rules and its signed-token keys, turned into what each entry point
+//! needs (the node's token checker, the Loro bridge's join checks, the
+//! status page's viewer). The same token means the same identity and rights
+//! at every entry point.
+
+use crate::jwt::{looks_like_jwt, now_s, JwtAuthenticator, JwtConfig, JwtVerifier};
+use docweave_adapters::loro_protocol::{AccessCheck, Identity, TokenCheck};
+use docweave_core::{Access, DocId, Grant, PeerId, Rules};
+use docweave_shell::{Authenticator, Checked};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Options of `serve` for signed tokens (JWTs).
+#[derive(clap::Args)]
+pub struct JwtArgs {
+    /// A file holding the HMAC secret of HS256 tokens (at least 32 bytes;
+    /// a final newline is ignored). Or the secret itself in
+    /// `DOCWEAVE_JWT_SECRET`. Never on the command line, where `ps` shows it.
+    #[arg(long, env = "DOCWEAVE_JWT_SECRET_FILE")]
+    jwt_secret_file: Option<PathBuf>,
+    /// A PEM public key of RS256/ES256/EdDSA tokens, as `PATH` or `KID=PATH`
+    /// (then only tokens naming that `kid` use it). Repeatable, so keys can
+    /// rotate.
+    #[arg(long = "jwt-public-key")]
+    jwt_public_keys: Vec<String>,
+    /// A JWKS file (`{"keys": [...]}`) of public keys, picked by `kid`.
+    #[arg(long, env = "DOCWEAVE_JWKS_FILE")]
+    jwks_file: Option<PathBuf>,
+    /// The audience (`aud`) a token must name.
+    #[arg(long, env = "DOCWEAVE_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// The issuer (`iss`) a token must name.
+    #[arg(long, env = "DOCWEAVE_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Seconds of clock skew allowed when checking `exp` and `nbf`.
+    #[arg(long, default_value_t = 30)]
+    jwt_leeway_s: u64,
+}
+
+impl JwtArgs {
+    /// The verifier these options describe, if any key is given.
+    fn verifier(&self) -> Result<Option<JwtVerifier>, String> {
+        let secret = match (&self.jwt_secret_file, std::env::var("DOCWEAVE_JWT_SECRET")) {
+            (Some(path), _) => {
+                let mut bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    bytes.pop();
+                }
+                Some(bytes)
+            }
+            (None, Ok(s)) if !s.is_empty() => Some(s.into_bytes()),
+            _ => None,
+        };
+        let config = JwtConfig {
+            secret,
+            public_keys: self.jwt_public_keys.clone(),
+            jwks: self.jwks_file.clone(),
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            leeway_s: self.jwt_leeway_s,
+        };
+        if !config.has_keys() {
+            return Ok(None);
+        }
+        JwtVerifier::load(config).map(Some)
+    }
+}
+
+/// Everything `serve` knows about who may do what.
+#[derive(Clone)]
+pub struct ServeAuth {
+    /// Tokens that grant any peer id.
+    pub tokens: Vec<String>,
+    /// Tokens that grant some peer ids.
+    pub grants: Vec<Grant>,
+    /// The rules for peers whose token carries no rights of its own.
+    pub rules: Rules,
+    /// Signed tokens, when keys are configured.
+    pub jwt: Option<Arc<JwtVerifier>>,
+}
+
+impl ServeAuth {
+    /// From the parsed static options and the JWT options.
+    pub fn new(
+        tokens: Vec<String>,
+        grants: Vec<Grant>,
+        rules: Rules,
+        jwt: &JwtArgs,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            tokens,
+            grants,
+            rules,
+            jwt: jwt.verifier()?.map(Arc::new),
+        })
+    }
+
+    /// Whether `token` is one of the static ones.
+    fn is_static(&self, token: &str) -> bool {
+        self.tokens.iter().any(|t| t == token) || self.grants.iter().any(|g| g.token == token)
+    }
+
+    /// The verdict on a signed token, or `None` when `token` is not one.
+    pub fn signed(&self, token: &str) -> Option<Checked> {
+        let jwt = self.jwt.as_ref()?;
+        (looks_like_jwt(token) && !self.is_static(token)).then(|| jwt.verify(token, now_s()))
+    }
+
+    /// The node's token checker, when signed tokens are on.
+    pub fn authenticator(&self) -> Option<Arc<dyn Authenticator>> {
+        let jwt = self.jwt.clone()?;
+        let mut static_tokens = self.tokens.clone();
+        static_tokens.extend(self.grants.iter().map(|g| g.token.clone()));
+        Some(Arc::new(JwtAuthenticator {
+            verifier: jwt,
+            static_tokens,
+        }))
+    }
+
+    /// Whether the node would take a Loro join's token, or why not.
+    pub fn loro_accepts(&self) -> TokenCheck {
+        let auth = self.clone();
+        Arc::new(move |token: Option<&str>| {
+            let open = auth.tokens.is_empty() && auth.grants.is_empty() && auth.jwt.is_none();
+            match token {
+                None if open => Ok(()),
+                None => Err("this server requires a token".into()),
+                Some(t) => match auth.signed(t) {
+                    Some(Checked::Valid { .. }) => Ok(()),
+                    Some(Checked::Refused(why)) => Err(format!("the token was refused: {why}")),
+                    None if open || auth.is_static(t) => Ok(()),
+                    None => Err("the token was not accepted".into()),
+                },
+            }
+        })
+    }
+
+    /// The peer id of a Loro connection: a signed token's `sub`, else what
+    /// the static grants say.
+    pub fn loro_identity(&self) -> Identity {
+        let statics = crate::loro_identity::identity(self.grants.clone());
+        let auth = self.clone();
+        Arc::new(
+            move |token: Option<&str>| match token.and_then(|t| auth.signed(t)) {
+                Some(Checked::Valid { credential, .. }) => credential.peer,
+                _ => statics(token),
+            },
+        )
+    }
+
+    /// What a Loro connection's peer may do with a room's document.
+    pub fn loro_access(&self) -> AccessCheck {
+        let auth = self.clone();
+        Arc::new(move |peer: &PeerId, token: Option<&str>, doc: &DocId| {
+            auth.access(peer, token, doc)
+        })
+    }
+
+    /// What `peer`, connected with `token`, may do with `doc`.
+    pub fn access(&self, peer: &PeerId, token: Option<&str>, doc: &DocId) -> Access {
+        match token.and_then(|t| self.signed(t)) {
+            Some(Checked::Valid { credential, .. }) => credential
+                .access(doc)
+                .unwrap_or_else(|| self.rules.access(peer, doc)),
+            Some(Checked::Refused(_)) => Access::NONE,
+            None => self.rules.access(peer, doc),
+        }
+    }
+}

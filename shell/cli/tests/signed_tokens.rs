@@ -1,0 +1,499 @@
+//! Signed tokens (JWTs) against the real `docweave serve`: what each kind
+//! of token gets at each entry point, rights per document, a connection
+//! closed when its token expires, public keys and JWKS, and no token in a
+//! recording.
+
+mod common;
+
+use base64::Engine;
+use common::raw::*;
+use common::{cli, data_dir, free_port, Server};
+use docweave_adapters::loro_protocol;
+use docweave_core::{ErrorCode, Message};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The HMAC secret the servers here take (through the environment).
+const SECRET: &str = "docweave-test-secret-0123456789abcdef";
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A token for `sub` signed with `secret`, valid from `nbf_in` to `exp_in`
+/// seconds from now, with more claims merged in.
+fn signed_with(secret: &str, sub: &str, exp_in: i64, more: Value) -> String {
+    let mut claims = json!({ "sub": sub, "exp": now_s() + exp_in, "jti": format!("{sub}-1") });
+    if let (Some(c), Some(m)) = (claims.as_object_mut(), more.as_object()) {
+        c.extend(m.clone());
+    }
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn signed(sub: &str, exp_in: i64, more: Value) -> String {
+    signed_with(SECRET, sub, exp_in, more)
+}
+
+/// A server taking HS256 tokens signed with [`SECRET`].
+fn start(name: &str, extra: &[&str]) -> Server {
+    let (ws, http) = (free_port(), free_port());
+    Server::start_env(
+        "server",
+        &data_dir(name),
+        ws,
+        http,
+        extra,
+        None,
+        &[("DOCWEAVE_JWT_SECRET", SECRET)],
+    )
+}
+
+/// What the server answers a native hello with this token: whether it
+/// welcomed the connection, and the error message it sent, if any.
+fn native_answer(server: &Server, peer: &str, token: Option<&str>) -> (bool, Option<String>) {
+    smol::block_on(async {
+        let mut ws = raw_ws(server.ws).await;
+        send(&mut ws, &[hello(peer, token)]).await;
+        let (got, _) = receive_until(&mut ws, Duration::from_secs(5), |ms| {
+            ms.iter()
+                .any(|m| matches!(m, Message::Welcome(_) | Message::Error { .. }))
+        })
+        .await;
+        let welcomed = got.iter().any(|m| matches!(m, Message::Welcome(_)));
+        let error = got.iter().find_map(|m| match m {
+            Message::Error { code, message } => Some(format!("{code:?}: {message}")),
+            _ => None,
+        });
+        (welcomed, error)
+    })
+}
+
+fn ws_url(server: &Server) -> String {
+    format!("ws://127.0.0.1:{}", server.ws)
+}
+
+#[test]
+fn each_kind_of_token_gets_its_answer_on_the_native_socket() {
+    let server = start("jwt-native", &["--jwt-audience", "docweave"]);
+    let aud = json!({ "aud": "docweave" });
+    let none_alg = {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let claims = b64.encode(
+            json!({ "sub": "alice", "exp": now_s() + 600, "aud": "docweave" })
+                .to_string()
+                .as_bytes(),
+        );
+        format!("{header}.{claims}.")
+    };
+    let huge = format!("{}.{}.{}", "a".repeat(400_000), "b".repeat(400_000), "c");
+    let long = format!("{}.{}.{}", "a".repeat(50_000), "b".repeat(50_000), "c");
+    let refused: Vec<(&str, Option<String>, &str)> = vec![
+        ("no token", None, "requires a token"),
+        (
+            "wrong signature",
+            Some(signed_with(
+                "another-secret-another-secret-another",
+                "alice",
+                600,
+                aud.clone(),
+            )),
+            "signature",
+        ),
+        (
+            "expired",
+            Some(signed("alice", -600, aud.clone())),
+            "token-expired",
+        ),
+        (
+            "not yet valid",
+            Some(signed(
+                "alice",
+                1200,
+                json!({ "aud": "docweave", "nbf": now_s() + 600 }),
+            )),
+            "not valid yet",
+        ),
+        (
+            "wrong audience",
+            Some(signed("alice", 600, json!({ "aud": "another-app" }))),
+            "audience",
+        ),
+        ("alg none", Some(none_alg), "algorithm"),
+        ("not a JWT", Some("just-some-text".into()), "not accepted"),
+        ("1 MB token", Some(huge), "TooLarge"),
+        ("100 KB token", Some(long), "at most 4096"),
+        (
+            "for another peer",
+            Some(signed("bob", 600, aud.clone())),
+            "for peer \"bob\"",
+        ),
+        (
+            "malformed rights",
+            Some(signed(
+                "alice",
+                600,
+                json!({ "aud": "docweave", "docs": [{ "doc": "x", "access": "rwz" }] }),
+            )),
+            "rwcd",
+        ),
+    ];
+    for (case, token, says) in refused {
+        let (welcomed, error) = native_answer(&server, "alice", token.as_deref());
+        assert!(!welcomed, "{case}: welcomed");
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains(says)),
+            "{case}: answered {error:?}, expected it to say {says:?}"
+        );
+    }
+    let valid = signed("alice", 600, aud);
+    assert_eq!(native_answer(&server, "alice", Some(&valid)), (true, None));
+    // The server went on for everyone.
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &ws_url(&server),
+        "after-attacks",
+        "k",
+        "v",
+        "--token",
+        &valid,
+    ]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn a_tokens_rights_decide_what_its_holder_may_read_and_write() {
+    let server = start("jwt-rights", &[]);
+    let writer = signed(
+        "writer",
+        600,
+        json!({ "docs": [{ "doc": "team/*", "access": "rwc" }] }),
+    );
+    let reader = signed(
+        "reader",
+        600,
+        json!({ "docs": [{ "doc": "team/*", "access": "r" }] }),
+    );
+    let url = ws_url(&server);
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &url,
+        "team/plan",
+        "k",
+        "v",
+        "--token",
+        &writer,
+    ]);
+    assert!(ok, "the writer could not write: {err}");
+    let (ok, _, err) = cli(&["doc", "put", &url, "other/x", "k", "v", "--token", &writer]);
+    assert!(!ok, "the writer created a document outside its rights");
+    assert!(!err.is_empty());
+    let (ok, out, err) = cli(&["doc", "get", &url, "team/plan", "--token", &reader]);
+    assert!(
+        ok && out.contains("\"k\""),
+        "the reader could not read: {out} {err}"
+    );
+    let (ok, _, _) = cli(&[
+        "doc",
+        "put",
+        &url,
+        "team/plan",
+        "k",
+        "w",
+        "--token",
+        &reader,
+    ]);
+    assert!(!ok, "a read-only token wrote");
+    let (_, out, _) = cli(&["doc", "get", &url, "team/plan", "--token", &writer]);
+    assert!(
+        out.contains("\"v\""),
+        "the read-only token's write landed: {out}"
+    );
+}
+
+#[test]
+fn a_connection_is_closed_when_its_token_expires() {
+    let server = start("jwt-expiry", &["--jwt-leeway-s", "0"]);
+    let token = signed("alice", 3, json!({}));
+    smol::block_on(async {
+        let mut ws = raw_ws(server.ws).await;
+        send(&mut ws, &[hello("alice", Some(&token))]).await;
+        let (got, closed) = receive_until(&mut ws, Duration::from_secs(2), |ms| {
+            ms.iter().any(|m| matches!(m, Message::Welcome(_)))
+        })
+        .await;
+        assert!(
+            !closed && got.iter().any(|m| matches!(m, Message::Welcome(_))),
+            "{got:?}"
+        );
+        let (got, closed) = receive(&mut ws, Duration::from_secs(8)).await;
+        assert!(closed, "still open after its token expired: {got:?}");
+        assert!(
+            got.iter().any(|m| matches!(m, Message::Error { code: ErrorCode::BadToken, message } if message.starts_with("token-expired"))),
+            "{got:?}"
+        );
+    });
+}
+
+/// An EC key made from fixed bytes (test only): its private key in PEM,
+/// its public key in PEM, and its public key as a JWK with `kid`.
+fn ec_key(seed: u8, kid: &str) -> (String, String, Value) {
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let secret = p256::SecretKey::from_slice(&[seed; 32]).unwrap();
+    let private = secret.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let public = secret.public_key();
+    let public_pem = public.to_public_key_pem(LineEnding::LF).unwrap();
+    // Uncompressed SEC1: 0x04, then x and y.
+    let point = public.to_sec1_bytes();
+    assert_eq!(point.len(), 65);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+        "x": b64.encode(&point[1..33]),
+        "y": b64.encode(&point[33..]),
+    });
+    (private, public_pem, jwk)
+}
+
+fn es256(private_pem: &str, kid: Option<&str>, sub: &str) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = kid.map(str::to_string);
+    let claims = json!({ "sub": sub, "exp": now_s() + 600 });
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ec_pem(private_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn tokens_signed_with_public_keys_and_jwks_keys_are_picked_by_kid() {
+    let dir = data_dir("jwt-keys-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (old_private, old_public, _) = ec_key(7, "old");
+    let (new_private, _, new_jwk) = ec_key(9, "new");
+    let (stranger_private, _, _) = ec_key(11, "stranger");
+    let pem = dir.join("old.pem");
+    std::fs::write(&pem, old_public).unwrap();
+    let jwks = dir.join("keys.json");
+    std::fs::write(&jwks, json!({ "keys": [new_jwk] }).to_string()).unwrap();
+    // Public keys only: no HMAC secret.
+    let server = Server::start(
+        "server",
+        &data_dir("jwt-keys"),
+        free_port(),
+        free_port(),
+        &[
+            "--jwt-public-key",
+            &format!("old={}", pem.display()),
+            "--jwks-file",
+            &jwks.display().to_string(),
+        ],
+    );
+    let cases = [
+        (
+            "old key, its kid",
+            es256(&old_private, Some("old"), "alice"),
+            true,
+        ),
+        (
+            "new key from the JWKS",
+            es256(&new_private, Some("new"), "alice"),
+            true,
+        ),
+        (
+            "new key named as the old",
+            es256(&new_private, Some("old"), "alice"),
+            false,
+        ),
+        (
+            "a key the server does not know",
+            es256(&stranger_private, None, "alice"),
+            false,
+        ),
+        // An HS256 token signed with the server's public key as its secret
+        // (the classic algorithm confusion) finds no HMAC key here.
+        (
+            "HS256 in an EC server",
+            signed("alice", 600, json!({})),
+            false,
+        ),
+    ];
+    for (case, token, welcome) in cases {
+        let (welcomed, error) = native_answer(&server, "alice", Some(&token));
+        assert_eq!(welcomed, welcome, "{case}: {error:?}");
+    }
+    // A JWKS that is not JSON stops the server at start with a clear word.
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, "not json").unwrap();
+    let (ok, _, err) = cli(&[
+        "serve",
+        "--data",
+        &dir.join("d").display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--jwks-file",
+        &broken.display().to_string(),
+    ]);
+    assert!(!ok && err.contains("is not a JWKS"), "{err}");
+}
+
+#[test]
+fn a_loro_join_gets_the_rights_of_its_token_and_a_refused_one_fails_alone() {
+    use loro_protocol::{Body, Crdt, JoinErrorCode};
+    let server = start("jwt-loro", &[]);
+    let wait = Duration::from_secs(5);
+    let reader = signed(
+        "reader",
+        600,
+        json!({ "docs": [{ "doc": "room-*", "access": "r" }] }),
+    );
+    let expired = signed("reader", -600, json!({}));
+    let join = |token: &str| Body::JoinRequest {
+        auth: token.as_bytes().to_vec(),
+        version: Vec::new(),
+    };
+    smol::block_on(async {
+        let mut ws = raw_ws_at(server.ws, "/loro").await;
+        ws.send(loro(Crdt::Loro, "room-a", join(&expired)))
+            .await
+            .unwrap();
+        let (got, _, closed) =
+            loro_until(&mut ws, wait, |m| matches!(m.body, Body::JoinError { .. })).await;
+        assert!(!closed, "the connection was closed: {got:?}");
+        assert!(
+            matches!(got.last().map(|m| &m.body), Some(Body::JoinError { code: JoinErrorCode::AuthFailed, message, .. }) if message.contains("token-expired")),
+            "{got:?}"
+        );
+        ws.send(loro(Crdt::Loro, "room-a", join(&reader)))
+            .await
+            .unwrap();
+        let (got, _, _) = loro_until(&mut ws, wait, |m| {
+            matches!(m.body, Body::JoinResponseOk { .. } | Body::JoinError { .. })
+        })
+        .await;
+        assert!(
+            matches!(got.last().map(|m| &m.body), Some(Body::JoinResponseOk { permission, .. }) if permission == "read"),
+            "{got:?}"
+        );
+        ws.send(loro(Crdt::Loro, "secret", join(&reader)))
+            .await
+            .unwrap();
+        let (got, _, closed) =
+            loro_until(&mut ws, wait, |m| matches!(m.body, Body::JoinError { .. })).await;
+        assert!(
+            !closed && matches!(got.last().map(|m| &m.body), Some(Body::JoinError { .. })),
+            "{got:?}"
+        );
+    });
+}
+
+#[test]
+fn the_status_page_shows_a_token_holder_only_what_its_rights_let_it_read() {
+    let server = start("jwt-status", &[]);
+    let admin = signed("admin", 600, json!({}));
+    let url = ws_url(&server);
+    for doc in ["public/notes", "secret/plans"] {
+        let (ok, _, err) = cli(&["doc", "put", &url, doc, "k", "v", "--token", &admin]);
+        assert!(ok, "{err}");
+    }
+    let reader = signed(
+        "reader",
+        600,
+        json!({ "docs": [{ "doc": "public/*", "access": "r" }] }),
+    );
+    let page = |token: &str| {
+        http_raw(
+            server.http,
+            &format!(
+                "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\r\n"
+            ),
+            Duration::from_secs(5),
+        )
+    };
+    let seen = page(&reader);
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(
+        seen.contains("public/notes") && !seen.contains("secret/plans"),
+        "{seen}"
+    );
+    assert!(page(&signed("reader", -600, json!({}))).starts_with("HTTP/1.1 401"));
+}
+
+#[test]
+fn a_recording_and_the_logs_hold_no_token_or_secret() {
+    let dir = data_dir("jwt-recorded");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("run.jsonl");
+    let data = data_dir("jwt-recording");
+    let mut server = Server::start_env(
+        "server",
+        &data,
+        free_port(),
+        free_port(),
+        &["--record", &log.display().to_string()],
+        None,
+        &[("DOCWEAVE_JWT_SECRET", SECRET), ("DOCWEAVE_TEST_LOG", "1")],
+    );
+    let token = signed(
+        "alice",
+        600,
+        json!({ "docs": [{ "doc": "*", "access": "rwc" }] }),
+    );
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &ws_url(&server),
+        "d",
+        "k",
+        "v",
+        "--token",
+        &token,
+    ]);
+    assert!(ok, "{err}");
+    let _ = native_answer(
+        &server,
+        "alice",
+        Some(&signed_with(
+            "wrong-wrong-wrong-wrong-wrong-wrong",
+            "alice",
+            600,
+            json!({}),
+        )),
+    );
+    server.kill9();
+    let recorded = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        recorded.contains("\"Authenticated\""),
+        "no verdict recorded"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !recorded.contains(signature),
+        "the token is in the recording"
+    );
+    assert!(!recorded.contains(SECRET), "the secret is in the recording");
+    let logs = std::fs::read_to_string(data.join("serve.log")).unwrap();
+    assert!(logs.contains("docweave"), "no log: {logs}");
+    assert!(
+        !logs.contains(signature) && !logs.contains(SECRET),
+        "{logs}"
+    );
+    // The recording replays exactly: the verdicts are in it, not the keys.
+    let (ok, _, err) = cli(&["replay", &log.display().to_string()]);
+    assert!(ok, "{err}");
+}
