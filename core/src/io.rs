@@ -310,6 +310,10 @@ pub enum Msg {
         /// What the token says, or why it was refused.
         verdict: crate::policy::Verdict,
     },
+    /// The operator's revocations now (the whole list, replacing the last):
+    /// connections holding a revoked token or identity are closed at once,
+    /// and no hello presenting one is welcomed.
+    Revoked(crate::policy::Revocations),
 }
 
 impl Msg {
@@ -341,6 +345,7 @@ impl Msg {
             Msg::ListenerLoaded { .. } => "listener-loaded",
             Msg::StoreChanged { .. } => "store-changed",
             Msg::Authenticated { .. } => "authenticated",
+            Msg::Revoked(_) => "revoked",
         }
     }
 }

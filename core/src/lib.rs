@@ -38,7 +38,7 @@ pub use io::{
 };
 pub use large_frame::LargeFrame;
 pub use model::{Bounds, Config, Grant, Model, Timing};
-pub use policy::{Access, Credential, DocRight, Pattern, Rule, Rules, Verdict};
+pub use policy::{Access, Credential, DocRight, Pattern, Revocations, Rule, Rules, Verdict};
 pub use protocol::{
     AckStatus, ChangedDoc, DeleteOutcome, DocInfo, DocMeta, Ephemeral, ErrorCode, Filter, Hello,
     ListedDoc, Message, Payload, PeerKind, Reply, Revision, RevisionStatus, Strand, Welcome,

@@ -579,6 +579,8 @@ pub struct Model {
     pub(crate) channels: OrdMap<ChannelId, Channel>,
     pub(crate) stores: OrdSet<ChannelId>,
     pub(crate) peers: OrdMap<PeerId, Peer>,
+    /// What the operator revoked: no hello presenting it is welcomed.
+    pub(crate) revoked: Arc<crate::policy::Revocations>,
     pub(crate) filter_subscribers: OrdSet<PeerId>,
     pub(crate) in_flight: OrdMap<BatchId, InFlight>,
     /// Sync-requests we sent and wait an answer for, with when they left.
@@ -659,6 +661,7 @@ impl Model {
             channels: OrdMap::new(),
             stores: OrdSet::new(),
             peers: OrdMap::new(),
+            revoked: Arc::default(),
             filter_subscribers: OrdSet::new(),
             in_flight: OrdMap::new(),
             requests: OrdMap::new(),

@@ -101,6 +101,29 @@ impl Credential {
     }
 }
 
+/// What an operator revoked: signed tokens by id (`jti`) and identities by
+/// peer id, whatever token they present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocations {
+    /// Token ids.
+    pub tokens: std::collections::BTreeSet<String>,
+    /// Peer ids.
+    pub peers: std::collections::BTreeSet<PeerId>,
+}
+
+impl Revocations {
+    /// Why a peer presenting `credential` (if a signed token) is refused, if it is.
+    pub fn refuses(&self, peer: &PeerId, credential: Option<&Credential>) -> Option<String> {
+        if self.peers.contains(peer) {
+            return Some(format!("token-revoked: the identity {peer} was revoked"));
+        }
+        let id = credential.and_then(|c| c.id.as_ref())?;
+        self.tokens
+            .contains(id)
+            .then(|| format!("token-revoked: the token {id:?} was revoked"))
+    }
+}
+
 /// The shell's verdict on a hello's signed token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {

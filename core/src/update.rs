@@ -44,6 +44,7 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         } => connection::channel_added(model, out, channel, kind, remote),
         Msg::ChannelRemoved { channel } => connection::channel_removed(model, out, channel),
         Msg::Received { channel, message } => received(model, out, channel, message, None),
+        Msg::Revoked(revocations) => connection::revoked(model, out, revocations),
         Msg::Authenticated {
             channel,
             hello,

@@ -571,6 +571,15 @@ impl<E: DocEngine> Repo<E> {
         }
     }
 
+    /// Replaces the revoked tokens (by `jti`) and identities: every
+    /// connection holding one is closed now with a `token-revoked` error,
+    /// and no hello presenting one is welcomed until it is lifted.
+    pub fn revoke(&self, revocations: docweave_core::Revocations) -> Result<(), RepoError> {
+        self.input
+            .try_send(Request::Node(Input::Revoked(revocations)))
+            .map_err(|_| RepoError::Closed)
+    }
+
     /// Deletes a document here and on every connected peer that follows it
     /// (each peer's rules decide there).
     pub fn delete(&self, doc: &str) -> Result<(), RepoError> {

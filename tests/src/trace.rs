@@ -258,6 +258,11 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::Unsupported { kind, .. } => format!("unsupported message kind {kind}"),
         Msg::TooLarge { size, limit, .. } => format!("too large: {size} bytes, limit {limit}"),
         Msg::ChunkBeforeHello { .. } => "a chunk before hello".into(),
+        Msg::Revoked(r) => format!(
+            "revoked {} tokens, {} identities",
+            r.tokens.len(),
+            r.peers.len()
+        ),
         Msg::Authenticated { hello, verdict, .. } => match verdict {
             docweave_core::Verdict::Valid(c) => format!(
                 "hello from {} with a signed token: valid, expires {:?}, {}",

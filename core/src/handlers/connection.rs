@@ -329,6 +329,9 @@ pub(crate) fn hello(
             None
         }
     };
+    if let Some(why) = model.revoked.refuses(&h.peer, credential.as_ref()) {
+        return close(out, ErrorCode::BadToken, why);
+    }
     let cfg = model.config.clone();
     out.send(
         channel,
@@ -366,6 +369,25 @@ fn hold_credential(
     }
     if let Some(at) = expires {
         super::timers::set(model, Timer::CredentialExpiry(channel), at);
+    }
+}
+
+/// The operator's revocations changed: every connection of a revoked
+/// identity, or holding a revoked token, is told and closed now.
+pub(crate) fn revoked(model: &mut Model, out: &mut Out, revocations: crate::policy::Revocations) {
+    model.revoked = std::sync::Arc::new(revocations);
+    let mut cut = Vec::new();
+    for (peer, p) in model.peers.iter() {
+        if let Some(why) = model.revoked.refuses(peer, p.credential.as_deref()) {
+            cut.extend(p.channels.iter().map(|c| (*c, why.clone())));
+        }
+    }
+    for (channel, why) in cut {
+        refuse(out, channel, ErrorCode::BadToken, why);
+        out.cmd(Cmd::Close {
+            channel,
+            reason: "revoked".into(),
+        });
     }
 }
 

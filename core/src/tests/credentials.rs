@@ -4,8 +4,8 @@
 use super::kit::*;
 use crate::{
     Access, AckStatus, BatchId, ChannelId, ChannelKind, Clock, Cmd, Config, Credential, DocMeta,
-    DocRight, ErrorCode, Hello, Message, Msg, Pattern, Payload, PeerId, PeerKind, Reply, Verdict,
-    PROTOCOL_VERSION,
+    DocRight, ErrorCode, Hello, Message, Msg, Pattern, Payload, PeerId, PeerKind, Reply,
+    Revocations, Verdict, PROTOCOL_VERSION,
 };
 
 fn hello_of(peer: &str, token: &str) -> Hello {
@@ -222,4 +222,67 @@ fn a_closed_connection_leaves_no_expiry_behind() {
     assert!(!closes(&cmds, 2));
     let cmds = k.tick(5_000);
     assert!(!closes(&cmds, 2) && bad_token(&cmds, 2).is_none());
+}
+
+fn revoke(k: &mut Kit, tokens: &[&str], peers: &[&str]) -> Vec<Cmd> {
+    k.feed(Msg::Revoked(Revocations {
+        tokens: tokens.iter().map(|t| t.to_string()).collect(),
+        peers: peers.iter().map(|p| PeerId::new(p)).collect(),
+    }))
+}
+
+#[test]
+fn revoking_a_token_closes_its_connections_and_refuses_it_later() {
+    let mut k = signed_hub();
+    authenticate(
+        &mut k,
+        1,
+        "alice",
+        Verdict::Valid(credential("alice", None, None)),
+    );
+    let mut bob = credential("bob", None, None);
+    bob.id = Some("bob-token".into());
+    authenticate(&mut k, 2, "bob", Verdict::Valid(bob.clone()));
+    let cmds = revoke(&mut k, &["t-1"], &[]);
+    assert!(bad_token(&cmds, 1).is_some_and(|m| m.starts_with("token-revoked")));
+    assert!(closes(&cmds, 1));
+    assert!(!closes(&cmds, 2), "a connection with another token was cut");
+    let cmds = authenticate(
+        &mut k,
+        3,
+        "alice",
+        Verdict::Valid(credential("alice", None, None)),
+    );
+    assert!(closes(&cmds, 3), "a revoked token was welcomed again");
+    // Lifting the revocation lets it in again.
+    revoke(&mut k, &[], &[]);
+    let cmds = authenticate(
+        &mut k,
+        4,
+        "alice",
+        Verdict::Valid(credential("alice", None, None)),
+    );
+    assert!(!closes(&cmds, 4));
+}
+
+#[test]
+fn revoking_an_identity_cuts_it_whatever_token_it_holds() {
+    let mut c = Config::new("hub");
+    c.tokens = vec!["static".into()];
+    let mut k = Kit::new(c);
+    k.greet(
+        1,
+        Message::Hello(Hello {
+            token: Some("static".into()),
+            ..hello_of("carol", "static")
+        }),
+    );
+    assert!(k.model.channel_peer(ChannelId(1)).is_some());
+    let cmds = revoke(&mut k, &[], &["carol"]);
+    assert!(closes(&cmds, 1) && bad_token(&cmds, 1).is_some());
+    let cmds = k.greet(2, Message::Hello(hello_of("carol", "static")));
+    assert!(
+        closes(&cmds, 2),
+        "a revoked identity came back with a static token"
+    );
 }

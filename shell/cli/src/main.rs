@@ -8,6 +8,7 @@ mod inspect;
 mod jwt;
 mod limits;
 mod loro_identity;
+mod revocations;
 mod serve;
 mod serve_auth;
 mod status;

@@ -87,6 +87,11 @@ pub struct ServeArgs {
     max_read_mib_per_s: u64,
     #[command(flatten)]
     jwt: crate::serve_auth::JwtArgs,
+    /// Revoked tokens (their `jti`) and identities (`sub:NAME`), one per
+    /// line; read again when it changes and on SIGHUP, and every connection
+    /// holding one is closed within a second.
+    #[arg(long, env = "DOCWEAVE_REVOKED_FILE")]
+    revoked_file: Option<PathBuf>,
 }
 
 /// The store `--store` or `--data` names, and how to say where it is.
@@ -120,6 +125,10 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => Rules::allow_all(),
     };
     let (tokens, grants) = credentials(&a.tokens);
+    let revoked = match &a.revoked_file {
+        Some(path) => Some(crate::revocations::read(path)?),
+        None => None,
+    };
     let auth =
         crate::serve_auth::ServeAuth::new(tokens.clone(), grants.clone(), rules.clone(), &a.jwt)?;
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
@@ -164,6 +173,13 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         let _ = stop_tx.try_send(());
     })
     .map_err(|e| format!("cannot handle signals: {e}"))?;
+    // After the stop handler, which also takes SIGHUP: with a revocation
+    // file, SIGHUP reads it again instead of stopping the server.
+    if let (Some(path), Some((text, list))) = (&a.revoked_file, revoked) {
+        *auth.revoked.write().unwrap_or_else(|p| p.into_inner()) = list.clone();
+        repo.revoke(list).map_err(|e| e.to_string())?;
+        crate::revocations::watch(path.clone(), text, repo.clone(), auth.revoked.clone())?;
+    }
     smol::block_on(async {
         let ws = smol::net::TcpListener::bind(a.listen.as_str())
             .await

@@ -6,10 +6,10 @@
 
 use crate::jwt::{looks_like_jwt, now_s, JwtAuthenticator, JwtConfig, JwtVerifier};
 use docweave_adapters::loro_protocol::{AccessCheck, Identity, TokenCheck};
-use docweave_core::{Access, DocId, Grant, PeerId, Rules};
+use docweave_core::{Access, Credential, DocId, Grant, PeerId, Revocations, Rules};
 use docweave_shell::{Authenticator, Checked};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Options of `serve` for signed tokens (JWTs).
 #[derive(clap::Args)]
@@ -79,6 +79,8 @@ pub struct ServeAuth {
     pub rules: Rules,
     /// Signed tokens, when keys are configured.
     pub jwt: Option<Arc<JwtVerifier>>,
+    /// What the operator revoked (`--revoked-file`), kept current.
+    pub revoked: Arc<RwLock<Revocations>>,
 }
 
 impl ServeAuth {
@@ -94,6 +96,7 @@ impl ServeAuth {
             grants,
             rules,
             jwt: jwt.verifier()?.map(Arc::new),
+            revoked: Arc::default(),
         })
     }
 
@@ -105,7 +108,21 @@ impl ServeAuth {
     /// The verdict on a signed token, or `None` when `token` is not one.
     pub fn signed(&self, token: &str) -> Option<Checked> {
         let jwt = self.jwt.as_ref()?;
-        (looks_like_jwt(token) && !self.is_static(token)).then(|| jwt.verify(token, now_s()))
+        if !looks_like_jwt(token) || self.is_static(token) {
+            return None;
+        }
+        Some(match jwt.verify(token, now_s()) {
+            Checked::Valid { credential, .. } if self.revokes(&credential) => {
+                Checked::Refused("token-revoked: this token or its holder was revoked".into())
+            }
+            checked => checked,
+        })
+    }
+
+    /// Whether the operator revoked this credential or its holder.
+    fn revokes(&self, credential: &Credential) -> bool {
+        let list = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        list.refuses(&credential.peer, Some(credential)).is_some()
     }
 
     /// The node's token checker, when signed tokens are on.

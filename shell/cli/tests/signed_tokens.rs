@@ -497,3 +497,59 @@ fn a_recording_and_the_logs_hold_no_token_or_secret() {
     let (ok, _, err) = cli(&["replay", &log.display().to_string()]);
     assert!(ok, "{err}");
 }
+
+#[test]
+fn revoking_a_token_cuts_its_connections_within_a_second_and_keeps_others() {
+    let dir = data_dir("jwt-revoked-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("revoked.txt");
+    std::fs::write(&list, "# nobody yet\n").unwrap();
+    let mut server = start(
+        "jwt-revocation",
+        &["--revoked-file", &list.display().to_string()],
+    );
+    let alice = signed("alice", 600, json!({}));
+    let bob = signed("bob", 600, json!({}));
+    smol::block_on(async {
+        let mut a = raw_ws(server.ws).await;
+        let mut b = raw_ws(server.ws).await;
+        send(&mut a, &[hello("alice", Some(&alice))]).await;
+        send(&mut b, &[hello("bob", Some(&bob))]).await;
+        for ws in [&mut a, &mut b] {
+            let (got, _) = receive_until(ws, Duration::from_secs(5), |ms| {
+                ms.iter().any(|m| matches!(m, Message::Welcome(_)))
+            })
+            .await;
+            assert!(got.iter().any(|m| matches!(m, Message::Welcome(_))));
+        }
+        // The jti of alice's token (see `signed`).
+        std::fs::write(&list, "alice-1\n").unwrap();
+        let asked = std::time::Instant::now();
+        let (got, closed) = receive(&mut a, Duration::from_secs(5)).await;
+        let took = asked.elapsed();
+        assert!(
+            closed,
+            "alice's connection outlived its revocation: {got:?}"
+        );
+        assert!(
+            got.iter().any(|m| matches!(m, Message::Error { message, .. } if message.starts_with("token-revoked"))),
+            "{got:?}"
+        );
+        eprintln!("revocation reached the connection in {took:?}");
+        let (_, closed) = receive(&mut b, Duration::from_millis(500)).await;
+        assert!(!closed, "bob's connection was cut too");
+    });
+    let (welcomed, error) = native_answer(&server, "alice", Some(&alice));
+    assert!(!welcomed && error.is_some_and(|e| e.contains("revoked")));
+    // A vanished file leaves the last list in force.
+    std::fs::remove_file(&list).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!native_answer(&server, "alice", Some(&alice)).0);
+    // An emptied list, read on SIGHUP, lets alice in again; the server goes on.
+    std::fs::write(&list, "").unwrap();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(server.alive(), "SIGHUP stopped the server");
+    assert!(native_answer(&server, "alice", Some(&alice)).0);
+}

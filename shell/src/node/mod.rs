@@ -175,6 +175,9 @@ pub enum Input {
     /// wrote ([`Store::watch`](docweave_adapters::Store::watch)): the node
     /// reads its change feed now.
     StoreAnnounced,
+    /// The operator's revocations now (replacing the last): connections of
+    /// revoked tokens and identities are closed at once.
+    Revoked(docweave_core::Revocations),
     /// Another process sharing the store published these bytes (a frame of
     /// presence messages, see [`Store::publish`](docweave_adapters::Store::publish)).
     StorePublished {
@@ -616,6 +619,7 @@ impl<E: DocEngine> Node<E> {
                 }
             }
             Input::StorePublished { bytes } => self.published(&bytes),
+            Input::Revoked(r) => self.step(Msg::Revoked(r)),
             Input::SetPresence {
                 doc,
                 namespace,
