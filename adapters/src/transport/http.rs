@@ -108,7 +108,13 @@ pub struct HttpPages {
     pub health: Option<HealthCheck>,
     /// The answer to `GET /readyz` (whether to send this server clients).
     pub ready: Option<HealthCheck>,
+    /// The peer id a listener request without `x-docweave-peer` speaks as,
+    /// from its bearer token (a signed token's `sub`); else `http-client`.
+    pub peer_of_token: Option<PeerOfToken>,
 }
+
+/// The peer id a bearer token names, if it names one.
+pub type PeerOfToken = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 struct Session {
     link: Link,
@@ -215,6 +221,7 @@ pub async fn serve_http_with_web(
         web,
         health,
         ready,
+        peer_of_token,
     } = pages;
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
     let sweeper = sessions.clone();
@@ -252,12 +259,14 @@ pub async fn serve_http_with_web(
         };
         let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
         let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
+        let peer_of_token = peer_of_token.clone();
         smol::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (sessions, connect, status) =
                     (sessions.clone(), connect.clone(), status.clone());
                 let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
+                let peer_of_token = peer_of_token.clone();
                 async move {
                     let get = req.method() == hyper::Method::GET;
                     let path = req.uri().path().to_string();
@@ -326,7 +335,7 @@ pub async fn serve_http_with_web(
                         return Ok::<_, std::convert::Infallible>(r);
                     }
                     Ok::<_, std::convert::Infallible>(
-                        route(req, o, sessions, connect, client).await,
+                        route(req, o, sessions, connect, client, peer_of_token).await,
                     )
                 }
             });
@@ -387,6 +396,7 @@ async fn route(
     sessions: Sessions,
     connect: Connector,
     client: Option<std::net::IpAddr>,
+    peer_of_token: Option<PeerOfToken>,
 ) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::POST {
         return problem(
@@ -402,18 +412,22 @@ async fn route(
         .split('/')
         .map(str::to_string)
         .collect();
-    let peer = req
-        .headers()
-        .get("x-docweave-peer")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("http-client")
-        .to_string();
     let token = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
+    let peer = req
+        .headers()
+        .get("x-docweave-peer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            let named = peer_of_token.as_ref()?;
+            named(token.as_deref()?)
+        })
+        .unwrap_or_else(|| "http-client".to_string());
     let limit = query(&req, "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);

@@ -17,7 +17,7 @@ mod websocket;
 
 pub use http::{
     http_link, post, serve_http, serve_http_with_web, split_frames, Connector, HealthCheck,
-    HttpOptions, HttpPages, StatusPage,
+    HttpOptions, HttpPages, PeerOfToken, StatusPage,
 };
 pub use memory::{memory_pair, memory_pair_with_faults, Faults};
 pub use pace::{InboundRate, Pacer};

@@ -256,6 +256,13 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             web: a.web.clone().map(Arc::new),
             health: Some(health),
             ready: Some(ready),
+            // A listener request without `x-docweave-peer` speaks as its
+            // signed token's `sub` (checked by the node like any hello).
+            peer_of_token: Some(Arc::new(|token: &str| {
+                crate::jwt::looks_like_jwt(token)
+                    .then(|| crate::jwt::subject(token))
+                    .flatten()
+            })),
         };
         smol::spawn(serve_http_with_web(http, http_options, connect, pages)).detach();
         for url in &a.peers {

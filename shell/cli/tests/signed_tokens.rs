@@ -553,3 +553,48 @@ fn revoking_a_token_cuts_its_connections_within_a_second_and_keeps_others() {
     assert!(server.alive(), "SIGHUP stopped the server");
     assert!(native_answer(&server, "alice", Some(&alice)).0);
 }
+
+#[test]
+fn the_listener_api_and_polling_sessions_take_signed_tokens() {
+    let server = start("jwt-http", &[]);
+    let register = |token: &str| -> String {
+        let body = "{}";
+        let req = format!(
+            "POST /listeners HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        http_raw(server.http, &req, Duration::from_secs(5))
+    };
+    // No `x-docweave-peer`: the request speaks as the token's `sub`.
+    let ok = register(&signed("indexer", 600, json!({})));
+    assert!(
+        ok.starts_with("HTTP/1.1 200") && ok.contains("\"id\""),
+        "{ok}"
+    );
+    let expired = register(&signed("indexer", -600, json!({})));
+    assert!(
+        !expired.starts_with("HTTP/1.1 200") && expired.contains("token-expired"),
+        "{expired}"
+    );
+    let forged = register(&signed_with(
+        "forged-forged-forged-forged-forged-forged",
+        "indexer",
+        600,
+        json!({}),
+    ));
+    assert!(!forged.starts_with("HTTP/1.1 200"), "{forged}");
+    // A polling client (`http://`) with a signed token reads and writes.
+    let url = format!("http://127.0.0.1:{}", server.http);
+    let token = signed("poller", 600, json!({}));
+    let (ok, _, err) = cli(&["doc", "put", &url, "polled", "k", "v", "--token", &token]);
+    assert!(ok, "{err}");
+    let (ok, _, _) = cli(&[
+        "doc",
+        "get",
+        &url,
+        "polled",
+        "--token",
+        &signed("poller", -600, json!({})),
+    ]);
+    assert!(!ok, "an expired token read over HTTP polling");
+}
