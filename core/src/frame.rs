@@ -440,6 +440,7 @@ pub fn validate(m: &Message, limits: &Limits) -> Result<(), FrameError> {
         Message::Strands { strands, .. } | Message::Push { strands } => {
             check_strands(strands, limits)
         }
+        Message::Reauth { token } => check_text("a token", token, limits),
         Message::ListDocs { filter, after } => {
             check_filter(filter, limits)?;
             after.as_ref().map_or(Ok(()), check_doc)

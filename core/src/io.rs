@@ -300,13 +300,14 @@ pub enum Msg {
         /// Its record, if the store has one.
         record: Option<ListenerRecord>,
     },
-    /// A `hello` whose token the shell verified (a signed token): the core
-    /// judges the hello with the verdict instead of its static tokens.
+    /// A `hello` or `reauth` whose token the shell verified (a signed
+    /// token): the core judges it with the verdict instead of its static
+    /// tokens (any other message goes as if [`Msg::Received`]).
     Authenticated {
         /// On which channel.
         channel: ChannelId,
-        /// The hello as it arrived.
-        hello: crate::protocol::Hello,
+        /// The message as it arrived.
+        message: crate::protocol::Message,
         /// What the token says, or why it was refused.
         verdict: crate::policy::Verdict,
     },
@@ -314,6 +315,15 @@ pub enum Msg {
     /// connections holding a revoked token or identity are closed at once,
     /// and no hello presenting one is welcomed.
     Revoked(crate::policy::Revocations),
+    /// The application has a new token for a remote (a refresh before the
+    /// old one expires): used from the next hello on, and presented at once
+    /// on a live connection that speaks protocol 3 (`reauth`).
+    SetToken {
+        /// Where.
+        remote: RemoteAddr,
+        /// The new token.
+        token: String,
+    },
 }
 
 impl Msg {
@@ -346,6 +356,7 @@ impl Msg {
             Msg::StoreChanged { .. } => "store-changed",
             Msg::Authenticated { .. } => "authenticated",
             Msg::Revoked(_) => "revoked",
+            Msg::SetToken { .. } => "set-token",
         }
     }
 }

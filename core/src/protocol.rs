@@ -19,7 +19,8 @@ use std::sync::Arc;
 ///
 /// - 1: the first protocol.
 /// - 2: adds `list-docs` / `doc-list` and the `Unsupported` error code.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// - 3: adds `reauth` (a new token on a live connection).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The lowest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
@@ -542,16 +543,25 @@ pub enum Message {
         /// Whether more follow (ask again after the last one).
         more: bool,
     },
+    /// "From now on, judge me by this token" (protocol 3): a client
+    /// refreshes its credential on a live connection. New rights apply at
+    /// once; a refused token is answered `bad-token` and the connection
+    /// keeps the credential it had (until that expires).
+    Reauth {
+        /// The new token.
+        token: String,
+    },
 }
 
 /// How many kinds of [`Message`] this build knows (its variant count).
-pub const MESSAGE_KINDS: u32 = 27;
+pub const MESSAGE_KINDS: u32 = 28;
 
 impl Message {
     /// The protocol version that added this message (see [`PROTOCOL_VERSION`]).
     pub fn since_protocol(&self) -> u32 {
         match self {
             Message::ListDocs { .. } | Message::DocList { .. } => 2,
+            Message::Reauth { .. } => 3,
             Message::Error {
                 code: ErrorCode::Unsupported,
                 ..
@@ -590,6 +600,7 @@ impl Message {
             Message::PushResult { .. } => "push-result",
             Message::ListDocs { .. } => "list-docs",
             Message::DocList { .. } => "doc-list",
+            Message::Reauth { .. } => "reauth",
         }
     }
 
@@ -597,6 +608,7 @@ impl Message {
     pub fn since_version(&self) -> u32 {
         match self {
             Message::ListDocs { .. } | Message::DocList { .. } => 2,
+            Message::Reauth { .. } => 3,
             _ => 1,
         }
     }

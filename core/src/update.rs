@@ -47,9 +47,9 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         Msg::Revoked(revocations) => connection::revoked(model, out, revocations),
         Msg::Authenticated {
             channel,
-            hello,
+            message,
             verdict,
-        } => received(model, out, channel, Message::Hello(hello), Some(verdict)),
+        } => received(model, out, channel, message, Some(verdict)),
         Msg::FrameRejected { channel, reason } => {
             connection::frame_rejected(model, out, channel, reason)
         }
@@ -85,6 +85,7 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             filter,
         } => connection::connect(model, out, remote, token, filter),
         Msg::ConnectFailed { remote } => connection::connect_failed(model, out, remote),
+        Msg::SetToken { remote, token } => connection::set_token(model, out, remote, token),
         Msg::AskPeer { doc, peer } => sync::ask_peer(model, out, &doc, &peer),
         Msg::StoreLoaded {
             store,
@@ -221,6 +222,9 @@ fn received(
             listing::list_docs(model, out, channel, &peer, filter, after)
         }
         Message::DocList { docs, more } => listing::doc_list(out, &peer, docs, more),
+        Message::Reauth { token } => {
+            connection::reauth(model, out, channel, &peer, &token, verdict)
+        }
         Message::DeleteResult { doc, outcome } => out.emit(crate::io::Event::DeleteAnswered {
             peer,
             doc,

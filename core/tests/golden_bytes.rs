@@ -182,6 +182,9 @@ fn samples() -> Vec<Message> {
             }],
             more: false,
         },
+        Message::Reauth {
+            token: "eyJ.new.token".into(),
+        },
     ]
 }
 

@@ -428,6 +428,20 @@ impl<E: DocEngine> Repo<E> {
             .map_err(|_| RepoError::Closed)
     }
 
+    /// Gives a remote connected with [`Repo::connect_with`] a new token (a
+    /// refresh, before the old one expires): a live connection presents it
+    /// at once (`reauth`, protocol 3; an older server takes it at the next
+    /// reconnection), and every later reconnection uses it. A refused token
+    /// comes back as [`docweave_core::Event::Error`]; the connection keeps
+    /// its old credential meanwhile.
+    pub fn set_token(&self, remote: &str, token: &str) -> Result<(), RepoError> {
+        let remote = RemoteAddr::parse(remote)?;
+        let token = token.to_string();
+        self.input
+            .try_send(Request::Node(Input::SetToken { remote, token }))
+            .map_err(|_| RepoError::Closed)
+    }
+
     /// Connects to one remote served by several servers (sharing one
     /// store), through whichever of `dialers` answers: when the server of
     /// the moment goes away, the next reconnection tries the others.

@@ -157,6 +157,7 @@ pub fn message(m: &Message) -> String {
                 .map(|d| d.to_string())
                 .unwrap_or("start".into())
         ),
+        Message::Reauth { .. } => format!("{name} token=given"),
         Message::DocList { docs, more } => {
             let list: Vec<String> = docs
                 .iter()
@@ -258,15 +259,19 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::Unsupported { kind, .. } => format!("unsupported message kind {kind}"),
         Msg::TooLarge { size, limit, .. } => format!("too large: {size} bytes, limit {limit}"),
         Msg::ChunkBeforeHello { .. } => "a chunk before hello".into(),
+        Msg::SetToken { remote, .. } => format!("set-token {remote}"),
         Msg::Revoked(r) => format!(
             "revoked {} tokens, {} identities",
             r.tokens.len(),
             r.peers.len()
         ),
-        Msg::Authenticated { hello, verdict, .. } => match verdict {
+        Msg::Authenticated {
+            message, verdict, ..
+        } => match verdict {
             docweave_core::Verdict::Valid(c) => format!(
-                "hello from {} with a signed token: valid, expires {:?}, {}",
-                hello.peer,
+                "{} as {} with a signed token: valid, expires {:?}, {}",
+                message.name(),
+                c.peer,
                 c.expires,
                 if c.rights.is_some() {
                     "its own rights"
@@ -275,10 +280,7 @@ pub fn input(m: &Msg) -> Option<String> {
                 }
             ),
             docweave_core::Verdict::Refused(why) => {
-                format!(
-                    "hello from {} with a signed token: refused: {why}",
-                    hello.peer
-                )
+                format!("{} with a signed token: refused: {why}", message.name())
             }
         },
         Msg::ListRemote { peer, .. } => format!("list-remote {peer}"),

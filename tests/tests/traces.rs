@@ -541,29 +541,26 @@ fn peers_one_protocol_version_behind_and_one_ahead_still_sync() {
     for c in ["behind", "ahead"] {
         assert_eq!(sorted(content(&sim, c, "notes")), hub, "{c}");
     }
-    // The listing (protocol 2) is asked of the hub by the newer peer only.
-    sim.feed(
-        "ahead",
-        docweave_shell::Input::ListRemote {
-            peer: docweave_core::PeerId::new("hub"),
-            after: None,
-        },
-    );
-    sim.feed(
-        "behind",
-        docweave_shell::Input::ListRemote {
-            peer: docweave_core::PeerId::new("hub"),
-            after: None,
-        },
-    );
+    // The newest message (a token refresh, protocol 3) goes on the newer
+    // peer's connection only; the older one keeps the token for its next
+    // hello.
+    for name in ["ahead", "behind"] {
+        sim.feed(
+            name,
+            docweave_shell::Input::SetToken {
+                remote: docweave_core::RemoteAddr::new("hub"),
+                token: "fresh".into(),
+            },
+        );
+    }
     sim.run();
     assert!(sim
         .trace
         .iter()
-        .any(|l| l.starts_with("hub -> ahead  doc-list [notes")));
+        .any(|l| l.starts_with("ahead -> hub  reauth")));
     assert!(!sim
         .trace
         .iter()
-        .any(|l| l.starts_with("behind -> hub  list-docs")));
+        .any(|l| l.starts_with("behind -> hub  reauth")));
     insta::assert_snapshot!(sim.trace_text());
 }

@@ -250,6 +250,30 @@ pub(crate) fn connect(
     }
 }
 
+/// A new token for a remote: the next hello presents it, and a live
+/// connection that speaks `reauth` gets it now (an older one keeps its
+/// credential until it reconnects).
+pub(crate) fn set_token(model: &mut Model, out: &mut Out, remote: RemoteAddr, token: String) {
+    let Some(r) = model.remotes.get_mut(&remote) else {
+        return report(
+            out,
+            None,
+            format!("a token for {remote}, which this node does not connect to"),
+        );
+    };
+    r.token = Some(token.clone());
+    let Some(channel) = r.channel else {
+        return;
+    };
+    let live = model
+        .channels
+        .get(&channel)
+        .filter(|c| matches!(c.link, Link::Established(_)));
+    if live.is_some_and(|c| c.protocol >= 3) {
+        out.send(channel, Message::Reauth { token });
+    }
+}
+
 pub(crate) fn connect_failed(model: &mut Model, out: &mut Out, remote: RemoteAddr) {
     if model.remotes.contains_key(&remote) {
         out.log(
@@ -323,7 +347,7 @@ pub(crate) fn hello(
             Some(c)
         }
         None => {
-            if let Err(m) = credentials(&model.config, &h) {
+            if let Err(m) = credentials(&model.config, &h.peer, h.token.as_deref()) {
                 return close(out, ErrorCode::BadToken, m.into());
             }
             None
@@ -370,6 +394,54 @@ fn hold_credential(
     if let Some(at) = expires {
         super::timers::set(model, Timer::CredentialExpiry(channel), at);
     }
+}
+
+/// A peer presents a new token on a live connection (`reauth`): its
+/// rights and expiry become the new credential's at once (data it may no
+/// longer read stops with the next change; what it may read now it can
+/// ask for). A refused token leaves the connection as it was, told why.
+pub(crate) fn reauth(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    token: &str,
+    verdict: Option<Verdict>,
+) {
+    let refused = |out: &mut Out, why: String| {
+        let m = format!(
+            "the new token was refused: {why}; this connection keeps its current credential"
+        );
+        refuse(out, channel, ErrorCode::BadToken, m);
+    };
+    let credential = match verdict {
+        Some(Verdict::Refused(why)) => return refused(out, why),
+        Some(Verdict::Valid(c)) => {
+            if &c.peer != peer {
+                let why = format!(
+                    "it is for peer {:?}, not {:?}",
+                    c.peer.as_str(),
+                    peer.as_str()
+                );
+                return refused(out, why);
+            }
+            if c.expires.is_some_and(|at| at <= model.now) {
+                return refused(out, "it has expired".into());
+            }
+            Some(c)
+        }
+        None => {
+            if let Err(m) = credentials(&model.config, peer, Some(token)) {
+                return refused(out, m.into());
+            }
+            None
+        }
+    };
+    if let Some(why) = model.revoked.refuses(peer, credential.as_ref()) {
+        return refused(out, why);
+    }
+    super::timers::cancel(model, &Timer::CredentialExpiry(channel));
+    hold_credential(model, channel, peer, credential);
 }
 
 /// The operator's revocations changed: every connection of a revoked
@@ -444,24 +516,28 @@ pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: W
     super::changes::resume_with(model, out, &w.peer, channel, &addr, w.clock);
 }
 
-/// Whether the hello's token grants its peer id (no token needed when the
-/// node has none).
-fn credentials(config: &crate::model::Config, h: &Hello) -> Result<(), &'static str> {
+/// Whether a static token grants `peer` (no token needed when the node
+/// has none).
+fn credentials(
+    config: &crate::model::Config,
+    peer: &PeerId,
+    token: Option<&str>,
+) -> Result<(), &'static str> {
     if config.tokens.is_empty() && config.grants.is_empty() && !config.signed_tokens {
         return Ok(());
     }
-    let Some(token) = h.token.as_ref() else {
+    let Some(token) = token else {
         return Err("this node requires a token; none was given");
     };
-    let any = config.tokens.contains(token);
+    let any = config.tokens.iter().any(|t| t == token);
     let granted = config
         .grants
         .iter()
-        .any(|g| &g.token == token && g.peers.matches(h.peer.as_str()));
+        .any(|g| g.token == token && g.peers.matches(peer.as_str()));
     if any || granted {
         return Ok(());
     }
-    if config.grants.iter().any(|g| &g.token == token) {
+    if config.grants.iter().any(|g| g.token == token) {
         Err("the token does not grant this peer id")
     } else {
         Err("the token was not accepted")

@@ -54,7 +54,7 @@ fn authenticate(k: &mut Kit, ch: u64, peer: &str, verdict: Verdict) -> Vec<Cmd> 
     });
     k.feed(Msg::Authenticated {
         channel: ChannelId(ch),
-        hello: hello_of(peer, "a.b.c"),
+        message: Message::Hello(hello_of(peer, "a.b.c")),
         verdict,
     })
 }
@@ -285,4 +285,108 @@ fn revoking_an_identity_cuts_it_whatever_token_it_holds() {
         closes(&cmds, 2),
         "a revoked identity came back with a static token"
     );
+}
+
+fn reauth(k: &mut Kit, ch: u64, verdict: Option<Verdict>) -> Vec<Cmd> {
+    let message = Message::Reauth {
+        token: "n.e.w".into(),
+    };
+    match verdict {
+        Some(verdict) => k.feed(Msg::Authenticated {
+            channel: ChannelId(ch),
+            message,
+            verdict,
+        }),
+        None => k.recv(ch, message),
+    }
+}
+
+#[test]
+fn a_new_token_on_a_live_connection_moves_its_expiry_and_rights_at_once() {
+    let mut k = signed_hub();
+    let reader = vec![DocRight {
+        doc: Pattern::Any,
+        access: Access::READ,
+    }];
+    authenticate(
+        &mut k,
+        1,
+        "alice",
+        Verdict::Valid(credential("alice", Some(reader), Some(5_000))),
+    );
+    assert_eq!(
+        write(&mut k, 1, "d").last(),
+        Some(&Message::Ack {
+            batch: BatchId(7),
+            status: AckStatus::PermissionDenied,
+            clock: None
+        })
+    );
+    k.now = 4_000;
+    let cmds = reauth(
+        &mut k,
+        1,
+        Some(Verdict::Valid(credential("alice", None, Some(60_000)))),
+    );
+    assert!(
+        !closes(&cmds, 1) && bad_token(&cmds, 1).is_none(),
+        "{cmds:?}"
+    );
+    let cmds = k.tick(5_000);
+    assert!(!closes(&cmds, 1), "closed at the old token's expiry");
+    // The rules (allow all) now decide: the write is taken.
+    let cmds = k.recv(
+        1,
+        Message::Update {
+            doc: doc("d"),
+            batch: BatchId(8),
+            data: Payload::new(vec![1]),
+            version: vv(&[(6, 1)]),
+        },
+    );
+    assert!(!imports(&cmds).is_empty(), "the new rights did not apply");
+    let cmds = k.tick(60_000);
+    assert!(closes(&cmds, 1), "the new token's expiry was not kept");
+}
+
+#[test]
+fn a_refused_new_token_leaves_the_connection_as_it_was() {
+    let mut k = signed_hub();
+    authenticate(
+        &mut k,
+        1,
+        "alice",
+        Verdict::Valid(credential("alice", None, Some(5_000))),
+    );
+    for verdict in [
+        Verdict::Refused("bad signature".into()),
+        Verdict::Valid(credential("mallory", None, None)),
+    ] {
+        let cmds = reauth(&mut k, 1, Some(verdict));
+        assert!(bad_token(&cmds, 1).is_some_and(|m| m.contains("keeps its current")));
+        assert!(!closes(&cmds, 1));
+    }
+    // A token that is not signed must be one of the static ones (none here).
+    let cmds = reauth(&mut k, 1, None);
+    assert!(bad_token(&cmds, 1).is_some() && !closes(&cmds, 1));
+    let cmds = k.tick(5_000);
+    assert!(closes(&cmds, 1), "the old token's expiry was lost");
+}
+
+#[test]
+fn a_client_presents_a_new_token_at_once_on_a_protocol_3_connection() {
+    let mut k = Kit::hub();
+    k.feed(Msg::Connect {
+        remote: crate::RemoteAddr::new("server"),
+        token: Some("old".into()),
+        filter: crate::Filter::all(),
+    });
+    k.dial(1, "server", "server");
+    let cmds = k.feed(Msg::SetToken {
+        remote: crate::RemoteAddr::new("server"),
+        token: "fresh".into(),
+    });
+    assert!(messages(&cmds, 1).contains(&Message::Reauth {
+        token: "fresh".into()
+    }));
 }

@@ -112,8 +112,9 @@ fn repo_writing_as(target: &str, auth: &Credentials, actor: Option<u64>) -> Resu
     }
 }
 
-/// Connects `repo` to the server at `urls[0]`, failing over to the others.
-fn connect(repo: &Repo, urls: &[String], token: Option<&str>) -> Result<(), String> {
+/// Connects `repo` to the server at `urls[0]`, failing over to the others;
+/// returns the remote's name.
+fn connect(repo: &Repo, urls: &[String], token: Option<&str>) -> Result<String, String> {
     let mut dialers = Vec::with_capacity(urls.len());
     let mut first = None;
     for url in urls {
@@ -123,7 +124,8 @@ fn connect(repo: &Repo, urls: &[String], token: Option<&str>) -> Result<(), Stri
     }
     let name = first.ok_or("no server given")?;
     repo.connect_any(&name, token, dialers)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(name)
 }
 
 /// The next event before `deadline` (`None` once it passed).
@@ -585,18 +587,34 @@ pub struct SyncArgs {
     #[arg(long)]
     dir: PathBuf,
     /// Token to present.
-    #[arg(long, env = "DOCWEAVE_TOKEN")]
+    #[arg(long, env = "DOCWEAVE_TOKEN", conflicts_with = "token_command")]
     token: Option<String>,
-    /// This replica's peer id.
-    #[arg(long, default_value = "replica")]
-    name: String,
+    /// A command that prints a fresh token (e.g. one that asks your app's
+    /// backend); run at start and again before each token expires, the new
+    /// token replacing the old on the live connection.
+    #[arg(long, env = "DOCWEAVE_TOKEN_COMMAND")]
+    token_command: Option<String>,
+    /// This replica's peer id (default: a signed token's `sub`, else `replica`).
+    #[arg(long)]
+    name: Option<String>,
 }
 
 pub fn sync(a: SyncArgs) -> Result<(), String> {
     std::fs::create_dir_all(&a.dir)
         .map_err(|e| format!("cannot create {}: {e}", a.dir.display()))?;
     let store = SqliteStore::open(a.dir.join("docweave.db")).map_err(|e| e.to_string())?;
-    let repo = Repo::builder(&a.name)
+    let token = match &a.token_command {
+        Some(command) => Some(crate::token_command::fetch(command)?),
+        None => a.token.clone(),
+    };
+    let name = a.name.clone().unwrap_or_else(|| {
+        token
+            .as_deref()
+            .filter(|t| crate::jwt::looks_like_jwt(t))
+            .and_then(crate::jwt::subject)
+            .unwrap_or_else(|| "replica".to_string())
+    });
+    let repo = Repo::builder(&name)
         .store(store)
         .build()
         .map_err(|e| e.to_string())?;
@@ -610,64 +628,74 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     smol::block_on(async {
         let events = repo.events().await.map_err(|e| e.to_string())?;
-        connect(&repo, &urls, a.token.as_deref())?;
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!("initial sync with {}", shown));
-        let mut changed = 0u64;
-        let mut quiet_since = std::time::Instant::now();
-        let mut initial = true;
-        loop {
-            let next = futures_lite::future::or(
-                async { Some(events.recv().await.ok()) },
-                futures_lite::future::or(
-                    async {
-                        smol::Timer::after(Duration::from_millis(250)).await;
-                        Some(None)
-                    },
-                    async {
-                        let _ = stop_rx.recv().await;
-                        None
-                    },
-                ),
-            )
-            .await;
-            match next {
-                None => break,
-                Some(Some(Event::DocChanged { .. })) => {
-                    changed += 1;
-                    quiet_since = std::time::Instant::now();
-                    bar.set_message(format!("initial sync with {}: {changed} changes", shown));
-                    bar.tick();
+        let remote = connect(&repo, &urls, token.as_deref())?;
+        let refresher = async {
+            if let (Some(command), Some(first)) = (&a.token_command, token.clone()) {
+                crate::token_command::keep_fresh(&repo, &remote, command, first).await
+            }
+            std::future::pending::<Result<(), String>>().await
+        };
+        let work = async {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(format!("initial sync with {}", shown));
+            let mut changed = 0u64;
+            let mut quiet_since = std::time::Instant::now();
+            let mut initial = true;
+            loop {
+                let next = futures_lite::future::or(
+                    async { Some(events.recv().await.ok()) },
+                    futures_lite::future::or(
+                        async {
+                            smol::Timer::after(Duration::from_millis(250)).await;
+                            Some(None)
+                        },
+                        async {
+                            let _ = stop_rx.recv().await;
+                            None
+                        },
+                    ),
+                )
+                .await;
+                match next {
+                    None => break,
+                    Some(Some(Event::DocChanged { .. })) => {
+                        changed += 1;
+                        quiet_since = std::time::Instant::now();
+                        bar.set_message(format!("initial sync with {}: {changed} changes", shown));
+                        bar.tick();
+                    }
+                    Some(Some(Event::Error { reason, .. }))
+                        if reason.contains("refused the handshake") =>
+                    {
+                        bar.finish_and_clear();
+                        return Err(reason);
+                    }
+                    _ => {}
                 }
-                Some(Some(Event::Error { reason, .. }))
-                    if reason.contains("refused the handshake") =>
-                {
+                if initial && quiet_since.elapsed() > Duration::from_secs(1) {
+                    initial = false;
+                    let s = repo.summary().await.map_err(|e| e.to_string())?;
                     bar.finish_and_clear();
-                    return Err(reason);
+                    out!(
+                        "initial sync done: {} documents, clock {}",
+                        s.docs.len(),
+                        s.clock.0
+                    );
                 }
-                _ => {}
+                if !initial && quiet_since.elapsed() < Duration::from_millis(300) {
+                    let s = repo.summary().await.map_err(|e| e.to_string())?;
+                    eprint!(
+                        "\rin sync with {}: {} documents, clock {}   ",
+                        shown,
+                        s.docs.len(),
+                        s.clock.0
+                    );
+                }
             }
-            if initial && quiet_since.elapsed() > Duration::from_secs(1) {
-                initial = false;
-                let s = repo.summary().await.map_err(|e| e.to_string())?;
-                bar.finish_and_clear();
-                out!(
-                    "initial sync done: {} documents, clock {}",
-                    s.docs.len(),
-                    s.clock.0
-                );
-            }
-            if !initial && quiet_since.elapsed() < Duration::from_millis(300) {
-                let s = repo.summary().await.map_err(|e| e.to_string())?;
-                eprint!(
-                    "\rin sync with {}: {} documents, clock {}   ",
-                    shown,
-                    s.docs.len(),
-                    s.clock.0
-                );
-            }
-        }
-        eprintln!();
+            eprintln!();
+            Ok::<(), String>(())
+        };
+        futures_lite::future::or(work, refresher).await?;
         repo.close().await;
         Ok(())
     })

@@ -12,6 +12,7 @@ mod revocations;
 mod serve;
 mod serve_auth;
 mod status;
+mod token_command;
 mod writer_lease;
 
 use clap::{Parser, Subcommand};

@@ -598,3 +598,64 @@ fn the_listener_api_and_polling_sessions_take_signed_tokens() {
     ]);
     assert!(!ok, "an expired token read over HTTP polling");
 }
+
+/// Connected and disconnected events about `peer` seen within `within`.
+async fn link_events(
+    events: &async_channel::Receiver<docweave_core::Event>,
+    peer: &str,
+    within: Duration,
+) -> (usize, usize) {
+    use docweave_core::Event;
+    let deadline = std::time::Instant::now() + within;
+    let (mut up, mut down) = (0, 0);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return (up, down);
+        }
+        let next = futures_lite::future::or(async { events.recv().await.ok() }, async {
+            smol::Timer::after(left).await;
+            None
+        })
+        .await;
+        match next {
+            Some(Event::PeerConnected { peer: p }) if p.as_str() == peer => up += 1,
+            Some(Event::PeerDisconnected { peer: p, .. }) if p.as_str() == peer => down += 1,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_native_client_refreshes_its_token_on_the_live_connection() {
+    use docweave_adapters::transport::{ws_connect, WsOptions};
+    let server = start("jwt-refresh", &["--jwt-leeway-s", "0"]);
+    let url = format!("ws://127.0.0.1:{}/", server.ws);
+    let dialer: docweave_shell::Dialer = std::sync::Arc::new(move |_| {
+        let u = url.clone();
+        Box::pin(async move { ws_connect(&u, WsOptions::default()).await })
+    });
+    let repo = docweave_shell::Repo::builder("alice").build().unwrap();
+    smol::block_on(async {
+        let events = repo.events().await.unwrap();
+        repo.connect_with("server", Some(&signed("alice", 3, json!({}))), dialer)
+            .unwrap();
+        let (up, down) = link_events(&events, "server", Duration::from_secs(1)).await;
+        assert_eq!((up, down), (1, 0), "did not connect");
+        // Seven seconds of tokens that live three: each refreshed after one.
+        for _ in 0..7 {
+            repo.set_token("server", &signed("alice", 3, json!({})))
+                .unwrap();
+            let (up, down) = link_events(&events, "server", Duration::from_secs(1)).await;
+            assert_eq!(
+                (up, down),
+                (0, 0),
+                "the connection dropped despite refreshes"
+            );
+        }
+        // Without refreshes, the server closes it when the last token expires.
+        let (_, down) = link_events(&events, "server", Duration::from_secs(5)).await;
+        assert!(down >= 1, "the connection outlived its token");
+    });
+    smol::block_on(repo.close());
+}

@@ -175,6 +175,15 @@ pub enum Input {
     /// wrote ([`Store::watch`](docweave_adapters::Store::watch)): the node
     /// reads its change feed now.
     StoreAnnounced,
+    /// A new token for a remote (a refresh before the old one expires):
+    /// presented at once on a live connection that speaks protocol 3, and
+    /// in every later hello.
+    SetToken {
+        /// Where.
+        remote: RemoteAddr,
+        /// The token.
+        token: String,
+    },
     /// The operator's revocations now (replacing the last): connections of
     /// revoked tokens and identities are closed at once.
     Revoked(docweave_core::Revocations),
@@ -366,13 +375,18 @@ impl<E: DocEngine> Node<E> {
         self.authenticator = Some(authenticator);
     }
 
-    /// A received message for the core: a hello whose token the checker
-    /// knows goes with its verdict.
+    /// A received message for the core: a hello or reauth whose token the
+    /// checker knows goes with its verdict.
     fn received(&self, channel: ChannelId, message: Message) -> Msg {
-        let (Message::Hello(hello), Some(checker)) = (&message, &self.authenticator) else {
+        let Some(checker) = &self.authenticator else {
             return Msg::Received { channel, message };
         };
-        let Some(checked) = hello.token.as_deref().and_then(|t| checker.check(t)) else {
+        let token = match &message {
+            Message::Hello(hello) => hello.token.as_deref(),
+            Message::Reauth { token } => Some(token.as_str()),
+            _ => None,
+        };
+        let Some(checked) = token.and_then(|t| checker.check(t)) else {
             return Msg::Received { channel, message };
         };
         let verdict = match checked {
@@ -387,7 +401,7 @@ impl<E: DocEngine> Node<E> {
         };
         Msg::Authenticated {
             channel,
-            hello: hello.clone(),
+            message,
             verdict,
         }
     }
@@ -620,6 +634,7 @@ impl<E: DocEngine> Node<E> {
             }
             Input::StorePublished { bytes } => self.published(&bytes),
             Input::Revoked(r) => self.step(Msg::Revoked(r)),
+            Input::SetToken { remote, token } => self.step(Msg::SetToken { remote, token }),
             Input::SetPresence {
                 doc,
                 namespace,
