@@ -621,7 +621,10 @@ impl<E: DocEngine> Driver<E> {
                     let request = match dial(remote.clone()).await {
                         Ok(link) => Request::Dialed { remote, link },
                         Err(e) => {
-                            tracing::info!("dialing {remote} failed: {e}");
+                            // A warning: the reason (refused, an untrusted
+                            // certificate) is what the user must see; retries
+                            // back off to one a minute at most.
+                            tracing::warn!("dialing {remote} failed: {e}");
                             Request::Node(Input::DialFailed { remote })
                         }
                     };

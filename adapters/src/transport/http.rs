@@ -108,6 +108,8 @@ pub struct HttpPages {
     pub health: Option<HealthCheck>,
     /// The answer to `GET /readyz` (whether to send this server clients).
     pub ready: Option<HealthCheck>,
+    /// A server with this speaks only TLS (`https://`).
+    pub tls: Option<super::TlsServer>,
     /// The peer id a listener request without `x-docweave-peer` speaks as,
     /// from its bearer token (a signed token's `sub`); else `http-client`.
     pub peer_of_token: Option<PeerOfToken>,
@@ -222,6 +224,7 @@ pub async fn serve_http_with_web(
         health,
         ready,
         peer_of_token,
+        tls,
     } = pages;
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
     let sweeper = sessions.clone();
@@ -260,6 +263,7 @@ pub async fn serve_http_with_web(
         let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
         let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
         let peer_of_token = peer_of_token.clone();
+        let tls = tls.clone();
         smol::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -339,18 +343,36 @@ pub async fn serve_http_with_web(
                     )
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(smol_hyper::rt::SmolTimer::new())
-                .header_read_timeout(o.header_timeout)
-                .serve_connection(FuturesIo::new(stream), service);
-            futures_lite::future::or(
-                async {
-                    let _ = conn.await;
-                },
-                async {
-                    smol::Timer::after(o.connection_lifetime).await;
-                },
-            )
+            let builder = {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(smol_hyper::rt::SmolTimer::new())
+                    .header_read_timeout(o.header_timeout);
+                b
+            };
+            // The whole connection, its TLS handshake included, lives
+            // within its lifetime.
+            let serve = async {
+                // A connection's end (the client left, a bad request) is
+                // the client's business: hyper has answered what it could.
+                match tls {
+                    None => {
+                        let _ = builder
+                            .serve_connection(FuturesIo::new(stream), service)
+                            .await;
+                    }
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => {
+                            let _ = builder
+                                .serve_connection(FuturesIo::new(stream), service)
+                                .await;
+                        }
+                        Err(e) => tracing::debug!("http: TLS handshake failed: {e}"),
+                    },
+                }
+            };
+            futures_lite::future::or(serve, async {
+                smol::Timer::after(o.connection_lifetime).await;
+            })
             .await;
         })
         .detach();

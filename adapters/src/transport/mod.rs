@@ -13,6 +13,7 @@ mod pace;
 mod slots;
 mod static_files;
 mod tcp;
+mod tls;
 mod websocket;
 
 pub use http::{
@@ -24,6 +25,7 @@ pub use pace::{InboundRate, Pacer};
 pub use slots::{ConnectionLimit, Slot};
 
 pub use tcp::{serve_tcp, tcp_connect, tcp_link};
+pub use tls::{TlsClient, TlsServer};
 pub use websocket::{serve_ws, serve_ws_with_loro, ws_connect, ws_link, WsOptions};
 
 use docweave_core::{encode, ErrorCode, LargeFrame, Message};

@@ -44,6 +44,10 @@ pub struct WsOptions {
     pub reassembly_budget: SharedBudget,
     /// How fast one connection is read.
     pub inbound_rate: InboundRate,
+    /// A server with this speaks only TLS (`wss://`).
+    pub tls: Option<super::TlsServer>,
+    /// What a client dialing `wss://` trusts (default: the web's roots).
+    pub trust: Option<super::TlsClient>,
 }
 
 impl Default for WsOptions {
@@ -59,6 +63,8 @@ impl Default for WsOptions {
             pending_fragments: 2,
             reassembly_budget: SharedBudget::new(256 * 1024 * 1024),
             inbound_rate: InboundRate::default(),
+            tls: None,
+            trust: None,
         }
     }
 }
@@ -217,29 +223,46 @@ where
     }
 }
 
-/// Dials a `ws://host:port/...` URL.
+/// Dials a `ws://host:port/...` or `wss://host:port/...` URL (TLS, checked
+/// against `o.trust`, or the web's roots).
 pub async fn ws_connect(url: &str, o: WsOptions) -> Result<Link, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url:?} is not a ws:// URL"))?;
+    let (secure, rest) = match (url.strip_prefix("wss://"), url.strip_prefix("ws://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(format!("{url:?} is not a ws:// or wss:// URL")),
+    };
     let host = rest.split('/').next().unwrap_or(rest);
     let stream = smol::net::TcpStream::connect(host)
         .await
         .map_err(|e| format!("cannot reach {host}: {e}"))?;
     // Small frames must not wait for Nagle's algorithm.
+    // (A socket without it is slower, never wrong.)
     let _ = stream.set_nodelay(true);
-    let (ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config(&o)))
-        .await
-        .map_err(|e| e.to_string())?;
     // The server we chose to dial paces its own clients; what it sends us
     // (a large document) is read as fast as it comes.
-    let o = WsOptions {
+    let mut o = WsOptions {
         inbound_rate: InboundRate {
             bytes_per_s: 0,
             burst: 0,
         },
         ..o
     };
+    if !secure {
+        let (ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config(&o)))
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(ws_link(ws, o));
+    }
+    let trust = match o.trust.take() {
+        Some(t) => t,
+        None => super::TlsClient::new(None)?,
+    };
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let tls = trust.connect(name, stream).await?;
+    let (ws, _) = async_tungstenite::client_async_with_config(url, tls, Some(config(&o)))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(ws_link(ws, o))
 }
 
@@ -299,51 +322,86 @@ pub async fn serve_ws_with_loro(
         let o = o.clone();
         let loro = loro.clone();
         smol::spawn(async move {
-            let mut raw = stream.clone();
-            let path = Arc::new(std::sync::OnceLock::<String>::new());
-            let seen = path.clone();
-            // The callback's error type is tungstenite's; it never fails here.
-            #[allow(clippy::result_large_err)]
-            let note_path = move |req: &Request, res: Response| {
-                let _ = seen.set(req.uri().path().to_string());
-                Ok(res)
+            let Some(tls) = o.tls.clone() else {
+                let raw = stream.clone();
+                return upgrade(stream, Some(raw), o, slot, accept, loro).await;
             };
-            let upgrade = futures_lite::future::or(
-                async {
-                    Some(
-                        async_tungstenite::accept_hdr_async_with_config(
-                            stream,
-                            note_path,
-                            Some(config(&o)),
-                        )
-                        .await,
-                    )
-                },
-                async {
+            let handshake =
+                futures_lite::future::or(async { Some(tls.accept(stream).await) }, async {
                     smol::Timer::after(o.handshake_timeout).await;
                     None
-                },
-            )
-            .await;
-            match upgrade {
-                Some(Ok(ws)) => {
-                    let to_loro = path.get().is_some_and(|p| p.starts_with("/loro"));
-                    match loro {
-                        Some(b) if to_loro => accept(slot.wrap(loro_link(ws, o, b))),
-                        _ => accept(slot.wrap(ws_link(ws, o))),
-                    }
+                })
+                .await;
+            match handshake {
+                Some(Ok(stream)) => upgrade(stream, None, o, slot, accept, loro).await,
+                Some(Err(e)) => tracing::debug!("websocket: TLS handshake failed: {e}"),
+                None => {
+                    tracing::info!("websocket: a client did not finish its TLS handshake in time")
                 }
-                Some(Err(async_tungstenite::tungstenite::Error::Protocol(e))) => {
-                    // Not a WebSocket client (a health check, a browser): say what this is.
-                    tracing::debug!("websocket: not an upgrade: {e}");
-                    let body = "docweave: this port speaks WebSocket (ws://); the HTTP endpoint and status page are on the HTTP port\n";
-                    let _ = raw.write_all(&http_answer("200 OK", body)).await;
-                    let _ = raw.close().await;
-                }
-                Some(Err(e)) => tracing::debug!("websocket: upgrade failed: {e}"),
-                None => tracing::info!("websocket: a client did not finish its upgrade in time"),
             }
         })
         .detach();
+    }
+}
+
+/// The WebSocket upgrade of one accepted connection (plain, or inside TLS),
+/// then its link. `raw`, for a plain connection, answers what is not an
+/// upgrade (a health check) in plain HTTP.
+async fn upgrade<S>(
+    stream: S,
+    raw: Option<smol::net::TcpStream>,
+    o: WsOptions,
+    slot: super::Slot,
+    accept: Arc<impl Fn(Link) + Send + Sync + 'static>,
+    loro: Option<BridgeOptions>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let path = Arc::new(std::sync::OnceLock::<String>::new());
+    let seen = path.clone();
+    // The callback's error type is tungstenite's; it never fails here.
+    #[allow(clippy::result_large_err)]
+    let note_path = move |req: &Request, res: Response| {
+        // Set once per connection: a second set cannot happen.
+        let _ = seen.set(req.uri().path().to_string());
+        Ok(res)
+    };
+    let upgrade = futures_lite::future::or(
+        async {
+            Some(
+                async_tungstenite::accept_hdr_async_with_config(
+                    stream,
+                    note_path,
+                    Some(config(&o)),
+                )
+                .await,
+            )
+        },
+        async {
+            smol::Timer::after(o.handshake_timeout).await;
+            None
+        },
+    )
+    .await;
+    match upgrade {
+        Some(Ok(ws)) => {
+            let to_loro = path.get().is_some_and(|p| p.starts_with("/loro"));
+            match loro {
+                Some(b) if to_loro => accept(slot.wrap(loro_link(ws, o, b))),
+                _ => accept(slot.wrap(ws_link(ws, o))),
+            }
+        }
+        Some(Err(async_tungstenite::tungstenite::Error::Protocol(e))) => {
+            // Not a WebSocket client (a health check, a browser): say what this is.
+            tracing::debug!("websocket: not an upgrade: {e}");
+            if let Some(mut raw) = raw {
+                let body = "docweave: this port speaks WebSocket (ws://); the HTTP endpoint and status page are on the HTTP port\n";
+                // The client may be gone already; nothing is owed to it.
+                let _ = raw.write_all(&http_answer("200 OK", body)).await;
+                let _ = raw.close().await;
+            }
+        }
+        Some(Err(e)) => tracing::debug!("websocket: upgrade failed: {e}"),
+        None => tracing::info!("websocket: a client did not finish its upgrade in time"),
     }
 }

@@ -1,6 +1,8 @@
 //! Client commands: `sync` (a headless replica) and `doc get|put|watch`.
 
-use docweave_adapters::transport::{http_link, tcp_connect, ws_connect, HttpOptions, WsOptions};
+use docweave_adapters::transport::{
+    http_link, tcp_connect, ws_connect, HttpOptions, TlsClient, WsOptions,
+};
 use docweave_adapters::SqliteStore;
 use docweave_core::{Event, Limits};
 use docweave_shell::{Dialer, Repo};
@@ -10,6 +12,17 @@ use std::time::Duration;
 
 /// A remote name the core accepts, and a dialer for the URL (presenting
 /// `token` to HTTP as the session's credentials).
+/// What `wss://` dials trust (set once at start from `--ca-file`).
+static TRUST: std::sync::OnceLock<TlsClient> = std::sync::OnceLock::new();
+
+/// Sets what `wss://` dials trust: the web's roots, and `ca_file`'s CAs.
+pub fn trust(ca_file: Option<&std::path::Path>) -> Result<(), String> {
+    let client = TlsClient::new(ca_file)?;
+    // Set once, at start; a second call (none is made) would keep the first.
+    let _ = TRUST.set(client);
+    Ok(())
+}
+
 pub fn dialer_for(url: &str, token: Option<&str>) -> Result<(String, Dialer), String> {
     let name: String = url
         .chars()
@@ -17,11 +30,18 @@ pub fn dialer_for(url: &str, token: Option<&str>) -> Result<(String, Dialer), St
         .collect();
     let name = name.trim_matches('-').to_string();
     let url = url.trim_end_matches('/').to_string();
-    let dialer: Dialer = if let Some(addr) = url.strip_prefix("ws://") {
-        let u = format!("ws://{addr}/");
+    let websocket = url
+        .strip_prefix("ws://")
+        .map(|a| format!("ws://{a}/"))
+        .or_else(|| url.strip_prefix("wss://").map(|a| format!("wss://{a}/")));
+    let dialer: Dialer = if let Some(u) = websocket {
+        let options = WsOptions {
+            trust: TRUST.get().cloned(),
+            ..WsOptions::default()
+        };
         Arc::new(move |_| {
-            let u = u.clone();
-            Box::pin(async move { ws_connect(&u, WsOptions::default()).await })
+            let (u, o) = (u.clone(), options.clone());
+            Box::pin(async move { ws_connect(&u, o).await })
         })
     } else if let Some(addr) = url.strip_prefix("http://") {
         let addr = addr.to_string();
@@ -42,7 +62,9 @@ pub fn dialer_for(url: &str, token: Option<&str>) -> Result<(String, Dialer), St
             })
         })
     } else {
-        return Err(format!("{url:?} is not a ws://, http:// or tcp:// address"));
+        return Err(format!(
+            "{url:?} is not a ws://, wss://, http:// or tcp:// address"
+        ));
     };
     Ok((name, dialer))
 }
@@ -63,7 +85,7 @@ pub fn without_password(url: &str) -> String {
 }
 
 fn is_url(target: &str) -> bool {
-    ["ws://", "http://", "tcp://"]
+    ["ws://", "wss://", "http://", "tcp://"]
         .iter()
         .any(|p| target.starts_with(p))
 }

@@ -39,6 +39,10 @@ struct Cli {
         default_value = "text"
     )]
     log_format: String,
+    /// A PEM file of CA certificates to trust for `wss://` servers (and
+    /// `--peer` links), besides the web's usual roots.
+    #[arg(long, global = true, env = "DOCWEAVE_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,6 +111,10 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| default_log_level(&cli.command, cli.verbose).to_string());
     init_logs(&level, &cli.log_format);
+    if let Err(e) = client::trust(cli.ca_file.as_deref()) {
+        eprintln!("docweave: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Sync(args) => client::sync(args),

@@ -6,7 +6,7 @@ use crate::client::dialer_for;
 use docweave_adapters::loro_protocol::{BridgeOptions, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
     serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HealthCheck,
-    HttpOptions, HttpPages, InboundRate, StatusPage, WsOptions,
+    HttpOptions, HttpPages, InboundRate, StatusPage, TlsServer, WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{Namespace, PeerKind, Rules};
@@ -92,6 +92,14 @@ pub struct ServeArgs {
     /// holding one is closed within a second.
     #[arg(long, env = "DOCWEAVE_REVOKED_FILE")]
     revoked_file: Option<PathBuf>,
+    /// Speak TLS on the WebSocket and HTTP ports (`wss://`, `https://`)
+    /// with this PEM certificate chain (with --tls-key), for deployments
+    /// without a proxy in front. Tokens must not cross networks in clear.
+    #[arg(long, env = "DOCWEAVE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DOCWEAVE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// The store `--store` or `--data` names, and how to say where it is.
@@ -114,6 +122,14 @@ fn open_store(a: &ServeArgs) -> Result<(Box<dyn Store>, String), String> {
 }
 
 pub fn run(a: ServeArgs) -> Result<(), String> {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsServer::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    let (ws_scheme, http_scheme) = match tls {
+        Some(_) => ("wss", "https"),
+        None => ("ws", "http"),
+    };
     let (store, store_shown) = open_store(&a)?;
     let rules = match &a.rules {
         Some(p) => {
@@ -196,6 +212,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         };
         let ws_options = WsOptions {
             inbound_rate,
+            tls: tls.clone(),
             ..WsOptions::default()
         };
         smol::spawn(serve_ws_with_loro(
@@ -258,6 +275,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             ready: Some(ready),
             // A listener request without `x-docweave-peer` speaks as its
             // signed token's `sub` (checked by the node like any hello).
+            tls,
             peer_of_token: Some(Arc::new(|token: &str| {
                 crate::jwt::looks_like_jwt(token)
                     .then(|| crate::jwt::subject(token))
@@ -275,12 +293,12 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         let mut out = std::io::stdout();
         let _ = writeln!(
             out,
-            "docweave serving \"{}\": ws://{ws_addr}  http://{http_addr}  ({store_shown})",
+            "docweave serving \"{}\": {ws_scheme}://{ws_addr}  {http_scheme}://{http_addr}  ({store_shown})",
             a.name,
         );
         let _ = writeln!(
             out,
-            "loro-websocket clients: ws://{ws_addr}/loro   status page: http://{http_addr}/   stop with Ctrl-C"
+            "loro-websocket clients: {ws_scheme}://{ws_addr}/loro   status page: {http_scheme}://{http_addr}/   stop with Ctrl-C"
         );
         let _ = out.flush();
         // Until Ctrl-C (or SIGTERM), or until the node can no longer run:

@@ -4,6 +4,9 @@
 //! or `CHROMIUM=...`) are required: without them this test fails rather
 //! than passing silently.
 //! `node_modules` is installed from the committed lockfile when missing.
+//! The suite's TLS test gets a CA and certificate made here.
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,6 +33,10 @@ fn loro_websocket_clients_sync_through_docweave() {
             });
         assert!(status.success(), "npm ci failed in {}", dir.display());
     }
+    // A CA and a certificate for `localhost`, for the suite's `wss://`
+    // test; Node trusts the CA through NODE_EXTRA_CA_CERTS.
+    let certs = common::data_dir("loro-js-certs");
+    let (ca, _, _) = common::certs::make_certificates(&certs);
     let out = Command::new("node")
         .args([
             "--test",
@@ -39,6 +46,8 @@ fn loro_websocket_clients_sync_through_docweave() {
         ])
         .current_dir(&dir)
         .env("DOCWEAVE_BIN", env!("CARGO_BIN_EXE_docweave"))
+        .env("DOCWEAVE_TLS_DIR", &certs)
+        .env("NODE_EXTRA_CA_CERTS", &ca)
         .output()
         .unwrap_or_else(|e| {
             panic!("Node.js is missing ({e}): apt-get install nodejs (tests/run installs what the tests need)")

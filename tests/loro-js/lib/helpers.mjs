@@ -42,18 +42,20 @@ export class Server {
       const timer = setTimeout(() => reject(new Error(`docweave did not start:\n${this.log}`)), 20000);
       child.stdout.on("data", (d) => {
         out += d;
-        const m = out.match(/ws:\/\/(127\.0\.0\.1:\d+)\s+http:\/\/(127\.0\.0\.1:\d+)/);
+        const m = out.match(/(wss?):\/\/(127\.0\.0\.1:\d+)\s+https?:\/\/(127\.0\.0\.1:\d+)/);
         if (m) {
           clearTimeout(timer);
-          this.httpAddr = m[2];
-          resolve(m[1]);
+          this.secure = m[1] === "wss";
+          this.httpAddr = m[3];
+          resolve(m[2]);
         }
       });
       child.on("exit", (code) => reject(new Error(`docweave exited ${code}:\n${this.log}`)));
     });
     this.addr = line;
     this.listen = line;
-    this.url = `ws://${line}/loro`;
+    // A TLS server's certificate names `localhost`, not its address.
+    this.url = this.secure ? `wss://localhost:${line.split(":")[1]}/loro` : `ws://${line}/loro`;
     return this;
   }
 
@@ -85,7 +87,17 @@ const clients = [];
 export async function connect(server, options = {}) {
   const client = new LoroWebsocketClient({ url: server.url, ...options });
   clients.push(client);
-  await client.waitConnected();
+  // A connection that never opens (a refused certificate) fails the test
+  // instead of hanging the suite.
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`could not connect to ${server.url} within 15 s`)), 15000);
+  });
+  try {
+    await Promise.race([client.waitConnected(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
   return client;
 }
 

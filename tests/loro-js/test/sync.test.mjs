@@ -44,6 +44,21 @@ test("two clients converge on text, map and list edits", async () => {
   assert.deepEqual(a.doc.toJSON(), b.doc.toJSON());
 });
 
+test("clients over wss:// (TLS terminated by docweave) converge, and the native CLI reads the same", async () => {
+  const tls = process.env.DOCWEAVE_TLS_DIR;
+  assert.ok(tls, "DOCWEAVE_TLS_DIR must hold cert.pem and key.pem (shell/cli/tests/loro_js.rs makes them)");
+  const s = await server(["--tls-cert", `${tls}/cert.pem`, "--tls-key", `${tls}/key.pem`]);
+  assert.ok(s.url.startsWith("wss://"), s.url);
+  const a = await joinDoc(await connect(s), "over-tls");
+  const b = await joinDoc(await connect(s), "over-tls");
+  a.doc.getText("text").insert(0, "sealed");
+  a.doc.commit();
+  await until("b to hold a's edit", () => b.doc.getText("text").toString() === "sealed");
+  const port = s.addr.split(":")[1];
+  const out = await s.cli("doc", "get", `wss://localhost:${port}`, "over-tls", "--ca-file", `${tls}/ca.pem`);
+  assert.match(out, /sealed/);
+});
+
 test("a late joiner gets the full document, and every batch is acknowledged", async () => {
   const s = await server();
   const writer = await connect(s);

@@ -1,0 +1,112 @@
+//! TLS for the network transports (rustls, with the `ring` provider): a
+//! server's certificate and key from PEM files, and a client that trusts
+//! the usual web roots plus, when given, a CA file of its own (a private
+//! CA, or the test's). Verification is never turned off.
+
+use futures_rustls::{client, server, TlsAcceptor, TlsConnector};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use smol::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+
+/// rustls with ring: aws-lc-rs (rustls' default, with post-quantum key
+/// exchange) needs cmake and a longer C build on every machine that builds
+/// docweave; ring's classical key exchange is what browsers fall back to.
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// What a server presents: its certificate chain and key.
+#[derive(Clone)]
+pub struct TlsServer(TlsAcceptor);
+
+impl std::fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsServer")
+    }
+}
+
+impl TlsServer {
+    /// Reads a PEM certificate chain and its PEM private key; an error names
+    /// the file (never the key).
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, String> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{} holds no readable certificate: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("{} holds no certificate", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("{} holds no readable private key: {e}", key.display()))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("the certificate and key do not fit together: {e}"))?;
+        Ok(Self(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    /// The server side of a TLS handshake on an accepted connection.
+    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<server::TlsStream<TcpStream>> {
+        self.0.accept(tcp).await
+    }
+}
+
+/// What a client trusts.
+#[derive(Clone)]
+pub struct TlsClient(TlsConnector);
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsClient")
+    }
+}
+
+impl TlsClient {
+    /// Trusts the web's roots (Mozilla's list) and the certificates in
+    /// `ca_file`, if given.
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(path) = ca_file {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{} holds no readable certificate: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{} holds no certificate", path.display()));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self(TlsConnector::from(Arc::new(config))))
+    }
+
+    /// The client side of a TLS handshake with `host` (checked against the
+    /// server's certificate) on a connected stream.
+    pub async fn connect(
+        &self,
+        host: &str,
+        tcp: TcpStream,
+    ) -> Result<client::TlsStream<TcpStream>, String> {
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| format!("{host:?} is not a server name: {e}"))?;
+        self.0
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {host} failed: {e}"))
+    }
+}

@@ -1,0 +1,100 @@
+//! TLS against the real `docweave serve --tls-cert --tls-key`: the test
+//! makes its own CA and a certificate for `localhost`; a native client over
+//! `wss://` trusting that CA syncs, one that does not trust it refuses the
+//! server, plain `ws://` gets nowhere, and the HTTP port answers over TLS.
+
+mod common;
+
+use common::certs::make_certificates;
+use common::{cli, data_dir, free_port, Server};
+use docweave_adapters::transport::TlsClient;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn start_tls(name: &str) -> (Server, PathBuf) {
+    let dir = data_dir(&format!("{name}-certs"));
+    let (ca, cert, key) = make_certificates(&dir);
+    let server = Server::start(
+        "server",
+        &data_dir(name),
+        free_port(),
+        free_port(),
+        &[
+            "--tls-cert",
+            &cert.display().to_string(),
+            "--tls-key",
+            &key.display().to_string(),
+        ],
+    );
+    (server, ca)
+}
+
+#[test]
+fn a_client_trusting_the_servers_ca_syncs_over_wss_and_others_get_nowhere() {
+    let (server, ca) = start_tls("tls-wss");
+    let url = format!("wss://localhost:{}", server.ws);
+    let ca = ca.display().to_string();
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &url,
+        "notes",
+        "title",
+        "secret",
+        "--ca-file",
+        &ca,
+        "--timeout",
+        "10",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&["doc", "get", &url, "notes", "--ca-file", &ca]);
+    assert!(ok && out.contains("secret"), "{out} {err}");
+    // Without the CA the server's certificate is not trusted.
+    let (ok, _, err) = cli(&["doc", "get", &url, "notes", "--timeout", "5"]);
+    assert!(!ok, "a client trusted a certificate of an unknown CA");
+    assert!(err.contains("certificate") || err.contains("TLS"), "{err}");
+    // Plain WebSocket to a TLS port gets no document.
+    let plain = format!("ws://localhost:{}", server.ws);
+    let (ok, out, _) = cli(&["doc", "get", &plain, "notes", "--timeout", "5"]);
+    assert!(!ok && !out.contains("secret"), "{out}");
+}
+
+/// One HTTPS request to the server's HTTP port, trusting `ca`.
+fn https_get(port: u16, ca: &Path, path: &str) -> String {
+    smol::block_on(async {
+        let trust = TlsClient::new(Some(ca)).unwrap();
+        let tcp = smol::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut tls = trust.connect("localhost", tcp).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let read = async {
+            // The server closes after answering; whatever came is the answer.
+            let _ = tls.read_to_end(&mut out).await;
+        };
+        futures_lite::future::or(read, async {
+            smol::Timer::after(Duration::from_secs(5)).await;
+        })
+        .await;
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+#[test]
+fn the_http_port_answers_over_tls() {
+    let (server, ca) = start_tls("tls-https");
+    let health = https_get(server.http, &ca, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let page = https_get(server.http, &ca, "/");
+    assert!(page.contains("docweave"), "{page}");
+    // Plain HTTP to the TLS port gets no page.
+    let plain = common::raw::http_raw(
+        server.http,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    );
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+}
