@@ -591,3 +591,38 @@ fn a_join_whose_token_the_node_would_refuse_fails_alone_without_a_hello() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn a_join_with_a_new_token_of_the_same_identity_refreshes_and_another_identitys_fails_alone() {
+    // Tokens `NAME:N` name the identity NAME (as a JWT's `sub` would).
+    let identity = Arc::new(|token: Option<&str>| {
+        PeerId::new(token.and_then(|t| t.split(':').next()).unwrap_or("anon"))
+    });
+    let mut b = Bridge::new(BridgeOptions::new(identity, Rules::allow_all()));
+    let now = Instant::now();
+    b.from_client(msg(Crdt::Loro, "a", join("alice:1", vec![])), now);
+    b.from_node(welcome());
+    let effects = b.from_client(msg(Crdt::Loro, "b", join("alice:2", vec![])), now);
+    assert!(
+        to_node(&effects).contains(&&Message::Reauth {
+            token: "alice:2".into()
+        }),
+        "{effects:?}"
+    );
+    assert!(!to_client(&effects)
+        .iter()
+        .any(|m| matches!(m, Body::JoinError { .. })));
+    let effects = b.from_client(msg(Crdt::Loro, "c", join("bob:1", vec![])), now);
+    assert!(
+        matches!(
+            to_client(&effects)[..],
+            [Body::JoinError {
+                code: JoinErrorCode::AuthFailed,
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
+    assert!(to_node(&effects).is_empty(), "{effects:?}");
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Close(_))));
+}

@@ -465,6 +465,7 @@ impl Bridge {
             return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
         };
         let token = (!token.is_empty()).then_some(token);
+        let mut refresh = None;
         let peer = match (&self.who, &self.peer) {
             (Identified::Nobody, _) | (_, None) => {
                 if let Err(why) = (self.o.accepts)(token.as_deref()) {
@@ -488,12 +489,36 @@ impl Bridge {
             }
             (Identified::Asked { token: t, .. } | Identified::Welcomed { token: t }, Some(p)) => {
                 if *t != token {
-                    let why = "this connection joined with other credentials; use one connection per identity".to_string();
-                    return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                    // Another token of the same identity is a refresh (a
+                    // re-join with a new `auth`): the node is given it, and
+                    // its rights are the connection's from now on. Another
+                    // identity's is refused for this room only.
+                    if let Err(why) = (self.o.accepts)(token.as_deref()) {
+                        return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                    }
+                    let named = (self.o.identity)(token.as_deref());
+                    if named != *p {
+                        let why = format!(
+                            "this connection speaks as {p}; a token for another identity ({named}) needs a connection of its own"
+                        );
+                        return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                    }
+                    let Some(new) = token.clone() else {
+                        let why = "a join without a token on a connection that has one".to_string();
+                        return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                    };
+                    refresh = Some(new);
                 }
                 p.clone()
             }
         };
+        if let Some(new) = refresh {
+            if let Identified::Asked { token, .. } | Identified::Welcomed { token } = &mut self.who
+            {
+                *token = Some(new.clone());
+            }
+            self.for_node(out, Message::Reauth { token: new });
+        }
         let access = (self.o.access)(&peer, self.token(), &doc);
         if !access.read {
             let why = format!("{peer} may not read {doc}");

@@ -659,3 +659,69 @@ fn a_native_client_refreshes_its_token_on_the_live_connection() {
     });
     smol::block_on(repo.close());
 }
+
+#[test]
+fn a_loro_client_refreshes_by_joining_with_a_new_token_of_its_identity() {
+    use loro_protocol::{Body, Crdt, JoinErrorCode};
+    let server = start("jwt-loro-rejoin", &[]);
+    let wait = Duration::from_secs(5);
+    let first = signed(
+        "carol",
+        600,
+        json!({ "docs": [{ "doc": "room-*", "access": "r" }] }),
+    );
+    let wider = signed(
+        "carol",
+        1200,
+        json!({ "docs": [{ "doc": "room-*", "access": "rwc" }] }),
+    );
+    let someone_else = signed("dave", 600, json!({}));
+    let join = |token: &str| Body::JoinRequest {
+        auth: token.as_bytes().to_vec(),
+        version: Vec::new(),
+    };
+    let answered = |m: &loro_protocol::LoroMessage| {
+        matches!(m.body, Body::JoinResponseOk { .. } | Body::JoinError { .. })
+    };
+    smol::block_on(async {
+        let mut ws = raw_ws_at(server.ws, "/loro").await;
+        ws.send(loro(Crdt::Loro, "room-a", join(&first)))
+            .await
+            .unwrap();
+        let (got, _, _) = loro_until(&mut ws, wait, answered).await;
+        assert!(
+            matches!(got.last().map(|m| &m.body), Some(Body::JoinResponseOk { permission, .. }) if permission == "read"),
+            "{got:?}"
+        );
+        // A new token of the same identity, with more rights: taken.
+        ws.send(loro(Crdt::Loro, "room-b", join(&wider)))
+            .await
+            .unwrap();
+        let (got, _, _) = loro_until(&mut ws, wait, answered).await;
+        assert!(
+            matches!(got.last().map(|m| &m.body), Some(Body::JoinResponseOk { permission, .. }) if permission == "write"),
+            "{got:?}"
+        );
+        // Another identity's token fails for its room; the connection goes on.
+        ws.send(loro(Crdt::Loro, "room-c", join(&someone_else)))
+            .await
+            .unwrap();
+        let (got, _, closed) = loro_until(&mut ws, wait, answered).await;
+        assert!(!closed);
+        assert!(
+            matches!(got.last().map(|m| &m.body), Some(Body::JoinError { code: JoinErrorCode::AuthFailed, message, .. }) if message.contains("another identity")),
+            "{got:?}"
+        );
+        ws.send(loro(Crdt::Loro, "room-d", join(&wider)))
+            .await
+            .unwrap();
+        let (got, _, _) = loro_until(&mut ws, wait, answered).await;
+        assert!(
+            matches!(
+                got.last().map(|m| &m.body),
+                Some(Body::JoinResponseOk { .. })
+            ),
+            "{got:?}"
+        );
+    });
+}
