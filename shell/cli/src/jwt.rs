@@ -38,7 +38,14 @@ pub struct JwtVerifier {
     audience: Option<String>,
     issuer: Option<String>,
     leeway_s: u64,
+    /// Tokens found valid, with the time (s) they are valid until: a token
+    /// is checked at a hello and again at each Loro join of the connection,
+    /// and a public-key signature costs a third of a millisecond.
+    valid: std::sync::Mutex<std::collections::HashMap<String, (Credential, u64)>>,
 }
+
+/// Valid tokens remembered at most; past it the memory starts afresh.
+const REMEMBERED: usize = 4096;
 
 /// Where the keys come from and what else is checked.
 #[derive(Default)]
@@ -117,11 +124,40 @@ impl JwtVerifier {
             audience: config.audience,
             issuer: config.issuer,
             leeway_s: config.leeway_s,
+            valid: Default::default(),
         })
     }
 
     /// The verdict on one token, judged at `now_s` (seconds since 1970).
     pub fn verify(&self, token: &str, now_s: u64) -> Checked {
+        let valid = self.valid.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((credential, until_s)) = valid.get(token) {
+            if now_s < *until_s {
+                return Checked::Valid {
+                    credential: credential.clone(),
+                    lifetime_ms: Some((until_s - now_s).saturating_mul(1000)),
+                };
+            }
+        }
+        drop(valid);
+        let checked = self.verify_signature(token, now_s);
+        if let Checked::Valid {
+            credential,
+            lifetime_ms: Some(ms),
+        } = &checked
+        {
+            let mut valid = self.valid.lock().unwrap_or_else(|p| p.into_inner());
+            if valid.len() >= REMEMBERED {
+                valid.clear();
+            }
+            valid.insert(token.to_string(), (credential.clone(), now_s + ms / 1000));
+        }
+        checked
+    }
+
+    /// [`JwtVerifier::verify`] without the memory of valid tokens: the
+    /// signature and every claim checked.
+    pub fn verify_signature(&self, token: &str, now_s: u64) -> Checked {
         match self.credential(token, now_s) {
             Ok(checked) => checked,
             Err(why) => Checked::Refused(why),
@@ -342,4 +378,74 @@ fn refusal(kind: &ErrorKind) -> String {
 /// A client-given string cut short for a message.
 fn shortened(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+    const SECRET: &[u8] = b"unit-test-secret-unit-test-secret-0123";
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::load(JwtConfig {
+            secret: Some(SECRET.to_vec()),
+            ..JwtConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        let key = EncodingKey::from_secret(SECRET).unwrap();
+        encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    }
+
+    #[test]
+    fn a_remembered_token_keeps_its_expiry_and_rights() {
+        let v = verifier();
+        let now = now_s();
+        let t = token(serde_json::json!({
+            "sub": "alice", "exp": now + 100,
+            "docs": [{"doc": "team/*", "access": "rw"}, {"doc": "*", "access": ""}],
+        }));
+        let first = v.verify(&t, now);
+        let later = v.verify(&t, now + 40);
+        let (
+            Checked::Valid {
+                credential,
+                lifetime_ms: Some(a),
+            },
+            Checked::Valid {
+                lifetime_ms: Some(b),
+                ..
+            },
+        ) = (first, later)
+        else {
+            panic!("not valid");
+        };
+        assert_eq!((a, b), (100_000, 60_000));
+        let rights = credential.rights.unwrap();
+        assert_eq!(rights[0].doc, Pattern::Prefix("team/".into()));
+        assert_eq!(rights[1].doc, Pattern::Any);
+        assert_eq!(rights[1].access, Access::NONE);
+        // Past its expiry it is not remembered as valid.
+        assert!(!matches!(
+            v.verify(&t, now + 200),
+            Checked::Valid { lifetime_ms: Some(ms), .. } if ms > 0
+        ));
+    }
+
+    #[test]
+    fn a_token_without_exp_or_sub_is_refused() {
+        let v = verifier();
+        for claims in [
+            serde_json::json!({ "sub": "alice" }),
+            serde_json::json!({ "exp": now_s() + 100 }),
+        ] {
+            assert!(matches!(
+                v.verify(&token(claims), now_s()),
+                Checked::Refused(_)
+            ));
+        }
+    }
 }
