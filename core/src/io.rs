@@ -315,6 +315,10 @@ pub enum Msg {
     /// connections holding a revoked token or identity are closed at once,
     /// and no hello presenting one is welcomed.
     Revoked(crate::policy::Revocations),
+    /// The operator's permission rules now (replacing the configured
+    /// ones): every decision from this input on follows them, so data a
+    /// peer may no longer read stops with the next change.
+    Rules(crate::policy::Rules),
     /// The application has a new token for a remote (a refresh before the
     /// old one expires): used from the next hello on, and presented at once
     /// on a live connection that speaks protocol 3 (`reauth`).
@@ -356,6 +360,7 @@ impl Msg {
             Msg::StoreChanged { .. } => "store-changed",
             Msg::Authenticated { .. } => "authenticated",
             Msg::Revoked(_) => "revoked",
+            Msg::Rules(_) => "rules",
             Msg::SetToken { .. } => "set-token",
         }
     }

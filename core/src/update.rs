@@ -45,6 +45,12 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         Msg::ChannelRemoved { channel } => connection::channel_removed(model, out, channel),
         Msg::Received { channel, message } => received(model, out, channel, message, None),
         Msg::Revoked(revocations) => connection::revoked(model, out, revocations),
+        Msg::Rules(rules) => {
+            let mut config = (*model.config).clone();
+            config.rules = rules;
+            model.config = std::sync::Arc::new(config);
+            out.log(Level::Info, "permission rules replaced");
+        }
         Msg::Authenticated {
             channel,
             message,

@@ -594,6 +594,14 @@ impl<E: DocEngine> Repo<E> {
             .map_err(|_| RepoError::Closed)
     }
 
+    /// Replaces the permission rules (re-read from a file, say): every
+    /// decision from now on follows them.
+    pub fn set_rules(&self, rules: docweave_core::Rules) -> Result<(), RepoError> {
+        self.input
+            .try_send(Request::Node(Input::Rules(rules)))
+            .map_err(|_| RepoError::Closed)
+    }
+
     /// Deletes a document here and on every connected peer that follows it
     /// (each peer's rules decide there).
     pub fn delete(&self, doc: &str) -> Result<(), RepoError> {

@@ -260,6 +260,7 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::TooLarge { size, limit, .. } => format!("too large: {size} bytes, limit {limit}"),
         Msg::ChunkBeforeHello { .. } => "a chunk before hello".into(),
         Msg::SetToken { remote, .. } => format!("set-token {remote}"),
+        Msg::Rules(r) => format!("rules replaced: {} rules", r.rules.len()),
         Msg::Revoked(r) => format!(
             "revoked {} tokens, {} identities",
             r.tokens.len(),

@@ -390,3 +390,21 @@ fn a_client_presents_a_new_token_at_once_on_a_protocol_3_connection() {
         token: "fresh".into()
     }));
 }
+
+#[test]
+fn new_rules_apply_to_the_next_decision() {
+    let mut k = signed_hub();
+    authenticate(
+        &mut k,
+        1,
+        "alice",
+        Verdict::Valid(credential("alice", None, None)),
+    );
+    assert!(readable(&mut k, 1, "d"));
+    k.feed(Msg::Rules(crate::Rules::allow_all().with(
+        Pattern::Exact("alice".into()),
+        Pattern::Any,
+        Access::NONE,
+    )));
+    assert!(!readable(&mut k, 1, "d"), "the old rules still decided");
+}

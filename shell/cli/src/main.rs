@@ -4,6 +4,7 @@
 mod output;
 mod client;
 mod compact;
+mod file_watch;
 mod inspect;
 mod jwt;
 mod limits;

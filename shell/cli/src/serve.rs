@@ -36,7 +36,8 @@ pub struct ServeArgs {
     /// with `team-`). Repeat; comma-separated in the variable. None: open to all.
     #[arg(long = "token", env = "DOCWEAVE_TOKENS", value_delimiter = ',')]
     tokens: Vec<String>,
-    /// Permission rules as JSON (see `docweave_core::Rules`).
+    /// Permission rules as JSON (see `docweave_core::Rules`); read again
+    /// when the file changes and on SIGHUP.
     #[arg(long, env = "DOCWEAVE_RULES")]
     rules: Option<PathBuf>,
     /// This server's peer id.
@@ -131,14 +132,14 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => ("ws", "http"),
     };
     let (store, store_shown) = open_store(&a)?;
-    let rules = match &a.rules {
+    let (rules_text, rules) = match &a.rules {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            serde_json::from_str::<Rules>(&text)
-                .map_err(|e| format!("{} is not a rules file: {e}", p.display()))?
+            let rules = parse_rules(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            (text, rules)
         }
-        None => Rules::allow_all(),
+        None => (String::new(), Rules::allow_all()),
     };
     let (tokens, grants) = credentials(&a.tokens);
     let revoked = match &a.revoked_file {
@@ -189,12 +190,38 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         let _ = stop_tx.try_send(());
     })
     .map_err(|e| format!("cannot handle signals: {e}"))?;
-    // After the stop handler, which also takes SIGHUP: with a revocation
-    // file, SIGHUP reads it again instead of stopping the server.
+    // After the stop handler, which also takes SIGHUP: with files to
+    // watch, SIGHUP reads them again instead of stopping the server.
+    if a.revoked_file.is_some() || a.rules.is_some() {
+        crate::file_watch::take_hangups()?;
+    }
     if let (Some(path), Some((text, list))) = (&a.revoked_file, revoked) {
         *auth.revoked.write().unwrap_or_else(|p| p.into_inner()) = list.clone();
         repo.revoke(list).map_err(|e| e.to_string())?;
-        crate::revocations::watch(path.clone(), text, repo.clone(), auth.revoked.clone())?;
+        let (repo, shared) = (repo.clone(), auth.revoked.clone());
+        crate::file_watch::watch(
+            "revocations",
+            path.clone(),
+            text,
+            crate::revocations::parse,
+            move |list| {
+                *shared.write().unwrap_or_else(|p| p.into_inner()) = list.clone();
+                repo.revoke(list).is_ok()
+            },
+        )?;
+    }
+    if let Some(path) = &a.rules {
+        let (repo, shared) = (repo.clone(), auth.rules.clone());
+        crate::file_watch::watch(
+            "rules",
+            path.clone(),
+            rules_text,
+            parse_rules,
+            move |rules| {
+                *shared.write().unwrap_or_else(|p| p.into_inner()) = rules.clone();
+                repo.set_rules(rules).is_ok()
+            },
+        )?;
     }
     smol::block_on(async {
         let ws = smol::net::TcpListener::bind(a.listen.as_str())
@@ -326,6 +353,11 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     smol::block_on(repo.shutdown());
     eprintln!("docweave: stopped");
     Ok(())
+}
+
+/// A rules file's text (JSON, see `docweave_core::Rules`).
+fn parse_rules(text: &str) -> Result<Rules, String> {
+    serde_json::from_str::<Rules>(text).map_err(|e| format!("not a rules file: {e}"))
 }
 
 /// `SECRET` grants any peer id; `PEER=SECRET` only PEER (a trailing `*`

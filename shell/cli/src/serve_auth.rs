@@ -75,8 +75,9 @@ pub struct ServeAuth {
     pub tokens: Vec<String>,
     /// Tokens that grant some peer ids.
     pub grants: Vec<Grant>,
-    /// The rules for peers whose token carries no rights of its own.
-    pub rules: Rules,
+    /// The rules for peers whose token carries no rights of its own (kept
+    /// current when `--rules` is read again).
+    pub rules: Arc<RwLock<Rules>>,
     /// Signed tokens, when keys are configured.
     pub jwt: Option<Arc<JwtVerifier>>,
     /// What the operator revoked (`--revoked-file`), kept current.
@@ -94,7 +95,7 @@ impl ServeAuth {
         Ok(Self {
             tokens,
             grants,
-            rules,
+            rules: Arc::new(RwLock::new(rules)),
             jwt: jwt.verifier()?.map(Arc::new),
             revoked: Arc::default(),
         })
@@ -177,12 +178,16 @@ impl ServeAuth {
 
     /// What `peer`, connected with `token`, may do with `doc`.
     pub fn access(&self, peer: &PeerId, token: Option<&str>, doc: &DocId) -> Access {
+        let rules = || {
+            self.rules
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .access(peer, doc)
+        };
         match token.and_then(|t| self.signed(t)) {
-            Some(Checked::Valid { credential, .. }) => credential
-                .access(doc)
-                .unwrap_or_else(|| self.rules.access(peer, doc)),
+            Some(Checked::Valid { credential, .. }) => credential.access(doc).unwrap_or_else(rules),
             Some(Checked::Refused(_)) => Access::NONE,
-            None => self.rules.access(peer, doc),
+            None => rules(),
         }
     }
 }

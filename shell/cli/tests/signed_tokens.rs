@@ -725,3 +725,55 @@ fn a_loro_client_refreshes_by_joining_with_a_new_token_of_its_identity() {
         );
     });
 }
+
+#[test]
+fn rules_read_again_decide_at_once_and_a_broken_file_changes_nothing() {
+    let dir = data_dir("jwt-rules-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.json");
+    let all = r#"{"read":true,"write":true,"create":true,"delete":true}"#;
+    let none = r#"{"read":false,"write":false,"create":false,"delete":false}"#;
+    std::fs::write(&rules, format!(r#"{{"rules":[],"default":{all}}}"#)).unwrap();
+    let server = start("jwt-rules", &["--rules", &rules.display().to_string()]);
+    let url = ws_url(&server);
+    // No `docs` claim: the rules decide for these tokens.
+    let writer = signed("writer", 600, json!({}));
+    let eve = signed("eve", 600, json!({}));
+    let (ok, _, err) = cli(&["doc", "put", &url, "plan", "k", "v", "--token", &writer]);
+    assert!(ok, "{err}");
+    let (ok, _, _) = cli(&["doc", "get", &url, "plan", "--token", &eve]);
+    assert!(ok, "eve could not read under the first rules");
+    std::fs::write(
+        &rules,
+        format!(r#"{{"rules":[{{"peer":{{"Exact":"eve"}},"doc":"Any","access":{none}}}],"default":{all}}}"#),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (ok, out, _) = cli(&[
+        "doc",
+        "get",
+        &url,
+        "plan",
+        "--token",
+        &eve,
+        "--timeout",
+        "5",
+    ]);
+    assert!(!ok && !out.contains("\"v\""), "eve still reads: {out}");
+    // A rules file that stops parsing leaves the last rules in force.
+    std::fs::write(&rules, "not json").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let (ok, _, _) = cli(&[
+        "doc",
+        "get",
+        &url,
+        "plan",
+        "--token",
+        &eve,
+        "--timeout",
+        "5",
+    ]);
+    assert!(!ok, "a broken rules file let eve back in");
+    let (ok, _, _) = cli(&["doc", "get", &url, "plan", "--token", &writer]);
+    assert!(ok, "the writer lost its rights to a broken rules file");
+}

@@ -175,6 +175,8 @@ pub enum Input {
     /// wrote ([`Store::watch`](docweave_adapters::Store::watch)): the node
     /// reads its change feed now.
     StoreAnnounced,
+    /// The operator's permission rules now, replacing the configured ones.
+    Rules(docweave_core::Rules),
     /// A new token for a remote (a refresh before the old one expires):
     /// presented at once on a live connection that speaks protocol 3, and
     /// in every later hello.
@@ -634,6 +636,7 @@ impl<E: DocEngine> Node<E> {
             }
             Input::StorePublished { bytes } => self.published(&bytes),
             Input::Revoked(r) => self.step(Msg::Revoked(r)),
+            Input::Rules(r) => self.step(Msg::Rules(r)),
             Input::SetToken { remote, token } => self.step(Msg::SetToken { remote, token }),
             Input::SetPresence {
                 doc,
