@@ -777,3 +777,122 @@ fn rules_read_again_decide_at_once_and_a_broken_file_changes_nothing() {
     let (ok, _, _) = cli(&["doc", "get", &url, "plan", "--token", &writer]);
     assert!(ok, "the writer lost its rights to a broken rules file");
 }
+
+/// The bad tokens of the table in the closing note, for a server that
+/// wants `aud: docweave`.
+fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
+    let aud = json!({ "aud": "docweave" });
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let none_alg = format!(
+        "{}.{}.",
+        b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(
+            json!({ "sub": "alice", "exp": now_s() + 600, "aud": "docweave" })
+                .to_string()
+                .as_bytes()
+        )
+    );
+    vec![
+        ("no token", None),
+        (
+            "wrong signature",
+            Some(signed_with(
+                "another-secret-another-secret-another",
+                "alice",
+                600,
+                aud.clone(),
+            )),
+        ),
+        ("expired", Some(signed("alice", -600, aud.clone()))),
+        (
+            "not yet valid",
+            Some(signed(
+                "alice",
+                1200,
+                json!({ "aud": "docweave", "nbf": now_s() + 600 }),
+            )),
+        ),
+        (
+            "wrong audience",
+            Some(signed("alice", 600, json!({ "aud": "another-app" }))),
+        ),
+        ("alg none", Some(none_alg)),
+    ]
+}
+
+#[test]
+fn every_entry_point_refuses_each_bad_token_and_takes_a_good_one() {
+    use loro_protocol::{Body, Crdt, JoinErrorCode};
+    let server = start("jwt-entry-points", &["--jwt-audience", "docweave"]);
+    let good = signed("alice", 600, json!({ "aud": "docweave" }));
+    let url = ws_url(&server);
+    let (ok, _, err) = cli(&["doc", "put", &url, "doc", "k", "v", "--token", &good]);
+    assert!(ok, "{err}");
+    let http = format!("http://127.0.0.1:{}", server.http);
+    let listener = |token: Option<&str>| {
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        let req = format!(
+            "POST /listeners HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-docweave-peer: alice\r\n{auth}content-length: 2\r\n\r\n{{}}"
+        );
+        http_raw(server.http, &req, Duration::from_secs(5))
+    };
+    let page = |token: Option<&str>| {
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        http_raw(
+            server.http,
+            &format!("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{auth}\r\n"),
+            Duration::from_secs(5),
+        )
+    };
+    let mut cases = bad_tokens();
+    cases.push(("good", Some(good.clone())));
+    for (case, token) in cases {
+        let good = case == "good";
+        let t = token.as_deref();
+        let mut args = vec!["doc", "get", url.as_str(), "doc", "--timeout", "5"];
+        if let Some(t) = t {
+            args.extend(["--token", t, "--as", "alice"]);
+        }
+        assert_eq!(cli(&args).0, good, "{case}: CLI over ws");
+        args[2] = http.as_str();
+        assert_eq!(cli(&args).0, good, "{case}: CLI over http polling");
+        assert_eq!(
+            listener(t).starts_with("HTTP/1.1 200"),
+            good,
+            "{case}: listener API"
+        );
+        assert_eq!(
+            page(t).starts_with("HTTP/1.1 200"),
+            good,
+            "{case}: status page"
+        );
+        smol::block_on(async {
+            let mut ws = raw_ws_at(server.ws, "/loro").await;
+            let join = Body::JoinRequest {
+                auth: t.unwrap_or("").as_bytes().to_vec(),
+                version: Vec::new(),
+            };
+            ws.send(loro(Crdt::Loro, "doc", join)).await.unwrap();
+            let (got, _, closed) = loro_until(&mut ws, Duration::from_secs(5), |m| {
+                matches!(m.body, Body::JoinResponseOk { .. } | Body::JoinError { .. })
+            })
+            .await;
+            assert!(!closed, "{case}: the Loro socket was closed");
+            let joined = matches!(
+                got.last().map(|m| &m.body),
+                Some(Body::JoinResponseOk { .. })
+            );
+            let refused = matches!(
+                got.last().map(|m| &m.body),
+                Some(Body::JoinError {
+                    code: JoinErrorCode::AuthFailed,
+                    ..
+                })
+            );
+            assert!(
+                if good { joined } else { refused },
+                "{case}: Loro join: {got:?}"
+            );
+        });
+    }
+}
