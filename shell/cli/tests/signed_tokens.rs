@@ -81,6 +81,40 @@ fn ws_url(server: &Server) -> String {
     format!("ws://127.0.0.1:{}", server.ws)
 }
 
+/// The server's answer to a Loro join of `room` with `token` on `ws`
+/// (`JoinResponseOk` or `JoinError`), and whether the socket closed.
+async fn loro_join(
+    ws: &mut Socket,
+    room: &str,
+    token: &str,
+) -> (Option<loro_protocol::Body>, bool) {
+    use loro_protocol::{Body, Crdt};
+    let join = Body::JoinRequest {
+        auth: token.as_bytes().to_vec(),
+        version: Vec::new(),
+    };
+    ws.send(loro(Crdt::Loro, room, join)).await.unwrap();
+    let (mut got, _, closed) = loro_until(ws, Duration::from_secs(5), |m| {
+        matches!(m.body, Body::JoinResponseOk { .. } | Body::JoinError { .. })
+    })
+    .await;
+    (got.pop().map(|m| m.body), closed)
+}
+
+/// Whether a join answer grants `permission`.
+fn joined_with(answer: &Option<loro_protocol::Body>, permission: &str) -> bool {
+    matches!(answer, Some(loro_protocol::Body::JoinResponseOk { permission: p, .. }) if p == permission)
+}
+
+/// Whether a join answer refuses the token, saying `says`.
+fn refused_saying(answer: &Option<loro_protocol::Body>, says: &str) -> bool {
+    matches!(answer, Some(loro_protocol::Body::JoinError {
+        code: loro_protocol::JoinErrorCode::AuthFailed,
+        message,
+        ..
+    }) if message.contains(says))
+}
+
 #[test]
 fn each_kind_of_token_gets_its_answer_on_the_native_socket() {
     let server = start("jwt-native", &["--jwt-audience", "docweave"]);
@@ -354,50 +388,24 @@ fn tokens_signed_with_public_keys_and_jwks_keys_are_picked_by_kid() {
 
 #[test]
 fn a_loro_join_gets_the_rights_of_its_token_and_a_refused_one_fails_alone() {
-    use loro_protocol::{Body, Crdt, JoinErrorCode};
     let server = start("jwt-loro", &[]);
-    let wait = Duration::from_secs(5);
     let reader = signed(
         "reader",
         600,
         json!({ "docs": [{ "doc": "room-*", "access": "r" }] }),
     );
     let expired = signed("reader", -600, json!({}));
-    let join = |token: &str| Body::JoinRequest {
-        auth: token.as_bytes().to_vec(),
-        version: Vec::new(),
-    };
     smol::block_on(async {
         let mut ws = raw_ws_at(server.ws, "/loro").await;
-        ws.send(loro(Crdt::Loro, "room-a", join(&expired)))
-            .await
-            .unwrap();
-        let (got, _, closed) =
-            loro_until(&mut ws, wait, |m| matches!(m.body, Body::JoinError { .. })).await;
-        assert!(!closed, "the connection was closed: {got:?}");
+        let (answer, closed) = loro_join(&mut ws, "room-a", &expired).await;
+        assert!(!closed, "the connection was closed: {answer:?}");
+        assert!(refused_saying(&answer, "token-expired"), "{answer:?}");
+        let (answer, _) = loro_join(&mut ws, "room-a", &reader).await;
+        assert!(joined_with(&answer, "read"), "{answer:?}");
+        let (answer, closed) = loro_join(&mut ws, "secret", &reader).await;
         assert!(
-            matches!(got.last().map(|m| &m.body), Some(Body::JoinError { code: JoinErrorCode::AuthFailed, message, .. }) if message.contains("token-expired")),
-            "{got:?}"
-        );
-        ws.send(loro(Crdt::Loro, "room-a", join(&reader)))
-            .await
-            .unwrap();
-        let (got, _, _) = loro_until(&mut ws, wait, |m| {
-            matches!(m.body, Body::JoinResponseOk { .. } | Body::JoinError { .. })
-        })
-        .await;
-        assert!(
-            matches!(got.last().map(|m| &m.body), Some(Body::JoinResponseOk { permission, .. }) if permission == "read"),
-            "{got:?}"
-        );
-        ws.send(loro(Crdt::Loro, "secret", join(&reader)))
-            .await
-            .unwrap();
-        let (got, _, closed) =
-            loro_until(&mut ws, wait, |m| matches!(m.body, Body::JoinError { .. })).await;
-        assert!(
-            !closed && matches!(got.last().map(|m| &m.body), Some(Body::JoinError { .. })),
-            "{got:?}"
+            !closed && matches!(answer, Some(loro_protocol::Body::JoinError { .. })),
+            "{answer:?}"
         );
     });
 }
@@ -662,9 +670,7 @@ fn a_native_client_refreshes_its_token_on_the_live_connection() {
 
 #[test]
 fn a_loro_client_refreshes_by_joining_with_a_new_token_of_its_identity() {
-    use loro_protocol::{Body, Crdt, JoinErrorCode};
     let server = start("jwt-loro-rejoin", &[]);
-    let wait = Duration::from_secs(5);
     let first = signed(
         "carol",
         600,
@@ -676,53 +682,19 @@ fn a_loro_client_refreshes_by_joining_with_a_new_token_of_its_identity() {
         json!({ "docs": [{ "doc": "room-*", "access": "rwc" }] }),
     );
     let someone_else = signed("dave", 600, json!({}));
-    let join = |token: &str| Body::JoinRequest {
-        auth: token.as_bytes().to_vec(),
-        version: Vec::new(),
-    };
-    let answered = |m: &loro_protocol::LoroMessage| {
-        matches!(m.body, Body::JoinResponseOk { .. } | Body::JoinError { .. })
-    };
     smol::block_on(async {
         let mut ws = raw_ws_at(server.ws, "/loro").await;
-        ws.send(loro(Crdt::Loro, "room-a", join(&first)))
-            .await
-            .unwrap();
-        let (got, _, _) = loro_until(&mut ws, wait, answered).await;
-        assert!(
-            matches!(got.last().map(|m| &m.body), Some(Body::JoinResponseOk { permission, .. }) if permission == "read"),
-            "{got:?}"
-        );
+        let (answer, _) = loro_join(&mut ws, "room-a", &first).await;
+        assert!(joined_with(&answer, "read"), "{answer:?}");
         // A new token of the same identity, with more rights: taken.
-        ws.send(loro(Crdt::Loro, "room-b", join(&wider)))
-            .await
-            .unwrap();
-        let (got, _, _) = loro_until(&mut ws, wait, answered).await;
-        assert!(
-            matches!(got.last().map(|m| &m.body), Some(Body::JoinResponseOk { permission, .. }) if permission == "write"),
-            "{got:?}"
-        );
+        let (answer, _) = loro_join(&mut ws, "room-b", &wider).await;
+        assert!(joined_with(&answer, "write"), "{answer:?}");
         // Another identity's token fails for its room; the connection goes on.
-        ws.send(loro(Crdt::Loro, "room-c", join(&someone_else)))
-            .await
-            .unwrap();
-        let (got, _, closed) = loro_until(&mut ws, wait, answered).await;
+        let (answer, closed) = loro_join(&mut ws, "room-c", &someone_else).await;
         assert!(!closed);
-        assert!(
-            matches!(got.last().map(|m| &m.body), Some(Body::JoinError { code: JoinErrorCode::AuthFailed, message, .. }) if message.contains("another identity")),
-            "{got:?}"
-        );
-        ws.send(loro(Crdt::Loro, "room-d", join(&wider)))
-            .await
-            .unwrap();
-        let (got, _, _) = loro_until(&mut ws, wait, answered).await;
-        assert!(
-            matches!(
-                got.last().map(|m| &m.body),
-                Some(Body::JoinResponseOk { .. })
-            ),
-            "{got:?}"
-        );
+        assert!(refused_saying(&answer, "another identity"), "{answer:?}");
+        let (answer, _) = loro_join(&mut ws, "room-d", &wider).await;
+        assert!(joined_with(&answer, "write"), "{answer:?}");
     });
 }
 
@@ -822,7 +794,6 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
 
 #[test]
 fn every_entry_point_refuses_each_bad_token_and_takes_a_good_one() {
-    use loro_protocol::{Body, Crdt, JoinErrorCode};
     let server = start("jwt-entry-points", &["--jwt-audience", "docweave"]);
     let good = signed("alice", 600, json!({ "aud": "docweave" }));
     let url = ws_url(&server);
@@ -868,31 +839,13 @@ fn every_entry_point_refuses_each_bad_token_and_takes_a_good_one() {
         );
         smol::block_on(async {
             let mut ws = raw_ws_at(server.ws, "/loro").await;
-            let join = Body::JoinRequest {
-                auth: t.unwrap_or("").as_bytes().to_vec(),
-                version: Vec::new(),
-            };
-            ws.send(loro(Crdt::Loro, "doc", join)).await.unwrap();
-            let (got, _, closed) = loro_until(&mut ws, Duration::from_secs(5), |m| {
-                matches!(m.body, Body::JoinResponseOk { .. } | Body::JoinError { .. })
-            })
-            .await;
+            let (answer, closed) = loro_join(&mut ws, "doc", t.unwrap_or("")).await;
             assert!(!closed, "{case}: the Loro socket was closed");
-            let joined = matches!(
-                got.last().map(|m| &m.body),
-                Some(Body::JoinResponseOk { .. })
-            );
-            let refused = matches!(
-                got.last().map(|m| &m.body),
-                Some(Body::JoinError {
-                    code: JoinErrorCode::AuthFailed,
-                    ..
-                })
-            );
-            assert!(
-                if good { joined } else { refused },
-                "{case}: Loro join: {got:?}"
-            );
+            let right = match good {
+                true => joined_with(&answer, "write"),
+                false => refused_saying(&answer, ""),
+            };
+            assert!(right, "{case}: Loro join: {answer:?}");
         });
     }
 }
