@@ -568,6 +568,7 @@ pub fn doc(cmd: DocCommand) -> Result<Done, String> {
                     let next = futures_lite::future::or(
                         async { events.recv().await.ok().map(Some) },
                         async {
+                            // A dropped handler is a stop too.
                             let _ = stop_rx.recv().await;
                             None
                         },
@@ -672,6 +673,7 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
                             Some(None)
                         },
                         async {
+                            // A dropped handler is a stop too.
                             let _ = stop_rx.recv().await;
                             None
                         },

@@ -43,6 +43,16 @@ fn signed(sub: &str, exp_in: i64, more: Value) -> String {
     signed_with(SECRET, sub, exp_in, more)
 }
 
+/// A token for `sub` granting `access` (letters of `rwcd`) to documents
+/// matching `doc`, and nothing else.
+fn signed_for(sub: &str, exp_in: i64, doc: &str, access: &str) -> String {
+    signed(
+        sub,
+        exp_in,
+        json!({ "docs": [{ "doc": doc, "access": access }] }),
+    )
+}
+
 /// A server taking HS256 tokens signed with [`SECRET`].
 fn start(name: &str, extra: &[&str]) -> Server {
     let (ws, http) = (free_port(), free_port());
@@ -208,16 +218,8 @@ fn each_kind_of_token_gets_its_answer_on_the_native_socket() {
 #[test]
 fn a_tokens_rights_decide_what_its_holder_may_read_and_write() {
     let server = start("jwt-rights", &[]);
-    let writer = signed(
-        "writer",
-        600,
-        json!({ "docs": [{ "doc": "team/*", "access": "rwc" }] }),
-    );
-    let reader = signed(
-        "reader",
-        600,
-        json!({ "docs": [{ "doc": "team/*", "access": "r" }] }),
-    );
+    let writer = signed_for("writer", 600, "team/*", "rwc");
+    let reader = signed_for("reader", 600, "team/*", "r");
     let url = ws_url(&server);
     let (ok, _, err) = cli(&[
         "doc",
@@ -389,11 +391,7 @@ fn tokens_signed_with_public_keys_and_jwks_keys_are_picked_by_kid() {
 #[test]
 fn a_loro_join_gets_the_rights_of_its_token_and_a_refused_one_fails_alone() {
     let server = start("jwt-loro", &[]);
-    let reader = signed(
-        "reader",
-        600,
-        json!({ "docs": [{ "doc": "room-*", "access": "r" }] }),
-    );
+    let reader = signed_for("reader", 600, "room-*", "r");
     let expired = signed("reader", -600, json!({}));
     smol::block_on(async {
         let mut ws = raw_ws_at(server.ws, "/loro").await;
@@ -419,11 +417,7 @@ fn the_status_page_shows_a_token_holder_only_what_its_rights_let_it_read() {
         let (ok, _, err) = cli(&["doc", "put", &url, doc, "k", "v", "--token", &admin]);
         assert!(ok, "{err}");
     }
-    let reader = signed(
-        "reader",
-        600,
-        json!({ "docs": [{ "doc": "public/*", "access": "r" }] }),
-    );
+    let reader = signed_for("reader", 600, "public/*", "r");
     let page = |token: &str| {
         http_raw(
             server.http,
@@ -457,11 +451,7 @@ fn a_recording_and_the_logs_hold_no_token_or_secret() {
         None,
         &[("DOCWEAVE_JWT_SECRET", SECRET), ("DOCWEAVE_TEST_LOG", "1")],
     );
-    let token = signed(
-        "alice",
-        600,
-        json!({ "docs": [{ "doc": "*", "access": "rwc" }] }),
-    );
+    let token = signed_for("alice", 600, "*", "rwc");
     let (ok, _, err) = cli(&[
         "doc",
         "put",
@@ -671,16 +661,8 @@ fn a_native_client_refreshes_its_token_on_the_live_connection() {
 #[test]
 fn a_loro_client_refreshes_by_joining_with_a_new_token_of_its_identity() {
     let server = start("jwt-loro-rejoin", &[]);
-    let first = signed(
-        "carol",
-        600,
-        json!({ "docs": [{ "doc": "room-*", "access": "r" }] }),
-    );
-    let wider = signed(
-        "carol",
-        1200,
-        json!({ "docs": [{ "doc": "room-*", "access": "rwc" }] }),
-    );
+    let first = signed_for("carol", 600, "room-*", "r");
+    let wider = signed_for("carol", 1200, "room-*", "rwc");
     let someone_else = signed("dave", 600, json!({}));
     smol::block_on(async {
         let mut ws = raw_ws_at(server.ws, "/loro").await;
