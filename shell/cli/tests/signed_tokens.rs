@@ -702,31 +702,25 @@ fn rules_read_again_decide_at_once_and_a_broken_file_changes_nothing() {
         format!(r#"{{"rules":[{{"peer":{{"Exact":"eve"}},"doc":"Any","access":{none}}}],"default":{all}}}"#),
     )
     .unwrap();
+    let eve_reads = || {
+        cli(&[
+            "doc",
+            "get",
+            &url,
+            "plan",
+            "--token",
+            &eve,
+            "--timeout",
+            "5",
+        ])
+    };
     std::thread::sleep(Duration::from_millis(1500));
-    let (ok, out, _) = cli(&[
-        "doc",
-        "get",
-        &url,
-        "plan",
-        "--token",
-        &eve,
-        "--timeout",
-        "5",
-    ]);
+    let (ok, out, _) = eve_reads();
     assert!(!ok && !out.contains("\"v\""), "eve still reads: {out}");
     // A rules file that stops parsing leaves the last rules in force.
     std::fs::write(&rules, "not json").unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    let (ok, _, _) = cli(&[
-        "doc",
-        "get",
-        &url,
-        "plan",
-        "--token",
-        &eve,
-        "--timeout",
-        "5",
-    ]);
+    let (ok, _, _) = eve_reads();
     assert!(!ok, "a broken rules file let eve back in");
     let (ok, _, _) = cli(&["doc", "get", &url, "plan", "--token", &writer]);
     assert!(ok, "the writer lost its rights to a broken rules file");
