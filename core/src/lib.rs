@@ -13,11 +13,11 @@ mod frame;
 mod handlers;
 mod ids;
 mod io;
-mod large_frame;
 mod model;
 mod out;
 mod policy;
 mod protocol;
+mod shared_frame;
 mod update;
 mod version;
 
@@ -36,13 +36,13 @@ pub use io::{
     ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level, ListenerRecord, LoadOutcome, Millis,
     Msg, Outgoing, StateRecord, StoreFailure, StoredDoc, StrandSpec, SyncState,
 };
-pub use large_frame::LargeFrame;
 pub use model::{Bounds, Config, Grant, Model, Timing};
 pub use policy::{Access, Credential, DocRight, Pattern, Revocations, Rule, Rules, Verdict};
 pub use protocol::{
     AckStatus, ChangedDoc, DeleteOutcome, DocInfo, DocMeta, Ephemeral, ErrorCode, Filter, Hello,
-    ListedDoc, Message, Payload, PeerKind, Reply, Revision, RevisionStatus, Strand, Welcome,
-    MESSAGE_KINDS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ListedDoc, Message, Payload, PeerKind, Reply, Revision, RevisionStatus, Strand, WeakPayload,
+    Welcome, MESSAGE_KINDS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
+pub use shared_frame::{worth_sharing, SharedFrame};
 pub use update::update;
 pub use version::{VersionOrder, VersionVector};

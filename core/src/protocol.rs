@@ -50,6 +50,23 @@ impl Payload {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// A handle that finds these bytes again while anyone still holds
+    /// them, and does not keep them alive itself.
+    pub fn downgrade(&self) -> WeakPayload {
+        WeakPayload(Arc::downgrade(&self.0))
+    }
+}
+
+/// Bytes of a [`Payload`] that may already be gone (see
+/// [`Payload::downgrade`]).
+#[derive(Clone, Debug)]
+pub struct WeakPayload(std::sync::Weak<Vec<u8>>);
+
+impl WeakPayload {
+    /// The bytes, if someone still holds them.
+    pub fn upgrade(&self) -> Option<Payload> {
+        self.0.upgrade().map(Payload)
+    }
 }
 
 impl fmt::Debug for Payload {

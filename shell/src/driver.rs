@@ -583,8 +583,8 @@ impl<E: DocEngine> Driver<E> {
                     let sent = self.links.get(&channel).map(|tx| tx.send(frame));
                     self.refused(channel, sent);
                 }
-                Output::TransmitLarge { channel, frame } => {
-                    let sent = self.links.get(&channel).map(|tx| tx.send_large(frame));
+                Output::TransmitShared { channel, frame } => {
+                    let sent = self.links.get(&channel).map(|tx| tx.send_shared(frame));
                     self.refused(channel, sent);
                 }
                 Output::Close { channel, reason } => {

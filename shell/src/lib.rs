@@ -60,7 +60,7 @@
 //!         // Write the frame to that channel's connection.
 //!         Output::Transmit { channel, frame } => {}
 //!         // Write `frame.chunk(0)`, `frame.chunk(1)`, ... (`frame.chunk_count()` of them).
-//!         Output::TransmitLarge { channel, frame } => {}
+//!         Output::TransmitShared { channel, frame } => {}
 //!         Output::Close { channel, reason } => {}
 //!         // Run the job on the store (here inline) and answer, in job order.
 //!         Output::Store(job) => {

@@ -128,6 +128,17 @@ const FOUND: &[u64] = &[
     0x4444_0309,
 ];
 
+/// Seeds kept because they reach a path the coverage check below asks for
+/// and few schedules reach (about one in a thousand). Which seeds reach it
+/// moves whenever the node's work changes (the order of its engine calls
+/// draws the faults), so when one stops reaching it, find another
+/// (`DOCWEAVE_SEED=BASE DOCWEAVE_SCHEDULES=N` prints what N schedules reached).
+const RARE: &[u64] = &[
+    // A Loro client is asked to rejoin: its update was owed an ack the node
+    // never gave (0x03c4_40c4 reached it until the node shared large exports).
+    0x03c4_434a,
+];
+
 #[test]
 fn random_schedules_over_real_loro_nodes_keep_every_property() {
     if let Some(seed) = env_u64("DOCWEAVE_SEED") {
@@ -145,6 +156,9 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
             1,
             false,
         ));
+    }
+    for seed in RARE {
+        fixed.add(&schedules("seed that reaches a rare path", *seed, 1, false));
     }
     let fresh = fresh_seed();
     report!("fresh seed {fresh:#x}");

@@ -34,6 +34,43 @@ impl Rng {
     }
 }
 
+/// One end of a link that is read only when asked (an HTTP polling
+/// session): frames from the other end wait in its queue, shared and
+/// charged to its backlog, until taken with [`LinkOut::recv`] (and released
+/// with [`LinkOut::written`]), rather than being copied ahead into a buffer
+/// for a client that may never poll.
+pub struct PolledLink {
+    /// Frames to the other end.
+    pub tx: super::LinkTx,
+    /// Frames from the other end, taken when asked for.
+    pub rx: std::sync::Arc<LinkOut>,
+}
+
+impl PolledLink {
+    /// Closes the connection with a reason.
+    pub fn close(&self, reason: &str) {
+        self.tx.close(reason);
+    }
+}
+
+/// A polled end and an ordinary end, connected.
+pub fn polled_pair() -> (PolledLink, Link) {
+    let (polled_out, polled_out_rx) = outbound(DEFAULT_BACKLOG);
+    let (node_out, node_out_rx) = outbound(DEFAULT_BACKLOG);
+    let (node_in_tx, node_in) = async_channel::bounded::<Vec<u8>>(256);
+    smol::spawn(forward(polled_out_rx, node_in_tx, Faults::default(), 1)).detach();
+    (
+        PolledLink {
+            tx: polled_out,
+            rx: std::sync::Arc::new(node_out_rx),
+        },
+        Link {
+            tx: node_out,
+            rx: node_in,
+        },
+    )
+}
+
 /// Two connected ends with no faults.
 pub fn memory_pair() -> (Link, Link) {
     memory_pair_with_faults(Faults::default())

@@ -20,7 +20,7 @@ pub use http::{
     http_link, post, serve_http, serve_http_with_web, split_frames, Connector, HealthCheck,
     HttpOptions, HttpPages, PeerOfToken, StatusPage,
 };
-pub use memory::{memory_pair, memory_pair_with_faults, Faults};
+pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, PolledLink};
 pub use pace::{InboundRate, Pacer};
 pub use slots::{ConnectionLimit, Slot};
 
@@ -28,16 +28,16 @@ pub use tcp::{serve_tcp, tcp_connect, tcp_link};
 pub use tls::{TlsClient, TlsServer};
 pub use websocket::{serve_ws, serve_ws_with_loro, ws_connect, ws_link, WsOptions};
 
-use docweave_core::{encode, ErrorCode, LargeFrame, Message};
+use docweave_core::{encode, ErrorCode, Message, SharedFrame};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// What waits in a link's queue: a large frame stays whole (its document
-/// bytes shared) until the writer takes its chunks one by one.
+/// What waits in a link's queue: a shared frame keeps its document bytes
+/// shared until the writer takes its chunks (or the whole frame) one by one.
 #[derive(Debug)]
 enum Queued {
     Frame(Vec<u8>),
-    Large(LargeFrame),
+    Shared(SharedFrame),
     Close(String),
 }
 
@@ -137,19 +137,35 @@ impl LinkTx {
         })
     }
 
-    /// Queues a large frame, to be written as its chunk frames; refused
-    /// when the large messages already waiting would pass their bound.
-    pub fn send_large(&self, frame: LargeFrame) -> Result<(), SendError> {
+    /// Queues a frame that shares its document bytes, to be written as its
+    /// chunk frames (or whole, when it fits). A chunked one is refused when
+    /// the large messages already waiting would pass their bound; a whole
+    /// one is charged, at its full length, to the ordinary frames' bound,
+    /// as if it were a copy: what waits for a reader is its backlog,
+    /// however many others share the bytes.
+    pub fn send_shared(&self, frame: SharedFrame) -> Result<(), SendError> {
         let n = frame.wire_len();
+        let chunked = frame.is_chunked();
+        let all = self.waiting.all.load(Ordering::SeqCst);
         let bulk = self.waiting.bulk.load(Ordering::SeqCst);
-        if bulk > 0 && bulk.saturating_add(n) > self.bulk_limit {
-            return Err(SendError::Backlog(bulk));
+        let refused = if chunked {
+            (bulk > 0 && bulk.saturating_add(n) > self.bulk_limit).then_some(bulk)
+        } else {
+            let small = all.saturating_sub(bulk);
+            (small > 0 && small + n > self.limit).then_some(small)
+        };
+        if let Some(waiting) = refused {
+            return Err(SendError::Backlog(waiting));
         }
         self.waiting.all.fetch_add(n, Ordering::SeqCst);
-        self.waiting.bulk.fetch_add(n, Ordering::SeqCst);
-        self.inner.try_send(Queued::Large(frame)).map_err(|_| {
+        if chunked {
+            self.waiting.bulk.fetch_add(n, Ordering::SeqCst);
+        }
+        self.inner.try_send(Queued::Shared(frame)).map_err(|_| {
             self.waiting.all.fetch_sub(n, Ordering::SeqCst);
-            self.waiting.bulk.fetch_sub(n, Ordering::SeqCst);
+            if chunked {
+                self.waiting.bulk.fetch_sub(n, Ordering::SeqCst);
+            }
             SendError::Closed
         })
     }
@@ -179,7 +195,7 @@ pub struct LinkOut {
     inner: async_channel::Receiver<Queued>,
     waiting: Arc<Waiting>,
     /// The large frame being written, and its next chunk.
-    large: Mutex<Option<(LargeFrame, u32)>>,
+    large: Mutex<Option<(SharedFrame, u32)>>,
 }
 
 impl LinkOut {
@@ -217,7 +233,7 @@ impl LinkOut {
         match queued {
             Queued::Frame(f) => Outbound::Frame(f),
             Queued::Close(reason) => Outbound::Close(reason),
-            Queued::Large(frame) => {
+            Queued::Shared(frame) => {
                 let first = frame.chunk(0);
                 if frame.chunk_count() > 1 {
                     *self.large.lock().unwrap_or_else(|e| e.into_inner()) = Some((frame, 1));
@@ -290,4 +306,45 @@ impl Link {
 /// The frame a transport sends before closing on bad input.
 pub(crate) fn error_frame(code: ErrorCode, message: String) -> Vec<u8> {
     encode(&[Message::Error { code, message }]).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use docweave_core::{decode, BatchId, DocId, Limits, Payload, VersionVector};
+
+    fn update(bytes: usize) -> Message {
+        Message::Update {
+            doc: DocId::new("d"),
+            batch: BatchId(1),
+            data: Payload::new(vec![7u8; bytes]),
+            version: VersionVector::new(),
+        }
+    }
+
+    #[test]
+    fn a_whole_shared_frame_is_charged_to_the_ordinary_backlog_and_written_as_the_frame() {
+        let (tx, out) = outbound(150_000);
+        let m = update(100_000);
+        let frame = SharedFrame::whole(std::slice::from_ref(&m)).unwrap();
+        // An empty backlog takes it; a second one would pass the bound.
+        tx.send_shared(frame.clone()).unwrap();
+        assert_eq!(tx.backlog(), frame.len());
+        assert!(matches!(
+            tx.send_shared(frame.clone()),
+            Err(SendError::Backlog(_))
+        ));
+        // It is charged as an ordinary frame: a plain one is refused too.
+        assert!(matches!(
+            tx.send(encode(std::slice::from_ref(&m)).unwrap()),
+            Err(SendError::Backlog(_))
+        ));
+        let Some(Outbound::Frame(bytes)) = out.try_recv() else {
+            panic!("nothing to write")
+        };
+        assert_eq!(decode(&bytes, &Limits::default()).unwrap(), vec![m]);
+        out.written(&bytes);
+        assert_eq!(tx.backlog(), 0);
+        assert!(out.try_recv().is_none());
+    }
 }

@@ -87,7 +87,7 @@ fn a_tokio_application_drives_a_node_and_syncs_with_docweave_serve() {
                             ws.send(Ws::Binary(piece.into())).await.unwrap();
                         }
                     }
-                    Output::TransmitLarge { frame, .. } => {
+                    Output::TransmitShared { frame, .. } => {
                         let ws = socket.as_mut().unwrap();
                         for i in 0..frame.chunk_count() {
                             piece_id += 1;

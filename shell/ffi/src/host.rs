@@ -171,7 +171,7 @@ impl Host {
                 Output::Transmit { channel, frame } => {
                     return Some(Out::Transmit { channel, frame })
                 }
-                Output::TransmitLarge { channel, frame } => {
+                Output::TransmitShared { channel, frame } => {
                     for i in 0..frame.chunk_count() {
                         self.ready.push_back(Out::Transmit {
                             channel,

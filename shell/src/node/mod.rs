@@ -20,7 +20,7 @@
 //! while let Some(output) = node.poll_output() {
 //!     match output {
 //!         Output::Transmit { channel, frame } => { /* write `frame` to that connection */ }
-//!         Output::TransmitLarge { channel, frame } => {
+//!         Output::TransmitShared { channel, frame } => {
 //!             /* write `frame.chunk(0)`, `frame.chunk(1)`, ... up to `frame.chunk_count()` */
 //!         }
 //!         Output::Close { channel, reason } => { /* close it */ }
@@ -207,14 +207,15 @@ pub enum Output {
         /// The frame.
         frame: Vec<u8>,
     },
-    /// Write a frame larger than one frame may be, as its chunk frames in
-    /// order (build each with [`LargeFrame::chunk`](docweave_core::LargeFrame::chunk) just before writing it:
-    /// the document bytes stay shared until then).
-    TransmitLarge {
+    /// Write a frame that shares the document bytes it carries, as its
+    /// chunk frames in order (one, the frame itself, when it fits): build
+    /// each with [`SharedFrame::chunk`](docweave_core::SharedFrame::chunk)
+    /// just before writing it, so the bytes stay shared until then.
+    TransmitShared {
         /// The channel.
         channel: ChannelId,
         /// The frame.
-        frame: docweave_core::LargeFrame,
+        frame: docweave_core::SharedFrame,
     },
     /// Close a channel's connection (the node already forgot it).
     Close {

@@ -459,7 +459,7 @@ impl<E: SimEngine> Sim<E> {
     fn output(&mut self, name: &str, output: Output) {
         match output {
             Output::Transmit { channel, frame } => self.transmit(name, channel, frame),
-            Output::TransmitLarge { channel, frame } => {
+            Output::TransmitShared { channel, frame } => {
                 for i in 0..frame.chunk_count() {
                     self.transmit(name, channel, frame.chunk(i));
                 }

@@ -1,12 +1,16 @@
-//! Frames too large to cross as one, cut into chunk frames on demand.
+//! Frames that share the document bytes they carry until they are written.
 //!
 //! A frame carrying a 200 MB document would otherwise exist three times
 //! over: the document's bytes, the encoded frame, and the chunk frames cut
-//! from it. A [`LargeFrame`] keeps the message's own bytes and shares the
-//! document bytes it carries ([`Payload`]s are reference counted); each
-//! chunk frame is built only when it is about to be written. Its chunks are
-//! byte for byte those of [`chunk_frames`](crate::chunk_frames) over
-//! [`encode`](crate::encode).
+//! from it; and a 900 KB document sent to a thousand readers who do not
+//! read would exist a thousand times in their queues. A [`SharedFrame`]
+//! keeps the message's own bytes and shares the document bytes it carries
+//! ([`Payload`]s are reference counted); the bytes to write are built only
+//! when they are about to be written. A frame too large to cross as one is
+//! read out as chunk frames, byte for byte those of
+//! [`chunk_frames`](crate::chunk_frames) over [`encode`](crate::encode); a
+//! frame that fits ([`SharedFrame::whole`]) is read out as one chunk that
+//! is byte for byte [`encode`](crate::encode)'s frame.
 
 use crate::frame::{chunk_head, head, put_varint, sizes, FrameError, HEADER_LEN};
 use crate::protocol::{Message, Payload, Reply};
@@ -35,18 +39,19 @@ impl Part {
 }
 
 /// An encoded frame held as parts, read out as chunk frames of at most
-/// `chunk` bytes of it each.
+/// `chunk` bytes of it each, or whole.
 #[derive(Clone)]
-pub struct LargeFrame {
+pub struct SharedFrame {
     parts: Arc<[Part]>,
     /// Where each part starts in the frame.
     starts: Arc<[usize]>,
     len: usize,
     id: u32,
-    chunk: usize,
+    /// Bytes of the frame per chunk frame; `None`: the frame goes whole.
+    chunk: Option<usize>,
 }
 
-impl PartialEq for LargeFrame {
+impl PartialEq for SharedFrame {
     fn eq(&self, other: &Self) -> bool {
         (self.id, self.chunk, self.len) == (other.id, other.chunk, other.len)
             && self.parts.len() == other.parts.len()
@@ -58,23 +63,34 @@ impl PartialEq for LargeFrame {
     }
 }
 
-impl Eq for LargeFrame {}
+impl Eq for SharedFrame {}
 
-impl std::fmt::Debug for LargeFrame {
+impl std::fmt::Debug for SharedFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "LargeFrame({} bytes in {} chunks)",
+            "SharedFrame({} bytes in {} chunks)",
             self.len,
             self.chunk_count()
         )
     }
 }
 
-impl LargeFrame {
+impl SharedFrame {
     /// Encodes `messages` into one frame, to be sent as chunk frames of at
     /// most `chunk` bytes of it each, named `id`.
     pub fn encode(messages: &[Message], chunk: usize, id: u32) -> Result<Self, FrameError> {
+        Self::parts(messages, Some(chunk.max(1)), id)
+    }
+
+    /// Encodes `messages` into one frame sent as it is (its one "chunk" is
+    /// the frame [`encode`](crate::encode) makes), for a frame that fits
+    /// but carries document bytes worth sharing (see [`worth_sharing`]).
+    pub fn whole(messages: &[Message]) -> Result<Self, FrameError> {
+        Self::parts(messages, None, 0)
+    }
+
+    fn parts(messages: &[Message], chunk: Option<usize>, id: u32) -> Result<Self, FrameError> {
         let failed = |e: postcard::Error| FrameError::Decode(e.to_string());
         let mut parts = Parts::default();
         let sizes = sizes(messages)?;
@@ -100,7 +116,7 @@ impl LargeFrame {
             starts: starts.into(),
             len: at,
             id,
-            chunk: chunk.max(1),
+            chunk,
         })
     }
 
@@ -114,30 +130,58 @@ impl LargeFrame {
         self.len == 0
     }
 
-    /// How many chunk frames it crosses as.
+    /// Whether it crosses as chunk frames (rather than whole).
+    pub fn is_chunked(&self) -> bool {
+        self.chunk.is_some()
+    }
+
+    /// How many chunk frames it crosses as (1 for a whole frame).
     pub fn chunk_count(&self) -> u32 {
-        self.len.div_ceil(self.chunk) as u32
+        match self.chunk {
+            Some(chunk) => self.len.div_ceil(chunk) as u32,
+            None => 1,
+        }
     }
 
     /// Bytes of all its chunk frames together (what a link holds for it).
     pub fn wire_len(&self) -> usize {
-        self.len + self.chunk_count() as usize * (HEADER_LEN + crate::CHUNK_HEADER)
+        match self.chunk {
+            Some(_) => self.len + self.chunk_count() as usize * (HEADER_LEN + crate::CHUNK_HEADER),
+            None => self.len,
+        }
     }
 
-    /// Chunk frame `index` (from 0), built now; empty past the last.
+    /// Whether some of its bytes are shared rather than its own.
+    pub fn shares_bytes(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Shared(_)))
+    }
+
+    /// Chunk frame `index` (from 0), built now; empty past the last. A
+    /// whole frame's only chunk is the frame itself.
     pub fn chunk(&self, index: u32) -> Vec<u8> {
-        let start = (index as usize).saturating_mul(self.chunk);
+        let Some(chunk) = self.chunk else {
+            return match index {
+                0 => self.bytes(0, self.len, Vec::with_capacity(self.len)),
+                _ => Vec::new(),
+            };
+        };
+        let start = (index as usize).saturating_mul(chunk);
         if start >= self.len {
             return Vec::new();
         }
-        let end = (start + self.chunk).min(self.len);
-        let mut out = chunk_head(
+        let end = (start + chunk).min(self.len);
+        let out = chunk_head(
             self.id,
             index,
             self.chunk_count(),
             self.len as u64,
             end - start,
         );
+        self.bytes(start, end, out)
+    }
+
+    /// The frame's bytes from `start` to `end`, after `out`.
+    fn bytes(&self, start: usize, end: usize, mut out: Vec<u8>) -> Vec<u8> {
         // The part holding `start`, then on until `end`.
         let mut i = self
             .starts
@@ -154,6 +198,14 @@ impl LargeFrame {
         }
         out
     }
+}
+
+/// Whether a frame of `messages` carries document bytes long enough to be
+/// shared rather than copied into it.
+pub fn worth_sharing(messages: &[Message]) -> bool {
+    messages
+        .iter()
+        .any(|m| payloads(m).iter().any(|p| p.len() >= SHARE_FROM))
 }
 
 /// The payloads a message carries (the bytes worth sharing).
@@ -256,7 +308,7 @@ mod tests {
             (vec![update(5)], 1 << 20),
         ] {
             let whole = encode(&messages).unwrap();
-            let large = LargeFrame::encode(&messages, chunk, 42).unwrap();
+            let large = SharedFrame::encode(&messages, chunk, 42).unwrap();
             assert_eq!(large.len(), whole.len());
             let expected = chunk_frames(&whole, chunk, 42);
             assert_eq!(large.chunk_count() as usize, expected.len());
@@ -273,12 +325,39 @@ mod tests {
     #[test]
     fn a_large_payload_is_shared_not_copied() {
         let m = update(1_000_000);
-        let large = LargeFrame::encode(std::slice::from_ref(&m), 65_536, 1).unwrap();
+        let large = SharedFrame::encode(std::slice::from_ref(&m), 65_536, 1).unwrap();
         let Message::Update { data, .. } = &m else {
             unreachable!()
         };
         assert!(large.parts.iter().any(
             |p| matches!(p, Part::Shared(s) if s.as_bytes().as_ptr() == data.as_bytes().as_ptr())
         ));
+    }
+
+    #[test]
+    fn a_whole_frame_is_the_encoded_frame_and_shares_what_is_worth_sharing() {
+        for messages in [
+            vec![update(100_000)],
+            vec![update(10), update(70_000), update(300)],
+            vec![update(5)],
+        ] {
+            let frame = SharedFrame::whole(&messages).unwrap();
+            assert!(!frame.is_chunked());
+            assert_eq!(frame.chunk_count(), 1);
+            assert_eq!(frame.chunk(0), encode(&messages).unwrap());
+            assert_eq!(frame.wire_len(), frame.len());
+            assert!(frame.chunk(1).is_empty());
+            assert_eq!(frame.shares_bytes(), worth_sharing(&messages));
+        }
+        // Two readers' frames of one message hold its bytes once.
+        let m = update(200_000);
+        let Message::Update { data, .. } = &m else {
+            unreachable!()
+        };
+        for _ in 0..2 {
+            let frame = SharedFrame::whole(std::slice::from_ref(&m)).unwrap();
+            assert!(frame.parts.iter().any(|p| matches!(p,
+                Part::Shared(s) if s.as_bytes().as_ptr() == data.as_bytes().as_ptr())));
+        }
     }
 }
