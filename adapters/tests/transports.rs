@@ -2,7 +2,8 @@
 //! payloads, ends on close, and refuses bad frames at its edge.
 
 use docweave_adapters::transport::{
-    memory_pair, memory_pair_with_faults, serve_tcp, tcp_connect, ConnectionLimit, Faults,
+    memory_pair, memory_pair_with_faults, polled_pair, serve_tcp, tcp_connect, ConnectionLimit,
+    Faults,
 };
 use docweave_adapters::Link;
 use docweave_core::{decode, encode, ErrorCode, Limits, Message};
@@ -303,7 +304,7 @@ fn http_polling_conforms() {
             .unwrap_or_default();
         let (tx, rx) = async_channel::unbounded();
         let connect: Connector = std::sync::Arc::new(move || {
-            let (mine, theirs) = memory_pair();
+            let (mine, theirs) = polled_pair();
             let _ = tx.try_send(theirs);
             mine
         });

@@ -463,13 +463,14 @@ impl<E: DocEngine> Repo<E> {
         }
     }
 
-    /// Opens an in-memory link into this repository on each call (for `serve_http`).
+    /// Opens an in-memory link into this repository on each call (for
+    /// `serve_http`), read only when polled.
     pub fn connector(
         self: &std::sync::Arc<Self>,
-    ) -> std::sync::Arc<dyn Fn() -> Link + Send + Sync> {
+    ) -> std::sync::Arc<dyn Fn() -> docweave_adapters::transport::PolledLink + Send + Sync> {
         let repo = self.clone();
         std::sync::Arc::new(move || {
-            let (mine, theirs) = docweave_adapters::transport::memory_pair();
+            let (mine, theirs) = docweave_adapters::transport::polled_pair();
             let _ = repo.accept(theirs);
             mine
         })

@@ -13,7 +13,7 @@
 //!   peer named by `x-docweave-peer`, with `authorization: Bearer <token>`.
 
 use super::slots::accept as accept_next;
-use super::{outbound, ConnectionLimit, Link, Outbound, DEFAULT_BACKLOG};
+use super::{outbound, ConnectionLimit, Link, Outbound, PolledLink, DEFAULT_BACKLOG};
 use docweave_core::{
     payload_len, ErrorCode, Filter, Hello, Limits, ListenerId, Message, PeerId, PeerKind, Revision,
     Strand, PROTOCOL_VERSION,
@@ -48,6 +48,11 @@ pub struct HttpOptions {
     pub limits: Limits,
     /// Largest request body.
     pub max_body: usize,
+    /// Bytes of frames one poll's answer takes from the session's queue
+    /// (plus the one frame that crosses it). What is left waits there,
+    /// shared with other readers, for the next poll: an answer a client
+    /// does not read holds this much, not all that waits for it.
+    pub max_answer: usize,
     /// A session not polled for this long is closed.
     pub session_idle: Duration,
     /// How long a poll waits for frames before answering empty.
@@ -71,6 +76,7 @@ impl Default for HttpOptions {
             connection_lifetime: Duration::from_secs(120),
             limits: Limits::default(),
             max_body: 16 * 1024 * 1024 + 64,
+            max_answer: 2 * 1024 * 1024,
             session_idle: Duration::from_secs(60),
             poll_wait: Duration::from_millis(200),
             poll_min: Duration::from_millis(50),
@@ -80,8 +86,10 @@ impl Default for HttpOptions {
     }
 }
 
-/// Opens a link into the node (one per session or listener request).
-pub type Connector = Arc<dyn Fn() -> Link + Send + Sync>;
+/// Opens a link into the node (one per session or listener request),
+/// whose frames from the node wait in the node's queue until a poll takes
+/// them.
+pub type Connector = Arc<dyn Fn() -> PolledLink + Send + Sync>;
 
 /// Renders the HTML status page served at `GET /` for a request that
 /// presented this bearer token; `None` refuses it (`401`).
@@ -119,7 +127,7 @@ pub struct HttpPages {
 pub type PeerOfToken = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 struct Session {
-    link: Link,
+    link: PolledLink,
     last_seen: Instant,
     /// The address that opened it.
     client: Option<std::net::IpAddr>,
@@ -568,11 +576,13 @@ async fn exchange(
         _ => "push-result",
     };
     let frame = docweave_core::encode(&[hello, message]).unwrap_or_default();
-    link.send(frame);
+    // A refused frame shows as no answer: the request then times out.
+    let _ = link.tx.send(frame);
     let deadline = Duration::from_secs(30);
     let answer = futures_lite::future::or(
         async {
-            while let Ok(f) = link.rx.recv().await {
+            while let Some(Outbound::Frame(f)) = link.rx.recv().await {
+                link.rx.written(&f);
                 for m in docweave_core::decode(&f, &Limits::default()).unwrap_or_default() {
                     if m.name() == wanted || matches!(m, Message::Error { .. }) {
                         return Some(m);
@@ -770,10 +780,18 @@ async fn sync(
     }
     // Answer with what the node has for this client, waiting a little for the first frame.
     let mut out = Vec::new();
-    let first = futures_lite::future::or(async { rx.recv().await.ok().map(Some) }, async {
-        smol::Timer::after(o.poll_wait).await;
-        Some(None)
-    })
+    let first = futures_lite::future::or(
+        async {
+            match rx.recv().await {
+                Some(Outbound::Frame(f)) => Some(Some(f)),
+                Some(Outbound::Close(_)) | None => None,
+            }
+        },
+        async {
+            smol::Timer::after(o.poll_wait).await;
+            Some(None)
+        },
+    )
     .await;
     match first {
         None => {
@@ -784,13 +802,22 @@ async fn sync(
                 "the node closed this session; start a new one".into(),
             );
         }
-        Some(Some(f)) => out.extend(f),
+        Some(Some(f)) => {
+            rx.written(&f);
+            out.extend(f);
+        }
         Some(None) => {}
     }
-    while out.len() < o.max_body {
+    // Frames are taken (and so built from the bytes they share) only now,
+    // for a client that asked for them.
+    while out.len() < o.max_answer {
         match rx.try_recv() {
-            Ok(f) => out.extend(f),
-            Err(_) => break,
+            Some(Outbound::Frame(f)) => {
+                rx.written(&f);
+                out.extend(f);
+            }
+            // A close is seen by the next poll, as the queue's end.
+            Some(Outbound::Close(_)) | None => break,
         }
     }
     let mut r = respond(StatusCode::OK, out, false);

@@ -6,7 +6,7 @@
 use super::{cli, Server};
 use async_tungstenite::tungstenite::Message as Ws;
 use docweave_adapters::loro_protocol;
-use docweave_adapters::transport::fragments::{Reassembler, ReassemblyLimits};
+use docweave_adapters::transport::fragments::{split, Reassembler, ReassemblyLimits};
 use docweave_core::{
     decode, encode, Clock, DocId, ErrorCode, Hello, Limits, Message, PeerId, PeerKind,
     VersionVector, PROTOCOL_VERSION,
@@ -58,6 +58,15 @@ pub async fn send(ws: &mut Socket, messages: &[Message]) {
     let mut piece = vec![0u8];
     piece.extend(encode(messages).unwrap_or_default());
     let _ = ws.send(Ws::Binary(piece.into())).await;
+}
+
+/// One docweave frame in WebSocket pieces of 256 KiB (what the server
+/// takes in one), numbered `id`.
+pub async fn send_in_pieces(ws: &mut Socket, messages: &[Message], id: u32) {
+    let frame = encode(messages).unwrap_or_default();
+    for piece in split(&frame, 256 * 1024, id) {
+        let _ = ws.send(Ws::Binary(piece.into())).await;
+    }
 }
 
 /// Messages received until `within` passes or the connection ends;
