@@ -808,6 +808,29 @@ impl Model {
         self.in_flight.len()
     }
 
+    /// Figures for an operator's metrics, counted now (a walk over the
+    /// model: for a scrape, not for every step).
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            documents: self.docs.len(),
+            loading: self.docs.values().filter(|d| !d.is_ready()).count(),
+            peers_connected: self
+                .peers
+                .values()
+                .filter(|p| !p.channels.is_empty())
+                .count(),
+            in_flight: self.in_flight.len(),
+            presence_entries: self.presence.len(),
+            listeners: self.listeners.len(),
+            remote_lag: self
+                .peers
+                .values()
+                .filter(|p| p.dialed)
+                .filter_map(|p| p.pull_target.map(|t| t.0.saturating_sub(p.cursor.pulled.0)))
+                .sum(),
+        }
+    }
+
     /// Number of writes to stores awaiting their answer. Changes made while
     /// a document's write is out wait behind it (one write per document and
     /// store at a time): a host that closes should take these answers first.
@@ -817,4 +840,23 @@ impl Model {
             .filter(|f| self.stores.contains(&f.channel))
             .count()
     }
+}
+
+/// What [`Model::gauges`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Documents known (in memory or not).
+    pub documents: usize,
+    /// Of which being read from a store.
+    pub loading: usize,
+    /// Peers with a live connection.
+    pub peers_connected: usize,
+    /// Transmissions awaiting an ack (to peers and stores).
+    pub in_flight: usize,
+    /// Presence entries, all rooms together.
+    pub presence_entries: usize,
+    /// Registered listeners.
+    pub listeners: usize,
+    /// Changes the dialed peers' feeds announced and we have not pulled.
+    pub remote_lag: u64,
 }

@@ -137,6 +137,9 @@ pub(crate) enum Request<E: DocEngine> {
     Resident {
         reply: Answer<usize>,
     },
+    Gauges {
+        reply: Answer<()>,
+    },
     Summary {
         reply: Answer<crate::repo::Summary>,
     },
@@ -157,15 +160,30 @@ impl StoreThread {
         mut store: Box<dyn Store>,
         answers: async_channel::Sender<Request<E>>,
         health: Health,
+        metrics: Option<crate::Metrics>,
     ) -> Self {
         let (jobs, rx) = std::sync::mpsc::channel::<StoreJob>();
         let watch = health.clone();
         let thread = std::thread::spawn(move || {
             while let Ok(job) = rx.recv() {
                 let id = job.id;
+                let appended = match &job.op {
+                    crate::node::StoreOp::Append(changes) => Some(changes.len()),
+                    _ => None,
+                };
+                let started = Instant::now();
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     run_job(&mut *store, job.op)
                 }));
+                if let Some(m) = &metrics {
+                    if let Some(n) = appended {
+                        m.store_append.observe(started.elapsed().as_secs_f64());
+                        m.append_batch.observe(n as f64);
+                    }
+                    if !matches!(&ran, Ok(r) if r.store_failure().is_none()) {
+                        m.store_failures.inc();
+                    }
+                }
                 let result = match ran {
                     Ok(result) => result,
                     Err(p) => {
@@ -287,7 +305,8 @@ impl<E: DocEngine> Driver<E> {
                 if node.model().config().timing.feed_poll_ms > 0 && watch(&mut *store, me.clone()) {
                     node.handle(0, Input::StoreAnnounced);
                 }
-                Some(StoreThread::spawn(store, me.clone(), health))
+                let metrics = node.metrics().cloned();
+                Some(StoreThread::spawn(store, me.clone(), health, metrics))
             }
             None => None,
         };
@@ -512,6 +531,11 @@ impl<E: DocEngine> Driver<E> {
             }
             Request::Resident { reply } => {
                 let _ = reply.try_send(self.node.resident());
+            }
+            Request::Gauges { reply } => {
+                self.node.count_gauges();
+                // An asker that gave up needs no answer.
+                let _ = reply.try_send(());
             }
             Request::Summary { reply } => {
                 let m = self.node.model();

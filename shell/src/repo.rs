@@ -49,6 +49,7 @@ pub struct RepoBuilder<E: DocEngine = LoroEngine> {
     chunk_size: usize,
     actor: Option<u64>,
     authenticator: Option<std::sync::Arc<dyn crate::Authenticator>>,
+    metrics: Option<crate::Metrics>,
 }
 
 impl<E: DocEngine> RepoBuilder<E> {
@@ -65,6 +66,7 @@ impl<E: DocEngine> RepoBuilder<E> {
             chunk_size: self.chunk_size,
             actor: self.actor,
             authenticator: self.authenticator,
+            metrics: self.metrics,
         }
     }
 
@@ -145,6 +147,13 @@ impl<E: DocEngine> RepoBuilder<E> {
         self
     }
 
+    /// Counts into `metrics` what the node receives, sends, stores and
+    /// decides (for an operator's `GET /metrics`).
+    pub fn metrics(mut self, metrics: crate::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Messages larger than this cross as chunk frames of this size
     /// (1 MiB by default): no frame ever exceeds a receiver's frame limit.
     pub fn chunk_size(mut self, bytes: usize) -> Self {
@@ -190,6 +199,9 @@ impl<E: DocEngine> RepoBuilder<E> {
         let mut node = Node::with_notify(self.config, self.engine, options, notify);
         if let Some(a) = self.authenticator {
             node.set_authenticator(a);
+        }
+        if let Some(m) = self.metrics {
+            node.set_metrics(m);
         }
         if let Some(mut r) = recorder {
             node.set_hook(Box::new(move |now, msg, cmds| r.record(now, msg, cmds)));
@@ -273,6 +285,7 @@ impl Repo<LoroEngine> {
             chunk_size: NodeOptions::default().chunk_size,
             actor: None,
             authenticator: None,
+            metrics: None,
         }
     }
 }
@@ -486,6 +499,12 @@ impl<E: DocEngine> Repo<E> {
     /// What this node holds and whom it knows: for status pages and tools.
     pub async fn summary(&self) -> Result<Summary, RepoError> {
         self.ask(|reply| Request::Summary { reply }).await
+    }
+
+    /// Brings the metrics' gauges (documents, peers, presence, ...) up to
+    /// date, counted now on the node's thread; call before rendering them.
+    pub async fn count_gauges(&self) -> Result<(), RepoError> {
+        self.ask(|reply| Request::Gauges { reply }).await
     }
 
     /// How many document replicas are in memory now.

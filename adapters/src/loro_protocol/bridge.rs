@@ -21,6 +21,7 @@ use docweave_core::{
     Payload, PeerId, PeerKind, Reply, Rules, VersionVector, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,19 @@ pub struct BridgeOptions {
     /// after the client left too when the node keeps the namespace
     /// ([`PERSISTED_PRESENCE_NAMESPACE`] in `Config::lasting_presence`).
     pub persisted_presence_ttl_ms: u32,
+    /// Figures of all connections sharing these options, for metrics.
+    pub figures: Arc<LoroFigures>,
+}
+
+/// What every Loro connection of a server did, together (for metrics).
+#[derive(Debug, Default)]
+pub struct LoroFigures {
+    /// Rooms joined now (or being joined).
+    pub rooms: AtomicUsize,
+    /// Joins answered `JoinResponseOk`.
+    pub joined: AtomicU64,
+    /// Joins answered `JoinError`.
+    pub refused: AtomicU64,
 }
 
 impl BridgeOptions {
@@ -96,6 +110,7 @@ impl BridgeOptions {
             ack_timeout: Duration::from_secs(30),
             presence_ttl_ms: 30_000,
             persisted_presence_ttl_ms: 300_000,
+            figures: Arc::default(),
         }
     }
 }
@@ -213,6 +228,16 @@ pub struct Bridge {
     owed: OwedAcks,
     /// The time of the last input (bridge milliseconds).
     now_ms: u64,
+}
+
+impl Drop for Bridge {
+    /// The connection's rooms are left with it.
+    fn drop(&mut self) {
+        self.o
+            .figures
+            .rooms
+            .fetch_sub(self.rooms.len(), Ordering::Relaxed);
+    }
 }
 
 /// Most documents in the connection's subscription filter (the node's
@@ -369,6 +394,13 @@ impl Bridge {
 
     /// A message from the client.
     pub fn from_client(&mut self, m: LoroMessage, now: Instant) -> Vec<Effect> {
+        let rooms = self.rooms.len();
+        let out = self.handle_client(m, now);
+        self.count(rooms, &out);
+        out
+    }
+
+    fn handle_client(&mut self, m: LoroMessage, now: Instant) -> Vec<Effect> {
         self.now_ms = self.ms(now);
         let mut out = Vec::new();
         let LoroMessage { crdt, room, body } = m;
@@ -745,6 +777,13 @@ impl Bridge {
     /// Time passed: fragmented updates that did not complete in time are
     /// dropped and answered `fragment_timeout` (the client sends again).
     pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        let rooms = self.rooms.len();
+        let out = self.handle_tick(now);
+        self.count(rooms, &out);
+        out
+    }
+
+    fn handle_tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut out = Vec::new();
         let now = self.ms(now);
         self.now_ms = now;
@@ -912,6 +951,34 @@ impl Bridge {
 
     /// A message from the node.
     pub fn from_node(&mut self, m: Message) -> Vec<Effect> {
+        let rooms = self.rooms.len();
+        let out = self.handle_node(m);
+        self.count(rooms, &out);
+        out
+    }
+
+    /// Brings the server's figures up to date after a call that found
+    /// `rooms` rooms and did `out`.
+    fn count(&self, rooms: usize, out: &[Effect]) {
+        let f = &self.o.figures;
+        let now = self.rooms.len();
+        if now > rooms {
+            f.rooms.fetch_add(now - rooms, Ordering::Relaxed);
+        } else {
+            f.rooms.fetch_sub(rooms - now, Ordering::Relaxed);
+        }
+        for e in out {
+            if let Effect::ToClient(m) = e {
+                match m.body {
+                    Body::JoinResponseOk { .. } => f.joined.fetch_add(1, Ordering::Relaxed),
+                    Body::JoinError { .. } => f.refused.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+            }
+        }
+    }
+
+    fn handle_node(&mut self, m: Message) -> Vec<Effect> {
         let mut out = Vec::new();
         match m {
             Message::Welcome(_) => {

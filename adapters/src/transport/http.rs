@@ -105,6 +105,23 @@ pub type StatusPage = Arc<
 /// `GET /healthz`: `200 ok`, or `503` with the reason.
 pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// What the HTTP endpoint itself holds, for its metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpFigures {
+    /// Open HTTP connections.
+    pub connections: usize,
+    /// Open polling sessions.
+    pub sessions: usize,
+}
+
+/// Renders `GET /metrics` (the Prometheus text format), given what the
+/// endpoint itself holds.
+pub type MetricsPage = Arc<
+    dyn Fn(HttpFigures) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// What an HTTP endpoint serves besides syncing and listeners.
 #[derive(Clone, Default)]
 pub struct HttpPages {
@@ -116,6 +133,8 @@ pub struct HttpPages {
     pub health: Option<HealthCheck>,
     /// The answer to `GET /readyz` (whether to send this server clients).
     pub ready: Option<HealthCheck>,
+    /// The answer to `GET /metrics`.
+    pub metrics: Option<MetricsPage>,
     /// A server with this speaks only TLS (`https://`).
     pub tls: Option<super::TlsServer>,
     /// The peer id a listener request without `x-docweave-peer` speaks as,
@@ -219,7 +238,7 @@ pub async fn serve_http(
 /// are answered with the files of that directory (`/` is its `index.html`);
 /// the status page is then at `/status` (it is at both `/` and `/status`
 /// without `web`); `/healthz` answers whether the node runs, `/readyz`
-/// whether it should be sent clients.
+/// whether it should be sent clients, `/metrics` with the metrics page.
 pub async fn serve_http_with_web(
     listener: TcpListener,
     o: HttpOptions,
@@ -231,6 +250,7 @@ pub async fn serve_http_with_web(
         web,
         health,
         ready,
+        metrics,
         peer_of_token,
         tls,
     } = pages;
@@ -270,6 +290,7 @@ pub async fn serve_http_with_web(
         };
         let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
         let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
+        let (metrics, limit) = (metrics.clone(), limit.clone());
         let peer_of_token = peer_of_token.clone();
         let tls = tls.clone();
         smol::spawn(async move {
@@ -278,10 +299,26 @@ pub async fn serve_http_with_web(
                 let (sessions, connect, status) =
                     (sessions.clone(), connect.clone(), status.clone());
                 let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
+                let (metrics, limit) = (metrics.clone(), limit.clone());
                 let peer_of_token = peer_of_token.clone();
                 async move {
                     let get = req.method() == hyper::Method::GET;
                     let path = req.uri().path().to_string();
+                    if let (true, "/metrics", Some(page)) = (get, path.as_str(), &metrics) {
+                        let figures = HttpFigures {
+                            connections: limit.open(),
+                            sessions: lock(&sessions).len(),
+                        };
+                        let mut r =
+                            respond(StatusCode::OK, page(figures).await.into_bytes(), false);
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
                     if get && path == "/healthz" {
                         let r = match health.as_ref().map_or(Ok(()), |h| h()) {
                             Ok(()) => respond(StatusCode::OK, b"ok\n".to_vec(), false),

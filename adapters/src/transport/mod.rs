@@ -18,7 +18,7 @@ mod websocket;
 
 pub use http::{
     http_link, post, serve_http, serve_http_with_web, split_frames, Connector, HealthCheck,
-    HttpOptions, HttpPages, PeerOfToken, StatusPage,
+    HttpFigures, HttpOptions, HttpPages, MetricsPage, PeerOfToken, StatusPage,
 };
 pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, PolledLink};
 pub use pace::{InboundRate, Pacer};

@@ -3,15 +3,17 @@
 //! optionally syncing both ways with other servers.
 
 use crate::client::dialer_for;
-use docweave_adapters::loro_protocol::{BridgeOptions, PERSISTED_PRESENCE_NAMESPACE};
+use docweave_adapters::loro_protocol::{BridgeOptions, LoroFigures, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
     serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HealthCheck,
-    HttpOptions, HttpPages, InboundRate, StatusPage, TlsServer, WsOptions,
+    HttpFigures, HttpOptions, HttpPages, InboundRate, MetricsPage, StatusPage, TlsServer,
+    WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{Namespace, PeerKind, Rules};
 use docweave_shell::Repo;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Options of `docweave serve`.
@@ -151,7 +153,9 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
     // The node's own rules for a join's token, so a Loro join with a token
     // it would refuse fails alone instead of closing the connection.
+    let loro_figures = Arc::new(LoroFigures::default());
     let loro = BridgeOptions {
+        figures: loro_figures.clone(),
         max_update: max_message,
         accepts: auth.loro_accepts(),
         access: auth.loro_access(),
@@ -179,6 +183,8 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     if let Some(path) = &a.record {
         builder = builder.record(path);
     }
+    let metrics = docweave_shell::Metrics::new();
+    builder = builder.metrics(metrics.clone());
     let repo = builder.build().map_err(|e| e.to_string())?;
     let max_connections = a
         .max_connections
@@ -242,14 +248,16 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             tls: tls.clone(),
             ..WsOptions::default()
         };
+        let ws_limit = ConnectionLimit::new(max_connections);
         smol::spawn(serve_ws_with_loro(
             ws,
             ws_options,
-            ConnectionLimit::new(max_connections),
+            ws_limit.clone(),
             repo.acceptor(),
             Some(loro),
         ))
         .detach();
+        let tcp_limit = ConnectionLimit::new(max_connections);
         let connect: Connector = repo.connector();
         let r = repo.clone();
         let seen = auth.clone();
@@ -272,7 +280,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             smol::spawn(serve_tcp(
                 tcp,
                 docweave_core::Limits::default(),
-                ConnectionLimit::new(max_connections),
+                tcp_limit.clone(),
                 repo.acceptor(),
             ))
             .detach();
@@ -295,7 +303,31 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
                 None => Ok(()),
             }
         });
+        // Figures the node counts as it runs, its gauges counted now, and
+        // each endpoint's open connections. No document ids or contents:
+        // the page is open to whoever reaches the HTTP port.
+        let (r, m) = (repo.clone(), metrics.clone());
+        let metrics_page: MetricsPage = Arc::new(move |http: HttpFigures| {
+            let (r, m, loro_figures) = (r.clone(), m.clone(), loro_figures.clone());
+            let (ws, tcp) = (ws_limit.open(), tcp_limit.open());
+            Box::pin(async move {
+                if let Err(e) = r.count_gauges().await {
+                    tracing::warn!("the node did not count its gauges: {e}");
+                }
+                m.set_connections("websocket", ws);
+                m.set_connections("tcp", tcp);
+                m.set_connections("http", http.connections);
+                m.set_connections("http-session", http.sessions);
+                m.set_loro(
+                    loro_figures.rooms.load(Ordering::Relaxed),
+                    loro_figures.joined.load(Ordering::Relaxed),
+                    loro_figures.refused.load(Ordering::Relaxed),
+                );
+                m.render()
+            })
+        });
         let pages = HttpPages {
+            metrics: Some(metrics_page),
             status: Some(page),
             web: a.web.clone().map(Arc::new),
             health: Some(health),

@@ -33,6 +33,7 @@
 //! ```
 
 mod chunks;
+mod counting;
 mod outbox;
 mod recent_exports;
 mod repeated_logs;
@@ -302,6 +303,11 @@ pub struct Node<E: DocEngine> {
     authenticator: Option<Arc<dyn crate::Authenticator>>,
     chunks: chunks::Chunks,
     next_chunk_id: u32,
+    /// Where it counts for operators, if anywhere.
+    metrics: Option<crate::metrics::Metrics>,
+    /// Counters by message kind, and when each update not yet
+    /// acknowledged arrived (for its latency).
+    counting: counting::Counting,
 }
 
 impl<E: DocEngine> Node<E> {
@@ -349,6 +355,8 @@ impl<E: DocEngine> Node<E> {
                 options.reassembly_deadline_ms,
             ),
             next_chunk_id: 1,
+            metrics: None,
+            counting: Default::default(),
         };
         if options.store {
             let channel = node.new_channel();
@@ -546,6 +554,7 @@ impl<E: DocEngine> Node<E> {
                 if !self.channels.contains(&channel) {
                     return;
                 }
+                self.count_frame_in(bytes.len());
                 let bytes = match docweave_core::parse_chunk(&bytes) {
                     // Nothing is held for a channel before its handshake.
                     Some(_) if self.model().channel_peer(channel).is_none() => {
@@ -683,6 +692,7 @@ impl<E: DocEngine> Node<E> {
 
     /// Feeds one message to the core and queues its commands.
     fn step(&mut self, msg: Msg) {
+        self.count_step(&msg);
         let Some(model) = self.model.take() else {
             return;
         };
@@ -760,7 +770,12 @@ impl<E: DocEngine> Node<E> {
         let engine = self.replicas.engine().clone();
         let d = self.replicas.get_or_create(&doc);
         let bytes: Vec<&[u8]> = batch.iter().map(|(_, _, data)| data.as_bytes()).collect();
-        let outcomes = match engine.import_many(d, &bytes) {
+        let started = std::time::Instant::now();
+        let imported = engine.import_many(d, &bytes);
+        if let Some(m) = &self.metrics {
+            m.import.observe(started.elapsed().as_secs_f64());
+        }
+        let outcomes = match imported {
             Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
             Ok(outcomes) => {
                 let reason = format!(

@@ -52,9 +52,14 @@ impl<E: DocEngine> Node<E> {
         // ever would be a livelock the fuzzer found).
         if self.store.is_some() && self.cmds.is_empty() && self.blocked.is_none() {
             let model = self.model.as_ref();
+            let before = self.replicas.len();
             self.replicas.evict(self.options.max_docs, |doc| {
                 model.is_some_and(|m| m.is_dirty(doc))
             });
+            if let Some(m) = &self.metrics {
+                m.evicted
+                    .inc_by(before.saturating_sub(self.replicas.len()) as u64);
+            }
         }
     }
 
@@ -100,9 +105,11 @@ impl<E: DocEngine> Node<E> {
                 .chunk_size
                 .saturating_sub(docweave_core::CHUNK_HEADER + 16);
             match SharedFrame::encode(&messages, size.max(1), id) {
-                Ok(frame) => self
-                    .outputs
-                    .push_back(Output::TransmitShared { channel, frame }),
+                Ok(frame) => {
+                    self.count_out(channel, &messages, frame.wire_len());
+                    self.outputs
+                        .push_back(Output::TransmitShared { channel, frame })
+                }
                 Err(e) => tracing::warn!("{channel}: cannot encode: {e}"),
             }
             return;
@@ -116,7 +123,15 @@ impl<E: DocEngine> Node<E> {
             encode(&messages).map(|frame| Output::Transmit { channel, frame })
         };
         match sent {
-            Ok(output) => self.outputs.push_back(output),
+            Ok(output) => {
+                let len = match &output {
+                    Output::Transmit { frame, .. } => frame.len(),
+                    Output::TransmitShared { frame, .. } => frame.len(),
+                    _ => 0,
+                };
+                self.count_out(channel, &messages, len);
+                self.outputs.push_back(output);
+            }
             Err(e) => tracing::warn!("{channel}: cannot encode: {e}"),
         }
     }
@@ -210,7 +225,12 @@ impl<E: DocEngine> Node<E> {
             exports.insert(key, (data.clone(), version.clone()));
             return Exported::Data(data, version);
         }
-        match engine.export(d, since) {
+        let started = std::time::Instant::now();
+        let exported = engine.export(d, since);
+        if let Some(m) = &self.metrics {
+            m.export.observe(started.elapsed().as_secs_f64());
+        }
+        match exported {
             Ok(bytes) if bytes.len() > self.options.max_message => {
                 let reason = format!(
                     "{doc} is {} bytes, more than the largest message this node sends ({} bytes); it was not sent",
