@@ -441,6 +441,7 @@ pub fn validate(m: &Message, limits: &Limits) -> Result<(), FrameError> {
             check_strands(strands, limits)
         }
         Message::Reauth { token } => check_text("a token", token, limits),
+        Message::GoingAway { reason, .. } => check_text("a reason", reason, limits),
         Message::ListDocs { filter, after } => {
             check_filter(filter, limits)?;
             after.as_ref().map_or(Ok(()), check_doc)

@@ -315,6 +315,17 @@ pub enum Msg {
     /// connections holding a revoked token or identity are closed at once,
     /// and no hello presenting one is welcomed.
     Revoked(crate::policy::Revocations),
+    /// The host is stopping this node (a rolling restart): every client is
+    /// told `going-away` (those on protocol 4; older ones learn it when
+    /// their connection closes) and asked to come back after
+    /// `retry_after_ms`; from now on a hello is refused the same way.
+    /// What is already received is still answered and written.
+    Drain {
+        /// Why, for the clients' logs.
+        reason: String,
+        /// When clients should dial again, in milliseconds.
+        retry_after_ms: Millis,
+    },
     /// The operator's permission rules now (replacing the configured
     /// ones): every decision from this input on follows them, so data a
     /// peer may no longer read stops with the next change.
@@ -360,6 +371,7 @@ impl Msg {
             Msg::StoreChanged { .. } => "store-changed",
             Msg::Authenticated { .. } => "authenticated",
             Msg::Revoked(_) => "revoked",
+            Msg::Drain { .. } => "drain",
             Msg::Rules(_) => "rules",
             Msg::SetToken { .. } => "set-token",
         }

@@ -535,6 +535,9 @@ pub(crate) struct Remote {
     pub filter: Filter,
     pub attempt: u32,
     pub channel: Option<ChannelId>,
+    /// The delay the server asked for when it went away: the next dial
+    /// waits this long instead of the backoff.
+    pub retry_after: Option<Millis>,
 }
 
 /// Things that happen at a time.
@@ -581,6 +584,9 @@ pub struct Model {
     pub(crate) peers: OrdMap<PeerId, Peer>,
     /// What the operator revoked: no hello presenting it is welcomed.
     pub(crate) revoked: Arc<crate::policy::Revocations>,
+    /// Set once the host drains the node: why, and when clients should
+    /// come back.
+    pub(crate) draining: Option<(String, Millis)>,
     pub(crate) filter_subscribers: OrdSet<PeerId>,
     pub(crate) in_flight: OrdMap<BatchId, InFlight>,
     /// Sync-requests we sent and wait an answer for, with when they left.
@@ -662,6 +668,7 @@ impl Model {
             stores: OrdSet::new(),
             peers: OrdMap::new(),
             revoked: Arc::default(),
+            draining: None,
             filter_subscribers: OrdSet::new(),
             in_flight: OrdMap::new(),
             requests: OrdMap::new(),
@@ -801,6 +808,11 @@ impl Model {
     /// How many peers the model keeps state for (connected or recently gone).
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Whether the node drains (stops taking clients; see `Msg::Drain`).
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_some()
     }
 
     /// Number of in-flight transmissions awaiting an ack.

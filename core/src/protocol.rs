@@ -20,7 +20,8 @@ use std::sync::Arc;
 /// - 1: the first protocol.
 /// - 2: adds `list-docs` / `doc-list` and the `Unsupported` error code.
 /// - 3: adds `reauth` (a new token on a live connection).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// - 4: adds `going-away` (a server that stops asks its clients to move on).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The lowest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
@@ -568,10 +569,22 @@ pub enum Message {
         /// The new token.
         token: String,
     },
+    /// "I am stopping: go elsewhere" (protocol 4). A server that drains
+    /// (a rolling restart) sends it to every client; a client closes the
+    /// connection and dials again after `retry_after_ms` (0: at once),
+    /// landing on another server when it was given several. What it sent
+    /// and was not acknowledged is offered again there, as after any
+    /// reconnect.
+    GoingAway {
+        /// Why, for the logs.
+        reason: String,
+        /// When to dial again, in milliseconds.
+        retry_after_ms: u64,
+    },
 }
 
 /// How many kinds of [`Message`] this build knows (its variant count).
-pub const MESSAGE_KINDS: u32 = 28;
+pub const MESSAGE_KINDS: u32 = 29;
 
 impl Message {
     /// The protocol version that added this message (see [`PROTOCOL_VERSION`]).
@@ -579,6 +592,7 @@ impl Message {
         match self {
             Message::ListDocs { .. } | Message::DocList { .. } => 2,
             Message::Reauth { .. } => 3,
+            Message::GoingAway { .. } => 4,
             Message::Error {
                 code: ErrorCode::Unsupported,
                 ..
@@ -618,6 +632,7 @@ impl Message {
             Message::ListDocs { .. } => "list-docs",
             Message::DocList { .. } => "doc-list",
             Message::Reauth { .. } => "reauth",
+            Message::GoingAway { .. } => "going-away",
         }
     }
 
@@ -626,6 +641,7 @@ impl Message {
         match self {
             Message::ListDocs { .. } | Message::DocList { .. } => 2,
             Message::Reauth { .. } => 3,
+            Message::GoingAway { .. } => 4,
             _ => 1,
         }
     }

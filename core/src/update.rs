@@ -45,6 +45,10 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         Msg::ChannelRemoved { channel } => connection::channel_removed(model, out, channel),
         Msg::Received { channel, message } => received(model, out, channel, message, None),
         Msg::Revoked(revocations) => connection::revoked(model, out, revocations),
+        Msg::Drain {
+            reason,
+            retry_after_ms,
+        } => connection::drain(model, out, reason, retry_after_ms),
         Msg::Rules(rules) => {
             let mut config = (*model.config).clone();
             config.rules = rules;
@@ -166,6 +170,13 @@ fn received(
                     None,
                     format!("{channel} refused the handshake: {code:?}: {message}"),
                 ),
+                // A server that drains turns new clients away at once; they
+                // dial again after their usual backoff.
+                Message::GoingAway { reason, .. } => common::report(
+                    out,
+                    None,
+                    format!("{channel} refused the handshake: going away: {reason}"),
+                ),
                 other => connection::before_hello(model, out, channel, other.name()),
             };
         }
@@ -231,6 +242,10 @@ fn received(
         Message::Reauth { token } => {
             connection::reauth(model, out, channel, &peer, &token, verdict)
         }
+        Message::GoingAway {
+            reason,
+            retry_after_ms,
+        } => connection::going_away(model, out, channel, &peer, &reason, retry_after_ms),
         Message::DeleteResult { doc, outcome } => out.emit(crate::io::Event::DeleteAnswered {
             peer,
             doc,

@@ -185,6 +185,10 @@ fn samples() -> Vec<Message> {
         Message::Reauth {
             token: "eyJ.new.token".into(),
         },
+        Message::GoingAway {
+            reason: "restarting".into(),
+            retry_after_ms: 1500,
+        },
     ]
 }
 

@@ -158,6 +158,10 @@ pub fn message(m: &Message) -> String {
                 .unwrap_or("start".into())
         ),
         Message::Reauth { .. } => format!("{name} token=given"),
+        Message::GoingAway {
+            reason,
+            retry_after_ms,
+        } => format!("{name} {reason:?} retry-after={retry_after_ms}ms"),
         Message::DocList { docs, more } => {
             let list: Vec<String> = docs
                 .iter()
@@ -261,6 +265,10 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::ChunkBeforeHello { .. } => "a chunk before hello".into(),
         Msg::SetToken { remote, .. } => format!("set-token {remote}"),
         Msg::Rules(r) => format!("rules replaced: {} rules", r.rules.len()),
+        Msg::Drain {
+            reason,
+            retry_after_ms,
+        } => format!("drain {reason:?} retry-after={retry_after_ms}ms"),
         Msg::Revoked(r) => format!(
             "revoked {} tokens, {} identities",
             r.tokens.len(),

@@ -541,26 +541,24 @@ fn peers_one_protocol_version_behind_and_one_ahead_still_sync() {
     for c in ["behind", "ahead"] {
         assert_eq!(sorted(content(&sim, c, "notes")), hub, "{c}");
     }
-    // The newest message (a token refresh, protocol 3) goes on the newer
-    // peer's connection only; the older one keeps the token for its next
-    // hello.
-    for name in ["ahead", "behind"] {
-        sim.feed(
-            name,
-            docweave_shell::Input::SetToken {
-                remote: docweave_core::RemoteAddr::new("hub"),
-                token: "fresh".into(),
-            },
-        );
-    }
+    // The newest message (going-away, protocol 4: the hub drains) goes on
+    // the newer peer's connection only; the older one learns when its
+    // connection closes.
+    sim.feed(
+        "hub",
+        docweave_shell::Input::Drain {
+            reason: "restarting".into(),
+            retry_after_ms: 0,
+        },
+    );
     sim.run();
     assert!(sim
         .trace
         .iter()
-        .any(|l| l.starts_with("ahead -> hub  reauth")));
+        .any(|l| l.starts_with("hub -> ahead  going-away")));
     assert!(!sim
         .trace
         .iter()
-        .any(|l| l.starts_with("behind -> hub  reauth")));
+        .any(|l| l.starts_with("hub -> behind  going-away")));
     insta::assert_snapshot!(sim.trace_text());
 }

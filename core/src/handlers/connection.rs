@@ -12,7 +12,7 @@
 
 use super::common::{established_peer, refuse, report};
 use crate::ids::{ChannelId, DocId, PeerId, RemoteAddr};
-use crate::io::{ChannelKind, Cmd, Event, Level};
+use crate::io::{ChannelKind, Cmd, Event, Level, Millis};
 use crate::model::{Channel, Link, Model, Peer, PeerDoc, Phase, Remote, Timer};
 use crate::out::Out;
 use crate::policy::{Credential, Verdict};
@@ -243,6 +243,7 @@ pub(crate) fn connect(
             filter,
             attempt: 0,
             channel: None,
+            retry_after: None,
         },
     );
     if !connected {
@@ -317,6 +318,19 @@ pub(crate) fn hello(
     }
     // Both speak every version up to the lower of the two.
     let negotiated = h.protocol.min(ours);
+    if let Some((reason, retry_after_ms)) = model.draining.clone() {
+        if negotiated >= GOING_AWAY_SINCE {
+            out.send(
+                channel,
+                Message::GoingAway {
+                    reason: reason.clone(),
+                    retry_after_ms,
+                },
+            );
+        }
+        out.cmd(Cmd::Close { channel, reason });
+        return;
+    }
     if !h.peer.is_valid() || h.peer.as_str() == STORE_PEER || h.peer == model.config.peer {
         return close(
             out,
@@ -461,6 +475,71 @@ pub(crate) fn revoked(model: &mut Model, out: &mut Out, revocations: crate::poli
             reason: "revoked".into(),
         });
     }
+}
+
+/// The protocol version that has `going-away`.
+const GOING_AWAY_SINCE: u32 = 4;
+
+/// The node is stopping: every client on a protocol that knows it is told
+/// to go elsewhere. Nothing is closed here: what clients already sent is
+/// still answered and written, and the host closes what is left when its
+/// drain ends.
+pub(crate) fn drain(model: &mut Model, out: &mut Out, reason: String, retry_after_ms: Millis) {
+    model.draining = Some((reason.clone(), retry_after_ms));
+    let told: Vec<ChannelId> = model
+        .channels
+        .iter()
+        .filter(|(_, ch)| ch.kind == ChannelKind::Network && ch.protocol >= GOING_AWAY_SINCE)
+        .filter(|(_, ch)| matches!(ch.link, Link::Established(_)))
+        .map(|(c, _)| *c)
+        .collect();
+    out.log(
+        Level::Info,
+        format!("draining ({reason}): {} clients told to go elsewhere", told.len()),
+    );
+    for channel in told {
+        out.send(
+            channel,
+            Message::GoingAway {
+                reason: reason.clone(),
+                retry_after_ms,
+            },
+        );
+    }
+}
+
+/// A server we dialed is going away: its connection is closed now and
+/// dialed again after the delay it asked for (the host's dialer may then
+/// land on another server), not after the usual backoff.
+pub(crate) fn going_away(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    reason: &str,
+    retry_after_ms: Millis,
+) {
+    let remote = model.channels.get(&channel).and_then(|c| c.remote.clone());
+    let Some(addr) = remote.filter(|a| model.remotes.contains_key(a)) else {
+        out.log(
+            Level::Info,
+            format!("{peer} sent going-away, but it is not a server we dialed"),
+        );
+        return;
+    };
+    // At most a minute: a peer cannot park us for ever.
+    let delay = retry_after_ms.min(60_000);
+    if let Some(r) = model.remotes.get_mut(&addr) {
+        r.retry_after = Some(delay);
+    }
+    out.log(
+        Level::Info,
+        format!("{addr} is going away ({reason}); dialing again in {delay} ms"),
+    );
+    out.cmd(Cmd::Close {
+        channel,
+        reason: format!("the server is going away: {reason}"),
+    });
 }
 
 /// A channel's credential expired: it is told and closed (a peer that
@@ -614,16 +693,16 @@ pub(crate) fn keep_to_protocols(model: &Model, out: &mut Out) {
         let mut refused = Vec::new();
         items.retain(|i| match i {
             crate::io::Outgoing::Message(m) if m.since_protocol() > spoken => {
-                refused.push(m.name());
+                refused.push((m.name(), m.since_protocol()));
                 false
             }
             _ => true,
         });
-        for name in refused {
+        for (name, since) in refused {
             items.push(crate::io::Outgoing::Message(Message::Error {
                 code: ErrorCode::MalformedFrame,
                 message: format!(
-                    "{name} needs protocol 2; this connection speaks protocol {spoken}"
+                    "{name} needs protocol {since}; this connection speaks protocol {spoken}"
                 ),
             }));
         }

@@ -63,14 +63,18 @@ pub(crate) fn cancel(model: &mut Model, timer: &Timer) {
 }
 
 pub(crate) fn schedule_reconnect(model: &mut Model, addr: &RemoteAddr) {
-    let attempt = match model.remotes.get_mut(addr) {
+    let (attempt, asked) = match model.remotes.get_mut(addr) {
         Some(r) => {
             r.attempt = r.attempt.saturating_add(1);
-            r.attempt
+            (r.attempt, r.retry_after.take())
         }
         None => return,
     };
-    let delay = backoff(model, attempt);
+    // A server that went away said when to come back: no backoff then.
+    let delay = match asked {
+        Some(ms) => ms,
+        None => backoff(model, attempt),
+    };
     let at = model.now.saturating_add(delay);
     set(model, Timer::Reconnect(addr.clone()), at);
 }

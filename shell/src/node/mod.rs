@@ -190,6 +190,14 @@ pub enum Input {
     /// The operator's revocations now (replacing the last): connections of
     /// revoked tokens and identities are closed at once.
     Revoked(docweave_core::Revocations),
+    /// The host stops this node: clients are told to go elsewhere and come
+    /// back after `retry_after_ms` (see `docweave_core::Msg::Drain`).
+    Drain {
+        /// Why, for the clients' logs.
+        reason: String,
+        /// When they should dial again, in milliseconds.
+        retry_after_ms: Millis,
+    },
     /// Another process sharing the store published these bytes (a frame of
     /// presence messages, see [`Store::publish`](docweave_adapters::Store::publish)).
     StorePublished {
@@ -646,6 +654,13 @@ impl<E: DocEngine> Node<E> {
             }
             Input::StorePublished { bytes } => self.published(&bytes),
             Input::Revoked(r) => self.step(Msg::Revoked(r)),
+            Input::Drain {
+                reason,
+                retry_after_ms,
+            } => self.step(Msg::Drain {
+                reason,
+                retry_after_ms,
+            }),
             Input::Rules(r) => self.step(Msg::Rules(r)),
             Input::SetToken { remote, token } => self.step(Msg::SetToken { remote, token }),
             Input::SetPresence {
