@@ -431,7 +431,7 @@ impl<E: DocEngine> Driver<E> {
         self.flush_writes().await;
         let links: Vec<LinkTx> = std::mem::take(&mut self.links).into_values().collect();
         for tx in &links {
-            tx.close("the node is closing");
+            tx.close(docweave_adapters::transport::SERVER_STOPPING);
         }
         // Each transport finishes what it owes the other side (a WebSocket's
         // close frame, an HTTP session's close) before the process may end:

@@ -605,6 +605,26 @@ impl<E: DocEngine> Repo<E> {
         }
     }
 
+    /// Drains the node for a stop (a rolling restart): every client on
+    /// protocol 4 is told `going-away` (come back after `retry_after_ms`),
+    /// what clients already sent is still answered and written, and new
+    /// hellos are turned away. Close the transports' connection limits
+    /// too, so no new connection comes; then [`Repo::shutdown`].
+    pub fn drain(&self, reason: &str, retry_after_ms: u64) -> Result<(), RepoError> {
+        self.input
+            .try_send(Request::Node(Input::Drain {
+                reason: reason.to_string(),
+                retry_after_ms,
+            }))
+            .map_err(|_| RepoError::Closed)
+    }
+
+    /// How many peers are connected now (counted on the node's thread).
+    pub async fn connected_peers(&self) -> Result<usize, RepoError> {
+        let summary = self.summary().await?;
+        Ok(summary.peers.iter().filter(|(_, live, _)| *live).count())
+    }
+
     /// Replaces the revoked tokens (by `jti`) and identities: every
     /// connection holding one is closed now with a `token-revoked` error,
     /// and no hello presenting one is welcomed until it is lifted.

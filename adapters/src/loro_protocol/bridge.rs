@@ -240,6 +240,10 @@ impl Drop for Bridge {
     }
 }
 
+/// How a close for a server going away begins: the WebSocket close frame
+/// then carries code 1001 ("going away") instead of 1000.
+pub const GOING_AWAY: &str = "going away: ";
+
 /// Most documents in the connection's subscription filter (the node's
 /// bound on filter entries per peer).
 const MAX_WATCHED: usize = 1_000;
@@ -1111,6 +1115,12 @@ impl Bridge {
                     reply: Reply::Unavailable,
                     version: VersionVector::new(),
                 }));
+            }
+            // The server drains: the Loro client is closed with 1001
+            // ("going away") and reconnects on its own, to whichever
+            // server its app points it at.
+            Message::GoingAway { reason, .. } => {
+                out.push(Effect::Close(format!("{GOING_AWAY}{reason}")));
             }
             _ => {}
         }

@@ -163,8 +163,15 @@ fn to_ws(m: &super::codec::LoroMessage) -> Ws {
 }
 
 fn close(reason: &str) -> Ws {
+    let code = if reason.starts_with(super::bridge::GOING_AWAY)
+        || reason == crate::transport::SERVER_STOPPING
+    {
+        CloseCode::Away
+    } else {
+        CloseCode::Normal
+    };
     Ws::Close(Some(CloseFrame {
-        code: CloseCode::Normal,
+        code,
         reason: reason.chars().take(100).collect::<String>().into(),
     }))
 }

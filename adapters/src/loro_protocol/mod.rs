@@ -17,7 +17,8 @@ mod session;
 
 pub use bridge::{
     sent_version, version_from_loro, version_to_loro, AccessCheck, Bridge, BridgeOptions, Effect,
-    Identity, LoroFigures, TokenCheck, PERSISTED_PRESENCE_NAMESPACE, PRESENCE_NAMESPACE,
+    Identity, LoroFigures, TokenCheck, GOING_AWAY, PERSISTED_PRESENCE_NAMESPACE,
+    PRESENCE_NAMESPACE,
 };
 pub use codec::{
     decode, encode, AckStatus, BatchId, Body, Crdt, DecodeError, JoinErrorCode, LoroMessage,

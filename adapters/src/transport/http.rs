@@ -135,6 +135,11 @@ pub struct HttpPages {
     pub ready: Option<HealthCheck>,
     /// The answer to `GET /metrics`.
     pub metrics: Option<MetricsPage>,
+    /// The endpoint's connection limit, shared with the host so it can
+    /// close it when the server drains (then new connections and new
+    /// polling sessions get `503` with `Retry-After`); by default one of
+    /// `HttpOptions::max_connections`.
+    pub limit: Option<super::ConnectionLimit>,
     /// A server with this speaks only TLS (`https://`).
     pub tls: Option<super::TlsServer>,
     /// The peer id a listener request without `x-docweave-peer` speaks as,
@@ -251,6 +256,7 @@ pub async fn serve_http_with_web(
         health,
         ready,
         metrics,
+        limit,
         peer_of_token,
         tls,
     } = pages;
@@ -269,12 +275,14 @@ pub async fn serve_http_with_web(
         }
     })
     .detach();
-    let limit = ConnectionLimit::new(o.max_connections);
+    let limit = limit.unwrap_or_else(|| ConnectionLimit::new(o.max_connections));
     let mut pause = Duration::from_millis(5);
     loop {
         let stream = accept_next(&listener, &mut pause).await;
         let client = stream.peer_addr().ok().map(|a| a.ip());
-        let Some(slot) = limit.enter() else {
+        // While the server drains, health, readiness and metrics still
+        // answer; new polling sessions are refused (see `sync`).
+        let Some(slot) = limit.enter_even_closed() else {
             let mut s = stream;
             let max = limit.max();
             smol::spawn(async move {
@@ -381,6 +389,22 @@ pub async fn serve_http_with_web(
                         {
                             r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
                         }
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
+                    // A draining server opens no new polling session: the
+                    // client tries another server, or this one again later.
+                    let new_session =
+                        path == "/sync" && !req.uri().query().unwrap_or("").contains("session=");
+                    if limit.is_closed() && new_session {
+                        let mut r = problem(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "GoingAway",
+                            "this server is stopping; use another, or try again later".into(),
+                        );
+                        r.headers_mut().insert(
+                            hyper::header::RETRY_AFTER,
+                            hyper::header::HeaderValue::from_static("1"),
+                        );
                         return Ok::<_, std::convert::Infallible>(r);
                     }
                     Ok::<_, std::convert::Infallible>(

@@ -32,6 +32,10 @@ use docweave_core::{encode, ErrorCode, Message, SharedFrame};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The reason a node gives the links it closes when it stops: WebSocket
+/// clients see close code 1001 ("going away") with it.
+pub const SERVER_STOPPING: &str = "the node is closing";
+
 /// What waits in a link's queue: a shared frame keeps its document bytes
 /// shared until the writer takes its chunks (or the whole frame) one by one.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use super::Link;
 use smol::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct ConnectionLimit {
     open: Arc<AtomicUsize>,
     max: usize,
+    /// Set when the server stops taking connections (it drains).
+    closed: Arc<AtomicBool>,
 }
 
 impl ConnectionLimit {
@@ -20,7 +22,19 @@ impl ConnectionLimit {
         Self {
             open: Arc::new(AtomicUsize::new(0)),
             max,
+            closed: Arc::default(),
         }
+    }
+
+    /// Takes no more connections (every clone of this limit): the server
+    /// drains. Open ones are not touched.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it takes no more connections.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Connections open now.
@@ -33,9 +47,19 @@ impl ConnectionLimit {
         self.max
     }
 
-    /// Counts one more connection, or `None` when full. The slot is given
+    /// Counts one more connection, or `None` when full or closed. The slot is given
     /// back when it is dropped, on every path.
     pub fn enter(&self) -> Option<Slot> {
+        if self.is_closed() {
+            return None;
+        }
+        self.enter_even_closed()
+    }
+
+    /// Like [`ConnectionLimit::enter`], closed or not: for an endpoint that
+    /// still answers some requests while the server drains (HTTP's health
+    /// and metrics).
+    pub fn enter_even_closed(&self) -> Option<Slot> {
         if self.open.fetch_add(1, Ordering::SeqCst) >= self.max {
             self.open.fetch_sub(1, Ordering::SeqCst);
             return None;

@@ -185,13 +185,14 @@ pub async fn serve_tcp(
         let stream = accept_next(&listener, &mut pause).await;
         let Some(slot) = limit.enter() else {
             let mut s = stream;
-            let frame = error_frame(
-                ErrorCode::TooLarge,
-                format!(
+            let why = match limit.is_closed() {
+                true => "this server is stopping; use another".to_string(),
+                false => format!(
                     "this server holds at most {} connections; try later",
                     limit.max()
                 ),
-            );
+            };
+            let frame = error_frame(ErrorCode::TooLarge, why);
             smol::spawn(async move {
                 let _ = s.write_all(&frame).await;
                 let _ = s.shutdown(std::net::Shutdown::Both);

@@ -118,8 +118,15 @@ where
                         ok
                     }
                     Some(Outbound::Close(reason)) => {
+                        // A server that stops says so with 1001.
+                        let away = reason.starts_with(crate::loro_protocol::GOING_AWAY)
+                            || reason == super::SERVER_STOPPING;
                         let frame = CloseFrame {
-                            code: CloseCode::Normal,
+                            code: if away {
+                                CloseCode::Away
+                            } else {
+                                CloseCode::Normal
+                            },
                             reason: reason.chars().take(100).collect::<String>().into(),
                         };
                         let _ = sink.send(Ws::Close(Some(frame))).await;
@@ -306,10 +313,14 @@ pub async fn serve_ws_with_loro(
         let Some(slot) = limit.enter() else {
             let mut s = stream;
             let max = limit.max();
+            let stopping = limit.is_closed();
             smol::spawn(async move {
-                let body = format!(
-                    "docweave: this server holds at most {max} connections; try again later\n"
-                );
+                let body = match stopping {
+                    true => "docweave: this server is stopping; use another\n".to_string(),
+                    false => format!(
+                        "docweave: this server holds at most {max} connections; try again later\n"
+                    ),
+                };
                 let _ = s
                     .write_all(&http_answer("503 Service Unavailable", &body))
                     .await;

@@ -495,7 +495,10 @@ pub(crate) fn drain(model: &mut Model, out: &mut Out, reason: String, retry_afte
         .collect();
     out.log(
         Level::Info,
-        format!("draining ({reason}): {} clients told to go elsewhere", told.len()),
+        format!(
+            "draining ({reason}): {} clients told to go elsewhere",
+            told.len()
+        ),
     );
     for channel in told {
         out.send(

@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// Milliseconds the state of a client that left is kept for its return.
     #[arg(long, default_value_t = 60_000)]
     peer_linger_ms: u64,
+    /// On SIGTERM or Ctrl-C, seconds to drain before stopping: no new
+    /// connections, clients told to go elsewhere (protocol 4 `going-away`,
+    /// Loro close 1001, HTTP polling 503), what they sent written; the
+    /// server stops once they left or the time is up (0: stop at once).
+    /// A second signal stops it at once.
+    #[arg(long, default_value_t = 10)]
+    drain_seconds: u64,
     /// Most documents held in memory; idle ones are evicted and reloaded
     /// from the store when asked for again.
     #[arg(long, default_value_t = 10_000)]
@@ -249,6 +256,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             ..WsOptions::default()
         };
         let ws_limit = ConnectionLimit::new(max_connections);
+        let http_limit = ConnectionLimit::new(max_connections);
         smol::spawn(serve_ws_with_loro(
             ws,
             ws_options,
@@ -293,10 +301,14 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         // Ready: running, listening (every port is bound by now), and its
         // store answering.
         let watched = repo.clone();
+        let draining = ws_limit.clone();
         let ready: HealthCheck = Arc::new(move || {
             let health = watched.health();
             if let Some(why) = health.stopped() {
                 return Err(format!("the node stopped: {why}"));
+            }
+            if draining.is_closed() {
+                return Err("draining: the server is stopping".into());
             }
             match health.store_failing() {
                 Some(why) => Err(format!("the store is not answering: {why}")),
@@ -307,9 +319,10 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         // each endpoint's open connections. No document ids or contents:
         // the page is open to whoever reaches the HTTP port.
         let (r, m) = (repo.clone(), metrics.clone());
+        let (ws_limit_seen, tcp_limit_seen) = (ws_limit.clone(), tcp_limit.clone());
         let metrics_page: MetricsPage = Arc::new(move |http: HttpFigures| {
             let (r, m, loro_figures) = (r.clone(), m.clone(), loro_figures.clone());
-            let (ws, tcp) = (ws_limit.open(), tcp_limit.open());
+            let (ws, tcp) = (ws_limit_seen.open(), tcp_limit_seen.open());
             Box::pin(async move {
                 if let Err(e) = r.count_gauges().await {
                     tracing::warn!("the node did not count its gauges: {e}");
@@ -327,6 +340,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             })
         });
         let pages = HttpPages {
+            limit: Some(http_limit.clone()),
             metrics: Some(metrics_page),
             status: Some(page),
             web: a.web.clone().map(Arc::new),
@@ -379,12 +393,55 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         if let Some(why) = futures_lite::future::or(asked, stopped).await {
             return Err(format!("the node stopped: {why}"));
         }
+        if a.drain_seconds > 0 {
+            for limit in [&ws_limit, &tcp_limit, &http_limit] {
+                limit.close();
+            }
+            drain(&repo, a.drain_seconds, &stop_rx).await;
+        }
         eprintln!("docweave: stopping; flushing the store");
         Ok::<(), String>(())
     })?;
     smol::block_on(repo.shutdown());
     eprintln!("docweave: stopped");
     Ok(())
+}
+
+/// Tells every client to go elsewhere and waits, at most `seconds` (or
+/// until a second signal), for them to leave; what they sent meanwhile is
+/// written as usual.
+async fn drain(repo: &Repo, seconds: u64, stop: &async_channel::Receiver<()>) {
+    eprintln!("docweave: draining for up to {seconds} s (a second Ctrl-C stops at once)");
+    // Clients come back at once: one given several servers lands on
+    // another; one with only this server finds it gone and backs off.
+    if let Err(e) = repo.drain("the server is restarting", 0) {
+        tracing::warn!("the node could not be drained: {e}");
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let left = async {
+        while std::time::Instant::now() < deadline {
+            match repo.connected_peers().await {
+                Ok(0) => return,
+                Ok(_) => {
+                    smol::Timer::after(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    tracing::warn!("the node did not say who is connected: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    let interrupted = async {
+        // A dropped handler ends the wait too: nothing more can come.
+        let _ = stop.recv().await;
+    };
+    futures_lite::future::or(left, interrupted).await;
+    match repo.connected_peers().await {
+        Ok(n) if n > 0 => eprintln!("docweave: {n} clients still connected; closing them"),
+        _ => eprintln!("docweave: every client left"),
+    }
 }
 
 /// A rules file's text (JSON, see `docweave_core::Rules`).

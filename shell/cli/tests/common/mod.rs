@@ -9,6 +9,7 @@ pub mod raw;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_docweave");
 
@@ -164,6 +165,34 @@ impl Server {
     pub fn kill9(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
+    }
+
+    /// Stops it as an operator would (SIGTERM) and waits for it to exit:
+    /// how long that took, and whether it exited cleanly.
+    #[allow(dead_code)] // not every test binary that includes this module uses it
+    pub fn terminate(&mut self) -> (Duration, bool) {
+        let started = std::time::Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "SIGTERM could not be sent to {}", self.name);
+        let status = self.child.wait().unwrap();
+        (started.elapsed(), status.success())
+    }
+
+    /// Starts it again (after it stopped) with the same ports, data and
+    /// flags.
+    pub fn start_again(&mut self) {
+        let extra: Vec<String> = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        *self = Server::start(
+            &self.name.clone(),
+            &self.data.clone(),
+            self.ws,
+            self.http,
+            &extra,
+        );
     }
 
     pub fn restart(&mut self) {
