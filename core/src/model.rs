@@ -167,6 +167,24 @@ fn default_presence_bytes() -> usize {
     64 * 1024
 }
 
+/// What one client may do, set by the operator (0: no limit). Past a
+/// quota the client is answered (its update acknowledged `rate-limited`,
+/// with an error saying when to try again on protocol 4) and keeps its
+/// connection; nothing already taken is touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quotas {
+    /// Updates one connection may send per second (a token bucket holding
+    /// one second's worth).
+    #[serde(default)]
+    pub updates_per_s: u64,
+    /// Bytes of updates one connection may send per second (likewise).
+    #[serde(default)]
+    pub update_bytes_per_s: u64,
+    /// Connections one identity may hold at once.
+    #[serde(default)]
+    pub connections_per_identity: usize,
+}
+
 /// Who this node is and how it behaves. Data, so a log replays identically.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -201,6 +219,9 @@ pub struct Config {
     /// members who join later); other presence goes when its peer does.
     #[serde(default)]
     pub lasting_presence: Vec<Namespace>,
+    /// What one client may do (a recording made before quotas has none).
+    #[serde(default)]
+    pub quotas: Quotas,
 }
 
 impl Config {
@@ -219,6 +240,7 @@ impl Config {
             seed: 0x5eed,
             timing: Timing::default(),
             lasting_presence: Vec::new(),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -377,6 +399,8 @@ pub(crate) struct Channel {
     pub error_refilled: Millis,
     /// Error replies it earned past the bucket, which were dropped.
     pub errors_dropped: u32,
+    /// What its updates may still spend now (see `Quotas`).
+    pub quota: crate::handlers::quotas::Buckets,
 }
 
 /// What we know of a peer's copy of one document.

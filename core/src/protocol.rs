@@ -210,6 +210,9 @@ pub enum ErrorCode {
     AlreadyEstablished,
     /// A message kind this node does not know (protocol 2).
     Unsupported,
+    /// A quota of the operator's refused it (protocol 4); the message says
+    /// when to try again ("retry after N ms").
+    RateLimited,
 }
 
 /// Descriptive metadata of a document (seed 000's sync unit).
@@ -593,6 +596,10 @@ impl Message {
             Message::ListDocs { .. } | Message::DocList { .. } => 2,
             Message::Reauth { .. } => 3,
             Message::GoingAway { .. } => 4,
+            Message::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            } => 4,
             Message::Error {
                 code: ErrorCode::Unsupported,
                 ..

@@ -1013,6 +1013,9 @@ impl Bridge {
                         Self::join_error(&mut out, crdt, &room, JoinErrorCode::AuthFailed, why);
                     }
                     out.push(Effect::Close(format!("refused: {why}")));
+                } else if code == docweave_core::ErrorCode::RateLimited {
+                    // The update's ack says it (`rate_limited`) to the client.
+                    tracing::debug!("loro: the node says {code:?}: {why}");
                 } else {
                     tracing::warn!("loro: the node says {code:?}: {why}");
                 }

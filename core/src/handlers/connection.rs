@@ -46,6 +46,7 @@ pub(crate) fn channel_added(
                     error_tokens: ERROR_BURST,
                     error_refilled: model.now,
                     errors_dropped: 0,
+                    quota: Default::default(),
                 },
             );
             model.stores.insert(channel);
@@ -64,6 +65,7 @@ pub(crate) fn channel_added(
                     error_tokens: ERROR_BURST,
                     error_refilled: model.now,
                     errors_dropped: 0,
+                    quota: Default::default(),
                 },
             );
             super::timers::ensure_sweep(model);
@@ -369,6 +371,19 @@ pub(crate) fn hello(
     };
     if let Some(why) = model.revoked.refuses(&h.peer, credential.as_ref()) {
         return close(out, ErrorCode::BadToken, why);
+    }
+    let open = model.peers.get(&h.peer).map_or(0, |p| p.channels.len());
+    if !super::quotas::connection_allowed(model, open) {
+        // Older peers know no `rate-limited` code.
+        let code = match negotiated >= GOING_AWAY_SINCE {
+            true => ErrorCode::RateLimited,
+            false => ErrorCode::TooLarge,
+        };
+        let m = format!(
+            "{} holds {open} connections, the most one identity may; close one first",
+            h.peer
+        );
+        return close(out, code, m);
     }
     let cfg = model.config.clone();
     out.send(

@@ -7,6 +7,7 @@ pub(crate) mod deletion;
 pub(crate) mod ephemeral;
 pub(crate) mod listeners;
 pub(crate) mod listing;
+pub(crate) mod quotas;
 pub(crate) mod restore;
 pub(crate) mod storage;
 pub(crate) mod sync;

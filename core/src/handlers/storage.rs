@@ -303,9 +303,7 @@ fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: Queued) {
             data,
             version,
             ..
-        } => {
-            super::sync::receive_data(model, out, channel, peer, doc.clone(), batch, data, version)
-        }
+        } => super::sync::take_data(model, out, channel, peer, doc.clone(), batch, data, version),
         Queued::Push {
             job, index, data, ..
         } => super::listeners::replay_push(model, out, doc, &peer, (channel, job, index, data)),

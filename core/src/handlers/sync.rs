@@ -428,6 +428,42 @@ pub(crate) fn receive_data(
     data: Payload,
     version: VersionVector,
 ) {
+    if let Err(wait) = super::quotas::charge(model, channel, data.len()) {
+        out.log(
+            Level::Info,
+            format!("{peer} is past its update quota; {doc} refused for {wait} ms"),
+        );
+        if model
+            .channels
+            .get(&channel)
+            .is_some_and(|c| c.protocol >= 4)
+        {
+            out.send(
+                channel,
+                Message::Error {
+                    code: ErrorCode::RateLimited,
+                    message: format!("too many updates: retry after {wait} ms"),
+                },
+            );
+        }
+        return ack(out, channel, batch, AckStatus::RateLimited);
+    }
+    take_data(model, out, channel, peer, doc, batch, data, version)
+}
+
+/// Takes a peer's data for a document (once past its quota: data queued
+/// while the document loaded comes here again without being charged twice).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn take_data(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: PeerId,
+    doc: DocId,
+    batch: BatchId,
+    data: Payload,
+    version: VersionVector,
+) {
     if let Some(p) = model.peers.get_mut(&peer) {
         p.last_push_at = Some(model.now);
     }

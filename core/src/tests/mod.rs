@@ -13,6 +13,7 @@ mod listeners;
 mod permissions;
 mod presence;
 mod quiet;
+mod quotas;
 mod shared_store;
 mod storage;
 mod sync;

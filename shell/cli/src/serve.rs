@@ -68,6 +68,17 @@ pub struct ServeArgs {
     /// A second signal stops it at once.
     #[arg(long, default_value_t = 10)]
     drain_seconds: u64,
+    /// Updates one connection may send per second (0: no limit); past it
+    /// an update is acknowledged `rate-limited` and the client told when to
+    /// try again, its connection kept.
+    #[arg(long, default_value_t = 0)]
+    max_updates_per_s: u64,
+    /// Bytes of updates one connection may send per second (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_update_bytes_per_s: u64,
+    /// Connections one identity may hold at once (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_connections_per_identity: usize,
     /// Most documents held in memory; idle ones are evicted and reloaded
     /// from the store when asked for again.
     #[arg(long, default_value_t = 10_000)]
@@ -178,6 +189,11 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             c.grants = grants;
             c.rules = rules;
             c.timing.peer_linger_ms = a.peer_linger_ms;
+            c.quotas = docweave_core::Quotas {
+                updates_per_s: a.max_updates_per_s,
+                update_bytes_per_s: a.max_update_bytes_per_s,
+                connections_per_identity: a.max_connections_per_identity,
+            };
             // Loro `%EPS` rooms: the server keeps their state for later members.
             c.lasting_presence = vec![Namespace::new(PERSISTED_PRESENCE_NAMESPACE)];
         });
