@@ -60,16 +60,7 @@ fn metrics_of_the_real_server_move_with_its_traffic() {
     // a native client stays connected while the page is read.
     let (mut loro_ws, mut native) = smol::block_on(async {
         let wait = Duration::from_secs(10);
-        let mut l = raw_ws_at(server.ws, "/loro").await;
-        let join = Body::JoinRequest {
-            auth: Vec::new(),
-            version: Vec::new(),
-        };
-        l.send(loro(Crdt::Loro, "room", join)).await.unwrap();
-        loro_until(&mut l, wait, |m| {
-            matches!(m.body, Body::JoinResponseOk { .. })
-        })
-        .await;
+        let mut l = loro_join(server.ws, "room").await;
         let bad = Body::DocUpdate {
             updates: vec![vec![1, 2, 3]],
             batch: [1; 8],

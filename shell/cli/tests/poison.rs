@@ -137,23 +137,7 @@ fn the_poison_update_is_refused_on_every_transport_and_the_server_serves_on() {
     // The Loro Syncing Protocol.
     smol::block_on(async {
         use loro_protocol::{AckStatus, Body, Crdt};
-        let mut ws = raw_ws_at(server.ws, "/loro").await;
-        let join = Body::JoinRequest {
-            auth: Vec::new(),
-            version: Vec::new(),
-        };
-        let _ = ws.send(loro(Crdt::Loro, "target", join)).await;
-        let (got, _, _) = loro_until(&mut ws, wait, |m| {
-            matches!(m.body, Body::JoinResponseOk { .. })
-        })
-        .await;
-        assert!(
-            matches!(
-                got.last().map(|m| &m.body),
-                Some(Body::JoinResponseOk { .. })
-            ),
-            "{got:?}"
-        );
+        let mut ws = loro_join(server.ws, "target").await;
         let update = Body::DocUpdate {
             updates: vec![POISON.to_vec()],
             batch: [9; 8],

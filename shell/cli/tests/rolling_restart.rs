@@ -44,30 +44,6 @@ fn loro_update(key: &str) -> Vec<u8> {
     doc.export(loro::ExportMode::all_updates()).unwrap()
 }
 
-/// Joins `room` on a server's `/loro` as a Loro client would.
-async fn loro_join(port: u16, room: &str) -> Socket {
-    let mut s = raw_ws_at(port, "/loro").await;
-    let join = Body::JoinRequest {
-        auth: Vec::new(),
-        version: Vec::new(),
-    };
-    futures_util::SinkExt::send(&mut s, loro(Crdt::Loro, room, join))
-        .await
-        .unwrap();
-    let (got, _, _) = loro_until(&mut s, Duration::from_secs(10), |m| {
-        matches!(m.body, Body::JoinResponseOk { .. })
-    })
-    .await;
-    assert!(
-        matches!(
-            got.last().map(|m| &m.body),
-            Some(Body::JoinResponseOk { .. })
-        ),
-        "the Loro join on {port} was not answered: {got:?}"
-    );
-    s
-}
-
 /// The close code the server ends a Loro connection with (within 30 s).
 async fn close_code(s: &mut Socket) -> Option<CloseCode> {
     let deadline = Instant::now() + Duration::from_secs(30);

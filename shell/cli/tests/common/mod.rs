@@ -183,6 +183,7 @@ impl Server {
 
     /// Starts it again (after it stopped) with the same ports, data and
     /// flags.
+    #[allow(dead_code)] // not every test binary that includes this module uses it
     pub fn start_again(&mut self) {
         let extra: Vec<String> = self.extra.clone();
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -197,15 +198,7 @@ impl Server {
 
     pub fn restart(&mut self) {
         self.kill9();
-        let extra: Vec<String> = self.extra.clone();
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        *self = Server::start(
-            &self.name.clone(),
-            &self.data.clone(),
-            self.ws,
-            self.http,
-            &extra,
-        );
+        self.start_again();
     }
 
     /// Resident memory of the server process, in bytes.

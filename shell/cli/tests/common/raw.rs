@@ -196,6 +196,30 @@ pub fn loro(crdt: loro_protocol::Crdt, room: &str, body: loro_protocol::Body) ->
     Ws::Binary(loro_protocol::encode(&m).into())
 }
 
+/// A Loro client on a server's `/loro` that joined `room` without a
+/// token (asserted: the join was answered ok).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub async fn loro_join(port: u16, room: &str) -> Socket {
+    let mut s = raw_ws_at(port, "/loro").await;
+    let join = loro_protocol::Body::JoinRequest {
+        auth: Vec::new(),
+        version: Vec::new(),
+    };
+    let _ = s.send(loro(loro_protocol::Crdt::Loro, room, join)).await;
+    let (got, _, _) = loro_until(&mut s, Duration::from_secs(10), |m| {
+        matches!(m.body, loro_protocol::Body::JoinResponseOk { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            got.last().map(|m| &m.body),
+            Some(loro_protocol::Body::JoinResponseOk { .. })
+        ),
+        "the Loro join of {room} on {port} was not answered: {got:?}"
+    );
+    s
+}
+
 /// Loro messages (and text frames) received until one matches `wanted`,
 /// `within` passes, or the connection ends (`closed`).
 pub async fn loro_until(
