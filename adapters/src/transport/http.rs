@@ -391,11 +391,14 @@ pub async fn serve_http_with_web(
                         }
                         return Ok::<_, std::convert::Infallible>(r);
                     }
-                    // A draining server opens no new polling session: the
-                    // client tries another server, or this one again later.
-                    let new_session =
-                        path == "/sync" && !req.uri().query().unwrap_or("").contains("session=");
-                    if limit.is_closed() && new_session {
+                    // A draining server opens no new polling session and
+                    // takes no listener request (its node turns new peers
+                    // away): the client tries another server, or this one
+                    // again later. Open sessions go on until they are told.
+                    let open_session =
+                        path == "/sync" && req.uri().query().unwrap_or("").contains("session=");
+                    let to_node = req.method() == hyper::Method::POST && !open_session;
+                    if limit.is_closed() && to_node {
                         let mut r = problem(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "GoingAway",

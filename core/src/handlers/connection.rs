@@ -372,15 +372,15 @@ pub(crate) fn hello(
     if let Some(why) = model.revoked.refuses(&h.peer, credential.as_ref()) {
         return close(out, ErrorCode::BadToken, why);
     }
-    let open = model.peers.get(&h.peer).map_or(0, |p| p.channels.len());
-    if !super::quotas::connection_allowed(model, open) {
+    if !super::quotas::connection_allowed(model, &h.peer, h.kind) {
+        let most = model.config.quotas.connections_per_identity;
         // Older peers know no `rate-limited` code.
         let code = match negotiated >= GOING_AWAY_SINCE {
             true => ErrorCode::RateLimited,
             false => ErrorCode::TooLarge,
         };
         let m = format!(
-            "{} holds {open} connections, the most one identity may; close one first",
+            "{} holds {most} connections, the most one identity may; close one first",
             h.peer
         );
         return close(out, code, m);
@@ -495,6 +495,10 @@ pub(crate) fn revoked(model: &mut Model, out: &mut Out, revocations: crate::poli
 /// The protocol version that has `going-away`.
 const GOING_AWAY_SINCE: u32 = 4;
 
+/// A connection told `going-away` sooner than this after it opened is
+/// dialed again after the usual backoff, not at the delay asked.
+const MIN_LIVED_MS: Millis = 1_000;
+
 /// The node is stopping: every client on a protocol that knows it is told
 /// to go elsewhere. Nothing is closed here: what clients already sent is
 /// still answered and written, and the host closes what is left when its
@@ -505,6 +509,8 @@ pub(crate) fn drain(model: &mut Model, out: &mut Out, reason: String, retry_afte
         .channels
         .iter()
         .filter(|(_, ch)| ch.kind == ChannelKind::Network && ch.protocol >= GOING_AWAY_SINCE)
+        // Servers we dialed are not our clients: they stay until we close.
+        .filter(|(_, ch)| ch.remote.is_none())
         .filter(|(_, ch)| matches!(ch.link, Link::Established(_)))
         .map(|(c, _)| *c)
         .collect();
@@ -545,9 +551,16 @@ pub(crate) fn going_away(
         );
         return;
     };
-    // At most a minute: a peer cannot park us for ever.
+    // At most a minute: a peer cannot park us for ever. And only for a
+    // connection that lasted: a server sending it right after every
+    // welcome would otherwise have us dial it in a loop; the backoff
+    // applies then.
     let delay = retry_after_ms.min(60_000);
-    if let Some(r) = model.remotes.get_mut(&addr) {
+    let lasted = model
+        .channels
+        .get(&channel)
+        .is_some_and(|c| model.now.saturating_sub(c.opened_at) >= MIN_LIVED_MS);
+    if let (true, Some(r)) = (lasted, model.remotes.get_mut(&addr)) {
         r.retry_after = Some(delay);
     }
     out.log(

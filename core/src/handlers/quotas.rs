@@ -4,7 +4,7 @@
 
 use crate::io::Millis;
 use crate::model::Model;
-use crate::ChannelId;
+use crate::{ChannelId, PeerId};
 
 /// A connection's buckets: what it may still spend, in thousandths (so
 /// a refill by the millisecond loses nothing), and when they were filled.
@@ -18,9 +18,23 @@ pub(crate) struct Buckets {
 /// Takes one update of `len` bytes from `channel`'s buckets; `Err` with
 /// how long to wait (ms) when a quota refuses it, in which case nothing
 /// is taken.
-pub(crate) fn charge(model: &mut Model, channel: ChannelId, len: usize) -> Result<(), Millis> {
+pub(crate) fn charge(
+    model: &mut Model,
+    channel: ChannelId,
+    peer: &PeerId,
+    len: usize,
+) -> Result<(), Millis> {
     let q = model.config.quotas.clone();
     if q.updates_per_s == 0 && q.update_bytes_per_s == 0 {
+        return Ok(());
+    }
+    // Quotas are on clients: servers (ours to dial, or other servers
+    // syncing with us) are not limited.
+    let server = model
+        .peers
+        .get(peer)
+        .is_some_and(|p| p.dialed || p.kind == crate::PeerKind::Service);
+    if server {
         return Ok(());
     }
     let now = model.now;
@@ -72,8 +86,24 @@ pub(crate) fn charge(model: &mut Model, channel: ChannelId, len: usize) -> Resul
     Ok(())
 }
 
-/// Whether `peer` may open one more connection (it holds `open` now).
-pub(crate) fn connection_allowed(model: &Model, open: usize) -> bool {
+/// Whether `peer`, connecting as `kind`, may open one more connection.
+/// A user's or server's newer connection replaces its older ones, so only
+/// connections that stay side by side (bots') count.
+pub(crate) fn connection_allowed(model: &Model, peer: &PeerId, kind: crate::PeerKind) -> bool {
     let most = model.config.quotas.connections_per_identity;
-    most == 0 || open < most
+    if most == 0 || kind != crate::PeerKind::Bot {
+        return true;
+    }
+    let open = model.peers.get(peer).map_or(0, |p| {
+        p.channels
+            .iter()
+            .filter(|c| {
+                model
+                    .channels
+                    .get(*c)
+                    .is_some_and(|ch| ch.peer_kind == Some(crate::PeerKind::Bot))
+            })
+            .count()
+    });
+    open < most
 }

@@ -393,7 +393,9 @@ pub(crate) fn sync_response(
             return push_gap(model, out, &peer, &doc);
         }
     };
-    receive_data(model, out, channel, peer, doc, batch, data, version);
+    // An answer to our own request is not charged to the peer's quota:
+    // the quota is on what a client pushes.
+    take_data(model, out, channel, peer, doc, batch, data, version);
 }
 
 /// After a peer told us its version: if we have more and it follows the
@@ -428,7 +430,7 @@ pub(crate) fn receive_data(
     data: Payload,
     version: VersionVector,
 ) {
-    if let Err(wait) = super::quotas::charge(model, channel, data.len()) {
+    if let Err(wait) = super::quotas::charge(model, channel, &peer, data.len()) {
         out.log(
             Level::Info,
             format!("{peer} is past its update quota; {doc} refused for {wait} ms"),

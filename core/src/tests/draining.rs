@@ -51,6 +51,8 @@ fn a_draining_node_tells_each_client_that_knows_how_and_refuses_new_ones() {
 fn a_client_sent_away_dials_again_after_the_asked_delay_not_its_backoff() {
     let mut k = Kit::hub();
     k.dial(1, "ws://a", "server-a");
+    // The connection has lasted (one going away at once backs off).
+    k.tick(10_000);
     let cmds = k.recv(
         1,
         Message::GoingAway {
@@ -66,13 +68,31 @@ fn a_client_sent_away_dials_again_after_the_asked_delay_not_its_backoff() {
         cmds.iter()
             .any(|c| matches!(c, Cmd::Dial { remote } if *remote == RemoteAddr::new("ws://a")))
     };
-    assert!(!dial(&k.tick(249)));
-    assert!(dial(&k.tick(250)));
+    assert!(!dial(&k.tick(10_249)));
+    assert!(dial(&k.tick(10_250)));
     // Only that once: a dial that fails again waits for the backoff.
     k.feed(Msg::ConnectFailed {
         remote: RemoteAddr::new("ws://a"),
     });
-    assert!(!dial(&k.tick(251)));
+    assert!(!dial(&k.tick(10_251)));
+}
+
+#[test]
+fn a_server_that_sends_going_away_right_after_welcome_gets_the_backoff_not_a_loop() {
+    let mut k = Kit::hub();
+    k.dial(1, "ws://a", "server-a");
+    k.recv(
+        1,
+        Message::GoingAway {
+            reason: "again".into(),
+            retry_after_ms: 0,
+        },
+    );
+    k.feed(Msg::ChannelRemoved {
+        channel: crate::ChannelId(1),
+    });
+    let dialed = k.tick(1).iter().any(|c| matches!(c, Cmd::Dial { .. }));
+    assert!(!dialed, "dialed again at once");
 }
 
 #[test]
