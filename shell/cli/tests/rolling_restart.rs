@@ -195,6 +195,7 @@ fn a_rolling_restart_under_writes_loses_nothing_acknowledged_and_strands_no_clie
         std::thread::sleep(Duration::from_millis(200));
     }
     let seen = last_seen.lock().unwrap().clone();
+    // The watcher may have ended already; either way it is done with.
     let _ = watch.kill();
     let _ = watch.wait();
     assert!(

@@ -65,6 +65,7 @@ pub async fn send(ws: &mut Socket, messages: &[Message]) {
 pub async fn send_in_pieces(ws: &mut Socket, messages: &[Message], id: u32) {
     let frame = encode(messages).unwrap_or_default();
     for piece in split(&frame, 256 * 1024, id) {
+        // A send that fails shows as the missing answer the test waits for.
         let _ = ws.send(Ws::Binary(piece.into())).await;
     }
 }
@@ -205,6 +206,7 @@ pub async fn loro_join(port: u16, room: &str) -> Socket {
         auth: Vec::new(),
         version: Vec::new(),
     };
+    // A send that fails shows as the join answer that never comes (asserted).
     let _ = s.send(loro(loro_protocol::Crdt::Loro, room, join)).await;
     let (got, _, _) = loro_until(&mut s, Duration::from_secs(10), |m| {
         matches!(m.body, loro_protocol::Body::JoinResponseOk { .. })
