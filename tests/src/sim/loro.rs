@@ -264,13 +264,8 @@ impl<E: SimEngine> Sim<E> {
         if let Some((_, other)) = self.net.ends_at(name).into_iter().next() {
             self.net.unlink(name, ChannelId(0));
             let t = self.now + 1;
-            self.at(
-                t,
-                Due::Closed {
-                    node: other.node,
-                    channel: other.channel,
-                },
-            );
+            let due = self.closed_due(other.node, other.channel);
+            self.at(t, due);
         }
         self.loro_closed(name);
     }
@@ -489,13 +484,8 @@ impl<E: SimEngine> Sim<E> {
                     self.log(format!("{name}.session: closes ({reason})"));
                     if let Some(other) = self.net.unlink(name, ChannelId(0)) {
                         let t = self.now + 1;
-                        self.at(
-                            t,
-                            Due::Closed {
-                                node: other.node,
-                                channel: other.channel,
-                            },
-                        );
+                        let due = self.closed_due(other.node, other.channel);
+                        self.at(t, due);
                     }
                     self.loro_closed(name);
                     return;

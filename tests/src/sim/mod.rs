@@ -47,6 +47,10 @@ enum Due {
     Closed {
         node: String,
         channel: ChannelId,
+        /// As for frames: the close of a connection to a process that
+        /// crashed since is not news to the new process, whose channel of
+        /// that number is another connection.
+        incarnation: u64,
     },
     Dial {
         node: String,
@@ -468,13 +472,8 @@ impl<E: SimEngine> Sim<E> {
                 self.log(format!("{name}: close {channel} ({reason})"));
                 if let Some(other) = self.net.unlink(name, channel) {
                     let t = self.now + 1;
-                    self.at(
-                        t,
-                        Due::Closed {
-                            node: other.node,
-                            channel: other.channel,
-                        },
-                    );
+                    let due = self.closed_due(other.node, other.channel);
+                    self.at(t, due);
                 }
             }
             Output::Dial { remote } => {
@@ -733,7 +732,14 @@ impl<E: SimEngine> Sim<E> {
                 }
                 self.feed(&to, Input::Frame { channel, bytes });
             }
-            Due::Closed { node, channel } => {
+            Due::Closed {
+                node,
+                channel,
+                incarnation,
+            } => {
+                if self.incarnation(&node) != incarnation {
+                    return;
+                }
                 if self.loro.contains_key(&node) {
                     return self.loro_link_closed(&node);
                 }
@@ -994,20 +1000,10 @@ impl<E: SimEngine> Sim<E> {
             if other.node == b {
                 self.net.unlink(a, channel);
                 let t = self.now + 1;
-                self.at(
-                    t,
-                    Due::Closed {
-                        node: a.to_string(),
-                        channel,
-                    },
-                );
-                self.at(
-                    t,
-                    Due::Closed {
-                        node: other.node,
-                        channel: other.channel,
-                    },
-                );
+                let due = self.closed_due(a.to_string(), channel);
+                self.at(t, due);
+                let due = self.closed_due(other.node, other.channel);
+                self.at(t, due);
             }
         }
         self.run();
@@ -1056,13 +1052,8 @@ impl<E: SimEngine> Sim<E> {
         for (channel, other) in self.net.ends_at(name) {
             self.net.unlink(name, channel);
             let t = self.now + 1;
-            self.at(
-                t,
-                Due::Closed {
-                    node: other.node,
-                    channel: other.channel,
-                },
-            );
+            let due = self.closed_due(other.node, other.channel);
+            self.at(t, due);
         }
         // Whatever anyone sent it or got from it before is gone with it.
         self.received
@@ -1083,13 +1074,8 @@ impl<E: SimEngine> Sim<E> {
         for (channel, other) in self.net.ends_at(name) {
             self.net.unlink(name, channel);
             let t = self.now + 1;
-            self.at(
-                t,
-                Due::Closed {
-                    node: other.node,
-                    channel: other.channel,
-                },
-            );
+            let due = self.closed_due(other.node, other.channel);
+            self.at(t, due);
         }
         self.run();
     }
@@ -1204,6 +1190,17 @@ impl<E: SimEngine> Sim<E> {
 
     /// Which life of a node (or Loro client connection) this is: bumped by
     /// every restart (or reconnection).
+    /// The close of `channel` at `node`, for the process (or Loro
+    /// connection) there now.
+    fn closed_due(&self, node: String, channel: ChannelId) -> Due {
+        let incarnation = self.incarnation(&node);
+        Due::Closed {
+            node,
+            channel,
+            incarnation,
+        }
+    }
+
     fn incarnation(&self, name: &str) -> u64 {
         match (self.nodes.get(name), self.loro.get(name)) {
             (Some(n), _) => n.epoch,
