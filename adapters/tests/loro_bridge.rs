@@ -187,6 +187,7 @@ fn a_read_only_member_is_told_read_and_its_writes_are_refused() {
     let rules = Rules {
         rules: Vec::new(),
         default: docweave_core::Access::READ,
+        quotas: None,
     }
     .with(
         Pattern::Exact("nobody".into()),

@@ -391,6 +391,10 @@ pub enum LoadOutcome {
         unreadable: u32,
         /// The store's clock of the document's last change.
         clock: Clock,
+        /// Bytes the store held of it (for the largest-document quota; a
+        /// recording made before it has none).
+        #[serde(default)]
+        bytes: u64,
     },
     /// The store has no such document.
     Missing,

@@ -183,6 +183,17 @@ pub struct Quotas {
     /// Connections one identity may hold at once.
     #[serde(default)]
     pub connections_per_identity: usize,
+    /// The largest a client may make a document, in bytes: what the store
+    /// held when it was loaded plus every update taken since (compaction
+    /// may make it smaller on the next load). An update that would pass
+    /// it is acknowledged `too-large`.
+    #[serde(default)]
+    pub max_doc_bytes: u64,
+    /// Documents one identity may create per hour (a window that starts
+    /// with its first creation). Past it, a write that would create one is
+    /// acknowledged `rate-limited`.
+    #[serde(default)]
+    pub docs_created_per_hour: u64,
 }
 
 /// Who this node is and how it behaves. Data, so a log replays identically.
@@ -348,6 +359,9 @@ pub(crate) struct Doc {
     pub durable: PerStore,
     /// Acknowledgements waiting for durability.
     pub waiters: Vec<Waiter>,
+    /// Bytes of the document as far as the largest-document quota goes:
+    /// what the store held when loaded plus the updates taken since.
+    pub bytes: u64,
 }
 
 impl Doc {
@@ -361,6 +375,7 @@ impl Doc {
             stored: PerStore::default(),
             durable: PerStore::default(),
             waiters: Vec::new(),
+            bytes: 0,
         }
     }
 
@@ -622,6 +637,9 @@ pub struct Model {
     pub(crate) own_presence: OrdMap<(DocId, Namespace), Payload>,
     /// Bytes of the entries of each room (`presence` summed), for its bound.
     pub(crate) presence_room_bytes: OrdMap<(DocId, Namespace), usize>,
+    /// Per identity that created documents in the last hour: when its
+    /// window began and how many it created since (the documents quota).
+    pub(crate) created: OrdMap<PeerId, (Millis, u64)>,
     /// When each entry was last relayed, while that is within the window.
     pub(crate) presence_relayed: OrdMap<PresenceKey, Millis>,
     /// Changes held until the window ends: the latest of each entry, as it
@@ -702,6 +720,7 @@ impl Model {
             presence: OrdMap::new(),
             own_presence: OrdMap::new(),
             presence_room_bytes: OrdMap::new(),
+            created: OrdMap::new(),
             presence_relayed: OrdMap::new(),
             presence_held: OrdMap::new(),
             remotes: OrdMap::new(),

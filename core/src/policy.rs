@@ -152,6 +152,11 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     /// Access when no rule matches.
     pub default: Access,
+    /// Quotas that replace the server's own (`docweave serve` fills in
+    /// what a rules file leaves out from its flags), read again with the
+    /// rules; `None` keeps the quotas in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<Box<crate::Quotas>>,
 }
 
 impl Default for Rules {
@@ -166,6 +171,7 @@ impl Rules {
         Self {
             rules: Vec::new(),
             default: Access::ALL,
+            quotas: None,
         }
     }
 
@@ -205,6 +211,7 @@ mod tests {
                 },
             ],
             default: Access::ALL,
+            quotas: None,
         };
         let eve = PeerId::new("eve");
         let bob = PeerId::new("bob");

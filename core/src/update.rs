@@ -51,6 +51,9 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         } => connection::drain(model, out, reason, retry_after_ms),
         Msg::Rules(rules) => {
             let mut config = (*model.config).clone();
+            if let Some(q) = &rules.quotas {
+                config.quotas = (**q).clone();
+            }
             config.rules = rules;
             model.config = std::sync::Arc::new(config);
             out.log(Level::Info, "permission rules replaced");

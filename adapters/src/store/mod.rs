@@ -79,6 +79,15 @@ pub struct Loaded {
     pub changes: Vec<Vec<u8>>,
 }
 
+impl Loaded {
+    /// Bytes stored: the snapshot and the changes after it.
+    pub fn bytes(&self) -> u64 {
+        let snapshot = self.snapshot.as_ref().map_or(0, Vec::len);
+        let changes: usize = self.changes.iter().map(Vec::len).sum();
+        (snapshot + changes) as u64
+    }
+}
+
 /// What a store shared with other processes tells its node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Announcement {

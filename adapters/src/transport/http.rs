@@ -669,6 +669,7 @@ async fn exchange(
                 ErrorCode::BadToken => StatusCode::UNAUTHORIZED,
                 ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
                 ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::BAD_REQUEST,
             };
             problem(status, &format!("{code:?}"), message)

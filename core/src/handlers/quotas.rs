@@ -1,10 +1,86 @@
 //! The operator's quotas on one client (`Quotas`): updates and their bytes
-//! per second per connection as token buckets, and connections per
-//! identity. A client past one is answered and keeps its connection.
+//! per second per connection as token buckets, connections per identity,
+//! documents created per identity per hour, and the largest document. A
+//! client past one is answered and keeps its connection.
 
 use crate::io::Millis;
 use crate::model::Model;
-use crate::{ChannelId, PeerId};
+use crate::out::Out;
+use crate::protocol::{ErrorCode, Message};
+use crate::{ChannelId, DocId, PeerId};
+
+/// The window of the documents-created quota.
+const HOUR_MS: Millis = 3_600_000;
+
+/// Past this many identities in the documents-created table, windows
+/// that ended are dropped (the table holds only the last hour's creators).
+const CREATORS_KEPT: usize = 1024;
+
+/// Whether quotas leave `peer` alone: servers (ours to dial, or other
+/// servers syncing with us) replicate, and a replica refused would differ.
+fn exempt(model: &Model, peer: &PeerId) -> bool {
+    model
+        .peers
+        .get(peer)
+        .is_some_and(|p| p.dialed || p.kind == crate::PeerKind::Service)
+}
+
+/// Tells a client on protocol 4 or later why a quota refused what it sent
+/// (older ones only see the acknowledgement's status).
+pub(crate) fn tell_refused(
+    model: &Model,
+    out: &mut Out,
+    channel: ChannelId,
+    message: String,
+    code: ErrorCode,
+) {
+    if model
+        .channels
+        .get(&channel)
+        .is_some_and(|c| c.protocol >= 4)
+    {
+        out.send(channel, Message::Error { code, message });
+    }
+}
+
+/// Counts a document `peer` creates; `Err` with how long to wait (ms)
+/// when it is past its documents-per-hour quota (then nothing is counted).
+pub(crate) fn create(model: &mut Model, peer: &PeerId) -> Result<(), Millis> {
+    let most = model.config.quotas.docs_created_per_hour;
+    if most == 0 || exempt(model, peer) {
+        return Ok(());
+    }
+    let now = model.now;
+    if model.created.len() > CREATORS_KEPT {
+        model.created = std::mem::take(&mut model.created)
+            .into_iter()
+            .filter(|(_, (began, _))| now.saturating_sub(*began) < HOUR_MS)
+            .collect();
+    }
+    let entry = model.created.entry(peer.clone()).or_insert((now, 0));
+    if now.saturating_sub(entry.0) >= HOUR_MS {
+        *entry = (now, 0);
+    }
+    if entry.1 >= most {
+        return Err((entry.0 + HOUR_MS).saturating_sub(now).max(1));
+    }
+    entry.1 += 1;
+    Ok(())
+}
+
+/// Whether `len` more bytes from `peer` keep `doc` within the largest
+/// document allowed; `Err` with that size when they do not.
+pub(crate) fn fits(model: &Model, peer: &PeerId, doc: &DocId, len: usize) -> Result<(), u64> {
+    let most = model.config.quotas.max_doc_bytes;
+    if most == 0 || exempt(model, peer) {
+        return Ok(());
+    }
+    let now = model.docs.get(doc).map_or(0, |d| d.bytes);
+    if now.saturating_add(len as u64) > most {
+        return Err(most);
+    }
+    Ok(())
+}
 
 /// A connection's buckets: what it may still spend, in thousandths (so
 /// a refill by the millisecond loses nothing), and when they were filled.
@@ -28,13 +104,7 @@ pub(crate) fn charge(
     if q.updates_per_s == 0 && q.update_bytes_per_s == 0 {
         return Ok(());
     }
-    // Quotas are on clients: servers (ours to dial, or other servers
-    // syncing with us) are not limited.
-    let server = model
-        .peers
-        .get(peer)
-        .is_some_and(|p| p.dialed || p.kind == crate::PeerKind::Service);
-    if server {
+    if exempt(model, peer) {
         return Ok(());
     }
     let now = model.now;

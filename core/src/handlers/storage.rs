@@ -97,7 +97,11 @@ pub(crate) fn loaded(
             stored,
             unreadable,
             clock,
+            bytes,
         } => {
+            if let Some(d) = model.docs.get_mut(&doc) {
+                d.bytes = d.bytes.max(bytes);
+            }
             if model.stores.get_min() == Some(&store) {
                 super::common::assign_clock(model, &doc, clock);
             }
@@ -237,8 +241,15 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
     super::timers::cancel(model, &Timer::LoadTimeout(doc.clone()));
     if !found && !may_create {
         model.docs.remove(doc);
-        refuse_queued(model, out, doc, queued);
+        refuse_queued(model, out, doc, queued, None);
         return;
+    }
+    if let (false, LoadReason::Network, Some(p)) = (found, reason, &creator) {
+        if let Err(wait) = super::quotas::create(model, p) {
+            model.docs.remove(doc);
+            refuse_queued(model, out, doc, queued, Some(wait));
+            return;
+        }
     }
     if let Some(d) = model.docs.get_mut(doc) {
         d.phase = Phase::Ready;
@@ -310,11 +321,32 @@ fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: Queued) {
     }
 }
 
-fn refuse_queued(model: &mut Model, out: &mut Out, doc: &DocId, queued: Vec<Queued>) {
-    out.log(
-        Level::Info,
-        format!("no store has {doc}; it is not created by asking for it"),
-    );
+/// Answers what waited for a document that is not created after all: no
+/// store has it and asking does not create it, or (`rate_limited`: the
+/// wait in ms) its creator is past its documents-per-hour quota.
+fn refuse_queued(
+    model: &mut Model,
+    out: &mut Out,
+    doc: &DocId,
+    queued: Vec<Queued>,
+    rate_limited: Option<crate::io::Millis>,
+) {
+    let status = match rate_limited {
+        None => {
+            out.log(
+                Level::Info,
+                format!("no store has {doc}; it is not created by asking for it"),
+            );
+            AckStatus::PermissionDenied
+        }
+        Some(wait) => {
+            out.log(
+                Level::Info,
+                format!("{doc} not created: its creator is past its quota for {wait} ms"),
+            );
+            AckStatus::RateLimited
+        }
+    };
     for q in queued {
         match q {
             Queued::Sync { channel, .. } if model.channels.contains_key(&channel) => {
@@ -332,15 +364,25 @@ fn refuse_queued(model: &mut Model, out: &mut Out, doc: &DocId, queued: Vec<Queu
                     super::ephemeral::send_existing(model, out, doc, channel, &peer);
                 }
             }
-            Queued::Update { channel, batch, .. } if model.channels.contains_key(&channel) => out
-                .send(
+            Queued::Update { channel, batch, .. } if model.channels.contains_key(&channel) => {
+                if let Some(wait) = rate_limited {
+                    super::quotas::tell_refused(
+                        model,
+                        out,
+                        channel,
+                        format!("too many documents created: retry after {wait} ms"),
+                        crate::ErrorCode::RateLimited,
+                    );
+                }
+                out.send(
                     channel,
                     Message::Ack {
                         batch,
-                        status: AckStatus::PermissionDenied,
+                        status,
                         clock: None,
                     },
-                ),
+                )
+            }
             Queued::Push { job, index, .. } => {
                 let denied = crate::protocol::Revision {
                     doc: doc.clone(),

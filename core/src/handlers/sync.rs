@@ -435,19 +435,13 @@ pub(crate) fn receive_data(
             Level::Info,
             format!("{peer} is past its update quota; {doc} refused for {wait} ms"),
         );
-        if model
-            .channels
-            .get(&channel)
-            .is_some_and(|c| c.protocol >= 4)
-        {
-            out.send(
-                channel,
-                Message::Error {
-                    code: ErrorCode::RateLimited,
-                    message: format!("too many updates: retry after {wait} ms"),
-                },
-            );
-        }
+        super::quotas::tell_refused(
+            model,
+            out,
+            channel,
+            format!("too many updates: retry after {wait} ms"),
+            ErrorCode::RateLimited,
+        );
         return ack(out, channel, batch, AckStatus::RateLimited);
     }
     take_data(model, out, channel, peer, doc, batch, data, version)
@@ -511,6 +505,16 @@ pub(crate) fn take_data(
                 );
                 return;
             }
+            if let Err(wait) = super::quotas::create(model, &peer) {
+                super::quotas::tell_refused(
+                    model,
+                    out,
+                    channel,
+                    format!("too many documents created: retry after {wait} ms"),
+                    ErrorCode::RateLimited,
+                );
+                return ack(out, channel, batch, AckStatus::RateLimited);
+            }
             create_doc(model, &doc, DocMeta::default());
         }
     }
@@ -520,6 +524,23 @@ pub(crate) fn take_data(
             format!("{peer} may not write {doc}; its data was refused"),
         );
         return ack(out, channel, batch, AckStatus::PermissionDenied);
+    }
+    if let Err(most) = super::quotas::fits(model, &peer, &doc, data.len()) {
+        out.log(
+            Level::Info,
+            format!("{peer}'s update would make {doc} larger than {most} bytes; refused"),
+        );
+        super::quotas::tell_refused(
+            model,
+            out,
+            channel,
+            format!("{doc} would grow past the largest document allowed ({most} bytes)"),
+            ErrorCode::TooLarge,
+        );
+        return ack(out, channel, batch, AckStatus::TooLarge);
+    }
+    if let Some(d) = model.docs.get_mut(&doc) {
+        d.bytes = d.bytes.saturating_add(data.len() as u64);
     }
     import(
         model,

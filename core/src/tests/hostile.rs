@@ -186,6 +186,7 @@ fn lookups_of_unknown_documents_are_bounded_per_peer_and_come_after_the_read_che
             access: Access::NONE,
         }],
         default: Access::ALL,
+        quotas: None,
     };
     let mut k = Kit::new(c);
     k.store(9);

@@ -87,6 +87,7 @@ impl Kit {
                 stored: version,
                 unreadable: 0,
                 clock: Clock(1),
+                bytes: 0,
             },
         })
     }

@@ -1,6 +1,6 @@
 //! The operator's quotas on one client: updates and bytes per second per
-//! connection, connections per identity. Past one a client is answered
-//! and keeps its connection.
+//! connection, connections per identity, documents created per hour, the
+//! largest document. Past one a client is answered and keeps its connection.
 
 use super::kit::*;
 use crate::{AckStatus, BatchId, Config, ErrorCode, Message, Payload, Quotas, VersionVector};
@@ -12,8 +12,12 @@ fn hub(quotas: Quotas) -> Kit {
 }
 
 fn update(batch: u64, bytes: usize) -> Message {
+    update_of("d", batch, bytes)
+}
+
+fn update_of(d: &str, batch: u64, bytes: usize) -> Message {
     Message::Update {
-        doc: doc("d"),
+        doc: doc(d),
         batch: BatchId(batch),
         data: Payload::new(vec![1u8; bytes]),
         version: VersionVector::new(),
@@ -119,4 +123,124 @@ fn without_quotas_nothing_is_limited() {
     for b in 1..=1_000 {
         assert_eq!(limited(&mut k, 1, b, 1_000), None);
     }
+}
+
+/// The status `batch` of `d` was acknowledged with, and the error told.
+fn answer(k: &mut Kit, ch: u64, d: &str, batch: u64, bytes: usize) -> (Option<AckStatus>, String) {
+    let cmds = k.recv(ch, update_of(d, batch, bytes));
+    answer_in(&cmds, ch, batch)
+}
+
+fn answer_in(cmds: &[crate::Cmd], ch: u64, batch: u64) -> (Option<AckStatus>, String) {
+    let ms = messages(cmds, ch);
+    let status = ms.iter().find_map(|m| match m {
+        Message::Ack {
+            batch: b, status, ..
+        } if *b == BatchId(batch) => Some(*status),
+        _ => None,
+    });
+    let told = ms
+        .iter()
+        .find_map(|m| match m {
+            Message::Error { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    (status, told)
+}
+
+#[test]
+fn documents_created_past_the_hourly_quota_are_refused_until_the_hour_is_over() {
+    let mut k = hub(Quotas {
+        docs_created_per_hour: 2,
+        ..Quotas::default()
+    });
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    // Creating counts; writing to a document that exists does not.
+    assert_eq!(
+        answer(&mut k, 1, "a", 1, 10).0,
+        None,
+        "imported, not refused"
+    );
+    assert_eq!(answer(&mut k, 1, "a", 2, 10).0, None);
+    assert_eq!(answer(&mut k, 1, "b", 3, 10).0, None);
+    let (status, told) = answer(&mut k, 1, "c", 4, 10);
+    assert_eq!(status, Some(AckStatus::RateLimited));
+    assert!(told.contains("too many documents created"), "{told}");
+    // Another identity has its own count, and existing documents stay writable.
+    assert_eq!(answer(&mut k, 2, "c", 1, 10).0, None);
+    assert_eq!(answer(&mut k, 1, "b", 5, 10).0, None);
+    // An hour after its first creation, alice may create again.
+    k.tick(3_600_000);
+    assert_eq!(answer(&mut k, 1, "d", 6, 10).0, None);
+}
+
+#[test]
+fn a_document_created_through_the_store_counts_against_its_creator() {
+    let mut c = Config::new("hub");
+    c.quotas = Quotas {
+        docs_created_per_hour: 1,
+        ..Quotas::default()
+    };
+    let mut k = Kit::new(c);
+    k.store(9);
+    k.peer(1, "alice");
+    // The store is asked first; it has neither document, so they are new.
+    k.recv(1, update_of("a", 1, 10));
+    let cmds = k.missing(9, "a");
+    assert_eq!(answer_in(&cmds, 1, 1).0, None, "the first is created");
+    k.recv(1, update_of("b", 2, 10));
+    let cmds = k.missing(9, "b");
+    assert_eq!(answer_in(&cmds, 1, 2).0, Some(AckStatus::RateLimited));
+    // A document the store holds is not created: it is not counted.
+    k.recv(1, update_of("old", 3, 10));
+    let cmds = k.found(9, "old", VersionVector::new());
+    assert_eq!(answer_in(&cmds, 1, 3).0, None);
+}
+
+#[test]
+fn an_update_that_would_make_a_document_too_large_is_refused_and_smaller_ones_go_on() {
+    let mut k = hub(Quotas {
+        max_doc_bytes: 100,
+        ..Quotas::default()
+    });
+    k.peer(1, "alice");
+    assert_eq!(answer(&mut k, 1, "d", 1, 60).0, None);
+    let (status, told) = answer(&mut k, 1, "d", 2, 60);
+    assert_eq!(status, Some(AckStatus::TooLarge));
+    assert!(
+        told.contains("largest document allowed (100 bytes)"),
+        "{told}"
+    );
+    // What still fits goes in; another document has its own size.
+    assert_eq!(answer(&mut k, 1, "d", 3, 40).0, None);
+    assert_eq!(answer(&mut k, 1, "d", 4, 1).0, Some(AckStatus::TooLarge));
+    assert_eq!(answer(&mut k, 1, "e", 5, 100).0, None);
+}
+
+#[test]
+fn a_loaded_document_counts_what_the_store_held_toward_its_size() {
+    let mut c = Config::new("hub");
+    c.quotas = Quotas {
+        max_doc_bytes: 100,
+        ..Quotas::default()
+    };
+    let mut k = Kit::new(c);
+    k.store(9);
+    k.peer(1, "alice");
+    k.recv(1, update_of("big", 1, 30));
+    let cmds = k.feed(crate::Msg::StoreLoaded {
+        store: crate::ChannelId(9),
+        doc: doc("big"),
+        outcome: crate::LoadOutcome::Found {
+            version: VersionVector::new(),
+            stored: VersionVector::new(),
+            unreadable: 0,
+            clock: crate::Clock(1),
+            bytes: 80,
+        },
+    });
+    assert_eq!(answer_in(&cmds, 1, 1).0, Some(AckStatus::TooLarge));
+    assert_eq!(answer(&mut k, 1, "big", 2, 20).0, None);
 }

@@ -37,7 +37,7 @@ pub fn watch<T: Send + 'static>(
     what: &'static str,
     path: PathBuf,
     first: String,
-    parse: fn(&str) -> Result<T, String>,
+    parse: impl Fn(&str) -> Result<T, String> + Send + 'static,
     apply: impl Fn(T) -> bool + Send + 'static,
 ) -> Result<(), String> {
     std::thread::Builder::new()

@@ -79,6 +79,16 @@ pub struct ServeArgs {
     /// Connections one identity may hold at once (0: no limit).
     #[arg(long, default_value_t = 0)]
     max_connections_per_identity: usize,
+    /// The largest a client may make one document, in MiB (0: no limit):
+    /// what the store held when it was loaded plus what clients sent since.
+    /// An update past it is acknowledged `too-large` (Loro:
+    /// `payload_too_large`) and the connection kept.
+    #[arg(long, default_value_t = 0)]
+    max_doc_mib: u64,
+    /// Documents one identity may create per hour (0: no limit); past it a
+    /// write that would create one is acknowledged `rate-limited`.
+    #[arg(long, default_value_t = 0)]
+    max_docs_created_per_hour: u64,
     /// Most documents held in memory; idle ones are evicted and reloaded
     /// from the store when asked for again.
     #[arg(long, default_value_t = 10_000)]
@@ -152,6 +162,14 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => ("ws", "http"),
     };
     let (store, store_shown) = open_store(&a)?;
+    let flag_quotas = docweave_core::Quotas {
+        updates_per_s: a.max_updates_per_s,
+        update_bytes_per_s: a.max_update_bytes_per_s,
+        connections_per_identity: a.max_connections_per_identity,
+        max_doc_bytes: a.max_doc_mib.saturating_mul(1024 * 1024),
+        docs_created_per_hour: a.max_docs_created_per_hour,
+    };
+    let parse_rules = rules_parser(flag_quotas.clone());
     let (rules_text, rules) = match &a.rules {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -161,6 +179,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         }
         None => (String::new(), Rules::allow_all()),
     };
+    let quotas = rules.quotas.as_deref().cloned().unwrap_or(flag_quotas);
     let (tokens, grants) = credentials(&a.tokens);
     let revoked = match &a.revoked_file {
         Some(path) => Some(crate::revocations::read(path)?),
@@ -189,11 +208,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             c.grants = grants;
             c.rules = rules;
             c.timing.peer_linger_ms = a.peer_linger_ms;
-            c.quotas = docweave_core::Quotas {
-                updates_per_s: a.max_updates_per_s,
-                update_bytes_per_s: a.max_update_bytes_per_s,
-                connections_per_identity: a.max_connections_per_identity,
-            };
+            c.quotas = quotas;
             // Loro `%EPS` rooms: the server keeps their state for later members.
             c.lasting_presence = vec![Namespace::new(PERSISTED_PRESENCE_NAMESPACE)];
         });
@@ -460,9 +475,30 @@ async fn drain(repo: &Repo, seconds: u64, stop: &async_channel::Receiver<()>) {
     }
 }
 
-/// A rules file's text (JSON, see `docweave_core::Rules`).
-fn parse_rules(text: &str) -> Result<Rules, String> {
-    serde_json::from_str::<Rules>(text).map_err(|e| format!("not a rules file: {e}"))
+/// Reads a rules file's text (JSON, see `docweave_core::Rules`). Its
+/// `quotas`, if any, replace the flags' quotas one by one (what it leaves
+/// out stays as the flags say), so a file that drops them restores the flags.
+fn rules_parser(flags: docweave_core::Quotas) -> impl Fn(&str) -> Result<Rules, String> {
+    move |text| {
+        let mut rules =
+            serde_json::from_str::<Rules>(text).map_err(|e| format!("not a rules file: {e}"))?;
+        let file: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut quotas = serde_json::to_value(&flags).map_err(|e| e.to_string())?;
+        if let (Some(given), Some(all)) = (
+            file.get("quotas").and_then(|q| q.as_object()),
+            quotas.as_object_mut(),
+        ) {
+            for (k, v) in given {
+                if !all.contains_key(k) {
+                    return Err(format!("no quota is called {k:?}"));
+                }
+                all.insert(k.clone(), v.clone());
+            }
+        }
+        let quotas = serde_json::from_value(quotas).map_err(|e| format!("quotas: {e}"))?;
+        rules.quotas = Some(Box::new(quotas));
+        Ok(rules)
+    }
 }
 
 /// `SECRET` grants any peer id; `PEER=SECRET` only PEER (a trailing `*`

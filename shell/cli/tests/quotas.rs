@@ -158,3 +158,129 @@ fn clients_past_their_quotas_are_answered_keep_their_connections_and_others_go_o
         .unwrap_or(0.0);
     assert!(refused >= 14.0, "refusals counted: {refused}");
 }
+
+/// A Loro update to `doc` carrying about `size` bytes that do not compress.
+fn sized_update(doc: &str, batch: u64, size: usize) -> Message {
+    let mut x = batch.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let text: String = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let d = loro::LoroDoc::new();
+    d.get_text("t").insert(0, &text).unwrap();
+    d.commit();
+    Message::Update {
+        doc: DocId::new(doc),
+        batch: BatchId(batch),
+        data: Payload::new(d.export(loro::ExportMode::all_updates()).unwrap()),
+        version: VersionVector::new(),
+    }
+}
+
+/// The acknowledgement of `batch` and the errors that came with it.
+async fn answer_to(c: &mut Socket, m: Message) -> (Option<AckStatus>, Vec<Message>) {
+    let Message::Update { batch, .. } = &m else {
+        unreachable!()
+    };
+    let batch = *batch;
+    send(c, &[m]).await;
+    let is_ack = move |m: &Message| matches!(m, Message::Ack { batch: b, .. } if *b == batch);
+    let (got, _) = receive_until(c, Duration::from_secs(10), |ms| ms.iter().any(is_ack)).await;
+    let status = got.iter().find_map(|m| match m {
+        Message::Ack {
+            batch: b, status, ..
+        } if *b == batch => Some(*status),
+        _ => None,
+    });
+    (status, got)
+}
+
+#[test]
+fn a_rules_file_sets_the_largest_document_and_documents_per_hour_and_reloads() {
+    let dir = data_dir("quotas-rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.json");
+    let with_quotas = r#"{"rules": [], "default": {"read": true, "write": true, "create": true, "delete": true},
+        "quotas": {"max_doc_bytes": 4000, "docs_created_per_hour": 2}}"#;
+    std::fs::write(&rules, with_quotas).unwrap();
+    let server = Server::start(
+        "server",
+        &dir.join("data"),
+        free_port(),
+        free_port(),
+        &["--rules", rules.to_str().unwrap()],
+    );
+    smol::block_on(async {
+        let mut c = raw_ws(server.ws).await;
+        send(&mut c, &[hello("alice", None)]).await;
+        receive_until(&mut c, Duration::from_secs(10), |ms| !ms.is_empty()).await;
+        // The largest document: 3 KB fits in 4,000 bytes, 3 KB more does not.
+        let (status, _) = answer_to(&mut c, sized_update("big", 1, 3_000)).await;
+        assert_eq!(status, Some(AckStatus::Ok));
+        let (status, got) = answer_to(&mut c, sized_update("big", 2, 3_000)).await;
+        assert_eq!(status, Some(AckStatus::TooLarge), "{got:?}");
+        assert!(
+            got.iter().any(|m| matches!(m, Message::Error { code: ErrorCode::TooLarge, message } if message.contains("largest document"))),
+            "{got:?}"
+        );
+        // Documents per hour: "big" was the first, "second" the last.
+        let (status, _) = answer_to(&mut c, sized_update("second", 3, 10)).await;
+        assert_eq!(status, Some(AckStatus::Ok));
+        let (status, got) = answer_to(&mut c, sized_update("third", 4, 10)).await;
+        assert_eq!(status, Some(AckStatus::RateLimited), "{got:?}");
+        // A Loro client's update past the largest document.
+        let mut l = raw_ws_at(server.ws, "/loro").await;
+        let join = Body::JoinRequest {
+            auth: Vec::new(),
+            version: Vec::new(),
+        };
+        futures_util::SinkExt::send(&mut l, loro(Crdt::Loro, "big", join))
+            .await
+            .unwrap();
+        loro_until(&mut l, Duration::from_secs(10), |m| {
+            matches!(m.body, Body::JoinResponseOk { .. })
+        })
+        .await;
+        let Message::Update { data, .. } = sized_update("big", 5, 3_000) else {
+            unreachable!()
+        };
+        let body = Body::DocUpdate {
+            updates: vec![data.as_bytes().to_vec()],
+            batch: [5; 8],
+        };
+        futures_util::SinkExt::send(&mut l, loro(Crdt::Loro, "big", body))
+            .await
+            .unwrap();
+        let (got, _, _) = loro_until(&mut l, Duration::from_secs(10), |m| {
+            matches!(m.body, Body::Ack { .. })
+        })
+        .await;
+        assert!(
+            got.iter().any(|m| matches!(
+                m.body,
+                Body::Ack {
+                    status: LoroAck::PayloadTooLarge,
+                    ..
+                }
+            )),
+            "{got:?}"
+        );
+        // Without quotas in the file, the flags' (none) are back.
+        std::fs::write(&rules, r#"{"rules": [], "default": {"read": true, "write": true, "create": true, "delete": true}}"#).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut batch = 10;
+        loop {
+            batch += 1;
+            let (status, _) = answer_to(&mut c, sized_update("third", batch, 10)).await;
+            if status == Some(AckStatus::Ok) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the quotas stayed");
+            smol::Timer::after(Duration::from_millis(200)).await;
+        }
+    });
+}

@@ -1221,6 +1221,7 @@ impl<E: DocEngine> Node<E> {
                     stored: got.stored,
                     unreadable: got.unreadable,
                     clock: l.clock,
+                    bytes: l.bytes(),
                 }
             }
             None => {
@@ -1258,6 +1259,7 @@ impl<E: DocEngine> Node<E> {
                             stored: got.stored,
                             unreadable: got.unreadable,
                             clock: l.clock,
+                            bytes: l.bytes(),
                         },
                     });
                 }
@@ -1274,6 +1276,7 @@ impl<E: DocEngine> Node<E> {
                             stored: Default::default(),
                             unreadable: 0,
                             clock: Clock(0),
+                            bytes: 0,
                         },
                     });
                 }
