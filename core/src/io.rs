@@ -326,6 +326,17 @@ pub enum Msg {
         /// When clients should dial again, in milliseconds.
         retry_after_ms: Millis,
     },
+    /// The operator cuts connections off: those of `peer` (every one of
+    /// that identity), or the one on `channel`. Each is told why and
+    /// closed; a client may connect again (revoke its token to keep it out).
+    Disconnect {
+        /// Every connection of this identity.
+        peer: Option<PeerId>,
+        /// This connection.
+        channel: Option<ChannelId>,
+        /// Why, for the client.
+        reason: String,
+    },
     /// The operator's permission rules now (replacing the configured
     /// ones): every decision from this input on follows them, so data a
     /// peer may no longer read stops with the next change.
@@ -372,6 +383,7 @@ impl Msg {
             Msg::Authenticated { .. } => "authenticated",
             Msg::Revoked(_) => "revoked",
             Msg::Drain { .. } => "drain",
+            Msg::Disconnect { .. } => "disconnect",
             Msg::Rules(_) => "rules",
             Msg::SetToken { .. } => "set-token",
         }

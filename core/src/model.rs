@@ -343,6 +343,23 @@ impl PerStore {
     }
 }
 
+/// One network connection, as an operator sees it ([`Model::connections`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// Its channel: the id to disconnect it by.
+    pub channel: ChannelId,
+    /// Who it is, once its handshake is done.
+    pub peer: Option<PeerId>,
+    /// What the peer said it is.
+    pub kind: Option<PeerKind>,
+    /// The protocol version negotiated.
+    pub protocol: u32,
+    /// The server we dialed, if we did.
+    pub dialed: Option<RemoteAddr>,
+    /// When it opened (the node's clock, ms).
+    pub opened_at: Millis,
+}
+
 /// One document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Doc {
@@ -814,6 +831,25 @@ impl Model {
         self.peers
             .iter()
             .map(|(id, p)| (id.clone(), !p.channels.is_empty(), p.cursor.clone()))
+            .collect()
+    }
+
+    /// The network connections now, in channel order.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.channels
+            .iter()
+            .filter(|(_, ch)| ch.kind == ChannelKind::Network)
+            .map(|(c, ch)| ConnectionInfo {
+                channel: *c,
+                peer: match &ch.link {
+                    Link::Established(p) => Some(p.clone()),
+                    Link::Connecting => None,
+                },
+                kind: ch.peer_kind,
+                protocol: ch.protocol,
+                dialed: ch.remote.clone(),
+                opened_at: ch.opened_at,
+            })
             .collect()
     }
 

@@ -49,6 +49,11 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             reason,
             retry_after_ms,
         } => connection::drain(model, out, reason, retry_after_ms),
+        Msg::Disconnect {
+            peer,
+            channel,
+            reason,
+        } => connection::disconnect(model, out, peer, channel, reason),
         Msg::Rules(rules) => {
             let mut config = (*model.config).clone();
             if let Some(q) = &rules.quotas {

@@ -143,6 +143,9 @@ pub(crate) enum Request<E: DocEngine> {
     Summary {
         reply: Answer<crate::repo::Summary>,
     },
+    Connections {
+        reply: Answer<Vec<docweave_core::ConnectionInfo>>,
+    },
     Close {
         reply: Answer<()>,
     },
@@ -547,6 +550,10 @@ impl<E: DocEngine> Driver<E> {
                     resident: self.node.resident(),
                 };
                 let _ = reply.try_send(summary);
+            }
+            Request::Connections { reply } => {
+                // An asker that gave up needs no answer.
+                let _ = reply.try_send(self.node.model().connections());
             }
             Request::Close { .. } => {}
         }

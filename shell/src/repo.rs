@@ -8,7 +8,9 @@ use crate::node::{Input, Node, NodeOptions};
 use crate::recording::Recorder;
 use docweave_adapters::Link;
 use docweave_adapters::Store;
-use docweave_core::{Config, DocId, Event, Namespace, Payload, PeerId, RemoteAddr, SyncState};
+use docweave_core::{
+    ChannelId, Config, DocId, Event, Namespace, Payload, PeerId, RemoteAddr, SyncState,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -615,6 +617,38 @@ impl<E: DocEngine> Repo<E> {
             .try_send(Request::Node(Input::Drain {
                 reason: reason.to_string(),
                 retry_after_ms,
+            }))
+            .map_err(|_| RepoError::Closed)
+    }
+
+    /// The network connections now: channel, identity, kind, protocol.
+    pub async fn connections(&self) -> Result<Vec<docweave_core::ConnectionInfo>, RepoError> {
+        self.ask(|reply| Request::Connections { reply }).await
+    }
+
+    /// Cuts off every connection of `peer`, telling each why. The client
+    /// may connect again: revoke its token ([`Repo::revoke`]) to keep it out.
+    pub fn disconnect_peer(&self, peer: &str, reason: &str) -> Result<(), RepoError> {
+        let peer = PeerId::parse(peer)?;
+        self.disconnect(Some(peer), None, reason)
+    }
+
+    /// Cuts off the connection on `channel` (an id from [`Repo::connections`]).
+    pub fn disconnect_channel(&self, channel: ChannelId, reason: &str) -> Result<(), RepoError> {
+        self.disconnect(None, Some(channel), reason)
+    }
+
+    fn disconnect(
+        &self,
+        peer: Option<PeerId>,
+        channel: Option<ChannelId>,
+        reason: &str,
+    ) -> Result<(), RepoError> {
+        self.input
+            .try_send(Request::Node(Input::Disconnect {
+                peer,
+                channel,
+                reason: reason.to_string(),
             }))
             .map_err(|_| RepoError::Closed)
     }

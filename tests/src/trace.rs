@@ -269,6 +269,15 @@ pub fn input(m: &Msg) -> Option<String> {
             reason,
             retry_after_ms,
         } => format!("drain {reason:?} retry-after={retry_after_ms}ms"),
+        Msg::Disconnect {
+            peer,
+            channel,
+            reason,
+        } => match (peer, channel) {
+            (Some(p), _) => format!("disconnect {p} {reason:?}"),
+            (None, Some(c)) => format!("disconnect {c} {reason:?}"),
+            (None, None) => format!("disconnect nobody {reason:?}"),
+        },
         Msg::Revoked(r) => format!(
             "revoked {} tokens, {} identities",
             r.tokens.len(),

@@ -492,6 +492,46 @@ pub(crate) fn revoked(model: &mut Model, out: &mut Out, revocations: crate::poli
     }
 }
 
+/// The operator cuts off every connection of `peer`, or the one on
+/// `channel` (network connections only: a store is not a client). Each is
+/// told why, then closed.
+pub(crate) fn disconnect(
+    model: &mut Model,
+    out: &mut Out,
+    peer: Option<PeerId>,
+    channel: Option<ChannelId>,
+    reason: String,
+) {
+    let cut: Vec<ChannelId> = model
+        .channels
+        .iter()
+        .filter(|(_, ch)| ch.kind == ChannelKind::Network)
+        .filter(|(c, ch)| {
+            let by_peer = peer
+                .as_ref()
+                .is_some_and(|p| matches!(&ch.link, Link::Established(q) if q == p));
+            by_peer || channel == Some(**c)
+        })
+        .map(|(c, _)| *c)
+        .collect();
+    out.log(
+        Level::Info,
+        format!("disconnecting {} connection(s): {reason}", cut.len()),
+    );
+    for c in cut {
+        refuse(
+            out,
+            c,
+            ErrorCode::PermissionDenied,
+            format!("disconnected by the server's operator: {reason}"),
+        );
+        out.cmd(Cmd::Close {
+            channel: c,
+            reason: "disconnected by the operator".into(),
+        });
+    }
+}
+
 /// The protocol version that has `going-away`.
 const GOING_AWAY_SINCE: u32 = 4;
 

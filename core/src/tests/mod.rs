@@ -4,6 +4,7 @@ mod changes;
 mod connection;
 mod credentials;
 mod deletion;
+mod disconnect;
 mod draining;
 mod durability;
 mod evolution;

@@ -198,6 +198,15 @@ pub enum Input {
         /// When they should dial again, in milliseconds.
         retry_after_ms: Millis,
     },
+    /// The operator cuts connections off (see `docweave_core::Msg::Disconnect`).
+    Disconnect {
+        /// Every connection of this identity.
+        peer: Option<docweave_core::PeerId>,
+        /// This connection.
+        channel: Option<ChannelId>,
+        /// Why, for the client.
+        reason: String,
+    },
     /// Another process sharing the store published these bytes (a frame of
     /// presence messages, see [`Store::publish`](docweave_adapters::Store::publish)).
     StorePublished {
@@ -660,6 +669,15 @@ impl<E: DocEngine> Node<E> {
             } => self.step(Msg::Drain {
                 reason,
                 retry_after_ms,
+            }),
+            Input::Disconnect {
+                peer,
+                channel,
+                reason,
+            } => self.step(Msg::Disconnect {
+                peer,
+                channel,
+                reason,
             }),
             Input::Rules(r) => self.step(Msg::Rules(r)),
             Input::SetToken { remote, token } => self.step(Msg::SetToken { remote, token }),
