@@ -39,6 +39,29 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     ids_apps_use_round_trip(&mut make());
     a_failed_batch_writes_nothing(&mut make());
     a_load_since_a_clock_brings_all_a_reader_lacks(&mut make());
+    a_documents_bytes_are_its_snapshot_and_changes(&mut make());
+}
+
+/// `doc_bytes` counts the snapshot and the changes after it, and knows no
+/// document the store lacks.
+pub fn a_documents_bytes_are_its_snapshot_and_changes(s: &mut impl Store) {
+    let d = DocId::new("sized");
+    assert_eq!(ok(s.doc_bytes(&d), "doc_bytes"), None);
+    let c = ok(
+        s.append(&[
+            change("sized", b"abc", &[(1, 1)]),
+            change("sized", b"de", &[(1, 2)]),
+        ]),
+        "append",
+    );
+    ok(
+        s.append(&[change("other", b"0123456789", &[(2, 1)])]),
+        "append",
+    );
+    assert_eq!(ok(s.doc_bytes(&d), "doc_bytes"), Some(5));
+    ok(s.compact(&d, b"SNAPSHOT", c[1]), "compact");
+    ok(s.append(&[change("sized", b"f", &[(1, 3)])]), "append");
+    assert_eq!(ok(s.doc_bytes(&d), "doc_bytes"), Some(9));
 }
 
 /// Every append gets a larger clock than any before; `clock()` is the last.

@@ -115,6 +115,12 @@ pub trait Store: Send {
         let _ = after;
         self.load(doc)
     }
+    /// Bytes stored for a document (its snapshot and its changes), `None`
+    /// when the store has no such document. Stores with an index override
+    /// this reading of the whole document.
+    fn doc_bytes(&mut self, doc: &DocId) -> Result<Option<u64>, StoreError> {
+        Ok(self.load(doc)?.map(|l| l.bytes()))
+    }
     /// Replaces the changes up to `up_to` by a snapshot. The document keeps
     /// its clock, so the change feed is intact.
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError>;

@@ -484,6 +484,22 @@ impl Store for PostgresStore {
         })
     }
 
+    fn doc_bytes(&mut self, doc: &DocId) -> Result<Option<u64>, StoreError> {
+        self.with(|c, _| {
+            let row = c.client.query_opt(
+                "SELECT COALESCE(octet_length(snapshot), 0)::BIGINT, \
+                 (SELECT COALESCE(SUM(octet_length(data)), 0)::BIGINT \
+                  FROM docweave_changes WHERE doc = $1) \
+                 FROM docweave_docs WHERE doc = $1",
+                &[&doc.as_str()],
+            )?;
+            Ok(row.map(|r| {
+                let (snapshot, changes): (i64, i64) = (r.get(0), r.get(1));
+                u64::try_from(snapshot + changes).unwrap_or(0)
+            }))
+        })
+    }
+
     fn purge(&mut self, doc: &DocId) -> Result<(), StoreError> {
         // The feed heard of the deletion with its tombstone (`save`).
         self.with(|c, _| {

@@ -98,6 +98,26 @@ impl Store for SqliteStore {
         Ok(clocks)
     }
 
+    fn doc_bytes(&mut self, doc: &DocId) -> Result<Option<u64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let snapshot = tx
+            .query_row(
+                "SELECT COALESCE(length(snapshot), 0) FROM docs WHERE doc = ?1",
+                [doc.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?;
+        let Some(snapshot) = snapshot else {
+            return Ok(None);
+        };
+        let changes: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(length(data)), 0) FROM changes WHERE doc = ?1",
+            [doc.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(Some(u64::try_from(snapshot + changes).unwrap_or(0)))
+    }
+
     fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
         let tx = self.conn.transaction()?;
         let row = tx

@@ -145,6 +145,9 @@ pub struct HttpPages {
     /// The peer id a listener request without `x-docweave-peer` speaks as,
     /// from its bearer token (a signed token's `sub`); else `http-client`.
     pub peer_of_token: Option<PeerOfToken>,
+    /// The host's own routes (the admin API), answered before anything
+    /// else of the endpoint, also while it drains.
+    pub api: Option<super::ApiRoutes>,
 }
 
 /// The peer id a bearer token names, if it names one.
@@ -259,6 +262,7 @@ pub async fn serve_http_with_web(
         limit,
         peer_of_token,
         tls,
+        api,
     } = pages;
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
     let sweeper = sessions.clone();
@@ -300,7 +304,7 @@ pub async fn serve_http_with_web(
         let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
         let (metrics, limit) = (metrics.clone(), limit.clone());
         let peer_of_token = peer_of_token.clone();
-        let tls = tls.clone();
+        let (tls, api) = (tls.clone(), api.clone());
         smol::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -309,9 +313,14 @@ pub async fn serve_http_with_web(
                 let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
                 let (metrics, limit) = (metrics.clone(), limit.clone());
                 let peer_of_token = peer_of_token.clone();
+                let api = api.clone();
                 async move {
                     let get = req.method() == hyper::Method::GET;
                     let path = req.uri().path().to_string();
+                    if let Some(api) = api.as_ref().filter(|a| path.starts_with(&a.prefix)) {
+                        let r = super::http_api::answer(req, api, o.body_timeout).await;
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
                     if let (true, "/metrics", Some(page)) = (get, path.as_str(), &metrics) {
                         let figures = HttpFigures {
                             connections: limit.open(),
@@ -451,7 +460,7 @@ pub async fn serve_http_with_web(
     }
 }
 
-async fn read_body(
+pub(super) async fn read_body(
     req: Request<Incoming>,
     max: usize,
     within: Duration,
@@ -932,10 +941,37 @@ pub async fn post(
         .map(|(status, _, body)| (status, body))
 }
 
+/// Sends one request of any method (`GET`, `DELETE`, ...) and returns the
+/// status and the body (at most 64 MiB of it): for tools that call a
+/// server's HTTP API, such as `docweave inspect`.
+pub async fn request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    send_request(method, addr, path, headers, body, ANSWER_LIMIT)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
 /// Largest answer [`post`] reads: a server cannot make a client hold more.
 const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
 
 async fn post_with_session(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    max_answer: usize,
+) -> Result<(u16, Option<String>, Vec<u8>), String> {
+    send_request(hyper::Method::POST, addr, path, headers, body, max_answer).await
+}
+
+async fn send_request(
+    method: hyper::Method,
     addr: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -950,7 +986,10 @@ async fn post_with_session(
         let _ = conn.await;
     })
     .detach();
-    let mut req = Request::post(path).header(hyper::header::HOST, addr);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

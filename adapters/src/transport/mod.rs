@@ -8,6 +8,7 @@
 
 pub mod fragments;
 mod http;
+mod http_api;
 mod memory;
 mod pace;
 mod slots;
@@ -17,9 +18,10 @@ mod tls;
 mod websocket;
 
 pub use http::{
-    http_link, post, serve_http, serve_http_with_web, split_frames, Connector, HealthCheck,
-    HttpFigures, HttpOptions, HttpPages, MetricsPage, PeerOfToken, StatusPage,
+    http_link, post, request, serve_http, serve_http_with_web, split_frames, Connector,
+    HealthCheck, HttpFigures, HttpOptions, HttpPages, MetricsPage, PeerOfToken, StatusPage,
 };
+pub use http_api::{ApiAnswer, ApiHandler, ApiRequest, ApiRoutes};
 pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, PolledLink};
 pub use pace::{InboundRate, Pacer};
 pub use slots::{ConnectionLimit, Slot};
