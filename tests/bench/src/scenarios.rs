@@ -325,8 +325,38 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// S3: one hub, C clients on one document; one client makes M edits,
 /// each committed on its own. Edits per second delivered to all, latency p50/p99.
 pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
+    s3_with(clients, m, t, None).await
+}
+
+/// S3 on a hub with every quota set, none of them reached: what checking
+/// them costs (scenario "S3q").
+pub async fn s3_quotas(clients: usize, m: u64, t: Transport) -> Run {
+    let quotas = docweave_core::Quotas {
+        updates_per_s: 1_000_000,
+        update_bytes_per_s: 1 << 30,
+        connections_per_identity: 1_000,
+        max_doc_bytes: 1 << 40,
+        docs_created_per_hour: 1_000_000,
+    };
+    Run {
+        scenario: "S3q".into(),
+        ..s3_with(clients, m, t, Some(quotas)).await
+    }
+}
+
+async fn s3_with(
+    clients: usize,
+    m: u64,
+    t: Transport,
+    quotas: Option<docweave_core::Quotas>,
+) -> Run {
     let server = Repo::builder("server")
         .store(MemoryStore::new())
+        .configure(|c| {
+            if let Some(q) = quotas {
+                c.quotas = q;
+            }
+        })
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let net = Net::new(server, t).await;

@@ -1,6 +1,6 @@
 //! The benchmark scenarios with tiny sizes, so they cannot rot.
 
-use docweave_bench::scenarios::{s1, s2, s3, s4, s5, Transport};
+use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s4, s5, Transport};
 
 #[test]
 fn every_scenario_runs_with_tiny_sizes() {
@@ -12,6 +12,8 @@ fn every_scenario_runs_with_tiny_sizes() {
             assert!(r.messages > 0, "{}", r.json());
             let r = s3(3, 10, t).await;
             assert!(r.value > 0.0, "{}", r.json());
+            let r = s3_quotas(3, 10, t).await;
+            assert!(r.value > 0.0 && r.scenario == "S3q", "{}", r.json());
         }
         assert!(s4(1_000, 1).value > 0.0);
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
