@@ -1,4 +1,5 @@
-//! `docweave inspect`: what a data directory holds, without running a node.
+//! `docweave inspect`: what a data directory holds, without running a node,
+//! or what a running server holds, through its admin API.
 
 use docweave_adapters::{SqliteStore, Store};
 use docweave_core::{Clock, Filter, StateRecord};
@@ -87,4 +88,77 @@ fn sizes(db: &Path) -> std::collections::BTreeMap<String, i64> {
         }
     }
     out
+}
+
+/// Asks a running server's admin API; the answer's JSON, or its error.
+fn admin_get(addr: &str, path: &str, token: &str) -> Result<serde_json::Value, String> {
+    let bearer = format!("Bearer {token}");
+    let (status, body) = smol::block_on(docweave_adapters::transport::request(
+        "GET",
+        addr,
+        path,
+        &[("authorization", bearer.as_str())],
+        Vec::new(),
+    ))
+    .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("{addr}{path} answered {status} with no JSON: {e}"))?;
+    if status != 200 {
+        return Err(format!(
+            "{addr}{path}: {status} {}: {}",
+            v["code"].as_str().unwrap_or("?"),
+            v["message"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(v)
+}
+
+/// What a running server holds: its documents (every page) with their
+/// sizes, and its connections.
+pub fn server(addr: &str, token: Option<&str>) -> Result<(), String> {
+    let token = token.ok_or("inspecting a server takes its admin token (--admin-token)")?;
+    let mut docs = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!(
+                "/admin/docs?limit=1000&after={}",
+                percent_encoding::utf8_percent_encode(a, percent_encoding::NON_ALPHANUMERIC)
+            ),
+            None => "/admin/docs?limit=1000".to_string(),
+        };
+        let page = admin_get(addr, &path, token)?;
+        docs.extend(page["docs"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    out!("server {addr}");
+    out!("\ndocuments ({}):", docs.len());
+    for d in &docs {
+        out!(
+            "  {:<32} {:>10} bytes  {:>8} ops  clock {}",
+            d["id"].as_str().unwrap_or("?"),
+            d["stored_bytes"].as_u64().unwrap_or(0),
+            d["operations"].as_u64().unwrap_or(0),
+            d["last_change"].as_u64().unwrap_or(0)
+        );
+    }
+    let connections = admin_get(addr, "/admin/connections", token)?;
+    let list = connections["connections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    out!("\nconnections ({}):", list.len());
+    for c in &list {
+        out!(
+            "  {:>6}  {:<32} {:<8} protocol {}",
+            c["channel"].as_u64().unwrap_or(0),
+            c["peer"].as_str().unwrap_or("(handshake)"),
+            c["kind"].as_str().unwrap_or("-"),
+            c["protocol"].as_u64().unwrap_or(0)
+        );
+    }
+    Ok(())
 }

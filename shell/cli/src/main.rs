@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod output;
+mod admin;
 mod client;
 mod compact;
 mod file_watch;
@@ -57,10 +58,15 @@ enum Command {
     /// Read, change or watch one document.
     #[command(subcommand, after_help = EXIT_CODES)]
     Doc(client::DocCommand),
-    /// Show what a data directory holds.
+    /// Show what a data directory holds, or what a running server holds
+    /// (`http://host:port`, through its admin API).
     Inspect {
-        /// The data directory (as given to `serve --data`).
-        dir: PathBuf,
+        /// The data directory (as given to `serve --data`), or a server's
+        /// HTTP address.
+        target: String,
+        /// The server's admin token (`serve --admin-token`).
+        #[arg(long, env = "DOCWEAVE_ADMIN_TOKEN")]
+        admin_token: Option<String>,
     },
     /// Fold each document's changes into one snapshot (the change feed stays intact).
     Compact {
@@ -127,7 +133,13 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
-        Command::Inspect { dir } => inspect::run(&dir),
+        Command::Inspect {
+            target,
+            admin_token,
+        } => match target.strip_prefix("http://") {
+            Some(addr) => inspect::server(addr, admin_token.as_deref()),
+            None => inspect::run(std::path::Path::new(&target)),
+        },
         Command::Compact { dir } => compact::run(&dir),
         Command::Replay { log } => replay(&log),
     };

@@ -128,6 +128,12 @@ pub struct ServeArgs {
     /// without a proxy in front. Tokens must not cross networks in clear.
     #[arg(long, env = "DOCWEAVE_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
+    /// Turns the admin API on (`/admin/...` on the HTTP port: documents,
+    /// sizes, delete, compact, snapshots, connections, disconnect), for
+    /// requests presenting this token (`Authorization: Bearer TOKEN`).
+    /// Without it there is no admin API.
+    #[arg(long, env = "DOCWEAVE_ADMIN_TOKEN")]
+    admin_token: Option<String>,
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "DOCWEAVE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
@@ -370,6 +376,18 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
                 m.render()
             })
         });
+        let admin = match a.admin_token.as_deref().filter(|t| !t.is_empty()) {
+            // A store connection of its own: sizes, snapshots and
+            // compaction never wait behind the node's writes.
+            Some(token) => Some(crate::admin::routes(
+                repo.clone(),
+                open_store(&a)?.0,
+                token.to_string(),
+                max_message,
+            )),
+            // Said plainly, rather than the endpoint's "POST only".
+            None => Some(crate::admin::off()),
+        };
         let pages = HttpPages {
             limit: Some(http_limit.clone()),
             metrics: Some(metrics_page),
@@ -385,6 +403,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
                     .then(|| crate::jwt::subject(token))
                     .flatten()
             })),
+            api: admin,
         };
         smol::spawn(serve_http_with_web(http, http_options, connect, pages)).detach();
         for url in &a.peers {
