@@ -155,7 +155,7 @@ pub struct Rules {
     /// Quotas that replace the server's own (`docweave serve` fills in
     /// what a rules file leaves out from its flags), read again with the
     /// rules; `None` keeps the quotas in force.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub quotas: Option<Box<crate::Quotas>>,
 }
 

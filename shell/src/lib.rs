@@ -103,6 +103,7 @@ mod node;
 mod oplog_engine;
 mod recording;
 mod repo;
+pub mod trace;
 
 /// The README's embedding example, compiled and run as a doctest.
 #[cfg(doctest)]
@@ -123,5 +124,8 @@ pub use node::{
     StoreJob, StoreOp, StoreResult,
 };
 pub use oplog_engine::{Op, OpLogDoc, OpLogEngine, Reducer};
-pub use recording::{replay, Line, ReplayError, ReplayOutcome};
+pub use recording::{
+    files_in, read_lines, recording_files, replay, replay_files, Line, RecordOptions, ReplayError,
+    ReplayOutcome,
+};
 pub use repo::{Repo, RepoBuilder, RepoError, Summary, SyncOutcome, SyncStatus};

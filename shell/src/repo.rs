@@ -39,11 +39,14 @@ pub enum RepoError {
     },
 }
 
+/// What a recording keeps by default: 1 GiB.
+const DEFAULT_RECORD_BYTES: u64 = 1 << 30;
+
 /// Builds a [`Repo`].
 pub struct RepoBuilder<E: DocEngine = LoroEngine> {
     config: Config,
     store: Option<Box<dyn Store>>,
-    record: Option<PathBuf>,
+    record: Option<crate::recording::RecordOptions>,
     engine: E,
     max_docs: usize,
     follow_feed: bool,
@@ -105,9 +108,26 @@ impl<E: DocEngine> RepoBuilder<E> {
         self
     }
 
-    /// Records every input of the core, with its commands, to a JSON-lines log.
-    pub fn record(mut self, path: impl Into<PathBuf>) -> Self {
-        self.record = Some(path.into());
+    /// Records every input of the core, with its commands, into rotating
+    /// files in directory `dir` (1 GiB in all unless
+    /// [`RepoBuilder::record_max_bytes`] says otherwise): `replay` checks
+    /// them, `docweave trace` prints them.
+    pub fn record(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.record = Some(crate::recording::RecordOptions {
+            dir: dir.into(),
+            max_bytes: self
+                .record
+                .as_ref()
+                .map_or(DEFAULT_RECORD_BYTES, |r| r.max_bytes),
+        });
+        self
+    }
+
+    /// The most bytes a recording keeps: past it, its oldest files go.
+    pub fn record_max_bytes(mut self, bytes: u64) -> Self {
+        if let Some(r) = self.record.as_mut() {
+            r.max_bytes = bytes;
+        }
         self
     }
 
@@ -174,16 +194,17 @@ impl<E: DocEngine> RepoBuilder<E> {
             self.config.seed
         );
         let health = Health::default();
-        let recorder =
-            match &self.record {
-                Some(p) => Some(Recorder::create(p, &self.config, health.clone()).map_err(
-                    |e| RepoError::Recording {
-                        path: p.clone(),
+        let recorder = match &self.record {
+            Some(r) => Some(
+                Recorder::create(r.clone(), &self.config, health.clone()).map_err(|e| {
+                    RepoError::Recording {
+                        path: r.dir.clone(),
                         why: e.to_string(),
-                    },
-                )?),
-                None => None,
-            };
+                    }
+                })?,
+            ),
+            None => None,
+        };
         let (tx, rx) = async_channel::unbounded();
         let peer = self.config.peer.clone();
         let options = NodeOptions {

@@ -1,6 +1,6 @@
-//! Replays the committed log of a real multi-peer run on Loro documents.
-//! Regenerate it with:
-//! `cargo test -p docweave-shell --test replay -- --ignored record_fixture`
+//! Replays recordings: the committed log of a real multi-peer run on Loro
+//! documents (the JSON-lines format of earlier versions, which still
+//! replays), and live runs recorded into rotating binary files.
 
 use docweave_adapters::MemoryStore;
 use docweave_shell::{replay, ReplayOutcome, Repo};
@@ -41,13 +41,21 @@ fn a_tampered_log_reports_the_first_difference() {
     assert!(matches!(replay(&path), Ok(ReplayOutcome::Differs { .. })));
 }
 
-#[test]
-#[ignore = "writes the fixture; run by hand when the protocol changes"]
-fn record_fixture() {
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    // A leftover of an earlier run goes; none there is fine.
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A hub recorded into `dir`, two clients editing through it.
+fn recorded_run(dir: &std::path::Path, max_bytes: u64, text_bytes: usize) {
     smol::block_on(async {
         let hub = Repo::builder("hub")
             .store(MemoryStore::new())
-            .record(fixture())
+            .record(dir)
+            .record_max_bytes(max_bytes)
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         let alice = Repo::builder("alice")
@@ -56,18 +64,23 @@ fn record_fixture() {
         let bob = Repo::builder("bob")
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        alice.connect(&hub).ok();
-        bob.connect(&hub).ok();
+        alice.connect(&hub).unwrap();
+        bob.connect(&hub).unwrap();
         let a = alice.open("notes").await.unwrap_or_else(|e| panic!("{e}"));
-        a.get_text("t").insert(0, "hello").ok();
-        a.commit();
+        for i in 0..5u8 {
+            let text: String = (0..text_bytes)
+                .map(|j| char::from(b'a' + ((j as u8) ^ i) % 26))
+                .collect();
+            a.get_text("t").insert(0, &text).unwrap();
+            a.commit();
+        }
         let b = bob.open("notes").await.unwrap_or_else(|e| panic!("{e}"));
-        b.get_map("m").insert("seen", true).ok();
+        b.get_map("m").insert("seen", true).unwrap();
         b.commit();
-        alice.set_presence("notes", "cursor", b"5").ok();
+        alice.set_presence("notes", "cursor", b"5").unwrap();
         for r in [&alice, &bob] {
             assert!(r
-                .wait_for_sync("notes", "hub", Duration::from_secs(5))
+                .wait_for_sync("notes", "hub", Duration::from_secs(10))
                 .await
                 .is_ok_and(|o| o.is_synced()));
         }
@@ -75,4 +88,45 @@ fn record_fixture() {
             r.close().await;
         }
     });
+}
+
+#[test]
+fn a_live_run_recorded_in_files_replays_identically() {
+    let dir = temp_dir("recorded-run");
+    recorded_run(&dir, 1 << 30, 10);
+    let files = docweave_shell::files_in(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    match docweave_shell::replay_files(&[dir]) {
+        Ok(ReplayOutcome::Identical { steps }) => assert!(steps > 20, "only {steps} steps"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn past_its_cap_a_recording_drops_its_oldest_files_and_can_be_read_but_not_replayed() {
+    let dir = temp_dir("recorded-capped");
+    // Files of 64 KiB, 256 KiB in all; the run writes far more.
+    recorded_run(&dir, 256 * 1024, 100_000);
+    let files = docweave_shell::files_in(&dir);
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(files.len() >= 2, "{files:?}");
+    assert!(total <= 256 * 1024 + 200 * 1024, "{total} bytes kept");
+    assert!(
+        !files[0].to_string_lossy().ends_with("000001.dwrec"),
+        "the first file is still there: {files:?}"
+    );
+    let mut steps = 0;
+    docweave_shell::read_lines(std::slice::from_ref(&dir), |_| {
+        steps += 1;
+        true
+    })
+    .unwrap();
+    assert!(steps > 0);
+    assert!(matches!(
+        docweave_shell::replay_files(&[dir]),
+        Err(docweave_shell::ReplayError::NoConfig)
+    ));
 }

@@ -21,7 +21,8 @@ pub mod postgres;
 pub mod rng;
 pub mod schedule;
 pub mod sim;
-pub mod trace;
+/// The trace formatting lives with the shell (`docweave trace` prints it too).
+pub use docweave_shell::trace;
 
 pub use faulty_store::{Backing, FaultyStore, Loss, StoreFaults};
 pub use sim::{Coverage, Edit, Faults, Lines, Sim, SimEngine};

@@ -15,6 +15,7 @@ mod serve;
 mod serve_auth;
 mod status;
 mod token_command;
+mod trace;
 mod writer_lease;
 
 use clap::{Parser, Subcommand};
@@ -75,9 +76,13 @@ enum Command {
     },
     /// Replay a recorded log; exits non-zero at the first difference.
     Replay {
-        /// The JSON-lines log.
-        log: PathBuf,
+        /// A recording's directory or files, in order (or a JSON-lines log
+        /// of an older docweave).
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
     },
+    /// Print a recording as a readable protocol trace.
+    Trace(trace::TraceArgs),
 }
 
 fn init_logs(level: &str, format: &str) {
@@ -141,7 +146,8 @@ fn main() -> ExitCode {
             None => inspect::run(std::path::Path::new(&target)),
         },
         Command::Compact { dir } => compact::run(&dir),
-        Command::Replay { log } => replay(&log),
+        Command::Replay { logs } => replay(&logs),
+        Command::Trace(args) => trace::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,10 +158,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn replay(log: &std::path::Path) -> Result<(), String> {
+fn replay(logs: &[PathBuf]) -> Result<(), String> {
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message(format!("replaying {}", log.display()));
-    let outcome = docweave_shell::replay(log).map_err(|e| e.to_string());
+    bar.set_message(format!("replaying {}", logs[0].display()));
+    let outcome = docweave_shell::replay_files(logs).map_err(|e| e.to_string());
     bar.finish_and_clear();
     match outcome? {
         docweave_shell::ReplayOutcome::Identical { steps } => {

@@ -103,10 +103,15 @@ pub struct ServeArgs {
     /// `ws://.../loro` from the same server.
     #[arg(long)]
     web: Option<PathBuf>,
-    /// Record every input of the node and its commands to this JSON-lines
-    /// file (read it, or check it with `docweave replay`).
+    /// Record every input of the node and its commands into rotating
+    /// files in this directory (compact binary; `docweave replay DIR`
+    /// checks them, `docweave trace DIR` prints them). Tokens are not
+    /// written, so a recording can be shared.
     #[arg(long)]
     record: Option<PathBuf>,
+    /// The most a recording keeps, in MiB: past it, its oldest files go.
+    #[arg(long, default_value_t = 1024)]
+    record_max_mb: u64,
     /// The largest document snapshot or update sent or accepted, in MiB.
     #[arg(long, default_value_t = 512)]
     max_message_mib: usize,
@@ -225,7 +230,9 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         builder = builder.seed(seed);
     }
     if let Some(path) = &a.record {
-        builder = builder.record(path);
+        builder = builder
+            .record(path)
+            .record_max_bytes(a.record_max_mb.saturating_mul(1024 * 1024));
     }
     let metrics = docweave_shell::Metrics::new();
     builder = builder.metrics(metrics.clone());

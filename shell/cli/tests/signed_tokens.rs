@@ -440,7 +440,7 @@ fn the_status_page_shows_a_token_holder_only_what_its_rights_let_it_read() {
 fn a_recording_and_the_logs_hold_no_token_or_secret() {
     let dir = data_dir("jwt-recorded");
     std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("run.jsonl");
+    let log = dir.join("recording");
     let data = data_dir("jwt-recording");
     let mut server = Server::start_env(
         "server",
@@ -474,10 +474,16 @@ fn a_recording_and_the_logs_hold_no_token_or_secret() {
         )),
     );
     server.kill9();
-    let recorded = std::fs::read_to_string(&log).unwrap();
+    let bytes: Vec<u8> = docweave_shell::files_in(&log)
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect();
+    let recorded = String::from_utf8_lossy(&bytes);
+    let (ok, trace, err) = cli(&["trace", &log.display().to_string()]);
+    assert!(ok, "{err}");
     assert!(
-        recorded.contains("\"Authenticated\""),
-        "no verdict recorded"
+        trace.contains("with a signed token: valid") && trace.contains("refused"),
+        "no verdict recorded: {trace}"
     );
     let signature = token.rsplit('.').next().unwrap();
     assert!(

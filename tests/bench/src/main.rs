@@ -7,7 +7,7 @@ use clap::Parser;
 use docweave_bench::appends::s11;
 use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
-use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s4, s5, Transport};
+use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
 
@@ -154,10 +154,13 @@ fn main() {
                 if want("s3") {
                     record(s3(s3_size.0, s3_size.1, *t).await);
                 }
-                // Run with S3 when asked by name ("s3q"), so a comparison
-                // alternates the two on the same machine state.
+                // With S3 (or alone: "s3q", "s3r"), so a comparison
+                // alternates them on the same machine state.
                 if want("s3") || want("s3q") {
                     record(s3_quotas(s3_size.0, s3_size.1, *t).await);
+                }
+                if want("s3") || want("s3r") {
+                    record(s3_recorded(s3_size.0, s3_size.1, *t).await);
                 }
             }
             if want("s4") {

@@ -325,7 +325,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// S3: one hub, C clients on one document; one client makes M edits,
 /// each committed on its own. Edits per second delivered to all, latency p50/p99.
 pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
-    s3_with(clients, m, t, None).await
+    s3_with(clients, m, t, |b| b).await
 }
 
 /// S3 on a hub with every quota set, none of them reached: what checking
@@ -340,7 +340,28 @@ pub async fn s3_quotas(clients: usize, m: u64, t: Transport) -> Run {
     };
     Run {
         scenario: "S3q".into(),
-        ..s3_with(clients, m, t, Some(quotas)).await
+        ..s3_with(clients, m, t, |b| b.configure(|c| c.quotas = quotas)).await
+    }
+}
+
+/// S3 on a hub that records every step (`serve --record`): what the
+/// recording costs (scenario "S3r").
+pub async fn s3_recorded(clients: usize, m: u64, t: Transport) -> Run {
+    let dir = std::env::temp_dir().join(format!("docweave-s3r-{}", std::process::id()));
+    let run = Run {
+        scenario: "S3r".into(),
+        ..s3_with(clients, m, t, |b| b.record(&dir)).await
+    };
+    let kept: u64 = docweave_shell::files_in(&dir)
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    // The recording was measured; what it left is not needed.
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        extra: [run.extra.clone(), vec![("recorded_bytes".into(), kept as f64)]].concat(),
+        ..run
     }
 }
 
@@ -348,15 +369,9 @@ async fn s3_with(
     clients: usize,
     m: u64,
     t: Transport,
-    quotas: Option<docweave_core::Quotas>,
+    setup: impl FnOnce(docweave_shell::RepoBuilder) -> docweave_shell::RepoBuilder,
 ) -> Run {
-    let server = Repo::builder("server")
-        .store(MemoryStore::new())
-        .configure(|c| {
-            if let Some(q) = quotas {
-                c.quotas = q;
-            }
-        })
+    let server = setup(Repo::builder("server").store(MemoryStore::new()))
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let net = Net::new(server, t).await;

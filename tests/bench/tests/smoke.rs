@@ -1,6 +1,6 @@
 //! The benchmark scenarios with tiny sizes, so they cannot rot.
 
-use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s4, s5, Transport};
+use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
 
 #[test]
 fn every_scenario_runs_with_tiny_sizes() {
@@ -14,6 +14,9 @@ fn every_scenario_runs_with_tiny_sizes() {
             assert!(r.value > 0.0, "{}", r.json());
             let r = s3_quotas(3, 10, t).await;
             assert!(r.value > 0.0 && r.scenario == "S3q", "{}", r.json());
+            let r = s3_recorded(3, 10, t).await;
+            let recorded = r.extra.iter().find(|(k, _)| k == "recorded_bytes");
+            assert!(recorded.is_some_and(|(_, b)| *b > 0.0), "{}", r.json());
         }
         assert!(s4(1_000, 1).value > 0.0);
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

@@ -1,9 +1,10 @@
-//! Readable one-line descriptions of messages and commands, for traces.
+//! Readable one-line descriptions of messages, inputs and commands: the
+//! protocol traces of the snapshot tests and of `docweave trace`.
 
+use crate::{StoreOp, StoreResult};
 use docweave_core::{
     Cmd, Event, ImportOutcome, Message, Msg, Outgoing, Reply, StateRecord, SyncState,
 };
-use docweave_shell::{StoreOp, StoreResult};
 
 fn filter_text(f: &docweave_core::Filter) -> String {
     if f.is_empty() {
