@@ -834,6 +834,21 @@ impl Model {
             .collect()
     }
 
+    /// Per server this node dials: the changes its feed announced that
+    /// were not pulled yet, in peer order.
+    pub fn remote_lags(&self) -> Vec<(PeerId, u64)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.dialed)
+            .map(|(id, p)| {
+                let lag = p
+                    .pull_target
+                    .map_or(0, |t| t.0.saturating_sub(p.cursor.pulled.0));
+                (id.clone(), lag)
+            })
+            .collect()
+    }
+
     /// The network connections now, in channel order.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
         self.channels

@@ -548,6 +548,7 @@ impl<E: DocEngine> Driver<E> {
                     docs: m.doc_summaries(),
                     peers: m.peer_summaries(),
                     resident: self.node.resident(),
+                    lags: m.remote_lags(),
                 };
                 let _ = reply.try_send(summary);
             }

@@ -279,6 +279,20 @@ impl Metrics {
         out
     }
 
+    /// Every sample now, by its name as written with its labels
+    /// (`docweave_connections{transport="tcp"}`), read back from the text
+    /// format: for pages that show the figures.
+    pub fn samples(&self) -> std::collections::BTreeMap<String, f64> {
+        self.render()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// The counter of messages of `kind` received (to keep and reuse).
     pub(crate) fn received_counter(&self, kind: &str) -> Counter {
         self.received.get_or_create_owned(&KindLabel {

@@ -830,6 +830,8 @@ pub struct Summary {
     pub peers: Vec<(PeerId, bool, docweave_core::Cursor)>,
     /// Replicas in memory.
     pub resident: usize,
+    /// Per server this node dials: changes announced, not pulled yet.
+    pub lags: Vec<(PeerId, u64)>,
 }
 
 impl Default for Summary {
@@ -840,6 +842,7 @@ impl Default for Summary {
             docs: Vec::new(),
             peers: Vec::new(),
             resident: 0,
+            lags: Vec::new(),
         }
     }
 }

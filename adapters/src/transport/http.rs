@@ -91,11 +91,22 @@ impl Default for HttpOptions {
 /// them.
 pub type Connector = Arc<dyn Fn() -> PolledLink + Send + Sync>;
 
-/// Renders the HTML status page served at `GET /` for a request that
-/// presented this bearer token; `None` refuses it (`401`).
+/// A request for the status page.
+#[derive(Debug, Clone, Default)]
+pub struct StatusRequest {
+    /// The bearer token it presented.
+    pub bearer: Option<String>,
+    /// Its query string (`refresh=5`, say), without `?`.
+    pub query: Option<String>,
+    /// What the endpoint itself holds now.
+    pub http: HttpFigures,
+}
+
+/// Renders the HTML status page served at `GET /` for a request; `None`
+/// refuses it (`401`).
 pub type StatusPage = Arc<
     dyn Fn(
-            Option<String>,
+            StatusRequest,
         ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>
         + Send
         + Sync,
@@ -375,8 +386,16 @@ pub async fn serve_http_with_web(
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.strip_prefix("Bearer "))
                             .map(str::to_string);
+                        let request = StatusRequest {
+                            bearer,
+                            query: req.uri().query().map(str::to_string),
+                            http: HttpFigures {
+                                connections: limit.open(),
+                                sessions: lock(&sessions).len(),
+                            },
+                        };
                         let page = match status {
-                            Some(render) => render(bearer).await,
+                            Some(render) => render(request).await,
                             None => Some("<p>docweave</p>".to_string()),
                         };
                         let Some(page) = page else {

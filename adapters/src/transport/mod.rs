@@ -20,6 +20,7 @@ mod websocket;
 pub use http::{
     http_link, post, request, serve_http, serve_http_with_web, split_frames, Connector,
     HealthCheck, HttpFigures, HttpOptions, HttpPages, MetricsPage, PeerOfToken, StatusPage,
+    StatusRequest,
 };
 pub use http_api::{ApiAnswer, ApiHandler, ApiRequest, ApiRoutes};
 pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, PolledLink};

@@ -5,6 +5,7 @@ mod output;
 mod admin;
 mod client;
 mod compact;
+mod figures;
 mod file_watch;
 mod inspect;
 mod jwt;

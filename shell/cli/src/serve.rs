@@ -6,14 +6,13 @@ use crate::client::dialer_for;
 use docweave_adapters::loro_protocol::{BridgeOptions, LoroFigures, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
     serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HealthCheck,
-    HttpFigures, HttpOptions, HttpPages, InboundRate, MetricsPage, StatusPage, TlsServer,
-    WsOptions,
+    HttpFigures, HttpOptions, HttpPages, InboundRate, MetricsPage, StatusPage, StatusRequest,
+    TlsServer, WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{Namespace, PeerKind, Rules};
 use docweave_shell::Repo;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Options of `docweave serve`.
@@ -311,11 +310,20 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         .detach();
         let tcp_limit = ConnectionLimit::new(max_connections);
         let connect: Connector = repo.connector();
-        let r = repo.clone();
-        let seen = auth.clone();
-        let page: StatusPage = Arc::new(move |bearer: Option<String>| {
-            let (r, seen) = (r.clone(), seen.clone());
-            Box::pin(async move { crate::status::render(&r, &seen, bearer.as_deref()).await })
+        let figures = crate::figures::Figures {
+            repo: repo.clone(),
+            metrics: metrics.clone(),
+            loro: loro_figures.clone(),
+            ws: ws_limit.clone(),
+            tcp: tcp_limit.clone(),
+        };
+        let (seen, shown) = (auth.clone(), figures.clone());
+        let page: StatusPage = Arc::new(move |req: StatusRequest| {
+            let (seen, shown) = (seen.clone(), shown.clone());
+            Box::pin(async move {
+                shown.refresh(req.http).await;
+                crate::status::render(&shown.repo, &seen, &req, &shown.metrics.samples()).await
+            })
         });
         let http_options = HttpOptions {
             max_connections,
@@ -362,25 +370,11 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         // Figures the node counts as it runs, its gauges counted now, and
         // each endpoint's open connections. No document ids or contents:
         // the page is open to whoever reaches the HTTP port.
-        let (r, m) = (repo.clone(), metrics.clone());
-        let (ws_limit_seen, tcp_limit_seen) = (ws_limit.clone(), tcp_limit.clone());
         let metrics_page: MetricsPage = Arc::new(move |http: HttpFigures| {
-            let (r, m, loro_figures) = (r.clone(), m.clone(), loro_figures.clone());
-            let (ws, tcp) = (ws_limit_seen.open(), tcp_limit_seen.open());
+            let figures = figures.clone();
             Box::pin(async move {
-                if let Err(e) = r.count_gauges().await {
-                    tracing::warn!("the node did not count its gauges: {e}");
-                }
-                m.set_connections("websocket", ws);
-                m.set_connections("tcp", tcp);
-                m.set_connections("http", http.connections);
-                m.set_connections("http-session", http.sessions);
-                m.set_loro(
-                    loro_figures.rooms.load(Ordering::Relaxed),
-                    loro_figures.joined.load(Ordering::Relaxed),
-                    loro_figures.refused.load(Ordering::Relaxed),
-                );
-                m.render()
+                figures.refresh(http).await;
+                figures.metrics.render()
             })
         });
         let admin = match a.admin_token.as_deref().filter(|t| !t.is_empty()) {

@@ -2,13 +2,18 @@
 //!
 //! On a server with tokens it is shown only to a request that presents one
 //! (`Authorization: Bearer TOKEN`, a static or a signed one), and lists
-//! only the documents that token's peer may read. Its figures come from what the node keeps in
-//! memory; nothing is read from the store to draw it.
+//! only the documents that token's peer may read; the server's figures
+//! (connections, documents, traffic, refusals, the store, each remote
+//! server's lag) only to those who may see everything. Its figures come
+//! from what the node keeps in memory and the metrics; nothing is read
+//! from the store to draw it. It reloads itself every few seconds.
 
 use crate::serve_auth::ServeAuth;
+use docweave_adapters::transport::StatusRequest;
 use docweave_core::{Pattern, PeerId};
 use docweave_shell::Checked;
 use docweave_shell::Repo;
+use std::collections::BTreeMap;
 
 /// Most documents the page lists (the count says how many there are).
 const LISTED: usize = 200;
@@ -54,12 +59,141 @@ fn viewer(auth: &ServeAuth, bearer: Option<&str>) -> Option<Viewer> {
         .map(|p| Viewer::Peer(p, token.to_string()))
 }
 
-/// The page for a request presenting `bearer`; `None` when it may not see it.
-pub async fn render(repo: &Repo, auth: &ServeAuth, bearer: Option<&str>) -> Option<String> {
-    let viewer = viewer(auth, bearer)?;
+/// Seconds between the page's own reloads, unless `?refresh=N` says.
+const REFRESH_S: u64 = 5;
+
+/// One figure of the metrics (0 when it was never counted).
+fn figure(samples: &BTreeMap<String, f64>, name: &str) -> f64 {
+    samples.get(name).copied().unwrap_or(0.0)
+}
+
+/// The samples of a labelled family: (label value, figure), in order.
+fn by_label<'a>(samples: &'a BTreeMap<String, f64>, family: &str) -> Vec<(&'a str, f64)> {
+    let prefix = format!("{family}{{");
+    samples
+        .iter()
+        .filter_map(|(k, v)| {
+            let labels = k.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+            let (_, value) = labels.split_once("=\"")?;
+            Some((value, *v))
+        })
+        .collect()
+}
+
+/// A row of the server table.
+fn row(html: &mut String, what: &str, value: &str) {
+    html.push_str(&format!(
+        "<tr><th scope=row>{}</th><td>{}</td></tr>",
+        escape(what),
+        escape(value)
+    ));
+}
+
+/// The server's figures, for operators: connections, documents, traffic,
+/// acknowledgements, refusals, the store.
+fn server_table(repo: &Repo, samples: &BTreeMap<String, f64>) -> String {
+    let mut html = String::from("<h2>Server</h2><table id=server border=1 cellpadding=4>");
+    let health = repo.health();
+    let store = match health.store_failing() {
+        Some(why) => format!("failing: {why}"),
+        None => "answering".into(),
+    };
+    row(&mut html, "store", &store);
+    if let Some(why) = health.recording_stopped() {
+        row(&mut html, "recording", &format!("stopped: {why}"));
+    }
+    let connections: Vec<String> = by_label(samples, "docweave_connections")
+        .iter()
+        .map(|(t, n)| format!("{t} {n}"))
+        .collect();
+    row(&mut html, "connections", &connections.join(", "));
+    let n = |name: &str| figure(samples, name).to_string();
+    row(&mut html, "peers connected", &n("docweave_peers_connected"));
+    row(
+        &mut html,
+        "documents",
+        &format!(
+            "{} known, {} in memory, {} loading",
+            figure(samples, "docweave_documents_known"),
+            figure(samples, "docweave_documents_resident"),
+            figure(samples, "docweave_documents_loading")
+        ),
+    );
+    row(
+        &mut html,
+        "updates received",
+        &n("docweave_messages_received_total{kind=\"update\"}"),
+    );
+    row(
+        &mut html,
+        "bytes in / out",
+        &format!(
+            "{} / {}",
+            figure(samples, "docweave_received_bytes_total"),
+            figure(samples, "docweave_sent_bytes_total")
+        ),
+    );
+    let acks = figure(samples, "docweave_ack_latency_seconds_count");
+    let mean = match acks {
+        0.0 => "none yet".to_string(),
+        _ => format!(
+            "{:.1} ms mean over {acks}",
+            figure(samples, "docweave_ack_latency_seconds_sum") * 1000.0 / acks
+        ),
+    };
+    row(&mut html, "acknowledgement latency", &mean);
+    row(
+        &mut html,
+        "in flight",
+        &n("docweave_transmissions_in_flight"),
+    );
+    row(
+        &mut html,
+        "presence entries",
+        &n("docweave_presence_entries"),
+    );
+    row(&mut html, "listeners", &n("docweave_listeners"));
+    row(&mut html, "Loro rooms", &n("docweave_loro_rooms"));
+    let refusals: Vec<String> = by_label(samples, "docweave_refusals_total")
+        .iter()
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(code, n)| format!("{code} {n}"))
+        .collect();
+    row(
+        &mut html,
+        "refusals",
+        &match refusals.is_empty() {
+            true => "none".to_string(),
+            false => refusals.join(", "),
+        },
+    );
+    row(
+        &mut html,
+        "store failures",
+        &n("docweave_store_failures_total"),
+    );
+    html.push_str("</table>");
+    html
+}
+
+/// The page for a request; `None` when it may not see it. It reloads
+/// itself every few seconds (`?refresh=N`, 1 to 3600; 0 never).
+pub async fn render(
+    repo: &Repo,
+    auth: &ServeAuth,
+    req: &StatusRequest,
+    samples: &BTreeMap<String, f64>,
+) -> Option<String> {
+    let viewer = viewer(auth, req.bearer.as_deref())?;
     let Ok(s) = repo.summary().await else {
         return Some("<p>the node is stopping</p>".into());
     };
+    let refresh = req
+        .query
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("refresh=")))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(REFRESH_S, |v| v.min(3600));
     let readable: Vec<_> = s
         .docs
         .iter()
@@ -68,8 +202,14 @@ pub async fn render(repo: &Repo, auth: &ServeAuth, bearer: Option<&str>) -> Opti
             Viewer::Peer(p, token) => auth.access(p, Some(token), doc).read,
         })
         .collect();
+    let reload = match refresh {
+        0 => String::new(),
+        n => format!("<meta http-equiv=refresh content={n}>"),
+    };
     let mut html = format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>docweave {peer}</title></head><body>\
+        "<!doctype html><html><head><meta charset=utf-8>{reload}<title>docweave {peer}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}th{{text-align:left}}td,th{{padding:2px 8px}}</style>\
+         </head><body>\
          <h1>docweave: {peer}</h1><p>clock {clock} &middot; {n} documents &middot; {resident} in memory</p>",
         peer = escape(s.peer.as_str()),
         clock = s.clock.0,
@@ -79,7 +219,11 @@ pub async fn render(repo: &Repo, auth: &ServeAuth, bearer: Option<&str>) -> Opti
     if let Some(why) = repo.health().stopped() {
         html.push_str(&format!("<p><b>the node stopped: {}</b></p>", escape(&why)));
     }
-    html.push_str("<h2>Documents</h2><table border=1 cellpadding=4><tr><th>document</th><th>operations</th><th>clock</th></tr>");
+    // The server's figures and its peers are the operators' business.
+    if matches!(viewer, Viewer::All) {
+        html.push_str(&server_table(repo, samples));
+    }
+    html.push_str("<h2>Documents</h2><table id=documents border=1 cellpadding=4><tr><th>document</th><th>operations</th><th>clock</th></tr>");
     for (doc, version, clock) in readable.iter().take(LISTED) {
         html.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -92,16 +236,20 @@ pub async fn render(repo: &Repo, auth: &ServeAuth, bearer: Option<&str>) -> Opti
     if readable.len() > LISTED {
         html.push_str(&format!("<p>and {} more</p>", readable.len() - LISTED));
     }
-    // Peers are the operators' business.
     if matches!(viewer, Viewer::All) {
-        html.push_str("<h2>Peers</h2><table border=1 cellpadding=4><tr><th>peer</th><th>connected</th><th>pulled up to</th><th>pushed up to</th></tr>");
+        let lag: BTreeMap<&PeerId, u64> = s.lags.iter().map(|(p, l)| (p, *l)).collect();
+        html.push_str("<h2>Peers</h2><table id=peers border=1 cellpadding=4><tr><th>peer</th><th>connected</th><th>pulled up to</th><th>pushed up to</th><th>lag</th></tr>");
         for (peer, connected, cursor) in s.peers.iter().take(LISTED) {
+            let lag = lag
+                .get(peer)
+                .map_or("-".to_string(), |l| format!("{l} changes"));
             html.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(peer.as_str()),
                 if *connected { "yes" } else { "no" },
                 cursor.pulled.0,
-                cursor.pushed.0
+                cursor.pushed.0,
+                escape(&lag)
             ));
         }
         html.push_str("</table>");

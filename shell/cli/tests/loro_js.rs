@@ -4,7 +4,8 @@
 //! or `CHROMIUM=...`) are required: without them this test fails rather
 //! than passing silently.
 //! `node_modules` is installed from the committed lockfile when missing.
-//! The suite's TLS test gets a CA and certificate made here.
+//! The suite's TLS test gets a CA and certificate made here. The status
+//! page's screenshot is written to `target/tmp/artifacts/status-page.png`.
 
 mod common;
 
@@ -48,6 +49,7 @@ fn loro_websocket_clients_sync_through_docweave() {
         .env("DOCWEAVE_BIN", env!("CARGO_BIN_EXE_docweave"))
         .env("DOCWEAVE_TLS_DIR", &certs)
         .env("NODE_EXTRA_CA_CERTS", &ca)
+        .env("DOCWEAVE_ARTIFACTS", artifacts())
         .output()
         .unwrap_or_else(|e| {
             panic!("Node.js is missing ({e}): apt-get install nodejs (tests/run installs what the tests need)")
@@ -60,4 +62,16 @@ fn loro_websocket_clients_sync_through_docweave() {
         stdout.contains("# fail 0") && !stdout.contains("# pass 0"),
         "the suite ran no passing tests"
     );
+    let shot = artifacts().join("status-page.png");
+    assert!(
+        shot.exists(),
+        "the status page's screenshot is not at {}",
+        shot.display()
+    );
+}
+
+/// Where the suite writes what a person may want to look at (the status
+/// page's screenshot).
+fn artifacts() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts")
 }

@@ -360,7 +360,11 @@ pub async fn s3_recorded(clients: usize, m: u64, t: Transport) -> Run {
     // The recording was measured; what it left is not needed.
     let _ = std::fs::remove_dir_all(&dir);
     Run {
-        extra: [run.extra.clone(), vec![("recorded_bytes".into(), kept as f64)]].concat(),
+        extra: [
+            run.extra.clone(),
+            vec![("recorded_bytes".into(), kept as f64)],
+        ]
+        .concat(),
         ..run
     }
 }

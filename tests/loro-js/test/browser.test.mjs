@@ -2,6 +2,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import { mkdirSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Server, until } from "../lib/helpers.mjs";
 import { buildPad } from "../web/build.mjs";
 
@@ -52,4 +55,24 @@ test("typing in one page appears in the other; a reload keeps it; a native edit 
     const [ta, tb] = await Promise.all([shown(a), shown(b)]);
     return ta === "hello world" && tb === "hello world";
   });
+});
+
+test("the status page reloads itself and shows the server's figures; a screenshot is kept", async () => {
+  const page = await browser.newPage();
+  await page.goto(`http://${server.httpAddr}/status?refresh=1`);
+  const table = async (id) => page.locator(`#${id}`).innerText().catch(() => "");
+  await until("the server's figures are shown", async () => /store\s+answering/.test(await table("server")));
+  assert.match(await table("server"), /connections\s+http \d+, http-session \d+, tcp \d+, websocket \d+/);
+  await server.cli("doc", "put", "{ws}", "status-check", "k", "v");
+  // No click, no script: the page reloads itself and lists the document.
+  await until("the page lists the new document after reloading itself", async () =>
+    (await table("documents")).includes("status-check"),
+  );
+  await until("the update shows in the figures", async () => /updates received\s+[1-9]/.test(await table("server")));
+  const dir = process.env.DOCWEAVE_ARTIFACTS ?? tmpdir();
+  mkdirSync(dir, { recursive: true });
+  const shot = join(dir, "status-page.png");
+  await page.screenshot({ path: shot, fullPage: true });
+  assert.ok(statSync(shot).size > 1000, "the screenshot is empty");
+  await page.close();
 });
