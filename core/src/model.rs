@@ -617,6 +617,9 @@ pub(crate) enum Timer {
     PresenceFlush,
     /// The credential a channel's hello presented expires.
     CredentialExpiry(ChannelId),
+    /// A peer refused our update to a document for its rate quota: ask it
+    /// again then, so the change is not left until the next one.
+    RetryRateLimited(PeerId, DocId),
 }
 
 /// Everything the core knows. Cheap to clone; an old model stays valid.

@@ -883,6 +883,13 @@ pub(crate) fn ack_received(
             if let Some(p) = model.peers.get_mut(&peer) {
                 p.docs.remove(&f.doc);
             }
+            // Refused for now, not for good: a second later (its bucket
+            // holds a second's worth) we ask again and send the gap.
+            if other == AckStatus::RateLimited {
+                let at = model.now.saturating_add(RATE_LIMITED_RETRY_MS);
+                let timer = crate::model::Timer::RetryRateLimited(peer.clone(), f.doc.clone());
+                super::timers::set(model, timer, at);
+            }
             if other != AckStatus::MissingDependencies {
                 report(
                     out,
@@ -904,6 +911,21 @@ pub(crate) fn ack_received(
         );
     }
     send_what_waited(model, out, &peer, batch, &f, status == AckStatus::Ok);
+}
+
+/// How long after a `rate-limited` ack our change is offered again.
+const RATE_LIMITED_RETRY_MS: crate::io::Millis = 1_000;
+
+/// The retry of a change a peer refused for its rate quota: a request
+/// (both ways), whose answer says what it lacks; the gap goes then.
+pub(crate) fn retry_rate_limited(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
+    let Some(channel) = peer_channel(model, peer) else {
+        // Gone: its reconnect syncs everything anyway.
+        return;
+    };
+    if model.docs.get(doc).is_some_and(|d| d.is_ready()) {
+        request(model, out, peer, channel, doc, true);
+    }
 }
 
 /// A request that crossed the live update `f` is answered once that update

@@ -124,6 +124,9 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
         Timer::CredentialExpiry(channel) => {
             super::connection::credential_expired(model, out, channel)
         }
+        Timer::RetryRateLimited(peer, doc) => {
+            super::sync::retry_rate_limited(model, out, &peer, &doc)
+        }
     }
 }
 

@@ -244,3 +244,43 @@ fn a_loaded_document_counts_what_the_store_held_toward_its_size() {
     assert_eq!(answer_in(&cmds, 1, 1).0, Some(AckStatus::TooLarge));
     assert_eq!(answer(&mut k, 1, "big", 2, 20).0, None);
 }
+
+#[test]
+fn a_change_a_server_refused_for_its_rate_is_offered_again_a_second_later() {
+    let mut k = Kit::new(Config::new("client"));
+    k.feed(crate::Msg::OpenDoc {
+        doc: doc("d"),
+        meta: Default::default(),
+    });
+    k.dial(1, "hub", "hub");
+    k.recv(
+        1,
+        Message::SyncResponse {
+            doc: doc("d"),
+            batch: BatchId(0),
+            reply: crate::Reply::UpToDate,
+            version: VersionVector::new(),
+        },
+    );
+    let cmds = k.feed(crate::Msg::LocalChange {
+        doc: doc("d"),
+        version: vv(&[(1, 1)]),
+    });
+    let (batch, _, _) = *data(&cmds, 1).first().expect("the change is pushed");
+    k.recv(
+        1,
+        Message::Ack {
+            batch,
+            status: AckStatus::RateLimited,
+            clock: None,
+        },
+    );
+    let asks = |cmds: &[crate::Cmd]| {
+        messages(cmds, 1)
+            .iter()
+            .any(|m| matches!(m, Message::SyncRequest { doc: d, bidirectional: true, .. } if *d == doc("d")))
+    };
+    let now = k.now;
+    assert!(!asks(&k.tick(now + 999)), "asked again too soon");
+    assert!(asks(&k.tick(now + 1_000)), "the refused change was left");
+}
