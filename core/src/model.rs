@@ -189,6 +189,10 @@ pub struct Quotas {
     /// it is acknowledged `too-large`.
     #[serde(default)]
     pub max_doc_bytes: u64,
+    /// The largest update a client may send, in bytes (below the frame
+    /// limit every connection has). A larger one is acknowledged `too-large`.
+    #[serde(default)]
+    pub max_update_bytes: u64,
     /// Documents one identity may create per hour (a window that starts
     /// with its first creation). Past it, a write that would create one is
     /// acknowledged `rate-limited`.

@@ -68,6 +68,16 @@ pub(crate) fn create(model: &mut Model, peer: &PeerId) -> Result<(), Millis> {
     Ok(())
 }
 
+/// Whether an update of `len` bytes from `peer` is within the largest
+/// update allowed; `Err` with that size when it is not.
+pub(crate) fn update_fits(model: &Model, peer: &PeerId, len: usize) -> Result<(), u64> {
+    let most = model.config.quotas.max_update_bytes;
+    if most == 0 || exempt(model, peer) || len as u64 <= most {
+        return Ok(());
+    }
+    Err(most)
+}
+
 /// Whether `len` more bytes from `peer` keep `doc` within the largest
 /// document allowed; `Err` with that size when they do not.
 pub(crate) fn fits(model: &Model, peer: &PeerId, doc: &DocId, len: usize) -> Result<(), u64> {

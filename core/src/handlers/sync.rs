@@ -430,6 +430,19 @@ pub(crate) fn receive_data(
     data: Payload,
     version: VersionVector,
 ) {
+    if let Err(most) = super::quotas::update_fits(model, &peer, data.len()) {
+        super::quotas::tell_refused(
+            model,
+            out,
+            channel,
+            format!(
+                "an update of {} bytes is larger than the largest allowed ({most} bytes)",
+                data.len()
+            ),
+            ErrorCode::TooLarge,
+        );
+        return ack(out, channel, batch, AckStatus::TooLarge);
+    }
     if let Err(wait) = super::quotas::charge(model, channel, &peer, data.len()) {
         out.log(
             Level::Info,

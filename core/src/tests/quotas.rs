@@ -284,3 +284,23 @@ fn a_change_a_server_refused_for_its_rate_is_offered_again_a_second_later() {
     assert!(!asks(&k.tick(now + 999)), "asked again too soon");
     assert!(asks(&k.tick(now + 1_000)), "the refused change was left");
 }
+
+#[test]
+fn an_update_larger_than_the_largest_allowed_is_refused_and_smaller_ones_go() {
+    let mut k = hub(Quotas {
+        max_update_bytes: 100,
+        ..Quotas::default()
+    });
+    k.peer(1, "alice");
+    let (status, told) = answer(&mut k, 1, "d", 1, 101);
+    assert_eq!(status, Some(AckStatus::TooLarge));
+    assert!(
+        told.contains("larger than the largest allowed (100 bytes)"),
+        "{told}"
+    );
+    assert_eq!(
+        answer(&mut k, 1, "d", 2, 100).0,
+        None,
+        "imported, not refused"
+    );
+}

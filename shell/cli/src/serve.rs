@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// `payload_too_large`) and the connection kept.
     #[arg(long, default_value_t = 0)]
     max_doc_mib: u64,
+    /// The largest update a client may send, in KiB (0: only the message
+    /// limit, --max-message-mib); a larger one is acknowledged `too-large`.
+    #[arg(long, default_value_t = 0)]
+    max_update_kib: u64,
     /// Documents one identity may create per hour (0: no limit); past it a
     /// write that would create one is acknowledged `rate-limited`.
     #[arg(long, default_value_t = 0)]
@@ -177,6 +181,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         update_bytes_per_s: a.max_update_bytes_per_s,
         connections_per_identity: a.max_connections_per_identity,
         max_doc_bytes: a.max_doc_mib.saturating_mul(1024 * 1024),
+        max_update_bytes: a.max_update_kib.saturating_mul(1024),
         docs_created_per_hour: a.max_docs_created_per_hour,
     };
     let parse_rules = rules_parser(flag_quotas.clone());

@@ -205,7 +205,7 @@ fn a_rules_file_sets_the_largest_document_and_documents_per_hour_and_reloads() {
     std::fs::create_dir_all(&dir).unwrap();
     let rules = dir.join("rules.json");
     let with_quotas = r#"{"rules": [], "default": {"read": true, "write": true, "create": true, "delete": true},
-        "quotas": {"max_doc_bytes": 4000, "docs_created_per_hour": 2}}"#;
+        "quotas": {"max_doc_bytes": 4000, "docs_created_per_hour": 2, "max_update_bytes": 3500}}"#;
     std::fs::write(&rules, with_quotas).unwrap();
     let server = Server::start(
         "server",
@@ -225,6 +225,13 @@ fn a_rules_file_sets_the_largest_document_and_documents_per_hour_and_reloads() {
         assert_eq!(status, Some(AckStatus::TooLarge), "{got:?}");
         assert!(
             got.iter().any(|m| matches!(m, Message::Error { code: ErrorCode::TooLarge, message } if message.contains("largest document"))),
+            "{got:?}"
+        );
+        // The largest update: 4 KB is refused whatever the document.
+        let (status, got) = answer_to(&mut c, sized_update("big", 20, 4_000)).await;
+        assert_eq!(status, Some(AckStatus::TooLarge), "{got:?}");
+        assert!(
+            got.iter().any(|m| matches!(m, Message::Error { code: ErrorCode::TooLarge, message } if message.contains("largest allowed"))),
             "{got:?}"
         );
         // Documents per hour: "big" was the first, "second" the last.

@@ -336,6 +336,7 @@ pub async fn s3_quotas(clients: usize, m: u64, t: Transport) -> Run {
         update_bytes_per_s: 1 << 30,
         connections_per_identity: 1_000,
         max_doc_bytes: 1 << 40,
+        max_update_bytes: 1 << 30,
         docs_created_per_hour: 1_000_000,
     };
     Run {
