@@ -381,7 +381,8 @@ pub(crate) struct Doc {
     /// Acknowledgements waiting for durability.
     pub waiters: Vec<Waiter>,
     /// Bytes of the document as far as the largest-document quota goes:
-    /// what the store held when loaded plus the updates taken since.
+    /// what the store held when last read plus the imports that changed
+    /// it since (a duplicate or a failed import adds nothing).
     pub bytes: u64,
 }
 
@@ -486,6 +487,9 @@ pub(crate) struct Peer {
     /// (while that batch is still in flight): changes made meanwhile wait
     /// and go as one update when it is acknowledged.
     pub sending: OrdMap<DocId, BatchId>,
+    /// Per document, how many of our updates it refused in a row for its
+    /// rate quota (each retry waits twice as long as the one before).
+    pub rate_refusals: OrdMap<DocId, u32>,
     /// Documents it had the node look up in its stores, not yet answered.
     pub lookups: OrdSet<DocId>,
     /// The credential of its newest hello, when it was a signed token:
@@ -513,6 +517,7 @@ impl Peer {
             subscribed: OrdSet::new(),
             presence: 0,
             sending: OrdMap::new(),
+            rate_refusals: OrdMap::new(),
             lookups: OrdSet::new(),
             credential: None,
         }
@@ -558,6 +563,9 @@ pub(crate) enum Source {
 pub(crate) struct PendingImport {
     pub doc: DocId,
     pub source: Source,
+    /// Bytes imported: they count toward the document's size once they
+    /// change it (see `Doc::bytes`).
+    pub len: u64,
 }
 
 /// A push being answered: one revision per strand, in order.
@@ -664,6 +672,8 @@ pub struct Model {
     /// Per identity that created documents in the last hour: when its
     /// window began and how many it created since (the documents quota).
     pub(crate) created: OrdMap<PeerId, (Millis, u64)>,
+    /// The table's size after its last sweep, doubled.
+    pub(crate) creators_swept_at: usize,
     /// When each entry was last relayed, while that is within the window.
     pub(crate) presence_relayed: OrdMap<PresenceKey, Millis>,
     /// Changes held until the window ends: the latest of each entry, as it
@@ -745,6 +755,7 @@ impl Model {
             own_presence: OrdMap::new(),
             presence_room_bytes: OrdMap::new(),
             created: OrdMap::new(),
+            creators_swept_at: 0,
             presence_relayed: OrdMap::new(),
             presence_held: OrdMap::new(),
             remotes: OrdMap::new(),

@@ -83,16 +83,26 @@ impl ApiAnswer {
 pub type ApiHandler =
     Arc<dyn Fn(ApiRequest) -> Pin<Box<dyn Future<Output = ApiAnswer> + Send>> + Send + Sync>;
 
+/// What refuses a request before its body is read (a missing token, say):
+/// `Some(answer)` refuses it. Called with the body empty.
+pub type ApiGate = Arc<dyn Fn(&ApiRequest) -> Option<ApiAnswer> + Send + Sync>;
+
 /// Routes under one prefix, and the largest body they take.
 #[derive(Clone)]
 pub struct ApiRoutes {
     /// Paths starting with this (`/admin/`) are the handler's.
     pub prefix: String,
+    /// Asked first: a request it refuses costs no body read.
+    pub gate: ApiGate,
     /// The handler.
     pub handler: ApiHandler,
-    /// The largest request body, in bytes (a larger one is answered `413`).
+    /// The largest body of a `POST` or `PUT`, in bytes (a larger one is
+    /// answered `413`); other methods may send at most 64 KiB.
     pub max_body: usize,
 }
+
+/// The most body a request other than `POST` or `PUT` may carry.
+const SMALL_BODY: usize = 64 * 1024;
 
 /// Reads the request's body and asks the handler.
 pub(crate) async fn answer(
@@ -109,18 +119,27 @@ pub(crate) async fn answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let body = match super::http::read_body(req, routes.max_body, within).await {
-        Ok(b) => b,
-        Err(refused) => return refused,
-    };
-    let a = (routes.handler)(ApiRequest {
+    let mut request = ApiRequest {
         method,
         path,
         query,
         bearer,
-        body,
-    })
-    .await;
+        body: Vec::new(),
+    };
+    let a = match (routes.gate)(&request) {
+        Some(refused) => refused,
+        None => {
+            let max = match request.method.as_str() {
+                "POST" | "PUT" => routes.max_body,
+                _ => SMALL_BODY.min(routes.max_body.max(SMALL_BODY)),
+            };
+            request.body = match super::http::read_body(req, max, within).await {
+                Ok(b) => b,
+                Err(refused) => return refused,
+            };
+            (routes.handler)(request).await
+        }
+    };
     let mut r = Response::new(Full::new(Bytes::from(a.body)));
     *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(

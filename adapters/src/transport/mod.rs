@@ -22,7 +22,7 @@ pub use http::{
     HealthCheck, HttpFigures, HttpOptions, HttpPages, MetricsPage, PeerOfToken, StatusPage,
     StatusRequest,
 };
-pub use http_api::{ApiAnswer, ApiHandler, ApiRequest, ApiRoutes};
+pub use http_api::{ApiAnswer, ApiGate, ApiHandler, ApiRequest, ApiRoutes};
 pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, PolledLink};
 pub use pace::{InboundRate, Pacer};
 pub use slots::{ConnectionLimit, Slot};

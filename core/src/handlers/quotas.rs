@@ -13,8 +13,13 @@ use crate::{ChannelId, DocId, PeerId};
 const HOUR_MS: Millis = 3_600_000;
 
 /// Past this many identities in the documents-created table, windows
-/// that ended are dropped (the table holds only the last hour's creators).
+/// that ended are dropped (the table holds only the last hour's creators);
+/// the next sweep waits until the table doubled, so sweeping costs little.
 const CREATORS_KEPT: usize = 1024;
+
+/// The most identities the table holds: past it, an identity not in it
+/// may not create a document until a window ends (memory stays bounded).
+const CREATORS_MOST: usize = 100_000;
 
 /// Whether quotas leave `peer` alone: servers (ours to dial, or other
 /// servers syncing with us) replicate, and a replica refused would differ.
@@ -51,18 +56,22 @@ pub(crate) fn create(model: &mut Model, peer: &PeerId) -> Result<(), Millis> {
         return Ok(());
     }
     let now = model.now;
-    if model.created.len() > CREATORS_KEPT {
+    if model.created.len() > model.creators_swept_at.max(CREATORS_KEPT) {
         model.created = std::mem::take(&mut model.created)
             .into_iter()
             .filter(|(_, (began, _))| now.saturating_sub(*began) < HOUR_MS)
             .collect();
+        model.creators_swept_at = model.created.len().saturating_mul(2);
+    }
+    if !model.created.contains_key(peer) && model.created.len() >= CREATORS_MOST {
+        return Err(60_000);
     }
     let entry = model.created.entry(peer.clone()).or_insert((now, 0));
     if now.saturating_sub(entry.0) >= HOUR_MS {
         *entry = (now, 0);
     }
     if entry.1 >= most {
-        return Err((entry.0 + HOUR_MS).saturating_sub(now).max(1));
+        return Err(entry.0.saturating_add(HOUR_MS).saturating_sub(now).max(1));
     }
     entry.1 += 1;
     Ok(())

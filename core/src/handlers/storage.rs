@@ -99,8 +99,10 @@ pub(crate) fn loaded(
             clock,
             bytes,
         } => {
+            // What the store holds now is the size (after a compaction,
+            // less than counted before).
             if let Some(d) = model.docs.get_mut(&doc) {
-                d.bytes = d.bytes.max(bytes);
+                d.bytes = bytes;
             }
             if model.stores.get_min() == Some(&store) {
                 super::common::assign_clock(model, &doc, clock);
@@ -245,6 +247,29 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         return;
     }
     if let (false, LoadReason::Network, Some(p)) = (found, reason, &creator) {
+        // Writes too large for any document create nothing (nor count).
+        let fitting = queued.iter().any(|q| match q {
+            Queued::Update { data, .. } => super::quotas::fits(model, p, doc, data.len()).is_ok(),
+            _ => true,
+        });
+        if !fitting {
+            model.docs.remove(doc);
+            for q in queued {
+                if let Queued::Update {
+                    channel,
+                    batch,
+                    data,
+                    ..
+                } = q
+                {
+                    let most = super::quotas::fits(model, p, doc, data.len())
+                        .err()
+                        .unwrap_or(0);
+                    super::sync::refuse_too_large(model, out, channel, p, doc, batch, most);
+                }
+            }
+            return;
+        }
         if let Err(wait) = super::quotas::create(model, p) {
             model.docs.remove(doc);
             refuse_queued(model, out, doc, queued, Some(wait));

@@ -500,6 +500,12 @@ pub(crate) fn take_data(
                 out.log(Level::Warn, format!("{peer} may not create {doc}"));
                 return ack(out, channel, batch, AckStatus::PermissionDenied);
             }
+            // Too large even for a new document: nothing is created.
+            if let Err(most) = super::quotas::fits(model, &peer, &doc, data.len()) {
+                if model.stores.is_empty() {
+                    return refuse_too_large(model, out, channel, &peer, &doc, batch, most);
+                }
+            }
             if !model.stores.is_empty() {
                 let q = Queued::Update {
                     channel,
@@ -539,21 +545,7 @@ pub(crate) fn take_data(
         return ack(out, channel, batch, AckStatus::PermissionDenied);
     }
     if let Err(most) = super::quotas::fits(model, &peer, &doc, data.len()) {
-        out.log(
-            Level::Info,
-            format!("{peer}'s update would make {doc} larger than {most} bytes; refused"),
-        );
-        super::quotas::tell_refused(
-            model,
-            out,
-            channel,
-            format!("{doc} would grow past the largest document allowed ({most} bytes)"),
-            ErrorCode::TooLarge,
-        );
-        return ack(out, channel, batch, AckStatus::TooLarge);
-    }
-    if let Some(d) = model.docs.get_mut(&doc) {
-        d.bytes = d.bytes.saturating_add(data.len() as u64);
+        return refuse_too_large(model, out, channel, &peer, &doc, batch, most);
     }
     import(
         model,
@@ -569,6 +561,31 @@ pub(crate) fn take_data(
     );
 }
 
+/// Refuses an update that would make `doc` larger than the largest
+/// document allowed (`most` bytes).
+pub(crate) fn refuse_too_large(
+    model: &Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    doc: &DocId,
+    batch: BatchId,
+    most: u64,
+) {
+    out.log(
+        Level::Info,
+        format!("{peer}'s update would make {doc} larger than {most} bytes; refused"),
+    );
+    super::quotas::tell_refused(
+        model,
+        out,
+        channel,
+        format!("{doc} would grow past the largest document allowed ({most} bytes)"),
+        ErrorCode::TooLarge,
+    );
+    ack(out, channel, batch, AckStatus::TooLarge);
+}
+
 /// Asks the shell to import bytes.
 pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payload, source: Source) {
     let id = ImportId(model.next_import);
@@ -578,6 +595,7 @@ pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payloa
         PendingImport {
             doc: doc.clone(),
             source,
+            len: data.len() as u64,
         },
     );
     out.cmd(Cmd::Import {
@@ -588,7 +606,7 @@ pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payloa
 }
 
 pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: ImportOutcome) {
-    let Some(PendingImport { doc, source }) = model.imports.remove(&id) else {
+    let Some(PendingImport { doc, source, len }) = model.imports.remove(&id) else {
         out.log(
             Level::Warn,
             format!("{id} finished but was not asked for; ignored"),
@@ -612,6 +630,9 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
     let before = d.version.clone();
     d.version = version.clone();
     let advanced = !before.includes(&version);
+    if advanced {
+        d.bytes = d.bytes.saturating_add(len);
+    }
     if advanced {
         if let Source::Peer { peer, .. } = &source {
             model.missing_asked.remove(&(peer.clone(), doc.clone()));
@@ -878,6 +899,9 @@ pub(crate) fn ack_received(
     };
     match status {
         AckStatus::Ok => {
+            if let Some(p) = model.peers.get_mut(&peer) {
+                p.rate_refusals.remove(&f.doc);
+            }
             // Acknowledging everything we have covers our latest clock for it.
             let clock = match model.docs.get(&f.doc) {
                 Some(d) if f.version.includes(&d.version) => d.clock,
@@ -896,10 +920,20 @@ pub(crate) fn ack_received(
             if let Some(p) = model.peers.get_mut(&peer) {
                 p.docs.remove(&f.doc);
             }
-            // Refused for now, not for good: a second later (its bucket
-            // holds a second's worth) we ask again and send the gap.
+            // Refused for now, not for good: we ask again and send the gap,
+            // a second later (its bucket holds a second's worth), then
+            // twice as long each time it refuses again (a quota of
+            // documents per hour refuses for longer), at most a minute.
             if other == AckStatus::RateLimited {
-                let at = model.now.saturating_add(RATE_LIMITED_RETRY_MS);
+                let refusals = model.peers.get_mut(&peer).map_or(1, |p| {
+                    let n = p.rate_refusals.entry(f.doc.clone()).or_insert(0);
+                    *n = n.saturating_add(1);
+                    *n
+                });
+                let wait = RATE_LIMITED_RETRY_MS
+                    .saturating_mul(1 << refusals.saturating_sub(1).min(6))
+                    .min(RATE_LIMITED_RETRY_MAX_MS);
+                let at = model.now.saturating_add(wait);
                 let timer = crate::model::Timer::RetryRateLimited(peer.clone(), f.doc.clone());
                 super::timers::set(model, timer, at);
             }
@@ -926,8 +960,10 @@ pub(crate) fn ack_received(
     send_what_waited(model, out, &peer, batch, &f, status == AckStatus::Ok);
 }
 
-/// How long after a `rate-limited` ack our change is offered again.
+/// How long after a `rate-limited` ack our change is offered again (the
+/// first time; doubled at each refusal in a row, up to the most).
 const RATE_LIMITED_RETRY_MS: crate::io::Millis = 1_000;
+const RATE_LIMITED_RETRY_MAX_MS: crate::io::Millis = 60_000;
 
 /// The retry of a change a peer refused for its rate quota: a request
 /// (both ways), whose answer says what it lacks; the gap goes then.

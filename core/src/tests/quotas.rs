@@ -125,9 +125,18 @@ fn without_quotas_nothing_is_limited() {
     }
 }
 
-/// The status `batch` of `d` was acknowledged with, and the error told.
+/// The status `batch` of `d` was acknowledged with, and the error told;
+/// an import it asked for is carried out (each one a change of its own).
 fn answer(k: &mut Kit, ch: u64, d: &str, batch: u64, bytes: usize) -> (Option<AckStatus>, String) {
     let cmds = k.recv(ch, update_of(d, batch, bytes));
+    for id in imports(&cmds) {
+        k.feed(crate::Msg::Imported {
+            id,
+            outcome: crate::ImportOutcome::Applied {
+                version: vv(&[(1_000 + batch, 1)]),
+            },
+        });
+    }
     answer_in(&cmds, ch, batch)
 }
 
@@ -283,6 +292,28 @@ fn a_change_a_server_refused_for_its_rate_is_offered_again_a_second_later() {
     let now = k.now;
     assert!(!asks(&k.tick(now + 999)), "asked again too soon");
     assert!(asks(&k.tick(now + 1_000)), "the refused change was left");
+    // Refused again: the next try waits twice as long.
+    let cmds = k.recv(
+        1,
+        Message::SyncResponse {
+            doc: doc("d"),
+            batch: BatchId(0),
+            reply: crate::Reply::UpToDate,
+            version: VersionVector::new(),
+        },
+    );
+    let (batch, _, _) = *data(&cmds, 1).first().expect("the gap is sent");
+    k.recv(
+        1,
+        Message::Ack {
+            batch,
+            status: AckStatus::RateLimited,
+            clock: None,
+        },
+    );
+    let now = k.now;
+    assert!(!asks(&k.tick(now + 1_999)), "no backoff");
+    assert!(asks(&k.tick(now + 2_000)));
 }
 
 #[test]
@@ -303,4 +334,64 @@ fn an_update_larger_than_the_largest_allowed_is_refused_and_smaller_ones_go() {
         None,
         "imported, not refused"
     );
+}
+
+#[test]
+fn only_what_changes_a_document_counts_toward_its_size() {
+    let mut k = hub(Quotas {
+        max_doc_bytes: 100,
+        ..Quotas::default()
+    });
+    k.peer(1, "alice");
+    assert_eq!(answer(&mut k, 1, "d", 1, 60).0, None);
+    // The same bytes again (a resend) change nothing: not counted.
+    let cmds = k.recv(1, update_of("d", 2, 30));
+    for id in imports(&cmds) {
+        k.feed(crate::Msg::Imported {
+            id,
+            outcome: crate::ImportOutcome::Applied {
+                version: vv(&[(1_001, 1)]),
+            },
+        });
+    }
+    assert_eq!(
+        answer(&mut k, 1, "d", 3, 30).0,
+        None,
+        "a duplicate was counted"
+    );
+    assert_eq!(answer(&mut k, 1, "d", 4, 30).0, Some(AckStatus::TooLarge));
+}
+
+#[test]
+fn a_write_too_large_for_any_document_creates_nothing_and_is_not_counted() {
+    let quotas = Quotas {
+        max_doc_bytes: 100,
+        docs_created_per_hour: 1,
+        ..Quotas::default()
+    };
+    // Without a store, and through a store that has no such document.
+    let mut k = hub(quotas.clone());
+    k.peer(1, "alice");
+    assert_eq!(
+        answer(&mut k, 1, "big", 1, 101).0,
+        Some(AckStatus::TooLarge)
+    );
+    assert!(k.model.doc_version(&doc("big")).is_none(), "created");
+    assert_eq!(
+        answer(&mut k, 1, "small", 2, 10).0,
+        None,
+        "the creation was counted"
+    );
+    let mut c = Config::new("hub");
+    c.quotas = quotas;
+    let mut k = Kit::new(c);
+    k.store(9);
+    k.peer(1, "alice");
+    k.recv(1, update_of("big", 1, 101));
+    let cmds = k.missing(9, "big");
+    assert_eq!(answer_in(&cmds, 1, 1).0, Some(AckStatus::TooLarge));
+    assert!(k.model.doc_version(&doc("big")).is_none(), "created");
+    k.recv(1, update_of("small", 2, 10));
+    let cmds = k.missing(9, "small");
+    assert_eq!(answer_in(&cmds, 1, 2).0, None, "the creation was counted");
 }

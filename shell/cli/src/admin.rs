@@ -20,7 +20,7 @@
 //! Ids in paths are percent-encoded (`team%2Fnotes` for `team/notes`).
 
 use crate::compact::{compact_doc, stored_snapshot, Compacted};
-use docweave_adapters::transport::{ApiAnswer, ApiHandler, ApiRequest, ApiRoutes};
+use docweave_adapters::transport::{ApiAnswer, ApiGate, ApiHandler, ApiRequest, ApiRoutes};
 use docweave_adapters::Store;
 use docweave_core::{ChannelId, DocId};
 use docweave_shell::Repo;
@@ -48,12 +48,27 @@ pub fn routes(repo: Arc<Repo>, store: Box<dyn Store>, token: String, max_body: u
         store: Arc::new(Mutex::new(store)),
         token,
     });
+    // The token is checked before a body is read: without it a request
+    // costs the server nothing.
+    let gate: ApiGate = {
+        let admin = admin.clone();
+        Arc::new(move |req: &ApiRequest| {
+            (!admin.authorized(req.bearer.as_deref())).then(|| {
+                ApiAnswer::error(
+                    401,
+                    "BadToken",
+                    "the admin API wants the server's admin token: Authorization: Bearer TOKEN",
+                )
+            })
+        })
+    };
     let handler: ApiHandler = Arc::new(move |req| {
         let admin = admin.clone();
         Box::pin(async move { admin.answer(req).await })
     });
     ApiRoutes {
         prefix: PREFIX.into(),
+        gate,
         handler,
         max_body,
     }
@@ -73,15 +88,19 @@ pub fn off() -> ApiRoutes {
     });
     ApiRoutes {
         prefix: PREFIX.into(),
+        gate: Arc::new(|_: &ApiRequest| None),
         handler,
         max_body: 0,
     }
 }
 
-fn decode(raw: &str) -> String {
+/// An id from a path, percent-decoded; bytes that are not UTF-8 are
+/// refused rather than replaced (they would name another document).
+fn decode(raw: &str) -> Result<String, ApiAnswer> {
     percent_encoding::percent_decode_str(raw)
-        .decode_utf8_lossy()
-        .into_owned()
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiAnswer::error(400, "BadRequest", format!("{raw:?} is not UTF-8")))
 }
 
 fn bad_doc(e: impl std::fmt::Display) -> ApiAnswer {
@@ -102,15 +121,11 @@ impl Admin {
         bearer.is_some_and(|b| bool::from(b.as_bytes().ct_eq(self.token.as_bytes())))
     }
 
+    /// Answers a request the gate let through (it holds the token).
     async fn answer(&self, req: ApiRequest) -> ApiAnswer {
-        if !self.authorized(req.bearer.as_deref()) {
-            return ApiAnswer::error(
-                401,
-                "BadToken",
-                "the admin API wants the server's admin token: Authorization: Bearer TOKEN",
-            );
-        }
-        let rest = req.path[PREFIX.len()..].to_string();
+        let Some(rest) = req.path.strip_prefix(PREFIX).map(str::to_string) else {
+            return ApiAnswer::error(404, "NotFound", format!("no admin route {}", req.path));
+        };
         let method = req.method.as_str();
         if rest == "docs" {
             return match method {
@@ -136,28 +151,33 @@ impl Admin {
             };
         }
         if let Some(peer) = rest.strip_prefix("identities/") {
+            let peer = match decode(peer) {
+                Ok(p) => p,
+                Err(refused) => return refused,
+            };
             return match method {
-                "DELETE" => self.disconnect_peer(&decode(peer)).await,
+                "DELETE" => self.disconnect_peer(&peer).await,
                 _ => not_allowed(method, &rest),
             };
         }
         if let Some(doc) = rest.strip_prefix("docs/") {
-            if let Some(doc) = doc.strip_suffix("/compact") {
-                return match method {
-                    "POST" => self.compact(&decode(doc)).await,
-                    _ => not_allowed(method, &rest),
-                };
-            }
-            if let Some(doc) = doc.strip_suffix("/snapshot") {
-                return match method {
-                    "GET" => self.snapshot(&decode(doc)).await,
-                    "POST" | "PUT" => self.import(&decode(doc), req.body).await,
-                    _ => not_allowed(method, &rest),
-                };
-            }
-            return match method {
-                "GET" => self.info(&decode(doc)).await,
-                "DELETE" => self.delete(&decode(doc)).await,
+            // The suffix is taken off before decoding: `a%2Fcompact` is a
+            // document, `a/compact` a call.
+            let (doc, what) = match (doc.strip_suffix("/compact"), doc.strip_suffix("/snapshot")) {
+                (Some(d), _) => (d, "compact"),
+                (_, Some(d)) => (d, "snapshot"),
+                _ => (doc, ""),
+            };
+            let doc = match decode(doc) {
+                Ok(d) => d,
+                Err(refused) => return refused,
+            };
+            return match (what, method) {
+                ("compact", "POST") => self.compact(&doc).await,
+                ("snapshot", "GET") => self.snapshot(&doc).await,
+                ("snapshot", "POST" | "PUT") => self.import(&doc, req.body).await,
+                ("", "GET") => self.info(&doc).await,
+                ("", "DELETE") => self.delete(&doc).await,
                 _ => not_allowed(method, &rest),
             };
         }
@@ -189,7 +209,10 @@ impl Admin {
                 )
             }
         };
-        let after = req.param("after").map(decode);
+        let after = match req.param("after").map(decode).transpose() {
+            Ok(a) => a,
+            Err(refused) => return refused,
+        };
         let Ok(summary) = self.repo.summary().await else {
             return stopped();
         };

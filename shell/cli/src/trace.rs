@@ -139,7 +139,7 @@ pub fn run(a: &TraceArgs) -> Result<(), String> {
     let mut channels = Channels::default();
     let mut printed = 0usize;
     let peer = a.peer.as_deref();
-    docweave_shell::read_lines(&a.files, |line| {
+    docweave_shell::read_lines(&a.files, |_, line| {
         match line {
             Line::Config(c) => {
                 channels = Channels::default();

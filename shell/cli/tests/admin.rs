@@ -72,6 +72,8 @@ fn an_operator_lists_inspects_exports_imports_compacts_deletes_and_disconnects()
     let (status, v) = json(http, "GET", "/admin/docs/notes%2Fa", TOKEN);
     assert_eq!((status, v["id"].as_str()), (200, Some("notes/a")), "{v}");
     assert_eq!(json(http, "GET", "/admin/docs/nothing", TOKEN).0, 404);
+    // An id that is not UTF-8 is refused, not read as another one.
+    assert_eq!(json(http, "GET", "/admin/docs/a%FF", TOKEN).0, 400);
     let (status, snapshot) = call(http, "GET", "/admin/docs/notes%2Fa/snapshot", TOKEN, b"");
     assert_eq!(status, 200);
     let copy = loro::LoroDoc::new();

@@ -8,14 +8,25 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The first bytes of every recording file.
+/// The first bytes of every recording file: `DWREC`, a zero, the format
+/// version, a newline. The version changes whenever the encoding of
+/// `Msg`, `Cmd` or `Config` does (postcard is not self-describing: a field
+/// added anywhere makes older records unreadable), so an older file is
+/// refused with a clear error rather than misread.
 pub(crate) const MAGIC: &[u8; 8] = b"DWREC\x00\x01\n";
+
+/// The format this build writes and reads (the magic's seventh byte).
+pub(crate) const FORMAT: u8 = MAGIC[6];
+
+/// The bytes every version's magic starts with.
+const MAGIC_STEM: &[u8; 6] = b"DWREC\x00";
 
 /// The file name extension.
 pub(crate) const EXTENSION: &str = "dwrec";
 
-/// Records waiting for the writer: past this, the node waits for the disk.
-const QUEUE: usize = 4096;
+/// Bytes of records waiting for the writer: past this, the node waits for
+/// the disk (a record larger than this still goes, alone).
+const QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where and how much a recording keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,15 +63,24 @@ impl Files {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let stem = format!("{started:016}");
+        // Earlier runs' files count toward the cap too (a server that
+        // restarts often must not fill the disk): oldest first.
+        let mut kept = VecDeque::new();
+        for f in recording_files(std::slice::from_ref(&options.dir))? {
+            kept.push_back((f.clone(), std::fs::metadata(&f)?.len()));
+        }
         let (current, path) = new_file(&options.dir, &stem, 1)?;
-        Ok(Self {
+        kept.push_back((path, MAGIC.len() as u64));
+        let mut files = Self {
             stem,
             options,
             next: 1,
             current,
             current_bytes: MAGIC.len() as u64,
-            kept: VecDeque::from([(path, MAGIC.len() as u64)]),
-        })
+            kept,
+        };
+        files.trim()?;
+        Ok(files)
     }
 
     /// Closes the current file and starts the next.
@@ -96,7 +116,11 @@ impl Files {
             && self.kept.iter().map(|(_, n)| n).sum::<u64>() > self.options.max_bytes
         {
             if let Some((path, _)) = self.kept.pop_front() {
-                std::fs::remove_file(&path)?;
+                match std::fs::remove_file(&path) {
+                    // Removed by hand already: what the cap wanted.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
             }
         }
         Ok(())
@@ -125,9 +149,28 @@ fn new_file(
     Ok((f, path))
 }
 
-/// The sending side of the writer thread.
+/// Records on their way to the writer thread.
+#[derive(Default)]
+struct Queue {
+    records: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// No more records come (the recorder is gone).
+    closed: bool,
+    /// The writer stopped (a write failed): records are refused.
+    stopped: bool,
+}
+
+type Shared = std::sync::Arc<(std::sync::Mutex<Queue>, std::sync::Condvar)>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Queue> {
+    shared.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The sending side of the writer thread; dropping it waits until every
+/// record handed over is written.
 pub(crate) struct Writer {
-    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    shared: Shared,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -138,32 +181,73 @@ impl Writer {
         failed: impl FnOnce(String) + Send + 'static,
     ) -> std::io::Result<Self> {
         let mut files = Files::open(options)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
-        std::thread::Builder::new()
+        let shared: Shared = Default::default();
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
             .name("docweave-recording".into())
             .spawn(move || {
                 let mut run = || -> std::io::Result<()> {
-                    while let Ok(record) = rx.recv() {
-                        files.write(&record)?;
-                        // Written as they come; flushed whenever the node
-                        // has nothing more for now, so a crash loses little.
-                        while let Ok(more) = rx.try_recv() {
-                            files.write(&more)?;
+                    loop {
+                        let batch = {
+                            let mut q = lock(&theirs);
+                            while q.records.is_empty() && !q.closed {
+                                q = theirs.1.wait(q).unwrap_or_else(|p| p.into_inner());
+                            }
+                            if q.records.is_empty() {
+                                return Ok(());
+                            }
+                            q.bytes = 0;
+                            theirs.1.notify_all();
+                            std::mem::take(&mut q.records)
+                        };
+                        for record in &batch {
+                            files.write(record)?;
                         }
+                        // Flushed whenever the node has nothing more for
+                        // now, so a crash loses little.
                         files.flush()?;
                     }
-                    Ok(())
                 };
                 if let Err(e) = run() {
+                    lock(&theirs).stopped = true;
+                    theirs.1.notify_all();
                     failed(e.to_string());
                 }
             })?;
-        Ok(Self { tx })
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
     }
 
-    /// Hands one framed record to the thread; `false` once it stopped.
+    /// Hands one framed record to the thread, waiting while too many bytes
+    /// are queued; `false` once it stopped.
     pub(crate) fn send(&self, record: Vec<u8>) -> bool {
-        self.tx.send(record).is_ok()
+        let mut q = lock(&self.shared);
+        while !q.stopped && !q.records.is_empty() && q.bytes + record.len() > QUEUED_BYTES {
+            q = self.shared.1.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        if q.stopped {
+            return false;
+        }
+        q.bytes += record.len();
+        q.records.push_back(record);
+        self.shared.1.notify_all();
+        true
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        lock(&self.shared).closed = true;
+        self.shared.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            // A writer that panicked has nothing more to write; its
+            // failure was the recording's, never the node's.
+            if t.join().is_err() {
+                tracing::error!("the recording's writer panicked");
+            }
+        }
     }
 }
 
@@ -179,10 +263,13 @@ pub fn recording_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut in_dir: Vec<PathBuf> = std::fs::read_dir(p)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == EXTENSION))
-                .collect();
+            let mut in_dir = Vec::new();
+            for entry in std::fs::read_dir(p)? {
+                let f = entry?.path();
+                if f.extension().is_some_and(|x| x == EXTENSION) {
+                    in_dir.push(f);
+                }
+            }
             in_dir.sort();
             out.extend(in_dir);
         } else {
@@ -218,9 +305,16 @@ pub(crate) fn records(bytes: &[u8]) -> impl Iterator<Item = Result<&[u8], usize>
 }
 
 /// Whether a file is a binary recording (else it may be a JSON-lines log
-/// of an older docweave).
-pub(crate) fn is_binary(bytes: &[u8]) -> bool {
-    bytes.starts_with(MAGIC)
+/// of an older docweave); `Err` with its format version when it is one
+/// this build cannot read.
+pub(crate) fn is_binary(bytes: &[u8]) -> Result<bool, u8> {
+    if !bytes.starts_with(MAGIC_STEM) {
+        return Ok(false);
+    }
+    match bytes.starts_with(MAGIC) {
+        true => Ok(true),
+        false => Err(bytes.get(MAGIC_STEM.len()).copied().unwrap_or(0)),
+    }
 }
 
 /// The files of a recording directory, for tests and tools.
@@ -262,7 +356,7 @@ mod tests {
             "{last}"
         );
         let bytes = std::fs::read(on_disk.last().unwrap()).unwrap();
-        assert!(is_binary(&bytes));
+        assert_eq!(is_binary(&bytes), Ok(true));
         assert!(records(&bytes).all(|r| r.is_ok_and(|b| b.len() == 10_000)));
         std::fs::remove_dir_all(&dir).unwrap();
     }

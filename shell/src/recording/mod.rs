@@ -5,7 +5,7 @@
 //! `docweave trace` prints them as a readable protocol trace.
 //!
 //! A recording is made to be shared (to reproduce a problem elsewhere), so
-//! it holds no secret: every token is written as `token-N` (see `redact`).
+//! it holds no secret: every token is written as a keyed hash (see `redact`).
 //! Replaying needs a run's files from its first (which holds the node's
 //! configuration); once the size cap removed that one, the rest can be
 //! traced, not replayed. JSON-lines logs of earlier versions still replay.
@@ -181,12 +181,23 @@ pub enum ReplayError {
 }
 
 /// Reads every record of the files (or directories) in order, handing
-/// each to `f` until it returns `false`. A record cut short at the end of a
-/// file (a crash mid-write) ends that file.
-pub fn read_lines(paths: &[PathBuf], mut f: impl FnMut(Line) -> bool) -> Result<(), ReplayError> {
+/// each to `f` with the file it is in, until `f` returns `false`. A record
+/// cut short at the end of a file (a crash mid-write) ends that file.
+pub fn read_lines(
+    paths: &[PathBuf],
+    mut f: impl FnMut(&Path, Line) -> bool,
+) -> Result<(), ReplayError> {
     for file in recording_files(paths)? {
         let bytes = std::fs::read(&file)?;
-        if files::is_binary(&bytes) {
+        let binary = files::is_binary(&bytes).map_err(|version| ReplayError::Record {
+            file: file.clone(),
+            why: format!(
+                "a recording of format {version}, made by another docweave version \
+                 (this one reads format {})",
+                files::FORMAT
+            ),
+        })?;
+        if binary {
             for record in files::records(&bytes) {
                 let Ok(body) = record else {
                     break;
@@ -195,7 +206,7 @@ pub fn read_lines(paths: &[PathBuf], mut f: impl FnMut(Line) -> bool) -> Result<
                     file: file.clone(),
                     why: e.to_string(),
                 })?;
-                if !f(line) {
+                if !f(&file, line) {
                     return Ok(());
                 }
             }
@@ -209,7 +220,7 @@ pub fn read_lines(paths: &[PathBuf], mut f: impl FnMut(Line) -> bool) -> Result<
                 line: i + 1,
                 why: e.to_string(),
             })?;
-            if !f(line) {
+            if !f(&file, line) {
                 return Ok(());
             }
         }
@@ -217,34 +228,52 @@ pub fn read_lines(paths: &[PathBuf], mut f: impl FnMut(Line) -> bool) -> Result<
     Ok(())
 }
 
+/// The run a recording file belongs to: its name up to the file number
+/// (`1796456585356-000001.dwrec` is of run `1796456585356`).
+fn run_of(file: &Path) -> Option<String> {
+    let name = file.file_name()?.to_str()?;
+    let (run, _) = name.rsplit_once('-')?;
+    Some(run.to_string())
+}
+
 /// Replays a recording (its files, or its directory, in order) and
-/// reports the first difference. A configuration record starts a new run.
+/// reports the first difference. Each run starts from its configuration
+/// record; a run whose first file is gone cannot be replayed.
 pub fn replay_files(paths: &[PathBuf]) -> Result<ReplayOutcome, ReplayError> {
     let mut model: Option<Model> = None;
+    let mut run: Option<String> = None;
     let mut steps = 0;
     let mut outcome: Result<Option<ReplayOutcome>, ReplayError> = Ok(None);
-    read_lines(paths, |line| match line {
-        Line::Config(c) => {
-            model = Some(Model::new(c));
-            true
+    read_lines(paths, |file, line| {
+        // Another run's steps never go to this run's model.
+        let this_run = run_of(file);
+        if this_run != run {
+            run = this_run;
+            model = None;
         }
-        Line::Step { now, input, output } => {
-            let Some(m) = model.take() else {
-                outcome = Err(ReplayError::NoConfig);
-                return false;
-            };
-            steps += 1;
-            let (next, replayed) = update(m, now, input);
-            if replayed != output {
-                outcome = Ok(Some(ReplayOutcome::Differs {
-                    step: steps,
-                    recorded: output,
-                    replayed,
-                }));
-                return false;
+        match line {
+            Line::Config(c) => {
+                model = Some(Model::new(c));
+                true
             }
-            model = Some(next);
-            true
+            Line::Step { now, input, output } => {
+                let Some(m) = model.take() else {
+                    outcome = Err(ReplayError::NoConfig);
+                    return false;
+                };
+                steps += 1;
+                let (next, replayed) = update(m, now, input);
+                if replayed != output {
+                    outcome = Ok(Some(ReplayOutcome::Differs {
+                        step: steps,
+                        recorded: output,
+                        replayed,
+                    }));
+                    return false;
+                }
+                model = Some(next);
+                true
+            }
         }
     })?;
     match outcome? {

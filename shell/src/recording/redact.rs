@@ -1,7 +1,9 @@
-//! Tokens out of a recording: each secret is written as `token-N`, the same
-//! name for the same token throughout, so a replay decides as the node did
-//! (the core only compares tokens for equality). Token ids (`jti`) and
-//! identities are not secrets and stay as they are.
+//! Tokens out of a recording: each secret is written as `token-` and a
+//! keyed hash of it (SipHash with keys drawn for the run), the same name
+//! for the same token throughout, so a replay decides as the node did (the
+//! core only compares tokens for equality); nothing is kept per token, so a
+//! client presenting ever new tokens costs no memory. Token ids (`jti`)
+//! and identities are not secrets and stay as they are.
 //!
 //! Where a token can be: the configuration (`tokens`, `grants`), a hello
 //! or reauth received or sent, a connect and a token refresh asked by the
@@ -9,20 +11,17 @@
 //! for the secrets it was given.
 
 use docweave_core::{Cmd, Config, Message, Msg, Outgoing};
-use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
 
-/// The name each token seen so far is written under.
+/// Names tokens for one run.
 #[derive(Default)]
-pub(super) struct TokenNames(BTreeMap<String, String>);
+pub(super) struct TokenNames(std::collections::hash_map::RandomState);
 
 impl TokenNames {
-    fn name(&mut self, token: &mut String) {
-        let next = self.0.len() + 1;
-        let name = self
-            .0
-            .entry(std::mem::take(token))
-            .or_insert_with(|| format!("token-{next}"));
-        token.clone_from(name);
+    fn name(&self, token: &mut String) {
+        let mut h = self.0.build_hasher();
+        h.write(token.as_bytes());
+        *token = format!("token-{:016x}", h.finish());
     }
 
     /// The configuration with its tokens named.
@@ -135,11 +134,11 @@ mod tests {
             !text.contains("s3cret") && !text.contains("other"),
             "{text}"
         );
-        assert_eq!(config.tokens, vec!["token-1".to_string()]);
-        assert!(
-            text.contains("token-1") && text.contains("token-2"),
-            "{text}"
-        );
+        // The same token, the same name; another, another name.
+        let named = &config.tokens[0];
+        assert!(named.starts_with("token-"), "{named}");
+        assert_eq!(text.matches(named.as_str()).count(), 2, "{text}");
+        assert_eq!(text.matches("token-").count(), 3, "{text}");
         assert!(!TokenNames::holds_token(&Msg::Tick, &[]));
     }
 }
