@@ -42,10 +42,18 @@ fn crash_child() {
             return;
         }
         for a in &batch {
-            // Printed only after the append returned: this is the acknowledgement.
-            let _ = writeln!(out, "acked {} {}", a.doc, String::from_utf8_lossy(&a.data));
+            // Printed only after the append returned: this is the
+            // acknowledgement. A parent that stopped reading is done with
+            // this child: it stops, rather than writing in a loop that
+            // starves the parent's own writes of the database's lock.
+            let line = format!("acked {} {}", a.doc, String::from_utf8_lossy(&a.data));
+            if writeln!(out, "{line}").is_err() {
+                return;
+            }
         }
-        let _ = out.flush();
+        if out.flush().is_err() {
+            return;
+        }
     }
 }
 
@@ -147,7 +155,7 @@ fn two_processes_share_one_database_through_the_clock_feed() {
             data: b"m".to_vec(),
             version: VersionVector::from_entries([(9, 1)]),
         }])
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("our append: {e}"));
     assert!(
         ours[0] > seen.last().map(|d| d.clock).unwrap_or_default(),
         "one clock for both processes"
