@@ -620,3 +620,48 @@ fn a_join_with_a_new_token_of_the_same_identity_refreshes_and_another_identitys_
     assert!(to_node(&effects).is_empty(), "{effects:?}");
     assert!(!effects.iter().any(|e| matches!(e, Effect::Close(_))));
 }
+
+#[test]
+fn a_room_the_member_may_no_longer_read_ends_at_the_next_tick_and_write_loss_makes_it_read_only() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    // 2: read and write, 1: read only, 0: nothing.
+    let rights = Arc::new(AtomicU8::new(2));
+    let seen = rights.clone();
+    let identity = Arc::new(|token: Option<&str>| PeerId::new(token.unwrap_or("anon")));
+    let options = BridgeOptions {
+        access: Arc::new(move |_: &PeerId, _: Option<&str>, _: &DocId| {
+            match seen.load(Ordering::Relaxed) {
+                2 => docweave_core::Access::ALL,
+                1 => docweave_core::Access::READ,
+                _ => docweave_core::Access::NONE,
+            }
+        }),
+        ..BridgeOptions::new(identity, Rules::allow_all())
+    };
+    let mut b = Bridge::new(options);
+    let now = Instant::now();
+    b.from_client(msg(Crdt::Loro, "doc", join("alice", vec![])), now);
+    b.from_node(welcome());
+    answer(&mut b, Reply::UpToDate);
+    assert!(to_client(&b.tick(now)).is_empty(), "nothing changed yet");
+    // Read only: its updates are refused from now on, the room stays.
+    rights.store(1, Ordering::Relaxed);
+    assert!(to_client(&b.tick(now)).is_empty());
+    let effects = update(&mut b, vec![1, 2, 3], 9);
+    assert!(
+        acks(&to_client(&effects)).contains(&([9; 8], AckStatus::PermissionDenied)),
+        "{:?}",
+        to_client(&effects)
+    );
+    // No rights at all: the membership ends, once.
+    rights.store(0, Ordering::Relaxed);
+    let effects = b.tick(now);
+    assert!(matches!(
+        to_client(&effects)[..],
+        [Body::RoomError {
+            code: docweave_adapters::loro_protocol::RoomErrorCode::Evicted,
+            ..
+        }]
+    ));
+    assert!(to_client(&b.tick(now)).is_empty(), "evicted twice");
+}

@@ -423,24 +423,7 @@ impl Bridge {
                 index,
                 bytes,
             } => self.fragment(&mut out, (crdt, room, batch), index, bytes, now),
-            Body::Leave => {
-                if crdt == Crdt::Loro {
-                    self.rooms.remove(&room);
-                    for batch in self.owed.left(&room) {
-                        Self::refuse_batch(&mut out, crdt, &room, batch, LoroAck::Unknown);
-                    }
-                } else if let Some(mut p) = self.presence.remove(&(crdt, room.clone())) {
-                    self.presence_held = self.presence_held.saturating_sub(p.member.size());
-                    if crdt == Crdt::Ephemeral {
-                        self.presence_left(&mut out, &room, &mut p.member);
-                    }
-                }
-                if let Ok(doc) = DocId::parse(&room) {
-                    self.watch(&mut out, &doc, false);
-                }
-                self.gathering
-                    .forget_where(|(c, r, _)| *c == crdt && *r == room);
-            }
+            Body::Leave => self.leave(&mut out, crdt, &room),
             Body::Ack { batch, status } => {
                 if status != LoroAck::Ok {
                     tracing::warn!(
@@ -849,7 +832,85 @@ impl Bridge {
                 "the server could not take an update in time; join again",
             );
         }
+        self.recheck_rights(&mut out);
         out
+    }
+
+    /// The client is out of a room (it left, or lost the right to read it).
+    fn leave(&mut self, out: &mut Vec<Effect>, crdt: Crdt, room: &str) {
+        if crdt == Crdt::Loro {
+            self.rooms.remove(room);
+            for batch in self.owed.left(room) {
+                Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+            }
+        } else if let Some(mut p) = self.presence.remove(&(crdt, room.to_string())) {
+            self.presence_held = self.presence_held.saturating_sub(p.member.size());
+            if crdt == Crdt::Ephemeral {
+                self.presence_left(out, room, &mut p.member);
+            }
+        }
+        if let Ok(doc) = DocId::parse(room) {
+            self.watch(out, &doc, false);
+        }
+        self.gathering
+            .forget_where(|(c, r, _)| *c == crdt && *r == room);
+    }
+
+    /// Rights change while rooms are joined (new rules, a refreshed or
+    /// revoked token): checked again each tick (at least every second). A
+    /// room the client may no longer read ends with `RoomError evicted`,
+    /// which a client does not answer by joining again in a loop; its
+    /// other rooms go on. A room it may no longer write stays, read-only.
+    fn recheck_rights(&mut self, out: &mut Vec<Effect>) {
+        let Some(peer) = self.peer.clone() else {
+            return;
+        };
+        let token = self.token().map(str::to_string);
+        let joined = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| !r.joining)
+            .map(|(room, _)| (Crdt::Loro, room.clone()))
+            .chain(self.presence.keys().cloned());
+        let mut lost = Vec::new();
+        let mut read_only = Vec::new();
+        for (crdt, room) in joined.collect::<Vec<_>>() {
+            let Ok(doc) = DocId::parse(&room) else {
+                continue;
+            };
+            let access = (self.o.access)(&peer, token.as_deref(), &doc);
+            if !access.read {
+                lost.push((crdt, room));
+            } else if !access.write {
+                read_only.push((crdt, room));
+            }
+        }
+        for (crdt, room) in read_only {
+            match crdt {
+                Crdt::Loro => {
+                    if let Some(r) = self.rooms.get_mut(&room) {
+                        r.write = false;
+                    }
+                }
+                _ => {
+                    if let Some(p) = self.presence.get_mut(&(crdt, room.clone())) {
+                        p.write = false;
+                    }
+                }
+            }
+        }
+        for (crdt, room) in lost {
+            tracing::info!("loro: {peer} may no longer read {room}; its membership ends");
+            self.leave(out, crdt, &room);
+            out.push(Effect::ToClient(message(
+                crdt,
+                &room,
+                Body::RoomError {
+                    code: RoomErrorCode::Evicted,
+                    message: format!("{peer} may no longer read {room}: its rights changed"),
+                },
+            )));
+        }
     }
 
     /// Owes the client its answer for `batch` (see [`OwedAcks`]).

@@ -18,9 +18,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// What a server presents: its certificate chain and key.
+/// What a server presents: its certificate chain and key. Clones share
+/// them: [`TlsServer::replace_with`] on one (a renewed certificate) holds
+/// for every endpoint's next handshake.
 #[derive(Clone)]
-pub struct TlsServer(TlsAcceptor);
+pub struct TlsServer(Arc<std::sync::RwLock<TlsAcceptor>>);
 
 impl std::fmt::Debug for TlsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,12 +49,25 @@ impl TlsServer {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .map_err(|e| format!("the certificate and key do not fit together: {e}"))?;
-        Ok(Self(TlsAcceptor::from(Arc::new(config))))
+        Ok(Self(Arc::new(std::sync::RwLock::new(TlsAcceptor::from(
+            Arc::new(config),
+        )))))
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Presents `other`'s certificate and key from the next handshake on
+    /// (connections already open keep theirs): a renewal without a restart.
+    pub fn replace_with(&self, other: &TlsServer) {
+        let new = other.acceptor();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = new;
     }
 
     /// The server side of a TLS handshake on an accepted connection.
     pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<server::TlsStream<TcpStream>> {
-        self.0.accept(tcp).await
+        self.acceptor().accept(tcp).await
     }
 }
 

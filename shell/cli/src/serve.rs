@@ -134,6 +134,8 @@ pub struct ServeArgs {
     /// Speak TLS on the WebSocket and HTTP ports (`wss://`, `https://`)
     /// with this PEM certificate chain (with --tls-key), for deployments
     /// without a proxy in front. Tokens must not cross networks in clear.
+    /// Both files are read again when the certificate changes and on
+    /// SIGHUP (a renewal needs no restart).
     #[arg(long, env = "DOCWEAVE_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// Turns the admin API on (`/admin/...` on the HTTP port: documents,
@@ -253,8 +255,26 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     .map_err(|e| format!("cannot handle signals: {e}"))?;
     // After the stop handler, which also takes SIGHUP: with files to
     // watch, SIGHUP reads them again instead of stopping the server.
-    if a.revoked_file.is_some() || a.rules.is_some() {
+    if a.revoked_file.is_some() || a.rules.is_some() || a.tls_cert.is_some() {
         crate::file_watch::take_hangups()?;
+    }
+    // A renewed certificate (and key) is presented from the next
+    // handshake on, read again when the certificate file changes and on
+    // SIGHUP; one that does not load leaves the one in force.
+    if let (Some(in_force), Some(cert), Some(key)) = (tls.clone(), &a.tls_cert, &a.tls_key) {
+        let first = std::fs::read_to_string(cert)
+            .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+        let (cert_path, key_path) = (cert.clone(), key.clone());
+        crate::file_watch::watch(
+            "certificate",
+            cert.clone(),
+            first,
+            move |_| TlsServer::from_pem_files(&cert_path, &key_path),
+            move |renewed: TlsServer| {
+                in_force.replace_with(&renewed);
+                true
+            },
+        )?;
     }
     if let (Some(path), Some((text, list))) = (&a.revoked_file, revoked) {
         *auth.revoked.write().unwrap_or_else(|p| p.into_inner()) = list.clone();

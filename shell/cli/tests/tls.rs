@@ -98,3 +98,55 @@ fn the_http_port_answers_over_tls() {
     );
     assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
 }
+
+/// Whether a TLS handshake with the server's HTTP port succeeds when
+/// trusting only `ca`.
+fn trusted_by(port: u16, ca: &Path) -> bool {
+    smol::block_on(async {
+        let trust = TlsClient::new(Some(ca)).unwrap();
+        let tcp = smol::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        trust.connect("localhost", tcp).await.is_ok()
+    })
+}
+
+#[test]
+fn a_certificate_renewed_on_disk_is_presented_after_sighup() {
+    let dir = data_dir("tls-renewed-certs");
+    let (old_ca, cert, key) = make_certificates(&dir);
+    let server = Server::start(
+        "server",
+        &data_dir("tls-renewed"),
+        free_port(),
+        free_port(),
+        &[
+            "--tls-cert",
+            &cert.display().to_string(),
+            "--tls-key",
+            &key.display().to_string(),
+        ],
+    );
+    assert!(trusted_by(server.http, &old_ca));
+    // A renewal: another CA's certificate and key, written over the old.
+    let renewed = data_dir("tls-renewed-certs-2");
+    let (new_ca, new_cert, new_key) = make_certificates(&renewed);
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    // SAFETY: kill(2) on the child's own pid with a signal it handles.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !trusted_by(server.http, &new_ca) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was not presented"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!trusted_by(server.http, &old_ca), "the old one still is");
+    // A broken file is refused; the certificate in force stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(trusted_by(server.http, &new_ca));
+}

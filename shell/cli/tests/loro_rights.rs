@@ -1,0 +1,92 @@
+//! Rights that change while a Loro client is in a room (the rules file
+//! rewritten, as an operator would): the room it may no longer read ends
+//! with `RoomError evicted` (a client does not rejoin that in a loop), and
+//! the connection's other rooms go on.
+
+mod common;
+
+use common::raw::*;
+use common::{data_dir, free_port, Server};
+use docweave_adapters::loro_protocol::{AckStatus as LoroAck, Body, Crdt, RoomErrorCode};
+use std::time::Duration;
+
+const ALL: &str = r#"{"read":true,"write":true,"create":true,"delete":true}"#;
+const NONE: &str = r#"{"read":false,"write":false,"create":false,"delete":false}"#;
+
+#[test]
+fn a_room_whose_rights_are_removed_ends_with_evicted_and_the_others_go_on() {
+    let dir = data_dir("loro-rights");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.json");
+    std::fs::write(&rules, format!(r#"{{"rules":[],"default":{ALL}}}"#)).unwrap();
+    let server = Server::start(
+        "server",
+        &dir.join("data"),
+        free_port(),
+        free_port(),
+        &["--rules", rules.to_str().unwrap()],
+    );
+    smol::block_on(async {
+        let mut c = loro_join(server.ws, "open").await;
+        let join = Body::JoinRequest {
+            auth: Vec::new(),
+            version: Vec::new(),
+        };
+        c.send(loro(Crdt::Loro, "closing", join)).await.unwrap();
+        let (got, _, _) = loro_until(&mut c, Duration::from_secs(10), |m| {
+            m.room == "closing" && matches!(m.body, Body::JoinResponseOk { .. })
+        })
+        .await;
+        assert!(
+            got.iter()
+                .any(|m| m.room == "closing" && matches!(m.body, Body::JoinResponseOk { .. })),
+            "{got:?}"
+        );
+        // Loro clients without a token are `loro-...`: none of them may
+        // read "closing" any more.
+        std::fs::write(
+            &rules,
+            format!(
+                r#"{{"rules":[{{"peer":{{"Prefix":"loro-"}},"doc":{{"Exact":"closing"}},"access":{NONE}}}],"default":{ALL}}}"#
+            ),
+        )
+        .unwrap();
+        let (got, _, closed) = loro_until(&mut c, Duration::from_secs(10), |m| {
+            matches!(m.body, Body::RoomError { .. })
+        })
+        .await;
+        assert!(!closed, "the connection was closed");
+        let evicted = got
+            .iter()
+            .find(|m| matches!(m.body, Body::RoomError { .. }));
+        assert!(
+            matches!(evicted, Some(m) if m.room == "closing"
+                && matches!(m.body, Body::RoomError { code: RoomErrorCode::Evicted, .. })),
+            "{got:?}"
+        );
+        // The other room goes on: an update there is taken.
+        let doc = loro::LoroDoc::new();
+        doc.get_text("t").insert(0, "still here").unwrap();
+        doc.commit();
+        let body = Body::DocUpdate {
+            updates: vec![doc.export(loro::ExportMode::all_updates()).unwrap()],
+            batch: [1; 8],
+        };
+        c.send(loro(Crdt::Loro, "open", body)).await.unwrap();
+        let (got, _, _) = loro_until(&mut c, Duration::from_secs(10), |m| {
+            matches!(m.body, Body::Ack { .. })
+        })
+        .await;
+        assert!(
+            got.iter().any(|m| m.room == "open"
+                && matches!(
+                    m.body,
+                    Body::Ack {
+                        status: LoroAck::Ok,
+                        ..
+                    }
+                )),
+            "{got:?}"
+        );
+    });
+}
