@@ -222,6 +222,15 @@ fn respond(status: StatusCode, body: Vec<u8>, json: bool) -> Response<Full<Bytes
     r
 }
 
+/// The token of a request's `Authorization: Bearer` header, if any.
+pub(super) fn bearer(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+}
+
 fn problem(status: StatusCode, code: &str, message: String) -> Response<Full<Bytes>> {
     let body = serde_json::json!({ "code": code, "message": message });
     respond(status, body.to_string().into_bytes(), true)
@@ -380,12 +389,7 @@ pub async fn serve_http_with_web(
                         return Ok::<_, std::convert::Infallible>(r);
                     }
                     if get && (path == "/" || path == "/status") {
-                        let bearer = req
-                            .headers()
-                            .get(hyper::header::AUTHORIZATION)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.strip_prefix("Bearer "))
-                            .map(str::to_string);
+                        let bearer = bearer(&req);
                         let request = StatusRequest {
                             bearer,
                             query: req.uri().query().map(str::to_string),
@@ -534,12 +538,7 @@ async fn route(
         .split('/')
         .map(str::to_string)
         .collect();
-    let token = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+    let token = bearer(&req);
     let peer = req
         .headers()
         .get("x-docweave-peer")

@@ -15,7 +15,12 @@ use std::time::Duration;
 fn start_tls(name: &str) -> (Server, PathBuf) {
     let dir = data_dir(&format!("{name}-certs"));
     let (ca, cert, key) = make_certificates(&dir);
-    let server = Server::start(
+    (serving(name, &cert, &key), ca)
+}
+
+/// A server speaking TLS with this certificate and key.
+fn serving(name: &str, cert: &Path, key: &Path) -> Server {
+    Server::start(
         "server",
         &data_dir(name),
         free_port(),
@@ -26,8 +31,7 @@ fn start_tls(name: &str) -> (Server, PathBuf) {
             "--tls-key",
             &key.display().to_string(),
         ],
-    );
-    (server, ca)
+    )
 }
 
 #[test]
@@ -115,18 +119,7 @@ fn trusted_by(port: u16, ca: &Path) -> bool {
 fn a_certificate_renewed_on_disk_is_presented_after_sighup() {
     let dir = data_dir("tls-renewed-certs");
     let (old_ca, cert, key) = make_certificates(&dir);
-    let server = Server::start(
-        "server",
-        &data_dir("tls-renewed"),
-        free_port(),
-        free_port(),
-        &[
-            "--tls-cert",
-            &cert.display().to_string(),
-            "--tls-key",
-            &key.display().to_string(),
-        ],
-    );
+    let server = serving("tls-renewed", &cert, &key);
     assert!(trusted_by(server.http, &old_ca));
     // A renewal: another CA's certificate and key, written over the old.
     let renewed = data_dir("tls-renewed-certs-2");
