@@ -76,6 +76,7 @@ int32_t dw_node_new(const char *config_json, uint64_t now_ms, dw_node **out);
 int32_t dw_node_free(dw_node *node);
 
 int32_t dw_connect(dw_node *node, const char *remote, uint64_t now_ms);
+int32_t dw_set_token(dw_node *node, const char *remote, const char *token, uint64_t now_ms);
 int32_t dw_channel_opened(dw_node *node, const char *remote, uint64_t now_ms, uint64_t *channel);
 int32_t dw_feed_frame(dw_node *node, uint64_t channel, const uint8_t *bytes, size_t len, uint64_t now_ms);
 int32_t dw_channel_closed(dw_node *node, uint64_t channel, uint64_t now_ms);

@@ -23,11 +23,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: str):
+    def __init__(self, data: str, *extra: str):
         self.tcp = free_port()
         self.proc = subprocess.Popen(
             [BIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-             "--tcp", f"127.0.0.1:{self.tcp}"],
+             "--tcp", f"127.0.0.1:{self.tcp}", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         self.ws = "ws://" + re.search(r"ws://(127\.0\.0\.1:\d+)", line).group(1)
@@ -95,6 +95,26 @@ class Sync(unittest.IsolatedAsyncioTestCase):
         await again.wait_acknowledged("notes")
         self.assertIn("offline", self.server.cli("doc", "get", self.server.ws, "notes"))
         await again.close()
+
+
+class Tokens(unittest.IsolatedAsyncioTestCase):
+    async def test_a_replica_given_a_new_token_gets_in_with_it(self):
+        server = Server(os.path.join(tempfile.mkdtemp(prefix="docweave-py-"), "server"),
+                        "--token", "right")
+        try:
+            r = docweave.Replica("py-token", token="wrong")
+            await r.open("guarded")
+            r.apply("guarded", edit("k", "by-token"))
+            await r.connect("127.0.0.1", server.tcp)
+            with self.assertRaises(Exception):
+                await r.wait_acknowledged("guarded", timeout=2)
+            r.set_token("right")
+            await r.wait_acknowledged("guarded")
+            got = server.cli("doc", "get", server.ws, "guarded", "--token", "right")
+            self.assertIn("by-token", got)
+            await r.close()
+        finally:
+            server.stop()
 
 
 class PoisonFromAServer(unittest.IsolatedAsyncioTestCase):

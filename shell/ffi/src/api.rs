@@ -145,6 +145,27 @@ pub unsafe extern "C" fn dw_connect(node: *mut DwNode, remote: *const c_char, no
     })
 }
 
+/// A new token for `remote` (a refresh before the old one expires):
+/// presented at once on a live connection, and in every hello from now on.
+///
+/// # Safety
+/// `node` from `dw_node_new`; `remote` and `token` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn dw_set_token(
+    node: *mut DwNode,
+    remote: *const c_char,
+    token: *const c_char,
+    now_ms: u64,
+) -> i32 {
+    with_node(node, |h| {
+        let name = text(remote, "remote")?;
+        let remote = RemoteAddr::parse(name).map_err(|e| fail(DW_ERR_INVALID, e.to_string()))?;
+        let token = text(token, "token")?.to_string();
+        h.set_token(remote, token, now_ms);
+        Ok(())
+    })
+}
+
 /// The host opened a connection (for a dial of `remote`, or an accepted
 /// one with `remote` NULL); writes its channel number to `*channel`.
 ///

@@ -129,6 +129,14 @@ impl Host {
         );
     }
 
+    /// A new token for `remote` (a refresh before the old one expires):
+    /// presented at once on a live connection that speaks protocol 3
+    /// (`reauth`), and in every hello from now on.
+    pub fn set_token(&mut self, remote: RemoteAddr, token: String, now: u64) {
+        self.token = Some(token.clone());
+        self.node.handle(now, Input::SetToken { remote, token });
+    }
+
     /// Applies a Loro update the host made with its own Loro, as a local
     /// change of an open document.
     pub fn apply_update(&mut self, doc: DocId, bytes: Vec<u8>, now: u64) -> Result<(), String> {

@@ -99,6 +99,14 @@ impl Node {
         self.host.node.poll_timeout()
     }
 
+    /// A new token for `remote` (a refresh before the old one expires):
+    /// presented at once on a live connection, and in every hello from now on.
+    fn set_token(&mut self, remote: &str, token: &str, now_ms: u64) -> PyResult<()> {
+        let remote = RemoteAddr::parse(remote).map_err(invalid)?;
+        self.host.set_token(remote, token.to_string(), now_ms);
+        Ok(())
+    }
+
     /// Open (load or create) a document; a `DocReady` event follows.
     fn open(&mut self, doc: &str, now_ms: u64) -> PyResult<()> {
         let doc = doc_id(doc)?;

@@ -90,6 +90,12 @@ class Replica:
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._kick()
 
+    def set_token(self, token: str) -> None:
+        """A new token for the server (a refresh before the old one expires):
+        presented at once on a live connection, and in every hello after."""
+        self._node.set_token("server", token, _now())
+        self._kick()
+
     async def wait_acknowledged(self, doc: str, timeout: float = 20) -> None:
         """Waits until the server acknowledged (durably) what we changed."""
         await self._until(lambda: self._acknowledged.get(doc, 0) > 0, timeout)
