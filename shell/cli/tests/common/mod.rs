@@ -13,11 +13,23 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_docweave");
 
+/// A port nothing listens on now, never one handed out before in this
+/// process: tests of one binary run side by side, and the OS may give a
+/// port just released by one test to the next (its server then fails to
+/// listen, "Address already in use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if port == 0 || given.insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn data_dir(name: &str) -> PathBuf {
