@@ -533,6 +533,9 @@ pub(crate) struct InFlight {
     /// The version the transmission starts from (`None`: everything).
     pub base: Option<VersionVector>,
     pub clock: Clock,
+    /// The newest change clock this node knew when the data went out: a
+    /// store write committed later gets a clock above it.
+    pub known_clock: Clock,
     pub sent_at: Millis,
     /// Sent as a live update (or to a store), not as a sync-response: a
     /// peer waiting for its answer still waits after it.
@@ -701,6 +704,13 @@ pub struct Model {
     pub(crate) listener_loads: OrdMap<ListenerId, Vec<(ChannelId, Message)>>,
     /// Store writes that failed, waiting to be tried again.
     pub(crate) retry: Retry,
+    /// Documents whose write to the primary store failed or timed out
+    /// without saying whether it committed, each with the newest clock known
+    /// when that write went out. If it did commit, its clock is above that
+    /// one yet unknown here, so no cursor may move past it (see
+    /// `promised_clock`) until the document is written again and listed at
+    /// its new clock.
+    pub(crate) unsettled_writes: OrdMap<DocId, Clock>,
     /// Deletions waiting for their tombstone to be durable, with the
     /// channels that asked for them (told once it is).
     pub(crate) deleting: OrdMap<DocId, Vec<ChannelId>>,
@@ -770,6 +780,7 @@ impl Model {
             store_shared: false,
             listener_loads: OrdMap::new(),
             retry: Retry::default(),
+            unsettled_writes: OrdMap::new(),
             deleting: OrdMap::new(),
             missing_asked: OrdMap::new(),
         }

@@ -131,6 +131,11 @@ const FOUND: &[u64] = &[
     // of its own channel of that number (a Loro client's new connection),
     // so the client's hello was dropped and it was never welcomed.
     0x8d74_a8fb_71a0_17e5,
+    // A hub's write whose answer failed though it had committed: before it
+    // was written again, a client pulling from scratch got a changes answer
+    // up to a later clock without that document, moved its cursor past it,
+    // and never asked for it again.
+    0x30e9_1f9b_2d4e_18e9,
 ];
 
 /// Seeds kept because they reach a path the coverage check below asks for

@@ -146,6 +146,7 @@ pub(crate) fn send_data(
             version: version.clone(),
             base: None,
             clock,
+            known_clock: model.clock,
             sent_at: model.now,
             as_update,
             answer_owed: None,
@@ -201,6 +202,7 @@ pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
                 version: version.clone(),
                 base: since.clone(),
                 clock,
+                known_clock: model.clock,
                 sent_at: model.now,
                 as_update: true,
                 answer_owed: None,
@@ -526,10 +528,32 @@ pub(crate) fn is_ready(model: &Model, doc_id: &DocId) -> bool {
 /// a listener's floor may move up to it. On a store shared with other
 /// servers that is the feed's position, not our own newest clock: another
 /// server's change below our newest may not have been read yet.
+///
+/// A write whose outcome is unknown holds it back: had it committed, its
+/// clock lies above the one known when it went out, and a peer whose cursor
+/// moved past it would never be told of that document (see
+/// `Model::unsettled_writes`).
 pub(crate) fn promised_clock(model: &Model) -> Clock {
-    if model.store_shared {
+    let known = if model.store_shared {
         model.feed_seen.min(model.clock)
     } else {
         model.clock
+    };
+    match model.unsettled_writes.values().min() {
+        Some(before) => known.min(*before),
+        None => known,
     }
+}
+
+/// A write to the primary store may or may not have committed: cursors stay
+/// below what it could have been given until the document is written again.
+pub(crate) fn write_unsettled(model: &mut Model, store: ChannelId, f: &crate::model::InFlight) {
+    if model.stores.get_min() != Some(&store) {
+        return;
+    }
+    let before = model
+        .unsettled_writes
+        .get(&f.doc)
+        .map_or(f.known_clock, |c| (*c).min(f.known_clock));
+    model.unsettled_writes.insert(f.doc.clone(), before);
 }

@@ -75,6 +75,8 @@ fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId
         }
     }
     model.dirty.remove(doc);
+    // Its deletion is what peers hear of now, not the write in doubt.
+    model.unsettled_writes.remove(doc);
     model.tombstones.insert(doc.clone());
     // A feed read waiting for this document's reload waits no more.
     if model.feed_loading.remove(doc).is_some() {

@@ -627,6 +627,7 @@ pub(crate) fn failed(model: &mut Model, out: &mut Out, store: ChannelId, failure
             let Some(f) = model.in_flight.remove(&batch) else {
                 return;
             };
+            super::common::write_unsettled(model, store, &f);
             report(
                 out,
                 Some(&f.doc),
@@ -690,6 +691,10 @@ pub(crate) fn retry_due(model: &mut Model, out: &mut Out) {
     for doc in retry.docs {
         if model.docs.get(&doc).is_some_and(|d| d.is_ready()) {
             super::common::persist(model, out, &doc);
+        } else {
+            // Nothing of it is left to write (a deleted document's tombstone
+            // is its newer change): cursors need not wait for it.
+            model.unsettled_writes.remove(&doc);
         }
     }
 }

@@ -160,6 +160,7 @@ fn sweep(model: &mut Model, out: &mut Out) {
     for (batch, f) in expired {
         model.in_flight.remove(&batch);
         if model.stores.contains(&f.channel) {
+            super::common::write_unsettled(model, f.channel, &f);
             if let Some(d) = model.docs.get_mut(&f.doc) {
                 let durable = d.durable.get(&f.channel).cloned().unwrap_or_default();
                 d.stored.insert(f.channel, durable);

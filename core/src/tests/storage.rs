@@ -363,3 +363,102 @@ fn requests_waiting_on_a_load_that_failed_are_all_answered_once_it_succeeds() {
     assert!(!sent(&cmds, 1).is_empty(), "alice is answered: {cmds:?}");
     assert!(!sent(&cmds, 2).is_empty(), "bob is answered: {cmds:?}");
 }
+
+/// A peer's update of `d`, imported: returns the store writes it caused.
+fn written(
+    k: &mut Kit,
+    ch: u64,
+    d: &str,
+    batch: u64,
+    version: crate::VersionVector,
+) -> Vec<crate::Cmd> {
+    let cmds = k.recv(
+        ch,
+        Message::Update {
+            doc: doc(d),
+            batch: BatchId(batch),
+            data: Payload::new(vec![1]),
+            version: version.clone(),
+        },
+    );
+    let id = imports(&cmds)[0];
+    k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Applied { version },
+    })
+}
+
+fn store_ack(k: &mut Kit, batch: BatchId, clock: u64) -> Vec<crate::Cmd> {
+    k.recv(
+        10,
+        Message::Ack {
+            batch,
+            status: crate::AckStatus::Ok,
+            clock: Some(crate::Clock(clock)),
+        },
+    )
+}
+
+fn changes_up_to(cmds: &[crate::Cmd], ch: u64) -> (Vec<(String, u64)>, u64) {
+    messages(cmds, ch)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Changes { docs, up_to, .. } => Some((
+                docs.iter()
+                    .map(|c| (c.doc.to_string(), c.clock.0))
+                    .collect(),
+                up_to.0,
+            )),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_write_that_may_have_committed_holds_every_cursor_below_it_until_written_again() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    k.create(&[10], "d");
+    k.create(&[10], "e");
+    let to_d = data(&written(&mut k, 1, "d", 7, vv(&[(1, 1)])), 10)[0].0;
+    let to_e = data(&written(&mut k, 1, "e", 8, vv(&[(1, 2)])), 10)[0].0;
+    // The store committed d's write at clock 1 but its answer was lost; e's
+    // came back at clock 2.
+    k.feed(Msg::StoreFailed {
+        store: ChannelId(10),
+        failure: StoreFailure::Append {
+            batch: to_d,
+            reason: "connection reset after commit".into(),
+        },
+    });
+    store_ack(&mut k, to_e, 2);
+    let cmds = k.recv(
+        2,
+        Message::ChangesSince {
+            clock: crate::Clock(0),
+            filter: crate::Filter::all(),
+        },
+    );
+    assert_eq!(
+        changes_up_to(&cmds, 2),
+        (vec![], 0),
+        "bob's cursor would pass d's write at clock 1, and bob never hear of d"
+    );
+    // Written again, d is listed at its new clock and cursors move on.
+    let again = data(&k.tick(k.now + 600), 10);
+    assert_eq!(again.len(), 1, "d written again");
+    store_ack(&mut k, again[0].0, 3);
+    let cmds = k.recv(
+        2,
+        Message::ChangesSince {
+            clock: crate::Clock(0),
+            filter: crate::Filter::all(),
+        },
+    );
+    assert_eq!(
+        changes_up_to(&cmds, 2),
+        (vec![("e".into(), 2), ("d".into(), 3)], 3)
+    );
+}
