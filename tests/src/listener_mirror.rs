@@ -134,7 +134,13 @@ impl<E: SimEngine> Mirror<E> {
             if !self.round(sim, 16) {
                 // Once more: an answer may have crossed a reconnection.
                 if !self.round(sim, 16) {
-                    return;
+                    // And once after the observer gave up on messages that
+                    // lost a chunk (see `REASSEMBLY_DEADLINE_MS`): while
+                    // those fill its slots, answers cannot be read.
+                    sim.advance(crate::sim::REASSEMBLY_DEADLINE_MS + 1);
+                    if !self.round(sim, 16) {
+                        return;
+                    }
                 }
             }
         }

@@ -250,6 +250,16 @@ pub(crate) fn assign_clock(model: &mut Model, doc_id: &DocId, clock: Clock) {
     if clock > model.clock {
         model.clock = clock;
     }
+    // A clock the store gave the document after its write in doubt (the
+    // write again, or the feed's news of it) is at or above that write's:
+    // listed there, cursors may pass it.
+    if model
+        .unsettled_writes
+        .get(doc_id)
+        .is_some_and(|before| clock > *before)
+    {
+        model.unsettled_writes.remove(doc_id);
+    }
 }
 
 /// Records a version advance: without a store, the node's own counter is the feed.

@@ -1074,8 +1074,6 @@ fn store_ack(
     if model.stores.get_min() == Some(&store) {
         if let Some(c) = clock {
             assign_clock(model, &doc, c);
-            // Listed at its new clock: cursors may pass the unsettled write.
-            model.unsettled_writes.remove(&doc);
             out.emit(Event::Durable {
                 doc: doc.clone(),
                 version: durable.clone(),

@@ -180,6 +180,10 @@ impl Coverage {
     }
 }
 
+/// How long the simulator's reader of a link (and a raw endpoint) waits
+/// for the rest of a message split into chunks before giving it up.
+pub const REASSEMBLY_DEADLINE_MS: u64 = 10_000;
+
 /// The simulator.
 pub struct Sim<E: SimEngine = LoroEngine> {
     /// Virtual milliseconds.
@@ -600,7 +604,7 @@ impl<E: SimEngine> Sim<E> {
                     // A message a lost chunk left incomplete is given up on,
                     // as a node gives it up, so lost chunks do not fill the
                     // slots of a raw endpoint for good.
-                    deadline_ms: 10_000,
+                    deadline_ms: REASSEMBLY_DEADLINE_MS,
                 },
             )
         });
