@@ -103,6 +103,7 @@ mod node;
 mod oplog_engine;
 mod recording;
 mod repo;
+mod token_refresh;
 pub mod trace;
 
 /// The README's embedding example, compiled and run as a doctest.
@@ -129,3 +130,4 @@ pub use recording::{
     ReplayOutcome,
 };
 pub use repo::{Repo, RepoBuilder, RepoError, Summary, SyncOutcome, SyncStatus};
+pub use token_refresh::{now_ms, refresh_in, token_expiry};

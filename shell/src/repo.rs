@@ -29,6 +29,9 @@ pub enum RepoError {
     /// The store could not be opened or read.
     #[error("the store failed: {0}")]
     Store(String),
+    /// A token provider gave no token (or could not be started).
+    #[error("no token: {0}")]
+    Token(String),
     /// The recording log could not be created.
     #[error("cannot record to {path}: {why}")]
     Recording {
@@ -476,6 +479,65 @@ impl<E: DocEngine> Repo<E> {
         self.input
             .try_send(Request::Node(Input::SetToken { remote, token }))
             .map_err(|_| RepoError::Closed)
+    }
+
+    /// Keeps `remote`'s token fresh: `provider` (a callback of the app,
+    /// asking its backend say) is asked for a new token each time the one
+    /// in use nears its expiry (see [`crate::refresh_in`]), starting from
+    /// `current`, the token the remote was connected with
+    /// ([`Repo::connect_with`]); each new one is presented at once as
+    /// [`Repo::set_token`] does. A provider that fails is asked again
+    /// after 5 s and says why in the log. Stops when the repository closes.
+    pub fn keep_token_fresh(
+        &self,
+        remote: &str,
+        current: &str,
+        mut provider: impl FnMut() -> Result<String, String> + Send + 'static,
+    ) -> Result<(), RepoError> {
+        use crate::token_refresh::{now_ms, refresh_in, LOOK, RETRY};
+        let addr = RemoteAddr::parse(remote)?;
+        let first = current.to_string();
+        let input = self.input.downgrade();
+        std::thread::Builder::new()
+            .name("docweave-token".into())
+            .spawn(move || {
+                let mut due = std::time::Instant::now() + refresh_in(&first, now_ms());
+                loop {
+                    // Looks every second whether the repository is gone.
+                    while std::time::Instant::now() < due {
+                        if input.upgrade().is_none() {
+                            return;
+                        }
+                        std::thread::sleep(LOOK.min(due - std::time::Instant::now()));
+                    }
+                    let token = match provider() {
+                        Ok(token) => token,
+                        Err(why) => {
+                            tracing::warn!("no new token for {addr}: {why}; asking again in 5 s");
+                            due = std::time::Instant::now() + RETRY;
+                            continue;
+                        }
+                    };
+                    let Some(input) = input.upgrade() else {
+                        return;
+                    };
+                    let remote = addr.clone();
+                    let next = refresh_in(&token, now_ms());
+                    if input
+                        .try_send(Request::Node(Input::SetToken { remote, token }))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tracing::info!(
+                        "token for {addr} refreshed; the next in {} s",
+                        next.as_secs()
+                    );
+                    due = std::time::Instant::now() + next;
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| RepoError::Token(format!("cannot start the token refresher: {e}")))
     }
 
     /// Connects to one remote served by several servers (sharing one

@@ -170,6 +170,18 @@ pub trait Store: Send {
         let _ = bytes;
         Ok(())
     }
+    /// Replaces the revocation list `server` keeps in the store (its text,
+    /// one entry per line), so that every server sharing the store cuts
+    /// off what any of them revoked. Stores that one process owns share
+    /// with nobody and keep none.
+    fn share_revocations(&mut self, server: &str, list: &str) -> Result<(), StoreError> {
+        let _ = (server, list);
+        Ok(())
+    }
+    /// Every server's revocation list kept in the store, by server name.
+    fn shared_revocations(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Stored bytes that could not be read back.

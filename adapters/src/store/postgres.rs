@@ -549,6 +549,27 @@ impl Store for PostgresStore {
         })
     }
 
+    fn share_revocations(&mut self, server: &str, list: &str) -> Result<(), StoreError> {
+        self.with(|c, _| {
+            c.client.execute(
+                "INSERT INTO docweave_revocations (server, list) VALUES ($1, $2)
+                 ON CONFLICT (server) DO UPDATE SET list = $2, updated_at = now()",
+                &[&server, &list],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn shared_revocations(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|c, _| {
+            let rows = c.client.query(
+                "SELECT server, list FROM docweave_revocations ORDER BY server",
+                &[],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
     fn watch(&mut self, announce: Announce) -> Result<bool, StoreError> {
         let (config, tag, stop) = (self.config.clone(), self.tag.clone(), self.stop.clone());
         std::thread::Builder::new()

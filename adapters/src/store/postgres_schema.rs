@@ -48,6 +48,13 @@ const MIGRATIONS: &[&str] = &[
     // 2: the clock up to which the snapshot folded changes, so a reader
     //    that holds changes up to some clock can be sent only the rest.
     "ALTER TABLE docweave_docs ADD COLUMN compacted_to BIGINT NOT NULL DEFAULT 0;",
+    // 3: each server's revocation list (`serve --revoked-file`), so that a
+    //    revocation on one server cuts the identity off on all.
+    "CREATE TABLE docweave_revocations (
+         server     TEXT PRIMARY KEY,
+         list       TEXT NOT NULL,
+         updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+     );",
 ];
 
 /// The newest schema version this build knows.

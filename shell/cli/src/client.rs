@@ -652,12 +652,12 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
     smol::block_on(async {
         let events = repo.events().await.map_err(|e| e.to_string())?;
         let remote = connect(&repo, &urls, token.as_deref())?;
-        let refresher = async {
-            if let (Some(command), Some(first)) = (&a.token_command, token.clone()) {
-                crate::token_command::keep_fresh(&repo, &remote, command, first).await
-            }
-            std::future::pending::<Result<(), String>>().await
-        };
+        if let (Some(command), Some(first)) = (a.token_command.clone(), token.as_deref()) {
+            repo.keep_token_fresh(&remote, first, move || {
+                crate::token_command::fetch(&command)
+            })
+            .map_err(|e| e.to_string())?;
+        }
         let work = async {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message(format!("initial sync with {}", shown));
@@ -719,7 +719,7 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
             eprintln!();
             Ok::<(), String>(())
         };
-        futures_lite::future::or(work, refresher).await?;
+        work.await?;
         repo.close().await;
         Ok(())
     })

@@ -287,17 +287,6 @@ pub fn subject(token: &str) -> Option<String> {
     Some(claims.sub)
 }
 
-/// When a JWT expires (its `exp`), read without checking the signature:
-/// for a client planning its refresh.
-pub fn expiry(token: &str) -> Option<u64> {
-    #[derive(Deserialize)]
-    struct Exp {
-        exp: u64,
-    }
-    let claims: Exp = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
-    Some(claims.exp)
-}
-
 fn pem_key(pem: &[u8]) -> Result<DecodingKey, String> {
     DecodingKey::from_rsa_pem(pem)
         .or_else(|_| DecodingKey::from_ec_pem(pem))

@@ -14,6 +14,7 @@ mod loro_identity;
 mod revocations;
 mod serve;
 mod serve_auth;
+mod shared_revocations;
 mod status;
 mod token_command;
 mod trace;

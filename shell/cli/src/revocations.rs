@@ -28,6 +28,29 @@ pub fn parse(text: &str) -> Result<Revocations, String> {
     Ok(r)
 }
 
+/// The list as text [`parse`] reads back: one entry per line, in order.
+pub fn render(list: &Revocations) -> String {
+    let mut text = String::new();
+    for token in &list.tokens {
+        text.push_str(token);
+        text.push('\n');
+    }
+    for peer in &list.peers {
+        text.push_str(&format!("sub:{peer}\n"));
+    }
+    text
+}
+
+/// What any of `lists` revokes.
+pub fn union<'a>(lists: impl IntoIterator<Item = &'a Revocations>) -> Revocations {
+    let mut all = Revocations::default();
+    for l in lists {
+        all.tokens.extend(l.tokens.iter().cloned());
+        all.peers.extend(l.peers.iter().cloned());
+    }
+    all
+}
+
 /// Reads and parses the file.
 pub fn read(path: &Path) -> Result<(String, Revocations), String> {
     let text = std::fs::read_to_string(path)
@@ -49,5 +72,15 @@ mod tests {
         );
         assert!(r.peers.contains(&PeerId::new("mallory")));
         assert!(parse("sub:").is_err(), "an empty identity was taken");
+    }
+
+    #[test]
+    fn a_rendered_list_reads_back_the_same_and_unions_add_up() {
+        let a = parse("tok-1\nsub:mallory\n").unwrap();
+        assert_eq!(parse(&render(&a)).unwrap(), a);
+        let b = parse("tok-2\nsub:eve\n").unwrap();
+        let both = union([&a, &b]);
+        assert_eq!(both.tokens.len(), 2);
+        assert_eq!(both.peers.len(), 2);
     }
 }

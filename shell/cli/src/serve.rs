@@ -276,19 +276,39 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             },
         )?;
     }
-    if let (Some(path), Some((text, list))) = (&a.revoked_file, revoked) {
-        *auth.revoked.write().unwrap_or_else(|p| p.into_inner()) = list.clone();
-        repo.revoke(list).map_err(|e| e.to_string())?;
+    // What is revoked goes to the token checks and to the node, which
+    // closes every connection it revokes at once.
+    let put_in_force = {
         let (repo, shared) = (repo.clone(), auth.revoked.clone());
+        move |list: docweave_core::Revocations| {
+            *shared.write().unwrap_or_else(|p| p.into_inner()) = list.clone();
+            repo.revoke(list).is_ok()
+        }
+    };
+    let (revoked_text, own_list) = match revoked {
+        Some((text, list)) => (Some(text), Some(list)),
+        None => (None, None),
+    };
+    // On PostgreSQL the servers share their lists through the store.
+    let own_changed: Box<dyn Fn(docweave_core::Revocations) -> bool + Send> = if a.store.is_some() {
+        let to_sharing =
+            crate::shared_revocations::start(open_store(&a)?.0, &a.name, own_list, put_in_force)?;
+        Box::new(move |list| to_sharing.send(list).is_ok())
+    } else {
+        if let Some(list) = own_list {
+            if !put_in_force(list) {
+                return Err("the node stopped before it started".into());
+            }
+        }
+        Box::new(put_in_force)
+    };
+    if let (Some(path), Some(text)) = (&a.revoked_file, revoked_text) {
         crate::file_watch::watch(
             "revocations",
             path.clone(),
             text,
             crate::revocations::parse,
-            move |list| {
-                *shared.write().unwrap_or_else(|p| p.into_inner()) = list.clone();
-                repo.revoke(list).is_ok()
-            },
+            own_changed,
         )?;
     }
     if let Some(path) = &a.rules {

@@ -558,6 +558,88 @@ fn revoking_a_token_cuts_its_connections_within_a_second_and_keeps_others() {
     assert!(native_answer(&server, "alice", Some(&alice)).0);
 }
 
+/// Waits until the server closes `ws` with a `token-revoked` error (5 s at
+/// most): how long that took, or what came instead.
+async fn cut_off(ws: &mut Socket) -> Result<Duration, String> {
+    let asked = std::time::Instant::now();
+    let (got, closed) = receive(ws, Duration::from_secs(5)).await;
+    let revoked = got.iter().any(
+        |m| matches!(m, Message::Error { message, .. } if message.starts_with("token-revoked")),
+    );
+    match closed && revoked {
+        true => Ok(asked.elapsed()),
+        false => Err(format!("closed: {closed}, got {got:?}")),
+    }
+}
+
+async fn welcomed(server: &Server, peer: &str, token: &str) -> Socket {
+    let mut ws = raw_ws(server.ws).await;
+    send(&mut ws, &[hello(peer, Some(token))]).await;
+    let (got, _) = receive_until(&mut ws, Duration::from_secs(5), |ms| {
+        ms.iter().any(|m| matches!(m, Message::Welcome(_)))
+    })
+    .await;
+    assert!(
+        got.iter().any(|m| matches!(m, Message::Welcome(_))),
+        "{got:?}"
+    );
+    ws
+}
+
+#[test]
+fn a_revocation_on_one_server_cuts_the_identity_off_on_another_on_one_database() {
+    let db = docweave_tests::postgres::fresh_database("shared_revocations");
+    let dir = data_dir("jwt-shared-revocations");
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("revoked.txt");
+    std::fs::write(&list, "").unwrap();
+    let start_on = |name: &str, extra: &[&str]| {
+        let mut args = vec!["--store", db.as_str()];
+        args.extend_from_slice(extra);
+        Server::start_env(
+            name,
+            &data_dir(&format!("jwt-shared-{name}")),
+            free_port(),
+            free_port(),
+            &args,
+            None,
+            &[("DOCWEAVE_JWT_SECRET", SECRET)],
+        )
+    };
+    let revoking = start_on(
+        "pg-revoking",
+        &["--revoked-file", &list.display().to_string()],
+    );
+    // The other server has no list of its own: it follows the store's.
+    let following = start_on("pg-following", &[]);
+    let (alice, bob) = (
+        signed("alice", 600, json!({})),
+        signed("bob", 600, json!({})),
+    );
+    smol::block_on(async {
+        let mut a = welcomed(&following, "alice", &alice).await;
+        let mut b = welcomed(&following, "bob", &bob).await;
+        std::fs::write(&list, "sub:alice\n").unwrap();
+        let took = cut_off(&mut a).await.expect("alice kept her connection");
+        eprintln!("a revocation on one server reached a connection on the other in {took:?}");
+        let (_, closed) = receive(&mut b, Duration::from_millis(500)).await;
+        assert!(!closed, "bob's connection was cut too");
+    });
+    let (welcomed_again, error) = native_answer(&following, "alice", Some(&alice));
+    assert!(!welcomed_again && error.is_some_and(|e| e.contains("revoked")));
+    // Lifted on the server that made it: alice is let in everywhere again.
+    std::fs::write(&list, "").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !native_answer(&following, "alice", Some(&alice)).0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lifted revocation stayed in force"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(native_answer(&revoking, "alice", Some(&alice)).0);
+}
+
 #[test]
 fn the_listener_api_and_polling_sessions_take_signed_tokens() {
     let server = start("jwt-http", &[]);
@@ -640,16 +722,25 @@ fn a_native_client_refreshes_its_token_on_the_live_connection() {
         Box::pin(async move { ws_connect(&u, WsOptions::default()).await })
     });
     let repo = docweave_shell::Repo::builder("alice").build().unwrap();
+    // The app's provider: three fresh tokens living three seconds each,
+    // then its backend is down.
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let provider = {
+        let asked = asked.clone();
+        move || match asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0..3 => Ok(signed("alice", 3, json!({}))),
+            _ => Err("the app's backend is down".to_string()),
+        }
+    };
     smol::block_on(async {
         let events = repo.events().await.unwrap();
-        repo.connect_with("server", Some(&signed("alice", 3, json!({}))), dialer)
-            .unwrap();
+        let first = signed("alice", 3, json!({}));
+        repo.connect_with("server", Some(&first), dialer).unwrap();
+        repo.keep_token_fresh("server", &first, provider).unwrap();
         let (up, down) = link_events(&events, "server", Duration::from_secs(1)).await;
         assert_eq!((up, down), (1, 0), "did not connect");
-        // Seven seconds of tokens that live three: each refreshed after one.
-        for _ in 0..7 {
-            repo.set_token("server", &signed("alice", 3, json!({})))
-                .unwrap();
+        // Six seconds on tokens that live three: refreshed before each expires.
+        for _ in 0..5 {
             let (up, down) = link_events(&events, "server", Duration::from_secs(1)).await;
             assert_eq!(
                 (up, down),
@@ -657,8 +748,9 @@ fn a_native_client_refreshes_its_token_on_the_live_connection() {
                 "the connection dropped despite refreshes"
             );
         }
-        // Without refreshes, the server closes it when the last token expires.
-        let (_, down) = link_events(&events, "server", Duration::from_secs(5)).await;
+        assert!(asked.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+        // Once the provider fails, the server closes it when the last token expires.
+        let (_, down) = link_events(&events, "server", Duration::from_secs(8)).await;
         assert!(down >= 1, "the connection outlived its token");
     });
     smol::block_on(repo.close());
