@@ -947,6 +947,44 @@ struct PushBody {
     strands: Vec<Strand>,
 }
 
+/// Where an HTTP client's requests go: `host:port`, over TLS (`https://`)
+/// when it is given what to trust.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    /// `host:port`.
+    pub addr: String,
+    /// TLS with the server, checked against what this trusts.
+    pub tls: Option<super::tls::TlsClient>,
+}
+
+impl HttpTarget {
+    /// Plain HTTP to `addr`.
+    pub fn plain(addr: &str) -> Self {
+        Self {
+            addr: addr.to_string(),
+            tls: None,
+        }
+    }
+
+    /// HTTPS to `addr`, whose certificate must name its host and be signed
+    /// by a CA `trust` holds.
+    pub fn tls(addr: &str, trust: super::tls::TlsClient) -> Self {
+        Self {
+            addr: addr.to_string(),
+            tls: Some(trust),
+        }
+    }
+
+    /// The host part of the address, as its certificate names it.
+    fn host(&self) -> &str {
+        let host = match self.addr.rsplit_once(':') {
+            Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+            _ => &self.addr,
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
 /// Sends one POST and returns the status, the session header and the body.
 pub async fn post(
     addr: &str,
@@ -954,7 +992,7 @@ pub async fn post(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), String> {
-    post_with_session(addr, path, headers, body, ANSWER_LIMIT)
+    post_with_session(&HttpTarget::plain(addr), path, headers, body, ANSWER_LIMIT)
         .await
         .map(|(status, _, body)| (status, body))
 }
@@ -969,8 +1007,19 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), String> {
+    request_to(method, &HttpTarget::plain(addr), path, headers, body).await
+}
+
+/// [`request`] to a target that may speak TLS.
+pub async fn request_to(
+    method: &str,
+    target: &HttpTarget,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
     let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-    send_request(method, addr, path, headers, body, ANSWER_LIMIT)
+    send_request(method, target, path, headers, body, ANSWER_LIMIT)
         .await
         .map(|(status, _, body)| (status, body))
 }
@@ -979,25 +1028,62 @@ pub async fn request(
 const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
 
 async fn post_with_session(
-    addr: &str,
+    target: &HttpTarget,
     path: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
     max_answer: usize,
 ) -> Result<(u16, Option<String>, Vec<u8>), String> {
-    send_request(hyper::Method::POST, addr, path, headers, body, max_answer).await
+    send_request(hyper::Method::POST, target, path, headers, body, max_answer).await
 }
 
 async fn send_request(
     method: hyper::Method,
-    addr: &str,
+    target: &HttpTarget,
     path: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
     max_answer: usize,
 ) -> Result<(u16, Option<String>, Vec<u8>), String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(FuturesIo::new(stream))
+    let tcp = TcpStream::connect(&target.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    match &target.tls {
+        None => {
+            request_on(
+                FuturesIo::new(tcp),
+                method,
+                target,
+                path,
+                headers,
+                body,
+                max_answer,
+            )
+            .await
+        }
+        Some(trust) => {
+            let stream = trust.connect(target.host(), tcp).await?;
+            let io = FuturesIo::new(stream);
+            request_on(io, method, target, path, headers, body, max_answer).await
+        }
+    }
+}
+
+/// One request and its answer on a connected stream (plain or TLS).
+async fn request_on<IO>(
+    io: IO,
+    method: hyper::Method,
+    target: &HttpTarget,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    max_answer: usize,
+) -> Result<(u16, Option<String>, Vec<u8>), String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let addr = target.addr.as_str();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| e.to_string())?;
     smol::spawn(async move {
@@ -1038,9 +1124,13 @@ async fn send_request(
 /// the node's reconnect schedule takes over. Frames of an answer are taken
 /// one by one: one bad frame does not lose the others.
 pub fn http_link(addr: &str, token: Option<&str>, o: HttpOptions) -> Link {
+    http_link_to(HttpTarget::plain(addr), token, o)
+}
+
+/// [`http_link`] to a target that may speak TLS (`https://`).
+pub fn http_link_to(target: HttpTarget, token: Option<&str>, o: HttpOptions) -> Link {
     let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
     let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
-    let addr = addr.to_string();
     let auth = token.map(|t| format!("Bearer {t}"));
     smol::spawn(async move {
         let mut pause = o.poll_min;
@@ -1109,14 +1199,16 @@ pub fn http_link(addr: &str, token: Option<&str>, o: HttpOptions) -> Link {
                 None => "/sync".to_string(),
             };
             if closing {
-                // Tell the server, so the node sees the session end now.
+                // Tell the server, so the node sees the session end now
+                // (if this fails, the session idles out there instead).
                 if session.is_some() {
-                    let _ = post(&addr, &format!("{path}&close=1"), &headers, body).await;
+                    let close = format!("{path}&close=1");
+                    let _ = post_with_session(&target, &close, &headers, body, ANSWER_LIMIT).await;
                 }
                 break;
             }
             let sent = !body.is_empty() || carried.is_some();
-            match post_with_session(&addr, &path, &headers, body.clone(), max_answer).await {
+            match post_with_session(&target, &path, &headers, body.clone(), max_answer).await {
                 Ok((200, id, answer)) => {
                     failures = 0;
                     if session.is_none() {

@@ -18,9 +18,9 @@ mod tls;
 mod websocket;
 
 pub use http::{
-    http_link, post, request, serve_http, serve_http_with_web, split_frames, Connector,
-    HealthCheck, HttpFigures, HttpOptions, HttpPages, MetricsPage, PeerOfToken, StatusPage,
-    StatusRequest,
+    http_link, http_link_to, post, request, request_to, serve_http, serve_http_with_web,
+    split_frames, Connector, HealthCheck, HttpFigures, HttpOptions, HttpPages, HttpTarget,
+    MetricsPage, PeerOfToken, StatusPage, StatusRequest,
 };
 pub use http_api::{ApiAnswer, ApiGate, ApiHandler, ApiRequest, ApiRoutes};
 pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, PolledLink};

@@ -1,7 +1,7 @@
 //! Client commands: `sync` (a headless replica) and `doc get|put|watch`.
 
 use docweave_adapters::transport::{
-    http_link, tcp_connect, ws_connect, HttpOptions, TlsClient, WsOptions,
+    http_link_to, tcp_connect, ws_connect, HttpOptions, HttpTarget, TlsClient, WsOptions,
 };
 use docweave_adapters::SqliteStore;
 use docweave_core::{Event, Limits};
@@ -15,12 +15,30 @@ use std::time::Duration;
 /// What `wss://` dials trust (set once at start from `--ca-file`).
 static TRUST: std::sync::OnceLock<TlsClient> = std::sync::OnceLock::new();
 
-/// Sets what `wss://` dials trust: the web's roots, and `ca_file`'s CAs.
+/// Sets what `wss://` and `https://` dials trust: the web's roots, and
+/// `ca_file`'s CAs.
 pub fn trust(ca_file: Option<&std::path::Path>) -> Result<(), String> {
     let client = TlsClient::new(ca_file)?;
     // Set once, at start; a second call (none is made) would keep the first.
     let _ = TRUST.set(client);
     Ok(())
+}
+
+/// Where requests to an `http://` or `https://` URL go, or `None` for
+/// another kind of URL.
+pub fn http_target(url: &str) -> Result<Option<HttpTarget>, String> {
+    let url = url.trim_end_matches('/');
+    if let Some(addr) = url.strip_prefix("http://") {
+        return Ok(Some(HttpTarget::plain(addr)));
+    }
+    let Some(addr) = url.strip_prefix("https://") else {
+        return Ok(None);
+    };
+    let trust = match TRUST.get() {
+        Some(t) => t.clone(),
+        None => TlsClient::new(None)?,
+    };
+    Ok(Some(HttpTarget::tls(addr, trust)))
 }
 
 pub fn dialer_for(url: &str, token: Option<&str>) -> Result<(String, Dialer), String> {
@@ -43,13 +61,18 @@ pub fn dialer_for(url: &str, token: Option<&str>) -> Result<(String, Dialer), St
             let (u, o) = (u.clone(), options.clone());
             Box::pin(async move { ws_connect(&u, o).await })
         })
-    } else if let Some(addr) = url.strip_prefix("http://") {
-        let addr = addr.to_string();
+    } else if let Some(target) = http_target(&url)? {
         let token = token.map(str::to_string);
         // Each connection opens a fresh session (the server names it).
         Arc::new(move |_| {
-            let (addr, token) = (addr.clone(), token.clone());
-            Box::pin(async move { Ok(http_link(&addr, token.as_deref(), HttpOptions::default())) })
+            let (target, token) = (target.clone(), token.clone());
+            Box::pin(async move {
+                Ok(http_link_to(
+                    target,
+                    token.as_deref(),
+                    HttpOptions::default(),
+                ))
+            })
         })
     } else if let Some(addr) = url.strip_prefix("tcp://") {
         let addr = addr.to_string();
@@ -63,7 +86,7 @@ pub fn dialer_for(url: &str, token: Option<&str>) -> Result<(String, Dialer), St
         })
     } else {
         return Err(format!(
-            "{url:?} is not a ws://, wss://, http:// or tcp:// address"
+            "{url:?} is not a ws://, wss://, http://, https:// or tcp:// address"
         ));
     };
     Ok((name, dialer))
@@ -85,7 +108,7 @@ pub fn without_password(url: &str) -> String {
 }
 
 fn is_url(target: &str) -> bool {
-    ["ws://", "wss://", "http://", "tcp://"]
+    ["ws://", "wss://", "http://", "https://", "tcp://"]
         .iter()
         .any(|p| target.starts_with(p))
 }

@@ -1,6 +1,7 @@
 //! `docweave inspect`: what a data directory holds, without running a node,
 //! or what a running server holds, through its admin API.
 
+use docweave_adapters::transport::HttpTarget;
 use docweave_adapters::{SqliteStore, Store};
 use docweave_core::{Clock, Filter, StateRecord};
 use std::path::Path;
@@ -91,11 +92,12 @@ fn sizes(db: &Path) -> std::collections::BTreeMap<String, i64> {
 }
 
 /// Asks a running server's admin API; the answer's JSON, or its error.
-fn admin_get(addr: &str, path: &str, token: &str) -> Result<serde_json::Value, String> {
+fn admin_get(server: &HttpTarget, path: &str, token: &str) -> Result<serde_json::Value, String> {
+    let addr = &server.addr;
     let bearer = format!("Bearer {token}");
-    let (status, body) = smol::block_on(docweave_adapters::transport::request(
+    let (status, body) = smol::block_on(docweave_adapters::transport::request_to(
         "GET",
-        addr,
+        server,
         path,
         &[("authorization", bearer.as_str())],
         Vec::new(),
@@ -115,7 +117,8 @@ fn admin_get(addr: &str, path: &str, token: &str) -> Result<serde_json::Value, S
 
 /// What a running server holds: its documents (every page) with their
 /// sizes, and its connections.
-pub fn server(addr: &str, token: Option<&str>) -> Result<(), String> {
+pub fn server(server: &HttpTarget, token: Option<&str>) -> Result<(), String> {
+    let addr = &server.addr;
     let token = token.ok_or("inspecting a server takes its admin token (--admin-token)")?;
     let mut docs = Vec::new();
     let mut after: Option<String> = None;
@@ -127,7 +130,7 @@ pub fn server(addr: &str, token: Option<&str>) -> Result<(), String> {
             ),
             None => "/admin/docs?limit=1000".to_string(),
         };
-        let page = admin_get(addr, &path, token)?;
+        let page = admin_get(server, &path, token)?;
         docs.extend(page["docs"].as_array().cloned().unwrap_or_default());
         match page["next"].as_str() {
             Some(next) => after = Some(next.to_string()),
@@ -145,7 +148,7 @@ pub fn server(addr: &str, token: Option<&str>) -> Result<(), String> {
             d["last_change"].as_u64().unwrap_or(0)
         );
     }
-    let connections = admin_get(addr, "/admin/connections", token)?;
+    let connections = admin_get(server, "/admin/connections", token)?;
     let list = connections["connections"]
         .as_array()
         .cloned()

@@ -143,9 +143,10 @@ fn main() -> ExitCode {
         Command::Inspect {
             target,
             admin_token,
-        } => match target.strip_prefix("http://") {
-            Some(addr) => inspect::server(addr, admin_token.as_deref()),
-            None => inspect::run(std::path::Path::new(&target)),
+        } => match client::http_target(&target) {
+            Ok(Some(server)) => inspect::server(&server, admin_token.as_deref()),
+            Ok(None) => inspect::run(std::path::Path::new(&target)),
+            Err(e) => Err(e),
         },
         Command::Compact { dir } => compact::run(&dir),
         Command::Replay { logs } => replay(&logs),

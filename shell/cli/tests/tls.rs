@@ -64,6 +64,57 @@ fn a_client_trusting_the_servers_ca_syncs_over_wss_and_others_get_nowhere() {
     assert!(!ok && !out.contains("secret"), "{out}");
 }
 
+#[test]
+fn a_client_polling_over_https_syncs_and_inspect_reads_the_admin_api_over_tls() {
+    let dir = data_dir("tls-polling-certs");
+    let (ca, cert, key) = make_certificates(&dir);
+    let server = Server::start(
+        "server",
+        &data_dir("tls-polling"),
+        free_port(),
+        free_port(),
+        &[
+            "--tls-cert",
+            &cert.display().to_string(),
+            "--tls-key",
+            &key.display().to_string(),
+            "--admin-token",
+            "admin-secret",
+        ],
+    );
+    let url = format!("https://localhost:{}", server.http);
+    let ca = ca.display().to_string();
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &url,
+        "notes",
+        "title",
+        "polled",
+        "--ca-file",
+        &ca,
+        "--timeout",
+        "10",
+    ]);
+    assert!(ok, "{err}");
+    // Read back over WebSocket: the write went through the HTTP session.
+    let wss = format!("wss://localhost:{}", server.ws);
+    let (ok, out, err) = cli(&["doc", "get", &wss, "notes", "--ca-file", &ca]);
+    assert!(ok && out.contains("polled"), "{out} {err}");
+    let (ok, out, err) = cli(&[
+        "inspect",
+        &url,
+        "--admin-token",
+        "admin-secret",
+        "--ca-file",
+        &ca,
+    ]);
+    assert!(ok && out.contains("notes"), "{out} {err}");
+    // Without the CA the server is not trusted.
+    let (ok, out, _) = cli(&["doc", "get", &url, "notes", "--timeout", "5"]);
+    assert!(!ok && !out.contains("polled"), "{out}");
+}
+
 /// One HTTPS request to the server's HTTP port, trusting `ca`.
 fn https_get(port: u16, ca: &Path, path: &str) -> String {
     smol::block_on(async {
