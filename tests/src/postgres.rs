@@ -98,12 +98,65 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn start_cluster() -> Result<Server, String> {
+    let port = start_cluster_with("", "", |_, _| Ok(()))?;
+    Ok(Server {
+        base: format!("postgres://postgres@127.0.0.1:{port}"),
+    })
+}
+
+/// A throwaway cluster of its own that takes only TLS connections, with
+/// this certificate (for `localhost`) and key: its admin URL, without a
+/// database name or TLS options. Fails the test without PostgreSQL.
+pub fn tls_only_cluster(cert: &Path, key: &Path) -> String {
+    let setup = |data: &Path, root: bool| -> Result<(), String> {
+        let copy = |from: &Path, to: &str| {
+            std::fs::copy(from, data.join(to))
+                .map(|_| ())
+                .map_err(|e| format!("cannot copy {}: {e}", from.display()))
+        };
+        copy(cert, "server.crt")?;
+        copy(key, "server.key")?;
+        let hba = "local all all trust\n\
+                   hostssl all all 127.0.0.1/32 trust\n\
+                   hostnossl all all 127.0.0.1/32 reject\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| e.to_string())?;
+        // The server reads its key only if no one else may.
+        let mut chmod = Command::new("chmod");
+        chmod.arg("600").arg(data.join("server.key"));
+        let mut steps = vec![chmod];
+        if root {
+            let mut chown = Command::new("chown");
+            chown
+                .arg("postgres:")
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .arg(data.join("pg_hba.conf"));
+            steps.push(chown);
+        }
+        for mut step in steps {
+            if !step.status().is_ok_and(|s| s.success()) {
+                return Err(format!("{step:?} failed"));
+            }
+        }
+        Ok(())
+    };
+    let port = start_cluster_with("-tls", "-c ssl=on", setup).unwrap_or_else(|why| panic!("{why}"));
+    format!("postgres://postgres@localhost:{port}")
+}
+
+/// Starts a cluster in a fresh directory (named by `suffix`), with more
+/// server options, after `setup` saw its data directory; its port.
+fn start_cluster_with(
+    suffix: &str,
+    options: &str,
+    setup: impl FnOnce(&Path, bool) -> Result<(), String>,
+) -> Result<u16, String> {
     let bin = bin_dir().ok_or(
         "PostgreSQL's server binaries (initdb, pg_ctl) are missing: \
          apt-get install postgresql (tests/run installs what the tests need)",
     )?;
     let root = is_root();
-    let dir = std::env::temp_dir().join(format!("docweave-pg-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("docweave-pg-{}{suffix}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     if root {
@@ -135,6 +188,7 @@ fn start_cluster() -> Result<Server, String> {
         .arg(&data)
         .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
     run(init, "initdb")?;
+    setup(&data, root)?;
     let port = free_port()?;
     let mut start = as_owner(&bin.join("pg_ctl"), root);
     start
@@ -144,7 +198,7 @@ fn start_cluster() -> Result<Server, String> {
         .arg(dir.join("log"))
         .arg("-o")
         .arg(format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_connections=400",
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_connections=400 {options}",
             dir.display()
         ))
         .args(["-w", "start"])
@@ -152,9 +206,7 @@ fn start_cluster() -> Result<Server, String> {
         .stderr(Stdio::null());
     run(start, "pg_ctl start")?;
     watchdog(&bin, &data, &dir, root);
-    Ok(Server {
-        base: format!("postgres://postgres@127.0.0.1:{port}"),
-    })
+    Ok(port)
 }
 
 /// Tests have no teardown: a small shell loop stops the cluster and

@@ -201,10 +201,29 @@ fn a_listener_whose_connection_is_cut_reconnects_and_announces() {
 }
 
 #[test]
+fn each_servers_revocation_list_is_read_by_every_server_and_replaced_by_its_own() {
+    let url = fresh_database("revocations");
+    let (mut a, mut b) = (
+        PostgresStore::open(&url).unwrap(),
+        PostgresStore::open(&url).unwrap(),
+    );
+    a.share_revocations("a", "sub:mallory\n").unwrap();
+    b.share_revocations("b", "tok-1\n").unwrap();
+    a.share_revocations("a", "sub:eve\n").unwrap();
+    assert_eq!(
+        b.shared_revocations().unwrap(),
+        vec![
+            ("a".to_string(), "sub:eve\n".to_string()),
+            ("b".to_string(), "tok-1\n".to_string())
+        ]
+    );
+}
+
+#[test]
 fn a_database_from_a_newer_docweave_is_refused() {
     let url = fresh_database("schema");
     let mut s = PostgresStore::open(&url).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), 3);
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     admin
         .execute("UPDATE docweave_schema SET version = 99", &[])

@@ -5,6 +5,7 @@ mod memory;
 mod memory_shared;
 mod postgres;
 mod postgres_schema;
+mod postgres_tls;
 mod schema;
 mod sqlite;
 mod sqlite_blobs;

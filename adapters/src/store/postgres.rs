@@ -26,13 +26,14 @@
 //! `NOTIFY docweave_presence` (hex, under PostgreSQL's 8,000-byte payload
 //! limit), and the other servers' watchers hand it on as it arrives.
 
+use super::postgres_tls::Target;
 use super::{
     corrupt, decode_version, encode_version, postgres_schema as schema, record_key, Announce,
     Announcement, Append, Loaded, Store, StoreError,
 };
 use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, Config, NoTls, Statement, Transaction};
+use postgres::{Client, Statement, Transaction};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub const MAX_PUBLISHED: usize = 3_900;
 
 /// A store in a PostgreSQL database, shared with other processes.
 pub struct PostgresStore {
-    config: Config,
+    target: Target,
     conn: Option<Connection>,
     /// Names this store's own notifications, so its watcher skips them.
     tag: String,
@@ -73,8 +74,8 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(config: &Config) -> Result<Self, StoreError> {
-        let mut client = config.connect(NoTls)?;
+    fn open(target: &Target) -> Result<Self, StoreError> {
+        let mut client = target.connect()?;
         // A server that hangs inside a transaction must not hold the clock
         // row (and with it every writer of every server) for long.
         client.batch_execute(
@@ -160,16 +161,14 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:pass@host:port/db`,
     /// or key=value pairs) and migrates it.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let config: Config = url.parse().map_err(|e| {
-            StoreError::Unavailable(format!("the store URL is not a PostgreSQL URL: {e}"))
-        })?;
-        let conn = Connection::open(&config)?;
+        let target = Target::parse(url)?;
+        let conn = Connection::open(&target)?;
         let mut tag = [0u8; 8];
         getrandom::fill(&mut tag).map_err(|e| {
             StoreError::Unavailable(format!("no randomness for the store's tag: {e}"))
         })?;
         Ok(Self {
-            config,
+            target,
             conn: Some(conn),
             tag: tag.iter().map(|b| format!("{b:02x}")).collect(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -189,7 +188,7 @@ impl PostgresStore {
     fn conn(&mut self) -> Result<&mut Connection, StoreError> {
         if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             self.conn = None;
-            self.conn = Some(Connection::open(&self.config)?);
+            self.conn = Some(Connection::open(&self.target)?);
         }
         self.conn
             .as_mut()
@@ -571,10 +570,10 @@ impl Store for PostgresStore {
     }
 
     fn watch(&mut self, announce: Announce) -> Result<bool, StoreError> {
-        let (config, tag, stop) = (self.config.clone(), self.tag.clone(), self.stop.clone());
+        let (target, tag, stop) = (self.target.clone(), self.tag.clone(), self.stop.clone());
         std::thread::Builder::new()
             .name("docweave-pg-listen".into())
-            .spawn(move || listen(config, tag, stop, announce))
+            .spawn(move || listen(target, tag, stop, announce))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the listener: {e}")))?;
         Ok(true)
     }
@@ -583,7 +582,7 @@ impl Store for PostgresStore {
 /// Listens for other servers' writes until the store is dropped. Every
 /// (re)connection announces once: what was sent while nobody listened is
 /// read from the feed, not from notifications.
-fn listen(config: Config, tag: String, stop: Arc<AtomicBool>, announce: Announce) {
+fn listen(target: Target, tag: String, stop: Arc<AtomicBool>, announce: Announce) {
     let mut backoff = Duration::from_millis(50);
     // A database that stays down is said once, then again when it is back
     // (with how many tries it took), not at every try.
@@ -597,7 +596,7 @@ fn listen(config: Config, tag: String, stop: Arc<AtomicBool>, announce: Announce
         }
     };
     while !stop.load(Ordering::Relaxed) {
-        let mut client = match config.connect(NoTls) {
+        let mut client = match target.connect() {
             Ok(client) => client,
             Err(e) => {
                 failed(

@@ -15,6 +15,7 @@ mod slots;
 mod static_files;
 mod tcp;
 mod tls;
+pub(crate) use tls::client_config;
 mod websocket;
 
 pub use http::{

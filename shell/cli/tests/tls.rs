@@ -115,6 +115,58 @@ fn a_client_polling_over_https_syncs_and_inspect_reads_the_admin_api_over_tls() 
     assert!(!ok && !out.contains("polled"), "{out}");
 }
 
+#[test]
+fn the_store_reaches_a_postgresql_that_takes_only_tls_when_its_url_asks_for_it() {
+    let dir = data_dir("tls-postgres-certs");
+    let (ca, cert, key) = make_certificates(&dir);
+    let base = docweave_tests::postgres::tls_only_cluster(&cert, &key);
+    let ca_param = ca.display().to_string().replace('/', "%2F");
+    let store = format!("{base}/postgres?sslmode=verify-full&sslrootcert={ca_param}");
+    let server = Server::start(
+        "server",
+        &data_dir("tls-postgres"),
+        free_port(),
+        free_port(),
+        &["--store", &store],
+    );
+    let url = format!("ws://127.0.0.1:{}", server.ws);
+    let (ok, _, err) = cli(&[
+        "doc",
+        "put",
+        &url,
+        "notes",
+        "title",
+        "over-tls",
+        "--timeout",
+        "10",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&["doc", "get", &url, "notes"]);
+    assert!(ok && out.contains("over-tls"), "{out} {err}");
+    // The cluster refuses clear text, so the store above spoke TLS.
+    let serve = |store: &str| {
+        let (ws, http) = (free_port(), free_port());
+        cli(&[
+            "serve",
+            "--store",
+            store,
+            "--data",
+            &data_dir("tls-postgres-refused").display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{ws}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ])
+    };
+    let (ok, _, err) = serve(&format!("{base}/postgres"));
+    assert!(!ok, "a clear-text connection was let in");
+    assert!(err.contains("cannot open"), "{err}");
+    // TLS with a server whose CA is not trusted gets nowhere either.
+    let (ok, _, err) = serve(&format!("{base}/postgres?sslmode=require"));
+    assert!(!ok, "an unknown CA was trusted");
+    assert!(err.contains("certificate"), "{err}");
+}
+
 /// One HTTPS request to the server's HTTP port, trusting `ca`.
 fn https_get(port: u16, ca: &Path, path: &str) -> String {
     smol::block_on(async {
