@@ -350,6 +350,16 @@ pub enum Msg {
         /// The new token.
         token: String,
     },
+    /// The static tokens now (the whole list, replacing the configured
+    /// `tokens` and `grants`, re-read from a file say): a connection let in
+    /// by a token the new list no longer takes for its peer is told and
+    /// closed at once; every later hello is checked against the new list.
+    Tokens {
+        /// Tokens that grant any peer id.
+        tokens: Vec<String>,
+        /// Tokens that grant some peer ids.
+        grants: Vec<crate::model::Grant>,
+    },
 }
 
 impl Msg {
@@ -382,6 +392,7 @@ impl Msg {
             Msg::StoreChanged { .. } => "store-changed",
             Msg::Authenticated { .. } => "authenticated",
             Msg::Revoked(_) => "revoked",
+            Msg::Tokens { .. } => "tokens",
             Msg::Drain { .. } => "drain",
             Msg::Disconnect { .. } => "disconnect",
             Msg::Rules(_) => "rules",

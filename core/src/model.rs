@@ -438,6 +438,9 @@ pub(crate) struct Channel {
     pub errors_dropped: u32,
     /// What its updates may still spend now (see `Quotas`).
     pub quota: crate::handlers::quotas::Buckets,
+    /// The static token that let it in (none: a signed token did, or the
+    /// node takes no tokens), checked again when the tokens change.
+    pub static_token: Option<String>,
 }
 
 /// What we know of a peer's copy of one document.

@@ -45,6 +45,7 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         Msg::ChannelRemoved { channel } => connection::channel_removed(model, out, channel),
         Msg::Received { channel, message } => received(model, out, channel, message, None),
         Msg::Revoked(revocations) => connection::revoked(model, out, revocations),
+        Msg::Tokens { tokens, grants } => connection::tokens_replaced(model, out, tokens, grants),
         Msg::Drain {
             reason,
             retry_after_ms,

@@ -751,6 +751,19 @@ impl<E: DocEngine> Repo<E> {
             .map_err(|_| RepoError::Closed)
     }
 
+    /// Replaces the static tokens and grants (re-read from a file, say):
+    /// every connection a withdrawn token let in is told and closed, and
+    /// later hellos are checked against the new ones.
+    pub fn set_tokens(
+        &self,
+        tokens: Vec<String>,
+        grants: Vec<docweave_core::Grant>,
+    ) -> Result<(), RepoError> {
+        self.input
+            .try_send(Request::Node(Input::Tokens { tokens, grants }))
+            .map_err(|_| RepoError::Closed)
+    }
+
     /// Replaces the permission rules (re-read from a file, say): every
     /// decision from now on follows them.
     pub fn set_rules(&self, rules: docweave_core::Rules) -> Result<(), RepoError> {

@@ -266,6 +266,11 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::ChunkBeforeHello { .. } => "a chunk before hello".into(),
         Msg::SetToken { remote, .. } => format!("set-token {remote}"),
         Msg::Rules(r) => format!("rules replaced: {} rules", r.rules.len()),
+        Msg::Tokens { tokens, grants } => format!(
+            "static tokens replaced: {} tokens, {} grants",
+            tokens.len(),
+            grants.len()
+        ),
         Msg::Drain {
             reason,
             retry_after_ms,

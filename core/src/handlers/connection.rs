@@ -47,6 +47,7 @@ pub(crate) fn channel_added(
                     error_refilled: model.now,
                     errors_dropped: 0,
                     quota: Default::default(),
+                    static_token: None,
                 },
             );
             model.stores.insert(channel);
@@ -66,6 +67,7 @@ pub(crate) fn channel_added(
                     error_refilled: model.now,
                     errors_dropped: 0,
                     quota: Default::default(),
+                    static_token: None,
                 },
             );
             super::timers::ensure_sweep(model);
@@ -400,7 +402,7 @@ pub(crate) fn hello(
         c.protocol = negotiated;
     }
     establish(model, out, channel, h.peer.clone(), h.kind);
-    hold_credential(model, channel, &h.peer, credential);
+    hold_credential(model, channel, &h.peer, credential, h.token.as_deref());
 }
 
 /// The error a connection whose token expired is closed with (its
@@ -415,8 +417,15 @@ fn hold_credential(
     channel: ChannelId,
     peer: &PeerId,
     credential: Option<Credential>,
+    token: Option<&str>,
 ) {
     let expires = credential.as_ref().and_then(|c| c.expires);
+    if let Some(c) = model.channels.get_mut(&channel) {
+        c.static_token = match credential {
+            Some(_) => None,
+            None => token.map(str::to_string),
+        };
+    }
     if let Some(p) = model.peers.get_mut(peer) {
         p.credential = credential.map(std::sync::Arc::new);
     }
@@ -470,7 +479,7 @@ pub(crate) fn reauth(
         return refused(out, why);
     }
     super::timers::cancel(model, &Timer::CredentialExpiry(channel));
-    hold_credential(model, channel, peer, credential);
+    hold_credential(model, channel, peer, credential, Some(token));
 }
 
 /// The operator's revocations changed: every connection of a revoked
@@ -485,6 +494,58 @@ pub(crate) fn revoked(model: &mut Model, out: &mut Out, revocations: crate::poli
     }
     for (channel, why) in cut {
         refuse(out, channel, ErrorCode::BadToken, why);
+        out.cmd(Cmd::Close {
+            channel,
+            reason: "revoked".into(),
+        });
+    }
+}
+
+/// The static tokens changed: each connection a static token let in (or
+/// no token, where none was needed) is checked against the new list, and
+/// one it no longer admits is told why and closed. Signed tokens are not
+/// touched.
+pub(crate) fn tokens_replaced(
+    model: &mut Model,
+    out: &mut Out,
+    tokens: Vec<String>,
+    grants: Vec<crate::model::Grant>,
+) {
+    let mut config = (*model.config).clone();
+    config.tokens = tokens;
+    config.grants = grants;
+    model.config = std::sync::Arc::new(config);
+    let cut: Vec<(ChannelId, &'static str)> = model
+        .channels
+        .iter()
+        // Connections that came to us; a link we dialed presents our token.
+        .filter(|(_, ch)| ch.kind == ChannelKind::Network && ch.remote.is_none())
+        .filter_map(|(c, ch)| {
+            let Link::Established(peer) = &ch.link else {
+                return None;
+            };
+            if model
+                .peers
+                .get(peer)
+                .is_some_and(|p| p.credential.is_some())
+            {
+                return None;
+            }
+            credentials(&model.config, peer, ch.static_token.as_deref())
+                .err()
+                .map(|why| (*c, why))
+        })
+        .collect();
+    out.log(
+        Level::Info,
+        format!(
+            "static tokens replaced; {} connections lost theirs",
+            cut.len()
+        ),
+    );
+    for (channel, why) in cut {
+        let m = format!("token-revoked: {why} (the server's tokens changed)");
+        refuse(out, channel, ErrorCode::BadToken, m);
         out.cmd(Cmd::Close {
             channel,
             reason: "revoked".into(),

@@ -287,6 +287,41 @@ fn revoking_an_identity_cuts_it_whatever_token_it_holds() {
     );
 }
 
+#[test]
+fn static_tokens_replaced_cut_exactly_the_connections_they_no_longer_admit() {
+    let mut c = Config::new("hub");
+    c.tokens = vec!["shared".into()];
+    c.grants = vec![crate::Grant {
+        token: "dave-key".into(),
+        peers: Pattern::Exact("dave".into()),
+    }];
+    let mut k = Kit::new(c);
+    k.greet(1, Message::Hello(hello_of("carol", "shared")));
+    k.greet(2, Message::Hello(hello_of("dave", "dave-key")));
+    assert!(k.model.channel_peer(ChannelId(2)).is_some());
+    // "shared" is withdrawn; dave's grant stays.
+    let cmds = k.feed(Msg::Tokens {
+        tokens: vec!["other".into()],
+        grants: vec![crate::Grant {
+            token: "dave-key".into(),
+            peers: Pattern::Exact("dave".into()),
+        }],
+    });
+    assert!(
+        closes(&cmds, 1),
+        "carol kept a connection her token no longer opens"
+    );
+    assert!(bad_token(&cmds, 1).is_some_and(|m| m.starts_with("token-revoked")));
+    assert!(
+        !closes(&cmds, 2),
+        "dave's connection was cut though his grant stays"
+    );
+    let cmds = k.greet(3, Message::Hello(hello_of("carol", "shared")));
+    assert!(closes(&cmds, 3), "a withdrawn token let a hello in");
+    let cmds = k.greet(4, Message::Hello(hello_of("erin", "other")));
+    assert!(!closes(&cmds, 4), "a new token was not taken");
+}
+
 fn reauth(k: &mut Kit, ch: u64, verdict: Option<Verdict>) -> Vec<Cmd> {
     let message = Message::Reauth {
         token: "n.e.w".into(),

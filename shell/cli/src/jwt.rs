@@ -253,13 +253,14 @@ impl JwtVerifier {
 pub struct JwtAuthenticator {
     /// The keys and checks.
     pub verifier: std::sync::Arc<JwtVerifier>,
-    /// The static tokens (`--token`), which keep their meaning.
-    pub static_tokens: Vec<String>,
+    /// Whether a token is one of the static ones (`--token`,
+    /// `--tokens-file`), which keep their meaning.
+    pub is_static: std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 impl Authenticator for JwtAuthenticator {
     fn check(&self, token: &str) -> Option<Checked> {
-        if !looks_like_jwt(token) || self.static_tokens.iter().any(|t| t == token) {
+        if !looks_like_jwt(token) || (self.is_static)(token) {
             return None;
         }
         Some(self.verifier.verify(token, now_s()))

@@ -4,12 +4,13 @@
 //! fresh id per connection, so two browser tabs never replace each other.
 
 use docweave_adapters::loro_protocol::Identity;
-use docweave_core::{Grant, Pattern, PeerId};
+use docweave_core::{Pattern, PeerId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The identity function for `serve`'s grants.
-pub fn identity(grants: Vec<Grant>) -> Identity {
+/// The identity function for `serve`'s grants (`granted`: whom a token
+/// grants, as the grants are now).
+pub fn identity(granted: impl Fn(&str) -> Option<Pattern> + Send + Sync + 'static) -> Identity {
     // A per-process tag keeps ids from one run apart from a native client
     // that happens to call itself `loro-1`.
     let mut tag = [0u8; 4];
@@ -19,10 +20,9 @@ pub fn identity(grants: Vec<Grant>) -> Identity {
     Arc::new(move |token: Option<&str>| {
         let n = next.fetch_add(1, Ordering::Relaxed);
         let fresh = |prefix: &str| PeerId::new(&format!("{prefix}loro-{tag:08x}-{n}"));
-        let granted = token.and_then(|t| grants.iter().find(|g| g.token == t));
-        match granted.map(|g| &g.peers) {
-            Some(Pattern::Exact(peer)) => PeerId::new(peer),
-            Some(Pattern::Prefix(prefix)) => fresh(prefix),
+        match token.and_then(&granted) {
+            Some(Pattern::Exact(peer)) => PeerId::new(&peer),
+            Some(Pattern::Prefix(prefix)) => fresh(&prefix),
             Some(Pattern::Any) | None => fresh(""),
         }
     })
@@ -31,10 +31,11 @@ pub fn identity(grants: Vec<Grant>) -> Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use docweave_core::Grant;
 
     #[test]
     fn a_granted_token_names_its_peer_and_others_get_fresh_ids() {
-        let grants = vec![
+        let grants = [
             Grant {
                 token: "a".into(),
                 peers: Pattern::Exact("alice".into()),
@@ -44,7 +45,12 @@ mod tests {
                 peers: Pattern::Prefix("team-".into()),
             },
         ];
-        let id = identity(grants);
+        let id = identity(move |t| {
+            grants
+                .iter()
+                .find(|g| g.token == t)
+                .map(|g| g.peers.clone())
+        });
         assert_eq!(id(Some("a")).as_str(), "alice");
         assert!(id(Some("t")).as_str().starts_with("team-loro-"));
         let (x, y) = (id(None), id(None));

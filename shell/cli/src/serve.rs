@@ -3,6 +3,7 @@
 //! optionally syncing both ways with other servers.
 
 use crate::client::dialer_for;
+use crate::serve_auth::Statics;
 use docweave_adapters::loro_protocol::{BridgeOptions, LoroFigures, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
     serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HealthCheck,
@@ -131,6 +132,12 @@ pub struct ServeArgs {
     /// holding one is closed within a second.
     #[arg(long, env = "DOCWEAVE_REVOKED_FILE")]
     revoked_file: Option<PathBuf>,
+    /// More static tokens, one `--token` value per line (`#` starts a
+    /// comment), beside those of --token: read again when it changes and on
+    /// SIGHUP, and a connection a withdrawn token let in is closed within a
+    /// second. Keeps tokens off the command line, where `ps` shows them.
+    #[arg(long, env = "DOCWEAVE_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
     /// Speak TLS on the WebSocket and HTTP ports (`wss://`, `https://`)
     /// with this PEM certificate chain (with --tls-key), for deployments
     /// without a proxy in front. Tokens must not cross networks in clear.
@@ -197,13 +204,21 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => (String::new(), Rules::allow_all()),
     };
     let quotas = rules.quotas.as_deref().cloned().unwrap_or(flag_quotas);
-    let (tokens, grants) = credentials(&a.tokens);
+    let flag_statics = Statics::parse(a.tokens.iter().map(String::as_str));
+    let (tokens_text, statics) = match &a.tokens_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let statics = flag_statics.clone().and(&Statics::parse_file(&text));
+            (text, statics)
+        }
+        None => (String::new(), flag_statics.clone()),
+    };
     let revoked = match &a.revoked_file {
         Some(path) => Some(crate::revocations::read(path)?),
         None => None,
     };
-    let auth =
-        crate::serve_auth::ServeAuth::new(tokens.clone(), grants.clone(), rules.clone(), &a.jwt)?;
+    let auth = crate::serve_auth::ServeAuth::new(statics.clone(), rules.clone(), &a.jwt)?;
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
     // The node's own rules for a join's token, so a Loro join with a token
     // it would refuse fails alone instead of closing the connection.
@@ -221,8 +236,8 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         .max_message(max_message)
         .configure(|c| {
             c.kind = PeerKind::Service;
-            c.tokens = tokens;
-            c.grants = grants;
+            c.tokens = statics.tokens;
+            c.grants = statics.grants;
             c.rules = rules;
             c.timing.peer_linger_ms = a.peer_linger_ms;
             c.quotas = quotas;
@@ -255,7 +270,11 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     .map_err(|e| format!("cannot handle signals: {e}"))?;
     // After the stop handler, which also takes SIGHUP: with files to
     // watch, SIGHUP reads them again instead of stopping the server.
-    if a.revoked_file.is_some() || a.rules.is_some() || a.tls_cert.is_some() {
+    if a.revoked_file.is_some()
+        || a.rules.is_some()
+        || a.tls_cert.is_some()
+        || a.tokens_file.is_some()
+    {
         crate::file_watch::take_hangups()?;
     }
     // A renewed certificate (and key) is presented from the next
@@ -309,6 +328,19 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             text,
             crate::revocations::parse,
             own_changed,
+        )?;
+    }
+    if let Some(path) = &a.tokens_file {
+        let (repo, shared) = (repo.clone(), auth.statics.clone());
+        crate::file_watch::watch(
+            "static tokens",
+            path.clone(),
+            tokens_text,
+            move |text| Ok(flag_statics.clone().and(&Statics::parse_file(text))),
+            move |statics: Statics| {
+                *shared.write().unwrap_or_else(|p| p.into_inner()) = statics.clone();
+                repo.set_tokens(statics.tokens, statics.grants).is_ok()
+            },
         )?;
     }
     if let Some(path) = &a.rules {
@@ -564,27 +596,4 @@ fn rules_parser(flags: docweave_core::Quotas) -> impl Fn(&str) -> Result<Rules, 
         rules.quotas = Some(Box::new(quotas));
         Ok(rules)
     }
-}
-
-/// `SECRET` grants any peer id; `PEER=SECRET` only PEER (a trailing `*`
-/// makes PEER a prefix).
-fn credentials(given: &[String]) -> (Vec<String>, Vec<docweave_core::Grant>) {
-    let mut tokens = Vec::new();
-    let mut grants = Vec::new();
-    for t in given.iter().filter(|t| !t.is_empty()) {
-        match t.split_once('=') {
-            Some((peer, token)) if !peer.is_empty() && !token.is_empty() => {
-                let peers = match peer.strip_suffix('*') {
-                    Some(prefix) => docweave_core::Pattern::Prefix(prefix.to_string()),
-                    None => docweave_core::Pattern::Exact(peer.to_string()),
-                };
-                grants.push(docweave_core::Grant {
-                    token: token.to_string(),
-                    peers,
-                });
-            }
-            _ => tokens.push(t.clone()),
-        }
-    }
-    (tokens, grants)
 }

@@ -68,13 +68,63 @@ impl JwtArgs {
     }
 }
 
-/// Everything `serve` knows about who may do what.
-#[derive(Clone)]
-pub struct ServeAuth {
+/// The static tokens (`--token`, `--tokens-file`): each grants any peer
+/// id, or (a grant) some.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Statics {
     /// Tokens that grant any peer id.
     pub tokens: Vec<String>,
     /// Tokens that grant some peer ids.
     pub grants: Vec<Grant>,
+}
+
+impl Statics {
+    /// Parses `--token` values (`SECRET`, `PEER=SECRET`, `PREFIX*=SECRET`).
+    pub fn parse<'a>(given: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut statics = Self::default();
+        for t in given.into_iter().filter(|t| !t.is_empty()) {
+            match t.split_once('=') {
+                Some((peer, token)) if !peer.is_empty() && !token.is_empty() => {
+                    let peers = match peer.strip_suffix('*') {
+                        Some(prefix) => docweave_core::Pattern::Prefix(prefix.to_string()),
+                        None => docweave_core::Pattern::Exact(peer.to_string()),
+                    };
+                    statics.grants.push(Grant {
+                        token: token.to_string(),
+                        peers,
+                    });
+                }
+                _ => statics.tokens.push(t.to_string()),
+            }
+        }
+        statics
+    }
+
+    /// A `--tokens-file`: one `--token` value per line, `#` starts a comment.
+    pub fn parse_file(text: &str) -> Self {
+        Self::parse(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim()),
+        )
+    }
+
+    /// These and `more`.
+    pub fn and(mut self, more: &Statics) -> Self {
+        self.tokens.extend(more.tokens.iter().cloned());
+        self.grants.extend(more.grants.iter().cloned());
+        self
+    }
+
+    fn holds(&self, token: &str) -> bool {
+        self.tokens.iter().any(|t| t == token) || self.grants.iter().any(|g| g.token == token)
+    }
+}
+
+/// Everything `serve` knows about who may do what.
+#[derive(Clone)]
+pub struct ServeAuth {
+    /// The static tokens, kept current (`--tokens-file` is read again).
+    pub statics: Arc<RwLock<Statics>>,
     /// The rules for peers whose token carries no rights of its own (kept
     /// current when `--rules` is read again).
     pub rules: Arc<RwLock<Rules>>,
@@ -86,24 +136,31 @@ pub struct ServeAuth {
 
 impl ServeAuth {
     /// From the parsed static options and the JWT options.
-    pub fn new(
-        tokens: Vec<String>,
-        grants: Vec<Grant>,
-        rules: Rules,
-        jwt: &JwtArgs,
-    ) -> Result<Self, String> {
+    pub fn new(statics: Statics, rules: Rules, jwt: &JwtArgs) -> Result<Self, String> {
         Ok(Self {
-            tokens,
-            grants,
+            statics: Arc::new(RwLock::new(statics)),
             rules: Arc::new(RwLock::new(rules)),
             jwt: jwt.verifier()?.map(Arc::new),
             revoked: Arc::default(),
         })
     }
 
+    /// The static tokens now.
+    fn statics(&self) -> std::sync::RwLockReadGuard<'_, Statics> {
+        self.statics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a connection presenting `token` (not a signed one) is let
+    /// in: on an open server, or with a static token.
+    fn admits_unsigned(&self, token: Option<&str>) -> bool {
+        let statics = self.statics();
+        let open = *statics == Statics::default() && self.jwt.is_none();
+        open || token.is_some_and(|t| statics.holds(t))
+    }
+
     /// Whether `token` is one of the static ones.
     fn is_static(&self, token: &str) -> bool {
-        self.tokens.iter().any(|t| t == token) || self.grants.iter().any(|g| g.token == token)
+        self.statics().holds(token)
     }
 
     /// The verdict on a signed token, or `None` when `token` is not one.
@@ -129,36 +186,40 @@ impl ServeAuth {
     /// The node's token checker, when signed tokens are on.
     pub fn authenticator(&self) -> Option<Arc<dyn Authenticator>> {
         let jwt = self.jwt.clone()?;
-        let mut static_tokens = self.tokens.clone();
-        static_tokens.extend(self.grants.iter().map(|g| g.token.clone()));
+        let auth = self.clone();
         Some(Arc::new(JwtAuthenticator {
             verifier: jwt,
-            static_tokens,
+            is_static: Arc::new(move |token: &str| auth.is_static(token)),
         }))
     }
 
     /// Whether the node would take a Loro join's token, or why not.
     pub fn loro_accepts(&self) -> TokenCheck {
         let auth = self.clone();
-        Arc::new(move |token: Option<&str>| {
-            let open = auth.tokens.is_empty() && auth.grants.is_empty() && auth.jwt.is_none();
-            match token {
-                None if open => Ok(()),
-                None => Err("this server requires a token".into()),
-                Some(t) => match auth.signed(t) {
-                    Some(Checked::Valid { .. }) => Ok(()),
-                    Some(Checked::Refused(why)) => Err(format!("the token was refused: {why}")),
-                    None if open || auth.is_static(t) => Ok(()),
-                    None => Err("the token was not accepted".into()),
-                },
-            }
+        Arc::new(move |token: Option<&str>| match token {
+            None if auth.admits_unsigned(None) => Ok(()),
+            None => Err("this server requires a token".into()),
+            Some(t) => match auth.signed(t) {
+                Some(Checked::Valid { .. }) => Ok(()),
+                Some(Checked::Refused(why)) => Err(format!("the token was refused: {why}")),
+                None if auth.admits_unsigned(Some(t)) => Ok(()),
+                None => Err("the token was not accepted".into()),
+            },
         })
     }
 
     /// The peer id of a Loro connection: a signed token's `sub`, else what
     /// the static grants say.
     pub fn loro_identity(&self) -> Identity {
-        let statics = crate::loro_identity::identity(self.grants.clone());
+        let grants = self.statics.clone();
+        let statics = crate::loro_identity::identity(move |token| {
+            let statics = grants.read().unwrap_or_else(|p| p.into_inner());
+            statics
+                .grants
+                .iter()
+                .find(|g| g.token == token)
+                .map(|g| g.peers.clone())
+        });
         let auth = self.clone();
         Arc::new(
             move |token: Option<&str>| match token.and_then(|t| auth.signed(t)) {
@@ -187,7 +248,9 @@ impl ServeAuth {
         match token.and_then(|t| self.signed(t)) {
             Some(Checked::Valid { credential, .. }) => credential.access(doc).unwrap_or_else(rules),
             Some(Checked::Refused(_)) => Access::NONE,
-            None => rules(),
+            // A static token withdrawn since (`--tokens-file`) gives nothing.
+            None if self.admits_unsigned(token) => rules(),
+            None => Access::NONE,
         }
     }
 }

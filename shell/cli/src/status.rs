@@ -8,7 +8,7 @@
 //! from what the node keeps in memory and the metrics; nothing is read
 //! from the store to draw it. It reloads itself every few seconds.
 
-use crate::serve_auth::ServeAuth;
+use crate::serve_auth::{ServeAuth, Statics};
 use docweave_adapters::transport::StatusRequest;
 use docweave_core::{Pattern, PeerId};
 use docweave_shell::Checked;
@@ -35,7 +35,12 @@ enum Viewer {
 
 /// The viewer a request's bearer token makes, or `None` (refused).
 fn viewer(auth: &ServeAuth, bearer: Option<&str>) -> Option<Viewer> {
-    if auth.tokens.is_empty() && auth.grants.is_empty() && auth.jwt.is_none() {
+    let statics = auth
+        .statics
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if statics == Statics::default() && auth.jwt.is_none() {
         return Some(Viewer::All);
     }
     let token = bearer?;
@@ -46,10 +51,10 @@ fn viewer(auth: &ServeAuth, bearer: Option<&str>) -> Option<Viewer> {
         Some(Checked::Refused(_)) => return None,
         None => {}
     }
-    if auth.tokens.iter().any(|t| t == token) {
+    if statics.tokens.iter().any(|t| t == token) {
         return Some(Viewer::All);
     }
-    let grant = auth.grants.iter().find(|g| g.token == token)?;
+    let grant = statics.grants.iter().find(|g| g.token == token)?;
     let peer = match &grant.peers {
         Pattern::Exact(p) | Pattern::Prefix(p) => p.clone(),
         Pattern::Any => return Some(Viewer::All),

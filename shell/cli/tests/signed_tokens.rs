@@ -641,6 +641,62 @@ fn a_revocation_on_one_server_cuts_the_identity_off_on_another_on_one_database()
 }
 
 #[test]
+fn a_tokens_file_read_again_cuts_withdrawn_tokens_and_admits_new_ones() {
+    let dir = data_dir("tokens-file-list");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.txt");
+    let first = "# who may connect\nalice=alice-key\nbob=bob-key\ndana=dana-key\n";
+    std::fs::write(&file, first).unwrap();
+    let server = start(
+        "tokens-file",
+        &["--tokens-file", &file.display().to_string()],
+    );
+    smol::block_on(async {
+        let mut a = welcomed(&server, "alice", "alice-key").await;
+        let mut b = welcomed(&server, "bob", "bob-key").await;
+        // Dana in a Loro room.
+        let mut room = raw_ws_at(server.ws, "/loro").await;
+        let (answer, _) = loro_join(&mut room, "notes", "dana-key").await;
+        assert!(joined_with(&answer, "write"), "{answer:?}");
+        std::fs::write(&file, "bob=bob-key\ncarol=carol-key\n").unwrap();
+        let took = cut_off(&mut a)
+            .await
+            .expect("alice kept a connection her withdrawn token let in");
+        eprintln!("a withdrawn static token was cut off in {took:?}");
+        let (_, closed) = receive(&mut b, Duration::from_millis(500)).await;
+        assert!(!closed, "bob's connection was cut though his token stays");
+        let (got, _, closed) = loro_until(&mut room, Duration::from_secs(3), |m| {
+            matches!(m.body, loro_protocol::Body::RoomError { .. })
+        })
+        .await;
+        // The node closes the connection her token let in; the bridge's
+        // socket ends with it (or her room ends, had it outlived it).
+        let ended = closed
+            || got
+                .iter()
+                .any(|m| matches!(m.body, loro_protocol::Body::RoomError { .. }));
+        assert!(ended, "dana's Loro room outlived her token: {got:?}");
+        let mut again = raw_ws_at(server.ws, "/loro").await;
+        let (answer, _) = loro_join(&mut again, "notes", "dana-key").await;
+        assert!(refused_saying(&answer, "not accepted"), "{answer:?}");
+    });
+    assert!(
+        native_answer(&server, "carol", Some("carol-key")).0,
+        "a new token was not taken"
+    );
+    let (welcomed_again, error) = native_answer(&server, "alice", Some("alice-key"));
+    assert!(
+        !welcomed_again && error.is_some(),
+        "a withdrawn token let alice in"
+    );
+    // A vanished file leaves the last tokens in force.
+    std::fs::remove_file(&file).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(native_answer(&server, "bob", Some("bob-key")).0);
+    assert!(!native_answer(&server, "alice", Some("alice-key")).0);
+}
+
+#[test]
 fn the_listener_api_and_polling_sessions_take_signed_tokens() {
     let server = start("jwt-http", &[]);
     let register = |token: &str| -> String {

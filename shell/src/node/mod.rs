@@ -178,6 +178,13 @@ pub enum Input {
     StoreAnnounced,
     /// The operator's permission rules now, replacing the configured ones.
     Rules(docweave_core::Rules),
+    /// The static tokens (and grants) now, replacing the configured ones.
+    Tokens {
+        /// Tokens that grant any peer id.
+        tokens: Vec<String>,
+        /// Tokens that grant some peer ids.
+        grants: Vec<docweave_core::Grant>,
+    },
     /// A new token for a remote (a refresh before the old one expires):
     /// presented at once on a live connection that speaks protocol 3, and
     /// in every later hello.
@@ -680,6 +687,7 @@ impl<E: DocEngine> Node<E> {
                 reason,
             }),
             Input::Rules(r) => self.step(Msg::Rules(r)),
+            Input::Tokens { tokens, grants } => self.step(Msg::Tokens { tokens, grants }),
             Input::SetToken { remote, token } => self.step(Msg::SetToken { remote, token }),
             Input::SetPresence {
                 doc,

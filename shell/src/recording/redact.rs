@@ -55,7 +55,7 @@ impl TokenNames {
         let in_input = match input {
             Msg::Received { message, .. } | Msg::Authenticated { message, .. } => secret(message),
             Msg::Connect { token, .. } => token.is_some(),
-            Msg::SetToken { .. } => true,
+            Msg::SetToken { .. } | Msg::Tokens { .. } => true,
             _ => false,
         };
         in_input
@@ -76,6 +76,10 @@ impl TokenNames {
             }
             Msg::Connect { token: Some(t), .. } => self.name(t),
             Msg::SetToken { token, .. } => self.name(token),
+            Msg::Tokens { tokens, grants } => {
+                tokens.iter_mut().for_each(|t| self.name(t));
+                grants.iter_mut().for_each(|g| self.name(&mut g.token));
+            }
             _ => {}
         }
         m
