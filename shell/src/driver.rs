@@ -631,8 +631,26 @@ impl<E: DocEngine> Driver<E> {
                     }
                 }
                 Output::Event(event) => self.emit(event),
+                Output::Authenticate { channel, check } => self.authenticate(channel, check),
             }
         }
+    }
+
+    /// A token checked elsewhere: the question runs aside (bounded by the
+    /// checker) and its answer comes back; meanwhile the node goes on.
+    fn authenticate(&mut self, channel: ChannelId, check: crate::RemoteCheck) {
+        let me = self.me.clone();
+        smol::spawn(async move {
+            let checked = match check.take() {
+                Some(question) => question.await,
+                None => crate::Checked::Refused("the token check was lost".into()),
+            };
+            // A closed loop is closing: nobody waits for the answer.
+            let _ = me
+                .send(Request::Node(Input::Checked { channel, checked }))
+                .await;
+        })
+        .detach();
     }
 
     fn dial(&mut self, remote: RemoteAddr) {

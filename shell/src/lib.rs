@@ -111,7 +111,7 @@ pub mod trace;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-pub use authenticator::{Authenticator, Checked};
+pub use authenticator::{Authenticator, Checked, Question, RemoteCheck};
 pub use docweave_adapters::EnginePanic;
 pub use docweave_adapters::Link;
 pub use driver::Dialer;

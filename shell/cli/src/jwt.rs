@@ -15,7 +15,7 @@
 //! check by naming another algorithm, and `alg: none` is no algorithm at all.
 
 use docweave_core::{Access, Credential, DocRight, Pattern, PeerId};
-use docweave_shell::{Authenticator, Checked};
+use docweave_shell::Checked;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use serde::Deserialize;
@@ -81,8 +81,9 @@ struct Claims {
     docs: Option<Vec<DocClaim>>,
 }
 
+/// One entry of a `docs` list: a document pattern and letters of `rwcd`.
 #[derive(Deserialize)]
-struct DocClaim {
+pub struct DocClaim {
     doc: String,
     access: String,
 }
@@ -248,25 +249,6 @@ impl JwtVerifier {
     }
 }
 
-/// The token checker `serve` gives the node: tokens shaped like JWTs
-/// (three dot-separated parts) that are not one of the static tokens.
-pub struct JwtAuthenticator {
-    /// The keys and checks.
-    pub verifier: std::sync::Arc<JwtVerifier>,
-    /// Whether a token is one of the static ones (`--token`,
-    /// `--tokens-file`), which keep their meaning.
-    pub is_static: std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>,
-}
-
-impl Authenticator for JwtAuthenticator {
-    fn check(&self, token: &str) -> Option<Checked> {
-        if !looks_like_jwt(token) || (self.is_static)(token) {
-            return None;
-        }
-        Some(self.verifier.verify(token, now_s()))
-    }
-}
-
 /// Whether `token` has the shape of a JWT (header.payload.signature).
 pub fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
@@ -323,7 +305,7 @@ fn jwks(path: &Path) -> Result<Vec<Key>, String> {
 }
 
 /// One entry of a `docs` claim.
-fn right(claim: &DocClaim) -> Result<DocRight, String> {
+pub fn right(claim: &DocClaim) -> Result<DocRight, String> {
     let doc = match claim.doc.strip_suffix('*') {
         Some("") => Pattern::Any,
         Some(prefix) => Pattern::Prefix(prefix.to_string()),

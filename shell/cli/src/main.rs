@@ -3,6 +3,7 @@
 #[macro_use]
 mod output;
 mod admin;
+mod auth_url;
 mod client;
 mod compact;
 mod figures;

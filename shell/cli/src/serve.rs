@@ -138,6 +138,16 @@ pub struct ServeArgs {
     /// second. Keeps tokens off the command line, where `ps` shows them.
     #[arg(long, env = "DOCWEAVE_TOKENS_FILE")]
     tokens_file: Option<PathBuf>,
+    /// The app's backend, asked about tokens that are neither static nor
+    /// signed (session tokens): it is POSTed `{"token": ...}` and answers
+    /// 200 `{"sub": ..., "docs": [...], "ttl_s": ..., "exp": ...}` or
+    /// 401/403. Answers are kept for their TTL (see README).
+    #[arg(long, env = "DOCWEAVE_AUTH_URL")]
+    auth_url: Option<String>,
+    /// How long a connection waits for the app's backend to answer about
+    /// its token before it is refused (it may try again).
+    #[arg(long, default_value_t = 2000)]
+    auth_timeout_ms: u64,
     /// Speak TLS on the WebSocket and HTTP ports (`wss://`, `https://`)
     /// with this PEM certificate chain (with --tls-key), for deployments
     /// without a proxy in front. Tokens must not cross networks in clear.
@@ -204,6 +214,13 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         None => (String::new(), Rules::allow_all()),
     };
     let quotas = rules.quotas.as_deref().cloned().unwrap_or(flag_quotas);
+    let auth_url = match &a.auth_url {
+        Some(url) => Some(crate::auth_url::AuthUrl::new(
+            url,
+            std::time::Duration::from_millis(a.auth_timeout_ms),
+        )?),
+        None => None,
+    };
     let flag_statics = Statics::parse(a.tokens.iter().map(String::as_str));
     let (tokens_text, statics) = match &a.tokens_file {
         Some(path) => {
@@ -218,7 +235,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         Some(path) => Some(crate::revocations::read(path)?),
         None => None,
     };
-    let auth = crate::serve_auth::ServeAuth::new(statics.clone(), rules.clone(), &a.jwt)?;
+    let auth = crate::serve_auth::ServeAuth::new(statics.clone(), rules.clone(), &a.jwt, auth_url)?;
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
     // The node's own rules for a join's token, so a Loro join with a token
     // it would refuse fails alone instead of closing the connection.

@@ -4,10 +4,10 @@
 //! status page's viewer). The same token means the same identity and rights
 //! at every entry point.
 
-use crate::jwt::{looks_like_jwt, now_s, JwtAuthenticator, JwtConfig, JwtVerifier};
+use crate::jwt::{looks_like_jwt, now_s, JwtConfig, JwtVerifier};
 use docweave_adapters::loro_protocol::{AccessCheck, Identity, TokenCheck};
 use docweave_core::{Access, Credential, DocId, Grant, PeerId, Revocations, Rules};
-use docweave_shell::{Authenticator, Checked};
+use docweave_shell::{Authenticator, Checked, RemoteCheck};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -132,12 +132,47 @@ pub struct ServeAuth {
     pub jwt: Option<Arc<JwtVerifier>>,
     /// What the operator revoked (`--revoked-file`), kept current.
     pub revoked: Arc<RwLock<Revocations>>,
+    /// The app's backend, asked about other tokens (`--auth-url`).
+    pub auth_url: Option<Arc<crate::auth_url::AuthUrl>>,
+}
+
+/// The token checker `serve` gives the node: static tokens are the node's
+/// business; a token shaped like a JWT goes to the keys (when there are
+/// keys); any other to the app's backend (when there is one).
+struct ServeAuthenticator(ServeAuth);
+
+impl Authenticator for ServeAuthenticator {
+    fn check(&self, token: &str) -> Option<Checked> {
+        let auth = &self.0;
+        if auth.is_static(token) {
+            return None;
+        }
+        match (&auth.jwt, &auth.auth_url) {
+            (Some(jwt), _) if looks_like_jwt(token) => Some(jwt.verify(token, now_s())),
+            (_, Some(backend)) => backend.kept(token),
+            _ => None,
+        }
+    }
+
+    fn ask(&self, token: &str) -> Option<RemoteCheck> {
+        let auth = &self.0;
+        if auth.is_static(token) || (auth.jwt.is_some() && looks_like_jwt(token)) {
+            return None;
+        }
+        auth.auth_url.as_ref().map(|backend| backend.ask(token))
+    }
 }
 
 impl ServeAuth {
     /// From the parsed static options and the JWT options.
-    pub fn new(statics: Statics, rules: Rules, jwt: &JwtArgs) -> Result<Self, String> {
+    pub fn new(
+        statics: Statics,
+        rules: Rules,
+        jwt: &JwtArgs,
+        auth_url: Option<Arc<crate::auth_url::AuthUrl>>,
+    ) -> Result<Self, String> {
         Ok(Self {
+            auth_url,
             statics: Arc::new(RwLock::new(statics)),
             rules: Arc::new(RwLock::new(rules)),
             jwt: jwt.verifier()?.map(Arc::new),
@@ -154,7 +189,7 @@ impl ServeAuth {
     /// in: on an open server, or with a static token.
     fn admits_unsigned(&self, token: Option<&str>) -> bool {
         let statics = self.statics();
-        let open = *statics == Statics::default() && self.jwt.is_none();
+        let open = *statics == Statics::default() && self.jwt.is_none() && self.auth_url.is_none();
         open || token.is_some_and(|t| statics.holds(t))
     }
 
@@ -163,13 +198,19 @@ impl ServeAuth {
         self.statics().holds(token)
     }
 
-    /// The verdict on a signed token, or `None` when `token` is not one.
+    /// The verdict on a token that is not a static one: a signed token's,
+    /// or what the app's backend said of it (`--auth-url`, see
+    /// `AuthUrl::standing`). `None` when neither applies.
     pub fn signed(&self, token: &str) -> Option<Checked> {
-        let jwt = self.jwt.as_ref()?;
-        if !looks_like_jwt(token) || self.is_static(token) {
+        if self.is_static(token) {
             return None;
         }
-        Some(match jwt.verify(token, now_s()) {
+        let checked = match (&self.jwt, &self.auth_url) {
+            (Some(jwt), _) if looks_like_jwt(token) => jwt.verify(token, now_s()),
+            (_, Some(backend)) => backend.standing(token),
+            _ => return None,
+        };
+        Some(match checked {
             Checked::Valid { credential, .. } if self.revokes(&credential) => {
                 Checked::Refused("token-revoked: this token or its holder was revoked".into())
             }
@@ -185,12 +226,10 @@ impl ServeAuth {
 
     /// The node's token checker, when signed tokens are on.
     pub fn authenticator(&self) -> Option<Arc<dyn Authenticator>> {
-        let jwt = self.jwt.clone()?;
-        let auth = self.clone();
-        Some(Arc::new(JwtAuthenticator {
-            verifier: jwt,
-            is_static: Arc::new(move |token: &str| auth.is_static(token)),
-        }))
+        if self.jwt.is_none() && self.auth_url.is_none() {
+            return None;
+        }
+        Some(Arc::new(ServeAuthenticator(self.clone())))
     }
 
     /// Whether the node would take a Loro join's token, or why not.

@@ -97,6 +97,7 @@ fn a_tokio_application_drives_a_node_and_syncs_with_docweave_serve() {
                         }
                     }
                     Output::Close { reason, .. } => panic!("the node closed its link: {reason}"),
+                    Output::Authenticate { .. } => panic!("this host's node checks no tokens"),
                     Output::Store(job) => {
                         let result = run_job(&mut store, job.op);
                         node.handle(now(), Input::Store(StoreAnswer { id: job.id, result }));

@@ -696,6 +696,130 @@ fn a_tokens_file_read_again_cuts_withdrawn_tokens_and_admits_new_ones() {
     assert!(!native_answer(&server, "alice", Some("alice-key")).0);
 }
 
+/// The app's backend for `--auth-url`: vouches for `session-alice`
+/// (alice, any document), `session-rita` (rita, read-only), refuses
+/// `session-gone`, answers `session-slow` after 3 s; counts its requests.
+fn app_backend() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let asked: Value = serde_json::from_slice(&body).unwrap();
+                let (status, answer) = match asked["token"].as_str().unwrap_or("") {
+                    "session-alice" => (200, json!({"sub": "alice", "ttl_s": 60})),
+                    "session-rita" => (
+                        200,
+                        json!({"sub": "rita", "docs": [{"doc": "*", "access": "r"}]}),
+                    ),
+                    "session-gone" => (403, json!({"message": "signed out"})),
+                    "session-slow" => {
+                        std::thread::sleep(Duration::from_secs(3));
+                        (200, json!({"sub": "sloane"}))
+                    }
+                    _ => (401, json!({"message": "no such session"})),
+                };
+                let answer = answer.to_string();
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    (port, asked)
+}
+
+#[test]
+fn session_tokens_are_vouched_for_by_the_apps_backend_without_stalling_anyone() {
+    let (port, asked) = app_backend();
+    let url = format!("http://127.0.0.1:{port}/docweave/auth");
+    let server = start(
+        "auth-url",
+        &["--auth-url", &url, "--auth-timeout-ms", "1500"],
+    );
+    let count = || asked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(native_answer(&server, "alice", Some("session-alice")).0);
+    assert!(native_answer(&server, "alice", Some("session-alice")).0);
+    assert_eq!(count(), 1, "a kept answer was asked for again");
+    let (welcomed, error) = native_answer(&server, "mallory", Some("session-gone"));
+    assert!(!welcomed && error.is_some_and(|e| e.contains("signed out")));
+    // The identity is the backend's, not the hello's.
+    let (welcomed, _) = native_answer(&server, "mallory", Some("session-alice"));
+    assert!(!welcomed, "a session of alice spoke as mallory");
+    // A slow backend costs its own client a bounded wait and a refusal;
+    // others are let in meanwhile.
+    let slow = std::thread::spawn({
+        let ws = server.ws;
+        move || {
+            smol::block_on(async {
+                let mut c = raw_ws(ws).await;
+                let started = std::time::Instant::now();
+                send(&mut c, &[hello("sloane", Some("session-slow"))]).await;
+                let (got, _) = receive_until(&mut c, Duration::from_secs(5), |ms| {
+                    ms.iter()
+                        .any(|m| matches!(m, Message::Welcome(_) | Message::Error { .. }))
+                })
+                .await;
+                (started.elapsed(), got)
+            })
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    assert!(native_answer(&server, "alice", Some("session-alice")).0);
+    let others_waited = started.elapsed();
+    let (took, got) = slow.join().unwrap();
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, Message::Error { message, .. } if message.contains("try again"))),
+        "{got:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "the slow check took {took:?}"
+    );
+    assert!(
+        others_waited < Duration::from_millis(1000),
+        "alice waited {others_waited:?} behind the slow check"
+    );
+    // A Loro join: a session not asked about yet is refused as pending
+    // (and asked about meanwhile); the next try joins with its rights.
+    smol::block_on(async {
+        let mut room = raw_ws_at(server.ws, "/loro").await;
+        let (answer, _) = loro_join(&mut room, "notes", "session-rita").await;
+        assert!(refused_saying(&answer, "auth-pending"), "{answer:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        let mut room = raw_ws_at(server.ws, "/loro").await;
+        let (answer, _) = loro_join(&mut room, "notes", "session-rita").await;
+        assert!(joined_with(&answer, "read"), "{answer:?}");
+    });
+}
+
 #[test]
 fn the_listener_api_and_polling_sessions_take_signed_tokens() {
     let server = start("jwt-http", &[]);

@@ -194,6 +194,14 @@ impl Host {
                     })
                 }
                 Output::Event(e) => return Some(Out::Event(e)),
+                // A host's node has no checker that asks elsewhere; should
+                // one ever ask, the answer is a refusal, not a wait.
+                Output::Authenticate { channel, .. } => {
+                    let checked = docweave_shell::Checked::Refused(
+                        "this host cannot check tokens elsewhere".into(),
+                    );
+                    self.node.handle(now, Input::Checked { channel, checked });
+                }
             }
         }
     }

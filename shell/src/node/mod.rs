@@ -197,6 +197,13 @@ pub enum Input {
     /// The operator's revocations now (replacing the last): connections of
     /// revoked tokens and identities are closed at once.
     Revoked(docweave_core::Revocations),
+    /// The answer to [`Output::Authenticate`] for a channel's token.
+    Checked {
+        /// The channel whose hello (or reauth) waited for it.
+        channel: ChannelId,
+        /// What the checker said.
+        checked: crate::Checked,
+    },
     /// The host stops this node: clients are told to go elsewhere and come
     /// back after `retry_after_ms` (see `docweave_core::Msg::Drain`).
     Drain {
@@ -258,6 +265,26 @@ pub enum Output {
     Store(StoreJob),
     /// Tell the application.
     Event(Event),
+    /// Ask elsewhere whether a channel's token is good (the
+    /// [`crate::Authenticator`] said so): run `check` aside and feed its
+    /// answer back as [`Input::Checked`]. The channel's messages wait.
+    Authenticate {
+        /// The channel.
+        channel: ChannelId,
+        /// The question.
+        check: crate::RemoteCheck,
+    },
+}
+
+/// Most messages a connection may send while its token is being checked
+/// elsewhere; more close it.
+const WAITING_ON_CHECK: usize = 64;
+
+/// A connection whose hello (or reauth) waits for its token's check, and
+/// what it sent after it.
+struct Checking {
+    message: Message,
+    later: Vec<Message>,
 }
 
 /// Sees every step of the core: the time, the input and the commands.
@@ -325,6 +352,8 @@ pub struct Node<E: DocEngine> {
     hook: Option<StepHook>,
     /// Checks signed tokens of hellos before the core sees them.
     authenticator: Option<Arc<dyn crate::Authenticator>>,
+    /// Connections whose token is being checked elsewhere.
+    checking: BTreeMap<ChannelId, Checking>,
     chunks: chunks::Chunks,
     next_chunk_id: u32,
     /// Where it counts for operators, if anywhere.
@@ -373,6 +402,7 @@ impl<E: DocEngine> Node<E> {
             outputs: VecDeque::new(),
             hook: None,
             authenticator: None,
+            checking: BTreeMap::new(),
             chunks: chunks::Chunks::new(
                 options.max_message,
                 options.reassembly_budget,
@@ -410,21 +440,93 @@ impl<E: DocEngine> Node<E> {
         self.authenticator = Some(authenticator);
     }
 
+    /// A message a connection sent: for the core now, or held while its
+    /// token is checked elsewhere (with what the connection sends after it).
+    fn message_in(&mut self, channel: ChannelId, message: Message) {
+        if let Some(waiting) = self.checking.get_mut(&channel) {
+            if waiting.later.len() < WAITING_ON_CHECK {
+                waiting.later.push(message);
+            } else {
+                self.checking.remove(&channel);
+                self.internal.push_back(Msg::FrameRejected {
+                    channel,
+                    reason: format!(
+                        "more than {WAITING_ON_CHECK} messages while its token was being checked"
+                    ),
+                });
+            }
+            return;
+        }
+        match self.received(channel, message) {
+            Ok(msg) => self.internal.push_back(msg),
+            Err(held) => {
+                let (message, check) = *held;
+                self.checking.insert(
+                    channel,
+                    Checking {
+                        message,
+                        later: Vec::new(),
+                    },
+                );
+                self.outputs
+                    .push_back(Output::Authenticate { channel, check });
+            }
+        }
+    }
+
+    /// The answer of a check elsewhere: the held message goes to the core
+    /// with its verdict, then what came after it, in order.
+    fn checked(&mut self, channel: ChannelId, checked: crate::Checked) {
+        let Some(waiting) = self.checking.remove(&channel) else {
+            // The connection closed meanwhile.
+            return;
+        };
+        let verdict = self.verdict(checked);
+        self.internal.push_back(Msg::Authenticated {
+            channel,
+            message: waiting.message,
+            verdict,
+        });
+        for message in waiting.later {
+            self.message_in(channel, message);
+        }
+    }
+
     /// A received message for the core: a hello or reauth whose token the
-    /// checker knows goes with its verdict.
-    fn received(&self, channel: ChannelId, message: Message) -> Msg {
+    /// checker knows goes with its verdict; one it must ask elsewhere about
+    /// comes back with the question.
+    fn received(
+        &self,
+        channel: ChannelId,
+        message: Message,
+    ) -> Result<Msg, Box<(Message, crate::RemoteCheck)>> {
         let Some(checker) = &self.authenticator else {
-            return Msg::Received { channel, message };
+            return Ok(Msg::Received { channel, message });
         };
         let token = match &message {
             Message::Hello(hello) => hello.token.as_deref(),
             Message::Reauth { token } => Some(token.as_str()),
             _ => None,
         };
-        let Some(checked) = token.and_then(|t| checker.check(t)) else {
-            return Msg::Received { channel, message };
+        let Some(token) = token else {
+            return Ok(Msg::Received { channel, message });
         };
-        let verdict = match checked {
+        let Some(checked) = checker.check(token) else {
+            return match checker.ask(token) {
+                Some(check) => Err(Box::new((message, check))),
+                None => Ok(Msg::Received { channel, message }),
+            };
+        };
+        Ok(Msg::Authenticated {
+            channel,
+            message,
+            verdict: self.verdict(checked),
+        })
+    }
+
+    /// The core's verdict from a checker's, its expiry on the node's clock.
+    fn verdict(&self, checked: crate::Checked) -> docweave_core::Verdict {
+        match checked {
             crate::Checked::Valid {
                 mut credential,
                 lifetime_ms,
@@ -433,11 +535,6 @@ impl<E: DocEngine> Node<E> {
                 docweave_core::Verdict::Valid(credential)
             }
             crate::Checked::Refused(why) => docweave_core::Verdict::Refused(why),
-        };
-        Msg::Authenticated {
-            channel,
-            message,
-            verdict,
         }
     }
 
@@ -611,8 +708,7 @@ impl<E: DocEngine> Node<E> {
                 match decode_frame(&bytes, &limits) {
                     Ok(frame) => {
                         for message in frame.messages {
-                            let msg = self.received(channel, message);
-                            self.internal.push_back(msg);
+                            self.message_in(channel, message);
                         }
                         for kind in frame.unknown {
                             self.internal.push_back(Msg::Unsupported { channel, kind });
@@ -629,6 +725,7 @@ impl<E: DocEngine> Node<E> {
             }
             Input::ChannelClosed { channel } => {
                 self.chunks.drop_channel(channel);
+                self.checking.remove(&channel);
                 if self.channels.remove(&channel) {
                     self.outbox.remove(&channel);
                     self.step(Msg::ChannelRemoved { channel });
@@ -686,6 +783,7 @@ impl<E: DocEngine> Node<E> {
                 channel,
                 reason,
             }),
+            Input::Checked { channel, checked } => self.checked(channel, checked),
             Input::Rules(r) => self.step(Msg::Rules(r)),
             Input::Tokens { tokens, grants } => self.step(Msg::Tokens { tokens, grants }),
             Input::SetToken { remote, token } => self.step(Msg::SetToken { remote, token }),

@@ -514,6 +514,16 @@ impl<E: SimEngine> Sim<E> {
                 }
             }
             Output::Event(event) => self.event(name, event),
+            // The simulated nodes have no checker that asks elsewhere.
+            Output::Authenticate { channel, .. } => {
+                self.feed(
+                    name,
+                    Input::Checked {
+                        channel,
+                        checked: docweave_shell::Checked::Refused("nobody to ask".into()),
+                    },
+                );
+            }
         }
     }
 
