@@ -30,7 +30,10 @@ class Server:
              "--tcp", f"127.0.0.1:{self.tcp}", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
-        self.ws = "ws://" + re.search(r"ws://(127\.0\.0\.1:\d+)", line).group(1)
+        found = re.search(r"(wss?)://127\.0\.0\.1:(\d+)", line)
+        # A TLS certificate names localhost, not the address.
+        host = "localhost" if found.group(1) == "wss" else "127.0.0.1"
+        self.ws = f"{found.group(1)}://{host}:{found.group(2)}"
 
     def cli(self, *args: str) -> str:
         return subprocess.run([BIN, *args], check=True, capture_output=True, text=True).stdout
@@ -113,6 +116,36 @@ class Tokens(unittest.IsolatedAsyncioTestCase):
             got = server.cli("doc", "get", server.ws, "guarded", "--token", "right")
             self.assertIn("by-token", got)
             await r.close()
+        finally:
+            server.stop()
+
+
+class Tls(unittest.IsolatedAsyncioTestCase):
+    """Certificates made by shell/cli/tests/python.rs (a test CA and a
+    certificate for localhost)."""
+
+    async def test_a_replica_syncs_over_tls_and_a_clear_text_one_gets_nowhere(self):
+        import ssl
+        ca, cert, key = (os.environ[k] for k in
+                         ("DOCWEAVE_TEST_CA", "DOCWEAVE_TEST_CERT", "DOCWEAVE_TEST_KEY"))
+        server = Server(os.path.join(tempfile.mkdtemp(prefix="docweave-py-"), "server"),
+                        "--tls-cert", cert, "--tls-key", key)
+        try:
+            r = docweave.Replica("py-tls")
+            await r.open("secret")
+            r.apply("secret", edit("k", "over-tls"))
+            await r.connect("localhost", server.tcp, ssl=ssl.create_default_context(cafile=ca))
+            await r.wait_acknowledged("secret")
+            got = server.cli("doc", "get", server.ws, "secret", "--ca-file", ca)
+            self.assertIn("over-tls", got)
+            await r.close()
+            plain = docweave.Replica("py-plain")
+            await plain.open("other")
+            plain.apply("other", edit("k", "in-clear"))
+            await plain.connect("localhost", server.tcp)
+            with self.assertRaises(Exception):
+                await plain.wait_acknowledged("other", timeout=2)
+            await plain.close()
         finally:
             server.stop()
 

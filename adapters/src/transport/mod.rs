@@ -28,7 +28,7 @@ pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, Poll
 pub use pace::{InboundRate, Pacer};
 pub use slots::{ConnectionLimit, Slot};
 
-pub use tcp::{serve_tcp, tcp_connect, tcp_link};
+pub use tcp::{serve_tcp, serve_tcp_tls, tcp_connect, tcp_link};
 pub use tls::{TlsClient, TlsServer};
 pub use websocket::{serve_ws, serve_ws_with_loro, ws_connect, ws_link, WsOptions};
 

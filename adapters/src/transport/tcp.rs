@@ -29,9 +29,27 @@ pub fn tcp_link(stream: TcpStream, limits: Limits) -> Link {
 }
 
 fn paced_link(stream: TcpStream, limits: Limits, rate: super::InboundRate) -> Link {
+    io_link(stream.clone(), stream.clone(), stream, limits, rate)
+}
+
+/// A link over a stream read through `reader` and written through
+/// `writer` (the two halves of a TLS stream, or clones of a TCP stream);
+/// `raw` is the TCP connection under them, shut down when the link ends so
+/// the reader stops too.
+fn io_link<R, W>(
+    reader: R,
+    writer: W,
+    raw: TcpStream,
+    limits: Limits,
+    rate: super::InboundRate,
+) -> Link
+where
+    R: futures_lite::AsyncRead + Unpin + Send + 'static,
+    W: futures_lite::AsyncWrite + Unpin + Send + 'static,
+{
     let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
     let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
-    let writer_stream = stream.clone();
+    let writer_stream = writer;
     let writer_tx = out_tx.clone();
     smol::spawn(async move {
         let mut s = writer_stream;
@@ -56,13 +74,16 @@ fn paced_link(stream: TcpStream, limits: Limits, rate: super::InboundRate) -> Li
                 }
             }
         }
+        // The connection ends either way: what did not flush is lost with
+        // it, and a close that fails leaves nothing to close.
         let _ = s.flush().await;
-        let _ = s.shutdown(std::net::Shutdown::Both);
+        let _ = s.close().await;
+        let _ = raw.shutdown(std::net::Shutdown::Both);
         out_rx.close();
     })
     .detach();
     smol::spawn(async move {
-        let mut s = stream;
+        let mut s = reader;
         let mut first = true;
         let mut pacer = super::Pacer::new(rate, std::time::Instant::now());
         loop {
@@ -106,7 +127,7 @@ fn paced_link(stream: TcpStream, limits: Limits, rate: super::InboundRate) -> Li
 /// within `wait` (then the connection is closed for idleness). A frame's
 /// payload must follow its header within [`FRAME_TIMEOUT`].
 async fn read_frame(
-    s: &mut TcpStream,
+    s: &mut (impl futures_lite::AsyncRead + Unpin),
     limits: &Limits,
     wait: Duration,
 ) -> Result<Option<Vec<u8>>, FrameError> {
@@ -201,5 +222,53 @@ pub async fn serve_tcp(
             continue;
         };
         accept(slot.wrap(tcp_link(stream, limits)));
+    }
+}
+
+/// [`serve_tcp`], speaking TLS when given a certificate: each connection's
+/// handshake runs aside (within the handshake timeout), so a slow one holds
+/// up nobody.
+pub async fn serve_tcp_tls(
+    listener: TcpListener,
+    limits: Limits,
+    limit: ConnectionLimit,
+    tls: Option<super::TlsServer>,
+    accept: impl Fn(Link) + Send + Sync + 'static,
+) {
+    let Some(tls) = tls else {
+        return serve_tcp(listener, limits, limit, accept).await;
+    };
+    let accept = std::sync::Arc::new(accept);
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let stream = accept_next(&listener, &mut pause).await;
+        // Over the limit: closed before the handshake (no error frame can
+        // be read without one).
+        let Some(slot) = limit.enter() else {
+            tracing::info!("tcp: a TLS connection over the limit was closed");
+            continue;
+        };
+        let (tls, accept) = (tls.clone(), accept.clone());
+        smol::spawn(async move {
+            let raw = stream.clone();
+            let handshake = async { tls.accept(stream).await.map_err(|e| e.to_string()) };
+            let timeout = async {
+                smol::Timer::after(HANDSHAKE_TIMEOUT).await;
+                Err("no TLS handshake in time".to_string())
+            };
+            match futures_lite::future::or(handshake, timeout).await {
+                Ok(secured) => {
+                    let (reader, writer) = futures_lite::io::split(secured);
+                    let rate = super::InboundRate::default();
+                    accept(slot.wrap(io_link(reader, writer, raw, limits, rate)));
+                }
+                Err(e) => {
+                    tracing::info!("tcp: {e}; closing");
+                    // Closing a connection that failed its handshake.
+                    let _ = raw.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        })
+        .detach();
     }
 }

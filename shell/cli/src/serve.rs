@@ -6,9 +6,9 @@ use crate::client::dialer_for;
 use crate::serve_auth::Statics;
 use docweave_adapters::loro_protocol::{BridgeOptions, LoroFigures, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
-    serve_http_with_web, serve_tcp, serve_ws_with_loro, ConnectionLimit, Connector, HealthCheck,
-    HttpFigures, HttpOptions, HttpPages, InboundRate, MetricsPage, StatusPage, StatusRequest,
-    TlsServer, WsOptions,
+    serve_http_with_web, serve_tcp_tls, serve_ws_with_loro, ConnectionLimit, Connector,
+    HealthCheck, HttpFigures, HttpOptions, HttpPages, InboundRate, MetricsPage, StatusPage,
+    StatusRequest, TlsServer, WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{Namespace, PeerKind, Rules};
@@ -97,9 +97,9 @@ pub struct ServeArgs {
     /// from the store when asked for again.
     #[arg(long, default_value_t = 10_000)]
     max_docs_in_memory: usize,
-    /// Also accept plain TCP connections here (docweave frames back to
-    /// back: the simplest transport for a host with its own sockets, as
-    /// the C API's example).
+    /// Also accept TCP connections here (docweave frames back to back: the
+    /// simplest transport for a host with its own sockets, as the C API's
+    /// example and the Python package); with --tls-cert they speak TLS.
     #[arg(long, env = "DOCWEAVE_TCP")]
     tcp: Option<String>,
     /// Serve this directory's files on the HTTP port (`/` is its
@@ -430,11 +430,15 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let tcp_addr = tcp.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!("plain TCP on {tcp_addr}");
-            smol::spawn(serve_tcp(
+            match tls {
+                Some(_) => tracing::info!("TCP with TLS on {tcp_addr}"),
+                None => tracing::info!("plain TCP on {tcp_addr}"),
+            }
+            smol::spawn(serve_tcp_tls(
                 tcp,
                 docweave_core::Limits::default(),
                 tcp_limit.clone(),
+                tls.clone(),
                 repo.acceptor(),
             ))
             .detach();

@@ -5,6 +5,8 @@
 //! restart. Python 3 with pip and venv is required: without it this test
 //! fails rather than passing silently.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -42,8 +44,14 @@ fn python_replicas_sync_through_docweave() {
     let fake = std::thread::spawn(move || {
         docweave_tests::fake_server::serve_poison(listener, std::time::Duration::from_secs(120))
     });
+    // A CA and a certificate for localhost, for the TLS test.
+    let certs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-certs");
+    let (ca, cert, key) = common::certs::make_certificates(&certs);
     let out = Command::new(&python)
         .args(["-m", "unittest", "-v", "test_sync.py"])
+        .env("DOCWEAVE_TEST_CA", &ca)
+        .env("DOCWEAVE_TEST_CERT", &cert)
+        .env("DOCWEAVE_TEST_KEY", &key)
         .current_dir(root().join("tests/python"))
         .env("DOCWEAVE_BIN", env!("CARGO_BIN_EXE_docweave"))
         .env("DOCWEAVE_POISON_PORT", poison_port.to_string())
@@ -53,7 +61,7 @@ fn python_replicas_sync_through_docweave() {
     eprintln!("{report}");
     assert!(out.status.success(), "the Python tests failed");
     assert!(
-        report.contains("Ran 5 tests") && report.contains("OK"),
+        report.contains("Ran 6 tests") && report.contains("OK"),
         "the Python tests did not all run"
     );
     let seen = fake.join().unwrap();

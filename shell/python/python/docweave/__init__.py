@@ -45,6 +45,7 @@ class Replica:
         self._node = Node(peer, _now(), sqlite=sqlite, token=token)
         self._peer = peer
         self._address = None
+        self._ssl = None
         self._writer = None
         self._channel = None
         self._task = None
@@ -82,9 +83,15 @@ class Replica:
         data that did not import, a store that failed. Syncing goes on."""
         return list(self._errors)
 
-    async def connect(self, host: str, port: int) -> None:
-        """Connects to ``docweave serve --tcp`` and keeps syncing in the background."""
+    async def connect(self, host: str, port: int, ssl=None) -> None:
+        """Connects to ``docweave serve --tcp`` and keeps syncing in the background.
+
+        ``ssl``: an ``ssl.SSLContext`` (``ssl.create_default_context(cafile=...)``
+        for a private CA) when the server speaks TLS (``serve --tls-cert``);
+        the server's certificate must name ``host``. Tokens must not cross
+        networks in clear text."""
         self._address = (host, port)
+        self._ssl = ssl
         self._node.connect("server", _now())
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -171,7 +178,8 @@ class Replica:
             dials, self._dials = self._dials, []
             for remote in dials:
                 try:
-                    reader, self._writer = await asyncio.open_connection(*self._address)
+                    reader, self._writer = await asyncio.open_connection(
+                        *self._address, ssl=self._ssl)
                     self._channel = self._node.channel_opened(remote, _now())
                 except OSError:
                     reader = None
