@@ -1048,7 +1048,19 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
 
 #[test]
 fn every_entry_point_refuses_each_bad_token_and_takes_a_good_one() {
-    let server = start("jwt-entry-points", &["--jwt-audience", "docweave"]);
+    let dir = data_dir("jwt-entry-points-revoked");
+    std::fs::create_dir_all(&dir).unwrap();
+    let revoked = dir.join("revoked.txt");
+    std::fs::write(&revoked, "revoked-1\n").unwrap();
+    let server = start(
+        "jwt-entry-points",
+        &[
+            "--jwt-audience",
+            "docweave",
+            "--revoked-file",
+            &revoked.display().to_string(),
+        ],
+    );
     let good = signed("alice", 600, json!({ "aud": "docweave" }));
     let url = ws_url(&server);
     let (ok, _, err) = cli(&["doc", "put", &url, "doc", "k", "v", "--token", &good]);
@@ -1070,6 +1082,14 @@ fn every_entry_point_refuses_each_bad_token_and_takes_a_good_one() {
         )
     };
     let mut cases = bad_tokens();
+    cases.push((
+        "revoked",
+        Some(signed(
+            "alice",
+            600,
+            json!({ "aud": "docweave", "jti": "revoked-1" }),
+        )),
+    ));
     cases.push(("good", Some(good.clone())));
     for (case, token) in cases {
         let good = case == "good";
@@ -1102,4 +1122,37 @@ fn every_entry_point_refuses_each_bad_token_and_takes_a_good_one() {
             assert!(right, "{case}: Loro join: {answer:?}");
         });
     }
+    // A read-only token reads everywhere and writes nowhere.
+    let reader = signed(
+        "rita",
+        600,
+        json!({ "aud": "docweave", "docs": [{ "doc": "*", "access": "r" }] }),
+    );
+    for at in [url.as_str(), http.as_str()] {
+        let get = ["doc", "get", at, "doc", "--token", &reader, "--as", "rita"];
+        assert!(cli(&get).0, "read-only: get over {at}");
+        let put = [
+            "doc",
+            "put",
+            at,
+            "doc",
+            "k",
+            "w",
+            "--token",
+            &reader,
+            "--as",
+            "rita",
+            "--timeout",
+            "5",
+        ];
+        assert!(!cli(&put).0, "read-only: put over {at} was taken");
+    }
+    smol::block_on(async {
+        let mut ws = raw_ws_at(server.ws, "/loro").await;
+        let (answer, _) = loro_join(&mut ws, "doc", &reader).await;
+        assert!(
+            joined_with(&answer, "read"),
+            "read-only Loro join: {answer:?}"
+        );
+    });
 }
