@@ -214,8 +214,10 @@ pub struct Config {
     pub tokens: Vec<String>,
     /// Tokens that grant only some peer ids (a credential binds identity).
     pub grants: Vec<Grant>,
-    /// The shell verifies signed tokens ([`crate::Msg::Authenticated`]):
-    /// then a hello with neither such a token nor a static one is refused.
+    /// Every hello needs a token: the shell verifies signed tokens
+    /// ([`crate::Msg::Authenticated`]), or the static list may be emptied
+    /// (`Msg::Tokens`); a hello with neither a good signed token nor a
+    /// static one is refused.
     #[serde(default)]
     pub signed_tokens: bool,
     /// What one peer may make this node hold.
@@ -438,9 +440,20 @@ pub(crate) struct Channel {
     pub errors_dropped: u32,
     /// What its updates may still spend now (see `Quotas`).
     pub quota: crate::handlers::quotas::Buckets,
-    /// The static token that let it in (none: a signed token did, or the
-    /// node takes no tokens), checked again when the tokens change.
-    pub static_token: Option<String>,
+    /// What let it in, checked again when the static tokens change.
+    pub admitted_by: Admission,
+}
+
+/// What let a connection in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// No token (the node needed none, or it is not in yet).
+    #[default]
+    Nothing,
+    /// This static token.
+    Static(String),
+    /// A signed token (or the app's backend): its credential decides.
+    Signed,
 }
 
 /// What we know of a peer's copy of one document.

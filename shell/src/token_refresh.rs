@@ -36,13 +36,14 @@ pub fn token_expiry(token: &str) -> Option<u64> {
 }
 
 /// How long until `token` should be replaced, at `now_ms`: when 80% of
-/// what is left of its lifetime has passed (at least 100 ms), or
+/// what is left of its lifetime has passed (at least a second: a provider
+/// that hands out tokens already expired is not asked in a loop), or
 /// [`UNKNOWN_LIFETIME`] for a token that does not say when it expires.
 pub fn refresh_in(token: &str, now_ms: u64) -> Duration {
     match token_expiry(token) {
         Some(exp) => {
             let left = exp.saturating_mul(1000).saturating_sub(now_ms);
-            Duration::from_millis(left / 5 * 4).max(Duration::from_millis(100))
+            Duration::from_millis(left / 5 * 4).max(Duration::from_secs(1))
         }
         None => UNKNOWN_LIFETIME,
     }
@@ -63,10 +64,10 @@ mod tests {
         let token = jwt(r#"{"sub":"alice","exp":1100}"#);
         assert_eq!(token_expiry(&token), Some(1100));
         assert_eq!(refresh_in(&token, 1_000_000), Duration::from_secs(80));
-        assert_eq!(refresh_in(&token, 1_099_500), Duration::from_millis(400));
+        assert_eq!(refresh_in(&token, 1_095_000), Duration::from_secs(4));
         assert_eq!(
             refresh_in(&token, 2_000_000),
-            Duration::from_millis(100),
+            Duration::from_secs(1),
             "expired"
         );
         assert_eq!(refresh_in("static-secret", 1_000_000), UNKNOWN_LIFETIME);

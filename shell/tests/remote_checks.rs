@@ -89,6 +89,19 @@ fn a_hello_checked_elsewhere_waits_with_what_follows_it_and_others_go_on() {
             bytes: frame,
         },
     );
+    // And in a frame of its own, a question whose answer shows it was taken.
+    let frame = encode(&[Message::ChangesSince {
+        clock: Clock(0),
+        filter: Filter::all(),
+    }])
+    .unwrap();
+    node.handle(
+        0,
+        Input::Frame {
+            channel: alice,
+            bytes: frame,
+        },
+    );
     let (asks, sent) = outputs(&mut node);
     assert_eq!(asks.len(), 1, "the backend was not asked");
     assert!(
@@ -128,6 +141,12 @@ fn a_hello_checked_elsewhere_waits_with_what_follows_it_and_others_go_on() {
     assert!(
         matches!(to_alice.first(), Some(Message::Welcome(_))),
         "{to_alice:?}"
+    );
+    assert!(
+        to_alice
+            .iter()
+            .any(|m| matches!(m, Message::Changes { .. })),
+        "the held question was dropped: {to_alice:?}"
     );
     assert!(
         !to_alice.iter().any(|m| matches!(m, Message::Error { .. })),

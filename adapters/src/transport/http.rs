@@ -1018,8 +1018,21 @@ pub async fn request_to(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), String> {
+    request_capped(method, target, path, headers, body, ANSWER_LIMIT).await
+}
+
+/// [`request_to`], reading at most `max_answer` bytes of the answer (a
+/// longer one is an error).
+pub async fn request_capped(
+    method: &str,
+    target: &HttpTarget,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    max_answer: usize,
+) -> Result<(u16, Vec<u8>), String> {
     let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-    send_request(method, target, path, headers, body, ANSWER_LIMIT)
+    send_request(method, target, path, headers, body, max_answer)
         .await
         .map(|(status, _, body)| (status, body))
 }

@@ -19,9 +19,9 @@ pub(crate) use tls::client_config;
 mod websocket;
 
 pub use http::{
-    http_link, http_link_to, post, request, request_to, serve_http, serve_http_with_web,
-    split_frames, Connector, HealthCheck, HttpFigures, HttpOptions, HttpPages, HttpTarget,
-    MetricsPage, PeerOfToken, StatusPage, StatusRequest,
+    http_link, http_link_to, post, request, request_capped, request_to, serve_http,
+    serve_http_with_web, split_frames, Connector, HealthCheck, HttpFigures, HttpOptions, HttpPages,
+    HttpTarget, MetricsPage, PeerOfToken, StatusPage, StatusRequest,
 };
 pub use http_api::{ApiAnswer, ApiGate, ApiHandler, ApiRequest, ApiRoutes};
 pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, PolledLink};

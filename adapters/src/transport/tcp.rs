@@ -16,6 +16,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that sends nothing this long is closed (the WebSocket
 /// endpoint, with its pings, uses 45 s; a TCP peer sends no pings).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Flushing and closing a connection that ends takes at most this.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A frame must arrive whole within this after its header.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 /// The payload is read in pieces of this size: memory follows the bytes
@@ -75,9 +77,16 @@ where
             }
         }
         // The connection ends either way: what did not flush is lost with
-        // it, and a close that fails leaves nothing to close.
-        let _ = s.flush().await;
-        let _ = s.close().await;
+        // it, and a close that fails leaves nothing to close. A peer that
+        // reads nothing cannot hold the ending up (TLS's close writes).
+        let ending = async {
+            let _ = s.flush().await;
+            let _ = s.close().await;
+        };
+        let late = async {
+            smol::Timer::after(CLOSE_TIMEOUT).await;
+        };
+        futures_lite::future::or(ending, late).await;
         let _ = raw.shutdown(std::net::Shutdown::Both);
         out_rx.close();
     })

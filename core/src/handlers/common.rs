@@ -558,7 +558,10 @@ pub(crate) fn promised_clock(model: &Model) -> Clock {
 /// A write to the primary store may or may not have committed: cursors stay
 /// below what it could have been given until the document is written again.
 pub(crate) fn write_unsettled(model: &mut Model, store: ChannelId, f: &crate::model::InFlight) {
-    if model.stores.get_min() != Some(&store) {
+    // A document deleted since is heard of as a deletion, and nothing would
+    // lift a hold for it.
+    let gone = !model.docs.contains_key(&f.doc) || model.tombstones.contains(&f.doc);
+    if model.stores.get_min() != Some(&store) || gone {
         return;
     }
     let before = model

@@ -47,7 +47,7 @@ pub(crate) fn channel_added(
                     error_refilled: model.now,
                     errors_dropped: 0,
                     quota: Default::default(),
-                    static_token: None,
+                    admitted_by: Default::default(),
                 },
             );
             model.stores.insert(channel);
@@ -67,7 +67,7 @@ pub(crate) fn channel_added(
                     error_refilled: model.now,
                     errors_dropped: 0,
                     quota: Default::default(),
-                    static_token: None,
+                    admitted_by: Default::default(),
                 },
             );
             super::timers::ensure_sweep(model);
@@ -421,9 +421,10 @@ fn hold_credential(
 ) {
     let expires = credential.as_ref().and_then(|c| c.expires);
     if let Some(c) = model.channels.get_mut(&channel) {
-        c.static_token = match credential {
-            Some(_) => None,
-            None => token.map(str::to_string),
+        c.admitted_by = match (&credential, token) {
+            (Some(_), _) => crate::model::Admission::Signed,
+            (None, Some(t)) => crate::model::Admission::Static(t.to_string()),
+            (None, None) => crate::model::Admission::Nothing,
         };
     }
     if let Some(p) = model.peers.get_mut(peer) {
@@ -503,8 +504,8 @@ pub(crate) fn revoked(model: &mut Model, out: &mut Out, revocations: crate::poli
 
 /// The static tokens changed: each connection a static token let in (or
 /// no token, where none was needed) is checked against the new list, and
-/// one it no longer admits is told why and closed. Signed tokens are not
-/// touched.
+/// one it no longer admits is told why and closed. Connections a signed
+/// token let in are not touched.
 pub(crate) fn tokens_replaced(
     model: &mut Model,
     out: &mut Out,
@@ -524,14 +525,12 @@ pub(crate) fn tokens_replaced(
             let Link::Established(peer) = &ch.link else {
                 return None;
             };
-            if model
-                .peers
-                .get(peer)
-                .is_some_and(|p| p.credential.is_some())
-            {
-                return None;
-            }
-            credentials(&model.config, peer, ch.static_token.as_deref())
+            let token = match &ch.admitted_by {
+                crate::model::Admission::Signed => return None,
+                crate::model::Admission::Static(t) => Some(t.as_str()),
+                crate::model::Admission::Nothing => None,
+            };
+            credentials(&model.config, peer, token)
                 .err()
                 .map(|why| (*c, why))
         })

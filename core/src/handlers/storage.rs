@@ -673,6 +673,12 @@ pub(crate) fn failed(model: &mut Model, out: &mut Out, store: ChannelId, failure
     }
 }
 
+/// Writes a document's changes again after the retry pause.
+pub(crate) fn retry_doc(model: &mut Model, doc: &DocId) {
+    model.retry.docs.insert(doc.clone());
+    schedule_retry(model);
+}
+
 /// A store write succeeded: the failure streak is over.
 pub(crate) fn store_ok(model: &mut Model) {
     model.retry.failures = 0;

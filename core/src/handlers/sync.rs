@@ -1055,9 +1055,13 @@ fn store_ack(
         return super::common::persist(model, out, &doc);
     }
     if status != AckStatus::Ok {
-        // Resend what is not durable with the next change.
+        // Resend what is not durable with the next change; a write in doubt
+        // holds cursors back, so that one is tried again without waiting.
         let durable = d.durable.get(&store).cloned().unwrap_or_default();
         d.stored.insert(store, durable);
+        if model.unsettled_writes.contains_key(&doc) {
+            super::storage::retry_doc(model, &doc);
+        }
         return report(
             out,
             Some(&doc),

@@ -462,3 +462,36 @@ fn a_write_that_may_have_committed_holds_every_cursor_below_it_until_written_aga
         (vec![("e".into(), 2), ("d".into(), 3)], 3)
     );
 }
+
+#[test]
+fn a_write_in_doubt_of_a_document_deleted_since_holds_no_cursor() {
+    let mut k = Kit::hub();
+    k.store(10);
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    k.create(&[10], "d");
+    k.create(&[10], "e");
+    let to_d = data(&written(&mut k, 1, "d", 7, vv(&[(1, 1)])), 10)[0].0;
+    let to_e = data(&written(&mut k, 1, "e", 8, vv(&[(1, 2)])), 10)[0].0;
+    k.recv(1, Message::Delete { doc: doc("d") });
+    k.feed(Msg::StoreFailed {
+        store: ChannelId(10),
+        failure: StoreFailure::Append {
+            batch: to_d,
+            reason: "connection reset".into(),
+        },
+    });
+    store_ack(&mut k, to_e, 2);
+    let cmds = k.recv(
+        2,
+        Message::ChangesSince {
+            clock: crate::Clock(0),
+            filter: crate::Filter::all(),
+        },
+    );
+    assert_eq!(
+        changes_up_to(&cmds, 2).1,
+        2,
+        "a deleted document's write held every cursor for good"
+    );
+}

@@ -18,7 +18,7 @@
 //! clear refusal, never a hang.
 
 use crate::jwt::{right, DocClaim};
-use docweave_adapters::transport::{request_to, HttpTarget};
+use docweave_adapters::transport::{request_capped, HttpTarget};
 use docweave_core::{Credential, DocRight, PeerId};
 use docweave_shell::{Checked, RemoteCheck};
 use serde::Deserialize;
@@ -99,37 +99,54 @@ impl AuthUrl {
         self.kept_at_most(token, Duration::ZERO)
     }
 
-    /// The kept answer on `token` for a connection already let in: one
-    /// past its TTL still stands while the backend is asked again (in the
-    /// background, once at a time); with none kept the token is refused as
-    /// pending, and asked about, so the client's next try finds the answer.
+    /// The answer on `token` for a connection asking to be let in: a kept
+    /// one still within its TTL, or a refusal as pending while the backend
+    /// is asked (so the client's next try finds the answer).
+    pub fn admit(self: &Arc<Self>, token: &str) -> Checked {
+        self.kept(token).unwrap_or_else(|| {
+            self.ask_aside(token);
+            Checked::Refused(
+                "auth-pending: the app's backend is being asked about this token; try again".into(),
+            )
+        })
+    }
+
+    /// The answer on `token` for a connection already let in: one past its
+    /// TTL still stands while the backend is asked again (its rights do not
+    /// lapse meanwhile); with none kept, as [`Self::admit`].
     pub fn standing(self: &Arc<Self>, token: &str) -> Checked {
         if let Some(fresh) = self.kept(token) {
             return fresh;
         }
-        let stale = self.kept_at_most(token, STALE_GRACE);
+        match self.kept_at_most(token, STALE_GRACE) {
+            Some(stale) => {
+                self.ask_aside(token);
+                stale
+            }
+            None => self.admit(token),
+        }
+    }
+
+    /// Asks the backend about `token` in the background, once at a time.
+    fn ask_aside(self: &Arc<Self>, token: &str) {
         let first = self
             .refreshing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(token.to_string());
-        if first {
-            let (me, token) = (self.clone(), token.to_string());
-            smol::spawn(async move {
-                // The answer is kept by `fetch`; nobody waits for it here.
-                let _answer = me.fetch(token.clone()).await;
-                me.refreshing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&token);
-            })
-            .detach();
+        if !first {
+            return;
         }
-        stale.unwrap_or_else(|| {
-            Checked::Refused(
-                "auth-pending: the app's backend is being asked about this token; try again".into(),
-            )
+        let (me, token) = (self.clone(), token.to_string());
+        smol::spawn(async move {
+            // The answer is kept by `fetch`; nobody waits for it here.
+            let _answer = me.fetch(token.clone()).await;
+            me.refreshing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&token);
         })
+        .detach();
     }
 
     fn kept_at_most(&self, token: &str, past_ttl: Duration) -> Option<Checked> {
@@ -185,11 +202,16 @@ impl AuthUrl {
             .to_string()
             .into_bytes();
         let headers = [("content-type", "application/json")];
-        let (status, mut answer) = request_to("POST", &self.target, &self.path, &headers, body)
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.target.addr))?;
-        answer.truncate(MOST_ANSWER);
-        Ok((status, answer))
+        request_capped(
+            "POST",
+            &self.target,
+            &self.path,
+            &headers,
+            body,
+            MOST_ANSWER,
+        )
+        .await
+        .map_err(|e| format!("no answer from {}: {e}", self.target.addr))
     }
 
     fn keep(&self, token: String, checked: Checked, keep: Duration, exp: Option<u64>) {

@@ -226,8 +226,9 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let statics = flag_statics.clone().and(&Statics::parse_file(&text));
-            (text, statics)
+            let listed =
+                Statics::parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            (text.clone(), flag_statics.clone().and(&listed))
         }
         None => (String::new(), flag_statics.clone()),
     };
@@ -235,7 +236,11 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         Some(path) => Some(crate::revocations::read(path)?),
         None => None,
     };
-    let auth = crate::serve_auth::ServeAuth::new(statics.clone(), rules.clone(), &a.jwt, auth_url)?;
+    let mut auth =
+        crate::serve_auth::ServeAuth::new(statics.clone(), rules.clone(), &a.jwt, auth_url)?;
+    // With a tokens file every connection needs a token, even when the
+    // file (re-read later) lists none: an emptied list lets nobody in.
+    auth.tokens_required = a.tokens_file.is_some();
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
     // The node's own rules for a join's token, so a Loro join with a token
     // it would refuse fails alone instead of closing the connection.
@@ -255,6 +260,9 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             c.kind = PeerKind::Service;
             c.tokens = statics.tokens;
             c.grants = statics.grants;
+            // See `tokens_required` above: the core asks a token of every
+            // hello (a signed one, or one of the static list).
+            c.signed_tokens |= a.tokens_file.is_some();
             c.rules = rules;
             c.timing.peer_linger_ms = a.peer_linger_ms;
             c.quotas = quotas;
@@ -353,7 +361,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             "static tokens",
             path.clone(),
             tokens_text,
-            move |text| Ok(flag_statics.clone().and(&Statics::parse_file(text))),
+            move |text| Ok(flag_statics.clone().and(&Statics::parse_file(text)?)),
             move |statics: Statics| {
                 *shared.write().unwrap_or_else(|p| p.into_inner()) = statics.clone();
                 repo.set_tokens(statics.tokens, statics.grants).is_ok()

@@ -100,12 +100,19 @@ impl Statics {
         statics
     }
 
-    /// A `--tokens-file`: one `--token` value per line, `#` starts a comment.
-    pub fn parse_file(text: &str) -> Self {
-        Self::parse(
+    /// A `--tokens-file`: one `--token` value per line, `#` starts a
+    /// comment. An empty file is refused: it is most likely being written
+    /// (a list that lets nobody in says so in a comment).
+    pub fn parse_file(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err(
+                "the file is empty (being written?); to let nobody in, write a comment".into(),
+            );
+        }
+        Ok(Self::parse(
             text.lines()
                 .map(|l| l.split('#').next().unwrap_or("").trim()),
-        )
+        ))
     }
 
     /// These and `more`.
@@ -134,6 +141,9 @@ pub struct ServeAuth {
     pub revoked: Arc<RwLock<Revocations>>,
     /// The app's backend, asked about other tokens (`--auth-url`).
     pub auth_url: Option<Arc<crate::auth_url::AuthUrl>>,
+    /// Every connection needs a token, even while the static ones are
+    /// none (`--tokens-file` can empty them: then nobody gets in).
+    pub tokens_required: bool,
 }
 
 /// The token checker `serve` gives the node: static tokens are the node's
@@ -173,6 +183,7 @@ impl ServeAuth {
     ) -> Result<Self, String> {
         Ok(Self {
             auth_url,
+            tokens_required: false,
             statics: Arc::new(RwLock::new(statics)),
             rules: Arc::new(RwLock::new(rules)),
             jwt: jwt.verifier()?.map(Arc::new),
@@ -189,8 +200,13 @@ impl ServeAuth {
     /// in: on an open server, or with a static token.
     fn admits_unsigned(&self, token: Option<&str>) -> bool {
         let statics = self.statics();
-        let open = *statics == Statics::default() && self.jwt.is_none() && self.auth_url.is_none();
+        let open = self.open() && *statics == Statics::default();
         open || token.is_some_and(|t| statics.holds(t))
+    }
+
+    /// Whether nothing but the static tokens (if any) guards the server.
+    pub fn open(&self) -> bool {
+        self.jwt.is_none() && self.auth_url.is_none() && !self.tokens_required
     }
 
     /// Whether `token` is one of the static ones.
@@ -198,16 +214,27 @@ impl ServeAuth {
         self.statics().holds(token)
     }
 
-    /// The verdict on a token that is not a static one: a signed token's,
-    /// or what the app's backend said of it (`--auth-url`, see
-    /// `AuthUrl::standing`). `None` when neither applies.
+    /// The verdict on a token that is not a static one, for letting its
+    /// holder in: a signed token's, or what the app's backend said of it
+    /// (`--auth-url`, see `AuthUrl::admit`). `None` when neither applies.
     pub fn signed(&self, token: &str) -> Option<Checked> {
+        self.verdict(token, false)
+    }
+
+    /// [`Self::signed`] for a connection already in: the backend's answer
+    /// stands a while past its TTL while it is asked again.
+    fn standing(&self, token: &str) -> Option<Checked> {
+        self.verdict(token, true)
+    }
+
+    fn verdict(&self, token: &str, already_in: bool) -> Option<Checked> {
         if self.is_static(token) {
             return None;
         }
         let checked = match (&self.jwt, &self.auth_url) {
             (Some(jwt), _) if looks_like_jwt(token) => jwt.verify(token, now_s()),
-            (_, Some(backend)) => backend.standing(token),
+            (_, Some(backend)) if already_in => backend.standing(token),
+            (_, Some(backend)) => backend.admit(token),
             _ => return None,
         };
         Some(match checked {
@@ -284,7 +311,7 @@ impl ServeAuth {
                 .unwrap_or_else(|p| p.into_inner())
                 .access(peer, doc)
         };
-        match token.and_then(|t| self.signed(t)) {
+        match token.and_then(|t| self.standing(t)) {
             Some(Checked::Valid { credential, .. }) => credential.access(doc).unwrap_or_else(rules),
             Some(Checked::Refused(_)) => Access::NONE,
             // A static token withdrawn since (`--tokens-file`) gives nothing.

@@ -35,6 +35,8 @@ struct Sharing {
     failing: bool,
     /// Rows that did not parse, by server, with their text (said once).
     unreadable: BTreeMap<String, String>,
+    /// Whether another server of our name was seen (said once).
+    clash_said: bool,
 }
 
 impl Sharing {
@@ -86,6 +88,13 @@ impl Sharing {
         for (server, text) in rows {
             // Our own row is what we published; the file is fresher.
             if server == self.server && self.own.is_some() {
+                if self.published.as_ref() != Some(&text) && !self.clash_said {
+                    self.clash_said = true;
+                    tracing::warn!(
+                        "another server named {server} keeps its revocations in this store \
+                         too, over ours: give each server its own --name"
+                    );
+                }
                 continue;
             }
             match parse(&text) {
@@ -133,6 +142,7 @@ pub fn start(
         in_force: None,
         failing: false,
         unreadable: BTreeMap::new(),
+        clash_said: false,
     };
     if let Some(all) = sharing.sync() {
         if !apply(all) {

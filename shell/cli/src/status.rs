@@ -40,7 +40,7 @@ fn viewer(auth: &ServeAuth, bearer: Option<&str>) -> Option<Viewer> {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    if statics == Statics::default() && auth.jwt.is_none() && auth.auth_url.is_none() {
+    if statics == Statics::default() && auth.open() {
         return Some(Viewer::All);
     }
     let token = bearer?;

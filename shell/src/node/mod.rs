@@ -276,15 +276,28 @@ pub enum Output {
     },
 }
 
-/// Most messages a connection may send while its token is being checked
-/// elsewhere; more close it.
+/// Most messages (or frames) a connection may send while its token is
+/// being checked elsewhere, and most bytes; more close it.
 const WAITING_ON_CHECK: usize = 64;
+const WAITING_BYTES: usize = 1 << 20;
 
 /// A connection whose hello (or reauth) waits for its token's check, and
-/// what it sent after it.
+/// what it sent after it, in order.
 struct Checking {
     message: Message,
-    later: Vec<Message>,
+    later: Vec<Later>,
+    /// Bytes of the frames held.
+    bytes: usize,
+    /// It sent too much while waiting: dropped, and closed by the core.
+    refused: bool,
+}
+
+/// Something a connection sent while its token was checked.
+enum Later {
+    /// A message of the frame that carried the hello.
+    Message(Message),
+    /// A frame that came after it (a chunk, or whole).
+    Frame(Vec<u8>),
 }
 
 /// Sees every step of the core: the time, the input and the commands.
@@ -440,22 +453,66 @@ impl<E: DocEngine> Node<E> {
         self.authenticator = Some(authenticator);
     }
 
+    /// A frame from a connection: chunks put together, messages decoded
+    /// and handed on; held whole while the connection's token is checked
+    /// elsewhere.
+    fn frame_in(&mut self, channel: ChannelId, bytes: Vec<u8>) {
+        if self.checking.contains_key(&channel) {
+            return self.hold(channel, Later::Frame(bytes));
+        }
+        let bytes = match docweave_core::parse_chunk(&bytes) {
+            // Nothing is held for a channel before its handshake.
+            Some(_) if self.model().channel_peer(channel).is_none() => {
+                self.internal.push_back(Msg::ChunkBeforeHello { channel });
+                return;
+            }
+            Some(chunk) => match self.chunks.take(channel, chunk, self.now) {
+                chunks::Taken::Pending => return,
+                chunks::Taken::Whole(frame) => frame,
+                chunks::Taken::TooLarge { size, limit } => {
+                    self.internal.push_back(Msg::TooLarge {
+                        channel,
+                        size,
+                        limit,
+                    });
+                    return;
+                }
+                chunks::Taken::Refused(e) => {
+                    tracing::warn!("{channel}: {e}; the frame is dropped");
+                    return;
+                }
+            },
+            None => bytes,
+        };
+        // A whole (reassembled) frame may be larger than one frame.
+        let limits = Limits {
+            max_frame: self.options.limits.max_frame.max(self.options.max_message),
+            ..self.options.limits
+        };
+        match decode_frame(&bytes, &limits) {
+            Ok(frame) => {
+                for message in frame.messages {
+                    self.message_in(channel, message);
+                }
+                for kind in frame.unknown {
+                    self.internal.push_back(Msg::Unsupported { channel, kind });
+                }
+            }
+            Err(e) => {
+                tracing::warn!("{channel}: bad frame: {e}");
+                self.internal.push_back(Msg::FrameRejected {
+                    channel,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
     /// A message a connection sent: for the core now, or held while its
     /// token is checked elsewhere (with what the connection sends after it).
     fn message_in(&mut self, channel: ChannelId, message: Message) {
-        if let Some(waiting) = self.checking.get_mut(&channel) {
-            if waiting.later.len() < WAITING_ON_CHECK {
-                waiting.later.push(message);
-            } else {
-                self.checking.remove(&channel);
-                self.internal.push_back(Msg::FrameRejected {
-                    channel,
-                    reason: format!(
-                        "more than {WAITING_ON_CHECK} messages while its token was being checked"
-                    ),
-                });
-            }
-            return;
+        if self.checking.contains_key(&channel) {
+            return self.hold(channel, Later::Message(message));
         }
         match self.received(channel, message) {
             Ok(msg) => self.internal.push_back(msg),
@@ -466,6 +523,8 @@ impl<E: DocEngine> Node<E> {
                     Checking {
                         message,
                         later: Vec::new(),
+                        bytes: 0,
+                        refused: false,
                     },
                 );
                 self.outputs
@@ -481,15 +540,51 @@ impl<E: DocEngine> Node<E> {
             // The connection closed meanwhile.
             return;
         };
+        if waiting.refused {
+            // It sent too much while waiting and is being closed.
+            return;
+        }
         let verdict = self.verdict(checked);
-        self.internal.push_back(Msg::Authenticated {
+        // At once, so that what it sent after (chunks too) finds the
+        // connection established.
+        self.step(Msg::Authenticated {
             channel,
             message: waiting.message,
             verdict,
         });
-        for message in waiting.later {
-            self.message_in(channel, message);
+        for later in waiting.later {
+            match later {
+                Later::Message(message) => self.message_in(channel, message),
+                Later::Frame(bytes) => self.frame_in(channel, bytes),
+            }
         }
+    }
+
+    /// Keeps what a connection sent while its token is checked, within
+    /// bounds: past them it is refused and what it sent dropped.
+    fn hold(&mut self, channel: ChannelId, later: Later) {
+        let Some(waiting) = self.checking.get_mut(&channel) else {
+            return;
+        };
+        if waiting.refused {
+            return;
+        }
+        waiting.bytes += match &later {
+            Later::Frame(bytes) => bytes.len(),
+            Later::Message(_) => 0,
+        };
+        if waiting.later.len() < WAITING_ON_CHECK && waiting.bytes <= WAITING_BYTES {
+            waiting.later.push(later);
+            return;
+        }
+        waiting.refused = true;
+        waiting.later.clear();
+        self.internal.push_back(Msg::FrameRejected {
+            channel,
+            reason: format!(
+                "more than {WAITING_ON_CHECK} messages or {WAITING_BYTES} bytes while its token was being checked"
+            ),
+        });
     }
 
     /// A received message for the core: a hello or reauth whose token the
@@ -676,52 +771,7 @@ impl<E: DocEngine> Node<E> {
                     return;
                 }
                 self.count_frame_in(bytes.len());
-                let bytes = match docweave_core::parse_chunk(&bytes) {
-                    // Nothing is held for a channel before its handshake.
-                    Some(_) if self.model().channel_peer(channel).is_none() => {
-                        self.internal.push_back(Msg::ChunkBeforeHello { channel });
-                        return;
-                    }
-                    Some(chunk) => match self.chunks.take(channel, chunk, self.now) {
-                        chunks::Taken::Pending => return,
-                        chunks::Taken::Whole(frame) => frame,
-                        chunks::Taken::TooLarge { size, limit } => {
-                            self.internal.push_back(Msg::TooLarge {
-                                channel,
-                                size,
-                                limit,
-                            });
-                            return;
-                        }
-                        chunks::Taken::Refused(e) => {
-                            tracing::warn!("{channel}: {e}; the frame is dropped");
-                            return;
-                        }
-                    },
-                    None => bytes,
-                };
-                // A whole (reassembled) frame may be larger than one frame.
-                let limits = Limits {
-                    max_frame: self.options.limits.max_frame.max(self.options.max_message),
-                    ..self.options.limits
-                };
-                match decode_frame(&bytes, &limits) {
-                    Ok(frame) => {
-                        for message in frame.messages {
-                            self.message_in(channel, message);
-                        }
-                        for kind in frame.unknown {
-                            self.internal.push_back(Msg::Unsupported { channel, kind });
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!("{channel}: bad frame: {e}");
-                        self.internal.push_back(Msg::FrameRejected {
-                            channel,
-                            reason: e.to_string(),
-                        });
-                    }
-                }
+                self.frame_in(channel, bytes);
             }
             Input::ChannelClosed { channel } => {
                 self.chunks.drop_channel(channel);
