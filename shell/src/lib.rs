@@ -76,6 +76,9 @@
 //!             node.handle(now(), Input::LocalChange { doc });
 //!         }
 //!         Output::Event(_) => {}
+//!         // Only with a checker that asks elsewhere: run the question aside,
+//!         // then feed `Input::Checked { channel, checked }`.
+//!         Output::Authenticate { channel, check } => {}
 //!     }
 //! }
 //! // Frames that arrive: `node.handle(now(), Input::Frame { channel, bytes })`;

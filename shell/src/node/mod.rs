@@ -27,6 +27,9 @@
 //!         Output::Dial { remote } => { /* connect, then `channel_opened(now, Some(remote))` */ }
 //!         Output::Store(job) => { /* run_job(store, job.op), then feed `Input::Store` */ }
 //!         Output::Event(event) => { /* tell the application */ }
+//!         Output::Authenticate { channel, check } => {
+//!             /* await `check.take()` aside, then feed `Input::Checked` */
+//!         }
 //!     }
 //! }
 //! // Sleep until `node.poll_timeout()` or the next input, then feed `Input::Timeout`.
