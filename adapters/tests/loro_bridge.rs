@@ -2,8 +2,8 @@
 //! become for the node, and what the node's answers become for the client.
 
 use docweave_adapters::loro_protocol::{
-    version_from_loro, version_to_loro, AckStatus, Body, Bridge, BridgeOptions, Crdt, Effect,
-    JoinErrorCode, LoroMessage,
+    version_from_loro, version_to_loro, Body, Bridge, BridgeOptions, Crdt, Effect, JoinErrorCode,
+    LoroMessage, UpdateStatus,
 };
 use docweave_core::{
     AckStatus as NativeAck, BatchId, DocId, Message, Pattern, Payload, PeerId, Reply, Rules,
@@ -177,7 +177,7 @@ fn a_client_update_is_acknowledged_only_when_the_node_acknowledges_it() {
         to_client(&effects),
         vec![&Body::Ack {
             batch: [1; 8],
-            status: AckStatus::Ok
+            status: UpdateStatus::Ok
         }]
     );
 }
@@ -207,7 +207,7 @@ fn a_read_only_member_is_told_read_and_its_writes_are_refused() {
         to_client(&effects),
         vec![&Body::Ack {
             batch: [2; 8],
-            status: AckStatus::PermissionDenied
+            status: UpdateStatus::PermissionDenied
         }]
     );
     assert!(to_node(&effects).is_empty());
@@ -287,7 +287,7 @@ fn fragments_are_gathered_within_bounds_and_time() {
         to_client(&b.tick(now + Duration::from_secs(11))),
         vec![&Body::Ack {
             batch: [3; 8],
-            status: AckStatus::FragmentTimeout
+            status: UpdateStatus::FragmentTimeout
         }]
     );
     // A header announcing more than the limit is refused at once.
@@ -304,7 +304,7 @@ fn fragments_are_gathered_within_bounds_and_time() {
         to_client(&b.from_client(huge, now)),
         vec![&Body::Ack {
             batch: [4; 8],
-            status: AckStatus::PayloadTooLarge
+            status: UpdateStatus::PayloadTooLarge
         }]
     );
 }
@@ -373,7 +373,7 @@ fn rejoin_suggested(client: &[&Body]) -> bool {
     })
 }
 
-fn acks(client: &[&Body]) -> Vec<([u8; 8], AckStatus)> {
+fn acks(client: &[&Body]) -> Vec<([u8; 8], UpdateStatus)> {
     client
         .iter()
         .filter_map(|m| match m {
@@ -432,7 +432,10 @@ fn an_update_kept_only_pending_is_acknowledged_once_a_rejoin_made_it_durable() {
     });
     let mut got = acks(&to_client(&effects));
     got.sort_by_key(|(batch, _)| *batch);
-    assert_eq!(got, vec![([6; 8], AckStatus::Ok), ([7; 8], AckStatus::Ok)]);
+    assert_eq!(
+        got,
+        vec![([6; 8], UpdateStatus::Ok), ([7; 8], UpdateStatus::Ok)]
+    );
 }
 
 #[test]
@@ -451,7 +454,7 @@ fn an_update_the_node_never_acknowledges_is_sent_again_through_a_rejoin() {
     // The node turns out to hold all the client has: acknowledged at the answer.
     let theirs = VersionVector::from_entries([(7, 3)]);
     let effects = rejoin(&mut b, &theirs, &theirs);
-    assert_eq!(acks(&to_client(&effects)), vec![([6; 8], AckStatus::Ok)]);
+    assert_eq!(acks(&to_client(&effects)), vec![([6; 8], UpdateStatus::Ok)]);
 }
 
 #[test]
@@ -463,7 +466,7 @@ fn a_client_that_leaves_a_room_is_told_its_owed_batches_were_not_vouched_for() {
     let effects = b.from_client(msg(Crdt::Loro, "doc", Body::Leave), Instant::now());
     assert_eq!(
         acks(&to_client(&effects)),
-        vec![([6; 8], AckStatus::Unknown)]
+        vec![([6; 8], UpdateStatus::Unknown)]
     );
 }
 
@@ -524,7 +527,7 @@ fn an_update_the_node_cannot_import_is_answered_invalid_update() {
         to_client(&effects),
         vec![&Body::Ack {
             batch: [3; 8],
-            status: AckStatus::InvalidUpdate
+            status: UpdateStatus::InvalidUpdate
         }]
     );
 }
@@ -649,7 +652,7 @@ fn a_room_the_member_may_no_longer_read_ends_at_the_next_tick_and_write_loss_mak
     assert!(to_client(&b.tick(now)).is_empty());
     let effects = update(&mut b, vec![1, 2, 3], 9);
     assert!(
-        acks(&to_client(&effects)).contains(&([9; 8], AckStatus::PermissionDenied)),
+        acks(&to_client(&effects)).contains(&([9; 8], UpdateStatus::PermissionDenied)),
         "{:?}",
         to_client(&effects)
     );

@@ -5,7 +5,8 @@
 //! hostile input (it reserves memory by counts read from the wire).
 
 use docweave_adapters::loro_protocol::{
-    decode, encode, AckStatus, Body, Crdt, JoinErrorCode, LoroMessage, RoomErrorCode, MAX_ROOM_ID,
+    decode, encode, Body, Crdt, JoinErrorCode, LoroMessage, RoomErrorCode, UpdateStatus,
+    MAX_ROOM_ID,
 };
 use loro_protocol as theirs;
 use quickcheck::{Arbitrary, Gen, QuickCheck};
@@ -120,14 +121,14 @@ impl Arbitrary for Valid {
                 status: pick(
                     g,
                     &[
-                        AckStatus::Ok,
-                        AckStatus::Unknown,
-                        AckStatus::PermissionDenied,
-                        AckStatus::InvalidUpdate,
-                        AckStatus::PayloadTooLarge,
-                        AckStatus::RateLimited,
-                        AckStatus::FragmentTimeout,
-                        AckStatus::AppError,
+                        UpdateStatus::Ok,
+                        UpdateStatus::Unknown,
+                        UpdateStatus::PermissionDenied,
+                        UpdateStatus::InvalidUpdate,
+                        UpdateStatus::PayloadTooLarge,
+                        UpdateStatus::RateLimited,
+                        UpdateStatus::FragmentTimeout,
+                        UpdateStatus::AppError,
                     ],
                 ),
             },

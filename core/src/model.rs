@@ -264,7 +264,7 @@ impl Config {
 
 /// A network request waiting for the stores to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Queued {
+pub(crate) enum WaitingRequest {
     Sync {
         channel: ChannelId,
         version: VersionVector,
@@ -300,7 +300,7 @@ pub(crate) enum Phase {
     /// Waiting for every store to answer before answering anyone.
     Loading {
         waiting: OrdSet<ChannelId>,
-        queued: Vec<Queued>,
+        queued: Vec<WaitingRequest>,
         found: bool,
         reason: LoadReason,
         creator: Option<PeerId>,
@@ -410,7 +410,7 @@ impl Doc {
 
 /// Handshake state of a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Link {
+pub(crate) enum Handshake {
     /// Network channel before the handshake.
     Connecting,
     /// Ready: the peer is known.
@@ -421,7 +421,7 @@ pub(crate) enum Link {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Channel {
     pub kind: ChannelKind,
-    pub link: Link,
+    pub handshake: Handshake,
     /// Set when we dialed: we pull and push; the other side answers.
     pub remote: Option<RemoteAddr>,
     /// When it was added, for the handshake timeout.
@@ -842,9 +842,9 @@ impl Model {
 
     /// The peer established on a channel.
     pub fn channel_peer(&self, channel: ChannelId) -> Option<&PeerId> {
-        match &self.channels.get(&channel)?.link {
-            Link::Established(p) => Some(p),
-            Link::Connecting => None,
+        match &self.channels.get(&channel)?.handshake {
+            Handshake::Established(p) => Some(p),
+            Handshake::Connecting => None,
         }
     }
 
@@ -901,9 +901,9 @@ impl Model {
             .filter(|(_, ch)| ch.kind == ChannelKind::Network)
             .map(|(c, ch)| ConnectionInfo {
                 channel: *c,
-                peer: match &ch.link {
-                    Link::Established(p) => Some(p.clone()),
-                    Link::Connecting => None,
+                peer: match &ch.handshake {
+                    Handshake::Established(p) => Some(p.clone()),
+                    Handshake::Connecting => None,
                 },
                 kind: ch.peer_kind,
                 protocol: ch.protocol,

@@ -7,7 +7,7 @@ use crate::handlers::{
 };
 use crate::ids::ChannelId;
 use crate::io::{ChannelKind, Cmd, Level, Millis, Msg};
-use crate::model::{Link, Model};
+use crate::model::{Handshake, Model};
 use crate::out::Out;
 use crate::protocol::{ErrorCode, Message};
 
@@ -168,9 +168,9 @@ fn received(
     if ch.kind == ChannelKind::Storage {
         return from_store(model, out, channel, message);
     }
-    let peer = match &ch.link {
-        Link::Established(p) => p.clone(),
-        Link::Connecting => {
+    let peer = match &ch.handshake {
+        Handshake::Established(p) => p.clone(),
+        Handshake::Connecting => {
             return match message {
                 Message::Hello(h) => connection::hello(model, out, channel, h, verdict),
                 Message::Welcome(w) => connection::welcome(model, out, channel, w),

@@ -10,8 +10,7 @@
 //! arrives with the inputs, so the bridge is tested without sockets.
 
 use super::codec::{
-    AckStatus as LoroAck, BatchId as LoroBatch, Body, Crdt, JoinErrorCode, LoroMessage,
-    RoomErrorCode, MAX_ROOM_ID,
+    Body, Crdt, JoinErrorCode, LoroBatchId, LoroMessage, RoomErrorCode, UpdateStatus, MAX_ROOM_ID,
 };
 use super::owed::{AfterJoin, OwedAcks};
 use super::presence::MemberPresence;
@@ -163,9 +162,9 @@ struct Room {
 struct Batch {
     crdt: Crdt,
     room: String,
-    id: LoroBatch,
+    id: LoroBatchId,
     remaining: usize,
-    worst: LoroAck,
+    worst: UpdateStatus,
     /// The node kept part of it, pending changes it does not have.
     behind: bool,
     /// When it went to the node (bridge milliseconds).
@@ -173,7 +172,7 @@ struct Batch {
 }
 
 /// A fragmented update's key: its room and the client's batch id.
-type FragmentKey = (Crdt, String, LoroBatch);
+type FragmentKey = (Crdt, String, LoroBatchId);
 
 /// Fragmented updates one connection gathers at once.
 const MAX_GATHERING: usize = 8;
@@ -195,11 +194,11 @@ pub const PRESENCE_NAMESPACE: &str = "loro-eph";
 pub const PERSISTED_PRESENCE_NAMESPACE: &str = "loro-eps";
 
 /// The Loro answer to a refused fragment.
-fn fragment_refusal(e: &Refused) -> LoroAck {
+fn fragment_refusal(e: &Refused) -> UpdateStatus {
     match e {
-        Refused::TooLarge { .. } | Refused::TooMuchHeld { .. } => LoroAck::PayloadTooLarge,
-        Refused::Busy | Refused::TooMany(_) => LoroAck::RateLimited,
-        Refused::Malformed(_) => LoroAck::InvalidUpdate,
+        Refused::TooLarge { .. } | Refused::TooMuchHeld { .. } => UpdateStatus::PayloadTooLarge,
+        Refused::Busy | Refused::TooMany(_) => UpdateStatus::RateLimited,
+        Refused::Malformed(_) => UpdateStatus::InvalidUpdate,
     }
 }
 
@@ -256,13 +255,13 @@ fn message(crdt: Crdt, room: &str, body: Body) -> LoroMessage {
     }
 }
 
-fn ack_status(s: AckStatus) -> LoroAck {
+fn ack_status(s: AckStatus) -> UpdateStatus {
     match s {
-        AckStatus::Ok | AckStatus::MissingDependencies => LoroAck::Ok,
-        AckStatus::PermissionDenied | AckStatus::Deleted => LoroAck::PermissionDenied,
-        AckStatus::Invalid => LoroAck::InvalidUpdate,
-        AckStatus::TooLarge => LoroAck::PayloadTooLarge,
-        AckStatus::RateLimited => LoroAck::RateLimited,
+        AckStatus::Ok | AckStatus::MissingDependencies => UpdateStatus::Ok,
+        AckStatus::PermissionDenied | AckStatus::Deleted => UpdateStatus::PermissionDenied,
+        AckStatus::Invalid => UpdateStatus::InvalidUpdate,
+        AckStatus::TooLarge => UpdateStatus::PayloadTooLarge,
+        AckStatus::RateLimited => UpdateStatus::RateLimited,
     }
 }
 
@@ -425,7 +424,7 @@ impl Bridge {
             } => self.fragment(&mut out, (crdt, room, batch), index, bytes, now),
             Body::Leave => self.leave(&mut out, crdt, &room),
             Body::Ack { batch, status } => {
-                if status != LoroAck::Ok {
+                if status != UpdateStatus::Ok {
                     tracing::warn!(
                         "loro: the client could not take batch {batch:02x?} of {crdt}{room}: {status:?}"
                     );
@@ -600,7 +599,13 @@ impl Bridge {
         );
     }
 
-    fn refuse_batch(out: &mut Vec<Effect>, crdt: Crdt, room: &str, batch: LoroBatch, s: LoroAck) {
+    fn refuse_batch(
+        out: &mut Vec<Effect>,
+        crdt: Crdt,
+        room: &str,
+        batch: LoroBatchId,
+        s: UpdateStatus,
+    ) {
         out.push(Effect::ToClient(message(
             crdt,
             room,
@@ -614,26 +619,26 @@ impl Bridge {
         crdt: Crdt,
         room: &str,
         updates: Vec<Vec<u8>>,
-        batch: LoroBatch,
+        batch: LoroBatchId,
     ) {
         let Some(peer) = self.peer.clone() else {
-            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+            return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Unknown);
         };
         let Ok(doc) = DocId::parse(room) else {
-            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+            return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Unknown);
         };
         let size: usize = updates.iter().map(Vec::len).sum();
         if size > self.o.max_update {
-            return Self::refuse_batch(out, crdt, room, batch, LoroAck::PayloadTooLarge);
+            return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::PayloadTooLarge);
         }
         if crdt != Crdt::Loro {
             let held = self.presence_held;
             let ttl_ms = self.presence_ttl(crdt);
             let Some(p) = self.presence.get_mut(&(crdt, room.to_string())) else {
-                return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+                return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Unknown);
             };
             if !p.write {
-                return Self::refuse_batch(out, crdt, room, batch, LoroAck::PermissionDenied);
+                return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::PermissionDenied);
             }
             let namespace = if crdt == Crdt::Ephemeral {
                 PRESENCE_NAMESPACE
@@ -671,20 +676,20 @@ impl Bridge {
                 };
                 self.for_node(out, Message::Ephemeral(e));
             }
-            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Ok);
+            return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Ok);
         }
         let Some(r) = self.rooms.get(room) else {
-            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+            return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Unknown);
         };
         if !r.write {
-            return Self::refuse_batch(out, crdt, room, batch, LoroAck::PermissionDenied);
+            return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::PermissionDenied);
         }
         let updates: Vec<Vec<u8>> = updates.into_iter().filter(|u| !u.is_empty()).collect();
         if updates.is_empty() {
-            return Self::refuse_batch(out, crdt, room, batch, LoroAck::Ok);
+            return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Ok);
         }
         if self.native.len() + updates.len() > self.o.max_in_flight {
-            return Self::refuse_batch(out, crdt, room, batch, LoroAck::RateLimited);
+            return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::RateLimited);
         }
         let group = self.next_native;
         self.batches.insert(
@@ -694,7 +699,7 @@ impl Bridge {
                 room: room.to_string(),
                 id: batch,
                 remaining: updates.len(),
-                worst: LoroAck::Ok,
+                worst: UpdateStatus::Ok,
                 behind: false,
                 sent_at: self.now_ms,
             },
@@ -775,7 +780,7 @@ impl Bridge {
         let now = self.ms(now);
         self.now_ms = now;
         for (crdt, room, batch) in self.gathering.expire(now) {
-            Self::refuse_batch(&mut out, crdt, &room, batch, LoroAck::FragmentTimeout);
+            Self::refuse_batch(&mut out, crdt, &room, batch, UpdateStatus::FragmentTimeout);
         }
         // Joins the node never answered are asked again.
         let request_timeout = u64::try_from(self.o.request_timeout.as_millis()).unwrap_or(u64::MAX);
@@ -824,7 +829,7 @@ impl Bridge {
             );
             // What it would have released waits for the rejoin too (a
             // batch answered as kept only pending releases nothing).
-            self.owed.answered(group, LoroAck::Ok, true);
+            self.owed.answered(group, UpdateStatus::Ok, true);
             self.owe(&mut out, &b.room, b.id);
             self.suggest_rejoin(
                 &mut out,
@@ -841,7 +846,7 @@ impl Bridge {
         if crdt == Crdt::Loro {
             self.rooms.remove(room);
             for batch in self.owed.left(room) {
-                Self::refuse_batch(out, crdt, room, batch, LoroAck::Unknown);
+                Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Unknown);
             }
         } else if let Some(mut p) = self.presence.remove(&(crdt, room.to_string())) {
             self.presence_held = self.presence_held.saturating_sub(p.member.size());
@@ -914,9 +919,9 @@ impl Bridge {
     }
 
     /// Owes the client its answer for `batch` (see [`OwedAcks`]).
-    fn owe(&mut self, out: &mut Vec<Effect>, room: &str, batch: LoroBatch) {
+    fn owe(&mut self, out: &mut Vec<Effect>, room: &str, batch: LoroBatchId) {
         if let Some((room, oldest)) = self.owed.owe(room, batch, self.o.max_in_flight) {
-            Self::refuse_batch(out, Crdt::Loro, &room, oldest, LoroAck::Unknown);
+            Self::refuse_batch(out, Crdt::Loro, &room, oldest, UpdateStatus::Unknown);
         }
     }
 
@@ -936,7 +941,7 @@ impl Bridge {
         }
     }
 
-    fn next_batch(&mut self) -> LoroBatch {
+    fn next_batch(&mut self) -> LoroBatchId {
         let id = self.next_out.to_be_bytes();
         self.next_out += 1;
         id
@@ -1103,7 +1108,7 @@ impl Bridge {
                 let done = match self.batches.get_mut(&group) {
                     Some(b) => {
                         b.remaining = b.remaining.saturating_sub(1);
-                        if b.worst == LoroAck::Ok {
+                        if b.worst == UpdateStatus::Ok {
                             b.worst = ack_status(status);
                         }
                         b.behind |= status == AckStatus::MissingDependencies;
@@ -1117,7 +1122,7 @@ impl Bridge {
                         for (id, status) in released {
                             Self::refuse_batch(&mut out, Crdt::Loro, &room, id, status);
                         }
-                        if b.behind && b.worst == LoroAck::Ok {
+                        if b.behind && b.worst == UpdateStatus::Ok {
                             // Kept, but only pending changes the node never
                             // got: not durable yet, so not acknowledged yet.
                             self.owe(&mut out, &b.room, b.id);
@@ -1254,7 +1259,7 @@ impl Bridge {
             match self.owed.joined(doc.as_str(), &version) {
                 AfterJoin::Release(batches) => {
                     for id in batches {
-                        Self::refuse_batch(out, Crdt::Loro, doc.as_str(), id, LoroAck::Ok);
+                        Self::refuse_batch(out, Crdt::Loro, doc.as_str(), id, UpdateStatus::Ok);
                     }
                 }
                 AfterJoin::RejoinAgain => self.suggest_rejoin(

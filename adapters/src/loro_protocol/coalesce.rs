@@ -152,7 +152,7 @@ impl Coalescer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loro_protocol::codec::{AckStatus, Crdt};
+    use crate::loro_protocol::codec::{Crdt, UpdateStatus};
 
     fn update(room: &str, bytes: Vec<u8>, id: u8) -> LoroMessage {
         LoroMessage {
@@ -206,7 +206,7 @@ mod tests {
             room: "b".into(),
             body: Body::Ack {
                 batch: [9; 8],
-                status: AckStatus::Ok,
+                status: UpdateStatus::Ok,
             },
         };
         let out = c.push(ack.clone(), now);

@@ -51,7 +51,7 @@ impl fmt::Display for Crdt {
 }
 
 /// An 8-byte batch id, chosen by the sender of an update.
-pub type BatchId = [u8; 8];
+pub type LoroBatchId = [u8; 8];
 
 /// Why a join was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub enum RoomErrorCode {
 
 /// How an update was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckStatus {
+pub enum UpdateStatus {
     /// Applied (by docweave: applied and durable).
     Ok = 0,
     /// Anything else.
@@ -99,17 +99,17 @@ pub enum AckStatus {
     AppError = 0x7f,
 }
 
-impl AckStatus {
+impl UpdateStatus {
     fn from_byte(b: u8) -> Self {
         match b {
-            0 => AckStatus::Ok,
-            3 => AckStatus::PermissionDenied,
-            4 => AckStatus::InvalidUpdate,
-            5 => AckStatus::PayloadTooLarge,
-            6 => AckStatus::RateLimited,
-            7 => AckStatus::FragmentTimeout,
-            0x7f => AckStatus::AppError,
-            _ => AckStatus::Unknown,
+            0 => UpdateStatus::Ok,
+            3 => UpdateStatus::PermissionDenied,
+            4 => UpdateStatus::InvalidUpdate,
+            5 => UpdateStatus::PayloadTooLarge,
+            6 => UpdateStatus::RateLimited,
+            7 => UpdateStatus::FragmentTimeout,
+            0x7f => UpdateStatus::AppError,
+            _ => UpdateStatus::Unknown,
         }
     }
 }
@@ -147,12 +147,12 @@ pub enum Body {
         /// The updates.
         updates: Vec<Vec<u8>>,
         /// The batch.
-        batch: BatchId,
+        batch: LoroBatchId,
     },
     /// A large update follows in `count` fragments.
     FragmentHeader {
         /// The batch.
-        batch: BatchId,
+        batch: LoroBatchId,
         /// How many fragments.
         count: u32,
         /// Bytes in all.
@@ -161,7 +161,7 @@ pub enum Body {
     /// One fragment of a large update.
     Fragment {
         /// The batch.
-        batch: BatchId,
+        batch: LoroBatchId,
         /// Its place.
         index: u32,
         /// Its bytes.
@@ -179,9 +179,9 @@ pub enum Body {
     /// How a batch was taken.
     Ack {
         /// The batch answered.
-        batch: BatchId,
+        batch: LoroBatchId,
         /// How.
-        status: AckStatus,
+        status: UpdateStatus,
     },
 }
 
@@ -241,7 +241,7 @@ impl<'a> Reader<'a> {
     fn var_string(&mut self, what: &str) -> Result<String, DecodeError> {
         String::from_utf8(self.var_bytes(what)?).or_else(|_| Self::fail(what))
     }
-    fn batch(&mut self, what: &str) -> Result<BatchId, DecodeError> {
+    fn batch(&mut self, what: &str) -> Result<LoroBatchId, DecodeError> {
         let mut id = [0u8; 8];
         id.copy_from_slice(self.take(8, what)?);
         Ok(id)
@@ -356,7 +356,7 @@ pub fn decode(bytes: &[u8]) -> Result<LoroMessage, DecodeError> {
         7 => Body::Leave,
         8 => {
             let batch = r.batch("ref id")?;
-            let status = AckStatus::from_byte(r.byte("ack status")?);
+            let status = UpdateStatus::from_byte(r.byte("ack status")?);
             r.end("Ack")?;
             Body::Ack { batch, status }
         }
@@ -517,7 +517,7 @@ mod tests {
             Body::Leave,
             Body::Ack {
                 batch: [7; 8],
-                status: AckStatus::PermissionDenied,
+                status: UpdateStatus::PermissionDenied,
             },
         ];
         for body in bodies {

@@ -21,8 +21,8 @@ pub use bridge::{
     PRESENCE_NAMESPACE,
 };
 pub use codec::{
-    decode, encode, AckStatus, BatchId, Body, Crdt, DecodeError, JoinErrorCode, LoroMessage,
-    RoomErrorCode, MAX_MESSAGE, MAX_ROOM_ID,
+    decode, encode, Body, Crdt, DecodeError, JoinErrorCode, LoroBatchId, LoroMessage,
+    RoomErrorCode, UpdateStatus, MAX_MESSAGE, MAX_ROOM_ID,
 };
 pub use link::loro_link;
 pub use presence::MemberPresence;

@@ -11,7 +11,7 @@
 //! (it carries everything the client had). "Acknowledged" keeps meaning
 //! durable, and nothing the client wrote waits for a retry that never comes.
 
-use super::codec::{AckStatus as LoroAck, BatchId as LoroBatch};
+use super::codec::{LoroBatchId, UpdateStatus};
 use docweave_core::VersionVector;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +21,7 @@ pub(crate) enum AfterJoin {
     /// Nothing was owed in the room.
     Nothing,
     /// The node holds all the client had: these are answered `Ok`.
-    Release(Vec<LoroBatch>),
+    Release(Vec<LoroBatchId>),
     /// The client's next batch brings what the node lacks: wait for it.
     AwaitData,
     /// The batches became owed during this very join (its version was not
@@ -33,7 +33,7 @@ pub(crate) enum AfterJoin {
 #[derive(Default)]
 pub(crate) struct OwedAcks {
     /// Per room, the batches owed, oldest first.
-    rooms: BTreeMap<String, Vec<LoroBatch>>,
+    rooms: BTreeMap<String, Vec<LoroBatchId>>,
     count: usize,
     /// Per room, the client's version at its rejoin.
     rejoined_at: BTreeMap<String, VersionVector>,
@@ -50,9 +50,9 @@ impl OwedAcks {
     pub fn owe(
         &mut self,
         room: &str,
-        batch: LoroBatch,
+        batch: LoroBatchId,
         most: usize,
-    ) -> Option<(String, LoroBatch)> {
+    ) -> Option<(String, LoroBatchId)> {
         self.rooms.entry(room.to_string()).or_default().push(batch);
         self.count += 1;
         if self.count <= most.max(1) {
@@ -107,13 +107,13 @@ impl OwedAcks {
     pub fn answered(
         &mut self,
         group: u64,
-        status: LoroAck,
+        status: UpdateStatus,
         behind: bool,
-    ) -> (String, Vec<(LoroBatch, LoroAck)>) {
+    ) -> (String, Vec<(LoroBatchId, UpdateStatus)>) {
         let Some(room) = self.releasing.remove(&group) else {
             return (String::new(), Vec::new());
         };
-        if status == LoroAck::Ok && behind {
+        if status == UpdateStatus::Ok && behind {
             // Still not all there: the next rejoin settles them all.
             return (room, Vec::new());
         }
@@ -122,11 +122,11 @@ impl OwedAcks {
     }
 
     /// The client left `room`: what it was owed can no longer be vouched for.
-    pub fn left(&mut self, room: &str) -> Vec<LoroBatch> {
+    pub fn left(&mut self, room: &str) -> Vec<LoroBatchId> {
         self.take(room)
     }
 
-    fn take(&mut self, room: &str) -> Vec<LoroBatch> {
+    fn take(&mut self, room: &str) -> Vec<LoroBatchId> {
         let batches = self.rooms.remove(room).unwrap_or_default();
         self.count = self.count.saturating_sub(batches.len());
         self.forget(room);
@@ -170,13 +170,13 @@ mod tests {
         assert_eq!(o.joined("doc", &vv(&[(7, 1)])), AfterJoin::AwaitData);
         o.sent("doc", 42);
         assert_eq!(
-            o.answered(41, LoroAck::Ok, false).1,
+            o.answered(41, UpdateStatus::Ok, false).1,
             vec![],
             "another batch"
         );
         assert_eq!(
-            o.answered(42, LoroAck::Ok, false).1,
-            vec![([1; 8], LoroAck::Ok), ([2; 8], LoroAck::Ok)]
+            o.answered(42, UpdateStatus::Ok, false).1,
+            vec![([1; 8], UpdateStatus::Ok), ([2; 8], UpdateStatus::Ok)]
         );
         assert!(!o.owes("doc"));
     }
@@ -188,7 +188,7 @@ mod tests {
         o.joining("doc", &vv(&[(7, 3)]));
         o.joined("doc", &vv(&[]));
         o.sent("doc", 5);
-        assert!(o.answered(5, LoroAck::Ok, true).1.is_empty());
+        assert!(o.answered(5, UpdateStatus::Ok, true).1.is_empty());
         assert!(o.owes("doc"));
     }
 

@@ -9,7 +9,7 @@
 //! timestamped tombstones the store keeps), and that is what the node
 //! holds and relays.
 
-use super::codec::AckStatus;
+use super::codec::UpdateStatus;
 use loro::awareness::EphemeralStore;
 
 /// The state of one member in one room.
@@ -39,7 +39,7 @@ impl MemberPresence {
     /// Applies a message of the member; its whole state after it, or why it
     /// was refused (the state then stays what it was). `most` bounds the
     /// state's size.
-    pub fn apply(&mut self, update: &[u8], most: usize) -> Result<Vec<u8>, AckStatus> {
+    pub fn apply(&mut self, update: &[u8], most: usize) -> Result<Vec<u8>, UpdateStatus> {
         // The client's bytes: a panic in Loro's decoder refuses them, and
         // the store it may have left half changed is rebuilt.
         let applied = crate::contained("presence", || {
@@ -48,15 +48,15 @@ impl MemberPresence {
         });
         let state = match applied {
             Ok(Some(state)) => state,
-            Ok(None) => return Err(AckStatus::InvalidUpdate),
+            Ok(None) => return Err(UpdateStatus::InvalidUpdate),
             Err(_) => {
                 self.restore();
-                return Err(AckStatus::InvalidUpdate);
+                return Err(UpdateStatus::InvalidUpdate);
             }
         };
         if state.len() > most {
             self.restore();
-            return Err(AckStatus::PayloadTooLarge);
+            return Err(UpdateStatus::PayloadTooLarge);
         }
         self.state.clone_from(&state);
         Ok(state)
@@ -142,7 +142,7 @@ mod tests {
         client.set("blob", "x".repeat(500));
         assert_eq!(
             member.apply(&client.encode("blob"), 100),
-            Err(AckStatus::PayloadTooLarge)
+            Err(UpdateStatus::PayloadTooLarge)
         );
         assert_eq!(member.size(), kept.len());
         later();
@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(joiner.get("blob"), None);
         assert!(matches!(
             member.apply(&[0xff, 0xff, 0xff], 100),
-            Err(AckStatus::InvalidUpdate)
+            Err(UpdateStatus::InvalidUpdate)
         ));
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::ids::{BatchId, ChannelId, Clock, DocId, PeerId};
 use crate::io::{ChannelKind, Event, Level, Outgoing};
-use crate::model::{Doc, InFlight, Link, Model, Notify, PeerDoc, Phase, Waiter};
+use crate::model::{Doc, Handshake, InFlight, Model, Notify, PeerDoc, Phase, Waiter};
 use crate::out::Out;
 use crate::policy::Access;
 use crate::protocol::{AckStatus, Message, Revision, RevisionStatus};
@@ -30,8 +30,8 @@ pub(crate) fn access(model: &Model, peer: &PeerId, doc: &DocId) -> Access {
 /// The peer established on a network channel, if any.
 pub(crate) fn established_peer(model: &Model, channel: ChannelId) -> Option<PeerId> {
     let ch = model.channels.get(&channel)?;
-    match (&ch.link, ch.kind) {
-        (Link::Established(p), ChannelKind::Network) => Some(p.clone()),
+    match (&ch.handshake, ch.kind) {
+        (Handshake::Established(p), ChannelKind::Network) => Some(p.clone()),
         _ => None,
     }
 }

@@ -13,7 +13,7 @@
 use super::common::{established_peer, refuse, report};
 use crate::ids::{ChannelId, DocId, PeerId, RemoteAddr};
 use crate::io::{ChannelKind, Cmd, Event, Level, Millis};
-use crate::model::{Channel, Link, Model, Peer, PeerDoc, Phase, Remote, Timer};
+use crate::model::{Channel, Handshake, Model, Peer, PeerDoc, Phase, Remote, Timer};
 use crate::out::Out;
 use crate::policy::{Credential, Verdict};
 use crate::protocol::{ErrorCode, Filter, Hello, Message, PeerKind, Welcome, MIN_PROTOCOL_VERSION};
@@ -37,7 +37,7 @@ pub(crate) fn channel_added(
                 channel,
                 Channel {
                     kind,
-                    link: Link::Established(PeerId::new(STORE_PEER)),
+                    handshake: Handshake::Established(PeerId::new(STORE_PEER)),
                     remote: None,
                     opened_at: model.now,
                     peer_kind: None,
@@ -57,7 +57,7 @@ pub(crate) fn channel_added(
                 channel,
                 Channel {
                     kind,
-                    link: Link::Connecting,
+                    handshake: Handshake::Connecting,
                     remote: remote.clone(),
                     opened_at: model.now,
                     peer_kind: None,
@@ -128,7 +128,7 @@ pub(crate) fn channel_removed(model: &mut Model, out: &mut Out, channel: Channel
             }
         }
         ChannelKind::Network => {
-            if let Link::Established(peer) = &ch.link {
+            if let Handshake::Established(peer) = &ch.handshake {
                 let last = match model.peers.get_mut(peer) {
                     Some(p) => {
                         p.channels.remove(&channel);
@@ -273,7 +273,7 @@ pub(crate) fn set_token(model: &mut Model, out: &mut Out, remote: RemoteAddr, to
     let live = model
         .channels
         .get(&channel)
-        .filter(|c| matches!(c.link, Link::Established(_)));
+        .filter(|c| matches!(c.handshake, Handshake::Established(_)));
     if live.is_some_and(|c| c.protocol >= 3) {
         out.send(channel, Message::Reauth { token });
     }
@@ -522,7 +522,7 @@ pub(crate) fn tokens_replaced(
         // Connections that came to us; a link we dialed presents our token.
         .filter(|(_, ch)| ch.kind == ChannelKind::Network && ch.remote.is_none())
         .filter_map(|(c, ch)| {
-            let Link::Established(peer) = &ch.link else {
+            let Handshake::Established(peer) = &ch.handshake else {
                 return None;
             };
             let token = match &ch.admitted_by {
@@ -569,7 +569,7 @@ pub(crate) fn disconnect(
         .filter(|(c, ch)| {
             let by_peer = peer
                 .as_ref()
-                .is_some_and(|p| matches!(&ch.link, Link::Established(q) if q == p));
+                .is_some_and(|p| matches!(&ch.handshake, Handshake::Established(q) if q == p));
             by_peer || channel == Some(**c)
         })
         .map(|(c, _)| *c)
@@ -611,7 +611,7 @@ pub(crate) fn drain(model: &mut Model, out: &mut Out, reason: String, retry_afte
         .filter(|(_, ch)| ch.kind == ChannelKind::Network && ch.protocol >= GOING_AWAY_SINCE)
         // Servers we dialed are not our clients: they stay until we close.
         .filter(|(_, ch)| ch.remote.is_none())
-        .filter(|(_, ch)| matches!(ch.link, Link::Established(_)))
+        .filter(|(_, ch)| matches!(ch.handshake, Handshake::Established(_)))
         .map(|(c, _)| *c)
         .collect();
     out.log(
@@ -792,7 +792,7 @@ fn replace_older(
 fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId, kind: PeerKind) {
     replace_older(model, out, channel, &peer, kind);
     if let Some(c) = model.channels.get_mut(&channel) {
-        c.link = Link::Established(peer.clone());
+        c.handshake = Handshake::Established(peer.clone());
         c.peer_kind = Some(kind);
     }
     let first = {
@@ -935,7 +935,7 @@ pub(crate) fn unsupported(model: &mut Model, out: &mut Out, channel: ChannelId, 
     let Some(ch) = model.channels.get(&channel) else {
         return;
     };
-    if matches!(ch.link, Link::Connecting) {
+    if matches!(ch.handshake, Handshake::Connecting) {
         return before_hello(model, out, channel, &format!("message kind {kind}"));
     }
     let ours = model.config.protocol;

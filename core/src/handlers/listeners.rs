@@ -27,7 +27,7 @@ use super::common::{access, refuse};
 use crate::ids::{ChannelId, Clock, DocId, ListenerId, PeerId};
 use crate::io::Level;
 use crate::io::{Cmd, ListenerRecord, Outgoing, StateRecord, StrandSpec};
-use crate::model::{Listener, Model, PushJob, Queued, Source};
+use crate::model::{Listener, Model, PushJob, Source, WaitingRequest};
 use crate::out::Out;
 use crate::protocol::{ErrorCode, Message, Revision, RevisionStatus, Strand};
 use imbl::OrdMap;
@@ -324,7 +324,7 @@ pub(crate) fn push(
         }
         if known.is_none() && !model.stores.is_empty() {
             // Storage-first: the strand waits until every store has answered.
-            let q = Queued::Push {
+            let q = WaitingRequest::Push {
                 channel,
                 job,
                 index,
@@ -345,7 +345,7 @@ pub(crate) fn push(
         } else if known.is_none() {
             super::common::create_doc(model, &s.doc, s.meta.clone());
         } else if known == Some(false) {
-            let q = Queued::Push {
+            let q = WaitingRequest::Push {
                 channel,
                 job,
                 index,
@@ -505,8 +505,8 @@ pub(crate) fn record_loaded(
         _ => {}
     }
     for (channel, message) in waiting {
-        let Some(crate::model::Link::Established(peer)) =
-            model.channels.get(&channel).map(|c| c.link.clone())
+        let Some(crate::model::Handshake::Established(peer)) =
+            model.channels.get(&channel).map(|c| c.handshake.clone())
         else {
             continue;
         };

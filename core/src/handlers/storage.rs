@@ -23,7 +23,7 @@
 use super::common::{access, changed, propagate, report};
 use crate::ids::{ChannelId, Clock, DocId, PeerId};
 use crate::io::{Cmd, Event, Level, LoadOutcome, StoreFailure, StoredDoc};
-use crate::model::{Doc, LoadReason, Model, Phase, Queued, Timer};
+use crate::model::{Doc, LoadReason, Model, Phase, Timer, WaitingRequest};
 use crate::out::Out;
 use crate::protocol::{AckStatus, DocMeta, Filter, Message, Reply};
 use crate::version::VersionVector;
@@ -46,7 +46,7 @@ pub(crate) fn start_loading(
     meta: DocMeta,
     reason: LoadReason,
     creator: Option<PeerId>,
-    first: Option<Queued>,
+    first: Option<WaitingRequest>,
 ) {
     let mut d = Doc::new(meta);
     d.phase = Phase::Loading {
@@ -234,7 +234,9 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         p.lookups.remove(doc);
     }
     // Reading never creates: a network peer creates a document by writing it.
-    let writes = queued.iter().any(|q| !matches!(q, Queued::Sync { .. }));
+    let writes = queued
+        .iter()
+        .any(|q| !matches!(q, WaitingRequest::Sync { .. }));
     let may_create = match (reason, &creator) {
         (LoadReason::Open, _) => true,
         (LoadReason::Network, Some(p)) => writes && access(model, p, doc).create,
@@ -249,13 +251,15 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
     if let (false, LoadReason::Network, Some(p)) = (found, reason, &creator) {
         // Writes too large for any document create nothing (nor count).
         let fitting = queued.iter().any(|q| match q {
-            Queued::Update { data, .. } => super::quotas::fits(model, p, doc, data.len()).is_ok(),
+            WaitingRequest::Update { data, .. } => {
+                super::quotas::fits(model, p, doc, data.len()).is_ok()
+            }
             _ => true,
         });
         if !fitting {
             model.docs.remove(doc);
             for q in queued {
-                if let Queued::Update {
+                if let WaitingRequest::Update {
                     channel,
                     batch,
                     data,
@@ -282,7 +286,9 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
     if !found {
         changed(model, doc);
         // A queued update or push persists with its import; an empty write first would be wasted.
-        let brings_data = queued.iter().any(|q| !matches!(q, Queued::Sync { .. }));
+        let brings_data = queued
+            .iter()
+            .any(|q| !matches!(q, WaitingRequest::Sync { .. }));
         if !brings_data {
             super::common::persist(model, out, doc);
         }
@@ -318,29 +324,29 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
     }
 }
 
-fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: Queued) {
+fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: WaitingRequest) {
     let channel = match &q {
-        Queued::Sync { channel, .. }
-        | Queued::Update { channel, .. }
-        | Queued::Push { channel, .. } => *channel,
+        WaitingRequest::Sync { channel, .. }
+        | WaitingRequest::Update { channel, .. }
+        | WaitingRequest::Push { channel, .. } => *channel,
     };
     // Requests from a channel that closed meanwhile are dropped.
     let Some(peer) = super::common::established_peer(model, channel) else {
         return;
     };
     match q {
-        Queued::Sync {
+        WaitingRequest::Sync {
             version,
             bidirectional,
             ..
         } => super::sync::answer(model, out, channel, &peer, doc, version, bidirectional),
-        Queued::Update {
+        WaitingRequest::Update {
             batch,
             data,
             version,
             ..
         } => super::sync::take_data(model, out, channel, peer, doc.clone(), batch, data, version),
-        Queued::Push {
+        WaitingRequest::Push {
             job, index, data, ..
         } => super::listeners::replay_push(model, out, doc, &peer, (channel, job, index, data)),
     }
@@ -353,7 +359,7 @@ fn refuse_queued(
     model: &mut Model,
     out: &mut Out,
     doc: &DocId,
-    queued: Vec<Queued>,
+    queued: Vec<WaitingRequest>,
     rate_limited: Option<crate::io::Millis>,
 ) {
     let status = match rate_limited {
@@ -374,7 +380,7 @@ fn refuse_queued(
     };
     for q in queued {
         match q {
-            Queued::Sync { channel, .. } if model.channels.contains_key(&channel) => {
+            WaitingRequest::Sync { channel, .. } if model.channels.contains_key(&channel) => {
                 out.send(
                     channel,
                     Message::SyncResponse {
@@ -389,7 +395,9 @@ fn refuse_queued(
                     super::ephemeral::send_existing(model, out, doc, channel, &peer);
                 }
             }
-            Queued::Update { channel, batch, .. } if model.channels.contains_key(&channel) => {
+            WaitingRequest::Update { channel, batch, .. }
+                if model.channels.contains_key(&channel) =>
+            {
                 if let Some(wait) = rate_limited {
                     super::quotas::tell_refused(
                         model,
@@ -408,7 +416,7 @@ fn refuse_queued(
                     },
                 )
             }
-            Queued::Push { job, index, .. } => {
+            WaitingRequest::Push { job, index, .. } => {
                 let denied = crate::protocol::Revision {
                     doc: doc.clone(),
                     version: VersionVector::new(),

@@ -16,7 +16,9 @@ use super::common::{
 };
 use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
 use crate::io::{Cmd, Event, ImportOutcome, Level, SyncState};
-use crate::model::{LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Queued, Source};
+use crate::model::{
+    LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Source, WaitingRequest,
+};
 use crate::out::Out;
 use crate::protocol::{AckStatus, DocMeta, ErrorCode, Message, Payload, Reply, RevisionStatus};
 use crate::version::VersionVector;
@@ -151,14 +153,14 @@ pub(crate) fn sync_request(
     match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
         Some(Phase::Ready) => answer(model, out, channel, &peer, &doc, version, bidirectional),
         Some(Phase::Loading { queued, .. }) => {
-            queued.push(Queued::Sync {
+            queued.push(WaitingRequest::Sync {
                 channel,
                 version,
                 bidirectional,
             });
         }
         None => {
-            let q = Queued::Sync {
+            let q = WaitingRequest::Sync {
                 channel,
                 version: version.clone(),
                 bidirectional,
@@ -487,7 +489,7 @@ pub(crate) fn take_data(
     match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
         Some(Phase::Ready) => {}
         Some(Phase::Loading { queued, .. }) => {
-            queued.push(Queued::Update {
+            queued.push(WaitingRequest::Update {
                 channel,
                 batch,
                 data,
@@ -507,7 +509,7 @@ pub(crate) fn take_data(
                 }
             }
             if !model.stores.is_empty() {
-                let q = Queued::Update {
+                let q = WaitingRequest::Update {
                     channel,
                     batch,
                     data,

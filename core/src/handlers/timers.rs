@@ -191,7 +191,7 @@ fn sweep(model: &mut Model, out: &mut Out) {
     let silent: Vec<ChannelId> = model
         .channels
         .iter()
-        .filter(|(_, c)| matches!(c.link, crate::model::Link::Connecting))
+        .filter(|(_, c)| matches!(c.handshake, crate::model::Handshake::Connecting))
         .filter(|(_, c)| now.saturating_sub(c.opened_at) >= t.handshake_timeout_ms)
         .map(|(id, _)| *id)
         .collect();
@@ -230,7 +230,7 @@ fn sweep(model: &mut Model, out: &mut Out) {
         || model
             .channels
             .values()
-            .any(|c| matches!(c.link, crate::model::Link::Connecting))
+            .any(|c| matches!(c.handshake, crate::model::Handshake::Connecting))
         || model.peers.values().any(|p| p.pull_started.is_some());
     if outstanding {
         ensure_sweep(model);

@@ -474,7 +474,7 @@ fn chatter_before_the_handshake_is_cut_off_and_oversized_messages_get_an_error()
 
 #[test]
 fn a_hostile_loro_client_gets_clear_answers_and_everyone_else_goes_on() {
-    use loro_protocol::{AckStatus, Body, Crdt};
+    use loro_protocol::{Body, Crdt, UpdateStatus};
     let server = start("hostile-loro", &[]);
     let wait = Duration::from_secs(5);
     let ack = |batch: [u8; 8]| move |m: &loro_protocol::LoroMessage| matches!(&m.body, Body::Ack { batch: b, .. } if *b == batch);
@@ -518,7 +518,7 @@ fn a_hostile_loro_client_gets_clear_answers_and_everyone_else_goes_on() {
         };
         let _ = ws.send(loro(Crdt::Loro, "h1", bad)).await;
         let (got, _, _) = loro_until(&mut ws, wait, ack([1; 8])).await;
-        assert_eq!(status(&got), Some(AckStatus::InvalidUpdate), "{got:?}");
+        assert_eq!(status(&got), Some(UpdateStatus::InvalidUpdate), "{got:?}");
         // Fragments announcing 4 GiB.
         let huge = Body::FragmentHeader {
             batch: [2; 8],
@@ -527,7 +527,7 @@ fn a_hostile_loro_client_gets_clear_answers_and_everyone_else_goes_on() {
         };
         let _ = ws.send(loro(Crdt::Loro, "h1", huge)).await;
         let (got, _, _) = loro_until(&mut ws, wait, ack([2; 8])).await;
-        assert_eq!(status(&got), Some(AckStatus::PayloadTooLarge), "{got:?}");
+        assert_eq!(status(&got), Some(UpdateStatus::PayloadTooLarge), "{got:?}");
         // An update to a room it never joined.
         let stray = Body::DocUpdate {
             updates: vec![vec![1]],
@@ -536,7 +536,7 @@ fn a_hostile_loro_client_gets_clear_answers_and_everyone_else_goes_on() {
         let _ = ws.send(loro(Crdt::Loro, "h2", stray)).await;
         let (got, _, _) = loro_until(&mut ws, wait, ack([3; 8])).await;
         assert!(
-            matches!(status(&got), Some(s) if s != AckStatus::Ok),
+            matches!(status(&got), Some(s) if s != UpdateStatus::Ok),
             "{got:?}"
         );
         // A message past the protocol's 256 KiB: dropped, or the

@@ -7,7 +7,7 @@ mod common;
 
 use common::raw::*;
 use common::{data_dir, free_port, Server};
-use docweave_adapters::loro_protocol::{AckStatus as LoroAck, Body, Crdt, RoomErrorCode};
+use docweave_adapters::loro_protocol::{Body, Crdt, RoomErrorCode, UpdateStatus};
 use std::time::Duration;
 
 const ALL: &str = r#"{"read":true,"write":true,"create":true,"delete":true}"#;
@@ -82,7 +82,7 @@ fn a_room_whose_rights_are_removed_ends_with_evicted_and_the_others_go_on() {
                 && matches!(
                     m.body,
                     Body::Ack {
-                        status: LoroAck::Ok,
+                        status: UpdateStatus::Ok,
                         ..
                     }
                 )),

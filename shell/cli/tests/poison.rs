@@ -136,7 +136,7 @@ fn the_poison_update_is_refused_on_every_transport_and_the_server_serves_on() {
 
     // The Loro Syncing Protocol.
     smol::block_on(async {
-        use loro_protocol::{AckStatus, Body, Crdt};
+        use loro_protocol::{Body, Crdt, UpdateStatus};
         let mut ws = loro_join(server.ws, "target").await;
         let update = Body::DocUpdate {
             updates: vec![POISON.to_vec()],
@@ -154,7 +154,7 @@ fn the_poison_update_is_refused_on_every_transport_and_the_server_serves_on() {
             matches!(
                 got.last().map(|m| &m.body),
                 Some(Body::Ack {
-                    status: AckStatus::InvalidUpdate,
+                    status: UpdateStatus::InvalidUpdate,
                     ..
                 })
             ),

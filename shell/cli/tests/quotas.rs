@@ -7,7 +7,7 @@ mod common;
 
 use common::raw::*;
 use common::{data_dir, free_port, Server};
-use docweave_adapters::loro_protocol::{AckStatus as LoroAck, Body, Crdt};
+use docweave_adapters::loro_protocol::{Body, Crdt, UpdateStatus};
 use docweave_core::{AckStatus, BatchId, DocId, ErrorCode, Message, Payload, VersionVector};
 use std::time::Duration;
 
@@ -132,7 +132,7 @@ fn clients_past_their_quotas_are_answered_keep_their_connections_and_others_go_o
             seen.get() >= 10
         })
         .await;
-        let statuses: Vec<LoroAck> = got
+        let statuses: Vec<UpdateStatus> = got
             .iter()
             .filter_map(|m| match m.body {
                 Body::Ack { status, .. } => Some(status),
@@ -140,7 +140,7 @@ fn clients_past_their_quotas_are_answered_keep_their_connections_and_others_go_o
             })
             .collect();
         assert!(
-            statuses.contains(&LoroAck::Ok) && statuses.contains(&LoroAck::RateLimited),
+            statuses.contains(&UpdateStatus::Ok) && statuses.contains(&UpdateStatus::RateLimited),
             "the Loro client's acks: {statuses:?}"
         );
     });
@@ -270,7 +270,7 @@ fn a_rules_file_sets_the_largest_document_and_documents_per_hour_and_reloads() {
             got.iter().any(|m| matches!(
                 m.body,
                 Body::Ack {
-                    status: LoroAck::PayloadTooLarge,
+                    status: UpdateStatus::PayloadTooLarge,
                     ..
                 }
             )),

@@ -10,7 +10,7 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::Message as Ws;
 use common::raw::*;
 use common::{cli, data_dir, free_port, Server};
-use docweave_adapters::loro_protocol::{AckStatus, Body, Crdt};
+use docweave_adapters::loro_protocol::{Body, Crdt, UpdateStatus};
 use docweave_tests::postgres::fresh_database;
 use futures_util::StreamExt;
 use std::io::{BufRead, BufReader};
@@ -151,7 +151,7 @@ fn a_rolling_restart_under_writes_loses_nothing_acknowledged_and_strands_no_clie
             matches!(
                 got.last().map(|m| &m.body),
                 Some(Body::Ack {
-                    status: AckStatus::Ok,
+                    status: UpdateStatus::Ok,
                     ..
                 })
             ),

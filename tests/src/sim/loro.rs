@@ -14,7 +14,7 @@
 use super::{Due, Sim, SimEngine};
 use crate::sim::End;
 use docweave_adapters::loro_protocol::{
-    AckStatus, Action, Body, BridgeOptions, Crdt, LoroMessage, RoomErrorCode, Session,
+    Action, Body, BridgeOptions, Crdt, LoroMessage, RoomErrorCode, Session, UpdateStatus,
 };
 use docweave_adapters::transport::InboundRate;
 use docweave_core::{ChannelId, DocId, Limits, PeerId, Rules};
@@ -602,7 +602,7 @@ impl<E: SimEngine> Sim<E> {
                 let Some((room, version)) = m.in_flight.remove(&batch) else {
                     return;
                 };
-                if status == AckStatus::Ok {
+                if status == UpdateStatus::Ok {
                     for e in m.edits.iter_mut() {
                         if e.doc.as_str() == room && version.includes_vv(&e.version) {
                             e.acked = true;
