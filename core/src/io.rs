@@ -520,8 +520,10 @@ pub enum SyncState {
     Absent,
 }
 
-/// Something the application may want to know.
+/// Something the application may want to know. New kinds of event come
+/// with new versions: match with a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Event {
     /// An opened document is loaded and ready.
     DocReady {

@@ -187,8 +187,10 @@ pub enum AckStatus {
     Deleted,
 }
 
-/// Error codes carried by [`Message::Error`].
+/// Error codes carried by [`Message::Error`]. New codes come with new
+/// protocol versions: match with a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// The peer speaks another protocol version.
     VersionMismatch,

@@ -480,5 +480,7 @@ pub fn event(e: &Event) -> String {
         Event::DeleteAnswered { peer, doc, deleted } => {
             format!("delete-answered {peer} {doc} deleted={deleted}")
         }
+        // A kind newer than this trace (the enum is non-exhaustive).
+        other => format!("{other:?}"),
     }
 }

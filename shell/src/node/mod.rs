@@ -93,8 +93,11 @@ impl Default for NodeOptions {
     }
 }
 
-/// What a driver feeds the node, always with the time it happened.
+/// What a driver feeds the node, always with the time it happened. New
+/// inputs may come with new versions (`Output`, which a host must carry
+/// out in full, stays exhaustive).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Input {
     /// One frame arrived on a channel.
     Frame {
