@@ -4,8 +4,8 @@
 //! in order once the answer is in.
 
 use docweave_core::{
-    decode, encode, Clock, Config, Credential, Filter, Hello, Limits, Message, PeerId, PeerKind,
-    PROTOCOL_VERSION,
+    decode, encode, ChannelId, Clock, Config, Credential, Filter, Hello, Limits, Message, PeerId,
+    PeerKind, PROTOCOL_VERSION,
 };
 use docweave_shell::{
     Authenticator, Checked, Input, LoroEngine, Node, NodeOptions, Output, RemoteCheck,
@@ -49,6 +49,12 @@ fn valid(peer: &str) -> Checked {
     }
 }
 
+/// A frame of `messages` from a connection.
+fn send(node: &mut Node<LoroEngine>, now: u64, channel: ChannelId, messages: &[Message]) {
+    let bytes = encode(messages).unwrap();
+    node.handle(now, Input::Frame { channel, bytes });
+}
+
 /// Messages sent, by channel number.
 type Sent = Vec<(u64, Message)>;
 
@@ -75,33 +81,16 @@ fn a_hello_checked_elsewhere_waits_with_what_follows_it_and_others_go_on() {
     node.set_authenticator(Arc::new(Backend));
     let alice = node.channel_opened(0, None);
     // Alice's hello and, right behind it, a subscription.
-    let frame = encode(&[
-        hello("alice", "session"),
-        Message::Subscribe {
-            filter: Filter::all(),
-        },
-    ])
-    .unwrap();
-    node.handle(
-        0,
-        Input::Frame {
-            channel: alice,
-            bytes: frame,
-        },
-    );
+    let subscribe = Message::Subscribe {
+        filter: Filter::all(),
+    };
+    send(&mut node, 0, alice, &[hello("alice", "session"), subscribe]);
     // And in a frame of its own, a question whose answer shows it was taken.
-    let frame = encode(&[Message::ChangesSince {
+    let question = Message::ChangesSince {
         clock: Clock(0),
         filter: Filter::all(),
-    }])
-    .unwrap();
-    node.handle(
-        0,
-        Input::Frame {
-            channel: alice,
-            bytes: frame,
-        },
-    );
+    };
+    send(&mut node, 0, alice, &[question]);
     let (asks, sent) = outputs(&mut node);
     assert_eq!(asks.len(), 1, "the backend was not asked");
     assert!(
@@ -110,14 +99,7 @@ fn a_hello_checked_elsewhere_waits_with_what_follows_it_and_others_go_on() {
     );
     // Bob, whose token is known at once, is welcomed meanwhile.
     let bob = node.channel_opened(1, None);
-    let frame = encode(&[hello("bob", "now")]).unwrap();
-    node.handle(
-        1,
-        Input::Frame {
-            channel: bob,
-            bytes: frame,
-        },
-    );
+    send(&mut node, 1, bob, &[hello("bob", "now")]);
     let (_, sent) = outputs(&mut node);
     assert!(sent
         .iter()

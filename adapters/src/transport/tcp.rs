@@ -273,7 +273,8 @@ pub async fn serve_tcp_tls(
                 }
                 Err(e) => {
                     tracing::info!("tcp: {e}; closing");
-                    // Closing a connection that failed its handshake.
+                    // Closing a connection that failed its handshake: if the
+                    // shutdown fails, dropping the socket closes it anyway.
                     let _ = raw.shutdown(std::net::Shutdown::Both);
                 }
             }

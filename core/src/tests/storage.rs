@@ -414,8 +414,9 @@ fn changes_up_to(cmds: &[crate::Cmd], ch: u64) -> (Vec<(String, u64)>, u64) {
         .unwrap()
 }
 
-#[test]
-fn a_write_that_may_have_committed_holds_every_cursor_below_it_until_written_again() {
+/// A hub with a store and peers alice (1) and bob (2), where alice wrote
+/// `d` then `e`: the batches of the two store writes, in that order.
+fn two_writes_out() -> (Kit, BatchId, BatchId) {
     let mut k = Kit::hub();
     k.store(10);
     k.peer(1, "alice");
@@ -424,16 +425,21 @@ fn a_write_that_may_have_committed_holds_every_cursor_below_it_until_written_aga
     k.create(&[10], "e");
     let to_d = data(&written(&mut k, 1, "d", 7, vv(&[(1, 1)])), 10)[0].0;
     let to_e = data(&written(&mut k, 1, "e", 8, vv(&[(1, 2)])), 10)[0].0;
-    // The store committed d's write at clock 1 but its answer was lost; e's
-    // came back at clock 2.
+    (k, to_d, to_e)
+}
+
+fn lost_answer(k: &mut Kit, batch: BatchId) {
     k.feed(Msg::StoreFailed {
         store: ChannelId(10),
         failure: StoreFailure::Append {
-            batch: to_d,
+            batch,
             reason: "connection reset after commit".into(),
         },
     });
-    store_ack(&mut k, to_e, 2);
+}
+
+/// What bob is told changed since the start of the feed.
+fn bob_pulls(k: &mut Kit) -> (Vec<(String, u64)>, u64) {
     let cmds = k.recv(
         2,
         Message::ChangesSince {
@@ -441,8 +447,18 @@ fn a_write_that_may_have_committed_holds_every_cursor_below_it_until_written_aga
             filter: crate::Filter::all(),
         },
     );
+    changes_up_to(&cmds, 2)
+}
+
+#[test]
+fn a_write_that_may_have_committed_holds_every_cursor_below_it_until_written_again() {
+    let (mut k, to_d, to_e) = two_writes_out();
+    // The store committed d's write at clock 1 but its answer was lost; e's
+    // came back at clock 2.
+    lost_answer(&mut k, to_d);
+    store_ack(&mut k, to_e, 2);
     assert_eq!(
-        changes_up_to(&cmds, 2),
+        bob_pulls(&mut k),
         (vec![], 0),
         "bob's cursor would pass d's write at clock 1, and bob never hear of d"
     );
@@ -450,47 +466,20 @@ fn a_write_that_may_have_committed_holds_every_cursor_below_it_until_written_aga
     let again = data(&k.tick(k.now + 600), 10);
     assert_eq!(again.len(), 1, "d written again");
     store_ack(&mut k, again[0].0, 3);
-    let cmds = k.recv(
-        2,
-        Message::ChangesSince {
-            clock: crate::Clock(0),
-            filter: crate::Filter::all(),
-        },
-    );
     assert_eq!(
-        changes_up_to(&cmds, 2),
+        bob_pulls(&mut k),
         (vec![("e".into(), 2), ("d".into(), 3)], 3)
     );
 }
 
 #[test]
 fn a_write_in_doubt_of_a_document_deleted_since_holds_no_cursor() {
-    let mut k = Kit::hub();
-    k.store(10);
-    k.peer(1, "alice");
-    k.peer(2, "bob");
-    k.create(&[10], "d");
-    k.create(&[10], "e");
-    let to_d = data(&written(&mut k, 1, "d", 7, vv(&[(1, 1)])), 10)[0].0;
-    let to_e = data(&written(&mut k, 1, "e", 8, vv(&[(1, 2)])), 10)[0].0;
+    let (mut k, to_d, to_e) = two_writes_out();
     k.recv(1, Message::Delete { doc: doc("d") });
-    k.feed(Msg::StoreFailed {
-        store: ChannelId(10),
-        failure: StoreFailure::Append {
-            batch: to_d,
-            reason: "connection reset".into(),
-        },
-    });
+    lost_answer(&mut k, to_d);
     store_ack(&mut k, to_e, 2);
-    let cmds = k.recv(
-        2,
-        Message::ChangesSince {
-            clock: crate::Clock(0),
-            filter: crate::Filter::all(),
-        },
-    );
     assert_eq!(
-        changes_up_to(&cmds, 2).1,
+        bob_pulls(&mut k).1,
         2,
         "a deleted document's write held every cursor for good"
     );

@@ -766,6 +766,7 @@ fn app_backend() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
                 };
                 let answer = answer.to_string();
                 let mut stream = stream;
+                // A client that hung up misses its answer; the test sees that.
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",

@@ -20,18 +20,15 @@ fn start_tls(name: &str) -> (Server, PathBuf) {
 
 /// A server speaking TLS with this certificate and key.
 fn serving(name: &str, cert: &Path, key: &Path) -> Server {
-    Server::start(
-        "server",
-        &data_dir(name),
-        free_port(),
-        free_port(),
-        &[
-            "--tls-cert",
-            &cert.display().to_string(),
-            "--tls-key",
-            &key.display().to_string(),
-        ],
-    )
+    serving_with(name, cert, key, &[])
+}
+
+/// [`serving`], with more flags.
+fn serving_with(name: &str, cert: &Path, key: &Path, more: &[&str]) -> Server {
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut args = vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    args.extend_from_slice(more);
+    Server::start("server", &data_dir(name), free_port(), free_port(), &args)
 }
 
 #[test]
@@ -68,19 +65,11 @@ fn a_client_trusting_the_servers_ca_syncs_over_wss_and_others_get_nowhere() {
 fn a_client_polling_over_https_syncs_and_inspect_reads_the_admin_api_over_tls() {
     let dir = data_dir("tls-polling-certs");
     let (ca, cert, key) = make_certificates(&dir);
-    let server = Server::start(
-        "server",
-        &data_dir("tls-polling"),
-        free_port(),
-        free_port(),
-        &[
-            "--tls-cert",
-            &cert.display().to_string(),
-            "--tls-key",
-            &key.display().to_string(),
-            "--admin-token",
-            "admin-secret",
-        ],
+    let server = serving_with(
+        "tls-polling",
+        &cert,
+        &key,
+        &["--admin-token", "admin-secret"],
     );
     let url = format!("https://localhost:{}", server.http);
     let ca = ca.display().to_string();
