@@ -18,6 +18,7 @@ mod out;
 mod policy;
 mod protocol;
 mod shared_frame;
+mod tick;
 mod update;
 mod version;
 

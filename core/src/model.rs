@@ -750,6 +750,24 @@ pub(crate) struct Retry {
 }
 
 impl Model {
+    /// Restores a persisted listener.
+    pub(crate) fn restore_listener(&mut self, r: crate::io::ListenerRecord) {
+        self.next_listener = self.next_listener.max(r.id.0.saturating_add(1));
+        if r.id.0 == u64::MAX {
+            return;
+        }
+        self.listeners.insert(
+            r.id,
+            Listener {
+                owner: r.owner,
+                filter: r.filter,
+                floor: r.floor,
+                acked: r.acked.into_iter().collect(),
+                last_pull: None,
+            },
+        );
+    }
+
     /// A fresh node.
     pub fn new(config: Config) -> Self {
         let rng = config.seed;

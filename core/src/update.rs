@@ -30,7 +30,7 @@ pub fn update(mut model: Model, now: Millis, msg: Msg) -> (Model, Vec<Cmd>) {
 
 fn step(model: &mut Model, out: &mut Out, msg: Msg) {
     match msg {
-        Msg::Tick => timers::tick(model, out),
+        Msg::Tick => crate::tick::tick(model, out),
         Msg::Restored {
             store,
             clock,
@@ -124,7 +124,7 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
         }
         Msg::StoreSaved { store, record } => {
             if model.stores.get_min() == Some(&store) {
-                storage::store_ok(model);
+                crate::handlers::store_requests::store_ok(model);
                 if let crate::io::StateRecord::Tombstone(doc) = record {
                     deletion::tombstone_durable(model, out, &doc);
                 }

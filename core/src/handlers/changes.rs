@@ -68,7 +68,7 @@ pub(crate) fn resume_with(
     };
     model.filter_subscribers.insert(peer.clone());
     // Presence set while offline (or before connecting) arrives now.
-    super::ephemeral::send_all_own(model, out, channel);
+    super::presence::send_all_own(model, out, channel);
     out.send(
         channel,
         Message::Subscribe {
@@ -104,7 +104,7 @@ pub(crate) fn resume_with(
         });
         if wanted {
             super::common::subscribe(model, &doc, peer);
-            super::sync::request(model, out, peer, channel, &doc, true);
+            super::propagation::request(model, out, peer, channel, &doc, true);
         }
     }
     super::timers::set(
@@ -142,7 +142,7 @@ pub(crate) fn subscribe(
     // Presence lives before anyone writes: a late follower sees it at once.
     for doc in docs {
         if super::common::access(model, peer, &doc).read {
-            super::ephemeral::send_existing(model, out, &doc, channel, peer);
+            super::presence::send_existing(model, out, &doc, channel, peer);
         }
     }
 }
@@ -251,7 +251,7 @@ pub(crate) fn changes(
                 });
                 // Already asked (a push on reconnect): its answer settles this pull too.
                 if !asked {
-                    super::sync::request(model, out, peer, channel, &cd.doc, false);
+                    super::propagation::request(model, out, peer, channel, &cd.doc, false);
                 }
             }
             // Loading: it is requested from the remotes once loaded; wait for that.
@@ -344,9 +344,9 @@ fn fetch_new(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
     }
     if model.stores.is_empty() {
         super::common::create_doc(model, doc, DocMeta::default());
-        super::sync::request_from_remotes(model, out, doc);
+        super::propagation::request_from_remotes(model, out, doc);
     } else {
-        super::storage::start_loading(
+        super::store_requests::start_loading(
             model,
             out,
             doc,

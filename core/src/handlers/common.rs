@@ -1,12 +1,16 @@
 //! Steps shared by several handlers: sending data, persisting, fanning out,
 //! clocks, durability and permissions.
 
-use crate::ids::{BatchId, ChannelId, Clock, DocId, PeerId};
-use crate::io::{ChannelKind, Event, Level, Outgoing};
-use crate::model::{Doc, Handshake, InFlight, Model, Notify, PeerDoc, Phase, Waiter};
+use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
+use crate::io::{ChannelKind, Cmd, Event, Level, Outgoing};
+use crate::model::{
+    Doc, Handshake, InFlight, Model, Notify, PeerDoc, PendingImport, Phase, Source, Waiter,
+};
 use crate::out::Out;
 use crate::policy::Access;
-use crate::protocol::{AckStatus, Message, Revision, RevisionStatus};
+use crate::protocol::{
+    AckStatus, Message, Payload, Revision, RevisionStatus, MIN_PROTOCOL_VERSION,
+};
 use crate::version::VersionVector;
 
 pub(crate) fn next_batch(model: &mut Model) -> BatchId {
@@ -272,91 +276,6 @@ pub(crate) fn changed(model: &mut Model, doc_id: &DocId) {
     }
 }
 
-/// After our version of `doc` advanced: persist, then send to every
-/// subscriber except `source` what it lacks.
-pub(crate) fn propagate(model: &mut Model, out: &mut Out, doc_id: &DocId, source: Option<&PeerId>) {
-    if !is_ready(model, doc_id) {
-        return;
-    }
-    persist(model, out, doc_id);
-    let Some(doc) = model.docs.get(doc_id) else {
-        return;
-    };
-    let mut targets: Vec<PeerId> = Vec::new();
-    let meta = doc.meta.clone();
-    for p in model.filter_subscribers.iter() {
-        if doc.subscribers.contains(p) {
-            continue;
-        }
-        let wants = model
-            .peers
-            .get(p)
-            .is_some_and(|peer| peer.filters.iter().any(|f| f.matches(doc_id, &meta)));
-        if wants && access(model, p, doc_id).read {
-            targets.push(p.clone());
-        }
-    }
-    for t in &targets {
-        subscribe(model, doc_id, t);
-    }
-    let Some(doc) = model.docs.get(doc_id) else {
-        return;
-    };
-    let version = doc.version.clone();
-    let subscribers: Vec<PeerId> = doc.subscribers.iter().cloned().collect();
-    for peer in subscribers {
-        if Some(&peer) == source {
-            continue;
-        }
-        send_if_behind(model, out, &peer, doc_id, &version);
-    }
-}
-
-/// Sends a subscriber what it lacks, if it is online, may read, and is behind.
-pub(crate) fn send_if_behind(
-    model: &mut Model,
-    out: &mut Out,
-    peer: &PeerId,
-    doc_id: &DocId,
-    version: &VersionVector,
-) {
-    let Some(channel) = peer_channel(model, peer) else {
-        return;
-    };
-    let since = match model.peers.get(peer).and_then(|p| p.docs.get(doc_id)) {
-        Some(PeerDoc::Synced(v)) if v.includes(version) => return,
-        Some(PeerDoc::Synced(v)) => Some(v.clone()),
-        // Its answer will tell us what it has; then we send the gap.
-        Some(PeerDoc::Pending(at)) if !stale(model, *at) => return,
-        // The answer was lost: ask again.
-        Some(PeerDoc::Pending(_)) => {
-            return super::sync::request(model, out, peer, channel, doc_id, true);
-        }
-        Some(PeerDoc::Absent) | None => None,
-    };
-    if !access(model, peer, doc_id).read {
-        return;
-    }
-    // One live update per document in flight to a peer: what changes before
-    // its ack goes as one update then. A fast peer acks at once and sees each
-    // change alone; a slow one gets fewer, larger updates instead of a queue
-    // of small ones (see `sync::ack_received`).
-    let sending = model
-        .peers
-        .get(peer)
-        .and_then(|p| p.sending.get(doc_id))
-        .and_then(|b| model.in_flight.get(b))
-        .is_some_and(|f| f.channel == channel);
-    if sending {
-        return;
-    }
-    if let Some(batch) = send_data(model, out, peer, channel, doc_id, since, true) {
-        if let Some(p) = model.peers.get_mut(peer) {
-            p.sending.insert(doc_id.clone(), batch);
-        }
-    }
-}
-
 /// Whether a request made at `at` has waited too long for its answer.
 pub(crate) fn stale(model: &Model, at: crate::io::Millis) -> bool {
     model.now.saturating_sub(at) >= model.config.timing.request_timeout_ms
@@ -449,57 +368,6 @@ pub(crate) fn fail_waiters(
     }
 }
 
-fn ack_status(status: RevisionStatus) -> AckStatus {
-    match status {
-        RevisionStatus::Ok => AckStatus::Ok,
-        RevisionStatus::MissingDependencies => AckStatus::MissingDependencies,
-        RevisionStatus::Denied => AckStatus::PermissionDenied,
-        RevisionStatus::Invalid => AckStatus::Invalid,
-    }
-}
-
-/// Tells whoever waited how its data was taken.
-pub(crate) fn deliver(
-    model: &mut Model,
-    out: &mut Out,
-    notify: Notify,
-    doc_id: &DocId,
-    version: &VersionVector,
-    clock: Option<Clock>,
-    status: RevisionStatus,
-) {
-    match notify {
-        Notify::Ack {
-            channel,
-            peer,
-            batch,
-        } => {
-            if model.channels.contains_key(&channel) {
-                out.send(
-                    channel,
-                    Message::Ack {
-                        batch,
-                        status: ack_status(status),
-                        clock: clock.filter(|c| c.0 > 0),
-                    },
-                );
-            }
-            if status == RevisionStatus::Ok {
-                super::changes::pulled_doc(model, out, &peer, doc_id);
-            }
-        }
-        Notify::Push { job, index } => {
-            let rev = Revision {
-                doc: doc_id.clone(),
-                version: version.clone(),
-                clock: clock.unwrap_or_default(),
-                status,
-            };
-            super::listeners::fill_revision(model, out, job, index, rev);
-        }
-    }
-}
-
 /// Sends an error to a channel and logs it.
 pub(crate) fn refuse(
     out: &mut Out,
@@ -569,4 +437,82 @@ pub(crate) fn write_unsettled(model: &mut Model, store: ChannelId, f: &crate::mo
         .get(&f.doc)
         .map_or(f.known_clock, |c| (*c).min(f.known_clock));
     model.unsettled_writes.insert(f.doc.clone(), before);
+}
+
+/// The protocol version negotiated on a channel.
+pub(crate) fn protocol_of(model: &Model, channel: ChannelId) -> u32 {
+    model
+        .channels
+        .get(&channel)
+        .map_or(MIN_PROTOCOL_VERSION, |c| c.protocol)
+}
+
+/// Asks the shell to import bytes.
+pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payload, source: Source) {
+    let id = ImportId(model.next_import);
+    model.next_import = model.next_import.saturating_add(1);
+    model.imports.insert(
+        id,
+        PendingImport {
+            doc: doc.clone(),
+            source,
+            len: data.len() as u64,
+        },
+    );
+    out.cmd(Cmd::Import {
+        id,
+        doc: doc.clone(),
+        data,
+    });
+}
+
+/// Tells whoever waited how its data was taken.
+pub(crate) fn deliver(
+    model: &mut Model,
+    out: &mut Out,
+    notify: Notify,
+    doc_id: &DocId,
+    version: &VersionVector,
+    clock: Option<Clock>,
+    status: RevisionStatus,
+) {
+    match notify {
+        Notify::Ack {
+            channel,
+            peer,
+            batch,
+        } => {
+            if model.channels.contains_key(&channel) {
+                out.send(
+                    channel,
+                    Message::Ack {
+                        batch,
+                        status: ack_status(status),
+                        clock: clock.filter(|c| c.0 > 0),
+                    },
+                );
+            }
+            if status == RevisionStatus::Ok {
+                super::changes::pulled_doc(model, out, &peer, doc_id);
+            }
+        }
+        Notify::Push { job, index } => {
+            let rev = Revision {
+                doc: doc_id.clone(),
+                version: version.clone(),
+                clock: clock.unwrap_or_default(),
+                status,
+            };
+            super::listeners::fill_revision(model, out, job, index, rev);
+        }
+    }
+}
+
+pub(crate) fn ack_status(status: RevisionStatus) -> AckStatus {
+    match status {
+        RevisionStatus::Ok => AckStatus::Ok,
+        RevisionStatus::MissingDependencies => AckStatus::MissingDependencies,
+        RevisionStatus::Denied => AckStatus::PermissionDenied,
+        RevisionStatus::Invalid => AckStatus::Invalid,
+    }
 }

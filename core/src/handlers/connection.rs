@@ -123,7 +123,7 @@ pub(crate) fn channel_removed(model: &mut Model, out: &mut Out, channel: Channel
                         waiting.remove(&channel);
                     }
                 }
-                super::storage::maybe_finish_loading(model, out, &doc);
+                super::store_requests::maybe_finish_loading(model, out, &doc);
                 super::common::release_waiters(model, out, &doc);
             }
         }
@@ -951,10 +951,3 @@ pub(crate) fn unsupported(model: &mut Model, out: &mut Out, channel: ChannelId, 
     refuse(out, channel, code, message);
 }
 
-/// The protocol version negotiated on a channel.
-pub(crate) fn protocol_of(model: &Model, channel: ChannelId) -> u32 {
-    model
-        .channels
-        .get(&channel)
-        .map_or(MIN_PROTOCOL_VERSION, |c| c.protocol)
-}

@@ -80,7 +80,7 @@ fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId
     model.tombstones.insert(doc.clone());
     // A feed read waiting for this document's reload waits no more.
     if model.feed_loading.remove(doc).is_some() {
-        super::storage::settle_feed(model, out);
+        super::store_requests::settle_feed(model, out);
     }
     for peer in tell.iter().filter(|p| Some(*p) != source) {
         if let Some(ch) = super::common::peer_channel(model, peer) {

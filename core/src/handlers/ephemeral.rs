@@ -18,6 +18,7 @@
 //! ```
 
 use super::common::{access, peer_channel};
+use super::presence::own_entry;
 use crate::ids::{ChannelId, DocId, Namespace, PeerId};
 use crate::io::Event;
 use crate::model::{Model, Presence, PresenceKey, Timer};
@@ -102,17 +103,6 @@ pub(crate) fn set_presence(
         if !model.timer_at.contains_key(&Timer::Heartbeat) {
             super::timers::set(model, Timer::Heartbeat, at);
         }
-    }
-}
-
-fn own_entry(model: &Model, doc: &DocId, namespace: &Namespace, data: Payload) -> Ephemeral {
-    Ephemeral {
-        doc: doc.clone(),
-        namespace: namespace.clone(),
-        origin: model.config.peer.clone(),
-        hops: model.config.timing.presence_hops,
-        ttl_ms: model.config.timing.presence_ttl_ms,
-        data,
     }
 }
 
@@ -363,58 +353,6 @@ fn remove(model: &mut Model, out: &mut Out, key: &PresenceKey) {
             peer: key.2.clone(),
             data: None,
         });
-    }
-}
-
-/// The live entries for a document, sent to a peer that just subscribed.
-pub(crate) fn send_existing(
-    model: &mut Model,
-    out: &mut Out,
-    doc: &DocId,
-    channel: ChannelId,
-    peer: &PeerId,
-) {
-    let now = model.now;
-    let entries: Vec<Ephemeral> = model
-        .presence
-        .iter()
-        .filter(|((d, _, origin), p)| {
-            d == doc && origin != peer && &p.via != peer && p.expires > now
-        })
-        .map(|((d, n, origin), p)| Ephemeral {
-            doc: d.clone(),
-            namespace: n.clone(),
-            origin: origin.clone(),
-            hops: 0,
-            ttl_ms: u32::try_from(p.expires - now).unwrap_or(u32::MAX),
-            data: p.data.clone(),
-        })
-        .collect();
-    for e in entries {
-        out.send(channel, Message::Ephemeral(e));
-    }
-    send_own(model, out, doc, channel);
-}
-
-/// All our own entries, sent to a remote we just (re)connected to.
-pub(crate) fn send_all_own(model: &Model, out: &mut Out, channel: ChannelId) {
-    for ((d, n), data) in model.own_presence.iter() {
-        out.send(
-            channel,
-            Message::Ephemeral(own_entry(model, d, n, data.clone())),
-        );
-    }
-}
-
-/// Our own entries for a document, sent along with a request or an answer.
-pub(crate) fn send_own(model: &Model, out: &mut Out, doc: &DocId, channel: ChannelId) {
-    for ((d, n), data) in model.own_presence.iter() {
-        if d == doc {
-            out.send(
-                channel,
-                Message::Ephemeral(own_entry(model, d, n, data.clone())),
-            );
-        }
     }
 }
 

@@ -48,24 +48,6 @@ fn save(model: &Model, out: &mut Out, id: ListenerId) {
     }
 }
 
-/// Restores a persisted listener.
-pub(crate) fn restore(model: &mut Model, r: ListenerRecord) {
-    model.next_listener = model.next_listener.max(r.id.0.saturating_add(1));
-    if r.id.0 == u64::MAX {
-        return;
-    }
-    model.listeners.insert(
-        r.id,
-        Listener {
-            owner: r.owner,
-            filter: r.filter,
-            floor: r.floor,
-            acked: r.acked.into_iter().collect(),
-            last_pull: None,
-        },
-    );
-}
-
 pub(crate) fn register(
     model: &mut Model,
     out: &mut Out,
@@ -332,7 +314,7 @@ pub(crate) fn push(
                 version: s.version,
             };
             let reason = crate::model::LoadReason::Network;
-            super::storage::start_loading(
+            super::store_requests::start_loading(
                 model,
                 out,
                 &s.doc,
@@ -365,7 +347,7 @@ pub(crate) fn push(
             job,
             index,
         };
-        super::sync::import(model, out, &s.doc, s.data, source);
+        super::common::import(model, out, &s.doc, s.data, source);
     }
 }
 
@@ -419,7 +401,7 @@ pub(crate) fn replay_push(
             job,
             index,
         };
-        super::sync::import(model, out, doc, data, source);
+        super::common::import(model, out, doc, data, source);
     } else {
         let status = RevisionStatus::Denied;
         let rev = Revision {
@@ -501,7 +483,7 @@ pub(crate) fn record_loaded(
     }
     let waiting = model.listener_loads.remove(&id).unwrap_or_default();
     match record {
-        Some(r) if r.id == id && !model.listeners.contains_key(&id) => restore(model, r),
+        Some(r) if r.id == id && !model.listeners.contains_key(&id) => model.restore_listener(r),
         _ => {}
     }
     for (channel, message) in waiting {

@@ -66,7 +66,7 @@ pub(crate) fn list_remote(model: &mut Model, out: &mut Out, peer: &PeerId, after
             format!("{peer} is not connected; cannot list its documents"),
         );
     };
-    if super::connection::protocol_of(model, channel) < 2 {
+    if super::common::protocol_of(model, channel) < 2 {
         return report(
             out,
             None,

@@ -2,6 +2,9 @@
 
 pub(crate) mod changes;
 pub(crate) mod common;
+pub(crate) mod propagation;
+pub(crate) mod presence;
+pub(crate) mod store_requests;
 pub(crate) mod connection;
 pub(crate) mod deletion;
 pub(crate) mod ephemeral;

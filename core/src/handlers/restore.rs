@@ -13,7 +13,7 @@ pub(crate) fn restored(
 ) {
     model.clock = model.clock.max(clock);
     if model.stores.get_min() == Some(&store) {
-        super::storage::follow_feed(model, clock);
+        super::store_requests::follow_feed(model, clock);
     }
     for s in docs {
         if !s.doc.is_valid() || model.tombstones.contains(&s.doc) {
@@ -43,7 +43,7 @@ pub(crate) fn restored(
                     .or_insert_with(|| crate::model::Peer::new(crate::protocol::PeerKind::Service));
                 p.cursor = cursor;
             }
-            StateRecord::Listener(l) => super::listeners::restore(model, l),
+            StateRecord::Listener(l) => model.restore_listener(l),
             StateRecord::ListenerRemoved(id) => {
                 model.listeners.remove(&id);
             }
@@ -56,3 +56,4 @@ pub(crate) fn restored(
         }
     }
 }
+

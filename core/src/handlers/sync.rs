@@ -11,11 +11,13 @@
 //! Live changes travel as `update` to subscribers, never back to their source.
 
 use super::common::{
-    access, assign_clock, changed, create_doc, deliver, peer_channel, peer_has, propagate, refuse,
+    access, assign_clock, changed, create_doc, deliver, import, peer_channel, peer_has, refuse,
     release_waiters, report, send_data, set_peer_doc, when_durable,
 };
+use super::propagation::{propagate, request, request_from_remotes
+};
 use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
-use crate::io::{Cmd, Event, ImportOutcome, Level, SyncState};
+use crate::io::{Event, ImportOutcome, Level, SyncState};
 use crate::model::{
     LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Source, WaitingRequest,
 };
@@ -44,37 +46,6 @@ fn unavailable(out: &mut Out, channel: ChannelId, doc: &DocId) {
             version: VersionVector::new(),
         },
     );
-}
-
-/// Sends a sync-request (with our presence for the document) and marks the
-/// peer pending unless we already know what it has.
-pub(crate) fn request(
-    model: &mut Model,
-    out: &mut Out,
-    peer: &PeerId,
-    channel: ChannelId,
-    doc: &DocId,
-    bidirectional: bool,
-) {
-    let version = model
-        .docs
-        .get(doc)
-        .map(|d| d.version.clone())
-        .unwrap_or_default();
-    out.send(
-        channel,
-        Message::SyncRequest {
-            doc: doc.clone(),
-            version,
-            bidirectional,
-        },
-    );
-    // Until it answers, what we knew of it may be stale (it may have restarted).
-    let now = model.now;
-    set_peer_doc(model, peer, doc, PeerDoc::Pending(now));
-    model.requests.insert((peer.clone(), doc.clone()), now);
-    super::timers::ensure_sweep(model);
-    super::ephemeral::send_own(model, out, doc, channel);
 }
 
 /// After an import left changes waiting for dependencies: ask the sender
@@ -123,20 +94,6 @@ pub(crate) fn ask_peer(model: &mut Model, out: &mut Out, doc: &DocId, peer: &Pee
     }
 }
 
-/// Asks every remote we dialed for a document the application opened.
-pub(crate) fn request_from_remotes(model: &mut Model, out: &mut Out, doc: &DocId) {
-    let targets: Vec<(PeerId, ChannelId)> = model
-        .peers
-        .iter()
-        .filter(|(_, p)| p.dialed)
-        .filter_map(|(id, _)| Some((id.clone(), peer_channel(model, id)?)))
-        .collect();
-    for (peer, channel) in targets {
-        super::common::subscribe(model, doc, &peer);
-        request(model, out, &peer, channel, doc, true);
-    }
-}
-
 pub(crate) fn sync_request(
     model: &mut Model,
     out: &mut Out,
@@ -174,7 +131,7 @@ pub(crate) fn sync_request(
                     );
                     return unavailable(out, channel, &doc);
                 }
-                if !super::storage::reserve_lookup(model, &peer, &doc) {
+                if !super::store_requests::reserve_lookup(model, &peer, &doc) {
                     let most = model.config.bounds.lookups_per_peer;
                     return refuse(
                         out,
@@ -187,7 +144,7 @@ pub(crate) fn sync_request(
                     );
                 }
                 // Storage-first: a store may hold it; answer nobody until all have said.
-                super::storage::start_loading(
+                super::store_requests::start_loading(
                     model,
                     out,
                     &doc,
@@ -204,7 +161,7 @@ pub(crate) fn sync_request(
                 );
                 unavailable(out, channel, &doc);
                 // Presence lives before anyone writes: a late joiner still sees it.
-                super::ephemeral::send_existing(model, out, &doc, channel, &peer);
+                super::presence::send_existing(model, out, &doc, channel, &peer);
             }
         }
     }
@@ -336,7 +293,7 @@ pub(crate) fn answer(
     } else {
         send_data(model, out, peer, channel, doc, Some(theirs), false);
     }
-    super::ephemeral::send_existing(model, out, doc, channel, peer);
+    super::presence::send_existing(model, out, doc, channel, peer);
     if bidirectional {
         out.send(
             channel,
@@ -416,7 +373,7 @@ fn push_gap(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
         if sending {
             return;
         }
-        super::common::send_if_behind(model, out, peer, doc, &v);
+        super::propagation::send_if_behind(model, out, peer, doc, &v);
     }
 }
 
@@ -515,7 +472,7 @@ pub(crate) fn take_data(
                     data,
                     version,
                 };
-                super::storage::start_loading(
+                super::store_requests::start_loading(
                     model,
                     out,
                     &doc,
@@ -586,25 +543,6 @@ pub(crate) fn refuse_too_large(
         ErrorCode::TooLarge,
     );
     ack(out, channel, batch, AckStatus::TooLarge);
-}
-
-/// Asks the shell to import bytes.
-pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payload, source: Source) {
-    let id = ImportId(model.next_import);
-    model.next_import = model.next_import.saturating_add(1);
-    model.imports.insert(
-        id,
-        PendingImport {
-            doc: doc.clone(),
-            source,
-            len: data.len() as u64,
-        },
-    );
-    out.cmd(Cmd::Import {
-        id,
-        doc: doc.clone(),
-        data,
-    });
 }
 
 pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: ImportOutcome) {
@@ -857,7 +795,7 @@ pub(crate) fn open_doc(model: &mut Model, out: &mut Out, doc: DocId, meta: DocMe
         }
         Some(Phase::Loading { reason, .. }) => *reason = LoadReason::Open,
         None if !model.stores.is_empty() => {
-            super::storage::start_loading(model, out, &doc, meta, LoadReason::Open, None, None)
+            super::store_requests::start_loading(model, out, &doc, meta, LoadReason::Open, None, None)
         }
         None => {
             create_doc(model, &doc, meta);
@@ -1002,7 +940,7 @@ pub(crate) fn answer_owed(
 }
 
 /// After the ack of a peer's live update: the changes that waited for it
-/// (see `common::send_if_behind`) go now, as one update.
+/// (see `propagation::send_if_behind`) go now, as one update.
 fn send_what_waited(
     model: &mut Model,
     out: &mut Out,
@@ -1026,7 +964,7 @@ fn send_what_waited(
     };
     if d.is_ready() && d.subscribers.contains(peer) && !f.version.includes(&d.version) {
         let version = d.version.clone();
-        super::common::send_if_behind(model, out, peer, &f.doc, &version);
+        super::propagation::send_if_behind(model, out, peer, &f.doc, &version);
     }
 }
 
@@ -1040,7 +978,7 @@ fn store_ack(
 ) {
     let doc = f.doc;
     if status == AckStatus::Ok {
-        super::storage::store_ok(model);
+        super::store_requests::store_ok(model);
     }
     let Some(d) = model.docs.get_mut(&doc) else {
         return;
@@ -1062,7 +1000,7 @@ fn store_ack(
         let durable = d.durable.get(&store).cloned().unwrap_or_default();
         d.stored.insert(store, durable);
         if model.unsettled_writes.contains_key(&doc) {
-            super::storage::retry_doc(model, &doc);
+            super::store_requests::retry_doc(model, &doc);
         }
         return report(
             out,
@@ -1097,3 +1035,4 @@ fn store_ack(
         super::common::persist(model, out, &doc);
     }
 }
+

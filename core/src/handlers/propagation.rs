@@ -1,0 +1,143 @@
+//! Bringing peers up to date: a document's change sent to every subscriber
+//! that lacks it, and a sync-request that asks a peer for a document and
+//! marks it pending until it answers (a leaf every handler may use; it
+//! calls no handler).
+
+use super::common::{
+    access, is_ready, peer_channel, persist, send_data, set_peer_doc, stale, subscribe,
+};
+use crate::ids::{ChannelId, DocId, PeerId};
+use crate::model::{Model, PeerDoc};
+use crate::out::Out;
+use crate::protocol::Message;
+use crate::version::VersionVector;
+
+/// Sends a sync-request (with our presence for the document) and marks the
+/// peer pending unless we already know what it has.
+pub(crate) fn request(
+    model: &mut Model,
+    out: &mut Out,
+    peer: &PeerId,
+    channel: ChannelId,
+    doc: &DocId,
+    bidirectional: bool,
+) {
+    let version = model
+        .docs
+        .get(doc)
+        .map(|d| d.version.clone())
+        .unwrap_or_default();
+    out.send(
+        channel,
+        Message::SyncRequest {
+            doc: doc.clone(),
+            version,
+            bidirectional,
+        },
+    );
+    // Until it answers, what we knew of it may be stale (it may have restarted).
+    let now = model.now;
+    set_peer_doc(model, peer, doc, PeerDoc::Pending(now));
+    model.requests.insert((peer.clone(), doc.clone()), now);
+    super::timers::ensure_sweep(model);
+    super::presence::send_own(model, out, doc, channel);
+}
+
+/// Asks every remote we dialed for a document the application opened.
+pub(crate) fn request_from_remotes(model: &mut Model, out: &mut Out, doc: &DocId) {
+    let targets: Vec<(PeerId, ChannelId)> = model
+        .peers
+        .iter()
+        .filter(|(_, p)| p.dialed)
+        .filter_map(|(id, _)| Some((id.clone(), peer_channel(model, id)?)))
+        .collect();
+    for (peer, channel) in targets {
+        super::common::subscribe(model, doc, &peer);
+        request(model, out, &peer, channel, doc, true);
+    }
+}
+
+/// Sends a subscriber what it lacks, if it is online, may read, and is behind.
+pub(crate) fn send_if_behind(
+    model: &mut Model,
+    out: &mut Out,
+    peer: &PeerId,
+    doc_id: &DocId,
+    version: &VersionVector,
+) {
+    let Some(channel) = peer_channel(model, peer) else {
+        return;
+    };
+    let since = match model.peers.get(peer).and_then(|p| p.docs.get(doc_id)) {
+        Some(PeerDoc::Synced(v)) if v.includes(version) => return,
+        Some(PeerDoc::Synced(v)) => Some(v.clone()),
+        // Its answer will tell us what it has; then we send the gap.
+        Some(PeerDoc::Pending(at)) if !stale(model, *at) => return,
+        // The answer was lost: ask again.
+        Some(PeerDoc::Pending(_)) => {
+            return super::propagation::request(model, out, peer, channel, doc_id, true);
+        }
+        Some(PeerDoc::Absent) | None => None,
+    };
+    if !access(model, peer, doc_id).read {
+        return;
+    }
+    // One live update per document in flight to a peer: what changes before
+    // its ack goes as one update then. A fast peer acks at once and sees each
+    // change alone; a slow one gets fewer, larger updates instead of a queue
+    // of small ones (see `sync::ack_received`).
+    let sending = model
+        .peers
+        .get(peer)
+        .and_then(|p| p.sending.get(doc_id))
+        .and_then(|b| model.in_flight.get(b))
+        .is_some_and(|f| f.channel == channel);
+    if sending {
+        return;
+    }
+    if let Some(batch) = send_data(model, out, peer, channel, doc_id, since, true) {
+        if let Some(p) = model.peers.get_mut(peer) {
+            p.sending.insert(doc_id.clone(), batch);
+        }
+    }
+}
+
+/// After our version of `doc` advanced: persist, then send to every
+/// subscriber except `source` what it lacks.
+pub(crate) fn propagate(model: &mut Model, out: &mut Out, doc_id: &DocId, source: Option<&PeerId>) {
+    if !is_ready(model, doc_id) {
+        return;
+    }
+    persist(model, out, doc_id);
+    let Some(doc) = model.docs.get(doc_id) else {
+        return;
+    };
+    let mut targets: Vec<PeerId> = Vec::new();
+    let meta = doc.meta.clone();
+    for p in model.filter_subscribers.iter() {
+        if doc.subscribers.contains(p) {
+            continue;
+        }
+        let wants = model
+            .peers
+            .get(p)
+            .is_some_and(|peer| peer.filters.iter().any(|f| f.matches(doc_id, &meta)));
+        if wants && access(model, p, doc_id).read {
+            targets.push(p.clone());
+        }
+    }
+    for t in &targets {
+        subscribe(model, doc_id, t);
+    }
+    let Some(doc) = model.docs.get(doc_id) else {
+        return;
+    };
+    let version = doc.version.clone();
+    let subscribers: Vec<PeerId> = doc.subscribers.iter().cloned().collect();
+    for peer in subscribers {
+        if Some(&peer) == source {
+            continue;
+        }
+        send_if_behind(model, out, &peer, doc_id, &version);
+    }
+}
