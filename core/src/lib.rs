@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod budget;
+mod follow_ups;
 mod frame;
 mod handlers;
 mod ids;

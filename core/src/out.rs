@@ -1,20 +1,85 @@
-//! The output accumulator handlers write into.
+//! The output accumulator handlers write into, and the follow-ups they
+//! record for `update` to run.
 //!
 //! Sends are grouped per channel so one `update` step yields at most one
 //! frame per channel (edge case: per-channel aggregation at flush).
+//!
+//! A handler never calls another handler: when what it did concerns
+//! another (a document is ready, a change is durable, a peer got what it
+//! pulled, ...), it records a [`FollowUp`], and `update` hands each to the
+//! handler it concerns, first recorded first, until none is left.
 
-use crate::ids::ChannelId;
+use crate::ids::{ChannelId, Clock, DocId, PeerId, RemoteAddr};
 use crate::io::{Cmd, Event, Level, Outgoing};
-use crate::protocol::Message;
-use std::collections::BTreeMap;
+use crate::model::WaitingRequest;
+use crate::protocol::{Message, Revision};
+use crate::version::VersionVector;
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Default)]
 pub(crate) struct Out {
     cmds: Vec<Cmd>,
     sends: BTreeMap<ChannelId, Vec<Outgoing>>,
+    follow_ups: VecDeque<FollowUp>,
+}
+
+/// What one handler's work means for another, run by `update` after the
+/// handler returns (see the module's documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FollowUp {
+    /// A document finished loading and is ready (`changes`, `sync`,
+    /// `listeners`): in this order, peers that follow no filter hear of a
+    /// document new here (all but `announce_but`, its creator), the remotes
+    /// we dialed are asked for it, the requests that waited are answered,
+    /// and, when it was found in a store, its subscribers get what they lack.
+    DocReady {
+        doc: DocId,
+        announce: Option<Option<PeerId>>,
+        ask_remotes: bool,
+        queued: Vec<WaitingRequest>,
+        propagate: bool,
+    },
+    /// A peer has a document it pulled from our change feed (`changes`).
+    Pulled { peer: PeerId, doc: DocId },
+    /// A remote acknowledged our write of a document at its clock (`changes`).
+    RemoteAcked {
+        peer: PeerId,
+        doc: DocId,
+        clock: Clock,
+    },
+    /// A document is durable up to `version` (`changes`: pulls that wait
+    /// for durable data).
+    Durable { doc: DocId, version: VersionVector },
+    /// One revision of a listener's push is settled (`listeners`).
+    RevisionFilled {
+        job: u64,
+        index: usize,
+        revision: Revision,
+    },
+    /// A remote we dialed welcomed us: resume where we left off (`changes`).
+    Welcomed {
+        peer: PeerId,
+        channel: ChannelId,
+        addr: RemoteAddr,
+        clock: Clock,
+    },
+    /// A peer is gone: the presence it held goes (`ephemeral`).
+    PeerGone { peer: PeerId },
+    /// A document was deleted: its presence goes (`ephemeral`).
+    DocDeleted { doc: DocId },
 }
 
 impl Out {
+    /// Records what another handler must do once this one returns.
+    pub fn follow(&mut self, follow_up: FollowUp) {
+        self.follow_ups.push_back(follow_up);
+    }
+
+    /// The follow-up recorded first and not yet run.
+    pub fn next_follow_up(&mut self) -> Option<FollowUp> {
+        self.follow_ups.pop_front()
+    }
+
     pub fn send(&mut self, channel: ChannelId, message: Message) {
         self.item(channel, Outgoing::Message(message));
     }

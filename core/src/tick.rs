@@ -42,12 +42,8 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
         Timer::FeedPoll => storage::feed_poll(model, out),
         Timer::StoreRetry => storage::retry_due(model, out),
         Timer::ForgetPeer(peer) => connection::forget_peer(model, &peer),
-        Timer::CredentialExpiry(channel) => {
-            connection::credential_expired(model, out, channel)
-        }
-        Timer::RetryRateLimited(peer, doc) => {
-            sync::retry_rate_limited(model, out, &peer, &doc)
-        }
+        Timer::CredentialExpiry(channel) => connection::credential_expired(model, out, channel),
+        Timer::RetryRateLimited(peer, doc) => sync::retry_rate_limited(model, out, &peer, &doc),
     }
 }
 

@@ -22,6 +22,7 @@ pub fn update(mut model: Model, now: Millis, msg: Msg) -> (Model, Vec<Cmd>) {
     // Time never runs backwards in the model, whatever the shell says.
     model.now = model.now.max(now);
     step(&mut model, &mut out, msg);
+    crate::follow_ups::run(&mut model, &mut out);
     connection::keep_to_protocols(&model, &mut out);
     connection::limit_error_replies(&mut model, &mut out);
     timers::refresh_wake(&mut model, &mut out);

@@ -434,11 +434,6 @@ pub(crate) fn remote_acked(
     }
 }
 
-/// Tells established peers that follow no filter of ours about a new document.
-pub(crate) fn announce(model: &mut Model, out: &mut Out, doc: &DocId) {
-    announce_but(model, out, doc, None);
-}
-
 /// [`announce`], to everyone but `creator` (who knows already).
 pub(crate) fn announce_but(
     model: &mut Model,

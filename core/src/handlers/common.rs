@@ -6,7 +6,7 @@ use crate::io::{ChannelKind, Cmd, Event, Level, Outgoing};
 use crate::model::{
     Doc, Handshake, InFlight, Model, Notify, PeerDoc, PendingImport, Phase, Source, Waiter,
 };
-use crate::out::Out;
+use crate::out::{FollowUp, Out};
 use crate::policy::Access;
 use crate::protocol::{
     AckStatus, Message, Payload, Revision, RevisionStatus, MIN_PROTOCOL_VERSION,
@@ -493,7 +493,10 @@ pub(crate) fn deliver(
                 );
             }
             if status == RevisionStatus::Ok {
-                super::changes::pulled_doc(model, out, &peer, doc_id);
+                out.follow(FollowUp::Pulled {
+                    peer,
+                    doc: doc_id.clone(),
+                });
             }
         }
         Notify::Push { job, index } => {
@@ -503,7 +506,11 @@ pub(crate) fn deliver(
                 clock: clock.unwrap_or_default(),
                 status,
             };
-            super::listeners::fill_revision(model, out, job, index, rev);
+            out.follow(FollowUp::RevisionFilled {
+                job,
+                index,
+                revision: rev,
+            });
         }
     }
 }

@@ -14,7 +14,7 @@ use super::common::{established_peer, refuse, report};
 use crate::ids::{ChannelId, DocId, PeerId, RemoteAddr};
 use crate::io::{ChannelKind, Cmd, Event, Level, Millis};
 use crate::model::{Channel, Handshake, Model, Peer, PeerDoc, Phase, Remote, Timer};
-use crate::out::Out;
+use crate::out::{FollowUp, Out};
 use crate::policy::{Credential, Verdict};
 use crate::protocol::{ErrorCode, Filter, Hello, Message, PeerKind, Welcome, MIN_PROTOCOL_VERSION};
 
@@ -179,7 +179,7 @@ fn peer_gone(model: &mut Model, out: &mut Out, peer: &PeerId) {
     for k in asked {
         model.requests.remove(&k);
     }
-    super::ephemeral::remove_peer(model, out, peer);
+    out.follow(FollowUp::PeerGone { peer: peer.clone() });
     out.emit(Event::PeerDisconnected { peer: peer.clone() });
     // A remote we dial keeps its state (cursors, what it has) for the
     // reconnect; a peer that dialed us is forgotten after a while.
@@ -723,7 +723,12 @@ pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: W
     if let Some(r) = model.remotes.get_mut(&addr) {
         r.attempt = 0;
     }
-    super::changes::resume_with(model, out, &w.peer, channel, &addr, w.clock);
+    out.follow(FollowUp::Welcomed {
+        peer: w.peer,
+        channel,
+        addr,
+        clock: w.clock,
+    });
 }
 
 /// Whether a static token grants `peer` (no token needed when the node
@@ -950,4 +955,3 @@ pub(crate) fn unsupported(model: &mut Model, out: &mut Out, channel: ChannelId, 
     };
     refuse(out, channel, code, message);
 }
-

@@ -13,7 +13,7 @@ use super::common::{access, fail_waiters};
 use crate::ids::{ChannelId, DocId, PeerId};
 use crate::io::{Cmd, Event, Level, StateRecord};
 use crate::model::Model;
-use crate::out::Out;
+use crate::out::{FollowUp, Out};
 use crate::protocol::{DeleteOutcome, Message, RevisionStatus};
 
 pub(crate) fn delete_local(model: &mut Model, out: &mut Out, doc: DocId) {
@@ -87,7 +87,7 @@ fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId
             out.send(ch, Message::Delete { doc: doc.clone() });
         }
     }
-    super::ephemeral::forget_doc(model, out, doc);
+    out.follow(FollowUp::DocDeleted { doc: doc.clone() });
     out.cmd(Cmd::Save(StateRecord::Tombstone(doc.clone())));
     if model.stores.is_empty() {
         confirm(model, out, doc, Vec::new());

@@ -7,7 +7,12 @@ use crate::model::Model;
 use crate::out::Out;
 use crate::protocol::{Ephemeral, Message, Payload};
 
-pub(crate) fn own_entry(model: &Model, doc: &DocId, namespace: &Namespace, data: Payload) -> Ephemeral {
+pub(crate) fn own_entry(
+    model: &Model,
+    doc: &DocId,
+    namespace: &Namespace,
+    data: Payload,
+) -> Ephemeral {
     Ephemeral {
         doc: doc.clone(),
         namespace: namespace.clone(),

@@ -3,11 +3,12 @@
 //! documents created per identity per hour, and the largest document. A
 //! client past one is answered and keeps its connection.
 
+use crate::io::Level;
 use crate::io::Millis;
 use crate::model::Model;
 use crate::out::Out;
-use crate::protocol::{ErrorCode, Message};
-use crate::{ChannelId, DocId, PeerId};
+use crate::protocol::{AckStatus, ErrorCode, Message};
+use crate::{BatchId, ChannelId, DocId, PeerId};
 
 /// The window of the documents-created quota.
 const HOUR_MS: Millis = 3_600_000;
@@ -195,4 +196,36 @@ pub(crate) fn connection_allowed(model: &Model, peer: &PeerId, kind: crate::Peer
             .count()
     });
     open < most
+}
+
+/// Refuses an update that would make `doc` larger than the largest
+/// document allowed (`most` bytes).
+pub(crate) fn refuse_too_large(
+    model: &Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: &PeerId,
+    doc: &DocId,
+    batch: BatchId,
+    most: u64,
+) {
+    out.log(
+        Level::Info,
+        format!("{peer}'s update would make {doc} larger than {most} bytes; refused"),
+    );
+    tell_refused(
+        model,
+        out,
+        channel,
+        format!("{doc} would grow past the largest document allowed ({most} bytes)"),
+        ErrorCode::TooLarge,
+    );
+    out.send(
+        channel,
+        Message::Ack {
+            batch,
+            status: AckStatus::TooLarge,
+            clock: None,
+        },
+    );
 }

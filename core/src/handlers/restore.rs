@@ -56,4 +56,3 @@ pub(crate) fn restored(
         }
     }
 }
-

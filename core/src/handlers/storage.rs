@@ -23,13 +23,13 @@
 use super::common::{changed, report};
 use super::propagation::propagate;
 use super::store_requests::{
-    ask_store, feed_idle, maybe_finish_loading, read_feed, retry_delay, schedule_retry, settle_dirty,
-    settle_feed,
+    ask_store, feed_idle, maybe_finish_loading, read_feed, retry_delay, schedule_retry,
+    settle_dirty, settle_feed,
 };
 use crate::ids::{ChannelId, Clock, DocId};
 use crate::io::{Cmd, Event, Level, LoadOutcome, StoreFailure, StoredDoc};
 use crate::model::{Doc, Model, Phase, Timer};
-use crate::out::Out;
+use crate::out::{FollowUp, Out};
 use crate::protocol::{Filter, Message};
 use crate::version::VersionVector;
 
@@ -248,8 +248,13 @@ fn discovered_in_store(model: &mut Model, out: &mut Out, store: ChannelId, cd: S
     d.durable.insert(store, cd.version);
     model.docs.insert(cd.doc.clone(), d);
     super::common::assign_clock(model, &cd.doc, cd.clock);
-    super::changes::announce(model, out, &cd.doc);
-    propagate(model, out, &cd.doc, None);
+    out.follow(FollowUp::DocReady {
+        doc: cd.doc,
+        announce: Some(None),
+        ask_remotes: false,
+        queued: Vec::new(),
+        propagate: true,
+    });
 }
 
 /// A store operation failed: reported, and tried again.

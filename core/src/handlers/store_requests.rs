@@ -4,11 +4,10 @@
 //! stores answer is `storage`'s.
 
 use super::common::{access, changed};
-use super::propagation::propagate;
 use crate::ids::{ChannelId, Clock, DocId, PeerId};
-use crate::model::{Doc, LoadReason, Model, Phase, Timer, WaitingRequest};
-use crate::out::Out;
 use crate::io::{Event, Level};
+use crate::model::{Doc, LoadReason, Model, Phase, Timer, WaitingRequest};
+use crate::out::{FollowUp, Out};
 use crate::protocol::{AckStatus, DocMeta, Filter, Message, Reply};
 use crate::version::VersionVector;
 
@@ -212,7 +211,7 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
                     let most = super::quotas::fits(model, p, doc, data.len())
                         .err()
                         .unwrap_or(0);
-                    super::sync::refuse_too_large(model, out, channel, p, doc, batch, most);
+                    super::quotas::refuse_too_large(model, out, channel, p, doc, batch, most);
                 }
             }
             return;
@@ -249,22 +248,16 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
             version,
         });
     }
-    if !found {
+    out.follow(FollowUp::DocReady {
+        doc: doc.clone(),
         // Created here, opened or written by a peer: the peers that follow
         // no filter hear of it (those that do get its data).
-        super::changes::announce_but(model, out, doc, creator.as_ref());
-    }
-    if reason == LoadReason::Open {
-        super::propagation::request_from_remotes(model, out, doc);
-    }
-    // Answer the waiting requesters first: propagation then skips them.
-    for q in queued {
-        replay_queued(model, out, doc, q);
-    }
-    if found {
+        announce: (!found).then_some(creator),
+        ask_remotes: reason == LoadReason::Open,
+        queued,
         // Local edits made while loading, or a store that lacks what another had.
-        propagate(model, out, doc, None);
-    }
+        propagate: found,
+    });
 }
 
 /// Answers what waited for a document that is not created after all: no
@@ -338,38 +331,14 @@ fn refuse_queued(
                     clock: Clock(0),
                     status: crate::protocol::RevisionStatus::Denied,
                 };
-                super::listeners::fill_revision(model, out, job, index, denied);
+                out.follow(FollowUp::RevisionFilled {
+                    job,
+                    index,
+                    revision: denied,
+                });
             }
             _ => {}
         }
-    }
-}
-
-fn replay_queued(model: &mut Model, out: &mut Out, doc: &DocId, q: WaitingRequest) {
-    let channel = match &q {
-        WaitingRequest::Sync { channel, .. }
-        | WaitingRequest::Update { channel, .. }
-        | WaitingRequest::Push { channel, .. } => *channel,
-    };
-    // Requests from a channel that closed meanwhile are dropped.
-    let Some(peer) = super::common::established_peer(model, channel) else {
-        return;
-    };
-    match q {
-        WaitingRequest::Sync {
-            version,
-            bidirectional,
-            ..
-        } => super::sync::answer(model, out, channel, &peer, doc, version, bidirectional),
-        WaitingRequest::Update {
-            batch,
-            data,
-            version,
-            ..
-        } => super::sync::take_data(model, out, channel, peer, doc.clone(), batch, data, version),
-        WaitingRequest::Push {
-            job, index, data, ..
-        } => super::listeners::replay_push(model, out, doc, &peer, (channel, job, index, data)),
     }
 }
 

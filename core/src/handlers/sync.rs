@@ -14,14 +14,13 @@ use super::common::{
     access, assign_clock, changed, create_doc, deliver, import, peer_channel, peer_has, refuse,
     release_waiters, report, send_data, set_peer_doc, when_durable,
 };
-use super::propagation::{propagate, request, request_from_remotes
-};
+use super::propagation::{propagate, request};
 use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
 use crate::io::{Event, ImportOutcome, Level, SyncState};
 use crate::model::{
     LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Source, WaitingRequest,
 };
-use crate::out::Out;
+use crate::out::{FollowUp, Out};
 use crate::protocol::{AckStatus, DocMeta, ErrorCode, Message, Payload, Reply, RevisionStatus};
 use crate::version::VersionVector;
 
@@ -330,14 +329,21 @@ pub(crate) fn sync_response(
                 .filter(|d| version.includes(&d.version))
             {
                 let clock = d.clock;
-                super::changes::remote_acked(model, out, &peer, &doc, clock);
+                out.follow(FollowUp::RemoteAcked {
+                    peer: peer.clone(),
+                    doc: doc.clone(),
+                    clock,
+                });
             }
             out.emit(Event::PeerSynced {
                 peer: peer.clone(),
                 doc: doc.clone(),
                 state: SyncState::Synced(version),
             });
-            super::changes::pulled_doc(model, out, &peer, &doc);
+            out.follow(FollowUp::Pulled {
+                peer: peer.clone(),
+                doc: doc.clone(),
+            });
             return push_gap(model, out, &peer, &doc);
         }
         Reply::Unavailable => {
@@ -348,7 +354,10 @@ pub(crate) fn sync_response(
                 doc: doc.clone(),
                 state: SyncState::Absent,
             });
-            super::changes::pulled_doc(model, out, &peer, &doc);
+            out.follow(FollowUp::Pulled {
+                peer: peer.clone(),
+                doc: doc.clone(),
+            });
             return push_gap(model, out, &peer, &doc);
         }
     };
@@ -462,7 +471,9 @@ pub(crate) fn take_data(
             // Too large even for a new document: nothing is created.
             if let Err(most) = super::quotas::fits(model, &peer, &doc, data.len()) {
                 if model.stores.is_empty() {
-                    return refuse_too_large(model, out, channel, &peer, &doc, batch, most);
+                    return super::quotas::refuse_too_large(
+                        model, out, channel, &peer, &doc, batch, most,
+                    );
                 }
             }
             if !model.stores.is_empty() {
@@ -504,7 +515,7 @@ pub(crate) fn take_data(
         return ack(out, channel, batch, AckStatus::PermissionDenied);
     }
     if let Err(most) = super::quotas::fits(model, &peer, &doc, data.len()) {
-        return refuse_too_large(model, out, channel, &peer, &doc, batch, most);
+        return super::quotas::refuse_too_large(model, out, channel, &peer, &doc, batch, most);
     }
     import(
         model,
@@ -518,31 +529,6 @@ pub(crate) fn take_data(
             version,
         },
     );
-}
-
-/// Refuses an update that would make `doc` larger than the largest
-/// document allowed (`most` bytes).
-pub(crate) fn refuse_too_large(
-    model: &Model,
-    out: &mut Out,
-    channel: ChannelId,
-    peer: &PeerId,
-    doc: &DocId,
-    batch: BatchId,
-    most: u64,
-) {
-    out.log(
-        Level::Info,
-        format!("{peer}'s update would make {doc} larger than {most} bytes; refused"),
-    );
-    super::quotas::tell_refused(
-        model,
-        out,
-        channel,
-        format!("{doc} would grow past the largest document allowed ({most} bytes)"),
-        ErrorCode::TooLarge,
-    );
-    ack(out, channel, batch, AckStatus::TooLarge);
 }
 
 pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: ImportOutcome) {
@@ -794,17 +780,28 @@ pub(crate) fn open_doc(model: &mut Model, out: &mut Out, doc: DocId, meta: DocMe
             out.emit(Event::DocReady { doc, version });
         }
         Some(Phase::Loading { reason, .. }) => *reason = LoadReason::Open,
-        None if !model.stores.is_empty() => {
-            super::store_requests::start_loading(model, out, &doc, meta, LoadReason::Open, None, None)
-        }
+        None if !model.stores.is_empty() => super::store_requests::start_loading(
+            model,
+            out,
+            &doc,
+            meta,
+            LoadReason::Open,
+            None,
+            None,
+        ),
         None => {
             create_doc(model, &doc, meta);
             out.emit(Event::DocReady {
                 doc: doc.clone(),
                 version: VersionVector::new(),
             });
-            super::changes::announce(model, out, &doc);
-            request_from_remotes(model, out, &doc);
+            out.follow(FollowUp::DocReady {
+                doc: doc.clone(),
+                announce: Some(None),
+                ask_remotes: true,
+                queued: Vec::new(),
+                propagate: false,
+            });
         }
     }
 }
@@ -853,7 +850,11 @@ pub(crate) fn ack_received(
                 doc: f.doc.clone(),
                 version: f.version.clone(),
             });
-            super::changes::remote_acked(model, out, &peer, &f.doc, clock);
+            out.follow(FollowUp::RemoteAcked {
+                peer: peer.clone(),
+                doc: f.doc.clone(),
+                clock,
+            });
         }
         other => {
             // Forget what we assumed it has: the next change resends from scratch.
@@ -1027,7 +1028,10 @@ fn store_ack(
         if covers_all {
             model.dirty.remove(&doc);
         }
-        super::changes::durable_for_pulls(model, out, &doc, &durable);
+        out.follow(FollowUp::Durable {
+            doc: doc.clone(),
+            version: durable.clone(),
+        });
     }
     release_waiters(model, out, &doc);
     if !covers_all {
@@ -1035,4 +1039,3 @@ fn store_ack(
         super::common::persist(model, out, &doc);
     }
 }
-
