@@ -170,6 +170,10 @@ counter_id!(
     "request"
 );
 
+/// Milliseconds on the shell's clock. The core never reads a clock: time
+/// only arrives in messages.
+pub type Millis = u64;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,7 @@ use crate::protocol::{DocMeta, Filter, Message, Payload};
 use crate::version::VersionVector;
 use serde::{Deserialize, Serialize};
 
-/// Milliseconds on the shell's clock. The core never reads a clock: time
-/// only arrives in messages.
-pub type Millis = u64;
+pub use crate::ids::Millis;
 
 /// Whether a channel leads to another node or to a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -358,7 +356,7 @@ pub enum Msg {
         /// Tokens that grant any peer id.
         tokens: Vec<String>,
         /// Tokens that grant some peer ids.
-        grants: Vec<crate::model::Grant>,
+        grants: Vec<crate::policy::Grant>,
     },
 }
 

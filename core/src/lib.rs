@@ -38,8 +38,8 @@ pub use io::{
     ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level, ListenerRecord, LoadOutcome, Millis,
     Msg, Outgoing, StateRecord, StoreFailure, StoredDoc, StrandSpec, SyncState,
 };
-pub use model::{Bounds, Config, ConnectionInfo, Gauges, Grant, Model, Quotas, Timing};
-pub use policy::{Access, Credential, DocRight, Pattern, Revocations, Rule, Rules, Verdict};
+pub use model::{Bounds, Config, ConnectionInfo, Gauges, Model, Quotas, Timing};
+pub use policy::{Access, Credential, DocRight, Grant, Pattern, Revocations, Rule, Rules, Verdict};
 pub use protocol::{
     AckStatus, ChangedDoc, DeleteOutcome, DocInfo, DocMeta, Ephemeral, ErrorCode, Filter, Hello,
     ListedDoc, Message, Payload, PeerKind, Reply, Revision, RevisionStatus, Strand, WeakPayload,

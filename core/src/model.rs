@@ -83,15 +83,6 @@ impl Default for Timing {
     }
 }
 
-/// A token and the peer ids a client presenting it may use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
-    /// The secret.
-    pub token: String,
-    /// The peer ids it grants.
-    pub peers: crate::policy::Pattern,
-}
-
 /// Limits on what one peer may make this node hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bounds {
@@ -213,7 +204,7 @@ pub struct Config {
     /// (but this node's own); with `grants`, empty means no token needed.
     pub tokens: Vec<String>,
     /// Tokens that grant only some peer ids (a credential binds identity).
-    pub grants: Vec<Grant>,
+    pub grants: Vec<crate::policy::Grant>,
     /// Every hello needs a token: the shell verifies signed tokens
     /// ([`crate::Msg::Authenticated`]), or the static list may be emptied
     /// (`Msg::Tokens`); a hello with neither a good signed token nor a
@@ -260,6 +251,15 @@ impl Config {
             quotas: Quotas::default(),
         }
     }
+}
+
+/// A connection's buckets: what it may still spend, in thousandths (so
+/// a refill by the millisecond loses nothing), and when they were filled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Buckets {
+    pub(crate) updates: Option<u64>,
+    pub(crate) bytes: Option<u64>,
+    pub(crate) filled_at: Millis,
 }
 
 /// A network request waiting for the stores to answer.
@@ -439,7 +439,7 @@ pub(crate) struct Channel {
     /// Error replies it earned past the bucket, which were dropped.
     pub errors_dropped: u32,
     /// What its updates may still spend now (see `Quotas`).
-    pub quota: crate::handlers::quotas::Buckets,
+    pub quota: Buckets,
     /// What let it in, checked again when the static tokens change.
     pub admitted_by: Admission,
 }

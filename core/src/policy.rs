@@ -83,7 +83,7 @@ pub struct Credential {
     pub rights: Option<Vec<DocRight>>,
     /// When it stops being valid, on the node's clock (the time `update`
     /// is given); the connection is closed then.
-    pub expires: Option<crate::io::Millis>,
+    pub expires: Option<crate::ids::Millis>,
     /// The token's id (a JWT's `jti`), for revocation and logs.
     pub id: Option<String>,
 }
@@ -189,6 +189,15 @@ impl Rules {
             .map(|r| r.access)
             .unwrap_or(self.default)
     }
+}
+
+/// A token and the peer ids a client presenting it may use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The secret.
+    pub token: String,
+    /// The peer ids it grants.
+    pub peers: Pattern,
 }
 
 #[cfg(test)]

@@ -510,7 +510,7 @@ pub(crate) fn tokens_replaced(
     model: &mut Model,
     out: &mut Out,
     tokens: Vec<String>,
-    grants: Vec<crate::model::Grant>,
+    grants: Vec<crate::policy::Grant>,
 ) {
     let mut config = (*model.config).clone();
     config.tokens = tokens;

@@ -102,15 +102,6 @@ pub(crate) fn fits(model: &Model, peer: &PeerId, doc: &DocId, len: usize) -> Res
     Ok(())
 }
 
-/// A connection's buckets: what it may still spend, in thousandths (so
-/// a refill by the millisecond loses nothing), and when they were filled.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Buckets {
-    updates: Option<u64>,
-    bytes: Option<u64>,
-    filled_at: Millis,
-}
-
 /// Takes one update of `len` bytes from `channel`'s buckets; `Err` with
 /// how long to wait (ms) when a quota refuses it, in which case nothing
 /// is taken.
