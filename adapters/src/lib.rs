@@ -12,17 +12,44 @@
 //! Stores keep document bytes opaque: they never parse a document (the
 //! Loro endpoint only reads Loro version vectors).
 //! Not here: the event loop, documents, protocol decisions.
+//!
+//! # Features
+//!
+//! All are on by default; an embedder that needs less turns the default
+//! off and names what it uses. The memory store, the memory transport,
+//! connection limits, pacing and reassembly are always there.
+//!
+//! - `sqlite`: `SqliteStore` (rusqlite, with SQLite bundled).
+//! - `postgres`: `PostgresStore`, with TLS to the database (postgres,
+//!   rustls).
+//! - `websocket`: `serve_ws`, `ws_connect`, `ws_link` and `WsOptions` in
+//!   [`transport`], with `wss://` (async-tungstenite, rustls).
+//! - `http`: the HTTP polling transport, its API and static pages, and
+//!   the HTTP client (`serve_http`, `http_link`, `request`, ...), with
+//!   `https://` (hyper, rustls).
+//! - `tcp`: `serve_tcp`, `serve_tcp_tls`, `tcp_connect` and `tcp_link`,
+//!   with TLS (rustls).
+//! - `loro-endpoint`: the `loro_protocol` module and `serve_ws_with_loro`
+//!   (loro); it turns on `websocket`, whose port serves it.
+//!
+//! `TlsServer` and `TlsClient` come with any of `websocket`, `http` and
+//! `tcp`.
 #![warn(missing_docs)]
 
 mod contained;
+#[cfg(feature = "loro-endpoint")]
 pub mod loro_protocol;
 pub mod reassembly;
 mod store;
 pub mod transport;
 
 pub use contained::{contained, panics_caught, EnginePanic};
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{
-    conformance, Announce, Announcement, Append, Loaded, MemoryStore, PostgresStore,
-    SharedMemoryStore, SqliteStore, Store, StoreError,
+    conformance, Announce, Announcement, Append, Loaded, MemoryStore, SharedMemoryStore, Store,
+    StoreError,
 };
 pub use transport::{Link, Outbound};

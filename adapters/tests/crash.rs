@@ -1,6 +1,7 @@
 //! Durability under SIGKILL: a child process appends and reports each
 //! acknowledged change; it is killed at varying points; after every kill the
 //! database reopens and holds every change the child had acknowledged.
+#![cfg(feature = "sqlite")]
 
 use docweave_adapters::{Append, SqliteStore, Store};
 use docweave_core::{DocId, DocMeta, VersionVector};

@@ -1,5 +1,6 @@
 //! The Loro-protocol bridge without sockets: what a client's messages
 //! become for the node, and what the node's answers become for the client.
+#![cfg(feature = "loro-endpoint")]
 
 use docweave_adapters::loro_protocol::{
     version_from_loro, version_to_loro, Body, Bridge, BridgeOptions, Crdt, Effect, JoinErrorCode,

@@ -3,6 +3,7 @@
 //! same bytes, and each decoder reads what the other wrote. The crate is a
 //! test-only reference: its decoder is fed only bytes an encoder made, never
 //! hostile input (it reserves memory by counts read from the wire).
+#![cfg(feature = "loro-endpoint")]
 
 use docweave_adapters::loro_protocol::{
     decode, encode, Body, Crdt, JoinErrorCode, LoroMessage, RoomErrorCode, UpdateStatus,

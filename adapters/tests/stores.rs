@@ -1,18 +1,24 @@
 //! Store conformance, plus what only a durable store can show: reopening,
 //! two connections (as two processes) sharing one file, schema versions.
+//! The SQLite tests need the `sqlite` feature.
 
+#[cfg(feature = "sqlite")]
+use docweave_adapters::SqliteStore;
 use docweave_adapters::{
-    conformance, Announcement, Append, MemoryStore, SharedMemoryStore, SqliteStore, Store,
-    StoreError,
+    conformance, Announcement, Append, MemoryStore, SharedMemoryStore, Store, StoreError,
 };
 use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, VersionVector};
+#[cfg(feature = "sqlite")]
 use std::path::PathBuf;
+#[cfg(feature = "sqlite")]
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "sqlite")]
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh database path under the target directory, removed first.
+#[cfg(feature = "sqlite")]
 fn db_path() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
@@ -23,6 +29,7 @@ fn db_path() -> PathBuf {
     p
 }
 
+#[cfg(feature = "sqlite")]
 fn open(p: &PathBuf) -> SqliteStore {
     SqliteStore::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
 }
@@ -113,11 +120,13 @@ fn a_deletion_through_one_handle_is_numbered_in_the_feed_of_another_once() {
     assert_eq!(b.deletions_since(before, None).unwrap().len(), 1);
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn sqlite_store_conforms() {
     conformance::run_all(|| open(&db_path()));
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn sqlite_keeps_everything_across_a_reopen() {
     let p = db_path();
@@ -138,6 +147,7 @@ fn sqlite_keeps_everything_across_a_reopen() {
     assert_eq!(s.schema_version().ok(), Some(1));
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn two_connections_on_one_file_see_each_others_changes_through_the_feed() {
     let p = db_path();
@@ -159,6 +169,7 @@ fn two_connections_on_one_file_see_each_others_changes_through_the_feed() {
     assert_eq!(seen_by_b.len(), 2);
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn a_database_from_a_newer_build_is_refused_with_a_clear_error() {
     let p = db_path();
@@ -173,6 +184,7 @@ fn a_database_from_a_newer_build_is_refused_with_a_clear_error() {
     }
 }
 
+#[cfg(feature = "sqlite")]
 fn rusqlite_conn(p: &PathBuf) -> rusqlite::Connection {
     rusqlite::Connection::open(p).unwrap_or_else(|e| panic!("{e}"))
 }

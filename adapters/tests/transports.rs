@@ -1,12 +1,19 @@
 //! Transport conformance: every transport keeps order, carries large
-//! payloads, ends on close, and refuses bad frames at its edge.
+//! payloads, ends on close, and refuses bad frames at its edge. Each
+//! network transport's tests need its feature.
 
-use docweave_adapters::transport::{
-    memory_pair, memory_pair_with_faults, polled_pair, serve_tcp, tcp_connect, ConnectionLimit,
-    Faults,
-};
+#[cfg(feature = "http")]
+use docweave_adapters::transport::polled_pair;
+#[cfg(any(feature = "tcp", feature = "websocket"))]
+use docweave_adapters::transport::ConnectionLimit;
+use docweave_adapters::transport::{memory_pair, memory_pair_with_faults, Faults};
+#[cfg(feature = "tcp")]
+use docweave_adapters::transport::{serve_tcp, tcp_connect};
 use docweave_adapters::Link;
-use docweave_core::{decode, encode, ErrorCode, Limits, Message};
+#[cfg(any(feature = "tcp", feature = "websocket"))]
+use docweave_core::{decode, Limits};
+use docweave_core::{encode, ErrorCode, Message};
+#[cfg(any(feature = "tcp", feature = "websocket"))]
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::time::Duration;
 
@@ -59,6 +66,7 @@ async fn conformance(a: Link, b: Link) {
     assert!(ended, "close did not reach the other side");
 }
 
+#[cfg(feature = "tcp")]
 async fn tcp_pair(limits: Limits) -> (Link, Link, std::net::SocketAddr) {
     let listener = smol::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -89,6 +97,7 @@ fn memory_conforms() {
     });
 }
 
+#[cfg(feature = "tcp")]
 #[test]
 fn tcp_conforms() {
     smol::block_on(async {
@@ -132,6 +141,7 @@ fn memory_faults_are_seeded_and_reproducible() {
     drop(b);
 }
 
+#[cfg(feature = "tcp")]
 async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<Message> {
     let mut s = smol::net::TcpStream::connect(addr)
         .await
@@ -147,6 +157,7 @@ async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<Message> 
     decode(&out, &Limits::default()).unwrap_or_default()
 }
 
+#[cfg(feature = "tcp")]
 fn error_code(messages: &[Message]) -> Option<ErrorCode> {
     messages.iter().find_map(|m| match m {
         Message::Error { code, .. } => Some(*code),
@@ -154,6 +165,7 @@ fn error_code(messages: &[Message]) -> Option<ErrorCode> {
     })
 }
 
+#[cfg(feature = "tcp")]
 #[test]
 fn tcp_refuses_garbage_huge_claims_and_oversized_frames_and_keeps_serving() {
     smol::block_on(async {
@@ -189,6 +201,7 @@ fn tcp_refuses_garbage_huge_claims_and_oversized_frames_and_keeps_serving() {
     });
 }
 
+#[cfg(feature = "tcp")]
 #[test]
 fn tcp_refuses_a_flood_beyond_the_connection_limit() {
     smol::block_on(async {
@@ -212,8 +225,10 @@ fn tcp_refuses_a_flood_beyond_the_connection_limit() {
     });
 }
 
+#[cfg(feature = "websocket")]
 use docweave_adapters::transport::{serve_ws, ws_connect, WsOptions};
 
+#[cfg(feature = "websocket")]
 async fn ws_pair(o: WsOptions) -> (Link, Link, std::net::SocketAddr) {
     let listener = smol::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -236,6 +251,7 @@ async fn ws_pair(o: WsOptions) -> (Link, Link, std::net::SocketAddr) {
     (client, server, addr)
 }
 
+#[cfg(feature = "websocket")]
 #[test]
 fn websocket_conforms_with_fragmentation() {
     smol::block_on(async {
@@ -245,6 +261,7 @@ fn websocket_conforms_with_fragmentation() {
     });
 }
 
+#[cfg(feature = "websocket")]
 #[test]
 fn websocket_keepalive_holds_an_idle_connection_open() {
     smol::block_on(async {
@@ -260,6 +277,7 @@ fn websocket_keepalive_holds_an_idle_connection_open() {
     });
 }
 
+#[cfg(feature = "websocket")]
 #[test]
 fn websocket_drops_a_client_that_never_finishes_its_upgrade_and_serves_others() {
     smol::block_on(async {
@@ -290,8 +308,10 @@ fn websocket_drops_a_client_that_never_finishes_its_upgrade_and_serves_others() 
     });
 }
 
+#[cfg(feature = "http")]
 use docweave_adapters::transport::{http_link, serve_http, Connector, HttpOptions};
 
+#[cfg(feature = "http")]
 #[test]
 fn http_polling_conforms() {
     smol::block_on(async {
@@ -318,6 +338,7 @@ fn http_polling_conforms() {
     });
 }
 
+#[cfg(feature = "websocket")]
 #[test]
 fn websocket_refuses_text_and_malformed_pieces_with_an_error_then_closes() {
     use async_tungstenite::tungstenite::Message as Ws;

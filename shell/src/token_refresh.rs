@@ -38,7 +38,7 @@ pub fn token_expiry(token: &str) -> Option<u64> {
 /// How long until `token` should be replaced, at `now_ms`: when 80% of
 /// what is left of its lifetime has passed (at least a second: a provider
 /// that hands out tokens already expired is not asked in a loop), or
-/// [`UNKNOWN_LIFETIME`] for a token that does not say when it expires.
+/// `UNKNOWN_LIFETIME` (five minutes) for a token that does not say when it expires.
 pub fn refresh_in(token: &str, now_ms: u64) -> Duration {
     match token_expiry(token) {
         Some(exp) => {

@@ -241,7 +241,7 @@ impl Drop for Bridge {
 
 /// How a close for a server going away begins: the WebSocket close frame
 /// then carries code 1001 ("going away") instead of 1000.
-pub const GOING_AWAY: &str = "going away: ";
+pub const GOING_AWAY: &str = crate::transport::GOING_AWAY;
 
 /// Most documents in the connection's subscription filter (the node's
 /// bound on filter entries per peer).

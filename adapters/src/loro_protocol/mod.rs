@@ -6,6 +6,8 @@
 //! all without I/O) and the WebSocket link that runs it. Not here: any
 //! decision about documents (the core makes those, for Loro clients as for
 //! native ones).
+//!
+//! Built with the `loro-endpoint` feature (which turns on `websocket`).
 
 mod bridge;
 mod coalesce;

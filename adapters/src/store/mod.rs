@@ -3,16 +3,24 @@
 pub mod conformance;
 mod memory;
 mod memory_shared;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
 mod postgres_schema;
+#[cfg(feature = "postgres")]
 mod postgres_tls;
+#[cfg(feature = "sqlite")]
 mod schema;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
 mod sqlite_blobs;
 
 pub use memory::MemoryStore;
 pub use memory_shared::SharedMemoryStore;
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
@@ -21,9 +29,11 @@ use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, Versi
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database refused or failed.
+    #[cfg(feature = "sqlite")]
     #[error("the database failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused or failed, or could not be reached.
+    #[cfg(feature = "postgres")]
     #[error("PostgreSQL failed: {0}")]
     Postgres(#[from] ::postgres::Error),
     /// Stored bytes could not be read back.
@@ -186,6 +196,7 @@ pub trait Store: Send {
 }
 
 /// Stored bytes that could not be read back.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn corrupt(what: &str, why: impl ToString) -> StoreError {
     StoreError::Corrupt {
         what: what.to_string(),
@@ -194,11 +205,13 @@ pub(crate) fn corrupt(what: &str, why: impl ToString) -> StoreError {
 }
 
 /// A version as database stores keep it (postcard).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn encode_version(v: &VersionVector) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(v).map_err(|e| corrupt("a version", e))
 }
 
 /// A version read back from a database store.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn decode_version(doc: &str, bytes: &[u8]) -> Result<VersionVector, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| corrupt(&format!("the version of {doc}"), e))
 }

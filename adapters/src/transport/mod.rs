@@ -7,38 +7,64 @@
 //! before any byte reaches the node.
 
 pub mod fragments;
+#[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "http")]
 mod http_api;
 mod memory;
 mod pace;
 mod slots;
+#[cfg(feature = "http")]
 mod static_files;
+#[cfg(feature = "tcp")]
 mod tcp;
+// The network transports' TLS; the PostgreSQL store uses its client half.
+#[cfg(any(
+    feature = "websocket",
+    feature = "http",
+    feature = "tcp",
+    feature = "postgres"
+))]
 mod tls;
+#[cfg(feature = "postgres")]
 pub(crate) use tls::client_config;
+#[cfg(feature = "websocket")]
 mod websocket;
 
+#[cfg(feature = "http")]
 pub use http::{
     http_link, http_link_to, post, request, request_capped, request_to, serve_http,
     serve_http_with_web, split_frames, Connector, HealthCheck, HttpFigures, HttpOptions, HttpPages,
     HttpTarget, MetricsPage, PeerOfToken, StatusPage, StatusRequest,
 };
+#[cfg(feature = "http")]
 pub use http_api::{ApiAnswer, ApiGate, ApiHandler, ApiRequest, ApiRoutes};
 pub use memory::{memory_pair, memory_pair_with_faults, polled_pair, Faults, PolledLink};
 pub use pace::{InboundRate, Pacer};
 pub use slots::{ConnectionLimit, Slot};
 
+#[cfg(feature = "tcp")]
 pub use tcp::{serve_tcp, serve_tcp_tls, tcp_connect, tcp_link};
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 pub use tls::{TlsClient, TlsServer};
-pub use websocket::{serve_ws, serve_ws_with_loro, ws_connect, ws_link, WsOptions};
+#[cfg(feature = "loro-endpoint")]
+pub use websocket::serve_ws_with_loro;
+#[cfg(feature = "websocket")]
+pub use websocket::{serve_ws, ws_connect, ws_link, WsOptions};
 
-use docweave_core::{encode, ErrorCode, Message, SharedFrame};
+use docweave_core::SharedFrame;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The reason a node gives the links it closes when it stops: WebSocket
 /// clients see close code 1001 ("going away") with it.
 pub const SERVER_STOPPING: &str = "the node is closing";
+
+/// How a close for a server going away begins: the WebSocket close frame
+/// then carries code 1001 ("going away") instead of 1000. (The Loro
+/// endpoint's `GOING_AWAY` is this.)
+#[cfg(feature = "websocket")]
+pub(crate) const GOING_AWAY: &str = "going away: ";
 
 /// What waits in a link's queue: a shared frame keeps its document bytes
 /// shared until the writer takes its chunks (or the whole frame) one by one.
@@ -312,14 +338,15 @@ impl Link {
 }
 
 /// The frame a transport sends before closing on bad input.
-pub(crate) fn error_frame(code: ErrorCode, message: String) -> Vec<u8> {
-    encode(&[Message::Error { code, message }]).unwrap_or_default()
+#[cfg(any(feature = "tcp", feature = "websocket"))]
+pub(crate) fn error_frame(code: docweave_core::ErrorCode, message: String) -> Vec<u8> {
+    docweave_core::encode(&[docweave_core::Message::Error { code, message }]).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use docweave_core::{decode, BatchId, DocId, Limits, Payload, VersionVector};
+    use docweave_core::{decode, encode, BatchId, DocId, Limits, Message, Payload, VersionVector};
 
     fn update(bytes: usize) -> Message {
         Message::Update {

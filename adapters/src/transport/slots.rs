@@ -2,9 +2,11 @@
 //! survives errors.
 
 use super::Link;
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 use smol::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 use std::time::Duration;
 
 /// Bounds how many connections a server holds at once.
@@ -106,6 +108,7 @@ impl Slot {
 
 /// Accepts connections for ever: an error (out of file descriptors, say)
 /// is logged and retried after a short pause that grows while it lasts.
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 pub(crate) async fn accept(listener: &TcpListener, pause: &mut Duration) -> TcpStream {
     loop {
         match listener.accept().await {

@@ -2,10 +2,18 @@
 //! server's certificate and key from PEM files, and a client that trusts
 //! the usual web roots plus, when given, a CA file of its own (a private
 //! CA, or the test's). Verification is never turned off.
+//!
+//! The PostgreSQL store takes only what a client trusts (`client_config`);
+//! `TlsServer` and `TlsClient` come with the WebSocket, HTTP and TCP
+//! transports.
 
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 use futures_rustls::{client, server, TlsAcceptor, TlsConnector};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::CertificateDer;
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
+use rustls::pki_types::{PrivateKeyDer, ServerName};
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 use smol::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,15 +29,18 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// What a server presents: its certificate chain and key. Clones share
 /// them: [`TlsServer::replace_with`] on one (a renewed certificate) holds
 /// for every endpoint's next handshake.
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 #[derive(Clone)]
 pub struct TlsServer(Arc<std::sync::RwLock<TlsAcceptor>>);
 
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 impl std::fmt::Debug for TlsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TlsServer")
     }
 }
 
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 impl TlsServer {
     /// Reads a PEM certificate chain and its PEM private key; an error names
     /// the file (never the key).
@@ -72,15 +83,18 @@ impl TlsServer {
 }
 
 /// What a client trusts.
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 #[derive(Clone)]
 pub struct TlsClient(TlsConnector);
 
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 impl std::fmt::Debug for TlsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TlsClient")
     }
 }
 
+#[cfg(any(feature = "websocket", feature = "http", feature = "tcp"))]
 impl TlsClient {
     /// Trusts the web's roots (Mozilla's list) and the certificates in
     /// `ca_file`, if given.

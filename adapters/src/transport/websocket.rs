@@ -8,6 +8,7 @@ use super::slots::accept as accept_next;
 use super::{
     error_frame, outbound, ConnectionLimit, InboundRate, Link, Outbound, Pacer, DEFAULT_BACKLOG,
 };
+#[cfg(feature = "loro-endpoint")]
 use crate::loro_protocol::{loro_link, BridgeOptions};
 use async_tungstenite::tungstenite::handshake::server::{Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -119,7 +120,7 @@ where
                     }
                     Some(Outbound::Close(reason)) => {
                         // A server that stops says so with 1001.
-                        let away = reason.starts_with(crate::loro_protocol::GOING_AWAY)
+                        let away = reason.starts_with(super::GOING_AWAY)
                             || reason == super::SERVER_STOPPING;
                         let frame = CloseFrame {
                             code: if away {
@@ -282,6 +283,15 @@ fn http_answer(status: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// What a server does with connections to paths starting with `/loro`:
+/// with the Loro endpoint's options it speaks the Loro Syncing Protocol
+/// there; with `None` (always, in a build without the endpoint) it serves
+/// them as native links.
+#[cfg(feature = "loro-endpoint")]
+type LoroEndpoint = Option<BridgeOptions>;
+#[cfg(not(feature = "loro-endpoint"))]
+type LoroEndpoint = Option<std::convert::Infallible>;
+
 /// Accepts WebSocket connections and hands each to `accept` as a link.
 /// Each upgrade runs in its own task with a deadline; its connection slot
 /// is given back on every path (a failed or abandoned upgrade included).
@@ -293,18 +303,30 @@ pub async fn serve_ws(
     limit: ConnectionLimit,
     accept: impl Fn(Link) + Send + Sync + 'static,
 ) {
-    serve_ws_with_loro(listener, o, limit, accept, None).await
+    serve(listener, o, limit, accept, None).await
 }
 
 /// [`serve_ws`], and with `loro` set, connections to paths starting with
 /// `/loro` speak the Loro Syncing Protocol (see [`crate::loro_protocol`]);
 /// each is handed to `accept` as a native link all the same.
+#[cfg(feature = "loro-endpoint")]
 pub async fn serve_ws_with_loro(
     listener: TcpListener,
     o: WsOptions,
     limit: ConnectionLimit,
     accept: impl Fn(Link) + Send + Sync + 'static,
     loro: Option<BridgeOptions>,
+) {
+    serve(listener, o, limit, accept, loro).await
+}
+
+/// [`serve_ws`], with what `/loro` paths get.
+async fn serve(
+    listener: TcpListener,
+    o: WsOptions,
+    limit: ConnectionLimit,
+    accept: impl Fn(Link) + Send + Sync + 'static,
+    loro: LoroEndpoint,
 ) {
     let accept = std::sync::Arc::new(accept);
     let mut pause = Duration::from_millis(5);
@@ -331,6 +353,8 @@ pub async fn serve_ws_with_loro(
         };
         let accept = accept.clone();
         let o = o.clone();
+        // A copy when the Loro endpoint is compiled out (an Option<Infallible>).
+        #[allow(clippy::clone_on_copy)]
         let loro = loro.clone();
         smol::spawn(async move {
             let Some(tls) = o.tls.clone() else {
@@ -364,7 +388,7 @@ async fn upgrade<S>(
     o: WsOptions,
     slot: super::Slot,
     accept: Arc<impl Fn(Link) + Send + Sync + 'static>,
-    loro: Option<BridgeOptions>,
+    loro: LoroEndpoint,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -397,10 +421,7 @@ async fn upgrade<S>(
     match upgrade {
         Some(Ok(ws)) => {
             let to_loro = path.get().is_some_and(|p| p.starts_with("/loro"));
-            match loro {
-                Some(b) if to_loro => accept(slot.wrap(loro_link(ws, o, b))),
-                _ => accept(slot.wrap(ws_link(ws, o))),
-            }
+            accept(slot.wrap(link_for(ws, o, loro, to_loro)))
         }
         Some(Err(async_tungstenite::tungstenite::Error::Protocol(e))) => {
             // Not a WebSocket client (a health check, a browser): say what this is.
@@ -415,4 +436,28 @@ async fn upgrade<S>(
         Some(Err(e)) => tracing::debug!("websocket: upgrade failed: {e}"),
         None => tracing::info!("websocket: a client did not finish its upgrade in time"),
     }
+}
+
+/// The link of an upgraded connection: the Loro endpoint's when the server
+/// has one and the path asks for it (`to_loro`), the native one otherwise.
+#[cfg(feature = "loro-endpoint")]
+fn link_for<S>(ws: WebSocketStream<S>, o: WsOptions, loro: LoroEndpoint, to_loro: bool) -> Link
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match loro {
+        Some(b) if to_loro => loro_link(ws, o, b),
+        _ => ws_link(ws, o),
+    }
+}
+
+/// The link of an upgraded connection: without the Loro endpoint, every
+/// path gets the native one.
+#[cfg(not(feature = "loro-endpoint"))]
+fn link_for<S>(ws: WebSocketStream<S>, o: WsOptions, loro: LoroEndpoint, to_loro: bool) -> Link
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = (loro, to_loro);
+    ws_link(ws, o)
 }
