@@ -56,15 +56,7 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             channel,
             reason,
         } => connection::disconnect(model, out, peer, channel, reason),
-        Msg::Rules(rules) => {
-            let mut config = (*model.config).clone();
-            if let Some(q) = &rules.quotas {
-                config.quotas = (**q).clone();
-            }
-            config.rules = rules;
-            model.config = std::sync::Arc::new(config);
-            out.log(Level::Info, "permission rules replaced");
-        }
+        Msg::Rules(rules) => rules_replaced(model, out, rules),
         Msg::Authenticated {
             channel,
             message,
@@ -81,14 +73,7 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
             channel,
             size,
             limit,
-        } => {
-            if model.channels.contains_key(&channel) {
-                let m = format!(
-                    "a message of {size} bytes exceeds this node's limit of {limit} bytes; it was dropped"
-                );
-                common::refuse(out, channel, ErrorCode::TooLarge, m);
-            }
-        }
+        } => too_large(model, out, channel, size, limit),
         Msg::ListRemote { peer, after } => listing::list_remote(model, out, &peer, after),
         Msg::Imported { id, outcome } => sync::imported(model, out, id, outcome),
         Msg::LocalChange { doc, version } => sync::local_change(model, out, doc, version),
@@ -134,6 +119,27 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
     }
 }
 
+/// The operator's permission rules (and quotas) replace the ones in force.
+fn rules_replaced(model: &mut Model, out: &mut Out, rules: crate::policy::Rules) {
+    let mut config = (*model.config).clone();
+    if let Some(q) = &rules.quotas {
+        config.quotas = (**q).clone();
+    }
+    config.rules = rules;
+    model.config = std::sync::Arc::new(config);
+    out.log(Level::Info, "permission rules replaced");
+}
+
+/// The shell dropped a message larger than the node's limit: the sender is told.
+fn too_large(model: &Model, out: &mut Out, channel: ChannelId, size: u64, limit: u64) {
+    if model.channels.contains_key(&channel) {
+        let m = format!(
+            "a message of {size} bytes exceeds this node's limit of {limit} bytes; it was dropped"
+        );
+        common::refuse(out, channel, ErrorCode::TooLarge, m);
+    }
+}
+
 fn bound_code(e: &FrameError) -> ErrorCode {
     match e {
         FrameError::DocId(_) => ErrorCode::BadDocId,
@@ -169,28 +175,51 @@ fn received(
     if ch.kind == ChannelKind::Storage {
         return from_store(model, out, channel, message);
     }
-    let peer = match &ch.handshake {
-        Handshake::Established(p) => p.clone(),
-        Handshake::Connecting => {
-            return match message {
-                Message::Hello(h) => connection::hello(model, out, channel, h, verdict),
-                Message::Welcome(w) => connection::welcome(model, out, channel, w),
-                Message::Error { code, message } => common::report(
-                    out,
-                    None,
-                    format!("{channel} refused the handshake: {code:?}: {message}"),
-                ),
-                // A server that drains turns new clients away at once; they
-                // dial again after their usual backoff.
-                Message::GoingAway { reason, .. } => common::report(
-                    out,
-                    None,
-                    format!("{channel} refused the handshake: going away: {reason}"),
-                ),
-                other => connection::before_hello(model, out, channel, other.name()),
-            };
+    match &ch.handshake {
+        Handshake::Established(p) => {
+            let peer = p.clone();
+            from_peer(model, out, channel, peer, message, verdict)
         }
-    };
+        Handshake::Connecting => before_handshake(model, out, channel, message, verdict),
+    }
+}
+
+/// A message on a channel whose handshake is not done: only the handshake's own.
+fn before_handshake(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    message: Message,
+    verdict: Option<crate::policy::Verdict>,
+) {
+    match message {
+        Message::Hello(h) => connection::hello(model, out, channel, h, verdict),
+        Message::Welcome(w) => connection::welcome(model, out, channel, w),
+        Message::Error { code, message } => common::report(
+            out,
+            None,
+            format!("{channel} refused the handshake: {code:?}: {message}"),
+        ),
+        // A server that drains turns new clients away at once; they
+        // dial again after their usual backoff.
+        Message::GoingAway { reason, .. } => common::report(
+            out,
+            None,
+            format!("{channel} refused the handshake: going away: {reason}"),
+        ),
+        other => connection::before_hello(model, out, channel, other.name()),
+    }
+}
+
+/// A message from an established peer, handed to the handler of its kind.
+fn from_peer(
+    model: &mut Model,
+    out: &mut Out,
+    channel: ChannelId,
+    peer: crate::ids::PeerId,
+    message: Message,
+    verdict: Option<crate::policy::Verdict>,
+) {
     match message {
         Message::Hello(h) => connection::hello(model, out, channel, h, verdict),
         Message::Welcome(w) => connection::welcome(model, out, channel, w),

@@ -335,58 +335,10 @@ pub(crate) fn hello(
         out.cmd(Cmd::Close { channel, reason });
         return;
     }
-    if !h.peer.is_valid() || h.peer.as_str() == STORE_PEER || h.peer == model.config.peer {
-        return close(
-            out,
-            ErrorCode::PermissionDenied,
-            format!("the peer id {:?} is not acceptable", h.peer.as_str()),
-        );
-    }
-    let credential = match verdict {
-        Some(Verdict::Refused(why)) => {
-            return close(
-                out,
-                ErrorCode::BadToken,
-                format!("the token was refused: {why}"),
-            );
-        }
-        Some(Verdict::Valid(c)) => {
-            if c.peer != h.peer {
-                let m = format!(
-                    "the token is for peer {:?}; this hello speaks as {:?}",
-                    c.peer.as_str(),
-                    h.peer.as_str()
-                );
-                return close(out, ErrorCode::BadToken, m);
-            }
-            if c.expires.is_some_and(|at| at <= model.now) {
-                return close(out, ErrorCode::BadToken, TOKEN_EXPIRED.into());
-            }
-            Some(c)
-        }
-        None => {
-            if let Err(m) = credentials(&model.config, &h.peer, h.token.as_deref()) {
-                return close(out, ErrorCode::BadToken, m.into());
-            }
-            None
-        }
+    let credential = match admission(model, &h, verdict, negotiated) {
+        Ok(credential) => credential,
+        Err((code, message)) => return close(out, code, message),
     };
-    if let Some(why) = model.revoked.refuses(&h.peer, credential.as_ref()) {
-        return close(out, ErrorCode::BadToken, why);
-    }
-    if !super::quotas::connection_allowed(model, &h.peer, h.kind) {
-        let most = model.config.quotas.connections_per_identity;
-        // Older peers know no `rate-limited` code.
-        let code = match negotiated >= GOING_AWAY_SINCE {
-            true => ErrorCode::RateLimited,
-            false => ErrorCode::TooLarge,
-        };
-        let m = format!(
-            "{} holds {most} connections, the most one identity may; close one first",
-            h.peer
-        );
-        return close(out, code, m);
-    }
     let cfg = model.config.clone();
     out.send(
         channel,
@@ -403,6 +355,66 @@ pub(crate) fn hello(
     }
     establish(model, out, channel, h.peer.clone(), h.kind);
     hold_credential(model, channel, &h.peer, credential, h.token.as_deref());
+}
+
+/// Whether a hello may be let in: an acceptable peer id, a token (signed
+/// or static) that speaks for it and is neither expired nor revoked, and
+/// room under its identity's connection quota. `Ok` with the signed
+/// token's credential, if any; `Err` with the refusal to close with.
+fn admission(
+    model: &Model,
+    h: &Hello,
+    verdict: Option<Verdict>,
+    negotiated: u32,
+) -> Result<Option<Credential>, (ErrorCode, String)> {
+    if !h.peer.is_valid() || h.peer.as_str() == STORE_PEER || h.peer == model.config.peer {
+        return Err((
+            ErrorCode::PermissionDenied,
+            format!("the peer id {:?} is not acceptable", h.peer.as_str()),
+        ));
+    }
+    let credential = match verdict {
+        Some(Verdict::Refused(why)) => {
+            return Err((ErrorCode::BadToken, format!("the token was refused: {why}")));
+        }
+        Some(Verdict::Valid(c)) => {
+            if c.peer != h.peer {
+                let m = format!(
+                    "the token is for peer {:?}; this hello speaks as {:?}",
+                    c.peer.as_str(),
+                    h.peer.as_str()
+                );
+                return Err((ErrorCode::BadToken, m));
+            }
+            if c.expires.is_some_and(|at| at <= model.now) {
+                return Err((ErrorCode::BadToken, TOKEN_EXPIRED.into()));
+            }
+            Some(c)
+        }
+        None => {
+            if let Err(m) = credentials(&model.config, &h.peer, h.token.as_deref()) {
+                return Err((ErrorCode::BadToken, m.into()));
+            }
+            None
+        }
+    };
+    if let Some(why) = model.revoked.refuses(&h.peer, credential.as_ref()) {
+        return Err((ErrorCode::BadToken, why));
+    }
+    if !super::quotas::connection_allowed(model, &h.peer, h.kind) {
+        let most = model.config.quotas.connections_per_identity;
+        // Older peers know no `rate-limited` code.
+        let code = match negotiated >= GOING_AWAY_SINCE {
+            true => ErrorCode::RateLimited,
+            false => ErrorCode::TooLarge,
+        };
+        let m = format!(
+            "{} holds {most} connections, the most one identity may; close one first",
+            h.peer
+        );
+        return Err((code, m));
+    }
+    Ok(credential)
 }
 
 /// The error a connection whose token expired is closed with (its

@@ -191,34 +191,7 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         return;
     }
     if let (false, LoadReason::Network, Some(p)) = (found, reason, &creator) {
-        // Writes too large for any document create nothing (nor count).
-        let fitting = queued.iter().any(|q| match q {
-            WaitingRequest::Update { data, .. } => {
-                super::quotas::fits(model, p, doc, data.len()).is_ok()
-            }
-            _ => true,
-        });
-        if !fitting {
-            model.docs.remove(doc);
-            for q in queued {
-                if let WaitingRequest::Update {
-                    channel,
-                    batch,
-                    data,
-                    ..
-                } = q
-                {
-                    let most = super::quotas::fits(model, p, doc, data.len())
-                        .err()
-                        .unwrap_or(0);
-                    super::quotas::refuse_too_large(model, out, channel, p, doc, batch, most);
-                }
-            }
-            return;
-        }
-        if let Err(wait) = super::quotas::create(model, p) {
-            model.docs.remove(doc);
-            refuse_queued(model, out, doc, queued, Some(wait));
+        if refuse_creation(model, out, doc, &queued, p) {
             return;
         }
     }
@@ -258,6 +231,49 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
         // Local edits made while loading, or a store that lacks what another had.
         propagate: found,
     });
+}
+
+/// A peer's writes would create `doc`: refused (and the document
+/// dropped) when none of them fits under the largest document, or when
+/// the creator is past its documents-per-hour quota. `true` if refused.
+fn refuse_creation(
+    model: &mut Model,
+    out: &mut Out,
+    doc: &DocId,
+    queued: &[WaitingRequest],
+    p: &PeerId,
+) -> bool {
+    // Writes too large for any document create nothing (nor count).
+    let fitting = queued.iter().any(|q| match q {
+        WaitingRequest::Update { data, .. } => {
+            super::quotas::fits(model, p, doc, data.len()).is_ok()
+        }
+        _ => true,
+    });
+    if !fitting {
+        model.docs.remove(doc);
+        for q in queued {
+            if let WaitingRequest::Update {
+                channel,
+                batch,
+                data,
+                ..
+            } = q
+            {
+                let most = super::quotas::fits(model, p, doc, data.len())
+                    .err()
+                    .unwrap_or(0);
+                super::quotas::refuse_too_large(model, out, *channel, p, doc, *batch, most);
+            }
+        }
+        return true;
+    }
+    if let Err(wait) = super::quotas::create(model, p) {
+        model.docs.remove(doc);
+        refuse_queued(model, out, doc, queued.to_vec(), Some(wait));
+        return true;
+    }
+    false
 }
 
 /// Answers what waited for a document that is not created after all: no

@@ -564,86 +564,136 @@ pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: 
             model.missing_asked.remove(&(peer.clone(), doc.clone()));
         }
     }
+    let done = Imported {
+        doc,
+        version,
+        advanced,
+        complete,
+    };
     match source {
         Source::Peer {
             peer,
             channel,
             batch,
             version: theirs,
-        } => {
-            peer_has(model, &peer, &doc, &theirs);
-            if advanced {
-                changed(model, &doc);
-                let now = model
-                    .docs
-                    .get(&doc)
-                    .map(|d| d.version.clone())
-                    .unwrap_or_default();
-                out.emit(Event::DocChanged {
-                    doc: doc.clone(),
-                    version: now,
-                    from: Some(peer.clone()),
-                });
-                propagate(model, out, &doc, Some(&peer));
-            }
-            // We may hold concurrent changes it lacks: send only those (never its own back).
-            push_gap(model, out, &peer, &doc);
-            out.emit(Event::PeerSynced {
-                peer: peer.clone(),
-                doc: doc.clone(),
-                state: SyncState::Synced(theirs.clone()),
-            });
-            if complete {
-                when_durable(
-                    model,
-                    out,
-                    &doc,
-                    version,
-                    Notify::Ack {
-                        channel,
-                        peer,
-                        batch,
-                    },
-                );
-            } else {
-                ack(out, channel, batch, AckStatus::MissingDependencies);
-                // Ask for what is missing. It just sent `theirs`: that much
-                // it has for sure, whatever the answer to this request says.
-                if model.channels.contains_key(&channel) {
-                    ask_missing(model, out, &peer, channel, &doc);
-                    peer_has(model, &peer, &doc, &theirs);
-                }
-            }
-        }
+        } => imported_from_peer(model, out, done, peer, channel, batch, theirs),
         Source::Push {
             peer,
             channel: _,
             job,
             index,
-        } => {
-            if advanced {
-                changed(model, &doc);
-                out.emit(Event::DocChanged {
-                    doc: doc.clone(),
-                    version: version.clone(),
-                    from: Some(peer.clone()),
-                });
-                propagate(model, out, &doc, Some(&peer));
-            }
-            if complete {
-                when_durable(model, out, &doc, version, Notify::Push { job, index });
-            } else {
-                deliver(
-                    model,
-                    out,
-                    Notify::Push { job, index },
-                    &doc,
-                    &version,
-                    None,
-                    RevisionStatus::MissingDependencies,
-                );
-            }
+        } => imported_from_push(model, out, done, peer, job, index),
+    }
+}
+
+/// An import that finished: the document, its version after it, whether
+/// that added anything, and whether nothing waits for dependencies.
+struct Imported {
+    doc: DocId,
+    version: VersionVector,
+    advanced: bool,
+    complete: bool,
+}
+
+/// A peer's update is in: others hear of it, the peer gets what it lacks
+/// and, once durable, its acknowledgement (or is asked for what is missing).
+fn imported_from_peer(
+    model: &mut Model,
+    out: &mut Out,
+    done: Imported,
+    peer: PeerId,
+    channel: ChannelId,
+    batch: BatchId,
+    theirs: VersionVector,
+) {
+    let Imported {
+        doc,
+        version,
+        advanced,
+        complete,
+    } = done;
+    peer_has(model, &peer, &doc, &theirs);
+    if advanced {
+        changed(model, &doc);
+        let now = model
+            .docs
+            .get(&doc)
+            .map(|d| d.version.clone())
+            .unwrap_or_default();
+        out.emit(Event::DocChanged {
+            doc: doc.clone(),
+            version: now,
+            from: Some(peer.clone()),
+        });
+        propagate(model, out, &doc, Some(&peer));
+    }
+    // We may hold concurrent changes it lacks: send only those (never its own back).
+    push_gap(model, out, &peer, &doc);
+    out.emit(Event::PeerSynced {
+        peer: peer.clone(),
+        doc: doc.clone(),
+        state: SyncState::Synced(theirs.clone()),
+    });
+    if complete {
+        when_durable(
+            model,
+            out,
+            &doc,
+            version,
+            Notify::Ack {
+                channel,
+                peer,
+                batch,
+            },
+        );
+    } else {
+        ack(out, channel, batch, AckStatus::MissingDependencies);
+        // Ask for what is missing. It just sent `theirs`: that much
+        // it has for sure, whatever the answer to this request says.
+        if model.channels.contains_key(&channel) {
+            ask_missing(model, out, &peer, channel, &doc);
+            peer_has(model, &peer, &doc, &theirs);
         }
+    }
+}
+
+/// A listener's pushed revision is in: others hear of it, and its
+/// revision is settled once durable (or says what it is missing).
+fn imported_from_push(
+    model: &mut Model,
+    out: &mut Out,
+    done: Imported,
+    peer: PeerId,
+    job: u64,
+    index: usize,
+) {
+    let Imported {
+        doc,
+        version,
+        advanced,
+        complete,
+    } = done;
+    if advanced {
+        changed(model, &doc);
+        out.emit(Event::DocChanged {
+            doc: doc.clone(),
+            version: version.clone(),
+            from: Some(peer.clone()),
+        });
+        propagate(model, out, &doc, Some(&peer));
+    }
+    if complete {
+        when_durable(model, out, &doc, version, Notify::Push { job, index });
+    } else {
+        deliver(
+            model,
+            out,
+            Notify::Push { job, index },
+            &doc,
+            &version,
+            None,
+            RevisionStatus::MissingDependencies,
+        );
     }
 }
 
