@@ -510,3 +510,26 @@ pub(crate) fn discovered(model: &mut Model, out: &mut Out, peer: &PeerId, docs: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{Message, PeerId};
+
+    #[test]
+    fn a_new_document_is_announced_to_every_peer_but_its_creator() {
+        let mut k = Kit::hub();
+        k.peer(1, "alice");
+        k.peer(2, "bob");
+        k.create(&[], "d");
+        let alice = PeerId::new("alice");
+        let (cmds, follow_ups) =
+            k.handle(|m, o| super::announce_but(m, o, &doc("d"), Some(&alice)));
+        assert!(follow_ups.is_empty());
+        assert!(messages(&cmds, 1).is_empty());
+        assert!(matches!(
+            messages(&cmds, 2).as_slice(),
+            [Message::NewDocs { docs }] if docs.len() == 1 && docs[0].doc == doc("d")
+        ));
+    }
+}

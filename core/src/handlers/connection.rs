@@ -967,3 +967,60 @@ pub(crate) fn unsupported(model: &mut Model, out: &mut Out, channel: ChannelId, 
     };
     refuse(out, channel, code, message);
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::out::FollowUp;
+    use crate::tests::kit::*;
+    use crate::{
+        ChannelId, ChannelKind, Clock, Filter, Msg, PeerId, PeerKind, RemoteAddr, Welcome,
+    };
+
+    #[test]
+    fn a_closed_channel_leaves_its_peers_presence_to_a_follow_up() {
+        let mut k = Kit::hub();
+        k.peer(1, "alice");
+        let (cmds, follow_ups) = k.handle(|m, o| super::channel_removed(m, o, ChannelId(1)));
+        assert_eq!(
+            follow_ups,
+            vec![FollowUp::PeerGone {
+                peer: PeerId::new("alice")
+            }]
+        );
+        assert!(events(&cmds)
+            .iter()
+            .any(|e| matches!(e, crate::Event::PeerDisconnected { .. })));
+    }
+
+    #[test]
+    fn a_welcome_from_a_remote_we_dialed_is_followed_by_resuming_there() {
+        let mut k = Kit::new(crate::Config::new("client"));
+        k.feed(Msg::Connect {
+            remote: RemoteAddr::new("srv"),
+            token: None,
+            filter: Filter::all(),
+        });
+        k.feed(Msg::ChannelAdded {
+            channel: ChannelId(1),
+            kind: ChannelKind::Network,
+            remote: Some(RemoteAddr::new("srv")),
+        });
+        let welcome = Welcome {
+            peer: PeerId::new("hub"),
+            name: "hub".into(),
+            kind: PeerKind::Service,
+            protocol: k.model.config().protocol,
+            clock: Clock(7),
+        };
+        let (_, follow_ups) = k.handle(|m, o| super::welcome(m, o, ChannelId(1), welcome));
+        assert_eq!(
+            follow_ups,
+            vec![FollowUp::Welcomed {
+                peer: PeerId::new("hub"),
+                channel: ChannelId(1),
+                addr: RemoteAddr::new("srv"),
+                clock: Clock(7),
+            }]
+        );
+    }
+}

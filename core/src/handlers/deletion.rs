@@ -138,3 +138,19 @@ pub(crate) fn deleted_in_store(model: &mut Model, out: &mut Out, store: ChannelI
     );
     perform(model, out, &doc, None);
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::out::FollowUp;
+    use crate::tests::kit::*;
+
+    #[test]
+    fn a_deletion_leaves_the_documents_presence_to_a_follow_up() {
+        let mut k = Kit::hub();
+        k.create(&[], "d");
+        let (cmds, follow_ups) = k.handle(|m, o| super::delete_local(m, o, doc("d")));
+        assert_eq!(follow_ups, vec![FollowUp::DocDeleted { doc: doc("d") }]);
+        assert!(k.model.tombstones.contains(&doc("d")));
+        assert!(cmds.iter().any(|c| matches!(c, crate::Cmd::Save(_))));
+    }
+}

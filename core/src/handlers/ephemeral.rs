@@ -447,3 +447,39 @@ pub(crate) fn forget_doc(model: &mut Model, out: &mut Out, doc: &DocId) {
         model.own_presence.remove(&k);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{Ephemeral, Message, Namespace, Payload, PeerId};
+
+    #[test]
+    fn a_gone_peers_presence_is_dropped_here_and_left_to_expire_elsewhere() {
+        let mut k = Kit::hub();
+        k.create(&[], "d");
+        for (ch, p) in [(1, "alice"), (2, "bob")] {
+            k.peer(ch, p);
+            k.follow(ch, "d");
+        }
+        k.recv(
+            1,
+            Message::Ephemeral(Ephemeral {
+                doc: doc("d"),
+                namespace: Namespace::new("cursor"),
+                origin: PeerId::new("alice"),
+                hops: 0,
+                ttl_ms: 1_000,
+                data: Payload::new(vec![1]),
+            }),
+        );
+        assert_eq!(k.model.presence.len(), 1);
+        let alice = PeerId::new("alice");
+        let (cmds, follow_ups) = k.handle(|m, o| super::remove_peer(m, o, &alice));
+        assert!(follow_ups.is_empty() && k.model.presence.is_empty());
+        assert!(events(&cmds).iter().any(
+            |e| matches!(e, crate::Event::Presence { peer, data: None, .. } if *peer == alice)
+        ));
+        // Nobody is sent a removal: the others' copies end with their TTL.
+        assert!(messages(&cmds, 2).is_empty());
+    }
+}

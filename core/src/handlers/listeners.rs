@@ -516,3 +516,26 @@ pub(crate) fn record_loaded(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{ChannelId, Cmd, Filter, Message, PeerId};
+
+    #[test]
+    fn a_registered_listener_is_kept_saved_and_told_its_id() {
+        let mut k = Kit::hub();
+        k.peer(1, "svc");
+        let svc = PeerId::new("svc");
+        let (cmds, follow_ups) =
+            k.handle(|m, o| super::register(m, o, ChannelId(1), &svc, Filter::all(), None));
+        assert!(follow_ups.is_empty());
+        assert_eq!(k.model.listeners.len(), 1);
+        assert!(cmds
+            .iter()
+            .any(|c| matches!(c, Cmd::Save(crate::StateRecord::Listener(_)))));
+        assert!(messages(&cmds, 1)
+            .iter()
+            .any(|m| matches!(m, Message::ListenerRegistered { .. })));
+    }
+}

@@ -81,3 +81,29 @@ pub(crate) fn list_remote(model: &mut Model, out: &mut Out, peer: &PeerId, after
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{ChannelId, Filter, Message, PeerId};
+
+    #[test]
+    fn a_listing_names_the_documents_in_id_order_after_the_cursor() {
+        let mut k = Kit::hub();
+        for d in ["c", "a", "b"] {
+            k.create(&[], d);
+        }
+        k.peer(1, "alice");
+        let alice = PeerId::new("alice");
+        let (cmds, _) = k.handle(|m, o| {
+            super::list_docs(m, o, ChannelId(1), &alice, Filter::all(), Some(doc("a")))
+        });
+        let listed: Vec<_> = match messages(&cmds, 1).as_slice() {
+            [Message::DocList { docs, more: false }] => {
+                docs.iter().map(|d| d.doc.clone()).collect()
+            }
+            other => panic!("one last page expected, got {other:?}"),
+        };
+        assert_eq!(listed, vec![doc("b"), doc("c")]);
+    }
+}

@@ -141,3 +141,30 @@ pub(crate) fn propagate(model: &mut Model, out: &mut Out, doc_id: &DocId, source
         send_if_behind(model, out, &peer, doc_id, &version);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::PeerId;
+
+    #[test]
+    fn a_change_goes_to_each_subscriber_that_lacks_it_but_its_source() {
+        let mut k = Kit::hub();
+        k.create(&[], "d");
+        for (ch, p) in [(1, "alice"), (2, "bob")] {
+            k.peer(ch, p);
+            k.follow(ch, "d");
+        }
+        if let Some(d) = k.model.docs.get_mut(&doc("d")) {
+            d.version = vv(&[(1, 3)]);
+        }
+        let alice = PeerId::new("alice");
+        let (cmds, follow_ups) = k.handle(|m, o| super::propagate(m, o, &doc("d"), Some(&alice)));
+        assert!(follow_ups.is_empty());
+        assert!(sent(&cmds, 1).is_empty(), "never back to its source");
+        assert!(matches!(
+            sent(&cmds, 2).as_slice(),
+            [crate::Outgoing::Data { doc: d, as_update: true, .. }] if *d == doc("d")
+        ));
+    }
+}

@@ -56,3 +56,44 @@ pub(crate) fn restored(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{
+        ChannelId, Clock, Filter, ListenerId, ListenerRecord, PeerId, StateRecord, StoredDoc,
+    };
+
+    #[test]
+    fn what_the_primary_store_remembered_comes_back_and_the_feed_is_followed_from_its_clock() {
+        let mut k = Kit::hub();
+        k.store(10);
+        let stored = StoredDoc {
+            doc: doc("d"),
+            meta: Default::default(),
+            version: vv(&[(1, 2)]),
+            clock: Clock(4),
+        };
+        let listener = ListenerRecord {
+            id: ListenerId(7),
+            owner: PeerId::new("svc"),
+            filter: Filter::all(),
+            floor: Clock(0),
+            acked: Vec::new(),
+        };
+        let (_, follow_ups) = k.handle(|m, _| {
+            super::restored(
+                m,
+                ChannelId(10),
+                Clock(4),
+                vec![stored],
+                vec![StateRecord::Listener(listener)],
+            )
+        });
+        assert!(follow_ups.is_empty());
+        assert_eq!(k.model.docs.get(&doc("d")).map(|d| d.clock), Some(Clock(4)));
+        assert!(k.model.listeners.contains_key(&ListenerId(7)));
+        assert_eq!(k.model.next_listener, 8);
+        assert_eq!(k.model.feed_seen, Clock(4));
+    }
+}

@@ -350,3 +350,68 @@ pub(crate) fn retry_due(model: &mut Model, out: &mut Out) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::out::FollowUp;
+    use crate::tests::kit::*;
+    use crate::{ChannelId, Clock, LoadOutcome, StoredDoc};
+
+    #[test]
+    fn a_store_answer_that_finishes_a_load_leaves_the_waiting_requests_to_a_follow_up() {
+        let mut k = Kit::hub();
+        k.store(10);
+        k.peer(1, "alice");
+        k.follow(1, "d");
+        let outcome = LoadOutcome::Found {
+            version: vv(&[(1, 1)]),
+            stored: vv(&[(1, 1)]),
+            unreadable: 0,
+            clock: Clock(1),
+            bytes: 0,
+        };
+        let (cmds, follow_ups) =
+            k.handle(|m, o| super::loaded(m, o, ChannelId(10), doc("d"), outcome));
+        assert!(
+            messages(&cmds, 1).is_empty(),
+            "the handler answers nobody itself"
+        );
+        let [FollowUp::DocReady {
+            doc: d,
+            announce: None,
+            ask_remotes: false,
+            queued,
+            propagate: true,
+        }] = follow_ups.as_slice()
+        else {
+            panic!("one DocReady follow-up expected, got {follow_ups:?}");
+        };
+        assert_eq!((d, queued.len()), (&doc("d"), 1));
+    }
+
+    #[test]
+    fn a_document_another_process_created_is_announced_in_a_follow_up() {
+        let mut k = Kit::hub();
+        k.store(10);
+        k.model.feed_reading = true;
+        let found = StoredDoc {
+            doc: doc("d"),
+            meta: Default::default(),
+            version: vv(&[(1, 1)]),
+            clock: Clock(3),
+        };
+        let (_, follow_ups) =
+            k.handle(|m, o| super::feed_changes(m, o, ChannelId(10), vec![found], Clock(3), false));
+        assert_eq!(
+            follow_ups,
+            vec![FollowUp::DocReady {
+                doc: doc("d"),
+                announce: Some(None),
+                ask_remotes: false,
+                queued: Vec::new(),
+                propagate: true,
+            }]
+        );
+        assert_eq!(k.model.feed_seen, Clock(3));
+    }
+}

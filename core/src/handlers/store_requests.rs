@@ -368,3 +368,35 @@ pub(crate) fn settle_dirty(model: &mut Model, doc: &DocId) {
         model.dirty.remove(doc);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{ChannelId, Message, Reply};
+
+    #[test]
+    fn a_document_no_store_has_and_a_reader_asked_for_is_refused_and_not_created() {
+        let mut k = Kit::hub();
+        k.store(10);
+        k.peer(1, "alice");
+        k.follow(1, "d");
+        // The store says it has none: its answer empties the load's waiting list.
+        let (cmds, follow_ups) = k.handle(|m, o| {
+            if let Some(crate::model::Phase::Loading { waiting, .. }) =
+                m.docs.get_mut(&doc("d")).map(|d| &mut d.phase)
+            {
+                waiting.remove(&ChannelId(10));
+            }
+            super::maybe_finish_loading(m, o, &doc("d"))
+        });
+        assert!(follow_ups.is_empty());
+        assert!(!k.model.docs.contains_key(&doc("d")));
+        assert!(messages(&cmds, 1).iter().any(|m| matches!(
+            m,
+            Message::SyncResponse {
+                reply: Reply::Unavailable,
+                ..
+            }
+        )));
+    }
+}

@@ -1089,3 +1089,50 @@ fn store_ack(
         super::common::persist(model, out, &doc);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::out::FollowUp;
+    use crate::tests::kit::*;
+
+    #[test]
+    fn a_document_opened_without_stores_is_ready_at_once_and_its_announcement_follows() {
+        let mut k = Kit::hub();
+        let (cmds, follow_ups) =
+            k.handle(|m, o| super::open_doc(m, o, doc("d"), Default::default()));
+        assert!(events(&cmds)
+            .iter()
+            .any(|e| matches!(e, crate::Event::DocReady { .. })));
+        assert_eq!(
+            follow_ups,
+            vec![FollowUp::DocReady {
+                doc: doc("d"),
+                announce: Some(None),
+                ask_remotes: true,
+                queued: Vec::new(),
+                propagate: false,
+            }]
+        );
+    }
+
+    #[test]
+    fn an_update_for_a_document_being_loaded_waits_with_the_load() {
+        let mut k = Kit::hub();
+        k.store(10);
+        k.peer(1, "alice");
+        let (cmds, follow_ups) = k.handle(|m, o| {
+            super::receive_data(
+                m,
+                o,
+                crate::ChannelId(1),
+                crate::PeerId::new("alice"),
+                doc("d"),
+                crate::BatchId(1),
+                crate::Payload::new(vec![1]),
+                vv(&[(1, 1)]),
+            )
+        });
+        assert!(follow_ups.is_empty() && messages(&cmds, 1).is_empty());
+        assert!(k.model.docs.get(&doc("d")).is_some_and(|d| !d.is_ready()));
+    }
+}

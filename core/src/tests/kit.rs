@@ -50,6 +50,22 @@ impl Kit {
         cmds
     }
 
+    /// Runs one handler alone, at `now`: what it did, and the follow-ups it
+    /// recorded for other handlers (returned, not run).
+    pub(crate) fn handle(
+        &mut self,
+        handler: impl FnOnce(&mut Model, &mut crate::out::Out),
+    ) -> (Vec<Cmd>, Vec<crate::out::FollowUp>) {
+        let mut out = crate::out::Out::default();
+        self.model.now = self.model.now.max(self.now);
+        handler(&mut self.model, &mut out);
+        let mut follow_ups = Vec::new();
+        while let Some(f) = out.next_follow_up() {
+            follow_ups.push(f);
+        }
+        (out.finish(), follow_ups)
+    }
+
     /// Time passes to `now` and due timers fire.
     pub fn tick(&mut self, now: crate::Millis) -> Vec<Cmd> {
         self.now = now;

@@ -9,7 +9,7 @@ mod draining;
 mod durability;
 mod evolution;
 mod hostile;
-mod kit;
+pub(crate) mod kit;
 mod listeners;
 mod permissions;
 mod presence;
