@@ -1,0 +1,370 @@
+//! The store's answers to the node's jobs, turned into the core's
+//! messages: restores, acknowledged or failed appends, loads and reloads,
+//! the change feed, saved records, listeners.
+
+use super::*;
+
+impl<E: DocEngine> Node<E> {
+    /// Presence another server published through the shared store: only
+    /// presence is taken from it, as the core hears it from the store.
+    pub(super) fn published(&mut self, bytes: &[u8]) {
+        let Some(store) = self.store else {
+            return;
+        };
+        let limits = docweave_core::Limits::default();
+        match docweave_core::decode(bytes, &limits) {
+            Ok(messages) => {
+                for message in messages {
+                    if let Message::Ephemeral(_) = message {
+                        self.step(Msg::Received {
+                            channel: store,
+                            message,
+                        });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("a publication from the store does not decode: {e}"),
+        }
+    }
+
+    pub(super) fn store_failed(&mut self, failure: StoreFailure) {
+        if let Some(store) = self.store {
+            self.internal.push_back(Msg::StoreFailed { store, failure });
+        }
+    }
+
+    /// Gives a job an id and puts it out.
+    pub(super) fn job(&mut self, op: StoreOp, purpose: Purpose) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(id, purpose);
+        self.outputs.push_back(Output::Store(StoreJob { id, op }));
+        id
+    }
+
+    pub(super) fn store_answer(&mut self, answer: StoreAnswer) {
+        let Some(purpose) = self.jobs.remove(&answer.id) else {
+            tracing::info!("an answer to unknown store job {}; ignored", answer.id);
+            return;
+        };
+        let Some(store) = self.store else {
+            return;
+        };
+        match (purpose, answer.result) {
+            (Purpose::Restore, result) => self.restore_answered(store, result),
+            (Purpose::Appends(batches), result) => self.appends_answered(store, batches, result),
+            (Purpose::Load(doc, Some(after)), StoreResult::Loaded(_))
+                if self
+                    .replicas
+                    .loaded_to(&doc)
+                    .is_none_or(|held| held < after) =>
+            {
+                // The replica went (or was reloaded) meanwhile: what
+                // followed `after` is not enough; read it all.
+                self.store_queue.push(StoreItem::Op(
+                    StoreOp::Load(doc.clone()),
+                    Purpose::Load(doc, None),
+                ));
+            }
+            (Purpose::Load(doc, _), StoreResult::Loaded(loaded)) => self.loaded(store, doc, loaded),
+            (Purpose::Load(doc, _), other) => self.store_failed(StoreFailure::Load {
+                doc,
+                reason: failure_reason(other),
+            }),
+            (Purpose::Reload(doc), result) => self.reloaded(doc, result),
+            (Purpose::Changes { since, limit }, StoreResult::Changes { docs, deletions }) => {
+                self.changes_read(store, since, limit, docs, deletions)
+            }
+            (Purpose::Changes { .. }, other) => self.store_failed(StoreFailure::Feed {
+                reason: failure_reason(other),
+            }),
+            (Purpose::Save(record), StoreResult::Done) => {
+                self.internal.push_back(Msg::StoreSaved { store, record })
+            }
+            (Purpose::Save(record), other) => self.store_failed(StoreFailure::Save {
+                record,
+                reason: failure_reason(other),
+            }),
+            (Purpose::Purge(_), StoreResult::Done) => {}
+            (Purpose::Purge(doc), other) => self.store_failed(StoreFailure::Purge {
+                doc,
+                reason: failure_reason(other),
+            }),
+            (Purpose::Listener(id), result) => self.listener_read(store, id, result),
+            // Presence is best effort: its TTL covers a lost publication.
+            (Purpose::Publish, StoreResult::Done) => {}
+            (Purpose::Publish, other) => {
+                tracing::debug!("presence was not published: {other:?}");
+            }
+        }
+    }
+
+    /// The store was read at start, or could not be: nothing is decided on
+    /// a store not read, so everything waits and the read is tried again
+    /// (a node that went on as if its store were empty would answer for
+    /// data it holds).
+    fn restore_answered(&mut self, store: ChannelId, result: StoreResult) {
+        let StoreResult::Restored {
+            clock,
+            docs,
+            records,
+        } = result
+        else {
+            let reason = failure_reason(result);
+            let pause = self.restore_retry.map_or(100, |(_, p)| (p * 2).min(5_000));
+            self.restore_retry = Some((self.now.saturating_add(pause), pause));
+            let why = format!(
+                "the store could not be read at start ({reason}); trying again in {pause} ms"
+            );
+            tracing::warn!("{why}");
+            self.outputs.push_back(Output::Event(Event::Error {
+                doc: None,
+                reason: why,
+            }));
+            return;
+        };
+        self.blocked = None;
+        self.restore_retry = None;
+        self.internal.push_back(Msg::Restored {
+            store,
+            clock,
+            docs,
+            records,
+        });
+    }
+
+    /// Appends came back: each change is acknowledged to the core with its
+    /// clock, refused as deleted, or reported as failed.
+    fn appends_answered(&mut self, store: ChannelId, batches: Vec<BatchId>, result: StoreResult) {
+        let results = match result {
+            StoreResult::Appended(results) => results,
+            other => {
+                let reason = failure_reason(other);
+                for batch in batches {
+                    self.store_failed(StoreFailure::Append {
+                        batch,
+                        reason: reason.clone(),
+                    });
+                }
+                return;
+            }
+        };
+        for (i, batch) in batches.into_iter().enumerate() {
+            match results.get(i) {
+                Some(Ok(clock)) => {
+                    self.internal
+                        .push_back(store_ack(store, batch, AckStatus::Ok, Some(*clock)))
+                }
+                Some(Err(e)) if e.tombstoned => {
+                    self.internal
+                        .push_back(store_ack(store, batch, AckStatus::Deleted, None))
+                }
+                Some(Err(e)) => self.store_failed(StoreFailure::Append {
+                    batch,
+                    reason: e.reason.clone(),
+                }),
+                None => self.store_failed(StoreFailure::Append {
+                    batch,
+                    reason: "the store did not answer for this change".into(),
+                }),
+            }
+        }
+    }
+
+    /// A page of the store's change feed: its deletions, then its changes.
+    fn changes_read(
+        &mut self,
+        store: ChannelId,
+        since: Clock,
+        limit: usize,
+        docs: Vec<docweave_core::StoredDoc>,
+        deletions: Vec<(DocId, Clock)>,
+    ) {
+        let more = docs.len() >= limit;
+        let last = docs.last().map(|d| d.clock).unwrap_or(since);
+        let last_deleted = deletions.last().map(|d| d.1).unwrap_or(since);
+        // Deletions first: a document deleted in the span read is
+        // not loaded again for a change it had before.
+        for (doc, _) in deletions {
+            self.internal.push_back(Msg::Received {
+                channel: store,
+                message: Message::Delete { doc },
+            });
+        }
+        self.internal.push_back(Msg::StoreChanged {
+            store,
+            docs,
+            up_to: last.max(last_deleted).max(since),
+            more,
+        });
+    }
+
+    /// Another server's listener, read for the core (or not found).
+    fn listener_read(
+        &mut self,
+        store: ChannelId,
+        id: docweave_core::ListenerId,
+        result: StoreResult,
+    ) {
+        let record = match result {
+            StoreResult::Record(Some(StateRecord::Listener(r))) => Some(r),
+            StoreResult::Record(_) => None,
+            other => {
+                // The client is told to register again: a fresh
+                // listener resyncs, nothing is lost.
+                tracing::warn!("the store could not read listener {id}: {other:?}");
+                None
+            }
+        };
+        self.internal
+            .push_back(Msg::ListenerLoaded { store, id, record });
+    }
+
+    /// The core's load came back: import what the store held, then tell the core.
+    pub(super) fn loaded(
+        &mut self,
+        store: ChannelId,
+        doc: DocId,
+        loaded: Option<docweave_adapters::Loaded>,
+    ) {
+        if self.model().is_tombstoned(&doc) {
+            return;
+        }
+        let outcome = match loaded {
+            Some(l) => {
+                let got = self.replicas.import_loaded(&doc, &l);
+                LoadOutcome::Found {
+                    version: got.version,
+                    stored: got.stored,
+                    unreadable: got.unreadable,
+                    clock: l.clock,
+                    bytes: l.bytes(),
+                }
+            }
+            None => {
+                // Likely created next; dropped again below if it is not.
+                self.replicas.get_or_create(&doc);
+                LoadOutcome::Missing
+            }
+        };
+        self.step(Msg::StoreLoaded {
+            store,
+            doc: doc.clone(),
+            outcome,
+        });
+        self.run();
+        let known = self.model().doc_version(&doc).is_some() || self.model().is_dirty(&doc);
+        if !known && self.blocked.is_none() {
+            self.replicas.remove(&doc);
+        }
+    }
+
+    /// An evicted replica came back from the store: what waited for it goes on.
+    pub(super) fn reloaded(&mut self, doc: DocId, result: StoreResult) {
+        self.blocked = None;
+        match result {
+            StoreResult::Loaded(Some(l)) => {
+                let got = self.replicas.import_loaded(&doc, &l);
+                // The core learns what the replica really holds, and what
+                // the store does (both may be less than it believed).
+                if let Some(store) = self.store {
+                    self.step(Msg::StoreLoaded {
+                        store,
+                        doc: doc.clone(),
+                        outcome: LoadOutcome::Found {
+                            version: got.version,
+                            stored: got.stored,
+                            unreadable: got.unreadable,
+                            clock: l.clock,
+                            bytes: l.bytes(),
+                        },
+                    });
+                }
+            }
+            StoreResult::Loaded(None) => {
+                self.replicas.get_or_create(&doc);
+                // The store has nothing: the replica holds nothing either.
+                if let Some(store) = self.store {
+                    self.step(Msg::StoreLoaded {
+                        store,
+                        doc: doc.clone(),
+                        outcome: LoadOutcome::Found {
+                            version: Default::default(),
+                            stored: Default::default(),
+                            unreadable: 0,
+                            clock: Clock(0),
+                            bytes: 0,
+                        },
+                    });
+                }
+            }
+            other => {
+                let reason = match other {
+                    StoreResult::Failed(e) => e.reason,
+                    _ => "the store gave an unexpected answer".into(),
+                };
+                tracing::warn!("{doc} could not be read back from the store: {reason}");
+                self.fail_waiting(&doc, &reason);
+            }
+        }
+    }
+
+    /// The command that waited for a replica cannot be carried out.
+    pub(super) fn fail_waiting(&mut self, doc: &DocId, reason: &str) {
+        let Some(cmd) = self.cmds.pop_front() else {
+            return;
+        };
+        let why = format!("{doc} could not be read back from the store: {reason}");
+        match cmd {
+            Cmd::Import { id, .. } => self.internal.push_back(Msg::Imported {
+                id,
+                outcome: ImportOutcome::Unavailable { reason: why },
+            }),
+            Cmd::Emit(Event::DocReady { doc, .. }) => {
+                self.outputs.push_back(Output::Event(Event::Error {
+                    doc: Some(doc.clone()),
+                    reason: why,
+                }));
+                self.outputs
+                    .push_back(Output::Event(Event::DocUnavailable { doc }));
+            }
+            Cmd::Send { channel, items } => {
+                // Its transmissions time out and are offered again later.
+                let items: Vec<Outgoing> = items
+                    .into_iter()
+                    .filter_map(|item| match item {
+                        Outgoing::Data { doc: d, .. } if &d == doc => None,
+                        Outgoing::Strands { id, items, more } => Some(Outgoing::Strands {
+                            id,
+                            items: items.into_iter().filter(|s| &s.doc != doc).collect(),
+                            more,
+                        }),
+                        other => Some(other),
+                    })
+                    .collect();
+                self.cmds.push_front(Cmd::Send { channel, items });
+            }
+            other => self.cmds.push_front(other),
+        }
+    }
+}
+
+/// An acknowledgement from the store, as the core reads it.
+fn store_ack(store: ChannelId, batch: BatchId, status: AckStatus, clock: Option<Clock>) -> Msg {
+    Msg::Received {
+        channel: store,
+        message: Message::Ack {
+            batch,
+            status,
+            clock,
+        },
+    }
+}
+
+/// Why a job failed, from an answer that is not the one it asked for.
+fn failure_reason(result: StoreResult) -> String {
+    match result {
+        StoreResult::Failed(e) => e.reason,
+        _ => "the store gave an unexpected answer".into(),
+    }
+}
