@@ -450,6 +450,8 @@ impl Bridge {
         )));
     }
 
+    /// A client's join: checked, its peer identified, then answered at once
+    /// (a presence room) or asked of the node (a document room).
     fn join(
         &mut self,
         out: &mut Vec<Effect>,
@@ -458,36 +460,85 @@ impl Bridge {
         auth: Vec<u8>,
         version: Vec<u8>,
     ) {
+        let Some((doc, token)) = Self::join_target(out, crdt, &room, auth) else {
+            return;
+        };
+        let Some(peer) = self.join_identity(out, crdt, &room, token) else {
+            return;
+        };
+        let access = (self.o.access)(&peer, self.token(), &doc);
+        if !access.read {
+            let why = format!("{peer} may not read {doc}");
+            return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
+        }
+        let known =
+            self.rooms.contains_key(&room) || self.presence.contains_key(&(crdt, room.clone()));
+        if !known && self.rooms.len() + self.presence.len() >= self.o.max_rooms {
+            let why = format!("at most {} rooms per connection", self.o.max_rooms);
+            return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
+        }
+        if crdt != Crdt::Loro {
+            return self.join_presence(out, crdt, room, doc, access.write);
+        }
+        self.join_document(out, room, doc, access.write, version);
+    }
+
+    /// What a join names: its room's document and its token (`None` when
+    /// empty); `None` when the join is refused (the client is told why).
+    fn join_target(
+        out: &mut Vec<Effect>,
+        crdt: Crdt,
+        room: &str,
+        auth: Vec<u8>,
+    ) -> Option<(DocId, Option<String>)> {
         if let Crdt::Other(_) = crdt {
             let why = format!(
                 "docweave serves Loro documents (%LOR) and Loro presence (%EPH, %EPS); {crdt} rooms are not supported"
             );
-            return Self::join_error(out, crdt, &room, JoinErrorCode::Unknown, why);
+            Self::join_error(out, crdt, room, JoinErrorCode::Unknown, why);
+            return None;
         }
         if room.len() > MAX_ROOM_ID {
             let why = format!(
                 "the room id is {} bytes; the Loro protocol allows at most {MAX_ROOM_ID}",
                 room.len()
             );
-            return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
+            Self::join_error(out, crdt, room, JoinErrorCode::AppError, why);
+            return None;
         }
-        let doc = match DocId::parse(&room) {
+        let doc = match DocId::parse(room) {
             Ok(d) => d,
             Err(e) => {
                 let why = format!("{room:?} is not a document id: {e}");
-                return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
+                Self::join_error(out, crdt, room, JoinErrorCode::AppError, why);
+                return None;
             }
         };
         let Ok(token) = String::from_utf8(auth) else {
             let why = "the auth payload must be a UTF-8 token".to_string();
-            return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+            Self::join_error(out, crdt, room, JoinErrorCode::AuthFailed, why);
+            return None;
         };
         let token = (!token.is_empty()).then_some(token);
+        Some((doc, token))
+    }
+
+    /// The peer a join speaks as: the first join's token names it (and the
+    /// node gets `hello`), another token of the same identity later is a
+    /// refresh; `None` when the join is refused (the client is told why).
+    fn join_identity(
+        &mut self,
+        out: &mut Vec<Effect>,
+        crdt: Crdt,
+        room: &str,
+        token: Option<String>,
+    ) -> Option<PeerId> {
         let mut refresh = None;
         let peer = match (&self.who, &self.peer) {
             (Identified::Nobody, _) | (_, None) => {
                 if let Err(why) = (self.o.accepts)(token.as_deref()) {
-                    return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                    Self::join_error(out, crdt, room, JoinErrorCode::AuthFailed, why);
+                    return None;
                 }
                 let peer = (self.o.identity)(token.as_deref());
                 self.peer = Some(peer.clone());
@@ -512,18 +563,21 @@ impl Bridge {
                     // its rights are the connection's from now on. Another
                     // identity's is refused for this room only.
                     if let Err(why) = (self.o.accepts)(token.as_deref()) {
-                        return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                        Self::join_error(out, crdt, room, JoinErrorCode::AuthFailed, why);
+                        return None;
                     }
                     let named = (self.o.identity)(token.as_deref());
                     if named != *p {
                         let why = format!(
                             "this connection speaks as {p}; a token for another identity ({named}) needs a connection of its own"
                         );
-                        return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                        Self::join_error(out, crdt, room, JoinErrorCode::AuthFailed, why);
+                        return None;
                     }
                     let Some(new) = token.clone() else {
                         let why = "a join without a token on a connection that has one".to_string();
-                        return Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+                        Self::join_error(out, crdt, room, JoinErrorCode::AuthFailed, why);
+                        return None;
                     };
                     refresh = Some(new);
                 }
@@ -537,44 +591,52 @@ impl Bridge {
             }
             self.for_node(out, Message::Reauth { token: new });
         }
-        let access = (self.o.access)(&peer, self.token(), &doc);
-        if !access.read {
-            let why = format!("{peer} may not read {doc}");
-            return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
+        Some(peer)
+    }
+
+    /// Joins a presence room (the member's state kept from an earlier
+    /// join), follows its document for the room's presence, and answers.
+    fn join_presence(
+        &mut self,
+        out: &mut Vec<Effect>,
+        crdt: Crdt,
+        room: String,
+        doc: DocId,
+        write: bool,
+    ) {
+        let permission = if write { "write" } else { "read" }.to_string();
+        let ttl = self.presence_ttl(crdt);
+        let kept = self.presence.remove(&(crdt, room.clone()));
+        let member = kept.map_or_else(|| MemberPresence::new(ttl), |p| p.member);
+        self.presence
+            .insert((crdt, room.clone()), PresenceRoom { write, member });
+        if self.watched.contains(&doc) {
+            self.rewatch(out, &doc, true);
+        } else {
+            self.watch(out, &doc, true);
         }
-        let permission = if access.write { "write" } else { "read" }.to_string();
-        let known =
-            self.rooms.contains_key(&room) || self.presence.contains_key(&(crdt, room.clone()));
-        if !known && self.rooms.len() + self.presence.len() >= self.o.max_rooms {
-            let why = format!("at most {} rooms per connection", self.o.max_rooms);
-            return Self::join_error(out, crdt, &room, JoinErrorCode::AppError, why);
-        }
-        if crdt != Crdt::Loro {
-            let ttl = self.presence_ttl(crdt);
-            let kept = self.presence.remove(&(crdt, room.clone()));
-            let member = kept.map_or_else(|| MemberPresence::new(ttl), |p| p.member);
-            self.presence.insert(
-                (crdt, room.clone()),
-                PresenceRoom {
-                    write: access.write,
-                    member,
-                },
-            );
-            if self.watched.contains(&doc) {
-                self.rewatch(out, &doc, true);
-            } else {
-                self.watch(out, &doc, true);
-            }
-            return out.push(Effect::ToClient(message(
-                crdt,
-                &room,
-                Body::JoinResponseOk {
-                    permission,
-                    version: Vec::new(),
-                    extra: Vec::new(),
-                },
-            )));
-        }
+        out.push(Effect::ToClient(message(
+            crdt,
+            &room,
+            Body::JoinResponseOk {
+                permission,
+                version: Vec::new(),
+                extra: Vec::new(),
+            },
+        )));
+    }
+
+    /// Joins a document room: the node is asked for what the client's
+    /// version lacks (the client is answered with the node's answer).
+    fn join_document(
+        &mut self,
+        out: &mut Vec<Effect>,
+        room: String,
+        doc: DocId,
+        write: bool,
+        version: Vec<u8>,
+    ) {
+        let crdt = Crdt::Loro;
         let Some(version) = version_from_loro(&version) else {
             let why = "the version is not a Loro version vector".to_string();
             return Self::join_error(out, crdt, &room, JoinErrorCode::VersionUnknown, why);
@@ -584,7 +646,7 @@ impl Bridge {
             room,
             Room {
                 joining: true,
-                write: access.write,
+                write,
                 absent: false,
                 asked: Some((self.now_ms, version.clone())),
             },
@@ -613,6 +675,9 @@ impl Bridge {
         )));
     }
 
+    /// A client's batch of updates: to a presence room, the member's last
+    /// state goes to the node (and the batch is answered at once); to a
+    /// document room, each update goes as a native one.
     fn updates(
         &mut self,
         out: &mut Vec<Effect>,
@@ -632,39 +697,16 @@ impl Bridge {
             return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::PayloadTooLarge);
         }
         if crdt != Crdt::Loro {
-            let held = self.presence_held;
             let ttl_ms = self.presence_ttl(crdt);
-            let Some(p) = self.presence.get_mut(&(crdt, room.to_string())) else {
-                return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Unknown);
-            };
-            if !p.write {
-                return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::PermissionDenied);
-            }
             let namespace = if crdt == Crdt::Ephemeral {
                 PRESENCE_NAMESPACE
             } else {
                 PERSISTED_PRESENCE_NAMESPACE
             };
-            // This room's share of the connection's budget, its own state included.
-            let before = p.member.size();
-            let most =
-                PRESENCE_STATE_MAX.min(PRESENCE_CONNECTION_MAX.saturating_sub(held) + before);
-            // Only the last state matters: each holds everything before it.
-            let mut last = None;
-            let mut refused = None;
-            for data in updates.iter().filter(|u| !u.is_empty()) {
-                match p.member.apply(data, most) {
-                    Ok(state) => last = Some(state),
-                    Err(status) => {
-                        refused = Some(status);
-                        break;
-                    }
-                }
-            }
-            self.presence_held = held.saturating_sub(before) + p.member.size();
-            if let Some(status) = refused {
-                return Self::refuse_batch(out, crdt, room, batch, status);
-            }
+            let last = match self.presence_state(crdt, room, &updates) {
+                Ok(last) => last,
+                Err(status) => return Self::refuse_batch(out, crdt, room, batch, status),
+            };
             if let Some(state) = last {
                 let e = Ephemeral {
                     doc: doc.clone(),
@@ -678,6 +720,58 @@ impl Bridge {
             }
             return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Ok);
         }
+        self.document_updates(out, room, doc, updates, batch);
+    }
+
+    /// Applies a client's presence updates to its member in a presence
+    /// room, within the presence bounds: the last state (`None`: none), or
+    /// the status the batch is refused with.
+    fn presence_state(
+        &mut self,
+        crdt: Crdt,
+        room: &str,
+        updates: &[Vec<u8>],
+    ) -> Result<Option<Vec<u8>>, UpdateStatus> {
+        let held = self.presence_held;
+        let Some(p) = self.presence.get_mut(&(crdt, room.to_string())) else {
+            return Err(UpdateStatus::Unknown);
+        };
+        if !p.write {
+            return Err(UpdateStatus::PermissionDenied);
+        }
+        // This room's share of the connection's budget, its own state included.
+        let before = p.member.size();
+        let most = PRESENCE_STATE_MAX.min(PRESENCE_CONNECTION_MAX.saturating_sub(held) + before);
+        // Only the last state matters: each holds everything before it.
+        let mut last = None;
+        let mut refused = None;
+        for data in updates.iter().filter(|u| !u.is_empty()) {
+            match p.member.apply(data, most) {
+                Ok(state) => last = Some(state),
+                Err(status) => {
+                    refused = Some(status);
+                    break;
+                }
+            }
+        }
+        self.presence_held = held.saturating_sub(before) + p.member.size();
+        match refused {
+            Some(status) => Err(status),
+            None => Ok(last),
+        }
+    }
+
+    /// A client's updates to a document room, each to the node as a native
+    /// update; the batch is answered once the node acknowledged them all.
+    fn document_updates(
+        &mut self,
+        out: &mut Vec<Effect>,
+        room: &str,
+        doc: DocId,
+        updates: Vec<Vec<u8>>,
+        batch: LoroBatchId,
+    ) {
+        let crdt = Crdt::Loro;
         let Some(r) = self.rooms.get(room) else {
             return Self::refuse_batch(out, crdt, room, batch, UpdateStatus::Unknown);
         };
@@ -1059,33 +1153,7 @@ impl Bridge {
                     self.who = Identified::Welcomed { token };
                 }
             }
-            Message::Error { code, message: why } => {
-                if matches!(self.who, Identified::Asked { .. }) {
-                    // The node refused the credentials: every join waiting fails.
-                    let rooms: Vec<String> = self.rooms.keys().cloned().collect();
-                    for room in rooms {
-                        let why = format!("{code:?}: {why}");
-                        Self::join_error(
-                            &mut out,
-                            Crdt::Loro,
-                            &room,
-                            JoinErrorCode::AuthFailed,
-                            why,
-                        );
-                    }
-                    let presence: Vec<(Crdt, String)> = self.presence.keys().cloned().collect();
-                    for (crdt, room) in presence {
-                        let why = format!("{code:?}: {why}");
-                        Self::join_error(&mut out, crdt, &room, JoinErrorCode::AuthFailed, why);
-                    }
-                    out.push(Effect::Close(format!("refused: {why}")));
-                } else if code == docweave_core::ErrorCode::RateLimited {
-                    // The update's ack says it (`rate_limited`) to the client.
-                    tracing::debug!("loro: the node says {code:?}: {why}");
-                } else {
-                    tracing::warn!("loro: the node says {code:?}: {why}");
-                }
-            }
+            Message::Error { code, message: why } => self.node_error(&mut out, code, why),
             Message::SyncResponse {
                 doc,
                 batch,
@@ -1101,57 +1169,8 @@ impl Bridge {
                 }
                 out.push(Effect::Relayed(batch));
             }
-            Message::Ack { batch, status, .. } => {
-                let Some(group) = self.native.remove(&batch.0) else {
-                    return out;
-                };
-                let done = match self.batches.get_mut(&group) {
-                    Some(b) => {
-                        b.remaining = b.remaining.saturating_sub(1);
-                        if b.worst == UpdateStatus::Ok {
-                            b.worst = ack_status(status);
-                        }
-                        b.behind |= status == AckStatus::MissingDependencies;
-                        b.remaining == 0
-                    }
-                    None => false,
-                };
-                if done {
-                    if let Some(b) = self.batches.remove(&group) {
-                        let (room, released) = self.owed.answered(group, b.worst, b.behind);
-                        for (id, status) in released {
-                            Self::refuse_batch(&mut out, Crdt::Loro, &room, id, status);
-                        }
-                        if b.behind && b.worst == UpdateStatus::Ok {
-                            // Kept, but only pending changes the node never
-                            // got: not durable yet, so not acknowledged yet.
-                            self.owe(&mut out, &b.room, b.id);
-                            self.suggest_rejoin(
-                                &mut out,
-                                &b.room,
-                                "the update depends on changes the server lacks; join again",
-                            );
-                        } else {
-                            Self::refuse_batch(&mut out, b.crdt, &b.room, b.id, b.worst);
-                        }
-                    }
-                }
-            }
-            Message::NewDocs { docs } => {
-                for info in docs {
-                    let Some(r) = self.rooms.get_mut(info.doc.as_str()) else {
-                        continue;
-                    };
-                    if r.absent {
-                        r.absent = false;
-                        out.push(Effect::ToNode(Message::SyncRequest {
-                            doc: info.doc,
-                            version: VersionVector::new(),
-                            bidirectional: false,
-                        }));
-                    }
-                }
-            }
+            Message::Ack { batch, status, .. } => self.node_ack(&mut out, batch, status),
+            Message::NewDocs { docs } => self.new_docs(&mut out, docs),
             Message::Delete { doc } if self.rooms.remove(doc.as_str()).is_some() => {
                 out.push(Effect::ToClient(message(
                     Crdt::Loro,
@@ -1162,20 +1181,7 @@ impl Bridge {
                     },
                 )));
             }
-            Message::Ephemeral(e) => {
-                let crdt = match e.namespace.as_str() {
-                    PRESENCE_NAMESPACE => Crdt::Ephemeral,
-                    PERSISTED_PRESENCE_NAMESPACE => Crdt::EphemeralPersisted,
-                    _ => return out,
-                };
-                let member = self
-                    .presence
-                    .contains_key(&(crdt, e.doc.as_str().to_string()));
-                if member && !e.data.as_bytes().is_empty() && Some(&e.origin) != self.peer.as_ref()
-                {
-                    self.send_data(&mut out, crdt, e.doc.as_str(), e.data.as_bytes());
-                }
-            }
+            Message::Ephemeral(e) => self.node_presence(&mut out, e),
             Message::SyncRequest { doc, .. } => {
                 // A client's data reaches the node as its updates; it keeps no copy to offer.
                 out.push(Effect::ToNode(Message::SyncResponse {
@@ -1194,6 +1200,104 @@ impl Bridge {
             _ => {}
         }
         out
+    }
+
+    /// The node's `error`: before its `welcome`, a refusal of the
+    /// credentials, which fails every join and closes the connection;
+    /// after, only logged.
+    fn node_error(&self, out: &mut Vec<Effect>, code: docweave_core::ErrorCode, why: String) {
+        if matches!(self.who, Identified::Asked { .. }) {
+            // The node refused the credentials: every join waiting fails.
+            let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+            for room in rooms {
+                let why = format!("{code:?}: {why}");
+                Self::join_error(out, Crdt::Loro, &room, JoinErrorCode::AuthFailed, why);
+            }
+            let presence: Vec<(Crdt, String)> = self.presence.keys().cloned().collect();
+            for (crdt, room) in presence {
+                let why = format!("{code:?}: {why}");
+                Self::join_error(out, crdt, &room, JoinErrorCode::AuthFailed, why);
+            }
+            out.push(Effect::Close(format!("refused: {why}")));
+        } else if code == docweave_core::ErrorCode::RateLimited {
+            // The update's ack says it (`rate_limited`) to the client.
+            tracing::debug!("loro: the node says {code:?}: {why}");
+        } else {
+            tracing::warn!("loro: the node says {code:?}: {why}");
+        }
+    }
+
+    /// The node's `ack` of one native update: once all of its client
+    /// batch's are in, the client is answered (or owed the answer).
+    fn node_ack(&mut self, out: &mut Vec<Effect>, batch: BatchId, status: AckStatus) {
+        let Some(group) = self.native.remove(&batch.0) else {
+            return;
+        };
+        let done = match self.batches.get_mut(&group) {
+            Some(b) => {
+                b.remaining = b.remaining.saturating_sub(1);
+                if b.worst == UpdateStatus::Ok {
+                    b.worst = ack_status(status);
+                }
+                b.behind |= status == AckStatus::MissingDependencies;
+                b.remaining == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(b) = self.batches.remove(&group) {
+                let (room, released) = self.owed.answered(group, b.worst, b.behind);
+                for (id, status) in released {
+                    Self::refuse_batch(out, Crdt::Loro, &room, id, status);
+                }
+                if b.behind && b.worst == UpdateStatus::Ok {
+                    // Kept, but only pending changes the node never
+                    // got: not durable yet, so not acknowledged yet.
+                    self.owe(out, &b.room, b.id);
+                    self.suggest_rejoin(
+                        out,
+                        &b.room,
+                        "the update depends on changes the server lacks; join again",
+                    );
+                } else {
+                    Self::refuse_batch(out, b.crdt, &b.room, b.id, b.worst);
+                }
+            }
+        }
+    }
+
+    /// Documents the node announced: a room joined while its document was
+    /// absent asks for the document's data now.
+    fn new_docs(&mut self, out: &mut Vec<Effect>, docs: Vec<docweave_core::DocInfo>) {
+        for info in docs {
+            let Some(r) = self.rooms.get_mut(info.doc.as_str()) else {
+                continue;
+            };
+            if r.absent {
+                r.absent = false;
+                out.push(Effect::ToNode(Message::SyncRequest {
+                    doc: info.doc,
+                    version: VersionVector::new(),
+                    bidirectional: false,
+                }));
+            }
+        }
+    }
+
+    /// Presence the node relays: to the client when it is a member of the
+    /// room, unless the presence is empty or the client's own.
+    fn node_presence(&mut self, out: &mut Vec<Effect>, e: Ephemeral) {
+        let crdt = match e.namespace.as_str() {
+            PRESENCE_NAMESPACE => Crdt::Ephemeral,
+            PERSISTED_PRESENCE_NAMESPACE => Crdt::EphemeralPersisted,
+            _ => return,
+        };
+        let member = self
+            .presence
+            .contains_key(&(crdt, e.doc.as_str().to_string()));
+        if member && !e.data.as_bytes().is_empty() && Some(&e.origin) != self.peer.as_ref() {
+            self.send_data(out, crdt, e.doc.as_str(), e.data.as_bytes());
+        }
     }
 
     fn sync_response(

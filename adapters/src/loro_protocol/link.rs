@@ -10,10 +10,10 @@ use crate::transport::{outbound, Link, LinkOut, Outbound, WsOptions};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as Ws;
-use async_tungstenite::WebSocketStream;
+use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_util::{SinkExt, StreamExt};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Messages queued for one client before the bridge waits for it (a
 /// client that does not read is closed by the write timeout).
@@ -39,119 +39,183 @@ where
     let (node_tx, node_out) = outbound(o.backlog);
     let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let (client_tx, client_rx) = async_channel::bounded::<Ws>(CLIENT_QUEUE);
-    let (mut sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
     let write_timeout = o.write_timeout;
     let writer_rx = client_rx.clone();
-    smol::spawn(async move {
-        while let Ok(first) = writer_rx.recv().await {
-            // What is queued goes in one write (a burst of acknowledgements
-            // costs the client one read, not one per message), up to a
-            // bound, so the write timeout is per bounded write.
-            let mut closing = false;
-            let write = async {
-                let (mut count, mut bytes) = (0usize, 0usize);
-                let mut next = Some(first);
-                while let Some(m) = next.take() {
-                    closing = matches!(m, Ws::Close(_));
-                    count += 1;
-                    bytes += m.len();
-                    if sink.feed(m).await.is_err() {
-                        return false;
-                    }
-                    if !closing && count < WRITE_BATCH && bytes < WRITE_BATCH_BYTES {
-                        next = writer_rx.try_recv().ok();
-                    }
-                }
-                sink.flush().await.is_ok()
-            };
-            let sent = futures_lite::future::or(write, async {
-                smol::Timer::after(write_timeout).await;
-                tracing::info!("loro: the client did not take a write in {write_timeout:?}");
-                false
-            })
-            .await;
-            if !sent || closing {
-                break;
-            }
-        }
-        writer_rx.close();
-    })
-    .detach();
+    smol::spawn(write_client(sink, writer_rx, write_timeout)).detach();
     let node_link_tx = node_tx.clone();
-    smol::spawn(async move {
-        let mut session = Session::new(b, o.limits, o.inbound_rate, Instant::now());
-        // The client is not read again before this (its bytes are paced).
-        let mut read_after: Option<Instant> = None;
-        loop {
-            let resume = read_after;
-            let deadline = session.deadline(Instant::now());
-            let next = futures_lite::future::or(
-                async {
-                    if let Some(at) = resume {
-                        smol::Timer::at(at).await;
-                    }
-                    Next::Client(stream.next().await)
-                },
-                futures_lite::future::or(async { Next::Node(recv(&node_out).await) }, async {
-                    smol::Timer::at(deadline).await;
-                    Next::Tick
-                }),
-            )
-            .await;
-            let now = Instant::now();
-            let actions = match next {
-                Next::Client(Some(Ok(Ws::Binary(bytes)))) => {
-                    let (actions, wait) = session.client_binary(&bytes, now);
-                    read_after = (!wait.is_zero()).then(|| now + wait);
-                    actions
-                }
-                Next::Client(Some(Ok(Ws::Text(t)))) => session.client_text(t.as_str(), now),
-                Next::Client(Some(Ok(Ws::Close(_)))) | Next::Client(None) => break,
-                Next::Client(Some(Ok(_))) => session.client_other(now),
-                Next::Client(Some(Err(e))) => {
-                    tracing::info!("loro: {e}");
-                    break;
-                }
-                Next::Node(Some(Outbound::Frame(frame))) => {
-                    node_out.written(&frame);
-                    session.node_frame(frame, now)
-                }
-                Next::Node(Some(Outbound::Close(reason))) => session.node_closed(&reason, now),
-                Next::Node(None) => break,
-                Next::Tick => session.tick(now),
-            };
-            let mut stop = false;
-            for action in actions {
-                let sent = match action {
-                    Action::ToClient(m) => client_tx.send(to_ws(&m)).await.is_ok(),
-                    Action::Pong => client_tx.send(Ws::Text("pong".into())).await.is_ok(),
-                    Action::ToNode(frame) => in_tx.send(frame).await.is_ok(),
-                    Action::Close(reason) => {
-                        // The session is over whether or not the close is
-                        // written: the writer gives up on a client that
-                        // does not read.
-                        if client_tx.send(close(&reason)).await.is_err() {
-                            tracing::debug!("loro: the client is gone before its close");
-                        }
-                        stop = true;
-                        true
-                    }
-                };
-                stop |= !sent;
-            }
-            if stop || session.closed() {
-                break;
-            }
-        }
-        node_out.close();
-        in_tx.close();
-        client_tx.close();
-    })
-    .detach();
+    smol::spawn(run_session(stream, node_out, in_tx, client_tx, o, b)).detach();
     Link {
         tx: node_link_tx,
         rx: in_rx,
     }
+}
+
+/// The writer task: writes what is queued for the client, in bounded
+/// batches, each within the write timeout, until a close is written, a
+/// write fails or times out, or the queue ends.
+async fn write_client<S>(
+    mut sink: WebSocketSender<S>,
+    writer_rx: async_channel::Receiver<Ws>,
+    write_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    while let Ok(first) = writer_rx.recv().await {
+        // What is queued goes in one write (a burst of acknowledgements
+        // costs the client one read, not one per message), up to a
+        // bound, so the write timeout is per bounded write.
+        let mut closing = false;
+        let write = async {
+            let (mut count, mut bytes) = (0usize, 0usize);
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                closing = matches!(m, Ws::Close(_));
+                count += 1;
+                bytes += m.len();
+                if sink.feed(m).await.is_err() {
+                    return false;
+                }
+                if !closing && count < WRITE_BATCH && bytes < WRITE_BATCH_BYTES {
+                    next = writer_rx.try_recv().ok();
+                }
+            }
+            sink.flush().await.is_ok()
+        };
+        let sent = futures_lite::future::or(write, async {
+            smol::Timer::after(write_timeout).await;
+            tracing::info!("loro: the client did not take a write in {write_timeout:?}");
+            false
+        })
+        .await;
+        if !sent || closing {
+            break;
+        }
+    }
+    writer_rx.close();
+}
+
+/// The session task: reads the client, the node's frames and the clock,
+/// runs the session on each and carries out what it decides, until the
+/// session or either side ends; then closes all three queues.
+async fn run_session<S>(
+    mut stream: WebSocketReceiver<S>,
+    node_out: LinkOut,
+    in_tx: async_channel::Sender<Vec<u8>>,
+    client_tx: async_channel::Sender<Ws>,
+    o: WsOptions,
+    b: BridgeOptions,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut session = Session::new(b, o.limits, o.inbound_rate, Instant::now());
+    // The client is not read again before this (its bytes are paced).
+    let mut read_after: Option<Instant> = None;
+    loop {
+        let resume = read_after;
+        let deadline = session.deadline(Instant::now());
+        let next = next_input(&mut stream, &node_out, resume, deadline).await;
+        let now = Instant::now();
+        let Some(actions) = react(&mut session, next, &node_out, &mut read_after, now) else {
+            break;
+        };
+        let stop = act(actions, &client_tx, &in_tx).await;
+        if stop || session.closed() {
+            break;
+        }
+    }
+    node_out.close();
+    in_tx.close();
+    client_tx.close();
+}
+
+/// Waits for what comes first: the client's next message (not read before
+/// `resume`), the node's next frame, or the session's `deadline`.
+async fn next_input<S>(
+    stream: &mut WebSocketReceiver<S>,
+    node_out: &LinkOut,
+    resume: Option<Instant>,
+    deadline: Instant,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    futures_lite::future::or(
+        async {
+            if let Some(at) = resume {
+                smol::Timer::at(at).await;
+            }
+            Next::Client(stream.next().await)
+        },
+        futures_lite::future::or(async { Next::Node(recv(node_out).await) }, async {
+            smol::Timer::at(deadline).await;
+            Next::Tick
+        }),
+    )
+    .await
+}
+
+/// Runs the session on one input: what it wants done, or `None` when the
+/// connection is over (the client or the node is gone, or the client
+/// closed). A paced client's next read waits until `read_after`.
+fn react(
+    session: &mut Session,
+    next: Next,
+    node_out: &LinkOut,
+    read_after: &mut Option<Instant>,
+    now: Instant,
+) -> Option<Vec<Action>> {
+    let actions = match next {
+        Next::Client(Some(Ok(Ws::Binary(bytes)))) => {
+            let (actions, wait) = session.client_binary(&bytes, now);
+            *read_after = (!wait.is_zero()).then(|| now + wait);
+            actions
+        }
+        Next::Client(Some(Ok(Ws::Text(t)))) => session.client_text(t.as_str(), now),
+        Next::Client(Some(Ok(Ws::Close(_)))) | Next::Client(None) => return None,
+        Next::Client(Some(Ok(_))) => session.client_other(now),
+        Next::Client(Some(Err(e))) => {
+            tracing::info!("loro: {e}");
+            return None;
+        }
+        Next::Node(Some(Outbound::Frame(frame))) => {
+            node_out.written(&frame);
+            session.node_frame(frame, now)
+        }
+        Next::Node(Some(Outbound::Close(reason))) => session.node_closed(&reason, now),
+        Next::Node(None) => return None,
+        Next::Tick => session.tick(now),
+    };
+    Some(actions)
+}
+
+/// Carries out the session's actions in order: whether the connection is
+/// to end (a close, or a queue whose other side is gone).
+async fn act(
+    actions: Vec<Action>,
+    client_tx: &async_channel::Sender<Ws>,
+    in_tx: &async_channel::Sender<Vec<u8>>,
+) -> bool {
+    let mut stop = false;
+    for action in actions {
+        let sent = match action {
+            Action::ToClient(m) => client_tx.send(to_ws(&m)).await.is_ok(),
+            Action::Pong => client_tx.send(Ws::Text("pong".into())).await.is_ok(),
+            Action::ToNode(frame) => in_tx.send(frame).await.is_ok(),
+            Action::Close(reason) => {
+                // The session is over whether or not the close is
+                // written: the writer gives up on a client that
+                // does not read.
+                if client_tx.send(close(&reason)).await.is_err() {
+                    tracing::debug!("loro: the client is gone before its close");
+                }
+                stop = true;
+                true
+            }
+        };
+        stop |= !sent;
+    }
+    stop
 }
 
 async fn recv(out: &LinkOut) -> Option<Outbound> {

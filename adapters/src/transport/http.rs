@@ -285,11 +285,70 @@ pub async fn serve_http_with_web(
         api,
     } = pages;
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
-    let sweeper = sessions.clone();
+    sweep_sessions(sessions.clone(), o);
+    let limit = limit.unwrap_or_else(|| ConnectionLimit::new(o.max_connections));
+    let state = HttpState {
+        o,
+        sessions,
+        connect,
+        status,
+        web,
+        health,
+        ready,
+        metrics,
+        limit,
+        peer_of_token,
+        api,
+    };
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let stream = accept_next(&listener, &mut pause).await;
+        let client = stream.peer_addr().ok().map(|a| a.ip());
+        // While the server drains, health, readiness and metrics still
+        // answer; new polling sessions are refused (see `sync`).
+        let Some(slot) = state.limit.enter_even_closed() else {
+            refuse_connection(stream, state.limit.max());
+            continue;
+        };
+        let connection = serve_connection(stream, client, slot, state.clone(), tls.clone());
+        smol::spawn(connection).detach();
+    }
+}
+
+/// What every request to an HTTP endpoint may use: its options, its
+/// polling sessions, the way into the node and the pages it serves.
+#[derive(Clone)]
+struct HttpState {
+    o: HttpOptions,
+    sessions: Sessions,
+    connect: Connector,
+    status: Option<StatusPage>,
+    web: Option<Arc<std::path::PathBuf>>,
+    health: Option<HealthCheck>,
+    ready: Option<HealthCheck>,
+    metrics: Option<MetricsPage>,
+    limit: ConnectionLimit,
+    peer_of_token: Option<PeerOfToken>,
+    api: Option<super::ApiRoutes>,
+}
+
+impl HttpState {
+    /// What the endpoint holds now.
+    fn figures(&self) -> HttpFigures {
+        HttpFigures {
+            connections: self.limit.open(),
+            sessions: lock(&self.sessions).len(),
+        }
+    }
+}
+
+/// Spawns the task that closes, every half `o.session_idle`, the polling
+/// sessions not polled for `o.session_idle`.
+fn sweep_sessions(sessions: Sessions, o: HttpOptions) {
     smol::spawn(async move {
         loop {
             smol::Timer::after(o.session_idle / 2).await;
-            lock(&sweeper).retain(|_, s| {
+            lock(&sessions).retain(|_, s| {
                 let keep = s.last_seen.elapsed() < o.session_idle;
                 if !keep {
                     s.link.close("session idle");
@@ -299,188 +358,199 @@ pub async fn serve_http_with_web(
         }
     })
     .detach();
-    let limit = limit.unwrap_or_else(|| ConnectionLimit::new(o.max_connections));
-    let mut pause = Duration::from_millis(5);
-    loop {
-        let stream = accept_next(&listener, &mut pause).await;
-        let client = stream.peer_addr().ok().map(|a| a.ip());
-        // While the server drains, health, readiness and metrics still
-        // answer; new polling sessions are refused (see `sync`).
-        let Some(slot) = limit.enter_even_closed() else {
-            let mut s = stream;
-            let max = limit.max();
-            smol::spawn(async move {
-                let m =
-                    format!("this server holds at most {max} HTTP connections; try again later");
-                let _ = s
-                    .write_all(&raw_answer("503 Service Unavailable", &m))
-                    .await;
-                let _ = s.close().await;
-            })
-            .detach();
-            continue;
-        };
-        let (sessions, connect, status) = (sessions.clone(), connect.clone(), status.clone());
-        let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
-        let (metrics, limit) = (metrics.clone(), limit.clone());
-        let peer_of_token = peer_of_token.clone();
-        let (tls, api) = (tls.clone(), api.clone());
-        smol::spawn(async move {
-            let _slot = slot;
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (sessions, connect, status) =
-                    (sessions.clone(), connect.clone(), status.clone());
-                let (web, health, ready) = (web.clone(), health.clone(), ready.clone());
-                let (metrics, limit) = (metrics.clone(), limit.clone());
-                let peer_of_token = peer_of_token.clone();
-                let api = api.clone();
-                async move {
-                    let get = req.method() == hyper::Method::GET;
-                    let path = req.uri().path().to_string();
-                    if let Some(api) = api.as_ref().filter(|a| path.starts_with(&a.prefix)) {
-                        let r = super::http_api::answer(req, api, o.body_timeout).await;
-                        return Ok::<_, std::convert::Infallible>(r);
-                    }
-                    if let (true, "/metrics", Some(page)) = (get, path.as_str(), &metrics) {
-                        let figures = HttpFigures {
-                            connections: limit.open(),
-                            sessions: lock(&sessions).len(),
-                        };
-                        let mut r =
-                            respond(StatusCode::OK, page(figures).await.into_bytes(), false);
-                        r.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        return Ok::<_, std::convert::Infallible>(r);
-                    }
-                    if get && path == "/healthz" {
-                        let r = match health.as_ref().map_or(Ok(()), |h| h()) {
-                            Ok(()) => respond(StatusCode::OK, b"ok\n".to_vec(), false),
-                            Err(why) => problem(StatusCode::SERVICE_UNAVAILABLE, "Stopped", why),
-                        };
-                        return Ok::<_, std::convert::Infallible>(r);
-                    }
-                    if get && path == "/readyz" {
-                        let r = match ready.as_ref().map_or(Ok(()), |h| h()) {
-                            Ok(()) => respond(StatusCode::OK, b"ready\n".to_vec(), false),
-                            Err(why) => problem(StatusCode::SERVICE_UNAVAILABLE, "NotReady", why),
-                        };
-                        return Ok::<_, std::convert::Infallible>(r);
-                    }
-                    if let (true, Some(root), false) = (get, &web, path == "/status") {
-                        let r = match super::static_files::find(root, &path).await {
-                            Some(f) => {
-                                let mut r = respond(StatusCode::OK, f.bytes, false);
-                                if let Ok(v) = hyper::header::HeaderValue::from_str(f.content_type)
-                                {
-                                    r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-                                }
-                                r
-                            }
-                            None => problem(
-                                StatusCode::NOT_FOUND,
-                                "NotFound",
-                                format!("no file {path}"),
-                            ),
-                        };
-                        return Ok::<_, std::convert::Infallible>(r);
-                    }
-                    if get && (path == "/" || path == "/status") {
-                        let bearer = bearer(&req);
-                        let request = StatusRequest {
-                            bearer,
-                            query: req.uri().query().map(str::to_string),
-                            http: HttpFigures {
-                                connections: limit.open(),
-                                sessions: lock(&sessions).len(),
-                            },
-                        };
-                        let page = match status {
-                            Some(render) => render(request).await,
-                            None => Some("<p>docweave</p>".to_string()),
-                        };
-                        let Some(page) = page else {
-                            let mut r = problem(
-                                StatusCode::UNAUTHORIZED,
-                                "BadToken",
-                                "this server's status is shown to its token holders: \
-                                 send Authorization: Bearer TOKEN"
-                                    .into(),
-                            );
-                            if let Ok(v) = hyper::header::HeaderValue::from_str("Bearer") {
-                                r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
-                            }
-                            return Ok::<_, std::convert::Infallible>(r);
-                        };
-                        let mut r = respond(StatusCode::OK, page.into_bytes(), false);
-                        if let Ok(v) =
-                            hyper::header::HeaderValue::from_str("text/html; charset=utf-8")
-                        {
-                            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-                        }
-                        return Ok::<_, std::convert::Infallible>(r);
-                    }
-                    // A draining server opens no new polling session and
-                    // takes no listener request (its node turns new peers
-                    // away): the client tries another server, or this one
-                    // again later. Open sessions go on until they are told.
-                    let open_session =
-                        path == "/sync" && req.uri().query().unwrap_or("").contains("session=");
-                    let to_node = req.method() == hyper::Method::POST && !open_session;
-                    if limit.is_closed() && to_node {
-                        let mut r = problem(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "GoingAway",
-                            "this server is stopping; use another, or try again later".into(),
-                        );
-                        r.headers_mut().insert(
-                            hyper::header::RETRY_AFTER,
-                            hyper::header::HeaderValue::from_static("1"),
-                        );
-                        return Ok::<_, std::convert::Infallible>(r);
-                    }
-                    Ok::<_, std::convert::Infallible>(
-                        route(req, o, sessions, connect, client, peer_of_token).await,
-                    )
-                }
-            });
-            let builder = {
-                let mut b = hyper::server::conn::http1::Builder::new();
-                b.timer(smol_hyper::rt::SmolTimer::new())
-                    .header_read_timeout(o.header_timeout);
-                b
-            };
-            // The whole connection, its TLS handshake included, lives
-            // within its lifetime.
-            let serve = async {
-                // A connection's end (the client left, a bad request) is
-                // the client's business: hyper has answered what it could.
-                match tls {
-                    None => {
-                        let _ = builder
-                            .serve_connection(FuturesIo::new(stream), service)
-                            .await;
-                    }
-                    Some(tls) => match tls.accept(stream).await {
-                        Ok(stream) => {
-                            let _ = builder
-                                .serve_connection(FuturesIo::new(stream), service)
-                                .await;
-                        }
-                        Err(e) => tracing::debug!("http: TLS handshake failed: {e}"),
-                    },
-                }
-            };
-            futures_lite::future::or(serve, async {
-                smol::Timer::after(o.connection_lifetime).await;
-            })
+}
+
+/// Answers a connection past the limit (`max` connections) `503` and
+/// closes it, on a task of its own.
+fn refuse_connection(mut s: TcpStream, max: usize) {
+    smol::spawn(async move {
+        let m = format!("this server holds at most {max} HTTP connections; try again later");
+        let _ = s
+            .write_all(&raw_answer("503 Service Unavailable", &m))
             .await;
-        })
-        .detach();
+        let _ = s.close().await;
+    })
+    .detach();
+}
+
+/// Serves one accepted connection (over TLS with `tls`), each of its
+/// requests answered by [`answer_request`], holding its `slot` until it
+/// ends.
+async fn serve_connection(
+    stream: TcpStream,
+    client: Option<std::net::IpAddr>,
+    slot: super::Slot,
+    state: HttpState,
+    tls: Option<super::TlsServer>,
+) {
+    let _slot = slot;
+    let o = state.o;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let state = state.clone();
+        async move {
+            let r = answer_request(req, state, client).await;
+            Ok::<_, std::convert::Infallible>(r)
+        }
+    });
+    let builder = {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(smol_hyper::rt::SmolTimer::new())
+            .header_read_timeout(o.header_timeout);
+        b
+    };
+    // The whole connection, its TLS handshake included, lives
+    // within its lifetime.
+    let serve = async {
+        // A connection's end (the client left, a bad request) is
+        // the client's business: hyper has answered what it could.
+        match tls {
+            None => {
+                let _ = builder
+                    .serve_connection(FuturesIo::new(stream), service)
+                    .await;
+            }
+            Some(tls) => match tls.accept(stream).await {
+                Ok(stream) => {
+                    let _ = builder
+                        .serve_connection(FuturesIo::new(stream), service)
+                        .await;
+                }
+                Err(e) => tracing::debug!("http: TLS handshake failed: {e}"),
+            },
+        }
+    };
+    futures_lite::future::or(serve, async {
+        smol::Timer::after(o.connection_lifetime).await;
+    })
+    .await;
+}
+
+/// Answers one request: the host's API first, then metrics, health,
+/// readiness, files and the status page; then, unless the server drains,
+/// syncing and listeners (see [`route`]).
+async fn answer_request(
+    req: Request<Incoming>,
+    state: HttpState,
+    client: Option<std::net::IpAddr>,
+) -> Response<Full<Bytes>> {
+    let get = req.method() == hyper::Method::GET;
+    let path = req.uri().path().to_string();
+    if let Some(api) = state.api.as_ref().filter(|a| path.starts_with(&a.prefix)) {
+        return super::http_api::answer(req, api, state.o.body_timeout).await;
     }
+    if let (true, "/metrics", Some(page)) = (get, path.as_str(), &state.metrics) {
+        let figures = state.figures();
+        return metrics_answer(page, figures).await;
+    }
+    if get && path == "/healthz" {
+        return match state.health.as_ref().map_or(Ok(()), |h| h()) {
+            Ok(()) => respond(StatusCode::OK, b"ok\n".to_vec(), false),
+            Err(why) => problem(StatusCode::SERVICE_UNAVAILABLE, "Stopped", why),
+        };
+    }
+    if get && path == "/readyz" {
+        return match state.ready.as_ref().map_or(Ok(()), |h| h()) {
+            Ok(()) => respond(StatusCode::OK, b"ready\n".to_vec(), false),
+            Err(why) => problem(StatusCode::SERVICE_UNAVAILABLE, "NotReady", why),
+        };
+    }
+    if let (true, Some(root), false) = (get, &state.web, path == "/status") {
+        return web_file(root, &path).await;
+    }
+    if get && (path == "/" || path == "/status") {
+        let bearer = bearer(&req);
+        let request = StatusRequest {
+            bearer,
+            query: req.uri().query().map(str::to_string),
+            http: state.figures(),
+        };
+        return status_answer(state.status.as_ref(), request).await;
+    }
+    // A draining server opens no new polling session and
+    // takes no listener request (its node turns new peers
+    // away): the client tries another server, or this one
+    // again later. Open sessions go on until they are told.
+    let open_session = path == "/sync" && req.uri().query().unwrap_or("").contains("session=");
+    let to_node = req.method() == hyper::Method::POST && !open_session;
+    if state.limit.is_closed() && to_node {
+        let mut r = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "GoingAway",
+            "this server is stopping; use another, or try again later".into(),
+        );
+        r.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        return r;
+    }
+    let HttpState {
+        o,
+        sessions,
+        connect,
+        peer_of_token,
+        ..
+    } = state;
+    route(req, o, sessions, connect, client, peer_of_token).await
+}
+
+/// `GET /metrics`: the metrics page, given what the endpoint holds.
+async fn metrics_answer(page: &MetricsPage, figures: HttpFigures) -> Response<Full<Bytes>> {
+    let mut r = respond(StatusCode::OK, page(figures).await.into_bytes(), false);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    r
+}
+
+/// The file of the web directory `root` that `path` names, or `404`.
+async fn web_file(root: &std::path::Path, path: &str) -> Response<Full<Bytes>> {
+    match super::static_files::find(root, path).await {
+        Some(f) => {
+            let mut r = respond(StatusCode::OK, f.bytes, false);
+            if let Ok(v) = hyper::header::HeaderValue::from_str(f.content_type) {
+                r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+            }
+            r
+        }
+        None => {
+            let why = format!("no file {path}");
+            problem(StatusCode::NOT_FOUND, "NotFound", why)
+        }
+    }
+}
+
+/// The status page for `request`, drawn by `render` (without one, a
+/// placeholder), or `401` when `render` refuses the request.
+async fn status_answer(
+    render: Option<&StatusPage>,
+    request: StatusRequest,
+) -> Response<Full<Bytes>> {
+    let page = match render {
+        Some(render) => render(request).await,
+        None => Some("<p>docweave</p>".to_string()),
+    };
+    let Some(page) = page else {
+        let mut r = problem(
+            StatusCode::UNAUTHORIZED,
+            "BadToken",
+            "this server's status is shown to its token holders: \
+             send Authorization: Bearer TOKEN"
+                .into(),
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str("Bearer") {
+            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+        }
+        return r;
+    };
+    let mut r = respond(StatusCode::OK, page.into_bytes(), false);
+    if let Ok(v) = hyper::header::HeaderValue::from_str("text/html; charset=utf-8") {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
 }
 
 pub(super) async fn read_body(
@@ -576,17 +646,36 @@ async fn route(
             return respond(StatusCode::OK, Vec::new(), false);
         }
         ["sync"] => return sync(session, auth, client, body, o, sessions, connect).await,
-        ["listeners"] => match json::<RegisterBody>(&body) {
+        other => match listener_message(other, &body, limit) {
+            Ok(m) => m,
+            Err(r) => return r,
+        },
+    };
+    exchange(&peer, token, message, connect).await
+}
+
+/// The message a listener request (`/listeners`, `/listeners/{id}/pull`,
+/// `/listeners/{id}/ack`, `/push`) asks of the node, or the answer that
+/// refuses it (`404` for another path).
+// The error is the refusal's answer itself, as `read_body`'s is.
+#[allow(clippy::result_large_err)]
+fn listener_message(
+    parts: &[&str],
+    body: &[u8],
+    limit: u32,
+) -> Result<Message, Response<Full<Bytes>>> {
+    let message = match parts {
+        ["listeners"] => match json::<RegisterBody>(body) {
             Ok(b) => Message::ListenerRegister {
                 filter: b.filter,
                 id: b.id,
             },
             Err(e) => {
-                return problem(
+                return Err(problem(
                     StatusCode::BAD_REQUEST,
                     "MalformedFrame",
                     format!("not a registration: {e}"),
-                )
+                ))
             }
         },
         ["listeners", id, "pull"] => match id.parse() {
@@ -595,46 +684,49 @@ async fn route(
                 limit,
             },
             Err(_) => {
-                return problem(
+                return Err(problem(
                     StatusCode::NOT_FOUND,
                     "UnknownListener",
                     format!("{id:?} is not a listener id"),
-                )
+                ))
             }
         },
-        ["listeners", id, "ack"] => match (id.parse(), json::<AckBody>(&body)) {
+        ["listeners", id, "ack"] => match (id.parse(), json::<AckBody>(body)) {
             (Ok(id), Ok(b)) => Message::ListenerAck {
                 id: ListenerId(id),
                 revisions: b.revisions,
             },
             (Err(_), _) => {
-                return problem(
+                return Err(problem(
                     StatusCode::NOT_FOUND,
                     "UnknownListener",
                     format!("{id:?} is not a listener id"),
-                )
+                ))
             }
             (_, Err(e)) => {
-                return problem(
+                return Err(problem(
                     StatusCode::BAD_REQUEST,
                     "MalformedFrame",
                     format!("not an acknowledgement: {e}"),
-                )
+                ))
             }
         },
-        ["push"] => match json::<PushBody>(&body) {
+        ["push"] => match json::<PushBody>(body) {
             Ok(b) => Message::Push { strands: b.strands },
             Err(e) => {
-                return problem(
+                return Err(problem(
                     StatusCode::BAD_REQUEST,
                     "MalformedFrame",
                     format!("not a push: {e}"),
-                )
+                ))
             }
         },
-        _ => return problem(StatusCode::NOT_FOUND, "NotFound", "no such endpoint".into()),
+        _ => {
+            let why = "no such endpoint".into();
+            return Err(problem(StatusCode::NOT_FOUND, "NotFound", why));
+        }
     };
-    exchange(&peer, token, message, connect).await
+    Ok(message)
 }
 
 /// One request, one answer, through a fresh link into the node.
@@ -770,88 +862,10 @@ async fn sync(
     connect: Connector,
 ) -> Response<Full<Bytes>> {
     let (frames, bad) = split_frames(&body, &o.limits);
-    let (id, tx, rx, wait) = {
-        let mut all = lock(&sessions);
-        let id = match session {
-            // A session is used only with the credentials that opened it.
-            Some(id) => match all.get_mut(&id) {
-                Some(s) if s.auth == auth => {
-                    s.last_seen = Instant::now();
-                    id
-                }
-                _ => {
-                    return problem(
-                        StatusCode::NOT_FOUND,
-                        "NoSession",
-                        "no such session for these credentials; open one with POST /sync".into(),
-                    )
-                }
-            },
-            None => {
-                if all.len() >= o.max_sessions {
-                    return problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Unavailable",
-                        format!(
-                            "at most {} sessions are open; try again later",
-                            o.max_sessions
-                        ),
-                    );
-                }
-                let per_client = all
-                    .values()
-                    .filter(|s| client.is_some() && s.client == client)
-                    .count();
-                let per_credential = all
-                    .values()
-                    .filter(|s| auth.is_some() && s.auth == auth)
-                    .count();
-                if per_client.max(per_credential) >= o.sessions_per_client
-                    && !replace_idle(&mut all, client, auth.as_deref(), &o)
-                {
-                    let mut r = problem(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "RateLimited",
-                        format!(
-                            "at most {} sessions per client and per credential are open; \
-                             close one or try again later",
-                            o.sessions_per_client
-                        ),
-                    );
-                    if let Ok(v) = hyper::header::HeaderValue::from_str("5") {
-                        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-                    }
-                    return r;
-                }
-                let Some(id) = new_session_id() else {
-                    return problem(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Unavailable",
-                        "no randomness for a session id".into(),
-                    );
-                };
-                all.insert(
-                    id.clone(),
-                    Session {
-                        link: connect(),
-                        last_seen: Instant::now(),
-                        client,
-                        auth,
-                        pacer: super::Pacer::new(o.inbound_rate, Instant::now()),
-                    },
-                );
-                id
-            }
-        };
-        let Some(s) = all.get_mut(&id) else {
-            return problem(
-                StatusCode::GONE,
-                "SessionClosed",
-                "the session closed".into(),
-            );
-        };
-        let wait = s.pacer.charge(body.len(), Instant::now());
-        (id, s.link.tx.clone(), s.link.rx.clone(), wait)
+    let found = poll_session(session, auth, client, body.len(), &o, &sessions, &connect);
+    let Polled { id, tx, rx, wait } = match found {
+        Ok(polled) => polled,
+        Err(r) => return r,
     };
     // A session sending faster than its rate waits for its answer: its
     // client, waiting for it, sends its next request later.
@@ -870,6 +884,142 @@ async fn sync(
         }
         return problem(StatusCode::BAD_REQUEST, "MalformedFrame", e);
     }
+    poll_answer(id, rx, sessions, o).await
+}
+
+/// A polling session's part in one request: its id, its link's two
+/// queues, and how long its pace makes the request wait.
+struct Polled {
+    id: String,
+    tx: super::LinkTx,
+    rx: Arc<super::LinkOut>,
+    wait: Duration,
+}
+
+/// The request's polling session (one it names, used only with the
+/// credentials that opened it, or a new one), with its body of `size`
+/// bytes charged to its pace; or the answer that refuses the request.
+// The error is the refusal's answer itself, as `read_body`'s is.
+#[allow(clippy::result_large_err)]
+fn poll_session(
+    session: Option<String>,
+    auth: Option<String>,
+    client: Option<std::net::IpAddr>,
+    size: usize,
+    o: &HttpOptions,
+    sessions: &Sessions,
+    connect: &Connector,
+) -> Result<Polled, Response<Full<Bytes>>> {
+    let mut all = lock(sessions);
+    let id = match session {
+        // A session is used only with the credentials that opened it.
+        Some(id) => match all.get_mut(&id) {
+            Some(s) if s.auth == auth => {
+                s.last_seen = Instant::now();
+                id
+            }
+            _ => {
+                return Err(problem(
+                    StatusCode::NOT_FOUND,
+                    "NoSession",
+                    "no such session for these credentials; open one with POST /sync".into(),
+                ))
+            }
+        },
+        None => open_session(&mut all, client, auth, o, connect)?,
+    };
+    let Some(s) = all.get_mut(&id) else {
+        return Err(problem(
+            StatusCode::GONE,
+            "SessionClosed",
+            "the session closed".into(),
+        ));
+    };
+    let wait = s.pacer.charge(size, Instant::now());
+    Ok(Polled {
+        id,
+        tx: s.link.tx.clone(),
+        rx: s.link.rx.clone(),
+        wait,
+    })
+}
+
+/// Opens a polling session for a client, within the bounds of sessions
+/// open at all and per client address and credential (making room by
+/// [`replace_idle`]): its id, or the answer that refuses it.
+// The error is the refusal's answer itself, as `read_body`'s is.
+#[allow(clippy::result_large_err)]
+fn open_session(
+    all: &mut BTreeMap<String, Session>,
+    client: Option<std::net::IpAddr>,
+    auth: Option<String>,
+    o: &HttpOptions,
+    connect: &Connector,
+) -> Result<String, Response<Full<Bytes>>> {
+    if all.len() >= o.max_sessions {
+        return Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            format!(
+                "at most {} sessions are open; try again later",
+                o.max_sessions
+            ),
+        ));
+    }
+    let per_client = all
+        .values()
+        .filter(|s| client.is_some() && s.client == client)
+        .count();
+    let per_credential = all
+        .values()
+        .filter(|s| auth.is_some() && s.auth == auth)
+        .count();
+    if per_client.max(per_credential) >= o.sessions_per_client
+        && !replace_idle(all, client, auth.as_deref(), o)
+    {
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimited",
+            format!(
+                "at most {} sessions per client and per credential are open; \
+                 close one or try again later",
+                o.sessions_per_client
+            ),
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str("5") {
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+        }
+        return Err(r);
+    }
+    let Some(id) = new_session_id() else {
+        return Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "no randomness for a session id".into(),
+        ));
+    };
+    all.insert(
+        id.clone(),
+        Session {
+            link: connect(),
+            last_seen: Instant::now(),
+            client,
+            auth,
+            pacer: super::Pacer::new(o.inbound_rate, Instant::now()),
+        },
+    );
+    Ok(id)
+}
+
+/// Answers a poll with what the node has for the session, waiting up to
+/// `o.poll_wait` for the first frame and taking at most about
+/// `o.max_answer` bytes; `410` once the node closed the session.
+async fn poll_answer(
+    id: String,
+    rx: Arc<super::LinkOut>,
+    sessions: Sessions,
+    o: HttpOptions,
+) -> Response<Full<Bytes>> {
     // Answer with what the node has for this client, waiting a little for the first frame.
     let mut out = Vec::new();
     let first = futures_lite::future::or(
@@ -1145,121 +1295,162 @@ pub fn http_link_to(target: HttpTarget, token: Option<&str>, o: HttpOptions) -> 
     let (out_tx, out_rx) = outbound(DEFAULT_BACKLOG);
     let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let auth = token.map(|t| format!("Bearer {t}"));
-    smol::spawn(async move {
-        let mut pause = o.poll_min;
-        let mut failures = 0;
-        let mut session: Option<String> = None;
-        // What the last failed request carried: sent again first.
-        let mut unsent: Vec<u8> = Vec::new();
-        // A frame that did not fit into the last request: it opens the next.
-        let mut carried: Option<Vec<u8>> = None;
-        // An answer holds frames up to the server's body limit, plus the
-        // one frame that crossed it.
-        let max_answer = o.max_body.saturating_add(o.limits.max_frame);
-        loop {
-            // Wait for something to send, or for the next poll.
-            let first = if !unsent.is_empty() {
-                smol::Timer::after(pause).await;
-                None
-            } else if let Some(f) = carried.take() {
-                Some(Some(Outbound::Frame(f)))
-            } else {
-                futures_lite::future::or(async { Some(out_rx.recv().await) }, async {
-                    smol::Timer::after(pause).await;
-                    None
-                })
-                .await
-            };
-            let mut body = std::mem::take(&mut unsent);
-            let mut closing = false;
-            // Frames are folded into one request up to the server's body
-            // limit; a large message's chunks go in as many requests.
-            let mut take = |item: Outbound, body: &mut Vec<u8>| match item {
-                Outbound::Frame(f) if !body.is_empty() && body.len() + f.len() > o.max_body => {
-                    carried = Some(f);
-                    false
-                }
-                Outbound::Frame(f) => {
-                    out_rx.written(&f);
-                    body.extend(f);
-                    true
-                }
-                Outbound::Close(_) => {
-                    closing = true;
-                    false
-                }
-            };
-            let mut more = match first {
-                // The link was dropped: the session ends as if closed, so
-                // the server does not hold it until it idles out (a
-                // client's sessions are bounded per address).
-                Some(None) => take(Outbound::Close(String::new()), &mut body),
-                Some(Some(item)) => take(item, &mut body),
-                None => true,
-            };
-            while more {
-                match out_rx.try_recv() {
-                    Some(item) => more = take(item, &mut body),
-                    None => break,
-                }
-            }
-            let headers: Vec<(&str, &str)> = auth
-                .as_deref()
-                .map(|a| vec![("authorization", a)])
-                .unwrap_or_default();
-            let path = match &session {
-                Some(id) => format!("/sync?session={id}"),
-                None => "/sync".to_string(),
-            };
-            if closing {
-                // Tell the server, so the node sees the session end now
-                // (if this fails, the session idles out there instead).
-                if session.is_some() {
-                    let close = format!("{path}&close=1");
-                    let _ = post_with_session(&target, &close, &headers, body, ANSWER_LIMIT).await;
-                }
-                break;
-            }
-            let sent = !body.is_empty() || carried.is_some();
-            match post_with_session(&target, &path, &headers, body.clone(), max_answer).await {
-                Ok((200, id, answer)) => {
-                    failures = 0;
-                    if session.is_none() {
-                        session = id;
-                    }
-                    let (frames, bad) = split_frames(&answer, &o.limits);
-                    if let Some(e) = bad {
-                        tracing::warn!("http: part of an answer could not be read: {e}");
-                    }
-                    let busy = sent || !frames.is_empty();
-                    for f in frames {
-                        if in_tx.send(f).await.is_err() {
-                            return;
-                        }
-                    }
-                    pause = if busy {
-                        o.poll_min
-                    } else {
-                        (pause * 2).min(o.poll_max)
-                    };
-                }
-                Ok((status, _, _)) if (400..500).contains(&status) => break,
-                _ => {
-                    failures += 1;
-                    if failures >= 3 {
-                        break;
-                    }
-                    unsent = body;
-                    pause = (pause * 2).min(o.poll_max);
-                }
-            }
-        }
-        in_tx.close();
-        out_rx.close();
-    })
-    .detach();
+    smol::spawn(poll_server(target, auth, o, out_rx, in_tx)).detach();
     Link {
         tx: out_tx,
         rx: in_rx,
     }
+}
+
+/// The task of a polling link: folds what the node sends into requests
+/// and hands the frames of their answers to the node, polling while
+/// nothing is sent, until the link closes, the server refuses a request
+/// (`4xx`) or three requests in a row fail.
+async fn poll_server(
+    target: HttpTarget,
+    auth: Option<String>,
+    o: HttpOptions,
+    out_rx: super::LinkOut,
+    in_tx: async_channel::Sender<Vec<u8>>,
+) {
+    let mut pause = o.poll_min;
+    let mut failures = 0;
+    let mut session: Option<String> = None;
+    // What the last failed request carried: sent again first.
+    let mut unsent: Vec<u8> = Vec::new();
+    // A frame that did not fit into the last request: it opens the next.
+    let mut carried: Option<Vec<u8>> = None;
+    // An answer holds frames up to the server's body limit, plus the
+    // one frame that crossed it.
+    let max_answer = o.max_body.saturating_add(o.limits.max_frame);
+    loop {
+        // Wait for something to send, or for the next poll.
+        let first = if !unsent.is_empty() {
+            smol::Timer::after(pause).await;
+            None
+        } else if let Some(f) = carried.take() {
+            Some(Some(Outbound::Frame(f)))
+        } else {
+            futures_lite::future::or(async { Some(out_rx.recv().await) }, async {
+                smol::Timer::after(pause).await;
+                None
+            })
+            .await
+        };
+        let mut body = std::mem::take(&mut unsent);
+        let closing = fold_frames(first, &out_rx, &mut body, &mut carried, o.max_body);
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let path = match &session {
+            Some(id) => format!("/sync?session={id}"),
+            None => "/sync".to_string(),
+        };
+        if closing {
+            // Tell the server, so the node sees the session end now
+            // (if this fails, the session idles out there instead).
+            if session.is_some() {
+                let close = format!("{path}&close=1");
+                let _ = post_with_session(&target, &close, &headers, body, ANSWER_LIMIT).await;
+            }
+            break;
+        }
+        let sent = !body.is_empty() || carried.is_some();
+        match post_with_session(&target, &path, &headers, body.clone(), max_answer).await {
+            Ok((200, id, answer)) => {
+                failures = 0;
+                if session.is_none() {
+                    session = id;
+                }
+                let Some(busy) = deliver_answer(&answer, sent, &o.limits, &in_tx).await else {
+                    return;
+                };
+                pause = if busy {
+                    o.poll_min
+                } else {
+                    (pause * 2).min(o.poll_max)
+                };
+            }
+            Ok((status, _, _)) if (400..500).contains(&status) => break,
+            _ => {
+                failures += 1;
+                if failures >= 3 {
+                    break;
+                }
+                unsent = body;
+                pause = (pause * 2).min(o.poll_max);
+            }
+        }
+    }
+    in_tx.close();
+    out_rx.close();
+}
+
+/// Hands the frames of a server's answer to the node, one by one (one bad
+/// frame does not lose the others): whether the link is busy (it `sent`
+/// something, or frames came), or `None` once the node is gone.
+async fn deliver_answer(
+    answer: &[u8],
+    sent: bool,
+    limits: &Limits,
+    in_tx: &async_channel::Sender<Vec<u8>>,
+) -> Option<bool> {
+    let (frames, bad) = split_frames(answer, limits);
+    if let Some(e) = bad {
+        tracing::warn!("http: part of an answer could not be read: {e}");
+    }
+    let busy = sent || !frames.is_empty();
+    for f in frames {
+        if in_tx.send(f).await.is_err() {
+            return None;
+        }
+    }
+    Some(busy)
+}
+
+/// Folds the node's frames into one request's `body`: `first` (what the
+/// wait for the node brought, `None` for a poll), then what else is
+/// queued, up to the server's body limit `max_body` (a frame that does not
+/// fit is `carried` into the next request). Whether the link closes.
+fn fold_frames(
+    first: Option<Option<Outbound>>,
+    out_rx: &super::LinkOut,
+    body: &mut Vec<u8>,
+    carried: &mut Option<Vec<u8>>,
+    max_body: usize,
+) -> bool {
+    let mut closing = false;
+    // Frames are folded into one request up to the server's body
+    // limit; a large message's chunks go in as many requests.
+    let mut take = |item: Outbound, body: &mut Vec<u8>| match item {
+        Outbound::Frame(f) if !body.is_empty() && body.len() + f.len() > max_body => {
+            *carried = Some(f);
+            false
+        }
+        Outbound::Frame(f) => {
+            out_rx.written(&f);
+            body.extend(f);
+            true
+        }
+        Outbound::Close(_) => {
+            closing = true;
+            false
+        }
+    };
+    let mut more = match first {
+        // The link was dropped: the session ends as if closed, so
+        // the server does not hold it until it idles out (a
+        // client's sessions are bounded per address).
+        Some(None) => take(Outbound::Close(String::new()), body),
+        Some(Some(item)) => take(item, body),
+        None => true,
+    };
+    while more {
+        match out_rx.try_recv() {
+            Some(item) => more = take(item, body),
+            None => break,
+        }
+    }
+    closing
 }

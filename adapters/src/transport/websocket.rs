@@ -14,7 +14,7 @@ use async_tungstenite::tungstenite::handshake::server::{Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use async_tungstenite::tungstenite::Message as Ws;
-use async_tungstenite::WebSocketStream;
+use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use docweave_core::{payload_len, ErrorCode, Limits, HEADER_LEN};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_util::StreamExt;
@@ -88,147 +88,175 @@ where
 {
     let (out_tx, out_rx) = outbound(o.backlog);
     let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
-    let (mut sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
     let writer_tx = out_tx.clone();
     let (keepalive, write_timeout) = (o.keepalive, o.write_timeout);
     let fragment = o.fragment;
-    smol::spawn(async move {
-        let mut id: u32 = 0;
-        loop {
-            let next = futures_lite::future::or(async { out_rx.recv().await }, async {
-                smol::Timer::after(keepalive).await;
-                Some(Outbound::Frame(Vec::new()))
-            })
-            .await;
-            let write = async {
-                match next {
-                    // An empty frame is the keepalive tick.
-                    Some(Outbound::Frame(f)) if f.is_empty() => {
-                        sink.send(Ws::Ping(Vec::new().into())).await.is_ok()
-                    }
-                    Some(Outbound::Frame(f)) => {
-                        id = id.wrapping_add(1);
-                        let mut ok = true;
-                        for piece in split(&f, fragment, id) {
-                            if sink.send(Ws::Binary(piece.into())).await.is_err() {
-                                ok = false;
-                                break;
-                            }
-                        }
-                        out_rx.written(&f);
-                        ok
-                    }
-                    Some(Outbound::Close(reason)) => {
-                        // A server that stops says so with 1001.
-                        let away = reason.starts_with(super::GOING_AWAY)
-                            || reason == super::SERVER_STOPPING;
-                        let frame = CloseFrame {
-                            code: if away {
-                                CloseCode::Away
-                            } else {
-                                CloseCode::Normal
-                            },
-                            reason: reason.chars().take(100).collect::<String>().into(),
-                        };
-                        let _ = sink.send(Ws::Close(Some(frame))).await;
-                        false
-                    }
-                    None => {
-                        let _ = sink.close(None).await;
-                        false
-                    }
-                }
-            };
-            let go_on = futures_lite::future::or(write, async {
-                smol::Timer::after(write_timeout).await;
-                tracing::info!(
-                    "websocket: the peer did not take a write in {write_timeout:?}; closing"
-                );
-                false
-            })
-            .await;
-            if !go_on {
-                break;
-            }
-        }
-        out_rx.close();
-    })
-    .detach();
-    smol::spawn(async move {
-        let started = Instant::now();
-        let mut pieces = Reassembler::new(ReassemblyLimits {
-            max_message: o.limits.max_frame + HEADER_LEN,
-            max_pending: o.pending_fragments,
-            max_held: o.limits.max_frame + HEADER_LEN,
-            deadline_ms: o.idle_timeout.as_millis() as u64,
-        })
-        .with_budget(o.reassembly_budget.clone());
-        let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
-        loop {
-            let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
-                smol::Timer::after(o.idle_timeout).await;
-                None
-            })
-            .await;
-            let refuse = |code: ErrorCode, why: String| {
-                tracing::warn!("websocket: {why}");
-                let _ = writer_tx.send(error_frame(code, why.clone()));
-                writer_tx.close(&why);
-            };
-            let message = match next {
-                None => {
-                    tracing::info!("websocket: silent for {:?}; closing", o.idle_timeout);
-                    writer_tx.close("idle");
-                    break;
-                }
-                Some(None) => break,
-                Some(Some(Err(async_tungstenite::tungstenite::Error::Capacity(e)))) => {
-                    refuse(
-                        ErrorCode::TooLarge,
-                        format!("a WebSocket message was too large: {e}; send pieces of at most {} bytes", o.fragment),
-                    );
-                    break;
-                }
-                Some(Some(Err(_))) => break,
-                Some(Some(Ok(m))) => m,
-            };
-            // Not read again until this message's bytes are paid for.
-            pacer.pace(message.len()).await;
-            match message {
-                Ws::Binary(bytes) => match pieces.take(&bytes, started.elapsed().as_millis() as u64) {
-                    Ok(Some(frame)) => {
-                        if let Err(e) = payload_len(&frame, &o.limits) {
-                            refuse(ErrorCode::MalformedFrame, e.to_string());
-                            break;
-                        }
-                        if in_tx.send(frame).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        refuse(ErrorCode::TooLarge, e.to_string());
-                        break;
-                    }
-                },
-                Ws::Text(_) => {
-                    refuse(
-                        ErrorCode::MalformedFrame,
-                        "docweave speaks binary frames, not text".into(),
-                    );
-                    break;
-                }
-                Ws::Close(_) => break,
-                _ => {}
-            }
-        }
-        in_tx.close();
-    })
-    .detach();
+    let writer = write_frames(sink, out_rx, keepalive, write_timeout, fragment);
+    smol::spawn(writer).detach();
+    smol::spawn(read_frames(stream, writer_tx, in_tx, o)).detach();
     Link {
         tx: out_tx,
         rx: in_rx,
     }
+}
+
+/// The writer task: writes the node's frames to the peer, in pieces of at
+/// most `fragment` bytes, and a ping after `keepalive` without one, until
+/// a close, a failed write, or a write the peer does not take within
+/// `write_timeout`.
+async fn write_frames<S>(
+    mut sink: WebSocketSender<S>,
+    out_rx: super::LinkOut,
+    keepalive: Duration,
+    write_timeout: Duration,
+    fragment: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut id: u32 = 0;
+    loop {
+        let next = futures_lite::future::or(async { out_rx.recv().await }, async {
+            smol::Timer::after(keepalive).await;
+            Some(Outbound::Frame(Vec::new()))
+        })
+        .await;
+        let write = async {
+            match next {
+                // An empty frame is the keepalive tick.
+                Some(Outbound::Frame(f)) if f.is_empty() => {
+                    sink.send(Ws::Ping(Vec::new().into())).await.is_ok()
+                }
+                Some(Outbound::Frame(f)) => {
+                    id = id.wrapping_add(1);
+                    let mut ok = true;
+                    for piece in split(&f, fragment, id) {
+                        if sink.send(Ws::Binary(piece.into())).await.is_err() {
+                            ok = false;
+                            break;
+                        }
+                    }
+                    out_rx.written(&f);
+                    ok
+                }
+                Some(Outbound::Close(reason)) => {
+                    // A server that stops says so with 1001.
+                    let away =
+                        reason.starts_with(super::GOING_AWAY) || reason == super::SERVER_STOPPING;
+                    let frame = CloseFrame {
+                        code: if away {
+                            CloseCode::Away
+                        } else {
+                            CloseCode::Normal
+                        },
+                        reason: reason.chars().take(100).collect::<String>().into(),
+                    };
+                    let _ = sink.send(Ws::Close(Some(frame))).await;
+                    false
+                }
+                None => {
+                    let _ = sink.close(None).await;
+                    false
+                }
+            }
+        };
+        let go_on = futures_lite::future::or(write, async {
+            smol::Timer::after(write_timeout).await;
+            tracing::info!(
+                "websocket: the peer did not take a write in {write_timeout:?}; closing"
+            );
+            false
+        })
+        .await;
+        if !go_on {
+            break;
+        }
+    }
+    out_rx.close();
+}
+
+/// The reader task: reads the peer (paced, and closed when silent for
+/// `o.idle_timeout`), gathers its pieces into frames and hands them to the
+/// node; bad input gets an `error` frame and the connection closed.
+async fn read_frames<S>(
+    mut stream: WebSocketReceiver<S>,
+    writer_tx: super::LinkTx,
+    in_tx: async_channel::Sender<Vec<u8>>,
+    o: WsOptions,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let started = Instant::now();
+    let mut pieces = Reassembler::new(ReassemblyLimits {
+        max_message: o.limits.max_frame + HEADER_LEN,
+        max_pending: o.pending_fragments,
+        max_held: o.limits.max_frame + HEADER_LEN,
+        deadline_ms: o.idle_timeout.as_millis() as u64,
+    })
+    .with_budget(o.reassembly_budget.clone());
+    let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
+    loop {
+        let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
+            smol::Timer::after(o.idle_timeout).await;
+            None
+        })
+        .await;
+        let refuse = |code: ErrorCode, why: String| {
+            tracing::warn!("websocket: {why}");
+            let _ = writer_tx.send(error_frame(code, why.clone()));
+            writer_tx.close(&why);
+        };
+        let message = match next {
+            None => {
+                tracing::info!("websocket: silent for {:?}; closing", o.idle_timeout);
+                writer_tx.close("idle");
+                break;
+            }
+            Some(None) => break,
+            Some(Some(Err(async_tungstenite::tungstenite::Error::Capacity(e)))) => {
+                refuse(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "a WebSocket message was too large: {e}; send pieces of at most {} bytes",
+                        o.fragment
+                    ),
+                );
+                break;
+            }
+            Some(Some(Err(_))) => break,
+            Some(Some(Ok(m))) => m,
+        };
+        // Not read again until this message's bytes are paid for.
+        pacer.pace(message.len()).await;
+        match message {
+            Ws::Binary(bytes) => match pieces.take(&bytes, started.elapsed().as_millis() as u64) {
+                Ok(Some(frame)) => {
+                    if let Err(e) = payload_len(&frame, &o.limits) {
+                        refuse(ErrorCode::MalformedFrame, e.to_string());
+                        break;
+                    }
+                    if in_tx.send(frame).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    refuse(ErrorCode::TooLarge, e.to_string());
+                    break;
+                }
+            },
+            Ws::Text(_) => {
+                refuse(
+                    ErrorCode::MalformedFrame,
+                    "docweave speaks binary frames, not text".into(),
+                );
+                break;
+            }
+            Ws::Close(_) => break,
+            _ => {}
+        }
+    }
+    in_tx.close();
 }
 
 /// Dials a `ws://host:port/...` or `wss://host:port/...` URL (TLS, checked

@@ -419,205 +419,277 @@ pub fn doc(cmd: DocCommand) -> Result<Done, String> {
                 timeout,
                 auth,
             } => {
-                let wait = Duration::from_secs(timeout);
-                let text = match text_file {
-                    Some(path) => Some(
-                        std::fs::read_to_string(&path)
-                            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-                    ),
-                    None => text,
-                };
-                // One Loro peer per machine, server, document and user.
-                let lease = if is_url(&target) {
-                    let user = match (&auth.peer, &auth.token) {
-                        (Some(peer), _) => format!("as {peer}"),
-                        // A signed token is refreshed often; its holder is its `sub`.
-                        (None, Some(token)) if crate::jwt::looks_like_jwt(token) => {
-                            format!("as {}", default_peer(Some(token)))
-                        }
-                        (None, Some(token)) => format!("token {token}"),
-                        (None, None) => "anonymous".to_string(),
-                    };
-                    crate::writer_lease::acquire(&without_password(&target), &doc, &user)
-                } else {
-                    None
-                };
-                let repo = repo_writing_as(&target, &auth, lease.as_ref().map(|l| l.actor))?;
-                let events = repo.events().await.map_err(|e| e.to_string())?;
-                let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
-                let server = if is_url(&target) {
-                    pulled(&events, &doc, wait).await?
-                } else {
-                    None
-                };
-                if is_url(&target) && server.is_none() {
-                    return Err(format!(
-                        "{target} did not answer for {doc} within {timeout} s"
-                    ));
-                }
-                if let Some(server) = &server {
-                    let status = repo.status(&doc, server).await.map_err(|e| e.to_string())?;
-                    if status == docweave_shell::SyncStatus::Deleted {
-                        return Err(format!(
-                            "{doc} was deleted on {server}; nothing was written"
-                        ));
-                    }
-                }
-                match (text, key, value) {
-                    (Some(t), _, _) => {
-                        let body = d.get_text("text");
-                        body.insert(body.len_unicode(), &t)
-                            .map_err(|e| e.to_string())?;
-                    }
-                    (None, Some(k), Some(v)) => {
-                        d.get_map("root").insert(&k, v).map_err(|e| e.to_string())?;
-                    }
-                    _ => return Err("give KEY VALUE, --text TEXT or --text-file PATH".into()),
-                }
-                d.commit();
-                if let Some(server) = server {
-                    // A server that refuses the change says so at once:
-                    // no need to wait out the timeout.
-                    let refused = async {
-                        let deadline = std::time::Instant::now() + wait;
-                        while let Some(event) = next_event(&events, deadline).await {
-                            if let Event::Error {
-                                doc: Some(d),
-                                reason,
-                            } = event
-                            {
-                                if d.as_str() == doc && reason.contains("refused") {
-                                    return Err(format!("the change was not kept: {reason}"));
-                                }
-                            }
-                        }
-                        std::future::pending().await
-                    };
-                    let synced = async {
-                        repo.wait_for_sync(&doc, &server, wait)
-                            .await
-                            .map_err(|e| e.to_string())
-                    };
-                    let outcome = futures_lite::future::or(synced, refused).await?;
-                    match outcome {
-                        docweave_shell::SyncOutcome::Synced => {
-                            if let Some(lease) = &lease {
-                                lease.clean();
-                            }
-                        }
-                        docweave_shell::SyncOutcome::Deleted => {
-                            return Err(format!(
-                                "{doc} was deleted on {server}; the change was not kept"
-                            ))
-                        }
-                        _ => {
-                            return Err(format!(
-                                "{server} did not acknowledge the change within {timeout} s"
-                            ))
-                        }
-                    }
-                }
-                out!("{}", json(&d));
-                repo.close().await;
-                Ok(Done::Ok)
+                let text = text_to_append(text, text_file)?;
+                let edit = Edit { key, value, text };
+                put(&target, &doc, edit, timeout, &auth).await
             }
-            DocCommand::Delete { target, doc, auth } => {
-                let repo = repo_for(&target, &auth)?;
-                if !is_url(&target) {
-                    repo.delete(&doc).map_err(|e| e.to_string())?;
-                    repo.close().await;
-                    out!("deleted {doc}");
-                    return Ok(Done::Ok);
-                }
-                let events = repo.events().await.map_err(|e| e.to_string())?;
-                let server = connected(&repo, &events, Duration::from_secs(10))
-                    .await?
-                    .ok_or_else(|| format!("{target} did not answer within 10 s"))?;
-                let answer = repo
-                    .delete_on(&doc, &server, Duration::from_secs(10))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                repo.close().await;
-                match answer {
-                    Some(true) => {
-                        out!("deleted {doc} on {server}");
-                        Ok(Done::Ok)
-                    }
-                    Some(false) => Err(format!("{server} refused to delete {doc}")),
-                    None => Err(format!("{server} did not answer the deletion within 10 s")),
-                }
-            }
-            DocCommand::List { target, auth } => {
-                let repo = repo_for(&target, &auth)?;
-                let docs: Vec<(String, u64, u64)> = if is_url(&target) {
-                    let events = repo.events().await.map_err(|e| e.to_string())?;
-                    let server = connected(&repo, &events, Duration::from_secs(10))
-                        .await?
-                        .ok_or_else(|| format!("{target} did not answer within 10 s"))?;
-                    let listed = repo
-                        .list(&server, Duration::from_secs(10))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .ok_or_else(|| format!("{server} did not list its documents"))?;
-                    listed
-                        .into_iter()
-                        .map(|d| (d.doc.to_string(), d.version.total(), d.clock.0))
-                        .collect()
-                } else {
-                    let s = repo.summary().await.map_err(|e| e.to_string())?;
-                    s.docs
-                        .into_iter()
-                        .map(|(d, v, c)| (d.to_string(), v.total(), c.0))
-                        .collect()
-                };
-                repo.close().await;
-                out!("{:<40} {:>12} {:>10}", "document", "operations", "clock");
-                for (doc, ops, clock) in docs {
-                    out!("{doc:<40} {ops:>12} {clock:>10}");
-                }
-                Ok(Done::Ok)
-            }
-            DocCommand::Watch { target, doc, auth } => {
-                let repo = repo_for(&target, &auth)?;
-                let events = repo.events().await.map_err(|e| e.to_string())?;
-                let d = repo.open(&doc).await.map_err(|e| e.to_string())?;
-                out!("{}", json(&d));
-                let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-                let _ = ctrlc::set_handler(move || {
-                    let _ = stop_tx.try_send(());
-                });
-                let mut last = json(&d);
-                loop {
-                    let next = futures_lite::future::or(
-                        async { events.recv().await.ok().map(Some) },
-                        async {
-                            // A dropped handler is a stop too.
-                            let _ = stop_rx.recv().await;
-                            None
-                        },
-                    )
-                    .await;
-                    match next {
-                        None | Some(None) => break,
-                        Some(Some(Event::Error { reason, .. }))
-                            if reason.contains("refused the handshake") =>
-                        {
-                            return Err(reason)
-                        }
-                        Some(Some(_)) => {
-                            let now = json(&d);
-                            if now != last {
-                                out!("{now}");
-                                last = now;
-                            }
-                        }
-                    }
-                }
-                repo.close().await;
-                Ok(Done::Ok)
-            }
+            DocCommand::Delete { target, doc, auth } => delete(&target, &doc, &auth).await,
+            DocCommand::List { target, auth } => list(&target, &auth).await,
+            DocCommand::Watch { target, doc, auth } => watch(&target, &doc, &auth).await,
         }
     })
+}
+
+/// The text `doc put` appends: the contents of `--text-file`, else `--text`.
+fn text_to_append(
+    text: Option<String>,
+    text_file: Option<std::path::PathBuf>,
+) -> Result<Option<String>, String> {
+    Ok(match text_file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => text,
+    })
+}
+
+/// What `doc put` writes: `text` appended to the document's "text", or
+/// `key` set to `value` in its "root" map.
+struct Edit {
+    /// The key to set.
+    key: Option<String>,
+    /// The value to set it to.
+    value: Option<String>,
+    /// The text to append instead.
+    text: Option<String>,
+}
+
+impl Edit {
+    /// Makes the edit in `d` (the caller commits it).
+    fn apply(self, d: &loro::LoroDoc) -> Result<(), String> {
+        match (self.text, self.key, self.value) {
+            (Some(t), _, _) => {
+                let body = d.get_text("text");
+                body.insert(body.len_unicode(), &t)
+                    .map_err(|e| e.to_string())?;
+            }
+            (None, Some(k), Some(v)) => {
+                d.get_map("root").insert(&k, v).map_err(|e| e.to_string())?;
+            }
+            _ => return Err("give KEY VALUE, --text TEXT or --text-file PATH".into()),
+        }
+        Ok(())
+    }
+}
+
+/// The lease of the Loro peer `doc put` writes as on a server (none for a
+/// data directory).
+fn writer_lease(
+    target: &str,
+    doc: &str,
+    auth: &Credentials,
+) -> Option<crate::writer_lease::WriterLease> {
+    // One Loro peer per machine, server, document and user.
+    if is_url(target) {
+        let user = match (&auth.peer, &auth.token) {
+            (Some(peer), _) => format!("as {peer}"),
+            // A signed token is refreshed often; its holder is its `sub`.
+            (None, Some(token)) if crate::jwt::looks_like_jwt(token) => {
+                format!("as {}", default_peer(Some(token)))
+            }
+            (None, Some(token)) => format!("token {token}"),
+            (None, None) => "anonymous".to_string(),
+        };
+        crate::writer_lease::acquire(&without_password(target), doc, &user)
+    } else {
+        None
+    }
+}
+
+/// `doc put`: makes the edit and, on a server, waits until the server keeps
+/// it; then prints the document.
+async fn put(
+    target: &str,
+    doc: &str,
+    edit: Edit,
+    timeout: u64,
+    auth: &Credentials,
+) -> Result<Done, String> {
+    let wait = Duration::from_secs(timeout);
+    let lease = writer_lease(target, doc, auth);
+    let repo = repo_writing_as(target, auth, lease.as_ref().map(|l| l.actor))?;
+    let events = repo.events().await.map_err(|e| e.to_string())?;
+    let d = repo.open(doc).await.map_err(|e| e.to_string())?;
+    let server = if is_url(target) {
+        pulled(&events, doc, wait).await?
+    } else {
+        None
+    };
+    if is_url(target) && server.is_none() {
+        return Err(format!(
+            "{target} did not answer for {doc} within {timeout} s"
+        ));
+    }
+    if let Some(server) = &server {
+        let status = repo.status(doc, server).await.map_err(|e| e.to_string())?;
+        if status == docweave_shell::SyncStatus::Deleted {
+            return Err(format!(
+                "{doc} was deleted on {server}; nothing was written"
+            ));
+        }
+    }
+    edit.apply(&d)?;
+    d.commit();
+    if let Some(server) = server {
+        kept(&repo, &events, doc, &server, timeout, lease.as_ref()).await?;
+    }
+    out!("{}", json(&d));
+    repo.close().await;
+    Ok(Done::Ok)
+}
+
+/// Waits until `server` keeps the change just made to `doc` (then the
+/// writer lease is clean), or refuses it, or `timeout` seconds pass.
+async fn kept(
+    repo: &Repo,
+    events: &async_channel::Receiver<Event>,
+    doc: &str,
+    server: &str,
+    timeout: u64,
+    lease: Option<&crate::writer_lease::WriterLease>,
+) -> Result<(), String> {
+    let wait = Duration::from_secs(timeout);
+    // A server that refuses the change says so at once:
+    // no need to wait out the timeout.
+    let refused = async {
+        let deadline = std::time::Instant::now() + wait;
+        while let Some(event) = next_event(events, deadline).await {
+            if let Event::Error {
+                doc: Some(d),
+                reason,
+            } = event
+            {
+                if d.as_str() == doc && reason.contains("refused") {
+                    return Err(format!("the change was not kept: {reason}"));
+                }
+            }
+        }
+        std::future::pending().await
+    };
+    let synced = async {
+        repo.wait_for_sync(doc, server, wait)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let outcome = futures_lite::future::or(synced, refused).await?;
+    match outcome {
+        docweave_shell::SyncOutcome::Synced => {
+            if let Some(lease) = lease {
+                lease.clean();
+            }
+        }
+        docweave_shell::SyncOutcome::Deleted => {
+            return Err(format!(
+                "{doc} was deleted on {server}; the change was not kept"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "{server} did not acknowledge the change within {timeout} s"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `doc delete`: deletes the document in a data directory, or asks the
+/// server to.
+async fn delete(target: &str, doc: &str, auth: &Credentials) -> Result<Done, String> {
+    let repo = repo_for(target, auth)?;
+    if !is_url(target) {
+        repo.delete(doc).map_err(|e| e.to_string())?;
+        repo.close().await;
+        out!("deleted {doc}");
+        return Ok(Done::Ok);
+    }
+    let events = repo.events().await.map_err(|e| e.to_string())?;
+    let server = connected(&repo, &events, Duration::from_secs(10))
+        .await?
+        .ok_or_else(|| format!("{target} did not answer within 10 s"))?;
+    let answer = repo
+        .delete_on(doc, &server, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    repo.close().await;
+    match answer {
+        Some(true) => {
+            out!("deleted {doc} on {server}");
+            Ok(Done::Ok)
+        }
+        Some(false) => Err(format!("{server} refused to delete {doc}")),
+        None => Err(format!("{server} did not answer the deletion within 10 s")),
+    }
+}
+
+/// `doc list`: the documents the server lists (or the data directory
+/// holds), with their operations and clocks.
+async fn list(target: &str, auth: &Credentials) -> Result<Done, String> {
+    let repo = repo_for(target, auth)?;
+    let docs: Vec<(String, u64, u64)> = if is_url(target) {
+        let events = repo.events().await.map_err(|e| e.to_string())?;
+        let server = connected(&repo, &events, Duration::from_secs(10))
+            .await?
+            .ok_or_else(|| format!("{target} did not answer within 10 s"))?;
+        let listed = repo
+            .list(&server, Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{server} did not list its documents"))?;
+        listed
+            .into_iter()
+            .map(|d| (d.doc.to_string(), d.version.total(), d.clock.0))
+            .collect()
+    } else {
+        let s = repo.summary().await.map_err(|e| e.to_string())?;
+        s.docs
+            .into_iter()
+            .map(|(d, v, c)| (d.to_string(), v.total(), c.0))
+            .collect()
+    };
+    repo.close().await;
+    out!("{:<40} {:>12} {:>10}", "document", "operations", "clock");
+    for (doc, ops, clock) in docs {
+        out!("{doc:<40} {ops:>12} {clock:>10}");
+    }
+    Ok(Done::Ok)
+}
+
+/// `doc watch`: prints the document, then again each time it changes,
+/// until Ctrl-C.
+async fn watch(target: &str, doc: &str, auth: &Credentials) -> Result<Done, String> {
+    let repo = repo_for(target, auth)?;
+    let events = repo.events().await.map_err(|e| e.to_string())?;
+    let d = repo.open(doc).await.map_err(|e| e.to_string())?;
+    out!("{}", json(&d));
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let _ = ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    });
+    let mut last = json(&d);
+    loop {
+        let next = futures_lite::future::or(async { events.recv().await.ok().map(Some) }, async {
+            // A dropped handler is a stop too.
+            let _ = stop_rx.recv().await;
+            None
+        })
+        .await;
+        match next {
+            None | Some(None) => break,
+            Some(Some(Event::Error { reason, .. })) if reason.contains("refused the handshake") => {
+                return Err(reason)
+            }
+            Some(Some(_)) => {
+                let now = json(&d);
+                if now != last {
+                    out!("{now}");
+                    last = now;
+                }
+            }
+        }
+    }
+    repo.close().await;
+    Ok(Done::Ok)
 }
 
 /// Options of `docweave sync`.
@@ -681,69 +753,76 @@ pub fn sync(a: SyncArgs) -> Result<(), String> {
             })
             .map_err(|e| e.to_string())?;
         }
-        let work = async {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(format!("initial sync with {}", shown));
-            let mut changed = 0u64;
-            let mut quiet_since = std::time::Instant::now();
-            let mut initial = true;
-            loop {
-                let next = futures_lite::future::or(
-                    async { Some(events.recv().await.ok()) },
-                    futures_lite::future::or(
-                        async {
-                            smol::Timer::after(Duration::from_millis(250)).await;
-                            Some(None)
-                        },
-                        async {
-                            // A dropped handler is a stop too.
-                            let _ = stop_rx.recv().await;
-                            None
-                        },
-                    ),
-                )
-                .await;
-                match next {
-                    None => break,
-                    Some(Some(Event::DocChanged { .. })) => {
-                        changed += 1;
-                        quiet_since = std::time::Instant::now();
-                        bar.set_message(format!("initial sync with {}: {changed} changes", shown));
-                        bar.tick();
-                    }
-                    Some(Some(Event::Error { reason, .. }))
-                        if reason.contains("refused the handshake") =>
-                    {
-                        bar.finish_and_clear();
-                        return Err(reason);
-                    }
-                    _ => {}
-                }
-                if initial && quiet_since.elapsed() > Duration::from_secs(1) {
-                    initial = false;
-                    let s = repo.summary().await.map_err(|e| e.to_string())?;
-                    bar.finish_and_clear();
-                    out!(
-                        "initial sync done: {} documents, clock {}",
-                        s.docs.len(),
-                        s.clock.0
-                    );
-                }
-                if !initial && quiet_since.elapsed() < Duration::from_millis(300) {
-                    let s = repo.summary().await.map_err(|e| e.to_string())?;
-                    eprint!(
-                        "\rin sync with {}: {} documents, clock {}   ",
-                        shown,
-                        s.docs.len(),
-                        s.clock.0
-                    );
-                }
-            }
-            eprintln!();
-            Ok::<(), String>(())
-        };
-        work.await?;
+        show_progress(&repo, &events, &stop_rx, &shown).await?;
         repo.close().await;
         Ok(())
     })
+}
+
+/// Shows the replica's progress with `shown` (the servers): a spinner
+/// until the initial sync is done, then a status line after each change;
+/// until Ctrl-C, or a server refuses the handshake.
+async fn show_progress(
+    repo: &Repo,
+    events: &async_channel::Receiver<Event>,
+    stop_rx: &async_channel::Receiver<()>,
+    shown: &str,
+) -> Result<(), String> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("initial sync with {}", shown));
+    let mut changed = 0u64;
+    let mut quiet_since = std::time::Instant::now();
+    let mut initial = true;
+    loop {
+        let next = futures_lite::future::or(
+            async { Some(events.recv().await.ok()) },
+            futures_lite::future::or(
+                async {
+                    smol::Timer::after(Duration::from_millis(250)).await;
+                    Some(None)
+                },
+                async {
+                    // A dropped handler is a stop too.
+                    let _ = stop_rx.recv().await;
+                    None
+                },
+            ),
+        )
+        .await;
+        match next {
+            None => break,
+            Some(Some(Event::DocChanged { .. })) => {
+                changed += 1;
+                quiet_since = std::time::Instant::now();
+                bar.set_message(format!("initial sync with {}: {changed} changes", shown));
+                bar.tick();
+            }
+            Some(Some(Event::Error { reason, .. })) if reason.contains("refused the handshake") => {
+                bar.finish_and_clear();
+                return Err(reason);
+            }
+            _ => {}
+        }
+        if initial && quiet_since.elapsed() > Duration::from_secs(1) {
+            initial = false;
+            let s = repo.summary().await.map_err(|e| e.to_string())?;
+            bar.finish_and_clear();
+            out!(
+                "initial sync done: {} documents, clock {}",
+                s.docs.len(),
+                s.clock.0
+            );
+        }
+        if !initial && quiet_since.elapsed() < Duration::from_millis(300) {
+            let s = repo.summary().await.map_err(|e| e.to_string())?;
+            eprint!(
+                "\rin sync with {}: {} documents, clock {}   ",
+                shown,
+                s.docs.len(),
+                s.clock.0
+            );
+        }
+    }
+    eprintln!();
+    Ok(())
 }

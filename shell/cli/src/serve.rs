@@ -3,17 +3,18 @@
 //! optionally syncing both ways with other servers.
 
 use crate::client::dialer_for;
-use crate::serve_auth::Statics;
+use crate::serve_auth::{ServeAuth, Statics};
 use docweave_adapters::loro_protocol::{BridgeOptions, LoroFigures, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
-    serve_http_with_web, serve_tcp_tls, serve_ws_with_loro, ConnectionLimit, Connector,
+    serve_http_with_web, serve_tcp_tls, serve_ws_with_loro, ApiRoutes, ConnectionLimit, Connector,
     HealthCheck, HttpFigures, HttpOptions, HttpPages, InboundRate, MetricsPage, StatusPage,
     StatusRequest, TlsServer, WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{Namespace, PeerKind, Rules};
 use docweave_shell::Repo;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Options of `docweave serve`.
@@ -185,26 +186,74 @@ fn open_store(a: &ServeArgs) -> Result<(Box<dyn Store>, String), String> {
     Ok((Box::new(store), format!("data in {}", a.data.display())))
 }
 
+/// `docweave serve`: reads who may connect and do what, starts the node,
+/// watches the files it was given, and serves until it is stopped.
 pub fn run(a: ServeArgs) -> Result<(), String> {
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(TlsServer::from_pem_files(cert, key)?),
         _ => None,
     };
-    let (ws_scheme, http_scheme) = match tls {
-        Some(_) => ("wss", "https"),
-        None => ("ws", "http"),
-    };
     let (store, store_shown) = open_store(&a)?;
-    let flag_quotas = docweave_core::Quotas {
+    let flag_quotas = quotas_from_flags(&a);
+    let parse_rules = rules_parser(flag_quotas.clone());
+    let (rules_text, rules) = read_rules(a.rules.as_deref(), &parse_rules)?;
+    let quotas = rules.quotas.as_deref().cloned().unwrap_or(flag_quotas);
+    let auth_url = open_auth_url(&a)?;
+    let flag_statics = Statics::parse(a.tokens.iter().map(String::as_str));
+    let (tokens_text, statics) = read_tokens_file(a.tokens_file.as_deref(), &flag_statics)?;
+    let revoked = match &a.revoked_file {
+        Some(path) => Some(crate::revocations::read(path)?),
+        None => None,
+    };
+    let mut auth = ServeAuth::new(statics.clone(), rules.clone(), &a.jwt, auth_url)?;
+    // With a tokens file every connection needs a token, even when the
+    // file (re-read later) lists none: an emptied list lets nobody in.
+    auth.tokens_required = a.tokens_file.is_some();
+    let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
+    let loro_figures = Arc::new(LoroFigures::default());
+    let loro = loro_options(&auth, &rules, max_message, loro_figures.clone());
+    let (repo, metrics) = build_repo(&a, store, &auth, statics, rules, quotas, max_message)?;
+    let max_connections = a
+        .max_connections
+        .unwrap_or_else(crate::limits::connections_per_endpoint);
+    tracing::info!("at most {max_connections} connections per endpoint");
+    let node = Running {
+        repo: Arc::new(repo),
+        auth,
+        metrics,
+        loro_figures,
+        max_connections,
+        max_message,
+    };
+    let stop_rx = take_signals(&a)?;
+    watch_certificate(&a, tls.clone())?;
+    watch_revocations(&a, &node, revoked)?;
+    watch_tokens_file(&a, &node, tokens_text, flag_statics)?;
+    watch_rules(&a, &node, rules_text, parse_rules)?;
+    smol::block_on(serve(&a, &node, tls, loro, &store_shown, &stop_rx))?;
+    smol::block_on(node.repo.shutdown());
+    eprintln!("docweave: stopped");
+    Ok(())
+}
+
+/// The quotas the flags set (a rules file's own replace them one by one).
+fn quotas_from_flags(a: &ServeArgs) -> docweave_core::Quotas {
+    docweave_core::Quotas {
         updates_per_s: a.max_updates_per_s,
         update_bytes_per_s: a.max_update_bytes_per_s,
         connections_per_identity: a.max_connections_per_identity,
         max_doc_bytes: a.max_doc_mib.saturating_mul(1024 * 1024),
         max_update_bytes: a.max_update_kib.saturating_mul(1024),
         docs_created_per_hour: a.max_docs_created_per_hour,
-    };
-    let parse_rules = rules_parser(flag_quotas.clone());
-    let (rules_text, rules) = match &a.rules {
+    }
+}
+
+/// The `--rules` file's text and rules (none: empty text, everything allowed).
+fn read_rules(
+    path: Option<&Path>,
+    parse_rules: &impl Fn(&str) -> Result<Rules, String>,
+) -> Result<(String, Rules), String> {
+    Ok(match path {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
@@ -212,17 +261,27 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             (text, rules)
         }
         None => (String::new(), Rules::allow_all()),
-    };
-    let quotas = rules.quotas.as_deref().cloned().unwrap_or(flag_quotas);
-    let auth_url = match &a.auth_url {
+    })
+}
+
+/// The app's backend asked about session tokens (`--auth-url`), if given.
+fn open_auth_url(a: &ServeArgs) -> Result<Option<Arc<crate::auth_url::AuthUrl>>, String> {
+    Ok(match &a.auth_url {
         Some(url) => Some(crate::auth_url::AuthUrl::new(
             url,
             std::time::Duration::from_millis(a.auth_timeout_ms),
         )?),
         None => None,
-    };
-    let flag_statics = Statics::parse(a.tokens.iter().map(String::as_str));
-    let (tokens_text, statics) = match &a.tokens_file {
+    })
+}
+
+/// The `--tokens-file` text (empty without one) and the static tokens in
+/// force: those of --token, and the file's.
+fn read_tokens_file(
+    path: Option<&Path>,
+    flag_statics: &Statics,
+) -> Result<(String, Statics), String> {
+    Ok(match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -231,27 +290,39 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             (text.clone(), flag_statics.clone().and(&listed))
         }
         None => (String::new(), flag_statics.clone()),
-    };
-    let revoked = match &a.revoked_file {
-        Some(path) => Some(crate::revocations::read(path)?),
-        None => None,
-    };
-    let mut auth =
-        crate::serve_auth::ServeAuth::new(statics.clone(), rules.clone(), &a.jwt, auth_url)?;
-    // With a tokens file every connection needs a token, even when the
-    // file (re-read later) lists none: an emptied list lets nobody in.
-    auth.tokens_required = a.tokens_file.is_some();
-    let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
+    })
+}
+
+/// The Loro endpoint's options: its figures, its largest update, and the
+/// node's checks of a join's token.
+fn loro_options(
+    auth: &ServeAuth,
+    rules: &Rules,
+    max_message: usize,
+    figures: Arc<LoroFigures>,
+) -> BridgeOptions {
     // The node's own rules for a join's token, so a Loro join with a token
     // it would refuse fails alone instead of closing the connection.
-    let loro_figures = Arc::new(LoroFigures::default());
-    let loro = BridgeOptions {
-        figures: loro_figures.clone(),
+    BridgeOptions {
+        figures,
         max_update: max_message,
         accepts: auth.loro_accepts(),
         access: auth.loro_access(),
         ..BridgeOptions::new(auth.loro_identity(), rules.clone())
-    };
+    }
+}
+
+/// Starts the node on `store` with who may connect, its rules and quotas,
+/// and the flags' limits, recording and seed; returns it and its metrics.
+fn build_repo(
+    a: &ServeArgs,
+    store: Box<dyn Store>,
+    auth: &ServeAuth,
+    statics: Statics,
+    rules: Rules,
+    quotas: docweave_core::Quotas,
+    max_message: usize,
+) -> Result<(Repo, docweave_shell::Metrics), String> {
     let mut builder = Repo::builder(&a.name)
         .boxed_store(store)
         .max_docs_in_memory(a.max_docs_in_memory)
@@ -260,8 +331,8 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             c.kind = PeerKind::Service;
             c.tokens = statics.tokens;
             c.grants = statics.grants;
-            // See `tokens_required` above: the core asks a token of every
-            // hello (a signed one, or one of the static list).
+            // See `tokens_required` (set in `run`): the core asks a token of
+            // every hello (a signed one, or one of the static list).
             c.signed_tokens |= a.tokens_file.is_some();
             c.rules = rules;
             c.timing.peer_linger_ms = a.peer_linger_ms;
@@ -283,11 +354,28 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     let metrics = docweave_shell::Metrics::new();
     builder = builder.metrics(metrics.clone());
     let repo = builder.build().map_err(|e| e.to_string())?;
-    let max_connections = a
-        .max_connections
-        .unwrap_or_else(crate::limits::connections_per_endpoint);
-    tracing::info!("at most {max_connections} connections per endpoint");
-    let repo = Arc::new(repo);
+    Ok((repo, metrics))
+}
+
+/// The running node and what the file watchers and endpoints share with it.
+struct Running {
+    /// The node.
+    repo: Arc<Repo>,
+    /// Who may connect and do what (the watchers update it).
+    auth: ServeAuth,
+    /// What the node counts, for `/metrics` and the status page.
+    metrics: docweave_shell::Metrics,
+    /// What the Loro endpoint counts.
+    loro_figures: Arc<LoroFigures>,
+    /// Most connections at once, per endpoint.
+    max_connections: usize,
+    /// The largest message sent or accepted, in bytes.
+    max_message: usize,
+}
+
+/// Takes Ctrl-C and SIGTERM (heard on the returned receiver), and SIGHUP
+/// when there are files to read again.
+fn take_signals(a: &ServeArgs) -> Result<async_channel::Receiver<()>, String> {
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
@@ -302,10 +390,15 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     {
         crate::file_watch::take_hangups()?;
     }
+    Ok(stop_rx)
+}
+
+/// With --tls-cert, reads the certificate and key again when they change.
+fn watch_certificate(a: &ServeArgs, tls: Option<TlsServer>) -> Result<(), String> {
     // A renewed certificate (and key) is presented from the next
     // handshake on, read again when the certificate file changes and on
     // SIGHUP; one that does not load leaves the one in force.
-    if let (Some(in_force), Some(cert), Some(key)) = (tls.clone(), &a.tls_cert, &a.tls_key) {
+    if let (Some(in_force), Some(cert), Some(key)) = (tls, &a.tls_cert, &a.tls_key) {
         let first = std::fs::read_to_string(cert)
             .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
         let (cert_path, key_path) = (cert.clone(), key.clone());
@@ -320,10 +413,20 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             },
         )?;
     }
+    Ok(())
+}
+
+/// Puts the `--revoked-file` list in force (shared with the other servers
+/// on PostgreSQL), and reads the file again when it changes.
+fn watch_revocations(
+    a: &ServeArgs,
+    node: &Running,
+    revoked: Option<(String, docweave_core::Revocations)>,
+) -> Result<(), String> {
     // What is revoked goes to the token checks and to the node, which
     // closes every connection it revokes at once.
     let put_in_force = {
-        let (repo, shared) = (repo.clone(), auth.revoked.clone());
+        let (repo, shared) = (node.repo.clone(), node.auth.revoked.clone());
         move |list: docweave_core::Revocations| {
             *shared.write().unwrap_or_else(|p| p.into_inner()) = list.clone();
             repo.revoke(list).is_ok()
@@ -336,7 +439,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     // On PostgreSQL the servers share their lists through the store.
     let own_changed: Box<dyn Fn(docweave_core::Revocations) -> bool + Send> = if a.store.is_some() {
         let to_sharing =
-            crate::shared_revocations::start(open_store(&a)?.0, &a.name, own_list, put_in_force)?;
+            crate::shared_revocations::start(open_store(a)?.0, &a.name, own_list, put_in_force)?;
         Box::new(move |list| to_sharing.send(list).is_ok())
     } else {
         if let Some(list) = own_list {
@@ -355,8 +458,19 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             own_changed,
         )?;
     }
+    Ok(())
+}
+
+/// With --tokens-file, reads it again when it changes: its tokens and those
+/// of --token go to the token checks and to the node.
+fn watch_tokens_file(
+    a: &ServeArgs,
+    node: &Running,
+    tokens_text: String,
+    flag_statics: Statics,
+) -> Result<(), String> {
     if let Some(path) = &a.tokens_file {
-        let (repo, shared) = (repo.clone(), auth.statics.clone());
+        let (repo, shared) = (node.repo.clone(), node.auth.statics.clone());
         crate::file_watch::watch(
             "static tokens",
             path.clone(),
@@ -368,199 +482,315 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
             },
         )?;
     }
+    Ok(())
+}
+
+/// With --rules, reads the file again when it changes: its rules go to the
+/// token checks and to the node.
+fn watch_rules(
+    a: &ServeArgs,
+    node: &Running,
+    rules_text: String,
+    parse_rules: impl Fn(&str) -> Result<Rules, String> + Send + 'static,
+) -> Result<(), String> {
     if let Some(path) = &a.rules {
-        let (repo, shared) = (repo.clone(), auth.rules.clone());
+        let (repo, shared) = (node.repo.clone(), node.auth.rules.clone());
         crate::file_watch::watch(
             "rules",
             path.clone(),
             rules_text,
             parse_rules,
-            move |rules| {
+            move |rules: Rules| {
                 *shared.write().unwrap_or_else(|p| p.into_inner()) = rules.clone();
                 repo.set_rules(rules).is_ok()
             },
         )?;
     }
-    smol::block_on(async {
-        let ws = smol::net::TcpListener::bind(a.listen.as_str())
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
-        let http = smol::net::TcpListener::bind(a.http.as_str())
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", a.http))?;
-        let ws_addr = ws.local_addr().map_err(|e| e.to_string())?;
-        let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-        let mib = a.max_read_mib_per_s.saturating_mul(1024 * 1024);
-        let inbound_rate = InboundRate {
-            bytes_per_s: mib,
-            burst: mib.saturating_mul(2),
-        };
-        let ws_options = WsOptions {
-            inbound_rate,
-            tls: tls.clone(),
-            ..WsOptions::default()
-        };
-        let ws_limit = ConnectionLimit::new(max_connections);
-        let http_limit = ConnectionLimit::new(max_connections);
-        smol::spawn(serve_ws_with_loro(
-            ws,
-            ws_options,
-            ws_limit.clone(),
-            repo.acceptor(),
-            Some(loro),
-        ))
-        .detach();
-        let tcp_limit = ConnectionLimit::new(max_connections);
-        let connect: Connector = repo.connector();
-        let figures = crate::figures::Figures {
-            repo: repo.clone(),
-            metrics: metrics.clone(),
-            loro: loro_figures.clone(),
-            ws: ws_limit.clone(),
-            tcp: tcp_limit.clone(),
-        };
-        let (seen, shown) = (auth.clone(), figures.clone());
-        let page: StatusPage = Arc::new(move |req: StatusRequest| {
-            let (seen, shown) = (seen.clone(), shown.clone());
-            Box::pin(async move {
-                shown.refresh(req.http).await;
-                crate::status::render(&shown.repo, &seen, &req, &shown.metrics.samples()).await
-            })
-        });
-        let http_options = HttpOptions {
-            max_connections,
-            max_sessions: max_connections,
-            inbound_rate,
-            ..HttpOptions::default()
-        };
-        if let Some(addr) = &a.tcp {
-            let tcp = smol::net::TcpListener::bind(addr.as_str())
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            let tcp_addr = tcp.local_addr().map_err(|e| e.to_string())?;
-            match tls {
-                Some(_) => tracing::info!("TCP with TLS on {tcp_addr}"),
-                None => tracing::info!("plain TCP on {tcp_addr}"),
-            }
-            smol::spawn(serve_tcp_tls(
-                tcp,
-                docweave_core::Limits::default(),
-                tcp_limit.clone(),
-                tls.clone(),
-                repo.acceptor(),
-            ))
-            .detach();
+    Ok(())
+}
+
+/// Each endpoint's connection limit, all closed when the server drains.
+struct EndpointLimits {
+    /// The WebSocket endpoint's (closed: `/readyz` says the server drains).
+    ws: ConnectionLimit,
+    /// The TCP endpoint's.
+    tcp: ConnectionLimit,
+    /// The HTTP endpoint's.
+    http: ConnectionLimit,
+}
+
+/// Serves until Ctrl-C or SIGTERM, then drains for --drain-seconds; fails
+/// when the node stops on its own.
+async fn serve(
+    a: &ServeArgs,
+    node: &Running,
+    tls: Option<TlsServer>,
+    loro: BridgeOptions,
+    store_shown: &str,
+    stop_rx: &async_channel::Receiver<()>,
+) -> Result<(), String> {
+    let (ws_scheme, http_scheme) = match tls {
+        Some(_) => ("wss", "https"),
+        None => ("ws", "http"),
+    };
+    let (limits, ws_addr, http_addr) = start_endpoints(a, node, tls, loro).await?;
+    for url in &a.peers {
+        let (name, dialer) = dialer_for(url, a.peer_token.as_deref())?;
+        node.repo
+            .connect_with(&name, a.peer_token.as_deref(), dialer)
+            .map_err(|e| e.to_string())?;
+    }
+    print_banner(a, ws_scheme, ws_addr, http_scheme, http_addr, store_shown);
+    wait_for_stop(&node.repo, stop_rx).await?;
+    if a.drain_seconds > 0 {
+        for limit in [&limits.ws, &limits.tcp, &limits.http] {
+            limit.close();
         }
-        let watched = repo.clone();
-        let health: HealthCheck = Arc::new(move || match watched.health().stopped() {
-            Some(why) => Err(format!("the node stopped: {why}")),
-            None => Ok(()),
-        });
-        // Ready: running, listening (every port is bound by now), and its
-        // store answering.
-        let watched = repo.clone();
-        let draining = ws_limit.clone();
-        let ready: HealthCheck = Arc::new(move || {
-            let health = watched.health();
-            if let Some(why) = health.stopped() {
-                return Err(format!("the node stopped: {why}"));
-            }
-            if draining.is_closed() {
-                return Err("draining: the server is stopping".into());
-            }
-            match health.store_failing() {
-                Some(why) => Err(format!("the store is not answering: {why}")),
-                None => Ok(()),
-            }
-        });
-        // Figures the node counts as it runs, its gauges counted now, and
-        // each endpoint's open connections. No document ids or contents:
-        // the page is open to whoever reaches the HTTP port.
-        let metrics_page: MetricsPage = Arc::new(move |http: HttpFigures| {
-            let figures = figures.clone();
-            Box::pin(async move {
-                figures.refresh(http).await;
-                figures.metrics.render()
-            })
-        });
-        let admin = match a.admin_token.as_deref().filter(|t| !t.is_empty()) {
-            // A store connection of its own: sizes, snapshots and
-            // compaction never wait behind the node's writes.
-            Some(token) => Some(crate::admin::routes(
-                repo.clone(),
-                open_store(&a)?.0,
-                token.to_string(),
-                max_message,
-            )),
-            // Said plainly, rather than the endpoint's "POST only".
-            None => Some(crate::admin::off()),
-        };
-        let pages = HttpPages {
-            limit: Some(http_limit.clone()),
-            metrics: Some(metrics_page),
-            status: Some(page),
-            web: a.web.clone().map(Arc::new),
-            health: Some(health),
-            ready: Some(ready),
-            // A listener request without `x-docweave-peer` speaks as its
-            // signed token's `sub` (checked by the node like any hello).
-            tls,
-            peer_of_token: Some(Arc::new(|token: &str| {
-                crate::jwt::looks_like_jwt(token)
-                    .then(|| crate::jwt::subject(token))
-                    .flatten()
-            })),
-            api: admin,
-        };
-        smol::spawn(serve_http_with_web(http, http_options, connect, pages)).detach();
-        for url in &a.peers {
-            let (name, dialer) = dialer_for(url, a.peer_token.as_deref())?;
-            repo.connect_with(&name, a.peer_token.as_deref(), dialer)
-                .map_err(|e| e.to_string())?;
-        }
-        // A closed stdout (a parent that stopped reading) must not stop the server.
-        use std::io::Write;
-        let mut out = std::io::stdout();
-        let _ = writeln!(
-            out,
-            "docweave serving \"{}\": {ws_scheme}://{ws_addr}  {http_scheme}://{http_addr}  ({store_shown})",
-            a.name,
-        );
-        let _ = writeln!(
-            out,
-            "loro-websocket clients: {ws_scheme}://{ws_addr}/loro   status page: {http_scheme}://{http_addr}/   stop with Ctrl-C"
-        );
-        let _ = out.flush();
-        // Until Ctrl-C (or SIGTERM), or until the node can no longer run:
-        // then the process exits non-zero, so a supervisor restarts it.
-        let watched = repo.clone();
-        let stopped = async move {
-            loop {
-                smol::Timer::after(std::time::Duration::from_millis(200)).await;
-                if let Some(why) = watched.health().stopped() {
-                    return Some(why);
-                }
-            }
-        };
-        let asked = async {
-            // A dropped handler is a stop too.
-            let _ = stop_rx.recv().await;
-            None
-        };
-        if let Some(why) = futures_lite::future::or(asked, stopped).await {
+        drain(&node.repo, a.drain_seconds, stop_rx).await;
+    }
+    eprintln!("docweave: stopping; flushing the store");
+    Ok(())
+}
+
+/// Binds the WebSocket and HTTP ports (and --tcp's) and serves each;
+/// returns their connection limits and the WebSocket and HTTP addresses.
+async fn start_endpoints(
+    a: &ServeArgs,
+    node: &Running,
+    tls: Option<TlsServer>,
+    loro: BridgeOptions,
+) -> Result<(EndpointLimits, SocketAddr, SocketAddr), String> {
+    let ws = bind(&a.listen).await?;
+    let http = bind(&a.http).await?;
+    let ws_addr = ws.local_addr().map_err(|e| e.to_string())?;
+    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    let mib = a.max_read_mib_per_s.saturating_mul(1024 * 1024);
+    let inbound_rate = InboundRate {
+        bytes_per_s: mib,
+        burst: mib.saturating_mul(2),
+    };
+    let ws_options = WsOptions {
+        inbound_rate,
+        tls: tls.clone(),
+        ..WsOptions::default()
+    };
+    let limits = EndpointLimits {
+        ws: ConnectionLimit::new(node.max_connections),
+        tcp: ConnectionLimit::new(node.max_connections),
+        http: ConnectionLimit::new(node.max_connections),
+    };
+    smol::spawn(serve_ws_with_loro(
+        ws,
+        ws_options,
+        limits.ws.clone(),
+        node.repo.acceptor(),
+        Some(loro),
+    ))
+    .detach();
+    if let Some(addr) = &a.tcp {
+        start_tcp(addr, tls.clone(), limits.tcp.clone(), &node.repo).await?;
+    }
+    start_http(a, node, http, inbound_rate, tls, &limits)?;
+    Ok((limits, ws_addr, http_addr))
+}
+
+/// A listener on `addr`, for an endpoint.
+async fn bind(addr: &str) -> Result<smol::net::TcpListener, String> {
+    smol::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Binds --tcp's address and serves docweave frames there (in TLS with a
+/// certificate).
+async fn start_tcp(
+    addr: &str,
+    tls: Option<TlsServer>,
+    limit: ConnectionLimit,
+    repo: &Arc<Repo>,
+) -> Result<(), String> {
+    let tcp = bind(addr).await?;
+    let tcp_addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    match tls {
+        Some(_) => tracing::info!("TCP with TLS on {tcp_addr}"),
+        None => tracing::info!("plain TCP on {tcp_addr}"),
+    }
+    smol::spawn(serve_tcp_tls(
+        tcp,
+        docweave_core::Limits::default(),
+        limit,
+        tls,
+        repo.acceptor(),
+    ))
+    .detach();
+    Ok(())
+}
+
+/// Serves the HTTP endpoint: polling clients and listeners, the status,
+/// health, readiness and metrics pages, the admin API and --web's files.
+fn start_http(
+    a: &ServeArgs,
+    node: &Running,
+    http: smol::net::TcpListener,
+    inbound_rate: InboundRate,
+    tls: Option<TlsServer>,
+    limits: &EndpointLimits,
+) -> Result<(), String> {
+    let connect: Connector = node.repo.connector();
+    let figures = crate::figures::Figures {
+        repo: node.repo.clone(),
+        metrics: node.metrics.clone(),
+        loro: node.loro_figures.clone(),
+        ws: limits.ws.clone(),
+        tcp: limits.tcp.clone(),
+    };
+    let http_options = HttpOptions {
+        max_connections: node.max_connections,
+        max_sessions: node.max_connections,
+        inbound_rate,
+        ..HttpOptions::default()
+    };
+    let admin = admin_api(a, &node.repo, node.max_message)?;
+    let pages = HttpPages {
+        limit: Some(limits.http.clone()),
+        metrics: Some(metrics_page(figures.clone())),
+        status: Some(status_page(node.auth.clone(), figures)),
+        web: a.web.clone().map(Arc::new),
+        health: Some(health_check(node.repo.clone())),
+        ready: Some(ready_check(node.repo.clone(), limits.ws.clone())),
+        tls,
+        // A listener request without `x-docweave-peer` speaks as its
+        // signed token's `sub` (checked by the node like any hello).
+        peer_of_token: Some(Arc::new(|token: &str| {
+            crate::jwt::looks_like_jwt(token)
+                .then(|| crate::jwt::subject(token))
+                .flatten()
+        })),
+        api: Some(admin),
+    };
+    smol::spawn(serve_http_with_web(http, http_options, connect, pages)).detach();
+    Ok(())
+}
+
+/// The status page: what the request's token may see, drawn anew for each
+/// request from the node and its figures.
+fn status_page(seen: ServeAuth, shown: crate::figures::Figures) -> StatusPage {
+    Arc::new(move |req: StatusRequest| {
+        let (seen, shown) = (seen.clone(), shown.clone());
+        Box::pin(async move {
+            shown.refresh(req.http).await;
+            crate::status::render(&shown.repo, &seen, &req, &shown.metrics.samples()).await
+        })
+    })
+}
+
+/// `/healthz`: whether the node runs.
+fn health_check(watched: Arc<Repo>) -> HealthCheck {
+    Arc::new(move || match watched.health().stopped() {
+        Some(why) => Err(format!("the node stopped: {why}")),
+        None => Ok(()),
+    })
+}
+
+/// `/readyz`: whether to send this server clients.
+fn ready_check(watched: Arc<Repo>, draining: ConnectionLimit) -> HealthCheck {
+    // Ready: running, listening (every port is bound by now), and its
+    // store answering.
+    Arc::new(move || {
+        let health = watched.health();
+        if let Some(why) = health.stopped() {
             return Err(format!("the node stopped: {why}"));
         }
-        if a.drain_seconds > 0 {
-            for limit in [&ws_limit, &tcp_limit, &http_limit] {
-                limit.close();
-            }
-            drain(&repo, a.drain_seconds, &stop_rx).await;
+        if draining.is_closed() {
+            return Err("draining: the server is stopping".into());
         }
-        eprintln!("docweave: stopping; flushing the store");
-        Ok::<(), String>(())
-    })?;
-    smol::block_on(repo.shutdown());
-    eprintln!("docweave: stopped");
+        match health.store_failing() {
+            Some(why) => Err(format!("the store is not answering: {why}")),
+            None => Ok(()),
+        }
+    })
+}
+
+/// `/metrics`: the figures, brought up to date for each request.
+fn metrics_page(figures: crate::figures::Figures) -> MetricsPage {
+    // Figures the node counts as it runs, its gauges counted now, and
+    // each endpoint's open connections. No document ids or contents:
+    // the page is open to whoever reaches the HTTP port.
+    Arc::new(move |http: HttpFigures| {
+        let figures = figures.clone();
+        Box::pin(async move {
+            figures.refresh(http).await;
+            figures.metrics.render()
+        })
+    })
+}
+
+/// The admin API's routes with --admin-token; without it, routes that say
+/// there is no admin API.
+fn admin_api(a: &ServeArgs, repo: &Arc<Repo>, max_message: usize) -> Result<ApiRoutes, String> {
+    Ok(match a.admin_token.as_deref().filter(|t| !t.is_empty()) {
+        // A store connection of its own: sizes, snapshots and
+        // compaction never wait behind the node's writes.
+        Some(token) => crate::admin::routes(
+            repo.clone(),
+            open_store(a)?.0,
+            token.to_string(),
+            max_message,
+        ),
+        // Said plainly, rather than the endpoint's "POST only".
+        None => crate::admin::off(),
+    })
+}
+
+/// Says on stdout where the server is reached and where its data is.
+fn print_banner(
+    a: &ServeArgs,
+    ws_scheme: &str,
+    ws_addr: SocketAddr,
+    http_scheme: &str,
+    http_addr: SocketAddr,
+    store_shown: &str,
+) {
+    // A closed stdout (a parent that stopped reading) must not stop the server.
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "docweave serving \"{}\": {ws_scheme}://{ws_addr}  {http_scheme}://{http_addr}  ({store_shown})",
+        a.name,
+    );
+    let _ = writeln!(
+        out,
+        "loro-websocket clients: {ws_scheme}://{ws_addr}/loro   status page: {http_scheme}://{http_addr}/   stop with Ctrl-C"
+    );
+    let _ = out.flush();
+}
+
+/// Waits until Ctrl-C (or SIGTERM), or fails once the node can no longer
+/// run.
+async fn wait_for_stop(
+    repo: &Arc<Repo>,
+    stop_rx: &async_channel::Receiver<()>,
+) -> Result<(), String> {
+    // Until Ctrl-C (or SIGTERM), or until the node can no longer run:
+    // then the process exits non-zero, so a supervisor restarts it.
+    let watched = repo.clone();
+    let stopped = async move {
+        loop {
+            smol::Timer::after(std::time::Duration::from_millis(200)).await;
+            if let Some(why) = watched.health().stopped() {
+                return Some(why);
+            }
+        }
+    };
+    let asked = async {
+        // A dropped handler is a stop too.
+        let _ = stop_rx.recv().await;
+        None
+    };
+    if let Some(why) = futures_lite::future::or(asked, stopped).await {
+        return Err(format!("the node stopped: {why}"));
+    }
     Ok(())
 }
 
