@@ -2,7 +2,7 @@
 //! each by the handler it concerns, until none is left. The top layer,
 //! beside `update`: it may call any handler, and no handler calls it.
 
-use crate::handlers::{changes, common, ephemeral, listeners, propagation, sync};
+use crate::handlers::{changes, common, listeners, propagation, sync};
 use crate::ids::DocId;
 use crate::model::{Model, WaitingRequest};
 use crate::out::{FollowUp, Out};
@@ -55,8 +55,6 @@ fn run_one(model: &mut Model, out: &mut Out, follow_up: FollowUp) {
             addr,
             clock,
         } => changes::resume_with(model, out, &peer, channel, &addr, clock),
-        FollowUp::PeerGone { peer } => ephemeral::remove_peer(model, out, &peer),
-        FollowUp::DocDeleted { doc } => ephemeral::forget_doc(model, out, &doc),
     }
 }
 

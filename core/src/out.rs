@@ -63,10 +63,6 @@ pub(crate) enum FollowUp {
         addr: RemoteAddr,
         clock: Clock,
     },
-    /// A peer is gone: the presence it held goes (`ephemeral`).
-    PeerGone { peer: PeerId },
-    /// A document was deleted: its presence goes (`ephemeral`).
-    DocDeleted { doc: DocId },
 }
 
 impl Out {

@@ -434,7 +434,8 @@ pub(crate) fn remote_acked(
     }
 }
 
-/// [`announce`], to everyone but `creator` (who knows already).
+/// Tells established peers that follow no filter of ours about a new
+/// document, all but `creator` (who knows already).
 pub(crate) fn announce_but(
     model: &mut Model,
     out: &mut Out,

@@ -179,7 +179,7 @@ fn peer_gone(model: &mut Model, out: &mut Out, peer: &PeerId) {
     for k in asked {
         model.requests.remove(&k);
     }
-    out.follow(FollowUp::PeerGone { peer: peer.clone() });
+    super::presence::remove_peer(model, out, peer);
     out.emit(Event::PeerDisconnected { peer: peer.clone() });
     // A remote we dial keeps its state (cursors, what it has) for the
     // reconnect; a peer that dialed us is forgotten after a while.
@@ -977,19 +977,32 @@ mod tests {
     };
 
     #[test]
-    fn a_closed_channel_leaves_its_peers_presence_to_a_follow_up() {
+    fn a_closed_channel_drops_its_peers_presence_before_saying_it_disconnected() {
         let mut k = Kit::hub();
+        k.create(&[], "d");
         k.peer(1, "alice");
-        let (cmds, follow_ups) = k.handle(|m, o| super::channel_removed(m, o, ChannelId(1)));
-        assert_eq!(
-            follow_ups,
-            vec![FollowUp::PeerGone {
-                peer: PeerId::new("alice")
-            }]
+        k.follow(1, "d");
+        k.recv(
+            1,
+            crate::Message::Ephemeral(crate::Ephemeral {
+                doc: doc("d"),
+                namespace: crate::Namespace::new("cursor"),
+                origin: PeerId::new("alice"),
+                hops: 0,
+                ttl_ms: 1_000,
+                data: crate::Payload::new(vec![1]),
+            }),
         );
-        assert!(events(&cmds)
-            .iter()
-            .any(|e| matches!(e, crate::Event::PeerDisconnected { .. })));
+        let (cmds, follow_ups) = k.handle(|m, o| super::channel_removed(m, o, ChannelId(1)));
+        assert!(follow_ups.is_empty());
+        // Recorded runs pin this order: the presence goes, then the peer.
+        assert!(matches!(
+            events(&cmds).as_slice(),
+            [
+                crate::Event::Presence { data: None, .. },
+                crate::Event::PeerDisconnected { .. }
+            ]
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::common::{access, fail_waiters};
 use crate::ids::{ChannelId, DocId, PeerId};
 use crate::io::{Cmd, Event, Level, StateRecord};
 use crate::model::Model;
-use crate::out::{FollowUp, Out};
+use crate::out::Out;
 use crate::protocol::{DeleteOutcome, Message, RevisionStatus};
 
 pub(crate) fn delete_local(model: &mut Model, out: &mut Out, doc: DocId) {
@@ -87,7 +87,7 @@ fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId
             out.send(ch, Message::Delete { doc: doc.clone() });
         }
     }
-    out.follow(FollowUp::DocDeleted { doc: doc.clone() });
+    super::presence::forget_doc(model, out, doc);
     out.cmd(Cmd::Save(StateRecord::Tombstone(doc.clone())));
     if model.stores.is_empty() {
         confirm(model, out, doc, Vec::new());
@@ -141,15 +141,14 @@ pub(crate) fn deleted_in_store(model: &mut Model, out: &mut Out, store: ChannelI
 
 #[cfg(test)]
 mod tests {
-    use crate::out::FollowUp;
     use crate::tests::kit::*;
 
     #[test]
-    fn a_deletion_leaves_the_documents_presence_to_a_follow_up() {
+    fn a_deletion_keeps_a_tombstone_and_saves_it() {
         let mut k = Kit::hub();
         k.create(&[], "d");
         let (cmds, follow_ups) = k.handle(|m, o| super::delete_local(m, o, doc("d")));
-        assert_eq!(follow_ups, vec![FollowUp::DocDeleted { doc: doc("d") }]);
+        assert!(follow_ups.is_empty());
         assert!(k.model.tombstones.contains(&doc("d")));
         assert!(cmds.iter().any(|c| matches!(c, crate::Cmd::Save(_))));
     }

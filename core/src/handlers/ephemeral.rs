@@ -18,7 +18,7 @@
 //! ```
 
 use super::common::{access, peer_channel};
-use super::presence::own_entry;
+use super::presence::{count_room, own_entry, remove};
 use crate::ids::{ChannelId, DocId, Namespace, PeerId};
 use crate::io::Event;
 use crate::model::{Model, Presence, PresenceKey, Timer};
@@ -264,18 +264,6 @@ fn room_full(model: &Model, key: &PresenceKey, data: &Payload) -> bool {
         > model.config.bounds.presence_room_bytes
 }
 
-/// Adds `add` bytes to a room's count and takes `take` away.
-fn count_room(model: &mut Model, key: &PresenceKey, add: usize, take: usize) {
-    let room = (key.0.clone(), key.1.clone());
-    let held = model.presence_room_bytes.get(&room).copied().unwrap_or(0);
-    let now = held.saturating_add(add).saturating_sub(take);
-    if now == 0 {
-        model.presence_room_bytes.remove(&room);
-    } else {
-        model.presence_room_bytes.insert(room, now);
-    }
-}
-
 /// Presence another server of a shared store published: kept until its
 /// TTL and relayed to our peers (not back to the store).
 pub(crate) fn received_from_store(
@@ -338,60 +326,6 @@ fn keep(model: &mut Model, out: &mut Out, key: PresenceKey, e: &Ephemeral, via: 
     });
 }
 
-fn remove(model: &mut Model, out: &mut Out, key: &PresenceKey) {
-    // A change still held for a member who is gone would bring it back.
-    model.presence_held.remove(key);
-    if let Some(gone) = model.presence.remove(key) {
-        count_room(model, key, 0, gone.data.len());
-        if let Some(p) = model.peers.get_mut(&gone.via) {
-            p.presence = p.presence.saturating_sub(1);
-        }
-        super::timers::cancel(model, &Timer::PresenceExpiry(key.clone()));
-        out.emit(Event::Presence {
-            doc: key.0.clone(),
-            namespace: key.1.clone(),
-            peer: key.2.clone(),
-            data: None,
-        });
-    }
-}
-
-/// A peer's last channel closed: its presence goes, but for namespaces
-/// configured to last, whose entries this node keeps (as their holder, so
-/// they count against no peer) until their TTL, up to a bound in all.
-pub(crate) fn remove_peer(model: &mut Model, out: &mut Out, peer: &PeerId) {
-    let lasting = model.config.lasting_presence.clone();
-    let us = model.config.peer.clone();
-    let mut kept = if lasting.is_empty() {
-        0
-    } else {
-        model
-            .presence
-            .iter()
-            .filter(|((_, n, _), p)| p.via == us && lasting.contains(n))
-            .count()
-    };
-    let keys: Vec<PresenceKey> = model
-        .presence
-        .keys()
-        .filter(|(_, _, origin)| origin == peer)
-        .cloned()
-        .collect();
-    for k in keys {
-        if lasting.contains(&k.1) && kept < model.config.bounds.lasting_presence {
-            kept += 1;
-            if let Some(p) = model.presence.get_mut(&k) {
-                let holder = std::mem::replace(&mut p.via, us.clone());
-                if let Some(h) = model.peers.get_mut(&holder) {
-                    h.presence = h.presence.saturating_sub(1);
-                }
-            }
-        } else {
-            remove(model, out, &k);
-        }
-    }
-}
-
 /// A presence entry's time is up.
 pub(crate) fn expire(model: &mut Model, out: &mut Out, key: PresenceKey) {
     if model
@@ -424,62 +358,4 @@ pub(crate) fn heartbeat(model: &mut Model, out: &mut Out) {
         .now
         .saturating_add(u64::from(model.config.timing.presence_ttl_ms / 2).max(1));
     super::timers::set(model, Timer::Heartbeat, at);
-}
-
-/// Drops every presence entry of a deleted document.
-pub(crate) fn forget_doc(model: &mut Model, out: &mut Out, doc: &DocId) {
-    let keys: Vec<PresenceKey> = model
-        .presence
-        .keys()
-        .filter(|(d, _, _)| d == doc)
-        .cloned()
-        .collect();
-    for k in keys {
-        remove(model, out, &k);
-    }
-    let own: Vec<(DocId, Namespace)> = model
-        .own_presence
-        .keys()
-        .filter(|(d, _)| d == doc)
-        .cloned()
-        .collect();
-    for k in own {
-        model.own_presence.remove(&k);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::tests::kit::*;
-    use crate::{Ephemeral, Message, Namespace, Payload, PeerId};
-
-    #[test]
-    fn a_gone_peers_presence_is_dropped_here_and_left_to_expire_elsewhere() {
-        let mut k = Kit::hub();
-        k.create(&[], "d");
-        for (ch, p) in [(1, "alice"), (2, "bob")] {
-            k.peer(ch, p);
-            k.follow(ch, "d");
-        }
-        k.recv(
-            1,
-            Message::Ephemeral(Ephemeral {
-                doc: doc("d"),
-                namespace: Namespace::new("cursor"),
-                origin: PeerId::new("alice"),
-                hops: 0,
-                ttl_ms: 1_000,
-                data: Payload::new(vec![1]),
-            }),
-        );
-        assert_eq!(k.model.presence.len(), 1);
-        let alice = PeerId::new("alice");
-        let (cmds, follow_ups) = k.handle(|m, o| super::remove_peer(m, o, &alice));
-        assert!(follow_ups.is_empty() && k.model.presence.is_empty());
-        assert!(events(&cmds).iter().any(
-            |e| matches!(e, crate::Event::Presence { peer, data: None, .. } if *peer == alice)
-        ));
-        // Nobody is sent a removal: the others' copies end with their TTL.
-        assert!(messages(&cmds, 2).is_empty());
-    }
 }
