@@ -2,19 +2,19 @@
 //! each by the handler it concerns, until none is left. The top layer,
 //! beside `update`: it may call any handler, and no handler calls it.
 
+use crate::effects::{Effects, FollowUp};
 use crate::handlers::{changes, common, listeners, propagation, sync};
 use crate::ids::DocId;
 use crate::model::{Model, WaitingRequest};
-use crate::out::{FollowUp, Out};
 
 /// Runs every follow-up recorded so far, and those they record in turn.
-pub(crate) fn run(model: &mut Model, out: &mut Out) {
+pub(crate) fn run(model: &mut Model, out: &mut Effects) {
     while let Some(follow_up) = out.next_follow_up() {
         run_one(model, out, follow_up);
     }
 }
 
-fn run_one(model: &mut Model, out: &mut Out, follow_up: FollowUp) {
+fn run_one(model: &mut Model, out: &mut Effects, follow_up: FollowUp) {
     match follow_up {
         FollowUp::DocReady {
             doc,
@@ -60,7 +60,7 @@ fn run_one(model: &mut Model, out: &mut Out, follow_up: FollowUp) {
 
 /// A request that waited for a document's load, handled now that the
 /// document is ready; one from a channel that closed meanwhile is dropped.
-fn replay(model: &mut Model, out: &mut Out, doc: &DocId, request: WaitingRequest) {
+fn replay(model: &mut Model, out: &mut Effects, doc: &DocId, request: WaitingRequest) {
     let channel = match &request {
         WaitingRequest::Sync { channel, .. }
         | WaitingRequest::Update { channel, .. }

@@ -9,13 +9,13 @@
 #![warn(missing_docs)]
 
 pub mod budget;
+mod effects;
 mod follow_ups;
 mod frame;
 mod handlers;
 mod ids;
 mod io;
 mod model;
-mod out;
 mod policy;
 mod protocol;
 mod shared_frame;

@@ -4,14 +4,14 @@
 //! The timer table itself (set, cancel, the next wake) is
 //! `handlers::timers`, a leaf every handler may use.
 
+use crate::effects::Effects;
 use crate::handlers::{common, connection, ephemeral, propagation, storage, sync, timers};
 use crate::ids::{ChannelId, Clock, PeerId};
 use crate::io::Cmd;
 use crate::model::{Model, Timer};
-use crate::out::Out;
 use crate::protocol::Message;
 
-pub(crate) fn tick(model: &mut Model, out: &mut Out) {
+pub(crate) fn tick(model: &mut Model, out: &mut Effects) {
     while let Some((at, timer)) = model.timers.get_min().cloned() {
         if at > model.now {
             break;
@@ -22,7 +22,7 @@ pub(crate) fn tick(model: &mut Model, out: &mut Out) {
     }
 }
 
-fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
+fn fire(model: &mut Model, out: &mut Effects, timer: Timer) {
     match timer {
         Timer::Reconnect(addr) => {
             if model
@@ -50,7 +50,7 @@ fn fire(model: &mut Model, out: &mut Out, timer: Timer) {
 /// Retries what timed out: unacknowledged data is re-offered through a
 /// sync-request (its answer says what the peer lacks), unacknowledged store
 /// writes are sent again, silent handshakes are closed, stuck pulls restart.
-fn sweep(model: &mut Model, out: &mut Out) {
+fn sweep(model: &mut Model, out: &mut Effects) {
     let now = model.now;
     let t = model.config.timing.clone();
     let expired: Vec<(crate::ids::BatchId, crate::model::InFlight)> = model
@@ -139,7 +139,7 @@ fn sweep(model: &mut Model, out: &mut Out) {
     }
 }
 
-fn pull_due(model: &mut Model, out: &mut Out, peer: PeerId) {
+fn pull_due(model: &mut Model, out: &mut Effects, peer: PeerId) {
     let Some(channel) = common::peer_channel(model, &peer) else {
         return;
     };

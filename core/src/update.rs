@@ -1,5 +1,6 @@
 //! `update(model, msg) -> (model, commands)`: the one entry point.
 
+use crate::effects::Effects;
 use crate::frame::{validate, FrameError, Limits};
 use crate::handlers::{
     changes, common, connection, deletion, ephemeral, listeners, listing, restore, storage, sync,
@@ -8,7 +9,6 @@ use crate::handlers::{
 use crate::ids::ChannelId;
 use crate::io::{ChannelKind, Cmd, Level, Millis, Msg};
 use crate::model::{Handshake, Model};
-use crate::out::Out;
 use crate::protocol::{ErrorCode, Message};
 
 /// Feeds one message, arriving at time `now`, to the core and returns the
@@ -18,7 +18,7 @@ use crate::protocol::{ErrorCode, Message};
 /// `now`, given with every input), no randomness outside the model's seeded
 /// generator, and no input makes it panic.
 pub fn update(mut model: Model, now: Millis, msg: Msg) -> (Model, Vec<Cmd>) {
-    let mut out = Out::default();
+    let mut out = Effects::default();
     // Time never runs backwards in the model, whatever the shell says.
     model.now = model.now.max(now);
     step(&mut model, &mut out, msg);
@@ -29,7 +29,7 @@ pub fn update(mut model: Model, now: Millis, msg: Msg) -> (Model, Vec<Cmd>) {
     (model, out.finish())
 }
 
-fn step(model: &mut Model, out: &mut Out, msg: Msg) {
+fn step(model: &mut Model, out: &mut Effects, msg: Msg) {
     match msg {
         Msg::Tick => crate::tick::tick(model, out),
         Msg::Restored {
@@ -120,7 +120,7 @@ fn step(model: &mut Model, out: &mut Out, msg: Msg) {
 }
 
 /// The operator's permission rules (and quotas) replace the ones in force.
-fn rules_replaced(model: &mut Model, out: &mut Out, rules: crate::policy::Rules) {
+fn rules_replaced(model: &mut Model, out: &mut Effects, rules: crate::policy::Rules) {
     let mut config = (*model.config).clone();
     if let Some(q) = &rules.quotas {
         config.quotas = (**q).clone();
@@ -131,7 +131,7 @@ fn rules_replaced(model: &mut Model, out: &mut Out, rules: crate::policy::Rules)
 }
 
 /// The shell dropped a message larger than the node's limit: the sender is told.
-fn too_large(model: &Model, out: &mut Out, channel: ChannelId, size: u64, limit: u64) {
+fn too_large(model: &Model, out: &mut Effects, channel: ChannelId, size: u64, limit: u64) {
     if model.channels.contains_key(&channel) {
         let m = format!(
             "a message of {size} bytes exceeds this node's limit of {limit} bytes; it was dropped"
@@ -151,7 +151,7 @@ fn bound_code(e: &FrameError) -> ErrorCode {
 /// signed token, when it checked one.
 fn received(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     message: Message,
     verdict: Option<crate::policy::Verdict>,
@@ -187,7 +187,7 @@ fn received(
 /// A message on a channel whose handshake is not done: only the handshake's own.
 fn before_handshake(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     message: Message,
     verdict: Option<crate::policy::Verdict>,
@@ -214,7 +214,7 @@ fn before_handshake(
 /// A message from an established peer, handed to the handler of its kind.
 fn from_peer(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: crate::ids::PeerId,
     message: Message,
@@ -300,7 +300,7 @@ fn from_peer(
     }
 }
 
-fn from_store(model: &mut Model, out: &mut Out, channel: ChannelId, message: Message) {
+fn from_store(model: &mut Model, out: &mut Effects, channel: ChannelId, message: Message) {
     match message {
         // A store speaking the wire message (a recorded log, a test) gives
         // no metadata; the shell's stores answer with `Msg::StoreChanged`.

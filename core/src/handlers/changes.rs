@@ -11,14 +11,14 @@
 //! ```
 
 use super::common::{access, peer_channel, peer_has, refuse};
+use crate::effects::Effects;
 use crate::ids::{ChannelId, Clock, DocId, PeerId, RemoteAddr};
 use crate::io::{Cmd, StateRecord};
 use crate::model::{LoadReason, Model, PeerDoc, Timer};
-use crate::out::Out;
 use crate::protocol::{ChangedDoc, DocInfo, DocMeta, ErrorCode, Filter, Message};
 use crate::version::VersionVector;
 
-fn save_cursor(model: &Model, out: &mut Out, peer: &PeerId) {
+fn save_cursor(model: &Model, out: &mut Effects, peer: &PeerId) {
     if let Some(p) = model.peers.get(peer) {
         out.cmd(Cmd::Save(StateRecord::Cursor {
             peer: peer.clone(),
@@ -30,7 +30,7 @@ fn save_cursor(model: &Model, out: &mut Out, peer: &PeerId) {
 /// Right after our dial was welcomed: follow, pull what changed, push what we changed.
 pub(crate) fn resume_with(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     peer: &PeerId,
     channel: ChannelId,
     addr: &RemoteAddr,
@@ -116,7 +116,7 @@ pub(crate) fn resume_with(
 
 pub(crate) fn subscribe(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     filter: Filter,
@@ -160,7 +160,7 @@ pub(crate) fn unsubscribe(model: &mut Model, peer: &PeerId, filter: Filter) {
 /// Answers "what changed after `clock`?" with the visible documents, paged.
 pub(crate) fn changes_since(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     clock: Clock,
@@ -202,7 +202,7 @@ pub(crate) fn changes_since(
 /// The answer to our changes-since: request what they have that we lack.
 pub(crate) fn changes(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     docs: Vec<ChangedDoc>,
@@ -310,7 +310,7 @@ fn durable_here(model: &Model, doc: &DocId, version: &VersionVector) -> bool {
 /// waited for that are settled.
 pub(crate) fn durable_for_pulls(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: &DocId,
     durable: &VersionVector,
 ) {
@@ -333,7 +333,7 @@ pub(crate) fn durable_for_pulls(
 }
 
 /// A document the remote has and we never saw: open it like the application would.
-fn fetch_new(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
+fn fetch_new(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
     if !doc.is_valid() || !access(model, peer, doc).create {
         return;
     }
@@ -359,7 +359,7 @@ fn fetch_new(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
 }
 
 /// One pulled document is in (durable, or nothing to fetch).
-pub(crate) fn pulled_doc(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
+pub(crate) fn pulled_doc(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
     let removed = model.peers.get_mut(peer).is_some_and(|p| {
         // Still to be written: the write's acknowledgement settles it.
         !p.pulling_durable.contains_key(doc) && p.pulling.remove(doc).is_some()
@@ -369,7 +369,7 @@ pub(crate) fn pulled_doc(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &
     }
 }
 
-fn settle_pull(model: &mut Model, out: &mut Out, peer: &PeerId) {
+fn settle_pull(model: &mut Model, out: &mut Effects, peer: &PeerId) {
     let Some(p) = model.peers.get_mut(peer) else {
         return;
     };
@@ -389,7 +389,7 @@ fn settle_pull(model: &mut Model, out: &mut Out, peer: &PeerId) {
 /// pushed cursor over every document it now has.
 pub(crate) fn remote_acked(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     peer: &PeerId,
     doc: &DocId,
     clock: Clock,
@@ -438,7 +438,7 @@ pub(crate) fn remote_acked(
 /// document, all but `creator` (who knows already).
 pub(crate) fn announce_but(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: &DocId,
     creator: Option<&PeerId>,
 ) {
@@ -469,7 +469,7 @@ pub(crate) fn announce_but(
 
 pub(crate) fn directory_request(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     filter: Filter,
@@ -492,7 +492,7 @@ pub(crate) fn directory_request(
 
 /// A directory answer or an announcement: fetch the documents we follow and
 /// lack, where the peer may create them here.
-pub(crate) fn discovered(model: &mut Model, out: &mut Out, peer: &PeerId, docs: Vec<DocInfo>) {
+pub(crate) fn discovered(model: &mut Model, out: &mut Effects, peer: &PeerId, docs: Vec<DocInfo>) {
     let dialed = model.peers.get(peer).is_some_and(|p| p.dialed);
     for info in docs {
         if model.docs.contains_key(&info.doc) || model.tombstones.contains(&info.doc) {

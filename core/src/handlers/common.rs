@@ -1,12 +1,12 @@
 //! Steps shared by several handlers: sending data, persisting, fanning out,
 //! clocks, durability and permissions.
 
+use crate::effects::{Effects, FollowUp};
 use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
 use crate::io::{ChannelKind, Cmd, Event, Level, Outgoing};
 use crate::model::{
     Doc, Handshake, InFlight, Model, Notify, PeerDoc, PendingImport, Phase, Source, Waiter,
 };
-use crate::out::{FollowUp, Out};
 use crate::policy::Access;
 use crate::protocol::{
     AckStatus, Message, Payload, Revision, RevisionStatus, MIN_PROTOCOL_VERSION,
@@ -131,7 +131,7 @@ pub(crate) fn promised_version(model: &Model, doc: &Doc) -> VersionVector {
 /// snapshot), and records it in flight until acknowledged.
 pub(crate) fn send_data(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     peer: &PeerId,
     channel: ChannelId,
     doc_id: &DocId,
@@ -175,7 +175,7 @@ pub(crate) fn send_data(
 }
 
 /// Sends what a store lacks of a document (optimistically marked as sent).
-pub(crate) fn persist(model: &mut Model, out: &mut Out, doc_id: &DocId) {
+pub(crate) fn persist(model: &mut Model, out: &mut Effects, doc_id: &DocId) {
     let Some(doc) = model.docs.get(doc_id) else {
         return;
     };
@@ -284,7 +284,7 @@ pub(crate) fn stale(model: &Model, at: crate::io::Millis) -> bool {
 /// Waits for `version` to be durable before notifying; immediate without stores.
 pub(crate) fn when_durable(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc_id: &DocId,
     version: VersionVector,
     notify: Notify,
@@ -320,7 +320,7 @@ fn store_acked(doc: &Doc, store: ChannelId, version: &VersionVector) -> bool {
 }
 
 /// Releases every waiter whose version is now durable on all stores.
-pub(crate) fn release_waiters(model: &mut Model, out: &mut Out, doc_id: &DocId) {
+pub(crate) fn release_waiters(model: &mut Model, out: &mut Effects, doc_id: &DocId) {
     let Some(doc) = model.docs.get(doc_id) else {
         return;
     };
@@ -355,7 +355,7 @@ pub(crate) fn release_waiters(model: &mut Model, out: &mut Out, doc_id: &DocId) 
 /// Fails every waiter of a document (deleted, or the doc is gone).
 pub(crate) fn fail_waiters(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc_id: &DocId,
     status: RevisionStatus,
 ) {
@@ -370,7 +370,7 @@ pub(crate) fn fail_waiters(
 
 /// Sends an error to a channel and logs it.
 pub(crate) fn refuse(
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     code: crate::protocol::ErrorCode,
     message: String,
@@ -380,7 +380,7 @@ pub(crate) fn refuse(
 }
 
 /// Emits an application-visible error and a log line.
-pub(crate) fn report(out: &mut Out, doc: Option<&DocId>, reason: String) {
+pub(crate) fn report(out: &mut Effects, doc: Option<&DocId>, reason: String) {
     out.log(Level::Warn, reason.clone());
     out.emit(Event::Error {
         doc: doc.cloned(),
@@ -448,7 +448,13 @@ pub(crate) fn protocol_of(model: &Model, channel: ChannelId) -> u32 {
 }
 
 /// Asks the shell to import bytes.
-pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payload, source: Source) {
+pub(crate) fn import(
+    model: &mut Model,
+    out: &mut Effects,
+    doc: &DocId,
+    data: Payload,
+    source: Source,
+) {
     let id = ImportId(model.next_import);
     model.next_import = model.next_import.saturating_add(1);
     model.imports.insert(
@@ -469,7 +475,7 @@ pub(crate) fn import(model: &mut Model, out: &mut Out, doc: &DocId, data: Payloa
 /// Tells whoever waited how its data was taken.
 pub(crate) fn deliver(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     notify: Notify,
     doc_id: &DocId,
     version: &VersionVector,
@@ -521,5 +527,31 @@ pub(crate) fn ack_status(status: RevisionStatus) -> AckStatus {
         RevisionStatus::MissingDependencies => AckStatus::MissingDependencies,
         RevisionStatus::Denied => AckStatus::PermissionDenied,
         RevisionStatus::Invalid => AckStatus::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{ChannelId, PeerId};
+
+    #[test]
+    fn a_peer_and_its_channel_name_each_other_once_established() {
+        let mut k = Kit::hub();
+        k.accept(5);
+        assert_eq!(super::established_peer(&k.model, ChannelId(5)), None);
+        k.peer(3, "alice");
+        let alice = PeerId::new("alice");
+        assert_eq!(super::peer_channel(&k.model, &alice), Some(ChannelId(3)));
+        assert_eq!(super::established_peer(&k.model, ChannelId(3)), Some(alice));
+    }
+
+    #[test]
+    fn a_channel_not_known_speaks_the_oldest_protocol() {
+        let k = Kit::hub();
+        assert_eq!(
+            super::protocol_of(&k.model, ChannelId(9)),
+            crate::protocol::MIN_PROTOCOL_VERSION
+        );
     }
 }

@@ -11,10 +11,10 @@
 //! Storage channels need no handshake: a store is trusted and established at once.
 
 use super::common::{established_peer, refuse, report};
+use crate::effects::{Effects, FollowUp};
 use crate::ids::{ChannelId, DocId, PeerId, RemoteAddr};
 use crate::io::{ChannelKind, Cmd, Event, Level, Millis};
 use crate::model::{Channel, Handshake, Model, Peer, PeerDoc, Phase, Remote, Timer};
-use crate::out::{FollowUp, Out};
 use crate::policy::{Credential, Verdict};
 use crate::protocol::{ErrorCode, Filter, Hello, Message, PeerKind, Welcome, MIN_PROTOCOL_VERSION};
 
@@ -22,7 +22,7 @@ const STORE_PEER: &str = "store";
 
 pub(crate) fn channel_added(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     kind: ChannelKind,
     remote: Option<RemoteAddr>,
@@ -94,7 +94,7 @@ pub(crate) fn channel_added(
     }
 }
 
-pub(crate) fn channel_removed(model: &mut Model, out: &mut Out, channel: ChannelId) {
+pub(crate) fn channel_removed(model: &mut Model, out: &mut Effects, channel: ChannelId) {
     let Some(ch) = model.channels.remove(&channel) else {
         return;
     };
@@ -154,7 +154,7 @@ pub(crate) fn channel_removed(model: &mut Model, out: &mut Out, channel: Channel
 
 /// A peer's last channel closed: its presence goes, its requests in flight
 /// are forgotten; its subscriptions and cursors stay for the reconnect.
-fn peer_gone(model: &mut Model, out: &mut Out, peer: &PeerId) {
+fn peer_gone(model: &mut Model, out: &mut Effects, peer: &PeerId) {
     if let Some(p) = model.peers.get_mut(peer) {
         p.pulling = Default::default();
         p.pulling_durable = Default::default();
@@ -208,7 +208,12 @@ pub(crate) fn forget_peer(model: &mut Model, peer: &PeerId) {
     }
 }
 
-pub(crate) fn frame_rejected(model: &mut Model, out: &mut Out, channel: ChannelId, reason: String) {
+pub(crate) fn frame_rejected(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    reason: String,
+) {
     if !model.channels.contains_key(&channel) {
         return;
     }
@@ -226,7 +231,7 @@ pub(crate) fn frame_rejected(model: &mut Model, out: &mut Out, channel: ChannelI
 
 pub(crate) fn connect(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     remote: RemoteAddr,
     token: Option<String>,
     filter: Filter,
@@ -258,7 +263,7 @@ pub(crate) fn connect(
 /// A new token for a remote: the next hello presents it, and a live
 /// connection that speaks `reauth` gets it now (an older one keeps its
 /// credential until it reconnects).
-pub(crate) fn set_token(model: &mut Model, out: &mut Out, remote: RemoteAddr, token: String) {
+pub(crate) fn set_token(model: &mut Model, out: &mut Effects, remote: RemoteAddr, token: String) {
     let Some(r) = model.remotes.get_mut(&remote) else {
         return report(
             out,
@@ -279,7 +284,7 @@ pub(crate) fn set_token(model: &mut Model, out: &mut Out, remote: RemoteAddr, to
     }
 }
 
-pub(crate) fn connect_failed(model: &mut Model, out: &mut Out, remote: RemoteAddr) {
+pub(crate) fn connect_failed(model: &mut Model, out: &mut Effects, remote: RemoteAddr) {
     if model.remotes.contains_key(&remote) {
         out.log(
             Level::Info,
@@ -291,7 +296,7 @@ pub(crate) fn connect_failed(model: &mut Model, out: &mut Out, remote: RemoteAdd
 
 pub(crate) fn hello(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     h: Hello,
     verdict: Option<Verdict>,
@@ -305,7 +310,7 @@ pub(crate) fn hello(
         );
         return;
     }
-    let close = |out: &mut Out, code: ErrorCode, message: String| {
+    let close = |out: &mut Effects, code: ErrorCode, message: String| {
         refuse(out, channel, code, message.clone());
         out.cmd(Cmd::Close {
             channel,
@@ -453,13 +458,13 @@ fn hold_credential(
 /// ask for). A refused token leaves the connection as it was, told why.
 pub(crate) fn reauth(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     token: &str,
     verdict: Option<Verdict>,
 ) {
-    let refused = |out: &mut Out, why: String| {
+    let refused = |out: &mut Effects, why: String| {
         let m = format!(
             "the new token was refused: {why}; this connection keeps its current credential"
         );
@@ -497,7 +502,11 @@ pub(crate) fn reauth(
 
 /// The operator's revocations changed: every connection of a revoked
 /// identity, or holding a revoked token, is told and closed now.
-pub(crate) fn revoked(model: &mut Model, out: &mut Out, revocations: crate::policy::Revocations) {
+pub(crate) fn revoked(
+    model: &mut Model,
+    out: &mut Effects,
+    revocations: crate::policy::Revocations,
+) {
     model.revoked = std::sync::Arc::new(revocations);
     let mut cut = Vec::new();
     for (peer, p) in model.peers.iter() {
@@ -520,7 +529,7 @@ pub(crate) fn revoked(model: &mut Model, out: &mut Out, revocations: crate::poli
 /// token let in are not touched.
 pub(crate) fn tokens_replaced(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     tokens: Vec<String>,
     grants: Vec<crate::policy::Grant>,
 ) {
@@ -569,7 +578,7 @@ pub(crate) fn tokens_replaced(
 /// told why, then closed.
 pub(crate) fn disconnect(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     peer: Option<PeerId>,
     channel: Option<ChannelId>,
     reason: String,
@@ -615,7 +624,7 @@ const MIN_LIVED_MS: Millis = 1_000;
 /// to go elsewhere. Nothing is closed here: what clients already sent is
 /// still answered and written, and the host closes what is left when its
 /// drain ends.
-pub(crate) fn drain(model: &mut Model, out: &mut Out, reason: String, retry_after_ms: Millis) {
+pub(crate) fn drain(model: &mut Model, out: &mut Effects, reason: String, retry_after_ms: Millis) {
     model.draining = Some((reason.clone(), retry_after_ms));
     let told: Vec<ChannelId> = model
         .channels
@@ -649,7 +658,7 @@ pub(crate) fn drain(model: &mut Model, out: &mut Out, reason: String, retry_afte
 /// land on another server), not after the usual backoff.
 pub(crate) fn going_away(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     reason: &str,
@@ -687,7 +696,7 @@ pub(crate) fn going_away(
 
 /// A channel's credential expired: it is told and closed (a peer that
 /// refreshed by connecting again has a newer channel, untouched).
-pub(crate) fn credential_expired(model: &mut Model, out: &mut Out, channel: ChannelId) {
+pub(crate) fn credential_expired(model: &mut Model, out: &mut Effects, channel: ChannelId) {
     if !model.channels.contains_key(&channel) {
         return;
     }
@@ -698,7 +707,7 @@ pub(crate) fn credential_expired(model: &mut Model, out: &mut Out, channel: Chan
     });
 }
 
-pub(crate) fn welcome(model: &mut Model, out: &mut Out, channel: ChannelId, w: Welcome) {
+pub(crate) fn welcome(model: &mut Model, out: &mut Effects, channel: ChannelId, w: Welcome) {
     let dialed = model.channels.get(&channel).and_then(|c| c.remote.clone());
     let Some(addr) = dialed else {
         refuse(
@@ -776,7 +785,7 @@ fn credentials(
 /// HTTP request face (bots) neither replace nor are replaced.
 fn replace_older(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     kind: PeerKind,
@@ -806,7 +815,13 @@ fn replace_older(
     }
 }
 
-fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId, kind: PeerKind) {
+fn establish(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    peer: PeerId,
+    kind: PeerKind,
+) {
     replace_older(model, out, channel, &peer, kind);
     if let Some(c) = model.channels.get_mut(&channel) {
         c.handshake = Handshake::Established(peer.clone());
@@ -832,7 +847,7 @@ fn establish(model: &mut Model, out: &mut Out, channel: ChannelId, peer: PeerId,
 /// No channel is sent a message its negotiated protocol does not have: a
 /// peer that asked for one anyway (a `list-docs` on a version-1 channel)
 /// is told it is unsupported there instead.
-pub(crate) fn keep_to_protocols(model: &Model, out: &mut Out) {
+pub(crate) fn keep_to_protocols(model: &Model, out: &mut Effects) {
     for (channel, items) in out.sends_mut().iter_mut() {
         let Some(ch) = model.channels.get(channel) else {
             continue;
@@ -867,7 +882,7 @@ const ERRORS_DROPPED_MOST: u32 = 10_000;
 /// dropped (the first time with a note), and a connection that keeps
 /// earning them is closed. Runs on every step's sends, whatever handler
 /// made them, so a refusal costs its sender, never the node.
-pub(crate) fn limit_error_replies(model: &mut Model, out: &mut Out) {
+pub(crate) fn limit_error_replies(model: &mut Model, out: &mut Effects) {
     let now = model.now;
     let mut closing = Vec::new();
     for (channel, items) in out.sends_mut().iter_mut() {
@@ -926,7 +941,7 @@ pub(crate) fn limit_error_replies(model: &mut Model, out: &mut Out) {
 
 /// Something other than `hello` arrived on a channel before its handshake:
 /// refused, and a connection that keeps at it is closed.
-pub(crate) fn before_hello(model: &mut Model, out: &mut Out, channel: ChannelId, what: &str) {
+pub(crate) fn before_hello(model: &mut Model, out: &mut Effects, channel: ChannelId, what: &str) {
     if !model.channels.contains_key(&channel) {
         return;
     }
@@ -948,7 +963,7 @@ pub(crate) fn before_hello(model: &mut Model, out: &mut Out, channel: ChannelId,
     }
 }
 
-pub(crate) fn unsupported(model: &mut Model, out: &mut Out, channel: ChannelId, kind: u32) {
+pub(crate) fn unsupported(model: &mut Model, out: &mut Effects, channel: ChannelId, kind: u32) {
     let Some(ch) = model.channels.get(&channel) else {
         return;
     };
@@ -970,7 +985,7 @@ pub(crate) fn unsupported(model: &mut Model, out: &mut Out, channel: ChannelId, 
 
 #[cfg(test)]
 mod tests {
-    use crate::out::FollowUp;
+    use crate::effects::FollowUp;
     use crate::tests::kit::*;
     use crate::{
         ChannelId, ChannelKind, Clock, Filter, Msg, PeerId, PeerKind, RemoteAddr, Welcome,

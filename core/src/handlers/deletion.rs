@@ -10,13 +10,13 @@
 //! before that cannot bring back what was said to be gone.
 
 use super::common::{access, fail_waiters};
+use crate::effects::Effects;
 use crate::ids::{ChannelId, DocId, PeerId};
 use crate::io::{Cmd, Event, Level, StateRecord};
 use crate::model::Model;
-use crate::out::Out;
 use crate::protocol::{DeleteOutcome, Message, RevisionStatus};
 
-pub(crate) fn delete_local(model: &mut Model, out: &mut Out, doc: DocId) {
+pub(crate) fn delete_local(model: &mut Model, out: &mut Effects, doc: DocId) {
     if !doc.is_valid() {
         return super::common::report(
             out,
@@ -29,7 +29,7 @@ pub(crate) fn delete_local(model: &mut Model, out: &mut Out, doc: DocId) {
 
 pub(crate) fn delete_received(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     doc: DocId,
@@ -50,7 +50,7 @@ pub(crate) fn delete_received(
     }
 }
 
-fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId>) {
+fn perform(model: &mut Model, out: &mut Effects, doc: &DocId, source: Option<&PeerId>) {
     if model.tombstones.contains(doc) {
         return;
     }
@@ -97,13 +97,13 @@ fn perform(model: &mut Model, out: &mut Out, doc: &DocId, source: Option<&PeerId
 }
 
 /// The primary store holds the tombstone: the deletion is confirmed.
-pub(crate) fn tombstone_durable(model: &mut Model, out: &mut Out, doc: &DocId) {
+pub(crate) fn tombstone_durable(model: &mut Model, out: &mut Effects, doc: &DocId) {
     if let Some(waiting) = model.deleting.remove(doc) {
         confirm(model, out, doc, waiting);
     }
 }
 
-fn confirm(model: &mut Model, out: &mut Out, doc: &DocId, waiting: Vec<ChannelId>) {
+fn confirm(model: &mut Model, out: &mut Effects, doc: &DocId, waiting: Vec<ChannelId>) {
     out.cmd(Cmd::Purge { doc: doc.clone() });
     out.emit(Event::DocDeleted { doc: doc.clone() });
     for channel in waiting {
@@ -122,7 +122,7 @@ fn confirm(model: &mut Model, out: &mut Out, doc: &DocId, waiting: Vec<ChannelId
 
 /// The primary store, shared with other processes, says one of them
 /// deleted a document: it is deleted here too, and our peers are told.
-pub(crate) fn deleted_in_store(model: &mut Model, out: &mut Out, store: ChannelId, doc: DocId) {
+pub(crate) fn deleted_in_store(model: &mut Model, out: &mut Effects, store: ChannelId, doc: DocId) {
     if model.stores.get_min() != Some(&store) || !doc.is_valid() {
         return out.log(
             Level::Info,

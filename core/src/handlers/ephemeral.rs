@@ -19,10 +19,10 @@
 
 use super::common::{access, peer_channel};
 use super::presence::{count_room, own_entry, remove};
+use crate::effects::Effects;
 use crate::ids::{ChannelId, DocId, Namespace, PeerId};
 use crate::io::Event;
 use crate::model::{Model, Presence, PresenceKey, Timer};
-use crate::out::Out;
 use crate::protocol::{Ephemeral, Message, Payload};
 
 /// Longest TTL we honour, whatever a peer asks (5 minutes).
@@ -73,7 +73,7 @@ fn targets(model: &Model, doc: &DocId, skip: &[&PeerId]) -> Vec<ChannelId> {
 
 pub(crate) fn set_presence(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: DocId,
     namespace: Namespace,
     data: Payload,
@@ -106,7 +106,7 @@ pub(crate) fn set_presence(
     }
 }
 
-pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: Ephemeral) {
+pub(crate) fn received(model: &mut Model, out: &mut Effects, from: &PeerId, mut e: Ephemeral) {
     // Presence speaks for its sender: only a server we dialed relays others'.
     let relayed_by_server = model.peers.get(from).is_some_and(|p| p.dialed);
     if !relayed_by_server {
@@ -188,7 +188,7 @@ pub(crate) fn received(model: &mut Model, out: &mut Out, from: &PeerId, mut e: E
 /// window, holds it (replacing what was held) until the window ends.
 fn relay_or_hold(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     key: PresenceKey,
     relayed: Ephemeral,
     from: PeerId,
@@ -215,7 +215,7 @@ fn relay_or_hold(
 
 /// Sends a change to the room's members (not back where it came from, nor
 /// to its origin) and, on a shared store, to the other servers.
-fn relay(model: &Model, out: &mut Out, relayed: &Ephemeral, from: &PeerId) {
+fn relay(model: &Model, out: &mut Effects, relayed: &Ephemeral, from: &PeerId) {
     for ch in targets(model, &relayed.doc, &[from, &relayed.origin]) {
         out.send(ch, Message::Ephemeral(relayed.clone()));
     }
@@ -229,7 +229,7 @@ fn relay(model: &Model, out: &mut Out, relayed: &Ephemeral, from: &PeerId) {
 /// The window is over: every change held is relayed (its entry's window
 /// starts again), and entries relayed longer ago than the window are
 /// forgotten.
-pub(crate) fn flush(model: &mut Model, out: &mut Out) {
+pub(crate) fn flush(model: &mut Model, out: &mut Effects) {
     let window = model.config.timing.presence_window_ms;
     let now = model.now;
     let held = std::mem::take(&mut model.presence_held);
@@ -268,7 +268,7 @@ fn room_full(model: &Model, key: &PresenceKey, data: &Payload) -> bool {
 /// TTL and relayed to our peers (not back to the store).
 pub(crate) fn received_from_store(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     store: ChannelId,
     mut e: Ephemeral,
 ) {
@@ -301,7 +301,7 @@ pub(crate) fn received_from_store(
 }
 
 /// Keeps a presence entry until its TTL (already capped), and tells the application.
-fn keep(model: &mut Model, out: &mut Out, key: PresenceKey, e: &Ephemeral, via: PeerId) {
+fn keep(model: &mut Model, out: &mut Effects, key: PresenceKey, e: &Ephemeral, via: PeerId) {
     let expires = model.now.saturating_add(u64::from(e.ttl_ms));
     let replaced = model.presence.insert(
         key.clone(),
@@ -327,7 +327,7 @@ fn keep(model: &mut Model, out: &mut Out, key: PresenceKey, e: &Ephemeral, via: 
 }
 
 /// A presence entry's time is up.
-pub(crate) fn expire(model: &mut Model, out: &mut Out, key: PresenceKey) {
+pub(crate) fn expire(model: &mut Model, out: &mut Effects, key: PresenceKey) {
     if model
         .presence
         .get(&key)
@@ -338,7 +338,7 @@ pub(crate) fn expire(model: &mut Model, out: &mut Out, key: PresenceKey) {
 }
 
 /// Re-sends our own presence so it does not expire elsewhere.
-pub(crate) fn heartbeat(model: &mut Model, out: &mut Out) {
+pub(crate) fn heartbeat(model: &mut Model, out: &mut Effects) {
     if model.own_presence.is_empty() {
         return;
     }
@@ -358,4 +358,37 @@ pub(crate) fn heartbeat(model: &mut Model, out: &mut Out) {
         .now
         .saturating_add(u64::from(model.config.timing.presence_ttl_ms / 2).max(1));
     super::timers::set(model, Timer::Heartbeat, at);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{Ephemeral, Message, Namespace, Payload, PeerId};
+
+    #[test]
+    fn presence_received_is_kept_and_relayed_with_one_hop_less_but_not_back() {
+        let mut k = Kit::hub();
+        k.create(&[], "d");
+        for (ch, p) in [(1, "alice"), (2, "bob")] {
+            k.peer(ch, p);
+            k.follow(ch, "d");
+        }
+        let alice = PeerId::new("alice");
+        let e = Ephemeral {
+            doc: doc("d"),
+            namespace: Namespace::new("cursor"),
+            origin: alice.clone(),
+            hops: 1,
+            ttl_ms: 1_000,
+            data: Payload::new(vec![1]),
+        };
+        let (cmds, follow_ups) = k.handle(|m, o| super::received(m, o, &alice, e));
+        assert!(follow_ups.is_empty());
+        assert_eq!(k.model.presence.len(), 1);
+        assert!(messages(&cmds, 1).is_empty(), "never back to its sender");
+        assert!(matches!(
+            messages(&cmds, 2).as_slice(),
+            [Message::Ephemeral(r)] if r.hops == 0 && r.origin == alice
+        ));
+    }
 }

@@ -24,15 +24,15 @@
 //! ```
 
 use super::common::{access, refuse};
+use crate::effects::Effects;
 use crate::ids::{ChannelId, Clock, DocId, ListenerId, PeerId};
 use crate::io::Level;
 use crate::io::{Cmd, ListenerRecord, Outgoing, StateRecord, StrandSpec};
 use crate::model::{Listener, Model, PushJob, Source, WaitingRequest};
-use crate::out::Out;
 use crate::protocol::{ErrorCode, Message, Revision, RevisionStatus, Strand};
 use imbl::OrdMap;
 
-fn save(model: &Model, out: &mut Out, id: ListenerId) {
+fn save(model: &Model, out: &mut Effects, id: ListenerId) {
     if let Some(l) = model.listeners.get(&id) {
         out.cmd(Cmd::Save(StateRecord::Listener(ListenerRecord {
             id,
@@ -50,7 +50,7 @@ fn save(model: &Model, out: &mut Out, id: ListenerId) {
 
 pub(crate) fn register(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     filter: crate::protocol::Filter,
@@ -141,7 +141,7 @@ pub(crate) fn register(
 
 fn owned<'a>(
     model: &'a Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     id: ListenerId,
@@ -162,7 +162,7 @@ fn owned<'a>(
 
 pub(crate) fn pull(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     id: ListenerId,
@@ -213,7 +213,7 @@ fn wanted(model: &Model, l: &Listener, peer: &PeerId, doc: &DocId) -> bool {
 
 pub(crate) fn acknowledge(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     id: ListenerId,
@@ -272,7 +272,7 @@ pub(crate) fn acknowledge(
 /// Imports every pushed strand; answers once each has a revision.
 pub(crate) fn push(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     strands: Vec<Strand>,
@@ -354,7 +354,7 @@ pub(crate) fn push(
 /// Records one strand's revision; the answer leaves when all are in.
 pub(crate) fn fill_revision(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     job: u64,
     index: usize,
     rev: Revision,
@@ -367,7 +367,7 @@ pub(crate) fn fill_revision(
     finish_if_done(model, out, job);
 }
 
-fn finish_if_done(model: &mut Model, out: &mut Out, job: u64) {
+fn finish_if_done(model: &mut Model, out: &mut Effects, job: u64) {
     let done = model
         .pushes
         .get(&job)
@@ -388,7 +388,7 @@ fn finish_if_done(model: &mut Model, out: &mut Out, job: u64) {
 /// document could not be created.
 pub(crate) fn replay_push(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: &DocId,
     peer: &PeerId,
     waiting: (ChannelId, u64, usize, crate::protocol::Payload),
@@ -438,7 +438,7 @@ fn random_id(model: &mut Model) -> ListenerId {
 /// its record and keeps `message` until the answer (`true`).
 fn wait_for_record(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     id: ListenerId,
     message: Message,
@@ -473,7 +473,7 @@ fn wait_for_record(
 /// unknown), the messages that waited are handled.
 pub(crate) fn record_loaded(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     store: ChannelId,
     id: ListenerId,
     record: Option<ListenerRecord>,

@@ -8,16 +8,16 @@
 //! Sent only on channels that negotiated protocol 2 or later.
 
 use super::common::{access, peer_channel, report};
+use crate::effects::Effects;
 use crate::ids::{ChannelId, DocId, PeerId};
 use crate::io::Event;
 use crate::model::Model;
-use crate::out::Out;
 use crate::protocol::{Filter, ListedDoc, Message};
 
 /// Answers list-docs with one page of the readable documents.
 pub(crate) fn list_docs(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     filter: Filter,
@@ -49,7 +49,7 @@ pub(crate) fn list_docs(
 }
 
 /// A peer's listing arrived: the application hears of it.
-pub(crate) fn doc_list(out: &mut Out, peer: &PeerId, docs: Vec<ListedDoc>, more: bool) {
+pub(crate) fn doc_list(out: &mut Effects, peer: &PeerId, docs: Vec<ListedDoc>, more: bool) {
     out.emit(Event::DocList {
         peer: peer.clone(),
         docs,
@@ -58,7 +58,12 @@ pub(crate) fn doc_list(out: &mut Out, peer: &PeerId, docs: Vec<ListedDoc>, more:
 }
 
 /// The application asks a peer for its listing.
-pub(crate) fn list_remote(model: &mut Model, out: &mut Out, peer: &PeerId, after: Option<DocId>) {
+pub(crate) fn list_remote(
+    model: &mut Model,
+    out: &mut Effects,
+    peer: &PeerId,
+    after: Option<DocId>,
+) {
     let Some(channel) = peer_channel(model, peer) else {
         return report(
             out,

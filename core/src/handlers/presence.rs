@@ -3,10 +3,10 @@
 //! document deleted (a leaf every handler may use; it calls no handler).
 //! What arrives, expires and is relayed is `ephemeral`'s.
 
+use crate::effects::Effects;
 use crate::ids::{ChannelId, DocId, Namespace, PeerId};
 use crate::io::Event;
 use crate::model::{Model, PresenceKey, Timer};
-use crate::out::Out;
 use crate::protocol::{Ephemeral, Message, Payload};
 
 pub(crate) fn own_entry(
@@ -28,7 +28,7 @@ pub(crate) fn own_entry(
 /// The live entries for a document, sent to a peer that just subscribed.
 pub(crate) fn send_existing(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: &DocId,
     channel: ChannelId,
     peer: &PeerId,
@@ -56,7 +56,7 @@ pub(crate) fn send_existing(
 }
 
 /// All our own entries, sent to a remote we just (re)connected to.
-pub(crate) fn send_all_own(model: &Model, out: &mut Out, channel: ChannelId) {
+pub(crate) fn send_all_own(model: &Model, out: &mut Effects, channel: ChannelId) {
     for ((d, n), data) in model.own_presence.iter() {
         out.send(
             channel,
@@ -66,7 +66,7 @@ pub(crate) fn send_all_own(model: &Model, out: &mut Out, channel: ChannelId) {
 }
 
 /// Our own entries for a document, sent along with a request or an answer.
-pub(crate) fn send_own(model: &Model, out: &mut Out, doc: &DocId, channel: ChannelId) {
+pub(crate) fn send_own(model: &Model, out: &mut Effects, doc: &DocId, channel: ChannelId) {
     for ((d, n), data) in model.own_presence.iter() {
         if d == doc {
             out.send(
@@ -89,7 +89,7 @@ pub(crate) fn count_room(model: &mut Model, key: &PresenceKey, add: usize, take:
     }
 }
 
-pub(crate) fn remove(model: &mut Model, out: &mut Out, key: &PresenceKey) {
+pub(crate) fn remove(model: &mut Model, out: &mut Effects, key: &PresenceKey) {
     // A change still held for a member who is gone would bring it back.
     model.presence_held.remove(key);
     if let Some(gone) = model.presence.remove(key) {
@@ -110,7 +110,7 @@ pub(crate) fn remove(model: &mut Model, out: &mut Out, key: &PresenceKey) {
 /// A peer's last channel closed: its presence goes, but for namespaces
 /// configured to last, whose entries this node keeps (as their holder, so
 /// they count against no peer) until their TTL, up to a bound in all.
-pub(crate) fn remove_peer(model: &mut Model, out: &mut Out, peer: &PeerId) {
+pub(crate) fn remove_peer(model: &mut Model, out: &mut Effects, peer: &PeerId) {
     let lasting = model.config.lasting_presence.clone();
     let us = model.config.peer.clone();
     let mut kept = if lasting.is_empty() {
@@ -144,7 +144,7 @@ pub(crate) fn remove_peer(model: &mut Model, out: &mut Out, peer: &PeerId) {
 }
 
 /// Drops every presence entry of a deleted document.
-pub(crate) fn forget_doc(model: &mut Model, out: &mut Out, doc: &DocId) {
+pub(crate) fn forget_doc(model: &mut Model, out: &mut Effects, doc: &DocId) {
     let keys: Vec<PresenceKey> = model
         .presence
         .keys()

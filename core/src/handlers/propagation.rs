@@ -6,9 +6,9 @@
 use super::common::{
     access, is_ready, peer_channel, persist, send_data, set_peer_doc, stale, subscribe,
 };
+use crate::effects::Effects;
 use crate::ids::{ChannelId, DocId, PeerId};
 use crate::model::{Model, PeerDoc};
-use crate::out::Out;
 use crate::protocol::Message;
 use crate::version::VersionVector;
 
@@ -16,7 +16,7 @@ use crate::version::VersionVector;
 /// peer pending unless we already know what it has.
 pub(crate) fn request(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     peer: &PeerId,
     channel: ChannelId,
     doc: &DocId,
@@ -44,7 +44,7 @@ pub(crate) fn request(
 }
 
 /// Asks every remote we dialed for a document the application opened.
-pub(crate) fn request_from_remotes(model: &mut Model, out: &mut Out, doc: &DocId) {
+pub(crate) fn request_from_remotes(model: &mut Model, out: &mut Effects, doc: &DocId) {
     let targets: Vec<(PeerId, ChannelId)> = model
         .peers
         .iter()
@@ -60,7 +60,7 @@ pub(crate) fn request_from_remotes(model: &mut Model, out: &mut Out, doc: &DocId
 /// Sends a subscriber what it lacks, if it is online, may read, and is behind.
 pub(crate) fn send_if_behind(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     peer: &PeerId,
     doc_id: &DocId,
     version: &VersionVector,
@@ -104,7 +104,12 @@ pub(crate) fn send_if_behind(
 
 /// After our version of `doc` advanced: persist, then send to every
 /// subscriber except `source` what it lacks.
-pub(crate) fn propagate(model: &mut Model, out: &mut Out, doc_id: &DocId, source: Option<&PeerId>) {
+pub(crate) fn propagate(
+    model: &mut Model,
+    out: &mut Effects,
+    doc_id: &DocId,
+    source: Option<&PeerId>,
+) {
     if !is_ready(model, doc_id) {
         return;
     }

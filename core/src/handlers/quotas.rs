@@ -3,10 +3,10 @@
 //! documents created per identity per hour, and the largest document. A
 //! client past one is answered and keeps its connection.
 
+use crate::effects::Effects;
 use crate::io::Level;
 use crate::io::Millis;
 use crate::model::Model;
-use crate::out::Out;
 use crate::protocol::{AckStatus, ErrorCode, Message};
 use crate::{BatchId, ChannelId, DocId, PeerId};
 
@@ -35,7 +35,7 @@ fn exempt(model: &Model, peer: &PeerId) -> bool {
 /// (older ones only see the acknowledgement's status).
 pub(crate) fn tell_refused(
     model: &Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     message: String,
     code: ErrorCode,
@@ -193,7 +193,7 @@ pub(crate) fn connection_allowed(model: &Model, peer: &PeerId, kind: crate::Peer
 /// document allowed (`most` bytes).
 pub(crate) fn refuse_too_large(
     model: &Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     doc: &DocId,
@@ -219,4 +219,30 @@ pub(crate) fn refuse_too_large(
             clock: None,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::kit::*;
+    use crate::{AckStatus, BatchId, ChannelId, Message, PeerId};
+
+    #[test]
+    fn an_update_too_large_for_its_document_is_acknowledged_too_large_and_the_connection_kept() {
+        let mut k = Kit::hub();
+        k.peer(1, "alice");
+        let alice = PeerId::new("alice");
+        let (cmds, follow_ups) = k.handle(|m, o| {
+            super::refuse_too_large(m, o, ChannelId(1), &alice, &doc("d"), BatchId(4), 100)
+        });
+        assert!(follow_ups.is_empty());
+        assert!(messages(&cmds, 1).iter().any(|m| matches!(
+            m,
+            Message::Ack {
+                batch: BatchId(4),
+                status: AckStatus::TooLarge,
+                ..
+            }
+        )));
+        assert!(!closes(&cmds, 1));
+    }
 }

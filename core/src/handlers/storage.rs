@@ -26,17 +26,17 @@ use super::store_requests::{
     ask_store, feed_idle, maybe_finish_loading, read_feed, retry_delay, schedule_retry,
     settle_dirty, settle_feed,
 };
+use crate::effects::{Effects, FollowUp};
 use crate::ids::{ChannelId, Clock, DocId};
 use crate::io::{Cmd, Event, Level, LoadOutcome, StoreFailure, StoredDoc};
 use crate::model::{Doc, Model, Phase, Timer};
-use crate::out::{FollowUp, Out};
 use crate::protocol::{Filter, Message};
 use crate::version::VersionVector;
 
 /// A store answered a load; the shell already imported what it held.
 pub(crate) fn loaded(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     store: ChannelId,
     doc: DocId,
     outcome: LoadOutcome,
@@ -136,7 +136,7 @@ pub(crate) fn loaded(
 
 /// A store did not answer in time: it is asked again. Nobody is told the
 /// document is missing while a store that may hold it has not said so.
-pub(crate) fn load_timed_out(model: &mut Model, out: &mut Out, doc: &DocId) {
+pub(crate) fn load_timed_out(model: &mut Model, out: &mut Effects, doc: &DocId) {
     let waiting: Vec<ChannelId> = match model.docs.get(doc).map(|d| &d.phase) {
         Some(Phase::Loading { waiting, .. }) => waiting.iter().copied().collect(),
         _ => return,
@@ -158,7 +158,7 @@ pub(crate) fn load_timed_out(model: &mut Model, out: &mut Out, doc: &DocId) {
 }
 
 /// Reads the primary store's feed for changes other processes wrote.
-pub(crate) fn feed_poll(model: &mut Model, out: &mut Out) {
+pub(crate) fn feed_poll(model: &mut Model, out: &mut Effects) {
     let every = model.config.timing.feed_poll_ms;
     let Some(primary) = model.stores.get_min().copied() else {
         return;
@@ -176,7 +176,7 @@ pub(crate) fn feed_poll(model: &mut Model, out: &mut Out) {
 
 /// The primary store says another process wrote: read the feed now, or
 /// right after the read under way (which may have begun before that write).
-pub(crate) fn feed_announced(model: &mut Model, out: &mut Out, store: ChannelId) {
+pub(crate) fn feed_announced(model: &mut Model, out: &mut Effects, store: ChannelId) {
     if model.stores.get_min() != Some(&store) {
         return out.log(
             Level::Info,
@@ -194,7 +194,7 @@ pub(crate) fn feed_announced(model: &mut Model, out: &mut Out, store: ChannelId)
 /// The primary store's feed since our position: reload what another process changed.
 pub(crate) fn feed_changes(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     store: ChannelId,
     docs: Vec<StoredDoc>,
     up_to: Clock,
@@ -241,7 +241,7 @@ pub(crate) fn feed_changes(
 
 /// A document another process created: known from its metadata, like a
 /// restored one; its replica is loaded when first needed.
-fn discovered_in_store(model: &mut Model, out: &mut Out, store: ChannelId, cd: StoredDoc) {
+fn discovered_in_store(model: &mut Model, out: &mut Effects, store: ChannelId, cd: StoredDoc) {
     let mut d = Doc::new(cd.meta);
     d.version = cd.version.clone();
     d.stored.insert(store, cd.version.clone());
@@ -258,7 +258,12 @@ fn discovered_in_store(model: &mut Model, out: &mut Out, store: ChannelId, cd: S
 }
 
 /// A store operation failed: reported, and tried again.
-pub(crate) fn failed(model: &mut Model, out: &mut Out, store: ChannelId, failure: StoreFailure) {
+pub(crate) fn failed(
+    model: &mut Model,
+    out: &mut Effects,
+    store: ChannelId,
+    failure: StoreFailure,
+) {
     if !model.stores.contains(&store) {
         return;
     }
@@ -331,7 +336,7 @@ pub(crate) fn failed(model: &mut Model, out: &mut Out, store: ChannelId, failure
 }
 
 /// Writes again what failed.
-pub(crate) fn retry_due(model: &mut Model, out: &mut Out) {
+pub(crate) fn retry_due(model: &mut Model, out: &mut Effects) {
     let retry = std::mem::take(&mut model.retry);
     model.retry.failures = retry.failures;
     for (_, record) in retry.records {
@@ -353,7 +358,7 @@ pub(crate) fn retry_due(model: &mut Model, out: &mut Out) {
 
 #[cfg(test)]
 mod tests {
-    use crate::out::FollowUp;
+    use crate::effects::FollowUp;
     use crate::tests::kit::*;
     use crate::{ChannelId, Clock, LoadOutcome, StoredDoc};
 

@@ -4,14 +4,14 @@
 //! stores answer is `storage`'s.
 
 use super::common::{access, changed};
+use crate::effects::{Effects, FollowUp};
 use crate::ids::{ChannelId, Clock, DocId, PeerId};
 use crate::io::{Event, Level};
 use crate::model::{Doc, LoadReason, Model, Phase, Timer, WaitingRequest};
-use crate::out::{FollowUp, Out};
 use crate::protocol::{AckStatus, DocMeta, Filter, Message, Reply};
 use crate::version::VersionVector;
 
-pub(crate) fn ask_store(out: &mut Out, store: ChannelId, doc: &DocId) {
+pub(crate) fn ask_store(out: &mut Effects, store: ChannelId, doc: &DocId) {
     out.send(
         store,
         Message::SyncRequest {
@@ -24,7 +24,7 @@ pub(crate) fn ask_store(out: &mut Out, store: ChannelId, doc: &DocId) {
 
 pub(crate) fn start_loading(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: &DocId,
     meta: DocMeta,
     reason: LoadReason,
@@ -117,7 +117,7 @@ pub(crate) fn feed_idle(model: &Model) -> bool {
     !model.feed_reading && model.feed_target.is_none() && model.feed_loading.is_empty()
 }
 
-pub(crate) fn read_feed(model: &mut Model, out: &mut Out, primary: ChannelId) {
+pub(crate) fn read_feed(model: &mut Model, out: &mut Effects, primary: ChannelId) {
     model.feed_reading = true;
     model.feed_again = false;
     out.send(
@@ -131,7 +131,7 @@ pub(crate) fn read_feed(model: &mut Model, out: &mut Out, primary: ChannelId) {
 
 /// The feed position moves once every document its read asked for is in;
 /// then a read asked for meanwhile starts.
-pub(crate) fn settle_feed(model: &mut Model, out: &mut Out) {
+pub(crate) fn settle_feed(model: &mut Model, out: &mut Effects) {
     if model.feed_loading.is_empty() {
         if let Some(target) = model.feed_target.take() {
             model.feed_seen = model.feed_seen.max(target);
@@ -154,7 +154,7 @@ pub(crate) fn follow_feed(model: &mut Model, clock: Clock) {
     }
 }
 
-pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId) {
+pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Effects, doc: &DocId) {
     let Some(d) = model.docs.get(doc) else {
         return;
     };
@@ -238,7 +238,7 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Out, doc: &DocId
 /// the creator is past its documents-per-hour quota. `true` if refused.
 fn refuse_creation(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: &DocId,
     queued: &[WaitingRequest],
     p: &PeerId,
@@ -281,7 +281,7 @@ fn refuse_creation(
 /// wait in ms) its creator is past its documents-per-hour quota.
 fn refuse_queued(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: &DocId,
     queued: Vec<WaitingRequest>,
     rate_limited: Option<crate::io::Millis>,

@@ -15,16 +15,16 @@ use super::common::{
     release_waiters, report, send_data, set_peer_doc, when_durable,
 };
 use super::propagation::{propagate, request};
+use crate::effects::{Effects, FollowUp};
 use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
 use crate::io::{Event, ImportOutcome, Level, SyncState};
 use crate::model::{
     LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Source, WaitingRequest,
 };
-use crate::out::{FollowUp, Out};
 use crate::protocol::{AckStatus, DocMeta, ErrorCode, Message, Payload, Reply, RevisionStatus};
 use crate::version::VersionVector;
 
-fn ack(out: &mut Out, channel: ChannelId, batch: BatchId, status: AckStatus) {
+fn ack(out: &mut Effects, channel: ChannelId, batch: BatchId, status: AckStatus) {
     out.send(
         channel,
         Message::Ack {
@@ -35,7 +35,7 @@ fn ack(out: &mut Out, channel: ChannelId, batch: BatchId, status: AckStatus) {
     );
 }
 
-fn unavailable(out: &mut Out, channel: ChannelId, doc: &DocId) {
+fn unavailable(out: &mut Effects, channel: ChannelId, doc: &DocId) {
     out.send(
         channel,
         Message::SyncResponse {
@@ -51,7 +51,13 @@ fn unavailable(out: &mut Out, channel: ChannelId, doc: &DocId) {
 /// for what we lack from our version; if we already asked from this very
 /// version (its answer did not help), ask for everything once; then stop
 /// until something advances (the sender's own retries go on).
-fn ask_missing(model: &mut Model, out: &mut Out, peer: &PeerId, channel: ChannelId, doc: &DocId) {
+fn ask_missing(
+    model: &mut Model,
+    out: &mut Effects,
+    peer: &PeerId,
+    channel: ChannelId,
+    doc: &DocId,
+) {
     let ours = model
         .docs
         .get(doc)
@@ -85,7 +91,7 @@ fn ask_missing(model: &mut Model, out: &mut Out, peer: &PeerId, channel: Channel
 
 /// Asks a connected peer what it keeps of a document; its answer (up to
 /// date with what it promises, or the data we lack) confirms.
-pub(crate) fn ask_peer(model: &mut Model, out: &mut Out, doc: &DocId, peer: &PeerId) {
+pub(crate) fn ask_peer(model: &mut Model, out: &mut Effects, doc: &DocId, peer: &PeerId) {
     let asked = model.requests.contains_key(&(peer.clone(), doc.clone()));
     let ready = model.docs.get(doc).is_some_and(|d| d.is_ready());
     if let (Some(channel), true, false) = (peer_channel(model, peer), ready, asked) {
@@ -95,7 +101,7 @@ pub(crate) fn ask_peer(model: &mut Model, out: &mut Out, doc: &DocId, peer: &Pee
 
 pub(crate) fn sync_request(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: PeerId,
     doc: DocId,
@@ -213,7 +219,7 @@ fn already_answering(
 /// Answers a sync-request for a ready document.
 pub(crate) fn answer(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     doc: &DocId,
@@ -308,7 +314,7 @@ pub(crate) fn answer(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sync_response(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: PeerId,
     doc: DocId,
@@ -368,7 +374,7 @@ pub(crate) fn sync_response(
 
 /// After a peer told us its version: if we have more and it follows the
 /// document, send the gap (this is how the requester's side pushes).
-fn push_gap(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
+fn push_gap(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
     let Some(d) = model.docs.get(doc) else {
         return;
     };
@@ -390,7 +396,7 @@ fn push_gap(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn receive_data(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: PeerId,
     doc: DocId,
@@ -433,7 +439,7 @@ pub(crate) fn receive_data(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn take_data(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: PeerId,
     doc: DocId,
@@ -531,7 +537,7 @@ pub(crate) fn take_data(
     );
 }
 
-pub(crate) fn imported(model: &mut Model, out: &mut Out, id: ImportId, outcome: ImportOutcome) {
+pub(crate) fn imported(model: &mut Model, out: &mut Effects, id: ImportId, outcome: ImportOutcome) {
     let Some(PendingImport { doc, source, len }) = model.imports.remove(&id) else {
         out.log(
             Level::Warn,
@@ -599,7 +605,7 @@ struct Imported {
 /// and, once durable, its acknowledgement (or is asked for what is missing).
 fn imported_from_peer(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     done: Imported,
     peer: PeerId,
     channel: ChannelId,
@@ -661,7 +667,7 @@ fn imported_from_peer(
 /// revision is settled once durable (or says what it is missing).
 fn imported_from_push(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     done: Imported,
     peer: PeerId,
     job: u64,
@@ -702,7 +708,7 @@ fn imported_from_push(
 /// whose answer tells it what we lack).
 fn import_unavailable(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     doc: &DocId,
     source: Source,
     reason: String,
@@ -735,7 +741,13 @@ fn import_unavailable(
     }
 }
 
-fn import_failed(model: &mut Model, out: &mut Out, doc: &DocId, source: Source, reason: String) {
+fn import_failed(
+    model: &mut Model,
+    out: &mut Effects,
+    doc: &DocId,
+    source: Source,
+    reason: String,
+) {
     match source {
         Source::Peer {
             peer,
@@ -774,7 +786,12 @@ fn import_failed(model: &mut Model, out: &mut Out, doc: &DocId, source: Source, 
     }
 }
 
-pub(crate) fn local_change(model: &mut Model, out: &mut Out, doc: DocId, version: VersionVector) {
+pub(crate) fn local_change(
+    model: &mut Model,
+    out: &mut Effects,
+    doc: DocId,
+    version: VersionVector,
+) {
     if model.tombstones.contains(&doc) {
         return report(
             out,
@@ -803,7 +820,7 @@ pub(crate) fn local_change(model: &mut Model, out: &mut Out, doc: DocId, version
     }
 }
 
-pub(crate) fn open_doc(model: &mut Model, out: &mut Out, doc: DocId, meta: DocMeta) {
+pub(crate) fn open_doc(model: &mut Model, out: &mut Effects, doc: DocId, meta: DocMeta) {
     if !doc.is_valid() {
         report(
             out,
@@ -858,7 +875,7 @@ pub(crate) fn open_doc(model: &mut Model, out: &mut Out, doc: DocId, meta: DocMe
 
 pub(crate) fn ack_received(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     batch: BatchId,
     status: AckStatus,
@@ -958,7 +975,7 @@ const RATE_LIMITED_RETRY_MAX_MS: crate::io::Millis = 60_000;
 
 /// The retry of a change a peer refused for its rate quota: a request
 /// (both ways), whose answer says what it lacks; the gap goes then.
-pub(crate) fn retry_rate_limited(model: &mut Model, out: &mut Out, peer: &PeerId, doc: &DocId) {
+pub(crate) fn retry_rate_limited(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
     let Some(channel) = peer_channel(model, peer) else {
         // Gone: its reconnect syncs everything anyway.
         return;
@@ -972,7 +989,7 @@ pub(crate) fn retry_rate_limited(model: &mut Model, out: &mut Out, peer: &PeerId
 /// is acknowledged (`taken`: the peer holds it now) or given up on.
 pub(crate) fn answer_owed(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     channel: ChannelId,
     peer: &PeerId,
     f: &crate::model::InFlight,
@@ -994,7 +1011,7 @@ pub(crate) fn answer_owed(
 /// (see `propagation::send_if_behind`) go now, as one update.
 fn send_what_waited(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     peer: &PeerId,
     batch: BatchId,
     f: &crate::model::InFlight,
@@ -1021,7 +1038,7 @@ fn send_what_waited(
 
 fn store_ack(
     model: &mut Model,
-    out: &mut Out,
+    out: &mut Effects,
     store: ChannelId,
     f: crate::model::InFlight,
     status: AckStatus,
@@ -1092,7 +1109,7 @@ fn store_ack(
 
 #[cfg(test)]
 mod tests {
-    use crate::out::FollowUp;
+    use crate::effects::FollowUp;
     use crate::tests::kit::*;
 
     #[test]

@@ -7,10 +7,10 @@
 //! - Reconnects: `base * 2^attempt`, capped, with jitter in [delay/2, delay]
 //!   drawn from the seeded generator kept in the model.
 
+use crate::effects::Effects;
 use crate::ids::{PeerId, RemoteAddr};
 use crate::io::{Cmd, Millis};
 use crate::model::{Model, Timer};
-use crate::out::Out;
 
 /// SplitMix64: small, good enough for jitter, and its state lives in the model.
 pub(crate) fn next_random(model: &mut Model) -> u64 {
@@ -105,7 +105,7 @@ pub(crate) fn ensure_sweep(model: &mut Model) {
 }
 
 /// Emits `WakeAt` when the earliest timer changed.
-pub(crate) fn refresh_wake(model: &mut Model, out: &mut Out) {
+pub(crate) fn refresh_wake(model: &mut Model, out: &mut Effects) {
     let next = model.timers.get_min().map(|(at, _)| *at);
     if next != model.wake_at {
         model.wake_at = next;

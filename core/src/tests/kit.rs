@@ -54,9 +54,9 @@ impl Kit {
     /// recorded for other handlers (returned, not run).
     pub(crate) fn handle(
         &mut self,
-        handler: impl FnOnce(&mut Model, &mut crate::out::Out),
-    ) -> (Vec<Cmd>, Vec<crate::out::FollowUp>) {
-        let mut out = crate::out::Out::default();
+        handler: impl FnOnce(&mut Model, &mut crate::effects::Effects),
+    ) -> (Vec<Cmd>, Vec<crate::effects::FollowUp>) {
+        let mut out = crate::effects::Effects::default();
         self.model.now = self.model.now.max(self.now);
         handler(&mut self.model, &mut out);
         let mut follow_ups = Vec::new();

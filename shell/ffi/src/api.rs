@@ -2,7 +2,7 @@
 //! runs under a panic guard, and reports failures by code and message.
 
 use crate::error::{fail, guard, last, ok, DW_ERR_INVALID, DW_ERR_NULL, DW_ERR_STORE, DW_OK};
-use crate::host::{Host, HostConfig, Out};
+use crate::host::{Host, HostConfig, HostOutput};
 use docweave_core::{ChannelId, DocId, RemoteAddr};
 use docweave_shell::Input;
 use std::ffi::{c_char, CStr, CString};
@@ -377,10 +377,12 @@ pub unsafe extern "C" fn dw_poll(node: *mut DwNode, now_ms: u64, out: *mut DwOut
             return Ok(());
         };
         let (kind, channel, bytes, text) = match next {
-            Out::Transmit { channel, frame } => (DW_OUT_TRANSMIT, channel.0, frame, None),
-            Out::Close { channel, reason } => (DW_OUT_CLOSE, channel.0, Vec::new(), Some(reason)),
-            Out::Dial { remote } => (DW_OUT_DIAL, 0, Vec::new(), Some(remote)),
-            Out::Event(e) => {
+            HostOutput::Transmit { channel, frame } => (DW_OUT_TRANSMIT, channel.0, frame, None),
+            HostOutput::Close { channel, reason } => {
+                (DW_OUT_CLOSE, channel.0, Vec::new(), Some(reason))
+            }
+            HostOutput::Dial { remote } => (DW_OUT_DIAL, 0, Vec::new(), Some(remote)),
+            HostOutput::Event(e) => {
                 let json = serde_json::to_string(&e).unwrap_or_default();
                 (DW_OUT_EVENT, 0, Vec::new(), Some(json))
             }

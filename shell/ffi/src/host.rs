@@ -25,7 +25,7 @@ pub struct HostConfig {
 }
 
 /// One output for the host (store jobs never come out: they run inside).
-pub enum Out {
+pub enum HostOutput {
     /// Write this frame to the connection of `channel`.
     Transmit {
         /// The channel.
@@ -56,7 +56,7 @@ pub struct Host {
     store: Box<dyn Store>,
     /// The token presented to servers this node dials.
     pub token: Option<String>,
-    ready: VecDeque<Out>,
+    ready: VecDeque<HostOutput>,
     /// The frame the last C poll handed out, alive until the next.
     pub held_bytes: Vec<u8>,
     /// The text the last C poll handed out, alive until the next.
@@ -165,7 +165,7 @@ impl Host {
     }
 
     /// The next output for the host, running store jobs on the way.
-    pub fn poll(&mut self, now: u64) -> Option<Out> {
+    pub fn poll(&mut self, now: u64) -> Option<HostOutput> {
         loop {
             if let Some(out) = self.ready.pop_front() {
                 return Some(out);
@@ -177,23 +177,25 @@ impl Host {
                         .handle(now, Input::Store(StoreAnswer { id: job.id, result }));
                 }
                 Output::Transmit { channel, frame } => {
-                    return Some(Out::Transmit { channel, frame })
+                    return Some(HostOutput::Transmit { channel, frame })
                 }
                 Output::TransmitShared { channel, frame } => {
                     for i in 0..frame.chunk_count() {
-                        self.ready.push_back(Out::Transmit {
+                        self.ready.push_back(HostOutput::Transmit {
                             channel,
                             frame: frame.chunk(i),
                         });
                     }
                 }
-                Output::Close { channel, reason } => return Some(Out::Close { channel, reason }),
+                Output::Close { channel, reason } => {
+                    return Some(HostOutput::Close { channel, reason })
+                }
                 Output::Dial { remote } => {
-                    return Some(Out::Dial {
+                    return Some(HostOutput::Dial {
                         remote: remote.as_str().to_string(),
                     })
                 }
-                Output::Event(e) => return Some(Out::Event(e)),
+                Output::Event(e) => return Some(HostOutput::Event(e)),
                 // A host's node has no checker that asks elsewhere; should
                 // one ever ask, the answer is a refusal, not a wait.
                 Output::Authenticate { channel, .. } => {

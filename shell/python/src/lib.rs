@@ -6,7 +6,7 @@
 //! does them), or any decision (the core).
 
 use docweave_core::{ChannelId, DocId, RemoteAddr};
-use docweave_ffi::host::{Host, HostConfig, Out};
+use docweave_ffi::host::{Host, HostConfig, HostOutput};
 use docweave_shell::Input;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -134,14 +134,14 @@ impl Node {
         let out = self.host.poll(now_ms)?;
         let text = |s: String| s.into_pyobject(py).map(|o| o.into_any().unbind()).ok();
         Some(match out {
-            Out::Transmit { channel, frame } => (
+            HostOutput::Transmit { channel, frame } => (
                 "transmit".into(),
                 channel.0,
                 PyBytes::new(py, &frame).into_any().unbind(),
             ),
-            Out::Close { channel, reason } => ("close".into(), channel.0, text(reason)?),
-            Out::Dial { remote } => ("dial".into(), 0, text(remote)?),
-            Out::Event(e) => ("event".into(), 0, text(serde_json::to_string(&e).ok()?)?),
+            HostOutput::Close { channel, reason } => ("close".into(), channel.0, text(reason)?),
+            HostOutput::Dial { remote } => ("dial".into(), 0, text(remote)?),
+            HostOutput::Event(e) => ("event".into(), 0, text(serde_json::to_string(&e).ok()?)?),
         })
     }
 }

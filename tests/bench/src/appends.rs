@@ -53,14 +53,10 @@ fn loro_floor(base: &[u8], update: &[u8]) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// One run with a text of `size` bytes and an append of as many.
-pub async fn s11(size: usize, dir: &Path) -> Run {
-    let db = dir.join(format!("s11-{}-{size}.db", std::process::id()));
-    for s in ["", "-wal", "-shm"] {
-        // A leftover of an earlier run would be read back; a missing one is fine.
-        let _ = std::fs::remove_file(format!("{}{s}", db.display()));
-    }
-    let store = SqliteStore::open(&db).unwrap_or_else(|e| panic!("{e}"));
+/// A server on a SQLite store at `db`, on a loopback WebSocket port: its
+/// repo and URL.
+async fn sqlite_server(db: &Path) -> (Arc<Repo>, String) {
+    let store = SqliteStore::open(db).unwrap_or_else(|e| panic!("{e}"));
     let server = Arc::new(
         Repo::builder("server")
             .store(store)
@@ -78,6 +74,17 @@ pub async fn s11(size: usize, dir: &Path) -> Run {
         server.acceptor(),
     ))
     .detach();
+    (server, url)
+}
+
+/// One run with a text of `size` bytes and an append of as many.
+pub async fn s11(size: usize, dir: &Path) -> Run {
+    let db = dir.join(format!("s11-{}-{size}.db", std::process::id()));
+    for s in ["", "-wal", "-shm"] {
+        // A leftover of an earlier run would be read back; a missing one is fine.
+        let _ = std::fs::remove_file(format!("{}{s}", db.display()));
+    }
+    let (server, url) = sqlite_server(&db).await;
 
     // The large document, written by one client and read by another.
     let first = client("first", &url);

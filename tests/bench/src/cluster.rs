@@ -83,33 +83,7 @@ pub fn s6_all(batches: &[usize], quick: bool, dir: &std::path::Path) -> Vec<Run>
 /// at `rate` per second. Latency: from an edit's commit to its arrival at
 /// each client of another server.
 pub async fn s7(url: &str, servers: usize, clients: usize, edits: u64, rate: f64) -> Run {
-    let mut repos = Vec::new();
-    let mut addrs = Vec::new();
-    for s in 0..servers {
-        let store = PostgresStore::open(url).unwrap_or_else(|e| panic!("{e}"));
-        let repo = Arc::new(
-            Repo::builder(&format!("server-{s}"))
-                .store(store)
-                .build()
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-        let l = smol::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        addrs.push(
-            l.local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-        smol::spawn(serve_ws(
-            l,
-            WsOptions::default(),
-            ConnectionLimit::new(4096),
-            repo.acceptor(),
-        ))
-        .detach();
-        repos.push(repo);
-    }
+    let (repos, addrs) = start_servers(url, servers).await;
     let mut people = Vec::new();
     for i in 0..clients {
         let c = Repo::builder(&format!("c{i}"))
@@ -167,28 +141,7 @@ pub async fn s7(url: &str, servers: usize, clients: usize, edits: u64, rate: f64
         smol::Timer::after(Duration::from_millis(5)).await;
     }
     let all_arrived = arrivals.iter().all(complete);
-    let mut latencies = Vec::new();
-    // The first and last quarter of the edits apart: latency that grows
-    // with the document's history shows here.
-    let (mut first, mut last) = (Vec::new(), Vec::new());
-    let quarter = sent.len() / 4;
-    for log in &arrivals {
-        let l = log.lock().map(|l| l.clone()).unwrap_or_default();
-        for (i, sent_at) in sent.iter().enumerate() {
-            if let Some((at, _)) = l.iter().find(|(_, c)| *c > i as u64) {
-                let ms = at.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0;
-                latencies.push(ms);
-                if i < quarter {
-                    first.push(ms);
-                } else if i >= sent.len() - quarter {
-                    last.push(ms);
-                }
-            }
-        }
-    }
-    for v in [&mut latencies, &mut first, &mut last] {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    }
+    let (latencies, first, last) = latencies(&arrivals, &sent);
     let seconds = sent
         .last()
         .map(|l| l.saturating_duration_since(start).as_secs_f64())
@@ -222,4 +175,63 @@ pub async fn s7(url: &str, servers: usize, clients: usize, edits: u64, rate: f64
         ],
         ..Run::default()
     }
+}
+
+/// `servers` docweave servers on one PostgreSQL database, each on a
+/// loopback WebSocket port: their repos and addresses.
+async fn start_servers(url: &str, servers: usize) -> (Vec<Arc<Repo>>, Vec<String>) {
+    let mut repos = Vec::new();
+    let mut addrs = Vec::new();
+    for s in 0..servers {
+        let store = PostgresStore::open(url).unwrap_or_else(|e| panic!("{e}"));
+        let repo = Arc::new(
+            Repo::builder(&format!("server-{s}"))
+                .store(store)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let l = smol::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        addrs.push(
+            l.local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        smol::spawn(serve_ws(
+            l,
+            WsOptions::default(),
+            ConnectionLimit::new(4096),
+            repo.acceptor(),
+        ))
+        .detach();
+        repos.push(repo);
+    }
+    (repos, addrs)
+}
+
+/// Each edit's latency to each measured client (ms, sorted): all, the
+/// first quarter of the edits and the last (latency that grows with the
+/// document's history shows there).
+fn latencies(arrivals: &[ArrivalLog], sent: &[Instant]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut all, mut first, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    let quarter = sent.len() / 4;
+    for log in arrivals {
+        let l = log.lock().map(|l| l.clone()).unwrap_or_default();
+        for (i, sent_at) in sent.iter().enumerate() {
+            if let Some((at, _)) = l.iter().find(|(_, c)| *c > i as u64) {
+                let ms = at.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0;
+                all.push(ms);
+                if i < quarter {
+                    first.push(ms);
+                } else if i >= sent.len() - quarter {
+                    last.push(ms);
+                }
+            }
+        }
+    }
+    for v in [&mut all, &mut first, &mut last] {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    }
+    (all, first, last)
 }

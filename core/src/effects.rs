@@ -1,5 +1,6 @@
-//! The output accumulator handlers write into, and the follow-ups they
-//! record for `update` to run.
+//! [`Effects`]: what one `update` step produces, as handlers write it
+//! (commands, sends grouped per channel), and the follow-ups they record
+//! for `update` to run.
 //!
 //! Sends are grouped per channel so one `update` step yields at most one
 //! frame per channel (edge case: per-channel aggregation at flush).
@@ -17,7 +18,7 @@ use crate::version::VersionVector;
 use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Default)]
-pub(crate) struct Out {
+pub(crate) struct Effects {
     cmds: Vec<Cmd>,
     sends: BTreeMap<ChannelId, Vec<Outgoing>>,
     follow_ups: VecDeque<FollowUp>,
@@ -65,7 +66,7 @@ pub(crate) enum FollowUp {
     },
 }
 
-impl Out {
+impl Effects {
     /// Records what another handler must do once this one returns.
     pub fn follow(&mut self, follow_up: FollowUp) {
         self.follow_ups.push_back(follow_up);
