@@ -77,6 +77,7 @@ async fn write_client<S>(
                     return false;
                 }
                 if !closing && count < WRITE_BATCH && bytes < WRITE_BATCH_BYTES {
+                    // Empty or closed alike: nothing more to batch now.
                     next = writer_rx.try_recv().ok();
                 }
             }

@@ -365,6 +365,7 @@ fn sweep_sessions(sessions: Sessions, o: HttpOptions) {
 fn refuse_connection(mut s: TcpStream, max: usize) {
     smol::spawn(async move {
         let m = format!("this server holds at most {max} HTTP connections; try again later");
+        // Best effort: a client that cannot be told is gone anyway.
         let _ = s
             .write_all(&raw_answer("503 Service Unavailable", &m))
             .await;

@@ -371,6 +371,7 @@ async fn serve(
                         "docweave: this server holds at most {max} connections; try again later\n"
                     ),
                 };
+                // Best effort: a client that cannot be told is gone anyway.
                 let _ = s
                     .write_all(&http_answer("503 Service Unavailable", &body))
                     .await;
