@@ -620,18 +620,7 @@ fn imported_from_peer(
     } = done;
     peer_has(model, &peer, &doc, &theirs);
     if advanced {
-        changed(model, &doc);
-        let now = model
-            .docs
-            .get(&doc)
-            .map(|d| d.version.clone())
-            .unwrap_or_default();
-        out.emit(Event::DocChanged {
-            doc: doc.clone(),
-            version: now,
-            from: Some(peer.clone()),
-        });
-        propagate(model, out, &doc, Some(&peer));
+        took_change(model, out, &doc, &peer);
     }
     // We may hold concurrent changes it lacks: send only those (never its own back).
     push_gap(model, out, &peer, &doc);
@@ -663,6 +652,23 @@ fn imported_from_peer(
     }
 }
 
+/// An import added to `doc` (sent by `peer`): it is changed here, the
+/// application hears of it, and the other subscribers get it.
+fn took_change(model: &mut Model, out: &mut Effects, doc: &DocId, peer: &PeerId) {
+    changed(model, doc);
+    let now = model
+        .docs
+        .get(doc)
+        .map(|d| d.version.clone())
+        .unwrap_or_default();
+    out.emit(Event::DocChanged {
+        doc: doc.clone(),
+        version: now,
+        from: Some(peer.clone()),
+    });
+    propagate(model, out, doc, Some(peer));
+}
+
 /// A listener's pushed revision is in: others hear of it, and its
 /// revision is settled once durable (or says what it is missing).
 fn imported_from_push(
@@ -680,13 +686,7 @@ fn imported_from_push(
         complete,
     } = done;
     if advanced {
-        changed(model, &doc);
-        out.emit(Event::DocChanged {
-            doc: doc.clone(),
-            version: version.clone(),
-            from: Some(peer.clone()),
-        });
-        propagate(model, out, &doc, Some(&peer));
+        took_change(model, out, &doc, &peer);
     }
     if complete {
         when_durable(model, out, &doc, version, Notify::Push { job, index });
