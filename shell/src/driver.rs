@@ -4,7 +4,8 @@
 
 use crate::engine::DocEngine;
 use crate::health::Health;
-use crate::node::{run_job, Input, Node, Output, StoreAnswer, StoreJob};
+use crate::node::{run_job, Input, Node, Output, StoreAnswer};
+use crate::store_threads::StoreThreads;
 use docweave_adapters::transport::{LinkTx, SendError};
 use docweave_adapters::{Link, Store};
 use docweave_core::{ChannelId, DocId, Event, Millis, PeerId, RemoteAddr};
@@ -151,92 +152,6 @@ pub(crate) enum Request<E: DocEngine> {
     },
 }
 
-/// Runs store jobs on a thread of their own, in order, and answers each.
-struct StoreThread {
-    jobs: std::sync::mpsc::Sender<StoreJob>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    health: Health,
-}
-
-impl StoreThread {
-    fn spawn<E: DocEngine>(
-        mut store: Box<dyn Store>,
-        answers: async_channel::Sender<Request<E>>,
-        health: Health,
-        metrics: Option<crate::Metrics>,
-    ) -> Self {
-        let (jobs, rx) = std::sync::mpsc::channel::<StoreJob>();
-        let watch = health.clone();
-        let thread = std::thread::spawn(move || {
-            while let Ok(job) = rx.recv() {
-                let id = job.id;
-                let appended = match &job.op {
-                    crate::node::StoreOp::Append(changes) => Some(changes.len()),
-                    _ => None,
-                };
-                let started = Instant::now();
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_job(&mut *store, job.op)
-                }));
-                if let Some(m) = &metrics {
-                    if let Some(n) = appended {
-                        m.store_append.observe(started.elapsed().as_secs_f64());
-                        m.append_batch.observe(n as f64);
-                    }
-                    if !matches!(&ran, Ok(r) if r.store_failure().is_none()) {
-                        m.store_failures.inc();
-                    }
-                }
-                let result = match ran {
-                    Ok(result) => result,
-                    Err(p) => {
-                        // The store may be left mid-transaction: it is not
-                        // used again, and the node stops (a supervisor
-                        // restarts the process on a store it opens afresh).
-                        let why =
-                            format!("the store panicked: {}", crate::health::panic_message(&*p));
-                        watch.stop(why.clone());
-                        let failed = crate::node::StoreResult::Failed(crate::node::JobError {
-                            reason: why,
-                            tombstoned: false,
-                        });
-                        // A closed loop has nobody left to tell.
-                        let _ = answers
-                            .send_blocking(Request::Store(StoreAnswer { id, result: failed }));
-                        return;
-                    }
-                };
-                watch.store_answered(result.store_failure());
-                // A closed loop is closing: the remaining jobs still run.
-                let _ = answers.send_blocking(Request::Store(StoreAnswer { id, result }));
-            }
-        });
-        Self {
-            jobs,
-            thread: Some(thread),
-            health,
-        }
-    }
-
-    /// Hands the thread a job; a thread that is gone stops the node (its
-    /// answer would never come).
-    fn run(&self, job: StoreJob) {
-        if self.jobs.send(job).is_err() {
-            self.health.stop("the store thread is gone".into());
-        }
-    }
-
-    fn close(mut self) {
-        let Self { jobs, thread, .. } = &mut self;
-        drop(std::mem::replace(jobs, std::sync::mpsc::channel().0));
-        if let Some(t) = thread.take() {
-            if t.join().is_err() {
-                self.health.stop("the store thread ended in a panic".into());
-            }
-        }
-    }
-}
-
 /// Asks a store shared with other processes to announce their writes, so
 /// the node reads the feed at once instead of at its next poll.
 /// Whether it does.
@@ -277,7 +192,7 @@ pub(crate) struct Driver<E: DocEngine> {
     frames: async_channel::Receiver<Inbound>,
     frames_tx: async_channel::Sender<Inbound>,
     gate: Arc<Semaphore>,
-    store: Option<StoreThread>,
+    store: Option<StoreThreads>,
     started: Instant,
     /// The last error per document, for its status.
     errors: BTreeMap<DocId, String>,
@@ -309,7 +224,13 @@ impl<E: DocEngine> Driver<E> {
                     node.handle(0, Input::StoreAnnounced);
                 }
                 let metrics = node.metrics().cloned();
-                Some(StoreThread::spawn(store, me.clone(), health, metrics))
+                let answers = me.clone();
+                let answer: crate::store_threads::Answer = Arc::new(move |a| {
+                    // A closed loop is closing: the remaining jobs still
+                    // run, and nobody is left to hear their answers.
+                    let _ = answers.send_blocking(Request::Store(a));
+                });
+                Some(StoreThreads::spawn(store, answer, health, metrics))
             }
             None => None,
         };

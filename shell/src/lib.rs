@@ -106,6 +106,7 @@ mod node;
 mod oplog_engine;
 mod recording;
 mod repo;
+mod store_threads;
 mod token_refresh;
 pub mod trace;
 

@@ -116,6 +116,11 @@ pub struct Schedule {
     /// of the schedules, so eviction and reloading meet every fault (drawn
     /// from the seed alone, like `chunk_size`).
     pub max_docs: usize,
+    /// Milliseconds each read a node lets run beside its other store jobs
+    /// takes (a replica read back after eviction), times one to three, so
+    /// such answers overtake each other and the writes; 0 in half the
+    /// schedules: they run in order (from the seed alone).
+    pub read_delay: u64,
     /// Clients that reach their hub by HTTP polling, with their poll
     /// interval in milliseconds (from the seed alone).
     pub polling: Vec<(usize, u64)>,
@@ -267,6 +272,11 @@ impl Schedule {
                 docweave_shell::NodeOptions::default().chunk_size
             },
             max_docs: if (seed >> 4) % 5 == 0 { 1 } else { usize::MAX },
+            read_delay: if (seed >> 11) % 2 == 0 {
+                20 + (seed >> 13) % 300
+            } else {
+                0
+            },
             // A quarter of the schedules: every other client polls.
             polling: if polls {
                 (0..n)
@@ -331,6 +341,7 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
             sim.add_node(c, true);
         }
         sim.set_store_delay(&hub_name(h), delay(h));
+        sim.set_read_delay(&hub_name(h), s.read_delay);
     }
     if !s.shared_store {
         for h in 1..s.hubs {
@@ -343,6 +354,7 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
     for (i, store) in s.clients.iter().enumerate() {
         sim.add_node(Config::new(&client_name(i)), *store);
         sim.set_store_delay(&client_name(i), delay(s.hubs + i));
+        sim.set_read_delay(&client_name(i), s.read_delay);
         sim.connect(&client_name(i), &hub_name(i % s.hubs), None);
     }
     let members = if E::speaks_loro() { s.loro_members } else { 0 };

@@ -210,6 +210,15 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
         c.inputs.get("store-announced").copied().unwrap_or(0) > 0,
         "no schedule ran two hubs on one shared store"
     );
+    // A node reading an evicted replica back went on taking other inputs.
+    assert!(
+        c.inputs
+            .get(docweave_tests::sim::TAKEN_DURING_RELOAD)
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "no node took an input while a replica was read back"
+    );
     // Loro clients joined, wrote, were acknowledged and were asked to rejoin.
     for kind in [
         "client: join",

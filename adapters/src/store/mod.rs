@@ -193,6 +193,14 @@ pub trait Store: Send {
     fn shared_revocations(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         Ok(Vec::new())
     }
+    /// Another handle on the same data (a second connection), for reads
+    /// run beside this handle's work: one slow read then holds up neither
+    /// the writes nor other reads. It sees what was committed. `None`:
+    /// this store has no second handle, and its reads run in order with
+    /// everything else.
+    fn reader(&mut self) -> Result<Option<Box<dyn Store>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Stored bytes that could not be read back.

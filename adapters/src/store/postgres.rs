@@ -218,6 +218,16 @@ impl Drop for PostgresStore {
 }
 
 impl Store for PostgresStore {
+    /// Another connection to the same database, opened when first used.
+    fn reader(&mut self) -> Result<Option<Box<dyn Store>>, StoreError> {
+        Ok(Some(Box::new(PostgresStore {
+            target: self.target.clone(),
+            conn: None,
+            tag: self.tag.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+        })))
+    }
+
     fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
         if changes.is_empty() {
             return Ok(Vec::new());

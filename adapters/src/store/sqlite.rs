@@ -19,17 +19,25 @@ use std::time::Duration;
 /// A store in one SQLite database file.
 pub struct SqliteStore {
     conn: Connection,
+    /// The database file, for readers beside this connection; `None` for
+    /// a database in memory (no other connection sees it) and for readers.
+    path: Option<std::path::PathBuf>,
 }
 
 impl SqliteStore {
     /// Opens (or creates) the database at `path` and migrates it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         schema::migrate(&mut conn)?;
-        Ok(Self { conn })
+        let in_memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
+        Ok(Self {
+            conn,
+            path: (!in_memory).then(|| path.to_path_buf()),
+        })
     }
 
     /// The schema version of the open database.
@@ -50,6 +58,17 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    /// A second connection to the same file (WAL mode lets it read while
+    /// this one writes; it sees committed transactions only).
+    fn reader(&mut self) -> Result<Option<Box<dyn Store>>, StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(Some(Box::new(SqliteStore { conn, path: None })))
+    }
+
     fn append(&mut self, changes: &[Append]) -> Result<Vec<Clock>, StoreError> {
         let tx = self
             .conn

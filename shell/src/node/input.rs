@@ -1,6 +1,6 @@
 //! What drivers feed the node ([`Input`]): frames put back together and
 //! checked, the application's calls, the store's answers, timeouts; and
-//! what is held while a replica is read back from the store.
+//! what is held while the store's start-up read is out.
 
 use super::*;
 
@@ -210,11 +210,11 @@ impl<E: DocEngine> Node<E> {
                 self.now = self.now.max(now);
                 self.restore_retry = Some((Millis::MAX, pause));
                 let id = self.job(StoreOp::Restore, Purpose::Restore);
-                self.blocked = Some(id);
+                self.restoring = Some(id);
                 return;
             }
         }
-        if let Some(blocker) = self.blocked {
+        if let Some(blocker) = self.restoring {
             let unblocks = matches!(&item, Held::Input(Input::Store(a)) if a.id == blocker);
             if !unblocks {
                 // One pending timeout is enough.
@@ -233,9 +233,10 @@ impl<E: DocEngine> Node<E> {
         self.drain_held();
     }
 
-    /// Inputs that waited for a reload, in arrival order, until the next one blocks.
+    /// Inputs that waited for the start-up read, in arrival order, until
+    /// the next one blocks (a failed read is tried again).
     pub(super) fn drain_held(&mut self) {
-        while self.blocked.is_none() {
+        while self.restoring.is_none() {
             let Some((now, item)) = self.held.pop_front() else {
                 break;
             };

@@ -46,6 +46,7 @@ mod repeated_logs;
 mod replicas;
 mod store_answers;
 mod store_jobs;
+mod waiting;
 
 pub use input::Input;
 pub use output::Output;
@@ -109,7 +110,7 @@ enum Purpose {
     /// The core asked to load a document (since a clock: only what the
     /// replica, resident when asked, lacks).
     Load(DocId, Option<Clock>),
-    /// The node reloads an evicted replica; everything waits for it.
+    /// The node reloads an evicted replica; the commands that need it wait.
     Reload(DocId),
     Changes {
         since: Clock,
@@ -139,8 +140,11 @@ pub struct Node<E: DocEngine> {
     next_channel: u64,
     next_job: u64,
     jobs: BTreeMap<u64, Purpose>,
-    /// Core commands not yet carried out (a reload may hold them).
+    /// Core commands not yet carried out.
     cmds: VecDeque<Cmd>,
+    /// Commands that wait for replicas read back from the store, and the
+    /// reloads out.
+    waiting: waiting::Waiting,
     /// Follow-ups for the core, fed after the current commands.
     internal: VecDeque<Msg>,
     /// `Imported` answers queued at the front by the commands being run.
@@ -152,8 +156,9 @@ pub struct Node<E: DocEngine> {
     recent_exports: recent_exports::RecentExports,
     /// Lines the core logs again and again (a store that is down).
     repeated_logs: repeated_logs::RepeatedLogs,
-    /// The reload everything waits for, and the inputs that wait with it.
-    blocked: Option<u64>,
+    /// The start-up read of the store everything waits for (nothing is
+    /// decided before the node knows what its store remembers).
+    restoring: Option<u64>,
     /// A start-up read of the store that failed is tried again at this
     /// time, after this pause (which doubles, up to 5 s); everything waits.
     restore_retry: Option<(Millis, Millis)>,
@@ -201,12 +206,13 @@ impl<E: DocEngine> Node<E> {
             next_job: 1,
             jobs: BTreeMap::new(),
             cmds: VecDeque::new(),
+            waiting: Default::default(),
             internal: VecDeque::new(),
             imports_ahead: 0,
             deferred: Vec::new(),
             recent_exports: Default::default(),
             repeated_logs: Default::default(),
-            blocked: None,
+            restoring: None,
             restore_retry: None,
             held: VecDeque::new(),
             outbox: BTreeMap::new(),
@@ -235,7 +241,7 @@ impl<E: DocEngine> Node<E> {
             });
             // Nothing is decided before the store said what it remembers.
             let id = node.job(StoreOp::Restore, Purpose::Restore);
-            node.blocked = Some(id);
+            node.restoring = Some(id);
         }
         node
     }
@@ -279,15 +285,25 @@ impl<E: DocEngine> Node<E> {
         self.replicas.len()
     }
 
-    /// Whether everything waits for a store answer (a replica reload).
+    /// Whether the node wants no more frames for now: it waits for its
+    /// store's start-up read, or so many commands wait for replicas being
+    /// read back that more should stay in the connections until the
+    /// store catches up. Store answers and timeouts are always taken.
     pub fn waits_for_store(&self) -> bool {
-        self.blocked.is_some()
+        self.restoring.is_some() || self.waiting.len() >= waiting::MOST_WAITING
+    }
+
+    /// How many replicas are being read back from the store for commands
+    /// that wait for them.
+    pub fn reloads(&self) -> usize {
+        self.waiting.reloads()
     }
 
     /// When the node next wants [`Input::Timeout`]. `None` while it waits
-    /// for its store (timers fire once the answer is in).
+    /// for its store's start-up read (timers fire once the answer is in).
+    /// Reloads of single replicas stop no timer.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        if self.blocked.is_some() {
+        if self.restoring.is_some() {
             return self
                 .restore_retry
                 .map(|(at, _)| at)
@@ -347,14 +363,18 @@ impl<E: DocEngine> Node<E> {
         self.cmds.extend(cmds);
     }
 
-    /// Carries out queued commands and the follow-ups they cause, until done
-    /// or until a reload must come first.
+    /// Carries out queued commands and the follow-ups they cause. A
+    /// command that needs a replica not in memory waits for its reload, and
+    /// so do later ones for the same documents or connections; the rest go on.
     fn run(&mut self) {
-        if self.blocked.is_some() {
+        if self.restoring.is_some() {
             return;
         }
         loop {
             while let Some(cmd) = self.cmds.pop_front() {
+                let Some(cmd) = self.hold_back(cmd) else {
+                    continue;
+                };
                 // Imports into the same document wait, so that a run of
                 // updates is imported as one (each import of concurrent
                 // changes otherwise recomputes the state); anything else is
@@ -363,13 +383,6 @@ impl<E: DocEngine> Node<E> {
                     if self.deferred.first().is_none_or(|(_, d, _)| d == doc));
                 if !joins {
                     self.import_deferred();
-                }
-                if let Some(doc) = self.missing_replica(&cmd) {
-                    self.import_deferred();
-                    self.cmds.push_front(cmd);
-                    let id = self.job(StoreOp::Load(doc.clone()), Purpose::Reload(doc));
-                    self.blocked = Some(id);
-                    return;
                 }
                 match cmd {
                     Cmd::Import { id, doc, data } if joins => self.deferred.push((id, doc, data)),
@@ -444,7 +457,7 @@ impl<E: DocEngine> Node<E> {
     }
 }
 
-/// What waits while a reload is in progress.
+/// What waits while the store's start-up read is in progress.
 enum Held {
     Input(Input),
     Opened {

@@ -35,7 +35,8 @@ impl<E: DocEngine> Node<E> {
                 }
                 StoreItem::Op(op, purpose) => {
                     self.append_job(&mut appends);
-                    self.job(op, purpose);
+                    let aside = self.may_read_aside(&purpose);
+                    self.job_with(op, purpose, aside);
                 }
             }
         }
@@ -47,19 +48,33 @@ impl<E: DocEngine> Node<E> {
         for (channel, items) in std::mem::take(&mut self.outbox) {
             self.transmit_with(channel, items, &mut exports);
         }
-        // Evict only when nothing waits: a command still to run may need
-        // the very replicas that would go (and reloading them in turn for
-        // ever would be a livelock the fuzzer found).
-        if self.store.is_some() && self.cmds.is_empty() && self.blocked.is_none() {
+        // Evict only between bursts, and never a replica a waiting
+        // command or a reload concerns: a command may need the very
+        // replicas that would go (and reloading them in turn for ever
+        // would be a livelock the fuzzer found).
+        if self.store.is_some() && self.cmds.is_empty() && self.restoring.is_none() {
             let model = self.model.as_ref();
+            let waiting = &self.waiting;
             let before = self.replicas.len();
             self.replicas.evict(self.options.max_docs, |doc| {
-                model.is_some_and(|m| m.is_dirty(doc))
+                model.is_some_and(|m| m.is_dirty(doc)) || waiting.involves(doc)
             });
             if let Some(m) = &self.metrics {
                 m.evicted
                     .inc_by(before.saturating_sub(self.replicas.len()) as u64);
             }
+        }
+    }
+
+    /// Whether a store job may run beside the others: the first read of a
+    /// document the core holds nothing of yet (it is loading, nothing of
+    /// it is unwritten), which no write still out can concern.
+    fn may_read_aside(&self, purpose: &Purpose) -> bool {
+        match purpose {
+            Purpose::Load(doc, None) => {
+                self.model().doc_version(doc).is_none() && !self.model().is_dirty(doc)
+            }
+            _ => false,
         }
     }
 

@@ -35,7 +35,8 @@ pub enum Output {
         /// Where.
         remote: RemoteAddr,
     },
-    /// Run a job on the store ([`run_job`]) and feed the answer back, in job order.
+    /// Run a job on the store ([`run_job`]) and feed the answer back, in job
+    /// order (a job marked [`StoreJob::aside`] may run beside the others).
     Store(StoreJob),
     /// Tell the application.
     Event(Event),
@@ -51,21 +52,66 @@ pub enum Output {
 }
 
 impl<E: DocEngine> Node<E> {
-    /// A document a command needs whose replica is not in memory and must
-    /// be read from the store first (without a store, memory is the only copy).
-    pub(super) fn missing_replica(&self, cmd: &Cmd) -> Option<DocId> {
-        self.store?;
-        let needs = |doc: &DocId| {
-            (!self.replicas.contains(doc) && !self.model().is_tombstoned(doc)).then(|| doc.clone())
+    /// Parks what of `cmd` must wait for a replica read back from the
+    /// store (asking for the read), and gives back what may go now: of a
+    /// send, the items about documents nothing waits for.
+    pub(super) fn hold_back(&mut self, cmd: Cmd) -> Option<Cmd> {
+        let Cmd::Send { channel, items } = cmd else {
+            let missing = self.missing_replica(&cmd);
+            if let Some(doc) = &missing {
+                self.reload(doc);
+            }
+            if missing.is_some() || self.waiting.holds_up(&cmd) {
+                self.waiting.park(cmd);
+                return None;
+            }
+            return Some(cmd);
         };
+        let (mut go, mut wait) = (Vec::new(), Vec::new());
+        // Documents an earlier item of this send waits for.
+        let mut held: BTreeSet<DocId> = BTreeSet::new();
+        for item in items {
+            // Data is exported from the replica; a message carries its own.
+            let exported = !matches!(item, Outgoing::Message(_));
+            let mut waits = false;
+            for doc in waiting::item_docs(&item) {
+                if exported && self.needs_reload(doc) {
+                    let doc = doc.clone();
+                    self.reload(&doc);
+                    waits = true;
+                } else if self.waiting.holds(doc) || held.contains(doc) {
+                    waits = true;
+                }
+            }
+            if waits {
+                held.extend(waiting::item_docs(&item).into_iter().cloned());
+                wait.push(item);
+            } else {
+                go.push(item);
+            }
+        }
+        if !wait.is_empty() {
+            self.waiting.park(Cmd::Send {
+                channel,
+                items: wait,
+            });
+        }
+        (!go.is_empty()).then_some(Cmd::Send { channel, items: go })
+    }
+
+    /// Whether a document's replica is not in memory and must be read from
+    /// the store first (without a store, memory is the only copy).
+    fn needs_reload(&self, doc: &DocId) -> bool {
+        self.store.is_some() && !self.replicas.contains(doc) && !self.model().is_tombstoned(doc)
+    }
+
+    /// A document a command other than a send needs whose replica must be
+    /// read from the store first.
+    fn missing_replica(&self, cmd: &Cmd) -> Option<DocId> {
         match cmd {
-            Cmd::Import { doc, .. } => needs(doc),
-            Cmd::Emit(Event::DocReady { doc, .. }) => needs(doc),
-            Cmd::Send { items, .. } => items.iter().find_map(|item| match item {
-                Outgoing::Data { doc, .. } => needs(doc),
-                Outgoing::Strands { items, .. } => items.iter().find_map(|s| needs(&s.doc)),
-                Outgoing::Message(_) => None,
-            }),
+            Cmd::Import { doc, .. } | Cmd::Emit(Event::DocReady { doc, .. }) => {
+                self.needs_reload(doc).then(|| doc.clone())
+            }
             _ => None,
         }
     }

@@ -33,12 +33,19 @@ impl<E: DocEngine> Node<E> {
         }
     }
 
-    /// Gives a job an id and puts it out.
+    /// Gives a job an id and puts it out, to run in order.
     pub(super) fn job(&mut self, op: StoreOp, purpose: Purpose) -> u64 {
+        self.job_with(op, purpose, false)
+    }
+
+    /// Gives a job an id and puts it out; `aside`: it may run beside the
+    /// others and be answered in any order (see [`StoreJob::aside`]).
+    pub(super) fn job_with(&mut self, op: StoreOp, purpose: Purpose, aside: bool) -> u64 {
         let id = self.next_job;
         self.next_job += 1;
         self.jobs.insert(id, purpose);
-        self.outputs.push_back(Output::Store(StoreJob { id, op }));
+        self.outputs
+            .push_back(Output::Store(StoreJob { id, op, aside }));
         id
     }
 
@@ -123,7 +130,7 @@ impl<E: DocEngine> Node<E> {
             }));
             return;
         };
-        self.blocked = None;
+        self.restoring = None;
         self.restore_retry = None;
         self.internal.push_back(Msg::Restored {
             store,
@@ -254,14 +261,33 @@ impl<E: DocEngine> Node<E> {
         });
         self.run();
         let known = self.model().doc_version(&doc).is_some() || self.model().is_dirty(&doc);
-        if !known && self.blocked.is_none() {
+        if !known && !self.waiting.involves(&doc) {
             self.replicas.remove(&doc);
         }
     }
 
-    /// An evicted replica came back from the store: what waited for it goes on.
+    /// Reads an evicted replica back from the store for the commands that
+    /// need it (once: later commands wait for the same read).
+    pub(super) fn reload(&mut self, doc: &DocId) {
+        if self.waiting.reloading(doc) {
+            return;
+        }
+        // A replica the store holds all of has no write out that a read
+        // beside the writes could miss: such a read may run concurrently.
+        let aside = !self.model().is_dirty(doc);
+        let id = self.job_with(
+            StoreOp::Load(doc.clone()),
+            Purpose::Reload(doc.clone()),
+            aside,
+        );
+        self.waiting.reload_started(doc.clone(), id);
+    }
+
+    /// An evicted replica came back from the store: what waited for it
+    /// goes on, before what the core asks next.
     pub(super) fn reloaded(&mut self, doc: DocId, result: StoreResult) {
-        self.blocked = None;
+        self.waiting.reload_done(&doc);
+        let mut waited = self.waiting.take();
         match result {
             StoreResult::Loaded(Some(l)) => {
                 let got = self.replicas.import_loaded(&doc, &l);
@@ -299,37 +325,47 @@ impl<E: DocEngine> Node<E> {
                 }
             }
             other => {
-                let reason = match other {
-                    StoreResult::Failed(e) => e.reason,
-                    _ => "the store gave an unexpected answer".into(),
-                };
+                let reason = failure_reason(other);
                 tracing::warn!("{doc} could not be read back from the store: {reason}");
-                self.fail_waiting(&doc, &reason);
+                // Reading it again at once would fail again: the commands
+                // that need it go without it (the core's own timeouts
+                // offer the data again later).
+                waited = waited
+                    .into_iter()
+                    .filter_map(|cmd| self.without_replica(&doc, &reason, cmd))
+                    .collect();
             }
+        }
+        // They came before what the answer's step asked for.
+        while let Some(cmd) = waited.pop_back() {
+            self.cmds.push_front(cmd);
         }
     }
 
-    /// The command that waited for a replica cannot be carried out.
-    pub(super) fn fail_waiting(&mut self, doc: &DocId, reason: &str) {
-        let Some(cmd) = self.cmds.pop_front() else {
-            return;
-        };
-        let why = format!("{doc} could not be read back from the store: {reason}");
+    /// A command that needs `doc`, whose replica could not be read back,
+    /// without it: an import is answered as unavailable, a readiness as an
+    /// error, a send loses that document's data (its transmissions time
+    /// out and are offered again later). Other commands are kept.
+    fn without_replica(&mut self, doc: &DocId, reason: &str, cmd: Cmd) -> Option<Cmd> {
+        let why = || format!("{doc} could not be read back from the store: {reason}");
         match cmd {
-            Cmd::Import { id, .. } => self.internal.push_back(Msg::Imported {
-                id,
-                outcome: ImportOutcome::Unavailable { reason: why },
-            }),
-            Cmd::Emit(Event::DocReady { doc, .. }) => {
+            Cmd::Import { id, doc: d, .. } if &d == doc => {
+                self.internal.push_back(Msg::Imported {
+                    id,
+                    outcome: ImportOutcome::Unavailable { reason: why() },
+                });
+                None
+            }
+            Cmd::Emit(Event::DocReady { doc: d, .. }) if &d == doc => {
                 self.outputs.push_back(Output::Event(Event::Error {
-                    doc: Some(doc.clone()),
-                    reason: why,
+                    doc: Some(d.clone()),
+                    reason: why(),
                 }));
                 self.outputs
-                    .push_back(Output::Event(Event::DocUnavailable { doc }));
+                    .push_back(Output::Event(Event::DocUnavailable { doc: d }));
+                None
             }
             Cmd::Send { channel, items } => {
-                // Its transmissions time out and are offered again later.
                 let items: Vec<Outgoing> = items
                     .into_iter()
                     .filter_map(|item| match item {
@@ -342,9 +378,9 @@ impl<E: DocEngine> Node<E> {
                         other => Some(other),
                     })
                     .collect();
-                self.cmds.push_front(Cmd::Send { channel, items });
+                Some(Cmd::Send { channel, items })
             }
-            other => self.cmds.push_front(other),
+            other => Some(other),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Store jobs: what the node asks of its store, and the answers. A driver
 //! runs each job with [`run_job`] (on a thread, inline in a simulation, or
-//! in a host's own code) and hands the answer back, in job order.
+//! in a host's own code) and hands the answer back: in job order, except
+//! jobs marked [`StoreJob::aside`], which may run beside the others.
 
 use docweave_adapters::{Append, Loaded, Store, StoreError};
 use docweave_core::{Clock, DocId, Filter, StateRecord, StoredDoc};
@@ -12,6 +13,10 @@ pub struct StoreJob {
     pub id: u64,
     /// What to do.
     pub op: StoreOp,
+    /// A read that may run beside the other jobs (on another connection
+    /// to the same store) and be answered out of order: no write it could
+    /// miss is out. Drivers that run every job in order are right too.
+    pub aside: bool,
 }
 
 /// What a store job does.

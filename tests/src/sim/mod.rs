@@ -61,6 +61,13 @@ enum Due {
         node: String,
         epoch: u64,
     },
+    /// A read the node allowed to run beside its other store jobs
+    /// ([`StoreJob::aside`]) is done: answered out of order.
+    Read {
+        node: String,
+        epoch: u64,
+        job: StoreJob,
+    },
     Wake {
         node: String,
     },
@@ -138,6 +145,9 @@ pub struct SimNode<E: SimEngine> {
     store_busy: bool,
     /// Store latency per job, milliseconds.
     pub store_delay: u64,
+    /// Latency of reads that may run aside, milliseconds; 0: they run in
+    /// order with the other jobs.
+    pub read_delay: u64,
     /// Bumped by each restart; stale work is dropped.
     epoch: u64,
     actor_base: u64,
@@ -179,6 +189,9 @@ impl Coverage {
         }
     }
 }
+
+/// The coverage entry counting inputs a node took while a reload was out.
+pub const TAKEN_DURING_RELOAD: &str = "(taken during a reload)";
 
 /// How long the simulator's reader of a link (and a raw endpoint) waits
 /// for the rest of a message split into chunks before giving it up.
@@ -331,6 +344,7 @@ impl<E: SimEngine> Sim<E> {
             jobs: VecDeque::new(),
             store_busy: false,
             store_delay: 1,
+            read_delay: 0,
             epoch: 0,
             actor_base: index * 1_000,
             remotes: Vec::new(),
@@ -401,6 +415,13 @@ impl<E: SimEngine> Sim<E> {
     pub fn feed(&mut self, name: &str, input: Input) {
         let now = self.now;
         if let Some(node) = self.nodes.get_mut(name).and_then(|n| n.node.as_mut()) {
+            // What the node takes while a replica is read back for other
+            // commands (it no longer holds everything for a reload).
+            if node.reloads() > 0 && !matches!(input, Input::Store(_)) {
+                if let Ok(mut c) = self.coverage.lock() {
+                    *c.inputs.entry(TAKEN_DURING_RELOAD).or_default() += 1;
+                }
+            }
             node.handle(now, input);
         }
         self.pump(name);
@@ -500,6 +521,18 @@ impl<E: SimEngine> Sim<E> {
                 let Some(n) = self.nodes.get_mut(name) else {
                     return;
                 };
+                if job.aside && n.read_delay > 0 {
+                    // Reads beside the others take different times, so
+                    // their answers overtake one another and the writes.
+                    let t = self.now + n.read_delay * (1 + job.id % 3);
+                    let due = Due::Read {
+                        node: name.to_string(),
+                        epoch: n.epoch,
+                        job,
+                    };
+                    self.at(t, due);
+                    return;
+                }
                 n.jobs.push_back(job);
                 if !n.store_busy {
                     n.store_busy = true;
@@ -768,6 +801,7 @@ impl<E: SimEngine> Sim<E> {
                 epoch,
             } => self.dial(&node, &remote, epoch),
             Due::Store { node, epoch } => self.run_store_job(&node, epoch),
+            Due::Read { node, epoch, job } => self.run_read_aside(&node, epoch, job),
             Due::Announce { node, what } => self.announced_to(&node, what),
             Due::LoroToSession {
                 name,
@@ -838,6 +872,25 @@ impl<E: SimEngine> Sim<E> {
         );
         self.pump(name);
         self.pump(remote);
+    }
+
+    /// Runs a read beside the node's other jobs and answers it at once.
+    fn run_read_aside(&mut self, name: &str, epoch: u64, job: StoreJob) {
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        let (true, Some(store)) = (n.epoch == epoch, n.store.as_mut()) else {
+            return;
+        };
+        let answer = StoreAnswer {
+            id: job.id,
+            result: run_job(store, job.op),
+        };
+        self.log(format!(
+            "{name}.store -> {name}  {} (read aside)",
+            trace::store_result(&answer.result)
+        ));
+        self.feed(name, Input::Store(answer));
     }
 
     fn run_store_job(&mut self, name: &str, epoch: u64) {
@@ -1292,6 +1345,14 @@ impl<E: SimEngine> Sim<E> {
     pub fn set_store_delay(&mut self, name: &str, ms: u64) {
         if let Some(n) = self.nodes.get_mut(name) {
             n.store_delay = ms.max(1);
+        }
+    }
+
+    /// Sets how long each read a node allows to run aside takes (0: such
+    /// reads run in order with its other jobs).
+    pub fn set_read_delay(&mut self, name: &str, ms: u64) {
+        if let Some(n) = self.nodes.get_mut(name) {
+            n.read_delay = ms;
         }
     }
 

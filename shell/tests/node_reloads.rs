@@ -1,0 +1,159 @@
+//! A replica read back from the store (evicted earlier) holds up only
+//! what needs it: other documents are served, timers keep running, and
+//! reads of different documents are out at once and may be answered in
+//! any order.
+
+use docweave_adapters::MemoryStore;
+use docweave_core::{Config, DocId, Event, RemoteAddr};
+use docweave_shell::{
+    run_job, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer, StoreJob, StoreOp,
+};
+
+/// Runs the node's store jobs until it is quiet; returns its events.
+fn settle(node: &mut Node<LoroEngine>, store: &mut MemoryStore) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        let mut jobs = Vec::new();
+        while let Some(out) = node.poll_output() {
+            match out {
+                Output::Store(job) => jobs.push(job),
+                Output::Event(e) => events.push(e),
+                _ => {}
+            }
+        }
+        if jobs.is_empty() {
+            return events;
+        }
+        for job in jobs {
+            let result = run_job(store, job.op);
+            node.handle(0, Input::Store(StoreAnswer { id: job.id, result }));
+        }
+    }
+}
+
+/// What the node put out now: its store jobs and its events.
+fn outputs(node: &mut Node<LoroEngine>) -> (Vec<StoreJob>, Vec<Event>) {
+    let (mut jobs, mut events) = (Vec::new(), Vec::new());
+    while let Some(out) = node.poll_output() {
+        match out {
+            Output::Store(job) => jobs.push(job),
+            Output::Event(e) => events.push(e),
+            _ => {}
+        }
+    }
+    (jobs, events)
+}
+
+fn ready(events: &[Event], doc: &str) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::DocReady { doc: d, .. } if d.as_str() == doc))
+}
+
+fn options() -> NodeOptions {
+    NodeOptions {
+        store: true,
+        max_docs: 1,
+        ..NodeOptions::default()
+    }
+}
+
+#[test]
+fn a_replica_read_back_holds_up_only_the_commands_that_need_it() {
+    let mut store = MemoryStore::new();
+    // A first process stores two documents.
+    let mut first = Node::new(Config::new("laptop"), LoroEngine, options());
+    settle(&mut first, &mut store);
+    for (i, doc) in ["a", "b"].into_iter().enumerate() {
+        let id = DocId::new(doc);
+        first.handle(0, Input::Open { doc: id.clone() });
+        settle(&mut first, &mut store);
+        let handle = first.doc_handle(&id).unwrap();
+        handle.get_text("t").insert(0, doc).unwrap();
+        handle.commit();
+        first.handle(i as u64, Input::LocalChange { doc: id });
+        settle(&mut first, &mut store);
+    }
+    drop(first);
+
+    // The next process knows both from its store, and holds no replica.
+    let mut node = Node::new(Config::new("laptop"), LoroEngine, options());
+    settle(&mut node, &mut store);
+    assert_eq!(node.resident(), 0);
+    // A remote it cannot reach: its reconnection is a timer.
+    let remote = RemoteAddr::new("mem://hub");
+    node.handle(
+        1,
+        Input::Connect {
+            remote: remote.clone(),
+            token: None,
+            filter: docweave_core::Filter::all(),
+        },
+    );
+    outputs(&mut node);
+    node.handle(2, Input::DialFailed { remote });
+    outputs(&mut node);
+    assert!(node.poll_timeout().is_some(), "no reconnection timer");
+
+    node.handle(
+        3,
+        Input::Open {
+            doc: DocId::new("a"),
+        },
+    );
+    let (jobs_a, events) = outputs(&mut node);
+    assert!(!ready(&events, "a"), "ready before its replica was read");
+    let [read_a] = jobs_a.as_slice() else {
+        panic!("expected one read of a, got {jobs_a:?}");
+    };
+    assert_eq!(read_a.op, StoreOp::Load(DocId::new("a")));
+    assert!(read_a.aside, "a clean replica's read may run aside");
+    assert_eq!(node.reloads(), 1);
+    assert!(
+        node.poll_timeout().is_some(),
+        "timers stopped while a replica was read back"
+    );
+    assert!(!node.waits_for_store(), "one reload held up every frame");
+
+    // `b` is opened while `a` is still being read: it is read too, at once.
+    node.handle(
+        4,
+        Input::Open {
+            doc: DocId::new("b"),
+        },
+    );
+    let (jobs_b, _) = outputs(&mut node);
+    let [read_b] = jobs_b.as_slice() else {
+        panic!("b waited for a's read: {jobs_b:?}");
+    };
+    assert_eq!(read_b.op, StoreOp::Load(DocId::new("b")));
+
+    // Answered out of order: b first, and b is ready while a still waits.
+    let result = run_job(&mut store, read_b.op.clone());
+    node.handle(
+        5,
+        Input::Store(StoreAnswer {
+            id: read_b.id,
+            result,
+        }),
+    );
+    let (_, events) = outputs(&mut node);
+    assert!(ready(&events, "b"), "b waited for a: {events:?}");
+    assert!(!ready(&events, "a"));
+    let handle = node.doc_handle(&DocId::new("b")).unwrap();
+    assert_eq!(handle.get_text("t").to_string(), "b");
+
+    let result = run_job(&mut store, read_a.op.clone());
+    node.handle(
+        6,
+        Input::Store(StoreAnswer {
+            id: read_a.id,
+            result,
+        }),
+    );
+    let events = settle(&mut node, &mut store);
+    assert!(ready(&events, "a"), "a never became ready: {events:?}");
+    let handle = node.doc_handle(&DocId::new("a")).unwrap();
+    assert_eq!(handle.get_text("t").to_string(), "a");
+    assert_eq!(node.reloads(), 0);
+}
