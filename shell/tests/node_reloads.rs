@@ -157,3 +157,138 @@ fn a_replica_read_back_holds_up_only_the_commands_that_need_it() {
     assert_eq!(handle.get_text("t").to_string(), "a");
     assert_eq!(node.reloads(), 0);
 }
+
+/// A node on `store` that knows documents `a` and `b` from it and holds
+/// neither in memory.
+fn restarted_with_two_documents(store: &mut MemoryStore) -> Node<LoroEngine> {
+    let mut first = Node::new(Config::new("laptop"), LoroEngine, options());
+    settle(&mut first, store);
+    for doc in ["a", "b"] {
+        let id = DocId::new(doc);
+        first.handle(0, Input::Open { doc: id.clone() });
+        settle(&mut first, store);
+        let handle = first.doc_handle(&id).unwrap();
+        handle.get_text("t").insert(0, doc).unwrap();
+        handle.commit();
+        first.handle(0, Input::LocalChange { doc: id });
+        settle(&mut first, store);
+    }
+    drop(first);
+    let mut node = Node::new(Config::new("laptop"), LoroEngine, options());
+    settle(&mut node, store);
+    assert_eq!(node.resident(), 0);
+    node
+}
+
+#[test]
+fn a_read_back_that_fails_makes_its_document_unavailable_and_no_other() {
+    let mut store = MemoryStore::new();
+    let mut node = restarted_with_two_documents(&mut store);
+    node.handle(
+        1,
+        Input::Open {
+            doc: DocId::new("a"),
+        },
+    );
+    node.handle(
+        1,
+        Input::Open {
+            doc: DocId::new("b"),
+        },
+    );
+    let (jobs, _) = outputs(&mut node);
+    let [read_a, read_b] = jobs.as_slice() else {
+        panic!("expected reads of a and b, got {jobs:?}");
+    };
+    let failed = docweave_shell::StoreResult::Failed(docweave_shell::JobError {
+        reason: "disk on fire".into(),
+        tombstoned: false,
+    });
+    node.handle(
+        2,
+        Input::Store(StoreAnswer {
+            id: read_a.id,
+            result: failed,
+        }),
+    );
+    let (again, events) = outputs(&mut node);
+    assert!(
+        again.is_empty(),
+        "a failed read was asked again at once: {again:?}"
+    );
+    let unavailable: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::DocUnavailable { doc } => Some(doc.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unavailable, ["a"], "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Error { reason, .. } if reason.contains("disk on fire"))),
+        "the reason was not told: {events:?}"
+    );
+    let result = run_job(&mut store, read_b.op.clone());
+    node.handle(
+        3,
+        Input::Store(StoreAnswer {
+            id: read_b.id,
+            result,
+        }),
+    );
+    let events = settle(&mut node, &mut store);
+    assert!(ready(&events, "b"), "b never became ready: {events:?}");
+    assert_eq!(node.reloads(), 0);
+}
+
+#[test]
+fn a_connection_closed_while_its_data_is_read_back_closes_at_once() {
+    use docweave_core::{
+        encode, Clock, Hello, Message, PeerId, PeerKind, VersionVector, PROTOCOL_VERSION,
+    };
+    let mut store = MemoryStore::new();
+    let mut node = restarted_with_two_documents(&mut store);
+    let channel = node.channel_opened(1, None);
+    let hello = Message::Hello(Hello {
+        peer: PeerId::new("client"),
+        name: "client".into(),
+        kind: PeerKind::User,
+        protocol: PROTOCOL_VERSION,
+        token: None,
+        clock: Clock(0),
+    });
+    let ask = Message::SyncRequest {
+        doc: DocId::new("a"),
+        version: VersionVector::new(),
+        bidirectional: false,
+    };
+    node.handle(
+        1,
+        Input::Frame {
+            channel,
+            bytes: encode(&[hello, ask]).unwrap(),
+        },
+    );
+    let (jobs, _) = outputs(&mut node);
+    assert!(
+        jobs.iter().any(|j| j.op == StoreOp::Load(DocId::new("a"))),
+        "the answer did not wait for a's read: {jobs:?}"
+    );
+    // The operator cuts the client off while the read is out (a revoked
+    // token does the same): it must not go on until the read is back.
+    node.handle(
+        2,
+        Input::Disconnect {
+            peer: None,
+            channel: Some(channel),
+            reason: "revoked".into(),
+        },
+    );
+    let mut closed = false;
+    while let Some(out) = node.poll_output() {
+        closed |= matches!(out, Output::Close { channel: c, .. } if c == channel);
+    }
+    assert!(closed, "the close waited for the read");
+}

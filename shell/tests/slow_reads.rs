@@ -32,11 +32,13 @@ impl Gate {
 }
 
 /// A SQLite store (or one of its readers) whose reads of `slow` wait for
-/// the gate.
+/// the gate; with `broken_readers`, every read on a second connection fails.
 struct SlowRead {
     inner: Box<dyn Store>,
     slow: DocId,
     gate: Gate,
+    broken_readers: bool,
+    reader: bool,
 }
 
 impl Store for SlowRead {
@@ -44,6 +46,11 @@ impl Store for SlowRead {
         self.inner.append(changes)
     }
     fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
+        if self.reader && self.broken_readers {
+            return Err(StoreError::Unavailable(
+                "the second connection broke".into(),
+            ));
+        }
         if doc == &self.slow {
             self.gate.wait();
         }
@@ -78,6 +85,8 @@ impl Store for SlowRead {
                 inner,
                 slow: self.slow.clone(),
                 gate: self.gate.clone(),
+                broken_readers: self.broken_readers,
+                reader: true,
             }) as Box<dyn Store>
         }))
     }
@@ -98,33 +107,39 @@ async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-#[test]
-fn a_document_whose_read_is_slow_holds_up_no_other_document() {
+/// A SQLite file holding `big` and `small`, written by a first hub.
+async fn stored_documents(name: &str) -> std::path::PathBuf {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("slow-reads-{}.db", std::process::id()));
+    let path = dir.join(format!("{name}-{}.db", std::process::id()));
     for s in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{s}", path.display()));
     }
-    smol::block_on(async {
-        // The hub's store holds both documents (written, then closed).
-        let first = Repo::builder("hub")
-            .store(SqliteStore::open(&path).unwrap())
-            .build()
+    let first = Repo::builder("hub")
+        .store(SqliteStore::open(&path).unwrap())
+        .build()
+        .unwrap();
+    for (doc, content) in [("big", "slow to read"), ("small", "quick to read")] {
+        first
+            .edit(doc, |d| d.get_text("t").insert(0, content))
+            .await
+            .unwrap()
             .unwrap();
-        for (doc, content) in [("big", "slow to read"), ("small", "quick to read")] {
-            first
-                .edit(doc, |d| d.get_text("t").insert(0, content))
-                .await
-                .unwrap()
-                .unwrap();
-        }
-        first.close().await;
+    }
+    first.close().await;
+    path
+}
 
+#[test]
+fn a_document_whose_read_is_slow_holds_up_no_other_document() {
+    smol::block_on(async {
+        let path = stored_documents("slow-reads").await;
         let gate = Gate::default();
         let store = SlowRead {
             inner: Box::new(SqliteStore::open(&path).unwrap()),
             slow: DocId::new("big"),
             gate: gate.clone(),
+            broken_readers: false,
+            reader: false,
         };
         let hub = Repo::builder("hub").store(store).build().unwrap();
         // Two clients: the one waiting for `big` gets `small` on the same
@@ -167,6 +182,35 @@ fn a_document_whose_read_is_slow_holds_up_no_other_document() {
         );
         waiting.close().await;
         other.close().await;
+        hub.close().await;
+    });
+}
+
+#[test]
+fn a_read_that_fails_on_a_second_connection_runs_again_in_order() {
+    smol::block_on(async {
+        let path = stored_documents("broken-readers").await;
+        let gate = Gate::default();
+        gate.open();
+        let store = SlowRead {
+            inner: Box::new(SqliteStore::open(&path).unwrap()),
+            slow: DocId::new("big"),
+            gate,
+            broken_readers: true,
+            reader: false,
+        };
+        let hub = Repo::builder("hub").store(store).build().unwrap();
+        let client = Repo::builder("client").build().unwrap();
+        client.connect(&hub).unwrap();
+        let big = client.open("big").await.unwrap();
+        let small = client.open("small").await.unwrap();
+        assert!(
+            eventually(|| text(&big) == "slow to read" && text(&small) == "quick to read").await,
+            "reads that failed beside the writes were not run again: {:?} {:?}",
+            text(&big),
+            text(&small)
+        );
+        client.close().await;
         hub.close().await;
     });
 }

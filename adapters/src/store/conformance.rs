@@ -38,6 +38,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     ids_sharing_a_prefix_do_not_collide(&mut make());
     ids_apps_use_round_trip(&mut make());
     a_failed_batch_writes_nothing(&mut make());
+    a_reader_sees_what_was_committed(&mut make());
     a_load_since_a_clock_brings_all_a_reader_lacks(&mut make());
     a_documents_bytes_are_its_snapshot_and_changes(&mut make());
 }
@@ -306,5 +307,30 @@ pub fn a_load_since_a_clock_brings_all_a_reader_lacks(s: &mut impl Store) {
     assert!(
         ok(s.load_since(&DocId::new("nothing"), first), "load_since").is_none(),
         "an unknown document loads as None"
+    );
+}
+
+/// A second handle ([`Store::reader`]), where the store offers one, reads
+/// what the first committed, also what it committed after the reader
+/// was opened.
+pub fn a_reader_sees_what_was_committed(s: &mut impl Store) {
+    ok(s.append(&[change("r", b"one", &[(1, 1)])]), "append");
+    let Some(mut reader) = ok(s.reader(), "reader") else {
+        return;
+    };
+    let first = ok(reader.load(&DocId::new("r")), "load on the reader");
+    let first = first.unwrap_or_else(|| panic!("the reader does not see a committed document"));
+    assert_eq!(first.changes, vec![b"one".to_vec()]);
+    ok(s.append(&[change("r", b"two", &[(1, 2)])]), "append");
+    let second = ok(reader.load(&DocId::new("r")), "load on the reader");
+    let second = second.unwrap_or_else(|| panic!("the document went on the reader"));
+    assert_eq!(
+        second.changes,
+        vec![b"one".to_vec(), b"two".to_vec()],
+        "the reader does not see a change committed after it was opened"
+    );
+    assert_eq!(
+        ok(reader.load(&DocId::new("none")), "load on the reader"),
+        None
     );
 }

@@ -33,10 +33,11 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         schema::migrate(&mut conn)?;
-        let in_memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
+        // Only a database that is a file on disk is seen by a second
+        // connection (not ":memory:", nor a URI naming a memory database).
         Ok(Self {
             conn,
-            path: (!in_memory).then(|| path.to_path_buf()),
+            path: path.is_file().then(|| path.to_path_buf()),
         })
     }
 

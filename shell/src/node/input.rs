@@ -270,6 +270,8 @@ impl<E: DocEngine> Node<E> {
             Input::ChannelClosed { channel } => {
                 self.chunks.drop_channel(channel);
                 self.checking.remove(&channel);
+                // What waited to be sent on it can no longer go.
+                self.waiting.drop_channel(channel);
                 if self.channels.remove(&channel) {
                     self.outbox.remove(&channel);
                     self.step(Msg::ChannelRemoved { channel });

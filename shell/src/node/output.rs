@@ -56,45 +56,59 @@ impl<E: DocEngine> Node<E> {
     /// store (asking for the read), and gives back what may go now: of a
     /// send, the items about documents nothing waits for.
     pub(super) fn hold_back(&mut self, cmd: Cmd) -> Option<Cmd> {
-        let Cmd::Send { channel, items } = cmd else {
-            let missing = self.missing_replica(&cmd);
-            if let Some(doc) = &missing {
-                self.reload(doc);
+        let (channel, items) = match cmd {
+            Cmd::Send { channel, items } => (channel, items),
+            Cmd::Close { channel, reason } => {
+                self.waiting.drop_channel(channel);
+                return Some(Cmd::Close { channel, reason });
             }
-            if missing.is_some() || self.waiting.holds_up(&cmd) {
-                self.waiting.park(cmd);
-                return None;
+            cmd => {
+                let missing = self.missing_replica(&cmd);
+                if let Some(doc) = &missing {
+                    self.reload(doc);
+                }
+                if missing.is_some() || self.waiting.holds_up(&cmd) {
+                    let held = match &cmd {
+                        Cmd::Import { doc, .. } | Cmd::Purge { doc } => vec![doc.clone()],
+                        Cmd::Emit(event) => {
+                            waiting::event_doc(event).into_iter().cloned().collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    self.waiting.park(cmd, held);
+                    return None;
+                }
+                return Some(cmd);
             }
-            return Some(cmd);
         };
         let (mut go, mut wait) = (Vec::new(), Vec::new());
-        // Documents an earlier item of this send waits for.
+        // Documents the items parked from this send wait for.
         let mut held: BTreeSet<DocId> = BTreeSet::new();
         for item in items {
             // Data is exported from the replica; a message carries its own.
             let exported = !matches!(item, Outgoing::Message(_));
-            let mut waits = false;
+            let mut waits_for = Vec::new();
             for doc in waiting::item_docs(&item) {
                 if exported && self.needs_reload(doc) {
-                    let doc = doc.clone();
-                    self.reload(&doc);
-                    waits = true;
+                    self.reload(doc);
+                    waits_for.push(doc.clone());
                 } else if self.waiting.holds(doc) || held.contains(doc) {
-                    waits = true;
+                    waits_for.push(doc.clone());
                 }
             }
-            if waits {
-                held.extend(waiting::item_docs(&item).into_iter().cloned());
-                wait.push(item);
-            } else {
+            if waits_for.is_empty() {
                 go.push(item);
+            } else {
+                held.extend(waits_for);
+                wait.push(item);
             }
         }
         if !wait.is_empty() {
-            self.waiting.park(Cmd::Send {
+            let cmd = Cmd::Send {
                 channel,
                 items: wait,
-            });
+            };
+            self.waiting.park(cmd, held.into_iter().collect());
         }
         (!go.is_empty()).then_some(Cmd::Send { channel, items: go })
     }

@@ -332,7 +332,7 @@ impl<E: DocEngine> Node<E> {
                 // offer the data again later).
                 waited = waited
                     .into_iter()
-                    .filter_map(|cmd| self.without_replica(&doc, &reason, cmd))
+                    .flat_map(|cmd| self.without_replica(&doc, &reason, cmd))
                     .collect();
             }
         }
@@ -343,10 +343,12 @@ impl<E: DocEngine> Node<E> {
     }
 
     /// A command that needs `doc`, whose replica could not be read back,
-    /// without it: an import is answered as unavailable, a readiness as an
-    /// error, a send loses that document's data (its transmissions time
-    /// out and are offered again later). Other commands are kept.
-    fn without_replica(&mut self, doc: &DocId, reason: &str, cmd: Cmd) -> Option<Cmd> {
+    /// without it: an import is answered as unavailable, a readiness
+    /// becomes an error and the document's unavailability (in the
+    /// application's order of events about it), a send loses that
+    /// document's data (its transmissions time out and are offered again
+    /// later). Other commands are kept.
+    fn without_replica(&mut self, doc: &DocId, reason: &str, cmd: Cmd) -> Vec<Cmd> {
         let why = || format!("{doc} could not be read back from the store: {reason}");
         match cmd {
             Cmd::Import { id, doc: d, .. } if &d == doc => {
@@ -354,17 +356,15 @@ impl<E: DocEngine> Node<E> {
                     id,
                     outcome: ImportOutcome::Unavailable { reason: why() },
                 });
-                None
+                Vec::new()
             }
-            Cmd::Emit(Event::DocReady { doc: d, .. }) if &d == doc => {
-                self.outputs.push_back(Output::Event(Event::Error {
+            Cmd::Emit(Event::DocReady { doc: d, .. }) if &d == doc => vec![
+                Cmd::Emit(Event::Error {
                     doc: Some(d.clone()),
                     reason: why(),
-                }));
-                self.outputs
-                    .push_back(Output::Event(Event::DocUnavailable { doc: d }));
-                None
-            }
+                }),
+                Cmd::Emit(Event::DocUnavailable { doc: d }),
+            ],
             Cmd::Send { channel, items } => {
                 let items: Vec<Outgoing> = items
                     .into_iter()
@@ -378,9 +378,9 @@ impl<E: DocEngine> Node<E> {
                         other => Some(other),
                     })
                     .collect();
-                Some(Cmd::Send { channel, items })
+                vec![Cmd::Send { channel, items }]
             }
-            other => Some(other),
+            other => vec![other],
         }
     }
 }

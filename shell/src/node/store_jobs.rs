@@ -6,8 +6,10 @@
 use docweave_adapters::{Append, Loaded, Store, StoreError};
 use docweave_core::{Clock, DocId, Filter, StateRecord, StoredDoc};
 
-/// One job for the store, named by an id the answer repeats.
+/// One job for the store, named by an id the answer repeats (only the
+/// node makes them; new fields may come).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreJob {
     /// Repeated in the answer.
     pub id: u64,

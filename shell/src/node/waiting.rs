@@ -1,11 +1,13 @@
 //! Commands that wait for a replica being read back from the store, and
 //! what they hold up. A command that needs an evicted replica waits for
-//! its reload; a later command waits behind it only when it concerns one
-//! of the same documents (so each document keeps the core's order, on
-//! every connection), and a close waits for what is still to be sent on
-//! its connection. Of a send, only the items about such documents wait:
-//! the rest of a connection's traffic goes on (the core orders nothing
-//! across documents; an acknowledgement or a listing names no document).
+//! its reload; a later command waits behind it only when it concerns a
+//! document something waits for (so each document keeps the core's order,
+//! on every connection). Of a send, only the items about such documents
+//! wait: the rest of a connection's traffic goes on (the core orders
+//! nothing across documents; an acknowledgement or a listing names no
+//! document). A connection that closes closes at once: what waited to be
+//! sent on it is dropped (a close must not wait: a revoked client would
+//! go on meanwhile).
 //! The node keeps taking inputs and firing timers meanwhile: one slow read
 //! never stalls the documents that do not need it.
 
@@ -20,13 +22,14 @@ pub(super) const MOST_WAITING: usize = 4_096;
 
 #[derive(Default)]
 pub(super) struct Waiting {
-    /// In the order the core gave them.
-    cmds: VecDeque<Cmd>,
-    /// Documents a waiting command concerns.
+    /// In the order the core gave them, each with the documents it waits
+    /// for (missing, or held by an earlier one).
+    cmds: VecDeque<(Cmd, Vec<DocId>)>,
+    /// Documents a waiting command waits for: later commands about them wait too.
     docs: BTreeSet<DocId>,
-    /// Connections a waiting command sends on or closes (a close waits
-    /// for what is still to be sent).
-    channels: BTreeSet<ChannelId>,
+    /// Documents a waiting command will need (also those in memory now):
+    /// kept in memory, or reading one back would evict another for ever.
+    needed: BTreeSet<DocId>,
     /// Reloads out, by document (the store job's id).
     reloads: BTreeMap<DocId, u64>,
 }
@@ -38,58 +41,72 @@ impl Waiting {
     }
 
     /// Whether `cmd` (not a send: see [`Waiting::holds`]) must wait behind
-    /// a waiting command: it concerns one of the same documents, or it
-    /// closes a connection with items still to be sent.
+    /// a waiting command about the same document.
     pub fn holds_up(&self, cmd: &Cmd) -> bool {
         if self.cmds.is_empty() {
             return false;
         }
         match cmd {
-            Cmd::Close { channel, .. } => self.channels.contains(channel),
             Cmd::Import { doc, .. } | Cmd::Purge { doc } => self.docs.contains(doc),
             Cmd::Emit(event) => event_doc(event).is_some_and(|d| self.docs.contains(d)),
             _ => false,
         }
     }
 
-    /// Whether a waiting command concerns `doc`: an item about it waits too.
+    /// Whether a waiting command waits for `doc`: an item about it waits too.
     pub fn holds(&self, doc: &DocId) -> bool {
         self.docs.contains(doc)
     }
 
-    /// Puts `cmd` at the end of the line; what it concerns waits from now on.
-    pub fn park(&mut self, cmd: Cmd) {
-        match &cmd {
-            Cmd::Send { channel, items } => {
-                self.channels.insert(*channel);
-                for item in items {
-                    self.docs.extend(item_docs(item).into_iter().cloned());
-                }
+    /// Puts `cmd` at the end of the line, waiting for `held`.
+    pub fn park(&mut self, cmd: Cmd, held: Vec<DocId>) {
+        self.note(&cmd, &held);
+        self.cmds.push_back((cmd, held));
+    }
+
+    fn note(&mut self, cmd: &Cmd, held: &[DocId]) {
+        self.docs.extend(held.iter().cloned());
+        self.needed.extend(held.iter().cloned());
+        if let Cmd::Send { items, .. } = cmd {
+            for item in items {
+                self.needed.extend(item_docs(item).into_iter().cloned());
             }
-            Cmd::Import { doc, .. } | Cmd::Purge { doc } => {
-                self.docs.insert(doc.clone());
-            }
-            Cmd::Emit(event) => self.docs.extend(event_doc(event).cloned()),
-            Cmd::Close { channel, .. } => {
-                self.channels.insert(*channel);
-            }
-            _ => {}
         }
-        self.cmds.push_back(cmd);
     }
 
     /// Every waiting command, in order, to be tried again (those still
     /// waiting are parked anew).
     pub fn take(&mut self) -> VecDeque<Cmd> {
         self.docs.clear();
-        self.channels.clear();
+        self.needed.clear();
         std::mem::take(&mut self.cmds)
+            .into_iter()
+            .map(|(cmd, _)| cmd)
+            .collect()
     }
 
-    /// Whether a waiting command, or a reload out, concerns `doc` (its
-    /// replica must stay in memory, or be kept once read).
+    /// Drops what waits to be sent on a connection that closes: it never
+    /// left, and the peer asks again when it comes back.
+    pub fn drop_channel(&mut self, channel: ChannelId) {
+        let before = self.cmds.len();
+        self.cmds
+            .retain(|(cmd, _)| !matches!(cmd, Cmd::Send { channel: c, .. } if *c == channel));
+        if self.cmds.len() == before {
+            return;
+        }
+        self.docs.clear();
+        self.needed.clear();
+        let kept = std::mem::take(&mut self.cmds);
+        for (cmd, held) in &kept {
+            self.note(cmd, held);
+        }
+        self.cmds = kept;
+    }
+
+    /// Whether a waiting command needs `doc`, or a reload of it is out
+    /// (its replica must stay in memory, or be kept once read).
     pub fn involves(&self, doc: &DocId) -> bool {
-        self.docs.contains(doc) || self.reloads.contains_key(doc)
+        self.needed.contains(doc) || self.reloads.contains_key(doc)
     }
 
     /// Whether a reload of `doc` is out.
@@ -137,7 +154,7 @@ fn message_doc(m: &Message) -> Option<&DocId> {
 
 /// The document an event is about, if one: the application hears of a
 /// document in the order the core spoke (ready before changed).
-fn event_doc(event: &Event) -> Option<&DocId> {
+pub(super) fn event_doc(event: &Event) -> Option<&DocId> {
     match event {
         Event::DocReady { doc, .. }
         | Event::DocUnavailable { doc, .. }
