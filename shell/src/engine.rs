@@ -54,6 +54,14 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
         batch.iter().map(|bytes| self.import(doc, bytes)).collect()
     }
 
+    /// About how many bytes of memory the replica holds, for eviction by a
+    /// memory budget. Cheap: it is asked after every change. The default
+    /// is a small document's cost.
+    fn resident_estimate(&self, doc: &Self::Doc) -> usize {
+        let _ = doc;
+        16 * 1024
+    }
+
     /// The application's handle on a replica.
     fn handle(&self, doc: &Self::Doc) -> Self::Handle;
 

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub(crate) evicted: Counter,
     pub(crate) documents_known: Gauge,
     pub(crate) documents_resident: Gauge,
+    pub(crate) documents_resident_bytes: Gauge,
+    pub(crate) documents_reloading: Gauge,
     pub(crate) documents_loading: Gauge,
     pub(crate) peers_connected: Gauge,
     pub(crate) in_flight: Gauge,
@@ -104,6 +106,8 @@ impl Metrics {
             evicted: Counter::default(),
             documents_known: Gauge::default(),
             documents_resident: Gauge::default(),
+            documents_resident_bytes: Gauge::default(),
+            documents_reloading: Gauge::default(),
             documents_loading: Gauge::default(),
             peers_connected: Gauge::default(),
             in_flight: Gauge::default(),
@@ -191,6 +195,16 @@ impl Metrics {
             "documents_resident",
             "Document replicas in memory",
             m.documents_resident.clone(),
+        );
+        r.register(
+            "documents_resident_bytes",
+            "Memory of the document replicas, as estimated (only under --memory-budget-mb)",
+            m.documents_resident_bytes.clone(),
+        );
+        r.register(
+            "documents_reloading",
+            "Evicted replicas being read back from the store for commands that wait for them",
+            m.documents_reloading.clone(),
         );
         r.register(
             "documents_loading",

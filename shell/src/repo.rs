@@ -52,6 +52,7 @@ pub struct RepoBuilder<E: DocEngine = LoroEngine> {
     record: Option<crate::recording::RecordOptions>,
     engine: E,
     max_docs: usize,
+    memory_budget: usize,
     follow_feed: bool,
     max_message: usize,
     chunk_size: usize,
@@ -69,6 +70,7 @@ impl<E: DocEngine> RepoBuilder<E> {
             record: self.record,
             engine,
             max_docs: self.max_docs,
+            memory_budget: self.memory_budget,
             follow_feed: self.follow_feed,
             max_message: self.max_message,
             chunk_size: self.chunk_size,
@@ -138,6 +140,16 @@ impl<E: DocEngine> RepoBuilder<E> {
     /// reloaded from the store on demand (only with a store).
     pub fn max_docs_in_memory(mut self, n: usize) -> Self {
         self.max_docs = n.max(1);
+        self
+    }
+
+    /// Keeps the documents in memory within about `bytes` (as the engine
+    /// estimates their memory: for Loro, about 18 KB each plus 4 bytes per
+    /// operation); least recently used ones are evicted and reloaded from
+    /// the store on demand (only with a store). Documents with changes not
+    /// yet durable, or that a waiting command needs, stay.
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
         self
     }
 
@@ -214,6 +226,7 @@ impl<E: DocEngine> RepoBuilder<E> {
             actor: self.actor.unwrap_or_else(|| session_actor(&peer)),
             store: self.store.is_some(),
             max_docs: self.max_docs,
+            memory_budget: self.memory_budget,
             max_message: self.max_message,
             chunk_size: self.chunk_size,
             ..NodeOptions::default()
@@ -306,6 +319,7 @@ impl Repo<LoroEngine> {
             record: None,
             engine: LoroEngine,
             max_docs: usize::MAX,
+            memory_budget: usize::MAX,
             follow_feed: true,
             max_message: NodeOptions::default().max_message,
             chunk_size: NodeOptions::default().chunk_size,

@@ -225,6 +225,46 @@ fn eviction_and_reload_keep_everything() {
 }
 
 #[test]
+fn eviction_by_memory_budget_keeps_the_estimate_within_it_and_loses_nothing() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("budget-{}.db", std::process::id()));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    let long: String = "abcdefghij".chars().cycle().take(20_000).collect();
+    smol::block_on(async {
+        let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        // Each document is about 100 KB in memory (18 KB and 4 bytes per
+        // character): three fit.
+        let r = Repo::builder("solo")
+            .store(store)
+            .memory_budget(320 * 1024)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..8 {
+            r.edit(&format!("d{i}"), |d| d.get_text("t").insert(0, &long))
+                .await
+                .ok();
+        }
+        // Give the store a moment to acknowledge, so replicas may be evicted.
+        smol::Timer::after(Duration::from_millis(300)).await;
+        let resident = r.resident_docs().await.unwrap_or(usize::MAX);
+        assert!(
+            resident <= 4,
+            "{resident} documents of 100 KB still in memory"
+        );
+        for i in 0..8 {
+            let d = r
+                .open(&format!("d{i}"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(text(&d), long, "d{i} lost content");
+        }
+        r.close().await;
+    });
+}
+
+#[test]
 fn status_tells_saved_and_acknowledged() {
     smol::block_on(async {
         let hub = repo("hub");

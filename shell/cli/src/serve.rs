@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// from the store when asked for again.
     #[arg(long, default_value_t = 10_000)]
     max_docs_in_memory: usize,
+    /// Most memory, in MiB, the documents held in memory may take (as
+    /// estimated: for Loro about 18 KB per document plus 4 bytes per
+    /// operation); least recently used ones are evicted first. 0: no budget
+    /// (only --max-docs-in-memory).
+    #[arg(long, default_value_t = 0)]
+    memory_budget_mb: usize,
     /// Also accept TCP connections here (docweave frames back to back: the
     /// simplest transport for a host with its own sockets, as the C API's
     /// example and the Python package); with --tls-cert they speak TLS.
@@ -326,6 +332,10 @@ fn build_repo(
     let mut builder = Repo::builder(&a.name)
         .boxed_store(store)
         .max_docs_in_memory(a.max_docs_in_memory)
+        .memory_budget(match a.memory_budget_mb {
+            0 => usize::MAX,
+            mb => mb.saturating_mul(1024 * 1024),
+        })
         .max_message(max_message)
         .configure(|c| {
             c.kind = PeerKind::Service;

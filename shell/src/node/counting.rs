@@ -116,6 +116,10 @@ impl<E: DocEngine> Node<E> {
         m.documents_known.set(gauge_value(g.documents));
         m.documents_loading.set(gauge_value(g.loading));
         m.documents_resident.set(gauge_value(self.replicas.len()));
+        m.documents_resident_bytes
+            .set(gauge_value(self.replicas.estimated_bytes()));
+        m.documents_reloading
+            .set(gauge_value(self.waiting.reloads()));
         m.peers_connected.set(gauge_value(g.peers_connected));
         m.in_flight.set(gauge_value(g.in_flight));
         m.presence.set(gauge_value(g.presence_entries));

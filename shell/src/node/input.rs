@@ -362,6 +362,7 @@ impl<E: DocEngine> Node<E> {
             tracing::info!("a local change to {doc}, which is not in memory; ignored");
             return;
         };
+        self.replicas.changed(&doc);
         self.step(Msg::LocalChange {
             doc: doc.clone(),
             version: version.clone(),

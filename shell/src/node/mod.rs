@@ -72,6 +72,10 @@ pub struct NodeOptions {
     pub store: bool,
     /// Most replicas kept in memory (evicted least recently used; only with a store).
     pub max_docs: usize,
+    /// Most bytes of memory the replicas may take, as the engine estimates
+    /// it ([`DocEngine::resident_estimate`]); least recently used ones go
+    /// first (only with a store). `usize::MAX`: no budget.
+    pub memory_budget: usize,
     /// Bounds on frames read from channels.
     pub limits: Limits,
     /// Frames larger than this cross as chunk frames of this size.
@@ -91,6 +95,7 @@ impl Default for NodeOptions {
             actor: 1,
             store: false,
             max_docs: usize::MAX,
+            memory_budget: usize::MAX,
             limits: Limits::default(),
             chunk_size: 1024 * 1024,
             max_message: 512 * 1024 * 1024,
@@ -197,7 +202,12 @@ impl<E: DocEngine> Node<E> {
     ) -> Self {
         let mut node = Self {
             model: Some(Model::new(config)),
-            replicas: Replicas::new(engine, options.actor, notify),
+            replicas: Replicas::new(
+                engine,
+                options.actor,
+                notify,
+                options.memory_budget < usize::MAX,
+            ),
             options,
             now: 0,
             store: None,
@@ -283,6 +293,12 @@ impl<E: DocEngine> Node<E> {
     /// How many replicas are in memory.
     pub fn resident(&self) -> usize {
         self.replicas.len()
+    }
+
+    /// The replicas' memory as estimated at the last eviction (0 without a
+    /// memory budget).
+    pub fn resident_bytes_estimate(&self) -> usize {
+        self.replicas.estimated_bytes()
     }
 
     /// Whether the node wants no more frames for now: it waits for its

@@ -56,7 +56,8 @@ impl<E: DocEngine> Node<E> {
             let model = self.model.as_ref();
             let waiting = &self.waiting;
             let before = self.replicas.len();
-            self.replicas.evict(self.options.max_docs, |doc| {
+            let (max, budget) = (self.options.max_docs, self.options.memory_budget);
+            self.replicas.evict(max, budget, |doc| {
                 model.is_some_and(|m| m.is_dirty(doc)) || waiting.involves(doc)
             });
             if let Some(m) = &self.metrics {

@@ -1,5 +1,7 @@
 //! The node's document replicas: created, loaded from stored bytes,
-//! watched for local edits, and evicted least recently used first.
+//! watched for local edits, and evicted least recently used first, when
+//! there are more than a count or (with a memory budget) when their
+//! estimated memory is over the budget.
 
 use crate::engine::DocEngine;
 use docweave_adapters::Loaded;
@@ -18,6 +20,8 @@ struct Replica<E: DocEngine> {
     /// The store clock up to which this replica holds all the store had
     /// (from its last load): a later load need only bring what follows.
     loaded_to: Option<Clock>,
+    /// Its memory, as the engine estimated it when last measured.
+    estimate: usize,
 }
 
 /// What importing a document's stored bytes gave.
@@ -38,10 +42,18 @@ pub(crate) struct Replicas<E: DocEngine> {
     /// Last use of each replica, oldest first.
     by_use: BTreeMap<u64, DocId>,
     uses: u64,
+    /// Whether memory is estimated (only under a budget: it costs a little).
+    measured: bool,
+    /// The estimates of all replicas, summed.
+    total: usize,
+    /// Replicas used since they were last measured (they may have grown).
+    stale: BTreeSet<DocId>,
 }
 
 impl<E: DocEngine> Replicas<E> {
-    pub fn new(engine: E, actor: u64, notify: LocalNotify) -> Self {
+    /// Replicas of `engine`'s documents; `measured`: their memory is
+    /// estimated, for eviction by a budget.
+    pub fn new(engine: E, actor: u64, notify: LocalNotify, measured: bool) -> Self {
         Self {
             engine,
             actor,
@@ -49,6 +61,33 @@ impl<E: DocEngine> Replicas<E> {
             docs: BTreeMap::new(),
             by_use: BTreeMap::new(),
             uses: 0,
+            measured,
+            total: 0,
+            stale: BTreeSet::new(),
+        }
+    }
+
+    /// The replicas' memory, as estimated when last measured (0 unless
+    /// measured).
+    pub fn estimated_bytes(&self) -> usize {
+        self.total
+    }
+
+    /// `doc`'s replica may have changed (an edit through its handle).
+    pub fn changed(&mut self, doc: &DocId) {
+        if self.measured && self.docs.contains_key(doc) {
+            self.stale.insert(doc.clone());
+        }
+    }
+
+    /// Measures the replicas used since their last measure.
+    fn remeasure(&mut self) {
+        for doc in std::mem::take(&mut self.stale) {
+            if let Some(r) = self.docs.get_mut(&doc) {
+                let now = self.engine.resident_estimate(&r.doc);
+                self.total = self.total.saturating_sub(r.estimate).saturating_add(now);
+                r.estimate = now;
+            }
         }
     }
 
@@ -71,6 +110,9 @@ impl<E: DocEngine> Replicas<E> {
     /// The replica, marked as just used.
     pub fn touch(&mut self, doc: &DocId) -> Option<&mut E::Doc> {
         let r = self.docs.get_mut(doc)?;
+        if self.measured {
+            self.stale.insert(doc.clone());
+        }
         self.uses += 1;
         self.by_use.remove(&r.used);
         r.used = self.uses;
@@ -87,8 +129,14 @@ impl<E: DocEngine> Replicas<E> {
             docs,
             by_use,
             uses,
+            measured,
+            stale,
+            ..
         } = self;
         *uses += 1;
+        if *measured {
+            stale.insert(doc.clone());
+        }
         let r = docs.entry(doc.clone()).or_insert_with(|| {
             let d = engine.create(*actor);
             let notify = notify.clone();
@@ -99,6 +147,7 @@ impl<E: DocEngine> Replicas<E> {
                 _watch: watch,
                 used: 0,
                 loaded_to: None,
+                estimate: 0,
             }
         });
         by_use.remove(&r.used);
@@ -115,6 +164,8 @@ impl<E: DocEngine> Replicas<E> {
     pub fn remove(&mut self, doc: &DocId) {
         if let Some(r) = self.docs.remove(doc) {
             self.by_use.remove(&r.used);
+            self.total = self.total.saturating_sub(r.estimate);
+            self.stale.remove(doc);
         }
     }
 
@@ -183,23 +234,24 @@ impl<E: DocEngine> Replicas<E> {
         }
     }
 
-    /// Drops least recently used replicas until at most `max` remain,
-    /// sparing those `keep` says are still needed.
-    pub fn evict(&mut self, max: usize, keep: impl Fn(&DocId) -> bool) {
-        if self.docs.len() <= max {
+    /// Drops least recently used replicas until at most `max` remain and
+    /// their estimated memory is at most `budget` bytes, sparing those
+    /// `keep` says are still needed.
+    pub fn evict(&mut self, max: usize, budget: usize, keep: impl Fn(&DocId) -> bool) {
+        self.remeasure();
+        let over = |r: &Self| r.docs.len() > max || r.total > budget;
+        if !over(self) {
             return;
         }
-        let mut over = self.docs.len() - max;
         let oldest: Vec<DocId> = self.by_use.values().cloned().collect();
         for doc in oldest {
-            if over == 0 {
+            if !over(self) {
                 break;
             }
             if keep(&doc) {
                 continue;
             }
             self.remove(&doc);
-            over -= 1;
         }
     }
 }
