@@ -679,6 +679,12 @@ pub struct Model {
     pub(crate) draining: Option<(String, Millis)>,
     pub(crate) filter_subscribers: OrdSet<PeerId>,
     pub(crate) in_flight: OrdMap<BatchId, InFlight>,
+    /// The batches of `in_flight` by channel and document: a request looks
+    /// for an answer already on its way without reading every transmission
+    /// (10,000 of them during a cold sync made that the core's hottest loop).
+    /// Changed only with `in_flight`, by [`Model::add_in_flight`] and
+    /// [`Model::take_in_flight`].
+    pub(crate) in_flight_by: OrdMap<(ChannelId, DocId), OrdSet<BatchId>>,
     /// Sync-requests we sent and wait an answer for, with when they left.
     pub(crate) requests: OrdMap<(PeerId, DocId), Millis>,
     pub(crate) imports: OrdMap<ImportId, PendingImport>,
@@ -791,6 +797,7 @@ impl Model {
             draining: None,
             filter_subscribers: OrdSet::new(),
             in_flight: OrdMap::new(),
+            in_flight_by: OrdMap::new(),
             requests: OrdMap::new(),
             imports: OrdMap::new(),
             pushes: OrdMap::new(),
@@ -970,6 +977,60 @@ impl Model {
     /// Whether the node drains (stops taking clients; see `Msg::Drain`).
     pub fn is_draining(&self) -> bool {
         self.draining.is_some()
+    }
+    /// Whether the model's indexes agree with what they index (the
+    /// transmissions in flight by channel and document); for tests.
+    pub fn check_indexes(&self) -> Result<(), String> {
+        let mut expected: OrdMap<(ChannelId, DocId), OrdSet<BatchId>> = OrdMap::new();
+        for (b, f) in &self.in_flight {
+            expected
+                .entry((f.channel, f.doc.clone()))
+                .or_default()
+                .insert(*b);
+        }
+        if expected == self.in_flight_by {
+            Ok(())
+        } else {
+            Err(format!(
+                "the index of transmissions in flight is {:?}, not {:?}",
+                self.in_flight_by, expected
+            ))
+        }
+    }
+
+    /// Records a transmission in flight (and indexes it).
+    pub(crate) fn add_in_flight(&mut self, batch: BatchId, f: InFlight) {
+        self.in_flight_by
+            .entry((f.channel, f.doc.clone()))
+            .or_default()
+            .insert(batch);
+        self.in_flight.insert(batch, f);
+    }
+
+    /// Takes a transmission out of flight (and out of the index).
+    pub(crate) fn take_in_flight(&mut self, batch: &BatchId) -> Option<InFlight> {
+        let f = self.in_flight.remove(batch)?;
+        let key = (f.channel, f.doc.clone());
+        if let Some(batches) = self.in_flight_by.get_mut(&key) {
+            batches.remove(batch);
+            if batches.is_empty() {
+                self.in_flight_by.remove(&key);
+            }
+        }
+        Some(f)
+    }
+
+    /// The transmissions in flight on `channel` about `doc`, oldest batch first.
+    pub(crate) fn in_flight_on<'a>(
+        &'a self,
+        channel: ChannelId,
+        doc: &DocId,
+    ) -> impl Iterator<Item = (BatchId, &'a InFlight)> + 'a {
+        self.in_flight_by
+            .get(&(channel, doc.clone()))
+            .into_iter()
+            .flat_map(|batches| batches.iter())
+            .filter_map(|b| self.in_flight.get(b).map(|f| (*b, f)))
     }
 
     /// Number of in-flight transmissions awaiting an ack.

@@ -60,7 +60,7 @@ fn sweep(model: &mut Model, out: &mut Effects) {
         .map(|(b, f)| (*b, f.clone()))
         .collect();
     for (batch, f) in expired {
-        model.in_flight.remove(&batch);
+        model.take_in_flight(&batch);
         if model.stores.contains(&f.channel) {
             common::write_unsettled(model, f.channel, &f);
             if let Some(d) = model.docs.get_mut(&f.doc) {

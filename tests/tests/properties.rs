@@ -333,6 +333,9 @@ fn run_inputs(inputs: &[(u64, Msg)]) -> (Vec<Cmd>, bool) {
     for (now, m) in inputs {
         let (next, cmds) = update(model, *now, m.clone());
         model = next;
+        if let Err(e) = model.check_indexes() {
+            panic!("after {m:?}: {e}");
+        }
         all.extend(cmds);
         established |= (1..=3).any(|c| model.channel_peer(ChannelId(c)).is_some());
     }

@@ -142,7 +142,7 @@ pub(crate) fn send_data(
     let version = doc.version.clone();
     let clock = doc.clock;
     let batch = next_batch(model);
-    model.in_flight.insert(
+    model.add_in_flight(
         batch,
         InFlight {
             channel,
@@ -198,7 +198,7 @@ pub(crate) fn persist(model: &mut Model, out: &mut Effects, doc_id: &DocId) {
     for (store, since) in stores {
         let batch = next_batch(model);
         let since = since.filter(|v| !v.is_empty());
-        model.in_flight.insert(
+        model.add_in_flight(
             batch,
             InFlight {
                 channel: store,

@@ -107,7 +107,7 @@ pub(crate) fn channel_removed(model: &mut Model, out: &mut Effects, channel: Cha
         .map(|(b, _)| *b)
         .collect();
     for b in stale {
-        model.in_flight.remove(&b);
+        model.take_in_flight(&b);
     }
     match ch.kind {
         ChannelKind::Storage => {

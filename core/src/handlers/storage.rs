@@ -286,7 +286,7 @@ pub(crate) fn failed(
             }
         }
         StoreFailure::Append { batch, reason } => {
-            let Some(f) = model.in_flight.remove(&batch) else {
+            let Some(f) = model.take_in_flight(&batch) else {
                 return;
             };
             super::common::write_unsettled(model, store, &f);

@@ -193,12 +193,9 @@ fn live_update_on_the_way(
     version: &VersionVector,
 ) -> Option<BatchId> {
     model
-        .in_flight
-        .iter()
-        .find(|(_, f)| {
-            f.channel == channel && &f.doc == doc && f.as_update && f.version.includes(version)
-        })
-        .map(|(b, _)| *b)
+        .in_flight_on(channel, doc)
+        .find(|(_, f)| f.as_update && f.version.includes(version))
+        .map(|(b, _)| b)
 }
 
 /// Whether an answer bringing `doc` to `version` is already in flight on
@@ -211,9 +208,9 @@ fn already_answering(
     doc: &DocId,
     version: &VersionVector,
 ) -> bool {
-    model.in_flight.values().any(|f| {
-        f.channel == channel && &f.doc == doc && !f.as_update && f.version.includes(version)
-    })
+    model
+        .in_flight_on(channel, doc)
+        .any(|(_, f)| !f.as_update && f.version.includes(version))
 }
 
 /// Answers a sync-request for a ready document.
@@ -881,7 +878,7 @@ pub(crate) fn ack_received(
     status: AckStatus,
     clock: Option<Clock>,
 ) {
-    let Some(f) = model.in_flight.remove(&batch) else {
+    let Some(f) = model.take_in_flight(&batch) else {
         out.log(
             Level::Info,
             format!("{channel}: ack for unknown {batch}; ignored"),
@@ -891,7 +888,7 @@ pub(crate) fn ack_received(
     if f.channel != channel {
         // Not this channel's to acknowledge: keep waiting for the right one.
         let message = format!("{batch} was not sent on this channel");
-        model.in_flight.insert(batch, f);
+        model.add_in_flight(batch, f);
         return refuse(out, channel, ErrorCode::PermissionDenied, message);
     }
     let is_store = model.stores.contains(&channel);
