@@ -292,3 +292,49 @@ fn a_connection_closed_while_its_data_is_read_back_closes_at_once() {
     }
     assert!(closed, "the close waited for the read");
 }
+
+#[test]
+fn under_a_memory_budget_an_evicted_replica_sleeps_as_bytes_and_wakes_without_a_read() {
+    let options = NodeOptions {
+        store: true,
+        // Each document below is about 100 KB in memory, 500 bytes asleep.
+        memory_budget: 250 * 1024,
+        ..NodeOptions::default()
+    };
+    let mut store = MemoryStore::new();
+    let mut node = Node::new(Config::new("laptop"), LoroEngine, options);
+    settle(&mut node, &mut store);
+    let long: String = "abcdefghij".chars().cycle().take(20_000).collect();
+    for i in 0..8 {
+        let id = DocId::new(&format!("d{i}"));
+        node.handle(i, Input::Open { doc: id.clone() });
+        settle(&mut node, &mut store);
+        let handle = node.doc_handle(&id).unwrap();
+        handle.get_text("t").insert(0, &long).unwrap();
+        handle.commit();
+        node.handle(i, Input::LocalChange { doc: id });
+        settle(&mut node, &mut store);
+    }
+    assert!(
+        node.resident() <= 2,
+        "{} replicas in memory",
+        node.resident()
+    );
+    assert!(node.dormant() >= 5, "only {} asleep", node.dormant());
+    assert!(node.resident_bytes_estimate() <= 250 * 1024);
+
+    node.handle(
+        10,
+        Input::Open {
+            doc: DocId::new("d0"),
+        },
+    );
+    let (jobs, events) = outputs(&mut node);
+    assert!(
+        !jobs.iter().any(|j| matches!(j.op, StoreOp::Load(_))),
+        "a sleeping replica was read from the store: {jobs:?}"
+    );
+    assert!(ready(&events, "d0"), "{events:?}");
+    let handle = node.doc_handle(&DocId::new("d0")).unwrap();
+    assert_eq!(handle.get_text("t").to_string(), long);
+}

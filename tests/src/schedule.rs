@@ -121,6 +121,10 @@ pub struct Schedule {
     /// such answers overtake each other and the writes; 0 in half the
     /// schedules: they run in order (from the seed alone).
     pub read_delay: u64,
+    /// The nodes' memory budget for replicas: 64 KiB (three or four small
+    /// documents; the others sleep as their snapshot bytes or go) in a
+    /// quarter of the schedules (from the seed alone).
+    pub memory_budget: usize,
     /// Clients that reach their hub by HTTP polling, with their poll
     /// interval in milliseconds (from the seed alone).
     pub polling: Vec<(usize, u64)>,
@@ -272,6 +276,11 @@ impl Schedule {
                 docweave_shell::NodeOptions::default().chunk_size
             },
             max_docs: if (seed >> 4) % 5 == 0 { 1 } else { usize::MAX },
+            memory_budget: if (seed >> 14) % 4 == 0 {
+                64 * 1024
+            } else {
+                usize::MAX
+            },
             read_delay: if (seed >> 11) % 2 == 0 {
                 20 + (seed >> 13) % 300
             } else {
@@ -322,6 +331,7 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
     sim.store_faults = s.store;
     sim.chunk_size = s.chunk_size;
     sim.max_docs = s.max_docs;
+    sim.memory_budget = s.memory_budget;
     // Tens of thousands of events is a busy run; more is a livelock.
     sim.max_events = std::env::var("DOCWEAVE_MAX_EVENTS")
         .ok()

@@ -219,6 +219,15 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
             > 0,
         "no node took an input while a replica was read back"
     );
+    // Replicas evicted under a memory budget slept as bytes meanwhile.
+    assert!(
+        c.inputs
+            .get(docweave_tests::sim::TAKEN_WITH_REPLICAS_ASLEEP)
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "no replica slept under a memory budget"
+    );
     // Loro clients joined, wrote, were acknowledged and were asked to rejoin.
     for kind in [
         "client: join",

@@ -38,6 +38,7 @@
 mod checks;
 mod chunks;
 mod counting;
+mod dormant;
 mod input;
 mod outbox;
 mod output;
@@ -295,10 +296,16 @@ impl<E: DocEngine> Node<E> {
         self.replicas.len()
     }
 
-    /// The replicas' memory as estimated at the last eviction (0 without a
-    /// memory budget).
+    /// The replicas' memory as estimated at the last eviction, with the
+    /// bytes of those asleep (0 without a memory budget).
     pub fn resident_bytes_estimate(&self) -> usize {
         self.replicas.estimated_bytes()
+    }
+
+    /// How many evicted replicas sleep as their snapshot bytes (only under
+    /// a memory budget), to wake without a store read.
+    pub fn dormant(&self) -> usize {
+        self.replicas.dormant()
     }
 
     /// Whether the node wants no more frames for now: it waits for its

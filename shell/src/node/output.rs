@@ -113,15 +113,16 @@ impl<E: DocEngine> Node<E> {
         (!go.is_empty()).then_some(Cmd::Send { channel, items: go })
     }
 
-    /// Whether a document's replica is not in memory and must be read from
-    /// the store first (without a store, memory is the only copy).
-    fn needs_reload(&self, doc: &DocId) -> bool {
-        self.store.is_some() && !self.replicas.contains(doc) && !self.model().is_tombstoned(doc)
+    /// Whether a document's replica is not in memory (nor asleep: it wakes
+    /// now) and must be read from the store first (without a store, memory
+    /// is the only copy).
+    fn needs_reload(&mut self, doc: &DocId) -> bool {
+        self.store.is_some() && !self.model().is_tombstoned(doc) && !self.replicas.wake(doc)
     }
 
     /// A document a command other than a send needs whose replica must be
     /// read from the store first.
-    fn missing_replica(&self, cmd: &Cmd) -> Option<DocId> {
+    fn missing_replica(&mut self, cmd: &Cmd) -> Option<DocId> {
         match cmd {
             Cmd::Import { doc, .. } | Cmd::Emit(Event::DocReady { doc, .. }) => {
                 self.needs_reload(doc).then(|| doc.clone())

@@ -1,7 +1,9 @@
 //! The node's document replicas: created, loaded from stored bytes,
 //! watched for local edits, and evicted least recently used first, when
 //! there are more than a count or (with a memory budget) when their
-//! estimated memory is over the budget.
+//! estimated memory is over the budget. Under a budget an evicted replica
+//! sleeps as its snapshot bytes ([`super::dormant`]) and wakes on its next
+//! use without a store read.
 
 use crate::engine::DocEngine;
 use docweave_adapters::Loaded;
@@ -48,6 +50,8 @@ pub(crate) struct Replicas<E: DocEngine> {
     total: usize,
     /// Replicas used since they were last measured (they may have grown).
     stale: BTreeSet<DocId>,
+    /// Replicas evicted under the budget, as their snapshot bytes.
+    dormant: super::dormant::Dormant,
 }
 
 impl<E: DocEngine> Replicas<E> {
@@ -64,13 +68,62 @@ impl<E: DocEngine> Replicas<E> {
             measured,
             total: 0,
             stale: BTreeSet::new(),
+            dormant: Default::default(),
         }
     }
 
-    /// The replicas' memory, as estimated when last measured (0 unless
-    /// measured).
+    /// The replicas' memory, as estimated when last measured, and the
+    /// sleeping ones' bytes (0 unless measured).
     pub fn estimated_bytes(&self) -> usize {
-        self.total
+        self.total + self.dormant.bytes()
+    }
+
+    /// How many replicas sleep as their snapshot bytes.
+    pub fn dormant(&self) -> usize {
+        self.dormant.len()
+    }
+
+    /// Whether `doc`'s replica is in memory, woken from its snapshot bytes
+    /// if it slept. A snapshot that does not import is dropped (the store
+    /// has the document; a reload follows).
+    pub fn wake(&mut self, doc: &DocId) -> bool {
+        if self.docs.contains_key(doc) {
+            return true;
+        }
+        let Some((bytes, loaded_to)) = self.dormant.take(doc) else {
+            return false;
+        };
+        let mut d = self.engine.create(self.actor);
+        match self.engine.import(&mut d, &bytes) {
+            Ok(ImportOutcome::Applied { .. }) => {}
+            Ok(other) => {
+                tracing::warn!(
+                    "{doc} did not wake from its snapshot ({other:?}); it is read again"
+                );
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!("{doc} did not wake from its snapshot ({e}); it is read again");
+                return false;
+            }
+        }
+        let notify = self.notify.clone();
+        let id = doc.clone();
+        let watch = self.engine.watch_local(&d, Box::new(move || notify(&id)));
+        self.uses += 1;
+        self.by_use.insert(self.uses, doc.clone());
+        self.stale.insert(doc.clone());
+        self.docs.insert(
+            doc.clone(),
+            Replica {
+                doc: d,
+                _watch: watch,
+                used: self.uses,
+                loaded_to,
+                estimate: 0,
+            },
+        );
+        true
     }
 
     /// `doc`'s replica may have changed (an edit through its handle).
@@ -99,16 +152,13 @@ impl<E: DocEngine> Replicas<E> {
         self.docs.len()
     }
 
-    pub fn contains(&self, doc: &DocId) -> bool {
-        self.docs.contains_key(doc)
-    }
-
     pub fn get(&self, doc: &DocId) -> Option<&E::Doc> {
         self.docs.get(doc).map(|r| &r.doc)
     }
 
     /// The replica, marked as just used.
     pub fn touch(&mut self, doc: &DocId) -> Option<&mut E::Doc> {
+        self.wake(doc);
         let r = self.docs.get_mut(doc)?;
         if self.measured {
             self.stale.insert(doc.clone());
@@ -122,6 +172,7 @@ impl<E: DocEngine> Replicas<E> {
 
     /// The replica, created empty (and watched) if there is none.
     pub fn get_or_create(&mut self, doc: &DocId) -> &mut E::Doc {
+        self.wake(doc);
         let Self {
             engine,
             actor,
@@ -167,6 +218,7 @@ impl<E: DocEngine> Replicas<E> {
             self.total = self.total.saturating_sub(r.estimate);
             self.stale.remove(doc);
         }
+        self.dormant.remove(doc);
     }
 
     /// Imports everything a store held into the replica (created if absent),
@@ -236,10 +288,12 @@ impl<E: DocEngine> Replicas<E> {
 
     /// Drops least recently used replicas until at most `max` remain and
     /// their estimated memory is at most `budget` bytes, sparing those
-    /// `keep` says are still needed.
+    /// `keep` says are still needed. Under a budget a dropped replica
+    /// sleeps as its snapshot (if small beside the budget), and the
+    /// sleeping ones count against the budget too.
     pub fn evict(&mut self, max: usize, budget: usize, keep: impl Fn(&DocId) -> bool) {
         self.remeasure();
-        let over = |r: &Self| r.docs.len() > max || r.total > budget;
+        let over = |r: &Self| r.docs.len() > max || r.total + r.dormant.bytes() > budget;
         if !over(self) {
             return;
         }
@@ -251,7 +305,28 @@ impl<E: DocEngine> Replicas<E> {
             if keep(&doc) {
                 continue;
             }
+            let asleep = self.measured.then(|| self.snapshot(&doc, budget / 16));
+            let loaded_to = self.loaded_to(&doc);
             self.remove(&doc);
+            if let Some(Some(bytes)) = asleep {
+                self.dormant.put(doc, bytes, loaded_to);
+            }
+        }
+        if self.measured {
+            self.dormant.trim(budget.saturating_sub(self.total));
+        }
+    }
+
+    /// `doc`'s snapshot, if it exports and is at most `most` bytes.
+    fn snapshot(&self, doc: &DocId, most: usize) -> Option<Vec<u8>> {
+        let r = self.docs.get(doc)?;
+        match self.engine.export(&r.doc, None) {
+            Ok(bytes) if bytes.len() <= most => Some(bytes),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!("{doc} is dropped from memory, not kept asleep: {e}");
+                None
+            }
         }
     }
 }

@@ -192,6 +192,9 @@ impl Coverage {
 
 /// The coverage entry counting inputs a node took while a reload was out.
 pub const TAKEN_DURING_RELOAD: &str = "(taken during a reload)";
+/// The coverage entry counting inputs a node took while replicas slept as
+/// their snapshot bytes (under a memory budget).
+pub const TAKEN_WITH_REPLICAS_ASLEEP: &str = "(taken with replicas asleep)";
 
 /// How long the simulator's reader of a link (and a raw endpoint) waits
 /// for the rest of a message split into chunks before giving it up.
@@ -237,6 +240,8 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     pub chunk_size: usize,
     /// Most documents a node with a store keeps in memory.
     pub max_docs: usize,
+    /// The nodes' memory budget for replicas (evicted ones sleep as bytes).
+    pub memory_budget: usize,
     seed: u64,
     /// Events carried out so far, and the most a run may take (a livelock
     /// ends the run instead of hanging it).
@@ -278,6 +283,7 @@ impl<E: SimEngine> Sim<E> {
             store_faults: StoreFaults::default(),
             chunk_size: NodeOptions::default().chunk_size,
             max_docs: usize::MAX,
+            memory_budget: usize::MAX,
             seed,
             events_done: 0,
             max_events: u64::MAX,
@@ -372,6 +378,7 @@ impl<E: SimEngine> Sim<E> {
             store: n.store.is_some(),
             chunk_size: self.chunk_size,
             max_docs: self.max_docs,
+            memory_budget: self.memory_budget,
             ..NodeOptions::default()
         };
         let local = n.local.clone();
@@ -417,9 +424,12 @@ impl<E: SimEngine> Sim<E> {
         if let Some(node) = self.nodes.get_mut(name).and_then(|n| n.node.as_mut()) {
             // What the node takes while a replica is read back for other
             // commands (it no longer holds everything for a reload).
-            if node.reloads() > 0 && !matches!(input, Input::Store(_)) {
-                if let Ok(mut c) = self.coverage.lock() {
+            if let Ok(mut c) = self.coverage.lock() {
+                if node.reloads() > 0 && !matches!(input, Input::Store(_)) {
                     *c.inputs.entry(TAKEN_DURING_RELOAD).or_default() += 1;
+                }
+                if node.dormant() > 0 {
+                    *c.inputs.entry(TAKEN_WITH_REPLICAS_ASLEEP).or_default() += 1;
                 }
             }
             node.handle(now, input);
