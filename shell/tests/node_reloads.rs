@@ -338,3 +338,58 @@ fn under_a_memory_budget_an_evicted_replica_sleeps_as_bytes_and_wakes_without_a_
     let handle = node.doc_handle(&DocId::new("d0")).unwrap();
     assert_eq!(handle.get_text("t").to_string(), long);
 }
+
+#[test]
+fn a_replica_edited_through_its_handle_stays_until_the_node_took_the_edit() {
+    let options = NodeOptions {
+        store: true,
+        // Every clean replica is evicted after every burst.
+        memory_budget: 1,
+        ..NodeOptions::default()
+    };
+    let mut store = MemoryStore::new();
+    let mut node = Node::new(Config::new("laptop"), LoroEngine, options);
+    settle(&mut node, &mut store);
+    let id = DocId::new("notes");
+    node.handle(1, Input::Open { doc: id.clone() });
+    // The application takes its handle as soon as the document is ready
+    // (before the node's next burst, after which an idle replica may go).
+    let handle = loop {
+        match node.poll_output() {
+            Some(Output::Store(job)) => {
+                let result = run_job(&mut store, job.op);
+                node.handle(1, Input::Store(StoreAnswer { id: job.id, result }));
+            }
+            Some(Output::Event(Event::DocReady { .. })) => break node.doc_handle(&id).unwrap(),
+            Some(_) => {}
+            None => panic!("the document never became ready"),
+        }
+    };
+    // The application edits on its own thread; the node hears of it later.
+    handle.get_text("t").insert(0, "kept").unwrap();
+    handle.commit();
+    // The node's store work goes on (the document's creation is written,
+    // so it is clean) before it takes the edit.
+    settle(&mut node, &mut store);
+    node.handle(2, Input::LocalChange { doc: id.clone() });
+    settle(&mut node, &mut store);
+    drop(node);
+
+    let mut again = Node::new(
+        Config::new("laptop"),
+        LoroEngine,
+        NodeOptions {
+            store: true,
+            ..NodeOptions::default()
+        },
+    );
+    settle(&mut again, &mut store);
+    again.handle(3, Input::Open { doc: id.clone() });
+    settle(&mut again, &mut store);
+    let handle = again.doc_handle(&id).unwrap();
+    assert_eq!(
+        handle.get_text("t").to_string(),
+        "kept",
+        "the edit was lost"
+    );
+}

@@ -180,9 +180,8 @@ fn already_sending(
     version: &VersionVector,
 ) -> bool {
     model
-        .in_flight
-        .values()
-        .any(|f| f.channel == channel && &f.doc == doc && f.version.includes(version))
+        .in_flight_on(channel, doc)
+        .any(|(_, f)| f.version.includes(version))
 }
 
 /// The live update in flight on `channel` that brings `doc` to `version`.

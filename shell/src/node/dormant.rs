@@ -2,15 +2,16 @@
 //! an idle document then costs about its own size (a 500-byte text, some
 //! 300 bytes of snapshot), not the 18 KB Loro holds for any document in
 //! memory, and comes back by importing those bytes, without reading the
-//! store. Only clean replicas sleep (the store holds all of them), so
-//! the bytes are never ahead of the store; the least recently put go first
-//! when the budget is short.
+//! store. Only clean replicas sleep (the store holds all of them, and no
+//! edit through a handle waits for the node to take it), so the bytes are
+//! never ahead of the store; the least recently put go first when the
+//! budget is short, before any replica in memory.
 
 use docweave_core::{Clock, DocId};
 use std::collections::BTreeMap;
 
 /// What keeping one costs beyond its bytes (its id, the map entries).
-const OVERHEAD: usize = 200;
+pub(super) const OVERHEAD: usize = 200;
 
 struct Sleeping {
     bytes: Vec<u8>,
@@ -54,6 +55,11 @@ impl Dormant {
                 put: self.puts,
             },
         );
+    }
+
+    /// The store clock a sleeping `doc` held everything up to.
+    pub fn loaded_to(&self, doc: &DocId) -> Option<Clock> {
+        self.docs.get(doc).and_then(|s| s.loaded_to)
     }
 
     /// Wakes `doc`: its snapshot and the clock it was loaded to.

@@ -358,7 +358,7 @@ impl<E: DocEngine> Node<E> {
 
     pub(super) fn local_change(&mut self, doc: DocId) {
         let engine = self.replicas.engine().clone();
-        let Some(version) = self.replicas.get(&doc).map(|d| engine.version(d)) else {
+        let Some(version) = self.replicas.touch(&doc).map(|d| engine.version(d)) else {
             tracing::info!("a local change to {doc}, which is not in memory; ignored");
             return;
         };

@@ -9,6 +9,7 @@ use crate::engine::DocEngine;
 use docweave_adapters::Loaded;
 use docweave_core::{Clock, DocId, ImportOutcome, VersionVector};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Called (from whatever thread commits) after a local edit through a handle.
@@ -24,6 +25,10 @@ struct Replica<E: DocEngine> {
     loaded_to: Option<Clock>,
     /// Its memory, as the engine estimated it when last measured.
     estimate: usize,
+    /// Set by the local-edit watch, cleared once the node took the edit
+    /// ([`Replicas::changed`]): such a replica is never evicted, or the
+    /// edit would be lost (or sleep ahead of what the core knows).
+    edited: Arc<AtomicBool>,
 }
 
 /// What importing a document's stored bytes gave.
@@ -52,6 +57,25 @@ pub(crate) struct Replicas<E: DocEngine> {
     stale: BTreeSet<DocId>,
     /// Replicas evicted under the budget, as their snapshot bytes.
     dormant: super::dormant::Dormant,
+}
+
+/// Watches `d` for local edits: marks it edited, then tells the node.
+fn watch<E: DocEngine>(
+    engine: &E,
+    d: &E::Doc,
+    doc: &DocId,
+    notify: &LocalNotify,
+) -> (Box<dyn std::any::Any + Send>, Arc<AtomicBool>) {
+    let edited = Arc::new(AtomicBool::new(false));
+    let (mark, notify, id) = (edited.clone(), notify.clone(), doc.clone());
+    let guard = engine.watch_local(
+        d,
+        Box::new(move || {
+            mark.store(true, Ordering::SeqCst);
+            notify(&id)
+        }),
+    );
+    (guard, edited)
 }
 
 impl<E: DocEngine> Replicas<E> {
@@ -107,9 +131,7 @@ impl<E: DocEngine> Replicas<E> {
                 return false;
             }
         }
-        let notify = self.notify.clone();
-        let id = doc.clone();
-        let watch = self.engine.watch_local(&d, Box::new(move || notify(&id)));
+        let (watch, edited) = watch(&self.engine, &d, doc, &self.notify);
         self.uses += 1;
         self.by_use.insert(self.uses, doc.clone());
         self.stale.insert(doc.clone());
@@ -121,14 +143,21 @@ impl<E: DocEngine> Replicas<E> {
                 used: self.uses,
                 loaded_to,
                 estimate: 0,
+                edited,
             },
         );
         true
     }
 
-    /// `doc`'s replica may have changed (an edit through its handle).
+    /// The node took the local edits made to `doc`'s replica through its
+    /// handle (it read the version they give): it may be evicted again,
+    /// and may have grown.
     pub fn changed(&mut self, doc: &DocId) {
-        if self.measured && self.docs.contains_key(doc) {
+        let Some(r) = self.docs.get(doc) else {
+            return;
+        };
+        r.edited.store(false, Ordering::SeqCst);
+        if self.measured {
             self.stale.insert(doc.clone());
         }
     }
@@ -190,15 +219,14 @@ impl<E: DocEngine> Replicas<E> {
         }
         let r = docs.entry(doc.clone()).or_insert_with(|| {
             let d = engine.create(*actor);
-            let notify = notify.clone();
-            let id = doc.clone();
-            let watch = engine.watch_local(&d, Box::new(move || notify(&id)));
+            let (watch, edited) = watch(engine, &d, doc, notify);
             Replica {
                 doc: d,
                 _watch: watch,
                 used: 0,
                 loaded_to: None,
                 estimate: 0,
+                edited,
             }
         });
         by_use.remove(&r.used);
@@ -209,7 +237,10 @@ impl<E: DocEngine> Replicas<E> {
 
     /// The store clock up to which the replica holds all the store had.
     pub fn loaded_to(&self, doc: &DocId) -> Option<Clock> {
-        self.docs.get(doc).and_then(|r| r.loaded_to)
+        match self.docs.get(doc) {
+            Some(r) => r.loaded_to,
+            None => self.dormant.loaded_to(doc),
+        }
     }
 
     pub fn remove(&mut self, doc: &DocId) {
@@ -265,9 +296,8 @@ impl<E: DocEngine> Replicas<E> {
                     unreadable = 0;
                     i = 0;
                     r.doc = engine.create(actor);
-                    let notify = notify.clone();
-                    let id = doc.clone();
-                    r._watch = engine.watch_local(&r.doc, Box::new(move || notify(&id)));
+                    let (guard, edited) = watch(&engine, &r.doc, doc, &notify);
+                    (r._watch, r.edited) = (guard, edited);
                     continue;
                 }
             }
@@ -288,24 +318,40 @@ impl<E: DocEngine> Replicas<E> {
 
     /// Drops least recently used replicas until at most `max` remain and
     /// their estimated memory is at most `budget` bytes, sparing those
-    /// `keep` says are still needed. Under a budget a dropped replica
-    /// sleeps as its snapshot (if small beside the budget), and the
-    /// sleeping ones count against the budget too.
+    /// `keep` says are still needed and those edited through their handle
+    /// that the node did not take yet. Under a budget a dropped replica
+    /// sleeps as its snapshot (if that costs less than it did awake, and
+    /// is small beside the budget); the sleeping ones then fit in what the
+    /// replicas in memory leave of the budget, oldest dropped first.
     pub fn evict(&mut self, max: usize, budget: usize, keep: impl Fn(&DocId) -> bool) {
         self.remeasure();
-        let over = |r: &Self| r.docs.len() > max || r.total + r.dormant.bytes() > budget;
-        if !over(self) {
-            return;
-        }
-        let oldest: Vec<DocId> = self.by_use.values().cloned().collect();
+        // Replicas in memory go only while they alone are too many or too
+        // large; the sleeping ones then make room (oldest first), never the
+        // other way round.
+        let over = |r: &Self| r.docs.len() > max || r.total > budget;
+        let oldest: Vec<DocId> = if over(self) {
+            self.by_use.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
         for doc in oldest {
             if !over(self) {
                 break;
             }
-            if keep(&doc) {
+            // Edited through its handle and not yet taken by the node.
+            let edited = self
+                .docs
+                .get(&doc)
+                .is_some_and(|r| r.edited.load(Ordering::SeqCst));
+            if edited || keep(&doc) {
                 continue;
             }
-            let asleep = self.measured.then(|| self.snapshot(&doc, budget / 16));
+            // Asleep only when its bytes cost less than it does awake.
+            let asleep = self.measured.then(|| {
+                let estimate = self.docs.get(&doc).map_or(0, |r| r.estimate);
+                let most = (budget / 16).min(estimate.saturating_sub(super::dormant::OVERHEAD));
+                self.snapshot(&doc, most)
+            });
             let loaded_to = self.loaded_to(&doc);
             self.remove(&doc);
             if let Some(Some(bytes)) = asleep {
