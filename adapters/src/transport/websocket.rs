@@ -151,10 +151,14 @@ async fn write_frames<S>(
                         },
                         reason: reason.chars().take(100).collect::<String>().into(),
                     };
+                    // The link ends either way: a peer that cannot take
+                    // the close frame is gone, and nothing is left to tell it.
                     let _ = sink.send(Ws::Close(Some(frame))).await;
                     false
                 }
                 None => {
+                    // Every sender went: the link ends, and a close that
+                    // fails leaves nothing to close.
                     let _ = sink.close(None).await;
                     false
                 }
