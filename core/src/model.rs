@@ -678,6 +678,12 @@ pub struct Model {
     /// come back.
     pub(crate) draining: Option<(String, Millis)>,
     pub(crate) filter_subscribers: OrdSet<PeerId>,
+    /// Peers that were waiting for a document to become durable (a pull:
+    /// `Peer::pulling_durable`), so a write's acknowledgement reads these,
+    /// not every peer (20,000 connected clients made that scan most of the
+    /// server's time). May hold peers that no longer wait; they are
+    /// dropped when next read.
+    pub(crate) durable_pullers: OrdSet<PeerId>,
     pub(crate) in_flight: OrdMap<BatchId, InFlight>,
     /// The batches of `in_flight` by channel and document: a request looks
     /// for an answer already on its way without reading every transmission
@@ -798,6 +804,7 @@ impl Model {
             filter_subscribers: OrdSet::new(),
             in_flight: OrdMap::new(),
             in_flight_by: OrdMap::new(),
+            durable_pullers: OrdSet::new(),
             requests: OrdMap::new(),
             imports: OrdMap::new(),
             pushes: OrdMap::new(),
@@ -979,8 +986,16 @@ impl Model {
         self.draining.is_some()
     }
     /// Whether the model's indexes agree with what they index (the
-    /// transmissions in flight by channel and document); for tests.
+    /// transmissions in flight by channel and document; the peers waiting
+    /// for durability); for tests.
     pub fn check_indexes(&self) -> Result<(), String> {
+        for (id, p) in &self.peers {
+            if !p.pulling_durable.is_empty() && !self.durable_pullers.contains(id) {
+                return Err(format!(
+                    "{id:?} waits for durability and is not among the pullers"
+                ));
+            }
+        }
         let mut expected: OrdMap<(ChannelId, DocId), OrdSet<BatchId>> = OrdMap::new();
         for (b, f) in &self.in_flight {
             expected

@@ -229,6 +229,7 @@ pub(crate) fn changes(
                         p.pulling.insert(cd.doc.clone());
                         p.pulling_durable.insert(cd.doc.clone(), cd.version.clone());
                         p.pull_started.get_or_insert(now);
+                        model.durable_pullers.insert(peer.clone());
                     }
                 }
                 // It has all we have: that counts for our pushed cursor.
@@ -314,16 +315,25 @@ pub(crate) fn durable_for_pulls(
     doc: &DocId,
     durable: &VersionVector,
 ) {
-    let waiting: Vec<PeerId> = model
-        .peers
-        .iter()
-        .filter(|(_, p)| {
-            p.pulling_durable
-                .get(doc)
-                .is_some_and(|v| durable.includes(v))
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
+    let mut waiting = Vec::new();
+    let mut done = Vec::new();
+    for peer in &model.durable_pullers {
+        match model.peers.get(peer) {
+            Some(p) if !p.pulling_durable.is_empty() => {
+                let ready = p
+                    .pulling_durable
+                    .get(doc)
+                    .is_some_and(|v| durable.includes(v));
+                if ready {
+                    waiting.push(peer.clone());
+                }
+            }
+            _ => done.push(peer.clone()),
+        }
+    }
+    for peer in done {
+        model.durable_pullers.remove(&peer);
+    }
     for peer in waiting {
         if let Some(p) = model.peers.get_mut(&peer) {
             p.pulling_durable.remove(doc);
