@@ -277,6 +277,65 @@ fn websocket_keepalive_holds_an_idle_connection_open() {
     });
 }
 
+/// Pings a raw WebSocket client receives from a server with a 100 ms
+/// keepalive over `ms`, while it pings the server every `every` (`None`: never).
+#[cfg(feature = "websocket")]
+async fn pings_from_server(ms: u64, every: Option<Duration>) -> usize {
+    use async_tungstenite::tungstenite::Message as Ws;
+    use futures_util::StreamExt;
+    let o = WsOptions {
+        keepalive: Duration::from_millis(100),
+        idle_timeout: Duration::from_secs(5),
+        ..WsOptions::default()
+    };
+    let (_a, _b, addr) = ws_pair(o).await;
+    let stream = smol::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (mut sink, mut stream) = ws.split();
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = counted.clone();
+    let reader = smol::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Ws::Ping(_)) {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let end = std::time::Instant::now() + Duration::from_millis(ms);
+    while std::time::Instant::now() < end {
+        match every {
+            Some(every) => {
+                sink.send(Ws::Ping(Vec::new().into()))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                smol::Timer::after(every).await;
+            }
+            None => {
+                smol::Timer::at(end).await;
+            }
+        }
+    }
+    drop(reader);
+    counted.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[cfg(feature = "websocket")]
+#[test]
+fn a_websocket_server_pings_only_a_client_it_has_not_heard_from() {
+    smol::block_on(async {
+        // Silent: pinged about every 100 ms.
+        let silent = pings_from_server(800, None).await;
+        assert!(silent >= 4, "a silent client was pinged {silent} times");
+        // Pinging every 30 ms itself: the server hears it and does not ping.
+        let heard = pings_from_server(800, Some(Duration::from_millis(30))).await;
+        assert_eq!(heard, 0, "a client heard from was pinged anyway");
+    });
+}
+
 #[cfg(feature = "websocket")]
 #[test]
 fn websocket_drops_a_client_that_never_finishes_its_upgrade_and_serves_others() {

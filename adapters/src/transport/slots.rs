@@ -16,6 +16,8 @@ pub struct ConnectionLimit {
     max: usize,
     /// Set when the server stops taking connections (it drains).
     closed: Arc<AtomicBool>,
+    /// A bound this one also counts against (see [`ConnectionLimit::within`]).
+    pool: Option<Box<ConnectionLimit>>,
 }
 
 impl ConnectionLimit {
@@ -25,6 +27,18 @@ impl ConnectionLimit {
             open: Arc::new(AtomicUsize::new(0)),
             max,
             closed: Arc::default(),
+            pool: None,
+        }
+    }
+
+    /// A limit of its own (`max`, counted and closed on its own) whose
+    /// connections also count against this one: endpoints that share the
+    /// process's file descriptors, so any of them may use what the others
+    /// leave.
+    pub fn within(&self, max: usize) -> Self {
+        Self {
+            pool: Some(Box::new(self.clone())),
+            ..Self::new(max)
         }
     }
 
@@ -66,8 +80,19 @@ impl ConnectionLimit {
             self.open.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
+        let pool = match &self.pool {
+            Some(pool) => match pool.enter_even_closed() {
+                Some(slot) => Some(Box::new(slot)),
+                None => {
+                    self.open.fetch_sub(1, Ordering::SeqCst);
+                    return None;
+                }
+            },
+            None => None,
+        };
         Some(Slot {
             open: self.open.clone(),
+            _pool: pool,
         })
     }
 }
@@ -76,6 +101,8 @@ impl ConnectionLimit {
 #[derive(Debug)]
 pub struct Slot {
     open: Arc<AtomicUsize>,
+    /// The slot taken in the pool, given back with this one.
+    _pool: Option<Box<Slot>>,
 }
 
 impl Drop for Slot {
@@ -123,5 +150,36 @@ pub(crate) async fn accept(listener: &TcpListener, pause: &mut Duration) -> TcpS
                 *pause = (*pause * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionLimit;
+
+    #[test]
+    fn endpoints_within_one_pool_use_what_the_others_leave() {
+        let all = ConnectionLimit::new(3);
+        let (ws, http) = (all.within(3), all.within(3));
+        let a = ws.enter();
+        let b = ws.enter();
+        let c = http.enter();
+        assert!(a.is_some() && b.is_some() && c.is_some());
+        assert!(ws.enter().is_none(), "the pool is full");
+        assert!(http.enter().is_none(), "the pool is full");
+        assert_eq!((ws.open(), http.open(), all.open()), (2, 1, 3));
+        drop(a);
+        let d = http.enter();
+        assert!(
+            d.is_some(),
+            "a slot the WebSocket endpoint left is the HTTP endpoint's"
+        );
+        assert_eq!((ws.open(), http.open(), all.open()), (1, 2, 3));
+        // Closing one endpoint leaves the other open.
+        ws.close();
+        drop(b);
+        assert!(ws.enter().is_none());
+        drop(c);
+        assert!(http.enter().is_some());
     }
 }

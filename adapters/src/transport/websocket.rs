@@ -19,6 +19,7 @@ use docweave_core::{payload_len, ErrorCode, Limits, HEADER_LEN};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_util::StreamExt;
 use smol::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,10 @@ impl Default for WsOptions {
         Self {
             limits: Limits::default(),
             fragment: 256 * 1024,
-            keepalive: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(45),
+            // As loro-websocket's clients; a proxy's idle limit (nginx: 60 s)
+            // is longer. Each ping costs the server a wake-up per connection.
+            keepalive: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             backlog: DEFAULT_BACKLOG,
@@ -70,11 +73,20 @@ impl Default for WsOptions {
     }
 }
 
-fn config(o: &WsOptions) -> WebSocketConfig {
+/// What one read of a server's connection takes at most. tungstenite keeps
+/// a buffer this large for each connection for its whole life, so a server
+/// holding 20,000 idle connections keeps 20 MB for it at 1 KB (80 MB at
+/// the 4 KB it was); a large message takes more reads (a 256 KB piece, 256).
+const SERVER_READ: usize = 1024;
+
+/// What one read of a client's connection takes at most: a client holds
+/// few connections and reads whole documents.
+const CLIENT_READ: usize = 64 * 1024;
+
+fn config(o: &WsOptions, read: usize) -> WebSocketConfig {
     let piece = o.fragment + 64;
-    // Small buffers: an idle connection should cost little memory.
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(read)
         .write_buffer_size(0)
         .max_write_buffer_size(piece + 1024)
         .max_message_size(Some(piece))
@@ -86,28 +98,112 @@ pub fn ws_link<S>(ws: WebSocketStream<S>, o: WsOptions) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    ws_link_holding(ws, o, None)
+}
+
+/// [`ws_link`], holding a server's connection slot until the connection
+/// ends (in the reader task: no relay task and queue of its own).
+fn ws_link_holding<S>(ws: WebSocketStream<S>, o: WsOptions, slot: Option<super::Slot>) -> Link
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (out_tx, out_rx) = outbound(o.backlog);
     let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let (sink, stream) = ws.split();
     let writer_tx = out_tx.clone();
+    let heard = Arc::new(Heard::new());
     let (keepalive, write_timeout) = (o.keepalive, o.write_timeout);
     let fragment = o.fragment;
-    let writer = write_frames(sink, out_rx, keepalive, write_timeout, fragment);
+    let writer = write_frames(
+        sink,
+        out_rx,
+        heard.clone(),
+        keepalive,
+        write_timeout,
+        fragment,
+    );
     smol::spawn(writer).detach();
-    smol::spawn(read_frames(stream, writer_tx, in_tx, o)).detach();
+    smol::spawn(async move {
+        let _slot = slot;
+        read_frames(stream, writer_tx, in_tx, heard, o).await
+    })
+    .detach();
     Link {
         tx: out_tx,
         rx: in_rx,
     }
 }
 
+/// When the peer was last heard from (any message, a ping or pong
+/// included), shared by a link's reader, which hears, and its writer,
+/// which pings only a peer silent for a keepalive period. With both ends
+/// doing so, an idle connection carries one ping and one pong per period,
+/// not one from each side; and neither task touches a timer per message
+/// (each new timer wakes the reactor thread: with 20,000 idle
+/// connections, that was most of the idle CPU).
+#[derive(Debug)]
+struct Heard {
+    epoch: Instant,
+    /// Milliseconds after `epoch`.
+    ms: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Heard {
+            epoch: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The peer was heard from now.
+    fn now(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the peer was last heard from (the link's start, before anything).
+    fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+}
+
+/// `t`, rounded up to the next multiple of `tick` (counted from the
+/// process's first use): the keepalive and idle timers of thousands of
+/// connections then fire together, one wake-up of the reactor and the
+/// executor for all that are due, instead of one each.
+fn coarse(t: Instant, tick: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let tick = tick.as_nanos().max(1);
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let ticks = since.div_ceil(tick);
+    let at = u64::try_from(ticks.saturating_mul(tick)).unwrap_or(u64::MAX);
+    epoch + Duration::from_nanos(at)
+}
+
+/// The granularity of a link's timers: a second, or an eighth of the
+/// keepalive when that is shorter (tests use milliseconds).
+fn tick_of(keepalive: Duration) -> Duration {
+    (keepalive / 8).min(Duration::from_secs(1))
+}
+
+/// What the writer does next.
+enum Next {
+    /// Something the node queued (`None`: every sender went).
+    Out(Option<Outbound>),
+    /// The keepalive timer fired.
+    Tick,
+}
+
 /// The writer task: writes the node's frames to the peer, in pieces of at
-/// most `fragment` bytes, and a ping after `keepalive` without one, until
-/// a close, a failed write, or a write the peer does not take within
-/// `write_timeout`.
+/// most `fragment` bytes, and a ping when the peer was silent for
+/// `keepalive`, until a close, a failed write, or a write the peer does
+/// not take within `write_timeout`.
 async fn write_frames<S>(
     mut sink: WebSocketSender<S>,
     out_rx: super::LinkOut,
+    heard: Arc<Heard>,
     keepalive: Duration,
     write_timeout: Duration,
     fragment: usize,
@@ -115,19 +211,32 @@ async fn write_frames<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut id: u32 = 0;
+    // One timer for the link's life, moved only when it fires: a timer set
+    // anew for every frame costs the reactor thread a wake-up each time.
+    let grain = tick_of(keepalive);
+    let mut tick = smol::Timer::at(coarse(Instant::now() + keepalive, grain));
     loop {
-        let next = futures_lite::future::or(async { out_rx.recv().await }, async {
-            smol::Timer::after(keepalive).await;
-            Some(Outbound::Frame(Vec::new()))
+        let next = futures_lite::future::or(async { Next::Out(out_rx.recv().await) }, async {
+            (&mut tick).await;
+            Next::Tick
         })
         .await;
         let write = async {
             match next {
-                // An empty frame is the keepalive tick.
-                Some(Outbound::Frame(f)) if f.is_empty() => {
+                Next::Tick => {
+                    let due = heard.last() + keepalive;
+                    let now = Instant::now();
+                    // Heard from within the period (less an eighth, so a
+                    // pong just after our last ping does not put the next
+                    // one off by a few milliseconds twice): no ping needed.
+                    if now + keepalive / 8 < due {
+                        tick.set_at(coarse(due, grain));
+                        return true;
+                    }
+                    tick.set_at(coarse(now + keepalive, grain));
                     sink.send(Ws::Ping(Vec::new().into())).await.is_ok()
                 }
-                Some(Outbound::Frame(f)) => {
+                Next::Out(Some(Outbound::Frame(f))) => {
                     id = id.wrapping_add(1);
                     let mut ok = true;
                     for piece in split(&f, fragment, id) {
@@ -139,7 +248,7 @@ async fn write_frames<S>(
                     out_rx.written(&f);
                     ok
                 }
-                Some(Outbound::Close(reason)) => {
+                Next::Out(Some(Outbound::Close(reason))) => {
                     // A server that stops says so with 1001.
                     let away =
                         reason.starts_with(super::GOING_AWAY) || reason == super::SERVER_STOPPING;
@@ -156,7 +265,7 @@ async fn write_frames<S>(
                     let _ = sink.send(Ws::Close(Some(frame))).await;
                     false
                 }
-                None => {
+                Next::Out(None) => {
                     // Every sender went: the link ends, and a close that
                     // fails leaves nothing to close.
                     let _ = sink.close(None).await;
@@ -164,6 +273,8 @@ async fn write_frames<S>(
                 }
             }
         };
+        // The timeout's timer is registered only if the write has to wait
+        // (`or` polls the write first).
         let go_on = futures_lite::future::or(write, async {
             smol::Timer::after(write_timeout).await;
             tracing::info!(
@@ -186,6 +297,7 @@ async fn read_frames<S>(
     mut stream: WebSocketReceiver<S>,
     writer_tx: super::LinkTx,
     in_tx: async_channel::Sender<Vec<u8>>,
+    heard: Arc<Heard>,
     o: WsOptions,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -199,12 +311,24 @@ async fn read_frames<S>(
     })
     .with_budget(o.reassembly_budget.clone());
     let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
+    // One timer, moved only when it fires (see `Heard`).
+    let grain = tick_of(o.keepalive);
+    let mut idle = smol::Timer::at(coarse(Instant::now() + o.idle_timeout, grain));
     loop {
         let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
-            smol::Timer::after(o.idle_timeout).await;
+            (&mut idle).await;
             None
         })
         .await;
+        if next.is_none() {
+            let due = heard.last() + o.idle_timeout;
+            if Instant::now() < due {
+                idle.set_at(coarse(due, grain));
+                continue;
+            }
+        } else {
+            heard.now();
+        }
         let refuse = |code: ErrorCode, why: String| {
             tracing::warn!("websocket: {why}");
             let _ = writer_tx.send(error_frame(code, why.clone()));
@@ -288,9 +412,10 @@ pub async fn ws_connect(url: &str, o: WsOptions) -> Result<Link, String> {
         ..o
     };
     if !secure {
-        let (ws, _) = async_tungstenite::client_async_with_config(url, stream, Some(config(&o)))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (ws, _) =
+            async_tungstenite::client_async_with_config(url, stream, Some(config(&o, CLIENT_READ)))
+                .await
+                .map_err(|e| e.to_string())?;
         return Ok(ws_link(ws, o));
     }
     let trust = match o.trust.take() {
@@ -300,9 +425,10 @@ pub async fn ws_connect(url: &str, o: WsOptions) -> Result<Link, String> {
     let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
     let name = name.trim_start_matches('[').trim_end_matches(']');
     let tls = trust.connect(name, stream).await?;
-    let (ws, _) = async_tungstenite::client_async_with_config(url, tls, Some(config(&o)))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (ws, _) =
+        async_tungstenite::client_async_with_config(url, tls, Some(config(&o, CLIENT_READ)))
+            .await
+            .map_err(|e| e.to_string())?;
     Ok(ws_link(ws, o))
 }
 
@@ -440,7 +566,7 @@ async fn upgrade<S>(
                 async_tungstenite::accept_hdr_async_with_config(
                     stream,
                     note_path,
-                    Some(config(&o)),
+                    Some(config(&o, SERVER_READ)),
                 )
                 .await,
             )
@@ -454,7 +580,7 @@ async fn upgrade<S>(
     match upgrade {
         Some(Ok(ws)) => {
             let to_loro = path.get().is_some_and(|p| p.starts_with("/loro"));
-            accept(slot.wrap(link_for(ws, o, loro, to_loro)))
+            accept(link_for(ws, o, slot, loro, to_loro))
         }
         Some(Err(async_tungstenite::tungstenite::Error::Protocol(e))) => {
             // Not a WebSocket client (a health check, a browser): say what this is.
@@ -474,23 +600,35 @@ async fn upgrade<S>(
 /// The link of an upgraded connection: the Loro endpoint's when the server
 /// has one and the path asks for it (`to_loro`), the native one otherwise.
 #[cfg(feature = "loro-endpoint")]
-fn link_for<S>(ws: WebSocketStream<S>, o: WsOptions, loro: LoroEndpoint, to_loro: bool) -> Link
+fn link_for<S>(
+    ws: WebSocketStream<S>,
+    o: WsOptions,
+    slot: super::Slot,
+    loro: LoroEndpoint,
+    to_loro: bool,
+) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match loro {
-        Some(b) if to_loro => loro_link(ws, o, b),
-        _ => ws_link(ws, o),
+        Some(b) if to_loro => slot.wrap(loro_link(ws, o, b)),
+        _ => ws_link_holding(ws, o, Some(slot)),
     }
 }
 
 /// The link of an upgraded connection: without the Loro endpoint, every
 /// path gets the native one.
 #[cfg(not(feature = "loro-endpoint"))]
-fn link_for<S>(ws: WebSocketStream<S>, o: WsOptions, loro: LoroEndpoint, to_loro: bool) -> Link
+fn link_for<S>(
+    ws: WebSocketStream<S>,
+    o: WsOptions,
+    slot: super::Slot,
+    loro: LoroEndpoint,
+    to_loro: bool,
+) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _ = (loro, to_loro);
-    ws_link(ws, o)
+    ws_link_holding(ws, o, Some(slot))
 }

@@ -1,5 +1,5 @@
 //! How many connections the process can hold: its file-descriptor limit,
-//! raised to the hard limit at start-up, shared by the two endpoints.
+//! raised to the hard limit at start-up, shared by every endpoint.
 
 /// File descriptors kept for the store, logs and the rest of the process.
 const RESERVED_FDS: u64 = 64;
@@ -28,9 +28,11 @@ fn raise_fd_limit() -> Option<u64> {
     Some(lim.rlim_cur)
 }
 
-/// Connections per endpoint (WebSocket, HTTP) the descriptors allow.
-pub fn connections_per_endpoint() -> usize {
+/// Connections the descriptors allow, on all endpoints (WebSocket, TCP,
+/// HTTP) together: one endpoint may use what the others leave, so a server
+/// of WebSocket clients holds as many as the process can.
+pub fn connections_allowed() -> usize {
     let fds = raise_fd_limit().unwrap_or(1024);
-    let per = fds.saturating_sub(RESERVED_FDS) / 2;
-    usize::try_from(per.clamp(16, 1 << 20)).unwrap_or(1024)
+    let all = fds.saturating_sub(RESERVED_FDS);
+    usize::try_from(all.clamp(16, 1 << 20)).unwrap_or(1024)
 }

@@ -52,8 +52,9 @@ pub struct ServeArgs {
     /// The token this server presents to its --peer servers.
     #[arg(long, env = "DOCWEAVE_PEER_TOKEN")]
     peer_token: Option<String>,
-    /// Most connections at once, per endpoint (default: what the process's
-    /// file-descriptor limit allows, shared by both endpoints).
+    /// Most connections at once, on all endpoints together (WebSocket, TCP
+    /// and HTTP share them; default: what the process's file-descriptor
+    /// limit allows, raised to its hard limit).
     #[arg(long)]
     max_connections: Option<usize>,
     /// Seed of the node's jitter (default: drawn from the OS at start-up).
@@ -221,8 +222,8 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     let (repo, metrics) = build_repo(&a, store, &auth, statics, rules, quotas, max_message)?;
     let max_connections = a
         .max_connections
-        .unwrap_or_else(crate::limits::connections_per_endpoint);
-    tracing::info!("at most {max_connections} connections per endpoint");
+        .unwrap_or_else(crate::limits::connections_allowed);
+    tracing::info!("at most {max_connections} connections in all");
     let node = Running {
         repo: Arc::new(repo),
         auth,
@@ -377,7 +378,7 @@ struct Running {
     metrics: docweave_shell::Metrics,
     /// What the Loro endpoint counts.
     loro_figures: Arc<LoroFigures>,
-    /// Most connections at once, per endpoint.
+    /// Most connections at once, on all endpoints together.
     max_connections: usize,
     /// The largest message sent or accepted, in bytes.
     max_message: usize,
@@ -584,10 +585,13 @@ async fn start_endpoints(
         tls: tls.clone(),
         ..WsOptions::default()
     };
+    // One pool of connections for every endpoint (they share the file
+    // descriptors); each endpoint is counted and closed on its own.
+    let all = ConnectionLimit::new(node.max_connections);
     let limits = EndpointLimits {
-        ws: ConnectionLimit::new(node.max_connections),
-        tcp: ConnectionLimit::new(node.max_connections),
-        http: ConnectionLimit::new(node.max_connections),
+        ws: all.within(node.max_connections),
+        tcp: all.within(node.max_connections),
+        http: all.within(node.max_connections),
     };
     smol::spawn(serve_ws_with_loro(
         ws,
