@@ -7,6 +7,7 @@ use clap::Parser;
 use docweave_bench::appends::s11;
 use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
+use docweave_bench::connections::{s9, S9Sizes};
 use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
@@ -14,8 +15,8 @@ use std::collections::BTreeMap;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s7, s10, s11 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
-    /// or Debian's binaries for a throwaway cluster).
+    /// all, s1 … s7, s9, s10, s11 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// or Debian's binaries for a throwaway cluster; s9 the `docweave` binary).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Runs per scenario.
@@ -33,6 +34,13 @@ struct Args {
     /// S7's servers (1: the single-server baseline).
     #[arg(long, default_value_t = 3)]
     servers: usize,
+    /// S9's server: the `docweave` binary (default: the one beside this
+    /// program, as `cargo build --release -p docweave-cli` leaves it).
+    #[arg(long)]
+    server_bin: Option<std::path::PathBuf>,
+    /// S9's connections (default: what the file-descriptor limit allows).
+    #[arg(long)]
+    connections: Option<usize>,
     /// Run S5 in this process and print its line (the parent starts a
     /// fresh process for it, so earlier scenarios' memory does not hide its cost).
     #[arg(long, hide = true)]
@@ -184,6 +192,20 @@ fn main() {
                     None => eprintln!("S7 skipped: no PostgreSQL"),
                 }
             }
+            if want("s9") {
+                let mut sizes = if a.quick {
+                    S9Sizes::quick()
+                } else {
+                    S9Sizes::full()
+                };
+                sizes.connections = a.connections.unwrap_or(sizes.connections);
+                match server_bin(&a) {
+                    Some(bin) => record(s9(&bin, &sizes, &std::env::temp_dir()).await),
+                    None => eprintln!(
+                        "S9 skipped: no docweave binary (cargo build --release -p docweave-cli, or --server-bin)"
+                    ),
+                }
+            }
             if want("s10") {
                 // Each run is printed as it ends: one by one takes minutes.
                 s10_all(
@@ -199,6 +221,15 @@ fn main() {
         });
     }
     print_table(&runs);
+}
+
+/// The `docweave` binary S9 runs: `--server-bin`, else the one beside this program.
+fn server_bin(a: &Args) -> Option<std::path::PathBuf> {
+    let bin = match &a.server_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().ok()?.with_file_name("docweave"),
+    };
+    bin.is_file().then_some(bin)
 }
 
 fn print_table(runs: &[Run]) {

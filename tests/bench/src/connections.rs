@@ -1,0 +1,536 @@
+//! S9: many WebSocket connections on the real server (`docweave serve`,
+//! started as a process of its own so its memory and CPU are its alone),
+//! idle, then live edits fanned out through them.
+//!
+//! The load generator speaks the native protocol itself. It keeps one Loro
+//! document per *edited document* (to make real updates for the server to
+//! import), none per connection: a subscriber only decodes frames,
+//! acknowledges data and notes when each update arrived.
+//!
+//! Measured: the server's resident memory per connection (each said hello
+//! and is subscribed to one document), its CPU while every connection is
+//! idle (keepalive pings included: the idle window is longer than their
+//! period), and the delay from an edit's send to its arrival at each of
+//! its document's subscribers, at a steady aggregate rate of edits.
+
+use crate::scenarios::percentile;
+use crate::Run;
+use docweave_adapters::transport::{ws_connect, WsOptions};
+use docweave_adapters::Link;
+use docweave_core::{
+    decode, encode, AckStatus, BatchId, Clock, DocId, Hello, Limits, Message, Payload, PeerId,
+    PeerKind, Reply, VersionVector, PROTOCOL_VERSION,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The shape of one S9 run.
+#[derive(Debug, Clone)]
+pub struct S9Sizes {
+    /// Connections in all: one writer per edited document, `subscribers`
+    /// per edited document, and the rest each subscribed to a quiet one.
+    pub connections: usize,
+    /// Documents edited (and as many quiet ones).
+    pub docs: usize,
+    /// Subscribers of each edited document.
+    pub subscribers: usize,
+    /// Edits per second, over all documents.
+    pub rate: f64,
+    /// Seconds of edits.
+    pub seconds: f64,
+    /// Seconds every connection stays idle while the server's CPU is measured.
+    pub idle_seconds: f64,
+}
+
+impl S9Sizes {
+    /// The shape: as many connections as the file-descriptor
+    /// limit allows, 1,000 documents with 10 subscribers each, 1,000
+    /// edits per second for 10 seconds, 65 idle seconds (two keepalive periods).
+    pub fn full() -> Self {
+        S9Sizes {
+            connections: connections_allowed(),
+            docs: 1_000,
+            subscribers: 10,
+            rate: 1_000.0,
+            seconds: 10.0,
+            idle_seconds: 65.0,
+        }
+    }
+
+    /// Tiny, for the smoke test.
+    pub fn quick() -> Self {
+        S9Sizes {
+            connections: 60,
+            docs: 10,
+            subscribers: 3,
+            rate: 50.0,
+            seconds: 2.0,
+            idle_seconds: 1.0,
+        }
+    }
+}
+
+/// File descriptors kept aside in each process (the generator's and the
+/// server's own: store, listeners, logs).
+const SPARE_FDS: usize = 200;
+
+/// Connections this process can open: its file-descriptor limit (raised
+/// to the hard limit) less a margin. The server runs under the same limit.
+pub fn connections_allowed() -> usize {
+    usize::try_from(raise_fd_limit())
+        .unwrap_or(1_000)
+        .saturating_sub(SPARE_FDS)
+        .max(100)
+}
+
+/// Raises this process's soft limit on open files to the hard one; returns it.
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1_000;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if lim.rlim_cur < lim.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+        lim.rlim_cur
+    }
+}
+
+/// The server process; killed when dropped.
+struct Server {
+    child: Child,
+    ws: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The run is over: a server that already exited has nothing left to stop.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Starts `docweave serve` on a fresh SQLite store in `dir` and waits until
+/// its WebSocket port answers.
+fn start_server(bin: &Path, dir: &Path) -> Server {
+    let ws = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let data = dir.join("data");
+    let child = Command::new(bin)
+        .args(["serve", "--listen", &ws, "--http", &http, "--data"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let server = Server { child, ws };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&server.ws).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+/// Resident bytes and CPU seconds (user + system) of process `pid`.
+fn usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it do not.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are the 14th and 15th fields; `after` starts at the 3rd.
+    // SAFETY: sysconf only reads a configuration value.
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (rss, (ticks(11) + ticks(12)) as f64 / per_s)
+}
+
+/// What the connections saw, shared by their tasks.
+#[derive(Default)]
+struct Seen {
+    /// Connections that said hello and got their document's first answer.
+    ready: AtomicUsize,
+    /// Connections that could not connect or were closed.
+    failed: AtomicUsize,
+    /// Errors the server sent.
+    errors: AtomicUsize,
+    /// Acknowledgements writers got for their updates.
+    acked: AtomicUsize,
+    /// Microseconds from an edit's send to each arrival.
+    delays: Mutex<Vec<u64>>,
+}
+
+/// When the last edit of each edited document was sent, in microseconds
+/// since the run's epoch. One edit per document is in flight at a time
+/// (a document gets one every `docs / rate` seconds), so an arrival
+/// belongs to the last one sent.
+struct Sent {
+    epoch: Instant,
+    at: Vec<AtomicU64>,
+}
+
+impl Sent {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+}
+
+fn hello(peer: &str) -> Message {
+    Message::Hello(Hello {
+        peer: PeerId::new(peer),
+        name: String::new(),
+        kind: PeerKind::User,
+        protocol: PROTOCOL_VERSION,
+        token: None,
+        clock: Clock(0),
+    })
+}
+
+fn send(link: &Link, messages: &[Message]) -> bool {
+    match encode(messages) {
+        Ok(frame) => link.tx.send(frame).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn ack(batch: BatchId) -> Message {
+    Message::Ack {
+        batch,
+        status: AckStatus::Ok,
+        clock: None,
+    }
+}
+
+/// One subscriber: hello, a sync-request for `doc`, then for ever: data
+/// acknowledged, updates of `doc` timed against `edited` (when the
+/// document is an edited one, its index).
+async fn subscriber(
+    url: String,
+    peer: String,
+    doc: DocId,
+    edited: Option<usize>,
+    seen: Arc<Seen>,
+    sent: Arc<Sent>,
+) {
+    let Ok(link) = ws_connect(&url, WsOptions::default()).await else {
+        seen.failed.fetch_add(1, Ordering::SeqCst);
+        return;
+    };
+    let request = Message::SyncRequest {
+        doc: doc.clone(),
+        version: VersionVector::new(),
+        bidirectional: false,
+    };
+    if !send(&link, &[hello(&peer), request]) {
+        seen.failed.fetch_add(1, Ordering::SeqCst);
+        return;
+    }
+    let limits = Limits::default();
+    while let Ok(frame) = link.rx.recv().await {
+        let arrived = sent.now();
+        let Ok(messages) = decode(&frame, &limits) else {
+            seen.errors.fetch_add(1, Ordering::SeqCst);
+            continue;
+        };
+        let mut acks = Vec::new();
+        for m in messages {
+            match m {
+                Message::SyncResponse { batch, reply, .. } => {
+                    if matches!(reply, Reply::Snapshot(_) | Reply::Delta(_)) {
+                        acks.push(ack(batch));
+                    }
+                    seen.ready.fetch_add(1, Ordering::SeqCst);
+                }
+                Message::Update { doc: d, batch, .. } => {
+                    acks.push(ack(batch));
+                    if let (true, Some(i)) = (d == doc, edited) {
+                        let at = sent.at[i].load(Ordering::SeqCst);
+                        if let Ok(mut delays) = seen.delays.lock() {
+                            delays.push(arrived.saturating_sub(at));
+                        }
+                    }
+                }
+                Message::Error { .. } => {
+                    seen.errors.fetch_add(1, Ordering::SeqCst);
+                }
+                _ => {}
+            }
+        }
+        if !acks.is_empty() && !send(&link, &acks) {
+            break;
+        }
+    }
+    seen.failed.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A writer: hello, its two documents created; its link is handed back for
+/// the edits, and a task counts the acknowledgements.
+async fn writer(url: &str, i: usize, first: [Message; 2], seen: &Arc<Seen>) -> Option<Link> {
+    let link = ws_connect(url, WsOptions::default()).await.ok()?;
+    let [a, b] = first;
+    if !send(&link, &[hello(&format!("writer-{i}")), a, b]) {
+        return None;
+    }
+    let rx = link.rx.clone();
+    let seen = seen.clone();
+    smol::spawn(async move {
+        let limits = Limits::default();
+        while let Ok(frame) = rx.recv().await {
+            for m in decode(&frame, &limits).unwrap_or_default() {
+                match m {
+                    Message::Ack {
+                        status: AckStatus::Ok,
+                        ..
+                    } => {
+                        seen.acked.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Message::Ack { .. } | Message::Error { .. } => {
+                        seen.errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .detach();
+    Some(link)
+}
+
+/// An edited document in the generator: its Loro replica and what was
+/// already sent of it.
+struct Edited {
+    doc: loro::LoroDoc,
+    shipped: loro::VersionVector,
+}
+
+impl Edited {
+    fn new(i: usize) -> Self {
+        let doc = loro::LoroDoc::new();
+        // Peer 0 is Loro's only reserved id; these start at 1.
+        doc.set_peer_id(i as u64 + 1).unwrap_or_default();
+        Edited {
+            doc,
+            shipped: loro::VersionVector::default(),
+        }
+    }
+
+    /// One character typed; the update that carries it.
+    fn edit(&mut self) -> Vec<u8> {
+        let text = self.doc.get_text("t");
+        text.insert(0, "x").unwrap_or_default();
+        self.doc.commit();
+        let data = self
+            .doc
+            .export(loro::ExportMode::updates(&self.shipped))
+            .unwrap_or_default();
+        self.shipped = self.doc.oplog_vv();
+        data
+    }
+}
+
+fn update(doc: &str, batch: u64, data: Vec<u8>) -> Message {
+    Message::Update {
+        doc: DocId::new(doc),
+        batch: BatchId(batch),
+        data: Payload::new(data),
+        version: VersionVector::new(),
+    }
+}
+
+/// Waits until `count()` reaches `want`, or `limit` passes.
+async fn wait_for(count: impl Fn() -> usize, want: usize, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while count() < want {
+        if Instant::now() > deadline {
+            return false;
+        }
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// S9 against the `docweave` binary `bin`, its store in a fresh directory under `dir`.
+pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
+    let S9Sizes {
+        connections,
+        docs,
+        subscribers,
+        rate,
+        seconds,
+        idle_seconds,
+    } = sizes.clone();
+    raise_fd_limit();
+    let dir: PathBuf = dir.join(format!("s9-{}", std::process::id()));
+    // A leftover of an earlier run would be served again; none is fine.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let server = start_server(bin, &dir);
+    let pid = server.child.id();
+    let url = format!("ws://{}/", server.ws);
+    let seen = Arc::new(Seen::default());
+    let sent = Arc::new(Sent {
+        epoch: Instant::now(),
+        at: (0..docs).map(|_| AtomicU64::new(0)).collect(),
+    });
+
+    // Writers create the documents: each its edited one and a quiet one.
+    let mut edited: Vec<Edited> = (0..docs).map(Edited::new).collect();
+    let mut writers = Vec::with_capacity(docs);
+    for (i, e) in edited.iter_mut().enumerate() {
+        let quiet = Edited::new(docs + i).edit();
+        let first = [
+            update(&format!("live-{i}"), 1, e.edit()),
+            update(&format!("quiet-{i}"), 2, quiet),
+        ];
+        match writer(&url, i, first, &seen).await {
+            Some(link) => writers.push(link),
+            None => panic!("writer {i} could not connect"),
+        }
+    }
+    let created = wait_for(
+        || seen.acked.load(Ordering::SeqCst),
+        2 * docs,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(created, "the documents were not all created");
+    smol::Timer::after(Duration::from_millis(500)).await;
+    let (rss_before, _) = usage(pid);
+
+    // Subscribers: `subscribers` per edited document, the rest on quiet ones.
+    let others = connections.saturating_sub(docs);
+    let started = Instant::now();
+    let wave = 256;
+    let mut spawned = 0;
+    while spawned < others {
+        let end = (spawned + wave).min(others);
+        for j in spawned..end {
+            let (doc, index) = if j < docs * subscribers {
+                (format!("live-{}", j % docs), Some(j % docs))
+            } else {
+                (format!("quiet-{}", j % docs), None)
+            };
+            smol::spawn(subscriber(
+                url.clone(),
+                format!("sub-{j}"),
+                DocId::new(&doc),
+                index,
+                seen.clone(),
+                sent.clone(),
+            ))
+            .detach();
+        }
+        spawned = end;
+        let reached = wait_for(
+            || seen.ready.load(Ordering::SeqCst) + seen.failed.load(Ordering::SeqCst),
+            spawned,
+            Duration::from_secs(60),
+        )
+        .await;
+        if !reached {
+            break;
+        }
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    let ready = seen.ready.load(Ordering::SeqCst);
+    smol::Timer::after(Duration::from_millis(1_000)).await;
+    let (rss_connected, cpu_before) = usage(pid);
+    let per_connection = rss_connected.saturating_sub(rss_before) as f64 / ready.max(1) as f64;
+
+    // Idle: nobody sends anything but keepalives.
+    let idle_started = Instant::now();
+    smol::Timer::after(Duration::from_secs_f64(idle_seconds)).await;
+    let (_, cpu_after) = usage(pid);
+    let idle_cpu = (cpu_after - cpu_before) / idle_started.elapsed().as_secs_f64() * 100.0;
+
+    // Edits at a steady rate, round-robin over the edited documents.
+    let edits = (rate * seconds).round() as usize;
+    let acked_before = seen.acked.load(Ordering::SeqCst);
+    let edits_started = Instant::now();
+    for k in 0..edits {
+        let due = edits_started + Duration::from_secs_f64(k as f64 / rate);
+        smol::Timer::at(due).await;
+        let i = k % docs;
+        let data = edited[i].edit();
+        sent.at[i].store(sent.now(), Ordering::SeqCst);
+        let batch = 3 + (k / docs) as u64;
+        if !send(&writers[i], &[update(&format!("live-{i}"), batch, data)]) {
+            seen.errors.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let expected = edits * subscribers.min(ready / docs.max(1));
+    let delays_seen = || seen.delays.lock().map_or(0, |d| d.len());
+    wait_for(delays_seen, expected, Duration::from_secs(30)).await;
+    let (rss_end, _) = usage(pid);
+    let mut delays: Vec<f64> = seen
+        .delays
+        .lock()
+        .map(|d| d.iter().map(|us| *us as f64 / 1_000.0).collect())
+        .unwrap_or_default();
+    delays.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let acked = seen.acked.load(Ordering::SeqCst) - acked_before;
+    let failed = seen.failed.load(Ordering::SeqCst);
+    drop(writers);
+    drop(server);
+    // The store's files only take disk space once the run is over.
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        scenario: "S9".into(),
+        transport: "websocket".into(),
+        size: connections as u64,
+        metric: "p99_ms".into(),
+        value: percentile(&delays, 0.99),
+        messages: delays.len() as u64,
+        bytes: 0,
+        peak_rss: rss_end,
+        extra: vec![
+            ("connected".into(), (ready + docs) as f64),
+            ("failed".into(), failed as f64),
+            ("errors".into(), seen.errors.load(Ordering::SeqCst) as f64),
+            ("bytes_per_connection".into(), per_connection),
+            ("idle_cpu_percent".into(), idle_cpu),
+            ("connect_s".into(), connect_s),
+            ("edits".into(), edits as f64),
+            ("edits_acked".into(), acked as f64),
+            ("arrivals_expected".into(), expected as f64),
+            ("p50_ms".into(), percentile(&delays, 0.5)),
+            ("max_ms".into(), delays.last().copied().unwrap_or(0.0)),
+            (
+                "server_rss_idle_mib".into(),
+                rss_connected as f64 / 1048576.0,
+            ),
+        ],
+    }
+}
