@@ -11,6 +11,7 @@ pub mod fragments;
 mod http;
 #[cfg(feature = "http")]
 mod http_api;
+mod lane;
 mod memory;
 mod pace;
 mod slots;
@@ -127,7 +128,7 @@ struct Waiting {
 /// The sending half of a link, with the bytes waiting to be written.
 #[derive(Debug, Clone)]
 pub struct LinkTx {
-    inner: async_channel::Sender<Queued>,
+    inner: lane::Lane<Queued>,
     waiting: Arc<Waiting>,
     limit: usize,
     bulk_limit: usize,
@@ -219,7 +220,7 @@ impl LinkTx {
     /// having written what it owed the other side (a close frame, an HTTP
     /// session's close).
     pub fn finished(&self) -> bool {
-        self.inner.receiver_count() == 0
+        self.inner.receiver_gone()
     }
 
     /// Bytes queued and not yet written.
@@ -231,7 +232,7 @@ impl LinkTx {
 /// The writing half of a link, for a transport's writer task.
 #[derive(Debug)]
 pub struct LinkOut {
-    inner: async_channel::Receiver<Queued>,
+    inner: lane::LaneOut<Queued>,
     waiting: Arc<Waiting>,
     /// The large frame being written, and its next chunk.
     large: Mutex<Option<(SharedFrame, u32)>>,
@@ -243,7 +244,7 @@ impl LinkOut {
         if let Some(chunk) = self.next_chunk() {
             return Some(chunk);
         }
-        let queued = self.inner.recv().await.ok()?;
+        let queued = self.inner.recv().await?;
         Some(self.take(queued))
     }
 
@@ -252,7 +253,7 @@ impl LinkOut {
         if let Some(chunk) = self.next_chunk() {
             return Some(chunk);
         }
-        let queued = self.inner.try_recv().ok()?;
+        let queued = self.inner.try_recv()?;
         Some(self.take(queued))
     }
 
@@ -304,7 +305,7 @@ impl LinkOut {
 /// A new outbound queue holding at most `limit` bytes of ordinary frames
 /// and [`DEFAULT_BULK_BACKLOG`] bytes of large messages.
 pub fn outbound(limit: usize) -> (LinkTx, LinkOut) {
-    let (tx, rx) = async_channel::unbounded();
+    let (tx, rx) = lane::lane();
     let waiting = Arc::new(Waiting::default());
     (
         LinkTx {

@@ -381,6 +381,10 @@ async fn wait_for(count: impl Fn() -> usize, want: usize, limit: Duration) -> bo
     true
 }
 
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// S9 against the `docweave` binary `bin`, its store in a fresh directory under `dir`.
 pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     let S9Sizes {
@@ -467,13 +471,14 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     let ready = seen.ready.load(Ordering::SeqCst);
     smol::Timer::after(Duration::from_millis(1_000)).await;
     let (rss_connected, cpu_before) = usage(pid);
-    let per_connection = rss_connected.saturating_sub(rss_before) as f64 / ready.max(1) as f64;
 
     // Idle: nobody sends anything but keepalives.
     let idle_started = Instant::now();
     smol::Timer::after(Duration::from_secs_f64(idle_seconds)).await;
-    let (_, cpu_after) = usage(pid);
+    let (rss_idle, cpu_after) = usage(pid);
     let idle_cpu = (cpu_after - cpu_before) / idle_started.elapsed().as_secs_f64() * 100.0;
+    // What an idle connection costs once the connection storm is over.
+    let per_connection = rss_idle.saturating_sub(rss_before) as f64 / ready.max(1) as f64;
 
     // Edits at a steady rate, round-robin over the edited documents.
     let edits = (rate * seconds).round() as usize;
@@ -527,10 +532,8 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
             ("arrivals_expected".into(), expected as f64),
             ("p50_ms".into(), percentile(&delays, 0.5)),
             ("max_ms".into(), delays.last().copied().unwrap_or(0.0)),
-            (
-                "server_rss_idle_mib".into(),
-                rss_connected as f64 / 1048576.0,
-            ),
+            ("server_rss_connected_mib".into(), mib(rss_connected)),
+            ("server_rss_idle_mib".into(), mib(rss_idle)),
         ],
     }
 }
