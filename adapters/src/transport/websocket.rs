@@ -487,6 +487,15 @@ async fn serve(
     loro: LoroEndpoint,
 ) {
     let accept = std::sync::Arc::new(accept);
+    // The accepting side waits a quarter longer before it pings: with a
+    // client that pings on the same period (ours, loro-websocket's), only
+    // the client does, and the server answers. On equal periods both sides
+    // pinged at once whenever their timers fell within a round trip (under
+    // load, most of them: twice the pings, and each a wake-up per connection).
+    let o = WsOptions {
+        keepalive: o.keepalive + o.keepalive / 4,
+        ..o
+    };
     let mut pause = Duration::from_millis(5);
     loop {
         let stream = accept_next(&listener, &mut pause).await;
