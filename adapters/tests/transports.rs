@@ -325,14 +325,67 @@ async fn pings_from_server(ms: u64, every: Option<Duration>) -> usize {
 
 #[cfg(feature = "websocket")]
 #[test]
-fn a_websocket_server_pings_only_a_client_it_has_not_heard_from() {
+fn a_websocket_server_pings_a_silent_client_and_not_one_that_pings_it() {
     smol::block_on(async {
         // Silent: pinged about every 100 ms.
         let silent = pings_from_server(800, None).await;
         assert!(silent >= 4, "a silent client was pinged {silent} times");
-        // Pinging every 30 ms itself: the server hears it and does not ping.
+        // Pinging every 30 ms itself: the server answers and does not ping.
         let heard = pings_from_server(800, Some(Duration::from_millis(30))).await;
-        assert_eq!(heard, 0, "a client heard from was pinged anyway");
+        assert_eq!(heard, 0, "a client that pings was pinged anyway");
+    });
+}
+
+#[cfg(feature = "websocket")]
+#[test]
+fn a_websocket_client_that_hears_plenty_but_sends_nothing_still_pings() {
+    // A peer that only receives must still be heard from, or the other
+    // side closes it as idle in the middle of a long download.
+    use async_tungstenite::tungstenite::Message as Ws;
+    use futures_util::StreamExt;
+    smol::block_on(async {
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let server = smol::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+            let ws = async_tungstenite::accept_async(stream)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (mut sink, mut stream) = ws.split();
+            let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let seen = pings.clone();
+            let reader = smol::spawn(async move {
+                while let Some(Ok(m)) = stream.next().await {
+                    if matches!(m, Ws::Ping(_)) {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+            // Something every 20 ms (unsolicited pongs: heard, never answered).
+            for _ in 0..45 {
+                if sink.send(Ws::Pong(Vec::new().into())).await.is_err() {
+                    break;
+                }
+                smol::Timer::after(Duration::from_millis(20)).await;
+            }
+            drop(reader);
+            pings.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        let o = WsOptions {
+            keepalive: Duration::from_millis(50),
+            idle_timeout: Duration::from_millis(300),
+            ..WsOptions::default()
+        };
+        let _client = ws_connect(&format!("ws://{addr}/"), o)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pings = server.await;
+        assert!(
+            pings >= 5,
+            "a client that only received pinged {pings} times in 900 ms"
+        );
     });
 }
 

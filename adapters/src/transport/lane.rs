@@ -97,7 +97,9 @@ impl<T> Lane<T> {
             }
             s.items.push_back(item);
         }
-        self.shared.ready.notify(1);
+        // One more waiter for each item, as async-channel does: an HTTP
+        // session may have two requests waiting on one link.
+        self.shared.ready.notify_additional(1);
         Ok(())
     }
 

@@ -72,9 +72,8 @@ pub(crate) const GOING_AWAY: &str = "going away: ";
 #[derive(Debug)]
 enum Queued {
     Frame(Vec<u8>),
-    /// Boxed: the queue keeps a block of 31 entries per link even when
-    /// idle, and an entry is as large as its largest kind (72 bytes
-    /// unboxed, 32 boxed: 1 KB less per connection).
+    /// Boxed: an entry is as large as its largest kind (72 bytes unboxed,
+    /// 32 boxed), and a burst of small frames is the common case.
     Shared(Box<SharedFrame>),
     Close(String),
 }

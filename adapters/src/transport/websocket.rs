@@ -111,13 +111,13 @@ where
     let (in_tx, in_rx) = async_channel::bounded::<Vec<u8>>(crate::transport::INBOUND_FRAMES);
     let (sink, stream) = ws.split();
     let writer_tx = out_tx.clone();
-    let heard = Arc::new(Heard::new());
+    let activity = Arc::new(Activity::new());
     let (keepalive, write_timeout) = (o.keepalive, o.write_timeout);
     let fragment = o.fragment;
     let writer = write_frames(
         sink,
         out_rx,
-        heard.clone(),
+        activity.clone(),
         keepalive,
         write_timeout,
         fragment,
@@ -125,7 +125,7 @@ where
     smol::spawn(writer).detach();
     smol::spawn(async move {
         let _slot = slot;
-        read_frames(stream, writer_tx, in_tx, heard, o).await
+        read_frames(stream, writer_tx, in_tx, activity, o).await
     })
     .detach();
     Link {
@@ -134,38 +134,73 @@ where
     }
 }
 
-/// When the peer was last heard from (any message, a ping or pong
-/// included), shared by a link's reader, which hears, and its writer,
-/// which pings only a peer silent for a keepalive period. With both ends
-/// doing so, an idle connection carries one ping and one pong per period,
-/// not one from each side; and neither task touches a timer per message
-/// (each new timer wakes the reactor thread: with 20,000 idle
-/// connections, that was most of the idle CPU).
+/// When a link last heard from its peer and last sent to it, shared by
+/// its reader and writer. The writer pings only when nothing was sent for
+/// a keepalive period (a frame, a ping, or the pong tungstenite answers a
+/// ping with), which is what keeps the peer's idle timer and any proxy
+/// between satisfied; the reader closes a peer not heard from for the idle
+/// timeout. With a client that pings on its own period, the server answers
+/// and never pings: one ping and one pong per idle period, not one from
+/// each side. And neither task touches a timer per message (each new timer
+/// wakes the reactor thread: with 20,000 idle connections, that was most
+/// of the idle CPU).
 #[derive(Debug)]
-struct Heard {
+struct Activity {
     epoch: Instant,
     /// Milliseconds after `epoch`.
-    ms: AtomicU64,
+    heard: AtomicU64,
+    /// Milliseconds after `epoch`.
+    sent: AtomicU64,
 }
 
-impl Heard {
+impl Activity {
     fn new() -> Self {
-        Heard {
+        Activity {
             epoch: Instant::now(),
-            ms: AtomicU64::new(0),
+            heard: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
         }
     }
 
-    /// The peer was heard from now.
-    fn now(&self) {
+    fn stamp(&self, at: &AtomicU64) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.ms.store(ms, Ordering::Relaxed);
+        at.store(ms, Ordering::Relaxed);
+    }
+
+    fn read(&self, at: &AtomicU64) -> Instant {
+        later(
+            self.epoch,
+            Duration::from_millis(at.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// The peer was heard from now.
+    fn heard_now(&self) {
+        self.stamp(&self.heard);
+    }
+
+    /// Something went to the peer now.
+    fn sent_now(&self) {
+        self.stamp(&self.sent);
     }
 
     /// When the peer was last heard from (the link's start, before anything).
-    fn last(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    fn last_heard(&self) -> Instant {
+        self.read(&self.heard)
     }
+
+    /// When something last went to the peer (the link's start, before anything).
+    fn last_sent(&self) -> Instant {
+        self.read(&self.sent)
+    }
+}
+
+/// `t + d`, or as late as can be said when that overflows (a timer of
+/// `Duration::MAX` never fires, as `Timer::after` would have it).
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(1 << 30)))
+        .unwrap_or(t)
 }
 
 /// `t`, rounded up to the next multiple of `tick` (counted from the
@@ -179,7 +214,7 @@ fn coarse(t: Instant, tick: Duration) -> Instant {
     let since = t.saturating_duration_since(epoch).as_nanos();
     let ticks = since.div_ceil(tick);
     let at = u64::try_from(ticks.saturating_mul(tick)).unwrap_or(u64::MAX);
-    epoch + Duration::from_nanos(at)
+    later(epoch, Duration::from_nanos(at)).max(t)
 }
 
 /// The granularity of a link's timers: a second, or an eighth of the
@@ -197,13 +232,13 @@ enum Next {
 }
 
 /// The writer task: writes the node's frames to the peer, in pieces of at
-/// most `fragment` bytes, and a ping when the peer was silent for
+/// most `fragment` bytes, and a ping when nothing went to the peer for
 /// `keepalive`, until a close, a failed write, or a write the peer does
 /// not take within `write_timeout`.
 async fn write_frames<S>(
     mut sink: WebSocketSender<S>,
     out_rx: super::LinkOut,
-    heard: Arc<Heard>,
+    activity: Arc<Activity>,
     keepalive: Duration,
     write_timeout: Duration,
     fragment: usize,
@@ -214,7 +249,7 @@ async fn write_frames<S>(
     // One timer for the link's life, moved only when it fires: a timer set
     // anew for every frame costs the reactor thread a wake-up each time.
     let grain = tick_of(keepalive);
-    let mut tick = smol::Timer::at(coarse(Instant::now() + keepalive, grain));
+    let mut tick = smol::Timer::at(coarse(later(Instant::now(), keepalive), grain));
     loop {
         let next = futures_lite::future::or(async { Next::Out(out_rx.recv().await) }, async {
             (&mut tick).await;
@@ -224,16 +259,17 @@ async fn write_frames<S>(
         let write = async {
             match next {
                 Next::Tick => {
-                    let due = heard.last() + keepalive;
+                    let due = later(activity.last_sent(), keepalive);
                     let now = Instant::now();
-                    // Heard from within the period (less an eighth, so a
-                    // pong just after our last ping does not put the next
-                    // one off by a few milliseconds twice): no ping needed.
-                    if now + keepalive / 8 < due {
+                    // Something went within the period (less an eighth, so
+                    // a send just after the last tick does not put the ping
+                    // off by a few milliseconds): no ping needed.
+                    if later(now, keepalive / 8) < due {
                         tick.set_at(coarse(due, grain));
                         return true;
                     }
-                    tick.set_at(coarse(now + keepalive, grain));
+                    tick.set_at(coarse(later(now, keepalive), grain));
+                    activity.sent_now();
                     sink.send(Ws::Ping(Vec::new().into())).await.is_ok()
                 }
                 Next::Out(Some(Outbound::Frame(f))) => {
@@ -246,6 +282,7 @@ async fn write_frames<S>(
                         }
                     }
                     out_rx.written(&f);
+                    activity.sent_now();
                     ok
                 }
                 Next::Out(Some(Outbound::Close(reason))) => {
@@ -297,7 +334,7 @@ async fn read_frames<S>(
     mut stream: WebSocketReceiver<S>,
     writer_tx: super::LinkTx,
     in_tx: async_channel::Sender<Vec<u8>>,
-    heard: Arc<Heard>,
+    activity: Arc<Activity>,
     o: WsOptions,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -311,23 +348,30 @@ async fn read_frames<S>(
     })
     .with_budget(o.reassembly_budget.clone());
     let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
-    // One timer, moved only when it fires (see `Heard`).
+    // One timer, moved only when it fires (see `Activity`).
     let grain = tick_of(o.keepalive);
-    let mut idle = smol::Timer::at(coarse(Instant::now() + o.idle_timeout, grain));
+    let mut idle = smol::Timer::at(coarse(later(Instant::now(), o.idle_timeout), grain));
     loop {
         let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
             (&mut idle).await;
             None
         })
         .await;
-        if next.is_none() {
-            let due = heard.last() + o.idle_timeout;
-            if Instant::now() < due {
-                idle.set_at(coarse(due, grain));
-                continue;
+        match &next {
+            None => {
+                let due = later(activity.last_heard(), o.idle_timeout);
+                if Instant::now() < due {
+                    idle.set_at(coarse(due, grain));
+                    continue;
+                }
             }
-        } else {
-            heard.now();
+            Some(got) => {
+                activity.heard_now();
+                // tungstenite answers a ping with a pong: that went out too.
+                if matches!(got, Some(Ok(Ws::Ping(_)))) {
+                    activity.sent_now();
+                }
+            }
         }
         let refuse = |code: ErrorCode, why: String| {
             tracing::warn!("websocket: {why}");
@@ -491,9 +535,14 @@ async fn serve(
     // client that pings on the same period (ours, loro-websocket's), only
     // the client does, and the server answers. On equal periods both sides
     // pinged at once whenever their timers fell within a round trip (under
-    // load, most of them: twice the pings, and each a wake-up per connection).
+    // load, most of them: twice the pings, and each a wake-up per
+    // connection). Never past half the idle timeout, so a peer that only
+    // answers pings is pinged in time.
     let o = WsOptions {
-        keepalive: o.keepalive + o.keepalive / 4,
+        keepalive: o
+            .keepalive
+            .saturating_add(o.keepalive / 4)
+            .min(o.idle_timeout / 2),
         ..o
     };
     let mut pause = Duration::from_millis(5);

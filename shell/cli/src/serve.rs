@@ -587,9 +587,13 @@ async fn start_endpoints(
     };
     // One pool of connections for every endpoint (they share the file
     // descriptors); each endpoint is counted and closed on its own.
+    // WebSocket clients may not take the last few: the HTTP port's health,
+    // readiness and metrics pages and TCP links between servers still get
+    // in when clients fill the process.
     let all = ConnectionLimit::new(node.max_connections);
+    let for_others = (node.max_connections / 64).clamp(1, 64);
     let limits = EndpointLimits {
-        ws: all.within(node.max_connections),
+        ws: all.within(node.max_connections.saturating_sub(for_others).max(1)),
         tcp: all.within(node.max_connections),
         http: all.within(node.max_connections),
     };
