@@ -393,3 +393,82 @@ fn a_replica_edited_through_its_handle_stays_until_the_node_took_the_edit() {
         "the edit was lost"
     );
 }
+
+#[test]
+fn a_replica_unused_for_a_while_sleeps_as_bytes_but_not_one_the_application_holds() {
+    let options = NodeOptions {
+        store: true,
+        sleep_after_ms: 60_000,
+        ..NodeOptions::default()
+    };
+    let mut store = MemoryStore::new();
+    let mut node = Node::new(Config::new("server"), LoroEngine, options);
+    settle(&mut node, &mut store);
+    for (i, id) in ["idle", "held"].into_iter().enumerate() {
+        let id = DocId::new(id);
+        node.handle(i as u64, Input::Open { doc: id.clone() });
+        settle(&mut node, &mut store);
+        let handle = node.doc_handle(&id).unwrap();
+        handle.get_text("t").insert(0, id.as_str()).unwrap();
+        handle.commit();
+        node.handle(i as u64, Input::LocalChange { doc: id });
+        settle(&mut node, &mut store);
+    }
+    // Restarted: the documents are read back for a client, without handles.
+    drop(node);
+    let mut node = Node::new(Config::new("server"), LoroEngine, options);
+    settle(&mut node, &mut store);
+    for id in ["idle", "held"] {
+        node.handle(
+            1_000,
+            Input::Open {
+                doc: DocId::new(id),
+            },
+        );
+    }
+    let events = settle(&mut node, &mut store);
+    assert!(
+        ready(&events, "idle") && ready(&events, "held"),
+        "{events:?}"
+    );
+    let held = node.doc_handle(&DocId::new("held")).unwrap();
+    assert_eq!(node.resident(), 2);
+    let wake = node.poll_timeout();
+    assert!(
+        wake.is_some_and(|at| (61_000..=62_000).contains(&at)),
+        "the node does not wake to put the idle replica to sleep: {wake:?}"
+    );
+
+    node.handle(30_000, Input::Timeout);
+    settle(&mut node, &mut store);
+    assert_eq!(node.dormant(), 0, "asleep before its time");
+    node.handle(61_000, Input::Timeout);
+    settle(&mut node, &mut store);
+    assert_eq!(node.dormant(), 1, "the idle replica did not sleep");
+    assert_eq!(node.resident(), 1, "the held replica went too");
+    held.get_text("t").insert(0, "still ").unwrap();
+    held.commit();
+
+    node.handle(
+        62_000,
+        Input::Open {
+            doc: DocId::new("idle"),
+        },
+    );
+    let (jobs, events) = outputs(&mut node);
+    assert!(
+        !jobs.iter().any(|j| matches!(j.op, StoreOp::Load(_))),
+        "a sleeping replica was read from the store: {jobs:?}"
+    );
+    assert!(ready(&events, "idle"), "{events:?}");
+    let idle = node.doc_handle(&DocId::new("idle")).unwrap();
+    assert_eq!(idle.get_text("t").to_string(), "idle");
+    assert_eq!(
+        node.doc_handle(&DocId::new("held"))
+            .unwrap()
+            .get_text("t")
+            .to_string(),
+        "still held",
+        "the application's handle no longer edits the node's replica"
+    );
+}

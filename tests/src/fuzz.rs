@@ -240,6 +240,8 @@ pub fn node_inputs(data: &[u8]) {
     let options = NodeOptions {
         store: true,
         max_docs: 2,
+        // Time jumps put idle replicas to sleep as their bytes.
+        sleep_after_ms: 1_000,
         ..NodeOptions::default()
     };
     let mut node = Node::new(config, LoroEngine, options);

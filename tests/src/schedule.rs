@@ -125,6 +125,10 @@ pub struct Schedule {
     /// documents; the others sleep as their snapshot bytes or go) in a
     /// quarter of the schedules (from the seed alone).
     pub memory_budget: usize,
+    /// How long a node's replica may stay unused before it sleeps as its
+    /// snapshot bytes: 100 ms to 2 s in a third of the schedules, else
+    /// never (from the seed alone).
+    pub sleep_after_ms: u64,
     /// Clients that reach their hub by HTTP polling, with their poll
     /// interval in milliseconds (from the seed alone).
     pub polling: Vec<(usize, u64)>,
@@ -281,6 +285,11 @@ impl Schedule {
             } else {
                 usize::MAX
             },
+            sleep_after_ms: if (seed >> 17) % 3 == 0 {
+                100 + (seed >> 19) % 1_900
+            } else {
+                0
+            },
             read_delay: if (seed >> 11) % 2 == 0 {
                 20 + (seed >> 13) % 300
             } else {
@@ -332,6 +341,7 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
     sim.chunk_size = s.chunk_size;
     sim.max_docs = s.max_docs;
     sim.memory_budget = s.memory_budget;
+    sim.sleep_after_ms = s.sleep_after_ms;
     // Tens of thousands of events is a busy run; more is a livelock.
     sim.max_events = std::env::var("DOCWEAVE_MAX_EVENTS")
         .ok()

@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// (only --max-docs-in-memory).
     #[arg(long, default_value_t = 0)]
     memory_budget_mb: usize,
+    /// Seconds a document may stay unused before it sleeps as its snapshot
+    /// bytes (an idle 500-byte document: some 600 bytes instead of 11 KB
+    /// awake); it wakes on its next use without a store read. 0: never.
+    #[arg(long, default_value_t = 60)]
+    sleep_after_s: u64,
     /// Also accept TCP connections here (docweave frames back to back: the
     /// simplest transport for a host with its own sockets, as the C API's
     /// example and the Python package); with --tls-cert they speak TLS.
@@ -337,6 +342,7 @@ fn build_repo(
             0 => usize::MAX,
             mb => mb.saturating_mul(1024 * 1024),
         })
+        .sleep_after(std::time::Duration::from_secs(a.sleep_after_s))
         .max_message(max_message)
         .configure(|c| {
             c.kind = PeerKind::Service;

@@ -75,6 +75,18 @@ impl Dormant {
         self.take(doc);
     }
 
+    /// Drops the least recently put until at most `most` sleep.
+    pub fn keep_at_most(&mut self, most: usize) {
+        while self.docs.len() > most {
+            let Some((_, doc)) = self.by_put.pop_first() else {
+                break;
+            };
+            if let Some(s) = self.docs.remove(&doc) {
+                self.bytes -= s.bytes.len() + OVERHEAD;
+            }
+        }
+    }
+
     /// Drops the least recently put until they cost at most `budget`.
     pub fn trim(&mut self, budget: usize) {
         while self.bytes > budget {

@@ -246,6 +246,7 @@ impl<E: DocEngine> Node<E> {
 
     pub(super) fn take(&mut self, now: Millis, item: Held) {
         self.now = self.now.max(now);
+        self.replicas.set_now(self.now);
         self.chunks.expire(self.now);
         match item {
             Held::Opened { channel, remote } => self.step(Msg::ChannelAdded {

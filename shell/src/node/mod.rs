@@ -77,6 +77,10 @@ pub struct NodeOptions {
     /// it ([`DocEngine::resident_estimate`]); least recently used ones go
     /// first (only with a store). `usize::MAX`: no budget.
     pub memory_budget: usize,
+    /// A replica unused this long sleeps as its snapshot bytes, to wake on
+    /// its next use without a store read (0: never; only with a store). Not
+    /// one the application was given a handle on.
+    pub sleep_after_ms: Millis,
     /// Bounds on frames read from channels.
     pub limits: Limits,
     /// Frames larger than this cross as chunk frames of this size.
@@ -97,6 +101,7 @@ impl Default for NodeOptions {
             store: false,
             max_docs: usize::MAX,
             memory_budget: usize::MAX,
+            sleep_after_ms: 0,
             limits: Limits::default(),
             chunk_size: 1024 * 1024,
             max_message: 512 * 1024 * 1024,
@@ -283,7 +288,9 @@ impl<E: DocEngine> Node<E> {
     /// The application's handle on an open document, if its replica is in memory.
     pub fn doc_handle(&mut self, doc: &DocId) -> Option<E::Handle> {
         let engine = self.replicas.engine().clone();
-        self.replicas.touch(doc).map(|d| engine.handle(d))
+        let handle = self.replicas.touch(doc).map(|d| engine.handle(d));
+        self.replicas.handed_out(doc);
+        handle
     }
 
     /// The replica of a document, if in memory.
@@ -332,7 +339,19 @@ impl<E: DocEngine> Node<E> {
                 .map(|(at, _)| at)
                 .filter(|at| *at != Millis::MAX);
         }
-        self.model().wake_at()
+        let sleep = if self.store.is_some() {
+            // Never sooner than a second on: a replica that cannot sleep
+            // yet (a reload is out) must not make the driver spin.
+            self.replicas
+                .next_sleep(self.options.sleep_after_ms)
+                .map(|at| at.max(self.now.saturating_add(1_000)))
+        } else {
+            None
+        };
+        match (self.model().wake_at(), sleep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// A connection opened (accepted, or dialed for `remote`): its channel id

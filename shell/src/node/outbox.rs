@@ -57,9 +57,11 @@ impl<E: DocEngine> Node<E> {
             let waiting = &self.waiting;
             let before = self.replicas.len();
             let (max, budget) = (self.options.max_docs, self.options.memory_budget);
-            self.replicas.evict(max, budget, |doc| {
-                model.is_some_and(|m| m.is_dirty(doc)) || waiting.involves(doc)
-            });
+            let keep =
+                |doc: &DocId| model.is_some_and(|m| m.is_dirty(doc)) || waiting.involves(doc);
+            self.replicas.evict(max, budget, keep);
+            self.replicas
+                .sleep_idle(self.options.sleep_after_ms, max, keep);
             if let Some(m) = &self.metrics {
                 m.evicted
                     .inc_by(before.saturating_sub(self.replicas.len()) as u64);

@@ -3,11 +3,14 @@
 //! there are more than a count or (with a memory budget) when their
 //! estimated memory is over the budget. Under a budget an evicted replica
 //! sleeps as its snapshot bytes ([`super::dormant`]) and wakes on its next
-//! use without a store read.
+//! use without a store read. A replica unused for a while sleeps the same
+//! way whatever the budget ([`Replicas::sleep_idle`]): an idle 500-byte
+//! document then costs some 600 bytes instead of the 11 KB Loro holds
+//! for it awake, so memory follows the documents in use.
 
 use crate::engine::DocEngine;
 use docweave_adapters::Loaded;
-use docweave_core::{Clock, DocId, ImportOutcome, VersionVector};
+use docweave_core::{Clock, DocId, ImportOutcome, Millis, VersionVector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +23,12 @@ struct Replica<E: DocEngine> {
     /// Ends the local-edit watch when the replica goes.
     _watch: Box<dyn std::any::Any + Send>,
     used: u64,
+    /// When it was last used (the node's clock).
+    used_at: Millis,
+    /// The application was given a handle on it: it never sleeps for being
+    /// idle, since an edit through that handle after it slept would go to a
+    /// replica the node no longer watches.
+    handed: bool,
     /// The store clock up to which this replica holds all the store had
     /// (from its last load): a later load need only bring what follows.
     loaded_to: Option<Clock>,
@@ -49,6 +58,8 @@ pub(crate) struct Replicas<E: DocEngine> {
     /// Last use of each replica, oldest first.
     by_use: BTreeMap<u64, DocId>,
     uses: u64,
+    /// The node's clock, for when replicas are used.
+    now: Millis,
     /// Whether memory is estimated (only under a budget: it costs a little).
     measured: bool,
     /// The estimates of all replicas, summed.
@@ -89,6 +100,7 @@ impl<E: DocEngine> Replicas<E> {
             docs: BTreeMap::new(),
             by_use: BTreeMap::new(),
             uses: 0,
+            now: 0,
             measured,
             total: 0,
             stale: BTreeSet::new(),
@@ -141,12 +153,86 @@ impl<E: DocEngine> Replicas<E> {
                 doc: d,
                 _watch: watch,
                 used: self.uses,
+                used_at: self.now,
+                handed: false,
                 loaded_to,
                 estimate: 0,
                 edited,
             },
         );
         true
+    }
+
+    /// The node's clock now: replicas used from here on were used then.
+    pub fn set_now(&mut self, now: Millis) {
+        self.now = self.now.max(now);
+    }
+
+    /// The application was given a handle on `doc`'s replica: it stays
+    /// awake however long it is idle (see [`Replicas::sleep_idle`]).
+    pub fn handed_out(&mut self, doc: &DocId) {
+        if let Some(r) = self.docs.get_mut(doc) {
+            r.handed = true;
+        }
+    }
+
+    /// When the least recently used replica will have been idle for
+    /// `after` ms (`None`: none could sleep, or `after` is 0).
+    pub fn next_sleep(&self, after: Millis) -> Option<Millis> {
+        if after == 0 {
+            return None;
+        }
+        let doc = self.by_use.values().next()?;
+        let r = self.docs.get(doc)?;
+        Some(r.used_at.saturating_add(after))
+    }
+
+    /// Puts to sleep, as their snapshot bytes, the replicas unused for
+    /// `after` ms (0: never), sparing those `keep` says are needed, those
+    /// edited through a handle the node did not take yet, and those the
+    /// application holds a handle on; a spared one is looked at again
+    /// after another `after` ms. One whose snapshot would cost as much as
+    /// it does awake stays awake. At most `most_asleep` sleep, the least
+    /// recently put going first.
+    pub fn sleep_idle(&mut self, after: Millis, most_asleep: usize, keep: impl Fn(&DocId) -> bool) {
+        if after == 0 {
+            return;
+        }
+        let now = self.now;
+        let idle: Vec<DocId> = self
+            .by_use
+            .values()
+            .take_while(|doc| {
+                self.docs
+                    .get(*doc)
+                    .is_some_and(|r| r.used_at.saturating_add(after) <= now)
+            })
+            .cloned()
+            .collect();
+        for doc in idle {
+            let Some(r) = self.docs.get(&doc) else {
+                continue;
+            };
+            let spared = r.handed || r.edited.load(Ordering::SeqCst) || keep(&doc);
+            let awake = self.engine.resident_estimate(&r.doc);
+            let bytes = if spared {
+                None
+            } else {
+                self.snapshot(&doc, awake.saturating_sub(super::dormant::OVERHEAD))
+            };
+            match bytes {
+                Some(bytes) => {
+                    let loaded_to = self.loaded_to(&doc);
+                    self.remove(&doc);
+                    self.dormant.put(doc, bytes, loaded_to);
+                }
+                // Looked at again once it has been idle as long again.
+                None => {
+                    self.touch(&doc);
+                }
+            }
+        }
+        self.dormant.keep_at_most(most_asleep);
     }
 
     /// The node took the local edits made to `doc`'s replica through its
@@ -195,6 +281,7 @@ impl<E: DocEngine> Replicas<E> {
         self.uses += 1;
         self.by_use.remove(&r.used);
         r.used = self.uses;
+        r.used_at = self.now;
         self.by_use.insert(self.uses, doc.clone());
         Some(&mut r.doc)
     }
@@ -209,6 +296,7 @@ impl<E: DocEngine> Replicas<E> {
             docs,
             by_use,
             uses,
+            now,
             measured,
             stale,
             ..
@@ -224,6 +312,8 @@ impl<E: DocEngine> Replicas<E> {
                 doc: d,
                 _watch: watch,
                 used: 0,
+                used_at: *now,
+                handed: false,
                 loaded_to: None,
                 estimate: 0,
                 edited,
@@ -231,6 +321,7 @@ impl<E: DocEngine> Replicas<E> {
         });
         by_use.remove(&r.used);
         r.used = *uses;
+        r.used_at = *now;
         by_use.insert(*uses, doc.clone());
         &mut r.doc
     }

@@ -4,7 +4,8 @@
 //! PostgreSQL (S6), cross-server propagation on one PostgreSQL (S7), bursts of
 //! small updates from many writers against the same one by one (S10), a large
 //! append with a good client working meanwhile (S11), many WebSocket connections
-//! on the real server, idle and then fanning out edits (S9). Each prints one JSON line per run; `main.rs`
+//! on the real server, idle and then fanning out edits (S9), what one loaded small
+//! document costs resident, awake, asleep and against Loro alone (S12). Each prints one JSON line per run; `main.rs`
 //! prints the summary table. Not a test suite: speed goals live here.
 #![warn(missing_docs)]
 
@@ -13,6 +14,7 @@ pub mod bursts;
 pub mod cluster;
 pub mod connections;
 pub mod hub;
+pub mod loaded;
 pub mod scenarios;
 pub mod wire;
 

@@ -8,6 +8,7 @@ use docweave_bench::appends::s11;
 use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
 use docweave_bench::connections::{s9, S9Sizes};
+use docweave_bench::loaded::{s12, FORMS};
 use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s7, s9, s10, s11 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// all, s1 … s7, s9 … s12 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
     /// or Debian's binaries for a throwaway cluster; s9 the `docweave` binary).
     #[arg(long, default_value = "all")]
     scenario: String,
@@ -45,6 +46,9 @@ struct Args {
     /// fresh process for it, so earlier scenarios' memory does not hide its cost).
     #[arg(long, hide = true)]
     s5_child: bool,
+    /// Run this form of S12 in this process and print its line (likewise).
+    #[arg(long, hide = true)]
+    s12_child: Option<String>,
 }
 
 /// Sizes of each scenario.
@@ -58,6 +62,7 @@ struct Sizes {
     s7: (usize, usize, u64),
     s10: (Vec<u64>, Vec<u64>),
     s11: usize,
+    s12: u64,
 }
 
 impl Sizes {
@@ -72,6 +77,7 @@ impl Sizes {
             s7: (3, 50, 2_000),
             s10: (vec![1_000, 4_000, 16_000], vec![1_000, 4_000]),
             s11: 3_100_000,
+            s12: 20_000,
         }
     }
     fn quick() -> Self {
@@ -85,6 +91,7 @@ impl Sizes {
             s7: (3, 6, 50),
             s10: (vec![200], vec![50]),
             s11: 100_000,
+            s12: 500,
         }
     }
 }
@@ -109,8 +116,39 @@ fn s5_in_fresh_process(size: u64, quick: bool) -> Run {
     })
 }
 
+/// Each form of S12 runs in a fresh process, for the same reason as S5.
+fn s12_in_fresh_process(form: &str, size: u64, quick: bool) -> Run {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--scenario", "s12", "--runs", "1", "--s12-child", form]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines().find_map(Run::from_json).unwrap_or_else(|| Run {
+        scenario: "S12".into(),
+        transport: form.into(),
+        size,
+        metric: "failed".into(),
+        ..Run::default()
+    })
+}
+
 fn main() {
     let a = Args::parse();
+    if let Some(form) = &a.s12_child {
+        let size = if a.quick {
+            Sizes::quick().s12
+        } else {
+            Sizes::full().s12
+        };
+        let r = s12(form, size, &std::env::temp_dir());
+        println!("{}", r.json());
+        return;
+    }
     if a.s5_child {
         let size = if a.quick {
             Sizes::quick().s5
@@ -142,6 +180,7 @@ fn main() {
         s7: s7_size,
         s10: s10_sizes,
         s11: s11_size,
+        s12: s12_size,
     } = sizes;
     let mut runs: Vec<Run> = Vec::new();
     let mut record = |r: Run| {
@@ -217,6 +256,11 @@ fn main() {
             }
             if want("s11") {
                 record(s11(s11_size, &std::env::temp_dir()).await);
+            }
+            if want("s12") {
+                for form in FORMS {
+                    record(s12_in_fresh_process(form, s12_size, a.quick));
+                }
             }
         });
     }

@@ -39,6 +39,23 @@ fn every_scenario_runs_with_tiny_sizes() {
             r.json()
         );
         assert!(extra("good_round_trips") >= 1.0, "{}", r.json());
+        // Loaded documents: every form loads them all; asleep, none stays
+        // awake once idle (memory is measured, not asserted: these share
+        // one process).
+        for form in docweave_bench::loaded::FORMS {
+            let r = docweave_bench::loaded::s12(form, 200, &dir);
+            assert_eq!(r.size, 200, "{}", r.json());
+            let awake = r.extra.iter().find(|(k, _)| k == "replicas_resident");
+            let ready = r.extra.iter().find(|(k, _)| k == "ready");
+            if form != "loro" {
+                assert_eq!(ready.map(|e| e.1), Some(200.0), "{}", r.json());
+            }
+            match form {
+                "node" => assert_eq!(awake.map(|e| e.1), Some(200.0), "{}", r.json()),
+                "asleep" => assert_eq!(awake.map(|e| e.1), Some(0.0), "{}", r.json()),
+                _ => {}
+            }
+        }
     });
 }
 

@@ -242,6 +242,8 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     pub max_docs: usize,
     /// The nodes' memory budget for replicas (evicted ones sleep as bytes).
     pub memory_budget: usize,
+    /// How long a node's replica may stay unused before it sleeps (0: never).
+    pub sleep_after_ms: u64,
     seed: u64,
     /// Events carried out so far, and the most a run may take (a livelock
     /// ends the run instead of hanging it).
@@ -284,6 +286,7 @@ impl<E: SimEngine> Sim<E> {
             chunk_size: NodeOptions::default().chunk_size,
             max_docs: usize::MAX,
             memory_budget: usize::MAX,
+            sleep_after_ms: 0,
             seed,
             events_done: 0,
             max_events: u64::MAX,
@@ -379,6 +382,7 @@ impl<E: SimEngine> Sim<E> {
             chunk_size: self.chunk_size,
             max_docs: self.max_docs,
             memory_budget: self.memory_budget,
+            sleep_after_ms: self.sleep_after_ms,
             ..NodeOptions::default()
         };
         let local = n.local.clone();
