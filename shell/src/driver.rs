@@ -122,6 +122,9 @@ pub(crate) enum Request<E: DocEngine> {
     Open {
         doc: DocId,
         reply: OpenAnswer<E>,
+        /// The caller keeps the handle (the replica must not sleep under
+        /// it); else it is dropped at once after an edit, or not used.
+        lasting: bool,
     },
     Watch {
         reply: Answer<async_channel::Receiver<Event>>,
@@ -184,7 +187,7 @@ pub(crate) struct Driver<E: DocEngine> {
     node: Node<E>,
     links: BTreeMap<ChannelId, LinkTx>,
     remotes: BTreeMap<RemoteAddr, Remote<E>>,
-    pending_opens: BTreeMap<DocId, Vec<OpenAnswer<E>>>,
+    pending_opens: BTreeMap<DocId, Vec<(OpenAnswer<E>, bool)>>,
     watchers: Vec<async_channel::Sender<Event>>,
     input: async_channel::Receiver<Request<E>>,
     me: async_channel::Sender<Request<E>>,
@@ -429,11 +432,15 @@ impl<E: DocEngine> Driver<E> {
                     },
                 );
             }
-            Request::Open { doc, reply } => {
+            Request::Open {
+                doc,
+                reply,
+                lasting,
+            } => {
                 self.pending_opens
                     .entry(doc.clone())
                     .or_default()
-                    .push(reply);
+                    .push((reply, lasting));
                 self.node.handle(now, Input::Open { doc });
             }
             Request::Watch { reply } => {
@@ -633,8 +640,16 @@ impl<E: DocEngine> Driver<E> {
         match &event {
             Event::DocReady { doc, .. } => {
                 let answers = self.pending_opens.remove(doc).unwrap_or_default();
-                let handle = self.node.doc_handle(doc);
-                for r in answers {
+                // A document loaded for no one (a peer's, fetched) gives
+                // out no handle, so it may sleep once idle.
+                let handle = if answers.iter().any(|(_, lasting)| *lasting) {
+                    self.node.doc_handle(doc)
+                } else if answers.is_empty() {
+                    None
+                } else {
+                    self.node.doc_handle_briefly(doc)
+                };
+                for (r, _) in answers {
                     let answer = handle
                         .clone()
                         .ok_or_else(|| format!("{doc} could not be kept in memory; open it again"));
@@ -642,7 +657,7 @@ impl<E: DocEngine> Driver<E> {
                 }
             }
             Event::DocUnavailable { doc } => {
-                for r in self.pending_opens.remove(doc).unwrap_or_default() {
+                for (r, _) in self.pending_opens.remove(doc).unwrap_or_default() {
                     let _ = r.try_send(Err(format!("{doc} is not available")));
                 }
             }

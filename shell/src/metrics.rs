@@ -59,6 +59,7 @@ pub struct Metrics {
     pub(crate) documents_known: Gauge,
     pub(crate) documents_resident: Gauge,
     pub(crate) documents_resident_bytes: Gauge,
+    pub(crate) documents_asleep: Gauge,
     pub(crate) documents_reloading: Gauge,
     pub(crate) documents_loading: Gauge,
     pub(crate) peers_connected: Gauge,
@@ -107,6 +108,7 @@ impl Metrics {
             documents_known: Gauge::default(),
             documents_resident: Gauge::default(),
             documents_resident_bytes: Gauge::default(),
+            documents_asleep: Gauge::default(),
             documents_reloading: Gauge::default(),
             documents_loading: Gauge::default(),
             peers_connected: Gauge::default(),
@@ -183,7 +185,7 @@ impl Metrics {
         );
         r.register(
             "documents_evicted",
-            "Document replicas dropped from memory",
+            "Document replicas dropped from memory or put to sleep",
             m.evicted.clone(),
         );
         r.register(
@@ -198,8 +200,13 @@ impl Metrics {
         );
         r.register(
             "documents_resident_bytes",
-            "Memory of the document replicas, as estimated (only under --memory-budget-mb)",
+            "Memory of the document replicas, as estimated (those awake only under --memory-budget-mb), with the bytes of those asleep",
             m.documents_resident_bytes.clone(),
+        );
+        r.register(
+            "documents_asleep",
+            "Document replicas asleep as their snapshot bytes (idle, or evicted under a budget)",
+            m.documents_asleep.clone(),
         );
         r.register(
             "documents_reloading",

@@ -426,3 +426,62 @@ fn status_carries_the_reason_of_a_refusal() {
         }
     });
 }
+
+#[test]
+fn documents_loaded_for_peers_or_fetched_from_them_sleep_once_idle() {
+    smol::block_on(async {
+        let sleepy = |name: &str| {
+            Repo::builder(name)
+                .store(MemoryStore::new())
+                .sleep_after(Duration::from_millis(300))
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let hub = sleepy("hub");
+        let alice = repo("alice");
+        alice.connect(&hub).ok();
+        for i in 0..3 {
+            alice
+                .edit(&format!("d{i}"), |d| {
+                    d.get_text("t").insert(0, &format!("text {i}"))
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(alice
+                .wait_for_sync(&format!("d{i}"), "hub", WAIT)
+                .await
+                .is_ok_and(|o| o.is_synced()));
+        }
+        // A second server follows the hub: it fetches every document,
+        // for no one that holds a handle.
+        let mirror = sleepy("mirror");
+        mirror.connect(&hub).ok();
+        let mut known = 0;
+        for _ in 0..500 {
+            known = mirror.summary().await.map(|s| s.docs.len()).unwrap_or(0);
+            if known == 3 {
+                break;
+            }
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+        assert_eq!(known, 3, "the mirror did not fetch every document");
+        for (name, r) in [("hub", &hub), ("mirror", &mirror)] {
+            let mut awake = usize::MAX;
+            for _ in 0..500 {
+                awake = r.resident_docs().await.unwrap_or(usize::MAX);
+                if awake == 0 {
+                    break;
+                }
+                smol::Timer::after(Duration::from_millis(10)).await;
+            }
+            assert_eq!(awake, 0, "{name} keeps idle documents awake");
+        }
+        // Asleep is still there: the mirror wakes one with all of it.
+        let d = mirror.open("d1").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text(&d), "text 1");
+        alice.close().await;
+        mirror.close().await;
+        hub.close().await;
+    });
+}

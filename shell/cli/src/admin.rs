@@ -341,7 +341,7 @@ impl Admin {
                 format!("not a Loro snapshot or update: {e}"),
             );
         }
-        if self.repo.open(doc).await.is_err() {
+        if self.repo.load(doc).await.is_err() {
             return stopped();
         }
         match self.repo.import(doc, bytes).await {

@@ -118,6 +118,7 @@ impl<E: DocEngine> Node<E> {
         m.documents_resident.set(gauge_value(self.replicas.len()));
         m.documents_resident_bytes
             .set(gauge_value(self.replicas.estimated_bytes()));
+        m.documents_asleep.set(gauge_value(self.replicas.dormant()));
         m.documents_reloading
             .set(gauge_value(self.waiting.reloads()));
         m.peers_connected.set(gauge_value(g.peers_connected));

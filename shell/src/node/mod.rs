@@ -285,7 +285,19 @@ impl<E: DocEngine> Node<E> {
         self.replicas.engine()
     }
 
-    /// The application's handle on an open document, if its replica is in memory.
+    /// A handle on an open document for an edit made and committed at once
+    /// (or none), if its replica is in memory: unlike [`Node::doc_handle`]
+    /// it leaves the replica free to sleep once idle, so it must not be
+    /// kept.
+    pub fn doc_handle_briefly(&mut self, doc: &DocId) -> Option<E::Handle> {
+        let engine = self.replicas.engine().clone();
+        self.replicas.touch(doc).map(|d| engine.handle(d))
+    }
+
+    /// The application's handle on an open document, if its replica is in
+    /// memory. The replica then never sleeps for being idle (an edit
+    /// through the handle must reach the replica the node watches); it may
+    /// still be evicted under `max_docs` or a memory budget.
     pub fn doc_handle(&mut self, doc: &DocId) -> Option<E::Handle> {
         let engine = self.replicas.engine().clone();
         let handle = self.replicas.touch(doc).map(|d| engine.handle(d));
@@ -303,14 +315,14 @@ impl<E: DocEngine> Node<E> {
         self.replicas.len()
     }
 
-    /// The replicas' memory as estimated at the last eviction, with the
-    /// bytes of those asleep (0 without a memory budget).
+    /// The replicas' memory as estimated at the last eviction (0 without a
+    /// memory budget), with the bytes of those asleep.
     pub fn resident_bytes_estimate(&self) -> usize {
         self.replicas.estimated_bytes()
     }
 
-    /// How many evicted replicas sleep as their snapshot bytes (only under
-    /// a memory budget), to wake without a store read.
+    /// How many replicas sleep as their snapshot bytes (idle ones, and
+    /// those evicted under a memory budget), to wake without a store read.
     pub fn dormant(&self) -> usize {
         self.replicas.dormant()
     }

@@ -5,8 +5,8 @@
 //! sleeps as its snapshot bytes ([`super::dormant`]) and wakes on its next
 //! use without a store read. A replica unused for a while sleeps the same
 //! way whatever the budget ([`Replicas::sleep_idle`]): an idle 500-byte
-//! document then costs some 600 bytes instead of the 11 KB Loro holds
-//! for it awake, so memory follows the documents in use.
+//! document then costs about 750 bytes (S12) instead of the 12 KB it
+//! takes awake, so memory follows the documents in use.
 
 use crate::engine::DocEngine;
 use docweave_adapters::Loaded;
@@ -14,6 +14,10 @@ use docweave_core::{Clock, DocId, ImportOutcome, Millis, VersionVector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Most replicas put to sleep for being idle in one look (the rest follow
+/// at the next, a second or so later).
+const MOST_PUT_TO_SLEEP_AT_ONCE: usize = 256;
 
 /// Called (from whatever thread commits) after a local edit through a handle.
 pub type LocalNotify = Arc<dyn Fn(&DocId) + Send + Sync>;
@@ -108,8 +112,8 @@ impl<E: DocEngine> Replicas<E> {
         }
     }
 
-    /// The replicas' memory, as estimated when last measured, and the
-    /// sleeping ones' bytes (0 unless measured).
+    /// The replicas' memory, as estimated when last measured (0 unless
+    /// measured: under a budget), and the sleeping ones' bytes.
     pub fn estimated_bytes(&self) -> usize {
         self.total + self.dormant.bytes()
     }
@@ -177,14 +181,18 @@ impl<E: DocEngine> Replicas<E> {
     }
 
     /// When the least recently used replica will have been idle for
-    /// `after` ms (`None`: none could sleep, or `after` is 0).
+    /// `after` ms, on a grid of 10 seconds (or `after`, if shorter) so that replicas falling due close
+    /// together (or spared and looked at again) cost one wake-up (`None`:
+    /// none could sleep, or `after` is 0).
     pub fn next_sleep(&self, after: Millis) -> Option<Millis> {
         if after == 0 {
             return None;
         }
+        let grid = after.min(10_000);
         let doc = self.by_use.values().next()?;
         let r = self.docs.get(doc)?;
-        Some(r.used_at.saturating_add(after))
+        let due = r.used_at.saturating_add(after);
+        Some(due.div_ceil(grid).saturating_mul(grid))
     }
 
     /// Puts to sleep, as their snapshot bytes, the replicas unused for
@@ -199,6 +207,8 @@ impl<E: DocEngine> Replicas<E> {
             return;
         }
         let now = self.now;
+        // Each sleep exports a snapshot on the node's thread: after a cold
+        // sync loaded thousands at once, they fall asleep a batch per look.
         let idle: Vec<DocId> = self
             .by_use
             .values()
@@ -207,6 +217,7 @@ impl<E: DocEngine> Replicas<E> {
                     .get(*doc)
                     .is_some_and(|r| r.used_at.saturating_add(after) <= now)
             })
+            .take(MOST_PUT_TO_SLEEP_AT_ONCE)
             .cloned()
             .collect();
         for doc in idle {
@@ -214,10 +225,10 @@ impl<E: DocEngine> Replicas<E> {
                 continue;
             };
             let spared = r.handed || r.edited.load(Ordering::SeqCst) || keep(&doc);
-            let awake = self.engine.resident_estimate(&r.doc);
             let bytes = if spared {
                 None
             } else {
+                let awake = self.engine.resident_estimate(&r.doc);
                 self.snapshot(&doc, awake.saturating_sub(super::dormant::OVERHEAD))
             };
             match bytes {

@@ -212,7 +212,7 @@ fn main() {
             }
             if want("s4") {
                 for d in &s4_sizes {
-                    record(s4(*d, if a.quick { 1 } else { 10 }));
+                    record(s4(*d, if a.quick { 1 } else { 100 }));
                 }
             }
             if want("s5") {
