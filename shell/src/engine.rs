@@ -35,6 +35,13 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
         since: Option<&VersionVector>,
     ) -> Result<Vec<u8>, ExportError>;
 
+    /// The whole document, in the form it costs least to keep asleep and
+    /// to wake from ([`DocEngine::import`] of these bytes into an empty
+    /// replica brings it all back). A snapshot by default.
+    fn export_asleep(&self, doc: &Self::Doc) -> Result<Vec<u8>, ExportError> {
+        self.export(doc, None)
+    }
+
     /// Applies bytes from [`DocEngine::export`] (or from anyone: they are
     /// untrusted). `Pending` when some of them wait for changes not present
     /// yet, `Failed` when they are refused and the replica is unchanged.

@@ -205,7 +205,7 @@ impl Metrics {
         );
         r.register(
             "documents_asleep",
-            "Document replicas asleep as their snapshot bytes (idle, or evicted under a budget)",
+            "Document replicas asleep as their bytes (idle, or evicted under a budget)",
             m.documents_asleep.clone(),
         );
         r.register(

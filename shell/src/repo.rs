@@ -159,8 +159,8 @@ impl<E: DocEngine> RepoBuilder<E> {
     }
 
     /// A document unused this long (60 s by default; `Duration::ZERO`:
-    /// never) sleeps as its snapshot bytes: an idle 500-byte document then
-    /// costs about 750 bytes, not the 12 KB it takes awake, and wakes on its
+    /// never) sleeps as its bytes: an idle 500-byte document then
+    /// costs about 1 KB, not the 12 KB it takes awake, and wakes on its
     /// next use without a store read (only with a store). A document the
     /// application was given a handle on ([`Repo::open`]) does not sleep
     /// for being idle (the count and the budget may still evict it).

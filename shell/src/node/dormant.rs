@@ -1,8 +1,9 @@
-//! Replicas asleep, kept as their snapshot bytes (those idle for a while,
-//! and those evicted under a memory budget): an idle document then costs
-//! about its own size (a 500-byte text, some 300 bytes of snapshot and
-//! 750 in all, S12), not the 12 KB it takes awake, and comes back by
-//! importing those bytes, without reading the store. Only clean replicas sleep (the store holds all of them, and no
+//! Replicas asleep, kept as their bytes (`DocEngine::export_asleep`: for
+//! a small Loro document its updates) — those idle for a while, and those
+//! evicted under a memory budget: an idle document then costs about its
+//! own size (a 500-byte text, 536 bytes of updates and about 1 KB in all,
+//! S12), not the 12 KB it takes awake, and comes back by importing those
+//! bytes, without reading the store. Only clean replicas sleep (the store holds all of them, and no
 //! edit through a handle waits for the node to take it), so the bytes are
 //! never ahead of the store; the least recently put go first when the
 //! budget (or, without one, the count) is short, before any replica in memory.

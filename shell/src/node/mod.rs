@@ -77,7 +77,7 @@ pub struct NodeOptions {
     /// it ([`DocEngine::resident_estimate`]); least recently used ones go
     /// first (only with a store). `usize::MAX`: no budget.
     pub memory_budget: usize,
-    /// A replica unused this long sleeps as its snapshot bytes, to wake on
+    /// A replica unused this long sleeps as its bytes, to wake on
     /// its next use without a store read (0: never; only with a store). Not
     /// one the application was given a handle on.
     pub sleep_after_ms: Millis,
@@ -321,7 +321,7 @@ impl<E: DocEngine> Node<E> {
         self.replicas.estimated_bytes()
     }
 
-    /// How many replicas sleep as their snapshot bytes (idle ones, and
+    /// How many replicas sleep as their bytes (idle ones, and
     /// those evicted under a memory budget), to wake without a store read.
     pub fn dormant(&self) -> usize {
         self.replicas.dormant()

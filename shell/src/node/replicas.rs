@@ -2,11 +2,11 @@
 //! watched for local edits, and evicted least recently used first, when
 //! there are more than a count or (with a memory budget) when their
 //! estimated memory is over the budget. Under a budget an evicted replica
-//! sleeps as its snapshot bytes ([`super::dormant`]) and wakes on its next
+//! sleeps as its bytes ([`super::dormant`]) and wakes on its next
 //! use without a store read. A replica unused for a while sleeps the same
 //! way whatever the budget ([`Replicas::sleep_idle`]): an idle 500-byte
-//! document then costs about 750 bytes (S12) instead of the 12 KB it
-//! takes awake, so memory follows the documents in use.
+//! document then costs about 1 KB (S12) instead of the 12 KB it takes
+//! awake, so memory follows the documents in use.
 
 use crate::engine::DocEngine;
 use docweave_adapters::Loaded;
@@ -70,7 +70,7 @@ pub(crate) struct Replicas<E: DocEngine> {
     total: usize,
     /// Replicas used since they were last measured (they may have grown).
     stale: BTreeSet<DocId>,
-    /// Replicas evicted under the budget, as their snapshot bytes.
+    /// Replicas evicted under the budget, as their bytes.
     dormant: super::dormant::Dormant,
 }
 
@@ -118,12 +118,12 @@ impl<E: DocEngine> Replicas<E> {
         self.total + self.dormant.bytes()
     }
 
-    /// How many replicas sleep as their snapshot bytes.
+    /// How many replicas sleep as their bytes.
     pub fn dormant(&self) -> usize {
         self.dormant.len()
     }
 
-    /// Whether `doc`'s replica is in memory, woken from its snapshot bytes
+    /// Whether `doc`'s replica is in memory, woken from its sleeping bytes
     /// if it slept. A snapshot that does not import is dropped (the store
     /// has the document; a reload follows).
     pub fn wake(&mut self, doc: &DocId) -> bool {
@@ -195,7 +195,7 @@ impl<E: DocEngine> Replicas<E> {
         Some(due.div_ceil(grid).saturating_mul(grid))
     }
 
-    /// Puts to sleep, as their snapshot bytes, the replicas unused for
+    /// Puts to sleep, as their bytes, the replicas unused for
     /// `after` ms (0: never), sparing those `keep` says are needed, those
     /// edited through a handle the node did not take yet, and those the
     /// application holds a handle on; a spared one is looked at again
@@ -465,10 +465,11 @@ impl<E: DocEngine> Replicas<E> {
         }
     }
 
-    /// `doc`'s snapshot, if it exports and is at most `most` bytes.
+    /// `doc`'s bytes to sleep as, if it exports and they are at most
+    /// `most` bytes.
     fn snapshot(&self, doc: &DocId, most: usize) -> Option<Vec<u8>> {
         let r = self.docs.get(doc)?;
-        match self.engine.export(&r.doc, None) {
+        match self.engine.export_asleep(&r.doc) {
             Ok(bytes) if bytes.len() <= most => Some(bytes),
             Ok(_) => None,
             Err(e) => {

@@ -9,12 +9,14 @@
 //!   with room for all of them in memory, opens each one (loading it as a
 //!   client's request would, no handle given out) and keeps it loaded.
 //! - `budget`: the same under a 1 MiB memory budget: the least recently
-//!   used replicas sleep as their snapshot bytes, and past the budget go
+//!   used replicas sleep as their bytes, and past the budget go
 //!   altogether (read from the store again on their next use).
 //! - `asleep`: the same without a budget, opening one document every 10 ms
 //!   (the node's clock) and its replicas sleeping once unused for a second
 //!   (the server's default is a minute): what a loaded document costs while
 //!   no one uses it, with about 100 awake at any time.
+//! - `woken`: the same, then every document opened again at once: what
+//!   one costs awake once woken from its sleeping bytes.
 //!
 //! The value is the growth of the resident set divided by `n`.
 
@@ -48,7 +50,7 @@ fn settle(node: &mut Node<LoroEngine>, store: &mut SqliteStore, now: u64) -> u64
 }
 
 /// The forms S12 measures, each in a process of its own.
-pub const FORMS: [&str; 4] = ["loro", "node", "budget", "asleep"];
+pub const FORMS: [&str; 5] = ["loro", "node", "budget", "asleep", "woken"];
 
 /// The stored document: one change of 450 characters of text, 536 bytes
 /// as a Loro update (the size of the "500-byte document").
@@ -128,7 +130,11 @@ pub fn s12(form: &str, n: u64, dir: &std::path::Path) -> Run {
         } else {
             usize::MAX
         },
-        sleep_after_ms: if form == "asleep" { 1_000 } else { 0 },
+        sleep_after_ms: if matches!(form, "asleep" | "woken") {
+            1_000
+        } else {
+            0
+        },
         ..NodeOptions::default()
     };
     let mut config = Config::new("hub");
@@ -149,6 +155,14 @@ pub fn s12(form: &str, n: u64, dir: &std::path::Path) -> Run {
     let end = n * 10 + 2_000;
     node.handle(end, Input::Timeout);
     settle(&mut node, &mut store, end);
+    if form == "woken" {
+        for i in 0..n {
+            let doc = DocId::new(&format!("loaded-{i}"));
+            node.handle(end, Input::Open { doc });
+            ready += settle(&mut node, &mut store, end);
+        }
+        ready -= n;
+    }
     let after = memory().0;
     let resident = node.resident();
     drop(node);

@@ -53,6 +53,7 @@ fn every_scenario_runs_with_tiny_sizes() {
             match form {
                 "node" => assert_eq!(awake.map(|e| e.1), Some(200.0), "{}", r.json()),
                 "asleep" => assert_eq!(awake.map(|e| e.1), Some(0.0), "{}", r.json()),
+                "woken" => assert_eq!(awake.map(|e| e.1), Some(200.0), "{}", r.json()),
                 _ => {}
             }
         }
