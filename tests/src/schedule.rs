@@ -122,7 +122,7 @@ pub struct Schedule {
     /// schedules: they run in order (from the seed alone).
     pub read_delay: u64,
     /// The nodes' memory budget for replicas: 64 KiB (three or four small
-    /// documents; the others sleep as their snapshot bytes or go) in a
+    /// documents; the others sleep as their bytes or go) in a
     /// quarter of the schedules (from the seed alone).
     pub memory_budget: usize,
     /// How long a node's replica may stay unused before it sleeps as its
@@ -288,7 +288,7 @@ impl Schedule {
             },
             // Low bits: 400 consecutive seeds (a fixed set) differ only there.
             sleep_after_ms: if (seed / 7) % 6 == 0 {
-                300 + (seed >> 5) % 2_700
+                300 + (seed % 97) * 28
             } else {
                 0
             },

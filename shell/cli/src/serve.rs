@@ -105,8 +105,8 @@ pub struct ServeArgs {
     /// (only --max-docs-in-memory).
     #[arg(long, default_value_t = 0)]
     memory_budget_mb: usize,
-    /// Seconds a document may stay unused before it sleeps as its snapshot
-    /// bytes (an idle 500-byte document: about 1 KB instead of 12 KB
+    /// Seconds a document may stay unused before it sleeps as its bytes
+    /// (for a small one its updates; an idle 500-byte document: about 1 KB instead of 12 KB
     /// awake); it wakes on its next use without a store read. 0: never.
     #[arg(long, default_value_t = 60)]
     sleep_after_s: u64,

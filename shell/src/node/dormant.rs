@@ -42,8 +42,10 @@ impl Dormant {
         self.bytes
     }
 
-    /// Puts `doc`'s snapshot to sleep.
-    pub fn put(&mut self, doc: DocId, bytes: Vec<u8>, loaded_to: Option<Clock>) {
+    /// Puts `doc` to sleep as `bytes`.
+    pub fn put(&mut self, doc: DocId, mut bytes: Vec<u8>, loaded_to: Option<Clock>) {
+        // An export grows its buffer by doubling: what is kept is what is counted.
+        bytes.shrink_to_fit();
         self.remove(&doc);
         self.puts += 1;
         self.bytes += bytes.len() + OVERHEAD;
@@ -63,7 +65,7 @@ impl Dormant {
         self.docs.get(doc).and_then(|s| s.loaded_to)
     }
 
-    /// Wakes `doc`: its snapshot and the clock it was loaded to.
+    /// Wakes `doc`: its bytes and the clock it was loaded to.
     pub fn take(&mut self, doc: &DocId) -> Option<(Vec<u8>, Option<Clock>)> {
         let s = self.docs.remove(doc)?;
         self.by_put.remove(&s.put);

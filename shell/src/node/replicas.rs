@@ -124,7 +124,7 @@ impl<E: DocEngine> Replicas<E> {
     }
 
     /// Whether `doc`'s replica is in memory, woken from its sleeping bytes
-    /// if it slept. A snapshot that does not import is dropped (the store
+    /// if it slept. Sleeping bytes that do not import are dropped (the store
     /// has the document; a reload follows).
     pub fn wake(&mut self, doc: &DocId) -> bool {
         if self.docs.contains_key(doc) {
@@ -138,12 +138,14 @@ impl<E: DocEngine> Replicas<E> {
             Ok(ImportOutcome::Applied { .. }) => {}
             Ok(other) => {
                 tracing::warn!(
-                    "{doc} did not wake from its snapshot ({other:?}); it is read again"
+                    "{doc} did not wake from its sleeping bytes ({other:?}); it is read again"
                 );
                 return false;
             }
             Err(e) => {
-                tracing::warn!("{doc} did not wake from its snapshot ({e}); it is read again");
+                tracing::warn!(
+                    "{doc} did not wake from its sleeping bytes ({e}); it is read again"
+                );
                 return false;
             }
         }
@@ -199,7 +201,7 @@ impl<E: DocEngine> Replicas<E> {
     /// `after` ms (0: never), sparing those `keep` says are needed, those
     /// edited through a handle the node did not take yet, and those the
     /// application holds a handle on; a spared one is looked at again
-    /// after another `after` ms. One whose snapshot would cost as much as
+    /// after another `after` ms. One whose bytes would cost as much as
     /// it does awake stays awake. At most `most_asleep` sleep, the least
     /// recently put going first.
     pub fn sleep_idle(&mut self, after: Millis, most_asleep: usize, keep: impl Fn(&DocId) -> bool) {
@@ -207,7 +209,7 @@ impl<E: DocEngine> Replicas<E> {
             return;
         }
         let now = self.now;
-        // Each sleep exports a snapshot on the node's thread: after a cold
+        // Each sleep exports the document on the node's thread: after a cold
         // sync loaded thousands at once, they fall asleep a batch per look.
         let idle: Vec<DocId> = self
             .by_use
@@ -229,7 +231,7 @@ impl<E: DocEngine> Replicas<E> {
                 None
             } else {
                 let awake = self.engine.resident_estimate(&r.doc);
-                self.snapshot(&doc, awake.saturating_sub(super::dormant::OVERHEAD))
+                self.asleep_bytes(&doc, awake.saturating_sub(super::dormant::OVERHEAD))
             };
             match bytes {
                 Some(bytes) => {
@@ -422,7 +424,7 @@ impl<E: DocEngine> Replicas<E> {
     /// their estimated memory is at most `budget` bytes, sparing those
     /// `keep` says are still needed and those edited through their handle
     /// that the node did not take yet. Under a budget a dropped replica
-    /// sleeps as its snapshot (if that costs less than it did awake, and
+    /// sleeps as its bytes (if they cost less than it did awake, and
     /// is small beside the budget); the sleeping ones then fit in what the
     /// replicas in memory leave of the budget, oldest dropped first.
     pub fn evict(&mut self, max: usize, budget: usize, keep: impl Fn(&DocId) -> bool) {
@@ -452,7 +454,7 @@ impl<E: DocEngine> Replicas<E> {
             let asleep = self.measured.then(|| {
                 let estimate = self.docs.get(&doc).map_or(0, |r| r.estimate);
                 let most = (budget / 16).min(estimate.saturating_sub(super::dormant::OVERHEAD));
-                self.snapshot(&doc, most)
+                self.asleep_bytes(&doc, most)
             });
             let loaded_to = self.loaded_to(&doc);
             self.remove(&doc);
@@ -467,7 +469,7 @@ impl<E: DocEngine> Replicas<E> {
 
     /// `doc`'s bytes to sleep as, if it exports and they are at most
     /// `most` bytes.
-    fn snapshot(&self, doc: &DocId, most: usize) -> Option<Vec<u8>> {
+    fn asleep_bytes(&self, doc: &DocId, most: usize) -> Option<Vec<u8>> {
         let r = self.docs.get(doc)?;
         match self.engine.export_asleep(&r.doc) {
             Ok(bytes) if bytes.len() <= most => Some(bytes),

@@ -161,7 +161,7 @@ pub fn s12(form: &str, n: u64, dir: &std::path::Path) -> Run {
             node.handle(end, Input::Open { doc });
             ready += settle(&mut node, &mut store, end);
         }
-        ready -= n;
+        ready = ready.saturating_sub(n);
     }
     let after = memory().0;
     let resident = node.resident();

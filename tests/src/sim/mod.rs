@@ -193,7 +193,7 @@ impl Coverage {
 /// The coverage entry counting inputs a node took while a reload was out.
 pub const TAKEN_DURING_RELOAD: &str = "(taken during a reload)";
 /// The coverage entry counting inputs a node took while replicas slept as
-/// their snapshot bytes (under a memory budget).
+/// their bytes (idle, or under a memory budget).
 pub const TAKEN_WITH_REPLICAS_ASLEEP: &str = "(taken with replicas asleep)";
 
 /// How long the simulator's reader of a link (and a raw endpoint) waits
