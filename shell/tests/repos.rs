@@ -439,7 +439,7 @@ fn documents_loaded_for_peers_or_fetched_from_them_sleep_once_idle() {
         };
         let hub = sleepy("hub");
         let alice = repo("alice");
-        alice.connect(&hub).ok();
+        alice.connect(&hub).unwrap();
         for i in 0..3 {
             alice
                 .edit(&format!("d{i}"), |d| {
@@ -456,7 +456,7 @@ fn documents_loaded_for_peers_or_fetched_from_them_sleep_once_idle() {
         // A second server follows the hub: it fetches every document,
         // for no one that holds a handle.
         let mirror = sleepy("mirror");
-        mirror.connect(&hub).ok();
+        mirror.connect(&hub).unwrap();
         let mut known = 0;
         for _ in 0..500 {
             known = mirror.summary().await.map(|s| s.docs.len()).unwrap_or(0);

@@ -103,6 +103,7 @@ pub fn s12(form: &str, n: u64, dir: &std::path::Path) -> Run {
     }
     let path = dir.join(format!("s12-{form}-{n}-{}.db", std::process::id()));
     for s in ["", "-wal", "-shm"] {
+        // A leftover of an earlier run would be counted again; none is fine.
         let _ = std::fs::remove_file(format!("{}{s}", path.display()));
     }
     {
@@ -168,6 +169,7 @@ pub fn s12(form: &str, n: u64, dir: &std::path::Path) -> Run {
     drop(node);
     drop(store);
     for s in ["", "-wal", "-shm"] {
+        // The store's files only take disk space once the run is over.
         let _ = std::fs::remove_file(format!("{}{s}", path.display()));
     }
     let mut r = run(
