@@ -96,11 +96,14 @@ impl Sizes {
     }
 }
 
-/// S5 measures resident memory, so it runs in a process of its own.
-fn s5_in_fresh_process(size: u64, quick: bool) -> Run {
+/// Runs this program again with `child` (a scenario's hidden flag) and
+/// returns the run it prints: S5 and S12 measure resident memory, so each
+/// runs in a process of its own, where earlier scenarios' memory does not
+/// hide its cost. A child that prints no run gives a `failed` one.
+fn in_fresh_process(child: &[&str], failed: Run, quick: bool) -> Run {
     let exe = std::env::current_exe().unwrap_or_default();
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["--scenario", "s5", "--runs", "1", "--s5-child"]);
+    cmd.args(["--runs", "1"]).args(child);
     if quick {
         cmd.arg("--quick");
     }
@@ -108,33 +111,28 @@ fn s5_in_fresh_process(size: u64, quick: bool) -> Run {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    out.lines().find_map(Run::from_json).unwrap_or_else(|| Run {
+    out.lines().find_map(Run::from_json).unwrap_or(failed)
+}
+
+fn s5_in_fresh_process(size: u64, quick: bool) -> Run {
+    let failed = Run {
         scenario: "S5".into(),
         size,
         metric: "failed".into(),
         ..Run::default()
-    })
+    };
+    in_fresh_process(&["--scenario", "s5", "--s5-child"], failed, quick)
 }
 
-/// Each form of S12 runs in a fresh process, for the same reason as S5.
 fn s12_in_fresh_process(form: &str, size: u64, quick: bool) -> Run {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(["--scenario", "s12", "--runs", "1", "--s12-child", form]);
-    if quick {
-        cmd.arg("--quick");
-    }
-    let out = cmd
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    out.lines().find_map(Run::from_json).unwrap_or_else(|| Run {
+    let failed = Run {
         scenario: "S12".into(),
         transport: form.into(),
         size,
         metric: "failed".into(),
         ..Run::default()
-    })
+    };
+    in_fresh_process(&["--scenario", "s12", "--s12-child", form], failed, quick)
 }
 
 fn main() {
