@@ -123,7 +123,12 @@ pub enum Msg {
         store: ChannelId,
         /// The highest clock the store assigned.
         clock: Clock,
-        /// Every document it holds, with its version and last clock.
+        /// Every document whose last clock is above this one is in `docs`;
+        /// those at or below it stay in the store and are read when needed
+        /// (0: `docs` holds every document). See [`metadata_kept_from`].
+        #[serde(default)]
+        floor: Clock,
+        /// The documents it holds above `floor`, with their version and last clock.
         docs: Vec<StoredDoc>,
         /// Persisted node state.
         records: Vec<StateRecord>,
@@ -288,6 +293,15 @@ pub enum Msg {
         /// Whether more pages follow.
         more: bool,
     },
+    /// What the primary store answered to a [`StoreRead`].
+    StoreRead {
+        /// The store's channel.
+        store: ChannelId,
+        /// The read's job, from the [`StoreRead`].
+        job: u64,
+        /// The documents read, in the order asked for.
+        docs: Vec<StoredDoc>,
+    },
     /// The shared store's record of a listener this node was asked about
     /// and did not know (another server may have registered it).
     ListenerLoaded {
@@ -388,6 +402,7 @@ impl Msg {
             Msg::StoreAnnounced { .. } => "store-announced",
             Msg::ListenerLoaded { .. } => "listener-loaded",
             Msg::StoreChanged { .. } => "store-changed",
+            Msg::StoreRead { .. } => "store-read",
             Msg::Authenticated { .. } => "authenticated",
             Msg::Revoked(_) => "revoked",
             Msg::Tokens { .. } => "tokens",
@@ -416,6 +431,10 @@ pub enum LoadOutcome {
         /// recording made before it has none).
         #[serde(default)]
         bytes: u64,
+        /// Its metadata as the store keeps it (from its first write): a
+        /// document whose metadata was not in memory gets it back.
+        #[serde(default)]
+        meta: Option<DocMeta>,
     },
     /// The store has no such document.
     Missing,
@@ -440,6 +459,13 @@ pub enum StoreFailure {
     },
     /// Reading the change feed failed: the feed position stays where it was.
     Feed {
+        /// Why.
+        reason: String,
+    },
+    /// A [`StoreRead`] failed: what waited for it is refused or asked again.
+    Read {
+        /// The read's job.
+        job: u64,
         /// Why.
         reason: String,
     },
@@ -476,6 +502,8 @@ pub enum Outgoing {
         /// Send as a live update rather than a sync-response.
         as_update: bool,
     },
+    /// Read the store's index of documents (store channels only).
+    Read(StoreRead),
     /// Export one strand per item and send a `strands` answer.
     Strands {
         /// The listener.
@@ -485,6 +513,56 @@ pub enum Outgoing {
         /// Whether more are waiting.
         more: bool,
     },
+}
+
+/// A read of the primary store's index of documents, for what is not in
+/// memory (see [`Msg::Restored`]'s `floor`), answered with
+/// [`Msg::StoreRead`]. Sent on the store's channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreRead {
+    /// Repeated in the answer.
+    pub job: u64,
+    /// Which documents.
+    pub range: ReadRange,
+    /// At most this many (after `filter`).
+    pub limit: u32,
+    /// Only documents this filter matches.
+    pub filter: Filter,
+}
+
+/// Which documents a [`StoreRead`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadRange {
+    /// Those whose last clock is above `after` and at most `up_to`.
+    Clocks {
+        /// Exclusive.
+        after: Clock,
+        /// Inclusive.
+        up_to: Clock,
+        /// Newest first (else oldest first).
+        newest_first: bool,
+    },
+    /// Those whose id comes after `after` (all, if `None`), in id order.
+    Ids {
+        /// Exclusive.
+        after: Option<DocId>,
+    },
+}
+
+/// The clock above which a node keeps every document's metadata in memory
+/// from the start, when idle metadata is read on demand
+/// ([`crate::Bounds::idle_metadata`]): its dialed remotes and its listeners
+/// walk the change clock from their cursors, so what lies above the lowest
+/// cursor is read at start; a node that has neither reads no document.
+pub fn metadata_kept_from(clock: Clock, records: &[StateRecord]) -> Clock {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            StateRecord::Cursor { cursor, .. } => Some(cursor.pushed),
+            StateRecord::Listener(l) => Some(l.floor),
+            _ => None,
+        })
+        .fold(clock, Clock::min)
 }
 
 /// What the shell needs to build one strand.

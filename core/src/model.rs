@@ -118,6 +118,12 @@ pub struct Bounds {
     /// Listeners this node keeps, of all peers together.
     #[serde(default = "default_listeners")]
     pub listeners: usize,
+    /// Documents whose metadata stays in memory while nothing uses them;
+    /// past it, the idle ones changed longest ago are forgotten and read
+    /// back from the primary store when asked for (a store is needed). 0:
+    /// every document's metadata is kept, and read whole at start.
+    #[serde(default)]
+    pub idle_metadata: usize,
 }
 
 impl Default for Bounds {
@@ -134,6 +140,7 @@ impl Default for Bounds {
             refusals_before_hello: 3,
             lookups_per_peer: default_lookups_per_peer(),
             listeners: default_listeners(),
+            idle_metadata: 0,
         }
     }
 }
@@ -653,6 +660,75 @@ pub(crate) enum Timer {
     RetryRateLimited(PeerId, DocId),
 }
 
+/// A store read under way, and what its answer is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PendingRead {
+    /// A peer's changes-since that starts below the floor: the store's
+    /// documents up to `read_to`, then memory's.
+    Changes {
+        channel: ChannelId,
+        peer: PeerId,
+        clock: Clock,
+        filter: Filter,
+        read_to: Clock,
+        limit: u32,
+    },
+    /// A peer's list-docs: the store's page merged with memory.
+    Listing {
+        channel: ChannelId,
+        peer: PeerId,
+        filter: Filter,
+        after: Option<DocId>,
+        limit: u32,
+    },
+    /// A peer's directory request (protocol 1): one page of the store's,
+    /// merged with memory.
+    Directory {
+        channel: ChannelId,
+        peer: PeerId,
+        filter: Filter,
+        limit: u32,
+    },
+    /// The floor (`up_to` when asked) comes down to `after`.
+    Cover {
+        after: Clock,
+        up_to: Clock,
+        limit: u32,
+    },
+}
+
+impl PendingRead {
+    pub(crate) fn channel(&self) -> Option<ChannelId> {
+        match self {
+            PendingRead::Changes { channel, .. }
+            | PendingRead::Listing { channel, .. }
+            | PendingRead::Directory { channel, .. } => Some(*channel),
+            PendingRead::Cover { .. } => None,
+        }
+    }
+}
+
+/// What waits for the floor to come down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Parked {
+    /// A message from a channel, handled again as if it arrived then.
+    Message(ChannelId, Message),
+    /// A dialed remote welcomed us: resume with it (`FollowUp::Welcomed`).
+    Welcomed {
+        peer: PeerId,
+        channel: ChannelId,
+        addr: RemoteAddr,
+        clock: Clock,
+    },
+    /// A remote acknowledged our write: its pushed cursor moves
+    /// (`FollowUp::RemoteAcked`; one waits per peer).
+    RemoteAcked {
+        peer: PeerId,
+        doc: DocId,
+        clock: Clock,
+    },
+}
+
 /// Everything the core knows. Cheap to clone; an old model stays valid.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -666,6 +742,20 @@ pub struct Model {
     pub(crate) rng: u64,
     pub(crate) docs: OrdMap<DocId, Doc>,
     pub(crate) by_clock: OrdMap<Clock, DocId>,
+    /// Every document whose last clock is above this one is in `docs`;
+    /// below it, some may be only in the primary store (their metadata was
+    /// not read at start, or was forgotten while idle). Walks of the clock
+    /// that start below it read the store (`handlers::on_demand`).
+    pub(crate) memory_floor: Clock,
+    /// Store reads under way for what is below `memory_floor`.
+    pub(crate) reads: OrdMap<u64, PendingRead>,
+    /// Messages and follow-ups that walk the clock from below
+    /// `memory_floor`, each with where its walk starts, waiting for the
+    /// floor to come down to it.
+    pub(crate) parked: Vec<(Clock, Parked)>,
+    /// How many documents in memory make the next look for idle ones to
+    /// forget (0: the bound's own threshold).
+    pub(crate) idle_look_at: usize,
     pub(crate) tombstones: OrdSet<DocId>,
     /// Documents changed but not yet durable on the primary store.
     pub(crate) dirty: OrdSet<DocId>,
@@ -794,6 +884,10 @@ impl Model {
             rng,
             docs: OrdMap::new(),
             by_clock: OrdMap::new(),
+            memory_floor: Clock(0),
+            reads: OrdMap::new(),
+            parked: Vec::new(),
+            idle_look_at: 0,
             tombstones: OrdSet::new(),
             dirty: OrdSet::new(),
             channels: OrdMap::new(),
@@ -855,6 +949,11 @@ impl Model {
             .get(doc)
             .filter(|d| d.is_ready())
             .map(|d| &d.version)
+    }
+
+    /// A document's metadata (type, scope, branch), if it is in memory.
+    pub fn doc_meta(&self, doc: &DocId) -> Option<&DocMeta> {
+        self.docs.get(doc).map(|d| &d.meta)
     }
 
     /// The clock of a document's last durable change.

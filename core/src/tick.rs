@@ -12,6 +12,7 @@ use crate::model::{Model, Timer};
 use crate::protocol::Message;
 
 pub(crate) fn tick(model: &mut Model, out: &mut Effects) {
+    crate::handlers::on_demand::forget_idle(model);
     while let Some((at, timer)) = model.timers.get_min().cloned() {
         if at > model.now {
             break;

@@ -1,7 +1,9 @@
 //! `update(model, msg) -> (model, commands)`: the one entry point.
 
 use crate::effects::Effects;
+use crate::effects::FollowUp;
 use crate::frame::{validate, FrameError, Limits};
+use crate::handlers::on_demand;
 use crate::handlers::{
     changes, common, connection, deletion, ephemeral, listeners, listing, restore, storage, sync,
     timers,
@@ -9,6 +11,7 @@ use crate::handlers::{
 use crate::ids::ChannelId;
 use crate::io::{ChannelKind, Cmd, Level, Millis, Msg};
 use crate::model::{Handshake, Model};
+use crate::model::{Parked, PendingRead};
 use crate::protocol::{ErrorCode, Message};
 
 /// Feeds one message, arriving at time `now`, to the core and returns the
@@ -35,9 +38,10 @@ fn step(model: &mut Model, out: &mut Effects, msg: Msg) {
         Msg::Restored {
             store,
             clock,
+            floor,
             docs,
             records,
-        } => restore::restored(model, store, clock, docs, records),
+        } => restore::restored(model, store, clock, floor, docs, records),
         Msg::ChannelAdded {
             channel,
             kind,
@@ -99,6 +103,7 @@ fn step(model: &mut Model, out: &mut Effects, msg: Msg) {
         } => storage::loaded(model, out, store, doc, outcome),
         Msg::StoreFailed { store, failure } => storage::failed(model, out, store, failure),
         Msg::StoreAnnounced { store } => storage::feed_announced(model, out, store),
+        Msg::StoreRead { store, job, docs } => store_read(model, out, store, job, docs),
         Msg::StoreChanged {
             store,
             docs,
@@ -149,6 +154,109 @@ fn bound_code(e: &FrameError) -> ErrorCode {
 
 /// A message from a channel; `verdict` is the shell's word on a hello's
 /// signed token, when it checked one.
+/// The primary store answered a read of its index: the answer it was for
+/// is built, or the floor came down and what waited for it runs again.
+fn store_read(
+    model: &mut Model,
+    out: &mut Effects,
+    store: ChannelId,
+    job: u64,
+    docs: Vec<crate::io::StoredDoc>,
+) {
+    if model.stores.get_min() != Some(&store) {
+        return;
+    }
+    let Some(pending) = model.reads.remove(&job) else {
+        return;
+    };
+    let peer_on = |model: &Model, channel: ChannelId, peer: &crate::ids::PeerId| {
+        model.channel_peer(channel) == Some(peer)
+    };
+    match pending {
+        PendingRead::Changes {
+            channel,
+            peer,
+            clock,
+            filter,
+            read_to,
+            limit,
+        } if peer_on(model, channel, &peer) => {
+            let full = docs.len() >= limit as usize;
+            let read = changes::StoreAnswer {
+                docs,
+                read_to,
+                full,
+            };
+            changes::answer_changes(model, out, channel, &peer, clock, filter, Some(read))
+        }
+        PendingRead::Listing {
+            channel,
+            peer,
+            filter,
+            after,
+            limit,
+        } if peer_on(model, channel, &peer) => {
+            listing::listed(model, out, channel, &peer, filter, after, limit, docs)
+        }
+        PendingRead::Directory {
+            channel,
+            peer,
+            filter,
+            limit,
+        } if peer_on(model, channel, &peer) => {
+            changes::directory_answer(model, out, channel, &peer, filter, limit, Some(docs))
+        }
+        PendingRead::Cover {
+            after,
+            up_to,
+            limit,
+        } => {
+            for parked in on_demand::covered(model, out, store, (after, up_to, limit), docs) {
+                rerun(model, out, parked);
+            }
+        }
+        // The peer that asked is gone: nobody to answer.
+        _ => {}
+    }
+}
+
+/// What waited for the floor to come down runs again, as it would have.
+fn rerun(model: &mut Model, out: &mut Effects, parked: Parked) {
+    match parked {
+        Parked::Welcomed {
+            peer,
+            channel,
+            addr,
+            clock,
+        } => out.follow(FollowUp::Welcomed {
+            peer,
+            channel,
+            addr,
+            clock,
+        }),
+        Parked::RemoteAcked { peer, doc, clock } => {
+            out.follow(FollowUp::RemoteAcked { peer, doc, clock })
+        }
+        Parked::Message(channel, message) => {
+            let Some(peer) = model.channel_peer(channel).cloned() else {
+                return;
+            };
+            match message {
+                Message::ListenerPull { id, limit } => {
+                    listeners::pull(model, out, channel, &peer, id, limit)
+                }
+                Message::ListenerAck { id, revisions } => {
+                    listeners::acknowledge(model, out, channel, &peer, id, revisions)
+                }
+                other => out.log(
+                    Level::Info,
+                    format!("{} does not wait for the store; dropped", other.name()),
+                ),
+            }
+        }
+    }
+}
+
 fn received(
     model: &mut Model,
     out: &mut Effects,

@@ -16,6 +16,7 @@ use std::path::Path;
 /// The leaves every handler may use: they call no handler.
 const LEAVES: &[&str] = &[
     "handlers::common",
+    "handlers::on_demand",
     "handlers::presence",
     "handlers::propagation",
     "handlers::quotas",

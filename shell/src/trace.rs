@@ -209,6 +209,12 @@ pub fn outgoing(item: &Outgoing) -> String {
         Outgoing::Strands { id, items, more } => {
             format!("strands id={} items={} more={more}", id.0, items.len())
         }
+        Outgoing::Read(read) => format!(
+            "read-index job={} {} limit={}",
+            read.job,
+            read_range(&read.range),
+            read.limit
+        ),
     }
 }
 
@@ -228,6 +234,13 @@ pub fn input(m: &Msg) -> Option<String> {
                 docs.len(),
                 records.len()
             )
+        }
+        Msg::StoreRead { job, docs, .. } => {
+            let list: Vec<String> = docs
+                .iter()
+                .map(|d| format!("{}@{}", d.doc, d.clock.0))
+                .collect();
+            format!("store-read job={job} [{}]", list.join(", "))
         }
         Msg::ChannelAdded { .. } | Msg::ChannelRemoved { .. } | Msg::Received { .. } => {
             return None
@@ -338,6 +351,12 @@ pub fn step(node: &str, input_msg: &Msg, cmds: &[Cmd], out: &mut Vec<String>) {
 pub fn store_op(op: &StoreOp) -> String {
     match op {
         StoreOp::Restore => "restore".into(),
+        StoreOp::RestoreRecent => "restore recent".into(),
+        StoreOp::ReadIndex {
+            range,
+            filter,
+            limit,
+        } => format!("read-index {} {filter:?} limit={limit}", read_range(range)),
         StoreOp::Append(changes) => {
             let list: Vec<String> = changes
                 .iter()
@@ -355,19 +374,51 @@ pub fn store_op(op: &StoreOp) -> String {
     }
 }
 
+/// A read of the store's index, in words.
+pub fn read_range(range: &docweave_core::ReadRange) -> String {
+    match range {
+        docweave_core::ReadRange::Clocks {
+            after,
+            up_to,
+            newest_first,
+        } => format!(
+            "clocks ({}, {}]{}",
+            after.0,
+            up_to.0,
+            if *newest_first { " newest first" } else { "" }
+        ),
+        docweave_core::ReadRange::Ids { after } => match after {
+            Some(a) => format!("ids after {a}"),
+            None => "ids".into(),
+        },
+    }
+}
+
 /// A store job's result.
 pub fn store_result(r: &StoreResult) -> String {
     match r {
         StoreResult::Restored {
             clock,
+            floor,
             docs,
             records,
         } => format!(
-            "restored clock={} docs={} records={}",
+            "restored clock={}{} docs={} records={}",
             clock.0,
+            match floor.0 {
+                0 => String::new(),
+                f => format!(" floor={f}"),
+            },
             docs.len(),
             records.len()
         ),
+        StoreResult::Index(docs) => {
+            let list: Vec<String> = docs
+                .iter()
+                .map(|d| format!("{}@{}", d.doc, d.clock.0))
+                .collect();
+            format!("index [{}]", list.join(", "))
+        }
         StoreResult::Appended(results) => {
             let list: Vec<String> = results
                 .iter()

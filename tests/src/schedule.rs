@@ -130,6 +130,10 @@ pub struct Schedule {
     /// the seed alone; each sleep and wake exports and imports the whole
     /// document: in every schedule, the runs took 70% longer).
     pub sleep_after_ms: u64,
+    /// Idle documents whose metadata nodes keep in memory: one to three
+    /// in a fifth of the schedules (the rest is forgotten and read back
+    /// from the store on demand), else all (from the seed alone).
+    pub idle_metadata: usize,
     /// Clients that reach their hub by HTTP polling, with their poll
     /// interval in milliseconds (from the seed alone).
     pub polling: Vec<(usize, u64)>,
@@ -292,6 +296,11 @@ impl Schedule {
             } else {
                 0
             },
+            idle_metadata: if (seed / 11) % 5 == 0 {
+                1 + (seed % 3) as usize
+            } else {
+                0
+            },
             read_delay: if (seed >> 11) % 2 == 0 {
                 20 + (seed >> 13) % 300
             } else {
@@ -344,6 +353,7 @@ pub fn run<E: SimEngine>(s: &Schedule) -> Outcome {
     sim.max_docs = s.max_docs;
     sim.memory_budget = s.memory_budget;
     sim.sleep_after_ms = s.sleep_after_ms;
+    sim.idle_metadata = s.idle_metadata;
     // Tens of thousands of events is a busy run; more is a livelock.
     sim.max_events = std::env::var("DOCWEAVE_MAX_EVENTS")
         .ok()

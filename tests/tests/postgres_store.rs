@@ -223,7 +223,7 @@ fn each_servers_revocation_list_is_read_by_every_server_and_replaced_by_its_own(
 fn a_database_from_a_newer_docweave_is_refused() {
     let url = fresh_database("schema");
     let mut s = PostgresStore::open(&url).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), 4);
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     admin
         .execute("UPDATE docweave_schema SET version = 99", &[])

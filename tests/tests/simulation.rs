@@ -210,6 +210,12 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
         c.inputs.get("store-announced").copied().unwrap_or(0) > 0,
         "no schedule ran two hubs on one shared store"
     );
+    // Nodes that keep few documents' metadata in memory read the rest from
+    // their store's index (answers below the floor, the floor brought down).
+    assert!(
+        c.inputs.get("store-read").copied().unwrap_or(0) > 0,
+        "no node read its store's index of documents"
+    );
     // A node reading an evicted replica back went on taking other inputs.
     assert!(
         c.inputs

@@ -4,8 +4,8 @@
 
 use super::{Append, Store, StoreError};
 use docweave_core::{
-    Clock, Cursor, DocId, DocMeta, Filter, ListenerId, ListenerRecord, PeerId, StateRecord,
-    VersionVector,
+    Clock, Cursor, DocId, DocMeta, Filter, ListenerId, ListenerRecord, PeerId, ReadRange,
+    StateRecord, VersionVector,
 };
 
 fn change(doc: &str, data: &[u8], version: &[(u64, u64)]) -> Append {
@@ -41,6 +41,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     a_reader_sees_what_was_committed(&mut make());
     a_load_since_a_clock_brings_all_a_reader_lacks(&mut make());
     a_documents_bytes_are_its_snapshot_and_changes(&mut make());
+    the_index_reads_by_clock_both_ways_and_by_id_bytewise(&mut make());
 }
 
 /// `doc_bytes` counts the snapshot and the changes after it, and knows no
@@ -210,6 +211,50 @@ pub fn feed_filters_orders_and_limits(s: &mut impl Store) {
         )
         .len(),
         2
+    );
+}
+
+/// `read_index` reads a range of clocks oldest or newest first, and ids
+/// after one in bytewise order (as ids compare in memory: `B` before `a`,
+/// `a-1` before `a1`), each filtered and limited.
+pub fn the_index_reads_by_clock_both_ways_and_by_id_bytewise(s: &mut impl Store) {
+    let ids = ["a1", "B", "a-1", "b", "a"];
+    let mut clocks = Vec::new();
+    for id in ids {
+        clocks.extend(ok(s.append(&[change(id, b"x", &[(1, 1)])]), "append"));
+    }
+    let names = |docs: Vec<docweave_core::StoredDoc>| -> Vec<String> {
+        docs.into_iter().map(|d| d.doc.to_string()).collect()
+    };
+    let clocks_range = |newest_first| ReadRange::Clocks {
+        after: clocks[0],
+        up_to: clocks[3],
+        newest_first,
+    };
+    let oldest = ok(
+        s.read_index(&clocks_range(false), &Filter::all(), 10),
+        "read_index",
+    );
+    assert_eq!(names(oldest), vec!["B", "a-1", "b"], "clocks after, up to");
+    let newest = ok(
+        s.read_index(&clocks_range(true), &Filter::all(), 2),
+        "read_index",
+    );
+    assert_eq!(names(newest), vec!["b", "a-1"], "newest first, limited");
+    let by_id = ok(
+        s.read_index(&ReadRange::Ids { after: None }, &Filter::all(), 10),
+        "read_index",
+    );
+    assert_eq!(names(by_id), vec!["B", "a", "a-1", "a1", "b"], "bytewise");
+    let after = ReadRange::Ids {
+        after: Some(DocId::new("a")),
+    };
+    let filter = Filter::docs([DocId::new("a1"), DocId::new("b")]);
+    let filtered = ok(s.read_index(&after, &filter, 1), "read_index");
+    assert_eq!(
+        names(filtered),
+        vec!["a1"],
+        "after an id, filtered, limited"
     );
 }
 

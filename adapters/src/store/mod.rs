@@ -23,7 +23,9 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
-use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
+use docweave_core::{
+    Clock, DocId, DocMeta, Filter, ReadRange, StateRecord, StoredDoc, VersionVector,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,36 @@ pub trait Store: Send {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<StoredDoc>, StoreError>;
+    /// The documents in `range` that `filter` matches, in the range's
+    /// order, at most `limit`: the store's indexes by clock and by id, read
+    /// by a node that keeps only some documents' metadata in memory. The
+    /// default reads the whole change feed; stores with indexes override it.
+    fn read_index(
+        &mut self,
+        range: &ReadRange,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredDoc>, StoreError> {
+        let mut all = self.changes_since(Clock(0), filter, usize::MAX)?;
+        match range {
+            ReadRange::Clocks {
+                after,
+                up_to,
+                newest_first,
+            } => {
+                all.retain(|d| d.clock > *after && d.clock <= *up_to);
+                if *newest_first {
+                    all.reverse();
+                }
+            }
+            ReadRange::Ids { after } => {
+                all.retain(|d| after.as_ref().is_none_or(|a| d.doc > *a));
+                all.sort_by(|a, b| a.doc.cmp(&b.doc));
+            }
+        }
+        all.truncate(limit);
+        Ok(all)
+    }
     /// The highest clock handed out.
     fn clock(&mut self) -> Result<Clock, StoreError>;
     /// Persists node state (cursors, listeners, tombstones), replacing the previous value.

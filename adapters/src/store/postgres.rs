@@ -31,7 +31,9 @@ use super::{
     corrupt, decode_version, encode_version, postgres_schema as schema, record_key, Announce,
     Announcement, Append, Loaded, Store, StoreError,
 };
-use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
+use docweave_core::{
+    Clock, DocId, DocMeta, Filter, ReadRange, StateRecord, StoredDoc, VersionVector,
+};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Statement, Transaction};
 use std::collections::BTreeMap;
@@ -411,6 +413,93 @@ impl Store for PostgresStore {
                 });
             }
             Ok(out)
+        })
+    }
+
+    fn read_index(
+        &mut self,
+        range: &ReadRange,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredDoc>, StoreError> {
+        const COLUMNS: &str =
+            "SELECT doc, doc_type, scope, branch, version, clock FROM docweave_docs";
+        // Read in batches: a filter is applied here, so a batch may hold
+        // fewer matches than asked for, and the next starts after its last.
+        let batch = i64::try_from(limit.clamp(1, 10_000)).unwrap_or(10_000);
+        let mut out = Vec::new();
+        let mut position = range.clone();
+        self.with(|c, _| loop {
+            let rows = match &position {
+                ReadRange::Clocks {
+                    after,
+                    up_to,
+                    newest_first,
+                } => {
+                    let order = if *newest_first { "DESC" } else { "ASC" };
+                    let sql = format!(
+                        "{COLUMNS} WHERE clock > $1 AND clock <= $2 ORDER BY clock {order} LIMIT $3"
+                    );
+                    c.client
+                        .query(&sql, &[&sql_clock(*after), &sql_clock(*up_to), &batch])?
+                }
+                ReadRange::Ids { after } => {
+                    // Bytewise, as document ids compare in memory (the
+                    // database's collation may not be): an index of that
+                    // collation serves it (schema 4).
+                    let sql = format!(
+                        "{COLUMNS} WHERE doc COLLATE \"C\" > $1 ORDER BY doc COLLATE \"C\" LIMIT $2"
+                    );
+                    let after = after.as_ref().map_or("", |a| a.as_str());
+                    c.client.query(&sql, &[&after, &batch])?
+                }
+            };
+            let exhausted = (rows.len() as i64) < batch;
+            let mut last = None;
+            for r in rows {
+                let id: &str = r.get(0);
+                let doc = parse_doc(id)?;
+                let clock = clock_of(r.get(5));
+                last = Some((doc.clone(), clock));
+                if out.len() >= limit {
+                    break;
+                }
+                let meta = DocMeta {
+                    doc_type: r.get(1),
+                    scope: r.get(2),
+                    branch: r.get(3),
+                };
+                if !filter.matches(&doc, &meta) {
+                    continue;
+                }
+                let version = decode_version(id, r.get(4))?;
+                out.push(StoredDoc {
+                    doc,
+                    meta,
+                    version,
+                    clock,
+                });
+            }
+            let Some((doc, clock)) = last.filter(|_| !exhausted && out.len() < limit) else {
+                return Ok(std::mem::take(&mut out));
+            };
+            position = match position {
+                ReadRange::Clocks {
+                    after,
+                    up_to: _,
+                    newest_first: true,
+                } => ReadRange::Clocks {
+                    after,
+                    up_to: Clock(clock.0.saturating_sub(1)).max(after),
+                    newest_first: true,
+                },
+                ReadRange::Clocks { up_to, .. } => ReadRange::Clocks {
+                    after: clock,
+                    up_to,
+                    newest_first: false,
+                },
+                ReadRange::Ids { .. } => ReadRange::Ids { after: Some(doc) },
+            };
         })
     }
 

@@ -55,6 +55,9 @@ const MIGRATIONS: &[&str] = &[
          list       TEXT NOT NULL,
          updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
      );",
+    // 4: documents in id order compared bytewise, as a node lists them
+    //    when it keeps only some documents' metadata in memory.
+    "CREATE INDEX docweave_docs_by_id_bytes ON docweave_docs (doc COLLATE \"C\");",
 ];
 
 /// The newest schema version this build knows.

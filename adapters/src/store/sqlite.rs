@@ -10,7 +10,9 @@ use super::{
     corrupt, decode_version, encode_version, record_key, schema, sqlite_blobs, Append, Loaded,
     Store, StoreError,
 };
-use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
+use docweave_core::{
+    Clock, DocId, DocMeta, Filter, ReadRange, StateRecord, StoredDoc, VersionVector,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -229,36 +231,40 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare_cached(
             "SELECT doc, doc_type, scope, branch, version, clock FROM docs WHERE clock > ?1 ORDER BY clock",
         )?;
-        let mut rows = stmt.query([clock.0 as i64])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            if out.len() >= limit {
-                break;
+        let rows = stmt.query([clock.0 as i64])?;
+        read_docs(rows, filter, limit)
+    }
+
+    fn read_index(
+        &mut self,
+        range: &ReadRange,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredDoc>, StoreError> {
+        const COLUMNS: &str = "SELECT doc, doc_type, scope, branch, version, clock FROM docs";
+        match range {
+            ReadRange::Clocks {
+                after,
+                up_to,
+                newest_first,
+            } => {
+                let order = if *newest_first { "DESC" } else { "ASC" };
+                let sql =
+                    format!("{COLUMNS} WHERE clock > ?1 AND clock <= ?2 ORDER BY clock {order}");
+                let mut stmt = self.conn.prepare_cached(&sql)?;
+                let rows = stmt.query([sql_clock(*after), sql_clock(*up_to)])?;
+                read_docs(rows, filter, limit)
             }
-            let id: String = r.get(0)?;
-            let Ok(doc) = DocId::parse(&id) else {
-                return Err(corrupt(
-                    "a document id",
-                    format!("{id:?} is not a valid id"),
-                ));
-            };
-            let meta = DocMeta {
-                doc_type: r.get(1)?,
-                scope: r.get(2)?,
-                branch: r.get(3)?,
-            };
-            if !filter.matches(&doc, &meta) {
-                continue;
+            ReadRange::Ids { after } => {
+                // Text compares bytewise here (SQLite's default collation),
+                // as document ids do in memory.
+                let sql = format!("{COLUMNS} WHERE doc > ?1 ORDER BY doc");
+                let mut stmt = self.conn.prepare_cached(&sql)?;
+                let after = after.as_ref().map_or("", |a| a.as_str());
+                let rows = stmt.query([after])?;
+                read_docs(rows, filter, limit)
             }
-            let version = decode_version(&id, &r.get::<_, Vec<u8>>(4)?)?;
-            out.push(StoredDoc {
-                doc,
-                meta,
-                version,
-                clock: Clock(r.get::<_, i64>(5)? as u64),
-            });
         }
-        Ok(out)
     }
 
     fn clock(&mut self) -> Result<Clock, StoreError> {
@@ -312,4 +318,46 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(())
     }
+}
+
+fn sql_clock(clock: Clock) -> i64 {
+    i64::try_from(clock.0).unwrap_or(i64::MAX)
+}
+
+/// Documents from rows of `docs` (doc, doc_type, scope, branch, version,
+/// clock), those `filter` matches, at most `limit`.
+fn read_docs(
+    mut rows: rusqlite::Rows<'_>,
+    filter: &Filter,
+    limit: usize,
+) -> Result<Vec<StoredDoc>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        if out.len() >= limit {
+            break;
+        }
+        let id: String = r.get(0)?;
+        let Ok(doc) = DocId::parse(&id) else {
+            return Err(corrupt(
+                "a document id",
+                format!("{id:?} is not a valid id"),
+            ));
+        };
+        let meta = DocMeta {
+            doc_type: r.get(1)?,
+            scope: r.get(2)?,
+            branch: r.get(3)?,
+        };
+        if !filter.matches(&doc, &meta) {
+            continue;
+        }
+        let version = decode_version(&id, &r.get::<_, Vec<u8>>(4)?)?;
+        out.push(StoredDoc {
+            doc,
+            meta,
+            version,
+            clock: Clock(r.get::<_, i64>(5)? as u64),
+        });
+    }
+    Ok(out)
 }

@@ -11,10 +11,11 @@
 //! ```
 
 use super::common::{access, peer_channel, peer_has, refuse};
+use super::on_demand::{self, Parking};
 use crate::effects::Effects;
 use crate::ids::{ChannelId, Clock, DocId, PeerId, RemoteAddr};
-use crate::io::{Cmd, StateRecord};
-use crate::model::{LoadReason, Model, PeerDoc, Timer};
+use crate::io::{Cmd, ReadRange, StateRecord, StoredDoc};
+use crate::model::{LoadReason, Model, Parked, PeerDoc, PendingRead, Timer};
 use crate::protocol::{ChangedDoc, DocInfo, DocMeta, ErrorCode, Filter, Message};
 use crate::version::VersionVector;
 
@@ -36,6 +37,29 @@ pub(crate) fn resume_with(
     addr: &RemoteAddr,
     remote_clock: Clock,
 ) {
+    if model.channel_peer(channel) != Some(peer) {
+        return;
+    }
+    // What we changed since the remote last had it is pushed, walking our
+    // clock from its cursor: from below the memory floor, once the store
+    // has brought that into memory.
+    let Some(cursor) = model.peers.get(peer).map(|p| p.cursor.pushed) else {
+        return;
+    };
+    let walk_from = if model.clock < cursor {
+        Clock(0)
+    } else {
+        cursor
+    };
+    let welcomed = Parked::Welcomed {
+        peer: peer.clone(),
+        channel,
+        addr: addr.clone(),
+        clock: remote_clock,
+    };
+    if on_demand::park_below_floor(model, out, walk_from, welcomed) != Parking::GoOn {
+        return;
+    }
     let filter = model
         .remotes
         .get(addr)
@@ -157,7 +181,9 @@ pub(crate) fn unsubscribe(model: &mut Model, peer: &PeerId, filter: Filter) {
     }
 }
 
-/// Answers "what changed after `clock`?" with the visible documents, paged.
+/// Answers "what changed after `clock`?" with the visible documents,
+/// paged. From below the memory floor, the store's index gives the first
+/// part (`answer_changes` once it is read).
 pub(crate) fn changes_since(
     model: &mut Model,
     out: &mut Effects,
@@ -166,12 +192,106 @@ pub(crate) fn changes_since(
     clock: Clock,
     filter: Filter,
 ) {
+    let read_to = model.memory_floor.min(super::common::promised_clock(model));
+    if on_demand::below_floor(model, clock) && clock < read_to {
+        let limit = page_size(model);
+        let pending = PendingRead::Changes {
+            channel,
+            peer: peer.clone(),
+            clock,
+            filter: filter.clone(),
+            read_to,
+            limit,
+        };
+        let range = ReadRange::Clocks {
+            after: clock,
+            up_to: read_to,
+            newest_first: false,
+        };
+        if !on_demand::read(model, out, pending, range, filter, limit) {
+            refuse(
+                out,
+                channel,
+                ErrorCode::RateLimited,
+                "too many reads of the store under way; ask again later".into(),
+            );
+        }
+        return;
+    }
+    answer_changes(model, out, channel, peer, clock, filter, None);
+}
+
+fn page_size(model: &Model) -> u32 {
+    u32::try_from(model.config.timing.changes_page.max(1)).unwrap_or(u32::MAX)
+}
+
+/// One page of the store's index, read for a changes-since.
+pub(crate) struct StoreAnswer {
+    /// Documents changed after the asked clock and at most `read_to`, in clock order.
+    pub docs: Vec<StoredDoc>,
+    pub read_to: Clock,
+    /// As many as asked for: more may be in the range.
+    pub full: bool,
+}
+
+/// Sends the page of changes after `clock`: what the store read (if it
+/// was read), then what memory holds above it.
+pub(crate) fn answer_changes(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    peer: &PeerId,
+    clock: Clock,
+    filter: Filter,
+    stored: Option<StoreAnswer>,
+) {
     let page = model.config.timing.changes_page.max(1);
     let horizon = super::common::promised_clock(model);
     let mut docs = Vec::new();
+    let mut walk_after = clock;
     let mut up_to = horizon.max(clock);
+    if let Some(read) = stored {
+        let last_row = read.docs.iter().map(|s| s.clock).max();
+        for s in read.docs {
+            if s.clock <= clock || s.clock > read.read_to.min(horizon) {
+                continue;
+            }
+            if model.tombstones.contains(&s.doc)
+                || !filter.matches(&s.doc, &s.meta)
+                || !access(model, peer, &s.doc).read
+            {
+                continue;
+            }
+            // Memory is as new as the store, or newer (a write under way).
+            let version = model
+                .docs
+                .get(&s.doc)
+                .map(|d| super::common::promised_version(model, d))
+                .unwrap_or(s.version);
+            docs.push(ChangedDoc {
+                doc: s.doc,
+                version,
+                clock: s.clock,
+            });
+        }
+        let read_to = read.read_to.min(horizon).max(clock);
+        // More in the store's range, or the floor rose over documents
+        // memory no longer holds while the store was read: the peer asks
+        // again from here.
+        if read.full || model.memory_floor > read_to {
+            let up_to = match (read.full, last_row) {
+                (true, Some(last)) => last.clamp(clock, read_to),
+                _ => read_to,
+            };
+            let more = up_to < horizon;
+            out.send(channel, Message::Changes { docs, up_to, more });
+            return;
+        }
+        walk_after = read_to;
+        up_to = read_to;
+    }
     let mut more = false;
-    let from = Clock(clock.0.saturating_add(1));
+    let from = Clock(walk_after.0.saturating_add(1));
     for (c, doc) in model.by_clock.range(from..=horizon.max(from)) {
         if *c > horizon {
             break;
@@ -182,7 +302,7 @@ pub(crate) fn changes_since(
         if !filter.matches(doc, &d.meta) || !access(model, peer, doc).read {
             continue;
         }
-        if docs.len() == page {
+        if docs.len() >= page {
             more = true;
             break;
         }
@@ -412,6 +532,27 @@ pub(crate) fn remote_acked(
     }
     let prev = p.acked.get(doc).copied().unwrap_or_default();
     p.acked.insert(doc.clone(), prev.max(clock));
+    let walk_from = p.cursor.pushed;
+    // The walk needs what is below the floor: it runs again once that is
+    // in memory (one waits per peer; the acknowledgements stay in `acked`).
+    if on_demand::below_floor(model, walk_from) {
+        let waiting = model
+            .parked
+            .iter()
+            .any(|(_, x)| matches!(x, Parked::RemoteAcked { peer: q, .. } if q == peer));
+        if !waiting {
+            let again = Parked::RemoteAcked {
+                peer: peer.clone(),
+                doc: doc.clone(),
+                clock,
+            };
+            on_demand::park_below_floor(model, out, walk_from, again);
+        }
+        return;
+    }
+    let Some(p) = model.peers.get_mut(peer) else {
+        return;
+    };
     let mut pushed = p.cursor.pushed;
     for (c, d) in model.by_clock.range(Clock(pushed.0.saturating_add(1))..) {
         let Some(x) = model.docs.get(d) else {
@@ -485,16 +626,49 @@ pub(crate) fn directory_request(
     filter: Filter,
 ) {
     let limit = crate::frame::Limits::default().max_elements;
-    let docs: Vec<DocInfo> = model
-        .docs
-        .iter()
-        .filter(|(id, d)| {
-            d.is_ready() && filter.matches(id, &d.meta) && access(model, peer, id).read
-        })
-        .take(limit)
-        .map(|(id, d)| DocInfo {
-            doc: id.clone(),
-            meta: d.meta.clone(),
+    if on_demand::below_floor(model, Clock(0)) {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let pending = PendingRead::Directory {
+            channel,
+            peer: peer.clone(),
+            filter: filter.clone(),
+            limit,
+        };
+        let range = ReadRange::Ids { after: None };
+        if !on_demand::read(model, out, pending, range, filter, limit) {
+            refuse(
+                out,
+                channel,
+                ErrorCode::RateLimited,
+                "too many reads of the store under way; ask again later".into(),
+            );
+        }
+        return;
+    }
+    directory_answer(model, out, channel, peer, filter, limit as u32, None);
+}
+
+/// Answers a directory request with the first documents in id order:
+/// memory's, merged with the store's first page when it was read.
+pub(crate) fn directory_answer(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    peer: &PeerId,
+    filter: Filter,
+    limit: u32,
+    rows: Option<Vec<StoredDoc>>,
+) {
+    let read = rows.map(|r| {
+        let full = r.len() >= limit as usize;
+        (r, full)
+    });
+    let (listed, _, _) = on_demand::merged_by_id(model, peer, &filter, None, read, limit as usize);
+    let docs = listed
+        .into_iter()
+        .map(|d| DocInfo {
+            doc: d.doc,
+            meta: d.meta,
         })
         .collect();
     out.send(channel, Message::DirectoryResponse { docs });

@@ -238,6 +238,21 @@ fn writing(doc: &Doc, store: ChannelId, sent: &VersionVector) -> bool {
 }
 
 /// Gives a document a new clock in our feed.
+/// A document the primary store holds, as its metadata says, comes into
+/// memory (at start, or read back on demand). One already here, or deleted
+/// here, is left as it is: what memory holds is as new as the store's.
+pub(crate) fn remember_stored(model: &mut Model, store: ChannelId, s: crate::io::StoredDoc) {
+    if !s.doc.is_valid() || model.tombstones.contains(&s.doc) || model.docs.contains_key(&s.doc) {
+        return;
+    }
+    let mut d = crate::model::Doc::new(s.meta);
+    d.version = s.version.clone();
+    d.stored.insert(store, s.version.clone());
+    d.durable.insert(store, s.version);
+    model.docs.insert(s.doc.clone(), d);
+    assign_clock(model, &s.doc, s.clock);
+}
+
 pub(crate) fn assign_clock(model: &mut Model, doc_id: &DocId, clock: Clock) {
     let Some(doc) = model.docs.get_mut(doc_id) else {
         return;

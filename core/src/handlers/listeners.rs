@@ -24,10 +24,12 @@
 //! ```
 
 use super::common::{access, refuse};
+use super::on_demand::{self, Parking};
 use crate::effects::Effects;
 use crate::ids::{ChannelId, Clock, DocId, ListenerId, PeerId};
 use crate::io::Level;
 use crate::io::{Cmd, ListenerRecord, Outgoing, StateRecord, StrandSpec};
+use crate::model::Parked;
 use crate::model::{Listener, Model, PushJob, Source, WaitingRequest};
 use crate::protocol::{ErrorCode, Message, Revision, RevisionStatus, Strand};
 use imbl::OrdMap;
@@ -171,7 +173,14 @@ pub(crate) fn pull(
     if wait_for_record(model, out, channel, id, Message::ListenerPull { id, limit }) {
         return;
     }
-    let Some(l) = owned(model, out, channel, peer, id) else {
+    let Some(floor) = owned(model, out, channel, peer, id).map(|l| l.floor) else {
+        return;
+    };
+    let again = Parked::Message(channel, Message::ListenerPull { id, limit });
+    if waits_for_store(model, out, channel, floor, again) {
+        return;
+    }
+    let Some(l) = model.listeners.get(&id) else {
         return;
     };
     let limit = limit.clamp(1, model.config.timing.max_pull_limit) as usize;
@@ -203,6 +212,31 @@ pub(crate) fn pull(
     out.item(channel, Outgoing::Strands { id, items, more });
 }
 
+/// A listener walks the clock from its floor: from below the memory
+/// floor, its message waits until the store brought that into memory
+/// (`true`), or is refused when too many wait.
+fn waits_for_store(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    floor: Clock,
+    again: Parked,
+) -> bool {
+    match on_demand::park_below_floor(model, out, floor, again) {
+        Parking::GoOn => false,
+        Parking::Parked => true,
+        Parking::Full => {
+            refuse(
+                out,
+                channel,
+                ErrorCode::RateLimited,
+                "too many messages wait for the store; ask again later".into(),
+            );
+            true
+        }
+    }
+}
+
 fn wanted(model: &Model, l: &Listener, peer: &PeerId, doc: &DocId) -> bool {
     model
         .docs
@@ -226,7 +260,17 @@ pub(crate) fn acknowledge(
     if wait_for_record(model, out, channel, id, again) {
         return;
     }
-    if owned(model, out, channel, peer, id).is_none() {
+    let Some(floor) = owned(model, out, channel, peer, id).map(|l| l.floor) else {
+        return;
+    };
+    let again = Parked::Message(
+        channel,
+        Message::ListenerAck {
+            id,
+            revisions: revisions.clone(),
+        },
+    );
+    if waits_for_store(model, out, channel, floor, again) {
         return;
     }
     let mut accepted = 0u32;

@@ -7,14 +7,18 @@
 //! ```
 //! Sent only on channels that negotiated protocol 2 or later.
 
-use super::common::{access, peer_channel, report};
+use super::common::{peer_channel, refuse, report};
+use super::on_demand;
 use crate::effects::Effects;
-use crate::ids::{ChannelId, DocId, PeerId};
-use crate::io::Event;
+use crate::ids::{ChannelId, Clock, DocId, PeerId};
+use crate::io::{Event, ReadRange, StoredDoc};
 use crate::model::Model;
-use crate::protocol::{Filter, ListedDoc, Message};
+use crate::model::PendingRead;
+use crate::protocol::{ErrorCode, Filter, ListedDoc, Message};
 
-/// Answers list-docs with one page of the readable documents.
+/// Answers list-docs with one page of the readable documents; when some
+/// may be only in the store, from a page of its index merged with memory
+/// (`listed` once it is read).
 pub(crate) fn list_docs(
     model: &mut Model,
     out: &mut Effects,
@@ -23,27 +27,63 @@ pub(crate) fn list_docs(
     filter: Filter,
     after: Option<DocId>,
 ) {
-    let page = model.config.timing.changes_page.max(1);
-    let mut docs = Vec::new();
-    let mut more = false;
-    let start = match &after {
-        Some(a) => std::ops::Bound::Excluded(a.clone()),
-        None => std::ops::Bound::Unbounded,
+    let limit = u32::try_from(model.config.timing.changes_page.max(1)).unwrap_or(u32::MAX);
+    if on_demand::below_floor(model, Clock(0)) {
+        return read_page(model, out, channel, peer, filter, after, limit);
+    }
+    let (docs, more, _) =
+        on_demand::merged_by_id(model, peer, &filter, after.as_ref(), None, limit as usize);
+    out.send(channel, Message::DocList { docs, more });
+}
+
+fn read_page(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    peer: &PeerId,
+    filter: Filter,
+    after: Option<DocId>,
+    limit: u32,
+) {
+    let pending = PendingRead::Listing {
+        channel,
+        peer: peer.clone(),
+        filter: filter.clone(),
+        after: after.clone(),
+        limit,
     };
-    for (id, d) in model.docs.range((start, std::ops::Bound::Unbounded)) {
-        if !d.is_ready() || !filter.matches(id, &d.meta) || !access(model, peer, id).read {
-            continue;
-        }
-        if docs.len() == page {
-            more = true;
-            break;
-        }
-        docs.push(ListedDoc {
-            doc: id.clone(),
-            meta: d.meta.clone(),
-            version: d.version.clone(),
-            clock: d.clock,
-        });
+    let range = ReadRange::Ids { after };
+    if !on_demand::read(model, out, pending, range, filter, limit) {
+        refuse(
+            out,
+            channel,
+            ErrorCode::RateLimited,
+            "too many reads of the store under way; ask again later".into(),
+        );
+    }
+}
+
+/// The store's page for a list-docs is in: merged with memory and sent,
+/// or, when nothing of it was for this peer, the next page is read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn listed(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    peer: &PeerId,
+    filter: Filter,
+    after: Option<DocId>,
+    limit: u32,
+    rows: Vec<StoredDoc>,
+) {
+    let full = rows.len() >= limit as usize;
+    let read = Some((rows, full));
+    let (docs, more, last_row) =
+        on_demand::merged_by_id(model, peer, &filter, after.as_ref(), read, limit as usize);
+    // An empty page that says more follow would leave the peer no id to
+    // go on from: read on from the store's last instead.
+    if docs.is_empty() && full && last_row.is_some() {
+        return read_page(model, out, channel, peer, filter, last_row, limit);
     }
     out.send(channel, Message::DocList { docs, more });
 }

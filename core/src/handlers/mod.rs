@@ -7,6 +7,7 @@ pub(crate) mod deletion;
 pub(crate) mod ephemeral;
 pub(crate) mod listeners;
 pub(crate) mod listing;
+pub(crate) mod on_demand;
 pub(crate) mod presence;
 pub(crate) mod propagation;
 pub(crate) mod quotas;

@@ -8,12 +8,15 @@ pub(crate) fn restored(
     model: &mut Model,
     store: ChannelId,
     clock: Clock,
+    floor: Clock,
     docs: Vec<StoredDoc>,
     records: Vec<StateRecord>,
 ) {
     model.clock = model.clock.max(clock);
     if model.stores.get_min() == Some(&store) {
         super::store_requests::follow_feed(model, clock);
+        // What the store did not send stays there until asked for.
+        model.memory_floor = model.memory_floor.max(floor.min(clock));
     }
     for s in docs {
         if !s.doc.is_valid() || model.tombstones.contains(&s.doc) {
@@ -86,6 +89,7 @@ mod tests {
                 m,
                 ChannelId(10),
                 Clock(4),
+                Clock(0),
                 vec![stored],
                 vec![StateRecord::Listener(listener)],
             )

@@ -63,11 +63,17 @@ pub(crate) fn loaded(
             unreadable,
             clock,
             bytes,
+            meta,
         } => {
             // What the store holds now is the size (after a compaction,
-            // less than counted before).
+            // less than counted before); its metadata is the document's.
             if let Some(d) = model.docs.get_mut(&doc) {
                 d.bytes = bytes;
+                // Memory may not know it (read back on demand); what it
+                // knows stays (stores written before they kept it have none).
+                if let Some(meta) = meta.filter(|_| d.meta == Default::default()) {
+                    d.meta = meta;
+                }
             }
             if model.stores.get_min() == Some(&store) {
                 super::common::assign_clock(model, &doc, clock);
@@ -302,6 +308,13 @@ pub(crate) fn failed(
             }
             schedule_retry(model);
         }
+        StoreFailure::Read { job, reason } => {
+            out.log(
+                Level::Warn,
+                format!("{store}: reading the index of documents failed: {reason}"),
+            );
+            super::on_demand::read_failed(model, out, job, &reason);
+        }
         StoreFailure::Feed { reason } => {
             out.log(
                 Level::Warn,
@@ -345,6 +358,7 @@ pub(crate) fn retry_due(model: &mut Model, out: &mut Effects) {
     for doc in retry.purges {
         out.cmd(Cmd::Purge { doc });
     }
+    super::on_demand::retry(model, out);
     for doc in retry.docs {
         if model.docs.get(&doc).is_some_and(|d| d.is_ready()) {
             super::common::persist(model, out, &doc);
@@ -374,6 +388,7 @@ mod tests {
             unreadable: 0,
             clock: Clock(1),
             bytes: 0,
+            meta: None,
         };
         let (cmds, follow_ups) =
             k.handle(|m, o| super::loaded(m, o, ChannelId(10), doc("d"), outcome));

@@ -38,6 +38,7 @@ fn a_reconnecting_dialer_resumes_from_its_persisted_cursor_and_pushes_local_chan
     k.feed(Msg::Restored {
         store: crate::ChannelId(99),
         clock: Clock(0),
+        floor: Clock(0),
         docs: Vec::new(),
         records: vec![StateRecord::Cursor {
             peer: PeerId::new("hub"),
@@ -84,6 +85,7 @@ fn a_remote_feed_behind_our_cursor_is_pulled_again_from_the_start() {
     k.feed(Msg::Restored {
         store: crate::ChannelId(99),
         clock: Clock(0),
+        floor: Clock(0),
         docs: Vec::new(),
         records: vec![StateRecord::Cursor {
             peer: PeerId::new("hub"),

@@ -67,6 +67,7 @@ fn neither_a_store_nor_a_late_peer_resurrects_it() {
     fresh.feed(Msg::Restored {
         store: crate::ChannelId(10),
         clock: crate::Clock(0),
+        floor: crate::Clock(0),
         docs: Vec::new(),
         records: vec![StateRecord::Tombstone(doc("d"))],
     });

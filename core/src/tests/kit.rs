@@ -104,6 +104,7 @@ impl Kit {
                 unreadable: 0,
                 clock: Clock(1),
                 bytes: 0,
+                meta: None,
             },
         })
     }

@@ -155,6 +155,7 @@ fn a_listener_survives_a_restart_through_its_saved_record() {
     fresh.feed(Msg::Restored {
         store: crate::ChannelId(9),
         clock: Clock(0),
+        floor: Clock(0),
         docs: Vec::new(),
         records: record.into_iter().collect(),
     });

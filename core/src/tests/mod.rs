@@ -11,6 +11,7 @@ mod evolution;
 mod hostile;
 pub(crate) mod kit;
 mod listeners;
+mod on_demand;
 mod permissions;
 mod presence;
 mod quiet;

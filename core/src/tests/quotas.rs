@@ -248,6 +248,7 @@ fn a_loaded_document_counts_what_the_store_held_toward_its_size() {
             unreadable: 0,
             clock: crate::Clock(1),
             bytes: 80,
+            meta: None,
         },
     });
     assert_eq!(answer_in(&cmds, 1, 1).0, Some(AckStatus::TooLarge));

@@ -13,6 +13,7 @@ fn shared_store_node() -> Kit {
     k.feed(Msg::Restored {
         store: ChannelId(10),
         clock: Clock(4),
+        floor: Clock(0),
         docs: vec![],
         records: vec![],
     });

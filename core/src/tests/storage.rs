@@ -262,6 +262,7 @@ fn the_feed_reloads_what_another_process_wrote_and_moves_only_past_what_was_read
     k.feed(Msg::Restored {
         store: ChannelId(10),
         clock: crate::Clock(4),
+        floor: crate::Clock(0),
         docs: vec![crate::StoredDoc {
             doc: doc("d"),
             meta: Default::default(),

@@ -110,6 +110,13 @@ pub struct ServeArgs {
     /// awake); it wakes on its next use without a store read. 0: never.
     #[arg(long, default_value_t = 60)]
     sleep_after_s: u64,
+    /// Most idle documents whose metadata (id, version, clock: about 1 KB
+    /// each) stays in memory; past it, those changed longest ago are
+    /// forgotten and read back from the store's indexes when asked for.
+    /// Start-up then reads no document's row. 0: every document's metadata
+    /// stays in memory, read whole at start.
+    #[arg(long, default_value_t = 20_000)]
+    idle_metadata: usize,
     /// Also accept TCP connections here (docweave frames back to back: the
     /// simplest transport for a host with its own sockets, as the C API's
     /// example and the Python package); with --tls-cert they speak TLS.
@@ -353,6 +360,7 @@ fn build_repo(
             c.signed_tokens |= a.tokens_file.is_some();
             c.rules = rules;
             c.timing.peer_linger_ms = a.peer_linger_ms;
+            c.bounds.idle_metadata = a.idle_metadata;
             c.quotas = quotas;
             // Loro `%EPS` rooms: the server keeps their state for later members.
             c.lasting_presence = vec![Namespace::new(PERSISTED_PRESENCE_NAMESPACE)];

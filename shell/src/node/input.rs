@@ -209,7 +209,7 @@ impl<E: DocEngine> Node<E> {
                 // retry while this one is out).
                 self.now = self.now.max(now);
                 self.restore_retry = Some((Millis::MAX, pause));
-                let id = self.job(StoreOp::Restore, Purpose::Restore);
+                let id = self.job(self.restore_op(), Purpose::Restore);
                 self.restoring = Some(id);
                 return;
             }

@@ -132,6 +132,8 @@ enum Purpose {
     Publish,
     /// The core asked whether another server registered this listener.
     Listener(docweave_core::ListenerId),
+    /// The core read the store's index (its job id).
+    Read(u64),
 }
 
 /// One thing for the store, in the order the core asked.
@@ -256,7 +258,7 @@ impl<E: DocEngine> Node<E> {
                 remote: None,
             });
             // Nothing is decided before the store said what it remembers.
-            let id = node.job(StoreOp::Restore, Purpose::Restore);
+            let id = node.job(node.restore_op(), Purpose::Restore);
             node.restoring = Some(id);
         }
         node

@@ -220,6 +220,9 @@ impl<E: DocEngine> Node<E> {
                     doc, batch, since, ..
                 } => {
                     let engine = self.replicas.engine().clone();
+                    // Kept from the first write: a document read back on
+                    // demand (or after a restart) has it again.
+                    let meta = self.model().doc_meta(&doc).cloned().unwrap_or_default();
                     let Some(d) = self.replicas.touch(&doc) else {
                         continue;
                     };
@@ -228,7 +231,7 @@ impl<E: DocEngine> Node<E> {
                             let version = engine.version(d);
                             let append = docweave_adapters::Append {
                                 doc,
-                                meta: Default::default(),
+                                meta,
                                 data,
                                 version,
                             };
@@ -285,6 +288,15 @@ impl<E: DocEngine> Node<E> {
                 }
                 Outgoing::Message(m) => {
                     tracing::debug!("{} for the store; stores do not take it", m.name());
+                }
+                Outgoing::Read(read) => {
+                    let op = StoreOp::ReadIndex {
+                        range: read.range,
+                        filter: read.filter,
+                        limit: read.limit as usize,
+                    };
+                    self.store_queue
+                        .push(StoreItem::Op(op, Purpose::Read(read.job)));
                 }
                 Outgoing::Strands { .. } => {}
             }

@@ -33,6 +33,15 @@ impl<E: DocEngine> Node<E> {
         }
     }
 
+    /// What the store is asked at start: every document's metadata, or,
+    /// when the core keeps only some in memory, those its cursors need.
+    pub(super) fn restore_op(&self) -> StoreOp {
+        match self.model().config().bounds.idle_metadata {
+            0 => StoreOp::Restore,
+            _ => StoreOp::RestoreRecent,
+        }
+    }
+
     /// Gives a job an id and puts it out, to run in order.
     pub(super) fn job(&mut self, op: StoreOp, purpose: Purpose) -> u64 {
         self.job_with(op, purpose, false)
@@ -98,6 +107,13 @@ impl<E: DocEngine> Node<E> {
                 reason: failure_reason(other),
             }),
             (Purpose::Listener(id), result) => self.listener_read(store, id, result),
+            (Purpose::Read(job), StoreResult::Index(docs)) => {
+                self.internal.push_back(Msg::StoreRead { store, job, docs })
+            }
+            (Purpose::Read(job), other) => self.store_failed(StoreFailure::Read {
+                job,
+                reason: failure_reason(other),
+            }),
             // Presence is best effort: its TTL covers a lost publication.
             (Purpose::Publish, StoreResult::Done) => {}
             (Purpose::Publish, other) => {
@@ -113,6 +129,7 @@ impl<E: DocEngine> Node<E> {
     fn restore_answered(&mut self, store: ChannelId, result: StoreResult) {
         let StoreResult::Restored {
             clock,
+            floor,
             docs,
             records,
         } = result
@@ -135,6 +152,7 @@ impl<E: DocEngine> Node<E> {
         self.internal.push_back(Msg::Restored {
             store,
             clock,
+            floor,
             docs,
             records,
         });
@@ -246,6 +264,7 @@ impl<E: DocEngine> Node<E> {
                     unreadable: got.unreadable,
                     clock: l.clock,
                     bytes: l.bytes(),
+                    meta: Some(l.meta.clone()),
                 }
             }
             None => {
@@ -303,6 +322,7 @@ impl<E: DocEngine> Node<E> {
                             unreadable: got.unreadable,
                             clock: l.clock,
                             bytes: l.bytes(),
+                            meta: Some(l.meta.clone()),
                         },
                     });
                 }
@@ -320,6 +340,7 @@ impl<E: DocEngine> Node<E> {
                             unreadable: 0,
                             clock: Clock(0),
                             bytes: 0,
+                            meta: None,
                         },
                     });
                 }

@@ -4,7 +4,7 @@
 //! jobs marked [`StoreJob::aside`], which may run beside the others.
 
 use docweave_adapters::{Append, Loaded, Store, StoreError};
-use docweave_core::{Clock, DocId, Filter, StateRecord, StoredDoc};
+use docweave_core::{Clock, DocId, Filter, ReadRange, StateRecord, StoredDoc};
 
 /// One job for the store, named by an id the answer repeats (only the
 /// node makes them; new fields may come).
@@ -26,6 +26,19 @@ pub struct StoreJob {
 pub enum StoreOp {
     /// Read the node's state at start: the clock, every document, the records.
     Restore,
+    /// Read the node's state at start, but only the documents its cursors
+    /// need in memory (above [`docweave_core::metadata_kept_from`]): the
+    /// node reads the others when asked for them.
+    RestoreRecent,
+    /// Read the store's index of documents ([`Store::read_index`]).
+    ReadIndex {
+        /// Which documents.
+        range: ReadRange,
+        /// Only those it matches.
+        filter: Filter,
+        /// At most this many.
+        limit: usize,
+    },
     /// Append changes in one transaction (each alone if the batch fails).
     Append(Vec<Append>),
     /// Read everything stored of a document.
@@ -80,11 +93,14 @@ pub struct StoreAnswer {
 /// What a job produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreResult {
-    /// [`StoreOp::Restore`].
+    /// [`StoreOp::Restore`] or [`StoreOp::RestoreRecent`].
     Restored {
         /// The highest clock handed out.
         clock: Clock,
-        /// Every document with its version and last clock.
+        /// Every document whose last clock is above it is in `docs` (0:
+        /// every document is).
+        floor: Clock,
+        /// The documents above `floor` with their version and last clock.
         docs: Vec<StoredDoc>,
         /// Persisted node state.
         records: Vec<StateRecord>,
@@ -93,6 +109,8 @@ pub enum StoreResult {
     Appended(Vec<Result<Clock, JobError>>),
     /// [`StoreOp::Load`]: `None` when the store has no such document.
     Loaded(Option<Loaded>),
+    /// [`StoreOp::ReadIndex`]: the documents, in the range's order.
+    Index(Vec<StoredDoc>),
     /// [`StoreOp::Changes`].
     Changes {
         /// Documents changed, in clock order.
@@ -133,12 +151,36 @@ pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
             let mut read = || -> Result<StoreResult, StoreError> {
                 Ok(StoreResult::Restored {
                     clock: store.clock()?,
+                    floor: Clock(0),
                     docs: store.changes_since(Clock(0), &Filter::all(), usize::MAX)?,
                     records: store.records()?,
                 })
             };
             read().unwrap_or_else(failed)
         }
+        StoreOp::RestoreRecent => {
+            let mut read = || -> Result<StoreResult, StoreError> {
+                // The clock first: a document written after it is read
+                // with a clock above the floor, which memory must hold.
+                let clock = store.clock()?;
+                let records = store.records()?;
+                let floor = docweave_core::metadata_kept_from(clock, &records);
+                Ok(StoreResult::Restored {
+                    clock,
+                    floor,
+                    docs: store.changes_since(floor, &Filter::all(), usize::MAX)?,
+                    records,
+                })
+            };
+            read().unwrap_or_else(failed)
+        }
+        StoreOp::ReadIndex {
+            range,
+            filter,
+            limit,
+        } => store
+            .read_index(&range, &filter, limit)
+            .map_or_else(failed, StoreResult::Index),
         StoreOp::Append(changes) => match store.append(&changes) {
             Ok(clocks) => StoreResult::Appended(clocks.into_iter().map(Ok).collect()),
             Err(e) if changes.len() == 1 => StoreResult::Appended(vec![Err(e.into())]),

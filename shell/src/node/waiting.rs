@@ -136,6 +136,7 @@ pub(super) fn item_docs(item: &Outgoing) -> Vec<&DocId> {
         Outgoing::Data { doc, .. } => vec![doc],
         Outgoing::Strands { items, .. } => items.iter().map(|s| &s.doc).collect(),
         Outgoing::Message(m) => message_doc(m).into_iter().collect(),
+        Outgoing::Read(_) => Vec::new(),
     }
 }
 

@@ -96,6 +96,7 @@ impl Hub {
         hub.feed(Msg::Restored {
             store: STORE,
             clock: Clock(docs),
+            floor: Clock(0),
             docs: stored,
             records: Vec::new(),
         });

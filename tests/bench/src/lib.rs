@@ -1,6 +1,6 @@
 //! docweave's benchmark scenarios, measured the same way every time: cold
 //! sync (S1), warm reconnect (S2), fan-out (S3), the core alone (S4), memory
-//! per idle document (S5), durable appends by batch size on SQLite and
+//! per idle document (S5), start-up and memory of a server holding many documents, few in use (S8), durable appends by batch size on SQLite and
 //! PostgreSQL (S6), cross-server propagation on one PostgreSQL (S7), bursts of
 //! small updates from many writers against the same one by one (S10), a large
 //! append with a good client working meanwhile (S11), many WebSocket connections
@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod connections;
 pub mod hub;
 pub mod loaded;
+pub mod metadata;
 pub mod scenarios;
 pub mod wire;
 

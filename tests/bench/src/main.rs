@@ -9,6 +9,7 @@ use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
 use docweave_bench::connections::{s9, S9Sizes};
 use docweave_bench::loaded::{s12, FORMS};
+use docweave_bench::metadata::{fill, remove, s8};
 use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s7, s9 … s12 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// all, s1 … s12 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
     /// or Debian's binaries for a throwaway cluster; s9 the `docweave` binary).
     #[arg(long, default_value = "all")]
     scenario: String,
@@ -49,6 +50,13 @@ struct Args {
     /// Run this form of S12 in this process and print its line (likewise).
     #[arg(long, hide = true)]
     s12_child: Option<String>,
+    /// Run this form of S8 in this process on the store `--s8-store`
+    /// (likewise).
+    #[arg(long, hide = true)]
+    s8_child: Option<String>,
+    /// The store S8's child runs on (filled by the parent).
+    #[arg(long, hide = true)]
+    s8_store: Option<std::path::PathBuf>,
 }
 
 /// Sizes of each scenario.
@@ -58,6 +66,8 @@ struct Sizes {
     s3: (usize, u64),
     s4: Vec<u64>,
     s5: u64,
+    /// Documents stored, documents edited.
+    s8: (u64, u64),
     s6: Vec<usize>,
     s7: (usize, usize, u64),
     s10: (Vec<u64>, Vec<u64>),
@@ -73,6 +83,7 @@ impl Sizes {
             s3: (50, 1_000),
             s4: vec![1_000, 100_000, 1_000_000],
             s5: 100_000,
+            s8: (1_000_000, 1_000),
             s6: vec![1, 10, 100, 1_000],
             s7: (3, 50, 2_000),
             s10: (vec![1_000, 4_000, 16_000], vec![1_000, 4_000]),
@@ -87,6 +98,7 @@ impl Sizes {
             s3: (3, 20),
             s4: vec![1_000],
             s5: 2_000,
+            s8: (5_000, 50),
             s6: vec![1, 100],
             s7: (3, 6, 50),
             s10: (vec![200], vec![50]),
@@ -135,8 +147,42 @@ fn s12_in_fresh_process(form: &str, size: u64, quick: bool) -> Run {
     in_fresh_process(&["--scenario", "s12", "--s12-child", form], failed, quick)
 }
 
+/// S8's forms, each in a fresh process on one store the parent fills.
+fn s8_in_fresh_processes(size: (u64, u64), quick: bool) -> Vec<Run> {
+    let path = std::env::temp_dir().join(format!("s8-{}-{}.db", size.0, std::process::id()));
+    if let Err(e) = fill(&path, size.0) {
+        eprintln!("S8 could not fill its store: {e}");
+    }
+    let runs = ["on-demand", "all"]
+        .into_iter()
+        .map(|form| {
+            let failed = Run {
+                scenario: "S8".into(),
+                transport: form.into(),
+                size: size.0,
+                metric: "failed".into(),
+                ..Run::default()
+            };
+            let store = path.display().to_string();
+            let child = ["--scenario", "s8", "--s8-child", form, "--s8-store", &store];
+            in_fresh_process(&child, failed, quick)
+        })
+        .collect();
+    remove(&path);
+    runs
+}
+
 fn main() {
     let a = Args::parse();
+    if let (Some(form), Some(store)) = (&a.s8_child, &a.s8_store) {
+        let (n, active) = if a.quick {
+            Sizes::quick().s8
+        } else {
+            Sizes::full().s8
+        };
+        println!("{}", s8(form, store, n, active).json());
+        return;
+    }
     if let Some(form) = &a.s12_child {
         let size = if a.quick {
             Sizes::quick().s12
@@ -174,6 +220,7 @@ fn main() {
         s3: s3_size,
         s4: s4_sizes,
         s5: s5_size,
+        s8: s8_size,
         s6: s6_batches,
         s7: s7_size,
         s10: s10_sizes,
@@ -215,6 +262,11 @@ fn main() {
             }
             if want("s5") {
                 record(s5_in_fresh_process(s5_size, a.quick));
+            }
+            if want("s8") {
+                for r in s8_in_fresh_processes(s8_size, a.quick) {
+                    record(r);
+                }
             }
             if want("s6") {
                 for r in s6_all(&s6_batches, a.quick, &std::env::temp_dir()) {

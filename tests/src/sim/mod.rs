@@ -244,6 +244,9 @@ pub struct Sim<E: SimEngine = LoroEngine> {
     pub memory_budget: usize,
     /// How long a node's replica may stay unused before it sleeps (0: never).
     pub sleep_after_ms: u64,
+    /// Idle documents whose metadata a node with a store keeps in memory
+    /// (0: all), for nodes added from now on.
+    pub idle_metadata: usize,
     seed: u64,
     /// Events carried out so far, and the most a run may take (a livelock
     /// ends the run instead of hanging it).
@@ -287,6 +290,7 @@ impl<E: SimEngine> Sim<E> {
             max_docs: usize::MAX,
             memory_budget: usize::MAX,
             sleep_after_ms: 0,
+            idle_metadata: 0,
             seed,
             events_done: 0,
             max_events: u64::MAX,
@@ -341,7 +345,8 @@ impl<E: SimEngine> Sim<E> {
     }
 
     /// Adds a node on `store`, perhaps shared with other nodes.
-    pub fn add_node_on(&mut self, config: Config, store: Option<Backing>) {
+    pub fn add_node_on(&mut self, mut config: Config, store: Option<Backing>) {
+        config.bounds.idle_metadata = self.idle_metadata;
         let name = config.peer.to_string();
         let index = self.nodes.len() as u64 + 1;
         let faults = self.store_faults;
@@ -1306,8 +1311,14 @@ impl<E: SimEngine> Sim<E> {
         let id = DocId::new(doc);
         let n = self.nodes.get(name)?;
         let node = n.node.as_ref()?;
-        node.model().doc_version(&id)?;
-        if let Some(d) = node.replica(&id) {
+        let in_memory = node.model().doc_version(&id).is_some();
+        // A node that keeps few documents' metadata in memory holds the
+        // others in its store, read when asked for.
+        let in_store_only = n.config.bounds.idle_metadata > 0 && !node.model().is_tombstoned(&id);
+        if !in_memory && !in_store_only {
+            return None;
+        }
+        if let Some(d) = node.replica(&id).filter(|_| in_memory) {
             return Some(E::values(d));
         }
         // Without a store nothing is evicted: no replica means no data yet.
