@@ -61,6 +61,32 @@ fn every_scenario_runs_with_tiny_sizes() {
 }
 
 #[test]
+fn a_server_holding_many_documents_keeps_only_the_idle_bound_of_their_metadata() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("s8-smoke-{}.db", std::process::id()));
+    let n = docweave_bench::metadata::ON_DEMAND_IDLE_METADATA as u64 + 5_000;
+    docweave_bench::metadata::fill(&path, n).unwrap();
+    let extra = |r: &docweave_bench::Run, k: &str| {
+        r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1)
+    };
+    let lazy = docweave_bench::metadata::s8("on-demand", &path, n, 50);
+    let eager = docweave_bench::metadata::s8("all", &path, n, 50);
+    docweave_bench::metadata::remove(&path);
+    for r in [&lazy, &eager] {
+        assert_eq!(extra(r, "edited"), 50.0, "{}", r.json());
+        assert_eq!(extra(r, "ready"), 1.0, "{}", r.json());
+    }
+    // Started with none of them (edited ones came in); all kept with 0.
+    assert_eq!(extra(&lazy, "metadata_in_memory"), 50.0, "{}", lazy.json());
+    assert_eq!(
+        extra(&eager, "metadata_in_memory"),
+        n as f64,
+        "{}",
+        eager.json()
+    );
+}
+
+#[test]
 fn the_postgresql_scenarios_run_with_tiny_sizes() {
     use docweave_bench::cluster::{database, s6_all, s7};
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
