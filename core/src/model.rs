@@ -299,6 +299,10 @@ pub(crate) enum LoadReason {
     Open,
     /// A network peer asked: create only if that peer may create.
     Network,
+    /// A remote we pull from has it, and may not create it here: fetched
+    /// from it once loaded if a store holds it (memory forgot it), else
+    /// dropped (see `on_demand`).
+    Pull,
 }
 
 /// The life of a document in the model.
@@ -753,9 +757,10 @@ pub struct Model {
     /// `memory_floor`, each with where its walk starts, waiting for the
     /// floor to come down to it.
     pub(crate) parked: Vec<(Clock, Parked)>,
-    /// How many documents in memory make the next look for idle ones to
-    /// forget (0: the bound's own threshold).
-    pub(crate) idle_look_at: usize,
+    /// After a look for idle documents to forget found too few: how many
+    /// documents in memory make the next look, and when one is made
+    /// anyway ((0, 0): the bound's own threshold).
+    pub(crate) idle_look_at: (usize, Millis),
     pub(crate) tombstones: OrdSet<DocId>,
     /// Documents changed but not yet durable on the primary store.
     pub(crate) dirty: OrdSet<DocId>,
@@ -887,7 +892,7 @@ impl Model {
             memory_floor: Clock(0),
             reads: OrdMap::new(),
             parked: Vec::new(),
-            idle_look_at: 0,
+            idle_look_at: (0, 0),
             tombstones: OrdSet::new(),
             dirty: OrdSet::new(),
             channels: OrdMap::new(),

@@ -163,12 +163,12 @@ fn store_read(
     job: u64,
     docs: Vec<crate::io::StoredDoc>,
 ) {
-    if model.stores.get_min() != Some(&store) {
-        return;
-    }
     let Some(pending) = model.reads.remove(&job) else {
         return;
     };
+    if model.stores.get_min() != Some(&store) {
+        return;
+    }
     let peer_on = |model: &Model, channel: ChannelId, peer: &crate::ids::PeerId| {
         model.channel_peer(channel) == Some(peer)
     };

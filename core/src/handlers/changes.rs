@@ -380,7 +380,10 @@ pub(crate) fn changes(
                 if let Some(crate::model::Phase::Loading { reason, .. }) =
                     model.docs.get_mut(&cd.doc).map(|d| &mut d.phase)
                 {
-                    *reason = LoadReason::Open;
+                    // Not one a remote may not create here (`fetch_new`).
+                    if *reason != LoadReason::Pull {
+                        *reason = LoadReason::Open;
+                    }
                 }
                 let now = model.now;
                 if let Some(p) = model.peers.get_mut(peer) {
@@ -464,7 +467,12 @@ pub(crate) fn durable_for_pulls(
 
 /// A document the remote has and we never saw: open it like the application would.
 fn fetch_new(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
-    if !doc.is_valid() || !access(model, peer, doc).create {
+    let create = access(model, peer, doc).create;
+    // Memory may have forgotten one its store holds: loading it decides
+    // (`LoadReason::Pull`), where a remote that may not create would be
+    // passed over, and the pulled cursor with it.
+    let forgotten = !model.stores.is_empty() && on_demand::below_floor(model, Clock(0));
+    if !doc.is_valid() || !(create || forgotten) {
         return;
     }
     let now = model.now;
@@ -476,13 +484,17 @@ fn fetch_new(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
         super::common::create_doc(model, doc, DocMeta::default());
         super::propagation::request_from_remotes(model, out, doc);
     } else {
+        let (reason, creator) = match create {
+            true => (LoadReason::Open, None),
+            false => (LoadReason::Pull, Some(peer.clone())),
+        };
         super::store_requests::start_loading(
             model,
             out,
             doc,
             DocMeta::default(),
-            LoadReason::Open,
-            None,
+            reason,
+            creator,
             None,
         );
     }

@@ -237,7 +237,6 @@ fn writing(doc: &Doc, store: ChannelId, sent: &VersionVector) -> bool {
         .is_some_and(|durable| durable.includes(sent))
 }
 
-/// Gives a document a new clock in our feed.
 /// A document the primary store holds, as its metadata says, comes into
 /// memory (at start, or read back on demand). One already here, or deleted
 /// here, is left as it is: what memory holds is as new as the store's.
@@ -253,6 +252,7 @@ pub(crate) fn remember_stored(model: &mut Model, store: ChannelId, s: crate::io:
     assign_clock(model, &s.doc, s.clock);
 }
 
+/// Gives a document a new clock in our feed.
 pub(crate) fn assign_clock(model: &mut Model, doc_id: &DocId, clock: Clock) {
     let Some(doc) = model.docs.get_mut(doc_id) else {
         return;

@@ -336,8 +336,11 @@ pub(crate) fn push(
     for (index, s) in strands.into_iter().enumerate() {
         let a = access(model, peer, &s.doc);
         let known = model.docs.get(&s.doc).map(|d| d.is_ready());
-        let denied =
-            model.tombstones.contains(&s.doc) || !a.write || (known.is_none() && !a.create);
+        // One memory forgot may be in the store: loading it decides.
+        let forgotten = on_demand::below_floor(model, Clock(0)) && !model.stores.is_empty();
+        let denied = model.tombstones.contains(&s.doc)
+            || !a.write
+            || (known.is_none() && !a.create && !forgotten);
         let revision = |status| Revision {
             doc: s.doc.clone(),
             version: s.version.clone(),

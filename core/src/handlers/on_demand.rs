@@ -38,6 +38,11 @@ const READS_PER_CHANNEL: usize = 4;
 const MOST_READS: usize = 4_096;
 /// Messages waiting for the floor to come down, all together.
 const MOST_PARKED: usize = 4_096;
+/// Messages of one channel waiting for the floor to come down.
+const PARKED_PER_CHANNEL: usize = 8;
+/// How often a look for idle documents to forget is made anyway, when
+/// the last look found too few (those in use then may be idle now).
+const LOOK_AGAIN_MS: u64 = 10_000;
 /// Idle documents forgotten in one tick: each is a few map operations.
 const FORGET_PER_TICK: usize = 100_000;
 
@@ -61,14 +66,17 @@ pub(crate) fn read(
     let Some(store) = model.stores.get_min().copied() else {
         return false;
     };
-    let channel = pending.channel();
-    let of_channel = model
-        .reads
-        .values()
-        .filter(|r| r.channel() == channel)
-        .count();
-    if model.reads.len() >= MOST_READS || (channel.is_some() && of_channel >= READS_PER_CHANNEL) {
-        return false;
+    // Bringing the floor down (one read at a time) is never turned away:
+    // what waits for it has no peer to ask again.
+    if let Some(channel) = pending.channel() {
+        let of_channel = model
+            .reads
+            .values()
+            .filter(|r| r.channel() == Some(channel))
+            .count();
+        if model.reads.len() >= MOST_READS || of_channel >= READS_PER_CHANNEL {
+            return false;
+        }
     }
     let job = model.next_job;
     model.next_job = model.next_job.saturating_add(1);
@@ -107,12 +115,23 @@ pub(crate) fn park_below_floor(
     if !below_floor(model, from) {
         return Parking::GoOn;
     }
-    let same = model.parked.iter().any(|(_, p)| *p == parked);
-    if !same {
-        if model.parked.len() >= MOST_PARKED && matches!(parked, Parked::Message(..)) {
-            return Parking::Full;
+    match &parked {
+        // Each message is answered: a repeated one waits too, within
+        // bounds (a channel's, and all together).
+        Parked::Message(channel, _) => {
+            let of_channel = model
+                .parked
+                .iter()
+                .filter(|(_, p)| matches!(p, Parked::Message(c, _) if c == channel))
+                .count();
+            if model.parked.len() >= MOST_PARKED || of_channel >= PARKED_PER_CHANNEL {
+                return Parking::Full;
+            }
+            model.parked.push((from, parked));
         }
-        model.parked.push((from, parked));
+        // The node's own: once is enough.
+        _ if model.parked.iter().any(|(_, p)| *p == parked) => {}
+        _ => model.parked.push((from, parked)),
     }
     cover_next(model, out);
     Parking::Parked
@@ -165,7 +184,14 @@ pub(crate) fn covered(
     for d in docs {
         // Only what the read was for: a store that answered more is not
         // taken at its word for the rest.
-        if d.clock > after && d.clock <= up_to {
+        if d.clock <= after || d.clock > up_to {
+            continue;
+        }
+        // One already here (say, loading since: no clock yet) takes its
+        // place in the clock too, or a walk would pass over it.
+        if model.docs.contains_key(&d.doc) && !model.tombstones.contains(&d.doc) {
+            super::common::assign_clock(model, &d.doc, d.clock);
+        } else {
             super::common::remember_stored(model, store, d);
         }
     }
@@ -263,8 +289,13 @@ fn idle(model: &Model, busy: &std::collections::BTreeSet<DocId>, doc: &DocId) ->
 /// and, when too few were idle, not again before as many more are in.
 pub(crate) fn forget_idle(model: &mut Model) {
     let most = model.config.bounds.idle_metadata;
-    let look_at = model.idle_look_at.max(most.saturating_add(most / 8));
-    if most == 0 || model.stores.is_empty() || model.docs.len() <= look_at {
+    let (count, at) = model.idle_look_at;
+    let threshold = most.saturating_add(most / 8);
+    // Past the bound by an eighth; past it at all once a while went by
+    // since a look that found too few idle.
+    let due = model.docs.len() > count.max(threshold)
+        || (count > 0 && model.now >= at && model.docs.len() > threshold);
+    if most == 0 || model.stores.is_empty() || !due {
         return;
     }
     let keep_above = keep_above(model);
@@ -288,8 +319,11 @@ pub(crate) fn forget_idle(model: &mut Model) {
     }
     model.memory_floor = floor;
     model.idle_look_at = match excess {
-        0 => 0,
-        _ => model.docs.len().saturating_add(most / 8),
+        0 => (0, 0),
+        _ => (
+            model.docs.len().saturating_add(most / 8),
+            model.now.saturating_add(LOOK_AGAIN_MS),
+        ),
     };
 }
 

@@ -182,12 +182,20 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Effects, doc: &D
     let may_create = match (reason, &creator) {
         (LoadReason::Open, _) => true,
         (LoadReason::Network, Some(p)) => writes && access(model, p, doc).create,
-        (LoadReason::Network, None) => false,
+        (LoadReason::Network | LoadReason::Pull, None) => false,
+        (LoadReason::Pull, Some(p)) => access(model, p, doc).create,
     };
     super::timers::cancel(model, &Timer::LoadTimeout(doc.clone()));
     if !found && !may_create {
         model.docs.remove(doc);
         refuse_queued(model, out, doc, queued, None);
+        // The pull that wanted it is done with it.
+        if let (LoadReason::Pull, Some(peer)) = (reason, creator) {
+            out.follow(FollowUp::Pulled {
+                peer,
+                doc: doc.clone(),
+            });
+        }
         return;
     }
     if let (false, LoadReason::Network, Some(p)) = (found, reason, &creator) {
@@ -210,7 +218,8 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Effects, doc: &D
     } else {
         settle_dirty(model, doc);
     }
-    if reason == LoadReason::Open {
+    let opened = matches!(reason, LoadReason::Open | LoadReason::Pull);
+    if opened {
         let version = model
             .docs
             .get(doc)
@@ -226,7 +235,7 @@ pub(crate) fn maybe_finish_loading(model: &mut Model, out: &mut Effects, doc: &D
         // Created here, opened or written by a peer: the peers that follow
         // no filter hear of it (those that do get its data).
         announce: (!found).then_some(creator),
-        ask_remotes: reason == LoadReason::Open,
+        ask_remotes: opened,
         queued,
         // Local edits made while loading, or a store that lacks what another had.
         propagate: found,

@@ -466,7 +466,12 @@ pub(crate) fn take_data(
             return;
         }
         None => {
-            if !(allowed.create && allowed.write) {
+            // A writer that may not create still writes to a document its
+            // store holds and memory forgot (see `on_demand`): the load
+            // decides, refusing it if the store has none.
+            let forgotten = allowed.write && super::on_demand::below_floor(model, Clock(0));
+            let may_write_here = allowed.write && (allowed.create || forgotten);
+            if !may_write_here {
                 out.log(Level::Warn, format!("{peer} may not create {doc}"));
                 return ack(out, channel, batch, AckStatus::PermissionDenied);
             }

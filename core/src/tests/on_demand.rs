@@ -231,3 +231,51 @@ fn a_listener_behind_the_floor_waits_until_the_store_brought_it_into_memory() {
         ])
     );
 }
+
+#[test]
+fn a_writer_that_may_not_create_still_writes_to_a_document_memory_forgot() {
+    let mut config = Config::new("hub");
+    let may_not_create = crate::Access {
+        create: false,
+        ..crate::Access::ALL
+    };
+    config.rules = crate::Rules::allow_all().with(
+        crate::Pattern::Exact("eve".into()),
+        crate::Pattern::Any,
+        may_not_create,
+    );
+    let mut k = hub_restored_above(config, 3);
+    k.peer(1, "eve");
+    let update = |d: &str| Message::Update {
+        doc: doc(d),
+        batch: crate::BatchId(1),
+        data: crate::Payload::new(vec![1]),
+        version: vv(&[(9, 1)]),
+    };
+    // d1 is only in the store: it is looked up, not refused.
+    let cmds = k.recv(1, update("d1"));
+    let denied = |cmds: &[Cmd]| {
+        messages(cmds, 1).iter().any(|m| {
+            matches!(
+                m,
+                Message::Ack {
+                    status: crate::AckStatus::PermissionDenied,
+                    ..
+                }
+            )
+        })
+    };
+    assert!(!denied(&cmds));
+    assert!(messages(&cmds, STORE)
+        .iter()
+        .any(|m| matches!(m, Message::SyncRequest { doc: d, .. } if *d == doc("d1"))));
+    let cmds = k.found(STORE, "d1", vv(&[(1, 1)]));
+    assert!(
+        !denied(&cmds) && !imports(&cmds).is_empty(),
+        "imported once found"
+    );
+    // One no store has is still not created by eve.
+    k.recv(1, update("x"));
+    let cmds = k.missing(STORE, "x");
+    assert!(denied(&cmds));
+}

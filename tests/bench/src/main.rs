@@ -9,7 +9,7 @@ use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
 use docweave_bench::connections::{s9, S9Sizes};
 use docweave_bench::loaded::{s12, FORMS};
-use docweave_bench::metadata::{fill, remove, s8};
+use docweave_bench::metadata::{fill, open, remove, s8};
 use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
@@ -54,9 +54,10 @@ struct Args {
     /// (likewise).
     #[arg(long, hide = true)]
     s8_child: Option<String>,
-    /// The store S8's child runs on (filled by the parent).
+    /// The store S8's child runs on (filled by the parent): a SQLite
+    /// file or a PostgreSQL URL.
     #[arg(long, hide = true)]
-    s8_store: Option<std::path::PathBuf>,
+    s8_store: Option<String>,
 }
 
 /// Sizes of each scenario.
@@ -147,27 +148,36 @@ fn s12_in_fresh_process(form: &str, size: u64, quick: bool) -> Run {
     in_fresh_process(&["--scenario", "s12", "--s12-child", form], failed, quick)
 }
 
-/// S8's forms, each in a fresh process on one store the parent fills.
+/// S8's forms, each in a fresh process on one store the parent fills: on
+/// SQLite, and on PostgreSQL when there is one.
 fn s8_in_fresh_processes(size: (u64, u64), quick: bool) -> Vec<Run> {
     let path = std::env::temp_dir().join(format!("s8-{}-{}.db", size.0, std::process::id()));
-    if let Err(e) = fill(&path, size.0) {
-        eprintln!("S8 could not fill its store: {e}");
+    let mut stores = vec![("sqlite", path.display().to_string())];
+    match database("s8") {
+        Some(url) => stores.push(("postgres", url)),
+        None => eprintln!("S8 on PostgreSQL skipped: no PostgreSQL"),
     }
-    let runs = ["on-demand", "all"]
-        .into_iter()
-        .map(|form| {
+    let mut runs = Vec::new();
+    for (kind, at) in stores {
+        remove(&path);
+        let filled = open(&at).and_then(|mut store| fill(store.as_mut(), size.0));
+        if let Err(e) = filled {
+            eprintln!("S8 could not fill its {kind} store: {e}");
+            continue;
+        }
+        for form in ["on-demand", "all"] {
+            let form = format!("{kind}/{form}");
             let failed = Run {
                 scenario: "S8".into(),
-                transport: form.into(),
+                transport: form.clone(),
                 size: size.0,
                 metric: "failed".into(),
                 ..Run::default()
             };
-            let store = path.display().to_string();
-            let child = ["--scenario", "s8", "--s8-child", form, "--s8-store", &store];
-            in_fresh_process(&child, failed, quick)
-        })
-        .collect();
+            let child = ["--scenario", "s8", "--s8-child", &form, "--s8-store", &at];
+            runs.push(in_fresh_process(&child, failed, quick));
+        }
+    }
     remove(&path);
     runs
 }

@@ -8,7 +8,7 @@
 //! other form is counted.
 
 use crate::{memory, Run};
-use docweave_adapters::{Append, SqliteStore, Store};
+use docweave_adapters::{Append, PostgresStore, SqliteStore, Store};
 use docweave_core::{DocId, DocMeta, PeerKind, VersionVector};
 use docweave_shell::Repo;
 use std::path::Path;
@@ -22,11 +22,19 @@ fn doc_name(i: u64) -> String {
     format!("doc-{i:08}")
 }
 
-/// Fills a fresh SQLite store at `path` with `n` documents, each one small
-/// Loro update (a few characters of text).
-pub fn fill(path: &Path, n: u64) -> Result<(), String> {
-    remove(path);
-    let mut store = SqliteStore::open(path).map_err(|e| e.to_string())?;
+/// Where S8's store is: a SQLite file, or a PostgreSQL database's URL.
+pub fn open(at: &str) -> Result<Box<dyn Store>, String> {
+    if at.starts_with("postgres://") || at.starts_with("postgresql://") {
+        let store = PostgresStore::open(at).map_err(|e| e.to_string())?;
+        return Ok(Box::new(store));
+    }
+    let store = SqliteStore::open(Path::new(at)).map_err(|e| e.to_string())?;
+    Ok(Box::new(store))
+}
+
+/// Fills an empty store with `n` documents, each one small Loro update (a
+/// few characters of text).
+pub fn fill(store: &mut dyn Store, n: u64) -> Result<(), String> {
     let d = loro::LoroDoc::new();
     d.set_peer_id(1).map_err(|e| e.to_string())?;
     d.get_text("t")
@@ -59,19 +67,20 @@ pub fn remove(path: &Path) {
     }
 }
 
-/// Starts a server on the store at `path` holding `n` documents (`form`:
-/// "on-demand" or "all"), then edits `active` of them spread over the
-/// store, and measures start-up and resident memory.
-pub fn s8(form: &str, path: &Path, n: u64, active: u64) -> Run {
-    let idle_metadata = match form {
-        "on-demand" => ON_DEMAND_IDLE_METADATA,
-        _ => 0,
+/// Starts a server on the store at `at` ([`open`]) holding `n` documents
+/// (`form`: "on-demand" or "all", with the store's kind before a slash:
+/// "sqlite/on-demand"), then edits `active` of them spread over the store,
+/// and measures start-up and resident memory.
+pub fn s8(form: &str, at: &str, n: u64, active: u64) -> Run {
+    let idle_metadata = match form.ends_with("on-demand") {
+        true => ON_DEMAND_IDLE_METADATA,
+        false => 0,
     };
     let before = memory().0;
     let started = Instant::now();
-    let store = SqliteStore::open(path).unwrap_or_else(|e| panic!("{e}"));
+    let store = open(at).unwrap_or_else(|e| panic!("{e}"));
     let hub = Repo::builder("hub")
-        .store(store)
+        .boxed_store(store)
         .max_docs_in_memory(active as usize + 16)
         .configure(|c| {
             c.kind = PeerKind::Service;

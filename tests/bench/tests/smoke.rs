@@ -65,12 +65,15 @@ fn a_server_holding_many_documents_keeps_only_the_idle_bound_of_their_metadata()
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(format!("s8-smoke-{}.db", std::process::id()));
     let n = docweave_bench::metadata::ON_DEMAND_IDLE_METADATA as u64 + 5_000;
-    docweave_bench::metadata::fill(&path, n).unwrap();
+    let at = path.display().to_string();
+    let mut store = docweave_bench::metadata::open(&at).unwrap();
+    docweave_bench::metadata::fill(store.as_mut(), n).unwrap();
+    drop(store);
     let extra = |r: &docweave_bench::Run, k: &str| {
         r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1)
     };
-    let lazy = docweave_bench::metadata::s8("on-demand", &path, n, 50);
-    let eager = docweave_bench::metadata::s8("all", &path, n, 50);
+    let lazy = docweave_bench::metadata::s8("sqlite/on-demand", &at, n, 50);
+    let eager = docweave_bench::metadata::s8("sqlite/all", &at, n, 50);
     docweave_bench::metadata::remove(&path);
     for r in [&lazy, &eager] {
         assert_eq!(extra(r, "edited"), 50.0, "{}", r.json());
