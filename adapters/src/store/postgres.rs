@@ -126,6 +126,28 @@ fn parse_doc(id: &str) -> Result<DocId, StoreError> {
     DocId::parse(id).map_err(|_| corrupt("a document id", format!("{id:?} is not a valid id")))
 }
 
+/// A row of the documents table (doc, doc_type, scope, branch, version,
+/// clock) as a stored document, if `filter` matches it.
+fn stored_doc(r: &postgres::Row, filter: &Filter) -> Result<Option<StoredDoc>, StoreError> {
+    let id: &str = r.get(0);
+    let doc = parse_doc(id)?;
+    let meta = DocMeta {
+        doc_type: r.get(1),
+        scope: r.get(2),
+        branch: r.get(3),
+    };
+    if !filter.matches(&doc, &meta) {
+        return Ok(None);
+    }
+    let version = decode_version(id, r.get(4))?;
+    Ok(Some(StoredDoc {
+        doc,
+        meta,
+        version,
+        clock: clock_of(r.get(5)),
+    }))
+}
+
 fn clock_of(value: i64) -> Clock {
     Clock(value.max(0) as u64)
 }
@@ -394,23 +416,7 @@ impl Store for PostgresStore {
                 if out.len() >= limit {
                     break;
                 }
-                let id: &str = r.get(0);
-                let doc = parse_doc(id)?;
-                let meta = DocMeta {
-                    doc_type: r.get(1),
-                    scope: r.get(2),
-                    branch: r.get(3),
-                };
-                if !filter.matches(&doc, &meta) {
-                    continue;
-                }
-                let version = decode_version(id, r.get(4))?;
-                out.push(StoredDoc {
-                    doc,
-                    meta,
-                    version,
-                    clock: clock_of(r.get(5)),
-                });
+                out.extend(stored_doc(&r, filter)?);
             }
             Ok(out)
         })
@@ -457,28 +463,11 @@ impl Store for PostgresStore {
             let exhausted = (rows.len() as i64) < batch;
             let mut last = None;
             for r in rows {
-                let id: &str = r.get(0);
-                let doc = parse_doc(id)?;
-                let clock = clock_of(r.get(5));
-                last = Some((doc.clone(), clock));
+                last = Some((parse_doc(r.get(0))?, clock_of(r.get(5))));
                 if out.len() >= limit {
                     break;
                 }
-                let meta = DocMeta {
-                    doc_type: r.get(1),
-                    scope: r.get(2),
-                    branch: r.get(3),
-                };
-                if !filter.matches(&doc, &meta) {
-                    continue;
-                }
-                let version = decode_version(id, r.get(4))?;
-                out.push(StoredDoc {
-                    doc,
-                    meta,
-                    version,
-                    clock,
-                });
+                out.extend(stored_doc(&r, filter)?);
             }
             let Some((doc, clock)) = last.filter(|_| !exhausted && out.len() < limit) else {
                 return Ok(std::mem::take(&mut out));

@@ -208,14 +208,7 @@ pub(crate) fn changes_since(
             up_to: read_to,
             newest_first: false,
         };
-        if !on_demand::read(model, out, pending, range, filter, limit) {
-            refuse(
-                out,
-                channel,
-                ErrorCode::RateLimited,
-                "too many reads of the store under way; ask again later".into(),
-            );
-        }
+        on_demand::read_for_peer(model, out, pending, range, filter, limit);
         return;
     }
     answer_changes(model, out, channel, peer, clock, filter, None);
@@ -647,14 +640,7 @@ pub(crate) fn directory_request(
             limit,
         };
         let range = ReadRange::Ids { after: None };
-        if !on_demand::read(model, out, pending, range, filter, limit) {
-            refuse(
-                out,
-                channel,
-                ErrorCode::RateLimited,
-                "too many reads of the store under way; ask again later".into(),
-            );
-        }
+        on_demand::read_for_peer(model, out, pending, range, filter, limit);
         return;
     }
     directory_answer(model, out, channel, peer, filter, limit as u32, None);

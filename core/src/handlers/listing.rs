@@ -7,14 +7,14 @@
 //! ```
 //! Sent only on channels that negotiated protocol 2 or later.
 
-use super::common::{peer_channel, refuse, report};
+use super::common::{peer_channel, report};
 use super::on_demand;
 use crate::effects::Effects;
 use crate::ids::{ChannelId, Clock, DocId, PeerId};
 use crate::io::{Event, ReadRange, StoredDoc};
 use crate::model::Model;
 use crate::model::PendingRead;
-use crate::protocol::{ErrorCode, Filter, ListedDoc, Message};
+use crate::protocol::{Filter, ListedDoc, Message};
 
 /// Answers list-docs with one page of the readable documents; when some
 /// may be only in the store, from a page of its index merged with memory
@@ -53,14 +53,7 @@ fn read_page(
         limit,
     };
     let range = ReadRange::Ids { after };
-    if !on_demand::read(model, out, pending, range, filter, limit) {
-        refuse(
-            out,
-            channel,
-            ErrorCode::RateLimited,
-            "too many reads of the store under way; ask again later".into(),
-        );
-    }
+    on_demand::read_for_peer(model, out, pending, range, filter, limit);
 }
 
 /// The store's page for a list-docs is in: merged with memory and sent,

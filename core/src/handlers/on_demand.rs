@@ -104,6 +104,29 @@ pub(crate) enum Parking {
     Full,
 }
 
+/// [`read`] for a peer's request, which is refused when it finds no room
+/// (the peer may ask again).
+pub(crate) fn read_for_peer(
+    model: &mut Model,
+    out: &mut Effects,
+    pending: PendingRead,
+    range: ReadRange,
+    filter: Filter,
+    limit: u32,
+) {
+    let Some(channel) = pending.channel() else {
+        return;
+    };
+    if !read(model, out, pending, range, filter, limit) {
+        super::common::refuse(
+            out,
+            channel,
+            crate::protocol::ErrorCode::RateLimited,
+            "too many reads of the store under way; ask again later".into(),
+        );
+    }
+}
+
 /// Parks `parked` until the floor comes down to `from`, when a walk after
 /// `from` needs that. One the same as a parked one is not parked twice.
 pub(crate) fn park_below_floor(
