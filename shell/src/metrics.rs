@@ -190,7 +190,7 @@ impl Metrics {
         );
         r.register(
             "documents_known",
-            "Documents the node knows of (in memory or not)",
+            "Documents whose metadata is in memory (the store may hold more: see --idle-metadata)",
             m.documents_known.clone(),
         );
         r.register(
