@@ -19,6 +19,21 @@ pub async fn bind() -> (smol::net::TcpListener, String) {
     (l, a)
 }
 
+/// A free local address for a server that starts later. It is below the
+/// kernel's range for ports it hands out itself (from 32768), so no other
+/// test's listener or connection takes it meanwhile, as one can take a
+/// port a test bound to 0 and let go of.
+pub fn address_for_later() -> String {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (0..10_000u16)
+        .map(|i| 20_000 + (start - 20_000 + i) % 10_000)
+        .find_map(|port| {
+            let addr = format!("127.0.0.1:{port}");
+            std::net::TcpListener::bind(&addr).ok().map(|_| addr)
+        })
+        .unwrap_or_else(|| panic!("no free port from 20000 to 29999"))
+}
+
 /// Serves `repo` over WebSocket and HTTP (at most `connections` each);
 /// returns both addresses.
 pub async fn serve_ws_and_http(repo: &Arc<Repo>, connections: usize) -> (String, String) {

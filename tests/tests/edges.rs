@@ -298,9 +298,8 @@ fn bad_input_is_refused_clearly_and_everyone_else_is_served() {
 #[test]
 fn a_client_keeps_redialing_with_backoff_until_the_server_is_up() {
     smol::block_on(async {
-        // A port with nobody behind it yet.
-        let (probe, addr) = bind().await;
-        drop(probe);
+        // A port with nobody behind it yet (one no other test can take).
+        let addr = docweave_tests::endpoints::address_for_later();
         let a = addr.clone();
         let alice = client("alice");
         alice.connect_with("hub", None, tcp_dialer(a.clone())).ok();
