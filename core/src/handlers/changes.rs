@@ -194,7 +194,7 @@ pub(crate) fn changes_since(
 ) {
     let read_to = model.memory_floor.min(super::common::promised_clock(model));
     if on_demand::below_floor(model, clock) && clock < read_to {
-        let limit = page_size(model);
+        let limit = on_demand::page_size(model);
         let pending = PendingRead::Changes {
             channel,
             peer: peer.clone(),
@@ -212,10 +212,6 @@ pub(crate) fn changes_since(
         return;
     }
     answer_changes(model, out, channel, peer, clock, filter, None);
-}
-
-fn page_size(model: &Model) -> u32 {
-    u32::try_from(model.config.timing.changes_page.max(1)).unwrap_or(u32::MAX)
 }
 
 /// One page of the store's index, read for a changes-since.

@@ -27,7 +27,7 @@ pub(crate) fn list_docs(
     filter: Filter,
     after: Option<DocId>,
 ) {
-    let limit = u32::try_from(model.config.timing.changes_page.max(1)).unwrap_or(u32::MAX);
+    let limit = on_demand::page_size(model);
     if on_demand::below_floor(model, Clock(0)) {
         return read_page(model, out, channel, peer, filter, after, limit);
     }

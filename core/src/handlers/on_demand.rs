@@ -52,9 +52,14 @@ pub(crate) fn below_floor(model: &Model, from: Clock) -> bool {
     from < model.memory_floor && !model.stores.is_empty()
 }
 
-/// Asks the primary store for `range`, to answer a peer; `false` when the
-/// channel (or the node) has as many reads under way as it may, and the
-/// caller refuses.
+/// Documents in one page of an answer to a peer (changes, listings).
+pub(crate) fn page_size(model: &Model) -> u32 {
+    u32::try_from(model.config.timing.changes_page.max(1)).unwrap_or(u32::MAX)
+}
+
+/// Asks the primary store for `range`; `false` when the read is for a
+/// peer whose channel (or the node) has as many reads under way as it may
+/// (a read bringing the floor down is never turned away).
 pub(crate) fn read(
     model: &mut Model,
     out: &mut Effects,
