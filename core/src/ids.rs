@@ -44,12 +44,64 @@ fn check_id(s: &str) -> Result<(), IdError> {
 /// Bytes an id takes in memory beyond its text (see [`crate::budget`]).
 const ID_OVERHEAD: usize = 48;
 
+/// The first eight bytes of an id as a big-endian number, zero-padded: two
+/// ids whose prefixes differ compare as their prefixes do (a shorter id
+/// pads with zeros, which sort first, as the end of a string does), so most
+/// comparisons in the model's B-trees decide without reading the text
+/// behind the pointer (string comparisons were the core's hottest code).
+fn prefix_of(s: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = s.len().min(8);
+    bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
+}
+
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $label:literal) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(Arc<str>);
+        ///
+        /// Ordered bytewise by its text, as stores order ids.
+        #[derive(Clone)]
+        pub struct $name {
+            /// [`prefix_of`] the text: decides most comparisons.
+            prefix: u64,
+            text: Arc<str>,
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.prefix == other.prefix
+                    && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.prefix
+                    .cmp(&other.prefix)
+                    .then_with(|| self.text.as_bytes().cmp(other.text.as_bytes()))
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.text.hash(state)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.text)
+            }
+        }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -57,40 +109,46 @@ macro_rules! string_id {
                 // The shared allocation's header and the pointer to it:
                 // what an id costs beyond its bytes.
                 crate::budget::charge::<D::Error>(ID_OVERHEAD)?;
-                Ok(Self(Arc::from(s)))
+                Ok(Self::from_text(&s))
             }
         }
 
         impl $name {
+            fn from_text(s: &str) -> Self {
+                Self {
+                    prefix: prefix_of(s),
+                    text: Arc::from(s),
+                }
+            }
             /// Checks an id that came from outside (length, characters).
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 check_id(s)?;
-                Ok(Self(Arc::from(s)))
+                Ok(Self::from_text(s))
             }
             /// Builds an id from a trusted literal; invalid names are still
             /// refused by [`Self::is_valid`] at every entry point.
             pub fn new(s: &str) -> Self {
-                Self(Arc::from(s))
+                Self::from_text(s)
             }
             /// The id as text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                &self.text
             }
             /// Whether the id passes the checks of [`Self::parse`].
             pub fn is_valid(&self) -> bool {
-                check_id(&self.0).is_ok()
+                check_id(&self.text).is_ok()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(&self.text)
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!($label, " {}"), self.0)
+                write!(f, concat!($label, " {}"), self.text)
             }
         }
     };
@@ -199,5 +257,38 @@ mod tests {
             assert!(DocId::parse(good).is_ok(), "{good:?} should be accepted");
         }
         assert_eq!(DocId::parse(&"x".repeat(257)), Err(IdError::TooLong(257)));
+    }
+
+    #[test]
+    fn ids_order_and_equal_as_their_text_does_bytewise() {
+        let texts = [
+            "a",
+            "ab",
+            "ab\0",
+            "ab\0\0",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefghi",
+            "abcdefgi",
+            "abcdefgh\u{ff}",
+            "b",
+            "doc-9",
+            "doc-10",
+            "doc-100000",
+            "doc-99999",
+            "ünïcode",
+            "ü",
+            "\u{7f}",
+            "zzzzzzzzzzzz",
+            "zzzzzzzzzzzy",
+        ];
+        for a in texts {
+            for b in texts {
+                let (x, y) = (DocId::new(a), DocId::new(b));
+                assert_eq!(x.cmp(&y), a.as_bytes().cmp(b.as_bytes()), "{a:?} vs {b:?}");
+                assert_eq!(x == y, a == b, "{a:?} == {b:?}");
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! `update` on a hub workload: 1,000 peers and 1,000 or 100,000 documents.
+//! `update` on a hub workload: 1,000 peers and 1,000 or 100,000 documents
+//! in the core, and 1,000 or 1,000,000 stored with only those in use in it.
 //! Handshakes and sync-requests, then live updates fanned out to the other
 //! subscribers, with the store's and the peers' acknowledgements fed back.
 //! Throughput is in messages fed to `update` per second.
@@ -33,32 +34,42 @@ fn bench(c: &mut Criterion) {
             },
         );
 
-        // Live updates on a connected hub.
-        let mut hub = Hub::new(docs);
-        hub.connect_all();
-        let per_round = {
-            let before = hub.fed;
-            for i in 0..PEERS {
-                hub.live_update(i);
-            }
-            (hub.fed - before) / PEERS
-        };
-        group.throughput(Throughput::Elements(per_round * PEERS));
-        let mut i = PEERS;
-        group.bench_with_input(
-            BenchmarkId::new("live_updates_x1000", docs),
-            &docs,
-            |b, _| {
-                b.iter(|| {
-                    for _ in 0..PEERS {
-                        hub.live_update(i);
-                        i += 1;
-                    }
-                })
-            },
-        );
+        live_updates(&mut group, "live_updates_x1000", docs, Hub::new(docs));
+    }
+    // The server's default: only the documents in use are in the core,
+    // read from the store when first asked for, however many it holds.
+    for docs in [1_000u64, 1_000_000] {
+        let hub = Hub::on_demand(docs);
+        live_updates(&mut group, "live_updates_x1000_on_demand", docs, hub);
     }
     group.finish();
+}
+
+/// Live updates on a connected hub, 1,000 per iteration.
+fn live_updates(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    docs: u64,
+    mut hub: Hub,
+) {
+    hub.connect_all();
+    let per_round = {
+        let before = hub.fed;
+        for i in 0..PEERS {
+            hub.live_update(i);
+        }
+        (hub.fed - before) / PEERS
+    };
+    group.throughput(Throughput::Elements(per_round * PEERS));
+    let mut i = PEERS;
+    group.bench_with_input(BenchmarkId::new(name, docs), &docs, |b, _| {
+        b.iter(|| {
+            for _ in 0..PEERS {
+                hub.live_update(i);
+                i += 1;
+            }
+        })
+    });
 }
 
 criterion_group!(benches, bench);

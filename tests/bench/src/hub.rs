@@ -4,8 +4,8 @@
 
 use docweave_core::{
     update, AckStatus, ChannelId, ChannelKind, Clock, Cmd, Config, DocId, DocMeta, Hello,
-    ImportOutcome, Message, Model, Msg, Outgoing, Payload, PeerId, PeerKind, StoredDoc,
-    VersionVector, PROTOCOL_VERSION,
+    ImportOutcome, LoadOutcome, Message, Model, Msg, Outgoing, Payload, PeerId, PeerKind,
+    StoredDoc, VersionVector, PROTOCOL_VERSION,
 };
 use std::hint::black_box;
 
@@ -49,6 +49,11 @@ impl Hub {
         for c in cmds {
             if let Cmd::Send { channel, items } = c {
                 for item in items {
+                    if let (STORE, Outgoing::Message(Message::SyncRequest { doc, .. })) =
+                        (channel, &item)
+                    {
+                        acks.push(self.stored(doc.clone()));
+                    }
                     if let Outgoing::Data { batch, .. } = item {
                         let clock = Some(Clock(self.fed));
                         acks.push(Msg::Received {
@@ -69,9 +74,42 @@ impl Hub {
         }
     }
 
-    /// A hub holding `docs` documents (restored from a store's metadata).
+    /// The store's answer to a load of `doc` (one of `doc_of`'s).
+    fn stored(&self, doc: DocId) -> Msg {
+        let index: u64 = doc
+            .as_str()
+            .strip_prefix("doc-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Msg::StoreLoaded {
+            store: STORE,
+            doc,
+            outcome: LoadOutcome::Found {
+                version: VersionVector::new(),
+                stored: VersionVector::new(),
+                unreadable: 0,
+                clock: Clock(index + 1),
+                bytes: 64,
+                meta: None,
+            },
+        }
+    }
+
+    /// A hub over a store of `docs` documents that holds in memory only
+    /// those asked for, reading each from the store when first asked for,
+    /// as `docweave serve` does by default.
+    pub fn on_demand(docs: u64) -> Self {
+        Self::build(docs, true)
+    }
+
+    /// A hub holding all `docs` documents' metadata in memory (restored
+    /// from a store's, as an embedding host does by default).
     pub fn new(docs: u64) -> Self {
-        let stored: Vec<StoredDoc> = (0..docs)
+        Self::build(docs, false)
+    }
+
+    fn build(docs: u64, on_demand: bool) -> Self {
+        let stored: Vec<StoredDoc> = (0..if on_demand { 0 } else { docs })
             .map(|i| StoredDoc {
                 doc: DocId::new(&format!("doc-{i}")),
                 meta: DocMeta::default(),
@@ -81,6 +119,9 @@ impl Hub {
             .collect();
         let mut config = Config::new("hub");
         config.kind = PeerKind::Service;
+        if on_demand {
+            config.bounds.idle_metadata = 20_000;
+        }
         let mut hub = Hub {
             model: Some(Model::new(config)),
             fed: 0,
@@ -96,11 +137,17 @@ impl Hub {
         hub.feed(Msg::Restored {
             store: STORE,
             clock: Clock(docs),
-            floor: Clock(0),
+            // On demand: every document is below the floor, in the store.
+            floor: Clock(if on_demand { docs } else { 0 }),
             docs: stored,
             records: Vec::new(),
         });
         hub
+    }
+
+    /// Documents whose metadata the core holds in memory.
+    pub fn documents_in_memory(&self) -> usize {
+        self.model.as_ref().map_or(0, |m| m.gauges().documents)
     }
 
     /// Every peer connects, says hello and asks for its documents.

@@ -267,7 +267,9 @@ fn main() {
             }
             if want("s4") {
                 for d in &s4_sizes {
-                    record(s4(*d, if a.quick { 1 } else { 100 }));
+                    for on_demand in [false, true] {
+                        record(s4(*d, if a.quick { 1 } else { 100 }, on_demand));
+                    }
                 }
             }
             if want("s5") {

@@ -466,9 +466,16 @@ async fn s3_with(
     }
 }
 
-/// S4: `update` messages per second on the hub workload.
-pub fn s4(docs: u64, rounds: u64) -> Run {
-    let mut hub = crate::hub::Hub::new(docs);
+/// S4: `update` messages per second on the hub workload, over `docs`
+/// stored documents: all of their metadata in the core (`on_demand` false,
+/// an embedding host's default), or only what the workload asks for, read
+/// from the store on demand (`docweave serve`'s default).
+pub fn s4(docs: u64, rounds: u64, on_demand: bool) -> Run {
+    let mut hub = if on_demand {
+        crate::hub::Hub::on_demand(docs)
+    } else {
+        crate::hub::Hub::new(docs)
+    };
     hub.connect_all();
     let before = hub.fed;
     let start = Instant::now();
@@ -479,14 +486,25 @@ pub fn s4(docs: u64, rounds: u64) -> Run {
     let fed = hub.fed - before;
     Run {
         scenario: "S4".into(),
-        transport: "none".into(),
+        transport: if on_demand {
+            "on-demand"
+        } else {
+            "all-in-memory"
+        }
+        .into(),
         size: docs,
         metric: "messages_per_s".into(),
         value: fed as f64 / seconds,
         messages: fed,
         bytes: 0,
         peak_rss: memory().1,
-        extra: vec![("ns_per_message".into(), seconds * 1e9 / fed.max(1) as f64)],
+        extra: vec![
+            ("ns_per_message".into(), seconds * 1e9 / fed.max(1) as f64),
+            (
+                "documents_in_memory".into(),
+                hub.documents_in_memory() as f64,
+            ),
+        ],
     }
 }
 

@@ -18,7 +18,7 @@ fn every_scenario_runs_with_tiny_sizes() {
             let recorded = r.extra.iter().find(|(k, _)| k == "recorded_bytes");
             assert!(recorded.is_some_and(|(_, b)| *b > 0.0), "{}", r.json());
         }
-        assert!(s4(1_000, 1).value > 0.0);
+        assert!(s4(1_000, 1, false).value > 0.0);
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let r = s5(500, &dir).await;
         assert_eq!(r.size, 500, "{}", r.json());
@@ -100,4 +100,22 @@ fn the_postgresql_scenarios_run_with_tiny_sizes() {
     };
     let r = smol::block_on(s7(&url, 3, 6, 30, 200.0));
     assert_eq!(r.metric, "p99_ms", "not every edit arrived: {}", r.json());
+}
+
+/// S4's on-demand form keeps only the documents its workload uses in the
+/// core, however many the store holds, and does the same work as the form
+/// holding every document's metadata.
+#[test]
+fn the_core_on_demand_holds_only_the_documents_in_use_however_many_are_stored() {
+    let in_memory = |r: &docweave_bench::Run| {
+        r.extra
+            .iter()
+            .find(|(k, _)| k == "documents_in_memory")
+            .map_or(-1.0, |e| e.1)
+    };
+    let all = s4(100_000, 1, false);
+    let on_demand = s4(100_000, 1, true);
+    assert_eq!(in_memory(&all), 100_000.0, "{}", all.json());
+    assert_eq!(in_memory(&on_demand), 1_000.0, "{}", on_demand.json());
+    assert_eq!(all.messages, on_demand.messages, "the same workload");
 }
