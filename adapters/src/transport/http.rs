@@ -156,9 +156,10 @@ pub struct HttpPages {
     /// The peer id a listener request without `x-docweave-peer` speaks as,
     /// from its bearer token (a signed token's `sub`); else `http-client`.
     pub peer_of_token: Option<PeerOfToken>,
-    /// The host's own routes (the admin API), answered before anything
-    /// else of the endpoint, also while it drains.
-    pub api: Option<super::ApiRoutes>,
+    /// The host's own routes (the admin API, the document API), answered
+    /// before anything else of the endpoint, also while it drains; the
+    /// first whose prefix the path starts with answers.
+    pub apis: Vec<super::ApiRoutes>,
 }
 
 /// The peer id a bearer token names, if it names one.
@@ -282,7 +283,7 @@ pub async fn serve_http_with_web(
         limit,
         peer_of_token,
         tls,
-        api,
+        apis,
     } = pages;
     let sessions: Sessions = Arc::new(Mutex::new(BTreeMap::new()));
     sweep_sessions(sessions.clone(), o);
@@ -298,7 +299,7 @@ pub async fn serve_http_with_web(
         metrics,
         limit,
         peer_of_token,
-        api,
+        apis,
     };
     let mut pause = Duration::from_millis(5);
     loop {
@@ -329,7 +330,7 @@ struct HttpState {
     metrics: Option<MetricsPage>,
     limit: ConnectionLimit,
     peer_of_token: Option<PeerOfToken>,
-    api: Option<super::ApiRoutes>,
+    apis: Vec<super::ApiRoutes>,
 }
 
 impl HttpState {
@@ -436,7 +437,7 @@ async fn answer_request(
 ) -> Response<Full<Bytes>> {
     let get = req.method() == hyper::Method::GET;
     let path = req.uri().path().to_string();
-    if let Some(api) = state.api.as_ref().filter(|a| path.starts_with(&a.prefix)) {
+    if let Some(api) = state.apis.iter().find(|a| path.starts_with(&a.prefix)) {
         return super::http_api::answer(req, api, state.o.body_timeout).await;
     }
     if let (true, "/metrics", Some(page)) = (get, path.as_str(), &state.metrics) {

@@ -24,6 +24,9 @@ pub struct ApiRequest {
     pub query: Option<String>,
     /// The `Authorization: Bearer` token, if any.
     pub bearer: Option<String>,
+    /// The request's headers, names in lower case (hyper bounds how many
+    /// and how large).
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -36,6 +39,14 @@ impl ApiRequest {
             (k == key).then_some(v)
         })
     }
+
+    /// A header's value, by its name in lower case, if given (as text).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The host's answer.
@@ -47,6 +58,8 @@ pub struct ApiAnswer {
     pub content_type: &'static str,
     /// The body.
     pub body: Vec<u8>,
+    /// More headers (`etag`, say).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiAnswer {
@@ -56,7 +69,14 @@ impl ApiAnswer {
             status,
             content_type: "application/json",
             body: value.to_string().into_bytes(),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same answer with one more header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// An error as JSON: `{"code": ..., "message": ...}`, as every other
@@ -75,6 +95,7 @@ impl ApiAnswer {
             status: 200,
             content_type: "application/octet-stream",
             body,
+            headers: Vec::new(),
         }
     }
 }
@@ -114,11 +135,17 @@ pub(crate) async fn answer(
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let bearer = super::http::bearer(&req);
+    let headers = req
+        .headers()
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
     let mut request = ApiRequest {
         method,
         path,
         query,
         bearer,
+        headers,
         body: Vec::new(),
     };
     let a = match (routes.gate)(&request) {
@@ -141,6 +168,14 @@ pub(crate) async fn answer(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(a.content_type),
     );
+    for (name, value) in a.headers {
+        // A name or value that is no header (a newline in it) is left
+        // out: the host's headers are its own figures, not a client's text.
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes());
+        if let (Ok(n), Ok(v)) = (name, hyper::header::HeaderValue::from_str(&value)) {
+            r.headers_mut().insert(n, v);
+        }
+    }
     r
 }
 
@@ -155,8 +190,11 @@ mod tests {
             path: "/admin/docs".into(),
             query: Some("after=a&limit=5&flag".into()),
             bearer: None,
+            headers: vec![("accept".into(), "application/json".into())],
             body: Vec::new(),
         };
+        assert_eq!(r.header("accept"), Some("application/json"));
+        assert_eq!(r.header("etag"), None);
         assert_eq!(r.param("limit"), Some("5"));
         assert_eq!(r.param("after"), Some("a"));
         assert_eq!(r.param("flag"), Some(""));

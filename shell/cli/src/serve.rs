@@ -7,8 +7,8 @@ use crate::serve_auth::{ServeAuth, Statics};
 use docweave_adapters::loro_protocol::{BridgeOptions, LoroFigures, PERSISTED_PRESENCE_NAMESPACE};
 use docweave_adapters::transport::{
     serve_http_with_web, serve_tcp_tls, serve_ws_with_loro, ApiRoutes, ConnectionLimit, Connector,
-    HealthCheck, HttpFigures, HttpOptions, HttpPages, InboundRate, MetricsPage, StatusPage,
-    StatusRequest, TlsServer, WsOptions,
+    HealthCheck, HttpFigures, HttpOptions, HttpPages, InboundRate, MetricsPage, PeerOfToken,
+    StatusPage, StatusRequest, TlsServer, WsOptions,
 };
 use docweave_adapters::{PostgresStore, SqliteStore, Store};
 use docweave_core::{Namespace, PeerKind, Rules};
@@ -683,6 +683,10 @@ fn start_http(
         ..HttpOptions::default()
     };
     let admin = admin_api(a, &node.repo, node.max_message)?;
+    // A listener or document request without `x-docweave-peer` speaks as
+    // its token's own peer (checked by the node like any hello).
+    let peer_of_token: PeerOfToken = node.auth.peer_of_token();
+    let docs = crate::doc_api::routes(connect.clone(), peer_of_token.clone(), node.max_message);
     let pages = HttpPages {
         limit: Some(limits.http.clone()),
         metrics: Some(metrics_page(figures.clone())),
@@ -691,14 +695,8 @@ fn start_http(
         health: Some(health_check(node.repo.clone())),
         ready: Some(ready_check(node.repo.clone(), limits.ws.clone())),
         tls,
-        // A listener request without `x-docweave-peer` speaks as its
-        // signed token's `sub` (checked by the node like any hello).
-        peer_of_token: Some(Arc::new(|token: &str| {
-            crate::jwt::looks_like_jwt(token)
-                .then(|| crate::jwt::subject(token))
-                .flatten()
-        })),
-        api: Some(admin),
+        peer_of_token: Some(peer_of_token.clone()),
+        apis: vec![admin, docs],
     };
     smol::spawn(serve_http_with_web(http, http_options, connect, pages)).detach();
     Ok(())

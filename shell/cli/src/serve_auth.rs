@@ -6,7 +6,8 @@
 
 use crate::jwt::{looks_like_jwt, now_s, JwtConfig, JwtVerifier};
 use docweave_adapters::loro_protocol::{AccessCheck, Identity, TokenCheck};
-use docweave_core::{Access, Credential, DocId, Grant, PeerId, Revocations, Rules};
+use docweave_adapters::transport::PeerOfToken;
+use docweave_core::{Access, Credential, DocId, Grant, Pattern, PeerId, Revocations, Rules};
 use docweave_shell::{Authenticator, Checked, RemoteCheck};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -271,6 +272,28 @@ impl ServeAuth {
                 None if auth.admits_unsigned(Some(t)) => Ok(()),
                 None => Err("the token was not accepted".into()),
             },
+        })
+    }
+
+    /// The peer id an HTTP request (a listener's, the document API's)
+    /// speaks as when it names none: a signed token's `sub`, or the one
+    /// peer a static token grants (`PEER=SECRET`). The node checks the
+    /// token allows it, as for any hello.
+    pub fn peer_of_token(&self) -> PeerOfToken {
+        let grants = self.statics.clone();
+        Arc::new(move |token: &str| {
+            if looks_like_jwt(token) {
+                return crate::jwt::subject(token);
+            }
+            let statics = grants.read().unwrap_or_else(|p| p.into_inner());
+            statics
+                .grants
+                .iter()
+                .find(|g| g.token == token)
+                .and_then(|g| match &g.peers {
+                    Pattern::Exact(peer) => Some(peer.clone()),
+                    _ => None,
+                })
         })
     }
 

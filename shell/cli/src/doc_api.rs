@@ -1,0 +1,509 @@
+//! The document API of `docweave serve` (`/docs...` on the HTTP port), for
+//! an app's backend that reads and writes documents without a sync client.
+//! Each request is a client of the node like any other: it speaks as the
+//! identity its token names (`Authorization: Bearer TOKEN`; a static
+//! `SECRET` token may name one with `x-docweave-peer`), and the node's
+//! rights, quotas and durability apply to it (`node_exchange`). Errors are
+//! JSON: `{"code": ..., "message": ...}`.
+//!
+//! ```text
+//! GET  /docs?prefix=P&after=ID&limit=N  readable documents in id order, a page at a time
+//! GET  /docs/ID                         the state as JSON; ETag is its version
+//! GET  /docs/ID?format=snapshot         a Loro snapshot (also `Accept: application/octet-stream`)
+//! GET  /docs/ID?since=VERSION           a Loro update with what VERSION lacks (304: nothing)
+//! POST /docs/ID/updates                 import a Loro update; answered once durable
+//! ```
+//! A version is printed as `PEER:COUNTER` pairs joined by commas, by peer
+//! (Loro's version vector); `If-None-Match` with the current one answers
+//! `304`. Ids in paths are percent-encoded (`team%2Fnotes`).
+
+use crate::node_exchange::Exchange;
+use docweave_adapters::transport::{
+    ApiAnswer, ApiHandler, ApiRequest, ApiRoutes, Connector, PeerOfToken,
+};
+use docweave_core::{
+    AckStatus, BatchId, DocId, Filter, Message, Payload, Reply, VersionVector, MAX_ID_LEN,
+};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Where the document API lives.
+pub const PREFIX: &str = "/docs";
+
+/// The most documents one page lists.
+const MAX_PAGE: usize = 1_000;
+
+/// The node's pages one listing request reads at most: a prefix few
+/// readable documents match ends the request with `next` to go on from,
+/// rather than walking the whole store.
+const MOST_PAGES: usize = 8;
+
+/// Most peers in a printed version a request may give.
+const MOST_VERSION_PEERS: usize = 10_000;
+
+/// What every request works with.
+struct Docs {
+    connect: Connector,
+    peer_of_token: PeerOfToken,
+}
+
+/// The routes for the HTTP endpoint: requests go to the node through
+/// `connect`; a token's own peer id comes from `peer_of_token`; `max_body`
+/// bounds a posted update.
+pub fn routes(connect: Connector, peer_of_token: PeerOfToken, max_body: usize) -> ApiRoutes {
+    let docs = Arc::new(Docs {
+        connect,
+        peer_of_token,
+    });
+    let handler: ApiHandler = Arc::new(move |req| {
+        let docs = docs.clone();
+        Box::pin(async move { docs.answer(req).await })
+    });
+    ApiRoutes {
+        prefix: PREFIX.into(),
+        // The node judges the credentials, as for any client.
+        gate: Arc::new(|_: &ApiRequest| None),
+        handler,
+        max_body,
+    }
+}
+
+/// A version as the API prints it.
+pub fn version_text(v: &VersionVector) -> String {
+    v.iter()
+        .map(|(peer, counter)| format!("{peer}:{counter}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A version as a client gives it (`version_text`'s form).
+pub fn parse_version(text: &str) -> Result<VersionVector, String> {
+    if text.is_empty() {
+        return Ok(VersionVector::new());
+    }
+    let pairs: Vec<&str> = text.split(',').collect();
+    if pairs.len() > MOST_VERSION_PEERS {
+        return Err(format!(
+            "a version names at most {MOST_VERSION_PEERS} peers"
+        ));
+    }
+    pairs
+        .iter()
+        .map(|pair| {
+            let (peer, counter) = pair.split_once(':').ok_or("PEER:COUNTER")?;
+            Ok((
+                peer.parse().map_err(|_| "PEER is a number")?,
+                counter.parse().map_err(|_| "COUNTER is a number")?,
+            ))
+        })
+        .collect::<Result<Vec<(u64, u64)>, &str>>()
+        .map(VersionVector::from_entries)
+        .map_err(|why| format!("{text:?} is not a version ({why}, pairs joined by commas)"))
+}
+
+/// The entity tag of a version.
+fn etag(v: &VersionVector) -> String {
+    format!("\"{}\"", version_text(v))
+}
+
+/// The versions an `If-None-Match` header names (its quoted tags).
+fn tags_in(header: &str) -> Vec<String> {
+    header
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// An id from a path, percent-decoded; bytes that are not UTF-8 are
+/// refused rather than replaced (they would name another document).
+fn decoded(raw: &str) -> Result<String, ApiAnswer> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiAnswer::error(400, "BadRequest", format!("{raw:?} is not UTF-8")))
+}
+
+fn doc_id(raw: &str) -> Result<DocId, ApiAnswer> {
+    DocId::parse(&decoded(raw)?).map_err(|e| ApiAnswer::error(400, "BadDocId", e.to_string()))
+}
+
+fn not_found(doc: &DocId) -> ApiAnswer {
+    // Also what a reader who may not read it hears: a document's
+    // existence is not told to who may not see it.
+    ApiAnswer::error(404, "NotFound", format!("no document {doc} to read"))
+}
+
+fn not_allowed(method: &str, path: &str) -> ApiAnswer {
+    ApiAnswer::error(
+        405,
+        "MethodNotAllowed",
+        format!("{method} is not a call of the document API on {path}"),
+    )
+}
+
+/// What the node sent for a sync-request: its version and the data.
+struct Synced {
+    version: VersionVector,
+    reply: Reply,
+}
+
+impl Docs {
+    async fn answer(&self, req: ApiRequest) -> ApiAnswer {
+        let method = req.method.clone();
+        let answer = match req.path.strip_prefix(PREFIX) {
+            Some("" | "/") => match method.as_str() {
+                "GET" => self.list(&req).await,
+                _ => Err(not_allowed(&method, &req.path)),
+            },
+            Some(rest) if rest.starts_with('/') => {
+                let rest = &rest[1..];
+                // The suffix is taken off before decoding: `a%2Fupdates`
+                // is a document, `a/updates` a call.
+                match (rest.strip_suffix("/updates"), method.as_str()) {
+                    (Some(doc), "POST") => match doc_id(doc) {
+                        Ok(doc) => self.post_update(&req, doc).await,
+                        Err(refused) => Err(refused),
+                    },
+                    (None, "GET") if !rest.contains('/') => match doc_id(rest) {
+                        Ok(doc) => self.get(&req, doc).await,
+                        Err(refused) => Err(refused),
+                    },
+                    _ => Err(not_allowed(&method, &req.path)),
+                }
+            }
+            _ => Err(ApiAnswer::error(
+                404,
+                "NotFound",
+                format!("no route {}", req.path),
+            )),
+        };
+        answer.unwrap_or_else(|refused| refused)
+    }
+
+    /// Who the request speaks as: `x-docweave-peer`, else the peer its
+    /// token names, else `http-client` (the node checks the token allows it).
+    fn open(&self, req: &ApiRequest, first: Vec<Message>) -> Result<Exchange, ApiAnswer> {
+        let peer = req
+            .header("x-docweave-peer")
+            .map(str::to_string)
+            .or_else(|| (self.peer_of_token)(req.bearer.as_deref()?))
+            .unwrap_or_else(|| "http-client".to_string());
+        Exchange::open(&self.connect, &peer, req.bearer.clone(), first)
+    }
+
+    /// Asks for `doc` as one who holds `version`; acknowledges what came.
+    async fn sync(
+        &self,
+        ex: &Exchange,
+        doc: &DocId,
+        version: VersionVector,
+    ) -> Result<Synced, ApiAnswer> {
+        ex.send(vec![Message::SyncRequest {
+            doc: doc.clone(),
+            version,
+            bidirectional: false,
+        }])?;
+        let answer = ex
+            .answer(|m| matches!(m, Message::SyncResponse { doc: d, .. } if d == doc))
+            .await?;
+        let Message::SyncResponse {
+            batch,
+            reply,
+            version,
+            ..
+        } = answer
+        else {
+            return Err(ApiAnswer::error(
+                500,
+                "Internal",
+                "an answer of another kind",
+            ));
+        };
+        if matches!(reply, Reply::Snapshot(_) | Reply::Delta(_)) {
+            // Taken: the node need not send it again.
+            ex.send(vec![Message::Ack {
+                batch,
+                status: AckStatus::Ok,
+                clock: None,
+            }])?;
+        }
+        Ok(Synced { version, reply })
+    }
+
+    async fn get(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        let bad = |e: String| ApiAnswer::error(400, "BadVersion", e);
+        let since = match req.param("since") {
+            Some(v) => Some(parse_version(&decoded(v)?).map_err(bad)?),
+            None => None,
+        };
+        let binary = req.param("format") == Some("snapshot")
+            || req
+                .header("accept")
+                .is_some_and(|a| a.contains("application/octet-stream"));
+        match req.param("format") {
+            None | Some("snapshot" | "json") => {}
+            Some(other) => {
+                let why = format!("format is json or snapshot, not {other:?}");
+                return Err(ApiAnswer::error(400, "BadRequest", why));
+            }
+        }
+        let ex = self.open(req, Vec::new())?;
+        // A client that names the version it holds: if that is all there
+        // is, nothing is sent at all.
+        let known = req.header("if-none-match").map(tags_in).unwrap_or_default();
+        if let Some(held) = known.first().and_then(|t| parse_version(t).ok()) {
+            let synced = self.sync(&ex, &doc, held.clone()).await?;
+            if let Reply::Unavailable = synced.reply {
+                return Err(not_found(&doc));
+            }
+            if known.iter().any(|t| *t == version_text(&synced.version)) {
+                return Ok(unchanged(&synced.version));
+            }
+        }
+        let synced = self
+            .sync(&ex, &doc, since.clone().unwrap_or_default())
+            .await?;
+        let tag = etag(&synced.version);
+        let bytes = match synced.reply {
+            Reply::Unavailable => return Err(not_found(&doc)),
+            Reply::UpToDate if since.is_some() => return Ok(unchanged(&synced.version)),
+            Reply::UpToDate => empty_snapshot()?,
+            Reply::Snapshot(p) | Reply::Delta(p) => p.as_bytes().to_vec(),
+        };
+        if since.is_some() || binary {
+            return Ok(ApiAnswer::bytes(bytes).with_header("etag", tag));
+        }
+        let state = loro::LoroDoc::new();
+        state.import(&bytes).map_err(|e| {
+            ApiAnswer::error(
+                500,
+                "Internal",
+                format!("the node's data did not import: {e}"),
+            )
+        })?;
+        let value = serde_json::to_value(state.get_deep_value())
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
+        Ok(ApiAnswer::json(200, &value).with_header("etag", tag))
+    }
+
+    async fn post_update(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        // What the update brings its sender to: the node then sends back
+        // only what that lacks (and answers the version it reaches).
+        let meta = loro::LoroDoc::decode_import_blob_meta(&req.body, false).map_err(|e| {
+            ApiAnswer::error(
+                400,
+                "Invalid",
+                format!("not a Loro update or snapshot: {e}"),
+            )
+        })?;
+        let theirs = docweave_shell::to_core_version(&meta.partial_end_vv);
+        let batch = BatchId(1);
+        let update = Message::Update {
+            doc: doc.clone(),
+            batch,
+            data: Payload::new(req.body.clone()),
+            version: theirs.clone(),
+        };
+        let ex = self.open(req, vec![update])?;
+        let ack = ex
+            .answer(|m| matches!(m, Message::Ack { batch: b, .. } if *b == batch))
+            .await?;
+        let Message::Ack { status, .. } = ack else {
+            return Err(ApiAnswer::error(
+                500,
+                "Internal",
+                "an answer of another kind",
+            ));
+        };
+        let refused =
+            |status: u16, code: &str, why: String| Err(ApiAnswer::error(status, code, why));
+        match status {
+            AckStatus::Ok => {}
+            AckStatus::PermissionDenied => {
+                return refused(403, "PermissionDenied", format!("you may not write {doc}"))
+            }
+            AckStatus::Invalid => {
+                return refused(400, "Invalid", "the update does not import".into())
+            }
+            AckStatus::TooLarge => {
+                return refused(413, "TooLarge", "the update is larger than allowed".into())
+            }
+            AckStatus::RateLimited => {
+                return refused(429, "RateLimited", "too many updates; retry later".into())
+            }
+            AckStatus::MissingDependencies => {
+                let why = format!("the update builds on changes {doc} does not hold");
+                return refused(409, "MissingDependencies", why);
+            }
+            other => return refused(503, &format!("{other:?}"), format!("not stored: {other:?}")),
+        }
+        // Durable: the node acknowledges only then. Its version now:
+        let synced = self.sync(&ex, &doc, theirs).await?;
+        Ok(ApiAnswer::json(
+            200,
+            &json!({ "id": doc.as_str(), "version": version_text(&synced.version) }),
+        )
+        .with_header("etag", etag(&synced.version)))
+    }
+
+    async fn list(&self, req: &ApiRequest) -> Result<ApiAnswer, ApiAnswer> {
+        let limit = match req.param("limit").map(str::parse::<usize>) {
+            None => 100,
+            Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+            Some(_) => {
+                let why = format!("limit is a number from 1 to {MAX_PAGE}");
+                return Err(ApiAnswer::error(400, "BadRequest", why));
+            }
+        };
+        let prefix = req
+            .param("prefix")
+            .map(decoded)
+            .transpose()?
+            .unwrap_or_default();
+        let after = req.param("after").map(doc_id).transpose()?;
+        // Ids at or after the prefix: the list starts after whatever is
+        // before it (the node lists after an id).
+        let mut from = match after {
+            Some(a) if a.as_str() >= prefix.as_str() => Some(a),
+            _ => just_before(&prefix),
+        };
+        let ex = self.open(req, Vec::new())?;
+        let mut found = Vec::new();
+        let mut next = None;
+        for page in 1..=MOST_PAGES {
+            ex.send(vec![Message::ListDocs {
+                filter: Filter::all(),
+                after: from.clone(),
+            }])?;
+            let Message::DocList { docs, more } =
+                ex.answer(|m| matches!(m, Message::DocList { .. })).await?
+            else {
+                return Err(ApiAnswer::error(
+                    500,
+                    "Internal",
+                    "an answer of another kind",
+                ));
+            };
+            let mut past_prefix = false;
+            for d in docs {
+                from = Some(d.doc.clone());
+                if d.doc.as_str() < prefix.as_str() {
+                    continue;
+                }
+                if !d.doc.as_str().starts_with(prefix.as_str()) {
+                    past_prefix = true;
+                    break;
+                }
+                found.push(d);
+            }
+            if found.len() > limit {
+                found.truncate(limit);
+                next = found.last().map(|d| d.doc.to_string());
+                break;
+            }
+            if past_prefix || !more {
+                break;
+            }
+            if page == MOST_PAGES {
+                // Pages left unread: the client goes on from here.
+                next = from.as_ref().map(DocId::to_string);
+            }
+        }
+        let docs: Vec<_> = found
+            .iter()
+            .map(|d| {
+                json!({
+                    "id": d.doc.as_str(),
+                    "version": version_text(&d.version),
+                    "operations": d.version.total(),
+                    "last_change": d.clock.0,
+                })
+            })
+            .collect();
+        Ok(ApiAnswer::json(200, &json!({ "docs": docs, "next": next })))
+    }
+}
+
+/// `304 Not Modified` for a client that holds `version`.
+fn unchanged(version: &VersionVector) -> ApiAnswer {
+    ApiAnswer {
+        status: 304,
+        content_type: "application/json",
+        body: Vec::new(),
+        headers: vec![("etag", etag(version))],
+    }
+}
+
+/// The snapshot of a document with nothing in it yet.
+fn empty_snapshot() -> Result<Vec<u8>, ApiAnswer> {
+    loro::LoroDoc::new()
+        .export(loro::ExportMode::Snapshot)
+        .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))
+}
+
+/// An id that sorts before every id starting with `prefix` and after
+/// nearly every other id before them (none for an empty prefix): the
+/// prefix with its last character one lower, then the largest character
+/// as long as an id may be. Ids between it and the prefix are skipped
+/// by the caller.
+fn just_before(prefix: &str) -> Option<DocId> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    let last = chars.pop()?;
+    let lower = (0..last as u32)
+        .rev()
+        .filter_map(char::from_u32)
+        .find(|c| !c.is_control());
+    let mut text: String = chars.into_iter().collect();
+    if let Some(lower) = lower {
+        text.push(lower);
+        while text.len() + char::MAX.len_utf8() <= MAX_ID_LEN {
+            text.push(char::MAX);
+        }
+    }
+    DocId::parse(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_prints_and_parses_back_and_bad_text_is_refused() {
+        let v = VersionVector::from_entries([(7, 3), (12, 40)]);
+        assert_eq!(version_text(&v), "7:3,12:40");
+        assert_eq!(parse_version("7:3,12:40"), Ok(v));
+        assert_eq!(parse_version(""), Ok(VersionVector::new()));
+        for bad in ["7", "7:x", "x:3", "7:3,", ":", "7:3;8:1"] {
+            assert!(parse_version(bad).is_err(), "{bad:?}");
+        }
+        let many = vec!["1:1"; MOST_VERSION_PEERS + 1].join(",");
+        assert!(parse_version(&many).is_err());
+    }
+
+    #[test]
+    fn the_tags_of_if_none_match_are_its_quoted_strings() {
+        assert_eq!(tags_in(r#""7:3,12:40""#), vec!["7:3,12:40"]);
+        assert_eq!(tags_in(r#"W/"1:1", "2:2""#), vec!["1:1", "2:2"]);
+        assert!(tags_in("*").is_empty());
+    }
+
+    #[test]
+    fn the_id_just_before_a_prefix_sorts_before_it_and_after_shorter_neighbours() {
+        // Each prefix, with an id just below it that must come before.
+        for (prefix, below) in [
+            ("team/", "team.zzzz/x"),
+            ("b", "azzzzzz"),
+            ("ü", "û\u{10ffff}"),
+            ("x\u{a0}", "x~~~"),
+        ] {
+            let before = just_before(prefix).unwrap();
+            assert!(before.as_str() < prefix, "{prefix:?}");
+            assert!(before.as_str() > below, "{prefix:?}: {below:?}");
+        }
+        assert_eq!(just_before(""), None);
+        // A space has no lower character an id may hold: what precedes it.
+        assert_eq!(just_before("a ").map(|d| d.to_string()), Some("a".into()));
+    }
+}

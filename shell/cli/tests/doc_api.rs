@@ -1,0 +1,283 @@
+//! The document API of the real binary (`/docs` on the HTTP port), as an
+//! app's backend uses it: a Loro update posted with a token is answered
+//! once durable and reaches a live client as an ordinary update; the state
+//! reads back as JSON, as a snapshot and as the update a version lacks,
+//! with the version as its ETag (304 when unchanged); documents list by
+//! prefix a page at a time. Rights are the node's: a reader may not write,
+//! no token is no access, and bad input gets a clear error.
+
+mod common;
+
+use common::raw::*;
+use common::{data_dir, free_port, Server};
+use docweave_core::{DocId, Message};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// One request: the status, the headers (lower-case names) and the body.
+fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&out[9..12]).parse().unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    (status, headers, out[split + 4..].to_vec())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+const ALICE: (&str, &str) = ("authorization", "Bearer sa");
+const BOB: (&str, &str) = ("authorization", "Bearer sb");
+
+/// A Loro update of a fresh document: text `t` holding `text`.
+fn update_with(doc: &loro::LoroDoc, text: &str) -> Vec<u8> {
+    let before = doc.oplog_vv();
+    let t = doc.get_text("t");
+    t.insert(t.len_unicode(), text).unwrap();
+    doc.commit();
+    doc.export(loro::ExportMode::updates(&before)).unwrap()
+}
+
+#[test]
+fn a_backend_writes_reads_and_lists_documents_over_http_with_the_nodes_rights() {
+    let dir = data_dir("doc-api");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.json");
+    let all = r#"{"read":true,"write":true,"create":true,"delete":true}"#;
+    let read = r#"{"read":true,"write":false,"create":false,"delete":false}"#;
+    std::fs::write(
+        &rules,
+        format!(r#"{{"rules":[{{"peer":{{"Exact":"bob"}},"doc":"Any","access":{read}}}],"default":{all}}}"#),
+    )
+    .unwrap();
+    let server = Server::start(
+        "server",
+        &dir.join("data"),
+        free_port(),
+        free_port(),
+        &[
+            "--token",
+            "alice=sa",
+            "--token",
+            "bob=sb",
+            "--token",
+            "carol=sc",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    );
+    let http = server.http;
+    let writer = loro::LoroDoc::new();
+    writer.set_peer_id(7).unwrap();
+
+    // Alice posts the first update: answered once durable, with the version.
+    let first = update_with(&writer, "hello");
+    let (status, headers, body) = call(http, "POST", "/docs/notes/updates", &[ALICE], &first);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v1 = json(&body)["version"].as_str().unwrap().to_string();
+    assert_eq!(v1, "7:5");
+    assert_eq!(header(&headers, "etag"), Some("\"7:5\""));
+
+    // A live native client following the document gets the next posted
+    // update as an ordinary update.
+    smol::block_on(async {
+        let mut live = raw_ws(server.ws).await;
+        send(
+            &mut live,
+            &[hello("carol", Some("sc")), sync_request("notes")],
+        )
+        .await;
+        let (got, _) = receive_until(&mut live, Duration::from_secs(10), |ms| {
+            ms.iter().any(|m| matches!(m, Message::SyncResponse { .. }))
+        })
+        .await;
+        assert!(
+            got.iter()
+                .any(|m| matches!(m, Message::SyncResponse { .. })),
+            "{got:?}"
+        );
+        let second = update_with(&writer, " world");
+        let (status, _, body) = call(http, "POST", "/docs/notes/updates", &[ALICE], &second);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(json(&body)["version"], "7:11");
+        let (got, _) = receive_until(&mut live, Duration::from_secs(10), |ms| {
+            ms.iter().any(|m| matches!(m, Message::Update { .. }))
+        })
+        .await;
+        let update = got.iter().find_map(|m| match m {
+            Message::Update { doc, data, .. } if *doc == DocId::new("notes") => Some(data.clone()),
+            _ => None,
+        });
+        let mirror = loro::LoroDoc::new();
+        mirror.import(&first).unwrap();
+        mirror
+            .import(update.expect("an update").as_bytes())
+            .unwrap();
+        assert_eq!(mirror.get_text("t").to_string(), "hello world");
+    });
+
+    // The state as JSON, its version the ETag; unchanged, 304.
+    let (status, headers, body) = call(http, "GET", "/docs/notes", &[BOB], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body), serde_json::json!({ "t": "hello world" }));
+    let tag = header(&headers, "etag").unwrap().to_string();
+    assert_eq!(tag, "\"7:11\"");
+    let (status, _, body) = call(
+        http,
+        "GET",
+        "/docs/notes",
+        &[BOB, ("if-none-match", &tag)],
+        b"",
+    );
+    assert_eq!((status, body.len()), (304, 0));
+    let old = format!("\"{v1}\"");
+    let (status, _, _) = call(
+        http,
+        "GET",
+        "/docs/notes",
+        &[BOB, ("if-none-match", &old)],
+        b"",
+    );
+    assert_eq!(status, 200, "an older version is not the current one");
+
+    // A snapshot, and the update the first version lacks.
+    let (status, _, snapshot) = call(http, "GET", "/docs/notes?format=snapshot", &[BOB], b"");
+    assert_eq!(status, 200);
+    let copy = loro::LoroDoc::new();
+    copy.import(&snapshot).unwrap();
+    assert_eq!(copy.get_text("t").to_string(), "hello world");
+    let accept = ("accept", "application/octet-stream");
+    let (status, _, same) = call(http, "GET", "/docs/notes", &[BOB, accept], b"");
+    assert_eq!((status, same.is_empty()), (200, false));
+    let (status, _, gap) = call(http, "GET", &format!("/docs/notes?since={v1}"), &[BOB], b"");
+    assert_eq!(status, 200);
+    let caught_up = loro::LoroDoc::new();
+    caught_up.import(&first).unwrap();
+    caught_up.import(&gap).unwrap();
+    assert_eq!(caught_up.get_text("t").to_string(), "hello world");
+    let (status, _, _) = call(http, "GET", "/docs/notes?since=7:11", &[BOB], b"");
+    assert_eq!(status, 304, "nothing is lacking");
+
+    // Bob may read, not write: refused, and nothing of it is stored.
+    let refused = update_with(&loro::LoroDoc::new(), "bob was here");
+    let (status, _, body) = call(http, "POST", "/docs/notes/updates", &[BOB], &refused);
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["code"], "PermissionDenied");
+    let (_, _, body) = call(http, "GET", "/docs/notes", &[ALICE], b"");
+    assert_eq!(json(&body), serde_json::json!({ "t": "hello world" }));
+
+    // No token, a wrong token: nothing is read.
+    let (status, _, body) = call(http, "GET", "/docs/notes", &[], b"");
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = call(
+        http,
+        "GET",
+        "/docs/notes",
+        &[("authorization", "Bearer guess")],
+        b"",
+    );
+    assert_eq!(status, 401);
+
+    // Bad input: each a clear error.
+    let cases: [(&str, &str, &[u8], u16, &str); 7] = [
+        ("GET", "/docs/nothing-here", b"", 404, "NotFound"),
+        ("GET", "/docs/a%FF", b"", 400, "BadRequest"),
+        ("GET", "/docs/notes?since=7", b"", 400, "BadVersion"),
+        ("GET", "/docs/notes?format=xml", b"", 400, "BadRequest"),
+        ("POST", "/docs/notes/updates", b"not loro", 400, "Invalid"),
+        ("DELETE", "/docs/notes", b"", 405, "MethodNotAllowed"),
+        ("GET", "/docs?limit=0", b"", 400, "BadRequest"),
+    ];
+    for (method, path, body, want, code) in cases {
+        let (status, _, answer) = call(http, method, path, &[ALICE], body);
+        assert_eq!(
+            status,
+            want,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert_eq!(json(&answer)["code"], code, "{method} {path}");
+    }
+
+    // Listing by prefix, a page at a time (ids percent-encoded in paths).
+    for id in ["team%2Fb", "team%2Fa", "teal", "zeta"] {
+        let body = update_with(&loro::LoroDoc::new(), id);
+        let (status, _, _) = call(
+            http,
+            "POST",
+            &format!("/docs/{id}/updates"),
+            &[ALICE],
+            &body,
+        );
+        assert_eq!(status, 200, "{id}");
+    }
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["docs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, _, body) = call(http, "GET", "/docs?prefix=team%2F", &[BOB], b"");
+    let page = json(&body);
+    assert_eq!(ids(&page), ["team/a", "team/b"], "{page}");
+    assert!(page["next"].is_null(), "{page}");
+    let (_, _, body) = call(http, "GET", "/docs?prefix=team%2F&limit=1", &[BOB], b"");
+    let page = json(&body);
+    assert_eq!(
+        (ids(&page), page["next"].as_str()),
+        (vec!["team/a".to_string()], Some("team/a"))
+    );
+    let (_, _, body) = call(
+        http,
+        "GET",
+        "/docs?prefix=team%2F&after=team%2Fa",
+        &[BOB],
+        b"",
+    );
+    assert_eq!(ids(&json(&body)), ["team/b"]);
+    let (_, _, body) = call(http, "GET", "/docs", &[BOB], b"");
+    let page = json(&body);
+    assert_eq!(
+        ids(&page),
+        ["notes", "teal", "team/a", "team/b", "zeta"],
+        "{page}"
+    );
+    assert_eq!(page["docs"][0]["version"], "7:11", "{page}");
+}
