@@ -12,11 +12,13 @@
 //! GET  /docs/ID?format=snapshot         a Loro snapshot (also `Accept: application/octet-stream`)
 //! GET  /docs/ID?since=VERSION           a Loro update with what VERSION lacks (304: nothing)
 //! POST /docs/ID/updates                 import a Loro update; answered once durable
+//! PATCH /docs/ID                        JSON edits (`doc_edits`), written as one change
 //! ```
 //! A version is printed as `PEER:COUNTER` pairs joined by commas, by peer
 //! (Loro's version vector); `If-None-Match` with the current one answers
 //! `304`. Ids in paths are percent-encoded (`team%2Fnotes`).
 
+use crate::doc_edits;
 use crate::node_exchange::Exchange;
 use docweave_adapters::transport::{
     ApiAnswer, ApiHandler, ApiRequest, ApiRoutes, Connector, PeerOfToken,
@@ -170,6 +172,10 @@ impl Docs {
                         Ok(doc) => self.get(&req, doc).await,
                         Err(refused) => Err(refused),
                     },
+                    (None, "PATCH") if !rest.contains('/') => match doc_id(rest) {
+                        Ok(doc) => self.patch(&req, doc).await,
+                        Err(refused) => Err(refused),
+                    },
                     _ => Err(not_allowed(&method, &req.path)),
                 }
             }
@@ -299,14 +305,60 @@ impl Docs {
             )
         })?;
         let theirs = docweave_shell::to_core_version(&meta.partial_end_vv);
+        let ex = self.open(req, Vec::new())?;
+        self.write(&ex, &doc, req.body.clone(), theirs).await
+    }
+
+    /// JSON edits, made on a copy of the document as the node has it and
+    /// written as one Loro change.
+    async fn patch(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        let edits = doc_edits::parse(&req.body)
+            .map_err(|e| ApiAnswer::error(400, "BadEdit", e.to_string()))?;
+        let ex = self.open(req, Vec::new())?;
+        let copy = loro::LoroDoc::new();
+        match self.sync(&ex, &doc, VersionVector::new()).await?.reply {
+            Reply::Snapshot(p) | Reply::Delta(p) => {
+                copy.import(p.as_bytes()).map_err(|e| {
+                    let why = format!("the node's data did not import: {e}");
+                    ApiAnswer::error(500, "Internal", why)
+                })?;
+            }
+            // A new document: the node decides whether this identity may
+            // make it when the change arrives.
+            Reply::Unavailable | Reply::UpToDate => {}
+        }
+        let before = copy.oplog_vv();
+        doc_edits::apply(&copy, &edits).map_err(|e| {
+            let code = match e {
+                doc_edits::EditError::BadPath(..) => "BadPath",
+                _ => "BadEdit",
+            };
+            ApiAnswer::error(400, code, e.to_string())
+        })?;
+        let update = copy
+            .export(loro::ExportMode::updates(&before))
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
+        let theirs = docweave_shell::to_core_version(&copy.oplog_vv());
+        self.write(&ex, &doc, update, theirs).await
+    }
+
+    /// Sends `data` (taking its sender to `theirs`) and answers with the
+    /// version the node reaches once it acknowledged the change, which it
+    /// does only once the change is durable.
+    async fn write(
+        &self,
+        ex: &Exchange,
+        doc: &DocId,
+        data: Vec<u8>,
+        theirs: VersionVector,
+    ) -> Result<ApiAnswer, ApiAnswer> {
         let batch = BatchId(1);
-        let update = Message::Update {
+        ex.send(vec![Message::Update {
             doc: doc.clone(),
             batch,
-            data: Payload::new(req.body.clone()),
+            data: Payload::new(data),
             version: theirs.clone(),
-        };
-        let ex = self.open(req, vec![update])?;
+        }])?;
         let ack = ex
             .answer(|m| matches!(m, Message::Ack { batch: b, .. } if *b == batch))
             .await?;
@@ -339,8 +391,7 @@ impl Docs {
             }
             other => return refused(503, &format!("{other:?}"), format!("not stored: {other:?}")),
         }
-        // Durable: the node acknowledges only then. Its version now:
-        let synced = self.sync(&ex, &doc, theirs).await?;
+        let synced = self.sync(ex, doc, theirs).await?;
         Ok(ApiAnswer::json(
             200,
             &json!({ "id": doc.as_str(), "version": version_text(&synced.version) }),

