@@ -337,3 +337,45 @@ fn a_backend_writes_reads_and_lists_documents_over_http_with_the_nodes_rights() 
     );
     assert_eq!(page["docs"][0]["id"], "notes", "{page}");
 }
+
+/// The README's Python snippet for the document API, run as it is
+/// (standard library only) against the real binary: it patches a new
+/// document and reads it back. Python 3 is required: without it this test
+/// fails rather than passing silently.
+#[test]
+fn the_readmes_python_snippet_patches_and_reads_a_document() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let section = &readme[readme
+        .find("## Document API")
+        .expect("the README's section")..];
+    let start = section.find("```python\n").expect("a Python block") + "```python\n".len();
+    let snippet = &section[start..start + section[start..].find("```").unwrap()];
+    let server = Server::start(
+        "server",
+        &data_dir("doc-api-python"),
+        free_port(),
+        free_port(),
+        &["--token", "s3cret"],
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(snippet)
+        .env("DOCWEAVE_URL", format!("http://127.0.0.1:{}", server.http))
+        .env("DOCWEAVE_TOKEN", "s3cret")
+        .output()
+        .expect("python3 runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = printed.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with("Hello from the backend draft") && last.starts_with('"'),
+        "{printed}"
+    );
+}
