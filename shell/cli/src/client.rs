@@ -250,6 +250,17 @@ pub enum Done {
 /// `doc get`: prints the document, or says it does not exist.
 async fn get(target: &str, doc: &str, timeout: u64, auth: &Credentials) -> Result<Done, String> {
     let wait = Duration::from_secs(timeout);
+    if let Some(server) = http_target(target)? {
+        // One request to the document API: no replica, no sync session.
+        let asked = get_over_http(&server, target, doc, auth);
+        let late = async {
+            smol::Timer::after(wait).await;
+            Err(format!(
+                "{target} did not answer for {doc} within {timeout} s"
+            ))
+        };
+        return futures_lite::future::or(asked, late).await;
+    }
     if !is_url(target) {
         // A data directory: read its store, which is what holds the document.
         let db = PathBuf::from(target).join("docweave.db");
@@ -285,6 +296,47 @@ async fn get(target: &str, doc: &str, timeout: u64, auth: &Credentials) -> Resul
     out!("{}", json(&d));
     repo.close().await;
     Ok(Done::Ok)
+}
+
+/// `doc get` of an `http://` or `https://` server: `GET /docs/ID`, as
+/// the identity the credentials name.
+async fn get_over_http(
+    server: &HttpTarget,
+    target: &str,
+    doc: &str,
+    auth: &Credentials,
+) -> Result<Done, String> {
+    let path = format!(
+        "/docs/{}",
+        percent_encoding::utf8_percent_encode(doc, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let bearer = auth.token.as_ref().map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(b) = &bearer {
+        headers.push(("authorization", b.as_str()));
+    }
+    if let Some(peer) = &auth.peer {
+        headers.push(("x-docweave-peer", peer.as_str()));
+    }
+    let (status, body) =
+        docweave_adapters::transport::request_to("GET", server, &path, &headers, Vec::new())
+            .await
+            .map_err(|e| format!("cannot reach {target}: {e}"))?;
+    match status {
+        200 => {
+            out!("{}", String::from_utf8_lossy(&body));
+            Ok(Done::Ok)
+        }
+        404 => Ok(Done::Missing(format!("{target} has no document {doc}"))),
+        _ => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            Err(format!(
+                "{target} answered {status} {}: {}",
+                v["code"].as_str().unwrap_or("?"),
+                v["message"].as_str().unwrap_or("")
+            ))
+        }
+    }
 }
 
 /// Waits until the server welcomed us; returns its peer id. A refused

@@ -9,7 +9,7 @@
 mod common;
 
 use common::raw::*;
-use common::{data_dir, free_port, Server};
+use common::{cli, cli_status, data_dir, free_port, Server};
 use docweave_core::{DocId, Message};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -336,6 +336,16 @@ fn a_backend_writes_reads_and_lists_documents_over_http_with_the_nodes_rights() 
         "{page}"
     );
     assert_eq!(page["docs"][0]["id"], "notes", "{page}");
+
+    // `doc get` of an http:// server is one request to this API.
+    let url = format!("http://127.0.0.1:{http}");
+    let (ok, out, err) = cli(&["doc", "get", &url, "team/a", "--token", "sb"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), r#"{"t":"team%2Fa"}"#);
+    let (status, _, err) = cli_status(&["doc", "get", &url, "missing", "--token", "sb"]);
+    assert_eq!(status, Some(3), "{err}");
+    let (ok, _, err) = cli(&["doc", "get", &url, "notes"]);
+    assert!(!ok && err.contains("401"), "{err}");
 }
 
 /// The README's Python snippet for the document API, run as it is
