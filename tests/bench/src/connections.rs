@@ -109,9 +109,12 @@ fn raise_fd_limit() -> u64 {
 }
 
 /// The server process; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    ws: String,
+    /// Its WebSocket address (`host:port`).
+    pub ws: String,
+    /// Its HTTP address (`host:port`).
+    pub http: String,
 }
 
 impl Drop for Server {
@@ -131,7 +134,7 @@ fn free_port() -> u16 {
 
 /// Starts `docweave serve` on a fresh SQLite store in `dir` and waits until
 /// its WebSocket port answers.
-fn start_server(bin: &Path, dir: &Path) -> Server {
+pub(crate) fn start_server(bin: &Path, dir: &Path) -> Server {
     let ws = format!("127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
     let data = dir.join("data");
@@ -143,7 +146,7 @@ fn start_server(bin: &Path, dir: &Path) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let server = Server { child, ws };
+    let server = Server { child, ws, http };
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(&server.ws).is_err() {
         assert!(Instant::now() < deadline, "the server did not start");

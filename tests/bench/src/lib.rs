@@ -13,6 +13,7 @@ pub mod appends;
 pub mod bursts;
 pub mod cluster;
 pub mod connections;
+pub mod doc_api;
 pub mod hub;
 pub mod loaded;
 pub mod metadata;

@@ -8,6 +8,7 @@ use docweave_bench::appends::s11;
 use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
 use docweave_bench::connections::{s9, S9Sizes};
+use docweave_bench::doc_api::{s13, S13Sizes};
 use docweave_bench::loaded::{s12, FORMS};
 use docweave_bench::metadata::{fill, open, remove, s8};
 use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
@@ -17,8 +18,9 @@ use std::collections::BTreeMap;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s12 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
-    /// or Debian's binaries for a throwaway cluster; s9 the `docweave` binary).
+    /// all, s1 … s13 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// or Debian's binaries for a throwaway cluster; s9 and s13 the
+    /// `docweave` binary).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Runs per scenario.
@@ -307,6 +309,23 @@ fn main() {
                     ),
                 }
             }
+            if want("s13") {
+                let sizes = if a.quick {
+                    S13Sizes::quick()
+                } else {
+                    S13Sizes::full()
+                };
+                match server_bin(&a) {
+                    Some(bin) => {
+                        for r in s13(&bin, &sizes, &std::env::temp_dir()).await {
+                            record(r);
+                        }
+                    }
+                    None => eprintln!(
+                        "S13 skipped: no docweave binary (cargo build --release -p docweave-cli, or --server-bin)"
+                    ),
+                }
+            }
             if want("s10") {
                 // Each run is printed as it ends: one by one takes minutes.
                 s10_all(
@@ -329,7 +348,7 @@ fn main() {
     print_table(&runs);
 }
 
-/// The `docweave` binary S9 runs: `--server-bin`, else the one beside this program.
+/// The `docweave` binary S9 and S13 run: `--server-bin`, else the one beside this program.
 fn server_bin(a: &Args) -> Option<std::path::PathBuf> {
     let bin = match &a.server_bin {
         Some(b) => b.clone(),
