@@ -154,7 +154,7 @@ pub struct HttpPages {
     /// A server with this speaks only TLS (`https://`).
     pub tls: Option<super::TlsServer>,
     /// The peer id a listener request without `x-docweave-peer` speaks as,
-    /// from its bearer token (a signed token's `sub`); else `http-client`.
+    /// from its bearer token (the one peer it names); else `http-client`.
     pub peer_of_token: Option<PeerOfToken>,
     /// The host's own routes (the admin API, the document API), answered
     /// before anything else of the endpoint, also while it drains; the
@@ -437,7 +437,12 @@ async fn answer_request(
 ) -> Response<Full<Bytes>> {
     let get = req.method() == hyper::Method::GET;
     let path = req.uri().path().to_string();
-    if let Some(api) = state.apis.iter().find(|a| path.starts_with(&a.prefix)) {
+    // `/docs` takes `/docs` and `/docs/...`, not `/docsfoo`.
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'))
+    };
+    if let Some(api) = state.apis.iter().find(|a| under(&a.prefix)) {
         return super::http_api::answer(req, api, state.o.body_timeout).await;
     }
     if let (true, "/metrics", Some(page)) = (get, path.as_str(), &state.metrics) {

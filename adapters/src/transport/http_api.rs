@@ -73,6 +73,12 @@ impl ApiAnswer {
         }
     }
 
+    /// The same answer with another status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
     /// The same answer with one more header.
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));

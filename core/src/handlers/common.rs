@@ -127,12 +127,28 @@ pub(crate) fn promised_version(model: &Model, doc: &Doc) -> VersionVector {
         .unwrap_or_else(|| doc.version.clone())
 }
 
-/// Sends our data for `doc` to a peer, from what it has (`since`, or a
-/// snapshot), and records it in flight until acknowledged.
+/// Sends a document's data to `peer` on `channel` and records that the
+/// peer has it now (optimistically, until its ack says otherwise).
 pub(crate) fn send_data(
     model: &mut Model,
     out: &mut Effects,
     peer: &PeerId,
+    channel: ChannelId,
+    doc_id: &DocId,
+    since: Option<VersionVector>,
+    as_update: bool,
+) -> Option<BatchId> {
+    let version = model.docs.get(doc_id)?.version.clone();
+    let batch = send_data_only(model, out, channel, doc_id, since, as_update)?;
+    peer_has(model, peer, doc_id, &version);
+    Some(batch)
+}
+
+/// Sends a document's data on `channel`, recording nothing of who gets
+/// it (a request channel's answer: see [`is_request_channel`]).
+pub(crate) fn send_data_only(
+    model: &mut Model,
+    out: &mut Effects,
     channel: ChannelId,
     doc_id: &DocId,
     since: Option<VersionVector>,
@@ -147,7 +163,7 @@ pub(crate) fn send_data(
         InFlight {
             channel,
             doc: doc_id.clone(),
-            version: version.clone(),
+            version,
             base: None,
             clock,
             known_clock: model.clock,
@@ -170,8 +186,19 @@ pub(crate) fn send_data(
             as_update,
         },
     );
-    peer_has(model, peer, doc_id, &version);
     Some(batch)
+}
+
+/// Whether `channel` is one request's link (a call of the HTTP document
+/// or listener API, which says hello as a bot): what it asks and sends is
+/// answered on it alone and recorded as nothing of its identity's
+/// (subscriptions, what its replica holds, its cursors), which belong to
+/// the identity's live connections. Many such requests run side by side.
+pub(crate) fn is_request_channel(model: &Model, channel: ChannelId) -> bool {
+    model
+        .channels
+        .get(&channel)
+        .is_some_and(|c| c.peer_kind == Some(crate::protocol::PeerKind::Bot))
 }
 
 /// Sends what a store lacks of a document (optimistically marked as sent).

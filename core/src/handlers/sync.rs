@@ -229,6 +229,9 @@ pub(crate) fn answer(
         );
         return unavailable(out, channel, doc);
     }
+    if super::common::is_request_channel(model, channel) {
+        return answer_request(model, out, channel, doc, &theirs);
+    }
     let most = model.config.bounds.subscriptions_per_peer;
     let full = model
         .peers
@@ -604,6 +607,35 @@ struct Imported {
 
 /// A peer's update is in: others hear of it, the peer gets what it lacks
 /// and, once durable, its acknowledgement (or is asked for what is missing).
+/// Answers one request's sync-request (see `common::is_request_channel`):
+/// the data it lacks, or that it is up to date, on its channel; its
+/// identity is neither subscribed nor recorded as holding anything.
+fn answer_request(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    doc: &DocId,
+    theirs: &VersionVector,
+) {
+    let Some(d) = model.docs.get(doc) else {
+        return;
+    };
+    if theirs.includes(&d.version) {
+        let promised = super::common::promised_version(model, d);
+        return out.send(
+            channel,
+            Message::SyncResponse {
+                doc: doc.clone(),
+                batch: BatchId(0),
+                reply: Reply::UpToDate,
+                version: promised,
+            },
+        );
+    }
+    let since = (!theirs.is_empty()).then(|| theirs.clone());
+    super::common::send_data_only(model, out, channel, doc, since, false);
+}
+
 fn imported_from_peer(
     model: &mut Model,
     out: &mut Effects,
@@ -619,6 +651,11 @@ fn imported_from_peer(
         advanced,
         complete,
     } = done;
+    if super::common::is_request_channel(model, channel) {
+        return imported_from_request(
+            model, out, doc, version, advanced, complete, channel, batch, peer,
+        );
+    }
     peer_has(model, &peer, &doc, &theirs);
     if advanced {
         took_change(model, out, &doc, &peer);
@@ -651,6 +688,48 @@ fn imported_from_peer(
             peer_has(model, &peer, &doc, &theirs);
         }
     }
+}
+
+/// One request's update is in (see `common::is_request_channel`): every
+/// subscriber hears of it, its identity's live connections too (it
+/// recorded nothing of theirs), and the request's acknowledgement waits
+/// for durability. A request missing dependencies is told so and not
+/// asked for them: it holds nothing more.
+#[allow(clippy::too_many_arguments)]
+fn imported_from_request(
+    model: &mut Model,
+    out: &mut Effects,
+    doc: DocId,
+    version: VersionVector,
+    advanced: bool,
+    complete: bool,
+    channel: ChannelId,
+    batch: BatchId,
+    peer: PeerId,
+) {
+    if advanced {
+        changed(model, &doc);
+        let now = model
+            .docs
+            .get(&doc)
+            .map(|d| d.version.clone())
+            .unwrap_or_default();
+        out.emit(Event::DocChanged {
+            doc: doc.clone(),
+            version: now,
+            from: Some(peer.clone()),
+        });
+        propagate(model, out, &doc, None);
+    }
+    if !complete {
+        return ack(out, channel, batch, AckStatus::MissingDependencies);
+    }
+    let notify = Notify::Ack {
+        channel,
+        peer,
+        batch,
+    };
+    when_durable(model, out, &doc, version, notify);
 }
 
 /// An import added to `doc` (sent by `peer`): it is changed here, the
@@ -898,6 +977,11 @@ pub(crate) fn ack_received(
     let is_store = model.stores.contains(&channel);
     if is_store {
         return store_ack(model, out, channel, f, status, clock);
+    }
+    // A request's acknowledgement of its answer: nothing of its
+    // identity's is recorded (see `common::is_request_channel`).
+    if super::common::is_request_channel(model, channel) {
+        return;
     }
     let Some(peer) = model.channel_peer(channel).cloned() else {
         return;

@@ -16,6 +16,7 @@ mod permissions;
 mod presence;
 mod quiet;
 mod quotas;
+mod requests;
 mod shared_store;
 mod storage;
 mod sync;

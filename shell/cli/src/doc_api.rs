@@ -10,13 +10,14 @@
 //! GET  /docs?prefix=P&after=ID&limit=N  readable documents in id order, a page at a time
 //! GET  /docs/ID                         the state as JSON; ETag is its version
 //! GET  /docs/ID?format=snapshot         a Loro snapshot (also `Accept: application/octet-stream`)
-//! GET  /docs/ID?since=VERSION           a Loro update with what VERSION lacks (304: nothing)
+//! GET  /docs/ID?since=VERSION           a Loro update with what VERSION lacks (204: nothing)
 //! POST /docs/ID/updates                 import a Loro update; answered once durable
 //! PATCH /docs/ID                        JSON edits (`doc_edits`), written as one change
 //! ```
 //! A version is printed as `PEER:COUNTER` pairs joined by commas, by peer
-//! (Loro's version vector); `If-None-Match` with the current one answers
-//! `304`. Ids in paths are percent-encoded (`team%2Fnotes`).
+//! (Loro's version vector). The `ETag` is the version (a digest of a long
+//! one); `If-None-Match` with the current one answers `304`. Ids in paths
+//! are percent-encoded (`team%2Fnotes`).
 
 use crate::doc_edits;
 use crate::node_exchange::Exchange;
@@ -24,7 +25,7 @@ use docweave_adapters::transport::{
     ApiAnswer, ApiHandler, ApiRequest, ApiRoutes, Connector, PeerOfToken,
 };
 use docweave_core::{
-    AckStatus, BatchId, DocId, Filter, Message, Payload, Reply, VersionVector, MAX_ID_LEN,
+    AckStatus, BatchId, Clock, DocId, Filter, Message, Payload, Reply, VersionVector, MAX_ID_LEN,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -47,15 +48,36 @@ const MOST_VERSION_PEERS: usize = 10_000;
 struct Docs {
     connect: Connector,
     peer_of_token: PeerOfToken,
+    /// The largest body taken, and answer read from the node.
+    max_message: usize,
+    /// The Loro peer this process writes JSON edits as: drawn at start
+    /// (no other process shares it) and held by one edit at a time, so its
+    /// counters never repeat; one peer for all edits keeps a document's
+    /// version from growing by a peer with each edit.
+    editor: smol::lock::Mutex<u64>,
 }
 
 /// The routes for the HTTP endpoint: requests go to the node through
-/// `connect`; a token's own peer id comes from `peer_of_token`; `max_body`
-/// bounds a posted update.
-pub fn routes(connect: Connector, peer_of_token: PeerOfToken, max_body: usize) -> ApiRoutes {
+/// `connect`; a token's own peer id comes from `peer_of_token`;
+/// `max_message` bounds a posted update and an answer. A server that
+/// admits no one without a token has `tokens_required`: a request without
+/// one is refused before its body is read.
+pub fn routes(
+    connect: Connector,
+    peer_of_token: PeerOfToken,
+    max_message: usize,
+    tokens_required: bool,
+) -> ApiRoutes {
+    let mut editor = [0u8; 8];
+    // A peer id drawn from the clock instead still differs between runs.
+    if getrandom::fill(&mut editor).is_err() {
+        editor = docweave_shell::now_ms().to_le_bytes();
+    }
     let docs = Arc::new(Docs {
         connect,
         peer_of_token,
+        max_message,
+        editor: smol::lock::Mutex::new(u64::from_le_bytes(editor) >> 1),
     });
     let handler: ApiHandler = Arc::new(move |req| {
         let docs = docs.clone();
@@ -63,10 +85,19 @@ pub fn routes(connect: Connector, peer_of_token: PeerOfToken, max_body: usize) -
     });
     ApiRoutes {
         prefix: PREFIX.into(),
-        // The node judges the credentials, as for any client.
-        gate: Arc::new(|_: &ApiRequest| None),
+        // The node judges the credentials, as for any client; a server
+        // that wants one reads no body of a request that has none.
+        gate: Arc::new(move |req: &ApiRequest| {
+            (tokens_required && req.bearer.is_none()).then(|| {
+                ApiAnswer::error(
+                    401,
+                    "BadToken",
+                    "this server requires a token: Authorization: Bearer TOKEN",
+                )
+            })
+        }),
         handler,
-        max_body,
+        max_body: max_message,
     }
 }
 
@@ -103,9 +134,26 @@ pub fn parse_version(text: &str) -> Result<VersionVector, String> {
         .map_err(|why| format!("{text:?} is not a version ({why}, pairs joined by commas)"))
 }
 
-/// The entity tag of a version.
+/// Longest version an entity tag holds as it is; a longer one's tag is
+/// a digest of it (headers have bounds).
+const LONGEST_TAG: usize = 512;
+
+/// The entity tag of a version: the version itself, or a digest of a long
+/// one (FNV-1a, stable across builds).
+fn tag_of(v: &VersionVector) -> String {
+    let text = version_text(v);
+    if text.len() <= LONGEST_TAG {
+        return text;
+    }
+    let digest = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("h{digest:016x}")
+}
+
+/// The `ETag` header of a version.
 fn etag(v: &VersionVector) -> String {
-    format!("\"{}\"", version_text(v))
+    format!("\"{}\"", tag_of(v))
 }
 
 /// The versions an `If-None-Match` header names (its quoted tags).
@@ -154,35 +202,45 @@ struct Synced {
 impl Docs {
     async fn answer(&self, req: ApiRequest) -> ApiAnswer {
         let method = req.method.clone();
-        let answer = match req.path.strip_prefix(PREFIX) {
+        let path = req.path.clone();
+        let answer = match path.strip_prefix(PREFIX) {
             Some("" | "/") => match method.as_str() {
                 "GET" => self.list(&req).await,
-                _ => Err(not_allowed(&method, &req.path)),
+                _ => Err(not_allowed(&method, &path)),
             },
             Some(rest) if rest.starts_with('/') => {
                 let rest = &rest[1..];
                 // The suffix is taken off before decoding: `a%2Fupdates`
                 // is a document, `a/updates` a call.
-                match (rest.strip_suffix("/updates"), method.as_str()) {
-                    (Some(doc), "POST") => match doc_id(doc) {
-                        Ok(doc) => self.post_update(&req, doc).await,
+                let (raw, call) = match rest.strip_suffix("/updates") {
+                    Some(doc) => (doc, "updates"),
+                    None => (rest, ""),
+                };
+                match (raw.contains('/'), call, method.as_str()) {
+                    (true, _, _) => Err(ApiAnswer::error(
+                        404,
+                        "NotFound",
+                        format!("no route {path}: a / in an id is written %2F"),
+                    )),
+                    (false, "updates", "POST") => match doc_id(raw) {
+                        Ok(doc) => self.post_update(req, doc).await,
                         Err(refused) => Err(refused),
                     },
-                    (None, "GET") if !rest.contains('/') => match doc_id(rest) {
+                    (false, "", "GET") => match doc_id(raw) {
                         Ok(doc) => self.get(&req, doc).await,
                         Err(refused) => Err(refused),
                     },
-                    (None, "PATCH") if !rest.contains('/') => match doc_id(rest) {
+                    (false, "", "PATCH") => match doc_id(raw) {
                         Ok(doc) => self.patch(&req, doc).await,
                         Err(refused) => Err(refused),
                     },
-                    _ => Err(not_allowed(&method, &req.path)),
+                    _ => Err(not_allowed(&method, &path)),
                 }
             }
             _ => Err(ApiAnswer::error(
                 404,
                 "NotFound",
-                format!("no route {}", req.path),
+                format!("no route {path}"),
             )),
         };
         answer.unwrap_or_else(|refused| refused)
@@ -190,13 +248,13 @@ impl Docs {
 
     /// Who the request speaks as: `x-docweave-peer`, else the peer its
     /// token names, else `http-client` (the node checks the token allows it).
-    fn open(&self, req: &ApiRequest, first: Vec<Message>) -> Result<Exchange, ApiAnswer> {
+    fn open(&self, req: &ApiRequest) -> Result<Exchange, ApiAnswer> {
         let peer = req
             .header("x-docweave-peer")
             .map(str::to_string)
             .or_else(|| (self.peer_of_token)(req.bearer.as_deref()?))
             .unwrap_or_else(|| "http-client".to_string());
-        Exchange::open(&self.connect, &peer, req.bearer.clone(), first)
+        Exchange::open(&self.connect, &peer, req.bearer.clone(), self.max_message)
     }
 
     /// Asks for `doc` as one who holds `version`; acknowledges what came.
@@ -244,42 +302,52 @@ impl Docs {
             Some(v) => Some(parse_version(&decoded(v)?).map_err(bad)?),
             None => None,
         };
-        let binary = req.param("format") == Some("snapshot")
-            || req
+        let binary = match req.param("format") {
+            Some("snapshot") => true,
+            Some("json") => false,
+            None => req
                 .header("accept")
-                .is_some_and(|a| a.contains("application/octet-stream"));
-        match req.param("format") {
-            None | Some("snapshot" | "json") => {}
+                .is_some_and(|a| a.contains("application/octet-stream")),
             Some(other) => {
                 let why = format!("format is json or snapshot, not {other:?}");
                 return Err(ApiAnswer::error(400, "BadRequest", why));
             }
-        }
-        let ex = self.open(req, Vec::new())?;
+        };
+        let ex = self.open(req)?;
         // A client that names the version it holds: if that is all there
         // is, nothing is sent at all.
         let known = req.header("if-none-match").map(tags_in).unwrap_or_default();
-        if let Some(held) = known.first().and_then(|t| parse_version(t).ok()) {
-            let synced = self.sync(&ex, &doc, held.clone()).await?;
+        if let Some(held) = known.iter().find_map(|t| parse_version(t).ok()) {
+            let synced = self.sync(&ex, &doc, held).await?;
             if let Reply::Unavailable = synced.reply {
                 return Err(not_found(&doc));
             }
-            if known.iter().any(|t| *t == version_text(&synced.version)) {
+            if known.contains(&tag_of(&synced.version)) {
                 return Ok(unchanged(&synced.version));
             }
         }
         let synced = self
             .sync(&ex, &doc, since.clone().unwrap_or_default())
             .await?;
+        if known.contains(&tag_of(&synced.version)) {
+            return Ok(unchanged(&synced.version));
+        }
         let tag = etag(&synced.version);
         let bytes = match synced.reply {
             Reply::Unavailable => return Err(not_found(&doc)),
-            Reply::UpToDate if since.is_some() => return Ok(unchanged(&synced.version)),
+            // Nothing is lacking: no update to send.
+            Reply::UpToDate if since.is_some() => {
+                return Ok(ApiAnswer::bytes(Vec::new())
+                    .with_status(204)
+                    .with_header("etag", tag))
+            }
             Reply::UpToDate => empty_snapshot()?,
             Reply::Snapshot(p) | Reply::Delta(p) => p.as_bytes().to_vec(),
         };
         if since.is_some() || binary {
-            return Ok(ApiAnswer::bytes(bytes).with_header("etag", tag));
+            return Ok(ApiAnswer::bytes(bytes)
+                .with_header("etag", tag)
+                .with_header("vary", "Accept".into()));
         }
         let state = loro::LoroDoc::new();
         state.import(&bytes).map_err(|e| {
@@ -291,12 +359,14 @@ impl Docs {
         })?;
         let value = serde_json::to_value(state.get_deep_value())
             .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
-        Ok(ApiAnswer::json(200, &value).with_header("etag", tag))
+        Ok(ApiAnswer::json(200, &value)
+            .with_header("etag", tag)
+            .with_header("vary", "Accept".into()))
     }
 
-    async fn post_update(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
-        // What the update brings its sender to: the node then sends back
-        // only what that lacks (and answers the version it reaches).
+    async fn post_update(&self, req: ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        // What the update brings its sender to (the node records nothing
+        // of a request's: see `core::handlers::common::is_request_channel`).
         let meta = loro::LoroDoc::decode_import_blob_meta(&req.body, false).map_err(|e| {
             ApiAnswer::error(
                 400,
@@ -305,17 +375,22 @@ impl Docs {
             )
         })?;
         let theirs = docweave_shell::to_core_version(&meta.partial_end_vv);
-        let ex = self.open(req, Vec::new())?;
-        self.write(&ex, &doc, req.body.clone(), theirs).await
+        let ex = self.open(&req)?;
+        self.write(&ex, &doc, req.body, theirs).await
     }
 
     /// JSON edits, made on a copy of the document as the node has it and
-    /// written as one Loro change.
+    /// written as one Loro change by this process's editor peer.
     async fn patch(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
         let edits = doc_edits::parse(&req.body)
             .map_err(|e| ApiAnswer::error(400, "BadEdit", e.to_string()))?;
-        let ex = self.open(req, Vec::new())?;
+        let ex = self.open(req)?;
+        // One edit at a time: the next one reads this one's change back
+        // (acknowledged before the lock is let go) and goes on counting.
+        let editor = self.editor.lock().await;
         let copy = loro::LoroDoc::new();
+        copy.set_peer_id(*editor)
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
         match self.sync(&ex, &doc, VersionVector::new()).await?.reply {
             Reply::Snapshot(p) | Reply::Delta(p) => {
                 copy.import(p.as_bytes()).map_err(|e| {
@@ -339,7 +414,9 @@ impl Docs {
             .export(loro::ExportMode::updates(&before))
             .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
         let theirs = docweave_shell::to_core_version(&copy.oplog_vv());
-        self.write(&ex, &doc, update, theirs).await
+        let written = self.write(&ex, &doc, update, theirs).await;
+        drop(editor);
+        written
     }
 
     /// Sends `data` (taking its sender to `theirs`) and answers with the
@@ -357,12 +434,12 @@ impl Docs {
             doc: doc.clone(),
             batch,
             data: Payload::new(data),
-            version: theirs.clone(),
+            version: theirs,
         }])?;
         let ack = ex
             .answer(|m| matches!(m, Message::Ack { batch: b, .. } if *b == batch))
             .await?;
-        let Message::Ack { status, .. } = ack else {
+        let Message::Ack { status, clock, .. } = ack else {
             return Err(ApiAnswer::error(
                 500,
                 "Internal",
@@ -389,14 +466,44 @@ impl Docs {
                 let why = format!("the update builds on changes {doc} does not hold");
                 return refused(409, "MissingDependencies", why);
             }
-            other => return refused(503, &format!("{other:?}"), format!("not stored: {other:?}")),
+            AckStatus::Deleted => return refused(410, "Deleted", format!("{doc} was deleted")),
         }
-        let synced = self.sync(ex, doc, theirs).await?;
-        Ok(ApiAnswer::json(
-            200,
-            &json!({ "id": doc.as_str(), "version": version_text(&synced.version) }),
-        )
-        .with_header("etag", etag(&synced.version)))
+        // Durable: the node acknowledges only then. Its durable version,
+        // from its feed just before the change (a short walk).
+        let version = match clock {
+            Some(c) => self.version_at(ex, doc, c).await?,
+            None => None,
+        };
+        let body = json!({ "id": doc.as_str(), "version": version.as_ref().map(version_text) });
+        let answer = ApiAnswer::json(200, &body);
+        Ok(match version {
+            Some(v) => answer.with_header("etag", etag(&v)),
+            None => answer,
+        })
+    }
+
+    /// `doc`'s durable version as the node's feed has it from `clock` on
+    /// (`None` if this identity may not read it).
+    async fn version_at(
+        &self,
+        ex: &Exchange,
+        doc: &DocId,
+        clock: Clock,
+    ) -> Result<Option<VersionVector>, ApiAnswer> {
+        ex.send(vec![Message::ChangesSince {
+            clock: Clock(clock.0.saturating_sub(1)),
+            filter: Filter::docs([doc.clone()]),
+        }])?;
+        let Message::Changes { docs, .. } =
+            ex.answer(|m| matches!(m, Message::Changes { .. })).await?
+        else {
+            return Err(ApiAnswer::error(
+                500,
+                "Internal",
+                "an answer of another kind",
+            ));
+        };
+        Ok(docs.into_iter().find(|d| d.doc == *doc).map(|d| d.version))
     }
 
     async fn list(&self, req: &ApiRequest) -> Result<ApiAnswer, ApiAnswer> {
@@ -420,7 +527,7 @@ impl Docs {
             Some(a) if a.as_str() >= prefix.as_str() => Some(a),
             _ => just_before(&prefix),
         };
-        let ex = self.open(req, Vec::new())?;
+        let ex = self.open(req)?;
         let mut found = Vec::new();
         let mut next = None;
         for page in 1..=MOST_PAGES {
@@ -458,8 +565,12 @@ impl Docs {
                 break;
             }
             if page == MOST_PAGES {
-                // Pages left unread: the client goes on from here.
-                next = from.as_ref().map(DocId::to_string);
+                // Pages left unread: the client goes on from here (never
+                // from before the prefix, where it would start again).
+                next = from
+                    .as_ref()
+                    .filter(|f| f.as_str() >= prefix.as_str())
+                    .map(DocId::to_string);
             }
         }
         let docs: Vec<_> = found

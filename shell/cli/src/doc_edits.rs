@@ -14,7 +14,8 @@
 //!   {"op": "delete_list", "path": ["items"], "index": 0, "len": 1}]}
 //! ```
 //! A path starts with a root container's name (made, of the edit's kind,
-//! if the document has none of that name) and goes on through map keys
+//! if the document has none of that name; one of another kind there is
+//! refused) and goes on through map keys
 //! and list positions to a container that must exist. Text positions
 //! count Unicode characters; a missing `index` inserts at the end.
 
@@ -228,6 +229,13 @@ fn find(doc: &LoroDoc, path: &[Step], kind: Kind) -> Result<Container, Failure> 
         ));
     };
     if rest.is_empty() {
+        // Loro tells roots apart by name and kind: one of another kind
+        // under this name would hide, or be hidden by, the new one.
+        if let Some(ValueOrContainer::Container(c)) =
+            doc.get_by_path(&[Index::Key(root.as_str().into())])
+        {
+            return Ok(c);
+        }
         return Ok(match kind {
             Kind::Map => Container::Map(doc.get_map(root.as_str())),
             Kind::Text => Container::Text(doc.get_text(root.as_str())),

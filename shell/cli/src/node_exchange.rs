@@ -4,9 +4,11 @@
 //! rights, quotas, durability before an acknowledgement); nothing here
 //! decides who may do what.
 
+use docweave_adapters::reassembly::{Reassembly, ReassemblyLimits, Refused};
 use docweave_adapters::transport::{ApiAnswer, Connector, Outbound, PolledLink};
 use docweave_core::{ErrorCode, Hello, Limits, Message, PeerId, PeerKind, PROTOCOL_VERSION};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// How long the node has to answer one message of a request.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
@@ -14,16 +16,22 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 /// A request's link into the node, closed when dropped.
 pub struct Exchange {
     link: PolledLink,
+    /// The node's frames larger than its chunk size come as chunk frames,
+    /// put back together here.
+    chunks: Mutex<Reassembly<u32>>,
+    /// The largest answer taken.
+    limits: Limits,
+    opened: Instant,
 }
 
 impl Exchange {
-    /// Opens a link and says hello as `peer` with `token`, followed by
-    /// `first` in the same frame (the node takes the hello first).
+    /// Opens a link and says hello as `peer` with `token`; the node's
+    /// answers may be as large as `max_answer` bytes.
     pub fn open(
         connect: &Connector,
         peer: &str,
         token: Option<String>,
-        first: Vec<Message>,
+        max_answer: usize,
     ) -> Result<Self, ApiAnswer> {
         let peer = PeerId::parse(peer).map_err(|e| {
             ApiAnswer::error(
@@ -35,15 +43,31 @@ impl Exchange {
         let hello = Message::Hello(Hello {
             peer,
             name: String::new(),
-            // Bots' connections stand side by side: requests of one
-            // identity never replace each other or its live clients.
+            // A bot's connection is one request's: it stands beside the
+            // identity's live connections (neither replaces the other),
+            // and the node records nothing of it as the identity's.
             kind: PeerKind::Bot,
             protocol: PROTOCOL_VERSION,
             token,
             clock: Default::default(),
         });
-        let exchange = Self { link: connect() };
-        exchange.send(std::iter::once(hello).chain(first).collect())?;
+        let limits = Limits {
+            max_frame: max_answer,
+            ..Limits::default()
+        };
+        let chunks = Reassembly::new(ReassemblyLimits {
+            max_message: max_answer,
+            max_pending: 2,
+            max_held: max_answer,
+            deadline_ms: ANSWER_WITHIN.as_millis() as u64,
+        });
+        let exchange = Self {
+            link: connect(),
+            chunks: Mutex::new(chunks),
+            limits,
+            opened: Instant::now(),
+        };
+        exchange.send(vec![hello])?;
         Ok(exchange)
     }
 
@@ -51,10 +75,35 @@ impl Exchange {
     pub fn send(&self, messages: Vec<Message>) -> Result<(), ApiAnswer> {
         let frame = docweave_core::encode(&messages)
             .map_err(|e| ApiAnswer::error(413, "TooLarge", e.to_string()))?;
-        self.link
-            .tx
-            .send(frame)
-            .map_err(|_| ApiAnswer::error(503, "Stopped", "the node is not taking requests"))
+        self.link.tx.send(frame).map_err(|_| going_away())
+    }
+
+    /// The node's messages in one frame it sent, once the frame is whole.
+    fn messages_in(&self, frame: &[u8]) -> Result<Vec<Message>, ApiAnswer> {
+        let whole = match docweave_core::parse_chunk(frame) {
+            None => frame.to_vec(),
+            Some(c) => {
+                let now = self.opened.elapsed().as_millis() as u64;
+                let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+                if c.index == 0 {
+                    chunks
+                        .begin(c.id, c.count, Some(c.total), now)
+                        .map_err(too_large_answer)?;
+                }
+                match chunks.piece(c.id, c.index, c.bytes, now) {
+                    Ok(Some(whole)) => whole,
+                    Ok(None) => return Ok(Vec::new()),
+                    Err(e) => return Err(too_large_answer(e)),
+                }
+            }
+        };
+        docweave_core::decode(&whole, &self.limits).map_err(|e| {
+            ApiAnswer::error(
+                502,
+                "BadAnswer",
+                format!("the node's answer did not decode: {e}"),
+            )
+        })
     }
 
     /// The first message the node sends that `wanted` picks, or the error
@@ -62,34 +111,52 @@ impl Exchange {
     pub async fn answer(&self, wanted: impl Fn(&Message) -> bool) -> Result<Message, ApiAnswer> {
         let found = futures_lite::future::or(
             async {
-                while let Some(Outbound::Frame(f)) = self.link.rx.recv().await {
+                loop {
+                    let Some(Outbound::Frame(f)) = self.link.rx.recv().await else {
+                        // The node closed the link (it is stopping).
+                        return Err(going_away());
+                    };
                     self.link.rx.written(&f);
-                    // The node's own frames: one that does not decode is a
-                    // bug of ours, and the request then times out.
-                    for m in docweave_core::decode(&f, &Limits::default()).unwrap_or_default() {
-                        if wanted(&m) || matches!(m, Message::Error { .. }) {
-                            return Some(m);
+                    for m in self.messages_in(&f)? {
+                        match m {
+                            Message::Error { code, message } => return Err(refusal(code, message)),
+                            Message::GoingAway { .. } => return Err(going_away()),
+                            m if wanted(&m) => return Ok(m),
+                            _ => {}
                         }
                     }
                 }
-                None
             },
             async {
                 smol::Timer::after(ANSWER_WITHIN).await;
-                None
+                Err(ApiAnswer::error(
+                    504,
+                    "Timeout",
+                    "the node did not answer in time",
+                ))
             },
         )
         .await;
-        match found {
-            Some(Message::Error { code, message }) => Err(refusal(code, message)),
-            Some(m) => Ok(m),
-            None => Err(ApiAnswer::error(
-                504,
-                "Timeout",
-                "the node did not answer in time",
-            )),
-        }
+        found
     }
+}
+
+/// The answer while the node stops or turns new requests away.
+fn going_away() -> ApiAnswer {
+    ApiAnswer::error(
+        503,
+        "GoingAway",
+        "the server is stopping; use another, or try again later",
+    )
+    .with_header("retry-after", "1".into())
+}
+
+fn too_large_answer(e: Refused) -> ApiAnswer {
+    ApiAnswer::error(
+        502,
+        "BadAnswer",
+        format!("the node's answer was refused: {e}"),
+    )
 }
 
 impl Drop for Exchange {
@@ -98,15 +165,18 @@ impl Drop for Exchange {
     }
 }
 
-/// The HTTP answer to a node's error.
+/// The HTTP answer to a node's error: what the client did wrong is a
+/// 4xx, what the server could not do (or got wrong) a 5xx.
 pub fn refusal(code: ErrorCode, message: String) -> ApiAnswer {
     let status = match code {
         ErrorCode::BadToken => 401,
         ErrorCode::PermissionDenied => 403,
         ErrorCode::UnknownListener => 404,
+        ErrorCode::BadDocId => 400,
         ErrorCode::TooLarge => 413,
         ErrorCode::RateLimited => 429,
-        _ => 400,
+        // The node refused what this process sent it: ours to fix.
+        _ => 502,
     };
     ApiAnswer::error(status, &format!("{code:?}"), message)
 }

@@ -686,7 +686,12 @@ fn start_http(
     // A listener or document request without `x-docweave-peer` speaks as
     // its token's own peer (checked by the node like any hello).
     let peer_of_token: PeerOfToken = node.auth.peer_of_token();
-    let docs = crate::doc_api::routes(connect.clone(), peer_of_token.clone(), node.max_message);
+    let docs = crate::doc_api::routes(
+        connect.clone(),
+        peer_of_token.clone(),
+        node.max_message,
+        node.auth.requires_token(),
+    );
     let pages = HttpPages {
         limit: Some(limits.http.clone()),
         metrics: Some(metrics_page(figures.clone())),

@@ -205,6 +205,11 @@ impl ServeAuth {
         open || token.is_some_and(|t| statics.holds(t))
     }
 
+    /// Whether a client without a token is turned away.
+    pub fn requires_token(&self) -> bool {
+        !self.admits_unsigned(None)
+    }
+
     /// Whether nothing but the static tokens (if any) guards the server.
     pub fn open(&self) -> bool {
         self.jwt.is_none() && self.auth_url.is_none() && !self.tokens_required

@@ -45,6 +45,23 @@ impl S13Sizes {
     }
 }
 
+/// Text of `chars` letters and spaces that does not compress much, so the
+/// document is as large stored and sent as it reads.
+fn varied_text(chars: usize) -> String {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..chars)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            match state % 27 {
+                26 => ' ',
+                n => char::from(b'a' + n as u8),
+            }
+        })
+        .collect()
+}
+
 /// One small Loro update after `doc`'s current state.
 fn edit(doc: &loro::LoroDoc, n: usize) -> Vec<u8> {
     let before = doc.oplog_vv();
@@ -116,7 +133,7 @@ pub async fn s13(bin: &Path, sizes: &S13Sizes, dir: &Path) -> Vec<Run> {
     // The large document, written in one update.
     let big = loro::LoroDoc::new();
     big.get_text("t")
-        .insert(0, &"x".repeat(sizes.doc_chars))
+        .insert(0, &varied_text(sizes.doc_chars))
         .unwrap_or_else(|e| panic!("an insert into an empty text: {e}"));
     big.commit();
     let snapshot = big
