@@ -3,7 +3,7 @@
 //!
 //! Bytes carried as they are (document data, strings) cost what they take on
 //! the wire. What costs more than its wire bytes is structure: an empty id is
-//! one byte on the wire and about 48 in memory, an entry of a list the size
+//! one byte on the wire and about 64 in memory, an entry of a list the size
 //! of its element. Every such allocation is charged to a budget set for the
 //! message, at most [`RATIO`] times its wire size and never more than
 //! [`CEILING`]; past it the message is refused. So a message holds at most

@@ -41,8 +41,11 @@ fn check_id(s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
-/// Bytes an id takes in memory beyond its text (see [`crate::budget`]).
-const ID_OVERHEAD: usize = 48;
+/// Bytes an id takes on the heap beyond its text (see [`crate::budget`]):
+/// the shared allocation's counts and the allocator's own header and
+/// rounding. Its 24 bytes inline (prefix and pointer) are its container's,
+/// charged with the list or message that holds it.
+const ID_OVERHEAD: usize = 40;
 
 /// The first eight bytes of an id as a big-endian number, zero-padded: two
 /// ids whose prefixes differ compare as their prefixes do (a shorter id
@@ -106,8 +109,6 @@ macro_rules! string_id {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
-                // The shared allocation's header and the pointer to it:
-                // what an id costs beyond its bytes.
                 crate::budget::charge::<D::Error>(ID_OVERHEAD)?;
                 Ok(Self::from_text(&s))
             }
