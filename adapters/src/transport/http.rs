@@ -736,6 +736,20 @@ fn listener_message(
     Ok(message)
 }
 
+/// The hello of one HTTP request's link into the node: a bot's, so it
+/// stands beside the identity's live connections (neither replaces the
+/// other) and the node records nothing of it as the identity's.
+pub fn request_hello(peer: PeerId, token: Option<String>) -> Message {
+    Message::Hello(Hello {
+        peer,
+        name: String::new(),
+        kind: PeerKind::Bot,
+        protocol: PROTOCOL_VERSION,
+        token,
+        clock: Default::default(),
+    })
+}
+
 /// One request, one answer, through a fresh link into the node.
 async fn exchange(
     peer: &str,
@@ -751,14 +765,7 @@ async fn exchange(
         );
     };
     let link = connect();
-    let hello = Message::Hello(Hello {
-        peer,
-        name: String::new(),
-        kind: PeerKind::Bot,
-        protocol: PROTOCOL_VERSION,
-        token,
-        clock: Default::default(),
-    });
+    let hello = request_hello(peer, token);
     let wanted = match &message {
         Message::ListenerRegister { .. } => "listener-registered",
         Message::ListenerPull { .. } => "strands",

@@ -34,7 +34,7 @@ mod websocket;
 
 #[cfg(feature = "http")]
 pub use http::{
-    http_link, http_link_to, post, request, request_capped, request_to, serve_http,
+    http_link, http_link_to, post, request, request_capped, request_hello, request_to, serve_http,
     serve_http_with_web, split_frames, Connector, HealthCheck, HttpFigures, HttpOptions, HttpPages,
     HttpTarget, MetricsPage, PeerOfToken, StatusPage, StatusRequest,
 };

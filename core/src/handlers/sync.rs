@@ -252,21 +252,7 @@ pub(crate) fn answer(
     let ours = d.version.clone();
     peer_has(model, peer, doc, &theirs);
     if theirs.includes(&ours) {
-        // What we promise to keep, not what we happen to hold in memory.
-        let promised = model
-            .docs
-            .get(doc)
-            .map(|d| super::common::promised_version(model, d))
-            .unwrap_or_default();
-        out.send(
-            channel,
-            Message::SyncResponse {
-                doc: doc.clone(),
-                batch: BatchId(0),
-                reply: Reply::UpToDate,
-                version: promised,
-            },
-        );
+        up_to_date(model, out, channel, doc);
     } else if already_answering(model, channel, doc, &ours) {
         // A repeated request on the same connection: the data is on its way
         // (and offered again if never acknowledged), not sent twice.
@@ -607,6 +593,25 @@ struct Imported {
 
 /// A peer's update is in: others hear of it, the peer gets what it lacks
 /// and, once durable, its acknowledgement (or is asked for what is missing).
+/// Tells `channel` it holds all of `doc` there is, with the version the
+/// node promises to keep (not what it happens to hold in memory).
+fn up_to_date(model: &Model, out: &mut Effects, channel: ChannelId, doc: &DocId) {
+    let promised = model
+        .docs
+        .get(doc)
+        .map(|d| super::common::promised_version(model, d))
+        .unwrap_or_default();
+    out.send(
+        channel,
+        Message::SyncResponse {
+            doc: doc.clone(),
+            batch: BatchId(0),
+            reply: Reply::UpToDate,
+            version: promised,
+        },
+    );
+}
+
 /// Answers one request's sync-request (see `common::is_request_channel`):
 /// the data it lacks, or that it is up to date, on its channel; its
 /// identity is neither subscribed nor recorded as holding anything.
@@ -621,16 +626,7 @@ fn answer_request(
         return;
     };
     if theirs.includes(&d.version) {
-        let promised = super::common::promised_version(model, d);
-        return out.send(
-            channel,
-            Message::SyncResponse {
-                doc: doc.clone(),
-                batch: BatchId(0),
-                reply: Reply::UpToDate,
-                version: promised,
-            },
-        );
+        return up_to_date(model, out, channel, doc);
     }
     let since = (!theirs.is_empty()).then(|| theirs.clone());
     super::common::send_data_only(model, out, channel, doc, since, false);

@@ -5,8 +5,8 @@
 //! decides who may do what.
 
 use docweave_adapters::reassembly::{Reassembly, ReassemblyLimits, Refused};
-use docweave_adapters::transport::{ApiAnswer, Connector, Outbound, PolledLink};
-use docweave_core::{ErrorCode, Hello, Limits, Message, PeerId, PeerKind, PROTOCOL_VERSION};
+use docweave_adapters::transport::{request_hello, ApiAnswer, Connector, Outbound, PolledLink};
+use docweave_core::{ErrorCode, Limits, Message, PeerId};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -40,17 +40,7 @@ impl Exchange {
                 format!("{peer:?} is not a valid peer id: {e}"),
             )
         })?;
-        let hello = Message::Hello(Hello {
-            peer,
-            name: String::new(),
-            // A bot's connection is one request's: it stands beside the
-            // identity's live connections (neither replaces the other),
-            // and the node records nothing of it as the identity's.
-            kind: PeerKind::Bot,
-            protocol: PROTOCOL_VERSION,
-            token,
-            clock: Default::default(),
-        });
+        let hello = request_hello(peer, token);
         let limits = Limits {
             max_frame: max_answer,
             ..Limits::default()
