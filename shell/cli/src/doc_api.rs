@@ -68,16 +68,11 @@ pub fn routes(
     max_message: usize,
     tokens_required: bool,
 ) -> ApiRoutes {
-    let mut editor = [0u8; 8];
-    // A peer id drawn from the clock instead still differs between runs.
-    if getrandom::fill(&mut editor).is_err() {
-        editor = docweave_shell::now_ms().to_le_bytes();
-    }
     let docs = Arc::new(Docs {
         connect,
         peer_of_token,
         max_message,
-        editor: smol::lock::Mutex::new(u64::from_le_bytes(editor) >> 1),
+        editor: smol::lock::Mutex::new(fresh_editor()),
     });
     let handler: ApiHandler = Arc::new(move |req| {
         let docs = docs.clone();
@@ -99,6 +94,18 @@ pub fn routes(
         handler,
         max_body: max_message,
     }
+}
+
+/// A Loro peer id no other process or earlier editor uses (random).
+fn fresh_editor() -> u64 {
+    let mut bytes = [0u8; 8];
+    // A peer id drawn from the clock instead still differs between runs
+    // (and between draws, a millisecond apart at least).
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = docweave_shell::now_ms().to_le_bytes();
+    }
+    // Loro refuses `u64::MAX` as a peer id: the top bit off keeps clear of it.
+    u64::from_le_bytes(bytes) >> 1
 }
 
 /// A version as the API prints it.
@@ -414,7 +421,14 @@ impl Docs {
             .export(loro::ExportMode::updates(&before))
             .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
         let theirs = docweave_shell::to_core_version(&copy.oplog_vv());
+        let mut editor = editor;
         let written = self.write(&ex, &doc, update, theirs).await;
+        if written.is_err() {
+            // The node may still take the change (a timeout, a stop): the
+            // next edit, reading a copy without it, must not reuse its
+            // counters, so it writes as a new peer.
+            *editor = fresh_editor();
+        }
         drop(editor);
         written
     }
