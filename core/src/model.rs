@@ -580,6 +580,10 @@ pub(crate) enum Source {
         channel: ChannelId,
         batch: BatchId,
         version: VersionVector,
+        /// Whether it came on a request channel (see
+        /// `handlers::common::is_request_channel`), as it was when the data
+        /// arrived: the channel may be gone when the import ends.
+        request: bool,
     },
     Push {
         peer: PeerId,

@@ -40,21 +40,15 @@ pub(crate) fn established_peer(model: &Model, channel: ChannelId) -> Option<Peer
     }
 }
 
-/// The channel we use to reach a peer: its newest one that is not a bot
-/// (an HTTP request link), else its newest.
+/// The channel we use to reach a peer: its newest one that is not a
+/// request's (see [`is_request_channel`]); none while it has only those
+/// (a request holds nothing of the identity's and acknowledges nothing).
 pub(crate) fn peer_channel(model: &Model, peer: &PeerId) -> Option<ChannelId> {
     let channels = &model.peers.get(peer)?.channels;
-    let bot = |c: &ChannelId| {
-        model
-            .channels
-            .get(c)
-            .is_some_and(|ch| ch.peer_kind == Some(crate::protocol::PeerKind::Bot))
-    };
     channels
         .iter()
         .rev()
-        .find(|c| !bot(c))
-        .or_else(|| channels.get_max())
+        .find(|c| !is_request_channel(model, **c))
         .copied()
 }
 

@@ -513,6 +513,7 @@ pub(crate) fn take_data(
     if let Err(most) = super::quotas::fits(model, &peer, &doc, data.len()) {
         return super::quotas::refuse_too_large(model, out, channel, &peer, &doc, batch, most);
     }
+    let request = super::common::is_request_channel(model, channel);
     import(
         model,
         out,
@@ -523,6 +524,7 @@ pub(crate) fn take_data(
             channel,
             batch,
             version,
+            request,
         },
     );
 }
@@ -571,14 +573,25 @@ pub(crate) fn imported(model: &mut Model, out: &mut Effects, id: ImportId, outco
             peer,
             channel,
             batch,
+            request: true,
+            ..
+        } => imported_from_request(model, out, done, channel, batch, peer),
+        Source::Peer {
+            peer,
+            channel,
+            batch,
             version: theirs,
+            request: false,
         } => imported_from_peer(model, out, done, peer, channel, batch, theirs),
         Source::Push {
             peer,
-            channel: _,
+            channel,
             job,
             index,
-        } => imported_from_push(model, out, done, peer, job, index),
+        } => {
+            let request = super::common::is_request_channel(model, channel);
+            imported_from_push(model, out, done, peer, job, index, request)
+        }
     }
 }
 
@@ -647,14 +660,9 @@ fn imported_from_peer(
         advanced,
         complete,
     } = done;
-    if super::common::is_request_channel(model, channel) {
-        return imported_from_request(
-            model, out, doc, version, advanced, complete, channel, batch, peer,
-        );
-    }
     peer_has(model, &peer, &doc, &theirs);
     if advanced {
-        took_change(model, out, &doc, &peer);
+        took_change(model, out, &doc, &peer, true);
     }
     // We may hold concurrent changes it lacks: send only those (never its own back).
     push_gap(model, out, &peer, &doc);
@@ -691,31 +699,22 @@ fn imported_from_peer(
 /// recorded nothing of theirs), and the request's acknowledgement waits
 /// for durability. A request missing dependencies is told so and not
 /// asked for them: it holds nothing more.
-#[allow(clippy::too_many_arguments)]
 fn imported_from_request(
     model: &mut Model,
     out: &mut Effects,
-    doc: DocId,
-    version: VersionVector,
-    advanced: bool,
-    complete: bool,
+    done: Imported,
     channel: ChannelId,
     batch: BatchId,
     peer: PeerId,
 ) {
+    let Imported {
+        doc,
+        version,
+        advanced,
+        complete,
+    } = done;
     if advanced {
-        changed(model, &doc);
-        let now = model
-            .docs
-            .get(&doc)
-            .map(|d| d.version.clone())
-            .unwrap_or_default();
-        out.emit(Event::DocChanged {
-            doc: doc.clone(),
-            version: now,
-            from: Some(peer.clone()),
-        });
-        propagate(model, out, &doc, None);
+        took_change(model, out, &doc, &peer, false);
     }
     if !complete {
         return ack(out, channel, batch, AckStatus::MissingDependencies);
@@ -729,8 +728,16 @@ fn imported_from_request(
 }
 
 /// An import added to `doc` (sent by `peer`): it is changed here, the
-/// application hears of it, and the other subscribers get it.
-fn took_change(model: &mut Model, out: &mut Effects, doc: &DocId, peer: &PeerId) {
+/// application hears of it, and the other subscribers get it: all but
+/// `peer` when `skip_source` (its replica has it), every one when it came
+/// from one of `peer`'s requests.
+fn took_change(
+    model: &mut Model,
+    out: &mut Effects,
+    doc: &DocId,
+    peer: &PeerId,
+    skip_source: bool,
+) {
     changed(model, doc);
     let now = model
         .docs
@@ -742,7 +749,7 @@ fn took_change(model: &mut Model, out: &mut Effects, doc: &DocId, peer: &PeerId)
         version: now,
         from: Some(peer.clone()),
     });
-    propagate(model, out, doc, Some(peer));
+    propagate(model, out, doc, Some(peer).filter(|_| skip_source));
 }
 
 /// A listener's pushed revision is in: others hear of it, and its
@@ -754,6 +761,7 @@ fn imported_from_push(
     peer: PeerId,
     job: u64,
     index: usize,
+    request: bool,
 ) {
     let Imported {
         doc,
@@ -762,7 +770,9 @@ fn imported_from_push(
         complete,
     } = done;
     if advanced {
-        took_change(model, out, &doc, &peer);
+        // Pushed over the HTTP listener API (a request): the pusher's own
+        // live connections hear of it too.
+        took_change(model, out, &doc, &peer, !request);
     }
     if complete {
         when_durable(model, out, &doc, version, Notify::Push { job, index });
@@ -795,6 +805,15 @@ fn import_unavailable(
         format!("{doc} could not take data now: {reason}; it is asked for again"),
     );
     match source {
+        Source::Peer {
+            channel,
+            batch,
+            request: true,
+            ..
+        } => {
+            // A request holds nothing to offer again: it is told to retry.
+            ack(out, channel, batch, AckStatus::RateLimited);
+        }
         Source::Peer {
             peer,
             version: theirs,

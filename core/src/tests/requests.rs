@@ -121,3 +121,55 @@ fn a_requests_write_reaches_its_identitys_live_connection() {
         }
     )));
 }
+
+#[test]
+fn a_requests_write_reaches_its_identity_even_when_the_request_left_before_the_import_ended() {
+    let mut k = hub_with_alice_live_and_requesting();
+    let cmds = k.recv(
+        5,
+        Message::Update {
+            doc: doc("notes"),
+            batch: BatchId(1),
+            data: Payload::new(vec![1]),
+            version: vv(&[(7, 1)]),
+        },
+    );
+    let id = imports(&cmds)[0];
+    k.feed(Msg::ChannelRemoved {
+        channel: crate::ChannelId(5),
+    });
+    let cmds = k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Applied {
+            version: vv(&[(9, 2), (7, 1)]),
+        },
+    });
+    assert_eq!(data(&cmds, 1).len(), 1, "{cmds:?}");
+}
+
+#[test]
+fn nothing_of_the_identitys_goes_to_its_requests_when_it_has_no_live_connection() {
+    let mut k = hub_with_alice_live_and_requesting();
+    // Alice's live connection leaves; she is remembered, still following.
+    k.feed(Msg::ChannelRemoved {
+        channel: crate::ChannelId(1),
+    });
+    k.peer(2, "bob");
+    let cmds = k.recv(
+        2,
+        Message::Update {
+            doc: doc("notes"),
+            batch: BatchId(1),
+            data: Payload::new(vec![1]),
+            version: vv(&[(8, 1)]),
+        },
+    );
+    let id = imports(&cmds)[0];
+    let cmds = k.feed(Msg::Imported {
+        id,
+        outcome: ImportOutcome::Applied {
+            version: vv(&[(9, 2), (8, 1)]),
+        },
+    });
+    assert!(data(&cmds, 5).is_empty(), "{cmds:?}");
+}

@@ -50,11 +50,12 @@ struct Docs {
     peer_of_token: PeerOfToken,
     /// The largest body taken, and answer read from the node.
     max_message: usize,
-    /// The Loro peer this process writes JSON edits as: drawn at start
-    /// (no other process shares it) and held by one edit at a time, so its
-    /// counters never repeat; one peer for all edits keeps a document's
-    /// version from growing by a peer with each edit.
-    editor: smol::lock::Mutex<u64>,
+    /// The Loro peer this process writes JSON edits as, and the counter
+    /// its edits reached: drawn at start (no other process shares it) and
+    /// held by one edit at a time, so its counters never repeat; one peer
+    /// for all edits keeps a document's version from growing by a peer
+    /// with each edit.
+    editor: smol::lock::Mutex<Editor>,
 }
 
 /// The routes for the HTTP endpoint: requests go to the node through
@@ -72,7 +73,7 @@ pub fn routes(
         connect,
         peer_of_token,
         max_message,
-        editor: smol::lock::Mutex::new(fresh_editor()),
+        editor: smol::lock::Mutex::new(Editor::new()),
     });
     let handler: ApiHandler = Arc::new(move |req| {
         let docs = docs.clone();
@@ -93,6 +94,37 @@ pub fn routes(
         }),
         handler,
         max_body: max_message,
+    }
+}
+
+/// The Loro peer of JSON edits.
+struct Editor {
+    peer: u64,
+    /// Per document, the counter its edits reached (Loro counts per
+    /// document), for the documents it edited.
+    used: std::collections::BTreeMap<DocId, u64>,
+}
+
+/// Documents an editor peer keeps count of; past them it is replaced by a
+/// new one, which has edited nothing.
+const EDITED_DOCS: usize = 10_000;
+
+impl Editor {
+    fn new() -> Self {
+        Self {
+            peer: fresh_editor(),
+            used: Default::default(),
+        }
+    }
+
+    /// Whether this peer may go on editing `doc`, whose copy holds its
+    /// changes up to `held`: not if it handed out more (a change the copy
+    /// lacks would share counters), nor if it forgot how many.
+    fn may_go_on(&self, doc: &DocId, held: u64) -> bool {
+        match self.used.get(doc) {
+            Some(used) => held >= *used,
+            None => held == 0 && self.used.len() < EDITED_DOCS,
+        }
     }
 }
 
@@ -394,10 +426,8 @@ impl Docs {
         let ex = self.open(req)?;
         // One edit at a time: the next one reads this one's change back
         // (acknowledged before the lock is let go) and goes on counting.
-        let editor = self.editor.lock().await;
+        let mut editor = self.editor.lock().await;
         let copy = loro::LoroDoc::new();
-        copy.set_peer_id(*editor)
-            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
         match self.sync(&ex, &doc, VersionVector::new()).await?.reply {
             Reply::Snapshot(p) | Reply::Delta(p) => {
                 copy.import(p.as_bytes()).map_err(|e| {
@@ -409,6 +439,16 @@ impl Docs {
             // make it when the change arrives.
             Reply::Unavailable | Reply::UpToDate => {}
         }
+        // The editor goes on only from where this copy shows it stopped: a
+        // change of its the copy lacks (a write that failed or was cut
+        // off, a document this identity may not read) would share its
+        // counters, so it starts as a new peer instead.
+        let held = copy.oplog_vv().get(&editor.peer).copied().unwrap_or(0);
+        if !editor.may_go_on(&doc, u64::try_from(held).unwrap_or(0)) {
+            *editor = Editor::new();
+        }
+        copy.set_peer_id(editor.peer)
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
         let before = copy.oplog_vv();
         doc_edits::apply(&copy, &edits).map_err(|e| {
             let code = match e {
@@ -421,14 +461,13 @@ impl Docs {
             .export(loro::ExportMode::updates(&before))
             .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
         let theirs = docweave_shell::to_core_version(&copy.oplog_vv());
-        let mut editor = editor;
+        // Handed out before the write is awaited: a request cut off while
+        // it waits still counts them.
+        let reached = copy.oplog_vv().get(&editor.peer).copied().unwrap_or(0);
+        editor
+            .used
+            .insert(doc.clone(), u64::try_from(reached).unwrap_or(u64::MAX));
         let written = self.write(&ex, &doc, update, theirs).await;
-        if written.is_err() {
-            // The node may still take the change (a timeout, a stop): the
-            // next edit, reading a copy without it, must not reuse its
-            // counters, so it writes as a new peer.
-            *editor = fresh_editor();
-        }
         drop(editor);
         written
     }
@@ -484,8 +523,10 @@ impl Docs {
         }
         // Durable: the node acknowledges only then. Its durable version,
         // from its feed just before the change (a short walk).
+        // Best effort: the change is durable whatever this says, and an
+        // error here would have the client write it again.
         let version = match clock {
-            Some(c) => self.version_at(ex, doc, c).await?,
+            Some(c) => self.version_at(ex, doc, c).await.unwrap_or(None),
             None => None,
         };
         let body = json!({ "id": doc.as_str(), "version": version.as_ref().map(version_text) });
@@ -644,6 +685,21 @@ fn just_before(prefix: &str) -> Option<DocId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_editor_goes_on_only_from_where_a_copy_shows_it_stopped() {
+        let mut e = Editor::new();
+        let (a, b) = (DocId::new("a"), DocId::new("b"));
+        assert!(e.may_go_on(&a, 0), "a document it never edited");
+        e.used.insert(a.clone(), 5);
+        assert!(e.may_go_on(&a, 5) && e.may_go_on(&a, 7));
+        assert!(!e.may_go_on(&a, 4), "a change of its the copy lacks");
+        assert!(e.may_go_on(&b, 0) && !e.may_go_on(&b, 3), "forgotten: not");
+        for i in 0..EDITED_DOCS {
+            e.used.insert(DocId::new(&format!("d{i}")), 1);
+        }
+        assert!(!e.may_go_on(&b, 0), "past its bound of documents");
+    }
 
     #[test]
     fn a_version_prints_and_parses_back_and_bad_text_is_refused() {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 /// How long the node has to answer one message of a request.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
+/// Room in an answer's frame beyond its document data.
+const FRAME_HEADROOM: usize = 1 << 20;
+
 /// A request's link into the node, closed when dropped.
 pub struct Exchange {
     link: PolledLink,
@@ -41,6 +44,9 @@ impl Exchange {
             )
         })?;
         let hello = request_hello(peer, token);
+        // The node bounds the data it exports by its largest message; the
+        // frame around it (header, id, version, other messages) is more.
+        let max_answer = max_answer.saturating_add(FRAME_HEADROOM);
         let limits = Limits {
             max_frame: max_answer,
             ..Limits::default()
