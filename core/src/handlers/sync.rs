@@ -1099,7 +1099,13 @@ pub(crate) fn answer_owed(
     if !model.docs.get(&f.doc).is_some_and(|d| d.is_ready()) {
         return;
     }
-    let theirs = if taken {
+    // The update brought the peer from the base we assumed it held to
+    // `f.version`: only when the request says it held that base (or the
+    // update was a snapshot) does taking it bring the peer that far. A
+    // base assumed wrongly (an earlier update lost to its crash) must not
+    // make the answer "up to date" while it lacks what that update held.
+    let base_held = f.base.as_ref().is_none_or(|b| theirs.includes(b));
+    let theirs = if taken && base_held {
         theirs.merge(&f.version)
     } else {
         theirs

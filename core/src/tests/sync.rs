@@ -448,3 +448,40 @@ fn a_repeated_request_is_not_answered_twice_while_its_answer_is_on_the_way() {
         "the first answer is still unacknowledged"
     );
 }
+
+#[test]
+fn a_request_crossing_an_update_built_on_a_base_the_peer_lacks_is_answered_with_data() {
+    let mut k = hub_with_doc();
+    request(&mut k, 1, &[(9, 2)], false);
+    // An update alice never gets: her connection ends before it arrives.
+    k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, 2), (1, 1)]),
+    });
+    k.feed(Msg::ChannelRemoved {
+        channel: crate::ChannelId(1),
+    });
+    k.peer(3, "alice");
+    // The next change goes as an update from the base assumed she holds.
+    let cmds = k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, 2), (1, 1), (2, 1)]),
+    });
+    let live = data(&cmds, 3);
+    assert!(matches!(live[..], [(_, Some(_), true)]), "{cmds:?}");
+    // Her request says she holds less; it crossed that update.
+    request(&mut k, 3, &[(9, 2)], false);
+    let cmds = k.recv(
+        3,
+        Message::Ack {
+            batch: live[0].0,
+            status: crate::AckStatus::Ok,
+            clock: None,
+        },
+    );
+    let answered = data(&cmds, 3);
+    assert!(
+        matches!(&answered[..], [(_, Some(since), false)] if *since == vv(&[(9, 2)])),
+        "{cmds:?}"
+    );
+}
