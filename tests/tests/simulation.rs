@@ -145,6 +145,10 @@ const FOUND: &[u64] = &[
     // write in doubt was not written again, and a client restarting from
     // scratch was listed nothing.
     0x0007_e57a_11ce_05db,
+    // A request that crossed a live update was answered up to date though it
+    // lacked the base that update was built on (the update that made the
+    // base was lost to the peer's crash): the peer never got the change.
+    0xf3d1_2d41_5621_d604,
 ];
 
 /// Seeds kept because they reach a path the coverage check below asks for
