@@ -149,6 +149,11 @@ const FOUND: &[u64] = &[
     // lacked the base that update was built on (the update that made the
     // base was lost to the peer's crash): the peer never got the change.
     0xf3d1_2d41_5621_d604,
+    // Another server wrote again a document a hub held (its first write's
+    // answer was lost): the store moved the document's row up, the hub kept
+    // its old clock below its memory floor, and a client pulling from
+    // scratch was listed it by neither the store's index nor memory.
+    0x6c3f_8ff4_eead_086f,
 ];
 
 /// Seeds kept because they reach a path the coverage check below asks for

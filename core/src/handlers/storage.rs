@@ -219,8 +219,13 @@ pub(crate) fn feed_changes(
         match model.docs.get(&cd.doc) {
             // Already here: nothing to read. (Our own clock for it says so
             // only when nobody else writes: on a shared store another
-            // server may have written it just below our last append.)
-            Some(d) if d.version.includes(&cd.version) || (!shared && d.clock >= cd.clock) => {}
+            // server may have written it just below our last append.) But
+            // the store's clock for it is taken: another server's write of
+            // what we hold moved its row up, and a walk of the feed from
+            // below our memory floor finds it only there.
+            Some(d) if d.version.includes(&cd.version) || (!shared && d.clock >= cd.clock) => {
+                super::common::assign_clock(model, &cd.doc, cd.clock);
+            }
             // Being loaded anyway: that load reads the change too.
             Some(d) if !d.is_ready() => {}
             Some(_) => {

@@ -279,3 +279,48 @@ fn a_writer_that_may_not_create_still_writes_to_a_document_memory_forgot() {
     let cmds = k.missing(STORE, "x");
     assert!(denied(&cmds));
 }
+
+#[test]
+fn a_document_another_server_wrote_again_is_listed_at_its_new_clock_from_below_the_floor() {
+    let mut k = hub_restored_above(Config::new("hub"), 3);
+    k.model.store_shared = true;
+    k.peer(1, "alice");
+    k.follow(1, "d1");
+    k.found(STORE, "d1", vv(&[(1, 1)]));
+    assert_eq!(
+        k.model.docs.get(&doc("d1")).map(|d| d.clock),
+        Some(Clock(1))
+    );
+    // Another server wrote d1 again (what we hold already): the store's
+    // row for it moved from clock 1 to 6, and the feed says so.
+    k.model.feed_reading = true;
+    k.handle(|m, o| {
+        crate::handlers::storage::feed_changes(
+            m,
+            o,
+            ChannelId(STORE),
+            vec![StoredDoc {
+                clock: Clock(6),
+                ..stored("d1", 1)
+            }],
+            Clock(6),
+            false,
+        )
+    });
+    k.peer(2, "bob");
+    let cmds = k.recv(
+        2,
+        Message::ChangesSince {
+            clock: Clock(0),
+            filter: Filter::all(),
+        },
+    );
+    let read = reads(&cmds)
+        .pop()
+        .expect("below the floor: the index is read");
+    // The store's index below the floor no longer holds d1: it is at 6.
+    let cmds = answer(&mut k, &read, vec![stored("d2", 2), stored("d3", 3)]);
+    let (docs, up_to, _) = changes(&cmds, 2).expect("answered once read");
+    assert_eq!(docs, vec!["d2", "d3", "d4", "d5", "d1"]);
+    assert_eq!(up_to, Clock(6));
+}
