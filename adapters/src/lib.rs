@@ -44,12 +44,12 @@ mod store;
 pub mod transport;
 
 pub use contained::{contained, panics_caught, EnginePanic};
-#[cfg(feature = "postgres")]
-pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{
     conformance, Announce, Announcement, Append, Loaded, MemoryStore, SharedMemoryStore, Store,
     StoreError,
 };
+#[cfg(feature = "postgres")]
+pub use store::{PostgresLease, PostgresStore};
 pub use transport::{Link, Outbound};

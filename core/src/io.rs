@@ -576,6 +576,10 @@ pub struct StrandSpec {
     pub since: VersionVector,
     /// The document's clock.
     pub clock: Clock,
+    /// The document was deleted since the listener acknowledged it: sent
+    /// as a strand with no data and an empty version (see [`crate::Strand`]).
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// Log severity.

@@ -329,7 +329,10 @@ pub struct Strand {
     pub since: VersionVector,
     /// The delta (or snapshot when `since` is empty).
     pub data: Payload,
-    /// The version after applying the delta.
+    /// The version after applying the delta. Empty (which no document's
+    /// strand can be, as a strand is sent only for a version past the
+    /// acknowledged one): the document was deleted, and `data` is empty;
+    /// acknowledging it (status `Ok`) makes the listener forget it.
     pub version: VersionVector,
     /// The sender's clock of the document's last change.
     pub clock: Clock,

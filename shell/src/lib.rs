@@ -123,7 +123,7 @@ pub use engine::{DocEngine, ExportError};
 pub use failover::failover;
 pub use health::Health;
 pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
-pub use metrics::Metrics;
+pub use metrics::{HookCounts, Metrics};
 pub use node::{
     run_job, Input, JobError, LocalNotify, Node, NodeOptions, Output, StepHook, StoreAnswer,
     StoreJob, StoreOp, StoreResult,

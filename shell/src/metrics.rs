@@ -70,9 +70,33 @@ pub struct Metrics {
     connections: Family<TransportLabel, Gauge>,
     loro_rooms: Gauge,
     loro_joins: Family<OutcomeLabel, Counter>,
+    webhook_delivered: Family<HookLabel, Counter>,
+    webhook_failures: Family<HookLabel, Counter>,
+    webhook_pending: Family<HookLabel, Gauge>,
+    webhook_delivering: Family<HookLabel, Gauge>,
     /// Taken while cumulative figures counted elsewhere are carried over,
     /// so two scrapes at once do not both add the same difference.
     carrying: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+/// A webhook, by the name the operator gave it (or its position).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabel {
+    /// The hook's name.
+    pub hook: String,
+}
+
+/// What one webhook has done, as [`Metrics::set_webhook`] takes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookCounts {
+    /// Events its receiver took, since the start.
+    pub delivered: u64,
+    /// Attempts that failed, since the start.
+    pub failures: u64,
+    /// Events waiting at its last pull.
+    pub pending: u64,
+    /// Whether this server delivers it now.
+    pub delivering: bool,
 }
 
 /// How a Loro join ended (`ok`, `refused`).
@@ -119,6 +143,10 @@ impl Metrics {
             connections: Family::default(),
             loro_rooms: Gauge::default(),
             loro_joins: Family::default(),
+            webhook_delivered: Family::default(),
+            webhook_failures: Family::default(),
+            webhook_pending: Family::default(),
+            webhook_delivering: Family::default(),
             carrying: Default::default(),
         };
         let mut r = Registry::with_prefix("docweave");
@@ -258,6 +286,26 @@ impl Metrics {
             "Loro-protocol joins answered, by outcome (ok, refused)",
             m.loro_joins.clone(),
         );
+        r.register(
+            "webhook_delivered",
+            "Webhook events their receiver took, by hook",
+            m.webhook_delivered.clone(),
+        );
+        r.register(
+            "webhook_failures",
+            "Webhook attempts that failed (tried again later), by hook",
+            m.webhook_failures.clone(),
+        );
+        r.register(
+            "webhook_pending",
+            "Webhook events waiting at the hook's last look, by hook",
+            m.webhook_pending.clone(),
+        );
+        r.register(
+            "webhook_delivering",
+            "1 when this server delivers the hook (on a shared store, one server does), by hook",
+            m.webhook_delivering.clone(),
+        );
         Self {
             registry: std::sync::Arc::new(r),
             ..m
@@ -278,6 +326,31 @@ impl Metrics {
             });
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+    }
+
+    /// Sets one webhook's figures (its totals are counted by the
+    /// deliverer since the start).
+    pub fn set_webhook(&self, hook: &str, counts: HookCounts) {
+        let label = HookLabel {
+            hook: hook.to_string(),
+        };
+        let _carrying = self
+            .carrying
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (family, total) in [
+            (&self.webhook_delivered, counts.delivered),
+            (&self.webhook_failures, counts.failures),
+        ] {
+            let counter = family.get_or_create(&label);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.webhook_pending
+            .get_or_create(&label)
+            .set(i64::try_from(counts.pending).unwrap_or(i64::MAX));
+        self.webhook_delivering
+            .get_or_create(&label)
+            .set(i64::from(counts.delivering));
     }
 
     /// Sets the number of open connections of one transport.

@@ -101,6 +101,17 @@ impl<E: SimEngine> Mirror<E> {
                 Message::Strands { id, strands, more } => {
                     let mut revisions = Vec::new();
                     for st in &strands {
+                        if st.version.is_empty() {
+                            // The document was deleted: told once, forgotten.
+                            self.docs.remove(&st.doc);
+                            revisions.push(Revision {
+                                doc: st.doc.clone(),
+                                version: st.version.clone(),
+                                clock: st.clock,
+                                status: RevisionStatus::Ok,
+                            });
+                            continue;
+                        }
                         let d = self
                             .docs
                             .entry(st.doc.clone())

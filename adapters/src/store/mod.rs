@@ -6,6 +6,8 @@ mod memory_shared;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
+mod postgres_lease;
+#[cfg(feature = "postgres")]
 mod postgres_schema;
 #[cfg(feature = "postgres")]
 mod postgres_tls;
@@ -20,6 +22,8 @@ pub use memory::MemoryStore;
 pub use memory_shared::SharedMemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "postgres")]
+pub use postgres_lease::PostgresLease;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

@@ -109,20 +109,24 @@ pub(crate) fn register(
                     format!("this node keeps at most {all} listeners; re-register one of yours"),
                 );
             }
-            if model.store_shared {
-                random_id(model)
-            } else {
-                let Some(next) = model.next_listener.checked_add(1) else {
-                    return refuse(
-                        out,
-                        channel,
-                        ErrorCode::TooLarge,
-                        "this node has no listener ids left".into(),
-                    );
-                };
-                let id = ListenerId(model.next_listener);
-                model.next_listener = next;
-                id
+            match id.filter(|i| nameable(*i)) {
+                // A client that keeps its listener's id (a webhook, whose
+                // id is derived from its secret so that every server on a
+                // shared store names the same one) gets that id back when
+                // nobody holds it.
+                Some(named) => named,
+                None if model.store_shared => random_id(model),
+                None => match next_counted_id(model) {
+                    Some(id) => id,
+                    None => {
+                        return refuse(
+                            out,
+                            channel,
+                            ErrorCode::TooLarge,
+                            "this node has no listener ids left".into(),
+                        )
+                    }
+                },
             }
         }
     };
@@ -139,6 +143,25 @@ pub(crate) fn register(
     );
     save(model, out, id);
     out.send(channel, Message::ListenerRegistered { id });
+}
+
+/// Whether a client may name a listener id nobody holds: those of the
+/// random draw's range (below 2^63). The ids above it could make the
+/// counter of a store that one node owns run out.
+fn nameable(id: ListenerId) -> bool {
+    id.0 >= 1 && id.0 < 1 << 63
+}
+
+/// The counter's next id no listener holds (a client may have named one it
+/// would reach), or `None` when the counter ran out.
+fn next_counted_id(model: &mut Model) -> Option<ListenerId> {
+    loop {
+        let id = ListenerId(model.next_listener);
+        model.next_listener = model.next_listener.checked_add(1)?;
+        if !model.listeners.contains_key(&id) {
+            return Some(id);
+        }
+    }
 }
 
 fn owned<'a>(
@@ -186,7 +209,44 @@ pub(crate) fn pull(
     let limit = limit.clamp(1, model.config.timing.max_pull_limit) as usize;
     let mut items = Vec::new();
     let mut more = false;
+    // Documents deleted since the listener acknowledged them come first:
+    // each is told once acknowledged, as an empty strand.
+    // (Walking the smaller of the two sets, in id order either way.)
+    let deleted: Vec<&DocId> = if l.acked.len() < model.tombstones.len() {
+        l.acked
+            .keys()
+            .filter(|d| model.tombstones.contains(*d))
+            .collect()
+    } else {
+        model
+            .tombstones
+            .iter()
+            .filter(|d| l.acked.contains_key(*d))
+            .collect()
+    };
+    for doc in deleted {
+        let Some(since) = l.acked.get(doc) else {
+            continue;
+        };
+        if !access(model, peer, doc).read {
+            continue;
+        }
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(StrandSpec {
+            doc: doc.clone(),
+            meta: Default::default(),
+            since: since.clone(),
+            clock: Clock(0),
+            deleted: true,
+        });
+    }
     for (c, doc) in model.by_clock.range(Clock(l.floor.0.saturating_add(1))..) {
+        if more {
+            break;
+        }
         let Some(d) = model.docs.get(doc) else {
             continue;
         };
@@ -203,6 +263,7 @@ pub(crate) fn pull(
             meta: d.meta.clone(),
             since: acked.cloned().unwrap_or_default(),
             clock: *c,
+            deleted: false,
         });
     }
     let now = model.now;
@@ -280,6 +341,14 @@ pub(crate) fn acknowledge(
     for r in revisions {
         // Only what was applied moves the cursor; failures come back on the next pull.
         if r.status != RevisionStatus::Ok {
+            continue;
+        }
+        // A deletion told (an empty version of a deleted document): the
+        // listener has nothing more to hear of it.
+        if r.version.is_empty() && model.tombstones.contains(&r.doc) {
+            if l.acked.remove(&r.doc).is_some() {
+                accepted += 1;
+            }
             continue;
         }
         let v = l

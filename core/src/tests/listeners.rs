@@ -231,3 +231,102 @@ fn listeners_of_all_peers_together_are_bounded() {
     )));
     assert_eq!(k.model.listener_ids().len(), 3);
 }
+
+fn pull(k: &mut Kit, limit: u32) -> Vec<crate::StrandSpec> {
+    let cmds = k.recv(
+        1,
+        Message::ListenerPull {
+            id: ListenerId(1),
+            limit,
+        },
+    );
+    sent(&cmds, 1)
+        .into_iter()
+        .find_map(|o| match o {
+            Outgoing::Strands { items, .. } => Some(items),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_document_deleted_after_its_acknowledgement_is_told_once_as_a_deletion() {
+    let mut k = hub_with_listener();
+    let all: Vec<Revision> = ["a", "b", "c"]
+        .iter()
+        .map(|d| ok(d, RevisionStatus::Ok))
+        .collect();
+    k.recv(
+        1,
+        Message::ListenerAck {
+            id: ListenerId(1),
+            revisions: all,
+        },
+    );
+    assert!(pull(&mut k, 10).is_empty(), "everything was acknowledged");
+    k.feed(Msg::DeleteDoc { doc: doc("b") });
+    let told = pull(&mut k, 10);
+    assert_eq!(told.len(), 1);
+    assert!(told[0].deleted && told[0].doc == doc("b"));
+    assert_eq!(
+        told[0].since,
+        vv(&[(1, 1)]),
+        "the version last acknowledged"
+    );
+    // Told again until acknowledged, then never.
+    assert_eq!(pull(&mut k, 10).len(), 1);
+    let cmds = k.recv(
+        1,
+        Message::ListenerAck {
+            id: ListenerId(1),
+            revisions: vec![Revision {
+                version: Default::default(),
+                ..ok("b", RevisionStatus::Ok)
+            }],
+        },
+    );
+    assert!(messages(&cmds, 1).contains(&Message::ListenerAcked {
+        id: ListenerId(1),
+        accepted: 1
+    }));
+    assert!(pull(&mut k, 10).is_empty());
+}
+
+#[test]
+fn a_document_never_acknowledged_is_not_told_deleted() {
+    let mut k = hub_with_listener();
+    k.feed(Msg::DeleteDoc { doc: doc("a") });
+    let told = pull(&mut k, 10);
+    assert!(told.iter().all(|s| !s.deleted), "{told:?}");
+}
+
+#[test]
+fn a_listener_registered_under_an_id_nobody_holds_keeps_that_id() {
+    let mut k = Kit::hub();
+    k.peer(1, "hook");
+    let named = ListenerId(2);
+    let cmds = k.recv(
+        1,
+        Message::ListenerRegister {
+            filter: crate::Filter::all(),
+            id: Some(named),
+        },
+    );
+    assert!(messages(&cmds, 1).contains(&Message::ListenerRegistered { id: named }));
+    // The counter hands out 1, then skips the named 2.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let cmds = k.recv(
+            1,
+            Message::ListenerRegister {
+                filter: crate::Filter::all(),
+                id: None,
+            },
+        );
+        ids.extend(messages(&cmds, 1).into_iter().filter_map(|m| match m {
+            Message::ListenerRegistered { id } => Some(id),
+            _ => None,
+        }));
+    }
+    assert_eq!(ids, vec![ListenerId(1), ListenerId(3)]);
+}

@@ -16,6 +16,8 @@ pub struct Figures {
     pub loro: Arc<LoroFigures>,
     pub ws: ConnectionLimit,
     pub tcp: ConnectionLimit,
+    /// The webhooks, if any.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 impl Figures {
@@ -35,5 +37,17 @@ impl Figures {
             self.loro.joined.load(Ordering::Relaxed),
             self.loro.refused.load(Ordering::Relaxed),
         );
+        for c in self.webhooks.iter().flat_map(|w| w.hooks.iter()) {
+            let f = &c.figures;
+            m.set_webhook(
+                &c.hook.name,
+                docweave_shell::HookCounts {
+                    delivered: f.delivered.load(Ordering::Relaxed),
+                    failures: f.failures.load(Ordering::Relaxed),
+                    pending: f.pending.load(Ordering::Relaxed),
+                    delivering: f.delivering.load(Ordering::Relaxed),
+                },
+            );
+        }
     }
 }

@@ -84,8 +84,10 @@ struct Claims {
 /// One entry of a `docs` list: a document pattern and letters of `rwcd`.
 #[derive(Deserialize)]
 pub struct DocClaim {
-    doc: String,
-    access: String,
+    /// The pattern: an id, or a prefix ending in `*`.
+    pub doc: String,
+    /// Letters of `rwcd`.
+    pub access: String,
 }
 
 impl JwtVerifier {

@@ -22,6 +22,7 @@ mod shared_revocations;
 mod status;
 mod token_command;
 mod trace;
+mod webhooks;
 mod writer_lease;
 
 use clap::{Parser, Subcommand};

@@ -147,6 +147,8 @@ pub struct ServeArgs {
     max_read_mib_per_s: u64,
     #[command(flatten)]
     jwt: crate::serve_auth::JwtArgs,
+    #[command(flatten)]
+    webhooks: crate::webhooks::WebhookArgs,
     /// Revoked tokens (their `jti`) and identities (`sub:NAME`), one per
     /// line; read again when it changes and on SIGHUP, and every connection
     /// holding one is closed within a second.
@@ -229,6 +231,10 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     // file (re-read later) lists none: an emptied list lets nobody in.
     auth.tokens_required = a.tokens_file.is_some();
     let max_message = a.max_message_mib.saturating_mul(1024 * 1024);
+    let webhooks = a.webhooks.configure(max_message)?;
+    if let Some(w) = &webhooks {
+        auth.internal = Arc::new(w.credentials());
+    }
     let loro_figures = Arc::new(LoroFigures::default());
     let loro = loro_options(&auth, &rules, max_message, loro_figures.clone());
     let (repo, metrics) = build_repo(&a, store, &auth, statics, rules, quotas, max_message)?;
@@ -243,6 +249,7 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
         loro_figures,
         max_connections,
         max_message,
+        webhooks: webhooks.map(Arc::new),
     };
     let stop_rx = take_signals(&a)?;
     watch_certificate(&a, tls.clone())?;
@@ -367,6 +374,11 @@ fn build_repo(
         });
     if let Some(checker) = auth.authenticator() {
         builder = builder.authenticator(checker);
+        // A checker makes the node ask every hello for a token. Signed
+        // tokens, the app's backend and a tokens file mean that; the
+        // server's own links alone (its webhooks) do not.
+        let asks = auth.jwt.is_some() || auth.auth_url.is_some() || a.tokens_file.is_some();
+        builder = builder.configure(move |c| c.signed_tokens = asks);
     }
     if let Some(seed) = a.seed {
         builder = builder.seed(seed);
@@ -396,6 +408,8 @@ struct Running {
     max_connections: usize,
     /// The largest message sent or accepted, in bytes.
     max_message: usize,
+    /// The webhooks, if any.
+    webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// Takes Ctrl-C and SIGTERM (heard on the returned receiver), and SIGHUP
@@ -669,12 +683,16 @@ fn start_http(
     limits: &EndpointLimits,
 ) -> Result<(), String> {
     let connect: Connector = node.repo.connector();
+    if let Some(w) = &node.webhooks {
+        w.start(&connect, a.store.as_deref());
+    }
     let figures = crate::figures::Figures {
         repo: node.repo.clone(),
         metrics: node.metrics.clone(),
         loro: node.loro_figures.clone(),
         ws: limits.ws.clone(),
         tcp: limits.tcp.clone(),
+        webhooks: node.webhooks.clone(),
     };
     let http_options = HttpOptions {
         max_connections: node.max_connections,
@@ -714,7 +732,8 @@ fn status_page(seen: ServeAuth, shown: crate::figures::Figures) -> StatusPage {
         let (seen, shown) = (seen.clone(), shown.clone());
         Box::pin(async move {
             shown.refresh(req.http).await;
-            crate::status::render(&shown.repo, &seen, &req, &shown.metrics.samples()).await
+            let hooks = shown.webhooks.as_deref();
+            crate::status::render(&shown.repo, &seen, &req, &shown.metrics.samples(), hooks).await
         })
     })
 }

@@ -145,6 +145,9 @@ pub struct ServeAuth {
     /// Every connection needs a token, even while the static ones are
     /// none (`--tokens-file` can empty them: then nobody gets in).
     pub tokens_required: bool,
+    /// Tokens this process made for its own links into the node (its
+    /// webhooks), each with what it grants; never given out.
+    pub internal: Arc<Vec<(String, Credential)>>,
 }
 
 /// The token checker `serve` gives the node: static tokens are the node's
@@ -155,6 +158,12 @@ struct ServeAuthenticator(ServeAuth);
 impl Authenticator for ServeAuthenticator {
     fn check(&self, token: &str) -> Option<Checked> {
         let auth = &self.0;
+        if let Some(credential) = auth.internal_credential(token) {
+            return Some(Checked::Valid {
+                credential,
+                lifetime_ms: None,
+            });
+        }
         if auth.is_static(token) {
             return None;
         }
@@ -167,7 +176,10 @@ impl Authenticator for ServeAuthenticator {
 
     fn ask(&self, token: &str) -> Option<RemoteCheck> {
         let auth = &self.0;
-        if auth.is_static(token) || (auth.jwt.is_some() && looks_like_jwt(token)) {
+        if auth.internal_credential(token).is_some()
+            || auth.is_static(token)
+            || (auth.jwt.is_some() && looks_like_jwt(token))
+        {
             return None;
         }
         auth.auth_url.as_ref().map(|backend| backend.ask(token))
@@ -189,7 +201,18 @@ impl ServeAuth {
             rules: Arc::new(RwLock::new(rules)),
             jwt: jwt.verifier()?.map(Arc::new),
             revoked: Arc::default(),
+            internal: Arc::default(),
         })
+    }
+
+    /// What one of this process's own tokens grants, if `token` is one
+    /// (compared in constant time: it is a secret).
+    fn internal_credential(&self, token: &str) -> Option<Credential> {
+        use subtle::ConstantTimeEq;
+        self.internal
+            .iter()
+            .find(|(t, _)| bool::from(t.as_bytes().ct_eq(token.as_bytes())))
+            .map(|(_, c)| c.clone())
     }
 
     /// The static tokens now.
@@ -259,7 +282,7 @@ impl ServeAuth {
 
     /// The node's token checker, when signed tokens are on.
     pub fn authenticator(&self) -> Option<Arc<dyn Authenticator>> {
-        if self.jwt.is_none() && self.auth_url.is_none() {
+        if self.jwt.is_none() && self.auth_url.is_none() && self.internal.is_empty() {
             return None;
         }
         Some(Arc::new(ServeAuthenticator(self.clone())))

@@ -181,6 +181,37 @@ fn server_table(repo: &Repo, samples: &BTreeMap<String, f64>) -> String {
     html
 }
 
+/// Each webhook: where it goes, whether this server delivers it, what it
+/// delivered, what waits, and its last failure.
+fn webhooks_table(w: &crate::webhooks::Webhooks) -> String {
+    use std::sync::atomic::Ordering;
+    let mut html = String::from(
+        "<h2>Webhooks</h2><table id=webhooks border=1 cellpadding=4><tr><th>hook</th><th>URL</th>\
+         <th>delivered here</th><th>delivered</th><th>failed attempts</th><th>waiting</th><th>last failure</th></tr>",
+    );
+    for c in &w.hooks {
+        let f = &c.figures;
+        let last = f
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "none".into());
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&c.hook.name),
+            escape(&c.hook.shown),
+            if f.delivering.load(Ordering::Relaxed) { "yes" } else { "no (another server holds its lease)" },
+            f.delivered.load(Ordering::Relaxed),
+            f.failures.load(Ordering::Relaxed),
+            f.pending.load(Ordering::Relaxed),
+            escape(&last)
+        ));
+    }
+    html.push_str("</table>");
+    html
+}
+
 /// The page for a request; `None` when it may not see it. It reloads
 /// itself every few seconds (`?refresh=N`, 1 to 3600; 0 never).
 pub async fn render(
@@ -188,6 +219,7 @@ pub async fn render(
     auth: &ServeAuth,
     req: &StatusRequest,
     samples: &BTreeMap<String, f64>,
+    webhooks: Option<&crate::webhooks::Webhooks>,
 ) -> Option<String> {
     let viewer = viewer(auth, req.bearer.as_deref())?;
     let Ok(s) = repo.summary().await else {
@@ -227,6 +259,9 @@ pub async fn render(
     // The server's figures and its peers are the operators' business.
     if matches!(viewer, Viewer::All) {
         html.push_str(&server_table(repo, samples));
+        if let Some(w) = webhooks {
+            html.push_str(&webhooks_table(w));
+        }
     }
     html.push_str("<h2>Documents</h2><table id=documents border=1 cellpadding=4><tr><th>document</th><th>operations</th><th>clock</th></tr>");
     for (doc, version, clock) in readable.iter().take(LISTED) {

@@ -204,6 +204,17 @@ impl<E: DocEngine> Node<E> {
                 Outgoing::Strands { id, items, more } => {
                     let mut strands = Vec::with_capacity(items.len());
                     for s in items {
+                        if s.deleted {
+                            strands.push(Strand {
+                                doc: s.doc,
+                                meta: s.meta,
+                                since: s.since,
+                                data: Payload::default(),
+                                version: VersionVector::new(),
+                                clock: s.clock,
+                            });
+                            continue;
+                        }
                         let since = (!s.since.is_empty()).then(|| s.since.clone());
                         let (data, version) = match self.export(&s.doc, since.as_ref(), exports) {
                             Exported::Data(data, version) => (data, version),

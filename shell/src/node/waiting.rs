@@ -134,7 +134,12 @@ impl Waiting {
 pub(super) fn item_docs(item: &Outgoing) -> Vec<&DocId> {
     match item {
         Outgoing::Data { doc, .. } => vec![doc],
-        Outgoing::Strands { items, .. } => items.iter().map(|s| &s.doc).collect(),
+        // A deleted document's strand carries no data: nothing to wait for.
+        Outgoing::Strands { items, .. } => items
+            .iter()
+            .filter(|s| !s.deleted)
+            .map(|s| &s.doc)
+            .collect(),
         Outgoing::Message(m) => message_doc(m).into_iter().collect(),
         Outgoing::Read(_) => Vec::new(),
     }
