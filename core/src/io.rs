@@ -372,6 +372,12 @@ pub enum Msg {
         /// Tokens that grant some peer ids.
         grants: Vec<crate::policy::Grant>,
     },
+    /// On a store shared with other processes, another may have moved this
+    /// listener on (its client went there): what memory holds of it is
+    /// dropped, and the next message about it reads its record from the
+    /// store. On a store this node owns, memory is the record: nothing
+    /// happens.
+    ForgetListener(ListenerId),
 }
 
 impl Msg {
@@ -410,6 +416,7 @@ impl Msg {
             Msg::Disconnect { .. } => "disconnect",
             Msg::Rules(_) => "rules",
             Msg::SetToken { .. } => "set-token",
+            Msg::ForgetListener(_) => "forget-listener",
         }
     }
 }

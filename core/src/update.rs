@@ -61,6 +61,7 @@ fn step(model: &mut Model, out: &mut Effects, msg: Msg) {
             reason,
         } => connection::disconnect(model, out, peer, channel, reason),
         Msg::Rules(rules) => rules_replaced(model, out, rules),
+        Msg::ForgetListener(id) => listeners::forget(model, id),
         Msg::Authenticated {
             channel,
             message,

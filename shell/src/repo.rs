@@ -823,6 +823,19 @@ impl<E: DocEngine> Repo<E> {
             .map_err(|_| RepoError::Closed)
     }
 
+    /// On a store shared with other servers: drops what this node holds of
+    /// a listener in memory, so that the next message about it reads its
+    /// record from the store (another server may have moved it on). Returns
+    /// once the node has done so.
+    pub async fn forget_listener(&self, id: docweave_core::ListenerId) -> Result<(), RepoError> {
+        self.input
+            .send(Request::Node(Input::ForgetListener(id)))
+            .await
+            .map_err(|_| RepoError::Closed)?;
+        // Inputs are taken in order: once this is answered, so was that.
+        self.resident_docs().await.map(|_| ())
+    }
+
     /// Deletes a document here and on every connected peer that follows it
     /// (each peer's rules decide there).
     pub fn delete(&self, doc: &str) -> Result<(), RepoError> {

@@ -279,6 +279,7 @@ pub fn input(m: &Msg) -> Option<String> {
         Msg::ChunkBeforeHello { .. } => "a chunk before hello".into(),
         Msg::SetToken { remote, .. } => format!("set-token {remote}"),
         Msg::Rules(r) => format!("rules replaced: {} rules", r.rules.len()),
+        Msg::ForgetListener(id) => format!("forget listener {}", id.0),
         Msg::Tokens { tokens, grants } => format!(
             "static tokens replaced: {} tokens, {} grants",
             tokens.len(),

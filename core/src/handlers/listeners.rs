@@ -67,6 +67,18 @@ pub(crate) fn register(
             return;
         }
     }
+    register_known(model, out, channel, peer, filter, id);
+}
+
+/// [`register`] once the store said what it holds of a named listener.
+fn register_known(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    peer: &PeerId,
+    filter: crate::protocol::Filter,
+    id: Option<ListenerId>,
+) {
     // A client re-registers a listener it owns; any other id it names is
     // ignored and a new one is made (ids come from our counter only, so a
     // client cannot make it wrap onto someone else's listener).
@@ -161,6 +173,14 @@ fn next_counted_id(model: &mut Model) -> Option<ListenerId> {
         if !model.listeners.contains_key(&id) {
             return Some(id);
         }
+    }
+}
+
+/// Drops what memory holds of a listener another process may have moved
+/// on (a shared store only; see [`crate::Msg::ForgetListener`]).
+pub(crate) fn forget(model: &mut Model, id: ListenerId) {
+    if model.store_shared {
+        model.listeners.remove(&id);
     }
 }
 
@@ -617,8 +637,9 @@ pub(crate) fn record_loaded(
             Message::ListenerAck { revisions, .. } if known => {
                 acknowledge(model, out, channel, &peer, id, revisions)
             }
+            // Known now, or named by its client and held by nobody.
             Message::ListenerRegister { filter, .. } => {
-                register(model, out, channel, &peer, filter, known.then_some(id))
+                register_known(model, out, channel, &peer, filter, Some(id))
             }
             _ => {
                 out.log(Level::Info, format!("{peer} asked about unknown {id}"));

@@ -275,6 +275,60 @@ fn a_pull_for_a_listener_another_server_registered_waits_for_its_record() {
 }
 
 #[test]
+fn a_listener_named_by_its_client_and_unknown_to_the_shared_store_gets_that_id() {
+    let mut k = shared_with_docs();
+    let id = crate::ListenerId(4242);
+    let register = Message::ListenerRegister {
+        filter: Filter::all(),
+        id: Some(id),
+    };
+    let cmds = k.recv(1, register);
+    assert_eq!(
+        messages(&cmds, 10),
+        vec![Message::ListenerPull { id, limit: 0 }]
+    );
+    let cmds = k.feed(Msg::ListenerLoaded {
+        store: ChannelId(10),
+        id,
+        record: None,
+    });
+    assert!(messages(&cmds, 1).contains(&Message::ListenerRegistered { id }));
+    assert!(messages(&cmds, 10).is_empty(), "the store is asked once");
+}
+
+#[test]
+fn a_forgotten_listener_is_read_again_from_the_shared_store() {
+    let mut k = shared_with_docs();
+    let id = crate::ListenerId(77);
+    k.recv(1, Message::ListenerPull { id, limit: 10 });
+    k.feed(Msg::ListenerLoaded {
+        store: ChannelId(10),
+        id,
+        record: Some(record(77, "reader")),
+    });
+    // Another server moved it on: forgotten here, its record is read again.
+    k.feed(Msg::ForgetListener(id));
+    let cmds = k.recv(1, Message::ListenerPull { id, limit: 10 });
+    assert_eq!(
+        messages(&cmds, 10),
+        vec![Message::ListenerPull { id, limit: 0 }]
+    );
+    // A store this node owns is the record: nothing is forgotten.
+    let mut own = Kit::hub();
+    own.peer(1, "reader");
+    let registered = own.recv(
+        1,
+        Message::ListenerRegister {
+            filter: Filter::all(),
+            id: None,
+        },
+    );
+    assert!(!messages(&registered, 1).is_empty());
+    own.feed(Msg::ForgetListener(crate::ListenerId(1)));
+    assert!(own.model.listeners.contains_key(&crate::ListenerId(1)));
+}
+
+#[test]
 fn a_listener_the_store_does_not_know_is_refused_and_another_owners_is_not_taken() {
     let mut k = shared_with_docs();
     k.recv(

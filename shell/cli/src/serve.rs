@@ -684,7 +684,7 @@ fn start_http(
 ) -> Result<(), String> {
     let connect: Connector = node.repo.connector();
     if let Some(w) = &node.webhooks {
-        w.start(&connect, a.store.as_deref());
+        w.start(&node.repo, &connect, a.store.as_deref());
     }
     let figures = crate::figures::Figures {
         repo: node.repo.clone(),

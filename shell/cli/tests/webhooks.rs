@@ -417,3 +417,71 @@ fn a_receiver_that_never_answers_holds_up_no_other_hook() {
     // The document API answers meanwhile too.
     assert!(!version(http, "other").is_empty());
 }
+
+#[test]
+fn two_servers_on_one_postgres_deliver_each_event_once_and_one_takes_over_from_the_other() {
+    let db = docweave_tests::postgres::fresh_database("webhooks_pg");
+    let rx = Receiver::start(Mode::Take);
+    let secret = secret_file(&data_dir("webhooks-pg-secret"));
+    let args = [
+        "--store",
+        &db,
+        "--webhook",
+        &rx.url(),
+        "--webhook-secret-file",
+        &secret,
+        "--webhook-window-ms",
+        "100",
+    ];
+    let start = |name: &str| Server::start(name, &data_dir(name), free_port(), free_port(), &args);
+    let servers = [start("pg-hook-1"), start("pg-hook-2")];
+    for i in 0..4 {
+        for (s, key) in servers.iter().zip(["k", "j"]) {
+            patch(s.http, &format!("d{i}"), key, 1);
+        }
+    }
+    for i in 0..4 {
+        let doc = format!("d{i}");
+        let mut last = String::new();
+        wait_until(
+            "both servers to hold both writes",
+            Duration::from_secs(20),
+            || {
+                last = version(servers[0].http, &doc);
+                last.matches(':').count() == 2 && last == version(servers[1].http, &doc)
+            },
+        );
+        wait_told(&rx, &doc, "", &last);
+    }
+    let deliveries: Vec<String> = rx
+        .taken
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| t.delivery.clone())
+        .collect();
+    let once: std::collections::BTreeSet<&String> = deliveries.iter().collect();
+    assert_eq!(once.len(), deliveries.len(), "an event was delivered twice");
+    let delivering: Vec<f64> = servers
+        .iter()
+        .map(|s| figure(s.http, "docweave_webhook_delivering{hook=\"1\"}"))
+        .collect();
+    assert_eq!(delivering.iter().sum::<f64>(), 1.0, "{delivering:?}");
+    // The server delivering is killed: the other takes the hook over and
+    // goes on from where the first left it.
+    let [first, second] = servers;
+    let (mut holder, other) = if delivering[0] == 1.0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    holder.kill9();
+    let d0 = patch(other.http, "d0", "k", 2);
+    let d9 = patch(other.http, "d9", "k", 1);
+    wait_told(&rx, "d0", "", &d0);
+    wait_told(&rx, "d9", "", &d9);
+    assert_eq!(
+        figure(other.http, "docweave_webhook_delivering{hook=\"1\"}"),
+        1.0
+    );
+}

@@ -95,6 +95,8 @@ pub enum Input {
     StoreAnnounced,
     /// The operator's permission rules now, replacing the configured ones.
     Rules(docweave_core::Rules),
+    /// See [`docweave_core::Msg::ForgetListener`].
+    ForgetListener(docweave_core::ListenerId),
     /// The static tokens (and grants) now, replacing the configured ones.
     Tokens {
         /// Tokens that grant any peer id.
@@ -332,6 +334,7 @@ impl<E: DocEngine> Node<E> {
             }),
             Input::Checked { channel, checked } => self.checked(channel, checked),
             Input::Rules(r) => self.step(Msg::Rules(r)),
+            Input::ForgetListener(id) => self.step(Msg::ForgetListener(id)),
             Input::Tokens { tokens, grants } => self.step(Msg::Tokens { tokens, grants }),
             Input::SetToken { remote, token } => self.step(Msg::SetToken { remote, token }),
             Input::SetPresence {

@@ -61,11 +61,22 @@ pub enum Lease {
     },
 }
 
+/// Whether this server delivers now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    /// Another server does.
+    No,
+    /// This one, as in the last round.
+    Kept,
+    /// This one, since now: another server may have moved the hook on.
+    Taken,
+}
+
 impl Lease {
     /// Whether this server delivers now.
-    async fn hold(&mut self) -> Result<bool, String> {
+    async fn hold(&mut self) -> Result<Holding, String> {
         let Lease::Shared { url, key, held } = self else {
-            return Ok(true);
+            return Ok(Holding::Kept);
         };
         if let Some(lease) = held.take() {
             let (lease, still) = smol::unblock(move || {
@@ -76,7 +87,7 @@ impl Lease {
             .await;
             if still {
                 *held = Some(lease);
-                return Ok(true);
+                return Ok(Holding::Kept);
             }
             tracing::warn!("a webhook's lease was lost with its connection; taking it again");
         }
@@ -84,9 +95,9 @@ impl Lease {
         match smol::unblock(move || PostgresLease::try_take(&url, key)).await {
             Ok(Some(lease)) => {
                 *held = Some(lease);
-                Ok(true)
+                Ok(Holding::Taken)
             }
-            Ok(None) => Ok(false),
+            Ok(None) => Ok(Holding::No),
             Err(e) => Err(format!("cannot ask the store for the webhook's lease: {e}")),
         }
     }
@@ -106,6 +117,8 @@ pub struct Deliverer {
     pub figures: Arc<HookFigures>,
     /// Who delivers.
     pub lease: Lease,
+    /// The node, told to read the hook's listener again on a takeover.
+    pub repo: Arc<docweave_shell::Repo>,
     /// Documents whose last attempt failed: attempts so far, and when the
     /// next may go. Only documents of the last pull are kept.
     backoff: BTreeMap<DocId, (u32, Instant)>,
@@ -130,6 +143,7 @@ impl Deliverer {
         token: String,
         figures: Arc<HookFigures>,
         lease: Lease,
+        repo: Arc<docweave_shell::Repo>,
     ) -> Self {
         let rng = hook.listener.0 ^ now_ms() | 1;
         Self {
@@ -139,6 +153,7 @@ impl Deliverer {
             token,
             figures,
             lease,
+            repo,
             backoff: BTreeMap::new(),
             rng,
         }
@@ -148,8 +163,18 @@ impl Deliverer {
     pub async fn run(mut self) {
         loop {
             match self.lease.hold().await {
-                Ok(true) => self.figures.delivering.store(true, Ordering::Relaxed),
-                Ok(false) => {
+                Ok(Holding::Kept) => self.figures.delivering.store(true, Ordering::Relaxed),
+                Ok(Holding::Taken) => {
+                    // What this node holds of the hook's listener may be
+                    // older than what the last holder acknowledged: it is
+                    // read again from the store.
+                    if let Err(e) = self.repo.forget_listener(self.hook.listener).await {
+                        self.note_error(format!("the node stopped: {e}"));
+                        return;
+                    }
+                    self.figures.delivering.store(true, Ordering::Relaxed);
+                }
+                Ok(Holding::No) => {
                     self.figures.delivering.store(false, Ordering::Relaxed);
                     self.backoff.clear();
                     smol::Timer::after(LEASE_RETRY).await;

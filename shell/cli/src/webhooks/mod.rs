@@ -182,7 +182,12 @@ impl Webhooks {
 
     /// Starts each hook's deliverer; `shared_store` is the PostgreSQL URL
     /// when servers share the store (then one of them delivers each hook).
-    pub fn start(&self, connect: &Connector, shared_store: Option<&str>) {
+    pub fn start(
+        &self,
+        repo: &Arc<docweave_shell::Repo>,
+        connect: &Connector,
+        shared_store: Option<&str>,
+    ) {
         for c in &self.hooks {
             let lease = match shared_store {
                 Some(url) => deliverer::Lease::Shared {
@@ -200,6 +205,7 @@ impl Webhooks {
                 c.token.clone(),
                 c.figures.clone(),
                 lease,
+                repo.clone(),
             );
             tracing::info!(
                 "webhook {} to {}: {} as {}",
