@@ -485,3 +485,104 @@ fn two_servers_on_one_postgres_deliver_each_event_once_and_one_takes_over_from_t
         1.0
     );
 }
+
+/// A request to the README's receiver, signed at `t` under `secret`: its status.
+fn post_signed(port: u16, secret: &str, t: u64, body: &[u8]) -> u16 {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let v1: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let signature = format!("t={t},v1={v1}");
+    call(
+        port,
+        "POST",
+        "/",
+        &[("x-docweave-signature", &signature)],
+        body,
+    )
+    .0
+}
+
+#[test]
+fn the_readmes_python_receiver_verifies_real_signatures_and_refuses_forged_or_old_ones() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let section = &readme[readme.find("## Webhooks").expect("the README's section")..];
+    let start = section.find("```python\n").expect("a Python block") + "```python\n".len();
+    let snippet = &section[start..start + section[start..].find("```").unwrap()];
+    let data = data_dir("webhooks-python");
+    let secret = secret_file(&data);
+    let port = free_port();
+    let mut python = std::process::Command::new("python3")
+        .arg("-u")
+        .arg("-c")
+        .arg(snippet)
+        .env("PORT", port.to_string())
+        .env("WEBHOOK_SECRET_FILE", &secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = python.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    wait_until("the receiver to listen", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let http = free_port();
+    let _server = Server::start(
+        "python-hook",
+        &data,
+        free_port(),
+        http,
+        &[
+            "--webhook",
+            &format!("http://127.0.0.1:{port}/"),
+            "--webhook-secret-file",
+            &secret,
+            "--webhook-window-ms",
+            "100",
+        ],
+    );
+    let v = patch(http, "notes", "k", 1);
+    let told = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the receiver printed an event it verified");
+    assert_eq!(told, format!("document.created notes  -> {v}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = br#"{"type": "document.deleted", "doc": "notes", "before": "", "after": ""}"#;
+    assert_eq!(post_signed(port, "a guessed secret", now, body), 401);
+    assert_eq!(
+        post_signed(port, SECRET, now - 3_600, body),
+        401,
+        "an old request"
+    );
+    assert_eq!(post_signed(port, SECRET, now, body), 200);
+    assert_eq!(
+        call(
+            port,
+            "POST",
+            "/",
+            &[("x-docweave-signature", "nonsense")],
+            body
+        )
+        .0,
+        401
+    );
+    let _ = python.kill();
+    let _ = python.wait();
+}
