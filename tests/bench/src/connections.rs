@@ -135,12 +135,18 @@ fn free_port() -> u16 {
 /// Starts `docweave serve` on a fresh SQLite store in `dir` and waits until
 /// its WebSocket port answers.
 pub(crate) fn start_server(bin: &Path, dir: &Path) -> Server {
+    start_server_with(bin, dir, &[])
+}
+
+/// [`start_server`] with more options.
+pub(crate) fn start_server_with(bin: &Path, dir: &Path, extra: &[String]) -> Server {
     let ws = format!("127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
     let data = dir.join("data");
     let child = Command::new(bin)
         .args(["serve", "--listen", &ws, "--http", &http, "--data"])
         .arg(&data)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

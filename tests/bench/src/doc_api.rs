@@ -76,7 +76,7 @@ fn edit(doc: &loro::LoroDoc, n: usize) -> Vec<u8> {
 
 /// Posts `count` updates to `id` one after another; each must be answered
 /// 200 (asserted: a refused write is not a measurement).
-async fn post_updates(http: &str, id: &str, count: usize) {
+pub(crate) async fn post_updates(http: &str, id: &str, count: usize) {
     let doc = loro::LoroDoc::new();
     for n in 0..count {
         let body = edit(&doc, n);

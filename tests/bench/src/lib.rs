@@ -18,6 +18,7 @@ pub mod hub;
 pub mod loaded;
 pub mod metadata;
 pub mod scenarios;
+pub mod webhooks;
 pub mod wire;
 
 /// Resident and peak memory of this process, in bytes (Linux `/proc`).

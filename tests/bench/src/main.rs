@@ -12,14 +12,15 @@ use docweave_bench::doc_api::{s13, S13Sizes};
 use docweave_bench::loaded::{s12, FORMS};
 use docweave_bench::metadata::{fill, open, remove, s8};
 use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
+use docweave_bench::webhooks::{s14, S14Sizes};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
 
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s13 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
-    /// or Debian's binaries for a throwaway cluster; s9 and s13 the
+    /// all, s1 … s14 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// or Debian's binaries for a throwaway cluster; s9, s13 and s14 the
     /// `docweave` binary).
     #[arg(long, default_value = "all")]
     scenario: String,
@@ -323,6 +324,23 @@ fn main() {
                     }
                     None => eprintln!(
                         "S13 skipped: no docweave binary (cargo build --release -p docweave-cli, or --server-bin)"
+                    ),
+                }
+            }
+            if want("s14") {
+                let sizes = if a.quick {
+                    S14Sizes::quick()
+                } else {
+                    S14Sizes::full()
+                };
+                match server_bin(&a) {
+                    Some(bin) => {
+                        for r in s14(&bin, &sizes, &std::env::temp_dir()).await {
+                            record(r);
+                        }
+                    }
+                    None => eprintln!(
+                        "S14 skipped: no docweave binary (cargo build --release -p docweave-cli, or --server-bin)"
                     ),
                 }
             }
