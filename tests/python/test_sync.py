@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 import docweave
@@ -25,8 +26,9 @@ def free_port() -> int:
 class Server:
     def __init__(self, data: str, *extra: str):
         self.tcp = free_port()
+        self.http = free_port()
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+            [BIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--http", f"127.0.0.1:{self.http}",
              "--tcp", f"127.0.0.1:{self.tcp}", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
@@ -167,6 +169,63 @@ class PoisonFromAServer(unittest.IsolatedAsyncioTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DocumentApi(unittest.TestCase):
+    """``docweave.http``: the document API and webhook signatures, standard library only."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.server = Server(self.dir.name, "--token", "s3cret")
+
+    def tearDown(self):
+        self.server.stop()
+        self.dir.cleanup()
+
+    def test_a_backend_patches_posts_reads_and_lists_documents_over_http(self):
+        from docweave.http import ApiError, Documents
+        docs = Documents(f"http://127.0.0.1:{self.server.http}", token="s3cret")
+        # The server starts listening on its HTTP port a little after its banner.
+        for _ in range(100):
+            try:
+                docs.list()
+                break
+            except OSError:
+                time.sleep(0.05)
+        docs.patch("team/notes", [{"op": "insert_text", "path": ["body"], "text": "hello"}])
+        version, state = docs.get("team/notes")
+        self.assertEqual(state["body"], "hello")
+        # A Loro update made in Python, answered once durable with the new version.
+        d = loro.LoroDoc()
+        d.import_(docs.snapshot("team/notes"))
+        d.get_text("body").insert(5, " world")
+        d.commit()
+        after = docs.post_update("team/notes", d.export(loro.ExportMode.Snapshot()))
+        self.assertIsNotNone(after)
+        self.assertEqual(docs.get("team/notes")[1]["body"], "hello world")
+        self.assertIsNotNone(docs.since("team/notes", version))
+        self.assertIsNone(docs.since("team/notes", docs.get("team/notes")[0]))
+        listed, _ = docs.list(prefix="team/")
+        self.assertEqual([e["id"] for e in listed], ["team/notes"])
+        with self.assertRaises(ApiError) as refused:
+            Documents(f"http://127.0.0.1:{self.server.http}", token="wrong").get("team/notes")
+        self.assertEqual(refused.exception.status, 401)
+        with self.assertRaises(ApiError) as missing:
+            docs.get("nothing-here")
+        self.assertEqual(missing.exception.status, 404)
+
+    def test_a_webhook_signature_verifies_only_with_its_secret_body_and_time(self):
+        import hashlib, hmac
+        from docweave.http import verify_webhook
+        body = b'{"type": "document.changed"}'
+        t = int(time.time())
+        v1 = hmac.new(b"secret-secret-01", f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        signature = f"t={t},v1={v1}"
+        self.assertTrue(verify_webhook(b"secret-secret-01", signature, body))
+        self.assertFalse(verify_webhook(b"secret-secret-02", signature, body))
+        self.assertFalse(verify_webhook(b"secret-secret-01", signature, body + b" "))
+        self.assertFalse(verify_webhook(b"secret-secret-01", signature, body, now=t + 3600))
+        self.assertFalse(verify_webhook(b"secret-secret-01", "garbage", body))
 
 
 class ReadmeExample(unittest.TestCase):

@@ -56,8 +56,8 @@ pub enum Lease {
         url: String,
         /// The lease's name.
         key: i64,
-        /// The lease, while held.
-        held: Option<PostgresLease>,
+        /// The lease, while held (boxed: a connection is large).
+        held: Option<Box<PostgresLease>>,
     },
 }
 
@@ -94,7 +94,7 @@ impl Lease {
         let (url, key) = (url.clone(), *key);
         match smol::unblock(move || PostgresLease::try_take(&url, key)).await {
             Ok(Some(lease)) => {
-                *held = Some(lease);
+                *held = Some(Box::new(lease));
                 Ok(Holding::Taken)
             }
             Ok(None) => Ok(Holding::No),
@@ -248,6 +248,10 @@ impl Deliverer {
             }
         }
         let mut delivered = 0usize;
+        // Failures are logged once a round (a receiver that is down fails
+        // every event): how many, and the last.
+        let mut failed = 0usize;
+        let mut last_failure = None;
         for batch in due.chunks(IN_FLIGHT) {
             let at = now_ms();
             let tasks: Vec<_> = batch
@@ -270,7 +274,8 @@ impl Deliverer {
                         let wait = self.backoff_after(attempts);
                         self.backoff
                             .insert(s.doc.clone(), (attempts, Instant::now() + wait));
-                        self.note_error(format!(
+                        failed += 1;
+                        last_failure = Some(format!(
                             "{why} (event for {:?}, attempt {attempts}, next in {} ms)",
                             s.doc.as_str(),
                             wait.as_millis()
@@ -278,6 +283,12 @@ impl Deliverer {
                     }
                 }
             }
+        }
+        if let Some(last) = last_failure {
+            self.note_error(match failed {
+                1 => last,
+                n => format!("{n} attempts failed; the last: {last}"),
+            });
         }
         if !taken.is_empty() {
             let n = taken.len();

@@ -18,6 +18,10 @@ given a path, and gives back snapshots to import into your ``LoroDoc``::
         await replica.close()
 
     asyncio.run(main())
+
+A backend that only reads and writes documents, without keeping a replica,
+uses ``docweave.http`` (the server's document API, and the check of a
+webhook's signature; standard library only).
 """
 
 from __future__ import annotations
