@@ -311,6 +311,10 @@ pub enum Msg {
         id: ListenerId,
         /// Its record, if the store has one.
         record: Option<ListenerRecord>,
+        /// The store could not be read: nobody knows whether it has one,
+        /// and the messages that waited are told to try again.
+        #[serde(default)]
+        failed: bool,
     },
     /// A `hello` or `reauth` whose token the shell verified (a signed
     /// token): the core judges it with the verdict instead of its static
@@ -587,6 +591,10 @@ pub struct StrandSpec {
     /// as a strand with no data and an empty version (see [`crate::Strand`]).
     #[serde(default)]
     pub deleted: bool,
+    /// The pull asked for versions only ([`crate::PULL_VERSIONS_ONLY`]):
+    /// sent with this version (the document's now) and no data.
+    #[serde(default)]
+    pub versions_only: Option<VersionVector>,
 }
 
 /// Log severity.

@@ -44,7 +44,7 @@ pub use policy::{Access, Credential, DocRight, Grant, Pattern, Revocations, Rule
 pub use protocol::{
     AckStatus, ChangedDoc, DeleteOutcome, DocInfo, DocMeta, Ephemeral, ErrorCode, Filter, Hello,
     ListedDoc, Message, Payload, PeerKind, Reply, Revision, RevisionStatus, Strand, WeakPayload,
-    Welcome, MESSAGE_KINDS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Welcome, MESSAGE_KINDS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PULL_VERSIONS_ONLY,
 };
 pub use shared_frame::{worth_sharing, SharedFrame};
 pub use update::update;

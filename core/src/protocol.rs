@@ -23,6 +23,11 @@ use std::sync::Arc;
 /// - 4: adds `going-away` (a server that stops asks its clients to move on).
 pub const PROTOCOL_VERSION: u32 = 4;
 
+/// Set in a `listener-pull`'s `limit`: its strands carry each document's
+/// versions and no data (a client that only needs to know what changed, a
+/// webhook). A node that predates it reads a huge limit and sends data.
+pub const PULL_VERSIONS_ONLY: u32 = 1 << 31;
+
 /// The lowest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
@@ -514,7 +519,8 @@ pub enum Message {
     ListenerPull {
         /// The listener.
         id: ListenerId,
-        /// At most this many strands.
+        /// At most this many strands; with [`PULL_VERSIONS_ONLY`] set,
+        /// strands without data.
         limit: u32,
     },
     /// The answer to a pull.

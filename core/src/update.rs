@@ -111,9 +111,12 @@ fn step(model: &mut Model, out: &mut Effects, msg: Msg) {
             up_to,
             more,
         } => storage::feed_changes(model, out, store, docs, up_to, more),
-        Msg::ListenerLoaded { store, id, record } => {
-            listeners::record_loaded(model, out, store, id, record)
-        }
+        Msg::ListenerLoaded {
+            store,
+            id,
+            record,
+            failed,
+        } => listeners::record_loaded(model, out, store, id, record, failed),
         Msg::StoreSaved { store, record } => {
             if model.stores.get_min() == Some(&store) {
                 crate::handlers::store_requests::store_ok(model);

@@ -63,7 +63,7 @@ pub(crate) fn register(
             filter: filter.clone(),
             id: Some(id),
         };
-        if wait_for_record(model, out, channel, id, again) {
+        if waits_for_record(model, out, channel, id, again) {
             return;
         }
     }
@@ -213,7 +213,7 @@ pub(crate) fn pull(
     id: ListenerId,
     limit: u32,
 ) {
-    if wait_for_record(model, out, channel, id, Message::ListenerPull { id, limit }) {
+    if waits_for_record(model, out, channel, id, Message::ListenerPull { id, limit }) {
         return;
     }
     let Some(floor) = owned(model, out, channel, peer, id).map(|l| l.floor) else {
@@ -226,7 +226,9 @@ pub(crate) fn pull(
     let Some(l) = model.listeners.get(&id) else {
         return;
     };
-    let limit = limit.clamp(1, model.config.timing.max_pull_limit) as usize;
+    let bare = limit & crate::protocol::PULL_VERSIONS_ONLY != 0;
+    let limit = (limit & !crate::protocol::PULL_VERSIONS_ONLY)
+        .clamp(1, model.config.timing.max_pull_limit) as usize;
     let mut items = Vec::new();
     let mut more = false;
     // Documents deleted since the listener acknowledged them come first:
@@ -261,6 +263,7 @@ pub(crate) fn pull(
             since: since.clone(),
             clock: Clock(0),
             deleted: true,
+            versions_only: None,
         });
     }
     for (c, doc) in model.by_clock.range(Clock(l.floor.0.saturating_add(1))..) {
@@ -284,6 +287,7 @@ pub(crate) fn pull(
             since: acked.cloned().unwrap_or_default(),
             clock: *c,
             deleted: false,
+            versions_only: bare.then(|| d.version.clone()),
         });
     }
     let now = model.now;
@@ -338,7 +342,7 @@ pub(crate) fn acknowledge(
         id,
         revisions: revisions.clone(),
     };
-    if wait_for_record(model, out, channel, id, again) {
+    if waits_for_record(model, out, channel, id, again) {
         return;
     }
     let Some(floor) = owned(model, out, channel, peer, id).map(|l| l.floor) else {
@@ -571,8 +575,10 @@ fn random_id(model: &mut Model) -> ListenerId {
 }
 
 /// When the store is shared and `id` is unknown here, asks the store for
-/// its record and keeps `message` until the answer (`true`).
-fn wait_for_record(
+/// its record and keeps `message` until the answer (`true`). When too many
+/// wait already, the message is refused as "try again" (`true` too): an
+/// unknown listener is never taken for one the store does not hold.
+fn waits_for_record(
     model: &mut Model,
     out: &mut Effects,
     channel: ChannelId,
@@ -586,19 +592,28 @@ fn wait_for_record(
         return false;
     };
     let first = !model.listener_loads.contains_key(&id);
-    if first && model.listener_loads.len() >= MOST_LISTENER_LOADS {
-        return false;
-    }
     let waiting_in_all: usize = model.listener_loads.values().map(Vec::len).sum();
     let large = matches!(&message, Message::ListenerAck { revisions, .. } if revisions.len() > MOST_WAITING_REVISIONS);
-    if waiting_in_all >= MOST_WAITING || large {
-        return false;
+    let full = (first && model.listener_loads.len() >= MOST_LISTENER_LOADS)
+        || waiting_in_all >= MOST_WAITING
+        || model
+            .listener_loads
+            .get(&id)
+            .is_some_and(|w| w.len() >= MOST_WAITING_PER_LISTENER);
+    if full || large {
+        refuse(
+            out,
+            channel,
+            ErrorCode::RateLimited,
+            format!("{id} is being read from the store with too much else; try again"),
+        );
+        return true;
     }
-    let waiting = model.listener_loads.entry(id).or_default();
-    if waiting.len() >= MOST_WAITING_PER_LISTENER {
-        return false;
-    }
-    waiting.push((channel, message));
+    model
+        .listener_loads
+        .entry(id)
+        .or_default()
+        .push((channel, message));
     if first {
         out.send(store, Message::ListenerPull { id, limit: 0 });
     }
@@ -613,11 +628,23 @@ pub(crate) fn record_loaded(
     store: ChannelId,
     id: ListenerId,
     record: Option<ListenerRecord>,
+    failed: bool,
 ) {
     if model.stores.get_min() != Some(&store) {
         return;
     }
     let waiting = model.listener_loads.remove(&id).unwrap_or_default();
+    if failed {
+        for (channel, _) in waiting {
+            refuse(
+                out,
+                channel,
+                ErrorCode::RateLimited,
+                format!("the store could not read {id}; try again"),
+            );
+        }
+        return;
+    }
     match record {
         Some(r) if r.id == id && !model.listeners.contains_key(&id) => model.restore_listener(r),
         _ => {}

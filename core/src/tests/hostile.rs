@@ -19,12 +19,6 @@ fn hello_with(peer: &str, token: Option<&str>, kind: PeerKind) -> Message {
     })
 }
 
-fn refused_with(cmds: &[Cmd], ch: u64, code: ErrorCode) -> bool {
-    messages(cmds, ch)
-        .iter()
-        .any(|m| matches!(m, Message::Error { code: c, .. } if *c == code))
-}
-
 #[test]
 fn a_token_grants_only_its_peer_ids_and_never_the_nodes_own() {
     let mut c = Config::new("hub");

@@ -248,3 +248,10 @@ pub fn closes(cmds: &[Cmd], ch: u64) -> bool {
     cmds.iter()
         .any(|c| matches!(c, Cmd::Close { channel, .. } if *channel == ChannelId(ch)))
 }
+
+/// Whether channel `ch` was sent an error with `code`.
+pub fn refused_with(cmds: &[Cmd], ch: u64, code: crate::ErrorCode) -> bool {
+    messages(cmds, ch)
+        .iter()
+        .any(|m| matches!(m, Message::Error { code: c, .. } if *c == code))
+}

@@ -330,3 +330,15 @@ fn a_listener_registered_under_an_id_nobody_holds_keeps_that_id() {
     }
     assert_eq!(ids, vec![ListenerId(1), ListenerId(3)]);
 }
+
+#[test]
+fn a_pull_for_versions_only_names_each_documents_version_and_asks_for_no_data() {
+    let mut k = hub_with_listener();
+    let bare = pull(&mut k, 2 | crate::PULL_VERSIONS_ONLY);
+    assert_eq!(bare.len(), 2, "the flag is not taken for a limit");
+    assert!(bare
+        .iter()
+        .all(|s| s.versions_only == Some(vv(&[(1, 1)])) && !s.deleted));
+    let full = pull(&mut k, 2);
+    assert!(full.iter().all(|s| s.versions_only.is_none()));
+}

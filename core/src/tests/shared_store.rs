@@ -262,6 +262,7 @@ fn a_pull_for_a_listener_another_server_registered_waits_for_its_record() {
         store: ChannelId(10),
         id,
         record: Some(record(77, "reader")),
+        failed: false,
     });
     assert!(
         sent(&cmds, 1)
@@ -291,6 +292,7 @@ fn a_listener_named_by_its_client_and_unknown_to_the_shared_store_gets_that_id()
         store: ChannelId(10),
         id,
         record: None,
+        failed: false,
     });
     assert!(messages(&cmds, 1).contains(&Message::ListenerRegistered { id }));
     assert!(messages(&cmds, 10).is_empty(), "the store is asked once");
@@ -305,6 +307,7 @@ fn a_forgotten_listener_is_read_again_from_the_shared_store() {
         store: ChannelId(10),
         id,
         record: Some(record(77, "reader")),
+        failed: false,
     });
     // Another server moved it on: forgotten here, its record is read again.
     k.feed(Msg::ForgetListener(id));
@@ -342,6 +345,7 @@ fn a_listener_the_store_does_not_know_is_refused_and_another_owners_is_not_taken
         store: ChannelId(10),
         id: crate::ListenerId(5),
         record: None,
+        failed: false,
     });
     assert!(messages(&cmds, 1).iter().any(|m| matches!(
         m,
@@ -361,6 +365,7 @@ fn a_listener_the_store_does_not_know_is_refused_and_another_owners_is_not_taken
         store: ChannelId(10),
         id: crate::ListenerId(6),
         record: Some(record(6, "someone-else")),
+        failed: false,
     });
     assert!(
         !sent(&cmds, 1)
@@ -402,6 +407,36 @@ fn messages_waiting_on_the_store_are_bounded() {
     }
     let waiting = k.model.listener_loads.get(&id).map_or(0, Vec::len);
     assert!(waiting <= 4, "{waiting} messages wait on one listener");
+    // Past the bound a message is told to try again, never that the
+    // listener is unknown (its client would register it anew).
+    let cmds = k.recv(1, Message::ListenerPull { id, limit: 1 });
+    assert!(refused_with(&cmds, 1, crate::ErrorCode::RateLimited));
+    assert!(!refused_with(&cmds, 1, crate::ErrorCode::UnknownListener));
+}
+
+#[test]
+fn a_listener_the_store_could_not_read_is_neither_unknown_nor_registered_anew() {
+    let mut k = shared_with_docs();
+    let id = crate::ListenerId(4343);
+    k.recv(
+        1,
+        Message::ListenerRegister {
+            filter: Filter::all(),
+            id: Some(id),
+        },
+    );
+    let cmds = k.feed(Msg::ListenerLoaded {
+        store: ChannelId(10),
+        id,
+        record: None,
+        failed: true,
+    });
+    assert!(refused_with(&cmds, 1, crate::ErrorCode::RateLimited));
+    assert!(
+        !k.model.listeners.contains_key(&id),
+        "registered over a record the store may hold"
+    );
+    assert!(!cmds.iter().any(|c| matches!(c, crate::Cmd::Save(_))));
 }
 
 fn changed(name: &str, clock: u64, version: &[(u64, u64)]) -> Message {

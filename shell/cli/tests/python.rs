@@ -1,8 +1,9 @@
 //! Runs the Python tests in `tests/python` against this build's `docweave`
 //! binary: `pip install ./shell/python` (PyO3, built from source by maturin)
 //! and `loro` from PyPI into a virtual environment, then two Python replicas
-//! and a native client converge, and an offline replica syncs after a
-//! restart. Python 3 with pip and venv is required: without it this test
+//! and a native client converge, an offline replica syncs after a
+//! restart, and a backend uses the document API through `docweave.http`
+//! and checks webhook signatures with it. Python 3 with pip and venv is required: without it this test
 //! fails rather than passing silently.
 
 mod common;
@@ -61,7 +62,7 @@ fn python_replicas_sync_through_docweave() {
     eprintln!("{report}");
     assert!(out.status.success(), "the Python tests failed");
     assert!(
-        report.contains("Ran 6 tests") && report.contains("OK"),
+        report.contains("Ran 8 tests") && report.contains("OK"),
         "the Python tests did not all run"
     );
     let seen = fake.join().unwrap();

@@ -215,6 +215,17 @@ impl<E: DocEngine> Node<E> {
                             });
                             continue;
                         }
+                        if let Some(version) = s.versions_only {
+                            strands.push(Strand {
+                                doc: s.doc,
+                                meta: s.meta,
+                                since: s.since,
+                                data: Payload::default(),
+                                version,
+                                clock: s.clock,
+                            });
+                            continue;
+                        }
                         let since = (!s.since.is_empty()).then(|| s.since.clone());
                         let (data, version) = match self.export(&s.doc, since.as_ref(), exports) {
                             Exported::Data(data, version) => (data, version),

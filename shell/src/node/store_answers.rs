@@ -231,18 +231,22 @@ impl<E: DocEngine> Node<E> {
         id: docweave_core::ListenerId,
         result: StoreResult,
     ) {
-        let record = match result {
-            StoreResult::Record(Some(StateRecord::Listener(r))) => Some(r),
-            StoreResult::Record(_) => None,
+        let (record, failed) = match result {
+            StoreResult::Record(Some(StateRecord::Listener(r))) => (Some(r), false),
+            StoreResult::Record(_) => (None, false),
             other => {
-                // The client is told to register again: a fresh
-                // listener resyncs, nothing is lost.
+                // Not "none": the client is told to try again, and a
+                // listener the store may hold is not registered anew.
                 tracing::warn!("the store could not read listener {id}: {other:?}");
-                None
+                (None, true)
             }
         };
-        self.internal
-            .push_back(Msg::ListenerLoaded { store, id, record });
+        self.internal.push_back(Msg::ListenerLoaded {
+            store,
+            id,
+            record,
+            failed,
+        });
     }
 
     /// The core's load came back: import what the store held, then tell the core.

@@ -137,7 +137,7 @@ pub(super) fn item_docs(item: &Outgoing) -> Vec<&DocId> {
         // A deleted document's strand carries no data: nothing to wait for.
         Outgoing::Strands { items, .. } => items
             .iter()
-            .filter(|s| !s.deleted)
+            .filter(|s| !s.deleted && s.versions_only.is_none())
             .map(|s| &s.doc)
             .collect(),
         Outgoing::Message(m) => message_doc(m).into_iter().collect(),

@@ -218,7 +218,10 @@ impl Deliverer {
         )
         .map_err(said)?;
         let id = self.hook.listener;
-        ex.send(vec![Message::ListenerPull { id, limit: PULL }])
+        // Versions only: an event needs no document data, and a document
+        // larger than a message must not stall the hook.
+        let limit = PULL | docweave_core::PULL_VERSIONS_ONLY;
+        ex.send(vec![Message::ListenerPull { id, limit }])
             .map_err(said)?;
         let pulled = ex
             .answer(|m| matches!(m, Message::Strands { id: got, .. } if *got == id))
