@@ -237,6 +237,22 @@ pub struct Config {
     /// What one client may do (a recording made before quotas has none).
     #[serde(default)]
     pub quotas: Quotas,
+    /// Peer ids starting with this are the server's own links (its
+    /// webhooks): a hello speaking as one is let in only with a credential
+    /// the shell vouched for, never with a static token or none, and their
+    /// listeners do not count toward the node-wide bound (clients filling
+    /// it cannot shut them out).
+    #[serde(default)]
+    pub internal_peers: Option<String>,
+}
+
+impl Config {
+    /// Whether `peer` is one of the server's own links ([`Self::internal_peers`]).
+    pub fn is_internal_peer(&self, peer: &PeerId) -> bool {
+        self.internal_peers
+            .as_deref()
+            .is_some_and(|prefix| peer.as_str().starts_with(prefix))
+    }
 }
 
 impl Config {
@@ -249,6 +265,7 @@ impl Config {
             tokens: Vec::new(),
             grants: Vec::new(),
             signed_tokens: false,
+            internal_peers: None,
             bounds: Bounds::default(),
             protocol: crate::protocol::PROTOCOL_VERSION,
             rules: Rules::allow_all(),

@@ -17,7 +17,20 @@ impl PostgresLease {
     /// Takes the lease named `key` if nobody holds it: `None` while another
     /// session does.
     pub fn try_take(url: &str, key: i64) -> Result<Option<Self>, StoreError> {
-        let mut client = Target::parse(url)?.connect()?;
+        let mut target = Target::parse(url)?;
+        // A holder whose host vanished must not keep the lease for the
+        // hours TCP takes by default to notice: both ends probe the
+        // connection every few seconds.
+        target
+            .config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(5))
+            .keepalives_interval(std::time::Duration::from_secs(2))
+            .keepalives_retries(3);
+        let mut client = target.connect()?;
+        client.batch_execute(
+            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3",
+        )?;
         let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key])?;
         let taken: bool = row.try_get(0)?;
         Ok(taken.then_some(Self { client }))

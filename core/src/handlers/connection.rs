@@ -397,6 +397,15 @@ fn admission(
             Some(c)
         }
         None => {
+            if model.config.is_internal_peer(&h.peer) {
+                return Err((
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "the peer id {:?} is one of this server's own",
+                        h.peer.as_str()
+                    ),
+                ));
+            }
             if let Err(m) = credentials(&model.config, &h.peer, h.token.as_deref()) {
                 return Err((ErrorCode::BadToken, m.into()));
             }

@@ -113,7 +113,7 @@ fn register_known(
             // Peers are many on an open server (any id will do): the
             // listeners of all of them together are bounded too.
             let all = model.config.bounds.listeners;
-            if model.listeners.len() >= all {
+            if model.listeners.len() >= all && !model.config.is_internal_peer(peer) {
                 return refuse(
                     out,
                     channel,

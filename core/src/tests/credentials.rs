@@ -443,3 +443,53 @@ fn new_rules_apply_to_the_next_decision() {
     )));
     assert!(!readable(&mut k, 1, "d"), "the old rules still decided");
 }
+
+#[test]
+fn the_servers_own_peer_ids_need_a_credential_and_their_listeners_pass_the_node_wide_bound() {
+    let mut c = Config::new("hub");
+    c.internal_peers = Some("webhook-".into());
+    c.tokens = vec!["any-peer".into()];
+    c.bounds.listeners = 1;
+    let mut k = Kit::new(c);
+    // A static token that grants any peer id does not grant these.
+    k.feed(Msg::ChannelAdded {
+        channel: ChannelId(1),
+        kind: ChannelKind::Network,
+        remote: None,
+    });
+    let cmds = k.recv(1, Message::Hello(hello_of("webhook-1", "any-peer")));
+    assert!(messages(&cmds, 1).iter().any(|m| matches!(
+        m,
+        Message::Error {
+            code: ErrorCode::PermissionDenied,
+            ..
+        }
+    )));
+    assert!(closes(&cmds, 1));
+    // Another client fills the node-wide listener bound.
+    k.greet(2, Message::Hello(hello_of("alice", "any-peer")));
+    let register = Message::ListenerRegister {
+        filter: crate::Filter::all(),
+        id: None,
+    };
+    let cmds = k.recv(2, register.clone());
+    assert!(messages(&cmds, 2)
+        .iter()
+        .any(|m| matches!(m, Message::ListenerRegistered { .. })));
+    // The server's own link, vouched for by the shell, still registers.
+    let cmds = authenticate(
+        &mut k,
+        3,
+        "webhook-1",
+        Verdict::Valid(credential("webhook-1", None, None)),
+    );
+    assert!(bad_token(&cmds, 3).is_none());
+    let cmds = k.recv(3, register);
+    assert!(
+        messages(&cmds, 3)
+            .iter()
+            .any(|m| matches!(m, Message::ListenerRegistered { .. })),
+        "{:?}",
+        messages(&cmds, 3)
+    );
+}

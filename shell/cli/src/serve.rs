@@ -369,6 +369,8 @@ fn build_repo(
             c.timing.peer_linger_ms = a.peer_linger_ms;
             c.bounds.idle_metadata = a.idle_metadata;
             c.quotas = quotas;
+            // The webhooks' peers: only this server's own tokens speak as them.
+            c.internal_peers = Some(crate::webhooks::PEER_PREFIX.to_string());
             // Loro `%EPS` rooms: the server keeps their state for later members.
             c.lasting_presence = vec![Namespace::new(PERSISTED_PRESENCE_NAMESPACE)];
         });

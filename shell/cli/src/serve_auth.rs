@@ -150,6 +150,26 @@ pub struct ServeAuth {
     pub internal: Arc<Vec<(String, Credential)>>,
 }
 
+/// A signed token or the app's backend naming one of the server's own
+/// peers (its webhooks') is refused: only the server's own tokens speak as
+/// them, so no client can act as a hook.
+fn not_our_own(checked: Checked) -> Checked {
+    match checked {
+        Checked::Valid { credential, .. }
+            if credential
+                .peer
+                .as_str()
+                .starts_with(crate::webhooks::PEER_PREFIX) =>
+        {
+            Checked::Refused(format!(
+                "peer ids starting with {:?} are this server's own",
+                crate::webhooks::PEER_PREFIX
+            ))
+        }
+        checked => checked,
+    }
+}
+
 /// The token checker `serve` gives the node: static tokens are the node's
 /// business; a token shaped like a JWT goes to the keys (when there are
 /// keys); any other to the app's backend (when there is one).
@@ -167,11 +187,12 @@ impl Authenticator for ServeAuthenticator {
         if auth.is_static(token) {
             return None;
         }
-        match (&auth.jwt, &auth.auth_url) {
-            (Some(jwt), _) if looks_like_jwt(token) => Some(jwt.verify(token, now_s())),
-            (_, Some(backend)) => backend.kept(token),
-            _ => None,
-        }
+        let checked = match (&auth.jwt, &auth.auth_url) {
+            (Some(jwt), _) if looks_like_jwt(token) => jwt.verify(token, now_s()),
+            (_, Some(backend)) => backend.kept(token)?,
+            _ => return None,
+        };
+        Some(not_our_own(checked))
     }
 
     fn ask(&self, token: &str) -> Option<RemoteCheck> {
@@ -266,7 +287,7 @@ impl ServeAuth {
             (_, Some(backend)) => backend.admit(token),
             _ => return None,
         };
-        Some(match checked {
+        Some(match not_our_own(checked) {
             Checked::Valid { credential, .. } if self.revokes(&credential) => {
                 Checked::Refused("token-revoked: this token or its holder was revoked".into())
             }

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// One record of a recording.
+// A run has one configuration line, read once; boxing it would change
+// nothing that matters (lines are decoded one at a time).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Line {
     /// The first record of a run: the node's configuration.

@@ -124,8 +124,8 @@ pub fn hooks(urls: &[String], file: Option<&str>, secret: &[u8]) -> Result<Vec<H
         return Err(format!("at most {MOST_HOOKS} webhooks"));
     }
     let mut hooks = Vec::new();
-    for (i, h) in given.into_iter().enumerate() {
-        let hook = hook(i + 1, h, secret)?;
+    for h in given {
+        let hook = hook(h, secret)?;
         if hooks.iter().any(|o: &Hook| o.name == hook.name) {
             return Err(format!("two webhooks are named {:?}", hook.name));
         }
@@ -134,7 +134,7 @@ pub fn hooks(urls: &[String], file: Option<&str>, secret: &[u8]) -> Result<Vec<H
     Ok(hooks)
 }
 
-fn hook(position: usize, h: FileHook, secret: &[u8]) -> Result<Hook, String> {
+fn hook(h: FileHook, secret: &[u8]) -> Result<Hook, String> {
     let (scheme, rest) = h
         .url
         .split_once("://")
@@ -169,21 +169,25 @@ fn hook(position: usize, h: FileHook, secret: &[u8]) -> Result<Hook, String> {
         Some(names) => Events::parse(names).map_err(|e| format!("webhook {:?}: {e}", h.url))?,
         None => Events::ALL,
     };
-    let name = h.name.unwrap_or_else(|| position.to_string());
-    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c == '"') {
+    let shown = format!("{scheme}://{addr}{}", path.split('?').next().unwrap_or("/"));
+    // Which hook it is: its name, else its URL. Its place among the options
+    // or its patterns may change and it stays the same hook (its
+    // undelivered events are kept).
+    let (name, key) = match h.name {
+        Some(name) => (name.clone(), format!("name\n{name}")),
+        None => (shown.clone(), format!("url\n{}", h.url)),
+    };
+    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == '"') {
         return Err(format!(
-            "webhook name {name:?}: 1 to 64 characters, no quotes"
+            "webhook name {name:?}: 1 to 256 characters, no quotes"
         ));
     }
-    // What the hook is: the same options make the same hook everywhere.
-    let what = format!("{}\n{}\n{}", name, h.url, docs.join("\n"));
-    let digest = keyed(secret, &what);
-    let peer = format!("webhook-{}", hex(&digest[..8]));
+    let digest = keyed(secret, &key);
+    let peer = format!("{}{}", super::PEER_PREFIX, hex(&digest[..8]));
     let mut id = [0u8; 8];
     id.copy_from_slice(&digest[8..16]);
     // In the range a client may name (below 2^63), never 0.
     let listener = ListenerId((u64::from_be_bytes(id) >> 1).max(1));
-    let shown = format!("{scheme}://{addr}{}", path.split('?').next().unwrap_or("/"));
     Ok(Hook {
         name,
         shown,
@@ -215,7 +219,7 @@ mod tests {
                        "docs": ["team-7/*"], "events": ["changed", "document.deleted"]}]}"#;
         let hooks = hooks(&["http://127.0.0.1:8/a".into()], Some(file), b"secret").unwrap();
         assert_eq!(hooks.len(), 2);
-        assert_eq!(hooks[0].name, "1");
+        assert_eq!(hooks[0].name, "http://127.0.0.1:8/a", "no name: its URL");
         assert_eq!(hooks[0].events, Events::ALL);
         let search = &hooks[1];
         assert_eq!(search.shown, "http://127.0.0.1:9/in", "no query shown");
@@ -230,6 +234,13 @@ mod tests {
         assert_eq!(again[1].peer, search.peer);
         let other = super::hooks(&[], Some(file), b"other").unwrap();
         assert_ne!(other[0].listener, search.listener);
+        // Another place among the options, other patterns: the same hook.
+        let moved = r#"{"hooks": [{"url": "http://127.0.0.1:9/in?key=s3cret", "name": "search",
+                        "docs": ["team-8/*"]}]}"#;
+        let moved = super::hooks(&[], Some(moved), b"secret").unwrap();
+        assert_eq!(moved[0].listener, search.listener);
+        assert_eq!(moved[0].peer, search.peer);
+        assert!(search.peer.starts_with(super::super::PEER_PREFIX));
         assert!(search.listener.0 < 1 << 63 && search.listener.0 > 0);
         for bad in [
             r#"{"hooks": [{"url": "ftp://x/"}]}"#,

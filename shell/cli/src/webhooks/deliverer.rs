@@ -124,6 +124,8 @@ pub struct Deliverer {
     backoff: BTreeMap<DocId, (u32, Instant)>,
     /// Jitter's generator.
     rng: u64,
+    /// The lease was found lost during a round.
+    lease_lost: bool,
 }
 
 /// What a round leaves to do.
@@ -156,13 +158,19 @@ impl Deliverer {
             repo,
             backoff: BTreeMap::new(),
             rng,
+            lease_lost: false,
         }
     }
 
     /// Delivers until the process ends.
     pub async fn run(mut self) {
         loop {
-            match self.lease.hold().await {
+            let holding = match self.lease.hold().await {
+                // Lost and taken again within a round: read it again too.
+                Ok(Holding::Kept) if std::mem::take(&mut self.lease_lost) => Ok(Holding::Taken),
+                other => other,
+            };
+            match holding {
                 Ok(Holding::Kept) => self.figures.delivering.store(true, Ordering::Relaxed),
                 Ok(Holding::Taken) => {
                     // What this node holds of the hook's listener may be
@@ -256,6 +264,12 @@ impl Deliverer {
         let mut failed = 0usize;
         let mut last_failure = None;
         for batch in due.chunks(IN_FLIGHT) {
+            // A server that lost the lease mid-round stops at once: another
+            // delivers now, and two would send one document's events out
+            // of order.
+            if !self.still_ours().await {
+                return Ok(Round::Idle);
+            }
             let at = now_ms();
             let tasks: Vec<_> = batch
                 .iter()
@@ -287,6 +301,7 @@ impl Deliverer {
                 }
             }
         }
+        let taken_count = taken.len();
         if let Some(last) = last_failure {
             self.note_error(match failed {
                 1 => last,
@@ -294,6 +309,10 @@ impl Deliverer {
             });
         }
         if !taken.is_empty() {
+            if !self.still_ours().await {
+                // Not acknowledged: the holder sends them again.
+                return Ok(Round::Idle);
+            }
             let n = taken.len();
             acknowledge(&ex, id, taken).await?;
             self.figures
@@ -308,12 +327,27 @@ impl Deliverer {
                     .store(now_ms(), Ordering::Relaxed);
             }
         }
-        let progress = delivered > 0;
+        // Events passed over (of kinds the hook does not hear) move it on too.
+        let progress = taken_count > 0;
         Ok(if more && progress {
             Round::Busy
         } else {
             Round::Idle
         })
+    }
+
+    /// Whether this server still holds the hook's lease (always, alone).
+    async fn still_ours(&mut self) -> bool {
+        match self.lease.hold().await {
+            Ok(Holding::Kept) => true,
+            // Taken anew means it was lost in between: what this node
+            // holds of the listener is read again first (next round).
+            Ok(Holding::Taken) | Ok(Holding::No) | Err(_) => {
+                self.figures.delivering.store(false, Ordering::Relaxed);
+                self.lease_lost = true;
+                false
+            }
+        }
     }
 
     /// The wait before attempt `attempts + 1`: doubling from a second up

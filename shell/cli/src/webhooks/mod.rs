@@ -24,6 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How the peer ids of hooks start: the node lets in as them only this
+/// server's own links ([`docweave_core::Config::internal_peers`]).
+pub const PEER_PREFIX: &str = "webhook-";
+
 /// The shortest secret taken: HMAC keys shorter than this are guessable.
 const SHORTEST_SECRET: usize = 16;
 
@@ -208,14 +212,13 @@ impl Webhooks {
                 repo.clone(),
             );
             tracing::info!(
-                "webhook {} to {}: {} as {}",
+                "webhook {} to {}: {}",
                 c.hook.name,
                 c.hook.shown,
                 match shared_store {
                     Some(_) => "delivered by whichever server holds its lease",
                     None => "delivered by this server",
-                },
-                c.hook.peer
+                }
             );
             smol::spawn(d.run()).detach();
         }
