@@ -108,6 +108,8 @@ impl Receiver {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let mode = *self.mode.lock().unwrap();
         let mut out = stream;
+        // A sender that left before the answer is the sender's business:
+        // what was taken is kept either way.
         match mode {
             Mode::Take => {
                 self.taken.lock().unwrap().push(Taken {
@@ -540,6 +542,7 @@ fn the_readmes_python_receiver_verifies_real_signatures_and_refuses_forged_or_ol
     let stdout = python.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // The test stopped listening: nothing is left to tell.
             let _ = lines_tx.send(line);
         }
     });
@@ -589,6 +592,7 @@ fn the_readmes_python_receiver_verifies_real_signatures_and_refuses_forged_or_ol
         .0,
         401
     );
+    // The receiver runs until killed; one that already exited needs nothing.
     let _ = python.kill();
     let _ = python.wait();
 }

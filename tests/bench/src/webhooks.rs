@@ -191,7 +191,8 @@ async fn write_rate(http: &str, writers: usize, updates: usize, prefix: &str) ->
 /// S14 against the `docweave` binary `bin`, with its data under `dir`.
 pub async fn s14(bin: &Path, sizes: &S14Sizes, dir: &Path) -> Vec<Run> {
     let dir = dir.join(format!("s14-{}", std::process::id()));
-    // A fresh store each run: what an earlier run left is not wanted.
+    // A fresh store each run: what an earlier run left is not wanted (and
+    // none may be there).
     let _ = std::fs::remove_dir_all(&dir);
     let mut runs = Vec::new();
 
