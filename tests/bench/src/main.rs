@@ -11,7 +11,7 @@ use docweave_bench::connections::{s9, S9Sizes};
 use docweave_bench::doc_api::{s13, S13Sizes};
 use docweave_bench::loaded::{s12, FORMS};
 use docweave_bench::metadata::{fill, open, remove, s8};
-use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
+use docweave_bench::scenarios::{s1, s2, s3, s3_hooked, s3_quotas, s3_recorded, s4, s5, Transport};
 use docweave_bench::webhooks::{s14, S14Sizes};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
@@ -266,6 +266,9 @@ fn main() {
                 }
                 if want("s3") || want("s3r") {
                     record(s3_recorded(s3_size.0, s3_size.1, *t).await);
+                }
+                if want("s3") || want("s3h") {
+                    record(s3_hooked(s3_size.0, s3_size.1, *t).await);
                 }
             }
             if want("s4") {

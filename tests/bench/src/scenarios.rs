@@ -325,7 +325,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// S3: one hub, C clients on one document; one client makes M edits,
 /// each committed on its own. Edits per second delivered to all, latency p50/p99.
 pub async fn s3(clients: usize, m: u64, t: Transport) -> Run {
-    s3_with(clients, m, t, |b| b).await
+    s3_with(clients, m, t, |b| b, false).await
 }
 
 /// S3 on a hub with every quota set, none of them reached: what checking
@@ -341,7 +341,7 @@ pub async fn s3_quotas(clients: usize, m: u64, t: Transport) -> Run {
     };
     Run {
         scenario: "S3q".into(),
-        ..s3_with(clients, m, t, |b| b.configure(|c| c.quotas = quotas)).await
+        ..s3_with(clients, m, t, |b| b.configure(|c| c.quotas = quotas), false).await
     }
 }
 
@@ -351,7 +351,7 @@ pub async fn s3_recorded(clients: usize, m: u64, t: Transport) -> Run {
     let dir = std::env::temp_dir().join(format!("docweave-s3r-{}", std::process::id()));
     let run = Run {
         scenario: "S3r".into(),
-        ..s3_with(clients, m, t, |b| b.record(&dir)).await
+        ..s3_with(clients, m, t, |b| b.record(&dir), false).await
     };
     let kept: u64 = docweave_shell::files_in(&dir)
         .iter()
@@ -375,11 +375,13 @@ async fn s3_with(
     m: u64,
     t: Transport,
     setup: impl FnOnce(docweave_shell::RepoBuilder) -> docweave_shell::RepoBuilder,
+    hooked: bool,
 ) -> Run {
     let server = setup(Repo::builder("server").store(MemoryStore::new()))
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let net = Net::new(server, t).await;
+    let hook = hooked.then(|| crate::hooked::Hook::follow(&net.server));
     let mut repos = Vec::new();
     for i in 0..clients {
         repos.push(client(&format!("c{i}"), net.dialer(i == 0)));
@@ -445,6 +447,16 @@ async fn s3_with(
         .as_secs_f64()
         .max(1e-9);
     let (messages, bytes) = net.wire.get();
+    let followed = match hook {
+        Some(h) => {
+            let (pulls, acked) = h.stop().await;
+            vec![
+                ("hook_pulls".into(), pulls as f64),
+                ("hook_strands_acked".into(), acked as f64),
+            ]
+        }
+        None => Vec::new(),
+    };
     for r in repos {
         r.close().await;
     }
@@ -462,7 +474,19 @@ async fn s3_with(
             ("p50_ms".into(), percentile(&latencies, 0.5)),
             ("p99_ms".into(), percentile(&latencies, 0.99)),
             ("edits".into(), m as f64),
-        ],
+        ]
+        .into_iter()
+        .chain(followed)
+        .collect(),
+    }
+}
+
+/// S3 on a hub that a webhook's listener follows (scenario "S3h"; see
+/// [`crate::hooked`]).
+pub async fn s3_hooked(clients: usize, m: u64, t: Transport) -> Run {
+    Run {
+        scenario: "S3h".into(),
+        ..s3_with(clients, m, t, |b| b, true).await
     }
 }
 

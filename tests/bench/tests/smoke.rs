@@ -1,6 +1,6 @@
 //! The benchmark scenarios with tiny sizes, so they cannot rot.
 
-use docweave_bench::scenarios::{s1, s2, s3, s3_quotas, s3_recorded, s4, s5, Transport};
+use docweave_bench::scenarios::{s1, s2, s3, s3_hooked, s3_quotas, s3_recorded, s4, s5, Transport};
 
 #[test]
 fn every_scenario_runs_with_tiny_sizes() {
@@ -14,6 +14,15 @@ fn every_scenario_runs_with_tiny_sizes() {
             assert!(r.value > 0.0, "{}", r.json());
             let r = s3_quotas(3, 10, t).await;
             assert!(r.value > 0.0 && r.scenario == "S3q", "{}", r.json());
+            // A hook's listener followed the edits: pulled, and told of
+            // the edited document.
+            let r = s3_hooked(3, 10, t).await;
+            let hooked = |k: &str| r.extra.iter().find(|(n, _)| n == k).map_or(0.0, |e| e.1);
+            assert!(
+                r.scenario == "S3h" && hooked("hook_strands_acked") >= 1.0 && r.value > 0.0,
+                "{}",
+                r.json()
+            );
             let r = s3_recorded(3, 10, t).await;
             let recorded = r.extra.iter().find(|(k, _)| k == "recorded_bytes");
             assert!(recorded.is_some_and(|(_, b)| *b > 0.0), "{}", r.json());
