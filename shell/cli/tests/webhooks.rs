@@ -230,21 +230,25 @@ fn wait_told(rx: &Receiver, doc: &str, first_before: &str, last: &str) {
     }
 }
 
+/// hex(HMAC-SHA256(secret, "T." + body)), computed here as a receiver would.
+fn hmac_hex(secret: &str, t: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn signed_by(secret: &str, header: &str, body: &[u8]) -> bool {
     let parts: BTreeMap<&str, &str> = header
         .split(',')
         .filter_map(|p| p.split_once('='))
         .collect();
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(parts["t"].as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let expected: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expected = hmac_hex(secret, parts["t"], body);
     let t: u64 = parts["t"].parse().unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -496,16 +500,7 @@ fn two_servers_on_one_postgres_deliver_each_event_once_and_one_takes_over_from_t
 
 /// A request to the README's receiver, signed at `t` under `secret`: its status.
 fn post_signed(port: u16, secret: &str, t: u64, body: &[u8]) -> u16 {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    let v1: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let signature = format!("t={t},v1={v1}");
+    let signature = format!("t={t},v1={}", hmac_hex(secret, &t.to_string(), body));
     call(
         port,
         "POST",

@@ -108,9 +108,18 @@ async fn time_reads(
     (start.elapsed().as_secs_f64() / reads.max(1) as f64, size)
 }
 
-fn run(metric: &str, size: u64, value: f64, messages: u64, extra: Vec<(String, f64)>) -> Run {
+/// A run of scenario `scenario` over HTTP against the real server (no
+/// link of this process is measured: its frames and bytes are 0).
+pub(crate) fn http_run(
+    scenario: &str,
+    metric: &str,
+    size: u64,
+    value: f64,
+    messages: u64,
+    extra: Vec<(String, f64)>,
+) -> Run {
     Run {
-        scenario: "S13".into(),
+        scenario: scenario.into(),
         transport: "http".into(),
         size,
         metric: metric.into(),
@@ -120,6 +129,10 @@ fn run(metric: &str, size: u64, value: f64, messages: u64, extra: Vec<(String, f
         peak_rss: memory().1,
         extra,
     }
+}
+
+fn run(metric: &str, size: u64, value: f64, messages: u64, extra: Vec<(String, f64)>) -> Run {
+    http_run("S13", metric, size, value, messages, extra)
 }
 
 /// S13 against the `docweave` binary `bin`, with its data under `dir`.

@@ -7,8 +7,8 @@
 //!   whose hook takes every event meanwhile.
 
 use crate::connections::start_server_with;
-use crate::doc_api::post_updates;
-use crate::{memory, Run};
+use crate::doc_api::{http_run, post_updates};
+use crate::Run;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -138,17 +138,7 @@ impl Receiver {
 }
 
 fn run(metric: &str, size: u64, value: f64, messages: u64, extra: Vec<(String, f64)>) -> Run {
-    Run {
-        scenario: "S14".into(),
-        transport: "http".into(),
-        size,
-        metric: metric.into(),
-        value,
-        messages,
-        bytes: 0,
-        peak_rss: memory().1,
-        extra,
-    }
+    http_run("S14", metric, size, value, messages, extra)
 }
 
 /// The options of a server whose hook tells `url`, its secret under `dir`.
