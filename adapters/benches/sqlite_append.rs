@@ -33,6 +33,7 @@ fn bench(c: &mut Criterion) {
                             meta: DocMeta::default(),
                             data: payload.clone(),
                             version: VersionVector::from_entries([(1, n)]),
+                            authors: Vec::new(),
                         }
                     })
                     .collect();

@@ -47,8 +47,8 @@ pub use contained::{contained, panics_caught, EnginePanic};
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{
-    conformance, Announce, Announcement, Append, Loaded, MemoryStore, SharedMemoryStore, Store,
-    StoreError,
+    bounded_message, conformance, Announce, Announcement, Append, Authored, HistoryEntry, Loaded,
+    MemoryStore, SharedMemoryStore, Store, StoreError, MESSAGE_MOST,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresLease, PostgresStore};

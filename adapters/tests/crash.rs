@@ -27,6 +27,7 @@ fn crash_child() {
             meta: DocMeta::default(),
             data,
             version: VersionVector::from_entries([(1, i + 1)]),
+            authors: Vec::new(),
         };
         let batch = if i % 3 == 0 {
             vec![
@@ -155,6 +156,7 @@ fn two_processes_share_one_database_through_the_clock_feed() {
             meta: DocMeta::default(),
             data: b"m".to_vec(),
             version: VersionVector::from_entries([(9, 1)]),
+            authors: Vec::new(),
         }])
         .unwrap_or_else(|e| panic!("our append: {e}"));
     assert!(

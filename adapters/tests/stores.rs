@@ -40,6 +40,7 @@ fn change(doc: &str, data: &[u8], v: u64) -> Append {
         meta: DocMeta::default(),
         data: data.to_vec(),
         version: VersionVector::from_entries([(1, v)]),
+        authors: Vec::new(),
     }
 }
 
@@ -144,7 +145,7 @@ fn sqlite_keeps_everything_across_a_reopen() {
         Some(vec![b"1".to_vec()])
     );
     assert_eq!(s.records().map(|r| r.len()).ok(), Some(1));
-    assert_eq!(s.schema_version().ok(), Some(1));
+    assert_eq!(s.schema_version().ok(), Some(2));
 }
 
 #[cfg(feature = "sqlite")]

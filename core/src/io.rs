@@ -36,12 +36,30 @@ pub enum ImportOutcome {
         /// Why.
         reason: String,
     },
+    /// The bytes were refused for who sent them: they carry changes of a
+    /// writer (a Loro peer) that belongs to another identity on this
+    /// document. Nothing of them was imported; the sender is told why.
+    Refused {
+        /// Why, for the sender.
+        reason: String,
+    },
     /// Nothing was applied because the replica could not be reached (its
     /// store failed): the bytes may be fine, and are asked for again later.
     Unavailable {
         /// Why.
         reason: String,
     },
+}
+
+/// Who sent an import, as the node knows it: the identity its
+/// connection's credentials let in, and when the node received it (the
+/// node's clock, never the sender's).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Author {
+    /// The sender's identity (its peer id, which its credential vouches for).
+    pub identity: PeerId,
+    /// When the node received the bytes.
+    pub at: Millis,
 }
 
 /// A persisted cursor with one remote (seed 002).
@@ -739,6 +757,12 @@ pub enum Cmd {
         doc: DocId,
         /// The bytes.
         data: Payload,
+        /// Who sent them, as the node vouches for it: the shell records
+        /// this identity as the author of the changes new to the document,
+        /// and refuses changes of a writer another identity already wrote
+        /// as. `None` for data a store or a server we dialed relays.
+        #[serde(default)]
+        author: Option<Author>,
     },
     /// Close a channel.
     Close {

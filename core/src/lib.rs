@@ -35,9 +35,9 @@ pub use ids::{
     RequestId, MAX_ID_LEN,
 };
 pub use io::{
-    metadata_kept_from, ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level, ListenerRecord,
-    LoadOutcome, Millis, Msg, Outgoing, ReadRange, StateRecord, StoreFailure, StoreRead, StoredDoc,
-    StrandSpec, SyncState,
+    metadata_kept_from, Author, ChannelKind, Cmd, Cursor, Event, ImportOutcome, Level,
+    ListenerRecord, LoadOutcome, Millis, Msg, Outgoing, ReadRange, StateRecord, StoreFailure,
+    StoreRead, StoredDoc, StrandSpec, SyncState,
 };
 pub use model::{Bounds, Config, ConnectionInfo, Gauges, Model, Quotas, Timing};
 pub use policy::{Access, Credential, DocRight, Grant, Pattern, Revocations, Rule, Rules, Verdict};

@@ -14,6 +14,18 @@ pub enum ExportError {
     Broken(#[from] EnginePanic),
 }
 
+/// A run of one writer's changes: counters `start..end` of writer `writer`
+/// (a Loro peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// The writer number the changes carry.
+    pub writer: u64,
+    /// The first counter.
+    pub start: u64,
+    /// Past the last counter.
+    pub end: u64,
+}
+
 /// What the shell needs of a document type.
 pub trait DocEngine: Clone + Send + Sync + 'static {
     /// One replica of a document, owned by the shell.
@@ -59,6 +71,30 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
         batch: &[&[u8]],
     ) -> Result<Vec<ImportOutcome>, EnginePanic> {
         batch.iter().map(|bytes| self.import(doc, bytes)).collect()
+    }
+
+    /// The runs of changes `bytes` carry, by writer, read without
+    /// importing them (the node checks who may write as each writer before
+    /// it imports). `Err` when the bytes cannot be read. An engine whose
+    /// changes carry no writer numbers has none: its updates are nobody's.
+    fn runs(&self, bytes: &[u8]) -> Result<Vec<Run>, String> {
+        let _ = bytes;
+        Ok(Vec::new())
+    }
+
+    /// The document's version as histories print it (Loro: its frontiers,
+    /// `COUNTER@PEER` by peer, joined by commas); empty when the engine
+    /// has no such form.
+    fn printed_version(&self, doc: &Self::Doc) -> String {
+        let _ = doc;
+        String::new()
+    }
+
+    /// The commit message of the change that holds `writer`'s `counter`,
+    /// if its writer set one.
+    fn message(&self, doc: &Self::Doc, writer: u64, counter: u64) -> Option<String> {
+        let _ = (doc, writer, counter);
+        None
     }
 
     /// About how many bytes of memory the replica holds, for eviction by a

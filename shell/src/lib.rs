@@ -119,10 +119,10 @@ pub use authenticator::{Authenticator, Checked, Question, RemoteCheck};
 pub use docweave_adapters::EnginePanic;
 pub use docweave_adapters::Link;
 pub use driver::Dialer;
-pub use engine::{DocEngine, ExportError};
+pub use engine::{DocEngine, ExportError, Run};
 pub use failover::failover;
 pub use health::Health;
-pub use loro_engine::{to_core_version, to_loro_version, LoroEngine};
+pub use loro_engine::{print_frontiers, to_core_version, to_loro_version, LoroEngine};
 pub use metrics::{HookCounts, Metrics};
 pub use node::{
     run_job, Input, JobError, LocalNotify, Node, NodeOptions, Output, StepHook, StoreAnswer,

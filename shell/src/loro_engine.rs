@@ -1,6 +1,6 @@
 //! The default engine: Loro documents.
 
-use crate::engine::{DocEngine, ExportError};
+use crate::engine::{DocEngine, ExportError, Run};
 use docweave_adapters::{contained, EnginePanic};
 use docweave_core::{ImportOutcome, VersionVector};
 use loro::{ExportMode, LoroDoc};
@@ -113,6 +113,40 @@ impl DocEngine for LoroEngine {
         18 * 1024 + 4 * doc.len_ops() + 40 * doc.len_changes()
     }
 
+    fn runs(&self, bytes: &[u8]) -> Result<Vec<Run>, String> {
+        // The bytes come from anyone: a panic reading them is a refusal.
+        let meta = contained("read an update's writers", || {
+            LoroDoc::decode_import_blob_meta(bytes, false)
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("not a Loro update or snapshot: {e}"))?;
+        Ok(meta
+            .partial_end_vv
+            .iter()
+            .map(|(writer, end)| Run {
+                writer: *writer,
+                start: meta
+                    .partial_start_vv
+                    .get(writer)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(0) as u64,
+                end: (*end).max(0) as u64,
+            })
+            .filter(|r| r.start < r.end)
+            .collect())
+    }
+
+    fn printed_version(&self, doc: &LoroDoc) -> String {
+        print_frontiers(&doc.oplog_frontiers())
+    }
+
+    fn message(&self, doc: &LoroDoc, writer: u64, counter: u64) -> Option<String> {
+        let counter = i32::try_from(counter).ok()?;
+        let change = doc.get_change(loro::ID::new(writer, counter))?;
+        change.message.map(|m| m.to_string())
+    }
+
     fn import(&self, doc: &mut LoroDoc, bytes: &[u8]) -> Result<ImportOutcome, EnginePanic> {
         loop_fault(bytes);
         // The bytes come from anyone. Loro refuses what it cannot read; a
@@ -161,6 +195,17 @@ impl DocEngine for LoroEngine {
                 .collect()
         })
     }
+}
+
+/// A version as histories print it: each frontier `COUNTER@PEER`, by
+/// peer, joined by commas (Loro's way of naming one operation).
+pub fn print_frontiers(frontiers: &loro::Frontiers) -> String {
+    let mut ids: Vec<loro::ID> = frontiers.iter().collect();
+    ids.sort_by_key(|id| (id.peer, id.counter));
+    ids.iter()
+        .map(|id| format!("{}@{}", id.counter, id.peer))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `DOCWEAVE_FAULT=loop-panic:MARK`: a panic outside every guard.

@@ -254,6 +254,7 @@ pub fn input(m: &Msg) -> Option<String> {
                 format!("imported {} pending version={version}", id.0)
             }
             ImportOutcome::Failed { reason } => format!("imported {} failed: {reason}", id.0),
+            ImportOutcome::Refused { reason } => format!("imported {} refused: {reason}", id.0),
             ImportOutcome::Unavailable { reason } => {
                 format!("imported {} unavailable: {reason}", id.0)
             }
@@ -462,7 +463,9 @@ pub fn store_result(r: &StoreResult) -> String {
 pub fn command(c: &Cmd) -> Option<String> {
     Some(match c {
         Cmd::Send { .. } => return None,
-        Cmd::Import { id, doc, data } => format!("import {} doc={doc} {}B", id.0, data.len()),
+        Cmd::Import { id, doc, data, .. } => {
+            format!("import {} doc={doc} {}B", id.0, data.len())
+        }
         Cmd::Close { reason, .. } => format!("close ({reason})"),
         Cmd::Dial { remote } => format!("dial {remote}"),
         Cmd::Save(r) => match r {

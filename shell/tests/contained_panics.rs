@@ -164,6 +164,7 @@ fn a_stored_piece_that_panics_is_left_out_and_the_rest_is_served() {
             meta: Default::default(),
             data,
             version: VersionVector::from_entries([(peer, 1)]),
+            authors: Vec::new(),
         };
         store
             .append(&[

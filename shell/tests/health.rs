@@ -20,6 +20,14 @@ impl Store for PanickingStore {
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
         self.0.compact(doc, snapshot, up_to)
     }
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<docweave_adapters::HistoryEntry>, StoreError> {
+        self.0.history(doc, before, limit)
+    }
     fn changes_since(
         &mut self,
         clock: Clock,

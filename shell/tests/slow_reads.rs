@@ -59,6 +59,14 @@ impl Store for SlowRead {
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
         self.inner.compact(doc, snapshot, up_to)
     }
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<docweave_adapters::HistoryEntry>, StoreError> {
+        self.inner.history(doc, before, limit)
+    }
     fn changes_since(
         &mut self,
         clock: Clock,

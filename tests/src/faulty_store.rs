@@ -51,6 +51,14 @@ impl Store for Backing {
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
         self.store().compact(doc, snapshot, up_to)
     }
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<docweave_adapters::HistoryEntry>, StoreError> {
+        self.store().history(doc, before, limit)
+    }
     fn changes_since(
         &mut self,
         clock: Clock,
@@ -206,6 +214,14 @@ impl Store for FaultyStore {
         self.fails(self.faults.compact, "compact")?;
         self.before_last = None;
         self.inner.compact(doc, snapshot, up_to)
+    }
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<docweave_adapters::HistoryEntry>, StoreError> {
+        self.inner.history(doc, before, limit)
     }
 
     fn changes_since(

@@ -16,6 +16,7 @@ fn change(doc: &str, byte: u8) -> Append {
         meta: DocMeta::default(),
         data: vec![byte],
         version: VersionVector::from_entries([(u64::from(byte) + 1, 1)]),
+        authors: Vec::new(),
     }
 }
 
@@ -223,7 +224,7 @@ fn each_servers_revocation_list_is_read_by_every_server_and_replaced_by_its_own(
 fn a_database_from_a_newer_docweave_is_refused() {
     let url = fresh_database("schema");
     let mut s = PostgresStore::open(&url).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 4);
+    assert_eq!(s.schema_version().unwrap(), 5);
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     admin
         .execute("UPDATE docweave_schema SET version = 99", &[])

@@ -129,6 +129,7 @@ fn storage_first() {
             meta: DocMeta::default(),
             data,
             version,
+            authors: Vec::new(),
         }])
     });
     assert!(matches!(written, Some(Ok(_))));

@@ -17,6 +17,7 @@ fn change(doc: &str, data: &[u8], version: &[(u64, u64)]) -> Append {
         },
         data: data.to_vec(),
         version: VersionVector::from_entries(version.iter().copied()),
+        authors: Vec::new(),
     }
 }
 

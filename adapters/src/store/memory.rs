@@ -1,7 +1,7 @@
 //! An in-memory store, for tests and for nodes that keep nothing on disk.
 
-use super::{record_key, Append, Loaded, Store, StoreError};
-use docweave_core::{Clock, DocId, DocMeta, Filter, StateRecord, StoredDoc, VersionVector};
+use super::{record_key, Append, Authored, HistoryEntry, Loaded, Store, StoreError};
+use docweave_core::{Clock, DocId, DocMeta, Filter, PeerId, StateRecord, StoredDoc, VersionVector};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default)]
@@ -11,6 +11,12 @@ struct Doc {
     clock: Clock,
     snapshot: Option<Vec<u8>>,
     changes: BTreeMap<Clock, Vec<u8>>,
+    /// Its history, by place in the order of writes.
+    authored: BTreeMap<u64, Authored>,
+    /// The runs in it, by writer and first counter.
+    runs: std::collections::BTreeSet<(u64, u64)>,
+    /// Each writer number and the identity that first wrote as it.
+    writers: BTreeMap<u64, PeerId>,
 }
 
 /// A store that lives as long as the process.
@@ -60,6 +66,16 @@ impl Store for MemoryStore {
             d.version = d.version.merge(&a.version);
             d.clock = self.clock;
             d.changes.insert(self.clock, a.data.clone());
+            for (i, authored) in a.authors.iter().enumerate() {
+                // Written again after an answer that was lost: kept once.
+                if d.runs.insert((authored.writer, authored.start)) {
+                    let seq = super::authorship::authored_seq(self.clock.0, i);
+                    d.authored.insert(seq, authored.clone());
+                }
+                d.writers
+                    .entry(authored.writer)
+                    .or_insert_with(|| authored.identity.clone());
+            }
             self.by_clock.insert(self.clock, a.doc.clone());
             clocks.push(self.clock);
         }
@@ -73,7 +89,28 @@ impl Store for MemoryStore {
             clock: d.clock,
             snapshot: d.snapshot.clone(),
             changes: d.changes.values().cloned().collect(),
+            writers: d.writers.iter().map(|(w, i)| (*w, i.clone())).collect(),
         }))
+    }
+
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let Some(d) = self.docs.get(doc) else {
+            return Ok(Vec::new());
+        };
+        Ok(d.authored
+            .range(..before.unwrap_or(u64::MAX))
+            .rev()
+            .take(limit)
+            .map(|(seq, a)| HistoryEntry {
+                seq: *seq,
+                authored: a.clone(),
+            })
+            .collect())
     }
 
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@
 //! others. The simulator runs two hubs on one of these; an embedder may run
 //! several nodes over one.
 
-use super::{Announce, Announcement, Append, Loaded, MemoryStore, Store, StoreError};
+use super::{Announce, Announcement, Append, HistoryEntry, Loaded, MemoryStore, Store, StoreError};
 use docweave_core::{Clock, DocId, Filter, StateRecord, StoredDoc};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,6 +111,15 @@ impl Store for SharedMemoryStore {
 
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
         self.lock().store.compact(doc, snapshot, up_to)
+    }
+
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.lock().store.history(doc, before, limit)
     }
 
     fn changes_since(

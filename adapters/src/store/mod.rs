@@ -1,5 +1,6 @@
 //! Durable storage of document changes and node state.
 
+mod authorship;
 pub mod conformance;
 mod memory;
 mod memory_shared;
@@ -18,6 +19,7 @@ mod sqlite;
 #[cfg(feature = "sqlite")]
 mod sqlite_blobs;
 
+pub use authorship::{bounded_message, Authored, HistoryEntry, MESSAGE_MOST};
 pub use memory::MemoryStore;
 pub use memory_shared::SharedMemoryStore;
 #[cfg(feature = "postgres")]
@@ -28,7 +30,7 @@ pub use postgres_lease::PostgresLease;
 pub use sqlite::SqliteStore;
 
 use docweave_core::{
-    Clock, DocId, DocMeta, Filter, ReadRange, StateRecord, StoredDoc, VersionVector,
+    Clock, DocId, DocMeta, Filter, PeerId, ReadRange, StateRecord, StoredDoc, VersionVector,
 };
 
 /// Why a store operation failed.
@@ -79,6 +81,10 @@ pub struct Append {
     pub data: Vec<u8>,
     /// The document's version once this change is applied.
     pub version: VersionVector,
+    /// Who wrote the runs of changes in it that the node took from its
+    /// clients: kept in the same transaction, so a change is never
+    /// durable without its authors (see [`Authored`]).
+    pub authors: Vec<Authored>,
 }
 
 /// What a store holds of one document.
@@ -94,6 +100,9 @@ pub struct Loaded {
     pub snapshot: Option<Vec<u8>>,
     /// Changes after the snapshot, in clock order.
     pub changes: Vec<Vec<u8>>,
+    /// Each writer number (Loro peer) of the document and the identity
+    /// that first wrote as it: nobody else may write as it there.
+    pub writers: Vec<(u64, PeerId)>,
 }
 
 impl Loaded {
@@ -229,6 +238,15 @@ pub trait Store: Send {
     fn shared_revocations(&mut self) -> Result<Vec<(String, String)>, StoreError> {
         Ok(Vec::new())
     }
+    /// A document's history, newest first: the [`Authored`] records kept
+    /// with its changes whose place is below `before` (all for `None`), at
+    /// most `limit`. Purged with the document.
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
     /// Another handle on the same data (a second connection), for reads
     /// run beside this handle's work: one slow read then holds up neither
     /// the writes nor other reads. It sees what was committed. `None`:

@@ -28,11 +28,11 @@
 
 use super::postgres_tls::Target;
 use super::{
-    corrupt, decode_version, encode_version, postgres_schema as schema, record_key, Announce,
-    Announcement, Append, Loaded, Store, StoreError,
+    authorship::authored_seq, corrupt, decode_version, encode_version, postgres_schema as schema,
+    record_key, Announce, Announcement, Append, Authored, HistoryEntry, Loaded, Store, StoreError,
 };
 use docweave_core::{
-    Clock, DocId, DocMeta, Filter, ReadRange, StateRecord, StoredDoc, VersionVector,
+    Clock, DocId, DocMeta, Filter, PeerId, ReadRange, StateRecord, StoredDoc, VersionVector,
 };
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Statement, Transaction};
@@ -73,6 +73,9 @@ struct Connection {
     doc_row: Statement,
     doc_snapshot: Statement,
     doc_changes: Statement,
+    insert_authored: Statement,
+    insert_writers: Statement,
+    doc_writers: Statement,
 }
 
 impl Connection {
@@ -117,9 +120,75 @@ impl Connection {
             doc_changes: client.prepare(
                 "SELECT data FROM docweave_changes WHERE doc = $1 AND clock > $2 ORDER BY clock",
             )?,
+            insert_authored: client.prepare(
+                "INSERT INTO docweave_authored (seq, doc, writer, start, stop, identity, at, version, message)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                      $6::text[], $7::bigint[], $8::text[], $9::text[])
+                 ON CONFLICT DO NOTHING",
+            )?,
+            insert_writers: client.prepare(
+                "INSERT INTO docweave_writers (doc, writer, identity)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+                 ON CONFLICT (doc, writer) DO NOTHING",
+            )?,
+            doc_writers: client
+                .prepare("SELECT writer, identity FROM docweave_writers WHERE doc = $1")?,
             client,
         })
     }
+}
+
+/// Keeps who wrote the runs of the changes appended at `clocks` (a run
+/// written again after a lost answer is kept once); the first identity to
+/// write as a writer number on a document owns it there, on every server.
+fn write_authors(
+    tx: &mut Transaction<'_>,
+    (insert_authored, insert_writers): (&Statement, &Statement),
+    changes: &[Append],
+    clocks: &[i64],
+) -> Result<(), StoreError> {
+    let mut seqs = Vec::new();
+    let mut docs = Vec::new();
+    let mut writers = Vec::new();
+    let mut starts = Vec::new();
+    let mut stops = Vec::new();
+    let mut identities = Vec::new();
+    let mut ats = Vec::new();
+    let mut versions = Vec::new();
+    let mut messages = Vec::new();
+    for (a, clock) in changes.iter().zip(clocks) {
+        for (i, authored) in a.authors.iter().enumerate() {
+            seqs.push(authored_seq(*clock as u64, i) as i64);
+            docs.push(a.doc.as_str());
+            // Kept as PostgreSQL's signed integers, bit for bit.
+            writers.push(authored.writer as i64);
+            starts.push(authored.start as i64);
+            stops.push(authored.end as i64);
+            identities.push(authored.identity.as_str());
+            ats.push(authored.at as i64);
+            versions.push(authored.version.as_str());
+            messages.push(authored.message.as_deref());
+        }
+    }
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        insert_authored,
+        &[
+            &seqs,
+            &docs,
+            &writers,
+            &starts,
+            &stops,
+            &identities,
+            &ats,
+            &versions,
+            &messages,
+        ],
+    )?;
+    tx.execute(insert_writers, &[&docs, &writers, &identities])?;
+    Ok(())
 }
 
 fn parse_doc(id: &str) -> Result<DocId, StoreError> {
@@ -279,6 +348,8 @@ impl Store for PostgresStore {
             let docs: Vec<&str> = changes.iter().map(|a| a.doc.as_str()).collect();
             let data: Vec<&[u8]> = changes.iter().map(|a| a.data.as_slice()).collect();
             tx.execute(&c.insert_changes, &[&clocks, &docs, &data])?;
+            let statements = (&c.insert_authored, &c.insert_writers);
+            write_authors(&mut tx, statements, changes, &clocks)?;
             let first_of: BTreeMap<&str, &Append> =
                 changes.iter().rev().map(|a| (a.doc.as_str(), a)).collect();
             let mut rows: BTreeMap<&str, DocRow<'_>> = BTreeMap::new();
@@ -364,6 +435,11 @@ impl Store for PostgresStore {
                 .into_iter()
                 .map(|r| r.get::<_, Vec<u8>>(0))
                 .collect();
+            let writers = tx
+                .query(&c.doc_writers, &[&doc.as_str()])?
+                .into_iter()
+                .map(|r| (r.get::<_, i64>(0) as u64, PeerId::new(r.get(1))))
+                .collect();
             tx.commit()?;
             Ok(Some(Loaded {
                 meta,
@@ -371,7 +447,40 @@ impl Store for PostgresStore {
                 clock,
                 snapshot,
                 changes,
+                writers,
             }))
+        })
+    }
+
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c, _| {
+            let rows = c.client.query(
+                "SELECT seq, writer, start, stop, identity, at, version, message FROM docweave_authored
+                 WHERE doc = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                &[&doc.as_str(), &before, &limit],
+            )?;
+            Ok(rows
+                .into_iter()
+                .map(|r| HistoryEntry {
+                    seq: r.get::<_, i64>(0) as u64,
+                    authored: Authored {
+                        writer: r.get::<_, i64>(1) as u64,
+                        start: r.get::<_, i64>(2) as u64,
+                        end: r.get::<_, i64>(3) as u64,
+                        identity: PeerId::new(r.get(4)),
+                        at: r.get::<_, i64>(5) as u64,
+                        version: r.get(6),
+                        message: r.get(7),
+                    },
+                })
+                .collect())
         })
     }
 
@@ -596,6 +705,14 @@ impl Store for PostgresStore {
                 &[&doc.as_str()],
             )?;
             tx.execute("DELETE FROM docweave_docs WHERE doc = $1", &[&doc.as_str()])?;
+            tx.execute(
+                "DELETE FROM docweave_authored WHERE doc = $1",
+                &[&doc.as_str()],
+            )?;
+            tx.execute(
+                "DELETE FROM docweave_writers WHERE doc = $1",
+                &[&doc.as_str()],
+            )?;
             tx.commit()?;
             Ok(())
         })

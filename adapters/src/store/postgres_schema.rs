@@ -58,6 +58,28 @@ const MIGRATIONS: &[&str] = &[
     // 4: documents in id order compared bytewise, as a node lists them
     //    when it keeps only some documents' metadata in memory.
     "CREATE INDEX docweave_docs_by_id_bytes ON docweave_docs (doc COLLATE \"C\");",
+    // 5: who wrote what (`authorship.rs`): each run of changes a server
+    //    took, with its author, placed by its change's clock; and each
+    //    writer number's owner per document, shared by every server.
+    "CREATE TABLE docweave_authored (
+         seq      BIGINT PRIMARY KEY,
+         doc      TEXT NOT NULL,
+         writer   BIGINT NOT NULL,
+         start    BIGINT NOT NULL,
+         stop     BIGINT NOT NULL,
+         identity TEXT NOT NULL,
+         at       BIGINT NOT NULL,
+         version  TEXT NOT NULL,
+         message  TEXT,
+         UNIQUE (doc, writer, start)
+     );
+     CREATE INDEX docweave_authored_by_doc ON docweave_authored (doc, seq);
+     CREATE TABLE docweave_writers (
+         doc      TEXT NOT NULL,
+         writer   BIGINT NOT NULL,
+         identity TEXT NOT NULL,
+         PRIMARY KEY (doc, writer)
+     );",
 ];
 
 /// The newest schema version this build knows.

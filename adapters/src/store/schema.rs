@@ -26,6 +26,28 @@ const MIGRATIONS: &[&str] = &[
          key   TEXT PRIMARY KEY,
          value TEXT NOT NULL
      );",
+    // 2: who wrote what (`authorship.rs`): each run of changes a server
+    //    took, with its author, in the order written; and each writer
+    //    number's owner per document.
+    "CREATE TABLE authored (
+         seq      INTEGER PRIMARY KEY,
+         doc      TEXT NOT NULL,
+         writer   INTEGER NOT NULL,
+         start    INTEGER NOT NULL,
+         stop     INTEGER NOT NULL,
+         identity TEXT NOT NULL,
+         at       INTEGER NOT NULL,
+         version  TEXT NOT NULL,
+         message  TEXT,
+         UNIQUE (doc, writer, start)
+     );
+     CREATE INDEX authored_by_doc ON authored (doc, seq);
+     CREATE TABLE writers (
+         doc      TEXT NOT NULL,
+         writer   INTEGER NOT NULL,
+         identity TEXT NOT NULL,
+         PRIMARY KEY (doc, writer)
+     ) WITHOUT ROWID;",
 ];
 
 /// The newest schema version this build knows.

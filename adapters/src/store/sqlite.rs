@@ -7,11 +7,11 @@
 //! `synchronous = FULL`: a write that returned is on disk.
 
 use super::{
-    corrupt, decode_version, encode_version, record_key, schema, sqlite_blobs, Append, Loaded,
-    Store, StoreError,
+    authorship::authored_seq, corrupt, decode_version, encode_version, record_key, schema,
+    sqlite_blobs, Append, Authored, HistoryEntry, Loaded, Store, StoreError,
 };
 use docweave_core::{
-    Clock, DocId, DocMeta, Filter, ReadRange, StateRecord, StoredDoc, VersionVector,
+    Clock, DocId, DocMeta, Filter, PeerId, ReadRange, StateRecord, StoredDoc, VersionVector,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
@@ -99,6 +99,7 @@ impl Store for SqliteStore {
                 }
             }
             clocks.push(Clock(clock as u64));
+            write_authors(&tx, &a.doc, clock, &a.authors)?;
         }
         for (doc, (first, version, clock)) in rows {
             let old: Option<Vec<u8>> = tx
@@ -186,6 +187,7 @@ impl Store for SqliteStore {
                 .map(|(clock, len)| sqlite_blobs::read(&tx, "changes", "data", clock, len as usize))
                 .collect::<Result<Vec<_>, _>>()?
         };
+        let writers = read_writers(&tx, doc)?;
         tx.commit()?;
         Ok(Some(Loaded {
             meta,
@@ -193,7 +195,37 @@ impl Store for SqliteStore {
             clock: Clock(clock as u64),
             snapshot,
             changes,
+            writers,
         }))
+    }
+
+    fn history(
+        &mut self,
+        doc: &DocId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, writer, start, stop, identity, at, version, message FROM authored
+             WHERE doc = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![doc.as_str(), before, limit], |r| {
+            Ok(HistoryEntry {
+                seq: r.get::<_, i64>(0)? as u64,
+                authored: Authored {
+                    writer: r.get::<_, i64>(1)? as u64,
+                    start: r.get::<_, i64>(2)? as u64,
+                    end: r.get::<_, i64>(3)? as u64,
+                    identity: PeerId::new(&r.get::<_, String>(4)?),
+                    at: r.get::<_, i64>(5)? as u64,
+                    version: r.get(6)?,
+                    message: r.get(7)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
@@ -315,9 +347,61 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM changes WHERE doc = ?1", [doc.as_str()])?;
         tx.execute("DELETE FROM docs WHERE doc = ?1", [doc.as_str()])?;
+        tx.execute("DELETE FROM authored WHERE doc = ?1", [doc.as_str()])?;
+        tx.execute("DELETE FROM writers WHERE doc = ?1", [doc.as_str()])?;
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Keeps who wrote the runs of one change (a run written again after a
+/// lost answer is kept once); the first identity to write as a writer
+/// number on a document owns it there. Numbers are kept as SQLite's
+/// signed integers, bit for bit.
+fn write_authors(
+    tx: &rusqlite::Transaction<'_>,
+    doc: &DocId,
+    clock: i64,
+    authors: &[Authored],
+) -> Result<(), StoreError> {
+    for (i, a) in authors.iter().enumerate() {
+        tx.prepare_cached(
+            "INSERT INTO authored (seq, doc, writer, start, stop, identity, at, version, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            authored_seq(clock as u64, i) as i64,
+            doc.as_str(),
+            a.writer as i64,
+            a.start as i64,
+            a.end as i64,
+            a.identity.as_str(),
+            a.at as i64,
+            a.version,
+            a.message
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO writers (doc, writer, identity) VALUES (?1, ?2, ?3)
+             ON CONFLICT (doc, writer) DO NOTHING",
+        )?
+        .execute(params![doc.as_str(), a.writer as i64, a.identity.as_str()])?;
+    }
+    Ok(())
+}
+
+/// Each writer number of `doc` and the identity that owns it.
+fn read_writers(
+    tx: &rusqlite::Transaction<'_>,
+    doc: &DocId,
+) -> Result<Vec<(u64, PeerId)>, StoreError> {
+    let mut stmt = tx.prepare_cached("SELECT writer, identity FROM writers WHERE doc = ?1")?;
+    let rows = stmt.query_map([doc.as_str()], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            PeerId::new(&r.get::<_, String>(1)?),
+        ))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn sql_clock(clock: Clock) -> i64 {

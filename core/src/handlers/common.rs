@@ -493,6 +493,7 @@ pub(crate) fn import(
 ) {
     let id = ImportId(model.next_import);
     model.next_import = model.next_import.saturating_add(1);
+    let author = author_of(model, &source);
     model.imports.insert(
         id,
         PendingImport {
@@ -505,7 +506,23 @@ pub(crate) fn import(
         id,
         doc: doc.clone(),
         data,
+        author,
     });
+}
+
+/// Who the node vouches sent `source`'s bytes: the peer whose credentials
+/// let its connection in, now. A server we dialed relays what others
+/// wrote (we chose to trust it, and its data is everyone's), so its
+/// changes are nobody's here.
+fn author_of(model: &Model, source: &Source) -> Option<crate::io::Author> {
+    let peer = match source {
+        Source::Peer { peer, .. } | Source::Push { peer, .. } => peer,
+    };
+    let relay = model.peers.get(peer).is_some_and(|p| p.dialed);
+    (!relay).then(|| crate::io::Author {
+        identity: peer.clone(),
+        at: model.now,
+    })
 }
 
 /// Tells whoever waited how its data was taken.

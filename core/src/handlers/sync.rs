@@ -541,6 +541,21 @@ pub(crate) fn imported(model: &mut Model, out: &mut Effects, id: ImportId, outco
         ImportOutcome::Applied { version } => (version, true),
         ImportOutcome::Pending { version } => (version, false),
         ImportOutcome::Failed { reason } => return import_failed(model, out, &doc, source, reason),
+        ImportOutcome::Refused { reason } => {
+            if let Source::Peer { channel, .. } = &source {
+                // The acknowledgement says `invalid`; this says why.
+                if model.channels.contains_key(channel) {
+                    out.send(
+                        *channel,
+                        Message::Error {
+                            code: ErrorCode::PermissionDenied,
+                            message: reason.clone(),
+                        },
+                    );
+                }
+            }
+            return import_failed(model, out, &doc, source, reason);
+        }
         ImportOutcome::Unavailable { reason } => {
             return import_unavailable(model, out, &doc, source, reason)
         }

@@ -13,13 +13,20 @@
 //! GET  /docs/ID?since=VERSION           a Loro update with what VERSION lacks (204: nothing)
 //! POST /docs/ID/updates                 import a Loro update; answered once durable
 //! PATCH /docs/ID                        JSON edits (`doc_edits`), written as one change
+//! GET  /docs/ID/history?limit=N&before=C&group_ms=W  who wrote what, newest first (`doc_history`)
+//! GET  /docs/ID?at=VERSION              the state at a version of its history (JSON or snapshot)
+//! GET  /docs/ID/diff?from=V&to=V        what changed between two versions, per container
+//! POST /docs/ID/restore                 `{"version": V}`: brings it back there, as a new change
 //! ```
+//! History and time travel need read access, restore write access. A
+//! history version is Loro's frontiers, `COUNTER@PEER` joined by commas.
 //! A version is printed as `PEER:COUNTER` pairs joined by commas, by peer
 //! (Loro's version vector). The `ETag` is the version (a digest of a long
 //! one); `If-None-Match` with the current one answers `304`. Ids in paths
 //! are percent-encoded (`team%2Fnotes`).
 
 use crate::doc_edits;
+use crate::doc_history::{self, HistoryReader};
 use crate::node_exchange::Exchange;
 use docweave_adapters::transport::{
     ApiAnswer, ApiHandler, ApiRequest, ApiRoutes, Connector, PeerOfToken,
@@ -50,12 +57,34 @@ struct Docs {
     peer_of_token: PeerOfToken,
     /// The largest body taken, and answer read from the node.
     max_message: usize,
-    /// The Loro peer this process writes JSON edits as, and the counter
-    /// its edits reached: drawn at start (no other process shares it) and
-    /// held by one edit at a time, so its counters never repeat; one peer
-    /// for all edits keeps a document's version from growing by a peer
-    /// with each edit.
-    editor: smol::lock::Mutex<Editor>,
+    /// The Loro peer this process writes each identity's JSON edits and
+    /// restores as, and the counter its edits reached: drawn when first
+    /// needed (no other process shares it) and held by one edit at a time,
+    /// so its counters never repeat; one peer per identity keeps a
+    /// document's version from growing by a peer with each edit, and keeps
+    /// each identity's changes its own (a writer is its first identity's).
+    editors: smol::lock::Mutex<Editors>,
+    /// Where histories are read.
+    history: HistoryReader,
+}
+
+/// The editors, by identity; past [`EDITORS_MOST`] they start again (an
+/// identity's next edit then draws a new peer).
+#[derive(Default)]
+struct Editors(std::collections::BTreeMap<String, Editor>);
+
+/// Identities whose editor is kept.
+const EDITORS_MOST: usize = 10_000;
+
+impl Editors {
+    fn of(&mut self, identity: &str) -> &mut Editor {
+        if !self.0.contains_key(identity) && self.0.len() >= EDITORS_MOST {
+            self.0.clear();
+        }
+        self.0
+            .entry(identity.to_string())
+            .or_insert_with(Editor::new)
+    }
 }
 
 /// The routes for the HTTP endpoint: requests go to the node through
@@ -68,12 +97,14 @@ pub fn routes(
     peer_of_token: PeerOfToken,
     max_message: usize,
     tokens_required: bool,
+    history: HistoryReader,
 ) -> ApiRoutes {
     let docs = Arc::new(Docs {
         connect,
         peer_of_token,
         max_message,
-        editor: smol::lock::Mutex::new(Editor::new()),
+        editors: Default::default(),
+        history,
     });
     let handler: ApiHandler = Arc::new(move |req| {
         let docs = docs.clone();
@@ -251,10 +282,13 @@ impl Docs {
                 let rest = &rest[1..];
                 // The suffix is taken off before decoding: `a%2Fupdates`
                 // is a document, `a/updates` a call.
-                let (raw, call) = match rest.strip_suffix("/updates") {
-                    Some(doc) => (doc, "updates"),
-                    None => (rest, ""),
-                };
+                let (raw, call) = ["updates", "history", "diff", "restore"]
+                    .iter()
+                    .find_map(|call| {
+                        let doc = rest.strip_suffix(call)?.strip_suffix('/')?;
+                        Some((doc, *call))
+                    })
+                    .unwrap_or((rest, ""));
                 match (raw.contains('/'), call, method.as_str()) {
                     (true, _, _) => Err(ApiAnswer::error(
                         404,
@@ -273,6 +307,18 @@ impl Docs {
                         Ok(doc) => self.patch(&req, doc).await,
                         Err(refused) => Err(refused),
                     },
+                    (false, "history", "GET") => match doc_id(raw) {
+                        Ok(doc) => self.history(&req, doc).await,
+                        Err(refused) => Err(refused),
+                    },
+                    (false, "diff", "GET") => match doc_id(raw) {
+                        Ok(doc) => self.diff(&req, doc).await,
+                        Err(refused) => Err(refused),
+                    },
+                    (false, "restore", "POST") => match doc_id(raw) {
+                        Ok(doc) => self.restore(&req, doc).await,
+                        Err(refused) => Err(refused),
+                    },
                     _ => Err(not_allowed(&method, &path)),
                 }
             }
@@ -288,12 +334,18 @@ impl Docs {
     /// Who the request speaks as: `x-docweave-peer`, else the peer its
     /// token names, else `http-client` (the node checks the token allows it).
     fn open(&self, req: &ApiRequest) -> Result<Exchange, ApiAnswer> {
+        Ok(self.open_as(req)?.0)
+    }
+
+    /// [`Docs::open`], and the identity it speaks as.
+    fn open_as(&self, req: &ApiRequest) -> Result<(Exchange, String), ApiAnswer> {
         let peer = req
             .header("x-docweave-peer")
             .map(str::to_string)
             .or_else(|| (self.peer_of_token)(req.bearer.as_deref()?))
             .unwrap_or_else(|| "http-client".to_string());
-        Exchange::open(&self.connect, &peer, req.bearer.clone(), self.max_message)
+        let ex = Exchange::open(&self.connect, &peer, req.bearer.clone(), self.max_message)?;
+        Ok((ex, peer))
     }
 
     /// Asks for `doc` as one who holds `version`; acknowledges what came.
@@ -336,6 +388,10 @@ impl Docs {
     }
 
     async fn get(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        if let Some(at) = req.param("at") {
+            let at = decoded(at)?;
+            return self.get_at(req, doc, &at).await;
+        }
         let bad = |e: String| ApiAnswer::error(400, "BadVersion", e);
         let since = match req.param("since") {
             Some(v) => Some(parse_version(&decoded(v)?).map_err(bad)?),
@@ -418,37 +474,217 @@ impl Docs {
         self.write(&ex, &doc, req.body, theirs).await
     }
 
-    /// JSON edits, made on a copy of the document as the node has it and
-    /// written as one Loro change by this process's editor peer.
-    async fn patch(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
-        let edits = doc_edits::parse(&req.body)
-            .map_err(|e| ApiAnswer::error(400, "BadEdit", e.to_string()))?;
-        let ex = self.open(req)?;
-        // One edit at a time: the next one reads this one's change back
-        // (acknowledged before the lock is let go) and goes on counting.
-        let mut editor = self.editor.lock().await;
+    /// The whole document as the node has it now, with its history, in a
+    /// copy of this request's own (`None`: there is no such document, or
+    /// this identity may not read it).
+    async fn copy(&self, ex: &Exchange, doc: &DocId) -> Result<Option<loro::LoroDoc>, ApiAnswer> {
         let copy = loro::LoroDoc::new();
-        match self.sync(&ex, &doc, VersionVector::new()).await?.reply {
+        match self.sync(ex, doc, VersionVector::new()).await?.reply {
             Reply::Snapshot(p) | Reply::Delta(p) => {
                 copy.import(p.as_bytes()).map_err(|e| {
                     let why = format!("the node's data did not import: {e}");
                     ApiAnswer::error(500, "Internal", why)
                 })?;
+                Ok(Some(copy))
             }
-            // A new document: the node decides whether this identity may
-            // make it when the change arrives.
-            Reply::Unavailable | Reply::UpToDate => {}
+            Reply::Unavailable | Reply::UpToDate => Ok(None),
         }
-        // The editor goes on only from where this copy shows it stopped: a
-        // change of its the copy lacks (a write that failed or was cut
-        // off, a document this identity may not read) would share its
-        // counters, so it starts as a new peer instead.
+    }
+
+    /// A copy of `doc` and `text` read as one of its versions.
+    async fn copy_at(
+        &self,
+        ex: &Exchange,
+        doc: &DocId,
+        text: &str,
+    ) -> Result<(loro::LoroDoc, loro::Frontiers), ApiAnswer> {
+        let version = doc_history::parse_frontiers(text)
+            .map_err(|e| ApiAnswer::error(400, "BadVersion", e))?;
+        let copy = self.copy(ex, doc).await?.ok_or_else(|| not_found(doc))?;
+        doc_history::check_known(&copy, &version, text, doc)
+            .map_err(|e| ApiAnswer::error(404, "UnknownVersion", e))?;
+        Ok((copy, version))
+    }
+
+    /// `GET /docs/ID?at=VERSION`: the state there, as JSON or a snapshot.
+    async fn get_at(&self, req: &ApiRequest, doc: DocId, at: &str) -> Result<ApiAnswer, ApiAnswer> {
+        let ex = self.open(req)?;
+        let (copy, version) = self.copy_at(&ex, &doc, at).await?;
+        let internal = |e: String| ApiAnswer::error(500, "Internal", e);
+        let binary = matches!(req.param("format"), Some("snapshot"))
+            || req
+                .header("accept")
+                .is_some_and(|a| a.contains("application/octet-stream"));
+        if binary {
+            let bytes = doc_history::snapshot_at(&copy, &version).map_err(internal)?;
+            return Ok(ApiAnswer::bytes(bytes));
+        }
+        let state = doc_history::state_at(&copy, &version).map_err(internal)?;
+        Ok(ApiAnswer::json(200, &state))
+    }
+
+    /// `GET /docs/ID/history`: a page of who wrote what, newest first.
+    async fn history(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        let bad = |why: String| ApiAnswer::error(400, "BadRequest", why);
+        let most = doc_history::PAGE_MOST;
+        let limit = match req.param("limit").map(str::parse::<usize>) {
+            None => doc_history::PAGE_DEFAULT,
+            Some(Ok(n)) if (1..=most).contains(&n) => n,
+            Some(_) => return Err(bad(format!("limit is a number from 1 to {most}"))),
+        };
+        let before = match req.param("before").map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => return Err(bad("before is a page's `next`, a number".into())),
+        };
+        let group_ms = match req.param("group_ms").map(str::parse::<u64>) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Err(bad("group_ms is a number of milliseconds".into())),
+        };
+        // The node says whether this identity may read it, and whether it
+        // exists (a deleted document has no history left).
+        let ex = self.open(req)?;
+        if self.reads(&ex, &doc).await?.is_none() {
+            return Err(not_found(&doc));
+        }
+        let (entries, next) = self
+            .history
+            .page(&doc, before, limit, group_ms)
+            .await
+            .map_err(|e| ApiAnswer::error(503, "Unavailable", e))?;
+        let body = json!({
+            "doc": doc.as_str(),
+            "entries": entries,
+            "next": next.map(|n| n.to_string()),
+        });
+        Ok(ApiAnswer::json(200, &body))
+    }
+
+    /// Whether the node lets this identity read `doc`, and it exists (not
+    /// deleted): its version then. Asked as a listing of that one id, which
+    /// sends no document data.
+    async fn reads(&self, ex: &Exchange, doc: &DocId) -> Result<Option<VersionVector>, ApiAnswer> {
+        ex.send(vec![Message::ListDocs {
+            filter: Filter::docs([doc.clone()]),
+            after: just_before(doc.as_str()),
+        }])?;
+        let Message::DocList { docs, .. } =
+            ex.answer(|m| matches!(m, Message::DocList { .. })).await?
+        else {
+            return Err(ApiAnswer::error(
+                500,
+                "Internal",
+                "an answer of another kind",
+            ));
+        };
+        Ok(docs.into_iter().find(|d| d.doc == *doc).map(|d| d.version))
+    }
+
+    /// `GET /docs/ID/diff?from=V&to=V`: what changed between two versions
+    /// (`to` defaults to now).
+    async fn diff(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        let from = req
+            .param("from")
+            .map(decoded)
+            .transpose()?
+            .ok_or_else(|| ApiAnswer::error(400, "BadVersion", "from=VERSION is needed"))?;
+        let to = req.param("to").map(decoded).transpose()?;
+        let ex = self.open(req)?;
+        let (copy, from_version) = self.copy_at(&ex, &doc, &from).await?;
+        let to_version = match &to {
+            Some(text) => {
+                let v = doc_history::parse_frontiers(text)
+                    .map_err(|e| ApiAnswer::error(400, "BadVersion", e))?;
+                doc_history::check_known(&copy, &v, text, &doc)
+                    .map_err(|e| ApiAnswer::error(404, "UnknownVersion", e))?;
+                v
+            }
+            None => copy.oplog_frontiers(),
+        };
+        let changes = doc_history::difference(&copy, &from_version, &to_version)
+            .map_err(|e| ApiAnswer::error(500, "Internal", e))?;
+        let body = json!({
+            "doc": doc.as_str(),
+            "from": docweave_shell::print_frontiers(&from_version),
+            "to": docweave_shell::print_frontiers(&to_version),
+            "containers": changes,
+        });
+        Ok(ApiAnswer::json(200, &body))
+    }
+
+    /// `POST /docs/ID/restore` with `{"version": V}`: the document as it
+    /// was at V, made as a new change by the identity asking (Loro's
+    /// revert), so every client receives it as an ordinary update and no
+    /// history is rewritten.
+    async fn restore(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        let asked: serde_json::Value = serde_json::from_slice(&req.body).map_err(|e| {
+            ApiAnswer::error(400, "BadRequest", format!("the body is not JSON: {e}"))
+        })?;
+        let Some(text) = asked["version"].as_str() else {
+            let why = "the body is {\"version\": \"COUNTER@PEER,...\"}";
+            return Err(ApiAnswer::error(400, "BadRequest", why));
+        };
+        let (ex, identity) = self.open_as(req)?;
+        let mut editors = self.editors.lock().await;
+        let (copy, version) = self.copy_at(&ex, &doc, text).await?;
+        let editor = editors.of(&identity);
+        self.edit_as(editor, &copy, &doc)?;
+        let before = copy.oplog_vv();
+        copy.set_next_commit_message(&format!("restore to {text}"));
+        copy.revert_to(&version)
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
+        copy.commit();
+        if copy.oplog_vv() == before {
+            // Already as it was there: nothing to write.
+            let body = json!({ "id": doc.as_str(), "version": version_text(&docweave_shell::to_core_version(&before)), "changed": false });
+            return Ok(ApiAnswer::json(200, &body));
+        }
+        let update = copy
+            .export(loro::ExportMode::updates(&before))
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
+        let theirs = docweave_shell::to_core_version(&copy.oplog_vv());
+        let reached = copy.oplog_vv().get(&editor.peer).copied().unwrap_or(0);
+        editor
+            .used
+            .insert(doc.clone(), u64::try_from(reached).unwrap_or(u64::MAX));
+        let written = self.write(&ex, &doc, update, theirs).await;
+        drop(editors);
+        written
+    }
+
+    /// Sets `copy` to write as `editor`'s peer, which goes on from where
+    /// this copy shows it stopped: a change of its the copy lacks (a write
+    /// that failed or was cut off, a document this identity may not read)
+    /// would share its counters, so it starts as a new peer instead.
+    fn edit_as(
+        &self,
+        editor: &mut Editor,
+        copy: &loro::LoroDoc,
+        doc: &DocId,
+    ) -> Result<(), ApiAnswer> {
         let held = copy.oplog_vv().get(&editor.peer).copied().unwrap_or(0);
-        if !editor.may_go_on(&doc, u64::try_from(held).unwrap_or(0)) {
+        if !editor.may_go_on(doc, u64::try_from(held).unwrap_or(0)) {
             *editor = Editor::new();
         }
         copy.set_peer_id(editor.peer)
-            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))
+    }
+
+    /// JSON edits, made on a copy of the document as the node has it and
+    /// written as one Loro change by this process's editor peer.
+    async fn patch(&self, req: &ApiRequest, doc: DocId) -> Result<ApiAnswer, ApiAnswer> {
+        let edits = doc_edits::parse(&req.body)
+            .map_err(|e| ApiAnswer::error(400, "BadEdit", e.to_string()))?;
+        let (ex, identity) = self.open_as(req)?;
+        // One edit at a time: the next one reads this one's change back
+        // (acknowledged before the lock is let go) and goes on counting.
+        let mut editors = self.editors.lock().await;
+        // A new document: the node decides whether this identity may make
+        // it when the change arrives.
+        let copy = self.copy(&ex, &doc).await?.unwrap_or_default();
+        let editor = editors.of(&identity);
+        self.edit_as(editor, &copy, &doc)?;
         let before = copy.oplog_vv();
         doc_edits::apply(&copy, &edits).map_err(|e| {
             let code = match e {
@@ -468,7 +704,7 @@ impl Docs {
             .used
             .insert(doc.clone(), u64::try_from(reached).unwrap_or(u64::MAX));
         let written = self.write(&ex, &doc, update, theirs).await;
-        drop(editor);
+        drop(editors);
         written
     }
 

@@ -8,6 +8,7 @@ mod client;
 mod compact;
 mod doc_api;
 mod doc_edits;
+mod doc_history;
 mod figures;
 mod file_watch;
 mod inspect;

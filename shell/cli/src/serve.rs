@@ -706,11 +706,14 @@ fn start_http(
     // A listener or document request without `x-docweave-peer` speaks as
     // its token's own peer (checked by the node like any hello).
     let peer_of_token: PeerOfToken = node.auth.peer_of_token();
+    // Histories are read on a connection of their own.
+    let history = crate::doc_history::HistoryReader::new(open_store(a)?.0);
     let docs = crate::doc_api::routes(
         connect.clone(),
         peer_of_token.clone(),
         node.max_message,
         node.auth.requires_token(),
+        history,
     );
     let pages = HttpPages {
         limit: Some(limits.http.clone()),

@@ -284,6 +284,7 @@ fn compaction_folds_only_what_imports_and_says_what_it_left() {
         meta: Default::default(),
         data: b"not a loro update".to_vec(),
         version: docweave_core::VersionVector::from_entries([(424242, 1)]),
+        authors: Vec::new(),
     };
     store.append(&[garbage]).unwrap_or_else(|e| panic!("{e}"));
     let rows_before = store

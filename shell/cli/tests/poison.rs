@@ -196,6 +196,7 @@ fn store_poison(store: &mut dyn Store, docs: &[&str]) {
             meta: Default::default(),
             data: POISON.to_vec(),
             version: VersionVector::from_entries([(42, 12)]),
+            authors: Vec::new(),
         })
         .collect();
     store.append(&appends).unwrap();

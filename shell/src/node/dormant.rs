@@ -66,6 +66,11 @@ impl Dormant {
     }
 
     /// Wakes `doc`: its bytes and the clock it was loaded to.
+    /// Whether `doc` sleeps here.
+    pub fn holds(&self, doc: &DocId) -> bool {
+        self.docs.contains_key(doc)
+    }
+
     pub fn take(&mut self, doc: &DocId) -> Option<(Vec<u8>, Option<Clock>)> {
         let s = self.docs.remove(doc)?;
         self.by_put.remove(&s.put);

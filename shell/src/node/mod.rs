@@ -35,6 +35,7 @@
 //! // Sleep until `node.poll_timeout()` or the next input, then feed `Input::Timeout`.
 //! ```
 
+mod authorship;
 mod checks;
 mod chunks;
 mod counting;
@@ -56,9 +57,9 @@ pub use store_jobs::{run_job, JobError, StoreAnswer, StoreJob, StoreOp, StoreRes
 
 use crate::engine::{DocEngine, ExportError};
 use docweave_core::{
-    decode_frame, update, AckStatus, BatchId, ChannelId, ChannelKind, Clock, Cmd, Config, DocId,
-    Event, Filter, ImportId, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model, Msg,
-    Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
+    decode_frame, update, AckStatus, Author, BatchId, ChannelId, ChannelKind, Clock, Cmd, Config,
+    DocId, Event, Filter, ImportId, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model,
+    Msg, Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
 };
 use replicas::Replicas;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -142,6 +143,9 @@ enum StoreItem {
     Op(StoreOp, Purpose),
 }
 
+/// An import waiting to be carried out with the others into its document.
+type Deferred = (ImportId, DocId, Payload, Option<Author>);
+
 /// The deterministic node. See the module docs for the host loop.
 pub struct Node<E: DocEngine> {
     model: Option<Model>,
@@ -164,7 +168,9 @@ pub struct Node<E: DocEngine> {
     imports_ahead: usize,
     /// Imports into one document not carried out yet, in order: updates
     /// that arrive together are imported together (see [`Node::run`]).
-    deferred: Vec<(ImportId, DocId, Payload)>,
+    deferred: Vec<Deferred>,
+    /// Who wrote what: writers' owners, and records waiting for a write.
+    authorship: authorship::Authorship,
     /// Exports kept across flushes for readers that come one after another.
     recent_exports: recent_exports::RecentExports,
     /// Lines the core logs again and again (a store that is down).
@@ -228,6 +234,7 @@ impl<E: DocEngine> Node<E> {
             internal: VecDeque::new(),
             imports_ahead: 0,
             deferred: Vec::new(),
+            authorship: Default::default(),
             recent_exports: Default::default(),
             repeated_logs: Default::default(),
             restoring: None,
@@ -436,12 +443,17 @@ impl<E: DocEngine> Node<E> {
                 // changes otherwise recomputes the state); anything else is
                 // carried out after them, so it sees the replica they make.
                 let joins = matches!(&cmd, Cmd::Import { doc, .. }
-                    if self.deferred.first().is_none_or(|(_, d, _)| d == doc));
+                    if self.deferred.first().is_none_or(|(_, d, _, _)| d == doc));
                 if !joins {
                     self.import_deferred();
                 }
                 match cmd {
-                    Cmd::Import { id, doc, data } if joins => self.deferred.push((id, doc, data)),
+                    Cmd::Import {
+                        id,
+                        doc,
+                        data,
+                        author,
+                    } if joins => self.deferred.push((id, doc, data, author)),
                     cmd => self.execute(cmd),
                 }
             }
@@ -470,28 +482,74 @@ impl<E: DocEngine> Node<E> {
     /// (the last holds the replica's newest version).
     fn import_deferred(&mut self) {
         let batch = std::mem::take(&mut self.deferred);
-        let Some((_, doc, _)) = batch.first() else {
+        let Some((_, doc, _, _)) = batch.first() else {
             return;
         };
         let doc = doc.clone();
         let engine = self.replicas.engine().clone();
         let d = self.replicas.get_or_create(&doc);
-        let bytes: Vec<&[u8]> = batch.iter().map(|(_, _, data)| data.as_bytes()).collect();
+        // Who may write what, checked before anything is imported: an
+        // update carrying changes of a writer another identity owns here
+        // is refused whole.
+        let held = engine.version(d);
+        let mut seen = BTreeMap::new();
+        let mut claimed = BTreeMap::new();
+        let mut refusals: Vec<Option<ImportOutcome>> = Vec::with_capacity(batch.len());
+        let mut fresh: Vec<Vec<crate::engine::Run>> = Vec::with_capacity(batch.len());
+        for (_, _, data, author) in &batch {
+            let Some(author) = author else {
+                refusals.push(None);
+                fresh.push(Vec::new());
+                continue;
+            };
+            let checked = engine.runs(data.as_bytes()).and_then(|runs| {
+                let new = authorship::Authorship::new_part(&runs, &held, &mut seen);
+                self.authorship
+                    .check(&doc, &author.identity, &new, &mut claimed)
+                    .map(|()| new)
+                    .map_err(|reason| format!("refused: {reason}"))
+            });
+            match checked {
+                Ok(new) => {
+                    refusals.push(None);
+                    fresh.push(new);
+                }
+                Err(reason) => {
+                    refusals.push(Some(match reason.strip_prefix("refused: ") {
+                        Some(why) => ImportOutcome::Refused {
+                            reason: why.to_string(),
+                        },
+                        None => ImportOutcome::Failed { reason },
+                    }));
+                    fresh.push(Vec::new());
+                }
+            }
+        }
+        let bytes: Vec<&[u8]> = batch
+            .iter()
+            .zip(&refusals)
+            .filter(|(_, refused)| refused.is_none())
+            .map(|((_, _, data, _), _)| data.as_bytes())
+            .collect();
         let started = std::time::Instant::now();
-        let imported = engine.import_many(d, &bytes);
+        let imported = if bytes.is_empty() {
+            Ok(Vec::new())
+        } else {
+            engine.import_many(d, &bytes)
+        };
         if let Some(m) = &self.metrics {
             m.import.observe(started.elapsed().as_secs_f64());
         }
         let outcomes = match imported {
-            Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
+            Ok(outcomes) if outcomes.len() == bytes.len() => outcomes,
             Ok(outcomes) => {
                 let reason = format!(
                     "the engine answered {} imports with {} outcomes",
-                    batch.len(),
+                    bytes.len(),
                     outcomes.len()
                 );
                 tracing::error!("{doc}: {reason}");
-                vec![ImportOutcome::Unavailable { reason }; batch.len()]
+                vec![ImportOutcome::Unavailable { reason }; bytes.len()]
             }
             Err(e) => {
                 self.replica_broke(&doc, &e);
@@ -501,14 +559,55 @@ impl<E: DocEngine> Node<E> {
                     ImportOutcome::Failed {
                         reason: e.to_string(),
                     };
-                    batch.len()
+                    bytes.len()
                 ]
             }
         };
-        for ((id, _, _), outcome) in batch.into_iter().zip(outcomes) {
+        let mut outcomes = outcomes.into_iter();
+        let mut taken = Vec::with_capacity(batch.len());
+        for ((id, _, _, author), refused) in batch.into_iter().zip(refusals) {
+            let outcome = match refused {
+                Some(refused) => refused,
+                None => outcomes.next().unwrap_or(ImportOutcome::Unavailable {
+                    reason: "the engine gave no outcome".into(),
+                }),
+            };
+            taken.push((id, author, outcome));
+        }
+        self.keep_authors(&doc, &taken, &fresh);
+        for (id, _, outcome) in taken {
             let at = self.imports_ahead.min(self.internal.len());
             self.internal.insert(at, Msg::Imported { id, outcome });
             self.imports_ahead += 1;
+        }
+    }
+
+    /// Records who wrote the runs of the imports that were taken.
+    fn keep_authors(
+        &mut self,
+        doc: &DocId,
+        taken: &[(ImportId, Option<Author>, ImportOutcome)],
+        fresh: &[Vec<crate::engine::Run>],
+    ) {
+        let engine = self.replicas.engine().clone();
+        let Some(d) = self.replicas.get(doc) else {
+            return;
+        };
+        let mut version = None;
+        for ((_, author, outcome), runs) in taken.iter().zip(fresh) {
+            let (Some(author), false) = (author, runs.is_empty()) else {
+                continue;
+            };
+            if !matches!(
+                outcome,
+                ImportOutcome::Applied { .. } | ImportOutcome::Pending { .. }
+            ) {
+                continue;
+            }
+            let version = version.get_or_insert_with(|| engine.printed_version(d));
+            let message =
+                |run: &crate::engine::Run| engine.message(d, run.writer, run.end.saturating_sub(1));
+            self.authorship.took(doc, author, runs, version, message);
         }
     }
 }

@@ -62,6 +62,10 @@ impl<E: DocEngine> Node<E> {
             self.replicas.evict(max, budget, keep);
             self.replicas
                 .sleep_idle(self.options.sleep_after_ms, max, keep);
+            if self.replicas.len() < before {
+                let replicas = &self.replicas;
+                self.authorship.retain(|doc| replicas.holds(doc));
+            }
             if let Some(m) = &self.metrics {
                 m.evicted
                     .inc_by(before.saturating_sub(self.replicas.len()) as u64);

@@ -140,8 +140,13 @@ impl<E: DocEngine> Node<E> {
                     self.outbox.entry(channel).or_default().extend(items);
                 }
             }
-            Cmd::Import { id, doc, data } => {
-                self.deferred.push((id, doc, data));
+            Cmd::Import {
+                id,
+                doc,
+                data,
+                author,
+            } => {
+                self.deferred.push((id, doc, data, author));
                 self.import_deferred();
             }
             Cmd::Close { channel, reason } => {
@@ -166,6 +171,7 @@ impl<E: DocEngine> Node<E> {
             }
             Cmd::Purge { doc } => {
                 self.replicas.remove(&doc);
+                self.authorship.forget(&doc);
                 if self.store.is_some() {
                     let op = StoreOp::Purge(doc.clone());
                     self.store_queue
@@ -229,11 +235,14 @@ impl<E: DocEngine> Node<E> {
                     match engine.export(d, since.as_ref()) {
                         Ok(data) => {
                             let version = engine.version(d);
+                            // Who wrote what goes in the same transaction.
+                            let authors = self.authorship.for_write(&doc, batch);
                             let append = docweave_adapters::Append {
                                 doc,
                                 meta,
                                 data,
                                 version,
+                                authors,
                             };
                             self.store_queue.push(StoreItem::Append(batch, append));
                         }

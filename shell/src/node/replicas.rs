@@ -339,6 +339,11 @@ impl<E: DocEngine> Replicas<E> {
         &mut r.doc
     }
 
+    /// Whether the node holds `doc`'s replica, awake or asleep.
+    pub fn holds(&self, doc: &DocId) -> bool {
+        self.docs.contains_key(doc) || self.dormant.holds(doc)
+    }
+
     /// The store clock up to which the replica holds all the store had.
     pub fn loaded_to(&self, doc: &DocId) -> Option<Clock> {
         match self.docs.get(doc) {

@@ -166,6 +166,7 @@ impl<E: DocEngine> Node<E> {
             other => {
                 let reason = failure_reason(other);
                 for batch in batches {
+                    self.authorship.not_written(batch);
                     self.store_failed(StoreFailure::Append {
                         batch,
                         reason: reason.clone(),
@@ -175,6 +176,10 @@ impl<E: DocEngine> Node<E> {
             }
         };
         for (i, batch) in batches.into_iter().enumerate() {
+            match results.get(i) {
+                Some(Ok(_)) => self.authorship.durable(batch),
+                _ => self.authorship.not_written(batch),
+            }
             match results.get(i) {
                 Some(Ok(clock)) => {
                     self.internal
@@ -261,6 +266,7 @@ impl<E: DocEngine> Node<E> {
         }
         let outcome = match loaded {
             Some(l) => {
+                self.authorship.learn(&doc, &l.writers);
                 let got = self.replicas.import_loaded(&doc, &l);
                 LoadOutcome::Found {
                     version: got.version,
@@ -313,6 +319,7 @@ impl<E: DocEngine> Node<E> {
         let mut waited = self.waiting.take();
         match result {
             StoreResult::Loaded(Some(l)) => {
+                self.authorship.learn(&doc, &l.writers);
                 let got = self.replicas.import_loaded(&doc, &l);
                 // The core learns what the replica really holds, and what
                 // the store does (both may be less than it believed).

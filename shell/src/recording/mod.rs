@@ -265,7 +265,12 @@ pub fn replay_files(paths: &[PathBuf]) -> Result<ReplayOutcome, ReplayError> {
                     return false;
                 };
                 steps += 1;
-                let (next, replayed) = update(m, now, input);
+                let (next, mut replayed) = update(m, now, input);
+                if !is_binary(file) {
+                    // JSON-lines logs are of versions that did not say
+                    // who sent an import: that is not compared.
+                    unattributed(&mut replayed);
+                }
                 if replayed != output {
                     outcome = Ok(Some(ReplayOutcome::Differs {
                         step: steps,
@@ -283,6 +288,20 @@ pub fn replay_files(paths: &[PathBuf]) -> Result<ReplayOutcome, ReplayError> {
         Some(differs) => Ok(differs),
         None if model.is_none() && steps == 0 => Err(ReplayError::NoConfig),
         None => Ok(ReplayOutcome::Identical { steps }),
+    }
+}
+
+/// Whether `file` is a binary recording (else a JSON-lines log).
+fn is_binary(file: &Path) -> bool {
+    file.extension().is_some_and(|e| e == files::EXTENSION)
+}
+
+/// Drops who sent each import, which logs of earlier versions lack.
+fn unattributed(cmds: &mut [docweave_core::Cmd]) {
+    for cmd in cmds {
+        if let docweave_core::Cmd::Import { author, .. } = cmd {
+            *author = None;
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub fn s6(kind: &str, store: &mut dyn Store, batch: usize, total: usize) -> Run 
             meta: DocMeta::default(),
             data: payload.clone(),
             version: VersionVector::from_entries([(1 + (i % 100) as u64, 1 + i as u64)]),
+            authors: Vec::new(),
         })
         .collect();
     let start = Instant::now();

@@ -115,6 +115,7 @@ pub fn s12(form: &str, n: u64, dir: &std::path::Path) -> Run {
                 meta: DocMeta::default(),
                 data: update.clone(),
                 version: version.clone(),
+                authors: Vec::new(),
             });
             if batch.len() == 1000 || i + 1 == n {
                 store.append(&batch).unwrap_or_else(|e| panic!("{e}"));

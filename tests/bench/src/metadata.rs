@@ -50,6 +50,7 @@ pub fn fill(store: &mut dyn Store, n: u64) -> Result<(), String> {
             meta: DocMeta::default(),
             data: update.clone(),
             version: VersionVector::from_entries([(1, 4)]),
+            authors: Vec::new(),
         });
         if batch.len() == 10_000 || i + 1 == n {
             store.append(&batch).map_err(|e| e.to_string())?;

@@ -552,6 +552,7 @@ pub async fn s5(n: u64, dir: &std::path::Path) -> Run {
                 meta: DocMeta::default(),
                 data: snapshot.clone(),
                 version: VersionVector::from_entries([(1, 4)]),
+                authors: Vec::new(),
             });
             if batch.len() == 1000 {
                 let _ = store.append(&batch);
