@@ -380,6 +380,18 @@ pub struct Credentials {
     servers: Vec<String>,
 }
 
+impl Credentials {
+    /// The token to present, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The peer id asked for, if any.
+    pub fn peer(&self) -> Option<&str> {
+        self.peer.as_deref()
+    }
+}
+
 /// `docweave doc ...`
 #[derive(clap::Subcommand)]
 pub enum DocCommand {
@@ -396,6 +408,56 @@ pub enum DocCommand {
         /// Seconds to wait for the server (large documents take longer).
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// The state at this version of its history instead (`COUNTER@PEER,...`,
+        /// as `doc history` prints it; http:// and https:// servers only).
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        auth: Credentials,
+    },
+    /// Who changed the document and when, newest first, as the server
+    /// vouches for it (http:// and https:// servers).
+    History {
+        /// The server (http://host:port).
+        target: String,
+        /// The document id.
+        doc: String,
+        /// Most entries to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One entry for consecutive changes of one author less than this
+        /// many milliseconds apart (0: every change).
+        #[arg(long, default_value_t = 0)]
+        group_ms: u64,
+        /// Print each entry as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        auth: Credentials,
+    },
+    /// What changed between two versions of the document, as JSON
+    /// (http:// and https:// servers).
+    Diff {
+        /// The server (http://host:port).
+        target: String,
+        /// The document id.
+        doc: String,
+        /// The version to start from (`COUNTER@PEER,...`; "" for the empty document).
+        from: String,
+        /// The version to end at (default: now).
+        to: Option<String>,
+        #[command(flatten)]
+        auth: Credentials,
+    },
+    /// Bring the document back to a version, as a new change of yours that
+    /// every client receives (http:// and https:// servers; needs write access).
+    Restore {
+        /// The server (http://host:port).
+        target: String,
+        /// The document id.
+        doc: String,
+        /// The version to bring it back to (`COUNTER@PEER,...`).
+        version: String,
         #[command(flatten)]
         auth: Credentials,
     },
@@ -458,9 +520,38 @@ pub fn doc(cmd: DocCommand) -> Result<Done, String> {
             DocCommand::Get {
                 target,
                 doc,
+                at: Some(at),
+                auth,
+                ..
+            } => crate::doc_past::get_at(&target, &doc, &at, &auth).await,
+            DocCommand::Get {
+                target,
+                doc,
                 timeout,
                 auth,
+                ..
             } => get(&target, &doc, timeout, &auth).await,
+            DocCommand::History {
+                target,
+                doc,
+                limit,
+                group_ms,
+                json,
+                auth,
+            } => crate::doc_past::history(&target, &doc, limit, group_ms, json, &auth).await,
+            DocCommand::Diff {
+                target,
+                doc,
+                from,
+                to,
+                auth,
+            } => crate::doc_past::diff(&target, &doc, &from, to.as_deref(), &auth).await,
+            DocCommand::Restore {
+                target,
+                doc,
+                version,
+                auth,
+            } => crate::doc_past::restore(&target, &doc, &version, &auth).await,
             DocCommand::Put {
                 target,
                 doc,

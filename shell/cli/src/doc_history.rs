@@ -248,10 +248,16 @@ pub fn difference(doc: &LoroDoc, from: &Frontiers, to: &Frontiers) -> Result<Val
     let mut containers = Vec::new();
     for (container, diff) in batch.iter() {
         let (kind, change) = match diff {
-            loro::event::Diff::Text(delta) => (
-                "text",
-                serde_json::to_value(delta).map_err(|e| e.to_string())?,
-            ),
+            loro::event::Diff::Text(delta) => {
+                let mut ops = serde_json::to_value(delta).map_err(|e| e.to_string())?;
+                // Plain text has no attributes: say nothing of them.
+                for op in ops.as_array_mut().into_iter().flatten() {
+                    if let Some(op) = op.as_object_mut() {
+                        op.retain(|k, v| k != "attributes" || !v.is_null());
+                    }
+                }
+                ("text", ops)
+            }
             loro::event::Diff::List(items) => ("list", list_json(items)),
             loro::event::Diff::Map(map) => {
                 let mut keys: Vec<_> = map.updated.iter().collect();

@@ -9,6 +9,7 @@ mod compact;
 mod doc_api;
 mod doc_edits;
 mod doc_history;
+mod doc_past;
 mod figures;
 mod file_watch;
 mod inspect;

@@ -1,0 +1,406 @@
+//! A document's past against the real binary: authors the server vouches
+//! for (a native WebSocket client and a Loro client, each with its own
+//! token), a Loro peer id another identity wrote as refused whole on both
+//! protocols, the state at an old version, the difference between two,
+//! a restore that reaches a connected Loro client as an ordinary update,
+//! bad input refused with nothing changed, and two servers on one
+//! PostgreSQL answering the same history.
+
+mod common;
+
+use common::http::{call, json};
+use common::raw::*;
+use common::{cli, cli_status, data_dir, free_port, Server};
+use docweave_adapters::loro_protocol::{Body, Crdt, LoroMessage, UpdateStatus};
+use serde_json::Value;
+use std::time::Duration;
+
+const ALL: &str = r#"{"read":true,"write":true,"create":true,"delete":true}"#;
+const READ: &str = r#"{"read":true,"write":false,"create":false,"delete":false}"#;
+
+/// A server where alice, bob and carol each have a token; carol may only read.
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
+    start_as("server", dir, extra)
+}
+
+fn start_as(name: &str, dir: &std::path::Path, extra: &[&str]) -> Server {
+    std::fs::create_dir_all(dir).unwrap();
+    let rules = dir.join("rules.json");
+    std::fs::write(
+        &rules,
+        format!(
+            r#"{{"rules":[{{"peer":{{"Exact":"carol"}},"doc":"Any","access":{READ}}}],"default":{ALL}}}"#
+        ),
+    )
+    .unwrap();
+    let mut args = vec![
+        "--token",
+        "alice=a-secret",
+        "--token",
+        "bob=b-secret",
+        "--token",
+        "carol=c-secret",
+        "--rules",
+        rules.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(name, &dir.join("data"), free_port(), free_port(), &args)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn get(server: &Server, path: &str, token: &str) -> (u16, Value) {
+    let auth = bearer(token);
+    let (status, _, body) = call(server.http, "GET", path, &[("authorization", &auth)], &[]);
+    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, v)
+}
+
+fn snapshot(server: &Server, doc: &str, token: &str) -> loro::LoroDoc {
+    let auth = bearer(token);
+    let path = format!("/docs/{doc}?format=snapshot");
+    let (status, _, body) = call(server.http, "GET", &path, &[("authorization", &auth)], &[]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let d = loro::LoroDoc::new();
+    d.import(&body).unwrap();
+    d
+}
+
+fn text(server: &Server, doc: &str) -> String {
+    let (status, v) = get(server, &format!("/docs/{doc}"), "a-secret");
+    assert_eq!(status, 200, "{v}");
+    v["text"].as_str().unwrap_or_default().to_string()
+}
+
+fn history(server: &Server, doc: &str) -> Vec<Value> {
+    let (status, v) = get(server, &format!("/docs/{doc}/history"), "a-secret");
+    assert_eq!(status, 200, "{v}");
+    v["entries"].as_array().cloned().unwrap()
+}
+
+/// An update to `base` writing `more` at its text's end as Loro peer `peer`.
+fn appended(base: &loro::LoroDoc, peer: u64, more: &str) -> Vec<u8> {
+    let d = loro::LoroDoc::new();
+    d.import(&base.export(loro::ExportMode::Snapshot).unwrap())
+        .unwrap();
+    d.set_peer_id(peer).unwrap();
+    let before = d.oplog_vv();
+    let t = d.get_text("text");
+    t.insert(t.len_unicode(), more).unwrap();
+    d.commit();
+    d.export(loro::ExportMode::updates(&before)).unwrap()
+}
+
+/// A Loro client joined to `room` with `token`.
+async fn loro_client(port: u16, room: &str, token: &str) -> Socket {
+    let mut s = raw_ws_at(port, "/loro").await;
+    let join = Body::JoinRequest {
+        auth: token.as_bytes().to_vec(),
+        version: Vec::new(),
+    };
+    s.send(loro(Crdt::Loro, room, join)).await.unwrap();
+    let (got, _, _) = loro_until(&mut s, Duration::from_secs(10), |m| {
+        matches!(m.body, Body::JoinResponseOk { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            got.last().map(|m| &m.body),
+            Some(Body::JoinResponseOk { .. })
+        ),
+        "{got:?}"
+    );
+    s
+}
+
+/// Sends one update on a Loro connection; the status it was acknowledged with.
+async fn loro_send(s: &mut Socket, room: &str, update: Vec<u8>, batch: u8) -> Option<UpdateStatus> {
+    let body = Body::DocUpdate {
+        updates: vec![update],
+        batch: [batch; 8],
+    };
+    s.send(loro(Crdt::Loro, room, body)).await.unwrap();
+    let acked = |m: &LoroMessage| matches!(m.body, Body::Ack { batch: b, .. } if b == [batch; 8]);
+    let (got, _, _) = loro_until(s, Duration::from_secs(10), acked).await;
+    got.iter().find_map(|m| match m.body {
+        Body::Ack { batch: b, status } if b == [batch; 8] => Some(status),
+        _ => None,
+    })
+}
+
+#[test]
+fn history_names_who_wrote_what_and_the_past_can_be_read_compared_and_restored() {
+    let dir = data_dir("history");
+    let server = start(&dir, &[]);
+    let ws = format!("ws://127.0.0.1:{}", server.ws);
+    let http = format!("http://127.0.0.1:{}", server.http);
+
+    // Alice, a native WebSocket client.
+    let (ok, _, err) = cli(&[
+        "doc", "put", &ws, "notes", "--text", "Hello", "--token", "a-secret", "--as", "alice",
+    ]);
+    assert!(ok, "{err}");
+    let after_alice = history(&server, "notes");
+    assert_eq!(after_alice.len(), 1, "{after_alice:?}");
+    assert_eq!(after_alice[0]["author"], "alice");
+    let alice_version = after_alice[0]["version"].as_str().unwrap().to_string();
+
+    smol::block_on(async {
+        // Bob, a Loro client writing as Loro peer 777.
+        let mut bob = loro_client(server.ws, "notes", "b-secret").await;
+        let base = snapshot(&server, "notes", "b-secret");
+        let update = appended(&base, 777, " world");
+        assert_eq!(
+            loro_send(&mut bob, "notes", update, 1).await,
+            Some(UpdateStatus::Ok)
+        );
+        assert_eq!(text(&server, "notes"), "Hello world");
+        let entries = history(&server, "notes");
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[0]["author"], "bob", "newest first: {entries:?}");
+        assert_eq!(entries[0]["peer"], "777");
+        assert_eq!(entries[0]["operations"], 6, "{entries:?}");
+        assert_eq!(entries[1]["author"], "alice");
+        assert!(entries[0]["at"].as_u64() >= entries[1]["at"].as_u64());
+        let bob_version = entries[0]["version"].as_str().unwrap().to_string();
+
+        // Alice writing as Loro peer 777, natively and over Loro: refused,
+        // nothing of it stored.
+        let base = snapshot(&server, "notes", "a-secret");
+        let stolen = appended(&base, 777, " (not bob)");
+        let auth = bearer("a-secret");
+        let (status, _, body) = call(
+            server.http,
+            "POST",
+            "/docs/notes/updates",
+            &[("authorization", &auth)],
+            &stolen,
+        );
+        let refusal = json(&body);
+        assert_eq!(status, 403, "{refusal}");
+        assert!(
+            refusal["message"].as_str().unwrap().contains("writer 777"),
+            "{refusal}"
+        );
+        let mut alice_loro = loro_client(server.ws, "notes", "a-secret").await;
+        assert_eq!(
+            loro_send(&mut alice_loro, "notes", stolen, 2).await,
+            Some(UpdateStatus::InvalidUpdate)
+        );
+        assert_eq!(text(&server, "notes"), "Hello world");
+        assert_eq!(history(&server, "notes").len(), 2);
+
+        // The past: alice's version, and what changed since.
+        let (ok, out, err) = cli(&[
+            "doc",
+            "get",
+            &http,
+            "notes",
+            "--at",
+            &alice_version,
+            "--token",
+            "a-secret",
+        ]);
+        assert!(ok, "{err}");
+        assert_eq!(json(out.trim().as_bytes())["text"], "Hello", "{out}");
+        let (ok, out, err) = cli(&[
+            "doc",
+            "diff",
+            &http,
+            "notes",
+            &alice_version,
+            &bob_version,
+            "--token",
+            "a-secret",
+        ]);
+        assert!(ok, "{err}");
+        let diff = json(out.trim().as_bytes());
+        let change = &diff["containers"][0];
+        assert_eq!(change["kind"], "text", "{diff}");
+        assert_eq!(
+            change["change"],
+            serde_json::json!([{"retain": 5}, {"insert": " world"}])
+        );
+        let (ok, out, _) = cli(&["doc", "history", &http, "notes", "--token", "a-secret"]);
+        assert!(ok);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(
+            lines[0].contains(" bob ") && lines[0].contains("peer 777"),
+            "{out}"
+        );
+        assert!(lines[1].contains(" alice "), "{out}");
+
+        // Alice brings it back; bob's Loro client hears it as an update.
+        let (ok, _, err) = cli(&[
+            "doc",
+            "restore",
+            &http,
+            "notes",
+            &alice_version,
+            "--token",
+            "a-secret",
+        ]);
+        assert!(ok, "{err}");
+        assert_eq!(text(&server, "notes"), "Hello");
+        let bobs = loro::LoroDoc::new();
+        bobs.import(&base.export(loro::ExportMode::Snapshot).unwrap())
+            .unwrap();
+        let (got, _, _) = loro_until(&mut bob, Duration::from_secs(10), |m| {
+            matches!(m.body, Body::DocUpdate { .. })
+        })
+        .await;
+        for m in &got {
+            if let Body::DocUpdate { updates, .. } = &m.body {
+                for u in updates {
+                    bobs.import(u).unwrap();
+                }
+            }
+        }
+        assert_eq!(bobs.get_text("text").to_string(), "Hello", "{got:?}");
+        let entries = history(&server, "notes");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0]["author"], "alice");
+        assert_eq!(
+            entries[0]["message"],
+            format!("restore to {alice_version}").as_str()
+        );
+        let _ = bob.close(None).await;
+    });
+}
+
+#[test]
+fn bad_versions_restores_without_write_access_and_deleted_documents_get_clear_errors() {
+    let dir = data_dir("history-bad");
+    let server = start(&dir, &[]);
+    let ws = format!("ws://127.0.0.1:{}", server.ws);
+    let http = format!("http://127.0.0.1:{}", server.http);
+    for (doc, words) in [("notes", "Hello"), ("other", "Elsewhere")] {
+        let (ok, _, err) = cli(&[
+            "doc", "put", &ws, doc, "--text", words, "--token", "a-secret", "--as", "alice",
+        ]);
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = cli(&[
+        "doc", "put", &ws, "notes", "--text", " again", "--token", "a-secret", "--as", "alice",
+    ]);
+    assert!(ok, "{err}");
+    let first = history(&server, "notes")[1]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let others = history(&server, "other")[0]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = (text(&server, "notes"), history(&server, "notes"));
+
+    let code = |status: u16, v: &Value| (status, v["code"].as_str().unwrap_or("").to_string());
+    let at = |version: &str| {
+        let (s, v) = get(
+            &server,
+            &format!(
+                "/docs/notes?at={}",
+                version.replace('@', "%40").replace(',', "%2C")
+            ),
+            "a-secret",
+        );
+        code(s, &v)
+    };
+    assert_eq!(at("999@424242"), (404, "UnknownVersion".into()), "unknown");
+    assert_eq!(
+        at(&others),
+        (404, "UnknownVersion".into()),
+        "another document's"
+    );
+    for malformed in ["garbage", "1@", "@5", "-3@5", "1@2@3"] {
+        assert_eq!(at(malformed), (400, "BadVersion".into()), "{malformed}");
+    }
+    let (s, v) = get(&server, "/docs/notes/diff?from=zzz", "a-secret");
+    assert_eq!(code(s, &v), (400, "BadVersion".into()));
+    let (s, v) = get(&server, "/docs/notes/history?limit=0", "a-secret");
+    assert_eq!(code(s, &v), (400, "BadRequest".into()));
+
+    // Carol may read: history yes, restore no.
+    let (s, v) = get(&server, "/docs/notes/history", "c-secret");
+    assert_eq!(s, 200, "{v}");
+    let (status, _, err) = cli_status(&[
+        "doc", "restore", &http, "notes", &first, "--token", "c-secret",
+    ]);
+    assert_eq!(status, Some(1));
+    assert!(err.contains("403"), "{err}");
+    let auth = bearer("a-secret");
+    let (s, _, body) = call(
+        server.http,
+        "POST",
+        "/docs/notes/restore",
+        &[("authorization", &auth)],
+        b"{\"version\": 7}",
+    );
+    assert_eq!(code(s, &json(&body)), (400, "BadRequest".into()));
+    assert_eq!((text(&server, "notes"), history(&server, "notes")), before);
+
+    // A deleted document has no past left to show.
+    let (ok, _, err) = cli(&[
+        "doc", "delete", &ws, "other", "--token", "a-secret", "--as", "alice",
+    ]);
+    assert!(ok, "{err}");
+    let (s, v) = get(&server, "/docs/other/history", "a-secret");
+    assert_eq!(code(s, &v), (404, "NotFound".into()));
+    let (status, _, _) = cli_status(&[
+        "doc", "get", &http, "other", "--at", &others, "--token", "a-secret",
+    ]);
+    assert_eq!(status, Some(3), "doc get --at of a deleted document");
+}
+
+#[test]
+fn two_servers_on_one_postgres_answer_the_same_history_and_share_who_owns_a_peer() {
+    let db = docweave_tests::postgres::fresh_database("history_pg");
+    let a = start(&data_dir("history-pg-a"), &["--store", &db]);
+    let b = start_as("server-b", &data_dir("history-pg-b"), &["--store", &db]);
+    let ws_a = format!("ws://127.0.0.1:{}", a.ws);
+    let (ok, _, err) = cli(&[
+        "doc", "put", &ws_a, "shared", "--text", "one", "--token", "a-secret", "--as", "alice",
+    ]);
+    assert!(ok, "{err}");
+    smol::block_on(async {
+        // Bob writes through the other server, as Loro peer 4242.
+        let mut bob = loro_client(b.ws, "shared", "b-secret").await;
+        let base = snapshot(&b, "shared", "b-secret");
+        assert_eq!(base.get_text("text").to_string(), "one");
+        let update = appended(&base, 4242, " two");
+        assert_eq!(
+            loro_send(&mut bob, "shared", update, 1).await,
+            Some(UpdateStatus::Ok)
+        );
+        let through_b = history(&b, "shared");
+        assert_eq!(through_b.len(), 2, "{through_b:?}");
+        assert_eq!(history(&a, "shared"), through_b);
+        assert_eq!(through_b[0]["author"], "bob");
+        assert_eq!(through_b[1]["author"], "alice");
+        // Once the first server has bob's change, it refuses alice
+        // writing as bob's peer too: the owner is in the store.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while text(&a, "shared") != "one two" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a never saw bob's change"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let stolen = appended(&snapshot(&a, "shared", "a-secret"), 4242, " three");
+        let auth = bearer("a-secret");
+        let (status, _, body) = call(
+            a.http,
+            "POST",
+            "/docs/shared/updates",
+            &[("authorization", &auth)],
+            &stolen,
+        );
+        assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(history(&a, "shared").len(), 2);
+        let _ = bob.close(None).await;
+    });
+}
