@@ -212,6 +212,8 @@ impl<E: DocEngine> Driver<E> {
         health: Health,
     ) -> Result<Self, String> {
         let started = Instant::now();
+        // Authors' times are the wall clock's, not the loop's.
+        node.set_wall_clock(crate::token_refresh::now_ms());
         let store = match store {
             Some(mut store) => {
                 if let Some(Output::Store(job)) = node.poll_output() {

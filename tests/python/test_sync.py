@@ -214,6 +214,32 @@ class DocumentApi(unittest.TestCase):
             docs.get("nothing-here")
         self.assertEqual(missing.exception.status, 404)
 
+    def test_history_names_the_author_and_the_past_reads_and_restores(self):
+        from docweave.http import Documents
+        base = f"http://127.0.0.1:{self.server.http}"
+        ann = Documents(base, token="s3cret", peer="ann")
+        ben = Documents(base, token="s3cret", peer="ben")
+        for _ in range(100):
+            try:
+                ann.list()
+                break
+            except OSError:
+                time.sleep(0.05)
+        ann.patch("story", [{"op": "insert_text", "path": ["body"], "text": "once"}],
+                  message="begin")
+        ben.patch("story", [{"op": "insert_text", "path": ["body"], "index": 4,
+                             "text": " upon"}])
+        entries, _ = ann.history("story")
+        self.assertEqual([e["author"] for e in entries], ["ben", "ann"])
+        self.assertEqual(entries[1]["message"], "begin")
+        first = entries[1]["version"]
+        self.assertEqual(ann.at("story", first)["body"], "once")
+        changed = ann.diff("story", first)
+        self.assertEqual(changed[0]["change"], [{"retain": 4}, {"insert": " upon"}])
+        ann.restore("story", first)
+        self.assertEqual(ann.get("story")[1]["body"], "once")
+        self.assertEqual(ann.history("story")[0][0]["author"], "ann")
+
     def test_a_webhook_signature_verifies_only_with_its_secret_body_and_time(self):
         import hashlib, hmac
         from docweave.http import verify_webhook

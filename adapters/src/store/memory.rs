@@ -113,6 +113,18 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn forget_history(&mut self, doc: &DocId, below: u64) -> Result<u64, StoreError> {
+        let Some(d) = self.docs.get_mut(doc) else {
+            return Ok(0);
+        };
+        let kept = d.authored.split_off(&below);
+        let gone = std::mem::replace(&mut d.authored, kept);
+        for a in gone.values() {
+            d.runs.remove(&(a.writer, a.start));
+        }
+        Ok(gone.len() as u64)
+    }
+
     fn compact(&mut self, doc: &DocId, snapshot: &[u8], up_to: Clock) -> Result<(), StoreError> {
         if let Some(d) = self.docs.get_mut(doc) {
             d.changes.retain(|c, _| *c > up_to);

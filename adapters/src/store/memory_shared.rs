@@ -113,6 +113,10 @@ impl Store for SharedMemoryStore {
         self.lock().store.compact(doc, snapshot, up_to)
     }
 
+    fn forget_history(&mut self, doc: &DocId, below: u64) -> Result<u64, StoreError> {
+        self.lock().store.forget_history(doc, below)
+    }
+
     fn history(
         &mut self,
         doc: &DocId,

@@ -247,6 +247,15 @@ pub trait Store: Send {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// Drops `doc`'s history entries placed below `below` (what `compact
+    /// --history-before` trimmed from the document); who owns each writer
+    /// number stays. Answers how many went.
+    fn forget_history(&mut self, doc: &DocId, below: u64) -> Result<u64, StoreError> {
+        let _ = (doc, below);
+        Err(StoreError::Unavailable(
+            "this store keeps no history to trim".into(),
+        ))
+    }
     /// Another handle on the same data (a second connection), for reads
     /// run beside this handle's work: one slow read then holds up neither
     /// the writes nor other reads. It sees what was committed. `None`:

@@ -452,6 +452,16 @@ impl Store for PostgresStore {
         })
     }
 
+    fn forget_history(&mut self, doc: &DocId, below: u64) -> Result<u64, StoreError> {
+        let below = i64::try_from(below).unwrap_or(i64::MAX);
+        self.with(|c, _| {
+            Ok(c.client.execute(
+                "DELETE FROM docweave_authored WHERE doc = $1 AND seq < $2",
+                &[&doc.as_str(), &below],
+            )?)
+        })
+    }
+
     fn history(
         &mut self,
         doc: &DocId,

@@ -199,6 +199,15 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn forget_history(&mut self, doc: &DocId, below: u64) -> Result<u64, StoreError> {
+        let below = i64::try_from(below).unwrap_or(i64::MAX);
+        let gone = self.conn.execute(
+            "DELETE FROM authored WHERE doc = ?1 AND seq < ?2",
+            params![doc.as_str(), below],
+        )?;
+        Ok(gone as u64)
+    }
+
     fn history(
         &mut self,
         doc: &DocId,

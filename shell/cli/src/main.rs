@@ -82,6 +82,13 @@ enum Command {
     Compact {
         /// The data directory.
         dir: PathBuf,
+        /// Also trim each document's history before this date
+        /// (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix ms): a Loro shallow
+        /// snapshot from the last version the server took before it. The
+        /// state stays whole; older versions, their differences and their
+        /// history entries are gone.
+        #[arg(long)]
+        history_before: Option<String>,
     },
     /// Replay a recorded log; exits non-zero at the first difference.
     Replay {
@@ -155,7 +162,10 @@ fn main() -> ExitCode {
             Ok(None) => inspect::run(std::path::Path::new(&target)),
             Err(e) => Err(e),
         },
-        Command::Compact { dir } => compact::run(&dir),
+        Command::Compact {
+            dir,
+            history_before,
+        } => compact::run(&dir, history_before.as_deref()),
         Command::Replay { logs } => replay(&logs),
         Command::Trace(args) => trace::run(&args),
     };

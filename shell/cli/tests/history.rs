@@ -164,6 +164,13 @@ fn history_names_who_wrote_what_and_the_past_can_be_read_compared_and_restored()
         assert_eq!(entries[0]["operations"], 6, "{entries:?}");
         assert_eq!(entries[1]["author"], "alice");
         assert!(entries[0]["at"].as_u64() >= entries[1]["at"].as_u64());
+        // The server's wall clock, not the time since it started.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let at = entries[0]["at"].as_u64().unwrap();
+        assert!(now.abs_diff(at) < 60_000, "at {at}, now {now}");
         let bob_version = entries[0]["version"].as_str().unwrap().to_string();
 
         // Alice writing as Loro peer 777, natively and over Loro: refused,
@@ -403,4 +410,59 @@ fn two_servers_on_one_postgres_answer_the_same_history_and_share_who_owns_a_peer
         assert_eq!(history(&a, "shared").len(), 2);
         let _ = bob.close(None).await;
     });
+}
+
+#[test]
+fn compacting_history_before_a_date_trims_older_versions_and_keeps_the_state_and_the_owners() {
+    let dir = data_dir("history-compact");
+    let mut server = start(&dir, &[]);
+    let ws = format!("ws://127.0.0.1:{}", server.ws);
+    for words in ["one", " two", " three"] {
+        let (ok, _, err) = cli(&[
+            "doc", "put", &ws, "log", "--text", words, "--token", "a-secret", "--as", "alice",
+        ]);
+        assert!(ok, "{err}");
+        // Entries a few milliseconds apart: the cut falls between them.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let entries = history(&server, "log");
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    let version = |i: usize| entries[i]["version"].as_str().unwrap().to_string();
+    let (oldest, middle) = (version(2), version(1));
+    let cut = entries[0]["at"].as_u64().unwrap().to_string();
+    let alices_peer: u64 = entries[0]["peer"].as_str().unwrap().parse().unwrap();
+
+    server.terminate();
+    let data = server.data.display().to_string();
+    let (ok, out, err) = cli(&["compact", &data, "--history-before", &cut]);
+    assert!(ok, "{err}");
+    assert!(out.contains("trimmed from 1 document"), "{out}");
+    server.start_again();
+
+    assert_eq!(text(&server, "log"), "one two three");
+    let left = history(&server, "log");
+    assert_eq!(
+        left,
+        entries[..2].to_vec(),
+        "the newest before the cut stays"
+    );
+    let at = |v: &str| {
+        let path = format!("/docs/log?at={}", v.replace('@', "%40").replace(',', "%2C"));
+        get(&server, &path, "a-secret")
+    };
+    let (status, state) = at(&middle);
+    assert_eq!((status, state["text"].as_str()), (200, Some("one two")));
+    let (status, refused) = at(&oldest);
+    assert_eq!(status, 404, "{refused}");
+    // Who owns alice's writer number survives the trim.
+    let stolen = appended(&snapshot(&server, "log", "b-secret"), alices_peer, "!");
+    let auth = bearer("b-secret");
+    let (status, _, body) = call(
+        server.http,
+        "POST",
+        "/docs/log/updates",
+        &[("authorization", &auth)],
+        &stolen,
+    );
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
 }

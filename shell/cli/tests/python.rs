@@ -62,7 +62,7 @@ fn python_replicas_sync_through_docweave() {
     eprintln!("{report}");
     assert!(out.status.success(), "the Python tests failed");
     assert!(
-        report.contains("Ran 8 tests") && report.contains("OK"),
+        report.contains("Ran 9 tests") && report.contains("OK"),
         "the Python tests did not all run"
     );
     let seen = fake.join().unwrap();

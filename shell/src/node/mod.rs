@@ -171,6 +171,10 @@ pub struct Node<E: DocEngine> {
     deferred: Vec<Deferred>,
     /// Who wrote what: writers' owners, and records waiting for a write.
     authorship: authorship::Authorship,
+    /// Unix milliseconds at the node's time 0, when its clock is not the
+    /// wall clock (the smol driver counts from its start): history entries
+    /// say when on the wall clock.
+    wall_clock_at_zero: Option<Millis>,
     /// Exports kept across flushes for readers that come one after another.
     recent_exports: recent_exports::RecentExports,
     /// Lines the core logs again and again (a store that is down).
@@ -235,6 +239,7 @@ impl<E: DocEngine> Node<E> {
             imports_ahead: 0,
             deferred: Vec::new(),
             authorship: Default::default(),
+            wall_clock_at_zero: None,
             recent_exports: Default::default(),
             repeated_logs: Default::default(),
             restoring: None,
@@ -582,6 +587,13 @@ impl<E: DocEngine> Node<E> {
         }
     }
 
+    /// Says that the node's time 0 was `unix_ms` on the wall clock, for a
+    /// host whose clock counts from elsewhere (history entries are dated by
+    /// the wall clock). Without it, the node's time is taken as Unix ms.
+    pub fn set_wall_clock(&mut self, unix_ms: Millis) {
+        self.wall_clock_at_zero = Some(unix_ms);
+    }
+
     /// Records who wrote the runs of the imports that were taken.
     fn keep_authors(
         &mut self,
@@ -607,7 +619,13 @@ impl<E: DocEngine> Node<E> {
             let version = version.get_or_insert_with(|| engine.printed_version(d));
             let message =
                 |run: &crate::engine::Run| engine.message(d, run.writer, run.end.saturating_sub(1));
-            self.authorship.took(doc, author, runs, version, message);
+            let dated = Author {
+                identity: author.identity.clone(),
+                at: author
+                    .at
+                    .saturating_add(self.wall_clock_at_zero.unwrap_or(0)),
+            };
+            self.authorship.took(doc, &dated, runs, version, message);
         }
     }
 }

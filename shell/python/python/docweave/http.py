@@ -100,6 +100,40 @@ class Documents:
                           {"Content-Type": "application/json"})[2]
         return json.loads(body)
 
+    def history(self, doc: str, limit: int = 100, before: str | None = None,
+                group_ms: int = 0) -> tuple[list, str | None]:
+        """One page of who wrote what, newest first, as the server vouches for it, and
+        where the next page starts. Each entry has its ``version``, ``author``, ``at``
+        (server time, Unix ms), ``peer``, ``operations`` and ``message``."""
+        query = {"limit": str(limit), "group_ms": str(group_ms)}
+        if before is not None:
+            query["before"] = before
+        body = self._call("GET", "/docs/" + _quote(doc) + "/history?"
+                          + urllib.parse.urlencode(query))[2]
+        page = json.loads(body)
+        return page["entries"], page.get("next")
+
+    def at(self, doc: str, version: str) -> dict:
+        """The document's state at a version of its history, as JSON."""
+        query = urllib.parse.urlencode({"at": version})
+        return json.loads(self._call("GET", "/docs/" + _quote(doc) + "?" + query)[2])
+
+    def diff(self, doc: str, from_version: str, to_version: str | None = None) -> list:
+        """What changed between two versions (``to_version``: now), per container."""
+        query = {"from": from_version}
+        if to_version is not None:
+            query["to"] = to_version
+        body = self._call("GET", "/docs/" + _quote(doc) + "/diff?"
+                          + urllib.parse.urlencode(query))[2]
+        return json.loads(body)["containers"]
+
+    def restore(self, doc: str, version: str) -> dict:
+        """Brings the document back to a version, as a new change of this identity's."""
+        body = self._call("POST", "/docs/" + _quote(doc) + "/restore",
+                          json.dumps({"version": version}).encode(),
+                          {"Content-Type": "application/json"})[2]
+        return json.loads(body)
+
     def list(self, prefix: str = "", after: str | None = None,
              limit: int | None = None) -> tuple[list, str | None]:
         """One page of the documents this identity may read, and where the next starts."""
