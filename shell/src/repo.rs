@@ -262,6 +262,14 @@ impl<E: DocEngine> RepoBuilder<E> {
         if let Some(mut r) = recorder {
             node.set_hook(Box::new(move |now, msg, cmds| r.record(now, msg, cmds)));
         }
+        // Histories are read on a second handle, beside the node's work.
+        let history = match self.store.as_mut() {
+            Some(store) => store
+                .reader()
+                .map_err(|e| RepoError::Store(e.to_string()))?
+                .map(|r| std::sync::Arc::new(std::sync::Mutex::new(r))),
+            None => None,
+        };
         let driver = Driver::new(node, self.store, rx, tx.clone(), health.clone())
             .map_err(RepoError::Store)?;
         let watch = health.clone();
@@ -284,6 +292,7 @@ impl<E: DocEngine> RepoBuilder<E> {
             peer,
             thread: Some(thread),
             health,
+            history,
         })
     }
 }
@@ -323,6 +332,8 @@ pub struct Repo<E: DocEngine = LoroEngine> {
     peer: PeerId,
     thread: Option<std::thread::JoinHandle<()>>,
     health: Health,
+    /// A second handle on the store, where histories are read.
+    history: Option<std::sync::Arc<std::sync::Mutex<Box<dyn Store>>>>,
 }
 
 impl Repo<LoroEngine> {
@@ -357,6 +368,36 @@ impl<E: DocEngine> Repo<E> {
     /// This node's id.
     pub fn peer(&self) -> &PeerId {
         &self.peer
+    }
+
+    /// A page of `doc`'s history, newest first: who wrote what and when,
+    /// as the node that took each change vouches for it (entries placed
+    /// below `before`, at most `limit`). Reads the store on a handle of its
+    /// own; a store with no second handle (the in-memory ones) has none
+    /// to read, and says so. The state at an entry's version is Loro's
+    /// (`fork_at` or `checkout` of the document's frontiers).
+    pub async fn history(
+        &self,
+        doc: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<docweave_adapters::HistoryEntry>, RepoError> {
+        let doc = DocId::parse(doc)?;
+        let Some(store) = self.history.clone() else {
+            return Err(RepoError::Store(
+                "this repository's store has no second handle to read histories on \
+                 (use SQLite or PostgreSQL)"
+                    .into(),
+            ));
+        };
+        smol::unblock(move || {
+            // A reader that panicked left no transaction open: each call is one.
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            store
+                .history(&doc, before, limit)
+                .map_err(|e| RepoError::Store(e.to_string()))
+        })
+        .await
     }
 
     async fn ask<T>(

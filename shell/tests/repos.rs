@@ -485,3 +485,50 @@ fn documents_loaded_for_peers_or_fetched_from_them_sleep_once_idle() {
         hub.close().await;
     });
 }
+
+#[test]
+fn a_hub_on_sqlite_lists_who_wrote_each_change_in_its_history() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("repo-history-{}.db", std::process::id()));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    smol::block_on(async {
+        let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let hub = Repo::builder("hub")
+            .store(store)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (alice, bob) = (repo("alice"), repo("bob"));
+        alice.connect(&hub).ok();
+        bob.connect(&hub).ok();
+        for (who, words) in [(&alice, "from alice"), (&bob, ", from bob")] {
+            let d = who.open("shared").await.unwrap_or_else(|e| panic!("{e}"));
+            let end = d.get_text("t").len_unicode();
+            d.get_text("t").insert(end, words).ok();
+            d.commit();
+            assert!(who
+                .wait_for_sync("shared", "hub", WAIT)
+                .await
+                .is_ok_and(|o| o.is_synced()));
+        }
+        let entries = hub.history("shared", None, 10).await.unwrap();
+        let authors: Vec<&str> = entries
+            .iter()
+            .map(|e| e.authored.identity.as_str())
+            .collect();
+        assert_eq!(authors, ["bob", "alice"], "{entries:?}");
+        assert_eq!(entries[0].authored.end - entries[0].authored.start, 10);
+        // A page goes on below where the last one ended.
+        let older = hub
+            .history("shared", Some(entries[0].seq), 10)
+            .await
+            .unwrap();
+        assert_eq!(older, entries[1..].to_vec());
+        // Without a second handle on its store there is nothing to read.
+        assert!(alice.history("shared", None, 10).await.is_err());
+        alice.close().await;
+        bob.close().await;
+        hub.close().await;
+    });
+}
