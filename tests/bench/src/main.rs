@@ -9,6 +9,7 @@ use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
 use docweave_bench::connections::{s9, S9Sizes};
 use docweave_bench::doc_api::{s13, S13Sizes};
+use docweave_bench::history::{s15, S15Sizes};
 use docweave_bench::loaded::{s12, FORMS};
 use docweave_bench::metadata::{fill, open, remove, s8};
 use docweave_bench::scenarios::{s1, s2, s3, s3_hooked, s3_quotas, s3_recorded, s4, s5, Transport};
@@ -19,9 +20,9 @@ use std::collections::BTreeMap;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s14 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
-    /// or Debian's binaries for a throwaway cluster; s9, s13 and s14 the
-    /// `docweave` binary).
+    /// all, s1 … s15 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// or Debian's binaries for a throwaway cluster; s9, s13, s14 and s15
+    /// the `docweave` binary).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Runs per scenario.
@@ -344,6 +345,23 @@ fn main() {
                     }
                     None => eprintln!(
                         "S14 skipped: no docweave binary (cargo build --release -p docweave-cli, or --server-bin)"
+                    ),
+                }
+            }
+            if want("s15") {
+                let sizes = if a.quick {
+                    S15Sizes::quick()
+                } else {
+                    S15Sizes::full()
+                };
+                match server_bin(&a) {
+                    Some(bin) => {
+                        for r in s15(&bin, &sizes, &std::env::temp_dir()).await {
+                            record(r);
+                        }
+                    }
+                    None => eprintln!(
+                        "S15 skipped: no docweave binary (cargo build --release -p docweave-cli, or --server-bin)"
                     ),
                 }
             }
