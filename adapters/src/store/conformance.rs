@@ -43,6 +43,83 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S) {
     a_load_since_a_clock_brings_all_a_reader_lacks(&mut make());
     a_documents_bytes_are_its_snapshot_and_changes(&mut make());
     the_index_reads_by_clock_both_ways_and_by_id_bytewise(&mut make());
+    authors_are_kept_with_their_change_paged_newest_first_and_purged(&mut make());
+}
+
+fn authored(writer: u64, start: u64, end: u64, who: &str, at: u64) -> super::Authored {
+    super::Authored {
+        writer,
+        start,
+        end,
+        identity: PeerId::new(who),
+        at,
+        version: format!("{}@{writer}", end - 1),
+        message: (start == 0).then(|| "first".to_string()),
+    }
+}
+
+/// Who wrote each run is kept with its change; a writer's owner is the
+/// first identity that wrote as it; history pages go newest first and on
+/// from where the last ended; a run written again after a lost answer is
+/// kept once; trimming drops the older entries but not the owners; a purge
+/// drops all.
+pub fn authors_are_kept_with_their_change_paged_newest_first_and_purged(s: &mut impl Store) {
+    let d = DocId::new("authored");
+    let mut first = change("authored", b"a", &[(7, 2)]);
+    first.authors = vec![authored(7, 0, 2, "alice", 10), authored(9, 0, 1, "bob", 10)];
+    let mut second = change("authored", b"b", &[(7, 5)]);
+    second.authors = vec![authored(7, 2, 5, "alice", 20)];
+    ok(s.append(&[first.clone()]), "append");
+    ok(s.append(&[second]), "append");
+    // The first change written again (its answer was lost), and a run of
+    // writer 9 by someone else: the owner stays bob.
+    let mut again = first.clone();
+    again.authors.push(authored(9, 1, 2, "mallory", 30));
+    ok(s.append(&[again]), "append");
+    let loaded = ok(s.load(&d), "load").unwrap_or_else(|| panic!("no document"));
+    let mut owners = loaded.writers.clone();
+    owners.sort();
+    assert_eq!(
+        owners,
+        vec![(7, PeerId::new("alice")), (9, PeerId::new("bob"))],
+        "each writer's owner is its first identity"
+    );
+    let all = ok(s.history(&d, None, 100), "history");
+    let runs: Vec<(u64, u64, &str)> = all
+        .iter()
+        .map(|e| {
+            (
+                e.authored.writer,
+                e.authored.start,
+                e.authored.identity.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        vec![
+            (9, 1, "mallory"),
+            (7, 2, "alice"),
+            (9, 0, "bob"),
+            (7, 0, "alice")
+        ],
+        "newest first, each run once"
+    );
+    assert_eq!(all[3].authored, authored(7, 0, 2, "alice", 10));
+    let page = ok(s.history(&d, None, 2), "history");
+    let next = ok(s.history(&d, Some(page[1].seq), 2), "history");
+    assert_eq!([page, next].concat(), all, "pages go on from the last");
+    assert!(ok(s.history(&DocId::new("unwritten"), None, 5), "history").is_empty());
+    // Trimming keeps what is placed at or above the cut, and the owners.
+    assert_eq!(ok(s.forget_history(&d, all[1].seq), "forget_history"), 2);
+    assert_eq!(ok(s.history(&d, None, 100), "history"), all[..2].to_vec());
+    let loaded = ok(s.load(&d), "load").unwrap_or_else(|| panic!("no document"));
+    assert_eq!(loaded.writers.len(), 2, "owners outlive a trim");
+    ok(s.purge(&d), "purge");
+    assert!(ok(s.history(&d, None, 100), "history").is_empty());
+    ok(s.append(&[change("authored", b"c", &[(1, 1)])]), "append");
+    let loaded = ok(s.load(&d), "load").unwrap_or_else(|| panic!("no document"));
+    assert!(loaded.writers.is_empty(), "a purge forgets the owners");
 }
 
 /// `doc_bytes` counts the snapshot and the changes after it, and knows no

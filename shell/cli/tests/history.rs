@@ -303,6 +303,15 @@ fn bad_versions_restores_without_write_access_and_deleted_documents_get_clear_er
         .unwrap()
         .to_string();
     let before = (text(&server, "notes"), history(&server, "notes"));
+    // Alice's two writes, grouped: one entry, the newer version, both counted.
+    let (s, grouped) = get(&server, "/docs/notes/history?group_ms=600000", "a-secret");
+    assert_eq!(s, 200, "{grouped}");
+    let grouped = grouped["entries"].as_array().cloned().unwrap();
+    assert_eq!(grouped.len(), 1, "{grouped:?}");
+    assert_eq!(grouped[0]["entries"], 2);
+    assert_eq!(grouped[0]["version"], before.1[0]["version"]);
+    assert_eq!(grouped[0]["first_at"], before.1[1]["at"]);
+    assert_eq!(grouped[0]["operations"], 11, "\"Hello\" and \" again\"");
 
     let code = |status: u16, v: &Value| (status, v["code"].as_str().unwrap_or("").to_string());
     let at = |version: &str| {

@@ -94,6 +94,9 @@ impl Host {
             ..NodeOptions::default()
         };
         let mut node = Node::new(Config::new(peer.as_str()), LoroEngine, options);
+        // The host's clock is monotonic: history entries are dated by the
+        // wall clock, which read `now` then.
+        node.set_wall_clock(docweave_shell::now_ms().saturating_sub(now));
         // The store is read now: a host whose store cannot be read gets an
         // error, not a node that goes on as if the store were empty.
         let mut store = store;

@@ -216,7 +216,7 @@ impl Sent {
     }
 }
 
-fn hello(peer: &str) -> Message {
+pub(crate) fn hello(peer: &str) -> Message {
     Message::Hello(Hello {
         peer: PeerId::new(peer),
         name: String::new(),
@@ -227,7 +227,7 @@ fn hello(peer: &str) -> Message {
     })
 }
 
-fn send(link: &Link, messages: &[Message]) -> bool {
+pub(crate) fn send(link: &Link, messages: &[Message]) -> bool {
     match encode(messages) {
         Ok(frame) => link.tx.send(frame).is_ok(),
         Err(_) => false,
@@ -369,7 +369,7 @@ impl Edited {
     }
 }
 
-fn update(doc: &str, batch: u64, data: Vec<u8>) -> Message {
+pub(crate) fn update(doc: &str, batch: u64, data: Vec<u8>) -> Message {
     Message::Update {
         doc: DocId::new(doc),
         batch: BatchId(batch),
