@@ -244,6 +244,14 @@ pub struct Config {
     /// it cannot shut them out).
     #[serde(default)]
     pub internal_peers: Option<String>,
+    /// Servers that relay others' changes to this one (edge servers that
+    /// dial it): what they send is nobody's here, like what a server this
+    /// one dialed sends, so it is neither recorded as theirs nor checked
+    /// against who owns each writer (the servers the changes were written
+    /// on did that). Only peers whose credentials let them in as one of
+    /// these ids are trusted so.
+    #[serde(default)]
+    pub relays: Vec<crate::policy::Pattern>,
 }
 
 impl Config {
@@ -266,6 +274,7 @@ impl Config {
             grants: Vec::new(),
             signed_tokens: false,
             internal_peers: None,
+            relays: Vec::new(),
             bounds: Bounds::default(),
             protocol: crate::protocol::PROTOCOL_VERSION,
             rules: Rules::allow_all(),

@@ -110,9 +110,19 @@ pub fn authors_are_kept_with_their_change_paged_newest_first_and_purged(s: &mut 
     let next = ok(s.history(&d, Some(page[1].seq), 2), "history");
     assert_eq!([page, next].concat(), all, "pages go on from the last");
     assert!(ok(s.history(&DocId::new("unwritten"), None, 5), "history").is_empty());
+    // A run written again grown (the node folded what continued it): widened.
+    let mut grown = change("authored", b"d", &[(7, 6)]);
+    grown.authors = vec![authored(7, 2, 6, "alice", 40)];
+    ok(s.append(&[grown]), "append");
+    let widened = ok(s.history(&d, None, 100), "history");
+    assert_eq!(widened.len(), 4, "widened, not added");
+    assert_eq!(widened[1].authored, authored(7, 2, 6, "alice", 40));
     // Trimming keeps what is placed at or above the cut, and the owners.
     assert_eq!(ok(s.forget_history(&d, all[1].seq), "forget_history"), 2);
-    assert_eq!(ok(s.history(&d, None, 100), "history"), all[..2].to_vec());
+    assert_eq!(
+        ok(s.history(&d, None, 100), "history"),
+        widened[..2].to_vec()
+    );
     let loaded = ok(s.load(&d), "load").unwrap_or_else(|| panic!("no document"));
     assert_eq!(loaded.writers.len(), 2, "owners outlive a trim");
     ok(s.purge(&d), "purge");

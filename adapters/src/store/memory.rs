@@ -13,8 +13,8 @@ struct Doc {
     changes: BTreeMap<Clock, Vec<u8>>,
     /// Its history, by place in the order of writes.
     authored: BTreeMap<u64, Authored>,
-    /// The runs in it, by writer and first counter.
-    runs: std::collections::BTreeSet<(u64, u64)>,
+    /// The runs in it, by writer and first counter: their places.
+    runs: BTreeMap<(u64, u64), u64>,
     /// Each writer number and the identity that first wrote as it.
     writers: BTreeMap<u64, PeerId>,
 }
@@ -67,10 +67,22 @@ impl Store for MemoryStore {
             d.clock = self.clock;
             d.changes.insert(self.clock, a.data.clone());
             for (i, authored) in a.authors.iter().enumerate() {
-                // Written again after an answer that was lost: kept once.
-                if d.runs.insert((authored.writer, authored.start)) {
-                    let seq = super::authorship::authored_seq(self.clock.0, i);
-                    d.authored.insert(seq, authored.clone());
+                // Written again after an answer that was lost: kept once;
+                // grown since (the node folded runs into it): widened.
+                let key = (authored.writer, authored.start);
+                match d.runs.get(&key).and_then(|seq| d.authored.get_mut(seq)) {
+                    Some(kept) if authored.end > kept.end => {
+                        kept.end = authored.end;
+                        kept.at = authored.at;
+                        kept.version = authored.version.clone();
+                        kept.message = authored.message.clone().or(kept.message.take());
+                    }
+                    Some(_) => {}
+                    None => {
+                        let seq = super::authorship::authored_seq(self.clock.0, i);
+                        d.runs.insert(key, seq);
+                        d.authored.insert(seq, authored.clone());
+                    }
                 }
                 d.writers
                     .entry(authored.writer)

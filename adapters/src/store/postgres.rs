@@ -124,7 +124,15 @@ impl Connection {
                 "INSERT INTO docweave_authored (seq, doc, writer, start, stop, identity, at, version, message)
                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
                                       $6::text[], $7::bigint[], $8::text[], $9::text[])
-                 ON CONFLICT DO NOTHING",
+                 ON CONFLICT (doc, writer, start) DO UPDATE SET
+                     stop = GREATEST(docweave_authored.stop, EXCLUDED.stop),
+                     at = CASE WHEN EXCLUDED.stop > docweave_authored.stop
+                          THEN EXCLUDED.at ELSE docweave_authored.at END,
+                     version = CASE WHEN EXCLUDED.stop > docweave_authored.stop
+                               THEN EXCLUDED.version ELSE docweave_authored.version END,
+                     message = CASE WHEN EXCLUDED.stop > docweave_authored.stop
+                               THEN COALESCE(EXCLUDED.message, docweave_authored.message)
+                               ELSE docweave_authored.message END",
             )?,
             insert_writers: client.prepare(
                 "INSERT INTO docweave_writers (doc, writer, identity)
@@ -139,7 +147,8 @@ impl Connection {
 }
 
 /// Keeps who wrote the runs of the changes appended at `clocks` (a run
-/// written again after a lost answer is kept once); the first identity to
+/// written again after a lost answer is kept once, one the node grew since
+/// is widened); the first identity to
 /// write as a writer number on a document owns it there, on every server.
 fn write_authors(
     tx: &mut Transaction<'_>,

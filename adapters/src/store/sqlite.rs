@@ -364,7 +364,8 @@ impl Store for SqliteStore {
 }
 
 /// Keeps who wrote the runs of one change (a run written again after a
-/// lost answer is kept once); the first identity to write as a writer
+/// lost answer is kept once, and one the node grew since, say by folding
+/// runs that continue it, is widened); the first identity to write as a writer
 /// number on a document owns it there. Numbers are kept as SQLite's
 /// signed integers, bit for bit.
 fn write_authors(
@@ -376,7 +377,13 @@ fn write_authors(
     for (i, a) in authors.iter().enumerate() {
         tx.prepare_cached(
             "INSERT INTO authored (seq, doc, writer, start, stop, identity, at, version, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (doc, writer, start) DO UPDATE SET
+                 stop = max(stop, excluded.stop),
+                 at = CASE WHEN excluded.stop > stop THEN excluded.at ELSE at END,
+                 version = CASE WHEN excluded.stop > stop THEN excluded.version ELSE version END,
+                 message = CASE WHEN excluded.stop > stop
+                           THEN COALESCE(excluded.message, message) ELSE message END",
         )?
         .execute(params![
             authored_seq(clock as u64, i) as i64,

@@ -511,14 +511,19 @@ pub(crate) fn import(
 }
 
 /// Who the node vouches sent `source`'s bytes: the peer whose credentials
-/// let its connection in, now. A server we dialed relays what others
-/// wrote (we chose to trust it, and its data is everyone's), so its
-/// changes are nobody's here.
+/// let its connection in, now. A server we dialed, or one the operator
+/// named a relay, passes on what others wrote (we chose to trust it, and
+/// its data is everyone's), so its changes are nobody's here.
 fn author_of(model: &Model, source: &Source) -> Option<crate::io::Author> {
     let peer = match source {
         Source::Peer { peer, .. } | Source::Push { peer, .. } => peer,
     };
-    let relay = model.peers.get(peer).is_some_and(|p| p.dialed);
+    let relay = model.peers.get(peer).is_some_and(|p| p.dialed)
+        || model
+            .config()
+            .relays
+            .iter()
+            .any(|r| r.matches(peer.as_str()));
     (!relay).then(|| crate::io::Author {
         identity: peer.clone(),
         at: model.now,

@@ -485,3 +485,50 @@ fn a_request_crossing_an_update_built_on_a_base_the_peer_lacks_is_answered_with_
         "{cmds:?}"
     );
 }
+
+/// The author of an update's changes, as its import says.
+fn author_of_update(k: &mut Kit, ch: u64) -> Option<crate::Author> {
+    let cmds = k.recv(
+        ch,
+        Message::Update {
+            doc: doc("notes"),
+            batch: BatchId(5),
+            data: Payload::new(vec![1]),
+            version: vv(&[(9, 2), (ch, 1)]),
+        },
+    );
+    cmds.into_iter()
+        .find_map(|c| match c {
+            Cmd::Import { author, .. } => Some(author),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no import"))
+}
+
+#[test]
+fn a_clients_update_is_its_own_at_the_nodes_time_and_a_relays_is_nobodys() {
+    let mut config = crate::Config::new("hub");
+    config.relays = vec![crate::Pattern::Prefix("edge-".into())];
+    let mut k = Kit::new(config);
+    k.feed(Msg::OpenDoc {
+        doc: doc("notes"),
+        meta: DocMeta::default(),
+    });
+    k.feed(Msg::LocalChange {
+        doc: doc("notes"),
+        version: vv(&[(9, 2)]),
+    });
+    k.peer(1, "alice");
+    k.peer(2, "edge-1");
+    k.dial(3, "ws://upstream", "upstream");
+    k.now = 4_000;
+    assert_eq!(
+        author_of_update(&mut k, 1),
+        Some(crate::Author {
+            identity: PeerId::new("alice"),
+            at: 4_000
+        })
+    );
+    assert_eq!(author_of_update(&mut k, 2), None, "a named relay");
+    assert_eq!(author_of_update(&mut k, 3), None, "a server we dialed");
+}

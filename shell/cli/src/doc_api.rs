@@ -632,7 +632,9 @@ impl Docs {
         self.edit_as(editor, &copy, &doc)?;
         let before = copy.oplog_vv();
         copy.set_next_commit_message(&format!("restore to {text}"));
-        copy.revert_to(&version)
+        // The version is the client's: a panic in Loro is this request's error.
+        docweave_adapters::contained("a revert", || copy.revert_to(&version))
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?
             .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
         copy.commit();
         if copy.oplog_vv() == before {

@@ -185,6 +185,11 @@ pub fn parse_frontiers(text: &str) -> Result<Frontiers, String> {
         if counter < 0 {
             return Err(bad());
         }
+        if ids.iter().any(|id: &ID| id.peer == peer) {
+            return Err(format!(
+                "{text:?} names peer {peer} twice: a version has one frontier per peer"
+            ));
+        }
         ids.push(ID::new(peer, counter));
     }
     Ok(Frontiers::from(ids))
@@ -227,16 +232,25 @@ pub fn check_known(
 /// The state of `doc` at `version` (checked), as JSON. The copy is
 /// moved there; the live document is never touched.
 pub fn state_at(doc: &LoroDoc, version: &Frontiers) -> Result<Value, String> {
-    doc.checkout(version).map_err(|e| e.to_string())?;
-    serde_json::to_value(doc.get_deep_value()).map_err(|e| e.to_string())
+    // The version is the client's: a panic in Loro is this request's error.
+    let value = docweave_adapters::contained("a checkout", || {
+        doc.checkout(version)?;
+        Ok::<_, loro::LoroError>(doc.get_deep_value())
+    })
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    serde_json::to_value(value).map_err(|e| e.to_string())
 }
 
 /// The state of `doc` at `version` (checked), as a Loro snapshot whose
 /// history ends there.
 pub fn snapshot_at(doc: &LoroDoc, version: &Frontiers) -> Result<Vec<u8>, String> {
-    doc.export(loro::ExportMode::SnapshotAt {
-        version: std::borrow::Cow::Borrowed(version),
+    docweave_adapters::contained("a snapshot at a version", || {
+        doc.export(loro::ExportMode::SnapshotAt {
+            version: std::borrow::Cow::Borrowed(version),
+        })
     })
+    .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())
 }
 
@@ -244,7 +258,9 @@ pub fn snapshot_at(doc: &LoroDoc, version: &Frontiers) -> Result<Vec<u8>, String
 /// text as Quill-style deltas, lists as inserts, deletes and retains, maps
 /// as the keys set (`null`: removed), counters as their increment.
 pub fn difference(doc: &LoroDoc, from: &Frontiers, to: &Frontiers) -> Result<Value, String> {
-    let batch = doc.diff(from, to).map_err(|e| e.to_string())?;
+    let batch = docweave_adapters::contained("a difference", || doc.diff(from, to))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let mut containers = Vec::new();
     for (container, diff) in batch.iter() {
         let (kind, change) = match diff {
@@ -314,7 +330,7 @@ mod tests {
         let printed = docweave_shell::print_frontiers(&f);
         assert_eq!(printed, "12@7,3@9");
         assert_eq!(parse_frontiers("").unwrap(), Frontiers::default());
-        for bad in ["7", "a@1", "1@b", "-1@3", "1@2@3", "1@2,,"] {
+        for bad in ["7", "a@1", "1@b", "-1@3", "1@2@3", "1@2,,", "3@1,5@1"] {
             assert!(parse_frontiers(bad).is_err(), "{bad} was taken");
         }
     }

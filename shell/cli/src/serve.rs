@@ -49,6 +49,13 @@ pub struct ServeArgs {
     /// Another server to sync with both ways (ws://host:port or http://host:port). Repeatable.
     #[arg(long = "peer")]
     peers: Vec<String>,
+    /// A server that dials this one to relay its own clients' changes
+    /// (`edge-1`, or `edge-*` for ids starting with `edge-`): its changes
+    /// are recorded as no one's here and not checked against who owns each
+    /// Loro peer (the server they were written on did that). Give relays
+    /// tokens: on an open server anyone may claim the id. Repeatable.
+    #[arg(long = "relay")]
+    relays: Vec<String>,
     /// The token this server presents to its --peer servers.
     #[arg(long, env = "DOCWEAVE_PEER_TOKEN")]
     peer_token: Option<String>,
@@ -371,6 +378,14 @@ fn build_repo(
             c.quotas = quotas;
             // The webhooks' peers: only this server's own tokens speak as them.
             c.internal_peers = Some(crate::webhooks::PEER_PREFIX.to_string());
+            c.relays = a
+                .relays
+                .iter()
+                .map(|r| match r.strip_suffix('*') {
+                    Some(prefix) => docweave_core::Pattern::Prefix(prefix.to_string()),
+                    None => docweave_core::Pattern::Exact(r.clone()),
+                })
+                .collect();
             // Loro `%EPS` rooms: the server keeps their state for later members.
             c.lasting_presence = vec![Namespace::new(PERSISTED_PRESENCE_NAMESPACE)];
         });

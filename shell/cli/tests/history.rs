@@ -80,6 +80,20 @@ fn history(server: &Server, doc: &str) -> Vec<Value> {
     v["entries"].as_array().cloned().unwrap()
 }
 
+/// The history once it has `n` entries: a `doc put` returns once the
+/// server said it holds the change, which may come a moment before the
+/// change (and its entry) is durable.
+fn history_of(server: &Server, doc: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let entries = history(server, doc);
+        if entries.len() >= n || std::time::Instant::now() > deadline {
+            return entries;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// An update to `base` writing `more` at its text's end as Loro peer `peer`.
 fn appended(base: &loro::LoroDoc, peer: u64, more: &str) -> Vec<u8> {
     let d = loro::LoroDoc::new();
@@ -142,7 +156,7 @@ fn history_names_who_wrote_what_and_the_past_can_be_read_compared_and_restored()
         "doc", "put", &ws, "notes", "--text", "Hello", "--token", "a-secret", "--as", "alice",
     ]);
     assert!(ok, "{err}");
-    let after_alice = history(&server, "notes");
+    let after_alice = history_of(&server, "notes", 1);
     assert_eq!(after_alice.len(), 1, "{after_alice:?}");
     assert_eq!(after_alice[0]["author"], "alice");
     let alice_version = after_alice[0]["version"].as_str().unwrap().to_string();
@@ -193,9 +207,39 @@ fn history_names_who_wrote_what_and_the_past_can_be_read_compared_and_restored()
         );
         let mut alice_loro = loro_client(server.ws, "notes", "a-secret").await;
         assert_eq!(
-            loro_send(&mut alice_loro, "notes", stolen, 2).await,
+            loro_send(&mut alice_loro, "notes", stolen.clone(), 2).await,
             Some(UpdateStatus::InvalidUpdate)
         );
+        // Twice in one frame of a native client, imported together:
+        // refused twice.
+        let mut native = raw_ws(server.ws).await;
+        let update = |batch: u64| docweave_core::Message::Update {
+            doc: docweave_core::DocId::new("notes"),
+            batch: docweave_core::BatchId(batch),
+            data: docweave_core::Payload::new(stolen.clone()),
+            version: docweave_core::VersionVector::new(),
+        };
+        send(
+            &mut native,
+            &[hello("alice", Some("a-secret")), update(1), update(2)],
+        )
+        .await;
+        let (got, _) = receive_until(&mut native, Duration::from_secs(10), |ms| {
+            ms.iter()
+                .filter(|m| matches!(m, docweave_core::Message::Ack { .. }))
+                .count()
+                == 2
+        })
+        .await;
+        let statuses: Vec<_> = got
+            .iter()
+            .filter_map(|m| match m {
+                docweave_core::Message::Ack { status, .. } => Some(*status),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(statuses, [docweave_core::AckStatus::Invalid; 2], "{got:?}");
+        assert!(has_error(&got, docweave_core::ErrorCode::PermissionDenied));
         assert_eq!(text(&server, "notes"), "Hello world");
         assert_eq!(history(&server, "notes").len(), 2);
 
@@ -294,11 +338,11 @@ fn bad_versions_restores_without_write_access_and_deleted_documents_get_clear_er
         "doc", "put", &ws, "notes", "--text", " again", "--token", "a-secret", "--as", "alice",
     ]);
     assert!(ok, "{err}");
-    let first = history(&server, "notes")[1]["version"]
+    let first = history_of(&server, "notes", 2)[1]["version"]
         .as_str()
         .unwrap()
         .to_string();
-    let others = history(&server, "other")[0]["version"]
+    let others = history_of(&server, "other", 1)[0]["version"]
         .as_str()
         .unwrap()
         .to_string();
@@ -391,7 +435,7 @@ fn two_servers_on_one_postgres_answer_the_same_history_and_share_who_owns_a_peer
             loro_send(&mut bob, "shared", update, 1).await,
             Some(UpdateStatus::Ok)
         );
-        let through_b = history(&b, "shared");
+        let through_b = history_of(&b, "shared", 2);
         assert_eq!(through_b.len(), 2, "{through_b:?}");
         assert_eq!(history(&a, "shared"), through_b);
         assert_eq!(through_b[0]["author"], "bob");
@@ -434,7 +478,7 @@ fn compacting_history_before_a_date_trims_older_versions_and_keeps_the_state_and
         // Entries a few milliseconds apart: the cut falls between them.
         std::thread::sleep(Duration::from_millis(20));
     }
-    let entries = history(&server, "log");
+    let entries = history_of(&server, "log", 3);
     assert_eq!(entries.len(), 3, "{entries:?}");
     let version = |i: usize| entries[i]["version"].as_str().unwrap().to_string();
     let (oldest, middle) = (version(2), version(1));

@@ -107,12 +107,7 @@ impl Authorship {
         if fresh.is_empty() {
             return;
         }
-        let owners = self.owners.entry(doc.clone()).or_default();
-        for run in fresh {
-            owners
-                .entry(run.writer)
-                .or_insert_with(|| author.identity.clone());
-        }
+        self.own(doc, &author.identity, fresh);
         let pending = self.pending.entry(doc.clone()).or_default();
         for run in fresh {
             self.numbered += 1;
@@ -129,8 +124,22 @@ impl Authorship {
                 },
             ));
         }
-        if pending.len() > PENDING_MOST {
+        // Folded at 1,024, 2,048, 4,096...: runs that do not fold (each
+        // of a writer of its own) cost a sort only each time they double.
+        if pending.len() >= PENDING_MOST && pending.len().is_power_of_two() {
             fold(pending);
+        }
+    }
+
+    /// `identity` owns the writers of `fresh` on `doc` that nobody owned
+    /// (a node without a store keeps no records, only owners).
+    pub fn own(&mut self, doc: &DocId, identity: &PeerId, fresh: &[Run]) {
+        if fresh.is_empty() {
+            return;
+        }
+        let owners = self.owners.entry(doc.clone()).or_default();
+        for run in fresh {
+            owners.entry(run.writer).or_insert_with(|| identity.clone());
         }
     }
 
@@ -191,10 +200,19 @@ impl Authorship {
     }
 }
 
-/// Folds runs that continue one another (same writer and identity, each
-/// starting where the one before ended) into one, keeping the later one's
-/// time, version and message.
+/// Folds runs that continue one another (same writer and identity, one
+/// starting where another ended, wherever they are in the list: writers
+/// taking turns fold too) into one, keeping the later one's time, version,
+/// message and number; then keeps the list in the order of numbers.
 fn fold(pending: &mut Vec<Pending>) {
+    pending.sort_by(|(na, a), (nb, b)| {
+        (a.writer, a.identity.as_str(), a.start, *na).cmp(&(
+            b.writer,
+            b.identity.as_str(),
+            b.start,
+            *nb,
+        ))
+    });
     let mut folded: Vec<Pending> = Vec::with_capacity(pending.len());
     for (n, a) in pending.drain(..) {
         match folded.last_mut() {
@@ -204,14 +222,17 @@ fn fold(pending: &mut Vec<Pending>) {
                     && last.end == a.start =>
             {
                 last.end = a.end;
-                last.at = a.at;
-                last.version = a.version;
-                last.message = a.message.or(last.message.take());
-                *last_n = n;
+                if n > *last_n {
+                    last.at = a.at;
+                    last.version = a.version;
+                    last.message = a.message.or(last.message.take());
+                    *last_n = n;
+                }
             }
             _ => folded.push((n, a)),
         }
     }
+    folded.sort_by_key(|(n, _)| *n);
     *pending = folded;
 }
 
@@ -308,6 +329,24 @@ mod tests {
         assert_eq!(left[0].start, 2);
         a.durable(BatchId(3));
         assert!(a.for_write(&doc, BatchId(4)).is_empty());
+    }
+
+    #[test]
+    fn writers_taking_turns_fold_into_one_run_each() {
+        let doc = DocId::new("d");
+        let mut a = Authorship::default();
+        for i in 0..(PENDING_MOST as u64 + 10) {
+            a.took(&doc, &author("alice"), &[run(1, i, i + 1)], "v", |_| None);
+            a.took(&doc, &author("bob"), &[run(2, i, i + 1)], "v", |_| None);
+        }
+        let pending = a.for_write(&doc, BatchId(1));
+        assert!(pending.len() < 64, "{}", pending.len());
+        let ops: u64 = pending.iter().map(|r| r.end - r.start).sum();
+        assert_eq!(
+            ops,
+            2 * (PENDING_MOST as u64 + 10),
+            "every operation still counted"
+        );
     }
 
     #[test]

@@ -508,10 +508,15 @@ impl<E: DocEngine> Node<E> {
                 continue;
             };
             let checked = engine.runs(data.as_bytes()).and_then(|runs| {
-                let new = authorship::Authorship::new_part(&runs, &held, &mut seen);
+                // Every run past what the replica holds is checked, whatever
+                // earlier imports of the batch brought: a refused import
+                // sent twice is refused twice. Only what passes counts as
+                // seen, so records are not made twice.
+                let past_held =
+                    authorship::Authorship::new_part(&runs, &held, &mut BTreeMap::new());
                 self.authorship
-                    .check(&doc, &author.identity, &new, &mut claimed)
-                    .map(|()| new)
+                    .check(&doc, &author.identity, &past_held, &mut claimed)
+                    .map(|()| authorship::Authorship::new_part(&runs, &held, &mut seen))
                     .map_err(|reason| format!("refused: {reason}"))
             });
             match checked {
@@ -619,6 +624,11 @@ impl<E: DocEngine> Node<E> {
             let version = version.get_or_insert_with(|| engine.printed_version(d));
             let message =
                 |run: &crate::engine::Run| engine.message(d, run.writer, run.end.saturating_sub(1));
+            if self.store.is_none() {
+                // Nothing to keep records in: who owns a writer still holds.
+                self.authorship.own(doc, &author.identity, runs);
+                continue;
+            }
             let dated = Author {
                 identity: author.identity.clone(),
                 at: author

@@ -12,7 +12,7 @@
 
 use crate::connections::{hello, send, start_server, update};
 use crate::doc_api::http_run;
-use crate::{memory, Run};
+use crate::Run;
 use docweave_adapters::transport::{request, ws_connect, WsOptions};
 use docweave_core::{decode, AckStatus, Limits, Message};
 use std::path::Path;
@@ -284,16 +284,17 @@ pub async fn s15(bin: &Path, sizes: &S15Sizes, dir: &Path) -> Vec<Run> {
     let far_future = "4102444800000"; // 2100-01-01: everything is older.
     compact(&["--history-before", far_future]);
     let shallow = snapshot_of(&db, "edited");
+    // What a replica of each keeps on the heap, its state read once (as
+    // a server's replica is, to answer with it).
     let resident = |bytes: &[u8]| {
-        let before = memory().0;
+        let before = crate::heap::live();
         let d = loro::LoroDoc::new();
         d.import(bytes).unwrap_or_else(|e| panic!("{e}"));
         let _ = d.get_deep_value();
-        let grew = memory().0.saturating_sub(before);
+        let kept = crate::heap::live().saturating_sub(before);
         drop(d);
-        grew
+        kept
     };
-    // The smaller first: memory the process took stays taken.
     let shallow_resident = resident(&shallow);
     let whole_resident = resident(&whole);
     runs.push(run(

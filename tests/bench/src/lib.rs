@@ -14,6 +14,7 @@ pub mod bursts;
 pub mod cluster;
 pub mod connections;
 pub mod doc_api;
+pub mod heap;
 pub mod history;
 pub mod hooked;
 pub mod hub;

@@ -17,6 +17,10 @@ use docweave_bench::webhooks::{s14, S14Sizes};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
 
+/// Counts the heap, so S15 can weigh what a document keeps.
+#[global_allocator]
+static HEAP: docweave_bench::heap::Counting = docweave_bench::heap::Counting;
+
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
