@@ -252,6 +252,15 @@ pub struct Config {
     /// these ids are trusted so.
     #[serde(default)]
     pub relays: Vec<crate::policy::Pattern>,
+    /// Each writer (Loro peer) of a document belongs to the first identity
+    /// that wrote as it: an update carrying new changes of a writer another
+    /// identity owns is refused whole (the shell's node checks, since only
+    /// it reads updates). Off by default: a server that crashed after
+    /// passing on a change it had not yet written gets that change back
+    /// from every client that holds it, and the first to send it would own
+    /// its writer, locking its author out.
+    #[serde(default)]
+    pub bind_writers: bool,
 }
 
 impl Config {
@@ -275,6 +284,7 @@ impl Config {
             signed_tokens: false,
             internal_peers: None,
             relays: Vec::new(),
+            bind_writers: false,
             bounds: Bounds::default(),
             protocol: crate::protocol::PROTOCOL_VERSION,
             rules: Rules::allow_all(),

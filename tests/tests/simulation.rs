@@ -154,6 +154,11 @@ const FOUND: &[u64] = &[
     // its old clock below its memory floor, and a client pulling from
     // scratch was listed it by neither the store's index nor memory.
     0x6c3f_8ff4_eead_086f,
+    // A hub crashed before writing a change it had passed on; every client
+    // sent it back, and with writers bound to their first sender the first
+    // of them owned the author's writer, so the author's next edits were
+    // refused for good (binding writers is off by default since).
+    0x7c72_e17b_401b_1d4f,
 ];
 
 /// Seeds kept because they reach a path the coverage check below asks for

@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// tokens: on an open server anyone may claim the id. Repeatable.
     #[arg(long = "relay")]
     relays: Vec<String>,
+    /// Each Loro peer id of a document belongs to the first identity that
+    /// wrote as it: another identity's update carrying new changes of it is
+    /// refused. Off by default: after a crash that lost a change this
+    /// server had already passed on, the first client to send it back would
+    /// own its writer (see the README's History).
+    #[arg(long, env = "DOCWEAVE_BIND_WRITERS")]
+    bind_writers: bool,
     /// The token this server presents to its --peer servers.
     #[arg(long, env = "DOCWEAVE_PEER_TOKEN")]
     peer_token: Option<String>,
@@ -378,6 +385,7 @@ fn build_repo(
             c.quotas = quotas;
             // The webhooks' peers: only this server's own tokens speak as them.
             c.internal_peers = Some(crate::webhooks::PEER_PREFIX.to_string());
+            c.bind_writers = a.bind_writers;
             c.relays = a
                 .relays
                 .iter()

@@ -34,6 +34,7 @@ fn start_as(name: &str, dir: &std::path::Path, extra: &[&str]) -> Server {
     )
     .unwrap();
     let mut args = vec![
+        "--bind-writers",
         "--token",
         "alice=a-secret",
         "--token",
