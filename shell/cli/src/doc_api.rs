@@ -565,19 +565,8 @@ impl Docs {
     /// deleted): its version then. Asked as a listing of that one id, which
     /// sends no document data.
     async fn reads(&self, ex: &Exchange, doc: &DocId) -> Result<Option<VersionVector>, ApiAnswer> {
-        ex.send(vec![Message::ListDocs {
-            filter: Filter::docs([doc.clone()]),
-            after: just_before(doc.as_str()),
-        }])?;
-        let Message::DocList { docs, .. } =
-            ex.answer(|m| matches!(m, Message::DocList { .. })).await?
-        else {
-            return Err(ApiAnswer::error(
-                500,
-                "Internal",
-                "an answer of another kind",
-            ));
-        };
+        let filter = Filter::docs([doc.clone()]);
+        let (docs, _) = list_page(ex, filter, just_before(doc.as_str())).await?;
         Ok(docs.into_iter().find(|d| d.doc == *doc).map(|d| d.version))
     }
 
@@ -824,19 +813,7 @@ impl Docs {
         let mut found = Vec::new();
         let mut next = None;
         for page in 1..=MOST_PAGES {
-            ex.send(vec![Message::ListDocs {
-                filter: Filter::all(),
-                after: from.clone(),
-            }])?;
-            let Message::DocList { docs, more } =
-                ex.answer(|m| matches!(m, Message::DocList { .. })).await?
-            else {
-                return Err(ApiAnswer::error(
-                    500,
-                    "Internal",
-                    "an answer of another kind",
-                ));
-            };
+            let (docs, more) = list_page(&ex, Filter::all(), from.clone()).await?;
             let mut past_prefix = false;
             for d in docs {
                 from = Some(d.doc.clone());
@@ -878,6 +855,24 @@ impl Docs {
             })
             .collect();
         Ok(ApiAnswer::json(200, &json!({ "docs": docs, "next": next })))
+    }
+}
+
+/// One page of the node's listing of what this identity may read, after
+/// `after`, and whether more follow.
+async fn list_page(
+    ex: &Exchange,
+    filter: Filter,
+    after: Option<DocId>,
+) -> Result<(Vec<docweave_core::ListedDoc>, bool), ApiAnswer> {
+    ex.send(vec![Message::ListDocs { filter, after }])?;
+    match ex.answer(|m| matches!(m, Message::DocList { .. })).await? {
+        Message::DocList { docs, more } => Ok((docs, more)),
+        _ => Err(ApiAnswer::error(
+            500,
+            "Internal",
+            "an answer of another kind",
+        )),
     }
 }
 

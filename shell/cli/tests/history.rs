@@ -319,6 +319,7 @@ fn history_names_who_wrote_what_and_the_past_can_be_read_compared_and_restored()
             entries[0]["message"],
             format!("restore to {alice_version}").as_str()
         );
+        // The test is over: a close that fails changes nothing it checked.
         let _ = bob.close(None).await;
     });
 }
@@ -462,6 +463,7 @@ fn two_servers_on_one_postgres_answer_the_same_history_and_share_who_owns_a_peer
         );
         assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
         assert_eq!(history(&a, "shared").len(), 2);
+        // The test is over: a close that fails changes nothing it checked.
         let _ = bob.close(None).await;
     });
 }
