@@ -82,14 +82,6 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
         Ok(Vec::new())
     }
 
-    /// The document's version as histories print it (Loro: its frontiers,
-    /// `COUNTER@PEER` by peer, joined by commas); empty when the engine
-    /// has no such form.
-    fn printed_version(&self, doc: &Self::Doc) -> String {
-        let _ = doc;
-        String::new()
-    }
-
     /// The commit message of the change that holds `writer`'s `counter`,
     /// if its writer set one.
     fn message(&self, doc: &Self::Doc, writer: u64, counter: u64) -> Option<String> {

@@ -137,10 +137,6 @@ impl DocEngine for LoroEngine {
             .collect())
     }
 
-    fn printed_version(&self, doc: &LoroDoc) -> String {
-        print_frontiers(&doc.oplog_frontiers())
-    }
-
     fn message(&self, doc: &LoroDoc, writer: u64, counter: u64) -> Option<String> {
         let counter = i32::try_from(counter).ok()?;
         let change = doc.get_change(loro::ID::new(writer, counter))?;

@@ -94,14 +94,16 @@ impl Authorship {
     }
 
     /// Keeps the records of runs `author` wrote to `doc` and the node took;
-    /// `version` is the document's printed version after them, `message`
-    /// the commit message of a run's last change.
+    /// `message` gives the commit message of a run's last change. A run's
+    /// version is its last operation (`COUNTER@PEER`): the document as of
+    /// this change and all it built on, a constant size however many
+    /// writers the document has (the document's whole frontiers would grow
+    /// with its concurrent writers, in every record).
     pub fn took(
         &mut self,
         doc: &DocId,
         author: &Author,
         fresh: &[Run],
-        version: &str,
         message: impl Fn(&Run) -> Option<String>,
     ) {
         if fresh.is_empty() {
@@ -119,7 +121,7 @@ impl Authorship {
                     end: run.end,
                     identity: author.identity.clone(),
                     at: author.at,
-                    version: version.to_string(),
+                    version: format!("{}@{}", run.end.saturating_sub(1), run.writer),
                     message: message(run).map(|m| bounded_message(&m)),
                 },
             ));
@@ -258,7 +260,7 @@ mod tests {
         let mut claimed = BTreeMap::new();
         a.check(&doc, &PeerId::new("alice"), &[run(7, 0, 3)], &mut claimed)
             .unwrap();
-        a.took(&doc, &author("alice"), &[run(7, 0, 3)], "2@7", |_| None);
+        a.took(&doc, &author("alice"), &[run(7, 0, 3)], |_| None);
         let mut claimed = BTreeMap::new();
         let refused = a
             .check(&doc, &PeerId::new("bob"), &[run(7, 3, 4)], &mut claimed)
@@ -294,7 +296,7 @@ mod tests {
     fn the_store_decides_who_owns_a_writer() {
         let doc = DocId::new("d");
         let mut a = Authorship::default();
-        a.took(&doc, &author("alice"), &[run(3, 0, 1)], "0@3", |_| None);
+        a.took(&doc, &author("alice"), &[run(3, 0, 1)], |_| None);
         a.learn(&doc, &[(3, PeerId::new("bob"))]);
         let mut claimed = BTreeMap::new();
         assert!(a
@@ -317,12 +319,12 @@ mod tests {
     fn records_stay_until_the_write_carrying_them_is_durable() {
         let doc = DocId::new("d");
         let mut a = Authorship::default();
-        a.took(&doc, &author("alice"), &[run(1, 0, 1)], "0@1", |_| None);
+        a.took(&doc, &author("alice"), &[run(1, 0, 1)], |_| None);
         assert_eq!(a.for_write(&doc, BatchId(1)).len(), 1);
         a.not_written(BatchId(1));
-        a.took(&doc, &author("alice"), &[run(1, 1, 2)], "1@1", |_| None);
+        a.took(&doc, &author("alice"), &[run(1, 1, 2)], |_| None);
         assert_eq!(a.for_write(&doc, BatchId(2)).len(), 2);
-        a.took(&doc, &author("alice"), &[run(1, 2, 3)], "2@1", |_| None);
+        a.took(&doc, &author("alice"), &[run(1, 2, 3)], |_| None);
         a.durable(BatchId(2));
         let left = a.for_write(&doc, BatchId(3));
         assert_eq!(left.len(), 1);
@@ -336,8 +338,8 @@ mod tests {
         let doc = DocId::new("d");
         let mut a = Authorship::default();
         for i in 0..(PENDING_MOST as u64 + 10) {
-            a.took(&doc, &author("alice"), &[run(1, i, i + 1)], "v", |_| None);
-            a.took(&doc, &author("bob"), &[run(2, i, i + 1)], "v", |_| None);
+            a.took(&doc, &author("alice"), &[run(1, i, i + 1)], |_| None);
+            a.took(&doc, &author("bob"), &[run(2, i, i + 1)], |_| None);
         }
         let pending = a.for_write(&doc, BatchId(1));
         assert!(pending.len() < 64, "{}", pending.len());
@@ -355,7 +357,7 @@ mod tests {
         let mut a = Authorship::default();
         for i in 0..(PENDING_MOST as u64 + 10) {
             let message = move |_: &Run| (i == 3).then(|| "named".to_string());
-            a.took(&doc, &author("alice"), &[run(1, i, i + 1)], "v", message);
+            a.took(&doc, &author("alice"), &[run(1, i, i + 1)], message);
         }
         let pending = a.for_write(&doc, BatchId(1));
         assert!(pending.len() < PENDING_MOST, "{}", pending.len());

@@ -616,7 +616,6 @@ impl<E: DocEngine> Node<E> {
         let Some(d) = self.replicas.get(doc) else {
             return;
         };
-        let mut version = None;
         for ((_, author, outcome), runs) in taken.iter().zip(fresh) {
             let (Some(author), false) = (author, runs.is_empty()) else {
                 continue;
@@ -627,7 +626,6 @@ impl<E: DocEngine> Node<E> {
             ) {
                 continue;
             }
-            let version = version.get_or_insert_with(|| engine.printed_version(d));
             let message =
                 |run: &crate::engine::Run| engine.message(d, run.writer, run.end.saturating_sub(1));
             if self.store.is_none() {
@@ -641,7 +639,7 @@ impl<E: DocEngine> Node<E> {
                     .at
                     .saturating_add(self.wall_clock_at_zero.unwrap_or(0)),
             };
-            self.authorship.took(doc, &dated, runs, version, message);
+            self.authorship.took(doc, &dated, runs, message);
         }
     }
 }
