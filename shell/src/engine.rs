@@ -78,6 +78,7 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
     /// it imports). `Err` when the bytes cannot be read. An engine whose
     /// changes carry no writer numbers has none: its updates are nobody's.
     fn runs(&self, bytes: &[u8]) -> Result<Vec<Run>, String> {
+        // Unread: an engine without writer numbers has no runs to report.
         let _ = bytes;
         Ok(Vec::new())
     }
@@ -85,6 +86,7 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
     /// The commit message of the change that holds `writer`'s `counter`,
     /// if its writer set one.
     fn message(&self, doc: &Self::Doc, writer: u64, counter: u64) -> Option<String> {
+        // Unread: an engine without commit messages has none to give.
         let _ = (doc, writer, counter);
         None
     }

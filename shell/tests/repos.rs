@@ -491,6 +491,7 @@ fn a_hub_on_sqlite_lists_who_wrote_each_change_in_its_history() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(format!("repo-history-{}.db", std::process::id()));
     for s in ["", "-wal", "-shm"] {
+        // A file left by an earlier run, if any: none is the usual case.
         let _ = std::fs::remove_file(format!("{}{s}", path.display()));
     }
     smol::block_on(async {
@@ -500,6 +501,7 @@ fn a_hub_on_sqlite_lists_who_wrote_each_change_in_its_history() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         let (alice, bob) = (repo("alice"), repo("bob"));
+        // A connection that failed shows as the sync below that never comes.
         alice.connect(&hub).ok();
         bob.connect(&hub).ok();
         for (who, words) in [(&alice, "from alice"), (&bob, ", from bob")] {

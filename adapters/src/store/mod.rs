@@ -251,6 +251,7 @@ pub trait Store: Send {
     /// --history-before` trimmed from the document); who owns each writer
     /// number stays. Answers how many went.
     fn forget_history(&mut self, doc: &DocId, below: u64) -> Result<u64, StoreError> {
+        // A store without history has nothing to trim; it says so below.
         let _ = (doc, below);
         Err(StoreError::Unavailable(
             "this store keeps no history to trim".into(),

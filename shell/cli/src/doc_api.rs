@@ -631,15 +631,7 @@ impl Docs {
             let body = json!({ "id": doc.as_str(), "version": version_text(&docweave_shell::to_core_version(&before)), "changed": false });
             return Ok(ApiAnswer::json(200, &body));
         }
-        let update = copy
-            .export(loro::ExportMode::updates(&before))
-            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
-        let theirs = docweave_shell::to_core_version(&copy.oplog_vv());
-        let reached = copy.oplog_vv().get(&editor.peer).copied().unwrap_or(0);
-        editor
-            .used
-            .insert(doc.clone(), u64::try_from(reached).unwrap_or(u64::MAX));
-        let written = self.write(&ex, &doc, update, theirs).await;
+        let written = self.write_edit(&ex, editor, &copy, &before, &doc).await;
         drop(editors);
         written
     }
@@ -660,6 +652,29 @@ impl Docs {
         }
         copy.set_peer_id(editor.peer)
             .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))
+    }
+
+    /// Writes what `editor` changed in `copy` since `before` (as `edit_as`
+    /// set it up), answered as [`Docs::write`] answers.
+    async fn write_edit(
+        &self,
+        ex: &Exchange,
+        editor: &mut Editor,
+        copy: &loro::LoroDoc,
+        before: &loro::VersionVector,
+        doc: &DocId,
+    ) -> Result<ApiAnswer, ApiAnswer> {
+        let update = copy
+            .export(loro::ExportMode::updates(before))
+            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
+        let theirs = docweave_shell::to_core_version(&copy.oplog_vv());
+        // Handed out before the write is awaited: a request cut off while
+        // it waits still counts them.
+        let reached = copy.oplog_vv().get(&editor.peer).copied().unwrap_or(0);
+        editor
+            .used
+            .insert(doc.clone(), u64::try_from(reached).unwrap_or(u64::MAX));
+        self.write(ex, doc, update, theirs).await
     }
 
     /// JSON edits, made on a copy of the document as the node has it and
@@ -684,17 +699,7 @@ impl Docs {
             };
             ApiAnswer::error(400, code, e.to_string())
         })?;
-        let update = copy
-            .export(loro::ExportMode::updates(&before))
-            .map_err(|e| ApiAnswer::error(500, "Internal", e.to_string()))?;
-        let theirs = docweave_shell::to_core_version(&copy.oplog_vv());
-        // Handed out before the write is awaited: a request cut off while
-        // it waits still counts them.
-        let reached = copy.oplog_vv().get(&editor.peer).copied().unwrap_or(0);
-        editor
-            .used
-            .insert(doc.clone(), u64::try_from(reached).unwrap_or(u64::MAX));
-        let written = self.write(&ex, &doc, update, theirs).await;
+        let written = self.write_edit(&ex, editor, &copy, &before, &doc).await;
         drop(editors);
         written
     }
