@@ -4,6 +4,7 @@ shell/cli/tests/python.rs with DOCWEAVE_BIN set."""
 
 import asyncio
 import os
+import shutil
 import re
 import socket
 import subprocess
@@ -66,6 +67,8 @@ class Sync(unittest.IsolatedAsyncioTestCase):
 
     def tearDown(self):
         self.server.stop()
+        # Tidying only: a leftover directory costs disk, not a result.
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     async def test_two_python_replicas_and_a_native_client_converge(self):
         a = docweave.Replica("py-a")
@@ -104,7 +107,8 @@ class Sync(unittest.IsolatedAsyncioTestCase):
 
 class Tokens(unittest.IsolatedAsyncioTestCase):
     async def test_a_replica_given_a_new_token_gets_in_with_it(self):
-        server = Server(os.path.join(tempfile.mkdtemp(prefix="docweave-py-"), "server"),
+        workdir = tempfile.mkdtemp(prefix="docweave-py-")
+        server = Server(os.path.join(workdir, "server"),
                         "--token", "right")
         try:
             r = docweave.Replica("py-token", token="wrong")
@@ -120,6 +124,7 @@ class Tokens(unittest.IsolatedAsyncioTestCase):
             await r.close()
         finally:
             server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 class Tls(unittest.IsolatedAsyncioTestCase):
@@ -130,7 +135,8 @@ class Tls(unittest.IsolatedAsyncioTestCase):
         import ssl
         ca, cert, key = (os.environ[k] for k in
                          ("DOCWEAVE_TEST_CA", "DOCWEAVE_TEST_CERT", "DOCWEAVE_TEST_KEY"))
-        server = Server(os.path.join(tempfile.mkdtemp(prefix="docweave-py-"), "server"),
+        workdir = tempfile.mkdtemp(prefix="docweave-py-")
+        server = Server(os.path.join(workdir, "server"),
                         "--tls-cert", cert, "--tls-key", key)
         try:
             r = docweave.Replica("py-tls")
@@ -150,6 +156,7 @@ class Tls(unittest.IsolatedAsyncioTestCase):
             await plain.close()
         finally:
             server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 class PoisonFromAServer(unittest.IsolatedAsyncioTestCase):
@@ -272,3 +279,4 @@ class ReadmeExample(unittest.TestCase):
             self.assertIn("Shopping", server.cli("doc", "get", server.ws, "notes"))
         finally:
             server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -1,6 +1,6 @@
 // Starts the real `docweave` binary and connects real loro-websocket clients.
 import { spawn, execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -69,8 +69,11 @@ export class Server {
     return this.start();
   }
 
+  /** Kills the server for good and removes its data: each run's leftovers
+   * would otherwise pile up in the system's temporary directory. */
   async stop() {
     if (this.child.exitCode === null) await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** Runs the native docweave CLI against this server. */
