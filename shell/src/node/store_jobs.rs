@@ -213,6 +213,16 @@ pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
                 // so deletions read later up to the horizon, or to the last
                 // document read, leave no gap behind the position.
                 let horizon = store.clock()?;
+                // Nothing was written past `since` (every change and every
+                // deletion takes a clock up to the horizon), so both reads
+                // would find nothing: an idle server polls its feed five
+                // times a second, and each poll is one query instead of three.
+                if horizon <= since {
+                    return Ok(StoreResult::Changes {
+                        docs: Vec::new(),
+                        deletions: Vec::new(),
+                    });
+                }
                 let docs = store.changes_since(since, &Filter::all(), limit)?;
                 let last = docs.last().map(|d| d.clock);
                 let up_to = if docs.len() >= limit {
@@ -233,5 +243,55 @@ pub fn run_job(store: &mut dyn Store, op: StoreOp) -> StoreResult {
         StoreOp::Publish(bytes) => store
             .publish(&bytes)
             .map_or_else(failed, |_| StoreResult::Done),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use docweave_adapters::MemoryStore;
+    use docweave_core::{DocMeta, VersionVector};
+
+    fn changed_docs(store: &mut MemoryStore, since: u64) -> Vec<(String, u64)> {
+        match run_job(
+            store,
+            StoreOp::Changes {
+                since: Clock(since),
+                limit: 10,
+            },
+        ) {
+            StoreResult::Changes { docs, deletions } => {
+                assert!(deletions.is_empty());
+                docs.iter()
+                    .map(|d| (d.doc.as_str().to_string(), d.clock.0))
+                    .collect()
+            }
+            other => panic!("not changes: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_feed_read_finds_every_change_past_its_position_and_none_at_the_stores_clock() {
+        let mut store = MemoryStore::new();
+        for (doc, counter) in [("a", 1), ("b", 1)] {
+            store
+                .append(&[Append {
+                    doc: DocId::new(doc),
+                    meta: DocMeta::default(),
+                    data: vec![1],
+                    version: VersionVector::from_entries([(7, counter)]),
+                    authors: Vec::new(),
+                }])
+                .unwrap();
+        }
+        let horizon = store.clock().unwrap().0;
+        assert_eq!(horizon, 2);
+        assert_eq!(
+            changed_docs(&mut store, 0),
+            vec![("a".to_string(), 1), ("b".to_string(), 2)]
+        );
+        assert_eq!(changed_docs(&mut store, 1), vec![("b".to_string(), 2)]);
+        // At the store's clock (an idle server's every poll): nothing.
+        assert!(changed_docs(&mut store, horizon).is_empty());
     }
 }
