@@ -172,10 +172,12 @@ fn default_presence_bytes() -> usize {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quotas {
     /// Updates one connection may send per second (a token bucket holding
-    /// one second's worth).
+    /// one second's worth); the requests of one identity through the HTTP
+    /// document API share one such bucket.
     #[serde(default)]
     pub updates_per_s: u64,
-    /// Bytes of updates one connection may send per second (likewise).
+    /// Bytes of updates one connection may send per second (likewise, and
+    /// shared by one identity's requests alike).
     #[serde(default)]
     pub update_bytes_per_s: u64,
     /// Connections one identity may hold at once.
@@ -558,6 +560,10 @@ pub(crate) struct Peer {
     /// The credential of its newest hello, when it was a signed token:
     /// its rights replace the node's rules for this peer.
     pub credential: Option<Arc<crate::policy::Credential>>,
+    /// What the updates of its requests (the HTTP document API, one
+    /// channel each) may still spend: shared by all of them, since a
+    /// bucket per request would start full every time.
+    pub request_quota: Buckets,
 }
 
 impl Peer {
@@ -583,6 +589,7 @@ impl Peer {
             rate_refusals: OrdMap::new(),
             lookups: OrdSet::new(),
             credential: None,
+            request_quota: Buckets::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The operator's quotas on one client (`Quotas`): updates and their bytes
-//! per second per connection as token buckets, connections per identity,
+//! per second per connection (per identity for requests of the document
+//! API) as token buckets, connections per identity,
 //! documents created per identity per hour, and the largest document. A
 //! client past one is answered and keeps its connection.
 
@@ -119,10 +120,19 @@ pub(crate) fn charge(
         return Ok(());
     }
     let now = model.now;
-    let Some(ch) = model.channels.get_mut(&channel) else {
-        return Ok(());
+    // A request's channel lives for one call: its identity's requests
+    // share one bucket, kept with the identity, or each would start full.
+    let b = if super::common::is_request_channel(model, channel) {
+        match model.peers.get_mut(peer) {
+            Some(p) => &mut p.request_quota,
+            None => return Ok(()),
+        }
+    } else {
+        match model.channels.get_mut(&channel) {
+            Some(ch) => &mut ch.quota,
+            None => return Ok(()),
+        }
     };
-    let b = &mut ch.quota;
     let elapsed = now.saturating_sub(b.filled_at);
     b.filled_at = now;
     // A bucket holds one second's worth; it starts full.

@@ -1,5 +1,5 @@
 //! The operator's quotas on one client: updates and bytes per second per
-//! connection, connections per identity, documents created per hour, the
+//! connection (per identity for requests), connections per identity, documents created per hour, the
 //! largest document. Past one a client is answered and keeps its connection.
 
 use super::kit::*;
@@ -114,6 +114,40 @@ fn an_identity_past_its_connections_is_refused_and_others_are_not() {
     assert!(messages(&cmds, 4)
         .iter()
         .any(|m| matches!(m, Message::Welcome(_))));
+}
+
+#[test]
+fn the_requests_of_one_identity_share_one_bucket_however_many_channels_they_come_on() {
+    let mut k = hub(Quotas {
+        updates_per_s: 3,
+        ..Quotas::default()
+    });
+    let bot = |name: &str| {
+        let Message::Hello(mut h) = hello(name) else {
+            unreachable!()
+        };
+        h.kind = crate::PeerKind::Bot;
+        Message::Hello(h)
+    };
+    // Each call of the document API is a channel of its own, closed after it.
+    let call = |k: &mut Kit, ch: u64, who: &str| {
+        k.greet(ch, bot(who));
+        let refused = limited(k, ch, ch, 10);
+        k.feed(crate::Msg::ChannelRemoved {
+            channel: crate::ChannelId(ch),
+        });
+        refused
+    };
+    for ch in 1..=3 {
+        assert_eq!(call(&mut k, ch, "robot"), None, "call {ch}");
+    }
+    let told = call(&mut k, 4, "robot").expect("the fourth call in a second is refused");
+    assert!(told.contains("retry after"), "{told}");
+    // Another identity's calls have their own bucket.
+    assert_eq!(call(&mut k, 5, "other"), None);
+    // The bucket refills with time.
+    k.tick(400);
+    assert_eq!(call(&mut k, 6, "robot"), None);
 }
 
 #[test]

@@ -86,7 +86,8 @@ pub struct ServeArgs {
     drain_seconds: u64,
     /// Updates one connection may send per second (0: no limit); past it
     /// an update is acknowledged `rate-limited` and the client told when to
-    /// try again, its connection kept.
+    /// try again, its connection kept. One identity's document-API calls
+    /// share one such budget (answered `429` past it).
     #[arg(long, default_value_t = 0)]
     max_updates_per_s: u64,
     /// Bytes of updates one connection may send per second (0: no limit).

@@ -335,6 +335,57 @@ fn a_backend_writes_reads_and_lists_documents_over_http_with_the_nodes_rights() 
 /// document and reads it back. Python 3 is required: without it this test
 /// fails rather than passing silently.
 #[test]
+fn the_calls_of_one_identity_share_its_update_rate_and_another_identity_has_its_own() {
+    let dir = data_dir("doc-api-rate");
+    let server = Server::start(
+        "server",
+        &dir.join("data"),
+        free_port(),
+        free_port(),
+        &[
+            "--token",
+            "alice=sa",
+            "--token",
+            "bob=sb",
+            "--max-updates-per-s",
+            "2",
+        ],
+    );
+    // Each call is a connection of its own: before the identity's calls
+    // shared one bucket, every call started with a full one. Each update
+    // is a writer of its own, so none depends on one refused.
+    let post = |who: Header| {
+        let update = update_with(&loro::LoroDoc::new(), "x");
+        call(server.http, "POST", "/docs/rated/updates", &[who], &update)
+    };
+    let answers: Vec<(u16, Vec<u8>)> = (0..10)
+        .map(|_| {
+            let (status, _, body) = post(ALICE);
+            (status, body)
+        })
+        .collect();
+    let taken = answers.iter().filter(|(s, _)| *s == 200).count();
+    let refused: Vec<&Vec<u8>> = answers
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, b)| b)
+        .collect();
+    // Two a second (the bucket starts full): ten calls in well under
+    // four seconds cannot all go.
+    assert!(taken >= 2, "{answers:?}");
+    assert!(!refused.is_empty(), "no call was refused: {answers:?}");
+    assert_eq!(taken + refused.len(), answers.len(), "{answers:?}");
+    assert!(
+        String::from_utf8_lossy(refused[0]).contains("RateLimited"),
+        "{}",
+        String::from_utf8_lossy(refused[0])
+    );
+    // Bob's calls have a bucket of their own.
+    let (status, _, body) = post(BOB);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
 fn the_readmes_python_snippet_patches_and_reads_a_document() {
     let readme = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
