@@ -287,11 +287,12 @@ pub async fn s15(bin: &Path, sizes: &S15Sizes, dir: &Path) -> Vec<Run> {
     // What a replica of each keeps on the heap, its state read once (as
     // a server's replica is, to answer with it).
     let resident = |bytes: &[u8]| {
-        let before = crate::heap::live();
-        let d = loro::LoroDoc::new();
-        d.import(bytes).unwrap_or_else(|e| panic!("{e}"));
-        let _ = d.get_deep_value();
-        let kept = crate::heap::live().saturating_sub(before);
+        let (d, kept) = crate::heap::kept_by(|| {
+            let d = loro::LoroDoc::new();
+            d.import(bytes).unwrap_or_else(|e| panic!("{e}"));
+            let _ = d.get_deep_value();
+            d
+        });
         drop(d);
         kept
     };
