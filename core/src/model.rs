@@ -560,9 +560,9 @@ pub(crate) struct Peer {
     /// The credential of its newest hello, when it was a signed token:
     /// its rights replace the node's rules for this peer.
     pub credential: Option<Arc<crate::policy::Credential>>,
-    /// What the updates of its requests (the HTTP document API, one
-    /// channel each) may still spend: shared by all of them, since a
-    /// bucket per request would start full every time.
+    /// What the updates of its bot channels (requests: each call of the
+    /// HTTP document API is one) may still spend: shared by all of them,
+    /// since a bucket per request would start full every time.
     pub request_quota: Buckets,
 }
 

@@ -218,6 +218,8 @@ fn a_document_larger_than_a_frame_reaches_fresh_clients_in_memory_over_websocket
             &expected,
         )
         .await;
+        // Closed before its directory goes: the servers' tasks hold the hub.
+        hub.shutdown().await;
     });
 }
 

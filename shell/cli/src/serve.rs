@@ -86,11 +86,12 @@ pub struct ServeArgs {
     drain_seconds: u64,
     /// Updates one connection may send per second (0: no limit); past it
     /// an update is acknowledged `rate-limited` and the client told when to
-    /// try again, its connection kept. One identity's document-API calls
-    /// share one such budget (answered `429` past it).
+    /// try again, its connection kept. One identity's bot connections
+    /// (each document-API call is one) share one such budget (`429` past it).
     #[arg(long, default_value_t = 0)]
     max_updates_per_s: u64,
-    /// Bytes of updates one connection may send per second (0: no limit).
+    /// Bytes of updates one connection may send per second (0: no limit;
+    /// shared by one identity's bot connections, as the updates are).
     #[arg(long, default_value_t = 0)]
     max_update_bytes_per_s: u64,
     /// Connections one identity may hold at once (0: no limit).

@@ -330,10 +330,9 @@ fn a_backend_writes_reads_and_lists_documents_over_http_with_the_nodes_rights() 
     assert!(!ok && err.contains("401"), "{err}");
 }
 
-/// The README's Python snippet for the document API, run as it is
-/// (standard library only) against the real binary: it patches a new
-/// document and reads it back. Python 3 is required: without it this test
-/// fails rather than passing silently.
+/// Each call of the document API is a connection of its own: the calls of
+/// one identity share one update-rate bucket, or every call would start
+/// with a full one and a backend would not be limited at all.
 #[test]
 fn the_calls_of_one_identity_share_its_update_rate_and_another_identity_has_its_own() {
     let dir = data_dir("doc-api-rate");
@@ -348,12 +347,10 @@ fn the_calls_of_one_identity_share_its_update_rate_and_another_identity_has_its_
             "--token",
             "bob=sb",
             "--max-updates-per-s",
-            "2",
+            "1",
         ],
     );
-    // Each call is a connection of its own: before the identity's calls
-    // shared one bucket, every call started with a full one. Each update
-    // is a writer of its own, so none depends on one refused.
+    // Each update is a writer of its own, so none depends on one refused.
     let post = |who: Header| {
         let update = update_with(&loro::LoroDoc::new(), "x");
         call(server.http, "POST", "/docs/rated/updates", &[who], &update)
@@ -370,9 +367,9 @@ fn the_calls_of_one_identity_share_its_update_rate_and_another_identity_has_its_
         .filter(|(s, _)| *s == 429)
         .map(|(_, b)| b)
         .collect();
-    // Two a second (the bucket starts full): ten calls in well under
-    // four seconds cannot all go.
-    assert!(taken >= 2, "{answers:?}");
+    // One a second (the bucket starts full): ten calls in well under
+    // nine seconds cannot all go.
+    assert!(taken >= 1, "{answers:?}");
     assert!(!refused.is_empty(), "no call was refused: {answers:?}");
     assert_eq!(taken + refused.len(), answers.len(), "{answers:?}");
     assert!(
@@ -385,6 +382,10 @@ fn the_calls_of_one_identity_share_its_update_rate_and_another_identity_has_its_
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
+/// The README's Python snippet for the document API, run as it is
+/// (standard library only) against the real binary: it patches a new
+/// document and reads it back. Python 3 is required: without it this test
+/// fails rather than passing silently.
 #[test]
 fn the_readmes_python_snippet_patches_and_reads_a_document() {
     let readme = std::fs::read_to_string(

@@ -72,7 +72,9 @@ export class Server {
   /** Kills the server for good and removes its data: each run's leftovers
    * would otherwise pile up in the system's temporary directory. */
   async stop() {
-    if (this.child.exitCode === null) await this.kill();
+    // A server killed by a signal has no exit code, only a signal code:
+    // waiting for its exit again would wait for ever.
+    if (this.child.exitCode === null && this.child.signalCode === null) await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
   }
 
