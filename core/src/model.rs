@@ -250,8 +250,8 @@ pub struct Config {
     /// dial it): what they send is nobody's here, like what a server this
     /// one dialed sends, so it is neither recorded as theirs nor checked
     /// against who owns each writer (the servers the changes were written
-    /// on did that). Only peers whose credentials let them in as one of
-    /// these ids are trusted so.
+    /// on did that), and no quota limits them. Only peers whose
+    /// credentials let them in as one of these ids are trusted so.
     #[serde(default)]
     pub relays: Vec<crate::policy::Pattern>,
     /// Each writer (Loro peer) of a document belongs to the first identity
@@ -519,7 +519,6 @@ pub(crate) enum PeerDoc {
 /// One remote node. Kept after its channels close: reconnects resume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Peer {
-    pub kind: PeerKind,
     pub channels: OrdSet<ChannelId>,
     pub docs: OrdMap<DocId, PeerDoc>,
     /// What it confirmed having (an ack, or its own word); `None`: it said it has none.
@@ -567,9 +566,8 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub fn new(kind: PeerKind) -> Self {
+    pub fn new() -> Self {
         Self {
-            kind,
             channels: OrdSet::new(),
             docs: OrdMap::new(),
             confirmed: OrdMap::new(),

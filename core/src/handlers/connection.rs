@@ -837,11 +837,7 @@ fn establish(
         c.peer_kind = Some(kind);
     }
     let first = {
-        let p = model
-            .peers
-            .entry(peer.clone())
-            .or_insert_with(|| Peer::new(kind));
-        p.kind = kind;
+        let p = model.peers.entry(peer.clone()).or_insert_with(Peer::new);
         p.channels.insert(channel);
         p.channels.len() == 1
     };

@@ -23,13 +23,14 @@ const CREATORS_KEPT: usize = 1024;
 /// may not create a document until a window ends (memory stays bounded).
 const CREATORS_MOST: usize = 100_000;
 
-/// Whether quotas leave `peer` alone: servers (ours to dial, or other
-/// servers syncing with us) replicate, and a replica refused would differ.
+/// Whether quotas leave `peer` alone: servers replicate, and a replica
+/// refused would differ. Only servers the operator chose count: one this
+/// node dials, or one named a relay (`Config::relays`), which its
+/// credentials let in as. What a client says it is in its hello (a
+/// `service`) is not a credential: it gave any client a way past every quota.
 fn exempt(model: &Model, peer: &PeerId) -> bool {
-    model
-        .peers
-        .get(peer)
-        .is_some_and(|p| p.dialed || p.kind == crate::PeerKind::Service)
+    model.peers.get(peer).is_some_and(|p| p.dialed)
+        || model.config.relays.iter().any(|r| r.matches(peer.as_str()))
 }
 
 /// Tells a client on protocol 4 or later why a quota refused what it sent

@@ -43,7 +43,7 @@ pub(crate) fn restored(
                 let p = model
                     .peers
                     .entry(peer)
-                    .or_insert_with(|| crate::model::Peer::new(crate::protocol::PeerKind::Service));
+                    .or_insert_with(crate::model::Peer::new);
                 p.cursor = cursor;
             }
             StateRecord::Listener(l) => model.restore_listener(l),

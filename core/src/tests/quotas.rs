@@ -151,6 +151,36 @@ fn the_requests_of_one_identity_share_one_bucket_however_many_channels_they_come
 }
 
 #[test]
+fn a_client_saying_it_is_a_server_is_limited_and_a_relay_the_operator_named_is_not() {
+    let mut c = Config::new("hub");
+    c.quotas = Quotas {
+        updates_per_s: 1,
+        ..Quotas::default()
+    };
+    c.relays = vec![crate::policy::Pattern::Prefix("edge-".into())];
+    let mut k = Kit::new(c);
+    let service = |name: &str| {
+        let Message::Hello(mut h) = hello(name) else {
+            unreachable!()
+        };
+        h.kind = crate::PeerKind::Service;
+        Message::Hello(h)
+    };
+    // A hello's kind is the client's word, not a credential.
+    k.greet(1, service("mallory"));
+    assert_eq!(limited(&mut k, 1, 1, 10), None);
+    assert!(
+        limited(&mut k, 1, 2, 10).is_some(),
+        "a self-declared server is limited like any client"
+    );
+    // A server the operator named a relay replicates unlimited.
+    k.greet(2, service("edge-1"));
+    for b in 1..=20 {
+        assert_eq!(limited(&mut k, 2, b, 10), None, "relay update {b}");
+    }
+}
+
+#[test]
 fn without_quotas_nothing_is_limited() {
     let mut k = hub(Quotas::default());
     k.peer(1, "alice");

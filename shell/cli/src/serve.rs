@@ -52,8 +52,9 @@ pub struct ServeArgs {
     /// A server that dials this one to relay its own clients' changes
     /// (`edge-1`, or `edge-*` for ids starting with `edge-`): its changes
     /// are recorded as no one's here and not checked against who owns each
-    /// Loro peer (the server they were written on did that). Give relays
-    /// tokens: on an open server anyone may claim the id. Repeatable.
+    /// Loro peer (the server they were written on did that), and it is
+    /// never limited by the quotas (a replica refused would differ). Give
+    /// relays tokens: on an open server anyone may claim the id. Repeatable.
     #[arg(long = "relay")]
     relays: Vec<String>,
     /// Each Loro peer id of a document belongs to the first identity that
