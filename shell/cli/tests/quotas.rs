@@ -1,7 +1,8 @@
 //! The operator's quotas on the real binary: updates per second per
 //! connection and connections per identity. A client past one gets the
 //! protocol's answer and keeps its connection; other clients go on; the
-//! metrics count the refusals.
+//! metrics count the refusals. Only servers the operator chose replicate
+//! unlimited, not a client that says it is one.
 
 mod common;
 
@@ -289,5 +290,46 @@ fn a_rules_file_sets_the_largest_document_and_documents_per_hour_and_reloads() {
             assert!(std::time::Instant::now() < deadline, "the quotas stayed");
             smol::Timer::after(Duration::from_millis(200)).await;
         }
+    });
+}
+
+/// Acks of twenty updates sent at once by a client saying `hello` as `peer`
+/// of kind `service` (what a server says of itself).
+async fn burst_as_service(ws: u16, peer: &str) -> (usize, usize) {
+    let Message::Hello(mut h) = hello(peer, None) else {
+        unreachable!()
+    };
+    h.kind = docweave_core::PeerKind::Service;
+    let mut c = raw_ws(ws).await;
+    let mut frame = vec![Message::Hello(h)];
+    frame.extend((1..=20).map(update));
+    send(&mut c, &frame).await;
+    let (got, _) = receive_until(&mut c, Duration::from_secs(10), |ms| {
+        acks(ms, AckStatus::Ok) + acks(ms, AckStatus::RateLimited) >= 20
+    })
+    .await;
+    (
+        acks(&got, AckStatus::Ok),
+        acks(&got, AckStatus::RateLimited),
+    )
+}
+
+#[test]
+fn a_client_calling_itself_a_server_is_limited_and_a_relay_the_operator_named_is_not() {
+    let server = Server::start(
+        "server",
+        &data_dir("quotas-service"),
+        free_port(),
+        free_port(),
+        &["--max-updates-per-s", "5", "--relay", "edge-*"],
+    );
+    smol::block_on(async {
+        let (ok, limited) = burst_as_service(server.ws, "mallory").await;
+        assert!(
+            (5..=6).contains(&ok) && ok + limited == 20,
+            "a self-declared server: {ok} ok, {limited} limited"
+        );
+        let (ok, limited) = burst_as_service(server.ws, "edge-1").await;
+        assert_eq!((ok, limited), (20, 0), "a relay the operator named");
     });
 }
