@@ -42,6 +42,24 @@ pub(crate) fn tell_refused(
     message: String,
     code: ErrorCode,
 ) {
+    // A server refused: before quotas trusted only the operator's choice,
+    // any peer saying it was a server was exempt, so an edge that dials
+    // this node unnamed is limited since; the operator is told how to
+    // name it.
+    if model
+        .channels
+        .get(&channel)
+        .is_some_and(|c| c.peer_kind == Some(crate::PeerKind::Service))
+    {
+        out.log(
+            Level::Warn,
+            format!(
+                "{channel}: a peer saying it is a server was refused by a quota ({message}); \
+                 a server that dials this node replicates unlimited only under an id \
+                 named a relay (Config::relays, serve --relay)"
+            ),
+        );
+    }
     if model
         .channels
         .get(&channel)

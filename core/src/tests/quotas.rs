@@ -151,7 +151,7 @@ fn the_requests_of_one_identity_share_one_bucket_however_many_channels_they_come
 }
 
 #[test]
-fn a_client_saying_it_is_a_server_is_limited_and_a_relay_the_operator_named_is_not() {
+fn a_client_saying_it_is_a_server_is_limited_and_a_relay_or_a_dialed_server_is_not() {
     let mut c = Config::new("hub");
     c.quotas = Quotas {
         updates_per_s: 1,
@@ -173,10 +173,28 @@ fn a_client_saying_it_is_a_server_is_limited_and_a_relay_the_operator_named_is_n
         limited(&mut k, 1, 2, 10).is_some(),
         "a self-declared server is limited like any client"
     );
+    // The operator is told how to exempt a real one.
+    let cmds = k.recv(1, update(3, 10));
+    assert!(
+        cmds.iter().any(|c| matches!(
+            c,
+            crate::Cmd::Log { level: crate::Level::Warn, text } if text.contains("relay")
+        )),
+        "{cmds:?}"
+    );
     // A server the operator named a relay replicates unlimited.
     k.greet(2, service("edge-1"));
     for b in 1..=20 {
         assert_eq!(limited(&mut k, 2, b, 10), None, "relay update {b}");
+    }
+    // And so does one this node dials.
+    k.dial(3, "ws://hub2", "hub2");
+    for b in 1..=20 {
+        assert_eq!(
+            limited(&mut k, 3, b, 10),
+            None,
+            "dialed server's update {b}"
+        );
     }
 }
 
