@@ -24,6 +24,15 @@ fn update_of(d: &str, batch: u64, bytes: usize) -> Message {
     }
 }
 
+/// A hello from `peer` saying it is of `kind` (its own word).
+fn hello_as(peer: &str, kind: crate::PeerKind) -> Message {
+    let Message::Hello(mut h) = hello(peer) else {
+        unreachable!()
+    };
+    h.kind = kind;
+    Message::Hello(h)
+}
+
 /// Whether `batch` was refused for a quota, and the wait it was told.
 fn limited(k: &mut Kit, ch: u64, batch: u64, bytes: usize) -> Option<String> {
     let cmds = k.recv(ch, update(batch, bytes));
@@ -89,13 +98,7 @@ fn an_identity_past_its_connections_is_refused_and_others_are_not() {
         ..Quotas::default()
     });
     // A bot's connections add up (a user's newer one replaces the older).
-    let bot = || {
-        let Message::Hello(mut h) = hello("robot") else {
-            unreachable!()
-        };
-        h.kind = crate::PeerKind::Bot;
-        Message::Hello(h)
-    };
+    let bot = || hello_as("robot", crate::PeerKind::Bot);
     k.greet(1, bot());
     k.greet(2, bot());
     let cmds = k.greet(3, bot());
@@ -122,13 +125,7 @@ fn the_requests_of_one_identity_share_one_bucket_however_many_channels_they_come
         updates_per_s: 3,
         ..Quotas::default()
     });
-    let bot = |name: &str| {
-        let Message::Hello(mut h) = hello(name) else {
-            unreachable!()
-        };
-        h.kind = crate::PeerKind::Bot;
-        Message::Hello(h)
-    };
+    let bot = |name: &str| hello_as(name, crate::PeerKind::Bot);
     // Each call of the document API is a channel of its own, closed after it.
     let call = |k: &mut Kit, ch: u64, who: &str| {
         k.greet(ch, bot(who));
@@ -159,13 +156,7 @@ fn a_client_saying_it_is_a_server_is_limited_and_a_relay_or_a_dialed_server_is_n
     };
     c.relays = vec![crate::policy::Pattern::Prefix("edge-".into())];
     let mut k = Kit::new(c);
-    let service = |name: &str| {
-        let Message::Hello(mut h) = hello(name) else {
-            unreachable!()
-        };
-        h.kind = crate::PeerKind::Service;
-        Message::Hello(h)
-    };
+    let service = |name: &str| hello_as(name, crate::PeerKind::Service);
     // A hello's kind is the client's word, not a credential.
     k.greet(1, service("mallory"));
     assert_eq!(limited(&mut k, 1, 1, 10), None);
