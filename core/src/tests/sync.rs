@@ -4,6 +4,14 @@ use crate::{BatchId, Cmd, DocMeta, Event, ImportOutcome, Message, Msg, Payload, 
 /// A hub holding `notes` at {9:2}, with alice and bob connected.
 fn hub_with_doc() -> Kit {
     let mut k = Kit::hub();
+    open_notes(&mut k);
+    k.peer(1, "alice");
+    k.peer(2, "bob");
+    k
+}
+
+/// Opens `notes` on `k`'s node and changes it locally to {9:2}.
+fn open_notes(k: &mut Kit) {
     k.feed(Msg::OpenDoc {
         doc: doc("notes"),
         meta: DocMeta::default(),
@@ -12,9 +20,6 @@ fn hub_with_doc() -> Kit {
         doc: doc("notes"),
         version: vv(&[(9, 2)]),
     });
-    k.peer(1, "alice");
-    k.peer(2, "bob");
-    k
 }
 
 fn request(k: &mut Kit, ch: u64, have: &[(u64, u64)], bidirectional: bool) -> Vec<Cmd> {
@@ -510,14 +515,7 @@ fn a_clients_update_is_its_own_at_the_nodes_time_and_a_relays_is_nobodys() {
     let mut config = crate::Config::new("hub");
     config.relays = vec![crate::Pattern::Prefix("edge-".into())];
     let mut k = Kit::new(config);
-    k.feed(Msg::OpenDoc {
-        doc: doc("notes"),
-        meta: DocMeta::default(),
-    });
-    k.feed(Msg::LocalChange {
-        doc: doc("notes"),
-        version: vv(&[(9, 2)]),
-    });
+    open_notes(&mut k);
     k.peer(1, "alice");
     k.peer(2, "edge-1");
     k.dial(3, "ws://upstream", "upstream");
