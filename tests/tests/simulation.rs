@@ -159,6 +159,13 @@ const FOUND: &[u64] = &[
     // of them owned the author's writer, so the author's next edits were
     // refused for good (binding writers is off by default since).
     0x7c72_e17b_401b_1d4f,
+    // Two imports into one evicted document waited for its reload, with a
+    // send between them: the first ran alone and its answer was queued,
+    // the second ran after the commands and its answer was put in front
+    // of the first's, so the core took the first's older version for the
+    // replica's and told a returning client it was up to date without the
+    // second's change.
+    0x553c_0e4d_f9e8_df04,
 ];
 
 /// Seeds kept because they reach a path the coverage check below asks for

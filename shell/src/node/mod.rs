@@ -164,7 +164,12 @@ pub struct Node<E: DocEngine> {
     waiting: waiting::Waiting,
     /// Follow-ups for the core, fed after the current commands.
     internal: VecDeque<Msg>,
-    /// `Imported` answers queued at the front by the commands being run.
+    /// How many `Imported` answers lead `internal`: each import's answer
+    /// goes after those (in the order imports were asked for) and before
+    /// every other follow-up. The count falls as they are fed, never all
+    /// at once: an answer still queued when a later batch of imports into
+    /// the same document ran must not be overtaken by that batch's answer,
+    /// or the core would take the older version for the replica's.
     imports_ahead: usize,
     /// Imports into one document not carried out yet, in order: updates
     /// that arrive together are imported together (see [`Node::run`]).
@@ -462,7 +467,6 @@ impl<E: DocEngine> Node<E> {
                     cmd => self.execute(cmd),
                 }
             }
-            self.imports_ahead = 0;
             // Only another update may join the waiting imports.
             let update_next = matches!(
                 self.internal.front(),
@@ -476,7 +480,10 @@ impl<E: DocEngine> Node<E> {
                 continue;
             }
             match self.internal.pop_front() {
-                Some(msg) => self.step(msg),
+                Some(msg) => {
+                    self.imports_ahead = self.imports_ahead.saturating_sub(1);
+                    self.step(msg)
+                }
                 None => return,
             }
         }
