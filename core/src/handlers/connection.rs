@@ -170,11 +170,14 @@ fn peer_gone(model: &mut Model, out: &mut Effects, peer: &PeerId) {
         }
     }
     super::timers::cancel(model, &Timer::Pull(peer.clone()));
+    // Its requests only, found by their key's first part (the empty id
+    // sorts first): every outstanding request read on each disconnect
+    // made a reconnect storm of a node that asks many peers quadratic.
     let asked: Vec<(PeerId, DocId)> = model
         .requests
-        .keys()
-        .filter(|(p, _)| p == peer)
-        .cloned()
+        .range((peer.clone(), DocId::new(""))..)
+        .take_while(|((p, _), _)| p == peer)
+        .map(|(k, _)| k.clone())
         .collect();
     for k in asked {
         model.requests.remove(&k);

@@ -111,3 +111,29 @@ fn a_peer_that_left_is_forgotten_after_the_linger_time_unless_it_returns() {
     assert_eq!(k.model.peer_count(), 1, "alice's state outlived the linger");
     assert_eq!(k.model.subscribers(&doc("d")), vec![PeerId::new("bob")]);
 }
+
+/// A peer that leaves takes its outstanding requests with it, and only its
+/// own: a peer whose id starts with its id keeps its requests.
+#[test]
+fn a_peer_that_leaves_takes_only_its_own_outstanding_requests() {
+    let mut k = Kit::hub();
+    k.dial(1, "ws://a", "a");
+    k.dial(2, "ws://ab", "ab");
+    k.dial(3, "ws://b", "b");
+    k.feed(Msg::OpenDoc {
+        doc: doc("notes"),
+        meta: crate::DocMeta::default(),
+    });
+    let asked = |k: &Kit| -> Vec<String> {
+        k.model
+            .requests
+            .keys()
+            .map(|(p, _)| p.as_str().to_string())
+            .collect()
+    };
+    assert_eq!(asked(&k), ["a", "ab", "b"]);
+    k.feed(Msg::ChannelRemoved {
+        channel: crate::ChannelId(1),
+    });
+    assert_eq!(asked(&k), ["ab", "b"]);
+}
