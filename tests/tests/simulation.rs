@@ -247,6 +247,16 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
             > 0,
         "no node took an input while a replica was read back"
     );
+    // A node put out what it sent before importing the data that came
+    // after it in the same input (a cold sync's next requests).
+    assert!(
+        c.inputs
+            .get(docweave_tests::sim::STOPPED_BEFORE_DATA)
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "no node stopped an input to send before data"
+    );
     // Replicas evicted under a memory budget slept as bytes meanwhile.
     assert!(
         c.inputs

@@ -319,6 +319,28 @@ pub(crate) fn changes(
     more: bool,
 ) {
     let found = !docs.is_empty();
+    // The next page is asked for before this page's documents: the remote
+    // lists it while it answers these, and its listing reaches us ahead of
+    // this page's data, so our requests for the next page go out while we
+    // import this one (asked after them, each page waited for the last
+    // page's data to be imported here and exported there: the two sides
+    // took turns, each idle half the time of a cold sync).
+    if more {
+        let filter = model
+            .channels
+            .get(&channel)
+            .and_then(|c| c.remote.clone())
+            .and_then(|a| model.remotes.get(&a))
+            .map(|r| r.filter.clone())
+            .unwrap_or_default();
+        out.send(
+            channel,
+            Message::ChangesSince {
+                clock: up_to,
+                filter,
+            },
+        );
+    }
     for cd in docs {
         if model.tombstones.contains(&cd.doc) {
             continue;
@@ -383,24 +405,8 @@ pub(crate) fn changes(
             None => fetch_new(model, out, peer, &cd.doc),
         }
     }
-    let filter = model
-        .channels
-        .get(&channel)
-        .and_then(|c| c.remote.clone())
-        .and_then(|a| model.remotes.get(&a))
-        .map(|r| r.filter.clone())
-        .unwrap_or_default();
     if let Some(p) = model.peers.get_mut(peer) {
         p.pull_target = Some(p.pull_target.unwrap_or_default().max(up_to));
-    }
-    if more {
-        out.send(
-            channel,
-            Message::ChangesSince {
-                clock: up_to,
-                filter,
-            },
-        );
     }
     super::timers::pulled(model, peer, found);
     settle_pull(model, out, peer);

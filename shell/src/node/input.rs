@@ -247,6 +247,12 @@ impl<E: DocEngine> Node<E> {
     }
 
     pub(super) fn take(&mut self, now: Millis, item: Held) {
+        // The rest of an input the node stopped in comes before this one.
+        if self.work_left() {
+            self.may_yield = false;
+            self.run();
+        }
+        self.may_yield = true;
         self.now = self.now.max(now);
         self.replicas.set_now(self.now);
         self.chunks.expire(self.now);

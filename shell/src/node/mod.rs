@@ -171,6 +171,10 @@ pub struct Node<E: DocEngine> {
     /// the same document ran must not be overtaken by that batch's answer,
     /// or the core would take the older version for the replica's.
     imports_ahead: usize,
+    /// Whether the input being taken may still stop once before a message
+    /// that brings data, to put out what the messages before it sent (see
+    /// [`Node::run`]).
+    may_yield: bool,
     /// Imports into one document not carried out yet, in order: updates
     /// that arrive together are imported together (see [`Node::run`]).
     deferred: Vec<Deferred>,
@@ -242,6 +246,7 @@ impl<E: DocEngine> Node<E> {
             waiting: Default::default(),
             internal: VecDeque::new(),
             imports_ahead: 0,
+            may_yield: false,
             deferred: Vec::new(),
             authorship: Default::default(),
             wall_clock_at_zero: None,
@@ -364,6 +369,10 @@ impl<E: DocEngine> Node<E> {
     /// for its store's start-up read (timers fire once the answer is in).
     /// Reloads of single replicas stop no timer.
     pub fn poll_timeout(&self) -> Option<Millis> {
+        // A host that did not drain the outputs: the rest is due now.
+        if self.work_left() {
+            return Some(self.now);
+        }
         if self.restoring.is_some() {
             return self
                 .restore_retry
@@ -402,6 +411,11 @@ impl<E: DocEngine> Node<E> {
     /// The next thing to do; `None` when there is nothing now.
     pub fn poll_output(&mut self) -> Option<Output> {
         if self.outputs.is_empty() {
+            self.flush();
+        }
+        // What was put out went first; now the rest of the input.
+        if self.outputs.is_empty() && self.work_left() {
+            self.run();
             self.flush();
         }
         self.outputs.pop_front()
@@ -479,6 +493,9 @@ impl<E: DocEngine> Node<E> {
                 self.import_deferred();
                 continue;
             }
+            if self.yields_before_data() {
+                return;
+            }
             match self.internal.pop_front() {
                 Some(msg) => {
                     self.imports_ahead = self.imports_ahead.saturating_sub(1);
@@ -487,6 +504,42 @@ impl<E: DocEngine> Node<E> {
                 None => return,
             }
         }
+    }
+
+    /// Whether to stop, once per input, before a message that brings data
+    /// when what came before it sent something: those sends go out first
+    /// ([`Node::poll_output`] puts them out, then goes on), so the peer
+    /// works on them while this node imports. A cold sync's next page of
+    /// requests otherwise left only after this page's data was imported,
+    /// and the two sides took turns, each idle half the time. Nothing is
+    /// left half done: the node stops between two messages, as between
+    /// two inputs, and the next input finishes the rest first.
+    fn yields_before_data(&mut self) -> bool {
+        let data_next = matches!(
+            self.internal.front(),
+            Some(Msg::Received {
+                message: Message::SyncResponse { .. } | Message::Update { .. },
+                ..
+            })
+        );
+        if !(self.may_yield && data_next && self.deferred.is_empty() && !self.outbox.is_empty()) {
+            return false;
+        }
+        self.may_yield = false;
+        true
+    }
+
+    /// Whether messages of an input wait to be taken (the node stopped
+    /// before one to put out what came before it).
+    fn work_left(&self) -> bool {
+        !self.internal.is_empty() && self.restoring.is_none()
+    }
+
+    /// Whether the node stopped in the input it was given last, to put out
+    /// what it sent before a message bringing data: the outputs put that
+    /// out, then take the rest ([`Node::poll_output`]).
+    pub fn stopped_before_data(&self) -> bool {
+        self.work_left()
     }
 
     /// Carries out the waiting imports as one; the core learns their

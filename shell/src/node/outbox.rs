@@ -48,11 +48,16 @@ impl<E: DocEngine> Node<E> {
         for (channel, items) in std::mem::take(&mut self.outbox) {
             self.transmit_with(channel, items, &mut exports);
         }
-        // Evict only between bursts, and never a replica a waiting
+        // Evict only between bursts (not in an input the node stopped in
+        // to put out its sends first), and never a replica a waiting
         // command or a reload concerns: a command may need the very
         // replicas that would go (and reloading them in turn for ever
         // would be a livelock the fuzzer found).
-        if self.store.is_some() && self.cmds.is_empty() && self.restoring.is_none() {
+        if self.store.is_some()
+            && self.cmds.is_empty()
+            && self.internal.is_empty()
+            && self.restoring.is_none()
+        {
             let model = self.model.as_ref();
             let waiting = &self.waiting;
             let before = self.replicas.len();

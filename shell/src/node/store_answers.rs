@@ -288,7 +288,10 @@ impl<E: DocEngine> Node<E> {
             doc: doc.clone(),
             outcome,
         });
+        // All of it now: what is known of the document is read next.
+        let may_yield = std::mem::replace(&mut self.may_yield, false);
         self.run();
+        self.may_yield = may_yield;
         let known = self.model().doc_version(&doc).is_some() || self.model().is_dirty(&doc);
         if !known && !self.waiting.involves(&doc) {
             self.replicas.remove(&doc);

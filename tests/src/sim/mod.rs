@@ -195,6 +195,9 @@ pub const TAKEN_DURING_RELOAD: &str = "(taken during a reload)";
 /// The coverage entry counting inputs a node took while replicas slept as
 /// their bytes (idle, or under a memory budget).
 pub const TAKEN_WITH_REPLICAS_ASLEEP: &str = "(taken with replicas asleep)";
+/// The coverage entry counting inputs a node stopped in, to put out what
+/// it sent before taking a message that brings data.
+pub const STOPPED_BEFORE_DATA: &str = "(stopped to send before data)";
 
 /// How long the simulator's reader of a link (and a raw endpoint) waits
 /// for the rest of a message split into chunks before giving it up.
@@ -442,6 +445,11 @@ impl<E: SimEngine> Sim<E> {
                 }
             }
             node.handle(now, input);
+            if node.stopped_before_data() {
+                if let Ok(mut c) = self.coverage.lock() {
+                    *c.inputs.entry(STOPPED_BEFORE_DATA).or_default() += 1;
+                }
+            }
         }
         self.pump(name);
     }
