@@ -166,6 +166,12 @@ const FOUND: &[u64] = &[
     // replica's and told a returning client it was up to date without the
     // second's change.
     0x553c_0e4d_f9e8_df04,
+    // Two hubs on one store: a hub forgot an idle document's metadata but
+    // kept its replica; the other hub wrote the document, and the first,
+    // finding it in the store's feed, took it at the store's version
+    // without reading it, sent its old replica's data for that version,
+    // and its peers' acknowledgements said they held the other's change.
+    0xd832_5ab8_5e95_1ced,
 ];
 
 /// Seeds kept because they reach a path the coverage check below asks for

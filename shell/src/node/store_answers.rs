@@ -212,6 +212,7 @@ impl<E: DocEngine> Node<E> {
     ) {
         let more = docs.len() >= limit;
         let last = docs.last().map(|d| d.clock).unwrap_or(since);
+        self.drop_forgotten_replicas(&docs);
         let last_deleted = deletions.last().map(|d| d.1).unwrap_or(since);
         // Deletions first: a document deleted in the span read is
         // not loaded again for a change it had before.
@@ -227,6 +228,31 @@ impl<E: DocEngine> Node<E> {
             up_to: last.max(last_deleted).max(since),
             more,
         });
+    }
+
+    /// Replicas of documents in a feed answer that the core forgot (idle
+    /// metadata past its bound) go: another server changed them in the
+    /// store, and the core takes each as the store has it, without reading
+    /// it, so a replica kept from before would be sent for the newer
+    /// version, and the peers acknowledging it would be taken to hold what
+    /// it lacked. Such a replica is clean (the store holds all of it), so
+    /// the next command that needs it reads it back whole.
+    fn drop_forgotten_replicas(&mut self, docs: &[docweave_core::StoredDoc]) {
+        let mut dropped = false;
+        for d in docs {
+            let model = self.model();
+            let known = model.doc_version(&d.doc).is_some() || model.is_dirty(&d.doc);
+            if known || self.waiting.involves(&d.doc) || !self.replicas.holds(&d.doc) {
+                continue;
+            }
+            self.replicas.remove(&d.doc);
+            self.recent_exports.forget(&d.doc);
+            dropped = true;
+        }
+        if dropped {
+            let replicas = &self.replicas;
+            self.authorship.retain(|doc| replicas.holds(doc));
+        }
     }
 
     /// Another server's listener, read for the core (or not found).
