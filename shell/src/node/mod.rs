@@ -513,7 +513,10 @@ impl<E: DocEngine> Node<E> {
     /// requests otherwise left only after this page's data was imported,
     /// and the two sides took turns, each idle half the time. Nothing is
     /// left half done: the node stops between two messages, as between
-    /// two inputs, and the next input finishes the rest first.
+    /// two inputs, and the next input finishes the rest first. Eviction
+    /// waits for the rest; what reads the node meanwhile (`replica`,
+    /// `model`) sees it between those two messages. A host that feeds
+    /// several inputs before draining gets the early sends of the last only.
     fn yields_before_data(&mut self) -> bool {
         let data_next = matches!(
             self.internal.front(),

@@ -182,6 +182,15 @@ impl<E: DocEngine> Replicas<E> {
         }
     }
 
+    /// Whether the application holds a handle on `doc`'s replica, or
+    /// edited it through one and the node has not taken the edit yet: such
+    /// a replica may hold what no store does, and must stay.
+    pub fn in_use(&self, doc: &DocId) -> bool {
+        self.docs
+            .get(doc)
+            .is_some_and(|r| r.handed || r.edited.load(Ordering::SeqCst))
+    }
+
     /// When the least recently used replica will have been idle for
     /// `after` ms, on a grid of 10 seconds (or `after`, if shorter) so that replicas falling due close
     /// together (or spared and looked at again) cost one wake-up (`None`:

@@ -231,18 +231,40 @@ impl<E: DocEngine> Node<E> {
     }
 
     /// Replicas of documents in a feed answer that the core forgot (idle
-    /// metadata past its bound) go: another server changed them in the
-    /// store, and the core takes each as the store has it, without reading
-    /// it, so a replica kept from before would be sent for the newer
-    /// version, and the peers acknowledging it would be taken to hold what
-    /// it lacked. Such a replica is clean (the store holds all of it), so
-    /// the next command that needs it reads it back whole.
+    /// metadata past its bound) and that lack what the store has go:
+    /// another server changed them in the store, and the core takes each as
+    /// the store has it, without reading it, so a replica kept from before
+    /// would be sent for the newer version, and the peers acknowledging it
+    /// would be taken to hold what it lacked. What goes is clean (the core
+    /// has nothing of it to write, and the application no handle on it), so
+    /// the next command that needs it reads it back whole. Kept: replicas
+    /// the application holds or edited (they may hold what no store does),
+    /// those a waiting command, a reload or data still to be sent needs.
     fn drop_forgotten_replicas(&mut self, docs: &[docweave_core::StoredDoc]) {
         let mut dropped = false;
         for d in docs {
             let model = self.model();
             let known = model.doc_version(&d.doc).is_some() || model.is_dirty(&d.doc);
-            if known || self.waiting.involves(&d.doc) || !self.replicas.holds(&d.doc) {
+            if known
+                || !self.replicas.holds(&d.doc)
+                || self.replicas.in_use(&d.doc)
+                || self.waiting.involves(&d.doc)
+            {
+                continue;
+            }
+            let engine = self.replicas.engine();
+            let current = self
+                .replicas
+                .get(&d.doc)
+                .is_some_and(|r| engine.version(r).includes(&d.version));
+            // Read last: the outbox holds every item not yet sent.
+            let to_send = || {
+                self.outbox
+                    .values()
+                    .flatten()
+                    .any(|item| waiting::item_docs(item).contains(&&d.doc))
+            };
+            if current || to_send() {
                 continue;
             }
             self.replicas.remove(&d.doc);
