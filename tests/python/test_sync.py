@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -26,14 +27,27 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, data: str, *extra: str):
-        self.tcp = free_port()
-        self.http = free_port()
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--http", f"127.0.0.1:{self.http}",
-             "--tcp", f"127.0.0.1:{self.tcp}", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        found = re.search(r"(wss?)://127\.0\.0\.1:(\d+)", line)
+        # The HTTP and TCP ports are picked free, then bound by the server:
+        # another process may take one between the two (tests run side by
+        # side), and the server then stops at once. It is started again on
+        # other ports; what it said on its last try is in the failure.
+        for _ in range(5):
+            self.tcp = free_port()
+            self.http = free_port()
+            self.proc = subprocess.Popen(
+                [BIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--http", f"127.0.0.1:{self.http}",
+                 "--tcp", f"127.0.0.1:{self.tcp}", *extra],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            line = self.proc.stdout.readline()
+            found = re.search(r"(wss?)://127\.0\.0\.1:(\d+)", line)
+            if found:
+                break
+            self.proc.kill()
+            _, said = self.proc.communicate()
+        else:
+            raise RuntimeError(f"docweave serve did not start: {said}")
+        # Nobody reads its log: it must not fill the pipe and stop the server.
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
         # A TLS certificate names localhost, not the address.
         host = "localhost" if found.group(1) == "wss" else "127.0.0.1"
         self.ws = f"{found.group(1)}://{host}:{found.group(2)}"
