@@ -233,43 +233,33 @@ fn random_schedules_over_real_loro_nodes_keep_every_property() {
             "no schedule reached {kind}"
         );
     }
+    // Inputs of a kind (or counted by the simulator) some schedule reached.
+    let reached = |kind: &str| c.inputs.get(kind).copied().unwrap_or(0) > 0;
     // Hubs on one shared store heard of each other's writes through it.
     assert!(
-        c.inputs.get("store-announced").copied().unwrap_or(0) > 0,
+        reached("store-announced"),
         "no schedule ran two hubs on one shared store"
     );
     // Nodes that keep few documents' metadata in memory read the rest from
     // their store's index (answers below the floor, the floor brought down).
     assert!(
-        c.inputs.get("store-read").copied().unwrap_or(0) > 0,
+        reached("store-read"),
         "no node read its store's index of documents"
     );
     // A node reading an evicted replica back went on taking other inputs.
     assert!(
-        c.inputs
-            .get(docweave_tests::sim::TAKEN_DURING_RELOAD)
-            .copied()
-            .unwrap_or(0)
-            > 0,
+        reached(docweave_tests::sim::TAKEN_DURING_RELOAD),
         "no node took an input while a replica was read back"
     );
     // A node put out what it sent before importing the data that came
     // after it in the same input (a cold sync's next requests).
     assert!(
-        c.inputs
-            .get(docweave_tests::sim::STOPPED_BEFORE_DATA)
-            .copied()
-            .unwrap_or(0)
-            > 0,
+        reached(docweave_tests::sim::STOPPED_BEFORE_DATA),
         "no node stopped an input to send before data"
     );
     // Replicas evicted under a memory budget slept as bytes meanwhile.
     assert!(
-        c.inputs
-            .get(docweave_tests::sim::TAKEN_WITH_REPLICAS_ASLEEP)
-            .copied()
-            .unwrap_or(0)
-            > 0,
+        reached(docweave_tests::sim::TAKEN_WITH_REPLICAS_ASLEEP),
         "no replica slept under a memory budget"
     );
     // Loro clients joined, wrote, were acknowledged and were asked to rejoin.
