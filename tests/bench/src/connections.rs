@@ -507,6 +507,10 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     let expected = edits * subscribers.min(ready / docs.max(1));
     let delays_seen = || seen.delays.lock().map_or(0, |d| d.len());
     wait_for(delays_seen, expected, Duration::from_secs(30)).await;
+    // An edit's acknowledgement leaves once the store has it, which may be
+    // after its subscribers got it: the last acks are waited for too.
+    let acks_seen = || seen.acked.load(Ordering::SeqCst) - acked_before;
+    wait_for(acks_seen, edits, Duration::from_secs(30)).await;
     let (rss_end, _) = usage(pid);
     let mut delays: Vec<f64> = seen
         .delays
