@@ -303,7 +303,7 @@ pub(crate) fn received_from_store(
 /// Keeps a presence entry until its TTL (already capped), and tells the application.
 fn keep(model: &mut Model, out: &mut Effects, key: PresenceKey, e: &Ephemeral, via: PeerId) {
     let expires = model.now.saturating_add(u64::from(e.ttl_ms));
-    let replaced = model.presence.insert(
+    let replaced = model.put_presence(
         key.clone(),
         Presence {
             data: e.data.clone(),

@@ -35,11 +35,8 @@ pub(crate) fn send_existing(
 ) {
     let now = model.now;
     let entries: Vec<Ephemeral> = model
-        .presence
-        .iter()
-        .filter(|((d, _, origin), p)| {
-            d == doc && origin != peer && &p.via != peer && p.expires > now
-        })
+        .presence_of_doc(doc)
+        .filter(|((_, _, origin), p)| origin != peer && &p.via != peer && p.expires > now)
         .map(|((d, n, origin), p)| Ephemeral {
             doc: d.clone(),
             namespace: n.clone(),
@@ -92,7 +89,7 @@ pub(crate) fn count_room(model: &mut Model, key: &PresenceKey, add: usize, take:
 pub(crate) fn remove(model: &mut Model, out: &mut Effects, key: &PresenceKey) {
     // A change still held for a member who is gone would bring it back.
     model.presence_held.remove(key);
-    if let Some(gone) = model.presence.remove(key) {
+    if let Some(gone) = model.take_presence(key) {
         count_room(model, key, 0, gone.data.len());
         if let Some(p) = model.peers.get_mut(&gone.via) {
             p.presence = p.presence.saturating_sub(1);
@@ -113,21 +110,17 @@ pub(crate) fn remove(model: &mut Model, out: &mut Effects, key: &PresenceKey) {
 pub(crate) fn remove_peer(model: &mut Model, out: &mut Effects, peer: &PeerId) {
     let lasting = model.config.lasting_presence.clone();
     let us = model.config.peer.clone();
-    let mut kept = if lasting.is_empty() {
-        0
-    } else {
+    let keys = model.presence_from(peer);
+    // Only a peer with entries that last makes the kept ones counted.
+    let mut kept = if keys.iter().any(|k| lasting.contains(&k.1)) {
         model
             .presence
             .iter()
             .filter(|((_, n, _), p)| p.via == us && lasting.contains(n))
             .count()
+    } else {
+        0
     };
-    let keys: Vec<PresenceKey> = model
-        .presence
-        .keys()
-        .filter(|(_, _, origin)| origin == peer)
-        .cloned()
-        .collect();
     for k in keys {
         if lasting.contains(&k.1) && kept < model.config.bounds.lasting_presence {
             kept += 1;
@@ -145,12 +138,7 @@ pub(crate) fn remove_peer(model: &mut Model, out: &mut Effects, peer: &PeerId) {
 
 /// Drops every presence entry of a deleted document.
 pub(crate) fn forget_doc(model: &mut Model, out: &mut Effects, doc: &DocId) {
-    let keys: Vec<PresenceKey> = model
-        .presence
-        .keys()
-        .filter(|(d, _, _)| d == doc)
-        .cloned()
-        .collect();
+    let keys: Vec<PresenceKey> = model.presence_of_doc(doc).map(|(k, _)| k.clone()).collect();
     for k in keys {
         remove(model, out, &k);
     }
@@ -198,5 +186,54 @@ mod tests {
         ));
         // Nobody is sent a removal: the others' copies end with their TTL.
         assert!(messages(&cmds, 2).is_empty());
+    }
+
+    fn cursor(doc_id: &str, origin: &str) -> Message {
+        Message::Ephemeral(Ephemeral {
+            doc: doc(doc_id),
+            namespace: Namespace::new("cursor"),
+            origin: PeerId::new(origin),
+            hops: 0,
+            ttl_ms: 1_000,
+            data: Payload::new(vec![1]),
+        })
+    }
+
+    #[test]
+    fn a_leaving_peer_takes_only_its_own_presence_and_a_follower_gets_only_its_documents() {
+        let mut k = Kit::hub();
+        // Names that share a prefix: a range read that ran past its own
+        // peer or document would take the other's.
+        k.create(&[], "d");
+        k.create(&[], "dd");
+        for (ch, p) in [(1, "a"), (2, "ab")] {
+            k.peer(ch, p);
+            for d in ["d", "dd"] {
+                k.follow(ch, d);
+                k.recv(ch, cursor(d, p));
+            }
+        }
+        assert_eq!(k.model.presence.len(), 4);
+        let a = PeerId::new("a");
+        k.handle(|m, o| super::remove_peer(m, o, &a));
+        let left: Vec<&str> = k
+            .model
+            .presence
+            .keys()
+            .map(|(_, _, p)| p.as_str())
+            .collect();
+        assert_eq!(left, ["ab", "ab"]);
+        k.model.check_indexes().unwrap();
+
+        k.peer(3, "c");
+        let cmds = k.follow(3, "d");
+        let shown: Vec<(String, String)> = messages(&cmds, 3)
+            .iter()
+            .filter_map(|m| match m {
+                Message::Ephemeral(e) => Some((e.doc.to_string(), e.origin.to_string())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(shown, [("d".to_string(), "ab".to_string())]);
     }
 }
