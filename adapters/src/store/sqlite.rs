@@ -26,12 +26,18 @@ pub struct SqliteStore {
     path: Option<std::path::PathBuf>,
 }
 
+/// Statements kept prepared per connection: more than the store has (its
+/// own, history's and the blob helpers'), so a busy store never parses one
+/// twice (rusqlite keeps 16 by default, fewer than there are).
+const STATEMENT_CACHE: usize = 64;
+
 impl SqliteStore {
     /// Opens (or creates) the database at `path` and migrates it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         schema::migrate(&mut conn)?;
@@ -69,6 +75,7 @@ impl Store for SqliteStore {
         };
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Some(Box::new(SqliteStore { conn, path: None })))
     }
 
@@ -124,30 +131,27 @@ impl Store for SqliteStore {
     fn doc_bytes(&mut self, doc: &DocId) -> Result<Option<u64>, StoreError> {
         let tx = self.conn.transaction()?;
         let snapshot = tx
-            .query_row(
-                "SELECT COALESCE(length(snapshot), 0) FROM docs WHERE doc = ?1",
-                [doc.as_str()],
-                |r| r.get::<_, i64>(0),
-            )
+            .prepare_cached("SELECT COALESCE(length(snapshot), 0) FROM docs WHERE doc = ?1")?
+            .query_row([doc.as_str()], |r| r.get::<_, i64>(0))
             .optional()?;
         let Some(snapshot) = snapshot else {
             return Ok(None);
         };
-        let changes: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(length(data)), 0) FROM changes WHERE doc = ?1",
-            [doc.as_str()],
-            |r| r.get(0),
-        )?;
+        let changes: i64 = tx
+            .prepare_cached("SELECT COALESCE(SUM(length(data)), 0) FROM changes WHERE doc = ?1")?
+            .query_row([doc.as_str()], |r| r.get(0))?;
         Ok(Some(u64::try_from(snapshot + changes).unwrap_or(0)))
     }
 
     fn load(&mut self, doc: &DocId) -> Result<Option<Loaded>, StoreError> {
         let tx = self.conn.transaction()?;
+        // Cached: a server loads documents all day, and parsing the
+        // statement each time cost more than running it.
         let row = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT doc_type, scope, branch, version, clock, rowid, length(snapshot) FROM docs WHERE doc = ?1",
-                [doc.as_str()],
-                |r| {
+            )?
+            .query_row([doc.as_str()], |r| {
                     Ok((
                         DocMeta {
                             doc_type: r.get(0)?,
@@ -159,8 +163,7 @@ impl Store for SqliteStore {
                         r.get::<_, i64>(5)?,
                         r.get::<_, Option<i64>>(6)?,
                     ))
-                },
-            )
+                })
             .optional()?;
         let Some((meta, version, clock, rowid, snapshot_len)) = row else {
             return Ok(None);
@@ -309,13 +312,11 @@ impl Store for SqliteStore {
     }
 
     fn clock(&mut self) -> Result<Clock, StoreError> {
+        // Cached: the store's feed is polled several times a second.
         let seq: Option<i64> = self
             .conn
-            .query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
-                [],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")?
+            .query_row([], |r| r.get(0))
             .optional()?;
         Ok(Clock(seq.unwrap_or(0) as u64))
     }
