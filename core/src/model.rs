@@ -836,13 +836,18 @@ pub struct Model {
     pub(crate) imports: OrdMap<ImportId, PendingImport>,
     pub(crate) pushes: OrdMap<u64, PushJob>,
     pub(crate) listeners: OrdMap<ListenerId, Listener>,
-    /// Changed only by [`Model::put_presence`] and [`Model::take_presence`],
-    /// which keep `presence_by_origin` with it.
+    /// Changed only by [`Model::put_presence`], [`Model::take_presence`]
+    /// and [`Model::hold_presence`], which keep `presence_by_origin` and
+    /// `presence_kept` with it.
     pub(crate) presence: OrdMap<PresenceKey, Presence>,
     /// The keys of `presence` by origin first, so a peer that leaves finds
     /// its entries without reading everyone's (20,000 connections leaving
     /// at once read 20,000 entries each).
     pub(crate) presence_by_origin: OrdSet<(PeerId, DocId, Namespace)>,
+    /// Entries of lasting namespaces this node holds for peers that left
+    /// (their `via` is us): counted, so a peer that leaves learns how many
+    /// more may be kept without reading every entry.
+    pub(crate) presence_kept: usize,
     pub(crate) own_presence: OrdMap<(DocId, Namespace), Payload>,
     /// Bytes of the entries of each room (`presence` summed), for its bound.
     pub(crate) presence_room_bytes: OrdMap<(DocId, Namespace), usize>,
@@ -961,6 +966,7 @@ impl Model {
             listeners: OrdMap::new(),
             presence: OrdMap::new(),
             presence_by_origin: OrdSet::new(),
+            presence_kept: 0,
             own_presence: OrdMap::new(),
             presence_room_bytes: OrdMap::new(),
             created: OrdMap::new(),
@@ -1143,7 +1149,8 @@ impl Model {
     }
     /// Whether the model's indexes agree with what they index (the
     /// transmissions in flight by channel and document; the peers waiting
-    /// for durability); for tests.
+    /// for durability; presence by origin, and the count of entries held
+    /// for peers that left); for tests.
     pub fn check_indexes(&self) -> Result<(), String> {
         for (id, p) in &self.peers {
             if !p.pulling_durable.is_empty() && !self.durable_pullers.contains(id) {
@@ -1163,6 +1170,17 @@ impl Model {
                 self.presence_by_origin, by_origin
             ));
         }
+        let kept = self
+            .presence
+            .iter()
+            .filter(|(k, p)| self.held_by_us(k, p))
+            .count();
+        if kept != self.presence_kept {
+            return Err(format!(
+                "{} presence entries are held for peers that left, not {}",
+                kept, self.presence_kept
+            ));
+        }
         let mut expected: OrdMap<(ChannelId, DocId), OrdSet<BatchId>> = OrdMap::new();
         for (b, f) in &self.in_flight {
             expected
@@ -1180,11 +1198,23 @@ impl Model {
         }
     }
 
+    /// Whether this node holds `entry` for a peer that left.
+    fn held_by_us(&self, key: &PresenceKey, entry: &Presence) -> bool {
+        entry.via == self.config.peer && self.config.lasting_presence.contains(&key.1)
+    }
+
     /// Keeps a presence entry (and indexes it by origin); the one it replaces.
     pub(crate) fn put_presence(&mut self, key: PresenceKey, entry: Presence) -> Option<Presence> {
+        if self.held_by_us(&key, &entry) {
+            self.presence_kept += 1;
+        }
         self.presence_by_origin
             .insert((key.2.clone(), key.0.clone(), key.1.clone()));
-        self.presence.insert(key, entry)
+        let replaced = self.presence.insert(key.clone(), entry);
+        if replaced.as_ref().is_some_and(|r| self.held_by_us(&key, r)) {
+            self.presence_kept = self.presence_kept.saturating_sub(1);
+        }
+        replaced
     }
 
     /// Drops a presence entry (and its index entry).
@@ -1192,7 +1222,30 @@ impl Model {
         let gone = self.presence.remove(key)?;
         self.presence_by_origin
             .remove(&(key.2.clone(), key.0.clone(), key.1.clone()));
+        if self.held_by_us(key, &gone) {
+            self.presence_kept = self.presence_kept.saturating_sub(1);
+        }
         Some(gone)
+    }
+
+    /// This node becomes the holder of an entry whose peer left; the holder
+    /// it had (`None`: no such entry).
+    pub(crate) fn hold_presence(&mut self, key: &PresenceKey) -> Option<PeerId> {
+        let us = self.config.peer.clone();
+        let was_held = self
+            .presence
+            .get(key)
+            .is_some_and(|p| self.held_by_us(key, p));
+        let entry = self.presence.get_mut(key)?;
+        let holder = std::mem::replace(&mut entry.via, us);
+        let now_held = self
+            .presence
+            .get(key)
+            .is_some_and(|p| self.held_by_us(key, p));
+        if now_held && !was_held {
+            self.presence_kept += 1;
+        }
+        Some(holder)
     }
 
     /// The keys of the presence entries `origin` sent, in key order of

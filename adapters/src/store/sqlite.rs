@@ -147,24 +147,26 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction()?;
         // Cached: a server loads documents all day, and parsing the
         // statement each time cost more than running it.
-        let row = tx
-            .prepare_cached(
-                "SELECT doc_type, scope, branch, version, clock, rowid, length(snapshot) FROM docs WHERE doc = ?1",
-            )?
+        let mut stmt = tx.prepare_cached(
+            "SELECT doc_type, scope, branch, version, clock, rowid, length(snapshot) \
+             FROM docs WHERE doc = ?1",
+        )?;
+        let row = stmt
             .query_row([doc.as_str()], |r| {
-                    Ok((
-                        DocMeta {
-                            doc_type: r.get(0)?,
-                            scope: r.get(1)?,
-                            branch: r.get(2)?,
-                        },
-                        r.get::<_, Vec<u8>>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, Option<i64>>(6)?,
-                    ))
-                })
+                Ok((
+                    DocMeta {
+                        doc_type: r.get(0)?,
+                        scope: r.get(1)?,
+                        branch: r.get(2)?,
+                    },
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                ))
+            })
             .optional()?;
+        drop(stmt);
         let Some((meta, version, clock, rowid, snapshot_len)) = row else {
             return Ok(None);
         };

@@ -109,23 +109,12 @@ pub(crate) fn remove(model: &mut Model, out: &mut Effects, key: &PresenceKey) {
 /// they count against no peer) until their TTL, up to a bound in all.
 pub(crate) fn remove_peer(model: &mut Model, out: &mut Effects, peer: &PeerId) {
     let lasting = model.config.lasting_presence.clone();
-    let us = model.config.peer.clone();
     let keys = model.presence_from(peer);
-    // Only a peer with entries that last makes the kept ones counted.
-    let mut kept = if keys.iter().any(|k| lasting.contains(&k.1)) {
-        model
-            .presence
-            .iter()
-            .filter(|((_, n, _), p)| p.via == us && lasting.contains(n))
-            .count()
-    } else {
-        0
-    };
+    let mut kept = model.presence_kept;
     for k in keys {
         if lasting.contains(&k.1) && kept < model.config.bounds.lasting_presence {
             kept += 1;
-            if let Some(p) = model.presence.get_mut(&k) {
-                let holder = std::mem::replace(&mut p.via, us.clone());
+            if let Some(holder) = model.hold_presence(&k) {
                 if let Some(h) = model.peers.get_mut(&holder) {
                     h.presence = h.presence.saturating_sub(1);
                 }

@@ -185,6 +185,38 @@ fn past_the_bound_a_leaving_peers_lasting_presence_goes_with_it() {
         channel: ChannelId(2),
     });
     assert_eq!(origins(&k), vec!["alice".to_string()]);
+    k.model.check_indexes().unwrap();
+}
+
+#[test]
+fn a_held_entry_that_expires_gives_its_place_under_the_bound_to_the_next_peer_that_leaves() {
+    let mut config = crate::Config::new("hub");
+    config.lasting_presence = vec![Namespace::new("state")];
+    config.bounds.lasting_presence = 1;
+    let mut k = Kit::new(config);
+    k.create(&[], "d");
+    k.peer(1, "alice");
+    k.recv(1, ephemeral_in("state", "alice", 0));
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(1),
+    });
+    assert_eq!(k.model.presence().len(), 1);
+    // Alice's held entry ends with its TTL; the place it took is free again.
+    k.tick(1_000);
+    assert!(k.model.presence().is_empty());
+    k.peer(2, "bob");
+    k.recv(2, ephemeral_in("state", "bob", 0));
+    k.feed(Msg::ChannelRemoved {
+        channel: ChannelId(2),
+    });
+    let origins: Vec<String> = k
+        .model
+        .presence()
+        .into_iter()
+        .map(|p| p.2.as_str().to_string())
+        .collect();
+    assert_eq!(origins, vec!["bob".to_string()]);
+    k.model.check_indexes().unwrap();
 }
 
 #[test]

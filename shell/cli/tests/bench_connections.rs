@@ -26,5 +26,6 @@ fn s9_in_tiny_form_connects_everyone_and_every_edit_reaches_every_subscriber() {
     // while other tests run beside: only its presence is asserted).
     assert!(extra("bytes_per_connection") >= 0.0, "{}", r.json());
     assert!(extra("idle_cpu_percent") >= 0.0, "{}", r.json());
+    assert!(extra("settle_cpu_percent") >= 0.0, "{}", r.json());
     assert!(extra("server_rss_idle_mib") > 0.0, "{}", r.json());
 }

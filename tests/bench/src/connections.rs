@@ -10,8 +10,9 @@
 //! Measured: the server's resident memory per connection (each said hello
 //! and is subscribed to one document), its CPU while every connection is
 //! idle (keepalive pings included: the idle window is longer than their
-//! period; it starts once the server's documents went to sleep), and the delay from an edit's send to its arrival at each of
-//! its document's subscribers, at a steady aggregate rate of edits.
+//! period; it starts once the server's documents went to sleep), and the
+//! delay from an edit's send to its arrival at each of its document's
+//! subscribers, at a steady aggregate rate of edits.
 
 use crate::scenarios::percentile;
 use crate::Run;
@@ -526,6 +527,7 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     // An edit's acknowledgement leaves once the store has it, which may be
     // after its subscribers got it: the last acks are waited for too.
     let acks_seen = || seen.acked.load(Ordering::SeqCst) - acked_before;
+    // A shortfall shows in `edits_acked`, which the caller checks.
     wait_for(acks_seen, edits, Duration::from_secs(30)).await;
     let (rss_end, _) = usage(pid);
     let mut delays: Vec<f64> = seen
