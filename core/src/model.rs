@@ -1232,17 +1232,10 @@ impl Model {
     /// it had (`None`: no such entry).
     pub(crate) fn hold_presence(&mut self, key: &PresenceKey) -> Option<PeerId> {
         let us = self.config.peer.clone();
-        let was_held = self
-            .presence
-            .get(key)
-            .is_some_and(|p| self.held_by_us(key, p));
+        let lasting = self.config.lasting_presence.contains(&key.1);
         let entry = self.presence.get_mut(key)?;
-        let holder = std::mem::replace(&mut entry.via, us);
-        let now_held = self
-            .presence
-            .get(key)
-            .is_some_and(|p| self.held_by_us(key, p));
-        if now_held && !was_held {
+        let holder = std::mem::replace(&mut entry.via, us.clone());
+        if lasting && holder != us {
             self.presence_kept += 1;
         }
         Some(holder)
