@@ -214,6 +214,10 @@ class Replica:
                         break
                     self._node.feed(self._channel, buffer[:whole], _now())
                     buffer = buffer[whole:]
+                    # What the frame's first messages sent (the requests for
+                    # more) leaves before the next frame is taken, so the
+                    # other side works while this one imports.
+                    self._drain()
             self._node.timeout(_now())
         self._drain()
         await self._notify()
