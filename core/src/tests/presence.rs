@@ -157,24 +157,23 @@ fn lasting_presence_outlives_its_peer_until_its_ttl_and_reaches_a_later_subscrib
     assert!(k.model.presence().is_empty());
 }
 
-#[test]
-fn past_the_bound_a_leaving_peers_lasting_presence_goes_with_it() {
+/// A hub that keeps "state" entries of peers that left, at most one.
+fn hub_keeping_one_lasting_entry() -> Kit {
     let mut config = crate::Config::new("hub");
     config.lasting_presence = vec![Namespace::new("state")];
     config.bounds.lasting_presence = 1;
     let mut k = Kit::new(config);
     k.create(&[], "d");
+    k
+}
+
+#[test]
+fn past_the_bound_a_leaving_peers_lasting_presence_goes_with_it() {
+    let mut k = hub_keeping_one_lasting_entry();
     for (ch, who) in [(1, "alice"), (2, "bob")] {
         k.peer(ch, who);
         k.recv(ch, ephemeral_in("state", who, 0));
     }
-    let origins = |k: &Kit| -> Vec<String> {
-        k.model
-            .presence()
-            .into_iter()
-            .map(|p| p.2.as_str().to_string())
-            .collect()
-    };
     // Only entries of peers that left count against the bound.
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(1),
@@ -190,11 +189,7 @@ fn past_the_bound_a_leaving_peers_lasting_presence_goes_with_it() {
 
 #[test]
 fn a_held_entry_that_expires_gives_its_place_under_the_bound_to_the_next_peer_that_leaves() {
-    let mut config = crate::Config::new("hub");
-    config.lasting_presence = vec![Namespace::new("state")];
-    config.bounds.lasting_presence = 1;
-    let mut k = Kit::new(config);
-    k.create(&[], "d");
+    let mut k = hub_keeping_one_lasting_entry();
     k.peer(1, "alice");
     k.recv(1, ephemeral_in("state", "alice", 0));
     k.feed(Msg::ChannelRemoved {
@@ -209,13 +204,7 @@ fn a_held_entry_that_expires_gives_its_place_under_the_bound_to_the_next_peer_th
     k.feed(Msg::ChannelRemoved {
         channel: ChannelId(2),
     });
-    let origins: Vec<String> = k
-        .model
-        .presence()
-        .into_iter()
-        .map(|p| p.2.as_str().to_string())
-        .collect();
-    assert_eq!(origins, vec!["bob".to_string()]);
+    assert_eq!(origins(&k), vec!["bob".to_string()]);
     k.model.check_indexes().unwrap();
 }
 
