@@ -8,6 +8,8 @@ fn every_scenario_runs_with_tiny_sizes() {
         for t in [Transport::Memory, Transport::WebSocket] {
             let r = s1(10, t).await;
             assert!(r.value > 0.0 && r.messages > 0, "{}", r.json());
+            let kept = r.extra.iter().find(|(n, _)| n == "floor_kept_seconds");
+            assert!(kept.is_some_and(|k| k.1 > 0.0), "{}", r.json());
             let r = s2(20, 2, t).await;
             assert!(r.messages > 0, "{}", r.json());
             let r = s3(3, 10, t).await;
