@@ -13,6 +13,7 @@ mod effects;
 mod follow_ups;
 mod frame;
 mod handlers;
+mod host_reads;
 mod ids;
 mod io;
 mod model;
@@ -30,6 +31,7 @@ pub use frame::{
     chunk_frames, decode, decode_frame, encode, encoded_len, parse_chunk, payload_len, validate,
     Chunk, Decoded, FrameError, Limits, CHUNK_HEADER, FLAG_CHUNK, FRAME_VERSION, HEADER_LEN,
 };
+pub use host_reads::{DocPage, DocSummary};
 pub use ids::{
     BatchId, ChannelId, Clock, DocId, IdError, ImportId, ListenerId, Namespace, PeerId, RemoteAddr,
     RequestId, MAX_ID_LEN,

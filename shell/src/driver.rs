@@ -147,6 +147,22 @@ pub(crate) enum Request<E: DocEngine> {
     Summary {
         reply: Answer<crate::repo::Summary>,
     },
+    /// One page of documents in id order, merged with the store's page.
+    DocPage {
+        after: Option<DocId>,
+        limit: usize,
+        stored: Vec<docweave_core::DocSummary>,
+        reply: Answer<docweave_core::DocPage>,
+    },
+    /// One document's version and clock, if memory holds it.
+    DocSummary {
+        doc: DocId,
+        reply: Answer<Option<(docweave_core::VersionVector, docweave_core::Clock)>>,
+    },
+    /// How many peers have a connection now.
+    ConnectedPeers {
+        reply: Answer<usize>,
+    },
     Connections {
         reply: Answer<Vec<docweave_core::ConnectionInfo>>,
     },
@@ -481,6 +497,24 @@ impl<E: DocEngine> Driver<E> {
                     lags: m.remote_lags(),
                 };
                 let _ = reply.try_send(summary);
+            }
+            Request::DocPage {
+                after,
+                limit,
+                stored,
+                reply,
+            } => {
+                let page = self.node.model().doc_page(after.as_ref(), limit, stored);
+                // An asker that gave up needs no answer.
+                let _ = reply.try_send(page);
+            }
+            Request::DocSummary { doc, reply } => {
+                // An asker that gave up needs no answer.
+                let _ = reply.try_send(self.node.model().doc_summary(&doc));
+            }
+            Request::ConnectedPeers { reply } => {
+                // An asker that gave up needs no answer.
+                let _ = reply.try_send(self.node.model().connected_peer_count());
             }
             Request::Connections { reply } => {
                 // An asker that gave up needs no answer.

@@ -830,8 +830,38 @@ impl<E: DocEngine> Repo<E> {
 
     /// How many peers are connected now (counted on the node's thread).
     pub async fn connected_peers(&self) -> Result<usize, RepoError> {
-        let summary = self.summary().await?;
-        Ok(summary.peers.iter().filter(|(_, live, _)| *live).count())
+        self.ask(|reply| Request::ConnectedPeers { reply }).await
+    }
+
+    /// The first `limit` documents after `after` in id order, from memory
+    /// merged with `stored`: the store's first `limit + 1` after `after`
+    /// ([`docweave_adapters::Store::read_index`] by id), which holds the
+    /// documents whose metadata memory let go of. What the node's thread
+    /// does is bounded by the page, not by the documents it holds.
+    pub async fn doc_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        stored: Vec<docweave_core::DocSummary>,
+    ) -> Result<docweave_core::DocPage, RepoError> {
+        let after = after.map(DocId::parse).transpose()?;
+        self.ask(|reply| Request::DocPage {
+            after,
+            limit,
+            stored,
+            reply,
+        })
+        .await
+    }
+
+    /// One document's version and last clock, if its metadata is in
+    /// memory and it is ready ([`Repo::load`] brings it back first).
+    pub async fn doc_summary(
+        &self,
+        doc: &str,
+    ) -> Result<Option<(docweave_core::VersionVector, docweave_core::Clock)>, RepoError> {
+        let doc = DocId::parse(doc)?;
+        self.ask(|reply| Request::DocSummary { doc, reply }).await
     }
 
     /// Replaces the revoked tokens (by `jti`) and identities: every

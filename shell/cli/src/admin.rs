@@ -22,7 +22,7 @@
 use crate::compact::{compact_doc, stored_snapshot, Compacted};
 use docweave_adapters::transport::{ApiAnswer, ApiGate, ApiHandler, ApiRequest, ApiRoutes};
 use docweave_adapters::Store;
-use docweave_core::{ChannelId, DocId};
+use docweave_core::{ChannelId, DocId, Filter, ReadRange};
 use docweave_shell::Repo;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -213,17 +213,28 @@ impl Admin {
             Ok(a) => a,
             Err(refused) => return refused,
         };
-        let Ok(summary) = self.repo.summary().await else {
+        // The store's page first: memory holds only the documents in use
+        // (and the idle ones up to `--idle-metadata`), and the node's
+        // thread then merges one page, however many documents there are.
+        let from = after.as_deref().map(DocId::parse).transpose();
+        let from = match from {
+            Ok(f) => f,
+            Err(e) => return bad_doc(e),
+        };
+        let stored = self
+            .with_store(move |s| {
+                s.read_index(&ReadRange::Ids { after: from }, &Filter::all(), limit + 1)
+            })
+            .await;
+        let stored = match stored {
+            Ok(s) => s.into_iter().map(|d| (d.doc, d.version, d.clock)).collect(),
+            Err(e) => return store_failed(e),
+        };
+        let Ok(page) = self.repo.doc_page(after.as_deref(), limit, stored).await else {
             return stopped();
         };
-        let mut page: Vec<_> = summary
-            .docs
-            .into_iter()
-            .filter(|(d, _, _)| after.as_deref().is_none_or(|a| d.as_str() > a))
-            .take(limit + 1)
-            .collect();
-        let next = (page.len() > limit).then(|| page[limit - 1].0.to_string());
-        page.truncate(limit);
+        let next = page.next.map(|d| d.to_string());
+        let page = page.docs;
         let ids: Vec<DocId> = page.iter().map(|(d, _, _)| d.clone()).collect();
         let sizes = self
             .with_store(move |s| {
@@ -256,17 +267,30 @@ impl Admin {
             Ok(d) => d,
             Err(e) => return bad_doc(e),
         };
-        let Ok(summary) = self.repo.summary().await else {
-            return stopped();
-        };
-        let Some((_, version, clock)) = summary.docs.iter().find(|(d, _, _)| *d == id) else {
-            return ApiAnswer::error(404, "NotFound", format!("no document {doc}"));
-        };
-        let (version, clock) = (version.clone(), *clock);
         let key = id.clone();
         let bytes = match self.with_store(move |s| s.doc_bytes(&key)).await {
             Ok(b) => b,
             Err(e) => return store_failed(e),
+        };
+        let mut summary = match self.repo.doc_summary(doc).await {
+            Ok(s) => s,
+            Err(_) => return stopped(),
+        };
+        // Stored, and memory let its metadata go: read it back, as a
+        // client's request for it would (never creating one: it is stored).
+        if summary.is_none() && bytes.is_some() {
+            summary = match self.repo.load(doc).await {
+                Ok(()) => match self.repo.doc_summary(doc).await {
+                    Ok(s) => s,
+                    Err(_) => return stopped(),
+                },
+                Err(docweave_shell::RepoError::Closed) => return stopped(),
+                // Deleted meanwhile: not found, as below.
+                Err(_) => None,
+            };
+        }
+        let Some((version, clock)) = summary else {
+            return ApiAnswer::error(404, "NotFound", format!("no document {doc}"));
         };
         let versions: serde_json::Map<String, serde_json::Value> = version
             .iter()
