@@ -25,10 +25,14 @@ impl Model {
     /// The first `limit` documents after `after` (exclusive), from memory
     /// and from `stored`: the store's own first `limit + 1` after `after`
     /// (by id), which holds the documents whose metadata memory let go of
-    /// (see [`crate::Bounds::idle_metadata`]). Where both know a document,
-    /// memory's version wins (the store may not have its latest change
-    /// yet); a deleted document is left out, and so is one still loading
-    /// that the store does not know yet.
+    /// (see [`crate::Bounds::idle_metadata`]); `next` is right only for
+    /// that page. Where both know a document, memory's version wins: it
+    /// holds this node's latest change before the store does, as
+    /// [`crate::Bounds::idle_metadata`]'s listings to peers do (another
+    /// server's change on a shared store reaches memory through the feed).
+    /// A deleted document is left out after the page is cut, so a page may
+    /// be short, even empty, with a `next`; one still loading that the
+    /// store does not know yet is left out too.
     pub fn doc_page(
         &self,
         after: Option<&DocId>,
@@ -48,7 +52,7 @@ impl Model {
             .docs
             .range::<_, DocId>((lower, Bound::<&DocId>::Unbounded))
             .filter(|(_, d)| d.is_ready())
-            .take(limit + 1)
+            .take(limit.saturating_add(1))
         {
             merged.insert(id.clone(), (d.version.clone(), d.clock));
         }
@@ -65,12 +69,22 @@ impl Model {
         DocPage { docs, next }
     }
 
-    /// One ready document's version and last clock, if memory holds it.
-    pub fn doc_summary(&self, doc: &DocId) -> Option<(VersionVector, Clock)> {
+    /// One document's version and last clock: memory's when it holds the
+    /// document ready, else `stored` (what the store holds, read by the
+    /// host); `None` when neither has it, or it is deleted.
+    pub fn doc_summary(
+        &self,
+        doc: &DocId,
+        stored: Option<(VersionVector, Clock)>,
+    ) -> Option<(VersionVector, Clock)> {
+        if self.tombstones.contains(doc) {
+            return None;
+        }
         self.docs
             .get(doc)
             .filter(|d| d.is_ready())
             .map(|d| (d.version.clone(), d.clock))
+            .or(stored)
     }
 
     /// How many peers have a connection now.
@@ -120,6 +134,22 @@ mod tests {
         assert_eq!(ids(&second), ["d", "e"]);
         assert_eq!(second.next, None);
         assert_eq!(second.docs[0].1, vv(&[(1, 5)]), "memory's version wins");
+    }
+
+    #[test]
+    fn one_document_is_memorys_else_the_stores_and_none_once_deleted() {
+        let mut k = Kit::hub();
+        k.create(&[], "a");
+        if let Some(d) = k.model.docs.get_mut(&doc("a")) {
+            d.version = vv(&[(1, 5)]);
+        }
+        let old = Some((vv(&[(9, 1)]), Clock(1)));
+        let a = k.model.doc_summary(&doc("a"), old.clone());
+        assert_eq!(a.map(|s| s.0), Some(vv(&[(1, 5)])), "memory's wins");
+        assert_eq!(k.model.doc_summary(&doc("b"), old.clone()), old);
+        assert_eq!(k.model.doc_summary(&doc("b"), None), None);
+        k.model.tombstones.insert(doc("c"));
+        assert_eq!(k.model.doc_summary(&doc("c"), old), None);
     }
 
     #[test]

@@ -154,9 +154,10 @@ pub(crate) enum Request<E: DocEngine> {
         stored: Vec<docweave_core::DocSummary>,
         reply: Answer<docweave_core::DocPage>,
     },
-    /// One document's version and clock, if memory holds it.
+    /// One document's version and clock: memory's, else the store's.
     DocSummary {
         doc: DocId,
+        stored: Option<(docweave_core::VersionVector, docweave_core::Clock)>,
         reply: Answer<Option<(docweave_core::VersionVector, docweave_core::Clock)>>,
     },
     /// How many peers have a connection now.
@@ -508,9 +509,9 @@ impl<E: DocEngine> Driver<E> {
                 // An asker that gave up needs no answer.
                 let _ = reply.try_send(page);
             }
-            Request::DocSummary { doc, reply } => {
+            Request::DocSummary { doc, stored, reply } => {
                 // An asker that gave up needs no answer.
-                let _ = reply.try_send(self.node.model().doc_summary(&doc));
+                let _ = reply.try_send(self.node.model().doc_summary(&doc, stored));
             }
             Request::ConnectedPeers { reply } => {
                 // An asker that gave up needs no answer.

@@ -854,14 +854,18 @@ impl<E: DocEngine> Repo<E> {
         .await
     }
 
-    /// One document's version and last clock, if its metadata is in
-    /// memory and it is ready ([`Repo::load`] brings it back first).
+    /// One document's version and last clock: memory's when it holds the
+    /// document ready, else `stored` (what the store holds, as
+    /// [`docweave_adapters::Store::load_since`] reads it); `None` when
+    /// neither has it or it is deleted. Never loads or creates it.
     pub async fn doc_summary(
         &self,
         doc: &str,
+        stored: Option<(docweave_core::VersionVector, docweave_core::Clock)>,
     ) -> Result<Option<(docweave_core::VersionVector, docweave_core::Clock)>, RepoError> {
         let doc = DocId::parse(doc)?;
-        self.ask(|reply| Request::DocSummary { doc, reply }).await
+        self.ask(|reply| Request::DocSummary { doc, stored, reply })
+            .await
     }
 
     /// Replaces the revoked tokens (by `jti`) and identities: every

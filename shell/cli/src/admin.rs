@@ -22,7 +22,7 @@
 use crate::compact::{compact_doc, stored_snapshot, Compacted};
 use docweave_adapters::transport::{ApiAnswer, ApiGate, ApiHandler, ApiRequest, ApiRoutes};
 use docweave_adapters::Store;
-use docweave_core::{ChannelId, DocId, Filter, ReadRange};
+use docweave_core::{ChannelId, Clock, DocId, Filter, ReadRange};
 use docweave_shell::Repo;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -32,6 +32,9 @@ pub const PREFIX: &str = "/admin/";
 
 /// The most documents one page lists.
 const MAX_PAGE: usize = 1_000;
+/// Pages of only deleted documents a listing passes over before it
+/// answers one empty page with a `next`.
+const EMPTY_PAGES_PASSED: usize = 8;
 
 /// What the API works with.
 struct Admin {
@@ -216,23 +219,34 @@ impl Admin {
         // The store's page first: memory holds only the documents in use
         // (and the idle ones up to `--idle-metadata`), and the node's
         // thread then merges one page, however many documents there are.
-        let from = after.as_deref().map(DocId::parse).transpose();
-        let from = match from {
+        // A page of only deleted documents is passed over (a few times at
+        // most), so an empty page means the end.
+        let mut from = match after.as_deref().map(DocId::parse).transpose() {
             Ok(f) => f,
             Err(e) => return bad_doc(e),
         };
-        let stored = self
-            .with_store(move |s| {
-                s.read_index(&ReadRange::Ids { after: from }, &Filter::all(), limit + 1)
-            })
-            .await;
-        let stored = match stored {
-            Ok(s) => s.into_iter().map(|d| (d.doc, d.version, d.clock)).collect(),
-            Err(e) => return store_failed(e),
-        };
-        let Ok(page) = self.repo.doc_page(after.as_deref(), limit, stored).await else {
-            return stopped();
-        };
+        let mut page = docweave_core::DocPage::default();
+        for _ in 0..EMPTY_PAGES_PASSED {
+            let at = from.clone();
+            let stored = self
+                .with_store(move |s| {
+                    s.read_index(&ReadRange::Ids { after: at }, &Filter::all(), limit + 1)
+                })
+                .await;
+            let stored = match stored {
+                Ok(s) => s.into_iter().map(|d| (d.doc, d.version, d.clock)).collect(),
+                Err(e) => return store_failed(e),
+            };
+            let at = from.as_ref().map(|d| d.as_str().to_string());
+            page = match self.repo.doc_page(at.as_deref(), limit, stored).await {
+                Ok(p) => p,
+                Err(_) => return stopped(),
+            };
+            if !page.docs.is_empty() || page.next.is_none() {
+                break;
+            }
+            from = page.next.clone();
+        }
         let next = page.next.map(|d| d.to_string());
         let page = page.docs;
         let ids: Vec<DocId> = page.iter().map(|(d, _, _)| d.clone()).collect();
@@ -267,28 +281,23 @@ impl Admin {
             Ok(d) => d,
             Err(e) => return bad_doc(e),
         };
+        // What the store holds (its metadata only: no change after the
+        // last clock), for a document whose metadata memory let go of.
         let key = id.clone();
-        let bytes = match self.with_store(move |s| s.doc_bytes(&key)).await {
-            Ok(b) => b,
+        let stored = self
+            .with_store(move |s| {
+                let bytes = s.doc_bytes(&key)?;
+                let meta = s.load_since(&key, Clock(u64::MAX))?;
+                Ok::<_, docweave_adapters::StoreError>((bytes, meta.map(|l| (l.version, l.clock))))
+            })
+            .await;
+        let (bytes, stored) = match stored {
+            Ok(s) => s,
             Err(e) => return store_failed(e),
         };
-        let mut summary = match self.repo.doc_summary(doc).await {
-            Ok(s) => s,
-            Err(_) => return stopped(),
+        let Ok(summary) = self.repo.doc_summary(doc, stored).await else {
+            return stopped();
         };
-        // Stored, and memory let its metadata go: read it back, as a
-        // client's request for it would (never creating one: it is stored).
-        if summary.is_none() && bytes.is_some() {
-            summary = match self.repo.load(doc).await {
-                Ok(()) => match self.repo.doc_summary(doc).await {
-                    Ok(s) => s,
-                    Err(_) => return stopped(),
-                },
-                Err(docweave_shell::RepoError::Closed) => return stopped(),
-                // Deleted meanwhile: not found, as below.
-                Err(_) => None,
-            };
-        }
         let Some((version, clock)) = summary else {
             return ApiAnswer::error(404, "NotFound", format!("no document {doc}"));
         };

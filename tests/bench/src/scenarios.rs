@@ -201,14 +201,12 @@ impl Arrivals {
         let held = client
             .summary()
             .await
-            .map(|s| {
-                s.docs
-                    .into_iter()
-                    .filter(|(_, v, _)| !v.is_empty())
-                    .map(|(d, _, _)| d)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("the client's summary: {e}"))
+            .docs
+            .into_iter()
+            .filter(|(_, v, _)| !v.is_empty())
+            .map(|(d, _, _)| d)
+            .collect();
         Arrivals { events, held }
     }
 
@@ -267,7 +265,9 @@ pub async fn s1(n: u64, t: Transport) -> Run {
         })
         .collect();
     let floor_kept = kept_start.elapsed().as_secs_f64();
-    // Their memory goes back before the sync, not after it.
+    // Their memory goes back (to the allocator) before the sync, not
+    // after it. The peak RSS reported is the process's high-water mark,
+    // so it includes the floors.
     drop(kept);
     drop(docs);
     let net = Net::new(server, t).await;
