@@ -233,6 +233,17 @@ impl Arrivals {
     }
 }
 
+/// `d` through Loro alone: exported as a snapshot, imported into a new
+/// document (S1's floors).
+fn exported_and_imported(d: &loro::LoroDoc) -> loro::LoroDoc {
+    let bytes = d.export(loro::ExportMode::Snapshot).unwrap_or_default();
+    let fresh = loro::LoroDoc::new();
+    fresh
+        .import(&bytes)
+        .unwrap_or_else(|e| panic!("the floor's import: {e}"));
+    fresh
+}
+
 /// S1: a fresh client obtains N documents; compared with export+import alone.
 pub async fn s1(n: u64, t: Transport) -> Run {
     let server = server_with_docs(n).await;
@@ -247,23 +258,13 @@ pub async fn s1(n: u64, t: Transport) -> Run {
         .collect();
     let floor_start = Instant::now();
     for d in &docs {
-        let bytes = d.export(loro::ExportMode::Snapshot).unwrap_or_default();
-        let fresh = loro::LoroDoc::new();
-        let _ = fresh.import(&bytes);
+        drop(exported_and_imported(d));
     }
     let floor = floor_start.elapsed().as_secs_f64();
     // The same, keeping every imported document as a client must: what
     // holding N documents costs Loro beyond importing them.
     let kept_start = Instant::now();
-    let kept: Vec<loro::LoroDoc> = docs
-        .iter()
-        .map(|d| {
-            let bytes = d.export(loro::ExportMode::Snapshot).unwrap_or_default();
-            let fresh = loro::LoroDoc::new();
-            let _ = fresh.import(&bytes);
-            fresh
-        })
-        .collect();
+    let kept: Vec<loro::LoroDoc> = docs.iter().map(exported_and_imported).collect();
     let floor_kept = kept_start.elapsed().as_secs_f64();
     // Their memory goes back (to the allocator) before the sync, not
     // after it. The peak RSS reported is the process's high-water mark,
