@@ -840,11 +840,10 @@ impl<E: DocEngine> Repo<E> {
     /// does is bounded by the page, not by the documents it holds.
     pub async fn doc_page(
         &self,
-        after: Option<&str>,
+        after: Option<DocId>,
         limit: usize,
         stored: Vec<docweave_core::DocSummary>,
     ) -> Result<docweave_core::DocPage, RepoError> {
-        let after = after.map(DocId::parse).transpose()?;
         self.ask(|reply| Request::DocPage {
             after,
             limit,

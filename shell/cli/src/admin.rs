@@ -237,8 +237,7 @@ impl Admin {
                 Ok(s) => s.into_iter().map(|d| (d.doc, d.version, d.clock)).collect(),
                 Err(e) => return store_failed(e),
             };
-            let at = from.as_ref().map(|d| d.as_str().to_string());
-            page = match self.repo.doc_page(at.as_deref(), limit, stored).await {
+            page = match self.repo.doc_page(from.clone(), limit, stored).await {
                 Ok(p) => p,
                 Err(_) => return stopped(),
             };
