@@ -15,7 +15,8 @@ use docweave_shell::Checked;
 use docweave_shell::Repo;
 use std::collections::BTreeMap;
 
-/// Most documents the page lists (the count says how many there are).
+/// Most documents the page lists (the count says how many memory knows:
+/// past `--idle-metadata`, the store holds more, which the admin API lists).
 const LISTED: usize = 200;
 
 fn escape(s: &str) -> String {
@@ -247,7 +248,7 @@ pub async fn render(
         "<!doctype html><html><head><meta charset=utf-8>{reload}<title>docweave {peer}</title>\
          <style>body{{font-family:sans-serif;margin:2em}}th{{text-align:left}}td,th{{padding:2px 8px}}</style>\
          </head><body>\
-         <h1>docweave: {peer}</h1><p>clock {clock} &middot; {n} documents &middot; {resident} in memory</p>",
+         <h1>docweave: {peer}</h1><p>clock {clock} &middot; {n} documents known in memory &middot; {resident} loaded</p>",
         peer = escape(s.peer.as_str()),
         clock = s.clock.0,
         n = readable.len(),
