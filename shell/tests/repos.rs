@@ -534,3 +534,55 @@ fn a_hub_on_sqlite_lists_who_wrote_each_change_in_its_history() {
         hub.close().await;
     });
 }
+
+/// An application's handle outlives the document's metadata in memory: with
+/// one idle document's metadata kept, six others push this one's out, and
+/// the handle still takes a peer's edit, and its own edits still go out,
+/// before and after that peer's.
+#[test]
+fn a_handle_keeps_syncing_after_memory_lets_its_documents_metadata_go() {
+    smol::block_on(async {
+        let hub = Repo::builder("hub")
+            .store(MemoryStore::new())
+            .configure(|c| c.bounds.idle_metadata = 1)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let h = hub.open("a").await.unwrap_or_else(|e| panic!("{e}"));
+        h.get_text("t").insert(0, "x").unwrap();
+        h.commit();
+        for d in ["b", "c", "d", "e", "f", "g"] {
+            hub.edit(d, |doc| doc.get_text("t").insert(0, "q"))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let mut forgotten = false;
+        for _ in 0..100 {
+            let s = hub.summary().await.unwrap();
+            if !s.docs.iter().any(|(d, _, _)| d.as_str() == "a") {
+                forgotten = true;
+                break;
+            }
+            smol::Timer::after(Duration::from_millis(50)).await;
+        }
+        assert!(forgotten, "a's metadata stayed in memory");
+        h.get_text("t").insert(1, "!").unwrap();
+        h.commit();
+        let alice = Repo::builder("alice")
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        alice.connect(&hub).unwrap();
+        let a = alice.open("a").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(eventually(|| text(&a) == "x!").await, "alice: {}", text(&a));
+        a.get_text("t").insert(2, "y").unwrap();
+        a.commit();
+        assert!(eventually(|| text(&h) == "x!y").await, "hub: {}", text(&h));
+        h.get_text("t").insert(3, "z").unwrap();
+        h.commit();
+        assert!(
+            eventually(|| text(&a) == "x!yz").await,
+            "alice: {}",
+            text(&a)
+        );
+    });
+}
