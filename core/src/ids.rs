@@ -47,14 +47,17 @@ fn check_id(s: &str) -> Result<(), IdError> {
 /// charged with the list or message that holds it.
 const ID_OVERHEAD: usize = 40;
 
+/// Bytes of an id's text its prefix holds.
+const PREFIX_LEN: usize = 8;
+
 /// The first eight bytes of an id as a big-endian number, zero-padded: two
 /// ids whose prefixes differ compare as their prefixes do (a shorter id
 /// pads with zeros, which sort first, as the end of a string does), so most
 /// comparisons in the model's B-trees decide without reading the text
 /// behind the pointer (string comparisons were the core's hottest code).
 fn prefix_of(s: &str) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = s.len().min(8);
+    let mut bytes = [0u8; PREFIX_LEN];
+    let n = s.len().min(PREFIX_LEN);
     bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
     u64::from_be_bytes(bytes)
 }
@@ -73,8 +76,13 @@ macro_rules! string_id {
 
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
+                // The length sits beside the pointer: an id that fits its
+                // prefix is decided without reading its text.
                 self.prefix == other.prefix
-                    && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+                    && self.text.len() == other.text.len()
+                    && (self.text.len() <= PREFIX_LEN
+                        || Arc::ptr_eq(&self.text, &other.text)
+                        || self.text == other.text)
             }
         }
 
@@ -82,9 +90,18 @@ macro_rules! string_id {
 
         impl Ord for $name {
             fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-                self.prefix
-                    .cmp(&other.prefix)
-                    .then_with(|| self.text.as_bytes().cmp(other.text.as_bytes()))
+                self.prefix.cmp(&other.prefix).then_with(|| {
+                    let (a, b) = (self.text.len(), other.text.len());
+                    if a <= PREFIX_LEN && b <= PREFIX_LEN {
+                        // The prefix holds all of both, the shorter padded
+                        // with zeros: they order as their lengths do.
+                        a.cmp(&b)
+                    } else if Arc::ptr_eq(&self.text, &other.text) {
+                        std::cmp::Ordering::Equal
+                    } else {
+                        self.text.as_bytes().cmp(other.text.as_bytes())
+                    }
+                })
             }
         }
 

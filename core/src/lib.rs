@@ -49,5 +49,5 @@ pub use protocol::{
     Welcome, MESSAGE_KINDS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PULL_VERSIONS_ONLY,
 };
 pub use shared_frame::{worth_sharing, SharedFrame};
-pub use update::update;
+pub use update::{update, update_in_place};
 pub use version::{VersionOrder, VersionVector};

@@ -21,15 +21,23 @@ use crate::protocol::{ErrorCode, Message};
 /// `now`, given with every input), no randomness outside the model's seeded
 /// generator, and no input makes it panic.
 pub fn update(mut model: Model, now: Millis, msg: Msg) -> (Model, Vec<Cmd>) {
+    let cmds = update_in_place(&mut model, now, msg);
+    (model, cmds)
+}
+
+/// [`update`] on a model the caller keeps where it is: the same step, but
+/// the model (over a kilobyte of maps' roots) is not moved in and out for
+/// every message, which was a twentieth of a hub's time in `memmove`.
+pub fn update_in_place(model: &mut Model, now: Millis, msg: Msg) -> Vec<Cmd> {
     let mut out = Effects::default();
     // Time never runs backwards in the model, whatever the shell says.
     model.now = model.now.max(now);
-    step(&mut model, &mut out, msg);
-    crate::follow_ups::run(&mut model, &mut out);
-    connection::keep_to_protocols(&model, &mut out);
-    connection::limit_error_replies(&mut model, &mut out);
-    timers::refresh_wake(&mut model, &mut out);
-    (model, out.finish())
+    step(model, &mut out, msg);
+    crate::follow_ups::run(model, &mut out);
+    connection::keep_to_protocols(model, &mut out);
+    connection::limit_error_replies(model, &mut out);
+    timers::refresh_wake(model, &mut out);
+    out.finish()
 }
 
 fn step(model: &mut Model, out: &mut Effects, msg: Msg) {

@@ -57,9 +57,9 @@ pub use store_jobs::{run_job, JobError, StoreAnswer, StoreJob, StoreOp, StoreRes
 
 use crate::engine::{DocEngine, ExportError};
 use docweave_core::{
-    decode_frame, update, AckStatus, Author, BatchId, ChannelId, ChannelKind, Clock, Cmd, Config,
-    DocId, Event, Filter, ImportId, ImportOutcome, Limits, LoadOutcome, Message, Millis, Model,
-    Msg, Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
+    decode_frame, update_in_place, AckStatus, Author, BatchId, ChannelId, ChannelKind, Clock, Cmd,
+    Config, DocId, Event, Filter, ImportId, ImportOutcome, Limits, LoadOutcome, Message, Millis,
+    Model, Msg, Namespace, Outgoing, Payload, RemoteAddr, StateRecord, StoreFailure,
 };
 use replicas::Replicas;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -148,7 +148,7 @@ type Deferred = (ImportId, DocId, Payload, Option<Author>);
 
 /// The deterministic node. See the module docs for the host loop.
 pub struct Node<E: DocEngine> {
-    model: Option<Model>,
+    model: Model,
     replicas: Replicas<E>,
     options: NodeOptions,
     now: Millis,
@@ -228,7 +228,7 @@ impl<E: DocEngine> Node<E> {
         notify: LocalNotify,
     ) -> Self {
         let mut node = Self {
-            model: Some(Model::new(config)),
+            model: Model::new(config),
             replicas: Replicas::new(
                 engine,
                 options.actor,
@@ -300,8 +300,7 @@ impl<E: DocEngine> Node<E> {
 
     /// The core's model, for queries.
     pub fn model(&self) -> &Model {
-        // Only empty during a step, and no caller can observe that.
-        self.model.as_ref().unwrap_or_else(|| empty_model())
+        &self.model
     }
 
     /// The engine.
@@ -434,19 +433,15 @@ impl<E: DocEngine> Node<E> {
     /// Feeds one message to the core and queues its commands.
     fn step(&mut self, msg: Msg) {
         self.count_step(&msg);
-        let Some(model) = self.model.take() else {
-            return;
-        };
-        let (model, cmds) = match self.hook.as_mut() {
+        let cmds = match self.hook.as_mut() {
             Some(hook) => {
                 let copy = msg.clone();
-                let (model, cmds) = update(model, self.now, msg);
+                let cmds = update_in_place(&mut self.model, self.now, msg);
                 hook(self.now, &copy, &cmds);
-                (model, cmds)
+                cmds
             }
-            None => update(model, self.now, msg),
+            None => update_in_place(&mut self.model, self.now, msg),
         };
-        self.model = Some(model);
         self.cmds.extend(cmds);
     }
 
@@ -560,7 +555,7 @@ impl<E: DocEngine> Node<E> {
         // update carrying changes of a writer another identity owns here
         // is refused whole.
         let held = engine.version(d);
-        let bind = self.model.as_ref().is_some_and(|m| m.config().bind_writers);
+        let bind = self.model.config().bind_writers;
         let mut seen = BTreeMap::new();
         let mut claimed = BTreeMap::new();
         let mut refusals: Vec<Option<ImportOutcome>> = Vec::with_capacity(batch.len());
@@ -714,10 +709,4 @@ enum Held {
         channel: ChannelId,
         remote: Option<RemoteAddr>,
     },
-}
-
-/// A model to show in the one state no caller can see (during a step).
-fn empty_model() -> &'static Model {
-    static EMPTY: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| Model::new(Config::new("none")))
 }

@@ -58,12 +58,11 @@ impl<E: DocEngine> Node<E> {
             && self.internal.is_empty()
             && self.restoring.is_none()
         {
-            let model = self.model.as_ref();
+            let model = &self.model;
             let waiting = &self.waiting;
             let before = self.replicas.len();
             let (max, budget) = (self.options.max_docs, self.options.memory_budget);
-            let keep =
-                |doc: &DocId| model.is_some_and(|m| m.is_dirty(doc)) || waiting.involves(doc);
+            let keep = |doc: &DocId| model.is_dirty(doc) || waiting.involves(doc);
             self.replicas.evict(max, budget, keep);
             self.replicas
                 .sleep_idle(self.options.sleep_after_ms, max, keep);

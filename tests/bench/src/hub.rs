@@ -3,7 +3,7 @@
 //! fanned out with the store's and the peers' acknowledgements fed back.
 
 use docweave_core::{
-    update, AckStatus, ChannelId, ChannelKind, Clock, Cmd, Config, DocId, DocMeta, Hello,
+    update_in_place, AckStatus, ChannelId, ChannelKind, Clock, Cmd, Config, DocId, DocMeta, Hello,
     ImportOutcome, LoadOutcome, Message, Model, Msg, Outgoing, Payload, PeerId, PeerKind,
     StoredDoc, VersionVector, PROTOCOL_VERSION,
 };
@@ -23,7 +23,7 @@ fn doc_of(peer: u64, k: u64, docs: u64) -> DocId {
 
 /// A hub model fed a workload, counting what it was fed.
 pub struct Hub {
-    model: Option<Model>,
+    model: Model,
     /// Messages fed to `update` so far.
     pub fed: u64,
     docs: u64,
@@ -33,14 +33,9 @@ pub struct Hub {
 
 impl Hub {
     fn feed(&mut self, msg: Msg) -> Vec<Cmd> {
-        let Some(model) = self.model.take() else {
-            return Vec::new();
-        };
-        // No timer is ever due here: the time can stand still.
-        let (model, cmds) = update(model, 0, msg);
-        self.model = Some(model);
         self.fed += 1;
-        cmds
+        // No timer is ever due here: the time can stand still.
+        update_in_place(&mut self.model, 0, msg)
     }
 
     /// Answers what the hub sent: acks from the store and from peers for every data item.
@@ -123,7 +118,7 @@ impl Hub {
             config.bounds.idle_metadata = 20_000;
         }
         let mut hub = Hub {
-            model: Some(Model::new(config)),
+            model: Model::new(config),
             fed: 0,
             docs,
             counters: vec![0; PEERS as usize],
@@ -147,7 +142,7 @@ impl Hub {
 
     /// Documents whose metadata the core holds in memory.
     pub fn documents_in_memory(&self) -> usize {
-        self.model.as_ref().map_or(0, |m| m.gauges().documents)
+        self.model.gauges().documents
     }
 
     /// Every peer connects, says hello and asks for its documents.
