@@ -520,6 +520,11 @@ pub(crate) enum PeerDoc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Peer {
     pub channels: OrdSet<ChannelId>,
+    /// Of `channels`, those that are not request channels (see
+    /// `handlers::common::is_request_channel`): where its live changes go.
+    /// Kept with `channels` (both change only when a handshake is done and
+    /// when a channel closes), so finding one reads no channel's entry.
+    pub sync_channels: OrdSet<ChannelId>,
     pub docs: OrdMap<DocId, PeerDoc>,
     /// What it confirmed having (an ack, or its own word); `None`: it said it has none.
     /// Unlike `docs`, never optimistic: this is what wait-for-sync trusts.
@@ -569,6 +574,7 @@ impl Peer {
     pub fn new() -> Self {
         Self {
             channels: OrdSet::new(),
+            sync_channels: OrdSet::new(),
             docs: OrdMap::new(),
             confirmed: OrdMap::new(),
             filters: Vector::new(),

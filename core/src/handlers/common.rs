@@ -44,12 +44,7 @@ pub(crate) fn established_peer(model: &Model, channel: ChannelId) -> Option<Peer
 /// request's (see [`is_request_channel`]); none while it has only those
 /// (a request holds nothing of the identity's and acknowledges nothing).
 pub(crate) fn peer_channel(model: &Model, peer: &PeerId) -> Option<ChannelId> {
-    let channels = &model.peers.get(peer)?.channels;
-    channels
-        .iter()
-        .rev()
-        .find(|c| !is_request_channel(model, **c))
-        .copied()
+    model.peers.get(peer)?.sync_channels.get_max().copied()
 }
 
 /// Subscribes a peer to a document's live changes; the peer remembers it,
@@ -72,12 +67,16 @@ pub(crate) fn set_peer_doc(model: &mut Model, peer: &PeerId, doc: &DocId, state:
 
 /// Raises what we know a peer has of a document (never lowers it).
 pub(crate) fn peer_has(model: &mut Model, peer: &PeerId, doc: &DocId, version: &VersionVector) {
-    if let Some(p) = model.peers.get_mut(peer) {
-        let known = match p.docs.get(doc) {
-            Some(PeerDoc::Synced(v)) => v.merge(version),
-            _ => version.clone(),
-        };
-        p.docs.insert(doc.clone(), PeerDoc::Synced(known));
+    let Some(p) = model.peers.get_mut(peer) else {
+        return;
+    };
+    // One lookup for a document it is known to hold (every live update).
+    match p.docs.get_mut(doc) {
+        Some(PeerDoc::Synced(v)) => *v = v.merge(version),
+        Some(other) => *other = PeerDoc::Synced(version.clone()),
+        None => {
+            p.docs.insert(doc.clone(), PeerDoc::Synced(version.clone()));
+        }
     }
 }
 
@@ -89,18 +88,21 @@ pub(crate) fn confirm(
     doc: &DocId,
     version: Option<&VersionVector>,
 ) {
-    if let Some(p) = model.peers.get_mut(peer) {
-        // Already known: no write (this runs for every data message and ack).
-        if let (Some(Some(old)), Some(v)) = (p.confirmed.get(doc), version) {
-            if old.includes(v) {
-                return;
+    let Some(p) = model.peers.get_mut(peer) else {
+        return;
+    };
+    // One lookup for a document it confirmed before (every data message
+    // and ack), and no change when it holds nothing new.
+    match (p.confirmed.get_mut(doc), version) {
+        (Some(Some(old)), Some(v)) => {
+            if !old.includes(v) {
+                *old = old.merge(v);
             }
         }
-        let merged = match (p.confirmed.get(doc), version) {
-            (Some(Some(old)), Some(v)) => Some(old.merge(v)),
-            (_, v) => v.cloned(),
-        };
-        p.confirmed.insert(doc.clone(), merged);
+        (Some(entry), v) => *entry = v.cloned(),
+        (None, v) => {
+            p.confirmed.insert(doc.clone(), v.cloned());
+        }
     }
 }
 
@@ -152,13 +154,14 @@ pub(crate) fn send_data_only(
     let version = doc.version.clone();
     let clock = doc.clock;
     let batch = next_batch(model);
+    let since = since.filter(|v| !v.is_empty());
     model.add_in_flight(
         batch,
         InFlight {
             channel,
             doc: doc_id.clone(),
             version,
-            base: None,
+            base: since.clone(),
             clock,
             known_clock: model.clock,
             sent_at: model.now,
@@ -167,10 +170,6 @@ pub(crate) fn send_data_only(
         },
     );
     super::timers::ensure_sweep(model);
-    let since = since.filter(|v| !v.is_empty());
-    if let Some(f) = model.in_flight.get_mut(&batch) {
-        f.base = since.clone();
-    }
     out.item(
         channel,
         Outgoing::Data {

@@ -132,6 +132,7 @@ pub(crate) fn channel_removed(model: &mut Model, out: &mut Effects, channel: Cha
                 let last = match model.peers.get_mut(peer) {
                     Some(p) => {
                         p.channels.remove(&channel);
+                        p.sync_channels.remove(&channel);
                         p.channels.is_empty()
                     }
                     None => false,
@@ -842,6 +843,9 @@ fn establish(
     let first = {
         let p = model.peers.entry(peer.clone()).or_insert_with(Peer::new);
         p.channels.insert(channel);
+        if kind != PeerKind::Bot {
+            p.sync_channels.insert(channel);
+        }
         p.channels.len() == 1
     };
     super::timers::cancel(model, &Timer::ForgetPeer(peer.clone()));

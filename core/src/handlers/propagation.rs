@@ -65,10 +65,15 @@ pub(crate) fn send_if_behind(
     doc_id: &DocId,
     version: &VersionVector,
 ) {
-    let Some(channel) = peer_channel(model, peer) else {
+    // One read of the peer for its channel, what it has and what is on its way.
+    let Some(p) = model.peers.get(peer) else {
         return;
     };
-    let since = match model.peers.get(peer).and_then(|p| p.docs.get(doc_id)) {
+    let Some(channel) = p.sync_channels.get_max().copied() else {
+        return;
+    };
+    let sending = p.sending.get(doc_id).copied();
+    let since = match p.docs.get(doc_id) {
         Some(PeerDoc::Synced(v)) if v.includes(version) => return,
         Some(PeerDoc::Synced(v)) => Some(v.clone()),
         // Its answer will tell us what it has; then we send the gap.
@@ -86,11 +91,8 @@ pub(crate) fn send_if_behind(
     // its ack goes as one update then. A fast peer acks at once and sees each
     // change alone; a slow one gets fewer, larger updates instead of a queue
     // of small ones (see `sync::ack_received`).
-    let sending = model
-        .peers
-        .get(peer)
-        .and_then(|p| p.sending.get(doc_id))
-        .and_then(|b| model.in_flight.get(b))
+    let sending = sending
+        .and_then(|b| model.in_flight.get(&b))
         .is_some_and(|f| f.channel == channel);
     if sending {
         return;
