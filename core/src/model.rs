@@ -836,7 +836,10 @@ pub struct Model {
     /// (10,000 of them during a cold sync made that the core's hottest loop).
     /// Changed only with `in_flight`, by [`Model::add_in_flight`] and
     /// [`Model::take_in_flight`].
-    pub(crate) in_flight_by: OrdMap<(ChannelId, DocId), OrdSet<BatchId>>,
+    /// Each entry's batches are few (one live update and the answers on
+    /// their way) and kept in order in a vector: a set would allocate a
+    /// tree for every transmission.
+    pub(crate) in_flight_by: OrdMap<(ChannelId, DocId), Vec<BatchId>>,
     /// Sync-requests we sent and wait an answer for, with when they left.
     pub(crate) requests: OrdMap<(PeerId, DocId), Millis>,
     pub(crate) imports: OrdMap<ImportId, PendingImport>,
@@ -1187,12 +1190,13 @@ impl Model {
                 kept, self.presence_kept
             ));
         }
-        let mut expected: OrdMap<(ChannelId, DocId), OrdSet<BatchId>> = OrdMap::new();
+        let mut expected: OrdMap<(ChannelId, DocId), Vec<BatchId>> = OrdMap::new();
         for (b, f) in &self.in_flight {
+            // `in_flight` is walked in batch order: each vector comes out sorted.
             expected
                 .entry((f.channel, f.doc.clone()))
                 .or_default()
-                .insert(*b);
+                .push(*b);
         }
         if expected == self.in_flight_by {
             Ok(())
@@ -1271,10 +1275,13 @@ impl Model {
 
     /// Records a transmission in flight (and indexes it).
     pub(crate) fn add_in_flight(&mut self, batch: BatchId, f: InFlight) {
-        self.in_flight_by
+        let batches = self
+            .in_flight_by
             .entry((f.channel, f.doc.clone()))
-            .or_default()
-            .insert(batch);
+            .or_default();
+        if let Err(at) = batches.binary_search(&batch) {
+            batches.insert(at, batch);
+        }
         self.in_flight.insert(batch, f);
     }
 
@@ -1283,7 +1290,7 @@ impl Model {
         let f = self.in_flight.remove(batch)?;
         let key = (f.channel, f.doc.clone());
         if let Some(batches) = self.in_flight_by.get_mut(&key) {
-            batches.remove(batch);
+            batches.retain(|b| b != batch);
             if batches.is_empty() {
                 self.in_flight_by.remove(&key);
             }

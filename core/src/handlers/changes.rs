@@ -497,10 +497,17 @@ fn fetch_new(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
 
 /// One pulled document is in (durable, or nothing to fetch).
 pub(crate) fn pulled_doc(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
-    let removed = model.peers.get_mut(peer).is_some_and(|p| {
-        // Still to be written: the write's acknowledgement settles it.
-        !p.pulling_durable.contains_key(doc) && p.pulling.remove(doc).is_some()
-    });
+    // Still to be written: the write's acknowledgement settles it. Read
+    // before writing: this runs for every import, and a peer seldom pulls.
+    let pulled = model
+        .peers
+        .get(peer)
+        .is_some_and(|p| p.pulling.contains(doc) && !p.pulling_durable.contains_key(doc));
+    let removed = pulled
+        && model
+            .peers
+            .get_mut(peer)
+            .is_some_and(|p| p.pulling.remove(doc).is_some());
     if removed {
         settle_pull(model, out, peer);
     }
@@ -531,12 +538,14 @@ pub(crate) fn remote_acked(
     doc: &DocId,
     clock: Clock,
 ) {
+    // Only a peer we dialed has a pushed cursor: read before writing, as
+    // this runs for every acknowledgement.
+    if !model.peers.get(peer).is_some_and(|p| p.dialed) {
+        return;
+    }
     let Some(p) = model.peers.get_mut(peer) else {
         return;
     };
-    if !p.dialed {
-        return;
-    }
     let prev = p.acked.get(doc).copied().unwrap_or_default();
     p.acked.insert(doc.clone(), prev.max(clock));
     let walk_from = p.cursor.pushed;

@@ -26,9 +26,14 @@ pub(crate) fn access(model: &Model, peer: &PeerId, doc: &DocId) -> Access {
     model
         .peers
         .get(peer)
-        .and_then(|p| p.credential.as_ref())
-        .and_then(|c| c.access(doc))
+        .and_then(|p| credential_access(p, doc))
         .unwrap_or_else(|| model.config.rules.access(peer, doc))
+}
+
+/// What a peer's credential grants on `doc`; `None`: the node's rules decide
+/// (see [`access`]).
+pub(crate) fn credential_access(p: &crate::model::Peer, doc: &DocId) -> Option<Access> {
+    p.credential.as_ref().and_then(|c| c.access(doc))
 }
 
 /// The peer established on a network channel, if any.
@@ -324,9 +329,11 @@ pub(crate) fn when_durable(
     version: VersionVector,
     notify: Notify,
 ) {
-    let durable = is_durable(model, doc_id, &version);
+    let (durable, clock) = match model.docs.get(doc_id) {
+        Some(d) => (durable_on(d, &model.stores, &version), Some(d.clock)),
+        None => (false, None),
+    };
     if durable {
-        let clock = model.docs.get(doc_id).map(|d| d.clock);
         deliver(
             model,
             out,
@@ -341,11 +348,9 @@ pub(crate) fn when_durable(
     }
 }
 
-fn is_durable(model: &Model, doc_id: &DocId, version: &VersionVector) -> bool {
-    let Some(doc) = model.docs.get(doc_id) else {
-        return false;
-    };
-    model.stores.iter().all(|s| {
+/// Whether every store of `stores` holds `version` of `doc` durably.
+fn durable_on(doc: &Doc, stores: &imbl::OrdSet<ChannelId>, version: &VersionVector) -> bool {
+    stores.iter().all(|s| {
         doc.stored.get(s).is_some_and(|v| v.includes(version)) && store_acked(doc, *s, version)
     })
 }
@@ -356,24 +361,20 @@ fn store_acked(doc: &Doc, store: ChannelId, version: &VersionVector) -> bool {
 
 /// Releases every waiter whose version is now durable on all stores.
 pub(crate) fn release_waiters(model: &mut Model, out: &mut Effects, doc_id: &DocId) {
-    let Some(doc) = model.docs.get(doc_id) else {
+    if model.docs.get(doc_id).is_none_or(|d| d.waiters.is_empty()) {
+        return;
+    }
+    // One write to the document: its waiters sorted into those now
+    // durable and those that still wait.
+    let stores = &model.stores;
+    let Some(d) = model.docs.get_mut(doc_id) else {
         return;
     };
-    if doc.waiters.is_empty() {
-        return;
-    }
-    let waiters = model
-        .docs
-        .get_mut(doc_id)
-        .map(|d| std::mem::take(&mut d.waiters))
-        .unwrap_or_default();
-    let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = waiters
+    let (ready, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut d.waiters)
         .into_iter()
-        .partition(|w| is_durable(model, doc_id, &w.version));
-    if let Some(d) = model.docs.get_mut(doc_id) {
-        d.waiters = keep;
-    }
-    let clock = model.docs.get(doc_id).map(|d| d.clock);
+        .partition(|w| durable_on(d, stores, &w.version));
+    d.waiters = keep;
+    let clock = Some(d.clock);
     for w in ready {
         deliver(
             model,

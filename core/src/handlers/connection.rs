@@ -861,6 +861,15 @@ fn establish(
 /// is told it is unsupported there instead.
 pub(crate) fn keep_to_protocols(model: &Model, out: &mut Effects) {
     for (channel, items) in out.sends_mut().iter_mut() {
+        // Most sends are data and messages every protocol has: their
+        // channel need not be read (every channel speaks at least the
+        // oldest version; hello and welcome refuse less).
+        let newer = items.iter().any(|i| {
+            matches!(i, crate::io::Outgoing::Message(m) if m.since_protocol() > MIN_PROTOCOL_VERSION)
+        });
+        if !newer {
+            continue;
+        }
         let Some(ch) = model.channels.get(channel) else {
             continue;
         };

@@ -432,9 +432,13 @@ pub(crate) fn take_data(
     data: Payload,
     version: VersionVector,
 ) {
-    if let Some(p) = model.peers.get_mut(&peer) {
-        p.last_push_at = Some(model.now);
-    }
+    // One write to the peer: when it last sent, and what its credential
+    // lets it do here.
+    let now = model.now;
+    let granted = model.peers.get_mut(&peer).and_then(|p| {
+        p.last_push_at = Some(now);
+        super::common::credential_access(p, &doc)
+    });
     // Data shows what the sender holds in memory, not what it keeps: it is
     // not a confirmation (a crash may lose it); its answers and acks are.
     if model.tombstones.contains(&doc) {
@@ -442,16 +446,22 @@ pub(crate) fn take_data(
         out.send(channel, Message::Delete { doc: doc.clone() });
         return ack(out, channel, batch, AckStatus::Deleted);
     }
-    let allowed = access(model, &peer, &doc);
-    match model.docs.get_mut(&doc).map(|d| &mut d.phase) {
-        Some(Phase::Ready) => {}
-        Some(Phase::Loading { queued, .. }) => {
-            queued.push(WaitingRequest::Update {
-                channel,
-                batch,
-                data,
-                version,
-            });
+    let allowed = granted.unwrap_or_else(|| model.config.rules.access(&peer, &doc));
+    // Read first: the document is nearly always ready, and a write would
+    // copy its path in the tree for nothing.
+    match model.docs.get(&doc).map(|d| d.is_ready()) {
+        Some(true) => {}
+        Some(false) => {
+            if let Some(Phase::Loading { queued, .. }) =
+                model.docs.get_mut(&doc).map(|d| &mut d.phase)
+            {
+                queued.push(WaitingRequest::Update {
+                    channel,
+                    batch,
+                    data,
+                    version,
+                });
+            }
             return;
         }
         None => {
@@ -1141,10 +1151,16 @@ fn send_what_waited(
     let Some(p) = model.peers.get_mut(peer) else {
         return;
     };
-    if p.sending.get(&f.doc) != Some(&batch) {
-        return;
+    // One lookup when it is this batch (nearly always): taken out, and
+    // put back when another one is on its way.
+    match p.sending.remove(&f.doc) {
+        Some(b) if b == batch => {}
+        Some(other) => {
+            p.sending.insert(f.doc.clone(), other);
+            return;
+        }
+        None => return,
     }
-    p.sending.remove(&f.doc);
     if !taken {
         return;
     }
