@@ -1159,12 +1159,25 @@ impl Model {
     /// Whether the model's indexes agree with what they index (the
     /// transmissions in flight by channel and document; the peers waiting
     /// for durability; presence by origin, and the count of entries held
-    /// for peers that left); for tests.
+    /// for peers that left; each peer's channels that are not requests');
+    /// for tests.
     pub fn check_indexes(&self) -> Result<(), String> {
         for (id, p) in &self.peers {
             if !p.pulling_durable.is_empty() && !self.durable_pullers.contains(id) {
                 return Err(format!(
                     "{id:?} waits for durability and is not among the pullers"
+                ));
+            }
+            let sync: OrdSet<ChannelId> = p
+                .channels
+                .iter()
+                .filter(|c| !crate::handlers::common::is_request_channel(self, **c))
+                .copied()
+                .collect();
+            if sync != p.sync_channels {
+                return Err(format!(
+                    "{id:?}'s channels that are not requests are {:?}, not {:?}",
+                    p.sync_channels, sync
                 ));
             }
         }
