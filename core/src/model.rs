@@ -1171,7 +1171,13 @@ impl Model {
             let sync: OrdSet<ChannelId> = p
                 .channels
                 .iter()
-                .filter(|c| !crate::handlers::common::is_request_channel(self, **c))
+                // A request's channel says hello as a bot (the handlers'
+                // `is_request_channel`, which the model may not call).
+                .filter(|c| {
+                    self.channels
+                        .get(*c)
+                        .is_none_or(|ch| ch.peer_kind != Some(PeerKind::Bot))
+                })
                 .copied()
                 .collect();
             if sync != p.sync_channels {
