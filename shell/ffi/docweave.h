@@ -47,6 +47,8 @@ extern "C" {
 #define DW_ERR_NULL 1
 #define DW_ERR_INVALID 2
 #define DW_ERR_STORE 3
+/* docweave failed inside (a bug): every later call on that node fails the
+   same way; free it and make another. */
 #define DW_ERR_PANIC 4
 #define DW_NOTHING 5
 

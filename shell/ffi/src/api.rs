@@ -1,14 +1,22 @@
 //! The C functions (declared in `docweave.h`). Each checks its pointers,
 //! runs under a panic guard, and reports failures by code and message.
 
-use crate::error::{fail, guard, last, ok, DW_ERR_INVALID, DW_ERR_NULL, DW_ERR_STORE, DW_OK};
+use crate::error::{
+    fail, guard, last, ok, DW_ERR_INVALID, DW_ERR_NULL, DW_ERR_PANIC, DW_ERR_STORE, DW_OK,
+};
 use crate::host::{Host, HostConfig, HostOutput};
 use docweave_core::{ChannelId, DocId, RemoteAddr};
 use docweave_shell::Input;
 use std::ffi::{c_char, CStr, CString};
 
 /// A node driven by the host. Opaque to C.
-pub struct DwNode(Host);
+pub struct DwNode {
+    host: Host,
+    /// A call on it panicked (a bug) and may have left it half-changed:
+    /// every later call fails with `DW_ERR_PANIC` instead of going on
+    /// with a node in an unknown state.
+    failed: bool,
+}
 
 /// `dw_output.kind`: write `bytes` to the connection of `channel`.
 pub const DW_OUT_TRANSMIT: i32 = 1;
@@ -66,11 +74,21 @@ fn with_node(node: *mut DwNode, f: impl FnOnce(&mut Host) -> Result<(), i32>) ->
         }
         // SAFETY: a non-NULL node comes from `dw_node_new` and is not freed
         // (the header's contract); calls on one node are not concurrent.
-        let host = unsafe { &mut (*node).0 };
-        match f(host) {
+        let node = unsafe { &mut *node };
+        if node.failed {
+            return fail(
+                DW_ERR_PANIC,
+                "docweave failed inside an earlier call on this node; free it and make another",
+            );
+        }
+        // Marked before the call and cleared after: a panic leaves it set.
+        node.failed = true;
+        let code = match f(&mut node.host) {
             Ok(()) => ok(),
             Err(code) => code,
-        }
+        };
+        node.failed = false;
+        code
     })
 }
 
@@ -107,7 +125,12 @@ pub unsafe extern "C" fn dw_node_new(
         match Host::new(c, now_ms) {
             Ok(host) => {
                 // SAFETY: checked non-NULL above.
-                unsafe { *out = Box::into_raw(Box::new(DwNode(host))) };
+                unsafe {
+                    *out = Box::into_raw(Box::new(DwNode {
+                        host,
+                        failed: false,
+                    }))
+                };
                 ok()
             }
             Err(why) => fail(DW_ERR_STORE, why),
@@ -419,3 +442,37 @@ pub unsafe extern "C" fn dw_poll(node: *mut DwNode, now_ms: u64, out: *mut DwOut
 
 /// `dw_poll`: nothing to do now.
 pub const DW_NOTHING: i32 = 5;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> *mut DwNode {
+        let config = CString::new(r#"{"peer": "app-1"}"#).unwrap();
+        let mut node = std::ptr::null_mut();
+        // SAFETY: a valid string and a writable pointer.
+        assert_eq!(unsafe { dw_node_new(config.as_ptr(), 0, &mut node) }, DW_OK);
+        node
+    }
+
+    #[test]
+    fn a_node_whose_call_panicked_refuses_every_later_call() {
+        let n = node();
+        assert_eq!(with_node(n, |_| Ok(())), DW_OK);
+        assert_eq!(with_node(n, |_| panic!("a bug")), DW_ERR_PANIC);
+        let mut out = DwOutput {
+            kind: 0,
+            channel: 0,
+            bytes: std::ptr::null(),
+            len: 0,
+            text: std::ptr::null(),
+        };
+        // SAFETY: the node from `dw_node_new`, a writable output.
+        assert_eq!(unsafe { dw_poll(n, 1, &mut out) }, DW_ERR_PANIC);
+        // SAFETY: `dw_last_error` points to this thread's message.
+        let why = unsafe { CStr::from_ptr(dw_last_error()) }.to_string_lossy();
+        assert!(why.contains("earlier call"), "{why}");
+        // SAFETY: freed once.
+        assert_eq!(unsafe { dw_node_free(n) }, DW_OK);
+    }
+}

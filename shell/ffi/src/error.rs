@@ -11,7 +11,8 @@ pub const DW_ERR_NULL: i32 = 1;
 pub const DW_ERR_INVALID: i32 = 2;
 /// The store could not be opened.
 pub const DW_ERR_STORE: i32 = 3;
-/// docweave failed inside (a bug); the node should be dropped.
+/// docweave failed inside (a bug): every later call on that node fails
+/// with this code too; free it and make another.
 pub const DW_ERR_PANIC: i32 = 4;
 
 thread_local! {
