@@ -93,9 +93,13 @@ pub(crate) fn confirm(
     doc: &DocId,
     version: Option<&VersionVector>,
 ) {
-    let Some(p) = model.peers.get_mut(peer) else {
-        return;
-    };
+    if let Some(p) = model.peers.get_mut(peer) {
+        confirm_in(p, doc, version);
+    }
+}
+
+/// [`confirm`] on a peer already in hand (an ack changes more of it).
+pub(crate) fn confirm_in(p: &mut crate::model::Peer, doc: &DocId, version: Option<&VersionVector>) {
     // One lookup for a document it confirmed before (every data message
     // and ack), and no change when it holds nothing new.
     match (p.confirmed.get_mut(doc), version) {

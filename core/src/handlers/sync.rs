@@ -19,7 +19,8 @@ use crate::effects::{Effects, FollowUp};
 use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
 use crate::io::{Event, ImportOutcome, Level, SyncState};
 use crate::model::{
-    LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Source, WaitingRequest,
+    Channel, Handshake, LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Source,
+    WaitingRequest,
 };
 use crate::protocol::{AckStatus, DocMeta, ErrorCode, Message, Payload, Reply, RevisionStatus};
 use crate::version::VersionVector;
@@ -1018,25 +1019,37 @@ pub(crate) fn ack_received(
     if is_store {
         return store_ack(model, out, channel, f, status, clock);
     }
-    // A request's acknowledgement of its answer: nothing of its
-    // identity's is recorded (see `common::is_request_channel`).
-    if super::common::is_request_channel(model, channel) {
-        return;
-    }
-    let Some(peer) = model.channel_peer(channel).cloned() else {
-        return;
+    // One read of the channel: whose it is, and whether it is a request's,
+    // whose acknowledgement of its answer records nothing of its
+    // identity's (see `common::is_request_channel`).
+    let peer = match model.channels.get(&channel) {
+        Some(c) if c.peer_kind == Some(crate::protocol::PeerKind::Bot) => return,
+        Some(Channel {
+            handshake: Handshake::Established(peer),
+            ..
+        }) => peer.clone(),
+        _ => return,
     };
+    let taken = status == AckStatus::Ok;
+    // One write of the peer: what it confirmed or is no longer assumed to
+    // hold, and the live update on its way to it, which this ack settles.
+    let settled = model.peers.get_mut(&peer).is_some_and(|p| {
+        if taken {
+            p.rate_refusals.remove(&f.doc);
+            super::common::confirm_in(p, &f.doc, Some(&f.version));
+        } else {
+            // Forget what we assumed it has: the next change resends from scratch.
+            p.docs.remove(&f.doc);
+        }
+        settle_sending(p, &f.doc, batch)
+    });
     match status {
         AckStatus::Ok => {
-            if let Some(p) = model.peers.get_mut(&peer) {
-                p.rate_refusals.remove(&f.doc);
-            }
             // Acknowledging everything we have covers our latest clock for it.
             let clock = match model.docs.get(&f.doc) {
                 Some(d) if f.version.includes(&d.version) => d.clock,
                 _ => f.clock,
             };
-            super::common::confirm(model, &peer, &f.doc, Some(&f.version));
             out.emit(Event::AckedByRemote {
                 peer: peer.clone(),
                 doc: f.doc.clone(),
@@ -1049,10 +1062,6 @@ pub(crate) fn ack_received(
             });
         }
         other => {
-            // Forget what we assumed it has: the next change resends from scratch.
-            if let Some(p) = model.peers.get_mut(&peer) {
-                p.docs.remove(&f.doc);
-            }
             // Refused for now, not for good: we ask again and send the gap,
             // a second later (its bucket holds a second's worth), then
             // twice as long each time it refuses again (a quota of
@@ -1080,17 +1089,11 @@ pub(crate) fn ack_received(
         }
     }
     if let Some(theirs) = f.answer_owed.clone() {
-        answer_owed(
-            model,
-            out,
-            channel,
-            &peer,
-            &f,
-            theirs,
-            status == AckStatus::Ok,
-        );
+        answer_owed(model, out, channel, &peer, &f, theirs, taken);
     }
-    send_what_waited(model, out, &peer, batch, &f, status == AckStatus::Ok);
+    if settled && taken {
+        send_what_waited(model, out, &peer, &f);
+    }
 }
 
 /// How long after a `rate-limited` ack our change is offered again (the
@@ -1144,32 +1147,31 @@ fn send_what_waited(
     model: &mut Model,
     out: &mut Effects,
     peer: &PeerId,
-    batch: BatchId,
     f: &crate::model::InFlight,
-    taken: bool,
 ) {
-    let Some(p) = model.peers.get_mut(peer) else {
-        return;
-    };
-    // One lookup when it is this batch (nearly always): taken out, and
-    // put back when another one is on its way.
-    match p.sending.remove(&f.doc) {
-        Some(b) if b == batch => {}
-        Some(other) => {
-            p.sending.insert(f.doc.clone(), other);
-            return;
-        }
-        None => return,
-    }
-    if !taken {
-        return;
-    }
     let Some(d) = model.docs.get(&f.doc) else {
         return;
     };
     if d.is_ready() && d.subscribers.contains(peer) && !f.version.includes(&d.version) {
         let version = d.version.clone();
         super::propagation::send_if_behind(model, out, peer, &f.doc, &version);
+    }
+}
+
+/// The peer's live update of `doc` in flight was `batch`, now acknowledged
+/// or refused: no longer on its way (whether it is: another batch stays).
+/// The batch has left the in-flight table already, so a send meanwhile
+/// (answering a request) sees nothing on its way either way.
+fn settle_sending(p: &mut crate::model::Peer, doc: &DocId, batch: BatchId) -> bool {
+    // One lookup when it is this batch (nearly always): taken out, and
+    // put back when another one is on its way.
+    match p.sending.remove(doc) {
+        Some(b) if b == batch => true,
+        Some(other) => {
+            p.sending.insert(doc.clone(), other);
+            false
+        }
+        None => false,
     }
 }
 
