@@ -72,9 +72,13 @@ pub(crate) fn set_peer_doc(model: &mut Model, peer: &PeerId, doc: &DocId, state:
 
 /// Raises what we know a peer has of a document (never lowers it).
 pub(crate) fn peer_has(model: &mut Model, peer: &PeerId, doc: &DocId, version: &VersionVector) {
-    let Some(p) = model.peers.get_mut(peer) else {
-        return;
-    };
+    if let Some(p) = model.peers.get_mut(peer) {
+        peer_has_in(p, doc, version);
+    }
+}
+
+/// [`peer_has`] on a peer already in hand.
+pub(crate) fn peer_has_in(p: &mut crate::model::Peer, doc: &DocId, version: &VersionVector) {
     // One lookup for a document it is known to hold (every live update).
     match p.docs.get_mut(doc) {
         Some(PeerDoc::Synced(v)) => *v = v.merge(version),
@@ -143,8 +147,7 @@ pub(crate) fn send_data(
     since: Option<VersionVector>,
     as_update: bool,
 ) -> Option<BatchId> {
-    let version = model.docs.get(doc_id)?.version.clone();
-    let batch = send_data_only(model, out, channel, doc_id, since, as_update)?;
+    let (batch, version) = send_data_only_at(model, out, channel, doc_id, since, as_update)?;
     peer_has(model, peer, doc_id, &version);
     Some(batch)
 }
@@ -159,6 +162,19 @@ pub(crate) fn send_data_only(
     since: Option<VersionVector>,
     as_update: bool,
 ) -> Option<BatchId> {
+    send_data_only_at(model, out, channel, doc_id, since, as_update).map(|(batch, _)| batch)
+}
+
+/// [`send_data_only`], which also says the version it sent (read with the
+/// document's clock in one lookup).
+pub(crate) fn send_data_only_at(
+    model: &mut Model,
+    out: &mut Effects,
+    channel: ChannelId,
+    doc_id: &DocId,
+    since: Option<VersionVector>,
+    as_update: bool,
+) -> Option<(BatchId, VersionVector)> {
     let doc = model.docs.get(doc_id)?;
     let version = doc.version.clone();
     let clock = doc.clock;
@@ -169,7 +185,7 @@ pub(crate) fn send_data_only(
         InFlight {
             channel,
             doc: doc_id.clone(),
-            version,
+            version: version.clone(),
             base: since.clone(),
             clock,
             known_clock: model.clock,
@@ -188,7 +204,7 @@ pub(crate) fn send_data_only(
             as_update,
         },
     );
-    Some(batch)
+    Some((batch, version))
 }
 
 /// Whether `channel` is one request's link (a call of the HTTP document
