@@ -300,6 +300,12 @@ mod tests {
             "\u{7f}",
             "zzzzzzzzzzzz",
             "zzzzzzzzzzzy",
+            "abcdefghijklmnop",
+            "abcdefghijklmnop\0",
+            "abcdefghijklmnopqrs",
+            "abcdefghijklmnopqrt",
+            "workspace/12/page/1",
+            "workspace/12/page/10",
         ];
         for a in texts {
             for b in texts {
