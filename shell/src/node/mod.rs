@@ -199,6 +199,12 @@ pub struct Node<E: DocEngine> {
     store_queue: Vec<StoreItem>,
     outputs: VecDeque<Output>,
     hook: Option<StepHook>,
+    /// A core step is under way: still set when the next one starts means
+    /// the last panicked (a bug, caught by the host) with the model half
+    /// changed.
+    in_step: bool,
+    /// A step panicked: the node steps no more, and said so once.
+    failed: bool,
     /// Checks signed tokens of hellos before the core sees them.
     authenticator: Option<Arc<dyn crate::Authenticator>>,
     /// Connections whose token is being checked elsewhere.
@@ -259,6 +265,8 @@ impl<E: DocEngine> Node<E> {
             store_queue: Vec::new(),
             outputs: VecDeque::new(),
             hook: None,
+            in_step: false,
+            failed: false,
             authenticator: None,
             checking: BTreeMap::new(),
             chunks: chunks::Chunks::new(
@@ -432,6 +440,21 @@ impl<E: DocEngine> Node<E> {
 
     /// Feeds one message to the core and queues its commands.
     fn step(&mut self, msg: Msg) {
+        if self.in_step || self.failed {
+            // Going on with a half-changed model could send or store
+            // anything: the node stops deciding, and says so once.
+            if !self.failed {
+                self.failed = true;
+                let reason = "docweave failed inside an earlier step (a bug); this node does \
+                              nothing more: drop it and make another"
+                    .to_string();
+                tracing::error!("{reason}");
+                self.outputs
+                    .push_back(Output::Event(Event::Error { doc: None, reason }));
+            }
+            return;
+        }
+        self.in_step = true;
         self.count_step(&msg);
         let cmds = match self.hook.as_mut() {
             Some(hook) => {
@@ -442,7 +465,13 @@ impl<E: DocEngine> Node<E> {
             }
             None => update_in_place(&mut self.model, self.now, msg),
         };
+        self.in_step = false;
         self.cmds.extend(cmds);
+    }
+
+    /// Whether a step panicked (a bug): the node then does nothing more.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Carries out queued commands and the follow-ups they cause. A
