@@ -20,6 +20,7 @@ mod model;
 mod policy;
 mod protocol;
 mod shared_frame;
+mod small_map;
 mod tick;
 mod update;
 mod version;

@@ -9,6 +9,7 @@ use crate::ids::{
 use crate::io::{ChannelKind, Cursor, Millis};
 use crate::policy::Rules;
 use crate::protocol::{DocMeta, Filter, Message, Payload, PeerKind, Revision};
+use crate::small_map::{SmallMap, SmallSet};
 use crate::version::VersionVector;
 use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
@@ -519,28 +520,28 @@ pub(crate) enum PeerDoc {
 /// One remote node. Kept after its channels close: reconnects resume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Peer {
-    pub channels: OrdSet<ChannelId>,
+    pub channels: SmallSet<ChannelId>,
     /// Of `channels`, those that are not request channels (see
     /// `handlers::common::is_request_channel`): where its live changes go.
     /// Kept with `channels` (both change only when a handshake is done and
     /// when a channel closes), so finding one reads no channel's entry.
-    pub sync_channels: OrdSet<ChannelId>,
-    pub docs: OrdMap<DocId, PeerDoc>,
+    pub sync_channels: SmallSet<ChannelId>,
+    pub docs: SmallMap<DocId, PeerDoc>,
     /// What it confirmed having (an ack, or its own word); `None`: it said it has none.
     /// Unlike `docs`, never optimistic: this is what wait-for-sync trusts.
-    pub confirmed: OrdMap<DocId, Option<VersionVector>>,
+    pub confirmed: SmallMap<DocId, Option<VersionVector>>,
     /// Filters it subscribed with: new and changed matching documents go to it.
     pub filters: Vector<Filter>,
     pub cursor: Cursor,
     /// Per document, the clock of ours they acknowledged (above `cursor.pushed`).
-    pub acked: OrdMap<DocId, Clock>,
+    pub acked: SmallMap<DocId, Clock>,
     /// Documents requested after a `changes` answer, and the clock it covered.
-    pub pulling: OrdSet<DocId>,
+    pub pulling: SmallSet<DocId>,
     /// Of `pulling`: documents we hold what it listed of, but not yet
     /// durably (a write still out or failed), with the version listed. The
     /// pulled cursor waits for them: a crash before the write would
     /// otherwise lose that data for good, since the cursor said we had it.
-    pub pulling_durable: OrdMap<DocId, VersionVector>,
+    pub pulling_durable: SmallMap<DocId, VersionVector>,
     pub pull_target: Option<Clock>,
     pub pull_started: Option<Millis>,
     /// Scheduler state for periodic pulls from this peer.
@@ -549,18 +550,18 @@ pub(crate) struct Peer {
     pub dialed: bool,
     pub last_push_at: Option<Millis>,
     /// Documents whose live changes it receives (mirrors `Doc::subscribers`).
-    pub subscribed: OrdSet<DocId>,
+    pub subscribed: SmallSet<DocId>,
     /// Presence entries relayed from it that are alive here.
     pub presence: usize,
     /// Per document, the live update sent to it and not yet acknowledged
     /// (while that batch is still in flight): changes made meanwhile wait
     /// and go as one update when it is acknowledged.
-    pub sending: OrdMap<DocId, BatchId>,
+    pub sending: SmallMap<DocId, BatchId>,
     /// Per document, how many of our updates it refused in a row for its
     /// rate quota (each retry waits twice as long as the one before).
-    pub rate_refusals: OrdMap<DocId, u32>,
+    pub rate_refusals: SmallMap<DocId, u32>,
     /// Documents it had the node look up in its stores, not yet answered.
-    pub lookups: OrdSet<DocId>,
+    pub lookups: SmallSet<DocId>,
     /// The credential of its newest hello, when it was a signed token:
     /// its rights replace the node's rules for this peer.
     pub credential: Option<Arc<crate::policy::Credential>>,
@@ -573,25 +574,25 @@ pub(crate) struct Peer {
 impl Peer {
     pub fn new() -> Self {
         Self {
-            channels: OrdSet::new(),
-            sync_channels: OrdSet::new(),
-            docs: OrdMap::new(),
-            confirmed: OrdMap::new(),
+            channels: SmallSet::new(),
+            sync_channels: SmallSet::new(),
+            docs: SmallMap::new(),
+            confirmed: SmallMap::new(),
             filters: Vector::new(),
             cursor: Cursor::default(),
-            acked: OrdMap::new(),
-            pulling: OrdSet::new(),
-            pulling_durable: OrdMap::new(),
+            acked: SmallMap::new(),
+            pulling: SmallSet::new(),
+            pulling_durable: SmallMap::new(),
             pull_target: None,
             pull_started: None,
             pull_interval: 0,
             dialed: false,
             last_push_at: None,
-            subscribed: OrdSet::new(),
+            subscribed: SmallSet::new(),
             presence: 0,
-            sending: OrdMap::new(),
-            rate_refusals: OrdMap::new(),
-            lookups: OrdSet::new(),
+            sending: SmallMap::new(),
+            rate_refusals: SmallMap::new(),
+            lookups: SmallSet::new(),
             credential: None,
             request_quota: Buckets::default(),
         }
@@ -1175,7 +1176,7 @@ impl Model {
                     "{id:?} waits for durability and is not among the pullers"
                 ));
             }
-            let sync: OrdSet<ChannelId> = p
+            let sync: SmallSet<ChannelId> = p
                 .channels
                 .iter()
                 // A request's channel says hello as a bot (the handlers'

@@ -507,7 +507,7 @@ pub(crate) fn pulled_doc(model: &mut Model, out: &mut Effects, peer: &PeerId, do
         && model
             .peers
             .get_mut(peer)
-            .is_some_and(|p| p.pulling.remove(doc).is_some());
+            .is_some_and(|p| p.pulling.remove(doc));
     if removed {
         settle_pull(model, out, peer);
     }

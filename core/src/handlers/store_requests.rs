@@ -64,13 +64,14 @@ pub(crate) fn reserve_lookup(model: &mut Model, peer: &PeerId, doc: &DocId) -> b
     let mut lookups = p.lookups.clone();
     if lookups.len() >= most {
         lookups = lookups
-            .into_iter()
+            .iter()
             .filter(|d| {
                 model
                     .docs
-                    .get(d)
+                    .get(*d)
                     .is_some_and(|x| matches!(x.phase, Phase::Loading { .. }))
             })
+            .cloned()
             .collect();
     }
     let room = lookups.len() < most;

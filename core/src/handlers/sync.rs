@@ -1068,9 +1068,12 @@ pub(crate) fn ack_received(
             // documents per hour refuses for longer), at most a minute.
             if other == AckStatus::RateLimited {
                 let refusals = model.peers.get_mut(&peer).map_or(1, |p| {
-                    let n = p.rate_refusals.entry(f.doc.clone()).or_insert(0);
-                    *n = n.saturating_add(1);
-                    *n
+                    let n = p
+                        .rate_refusals
+                        .get(&f.doc)
+                        .map_or(1, |n| n.saturating_add(1));
+                    p.rate_refusals.insert(f.doc.clone(), n);
+                    n
                 });
                 let wait = RATE_LIMITED_RETRY_MS
                     .saturating_mul(1 << refusals.saturating_sub(1).min(6))
