@@ -425,7 +425,7 @@ pub(crate) struct Doc {
     pub clock: Clock,
     pub phase: Phase,
     /// Network peers that receive live changes.
-    pub subscribers: OrdSet<PeerId>,
+    pub subscribers: SmallSet<PeerId>,
     /// What each store was sent (optimistic) or loaded.
     pub stored: PerStore,
     /// What each store acknowledged as durable (or loaded).
@@ -445,7 +445,7 @@ impl Doc {
             version: VersionVector::new(),
             clock: Clock(0),
             phase: Phase::Ready,
-            subscribers: OrdSet::new(),
+            subscribers: SmallSet::new(),
             stored: PerStore::default(),
             durable: PerStore::default(),
             waiters: Vec::new(),
