@@ -943,13 +943,10 @@ impl Model {
 
     /// A fresh node.
     pub fn new(mut config: Config) -> Self {
-        // A node speaks at least the oldest protocol and at most the
-        // newest: with 0 it would strip every message, its own welcome
-        // included, and with a future version it would send what no one reads.
-        config.protocol = config.protocol.clamp(
-            crate::protocol::MIN_PROTOCOL_VERSION,
-            crate::protocol::PROTOCOL_VERSION,
-        );
+        // A node speaks at least the oldest protocol: with 0 it would strip
+        // every message, its own welcome included. (A higher one than this
+        // build knows stays: the simulator plays a newer peer with it.)
+        config.protocol = config.protocol.max(crate::protocol::MIN_PROTOCOL_VERSION);
         let rng = config.seed;
         Self {
             config: Arc::new(config),
