@@ -1,6 +1,7 @@
-//! A node whose core step panicked (a bug, caught by the host that drives
-//! it: the C and Python hosts catch panics at their boundary) does not go
-//! on with a half-changed model: it says so once and decides nothing more.
+//! A node whose call panicked (a bug, caught by the host that drives it:
+//! the C and Python hosts catch panics at their boundary) does not go on
+//! with a half-changed model: it says so once, decides nothing more, and
+//! asks for no timeout (its host would spin on one already due).
 
 use docweave_core::{encode, Clock, Config, Event, Hello, Message, PeerId, PeerKind};
 use docweave_core::{Millis, PROTOCOL_VERSION};
@@ -33,7 +34,7 @@ fn greet(node: &mut Node<LoroEngine>, now: Millis, peer: &str) -> Vec<Output> {
 }
 
 #[test]
-fn a_node_whose_step_panicked_reports_it_once_and_decides_nothing_more() {
+fn a_node_whose_call_panicked_reports_it_once_and_decides_nothing_more() {
     let mut node = Node::new(Config::new("server"), LoroEngine, NodeOptions::default());
     let mut steps = 0;
     node.set_hook(Box::new(move |_, _, _| {
@@ -60,7 +61,7 @@ fn a_node_whose_step_panicked_reports_it_once_and_decides_nothing_more() {
         })
         .collect();
     assert_eq!(errors.len(), 1, "{after:?}");
-    assert!(errors[0].contains("earlier step"), "{}", errors[0]);
+    assert!(errors[0].contains("earlier call"), "{}", errors[0]);
     assert!(
         !after
             .iter()
@@ -68,5 +69,6 @@ fn a_node_whose_step_panicked_reports_it_once_and_decides_nothing_more() {
         "nothing is sent after the panic: {after:?}"
     );
     assert!(node.failed());
+    assert_eq!(node.poll_timeout(), None);
     assert!(greet(&mut node, 3, "dave").is_empty(), "said once");
 }

@@ -199,11 +199,12 @@ pub struct Node<E: DocEngine> {
     store_queue: Vec<StoreItem>,
     outputs: VecDeque<Output>,
     hook: Option<StepHook>,
-    /// A core step is under way: still set when the next one starts means
-    /// the last panicked (a bug, caught by the host) with the model half
-    /// changed.
-    in_step: bool,
-    /// A step panicked: the node steps no more, and said so once.
+    /// A call that changes the node is under way: still set when the next
+    /// one starts means the last panicked (a bug, caught by the host: the
+    /// C host's guard, PyO3), which may have left the model or the
+    /// replicas half changed.
+    busy: bool,
+    /// A call panicked: the node decides nothing more, and said so once.
     failed: bool,
     /// Checks signed tokens of hellos before the core sees them.
     authenticator: Option<Arc<dyn crate::Authenticator>>,
@@ -265,7 +266,7 @@ impl<E: DocEngine> Node<E> {
             store_queue: Vec::new(),
             outputs: VecDeque::new(),
             hook: None,
-            in_step: false,
+            busy: false,
             failed: false,
             authenticator: None,
             checking: BTreeMap::new(),
@@ -376,6 +377,10 @@ impl<E: DocEngine> Node<E> {
     /// for its store's start-up read (timers fire once the answer is in).
     /// Reloads of single replicas stop no timer.
     pub fn poll_timeout(&self) -> Option<Millis> {
+        // A failed node wants nothing (a time due would make its host spin).
+        if self.failed {
+            return None;
+        }
         // A host that did not drain the outputs: the rest is due now.
         if self.work_left() {
             return Some(self.now);
@@ -405,18 +410,28 @@ impl<E: DocEngine> Node<E> {
     /// names it in inputs and outputs from now on.
     pub fn channel_opened(&mut self, now: Millis, remote: Option<RemoteAddr>) -> ChannelId {
         let channel = self.new_channel();
-        self.channels.insert(channel);
-        self.arrive(now, Held::Opened { channel, remote });
+        if self.begin() {
+            self.channels.insert(channel);
+            self.arrive(now, Held::Opened { channel, remote });
+            self.busy = false;
+        }
         channel
     }
 
     /// Feeds one input, which happened at `now`.
     pub fn handle(&mut self, now: Millis, input: Input) {
-        self.arrive(now, Held::Input(input));
+        if self.begin() {
+            self.arrive(now, Held::Input(input));
+            self.busy = false;
+        }
     }
 
     /// The next thing to do; `None` when there is nothing now.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if !self.begin() {
+            // Only the report of the failure is left.
+            return self.outputs.pop_front();
+        }
         if self.outputs.is_empty() {
             self.flush();
         }
@@ -425,7 +440,30 @@ impl<E: DocEngine> Node<E> {
             self.run();
             self.flush();
         }
+        self.busy = false;
         self.outputs.pop_front()
+    }
+
+    /// Starts a call that changes the node; `false` when it failed. A call
+    /// still under way means the last one panicked: going on with what it
+    /// left half changed could send or store anything, so the node stops
+    /// deciding, drops what it had not put out, and says so once.
+    fn begin(&mut self) -> bool {
+        if self.busy && !self.failed {
+            self.failed = true;
+            let reason = "docweave failed inside an earlier call (a bug); this node does \
+                          nothing more: drop it and make another"
+                .to_string();
+            tracing::error!("{reason}");
+            self.outputs.clear();
+            self.outputs
+                .push_back(Output::Event(Event::Error { doc: None, reason }));
+        }
+        if self.failed {
+            return false;
+        }
+        self.busy = true;
+        true
     }
 
     fn new_channel(&mut self) -> ChannelId {
@@ -440,21 +478,6 @@ impl<E: DocEngine> Node<E> {
 
     /// Feeds one message to the core and queues its commands.
     fn step(&mut self, msg: Msg) {
-        if self.in_step || self.failed {
-            // Going on with a half-changed model could send or store
-            // anything: the node stops deciding, and says so once.
-            if !self.failed {
-                self.failed = true;
-                let reason = "docweave failed inside an earlier step (a bug); this node does \
-                              nothing more: drop it and make another"
-                    .to_string();
-                tracing::error!("{reason}");
-                self.outputs
-                    .push_back(Output::Event(Event::Error { doc: None, reason }));
-            }
-            return;
-        }
-        self.in_step = true;
         self.count_step(&msg);
         let cmds = match self.hook.as_mut() {
             Some(hook) => {
@@ -465,11 +488,10 @@ impl<E: DocEngine> Node<E> {
             }
             None => update_in_place(&mut self.model, self.now, msg),
         };
-        self.in_step = false;
         self.cmds.extend(cmds);
     }
 
-    /// Whether a step panicked (a bug): the node then does nothing more.
+    /// Whether a call panicked (a bug): the node then does nothing more.
     pub fn failed(&self) -> bool {
         self.failed
     }

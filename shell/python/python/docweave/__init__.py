@@ -84,7 +84,9 @@ class Replica:
 
     def errors(self) -> list:
         """What went wrong so far, oldest first, as ``(doc or None, reason)``:
-        data that did not import, a store that failed. Syncing goes on."""
+        data that did not import, a store that failed. Syncing goes on, but
+        for a failure inside docweave itself (a bug), after which the node
+        does nothing more: make another."""
         return list(self._errors)
 
     async def connect(self, host: str, port: int, ssl=None) -> None:
