@@ -104,7 +104,16 @@ impl<K: Ord + Clone, V: Clone> SmallMap<K, V> {
                 }
                 Some(v)
             }
-            Repr::Many(many) => many.remove(key),
+            Repr::Many(many) => {
+                let v = many.remove(key)?;
+                // Back to the vector once it is small again (half the
+                // threshold, so a map near it does not flip each time): an
+                // emptied B-tree keeps its leaf.
+                if many.len() <= FEW / 2 {
+                    self.0 = Repr::Few(many.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+                }
+                Some(v)
+            }
         }
     }
 
@@ -192,11 +201,9 @@ impl<K: Ord + Clone> SmallSet<K> {
         SmallSet(SmallMap::new())
     }
 
-    /// Adds `key`; whether it was there already.
-    pub(crate) fn insert(&mut self, key: K) -> Option<K> {
-        let had = self.0.contains_key(&key).then(|| key.clone());
-        self.0.insert(key, ());
-        had
+    /// Adds `key`; whether it was new.
+    pub(crate) fn insert(&mut self, key: K) -> bool {
+        self.0.insert(key, ()).is_none()
     }
 
     /// Whether `key` is in it.
@@ -288,18 +295,26 @@ mod tests {
     }
 
     #[test]
-    fn an_emptied_small_map_holds_no_allocation() {
+    fn an_emptied_small_map_holds_no_allocation_even_after_it_grew_large() {
         let mut map: SmallMap<u64, u64> = SmallMap::new();
         map.insert(1, 1);
         map.remove(&1);
+        assert!(matches!(&map.0, Repr::Few(v) if v.capacity() == 0));
+        for k in 0..100 {
+            map.insert(k, k);
+        }
+        assert!(matches!(&map.0, Repr::Many(_)));
+        for k in 0..100 {
+            map.remove(&k);
+        }
         assert!(matches!(&map.0, Repr::Few(v) if v.capacity() == 0));
     }
 
     #[test]
     fn a_small_set_keeps_its_values_in_order_once_each() {
         let mut set: SmallSet<u64> = [5, 1, 3].into_iter().collect();
-        assert_eq!(set.insert(3), Some(3));
-        assert_eq!(set.insert(2), None);
+        assert!(!set.insert(3));
+        assert!(set.insert(2));
         assert!(set.remove(&5));
         assert!(!set.remove(&5));
         assert_eq!(set.iter().copied().collect::<Vec<_>>(), vec![1, 2, 3]);

@@ -56,7 +56,7 @@ pub(crate) fn peer_channel(model: &Model, peer: &PeerId) -> Option<ChannelId> {
 /// so forgetting the peer later finds every subscription.
 pub(crate) fn subscribe(model: &mut Model, doc: &DocId, peer: &PeerId) {
     if let Some(d) = model.docs.get_mut(doc) {
-        if d.subscribers.insert(peer.clone()).is_none() {
+        if d.subscribers.insert(peer.clone()) {
             if let Some(p) = model.peers.get_mut(peer) {
                 p.subscribed.insert(doc.clone());
             }

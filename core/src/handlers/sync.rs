@@ -1161,10 +1161,10 @@ fn send_what_waited(
     }
 }
 
-/// The peer's live update of `doc` in flight was `batch`, now acknowledged
-/// or refused: no longer on its way (whether it is: another batch stays).
+/// `batch`, now acknowledged or refused, is no longer the peer's live update
+/// of `doc` on its way; whether it was (another batch on its way stays).
 /// The batch has left the in-flight table already, so a send meanwhile
-/// (answering a request) sees nothing on its way either way.
+/// (answering a request) saw nothing on its way either way.
 fn settle_sending(p: &mut crate::model::Peer, doc: &DocId, batch: BatchId) -> bool {
     // One lookup when it is this batch (nearly always): taken out, and
     // put back when another one is on its way.
