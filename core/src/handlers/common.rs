@@ -147,27 +147,15 @@ pub(crate) fn send_data(
     since: Option<VersionVector>,
     as_update: bool,
 ) -> Option<BatchId> {
-    let (batch, version) = send_data_only_at(model, out, channel, doc_id, since, as_update)?;
+    let (batch, version) = send_data_only(model, out, channel, doc_id, since, as_update)?;
     peer_has(model, peer, doc_id, &version);
     Some(batch)
 }
 
 /// Sends a document's data on `channel`, recording nothing of who gets
-/// it (a request channel's answer: see [`is_request_channel`]).
+/// it (a request channel's answer: see [`is_request_channel`]); the batch
+/// and the version it sent (read with the document's clock in one lookup).
 pub(crate) fn send_data_only(
-    model: &mut Model,
-    out: &mut Effects,
-    channel: ChannelId,
-    doc_id: &DocId,
-    since: Option<VersionVector>,
-    as_update: bool,
-) -> Option<BatchId> {
-    send_data_only_at(model, out, channel, doc_id, since, as_update).map(|(batch, _)| batch)
-}
-
-/// [`send_data_only`], which also says the version it sent (read with the
-/// document's clock in one lookup).
-pub(crate) fn send_data_only_at(
     model: &mut Model,
     out: &mut Effects,
     channel: ChannelId,

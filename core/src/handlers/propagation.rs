@@ -4,7 +4,7 @@
 //! calls no handler).
 
 use super::common::{
-    access, is_ready, peer_channel, peer_has_in, persist, send_data_only_at, set_peer_doc, stale,
+    access, is_ready, peer_channel, peer_has_in, persist, send_data_only, set_peer_doc, stale,
     subscribe,
 };
 use crate::effects::Effects;
@@ -100,7 +100,7 @@ pub(crate) fn send_if_behind(
     }
     // `send_data`, with what the peer has and what is on its way to it
     // written in one write of the peer.
-    if let Some((batch, sent)) = send_data_only_at(model, out, channel, doc_id, since, true) {
+    if let Some((batch, sent)) = send_data_only(model, out, channel, doc_id, since, true) {
         if let Some(p) = model.peers.get_mut(peer) {
             peer_has_in(p, doc_id, &sent);
             p.sending.insert(doc_id.clone(), batch);
