@@ -41,6 +41,7 @@ mod contained;
 pub mod loro_protocol;
 pub mod reassembly;
 mod store;
+pub mod timer_thread;
 pub mod transport;
 
 pub use contained::{contained, panics_caught, EnginePanic};

@@ -6,6 +6,7 @@ use crate::engine::DocEngine;
 use crate::health::Health;
 use crate::node::{run_job, Input, Node, Output, StoreAnswer};
 use crate::store_threads::StoreThreads;
+use docweave_adapters::timer_thread::ThreadTimer;
 use docweave_adapters::transport::{LinkTx, SendError};
 use docweave_adapters::{Link, Store};
 use docweave_core::{ChannelId, DocId, Event, Millis, PeerId, RemoteAddr};
@@ -216,6 +217,9 @@ pub(crate) struct Driver<E: DocEngine> {
     started: Instant,
     /// The last error per document, for its status.
     errors: BTreeMap<DocId, String>,
+    /// The node's next timer, kept across inputs: it is moved only when
+    /// the node's next deadline moves (see `docweave_adapters::timer_thread`).
+    timer: ThreadTimer,
 }
 
 impl<E: DocEngine> Driver<E> {
@@ -271,6 +275,7 @@ impl<E: DocEngine> Driver<E> {
             store,
             started,
             errors: BTreeMap::new(),
+            timer: ThreadTimer::at(started),
         })
     }
 
@@ -320,27 +325,36 @@ impl<E: DocEngine> Driver<E> {
     /// What comes next: a request, a frame (not while the node waits for
     /// its store: frames then wait in their links, which stop reading), or
     /// the node's timer.
-    async fn next(&self) -> Next<E> {
+    async fn next(&mut self) -> Next<E> {
+        let started = self.started;
+        let deadline = self.node.poll_timeout().map(|at| {
+            // A deadline past what an `Instant` holds never comes.
+            started
+                .checked_add(Duration::from_millis(at))
+                .unwrap_or_else(|| started + Duration::from_secs(1 << 30))
+        });
+        let waits_for_store = self.node.waits_for_store();
+        let (input, frames, timer) = (&self.input, &self.frames, &mut self.timer);
         let request = async {
-            match self.input.recv().await {
+            match input.recv().await {
                 Ok(r) => Next::Request(r),
                 Err(_) => Next::Closed,
             }
         };
         let frame = async {
-            if self.node.waits_for_store() {
+            if waits_for_store {
                 return std::future::pending().await;
             }
-            match self.frames.recv().await {
+            match frames.recv().await {
                 Ok(f) => Next::Frame(f),
                 Err(_) => std::future::pending().await,
             }
         };
         let timer = async {
-            match self.node.poll_timeout() {
+            match deadline {
                 Some(at) => {
-                    let wait = Duration::from_millis(at.saturating_sub(self.now()));
-                    smol::Timer::after(wait).await;
+                    timer.set_at(at);
+                    timer.await;
                     Next::Timeout
                 }
                 None => std::future::pending().await,

@@ -277,8 +277,13 @@ impl<E: DocEngine> RepoBuilder<E> {
             .name(format!("docweave-{peer}"))
             .spawn(move || {
                 // A panic in the loop (a bug: document bytes are contained
-                // where they are used) stops the node, visibly.
-                let run = std::panic::AssertUnwindSafe(|| smol::block_on(driver.run()));
+                // where they are used) stops the node, visibly. Not
+                // `smol::block_on`: the loop waits on channels and a timer
+                // off the reactor, and a thread that waits on the reactor
+                // takes it from the executor's (see
+                // `docweave_adapters::timer_thread`).
+                let run =
+                    std::panic::AssertUnwindSafe(|| futures_lite::future::block_on(driver.run()));
                 if let Err(p) = std::panic::catch_unwind(run) {
                     watch.stop(format!(
                         "its loop panicked: {}",

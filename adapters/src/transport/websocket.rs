@@ -10,6 +10,7 @@ use super::{
 };
 #[cfg(feature = "loro-endpoint")]
 use crate::loro_protocol::{loro_link, BridgeOptions};
+use crate::timer_thread::ThreadTimer;
 use async_tungstenite::tungstenite::handshake::server::{Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -249,7 +250,7 @@ async fn write_frames<S>(
     // One timer for the link's life, moved only when it fires: a timer set
     // anew for every frame costs the reactor thread a wake-up each time.
     let grain = tick_of(keepalive);
-    let mut tick = smol::Timer::at(coarse(later(Instant::now(), keepalive), grain));
+    let mut tick = ThreadTimer::at(coarse(later(Instant::now(), keepalive), grain));
     loop {
         let next = futures_lite::future::or(async { Next::Out(out_rx.recv().await) }, async {
             (&mut tick).await;
@@ -350,7 +351,7 @@ async fn read_frames<S>(
     let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
     // One timer, moved only when it fires (see `Activity`).
     let grain = tick_of(o.keepalive);
-    let mut idle = smol::Timer::at(coarse(later(Instant::now(), o.idle_timeout), grain));
+    let mut idle = ThreadTimer::at(coarse(later(Instant::now(), o.idle_timeout), grain));
     loop {
         let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
             (&mut idle).await;

@@ -273,7 +273,10 @@ pub fn run(a: ServeArgs) -> Result<(), String> {
     watch_revocations(&a, &node, revoked)?;
     watch_tokens_file(&a, &node, tokens_text, flag_statics)?;
     watch_rules(&a, &node, rules_text, parse_rules)?;
-    smol::block_on(serve(&a, &node, tls, loro, &store_shown, &stop_rx))?;
+    // Not `smol::block_on`: this thread only waits, and one that waits on
+    // the reactor takes it from the executor's thread, so that the clients'
+    // events then cross threads (see `docweave_adapters::timer_thread`).
+    futures_lite::future::block_on(serve(&a, &node, tls, loro, &store_shown, &stop_rx))?;
     smol::block_on(node.repo.shutdown());
     eprintln!("docweave: stopped");
     Ok(())
@@ -862,7 +865,11 @@ async fn wait_for_stop(
     let watched = repo.clone();
     let stopped = async move {
         loop {
-            smol::Timer::after(std::time::Duration::from_millis(200)).await;
+            // Off the reactor: a reactor timer of this thread would pass
+            // the reactor from the executor's thread to async-io's (see
+            // `docweave_adapters::timer_thread`).
+            let next = std::time::Instant::now() + std::time::Duration::from_millis(200);
+            docweave_adapters::timer_thread::ThreadTimer::at(next).await;
             if let Some(why) = watched.health().stopped() {
                 return Some(why);
             }
