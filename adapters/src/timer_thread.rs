@@ -24,7 +24,40 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// `t + d`, or as late as can be said when that overflows (a timer of
+/// `Duration::MAX` never fires, as `Timer::after` would have it).
+pub fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(1 << 30)))
+        .unwrap_or(t)
+}
+
+/// The process's grid of instants (counted from its first use): timers of
+/// thousands of connections put on it fire together, one wake-up of this
+/// thread and of the executor for all that are due, instead of one each.
+fn grid(t: Instant, tick: Duration) -> (Instant, u128, u128) {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let tick = tick.as_nanos().max(1);
+    (epoch, t.saturating_duration_since(epoch).as_nanos(), tick)
+}
+
+/// `t`, rounded up to the next multiple of `tick` on the process's grid.
+pub fn round_up(t: Instant, tick: Duration) -> Instant {
+    let (epoch, since, tick) = grid(t, tick);
+    let at = u64::try_from(since.div_ceil(tick).saturating_mul(tick)).unwrap_or(u64::MAX);
+    later(epoch, Duration::from_nanos(at)).max(t)
+}
+
+/// `t`, rounded down to a multiple of `tick` on the process's grid (never
+/// before the grid's start).
+pub fn round_down(t: Instant, tick: Duration) -> Instant {
+    let (epoch, since, tick) = grid(t, tick);
+    let at = u64::try_from(since / tick * tick).unwrap_or(u64::MAX);
+    later(epoch, Duration::from_nanos(at)).min(t)
+}
 
 /// The timers of one process (or of one test), and the thread that fires
 /// them.
@@ -244,7 +277,6 @@ impl Drop for ThreadTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn timers() -> &'static TimerThread {
         TimerThread::start().unwrap()
@@ -261,6 +293,25 @@ mod tests {
             },
             f,
         ))
+    }
+
+    #[test]
+    fn instants_within_one_tick_round_to_the_same_instant_on_either_side() {
+        let tick = Duration::from_millis(1000);
+        let t = Instant::now() + Duration::from_millis(2500);
+        let (down, up) = (round_down(t, tick), round_up(t, tick));
+        assert!(down <= t && t <= up);
+        assert!(t - down < tick && up - t < tick);
+        assert_eq!(up - down, tick, "{t:?} lies on the grid");
+        // Every instant in [down, up) shares both roundings.
+        for ms in [0u64, 1, 400, 999] {
+            let u = down + Duration::from_millis(ms);
+            assert_eq!(round_down(u, tick), down);
+            if ms > 0 {
+                assert_eq!(round_up(u, tick), up);
+            }
+        }
+        assert_eq!(round_up(down, tick), down, "an instant on the grid stays");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use super::bridge::BridgeOptions;
 use super::codec::encode;
-use super::session::{Action, Session};
+use super::session::{Action, Session, TICK};
+use crate::timer_thread::{round_down, ThreadTimer};
 use crate::transport::{outbound, Link, LinkOut, Outbound, WsOptions};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -112,10 +113,27 @@ async fn run_session<S>(
     let mut session = Session::new(b, o.limits, o.inbound_rate, Instant::now());
     // The client is not read again before this (its bytes are paced).
     let mut read_after: Option<Instant> = None;
+    // One timer for the session's life, moved only when its deadline moves.
+    let mut timer = ThreadTimer::at(Instant::now() + TICK);
     loop {
         let resume = read_after;
-        let deadline = session.deadline(Instant::now());
-        let next = next_input(&mut stream, &node_out, resume, deadline).await;
+        let now = Instant::now();
+        let deadline = session.deadline(now);
+        // The once-a-tick deadline (the session's `now + TICK`) goes down to
+        // the process's grid of ticks: it is still within a tick, and every
+        // session's tick then falls on the same instants. With thousands of
+        // idle clients the timer thread and the executor wake once a tick
+        // for all of them, and a busy session's timer stays where it is
+        // instead of moving with every message. Earlier deadlines (gathered
+        // updates) are kept as they are.
+        let tick = now + TICK;
+        let deadline = if deadline >= tick {
+            round_down(tick, TICK).max(now)
+        } else {
+            deadline
+        };
+        timer.set_at(deadline);
+        let next = next_input(&mut stream, &node_out, resume, &mut timer).await;
         let now = Instant::now();
         let Some(actions) = react(&mut session, next, &node_out, &mut read_after, now) else {
             break;
@@ -136,7 +154,7 @@ async fn next_input<S>(
     stream: &mut WebSocketReceiver<S>,
     node_out: &LinkOut,
     resume: Option<Instant>,
-    deadline: Instant,
+    deadline: &mut ThreadTimer,
 ) -> Next
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -149,7 +167,7 @@ where
             Next::Client(stream.next().await)
         },
         futures_lite::future::or(async { Next::Node(recv(node_out).await) }, async {
-            smol::Timer::at(deadline).await;
+            deadline.await;
             Next::Tick
         }),
     )

@@ -28,4 +28,4 @@ pub use codec::{
 };
 pub use link::loro_link;
 pub use presence::MemberPresence;
-pub use session::{Action, Session, GATHER, IDLE};
+pub use session::{Action, Session, GATHER, IDLE, TICK};

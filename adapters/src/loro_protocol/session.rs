@@ -25,6 +25,11 @@ pub const GATHER: Duration = Duration::from_millis(16);
 /// A Loro client that sends nothing (its pings included) this long is gone.
 pub const IDLE: Duration = Duration::from_secs(90);
 
+/// A session runs [`Session::tick`] at least this often: its rights are
+/// checked again, and its timeouts (a join not answered, a batch not
+/// acknowledged, fragments not completed) found.
+pub const TICK: Duration = Duration::from_secs(1);
+
 /// What the session wants done, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -109,7 +114,7 @@ impl Session {
 
     /// When [`Session::tick`] must run next, at the latest.
     pub fn deadline(&self, now: Instant) -> Instant {
-        let second = now + Duration::from_secs(1);
+        let second = now + TICK;
         self.gather.deadline().map_or(second, |d| d.min(second))
     }
 

@@ -10,7 +10,7 @@ use super::{
 };
 #[cfg(feature = "loro-endpoint")]
 use crate::loro_protocol::{loro_link, BridgeOptions};
-use crate::timer_thread::ThreadTimer;
+use crate::timer_thread::{later, round_up as coarse, ThreadTimer};
 use async_tungstenite::tungstenite::handshake::server::{Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -194,28 +194,6 @@ impl Activity {
     fn last_sent(&self) -> Instant {
         self.read(&self.sent)
     }
-}
-
-/// `t + d`, or as late as can be said when that overflows (a timer of
-/// `Duration::MAX` never fires, as `Timer::after` would have it).
-fn later(t: Instant, d: Duration) -> Instant {
-    t.checked_add(d)
-        .or_else(|| t.checked_add(Duration::from_secs(1 << 30)))
-        .unwrap_or(t)
-}
-
-/// `t`, rounded up to the next multiple of `tick` (counted from the
-/// process's first use): the keepalive and idle timers of thousands of
-/// connections then fire together, one wake-up of the reactor and the
-/// executor for all that are due, instead of one each.
-fn coarse(t: Instant, tick: Duration) -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    let tick = tick.as_nanos().max(1);
-    let since = t.saturating_duration_since(epoch).as_nanos();
-    let ticks = since.div_ceil(tick);
-    let at = u64::try_from(ticks.saturating_mul(tick)).unwrap_or(u64::MAX);
-    later(epoch, Duration::from_nanos(at)).max(t)
 }
 
 /// The granularity of a link's timers: a second, or an eighth of the
