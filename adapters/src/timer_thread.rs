@@ -1,5 +1,6 @@
 //! Timers kept by a thread of their own instead of the I/O reactor: the
-//! node's loop and links' keepalives and idle limits use them.
+//! node's loop, links' keepalives and idle limits, and Loro sessions'
+//! ticks use them.
 //!
 //! - **The reactor stays with the executor.** `async-io` lets whichever
 //!   thread waits on it keep its reactor, and hands it to a thread of its
@@ -15,9 +16,11 @@
 //!   set again to the same instant costs nothing, and a moved one an entry
 //!   in a sorted map; the thread is told only of an entry earlier than all.
 //!
-//! The thread sleeps until the earliest entry is due (links round their
-//! deadlines to a shared grain, so thousands come due together) and wakes
-//! the tasks of all that are due at once.
+//! The thread sleeps until the earliest entry is due (links and sessions
+//! put their periodic deadlines on a shared grid, so thousands come due
+//! together) and wakes the tasks of all that are due at once. 3,000 idle
+//! loro-websocket clients, 30 s: 1,310 ms of CPU before (each session made
+//! a reactor timer for every input and every tick), 593 ms after.
 
 use std::collections::BTreeMap;
 use std::future::Future;
