@@ -14,7 +14,8 @@
 //!   waited on a new reactor timer for every input, and each new reactor
 //!   timer writes to the reactor's wake-up descriptor. Here a timer that is
 //!   set again to the same instant costs nothing, and a moved one an entry
-//!   in a sorted map; the thread is told only of an entry earlier than all.
+//!   in a sorted map; the thread is woken only by an entry earlier than the
+//!   instant it sleeps until.
 //!
 //! The thread sleeps until the earliest entry is due (links and sessions
 //! put their periodic deadlines on a shared grid, so thousands come due
@@ -29,11 +30,14 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+/// Far enough to be never, near enough for any `Instant` (as `later` says).
+const FOREVER: Duration = Duration::from_secs(1 << 30);
+
 /// `t + d`, or as late as can be said when that overflows (a timer of
 /// `Duration::MAX` never fires, as `Timer::after` would have it).
 pub fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
-        .or_else(|| t.checked_add(Duration::from_secs(1 << 30)))
+        .or_else(|| t.checked_add(FOREVER))
         .unwrap_or(t)
 }
 
@@ -55,7 +59,7 @@ pub fn round_up(t: Instant, tick: Duration) -> Instant {
 }
 
 /// `t`, rounded down to a multiple of `tick` on the process's grid (never
-/// before the grid's start).
+/// after `t`; `t` itself if it comes before the grid's start).
 pub fn round_down(t: Instant, tick: Duration) -> Instant {
     let (epoch, since, tick) = grid(t, tick);
     let at = u64::try_from(since / tick * tick).unwrap_or(u64::MAX);
@@ -63,8 +67,8 @@ pub fn round_down(t: Instant, tick: Duration) -> Instant {
 }
 
 /// The timers of one process (or of one test), and the thread that fires
-/// them.
-#[derive(Debug, Default)]
+/// them. Made only with its thread ([`TimerThread::start`]).
+#[derive(Debug)]
 pub struct TimerThread {
     state: Mutex<Due>,
     /// Told when an entry earlier than every other arrives.
@@ -72,11 +76,15 @@ pub struct TimerThread {
 }
 
 /// The timers waiting, by when they are due.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Due {
     entries: BTreeMap<(Instant, u64), Waker>,
     /// Tells apart timers due at the same instant.
     next_id: u64,
+    /// When the thread wakes by itself, while it sleeps (`FOREVER` with
+    /// nothing waiting); `None` while it is awake, and once told to wake:
+    /// it looks at the map again before it sleeps.
+    asleep_until: Option<Instant>,
 }
 
 impl TimerThread {
@@ -95,7 +103,14 @@ impl TimerThread {
 
     /// A new set of timers with its thread (kept for the process's life).
     pub fn start() -> std::io::Result<&'static TimerThread> {
-        let timers: &'static TimerThread = Box::leak(Box::default());
+        let timers: &'static TimerThread = Box::leak(Box::new(TimerThread {
+            state: Mutex::new(Due {
+                entries: BTreeMap::new(),
+                next_id: 0,
+                asleep_until: None,
+            }),
+            earlier: Condvar::new(),
+        }));
         std::thread::Builder::new()
             .name("docweave-timers".into())
             .spawn(move || timers.run())?;
@@ -103,7 +118,8 @@ impl TimerThread {
     }
 
     /// The lock. Nothing that can panic runs under it (map operations and
-    /// waker clones), so a poisoned lock still holds a whole map.
+    /// clones of wakers; wakers are woken and dropped outside it), so a
+    /// poisoned lock still holds a whole map.
     fn lock(&self) -> MutexGuard<'_, Due> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -125,11 +141,20 @@ impl TimerThread {
                 // Wakers run outside the lock: a task woken may move its
                 // timer at once.
                 drop(due);
-                woken.into_iter().for_each(Waker::wake);
+                for waker in woken {
+                    // A waker that panics (a bug in an executor) must not
+                    // take every other timer of the process with it.
+                    let wake = std::panic::AssertUnwindSafe(|| waker.wake());
+                    if std::panic::catch_unwind(wake).is_err() {
+                        tracing::error!("timers: a task's waker panicked; its timer is lost");
+                    }
+                }
                 due = self.lock();
                 continue;
             }
-            due = match due.entries.first_key_value().map(|(k, _)| k.0) {
+            let next = due.entries.first_key_value().map(|(k, _)| k.0);
+            due.asleep_until = Some(next.unwrap_or_else(|| later(now, FOREVER)));
+            due = match next {
                 Some(at) => {
                     let wait = at.saturating_duration_since(now);
                     self.earlier
@@ -142,18 +167,27 @@ impl TimerThread {
                     .wait(due)
                     .unwrap_or_else(PoisonError::into_inner),
             };
+            due.asleep_until = None;
         }
     }
 
-    /// Enters a timer due `at`, woken with `waker`; says its key.
-    fn enter(&self, at: Instant, waker: &Waker) -> (Instant, u64) {
+    /// Enters a timer due `at`, woken with `waker`, in place of the one
+    /// entered as `old` (if it has not fired); says its key. The thread is
+    /// woken only if it sleeps until later than `at`.
+    fn enter(&self, old: Option<(Instant, u64)>, at: Instant, waker: &Waker) -> (Instant, u64) {
         let mut due = self.lock();
+        let replaced = old.and_then(|key| due.entries.remove(&key));
         let id = due.next_id;
         due.next_id = due.next_id.wrapping_add(1);
-        let first = due.entries.first_key_value().is_none_or(|(k, _)| at < k.0);
         due.entries.insert((at, id), waker.clone());
+        let wake = due.asleep_until.is_some_and(|until| at < until);
+        if wake {
+            // Told once: it looks at the whole map before it sleeps again.
+            due.asleep_until = None;
+        }
         drop(due);
-        if first {
+        drop(replaced);
+        if wake {
             self.earlier.notify_one();
         }
         (at, id)
@@ -161,7 +195,9 @@ impl TimerThread {
 
     /// Takes out the timer entered as `key` (nothing if it fired).
     fn leave(&self, key: (Instant, u64)) {
-        self.lock().entries.remove(&key);
+        let removed = self.lock().entries.remove(&key);
+        // Dropped outside the lock, as every waker is.
+        drop(removed);
     }
 
     /// How many timers wait (for tests).
@@ -215,6 +251,8 @@ impl ThreadTimer {
     }
 
     /// Due `at` from now on (and pending until then, even if it fired).
+    /// Unlike `smol::Timer::set_at`, the move takes effect at the timer's
+    /// next poll: a timer moved earlier must be polled again.
     pub fn set_at(&mut self, at: Instant) {
         self.at = Some(at);
         if let Kept::Reactor(t) = &mut self.kept {
@@ -253,10 +291,8 @@ impl Future for ThreadTimer {
         match entered {
             Some((key, waker)) if key.0 == at && waker.will_wake(cx.waker()) => {}
             _ => {
-                if let Some((key, _)) = entered.take() {
-                    thread.leave(key);
-                }
-                *entered = Some((thread.enter(at, cx.waker()), cx.waker().clone()));
+                let old = entered.take().map(|(key, _)| key);
+                *entered = Some((thread.enter(old, at, cx.waker()), cx.waker().clone()));
             }
         }
         Poll::Pending
@@ -348,13 +384,17 @@ mod tests {
         let w = timers();
         let start = Instant::now();
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
-        // Set latest first: each earlier one must wake the thread early.
-        let tasks: Vec<_> = [120u64, 80, 40, 10]
+        // Set latest first (an earlier one waking the sleeping thread is
+        // the next test's). 200 ms ahead, so that a busy executor has
+        // polled them all before the first is due.
+        let tasks: Vec<_> = [320u64, 280, 240, 210]
             .into_iter()
             .map(|ms| {
                 let order = order.clone();
                 smol::spawn(async move {
-                    ThreadTimer::on(w, start + Duration::from_millis(ms)).await;
+                    let due = start + Duration::from_millis(ms);
+                    ThreadTimer::on(w, due).await;
+                    assert!(Instant::now() >= due, "fired before it was due");
                     order.lock().unwrap().push(ms);
                 })
             })
@@ -364,7 +404,7 @@ mod tests {
                 t.await;
             }
         });
-        assert_eq!(*order.lock().unwrap(), vec![10, 40, 80, 120]);
+        assert_eq!(*order.lock().unwrap(), vec![210, 240, 280, 320]);
         assert_eq!(w.waiting(), 0);
     }
 

@@ -6,7 +6,7 @@ use crate::engine::DocEngine;
 use crate::health::Health;
 use crate::node::{run_job, Input, Node, Output, StoreAnswer};
 use crate::store_threads::StoreThreads;
-use docweave_adapters::timer_thread::ThreadTimer;
+use docweave_adapters::timer_thread::{later, ThreadTimer};
 use docweave_adapters::transport::{LinkTx, SendError};
 use docweave_adapters::{Link, Store};
 use docweave_core::{ChannelId, DocId, Event, Millis, PeerId, RemoteAddr};
@@ -329,9 +329,7 @@ impl<E: DocEngine> Driver<E> {
         let started = self.started;
         let deadline = self.node.poll_timeout().map(|at| {
             // A deadline past what an `Instant` holds never comes.
-            started
-                .checked_add(Duration::from_millis(at))
-                .unwrap_or_else(|| started + Duration::from_secs(1 << 30))
+            later(started, Duration::from_millis(at))
         });
         let waits_for_store = self.node.waits_for_store();
         let (input, frames, timer) = (&self.input, &self.frames, &mut self.timer);
@@ -400,7 +398,7 @@ impl<E: DocEngine> Driver<E> {
         // cannot hold the shutdown.
         let deadline = Instant::now() + CLOSE_LINKS;
         while links.iter().any(|tx| !tx.finished()) && Instant::now() < deadline {
-            smol::Timer::after(Duration::from_millis(5)).await;
+            ThreadTimer::at(later(Instant::now(), Duration::from_millis(5))).await;
         }
         if let Some(store) = self.store.take() {
             store.close();
@@ -419,7 +417,7 @@ impl<E: DocEngine> Driver<E> {
         while self.store.is_some() && self.node.model().store_writes_in_flight() > 0 {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let next = futures_lite::future::or(async { self.input.recv().await.ok() }, async {
-                smol::Timer::after(left).await;
+                ThreadTimer::at(later(Instant::now(), left)).await;
                 None
             })
             .await;

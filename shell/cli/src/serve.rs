@@ -903,7 +903,8 @@ async fn drain(repo: &Repo, seconds: u64, stop: &async_channel::Receiver<()>) {
             match repo.connected_peers().await {
                 Ok(0) => return,
                 Ok(_) => {
-                    smol::Timer::after(std::time::Duration::from_millis(50)).await;
+                    let next = std::time::Instant::now() + std::time::Duration::from_millis(50);
+                    docweave_adapters::timer_thread::ThreadTimer::at(next).await;
                 }
                 Err(e) => {
                     tracing::warn!("the node did not say who is connected: {e}");
