@@ -148,8 +148,12 @@ async fn run_session<S>(
     client_tx.close();
 }
 
-/// Waits for what comes first: the client's next message (not read before
-/// `resume`), the node's next frame, or the session's `deadline`.
+/// Waits for what comes first: the session's `deadline`, the client's next
+/// message (not read before `resume`), or the node's next frame. A deadline
+/// that has come is looked at first: a client that always has another
+/// message waiting (a ping answered and sent again at once, thousands a
+/// second) must not keep its session from ticking, and so from the check
+/// of its rights.
 async fn next_input<S>(
     stream: &mut WebSocketReceiver<S>,
     node_out: &LinkOut,
@@ -161,15 +165,18 @@ where
 {
     futures_lite::future::or(
         async {
-            if let Some(at) = resume {
-                smol::Timer::at(at).await;
-            }
-            Next::Client(stream.next().await)
-        },
-        futures_lite::future::or(async { Next::Node(recv(node_out).await) }, async {
             deadline.await;
             Next::Tick
-        }),
+        },
+        futures_lite::future::or(
+            async {
+                if let Some(at) = resume {
+                    smol::Timer::at(at).await;
+                }
+                Next::Client(stream.next().await)
+            },
+            async { Next::Node(recv(node_out).await) },
+        ),
     )
     .await
 }

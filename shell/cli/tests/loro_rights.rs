@@ -90,3 +90,67 @@ fn a_room_whose_rights_are_removed_ends_with_evicted_and_the_others_go_on() {
         );
     });
 }
+
+/// A client that never stops talking (a ping sent again as soon as the
+/// last is answered: thousands a second) is checked as often as a quiet
+/// one. Its session always had another message waiting, which was taken
+/// before the session's tick, so the tick never came, and a busy client
+/// kept a room it had lost the right to.
+#[test]
+fn a_client_that_keeps_sending_loses_a_room_it_may_no_longer_read() {
+    let dir = data_dir("loro-rights-busy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.json");
+    std::fs::write(&rules, format!(r#"{{"rules":[],"default":{ALL}}}"#)).unwrap();
+    let server = Server::start(
+        "server",
+        &dir.join("data"),
+        free_port(),
+        free_port(),
+        &["--rules", rules.to_str().unwrap()],
+    );
+    smol::block_on(async {
+        let mut c = loro_join(server.ws, "busy").await;
+        std::fs::write(
+            &rules,
+            format!(
+                r#"{{"rules":[{{"peer":{{"Prefix":"loro-"}},"doc":{{"Exact":"busy"}},"access":{NONE}}}],"default":{ALL}}}"#
+            ),
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut seen = Vec::new();
+        let evicted = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not evicted in 15 s while sending: {seen:?}"
+            );
+            c.send(async_tungstenite::tungstenite::Message::Text("ping".into()))
+                .await
+                .unwrap();
+            let (got, _, closed) = loro_until(&mut c, Duration::from_millis(100), |m| {
+                matches!(m.body, Body::RoomError { .. })
+            })
+            .await;
+            assert!(!closed, "the connection was closed");
+            if let Some(m) = got
+                .iter()
+                .find(|m| matches!(m.body, Body::RoomError { .. }))
+            {
+                break m.clone();
+            }
+            seen.extend(got);
+        };
+        assert_eq!(evicted.room, "busy");
+        assert!(
+            matches!(
+                evicted.body,
+                Body::RoomError {
+                    code: RoomErrorCode::Evicted,
+                    ..
+                }
+            ),
+            "{evicted:?}"
+        );
+    });
+}
