@@ -13,9 +13,9 @@ use std::time::Duration;
 const ALL: &str = r#"{"read":true,"write":true,"create":true,"delete":true}"#;
 const NONE: &str = r#"{"read":false,"write":false,"create":false,"delete":false}"#;
 
-#[test]
-fn a_room_whose_rights_are_removed_ends_with_evicted_and_the_others_go_on() {
-    let dir = data_dir("loro-rights");
+/// A server whose rules file (everything allowed to everyone) it watches.
+fn server_with_rules(name: &str) -> (Server, std::path::PathBuf) {
+    let dir = data_dir(name);
     std::fs::create_dir_all(&dir).unwrap();
     let rules = dir.join("rules.json");
     std::fs::write(&rules, format!(r#"{{"rules":[],"default":{ALL}}}"#)).unwrap();
@@ -26,6 +26,24 @@ fn a_room_whose_rights_are_removed_ends_with_evicted_and_the_others_go_on() {
         free_port(),
         &["--rules", rules.to_str().unwrap()],
     );
+    (server, rules)
+}
+
+/// Rewrites the rules: Loro clients without a token (their peers are
+/// `loro-...`) may no longer read `room`; everything else stays allowed.
+fn forbid_loro_clients(rules: &std::path::Path, room: &str) {
+    std::fs::write(
+        rules,
+        format!(
+            r#"{{"rules":[{{"peer":{{"Prefix":"loro-"}},"doc":{{"Exact":"{room}"}},"access":{NONE}}}],"default":{ALL}}}"#
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_room_whose_rights_are_removed_ends_with_evicted_and_the_others_go_on() {
+    let (server, rules) = server_with_rules("loro-rights");
     smol::block_on(async {
         let mut c = loro_join(server.ws, "open").await;
         let join = Body::JoinRequest {
@@ -42,15 +60,7 @@ fn a_room_whose_rights_are_removed_ends_with_evicted_and_the_others_go_on() {
                 .any(|m| m.room == "closing" && matches!(m.body, Body::JoinResponseOk { .. })),
             "{got:?}"
         );
-        // Loro clients without a token are `loro-...`: none of them may
-        // read "closing" any more.
-        std::fs::write(
-            &rules,
-            format!(
-                r#"{{"rules":[{{"peer":{{"Prefix":"loro-"}},"doc":{{"Exact":"closing"}},"access":{NONE}}}],"default":{ALL}}}"#
-            ),
-        )
-        .unwrap();
+        forbid_loro_clients(&rules, "closing");
         let (got, _, closed) = loro_until(&mut c, Duration::from_secs(10), |m| {
             matches!(m.body, Body::RoomError { .. })
         })
@@ -98,26 +108,10 @@ fn a_room_whose_rights_are_removed_ends_with_evicted_and_the_others_go_on() {
 /// kept a room it had lost the right to.
 #[test]
 fn a_client_that_keeps_sending_loses_a_room_it_may_no_longer_read() {
-    let dir = data_dir("loro-rights-busy");
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = dir.join("rules.json");
-    std::fs::write(&rules, format!(r#"{{"rules":[],"default":{ALL}}}"#)).unwrap();
-    let server = Server::start(
-        "server",
-        &dir.join("data"),
-        free_port(),
-        free_port(),
-        &["--rules", rules.to_str().unwrap()],
-    );
+    let (server, rules) = server_with_rules("loro-rights-busy");
     smol::block_on(async {
         let mut c = loro_join(server.ws, "busy").await;
-        std::fs::write(
-            &rules,
-            format!(
-                r#"{{"rules":[{{"peer":{{"Prefix":"loro-"}},"doc":{{"Exact":"busy"}},"access":{NONE}}}],"default":{ALL}}}"#
-            ),
-        )
-        .unwrap();
+        forbid_loro_clients(&rules, "busy");
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         let mut seen = Vec::new();
         let evicted = loop {
