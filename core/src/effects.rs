@@ -15,12 +15,21 @@ use crate::io::{Cmd, Event, Level, Outgoing};
 use crate::model::WaitingRequest;
 use crate::protocol::{Message, Revision};
 use crate::version::VersionVector;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 #[derive(Default)]
 pub(crate) struct Effects {
     cmds: Vec<Cmd>,
-    sends: BTreeMap<ChannelId, Vec<Outgoing>>,
+    /// Per channel, in channel order. A step sends to a few channels
+    /// (the sender, a document's subscribers, the store): a sorted vector
+    /// finds them as fast as a tree and allocates once, where a tree
+    /// allocated a node for every step that sent anything.
+    sends: Vec<(ChannelId, Vec<Outgoing>)>,
+    /// The follow-up recorded first and not yet run, when the queue behind
+    /// it is empty: most steps record one at most, and a queue allocated
+    /// for each was an allocation and a free per step.
+    next: Option<FollowUp>,
+    /// The follow-ups recorded after `next`, first recorded first.
     follow_ups: VecDeque<FollowUp>,
 }
 
@@ -69,12 +78,17 @@ pub(crate) enum FollowUp {
 impl Effects {
     /// Records what another handler must do once this one returns.
     pub fn follow(&mut self, follow_up: FollowUp) {
-        self.follow_ups.push_back(follow_up);
+        // Inline only when nothing waits: it must stay the first.
+        if self.next.is_none() && self.follow_ups.is_empty() {
+            self.next = Some(follow_up);
+        } else {
+            self.follow_ups.push_back(follow_up);
+        }
     }
 
     /// The follow-up recorded first and not yet run.
     pub fn next_follow_up(&mut self) -> Option<FollowUp> {
-        self.follow_ups.pop_front()
+        self.next.take().or_else(|| self.follow_ups.pop_front())
     }
 
     pub fn send(&mut self, channel: ChannelId, message: Message) {
@@ -82,7 +96,10 @@ impl Effects {
     }
 
     pub fn item(&mut self, channel: ChannelId, item: Outgoing) {
-        self.sends.entry(channel).or_default().push(item);
+        match self.sends.binary_search_by_key(&channel, |(c, _)| *c) {
+            Ok(at) => self.sends[at].1.push(item),
+            Err(at) => self.sends.insert(at, (channel, vec![item])),
+        }
     }
 
     pub fn cmd(&mut self, cmd: Cmd) {
@@ -101,13 +118,13 @@ impl Effects {
     }
 
     /// What is queued for each channel so far, to trim.
-    pub fn sends_mut(&mut self) -> &mut BTreeMap<ChannelId, Vec<Outgoing>> {
+    pub fn sends_mut(&mut self) -> &mut [(ChannelId, Vec<Outgoing>)] {
         &mut self.sends
     }
 
     /// Drops anything queued for a channel that is going away.
     pub fn discard(&mut self, channel: ChannelId) {
-        self.sends.remove(&channel);
+        self.sends.retain(|(c, _)| *c != channel);
     }
 
     pub fn finish(self) -> Vec<Cmd> {
@@ -128,5 +145,31 @@ impl Effects {
         }
         cmds.extend(closes);
         cmds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pulled(n: &str) -> FollowUp {
+        FollowUp::Pulled {
+            peer: PeerId::new(n),
+            doc: DocId::new("d"),
+        }
+    }
+
+    #[test]
+    fn follow_ups_run_first_recorded_first_however_they_interleave() {
+        let mut out = Effects::default();
+        out.follow(pulled("a"));
+        out.follow(pulled("b"));
+        assert_eq!(out.next_follow_up(), Some(pulled("a")));
+        out.follow(pulled("c"));
+        assert_eq!(out.next_follow_up(), Some(pulled("b")));
+        assert_eq!(out.next_follow_up(), Some(pulled("c")));
+        out.follow(pulled("d"));
+        assert_eq!(out.next_follow_up(), Some(pulled("d")));
+        assert_eq!(out.next_follow_up(), None);
     }
 }

@@ -8,6 +8,7 @@
 //! Not here: networking, storage, documents (Loro), async runtimes.
 #![warn(missing_docs)]
 
+mod batches;
 pub mod budget;
 mod effects;
 mod follow_ups;

@@ -838,9 +838,9 @@ pub struct Model {
     /// Changed only with `in_flight`, by [`Model::add_in_flight`] and
     /// [`Model::take_in_flight`].
     /// Each entry's batches are few (one live update and the answers on
-    /// their way) and kept in order in a vector: a set would allocate a
-    /// tree for every transmission.
-    pub(crate) in_flight_by: OrdMap<(ChannelId, DocId), Vec<BatchId>>,
+    /// their way), kept in order, the first without an allocation (see
+    /// [`crate::batches::Batches`]).
+    pub(crate) in_flight_by: OrdMap<(ChannelId, DocId), crate::batches::Batches>,
     /// Sync-requests we sent and wait an answer for, with when they left.
     pub(crate) requests: OrdMap<(PeerId, DocId), Millis>,
     pub(crate) imports: OrdMap<ImportId, PendingImport>,
@@ -1214,13 +1214,14 @@ impl Model {
                 kept, self.presence_kept
             ));
         }
-        let mut expected: OrdMap<(ChannelId, DocId), Vec<BatchId>> = OrdMap::new();
+        let mut expected: OrdMap<(ChannelId, DocId), crate::batches::Batches> = OrdMap::new();
         for (b, f) in &self.in_flight {
-            // `in_flight` is walked in batch order: each vector comes out sorted.
-            expected
-                .entry((f.channel, f.doc.clone()))
-                .or_default()
-                .push(*b);
+            match expected.entry((f.channel, f.doc.clone())) {
+                imbl::ordmap::Entry::Occupied(mut e) => e.get_mut().insert(*b),
+                imbl::ordmap::Entry::Vacant(e) => {
+                    e.insert(crate::batches::Batches::one(*b));
+                }
+            }
         }
         if expected == self.in_flight_by {
             Ok(())
@@ -1299,12 +1300,11 @@ impl Model {
 
     /// Records a transmission in flight (and indexes it).
     pub(crate) fn add_in_flight(&mut self, batch: BatchId, f: InFlight) {
-        let batches = self
-            .in_flight_by
-            .entry((f.channel, f.doc.clone()))
-            .or_default();
-        if let Err(at) = batches.binary_search(&batch) {
-            batches.insert(at, batch);
+        match self.in_flight_by.entry((f.channel, f.doc.clone())) {
+            imbl::ordmap::Entry::Occupied(mut e) => e.get_mut().insert(batch),
+            imbl::ordmap::Entry::Vacant(e) => {
+                e.insert(crate::batches::Batches::one(batch));
+            }
         }
         self.in_flight.insert(batch, f);
     }
@@ -1314,8 +1314,7 @@ impl Model {
         let f = self.in_flight.remove(batch)?;
         let key = (f.channel, f.doc.clone());
         if let Some(batches) = self.in_flight_by.get_mut(&key) {
-            batches.retain(|b| b != batch);
-            if batches.is_empty() {
+            if !batches.remove(*batch) {
                 self.in_flight_by.remove(&key);
             }
         }
@@ -1332,7 +1331,7 @@ impl Model {
             .get(&(channel, doc.clone()))
             .into_iter()
             .flat_map(|batches| batches.iter())
-            .filter_map(|b| self.in_flight.get(b).map(|f| (*b, f)))
+            .filter_map(|b| self.in_flight.get(&b).map(|f| (b, f)))
     }
 
     /// Number of in-flight transmissions awaiting an ack.

@@ -74,6 +74,9 @@ pub(crate) fn send_if_behind(
         return;
     };
     let sending = p.sending.get(doc_id).copied();
+    // What its credential grants, from the same read (`access` would read
+    // the peer again).
+    let granted = super::common::credential_access(p, doc_id);
     let since = match p.docs.get(doc_id) {
         Some(PeerDoc::Synced(v)) if v.includes(version) => return,
         Some(PeerDoc::Synced(v)) => Some(v.clone()),
@@ -85,7 +88,8 @@ pub(crate) fn send_if_behind(
         }
         Some(PeerDoc::Absent) | None => None,
     };
-    if !access(model, peer, doc_id).read {
+    let allowed = granted.unwrap_or_else(|| model.config.rules.access(peer, doc_id));
+    if !allowed.read {
         return;
     }
     // One live update per document in flight to a peer: what changes before
