@@ -13,7 +13,10 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as Ws;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use futures_lite::{AsyncRead, AsyncWrite};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 /// Messages queued for one client before the bridge waits for it (a
@@ -24,8 +27,16 @@ const CLIENT_QUEUE: usize = 256;
 const WRITE_BATCH: usize = 64;
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 
+/// The client's next message (`None`: its stream ended).
+type ClientMessage = Option<Result<Ws, async_tungstenite::tungstenite::Error>>;
+
+/// One read of the client, holding its stream and handing it back with
+/// the message.
+type ClientRead<S> =
+    Pin<Box<dyn Future<Output = (WebSocketReceiver<S>, ClientMessage)> + Send + 'static>>;
+
 enum Next {
-    Client(Option<Result<Ws, async_tungstenite::tungstenite::Error>>),
+    Client(ClientMessage),
     Node(Option<Outbound>),
     Tick,
 }
@@ -101,7 +112,7 @@ async fn write_client<S>(
 /// runs the session on each and carries out what it decides, until the
 /// session or either side ends; then closes all three queues.
 async fn run_session<S>(
-    mut stream: WebSocketReceiver<S>,
+    stream: WebSocketReceiver<S>,
     node_out: LinkOut,
     in_tx: async_channel::Sender<Vec<u8>>,
     client_tx: async_channel::Sender<Ws>,
@@ -115,8 +126,20 @@ async fn run_session<S>(
     let mut read_after: Option<Instant> = None;
     // One timer for the session's life, moved only when its deadline moves.
     let mut timer = ThreadTimer::at(Instant::now() + TICK);
+    // The read of the client under way, kept across the loop's turns and
+    // polled only when its own waker fired (what `FuturesUnordered` does):
+    // each poll of a read asks the socket, and a read made anew on every
+    // turn (a tick, a frame from the node) was a system call that found
+    // nothing, once a second for every idle client and once for every
+    // frame sent to a busy one.
+    let mut reading: FuturesUnordered<ClientRead<S>> = FuturesUnordered::new();
+    reading.push(read_client(stream, None));
+    // The client's stream, between a read's end and the next read.
+    let mut returned: Option<WebSocketReceiver<S>> = None;
     loop {
-        let resume = read_after;
+        if let Some(stream) = returned.take() {
+            reading.push(read_client(stream, read_after));
+        }
         let now = Instant::now();
         let deadline = session.deadline(now);
         // The once-a-tick deadline (the session's `now + TICK`) goes down to
@@ -133,7 +156,7 @@ async fn run_session<S>(
             deadline
         };
         timer.set_at(deadline);
-        let next = next_input(&mut stream, &node_out, resume, &mut timer).await;
+        let next = next_input(&mut reading, &mut returned, &node_out, &mut timer).await;
         let now = Instant::now();
         let Some(actions) = react(&mut session, next, &node_out, &mut read_after, now) else {
             break;
@@ -149,15 +172,15 @@ async fn run_session<S>(
 }
 
 /// Waits for what comes first: the session's `deadline`, the client's next
-/// message (not read before `resume`), or the node's next frame. A deadline
-/// that has come is looked at first: a client that always has another
-/// message waiting (a ping answered and sent again at once, thousands a
-/// second) must not keep its session from ticking, and so from the check
-/// of its rights.
+/// message (the read under way in `reading`, whose stream goes back to
+/// `returned`), or the node's next frame. A deadline that has come is
+/// looked at first: a client that always has another message waiting (a
+/// ping answered and sent again at once, thousands a second) must not keep
+/// its session from ticking, and so from the check of its rights.
 async fn next_input<S>(
-    stream: &mut WebSocketReceiver<S>,
+    reading: &mut FuturesUnordered<ClientRead<S>>,
+    returned: &mut Option<WebSocketReceiver<S>>,
     node_out: &LinkOut,
-    resume: Option<Instant>,
     deadline: &mut ThreadTimer,
 ) -> Next
 where
@@ -170,15 +193,35 @@ where
         },
         futures_lite::future::or(
             async {
-                if let Some(at) = resume {
-                    smol::Timer::at(at).await;
+                match reading.next().await {
+                    Some((stream, message)) => {
+                        *returned = Some(stream);
+                        Next::Client(message)
+                    }
+                    // Never: a read is pushed before every wait. Were it
+                    // missing, the client could not be read again: over.
+                    None => Next::Client(None),
                 }
-                Next::Client(stream.next().await)
             },
             async { Next::Node(recv(node_out).await) },
         ),
     )
     .await
+}
+
+/// A read of the client's next message, not before `resume` (a paced
+/// client's bytes are paid for first).
+fn read_client<S>(mut stream: WebSocketReceiver<S>, resume: Option<Instant>) -> ClientRead<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        if let Some(at) = resume {
+            smol::Timer::at(at).await;
+        }
+        let message = stream.next().await;
+        (stream, message)
+    })
 }
 
 /// Runs the session on one input: what it wants done, or `None` when the
@@ -264,4 +307,80 @@ fn close(reason: &str) -> Ws {
         code,
         reason: reason.chars().take(100).collect::<String>().into(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loro_protocol::bridge::Identity;
+    use async_tungstenite::tungstenite::protocol::Role;
+    use docweave_core::{PeerId, Rules};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    /// A socket that counts the reads asked of it.
+    struct CountingReads {
+        inner: smol::net::TcpStream,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for CountingReads {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountingReads {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_close(cx)
+        }
+    }
+
+    #[test]
+    fn an_idle_session_does_not_read_its_socket_at_each_tick() {
+        smol::block_on(async {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = smol::net::TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let reads = Arc::new(AtomicUsize::new(0));
+            let socket = CountingReads {
+                inner: server,
+                reads: reads.clone(),
+            };
+            let ws = WebSocketStream::from_raw_socket(socket, Role::Server, None).await;
+            let identity: Identity = Arc::new(|_| PeerId::new("p"));
+            let options = BridgeOptions::new(identity, Rules::allow_all());
+            let link = loro_link(ws, WsOptions::default(), options);
+            // The client connects and says nothing.
+            let _client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+            smol::Timer::after(Duration::from_millis(300)).await;
+            let before = reads.load(Ordering::Relaxed);
+            assert!(before >= 1, "the session reads its client from the start");
+            // Three ticks at least (one a second).
+            smol::Timer::after(TICK * 3 + Duration::from_millis(500)).await;
+            let during = reads.load(Ordering::Relaxed) - before;
+            assert_eq!(
+                during, 0,
+                "the socket was read {during} times with nothing to read"
+            );
+            drop(link);
+        });
+    }
 }
