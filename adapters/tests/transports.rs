@@ -338,6 +338,58 @@ fn a_websocket_server_pings_a_silent_client_and_not_one_that_pings_it() {
 
 #[cfg(feature = "websocket")]
 #[test]
+fn a_websocket_server_closes_a_client_that_never_answers_its_pings() {
+    smol::block_on(async {
+        let o = WsOptions {
+            keepalive: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(300),
+            ..WsOptions::default()
+        };
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (tx, rx) = async_channel::unbounded();
+        smol::spawn(serve_ws(
+            listener,
+            o,
+            ConnectionLimit::new(16),
+            move |link| {
+                let _ = tx.try_send(link);
+            },
+        ))
+        .detach();
+        let stream = smol::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Upgraded, then never read: its pings go unanswered.
+        let (_client, _) = async_tungstenite::client_async(format!("ws://{addr}/"), stream)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let server = rx.recv().await.unwrap_or_else(|e| panic!("{e}"));
+        let started = std::time::Instant::now();
+        let closed = futures_lite::future::or(
+            async {
+                while server.rx.recv().await.is_ok() {}
+                true
+            },
+            async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                false
+            },
+        )
+        .await;
+        assert!(closed, "a client silent for 5 s was kept open");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "closed after {:?}, before its idle timeout",
+            started.elapsed()
+        );
+    });
+}
+
+#[cfg(feature = "websocket")]
+#[test]
 fn a_websocket_client_that_hears_plenty_but_sends_nothing_still_pings() {
     // A peer that only receives must still be heard from, or the other
     // side closes it as idle in the middle of a long download.
