@@ -298,7 +298,10 @@ fn received(
     match &ch.handshake {
         Handshake::Established(p) => {
             let peer = p.clone();
-            from_peer(model, out, channel, peer, message, verdict)
+            // Read here once: an acknowledgement needs it, and the channel
+            // is in hand.
+            let bot = ch.peer_kind == Some(crate::protocol::PeerKind::Bot);
+            from_peer(model, out, channel, (peer, bot), message, verdict)
         }
         Handshake::Connecting => before_handshake(model, out, channel, message, verdict),
     }
@@ -331,12 +334,13 @@ fn before_handshake(
     }
 }
 
-/// A message from an established peer, handed to the handler of its kind.
+/// A message from an established peer (and whether it is a bot: a
+/// request's channel), handed to the handler of its kind.
 fn from_peer(
     model: &mut Model,
     out: &mut Effects,
     channel: ChannelId,
-    peer: crate::ids::PeerId,
+    (peer, bot): (crate::ids::PeerId, bool),
     message: Message,
     verdict: Option<crate::policy::Verdict>,
 ) {
@@ -364,7 +368,10 @@ fn from_peer(
             batch,
             status,
             clock,
-        } => sync::ack_received(model, out, channel, batch, status, clock),
+        } => {
+            let from = sync::AckFrom::Peer { peer, bot };
+            sync::ack_received(model, out, channel, from, batch, status, clock)
+        }
         Message::Subscribe { filter } => changes::subscribe(model, out, channel, &peer, filter),
         Message::Unsubscribe { filter } => changes::unsubscribe(model, &peer, filter),
         Message::ChangesSince { clock, filter } => {
@@ -440,7 +447,15 @@ fn from_store(model: &mut Model, out: &mut Effects, channel: ChannelId, message:
             batch,
             status,
             clock,
-        } => sync::ack_received(model, out, channel, batch, status, clock),
+        } => sync::ack_received(
+            model,
+            out,
+            channel,
+            sync::AckFrom::Store,
+            batch,
+            status,
+            clock,
+        ),
         Message::Error { code, message } => common::report(
             out,
             None,

@@ -19,8 +19,7 @@ use crate::effects::{Effects, FollowUp};
 use crate::ids::{BatchId, ChannelId, Clock, DocId, ImportId, PeerId};
 use crate::io::{Event, ImportOutcome, Level, SyncState};
 use crate::model::{
-    Channel, Handshake, LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Source,
-    WaitingRequest,
+    LoadReason, Model, Notify, PeerDoc, PendingImport, Phase, Source, WaitingRequest,
 };
 use crate::protocol::{AckStatus, DocMeta, ErrorCode, Message, Payload, Reply, RevisionStatus};
 use crate::version::VersionVector;
@@ -994,10 +993,20 @@ pub(crate) fn open_doc(model: &mut Model, out: &mut Effects, doc: DocId, meta: D
     }
 }
 
+/// Who sent an acknowledgement, as the channel it came on says.
+pub(crate) enum AckFrom {
+    /// A store.
+    Store,
+    /// An established peer; `bot`: a request's (see
+    /// `common::is_request_channel`).
+    Peer { peer: PeerId, bot: bool },
+}
+
 pub(crate) fn ack_received(
     model: &mut Model,
     out: &mut Effects,
     channel: ChannelId,
+    from: AckFrom,
     batch: BatchId,
     status: AckStatus,
     clock: Option<Clock>,
@@ -1015,20 +1024,13 @@ pub(crate) fn ack_received(
         model.add_in_flight(batch, f);
         return refuse(out, channel, ErrorCode::PermissionDenied, message);
     }
-    let is_store = model.stores.contains(&channel);
-    if is_store {
-        return store_ack(model, out, channel, f, status, clock);
-    }
-    // One read of the channel: whose it is, and whether it is a request's,
-    // whose acknowledgement of its answer records nothing of its
+    // Whose it is comes with it (the channel was read once, on arrival).
+    // A request's acknowledgement of its answer records nothing of its
     // identity's (see `common::is_request_channel`).
-    let peer = match model.channels.get(&channel) {
-        Some(c) if c.peer_kind == Some(crate::protocol::PeerKind::Bot) => return,
-        Some(Channel {
-            handshake: Handshake::Established(peer),
-            ..
-        }) => peer.clone(),
-        _ => return,
+    let peer = match from {
+        AckFrom::Store => return store_ack(model, out, channel, f, status, clock),
+        AckFrom::Peer { bot: true, .. } => return,
+        AckFrom::Peer { peer, bot: false } => peer,
     };
     let taken = status == AckStatus::Ok;
     // One write of the peer: what it confirmed or is no longer assumed to
