@@ -25,9 +25,9 @@ pub(crate) struct Effects {
     /// finds them as fast as a tree and allocates once, where a tree
     /// allocated a node for every step that sent anything.
     sends: Vec<(ChannelId, Vec<Outgoing>)>,
-    /// The follow-up recorded first and not yet run, when the queue behind
-    /// it is empty: most steps record one at most, and a queue allocated
-    /// for each was an allocation and a free per step.
+    /// A follow-up recorded when the queue was empty, so every one in
+    /// `follow_ups` was recorded after it: most steps record one at most,
+    /// and a queue allocated for each was an allocation and a free per step.
     next: Option<FollowUp>,
     /// The follow-ups recorded after `next`, first recorded first.
     follow_ups: VecDeque<FollowUp>,
@@ -118,8 +118,9 @@ impl Effects {
     }
 
     /// What is queued for each channel so far, to trim.
-    pub fn sends_mut(&mut self) -> &mut [(ChannelId, Vec<Outgoing>)] {
-        &mut self.sends
+    pub fn sends_mut(&mut self) -> impl Iterator<Item = (ChannelId, &mut Vec<Outgoing>)> {
+        // The channels as values: a caller cannot unsort them.
+        self.sends.iter_mut().map(|(c, items)| (*c, items))
     }
 
     /// Drops anything queued for a channel that is going away.

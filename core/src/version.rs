@@ -134,7 +134,8 @@ impl VersionVector {
             return other.clone();
         }
         // Counted first, then built straight into its shared allocation:
-        // `Arc<[_]>` collects an iterator of known length in one allocation,
+        // `Arc<[_]>` collects an iterator the standard library trusts for
+        // its length (`TrustedLen`: a range, mapped) in one allocation,
         // where a `Vec` turned into one is a second allocation and a copy
         // (a merge is in every live update's path, several times).
         let len = union_len(&self.0, &other.0);
@@ -195,7 +196,10 @@ impl<'a> MergedEntries<'a> {
             (Some(&(x, n)), Some(&(y, _))) if x < y => ((x, n), 1, 0),
             (_, Some(&e)) => (e, 0, 1),
             (Some(&e), None) => (e, 1, 0),
-            (None, None) => ((0, 0), 0, 0),
+            (None, None) => {
+                debug_assert!(false, "more entries asked for than the union holds");
+                ((0, 0), 0, 0)
+            }
         };
         self.a = &self.a[a_taken..];
         self.b = &self.b[b_taken..];

@@ -860,7 +860,7 @@ fn establish(
 /// peer that asked for one anyway (a `list-docs` on a version-1 channel)
 /// is told it is unsupported there instead.
 pub(crate) fn keep_to_protocols(model: &Model, out: &mut Effects) {
-    for (channel, items) in out.sends_mut().iter_mut() {
+    for (channel, items) in out.sends_mut() {
         // Most sends are data and messages every protocol has: their
         // channel need not be read (every channel speaks at least the
         // oldest version; hello and welcome refuse less).
@@ -870,7 +870,7 @@ pub(crate) fn keep_to_protocols(model: &Model, out: &mut Effects) {
         if !newer {
             continue;
         }
-        let Some(ch) = model.channels.get(channel) else {
+        let Some(ch) = model.channels.get(&channel) else {
             continue;
         };
         let spoken = ch.protocol;
@@ -906,7 +906,7 @@ const ERRORS_DROPPED_MOST: u32 = 10_000;
 pub(crate) fn limit_error_replies(model: &mut Model, out: &mut Effects) {
     let now = model.now;
     let mut closing = Vec::new();
-    for (channel, items) in out.sends_mut().iter_mut() {
+    for (channel, items) in out.sends_mut() {
         let errors = items
             .iter()
             .filter(|i| matches!(i, crate::io::Outgoing::Message(Message::Error { .. })))
@@ -914,7 +914,7 @@ pub(crate) fn limit_error_replies(model: &mut Model, out: &mut Effects) {
         if errors == 0 {
             continue;
         }
-        let Some(ch) = model.channels.get_mut(channel) else {
+        let Some(ch) = model.channels.get_mut(&channel) else {
             continue;
         };
         let refill = now.saturating_sub(ch.error_refilled) * u64::from(ERROR_BURST) / 1000;
@@ -948,7 +948,7 @@ pub(crate) fn limit_error_replies(model: &mut Model, out: &mut Effects) {
             }
             ch.errors_dropped = ch.errors_dropped.saturating_add(dropped);
             if ch.errors_dropped >= ERRORS_DROPPED_MOST {
-                closing.push(*channel);
+                closing.push(channel);
             }
         }
     }

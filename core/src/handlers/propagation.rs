@@ -74,9 +74,6 @@ pub(crate) fn send_if_behind(
         return;
     };
     let sending = p.sending.get(doc_id).copied();
-    // What its credential grants, from the same read (`access` would read
-    // the peer again).
-    let granted = super::common::credential_access(p, doc_id);
     let since = match p.docs.get(doc_id) {
         Some(PeerDoc::Synced(v)) if v.includes(version) => return,
         Some(PeerDoc::Synced(v)) => Some(v.clone()),
@@ -88,6 +85,9 @@ pub(crate) fn send_if_behind(
         }
         Some(PeerDoc::Absent) | None => None,
     };
+    // What its credential grants, from the same read (`access` would read
+    // the peer again).
+    let granted = super::common::credential_access(p, doc_id);
     let allowed = granted.unwrap_or_else(|| model.config.rules.access(peer, doc_id));
     if !allowed.read {
         return;
