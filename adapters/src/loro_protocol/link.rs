@@ -4,6 +4,7 @@
 //! a bounded queue and a write timeout.
 
 use super::bridge::BridgeOptions;
+use super::client_reads::{ClientMessage, ClientReads};
 use super::codec::encode;
 use super::session::{Action, Session, TICK};
 use crate::timer_thread::{round_down, ThreadTimer};
@@ -13,10 +14,7 @@ use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::Message as Ws;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use futures_lite::{AsyncRead, AsyncWrite};
-use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt, StreamExt};
-use std::future::Future;
-use std::pin::Pin;
+use futures_util::SinkExt;
 use std::time::{Duration, Instant};
 
 /// Messages queued for one client before the bridge waits for it (a
@@ -26,14 +24,6 @@ const CLIENT_QUEUE: usize = 256;
 /// Most messages, and bytes, written to a client before one flush.
 const WRITE_BATCH: usize = 64;
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
-
-/// The client's next message (`None`: its stream ended).
-type ClientMessage = Option<Result<Ws, async_tungstenite::tungstenite::Error>>;
-
-/// One read of the client, holding its stream and handing it back with
-/// the message.
-type ClientRead<S> =
-    Pin<Box<dyn Future<Output = (WebSocketReceiver<S>, ClientMessage)> + Send + 'static>>;
 
 enum Next {
     Client(ClientMessage),
@@ -122,24 +112,13 @@ async fn run_session<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut session = Session::new(b, o.limits, o.inbound_rate, Instant::now());
-    // The client is not read again before this (its bytes are paced).
+    // Set by a paced message: the client is not read again before it.
     let mut read_after: Option<Instant> = None;
     // One timer for the session's life, moved only when its deadline moves.
     let mut timer = ThreadTimer::at(Instant::now() + TICK);
-    // The read of the client under way, kept across the loop's turns and
-    // polled only when its own waker fired (what `FuturesUnordered` does):
-    // each poll of a read asks the socket, and a read made anew on every
-    // turn (a tick, a frame from the node) was a system call that found
-    // nothing, once a second for every idle client and once for every
-    // frame sent to a busy one.
-    let mut reading: FuturesUnordered<ClientRead<S>> = FuturesUnordered::new();
-    reading.push(read_client(stream, None));
-    // The client's stream, between a read's end and the next read.
-    let mut returned: Option<WebSocketReceiver<S>> = None;
+    // Read only when the socket may have something (see `ClientReads`).
+    let mut client = ClientReads::new(stream);
     loop {
-        if let Some(stream) = returned.take() {
-            reading.push(read_client(stream, read_after));
-        }
         let now = Instant::now();
         let deadline = session.deadline(now);
         // The once-a-tick deadline (the session's `now + TICK`) goes down to
@@ -156,11 +135,14 @@ async fn run_session<S>(
             deadline
         };
         timer.set_at(deadline);
-        let next = next_input(&mut reading, &mut returned, &node_out, &mut timer).await;
+        let next = next_input(&mut client, &node_out, &mut timer).await;
         let now = Instant::now();
         let Some(actions) = react(&mut session, next, &node_out, &mut read_after, now) else {
             break;
         };
+        if let Some(at) = read_after.take() {
+            client.resume_at(at);
+        }
         let stop = act(actions, &client_tx, &in_tx).await;
         if stop || session.closed() {
             break;
@@ -172,14 +154,12 @@ async fn run_session<S>(
 }
 
 /// Waits for what comes first: the session's `deadline`, the client's next
-/// message (the read under way in `reading`, whose stream goes back to
-/// `returned`), or the node's next frame. A deadline that has come is
-/// looked at first: a client that always has another message waiting (a
-/// ping answered and sent again at once, thousands a second) must not keep
-/// its session from ticking, and so from the check of its rights.
+/// message, or the node's next frame. A deadline that has come is looked
+/// at first: a client that always has another message waiting (a ping
+/// answered and sent again at once, thousands a second) must not keep its
+/// session from ticking, and so from the check of its rights.
 async fn next_input<S>(
-    reading: &mut FuturesUnordered<ClientRead<S>>,
-    returned: &mut Option<WebSocketReceiver<S>>,
+    client: &mut ClientReads<S>,
     node_out: &LinkOut,
     deadline: &mut ThreadTimer,
 ) -> Next
@@ -191,37 +171,11 @@ where
             deadline.await;
             Next::Tick
         },
-        futures_lite::future::or(
-            async {
-                match reading.next().await {
-                    Some((stream, message)) => {
-                        *returned = Some(stream);
-                        Next::Client(message)
-                    }
-                    // Never: a read is pushed before every wait. Were it
-                    // missing, the client could not be read again: over.
-                    None => Next::Client(None),
-                }
-            },
-            async { Next::Node(recv(node_out).await) },
-        ),
+        futures_lite::future::or(async { Next::Client(client.next().await) }, async {
+            Next::Node(recv(node_out).await)
+        }),
     )
     .await
-}
-
-/// A read of the client's next message, not before `resume` (a paced
-/// client's bytes are paid for first).
-fn read_client<S>(mut stream: WebSocketReceiver<S>, resume: Option<Instant>) -> ClientRead<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    Box::pin(async move {
-        if let Some(at) = resume {
-            smol::Timer::at(at).await;
-        }
-        let message = stream.next().await;
-        (stream, message)
-    })
 }
 
 /// Runs the session on one input: what it wants done, or `None` when the
@@ -315,6 +269,7 @@ mod tests {
     use crate::loro_protocol::bridge::Identity;
     use async_tungstenite::tungstenite::protocol::Role;
     use docweave_core::{PeerId, Rules};
+    use std::pin::Pin;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::task::{Context, Poll};

@@ -10,6 +10,7 @@
 //! Built with the `loro-endpoint` feature (which turns on `websocket`).
 
 mod bridge;
+mod client_reads;
 mod coalesce;
 mod codec;
 mod link;
