@@ -52,18 +52,24 @@ async fn conformance(a: Link, b: Link) {
     assert_eq!(recv(&a).await.map(|f| f.len()), Some(big.len()));
     // Close ends the other side.
     a.close("done");
-    let ended = futures_lite::future::or(
+    let ended = ends_within(&b, Duration::from_secs(10)).await;
+    assert!(ended, "close did not reach the other side");
+}
+
+/// Whether `link`'s other side ends it within `limit` (what is still
+/// coming on it is read and dropped).
+async fn ends_within(link: &Link, limit: Duration) -> bool {
+    futures_lite::future::or(
         async {
-            while b.rx.recv().await.is_ok() {}
+            while link.rx.recv().await.is_ok() {}
             true
         },
         async {
-            smol::Timer::after(Duration::from_secs(10)).await;
+            smol::Timer::after(limit).await;
             false
         },
     )
-    .await;
-    assert!(ended, "close did not reach the other side");
+    .await
 }
 
 #[cfg(feature = "tcp")]
@@ -228,8 +234,9 @@ fn tcp_refuses_a_flood_beyond_the_connection_limit() {
 #[cfg(feature = "websocket")]
 use docweave_adapters::transport::{serve_ws, ws_connect, WsOptions};
 
+/// A WebSocket server on a free port, and the links it accepts.
 #[cfg(feature = "websocket")]
-async fn ws_pair(o: WsOptions) -> (Link, Link, std::net::SocketAddr) {
+async fn ws_server(o: WsOptions) -> (async_channel::Receiver<Link>, std::net::SocketAddr) {
     let listener = smol::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -237,13 +244,21 @@ async fn ws_pair(o: WsOptions) -> (Link, Link, std::net::SocketAddr) {
     let (tx, rx) = async_channel::unbounded();
     smol::spawn(serve_ws(
         listener,
-        o.clone(),
+        o,
         ConnectionLimit::new(16),
         move |link| {
+            // Unbounded: refused only once the test dropped the receiver and
+            // wants no more links.
             let _ = tx.try_send(link);
         },
     ))
     .detach();
+    (rx, addr)
+}
+
+#[cfg(feature = "websocket")]
+async fn ws_pair(o: WsOptions) -> (Link, Link, std::net::SocketAddr) {
+    let (rx, addr) = ws_server(o.clone()).await;
     let client = ws_connect(&format!("ws://{addr}/"), o)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -345,20 +360,7 @@ fn a_websocket_server_closes_a_client_that_never_answers_its_pings() {
             idle_timeout: Duration::from_millis(300),
             ..WsOptions::default()
         };
-        let listener = smol::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let (tx, rx) = async_channel::unbounded();
-        smol::spawn(serve_ws(
-            listener,
-            o,
-            ConnectionLimit::new(16),
-            move |link| {
-                let _ = tx.try_send(link);
-            },
-        ))
-        .detach();
+        let (rx, addr) = ws_server(o).await;
         let stream = smol::net::TcpStream::connect(addr)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -368,17 +370,7 @@ fn a_websocket_server_closes_a_client_that_never_answers_its_pings() {
             .unwrap_or_else(|e| panic!("{e}"));
         let server = rx.recv().await.unwrap_or_else(|e| panic!("{e}"));
         let started = std::time::Instant::now();
-        let closed = futures_lite::future::or(
-            async {
-                while server.rx.recv().await.is_ok() {}
-                true
-            },
-            async {
-                smol::Timer::after(Duration::from_secs(5)).await;
-                false
-            },
-        )
-        .await;
+        let closed = ends_within(&server, Duration::from_secs(5)).await;
         assert!(closed, "a client silent for 5 s was kept open");
         assert!(
             started.elapsed() >= Duration::from_millis(250),

@@ -1216,12 +1216,7 @@ impl Model {
         }
         let mut expected: OrdMap<(ChannelId, DocId), crate::batches::Batches> = OrdMap::new();
         for (b, f) in &self.in_flight {
-            match expected.entry((f.channel, f.doc.clone())) {
-                imbl::ordmap::Entry::Occupied(mut e) => e.get_mut().insert(*b),
-                imbl::ordmap::Entry::Vacant(e) => {
-                    e.insert(crate::batches::Batches::one(*b));
-                }
-            }
+            index_batch(&mut expected, (f.channel, f.doc.clone()), *b);
         }
         if expected == self.in_flight_by {
             Ok(())
@@ -1300,12 +1295,7 @@ impl Model {
 
     /// Records a transmission in flight (and indexes it).
     pub(crate) fn add_in_flight(&mut self, batch: BatchId, f: InFlight) {
-        match self.in_flight_by.entry((f.channel, f.doc.clone())) {
-            imbl::ordmap::Entry::Occupied(mut e) => e.get_mut().insert(batch),
-            imbl::ordmap::Entry::Vacant(e) => {
-                e.insert(crate::batches::Batches::one(batch));
-            }
-        }
+        index_batch(&mut self.in_flight_by, (f.channel, f.doc.clone()), batch);
         self.in_flight.insert(batch, f);
     }
 
@@ -1370,6 +1360,20 @@ impl Model {
             .values()
             .filter(|f| self.stores.contains(&f.channel))
             .count()
+    }
+}
+
+/// Adds `batch` to the index of transmissions in flight under `key`.
+fn index_batch(
+    index: &mut OrdMap<(ChannelId, DocId), crate::batches::Batches>,
+    key: (ChannelId, DocId),
+    batch: BatchId,
+) {
+    match index.entry(key) {
+        imbl::ordmap::Entry::Occupied(mut e) => e.get_mut().insert(batch),
+        imbl::ordmap::Entry::Vacant(e) => {
+            e.insert(crate::batches::Batches::one(batch));
+        }
     }
 }
 
