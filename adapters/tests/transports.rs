@@ -256,6 +256,20 @@ async fn ws_server(o: WsOptions) -> (async_channel::Receiver<Link>, std::net::So
     (rx, addr)
 }
 
+/// A plain WebSocket client (not a docweave link) of the server at `addr`.
+#[cfg(feature = "websocket")]
+async fn raw_ws_client(
+    addr: std::net::SocketAddr,
+) -> async_tungstenite::WebSocketStream<smol::net::TcpStream> {
+    let stream = smol::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ws
+}
+
 #[cfg(feature = "websocket")]
 async fn ws_pair(o: WsOptions) -> (Link, Link, std::net::SocketAddr) {
     let (rx, addr) = ws_server(o.clone()).await;
@@ -304,13 +318,7 @@ async fn pings_from_server(ms: u64, every: Option<Duration>) -> usize {
         ..WsOptions::default()
     };
     let (_a, _b, addr) = ws_pair(o).await;
-    let stream = smol::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), stream)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (mut sink, mut stream) = ws.split();
+    let (mut sink, mut stream) = raw_ws_client(addr).await.split();
     let counted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = counted.clone();
     let reader = smol::spawn(async move {
@@ -361,13 +369,8 @@ fn a_websocket_server_closes_a_client_that_never_answers_its_pings() {
             ..WsOptions::default()
         };
         let (rx, addr) = ws_server(o).await;
-        let stream = smol::net::TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
         // Upgraded, then never read: its pings go unanswered.
-        let (_client, _) = async_tungstenite::client_async(format!("ws://{addr}/"), stream)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let _client = raw_ws_client(addr).await;
         let server = rx.recv().await.unwrap_or_else(|e| panic!("{e}"));
         let started = std::time::Instant::now();
         let closed = ends_within(&server, Duration::from_secs(5)).await;
