@@ -361,6 +361,50 @@ fn a_websocket_server_pings_a_silent_client_and_not_one_that_pings_it() {
 
 #[cfg(feature = "websocket")]
 #[test]
+fn a_websocket_server_still_pings_a_client_that_floods_it_with_pongs() {
+    // Unsolicited pongs are heard and never answered: the server sends
+    // nothing back, so only its own pings tell the client it is there,
+    // however fast the client's messages come (a long upload, likewise).
+    use async_tungstenite::tungstenite::Message as Ws;
+    use futures_util::{SinkExt, StreamExt};
+    smol::block_on(async {
+        // Read slower than it sends: the server always has another waiting.
+        let o = WsOptions {
+            keepalive: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(5),
+            inbound_rate: docweave_adapters::transport::InboundRate {
+                bytes_per_s: 20_000,
+                burst: 1_000,
+            },
+            ..WsOptions::default()
+        };
+        let (_a, _b, addr) = ws_pair(o).await;
+        let (mut sink, mut stream) = raw_ws_client(addr).await.split();
+        let counted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = counted.clone();
+        let reader = smol::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Ws::Ping(_)) {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        let flood = async { while sink.feed(Ws::Pong(vec![0; 100].into())).await.is_ok() {} };
+        let for_a_while = async {
+            smol::Timer::after(Duration::from_millis(800)).await;
+        };
+        futures_lite::future::or(flood, for_a_while).await;
+        drop(reader);
+        let pings = counted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            pings >= 4,
+            "a client that never paused was pinged {pings} times"
+        );
+    });
+}
+
+#[cfg(feature = "websocket")]
+#[test]
 fn a_websocket_server_closes_a_client_that_never_answers_its_pings() {
     smol::block_on(async {
         let o = WsOptions {

@@ -18,9 +18,10 @@ use async_tungstenite::tungstenite::Message as Ws;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use docweave_core::{payload_len, ErrorCode, Limits, HEADER_LEN};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_util::task::AtomicWaker;
 use futures_util::StreamExt;
 use smol::net::TcpListener;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,16 +114,8 @@ where
     let (sink, stream) = ws.split();
     let writer_tx = out_tx.clone();
     let activity = Arc::new(Activity::new());
-    let (keepalive, write_timeout) = (o.keepalive, o.write_timeout);
-    let fragment = o.fragment;
-    let writer = write_frames(
-        sink,
-        out_rx,
-        activity.clone(),
-        keepalive,
-        write_timeout,
-        fragment,
-    );
+    let (write_timeout, fragment) = (o.write_timeout, o.fragment);
+    let writer = write_frames(sink, out_rx, activity.clone(), write_timeout, fragment);
     smol::spawn(writer).detach();
     smol::spawn(async move {
         let _slot = slot;
@@ -136,15 +129,20 @@ where
 }
 
 /// When a link last heard from its peer and last sent to it, shared by
-/// its reader and writer. The writer pings only when nothing was sent for
-/// a keepalive period (a frame, a ping, or the pong tungstenite answers a
-/// ping with), which is what keeps the peer's idle timer and any proxy
-/// between satisfied; the reader closes a peer not heard from for the idle
-/// timeout. With a client that pings on its own period, the server answers
-/// and never pings: one ping and one pong per idle period, not one from
-/// each side. And neither task touches a timer per message (a timer moved
-/// for every message was, on the reactor, a wake-up of the thread waiting
-/// on it each time: with 20,000 idle connections, most of the idle CPU).
+/// its reader and writer, and the reader's request for a ping.
+///
+/// The link has one timer, the reader's: it closes a peer not heard from
+/// for the idle timeout, and asks the writer for a ping when nothing went
+/// to the peer for a keepalive period (a frame, a ping, or the pong
+/// tungstenite answers a ping with), which is what keeps the peer's idle
+/// timer and any proxy between satisfied. With a client that pings on its
+/// own period, the server answers and never pings: one ping and one pong
+/// per idle period, not one from each side; and the reader moves its timer
+/// past the next ping at each one, so in that steady state the timer never
+/// fires (moving it is an entry of the timer thread's map; a fire was a
+/// wake-up and a poll of a task, twice per period when the writer had a
+/// timer of its own, to find nothing to do). Data does not move the timer
+/// (it fires at most once per period then, and looks again).
 #[derive(Debug)]
 struct Activity {
     epoch: Instant,
@@ -152,6 +150,10 @@ struct Activity {
     heard: AtomicU64,
     /// Milliseconds after `epoch`.
     sent: AtomicU64,
+    /// Set by the reader when the writer is to send a ping.
+    ping_wanted: AtomicBool,
+    /// The writer, waiting for a frame or a ping to send.
+    writer: AtomicWaker,
 }
 
 impl Activity {
@@ -160,6 +162,8 @@ impl Activity {
             epoch: Instant::now(),
             heard: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            ping_wanted: AtomicBool::new(false),
+            writer: AtomicWaker::new(),
         }
     }
 
@@ -194,6 +198,29 @@ impl Activity {
     fn last_sent(&self) -> Instant {
         self.read(&self.sent)
     }
+
+    /// Asks the writer for a ping.
+    fn want_ping(&self) {
+        self.ping_wanted.store(true, Ordering::SeqCst);
+        self.writer.wake();
+    }
+
+    /// Ready (once) when the reader asked for a ping.
+    fn poll_ping_wanted(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // Registered before the flag is read: a request made in between
+        // wakes this waker.
+        self.writer.register(cx.waker());
+        match self.ping_wanted.swap(false, Ordering::SeqCst) {
+            true => std::task::Poll::Ready(()),
+            false => std::task::Poll::Pending,
+        }
+    }
+
+    /// When the link's timer must next look: the idle close or the
+    /// keepalive ping, whichever comes first.
+    fn next_look(&self, o: &WsOptions) -> Instant {
+        later(self.last_heard(), o.idle_timeout).min(later(self.last_sent(), o.keepalive))
+    }
 }
 
 /// The granularity of a link's timers: a second, or an eighth of the
@@ -206,48 +233,33 @@ fn tick_of(keepalive: Duration) -> Duration {
 enum Next {
     /// Something the node queued (`None`: every sender went).
     Out(Option<Outbound>),
-    /// The keepalive timer fired.
-    Tick,
+    /// The reader asked for a ping (see `Activity`).
+    Ping,
 }
 
 /// The writer task: writes the node's frames to the peer, in pieces of at
-/// most `fragment` bytes, and a ping when nothing went to the peer for
-/// `keepalive`, until a close, a failed write, or a write the peer does
-/// not take within `write_timeout`.
+/// most `fragment` bytes, and a ping when the reader asks for one, until a
+/// close, a failed write, or a write the peer does not take within
+/// `write_timeout`.
 async fn write_frames<S>(
     mut sink: WebSocketSender<S>,
     out_rx: super::LinkOut,
     activity: Arc<Activity>,
-    keepalive: Duration,
     write_timeout: Duration,
     fragment: usize,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut id: u32 = 0;
-    // One timer for the link's life, moved only when it fires (see
-    // `Activity`).
-    let grain = tick_of(keepalive);
-    let mut tick = ThreadTimer::at(coarse(later(Instant::now(), keepalive), grain));
     loop {
         let next = futures_lite::future::or(async { Next::Out(out_rx.recv().await) }, async {
-            (&mut tick).await;
-            Next::Tick
+            futures_lite::future::poll_fn(|cx| activity.poll_ping_wanted(cx)).await;
+            Next::Ping
         })
         .await;
         let write = async {
             match next {
-                Next::Tick => {
-                    let due = later(activity.last_sent(), keepalive);
-                    let now = Instant::now();
-                    // Something went within the period (less an eighth, so
-                    // a send just after the last tick does not put the ping
-                    // off by a few milliseconds): no ping needed.
-                    if later(now, keepalive / 8) < due {
-                        tick.set_at(coarse(due, grain));
-                        return true;
-                    }
-                    tick.set_at(coarse(later(now, keepalive), grain));
+                Next::Ping => {
                     activity.sent_now();
                     sink.send(Ws::Ping(Vec::new().into())).await.is_ok()
                 }
@@ -327,20 +339,36 @@ async fn read_frames<S>(
     })
     .with_budget(o.reassembly_budget.clone());
     let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
-    // One timer, moved only when it fires (see `Activity`).
+    // The link's one timer: the idle close and the keepalive ping (see
+    // `Activity`).
     let grain = tick_of(o.keepalive);
-    let mut idle = ThreadTimer::at(coarse(later(Instant::now(), o.idle_timeout), grain));
+    let mut timer = ThreadTimer::at(coarse(activity.next_look(&o), grain));
     loop {
-        let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
-            (&mut idle).await;
-            None
-        })
+        // The timer first: a peer that always has another message waiting
+        // (a long upload) must not keep the ping it may need from going
+        // (looking costs a clock read). While the node does not take a
+        // frame the reader waits, reading nothing: no ping goes then, nor
+        // the pong of the peer's (which is read to be answered).
+        let next = futures_lite::future::or(
+            async {
+                (&mut timer).await;
+                None
+            },
+            async { Some(stream.next().await) },
+        )
         .await;
         match &next {
             None => {
-                let due = later(activity.last_heard(), o.idle_timeout);
-                if Instant::now() < due {
-                    idle.set_at(coarse(due, grain));
+                let now = Instant::now();
+                if now < later(activity.last_heard(), o.idle_timeout) {
+                    // Nothing went within the period (less an eighth, so a
+                    // send just after the last look does not put the ping
+                    // off by a few milliseconds): the writer pings.
+                    if later(now, o.keepalive / 8) >= later(activity.last_sent(), o.keepalive) {
+                        activity.sent_now();
+                        activity.want_ping();
+                    }
+                    timer.set_at(coarse(activity.next_look(&o), grain));
                     continue;
                 }
             }
@@ -349,6 +377,9 @@ async fn read_frames<S>(
                 // tungstenite answers a ping with a pong: that went out too.
                 if matches!(got, Some(Ok(Ws::Ping(_)))) {
                     activity.sent_now();
+                    // The peer keeps the link alive: the timer moves past
+                    // its next ping instead of firing to find that out.
+                    timer.set_at(coarse(activity.next_look(&o), grain));
                 }
             }
         }
