@@ -162,16 +162,41 @@ pub(crate) fn start_server_with(bin: &Path, dir: &Path, extra: &[String]) -> Ser
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
     let server = Server { child, ws, http };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(&server.ws).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_port(&server.ws, "the server");
     server
 }
 
-/// Resident bytes and CPU seconds (user + system) of process `pid`.
-fn usage(pid: u32) -> (u64, f64) {
+/// Waits until `addr` takes connections (a minute at most: `what` did
+/// not start).
+fn wait_for_port(addr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a process holds and has spent, read from `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    /// Resident bytes.
+    rss: u64,
+    /// CPU seconds in the process's own code.
+    user_s: f64,
+    /// CPU seconds in the kernel on its behalf (system calls; on loopback
+    /// that includes delivering what it sends to the receiving socket).
+    system_s: f64,
+}
+
+impl Usage {
+    /// CPU seconds, user and system.
+    fn cpu(&self) -> f64 {
+        self.user_s + self.system_s
+    }
+}
+
+/// Resident bytes and CPU seconds of process `pid`.
+fn usage(pid: u32) -> Usage {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
         .lines()
@@ -192,7 +217,22 @@ fn usage(pid: u32) -> (u64, f64) {
     // utime and stime are the 14th and 15th fields; `after` starts at the 3rd.
     // SAFETY: sysconf only reads a configuration value.
     let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (rss, (ticks(11) + ticks(12)) as f64 / per_s)
+    Usage {
+        rss,
+        user_s: ticks(11) as f64 / per_s,
+        system_s: ticks(12) as f64 / per_s,
+    }
+}
+
+/// The CPU a process spent from `before` to `after`, over `seconds`, in
+/// percent of one core: all of it, in its own code, and in the kernel.
+fn cpu_percent(before: Usage, after: Usage, seconds: f64) -> (f64, f64, f64) {
+    let of = |spent: f64| spent / seconds.max(1e-9) * 100.0;
+    (
+        of(after.cpu() - before.cpu()),
+        of(after.user_s - before.user_s),
+        of(after.system_s - before.system_s),
+    )
 }
 
 /// What the connections saw, shared by their tasks.
@@ -450,7 +490,7 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     .await;
     assert!(created, "the documents were not all created");
     smol::Timer::after(Duration::from_millis(500)).await;
-    let (rss_before, _) = usage(pid);
+    let rss_before = usage(pid).rss;
 
     // Subscribers: `subscribers` per edited document, the rest on quiet ones.
     let others = connections.saturating_sub(docs);
@@ -489,7 +529,8 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     let connect_s = started.elapsed().as_secs_f64();
     let ready = seen.ready.load(Ordering::SeqCst);
     smol::Timer::after(Duration::from_millis(1_000)).await;
-    let (rss_connected, cpu_connected) = usage(pid);
+    let connected = usage(pid);
+    let rss_connected = connected.rss;
     // What an idle connection costs once the connection storm is over
     // (read before the documents sleep, which gives memory back).
     let per_connection = rss_connected.saturating_sub(rss_before) as f64 / ready.max(1) as f64;
@@ -497,14 +538,17 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     // Settling: the server's one-off work after the last activity.
     let settle_started = Instant::now();
     smol::Timer::after(Duration::from_secs_f64(settle_seconds)).await;
-    let (_, cpu_before) = usage(pid);
-    let settle_cpu = (cpu_before - cpu_connected) / settle_started.elapsed().as_secs_f64() * 100.0;
+    let settled = usage(pid);
+    let (settle_cpu, _, _) =
+        cpu_percent(connected, settled, settle_started.elapsed().as_secs_f64());
 
     // Idle: nobody sends anything but keepalives.
     let idle_started = Instant::now();
     smol::Timer::after(Duration::from_secs_f64(idle_seconds)).await;
-    let (rss_idle, cpu_after) = usage(pid);
-    let idle_cpu = (cpu_after - cpu_before) / idle_started.elapsed().as_secs_f64() * 100.0;
+    let idled = usage(pid);
+    let rss_idle = idled.rss;
+    let (idle_cpu, idle_user, idle_system) =
+        cpu_percent(settled, idled, idle_started.elapsed().as_secs_f64());
 
     // Edits at a steady rate, round-robin over the edited documents.
     let edits = (rate * seconds).round() as usize;
@@ -529,7 +573,7 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     let acks_seen = || seen.acked.load(Ordering::SeqCst) - acked_before;
     // A shortfall shows in `edits_acked`, which the caller checks.
     wait_for(acks_seen, edits, Duration::from_secs(30)).await;
-    let (rss_end, _) = usage(pid);
+    let rss_end = usage(pid).rss;
     let mut delays: Vec<f64> = seen
         .delays
         .lock()
@@ -557,6 +601,8 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
             ("errors".into(), seen.errors.load(Ordering::SeqCst) as f64),
             ("bytes_per_connection".into(), per_connection),
             ("idle_cpu_percent".into(), idle_cpu),
+            ("idle_cpu_user_percent".into(), idle_user),
+            ("idle_cpu_system_percent".into(), idle_system),
             ("settle_cpu_percent".into(), settle_cpu),
             ("connect_s".into(), connect_s),
             ("edits".into(), edits as f64),
@@ -565,6 +611,96 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
             ("p50_ms".into(), percentile(&delays, 0.5)),
             ("max_ms".into(), delays.last().copied().unwrap_or(0.0)),
             ("server_rss_connected_mib".into(), mib(rss_connected)),
+            ("server_rss_idle_mib".into(), mib(rss_idle)),
+        ],
+    }
+}
+
+/// S9's floor: `sizes.connections` idle WebSocket connections, made and
+/// kept alive as S9's subscribers are (the same client, pinging on the
+/// same period), on `docweave-ping-floor` at `bin`: a server on the same
+/// libraries and runtime that does nothing but answer pings. Its idle CPU
+/// and memory per connection are what those libraries cost alone, below
+/// which `docweave serve` cannot go without replacing them.
+pub async fn s9_floor(bin: &Path, sizes: &S9Sizes) -> Run {
+    raise_fd_limit();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(bin)
+        .arg(&addr)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let server = Server {
+        child,
+        ws: addr.clone(),
+        http: String::new(),
+    };
+    wait_for_port(&addr, "the floor's server");
+    let pid = server.child.id();
+    let url = format!("ws://{addr}/");
+    smol::Timer::after(Duration::from_millis(200)).await;
+    let rss_before = usage(pid).rss;
+
+    let links: Arc<Mutex<Vec<Link>>> = Arc::default();
+    let failed = Arc::new(AtomicUsize::new(0));
+    let wave = 256;
+    let mut spawned = 0;
+    while spawned < sizes.connections {
+        let end = (spawned + wave).min(sizes.connections);
+        let tasks: Vec<_> = (spawned..end)
+            .map(|_| {
+                let (url, links, failed) = (url.clone(), links.clone(), failed.clone());
+                smol::spawn(async move {
+                    match ws_connect(&url, WsOptions::default()).await {
+                        Ok(link) => links.lock().map_or((), |mut l| l.push(link)),
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        spawned = end;
+    }
+    let connected = links.lock().map_or(0, |l| l.len());
+    smol::Timer::after(Duration::from_millis(1_000)).await;
+    let before = usage(pid);
+    let per_connection = before.rss.saturating_sub(rss_before) as f64 / connected.max(1) as f64;
+
+    // Idle: nobody sends anything but keepalives.
+    let idle_started = Instant::now();
+    smol::Timer::after(Duration::from_secs_f64(sizes.idle_seconds)).await;
+    let idled = usage(pid);
+    let rss_idle = idled.rss;
+    let (idle_cpu, idle_user, idle_system) =
+        cpu_percent(before, idled, idle_started.elapsed().as_secs_f64());
+    // A connection the server closed while idle shows as a link that ended.
+    let open = links
+        .lock()
+        .map_or(0, |l| l.iter().filter(|k| !k.rx.is_closed()).count());
+    drop(server);
+    Run {
+        scenario: "S9".into(),
+        transport: "floor".into(),
+        size: sizes.connections as u64,
+        metric: "idle_cpu_percent".into(),
+        value: idle_cpu,
+        messages: 0,
+        bytes: 0,
+        peak_rss: rss_idle,
+        extra: vec![
+            ("connected".into(), connected as f64),
+            ("failed".into(), failed.load(Ordering::SeqCst) as f64),
+            ("open_after_idle".into(), open as f64),
+            ("bytes_per_connection".into(), per_connection),
+            ("idle_cpu_percent".into(), idle_cpu),
+            ("idle_cpu_user_percent".into(), idle_user),
+            ("idle_cpu_system_percent".into(), idle_system),
             ("server_rss_idle_mib".into(), mib(rss_idle)),
         ],
     }

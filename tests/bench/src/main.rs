@@ -7,7 +7,7 @@ use clap::Parser;
 use docweave_bench::appends::s11;
 use docweave_bench::bursts::s10_all;
 use docweave_bench::cluster::{database, s6_all, s7};
-use docweave_bench::connections::{s9, S9Sizes};
+use docweave_bench::connections::{s9, s9_floor, S9Sizes};
 use docweave_bench::doc_api::{s13, S13Sizes};
 use docweave_bench::history::{s15, S15Sizes};
 use docweave_bench::loaded::{s12, FORMS};
@@ -24,7 +24,7 @@ static HEAP: docweave_bench::heap::Counting = docweave_bench::heap::Counting;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s15 (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// all, s1 … s15, s9-floor (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
     /// or Debian's binaries for a throwaway cluster; s9, s13, s14 and s15
     /// the `docweave` binary).
     #[arg(long, default_value = "all")]
@@ -304,17 +304,32 @@ fn main() {
                     None => eprintln!("S7 skipped: no PostgreSQL"),
                 }
             }
-            if want("s9") {
+            // `s9-floor` runs the floor alone.
+            let floor_only = a.scenario.eq_ignore_ascii_case("s9-floor");
+            if want("s9") || floor_only {
                 let mut sizes = if a.quick {
                     S9Sizes::quick()
                 } else {
                     S9Sizes::full()
                 };
                 sizes.connections = a.connections.unwrap_or(sizes.connections);
-                match server_bin(&a) {
+                match server_bin(&a).filter(|_| !floor_only) {
                     Some(bin) => record(s9(&bin, &sizes, &std::env::temp_dir()).await),
+                    None if floor_only => {}
                     None => eprintln!(
                         "S9 skipped: no docweave binary (cargo build --release -p docweave-cli, or --server-bin)"
+                    ),
+                }
+                // Its floor: the same idle connections on a server that
+                // only answers pings (built beside this program).
+                let floor = std::env::current_exe()
+                    .map(|e| e.with_file_name("docweave-ping-floor"))
+                    .ok()
+                    .filter(|f| f.exists());
+                match floor {
+                    Some(bin) => record(s9_floor(&bin, &sizes).await),
+                    None => eprintln!(
+                        "S9's floor skipped: no docweave-ping-floor beside this program (cargo build --release -p docweave-bench)"
                     ),
                 }
             }

@@ -130,3 +130,24 @@ fn the_core_on_demand_holds_only_the_documents_in_use_however_many_are_stored() 
     assert_eq!(in_memory(&on_demand), 1_000.0, "{}", on_demand.json());
     assert_eq!(all.messages, on_demand.messages, "the same workload");
 }
+
+/// S9's floor in its tiny form: every connection is made to the server
+/// that only answers pings, stays open through the idle window, and the
+/// server's CPU and memory are measured.
+#[test]
+fn s9_floor_in_tiny_form_keeps_every_connection_open() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_docweave-ping-floor"));
+    let sizes = docweave_bench::connections::S9Sizes::quick();
+    let r = smol::block_on(docweave_bench::connections::s9_floor(bin, &sizes));
+    let extra = |k: &str| r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1);
+    assert_eq!(extra("connected"), sizes.connections as f64, "{}", r.json());
+    assert_eq!(extra("failed"), 0.0, "{}", r.json());
+    assert_eq!(
+        extra("open_after_idle"),
+        sizes.connections as f64,
+        "{}",
+        r.json()
+    );
+    assert!(extra("idle_cpu_percent") >= 0.0, "{}", r.json());
+    assert!(extra("server_rss_idle_mib") > 0.0, "{}", r.json());
+}
