@@ -403,6 +403,94 @@ fn a_websocket_server_still_pings_a_client_that_floods_it_with_pongs() {
     });
 }
 
+/// Pings a raw client of a server with a 100 ms keepalive (125 ms on the
+/// server's side) receives while `meanwhile` runs, and whether the
+/// server's link was still open at the end.
+#[cfg(feature = "websocket")]
+async fn pings_while<F, Fut>(meanwhile: F) -> (usize, bool)
+where
+    F: FnOnce(Link, async_tungstenite::WebSocketSender<smol::net::TcpStream>) -> Fut,
+    Fut: std::future::Future<Output = Link>,
+{
+    use async_tungstenite::tungstenite::Message as Ws;
+    use futures_util::StreamExt;
+    let o = WsOptions {
+        keepalive: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(300),
+        ..WsOptions::default()
+    };
+    let (links, addr) = ws_server(o).await;
+    let (sink, mut stream) = raw_ws_client(addr).await.split();
+    let server = links.recv().await.unwrap_or_else(|e| panic!("{e}"));
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = counted.clone();
+    // Reading answers the server's pings with pongs (tungstenite's own).
+    let reader = smol::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Ws::Ping(_)) {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let server = meanwhile(server, sink).await;
+    let open = !server.tx.finished() && !server.rx.is_closed();
+    drop(reader);
+    (counted.load(std::sync::atomic::Ordering::SeqCst), open)
+}
+
+#[cfg(feature = "websocket")]
+#[test]
+fn a_websocket_server_whose_node_takes_no_frames_still_pings() {
+    // The node stops taking frames (its store is away, say): the link's
+    // reader waits with a frame in hand and reads nothing, and the client
+    // must still hear from the server, or it closes the link as idle.
+    use async_tungstenite::tungstenite::Message as Ws;
+    smol::block_on(async {
+        let (pings, open) = pings_while(|server, mut sink| async move {
+            for n in 0..10 {
+                // A whole frame as one piece: `[0][frame]`.
+                let whole: Vec<u8> = std::iter::once(0).chain(frame(n, 1)).collect();
+                sink.send(Ws::Binary(whole.into()))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            // `server.rx` is never read: the reader waits on the fifth.
+            smol::Timer::after(Duration::from_millis(800)).await;
+            server
+        })
+        .await;
+        assert!(
+            pings >= 4,
+            "a client was pinged {pings} times while the node took nothing"
+        );
+        assert!(open, "the link closed while the node took nothing");
+    });
+}
+
+#[cfg(feature = "websocket")]
+#[test]
+fn a_websocket_server_pings_a_client_that_only_receives_and_keeps_it() {
+    // The server sends all the time and the client never sends a frame:
+    // the server pings it anyway, so the client's pongs show it is there,
+    // and its idle timeout (300 ms) does not close it.
+    smol::block_on(async {
+        let (pings, open) = pings_while(|server, sink| async move {
+            for n in 0..45 {
+                assert!(server.send(frame(n, 1)), "the server closed its link");
+                smol::Timer::after(Duration::from_millis(20)).await;
+            }
+            drop(sink);
+            server
+        })
+        .await;
+        assert!(
+            pings >= 4,
+            "a client that only received was pinged {pings} times"
+        );
+        assert!(open, "a client that answered every ping was closed as idle");
+    });
+}
+
 #[cfg(feature = "websocket")]
 #[test]
 fn a_websocket_server_closes_a_client_that_never_answers_its_pings() {

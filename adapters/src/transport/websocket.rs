@@ -32,7 +32,9 @@ pub struct WsOptions {
     pub limits: Limits,
     /// Largest piece sent in one WebSocket message.
     pub fragment: usize,
-    /// A ping is sent this often.
+    /// A ping is sent when the link went this long without a send, or
+    /// without hearing from the peer (a server waits a quarter longer, so
+    /// that a client pinging on the same period is the one that pings).
     pub keepalive: Duration,
     /// A connection that sends nothing (not even a pong) this long is closed.
     pub idle_timeout: Duration,
@@ -150,6 +152,8 @@ struct Activity {
     heard: AtomicU64,
     /// Milliseconds after `epoch`.
     sent: AtomicU64,
+    /// Milliseconds after `epoch`: when the reader last asked for a ping.
+    pinged: AtomicU64,
     /// Set by the reader when the writer is to send a ping.
     ping_wanted: AtomicBool,
     /// The writer, waiting for a frame or a ping to send.
@@ -162,6 +166,7 @@ impl Activity {
             epoch: Instant::now(),
             heard: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            pinged: AtomicU64::new(0),
             ping_wanted: AtomicBool::new(false),
             writer: AtomicWaker::new(),
         }
@@ -201,8 +206,29 @@ impl Activity {
 
     /// Asks the writer for a ping.
     fn want_ping(&self) {
+        self.stamp(&self.pinged);
+        self.stamp(&self.sent);
         self.ping_wanted.store(true, Ordering::SeqCst);
         self.writer.wake();
+    }
+
+    /// When a ping is due: a keepalive period after the quieter direction
+    /// was last used (a peer that only receives is pinged too, so that its
+    /// pongs show it is there), and not sooner than a period after the
+    /// last ping asked for (so a peer that does not answer is pinged once
+    /// a period until its idle timeout, not at every look).
+    fn ping_due(&self, o: &WsOptions) -> Instant {
+        let quieter = self.last_sent().min(self.last_heard());
+        later(quieter.max(self.read(&self.pinged)), o.keepalive)
+    }
+
+    /// Asks for a ping if one is due at `now` (less an eighth of the
+    /// period, so a send just after the last look does not put the ping
+    /// off by a few milliseconds).
+    fn ping_if_due(&self, o: &WsOptions, now: Instant) {
+        if later(now, o.keepalive / 8) >= self.ping_due(o) {
+            self.want_ping();
+        }
     }
 
     /// Ready (once) when the reader asked for a ping.
@@ -219,7 +245,7 @@ impl Activity {
     /// When the link's timer must next look: the idle close or the
     /// keepalive ping, whichever comes first.
     fn next_look(&self, o: &WsOptions) -> Instant {
-        later(self.last_heard(), o.idle_timeout).min(later(self.last_sent(), o.keepalive))
+        later(self.last_heard(), o.idle_timeout).min(self.ping_due(o))
     }
 }
 
@@ -320,7 +346,9 @@ async fn write_frames<S>(
 
 /// The reader task: reads the peer (paced, and closed when silent for
 /// `o.idle_timeout`), gathers its pieces into frames and hands them to the
-/// node; bad input gets an `error` frame and the connection closed.
+/// node, and keeps the link's timer, asking the writer for the keepalive
+/// pings (see `Activity`); bad input gets an `error` frame and the
+/// connection closed.
 async fn read_frames<S>(
     mut stream: WebSocketReceiver<S>,
     writer_tx: super::LinkTx,
@@ -346,9 +374,7 @@ async fn read_frames<S>(
     loop {
         // The timer first: a peer that always has another message waiting
         // (a long upload) must not keep the ping it may need from going
-        // (looking costs a clock read). While the node does not take a
-        // frame the reader waits, reading nothing: no ping goes then, nor
-        // the pong of the peer's (which is read to be answered).
+        // (looking costs a clock read).
         let next = futures_lite::future::or(
             async {
                 (&mut timer).await;
@@ -361,13 +387,7 @@ async fn read_frames<S>(
             None => {
                 let now = Instant::now();
                 if now < later(activity.last_heard(), o.idle_timeout) {
-                    // Nothing went within the period (less an eighth, so a
-                    // send just after the last look does not put the ping
-                    // off by a few milliseconds): the writer pings.
-                    if later(now, o.keepalive / 8) >= later(activity.last_sent(), o.keepalive) {
-                        activity.sent_now();
-                        activity.want_ping();
-                    }
+                    activity.ping_if_due(&o, now);
                     timer.set_at(coarse(activity.next_look(&o), grain));
                     continue;
                 }
@@ -409,7 +429,8 @@ async fn read_frames<S>(
             Some(Some(Ok(m))) => m,
         };
         // Not read again until this message's bytes are paid for.
-        pacer.pace(message.len()).await;
+        let paced = pacer.pace(message.len());
+        keeping_alive(paced, &mut timer, &activity, &o, grain).await;
         match message {
             Ws::Binary(bytes) => match pieces.take(&bytes, started.elapsed().as_millis() as u64) {
                 Ok(Some(frame)) => {
@@ -417,7 +438,11 @@ async fn read_frames<S>(
                         refuse(ErrorCode::MalformedFrame, e.to_string());
                         break;
                     }
-                    if in_tx.send(frame).await.is_err() {
+                    let taken = in_tx.send(frame);
+                    if keeping_alive(taken, &mut timer, &activity, &o, grain)
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -439,6 +464,43 @@ async fn read_frames<S>(
         }
     }
     in_tx.close();
+}
+
+/// Waits for `work` (the pacer, or the node taking a frame), the link
+/// kept alive meanwhile: the timer still asks for pings when they are due,
+/// so a peer waiting on us (a node that stopped taking frames while its
+/// store is away, say) keeps hearing from us. It does not close the link
+/// as idle: while the reader waits it reads nothing, and the silence is
+/// ours, so the peer's idle time counts again from when reading resumes.
+async fn keeping_alive<T>(
+    work: impl std::future::Future<Output = T>,
+    timer: &mut ThreadTimer,
+    activity: &Activity,
+    o: &WsOptions,
+    grain: Duration,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut waited = false;
+    let out = loop {
+        let next = futures_lite::future::or(async { Some(work.as_mut().await) }, async {
+            (&mut *timer).await;
+            None
+        })
+        .await;
+        match next {
+            Some(out) => break out,
+            None => {
+                waited = true;
+                activity.ping_if_due(o, Instant::now());
+                timer.set_at(coarse(activity.ping_due(o), grain));
+            }
+        }
+    };
+    if waited {
+        activity.heard_now();
+        timer.set_at(coarse(activity.next_look(o), grain));
+    }
+    out
 }
 
 /// Dials a `ws://host:port/...` or `wss://host:port/...` URL (TLS, checked

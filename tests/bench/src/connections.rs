@@ -632,7 +632,7 @@ pub async fn s9_floor(bin: &Path, sizes: &S9Sizes) -> Run {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let server = Server {
+    let mut server = Server {
         child,
         ws: addr.clone(),
         http: String::new(),
@@ -654,9 +654,15 @@ pub async fn s9_floor(bin: &Path, sizes: &S9Sizes) -> Run {
                 let (url, links, failed) = (url.clone(), links.clone(), failed.clone());
                 smol::spawn(async move {
                     match ws_connect(&url, WsOptions::default()).await {
-                        Ok(link) => links.lock().map_or((), |mut l| l.push(link)),
-                        Err(_) => {
-                            failed.fetch_add(1, Ordering::SeqCst);
+                        Ok(link) => links
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(link),
+                        Err(e) => {
+                            // The first says why; the count says how many.
+                            if failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                                eprintln!("S9's floor: a connection failed: {e}");
+                            }
                         }
                     }
                 })
@@ -667,10 +673,17 @@ pub async fn s9_floor(bin: &Path, sizes: &S9Sizes) -> Run {
         }
         spawned = end;
     }
-    let connected = links.lock().map_or(0, |l| l.len());
+    let connected = links
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len();
     smol::Timer::after(Duration::from_millis(1_000)).await;
+    let per_connection = usage(pid).rss.saturating_sub(rss_before) as f64 / connected.max(1) as f64;
+    // As long as S9 waits before its idle window, so that the clients'
+    // pings fall in the window as they do there (they come in bursts, as
+    // the connections were made).
+    smol::Timer::after(Duration::from_secs_f64(sizes.settle_seconds)).await;
     let before = usage(pid);
-    let per_connection = before.rss.saturating_sub(rss_before) as f64 / connected.max(1) as f64;
 
     // Idle: nobody sends anything but keepalives.
     let idle_started = Instant::now();
@@ -679,6 +692,10 @@ pub async fn s9_floor(bin: &Path, sizes: &S9Sizes) -> Run {
     let rss_idle = idled.rss;
     let (idle_cpu, idle_user, idle_system) =
         cpu_percent(before, idled, idle_started.elapsed().as_secs_f64());
+    // A server gone has no figures (`/proc` would read as zeros).
+    if let Ok(Some(status)) = server.child.try_wait() {
+        panic!("the floor's server exited during the run: {status}");
+    }
     // A connection the server closed while idle shows as a link that ended.
     let open = links
         .lock()

@@ -30,7 +30,16 @@ fn main() {
 async fn serve(addr: String) -> std::io::Result<()> {
     let listener = smol::net::TcpListener::bind(&addr).await?;
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of descriptors, or a connection gone before it was
+            // taken: the others go on, as on `docweave serve`.
+            Err(e) => {
+                eprintln!("docweave-ping-floor: accept: {e}");
+                smol::Timer::after(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
         // Small frames both ways, as on the server's connections.
         if let Err(e) = stream.set_nodelay(true) {
             eprintln!("docweave-ping-floor: nodelay: {e}");
@@ -42,6 +51,8 @@ async fn serve(addr: String) -> std::io::Result<()> {
                 .read_buffer_size(1024)
                 .write_buffer_size(0);
             let accepted = async_tungstenite::accept_async_with_config(stream, Some(config));
+            // A connection that does not upgrade (the harness's probe of
+            // the port) is only dropped.
             let Ok(mut ws) = accepted.await else {
                 return;
             };
