@@ -306,44 +306,42 @@ fn websocket_keepalive_holds_an_idle_connection_open() {
     });
 }
 
+/// Options with a 100 ms keepalive (125 ms on the server's side) and
+/// the idle timeout given.
+#[cfg(feature = "websocket")]
+fn pinging_every_100_ms(idle_timeout: Duration) -> WsOptions {
+    WsOptions {
+        keepalive: Duration::from_millis(100),
+        idle_timeout,
+        ..WsOptions::default()
+    }
+}
+
 /// Pings a raw WebSocket client receives from a server with a 100 ms
 /// keepalive over `ms`, while it pings the server every `every` (`None`: never).
 #[cfg(feature = "websocket")]
 async fn pings_from_server(ms: u64, every: Option<Duration>) -> usize {
     use async_tungstenite::tungstenite::Message as Ws;
-    use futures_util::StreamExt;
-    let o = WsOptions {
-        keepalive: Duration::from_millis(100),
-        idle_timeout: Duration::from_secs(5),
-        ..WsOptions::default()
-    };
-    let (_a, _b, addr) = ws_pair(o).await;
-    let (mut sink, mut stream) = raw_ws_client(addr).await.split();
-    let counted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = counted.clone();
-    let reader = smol::spawn(async move {
-        while let Some(Ok(m)) = stream.next().await {
-            if matches!(m, Ws::Ping(_)) {
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let o = pinging_every_100_ms(Duration::from_secs(5));
+    let (pings, _) = pings_while(o, |server, mut sink| async move {
+        let end = std::time::Instant::now() + Duration::from_millis(ms);
+        while std::time::Instant::now() < end {
+            match every {
+                Some(every) => {
+                    sink.send(Ws::Ping(Vec::new().into()))
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    smol::Timer::after(every).await;
+                }
+                None => {
+                    smol::Timer::at(end).await;
+                }
             }
         }
-    });
-    let end = std::time::Instant::now() + Duration::from_millis(ms);
-    while std::time::Instant::now() < end {
-        match every {
-            Some(every) => {
-                sink.send(Ws::Ping(Vec::new().into()))
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                smol::Timer::after(every).await;
-            }
-            None => {
-                smol::Timer::at(end).await;
-            }
-        }
-    }
-    drop(reader);
-    counted.load(std::sync::atomic::Ordering::SeqCst)
+        server
+    })
+    .await;
+    pings
 }
 
 #[cfg(feature = "websocket")]
@@ -366,36 +364,25 @@ fn a_websocket_server_still_pings_a_client_that_floods_it_with_pongs() {
     // nothing back, so only its own pings tell the client it is there,
     // however fast the client's messages come (a long upload, likewise).
     use async_tungstenite::tungstenite::Message as Ws;
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     smol::block_on(async {
         // Read slower than it sends: the server always has another waiting.
         let o = WsOptions {
-            keepalive: Duration::from_millis(100),
-            idle_timeout: Duration::from_secs(5),
             inbound_rate: docweave_adapters::transport::InboundRate {
                 bytes_per_s: 20_000,
                 burst: 1_000,
             },
-            ..WsOptions::default()
+            ..pinging_every_100_ms(Duration::from_secs(5))
         };
-        let (_a, _b, addr) = ws_pair(o).await;
-        let (mut sink, mut stream) = raw_ws_client(addr).await.split();
-        let counted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let seen = counted.clone();
-        let reader = smol::spawn(async move {
-            while let Some(Ok(m)) = stream.next().await {
-                if matches!(m, Ws::Ping(_)) {
-                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
-        });
-        let flood = async { while sink.feed(Ws::Pong(vec![0; 100].into())).await.is_ok() {} };
-        let for_a_while = async {
-            smol::Timer::after(Duration::from_millis(800)).await;
-        };
-        futures_lite::future::or(flood, for_a_while).await;
-        drop(reader);
-        let pings = counted.load(std::sync::atomic::Ordering::SeqCst);
+        let (pings, _) = pings_while(o, |server, mut sink| async move {
+            let flood = async { while sink.feed(Ws::Pong(vec![0; 100].into())).await.is_ok() {} };
+            let for_a_while = async {
+                smol::Timer::after(Duration::from_millis(800)).await;
+            };
+            futures_lite::future::or(flood, for_a_while).await;
+            server
+        })
+        .await;
         assert!(
             pings >= 4,
             "a client that never paused was pinged {pings} times"
@@ -403,22 +390,17 @@ fn a_websocket_server_still_pings_a_client_that_floods_it_with_pongs() {
     });
 }
 
-/// Pings a raw client of a server with a 100 ms keepalive (125 ms on the
-/// server's side) receives while `meanwhile` runs, and whether the
-/// server's link was still open at the end.
+/// Pings a raw client of a server with options `o` receives while
+/// `meanwhile` runs (given the server's link and the client's sending
+/// half), and whether the server's link was still open at the end.
 #[cfg(feature = "websocket")]
-async fn pings_while<F, Fut>(meanwhile: F) -> (usize, bool)
+async fn pings_while<F, Fut>(o: WsOptions, meanwhile: F) -> (usize, bool)
 where
     F: FnOnce(Link, async_tungstenite::WebSocketSender<smol::net::TcpStream>) -> Fut,
     Fut: std::future::Future<Output = Link>,
 {
     use async_tungstenite::tungstenite::Message as Ws;
     use futures_util::StreamExt;
-    let o = WsOptions {
-        keepalive: Duration::from_millis(100),
-        idle_timeout: Duration::from_millis(300),
-        ..WsOptions::default()
-    };
     let (links, addr) = ws_server(o).await;
     let (sink, mut stream) = raw_ws_client(addr).await.split();
     let server = links.recv().await.unwrap_or_else(|e| panic!("{e}"));
@@ -446,18 +428,21 @@ fn a_websocket_server_whose_node_takes_no_frames_still_pings() {
     // must still hear from the server, or it closes the link as idle.
     use async_tungstenite::tungstenite::Message as Ws;
     smol::block_on(async {
-        let (pings, open) = pings_while(|server, mut sink| async move {
-            for n in 0..10 {
-                // A whole frame as one piece: `[0][frame]`.
-                let whole: Vec<u8> = std::iter::once(0).chain(frame(n, 1)).collect();
-                sink.send(Ws::Binary(whole.into()))
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
-            // `server.rx` is never read: the reader waits on the fifth.
-            smol::Timer::after(Duration::from_millis(800)).await;
-            server
-        })
+        let (pings, open) = pings_while(
+            pinging_every_100_ms(Duration::from_millis(300)),
+            |server, mut sink| async move {
+                for n in 0..10 {
+                    // A whole frame as one piece: `[0][frame]`.
+                    let whole: Vec<u8> = std::iter::once(0).chain(frame(n, 1)).collect();
+                    sink.send(Ws::Binary(whole.into()))
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+                // `server.rx` is never read: the reader waits on the fifth.
+                smol::Timer::after(Duration::from_millis(800)).await;
+                server
+            },
+        )
         .await;
         assert!(
             pings >= 4,
@@ -474,14 +459,17 @@ fn a_websocket_server_pings_a_client_that_only_receives_and_keeps_it() {
     // the server pings it anyway, so the client's pongs show it is there,
     // and its idle timeout (300 ms) does not close it.
     smol::block_on(async {
-        let (pings, open) = pings_while(|server, sink| async move {
-            for n in 0..45 {
-                assert!(server.send(frame(n, 1)), "the server closed its link");
-                smol::Timer::after(Duration::from_millis(20)).await;
-            }
-            drop(sink);
-            server
-        })
+        let (pings, open) = pings_while(
+            pinging_every_100_ms(Duration::from_millis(300)),
+            |server, sink| async move {
+                for n in 0..45 {
+                    assert!(server.send(frame(n, 1)), "the server closed its link");
+                    smol::Timer::after(Duration::from_millis(20)).await;
+                }
+                drop(sink);
+                server
+            },
+        )
         .await;
         assert!(
             pings >= 4,
@@ -495,11 +483,7 @@ fn a_websocket_server_pings_a_client_that_only_receives_and_keeps_it() {
 #[test]
 fn a_websocket_server_closes_a_client_that_never_answers_its_pings() {
     smol::block_on(async {
-        let o = WsOptions {
-            keepalive: Duration::from_millis(100),
-            idle_timeout: Duration::from_millis(300),
-            ..WsOptions::default()
-        };
+        let o = pinging_every_100_ms(Duration::from_millis(300));
         let (rx, addr) = ws_server(o).await;
         // Upgraded, then never read: its pings go unanswered.
         let _client = raw_ws_client(addr).await;
