@@ -75,6 +75,9 @@ pub(crate) enum FollowUp {
     },
 }
 
+/// Commands a step's first one makes room for (see `Effects::push`).
+const CMDS_ROOM: usize = 6;
+
 impl Effects {
     /// Records what another handler must do once this one returns.
     pub fn follow(&mut self, follow_up: FollowUp) {
@@ -103,18 +106,28 @@ impl Effects {
     }
 
     pub fn cmd(&mut self, cmd: Cmd) {
-        self.cmds.push(cmd);
+        self.push(cmd);
     }
 
     pub fn emit(&mut self, event: Event) {
-        self.cmds.push(Cmd::Emit(event));
+        self.push(Cmd::Emit(event));
     }
 
     pub fn log(&mut self, level: Level, text: impl Into<String>) {
-        self.cmds.push(Cmd::Log {
+        self.push(Cmd::Log {
             level,
             text: text.into(),
         });
+    }
+
+    fn push(&mut self, cmd: Cmd) {
+        if self.cmds.capacity() == 0 {
+            // A step that writes a command nearly always writes several
+            // (events, then the sends `finish` adds): room for them at
+            // once, where doubling from one reallocated twice a step.
+            self.cmds.reserve(CMDS_ROOM);
+        }
+        self.cmds.push(cmd);
     }
 
     /// What is queued for each channel so far, to trim.

@@ -907,6 +907,8 @@ pub struct Model {
     /// document, until an import advances it (so a delta that stays pending
     /// is not asked for in a loop).
     pub(crate) missing_asked: OrdMap<(PeerId, DocId), VersionVector>,
+    /// Whether any peer ever welcomed a dial of ours (see [`Model::is_dialed`]).
+    pub(crate) dialed_any: bool,
 }
 
 /// Store writes to try again after a failure.
@@ -1002,7 +1004,16 @@ impl Model {
             unsettled_writes: OrdMap::new(),
             deleting: OrdMap::new(),
             missing_asked: OrdMap::new(),
+            dialed_any: false,
         }
+    }
+
+    /// Whether `peer` is a server we dialed: its quota is not ours to keep,
+    /// the data it relays is nobody's own, and we keep a pushed cursor
+    /// for it. Asked for every update and acknowledgement: a node that
+    /// never dialed anyone (a server) answers without reading the peer.
+    pub(crate) fn is_dialed(&self, peer: &PeerId) -> bool {
+        self.dialed_any && self.peers.get(peer).is_some_and(|p| p.dialed)
     }
 
     /// This node's configuration.

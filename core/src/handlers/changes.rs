@@ -71,6 +71,7 @@ pub(crate) fn resume_with(
             return;
         };
         p.dialed = true;
+        model.dialed_any = true;
         // The remote follows everything we have that matches our filter.
         if !p.filters.contains(&filter) {
             p.filters.push_back(filter.clone());
@@ -540,7 +541,7 @@ pub(crate) fn remote_acked(
 ) {
     // Only a peer we dialed has a pushed cursor: read before writing, as
     // this runs for every acknowledgement.
-    if !model.peers.get(peer).is_some_and(|p| p.dialed) {
+    if !model.is_dialed(peer) {
         return;
     }
     let Some(p) = model.peers.get_mut(peer) else {
@@ -686,7 +687,7 @@ pub(crate) fn directory_answer(
 /// A directory answer or an announcement: fetch the documents we follow and
 /// lack, where the peer may create them here.
 pub(crate) fn discovered(model: &mut Model, out: &mut Effects, peer: &PeerId, docs: Vec<DocInfo>) {
-    let dialed = model.peers.get(peer).is_some_and(|p| p.dialed);
+    let dialed = model.is_dialed(peer);
     for info in docs {
         if model.docs.contains_key(&info.doc) || model.tombstones.contains(&info.doc) {
             continue;

@@ -290,27 +290,47 @@ pub(crate) fn assign_clock(model: &mut Model, doc_id: &DocId, clock: Clock) {
     let Some(doc) = model.docs.get_mut(doc_id) else {
         return;
     };
-    if clock <= doc.clock {
-        return;
-    }
-    let old = doc.clock;
-    doc.clock = clock;
-    if old > Clock(0) {
-        model.by_clock.remove(&old);
-    }
-    model.by_clock.insert(clock, doc_id.clone());
-    if clock > model.clock {
-        model.clock = clock;
-    }
-    // A clock the store gave the document after its write in doubt (the
-    // write again, or the feed's news of it) is at or above that write's:
-    // listed there, cursors may pass it.
-    if model
-        .unsettled_writes
-        .get(doc_id)
-        .is_some_and(|before| clock > *before)
-    {
-        model.unsettled_writes.remove(doc_id);
+    let feed = Feed {
+        by_clock: &mut model.by_clock,
+        clock: &mut model.clock,
+        unsettled_writes: &mut model.unsettled_writes,
+    };
+    feed.assign(doc_id, doc, clock);
+}
+
+/// The parts of the model a document's clock moves with, borrowed beside
+/// the document itself, so a handler that holds it need not read it again.
+pub(crate) struct Feed<'a> {
+    pub by_clock: &'a mut imbl::OrdMap<Clock, DocId>,
+    pub clock: &'a mut Clock,
+    pub unsettled_writes: &'a mut imbl::OrdMap<DocId, Clock>,
+}
+
+impl Feed<'_> {
+    /// [`assign_clock`] on a document in hand.
+    pub(crate) fn assign(self, doc_id: &DocId, doc: &mut Doc, clock: Clock) {
+        if clock <= doc.clock {
+            return;
+        }
+        let old = doc.clock;
+        doc.clock = clock;
+        if old > Clock(0) {
+            self.by_clock.remove(&old);
+        }
+        self.by_clock.insert(clock, doc_id.clone());
+        if clock > *self.clock {
+            *self.clock = clock;
+        }
+        // A clock the store gave the document after its write in doubt (the
+        // write again, or the feed's news of it) is at or above that write's:
+        // listed there, cursors may pass it.
+        if self
+            .unsettled_writes
+            .get(doc_id)
+            .is_some_and(|before| clock > *before)
+        {
+            self.unsettled_writes.remove(doc_id);
+        }
     }
 }
 
@@ -337,23 +357,25 @@ pub(crate) fn when_durable(
     version: VersionVector,
     notify: Notify,
 ) {
-    let (durable, clock) = match model.docs.get(doc_id) {
-        Some(d) => (durable_on(d, &model.stores, &version), Some(d.clock)),
-        None => (false, None),
+    // One write of the document: with a store, the change is nearly
+    // always still on its way there, and waits.
+    let Some(d) = model.docs.get_mut(doc_id) else {
+        return;
     };
-    if durable {
-        deliver(
-            model,
-            out,
-            notify,
-            doc_id,
-            &version,
-            clock,
-            RevisionStatus::Ok,
-        );
-    } else if let Some(d) = model.docs.get_mut(doc_id) {
+    if !durable_on(d, &model.stores, &version) {
         d.waiters.push(Waiter { version, notify });
+        return;
     }
+    let clock = Some(d.clock);
+    deliver(
+        model,
+        out,
+        notify,
+        doc_id,
+        &version,
+        clock,
+        RevisionStatus::Ok,
+    );
 }
 
 /// Whether every store of `stores` holds `version` of `doc` durably.
@@ -369,15 +391,17 @@ fn store_acked(doc: &Doc, store: ChannelId, version: &VersionVector) -> bool {
 
 /// Releases every waiter whose version is now durable on all stores.
 pub(crate) fn release_waiters(model: &mut Model, out: &mut Effects, doc_id: &DocId) {
-    if model.docs.get(doc_id).is_none_or(|d| d.waiters.is_empty()) {
-        return;
-    }
     // One write to the document: its waiters sorted into those now
-    // durable and those that still wait.
+    // durable and those that still wait. (Written without reading first:
+    // it runs at each write's acknowledgement, and the change written
+    // nearly always has one waiting, its sender's acknowledgement.)
     let stores = &model.stores;
     let Some(d) = model.docs.get_mut(doc_id) else {
         return;
     };
+    if d.waiters.is_empty() {
+        return;
+    }
     // Nearly always every one of them is (one write, one store): taken
     // whole, without sorting them into two new vectors.
     let ready: Vec<Waiter> = if d.waiters.iter().all(|w| durable_on(d, stores, &w.version)) {
@@ -533,7 +557,7 @@ fn author_of(model: &Model, source: &Source) -> Option<crate::io::Author> {
     let peer = match source {
         Source::Peer { peer, .. } | Source::Push { peer, .. } => peer,
     };
-    let relay = model.peers.get(peer).is_some_and(|p| p.dialed)
+    let relay = model.is_dialed(peer)
         || model
             .config()
             .relays

@@ -108,7 +108,7 @@ pub(crate) fn set_presence(
 
 pub(crate) fn received(model: &mut Model, out: &mut Effects, from: &PeerId, mut e: Ephemeral) {
     // Presence speaks for its sender: only a server we dialed relays others'.
-    let relayed_by_server = model.peers.get(from).is_some_and(|p| p.dialed);
+    let relayed_by_server = model.is_dialed(from);
     if !relayed_by_server {
         e.origin = from.clone();
     }

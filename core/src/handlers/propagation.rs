@@ -124,6 +124,27 @@ pub(crate) fn propagate(
         return;
     }
     persist(model, out, doc_id);
+    // Peers whose filters take the document follow it first. Most nodes
+    // have none: the document is not read for them then.
+    if !model.filter_subscribers.is_empty() {
+        subscribe_filtered(model, doc_id);
+    }
+    let Some(doc) = model.docs.get(doc_id) else {
+        return;
+    };
+    let version = doc.version.clone();
+    let subscribers: Vec<PeerId> = doc.subscribers.iter().cloned().collect();
+    for peer in subscribers {
+        if Some(&peer) == source {
+            continue;
+        }
+        send_if_behind(model, out, &peer, doc_id, &version);
+    }
+}
+
+/// Subscribes to `doc_id` every peer whose filter takes it and that may
+/// read it (see `changes::subscribe`).
+fn subscribe_filtered(model: &mut Model, doc_id: &DocId) {
     let Some(doc) = model.docs.get(doc_id) else {
         return;
     };
@@ -143,17 +164,6 @@ pub(crate) fn propagate(
     }
     for t in &targets {
         subscribe(model, doc_id, t);
-    }
-    let Some(doc) = model.docs.get(doc_id) else {
-        return;
-    };
-    let version = doc.version.clone();
-    let subscribers: Vec<PeerId> = doc.subscribers.iter().cloned().collect();
-    for peer in subscribers {
-        if Some(&peer) == source {
-            continue;
-        }
-        send_if_behind(model, out, &peer, doc_id, &version);
     }
 }
 

@@ -29,8 +29,7 @@ const CREATORS_MOST: usize = 100_000;
 /// credentials let in as. What a client says it is in its hello (a
 /// `service`) is not a credential: it gave any client a way past every quota.
 fn exempt(model: &Model, peer: &PeerId) -> bool {
-    model.peers.get(peer).is_some_and(|p| p.dialed)
-        || model.config.relays.iter().any(|r| r.matches(peer.as_str()))
+    model.is_dialed(peer) || model.config.relays.iter().any(|r| r.matches(peer.as_str()))
 }
 
 /// Tells a client on protocol 4 or later why a quota refused what it sent
@@ -102,7 +101,8 @@ pub(crate) fn create(model: &mut Model, peer: &PeerId) -> Result<(), Millis> {
 /// update allowed; `Err` with that size when it is not.
 pub(crate) fn update_fits(model: &Model, peer: &PeerId, len: usize) -> Result<(), u64> {
     let most = model.config.quotas.max_update_bytes;
-    if most == 0 || exempt(model, peer) || len as u64 <= most {
+    // The size first: it decides nearly every update without reading the peer.
+    if most == 0 || len as u64 <= most || exempt(model, peer) {
         return Ok(());
     }
     Err(most)
@@ -141,16 +141,14 @@ pub(crate) fn charge(
     let now = model.now;
     // A request's channel lives for one call: its identity's requests
     // share one bucket, kept with the identity, or each would start full.
-    let b = if super::common::is_request_channel(model, channel) {
-        match model.peers.get_mut(peer) {
+    // (One read of the channel says which, and is the bucket when it is its own.)
+    let b = match model.channels.get_mut(&channel) {
+        Some(ch) if ch.peer_kind != Some(crate::protocol::PeerKind::Bot) => &mut ch.quota,
+        Some(_) => match model.peers.get_mut(peer) {
             Some(p) => &mut p.request_quota,
             None => return Ok(()),
-        }
-    } else {
-        match model.channels.get_mut(&channel) {
-            Some(ch) => &mut ch.quota,
-            None => return Ok(()),
-        }
+        },
+        None => return Ok(()),
     };
     let elapsed = now.saturating_sub(b.filled_at);
     b.filled_at = now;

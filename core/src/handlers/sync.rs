@@ -11,8 +11,8 @@
 //! Live changes travel as `update` to subscribers, never back to their source.
 
 use super::common::{
-    access, assign_clock, changed, create_doc, deliver, import, peer_channel, peer_has, refuse,
-    release_waiters, report, send_data, set_peer_doc, when_durable,
+    access, changed, create_doc, deliver, import, peer_channel, peer_has, refuse, release_waiters,
+    report, send_data, set_peer_doc, when_durable,
 };
 use super::propagation::{propagate, request};
 use crate::effects::{Effects, FollowUp};
@@ -687,7 +687,7 @@ fn imported_from_peer(
     } = done;
     peer_has(model, &peer, &doc, &theirs);
     if advanced {
-        took_change(model, out, &doc, &peer, true);
+        took_change(model, out, &doc, &version, &peer, true);
     }
     // We may hold concurrent changes it lacks: send only those (never its own back).
     push_gap(model, out, &peer, &doc);
@@ -739,7 +739,7 @@ fn imported_from_request(
         complete,
     } = done;
     if advanced {
-        took_change(model, out, &doc, &peer, false);
+        took_change(model, out, &doc, &version, &peer, false);
     }
     if !complete {
         return ack(out, channel, batch, AckStatus::MissingDependencies);
@@ -756,22 +756,19 @@ fn imported_from_request(
 /// application hears of it, and the other subscribers get it: all but
 /// `peer` when `skip_source` (its replica has it), every one when it came
 /// from one of `peer`'s requests.
+/// `version` is the document's now (the import's, just written to it).
 fn took_change(
     model: &mut Model,
     out: &mut Effects,
     doc: &DocId,
+    version: &VersionVector,
     peer: &PeerId,
     skip_source: bool,
 ) {
     changed(model, doc);
-    let now = model
-        .docs
-        .get(doc)
-        .map(|d| d.version.clone())
-        .unwrap_or_default();
     out.emit(Event::DocChanged {
         doc: doc.clone(),
-        version: now,
+        version: version.clone(),
         from: Some(peer.clone()),
     });
     propagate(model, out, doc, Some(peer).filter(|_| skip_source));
@@ -797,7 +794,7 @@ fn imported_from_push(
     if advanced {
         // Pushed over the HTTP listener API (a request): the pusher's own
         // live connections hear of it too.
-        took_change(model, out, &doc, &peer, !request);
+        took_change(model, out, &doc, &version, &peer, !request);
     }
     if complete {
         when_durable(model, out, &doc, version, Notify::Push { job, index });
@@ -1045,12 +1042,19 @@ pub(crate) fn ack_received(
         }
         settle_sending(p, &f.doc, batch)
     });
+    // What changed while this update was on its way, read with its clock
+    // (see `waited`).
+    let mut behind = None;
     match status {
         AckStatus::Ok => {
             // Acknowledging everything we have covers our latest clock for it.
             let clock = match model.docs.get(&f.doc) {
                 Some(d) if f.version.includes(&d.version) => d.clock,
-                _ => f.clock,
+                Some(d) => {
+                    behind = waited(d, &peer, &f);
+                    f.clock
+                }
+                None => f.clock,
             };
             out.emit(Event::AckedByRemote {
                 peer: peer.clone(),
@@ -1095,9 +1099,13 @@ pub(crate) fn ack_received(
     }
     if let Some(theirs) = f.answer_owed.clone() {
         answer_owed(model, out, channel, &peer, &f, theirs, taken);
+        // The answer may have sent it: the document is read again.
+        behind = model.docs.get(&f.doc).and_then(|d| waited(d, &peer, &f));
     }
     if settled && taken {
-        send_what_waited(model, out, &peer, &f);
+        if let Some(version) = behind {
+            super::propagation::send_if_behind(model, out, &peer, &f.doc, &version);
+        }
     }
 }
 
@@ -1146,21 +1154,16 @@ pub(crate) fn answer_owed(
     answer(model, out, channel, peer, &f.doc, theirs, false);
 }
 
-/// After the ack of a peer's live update: the changes that waited for it
-/// (see `propagation::send_if_behind`) go now, as one update.
-fn send_what_waited(
-    model: &mut Model,
-    out: &mut Effects,
+/// After the ack of a peer's live update `f`: the version to send it
+/// now, as one update, when changes waited for that ack (see
+/// `propagation::send_if_behind`).
+fn waited(
+    d: &crate::model::Doc,
     peer: &PeerId,
     f: &crate::model::InFlight,
-) {
-    let Some(d) = model.docs.get(&f.doc) else {
-        return;
-    };
-    if d.is_ready() && d.subscribers.contains(peer) && !f.version.includes(&d.version) {
-        let version = d.version.clone();
-        super::propagation::send_if_behind(model, out, peer, &f.doc, &version);
-    }
+) -> Option<VersionVector> {
+    let waited = d.is_ready() && d.subscribers.contains(peer) && !f.version.includes(&d.version);
+    waited.then(|| d.version.clone())
 }
 
 /// `batch`, now acknowledged or refused, is no longer the peer's live update
@@ -1227,9 +1230,18 @@ fn store_ack(
         .unwrap_or(f.version.clone());
     d.durable.insert(store, durable.clone());
     let covers_all = durable.includes(&d.version);
-    if model.stores.get_min() == Some(&store) {
+    let primary = model.stores.get_min() == Some(&store);
+    if let Some(c) = clock.filter(|_| primary) {
+        // With the document in hand (see `common::Feed`).
+        let feed = super::common::Feed {
+            by_clock: &mut model.by_clock,
+            clock: &mut model.clock,
+            unsettled_writes: &mut model.unsettled_writes,
+        };
+        feed.assign(&doc, d, c);
+    }
+    if primary {
         if let Some(c) = clock {
-            assign_clock(model, &doc, c);
             out.emit(Event::Durable {
                 doc: doc.clone(),
                 version: durable.clone(),
