@@ -124,7 +124,8 @@ impl Effects {
         if self.cmds.capacity() == 0 {
             // A step that writes a command nearly always writes several
             // (events, then the sends `finish` adds): room for them at
-            // once, where doubling from one reallocated twice a step.
+            // once, where the vector's first four slots were often
+            // reallocated (by `finish`, or the fifth command).
             self.cmds.reserve(CMDS_ROOM);
         }
         self.cmds.push(cmd);

@@ -494,6 +494,13 @@ pub(crate) struct Channel {
     pub admitted_by: Admission,
 }
 
+impl Channel {
+    /// Whether it is one request's link (see `common::is_request_channel`).
+    pub(crate) fn is_request(&self) -> bool {
+        self.peer_kind == Some(PeerKind::Bot)
+    }
+}
+
 /// What let a connection in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum Admission {

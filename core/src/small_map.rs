@@ -5,9 +5,10 @@
 //! (and keeps it when emptied), so a peer of a server with one connection
 //! and one document held about 2.5 KB of empty slots across its maps. Up to
 //! [`FEW`] entries these keep a sorted vector instead (what it holds, and
-//! once empty at most the room of a few entries); beyond, the `imbl` map, so a peer that follows a
-//! million documents costs what it did. Both iterate in key order, so
-//! nothing that reaches output depends on which form a map is in.
+//! once empty at most the room of a few entries); beyond, the `imbl` map,
+//! so a peer that follows a million documents costs what it did. Both
+//! iterate in key order, so nothing that reaches output depends on which
+//! form a map is in.
 
 use imbl::OrdMap;
 use std::borrow::Borrow;

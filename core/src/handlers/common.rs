@@ -201,10 +201,7 @@ pub(crate) fn send_data_only(
 /// (subscriptions, what its replica holds, its cursors), which belong to
 /// the identity's live connections. Many such requests run side by side.
 pub(crate) fn is_request_channel(model: &Model, channel: ChannelId) -> bool {
-    model
-        .channels
-        .get(&channel)
-        .is_some_and(|c| c.peer_kind == Some(crate::protocol::PeerKind::Bot))
+    model.channels.get(&channel).is_some_and(|c| c.is_request())
 }
 
 /// Sends what a store lacks of a document (optimistically marked as sent).

@@ -143,7 +143,7 @@ pub(crate) fn propagate(
 }
 
 /// Subscribes to `doc_id` every peer whose filter takes it and that may
-/// read it (see `changes::subscribe`).
+/// read it.
 fn subscribe_filtered(model: &mut Model, doc_id: &DocId) {
     let Some(doc) = model.docs.get(doc_id) else {
         return;

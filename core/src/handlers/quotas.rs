@@ -143,7 +143,7 @@ pub(crate) fn charge(
     // share one bucket, kept with the identity, or each would start full.
     // (One read of the channel says which, and is the bucket when it is its own.)
     let b = match model.channels.get_mut(&channel) {
-        Some(ch) if ch.peer_kind != Some(crate::protocol::PeerKind::Bot) => &mut ch.quota,
+        Some(ch) if !ch.is_request() => &mut ch.quota,
         Some(_) => match model.peers.get_mut(peer) {
             Some(p) => &mut p.request_quota,
             None => return Ok(()),

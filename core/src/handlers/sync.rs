@@ -1051,7 +1051,9 @@ pub(crate) fn ack_received(
             let clock = match model.docs.get(&f.doc) {
                 Some(d) if f.version.includes(&d.version) => d.clock,
                 Some(d) => {
-                    behind = waited(d, &peer, &f);
+                    if settled {
+                        behind = waited(d, &peer, &f);
+                    }
                     f.clock
                 }
                 None => f.clock,
@@ -1230,18 +1232,15 @@ fn store_ack(
         .unwrap_or(f.version.clone());
     d.durable.insert(store, durable.clone());
     let covers_all = durable.includes(&d.version);
-    let primary = model.stores.get_min() == Some(&store);
-    if let Some(c) = clock.filter(|_| primary) {
-        // With the document in hand (see `common::Feed`).
-        let feed = super::common::Feed {
-            by_clock: &mut model.by_clock,
-            clock: &mut model.clock,
-            unsettled_writes: &mut model.unsettled_writes,
-        };
-        feed.assign(&doc, d, c);
-    }
-    if primary {
+    if model.stores.get_min() == Some(&store) {
         if let Some(c) = clock {
+            // With the document in hand (see `common::Feed`).
+            let feed = super::common::Feed {
+                by_clock: &mut model.by_clock,
+                clock: &mut model.clock,
+                unsettled_writes: &mut model.unsettled_writes,
+            };
+            feed.assign(&doc, d, c);
             out.emit(Event::Durable {
                 doc: doc.clone(),
                 version: durable.clone(),
