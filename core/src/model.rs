@@ -625,6 +625,9 @@ pub(crate) struct InFlight {
     /// A sync-request of the peer crossed this live update: it is answered
     /// when the update is acknowledged (or given up on), from this version.
     pub answer_owed: Option<VersionVector>,
+    /// A store's write: not in `Model::in_flight_by`, which only answers
+    /// what is on its way to a peer.
+    pub to_store: bool,
 }
 
 /// Where imported bytes came from.
@@ -843,7 +846,9 @@ pub struct Model {
     /// for an answer already on its way without reading every transmission
     /// (10,000 of them during a cold sync made that the core's hottest loop).
     /// Changed only with `in_flight`, by [`Model::add_in_flight`] and
-    /// [`Model::take_in_flight`].
+    /// [`Model::take_in_flight`]. Only what goes to peers: nothing looks
+    /// for a store's write by its channel, and indexing them was a write
+    /// and a removal of this map in every change's path.
     /// Each entry's batches are few (one live update and the answers on
     /// their way), kept in order, the first without an allocation (see
     /// [`crate::batches::Batches`]).
@@ -1233,7 +1238,7 @@ impl Model {
             ));
         }
         let mut expected: OrdMap<(ChannelId, DocId), crate::batches::Batches> = OrdMap::new();
-        for (b, f) in &self.in_flight {
+        for (b, f) in self.in_flight.iter().filter(|(_, f)| !f.to_store) {
             index_batch(&mut expected, (f.channel, f.doc.clone()), *b);
         }
         if expected == self.in_flight_by {
@@ -1313,13 +1318,18 @@ impl Model {
 
     /// Records a transmission in flight (and indexes it).
     pub(crate) fn add_in_flight(&mut self, batch: BatchId, f: InFlight) {
-        index_batch(&mut self.in_flight_by, (f.channel, f.doc.clone()), batch);
+        if !f.to_store {
+            index_batch(&mut self.in_flight_by, (f.channel, f.doc.clone()), batch);
+        }
         self.in_flight.insert(batch, f);
     }
 
     /// Takes a transmission out of flight (and out of the index).
     pub(crate) fn take_in_flight(&mut self, batch: &BatchId) -> Option<InFlight> {
         let f = self.in_flight.remove(batch)?;
+        if f.to_store {
+            return Some(f);
+        }
         let key = (f.channel, f.doc.clone());
         if let Some(batches) = self.in_flight_by.get_mut(&key) {
             if !batches.remove(*batch) {

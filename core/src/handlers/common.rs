@@ -180,6 +180,7 @@ pub(crate) fn send_data_only(
             sent_at: model.now,
             as_update,
             answer_owed: None,
+            to_store: false,
         },
     );
     super::timers::ensure_sweep(model);
@@ -240,6 +241,7 @@ pub(crate) fn persist(model: &mut Model, out: &mut Effects, doc_id: &DocId) {
                 sent_at: model.now,
                 as_update: true,
                 answer_owed: None,
+                to_store: true,
             },
         );
         super::timers::ensure_sweep(model);

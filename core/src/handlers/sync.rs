@@ -365,11 +365,22 @@ fn push_gap(model: &mut Model, out: &mut Effects, peer: &PeerId, doc: &DocId) {
     };
     if d.is_ready() && d.subscribers.contains(peer) && !d.version.is_empty() {
         let v = d.version.clone();
+        // One read of the peer: its channel, and whether it holds all we
+        // have already (nearly always, after its own update: then nothing
+        // is sent, and nothing on its way need be looked for).
+        let Some(p) = model.peers.get(peer) else {
+            return;
+        };
+        if matches!(p.docs.get(doc), Some(PeerDoc::Synced(has)) if has.includes(&v)) {
+            return;
+        }
         // An update it has not acknowledged yet is on its way: the answer
         // was written before it arrived. Sending it again would double a
         // large document's traffic (and it is re-offered if never acked).
-        let sending = super::common::peer_channel(model, peer)
-            .is_some_and(|channel| already_sending(model, channel, doc, &v));
+        let sending = p
+            .sync_channels
+            .get_max()
+            .is_some_and(|channel| already_sending(model, *channel, doc, &v));
         if sending {
             return;
         }
