@@ -501,6 +501,39 @@ fn a_websocket_server_closes_a_client_that_never_answers_its_pings() {
 
 #[cfg(feature = "websocket")]
 #[test]
+fn a_websocket_server_closes_a_client_that_pings_but_never_reads() {
+    // Its pings keep the reader's idle timer satisfied; what it does not
+    // read fills the socket until the writer gives up. The connection must
+    // end then, not live on for as long as the client pings.
+    use async_tungstenite::tungstenite::Message as Ws;
+    smol::block_on(async {
+        let o = WsOptions {
+            write_timeout: Duration::from_millis(300),
+            ..pinging_every_100_ms(Duration::from_secs(1))
+        };
+        let (rx, addr) = ws_server(o).await;
+        let mut client = raw_ws_client(addr).await;
+        let server = rx.recv().await.unwrap_or_else(|e| panic!("{e}"));
+        // More than the sockets between them hold: the writer waits, then gives up.
+        while server.send(frame(1, 1024 * 1024)) {}
+        let pinging = smol::spawn(async move {
+            // Pings every 50 ms, for 6 s at most; never a read.
+            for _ in 0..120 {
+                if client.send(Ws::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+                smol::Timer::after(Duration::from_millis(50)).await;
+            }
+        });
+        let closed = ends_within(&server, Duration::from_secs(5)).await;
+        drop(pinging);
+        assert!(closed, "a client that pinged and never read was kept open");
+        assert!(server.tx.finished(), "its writer is still running");
+    });
+}
+
+#[cfg(feature = "websocket")]
+#[test]
 fn a_websocket_client_that_hears_plenty_but_sends_nothing_still_pings() {
     // A peer that only receives must still be heard from, or the other
     // side closes it as idle in the middle of a long download.

@@ -1237,6 +1237,20 @@ impl Model {
                 kept, self.presence_kept
             ));
         }
+        // What is marked a store's write goes to a store, and only that:
+        // the mark decides what the index below leaves out.
+        let mislabelled = self
+            .in_flight
+            .iter()
+            .find(|(_, f)| f.to_store != self.stores.contains(&f.channel));
+        if let Some((b, f)) = mislabelled {
+            return Err(format!(
+                "{b} on {} is marked as a store's write: {}, but that channel is a store: {}",
+                f.channel,
+                f.to_store,
+                self.stores.contains(&f.channel)
+            ));
+        }
         let mut expected: OrdMap<(ChannelId, DocId), crate::batches::Batches> = OrdMap::new();
         for (b, f) in self.in_flight.iter().filter(|(_, f)| !f.to_store) {
             index_batch(&mut expected, (f.channel, f.doc.clone()), *b);

@@ -383,6 +383,14 @@ async fn read_frames<S>(
             async { Some(stream.next().await) },
         )
         .await;
+        // The writer ended (a close, a failed write, or a write the peer
+        // would not take in time): nothing reaches the peer any more, and
+        // a peer that reads nothing but still pings would otherwise keep
+        // this reader, its connection and the kernel's full send buffer
+        // for as long as it pings.
+        if writer_tx.finished() {
+            break;
+        }
         match &next {
             None => {
                 let now = Instant::now();
