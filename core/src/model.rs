@@ -43,6 +43,16 @@ pub struct Timing {
     /// How often the primary store's change feed is read for other
     /// processes' writes (0: never; for a store no one else writes).
     pub feed_poll_ms: Millis,
+    /// The longest wait between reads of the feed while they find nothing
+    /// another process wrote: the wait doubles from `feed_poll_ms` after
+    /// each read, up to this, and is `feed_poll_ms` again once a read finds
+    /// another process's write or the store announces one. An idle server
+    /// that reads its store five times a second keeps two threads waking
+    /// for nothing (0, or no more than `feed_poll_ms`: always
+    /// `feed_poll_ms`). A recorded configuration without it (made before
+    /// it existed) reads as 0, so it replays as it ran.
+    #[serde(default)]
+    pub feed_poll_quiet_ms: Millis,
     /// How long the state of a peer that dialed us (subscriptions, filters,
     /// what it has) is kept after its last connection closed.
     pub peer_linger_ms: Millis,
@@ -77,6 +87,7 @@ impl Default for Timing {
             handshake_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             feed_poll_ms: 0,
+            feed_poll_quiet_ms: 0,
             peer_linger_ms: 60_000,
             store_retry_ms: 500,
             presence_window_ms: default_presence_window_ms(),
@@ -897,6 +908,9 @@ pub struct Model {
     pub(crate) feed_reading: bool,
     /// Another process wrote while a read was under way: read again after it.
     pub(crate) feed_again: bool,
+    /// The wait before the read after the next one (0: `feed_poll_ms`),
+    /// longer while reads find nothing (`Timing::feed_poll_quiet_ms`).
+    pub(crate) feed_wait: Millis,
     /// The primary store is shared with other servers (it announced their
     /// writes): presence from our peers is handed to it for them.
     pub(crate) store_shared: bool,
@@ -1010,6 +1024,7 @@ impl Model {
             feed_loading: OrdMap::new(),
             feed_reading: false,
             feed_again: false,
+            feed_wait: 0,
             store_shared: false,
             listener_loads: OrdMap::new(),
             retry: Retry::default(),

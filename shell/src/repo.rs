@@ -14,6 +14,14 @@ use docweave_core::{
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The shortest wait between reads of the store's change feed, by default.
+const FEED_POLL_MS: u64 = 200;
+/// The longest, while reads find nothing another process wrote: a store
+/// nobody else writes to is read every 2 s when idle, not five times a
+/// second, and another process's first write after a quiet spell is seen
+/// within 2 s (at once on a store that announces it).
+const FEED_POLL_QUIET_MS: u64 = 2_000;
+
 /// Why a repository call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -112,7 +120,10 @@ impl<E: DocEngine> RepoBuilder<E> {
     }
 
     /// Whether to read the store's change feed for other processes' writes
-    /// (on by default, every 200 ms unless `timing.feed_poll_ms` says otherwise).
+    /// (on by default: every 200 ms while reads find such writes, and every
+    /// 2 s at most while they find none, unless `timing.feed_poll_ms` and
+    /// `timing.feed_poll_quiet_ms` say otherwise). A store that announces
+    /// other processes' writes (PostgreSQL) has them read at once anyway.
     pub fn follow_store_feed(mut self, follow: bool) -> Self {
         self.follow_feed = follow;
         self
@@ -217,7 +228,10 @@ impl<E: DocEngine> RepoBuilder<E> {
     /// Starts the repository's loop on its own thread.
     pub fn build(mut self) -> Result<Repo<E>, RepoError> {
         if self.store.is_some() && self.follow_feed && self.config.timing.feed_poll_ms == 0 {
-            self.config.timing.feed_poll_ms = 200;
+            self.config.timing.feed_poll_ms = FEED_POLL_MS;
+            if self.config.timing.feed_poll_quiet_ms == 0 {
+                self.config.timing.feed_poll_quiet_ms = FEED_POLL_QUIET_MS;
+            }
         }
         tracing::info!(
             "node {} starts with jitter seed {:#x}",

@@ -176,8 +176,33 @@ pub(crate) fn feed_poll(model: &mut Model, out: &mut Effects) {
     if feed_idle(model) {
         read_feed(model, out, primary);
     }
-    let at = model.now.saturating_add(every);
+    let t = &model.config.timing;
+    let wait = match model.feed_wait {
+        0 => every,
+        w => w,
+    };
+    // Put off further while nothing is found: a find brings it back.
+    model.feed_wait = wait.saturating_mul(2).min(t.feed_poll_quiet_ms.max(every));
+    let at = model.now.saturating_add(wait);
     super::timers::set(model, Timer::FeedPoll, at);
+}
+
+/// Another process writes to the primary store: the next read of its feed
+/// comes at the shortest wait, and the waits double again from there.
+fn feed_active(model: &mut Model) {
+    let t = &model.config.timing;
+    let every = t.feed_poll_ms;
+    let soon = model.now.saturating_add(every);
+    let later_than_soon = model
+        .timer_at
+        .get(&Timer::FeedPoll)
+        .is_some_and(|at| *at > soon);
+    if every > 0 && later_than_soon {
+        model.feed_wait = every.saturating_mul(2).min(t.feed_poll_quiet_ms.max(every));
+        super::timers::set(model, Timer::FeedPoll, soon);
+    } else {
+        model.feed_wait = 0;
+    }
 }
 
 /// The primary store says another process wrote: read the feed now, or
@@ -190,6 +215,7 @@ pub(crate) fn feed_announced(model: &mut Model, out: &mut Effects, store: Channe
         );
     }
     model.store_shared = true;
+    feed_active(model);
     if feed_idle(model) {
         read_feed(model, out, store);
     } else {
@@ -211,6 +237,7 @@ pub(crate) fn feed_changes(
     if model.stores.get_min() != Some(&store) || !model.feed_reading {
         return;
     }
+    let mut found = false;
     for cd in docs {
         if model.tombstones.contains(&cd.doc) || !cd.doc.is_valid() {
             continue;
@@ -229,11 +256,18 @@ pub(crate) fn feed_changes(
             // Being loaded anyway: that load reads the change too.
             Some(d) if !d.is_ready() => {}
             Some(_) => {
+                found = true;
                 model.feed_loading.insert(cd.doc.clone(), cd.clock);
                 ask_store(out, store, &cd.doc);
             }
-            None => discovered_in_store(model, out, store, cd),
+            None => {
+                found = true;
+                discovered_in_store(model, out, store, cd);
+            }
         }
+    }
+    if found {
+        feed_active(model);
     }
     model.feed_target = Some(up_to);
     if more {

@@ -485,3 +485,93 @@ fn a_write_in_doubt_of_a_document_deleted_since_holds_no_cursor() {
         "a deleted document's write held every cursor for good"
     );
 }
+
+/// When the feed is read (a tick every 100 ms from `from` to `to`), each
+/// read answered with `answer` (nothing new, unless it says otherwise).
+fn feed_reads(
+    k: &mut Kit,
+    from: crate::Millis,
+    to: crate::Millis,
+    answer: impl Fn(crate::Millis) -> Vec<crate::ChangedDoc>,
+) -> Vec<crate::Millis> {
+    let mut read_at = Vec::new();
+    for t in (from..=to).step_by(100) {
+        let cmds = k.tick(t);
+        if messages(&cmds, 10)
+            .iter()
+            .any(|m| matches!(m, Message::ChangesSince { .. }))
+        {
+            read_at.push(t);
+            let docs = answer(t);
+            let up_to = docs.last().map_or(crate::Clock(4), |d| d.clock);
+            k.recv(
+                10,
+                Message::Changes {
+                    docs,
+                    up_to,
+                    more: false,
+                },
+            );
+        }
+    }
+    read_at
+}
+
+#[test]
+fn a_feed_that_finds_nothing_is_read_less_often_and_at_once_again_after_a_find() {
+    let mut c = Config::new("hub");
+    c.timing.feed_poll_ms = 200;
+    c.timing.feed_poll_quiet_ms = 1_000;
+    let mut k = Kit::new(c);
+    k.store(10);
+    k.feed(Msg::Restored {
+        store: ChannelId(10),
+        clock: crate::Clock(4),
+        floor: crate::Clock(0),
+        docs: vec![],
+        records: vec![],
+    });
+    // Nothing found: the wait doubles up to its bound.
+    assert_eq!(
+        feed_reads(&mut k, 100, 3_500, |_| Vec::new()),
+        vec![200, 400, 800, 1_600, 2_600]
+    );
+    // Another process created a document: found at the read at 4,600,
+    // and the next read comes at the shortest wait again.
+    let found = |t| {
+        if t == 4_600 {
+            vec![crate::ChangedDoc {
+                doc: doc("theirs"),
+                version: vv(&[(9, 1)]),
+                clock: crate::Clock(5),
+            }]
+        } else {
+            Vec::new()
+        }
+    };
+    assert_eq!(
+        feed_reads(&mut k, 3_600, 6_200, found),
+        vec![3_600, 4_600, 4_800, 5_200, 6_000]
+    );
+    // A store that announces another process's write brings the next
+    // read (after the one it asks for at once) to the shortest wait too.
+    k.tick(6_300);
+    let cmds = k.feed(Msg::StoreAnnounced {
+        store: ChannelId(10),
+    });
+    assert!(messages(&cmds, 10)
+        .iter()
+        .any(|m| matches!(m, Message::ChangesSince { .. })));
+    k.recv(
+        10,
+        Message::Changes {
+            docs: vec![],
+            up_to: crate::Clock(5),
+            more: false,
+        },
+    );
+    assert_eq!(
+        feed_reads(&mut k, 6_400, 7_000, |_| Vec::new()),
+        vec![6_500, 6_900]
+    );
+}
