@@ -863,18 +863,7 @@ async fn wait_for_stop(
     // Until Ctrl-C (or SIGTERM), or until the node can no longer run:
     // then the process exits non-zero, so a supervisor restarts it.
     let watched = repo.clone();
-    let stopped = async move {
-        loop {
-            // Off the reactor: a reactor timer of this thread would pass
-            // the reactor from the executor's thread to async-io's (see
-            // `docweave_adapters::timer_thread`).
-            let next = std::time::Instant::now() + std::time::Duration::from_millis(200);
-            docweave_adapters::timer_thread::ThreadTimer::at(next).await;
-            if let Some(why) = watched.health().stopped() {
-                return Some(why);
-            }
-        }
-    };
+    let stopped = async move { Some(watched.health().wait_stopped().await) };
     let asked = async {
         // A dropped handler is a stop too.
         let _ = stop_rx.recv().await;
