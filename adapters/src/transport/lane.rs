@@ -9,6 +9,7 @@
 
 use event_listener::Event;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What the halves share.
@@ -17,6 +18,10 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     /// Rung when an item arrives or the queue closes.
     ready: Event,
+    /// The receiving half was dropped. Outside the lock: a WebSocket reader
+    /// asks at every message it reads, pings included, whether its writer
+    /// ended, and a lock there cost as much as moving the link's timer.
+    receiver_gone: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -24,7 +29,6 @@ struct State<T> {
     items: VecDeque<T>,
     senders: usize,
     closed: bool,
-    receiver_gone: bool,
 }
 
 impl<T> Shared<T> {
@@ -53,9 +57,9 @@ pub(crate) fn lane<T>() -> (Lane<T>, LaneOut<T>) {
             items: VecDeque::new(),
             senders: 1,
             closed: false,
-            receiver_gone: false,
         }),
         ready: Event::new(),
+        receiver_gone: AtomicBool::new(false),
     });
     (
         Lane {
@@ -92,7 +96,9 @@ impl<T> Lane<T> {
     pub(crate) fn try_send(&self, item: T) -> Result<(), T> {
         {
             let mut s = self.shared.state();
-            if s.closed || s.receiver_gone {
+            // Set under the lock (below), so read under it too: nothing
+            // is queued after the receiver emptied the queue for good.
+            if s.closed || self.shared.receiver_gone.load(Ordering::Acquire) {
                 return Err(item);
             }
             s.items.push_back(item);
@@ -111,7 +117,7 @@ impl<T> Lane<T> {
 
     /// Whether the receiving half was dropped.
     pub(crate) fn receiver_gone(&self) -> bool {
-        self.shared.state().receiver_gone
+        self.shared.receiver_gone.load(Ordering::Acquire)
     }
 }
 
@@ -160,7 +166,7 @@ impl<T> LaneOut<T> {
 impl<T> Drop for LaneOut<T> {
     fn drop(&mut self) {
         let mut s = self.shared.state();
-        s.receiver_gone = true;
+        self.shared.receiver_gone.store(true, Ordering::Release);
         // Nobody will write these: their memory goes now.
         s.items = VecDeque::new();
     }

@@ -172,9 +172,13 @@ impl Activity {
         }
     }
 
+    /// Milliseconds after `epoch`, now.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn stamp(&self, at: &AtomicU64) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        at.store(ms, Ordering::Relaxed);
+        at.store(self.now_ms(), Ordering::Relaxed);
     }
 
     fn read(&self, at: &AtomicU64) -> Instant {
@@ -192,6 +196,13 @@ impl Activity {
     /// Something went to the peer now.
     fn sent_now(&self) {
         self.stamp(&self.sent);
+    }
+
+    /// The peer pinged now, and the pong went: both stamps, one clock read.
+    fn pinged_now(&self) {
+        let ms = self.now_ms();
+        self.heard.store(ms, Ordering::Relaxed);
+        self.sent.store(ms, Ordering::Relaxed);
     }
 
     /// When the peer was last heard from (the link's start, before anything).
@@ -400,16 +411,14 @@ async fn read_frames<S>(
                     continue;
                 }
             }
-            Some(got) => {
-                activity.heard_now();
-                // tungstenite answers a ping with a pong: that went out too.
-                if matches!(got, Some(Ok(Ws::Ping(_)))) {
-                    activity.sent_now();
-                    // The peer keeps the link alive: the timer moves past
-                    // its next ping instead of firing to find that out.
-                    timer.set_at(coarse(activity.next_look(&o), grain));
-                }
+            // tungstenite answers a ping with a pong: that went out too.
+            Some(Some(Ok(Ws::Ping(_)))) => {
+                activity.pinged_now();
+                // The peer keeps the link alive: the timer moves past
+                // its next ping instead of firing to find that out.
+                timer.set_at(coarse(activity.next_look(&o), grain));
             }
+            Some(_) => activity.heard_now(),
         }
         let refuse = |code: ErrorCode, why: String| {
             tracing::warn!("websocket: {why}");
