@@ -49,8 +49,9 @@ pub struct Timing {
     /// another process's write or the store announces one. An idle server
     /// that reads its store five times a second keeps two threads waking
     /// for nothing (0, or no more than `feed_poll_ms`: always
-    /// `feed_poll_ms`). A recorded configuration without it (made before
-    /// it existed) reads as 0, so it replays as it ran.
+    /// `feed_poll_ms`). A JSON-lines log without it (made before it
+    /// existed) reads as 0, so it replays as it ran; a binary recording of
+    /// that time (format 2) is refused as another version's.
     #[serde(default)]
     pub feed_poll_quiet_ms: Millis,
     /// How long the state of a peer that dialed us (subscriptions, filters,

@@ -121,9 +121,10 @@ impl<E: DocEngine> RepoBuilder<E> {
 
     /// Whether to read the store's change feed for other processes' writes
     /// (on by default: every 200 ms while reads find such writes, and every
-    /// 2 s at most while they find none, unless `timing.feed_poll_ms` and
-    /// `timing.feed_poll_quiet_ms` say otherwise). A store that announces
-    /// other processes' writes (PostgreSQL) has them read at once anyway.
+    /// 2 s at most while they find none). A `timing.feed_poll_ms` set in the
+    /// configuration replaces both, and the wait then stays at it unless
+    /// `timing.feed_poll_quiet_ms` is set too. A store that announces other
+    /// processes' writes (PostgreSQL) has them read at once anyway.
     pub fn follow_store_feed(mut self, follow: bool) -> Self {
         self.follow_feed = follow;
         self

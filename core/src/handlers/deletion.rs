@@ -136,6 +136,8 @@ pub(crate) fn deleted_in_store(model: &mut Model, out: &mut Effects, store: Chan
         Level::Info,
         format!("{doc} was deleted by another process on {store}"),
     );
+    // Another process writes: its next writes are read at the shortest wait.
+    super::store_requests::feed_active(model);
     perform(model, out, &doc, None);
 }
 

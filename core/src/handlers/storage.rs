@@ -9,7 +9,8 @@
 //!  |               |<-- loaded | missing ------|  a failed load is asked again, never "missing"
 //!  |<--------------| all answered: answer every queued request
 //!
-//!                 node -- changes-since {seen} --> primary store   (every feed_poll_ms)
+//!                 node -- changes-since {seen} --> primary store   (every feed_poll_ms, up to
+//!                                                                   feed_poll_quiet_ms while quiet)
 //!                      <-- changes {docs, up_to} --                 documents another process
 //!                      -- sync-request (reload) -->                 wrote are reloaded; the
 //!                                                                   position moves once they are in
@@ -23,7 +24,7 @@
 use super::common::{changed, report};
 use super::propagation::propagate;
 use super::store_requests::{
-    ask_store, feed_idle, maybe_finish_loading, read_feed, retry_delay, schedule_retry,
+    ask_store, feed_active, feed_idle, maybe_finish_loading, read_feed, retry_delay, schedule_retry,
     settle_dirty, settle_feed,
 };
 use crate::effects::{Effects, FollowUp};
@@ -172,10 +173,14 @@ pub(crate) fn feed_poll(model: &mut Model, out: &mut Effects) {
     if every == 0 {
         return;
     }
-    // One read at a time: the next starts when this one is in.
-    if feed_idle(model) {
-        read_feed(model, out, primary);
+    // One read at a time: the next starts when this one is in. A look
+    // that finds one under way (or its reloads) reads nothing and does
+    // not lengthen the wait: it looks again at the shortest.
+    if !feed_idle(model) {
+        let at = model.now.saturating_add(every);
+        return super::timers::set(model, Timer::FeedPoll, at);
     }
+    read_feed(model, out, primary);
     let t = &model.config.timing;
     let wait = match model.feed_wait {
         0 => every,
@@ -187,23 +192,6 @@ pub(crate) fn feed_poll(model: &mut Model, out: &mut Effects) {
     super::timers::set(model, Timer::FeedPoll, at);
 }
 
-/// Another process writes to the primary store: the next read of its feed
-/// comes at the shortest wait, and the waits double again from there.
-fn feed_active(model: &mut Model) {
-    let t = &model.config.timing;
-    let every = t.feed_poll_ms;
-    let soon = model.now.saturating_add(every);
-    let later_than_soon = model
-        .timer_at
-        .get(&Timer::FeedPoll)
-        .is_some_and(|at| *at > soon);
-    if every > 0 && later_than_soon {
-        model.feed_wait = every.saturating_mul(2).min(t.feed_poll_quiet_ms.max(every));
-        super::timers::set(model, Timer::FeedPoll, soon);
-    } else {
-        model.feed_wait = 0;
-    }
-}
 
 /// The primary store says another process wrote: read the feed now, or
 /// right after the read under way (which may have begun before that write).

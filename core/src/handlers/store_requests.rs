@@ -145,6 +145,24 @@ pub(crate) fn settle_feed(model: &mut Model, out: &mut Effects) {
     }
 }
 
+/// Another process writes to the primary store: the next read of its feed
+/// comes at the shortest wait, and the waits double again from there.
+pub(crate) fn feed_active(model: &mut Model) {
+    let t = &model.config.timing;
+    let every = t.feed_poll_ms;
+    let soon = model.now.saturating_add(every);
+    let later_than_soon = model
+        .timer_at
+        .get(&Timer::FeedPoll)
+        .is_some_and(|at| *at > soon);
+    if every > 0 && later_than_soon {
+        model.feed_wait = every.saturating_mul(2).min(t.feed_poll_quiet_ms.max(every));
+        super::timers::set(model, Timer::FeedPoll, soon);
+    } else {
+        model.feed_wait = 0;
+    }
+}
+
 /// Starts following the primary store's feed from `clock`.
 pub(crate) fn follow_feed(model: &mut Model, clock: Clock) {
     model.feed_seen = model.feed_seen.max(clock);

@@ -575,3 +575,76 @@ fn a_feed_that_finds_nothing_is_read_less_often_and_at_once_again_after_a_find()
         vec![6_500, 6_900]
     );
 }
+
+#[test]
+fn a_look_at_the_feed_while_its_read_is_under_way_does_not_lengthen_the_wait() {
+    let mut c = Config::new("hub");
+    c.timing.feed_poll_ms = 200;
+    c.timing.feed_poll_quiet_ms = 1_000;
+    let mut k = Kit::new(c);
+    k.store(10);
+    k.feed(Msg::Restored {
+        store: ChannelId(10),
+        clock: crate::Clock(4),
+        floor: crate::Clock(0),
+        docs: vec![],
+        records: vec![],
+    });
+    let read = |cmds: &[crate::Cmd]| {
+        messages(cmds, 10)
+            .iter()
+            .any(|m| matches!(m, Message::ChangesSince { .. }))
+    };
+    assert!(read(&k.tick(200)));
+    // The store takes its time: the looks at 400 and 600 find the read
+    // under way and start none.
+    assert!(!read(&k.tick(400)));
+    assert!(!read(&k.tick(600)));
+    k.tick(650);
+    k.recv(
+        10,
+        Message::Changes {
+            docs: vec![],
+            up_to: crate::Clock(4),
+            more: false,
+        },
+    );
+    // The next read comes 200 ms after the last look, and the wait after
+    // it is the one the first read left (400 ms), not longer.
+    assert_eq!(
+        feed_reads(&mut k, 700, 1_500, |_| Vec::new()),
+        vec![800, 1_200]
+    );
+}
+
+#[test]
+fn a_deletion_by_another_process_brings_the_next_feed_read_to_the_shortest_wait() {
+    let mut c = Config::new("hub");
+    c.timing.feed_poll_ms = 200;
+    c.timing.feed_poll_quiet_ms = 1_000;
+    let mut k = Kit::new(c);
+    k.store(10);
+    k.feed(Msg::Restored {
+        store: ChannelId(10),
+        clock: crate::Clock(4),
+        floor: crate::Clock(0),
+        docs: vec![crate::StoredDoc {
+            doc: doc("d"),
+            meta: Default::default(),
+            version: vv(&[(1, 1)]),
+            clock: crate::Clock(4),
+        }],
+        records: vec![],
+    });
+    assert_eq!(
+        feed_reads(&mut k, 100, 2_000, |_| Vec::new()),
+        vec![200, 400, 800, 1_600]
+    );
+    // The read at 1,600 put the next at 2,600; the deletion at 2,000
+    // brings it to 2,200.
+    k.recv(10, Message::Delete { doc: doc("d") });
+    assert_eq!(
+        feed_reads(&mut k, 2_100, 2_700, |_| Vec::new()),
+        vec![2_200, 2_600]
+    );
+}

@@ -1,4 +1,4 @@
-//! A failure that repeats (a store that is down, read five times a second)
+//! A failure that repeats (a store that is down, its feed read up to five times a second)
 //! is logged once, then at most once per window with how often it came
 //! meanwhile, instead of burying every other line. Keyed by the exact text;
 //! time is the node's, so a replay logs the same.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// `Msg`, `Cmd` or `Config` does (postcard is not self-describing: a field
 /// added anywhere makes older records unreadable), so an older file is
 /// refused with a clear error rather than misread.
-pub(crate) const MAGIC: &[u8; 8] = b"DWREC\x00\x02\n";
+pub(crate) const MAGIC: &[u8; 8] = b"DWREC\x00\x03\n";
 
 /// The format this build writes and reads (the magic's seventh byte).
 pub(crate) const FORMAT: u8 = MAGIC[6];
