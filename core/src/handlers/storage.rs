@@ -24,8 +24,8 @@
 use super::common::{changed, report};
 use super::propagation::propagate;
 use super::store_requests::{
-    ask_store, feed_active, feed_idle, maybe_finish_loading, read_feed, retry_delay, schedule_retry,
-    settle_dirty, settle_feed,
+    ask_store, feed_active, feed_idle, maybe_finish_loading, read_feed, retry_delay,
+    schedule_retry, settle_dirty, settle_feed,
 };
 use crate::effects::{Effects, FollowUp};
 use crate::ids::{ChannelId, Clock, DocId};
@@ -191,7 +191,6 @@ pub(crate) fn feed_poll(model: &mut Model, out: &mut Effects) {
     let at = model.now.saturating_add(wait);
     super::timers::set(model, Timer::FeedPoll, at);
 }
-
 
 /// The primary store says another process wrote: read the feed now, or
 /// right after the read under way (which may have begun before that write).
