@@ -24,8 +24,8 @@
 use super::common::{changed, report};
 use super::propagation::propagate;
 use super::store_requests::{
-    ask_store, feed_active, feed_idle, maybe_finish_loading, read_feed, retry_delay,
-    schedule_retry, settle_dirty, settle_feed,
+    ask_store, feed_active, feed_idle, feed_wait_after, maybe_finish_loading, read_feed,
+    retry_delay, schedule_retry, settle_dirty, settle_feed,
 };
 use crate::effects::{Effects, FollowUp};
 use crate::ids::{ChannelId, Clock, DocId};
@@ -187,7 +187,7 @@ pub(crate) fn feed_poll(model: &mut Model, out: &mut Effects) {
         w => w,
     };
     // Put off further while nothing is found: a find brings it back.
-    model.feed_wait = wait.saturating_mul(2).min(t.feed_poll_quiet_ms.max(every));
+    model.feed_wait = feed_wait_after(t, wait);
     let at = model.now.saturating_add(wait);
     super::timers::set(model, Timer::FeedPoll, at);
 }

@@ -5,7 +5,7 @@
 
 use super::common::{access, changed};
 use crate::effects::{Effects, FollowUp};
-use crate::ids::{ChannelId, Clock, DocId, PeerId};
+use crate::ids::{ChannelId, Clock, DocId, Millis, PeerId};
 use crate::io::{Event, Level};
 use crate::model::{Doc, LoadReason, Model, Phase, Timer, WaitingRequest};
 use crate::protocol::{AckStatus, DocMeta, Filter, Message, Reply};
@@ -145,6 +145,13 @@ pub(crate) fn settle_feed(model: &mut Model, out: &mut Effects) {
     }
 }
 
+/// The wait after one of `wait` while the feed finds nothing: twice as
+/// long, up to `feed_poll_quiet_ms` (never shorter than `feed_poll_ms`).
+pub(crate) fn feed_wait_after(t: &crate::model::Timing, wait: Millis) -> Millis {
+    wait.saturating_mul(2)
+        .min(t.feed_poll_quiet_ms.max(t.feed_poll_ms))
+}
+
 /// Another process writes to the primary store: the next read of its feed
 /// comes at the shortest wait, and the waits double again from there.
 pub(crate) fn feed_active(model: &mut Model) {
@@ -156,7 +163,7 @@ pub(crate) fn feed_active(model: &mut Model) {
         .get(&Timer::FeedPoll)
         .is_some_and(|at| *at > soon);
     if every > 0 && later_than_soon {
-        model.feed_wait = every.saturating_mul(2).min(t.feed_poll_quiet_ms.max(every));
+        model.feed_wait = feed_wait_after(t, every);
         super::timers::set(model, Timer::FeedPoll, soon);
     } else {
         model.feed_wait = 0;
