@@ -255,22 +255,15 @@ fn a_failed_append_is_written_again_and_acknowledged_only_once_durable() {
 
 #[test]
 fn the_feed_reloads_what_another_process_wrote_and_moves_only_past_what_was_read() {
-    let mut c = Config::new("hub");
-    c.timing.feed_poll_ms = 200;
-    let mut k = Kit::new(c);
-    k.store(10);
-    k.feed(Msg::Restored {
-        store: ChannelId(10),
-        clock: crate::Clock(4),
-        floor: crate::Clock(0),
-        docs: vec![crate::StoredDoc {
+    let mut k = feed_hub(
+        0,
+        vec![crate::StoredDoc {
             doc: doc("d"),
             meta: Default::default(),
             version: vv(&[(1, 1)]),
             clock: crate::Clock(4),
         }],
-        records: vec![],
-    });
+    );
     let cmds = k.tick(200);
     assert!(messages(&cmds, 10).contains(&Message::ChangesSince {
         clock: crate::Clock(4),
@@ -487,11 +480,12 @@ fn a_write_in_doubt_of_a_document_deleted_since_holds_no_cursor() {
 }
 
 /// A hub whose primary store (channel 10) restored `docs` at clock 4, its
-/// feed read every 200 ms, and up to every 1,000 ms while reads find nothing.
-fn backing_off_feed(docs: Vec<crate::StoredDoc>) -> Kit {
+/// feed read every 200 ms, and up to every `quiet_ms` while reads find
+/// nothing (0: always every 200 ms).
+fn feed_hub(quiet_ms: crate::Millis, docs: Vec<crate::StoredDoc>) -> Kit {
     let mut c = Config::new("hub");
     c.timing.feed_poll_ms = 200;
-    c.timing.feed_poll_quiet_ms = 1_000;
+    c.timing.feed_poll_quiet_ms = quiet_ms;
     let mut k = Kit::new(c);
     k.store(10);
     k.feed(Msg::Restored {
@@ -537,7 +531,7 @@ fn feed_reads(
 
 #[test]
 fn a_feed_that_finds_nothing_is_read_less_often_and_at_once_again_after_a_find() {
-    let mut k = backing_off_feed(vec![]);
+    let mut k = feed_hub(1_000, vec![]);
     // Nothing found: the wait doubles up to its bound.
     assert_eq!(
         feed_reads(&mut k, 100, 3_500, |_| Vec::new()),
@@ -585,7 +579,7 @@ fn a_feed_that_finds_nothing_is_read_less_often_and_at_once_again_after_a_find()
 
 #[test]
 fn a_look_at_the_feed_while_its_read_is_under_way_does_not_lengthen_the_wait() {
-    let mut k = backing_off_feed(vec![]);
+    let mut k = feed_hub(1_000, vec![]);
     let read = |cmds: &[crate::Cmd]| {
         messages(cmds, 10)
             .iter()
@@ -615,12 +609,15 @@ fn a_look_at_the_feed_while_its_read_is_under_way_does_not_lengthen_the_wait() {
 
 #[test]
 fn a_deletion_by_another_process_brings_the_next_feed_read_to_the_shortest_wait() {
-    let mut k = backing_off_feed(vec![crate::StoredDoc {
-        doc: doc("d"),
-        meta: Default::default(),
-        version: vv(&[(1, 1)]),
-        clock: crate::Clock(4),
-    }]);
+    let mut k = feed_hub(
+        1_000,
+        vec![crate::StoredDoc {
+            doc: doc("d"),
+            meta: Default::default(),
+            version: vv(&[(1, 1)]),
+            clock: crate::Clock(4),
+        }],
+    );
     assert_eq!(
         feed_reads(&mut k, 100, 2_000, |_| Vec::new()),
         vec![200, 400, 800, 1_600]
