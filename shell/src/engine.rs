@@ -39,20 +39,16 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
     /// What the document has seen, in the core's terms.
     fn version(&self, doc: &Self::Doc) -> VersionVector;
 
-    /// The changes a holder of `since` lacks; a snapshot for `None`, or when
-    /// `since` is too old for the history this replica kept.
+    /// The changes a holder of `since` lacks; for `None`, or when `since` is
+    /// too old for the history this replica kept, the whole document, in the
+    /// form it costs least to send, keep and import ([`DocEngine::import`] of
+    /// these bytes into an empty replica brings it all back). The same bytes
+    /// are what an asleep replica is kept as.
     fn export(
         &self,
         doc: &Self::Doc,
         since: Option<&VersionVector>,
     ) -> Result<Vec<u8>, ExportError>;
-
-    /// The whole document, in the form it costs least to keep asleep and
-    /// to wake from ([`DocEngine::import`] of these bytes into an empty
-    /// replica brings it all back). A snapshot by default.
-    fn export_asleep(&self, doc: &Self::Doc) -> Result<Vec<u8>, ExportError> {
-        self.export(doc, None)
-    }
 
     /// Applies bytes from [`DocEngine::export`] (or from anyone: they are
     /// untrusted). `Pending` when some of them wait for changes not present

@@ -209,7 +209,7 @@ pub fn stored_snapshot(
         return Ok(None);
     };
     let snapshot = LoroEngine
-        .export(&replica, None)
+        .export_snapshot(&replica)
         .map_err(|e| e.to_string())?;
     Ok(Some((snapshot, unreadable)))
 }

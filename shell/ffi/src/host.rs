@@ -4,9 +4,7 @@
 
 use docweave_adapters::{MemoryStore, SqliteStore, Store};
 use docweave_core::{ChannelId, Config, DocId, Event, Filter, RemoteAddr};
-use docweave_shell::{
-    run_job, DocEngine, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer,
-};
+use docweave_shell::{run_job, Input, LoroEngine, Node, NodeOptions, Output, StoreAnswer};
 use std::collections::VecDeque;
 use std::ffi::CString;
 
@@ -163,7 +161,7 @@ impl Host {
             .ok_or_else(|| format!("{doc} is not open"))?;
         self.node
             .engine()
-            .export(replica, None)
+            .export_snapshot(replica)
             .map_err(|e| format!("{doc} does not export: {e}"))
     }
 

@@ -233,10 +233,10 @@ impl Arrivals {
     }
 }
 
-/// `d` through Loro alone: exported as a snapshot, imported into a new
+/// `d` through Loro alone, exported in `mode` and imported into a new
 /// document (S1's floors).
-fn exported_and_imported(d: &loro::LoroDoc) -> loro::LoroDoc {
-    let bytes = d.export(loro::ExportMode::Snapshot).unwrap_or_default();
+fn exported_and_imported(d: &loro::LoroDoc, mode: loro::ExportMode) -> loro::LoroDoc {
+    let bytes = d.export(mode).unwrap_or_default();
     let fresh = loro::LoroDoc::new();
     fresh
         .import(&bytes)
@@ -256,20 +256,42 @@ pub async fn s1(n: u64, t: Transport) -> Run {
             d
         })
         .collect();
+    // In the form docweave sends a small document: its updates (the
+    // Loro engine's `whole`, which says why).
     let floor_start = Instant::now();
     for d in &docs {
-        drop(exported_and_imported(d));
+        drop(exported_and_imported(d, loro::ExportMode::all_updates()));
     }
     let floor = floor_start.elapsed().as_secs_f64();
     // The same, keeping every imported document as a client must: what
     // holding N documents costs Loro beyond importing them.
     let kept_start = Instant::now();
-    let kept: Vec<loro::LoroDoc> = docs.iter().map(exported_and_imported).collect();
+    let kept: Vec<loro::LoroDoc> = docs
+        .iter()
+        .map(|d| exported_and_imported(d, loro::ExportMode::all_updates()))
+        .collect();
     let floor_kept = kept_start.elapsed().as_secs_f64();
+    drop(kept);
+    // As snapshots, the form docweave sent before: Loro's first snapshot
+    // of a document costs 4 times its updates to export (and is then kept
+    // in it, so this runs on fresh copies, after the floors above).
+    let fresh: Vec<loro::LoroDoc> = (0..n)
+        .map(|i| {
+            let d = loro::LoroDoc::new();
+            let _ = d.get_text("t").insert(0, &text100(i));
+            d.commit();
+            d
+        })
+        .collect();
+    let snapshot_start = Instant::now();
+    for d in &fresh {
+        drop(exported_and_imported(d, loro::ExportMode::Snapshot));
+    }
+    let floor_snapshot = snapshot_start.elapsed().as_secs_f64();
+    drop(fresh);
     // Their memory goes back (to the allocator) before the sync, not
     // after it. The peak RSS reported is the process's high-water mark,
     // so it includes the floors.
-    drop(kept);
     drop(docs);
     let net = Net::new(server, t).await;
     let (c, mut arrivals) = watched_client("client").await;
@@ -305,6 +327,7 @@ pub async fn s1(n: u64, t: Transport) -> Run {
         extra: vec![
             ("floor_seconds".into(), floor),
             ("floor_kept_seconds".into(), floor_kept),
+            ("floor_snapshot_seconds".into(), floor_snapshot),
             ("ratio".into(), seconds / floor.max(1e-9)),
             ("ratio_kept".into(), seconds / floor_kept.max(1e-9)),
         ],
