@@ -260,18 +260,23 @@ fn give_back_freed_memory() {
     }
 }
 
-/// S1: a fresh client obtains N documents; compared with export+import alone.
-pub async fn s1(n: u64, t: Transport) -> Run {
-    let server = server_with_docs(n).await;
-    // The floor: the same data through Loro alone.
-    let docs: Vec<loro::LoroDoc> = (0..n)
+/// The N documents the server holds in S1, each made by Loro alone.
+fn loro_texts(n: u64) -> Vec<loro::LoroDoc> {
+    (0..n)
         .map(|i| {
             let d = loro::LoroDoc::new();
             let _ = d.get_text("t").insert(0, &text100(i));
             d.commit();
             d
         })
-        .collect();
+        .collect()
+}
+
+/// S1: a fresh client obtains N documents; compared with export+import alone.
+pub async fn s1(n: u64, t: Transport) -> Run {
+    let server = server_with_docs(n).await;
+    // The floor: the same data through Loro alone.
+    let docs = loro_texts(n);
     // In the form docweave sends a small document: its updates (the
     // Loro engine's `whole`, which says why).
     let floor_start = Instant::now();
@@ -291,14 +296,7 @@ pub async fn s1(n: u64, t: Transport) -> Run {
     // As snapshots, the form docweave sent before: Loro's first snapshot
     // of a document costs 4 times its updates to export (and is then kept
     // in it, so this runs on fresh copies, after the floors above).
-    let fresh: Vec<loro::LoroDoc> = (0..n)
-        .map(|i| {
-            let d = loro::LoroDoc::new();
-            let _ = d.get_text("t").insert(0, &text100(i));
-            d.commit();
-            d
-        })
-        .collect();
+    let fresh = loro_texts(n);
     let snapshot_start = Instant::now();
     for d in &fresh {
         drop(exported_and_imported(d, loro::ExportMode::Snapshot));
