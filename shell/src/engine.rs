@@ -42,13 +42,20 @@ pub trait DocEngine: Clone + Send + Sync + 'static {
     /// The changes a holder of `since` lacks; for `None`, or when `since` is
     /// too old for the history this replica kept, the whole document, in the
     /// form it costs least to send, keep and import ([`DocEngine::import`] of
-    /// these bytes into an empty replica brings it all back). The same bytes
-    /// are what an asleep replica is kept as.
+    /// these bytes into an empty replica brings it all back).
     fn export(
         &self,
         doc: &Self::Doc,
         since: Option<&VersionVector>,
     ) -> Result<Vec<u8>, ExportError>;
+
+    /// The whole document as an asleep replica keeps it, where memory after
+    /// waking may count for more than the cost of the wake ([`DocEngine::import`]
+    /// of these bytes into an empty replica brings it all back).
+    /// [`DocEngine::export`] of the whole by default.
+    fn export_asleep(&self, doc: &Self::Doc) -> Result<Vec<u8>, ExportError> {
+        self.export(doc, None)
+    }
 
     /// Applies bytes from [`DocEngine::export`] (or from anyone: they are
     /// untrusted). `Pending` when some of them wait for changes not present

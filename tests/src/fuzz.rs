@@ -104,7 +104,9 @@ fn make_payloads() -> [Payload; 3] {
     let _ = d.get_text("t").insert(0, "hello");
     d.commit();
     let base = e.version(&d);
-    let snapshot = e.export(&d, None).unwrap_or_default(); // a fuzz payload: empty is fine too
+    // A true snapshot: the node's own whole export of this document is
+    // its updates, much like the delta below.
+    let snapshot = e.export_snapshot(&d).unwrap_or_default(); // a fuzz payload: empty is fine too
     let _ = d.get_list("l").push(1);
     d.commit();
     let delta = e.export(&d, Some(&base)).unwrap_or_default();

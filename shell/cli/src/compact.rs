@@ -1,6 +1,9 @@
 //! `docweave compact`: folds each document's changes into one snapshot,
 //! keeping its clock (the change feed stays intact). Run it on a stopped
 //! server's data directory, or on a live one: SQLite serialises the writes.
+//! The snapshot is the store's whole-document row, in the form the node
+//! sends a whole document (`DocEngine::export`): for a document one writer
+//! wrote, all its updates, which load faster than a Loro snapshot.
 //!
 //! With `--history-before DATE` the snapshot is a Loro shallow snapshot
 //! from the newest version the server took before DATE (its history

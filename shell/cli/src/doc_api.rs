@@ -437,6 +437,10 @@ impl Docs {
                     .with_header("etag", tag))
             }
             Reply::UpToDate => empty_snapshot()?,
+            // The whole document, which the node sends a peer in its
+            // cheapest form (for one writer's, its updates): a caller
+            // asked for a snapshot.
+            Reply::Snapshot(p) if binary && since.is_none() => as_snapshot(p.as_bytes())?,
             Reply::Snapshot(p) | Reply::Delta(p) => p.as_bytes().to_vec(),
         };
         if since.is_some() || binary {
@@ -892,6 +896,27 @@ fn unchanged(version: &VersionVector) -> ApiAnswer {
 }
 
 /// The snapshot of a document with nothing in it yet.
+/// The whole document in `bytes` (the node's) as a Loro snapshot: as they
+/// are when they are one, else through a replica of their own.
+fn as_snapshot(bytes: &[u8]) -> Result<Vec<u8>, ApiAnswer> {
+    let internal = |e: String| ApiAnswer::error(500, "Internal", e);
+    let meta = loro::LoroDoc::decode_import_blob_meta(bytes, false)
+        .map_err(|e| internal(format!("the node's data is not Loro's: {e}")))?;
+    if matches!(
+        meta.mode,
+        loro::EncodedBlobMode::Snapshot | loro::EncodedBlobMode::ShallowSnapshot
+    ) {
+        return Ok(bytes.to_vec());
+    }
+    let replica = loro::LoroDoc::new();
+    replica
+        .import(bytes)
+        .map_err(|e| internal(format!("the node's data did not import: {e}")))?;
+    replica
+        .export(loro::ExportMode::Snapshot)
+        .map_err(|e| internal(e.to_string()))
+}
+
 fn empty_snapshot() -> Result<Vec<u8>, ApiAnswer> {
     loro::LoroDoc::new()
         .export(loro::ExportMode::Snapshot)

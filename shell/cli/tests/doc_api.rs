@@ -133,12 +133,21 @@ fn a_backend_writes_reads_and_lists_documents_over_http_with_the_nodes_rights() 
     // A snapshot, and the update the first version lacks.
     let (status, _, snapshot) = call(http, "GET", "/docs/notes?format=snapshot", &[BOB], b"");
     assert_eq!(status, 200);
+    // A Loro snapshot, though the node sends one writer's document to its
+    // peers as its updates.
+    let form = |bytes: &[u8]| {
+        loro::LoroDoc::decode_import_blob_meta(bytes, false)
+            .unwrap()
+            .mode
+    };
+    assert_eq!(form(&snapshot), loro::EncodedBlobMode::Snapshot);
     let copy = loro::LoroDoc::new();
     copy.import(&snapshot).unwrap();
     assert_eq!(copy.get_text("t").to_string(), "hello world");
     let accept = ("accept", "application/octet-stream");
     let (status, _, same) = call(http, "GET", "/docs/notes", &[BOB, accept], b"");
     assert_eq!((status, same.is_empty()), (200, false));
+    assert_eq!(form(&same), loro::EncodedBlobMode::Snapshot);
     let (status, _, gap) = call(http, "GET", &format!("/docs/notes?since={v1}"), &[BOB], b"");
     assert_eq!(status, 200);
     let caught_up = loro::LoroDoc::new();

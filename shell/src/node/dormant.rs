@@ -1,5 +1,5 @@
-//! Replicas asleep, kept as their bytes (`DocEngine::export` of the whole:
-//! for a small Loro document its updates) — those idle for a while, and those
+//! Replicas asleep, kept as their bytes (`DocEngine::export_asleep`: for
+//! a small Loro document its updates) — those idle for a while, and those
 //! evicted under a memory budget: an idle document then costs about its
 //! own size (a 500-byte text, 536 bytes of updates and about 1 KB in all,
 //! S12), not the 12 KB it takes awake, and comes back by importing those

@@ -485,7 +485,7 @@ impl<E: DocEngine> Replicas<E> {
     /// `most` bytes.
     fn asleep_bytes(&self, doc: &DocId, most: usize) -> Option<Vec<u8>> {
         let r = self.docs.get(doc)?;
-        match self.engine.export(&r.doc, None) {
+        match self.engine.export_asleep(&r.doc) {
             Ok(bytes) if bytes.len() <= most => Some(bytes),
             Ok(_) => None,
             Err(e) => {

@@ -246,11 +246,13 @@ fn exported_and_imported(d: &loro::LoroDoc, mode: loro::ExportMode) -> loro::Lor
 
 /// Hands the heap's free pages back to the kernel. glibc keeps what the
 /// main thread freed (the floors' documents) in the main thread's arena,
-/// which the nodes' threads do not allocate from: without this the client
-/// takes fresh pages the floors never had to. On this virtual machine a
-/// fresh page can cost many times one the kernel just had back, so S1 at
-/// 100,000 documents took 5.4 to 7.5 s without it and 2.7 to 3.0 s with
-/// it, the floors unchanged (1.6 to 2.2 s).
+/// which the nodes' threads do not allocate from. Without this, the floors
+/// ran on pages the kernel had just had back from this process (from the
+/// smaller sizes before), and the client on pages it had not; on this
+/// virtual machine those cost many times more, as the hypervisor backs
+/// them again. S1 at 100,000 documents took 5.4 to 7.5 s without it and
+/// 2.7 to 3.0 s with it, the floors unchanged (1.6 to 2.2 s): both now run
+/// on the same footing.
 fn give_back_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own free lists; it takes no
