@@ -33,12 +33,22 @@ impl LoroEngine {
     /// the admin API promise their callers (a shallow replica's is a
     /// shallow snapshot).
     pub fn export_snapshot(&self, doc: &LoroDoc) -> Result<Vec<u8>, ExportError> {
-        contained("export", || {
-            doc.commit();
-            doc.export(ExportMode::Snapshot)
-        })?
-        .map_err(|e| ExportError::Refused(e.to_string()))
+        exported(doc, |_| ExportMode::Snapshot)
     }
+}
+
+/// `doc`, its pending edits committed, exported in the form `mode` picks
+/// for it. Both run inside the panic guard: a replica the library broke is
+/// reported, not a panic of the node.
+fn exported<'a>(
+    doc: &LoroDoc,
+    mode: impl FnOnce(&LoroDoc) -> ExportMode<'a>,
+) -> Result<Vec<u8>, ExportError> {
+    contained("export", || {
+        doc.commit();
+        doc.export(mode(doc))
+    })?
+    .map_err(|e| ExportError::Refused(e.to_string()))
 }
 
 impl DocEngine for LoroEngine {
@@ -79,29 +89,20 @@ impl DocEngine for LoroEngine {
     }
 
     fn export(&self, doc: &LoroDoc, since: Option<&VersionVector>) -> Result<Vec<u8>, ExportError> {
-        contained("export", || {
-            doc.commit();
-            let since = since.map(to_loro_version).filter(|v| !v.is_empty());
-            let mode = match &since {
-                // A shallow replica lacks the history before its start: a delta
-                // from an older version would import as pending and empty.
-                Some(v) if doc.is_shallow() && !v.includes_vv(&doc.shallow_since_vv().to_vv()) => {
-                    whole(doc, 0)
-                }
-                Some(v) => ExportMode::updates(v),
-                None => whole(doc, 0),
-            };
-            doc.export(mode)
-        })?
-        .map_err(|e| ExportError::Refused(e.to_string()))
+        let since = since.map(to_loro_version).filter(|v| !v.is_empty());
+        exported(doc, |doc| match &since {
+            // A shallow replica lacks the history before its start: a delta
+            // from an older version would import as pending and empty.
+            Some(v) if doc.is_shallow() && !v.includes_vv(&doc.shallow_since_vv().to_vv()) => {
+                whole(doc, 0)
+            }
+            Some(v) => ExportMode::updates(v),
+            None => whole(doc, 0),
+        })
     }
 
     fn export_asleep(&self, doc: &LoroDoc) -> Result<Vec<u8>, ExportError> {
-        contained("export", || {
-            doc.commit();
-            doc.export(whole(doc, MOST_SHARED_CHANGES_ASLEEP))
-        })?
-        .map_err(|e| ExportError::Refused(e.to_string()))
+        exported(doc, |doc| whole(doc, MOST_SHARED_CHANGES_ASLEEP))
     }
 
     /// Measured (`tests/tests/replica_memory.rs`): an empty replica holds

@@ -895,7 +895,6 @@ fn unchanged(version: &VersionVector) -> ApiAnswer {
     }
 }
 
-/// The snapshot of a document with nothing in it yet.
 /// The whole document in `bytes` (the node's) as a Loro snapshot: as they
 /// are when they are one, else through a replica of their own.
 fn as_snapshot(bytes: &[u8]) -> Result<Vec<u8>, ApiAnswer> {
@@ -917,6 +916,7 @@ fn as_snapshot(bytes: &[u8]) -> Result<Vec<u8>, ApiAnswer> {
         .map_err(|e| internal(e.to_string()))
 }
 
+/// The snapshot of a document with nothing in it yet.
 fn empty_snapshot() -> Result<Vec<u8>, ApiAnswer> {
     loro::LoroDoc::new()
         .export(loro::ExportMode::Snapshot)
