@@ -398,6 +398,8 @@ mod tests {
         assert_eq!(turn % 2, 0, "the other writer wrote last");
         // Not committed: one change more, past the line.
         shared.get_text("t").insert(0, "pending ").unwrap();
+        assert!(shared.get_pending_txn_len() > 0);
+        assert_eq!(shared.len_changes(), MOST_SHARED_CHANGES_ASLEEP);
         let bytes = e.export_asleep(&shared).unwrap();
         assert_eq!(form(&bytes), loro::EncodedBlobMode::Snapshot);
         let woken = LoroDoc::new();

@@ -28,4 +28,6 @@ fn s9_in_tiny_form_connects_everyone_and_every_edit_reaches_every_subscriber() {
     assert!(extra("idle_cpu_percent") >= 0.0, "{}", r.json());
     assert!(extra("settle_cpu_percent") >= 0.0, "{}", r.json());
     assert!(extra("server_rss_idle_mib") > 0.0, "{}", r.json());
+    // The tiny form edits for 2 seconds: the second one is timed apart.
+    assert!(extra("p99_after_first_second_ms") > 0.0, "{}", r.json());
 }

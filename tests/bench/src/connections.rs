@@ -252,7 +252,7 @@ struct Seen {
     errors: AtomicUsize,
     /// Acknowledgements writers got for their updates.
     acked: AtomicUsize,
-    /// Microseconds from an edit's send to each arrival.
+    /// Each arrival of an edit at a subscriber.
     delays: Mutex<Vec<Delay>>,
 }
 
@@ -592,26 +592,32 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
     // A shortfall shows in `edits_acked`, which the caller checks.
     wait_for(acks_seen, edits, Duration::from_secs(30)).await;
     let rss_end = usage(pid).rss;
-    // The first second's edits are apart too: they wake documents that
-    // slept through the idle minutes, on memory this virtual machine had
-    // back meanwhile, which it charges for at first touch (see S1).
-    let after_first_second = |d: &Delay| d.sent >= edits_from + 1_000_000;
-    let millis = |keep: &dyn Fn(&Delay) -> bool| {
-        let mut ms: Vec<f64> = seen
-            .delays
-            .lock()
-            .map(|d| {
-                d.iter()
-                    .filter(|d| keep(d))
-                    .map(|d| d.micros as f64 / 1_000.0)
-                    .collect()
-            })
-            .unwrap_or_default();
+    // The edits after the first second are timed apart too: the first
+    // wake documents that slept through the idle minutes, on pages this
+    // virtual machine charges dearly for after so long (see S1).
+    let after_first_second = |sent: u64| sent >= edits_from + 1_000_000;
+    // Both lists from one look: arrivals still coming in (if the wait
+    // above ran out) must not be in one and not the other.
+    let arrivals: Vec<(u64, f64)> = seen
+        .delays
+        .lock()
+        .map(|d| {
+            d.iter()
+                .map(|d| (d.sent, d.micros as f64 / 1_000.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    let sorted = |keep: &dyn Fn(u64) -> bool| {
+        let mut ms: Vec<f64> = arrivals
+            .iter()
+            .filter(|(sent, _)| keep(*sent))
+            .map(|(_, ms)| *ms)
+            .collect();
         ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         ms
     };
-    let delays = millis(&|_| true);
-    let steady = millis(&after_first_second);
+    let delays = sorted(&|_| true);
+    let steady = sorted(&after_first_second);
     let acked = seen.acked.load(Ordering::SeqCst) - acked_before;
     let failed = seen.failed.load(Ordering::SeqCst);
     drop(writers);
