@@ -41,19 +41,31 @@ pub fn later(t: Instant, d: Duration) -> Instant {
         .unwrap_or(t)
 }
 
-/// The process's grid of instants (counted from its first use): timers of
-/// thousands of connections put on it fire together, one wake-up of this
-/// thread and of the executor for all that are due, instead of one each.
-fn grid(t: Instant, tick: Duration) -> (Instant, u128, u128) {
+/// The process's grid of instants (counted from its first use, moved on
+/// by `phase`): timers of thousands of connections put on it fire
+/// together, one wake-up of this thread and of the executor for all that
+/// are due, instead of one each.
+fn grid(t: Instant, tick: Duration, phase: Duration) -> (Instant, u128, u128) {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
     let tick = tick.as_nanos().max(1);
+    // Below a tick: a phase of a whole tick is the same grid.
+    let phase = u64::try_from(phase.as_nanos() % tick).unwrap_or(0);
+    let epoch = later(
+        *EPOCH.get_or_init(Instant::now),
+        Duration::from_nanos(phase),
+    );
     (epoch, t.saturating_duration_since(epoch).as_nanos(), tick)
 }
 
 /// `t`, rounded up to the next multiple of `tick` on the process's grid.
 pub fn round_up(t: Instant, tick: Duration) -> Instant {
-    let (epoch, since, tick) = grid(t, tick);
+    round_up_in_phase(t, tick, Duration::ZERO)
+}
+
+/// `t`, rounded up to the next instant of the process's grid of `tick`
+/// moved on by `phase` (see `WsOptions::timer_phase`).
+pub fn round_up_in_phase(t: Instant, tick: Duration, phase: Duration) -> Instant {
+    let (epoch, since, tick) = grid(t, tick, phase);
     let at = u64::try_from(since.div_ceil(tick).saturating_mul(tick)).unwrap_or(u64::MAX);
     later(epoch, Duration::from_nanos(at)).max(t)
 }
@@ -61,7 +73,7 @@ pub fn round_up(t: Instant, tick: Duration) -> Instant {
 /// `t`, rounded down to a multiple of `tick` on the process's grid (never
 /// after `t`; `t` itself if it comes before the grid's start).
 pub fn round_down(t: Instant, tick: Duration) -> Instant {
-    let (epoch, since, tick) = grid(t, tick);
+    let (epoch, since, tick) = grid(t, tick, Duration::ZERO);
     let at = u64::try_from(since / tick * tick).unwrap_or(u64::MAX);
     later(epoch, Duration::from_nanos(at)).min(t)
 }
@@ -351,6 +363,27 @@ mod tests {
             }
         }
         assert_eq!(round_up(down, tick), down, "an instant on the grid stays");
+    }
+
+    #[test]
+    fn a_phase_moves_the_grid_by_that_much_and_no_more_than_a_tick() {
+        let tick = Duration::from_millis(1000);
+        let t = Instant::now() + Duration::from_millis(2500);
+        let on_grid = round_up(t, tick);
+        let phase = Duration::from_millis(300);
+        let moved = round_up_in_phase(on_grid, tick, phase);
+        assert_eq!(moved - on_grid, phase, "the next instant of the moved grid");
+        assert_eq!(
+            round_up_in_phase(moved, tick, phase),
+            moved,
+            "it is on that grid"
+        );
+        // A phase counts modulo the tick: 1.3 s is the grid 0.3 s is.
+        assert_eq!(
+            round_up_in_phase(t, tick, tick + phase),
+            round_up_in_phase(t, tick, phase)
+        );
+        assert_eq!(round_up_in_phase(t, tick, Duration::ZERO), on_grid);
     }
 
     #[test]

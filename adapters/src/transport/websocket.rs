@@ -10,7 +10,7 @@ use super::{
 };
 #[cfg(feature = "loro-endpoint")]
 use crate::loro_protocol::{loro_link, BridgeOptions};
-use crate::timer_thread::{later, round_up as coarse, ThreadTimer};
+use crate::timer_thread::{later, round_up_in_phase, ThreadTimer};
 use async_tungstenite::tungstenite::handshake::server::{Request, Response};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -54,6 +54,14 @@ pub struct WsOptions {
     pub tls: Option<super::TlsServer>,
     /// What a client dialing `wss://` trusts (default: the web's roots).
     pub trust: Option<super::TlsClient>,
+    /// Where on the process's grid of timer instants (a second apart, or
+    /// an eighth of the keepalive) this link's keepalive and idle checks
+    /// fall: zero (the default) puts every link of the process on the same
+    /// instants, so a thousand pings cost one wake-up. A load generator
+    /// standing in for many separate clients gives each link its own
+    /// phase, as separate processes' grids would be, so that their pings
+    /// do not reach the server in one burst.
+    pub timer_phase: Duration,
 }
 
 impl Default for WsOptions {
@@ -73,6 +81,7 @@ impl Default for WsOptions {
             inbound_rate: InboundRate::default(),
             tls: None,
             trust: None,
+            timer_phase: Duration::ZERO,
         }
     }
 }
@@ -260,10 +269,27 @@ impl Activity {
     }
 }
 
-/// The granularity of a link's timers: a second, or an eighth of the
-/// keepalive when that is shorter (tests use milliseconds).
-fn tick_of(keepalive: Duration) -> Duration {
-    (keepalive / 8).min(Duration::from_secs(1))
+/// The instants a link's timer is set to: a grid of a second, or of an
+/// eighth of the keepalive when that is shorter (tests use milliseconds),
+/// in the link's phase.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    tick: Duration,
+    phase: Duration,
+}
+
+impl Grid {
+    fn of(o: &WsOptions) -> Self {
+        Self {
+            tick: (o.keepalive / 8).min(Duration::from_secs(1)),
+            phase: o.timer_phase,
+        }
+    }
+
+    /// `t`, rounded up to the grid.
+    fn coarse(self, t: Instant) -> Instant {
+        round_up_in_phase(t, self.tick, self.phase)
+    }
 }
 
 /// What the writer does next.
@@ -380,8 +406,8 @@ async fn read_frames<S>(
     let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
     // The link's one timer: the idle close and the keepalive ping (see
     // `Activity`).
-    let grain = tick_of(o.keepalive);
-    let mut timer = ThreadTimer::at(coarse(activity.next_look(&o), grain));
+    let grain = Grid::of(&o);
+    let mut timer = ThreadTimer::at(grain.coarse(activity.next_look(&o)));
     loop {
         // The timer first: a peer that always has another message waiting
         // (a long upload) must not keep the ping it may need from going
@@ -407,7 +433,7 @@ async fn read_frames<S>(
                 let now = Instant::now();
                 if now < later(activity.last_heard(), o.idle_timeout) {
                     activity.ping_if_due(&o, now);
-                    timer.set_at(coarse(activity.next_look(&o), grain));
+                    timer.set_at(grain.coarse(activity.next_look(&o)));
                     continue;
                 }
             }
@@ -416,7 +442,7 @@ async fn read_frames<S>(
                 activity.pinged_now();
                 // The peer keeps the link alive: the timer moves past
                 // its next ping instead of firing to find that out.
-                timer.set_at(coarse(activity.next_look(&o), grain));
+                timer.set_at(grain.coarse(activity.next_look(&o)));
             }
             Some(_) => activity.heard_now(),
         }
@@ -494,7 +520,7 @@ async fn keeping_alive<T>(
     timer: &mut ThreadTimer,
     activity: &Activity,
     o: &WsOptions,
-    grain: Duration,
+    grain: Grid,
 ) -> T {
     let mut work = std::pin::pin!(work);
     let mut waited = false;
@@ -509,13 +535,13 @@ async fn keeping_alive<T>(
             None => {
                 waited = true;
                 activity.ping_if_due(o, Instant::now());
-                timer.set_at(coarse(activity.ping_due(o), grain));
+                timer.set_at(grain.coarse(activity.ping_due(o)));
             }
         }
     };
     if waited {
         activity.heard_now();
-        timer.set_at(coarse(activity.next_look(o), grain));
+        timer.set_at(grain.coarse(activity.next_look(o)));
     }
     out
 }

@@ -305,18 +305,36 @@ fn ack(batch: BatchId) -> Message {
     }
 }
 
+/// The options of generated connection `i`: the client's defaults, with
+/// the link's timers in a phase of their own. Separate clients are
+/// separate processes, each with its own grid of timer instants; on one
+/// grid, the generator's thousands of links would ping the server in one
+/// burst a second, which no crowd of real clients does (and which both
+/// stalls the edits queued behind the burst and lets the server answer a
+/// second's pings in one wake-up). The phases are spread over the second
+/// by the golden ratio, evenly for any count of connections.
+fn client_options(i: usize) -> WsOptions {
+    const GOLDEN_NANOS: u64 = 618_033_989;
+    let nanos = (i as u64).wrapping_mul(GOLDEN_NANOS) % 1_000_000_000;
+    WsOptions {
+        timer_phase: Duration::from_nanos(nanos),
+        ..WsOptions::default()
+    }
+}
+
 /// One subscriber: hello, a sync-request for `doc`, then for ever: data
 /// acknowledged, updates of `doc` timed against `edited` (when the
 /// document is an edited one, its index).
 async fn subscriber(
     url: String,
+    options: WsOptions,
     peer: String,
     doc: DocId,
     edited: Option<usize>,
     seen: Arc<Seen>,
     sent: Arc<Sent>,
 ) {
-    let Ok(link) = ws_connect(&url, WsOptions::default()).await else {
+    let Ok(link) = ws_connect(&url, options).await else {
         seen.failed.fetch_add(1, Ordering::SeqCst);
         return;
     };
@@ -373,7 +391,7 @@ async fn subscriber(
 /// A writer: hello, its two documents created; its link is handed back for
 /// the edits, and a task counts the acknowledgements.
 async fn writer(url: &str, i: usize, first: [Message; 2], seen: &Arc<Seen>) -> Option<Link> {
-    let link = ws_connect(url, WsOptions::default()).await.ok()?;
+    let link = ws_connect(url, client_options(i)).await.ok()?;
     let [a, b] = first;
     if !send(&link, &[hello(&format!("writer-{i}")), a, b]) {
         return None;
@@ -524,6 +542,7 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
             };
             smol::spawn(subscriber(
                 url.clone(),
+                client_options(docs + j),
                 format!("sub-{j}"),
                 DocId::new(&doc),
                 index,
@@ -692,10 +711,10 @@ pub async fn s9_floor(bin: &Path, sizes: &S9Sizes) -> Run {
     while spawned < sizes.connections {
         let end = (spawned + wave).min(sizes.connections);
         let tasks: Vec<_> = (spawned..end)
-            .map(|_| {
+            .map(|i| {
                 let (url, links, failed) = (url.clone(), links.clone(), failed.clone());
                 smol::spawn(async move {
-                    match ws_connect(&url, WsOptions::default()).await {
+                    match ws_connect(&url, client_options(i)).await {
                         Ok(link) => links
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
