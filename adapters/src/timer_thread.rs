@@ -48,7 +48,8 @@ pub fn later(t: Instant, d: Duration) -> Instant {
 fn grid(t: Instant, tick: Duration, phase: Duration) -> (Instant, u128, u128) {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let tick = tick.as_nanos().max(1);
-    // Below a tick: a phase of a whole tick is the same grid.
+    // Below a tick: a phase of a whole tick is the same grid. (Below a tick
+    // it fits in a u64 for any tick under 584 years.)
     let phase = u64::try_from(phase.as_nanos() % tick).unwrap_or(0);
     let epoch = later(
         *EPOCH.get_or_init(Instant::now),
@@ -57,13 +58,16 @@ fn grid(t: Instant, tick: Duration, phase: Duration) -> (Instant, u128, u128) {
     (epoch, t.saturating_duration_since(epoch).as_nanos(), tick)
 }
 
-/// `t`, rounded up to the next multiple of `tick` on the process's grid.
+/// `t`, rounded up to the next multiple of `tick` on the process's grid
+/// (the pair of [`round_down`]; a link's timers use [`round_up_in_phase`]).
 pub fn round_up(t: Instant, tick: Duration) -> Instant {
     round_up_in_phase(t, tick, Duration::ZERO)
 }
 
 /// `t`, rounded up to the next instant of the process's grid of `tick`
-/// moved on by `phase` (see `WsOptions::timer_phase`).
+/// moved on by `phase`, taken modulo `tick` (see `WsOptions::timer_phase`).
+/// An instant before the grid's start (the process's first use of it, plus
+/// the phase) gives that start.
 pub fn round_up_in_phase(t: Instant, tick: Duration, phase: Duration) -> Instant {
     let (epoch, since, tick) = grid(t, tick, phase);
     let at = u64::try_from(since.div_ceil(tick).saturating_mul(tick)).unwrap_or(u64::MAX);
@@ -378,12 +382,29 @@ mod tests {
             moved,
             "it is on that grid"
         );
-        // A phase counts modulo the tick: 1.3 s is the grid 0.3 s is.
+        // Between two instants of the moved grid: the later one.
+        let between = on_grid + Duration::from_millis(500);
         assert_eq!(
-            round_up_in_phase(t, tick, tick + phase),
+            round_up_in_phase(between, tick, phase),
+            on_grid + tick + phase
+        );
+        // A phase counts modulo the tick: 1,000.3 s is the grid 0.3 s is
+        // (taken whole, it would put every instant a quarter hour away).
+        let far = tick * 1000 + phase;
+        assert_eq!(
+            round_up_in_phase(t, tick, far),
             round_up_in_phase(t, tick, phase)
         );
-        assert_eq!(round_up_in_phase(t, tick, Duration::ZERO), on_grid);
+        assert_eq!(
+            round_up_in_phase(t, tick, tick),
+            on_grid,
+            "a whole tick is no phase"
+        );
+        // On a finer grid too (tests' links tick in milliseconds).
+        let fine = Duration::from_millis(8);
+        let u = round_up(t, fine);
+        let moved = round_up_in_phase(u, fine, Duration::from_millis(3));
+        assert_eq!(moved - u, Duration::from_millis(3));
     }
 
     #[test]

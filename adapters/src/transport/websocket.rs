@@ -54,13 +54,16 @@ pub struct WsOptions {
     pub tls: Option<super::TlsServer>,
     /// What a client dialing `wss://` trusts (default: the web's roots).
     pub trust: Option<super::TlsClient>,
-    /// Where on the process's grid of timer instants (a second apart, or
-    /// an eighth of the keepalive) this link's keepalive and idle checks
-    /// fall: zero (the default) puts every link of the process on the same
-    /// instants, so a thousand pings cost one wake-up. A load generator
-    /// standing in for many separate clients gives each link its own
-    /// phase, as separate processes' grids would be, so that their pings
-    /// do not reach the server in one burst.
+    /// How far the links made with these options move the process's grid
+    /// of timer instants, on which their keepalive pings and idle checks
+    /// fall (instants a second apart, or an eighth of the keepalive when
+    /// that is shorter; the phase is taken modulo that). Zero (the default)
+    /// puts every link of the process on the same instants, so a thousand
+    /// pings cost one wake-up; on a server's options it moves every
+    /// accepted link together. A load generator standing in for many
+    /// separate clients gives each link its own phase, as separate
+    /// processes' grids would be, so that their pings do not reach the
+    /// server in one burst.
     pub timer_phase: Duration,
 }
 
@@ -406,8 +409,8 @@ async fn read_frames<S>(
     let mut pacer = Pacer::new(o.inbound_rate, Instant::now());
     // The link's one timer: the idle close and the keepalive ping (see
     // `Activity`).
-    let grain = Grid::of(&o);
-    let mut timer = ThreadTimer::at(grain.coarse(activity.next_look(&o)));
+    let grid = Grid::of(&o);
+    let mut timer = ThreadTimer::at(grid.coarse(activity.next_look(&o)));
     loop {
         // The timer first: a peer that always has another message waiting
         // (a long upload) must not keep the ping it may need from going
@@ -433,7 +436,7 @@ async fn read_frames<S>(
                 let now = Instant::now();
                 if now < later(activity.last_heard(), o.idle_timeout) {
                     activity.ping_if_due(&o, now);
-                    timer.set_at(grain.coarse(activity.next_look(&o)));
+                    timer.set_at(grid.coarse(activity.next_look(&o)));
                     continue;
                 }
             }
@@ -442,7 +445,7 @@ async fn read_frames<S>(
                 activity.pinged_now();
                 // The peer keeps the link alive: the timer moves past
                 // its next ping instead of firing to find that out.
-                timer.set_at(grain.coarse(activity.next_look(&o)));
+                timer.set_at(grid.coarse(activity.next_look(&o)));
             }
             Some(_) => activity.heard_now(),
         }
@@ -473,7 +476,7 @@ async fn read_frames<S>(
         };
         // Not read again until this message's bytes are paid for.
         let paced = pacer.pace(message.len());
-        keeping_alive(paced, &mut timer, &activity, &o, grain).await;
+        keeping_alive(paced, &mut timer, &activity, &o, grid).await;
         match message {
             Ws::Binary(bytes) => match pieces.take(&bytes, started.elapsed().as_millis() as u64) {
                 Ok(Some(frame)) => {
@@ -482,7 +485,7 @@ async fn read_frames<S>(
                         break;
                     }
                     let taken = in_tx.send(frame);
-                    if keeping_alive(taken, &mut timer, &activity, &o, grain)
+                    if keeping_alive(taken, &mut timer, &activity, &o, grid)
                         .await
                         .is_err()
                     {
@@ -520,7 +523,7 @@ async fn keeping_alive<T>(
     timer: &mut ThreadTimer,
     activity: &Activity,
     o: &WsOptions,
-    grain: Grid,
+    grid: Grid,
 ) -> T {
     let mut work = std::pin::pin!(work);
     let mut waited = false;
@@ -535,13 +538,13 @@ async fn keeping_alive<T>(
             None => {
                 waited = true;
                 activity.ping_if_due(o, Instant::now());
-                timer.set_at(grain.coarse(activity.ping_due(o)));
+                timer.set_at(grid.coarse(activity.ping_due(o)));
             }
         }
     };
     if waited {
         activity.heard_now();
-        timer.set_at(grain.coarse(activity.next_look(o)));
+        timer.set_at(grid.coarse(activity.next_look(o)));
     }
     out
 }

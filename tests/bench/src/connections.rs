@@ -312,10 +312,12 @@ fn ack(batch: BatchId) -> Message {
 /// burst a second, which no crowd of real clients does (and which both
 /// stalls the edits queued behind the burst and lets the server answer a
 /// second's pings in one wake-up). The phases are spread over the second
-/// by the golden ratio, evenly for any count of connections.
+/// (the grid's tick at the default keepalive) by the golden ratio, nearly
+/// evenly for any count of connections.
 fn client_options(i: usize) -> WsOptions {
     const GOLDEN_NANOS: u64 = 618_033_989;
-    let nanos = (i as u64).wrapping_mul(GOLDEN_NANOS) % 1_000_000_000;
+    const SECOND: u64 = 1_000_000_000;
+    let nanos = (i as u64 % SECOND) * GOLDEN_NANOS % SECOND;
     WsOptions {
         timer_phase: Duration::from_nanos(nanos),
         ..WsOptions::default()

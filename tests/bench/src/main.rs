@@ -12,7 +12,9 @@ use docweave_bench::doc_api::{s13, S13Sizes};
 use docweave_bench::history::{s15, S15Sizes};
 use docweave_bench::loaded::{s12, FORMS};
 use docweave_bench::metadata::{fill, open, remove, s8};
-use docweave_bench::scenarios::{s1, s2, s3, s3_hooked, s3_quotas, s3_recorded, s4, s5, Transport};
+use docweave_bench::scenarios::{
+    s1, s2, s2_on_demand, s3, s3_hooked, s3_quotas, s3_recorded, s4, s5, Transport,
+};
 use docweave_bench::webhooks::{s14, S14Sizes};
 use docweave_bench::Run;
 use std::collections::BTreeMap;
@@ -24,7 +26,7 @@ static HEAP: docweave_bench::heap::Counting = docweave_bench::heap::Counting;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s15, s9-floor (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
+    /// all, s1 … s15, s2d, s9-floor (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
     /// or Debian's binaries for a throwaway cluster; s9, s13, s14 and s15
     /// the `docweave` binary).
     #[arg(long, default_value = "all")]
@@ -260,6 +262,10 @@ fn main() {
                 }
                 if want("s2") {
                     record(s2(s2_size.0, s2_size.1, *t).await);
+                }
+                // With S2 (or alone), so the two forms are compared in one run.
+                if want("s2") || want("s2d") {
+                    record(s2_on_demand(s2_size.0, s2_size.1, *t).await);
                 }
                 if want("s3") {
                     record(s3(s3_size.0, s3_size.1, *t).await);

@@ -151,10 +151,32 @@ fn text100(i: u64) -> String {
 }
 
 async fn server_with_docs(n: u64) -> Repo {
-    let server = Repo::builder("server")
-        .store(MemoryStore::new())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    server_with_docs_keeping(n, Metadata::All).await
+}
+
+/// Where a server keeps its idle documents' metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metadata {
+    /// Every document's, in memory (an embedding host's default).
+    All,
+    /// In the store, read on demand, with at most this many idle
+    /// documents' in memory and as many documents loaded (the server's way,
+    /// scaled down: `serve --idle-metadata`), and a peer that left
+    /// forgotten after half a second instead of a minute (until then what
+    /// it follows is not idle).
+    OnDemand(usize),
+}
+
+async fn server_with_docs_keeping(n: u64, metadata: Metadata) -> Repo {
+    let builder = Repo::builder("server").store(MemoryStore::new());
+    let builder = match metadata {
+        Metadata::All => builder,
+        Metadata::OnDemand(kept) => builder.max_docs_in_memory(kept).configure(|c| {
+            c.bounds.idle_metadata = kept;
+            c.timing.peer_linger_ms = 500;
+        }),
+    };
+    let server = builder.build().unwrap_or_else(|e| panic!("{e}"));
     for i in 0..n {
         let t = text100(i);
         let _ = server
@@ -355,7 +377,24 @@ pub async fn s1(n: u64, t: Transport) -> Run {
 /// the client is away; time, messages and bytes from the redial until the
 /// client has them.
 pub async fn s2(n: u64, k: u64, t: Transport) -> Run {
-    let server = server_with_docs(n).await;
+    s2_keeping(n, k, t, Metadata::All).await
+}
+
+/// S2 on a server that keeps idle documents' metadata in its store
+/// (scenario "S2d"): at most 1% of the documents' (and as many loaded),
+/// so the client's "what changed since" is answered from the store's
+/// index. It must take the frames S2 takes.
+pub async fn s2_on_demand(n: u64, k: u64, t: Transport) -> Run {
+    let kept = (n as usize / 100).max(1);
+    let run = s2_keeping(n, k, t, Metadata::OnDemand(kept)).await;
+    Run {
+        scenario: "S2d".into(),
+        ..run
+    }
+}
+
+async fn s2_keeping(n: u64, k: u64, t: Transport, metadata: Metadata) -> Run {
+    let server = server_with_docs_keeping(n, metadata).await;
     let net = Net::new(server, t).await;
     let (c, mut arrivals) = watched_client("client").await;
     c.connect_with("server", None, net.dialer(true))
@@ -368,6 +407,19 @@ pub async fn s2(n: u64, k: u64, t: Transport) -> Run {
     smol::Timer::after(Duration::from_millis(300)).await;
     net.disconnect();
     smol::Timer::after(Duration::from_millis(100)).await;
+    if let Metadata::OnDemand(kept) = metadata {
+        // The server forgets idle documents' metadata at its ticks once the
+        // client is forgotten, and looks again 10 s after a look that found
+        // too few idle (they were being written, or the client followed them).
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            let held = net.server.summary().await.map_or(0, |s| s.docs.len());
+            if held <= kept + kept / 8 {
+                break;
+            }
+            smol::Timer::after(Duration::from_millis(200)).await;
+        }
+    }
     let changed: Vec<String> = (0..k)
         .map(|j| format!("doc-{}", j * (n / k.max(1))))
         .collect();
@@ -377,6 +429,9 @@ pub async fn s2(n: u64, k: u64, t: Transport) -> Run {
             .edit(d, |doc| doc.get_text("t").insert(0, "x"))
             .await;
     }
+    // How many documents' metadata the server holds as the client comes
+    // back (all of them, or about the bound on demand).
+    let in_memory = net.server.summary().await.map_or(0, |s| s.docs.len());
     let handles: Vec<loro::LoroDoc> = {
         let mut v = Vec::new();
         for d in &changed {
@@ -421,6 +476,7 @@ pub async fn s2(n: u64, k: u64, t: Transport) -> Run {
         extra: vec![
             ("changed".into(), k as f64),
             ("message_budget".into(), (2 * k + 4) as f64),
+            ("metadata_in_memory".into(), in_memory as f64),
         ],
     }
 }

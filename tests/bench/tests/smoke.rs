@@ -1,6 +1,44 @@
 //! The benchmark scenarios with tiny sizes, so they cannot rot.
 
-use docweave_bench::scenarios::{s1, s2, s3, s3_hooked, s3_quotas, s3_recorded, s4, s5, Transport};
+use docweave_bench::scenarios::{
+    s1, s2, s2_on_demand, s3, s3_hooked, s3_quotas, s3_recorded, s4, s5, Transport,
+};
+
+#[test]
+fn a_warm_reconnect_takes_as_few_frames_when_the_server_forgot_idle_metadata() {
+    smol::block_on(async {
+        // 1% of the documents, kept loaded, is more than the changed ones:
+        // with fewer, they are read back in turn, in more replies.
+        let (n, k) = (1_000, 5);
+        let all = s2(n, k, Transport::Memory).await;
+        let on_demand = s2_on_demand(n, k, Transport::Memory).await;
+        let extra = |r: &docweave_bench::Run, name: &str| {
+            r.extra
+                .iter()
+                .find(|(e, _)| e == name)
+                .map_or(-1.0, |e| e.1)
+        };
+        // The server kept 10 idle documents' metadata (1% of 1,000, an
+        // eighth more at most) and the 5 it changed: the client's "what
+        // changed since" was answered from the store's index.
+        let held = extra(&on_demand, "metadata_in_memory");
+        assert!((0.0..=16.0).contains(&held), "{}", on_demand.json());
+        assert_eq!(
+            extra(&all, "metadata_in_memory"),
+            n as f64,
+            "{}",
+            all.json()
+        );
+        // As few frames as with every document's metadata in memory (one
+        // more or less as replies batch), within the budget of 2k + 4.
+        assert!(
+            on_demand.messages <= all.messages + 1 && on_demand.messages <= 2 * k + 4,
+            "{}\n{}",
+            all.json(),
+            on_demand.json()
+        );
+    });
+}
 
 #[test]
 fn every_scenario_runs_with_tiny_sizes() {
