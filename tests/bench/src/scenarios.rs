@@ -403,8 +403,31 @@ async fn s2_keeping(n: u64, k: u64, t: Transport, metadata: Metadata) -> Run {
         arrivals.reach(n as usize).await,
         "S2: initial sync did not finish"
     );
-    // Let acks and pulls settle.
-    smol::Timer::after(Duration::from_millis(300)).await;
+    // Let acks and pulls settle: until the client's cursor of the
+    // server's changes reached the server's clock and nothing crossed the
+    // wire for 300 ms. Holding every document is not enough: a server that
+    // holds few of them in memory refuses lookups past its bound per peer
+    // (256), the client asks for those again later, and its cursor waits
+    // for them; a reconnect before then walks the changes again from there
+    // (41 frames and 172 KB in S2d, with a fixed 300 ms).
+    let settle = Instant::now();
+    let mut seen = net.wire.get().0;
+    loop {
+        smol::Timer::after(Duration::from_millis(300)).await;
+        let now = net.wire.get().0;
+        let server_clock = net.server.summary().await.map(|s| s.clock);
+        let pulled = c.summary().await.ok().and_then(|s| {
+            s.peers
+                .into_iter()
+                .find(|(p, _, _)| p.as_str() == "server")
+                .map(|(_, _, cursor)| cursor.pulled)
+        });
+        let caught_up = matches!((server_clock, pulled), (Ok(s), Some(p)) if p >= s);
+        if (now == seen && caught_up) || settle.elapsed() > TIMEOUT {
+            break;
+        }
+        seen = now;
+    }
     net.disconnect();
     smol::Timer::after(Duration::from_millis(100)).await;
     if let Metadata::OnDemand(kept) = metadata {
