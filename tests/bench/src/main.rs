@@ -26,9 +26,10 @@ static HEAP: docweave_bench::heap::Counting = docweave_bench::heap::Counting;
 #[derive(Parser)]
 #[command(about = "docweave benchmark scenarios")]
 struct Args {
-    /// all, s1 … s15, s2d, s9-floor (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES,
-    /// or Debian's binaries for a throwaway cluster; s9, s13, s14 and s15
-    /// the `docweave` binary).
+    /// all, s1 … s15 (s2 also runs s2d, to compare them), s2d alone,
+    /// s9-floor (s6 and s7 need PostgreSQL: DOCWEAVE_BENCH_POSTGRES, or
+    /// Debian's binaries for a throwaway cluster; s9, s13, s14 and s15 the
+    /// `docweave` binary).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Runs per scenario.
