@@ -48,8 +48,8 @@ pub fn later(t: Instant, d: Duration) -> Instant {
 fn grid(t: Instant, tick: Duration, phase: Duration) -> (Instant, u128, u128) {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let tick = tick.as_nanos().max(1);
-    // Below a tick: a phase of a whole tick is the same grid. (Below a tick
-    // it fits in a u64 for any tick under 584 years.)
+    // Taken modulo the tick: a phase of a whole tick is the same grid. (A
+    // remainder fits in a u64 of nanoseconds for any tick under 584 years.)
     let phase = u64::try_from(phase.as_nanos() % tick).unwrap_or(0);
     let epoch = later(
         *EPOCH.get_or_init(Instant::now),
