@@ -9,7 +9,7 @@ fn s9_in_tiny_form_connects_everyone_and_every_edit_reaches_every_subscriber() {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_docweave"));
     let sizes = S9Sizes::quick();
     let r = smol::block_on(s9(bin, &sizes, &dir));
-    let extra = |k: &str| r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1);
+    let extra = |k: &str| r.figure(k).unwrap_or(-1.0);
     assert_eq!(extra("connected"), sizes.connections as f64, "{}", r.json());
     assert_eq!(extra("failed"), 0.0, "{}", r.json());
     assert_eq!(extra("errors"), 0.0, "{}", r.json());

@@ -19,9 +19,7 @@ fn s13_in_tiny_form_reads_the_large_document_and_posts_every_update() {
             "post_updates_per_s"
         ]
     );
-    let extra = |r: &docweave_bench::Run, k: &str| {
-        r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1)
-    };
+    let extra = |r: &docweave_bench::Run, k: &str| r.figure(k).unwrap_or(-1.0);
     // The JSON holds the whole text; the snapshot is what Loro exports.
     assert!(
         extra(&runs[0], "answer_bytes") > sizes.doc_chars as f64,

@@ -18,9 +18,7 @@ fn s15_in_tiny_form_pages_every_entry_reads_a_past_state_and_weighs_history() {
             "history_bytes_per_entry"
         ]
     );
-    let extra = |r: &docweave_bench::Run, k: &str| {
-        r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1)
-    };
+    let extra = |r: &docweave_bench::Run, k: &str| r.figure(k).unwrap_or(-1.0);
     // Every update was one entry, listed once across the pages.
     assert_eq!(runs[0].size, sizes.edits as u64);
     assert!(extra(&runs[0], "pages") >= (sizes.edits / sizes.page) as f64);

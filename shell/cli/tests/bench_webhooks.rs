@@ -18,9 +18,7 @@ fn s14_in_tiny_form_delivers_the_whole_backlog_and_measures_both_write_forms() {
             "post_updates_per_s_with_hook"
         ]
     );
-    let extra = |r: &docweave_bench::Run, k: &str| {
-        r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1)
-    };
+    let extra = |r: &docweave_bench::Run, k: &str| r.figure(k).unwrap_or(-1.0);
     // One event per document of the backlog, each once.
     assert_eq!(extra(&runs[0], "events_taken"), sizes.docs as f64);
     assert!(runs.iter().all(|r| r.value > 0.0), "{:?}", runs[0].json());

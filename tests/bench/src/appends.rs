@@ -144,7 +144,7 @@ pub async fn s11(size: usize, dir: &Path) -> Run {
     let floor = loro_floor(&base, &update);
 
     let mut trips = trips.lock().map(|t| t.clone()).unwrap_or_default();
-    trips.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    trips.sort_by(f64::total_cmp);
     for c in [first, appender] {
         c.close().await;
     }

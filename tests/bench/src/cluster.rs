@@ -232,7 +232,7 @@ fn latencies(arrivals: &[ArrivalLog], sent: &[Instant]) -> (Vec<f64>, Vec<f64>, 
         }
     }
     for v in [&mut all, &mut first, &mut last] {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v.sort_by(f64::total_cmp);
     }
     (all, first, last)
 }

@@ -634,7 +634,7 @@ pub async fn s9(bin: &Path, sizes: &S9Sizes, dir: &Path) -> Run {
             .filter(|(sent, _)| keep(*sent))
             .map(|(_, ms)| *ms)
             .collect();
-        ms.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        ms.sort_by(f64::total_cmp);
         ms
     };
     let delays = sorted(&|_| true);

@@ -63,6 +63,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// The further figure called `name` (see `extra`), if the run has it.
+    pub fn figure(&self, name: &str) -> Option<f64> {
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, x)| *x)
+    }
+
     /// Reads a run back from its JSON line.
     pub fn from_json(line: &str) -> Option<Run> {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;

@@ -440,9 +440,9 @@ fn print_table(runs: &[Run]) {
     println!("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     for ((s, t, size, metric), rs) in groups {
         let mut v: Vec<f64> = rs.iter().map(|r| r.value).collect();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v.sort_by(f64::total_cmp);
         let med = |mut xs: Vec<f64>| {
-            xs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            xs.sort_by(f64::total_cmp);
             xs.get(xs.len() / 2).copied().unwrap_or(0.0)
         };
         let messages = med(rs.iter().map(|r| r.messages as f64).collect());
@@ -451,10 +451,7 @@ fn print_table(runs: &[Run]) {
         let mut extra = Vec::new();
         if let Some(first) = rs.first() {
             for (k, _) in &first.extra {
-                let xs = rs
-                    .iter()
-                    .filter_map(|r| r.extra.iter().find(|(n, _)| n == k).map(|(_, x)| *x))
-                    .collect();
+                let xs = rs.iter().filter_map(|r| r.figure(k)).collect();
                 extra.push(format!("{k}={:.4}", med(xs)));
             }
         }

@@ -649,7 +649,7 @@ async fn s3_with(
         last = last.max(worst);
         latencies.push(worst.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0);
     }
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    latencies.sort_by(f64::total_cmp);
     let elapsed = last
         .saturating_duration_since(sent[0])
         .as_secs_f64()

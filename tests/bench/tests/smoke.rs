@@ -13,12 +13,7 @@ fn a_warm_reconnect_takes_as_few_frames_when_the_server_forgot_idle_metadata() {
         let (n, k) = (1_000u64, 5u64);
         let all = s2(n, k, Transport::Memory).await;
         let on_demand = s2_on_demand(n, k, Transport::Memory).await;
-        let extra = |r: &docweave_bench::Run, name: &str| {
-            r.extra
-                .iter()
-                .find(|(e, _)| e == name)
-                .map_or(-1.0, |e| e.1)
-        };
+        let extra = |r: &docweave_bench::Run, name: &str| r.figure(name).unwrap_or(-1.0);
         // Before the client came back, the server held about 1% of the
         // documents' metadata (up to an eighth more) and the k it changed:
         // the rest were only in its store.
@@ -51,8 +46,8 @@ fn every_scenario_runs_with_tiny_sizes() {
         for t in [Transport::Memory, Transport::WebSocket] {
             let r = s1(10, t).await;
             assert!(r.value > 0.0 && r.messages > 0, "{}", r.json());
-            let kept = r.extra.iter().find(|(n, _)| n == "floor_kept_seconds");
-            assert!(kept.is_some_and(|k| k.1 > 0.0), "{}", r.json());
+            let kept = r.figure("floor_kept_seconds");
+            assert!(kept.is_some_and(|k| k > 0.0), "{}", r.json());
             let r = s2(20, 2, t).await;
             assert!(r.messages > 0, "{}", r.json());
             let r = s3(3, 10, t).await;
@@ -62,15 +57,15 @@ fn every_scenario_runs_with_tiny_sizes() {
             // A hook's listener followed the edits: pulled, and told of
             // the edited document.
             let r = s3_hooked(3, 10, t).await;
-            let hooked = |k: &str| r.extra.iter().find(|(n, _)| n == k).map_or(0.0, |e| e.1);
+            let hooked = |k: &str| r.figure(k).unwrap_or(0.0);
             assert!(
                 r.scenario == "S3h" && hooked("hook_strands_acked") >= 1.0 && r.value > 0.0,
                 "{}",
                 r.json()
             );
             let r = s3_recorded(3, 10, t).await;
-            let recorded = r.extra.iter().find(|(k, _)| k == "recorded_bytes");
-            assert!(recorded.is_some_and(|(_, b)| *b > 0.0), "{}", r.json());
+            let recorded = r.figure("recorded_bytes");
+            assert!(recorded.is_some_and(|b| b > 0.0), "{}", r.json());
         }
         assert!(s4(1_000, 1, false).value > 0.0);
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -86,7 +81,7 @@ fn every_scenario_runs_with_tiny_sizes() {
         // A large append: acknowledged (asserted inside), the good client
         // made round trips meanwhile, Loro's floor measured.
         let r = docweave_bench::appends::s11(20_000, &dir).await;
-        let extra = |k: &str| r.extra.iter().find(|(n, _)| n == k).map_or(0.0, |e| e.1);
+        let extra = |k: &str| r.figure(k).unwrap_or(0.0);
         assert!(
             r.value > 0.0 && extra("loro_import_s") > 0.0,
             "{}",
@@ -99,15 +94,15 @@ fn every_scenario_runs_with_tiny_sizes() {
         for form in docweave_bench::loaded::FORMS {
             let r = docweave_bench::loaded::s12(form, 200, &dir);
             assert_eq!(r.size, 200, "{}", r.json());
-            let awake = r.extra.iter().find(|(k, _)| k == "replicas_resident");
-            let ready = r.extra.iter().find(|(k, _)| k == "ready");
+            let awake = r.figure("replicas_resident");
+            let ready = r.figure("ready");
             if form != "loro" {
-                assert_eq!(ready.map(|e| e.1), Some(200.0), "{}", r.json());
+                assert_eq!(ready, Some(200.0), "{}", r.json());
             }
             match form {
-                "node" => assert_eq!(awake.map(|e| e.1), Some(200.0), "{}", r.json()),
-                "asleep" => assert_eq!(awake.map(|e| e.1), Some(0.0), "{}", r.json()),
-                "woken" => assert_eq!(awake.map(|e| e.1), Some(200.0), "{}", r.json()),
+                "node" => assert_eq!(awake, Some(200.0), "{}", r.json()),
+                "asleep" => assert_eq!(awake, Some(0.0), "{}", r.json()),
+                "woken" => assert_eq!(awake, Some(200.0), "{}", r.json()),
                 _ => {}
             }
         }
@@ -123,9 +118,7 @@ fn a_server_holding_many_documents_keeps_only_the_idle_bound_of_their_metadata()
     let mut store = docweave_bench::metadata::open(&at).unwrap();
     docweave_bench::metadata::fill(store.as_mut(), n).unwrap();
     drop(store);
-    let extra = |r: &docweave_bench::Run, k: &str| {
-        r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1)
-    };
+    let extra = |r: &docweave_bench::Run, k: &str| r.figure(k).unwrap_or(-1.0);
     let lazy = docweave_bench::metadata::s8("sqlite/on-demand", &at, n, 50);
     let eager = docweave_bench::metadata::s8("sqlite/all", &at, n, 50);
     docweave_bench::metadata::remove(&path);
@@ -182,7 +175,7 @@ fn s9_floor_in_tiny_form_keeps_every_connection_open() {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_docweave-ping-floor"));
     let sizes = docweave_bench::connections::S9Sizes::quick();
     let r = smol::block_on(docweave_bench::connections::s9_floor(bin, &sizes));
-    let extra = |k: &str| r.extra.iter().find(|(n, _)| n == k).map_or(-1.0, |e| e.1);
+    let extra = |k: &str| r.figure(k).unwrap_or(-1.0);
     assert_eq!(extra("connected"), sizes.connections as f64, "{}", r.json());
     assert_eq!(extra("failed"), 0.0, "{}", r.json());
     assert_eq!(
